@@ -1,0 +1,421 @@
+//! Receive buffer pool: fixed-size buffers lent to the caller without a copy.
+//!
+//! Owns: one allocation of `count` buffers of `size` bytes per driver, and [`RecvBuf`], the
+//! owned view of one filled buffer that hands it back to the pool when dropped.
+//! Contract: the same [`RecvBuf`] type under both backends. Under io_uring the pool is a
+//! provided-buffer ring (buf_ring) that the kernel picks buffers from; under poll it is a
+//! free list the driver reads into.
+//!
+//! Safety model (who may touch which memory, and until when):
+//! - A buffer is in exactly one place: in the ring / free list (the kernel, or the poll
+//!   backend's next read, may write it), or lent out as a [`RecvBuf`] (read-only for the
+//!   caller, untouched by anyone else).
+//! - The kernel hands a buffer back with a completion; [`BufPool::claim`] turns that into a
+//!   [`RecvBuf`]. Dropping the `RecvBuf` puts the buffer back at the ring's tail, publishing
+//!   it to the kernel with a release store.
+//! - The allocation lives as long as the pool or any `RecvBuf` (both hold an `Rc`). If a
+//!   driver is dropped while the kernel may still write into the pool, it calls
+//!   [`BufPool::leak`] and the memory is never freed.
+#![allow(unsafe_code)] // Raw buffer memory shared with the kernel; every block has a SAFETY note.
+
+use std::alloc::{self, Layout};
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::io;
+use std::ops::Deref;
+use std::ptr::NonNull;
+use std::rc::Rc;
+
+/// One entry of the kernel's `struct io_uring_buf`; entry 0's `resv` field is the ring tail.
+#[cfg(uring)]
+#[repr(C)]
+struct RingEntry {
+    addr: u64,
+    len: u32,
+    bid: u16,
+    resv: u16,
+}
+
+enum Mode {
+    /// Buffers live in a kernel-visible provided-buffer ring.
+    #[cfg(uring)]
+    Ring {
+        // INVARIANT: `entries` points to `count` zero-initialised `RingEntry`s allocated with
+        // `layout` (page aligned, as the kernel requires), alive as long as the pool.
+        entries: NonNull<RingEntry>,
+        layout: Layout,
+        /// Our copy of the tail (the kernel only reads it).
+        tail: Cell<u16>,
+    },
+    /// Buffers live in a free list that the poll backend reads into.
+    List { free: RefCell<Vec<u16>> },
+}
+
+struct PoolInner {
+    // INVARIANT: `mem` points to `count * size` bytes allocated with `mem_layout`, alive until
+    // this value is dropped (or forever once `leaked`).
+    mem: NonNull<u8>,
+    mem_layout: Layout,
+    size: u32,
+    count: u16,
+    mode: Mode,
+    /// Buffers in the ring or free list (not lent out).
+    available: Cell<u32>,
+    leaked: Cell<bool>,
+}
+
+/// A per-driver pool of receive buffers. Cloning shares the pool.
+#[derive(Clone)]
+pub(crate) struct BufPool {
+    inner: Rc<PoolInner>,
+}
+
+impl BufPool {
+    fn allocate(size: u32, count: u16, mode: Mode) -> io::Result<Self> {
+        let total = (size as usize)
+            .checked_mul(count as usize)
+            .filter(|total| *total > 0)
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "empty or oversized pool")
+            })?;
+        let mem_layout = Layout::from_size_align(total, 4096)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        // SAFETY: `mem_layout` has a non-zero size (checked above).
+        let mem = unsafe { alloc::alloc_zeroed(mem_layout) };
+        let mem = NonNull::new(mem).ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))?;
+        Ok(Self {
+            inner: Rc::new(PoolInner {
+                mem,
+                mem_layout,
+                size,
+                count,
+                mode,
+                available: Cell::new(u32::from(count)),
+                leaked: Cell::new(false),
+            }),
+        })
+    }
+
+    /// A pool for the poll backend: a free list of `count` buffers of `size` bytes.
+    pub(crate) fn new_list(size: u32, count: u16) -> io::Result<Self> {
+        let free = (0..count).rev().collect();
+        Self::allocate(
+            size,
+            count,
+            Mode::List {
+                free: RefCell::new(free),
+            },
+        )
+    }
+
+    /// A pool laid out as a provided-buffer ring of `count` entries (a power of two), every
+    /// buffer already published at the tail. Register it with [`BufPool::ring_addr`].
+    #[cfg(uring)]
+    pub(crate) fn new_ring(size: u32, count: u16) -> io::Result<Self> {
+        assert!(
+            count.is_power_of_two(),
+            "ring size must be a power of two (validated config)"
+        );
+        let layout = Layout::array::<RingEntry>(count as usize)
+            .and_then(|layout| layout.align_to(4096))
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        // SAFETY: `layout` is non-zero sized (`count >= 1`).
+        let entries = unsafe { alloc::alloc_zeroed(layout) }.cast::<RingEntry>();
+        let entries =
+            NonNull::new(entries).ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))?;
+        let pool = Self::allocate(
+            size,
+            count,
+            Mode::Ring {
+                entries,
+                layout,
+                tail: Cell::new(0),
+            },
+        )
+        .inspect_err(|_| {
+            // SAFETY: allocated just above with `layout`, not shared with anyone yet.
+            unsafe { alloc::dealloc(entries.as_ptr().cast(), layout) }
+        })?;
+        pool.inner.available.set(0);
+        for bid in 0..count {
+            pool.inner.give_back(bid);
+        }
+        Ok(pool)
+    }
+
+    /// Address of the ring entries, for `IORING_REGISTER_PBUF_RING`.
+    #[cfg(uring)]
+    pub(crate) fn ring_addr(&self) -> u64 {
+        match &self.inner.mode {
+            Mode::Ring { entries, .. } => entries.as_ptr() as u64,
+            Mode::List { .. } => unreachable!("ring_addr on a list pool"),
+        }
+    }
+
+    /// Size of each buffer.
+    pub(crate) fn buf_size(&self) -> u32 {
+        self.inner.size
+    }
+
+    /// Number of buffers in the pool.
+    pub(crate) fn count(&self) -> u16 {
+        self.inner.count
+    }
+
+    /// Buffers not lent out (in the ring or the free list).
+    pub(crate) fn available(&self) -> u32 {
+        self.inner.available.get()
+    }
+
+    /// Takes a free buffer (list mode), lets `read` fill it, and returns the filled part as
+    /// a [`RecvBuf`]; `None` when no buffer is free. A read of 0 bytes yields an empty
+    /// `RecvBuf` (end of stream); an error returns the buffer to the pool.
+    pub(crate) fn read_with(
+        &self,
+        read: impl FnOnce(&mut [u8]) -> io::Result<usize>,
+    ) -> Option<io::Result<RecvBuf>> {
+        let Mode::List { free } = &self.inner.mode else {
+            unreachable!("read_with on a ring pool: the kernel picks ring buffers")
+        };
+        let bid = free.borrow_mut().pop()?;
+        self.inner.available.set(self.inner.available.get() - 1);
+        let size = self.inner.size as usize;
+        // SAFETY: `bid < count` (free list holds only valid ids) so the range is inside `mem`;
+        // the buffer was in the free list, so nobody else holds a view of it, and this `&mut`
+        // ends before the buffer is lent out or returned.
+        let slice = unsafe {
+            std::slice::from_raw_parts_mut(self.inner.mem.as_ptr().add(bid as usize * size), size)
+        };
+        let result = read(slice);
+        let mut buf = RecvBuf {
+            pool: Rc::clone(&self.inner),
+            bid,
+            len: 0,
+        };
+        Some(result.map(|len| {
+            buf.len = len.min(size) as u32;
+            buf
+        }))
+    }
+
+    /// Takes ownership of ring buffer `bid`, which the kernel filled with `len` bytes.
+    ///
+    /// # Safety
+    /// `bid` must come from a completion of this pool's ring (IORING_CQE_F_BUFFER), and each
+    /// such completion may be claimed once: the kernel then no longer writes to the buffer
+    /// and no other `RecvBuf` for it exists.
+    #[cfg(uring)]
+    pub(crate) unsafe fn claim(&self, bid: u16, len: u32) -> RecvBuf {
+        debug_assert!(bid < self.inner.count);
+        debug_assert!(len <= self.inner.size);
+        self.inner
+            .available
+            .set(self.inner.available.get().saturating_sub(1));
+        RecvBuf {
+            pool: Rc::clone(&self.inner),
+            bid,
+            len: len.min(self.inner.size),
+        }
+    }
+
+    /// Never free the memory: the kernel may still write into it.
+    #[cfg_attr(not(uring), allow(dead_code))]
+    pub(crate) fn leak(&self) {
+        self.inner.leaked.set(true);
+    }
+}
+
+impl fmt::Debug for BufPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BufPool")
+            .field("size", &self.inner.size)
+            .field("count", &self.inner.count)
+            .field("available", &self.inner.available.get())
+            .finish()
+    }
+}
+
+impl PoolInner {
+    fn give_back(&self, bid: u16) {
+        match &self.mode {
+            #[cfg(uring)]
+            Mode::Ring { entries, tail, .. } => {
+                let mask = self.count - 1;
+                let index = tail.get() & mask;
+                let addr = self.mem.as_ptr() as u64 + u64::from(bid) * u64::from(self.size);
+                // SAFETY: `index < count`, so the entry is inside the ring allocation. The
+                // kernel reads entries only between its head and the published tail, and this
+                // one is past the tail until the release store below. `resv` is not written:
+                // in entry 0 it is the tail itself.
+                unsafe {
+                    let entry = entries.as_ptr().add(index as usize);
+                    (&raw mut (*entry).addr).write(addr);
+                    (&raw mut (*entry).len).write(self.size);
+                    (&raw mut (*entry).bid).write(bid);
+                }
+                let next = tail.get().wrapping_add(1);
+                tail.set(next);
+                // SAFETY: entry 0's `resv` is the ring tail (`struct io_uring_buf_ring`); it is
+                // 2-byte aligned, lives as long as the ring, and the kernel reads it atomically.
+                let shared_tail = unsafe {
+                    &*(&raw const (*entries.as_ptr()).resv).cast::<std::sync::atomic::AtomicU16>()
+                };
+                shared_tail.store(next, std::sync::atomic::Ordering::Release);
+            }
+            Mode::List { free } => free.borrow_mut().push(bid),
+        }
+        self.available.set(self.available.get() + 1);
+    }
+}
+
+impl Drop for PoolInner {
+    fn drop(&mut self) {
+        if self.leaked.get() {
+            return;
+        }
+        // SAFETY: allocated in `allocate` with `mem_layout`; no `RecvBuf` is left (each holds
+        // an `Rc` to this value) and the kernel is done with it (else `leaked` would be set).
+        unsafe { alloc::dealloc(self.mem.as_ptr(), self.mem_layout) };
+        #[cfg(uring)]
+        if let Mode::Ring {
+            entries, layout, ..
+        } = &self.mode
+        {
+            // SAFETY: allocated in `new_ring` with `layout`; same argument as above.
+            unsafe { alloc::dealloc(entries.as_ptr().cast(), *layout) };
+        }
+    }
+}
+
+/// Received bytes in a pool buffer, lent to the caller without a copy.
+///
+/// Dereferences to `&[u8]`. Dropping it returns the buffer to the pool, so hold it only while
+/// parsing: a protocol that must keep bytes copies just those. It is `!Send`: buffers belong
+/// to the driver's thread.
+pub struct RecvBuf {
+    pool: Rc<PoolInner>,
+    bid: u16,
+    len: u32,
+}
+
+impl RecvBuf {
+    /// The buffer's index in its pool (diagnostics and tests).
+    #[must_use]
+    pub fn buffer_id(&self) -> u16 {
+        self.bid
+    }
+}
+
+impl Deref for RecvBuf {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        let offset = self.bid as usize * self.pool.size as usize;
+        // SAFETY: `bid < count` and `len <= size` (checked where made), so the range is inside
+        // `mem`, which the `Rc` keeps alive. The buffer is lent to this `RecvBuf` alone: the
+        // kernel and the poll backend write only buffers in the ring or free list.
+        unsafe { std::slice::from_raw_parts(self.pool.mem.as_ptr().add(offset), self.len as usize) }
+    }
+}
+
+impl AsRef<[u8]> for RecvBuf {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+impl fmt::Debug for RecvBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecvBuf")
+            .field("bid", &self.bid)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl Drop for RecvBuf {
+    fn drop(&mut self) {
+        self.pool.give_back(self.bid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_pool_lends_and_takes_back() {
+        let pool = BufPool::new_list(8, 2).unwrap();
+        let a = pool.read_with(|b| {
+            b[..3].copy_from_slice(b"abc");
+            Ok(3)
+        });
+        let a = a.unwrap().unwrap();
+        assert_eq!(&*a, b"abc");
+        assert_eq!(pool.available(), 1);
+        let b = pool.read_with(|b| {
+            b.fill(7);
+            Ok(8)
+        });
+        let b = b.unwrap().unwrap();
+        assert_eq!(&*b, &[7; 8]);
+        assert!(pool.read_with(|_| Ok(1)).is_none(), "pool is empty");
+        drop(a);
+        assert_eq!(pool.available(), 1);
+        let c = pool.read_with(|b| Ok(b.len())).unwrap().unwrap();
+        assert_eq!(c.len(), 8);
+        drop((b, c));
+        assert_eq!(pool.available(), 2);
+    }
+
+    #[test]
+    fn read_errors_and_eof_return_the_buffer() {
+        let pool = BufPool::new_list(4, 1).unwrap();
+        let err = pool
+            .read_with(|_| Err(io::ErrorKind::WouldBlock.into()))
+            .unwrap();
+        assert!(err.is_err());
+        assert_eq!(pool.available(), 1);
+        let eof = pool.read_with(|_| Ok(0)).unwrap().unwrap();
+        assert!(eof.is_empty());
+        drop(eof);
+        assert_eq!(pool.available(), 1);
+    }
+
+    #[test]
+    fn a_view_outlives_its_pool_handle() {
+        let pool = BufPool::new_list(4, 1).unwrap();
+        let buf = pool.read_with(|b| {
+            b.copy_from_slice(b"live");
+            Ok(4)
+        });
+        drop(pool);
+        assert_eq!(&*buf.unwrap().unwrap(), b"live");
+    }
+
+    #[cfg(uring)]
+    #[test]
+    fn ring_pool_publishes_every_buffer_and_takes_back_in_order() {
+        let pool = BufPool::new_ring(16, 4).unwrap();
+        assert_eq!(pool.available(), 4);
+        let Mode::Ring { entries, tail, .. } = &pool.inner.mode else {
+            unreachable!()
+        };
+        assert_eq!(tail.get(), 4);
+        // SAFETY: test reads entries of a ring never registered with a kernel.
+        let bids: Vec<u16> = (0..4)
+            .map(|i| unsafe { (*entries.as_ptr().add(i)).bid })
+            .collect();
+        assert_eq!(bids, [0, 1, 2, 3]);
+        // SAFETY: buffer 2 is treated as handed back by a (simulated) completion, once.
+        let buf = unsafe { pool.claim(2, 5) };
+        assert_eq!(buf.len(), 5);
+        assert_eq!(pool.available(), 3);
+        drop(buf);
+        assert_eq!(tail.get(), 5);
+        // SAFETY: as above.
+        let reused = unsafe { (*entries.as_ptr()).bid };
+        assert_eq!(reused, 2, "slot 4 & mask = 0 now holds buffer 2");
+        assert_eq!(pool.available(), 4);
+    }
+}

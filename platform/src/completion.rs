@@ -1,0 +1,96 @@
+//! What a driver turn reports back.
+
+use std::net::SocketAddr;
+
+use crate::buf::RecvBuf;
+use crate::error::OpError;
+use crate::id::{SocketId, TimerId};
+
+/// One completed event, delivered by [`Driver::turn`](crate::Driver::turn).
+///
+/// Completions for a socket arrive in the order the kernel produced them; none arrive for a
+/// socket after [`Driver::close`](crate::Driver::close) was called on it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Completion {
+    /// A listener accepted a connection; the new socket is already in the driver's table
+    /// (call [`Driver::recv`](crate::Driver::recv) to start reading it). An error does not
+    /// stop the listener (EMFILE, ECONNABORTED, ...): it keeps accepting while wanted.
+    Accepted {
+        /// The listening socket.
+        listener: SocketId,
+        /// The accepted socket, or why accepting failed.
+        result: Result<SocketId, OpError>,
+    },
+    /// An outbound connection finished connecting, or failed to.
+    Connected {
+        /// The connecting socket (close it after a failure).
+        socket: SocketId,
+        /// `Ok` once connected.
+        result: Result<(), OpError>,
+    },
+    /// Bytes arrived on a stream socket, in a pool buffer lent to the caller (drop it soon:
+    /// it goes back to the pool on drop).
+    Received {
+        /// The socket.
+        socket: SocketId,
+        /// The bytes.
+        buf: RecvBuf,
+    },
+    /// A datagram arrived.
+    ReceivedFrom {
+        /// The datagram socket.
+        socket: SocketId,
+        /// The payload.
+        buf: RecvBuf,
+        /// The sender.
+        from: SocketAddr,
+        /// The datagram was longer than a pool buffer and was cut to fit.
+        truncated: bool,
+    },
+    /// The peer shut down its sending side (a read returned 0). Receiving has stopped; the
+    /// socket can still send.
+    Eof {
+        /// The socket.
+        socket: SocketId,
+    },
+    /// Receiving failed (ECONNRESET, ...); receiving has stopped.
+    RecvError {
+        /// The socket.
+        socket: SocketId,
+        /// What failed.
+        error: OpError,
+    },
+    /// The kernel took `bytes` from the socket's send queue; `queued` bytes remain in it.
+    Sent {
+        /// The socket.
+        socket: SocketId,
+        /// Bytes accepted by the kernel in this completion.
+        bytes: usize,
+        /// Bytes still queued in the driver for this socket.
+        queued: usize,
+    },
+    /// Sending failed (EPIPE, ECONNRESET, ...): the send queue was discarded and later sends
+    /// on this socket are discarded too.
+    SendError {
+        /// The socket.
+        socket: SocketId,
+        /// What failed.
+        error: OpError,
+    },
+    /// The write side was shut down (after every queued byte was sent), or that failed.
+    ShutdownDone {
+        /// The socket.
+        socket: SocketId,
+        /// `Ok` once shut down.
+        result: Result<(), OpError>,
+    },
+    /// A timer expired.
+    Timer {
+        /// The timer.
+        timer: TimerId,
+    },
+    /// Another thread called [`Waker::wake`](crate::Waker::wake). Several wakes may merge
+    /// into one completion.
+    Woken,
+}

@@ -1,0 +1,208 @@
+//! Driver configuration, backend selection and what a backend reports about itself.
+
+use std::fmt;
+
+use std::str::FromStr;
+
+use crate::error::SetupError;
+
+/// Which backend to use.
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+pub enum BackendChoice {
+    /// io_uring when it sets up and has every needed feature, else poll (one log line says why).
+    #[default]
+    Auto,
+    /// io_uring, or an error saying why it cannot work here.
+    Uring,
+    /// The portable readiness backend (mio: epoll, kqueue, IOCP).
+    Poll,
+}
+
+impl BackendChoice {
+    /// The environment variable that overrides the configured choice.
+    pub const ENV: &'static str = "RINGWORK_BACKEND";
+
+    /// The choice from `RINGWORK_BACKEND` if set, else `self`.
+    ///
+    /// # Errors
+    /// [`SetupError::BadBackendVariable`] when the variable holds an unknown value.
+    pub fn with_env_override(self) -> Result<BackendChoice, SetupError> {
+        match std::env::var(Self::ENV) {
+            Ok(value) => value.parse(),
+            Err(std::env::VarError::NotPresent) => Ok(self),
+            Err(std::env::VarError::NotUnicode(value)) => Err(SetupError::BadBackendVariable {
+                value: value.to_string_lossy().into_owned(),
+            }),
+        }
+    }
+}
+
+impl FromStr for BackendChoice {
+    type Err = SetupError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "" | "auto" => Ok(BackendChoice::Auto),
+            "uring" | "io_uring" | "io-uring" => Ok(BackendChoice::Uring),
+            "poll" | "mio" | "epoll" => Ok(BackendChoice::Poll),
+            _ => Err(SetupError::BadBackendVariable {
+                value: s.to_string(),
+            }),
+        }
+    }
+}
+
+/// The backend a driver runs on.
+#[derive(Clone, Copy, Debug, Eq, Hash, PartialEq)]
+pub enum BackendKind {
+    /// io_uring.
+    Uring,
+    /// mio readiness (epoll, kqueue, IOCP).
+    Poll,
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BackendKind::Uring => "uring",
+            BackendKind::Poll => "poll",
+        })
+    }
+}
+
+/// Settings for a [`Driver`](crate::Driver). Defaults suit a server with thousands of
+/// connections per core.
+#[derive(Clone, Debug)]
+pub struct DriverConfig {
+    /// Backend to use; `RINGWORK_BACKEND` overrides it.
+    pub backend: BackendChoice,
+    /// io_uring submission queue entries (power of two).
+    pub sq_entries: u32,
+    /// io_uring completion queue entries (power of two, at least `2 * sq_entries`). Multishot
+    /// operations post many completions per submission, so this is sized generously; an
+    /// overflow is detected and counted in [`Stats::cq_overflows`].
+    pub cq_entries: u32,
+    /// Size of each receive buffer, in bytes.
+    pub buf_size: u32,
+    /// Number of receive buffers per driver (power of two, at most 32768).
+    pub buf_count: u16,
+    /// Largest number of buffers handed to one vectored send.
+    pub max_send_iovecs: usize,
+    /// Most receives served from one socket per turn by the poll backend before it moves on
+    /// (fairness between busy sockets).
+    pub poll_reads_per_turn: usize,
+    /// Test hook: make io_uring setup fail with this errno, as a seccomp filter or the sysctl
+    /// would, so the fallback path can be exercised on a machine where io_uring works.
+    #[doc(hidden)]
+    pub simulate_uring_setup_errno: Option<i32>,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        Self {
+            backend: BackendChoice::Auto,
+            sq_entries: 256,
+            cq_entries: 4096,
+            buf_size: 16 * 1024,
+            buf_count: 1024,
+            max_send_iovecs: 64,
+            poll_reads_per_turn: 16,
+            simulate_uring_setup_errno: None,
+        }
+    }
+}
+
+impl DriverConfig {
+    pub(crate) fn validate(&self) -> Result<(), SetupError> {
+        let bad = |what: String| Err(SetupError::InvalidConfig { what });
+        if !self.sq_entries.is_power_of_two() || self.sq_entries > 32768 {
+            return bad(format!(
+                "sq_entries {} must be a power of two <= 32768",
+                self.sq_entries
+            ));
+        }
+        if !self.cq_entries.is_power_of_two() || self.cq_entries < 2 * self.sq_entries {
+            return bad(format!(
+                "cq_entries {} must be a power of two >= 2 * sq_entries",
+                self.cq_entries
+            ));
+        }
+        if !self.buf_count.is_power_of_two() || self.buf_count > 32768 {
+            return bad(format!(
+                "buf_count {} must be a power of two <= 32768",
+                self.buf_count
+            ));
+        }
+        if self.buf_size == 0 || self.buf_size > (1 << 30) {
+            return bad(format!("buf_size {} must be in 1..=1 GiB", self.buf_size));
+        }
+        if self.max_send_iovecs == 0 || self.max_send_iovecs > 1024 {
+            return bad(format!(
+                "max_send_iovecs {} must be in 1..=1024",
+                self.max_send_iovecs
+            ));
+        }
+        if self.poll_reads_per_turn == 0 {
+            return bad("poll_reads_per_turn must be at least 1".to_string());
+        }
+        Ok(())
+    }
+}
+
+/// What the running backend found and uses.
+#[derive(Clone, Debug, Default, Eq, PartialEq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// The backend (`None` only in `Default`).
+    pub backend: Option<BackendKind>,
+    /// Kernel release (Linux) as reported by uname.
+    pub kernel: Option<String>,
+    /// Submission queue entries granted.
+    pub sq_entries: u32,
+    /// Completion queue entries granted.
+    pub cq_entries: u32,
+    /// IORING_SETUP_SINGLE_ISSUER in use.
+    pub single_issuer: bool,
+    /// IORING_SETUP_DEFER_TASKRUN in use.
+    pub defer_taskrun: bool,
+    /// IORING_SETUP_COOP_TASKRUN in use (when DEFER_TASKRUN is not).
+    pub coop_taskrun: bool,
+    /// IORING_FEAT_NODROP: overflowed completions are kept by the kernel, not lost.
+    pub nodrop: bool,
+    /// IORING_FEAT_EXT_ARG: waits carry their timeout in the same enter.
+    pub ext_arg: bool,
+    /// Multishot accept in use.
+    pub multishot_accept: bool,
+    /// Multishot recv with a provided buffer ring in use.
+    pub multishot_recv: bool,
+    /// A provided buffer ring (buf_ring) is registered.
+    pub buf_ring: bool,
+    /// Opcodes the probe reported as supported, by name (those the backend cares about).
+    pub opcodes: Vec<&'static str>,
+    /// Why io_uring is not in use, when the poll backend was chosen automatically.
+    pub uring_unavailable: Option<crate::error::UringUnavailable>,
+}
+
+/// Counters a driver keeps; cheap to read at any time.
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Loop turns.
+    pub turns: u64,
+    /// Calls into the kernel to submit or wait (`io_uring_enter`, or `epoll_wait` for poll).
+    pub enters: u64,
+    /// Operations submitted (SQEs; for poll, system calls made on behalf of operations).
+    pub submitted: u64,
+    /// Kernel completions reaped (CQEs; for poll, readiness events).
+    pub completions: u64,
+    /// Completions delivered to the caller.
+    pub delivered: u64,
+    /// Completions dropped because their socket was closed (or its slot reused).
+    pub stale: u64,
+    /// Receives that found no free buffer (ENOBUFS) and waited for one.
+    pub buffer_starvations: u64,
+    /// Times the completion queue overflowed (completions kept by the kernel and flushed).
+    pub cq_overflows: u64,
+    /// Completions the kernel dropped on overflow (only without IORING_FEAT_NODROP): an error.
+    pub cq_dropped: u64,
+}

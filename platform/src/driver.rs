@@ -1,0 +1,427 @@
+//! [`Driver`]: the one completion-style interface over both backends.
+//!
+//! Owns: backend selection (configuration, `RINGWORK_BACKEND`, automatic fallback with one
+//! log line), socket creation, and the caller-facing operations, which record intent in the
+//! shared [`Core`] for the backend to carry out in the next [`Driver::turn`].
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use socket2::{Domain, SockAddr, SockRef, Socket, Type};
+
+use crate::completion::Completion;
+use crate::config::{BackendChoice, BackendKind, Capabilities, DriverConfig, Stats};
+use crate::error::{OpError, SetupError, UringUnavailable};
+use crate::id::{OpKind, SocketId, TimerId};
+use crate::sys;
+use crate::table::{Core, Shutdown, SocketKind};
+use crate::waker::Waker;
+
+/// Options for [`Driver::listen`].
+#[derive(Clone, Debug)]
+pub struct ListenOptions {
+    /// Length of the kernel's accept queue.
+    pub backlog: i32,
+    /// SO_REUSEPORT (Unix, TCP only): every core opens its own listener on the same address
+    /// and the kernel spreads connections between them.
+    pub reuse_port: bool,
+    /// IPV6_V6ONLY for IPv6 listeners (`None` keeps the OS default).
+    pub only_v6: Option<bool>,
+}
+
+impl Default for ListenOptions {
+    fn default() -> Self {
+        Self {
+            backlog: 1024,
+            reuse_port: true,
+            only_v6: None,
+        }
+    }
+}
+
+enum Backend {
+    #[cfg(uring)]
+    Uring(Box<sys::uring::Uring>),
+    Poll(Box<sys::poll::Poll>),
+}
+
+/// Runs `$body` with `$b` bound to the active backend.
+macro_rules! with_backend {
+    ($backend:expr, $b:ident => $body:expr) => {
+        match $backend {
+            #[cfg(uring)]
+            Backend::Uring($b) => $body,
+            Backend::Poll($b) => $body,
+        }
+    };
+}
+
+/// A per-thread I/O driver: sockets, timers and a wake-up, with completions delivered in
+/// batches by [`Driver::turn`].
+///
+/// Use it in this order:
+/// 1. create sockets ([`Driver::listen`], [`Driver::connect`], [`Driver::bind_udp`]);
+/// 2. say what you want of them ([`Driver::accept`], [`Driver::recv`], [`Driver::send`], ...):
+///    nothing reaches the kernel yet;
+/// 3. call [`Driver::turn`], which submits everything in one go, waits, and returns
+///    completions; react to them (more of step 2) and turn again.
+///
+/// A driver belongs to the thread that made it (it is `!Send`): io_uring is set up with
+/// SINGLE_ISSUER, and receive buffers are lent without locks.
+pub struct Driver {
+    core: Core,
+    backend: Backend,
+}
+
+impl Driver {
+    /// A driver with the default configuration (backend chosen automatically).
+    ///
+    /// # Errors
+    /// See [`Driver::with_config`].
+    pub fn new() -> Result<Self, SetupError> {
+        Self::with_config(DriverConfig::default())
+    }
+
+    /// A driver with `config`; `RINGWORK_BACKEND=uring|poll|auto` overrides `config.backend`.
+    ///
+    /// # Errors
+    /// [`SetupError::UringUnavailable`] when io_uring was required and cannot work here,
+    /// [`SetupError::InvalidConfig`] for inconsistent settings, [`SetupError::Io`] when the
+    /// poll backend cannot be created.
+    pub fn with_config(config: DriverConfig) -> Result<Self, SetupError> {
+        config.validate()?;
+        let choice = config.backend.with_env_override()?;
+        let backend = match choice {
+            BackendChoice::Poll => Backend::Poll(Box::new(sys::poll::Poll::new(&config, None)?)),
+            BackendChoice::Uring => match Self::uring(&config) {
+                Ok(backend) => backend,
+                Err(reason) => return Err(SetupError::UringUnavailable { reason }),
+            },
+            BackendChoice::Auto => match Self::uring(&config) {
+                Ok(backend) => backend,
+                Err(reason) => {
+                    tracing::warn!(%reason, "io_uring unavailable, using the poll backend");
+                    Backend::Poll(Box::new(sys::poll::Poll::new(&config, Some(reason))?))
+                }
+            },
+        };
+        Ok(Self {
+            core: Core::new(config),
+            backend,
+        })
+    }
+
+    #[cfg(uring)]
+    fn uring(config: &DriverConfig) -> Result<Backend, UringUnavailable> {
+        sys::uring::Uring::new(config).map(|uring| Backend::Uring(Box::new(uring)))
+    }
+
+    #[cfg(not(uring))]
+    fn uring(_config: &DriverConfig) -> Result<Backend, UringUnavailable> {
+        Err(UringUnavailable::NotLinux)
+    }
+
+    /// The backend in use.
+    #[must_use]
+    pub fn backend(&self) -> BackendKind {
+        self.capabilities().backend.unwrap_or(BackendKind::Poll)
+    }
+
+    /// What the backend found and uses (and, after a fallback, why io_uring was not used).
+    #[must_use]
+    pub fn capabilities(&self) -> &Capabilities {
+        with_backend!(&self.backend, b => b.capabilities())
+    }
+
+    /// Counters: turns, kernel enters, submissions, completions, overflows, ...
+    #[must_use]
+    pub fn stats(&self) -> Stats {
+        self.core.stats
+    }
+
+    /// The configuration the driver runs with.
+    #[must_use]
+    pub fn config(&self) -> &DriverConfig {
+        &self.core.config
+    }
+
+    /// Sockets in the table, including closed ones whose operations are still in flight.
+    #[must_use]
+    pub fn live_sockets(&self) -> usize {
+        self.core.live_sockets()
+    }
+
+    /// Receive buffers not currently lent out.
+    #[must_use]
+    pub fn buffers_available(&self) -> u32 {
+        with_backend!(&self.backend, b => b.buffers_available())
+    }
+
+    /// A handle other threads use to wake this driver's [`Driver::turn`].
+    #[must_use]
+    pub fn waker(&self) -> Waker {
+        with_backend!(&self.backend, b => b.waker())
+    }
+
+    /// Opens a listening socket on `addr` (IPv4, IPv6 or a Unix path). Call
+    /// [`Driver::accept`] to start accepting.
+    ///
+    /// # Errors
+    /// The OS error of socket, bind or listen, with context.
+    pub fn listen(
+        &mut self,
+        addr: &SockAddr,
+        options: &ListenOptions,
+    ) -> Result<SocketId, OpError> {
+        let open = |e| OpError::new(OpKind::Open, None, e);
+        let socket = Socket::new(addr.domain(), Type::STREAM, None).map_err(open)?;
+        if addr.is_ipv4() || addr.is_ipv6() {
+            socket.set_reuse_address(true).map_err(open)?;
+            #[cfg(all(unix, not(any(target_os = "solaris", target_os = "illumos"))))]
+            if options.reuse_port {
+                socket.set_reuse_port(true).map_err(open)?;
+            }
+            if let (true, Some(only_v6)) = (addr.is_ipv6(), options.only_v6) {
+                socket.set_only_v6(only_v6).map_err(open)?;
+            }
+        }
+        socket.bind(addr).map_err(open)?;
+        socket.listen(options.backlog).map_err(open)?;
+        self.adopt(socket, SocketKind::Listener)
+    }
+
+    /// Starts connecting a stream socket to `addr` (TCP or a Unix path); a
+    /// [`Completion::Connected`] follows. The socket can be given sends before it connects:
+    /// they go out once connected.
+    ///
+    /// # Errors
+    /// The OS error of creating the socket.
+    pub fn connect(&mut self, addr: &SockAddr) -> Result<SocketId, OpError> {
+        let open = |e| OpError::new(OpKind::Open, None, e);
+        let socket = Socket::new(addr.domain(), Type::STREAM, None).map_err(open)?;
+        if addr.is_ipv4() || addr.is_ipv6() {
+            socket.set_tcp_nodelay(true).map_err(open)?;
+        }
+        let id = self.adopt(socket, SocketKind::Stream)?;
+        let state = self.core.open_mut(id).expect("just added");
+        state.connect_to = Some(addr.clone());
+        state.connecting = true;
+        self.core.mark_dirty(id);
+        Ok(id)
+    }
+
+    /// Opens a UDP socket bound to `addr`. Call [`Driver::recv`] to receive datagrams.
+    ///
+    /// # Errors
+    /// The OS error of socket or bind.
+    pub fn bind_udp(&mut self, addr: SocketAddr) -> Result<SocketId, OpError> {
+        let open = |e| OpError::new(OpKind::Open, None, e);
+        let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, None).map_err(open)?;
+        socket.bind(&addr.into()).map_err(open)?;
+        self.adopt(socket, SocketKind::Datagram)
+    }
+
+    /// Adds an existing socket (for example one inherited from a parent process).
+    ///
+    /// # Errors
+    /// The OS error of making it non-blocking or registering it.
+    pub fn adopt(&mut self, socket: Socket, kind: SocketKind) -> Result<SocketId, OpError> {
+        socket
+            .set_nonblocking(true)
+            .map_err(|e| OpError::new(OpKind::Open, None, e))?;
+        let id = self.core.insert(kind);
+        if let Err(error) = with_backend!(&mut self.backend, b => b.attach(id, socket, kind)) {
+            self.core.open_mut(id).expect("just added").closing = true;
+            self.core.release(id.slot());
+            return Err(OpError::new(OpKind::Open, Some(id), error));
+        }
+        Ok(id)
+    }
+
+    /// Keeps accepting connections on listener `id` (multishot under io_uring) until
+    /// [`Driver::stop_accept`]. Returns `false` if `id` is not an open listener.
+    pub fn accept(&mut self, id: SocketId) -> bool {
+        self.update(
+            id,
+            |s| s.kind == SocketKind::Listener,
+            |s| s.want_accept = true,
+        )
+    }
+
+    /// Stops accepting on listener `id` (connections queue in the kernel's backlog).
+    pub fn stop_accept(&mut self, id: SocketId) -> bool {
+        self.update(
+            id,
+            |s| s.kind == SocketKind::Listener,
+            |s| s.want_accept = false,
+        )
+    }
+
+    /// Keeps receiving on stream or datagram socket `id` until [`Driver::stop_recv`], end of
+    /// stream or an error. Returns `false` if `id` is not open or is a listener.
+    pub fn recv(&mut self, id: SocketId) -> bool {
+        self.update(
+            id,
+            |s| s.kind != SocketKind::Listener,
+            |s| s.want_recv = true,
+        )
+    }
+
+    /// Stops receiving on `id`. Bytes the kernel already received may still be delivered in
+    /// the next turn (they are never dropped).
+    pub fn stop_recv(&mut self, id: SocketId) -> bool {
+        self.update(
+            id,
+            |s| s.kind != SocketKind::Listener,
+            |s| s.want_recv = false,
+        )
+    }
+
+    /// Queues `bytes` on stream socket `id` (no copy). Sends of one turn go out together as
+    /// one vectored send. Returns `false` (and drops the bytes) if `id` is not an open stream
+    /// or sending already failed.
+    pub fn send(&mut self, id: SocketId, bytes: Bytes) -> bool {
+        self.update(
+            id,
+            |s| s.kind == SocketKind::Stream && !s.send_failed && s.shutdown == Shutdown::No,
+            |s| s.send.push(bytes),
+        )
+    }
+
+    /// Queues a datagram to `to` on UDP socket `id`.
+    pub fn send_to(&mut self, id: SocketId, bytes: Bytes, to: SocketAddr) -> bool {
+        self.update(
+            id,
+            |s| s.kind == SocketKind::Datagram,
+            |s| s.datagrams.push_back((bytes, to)),
+        )
+    }
+
+    /// Bytes queued on `id` and not yet taken by the kernel (`None` if not open).
+    #[must_use]
+    pub fn send_queued(&self, id: SocketId) -> Option<usize> {
+        self.core
+            .open(id)
+            .map(|s| s.send.len() + s.datagrams.iter().map(|d| d.0.len()).sum::<usize>())
+    }
+
+    /// Shuts down the write side of stream socket `id` once every queued byte is sent (a
+    /// [`Completion::ShutdownDone`] follows); receiving continues.
+    pub fn shutdown_write(&mut self, id: SocketId) -> bool {
+        self.update(
+            id,
+            |s| s.kind == SocketKind::Stream && s.shutdown == Shutdown::No,
+            |s| s.shutdown = Shutdown::Wanted,
+        )
+    }
+
+    /// Closes `id` now: operations in flight are cancelled, unsent bytes are dropped, and no
+    /// completion for `id` is delivered any more. The slot is reused only after the kernel
+    /// finished with every operation of `id`. To close after the send queue drains, wait
+    /// for a [`Completion::Sent`] with `queued == 0` first.
+    pub fn close(&mut self, id: SocketId) -> bool {
+        self.update(id, |_| true, |s| s.closing = true)
+    }
+
+    /// Closes `id` with a reset (SO_LINGER 0): the peer sees ECONNRESET, not a clean end.
+    pub fn abort(&mut self, id: SocketId) -> bool {
+        if self.core.open(id).is_none() {
+            return false;
+        }
+        // A failure only loses the RST (the close still happens), so it is not reported.
+        let _ = self.with_socket(id, |s| s.set_linger(Some(Duration::ZERO)));
+        self.close(id)
+    }
+
+    /// The local address of `id`.
+    ///
+    /// # Errors
+    /// `NotFound` if `id` is not open, else the OS error.
+    pub fn local_addr(&self, id: SocketId) -> Result<SockAddr, OpError> {
+        self.with_socket(id, |s| s.local_addr())
+    }
+
+    /// The peer address of `id`.
+    ///
+    /// # Errors
+    /// `NotFound` if `id` is not open, else the OS error (ENOTCONN, ...).
+    pub fn peer_addr(&self, id: SocketId) -> Result<SockAddr, OpError> {
+        self.with_socket(id, |s| s.peer_addr())
+    }
+
+    /// Runs `f` on the OS socket of `id`, for socket options this API does not cover.
+    ///
+    /// # Errors
+    /// `NotFound` if `id` is not open, else what `f` returns.
+    pub fn with_socket<R>(
+        &self,
+        id: SocketId,
+        f: impl FnOnce(SockRef<'_>) -> io::Result<R>,
+    ) -> Result<R, OpError> {
+        let not_open = || io::Error::new(io::ErrorKind::NotFound, "socket is not open");
+        if self.core.open(id).is_none() {
+            return Err(OpError::new(OpKind::Open, Some(id), not_open()));
+        }
+        with_backend!(&self.backend, b => b.with_socket(id, f))
+            .unwrap_or_else(|| Err(not_open()))
+            .map_err(|e| OpError::new(OpKind::Open, Some(id), e))
+    }
+
+    /// Arms a one-shot timer; a [`Completion::Timer`] follows at or after `deadline`.
+    pub fn timer(&mut self, deadline: Instant) -> TimerId {
+        self.core.insert_timer(deadline)
+    }
+
+    /// Cancels a timer; `false` if it already fired or was cancelled. A cancelled timer is
+    /// never delivered.
+    pub fn cancel_timer(&mut self, id: TimerId) -> bool {
+        self.core.cancel_timer(id)
+    }
+
+    /// Submits everything asked for since the last turn, waits until a completion is ready,
+    /// `timeout` passes (`None`: no limit) or a [`Waker`] fires, and appends completions to
+    /// `out`. Under io_uring, submitting and waiting is one `io_uring_enter`.
+    ///
+    /// # Errors
+    /// A failure of the wait itself (not of an operation: those arrive as completions).
+    pub fn turn(
+        &mut self,
+        timeout: Option<Duration>,
+        out: &mut Vec<Completion>,
+    ) -> Result<(), OpError> {
+        self.core.stats.turns += 1;
+        let before = out.len();
+        let result = with_backend!(&mut self.backend, b => b.turn(&mut self.core, timeout, out));
+        self.core.stats.delivered += (out.len() - before) as u64;
+        result.map_err(|e| OpError::new(OpKind::Wait, None, e))
+    }
+
+    /// Applies `change` to socket `id` if it is open and `allowed`, and marks it dirty.
+    fn update(
+        &mut self,
+        id: SocketId,
+        allowed: impl FnOnce(&crate::table::SocketState) -> bool,
+        change: impl FnOnce(&mut crate::table::SocketState),
+    ) -> bool {
+        match self.core.open_mut(id) {
+            Some(state) if allowed(state) => {
+                change(state);
+                self.core.mark_dirty(id);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver")
+            .field("backend", &self.backend())
+            .field("live_sockets", &self.core.live_sockets())
+            .field("stats", &self.core.stats)
+            .finish()
+    }
+}

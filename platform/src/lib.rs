@@ -1,0 +1,46 @@
+//! ringwork-platform: the OS backends under the ringwork engine.
+//!
+//! One completion-style interface, [`Driver`], over two backends chosen at run time:
+//!
+//! - **uring** (Linux): io_uring with SINGLE_ISSUER + DEFER_TASKRUN where the kernel has
+//!   them, batched submission (one `io_uring_enter` both submits a turn's operations and
+//!   waits), multishot accept, multishot recv into a provided buffer ring, vectored sends
+//!   from owned [`bytes::Bytes`], timeouts, cancellation and an eventfd wake-up.
+//! - **poll** (everywhere): mio readiness (epoll, kqueue, IOCP) turned into the same
+//!   [`Completion`]s. It is the fallback when io_uring is missing, disabled by sysctl or
+//!   blocked by seccomp, and it runs and is tested on Linux through epoll.
+//!
+//! Selection: [`BackendChoice::Auto`] (default) tries io_uring and falls back to poll with
+//! one log line naming the reason; `RINGWORK_BACKEND=uring|poll|auto` overrides the
+//! configuration.
+//!
+//! Received bytes arrive as [`RecvBuf`]: a zero-copy view of a pool buffer, the same type
+//! under both backends, returned to the pool when dropped.
+//!
+//! This crate knows nothing of protocols, callbacks or executors: that is the engine's job.
+//! `unsafe` lives only in `sys/` (system calls, memory shared with the kernel) and `buf/`
+//! (the buffer pool), each block with a `SAFETY` note.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod buf;
+mod completion;
+mod config;
+mod driver;
+mod error;
+mod id;
+mod sys;
+mod table;
+mod waker;
+
+pub use bytes::Bytes;
+pub use socket2::SockAddr;
+
+pub use crate::buf::RecvBuf;
+pub use crate::completion::Completion;
+pub use crate::config::{BackendChoice, BackendKind, Capabilities, DriverConfig, Stats};
+pub use crate::driver::{Driver, ListenOptions};
+pub use crate::error::{OpError, SetupError, UringUnavailable};
+pub use crate::id::{OpId, OpKind, SocketId, TimerId};
+pub use crate::table::SocketKind;
+pub use crate::waker::Waker;

@@ -1,0 +1,443 @@
+//! The backend-neutral half of a driver: the socket and timer tables.
+//!
+//! Owns: per-socket wanted state (accepting, receiving, the send queue, shutdown, close),
+//! per-timer state, the list of entries changed since the backend last looked (`dirty`), and
+//! slot/generation bookkeeping.
+//! Contract: [`Driver`](crate::Driver) methods only record what the caller wants here; the
+//! backend reconciles dirty entries at the start of each turn (submitting or performing the
+//! operations) and calls [`Core::release`] once nothing of a closed socket is in flight.
+//! Does not: perform any I/O.
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::{Buf, Bytes};
+use socket2::SockAddr;
+
+use crate::config::{DriverConfig, Stats};
+use crate::id::{GENERATION_MASK, SocketId, TimerId};
+
+/// What a socket in a driver's table is for.
+#[derive(Clone, Copy, Debug, Eq, Hash, PartialEq)]
+pub enum SocketKind {
+    /// A listening stream socket (TCP or Unix).
+    Listener,
+    /// A connected (or connecting) stream socket.
+    Stream,
+    /// A datagram socket (UDP).
+    Datagram,
+}
+
+/// Progress of a write-side shutdown.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub(crate) enum Shutdown {
+    /// Not asked for.
+    No,
+    /// Asked for; happens once the send queue is empty.
+    Wanted,
+    /// Submitted or done.
+    Started,
+}
+
+/// Bytes waiting to be sent on a stream socket, oldest first.
+#[derive(Debug, Default)]
+pub(crate) struct SendQueue {
+    bufs: VecDeque<Bytes>,
+    queued: usize,
+}
+
+impl SendQueue {
+    pub(crate) fn push(&mut self, bytes: Bytes) {
+        if !bytes.is_empty() {
+            self.queued += bytes.len();
+            self.bufs.push_back(bytes);
+        }
+    }
+
+    /// Bytes waiting.
+    pub(crate) fn len(&self) -> usize {
+        self.queued
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queued == 0
+    }
+
+    /// Drops the first `n` bytes (they were sent).
+    pub(crate) fn advance(&mut self, mut n: usize) {
+        debug_assert!(n <= self.queued, "sent more than was queued");
+        n = n.min(self.queued);
+        self.queued -= n;
+        while n > 0 {
+            let Some(front) = self.bufs.front_mut() else {
+                break;
+            };
+            if n >= front.len() {
+                n -= front.len();
+                self.bufs.pop_front();
+            } else {
+                front.advance(n);
+                n = 0;
+            }
+        }
+    }
+
+    /// The first `max` buffers, for a vectored send.
+    pub(crate) fn slices(&self, max: usize) -> impl Iterator<Item = &[u8]> {
+        self.bufs.iter().take(max).map(|b| &b[..])
+    }
+
+    /// The first `max` buffers as `IoSlice`s, written into `out`.
+    pub(crate) fn io_slices<'a>(&'a self, max: usize, out: &mut Vec<IoSlice<'a>>) {
+        out.clear();
+        out.extend(self.slices(max).map(IoSlice::new));
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.bufs.clear();
+        self.queued = 0;
+    }
+}
+
+/// The wanted state of one socket.
+#[derive(Debug)]
+pub(crate) struct SocketState {
+    pub(crate) kind: SocketKind,
+    /// Listener: keep accepting.
+    pub(crate) want_accept: bool,
+    /// Stream/datagram: keep receiving.
+    pub(crate) want_recv: bool,
+    /// Stream: connect to this address (taken by the backend when it starts the connect).
+    pub(crate) connect_to: Option<SockAddr>,
+    /// Stream: a connect was started and has not completed.
+    pub(crate) connecting: bool,
+    /// Stream: bytes to send.
+    pub(crate) send: SendQueue,
+    /// Datagram: payloads to send, with their destinations.
+    pub(crate) datagrams: VecDeque<(Bytes, SocketAddr)>,
+    /// Sending failed; further sends are discarded.
+    pub(crate) send_failed: bool,
+    pub(crate) shutdown: Shutdown,
+    /// Closing: no more completions are delivered; the backend frees the slot when done.
+    pub(crate) closing: bool,
+    /// Already in the dirty list.
+    in_dirty: bool,
+}
+
+impl SocketState {
+    fn new(kind: SocketKind) -> Self {
+        Self {
+            kind,
+            want_accept: false,
+            want_recv: false,
+            connect_to: None,
+            connecting: false,
+            send: SendQueue::default(),
+            datagrams: VecDeque::new(),
+            send_failed: false,
+            shutdown: Shutdown::No,
+            closing: false,
+            in_dirty: false,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct SocketSlot {
+    generation: u32,
+    state: Option<SocketState>,
+}
+
+/// Lifecycle of a timer slot.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub(crate) enum TimerState {
+    Vacant,
+    /// Asked for, not yet handed to the backend.
+    Pending {
+        deadline: Instant,
+    },
+    /// Handed to the backend.
+    Armed {
+        deadline: Instant,
+    },
+    /// Cancelled while armed; the backend frees the slot once its operation is gone.
+    Cancelling,
+}
+
+#[derive(Debug)]
+struct TimerSlot {
+    generation: u32,
+    state: TimerState,
+}
+
+/// Socket and timer tables shared by both backends.
+#[derive(Debug)]
+pub(crate) struct Core {
+    pub(crate) config: DriverConfig,
+    pub(crate) stats: Stats,
+    sockets: Vec<SocketSlot>,
+    free_sockets: Vec<u32>,
+    dirty: Vec<u32>,
+    live_sockets: usize,
+    timers: Vec<TimerSlot>,
+    free_timers: Vec<u32>,
+    dirty_timers: Vec<u32>,
+}
+
+impl Core {
+    pub(crate) fn new(config: DriverConfig) -> Self {
+        Self {
+            config,
+            stats: Stats::default(),
+            sockets: Vec::new(),
+            free_sockets: Vec::new(),
+            dirty: Vec::new(),
+            live_sockets: 0,
+            timers: Vec::new(),
+            free_timers: Vec::new(),
+            dirty_timers: Vec::new(),
+        }
+    }
+
+    /// Adds a socket and returns its id; the backend must attach its handle to the same slot.
+    pub(crate) fn insert(&mut self, kind: SocketKind) -> SocketId {
+        self.live_sockets += 1;
+        let state = Some(SocketState::new(kind));
+        if let Some(slot) = self.free_sockets.pop() {
+            let entry = &mut self.sockets[slot as usize];
+            entry.state = state;
+            return SocketId::new(slot, entry.generation);
+        }
+        let slot = u32::try_from(self.sockets.len()).expect("fewer than 2^32 sockets");
+        self.sockets.push(SocketSlot {
+            generation: 0,
+            state,
+        });
+        SocketId::new(slot, 0)
+    }
+
+    /// Sockets in the table, including those still closing.
+    pub(crate) fn live_sockets(&self) -> usize {
+        self.live_sockets
+    }
+
+    /// The socket if `id` is current and not closing: what caller-facing methods act on.
+    pub(crate) fn open_mut(&mut self, id: SocketId) -> Option<&mut SocketState> {
+        self.current_mut(id.slot(), id.generation())
+            .filter(|s| !s.closing)
+    }
+
+    /// See [`Core::open_mut`].
+    pub(crate) fn open(&self, id: SocketId) -> Option<&SocketState> {
+        let entry = self.sockets.get(id.slot() as usize)?;
+        if entry.generation != id.generation() {
+            return None;
+        }
+        entry.state.as_ref().filter(|s| !s.closing)
+    }
+
+    /// The socket in `slot` if its generation is `generation` (closing or not): what the
+    /// backend uses to match a completion to its socket.
+    pub(crate) fn current_mut(&mut self, slot: u32, generation: u32) -> Option<&mut SocketState> {
+        let entry = self.sockets.get_mut(slot as usize)?;
+        if entry.generation != generation {
+            return None;
+        }
+        entry.state.as_mut()
+    }
+
+    /// The socket in `slot`, whatever its generation (for reconciling dirty slots).
+    pub(crate) fn slot_mut(&mut self, slot: u32) -> Option<(SocketId, &mut SocketState)> {
+        let entry = self.sockets.get_mut(slot as usize)?;
+        let id = SocketId::new(slot, entry.generation);
+        entry.state.as_mut().map(|state| (id, state))
+    }
+
+    /// Queues the socket for the backend's next reconciliation.
+    pub(crate) fn mark_dirty(&mut self, id: SocketId) {
+        if let Some(state) = self.current_mut(id.slot(), id.generation())
+            && !state.in_dirty
+        {
+            state.in_dirty = true;
+            self.dirty.push(id.slot());
+        }
+    }
+
+    /// Takes the dirty list (swapped with `spare`, which must be empty, to reuse capacity).
+    pub(crate) fn take_dirty(&mut self, spare: &mut Vec<u32>) {
+        debug_assert!(spare.is_empty());
+        std::mem::swap(&mut self.dirty, spare);
+        for &slot in spare.iter() {
+            if let Some(state) = self.sockets[slot as usize].state.as_mut() {
+                state.in_dirty = false;
+            }
+        }
+    }
+
+    /// Whether anything waits for reconciliation.
+    pub(crate) fn has_dirty(&self) -> bool {
+        !self.dirty.is_empty() || !self.dirty_timers.is_empty()
+    }
+
+    /// Frees a closed socket's slot: nothing of it is in flight any more. Its send queue is
+    /// dropped here, after the kernel stopped reading it.
+    pub(crate) fn release(&mut self, slot: u32) {
+        let entry = &mut self.sockets[slot as usize];
+        debug_assert!(
+            entry.state.as_ref().is_some_and(|s| s.closing),
+            "release of an open socket"
+        );
+        if entry.state.take().is_some() {
+            self.live_sockets -= 1;
+            entry.generation = (entry.generation + 1) & GENERATION_MASK;
+            self.free_sockets.push(slot);
+        }
+    }
+
+    /// Adds a timer for `deadline`.
+    pub(crate) fn insert_timer(&mut self, deadline: Instant) -> TimerId {
+        let state = TimerState::Pending { deadline };
+        let (slot, generation) = if let Some(slot) = self.free_timers.pop() {
+            let entry = &mut self.timers[slot as usize];
+            entry.state = state;
+            (slot, entry.generation)
+        } else {
+            let slot = u32::try_from(self.timers.len()).expect("fewer than 2^32 timers");
+            self.timers.push(TimerSlot {
+                generation: 0,
+                state,
+            });
+            (slot, 0)
+        };
+        self.dirty_timers.push(slot);
+        TimerId::new(slot, generation)
+    }
+
+    /// The state of timer `slot` if its generation matches.
+    pub(crate) fn timer_state(&self, slot: u32, generation: u32) -> Option<TimerState> {
+        let entry = self.timers.get(slot as usize)?;
+        (entry.generation == generation).then_some(entry.state)
+    }
+
+    pub(crate) fn set_timer_state(&mut self, slot: u32, state: TimerState) {
+        self.timers[slot as usize].state = state;
+    }
+
+    /// Cancels a timer: `false` if it already fired or was cancelled.
+    pub(crate) fn cancel_timer(&mut self, id: TimerId) -> bool {
+        match self.timer_state(id.slot(), id.generation()) {
+            Some(TimerState::Pending { .. }) => {
+                // Never handed to the backend (its dirty entry will find it vacant).
+                self.release_timer(id.slot());
+                true
+            }
+            Some(TimerState::Armed { .. }) => {
+                self.set_timer_state(id.slot(), TimerState::Cancelling);
+                self.dirty_timers.push(id.slot());
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Frees a timer slot.
+    pub(crate) fn release_timer(&mut self, slot: u32) {
+        let entry = &mut self.timers[slot as usize];
+        if entry.state != TimerState::Vacant {
+            entry.state = TimerState::Vacant;
+            entry.generation = (entry.generation + 1) & GENERATION_MASK;
+            self.free_timers.push(slot);
+        }
+    }
+
+    /// Takes the timers changed since the last call, with their ids and states.
+    pub(crate) fn take_dirty_timers(&mut self, out: &mut Vec<(TimerId, TimerState)>) {
+        out.clear();
+        for slot in self.dirty_timers.drain(..) {
+            let entry = &self.timers[slot as usize];
+            if entry.state != TimerState::Vacant {
+                out.push((TimerId::new(slot, entry.generation), entry.state));
+            }
+        }
+        out.sort_unstable_by_key(|(id, _)| *id);
+        out.dedup_by_key(|(id, _)| *id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn send_queue_advances_across_buffers() {
+        let mut q = SendQueue::default();
+        q.push(Bytes::from_static(b"abc"));
+        q.push(Bytes::new());
+        q.push(Bytes::from_static(b"defg"));
+        assert_eq!(q.len(), 7);
+        q.advance(4);
+        assert_eq!(q.slices(8).collect::<Vec<_>>(), [&b"efg"[..]]);
+        q.advance(3);
+        assert!(q.is_empty());
+        assert_eq!(q.slices(8).count(), 0);
+    }
+
+    #[test]
+    fn released_slots_come_back_with_a_new_generation() {
+        let mut core = Core::new(DriverConfig::default());
+        let a = core.insert(SocketKind::Stream);
+        core.open_mut(a).unwrap().closing = true;
+        assert!(core.open(a).is_none(), "closing sockets are not open");
+        assert!(core.current_mut(a.slot(), a.generation()).is_some());
+        core.release(a.slot());
+        let b = core.insert(SocketKind::Stream);
+        assert_eq!(b.slot(), a.slot());
+        assert_ne!(b.generation(), a.generation());
+        assert!(
+            core.current_mut(a.slot(), a.generation()).is_none(),
+            "stale id never matches"
+        );
+        assert_eq!(core.live_sockets(), 1);
+    }
+
+    #[test]
+    fn dirty_list_holds_each_slot_once() {
+        let mut core = Core::new(DriverConfig::default());
+        let a = core.insert(SocketKind::Stream);
+        core.mark_dirty(a);
+        core.mark_dirty(a);
+        let mut spare = Vec::new();
+        core.take_dirty(&mut spare);
+        assert_eq!(spare, [a.slot()]);
+        spare.clear();
+        core.mark_dirty(a);
+        core.take_dirty(&mut spare);
+        assert_eq!(spare, [a.slot()]);
+    }
+
+    #[test]
+    fn timers_cancel_before_and_after_arming() {
+        let mut core = Core::new(DriverConfig::default());
+        let now = Instant::now();
+        let t = core.insert_timer(now);
+        assert!(core.cancel_timer(t));
+        assert!(!core.cancel_timer(t), "second cancel is a no-op");
+        let mut dirty = Vec::new();
+        core.take_dirty_timers(&mut dirty);
+        assert!(
+            dirty.is_empty(),
+            "a timer cancelled before arming never reaches the backend"
+        );
+        let u = core.insert_timer(now);
+        assert_eq!(u.slot(), t.slot());
+        assert_ne!(u.generation(), t.generation());
+        core.take_dirty_timers(&mut dirty);
+        assert_eq!(dirty, [(u, TimerState::Pending { deadline: now })]);
+        core.set_timer_state(u.slot(), TimerState::Armed { deadline: now });
+        assert!(core.cancel_timer(u));
+        core.take_dirty_timers(&mut dirty);
+        assert_eq!(dirty, [(u, TimerState::Cancelling)]);
+    }
+}
