@@ -22,17 +22,22 @@ impl BackendChoice {
     /// The environment variable that overrides the configured choice.
     pub const ENV: &'static str = "RINGWORK_BACKEND";
 
-    /// The choice from `RINGWORK_BACKEND` if set, else `self`.
+    /// Resolves [`BackendChoice::Auto`] against `RINGWORK_BACKEND`: the variable steers a
+    /// program that did not choose; an explicit choice in code (or on a command line that
+    /// sets it) wins over the environment.
     ///
     /// # Errors
     /// [`SetupError::BadBackendVariable`] when the variable holds an unknown value.
     pub fn with_env_override(self) -> Result<BackendChoice, SetupError> {
+        if self != BackendChoice::Auto {
+            return Ok(self);
+        }
         match std::env::var(Self::ENV) {
             Ok(value) => value.parse(),
             Err(std::env::VarError::NotPresent) => Ok(self),
-            Err(std::env::VarError::NotUnicode(value)) => Err(SetupError::BadBackendVariable {
-                value: value.to_string_lossy().into_owned(),
-            }),
+            Err(std::env::VarError::NotUnicode(value)) => {
+                Err(SetupError::BadBackendVariable { value: value.to_string_lossy().into_owned() })
+            }
         }
     }
 }
@@ -74,7 +79,7 @@ impl fmt::Display for BackendKind {
 /// connections per core.
 #[derive(Clone, Debug)]
 pub struct DriverConfig {
-    /// Backend to use; `RINGWORK_BACKEND` overrides it.
+    /// Backend to use; when `Auto`, `RINGWORK_BACKEND` can choose instead.
     pub backend: BackendChoice,
     /// io_uring submission queue entries (power of two).
     pub sq_entries: u32,

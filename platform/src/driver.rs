@@ -84,7 +84,8 @@ impl Driver {
         Self::with_config(DriverConfig::default())
     }
 
-    /// A driver with `config`; `RINGWORK_BACKEND=uring|poll|auto` overrides `config.backend`.
+    /// A driver with `config`. When `config.backend` is `Auto` (the default),
+    /// `RINGWORK_BACKEND=uring|poll|auto` chooses instead.
     ///
     /// # Errors
     /// [`SetupError::UringUnavailable`] when io_uring was required and cannot work here,

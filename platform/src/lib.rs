@@ -11,8 +11,8 @@
 //!   blocked by seccomp, and it runs and is tested on Linux through epoll.
 //!
 //! Selection: [`BackendChoice::Auto`] (default) tries io_uring and falls back to poll with
-//! one log line naming the reason; `RINGWORK_BACKEND=uring|poll|auto` overrides the
-//! configuration.
+//! one log line naming the reason; `RINGWORK_BACKEND=uring|poll|auto` decides for programs
+//! that leave the choice at `Auto`.
 //!
 //! Received bytes arrive as [`RecvBuf`]: a zero-copy view of a pool buffer, the same type
 //! under both backends, returned to the pool when dropped.
@@ -31,6 +31,7 @@ mod error;
 mod id;
 mod sys;
 mod table;
+pub mod testing;
 mod waker;
 
 pub use bytes::Bytes;
