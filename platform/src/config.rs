@@ -35,9 +35,9 @@ impl BackendChoice {
         match std::env::var(Self::ENV) {
             Ok(value) => value.parse(),
             Err(std::env::VarError::NotPresent) => Ok(self),
-            Err(std::env::VarError::NotUnicode(value)) => {
-                Err(SetupError::BadBackendVariable { value: value.to_string_lossy().into_owned() })
-            }
+            Err(std::env::VarError::NotUnicode(value)) => Err(SetupError::BadBackendVariable {
+                value: value.to_string_lossy().into_owned(),
+            }),
         }
     }
 }

@@ -417,6 +417,17 @@ impl Driver {
     }
 }
 
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // The kernel may still use memory of in-flight operations: cancel and reap them
+        // before the socket table (send queues) and buffers go away.
+        #[cfg(uring)]
+        if let Backend::Uring(uring) = &mut self.backend {
+            uring.drain(&mut self.core);
+        }
+    }
+}
+
 impl std::fmt::Debug for Driver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Driver")

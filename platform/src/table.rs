@@ -296,6 +296,16 @@ impl Core {
         }
     }
 
+    /// Forgets every socket without dropping it: the kernel may still read their send
+    /// queues (a driver dropped with operations that would not finish).
+    pub(crate) fn leak_all(&mut self) {
+        for entry in &mut self.sockets {
+            if let Some(state) = entry.state.take() {
+                std::mem::forget(state);
+            }
+        }
+    }
+
     /// Adds a timer for `deadline`.
     pub(crate) fn insert_timer(&mut self, deadline: Instant) -> TimerId {
         let state = TimerState::Pending { deadline };

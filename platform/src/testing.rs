@@ -25,7 +25,10 @@ pub fn driver(backend: BackendChoice, config: DriverConfig) -> Option<Driver> {
         Ok(driver) => Some(driver),
         Err(SetupError::UringUnavailable { reason }) => {
             let require = std::env::var_os(REQUIRE_URING_ENV).is_some_and(|v| v != "0");
-            assert!(!require, "io_uring required by {REQUIRE_URING_ENV} but unavailable: {reason}");
+            assert!(
+                !require,
+                "io_uring required by {REQUIRE_URING_ENV} but unavailable: {reason}"
+            );
             eprintln!("skipped: uring ({reason})");
             None
         }

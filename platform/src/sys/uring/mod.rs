@@ -1,61 +1,1030 @@
-//! The io_uring backend. SKELETON.
-#![allow(unsafe_code)]
+//! The io_uring backend.
+//!
+//! Owns: one ring per driver (so per thread), its provided buffer ring, the per-socket
+//! memory that in-flight operations point at, and the translation of CQEs into
+//! [`Completion`]s.
+//! Contract: see `sys/mod.rs`. Everything queued during a loop turn is submitted by the one
+//! `io_uring_enter` that also waits (an extra enter happens only when the SQ fills up).
+//!
+//! Safety model — memory the kernel may touch, and until when:
+//! - Receive buffers: the provided buffer ring (see `buf/`); the kernel writes only buffers
+//!   published in the ring, and hands each back with exactly one CQE (`IORING_CQE_F_BUFFER`),
+//!   which this module claims exactly once.
+//! - Per-socket operation memory (`SendOp`, `UdpOps`, the connect address) lives in boxes in
+//!   `slots[slot]`. A box is reused only when its operation's final CQE arrived. A slot is
+//!   freed only when no operation of it is in flight: closing a socket first cancels its
+//!   operations (lifecycle: Submitted -> Cancelling -> Completed; a closed socket's
+//!   operations are Orphaned: their CQEs are reaped and dropped, never delivered).
+//! - Bytes being sent belong to the socket's send queue in `Core`, which is dropped only when
+//!   the slot is released, so after the send's CQE.
+//! - Timer timespecs live in `timers[slot]` until the timer's CQE.
+//! - On drop, every in-flight operation is cancelled and reaped; if the kernel does not
+//!   finish within a bound, all of the memory above is leaked rather than freed.
+#![allow(unsafe_code)] // Submitting SQEs that point at memory we own; each block has a SAFETY note.
+
+mod setup;
 
 use std::io;
-use std::os::fd::OwnedFd;
-use std::time::Duration;
+use std::mem;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use socket2::{SockRef, Socket};
+use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
+use io_uring::{IoUring, cqueue, opcode, squeue};
+use socket2::{SockAddr, SockRef, Socket};
 
+use crate::buf::BufPool;
 use crate::completion::Completion;
 use crate::config::{Capabilities, DriverConfig};
-use crate::error::UringUnavailable;
-use crate::id::SocketId;
-use crate::table::{Core, SocketKind};
+use crate::error::{OpError, UringUnavailable};
+use crate::id::{OpId, OpKind, SocketId, TimerId};
+use crate::table::{Core, Shutdown, SocketKind, TimerState};
 use crate::waker::Waker;
 
-pub(crate) fn signal_eventfd(_fd: &OwnedFd) -> io::Result<()> {
-    todo!()
+/// `IORING_ENTER_GETEVENTS` (io_uring.h): wait for / reap completions.
+const ENTER_GETEVENTS: u32 = 1 << 0;
+/// `IORING_ENTER_EXT_ARG` (io_uring.h, 5.11): the argument is an `io_uring_getevents_arg`.
+const ENTER_EXT_ARG: u32 = 1 << 3;
+/// Buffer group id of the driver's provided buffer ring.
+const BGID: u16 = 0;
+/// How long dropping a driver waits for cancelled operations before leaking their memory.
+const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+
+/// Writes to the wake-up eventfd (called from any thread through [`Waker`]).
+pub(crate) fn signal_eventfd(fd: &OwnedFd) -> io::Result<()> {
+    let one: u64 = 1;
+    // SAFETY: writes 8 bytes from a live local to an fd we own; eventfd needs exactly 8.
+    let n = unsafe { libc::write(fd.as_raw_fd(), (&raw const one).cast(), 8) };
+    if n == 8 {
+        return Ok(());
+    }
+    let error = io::Error::last_os_error();
+    // EAGAIN: the counter is saturated, so a wake-up is already pending.
+    if error.raw_os_error() == Some(libc::EAGAIN) {
+        Ok(())
+    } else {
+        Err(error)
+    }
 }
 
+/// A vectored send in flight: the header and iovecs the SQE points at.
+struct SendOp {
+    msg: libc::msghdr,
+    iov: Vec<libc::iovec>,
+}
+
+/// Datagram receive and send headers (one of each in flight at most).
+struct UdpOps {
+    recv_msg: libc::msghdr,
+    recv_iov: libc::iovec,
+    recv_addr: libc::sockaddr_storage,
+    send_msg: libc::msghdr,
+    send_iov: libc::iovec,
+    send_addr: SockAddr,
+}
+
+/// Backend state of one socket slot.
+struct Slot {
+    /// `None` once a close was submitted (the kernel owns the descriptor then).
+    fd: Option<OwnedFd>,
+    raw: RawFd,
+    /// `OpKind::bit`s of operations in flight.
+    inflight: u16,
+    /// `OpKind::bit`s of in-flight operations we asked the kernel to cancel.
+    cancelling: u16,
+    /// Multishot recv ended with ENOBUFS; re-armed once buffers come back.
+    starved: bool,
+    send: Option<Box<SendOp>>,
+    connect_addr: Option<Box<SockAddr>>,
+    udp: Option<Box<UdpOps>>,
+}
+
+impl Slot {
+    fn has(&self, kind: OpKind) -> bool {
+        self.inflight & kind.bit() != 0
+    }
+}
+
+/// Builds a zeroed `msghdr` (all pointers null, lengths 0), a valid empty header.
+fn empty_msghdr() -> libc::msghdr {
+    // SAFETY: msghdr is plain old data; all-zero is a valid value (null pointers, 0 lengths).
+    unsafe { mem::zeroed() }
+}
+
+/// The io_uring backend of one driver.
 pub(crate) struct Uring {
+    ring: IoUring,
+    pool: BufPool,
     capabilities: Capabilities,
+    slots: Vec<Option<Slot>>,
+    timer_specs: Vec<Option<Box<Timespec>>>,
+    eventfd: Arc<OwnedFd>,
+    wake_buf: Box<u64>,
+    wake_armed: bool,
+    /// SQEs submitted whose final CQE has not arrived.
+    inflight: usize,
+    /// Sockets whose recv waits for free buffers, oldest first.
+    starved: Vec<SocketId>,
+    max_iovecs: usize,
+    dropped_seen: u32,
+    scratch_dirty: Vec<u32>,
+    scratch_timers: Vec<(TimerId, TimerState)>,
+    scratch_cqes: Vec<(u64, i32, u32)>,
+    scratch_timer_slots: Vec<(usize, Instant)>,
 }
 
 impl Uring {
-    pub(crate) fn new(_config: &DriverConfig) -> Result<Self, UringUnavailable> {
-        Err(UringUnavailable::NotImplemented)
+    pub(crate) fn new(config: &DriverConfig) -> Result<Self, UringUnavailable> {
+        let (ring, mut capabilities) = setup::build_ring(config)?;
+        setup::probe(&ring, &mut capabilities)?;
+        let failed = |step| {
+            move |e: io::Error| UringUnavailable::SetupFailed {
+                step,
+                error: e.to_string(),
+            }
+        };
+        let pool = BufPool::new_ring(config.buf_size, config.buf_count)
+            .map_err(failed("allocating the buffer ring"))?;
+        // SAFETY: the ring entries live in `pool`, which `self` keeps until the ring is gone
+        // (field order: `ring` drops first) or leaks on an unclean drop.
+        unsafe {
+            ring.submitter()
+                .register_buf_ring_with_flags(pool.ring_addr(), pool.count(), BGID, 0)
+        }
+        .map_err(failed("registering the buffer ring"))?;
+        capabilities.buf_ring = true;
+        // SAFETY: plain syscall; the result is checked before use.
+        let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if efd < 0 {
+            return Err(failed("creating the wake-up eventfd")(
+                io::Error::last_os_error(),
+            ));
+        }
+        // SAFETY: `efd` is a fresh descriptor nobody else owns.
+        let eventfd = Arc::new(unsafe { OwnedFd::from_raw_fd(efd) });
+        Ok(Self {
+            ring,
+            pool,
+            capabilities,
+            slots: Vec::new(),
+            timer_specs: Vec::new(),
+            eventfd,
+            wake_buf: Box::new(0),
+            wake_armed: false,
+            inflight: 0,
+            starved: Vec::new(),
+            max_iovecs: config.max_send_iovecs,
+            dropped_seen: 0,
+            scratch_dirty: Vec::new(),
+            scratch_timers: Vec::new(),
+            scratch_cqes: Vec::new(),
+            scratch_timer_slots: Vec::new(),
+        })
     }
+
     pub(crate) fn capabilities(&self) -> &Capabilities {
         &self.capabilities
     }
+
     pub(crate) fn buffers_available(&self) -> u32 {
-        todo!()
+        self.pool.available()
     }
+
     pub(crate) fn waker(&self) -> Waker {
-        todo!()
+        Waker::eventfd(Arc::clone(&self.eventfd))
     }
+
     pub(crate) fn attach(
         &mut self,
-        _id: SocketId,
-        _socket: Socket,
-        _kind: SocketKind,
+        id: SocketId,
+        socket: Socket,
+        kind: SocketKind,
     ) -> io::Result<()> {
-        todo!()
+        let fd = OwnedFd::from(socket);
+        let index = id.slot() as usize;
+        if self.slots.len() <= index {
+            self.slots.resize_with(index + 1, || None);
+        }
+        debug_assert!(
+            self.slots[index].is_none(),
+            "slot reused while still attached"
+        );
+        let udp = (kind == SocketKind::Datagram).then(|| {
+            Box::new(UdpOps {
+                recv_msg: empty_msghdr(),
+                recv_iov: libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0,
+                },
+                // SAFETY: sockaddr_storage is plain old data; zero is a valid value.
+                recv_addr: unsafe { mem::zeroed() },
+                send_msg: empty_msghdr(),
+                send_iov: libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0,
+                },
+                send_addr: SockAddr::from(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))),
+            })
+        });
+        self.slots[index] = Some(Slot {
+            raw: fd.as_raw_fd(),
+            fd: Some(fd),
+            inflight: 0,
+            cancelling: 0,
+            starved: false,
+            send: None,
+            connect_addr: None,
+            udp,
+        });
+        Ok(())
     }
+
     pub(crate) fn with_socket<R>(
         &self,
-        _id: SocketId,
-        _f: impl FnOnce(SockRef<'_>) -> io::Result<R>,
+        id: SocketId,
+        f: impl FnOnce(SockRef<'_>) -> io::Result<R>,
     ) -> Option<io::Result<R>> {
-        todo!()
+        let fd = self.slots.get(id.slot() as usize)?.as_ref()?.fd.as_ref()?;
+        Some(f(SockRef::from(fd)))
     }
+
+    /// Queues one SQE, submitting early if the queue is full.
+    fn push(&mut self, core: &mut Core, entry: squeue::Entry) -> io::Result<()> {
+        loop {
+            // SAFETY: every entry built in this module points only at memory that stays
+            // alive until its CQE (see the module's safety model).
+            let pushed = unsafe { self.ring.submission().push(&entry) };
+            if pushed.is_ok() {
+                core.stats.submitted += 1;
+                self.inflight += 1;
+                return Ok(());
+            }
+            core.stats.enters += 1;
+            match self.ring.submit() {
+                Ok(_) => {}
+                // The CQ is full: the kernel refuses new work until we reap.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY | libc::EAGAIN)) => {
+                    return Err(e);
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     pub(crate) fn turn(
         &mut self,
-        _core: &mut Core,
-        _timeout: Option<Duration>,
-        _out: &mut Vec<Completion>,
+        core: &mut Core,
+        timeout: Option<Duration>,
+        out: &mut Vec<Completion>,
     ) -> io::Result<()> {
-        todo!()
+        let before = out.len();
+        match self.reconcile(core) {
+            Ok(()) => {}
+            // SQ and CQ both full: reap first, the rest is submitted next turn.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY | libc::EAGAIN)) => {
+                self.reap(core, out)?;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
+        let ready = out.len() > before || !self.ring.completion().is_empty();
+        let want = if ready || timeout == Some(Duration::ZERO) {
+            0
+        } else {
+            1
+        };
+        self.enter(core, want, timeout)?;
+        self.reap(core, out)
+    }
+
+    /// Submits what is queued and waits for `want` completions (or the timeout), in one
+    /// `io_uring_enter`.
+    fn enter(&mut self, core: &mut Core, want: u32, timeout: Option<Duration>) -> io::Result<()> {
+        let to_submit = self.ring.submission().len() as u32;
+        // GETEVENTS always: with DEFER_TASKRUN, completion work runs only inside an enter
+        // that asks for events, even when not waiting.
+        let flags = ENTER_GETEVENTS;
+        core.stats.enters += 1;
+        let submitter = self.ring.submitter();
+        let result = match timeout {
+            Some(timeout) if want > 0 => {
+                let ts = Timespec::from(timeout);
+                let args = SubmitArgs::new().timespec(&ts);
+                // SAFETY: `args` and `ts` outlive the call; EXT_ARG tells the kernel that
+                // the argument is an io_uring_getevents_arg (the type `SubmitArgs` wraps).
+                unsafe { submitter.enter(to_submit, want, flags | ENTER_EXT_ARG, Some(&args)) }
+            }
+            // SAFETY: no argument is passed (null with size 0 is what the kernel expects).
+            _ => unsafe { submitter.enter::<libc::sigset_t>(to_submit, want, flags, None) },
+        };
+        match result {
+            Ok(_) => Ok(()),
+            // ETIME: the wait timed out; EINTR: a signal; EBUSY/EAGAIN: the CQ is
+            // overflowing and must be reaped before more can be submitted.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Turns what the caller asked for into SQEs.
+    fn reconcile(&mut self, core: &mut Core) -> io::Result<()> {
+        if !self.wake_armed {
+            let entry = opcode::Read::new(
+                Fd(self.eventfd.as_raw_fd()),
+                (&raw mut *self.wake_buf).cast(),
+                8,
+            )
+            .build()
+            .user_data(
+                OpId {
+                    slot: 0,
+                    generation: 0,
+                    kind: OpKind::Wake,
+                }
+                .encode(),
+            );
+            self.push(core, entry)?;
+            self.wake_armed = true;
+        }
+        self.rearm_starved(core);
+        self.reconcile_timers(core)?;
+        let mut dirty = mem::take(&mut self.scratch_dirty);
+        core.take_dirty(&mut dirty);
+        let mut result = Ok(());
+        for (i, &slot) in dirty.iter().enumerate() {
+            if let Err(e) = self.reconcile_socket(core, slot) {
+                // Whatever was not reconciled stays wanted: mark it dirty again.
+                for &rest in &dirty[i..] {
+                    if let Some((id, _)) = core.slot_mut(rest) {
+                        core.mark_dirty(id);
+                    }
+                }
+                result = Err(e);
+                break;
+            }
+        }
+        dirty.clear();
+        self.scratch_dirty = dirty;
+        result
+    }
+
+    /// Re-arms receives that ran out of buffers, as many as there are buffers back.
+    fn rearm_starved(&mut self, core: &mut Core) {
+        let budget = self.pool.available() as usize;
+        if budget == 0 || self.starved.is_empty() {
+            return;
+        }
+        let take = budget.min(self.starved.len());
+        for id in self.starved.drain(..take) {
+            if let Some(Some(slot)) = self.slots.get_mut(id.slot() as usize)
+                && core.current_mut(id.slot(), id.generation()).is_some()
+            {
+                slot.starved = false;
+                core.mark_dirty(id);
+            }
+        }
+    }
+
+    fn reconcile_timers(&mut self, core: &mut Core) -> io::Result<()> {
+        let mut timers = mem::take(&mut self.scratch_timers);
+        core.take_dirty_timers(&mut timers);
+        let mut result = Ok(());
+        for &(id, state) in &timers {
+            let index = id.slot() as usize;
+            let entry = match state {
+                TimerState::Pending { deadline } => {
+                    if self.timer_specs.len() <= index {
+                        self.timer_specs.resize_with(index + 1, || None);
+                    }
+                    let spec = self.timer_specs[index].insert(Box::new(Timespec::from(
+                        deadline.saturating_duration_since(Instant::now()),
+                    )));
+                    core.set_timer_state(id.slot(), TimerState::Armed { deadline });
+                    opcode::Timeout::new(&raw const **spec)
+                        .build()
+                        .user_data(OpId::timer(id, OpKind::Timeout).encode())
+                }
+                TimerState::Cancelling => {
+                    opcode::TimeoutRemove::new(OpId::timer(id, OpKind::Timeout).encode())
+                        .build()
+                        .user_data(OpId::timer(id, OpKind::TimeoutRemove).encode())
+                }
+                TimerState::Armed { .. } | TimerState::Vacant => continue,
+            };
+            if let Err(e) = self.push(core, entry) {
+                result = Err(e);
+                break;
+            }
+        }
+        self.scratch_timers = timers;
+        result
+    }
+
+    fn reconcile_socket(&mut self, core: &mut Core, slot_index: u32) -> io::Result<()> {
+        let Some((id, state)) = core.slot_mut(slot_index) else {
+            return Ok(());
+        };
+        let Some(slot) = self
+            .slots
+            .get_mut(slot_index as usize)
+            .and_then(Option::as_mut)
+        else {
+            return Ok(());
+        };
+        let fd = Fd(slot.raw);
+        let op = |kind| OpId::socket(id, kind).encode();
+        let mut entries: [Option<squeue::Entry>; 4] = [None, None, None, None];
+        let mut n = 0;
+        let mut add = |entry: squeue::Entry| {
+            entries[n] = Some(entry);
+            n += 1;
+        };
+
+        if state.closing {
+            let open_ops = slot.inflight & !OpKind::Close.bit();
+            if slot.has(OpKind::Close) {
+                // Waiting for the close CQE.
+            } else if open_ops == 0 {
+                // Nothing of this socket is in flight: hand the descriptor to the kernel.
+                let fd = slot
+                    .fd
+                    .take()
+                    .map(IntoRawFd::into_raw_fd)
+                    .unwrap_or(slot.raw);
+                slot.inflight |= OpKind::Close.bit();
+                add(opcode::Close::new(Fd(fd))
+                    .build()
+                    .user_data(op(OpKind::Close)));
+            } else {
+                for kind in [
+                    OpKind::Accept,
+                    OpKind::Recv,
+                    OpKind::Send,
+                    OpKind::Connect,
+                    OpKind::Shutdown,
+                    OpKind::RecvFrom,
+                    OpKind::SendTo,
+                ] {
+                    if slot.has(kind) && slot.cancelling & kind.bit() == 0 {
+                        slot.cancelling |= kind.bit();
+                        add_cancel(&mut entries, &mut n, op(kind), op(OpKind::Cancel));
+                    }
+                }
+            }
+        } else {
+            match state.kind {
+                SocketKind::Listener => {
+                    if state.want_accept && !slot.has(OpKind::Accept) {
+                        slot.inflight |= OpKind::Accept.bit();
+                        add(opcode::AcceptMulti::new(fd)
+                            .flags(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK)
+                            .build()
+                            .user_data(op(OpKind::Accept)));
+                    } else if !state.want_accept
+                        && slot.has(OpKind::Accept)
+                        && slot.cancelling & OpKind::Accept.bit() == 0
+                    {
+                        slot.cancelling |= OpKind::Accept.bit();
+                        add(opcode::AsyncCancel::new(op(OpKind::Accept))
+                            .build()
+                            .user_data(op(OpKind::Cancel)));
+                    }
+                }
+                SocketKind::Stream => {
+                    if let Some(addr) = state.connect_to.take() {
+                        let addr = slot.connect_addr.insert(Box::new(addr));
+                        slot.inflight |= OpKind::Connect.bit();
+                        add(opcode::Connect::new(fd, addr.as_ptr().cast(), addr.len())
+                            .build()
+                            .user_data(op(OpKind::Connect)));
+                    }
+                    if !state.connecting {
+                        if state.want_recv && !slot.has(OpKind::Recv) && !slot.starved {
+                            slot.inflight |= OpKind::Recv.bit();
+                            add(opcode::RecvMulti::new(fd, BGID)
+                                .build()
+                                .user_data(op(OpKind::Recv)));
+                        } else if !state.want_recv
+                            && slot.has(OpKind::Recv)
+                            && slot.cancelling & OpKind::Recv.bit() == 0
+                        {
+                            slot.cancelling |= OpKind::Recv.bit();
+                            add(opcode::AsyncCancel::new(op(OpKind::Recv))
+                                .build()
+                                .user_data(op(OpKind::Cancel)));
+                        }
+                        if !slot.has(OpKind::Send) && !state.send.is_empty() && !state.send_failed {
+                            let send = slot.send.get_or_insert_with(|| {
+                                Box::new(SendOp {
+                                    msg: empty_msghdr(),
+                                    iov: Vec::with_capacity(self.max_iovecs),
+                                })
+                            });
+                            send.iov.clear();
+                            send.iov.extend(state.send.slices(self.max_iovecs).map(|b| {
+                                libc::iovec {
+                                    iov_base: b.as_ptr().cast_mut().cast(),
+                                    iov_len: b.len(),
+                                }
+                            }));
+                            send.msg.msg_iov = send.iov.as_mut_ptr();
+                            send.msg.msg_iovlen = send.iov.len() as _;
+                            slot.inflight |= OpKind::Send.bit();
+                            add(opcode::SendMsg::new(fd, &raw const send.msg)
+                                .flags(libc::MSG_NOSIGNAL as u32)
+                                .build()
+                                .user_data(op(OpKind::Send)));
+                        }
+                        if state.shutdown == Shutdown::Wanted
+                            && state.send.is_empty()
+                            && !slot.has(OpKind::Send)
+                        {
+                            state.shutdown = Shutdown::Started;
+                            slot.inflight |= OpKind::Shutdown.bit();
+                            add(opcode::Shutdown::new(fd, libc::SHUT_WR)
+                                .build()
+                                .user_data(op(OpKind::Shutdown)));
+                        }
+                    }
+                }
+                SocketKind::Datagram => {
+                    let Slot {
+                        udp,
+                        inflight,
+                        cancelling,
+                        starved,
+                        ..
+                    } = slot;
+                    let udp = udp.as_mut().expect("datagram slots have UdpOps");
+                    let recv_in_flight = *inflight & OpKind::RecvFrom.bit() != 0;
+                    let send_in_flight = *inflight & OpKind::SendTo.bit() != 0;
+                    if state.want_recv && !recv_in_flight && !*starved {
+                        udp.recv_msg = empty_msghdr();
+                        udp.recv_msg.msg_name = (&raw mut udp.recv_addr).cast();
+                        udp.recv_msg.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as _;
+                        // One iovec of length 0: the kernel picks a ring buffer of full size.
+                        udp.recv_iov = libc::iovec {
+                            iov_base: std::ptr::null_mut(),
+                            iov_len: 0,
+                        };
+                        udp.recv_msg.msg_iov = &raw mut udp.recv_iov;
+                        udp.recv_msg.msg_iovlen = 1;
+                        *inflight |= OpKind::RecvFrom.bit();
+                        add(opcode::RecvMsg::new(fd, &raw mut udp.recv_msg)
+                            .buf_group(BGID)
+                            .build()
+                            .flags(squeue::Flags::BUFFER_SELECT)
+                            .user_data(op(OpKind::RecvFrom)));
+                    } else if !state.want_recv
+                        && recv_in_flight
+                        && *cancelling & OpKind::RecvFrom.bit() == 0
+                    {
+                        *cancelling |= OpKind::RecvFrom.bit();
+                        add(opcode::AsyncCancel::new(op(OpKind::RecvFrom))
+                            .build()
+                            .user_data(op(OpKind::Cancel)));
+                    }
+                    if !send_in_flight && let Some((bytes, to)) = state.datagrams.front() {
+                        udp.send_addr = SockAddr::from(*to);
+                        udp.send_iov = libc::iovec {
+                            iov_base: bytes.as_ptr().cast_mut().cast(),
+                            iov_len: bytes.len(),
+                        };
+                        udp.send_msg = empty_msghdr();
+                        udp.send_msg.msg_name = udp.send_addr.as_ptr().cast_mut().cast();
+                        udp.send_msg.msg_namelen = udp.send_addr.len();
+                        udp.send_msg.msg_iov = &raw mut udp.send_iov;
+                        udp.send_msg.msg_iovlen = 1;
+                        *inflight |= OpKind::SendTo.bit();
+                        add(opcode::SendMsg::new(fd, &raw const udp.send_msg)
+                            .flags(libc::MSG_NOSIGNAL as u32)
+                            .build()
+                            .user_data(op(OpKind::SendTo)));
+                    }
+                }
+            }
+        }
+        for entry in entries.into_iter().flatten() {
+            self.push(core, entry)?;
+        }
+        Ok(())
+    }
+
+    /// Reaps every available CQE into completions, flushing a CQ overflow if one happened.
+    fn reap(&mut self, core: &mut Core, out: &mut Vec<Completion>) -> io::Result<()> {
+        let mut cqes = mem::take(&mut self.scratch_cqes);
+        let mut timer_slots = mem::take(&mut self.scratch_timer_slots);
+        loop {
+            cqes.clear();
+            {
+                let mut cq = self.ring.completion();
+                let dropped = cq.overflow();
+                if dropped != self.dropped_seen {
+                    let lost = dropped.wrapping_sub(self.dropped_seen);
+                    core.stats.cq_dropped += u64::from(lost);
+                    self.dropped_seen = dropped;
+                    tracing::error!(
+                        lost,
+                        "io_uring dropped completions on CQ overflow (no IORING_FEAT_NODROP)"
+                    );
+                }
+                cqes.extend(cq.by_ref().map(|e| (e.user_data(), e.result(), e.flags())));
+            }
+            core.stats.completions += cqes.len() as u64;
+            for &(user_data, result, flags) in &cqes {
+                self.complete(core, out, &mut timer_slots, user_data, result, flags);
+            }
+            if !self.ring.submission().cq_overflow() {
+                break;
+            }
+            // The kernel holds completions that did not fit: flush them into the CQ.
+            core.stats.cq_overflows += 1;
+            core.stats.enters += 1;
+            // SAFETY: no argument is passed.
+            match unsafe {
+                self.ring
+                    .submitter()
+                    .enter::<libc::sigset_t>(0, 0, ENTER_GETEVENTS, None)
+            } {
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)
+                    ) => {}
+                Err(e) => {
+                    self.scratch_cqes = cqes;
+                    return Err(e);
+                }
+            }
+        }
+        // Timers that expired in one batch are delivered in deadline order.
+        if timer_slots.len() > 1 {
+            let mut sorted: Vec<(usize, Instant)> = timer_slots.clone();
+            sorted.sort_by_key(|&(position, deadline)| (deadline, position));
+            let timers: Vec<Completion> = sorted
+                .iter()
+                .map(|&(position, _)| mem::replace(&mut out[position], Completion::Woken))
+                .collect();
+            for ((position, _), timer) in timer_slots.iter().zip(timers) {
+                out[*position] = timer;
+            }
+        }
+        timer_slots.clear();
+        self.scratch_timer_slots = timer_slots;
+        self.scratch_cqes = cqes;
+        Ok(())
+    }
+
+    /// Handles one CQE.
+    fn complete(
+        &mut self,
+        core: &mut Core,
+        out: &mut Vec<Completion>,
+        timer_slots: &mut Vec<(usize, Instant)>,
+        user_data: u64,
+        result: i32,
+        flags: u32,
+    ) {
+        let more = cqueue::more(flags);
+        if !more {
+            self.inflight -= 1;
+        }
+        // A buffer handed back with any CQE is claimed exactly once, here.
+        // SAFETY: the buffer id comes from this CQE of our ring, claimed only here.
+        let buf = cqueue::buffer_select(flags)
+            .map(|bid| unsafe { self.pool.claim(bid, result.max(0) as u32) });
+        let Some(op) = OpId::decode(user_data) else {
+            tracing::error!(user_data, "completion with an unknown user_data");
+            return;
+        };
+        match op.kind {
+            OpKind::Wake => {
+                self.wake_armed = false;
+                if result >= 0 {
+                    out.push(Completion::Woken);
+                }
+                return;
+            }
+            OpKind::Timeout => {
+                let id = op.timer_id();
+                if let Some(spec) = self.timer_specs.get_mut(id.slot() as usize) {
+                    *spec = None;
+                }
+                match core.timer_state(id.slot(), id.generation()) {
+                    Some(TimerState::Armed { deadline }) => {
+                        core.release_timer(id.slot());
+                        if result == -libc::ETIME || result == 0 {
+                            timer_slots.push((out.len(), deadline));
+                            out.push(Completion::Timer { timer: id });
+                        }
+                    }
+                    Some(TimerState::Cancelling) => core.release_timer(id.slot()),
+                    _ => core.stats.stale += 1,
+                }
+                return;
+            }
+            OpKind::TimeoutRemove | OpKind::Cancel => return,
+            _ => {}
+        }
+
+        let id = op.socket_id();
+        let Some(slot) = self
+            .slots
+            .get_mut(op.slot as usize)
+            .and_then(Option::as_mut)
+        else {
+            core.stats.stale += 1;
+            return;
+        };
+        let Some(state) = core.current_mut(op.slot, op.generation) else {
+            core.stats.stale += 1;
+            return;
+        };
+        if !more {
+            slot.inflight &= !op.kind.bit();
+            slot.cancelling &= !op.kind.bit();
+        }
+        if state.closing {
+            core.stats.stale += 1;
+            match op.kind {
+                OpKind::Close => {
+                    self.slots[op.slot as usize] = None;
+                    core.release(op.slot);
+                }
+                // An accepted connection nobody will own: close it.
+                OpKind::Accept if result >= 0 => {
+                    // SAFETY: a successful accept CQE carries a new descriptor we now own.
+                    drop(unsafe { OwnedFd::from_raw_fd(result) });
+                }
+                _ => core.mark_dirty(id),
+            }
+            drop(buf);
+            return;
+        }
+        let error =
+            |errno: i32| OpError::new(op.kind, Some(id), io::Error::from_raw_os_error(errno));
+        match op.kind {
+            OpKind::Accept => {
+                if result >= 0 {
+                    // SAFETY: a successful accept CQE carries a new descriptor we now own.
+                    let socket = Socket::from(unsafe { OwnedFd::from_raw_fd(result) });
+                    let accepted = core.insert(SocketKind::Stream);
+                    match self.attach(accepted, socket, SocketKind::Stream) {
+                        Ok(()) => out.push(Completion::Accepted {
+                            listener: id,
+                            result: Ok(accepted),
+                        }),
+                        Err(e) => {
+                            core.open_mut(accepted).expect("just added").closing = true;
+                            core.release(accepted.slot());
+                            out.push(Completion::Accepted {
+                                listener: id,
+                                result: Err(OpError::new(OpKind::Accept, Some(id), e)),
+                            });
+                        }
+                    }
+                } else if result != -libc::ECANCELED {
+                    out.push(Completion::Accepted {
+                        listener: id,
+                        result: Err(error(-result)),
+                    });
+                }
+            }
+            OpKind::Recv => {
+                if result > 0
+                    && let Some(buf) = buf
+                {
+                    out.push(Completion::Received { socket: id, buf });
+                } else if result == 0 {
+                    state.want_recv = false;
+                    out.push(Completion::Eof { socket: id });
+                } else if result == -libc::ENOBUFS {
+                    core.stats.buffer_starvations += 1;
+                    slot.starved = true;
+                    self.starved.push(id);
+                } else if result != -libc::ECANCELED {
+                    let errno = if result < 0 { -result } else { libc::EIO };
+                    state.want_recv = false;
+                    out.push(Completion::RecvError {
+                        socket: id,
+                        error: error(errno),
+                    });
+                }
+            }
+            OpKind::Send => {
+                if result >= 0 {
+                    let bytes = result as usize;
+                    state.send.advance(bytes);
+                    out.push(Completion::Sent {
+                        socket: id,
+                        bytes,
+                        queued: state.send.len(),
+                    });
+                } else {
+                    state.send_failed = true;
+                    state.send.clear();
+                    out.push(Completion::SendError {
+                        socket: id,
+                        error: error(-result),
+                    });
+                }
+            }
+            OpKind::Connect => {
+                state.connecting = false;
+                slot.connect_addr = None;
+                let result = if result == 0 {
+                    Ok(())
+                } else {
+                    Err(error(-result))
+                };
+                out.push(Completion::Connected { socket: id, result });
+            }
+            OpKind::Shutdown => {
+                let result = if result == 0 {
+                    Ok(())
+                } else {
+                    Err(error(-result))
+                };
+                out.push(Completion::ShutdownDone { socket: id, result });
+            }
+            OpKind::RecvFrom => match (result, buf) {
+                (n, Some(buf)) if n >= 0 => {
+                    let udp = slot.udp.as_ref().expect("datagram slots have UdpOps");
+                    let truncated = udp.recv_msg.msg_flags & libc::MSG_TRUNC != 0;
+                    match sockaddr_to_std(&udp.recv_addr, udp.recv_msg.msg_namelen) {
+                        Some(from) => out.push(Completion::ReceivedFrom {
+                            socket: id,
+                            buf,
+                            from,
+                            truncated,
+                        }),
+                        None => core.stats.stale += 1,
+                    }
+                }
+                (r, _) if r == -libc::ENOBUFS => {
+                    core.stats.buffer_starvations += 1;
+                    slot.starved = true;
+                    self.starved.push(id);
+                }
+                (r, _) if r == -libc::ECANCELED => {}
+                (r, _) => {
+                    let errno = if r < 0 { -r } else { libc::EIO };
+                    state.want_recv = false;
+                    out.push(Completion::RecvError {
+                        socket: id,
+                        error: error(errno),
+                    });
+                }
+            },
+            OpKind::SendTo => {
+                let len = state
+                    .datagrams
+                    .pop_front()
+                    .map_or(0, |(bytes, _)| bytes.len());
+                if result >= 0 {
+                    let queued = state.datagrams.iter().map(|d| d.0.len()).sum();
+                    out.push(Completion::Sent {
+                        socket: id,
+                        bytes: len,
+                        queued,
+                    });
+                } else {
+                    out.push(Completion::SendError {
+                        socket: id,
+                        error: error(-result),
+                    });
+                }
+            }
+            OpKind::Close => {
+                // Only submitted for closing sockets (handled above).
+                core.stats.stale += 1;
+            }
+            _ => {}
+        }
+        if !more {
+            // Re-evaluate the socket next turn: re-arm, send more, shut down...
+            core.mark_dirty(id);
+        }
+    }
+
+    /// Cancels every operation and waits (bounded) for the kernel to finish with them; if it
+    /// does not, leaks everything it might still touch.
+    pub(crate) fn drain(&mut self, core: &mut Core) {
+        if self.inflight == 0 {
+            return;
+        }
+        let cancel_all = opcode::AsyncCancel2::new(CancelBuilder::any())
+            .build()
+            .user_data(
+                OpId {
+                    slot: 0,
+                    generation: 0,
+                    kind: OpKind::Cancel,
+                }
+                .encode(),
+            );
+        let deadline = Instant::now() + DRAIN_LIMIT;
+        let mut sink = Vec::new();
+        if self.push(core, cancel_all).is_ok() {
+            while self.inflight > 0 && Instant::now() < deadline {
+                // Reaping goes through `complete`; closing every socket keeps it from
+                // delivering (or accepting) anything.
+                if self
+                    .enter(core, 1, Some(Duration::from_millis(50)))
+                    .is_err()
+                {
+                    break;
+                }
+                for slot in 0..self.slots.len() as u32 {
+                    if let Some((_, state)) = core.slot_mut(slot) {
+                        state.closing = true;
+                    }
+                }
+                if self.reap(core, &mut sink).is_err() {
+                    break;
+                }
+                sink.clear();
+            }
+        }
+        if self.inflight > 0 {
+            tracing::error!(
+                inflight = self.inflight,
+                "io_uring operations still in flight at drop: leaking their memory"
+            );
+            self.pool.leak();
+            core.leak_all();
+            mem::forget(mem::take(&mut self.slots));
+            mem::forget(mem::take(&mut self.timer_specs));
+            mem::forget(mem::replace(&mut self.wake_buf, Box::new(0)));
+        }
+    }
+}
+
+/// Pushes a cancel of `target` (used for closing sockets).
+fn add_cancel(
+    entries: &mut [Option<squeue::Entry>; 4],
+    n: &mut usize,
+    target: u64,
+    user_data: u64,
+) {
+    if *n < entries.len() {
+        entries[*n] = Some(
+            opcode::AsyncCancel::new(target)
+                .build()
+                .user_data(user_data),
+        );
+        *n += 1;
+    }
+}
+
+/// Converts a kernel-filled `sockaddr_storage` of `len` bytes to a `SocketAddr`.
+fn sockaddr_to_std(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
+    match i32::from(storage.ss_family) {
+        libc::AF_INET if len as usize >= mem::size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the family says the storage holds a sockaddr_in, which fits in it and
+            // has a lower alignment requirement.
+            let sin = unsafe { &*(&raw const *storage).cast::<libc::sockaddr_in>() };
+            let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(sin.sin_port),
+            )))
+        }
+        libc::AF_INET6 if len as usize >= mem::size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: as above, for sockaddr_in6.
+            let sin6 = unsafe { &*(&raw const *storage).cast::<libc::sockaddr_in6>() };
+            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                ip,
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+impl Drop for Uring {
+    fn drop(&mut self) {
+        // `Driver::drop` drains with access to the socket table; this is the last line of
+        // defence if the backend is dropped alone (construction errors).
+        if self.inflight > 0 {
+            self.pool.leak();
+            mem::forget(mem::take(&mut self.slots));
+            mem::forget(mem::take(&mut self.timer_specs));
+            mem::forget(mem::replace(&mut self.wake_buf, Box::new(0)));
+        }
     }
 }

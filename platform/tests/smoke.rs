@@ -1,0 +1,50 @@
+//! Quick end-to-end checks of the driver on every backend.
+
+use std::time::{Duration, Instant};
+
+use ringwork_platform::{
+    BackendChoice, Bytes, Completion, DriverConfig, ListenOptions, SockAddr, test_all_backends,
+    testing,
+};
+
+test_all_backends! {
+    fn echo_one_connection(backend: BackendChoice) {
+        let Some(mut driver) = testing::driver(backend, DriverConfig::default()) else { return };
+        let addr: SockAddr = "127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into();
+        let listener = driver.listen(&addr, &ListenOptions::default()).unwrap();
+        let addr = driver.local_addr(listener).unwrap();
+        assert!(driver.accept(listener));
+        let client = driver.connect(&addr).unwrap();
+        assert!(driver.send(client, Bytes::from_static(b"hello")));
+        let mut out = Vec::new();
+        let mut server = None;
+        let mut echoed = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while echoed.len() < 5 {
+            assert!(Instant::now() < deadline, "timed out; got {echoed:?}");
+            driver.turn(Some(Duration::from_secs(1)), &mut out).unwrap();
+            for c in out.drain(..) {
+                match c {
+                    Completion::Accepted { result, .. } => {
+                        let s = result.unwrap();
+                        driver.recv(s);
+                        server = Some(s);
+                    }
+                    Completion::Connected { socket, result } => {
+                        result.unwrap();
+                        driver.recv(socket);
+                    }
+                    Completion::Received { socket, buf } if Some(socket) == server => {
+                        driver.send(socket, Bytes::copy_from_slice(&buf));
+                    }
+                    Completion::Received { buf, .. } => echoed.extend_from_slice(&buf),
+                    Completion::Sent { .. } => {}
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+        assert_eq!(echoed, b"hello");
+        let stats = driver.stats();
+        assert!(stats.enters <= stats.turns + 2, "one enter per turn: {stats:?}");
+    }
+}
