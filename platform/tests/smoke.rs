@@ -48,3 +48,26 @@ test_all_backends! {
         assert!(stats.enters <= stats.turns + 2, "one enter per turn: {stats:?}");
     }
 }
+
+test_all_backends! {
+    fn idle_wait_blocks_until_woken(backend: BackendChoice) {
+        let Some(mut driver) = testing::driver(backend, DriverConfig::default()) else { return };
+        let mut out = Vec::new();
+        // An idle turn with a short timeout returns empty after one enter: the wake-up read
+        // must not complete on its own.
+        let before = driver.stats();
+        driver.turn(Some(Duration::from_millis(20)), &mut out).unwrap();
+        driver.turn(Some(Duration::from_millis(20)), &mut out).unwrap();
+        assert!(out.is_empty(), "idle turns produced {out:?}");
+        let after = driver.stats();
+        assert!(after.enters - before.enters <= 3, "{before:?} -> {after:?}");
+        let waker = driver.waker();
+        let thread = std::thread::spawn(move || waker.wake().unwrap());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !out.iter().any(|c| matches!(c, Completion::Woken)) {
+            assert!(Instant::now() < deadline, "never woken");
+            driver.turn(Some(Duration::from_secs(5)), &mut out).unwrap();
+        }
+        thread.join().unwrap();
+    }
+}

@@ -123,8 +123,11 @@ pub(crate) struct Uring {
     eventfd: Arc<OwnedFd>,
     wake_buf: Box<u64>,
     wake_armed: bool,
-    /// SQEs submitted whose final CQE has not arrived.
+    /// SQEs queued or submitted whose final CQE has not arrived.
     inflight: usize,
+    /// SQEs that did not fit while the kernel refused submissions (CQ overflowing); they
+    /// go first next turn. Never dropped: each one's memory and state are already committed.
+    backlog: std::collections::VecDeque<squeue::Entry>,
     /// Sockets whose recv waits for free buffers, oldest first.
     starved: Vec<SocketId>,
     max_iovecs: usize,
@@ -155,8 +158,11 @@ impl Uring {
         }
         .map_err(failed("registering the buffer ring"))?;
         capabilities.buf_ring = true;
+        // Blocking on purpose: io_uring reads it without blocking and waits by polling, while
+        // an O_NONBLOCK eventfd could complete with EAGAIN at once on kernels whose eventfd
+        // lacks nowait support, turning every wait into a spin.
         // SAFETY: plain syscall; the result is checked before use.
-        let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
         if efd < 0 {
             return Err(failed("creating the wake-up eventfd")(
                 io::Error::last_os_error(),
@@ -174,6 +180,7 @@ impl Uring {
             wake_buf: Box::new(0),
             wake_armed: false,
             inflight: 0,
+            backlog: std::collections::VecDeque::new(),
             starved: Vec::new(),
             max_iovecs: config.max_send_iovecs,
             dropped_seen: 0,
@@ -250,26 +257,43 @@ impl Uring {
         Some(f(SockRef::from(fd)))
     }
 
-    /// Queues one SQE, submitting early if the queue is full.
-    fn push(&mut self, core: &mut Core, entry: squeue::Entry) -> io::Result<()> {
+    /// Queues one SQE, submitting early if the queue is full. Never loses it: when the kernel
+    /// refuses submissions (CQ overflowing) it waits in `backlog` until the next turn.
+    fn push(&mut self, core: &mut Core, entry: squeue::Entry) {
+        core.stats.submitted += 1;
+        self.inflight += 1;
+        if self.backlog.is_empty() && self.try_push(core, &entry) {
+            return;
+        }
+        self.backlog.push_back(entry);
+    }
+
+    /// Moves backlogged SQEs into the SQ, in order, as far as the kernel takes them.
+    fn flush_backlog(&mut self, core: &mut Core) {
+        while let Some(entry) = self.backlog.pop_front() {
+            if !self.try_push(core, &entry) {
+                self.backlog.push_front(entry);
+                return;
+            }
+        }
+    }
+
+    /// Puts `entry` in the SQ, submitting to make room if needed; `false` if the kernel
+    /// refuses to take more now.
+    fn try_push(&mut self, core: &mut Core, entry: &squeue::Entry) -> bool {
         loop {
             // SAFETY: every entry built in this module points only at memory that stays
             // alive until its CQE (see the module's safety model).
-            let pushed = unsafe { self.ring.submission().push(&entry) };
-            if pushed.is_ok() {
-                core.stats.submitted += 1;
-                self.inflight += 1;
-                return Ok(());
+            if unsafe { self.ring.submission().push(entry) }.is_ok() {
+                return true;
             }
             core.stats.enters += 1;
             match self.ring.submit() {
                 Ok(_) => {}
-                // The CQ is full: the kernel refuses new work until we reap.
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY | libc::EAGAIN)) => {
-                    return Err(e);
-                }
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
-                Err(e) => return Err(e),
+                // EBUSY/EAGAIN: the CQ is full; anything else: the ring itself is broken,
+                // which the enter of this turn reports.
+                Err(_) => return false,
             }
         }
     }
@@ -281,16 +305,10 @@ impl Uring {
         out: &mut Vec<Completion>,
     ) -> io::Result<()> {
         let before = out.len();
-        match self.reconcile(core) {
-            Ok(()) => {}
-            // SQ and CQ both full: reap first, the rest is submitted next turn.
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY | libc::EAGAIN)) => {
-                self.reap(core, out)?;
-                return Ok(());
-            }
-            Err(e) => return Err(e),
-        }
-        let ready = out.len() > before || !self.ring.completion().is_empty();
+        self.flush_backlog(core);
+        self.reconcile(core);
+        let ready =
+            out.len() > before || !self.ring.completion().is_empty() || !self.backlog.is_empty();
         let want = if ready || timeout == Some(Duration::ZERO) {
             0
         } else {
@@ -337,7 +355,7 @@ impl Uring {
     }
 
     /// Turns what the caller asked for into SQEs.
-    fn reconcile(&mut self, core: &mut Core) -> io::Result<()> {
+    fn reconcile(&mut self, core: &mut Core) {
         if !self.wake_armed {
             let entry = opcode::Read::new(
                 Fd(self.eventfd.as_raw_fd()),
@@ -353,29 +371,18 @@ impl Uring {
                 }
                 .encode(),
             );
-            self.push(core, entry)?;
+            self.push(core, entry);
             self.wake_armed = true;
         }
         self.rearm_starved(core);
-        self.reconcile_timers(core)?;
+        self.reconcile_timers(core);
         let mut dirty = mem::take(&mut self.scratch_dirty);
         core.take_dirty(&mut dirty);
-        let mut result = Ok(());
-        for (i, &slot) in dirty.iter().enumerate() {
-            if let Err(e) = self.reconcile_socket(core, slot) {
-                // Whatever was not reconciled stays wanted: mark it dirty again.
-                for &rest in &dirty[i..] {
-                    if let Some((id, _)) = core.slot_mut(rest) {
-                        core.mark_dirty(id);
-                    }
-                }
-                result = Err(e);
-                break;
-            }
+        for &slot in &dirty {
+            self.reconcile_socket(core, slot);
         }
         dirty.clear();
         self.scratch_dirty = dirty;
-        result
     }
 
     /// Re-arms receives that ran out of buffers, as many as there are buffers back.
@@ -395,10 +402,9 @@ impl Uring {
         }
     }
 
-    fn reconcile_timers(&mut self, core: &mut Core) -> io::Result<()> {
+    fn reconcile_timers(&mut self, core: &mut Core) {
         let mut timers = mem::take(&mut self.scratch_timers);
         core.take_dirty_timers(&mut timers);
-        let mut result = Ok(());
         for &(id, state) in &timers {
             let index = id.slot() as usize;
             let entry = match state {
@@ -421,25 +427,21 @@ impl Uring {
                 }
                 TimerState::Armed { .. } | TimerState::Vacant => continue,
             };
-            if let Err(e) = self.push(core, entry) {
-                result = Err(e);
-                break;
-            }
+            self.push(core, entry);
         }
         self.scratch_timers = timers;
-        result
     }
 
-    fn reconcile_socket(&mut self, core: &mut Core, slot_index: u32) -> io::Result<()> {
+    fn reconcile_socket(&mut self, core: &mut Core, slot_index: u32) {
         let Some((id, state)) = core.slot_mut(slot_index) else {
-            return Ok(());
+            return;
         };
         let Some(slot) = self
             .slots
             .get_mut(slot_index as usize)
             .and_then(Option::as_mut)
         else {
-            return Ok(());
+            return;
         };
         let fd = Fd(slot.raw);
         let op = |kind| OpId::socket(id, kind).encode();
@@ -615,9 +617,8 @@ impl Uring {
             }
         }
         for entry in entries.into_iter().flatten() {
-            self.push(core, entry)?;
+            self.push(core, entry);
         }
-        Ok(())
     }
 
     /// Reaps every available CQE into completions, flushing a CQ overflow if one happened.
@@ -934,28 +935,24 @@ impl Uring {
                 }
                 .encode(),
             );
+        // Closing every socket keeps `complete` from delivering or accepting anything while
+        // the cancelled operations are reaped.
+        for slot in 0..self.slots.len() as u32 {
+            if let Some((_, state)) = core.slot_mut(slot) {
+                state.closing = true;
+            }
+        }
         let deadline = Instant::now() + DRAIN_LIMIT;
         let mut sink = Vec::new();
-        if self.push(core, cancel_all).is_ok() {
-            while self.inflight > 0 && Instant::now() < deadline {
-                // Reaping goes through `complete`; closing every socket keeps it from
-                // delivering (or accepting) anything.
-                if self
-                    .enter(core, 1, Some(Duration::from_millis(50)))
-                    .is_err()
-                {
-                    break;
-                }
-                for slot in 0..self.slots.len() as u32 {
-                    if let Some((_, state)) = core.slot_mut(slot) {
-                        state.closing = true;
-                    }
-                }
-                if self.reap(core, &mut sink).is_err() {
-                    break;
-                }
-                sink.clear();
+        self.flush_backlog(core);
+        self.push(core, cancel_all);
+        while self.inflight > 0 && Instant::now() < deadline {
+            self.flush_backlog(core);
+            let waited = self.enter(core, 1, Some(Duration::from_millis(50)));
+            if waited.is_err() || self.reap(core, &mut sink).is_err() {
+                break;
             }
+            sink.clear();
         }
         if self.inflight > 0 {
             tracing::error!(
