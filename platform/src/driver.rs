@@ -180,6 +180,8 @@ impl Driver {
         let socket = Socket::new(addr.domain(), Type::STREAM, None).map_err(open)?;
         if addr.is_ipv4() || addr.is_ipv6() {
             socket.set_reuse_address(true).map_err(open)?;
+            // Accepted sockets inherit it on Linux; request/response protocols want it.
+            socket.set_tcp_nodelay(true).map_err(open)?;
             #[cfg(all(unix, not(any(target_os = "solaris", target_os = "illumos"))))]
             if options.reuse_port {
                 socket.set_reuse_port(true).map_err(open)?;

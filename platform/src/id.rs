@@ -108,6 +108,7 @@ pub enum OpKind {
 }
 
 impl OpKind {
+    #[cfg(test)]
     const ALL: [OpKind; 14] = [
         OpKind::Accept,
         OpKind::Recv,
@@ -126,7 +127,23 @@ impl OpKind {
     ];
 
     fn from_u8(value: u8) -> Option<OpKind> {
-        OpKind::ALL.into_iter().find(|kind| *kind as u8 == value)
+        Some(match value {
+            1 => OpKind::Accept,
+            2 => OpKind::Recv,
+            3 => OpKind::Send,
+            4 => OpKind::Connect,
+            5 => OpKind::Shutdown,
+            6 => OpKind::Close,
+            7 => OpKind::Cancel,
+            8 => OpKind::RecvFrom,
+            9 => OpKind::SendTo,
+            10 => OpKind::Timeout,
+            11 => OpKind::TimeoutRemove,
+            12 => OpKind::Wake,
+            13 => OpKind::Open,
+            14 => OpKind::Wait,
+            _ => return None,
+        })
     }
 
     /// The bit of this kind in an in-flight mask.

@@ -23,9 +23,16 @@ fn sysctl() -> u8 {
 #[test]
 #[ignore = "needs kernel.io_uring_disabled=2 for the whole machine; run by .ci/run"]
 fn auto_falls_back_to_poll_when_the_sysctl_disables_io_uring() {
-    assert_eq!(sysctl(), 2, "set kernel.io_uring_disabled=2 before running this test");
+    assert_eq!(
+        sysctl(),
+        2,
+        "set kernel.io_uring_disabled=2 before running this test"
+    );
 
-    let forced = Driver::with_config(DriverConfig { backend: BackendChoice::Uring, ..Default::default() });
+    let forced = Driver::with_config(DriverConfig {
+        backend: BackendChoice::Uring,
+        ..Default::default()
+    });
     match forced {
         Err(SetupError::UringUnavailable { reason }) => {
             assert_eq!(reason, UringUnavailable::DisabledBySysctl { value: 2 });
@@ -35,8 +42,11 @@ fn auto_falls_back_to_poll_when_the_sysctl_disables_io_uring() {
         other => panic!("forcing uring must fail with the sysctl's reason, got {other:?}"),
     }
 
-    let mut driver = Driver::with_config(DriverConfig { backend: BackendChoice::Auto, ..Default::default() })
-        .expect("auto falls back instead of failing");
+    let mut driver = Driver::with_config(DriverConfig {
+        backend: BackendChoice::Auto,
+        ..Default::default()
+    })
+    .expect("auto falls back instead of failing");
     assert_eq!(driver.backend(), BackendKind::Poll);
     assert_eq!(
         driver.capabilities().uring_unavailable,
@@ -44,7 +54,10 @@ fn auto_falls_back_to_poll_when_the_sysctl_disables_io_uring() {
     );
 
     // The fallback driver works: one echo round trip.
-    let addr = "127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into();
+    let addr = "127.0.0.1:0"
+        .parse::<std::net::SocketAddr>()
+        .unwrap()
+        .into();
     let listener = driver.listen(&addr, &ListenOptions::default()).unwrap();
     let addr = driver.local_addr(listener).unwrap();
     driver.accept(listener);
@@ -53,8 +66,13 @@ fn auto_falls_back_to_poll_when_the_sysctl_disables_io_uring() {
     let (mut out, mut got) = (Vec::new(), Vec::new());
     let deadline = Instant::now() + Duration::from_secs(20);
     while got != b"ping" {
-        assert!(Instant::now() < deadline, "no echo through the fallback driver");
-        driver.turn(Some(Duration::from_millis(500)), &mut out).unwrap();
+        assert!(
+            Instant::now() < deadline,
+            "no echo through the fallback driver"
+        );
+        driver
+            .turn(Some(Duration::from_millis(500)), &mut out)
+            .unwrap();
         for completion in out.drain(..) {
             match completion {
                 Completion::Accepted { result, .. } => {

@@ -542,10 +542,21 @@ impl Uring {
                             send.msg.msg_iov = send.iov.as_mut_ptr();
                             send.msg.msg_iovlen = send.iov.len() as _;
                             slot.inflight |= OpKind::Send.bit();
-                            add(opcode::SendMsg::new(fd, &raw const send.msg)
-                                .flags(libc::MSG_NOSIGNAL as u32)
+                            let entry = if let [only] = send.iov[..] {
+                                // One buffer: plain SEND spares the kernel the msghdr copy.
+                                opcode::Send::new(
+                                    fd,
+                                    only.iov_base.cast_const().cast(),
+                                    only.iov_len.min(u32::MAX as usize) as u32,
+                                )
+                                .flags(libc::MSG_NOSIGNAL)
                                 .build()
-                                .user_data(op(OpKind::Send)));
+                            } else {
+                                opcode::SendMsg::new(fd, &raw const send.msg)
+                                    .flags(libc::MSG_NOSIGNAL as u32)
+                                    .build()
+                            };
+                            add(entry.user_data(op(OpKind::Send)));
                         }
                         if state.shutdown == Shutdown::Wanted
                             && state.send.is_empty()

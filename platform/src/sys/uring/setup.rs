@@ -12,9 +12,10 @@ use crate::config::{BackendKind, Capabilities, DriverConfig};
 use crate::error::UringUnavailable;
 
 /// Opcodes the backend submits, with names for the capability report.
-const REQUIRED_OPCODES: [(u8, &str); 11] = [
+const REQUIRED_OPCODES: [(u8, &str); 12] = [
     (opcode::AcceptMulti::CODE, "ACCEPT"),
     (opcode::RecvMulti::CODE, "RECV"),
+    (opcode::Send::CODE, "SEND"),
     (opcode::SendMsg::CODE, "SENDMSG"),
     (opcode::RecvMsg::CODE, "RECVMSG"),
     (opcode::Connect::CODE, "CONNECT"),
