@@ -109,6 +109,10 @@ pub(crate) struct SocketState {
     pub(crate) want_accept: bool,
     /// Stream/datagram: keep receiving.
     pub(crate) want_recv: bool,
+    /// Stream: receiving ended for good (end of stream or an error was delivered, or is
+    /// about to be): `recv` is refused from then on, so a caller re-enabling receiving while
+    /// handling earlier completions of the same batch cannot cause a second `Eof`.
+    pub(crate) recv_ended: bool,
     /// Stream: connect to this address (taken by the backend when it starts the connect).
     pub(crate) connect_to: Option<SockAddr>,
     /// Stream: a connect was started and has not completed.
@@ -127,11 +131,20 @@ pub(crate) struct SocketState {
 }
 
 impl SocketState {
+    /// Receiving ended for good: end of stream or an error.
+    pub(crate) fn end_recv(&mut self) {
+        self.want_recv = false;
+        if self.kind == SocketKind::Stream {
+            self.recv_ended = true;
+        }
+    }
+
     fn new(kind: SocketKind) -> Self {
         Self {
             kind,
             want_accept: false,
             want_recv: false,
+            recv_ended: false,
             connect_to: None,
             connecting: false,
             send: SendQueue::default(),

@@ -819,7 +819,7 @@ impl Uring {
                 {
                     out.push(Completion::Received { socket: id, buf });
                 } else if result == 0 {
-                    state.want_recv = false;
+                    state.end_recv();
                     out.push(Completion::Eof { socket: id });
                 } else if result == -libc::ENOBUFS {
                     core.stats.buffer_starvations += 1;
@@ -827,7 +827,7 @@ impl Uring {
                     self.starved.push(id);
                 } else if result != -libc::ECANCELED {
                     let errno = if result < 0 { -result } else { libc::EIO };
-                    state.want_recv = false;
+                    state.end_recv();
                     out.push(Completion::RecvError {
                         socket: id,
                         error: error(errno),
@@ -892,7 +892,7 @@ impl Uring {
                 (r, _) if r == -libc::ECANCELED => {}
                 (r, _) => {
                     let errno = if r < 0 { -r } else { libc::EIO };
-                    state.want_recv = false;
+                    state.end_recv();
                     out.push(Completion::RecvError {
                         socket: id,
                         error: error(errno),
