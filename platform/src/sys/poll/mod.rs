@@ -19,6 +19,7 @@
 //! Safety model: no `unsafe` in this backend. The kernel touches caller memory only inside
 //! synchronous system calls (a pool buffer during a read, the send queue's bytes during a
 //! send); nothing is shared with it between calls.
+//! Tests: `tests.rs`, through the public [`Driver`](crate::Driver).
 
 mod ops;
 mod sockets;
@@ -191,3 +192,5 @@ impl Poll {
     }
 }
 
+#[cfg(test)]
+mod tests;
