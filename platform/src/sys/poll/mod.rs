@@ -1,7 +1,8 @@
 //! The portable backend: mio readiness (epoll, kqueue, IOCP) turned into completions.
 //!
 //! Owns: the mio poll instance and waker, the receive buffer pool (a free list), the socket
-//! table of mio sources (`sockets.rs`, `source.rs`) and the timer heap (`timers.rs`).
+//! table (`sockets.rs`) of mio sources (`source.rs`), the per-socket I/O steps (`ops.rs`)
+//! and the timer heap (`timers.rs`).
 //! Contract: see `sys/mod.rs`. Each [`Poll::turn`]:
 //! 1. reconciles: closes closing sockets (releasing their slots at once: under readiness
 //!    nothing is ever in flight), starts connects, arms and cancels timers, and lists the
