@@ -24,10 +24,6 @@ impl OpError {
         Self { op, socket, source }
     }
 
-    pub(crate) fn from_errno(op: OpKind, socket: SocketId, errno: i32) -> Self {
-        Self::new(op, Some(socket), io::Error::from_raw_os_error(errno))
-    }
-
     /// The OS error kind, for matching (`ConnectionReset`, `ConnectionRefused`, ...).
     #[must_use]
     pub fn kind(&self) -> io::ErrorKind {

@@ -183,6 +183,8 @@ pub(crate) enum TimerState {
 struct TimerSlot {
     generation: u32,
     state: TimerState,
+    /// Already in the dirty list (each slot is listed once, in the order first changed).
+    in_dirty: bool,
 }
 
 /// Socket and timer tables shared by both backends.
@@ -331,11 +333,20 @@ impl Core {
             self.timers.push(TimerSlot {
                 generation: 0,
                 state,
+                in_dirty: false,
             });
             (slot, 0)
         };
-        self.dirty_timers.push(slot);
+        self.mark_timer_dirty(slot);
         TimerId::new(slot, generation)
+    }
+
+    fn mark_timer_dirty(&mut self, slot: u32) {
+        let entry = &mut self.timers[slot as usize];
+        if !entry.in_dirty {
+            entry.in_dirty = true;
+            self.dirty_timers.push(slot);
+        }
     }
 
     /// The state of timer `slot` if its generation matches.
@@ -358,7 +369,7 @@ impl Core {
             }
             Some(TimerState::Armed { .. }) => {
                 self.set_timer_state(id.slot(), TimerState::Cancelling);
-                self.dirty_timers.push(id.slot());
+                self.mark_timer_dirty(id.slot());
                 true
             }
             _ => false,
@@ -379,13 +390,12 @@ impl Core {
     pub(crate) fn take_dirty_timers(&mut self, out: &mut Vec<(TimerId, TimerState)>) {
         out.clear();
         for slot in self.dirty_timers.drain(..) {
-            let entry = &self.timers[slot as usize];
+            let entry = &mut self.timers[slot as usize];
+            entry.in_dirty = false;
             if entry.state != TimerState::Vacant {
                 out.push((TimerId::new(slot, entry.generation), entry.state));
             }
         }
-        out.sort_unstable_by_key(|(id, _)| *id);
-        out.dedup_by_key(|(id, _)| *id);
     }
 }
 

@@ -181,7 +181,7 @@ pub(super) fn read_stream(
         io.submitted += 1;
         match result {
             Ok(buf) if buf.is_empty() => {
-                state.want_recv = false;
+                state.end_recv();
                 out.push(Completion::Eof { socket: id });
                 return;
             }
@@ -202,7 +202,7 @@ pub(super) fn read_stream(
                 return;
             }
             Err(e) => {
-                state.want_recv = false;
+                state.end_recv();
                 out.push(Completion::RecvError {
                     socket: id,
                     error: OpError::new(OpKind::Recv, Some(id), e),
@@ -292,7 +292,7 @@ pub(super) fn recv_datagrams(
                 tracing::debug!(socket = %id, error = %e, "datagram receive error skipped");
             }
             (Err(e), _) => {
-                state.want_recv = false;
+                state.end_recv();
                 out.push(Completion::RecvError {
                     socket: id,
                     error: OpError::new(OpKind::RecvFrom, Some(id), e),
