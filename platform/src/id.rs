@@ -147,6 +147,7 @@ impl OpKind {
     }
 
     /// The bit of this kind in an in-flight mask.
+    #[cfg(any(uring, test))]
     pub(crate) fn bit(self) -> u16 {
         1 << (self as u8)
     }

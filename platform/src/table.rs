@@ -313,6 +313,7 @@ impl Core {
 
     /// Forgets every socket without dropping it: the kernel may still read their send
     /// queues (a driver dropped with operations that would not finish).
+    #[cfg(uring)]
     pub(crate) fn leak_all(&mut self) {
         for entry in &mut self.sockets {
             if let Some(state) = entry.state.take() {

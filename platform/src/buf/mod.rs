@@ -158,6 +158,7 @@ impl BufPool {
     }
 
     /// Number of buffers in the pool.
+    #[cfg(uring)]
     pub(crate) fn count(&self) -> u16 {
         self.inner.count
     }
@@ -174,8 +175,12 @@ impl BufPool {
         &self,
         read: impl FnOnce(&mut [u8]) -> io::Result<usize>,
     ) -> Option<io::Result<RecvBuf>> {
-        let Mode::List { free } = &self.inner.mode else {
-            unreachable!("read_with on a ring pool: the kernel picks ring buffers")
+        let free = match &self.inner.mode {
+            Mode::List { free } => free,
+            #[cfg(uring)]
+            Mode::Ring { .. } => {
+                unreachable!("read_with on a ring pool: the kernel picks ring buffers")
+            }
         };
         let bid = free.borrow_mut().pop()?;
         self.inner.available.set(self.inner.available.get() - 1);
