@@ -31,6 +31,9 @@ use ringwork_platform::{Bytes, Completion, Driver, OpError, SockAddr, SocketId};
 /// How often, at most, the loop wakes to check phase ends and stalled connections.
 const TICK: Duration = Duration::from_millis(100);
 
+/// How long, at most, the messages still in flight at the end may take to come back.
+const DRAIN: Duration = Duration::from_secs(2);
+
 /// Closed-loop echo load client on the ringwork platform driver (backend: RINGWORK_BACKEND).
 #[derive(Debug, Parser)]
 #[command(version, about)]
@@ -160,6 +163,7 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
         load.turn((next - now).min(TICK), &mut completions)?;
     }
     let window = Instant::now().duration_since(measure_from).as_secs_f64();
+    load.finish(&mut completions)?;
     load.report(args, window)
 }
 
@@ -289,7 +293,9 @@ impl Load {
         conn.echoed = None;
         let now = Instant::now();
         self.total += 1;
-        if self.measure_from.is_some_and(|from| now >= from) {
+        let measuring = self.measure_from.is_some_and(|from| now >= from)
+            && self.stop_at.is_some_and(|stop| now < stop);
+        if measuring {
             self.measured += 1;
             let nanos =
                 u64::try_from(now.duration_since(conn.sent_at).as_nanos()).unwrap_or(u64::MAX);
@@ -315,6 +321,29 @@ impl Load {
         // `false` only if the socket is not an open stream or sending already failed, and the
         // SendError completion that caused the latter ends the run.
         self.driver.send(conn.id, message);
+    }
+
+    /// Ends the run cleanly: waits (at most [`DRAIN`]) for the messages in flight to come
+    /// back, then closes every connection, so the server sees ends of stream rather than
+    /// resets of connections with unread data.
+    fn finish(&mut self, completions: &mut Vec<Completion>) -> Result<(), String> {
+        let deadline = Instant::now() + DRAIN;
+        while self.conns.iter().any(|conn| conn.echoed.is_some()) {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            self.turn((deadline - now).min(TICK), completions)?;
+        }
+        for conn in &self.conns {
+            self.driver.close(conn.id);
+        }
+        // Submits the closes; whatever completes now belongs to no connection any more.
+        self.driver
+            .turn(Some(Duration::ZERO), completions)
+            .map_err(|e| format!("driver turn failed: {e}"))?;
+        completions.clear();
+        Ok(())
     }
 
     /// Fails if some message has waited longer than `limit` for its echo.
