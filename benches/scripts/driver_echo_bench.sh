@@ -89,15 +89,17 @@ listening() {
 }
 
 next_port=$PORT_BASE
-# Prints a port nothing listens on (a new one for every run).
+port=
+# Sets `port` to a port nothing listens on, a new one for every run (not in a subshell:
+# `next_port` must advance).
 fresh_port() {
     local tries=0
     while listening "$next_port"; do
         next_port=$((next_port + 1))
         tries=$((tries + 1))
-        ((tries < 200)) || { echo "error: no free port from $PORT_BASE" >&2; return 1; }
+        ((tries < 200)) || { echo "error: no free port from $PORT_BASE" >&2; exit 1; }
     done
-    echo "$next_port"
+    port=$next_port
     next_port=$((next_port + 1))
 }
 
@@ -146,8 +148,8 @@ field() {
 }
 
 run_one() {
-    local backend=$1 round=$2 port server_log client_log cpu0 cpu1 steal0 steal1
-    port=$(fresh_port)
+    local backend=$1 round=$2 server_log client_log cpu0 cpu1 steal0 steal1
+    fresh_port
     server_log=$work/server-$backend-$round.log
     client_log=$work/client-$backend-$round.log
     RINGWORK_BACKEND=$backend taskset -c "$SERVER_CPU" "$echo_bin" --listen "127.0.0.1:$port" \
@@ -186,9 +188,9 @@ run_one() {
     client_backend=$(field "$client_log" backend result:)
     cpe=$(field "$server_log" completions_per_enter driver_echo:)
     us_per_msg=$(awk -v t=$((cpu1 - cpu0)) -v hz="$clk_tck" -v n="$total" \
-        'BEGIN { printf "%.2f", n > 0 ? t * 1e6 / hz / n : 0 }')
+        'BEGIN { printf "%.2f", (n > 0) ? t * 1e6 / hz / n : 0 }')
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$backend" "$round" "$rate" "$us_per_msg" \
-        "$p50" "$p99" "${cpe:-?}" "$((steal1 - steal0))" >>"$results"
+        "$p50" "$p99" "${cpe:-0}" "$((steal1 - steal0))" >>"$results"
     printf '%-5s round %s  port %s  %8s msg/s  server %6s us CPU/msg  p50 %s us  p99 %s us  server completions/enter %s  steal %s ticks  (client: %s)\n' \
         "$backend" "$round" "$port" "$rate" "$us_per_msg" "$p50" "$p99" "${cpe:-?}" \
         "$((steal1 - steal0))" "$client_backend" >&2
@@ -220,20 +222,21 @@ echo "Driver echo, $CONNECTIONS connections x $SIZE B, ${DURATION} s after ${WAR
 echo
 echo "| backend | median msg/s | min-max msg/s | median server us CPU/msg | median completions/enter |"
 echo "|---|---:|---:|---:|---:|"
+mapfile -t unique < <(printf '%s\n' "${backends[@]}" | awk '!seen[$0]++')
 declare -A med_rate med_cpu
-for backend in "${backends[@]}"; do
+for backend in "${unique[@]}"; do
     med_rate[$backend]=$(column_of "$backend" 3 | median)
     med_cpu[$backend]=$(column_of "$backend" 4 | median)
     min=$(column_of "$backend" 3 | sort -g | head -n 1)
     max=$(column_of "$backend" 3 | sort -g | tail -n 1)
     cpe=$(column_of "$backend" 7 | median)
-    printf '| %s | %.0f | %.0f-%.0f | %.2f | %s |\n' "$backend" "${med_rate[$backend]}" \
+    printf '| %s | %.0f | %.0f-%.0f | %.2f | %.1f |\n' "$backend" "${med_rate[$backend]}" \
         "$min" "$max" "${med_cpu[$backend]}" "$cpe"
 done
-if ((${#backends[@]} >= 2)); then
-    a=${backends[0]} b=${backends[1]}
+if ((${#unique[@]} >= 2)); then
+    a=${unique[0]} b=${unique[1]}
     awk -v a="$a" -v b="$b" -v ra="${med_rate[$a]}" -v rb="${med_rate[$b]}" \
         -v ca="${med_cpu[$a]}" -v cb="${med_cpu[$b]}" 'BEGIN {
         printf "\n%s/%s: msg/s x%.2f, server CPU per message x%.2f\n", a, b,
-            rb > 0 ? ra / rb : 0, cb > 0 ? ca / cb : 0 }'
+            (rb > 0) ? ra / rb : 0, (cb > 0) ? ca / cb : 0 }'
 fi
