@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use ringwork_platform::{
-    Bytes, Capabilities, Completion, Driver, ListenOptions, SockAddr, SocketId, Waker,
+    BackendKind, Bytes, Capabilities, Completion, Driver, ListenOptions, SockAddr, SocketId, Waker,
 };
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -220,7 +220,10 @@ fn watch_signals(stop: &Arc<AtomicBool>, waker: Waker) -> std::io::Result<()> {
 /// A short list of what the backend uses, for the start-up line.
 fn describe(capabilities: &Capabilities) -> String {
     if let Some(reason) = &capabilities.uring_unavailable {
-        return format!("io_uring unavailable: {reason}");
+        return format!("mio readiness; io_uring unavailable: {reason}");
+    }
+    if capabilities.backend == Some(BackendKind::Poll) {
+        return "mio readiness".to_string();
     }
     let flags = [
         (capabilities.single_issuer, "single_issuer"),
@@ -235,9 +238,5 @@ fn describe(capabilities: &Capabilities) -> String {
         .filter(|(on, _)| *on)
         .map(|(_, name)| *name)
         .collect();
-    if used.is_empty() {
-        "readiness".to_string()
-    } else {
-        used.join(", ")
-    }
+    used.join(", ")
 }
