@@ -10,6 +10,7 @@
 //! parsing, logging set-up).
 #![forbid(unsafe_code)]
 
+use std::io::IsTerminal;
 use std::time::Duration;
 
 /// Why [`pin_to_cpu`] could not pin the calling thread.
@@ -74,6 +75,7 @@ pub fn init_logging() {
     // `try_init` fails only if a subscriber is already installed, which is then kept.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }
