@@ -148,7 +148,7 @@ field() {
 }
 
 run_one() {
-    local backend=$1 round=$2 server_log client_log cpu0 cpu1 steal0 steal1
+    local backend=$1 round=$2 server_log client_log cpu0 cpu1 steal0 steal1 t0 t1
     fresh_port
     server_log=$work/server-$backend-$round.log
     client_log=$work/client-$backend-$round.log
@@ -162,6 +162,7 @@ run_one() {
     fi
     cpu0=$(cpu_ticks "$server_pid")
     steal0=$(steal_ticks)
+    t0=$(date +%s%N)
     if ! RINGWORK_BACKEND=$LOAD_BACKEND timeout $((DURATION + WARMUP + 60)) \
         taskset -c "$CLIENT_CPU" "$load_bin" --connect "127.0.0.1:$port" \
         --connections "$CONNECTIONS" --size "$SIZE" --duration "$DURATION" --warmup "$WARMUP" \
@@ -177,10 +178,11 @@ run_one() {
     fi
     cpu1=$(cpu_ticks "$server_pid")
     steal1=$(steal_ticks)
+    t1=$(date +%s%N)
     stop_server "$server_pid"
     wait_released "$port"
 
-    local rate total p50 p99 client_backend cpe us_per_msg
+    local rate total p50 p99 client_backend cpe us_per_msg busy
     rate=$(field "$client_log" msg_per_s result:)
     total=$(field "$client_log" total_messages result:)
     p50=$(field "$client_log" p50_us result:)
@@ -189,10 +191,14 @@ run_one() {
     cpe=$(field "$server_log" completions_per_enter driver_echo:)
     us_per_msg=$(awk -v t=$((cpu1 - cpu0)) -v hz="$clk_tck" -v n="$total" \
         'BEGIN { printf "%.2f", (n > 0) ? t * 1e6 / hz / n : 0 }')
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$backend" "$round" "$rate" "$us_per_msg" \
-        "$p50" "$p99" "${cpe:-0}" "$((steal1 - steal0))" >>"$results"
-    printf '%-5s round %s  port %s  %8s msg/s  server %6s us CPU/msg  p50 %s us  p99 %s us  server completions/enter %s  steal %s ticks  (client: %s)\n' \
-        "$backend" "$round" "$port" "$rate" "$us_per_msg" "$p50" "$p99" "${cpe:-?}" \
+    # Share of the client run the server spent on a CPU: near 100% means the server was
+    # the bottleneck; well below, the client or the machine was.
+    busy=$(awk -v t=$((cpu1 - cpu0)) -v hz="$clk_tck" -v ns=$((t1 - t0)) \
+        'BEGIN { printf "%.0f", (ns > 0) ? 100 * t / hz / (ns / 1e9) : 0 }')
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$backend" "$round" "$rate" "$us_per_msg" \
+        "$p50" "$p99" "${cpe:-0}" "$((steal1 - steal0))" "$busy" >>"$results"
+    printf '%-5s round %s  port %s  %8s msg/s  server %6s us CPU/msg, busy %3s%%  p50 %s us  p99 %s us  server completions/enter %s  steal %s ticks  (client: %s)\n' \
+        "$backend" "$round" "$port" "$rate" "$us_per_msg" "$busy" "$p50" "$p99" "${cpe:-?}" \
         "$((steal1 - steal0))" "$client_backend" >&2
 }
 
@@ -220,8 +226,8 @@ echo
 echo "Driver echo, $CONNECTIONS connections x $SIZE B, ${DURATION} s after ${WARMUP} s warm-up," \
     "$ROUNDS interleaved rounds, server on CPU $SERVER_CPU, load on CPU $CLIENT_CPU ($(uname -r))"
 echo
-echo "| backend | median msg/s | min-max msg/s | median server us CPU/msg | median completions/enter |"
-echo "|---|---:|---:|---:|---:|"
+echo "| backend | median msg/s | min-max msg/s | median server us CPU/msg | min-max us CPU/msg | median server busy | median completions/enter |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
 mapfile -t unique < <(printf '%s\n' "${backends[@]}" | awk '!seen[$0]++')
 declare -A med_rate med_cpu
 for backend in "${unique[@]}"; do
@@ -229,9 +235,13 @@ for backend in "${unique[@]}"; do
     med_cpu[$backend]=$(column_of "$backend" 4 | median)
     min=$(column_of "$backend" 3 | sort -g | head -n 1)
     max=$(column_of "$backend" 3 | sort -g | tail -n 1)
+    cpu_min=$(column_of "$backend" 4 | sort -g | head -n 1)
+    cpu_max=$(column_of "$backend" 4 | sort -g | tail -n 1)
     cpe=$(column_of "$backend" 7 | median)
-    printf '| %s | %.0f | %.0f-%.0f | %.2f | %.1f |\n' "$backend" "${med_rate[$backend]}" \
-        "$min" "$max" "${med_cpu[$backend]}" "$cpe"
+    busy=$(column_of "$backend" 9 | median)
+    printf '| %s | %.0f | %.0f-%.0f | %.2f | %.2f-%.2f | %.0f%% | %.1f |\n' "$backend" \
+        "${med_rate[$backend]}" "$min" "$max" "${med_cpu[$backend]}" "$cpu_min" "$cpu_max" \
+        "$busy" "$cpe"
 done
 if ((${#unique[@]} >= 2)); then
     a=${unique[0]} b=${unique[1]}
