@@ -196,8 +196,8 @@ impl Driver {
     }
 
     /// Starts connecting a stream socket to `addr` (TCP or a Unix path); a
-    /// [`Completion::Connected`] follows. The socket can be given sends before it connects:
-    /// they go out once connected.
+    /// [`Completion::Connected`] follows. [`Driver::send`] and [`Driver::recv`] may be called
+    /// before it connects: they take effect once connected.
     ///
     /// # Errors
     /// The OS error of creating the socket.
