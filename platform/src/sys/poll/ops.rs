@@ -9,7 +9,7 @@
 //! and wants the step. Counters go into a [`Tally`], added to `Stats` by the caller.
 //! Does not: decide which socket runs when (see `sockets.rs`).
 //!
-//! Safety model: no `unsafe`. The kernel writes a pool buffer only during the synchronous
+//! Safety model: no `unsafe` here (one view cast in `source.rs`). The kernel writes a pool buffer only during the synchronous
 //! read inside [`BufPool::read_with`]; sent bytes are borrowed from the send queue for the
 //! duration of one system call.
 
@@ -248,11 +248,8 @@ pub(super) fn send_datagrams(
 }
 
 /// Receives up to `limit` datagrams as `ReceivedFrom`. Sets `io.starved` if the pool ran dry.
-///
-/// Truncation: a readiness backend reads with plain `recvfrom`, which does not return
-/// MSG_TRUNC, so a datagram that fills the whole buffer is reported as truncated (one of
-/// exactly the buffer size is reported too). On Windows a datagram longer than the buffer
-/// fails with WSAEMSGSIZE and, its sender being unknown, is dropped.
+/// Truncation (a datagram longer than a pool buffer) is reported exactly, from recvmsg's
+/// flags (MSG_TRUNC; WSAEMSGSIZE on Windows).
 pub(super) fn recv_datagrams(
     entry: &mut Entry,
     state: &mut SocketState,
@@ -266,8 +263,8 @@ pub(super) fn recv_datagrams(
         let source = &entry.source;
         let mut meta = None;
         let Some(result) = pool.read_with(|buf| {
-            let (len, from) = source.recv_from(buf)?;
-            meta = Some((from, len >= buf.len()));
+            let (len, from, truncated) = source.recv_from(buf)?;
+            meta = Some((from, truncated));
             Ok(len)
         }) else {
             io.starvations += 1;

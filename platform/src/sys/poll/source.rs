@@ -9,14 +9,17 @@
 //! through mio's own methods, which re-arm its emulated readiness after `WouldBlock`.
 //! Does not: track readiness, count statistics or produce completions (see `sockets.rs`).
 //!
-//! Safety model: no `unsafe`. The kernel touches caller memory only inside a synchronous
-//! system call (the read buffer, the send slices), never after it returns.
+//! Safety model: the kernel touches caller memory only inside a synchronous system call (the
+//! read buffer, the send slices), never after it returns. One `unsafe` block views a pool
+//! buffer as `[MaybeUninit<u8>]` for socket2's recvmsg, which reports truncation.
+#![allow(unsafe_code)] // One layout-identical slice cast for recvmsg; see its SAFETY note.
 
 use std::io::{self, IoSlice, Read};
+use std::mem::MaybeUninit;
 use std::net::{Shutdown, SocketAddr};
 
 use mio::{Interest, Registry, Token};
-use socket2::{SockAddr, SockRef, Socket};
+use socket2::{MaybeUninitSlice, SockAddr, SockRef, Socket};
 
 use crate::table::SocketKind;
 
@@ -221,11 +224,22 @@ impl Source {
     }
 
     /// Receives one datagram into `buf`, with its sender.
-    pub(super) fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        match self {
-            Source::Udp(s) => retry(|| s.recv_from(buf)),
-            _ => Err(wrong_kind()),
-        }
+    pub(super) fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr, bool)> {
+        let Source::Udp(s) = self else {
+            return Err(wrong_kind());
+        };
+        // recvmsg (WSARecvFrom on Windows) rather than recvfrom: it reports truncation
+        // (MSG_TRUNC / WSAEMSGSIZE) exactly. Inside `try_io` so mio still sees a WouldBlock.
+        // SAFETY: `u8` and `MaybeUninit<u8>` have the same layout, and the slice is only
+        // handed to recvmsg, which writes initialised bytes and never de-initialises any.
+        let uninit = unsafe { &mut *(std::ptr::from_mut::<[u8]>(buf) as *mut [MaybeUninit<u8>]) };
+        let mut bufs = [MaybeUninitSlice::new(uninit)];
+        let (len, flags, from) =
+            retry(|| s.try_io(|| SockRef::from(s).recv_from_vectored(&mut bufs)))?;
+        let from = from.as_socket().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidData, "datagram from a non-IP address")
+        })?;
+        Ok((len, from, flags.is_truncated()))
     }
 
     /// Sends one datagram to `to`.
