@@ -91,11 +91,17 @@ struct Reuse {
 
 impl Reuse {
     fn add(&mut self, id: SocketId, role: Role) {
-        assert!(!self.old.contains(&id), "new socket got a closed socket's id {id}");
+        assert!(
+            !self.old.contains(&id),
+            "new socket got a closed socket's id {id}"
+        );
         if let Some(&gone) = self.old_slots.get(&id.slot()) {
             self.reused.push((gone, id));
         }
-        assert!(self.new.insert(id, role).is_none(), "id {id} handed out twice");
+        assert!(
+            self.new.insert(id, role).is_none(),
+            "id {id} handed out twice"
+        );
     }
 
     fn connect(&mut self, driver: &mut Driver, addr: &ringwork_platform::SockAddr, n: usize) {
@@ -187,8 +193,16 @@ impl Reuse {
                     sent,
                     ..
                 }) => {
-                    assert_eq!(*echoed, stream.len(), "{socket}: end of stream before the echo");
-                    assert_eq!(*sent, stream.len(), "{socket}: end of stream before sending");
+                    assert_eq!(
+                        *echoed,
+                        stream.len(),
+                        "{socket}: end of stream before the echo"
+                    );
+                    assert_eq!(
+                        *sent,
+                        stream.len(),
+                        "{socket}: end of stream before sending"
+                    );
                     self.clients_done += 1;
                     self.new.remove(&socket);
                     assert!(driver.close(socket));
@@ -297,7 +311,8 @@ test_all_backends! {
                     s.wave2_started = true;
                     s.connect(driver, &addr, WAVE2);
                 }
-                s.wave2_started && s.clients_done == WAVE1 + WAVE2 && s.servers_done == WAVE1 + WAVE2
+                let all = WAVE1 + WAVE2;
+                s.wave2_started && s.clients_done == all && s.servers_done == all
             },
             |driver, s| {
                 format!(

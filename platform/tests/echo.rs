@@ -13,8 +13,8 @@ use std::collections::HashMap;
 
 use rand::Rng;
 use ringwork_platform::{
-    BackendChoice, BackendKind, Bytes, Completion, Driver, DriverConfig, SocketId, test_all_backends,
-    testing,
+    BackendChoice, BackendKind, Bytes, Completion, Driver, DriverConfig, SocketId,
+    test_all_backends, testing,
 };
 
 use common::{drive, listen, pattern, rng, seed, settle};
@@ -78,7 +78,10 @@ impl Client {
                 self.ends[self.queued - 1]
             };
             let end = self.ends[self.queued];
-            assert!(driver.send(id, self.stream.slice(start..end)), "send on {id}");
+            assert!(
+                driver.send(id, self.stream.slice(start..end)),
+                "send on {id}"
+            );
             self.queued += 1;
             if self.queued == self.ends.len() {
                 assert!(driver.shutdown_write(id), "shutdown_write on {id}");
@@ -159,7 +162,8 @@ test_all_backends! {
                                 .zip(&client.stream[start..end])
                                 .position(|(a, b)| a != b)
                                 .unwrap_or(0);
-                            panic!("{socket}: echoed byte {} differs from what was sent", start + at);
+                            let at = start + at;
+                            panic!("{socket}: echoed byte {at} differs from what was sent");
                         }
                         client.received = end;
                         s.echoed_bytes += buf.len();
@@ -171,7 +175,8 @@ test_all_backends! {
                 Completion::Sent { socket, bytes, queued } => {
                     if let Some(server) = s.servers.get_mut(&socket) {
                         server.sent += bytes;
-                        assert_eq!(server.received, server.sent + queued, "{socket}: send accounting");
+                        let accounted = server.sent + queued;
+                        assert_eq!(server.received, accounted, "{socket}: send accounting");
                     } else if let Some(client) = s.clients.get_mut(&socket) {
                         client.sent += bytes;
                         let handed = client.ends[client.queued - 1];

@@ -24,7 +24,10 @@ use common::{Pair, connect_pairs, drive, listen, settle};
 fn auto_is_automatic(test: &str) -> Option<()> {
     match std::env::var(BackendChoice::ENV) {
         Ok(value) if value.parse::<BackendChoice>().ok() != Some(BackendChoice::Auto) => {
-            eprintln!("skipped: {test} ({}={value:?} overrides BackendChoice::Auto)", BackendChoice::ENV);
+            eprintln!(
+                "skipped: {test} ({}={value:?} overrides BackendChoice::Auto)",
+                BackendChoice::ENV
+            );
             None
         }
         _ => Some(()),
@@ -110,7 +113,11 @@ fn auto_falls_back_to_poll_when_io_uring_is_missing() {
 fn forced_uring_fails_with_the_reason() {
     for (errno, expected, words) in [
         (libc::EPERM, eperm_reason(), ["EPERM", "seccomp"]),
-        (libc::ENOSYS, UringUnavailable::NotImplemented, ["ENOSYS", "not implemented"]),
+        (
+            libc::ENOSYS,
+            UringUnavailable::NotImplemented,
+            ["ENOSYS", "not implemented"],
+        ),
     ] {
         let error = Driver::with_config(simulated(BackendChoice::Uring, errno))
             .expect_err("a forced io_uring backend that cannot set up is an error");
@@ -132,10 +139,14 @@ fn forced_uring_fails_with_the_reason() {
 
 #[test]
 fn explicit_poll_has_no_fallback_reason() {
-    let driver = Driver::with_config(simulated(BackendChoice::Poll, libc::EPERM))
-        .expect("poll backend");
+    let driver =
+        Driver::with_config(simulated(BackendChoice::Poll, libc::EPERM)).expect("poll backend");
     assert_eq!(driver.backend(), BackendKind::Poll);
-    assert_eq!(driver.capabilities().uring_unavailable, None, "poll was chosen, not fallen back to");
+    assert_eq!(
+        driver.capabilities().uring_unavailable,
+        None,
+        "poll was chosen, not fallen back to"
+    );
 }
 
 #[test]
@@ -152,7 +163,9 @@ fn backend_names_parse_and_bad_ones_are_clear_errors() {
     ] {
         assert_eq!(name.parse::<BackendChoice>().ok(), Some(choice), "{name:?}");
     }
-    let error = "bogus".parse::<BackendChoice>().expect_err("unknown backend name");
+    let error = "bogus"
+        .parse::<BackendChoice>()
+        .expect_err("unknown backend name");
     let text = error.to_string();
     eprintln!("bad backend name: {text}");
     assert!(

@@ -96,9 +96,10 @@ impl Cycles {
                 }
                 // A client's receive may see the server's close: it closes on its send.
             }
-            Completion::Sent { socket, queued, .. } if queued == 0 => {
-                self.close_client(driver, socket);
-            }
+            Completion::Sent {
+                socket, queued: 0, ..
+            } => self.close_client(driver, socket),
+            Completion::Sent { .. } => {}
             Completion::SendError { socket, .. } => self.close_client(driver, socket),
             other => panic!("unexpected {other:?}"),
         }

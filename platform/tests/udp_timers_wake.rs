@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use rand::seq::SliceRandom;
 use ringwork_platform::{
-    BackendChoice, Bytes, Completion, Driver, DriverConfig, SocketId, TimerId,
-    test_all_backends, testing,
+    BackendChoice, Bytes, Completion, Driver, DriverConfig, SocketId, TimerId, test_all_backends,
+    testing,
 };
 
 use common::{drive, pattern, rng, seed, settle, std_addr};
@@ -42,6 +42,9 @@ struct RoundTrip {
     expected: Option<(SocketId, SocketId, Bytes)>,
     rounds: usize,
     sent: usize,
+    /// Payload bytes handed to `send_to`, and reported sent.
+    handed_bytes: usize,
+    sent_bytes: usize,
 }
 
 fn udp_round_trips(backend: BackendChoice, ip: IpAddr) {
@@ -75,11 +78,14 @@ fn udp_round_trips(backend: BackendChoice, ip: IpAddr) {
         Bytes::from(pattern(seed.wrapping_add(round as u64), len))
     };
     let first = datagram(0);
+    let first_len = first.len();
     assert!(driver.send_to(a, first.clone(), addrs[&b]));
     let mut state = RoundTrip {
         expected: Some((a, b, first)),
         rounds: 0,
         sent: 0,
+        handed_bytes: first_len,
+        sent_bytes: 0,
     };
     drive(
         &mut driver,
@@ -93,22 +99,34 @@ fn udp_round_trips(backend: BackendChoice, ip: IpAddr) {
             } => {
                 let (sender, receiver, payload) = s.expected.take().expect("a datagram in flight");
                 assert_eq!(socket, receiver, "datagram arrived on the wrong socket");
-                assert_eq!(from, addrs[&sender], "ReceivedFrom.from is not the sender's address");
-                assert!(!truncated, "a datagram of {} bytes reported truncated", payload.len());
+                assert_eq!(
+                    from, addrs[&sender],
+                    "ReceivedFrom.from is not the sender's address"
+                );
+                assert!(
+                    !truncated,
+                    "a datagram of {} bytes reported truncated",
+                    payload.len()
+                );
                 assert_eq!(buf.len(), payload.len(), "datagram length");
                 assert!(*buf == payload[..], "datagram payload differs");
                 s.rounds += 1;
                 if s.rounds < ROUNDS {
                     let reply = datagram(s.rounds);
+                    s.handed_bytes += reply.len();
                     assert!(driver.send_to(receiver, reply.clone(), addrs[&sender]));
                     s.expected = Some((receiver, sender, reply));
                 }
             }
-            Completion::Sent { socket, bytes, queued } => {
+            Completion::Sent {
+                socket,
+                bytes,
+                queued,
+            } => {
                 assert!(socket == a || socket == b);
                 assert_eq!(queued, 0, "one datagram queued at a time");
                 s.sent += 1;
-                let _ = bytes;
+                s.sent_bytes += bytes;
             }
             other => panic!("unexpected {other:?}"),
         },
@@ -121,6 +139,10 @@ fn udp_round_trips(backend: BackendChoice, ip: IpAddr) {
                 s.expected.as_ref().map(|(from, to, p)| (from, to, p.len()))
             )
         },
+    );
+    assert_eq!(
+        state.sent_bytes, state.handed_bytes,
+        "Sent reports each datagram's length"
     );
     assert!(driver.close(a));
     assert!(driver.close(b));
@@ -247,7 +269,10 @@ impl Timers {
         let Completion::Timer { timer } = c else {
             panic!("unexpected {c:?}")
         };
-        assert!(!self.cancelled.contains(&timer), "cancelled timer {timer:?} fired");
+        assert!(
+            !self.cancelled.contains(&timer),
+            "cancelled timer {timer:?} fired"
+        );
         if Some(timer) == self.sentinel {
             self.sentinel_fired = true;
             return;
@@ -298,7 +323,8 @@ test_all_backends! {
             state.handle(c);
         }
         for i in [17, 19] {
-            assert!(driver.cancel_timer(by_index[&i]), "timer {i} (deadline +{:?}) already gone", SPACING * i as u32);
+            let after = SPACING * i as u32;
+            assert!(driver.cancel_timer(by_index[&i]), "timer {i} (deadline +{after:?}) gone");
             state.cancelled.push(by_index[&i]);
         }
         // A last timer well after all others: once it fired, any cancelled timer that was
@@ -310,7 +336,10 @@ test_all_backends! {
             &mut state,
             |_, s, c| s.handle(c),
             |_, s| s.sentinel_fired,
-            |_, s| format!("{}/{} timers fired, sentinel not yet", s.fired.len(), TIMERS - s.cancelled.len()),
+            |_, s| {
+                let expected = TIMERS - s.cancelled.len();
+                format!("{}/{expected} timers fired, sentinel not yet", s.fired.len())
+            },
         );
         let expected: Vec<TimerId> = (0..TIMERS)
             .map(|i| by_index[&i])
@@ -349,21 +378,32 @@ fn asleep_in_wait(task: &str) -> bool {
         return false;
     };
     // The state follows the command name, which is in parentheses.
-    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
     if state != Some("S") {
         return false;
     }
     let Ok(syscall) = std::fs::read_to_string(format!("{task}/syscall")) else {
         return false;
     };
-    let Some(Ok(nr)) = syscall.split_whitespace().next().map(str::parse::<libc::c_long>) else {
+    let Some(Ok(nr)) = syscall
+        .split_whitespace()
+        .next()
+        .map(str::parse::<libc::c_long>)
+    else {
         return false; // "running"
     };
     #[cfg(target_arch = "x86_64")]
     if nr == libc::SYS_epoll_wait {
         return true;
     }
-    [libc::SYS_io_uring_enter, libc::SYS_epoll_pwait, libc::SYS_epoll_pwait2].contains(&nr)
+    [
+        libc::SYS_io_uring_enter,
+        libc::SYS_epoll_pwait,
+        libc::SYS_epoll_pwait2,
+    ]
+    .contains(&nr)
 }
 
 const WAKES: usize = 5;

@@ -143,7 +143,10 @@ pub fn connect_pairs(
                 result.unwrap_or_else(|e| panic!("connecting {socket}: {e}"));
                 s.connected += 1;
             }
-            Completion::Accepted { listener: l, result } => {
+            Completion::Accepted {
+                listener: l,
+                result,
+            } => {
                 assert_eq!(l, listener, "accepted on an unknown listener");
                 s.accepted
                     .push(result.unwrap_or_else(|e| panic!("accepting: {e}")));
@@ -177,7 +180,11 @@ pub fn connect_pairs(
         .collect();
     pairs.sort_by_key(|p| state.clients.iter().position(|&c| c == p.client));
     pairs.dedup_by_key(|p| p.client);
-    assert_eq!(pairs.len(), n, "every client matched exactly one accepted socket");
+    assert_eq!(
+        pairs.len(),
+        n,
+        "every client matched exactly one accepted socket"
+    );
     pairs
 }
 
