@@ -4,7 +4,8 @@
 //! some with a receive armed and a send in flight at the close) leave the process with
 //! exactly as many open descriptors as before (counted in /proc/self/fd, no tolerance), the
 //! driver's table back at its starting size (`live_sockets`), and dropping the driver
-//! returns the descriptors it made for itself.
+//! returns the descriptors it made for itself; dropping a driver whose connections are still
+//! open and busy (receives armed, sends stalled) closes all of their descriptors as well.
 //!
 //! This is the only test of its binary, and its two backend variants run one after the
 //! other (a static mutex): /proc/self/fd is per process, and tests of a binary run in
@@ -14,6 +15,7 @@ mod common;
 
 use std::collections::HashSet;
 use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
 use rand::Rng;
 use rand::rngs::SmallRng;
@@ -21,10 +23,12 @@ use ringwork_platform::{
     BackendChoice, Bytes, Completion, Driver, DriverConfig, SocketId, test_all_backends, testing,
 };
 
-use common::{drive, listen, open_fds, rng, seed, settle};
+use common::{Pair, connect_pairs, drive, listen, open_fds, rng, seed, settle};
 
 const CYCLES: usize = 10_000;
 const CONCURRENT: usize = 50;
+/// Connections open and busy when a driver is dropped.
+const BUSY_AT_DROP: usize = 16;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -168,5 +172,37 @@ test_all_backends! {
              {fds_after_driver} after dropping it"
         );
         assert_eq!(fds_after_driver, fds_before_driver, "the driver leaked descriptors");
+
+        // Dropping a driver whose connections are open and busy (receives armed, sends that
+        // cannot complete) closes every descriptor too.
+        {
+            let Some(mut driver) = testing::driver(backend, DriverConfig::default()) else {
+                return;
+            };
+            let (listener, addr) = listen(&mut driver);
+            let pairs = connect_pairs(&mut driver, listener, &addr, BUSY_AT_DROP);
+            let stuck = Bytes::from(vec![1; 4 << 20]);
+            for &Pair { client, server } in &pairs {
+                driver
+                    .with_socket(server, |s| s.set_send_buffer_size(64 * 1024))
+                    .expect("SO_SNDBUF");
+                assert!(driver.recv(server));
+                assert!(driver.send(server, stuck.clone()));
+            }
+            // Hand the operations to the backend.
+            let mut out = Vec::new();
+            driver.turn(Some(Duration::ZERO), &mut out).expect("turn");
+            eprintln!(
+                "{backend:?}: dropping a driver with {} sockets, {} descriptors open",
+                driver.live_sockets(),
+                open_fds()
+            );
+        }
+        let fds_after_busy_drop = open_fds();
+        eprintln!("{backend:?}: {fds_after_busy_drop} descriptors open after dropping it");
+        assert_eq!(
+            fds_after_busy_drop, fds_before_driver,
+            "dropping a driver with busy connections leaked descriptors"
+        );
     }
 }
