@@ -1,12 +1,41 @@
 //! The portable backend: mio readiness (epoll, kqueue, IOCP) turned into completions.
-//! SKELETON — to be implemented.
+//!
+//! Owns: the mio poll instance and waker, the receive buffer pool (a free list), the socket
+//! table (`sockets.rs`) of mio sources (`source.rs`), the per-socket I/O steps (`ops.rs`)
+//! and the timer heap (`timers.rs`).
+//! Contract: see `sys/mod.rs`. Each [`Poll::turn`]:
+//! 1. reconciles: closes closing sockets (releasing their slots at once: under readiness
+//!    nothing is ever in flight), starts connects, arms and cancels timers, and lists the
+//!    sockets that can do newly wanted work with the readiness they already showed;
+//! 2. waits in one `Poll::poll` (counted in `Stats::enters`), for no time at all if
+//!    completions or ready work are already pending, else until the caller's timeout, the
+//!    earliest timer or a wake-up;
+//! 3. records readiness, then serves every ready socket once (connect outcomes, sends,
+//!    shutdowns, up to `poll_reads_per_turn` reads, accepts) and fires expired timers in
+//!    deadline order.
+//!
+//! Does not: use a second thread, allocate receive memory beyond the pool, or wait more
+//! than once per turn (a spurious wake-up returns an empty turn, as under io_uring).
+//!
+//! Safety model: no `unsafe` in this backend. The kernel touches caller memory only inside
+//! synchronous system calls (a pool buffer during a read, the send queue's bytes during a
+//! send); nothing is shared with it between calls.
+//! Tests: `tests.rs`, through the public [`Driver`](crate::Driver).
+
+mod ops;
+mod sockets;
+mod source;
+mod timers;
 
 use std::io;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socket2::{SockRef, Socket};
 
+use self::sockets::Sockets;
+use self::source::Source;
+use self::timers::Timers;
 use crate::buf::BufPool;
 use crate::completion::Completion;
 use crate::config::{BackendKind, Capabilities, DriverConfig};
@@ -15,14 +44,27 @@ use crate::id::SocketId;
 use crate::table::{Core, SocketKind};
 use crate::waker::Waker;
 
+/// The waker's token; socket tokens are table slots, which never reach it.
+const WAKE_TOKEN: mio::Token = mio::Token(usize::MAX);
+/// Readiness events taken from the OS per wait (more wait for the next turn).
+const EVENTS_PER_WAIT: usize = 1024;
+
+/// The poll backend of one driver.
 pub(crate) struct Poll {
     poll: mio::Poll,
+    events: mio::Events,
     waker: Arc<mio::Waker>,
-    pool: BufPool,
+    sockets: Sockets,
+    timers: Timers,
     capabilities: Capabilities,
 }
 
 impl Poll {
+    /// Creates the poll instance, its waker and the buffer pool. `fallback` says why
+    /// io_uring is not in use when the choice was automatic.
+    ///
+    /// # Errors
+    /// [`SetupError::Io`] when the OS refuses one of them.
     pub(crate) fn new(
         config: &DriverConfig,
         fallback: Option<UringUnavailable>,
@@ -30,8 +72,7 @@ impl Poll {
         let io = |what| move |source| SetupError::Io { what, source };
         let poll = mio::Poll::new().map_err(io("creating the poll instance"))?;
         let waker = Arc::new(
-            mio::Waker::new(poll.registry(), mio::Token(usize::MAX))
-                .map_err(io("creating the waker"))?,
+            mio::Waker::new(poll.registry(), WAKE_TOKEN).map_err(io("creating the waker"))?,
         );
         let pool = BufPool::new_list(config.buf_size, config.buf_count)
             .map_err(io("allocating receive buffers"))?;
@@ -42,48 +83,115 @@ impl Poll {
         };
         Ok(Self {
             poll,
+            events: mio::Events::with_capacity(EVENTS_PER_WAIT),
             waker,
-            pool,
+            sockets: Sockets::new(pool, config),
+            timers: Timers::default(),
             capabilities,
         })
     }
 
+    /// What the backend uses.
     pub(crate) fn capabilities(&self) -> &Capabilities {
         &self.capabilities
     }
 
+    /// Receive buffers not lent out.
     pub(crate) fn buffers_available(&self) -> u32 {
-        self.pool.available()
+        self.sockets.buffers_available()
     }
 
+    /// A handle that interrupts [`Poll::turn`] from any thread.
     pub(crate) fn waker(&self) -> Waker {
         Waker::mio(Arc::clone(&self.waker))
     }
 
+    /// Takes `socket` (non-blocking) for slot `id` and registers it for both readiness
+    /// directions (listeners: readable only).
+    ///
+    /// # Errors
+    /// `Unsupported` for AF_UNIX datagram sockets anywhere and AF_UNIX sockets on Windows;
+    /// the OS error of reading the socket's family or registering it.
     pub(crate) fn attach(
         &mut self,
-        _id: SocketId,
-        _socket: Socket,
-        _kind: SocketKind,
+        id: SocketId,
+        socket: Socket,
+        kind: SocketKind,
     ) -> io::Result<()> {
-        todo!()
+        let source = Source::new(socket, kind)?;
+        self.sockets.insert(self.poll.registry(), id, source)
     }
 
+    /// Runs `f` on the OS socket of `id`; `None` if no socket is attached as `id`.
     pub(crate) fn with_socket<R>(
         &self,
-        _id: SocketId,
-        _f: impl FnOnce(SockRef<'_>) -> io::Result<R>,
+        id: SocketId,
+        f: impl FnOnce(SockRef<'_>) -> io::Result<R>,
     ) -> Option<io::Result<R>> {
-        todo!()
+        self.sockets.source(id).map(|source| f(source.sock_ref()))
     }
 
+    /// One loop turn: reconcile, wait once, perform the ready I/O, fire timers.
+    ///
+    /// # Errors
+    /// A failure of the wait itself (EINTR is not one: it ends the wait with no events).
     pub(crate) fn turn(
         &mut self,
-        _core: &mut Core,
-        _timeout: Option<Duration>,
-        _out: &mut Vec<Completion>,
+        core: &mut Core,
+        timeout: Option<Duration>,
+        out: &mut Vec<Completion>,
     ) -> io::Result<()> {
-        let _ = &self.poll;
-        todo!()
+        let before = out.len();
+        let registry = self.poll.registry();
+        let closed = self.sockets.reconcile(registry, core, out);
+        self.timers.reconcile(core);
+        self.sockets.relieve_starved(core);
+        debug_assert!(!core.has_dirty(), "reconciliation left changes behind");
+        if closed {
+            // Freed descriptors may let a listener that hit EMFILE accept again.
+            self.sockets.promote_deferred(core);
+        }
+
+        let now = Instant::now();
+        let wait = if out.len() > before || self.sockets.has_ready() {
+            Some(Duration::ZERO)
+        } else {
+            let until_timer = self
+                .timers
+                .next_deadline(core)
+                .map(|deadline| deadline.saturating_duration_since(now));
+            match (timeout, until_timer) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        };
+        core.stats.enters += 1;
+        match self.poll.poll(&mut self.events, wait) {
+            Ok(()) => {}
+            // A signal ended the wait: a turn with no events, not an error.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => self.events.clear(),
+            Err(e) => return Err(e),
+        }
+
+        let mut woken = false;
+        for event in self.events.iter() {
+            core.stats.completions += 1;
+            if event.token() == WAKE_TOKEN {
+                woken = true;
+            } else {
+                self.sockets.on_event(core, event);
+            }
+        }
+        if woken {
+            out.push(Completion::Woken);
+        }
+        self.sockets.promote_deferred(core);
+        let registry = self.poll.registry();
+        self.sockets.run(registry, core, out);
+        self.timers.fire(core, Instant::now(), out);
+        Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,339 @@
+//! The steps of serving one socket: one non-blocking system call each, turned into
+//! completions.
+//!
+//! Owns: connect start and outcome, vectored stream sends, stream reads into pool buffers,
+//! datagram sends and receives, and which errors end an operation and which do not.
+//! Contract: each step updates the socket's readiness (`WouldBlock` clears it), its wanted
+//! state in `Core` (the send queue, `connecting`, `want_recv`, `send_failed`) and pushes the
+//! completions it produced; the caller has checked that the socket is current, not closing
+//! and wants the step. Counters go into a [`Tally`], added to `Stats` by the caller.
+//! Does not: decide which socket runs when (see `sockets.rs`).
+//!
+//! Safety model: no `unsafe`. The kernel writes a pool buffer only during the synchronous
+//! read inside [`BufPool::read_with`]; sent bytes are borrowed from the send queue for the
+//! duration of one system call.
+
+use std::io::{self, IoSlice};
+use std::mem;
+
+use mio::Registry;
+use socket2::SockAddr;
+
+use super::sockets::{Entry, token};
+use super::source::connect_in_progress;
+use crate::buf::BufPool;
+use crate::completion::Completion;
+use crate::error::OpError;
+use crate::id::{OpKind, SocketId};
+use crate::table::{Core, SocketState};
+
+/// Counters of one socket's service, added to `Stats` once the socket state is released.
+#[derive(Default)]
+pub(super) struct Tally {
+    pub(super) submitted: u64,
+    pub(super) starvations: u64,
+    /// A read found no free buffer.
+    pub(super) starved: bool,
+}
+
+impl Tally {
+    pub(super) fn add_to(&self, core: &mut Core) {
+        core.stats.submitted += self.submitted;
+        core.stats.buffer_starvations += self.starvations;
+    }
+}
+
+/// Starts a non-blocking connect to `addr`; a [`Completion::Connected`] follows now if it
+/// finished (or failed) at once, else when the socket turns writable.
+pub(super) fn start_connect(
+    registry: &Registry,
+    entry: &mut Entry,
+    state: &mut SocketState,
+    id: SocketId,
+    addr: &SockAddr,
+    out: &mut Vec<Completion>,
+) {
+    // Connect while unregistered and register afterwards, the order mio itself uses: the
+    // readiness of a not-yet-connected socket (a hang-up under epoll) is never reported,
+    // and readiness edges after the registration belong to this connect.
+    entry.readable = false;
+    entry.writable = false;
+    entry.read_closed = false;
+    // Best effort: a socket that was not registered needs no deregistration.
+    let _ = entry.source.deregister(registry);
+    let started = entry.source.connect(addr);
+    let registered = entry.source.register(registry, token(id));
+    let result = match (started, registered) {
+        // Without a registration the outcome could never be learned.
+        (_, Err(e)) => Err(e),
+        (Ok(()), Ok(())) => Ok(()),
+        (Err(e), Ok(())) if connect_in_progress(&e) => return,
+        (Err(e), Ok(())) => Err(e),
+    };
+    state.connecting = false;
+    out.push(Completion::Connected {
+        socket: id,
+        result: result.map_err(|e| OpError::new(OpKind::Connect, Some(id), e)),
+    });
+}
+
+/// Learns the outcome of a connect in progress after a writable edge: the pending socket
+/// error if any, else connected if the socket has a peer, else (a spurious edge) still
+/// connecting.
+pub(super) fn finish_connect(
+    entry: &mut Entry,
+    state: &mut SocketState,
+    id: SocketId,
+    out: &mut Vec<Completion>,
+    io: &mut Tally,
+) {
+    io.submitted += 1;
+    let socket = entry.source.sock_ref();
+    let result = match socket.take_error() {
+        Ok(Some(e)) | Err(e) => Err(e),
+        Ok(None) => match socket.peer_addr() {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                entry.writable = false;
+                return;
+            }
+            Err(e) => Err(e),
+        },
+    };
+    state.connecting = false;
+    out.push(Completion::Connected {
+        socket: id,
+        result: result.map_err(|e| OpError::new(OpKind::Connect, Some(id), e)),
+    });
+}
+
+/// Sends the queue with vectored sends until it is empty, the socket would block or a send
+/// fails (then the queue is dropped and later sends are refused). One `Sent` per send.
+pub(super) fn send_stream(
+    entry: &mut Entry,
+    state: &mut SocketState,
+    id: SocketId,
+    out: &mut Vec<Completion>,
+    io: &mut Tally,
+    iov_store: &mut Vec<IoSlice<'static>>,
+    max_iovecs: usize,
+) {
+    while !state.send.is_empty() {
+        let mut iov: Vec<IoSlice<'_>> = mem::take(iov_store);
+        state.send.io_slices(max_iovecs, &mut iov);
+        io.submitted += 1;
+        let result = entry.source.send(&iov);
+        *iov_store = recycle(iov);
+        let error = match result {
+            Ok(0) => io::Error::from(io::ErrorKind::WriteZero),
+            Ok(bytes) => {
+                state.send.advance(bytes);
+                out.push(Completion::Sent {
+                    socket: id,
+                    bytes,
+                    queued: state.send.len(),
+                });
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                entry.writable = false;
+                return;
+            }
+            Err(e) => e,
+        };
+        state.send_failed = true;
+        state.send.clear();
+        out.push(Completion::SendError {
+            socket: id,
+            error: OpError::new(OpKind::Send, Some(id), error),
+        });
+        return;
+    }
+}
+
+/// Empties a slice list and keeps its allocation for the next send (an empty vector holds
+/// no borrow, so it can outlive the bytes it pointed at).
+fn recycle(mut iov: Vec<IoSlice<'_>>) -> Vec<IoSlice<'static>> {
+    iov.clear();
+    // In-place collection: no element is produced, the allocation is reused.
+    iov.into_iter().map(|_| IoSlice::new(&[])).collect()
+}
+
+/// Reads up to `limit` buffers from a stream: `Received` each, then `Eof` (0 bytes) or
+/// `RecvError`, which both stop receiving. Sets `io.starved` if the pool ran dry.
+pub(super) fn read_stream(
+    entry: &mut Entry,
+    state: &mut SocketState,
+    id: SocketId,
+    pool: &BufPool,
+    limit: usize,
+    out: &mut Vec<Completion>,
+    io: &mut Tally,
+) {
+    let full = pool.buf_size() as usize;
+    for _ in 0..limit {
+        let source = &entry.source;
+        let Some(result) = pool.read_with(|buf| source.read(buf)) else {
+            io.starvations += 1;
+            io.starved = true;
+            return;
+        };
+        io.submitted += 1;
+        match result {
+            Ok(buf) if buf.is_empty() => {
+                state.want_recv = false;
+                out.push(Completion::Eof { socket: id });
+                return;
+            }
+            Ok(buf) => {
+                let short = buf.len() < full;
+                out.push(Completion::Received { socket: id, buf });
+                // A short read took everything the kernel had; epoll and kqueue raise a new
+                // edge for anything that arrives later, so skip the read that would only
+                // return WouldBlock. Not after a hang-up (its edge is already spent) and not
+                // on Windows, where mio re-arms readiness only on WouldBlock.
+                if short && !entry.read_closed && cfg!(unix) {
+                    entry.readable = false;
+                    return;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                entry.readable = false;
+                return;
+            }
+            Err(e) => {
+                state.want_recv = false;
+                out.push(Completion::RecvError {
+                    socket: id,
+                    error: OpError::new(OpKind::Recv, Some(id), e),
+                });
+                return;
+            }
+        }
+    }
+}
+
+/// Sends queued datagrams in order until the queue is empty or the socket would block. A
+/// failed datagram is reported (`SendError`) and dropped; the others still go out.
+pub(super) fn send_datagrams(
+    entry: &mut Entry,
+    state: &mut SocketState,
+    id: SocketId,
+    out: &mut Vec<Completion>,
+    io: &mut Tally,
+) {
+    let mut queued: usize = state.datagrams.iter().map(|(bytes, _)| bytes.len()).sum();
+    while let Some((bytes, to)) = state.datagrams.front() {
+        let len = bytes.len();
+        io.submitted += 1;
+        let result = entry.source.send_to(bytes, *to);
+        if matches!(&result, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
+            entry.writable = false;
+            return;
+        }
+        state.datagrams.pop_front();
+        queued -= len;
+        out.push(match result {
+            Ok(_) => Completion::Sent {
+                socket: id,
+                bytes: len,
+                queued,
+            },
+            Err(e) => Completion::SendError {
+                socket: id,
+                error: OpError::new(OpKind::SendTo, Some(id), e),
+            },
+        });
+    }
+}
+
+/// Receives up to `limit` datagrams as `ReceivedFrom`. Sets `io.starved` if the pool ran dry.
+///
+/// Truncation: a readiness backend reads with plain `recvfrom`, which does not return
+/// MSG_TRUNC, so a datagram that fills the whole buffer is reported as truncated (one of
+/// exactly the buffer size is reported too). On Windows a datagram longer than the buffer
+/// fails with WSAEMSGSIZE and, its sender being unknown, is dropped.
+pub(super) fn recv_datagrams(
+    entry: &mut Entry,
+    state: &mut SocketState,
+    id: SocketId,
+    pool: &BufPool,
+    limit: usize,
+    out: &mut Vec<Completion>,
+    io: &mut Tally,
+) {
+    for _ in 0..limit {
+        let source = &entry.source;
+        let mut meta = None;
+        let Some(result) = pool.read_with(|buf| {
+            let (len, from) = source.recv_from(buf)?;
+            meta = Some((from, len >= buf.len()));
+            Ok(len)
+        }) else {
+            io.starvations += 1;
+            io.starved = true;
+            return;
+        };
+        io.submitted += 1;
+        match (result, meta) {
+            (Ok(buf), Some((from, truncated))) => out.push(Completion::ReceivedFrom {
+                socket: id,
+                buf,
+                from,
+                truncated,
+            }),
+            // Unreachable (the closure sets `meta` whenever it succeeds); nothing to deliver.
+            (Ok(_), None) => {}
+            (Err(e), _) if e.kind() == io::ErrorKind::WouldBlock => {
+                entry.readable = false;
+                return;
+            }
+            (Err(e), _) if skippable_datagram_error(&e) => {
+                tracing::debug!(socket = %id, error = %e, "datagram receive error skipped");
+            }
+            (Err(e), _) => {
+                state.want_recv = false;
+                out.push(Completion::RecvError {
+                    socket: id,
+                    error: OpError::new(OpKind::RecvFrom, Some(id), e),
+                });
+                return;
+            }
+        }
+    }
+}
+
+/// Errors a datagram receive reports about one earlier datagram, not about the socket: ICMP
+/// errors of an earlier send (Windows reports port-unreachable as WSAECONNRESET on the next
+/// receive) and, on Windows, an oversized datagram. Receiving continues after them.
+fn skippable_datagram_error(error: &io::Error) -> bool {
+    #[cfg(windows)]
+    if error.raw_os_error() == Some(WSAEMSGSIZE) {
+        return true;
+    }
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::HostUnreachable
+            | io::ErrorKind::NetworkUnreachable
+    )
+}
+
+/// Winsock's "message too long" (a datagram longer than the receive buffer).
+#[cfg(windows)]
+const WSAEMSGSIZE: i32 = 10040;
+
+/// Accept errors about one connection that died in the backlog: accepting the next one may
+/// well succeed, so the listener stays ready. Anything else (EMFILE, ENFILE, ENOBUFS, ...)
+/// is deferred.
+pub(super) fn transient_accept_error(error: &io::Error) -> bool {
+    #[cfg(unix)]
+    if error.raw_os_error() == Some(libc::EPROTO) {
+        return true;
+    }
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
+    )
+}

@@ -1,0 +1,283 @@
+//! One OS socket of the poll backend, as the mio type that matches its kind and family.
+//!
+//! Owns: the conversion of a caller's `socket2::Socket` into a mio source (TCP listener or
+//! stream, UDP socket, and on Unix the AF_UNIX listener or stream), its registration, and
+//! the one non-blocking system call behind each backend step (read, vectored send, accept,
+//! datagram receive and send, shutdown, connect).
+//! Contract: every call is non-blocking and returns `WouldBlock` when the socket is not
+//! ready; `Interrupted` is retried here, so callers never see it. On Windows all I/O goes
+//! through mio's own methods, which re-arm its emulated readiness after `WouldBlock`.
+//! Does not: track readiness, count statistics or produce completions (see `sockets.rs`).
+//!
+//! Safety model: no `unsafe`. The kernel touches caller memory only inside a synchronous
+//! system call (the read buffer, the send slices), never after it returns.
+
+use std::io::{self, IoSlice, Read};
+use std::net::{Shutdown, SocketAddr};
+
+use mio::{Interest, Registry, Token};
+use socket2::{SockAddr, SockRef, Socket};
+
+use crate::table::SocketKind;
+
+/// `send` flags: never raise SIGPIPE on a closed connection (the error is reported instead).
+/// Apple systems have no MSG_NOSIGNAL; sockets there get SO_NOSIGPIPE instead.
+#[cfg(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly",
+    target_os = "illumos",
+    target_os = "solaris"
+))]
+const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
+#[cfg(all(
+    unix,
+    not(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd",
+        target_os = "dragonfly",
+        target_os = "illumos",
+        target_os = "solaris"
+    ))
+))]
+const SEND_FLAGS: libc::c_int = 0;
+
+/// A socket registered with (or about to be registered with) the poll instance.
+#[derive(Debug)]
+pub(super) enum Source {
+    /// A listening TCP socket.
+    TcpListener(mio::net::TcpListener),
+    /// A TCP stream.
+    TcpStream(mio::net::TcpStream),
+    /// A UDP socket.
+    Udp(mio::net::UdpSocket),
+    /// A listening AF_UNIX stream socket.
+    #[cfg(unix)]
+    UnixListener(mio::net::UnixListener),
+    /// An AF_UNIX stream.
+    #[cfg(unix)]
+    UnixStream(mio::net::UnixStream),
+}
+
+impl Source {
+    /// Wraps `socket` (already non-blocking) as the mio type for `kind` and its family.
+    ///
+    /// # Errors
+    /// `Unsupported` for AF_UNIX datagram sockets (their sender addresses are not
+    /// `SocketAddr`s) and, on Windows, for any AF_UNIX socket (mio has none there); the OS
+    /// error when the family cannot be read.
+    pub(super) fn new(socket: Socket, kind: SocketKind) -> io::Result<Self> {
+        if is_unix(&socket)? {
+            return Self::unix(socket, kind);
+        }
+        Ok(match kind {
+            SocketKind::Listener => {
+                Source::TcpListener(mio::net::TcpListener::from_std(socket.into()))
+            }
+            SocketKind::Stream => Source::TcpStream(mio::net::TcpStream::from_std(socket.into())),
+            SocketKind::Datagram => Source::Udp(mio::net::UdpSocket::from_std(socket.into())),
+        })
+    }
+
+    #[cfg(unix)]
+    fn unix(socket: Socket, kind: SocketKind) -> io::Result<Self> {
+        match kind {
+            SocketKind::Listener => Ok(Source::UnixListener(mio::net::UnixListener::from_std(
+                socket.into(),
+            ))),
+            SocketKind::Stream => Ok(Source::UnixStream(mio::net::UnixStream::from_std(
+                socket.into(),
+            ))),
+            SocketKind::Datagram => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "unix datagram sockets are not supported",
+            )),
+        }
+    }
+
+    #[cfg(not(unix))]
+    fn unix(_socket: Socket, _kind: SocketKind) -> io::Result<Self> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "unix sockets are not supported by the poll backend on this platform",
+        ))
+    }
+
+    /// The readiness to watch: listeners only ever become readable.
+    pub(super) fn interest(&self) -> Interest {
+        match self {
+            Source::TcpListener(_) => Interest::READABLE,
+            #[cfg(unix)]
+            Source::UnixListener(_) => Interest::READABLE,
+            _ => Interest::READABLE | Interest::WRITABLE,
+        }
+    }
+
+    /// Registers with `registry` under `token` (edge-triggered, as mio always is).
+    pub(super) fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        let interest = self.interest();
+        registry.register(self.event_source(), token, interest)
+    }
+
+    /// Removes the registration.
+    pub(super) fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        registry.deregister(self.event_source())
+    }
+
+    fn event_source(&mut self) -> &mut dyn mio::event::Source {
+        match self {
+            Source::TcpListener(s) => s,
+            Source::TcpStream(s) => s,
+            Source::Udp(s) => s,
+            #[cfg(unix)]
+            Source::UnixListener(s) => s,
+            #[cfg(unix)]
+            Source::UnixStream(s) => s,
+        }
+    }
+
+    /// The OS socket, for options, addresses, `connect` and `take_error`.
+    pub(super) fn sock_ref(&self) -> SockRef<'_> {
+        match self {
+            Source::TcpListener(s) => SockRef::from(s),
+            Source::TcpStream(s) => SockRef::from(s),
+            Source::Udp(s) => SockRef::from(s),
+            #[cfg(unix)]
+            Source::UnixListener(s) => SockRef::from(s),
+            #[cfg(unix)]
+            Source::UnixStream(s) => SockRef::from(s),
+        }
+    }
+
+    /// Starts connecting to `addr`. `Ok` means connected already; see
+    /// [`connect_in_progress`] for the error that means "started".
+    pub(super) fn connect(&self, addr: &SockAddr) -> io::Result<()> {
+        self.sock_ref().connect(addr)
+    }
+
+    /// Accepts one connection: the new stream, non-blocking, with TCP_NODELAY set for TCP.
+    pub(super) fn accept(&self) -> io::Result<Source> {
+        let accepted = retry(|| match self {
+            Source::TcpListener(l) => l.accept().map(|(s, _)| Source::TcpStream(s)),
+            #[cfg(unix)]
+            Source::UnixListener(l) => l.accept().map(|(s, _)| Source::UnixStream(s)),
+            _ => Err(wrong_kind()),
+        })?;
+        if let Source::TcpStream(stream) = &accepted {
+            // Best effort: it fails only on a connection the peer already reset, and the
+            // next read or write reports that.
+            let _ = stream.set_nodelay(true);
+        }
+        #[cfg(target_vendor = "apple")]
+        {
+            // No MSG_NOSIGNAL on Apple systems; best effort as above.
+            let _ = accepted.sock_ref().set_nosigpipe(true);
+        }
+        Ok(accepted)
+    }
+
+    /// Reads stream bytes into `buf` (0: end of stream).
+    pub(super) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        retry(|| match self {
+            Source::TcpStream(s) => (&*s).read(buf),
+            #[cfg(unix)]
+            Source::UnixStream(s) => (&*s).read(buf),
+            _ => Err(wrong_kind()),
+        })
+    }
+
+    /// Sends `bufs` as one vectored send; returns the bytes the kernel took.
+    pub(super) fn send(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        retry(|| match self {
+            // sendmsg for its flags, inside `try_io` so mio still sees a `WouldBlock`.
+            #[cfg(unix)]
+            Source::TcpStream(s) => {
+                s.try_io(|| SockRef::from(s).send_vectored_with_flags(bufs, SEND_FLAGS))
+            }
+            #[cfg(unix)]
+            Source::UnixStream(s) => {
+                s.try_io(|| SockRef::from(s).send_vectored_with_flags(bufs, SEND_FLAGS))
+            }
+            #[cfg(not(unix))]
+            Source::TcpStream(s) => io::Write::write_vectored(&mut &*s, bufs),
+            _ => Err(wrong_kind()),
+        })
+    }
+
+    /// Shuts down the write side of a stream.
+    pub(super) fn shutdown_write(&self) -> io::Result<()> {
+        match self {
+            Source::TcpStream(s) => s.shutdown(Shutdown::Write),
+            #[cfg(unix)]
+            Source::UnixStream(s) => s.shutdown(Shutdown::Write),
+            _ => Err(wrong_kind()),
+        }
+    }
+
+    /// Receives one datagram into `buf`, with its sender.
+    pub(super) fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        match self {
+            Source::Udp(s) => retry(|| s.recv_from(buf)),
+            _ => Err(wrong_kind()),
+        }
+    }
+
+    /// Sends one datagram to `to`.
+    pub(super) fn send_to(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
+        match self {
+            Source::Udp(s) => retry(|| s.send_to(buf, to)),
+            _ => Err(wrong_kind()),
+        }
+    }
+}
+
+/// Whether a non-blocking `connect` error means the connect started and finishes later
+/// (EINPROGRESS on Unix, WSAEWOULDBLOCK on Windows; EINTR: it continues asynchronously).
+pub(super) fn connect_in_progress(error: &io::Error) -> bool {
+    #[cfg(unix)]
+    if error.raw_os_error() == Some(libc::EINPROGRESS) {
+        return true;
+    }
+    #[cfg(windows)]
+    if error.kind() == io::ErrorKind::WouldBlock {
+        return true;
+    }
+    error.kind() == io::ErrorKind::Interrupted
+}
+
+/// Runs `op` again while it fails with `Interrupted` (a signal arrived mid-call).
+fn retry<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match op() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            result => return result,
+        }
+    }
+}
+
+/// An operation that does not apply to this kind of socket (the caller checks kinds first).
+fn wrong_kind() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "operation does not apply to this kind of socket",
+    )
+}
+
+/// Whether `socket` is AF_UNIX (unbound sockets report their family too).
+#[cfg(unix)]
+fn is_unix(socket: &Socket) -> io::Result<bool> {
+    Ok(socket.local_addr()?.is_unix())
+}
+
+/// Whether `socket` is AF_UNIX. Windows fails `getsockname` on unbound sockets (which
+/// `Driver::connect` creates), so those are taken for TCP or UDP.
+#[cfg(not(unix))]
+fn is_unix(socket: &Socket) -> io::Result<bool> {
+    Ok(socket.local_addr().is_ok_and(|addr| addr.is_unix()))
+}
