@@ -182,7 +182,7 @@ test_all_backends! {
             let (listener, addr) = listen(&mut driver);
             let pairs = connect_pairs(&mut driver, listener, &addr, BUSY_AT_DROP);
             let stuck = Bytes::from(vec![1; 4 << 20]);
-            for &Pair { client, server } in &pairs {
+            for &Pair { server, .. } in &pairs {
                 driver
                     .with_socket(server, |s| s.set_send_buffer_size(64 * 1024))
                     .expect("SO_SNDBUF");
