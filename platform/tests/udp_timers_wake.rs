@@ -6,7 +6,8 @@
 //!   payload intact (1 byte up to a full buffer); an empty datagram arrives as an empty
 //!   `ReceivedFrom`, and receiving goes on after it;
 //! - (b) a datagram longer than a pool buffer arrives cut to the buffer with `truncated:
-//!   true`, and the flag does not stick to the next datagram;
+//!   true`, and the flag does not stick to the next datagram; one of exactly a buffer's
+//!   size arrives whole with `truncated: false`;
 //! - (c) timers armed in shuffled order are delivered in deadline order, never before their
 //!   deadline, cancelled timers (before or after they reached the backend) never fire, and
 //!   cancelling a fired timer returns `false`;
@@ -69,11 +70,12 @@ fn udp_round_trips(backend: BackendChoice, ip: IpAddr) {
     let mut rng = rng(seed);
     let max = driver.config().buf_size as usize;
     let mut datagram = |round: usize| -> Bytes {
-        // One round sends a single byte, one a full buffer.
+        // One round sends a single byte, one a byte less than a buffer (a full buffer has
+        // its own test: `datagram_filling_a_buffer_is_not_truncated`).
         let len = match round {
             3 => 1,
-            5 => max,
-            _ => rng.random_range(1..=max),
+            5 => max - 1,
+            _ => rng.random_range(1..max),
         };
         Bytes::from(pattern(seed.wrapping_add(round as u64), len))
     };
@@ -241,6 +243,50 @@ test_all_backends! {
         let (whole, truncated) = &got[&2];
         assert!(!*truncated, "the next, small datagram is not truncated");
         assert_eq!(*whole, small);
+        assert!(driver.close(a));
+        assert!(driver.close(b));
+        settle(&mut driver, 0);
+    }
+}
+
+test_all_backends! {
+    fn datagram_filling_a_buffer_is_not_truncated(backend: BackendChoice) {
+        const BUF: u32 = 1024;
+        let config = DriverConfig { buf_size: BUF, ..DriverConfig::default() };
+        let Some(mut driver) = testing::driver(backend, config) else { return };
+        let a = driver.bind_udp((Ipv4Addr::LOCALHOST, 0).into()).expect("bind");
+        let b = driver.bind_udp((Ipv4Addr::LOCALHOST, 0).into()).expect("bind");
+        let to = std_addr(&driver.local_addr(b).unwrap());
+        let mut full = pattern(0x7c, BUF as usize);
+        full[0] = 1;
+        let mut almost = pattern(0x7d, BUF as usize - 1);
+        almost[0] = 2;
+        assert!(driver.recv(b));
+        assert!(driver.send_to(a, Bytes::from(full.clone()), to));
+        assert!(driver.send_to(a, Bytes::from(almost.clone()), to));
+        let mut got: HashMap<u8, (Vec<u8>, bool)> = HashMap::new();
+        drive(
+            &mut driver,
+            &mut got,
+            |_, got, c| match c {
+                Completion::ReceivedFrom { socket, buf, truncated, .. } => {
+                    assert_eq!(socket, b);
+                    assert!(got.insert(buf[0], (buf.to_vec(), truncated)).is_none());
+                }
+                Completion::Sent { socket, .. } => assert_eq!(socket, a),
+                other => panic!("unexpected {other:?}"),
+            },
+            |_, got| got.len() == 2,
+            |_, got| format!("datagrams received (by tag): {:?}", got.keys().collect::<Vec<_>>()),
+        );
+        assert_eq!(got[&2], (almost, false), "a datagram one byte shorter than a buffer");
+        let (whole, truncated) = &got[&1];
+        assert_eq!(*whole, full, "a datagram of exactly one buffer arrives whole");
+        assert!(
+            !*truncated,
+            "a datagram of exactly buf_size ({BUF}) bytes is not longer than a buffer, yet \
+             reported truncated"
+        );
         assert!(driver.close(a));
         assert!(driver.close(b));
         settle(&mut driver, 0);
