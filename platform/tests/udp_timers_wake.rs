@@ -303,8 +303,9 @@ const SPACING: Duration = Duration::from_micros(2500);
 struct Timers {
     deadlines: HashMap<TimerId, Instant>,
     cancelled: Vec<TimerId>,
-    /// (timer, its deadline, when it was delivered), in delivery order.
-    fired: Vec<(TimerId, Instant, Instant)>,
+    /// (timer, its deadline, when it was delivered, in which turn), in delivery order.
+    fired: Vec<(TimerId, Instant, Instant, u64)>,
+    turn: u64,
     sentinel: Option<TimerId>,
     sentinel_fired: bool,
 }
@@ -333,7 +334,7 @@ impl Timers {
             !self.fired.iter().any(|f| f.0 == timer),
             "timer {timer:?} fired twice"
         );
-        self.fired.push((timer, deadline, now));
+        self.fired.push((timer, deadline, now, self.turn));
     }
 }
 
@@ -381,7 +382,10 @@ test_all_backends! {
             &mut driver,
             &mut state,
             |_, s, c| s.handle(c),
-            |_, s| s.sentinel_fired,
+            |_, s| {
+                s.turn += 1;
+                s.sentinel_fired
+            },
             |_, s| {
                 let expected = TIMERS - s.cancelled.len();
                 format!("{}/{expected} timers fired, sentinel not yet", s.fired.len())
@@ -392,10 +396,21 @@ test_all_backends! {
             .filter(|id| !state.cancelled.contains(id))
             .collect();
         let delivered: Vec<TimerId> = state.fired.iter().map(|f| f.0).collect();
-        assert_eq!(delivered, expected, "timers delivered in deadline order, each once");
-        let late: Vec<Duration> = state.fired.iter().map(|f| f.2 - f.1).collect();
-        eprintln!("{backend:?}: timer lateness {late:?}");
-        for (id, _, _) in &state.fired {
+        // (deadline, delivered at, turn), relative to the start, in delivery order.
+        let timeline: Vec<String> = state
+            .fired
+            .iter()
+            .map(|&(_, deadline, at, turn)| {
+                format!("{:?}->{:?}@{turn}", deadline - start, at - start)
+            })
+            .collect();
+        assert_eq!(
+            delivered, expected,
+            "timers delivered in deadline order, each once; deadline->delivery@turn: \
+             {timeline:?}"
+        );
+        eprintln!("{backend:?}: deadline->delivery@turn {timeline:?}");
+        for (id, ..) in &state.fired {
             assert!(!driver.cancel_timer(*id), "cancel after firing returns false");
         }
         assert!(!driver.cancel_timer(sentinel));
