@@ -632,8 +632,9 @@ test_all_backends! {
                         assert_eq!(socket, server);
                         batch.push("Received");
                         s.bytes.extend_from_slice(&buf);
-                        // Keep receiving (a no-op: receiving is on).
-                        assert!(driver.recv(server));
+                        // Keep receiving (a no-op while receiving is on). The driver may
+                        // already know that the stream ended and refuse: either is fine.
+                        let _ = driver.recv(server);
                     }
                     Completion::Eof { socket } => {
                         assert_eq!(socket, server);
