@@ -263,11 +263,13 @@ impl Driver {
     }
 
     /// Keeps receiving on stream or datagram socket `id` until [`Driver::stop_recv`], end of
-    /// stream or an error. Returns `false` if `id` is not open or is a listener.
+    /// stream or an error. Returns `false` if `id` is not open, is a listener, or is a stream
+    /// whose receiving already ended with [`Completion::Eof`] or [`Completion::RecvError`]
+    /// (delivered, or about to be in this batch).
     pub fn recv(&mut self, id: SocketId) -> bool {
         self.update(
             id,
-            |s| s.kind != SocketKind::Listener,
+            |s| s.kind != SocketKind::Listener && !s.recv_ended,
             |s| s.want_recv = true,
         )
     }

@@ -131,6 +131,21 @@ pub(crate) struct SocketState {
 }
 
 impl SocketState {
+    /// The connect finished. A failed one leaves the socket dead: queued bytes are dropped
+    /// and nothing more is sent, received or shut down, so `Connected(Err)` is the socket's
+    /// last completion and the caller only has to close it.
+    pub(crate) fn connect_done(&mut self, ok: bool) {
+        self.connecting = false;
+        if !ok {
+            self.send_failed = true;
+            self.send.clear();
+            self.end_recv();
+            if self.shutdown == Shutdown::Wanted {
+                self.shutdown = Shutdown::Started;
+            }
+        }
+    }
+
     /// Receiving ended for good: end of stream or an error.
     pub(crate) fn end_recv(&mut self) {
         self.want_recv = false;

@@ -70,7 +70,7 @@ pub(super) fn start_connect(
         (Err(e), Ok(())) if connect_in_progress(&e) => return,
         (Err(e), Ok(())) => Err(e),
     };
-    state.connecting = false;
+    state.connect_done(result.is_ok());
     out.push(Completion::Connected {
         socket: id,
         result: result.map_err(|e| OpError::new(OpKind::Connect, Some(id), e)),
@@ -100,7 +100,7 @@ pub(super) fn finish_connect(
             Err(e) => Err(e),
         },
     };
-    state.connecting = false;
+    state.connect_done(result.is_ok());
     out.push(Completion::Connected {
         socket: id,
         result: result.map_err(|e| OpError::new(OpKind::Connect, Some(id), e)),

@@ -853,8 +853,8 @@ impl Uring {
                 }
             }
             OpKind::Connect => {
-                state.connecting = false;
                 slot.connect_addr = None;
+                state.connect_done(result == 0);
                 let result = if result == 0 {
                     Ok(())
                 } else {
