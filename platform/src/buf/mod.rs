@@ -36,6 +36,9 @@ struct RingEntry {
     resv: u16,
 }
 
+/// `RecvBuf::bid` of a view that holds no buffer (ids are below `count` <= 32768).
+const NO_BUFFER: u16 = u16::MAX;
+
 enum Mode {
     /// Buffers live in a kernel-visible provided-buffer ring.
     #[cfg(uring)]
@@ -223,6 +226,17 @@ impl BufPool {
         }
     }
 
+    /// A view of no bytes that holds no buffer (an empty datagram the kernel delivered
+    /// without picking a buffer).
+    #[cfg(uring)]
+    pub(crate) fn empty(&self) -> RecvBuf {
+        RecvBuf {
+            pool: Rc::clone(&self.inner),
+            bid: NO_BUFFER,
+            len: 0,
+        }
+    }
+
     /// Never free the memory: the kernel may still write into it.
     #[cfg_attr(not(uring), allow(dead_code))]
     pub(crate) fn leak(&self) {
@@ -304,7 +318,8 @@ pub struct RecvBuf {
 }
 
 impl RecvBuf {
-    /// The buffer's index in its pool (diagnostics and tests).
+    /// The buffer's index in its pool (diagnostics and tests); `u16::MAX` for an empty view
+    /// that holds no buffer.
     #[must_use]
     pub fn buffer_id(&self) -> u16 {
         self.bid
@@ -315,6 +330,9 @@ impl Deref for RecvBuf {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
+        if self.bid == NO_BUFFER {
+            return &[];
+        }
         let offset = self.bid as usize * self.pool.size as usize;
         // SAFETY: `bid < count` and `len <= size` (checked where made), so the range is inside
         // `mem`, which the `Rc` keeps alive. The buffer is lent to this `RecvBuf` alone: the
@@ -340,6 +358,9 @@ impl fmt::Debug for RecvBuf {
 
 impl Drop for RecvBuf {
     fn drop(&mut self) {
+        if self.bid == NO_BUFFER {
+            return;
+        }
         self.pool.give_back(self.bid);
     }
 }

@@ -31,7 +31,7 @@ use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
+use io_uring::types::{CancelBuilder, Fd, SubmitArgs, TimeoutFlags, Timespec};
 use io_uring::{IoUring, cqueue, opcode, squeue};
 use socket2::{SockAddr, SockRef, Socket};
 
@@ -405,18 +405,26 @@ impl Uring {
     fn reconcile_timers(&mut self, core: &mut Core) {
         let mut timers = mem::take(&mut self.scratch_timers);
         core.take_dirty_timers(&mut timers);
+        // Deadlines become absolute CLOCK_MONOTONIC times (IORING_TIMEOUT_ABS), from one
+        // reading of both clocks: a timer then fires at its deadline however long this thread
+        // is preempted before submitting, and timers keep their deadline order.
+        let mut clocks = None;
         for &(id, state) in &timers {
             let index = id.slot() as usize;
             let entry = match state {
                 TimerState::Pending { deadline } => {
+                    let (now, monotonic) =
+                        *clocks.get_or_insert_with(|| (Instant::now(), monotonic_now()));
+                    let at = monotonic + deadline.saturating_duration_since(now);
                     if self.timer_specs.len() <= index {
                         self.timer_specs.resize_with(index + 1, || None);
                     }
-                    let spec = self.timer_specs[index].insert(Box::new(Timespec::from(
-                        deadline.saturating_duration_since(Instant::now()),
-                    )));
+                    let spec = self.timer_specs[index].insert(Box::new(
+                        Timespec::new().sec(at.as_secs()).nsec(at.subsec_nanos()),
+                    ));
                     core.set_timer_state(id.slot(), TimerState::Armed { deadline });
                     opcode::Timeout::new(&raw const **spec)
+                        .flags(TimeoutFlags::ABS)
                         .build()
                         .user_data(OpId::timer(id, OpKind::Timeout).encode())
                 }
@@ -871,7 +879,9 @@ impl Uring {
                 out.push(Completion::ShutdownDone { socket: id, result });
             }
             OpKind::RecvFrom => match (result, buf) {
-                (n, Some(buf)) if n >= 0 => {
+                // An empty datagram completes with 0 and no buffer picked.
+                (n, buf) if n >= 0 && (n == 0 || buf.is_some()) => {
+                    let buf = buf.unwrap_or_else(|| self.pool.empty());
                     let udp = slot.udp.as_ref().expect("datagram slots have UdpOps");
                     let truncated = udp.recv_msg.msg_flags & libc::MSG_TRUNC != 0;
                     match sockaddr_to_std(&udp.recv_addr, udp.recv_msg.msg_namelen) {
@@ -994,6 +1004,18 @@ fn add_cancel(
         );
         *n += 1;
     }
+}
+
+/// CLOCK_MONOTONIC now, the clock io_uring's absolute timeouts use (and `Instant`'s on Linux).
+fn monotonic_now() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
+    debug_assert_eq!(rc, 0, "clock_gettime(CLOCK_MONOTONIC) cannot fail");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// Converts a kernel-filled `sockaddr_storage` of `len` bytes to a `SocketAddr`.
