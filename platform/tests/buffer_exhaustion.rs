@@ -11,12 +11,11 @@ mod common;
 
 use std::collections::HashMap;
 
-use rand::Rng;
 use ringwork_platform::{
-    BackendChoice, Bytes, Completion, DriverConfig, RecvBuf, SocketId, test_all_backends, testing,
+    BackendChoice, Completion, DriverConfig, RecvBuf, SocketId, test_all_backends, testing,
 };
 
-use common::{Pair, connect_pairs, drive, listen, pattern, rng, seed, settle};
+use common::{Incoming, connect_pairs, drive, listen, rng, seed, settle, start_streams};
 
 const CONNECTIONS: usize = 32;
 const STREAM: usize = 256 * 1024;
@@ -24,12 +23,6 @@ const BUF_COUNT: u16 = 4;
 const BUF_SIZE: u32 = 512;
 /// Received buffers the server keeps until the turn after the one that delivered them.
 const HELD: usize = 2;
-
-struct Incoming {
-    expected: Bytes,
-    received: usize,
-    eof: bool,
-}
 
 #[derive(Default)]
 struct State {
@@ -60,47 +53,18 @@ test_all_backends! {
         assert_eq!(driver.buffers_available(), u32::from(BUF_COUNT));
 
         let mut state = State::default();
-        for (i, &Pair { client, server }) in pairs.iter().enumerate() {
-            let stream = Bytes::from(pattern(seed.wrapping_add(i as u64), STREAM));
-            // Random chunks exercise vectored sends of several buffers.
-            let mut at = 0;
-            while at < STREAM {
-                let end = (at + rng.random_range(1..=32 * 1024)).min(STREAM);
-                assert!(driver.send(client, stream.slice(at..end)));
-                at = end;
-            }
-            assert!(driver.shutdown_write(client));
-            assert!(driver.recv(server));
-            state.sent.insert(client, 0);
-            state.incoming.insert(
-                server,
-                Incoming {
-                    expected: stream,
-                    received: 0,
-                    eof: false,
-                },
-            );
-        }
+        (state.sent, state.incoming) =
+            start_streams(&mut driver, &pairs, seed, STREAM, 32 * 1024, &mut rng);
 
         let turns = drive(
             &mut driver,
             &mut state,
             |driver, s, c| match c {
                 Completion::Received { socket, buf } => {
-                    let incoming = s
-                        .incoming
+                    s.incoming
                         .get_mut(&socket)
-                        .unwrap_or_else(|| panic!("received on {socket}, not a server socket"));
-                    assert!(!incoming.eof, "{socket}: bytes after end of stream");
-                    let start = incoming.received;
-                    let end = start + buf.len();
-                    assert!(end <= STREAM, "{socket}: more than {STREAM} bytes arrived");
-                    assert!(
-                        *buf == incoming.expected[start..end],
-                        "{socket}: bytes {start}..{end} differ from what its client sent \
-                         (lost, reordered or crossed with another connection)"
-                    );
-                    incoming.received = end;
+                        .unwrap_or_else(|| panic!("received on {socket}, not a server socket"))
+                        .take(socket, &buf);
                     s.most_lent = s
                         .most_lent
                         .max(u32::from(BUF_COUNT) - driver.buffers_available());
@@ -110,10 +74,7 @@ test_all_backends! {
                     }
                 }
                 Completion::Eof { socket } => {
-                    let incoming = &mut s.incoming.get_mut(&socket).expect("server socket");
-                    assert_eq!(incoming.received, STREAM, "{socket}: end of stream early");
-                    assert!(!incoming.eof, "{socket}: second end of stream");
-                    incoming.eof = true;
+                    s.incoming.get_mut(&socket).expect("a server socket").end(socket);
                     s.eofs += 1;
                 }
                 Completion::Sent { socket, bytes, queued } => {

@@ -10,22 +10,14 @@ mod common;
 
 use std::collections::HashMap;
 
-use rand::Rng;
 use ringwork_platform::{
-    BackendChoice, BackendKind, Bytes, Completion, DriverConfig, SocketId, test_all_backends,
-    testing,
+    BackendChoice, BackendKind, Completion, DriverConfig, SocketId, test_all_backends, testing,
 };
 
-use common::{Pair, connect_pairs, drive, listen, pattern, rng, seed, settle};
+use common::{Incoming, connect_pairs, drive, listen, rng, seed, settle, start_streams};
 
 const CONNECTIONS: usize = 32;
 const STREAM: usize = 64 * 1024;
-
-struct Incoming {
-    expected: Bytes,
-    received: usize,
-    eof: bool,
-}
 
 #[derive(Default)]
 struct State {
@@ -53,46 +45,17 @@ test_all_backends! {
         let (listener, addr) = listen(&mut driver);
         let pairs = connect_pairs(&mut driver, listener, &addr, CONNECTIONS);
         let mut state = State::default();
-        for (i, &Pair { client, server }) in pairs.iter().enumerate() {
-            let stream = Bytes::from(pattern(seed.wrapping_add(i as u64), STREAM));
-            let mut at = 0;
-            while at < STREAM {
-                let end = (at + rng.random_range(1..=16 * 1024)).min(STREAM);
-                assert!(driver.send(client, stream.slice(at..end)));
-                at = end;
-            }
-            assert!(driver.shutdown_write(client));
-            assert!(driver.recv(server));
-            state.sent.insert(client, 0);
-            state.incoming.insert(
-                server,
-                Incoming {
-                    expected: stream,
-                    received: 0,
-                    eof: false,
-                },
-            );
-        }
+        (state.sent, state.incoming) =
+            start_streams(&mut driver, &pairs, seed, STREAM, 16 * 1024, &mut rng);
         drive(
             &mut driver,
             &mut state,
             |_, s, c| match c {
                 Completion::Received { socket, buf } => {
-                    let incoming = s.incoming.get_mut(&socket).expect("a server socket");
-                    assert!(!incoming.eof, "{socket}: bytes after end of stream");
-                    let end = incoming.received + buf.len();
-                    assert!(
-                        end <= STREAM && *buf == incoming.expected[incoming.received..end],
-                        "{socket}: bytes {}..{end} lost, reordered or crossed",
-                        incoming.received
-                    );
-                    incoming.received = end;
+                    s.incoming.get_mut(&socket).expect("a server socket").take(socket, &buf);
                 }
                 Completion::Eof { socket } => {
-                    let incoming = s.incoming.get_mut(&socket).expect("a server socket");
-                    assert_eq!(incoming.received, STREAM, "{socket}: end of stream early");
-                    assert!(!incoming.eof, "{socket}: second end of stream");
-                    incoming.eof = true;
+                    s.incoming.get_mut(&socket).expect("a server socket").end(socket);
                     s.eofs += 1;
                 }
                 Completion::Sent { socket, bytes, queued } => {

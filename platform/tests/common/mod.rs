@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
-use rand::{RngCore, SeedableRng};
-use ringwork_platform::{Completion, Driver, ListenOptions, SockAddr, SocketId, TimerId};
+use rand::{Rng, RngCore, SeedableRng};
+use ringwork_platform::{Bytes, Completion, Driver, ListenOptions, SockAddr, SocketId, TimerId};
 
 /// Timeout of each turn while waiting for something.
 pub const TURN: Duration = Duration::from_millis(500);
@@ -213,4 +213,73 @@ pub fn open_fds() -> usize {
         .count()
         // read_dir holds one descriptor of its own while listing.
         .saturating_sub(1)
+}
+
+/// The server side of a one-way stream test: the bytes expected and how many arrived.
+pub struct Incoming {
+    pub expected: Bytes,
+    pub received: usize,
+    pub eof: bool,
+}
+
+impl Incoming {
+    /// Checks that `buf` is the next part of the stream (not lost, reordered or crossed
+    /// with another connection) and counts it.
+    pub fn take(&mut self, socket: SocketId, buf: &[u8]) {
+        assert!(!self.eof, "{socket}: bytes after end of stream");
+        let (start, end) = (self.received, self.received + buf.len());
+        assert!(
+            end <= self.expected.len() && *buf == self.expected[start..end],
+            "{socket}: bytes {start}..{end} differ from what its client sent \
+             (lost, reordered or crossed with another connection)"
+        );
+        self.received = end;
+    }
+
+    /// Checks that the end of stream comes once, after every byte.
+    pub fn end(&mut self, socket: SocketId) {
+        assert_eq!(
+            self.received,
+            self.expected.len(),
+            "{socket}: end of stream early"
+        );
+        assert!(!self.eof, "{socket}: second end of stream");
+        self.eof = true;
+    }
+}
+
+/// Queues `len` seeded pattern bytes on every pair's client, in random chunks of up to
+/// `max_chunk` bytes (so sends are vectored over several buffers), shuts the client's write
+/// side down after them, and starts receiving on the server. Returns the clients' sent
+/// counters (all 0) and the servers' expectations.
+pub fn start_streams(
+    driver: &mut Driver,
+    pairs: &[Pair],
+    seed: u64,
+    len: usize,
+    max_chunk: usize,
+    rng: &mut SmallRng,
+) -> (HashMap<SocketId, usize>, HashMap<SocketId, Incoming>) {
+    let (mut sent, mut incoming) = (HashMap::new(), HashMap::new());
+    for (i, &Pair { client, server }) in pairs.iter().enumerate() {
+        let stream = Bytes::from(pattern(seed.wrapping_add(i as u64), len));
+        let mut at = 0;
+        while at < len {
+            let end = (at + rng.random_range(1..=max_chunk)).min(len);
+            assert!(driver.send(client, stream.slice(at..end)));
+            at = end;
+        }
+        assert!(driver.shutdown_write(client));
+        assert!(driver.recv(server));
+        sent.insert(client, 0);
+        incoming.insert(
+            server,
+            Incoming {
+                expected: stream,
+                received: 0,
+                eof: false,
+            },
+        );
+    }
+    (sent, incoming)
 }
