@@ -71,3 +71,41 @@ test_all_backends! {
         thread.join().unwrap();
     }
 }
+
+test_all_backends! {
+    fn unix_stream_echo(backend: BackendChoice) {
+        let Some(mut driver) = testing::driver(backend, DriverConfig::default()) else { return };
+        let dir = std::env::temp_dir().join(format!("ringwork-smoke-{}-{backend:?}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("echo.sock");
+        let _ = std::fs::remove_file(&path);
+        let addr = SockAddr::unix(&path).unwrap();
+        let listener = driver.listen(&addr, &ListenOptions::default()).unwrap();
+        assert!(driver.local_addr(listener).unwrap().as_pathname().is_some());
+        assert!(driver.accept(listener));
+        let client = driver.connect(&addr).unwrap();
+        let message = Bytes::from(vec![0x5a; 100_000]);
+        assert!(driver.send(client, message.clone()));
+        assert!(driver.recv(client));
+        let (mut out, mut echoed) = (Vec::new(), Vec::new());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while echoed.len() < message.len() {
+            assert!(Instant::now() < deadline, "timed out with {} bytes echoed", echoed.len());
+            driver.turn(Some(Duration::from_secs(1)), &mut out).unwrap();
+            for c in out.drain(..) {
+                match c {
+                    Completion::Accepted { result, .. } => assert!(driver.recv(result.unwrap())),
+                    Completion::Connected { result, .. } => result.unwrap(),
+                    Completion::Received { socket, buf } if socket != client => {
+                        assert!(driver.send(socket, Bytes::copy_from_slice(&buf)));
+                    }
+                    Completion::Received { buf, .. } => echoed.extend_from_slice(&buf),
+                    Completion::Sent { .. } => {}
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+        assert_eq!(echoed, message);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
