@@ -1,11 +1,47 @@
-//! ringwork: the runtime users embed.
+//! ringwork: the thread-per-core runtime users embed, with a Twisted-style Protocol API.
 //!
-//! This crate will hold the per-core reactors, the Twisted-style `Protocol` / `Factory` /
-//! `Transport` API, listeners, clients, timers and the TLS adapter (see `DESIGN.md`). It
-//! performs no system calls itself: all I/O goes through [`ringwork_platform`], re-exported
-//! here as [`platform`] so that users name one crate.
+//! - [`Protocol`] and [`Factory`]: what you implement — callbacks for one connection's life
+//!   (`connection_made`, `data_received` with a zero-copy view of the receive buffer,
+//!   `eof_received`, `pause_writing` / `write_drained`, `timer_fired`, `connection_lost`).
+//! - [`Context`]: the transport every callback gets — write (copying) and write_bytes (no
+//!   copy), close, abort, half-close, pause/resume reading, timers, addresses, other
+//!   connections of the same core ([`Context::other`]) and outbound connections.
+//! - [`Reactor`]: one core's loop (a platform driver, a timer wheel, a connection table);
+//!   usable alone on the calling thread.
+//! - [`Runtime`]: one pinned reactor per core, SO_REUSEPORT listeners, cross-core messages
+//!   ([`Cores`]) and graceful shutdown ([`ShutdownHandle`], SIGINT/SIGTERM).
+//! - [`DatagramProtocol`] for UDP.
 //!
-//! Status: the platform drivers exist; the reactor API is being built (issue 3).
+//! The engine makes no system calls itself: all I/O goes through [`ringwork_platform`],
+//! re-exported as [`platform`]. Writes of one loop turn are coalesced per connection and
+//! flushed once per turn; memory per connection is bounded by [`ReactorConfig`], not by the
+//! peer. No `unsafe` code.
 #![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod config;
+mod context;
+mod datagram;
+mod error;
+mod io;
+mod protocol;
+mod reactor;
+mod runtime;
+mod state;
+mod stats;
+#[allow(dead_code)]
+pub(crate) mod timer;
+mod timers;
 
 pub use ringwork_platform as platform;
+pub use ringwork_platform::{BackendChoice, BackendKind, Bytes, DriverConfig, SockAddr};
+
+pub use crate::config::ReactorConfig;
+pub use crate::context::Context;
+pub use crate::datagram::{DatagramContext, DatagramProtocol, UdpId};
+pub use crate::error::EngineError;
+pub use crate::protocol::{ConnId, Factory, LostReason, Protocol};
+pub use crate::reactor::Reactor;
+pub use crate::runtime::{Cores, Runtime, RuntimeBuilder, ShutdownHandle};
+pub use crate::stats::CoreStats;
+pub use crate::timers::TimerId;

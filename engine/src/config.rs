@@ -1,0 +1,55 @@
+//! Engine settings with safe defaults.
+
+use std::time::Duration;
+
+use crate::io::DEFAULT_CONNECT_TIMEOUT;
+
+/// Per-connection and per-core limits of a reactor.
+#[derive(Clone, Debug)]
+pub struct ReactorConfig {
+    /// Above this many buffered outgoing bytes a connection is not writable and its protocol
+    /// gets `pause_writing`.
+    pub write_high_watermark: usize,
+    /// After a pause, `write_drained` fires once buffered bytes fall to this many or fewer.
+    pub write_low_watermark: usize,
+    /// Hard limit on buffered outgoing bytes per connection: past it the connection is
+    /// aborted with `LostReason::WriteBufferFull`, so a peer that never reads cannot make the
+    /// process grow without bound.
+    pub write_buffer_limit: usize,
+    /// Most connections open on one core (accepted and outbound). At the limit the core stops
+    /// accepting (connections wait in the kernel's backlog) and resumes below it.
+    pub max_connections: usize,
+    /// Timeout of outbound connects unless one is given per connect.
+    pub connect_timeout: Duration,
+    /// Timer resolution.
+    pub timer_tick: Duration,
+}
+
+impl Default for ReactorConfig {
+    fn default() -> Self {
+        Self {
+            write_high_watermark: 256 * 1024,
+            write_low_watermark: 64 * 1024,
+            write_buffer_limit: 16 * 1024 * 1024,
+            max_connections: 100_000,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            timer_tick: Duration::from_millis(1),
+        }
+    }
+}
+
+impl ReactorConfig {
+    /// Checks the watermarks are ordered (`low <= high <= limit`).
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.write_low_watermark > self.write_high_watermark {
+            return Err("write_low_watermark must not exceed write_high_watermark".into());
+        }
+        if self.write_high_watermark > self.write_buffer_limit {
+            return Err("write_high_watermark must not exceed write_buffer_limit".into());
+        }
+        if self.timer_tick.is_zero() {
+            return Err("timer_tick must be positive".into());
+        }
+        Ok(())
+    }
+}

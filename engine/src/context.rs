@@ -1,0 +1,220 @@
+//! [`Context`]: the transport given to every protocol callback.
+//!
+//! Owns: the caller-facing operations on one connection (write, close, timers, reading
+//! control, addresses) and the way to reach other connections of the same core
+//! ([`Context::other`]) and to open outbound ones ([`Context::connect`]).
+//! Contract: nothing here blocks or calls another protocol; writes are buffered until the end
+//! of the turn; callbacks that follow from an operation (another connection's
+//! `connection_lost`, `pause_writing`) run after the current callback returns.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ringwork_platform::{OpError, SockAddr};
+
+use crate::io::Io;
+use crate::protocol::{ConnId, LostReason, Protocol};
+use crate::state::{Notice, Phase, State};
+use crate::timers::TimerId;
+
+/// One connection's transport, plus the reactor of its core.
+///
+/// Operations on a connection that is gone are ignored (and queries answer "closed"), so a
+/// protocol never has to check before writing to a peer connection that may have closed.
+pub struct Context<'a> {
+    pub(crate) state: &'a mut State,
+    pub(crate) io: &'a mut dyn Io,
+    pub(crate) conn: ConnId,
+}
+
+impl<'a> Context<'a> {
+    pub(crate) fn new(state: &'a mut State, io: &'a mut dyn Io, conn: ConnId) -> Self {
+        Self { state, io, conn }
+    }
+
+    /// This connection's id.
+    #[must_use]
+    pub fn id(&self) -> ConnId {
+        self.conn
+    }
+
+    /// The time of the current loop turn (read once per turn; a manual clock in tests).
+    #[must_use]
+    pub fn now(&self) -> Instant {
+        self.state.now
+    }
+
+    /// A context for another connection of this core, with the same operations. Use it to
+    /// write to, pause, resume or close a peer connection (a proxy's other side).
+    pub fn other(&mut self, id: ConnId) -> Context<'_> {
+        Context {
+            state: self.state,
+            io: self.io,
+            conn: id,
+        }
+    }
+
+    /// The runtime's cores, to send work to another core (`None` in single-threaded mode).
+    #[must_use]
+    pub fn cores(&self) -> Option<&crate::runtime::Cores> {
+        self.state.cores.as_ref()
+    }
+
+    /// Whether the connection is open (not closed, closing or lost).
+    #[must_use]
+    pub fn is_open(&self) -> bool {
+        self.state
+            .conns
+            .get(self.conn)
+            .is_some_and(|c| c.phase != Phase::Lost && !c.closing)
+    }
+
+    /// Writes a copy of `data` (buffered; sent at the end of the turn with everything else
+    /// written to this connection in the turn).
+    pub fn write(&mut self, data: &[u8]) {
+        self.state.write(self.io, self.conn, data);
+    }
+
+    /// Writes `data` without copying it.
+    pub fn write_bytes(&mut self, data: Bytes) {
+        self.state.write_bytes(self.io, self.conn, data);
+    }
+
+    /// Whether the write buffer is below its high watermark. Above it, stop producing until
+    /// [`Protocol::write_drained`].
+    #[must_use]
+    pub fn is_writable(&self) -> bool {
+        self.state
+            .conns
+            .get(self.conn)
+            .is_some_and(|c| c.phase != Phase::Lost && !c.write_paused)
+    }
+
+    /// Outgoing bytes not yet taken by the kernel.
+    #[must_use]
+    pub fn buffered(&self) -> usize {
+        self.state.conns.get(self.conn).map_or(0, |c| c.buffered())
+    }
+
+    /// Closes the connection once everything written is sent; `connection_lost` follows with
+    /// [`LostReason::Done`]. Later writes are ignored.
+    pub fn close(&mut self) {
+        self.state.close(self.io, self.conn);
+    }
+
+    /// Closes the connection now with a reset; unsent bytes are dropped and
+    /// `connection_lost` follows with [`LostReason::Aborted`].
+    pub fn abort(&mut self) {
+        self.state
+            .lose(self.io, self.conn, LostReason::Aborted, true);
+    }
+
+    /// Half-closes: the peer sees end of stream once everything written is sent; reading
+    /// continues. Later writes are ignored.
+    pub fn shutdown_write(&mut self) {
+        self.state.shutdown_write(self.conn);
+    }
+
+    /// Stops reading (the kernel's buffer fills and the peer is slowed down). Bytes already
+    /// received are held and delivered after [`Context::resume_reading`].
+    pub fn pause_reading(&mut self) {
+        self.state.pause_reading(self.io, self.conn);
+    }
+
+    /// Resumes reading after [`Context::pause_reading`].
+    pub fn resume_reading(&mut self) {
+        self.state.resume_reading(self.io, self.conn);
+    }
+
+    /// Whether reading is paused.
+    #[must_use]
+    pub fn is_reading_paused(&self) -> bool {
+        self.state
+            .conns
+            .get(self.conn)
+            .is_some_and(|c| c.read_paused)
+    }
+
+    /// Calls [`Protocol::timer_fired`] once, `delay` from now.
+    pub fn call_later(&mut self, delay: Duration) -> TimerId {
+        let at = self.state.now + delay;
+        self.state.timers.add(self.conn, at, None)
+    }
+
+    /// Calls [`Protocol::timer_fired`] every `interval` until cancelled or the connection is
+    /// gone. The id stays the same across repeats.
+    pub fn call_every(&mut self, interval: Duration) -> TimerId {
+        let interval = interval.max(self.state.config.timer_tick);
+        let at = self.state.now + interval;
+        self.state.timers.add(self.conn, at, Some(interval))
+    }
+
+    /// Cancels a timer; `false` if it already fired (one-shot) or was cancelled.
+    pub fn cancel_timer(&mut self, timer: TimerId) -> bool {
+        self.state.timers.cancel(timer)
+    }
+
+    /// The peer's address.
+    ///
+    /// # Errors
+    /// The OS error, or `NotFound` if the connection is gone.
+    pub fn peer_addr(&self) -> Result<SockAddr, OpError> {
+        self.io.peer_addr(self.conn.0)
+    }
+
+    /// The local address.
+    ///
+    /// # Errors
+    /// The OS error, or `NotFound` if the connection is gone.
+    pub fn local_addr(&self) -> Result<SockAddr, OpError> {
+        self.io.local_addr(self.conn.0)
+    }
+
+    /// Opens an outbound stream connection (TCP or Unix) run by `protocol`, with the
+    /// reactor's default connect timeout. On success `protocol` gets `connection_made`;
+    /// on failure or timeout only `connection_lost` ([`LostReason::ConnectFailed`],
+    /// [`LostReason::ConnectTimeout`]). Writes before it connects are sent once it does.
+    ///
+    /// # Errors
+    /// Creating the socket failed (then `protocol` is dropped without callbacks).
+    pub fn connect(&mut self, addr: &SockAddr, protocol: impl Protocol) -> Result<ConnId, OpError> {
+        let timeout = self.state.config.connect_timeout;
+        self.connect_with_timeout(addr, Box::new(protocol), timeout)
+    }
+
+    /// [`Context::connect`] with an explicit timeout and an already boxed protocol.
+    ///
+    /// # Errors
+    /// Creating the socket failed.
+    pub fn connect_with_timeout(
+        &mut self,
+        addr: &SockAddr,
+        protocol: Box<dyn Protocol>,
+        timeout: Duration,
+    ) -> Result<ConnId, OpError> {
+        connect(self.state, self.io, addr, protocol, timeout)
+    }
+}
+
+/// Starts an outbound connection (shared by [`Context`] and the reactor).
+pub(crate) fn connect(
+    state: &mut State,
+    io: &mut dyn Io,
+    addr: &SockAddr,
+    protocol: Box<dyn Protocol>,
+    timeout: Duration,
+) -> Result<ConnId, OpError> {
+    let socket = io.connect(addr)?;
+    let id = state.insert(socket, protocol, Phase::Connecting);
+    let key = state.timers.add_connect_timeout(id, state.now + timeout);
+    if let Some(conn) = state.conns.get_mut(id) {
+        conn.connect_timer = Some(key);
+    }
+    state.stats.connects += 1;
+    Ok(id)
+}
+
+/// Queues `connection_made` for a connection that just became open.
+pub(crate) fn made(state: &mut State, id: ConnId) {
+    state.notices.push_back((id, Notice::Made));
+}

@@ -1,0 +1,70 @@
+//! UDP: [`DatagramProtocol`] and its [`DatagramContext`].
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+use ringwork_platform::{Driver, OpError, SockAddr, SocketId};
+
+/// A UDP socket of one core, from [`Reactor::bind_udp`](crate::Reactor::bind_udp).
+#[derive(Clone, Copy, Debug, Eq, Hash, PartialEq)]
+pub struct UdpId(pub(crate) SocketId);
+
+/// What a UDP socket does (Twisted's `DatagramProtocol`).
+pub trait DatagramProtocol: 'static {
+    /// The socket is bound and receiving.
+    fn started(&mut self, ctx: &mut DatagramContext<'_>) {
+        let _ = ctx;
+    }
+
+    /// A datagram arrived from `from`. `data` is valid during this call only.
+    fn datagram_received(&mut self, ctx: &mut DatagramContext<'_>, data: &[u8], from: SocketAddr);
+}
+
+/// The transport of a UDP socket, given to [`DatagramProtocol`] callbacks.
+pub struct DatagramContext<'a> {
+    driver: &'a mut Driver,
+    socket: SocketId,
+    now: Instant,
+}
+
+impl<'a> DatagramContext<'a> {
+    pub(crate) fn new(driver: &'a mut Driver, socket: SocketId, now: Instant) -> Self {
+        Self {
+            driver,
+            socket,
+            now,
+        }
+    }
+
+    /// This socket's id.
+    #[must_use]
+    pub fn id(&self) -> UdpId {
+        UdpId(self.socket)
+    }
+
+    /// The time of the current loop turn.
+    #[must_use]
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Sends a copy of `data` to `to`.
+    pub fn send_to(&mut self, data: &[u8], to: SocketAddr) {
+        self.driver
+            .send_to(self.socket, Bytes::copy_from_slice(data), to);
+    }
+
+    /// Sends `data` to `to` without a copy.
+    pub fn send_bytes_to(&mut self, data: Bytes, to: SocketAddr) {
+        self.driver.send_to(self.socket, data, to);
+    }
+
+    /// The local address.
+    ///
+    /// # Errors
+    /// The OS error.
+    pub fn local_addr(&self) -> Result<SockAddr, OpError> {
+        self.driver.local_addr(self.socket)
+    }
+}

@@ -1,0 +1,41 @@
+//! Engine errors. Display texts are lowercase, without a trailing period, and unstable.
+
+use std::io;
+
+use ringwork_platform::{OpError, SetupError};
+
+/// Why an engine operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The driver could not be created.
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    /// A socket operation failed.
+    #[error(transparent)]
+    Op(#[from] OpError),
+    /// The configuration is inconsistent.
+    #[error("invalid engine configuration: {what}")]
+    Config {
+        /// What is wrong.
+        what: String,
+    },
+    /// Another OS operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// The step that failed.
+        what: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// A core's thread panicked outside protocol callbacks (a bug in the engine or in a
+    /// per-core init function).
+    #[error("core {core} panicked: {message}")]
+    CorePanicked {
+        /// The core's index.
+        core: usize,
+        /// The panic message.
+        message: String,
+    },
+}

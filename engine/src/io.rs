@@ -1,0 +1,73 @@
+//! The I/O a [`Context`](crate::Context) needs, behind a trait: the platform driver in a
+//! reactor, an in-memory transport in [`testing`](crate::testing).
+//!
+//! Owns: the [`Io`] trait and its driver implementation.
+//! Contract: every method records intent or reads cached state; none blocks. Effects reach
+//! the kernel at the end of the reactor's turn (the driver batches them).
+
+use std::time::Duration;
+
+use ringwork_platform::{Bytes, Driver, OpError, SockAddr, SocketId};
+
+/// What the engine asks of the layer below, per socket.
+pub(crate) trait Io {
+    /// Queues bytes (no copy).
+    fn send(&mut self, socket: SocketId, bytes: Bytes);
+    /// Starts receiving.
+    fn recv(&mut self, socket: SocketId);
+    /// Stops receiving.
+    fn stop_recv(&mut self, socket: SocketId);
+    /// Shuts the write side down once queued bytes are sent.
+    fn shutdown_write(&mut self, socket: SocketId);
+    /// Closes now (queued bytes below the engine are dropped).
+    fn close(&mut self, socket: SocketId);
+    /// Closes with a reset.
+    fn abort(&mut self, socket: SocketId);
+    /// Starts an outbound stream connection.
+    fn connect(&mut self, addr: &SockAddr) -> Result<SocketId, OpError>;
+    /// The local address.
+    fn local_addr(&self, socket: SocketId) -> Result<SockAddr, OpError>;
+    /// The peer address.
+    fn peer_addr(&self, socket: SocketId) -> Result<SockAddr, OpError>;
+}
+
+impl Io for Driver {
+    fn send(&mut self, socket: SocketId, bytes: Bytes) {
+        Driver::send(self, socket, bytes);
+    }
+
+    fn recv(&mut self, socket: SocketId) {
+        Driver::recv(self, socket);
+    }
+
+    fn stop_recv(&mut self, socket: SocketId) {
+        Driver::stop_recv(self, socket);
+    }
+
+    fn shutdown_write(&mut self, socket: SocketId) {
+        Driver::shutdown_write(self, socket);
+    }
+
+    fn close(&mut self, socket: SocketId) {
+        Driver::close(self, socket);
+    }
+
+    fn abort(&mut self, socket: SocketId) {
+        Driver::abort(self, socket);
+    }
+
+    fn connect(&mut self, addr: &SockAddr) -> Result<SocketId, OpError> {
+        Driver::connect(self, addr)
+    }
+
+    fn local_addr(&self, socket: SocketId) -> Result<SockAddr, OpError> {
+        Driver::local_addr(self, socket)
+    }
+
+    fn peer_addr(&self, socket: SocketId) -> Result<SockAddr, OpError> {
+        Driver::peer_addr(self, socket)
+    }
+}
+
+/// Default connect timeout for outbound connections.
+pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

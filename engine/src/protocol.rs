@@ -1,0 +1,157 @@
+//! The Protocol API: what a user implements (Twisted's `Protocol` and `Factory`, in Rust).
+//!
+//! Owns: [`Protocol`], [`Factory`], [`ConnId`] and [`LostReason`].
+//! Contract: per connection, callbacks arrive in this order: `connection_made` once, then any
+//! number of `data_received`, `eof_received` (at most once), `pause_writing` /
+//! `write_drained` pairs and `timer_fired`, then `connection_lost` exactly once — also for
+//! an outbound connection that never connected (then without `connection_made`). A protocol
+//! whose callback panics is dropped without `connection_lost` (see [`LostReason::Panicked`]
+//! for what its peers are told).
+
+use std::fmt;
+
+use ringwork_platform::{OpError, SocketId};
+
+use crate::context::Context;
+use crate::timers::TimerId;
+
+/// A connection on one core's reactor; valid on that core only. Stale ids (the connection
+/// is gone) are ignored by every operation that takes one.
+#[derive(Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+pub struct ConnId(pub(crate) SocketId);
+
+impl ConnId {
+    /// A dense index (the driver's slot): use it to index per-connection tables.
+    #[must_use]
+    pub fn index(self) -> u32 {
+        self.0.slot()
+    }
+}
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "conn {}#{}", self.0.slot(), self.0.generation())
+    }
+}
+
+/// Why a connection ended, given to [`Protocol::connection_lost`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum LostReason {
+    /// Closed cleanly: by [`Context::close`] after every byte was sent, or by the default
+    /// [`Protocol::eof_received`] after the peer finished.
+    Done,
+    /// Closed at once by [`Context::abort`] (a reset is sent; unsent bytes are dropped).
+    Aborted,
+    /// The peer reset the connection (ECONNRESET, EPIPE).
+    Reset,
+    /// An outbound connection did not connect within its connect timeout.
+    ConnectTimeout,
+    /// An outbound connection failed to connect (refused, unreachable, ...).
+    ConnectFailed(OpError),
+    /// Sending or receiving failed with another error.
+    Error(OpError),
+    /// The peer did not read and the write buffer passed its hard limit; the connection was
+    /// aborted to keep memory bounded.
+    WriteBufferFull {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The reactor shut down before the connection finished.
+    Shutdown,
+    /// The protocol on the *other* end of a relationship panicked. A protocol that panics
+    /// itself is dropped without any callback; its connection is aborted.
+    Panicked,
+}
+
+impl LostReason {
+    /// Whether the connection ended cleanly ([`LostReason::Done`]).
+    #[must_use]
+    pub fn is_clean(&self) -> bool {
+        matches!(self, LostReason::Done)
+    }
+}
+
+impl fmt::Display for LostReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LostReason::Done => f.write_str("closed cleanly"),
+            LostReason::Aborted => f.write_str("aborted"),
+            LostReason::Reset => f.write_str("reset by peer"),
+            LostReason::ConnectTimeout => f.write_str("connect timed out"),
+            LostReason::ConnectFailed(e) => write!(f, "connect failed: {e}"),
+            LostReason::Error(e) => write!(f, "{e}"),
+            LostReason::WriteBufferFull { limit } => {
+                write!(
+                    f,
+                    "write buffer passed its {limit}-byte limit (peer not reading)"
+                )
+            }
+            LostReason::Shutdown => f.write_str("reactor shut down"),
+            LostReason::Panicked => f.write_str("a protocol panicked"),
+        }
+    }
+}
+
+/// What a connection does: the callbacks of one connection's life.
+///
+/// Every callback gets a [`Context`], the connection's transport: write, close, timers,
+/// pause reading, and the reactor of this core (other connections, outbound connections).
+/// Callbacks run on the core's thread and must not block.
+pub trait Protocol: 'static {
+    /// The connection is established (accepted, or an outbound connect succeeded).
+    fn connection_made(&mut self, ctx: &mut Context<'_>) {
+        let _ = ctx;
+    }
+
+    /// Bytes arrived. `data` is a view of the receive buffer, valid only during this call: a
+    /// protocol that must keep bytes copies just those.
+    fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]);
+
+    /// The peer finished sending (half-close). The default closes the connection once every
+    /// queued byte is sent; override to keep writing and close later.
+    fn eof_received(&mut self, ctx: &mut Context<'_>) {
+        ctx.close();
+    }
+
+    /// The write buffer passed its high watermark: stop producing until
+    /// [`Protocol::write_drained`]. [`Context::is_writable`] says the same.
+    fn pause_writing(&mut self, ctx: &mut Context<'_>) {
+        let _ = ctx;
+    }
+
+    /// After [`Protocol::pause_writing`], the write buffer fell below its low watermark.
+    fn write_drained(&mut self, ctx: &mut Context<'_>) {
+        let _ = ctx;
+    }
+
+    /// A timer set with [`Context::call_later`] or [`Context::call_every`] fired.
+    fn timer_fired(&mut self, ctx: &mut Context<'_>, timer: TimerId) {
+        let _ = (ctx, timer);
+    }
+
+    /// The connection is gone; the last callback. `ctx` can still reach other connections
+    /// and the reactor, but writes to this connection are ignored.
+    fn connection_lost(&mut self, ctx: &mut Context<'_>, reason: LostReason) {
+        let _ = (ctx, reason);
+    }
+}
+
+/// Builds a [`Protocol`] for each accepted connection. One factory value lives on each core
+/// (the runtime clones or rebuilds it per core), so it needs no locking.
+///
+/// Any `FnMut() -> P` closure is a factory: `reactor.listen_tcp(addr, || Echo)`.
+pub trait Factory: 'static {
+    /// A protocol for a new connection.
+    fn build_protocol(&mut self) -> Box<dyn Protocol>;
+}
+
+impl<F, P> Factory for F
+where
+    F: FnMut() -> P + 'static,
+    P: Protocol,
+{
+    fn build_protocol(&mut self) -> Box<dyn Protocol> {
+        Box::new(self())
+    }
+}

@@ -1,0 +1,655 @@
+//! [`Reactor`]: one core's event loop — a driver, a timer wheel, a table of connections.
+//!
+//! Owns: listeners and their factories, UDP sockets and their protocols, dispatch of driver
+//! completions to protocol callbacks (one at a time, never nested), panic isolation, the
+//! end-of-turn flush, connection limits and graceful shutdown.
+//! Contract: one turn = flush what callbacks wrote, one driver turn (submit + wait), dispatch
+//! completions, fire due timers, run cross-core messages. Nothing is shared with other cores
+//! except the message inbox (see `runtime.rs`).
+
+use std::io;
+use std::net::SocketAddr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ringwork_platform::{
+    Completion, Driver, DriverConfig, ListenOptions, OpError, RecvBuf, SockAddr, SocketId,
+};
+
+use crate::config::ReactorConfig;
+use crate::context::{self, Context};
+use crate::datagram::{DatagramContext, DatagramProtocol, UdpId};
+use crate::error::EngineError;
+use crate::protocol::{ConnId, Factory, LostReason, Protocol};
+use crate::runtime::{CoreMessage, Cores};
+use crate::state::{Notice, Phase, State};
+use crate::stats::CoreStats;
+use crate::timers::Target;
+
+/// A listening socket of this core.
+struct Listener {
+    socket: SocketId,
+    factory: Box<dyn Factory>,
+}
+
+/// A UDP socket of this core.
+struct Udp {
+    socket: SocketId,
+    protocol: Option<Box<dyn DatagramProtocol>>,
+}
+
+/// Graceful shutdown in progress.
+#[derive(Clone, Copy, Debug)]
+struct Stopping {
+    deadline: Instant,
+}
+
+/// One core's event loop. Create one per thread (it is `!Send`) with [`Reactor::new`], or let
+/// a [`Runtime`](crate::Runtime) create one per core.
+pub struct Reactor {
+    driver: Driver,
+    state: State,
+    listeners: Vec<Listener>,
+    udp: Vec<Udp>,
+    accepting: bool,
+    completions: Vec<Completion>,
+    expired: Vec<(crate::timer::TimerKey, Target)>,
+    inbox: Option<crossbeam_channel::Receiver<CoreMessage>>,
+    stopping: Option<Stopping>,
+    stopped: bool,
+}
+
+impl Reactor {
+    /// A reactor on the calling thread (single-threaded mode: tests, small tools).
+    ///
+    /// # Errors
+    /// Invalid configuration, or the driver could not be created.
+    pub fn new(config: ReactorConfig, driver: DriverConfig) -> Result<Self, EngineError> {
+        config
+            .validate()
+            .map_err(|what| EngineError::Config { what })?;
+        let driver = Driver::with_config(driver)?;
+        Ok(Self {
+            driver,
+            state: State::new(config, Instant::now()),
+            listeners: Vec::new(),
+            udp: Vec::new(),
+            accepting: true,
+            completions: Vec::new(),
+            expired: Vec::new(),
+            inbox: None,
+            stopping: None,
+            stopped: false,
+        })
+    }
+
+    pub(crate) fn set_cores(
+        &mut self,
+        cores: Cores,
+        inbox: crossbeam_channel::Receiver<CoreMessage>,
+    ) {
+        self.state.cores = Some(cores);
+        self.inbox = Some(inbox);
+    }
+
+    /// The platform driver's waker for this reactor (used by the runtime).
+    pub(crate) fn waker(&self) -> ringwork_platform::Waker {
+        self.driver.waker()
+    }
+
+    /// The other cores of the runtime this reactor belongs to (`None` in single-threaded
+    /// mode): send them messages with [`Cores::send`] or [`Cores::broadcast`].
+    #[must_use]
+    pub fn cores(&self) -> Option<&Cores> {
+        self.state.cores.as_ref()
+    }
+
+    /// This core's index in its runtime (0 in single-threaded mode).
+    #[must_use]
+    pub fn core_index(&self) -> usize {
+        self.state.cores.as_ref().map_or(0, Cores::this_core)
+    }
+
+    /// The backend the driver runs on.
+    #[must_use]
+    pub fn backend(&self) -> ringwork_platform::BackendKind {
+        self.driver.backend()
+    }
+
+    /// Counters of this core, including the driver's batching figures.
+    #[must_use]
+    pub fn stats(&self) -> CoreStats {
+        let driver = self.driver.stats();
+        CoreStats {
+            connections: self.state.conns.live() as u64,
+            turns: driver.turns,
+            submissions: driver.submitted,
+            completions: driver.completions,
+            enters: driver.enters,
+            ..self.state.stats
+        }
+    }
+
+    /// Connections open on this core (including those being torn down).
+    #[must_use]
+    pub fn connections(&self) -> usize {
+        self.state.conns.live()
+    }
+
+    /// Listens on a TCP address with SO_REUSEPORT (every core of a runtime listens on the
+    /// same address and the kernel spreads connections). Returns the bound address (useful
+    /// with port 0).
+    ///
+    /// # Errors
+    /// The OS error of bind or listen.
+    pub fn listen_tcp(
+        &mut self,
+        addr: SocketAddr,
+        factory: impl Factory,
+    ) -> Result<SocketAddr, EngineError> {
+        let bound = self.listen(&addr.into(), Box::new(factory))?;
+        bound.as_socket().ok_or(EngineError::Config {
+            what: "listener has no IP address".into(),
+        })
+    }
+
+    /// Listens on a Unix stream socket path (removed first if it is a stale socket file).
+    ///
+    /// # Errors
+    /// The OS error of bind or listen.
+    pub fn listen_unix(
+        &mut self,
+        path: impl AsRef<Path>,
+        factory: impl Factory,
+    ) -> Result<(), EngineError> {
+        let path = path.as_ref();
+        if let Ok(meta) = std::fs::symlink_metadata(path)
+            && is_socket(&meta)
+        {
+            let _ = std::fs::remove_file(path);
+        }
+        let addr = SockAddr::unix(path).map_err(|e| EngineError::Io {
+            what: "unix address",
+            source: e,
+        })?;
+        self.listen(&addr, Box::new(factory)).map(drop)
+    }
+
+    fn listen(
+        &mut self,
+        addr: &SockAddr,
+        factory: Box<dyn Factory>,
+    ) -> Result<SockAddr, EngineError> {
+        let socket = self.driver.listen(addr, &ListenOptions::default())?;
+        let bound = self.driver.local_addr(socket)?;
+        if self.accepting {
+            self.driver.accept(socket);
+        }
+        self.listeners.push(Listener { socket, factory });
+        Ok(bound)
+    }
+
+    /// Opens an outbound connection from outside any callback (see [`Context::connect`]).
+    ///
+    /// # Errors
+    /// Creating the socket failed.
+    pub fn connect(&mut self, addr: &SockAddr, protocol: impl Protocol) -> Result<ConnId, OpError> {
+        let timeout = self.state.config.connect_timeout;
+        context::connect(
+            &mut self.state,
+            &mut self.driver,
+            addr,
+            Box::new(protocol),
+            timeout,
+        )
+    }
+
+    /// Binds a UDP socket run by `protocol`.
+    ///
+    /// # Errors
+    /// The OS error of bind.
+    pub fn bind_udp(
+        &mut self,
+        addr: SocketAddr,
+        protocol: impl DatagramProtocol,
+    ) -> Result<UdpId, EngineError> {
+        let socket = self.driver.bind_udp(addr)?;
+        self.driver.recv(socket);
+        self.udp.push(Udp {
+            socket,
+            protocol: Some(Box::new(protocol)),
+        });
+        let id = UdpId(socket);
+        self.call_udp(socket, |p, ctx| p.started(ctx));
+        Ok(id)
+    }
+
+    /// The local address of a UDP socket.
+    ///
+    /// # Errors
+    /// The OS error.
+    pub fn udp_local_addr(&self, id: UdpId) -> Result<SockAddr, OpError> {
+        self.driver.local_addr(id.0)
+    }
+
+    /// Runs `f` with a [`Context`] for connection `id` (from outside callbacks: tests,
+    /// cross-core messages). Callbacks it causes run before this returns.
+    pub fn with_conn<R>(&mut self, id: ConnId, f: impl FnOnce(&mut Context<'_>) -> R) -> R {
+        let result = f(&mut Context::new(&mut self.state, &mut self.driver, id));
+        self.run_notices();
+        result
+    }
+
+    /// Stops accepting, lets connections finish for up to `grace`, then aborts the rest with
+    /// [`LostReason::Shutdown`]; [`Reactor::run`] returns once no connection is left.
+    pub fn shutdown(&mut self, grace: Duration) {
+        if self.stopping.is_some() {
+            return;
+        }
+        for listener in self.listeners.drain(..) {
+            self.driver.close(listener.socket);
+        }
+        for udp in std::mem::take(&mut self.udp) {
+            self.driver.close(udp.socket);
+        }
+        self.stopping = Some(Stopping {
+            deadline: Instant::now() + grace,
+        });
+    }
+
+    /// Stops [`Reactor::run`] after the current turn, without closing anything.
+    pub fn stop(&mut self) {
+        self.stopped = true;
+    }
+
+    /// Whether [`Reactor::run`] would return now.
+    #[must_use]
+    pub fn is_finished(&self) -> bool {
+        self.stopped || (self.stopping.is_some() && self.state.conns.live() == 0)
+    }
+
+    /// Runs turns until [`Reactor::stop`] or a finished [`Reactor::shutdown`].
+    ///
+    /// # Errors
+    /// The driver's wait failed (the reactor cannot continue).
+    pub fn run(&mut self) -> Result<(), EngineError> {
+        while !self.is_finished() {
+            self.turn(None)?;
+        }
+        Ok(())
+    }
+
+    /// Runs turns until `done` returns true or `limit` passes; returns whether `done` held.
+    ///
+    /// # Errors
+    /// The driver's wait failed.
+    pub fn run_until(
+        &mut self,
+        limit: Duration,
+        mut done: impl FnMut(&mut Reactor) -> bool,
+    ) -> Result<bool, EngineError> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if done(self) {
+                return Ok(true);
+            }
+            let now = Instant::now();
+            if now >= deadline || self.is_finished() {
+                return Ok(done(self));
+            }
+            self.turn(Some(deadline - now))?;
+        }
+    }
+
+    /// One loop turn: flush, wait (at most `timeout`, or until the next timer), dispatch.
+    ///
+    /// # Errors
+    /// The driver's wait failed.
+    pub fn turn(&mut self, timeout: Option<Duration>) -> Result<(), EngineError> {
+        self.state.flush(&mut self.driver);
+        let now = Instant::now();
+        let mut wait = timeout;
+        if let Some(deadline) = self.state.timers.next_deadline() {
+            let until = deadline.saturating_duration_since(now);
+            wait = Some(wait.map_or(until, |w| w.min(until)));
+        }
+        if let Some(stopping) = self.stopping {
+            let until = stopping.deadline.saturating_duration_since(now);
+            wait = Some(wait.map_or(until, |w| w.min(until)));
+        }
+        let mut completions = std::mem::take(&mut self.completions);
+        self.driver.turn(wait, &mut completions)?;
+        self.state.now = Instant::now();
+        for completion in completions.drain(..) {
+            self.dispatch(completion);
+            self.run_notices();
+        }
+        self.completions = completions;
+        self.fire_timers();
+        self.run_messages();
+        self.check_shutdown();
+        self.state.flush(&mut self.driver);
+        Ok(())
+    }
+
+    fn dispatch(&mut self, completion: Completion) {
+        match completion {
+            Completion::Accepted { listener, result } => self.accepted(listener, result),
+            Completion::Connected { socket, result } => self.connected(ConnId(socket), result),
+            Completion::Received { socket, buf } => self.received(ConnId(socket), buf),
+            Completion::Eof { socket } => self.call(ConnId(socket), |p, ctx| p.eof_received(ctx)),
+            Completion::RecvError { socket, error } | Completion::SendError { socket, error } => {
+                let reason = lost_reason(error);
+                self.state
+                    .lose(&mut self.driver, ConnId(socket), reason, false);
+            }
+            Completion::Sent { socket, queued, .. } => {
+                self.state.sent(&mut self.driver, ConnId(socket), queued);
+            }
+            Completion::ReceivedFrom {
+                socket, buf, from, ..
+            } => {
+                self.state.stats.bytes_in += buf.len() as u64;
+                self.call_udp(socket, |p, ctx| p.datagram_received(ctx, &buf, from));
+            }
+            Completion::ShutdownDone { .. } | Completion::Timer { .. } | Completion::Woken => {}
+            _ => {}
+        }
+    }
+
+    fn accepted(&mut self, listener: SocketId, result: Result<SocketId, OpError>) {
+        let socket = match result {
+            Ok(socket) => socket,
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                return;
+            }
+        };
+        let Some(entry) = self.listeners.iter_mut().find(|l| l.socket == listener) else {
+            self.driver.close(socket);
+            return;
+        };
+        if self.stopping.is_some() {
+            self.driver.close(socket);
+            return;
+        }
+        let factory = &mut entry.factory;
+        let built = catch_unwind(AssertUnwindSafe(|| factory.build_protocol()));
+        let Ok(protocol) = built else {
+            self.state.stats.panics += 1;
+            tracing::error!("a factory panicked building a protocol; connection closed");
+            self.driver.abort(socket);
+            return;
+        };
+        let id = self.state.insert(socket, protocol, Phase::Open);
+        self.state.stats.accepted += 1;
+        self.driver.recv(socket);
+        context::made(&mut self.state, id);
+        self.update_accepting();
+    }
+
+    /// Stops accepting at the connection limit and resumes below it.
+    fn update_accepting(&mut self) {
+        let want =
+            self.stopping.is_none() && self.state.conns.live() < self.state.config.max_connections;
+        if want != self.accepting {
+            self.accepting = want;
+            for listener in &self.listeners {
+                if want {
+                    self.driver.accept(listener.socket);
+                } else {
+                    self.driver.stop_accept(listener.socket);
+                }
+            }
+        }
+    }
+
+    fn connected(&mut self, id: ConnId, result: Result<(), OpError>) {
+        let Some(conn) = self.state.conns.active_mut(id) else {
+            return;
+        };
+        if conn.phase != Phase::Connecting {
+            return;
+        }
+        if let Some(key) = conn.connect_timer.take() {
+            self.state.timers.cancel_key(key);
+        }
+        match result {
+            Ok(()) => {
+                conn.phase = Phase::Open;
+                let paused = conn.read_paused;
+                if !paused {
+                    self.driver.recv(id.0);
+                }
+                self.state.schedule_flush(id);
+                context::made(&mut self.state, id);
+            }
+            Err(error) => {
+                self.state.lose(
+                    &mut self.driver,
+                    id,
+                    LostReason::ConnectFailed(error),
+                    false,
+                );
+            }
+        }
+    }
+
+    fn received(&mut self, id: ConnId, buf: RecvBuf) {
+        self.state.stats.bytes_in += buf.len() as u64;
+        let Some(conn) = self.state.conns.active_mut(id) else {
+            return;
+        };
+        if conn.read_paused {
+            // Already in flight when reading was paused: held until resumed.
+            conn.stash.extend_from_slice(&buf);
+            return;
+        }
+        self.call(id, |p, ctx| p.data_received(ctx, &buf));
+    }
+
+    /// Runs one callback of connection `id`'s protocol with a [`Context`]; a panic drops the
+    /// protocol and aborts its connection.
+    fn call(&mut self, id: ConnId, f: impl FnOnce(&mut dyn Protocol, &mut Context<'_>)) {
+        let Some(conn) = self.state.conns.active_mut(id) else {
+            return;
+        };
+        let Some(mut protocol) = conn.protocol.take() else {
+            return;
+        };
+        let mut ctx = Context::new(&mut self.state, &mut self.driver, id);
+        match catch_unwind(AssertUnwindSafe(|| f(&mut *protocol, &mut ctx))) {
+            Ok(()) => {
+                if let Some(conn) = self.state.conns.get_mut(id) {
+                    conn.protocol = Some(protocol);
+                }
+            }
+            Err(panic) => self.panicked(id, protocol, panic),
+        }
+    }
+
+    fn panicked(
+        &mut self,
+        id: ConnId,
+        protocol: Box<dyn Protocol>,
+        panic: Box<dyn std::any::Any + Send>,
+    ) {
+        self.state.stats.panics += 1;
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "non-string panic".into());
+        tracing::error!(conn = %id, panic = %message, "protocol panicked; connection aborted");
+        // Its state may be broken: drop it without further callbacks (a panicking Drop is
+        // contained too).
+        let _ = catch_unwind(AssertUnwindSafe(move || drop(protocol)));
+        if let Some(conn) = self.state.conns.get_mut(id) {
+            conn.protocol = None;
+        }
+        self.state
+            .lose(&mut self.driver, id, LostReason::Panicked, true);
+    }
+
+    /// Runs queued callbacks (made, pause/drain, stashed data, lost) until none is left.
+    fn run_notices(&mut self) {
+        while let Some((id, notice)) = self.state.notices.pop_front() {
+            match notice {
+                Notice::Made => self.call(id, |p, ctx| p.connection_made(ctx)),
+                Notice::PauseWriting => self.call(id, |p, ctx| p.pause_writing(ctx)),
+                Notice::WriteDrained => self.call(id, |p, ctx| p.write_drained(ctx)),
+                Notice::Stash => {
+                    let Some(conn) = self.state.conns.active_mut(id) else {
+                        continue;
+                    };
+                    if conn.read_paused || conn.stash.is_empty() {
+                        continue;
+                    }
+                    let data = conn.stash.split().freeze();
+                    self.call(id, |p, ctx| p.data_received(ctx, &data));
+                }
+                Notice::Lost(reason) => self.lost(id, reason),
+            }
+        }
+    }
+
+    fn lost(&mut self, id: ConnId, reason: LostReason) {
+        let Some(conn) = self.state.conns.get_mut(id) else {
+            return;
+        };
+        if let Some(mut protocol) = conn.protocol.take() {
+            let mut ctx = Context::new(&mut self.state, &mut self.driver, id);
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| {
+                protocol.connection_lost(&mut ctx, reason)
+            })) {
+                self.state.stats.panics += 1;
+                tracing::error!(conn = %id, "protocol panicked in connection_lost: {panic:?}");
+            }
+            let _ = catch_unwind(AssertUnwindSafe(move || drop(protocol)));
+        }
+        self.state.remove(id);
+        self.update_accepting();
+    }
+
+    fn call_udp(
+        &mut self,
+        socket: SocketId,
+        f: impl FnOnce(&mut dyn DatagramProtocol, &mut DatagramContext<'_>),
+    ) {
+        let Some(index) = self.udp.iter().position(|u| u.socket == socket) else {
+            return;
+        };
+        let Some(mut protocol) = self.udp[index].protocol.take() else {
+            return;
+        };
+        let mut ctx = DatagramContext::new(&mut self.driver, socket, self.state.now);
+        let result = catch_unwind(AssertUnwindSafe(|| f(&mut *protocol, &mut ctx)));
+        match result {
+            Ok(()) => {
+                if let Some(udp) = self.udp.iter_mut().find(|u| u.socket == socket) {
+                    udp.protocol = Some(protocol);
+                }
+            }
+            Err(_) => {
+                self.state.stats.panics += 1;
+                tracing::error!("datagram protocol panicked; its socket is closed");
+                self.driver.close(socket);
+                self.udp.retain(|u| u.socket != socket);
+            }
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        let mut expired = std::mem::take(&mut self.expired);
+        self.state.timers.expire(self.state.now, &mut expired);
+        for (_, target) in expired.drain(..) {
+            match target {
+                Target::Conn { conn, id, every } => {
+                    if self.state.conns.active_mut(conn).is_none() {
+                        continue;
+                    }
+                    if let Some(every) = every {
+                        let at = self.state.now + every;
+                        self.state.timers.rearm(conn, id, at, every);
+                    }
+                    self.call(conn, |p, ctx| p.timer_fired(ctx, id));
+                }
+                Target::ConnectTimeout(conn) => {
+                    if let Some(c) = self.state.conns.active_mut(conn)
+                        && c.phase == Phase::Connecting
+                    {
+                        c.connect_timer = None;
+                        self.state
+                            .lose(&mut self.driver, conn, LostReason::ConnectTimeout, true);
+                    }
+                }
+            }
+            self.run_notices();
+        }
+        self.expired = expired;
+    }
+
+    fn run_messages(&mut self) {
+        // A bounded batch per turn, so a flood of messages cannot starve connections.
+        for _ in 0..1024 {
+            let Some(Ok(message)) = self
+                .inbox
+                .as_ref()
+                .map(crossbeam_channel::Receiver::try_recv)
+            else {
+                break;
+            };
+            match message {
+                CoreMessage::Run(f) => {
+                    if catch_unwind(AssertUnwindSafe(|| f(self))).is_err() {
+                        self.state.stats.panics += 1;
+                        tracing::error!("a cross-core message panicked");
+                    }
+                    self.run_notices();
+                }
+                CoreMessage::Shutdown(grace) => self.shutdown(grace),
+            }
+        }
+    }
+
+    fn check_shutdown(&mut self) {
+        let Some(stopping) = self.stopping else {
+            return;
+        };
+        if self.state.now >= stopping.deadline && self.state.conns.live() > 0 {
+            for id in self.state.conns.ids() {
+                self.state
+                    .lose(&mut self.driver, id, LostReason::Shutdown, true);
+            }
+            self.run_notices();
+        }
+    }
+
+    /// Sends a datagram from outside callbacks.
+    pub fn send_to(&mut self, id: UdpId, data: Bytes, to: SocketAddr) {
+        self.driver.send_to(id.0, data, to);
+    }
+}
+
+/// Maps a send/receive error to a reason.
+fn lost_reason(error: OpError) -> LostReason {
+    match error.kind() {
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::BrokenPipe
+        | io::ErrorKind::ConnectionAborted => LostReason::Reset,
+        _ => LostReason::Error(error),
+    }
+}
+
+#[cfg(unix)]
+fn is_socket(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    meta.file_type().is_socket()
+}
+
+#[cfg(not(unix))]
+fn is_socket(_meta: &std::fs::Metadata) -> bool {
+    false
+}

@@ -1,0 +1,417 @@
+//! [`Runtime`]: one pinned reactor thread per core, the messages between them, and shutdown.
+//!
+//! Owns: worker threads (pinned with core_affinity), per-core inboxes (crossbeam channels,
+//! each paired with its reactor's driver waker), [`Cores`] (send or broadcast a closure to
+//! cores) and [`ShutdownHandle`] (graceful shutdown from any thread, and from SIGINT/SIGTERM).
+//! Contract: cores share nothing on the hot path; a message costs one channel send plus one
+//! wake-up of the target reactor, and runs on the target core's thread between its turns.
+
+use std::sync::{Arc, Barrier, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+use ringwork_platform::{BackendChoice, DriverConfig, Waker};
+
+use crate::config::ReactorConfig;
+use crate::error::EngineError;
+use crate::reactor::Reactor;
+
+/// A closure run on a core's reactor.
+type Job = Box<dyn FnOnce(&mut Reactor) + Send>;
+
+/// What travels between cores.
+pub(crate) enum CoreMessage {
+    /// Run a closure on the target reactor.
+    Run(Job),
+    /// Begin graceful shutdown with this grace period.
+    Shutdown(Duration),
+}
+
+#[derive(Clone)]
+struct CoreHandle {
+    sender: Sender<CoreMessage>,
+    waker: Waker,
+}
+
+/// The cores of a runtime, as seen from one of them: send a closure to another core's
+/// reactor, or to all. `Send + Sync + Clone`: a handle may also leave the runtime's threads.
+#[derive(Clone)]
+pub struct Cores {
+    this: usize,
+    handles: Arc<[CoreHandle]>,
+}
+
+impl Cores {
+    /// Number of cores in the runtime.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.handles.len()
+    }
+
+    /// Whether the runtime has no cores (never true for a running runtime).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.handles.is_empty()
+    }
+
+    /// The index of the core this handle was taken on.
+    #[must_use]
+    pub fn this_core(&self) -> usize {
+        self.this
+    }
+
+    /// Runs `f` on core `core`'s reactor (also this core: then in a later turn).
+    ///
+    /// # Errors
+    /// `core` is out of range, or that core has stopped.
+    pub fn send(
+        &self,
+        core: usize,
+        f: impl FnOnce(&mut Reactor) + Send + 'static,
+    ) -> Result<(), EngineError> {
+        let handle = self.handles.get(core).ok_or_else(|| EngineError::Config {
+            what: format!(
+                "core {core} does not exist (the runtime has {})",
+                self.handles.len()
+            ),
+        })?;
+        handle
+            .sender
+            .send(CoreMessage::Run(Box::new(f)))
+            .map_err(|_| stopped(core))?;
+        handle.waker.wake().map_err(|source| EngineError::Io {
+            what: "waking a core",
+            source,
+        })
+    }
+
+    /// Runs `f` on every core's reactor, this one included. Cores that stopped are skipped.
+    pub fn broadcast(&self, f: impl Fn(&mut Reactor) + Send + Sync + 'static) {
+        let f = Arc::new(f);
+        for core in 0..self.handles.len() {
+            let f = Arc::clone(&f);
+            let _ = self.send(core, move |reactor| f(reactor));
+        }
+    }
+}
+
+fn stopped(core: usize) -> EngineError {
+    EngineError::Config {
+        what: format!("core {core} has stopped"),
+    }
+}
+
+/// Triggers graceful shutdown of every core, from any thread. Cheap to clone.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    senders: Arc<[Sender<CoreMessage>]>,
+    wakers: Arc<Mutex<Vec<Option<Waker>>>>,
+}
+
+impl ShutdownHandle {
+    /// Every core stops accepting, lets its connections finish for up to `grace`, then
+    /// aborts the rest; [`Runtime::run`] returns when all cores are done.
+    pub fn shutdown(&self, grace: Duration) {
+        for sender in self.senders.iter() {
+            let _ = sender.send(CoreMessage::Shutdown(grace));
+        }
+        let wakers = self
+            .wakers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for waker in wakers.iter().flatten() {
+            let _ = waker.wake();
+        }
+    }
+
+    /// Wires SIGINT and SIGTERM to [`ShutdownHandle::shutdown`] with `grace`; a second signal
+    /// shuts down at once (zero grace). Runs a small signal thread.
+    ///
+    /// # Errors
+    /// Installing the signal handlers failed.
+    #[cfg(unix)]
+    pub fn on_signals(&self, grace: Duration) -> Result<(), EngineError> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut signals =
+            signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(|source| {
+                EngineError::Io {
+                    what: "installing signal handlers",
+                    source,
+                }
+            })?;
+        let handle = self.clone();
+        thread::Builder::new()
+            .name("ringwork-signals".into())
+            .spawn(move || {
+                let mut first = true;
+                for signal in signals.forever() {
+                    tracing::info!(signal, "signal received: shutting down");
+                    handle.shutdown(if first { grace } else { Duration::ZERO });
+                    first = false;
+                }
+            })
+            .map_err(|source| EngineError::Io {
+                what: "starting the signal thread",
+                source,
+            })?;
+        Ok(())
+    }
+}
+
+/// Builds a [`Runtime`].
+#[derive(Clone, Debug)]
+pub struct RuntimeBuilder {
+    cores: usize,
+    pin: bool,
+    cpus: Option<Vec<usize>>,
+    driver: DriverConfig,
+    reactor: ReactorConfig,
+}
+
+impl RuntimeBuilder {
+    /// Number of cores (reactor threads); default: one per available CPU.
+    #[must_use]
+    pub fn cores(mut self, cores: usize) -> Self {
+        self.cores = cores;
+        self
+    }
+
+    /// Pin each reactor thread to one CPU (default: on).
+    #[must_use]
+    pub fn pin(mut self, pin: bool) -> Self {
+        self.pin = pin;
+        self
+    }
+
+    /// The CPUs to pin to, in core order (default: 0, 1, 2, ...); implies pinning.
+    #[must_use]
+    pub fn cpus(mut self, cpus: Vec<usize>) -> Self {
+        self.cores = cpus.len();
+        self.cpus = Some(cpus);
+        self.pin = true;
+        self
+    }
+
+    /// The backend (default: auto, or `RINGWORK_BACKEND`).
+    #[must_use]
+    pub fn backend(mut self, backend: BackendChoice) -> Self {
+        self.driver.backend = backend;
+        self
+    }
+
+    /// Driver settings (receive buffer size and count, ring sizes).
+    #[must_use]
+    pub fn driver_config(mut self, driver: DriverConfig) -> Self {
+        self.driver = driver;
+        self
+    }
+
+    /// Reactor settings (watermarks, limits, connect timeout).
+    #[must_use]
+    pub fn reactor_config(mut self, reactor: ReactorConfig) -> Self {
+        self.reactor = reactor;
+        self
+    }
+
+    /// Checks the settings and prepares the runtime (threads start in [`Runtime::run`]).
+    ///
+    /// # Errors
+    /// Zero cores, or invalid reactor settings.
+    pub fn build(self) -> Result<Runtime, EngineError> {
+        if self.cores == 0 {
+            return Err(EngineError::Config {
+                what: "a runtime needs at least one core".into(),
+            });
+        }
+        self.reactor
+            .validate()
+            .map_err(|what| EngineError::Config { what })?;
+        let (senders, inboxes): (Vec<_>, Vec<_>) = (0..self.cores)
+            .map(|_| crossbeam_channel::unbounded())
+            .unzip();
+        let shutdown = ShutdownHandle {
+            senders: senders.into(),
+            wakers: Arc::new(Mutex::new(vec![None; self.cores])),
+        };
+        Ok(Runtime {
+            builder: self,
+            inboxes,
+            shutdown,
+        })
+    }
+}
+
+/// One reactor per core, each on its own pinned thread, listening with SO_REUSEPORT.
+///
+/// ```no_run
+/// use ringwork::{Context, Protocol, Runtime};
+///
+/// struct Echo;
+/// impl Protocol for Echo {
+///     fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
+///         ctx.write(data);
+///     }
+/// }
+///
+/// let runtime = Runtime::builder().cores(2).build()?;
+/// runtime.shutdown_handle().on_signals(std::time::Duration::from_secs(5))?;
+/// runtime.run(|reactor| {
+///     reactor.listen_tcp("127.0.0.1:7000".parse().unwrap(), || Echo)?;
+///     Ok(())
+/// })?;
+/// # Ok::<(), ringwork::EngineError>(())
+/// ```
+pub struct Runtime {
+    builder: RuntimeBuilder,
+    inboxes: Vec<Receiver<CoreMessage>>,
+    shutdown: ShutdownHandle,
+}
+
+impl Runtime {
+    /// A builder with defaults: one core per CPU, pinned, automatic backend.
+    #[must_use]
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder {
+            cores: thread::available_parallelism().map_or(1, |n| n.get()),
+            pin: true,
+            cpus: None,
+            driver: DriverConfig::default(),
+            reactor: ReactorConfig::default(),
+        }
+    }
+
+    /// A handle that shuts the runtime down from any thread.
+    #[must_use]
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
+    }
+
+    /// Starts the cores, runs `init` on each (open listeners there), and blocks until every
+    /// core has finished (after a shutdown). If `init` fails on any core, all cores shut down
+    /// and the first error is returned.
+    ///
+    /// # Errors
+    /// A core's driver could not be created, `init` failed, or a core panicked outside
+    /// protocol callbacks.
+    pub fn run<F>(self, init: F) -> Result<(), EngineError>
+    where
+        F: Fn(&mut Reactor) -> Result<(), EngineError> + Send + Sync + 'static,
+    {
+        let Runtime {
+            builder,
+            inboxes,
+            shutdown,
+        } = self;
+        let cores = builder.cores;
+        let cpu_ids = core_affinity::get_core_ids().unwrap_or_default();
+        let barrier = Arc::new(Barrier::new(cores));
+        let init = Arc::new(init);
+        let mut threads = Vec::with_capacity(cores);
+        for (index, inbox) in inboxes.into_iter().enumerate() {
+            let cpu = builder.cpus.as_ref().map_or(index, |cpus| cpus[index]);
+            let pin = builder
+                .pin
+                .then(|| cpu_ids.iter().copied().find(|c| c.id == cpu))
+                .flatten();
+            let (driver, reactor) = (builder.driver.clone(), builder.reactor.clone());
+            let (barrier, init, handle) =
+                (Arc::clone(&barrier), Arc::clone(&init), shutdown.clone());
+            let spawned = thread::Builder::new()
+                .name(format!("ringwork-core-{index}"))
+                .spawn(move || {
+                    if let Some(cpu) = pin
+                        && !core_affinity::set_for_current(cpu)
+                    {
+                        tracing::warn!(
+                            core = index,
+                            cpu = cpu.id,
+                            "could not pin the core's thread"
+                        );
+                    }
+                    let created = Reactor::new(reactor, driver);
+                    if let Ok(reactor) = &created {
+                        let mut wakers = handle
+                            .wakers
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        wakers[index] = Some(reactor.waker());
+                    }
+                    // Every core registers its waker before any starts, so messages can wake all.
+                    barrier.wait();
+                    let mut reactor = match created {
+                        Ok(reactor) => reactor,
+                        Err(error) => {
+                            handle.shutdown(Duration::ZERO);
+                            return Err(error);
+                        }
+                    };
+                    let handles: Vec<CoreHandle> = {
+                        let wakers = handle
+                            .wakers
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        handle
+                            .senders
+                            .iter()
+                            .zip(wakers.iter())
+                            .filter_map(|(sender, waker)| {
+                                Some(CoreHandle {
+                                    sender: sender.clone(),
+                                    waker: waker.clone()?,
+                                })
+                            })
+                            .collect()
+                    };
+                    if handles.len() != handle.senders.len() {
+                        // Another core failed to start: it already asked everyone to shut down.
+                        return Ok(());
+                    }
+                    reactor.set_cores(
+                        Cores {
+                            this: index,
+                            handles: handles.into(),
+                        },
+                        inbox,
+                    );
+                    if let Err(error) = init(&mut reactor) {
+                        handle.shutdown(Duration::ZERO);
+                        reactor.shutdown(Duration::ZERO);
+                        let _ = reactor.run();
+                        return Err(error);
+                    }
+                    let result = reactor.run();
+                    if result.is_err() {
+                        handle.shutdown(Duration::ZERO);
+                    }
+                    result
+                });
+            match spawned {
+                Ok(thread) => threads.push(thread),
+                Err(source) => {
+                    shutdown.shutdown(Duration::ZERO);
+                    return Err(EngineError::Io {
+                        what: "starting a core thread",
+                        source,
+                    });
+                }
+            }
+        }
+        let mut first_error = None;
+        for (core, thread) in threads.into_iter().enumerate() {
+            let result = thread.join().unwrap_or_else(|panic| {
+                shutdown.shutdown(Duration::ZERO);
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Err(EngineError::CorePanicked { core, message })
+            });
+            if let Err(error) = result {
+                first_error.get_or_insert(error);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}

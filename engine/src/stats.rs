@@ -1,0 +1,28 @@
+//! Per-core counters.
+
+/// What one core's reactor counted; read with [`Reactor::stats`](crate::Reactor::stats).
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+#[non_exhaustive]
+pub struct CoreStats {
+    /// Connections open now.
+    pub connections: u64,
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Outbound connections started.
+    pub connects: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes handed to the driver for sending.
+    pub bytes_out: u64,
+    /// Protocol callbacks that panicked.
+    pub panics: u64,
+    /// Loop turns.
+    pub turns: u64,
+    /// Operations submitted to the kernel (driver statistics).
+    pub submissions: u64,
+    /// Completions reaped from the kernel.
+    pub completions: u64,
+    /// Kernel enters (`io_uring_enter` / `epoll_wait`): completions per enter is the
+    /// batching factor.
+    pub enters: u64,
+}

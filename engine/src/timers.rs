@@ -1,0 +1,98 @@
+//! Protocol timers: [`TimerId`]s that stay valid across repeats, scheduled on the core's
+//! timer wheel.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::protocol::ConnId;
+use crate::timer::{TimerKey, TimerWheel};
+
+/// A timer of one connection, from [`Context::call_later`](crate::Context::call_later) or
+/// [`Context::call_every`](crate::Context::call_every). A repeating timer keeps its id.
+#[derive(Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+pub struct TimerId(u64);
+
+/// What a wheel entry does when it fires.
+#[derive(Debug)]
+pub(crate) enum Target {
+    /// A protocol timer.
+    Conn {
+        conn: ConnId,
+        id: TimerId,
+        every: Option<Duration>,
+    },
+    /// An outbound connect that has not completed.
+    ConnectTimeout(ConnId),
+}
+
+/// The core's timers.
+pub(crate) struct Timers {
+    wheel: TimerWheel<Target>,
+    /// Protocol timers by id (the wheel key changes when a repeating timer re-arms).
+    keys: HashMap<TimerId, TimerKey>,
+    next_id: u64,
+}
+
+impl Timers {
+    pub(crate) fn new(now: Instant, tick: Duration) -> Self {
+        Self {
+            wheel: TimerWheel::new(now, tick),
+            keys: HashMap::new(),
+            next_id: 0,
+        }
+    }
+
+    /// Arms a protocol timer.
+    pub(crate) fn add(&mut self, conn: ConnId, at: Instant, every: Option<Duration>) -> TimerId {
+        let id = TimerId(self.next_id);
+        self.next_id += 1;
+        let key = self.wheel.insert(at, Target::Conn { conn, id, every });
+        self.keys.insert(id, key);
+        id
+    }
+
+    /// Re-arms a repeating timer that just fired.
+    pub(crate) fn rearm(&mut self, conn: ConnId, id: TimerId, at: Instant, every: Duration) {
+        let key = self.wheel.insert(
+            at,
+            Target::Conn {
+                conn,
+                id,
+                every: Some(every),
+            },
+        );
+        self.keys.insert(id, key);
+    }
+
+    /// Arms a connect timeout.
+    pub(crate) fn add_connect_timeout(&mut self, conn: ConnId, at: Instant) -> TimerKey {
+        self.wheel.insert(at, Target::ConnectTimeout(conn))
+    }
+
+    /// Cancels a protocol timer; `false` if it already fired (one-shot) or was cancelled.
+    pub(crate) fn cancel(&mut self, id: TimerId) -> bool {
+        self.keys
+            .remove(&id)
+            .is_some_and(|key| self.wheel.cancel(key).is_some())
+    }
+
+    /// Cancels a wheel entry by key.
+    pub(crate) fn cancel_key(&mut self, key: TimerKey) {
+        self.wheel.cancel(key);
+    }
+
+    /// When the next timer may fire.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.wheel.next_deadline()
+    }
+
+    /// Takes the timers due at `now`, in deadline order.
+    pub(crate) fn expire(&mut self, now: Instant, out: &mut Vec<(TimerKey, Target)>) {
+        self.wheel.expire(now, out);
+        for (_, target) in out.iter() {
+            if let Target::Conn { id, .. } = target {
+                self.keys.remove(id);
+            }
+        }
+    }
+}
