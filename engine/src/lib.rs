@@ -22,6 +22,7 @@
 mod config;
 mod context;
 mod datagram;
+mod dispatch;
 mod error;
 mod io;
 mod protocol;

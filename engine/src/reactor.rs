@@ -15,16 +15,17 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ringwork_platform::{
-    Completion, Driver, DriverConfig, ListenOptions, OpError, RecvBuf, SockAddr, SocketId,
+    Completion, Driver, DriverConfig, ListenOptions, OpError, SockAddr, SocketId,
 };
 
 use crate::config::ReactorConfig;
 use crate::context::{self, Context};
 use crate::datagram::{DatagramContext, DatagramProtocol, UdpId};
+use crate::dispatch;
 use crate::error::EngineError;
 use crate::protocol::{ConnId, Factory, LostReason, Protocol};
 use crate::runtime::{CoreMessage, Cores};
-use crate::state::{Notice, Phase, State};
+use crate::state::{Phase, State};
 use crate::stats::CoreStats;
 use crate::timers::Target;
 
@@ -327,7 +328,10 @@ impl Reactor {
             self.run_notices();
         }
         self.completions = completions;
-        self.fire_timers();
+        let mut expired = std::mem::take(&mut self.expired);
+        dispatch::fire_timers(&mut self.state, &mut self.driver, &mut expired);
+        self.expired = expired;
+        self.update_accepting();
         self.run_messages();
         self.check_shutdown();
         self.state.flush(&mut self.driver);
@@ -337,9 +341,20 @@ impl Reactor {
     fn dispatch(&mut self, completion: Completion) {
         match completion {
             Completion::Accepted { listener, result } => self.accepted(listener, result),
-            Completion::Connected { socket, result } => self.connected(ConnId(socket), result),
-            Completion::Received { socket, buf } => self.received(ConnId(socket), buf),
-            Completion::Eof { socket } => self.call(ConnId(socket), |p, ctx| p.eof_received(ctx)),
+            Completion::Connected { socket, result } => {
+                dispatch::connected(&mut self.state, &mut self.driver, ConnId(socket), result);
+            }
+            Completion::Received { socket, buf } => {
+                dispatch::received(&mut self.state, &mut self.driver, ConnId(socket), &buf);
+            }
+            Completion::Eof { socket } => {
+                dispatch::call(
+                    &mut self.state,
+                    &mut self.driver,
+                    ConnId(socket),
+                    |p, ctx| p.eof_received(ctx),
+                );
+            }
             Completion::RecvError { socket, error } | Completion::SendError { socket, error } => {
                 let reason = lost_reason(error);
                 self.state
@@ -406,130 +421,9 @@ impl Reactor {
         }
     }
 
-    fn connected(&mut self, id: ConnId, result: Result<(), OpError>) {
-        let Some(conn) = self.state.conns.active_mut(id) else {
-            return;
-        };
-        if conn.phase != Phase::Connecting {
-            return;
-        }
-        if let Some(key) = conn.connect_timer.take() {
-            self.state.timers.cancel_key(key);
-        }
-        match result {
-            Ok(()) => {
-                conn.phase = Phase::Open;
-                let paused = conn.read_paused;
-                if !paused {
-                    self.driver.recv(id.0);
-                }
-                self.state.schedule_flush(id);
-                context::made(&mut self.state, id);
-            }
-            Err(error) => {
-                self.state.lose(
-                    &mut self.driver,
-                    id,
-                    LostReason::ConnectFailed(error),
-                    false,
-                );
-            }
-        }
-    }
-
-    fn received(&mut self, id: ConnId, buf: RecvBuf) {
-        self.state.stats.bytes_in += buf.len() as u64;
-        let Some(conn) = self.state.conns.active_mut(id) else {
-            return;
-        };
-        if conn.read_paused {
-            // Already in flight when reading was paused: held until resumed.
-            conn.stash.extend_from_slice(&buf);
-            return;
-        }
-        self.call(id, |p, ctx| p.data_received(ctx, &buf));
-    }
-
-    /// Runs one callback of connection `id`'s protocol with a [`Context`]; a panic drops the
-    /// protocol and aborts its connection.
-    fn call(&mut self, id: ConnId, f: impl FnOnce(&mut dyn Protocol, &mut Context<'_>)) {
-        let Some(conn) = self.state.conns.active_mut(id) else {
-            return;
-        };
-        let Some(mut protocol) = conn.protocol.take() else {
-            return;
-        };
-        let mut ctx = Context::new(&mut self.state, &mut self.driver, id);
-        match catch_unwind(AssertUnwindSafe(|| f(&mut *protocol, &mut ctx))) {
-            Ok(()) => {
-                if let Some(conn) = self.state.conns.get_mut(id) {
-                    conn.protocol = Some(protocol);
-                }
-            }
-            Err(panic) => self.panicked(id, protocol, panic),
-        }
-    }
-
-    fn panicked(
-        &mut self,
-        id: ConnId,
-        protocol: Box<dyn Protocol>,
-        panic: Box<dyn std::any::Any + Send>,
-    ) {
-        self.state.stats.panics += 1;
-        let message = panic
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "non-string panic".into());
-        tracing::error!(conn = %id, panic = %message, "protocol panicked; connection aborted");
-        // Its state may be broken: drop it without further callbacks (a panicking Drop is
-        // contained too).
-        let _ = catch_unwind(AssertUnwindSafe(move || drop(protocol)));
-        if let Some(conn) = self.state.conns.get_mut(id) {
-            conn.protocol = None;
-        }
-        self.state
-            .lose(&mut self.driver, id, LostReason::Panicked, true);
-    }
-
-    /// Runs queued callbacks (made, pause/drain, stashed data, lost) until none is left.
+    /// Runs queued callbacks, then re-checks the connection limit (closes free room).
     fn run_notices(&mut self) {
-        while let Some((id, notice)) = self.state.notices.pop_front() {
-            match notice {
-                Notice::Made => self.call(id, |p, ctx| p.connection_made(ctx)),
-                Notice::PauseWriting => self.call(id, |p, ctx| p.pause_writing(ctx)),
-                Notice::WriteDrained => self.call(id, |p, ctx| p.write_drained(ctx)),
-                Notice::Stash => {
-                    let Some(conn) = self.state.conns.active_mut(id) else {
-                        continue;
-                    };
-                    if conn.read_paused || conn.stash.is_empty() {
-                        continue;
-                    }
-                    let data = conn.stash.split().freeze();
-                    self.call(id, |p, ctx| p.data_received(ctx, &data));
-                }
-                Notice::Lost(reason) => self.lost(id, reason),
-            }
-        }
-    }
-
-    fn lost(&mut self, id: ConnId, reason: LostReason) {
-        let Some(conn) = self.state.conns.get_mut(id) else {
-            return;
-        };
-        if let Some(mut protocol) = conn.protocol.take() {
-            let mut ctx = Context::new(&mut self.state, &mut self.driver, id);
-            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| {
-                protocol.connection_lost(&mut ctx, reason)
-            })) {
-                self.state.stats.panics += 1;
-                tracing::error!(conn = %id, "protocol panicked in connection_lost: {panic:?}");
-            }
-            let _ = catch_unwind(AssertUnwindSafe(move || drop(protocol)));
-        }
-        self.state.remove(id);
+        dispatch::run_notices(&mut self.state, &mut self.driver);
         self.update_accepting();
     }
 
@@ -559,36 +453,6 @@ impl Reactor {
                 self.udp.retain(|u| u.socket != socket);
             }
         }
-    }
-
-    fn fire_timers(&mut self) {
-        let mut expired = std::mem::take(&mut self.expired);
-        self.state.timers.expire(self.state.now, &mut expired);
-        for (_, target) in expired.drain(..) {
-            match target {
-                Target::Conn { conn, id, every } => {
-                    if self.state.conns.active_mut(conn).is_none() {
-                        continue;
-                    }
-                    if let Some(every) = every {
-                        let at = self.state.now + every;
-                        self.state.timers.rearm(conn, id, at, every);
-                    }
-                    self.call(conn, |p, ctx| p.timer_fired(ctx, id));
-                }
-                Target::ConnectTimeout(conn) => {
-                    if let Some(c) = self.state.conns.active_mut(conn)
-                        && c.phase == Phase::Connecting
-                    {
-                        c.connect_timer = None;
-                        self.state
-                            .lose(&mut self.driver, conn, LostReason::ConnectTimeout, true);
-                    }
-                }
-            }
-            self.run_notices();
-        }
-        self.expired = expired;
     }
 
     fn run_messages(&mut self) {

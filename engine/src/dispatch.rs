@@ -1,0 +1,189 @@
+//! Running protocol callbacks: one at a time, panics contained, follow-up callbacks queued.
+//!
+//! Owns: how a callback is invoked on a connection's protocol (taken out of its slot for the
+//! call so the [`Context`] can borrow the whole core state), what a panic does, the notice
+//! queue, incoming data (with stashing while reading is paused), connect outcomes and timer
+//! expiry. Shared by the [`Reactor`](crate::Reactor) and by
+//! [`testing`](crate::testing), which runs the same code over an in-memory transport.
+
+use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use ringwork_platform::OpError;
+
+use crate::context::{self, Context};
+use crate::io::Io;
+use crate::protocol::{ConnId, LostReason, Protocol};
+use crate::state::{Notice, Phase, State};
+use crate::timer::TimerKey;
+use crate::timers::Target;
+
+/// Runs one callback of connection `id`'s protocol; a panic drops the protocol and aborts
+/// the connection. Does nothing for a lost connection or one whose callback is running.
+pub(crate) fn call(
+    state: &mut State,
+    io: &mut dyn Io,
+    id: ConnId,
+    f: impl FnOnce(&mut dyn Protocol, &mut Context<'_>),
+) {
+    let Some(conn) = state.conns.active_mut(id) else {
+        return;
+    };
+    let Some(mut protocol) = conn.protocol.take() else {
+        return;
+    };
+    let mut ctx = Context::new(state, io, id);
+    match catch_unwind(AssertUnwindSafe(|| f(&mut *protocol, &mut ctx))) {
+        Ok(()) => {
+            if let Some(conn) = state.conns.get_mut(id) {
+                conn.protocol = Some(protocol);
+            }
+        }
+        Err(panic) => panicked(state, io, id, protocol, &*panic),
+    }
+}
+
+/// The text of a panic payload.
+pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic".into())
+}
+
+fn panicked(
+    state: &mut State,
+    io: &mut dyn Io,
+    id: ConnId,
+    protocol: Box<dyn Protocol>,
+    panic: &(dyn Any + Send),
+) {
+    state.stats.panics += 1;
+    let message = panic_message(panic);
+    tracing::error!(conn = %id, panic = %message, "protocol panicked; connection aborted");
+    // Its state may be broken: drop it without further callbacks (a panicking Drop is
+    // contained too). The connection is reset; the core serves everyone else as before.
+    let _ = catch_unwind(AssertUnwindSafe(move || drop(protocol)));
+    if let Some(conn) = state.conns.get_mut(id) {
+        conn.protocol = None;
+    }
+    state.lose(io, id, LostReason::Panicked, true);
+}
+
+/// Runs queued callbacks (made, pause/drain, stashed data, lost) until none is left.
+pub(crate) fn run_notices(state: &mut State, io: &mut dyn Io) {
+    while let Some((id, notice)) = state.notices.pop_front() {
+        match notice {
+            Notice::Made => call(state, io, id, |p, ctx| p.connection_made(ctx)),
+            Notice::PauseWriting => call(state, io, id, |p, ctx| p.pause_writing(ctx)),
+            Notice::WriteDrained => call(state, io, id, |p, ctx| p.write_drained(ctx)),
+            Notice::Stash => {
+                let Some(conn) = state.conns.active_mut(id) else {
+                    continue;
+                };
+                if conn.read_paused || conn.stash.is_empty() {
+                    continue;
+                }
+                let data = conn.stash.split().freeze();
+                call(state, io, id, |p, ctx| p.data_received(ctx, &data));
+            }
+            Notice::Lost(reason) => lost(state, io, id, reason),
+        }
+    }
+}
+
+/// `connection_lost`, then the connection leaves the table.
+fn lost(state: &mut State, io: &mut dyn Io, id: ConnId, reason: LostReason) {
+    let Some(conn) = state.conns.get_mut(id) else {
+        return;
+    };
+    if let Some(mut protocol) = conn.protocol.take() {
+        let mut ctx = Context::new(state, io, id);
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            protocol.connection_lost(&mut ctx, reason)
+        }));
+        if let Err(panic) = result {
+            state.stats.panics += 1;
+            tracing::error!(conn = %id, panic = %panic_message(&*panic), "protocol panicked in connection_lost");
+        }
+        let _ = catch_unwind(AssertUnwindSafe(move || drop(protocol)));
+    }
+    state.remove(id);
+}
+
+/// Bytes arrived for `id`: delivered, or stashed while reading is paused.
+pub(crate) fn received(state: &mut State, io: &mut dyn Io, id: ConnId, data: &[u8]) {
+    state.stats.bytes_in += data.len() as u64;
+    let Some(conn) = state.conns.active_mut(id) else {
+        return;
+    };
+    if conn.read_paused {
+        // Already in flight when reading was paused: held until resumed.
+        conn.stash.extend_from_slice(data);
+        return;
+    }
+    call(state, io, id, |p, ctx| p.data_received(ctx, data));
+}
+
+/// An outbound connect finished.
+pub(crate) fn connected(
+    state: &mut State,
+    io: &mut dyn Io,
+    id: ConnId,
+    result: Result<(), OpError>,
+) {
+    let Some(conn) = state.conns.active_mut(id) else {
+        return;
+    };
+    if conn.phase != Phase::Connecting {
+        return;
+    }
+    let timer = conn.connect_timer.take();
+    match result {
+        Ok(()) => {
+            conn.phase = Phase::Open;
+            if !conn.read_paused {
+                io.recv(id.0);
+            }
+            state.schedule_flush(id);
+            context::made(state, id);
+        }
+        Err(error) => state.lose(io, id, LostReason::ConnectFailed(error), false),
+    }
+    if let Some(key) = timer {
+        state.timers.cancel_key(key);
+    }
+}
+
+/// Fires the timers due at `state.now`, running each one's callbacks before the next.
+pub(crate) fn fire_timers(
+    state: &mut State,
+    io: &mut dyn Io,
+    expired: &mut Vec<(TimerKey, Target)>,
+) {
+    state.timers.expire(state.now, expired);
+    for (_, target) in expired.drain(..) {
+        match target {
+            Target::Conn { conn, id, every } => {
+                if state.conns.active_mut(conn).is_none() {
+                    continue;
+                }
+                if let Some(every) = every {
+                    let at = state.now + every;
+                    state.timers.rearm(conn, id, at, every);
+                }
+                call(state, io, conn, |p, ctx| p.timer_fired(ctx, id));
+            }
+            Target::ConnectTimeout(conn) => {
+                if let Some(c) = state.conns.active_mut(conn)
+                    && c.phase == Phase::Connecting
+                {
+                    c.connect_timer = None;
+                    state.lose(io, conn, LostReason::ConnectTimeout, true);
+                }
+            }
+        }
+        run_notices(state, io);
+    }
+}
