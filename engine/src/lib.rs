@@ -8,4 +8,8 @@
 //! Status: the platform drivers exist; the reactor API is being built (issue 3).
 #![deny(unsafe_code)]
 
+pub mod executor;
+
 pub use ringwork_platform as platform;
+
+pub use crate::executor::{Canceled, Deferred, Resolver};
