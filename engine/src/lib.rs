@@ -12,4 +12,4 @@ pub mod executor;
 
 pub use ringwork_platform as platform;
 
-pub use crate::executor::{Canceled, Deferred, Resolver};
+pub use crate::executor::{Canceled, Deferred, JoinHandle, Resolver};

@@ -15,8 +15,9 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
-/// The error of a [`Deferred`] whose value will never be produced: its [`Resolver`] was
-/// dropped unresolved.
+/// The error of a [`Deferred`] or [`JoinHandle`](super::JoinHandle) whose value will never
+/// be produced: its [`Resolver`] was dropped unresolved, or its task was dropped or
+/// panicked.
 ///
 /// The display text is not stable.
 #[derive(Clone, Copy, Debug, Eq, PartialEq, thiserror::Error)]
