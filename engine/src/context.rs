@@ -60,6 +60,14 @@ impl<'a> Context<'a> {
         self.state.cores.as_ref()
     }
 
+    /// A handle to this core's reactor for futures and for later (see [`LocalHandle`]).
+    ///
+    /// [`LocalHandle`]: crate::LocalHandle
+    #[must_use]
+    pub fn handle(&self) -> crate::local::LocalHandle {
+        self.state.local.clone()
+    }
+
     /// Whether the connection is open (not closed, closing or lost).
     #[must_use]
     pub fn is_open(&self) -> bool {

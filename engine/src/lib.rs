@@ -25,6 +25,7 @@ mod datagram;
 mod dispatch;
 mod error;
 mod io;
+mod local;
 mod protocol;
 mod reactor;
 mod runtime;
@@ -33,6 +34,8 @@ mod stats;
 #[allow(dead_code)]
 pub(crate) mod timer;
 mod timers;
+
+pub mod executor;
 
 pub use ringwork_platform as platform;
 pub use ringwork_platform::{BackendChoice, BackendKind, Bytes, DriverConfig, SockAddr};
@@ -46,3 +49,6 @@ pub use crate::reactor::Reactor;
 pub use crate::runtime::{Cores, Runtime, RuntimeBuilder, ShutdownHandle};
 pub use crate::stats::CoreStats;
 pub use crate::timers::TimerId;
+
+pub use crate::executor::{Canceled, Deferred, JoinHandle, Resolver};
+pub use crate::local::LocalHandle;

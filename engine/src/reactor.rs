@@ -7,6 +7,7 @@
 //! completions, fire due timers, run cross-core messages. Nothing is shared with other cores
 //! except the message inbox (see `runtime.rs`).
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -23,6 +24,8 @@ use crate::context::{self, Context};
 use crate::datagram::{DatagramContext, DatagramProtocol, UdpId};
 use crate::dispatch;
 use crate::error::EngineError;
+use crate::executor::{Executor, JoinHandle};
+use crate::local::LocalHandle;
 use crate::protocol::{ConnId, Factory, LostReason, Protocol};
 use crate::runtime::{CoreMessage, Cores};
 use crate::state::{Phase, State};
@@ -58,6 +61,7 @@ pub struct Reactor {
     completions: Vec<Completion>,
     expired: Vec<(crate::timer::TimerKey, Target)>,
     inbox: Option<crossbeam_channel::Receiver<CoreMessage>>,
+    executor: Executor,
     stopping: Option<Stopping>,
     stopped: bool,
 }
@@ -72,6 +76,7 @@ impl Reactor {
             .validate()
             .map_err(|what| EngineError::Config { what })?;
         let driver = Driver::with_config(driver)?;
+        let executor = Executor::new(Some(driver.waker()));
         Ok(Self {
             driver,
             state: State::new(config, Instant::now()),
@@ -81,6 +86,7 @@ impl Reactor {
             completions: Vec::new(),
             expired: Vec::new(),
             inbox: None,
+            executor,
             stopping: None,
             stopped: false,
         })
@@ -131,6 +137,21 @@ impl Reactor {
             enters: driver.enters,
             ..self.state.stats
         }
+    }
+
+    /// A handle to this reactor for futures and for code that cannot borrow it.
+    #[must_use]
+    pub fn handle(&self) -> LocalHandle {
+        self.state.local.clone()
+    }
+
+    /// Spawns a future on this core's executor (first polled in the next turn).
+    pub fn spawn_local<F>(&mut self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + 'static,
+        F::Output: 'static,
+    {
+        self.executor.spawn_local(future)
     }
 
     /// Connections open on this core (including those being torn down).
@@ -320,6 +341,9 @@ impl Reactor {
             let until = stopping.deadline.saturating_duration_since(now);
             wait = Some(wait.map_or(until, |w| w.min(until)));
         }
+        if self.executor.has_ready() || !self.state.local.is_idle() {
+            wait = Some(Duration::ZERO);
+        }
         let mut completions = std::mem::take(&mut self.completions);
         self.driver.turn(wait, &mut completions)?;
         self.state.now = Instant::now();
@@ -333,6 +357,7 @@ impl Reactor {
         self.expired = expired;
         self.update_accepting();
         self.run_messages();
+        self.run_local();
         self.check_shutdown();
         self.state.flush(&mut self.driver);
         Ok(())
@@ -474,6 +499,35 @@ impl Reactor {
                     self.run_notices();
                 }
                 CoreMessage::Shutdown(grace) => self.shutdown(grace),
+            }
+        }
+    }
+
+    /// Runs queued jobs, spawns queued futures and polls ready tasks — in rounds, since each
+    /// may queue more, with a bound so a task that keeps waking itself cannot stall the turn.
+    fn run_local(&mut self) {
+        for _ in 0..16 {
+            let (jobs, spawns) = {
+                let mut queue = self.state.local.queue.borrow_mut();
+                (
+                    std::mem::take(&mut queue.jobs),
+                    std::mem::take(&mut queue.spawns),
+                )
+            };
+            for task in spawns {
+                drop(self.executor.spawn_local(task));
+            }
+            for job in jobs {
+                if let Err(panic) = catch_unwind(AssertUnwindSafe(|| job(self))) {
+                    self.state.stats.panics += 1;
+                    tracing::error!(panic = %dispatch::panic_message(&*panic), "a reactor job panicked");
+                }
+                self.run_notices();
+            }
+            self.executor.run_ready(1024);
+            self.run_notices();
+            if !self.executor.has_ready() && self.state.local.is_idle() {
+                break;
             }
         }
     }

@@ -169,6 +169,8 @@ pub(crate) struct State {
     pub(crate) conns: ConnTable,
     /// The runtime's cores (`None` in single-threaded mode).
     pub(crate) cores: Option<crate::runtime::Cores>,
+    /// Queue of work for the reactor from futures and protocols.
+    pub(crate) local: crate::local::LocalHandle,
     flush: Vec<ConnId>,
     pub(crate) notices: VecDeque<(ConnId, Notice)>,
     pub(crate) timers: Timers,
@@ -184,6 +186,7 @@ impl State {
             config,
             conns: ConnTable::default(),
             cores: None,
+            local: crate::local::LocalHandle::default(),
             flush: Vec::new(),
             notices: VecDeque::new(),
             timers,

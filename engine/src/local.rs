@@ -1,0 +1,57 @@
+//! [`LocalHandle`]: how futures (and callbacks) on a core reach its reactor.
+//!
+//! Owns: a same-thread queue of closures to run on the reactor and futures to spawn on its
+//! executor. The reactor drains it after callbacks and task polls, within the same turn, and
+//! never blocks while it holds work.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+
+use crate::executor::{Deferred, JoinHandle};
+use crate::reactor::Reactor;
+
+type Job = Box<dyn FnOnce(&mut Reactor)>;
+type Task = Pin<Box<dyn Future<Output = ()>>>;
+
+#[derive(Default)]
+pub(crate) struct LocalQueue {
+    pub(crate) jobs: Vec<Job>,
+    pub(crate) spawns: Vec<Task>,
+}
+
+/// A cheap, cloneable handle to this core's reactor for code that cannot borrow it: futures
+/// spawned with [`LocalHandle::spawn_local`] and values kept by protocols. `!Send`: it works
+/// on its core's thread only (use [`Cores`](crate::Cores) to reach other cores).
+#[derive(Clone, Default)]
+pub struct LocalHandle {
+    pub(crate) queue: Rc<RefCell<LocalQueue>>,
+}
+
+impl LocalHandle {
+    /// Runs `f` on the reactor after the current callback or task poll, in the same turn.
+    pub fn run(&self, f: impl FnOnce(&mut Reactor) + 'static) {
+        self.queue.borrow_mut().jobs.push(Box::new(f));
+    }
+
+    /// Spawns a future on this core's executor. It is first polled in this turn, after the
+    /// current callback or task poll.
+    pub fn spawn_local<F>(&self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + 'static,
+        F::Output: 'static,
+    {
+        let (deferred, resolver) = Deferred::new();
+        self.queue
+            .borrow_mut()
+            .spawns
+            .push(Box::pin(async move { resolver.resolve(future.await) }));
+        JoinHandle::from_deferred(deferred)
+    }
+
+    pub(crate) fn is_idle(&self) -> bool {
+        let queue = self.queue.borrow();
+        queue.jobs.is_empty() && queue.spawns.is_empty()
+    }
+}
