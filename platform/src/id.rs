@@ -29,6 +29,13 @@ impl SocketId {
         }
     }
 
+    /// An id made from its parts, for in-memory transports and tests: it names no socket of
+    /// any driver unless a driver handed out the same parts (generations wrap at 2^24).
+    #[must_use]
+    pub fn from_parts(slot: u32, generation: u32) -> Self {
+        Self::new(slot, generation)
+    }
+
     /// The slot index, dense from 0: use it to index a table of per-connection state.
     #[must_use]
     pub fn slot(self) -> u32 {
