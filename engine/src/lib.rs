@@ -9,3 +9,7 @@
 #![deny(unsafe_code)]
 
 pub use ringwork_platform as platform;
+
+// Used by the reactor, which is written in parallel.
+#[allow(dead_code)]
+pub(crate) mod timer;
