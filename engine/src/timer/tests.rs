@@ -1,5 +1,7 @@
-//! Tests of [`TimerWheel`]: examples and cost bounds. Time is synthetic: a base `Instant` plus offsets; nothing sleeps.
+//! Tests of [`TimerWheel`]: examples, cost bounds, and a seeded comparison against a sorted
+//! reference model. Time is synthetic: a base `Instant` plus offsets; nothing sleeps.
 
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -315,4 +317,184 @@ fn values_are_dropped_with_the_wheel() {
     assert_eq!(Rc::strong_count(&value), 2);
     drop(wheel);
     assert_eq!(Rc::strong_count(&value), 1);
+}
+
+/// A sorted reference model of the wheel: pending timers by (deadline, insertion).
+#[derive(Default)]
+struct Model {
+    by_deadline: BTreeMap<(Instant, u64), TimerKey>,
+    by_key: HashMap<TimerKey, (Instant, u64)>,
+}
+
+impl Model {
+    fn insert(&mut self, key: TimerKey, deadline: Instant, seq: u64) {
+        self.by_deadline.insert((deadline, seq), key);
+        assert!(
+            self.by_key.insert(key, (deadline, seq)).is_none(),
+            "key reused while live"
+        );
+    }
+
+    fn cancel(&mut self, key: TimerKey) -> Option<u64> {
+        let (deadline, seq) = self.by_key.remove(&key)?;
+        self.by_deadline.remove(&(deadline, seq));
+        Some(seq)
+    }
+
+    fn expire(&mut self, now: Instant) -> Vec<(TimerKey, u64)> {
+        let mut fired = Vec::new();
+        while let Some(entry) = self.by_deadline.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let ((_, seq), key) = entry.remove_entry();
+            self.by_key.remove(&key);
+            fired.push((key, seq));
+        }
+        fired
+    }
+
+    fn earliest(&self) -> Option<Instant> {
+        self.by_deadline
+            .keys()
+            .next()
+            .map(|&(deadline, _)| deadline)
+    }
+}
+
+/// Random operations against the model; values are insertion sequence numbers.
+fn run_against_model(seed: u64, tick: Duration, steps: usize) {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let base = Instant::now();
+    let mut wheel = TimerWheel::new(base, tick);
+    let mut model = Model::default();
+    let mut now = base;
+    let mut seq = 0u64;
+    let mut dead_keys: Vec<TimerKey> = Vec::new();
+    let nanos = |range: std::ops::Range<u64>, rng: &mut SmallRng| {
+        Duration::from_nanos(rng.random_range(range))
+    };
+    let tick_nanos = u64::try_from(tick.as_nanos()).unwrap();
+    let mut out = Vec::new();
+
+    for _ in 0..steps {
+        match rng.random_range(0..100) {
+            0..50 => {
+                let deadline = match rng.random_range(0..10) {
+                    0 => now
+                        .checked_sub(nanos(0..10 * tick_nanos, &mut rng))
+                        .unwrap_or(now),
+                    1 => now,
+                    2 => match model.by_key.values().next() {
+                        Some(&(deadline, _)) => deadline,
+                        None => now,
+                    },
+                    3 | 4 => now + nanos(0..3 * tick_nanos, &mut rng),
+                    5 | 6 => now + nanos(0..100 * SECOND.as_nanos() as u64, &mut rng),
+                    7 => now + nanos(0..60 * DAY.as_nanos() as u64, &mut rng),
+                    _ => now + nanos(0..5 * YEAR.as_nanos() as u64, &mut rng),
+                };
+                let key = wheel.insert(deadline, seq);
+                model.insert(key, deadline, seq);
+                seq += 1;
+            }
+            50..62 => {
+                let live = model.by_key.len();
+                if live > 0 {
+                    let nth = rng.random_range(0..live);
+                    let key = *model.by_key.keys().nth(nth).unwrap();
+                    assert_eq!(wheel.cancel(key), model.cancel(key));
+                    dead_keys.push(key);
+                }
+            }
+            62..65 => {
+                if !dead_keys.is_empty() {
+                    let key = dead_keys[rng.random_range(0..dead_keys.len())];
+                    assert!(!wheel.contains(key));
+                    assert_eq!(wheel.cancel(key), None);
+                }
+            }
+            _ => {
+                // Mostly short steps, so that hundreds of timers are pending at once.
+                let advance = match rng.random_range(0..100) {
+                    0..10 => Duration::ZERO,
+                    10..60 => nanos(0..3 * tick_nanos, &mut rng),
+                    60..90 => nanos(0..30 * SECOND.as_nanos() as u64, &mut rng),
+                    90..97 => nanos(0..10 * DAY.as_nanos() as u64, &mut rng),
+                    _ => nanos(0..YEAR.as_nanos() as u64, &mut rng),
+                };
+                now += advance;
+                wheel.expire(now, &mut out);
+                let fired = mem::take(&mut out);
+                let expected = model.expire(now);
+                assert_eq!(fired, expected, "seed {seed}, tick {tick:?}, now {now:?}");
+                dead_keys.extend(fired.iter().map(|&(key, _)| key));
+            }
+        }
+        assert_eq!(wheel.len(), model.by_key.len());
+        // Exact, which is within the contract's one tick [floor(earliest), earliest].
+        assert_eq!(wheel.next_deadline(), model.earliest(), "seed {seed}");
+        check_invariants(&wheel);
+    }
+
+    // Drain: everything fires, in order, by ten years on.
+    now += 10 * YEAR;
+    wheel.expire(now, &mut out);
+    assert_eq!(out, model.expire(now));
+    assert!(wheel.is_empty());
+    check_invariants(&wheel);
+}
+
+#[test]
+fn matches_reference_model_with_millisecond_ticks() {
+    for seed in 0..6 {
+        run_against_model(seed, MS, 5_000);
+    }
+}
+
+#[test]
+fn matches_reference_model_with_microsecond_ticks() {
+    // 2^36 us is about 19 hours: far deadlines go through the overflow list.
+    for seed in 10..16 {
+        run_against_model(seed, Duration::from_micros(1), 5_000);
+    }
+}
+
+#[test]
+fn matches_reference_model_with_an_odd_tick() {
+    for seed in 20..26 {
+        run_against_model(seed, Duration::from_nanos(7_654_321), 5_000);
+    }
+}
+
+#[test]
+fn dense_slots_match_reference_model() {
+    // Thousands of timers within a few coarse slots: many share a tick or a deadline.
+    let mut rng = SmallRng::seed_from_u64(99);
+    let (base, mut wheel) = wheel();
+    let mut model = Model::default();
+    for seq in 0..5_000u64 {
+        let offset = match rng.random_range(0..3) {
+            0 => Duration::from_millis(rng.random_range(0..300)),
+            _ => Duration::from_nanos(rng.random_range(0..300_000_000)),
+        };
+        let key = wheel.insert(base + offset, seq);
+        model.insert(key, base + offset, seq);
+    }
+    let keys: Vec<TimerKey> = model.by_key.keys().copied().collect();
+    for &key in keys.iter().filter(|_| rng.random_range(0..3) == 0) {
+        assert_eq!(wheel.cancel(key), model.cancel(key));
+    }
+    check_invariants(&wheel);
+    let mut now = base;
+    let mut out = Vec::new();
+    while !model.by_key.is_empty() {
+        assert_eq!(wheel.next_deadline(), model.earliest());
+        now += Duration::from_nanos(rng.random_range(0..2_000_000));
+        wheel.expire(now, &mut out);
+        assert_eq!(out, model.expire(now));
+        out.clear();
+        check_invariants(&wheel);
+    }
+    assert!(wheel.is_empty());
 }
