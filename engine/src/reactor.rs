@@ -32,6 +32,9 @@ use crate::state::{Phase, State};
 use crate::stats::CoreStats;
 use crate::timers::Target;
 
+/// How long accepting pauses after a resource error (EMFILE, ENFILE, ENOBUFS, ENOMEM).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
 /// A listening socket of this core.
 struct Listener {
     socket: SocketId,
@@ -62,6 +65,8 @@ pub struct Reactor {
     expired: Vec<(crate::timer::TimerKey, Target)>,
     inbox: Option<crossbeam_channel::Receiver<CoreMessage>>,
     executor: Executor,
+    /// Accepting is paused until then after a resource error (EMFILE, ...).
+    accept_backoff: Option<Instant>,
     stopping: Option<Stopping>,
     stopped: bool,
 }
@@ -87,6 +92,7 @@ impl Reactor {
             expired: Vec::new(),
             inbox: None,
             executor,
+            accept_backoff: None,
             stopping: None,
             stopped: false,
         })
@@ -341,6 +347,10 @@ impl Reactor {
             let until = stopping.deadline.saturating_duration_since(now);
             wait = Some(wait.map_or(until, |w| w.min(until)));
         }
+        if let Some(until) = self.accept_backoff {
+            let until = until.saturating_duration_since(now);
+            wait = Some(wait.map_or(until, |w| w.min(until)));
+        }
         if self.executor.has_ready() || !self.state.local.is_idle() {
             wait = Some(Duration::ZERO);
         }
@@ -403,7 +413,17 @@ impl Reactor {
         let socket = match result {
             Ok(socket) => socket,
             Err(error) => {
-                tracing::warn!(%error, "accept failed");
+                // Out of descriptors or memory: the error would repeat at once, so stop
+                // accepting for a while (connections wait in the backlog) instead of spinning.
+                // Per-connection errors (ECONNABORTED, ...) only affect that connection.
+                let resource = error.is_resource_exhaustion();
+                if resource && self.accept_backoff.is_none() {
+                    tracing::warn!(%error, pause = ?ACCEPT_BACKOFF, "accept failed; pausing accepts");
+                    self.accept_backoff = Some(self.state.now + ACCEPT_BACKOFF);
+                    self.update_accepting();
+                } else if !resource {
+                    tracing::debug!(%error, "accept failed");
+                }
                 return;
             }
         };
@@ -432,8 +452,15 @@ impl Reactor {
 
     /// Stops accepting at the connection limit and resumes below it.
     fn update_accepting(&mut self) {
-        let want =
-            self.stopping.is_none() && self.state.conns.live() < self.state.config.max_connections;
+        if self
+            .accept_backoff
+            .is_some_and(|until| self.state.now >= until)
+        {
+            self.accept_backoff = None;
+        }
+        let want = self.stopping.is_none()
+            && self.accept_backoff.is_none()
+            && self.state.conns.live() < self.state.config.max_connections;
         if want != self.accepting {
             self.accepting = want;
             for listener in &self.listeners {

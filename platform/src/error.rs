@@ -24,6 +24,26 @@ impl OpError {
         Self { op, socket, source }
     }
 
+    /// Whether the OS ran out of a resource (descriptors, buffers, memory): EMFILE, ENFILE,
+    /// ENOBUFS, ENOMEM (WSAEMFILE, WSAENOBUFS on Windows). Retrying at once fails again;
+    /// back off instead.
+    #[must_use]
+    pub fn is_resource_exhaustion(&self) -> bool {
+        if self.source.kind() == std::io::ErrorKind::OutOfMemory {
+            return true;
+        }
+        let Some(code) = self.source.raw_os_error() else {
+            return false;
+        };
+        #[cfg(unix)]
+        let codes = [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM];
+        #[cfg(windows)]
+        let codes = [10024, 10055]; // WSAEMFILE, WSAENOBUFS
+        #[cfg(not(any(unix, windows)))]
+        let codes: [i32; 0] = [];
+        codes.contains(&code)
+    }
+
     /// The OS error kind, for matching (`ConnectionReset`, `ConnectionRefused`, ...).
     #[must_use]
     pub fn kind(&self) -> io::ErrorKind {
@@ -110,4 +130,18 @@ pub enum UringUnavailable {
         /// The OS error text.
         error: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn resource_exhaustion_is_recognised() {
+        let err = |code| OpError::new(OpKind::Accept, None, io::Error::from_raw_os_error(code));
+        assert!(err(libc::EMFILE).is_resource_exhaustion());
+        assert!(err(libc::ENFILE).is_resource_exhaustion());
+        assert!(!err(libc::ECONNABORTED).is_resource_exhaustion());
+    }
 }
