@@ -65,6 +65,8 @@ pub struct Reactor {
     expired: Vec<(crate::timer::TimerKey, Target)>,
     inbox: Option<crossbeam_channel::Receiver<CoreMessage>>,
     executor: Executor,
+    /// Connections accepted past the per-core limit, started when room frees up.
+    waiting: std::collections::VecDeque<(SocketId, SocketId)>,
     /// Accepting is paused until then after a resource error (EMFILE, ...).
     accept_backoff: Option<Instant>,
     stopping: Option<Stopping>,
@@ -92,10 +94,18 @@ impl Reactor {
             expired: Vec::new(),
             inbox: None,
             executor,
+            waiting: std::collections::VecDeque::new(),
             accept_backoff: None,
             stopping: None,
             stopped: false,
         })
+    }
+
+    pub(crate) fn set_total_limit(
+        &mut self,
+        total: Option<std::sync::Arc<crate::runtime::TotalLimit>>,
+    ) {
+        self.state.total = total;
     }
 
     pub(crate) fn set_cores(
@@ -279,6 +289,9 @@ impl Reactor {
         for listener in self.listeners.drain(..) {
             self.driver.close(listener.socket);
         }
+        for (_, socket) in self.waiting.drain(..) {
+            self.driver.close(socket);
+        }
         for udp in std::mem::take(&mut self.udp) {
             self.driver.close(udp.socket);
         }
@@ -427,6 +440,19 @@ impl Reactor {
                 return;
             }
         };
+        if self.state.conns.live() >= self.state.config.max_connections {
+            // Accepted in the same batch as the one that reached the limit (stopping accepts
+            // takes effect next turn): it waits, un-started, until room frees up.
+            self.waiting.push_back((listener, socket));
+            self.update_accepting();
+            return;
+        }
+        self.start_accepted(listener, socket);
+        self.update_accepting();
+    }
+
+    /// Builds the protocol of an accepted connection and starts it.
+    fn start_accepted(&mut self, listener: SocketId, socket: SocketId) {
         let Some(entry) = self.listeners.iter_mut().find(|l| l.socket == listener) else {
             self.driver.close(socket);
             return;
@@ -435,23 +461,42 @@ impl Reactor {
             self.driver.close(socket);
             return;
         }
+        if let Some(total) = &self.state.total
+            && !total.try_acquire()
+        {
+            // The runtime-wide limit: accept and close (see RuntimeBuilder::max_connections_total).
+            self.state.stats.rejected += 1;
+            self.driver.close(socket);
+            return;
+        }
+        let counted = self.state.total.is_some();
         let factory = &mut entry.factory;
         let built = catch_unwind(AssertUnwindSafe(|| factory.build_protocol()));
         let Ok(protocol) = built else {
+            if counted && let Some(total) = &self.state.total {
+                total.release();
+            }
             self.state.stats.panics += 1;
             tracing::error!("a factory panicked building a protocol; connection closed");
             self.driver.abort(socket);
             return;
         };
         let id = self.state.insert(socket, protocol, Phase::Open);
+        if let Some(conn) = self.state.conns.get_mut(id) {
+            conn.in_total = counted;
+        }
         self.state.stats.accepted += 1;
         self.driver.recv(socket);
         context::made(&mut self.state, id);
-        self.update_accepting();
     }
 
     /// Stops accepting at the connection limit and resumes below it.
     fn update_accepting(&mut self) {
+        while self.state.conns.live() < self.state.config.max_connections
+            && let Some((listener, socket)) = self.waiting.pop_front()
+        {
+            self.start_accepted(listener, socket);
+        }
         if self
             .accept_backoff
             .is_some_and(|until| self.state.now >= until)

@@ -6,6 +6,7 @@
 //! Contract: cores share nothing on the hot path; a message costs one channel send plus one
 //! wake-up of the target reactor, and runs on the target core's thread between its turns.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -102,6 +103,29 @@ fn stopped(core: usize) -> EngineError {
     }
 }
 
+/// The limit on accepted connections across all cores (one atomic per accept and close).
+#[derive(Debug)]
+pub(crate) struct TotalLimit {
+    count: AtomicUsize,
+    max: usize,
+}
+
+impl TotalLimit {
+    /// Counts one more connection; `false` (and nothing counted) at the limit.
+    pub(crate) fn try_acquire(&self) -> bool {
+        self.count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Counts one connection less.
+    pub(crate) fn release(&self) {
+        self.count.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Triggers graceful shutdown of every core, from any thread. Cheap to clone.
 #[derive(Clone)]
 pub struct ShutdownHandle {
@@ -163,6 +187,7 @@ impl ShutdownHandle {
 #[derive(Clone, Debug)]
 pub struct RuntimeBuilder {
     cores: usize,
+    max_total: Option<usize>,
     pin: bool,
     cpus: Option<Vec<usize>>,
     driver: DriverConfig,
@@ -174,6 +199,15 @@ impl RuntimeBuilder {
     #[must_use]
     pub fn cores(mut self, cores: usize) -> Self {
         self.cores = cores;
+        self
+    }
+
+    /// Limit on accepted connections across all cores. At the limit a core accepts and
+    /// closes new connections at once (counted in `CoreStats::rejected`); the per-core limit
+    /// (`ReactorConfig::max_connections`) instead stops that core accepting. Default: none.
+    #[must_use]
+    pub fn max_connections_total(mut self, max: usize) -> Self {
+        self.max_total = Some(max);
         self
     }
 
@@ -274,6 +308,7 @@ impl Runtime {
     pub fn builder() -> RuntimeBuilder {
         RuntimeBuilder {
             cores: thread::available_parallelism().map_or(1, |n| n.get()),
+            max_total: None,
             pin: true,
             cpus: None,
             driver: DriverConfig::default(),
@@ -307,6 +342,12 @@ impl Runtime {
         let cpu_ids = core_affinity::get_core_ids().unwrap_or_default();
         let barrier = Arc::new(Barrier::new(cores));
         let init = Arc::new(init);
+        let total = builder.max_total.map(|max| {
+            Arc::new(TotalLimit {
+                count: AtomicUsize::new(0),
+                max,
+            })
+        });
         let mut threads = Vec::with_capacity(cores);
         for (index, inbox) in inboxes.into_iter().enumerate() {
             let cpu = builder.cpus.as_ref().map_or(index, |cpus| cpus[index]);
@@ -315,6 +356,7 @@ impl Runtime {
                 .then(|| cpu_ids.iter().copied().find(|c| c.id == cpu))
                 .flatten();
             let (driver, reactor) = (builder.driver.clone(), builder.reactor.clone());
+            let total = total.clone();
             let (barrier, init, handle) =
                 (Arc::clone(&barrier), Arc::clone(&init), shutdown.clone());
             let spawned = thread::Builder::new()
@@ -374,6 +416,7 @@ impl Runtime {
                         },
                         inbox,
                     );
+                    reactor.set_total_limit(total);
                     if let Err(error) = init(&mut reactor) {
                         handle.shutdown(Duration::ZERO);
                         reactor.shutdown(Duration::ZERO);

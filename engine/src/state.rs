@@ -69,6 +69,8 @@ pub(crate) struct Conn {
     /// Bytes queued in the driver (from its `Sent` completions).
     pub(crate) queued: usize,
     pub(crate) connect_timer: Option<TimerKey>,
+    /// Counted in the runtime-wide connection total (accepted connections only).
+    pub(crate) in_total: bool,
 }
 
 impl Conn {
@@ -87,6 +89,7 @@ impl Conn {
             stash: BytesMut::new(),
             queued: 0,
             connect_timer: None,
+            in_total: false,
         }
     }
 
@@ -169,6 +172,8 @@ pub(crate) struct State {
     pub(crate) conns: ConnTable,
     /// The runtime's cores (`None` in single-threaded mode).
     pub(crate) cores: Option<crate::runtime::Cores>,
+    /// The runtime-wide limit on accepted connections, if any.
+    pub(crate) total: Option<std::sync::Arc<crate::runtime::TotalLimit>>,
     /// Queue of work for the reactor from futures and protocols.
     pub(crate) local: crate::local::LocalHandle,
     flush: Vec<ConnId>,
@@ -186,6 +191,7 @@ impl State {
             config,
             conns: ConnTable::default(),
             cores: None,
+            total: None,
             local: crate::local::LocalHandle::default(),
             flush: Vec::new(),
             notices: VecDeque::new(),
@@ -209,7 +215,13 @@ impl State {
 
     /// Removes a lost connection (after its `connection_lost`).
     pub(crate) fn remove(&mut self, id: ConnId) -> Option<Conn> {
-        self.conns.remove(id)
+        let conn = self.conns.remove(id)?;
+        if conn.in_total
+            && let Some(total) = &self.total
+        {
+            total.release();
+        }
+        Some(conn)
     }
 
     /// Appends `data` to the connection's buffer (flushed at the end of the turn).

@@ -8,6 +8,8 @@ pub struct CoreStats {
     pub connections: u64,
     /// Connections accepted.
     pub accepted: u64,
+    /// Connections accepted and closed at once because the runtime-wide limit was reached.
+    pub rejected: u64,
     /// Outbound connections started.
     pub connects: u64,
     /// Bytes received.
