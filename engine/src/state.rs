@@ -163,6 +163,9 @@ impl ConnTable {
     }
 }
 
+/// Sees each connection's end reason (see [`State::lost_observer`]).
+pub(crate) type LostObserver = Box<dyn FnMut(ConnId, &LostReason)>;
+
 /// The engine state of one core (everything but the I/O layer).
 pub(crate) struct State {
     pub(crate) config: ReactorConfig,
@@ -177,6 +180,9 @@ pub(crate) struct State {
     /// The time of this turn (a manual clock in tests).
     pub(crate) now: Instant,
     pub(crate) stats: CoreStats,
+    /// Told every connection's end reason just before its `connection_lost` (also when a
+    /// panicked protocol gets none). Only [`testing`](crate::testing) sets it.
+    pub(crate) lost_observer: Option<LostObserver>,
 }
 
 impl State {
@@ -192,6 +198,7 @@ impl State {
             timers,
             now,
             stats: CoreStats::default(),
+            lost_observer: None,
         }
     }
 
