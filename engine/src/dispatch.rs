@@ -83,11 +83,23 @@ pub(crate) fn run_notices(state: &mut State, io: &mut dyn Io) {
                 let Some(conn) = state.conns.active_mut(id) else {
                     continue;
                 };
-                if conn.read_paused || conn.stash.is_empty() {
+                if conn.read_paused {
                     continue;
                 }
-                let data = conn.stash.split().freeze();
-                call(state, io, id, |p, ctx| p.data_received(ctx, &data));
+                if !conn.stash.is_empty() {
+                    let data = conn.stash.split().freeze();
+                    call(state, io, id, |p, ctx| p.data_received(ctx, &data));
+                }
+                // An EOF that arrived behind the stash follows it, unless `data_received`
+                // paused reading again (then the next resume delivers it).
+                if let Some(conn) = state.conns.active_mut(id)
+                    && conn.eof_pending
+                    && !conn.read_paused
+                    && conn.stash.is_empty()
+                {
+                    conn.eof_pending = false;
+                    call(state, io, id, |p, ctx| p.eof_received(ctx));
+                }
             }
             Notice::Lost(reason) => lost(state, io, id, reason),
         }
@@ -146,8 +158,17 @@ pub(crate) fn received(state: &mut State, io: &mut dyn Io, id: ConnId, data: &[u
     call(state, io, id, |p, ctx| p.data_received(ctx, data));
 }
 
-/// The peer finished sending: `eof_received`.
+/// The peer finished sending: `eof_received`, but only after every byte that arrived before
+/// it. While reading is paused (bytes stashed, or none yet), the EOF waits too and is
+/// delivered after the stash on resume.
 pub(crate) fn eof(state: &mut State, io: &mut dyn Io, id: ConnId) {
+    let Some(conn) = state.conns.active_mut(id) else {
+        return;
+    };
+    if conn.read_paused || !conn.stash.is_empty() {
+        conn.eof_pending = true;
+        return;
+    }
     call(state, io, id, |p, ctx| p.eof_received(ctx));
 }
 

@@ -41,7 +41,7 @@ pub(crate) enum Notice {
     PauseWriting,
     /// `write_drained`.
     WriteDrained,
-    /// Deliver bytes stashed while reading was paused.
+    /// Deliver bytes stashed while reading was paused (then a held-back EOF).
     Stash,
     /// `connection_lost`, then the connection is removed.
     Lost(LostReason),
@@ -66,6 +66,8 @@ pub(crate) struct Conn {
     pub(crate) read_paused: bool,
     /// Bytes that arrived after `pause_reading` (already in flight), delivered on resume.
     pub(crate) stash: BytesMut,
+    /// The peer's EOF arrived while reading was paused: `eof_received` follows the stash.
+    pub(crate) eof_pending: bool,
     /// Bytes queued in the driver (from its `Sent` completions).
     pub(crate) queued: usize,
     pub(crate) connect_timer: Option<TimerKey>,
@@ -85,6 +87,7 @@ impl Conn {
             write_paused: false,
             read_paused: false,
             stash: BytesMut::new(),
+            eof_pending: false,
             queued: 0,
             connect_timer: None,
         }
@@ -355,7 +358,7 @@ impl State {
             && conn.read_paused
         {
             conn.read_paused = false;
-            if !conn.stash.is_empty() {
+            if !conn.stash.is_empty() || conn.eof_pending {
                 self.notices.push_back((id, Notice::Stash));
             }
             if conn.phase == Phase::Open {

@@ -374,7 +374,8 @@ impl StringTransport {
         self.feed_on(self.conn, data);
     }
 
-    /// The peer finished sending: `eof_received`. The default `eof_received` closes.
+    /// The peer finished sending: `eof_received`, after any bytes held while reading is
+    /// paused (on resume, if it is paused). The default `eof_received` closes.
     pub fn feed_eof(&mut self) {
         self.feed_eof_on(self.conn);
     }

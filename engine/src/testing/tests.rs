@@ -710,6 +710,71 @@ fn paused_reading_holds_input_and_delivers_it_in_order_on_resume() {
     assert_eq!(t.stats().bytes_in, 22);
 }
 
+#[test]
+fn eof_waits_behind_bytes_held_while_paused() {
+    // The reactor can see [Received, Received, Eof] in one turn (the poll backend reads to
+    // the end of the stream): a pause in the first must not let the EOF overtake the second.
+    let log = new_log();
+    let probe = Probe::new(&log)
+        .on_data(|ctx, d| {
+            if d == b"a" {
+                ctx.pause_reading();
+            }
+            ctx.write(d);
+        })
+        .on_eof(|ctx| {
+            ctx.write(b"!");
+            ctx.close();
+        });
+    let mut t = StringTransport::new(probe);
+    t.feed(b"a");
+    t.feed(b"b");
+    t.feed_eof();
+    assert_eq!(events(&log), [Event::Made, data(b"a")]);
+    assert!(
+        t.is_open(),
+        "the EOF is held: the default close did not run"
+    );
+    t.with_context(|ctx| ctx.resume_reading());
+    assert_eq!(
+        events(&log),
+        [
+            Event::Made,
+            data(b"a"),
+            data(b"b"),
+            Event::Eof,
+            lost(&LostReason::Done)
+        ]
+    );
+    assert_eq!(t.written(), b"ab!");
+}
+
+#[test]
+fn eof_while_paused_without_held_bytes_waits_for_resume() {
+    let log = new_log();
+    let mut t = StringTransport::new(Probe::new(&log).on_data(|ctx, _| ctx.pause_reading()));
+    t.feed(b"x");
+    t.feed_eof();
+    assert_eq!(events(&log), [Event::Made, data(b"x")]);
+    t.with_context(|ctx| ctx.resume_reading());
+    assert_eq!(events(&log)[2..], [Event::Eof, lost(&LostReason::Done)]);
+}
+
+#[test]
+fn pausing_again_on_held_bytes_keeps_the_eof_back() {
+    let log = new_log();
+    let mut t = StringTransport::new(Probe::new(&log).on_data(|ctx, _| ctx.pause_reading()));
+    t.feed(b"1");
+    t.feed(b"2");
+    t.feed_eof();
+    t.with_context(|ctx| ctx.resume_reading());
+    assert_eq!(events(&log), [Event::Made, data(b"1"), data(b"2")]);
+    assert!(t.is_reading_paused());
+    t.with_context(|ctx| ctx.resume_reading());
+    assert_eq!(events(&log)[3..], [Event::Eof, lost(&LostReason::Done)]);
+    assert_eq!(lost_count(&log), 1);
+}
+
 // ---- panics ----
 
 #[test]
