@@ -7,9 +7,10 @@
 //! [`testing`](crate::testing), which runs the same code over an in-memory transport.
 
 use std::any::Any;
+use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use ringwork_platform::OpError;
+use ringwork_platform::{OpError, SocketId};
 
 use crate::context::{self, Context};
 use crate::io::Io;
@@ -82,11 +83,23 @@ pub(crate) fn run_notices(state: &mut State, io: &mut dyn Io) {
                 let Some(conn) = state.conns.active_mut(id) else {
                     continue;
                 };
-                if conn.read_paused || conn.stash.is_empty() {
+                if conn.read_paused {
                     continue;
                 }
-                let data = conn.stash.split().freeze();
-                call(state, io, id, |p, ctx| p.data_received(ctx, &data));
+                if !conn.stash.is_empty() {
+                    let data = conn.stash.split().freeze();
+                    call(state, io, id, |p, ctx| p.data_received(ctx, &data));
+                }
+                // An EOF that arrived behind the stash follows it, unless `data_received`
+                // paused reading again (then the next resume delivers it).
+                if let Some(conn) = state.conns.active_mut(id)
+                    && conn.eof_pending
+                    && !conn.read_paused
+                    && conn.stash.is_empty()
+                {
+                    conn.eof_pending = false;
+                    call(state, io, id, |p, ctx| p.eof_received(ctx));
+                }
             }
             Notice::Lost(reason) => lost(state, io, id, reason),
         }
@@ -98,7 +111,11 @@ fn lost(state: &mut State, io: &mut dyn Io, id: ConnId, reason: LostReason) {
     let Some(conn) = state.conns.get_mut(id) else {
         return;
     };
-    if let Some(mut protocol) = conn.protocol.take() {
+    let protocol = conn.protocol.take();
+    if let Some(observe) = state.lost_observer.as_mut() {
+        observe(id, &reason);
+    }
+    if let Some(mut protocol) = protocol {
         let mut ctx = Context::new(state, io, id);
         let result = catch_unwind(AssertUnwindSafe(|| {
             protocol.connection_lost(&mut ctx, reason)
@@ -110,6 +127,21 @@ fn lost(state: &mut State, io: &mut dyn Io, id: ConnId, reason: LostReason) {
         let _ = catch_unwind(AssertUnwindSafe(move || drop(protocol)));
     }
     state.remove(id);
+}
+
+/// A new connection was accepted on `socket`: it joins the table, starts receiving and gets
+/// `connection_made` (queued: run by the next [`run_notices`]).
+pub(crate) fn accepted(
+    state: &mut State,
+    io: &mut dyn Io,
+    socket: SocketId,
+    protocol: Box<dyn Protocol>,
+) -> ConnId {
+    let id = state.insert(socket, protocol, Phase::Open);
+    state.stats.accepted += 1;
+    io.recv(socket);
+    context::made(state, id);
+    id
 }
 
 /// Bytes arrived for `id`: delivered, or stashed while reading is paused.
@@ -124,6 +156,35 @@ pub(crate) fn received(state: &mut State, io: &mut dyn Io, id: ConnId, data: &[u
         return;
     }
     call(state, io, id, |p, ctx| p.data_received(ctx, data));
+}
+
+/// The peer finished sending: `eof_received`, but only after every byte that arrived before
+/// it. While reading is paused (bytes stashed, or none yet), the EOF waits too and is
+/// delivered after the stash on resume.
+pub(crate) fn eof(state: &mut State, io: &mut dyn Io, id: ConnId) {
+    let Some(conn) = state.conns.active_mut(id) else {
+        return;
+    };
+    if conn.read_paused || !conn.stash.is_empty() {
+        conn.eof_pending = true;
+        return;
+    }
+    call(state, io, id, |p, ctx| p.eof_received(ctx));
+}
+
+/// Sending or receiving on `id` failed: the connection is lost with the matching reason.
+pub(crate) fn failed(state: &mut State, io: &mut dyn Io, id: ConnId, error: OpError) {
+    state.lose(io, id, lost_reason(error), false);
+}
+
+/// Maps a send/receive error to a reason.
+fn lost_reason(error: OpError) -> LostReason {
+    match error.kind() {
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::BrokenPipe
+        | io::ErrorKind::ConnectionAborted => LostReason::Reset,
+        _ => LostReason::Error(error),
+    }
 }
 
 /// An outbound connect finished.

@@ -11,6 +11,9 @@
 //! - [`Runtime`]: one pinned reactor per core, SO_REUSEPORT listeners, cross-core messages
 //!   ([`Cores`]) and graceful shutdown ([`ShutdownHandle`], SIGINT/SIGTERM).
 //! - [`DatagramProtocol`] for UDP.
+//! - `ringwork::testing` (feature `testing`): `StringTransport`, a protocol on an in-memory
+//!   connection under a manual clock, running the reactor's own dispatch — protocol tests
+//!   without sockets or sleeps.
 //!
 //! The engine makes no system calls itself: all I/O goes through [`ringwork_platform`],
 //! re-exported as [`platform`]. Writes of one loop turn are coalesced per connection and
@@ -36,6 +39,8 @@ pub(crate) mod timer;
 mod timers;
 
 pub mod executor;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use ringwork_platform as platform;
 pub use ringwork_platform::{BackendChoice, BackendKind, Bytes, DriverConfig, SockAddr};

@@ -8,7 +8,6 @@
 //! except the message inbox (see `runtime.rs`).
 
 use std::future::Future;
-use std::io;
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
@@ -28,7 +27,7 @@ use crate::executor::{Executor, JoinHandle};
 use crate::local::LocalHandle;
 use crate::protocol::{ConnId, Factory, LostReason, Protocol};
 use crate::runtime::{CoreMessage, Cores};
-use crate::state::{Phase, State};
+use crate::state::State;
 use crate::stats::CoreStats;
 use crate::timers::Target;
 
@@ -396,17 +395,10 @@ impl Reactor {
                 dispatch::received(&mut self.state, &mut self.driver, ConnId(socket), &buf);
             }
             Completion::Eof { socket } => {
-                dispatch::call(
-                    &mut self.state,
-                    &mut self.driver,
-                    ConnId(socket),
-                    |p, ctx| p.eof_received(ctx),
-                );
+                dispatch::eof(&mut self.state, &mut self.driver, ConnId(socket));
             }
             Completion::RecvError { socket, error } | Completion::SendError { socket, error } => {
-                let reason = lost_reason(error);
-                self.state
-                    .lose(&mut self.driver, ConnId(socket), reason, false);
+                dispatch::failed(&mut self.state, &mut self.driver, ConnId(socket), error);
             }
             Completion::Sent { socket, queued, .. } => {
                 self.state.sent(&mut self.driver, ConnId(socket), queued);
@@ -481,13 +473,10 @@ impl Reactor {
             self.driver.abort(socket);
             return;
         };
-        let id = self.state.insert(socket, protocol, Phase::Open);
+        let id = dispatch::accepted(&mut self.state, &mut self.driver, socket, protocol);
         if let Some(conn) = self.state.conns.get_mut(id) {
             conn.in_total = counted;
         }
-        self.state.stats.accepted += 1;
-        self.driver.recv(socket);
-        context::made(&mut self.state, id);
     }
 
     /// Stops accepting at the connection limit and resumes below it.
@@ -620,16 +609,6 @@ impl Reactor {
     /// Sends a datagram from outside callbacks.
     pub fn send_to(&mut self, id: UdpId, data: Bytes, to: SocketAddr) {
         self.driver.send_to(id.0, data, to);
-    }
-}
-
-/// Maps a send/receive error to a reason.
-fn lost_reason(error: OpError) -> LostReason {
-    match error.kind() {
-        io::ErrorKind::ConnectionReset
-        | io::ErrorKind::BrokenPipe
-        | io::ErrorKind::ConnectionAborted => LostReason::Reset,
-        _ => LostReason::Error(error),
     }
 }
 

@@ -41,7 +41,7 @@ pub(crate) enum Notice {
     PauseWriting,
     /// `write_drained`.
     WriteDrained,
-    /// Deliver bytes stashed while reading was paused.
+    /// Deliver bytes stashed while reading was paused (then a held-back EOF).
     Stash,
     /// `connection_lost`, then the connection is removed.
     Lost(LostReason),
@@ -66,6 +66,8 @@ pub(crate) struct Conn {
     pub(crate) read_paused: bool,
     /// Bytes that arrived after `pause_reading` (already in flight), delivered on resume.
     pub(crate) stash: BytesMut,
+    /// The peer's EOF arrived while reading was paused: `eof_received` follows the stash.
+    pub(crate) eof_pending: bool,
     /// Bytes queued in the driver (from its `Sent` completions).
     pub(crate) queued: usize,
     pub(crate) connect_timer: Option<TimerKey>,
@@ -87,6 +89,7 @@ impl Conn {
             write_paused: false,
             read_paused: false,
             stash: BytesMut::new(),
+            eof_pending: false,
             queued: 0,
             connect_timer: None,
             in_total: false,
@@ -166,6 +169,9 @@ impl ConnTable {
     }
 }
 
+/// Sees each connection's end reason (see [`State::lost_observer`]).
+pub(crate) type LostObserver = Box<dyn FnMut(ConnId, &LostReason)>;
+
 /// The engine state of one core (everything but the I/O layer).
 pub(crate) struct State {
     pub(crate) config: ReactorConfig,
@@ -182,6 +188,9 @@ pub(crate) struct State {
     /// The time of this turn (a manual clock in tests).
     pub(crate) now: Instant,
     pub(crate) stats: CoreStats,
+    /// Told every connection's end reason just before its `connection_lost` (also when a
+    /// panicked protocol gets none). Only [`testing`](crate::testing) sets it.
+    pub(crate) lost_observer: Option<LostObserver>,
 }
 
 impl State {
@@ -198,6 +207,7 @@ impl State {
             timers,
             now,
             stats: CoreStats::default(),
+            lost_observer: None,
         }
     }
 
@@ -360,7 +370,7 @@ impl State {
             && conn.read_paused
         {
             conn.read_paused = false;
-            if !conn.stash.is_empty() {
+            if !conn.stash.is_empty() || conn.eof_pending {
                 self.notices.push_back((id, Notice::Stash));
             }
             if conn.phase == Phase::Open {
