@@ -146,7 +146,8 @@ impl<'a> Context<'a> {
     /// Calls [`Protocol::timer_fired`] once, `delay` from now.
     pub fn call_later(&mut self, delay: Duration) -> TimerId {
         let at = self.state.now + delay;
-        self.state.timers.add(self.conn, at, None)
+        let timer = self.state.timers.add(self.conn, at, None);
+        self.own_timer(timer)
     }
 
     /// Calls [`Protocol::timer_fired`] every `interval` until cancelled or the connection is
@@ -154,12 +155,28 @@ impl<'a> Context<'a> {
     pub fn call_every(&mut self, interval: Duration) -> TimerId {
         let interval = interval.max(self.state.config.timer_tick);
         let at = self.state.now + interval;
-        self.state.timers.add(self.conn, at, Some(interval))
+        let timer = self.state.timers.add(self.conn, at, Some(interval));
+        self.own_timer(timer)
     }
 
     /// Cancels a timer; `false` if it already fired (one-shot) or was cancelled.
     pub fn cancel_timer(&mut self, timer: TimerId) -> bool {
+        if let Some(conn) = self.state.conns.get_mut(self.conn) {
+            conn.timers.retain(|t| *t != timer);
+        }
         self.state.timers.cancel(timer)
+    }
+
+    /// Records `timer` on its connection, so losing the connection cancels it; a timer set
+    /// on a connection that is already gone is cancelled at once (it would never fire).
+    fn own_timer(&mut self, timer: TimerId) -> TimerId {
+        match self.state.conns.active_mut(self.conn) {
+            Some(conn) => conn.timers.push(timer),
+            None => {
+                self.state.timers.cancel(timer);
+            }
+        }
+        timer
     }
 
     /// The peer's address.

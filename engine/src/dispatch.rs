@@ -227,8 +227,11 @@ pub(crate) fn fire_timers(
     for (_, target) in expired.drain(..) {
         match target {
             Target::Conn { conn, id, every } => {
-                if state.conns.active_mut(conn).is_none() {
+                let Some(c) = state.conns.active_mut(conn) else {
                     continue;
+                };
+                if every.is_none() {
+                    c.timers.retain(|t| *t != id);
                 }
                 if let Some(every) = every {
                     let at = state.now + every;

@@ -73,6 +73,9 @@ pub(crate) struct Conn {
     pub(crate) connect_timer: Option<TimerKey>,
     /// Counted in the runtime-wide connection total (accepted connections only).
     pub(crate) in_total: bool,
+    /// Its pending protocol timers, cancelled when it is lost (so a closed connection leaves
+    /// no entries in the wheel).
+    pub(crate) timers: Vec<crate::timers::TimerId>,
 }
 
 impl Conn {
@@ -93,6 +96,7 @@ impl Conn {
             queued: 0,
             connect_timer: None,
             in_total: false,
+            timers: Vec::new(),
         }
     }
 
@@ -267,10 +271,6 @@ impl State {
         conn.queued += bytes.len();
         self.stats.bytes_out += bytes.len() as u64;
         io.send(conn.socket(), bytes);
-        if (conn.closing || conn.shutdown) && !conn.in_flush {
-            conn.in_flush = true;
-            self.flush.push(id);
-        }
         self.check_high(io, id);
     }
 
@@ -342,6 +342,9 @@ impl State {
             return;
         };
         conn.phase = Phase::Lost;
+        for timer in conn.timers.drain(..) {
+            self.timers.cancel(timer);
+        }
         conn.wbuf.clear();
         if let Some(key) = conn.connect_timer.take() {
             self.timers.cancel_key(key);

@@ -503,8 +503,36 @@ fn timers_of_a_closed_connection_never_fire() {
         .on_data(|ctx, _| ctx.close());
     let mut t = StringTransport::new(probe);
     t.feed(b"bye");
+    // Cancelled when the connection was lost, not merely skipped when due: a closed
+    // connection leaves nothing in the wheel.
+    assert_eq!(t.next_deadline(), None);
     t.advance(Duration::from_secs(1));
     assert!(!events(&log).iter().any(|e| matches!(e, Event::Timer(..))));
+}
+
+#[test]
+fn fired_and_cancelled_timers_leave_the_connection_list() {
+    let log = new_log();
+    let probe = Probe::new(&log).on_made(|ctx| {
+        ctx.call_later(ms(5));
+        let every = ctx.call_every(ms(5));
+        assert!(ctx.cancel_timer(every));
+    });
+    let mut t = StringTransport::new(probe);
+    t.advance(ms(10));
+    assert_eq!(
+        t.next_deadline(),
+        None,
+        "the one-shot fired and the repeater was cancelled"
+    );
+    t.with_context(|ctx| ctx.close());
+    assert_eq!(
+        events(&log)
+            .iter()
+            .filter(|e| matches!(e, Event::Timer(..)))
+            .count(),
+        1
+    );
 }
 
 // ---- backpressure and memory bounds ----
