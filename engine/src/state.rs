@@ -320,7 +320,9 @@ impl State {
             return;
         };
         conn.phase = Phase::Lost;
+        // Closing drops whatever the driver still queued: nothing is buffered any more.
         conn.wbuf.clear();
+        conn.queued = 0;
         if let Some(key) = conn.connect_timer.take() {
             self.timers.cancel_key(key);
         }
