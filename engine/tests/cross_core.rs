@@ -174,7 +174,11 @@ ringwork::platform::test_all_backends! {
         // Fences: once they ran, anything run twice would have shown up before them.
         for on in 0..CORES {
             let fence = test_tx.clone();
-            cores.send(on, move |_| drop(fence.send(Ran::Fence { on }))).unwrap();
+            cores
+                .send(on, move |_| {
+                    let _ = fence.send(Ran::Fence { on });
+                })
+                .unwrap();
         }
         let mut fences = 0;
         while fences < CORES {
