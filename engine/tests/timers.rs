@@ -319,4 +319,24 @@ ringwork::platform::test_all_backends! {
         }
         eprintln!("{backend:?}: slot of the closed connection reused: {reused}");
     }
+
+    /// A timer armed from outside any callback (`Reactor::with_conn`) counts its delay from
+    /// the moment it is armed, not from the reactor's last turn.
+    fn armed_outside_a_callback_is_not_early(backend: BackendChoice) {
+        let Some(mut reactor) = reactor(backend) else { return };
+        let (addr, _) = idle_server(&mut reactor);
+        let timeline = Rc::new(RefCell::new(Timeline::default()));
+        let client = Later { delays: Vec::new(), timeline: Rc::clone(&timeline) };
+        let id = reactor.connect(&addr, client).unwrap();
+        wait(&mut reactor, |r| r.connections() == 2, || "the connection to open".into());
+        // The program works for a while between turns (this sleep waits for nothing: it
+        // makes the reactor's turn time old, as any work outside the reactor does).
+        std::thread::sleep(ms(50));
+        let armed = Instant::now();
+        let timer = reactor.with_conn(id, |ctx| ctx.call_later(ms(100)));
+        wait(&mut reactor, |_| !timeline.borrow().fired.is_empty(), || "the timer".into());
+        let (fired, at) = timeline.borrow().fired[0];
+        assert_eq!(fired, timer);
+        assert_punctual("a timer armed through with_conn", armed + ms(100), at);
+    }
 }
