@@ -170,7 +170,98 @@ impl Protocol for Deaf {
     fn data_received(&mut self, _ctx: &mut Context<'_>, _data: &[u8]) {}
 }
 
+/// Writes `data`, then closes.
+struct WriteAndClose(Bytes);
+
+impl Protocol for WriteAndClose {
+    fn connection_made(&mut self, ctx: &mut Context<'_>) {
+        ctx.write_bytes(self.0.clone());
+        ctx.close();
+    }
+
+    fn data_received(&mut self, _ctx: &mut Context<'_>, _data: &[u8]) {}
+}
+
+/// Pauses reading when connected (so the peer's bytes and EOF wait in the kernel), resumes
+/// 50 ms later, pauses again on the first bytes (the rest is in flight), resumes 50 ms
+/// later; records callbacks that arrive while paused.
+struct PauseTwice {
+    data_calls: usize,
+    while_paused: Rc<RefCell<Vec<&'static str>>>,
+}
+
+impl PauseTwice {
+    fn pause(ctx: &mut Context<'_>) {
+        ctx.pause_reading();
+        ctx.call_later(Duration::from_millis(50));
+    }
+}
+
+impl Protocol for PauseTwice {
+    fn connection_made(&mut self, ctx: &mut Context<'_>) {
+        Self::pause(ctx);
+    }
+
+    fn data_received(&mut self, ctx: &mut Context<'_>, _data: &[u8]) {
+        if ctx.is_reading_paused() {
+            self.while_paused.borrow_mut().push("data_received");
+        }
+        self.data_calls += 1;
+        if self.data_calls == 1 {
+            Self::pause(ctx);
+        }
+    }
+
+    fn eof_received(&mut self, ctx: &mut Context<'_>) {
+        if ctx.is_reading_paused() {
+            self.while_paused.borrow_mut().push("eof_received");
+        }
+        ctx.close();
+    }
+
+    fn timer_fired(&mut self, ctx: &mut Context<'_>, _timer: ringwork::TimerId) {
+        ctx.resume_reading();
+    }
+}
+
 ringwork::platform::test_all_backends! {
+    /// Pausing while more bytes and the peer's EOF are already on their way: nothing is
+    /// delivered while paused, and after resuming every byte comes before the EOF.
+    fn pause_holds_bytes_and_eof_in_order(backend: BackendChoice) {
+        const SIZE: usize = 1 << 20;
+        let Some(mut reactor) = reactor_with(backend, ReactorConfig::default()) else { return };
+        let data = Bytes::from(pattern(SIZE));
+        let server_data = data.clone();
+        let addr = reactor
+            .listen_tcp(common::any_port(), move || WriteAndClose(server_data.clone()))
+            .unwrap();
+        let while_paused = Rc::new(RefCell::new(Vec::new()));
+        let (client, log) = recorded(PauseTwice {
+            data_calls: 0,
+            while_paused: Rc::clone(&while_paused),
+        });
+        reactor.connect(&addr.into(), client).unwrap();
+        wait(&mut reactor, |_| log.borrow().is_lost(), || {
+            format!("the reader to finish: {}", log.borrow().summary())
+        });
+        let log = log.borrow();
+        assert_eq!(
+            *while_paused.borrow(),
+            Vec::<&str>::new(),
+            "callbacks while reading was paused: {}",
+            log.summary()
+        );
+        assert!(
+            log.bytes == data,
+            "got {} of {SIZE} bytes (first difference at {:?}): {}",
+            log.bytes.len(),
+            first_difference(&log.bytes, &data),
+            log.summary()
+        );
+        let n = log.events.len();
+        assert_eq!(log.events[n - 2..], [common::Event::Eof, common::Event::Lost(Lost::Done)], "{}", log.summary());
+    }
+
     /// 64 MiB to a reader that stalls for a while: the producer is paused, its buffer stays
     /// within the high watermark plus one chunk, nothing is delivered while paused, and
     /// after resuming every byte arrives in order.
