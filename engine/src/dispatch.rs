@@ -78,18 +78,32 @@ pub(crate) fn run_notices(state: &mut State, io: &mut dyn Io) {
             Notice::Made => call(state, io, id, |p, ctx| p.connection_made(ctx)),
             Notice::PauseWriting => call(state, io, id, |p, ctx| p.pause_writing(ctx)),
             Notice::WriteDrained => call(state, io, id, |p, ctx| p.write_drained(ctx)),
-            Notice::Stash => {
-                let Some(conn) = state.conns.active_mut(id) else {
-                    continue;
-                };
-                if conn.read_paused || conn.stash.is_empty() {
-                    continue;
-                }
-                let data = conn.stash.split().freeze();
-                call(state, io, id, |p, ctx| p.data_received(ctx, &data));
-            }
+            Notice::Stash => deliver_stash(state, io, id),
             Notice::Lost(reason) => lost(state, io, id, reason),
         }
+    }
+}
+
+/// Delivers what arrived while reading was paused: the bytes, then the end of stream —
+/// unless reading is paused (again) by then.
+fn deliver_stash(state: &mut State, io: &mut dyn Io, id: ConnId) {
+    let Some(conn) = state.conns.active_mut(id) else {
+        return;
+    };
+    if conn.read_paused {
+        return;
+    }
+    if !conn.stash.is_empty() {
+        let data = conn.stash.split().freeze();
+        call(state, io, id, |p, ctx| p.data_received(ctx, &data));
+    }
+    if let Some(conn) = state.conns.active_mut(id)
+        && conn.eof_stashed
+        && !conn.read_paused
+        && conn.stash.is_empty()
+    {
+        conn.eof_stashed = false;
+        call(state, io, id, |p, ctx| p.eof_received(ctx));
     }
 }
 
@@ -124,6 +138,19 @@ pub(crate) fn received(state: &mut State, io: &mut dyn Io, id: ConnId, data: &[u
         return;
     }
     call(state, io, id, |p, ctx| p.data_received(ctx, data));
+}
+
+/// The peer finished sending: `eof_received`, or held after the stash while reading is
+/// paused (a backend may deliver the end of stream that was already in flight).
+pub(crate) fn eof(state: &mut State, io: &mut dyn Io, id: ConnId) {
+    let Some(conn) = state.conns.active_mut(id) else {
+        return;
+    };
+    if conn.read_paused || !conn.stash.is_empty() {
+        conn.eof_stashed = true;
+        return;
+    }
+    call(state, io, id, |p, ctx| p.eof_received(ctx));
 }
 
 /// An outbound connect finished.

@@ -382,12 +382,7 @@ impl Reactor {
                 dispatch::received(&mut self.state, &mut self.driver, ConnId(socket), &buf);
             }
             Completion::Eof { socket } => {
-                dispatch::call(
-                    &mut self.state,
-                    &mut self.driver,
-                    ConnId(socket),
-                    |p, ctx| p.eof_received(ctx),
-                );
+                dispatch::eof(&mut self.state, &mut self.driver, ConnId(socket));
             }
             Completion::RecvError { socket, error } | Completion::SendError { socket, error } => {
                 let reason = lost_reason(error);

@@ -41,7 +41,7 @@ pub(crate) enum Notice {
     PauseWriting,
     /// `write_drained`.
     WriteDrained,
-    /// Deliver bytes stashed while reading was paused.
+    /// Deliver bytes (then the end of stream) stashed while reading was paused.
     Stash,
     /// `connection_lost`, then the connection is removed.
     Lost(LostReason),
@@ -66,6 +66,9 @@ pub(crate) struct Conn {
     pub(crate) read_paused: bool,
     /// Bytes that arrived after `pause_reading` (already in flight), delivered on resume.
     pub(crate) stash: BytesMut,
+    /// The peer's end of stream arrived while reading was paused (or bytes were still
+    /// stashed): `eof_received` follows the stash on resume.
+    pub(crate) eof_stashed: bool,
     /// Bytes queued in the driver (from its `Sent` completions).
     pub(crate) queued: usize,
     pub(crate) connect_timer: Option<TimerKey>,
@@ -85,6 +88,7 @@ impl Conn {
             write_paused: false,
             read_paused: false,
             stash: BytesMut::new(),
+            eof_stashed: false,
             queued: 0,
             connect_timer: None,
         }
@@ -350,7 +354,7 @@ impl State {
             && conn.read_paused
         {
             conn.read_paused = false;
-            if !conn.stash.is_empty() {
+            if !conn.stash.is_empty() || conn.eof_stashed {
                 self.notices.push_back((id, Notice::Stash));
             }
             if conn.phase == Phase::Open {
