@@ -239,4 +239,29 @@ ringwork::platform::test_all_backends! {
         running.handle.shutdown(Duration::from_secs(5));
         running.join().expect("Runtime::run returns Ok after shutdown");
     }
+
+    /// A message that panics is contained: counted in that core's stats, and the core keeps
+    /// running messages and shuts down normally.
+    fn a_panicking_message_is_contained(backend: BackendChoice) {
+        common::quiet_panics("deliberate test panic");
+        let Some(runtime) = runtime(backend) else { return };
+        let (cores_tx, cores_rx) = unbounded::<Cores>();
+        let running = Running::start(runtime, move |reactor| {
+            if reactor.core_index() == 0 {
+                cores_tx.send(reactor.cores().expect("cores").clone()).unwrap();
+            }
+            Ok(())
+        });
+        let cores = recv(&cores_rx, "core 0's Cores handle");
+        cores.send(1, |_| panic!("deliberate test panic in a message")).unwrap();
+        let (tx, rx) = unbounded();
+        cores
+            .send(1, move |r| {
+                let _ = tx.send((r.core_index(), r.stats().panics));
+            })
+            .unwrap();
+        assert_eq!(recv(&rx, "a message after the panicking one"), (1, 1));
+        running.handle.shutdown(Duration::from_secs(5));
+        running.join().expect("Runtime::run returns Ok");
+    }
 }

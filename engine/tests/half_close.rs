@@ -10,7 +10,7 @@ use common::{
 use ringwork::platform::BackendChoice;
 use ringwork::{Context, Protocol};
 
-const REQUEST: usize = 100_000;
+const REQUEST: usize = 4 << 20;
 const REPLY: usize = 1 << 20;
 
 /// Sends its request, half-closes, then writes once more (ignored after `shutdown_write`).

@@ -226,4 +226,47 @@ ringwork::platform::test_all_backends! {
         );
         assert!(elapsed < Duration::from_secs(4), "run returned {elapsed:?} after shutdown");
     }
+
+    /// `Reactor::shutdown` in single-threaded mode: the listener closes, the request in
+    /// flight is answered, and the reactor finishes once its connections are gone.
+    fn single_threaded_reactor_shutdown(backend: BackendChoice) {
+        let Some(mut reactor) = reactor(backend) else { return };
+        let (events_tx, events) = unbounded();
+        let addr: ringwork::SockAddr = reactor
+            .listen_tcp(common::any_port(), move || Delayed {
+                delay: Duration::from_millis(50),
+                got: Vec::new(),
+                events: events_tx.clone(),
+            })
+            .unwrap()
+            .into();
+        let (first, log) = client();
+        reactor.connect(&addr, first).unwrap();
+        wait(&mut reactor, |_| log.borrow().bytes == b"ack\n", || {
+            format!("the acknowledgement: {}", log.borrow().summary())
+        });
+        reactor.shutdown(Duration::from_secs(5));
+        assert!(!reactor.is_finished(), "finished with two connections open");
+        let (late, late_log) = client();
+        reactor.connect(&addr, late).unwrap();
+        wait(&mut reactor, |r| r.is_finished(), || {
+            format!("the reactor to finish: {} connections; client: {}; late: {}",
+                reactor_connections(&log, &late_log), log.borrow().summary(), late_log.borrow().summary())
+        });
+        assert_eq!(log.borrow().bytes, b"ack\nanswer\n", "{}", log.borrow().summary());
+        assert_eq!(log.borrow().lost(), Some(Lost::Done));
+        assert!(late_log.borrow().bytes.is_empty(), "served after shutdown: {}", late_log.borrow().summary());
+        let reports: Vec<Srv> = events.try_iter().collect();
+        assert_eq!(count(&reports, &Srv::Made), 1, "server connections made: {reports:?}");
+        assert!(reactor.run().is_ok(), "run() after the shutdown finished returns at once");
+    }
+}
+
+/// For failure messages: which of the two clients is still open.
+fn reactor_connections(a: &Log, b: &Log) -> String {
+    format!(
+        "client lost: {}, late lost: {}",
+        a.borrow().is_lost(),
+        b.borrow().is_lost()
+    )
 }
