@@ -233,7 +233,9 @@ ringwork::platform::test_all_backends! {
         let data = Bytes::from(pattern(SIZE));
         let server_data = data.clone();
         let addr = reactor
-            .listen_tcp(common::any_port(), move || WriteAndClose(server_data.clone()))
+            .listen_tcp(common::any_port(), move || {
+                WriteAndClose(server_data.clone())
+            })
             .unwrap();
         let while_paused = Rc::new(RefCell::new(Vec::new()));
         let (client, log) = recorded(PauseTwice {
@@ -241,9 +243,11 @@ ringwork::platform::test_all_backends! {
             while_paused: Rc::clone(&while_paused),
         });
         reactor.connect(&addr.into(), client).unwrap();
-        wait(&mut reactor, |_| log.borrow().is_lost(), || {
-            format!("the reader to finish: {}", log.borrow().summary())
-        });
+        wait(
+            &mut reactor,
+            |_| log.borrow().is_lost(),
+            || format!("the reader to finish: {}", log.borrow().summary()),
+        );
         let log = log.borrow();
         assert_eq!(
             *while_paused.borrow(),
@@ -259,7 +263,12 @@ ringwork::platform::test_all_backends! {
             log.summary()
         );
         let n = log.events.len();
-        assert_eq!(log.events[n - 2..], [common::Event::Eof, common::Event::Lost(Lost::Done)], "{}", log.summary());
+        assert_eq!(
+            log.events[n - 2..],
+            [common::Event::Eof, common::Event::Lost(Lost::Done)],
+            "{}",
+            log.summary()
+        );
     }
 
     /// 64 MiB to a reader that stalls for a while: the producer is paused, its buffer stays
@@ -290,18 +299,23 @@ ringwork::platform::test_all_backends! {
         wait(
             &mut reactor,
             |_| reading.borrow().lost.is_some() && producing.borrow().lost.is_some(),
-            || format!(
-                "the whole stream and both ends; reader: {:?}; producer: {:?}",
-                reading.borrow(),
-                producing.borrow()
-            ),
+            || {
+                format!(
+                    "the whole stream and both ends; reader: {:?}; producer: {:?}",
+                    reading.borrow(),
+                    producing.borrow()
+                )
+            },
         );
 
         let reading = reading.borrow();
         let producing = producing.borrow();
         eprintln!("{backend:?}: reader {reading:?}; producer {producing:?}");
         let (written, max_buffered, pauses) = reading.at_resume.expect("the reader resumed");
-        assert!(pauses >= 1, "the producer got no pause_writing during the stall");
+        assert!(
+            pauses >= 1,
+            "the producer got no pause_writing during the stall"
+        );
         assert!(
             written < TOTAL / 2,
             "{written} of {TOTAL} bytes were produced while the reader was paused: \
@@ -317,9 +331,18 @@ ringwork::platform::test_all_backends! {
             "{} bytes buffered at some point (high watermark {high} + one {CHUNK}-byte chunk)",
             producing.max_buffered
         );
-        assert!(producing.drains >= 1, "write_drained never came after the stall");
-        assert_eq!(reading.while_paused, 0, "data_received while reading was paused");
-        assert_eq!(reading.corrupt_at, None, "the stream differs from what was written");
+        assert!(
+            producing.drains >= 1,
+            "write_drained never came after the stall"
+        );
+        assert_eq!(
+            reading.while_paused, 0,
+            "data_received while reading was paused"
+        );
+        assert_eq!(
+            reading.corrupt_at, None,
+            "the stream differs from what was written"
+        );
         assert_eq!(reading.received, TOTAL, "bytes received");
         assert!(reading.eof, "EOF after the stream");
         assert_eq!(reading.lost, Some(Lost::Done), "reader's end");
@@ -351,7 +374,12 @@ ringwork::platform::test_all_backends! {
         wait(
             &mut reactor,
             |_| common::nth_lost(&servers, 0),
-            || format!("the flooding server to be cut off: {}", common::summaries(&servers)),
+            || {
+                format!(
+                    "the flooding server to be cut off: {}",
+                    common::summaries(&servers)
+                )
+            },
         );
         let server = common::nth(&servers, 0);
         assert_eq!(
@@ -366,13 +394,28 @@ ringwork::platform::test_all_backends! {
             server.borrow().summary()
         );
         let max = *max_buffered.borrow();
-        assert!(max <= LIMIT, "{max} bytes buffered, past the {LIMIT}-byte limit");
+        assert!(
+            max <= LIMIT,
+            "{max} bytes buffered, past the {LIMIT}-byte limit"
+        );
         // The reader now reads what reached it, then sees the reset.
         reactor.with_conn(client_id, |ctx| ctx.resume_reading());
-        wait(&mut reactor, |_| client_log.borrow().is_lost(), || {
-            format!("the reader to see the end: {}", client_log.borrow().summary())
-        });
+        wait(
+            &mut reactor,
+            |_| client_log.borrow().is_lost(),
+            || {
+                format!(
+                    "the reader to see the end: {}",
+                    client_log.borrow().summary()
+                )
+            },
+        );
         let client = client_log.borrow();
-        assert_eq!(client.lost(), Some(Lost::Reset), "reader: {}", client.summary());
+        assert_eq!(
+            client.lost(),
+            Some(Lost::Reset),
+            "reader: {}",
+            client.summary()
+        );
     }
 }

@@ -111,17 +111,22 @@ ringwork::platform::test_all_backends! {
         wait(
             &mut reactor,
             |r| client_log.borrow().is_lost() && nth_lost(&servers, 0) && r.connections() == 0,
-            || format!(
-                "both sides lost and removed; client: {}; server: {}",
-                client_log.borrow().summary(),
-                summaries(&servers)
-            ),
+            || {
+                format!(
+                    "both sides lost and removed; client: {}; server: {}",
+                    client_log.borrow().summary(),
+                    summaries(&servers)
+                )
+            },
         );
 
         let after_end = *after_end.borrow();
         let (open, buffered) = after_end.expect("the server closed");
         assert!(!open, "is_open() after close()");
-        assert!(buffered > 0, "close() with 8 MiB written: the bytes are still buffered");
+        assert!(
+            buffered > 0,
+            "close() with 8 MiB written: the bytes are still buffered"
+        );
         let client = client_log.borrow();
         assert!(
             client.bytes == data,
@@ -136,9 +141,19 @@ ringwork::platform::test_all_backends! {
             "client: EOF after the last byte: {}",
             client.summary()
         );
-        assert_eq!(client.lost(), Some(Lost::Done), "client: {}", client.summary());
+        assert_eq!(
+            client.lost(),
+            Some(Lost::Done),
+            "client: {}",
+            client.summary()
+        );
         let server = nth(&servers, 0);
-        assert_eq!(server.borrow().losses(), [Lost::Done], "server: {}", server.borrow().summary());
+        assert_eq!(
+            server.borrow().losses(),
+            [Lost::Done],
+            "server: {}",
+            server.borrow().summary()
+        );
         assert!(server.borrow().bytes.is_empty());
     }
 
@@ -162,11 +177,13 @@ ringwork::platform::test_all_backends! {
         wait(
             &mut reactor,
             |r| client_log.borrow().is_lost() && nth_lost(&servers, 0) && r.connections() == 0,
-            || format!(
-                "both sides lost and removed; client: {}; server: {}",
-                client_log.borrow().summary(),
-                summaries(&servers)
-            ),
+            || {
+                format!(
+                    "both sides lost and removed; client: {}; server: {}",
+                    client_log.borrow().summary(),
+                    summaries(&servers)
+                )
+            },
         );
 
         let after_end = *after_end.borrow();
@@ -175,9 +192,19 @@ ringwork::platform::test_all_backends! {
         assert_eq!(buffered, 0, "abort() drops unsent bytes");
         let server = nth(&servers, 0);
         let server = server.borrow();
-        assert_eq!(server.losses(), [Lost::Aborted], "server: {}", server.summary());
+        assert_eq!(
+            server.losses(),
+            [Lost::Aborted],
+            "server: {}",
+            server.summary()
+        );
         let client = client_log.borrow();
-        assert_eq!(client.lost(), Some(Lost::Reset), "client: {}", client.summary());
+        assert_eq!(
+            client.lost(),
+            Some(Lost::Reset),
+            "client: {}",
+            client.summary()
+        );
         assert_eq!(client.eofs(), 0, "a reset is no EOF: {}", client.summary());
         assert!(
             client.bytes.len() <= BIG && client.bytes[..] == data[..client.bytes.len()],
@@ -215,16 +242,29 @@ ringwork::platform::test_all_backends! {
         wait(
             &mut reactor,
             |r| client_log.borrow().is_lost() && nth_lost(&servers, 0) && r.connections() == 0,
-            || format!(
-                "both sides lost and removed; client: {}; server: {}",
-                client_log.borrow().summary(),
-                summaries(&servers)
-            ),
+            || {
+                format!(
+                    "both sides lost and removed; client: {}; server: {}",
+                    client_log.borrow().summary(),
+                    summaries(&servers)
+                )
+            },
         );
         let server = nth(&servers, 0);
-        assert_eq!(server.borrow().events, [Event::Made, Event::Lost(Lost::Aborted)]);
+        assert_eq!(
+            server.borrow().events,
+            [Event::Made, Event::Lost(Lost::Aborted)]
+        );
         let client = client_log.borrow();
-        assert!(client.bytes.is_empty(), "bytes written before abort() were sent");
-        assert_eq!(client.losses(), [Lost::Reset], "client: {}", client.summary());
+        assert!(
+            client.bytes.is_empty(),
+            "bytes written before abort() were sent"
+        );
+        assert_eq!(
+            client.losses(),
+            [Lost::Reset],
+            "client: {}",
+            client.summary()
+        );
     }
 }

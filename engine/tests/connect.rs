@@ -97,31 +97,53 @@ ringwork::platform::test_all_backends! {
         let Some(mut reactor) = reactor(backend) else { return };
         let (client, log) = recorded(Hello(b"never sent".to_vec()));
         reactor.connect(&closed_port(), client).unwrap();
-        wait(&mut reactor, |_| log.borrow().is_lost(), || {
-            format!("the refused connect to end: {}", log.borrow().summary())
-        });
+        wait(
+            &mut reactor,
+            |_| log.borrow().is_lost(),
+            || format!("the refused connect to end: {}", log.borrow().summary()),
+        );
         assert_eq!(
             log.borrow().events,
-            [Event::Lost(Lost::ConnectFailed(ErrorKind::ConnectionRefused))],
+            [Event::Lost(Lost::ConnectFailed(
+                ErrorKind::ConnectionRefused
+            ))],
             "{}",
             log.borrow().summary()
         );
-        wait(&mut reactor, |r| r.connections() == 0, || "the failed connection to leave".into());
+        wait(
+            &mut reactor,
+            |r| r.connections() == 0,
+            || "the failed connection to leave".into(),
+        );
     }
 
     /// A connect that hangs ends with ConnectTimeout after the reactor's connect_timeout.
     fn timeout_from_config(backend: BackendChoice) {
-        let config = ReactorConfig { connect_timeout: TIMEOUT, ..ReactorConfig::default() };
+        let config = ReactorConfig {
+            connect_timeout: TIMEOUT,
+            ..ReactorConfig::default()
+        };
         let Some(mut reactor) = reactor_with(backend, config) else { return };
         let backlog = FullBacklog::new();
         let (client, log) = recorded(Hello(b"never sent".to_vec()));
         let start = Instant::now();
         reactor.connect(&backlog.addr.into(), client).unwrap();
-        wait(&mut reactor, |_| log.borrow().is_lost(), || {
-            format!("the hanging connect to time out: {}", log.borrow().summary())
-        });
+        wait(
+            &mut reactor,
+            |_| log.borrow().is_lost(),
+            || {
+                format!(
+                    "the hanging connect to time out: {}",
+                    log.borrow().summary()
+                )
+            },
+        );
         assert_timed_out(&log, start, TIMEOUT);
-        wait(&mut reactor, |r| r.connections() == 0, || "the timed-out connection to leave".into());
+        wait(
+            &mut reactor,
+            |r| r.connections() == 0,
+            || "the timed-out connection to leave".into(),
+        );
     }
 
     /// `Context::connect_with_timeout` from a callback: its own timeout applies (the
@@ -129,14 +151,27 @@ ringwork::platform::test_all_backends! {
     fn timeout_per_connect(backend: BackendChoice) {
         let Some(mut reactor) = reactor(backend) else { return };
         let backlog = FullBacklog::new();
-        let addr = reactor.listen_tcp(common::any_port(), || common::Sink).unwrap();
+        let addr = reactor
+            .listen_tcp(common::any_port(), || common::Sink)
+            .unwrap();
         let (inner, log) = recorded(Hello(b"never sent".to_vec()));
         let start = Instant::now();
-        let outer = ConnectFrom { target: backlog.addr.into(), timeout: TIMEOUT, inner: Some(inner) };
+        let outer = ConnectFrom {
+            target: backlog.addr.into(),
+            timeout: TIMEOUT,
+            inner: Some(inner),
+        };
         reactor.connect(&addr.into(), outer).unwrap();
-        wait(&mut reactor, |_| log.borrow().is_lost(), || {
-            format!("the hanging connect to time out: {}", log.borrow().summary())
-        });
+        wait(
+            &mut reactor,
+            |_| log.borrow().is_lost(),
+            || {
+                format!(
+                    "the hanging connect to time out: {}",
+                    log.borrow().summary()
+                )
+            },
+        );
         assert_timed_out(&log, start, TIMEOUT);
     }
 
@@ -148,7 +183,10 @@ ringwork::platform::test_all_backends! {
         let addr = reactor.listen_tcp(common::any_port(), factory).unwrap();
         let sent = b"written before connecting and after.";
         let reply = b"hello from the server;WRITTEN BEFORE CONNECTING AND AFTER.";
-        let (client, log) = recorded(Talker { expect: reply.len(), got: 0 });
+        let (client, log) = recorded(Talker {
+            expect: reply.len(),
+            got: 0,
+        });
         let id = reactor.connect(&addr.into(), client).unwrap();
         // Not connected yet: no turn has run.
         reactor.with_conn(id, |ctx| {
@@ -158,11 +196,13 @@ ringwork::platform::test_all_backends! {
         wait(
             &mut reactor,
             |_| log.borrow().is_lost() && common::nth_lost(&servers, 0),
-            || format!(
-                "the exchange to finish; client: {}; server: {}",
-                log.borrow().summary(),
-                common::summaries(&servers)
-            ),
+            || {
+                format!(
+                    "the exchange to finish; client: {}; server: {}",
+                    log.borrow().summary(),
+                    common::summaries(&servers)
+                )
+            },
         );
         let server = nth(&servers, 0);
         let server = server.borrow();
@@ -178,8 +218,18 @@ ringwork::platform::test_all_backends! {
             "client received"
         );
         assert_eq!(client.events[0], Event::Made);
-        assert_eq!(client.lost(), Some(Lost::Done), "client: {}", client.summary());
-        assert_eq!(server.lost(), Some(Lost::Done), "server: {}", server.summary());
+        assert_eq!(
+            client.lost(),
+            Some(Lost::Done),
+            "client: {}",
+            client.summary()
+        );
+        assert_eq!(
+            server.lost(),
+            Some(Lost::Done),
+            "server: {}",
+            server.summary()
+        );
     }
 
     /// Addresses: the client's peer is the listener, the server's peer is the client.
@@ -191,20 +241,49 @@ ringwork::platform::test_all_backends! {
         let id = reactor.connect(&addr.into(), client).unwrap();
         wait(
             &mut reactor,
-            |_| log.borrow().made() == 1 && servers.borrow().first().is_some_and(|s| s.borrow().made() == 1),
+            |_| {
+                log.borrow().made() == 1
+                    && servers
+                        .borrow()
+                        .first()
+                        .is_some_and(|s| s.borrow().made() == 1)
+            },
             || "both ends to connect".into(),
         );
         let server_id = nth(&servers, 0).borrow().id.expect("server connection");
-        let client_local = reactor.with_conn(id, |ctx| ctx.local_addr()).unwrap().as_socket();
-        let client_peer = reactor.with_conn(id, |ctx| ctx.peer_addr()).unwrap().as_socket();
-        let server_local = reactor.with_conn(server_id, |ctx| ctx.local_addr()).unwrap().as_socket();
-        let server_peer = reactor.with_conn(server_id, |ctx| ctx.peer_addr()).unwrap().as_socket();
+        let client_local = reactor
+            .with_conn(id, |ctx| ctx.local_addr())
+            .unwrap()
+            .as_socket();
+        let client_peer = reactor
+            .with_conn(id, |ctx| ctx.peer_addr())
+            .unwrap()
+            .as_socket();
+        let server_local = reactor
+            .with_conn(server_id, |ctx| ctx.local_addr())
+            .unwrap()
+            .as_socket();
+        let server_peer = reactor
+            .with_conn(server_id, |ctx| ctx.peer_addr())
+            .unwrap()
+            .as_socket();
         assert_eq!(client_peer, Some(addr), "the client's peer is the listener");
-        assert_eq!(server_local, Some(addr), "the server's local address is the listener's");
+        assert_eq!(
+            server_local,
+            Some(addr),
+            "the server's local address is the listener's"
+        );
         assert_eq!(server_peer, client_local, "the server's peer is the client");
         // Gone: addresses are an error, not a panic.
         reactor.with_conn(id, |ctx| ctx.abort());
-        wait(&mut reactor, |r| r.connections() == 0, || "both ends to go".into());
-        assert!(reactor.with_conn(id, |ctx| ctx.peer_addr()).is_err(), "address of a gone connection");
+        wait(
+            &mut reactor,
+            |r| r.connections() == 0,
+            || "both ends to go".into(),
+        );
+        assert!(
+            reactor.with_conn(id, |ctx| ctx.peer_addr()).is_err(),
+            "address of a gone connection"
+        );
     }
 }

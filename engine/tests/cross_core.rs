@@ -152,24 +152,42 @@ ringwork::platform::test_all_backends! {
             let sent = test_tx.clone();
             cores.broadcast(move |r| {
                 let (on, thread) = place(r);
-                let _ = sent.send(Ran::Broadcast { from: TEST, on, thread });
+                let _ = sent.send(Ran::Broadcast {
+                    from: TEST,
+                    on,
+                    thread,
+                });
             });
         }
-        assert!(cores.send(CORES, |_| {}).is_err(), "sending to core {CORES} of {CORES}");
+        assert!(
+            cores.send(CORES, |_| {}).is_err(),
+            "sending to core {CORES} of {CORES}"
+        );
 
         let mut expected = Vec::new();
         for from in 0..CORES {
             let on = (from + 1) % CORES;
-            expected.push(Ran::Sent { from, on, thread: core_thread(on) });
+            expected.push(Ran::Sent {
+                from,
+                on,
+                thread: core_thread(on),
+            });
         }
         for from in (0..CORES).chain([TEST]) {
             for on in 0..CORES {
-                expected.push(Ran::Broadcast { from, on, thread: core_thread(on) });
+                expected.push(Ran::Broadcast {
+                    from,
+                    on,
+                    thread: core_thread(on),
+                });
             }
         }
         let mut got = Vec::new();
         while got.len() < expected.len() {
-            got.push(recv(&rx, &format!("{} messages; got {got:?}", expected.len())));
+            got.push(recv(
+                &rx,
+                &format!("{} messages; got {got:?}", expected.len()),
+            ));
         }
         // Fences: once they ran, anything run twice would have shown up before them.
         for on in 0..CORES {
@@ -189,12 +207,20 @@ ringwork::platform::test_all_backends! {
         }
         got.sort();
         expected.sort();
-        assert_eq!(got, expected, "messages run (each exactly once, on its core's thread)");
+        assert_eq!(
+            got, expected,
+            "messages run (each exactly once, on its core's thread)"
+        );
 
         let start = Instant::now();
         running.handle.shutdown(Duration::from_secs(5));
-        running.join().expect("Runtime::run returns Ok after shutdown");
-        assert!(start.elapsed() < Duration::from_secs(4), "an idle runtime waited out its grace");
+        running
+            .join()
+            .expect("Runtime::run returns Ok after shutdown");
+        assert!(
+            start.elapsed() < Duration::from_secs(4),
+            "an idle runtime waited out its grace"
+        );
         assert!(cores.send(0, |_| {}).is_err(), "sending to a stopped core");
     }
 
@@ -237,7 +263,9 @@ ringwork::platform::test_all_backends! {
             ]
         );
         running.handle.shutdown(Duration::from_secs(5));
-        running.join().expect("Runtime::run returns Ok after shutdown");
+        running
+            .join()
+            .expect("Runtime::run returns Ok after shutdown");
     }
 
     /// A message that panics is contained: counted in that core's stats, and the core keeps
@@ -248,12 +276,16 @@ ringwork::platform::test_all_backends! {
         let (cores_tx, cores_rx) = unbounded::<Cores>();
         let running = Running::start(runtime, move |reactor| {
             if reactor.core_index() == 0 {
-                cores_tx.send(reactor.cores().expect("cores").clone()).unwrap();
+                cores_tx
+                    .send(reactor.cores().expect("cores").clone())
+                    .unwrap();
             }
             Ok(())
         });
         let cores = recv(&cores_rx, "core 0's Cores handle");
-        cores.send(1, |_| panic!("deliberate test panic in a message")).unwrap();
+        cores
+            .send(1, |_| panic!("deliberate test panic in a message"))
+            .unwrap();
         let (tx, rx) = unbounded();
         cores
             .send(1, move |r| {

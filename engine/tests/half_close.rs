@@ -77,21 +77,26 @@ ringwork::platform::test_all_backends! {
         let Some(mut reactor) = reactor(backend) else { return };
         let reply = pattern(REPLY);
         let server_reply = reply.clone();
-        let (factory, servers) =
-            recording_factory(move || ReplyAfterEof { reply: server_reply.clone() });
+        let (factory, servers) = recording_factory(move || ReplyAfterEof {
+            reply: server_reply.clone(),
+        });
         let addr = reactor.listen_tcp(common::any_port(), factory).unwrap();
         let request = pattern(REQUEST);
-        let (client, client_log) = recorded(Requester { request: request.clone() });
+        let (client, client_log) = recorded(Requester {
+            request: request.clone(),
+        });
         reactor.connect(&addr.into(), client).unwrap();
 
         wait(
             &mut reactor,
             |_| client_log.borrow().is_lost() && nth_lost(&servers, 0),
-            || format!(
-                "both sides' connection_lost; client: {}, server: {}",
-                client_log.borrow().summary(),
-                summaries(&servers)
-            ),
+            || {
+                format!(
+                    "both sides' connection_lost; client: {}, server: {}",
+                    client_log.borrow().summary(),
+                    summaries(&servers)
+                )
+            },
         );
 
         let server = nth(&servers, 0);
@@ -113,7 +118,11 @@ ringwork::platform::test_all_backends! {
         );
         assert_clean_half_close("client", &client);
         drop((server, client));
-        wait(&mut reactor, |r| r.connections() == 0, || "connections to leave the table".into());
+        wait(
+            &mut reactor,
+            |r| r.connections() == 0,
+            || "connections to leave the table".into(),
+        );
     }
 
     /// The default `eof_received` closes the server's side cleanly after the client's
@@ -135,11 +144,13 @@ ringwork::platform::test_all_backends! {
         wait(
             &mut reactor,
             |_| client_log.borrow().is_lost() && nth_lost(&servers, 0),
-            || format!(
-                "both sides' connection_lost; client: {}, server: {}",
-                client_log.borrow().summary(),
-                summaries(&servers)
-            ),
+            || {
+                format!(
+                    "both sides' connection_lost; client: {}, server: {}",
+                    client_log.borrow().summary(),
+                    summaries(&servers)
+                )
+            },
         );
         let server = nth(&servers, 0);
         let server = server.borrow();
@@ -173,19 +184,36 @@ ringwork::platform::test_all_backends! {
         wait(
             &mut reactor,
             |_| client_log.borrow().is_lost() && nth_lost(&servers, 0),
-            || format!(
-                "both sides' connection_lost; client: {}, server: {}",
-                client_log.borrow().summary(),
-                summaries(&servers)
-            ),
+            || {
+                format!(
+                    "both sides' connection_lost; client: {}, server: {}",
+                    client_log.borrow().summary(),
+                    summaries(&servers)
+                )
+            },
         );
         let server = nth(&servers, 0);
         let server = server.borrow();
         let client = client_log.borrow();
         assert_eq!(server.bytes, b"client too", "server: {}", server.summary());
-        assert_eq!(client.bytes, b"server speaks first", "client: {}", client.summary());
-        assert_eq!(server.lost(), Some(Lost::Done), "server: {}", server.summary());
-        assert_eq!(client.lost(), Some(Lost::Done), "client: {}", client.summary());
+        assert_eq!(
+            client.bytes,
+            b"server speaks first",
+            "client: {}",
+            client.summary()
+        );
+        assert_eq!(
+            server.lost(),
+            Some(Lost::Done),
+            "server: {}",
+            server.summary()
+        );
+        assert_eq!(
+            client.lost(),
+            Some(Lost::Done),
+            "client: {}",
+            client.summary()
+        );
         assert_eq!((server.eofs(), client.eofs()), (1, 1));
     }
 }

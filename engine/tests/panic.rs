@@ -166,7 +166,11 @@ ringwork::platform::test_all_backends! {
         reactor.connect(&addr, victim).unwrap();
         assert_reset(&mut reactor, &victim_log);
         bystander.echo(&mut reactor, b"after;");
-        wait(&mut reactor, |r| r.connections() == 2, || "the panicked connection to leave the table".into());
+        wait(
+            &mut reactor,
+            |r| r.connections() == 2,
+            || "the panicked connection to leave the table".into(),
+        );
 
         let panicked = nth(&servers, 1);
         assert_eq!(
@@ -176,7 +180,12 @@ ringwork::platform::test_all_backends! {
         );
         assert_eq!(reactor.stats().panics, 1, "panics counted");
         bystander.finish(&mut reactor, &nth(&servers, 0));
-        assert_eq!(servers.borrow().len(), 2, "server connections: {}", summaries(&servers));
+        assert_eq!(
+            servers.borrow().len(),
+            2,
+            "server connections: {}",
+            summaries(&servers)
+        );
     }
 
     /// A panic in `connection_made`: the same isolation.
@@ -191,7 +200,11 @@ ringwork::platform::test_all_backends! {
         reactor.connect(&addr, victim).unwrap();
         assert_reset(&mut reactor, &victim_log);
         bystander.echo(&mut reactor, b"after;");
-        wait(&mut reactor, |r| r.connections() == 2, || "the panicked connection to leave the table".into());
+        wait(
+            &mut reactor,
+            |r| r.connections() == 2,
+            || "the panicked connection to leave the table".into(),
+        );
 
         let panicked = nth(&servers, 1);
         assert_eq!(
@@ -219,7 +232,10 @@ ringwork::platform::test_all_backends! {
                 Fragile { mode: Mode::Echo }
             })
         };
-        let addr: SockAddr = reactor.listen_tcp(common::any_port(), factory).unwrap().into();
+        let addr: SockAddr = reactor
+            .listen_tcp(common::any_port(), factory)
+            .unwrap()
+            .into();
         let mut bystander = Bystander::connect(&mut reactor, &addr);
         bystander.echo(&mut reactor, b"before;");
 

@@ -157,11 +157,13 @@ ringwork::platform::test_all_backends! {
         wait(
             &mut reactor,
             |_| logs.iter().all(|l| l.borrow().is_lost()) && late_log.borrow().is_lost(),
-            || format!(
-                "every client to end; in flight: {}; late: {}",
-                summaries(&all),
-                late_log.borrow().summary()
-            ),
+            || {
+                format!(
+                    "every client to end; in flight: {}; late: {}",
+                    summaries(&all),
+                    late_log.borrow().summary()
+                )
+            },
         );
         server.running.join().expect("Runtime::run returns Ok");
         let elapsed = start.elapsed();
@@ -172,8 +174,15 @@ ringwork::platform::test_all_backends! {
             assert_eq!(log.lost(), Some(Lost::Done), "in flight: {}", log.summary());
         }
         let late = late_log.borrow();
-        eprintln!("{backend:?}: the connect after shutdown ended with {:?}", late.lost());
-        assert!(late.bytes.is_empty(), "the late connection was served: {}", late.summary());
+        eprintln!(
+            "{backend:?}: the connect after shutdown ended with {:?}",
+            late.lost()
+        );
+        assert!(
+            late.bytes.is_empty(),
+            "the late connection was served: {}",
+            late.summary()
+        );
         let refused = Lost::ConnectFailed(std::io::ErrorKind::ConnectionRefused);
         assert!(
             matches!(late.lost(), Some(Lost::Reset | Lost::Done)) || late.lost() == Some(refused),
@@ -181,9 +190,17 @@ ringwork::platform::test_all_backends! {
             late.summary()
         );
         let reports = reports(&server);
-        assert_eq!(count(&reports, &Srv::Made), CLIENTS, "server connections made: {reports:?}");
+        assert_eq!(
+            count(&reports, &Srv::Made),
+            CLIENTS,
+            "server connections made: {reports:?}"
+        );
         assert_eq!(count(&reports, &Srv::Request), CLIENTS, "{reports:?}");
-        assert_eq!(count(&reports, &Srv::Lost(Lost::Done)), CLIENTS, "{reports:?}");
+        assert_eq!(
+            count(&reports, &Srv::Lost(Lost::Done)),
+            CLIENTS,
+            "{reports:?}"
+        );
         assert!(
             elapsed < Duration::from_secs(4),
             "run returned {elapsed:?} after shutdown: it waited for the grace period although \
@@ -224,7 +241,10 @@ ringwork::platform::test_all_backends! {
             elapsed >= Duration::from_millis(100),
             "connections were cut off {elapsed:?} after shutdown, before the 100 ms grace"
         );
-        assert!(elapsed < Duration::from_secs(4), "run returned {elapsed:?} after shutdown");
+        assert!(
+            elapsed < Duration::from_secs(4),
+            "run returned {elapsed:?} after shutdown"
+        );
     }
 
     /// `Reactor::shutdown` in single-threaded mode: the listener closes, the request in
@@ -242,23 +262,49 @@ ringwork::platform::test_all_backends! {
             .into();
         let (first, log) = client();
         reactor.connect(&addr, first).unwrap();
-        wait(&mut reactor, |_| log.borrow().bytes == b"ack\n", || {
-            format!("the acknowledgement: {}", log.borrow().summary())
-        });
+        wait(
+            &mut reactor,
+            |_| log.borrow().bytes == b"ack\n",
+            || format!("the acknowledgement: {}", log.borrow().summary()),
+        );
         reactor.shutdown(Duration::from_secs(5));
         assert!(!reactor.is_finished(), "finished with two connections open");
         let (late, late_log) = client();
         reactor.connect(&addr, late).unwrap();
-        wait(&mut reactor, |r| r.is_finished(), || {
-            format!("the reactor to finish: {} connections; client: {}; late: {}",
-                reactor_connections(&log, &late_log), log.borrow().summary(), late_log.borrow().summary())
-        });
-        assert_eq!(log.borrow().bytes, b"ack\nanswer\n", "{}", log.borrow().summary());
+        wait(
+            &mut reactor,
+            |r| r.is_finished(),
+            || {
+                format!(
+                    "the reactor to finish: {} connections; client: {}; late: {}",
+                    reactor_connections(&log, &late_log),
+                    log.borrow().summary(),
+                    late_log.borrow().summary()
+                )
+            },
+        );
+        assert_eq!(
+            log.borrow().bytes,
+            b"ack\nanswer\n",
+            "{}",
+            log.borrow().summary()
+        );
         assert_eq!(log.borrow().lost(), Some(Lost::Done));
-        assert!(late_log.borrow().bytes.is_empty(), "served after shutdown: {}", late_log.borrow().summary());
+        assert!(
+            late_log.borrow().bytes.is_empty(),
+            "served after shutdown: {}",
+            late_log.borrow().summary()
+        );
         let reports: Vec<Srv> = events.try_iter().collect();
-        assert_eq!(count(&reports, &Srv::Made), 1, "server connections made: {reports:?}");
-        assert!(reactor.run().is_ok(), "run() after the shutdown finished returns at once");
+        assert_eq!(
+            count(&reports, &Srv::Made),
+            1,
+            "server connections made: {reports:?}"
+        );
+        assert!(
+            reactor.run().is_ok(),
+            "run() after the shutdown finished returns at once"
+        );
     }
 }
 

@@ -59,7 +59,13 @@ ringwork::platform::test_all_backends! {
         let Some(mut reactor) = reactor(backend) else { return };
         let before = reactor.stats();
         assert_eq!(
-            (before.accepted, before.connects, before.connections, before.bytes_in, before.bytes_out),
+            (
+                before.accepted,
+                before.connects,
+                before.connections,
+                before.bytes_in,
+                before.bytes_out
+            ),
             (0, 0, 0, 0, 0),
             "a fresh reactor: {before:?}"
         );
@@ -77,38 +83,86 @@ ringwork::platform::test_all_backends! {
         let sizes: Vec<usize> = (0..CLIENTS).map(|i| 1 + i * 37_171).collect();
         let payload: usize = sizes.iter().sum();
         for &size in &sizes {
-            let client = Client { size, got: 0, done: Rc::clone(&done) };
+            let client = Client {
+                size,
+                got: 0,
+                done: Rc::clone(&done),
+            };
             reactor.connect(&addr.into(), client).unwrap();
         }
-        assert_eq!(reactor.stats().connects, CLIENTS as u64, "connects counted when started");
+        assert_eq!(
+            reactor.stats().connects,
+            CLIENTS as u64,
+            "connects counted when started"
+        );
         wait(
             &mut reactor,
             |_| done.borrow().made == CLIENTS && *made.borrow() == CLIENTS,
-            || format!("every connection made ({} clients, {} accepted)", done.borrow().made, made.borrow()),
+            || {
+                format!(
+                    "every connection made ({} clients, {} accepted)",
+                    done.borrow().made,
+                    made.borrow()
+                )
+            },
         );
         let open = reactor.stats();
-        assert_eq!(open.connections, 2 * CLIENTS as u64, "both ends of each connection are open: {open:?}");
+        assert_eq!(
+            open.connections,
+            2 * CLIENTS as u64,
+            "both ends of each connection are open: {open:?}"
+        );
         assert_eq!(open.connections, reactor.connections() as u64);
         wait(
             &mut reactor,
             |r| done.borrow().finished.len() == CLIENTS && r.connections() == 0,
-            || format!("every round trip and close ({} of {CLIENTS})", done.borrow().finished.len()),
+            || {
+                format!(
+                    "every round trip and close ({} of {CLIENTS})",
+                    done.borrow().finished.len()
+                )
+            },
         );
         for &(sent, got, clean) in &done.borrow().finished {
-            assert!(got == sent && clean, "a client sent {sent}, got {got} back, clean end: {clean}");
+            assert!(
+                got == sent && clean,
+                "a client sent {sent}, got {got} back, clean end: {clean}"
+            );
         }
 
         let stats = reactor.stats();
-        eprintln!("{backend:?}: {stats:?}; {:.1} completions per enter",
-            stats.completions as f64 / stats.enters as f64);
+        eprintln!(
+            "{backend:?}: {stats:?}; {:.1} completions per enter",
+            stats.completions as f64 / stats.enters as f64
+        );
         assert_eq!(stats.accepted, CLIENTS as u64, "accepted: {stats:?}");
         assert_eq!(stats.connects, CLIENTS as u64, "connects: {stats:?}");
-        assert_eq!(stats.connections, 0, "open connections after every close: {stats:?}");
-        assert_eq!(stats.bytes_out, 2 * payload as u64, "bytes out (clients + echo): {stats:?}");
-        assert_eq!(stats.bytes_in, 2 * payload as u64, "bytes in (server + clients): {stats:?}");
+        assert_eq!(
+            stats.connections, 0,
+            "open connections after every close: {stats:?}"
+        );
+        assert_eq!(
+            stats.bytes_out,
+            2 * payload as u64,
+            "bytes out (clients + echo): {stats:?}"
+        );
+        assert_eq!(
+            stats.bytes_in,
+            2 * payload as u64,
+            "bytes in (server + clients): {stats:?}"
+        );
         assert_eq!(stats.panics, 0);
-        assert!(stats.turns > 0 && stats.enters > 0 && stats.submissions > 0, "{stats:?}");
-        assert!(stats.completions > stats.enters, "completions per enter > 1 under load: {stats:?}");
-        assert!(stats.turns >= open.turns && stats.completions >= open.completions, "counters only grow");
+        assert!(
+            stats.turns > 0 && stats.enters > 0 && stats.submissions > 0,
+            "{stats:?}"
+        );
+        assert!(
+            stats.completions > stats.enters,
+            "completions per enter > 1 under load: {stats:?}"
+        );
+        assert!(
+            stats.turns >= open.turns && stats.completions >= open.completions,
+            "counters only grow"
+        );
     }
 }

@@ -179,7 +179,10 @@ ringwork::platform::test_all_backends! {
         // The last (longest) one closes the window: duplicates of earlier ones would show.
         let delays: Vec<Duration> = [30, 5, 20, 5, 1, 10, 0, 60].map(ms).to_vec();
         let timeline = Rc::new(RefCell::new(Timeline::default()));
-        let client = Later { delays: delays.clone(), timeline: Rc::clone(&timeline) };
+        let client = Later {
+            delays: delays.clone(),
+            timeline: Rc::clone(&timeline),
+        };
         reactor.connect(&addr, client).unwrap();
         let last = delays.len() - 1;
         wait(
@@ -188,11 +191,21 @@ ringwork::platform::test_all_backends! {
                 let t = timeline.borrow();
                 t.fired.iter().any(|(id, _)| t.armed[id].0 == last)
             },
-            || format!("the {:?} timer; fired so far: {}", delays[last], timeline.borrow().fired.len()),
+            || {
+                format!(
+                    "the {:?} timer; fired so far: {}",
+                    delays[last],
+                    timeline.borrow().fired.len()
+                )
+            },
         );
 
         let timeline = timeline.borrow();
-        let fired: Vec<usize> = timeline.fired.iter().map(|(id, _)| timeline.armed[id].0).collect();
+        let fired: Vec<usize> = timeline
+            .fired
+            .iter()
+            .map(|(id, _)| timeline.armed[id].0)
+            .collect();
         let mut expected: Vec<usize> = (0..delays.len()).collect();
         expected.sort_by_key(|&i| (delays[i], i));
         let named = |order: &[usize]| order.iter().map(|&i| delays[i]).collect::<Vec<_>>();
@@ -222,16 +235,26 @@ ringwork::platform::test_all_backends! {
         });
         reactor.connect(&addr, client).unwrap();
         // The 30 ms timer fires after the cancelled 15 ms one was due.
-        wait(&mut reactor, |_| fired.borrow().len() >= 2, || {
-            format!("two timers to fire: {}", log.borrow().summary())
-        });
-        let ids = log.borrow().events.iter().filter_map(|e| match e {
-            Event::Timer(id) => Some(*id),
-            _ => None,
-        }).collect::<Vec<_>>();
+        wait(
+            &mut reactor,
+            |_| fired.borrow().len() >= 2,
+            || format!("two timers to fire: {}", log.borrow().summary()),
+        );
+        let ids = log
+            .borrow()
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Timer(id) => Some(*id),
+                _ => None,
+            })
+            .collect::<Vec<_>>();
         assert_eq!(*fired.borrow(), ids);
         assert_eq!(ids.len(), 2, "fired: {ids:?}");
-        assert!(ids[0] < ids[1], "the 5 ms timer first, then the 30 ms one: {ids:?}");
+        assert!(
+            ids[0] < ids[1],
+            "the 5 ms timer first, then the 30 ms one: {ids:?}"
+        );
         assert_eq!(
             *results.borrow(),
             [true, false, false, false],
@@ -245,18 +268,41 @@ ringwork::platform::test_all_backends! {
         let Some(mut reactor) = reactor(backend) else { return };
         let (addr, _) = idle_server(&mut reactor);
         let repeats = Rc::new(RefCell::new(Repeats::default()));
-        let id = reactor.connect(&addr, Every { repeats: Rc::clone(&repeats) }).unwrap();
+        let id = reactor
+            .connect(
+                &addr,
+                Every {
+                    repeats: Rc::clone(&repeats),
+                },
+            )
+            .unwrap();
         let fires_of = |t: TimerId| repeats.borrow().fires.get(&t).map_or(0, Vec::len);
         wait(
             &mut reactor,
-            |_| repeats.borrow().every.is_some_and(|(a, b, _)| fires_of(a) >= 3 && fires_of(b) >= 3),
-            || format!("three fires of each repeating timer: {:?}", repeats.borrow().fires),
+            |_| {
+                repeats
+                    .borrow()
+                    .every
+                    .is_some_and(|(a, b, _)| fires_of(a) >= 3 && fires_of(b) >= 3)
+            },
+            || {
+                format!(
+                    "three fires of each repeating timer: {:?}",
+                    repeats.borrow().fires
+                )
+            },
         );
         let (a, b, armed) = repeats.borrow().every.unwrap();
         // Cancel the second from outside any callback.
         let b_fires = fires_of(b);
-        assert!(reactor.with_conn(id, |ctx| ctx.cancel_timer(b)), "cancel a live repeating timer");
-        assert!(!reactor.with_conn(id, |ctx| ctx.cancel_timer(b)), "cancel it twice");
+        assert!(
+            reactor.with_conn(id, |ctx| ctx.cancel_timer(b)),
+            "cancel a live repeating timer"
+        );
+        assert!(
+            !reactor.with_conn(id, |ctx| ctx.cancel_timer(b)),
+            "cancel it twice"
+        );
         // A window of several intervals: neither may fire again.
         let end = reactor.with_conn(id, |ctx| ctx.call_later(ms(40)));
         wait(
@@ -266,9 +312,21 @@ ringwork::platform::test_all_backends! {
         );
 
         let repeats = repeats.borrow();
-        assert_eq!(repeats.cancelled_inside, Some(true), "cancelling itself from timer_fired");
-        assert_eq!(repeats.fires[&a].len(), 3, "the self-cancelled timer fired again");
-        assert_eq!(repeats.fires[&b].len(), b_fires, "the cancelled timer fired again");
+        assert_eq!(
+            repeats.cancelled_inside,
+            Some(true),
+            "cancelling itself from timer_fired"
+        );
+        assert_eq!(
+            repeats.fires[&a].len(),
+            3,
+            "the self-cancelled timer fired again"
+        );
+        assert_eq!(
+            repeats.fires[&b].len(),
+            b_fires,
+            "the cancelled timer fired again"
+        );
         for (t, interval) in [(a, ms(5)), (b, ms(7))] {
             let mut due = armed + interval;
             for (k, &at) in repeats.fires[&t].iter().enumerate() {
@@ -285,9 +343,16 @@ ringwork::platform::test_all_backends! {
         let (addr, servers) = idle_server(&mut reactor);
         let (doomed, doomed_log) = recorded(Doomed);
         reactor.connect(&addr, doomed).unwrap();
-        wait(&mut reactor, |_| doomed_log.borrow().is_lost(), || {
-            format!("the doomed connection to close: {}", doomed_log.borrow().summary())
-        });
+        wait(
+            &mut reactor,
+            |_| doomed_log.borrow().is_lost(),
+            || {
+                format!(
+                    "the doomed connection to close: {}",
+                    doomed_log.borrow().summary()
+                )
+            },
+        );
         // Later connections (reusing slots) and one that ends the window.
         let mut later_clients = Vec::new();
         for _ in 0..4 {
@@ -299,12 +364,27 @@ ringwork::platform::test_all_backends! {
         reactor.connect(&addr, sentinel).unwrap();
         wait(
             &mut reactor,
-            |_| sentinel_log.borrow().count(|e| matches!(e, Event::Timer(_))) == 1,
-            || format!("the 50 ms window to end: {}", sentinel_log.borrow().summary()),
+            |_| {
+                sentinel_log
+                    .borrow()
+                    .count(|e| matches!(e, Event::Timer(_)))
+                    == 1
+            },
+            || {
+                format!(
+                    "the 50 ms window to end: {}",
+                    sentinel_log.borrow().summary()
+                )
+            },
         );
 
         let doomed = doomed_log.borrow();
-        assert_eq!(doomed.events, [Event::Made, Event::Lost(Lost::Done)], "{}", doomed.summary());
+        assert_eq!(
+            doomed.events,
+            [Event::Made, Event::Lost(Lost::Done)],
+            "{}",
+            doomed.summary()
+        );
         let doomed_slot = doomed.id.map(ConnId::index);
         let mut reused = false;
         for log in later_clients.iter().chain(servers.borrow().iter()) {
@@ -326,15 +406,26 @@ ringwork::platform::test_all_backends! {
         let Some(mut reactor) = reactor(backend) else { return };
         let (addr, _) = idle_server(&mut reactor);
         let timeline = Rc::new(RefCell::new(Timeline::default()));
-        let client = Later { delays: Vec::new(), timeline: Rc::clone(&timeline) };
+        let client = Later {
+            delays: Vec::new(),
+            timeline: Rc::clone(&timeline),
+        };
         let id = reactor.connect(&addr, client).unwrap();
-        wait(&mut reactor, |r| r.connections() == 2, || "the connection to open".into());
+        wait(
+            &mut reactor,
+            |r| r.connections() == 2,
+            || "the connection to open".into(),
+        );
         // The program works for a while between turns (this sleep waits for nothing: it
         // makes the reactor's turn time old, as any work outside the reactor does).
         std::thread::sleep(ms(50));
         let armed = Instant::now();
         let timer = reactor.with_conn(id, |ctx| ctx.call_later(ms(100)));
-        wait(&mut reactor, |_| !timeline.borrow().fired.is_empty(), || "the timer".into());
+        wait(
+            &mut reactor,
+            |_| !timeline.borrow().fired.is_empty(),
+            || "the timer".into(),
+        );
         let (fired, at) = timeline.borrow().fired[0];
         assert_eq!(fired, timer);
         assert_punctual("a timer armed through with_conn", armed + ms(100), at);
