@@ -38,7 +38,8 @@ impl<'a> Context<'a> {
         self.conn
     }
 
-    /// The time of the current loop turn (read once per turn; a manual clock in tests).
+    /// The time of the current loop turn (read once per turn; a manual clock in tests). From
+    /// outside a turn ([`Reactor::with_conn`](crate::Reactor::with_conn)) it is read anew.
     #[must_use]
     pub fn now(&self) -> Instant {
         self.state.now

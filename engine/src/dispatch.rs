@@ -79,30 +79,32 @@ pub(crate) fn run_notices(state: &mut State, io: &mut dyn Io) {
             Notice::Made => call(state, io, id, |p, ctx| p.connection_made(ctx)),
             Notice::PauseWriting => call(state, io, id, |p, ctx| p.pause_writing(ctx)),
             Notice::WriteDrained => call(state, io, id, |p, ctx| p.write_drained(ctx)),
-            Notice::Stash => {
-                let Some(conn) = state.conns.active_mut(id) else {
-                    continue;
-                };
-                if conn.read_paused {
-                    continue;
-                }
-                if !conn.stash.is_empty() {
-                    let data = conn.stash.split().freeze();
-                    call(state, io, id, |p, ctx| p.data_received(ctx, &data));
-                }
-                // An EOF that arrived behind the stash follows it, unless `data_received`
-                // paused reading again (then the next resume delivers it).
-                if let Some(conn) = state.conns.active_mut(id)
-                    && conn.eof_pending
-                    && !conn.read_paused
-                    && conn.stash.is_empty()
-                {
-                    conn.eof_pending = false;
-                    call(state, io, id, |p, ctx| p.eof_received(ctx));
-                }
-            }
+            Notice::Stash => deliver_stash(state, io, id),
             Notice::Lost(reason) => lost(state, io, id, reason),
         }
+    }
+}
+
+/// Delivers what arrived while reading was paused: the bytes, then the end of stream —
+/// unless reading is paused (again) by then.
+fn deliver_stash(state: &mut State, io: &mut dyn Io, id: ConnId) {
+    let Some(conn) = state.conns.active_mut(id) else {
+        return;
+    };
+    if conn.read_paused {
+        return;
+    }
+    if !conn.stash.is_empty() {
+        let data = conn.stash.split().freeze();
+        call(state, io, id, |p, ctx| p.data_received(ctx, &data));
+    }
+    if let Some(conn) = state.conns.active_mut(id)
+        && conn.eof_pending
+        && !conn.read_paused
+        && conn.stash.is_empty()
+    {
+        conn.eof_pending = false;
+        call(state, io, id, |p, ctx| p.eof_received(ctx));
     }
 }
 

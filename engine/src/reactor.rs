@@ -233,6 +233,7 @@ impl Reactor {
     /// # Errors
     /// Creating the socket failed.
     pub fn connect(&mut self, addr: &SockAddr, protocol: impl Protocol) -> Result<ConnId, OpError> {
+        self.refresh_now();
         let timeout = self.state.config.connect_timeout;
         context::connect(
             &mut self.state,
@@ -272,11 +273,19 @@ impl Reactor {
     }
 
     /// Runs `f` with a [`Context`] for connection `id` (from outside callbacks: tests,
-    /// cross-core messages). Callbacks it causes run before this returns.
+    /// cross-core messages). Callbacks it causes run before this returns. The context's
+    /// [`Context::now`] is read anew, so timers armed here count from now.
     pub fn with_conn<R>(&mut self, id: ConnId, f: impl FnOnce(&mut Context<'_>) -> R) -> R {
+        self.refresh_now();
         let result = f(&mut Context::new(&mut self.state, &mut self.driver, id));
         self.run_notices();
         result
+    }
+
+    /// Outside a turn, the turn's time may be old (the program did other work since):
+    /// timers and connect timeouts armed from outside callbacks must count from now.
+    fn refresh_now(&mut self) {
+        self.state.now = self.state.now.max(Instant::now());
     }
 
     /// Stops accepting, lets connections finish for up to `grace`, then aborts the rest with

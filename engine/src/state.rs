@@ -345,7 +345,9 @@ impl State {
         for timer in conn.timers.drain(..) {
             self.timers.cancel(timer);
         }
+        // Closing drops whatever the driver still queued: nothing is buffered any more.
         conn.wbuf.clear();
+        conn.queued = 0;
         if let Some(key) = conn.connect_timer.take() {
             self.timers.cancel_key(key);
         }
