@@ -146,7 +146,7 @@ impl<'a> Context<'a> {
 
     /// Calls [`Protocol::timer_fired`] once, `delay` from now.
     pub fn call_later(&mut self, delay: Duration) -> TimerId {
-        let at = self.state.now + delay;
+        let at = crate::timers::deadline(self.state.now, delay);
         let timer = self.state.timers.add(self.conn, at, None);
         self.own_timer(timer)
     }
@@ -155,7 +155,7 @@ impl<'a> Context<'a> {
     /// gone. The id stays the same across repeats.
     pub fn call_every(&mut self, interval: Duration) -> TimerId {
         let interval = interval.max(self.state.config.timer_tick);
-        let at = self.state.now + interval;
+        let at = crate::timers::deadline(self.state.now, interval);
         let timer = self.state.timers.add(self.conn, at, Some(interval));
         self.own_timer(timer)
     }
@@ -232,7 +232,9 @@ pub(crate) fn connect(
 ) -> Result<ConnId, OpError> {
     let socket = io.connect(addr)?;
     let id = state.insert(socket, protocol, Phase::Connecting);
-    let key = state.timers.add_connect_timeout(id, state.now + timeout);
+    let key = state
+        .timers
+        .add_connect_timeout(id, crate::timers::deadline(state.now, timeout));
     if let Some(conn) = state.conns.get_mut(id) {
         conn.connect_timer = Some(key);
     }

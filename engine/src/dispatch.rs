@@ -77,8 +77,11 @@ pub(crate) fn run_notices(state: &mut State, io: &mut dyn Io) {
     while let Some((id, notice)) = state.notices.pop_front() {
         match notice {
             Notice::Made => call(state, io, id, |p, ctx| p.connection_made(ctx)),
+            // Backpressure callbacks are moot once the protocol asked to close.
+            Notice::PauseWriting | Notice::WriteDrained if closing(state, id) => {}
             Notice::PauseWriting => call(state, io, id, |p, ctx| p.pause_writing(ctx)),
             Notice::WriteDrained => call(state, io, id, |p, ctx| p.write_drained(ctx)),
+            Notice::ShutdownStarted => call(state, io, id, |p, ctx| p.shutdown_started(ctx)),
             Notice::Stash => deliver_stash(state, io, id),
             Notice::Lost(reason) => lost(state, io, id, reason),
         }
@@ -106,6 +109,10 @@ fn deliver_stash(state: &mut State, io: &mut dyn Io, id: ConnId) {
         conn.eof_pending = false;
         call(state, io, id, |p, ctx| p.eof_received(ctx));
     }
+}
+
+fn closing(state: &State, id: ConnId) -> bool {
+    state.conns.get(id).is_some_and(|c| c.closing)
 }
 
 /// `connection_lost`, then the connection leaves the table.
@@ -236,7 +243,7 @@ pub(crate) fn fire_timers(
                     c.timers.retain(|t| *t != id);
                 }
                 if let Some(every) = every {
-                    let at = state.now + every;
+                    let at = crate::timers::deadline(state.now, every);
                     state.timers.rearm(conn, id, at, every);
                 }
                 call(state, io, conn, |p, ctx| p.timer_fired(ctx, id));

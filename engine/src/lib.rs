@@ -49,7 +49,7 @@ pub use crate::config::ReactorConfig;
 pub use crate::context::Context;
 pub use crate::datagram::{DatagramContext, DatagramProtocol, UdpId};
 pub use crate::error::EngineError;
-pub use crate::protocol::{ConnId, Factory, LostReason, Protocol};
+pub use crate::protocol::{ConnId, Factory, LostKind, LostReason, Protocol};
 pub use crate::reactor::Reactor;
 pub use crate::runtime::{Cores, Runtime, RuntimeBuilder, ShutdownHandle};
 pub use crate::stats::CoreStats;

@@ -64,7 +64,48 @@ pub enum LostReason {
     Panicked,
 }
 
+/// The kind of a [`LostReason`], without its data: `Copy` and comparable (for matching,
+/// counting and tests).
+#[derive(Clone, Copy, Debug, Eq, Hash, PartialEq)]
+#[non_exhaustive]
+pub enum LostKind {
+    /// [`LostReason::Done`].
+    Done,
+    /// [`LostReason::Aborted`].
+    Aborted,
+    /// [`LostReason::Reset`].
+    Reset,
+    /// [`LostReason::ConnectTimeout`].
+    ConnectTimeout,
+    /// [`LostReason::ConnectFailed`].
+    ConnectFailed,
+    /// [`LostReason::Error`].
+    Error,
+    /// [`LostReason::WriteBufferFull`].
+    WriteBufferFull,
+    /// [`LostReason::Shutdown`].
+    Shutdown,
+    /// [`LostReason::Panicked`].
+    Panicked,
+}
+
 impl LostReason {
+    /// The reason's kind (comparable, without the error it may carry).
+    #[must_use]
+    pub fn kind(&self) -> LostKind {
+        match self {
+            LostReason::Done => LostKind::Done,
+            LostReason::Aborted => LostKind::Aborted,
+            LostReason::Reset => LostKind::Reset,
+            LostReason::ConnectTimeout => LostKind::ConnectTimeout,
+            LostReason::ConnectFailed(_) => LostKind::ConnectFailed,
+            LostReason::Error(_) => LostKind::Error,
+            LostReason::WriteBufferFull { .. } => LostKind::WriteBufferFull,
+            LostReason::Shutdown => LostKind::Shutdown,
+            LostReason::Panicked => LostKind::Panicked,
+        }
+    }
+
     /// Whether the connection ended cleanly ([`LostReason::Done`]).
     #[must_use]
     pub fn is_clean(&self) -> bool {
@@ -122,6 +163,13 @@ pub trait Protocol: 'static {
 
     /// After [`Protocol::pause_writing`], the write buffer fell below its low watermark.
     fn write_drained(&mut self, ctx: &mut Context<'_>) {
+        let _ = ctx;
+    }
+
+    /// The reactor began a graceful shutdown: it accepts nothing new and will abort what is
+    /// left when the grace period ends. A server with idle keep-alive connections should
+    /// close them now (and finish in-flight work first). The default does nothing.
+    fn shutdown_started(&mut self, ctx: &mut Context<'_>) {
         let _ = ctx;
     }
 

@@ -306,6 +306,13 @@ impl Reactor {
         self.stopping = Some(Stopping {
             deadline: Instant::now() + grace,
         });
+        // Tell every connection, so keep-alive servers can close idle ones early.
+        for id in self.state.conns.ids() {
+            self.state
+                .notices
+                .push_back((id, crate::state::Notice::ShutdownStarted));
+        }
+        self.run_notices();
     }
 
     /// Stops [`Reactor::run`] after the current turn, without closing anything.

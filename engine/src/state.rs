@@ -39,6 +39,8 @@ pub(crate) enum Notice {
     Made,
     /// `pause_writing`.
     PauseWriting,
+    /// `shutdown_started`.
+    ShutdownStarted,
     /// `write_drained`.
     WriteDrained,
     /// Deliver bytes stashed while reading was paused (then a held-back EOF).

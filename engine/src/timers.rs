@@ -12,6 +12,13 @@ use crate::timer::{TimerKey, TimerWheel};
 #[derive(Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 pub struct TimerId(u64);
 
+/// `now + delay`, saturating at about a century from `now` (an `Instant` cannot hold
+/// `Duration::MAX`; such a timer simply never fires in practice).
+pub(crate) fn deadline(now: Instant, delay: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    now.checked_add(delay.min(FAR)).unwrap_or(now)
+}
+
 /// What a wheel entry does when it fires.
 #[derive(Debug)]
 pub(crate) enum Target {

@@ -1014,3 +1014,41 @@ fn spawned_futures_run_within_the_turn() {
 fn reactor_jobs_are_refused_loudly() {
     let _t = StringTransport::new(Probe::new(&new_log()).on_made(|ctx| ctx.handle().run(|_| {})));
 }
+
+#[test]
+fn a_huge_delay_saturates_instead_of_panicking() {
+    let log = new_log();
+    let probe = Probe::new(&log).on_made(|ctx| {
+        ctx.call_later(Duration::MAX);
+        ctx.call_every(Duration::MAX);
+    });
+    let mut t = StringTransport::new(probe);
+    t.advance(Duration::from_secs(3600));
+    assert!(t.is_open(), "the connection survives: {:?}", events(&log));
+    assert_eq!(t.stats().panics, 0);
+}
+
+#[test]
+fn no_backpressure_callbacks_after_close() {
+    let log = new_log();
+    // Crosses the high watermark and closes in the same callback.
+    let probe = Probe::new(&log).on_data(|ctx, _| {
+        ctx.write(&[7; 1500]);
+        ctx.close();
+    });
+    let mut t = StringTransport::with_config(probe, small_config());
+    t.stall_peer(true);
+    t.feed(b"go");
+    t.drain();
+    let seen = events(&log);
+    assert!(
+        !seen
+            .iter()
+            .any(|e| matches!(e, Event::PauseWriting | Event::Drained)),
+        "pressure callbacks after close: {seen:?}"
+    );
+    assert!(
+        t.lost_reason().is_some_and(LostReason::is_clean),
+        "{seen:?}"
+    );
+}
