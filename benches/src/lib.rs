@@ -3,7 +3,9 @@
 //! - `examples/driver_echo.rs`: the bare echo server on the platform driver alone (no engine),
 //!   the ceiling later layers are measured against.
 //! - `examples/echo_load.rs`: a closed-loop echo load client on the platform driver.
-//! - `scripts/driver_echo_bench.sh`: runs the two, interleaving backends, and prints a table.
+//! - `scripts/driver_echo_bench.sh`: runs the two, interleaving backends, and prints a table;
+//!   `scripts/engine_vs_driver_echo.sh` interleaves the engine's echo example with
+//!   `driver_echo` instead.
 //! - criterion micro-benchmarks and the side-by-side peer comparison arrive with issue 7.
 //!
 //! This library holds only the small helpers the examples share (CPU pinning, duration

@@ -125,7 +125,8 @@ impl<'a> Context<'a> {
     }
 
     /// Stops reading (the kernel's buffer fills and the peer is slowed down). Bytes already
-    /// received are held and delivered after [`Context::resume_reading`].
+    /// received are held and delivered after [`Context::resume_reading`], and so is an end of
+    /// stream that arrives meanwhile: `eof_received` never comes while reading is paused.
     pub fn pause_reading(&mut self) {
         self.state.pause_reading(self.io, self.conn);
     }

@@ -46,6 +46,9 @@ struct Udp {
     protocol: Option<Box<dyn DatagramProtocol>>,
 }
 
+/// Run once by [`Reactor::run`] when it returns (see [`Reactor::on_stop`]).
+type StopHook = Box<dyn FnOnce(&mut Reactor)>;
+
 /// Graceful shutdown in progress.
 #[derive(Clone, Copy, Debug)]
 struct Stopping {
@@ -70,6 +73,8 @@ pub struct Reactor {
     accept_backoff: Option<Instant>,
     stopping: Option<Stopping>,
     stopped: bool,
+    /// Run by [`Reactor::run`] when it returns.
+    stop_hooks: Vec<StopHook>,
 }
 
 impl Reactor {
@@ -97,6 +102,7 @@ impl Reactor {
             accept_backoff: None,
             stopping: None,
             stopped: false,
+            stop_hooks: Vec::new(),
         })
     }
 
@@ -326,15 +332,35 @@ impl Reactor {
         self.stopped || (self.stopping.is_some() && self.state.conns.live() == 0)
     }
 
-    /// Runs turns until [`Reactor::stop`] or a finished [`Reactor::shutdown`].
+    /// Runs turns until [`Reactor::stop`] or a finished [`Reactor::shutdown`], then the
+    /// [`Reactor::on_stop`] hooks.
     ///
     /// # Errors
     /// The driver's wait failed (the reactor cannot continue).
     pub fn run(&mut self) -> Result<(), EngineError> {
-        while !self.is_finished() {
-            self.turn(None)?;
+        let result = loop {
+            if self.is_finished() {
+                break Ok(());
+            }
+            if let Err(error) = self.turn(None) {
+                break Err(error);
+            }
+        };
+        for hook in std::mem::take(&mut self.stop_hooks) {
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| hook(self))) {
+                self.state.stats.panics += 1;
+                tracing::error!(panic = %dispatch::panic_message(&*panic), "a stop hook panicked");
+            }
         }
-        Ok(())
+        result
+    }
+
+    /// Runs `f` when [`Reactor::run`] returns — after a finished [`Reactor::shutdown`] (also
+    /// one a [`Runtime`](crate::Runtime) started), a [`Reactor::stop`] or a driver error —
+    /// for example to report this core's final [`Reactor::stats`]. Hooks run once, in the
+    /// order they were added; a hook that panics is logged and the next one runs.
+    pub fn on_stop(&mut self, f: impl FnOnce(&mut Reactor) + 'static) {
+        self.stop_hooks.push(Box::new(f));
     }
 
     /// Runs turns until `done` returns true or `limit` passes; returns whether `done` held.

@@ -313,10 +313,12 @@ impl State {
         let Some(conn) = self.conns.active_mut(id) else {
             return;
         };
-        if conn.phase == Phase::Connecting {
+        if conn.phase == Phase::Connecting && conn.buffered() == 0 {
+            // Nothing to send: closing cancels the connect.
             self.lose(io, id, LostReason::Done, false);
             return;
         }
+        // Still connecting with bytes written: they are sent once it connects, then it closes.
         conn.closing = true;
         if conn.buffered() == 0 {
             self.lose(io, id, LostReason::Done, false);
