@@ -69,6 +69,15 @@ impl<'a> Context<'a> {
         self.state.local.clone()
     }
 
+    /// This core's index in its runtime (0 in single-threaded mode).
+    #[must_use]
+    pub fn core_index(&self) -> usize {
+        self.state
+            .cores
+            .as_ref()
+            .map_or(0, crate::runtime::Cores::this_core)
+    }
+
     /// Whether the connection is open (not closed, closing or lost).
     #[must_use]
     pub fn is_open(&self) -> bool {
@@ -206,20 +215,20 @@ impl<'a> Context<'a> {
     /// Creating the socket failed (then `protocol` is dropped without callbacks).
     pub fn connect(&mut self, addr: &SockAddr, protocol: impl Protocol) -> Result<ConnId, OpError> {
         let timeout = self.state.config.connect_timeout;
-        self.connect_with_timeout(addr, Box::new(protocol), timeout)
+        self.connect_with_timeout(addr, protocol, timeout)
     }
 
-    /// [`Context::connect`] with an explicit timeout and an already boxed protocol.
+    /// [`Context::connect`] with its own connect timeout.
     ///
     /// # Errors
     /// Creating the socket failed.
     pub fn connect_with_timeout(
         &mut self,
         addr: &SockAddr,
-        protocol: Box<dyn Protocol>,
+        protocol: impl Protocol,
         timeout: Duration,
     ) -> Result<ConnId, OpError> {
-        connect(self.state, self.io, addr, protocol, timeout)
+        connect(self.state, self.io, addr, Box::new(protocol), timeout)
     }
 }
 

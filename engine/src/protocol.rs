@@ -4,7 +4,10 @@
 //! Contract: per connection, callbacks arrive in this order: `connection_made` once, then any
 //! number of `data_received`, `eof_received` (at most once), `pause_writing` /
 //! `write_drained` pairs and `timer_fired`, then `connection_lost` exactly once — also for
-//! an outbound connection that never connected (then without `connection_made`). A protocol
+//! an outbound connection that never connected (then without `connection_made`). One
+//! exception: an outbound connection written to before it connected can get `pause_writing`
+//! (and `write_drained`) before `connection_made`, so a producer learns of backpressure while
+//! connecting (a proxy pausing its client). A protocol
 //! whose callback panics is dropped without `connection_lost` (see [`LostReason::Panicked`]
 //! for what its peers are told).
 

@@ -239,8 +239,21 @@ impl Reactor {
     /// # Errors
     /// Creating the socket failed.
     pub fn connect(&mut self, addr: &SockAddr, protocol: impl Protocol) -> Result<ConnId, OpError> {
-        self.refresh_now();
         let timeout = self.state.config.connect_timeout;
+        self.connect_with_timeout(addr, protocol, timeout)
+    }
+
+    /// [`Reactor::connect`] with its own connect timeout.
+    ///
+    /// # Errors
+    /// Creating the socket failed.
+    pub fn connect_with_timeout(
+        &mut self,
+        addr: &SockAddr,
+        protocol: impl Protocol,
+        timeout: Duration,
+    ) -> Result<ConnId, OpError> {
+        self.refresh_now();
         context::connect(
             &mut self.state,
             &mut self.driver,

@@ -52,7 +52,7 @@ struct ConnectFrom {
 impl Protocol for ConnectFrom {
     fn connection_made(&mut self, ctx: &mut Context<'_>) {
         let inner = self.inner.take().expect("connected once");
-        ctx.connect_with_timeout(&self.target, Box::new(inner), self.timeout)
+        ctx.connect_with_timeout(&self.target, inner, self.timeout)
             .expect("create the socket");
     }
 
