@@ -92,3 +92,48 @@ ringwork::platform::test_all_backends! {
         assert!(stats.completions > stats.enters, "batching: {stats:?}");
     }
 }
+
+/// Runs one echo client against `addr` on `reactor` and checks what comes back.
+fn echo_once(reactor: &mut Reactor, addr: ringwork::SockAddr) {
+    let done = Rc::new(RefCell::new(Vec::new()));
+    let message: Vec<u8> = (0..100_000).map(|b| (b % 251) as u8).collect();
+    let client = Client {
+        message: message.clone(),
+        echoed: Vec::new(),
+        done: Rc::clone(&done),
+    };
+    reactor.connect(&addr, client).unwrap();
+    assert!(
+        reactor
+            .run_until(Duration::from_secs(20), |_| !done.borrow().is_empty())
+            .unwrap()
+    );
+    let (sent, echoed, reason) = &done.borrow()[0];
+    assert_eq!(reason, "closed cleanly");
+    assert!(echoed == sent && *sent == message);
+}
+
+ringwork::platform::test_all_backends! {
+    fn echo_over_ipv6(backend: BackendChoice) {
+        let Some(mut reactor) = reactor(backend) else { return };
+        let Ok(addr) = reactor.listen_tcp("[::1]:0".parse().unwrap(), || Echo) else {
+            eprintln!("skipped: ipv6 (::1 cannot be bound here)");
+            return;
+        };
+        assert!(addr.is_ipv6());
+        echo_once(&mut reactor, addr.into());
+    }
+
+    fn echo_over_a_unix_socket(backend: BackendChoice) {
+        let Some(mut reactor) = reactor(backend) else { return };
+        let dir = std::env::temp_dir().join(format!("ringwork-engine-{}-{backend:?}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("echo.sock");
+        // A stale socket file (a listener of an earlier run that exited) is replaced.
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        assert!(path.exists());
+        reactor.listen_unix(&path, || Echo).unwrap();
+        echo_once(&mut reactor, ringwork::SockAddr::unix(&path).unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
