@@ -4,6 +4,12 @@
 //! no sockets, no clock, no threads) and, behind the default `engine` feature, thin adapters
 //! that run it on the [`ringwork`](https://docs.rs/ringwork) engine.
 //!
-//! Status: empty until the protocol issues land; the crate layout and the sans-IO check
-//! (`cargo check -p ringwork-protocols --no-default-features`) are in place.
+//! Protocols:
+//! - [`basic`]: stream framing (Twisted's `protocols.basic`): lines, netstrings and
+//!   length-prefixed frames.
+//!
+//! This crate does not do network IO itself: the adapters hand bytes to the engine.
 #![forbid(unsafe_code)]
+#![deny(rustdoc::broken_intra_doc_links)]
+
+pub mod basic;
