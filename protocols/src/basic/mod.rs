@@ -10,6 +10,15 @@
 
 pub mod proto;
 
+#[cfg(feature = "engine")]
+pub mod adapters;
+
+#[cfg(feature = "engine")]
+pub use adapters::{
+    FrameHandler, FrameReceiver, LengthPrefixedReceiver, LineContext, LineHandler, LineReceiver,
+    Lines, NetstringReceiver,
+};
+
 pub use proto::Decoder;
 pub use proto::length_prefixed::{
     EncodeError, LengthPrefixedDecoder, LengthPrefixedError, LengthPrefixedLimits, Prefix,

@@ -1,6 +1,6 @@
 //! Sans-IO framing codecs (no `ringwork::` imports: this builds without the engine).
 //!
-//! Owns: the [`Decoder`] trait shared by [`line`], [`netstring`] and [`length_prefixed`].
+//! Owns: the [`Decoder`] trait shared by [`line`](mod@line), [`netstring`] and [`length_prefixed`].
 //! Contract: `handle_input` buffers bytes; `poll_event` returns the next frame, `Ok(None)`
 //! when more bytes are needed (not an error), or the decoder's error, after which the decoder
 //! is poisoned and keeps returning that error.
