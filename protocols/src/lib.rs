@@ -1,9 +1,23 @@
-//! ringwork-protocols: sans-IO protocol state machines and their engine adapters.
+//! ringwork-protocols: sans-IO protocol state machines, their engine adapters, and the
+//! `ringwork` command-line program.
 //!
 //! Each protocol is a folder holding a `proto` module (parsing and encoding over `&[u8]`,
 //! no sockets, no clock, no threads) and, behind the default `engine` feature, thin adapters
 //! that run it on the [`ringwork`](https://docs.rs/ringwork) engine.
 //!
-//! Status: empty until the protocol issues land; the crate layout and the sans-IO check
-//! (`cargo check -p ringwork-protocols --no-default-features`) are in place.
+//! - [`endpoint`]: Twisted-style endpoint strings (`tcp:8080:interface=127.0.0.1`,
+//!   `unix:/path`, `udp:9000`), sans-IO.
+//! - `basic` (feature `engine`): the echo and discard protocols, over TCP, Unix sockets and
+//!   UDP.
+//! - The `ringwork` binary (feature `engine`): `ringwork serve echo --listen tcp:8000`.
+//!
+//! This crate does not open sockets itself: the engine does, for the adapters. HTTP and the
+//! other protocols are not written yet.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+#[cfg(feature = "engine")]
+pub mod basic;
+pub mod endpoint;
+
+pub use crate::endpoint::{Endpoint, EndpointError};
