@@ -1,5 +1,5 @@
 //! The `ringwork` binary run as a program: `serve echo` and `serve discard` over TCP, UDP and
-//! a Unix socket under both backends, bad endpoints, SIGTERM, `--help`.
+//! a Unix socket under both backends, bad endpoints, an address in use, SIGTERM, `--help`.
 //!
 //! The io_uring half is skipped loudly where io_uring is unavailable, and fails instead
 //! under `RINGWORK_REQUIRE_URING=1`. Nothing sleeps: a test waits for the "listening on"
@@ -327,5 +327,22 @@ fn help_mentions_serve() {
     assert!(
         stdout.contains("tcp:8000:interface=127.0.0.1"),
         "stdout: {stdout}"
+    );
+}
+
+#[test]
+fn address_in_use_fails() {
+    // A std listener has no SO_REUSEPORT, so ringwork's bind on its port fails.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let listen = format!(
+        "tcp:{}:interface=127.0.0.1",
+        taken.local_addr().expect("addr").port()
+    );
+    let output = run(&["serve", "echo", "--cores", "1", "--listen", &listen]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on {listen}")) && stderr.contains("in use"),
+        "stderr: {stderr}"
     );
 }
