@@ -1,15 +1,24 @@
-//! ringwork-protocols: sans-IO protocol state machines and their engine adapters.
+//! ringwork-protocols: sans-IO protocol state machines, their engine adapters, and the
+//! `ringwork` command-line program.
 //!
 //! Each protocol is a folder holding a `proto` module (parsing and encoding over `&[u8]`,
 //! no sockets, no clock, no threads) and, behind the default `engine` feature, thin adapters
 //! that run it on the [`ringwork`](https://docs.rs/ringwork) engine.
 //!
-//! Protocols:
+//! - [`endpoint`]: Twisted-style endpoint strings (`tcp:8080:interface=127.0.0.1`,
+//!   `unix:/path`, `udp:9000`), sans-IO.
 //! - [`basic`]: stream framing (Twisted's `protocols.basic`): lines, netstrings and
-//!   length-prefixed frames.
+//!   length-prefixed frames as sans-IO decoders, with engine adapters; and (feature `engine`)
+//!   the echo and discard services over TCP, Unix sockets and UDP.
+//! - The `ringwork` binary (feature `engine`): `ringwork serve echo --listen tcp:8000`.
 //!
-//! This crate does not do network IO itself: the adapters hand bytes to the engine.
+//! This crate does not open sockets itself: the engine does, for the adapters. HTTP and the
+//! other protocols are not written yet.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
 pub mod basic;
+pub mod endpoint;
+
+pub use crate::endpoint::{Endpoint, EndpointError};

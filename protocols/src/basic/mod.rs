@@ -12,12 +12,17 @@ pub mod proto;
 
 #[cfg(feature = "engine")]
 pub mod adapters;
+#[cfg(feature = "engine")]
+pub mod services;
 
 #[cfg(feature = "engine")]
 pub use adapters::{
     FrameHandler, FrameReceiver, LengthPrefixedReceiver, LineContext, LineHandler, LineReceiver,
     Lines, NetstringReceiver,
 };
+
+#[cfg(feature = "engine")]
+pub use services::{Discard, DiscardDatagram, Echo, EchoDatagram};
 
 pub use proto::Decoder;
 pub use proto::length_prefixed::{

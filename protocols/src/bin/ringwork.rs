@@ -1,0 +1,301 @@
+//! `ringwork`: the command-line server (the twistd of this project).
+//!
+//! ```text
+//! ringwork serve echo [--listen ENDPOINT]... [--cores N] [--backend auto|uring|poll] [--grace SECS]
+//! ```
+//!
+//! Owns: the command line, logging set-up, and turning a [`Service`] plus its endpoints
+//! into listeners on a [`Runtime`] (one pinned reactor per core).
+//! Contract: every core listens on each TCP endpoint (SO_REUSEPORT); Unix and UDP endpoints
+//! are served by core 0. One `listening on ENDPOINT (core N, backend B)` log line per
+//! listener names the bound address (the real port for port 0). SIGINT or SIGTERM starts
+//! a graceful shutdown (`--grace`); a second signal stops at once; exit status 0 then.
+//! A bad command line exits with status 2, a failure to start (address in use, io_uring
+//! unavailable under `--backend uring`) with status 1.
+//! Adding a service: a [`Service`] variant with a doc comment (its `--help` text) and one
+//! arm in each of [`Service::listen_stream`] and [`Service::bind_datagram`].
+//! Tests: `tests/cli.rs` runs this binary.
+
+use std::error::Error;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ringwork::{BackendChoice, EngineError, Reactor, Runtime};
+use ringwork_protocols::Endpoint;
+use ringwork_protocols::basic::{Discard, DiscardDatagram, Echo, EchoDatagram};
+
+/// Where `serve` listens when no `--listen` is given: loopback only, a fixed port.
+const DEFAULT_LISTEN: &str = "tcp:8000:interface=127.0.0.1";
+
+const EXAMPLES: &str = "\
+Examples:
+  ringwork serve echo
+  ringwork serve echo --listen tcp:7000 --listen unix:/tmp/echo.sock --cores 2
+  ringwork serve discard --listen udp:9000:interface=127.0.0.1 --backend poll
+  RUST_LOG=debug ringwork serve echo --listen tcp6:7000:interface=::1";
+
+const ENDPOINT_HELP: &str = "\
+Endpoints:
+  tcp:PORT[:interface=IPV4]     TCP over IPv4 (default interface 0.0.0.0)
+  tcp6:PORT[:interface=IPV6]    TCP over IPv6 (default interface ::)
+  udp:PORT[:interface=IP]       UDP, either family (default interface 0.0.0.0)
+  unix:PATH                     a Unix stream socket (a stale socket file is replaced)
+Port 0 picks a free port (TCP only with --cores 1, since each core binds its own). Every
+core listens on each TCP endpoint (SO_REUSEPORT); Unix and UDP endpoints are served by
+core 0.
+
+Examples:
+  ringwork serve echo
+  ringwork serve echo --listen tcp:7000 --listen unix:/tmp/echo.sock --cores 2
+  ringwork serve discard --listen udp:9000:interface=127.0.0.1 --backend poll";
+
+/// The ringwork server: runs a protocol on one io_uring (or poll) reactor per core.
+///
+/// Logs go to stderr, filtered by RUST_LOG (default info).
+#[derive(Debug, Parser)]
+#[command(name = "ringwork", version, about, after_help = EXAMPLES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a service until SIGINT or SIGTERM.
+    #[command(after_help = ENDPOINT_HELP)]
+    Serve(Serve),
+}
+
+/// `ringwork serve`.
+#[derive(Debug, Args)]
+struct Serve {
+    /// The service to run.
+    #[arg(value_enum)]
+    service: Service,
+    /// Where to listen, as an endpoint string (repeatable; see Endpoints below).
+    #[arg(
+        long,
+        short,
+        value_name = "ENDPOINT",
+        default_value = DEFAULT_LISTEN,
+        value_parser = clap::value_parser!(Endpoint),
+    )]
+    listen: Vec<Endpoint>,
+    /// Number of cores (reactor threads, each pinned to a CPU) [default: one per CPU].
+    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    cores: Option<usize>,
+    /// I/O backend; auto follows RINGWORK_BACKEND, else io_uring with a poll fallback.
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    backend: Backend,
+    /// How long connections may finish after SIGINT or SIGTERM before they are closed.
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
+    grace: Duration,
+}
+
+/// The services `ringwork serve` runs.
+#[derive(Clone, Copy, Debug, Eq, PartialEq, ValueEnum)]
+enum Service {
+    /// Echo (RFC 862): sends back every byte (TCP, Unix) or datagram (UDP).
+    Echo,
+    /// Discard (RFC 863): reads and drops everything.
+    Discard,
+}
+
+impl Service {
+    /// Listens on a TCP endpoint or Unix socket; returns the endpoint as bound.
+    fn listen_stream(
+        self,
+        reactor: &mut Reactor,
+        endpoint: &Endpoint,
+    ) -> Result<Endpoint, EngineError> {
+        match endpoint {
+            Endpoint::Tcp { addr } => {
+                let addr = match self {
+                    Service::Echo => reactor.listen_tcp(*addr, || Echo)?,
+                    Service::Discard => reactor.listen_tcp(*addr, || Discard)?,
+                };
+                Ok(Endpoint::Tcp { addr })
+            }
+            Endpoint::Unix { path } => {
+                match self {
+                    Service::Echo => reactor.listen_unix(path, || Echo)?,
+                    Service::Discard => reactor.listen_unix(path, || Discard)?,
+                }
+                Ok(endpoint.clone())
+            }
+            _ => Err(unsupported(self, endpoint)),
+        }
+    }
+
+    /// Binds a UDP endpoint; returns it as bound.
+    fn bind_datagram(
+        self,
+        reactor: &mut Reactor,
+        endpoint: &Endpoint,
+    ) -> Result<Endpoint, EngineError> {
+        let Endpoint::Udp { addr } = endpoint else {
+            return Err(unsupported(self, endpoint));
+        };
+        let id = match self {
+            Service::Echo => reactor.bind_udp(*addr, EchoDatagram)?,
+            Service::Discard => reactor.bind_udp(*addr, DiscardDatagram)?,
+        };
+        let addr = reactor
+            .udp_local_addr(id)?
+            .as_socket()
+            .ok_or_else(|| EngineError::Config {
+                what: "a UDP socket without an IP address".into(),
+            })?;
+        Ok(Endpoint::Udp { addr })
+    }
+
+    /// Listens on `endpoint` from core `core`; `None` when another core serves it.
+    fn listen(
+        self,
+        reactor: &mut Reactor,
+        endpoint: &Endpoint,
+    ) -> Option<Result<Endpoint, EngineError>> {
+        match endpoint {
+            Endpoint::Tcp { .. } => Some(self.listen_stream(reactor, endpoint)),
+            // A Unix path or a UDP port (without SO_REUSEPORT) is one socket: core 0's.
+            Endpoint::Unix { .. } if reactor.core_index() == 0 => {
+                Some(self.listen_stream(reactor, endpoint))
+            }
+            Endpoint::Udp { .. } if reactor.core_index() == 0 => {
+                Some(self.bind_datagram(reactor, endpoint))
+            }
+            _ => None,
+        }
+    }
+}
+
+fn unsupported(service: Service, endpoint: &Endpoint) -> EngineError {
+    EngineError::Config {
+        what: format!("{service:?} does not support endpoint {endpoint}").to_lowercase(),
+    }
+}
+
+/// `--backend`.
+#[derive(Clone, Copy, Debug, Eq, PartialEq, ValueEnum)]
+enum Backend {
+    /// RINGWORK_BACKEND if set, else io_uring with a logged fallback to poll.
+    Auto,
+    /// io_uring, or an error saying why it cannot work here.
+    Uring,
+    /// mio readiness (epoll).
+    Poll,
+}
+
+impl From<Backend> for BackendChoice {
+    fn from(backend: Backend) -> Self {
+        match backend {
+            Backend::Auto => BackendChoice::Auto,
+            Backend::Uring => BackendChoice::Uring,
+            Backend::Poll => BackendChoice::Poll,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Command::Serve(serve) => run_serve(serve),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("ringwork: error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_serve(serve: Serve) -> Result<(), Box<dyn Error>> {
+    let mut builder = Runtime::builder().backend(serve.backend.into());
+    if let Some(cores) = serve.cores {
+        builder = builder.cores(cores);
+    }
+    let cores = serve
+        .cores
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if cores > 1
+        && let Some(endpoint) = serve
+            .listen
+            .iter()
+            .find(|e| matches!(e, Endpoint::Tcp { addr } if addr.port() == 0))
+    {
+        return Err(format!(
+            "{endpoint} with {cores} cores would bind a different free port on each core; \
+             give a fixed port or --cores 1"
+        )
+        .into());
+    }
+    let runtime = builder.build()?;
+    runtime.shutdown_handle().on_signals(serve.grace)?;
+
+    // The first listener failure with its endpoint, for the error message.
+    let failure: Arc<Mutex<Option<String>>> = Arc::default();
+    let sink = Arc::clone(&failure);
+    let (service, endpoints) = (serve.service, serve.listen);
+    let result = runtime.run(move |reactor| {
+        for endpoint in &endpoints {
+            match service.listen(reactor, endpoint) {
+                None => {}
+                Some(Ok(bound)) => tracing::info!(
+                    "listening on {bound} (core {}, backend {})",
+                    reactor.core_index(),
+                    reactor.backend()
+                ),
+                Some(Err(error)) => {
+                    sink.lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .get_or_insert_with(|| format!("cannot listen on {endpoint}: {error}"));
+                    return Err(error);
+                }
+            }
+        }
+        reactor.on_stop(|reactor| {
+            let stats = reactor.stats();
+            tracing::info!(
+                "core {} stopped: {} connections accepted, {} bytes received",
+                reactor.core_index(),
+                stats.accepted,
+                stats.bytes_in
+            );
+        });
+        Ok(())
+    });
+    match result {
+        Ok(()) => Ok(()),
+        Err(error) => {
+            let failure = failure
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            Err(failure.unwrap_or_else(|| error.to_string()).into())
+        }
+    }
+}
+
+/// `tracing` events to stderr; `RUST_LOG` filters (default info).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Parses a number of seconds (`10`, `2.5`).
+fn parse_secs(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{text:?}: {e}"))
+}

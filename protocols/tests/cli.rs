@@ -1,0 +1,348 @@
+//! The `ringwork` binary run as a program: `serve echo` and `serve discard` over TCP, UDP and
+//! a Unix socket under both backends, bad endpoints, an address in use, SIGTERM, `--help`.
+//!
+//! The io_uring half is skipped loudly where io_uring is unavailable, and fails instead
+//! under `RINGWORK_REQUIRE_URING=1`. Nothing sleeps: a test waits for the "listening on"
+//! log line through a pipe with a timeout, and every child is killed when its guard drops,
+//! also when a test fails.
+#![cfg(feature = "engine")]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ringwork::platform::testing;
+use ringwork::{BackendChoice, DriverConfig};
+use ringwork_protocols::Endpoint;
+
+/// How long any one wait may take before the test fails.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// `Some(name)` for `--backend name` if that backend works here (`None`: skipped, logged).
+fn backend(name: &str) -> Option<&str> {
+    if name == "uring" {
+        testing::driver(BackendChoice::Uring, DriverConfig::default())?;
+    }
+    Some(name)
+}
+
+/// A running `ringwork`, killed on drop; its stderr lines arrive through a channel.
+struct Server {
+    child: Child,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Server {
+    fn start(args: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ringwork"))
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env_remove("RINGWORK_BACKEND")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start ringwork");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Server {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The endpoints of the next `count` "listening on" lines, as bound.
+    fn listening(&mut self, count: usize) -> Vec<Endpoint> {
+        let mut found = Vec::new();
+        while found.len() < count {
+            let line = self.next_line().unwrap_or_else(|| {
+                panic!(
+                    "ringwork ended before listening; stderr:\n{}",
+                    self.seen.join("\n")
+                )
+            });
+            if let Some((_, rest)) = line.split_once("listening on ") {
+                let text = rest.split(" (core").next().expect("split yields one");
+                found.push(text.parse().expect("log line names an endpoint"));
+            }
+        }
+        found
+    }
+
+    /// The next stderr line; `None` at end of stream.
+    fn next_line(&mut self) -> Option<String> {
+        match self.lines.recv_timeout(PATIENCE) {
+            Ok(line) => {
+                self.seen.push(line.clone());
+                Some(line)
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => None,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                panic!(
+                    "no output from ringwork in time; stderr:\n{}",
+                    self.seen.join("\n")
+                )
+            }
+        }
+    }
+
+    /// Sends SIGTERM and returns whether the process exited with status 0.
+    fn terminate(mut self) -> bool {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        // The stderr pipe closes when the process exits.
+        let deadline = Instant::now() + PATIENCE;
+        while self.next_line().is_some() {
+            assert!(
+                Instant::now() < deadline,
+                "ringwork did not exit after SIGTERM"
+            );
+        }
+        self.child.wait().expect("wait for ringwork").success()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tcp_addr(endpoint: &Endpoint) -> SocketAddr {
+    match endpoint {
+        Endpoint::Tcp { addr } | Endpoint::Udp { addr } => *addr,
+        other => panic!("expected an IP endpoint, got {other}"),
+    }
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ringwork"))
+        .args(args)
+        .output()
+        .expect("run ringwork")
+}
+
+fn echo_round_trip(mut stream: impl Read + Write) {
+    let message = b"hello ringwork\n";
+    stream.write_all(message).expect("write");
+    let mut reply = [0; 15];
+    stream.read_exact(&mut reply).expect("read echo");
+    assert_eq!(&reply, message);
+}
+
+fn tcp_echo(backend: &str) {
+    let Some(backend) = self::backend(backend) else {
+        return;
+    };
+    let mut server = Server::start(&[
+        "serve",
+        "echo",
+        "--listen",
+        "tcp:0:interface=127.0.0.1",
+        "--cores",
+        "1",
+        "--backend",
+        backend,
+    ]);
+    let endpoints = server.listening(1);
+    assert!(
+        server
+            .seen
+            .iter()
+            .any(|l| l.contains(&format!("backend {backend}"))),
+        "{:?}",
+        server.seen
+    );
+    let addr = tcp_addr(&endpoints[0]);
+    assert_ne!(addr.port(), 0, "the log names the bound port");
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    echo_round_trip(&stream);
+    drop(stream);
+    assert!(server.terminate(), "exit status 0 after SIGTERM");
+}
+
+fn tcp_discard(backend: &str) {
+    let Some(backend) = self::backend(backend) else {
+        return;
+    };
+    let mut server = Server::start(&[
+        "serve",
+        "discard",
+        "--listen",
+        "tcp:0:interface=127.0.0.1",
+        "--cores",
+        "1",
+        "--backend",
+        backend,
+    ]);
+    let addr = tcp_addr(&server.listening(1)[0]);
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    stream.write_all(&[7; 100_000]).expect("write");
+    stream.shutdown(Shutdown::Write).expect("half-close");
+    // Nothing comes back: the server closes after our EOF without a byte.
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).expect("read to eof");
+    assert!(rest.is_empty(), "discard sent {} bytes", rest.len());
+    assert!(server.terminate());
+}
+
+fn udp_echo(backend: &str) {
+    let Some(backend) = self::backend(backend) else {
+        return;
+    };
+    let mut server = Server::start(&[
+        "serve",
+        "echo",
+        "--listen",
+        "udp:0:interface=127.0.0.1",
+        "--cores",
+        "1",
+        "--backend",
+        backend,
+    ]);
+    let addr = tcp_addr(&server.listening(1)[0]);
+    assert_ne!(addr.port(), 0);
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    socket.send_to(b"ping", addr).expect("send");
+    let mut buf = [0; 64];
+    let (n, from) = socket.recv_from(&mut buf).expect("echoed datagram");
+    assert_eq!((&buf[..n], from), (&b"ping"[..], addr));
+    assert!(server.terminate());
+}
+
+fn unix_echo(backend: &str) {
+    let Some(backend) = self::backend(backend) else {
+        return;
+    };
+    let dir = TempDir::new(&format!("unix-{backend}"));
+    let path = dir.0.join("echo.sock");
+    let listen = format!("unix:{}", path.display());
+    let mut server = Server::start(&[
+        "serve",
+        "echo",
+        "--listen",
+        &listen,
+        "--listen",
+        "tcp:0:interface=127.0.0.1",
+        "--cores",
+        "1",
+        "--backend",
+        backend,
+    ]);
+    let endpoints = server.listening(2);
+    assert!(endpoints.contains(&Endpoint::Unix { path: path.clone() }));
+    let stream = UnixStream::connect(&path).expect("connect");
+    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    echo_round_trip(&stream);
+    drop(stream);
+    assert!(server.terminate());
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!("ringwork-cli-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn uring() {
+                super::$name("uring");
+            }
+            #[test]
+            fn poll() {
+                super::$name("poll");
+            }
+        }
+    )*};
+}
+
+both_backends!(tcp_echo, tcp_discard, udp_echo, unix_echo);
+
+#[test]
+fn unknown_endpoint_type_fails() {
+    let output = run(&["serve", "echo", "--listen", "bogus:1"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("unknown endpoint type \"bogus\""),
+        "stderr: {stderr}"
+    );
+}
+
+#[test]
+fn port_zero_with_several_cores_fails() {
+    let output = run(&["serve", "echo", "--listen", "tcp:0", "--cores", "2"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--cores 1"), "stderr: {stderr}");
+}
+
+#[test]
+fn help_mentions_serve() {
+    let output = run(&["--help"]);
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("serve"), "stdout: {stdout}");
+    let output = run(&["serve", "--help"]);
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("tcp:8000:interface=127.0.0.1"),
+        "stdout: {stdout}"
+    );
+}
+
+#[test]
+fn address_in_use_fails() {
+    // A std listener has no SO_REUSEPORT, so ringwork's bind on its port fails.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let listen = format!(
+        "tcp:{}:interface=127.0.0.1",
+        taken.local_addr().expect("addr").port()
+    );
+    let output = run(&["serve", "echo", "--cores", "1", "--listen", &listen]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on {listen}")) && stderr.contains("in use"),
+        "stderr: {stderr}"
+    );
+}
