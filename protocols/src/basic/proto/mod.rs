@@ -10,6 +10,9 @@ pub mod length_prefixed;
 pub mod line;
 pub mod netstring;
 
+#[cfg(test)]
+pub(crate) mod test_support;
+
 /// A push-style stream decoder: feed bytes, then poll for frames.
 ///
 /// Call order:

@@ -1,42 +1,18 @@
 use super::*;
 
-#[derive(Debug, Default, Eq, PartialEq)]
-struct Outcome {
-    frames: Vec<Vec<u8>>,
-    error: Option<LengthPrefixedError>,
-}
+use crate::basic::proto::test_support::{self, ok};
+
+type Outcome = test_support::Outcome<LengthPrefixedError>;
 
 fn decode_chunks(prefix: Prefix, max: usize, chunks: &[&[u8]]) -> Outcome {
-    let mut d = LengthPrefixedDecoder::new(prefix, LengthPrefixedLimits::new(max));
-    let mut out = Outcome::default();
-    for c in chunks {
-        d.handle_input(c);
-        loop {
-            match d.poll_event() {
-                Ok(Some(f)) => out.frames.push(f.to_vec()),
-                Ok(None) => break,
-                Err(e) => {
-                    out.error = Some(e);
-                    break;
-                }
-            }
-        }
-    }
-    out
-}
-
-fn ok(frames: &[&str]) -> Outcome {
-    Outcome {
-        frames: frames.iter().map(|f| f.as_bytes().to_vec()).collect(),
-        error: None,
-    }
+    test_support::decode_chunks(
+        LengthPrefixedDecoder::new(prefix, LengthPrefixedLimits::new(max)),
+        chunks,
+    )
 }
 
 fn too_large(frames: &[&str], len: u64, limit: usize) -> Outcome {
-    Outcome {
-        error: Some(LengthPrefixedError::FrameTooLarge { len, limit }),
-        ..ok(frames)
-    }
+    test_support::err(frames, LengthPrefixedError::FrameTooLarge { len, limit })
 }
 
 fn cases() -> Vec<(Prefix, usize, &'static [u8], Outcome)> {

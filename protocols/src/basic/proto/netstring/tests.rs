@@ -1,42 +1,14 @@
 use super::*;
 
-#[derive(Debug, Default, Eq, PartialEq)]
-struct Outcome {
-    frames: Vec<Vec<u8>>,
-    error: Option<NetstringError>,
-}
+use crate::basic::proto::test_support::{self, err, ok};
+
+type Outcome = test_support::Outcome<NetstringError>;
 
 fn decode_chunks(max: usize, chunks: &[&[u8]]) -> Outcome {
-    let mut d = NetstringDecoder::with_limits(NetstringLimits::new(max));
-    let mut out = Outcome::default();
-    for c in chunks {
-        d.handle_input(c);
-        loop {
-            match d.poll_event() {
-                Ok(Some(f)) => out.frames.push(f.to_vec()),
-                Ok(None) => break,
-                Err(e) => {
-                    out.error = Some(e);
-                    break;
-                }
-            }
-        }
-    }
-    out
-}
-
-fn ok(frames: &[&str]) -> Outcome {
-    Outcome {
-        frames: frames.iter().map(|f| f.as_bytes().to_vec()).collect(),
-        error: None,
-    }
-}
-
-fn err(frames: &[&str], e: NetstringError) -> Outcome {
-    Outcome {
-        error: Some(e),
-        ..ok(frames)
-    }
+    test_support::decode_chunks(
+        NetstringDecoder::with_limits(NetstringLimits::new(max)),
+        chunks,
+    )
 }
 
 fn cases() -> Vec<(usize, &'static [u8], Outcome)> {
