@@ -256,6 +256,7 @@ pub(crate) fn fire_timers(
                     state.lose(io, conn, LostReason::ConnectTimeout, true);
                 }
             }
+            Target::Sleep(resolver) => resolver.resolve(()),
         }
         run_notices(state, io);
     }

@@ -8,6 +8,7 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use crate::executor::{Deferred, JoinHandle};
 use crate::reactor::Reactor;
@@ -48,6 +49,17 @@ impl LocalHandle {
             .spawns
             .push(Box::pin(async move { resolver.resolve(future.await) }));
         JoinHandle::from_deferred(deferred)
+    }
+
+    /// A [`Deferred`] that resolves once `delay` has passed (counted from this call), on
+    /// this core's timer wheel: how a future waits (`handle.sleep(d).await`). Dropping it
+    /// does not cancel the wheel entry; it is discarded when due.
+    #[must_use]
+    pub fn sleep(&self, delay: Duration) -> Deferred<()> {
+        let at = crate::timers::deadline(Instant::now(), delay);
+        let (deferred, resolver) = Deferred::new();
+        self.run(move |reactor| reactor.sleep_until(at, resolver));
+        deferred
     }
 
     pub(crate) fn is_idle(&self) -> bool {

@@ -301,6 +301,11 @@ impl Reactor {
         result
     }
 
+    /// Resolves `resolver` at `at` (see [`LocalHandle::sleep`]).
+    pub(crate) fn sleep_until(&mut self, at: Instant, resolver: crate::executor::Resolver<()>) {
+        self.state.timers.add_sleep(at, resolver);
+    }
+
     /// Outside a turn, the turn's time may be old (the program did other work since):
     /// timers and connect timeouts armed from outside callbacks must count from now.
     fn refresh_now(&mut self) {

@@ -2,8 +2,10 @@
 //! timer wheel.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::time::{Duration, Instant};
 
+use crate::executor::Resolver;
 use crate::protocol::ConnId;
 use crate::timer::{TimerKey, TimerWheel};
 
@@ -20,7 +22,6 @@ pub(crate) fn deadline(now: Instant, delay: Duration) -> Instant {
 }
 
 /// What a wheel entry does when it fires.
-#[derive(Debug)]
 pub(crate) enum Target {
     /// A protocol timer.
     Conn {
@@ -30,6 +31,23 @@ pub(crate) enum Target {
     },
     /// An outbound connect that has not completed.
     ConnectTimeout(ConnId),
+    /// A [`LocalHandle::sleep`](crate::LocalHandle::sleep): resolves its `Deferred`.
+    Sleep(Resolver<()>),
+}
+
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Conn { conn, id, every } => f
+                .debug_struct("Conn")
+                .field("conn", conn)
+                .field("id", id)
+                .field("every", every)
+                .finish(),
+            Self::ConnectTimeout(conn) => f.debug_tuple("ConnectTimeout").field(conn).finish(),
+            Self::Sleep(_) => f.write_str("Sleep"),
+        }
+    }
 }
 
 /// The core's timers.
@@ -74,6 +92,11 @@ impl Timers {
     /// Arms a connect timeout.
     pub(crate) fn add_connect_timeout(&mut self, conn: ConnId, at: Instant) -> TimerKey {
         self.wheel.insert(at, Target::ConnectTimeout(conn))
+    }
+
+    /// Arms a sleep: `resolver` is resolved at `at`.
+    pub(crate) fn add_sleep(&mut self, at: Instant, resolver: Resolver<()>) {
+        self.wheel.insert(at, Target::Sleep(resolver));
     }
 
     /// Cancels a protocol timer; `false` if it already fired (one-shot) or was cancelled.

@@ -430,4 +430,31 @@ ringwork::platform::test_all_backends! {
         assert_eq!(fired, timer);
         assert_punctual("a timer armed through with_conn", armed + ms(100), at);
     }
+
+    /// `LocalHandle::sleep` futures wake in deadline order, never early, with no
+    /// connection open (the reactor wakes for the wheel entry by itself).
+    fn sleeps_wake_futures_in_order(backend: BackendChoice) {
+        let Some(mut reactor) = reactor(backend) else { return };
+        let woke: Rc<RefCell<Vec<(u64, Instant)>>> = Rc::default();
+        let start = Instant::now();
+        for delay in [60, 20, 40] {
+            let handle = reactor.handle();
+            let woke = Rc::clone(&woke);
+            reactor.spawn_local(async move {
+                handle.sleep(ms(delay)).await.expect("sleep resolves");
+                woke.borrow_mut().push((delay, Instant::now()));
+            });
+        }
+        wait(
+            &mut reactor,
+            |_| woke.borrow().len() == 3,
+            || format!("three sleeps, woke {:?}", woke.borrow()),
+        );
+        let woke = woke.borrow();
+        let order: Vec<u64> = woke.iter().map(|(d, _)| *d).collect();
+        assert_eq!(order, [20, 40, 60]);
+        for &(delay, at) in woke.iter() {
+            assert_punctual("a sleep", start + ms(delay), at);
+        }
+    }
 }
