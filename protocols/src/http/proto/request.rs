@@ -1,0 +1,212 @@
+//! HTTP/1.1 request-head parser (sans-IO).
+//!
+//! Owns: request line + field parsing into a [`ParsedRequest`]; enforces [`H1Limits`] and
+//! the framing rules that defend against request smuggling.
+//! Contract: [`parse_request`] looks at a prefix of its input and returns
+//! [`Status::Partial`] until the head is complete; it never holds input itself (the caller
+//! keeps unparsed bytes) and copies the head once, into one [`Bytes`], on success.
+//! Does not: touch sockets, read the clock, or decode bodies (see `body.rs`).
+//! Spec: RFC 9112 §2–§3, §5–§6; RFC 9110 §7.2, §10.1.1. Tests: `request/tests.rs`;
+//! fuzz target `fuzz/http_request`.
+
+use std::mem::MaybeUninit;
+
+use bytes::Bytes;
+
+use crate::http::proto::error::H1Error;
+use crate::http::proto::head::{BodyKind, H1Limits, Method, RequestHead, Status, Version, trim};
+use crate::http::proto::scan;
+
+/// A request head and what the connection must do with the rest of the message.
+#[derive(Clone, Debug)]
+pub struct ParsedRequest {
+    /// The head.
+    pub head: RequestHead,
+    /// Bytes of input the head took (including any empty lines before it).
+    pub consumed: usize,
+    /// How the body is delimited ([`BodyKind::CloseDelimited`] never occurs in requests).
+    pub body: BodyKind,
+    /// Whether the connection may carry another request after this one (RFC 9112 §9.3).
+    pub keep_alive: bool,
+    /// Whether the client waits for `100 Continue` before sending the body (RFC 9110
+    /// §10.1.1; ignored for HTTP/1.0 and for requests without a body).
+    pub expect_continue: bool,
+}
+
+/// Parses the request head at the start of `buf`.
+///
+/// # Errors
+/// Every [`H1Error`] a request head can earn; [`H1Error::status`] gives the reply. The
+/// connection must be closed after replying: the input can no longer be framed.
+pub fn parse_request(buf: &[u8], limits: &H1Limits) -> Result<Status<ParsedRequest>, H1Error> {
+    let skip = scan::leading_empty_lines(buf);
+    let input = &buf[skip..];
+    let max_head = limits.max_head.saturating_sub(skip);
+    let head_len = match scan::scan_head(input, limits.max_request_line, max_head)? {
+        Status::Complete(len) => len,
+        Status::Partial => return Ok(Status::Partial),
+    };
+    let input = &input[..head_len];
+    let max_headers = limits.max_headers.min(H1Limits::HEADERS_CAP);
+    let mut fields = [MaybeUninit::<httparse::Header<'_>>::uninit(); H1Limits::HEADERS_CAP];
+    let mut request = httparse::Request::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_request_with_uninit_headers(
+        &mut request,
+        input,
+        &mut fields[..max_headers],
+    );
+    match parsed {
+        Ok(httparse::Status::Complete(n)) if n == head_len => {}
+        // The scan found the end of the head, so httparse must too.
+        Ok(_) => return Err(H1Error::Malformed { what: "head" }),
+        Err(httparse::Error::Version) => {
+            let version = input
+                .split(|&b| b == b'\r')
+                .next()
+                .and_then(|line| line.rsplit(|&b| b == b' ').next())
+                .unwrap_or_default();
+            return Err(if scan::is_other_http_version(version) {
+                H1Error::UnsupportedVersion
+            } else {
+                H1Error::Malformed { what: "version" }
+            });
+        }
+        Err(e) => return Err(scan::httparse_error(e, max_headers)),
+    }
+    let (Some(method), Some(target), Some(minor)) = (request.method, request.path, request.version)
+    else {
+        return Err(H1Error::Malformed {
+            what: "request line",
+        });
+    };
+    let version = if minor == 0 {
+        Version::Http10
+    } else {
+        Version::Http11
+    };
+    let owned = Bytes::copy_from_slice(input);
+    let method = Method::from_token(method.as_bytes());
+    let target_at = target.as_ptr() as usize - input.as_ptr() as usize;
+    let target = owned.slice(target_at..target_at + target.len());
+    let headers = scan::collect_headers(input, &owned, request.headers);
+    let head = RequestHead {
+        method,
+        target,
+        version,
+        headers,
+    };
+    check_target(&head)?;
+    check_host(&head)?;
+    let body = body_kind(&head, limits)?;
+    let keep_alive = keep_alive(&head);
+    let expect_continue = expect_continue(&head, body)?;
+    Ok(Status::Complete(ParsedRequest {
+        head,
+        consumed: skip + head_len,
+        body,
+        keep_alive,
+        expect_continue,
+    }))
+}
+
+/// RFC 9112 §3.2: the four target forms, each allowed only with its methods.
+fn check_target(head: &RequestHead) -> Result<(), H1Error> {
+    let target = &head.target[..];
+    let is_connect = head.method == Method::Connect;
+    if is_connect {
+        // RFC 9112 §3.2.3: the authority-form is only used for CONNECT requests.
+        let authority = !target.is_empty()
+            && !target.contains(&b'/')
+            && target.contains(&b':')
+            && !target.contains(&b'@');
+        return if authority {
+            Ok(())
+        } else {
+            Err(H1Error::BadTarget {
+                reason: "CONNECT needs host:port",
+            })
+        };
+    }
+    if target.first() == Some(&b'/') {
+        return Ok(());
+    }
+    if target == b"*" {
+        // RFC 9112 §3.2.4: the asterisk-form is only used for a server-wide OPTIONS.
+        return if head.method == Method::Options {
+            Ok(())
+        } else {
+            Err(H1Error::BadTarget {
+                reason: "* is only for OPTIONS",
+            })
+        };
+    }
+    // RFC 9112 §3.2.2: a server MUST accept the absolute-form in requests.
+    let lower = |n: usize| target.get(..n).map(<[u8]>::to_ascii_lowercase);
+    if lower(7).as_deref() == Some(b"http://") || lower(8).as_deref() == Some(b"https://") {
+        return Ok(());
+    }
+    Err(H1Error::BadTarget {
+        reason: "not origin-form or absolute-form",
+    })
+}
+
+/// RFC 9112 §3.2: a server MUST respond with 400 to any HTTP/1.1 request message that
+/// lacks a Host header field and to any request message that contains more than one Host
+/// header field.
+fn check_host(head: &RequestHead) -> Result<(), H1Error> {
+    let count = head.headers.get_all("host").count();
+    if count > 1 || (count == 0 && head.version == Version::Http11) {
+        return Err(H1Error::BadHost { count });
+    }
+    Ok(())
+}
+
+/// RFC 9112 §6.3: how the request body is delimited.
+fn body_kind(head: &RequestHead, limits: &H1Limits) -> Result<BodyKind, H1Error> {
+    let chunked = scan::transfer_encoding_is_chunked(&head.headers)?;
+    let length = scan::content_length(&head.headers)?;
+    if chunked {
+        // RFC 9112 §6.1: a server that receives a request with Transfer-Encoding in
+        // HTTP/1.0 MUST treat the framing as faulty and close the connection.
+        if head.version == Version::Http10 {
+            return Err(H1Error::TransferEncodingInHttp10);
+        }
+        // RFC 9112 §6.1: a sender MUST NOT send Content-Length with Transfer-Encoding;
+        // a server MAY reject such a request (this one does: the smuggling vector).
+        if length.is_some() {
+            return Err(H1Error::LengthAndTransferEncoding);
+        }
+        return Ok(BodyKind::Chunked);
+    }
+    match length {
+        Some(n) if n > limits.max_body => Err(H1Error::BodyTooLarge {
+            limit: limits.max_body,
+        }),
+        Some(0) | None => Ok(BodyKind::Empty),
+        Some(n) => Ok(BodyKind::Length(n)),
+    }
+}
+
+/// RFC 9112 §9.3: HTTP/1.1 persists unless `Connection: close`; HTTP/1.0 persists only
+/// with `Connection: keep-alive`.
+fn keep_alive(head: &RequestHead) -> bool {
+    if head.headers.has_token("connection", "close") {
+        return false;
+    }
+    head.version == Version::Http11 || head.headers.has_token("connection", "keep-alive")
+}
+
+/// RFC 9110 §10.1.1: `100-continue` is the only expectation; a server MAY answer others
+/// with 417, and MUST ignore `100-continue` in HTTP/1.0.
+fn expect_continue(head: &RequestHead, body: BodyKind) -> Result<bool, H1Error> {
+    let Some(expect) = head.headers.get("expect") else {
+        return Ok(false);
+    };
+    if !trim(expect).eq_ignore_ascii_case(b"100-continue") {
+        return Err(H1Error::UnsupportedExpectation);
+    }
+    Ok(head.version == Version::Http11 && body != BodyKind::Empty)
+}
+
+#[cfg(test)]
+mod tests;
