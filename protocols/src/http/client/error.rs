@@ -1,0 +1,75 @@
+//! [`ClientError`]: why a request through the HTTP/1.1 client failed.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::http::proto::H1Error;
+
+/// Why a request failed. The Display text is lowercase and unstable.
+///
+/// Kinds, as the style guide keeps them apart: the peer misbehaved
+/// ([`ClientError::Protocol`], [`ClientError::BodyTooLarge`], [`ClientError::Closed`],
+/// [`ClientError::ResponseTimeout`]), the network failed ([`ClientError::Connect`],
+/// [`ClientError::ConnectTimeout`]), or the caller passed something unusable
+/// ([`ClientError::BadUrl`], [`ClientError::InvalidRequest`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// Opening the connection failed (refused, unreachable, no socket).
+    #[error("connect to {addr} failed: {source}")]
+    Connect {
+        /// The server's address.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The connection was not established within the connect timeout.
+    #[error("connect to {addr} timed out after {timeout:?}")]
+    ConnectTimeout {
+        /// The server's address.
+        addr: SocketAddr,
+        /// The timeout that passed.
+        timeout: Duration,
+    },
+    /// The response head did not arrive within the response timeout.
+    #[error("no response head within {timeout:?}")]
+    ResponseTimeout {
+        /// The timeout that passed.
+        timeout: Duration,
+    },
+    /// The connection ended (or was reset) before the response was complete.
+    #[error("connection closed before the response was complete")]
+    Closed,
+    /// The server's response broke HTTP/1.1 framing or syntax.
+    #[error("invalid response: {0}")]
+    Protocol(#[source] H1Error),
+    /// The response body is larger than `H1Limits::max_body`.
+    #[error("response body larger than {limit} bytes")]
+    BodyTooLarge {
+        /// The configured limit.
+        limit: u64,
+    },
+    /// [`ClientRequest::from_url`](super::ClientRequest::from_url) could not use the URL.
+    #[error("unusable URL: {reason}")]
+    BadUrl {
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// The request cannot be written: a target or header field with bytes that would
+    /// split the message (the caller's bug).
+    #[error("invalid request: {0}")]
+    InvalidRequest(#[source] H1Error),
+}
+
+impl ClientError {
+    /// A response-side parse error, with the body limit split out.
+    pub(crate) fn from_response(error: H1Error) -> Self {
+        match error {
+            H1Error::BodyTooLarge { limit } => Self::BodyTooLarge { limit },
+            H1Error::UnexpectedEof => Self::Closed,
+            other => Self::Protocol(other),
+        }
+    }
+}

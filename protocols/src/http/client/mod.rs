@@ -1,0 +1,407 @@
+//! HTTP/1.1 client on the engine: futures per core, a keep-alive pool, streaming bodies.
+//!
+//! Owns: [`HttpClient`] (one per core, cheap to clone), [`ClientConfig`], [`ClientStats`],
+//! the response forms ([`ClientResponse`], buffered; [`ResponseSink`], streamed) and the
+//! retry rule.
+//! Contract: [`HttpClient::request_with`] encodes the request, takes a connection from the
+//! pool (or opens one, or waits while the host is at `max_conns_per_host`), sends the
+//! request, and resolves when the response is complete or failed. A request that failed on
+//! a *reused* connection before any response byte arrived is sent once more on a new
+//! connection if its method is idempotent (RFC 9110 §9.2.2): the server may have closed
+//! the idle connection just as the request went out.
+//! Does not: resolve names (addresses are `SocketAddr`; see [`ClientRequest::from_url`]),
+//! speak TLS, follow redirects, decode content codings, pipeline, or stream request bodies.
+//! Spec: RFC 9110, RFC 9112. Tests: `request/tests.rs` (sans-IO), `tests/http_client.rs`
+//! (both backends; raw in-process servers, Python's `http.server`, nginx).
+//!
+//! # Streaming
+//! [`ResponseSink`] callbacks run inside the upstream connection's engine callbacks and get
+//! its [`Context`]: a reverse proxy writes each body slice straight to its downstream
+//! connection (`ctx.other(down).write(data)`) without buffering the body, and applies
+//! backpressure by calling `ctx.pause_reading()` on the upstream connection when the
+//! downstream one is not writable, and `resume_reading` on it from the downstream's
+//! `write_drained`. A connection is resumed before it goes back to the pool.
+
+mod conn;
+mod error;
+mod pool;
+mod request;
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use ringwork::{Context, Deferred, LocalHandle};
+
+use self::conn::{ClientConn, ConnState, Exchange, Outcome, Pending};
+pub use self::error::ClientError;
+use self::pool::{Lease, Pool};
+pub use self::request::{ClientRequest, encode_head, is_idempotent};
+use crate::http::proto::{H1Limits, Headers, ResponseHead};
+
+/// Settings of an [`HttpClient`]; the defaults suit a proxy or a service client.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ClientConfig {
+    /// Response parsing limits (head size, header count, body size, trailers).
+    pub limits: H1Limits,
+    /// How long opening a connection may take. Default 10 s.
+    pub connect_timeout: Duration,
+    /// How long the response head may take once the request is sent. Default 30 s.
+    pub response_timeout: Duration,
+    /// How long an idle pooled connection is kept. Default 90 s.
+    pub idle_timeout: Duration,
+    /// Idle connections kept per server address. Default 32.
+    pub max_idle_per_host: usize,
+    /// Connections per server address; requests beyond it wait. Default 64.
+    pub max_conns_per_host: usize,
+    /// The `User-Agent` sent when a request has none. Default `ringwork/<version>`.
+    pub user_agent: Option<String>,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            limits: H1Limits::default(),
+            connect_timeout: Duration::from_secs(10),
+            response_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(90),
+            max_idle_per_host: 32,
+            max_conns_per_host: 64,
+            user_agent: Some(concat!("ringwork/", env!("CARGO_PKG_VERSION")).to_owned()),
+        }
+    }
+}
+
+/// Counters of one [`HttpClient`] (all clones share them).
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+#[non_exhaustive]
+pub struct ClientStats {
+    /// Connections opened (sockets created).
+    pub connections_opened: u64,
+    /// Requests written (a retry counts again).
+    pub requests_sent: u64,
+    /// Requests sent on a pooled connection.
+    pub reused: u64,
+    /// Requests sent again after a reused connection failed.
+    pub retries: u64,
+}
+
+/// A complete, buffered response.
+#[derive(Clone, Debug)]
+pub struct ClientResponse {
+    /// Status line and fields.
+    pub head: ResponseHead,
+    /// The body (empty for HEAD, 1xx, 204 and 304).
+    pub body: Bytes,
+    /// The trailer fields of a chunked body, if it had any section.
+    pub trailers: Option<Headers>,
+}
+
+/// Receives a response as it arrives: the streaming form of [`HttpClient::request_with`].
+///
+/// Callbacks run inside the connection's engine callbacks, with its [`Context`] (see the
+/// module docs for a proxy's use). Order: `head` once, `data` any number of times, `end`
+/// once; on failure the request's future returns the error and `end` is not called.
+/// Calling `ctx.close()` or `ctx.abort()` from a callback abandons the response (the
+/// future fails with [`ClientError::Closed`]).
+pub trait ResponseSink: 'static {
+    /// The final response head (1xx interim responses are skipped).
+    fn head(&mut self, ctx: &mut Context<'_>, head: ResponseHead);
+
+    /// A slice of the body, valid during this call only.
+    fn data(&mut self, ctx: &mut Context<'_>, data: &[u8]);
+
+    /// The body ended; `trailers` holds the trailer fields of a chunked body.
+    fn end(&mut self, ctx: &mut Context<'_>, trailers: Option<Headers>) {
+        let _ = (ctx, trailers);
+    }
+}
+
+/// An HTTP/1.1 client for one core: a keep-alive pool per server address.
+///
+/// `!Send`; clones share the pool and the counters. Create one per core from the core's
+/// [`LocalHandle`] (`reactor.handle()` or `ctx.handle()`), and await its futures in tasks
+/// spawned on that core.
+///
+/// # Examples
+/// ```no_run
+/// # use ringwork::{Reactor, ReactorConfig, DriverConfig};
+/// # use ringwork_protocols::http::client::{HttpClient, ClientConfig, ClientRequest};
+/// let mut reactor = Reactor::new(ReactorConfig::default(), DriverConfig::default()).unwrap();
+/// let client = HttpClient::new(reactor.handle(), ClientConfig::default());
+/// let request = ClientRequest::from_url("http://127.0.0.1:8080/").unwrap();
+/// let task = reactor.spawn_local(async move { client.request(request).await });
+/// ```
+#[derive(Clone)]
+pub struct HttpClient {
+    inner: Rc<Inner>,
+}
+
+/// What clones of an [`HttpClient`] and its connections share.
+pub(crate) struct Inner {
+    pub(crate) handle: LocalHandle,
+    pub(crate) config: ClientConfig,
+    pub(crate) pool: RefCell<Pool>,
+    stats: Cell<ClientStats>,
+}
+
+impl Inner {
+    fn count(&self, f: impl FnOnce(&mut ClientStats)) {
+        let mut stats = self.stats.get();
+        f(&mut stats);
+        self.stats.set(stats);
+    }
+}
+
+impl HttpClient {
+    /// A client on the core of `handle`.
+    #[must_use]
+    pub fn new(handle: LocalHandle, config: ClientConfig) -> Self {
+        Self {
+            inner: Rc::new(Inner {
+                handle,
+                config,
+                pool: RefCell::new(Pool::default()),
+                stats: Cell::new(ClientStats::default()),
+            }),
+        }
+    }
+
+    /// The counters so far.
+    #[must_use]
+    pub fn stats(&self) -> ClientStats {
+        self.inner.stats.get()
+    }
+
+    /// Idle pooled connections to `addr` right now.
+    #[must_use]
+    pub fn idle_connections(&self, addr: std::net::SocketAddr) -> usize {
+        pool::counts(&self.inner, addr).0
+    }
+
+    /// Sends `request` and buffers the whole response (up to `limits.max_body`).
+    ///
+    /// # Errors
+    /// See [`ClientError`]; a body over the limit is [`ClientError::BodyTooLarge`].
+    ///
+    /// # Cancellation
+    /// Dropping the future before the response is complete aborts the connection it was
+    /// using when its next bytes arrive (never returns it to the pool half-read).
+    pub fn request(
+        &self,
+        request: ClientRequest,
+    ) -> impl Future<Output = Result<ClientResponse, ClientError>> + 'static {
+        let exchange = self.request_with(request, Buffered::default());
+        async move {
+            let buffered = exchange.await?;
+            Ok(ClientResponse {
+                head: buffered.head.ok_or(ClientError::Closed)?,
+                body: buffered.body.freeze(),
+                trailers: buffered.trailers,
+            })
+        }
+    }
+
+    /// Sends `request` and hands each body slice to `on_chunk` instead of buffering it;
+    /// resolves to the head and trailers once the body ended.
+    ///
+    /// # Errors
+    /// See [`ClientError`].
+    pub fn request_streaming(
+        &self,
+        request: ClientRequest,
+        on_chunk: impl FnMut(&[u8]) + 'static,
+    ) -> impl Future<Output = Result<(ResponseHead, Option<Headers>), ClientError>> + 'static {
+        let exchange = self.request_with(
+            request,
+            Chunks {
+                head: None,
+                trailers: None,
+                on_chunk,
+            },
+        );
+        async move {
+            let chunks = exchange.await?;
+            Ok((chunks.head.ok_or(ClientError::Closed)?, chunks.trailers))
+        }
+    }
+
+    /// Sends `request`, feeding the response to `sink` as it arrives; resolves to the sink
+    /// once the response is complete. The general form of the other request methods.
+    ///
+    /// # Errors
+    /// See [`ClientError`].
+    ///
+    /// # Cancellation
+    /// As [`HttpClient::request`].
+    pub fn request_with<S: ResponseSink>(
+        &self,
+        request: ClientRequest,
+        sink: S,
+    ) -> impl Future<Output = Result<S, ClientError>> + 'static {
+        let client = Rc::clone(&self.inner);
+        async move {
+            let head = encode_head(&request, client.config.user_agent.as_deref())?;
+            let mut sink = sink;
+            let mut fresh = false;
+            loop {
+                let lease = pool::acquire(&client, request.addr, fresh).await;
+                let reused = lease.pooled().is_some();
+                match send(&client, &request, head.clone(), sink, lease).await {
+                    Outcome::Done(sink) => return Ok(sink),
+                    Outcome::Failed {
+                        retry: Some(again), ..
+                    } if reused && !fresh && is_idempotent(&request.method) => {
+                        client.count(|s| s.retries += 1);
+                        sink = again;
+                        fresh = true;
+                    }
+                    Outcome::Failed { error, .. } => return Err(error),
+                }
+            }
+        }
+    }
+}
+
+/// Sends one attempt of a request on `lease` and waits for its outcome.
+async fn send<S: ResponseSink>(
+    client: &Rc<Inner>,
+    request: &ClientRequest,
+    head: Bytes,
+    sink: S,
+    lease: Lease,
+) -> Outcome<S> {
+    let (deferred, resolver) = Deferred::new();
+    let exchange = Box::new(Pending {
+        method: request.method.clone(),
+        sink,
+        resolver,
+    });
+    let body = request.body.clone();
+    let addr = request.addr;
+    let wants_close = request.wants_close();
+    let shared = Rc::clone(client);
+    client.handle.run(move |reactor| match lease.pooled() {
+        None => {
+            let state = Rc::new(RefCell::new(ConnState::connecting(
+                exchange,
+                (head, body),
+                wants_close,
+            )));
+            let conn = ClientConn {
+                state: Rc::clone(&state),
+                client: Rc::clone(&shared),
+                addr,
+            };
+            let timeout = shared.config.connect_timeout;
+            match reactor.connect_with_timeout(&addr.into(), conn, timeout) {
+                Ok(id) => {
+                    state.borrow_mut().id = Some(id);
+                    lease.consume();
+                    shared.count(|s| {
+                        s.connections_opened += 1;
+                        s.requests_sent += 1;
+                    });
+                }
+                Err(error) => {
+                    // The protocol was dropped without callbacks; its state still holds
+                    // the exchange.
+                    let exchange = state.borrow_mut().exchange.take();
+                    if let Some(exchange) = exchange {
+                        let source = error.source;
+                        exchange.fail(ClientError::Connect { addr, source }, false);
+                    }
+                    drop(lease);
+                }
+            }
+        }
+        Some(conn) => {
+            let id = {
+                let mut state = conn.borrow_mut();
+                match (&state.phase, state.id) {
+                    (conn::Phase::Reserved, Some(id)) => {
+                        state.phase = conn::Phase::Head(BytesMut::new());
+                        state.exchange = Some(exchange);
+                        state.reused = true;
+                        state.received = false;
+                        state.wants_close = wants_close;
+                        id
+                    }
+                    _ => {
+                        // Closed between leaving the pool and now: as if it failed at once.
+                        drop(state);
+                        exchange.fail(ClientError::Closed, true);
+                        return;
+                    }
+                }
+            };
+            lease.consume();
+            shared.count(|s| {
+                s.requests_sent += 1;
+                s.reused += 1;
+            });
+            reactor.with_conn(id, |ctx| {
+                let mut state = conn.borrow_mut();
+                if let Some(timer) = state.idle_timer.take() {
+                    ctx.cancel_timer(timer);
+                }
+                ctx.write_bytes(head);
+                if !body.is_empty() {
+                    ctx.write_bytes(body);
+                }
+                state.response_timer = Some(ctx.call_later(shared.config.response_timeout));
+            });
+        }
+    });
+    deferred.await.unwrap_or(Outcome::Failed {
+        error: ClientError::Closed,
+        retry: None,
+    })
+}
+
+/// The sink of [`HttpClient::request`]: buffers everything.
+#[derive(Default)]
+struct Buffered {
+    head: Option<ResponseHead>,
+    body: BytesMut,
+    trailers: Option<Headers>,
+}
+
+impl ResponseSink for Buffered {
+    fn head(&mut self, _ctx: &mut Context<'_>, head: ResponseHead) {
+        self.head = Some(head);
+    }
+
+    fn data(&mut self, _ctx: &mut Context<'_>, data: &[u8]) {
+        // Bounded: the body decoder fails past `limits.max_body`.
+        self.body.extend_from_slice(data);
+    }
+
+    fn end(&mut self, _ctx: &mut Context<'_>, trailers: Option<Headers>) {
+        self.trailers = trailers;
+    }
+}
+
+/// The sink of [`HttpClient::request_streaming`].
+struct Chunks<F> {
+    head: Option<ResponseHead>,
+    trailers: Option<Headers>,
+    on_chunk: F,
+}
+
+impl<F: FnMut(&[u8]) + 'static> ResponseSink for Chunks<F> {
+    fn head(&mut self, _ctx: &mut Context<'_>, head: ResponseHead) {
+        self.head = Some(head);
+    }
+
+    fn data(&mut self, _ctx: &mut Context<'_>, data: &[u8]) {
+        (self.on_chunk)(data);
+    }
+
+    fn end(&mut self, _ctx: &mut Context<'_>, trailers: Option<Headers>) {
+        self.trailers = trailers;
+    }
+}

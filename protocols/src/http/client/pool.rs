@@ -1,0 +1,281 @@
+//! The per-core keep-alive pool: idle connections per server address, the per-host
+//! connection limit, and the queue of requests waiting for a connection.
+//!
+//! Owns: [`Pool`] (per-address [`Host`] bookkeeping), [`Lease`] (the right to use one
+//! pooled connection or to open one new connection), [`acquire`].
+//! Contract: `Host::open` counts every connection of that address from the moment a
+//! [`Lease::New`] is granted until its `connection_lost` (or until the unused lease is
+//! given back), so it never exceeds `max_conns_per_host`. Pool borrows are never held while
+//! user code, a resolver or a drop that could re-enter the pool runs: a dropped lease gives
+//! itself back through a reactor job.
+//! Does not: read or write connections (see `conn.rs`).
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use ringwork::{Deferred, Resolver};
+
+use crate::http::client::Inner;
+use crate::http::client::conn::{ConnState, Phase};
+
+/// Connections of every server address this core talks to.
+#[derive(Default)]
+pub(crate) struct Pool {
+    hosts: HashMap<SocketAddr, Host>,
+}
+
+/// One server address.
+#[derive(Default)]
+struct Host {
+    /// Idle keep-alive connections, most recently used last.
+    idle: Vec<Rc<RefCell<ConnState>>>,
+    /// Connections open or being opened (see the module contract).
+    open: usize,
+    /// Requests waiting for a connection, oldest first.
+    waiters: VecDeque<Waiter>,
+}
+
+/// A request waiting for a connection.
+struct Waiter {
+    /// A retry that must not reuse a pooled connection.
+    fresh: bool,
+    resolver: Resolver<Lease>,
+}
+
+/// The right to send one request: on a pooled connection or on a new one.
+///
+/// Dropped unused (its future was dropped), it gives itself back on the next reactor job.
+pub(crate) struct Lease {
+    client: Rc<Inner>,
+    addr: SocketAddr,
+    kind: Option<LeaseKind>,
+}
+
+/// What a [`Lease`] grants.
+enum LeaseKind {
+    /// A pooled connection, marked [`Phase::Reserved`].
+    Reuse(Rc<RefCell<ConnState>>),
+    /// A slot for one new connection.
+    New,
+}
+
+impl Lease {
+    fn new(client: &Rc<Inner>, addr: SocketAddr, kind: LeaseKind) -> Self {
+        Self {
+            client: Rc::clone(client),
+            addr,
+            kind: Some(kind),
+        }
+    }
+
+    /// A lease on `conn`, already marked [`Phase::Reserved`].
+    pub(crate) fn reuse(
+        client: &Rc<Inner>,
+        addr: SocketAddr,
+        conn: &Rc<RefCell<ConnState>>,
+    ) -> Self {
+        Self::new(client, addr, LeaseKind::Reuse(Rc::clone(conn)))
+    }
+
+    /// The pooled connection this lease grants; `None` for a new-connection slot.
+    pub(crate) fn pooled(&self) -> Option<Rc<RefCell<ConnState>>> {
+        match &self.kind {
+            Some(LeaseKind::Reuse(conn)) => Some(Rc::clone(conn)),
+            _ => None,
+        }
+    }
+
+    /// Marks the lease used: the connection now owns the slot (its `connection_lost`
+    /// frees it).
+    pub(crate) fn consume(mut self) {
+        self.kind = None;
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let Some(kind) = self.kind.take() else { return };
+        let client = Rc::clone(&self.client);
+        let addr = self.addr;
+        // A job, not a direct call: a lease may be dropped inside a resolver or while the
+        // pool or a connection's state is borrowed.
+        self.client
+            .handle
+            .run(move |_| give_back(&client, addr, kind));
+    }
+}
+
+/// Waits for the right to send a request to `addr`: a pooled idle connection (unless
+/// `fresh`), else a new connection if the host is below its limit, else the next one to
+/// free up.
+pub(crate) async fn acquire(client: &Rc<Inner>, addr: SocketAddr, fresh: bool) -> Lease {
+    loop {
+        let (deferred, evict) = {
+            let mut pool = client.pool.borrow_mut();
+            let host = pool.hosts.entry(addr).or_default();
+            if !fresh {
+                while let Some(conn) = host.idle.pop() {
+                    let mut state = conn.borrow_mut();
+                    if state.phase.is_idle() {
+                        state.phase = Phase::Reserved;
+                        drop(state);
+                        return Lease::new(client, addr, LeaseKind::Reuse(conn));
+                    }
+                }
+            }
+            if host.open < client.config.max_conns_per_host {
+                host.open += 1;
+                return Lease::new(client, addr, LeaseKind::New);
+            }
+            // A fresh request at the limit makes room by closing an idle connection; its
+            // `connection_lost` hands the slot to the oldest waiter.
+            let evict = if fresh { host.idle.pop() } else { None };
+            let (deferred, resolver) = Deferred::new();
+            host.waiters.push_back(Waiter { fresh, resolver });
+            (deferred, evict)
+        };
+        if let Some(conn) = evict {
+            close_idle(client, &conn);
+        }
+        if let Ok(lease) = deferred.await {
+            return lease;
+        }
+    }
+}
+
+/// Closes an idle connection taken out of the pool (through a reactor job).
+fn close_idle(client: &Rc<Inner>, conn: &Rc<RefCell<ConnState>>) {
+    let mut state = conn.borrow_mut();
+    state.phase = Phase::Closed;
+    if let Some(id) = state.id {
+        client
+            .handle
+            .run(move |reactor| reactor.with_conn(id, |ctx| ctx.close()));
+    }
+}
+
+/// Returns an unused lease: a pooled connection goes back to idle, a new-connection slot
+/// goes to the next waiter.
+fn give_back(client: &Rc<Inner>, addr: SocketAddr, kind: LeaseKind) {
+    match kind {
+        LeaseKind::Reuse(conn) => {
+            if !matches!(conn.borrow().phase, Phase::Reserved) {
+                return;
+            }
+            conn.borrow_mut().phase = Phase::Idle;
+            if let Some(next) = offer_idle(client, addr, &conn) {
+                next.resolve(Lease::new(client, addr, LeaseKind::Reuse(conn)));
+            }
+        }
+        LeaseKind::New => slot_freed(client, addr),
+    }
+}
+
+/// What to do with a connection whose response completed with keep-alive.
+pub(crate) enum Release {
+    /// Hand it to this waiter (already marked reserved).
+    Waiter(Resolver<Lease>),
+    /// Kept idle in the pool.
+    Pooled,
+    /// Close it: the pool is full, or a waiter needs a fresh connection.
+    Close,
+}
+
+/// Offers an idle connection (phase [`Phase::Idle`], state not borrowed) to the waiters,
+/// else keeps or closes it. Returns the waiter to resolve with the connection reserved.
+fn offer_idle(
+    client: &Rc<Inner>,
+    addr: SocketAddr,
+    conn: &Rc<RefCell<ConnState>>,
+) -> Option<Resolver<Lease>> {
+    match release(client, addr, conn) {
+        Release::Waiter(resolver) => {
+            conn.borrow_mut().phase = Phase::Reserved;
+            Some(resolver)
+        }
+        Release::Pooled => None,
+        Release::Close => {
+            close_idle(client, conn);
+            None
+        }
+    }
+}
+
+/// Decides where an idle connection goes; see [`Release`]. Does not borrow `conn`'s state
+/// (its protocol may hold it): on [`Release::Waiter`] the caller marks it reserved.
+pub(crate) fn release(
+    client: &Rc<Inner>,
+    addr: SocketAddr,
+    conn: &Rc<RefCell<ConnState>>,
+) -> Release {
+    let mut pool = client.pool.borrow_mut();
+    let host = pool.hosts.entry(addr).or_default();
+    while let Some(waiter) = host.waiters.front() {
+        if waiter.resolver.is_canceled() {
+            host.waiters.pop_front();
+            continue;
+        }
+        if waiter.fresh {
+            // Closing this connection frees a slot for it.
+            return Release::Close;
+        }
+        let Some(waiter) = host.waiters.pop_front() else {
+            break;
+        };
+        return Release::Waiter(waiter.resolver);
+    }
+    if host.idle.len() >= client.config.max_idle_per_host {
+        return Release::Close;
+    }
+    host.idle.push(Rc::clone(conn));
+    Release::Pooled
+}
+
+/// A connection of `addr` is gone: forget it and give its slot to the next waiter.
+pub(crate) fn conn_gone(client: &Rc<Inner>, addr: SocketAddr, conn: &Rc<RefCell<ConnState>>) {
+    {
+        let mut pool = client.pool.borrow_mut();
+        if let Some(host) = pool.hosts.get_mut(&addr) {
+            host.idle.retain(|c| !Rc::ptr_eq(c, conn));
+        }
+    }
+    slot_freed(client, addr);
+}
+
+/// One connection slot of `addr` is free: the oldest live waiter gets it.
+fn slot_freed(client: &Rc<Inner>, addr: SocketAddr) {
+    let next = {
+        let mut pool = client.pool.borrow_mut();
+        let Some(host) = pool.hosts.get_mut(&addr) else {
+            return;
+        };
+        host.open = host.open.saturating_sub(1);
+        let mut next = None;
+        while let Some(waiter) = host.waiters.pop_front() {
+            if !waiter.resolver.is_canceled() {
+                host.open += 1;
+                next = Some(waiter.resolver);
+                break;
+            }
+        }
+        if next.is_none() && host.open == 0 && host.idle.is_empty() {
+            pool.hosts.remove(&addr);
+        }
+        next
+    };
+    if let Some(resolver) = next {
+        resolver.resolve(Lease::new(client, addr, LeaseKind::New));
+    }
+}
+
+/// Idle connections and open connections of `addr` (for stats and tests).
+pub(crate) fn counts(client: &Inner, addr: SocketAddr) -> (usize, usize) {
+    client
+        .pool
+        .borrow()
+        .hosts
+        .get(&addr)
+        .map_or((0, 0), |h| (h.idle.len(), h.open))
+}

@@ -1,0 +1,228 @@
+//! [`ClientRequest`]: what the client sends, its builder, `http://` URL parsing and the
+//! request's wire form (sans-IO: no sockets, no clock).
+//!
+//! Owns: the request value, [`ClientRequest::from_url`] (literal IPs and `localhost` only)
+//! and [`encode_head`], which picks the framing fields (Host, Content-Length, User-Agent).
+//! Does not: resolve names (no DNS), speak TLS, or follow redirects.
+//! Spec: RFC 9110 §7.2 (Host), §8.6 (Content-Length), §4.2.1 (http URI);
+//! RFC 9112 §3.2.1 (origin-form). Tests: `tests.rs` beside this module.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::http::client::error::ClientError;
+use crate::http::proto::encode;
+use crate::http::proto::{Headers, Method, Version};
+
+/// One HTTP/1.1 request: where to send it and what to send.
+///
+/// `Content-Length` and `Transfer-Encoding` in `headers` are ignored: the client frames
+/// `body` itself. `Host` comes from `authority` unless `headers` holds one.
+#[derive(Clone, Debug)]
+pub struct ClientRequest {
+    /// The method.
+    pub method: Method,
+    /// The request target in origin form: path and query (`/a/b?c=d`).
+    pub target: Bytes,
+    /// The `Host` field value (`example.com`, `127.0.0.1:8080`).
+    pub authority: Bytes,
+    /// Where to connect.
+    pub addr: SocketAddr,
+    /// Header fields to send.
+    pub headers: Headers,
+    /// The body (may be empty).
+    pub body: Bytes,
+}
+
+impl ClientRequest {
+    /// A request with `method` for `target` at `addr`; the authority is `addr`.
+    #[must_use]
+    pub fn new(method: Method, addr: SocketAddr, target: impl Into<Bytes>) -> Self {
+        Self {
+            method,
+            target: target.into(),
+            authority: Bytes::from(addr.to_string()),
+            addr,
+            headers: Headers::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    /// A `GET` for `target` at `addr`.
+    #[must_use]
+    pub fn get(addr: SocketAddr, target: impl Into<Bytes>) -> Self {
+        Self::new(Method::Get, addr, target)
+    }
+
+    /// A `GET` from an `http://` URL: `http://127.0.0.1:8080/x?y`, `http://[::1]/`,
+    /// `http://localhost:3000/` (change the method with [`ClientRequest::method`]). The
+    /// fragment is dropped; the port defaults to 80.
+    ///
+    /// There is no DNS: the host must be an IP literal or `localhost` (127.0.0.1).
+    ///
+    /// # Errors
+    /// [`ClientError::BadUrl`] for another scheme (`https` included), a host name, user
+    /// info, an empty host or a bad port.
+    pub fn from_url(url: &str) -> Result<Self, ClientError> {
+        let bad = |reason| ClientError::BadUrl { reason };
+        let scheme_end = url.find("://").ok_or(bad("no scheme (expected http://)"))?;
+        let scheme = &url[..scheme_end];
+        if scheme.eq_ignore_ascii_case("https") {
+            return Err(bad("https is not supported (no TLS in this client)"));
+        }
+        if !scheme.eq_ignore_ascii_case("http") {
+            return Err(bad("only the http scheme is supported"));
+        }
+        let rest = &url[scheme_end + 3..];
+        let rest = rest.split('#').next().unwrap_or_default();
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, target) = rest.split_at(authority_end);
+        if authority.contains('@') {
+            return Err(bad("user info is not supported"));
+        }
+        let (host, port) = split_host_port(authority)?;
+        let ip = match host {
+            "" => return Err(bad("empty host")),
+            h if h.eq_ignore_ascii_case("localhost") => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            h => match h.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+                Some(v6) => IpAddr::V6(v6.parse().map_err(|_| bad("malformed IPv6 address"))?),
+                None => IpAddr::V4(h.parse().map_err(|_| {
+                    bad("host is not an IP address or localhost (no DNS in this client)")
+                })?),
+            },
+        };
+        let target = match target {
+            "" => "/".to_owned(),
+            t if t.starts_with('?') => format!("/{t}"),
+            t => t.to_owned(),
+        };
+        if target.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            return Err(bad("whitespace or control bytes in the path"));
+        }
+        let mut request = Self::get(SocketAddr::new(ip, port), target);
+        request.authority = Bytes::copy_from_slice(authority.as_bytes());
+        Ok(request)
+    }
+
+    /// Replaces the method.
+    #[must_use]
+    pub fn method(mut self, method: Method) -> Self {
+        self.method = method;
+        self
+    }
+
+    /// Adds a header field.
+    #[must_use]
+    pub fn header(mut self, name: impl Into<Bytes>, value: impl Into<Bytes>) -> Self {
+        self.headers.append(name, value);
+        self
+    }
+
+    /// Replaces the body.
+    #[must_use]
+    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// Replaces the `Host` value.
+    #[must_use]
+    pub fn authority(mut self, authority: impl Into<Bytes>) -> Self {
+        self.authority = authority.into();
+        self
+    }
+
+    /// Whether the caller asked to close the connection after this exchange.
+    pub(crate) fn wants_close(&self) -> bool {
+        self.headers.has_token("connection", "close")
+    }
+}
+
+/// Whether a request with `method` may be sent again after a failure (RFC 9110 §9.2.2).
+#[must_use]
+pub fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        method,
+        Method::Get | Method::Head | Method::Put | Method::Delete | Method::Options | Method::Trace
+    )
+}
+
+/// Splits `host[:port]` (`[v6]:port` for IPv6); the port defaults to 80.
+fn split_host_port(authority: &str) -> Result<(&str, u16), ClientError> {
+    let bad = |reason| ClientError::BadUrl { reason };
+    let (host, port) = if authority.starts_with('[') {
+        let close = authority.find(']').ok_or(bad("unclosed IPv6 bracket"))?;
+        let (host, after) = authority.split_at(close + 1);
+        match after {
+            "" => (host, None),
+            p => (
+                host,
+                Some(p.strip_prefix(':').ok_or(bad("junk after IPv6 address"))?),
+            ),
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    let port = match port {
+        None => 80,
+        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+            p.parse().map_err(|_| bad("port out of range"))?
+        }
+        Some(_) => return Err(bad("malformed port")),
+    };
+    Ok((host, port))
+}
+
+/// Writes the request head: request line, `Host`, `User-Agent` (if given and the caller
+/// set none), the caller's fields, `Content-Length`, and the empty line. The body follows
+/// it unchanged.
+///
+/// RFC 9110 §8.6: a user agent SHOULD NOT send Content-Length when the request has no
+/// content and the method does not define a meaning for it (GET, HEAD, DELETE, OPTIONS,
+/// TRACE, CONNECT); other methods get `Content-Length: 0` for an empty body.
+///
+/// # Errors
+/// [`ClientError::InvalidRequest`] for a target or a field that would split the message.
+pub fn encode_head(
+    request: &ClientRequest,
+    user_agent: Option<&str>,
+) -> Result<Bytes, ClientError> {
+    let mut dst = BytesMut::with_capacity(256);
+    encode::write_request_line(&mut dst, &request.method, &request.target, Version::Http11)
+        .map_err(ClientError::InvalidRequest)?;
+    // RFC 9110 §7.2: a user agent MUST generate a Host header field in an HTTP/1.1 request.
+    if !request.headers.contains("host") {
+        encode::write_field(&mut dst, b"Host", &request.authority)
+            .map_err(ClientError::InvalidRequest)?;
+    }
+    if let Some(agent) = user_agent.filter(|_| !request.headers.contains("user-agent")) {
+        encode::write_field(&mut dst, b"User-Agent", agent.as_bytes())
+            .map_err(ClientError::InvalidRequest)?;
+    }
+    for (name, value) in request.headers.iter() {
+        if name.eq_ignore_ascii_case(b"content-length")
+            || name.eq_ignore_ascii_case(b"transfer-encoding")
+        {
+            continue;
+        }
+        encode::write_field(&mut dst, name, value).map_err(ClientError::InvalidRequest)?;
+    }
+    let no_content_meaning = matches!(
+        request.method,
+        Method::Get
+            | Method::Head
+            | Method::Delete
+            | Method::Options
+            | Method::Trace
+            | Method::Connect
+    );
+    if !(request.body.is_empty() && no_content_meaning) {
+        encode::write_content_length(&mut dst, request.body.len() as u64);
+    }
+    dst.extend_from_slice(b"\r\n");
+    Ok(dst.freeze())
+}
