@@ -25,7 +25,7 @@ use crate::http::client::error::ClientError;
 use crate::http::client::pool::{self, Release};
 use crate::http::client::{Inner, ResponseSink};
 use crate::http::proto::{
-    BodyDecoder, Headers, Method, ResponseHead, Status as ParseStatus, parse_response,
+    BodyDecoder, BodyKind, Headers, Method, ResponseHead, Status as ParseStatus, parse_response,
 };
 
 /// Where a connection is in its life.
@@ -212,6 +212,14 @@ impl ClientConn {
             }
             if let Some(timer) = state.response_timer.take() {
                 ctx.cancel_timer(timer);
+            }
+            // The decoder counts a sized body as it arrives; refuse one announced too
+            // large before any of it is read.
+            if matches!(parsed.body, BodyKind::Length(n) if n > limits.max_body) {
+                let limit = limits.max_body;
+                self.fail(state, ClientError::BodyTooLarge { limit });
+                ctx.abort();
+                return;
             }
             let keep_alive = parsed.keep_alive && !state.wants_close && parsed.head.status != 101;
             if let Some(exchange) = state.exchange.as_mut() {
