@@ -226,3 +226,6 @@ pub fn encode_head(
     dst.extend_from_slice(b"\r\n");
     Ok(dst.freeze())
 }
+
+#[cfg(test)]
+mod tests;
