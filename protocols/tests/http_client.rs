@@ -18,9 +18,9 @@ use std::time::Duration;
 use ringwork::platform::{BackendChoice, testing};
 use ringwork::{Context, DriverConfig, Protocol, Reactor, ReactorConfig};
 use ringwork_protocols::http::client::{
-    ClientConfig, ClientError, ClientRequest, ClientResponse, HttpClient,
+    ClientConfig, ClientError, ClientRequest, ClientResponse, HttpClient, ResponseSink,
 };
-use ringwork_protocols::http::proto::{H1Error, H1Limits, Method};
+use ringwork_protocols::http::proto::{H1Error, H1Limits, Method, ResponseHead};
 
 /// Overall deadline of one wait.
 const LIMIT: Duration = Duration::from_secs(20);
@@ -410,6 +410,33 @@ ringwork::platform::test_all_backends! {
         assert_eq!(client.stats().retries, 0);
     }
 
+    fn body_timeout(backend: BackendChoice) {
+        let Some(mut reactor) = reactor(backend) else { return };
+        let (addr, _log) = serve(&mut reactor, |_| {
+            reply("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", Then::Hang)
+        });
+        let mut config = ClientConfig::default();
+        config.body_timeout = Duration::from_millis(200);
+        let client = HttpClient::new(reactor.handle(), config);
+        let error = get(&mut reactor, &client, addr, "/").expect_err("timeout");
+        assert!(matches!(error, ClientError::BodyTimeout { .. }), "{error:?}");
+    }
+
+    fn panicking_sink_frees_its_connection_slot(backend: BackendChoice) {
+        let Some(mut reactor) = reactor(backend) else { return };
+        let (addr, log) = serve(&mut reactor, |_| reply(HELLO, Then::Keep));
+        let mut config = ClientConfig::default();
+        config.max_conns_per_host = 1;
+        let client = HttpClient::new(reactor.handle(), config);
+        let future = client.request_with(ClientRequest::get(addr, "/"), Panics);
+        let error = block_on(&mut reactor, future).expect_err("the sink panicked");
+        assert!(matches!(error, ClientError::Closed), "{error:?}");
+        // With one slot per host, this only works if the panicked connection freed it.
+        let response = get(&mut reactor, &client, addr, "/").expect("response");
+        assert_eq!(text(&response), "hello");
+        assert_eq!(log.accepted.get(), 2);
+    }
+
     fn connect_refused(backend: BackendChoice) {
         let Some(mut reactor) = reactor(backend) else { return };
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -560,6 +587,18 @@ ringwork::platform::test_all_backends! {
         assert_eq!(stats.connections_opened, 1, "keep-alive with nginx: {stats:?}");
         assert_eq!(stats.reused, 21, "{stats:?}");
     }
+}
+
+/// A sink whose head callback panics (the engine drops its connection's protocol).
+#[derive(Debug)]
+struct Panics;
+
+impl ResponseSink for Panics {
+    fn head(&mut self, _ctx: &mut Context<'_>, _head: ResponseHead) {
+        panic!("sink panics on purpose");
+    }
+
+    fn data(&mut self, _ctx: &mut Context<'_>, _data: &[u8]) {}
 }
 
 /// Waits (bounded) for a line from a child's stdout on a helper thread.

@@ -69,7 +69,9 @@ pub(crate) struct ConnState {
     pub(crate) received: bool,
     /// The request asked for `Connection: close`.
     pub(crate) wants_close: bool,
-    pub(crate) response_timer: Option<TimerId>,
+    /// The response timeout while reading the head, the body timeout while reading the
+    /// body.
+    pub(crate) read_timer: Option<TimerId>,
     pub(crate) idle_timer: Option<TimerId>,
 }
 
@@ -88,7 +90,7 @@ impl ConnState {
             reused: false,
             received: false,
             wants_close,
-            response_timer: None,
+            read_timer: None,
             idle_timer: None,
         }
     }
@@ -163,12 +165,25 @@ impl<S: ResponseSink> Exchange for Pending<S> {
 
 /// The protocol of one client connection.
 pub(crate) struct ClientConn {
-    pub(crate) state: Rc<RefCell<ConnState>>,
-    pub(crate) client: Rc<Inner>,
-    pub(crate) addr: SocketAddr,
+    state: Rc<RefCell<ConnState>>,
+    client: Rc<Inner>,
+    addr: SocketAddr,
+    /// Whether the pool was told this connection is gone.
+    gone: bool,
 }
 
 impl ClientConn {
+    /// The protocol of a new connection to `addr`. It holds a connection slot of the
+    /// pool from now on and frees it when lost or dropped.
+    pub(crate) fn new(state: Rc<RefCell<ConnState>>, client: Rc<Inner>, addr: SocketAddr) -> Self {
+        Self {
+            state,
+            client,
+            addr,
+            gone: false,
+        }
+    }
+
     /// Fails the exchange in flight (if any) and marks the connection closed; the caller
     /// closes or aborts it.
     fn fail(&self, state: &mut ConnState, error: ClientError) {
@@ -210,9 +225,10 @@ impl ClientConn {
                 buf = rest;
                 continue;
             }
-            if let Some(timer) = state.response_timer.take() {
+            if let Some(timer) = state.read_timer.take() {
                 ctx.cancel_timer(timer);
             }
+            state.read_timer = Some(ctx.call_later(self.client.config.body_timeout));
             // The decoder counts a sized body as it arrives; refuse one announced too
             // large before any of it is read.
             if matches!(parsed.body, BodyKind::Length(n) if n > limits.max_body) {
@@ -286,6 +302,9 @@ impl ClientConn {
         reusable: bool,
     ) {
         state.phase = Phase::Closed;
+        if let Some(timer) = state.read_timer.take() {
+            ctx.cancel_timer(timer);
+        }
         if let Some(exchange) = state.exchange.take() {
             exchange.finish(ctx, trailers);
         }
@@ -326,7 +345,7 @@ impl Protocol for ClientConn {
         }
         if matches!(state.phase, Phase::Connecting) {
             state.phase = Phase::Head(BytesMut::new());
-            state.response_timer = Some(ctx.call_later(self.client.config.response_timeout));
+            state.read_timer = Some(ctx.call_later(self.client.config.response_timeout));
         }
     }
 
@@ -347,6 +366,10 @@ impl Protocol for ClientConn {
             }
             phase @ Phase::Body { .. } => {
                 state.phase = phase;
+                if let Some(timer) = state.read_timer.take() {
+                    ctx.cancel_timer(timer);
+                }
+                state.read_timer = Some(ctx.call_later(self.client.config.body_timeout));
                 self.on_body(state, ctx, data);
             }
             Phase::Idle | Phase::Reserved => {
@@ -374,12 +397,26 @@ impl Protocol for ClientConn {
 
     fn timer_fired(&mut self, ctx: &mut Context<'_>, timer: TimerId) {
         let state = &mut *self.state.borrow_mut();
-        if state.response_timer == Some(timer) {
-            state.response_timer = None;
-            let timeout = self.client.config.response_timeout;
+        if state.read_timer == Some(timer) {
+            state.read_timer = None;
+            let config = &self.client.config;
+            let error = match state.phase {
+                // A sink that paused reading (a proxy whose client is slow) is waiting on
+                // purpose: the body is not stalled.
+                Phase::Body { .. } if ctx.is_reading_paused() => {
+                    state.read_timer = Some(ctx.call_later(config.body_timeout));
+                    return;
+                }
+                Phase::Body { .. } => ClientError::BodyTimeout {
+                    timeout: config.body_timeout,
+                },
+                _ => ClientError::ResponseTimeout {
+                    timeout: config.response_timeout,
+                },
+            };
             // Not retryable: the server may be working on the request.
             state.reused = false;
-            self.fail(state, ClientError::ResponseTimeout { timeout });
+            self.fail(state, error);
             ctx.abort();
         } else if state.idle_timer == Some(timer) {
             state.idle_timer = None;
@@ -406,6 +443,19 @@ impl Protocol for ClientConn {
             };
             self.fail(state, error);
         }
+        self.gone = true;
         pool::conn_gone(&self.client, self.addr, &self.state);
+    }
+}
+
+impl Drop for ClientConn {
+    /// Frees the slot of a protocol dropped without `connection_lost`: its socket could
+    /// not be created, or a sink callback panicked (the engine then drops the protocol).
+    /// The exchange's resolver drops with the state, so its future fails with `Closed`.
+    fn drop(&mut self) {
+        if !self.gone {
+            self.gone = true;
+            pool::conn_gone(&self.client, self.addr, &self.state);
+        }
     }
 }

@@ -10,7 +10,7 @@ use crate::http::proto::H1Error;
 ///
 /// Kinds, as the style guide keeps them apart: the peer misbehaved
 /// ([`ClientError::Protocol`], [`ClientError::BodyTooLarge`], [`ClientError::Closed`],
-/// [`ClientError::ResponseTimeout`]), the network failed ([`ClientError::Connect`],
+/// [`ClientError::ResponseTimeout`], [`ClientError::BodyTimeout`]), the network failed ([`ClientError::Connect`],
 /// [`ClientError::ConnectTimeout`]), or the caller passed something unusable
 /// ([`ClientError::BadUrl`], [`ClientError::InvalidRequest`]).
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +36,12 @@ pub enum ClientError {
     /// The response head did not arrive within the response timeout.
     #[error("no response head within {timeout:?}")]
     ResponseTimeout {
+        /// The timeout that passed.
+        timeout: Duration,
+    },
+    /// The body stalled: no bytes for longer than the body timeout.
+    #[error("response body stalled for {timeout:?}")]
+    BodyTimeout {
         /// The timeout that passed.
         timeout: Duration,
     },

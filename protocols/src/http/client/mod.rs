@@ -51,6 +51,9 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// How long the response head may take once the request is sent. Default 30 s.
     pub response_timeout: Duration,
+    /// How long the body may stall between two reads (not counted while a sink paused
+    /// reading). Default 30 s.
+    pub body_timeout: Duration,
     /// How long an idle pooled connection is kept. Default 90 s.
     pub idle_timeout: Duration,
     /// Idle connections kept per server address. Default 32.
@@ -67,6 +70,7 @@ impl Default for ClientConfig {
             limits: H1Limits::default(),
             connect_timeout: Duration::from_secs(10),
             response_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(90),
             max_idle_per_host: 32,
             max_conns_per_host: 64,
@@ -291,30 +295,27 @@ async fn send<S: ResponseSink>(
                 (head, body),
                 wants_close,
             )));
-            let conn = ClientConn {
-                state: Rc::clone(&state),
-                client: Rc::clone(&shared),
-                addr,
-            };
+            let conn = ClientConn::new(Rc::clone(&state), Rc::clone(&shared), addr);
+            // The connection owns the slot from here on (it frees it when lost, or when
+            // dropped unstarted).
+            lease.consume();
             let timeout = shared.config.connect_timeout;
             match reactor.connect_with_timeout(&addr.into(), conn, timeout) {
                 Ok(id) => {
                     state.borrow_mut().id = Some(id);
-                    lease.consume();
                     shared.count(|s| {
                         s.connections_opened += 1;
                         s.requests_sent += 1;
                     });
                 }
                 Err(error) => {
-                    // The protocol was dropped without callbacks; its state still holds
-                    // the exchange.
+                    // The protocol was dropped without callbacks (freeing the slot); its
+                    // state still holds the exchange.
                     let exchange = state.borrow_mut().exchange.take();
                     if let Some(exchange) = exchange {
                         let source = error.source;
                         exchange.fail(ClientError::Connect { addr, source }, false);
                     }
-                    drop(lease);
                 }
             }
         }
@@ -352,7 +353,7 @@ async fn send<S: ResponseSink>(
                 if !body.is_empty() {
                     ctx.write_bytes(body);
                 }
-                state.response_timer = Some(ctx.call_later(shared.config.response_timeout));
+                state.read_timer = Some(ctx.call_later(shared.config.response_timeout));
             });
         }
     });
