@@ -20,5 +20,6 @@
 
 pub mod basic;
 pub mod endpoint;
+pub mod http;
 
 pub use crate::endpoint::{Endpoint, EndpointError};

@@ -1,0 +1,1 @@
+//! Static-file serving helpers (filesystem, no sockets): stub.
