@@ -11,7 +11,12 @@
 //! Spec: RFC 9110 §8.8 (validators), §13 (conditional requests), §14 (ranges).
 
 pub mod mime;
+pub mod path;
 pub mod range;
 
+#[cfg(test)]
+mod test_support;
+
 pub use self::mime::content_type;
+pub use self::path::{BadPathReason, PathError, Resolved, StaticRoot, resolve};
 pub use self::range::{RangeOutcome, content_range, parse_range, unsatisfied_range};
