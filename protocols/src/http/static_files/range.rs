@@ -12,6 +12,8 @@
 //! `conditional.rs`), or read the file.
 //! Spec: RFC 9110 §14.1–§14.4. Tests: `range/tests.rs`.
 
+use crate::http::static_files::trim_ows;
+
 /// The most ranges [`parse_range`] considers; a header with more is ignored.
 pub const MAX_RANGES: usize = 100;
 
@@ -149,13 +151,6 @@ fn number(s: &[u8]) -> Option<u64> {
     Some(s.iter().fold(0u64, |n, &b| {
         n.saturating_mul(10).saturating_add(u64::from(b - b'0'))
     }))
-}
-
-fn trim_ows(s: &[u8]) -> &[u8] {
-    let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
-    let start = s.iter().position(|b| !is_ows(b)).unwrap_or(s.len());
-    let end = s.iter().rposition(|b| !is_ows(b)).map_or(start, |i| i + 1);
-    &s[start..end]
 }
 
 /// The `Content-Range` value of a `206` answer: `bytes 0-99/1000`.
