@@ -11,6 +11,7 @@
 //! Spec: RFC 9110 §8.8 (validators), §13 (conditional requests), §14 (ranges).
 
 pub mod conditional;
+pub mod listing;
 pub mod mime;
 pub mod path;
 pub mod range;
@@ -19,6 +20,7 @@ pub mod range;
 mod test_support;
 
 pub use self::conditional::{Precondition, Preconditions, etag_for};
+pub use self::listing::{DirEntryInfo, read_listing, render_listing};
 pub use self::mime::content_type;
 pub use self::path::{BadPathReason, PathError, Resolved, StaticRoot, resolve};
 pub use self::range::{RangeOutcome, content_range, parse_range, unsatisfied_range};

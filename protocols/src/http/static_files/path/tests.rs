@@ -15,6 +15,8 @@ use Got::{Dir, File, Redirect, Status};
 
 /// A root with: `a/b.txt`, `a/c/` (no index), `site/index.html`, `top.txt`,
 /// `weird name <&>.txt`, `%41.txt`, and (Unix) a fifo plus symlinks inside and out.
+// `tmp` and `outside` keep the directories alive; only the Unix tests read them.
+#[cfg_attr(not(unix), allow(dead_code))]
 struct Fixture {
     tmp: TempDir,
     root: StaticRoot,
