@@ -197,7 +197,8 @@ impl From<BadPathReason> for PathError {
 /// Resolves a request path under `root`.
 ///
 /// `root` must be canonical: build it with [`StaticRoot::new`], which canonicalizes it,
-/// and prefer [`StaticRoot::resolve`]. `request_path` is the raw origin-form path of the
+/// and prefer [`StaticRoot::resolve`]. (A non-canonical root fails closed: canonical targets
+/// do not start with it, so they are [`PathError::Forbidden`].) `request_path` is the raw origin-form path of the
 /// request target without the query (`/a/b%20c.txt`). Empty segments (`//`) are collapsed.
 ///
 /// A directory requested without a trailing `/` gives [`Resolved::RedirectToSlash`]; with
