@@ -4,4 +4,8 @@
 
 pub mod date;
 pub mod proto;
+#[cfg(feature = "engine")]
+pub mod server;
+#[cfg(feature = "engine")]
+pub mod services;
 pub mod static_files;
