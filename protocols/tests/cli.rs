@@ -294,7 +294,73 @@ macro_rules! both_backends {
     )*};
 }
 
-both_backends!(tcp_echo, tcp_discard, udp_echo, unix_echo);
+/// `serve hello`: an HTTP/1.1 exchange over a raw socket, two requests on one connection.
+fn tcp_hello(backend: &str) {
+    let Some(backend) = self::backend(backend) else {
+        return;
+    };
+    let mut server = Server::start(&[
+        "serve",
+        "hello",
+        "--listen",
+        "tcp:0:interface=127.0.0.1",
+        "--cores",
+        "1",
+        "--backend",
+        backend,
+    ]);
+    let addr = tcp_addr(&server.listening(1)[0]);
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .expect("write");
+    let mut reply = String::new();
+    stream
+        .read_to_string(&mut reply)
+        .expect("read until the server closes");
+    assert_eq!(reply.matches("HTTP/1.1 200 OK\r\n").count(), 2, "{reply}");
+    assert_eq!(reply.matches("\r\n\r\nHello, World!").count(), 2, "{reply}");
+    assert!(reply.contains("Connection: close\r\n"), "{reply}");
+    assert!(server.terminate(), "exit status 0 after SIGTERM");
+}
+
+both_backends!(tcp_echo, tcp_discard, udp_echo, unix_echo, tcp_hello);
+
+#[test]
+fn web_without_root_fails() {
+    let output = run(&["serve", "web", "--listen", "tcp:0", "--cores", "1"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("web needs --root DIR"), "stderr: {stderr}");
+    let output = run(&[
+        "serve",
+        "web",
+        "--root",
+        "/nonexistent/ringwork",
+        "--listen",
+        "tcp:0",
+        "--cores",
+        "1",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--root /nonexistent/ringwork"),
+        "stderr: {stderr}"
+    );
+}
+
+#[test]
+fn hello_over_udp_fails() {
+    let output = run(&["serve", "hello", "--listen", "udp:0", "--cores", "1"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("does not support endpoint udp"),
+        "stderr: {stderr}"
+    );
+}
 
 #[test]
 fn unknown_endpoint_type_fails() {

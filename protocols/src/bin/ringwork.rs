@@ -26,6 +26,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use ringwork::{BackendChoice, EngineError, Reactor, Runtime};
 use ringwork_protocols::Endpoint;
 use ringwork_protocols::basic::{Discard, DiscardDatagram, Echo, EchoDatagram};
+use ringwork_protocols::http::server::{HttpServer, ServerConfig};
+use ringwork_protocols::http::services::{StaticFiles, hello_server};
 
 /// Where `serve` listens when no `--listen` is given: loopback only, a fixed port.
 const DEFAULT_LISTEN: &str = "tcp:8000:interface=127.0.0.1";
@@ -33,6 +35,8 @@ const DEFAULT_LISTEN: &str = "tcp:8000:interface=127.0.0.1";
 const EXAMPLES: &str = "\
 Examples:
   ringwork serve echo
+  ringwork serve hello --listen tcp:8080 --cores 1
+  ringwork serve web --root ./public --listen tcp:8080 --access-log
   ringwork serve echo --listen tcp:7000 --listen unix:/tmp/echo.sock --cores 2
   ringwork serve discard --listen udp:9000:interface=127.0.0.1 --backend poll
   RUST_LOG=debug ringwork serve echo --listen tcp6:7000:interface=::1";
@@ -93,6 +97,44 @@ struct Serve {
     /// How long connections may finish after SIGINT or SIGTERM before they are closed.
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
     grace: Duration,
+    /// The directory `web` serves.
+    #[arg(long, value_name = "DIR")]
+    root: Option<std::path::PathBuf>,
+    /// Log every HTTP response (target ringwork::http::access, info level).
+    #[arg(long)]
+    access_log: bool,
+}
+
+/// What the HTTP services need besides their endpoint.
+#[derive(Clone, Debug)]
+struct HttpOptions {
+    root: Option<std::path::PathBuf>,
+    access_log: bool,
+}
+
+impl HttpOptions {
+    fn config(&self) -> ServerConfig {
+        let mut config = ServerConfig::default();
+        config.access_log = self.access_log;
+        config
+    }
+
+    /// The HTTP server for `service` (`None` for the non-HTTP services).
+    fn server(&self, service: Service) -> Result<Option<HttpServer>, EngineError> {
+        Ok(match service {
+            Service::Hello => Some(hello_server(self.config())),
+            Service::Web => {
+                let root = self.root.as_ref().ok_or_else(|| EngineError::Config {
+                    what: "web needs --root DIR".into(),
+                })?;
+                let files = StaticFiles::new(root).map_err(|e| EngineError::Config {
+                    what: format!("--root {}: {e}", root.display()),
+                })?;
+                Some(HttpServer::new(files, self.config()))
+            }
+            Service::Echo | Service::Discard => None,
+        })
+    }
 }
 
 /// The services `ringwork serve` runs.
@@ -102,6 +144,10 @@ enum Service {
     Echo,
     /// Discard (RFC 863): reads and drops everything.
     Discard,
+    /// HTTP/1.1 "Hello, World!" (text/plain) on every path: the benchmark endpoint.
+    Hello,
+    /// HTTP/1.1 static files from --root DIR (ranges, conditional requests, listings).
+    Web,
 }
 
 impl Service {
@@ -110,19 +156,23 @@ impl Service {
         self,
         reactor: &mut Reactor,
         endpoint: &Endpoint,
+        http: &HttpOptions,
     ) -> Result<Endpoint, EngineError> {
+        let server = http.server(self)?;
         match endpoint {
             Endpoint::Tcp { addr } => {
-                let addr = match self {
-                    Service::Echo => reactor.listen_tcp(*addr, || Echo)?,
-                    Service::Discard => reactor.listen_tcp(*addr, || Discard)?,
+                let addr = match (self, server) {
+                    (_, Some(server)) => reactor.listen_tcp(*addr, server)?,
+                    (Service::Discard, None) => reactor.listen_tcp(*addr, || Discard)?,
+                    (_, None) => reactor.listen_tcp(*addr, || Echo)?,
                 };
                 Ok(Endpoint::Tcp { addr })
             }
             Endpoint::Unix { path } => {
-                match self {
-                    Service::Echo => reactor.listen_unix(path, || Echo)?,
-                    Service::Discard => reactor.listen_unix(path, || Discard)?,
+                match (self, server) {
+                    (_, Some(server)) => reactor.listen_unix(path, server)?,
+                    (Service::Discard, None) => reactor.listen_unix(path, || Discard)?,
+                    (_, None) => reactor.listen_unix(path, || Echo)?,
                 }
                 Ok(endpoint.clone())
             }
@@ -142,6 +192,7 @@ impl Service {
         let id = match self {
             Service::Echo => reactor.bind_udp(*addr, EchoDatagram)?,
             Service::Discard => reactor.bind_udp(*addr, DiscardDatagram)?,
+            Service::Hello | Service::Web => return Err(unsupported(self, endpoint)),
         };
         let addr = reactor
             .udp_local_addr(id)?
@@ -157,12 +208,13 @@ impl Service {
         self,
         reactor: &mut Reactor,
         endpoint: &Endpoint,
+        http: &HttpOptions,
     ) -> Option<Result<Endpoint, EngineError>> {
         match endpoint {
-            Endpoint::Tcp { .. } => Some(self.listen_stream(reactor, endpoint)),
+            Endpoint::Tcp { .. } => Some(self.listen_stream(reactor, endpoint, http)),
             // A Unix path or a UDP port (without SO_REUSEPORT) is one socket: core 0's.
             Endpoint::Unix { .. } if reactor.core_index() == 0 => {
-                Some(self.listen_stream(reactor, endpoint))
+                Some(self.listen_stream(reactor, endpoint, http))
             }
             Endpoint::Udp { .. } if reactor.core_index() == 0 => {
                 Some(self.bind_datagram(reactor, endpoint))
@@ -241,9 +293,15 @@ fn run_serve(serve: Serve) -> Result<(), Box<dyn Error>> {
     let failure: Arc<Mutex<Option<String>>> = Arc::default();
     let sink = Arc::clone(&failure);
     let (service, endpoints) = (serve.service, serve.listen);
+    let http = HttpOptions {
+        root: serve.root,
+        access_log: serve.access_log,
+    };
+    // Check the service's own settings before any core starts.
+    http.server(service)?;
     let result = runtime.run(move |reactor| {
         for endpoint in &endpoints {
-            match service.listen(reactor, endpoint) {
+            match service.listen(reactor, endpoint, &http) {
                 None => {}
                 Some(Ok(bound)) => tracing::info!(
                     "listening on {bound} (core {}, backend {})",

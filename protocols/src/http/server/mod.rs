@@ -1,0 +1,151 @@
+//! The HTTP/1.1 server: a [`Factory`] ([`HttpServer`]) that runs a [`Handler`] on every
+//! connection of a listener.
+//!
+//! A handler gets a [`Request`] and a [`Responder`] and answers once, now or later:
+//!
+//! ```no_run
+//! use ringwork_protocols::http::server::{HttpServer, Response, ServerConfig};
+//! # fn listen(reactor: &mut ringwork::Reactor) -> Result<(), ringwork::EngineError> {
+//! let hello = HttpServer::new(
+//!     |_request, respond: ringwork_protocols::http::server::Responder| {
+//!         respond.send(Response::text("Hello, World!"))
+//!     },
+//!     ServerConfig::default(),
+//! );
+//! reactor.listen_tcp("127.0.0.1:8080".parse().unwrap(), hello)?;
+//! # Ok(()) }
+//! ```
+//!
+//! What the server does for every handler:
+//! - parses requests with the sans-IO parser ([`crate::http::proto`]) and answers bad ones
+//!   itself (400, 413, 414, 431, 501, 505, 417, 408) before closing;
+//! - reads the whole body before calling the handler (up to `limits.max_body`), unless
+//!   [`Handler::stream_body`] asks for a [`RequestBody`] stream;
+//! - keeps pipelined responses in request order, up to `max_pipelined` in flight;
+//! - frames responses (Content-Length, chunked, close), adds Date (cached per core, one
+//!   formatting per second) and Connection, answers `Expect: 100-continue`;
+//! - bounds time: the head must arrive within `header_read_timeout` (slowloris), the body
+//!   may not stall longer than `body_read_timeout`, an idle keep-alive connection closes
+//!   after `keep_alive_timeout`;
+//! - bounds memory: reading pauses while the write buffer is over its high watermark or a
+//!   streamed body is not being consumed;
+//! - on graceful shutdown, finishes in-flight requests and closes idle connections.
+
+mod conn;
+mod date_cache;
+mod message;
+mod respond;
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ringwork::{Factory, Protocol};
+
+pub use self::message::{BodyError, Request, RequestBody, Response};
+pub use self::respond::{BodyWriter, Closed, Responder};
+use crate::http::proto::{H1Limits, RequestHead};
+
+/// What answers requests. One handler value serves every connection of a listener on one
+/// core (`&self`: keep per-core state in `Cell`/`RefCell`).
+///
+/// Any `Fn(Request, Responder)` closure is a handler.
+pub trait Handler: 'static {
+    /// Answers `request` through `respond`, now or later.
+    fn handle(&self, request: Request, respond: Responder);
+
+    /// Whether this request's body should stream to the handler (called with the head,
+    /// before the body is read): then [`Handler::handle`] runs at once and
+    /// [`Request::take_body_stream`] yields the body as it arrives. The default reads the
+    /// whole body first.
+    fn stream_body(&self, head: &RequestHead) -> bool {
+        let _ = head;
+        false
+    }
+}
+
+impl<F> Handler for F
+where
+    F: Fn(Request, Responder) + 'static,
+{
+    fn handle(&self, request: Request, respond: Responder) {
+        self(request, respond);
+    }
+}
+
+/// Server settings, with safe defaults.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Parser limits (request line, head, fields, body).
+    pub limits: H1Limits,
+    /// Time allowed for a whole request head, from its first byte (or from the connection
+    /// for the first request): 408 and close past it.
+    pub header_read_timeout: Duration,
+    /// Longest pause while a body is being read: 408 and close past it.
+    pub body_read_timeout: Duration,
+    /// How long an idle keep-alive connection stays open.
+    pub keep_alive_timeout: Duration,
+    /// Most requests read ahead of their responses (pipelining); reading pauses beyond.
+    pub max_pipelined: usize,
+    /// Whether connections persist between requests.
+    pub keep_alive: bool,
+    /// Close a connection after this many requests (`None`: no limit).
+    pub max_requests_per_connection: Option<u64>,
+    /// Bytes of a streamed request body held for a slow handler before reading pauses.
+    pub body_buffer: usize,
+    /// A `Server` field to send (none by default).
+    pub server_name: Option<Bytes>,
+    /// Log every response at info level, target `ringwork::http::access`.
+    pub access_log: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            limits: H1Limits::default(),
+            header_read_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(30),
+            keep_alive_timeout: Duration::from_secs(60),
+            max_pipelined: 64,
+            keep_alive: true,
+            max_requests_per_connection: None,
+            body_buffer: 256 * 1024,
+            server_name: None,
+            access_log: false,
+        }
+    }
+}
+
+/// What every connection of one server on one core shares.
+pub(crate) struct Shared {
+    pub(crate) handler: Box<dyn Handler>,
+    pub(crate) config: ServerConfig,
+    pub(crate) date: date_cache::DateCache,
+}
+
+/// An HTTP/1.1 server for a listener: `reactor.listen_tcp(addr, HttpServer::new(..))`.
+/// Build one per core (inside `Runtime::run`'s per-core closure).
+pub struct HttpServer {
+    shared: Rc<Shared>,
+}
+
+impl HttpServer {
+    /// A server answering with `handler`.
+    #[must_use]
+    pub fn new(handler: impl Handler, config: ServerConfig) -> Self {
+        Self {
+            shared: Rc::new(Shared {
+                handler: Box::new(handler),
+                config,
+                date: date_cache::DateCache::new(),
+            }),
+        }
+    }
+}
+
+impl Factory for HttpServer {
+    fn build_protocol(&mut self) -> Box<dyn Protocol> {
+        Box::new(conn::ServerConnection::new(Rc::clone(&self.shared)))
+    }
+}
