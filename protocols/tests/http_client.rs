@@ -1,6 +1,6 @@
 //! The HTTP/1.1 client on both backends: against raw in-process servers that answer canned
 //! bytes (framing, interim responses, keep-alive, retries, timeouts, errors), against
-//! Python's `http.server`, and against nginx when it is installed.
+//! ringwork's own server, Python's `http.server`, and against nginx when it is installed.
 //!
 //! Nothing sleeps: a test turns the reactor until its future resolved (bounded by
 //! [`LIMIT`]); external servers are waited for by reading their output or exit status.
@@ -20,7 +20,8 @@ use ringwork::{Context, DriverConfig, Protocol, Reactor, ReactorConfig};
 use ringwork_protocols::http::client::{
     ClientConfig, ClientError, ClientRequest, ClientResponse, HttpClient, ResponseSink,
 };
-use ringwork_protocols::http::proto::{H1Error, H1Limits, Method, ResponseHead};
+use ringwork_protocols::http::proto::{H1Error, H1Limits, Headers, Method, ResponseHead};
+use ringwork_protocols::http::server::{HttpServer, Request, Responder, Response, ServerConfig};
 
 /// Overall deadline of one wait.
 const LIMIT: Duration = Duration::from_secs(20);
@@ -546,6 +547,47 @@ ringwork::platform::test_all_backends! {
         assert_eq!(log.accepted.get(), 1);
         assert_eq!(client.stats().connections_opened, 1);
         assert_eq!(client.stats().reused, 4);
+    }
+
+    fn against_the_ringwork_server(backend: BackendChoice) {
+        let Some(mut reactor) = reactor(backend) else { return };
+        let server = HttpServer::new(
+            |request: Request, respond: Responder| {
+                if request.path() == b"/stream" {
+                    // No Content-Length: the server sends it chunked, with a trailer.
+                    let mut body = respond.stream(Response::new(200));
+                    body.write("part one, ");
+                    body.write("part two");
+                    let mut trailers = Headers::new();
+                    trailers.append("X-Done", "yes");
+                    body.finish_with_trailers(trailers);
+                } else {
+                    let mut echo = request.method().as_bytes().to_vec();
+                    echo.extend_from_slice(b" ");
+                    echo.extend_from_slice(request.body());
+                    respond.send(Response::text(echo));
+                }
+            },
+            ServerConfig::default(),
+        );
+        let addr = reactor
+            .listen_tcp(SocketAddr::from(([127, 0, 0, 1], 0)), server)
+            .expect("listen");
+        let client = HttpClient::new(reactor.handle(), ClientConfig::default());
+        for i in 0..10 {
+            let request = ClientRequest::get(addr, "/echo")
+                .method(Method::Post)
+                .body(format!("body {i}"));
+            let response = block_on(&mut reactor, client.request(request)).expect("echo");
+            assert_eq!(text(&response), format!("POST body {i}"));
+            let response = get(&mut reactor, &client, addr, "/stream").expect("stream");
+            assert_eq!(text(&response), "part one, part two");
+            let trailers = response.trailers.expect("chunked with trailers");
+            assert_eq!(trailers.get_str("x-done"), Some("yes"));
+        }
+        let stats = client.stats();
+        assert_eq!(stats.connections_opened, 1, "{stats:?}");
+        assert_eq!(stats.reused, 19, "{stats:?}");
     }
 
     fn against_python_http_server(backend: BackendChoice) {
