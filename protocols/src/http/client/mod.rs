@@ -12,7 +12,8 @@
 //! Does not: resolve names (addresses are `SocketAddr`; see [`ClientRequest::from_url`]),
 //! speak TLS, follow redirects, decode content codings, pipeline, or stream request bodies.
 //! Spec: RFC 9110, RFC 9112. Tests: `request/tests.rs` (sans-IO), `tests/http_client.rs`
-//! (both backends; raw in-process servers, Python's `http.server`, nginx).
+//! (both backends; raw in-process servers, ringwork's server, Python's `http.server`,
+//! nginx).
 //!
 //! # Streaming
 //! [`ResponseSink`] callbacks run inside the upstream connection's engine callbacks and get
