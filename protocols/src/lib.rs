@@ -12,8 +12,11 @@
 //!   the echo and discard services over TCP, Unix sockets and UDP.
 //! - The `ringwork` binary (feature `engine`): `ringwork serve echo --listen tcp:8000`.
 //!
-//! This crate does not open sockets itself: the engine does, for the adapters. HTTP and the
-//! other protocols are not written yet.
+//! - [`http`]: HTTP/1.1 — sans-IO parsers and encoders with request-smuggling defences,
+//!   and (feature `engine`) the server, ready-made handlers (hello, static files) and the
+//!   client.
+//!
+//! This crate does not open sockets itself: the engine does, for the adapters.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![deny(rustdoc::broken_intra_doc_links)]
