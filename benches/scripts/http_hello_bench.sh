@@ -492,8 +492,8 @@ ref=${names[0]}
             echo "### $mode"
         fi
         echo
-        echo "| server | median req/s | min-max req/s | median server us CPU/req | min-max us CPU/req | median p99 | median busy | median steal ticks | $ref/server req/s | $ref/server CPU/req |"
-        echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        echo "| server | median req/s | min-max req/s | median server us CPU/req | min-max us CPU/req | median p99 | median busy | median steal ticks | $ref/server req/s | $ref/server CPU/req | errors |"
+        echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         ref_rate=$(column_of "$mode" "$ref" req_per_s | median)
         ref_cpu=$(column_of "$mode" "$ref" cpu_us_per_req | median)
         for name in "${names[@]}"; do
@@ -506,15 +506,18 @@ ref=${names[0]}
             p99=$(column_of "$mode" "$name" p99_us | median)
             busy=$(column_of "$mode" "$name" server_busy_pct | median)
             steal=$(column_of "$mode" "$name" steal_ticks | median)
+            # Socket errors + non-2xx/3xx responses of all runs (only with ALLOW_ERRORS=1).
+            errors=$(paste -d+ <(column_of "$mode" "$name" socket_errors) \
+                <(column_of "$mode" "$name" non_2xx) | awk -F+ '{ s += $1 + $2 } END { print s + 0 }')
             awk -v n="$name" -v r="$rate" -v rmin="$rmin" -v rmax="$rmax" -v c="$cpu" \
                 -v cmin="$cmin" -v cmax="$cmax" -v p99="$p99" -v busy="$busy" -v steal="$steal" \
-                -v rr="$ref_rate" -v rc="$ref_cpu" 'BEGIN {
+                -v errors="$errors" -v rr="$ref_rate" -v rc="$ref_cpu" 'BEGIN {
                 # wrk records no latency when every connection closes before its batch
                 # completes (an HTTP/1.0 server in the pipeline mode).
                 p = (p99 >= 1000) ? sprintf("%.2f ms", p99 / 1000) : (p99 > 0) ? sprintf("%.0f us", p99) : "n/a"
-                printf "| %s | %.0f | %.0f-%.0f | %.2f | %.2f-%.2f | %s | %.0f%% | %g | x%.2f | x%.2f |\n",
+                printf "| %s | %.0f | %.0f-%.0f | %.2f | %.2f-%.2f | %s | %.0f%% | %g | x%.2f | x%.2f | %d |\n",
                     n, r, rmin, rmax, c, cmin, cmax, p, busy, steal,
-                    (r > 0) ? rr / r : 0, (c > 0) ? rc / c : 0 }'
+                    (r > 0) ? rr / r : 0, (c > 0) ? rc / c : 0, errors }'
         done
     done
 } >"$summary"
