@@ -168,7 +168,7 @@ mkdir -p "$OUT_DIR/logs"
 scratch=$(mktemp -d -t http-hello-run.XXXXXX)
 chmod 755 "$scratch"
 csv=$OUT_DIR/results.csv
-echo "round,mode,server,port,requests,seconds,req_per_s,transfer_bytes_per_s,p50_us,p99_us,server_cpu_ticks,cpu_us_per_req,core_us_per_req,server_busy_pct,steal_ticks,socket_errors,non_2xx" >"$csv"
+echo "round,mode,server,port,requests,seconds,req_per_s,transfer_bytes_per_s,p50_us,p99_us,server_cpu_ticks,cpu_us_per_req,core_us_per_req,server_busy_pct,others_pct,steal_ticks,socket_errors,non_2xx" >"$csv"
 
 server_pid=
 cleanup() {
@@ -439,7 +439,7 @@ run_one() {
             exit 1
         fi
     fi
-    local cpu_us core_us busy
+    local cpu_us core_us busy others
     cpu_us=$(awk -v t=$((cpu1 - cpu0)) -v hz="$clk_tck" -v n="$requests" \
         'BEGIN { printf "%.3f", t * 1e6 / hz / n }')
     core_us=$(awk -v t=$((core1 - core0)) -v hz="$clk_tck" -v n="$requests" \
@@ -448,9 +448,13 @@ run_one() {
     # bottleneck; well below, wrk or the machine was.
     busy=$(awk -v t=$((cpu1 - cpu0)) -v hz="$clk_tck" -v ns=$((t1 - t0)) \
         'BEGIN { printf "%.0f", (ns > 0) ? 100 * t / hz / (ns / 1e9) : 0 }')
-    echo "$round,$mode,$name,$port,$requests,$seconds,$rate,$(to_bytes "${transfer:-0B}"),$(to_us "${p50:-0us}"),$(to_us "${p99:-0us}"),$((cpu1 - cpu0)),$cpu_us,$core_us,$busy,$((steal1 - steal0)),$sock_err,$non2xx" >>"$csv"
-    printf '%-10s %-8s round %s  port %s  %10s req/s  %9s/s  server %7s us CPU/req (core %s), busy %3s%%  p50 %s  p99 %s  steal %s ticks\n' \
-        "$name" "$mode" "$round" "$port" "$rate" "${transfer:-?}" "$cpu_us" "$core_us" "$busy" \
+    # Share of the run SERVER_CPU spent on anything but the server (other processes,
+    # interrupts): well above a few % means the numbers of this run are contaminated.
+    others=$(awk -v t=$((core1 - core0 - cpu1 + cpu0)) -v hz="$clk_tck" -v ns=$((t1 - t0)) \
+        'BEGIN { v = (ns > 0) ? 100 * t / hz / (ns / 1e9) : 0; printf "%.0f", (v > 0) ? v : 0 }')
+    echo "$round,$mode,$name,$port,$requests,$seconds,$rate,$(to_bytes "${transfer:-0B}"),$(to_us "${p50:-0us}"),$(to_us "${p99:-0us}"),$((cpu1 - cpu0)),$cpu_us,$core_us,$busy,$others,$((steal1 - steal0)),$sock_err,$non2xx" >>"$csv"
+    printf '%-10s %-8s round %s  port %s  %10s req/s  %9s/s  server %7s us CPU/req (core %s), busy %3s%%, others on its CPU %s%%  p50 %s  p99 %s  steal %s ticks\n' \
+        "$name" "$mode" "$round" "$port" "$rate" "${transfer:-?}" "$cpu_us" "$core_us" "$busy" "$others" \
         "${p50:-?}" "${p99:-?}" "$((steal1 - steal0))" >&2
 }
 
@@ -469,6 +473,21 @@ column_of() { # mode server column-name
 echo "HTTP hello benchmark (${names[*]}; modes ${modes[*]}): $(uname -r), $(nproc) CPUs," \
     "rounds=$ROUNDS duration=${DURATION}s warmup=${WARMUP}s connections=$CONNECTIONS" \
     "pipeline=$PIPELINE, server CPU $SERVER_CPU, wrk CPU $CLIENT_CPU; results in $OUT_DIR" >&2
+# Other load on the machine skews req/s (not much the CPU per request): say so up front.
+idle_pct() {
+    local a b
+    a=$(awk '$1 == "cpu" { print $5 + $6, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat)
+    sleep 1
+    b=$(awk '$1 == "cpu" { print $5 + $6, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat)
+    awk -v a="$a" -v b="$b" 'BEGIN { split(a, x, " "); split(b, y, " ")
+        printf "%.0f", (y[2] > x[2]) ? 100 * (y[1] - x[1]) / (y[2] - x[2]) : 100 }'
+}
+idle=$(idle_pct)
+if ((idle < 90)); then
+    echo "warning: the machine is only $idle% idle before the benchmark (busiest processes:" \
+        "$(ps -e -o comm= --sort=-pcpu | head -n 3 | paste -sd, -)): expect noisy req/s;" \
+        "see the 'others on server CPU' column" >&2
+fi
 for round in $(seq "$ROUNDS"); do
     for mode in "${modes[@]}"; do
         for i in "${!names[@]}"; do
@@ -492,8 +511,8 @@ ref=${names[0]}
             echo "### $mode"
         fi
         echo
-        echo "| server | median req/s | min-max req/s | median server us CPU/req | min-max us CPU/req | median p99 | median busy | median steal ticks | $ref/server req/s | $ref/server CPU/req | errors |"
-        echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        echo "| server | median req/s | min-max req/s | median server us CPU/req | min-max us CPU/req | median p99 | median busy | median others on server CPU | median steal ticks | $ref/server req/s | $ref/server CPU/req | errors |"
+        echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         ref_rate=$(column_of "$mode" "$ref" req_per_s | median)
         ref_cpu=$(column_of "$mode" "$ref" cpu_us_per_req | median)
         for name in "${names[@]}"; do
@@ -506,17 +525,18 @@ ref=${names[0]}
             p99=$(column_of "$mode" "$name" p99_us | median)
             busy=$(column_of "$mode" "$name" server_busy_pct | median)
             steal=$(column_of "$mode" "$name" steal_ticks | median)
+            others=$(column_of "$mode" "$name" others_pct | median)
             # Socket errors + non-2xx/3xx responses of all runs (only with ALLOW_ERRORS=1).
             errors=$(paste -d+ <(column_of "$mode" "$name" socket_errors) \
                 <(column_of "$mode" "$name" non_2xx) | awk -F+ '{ s += $1 + $2 } END { print s + 0 }')
             awk -v n="$name" -v r="$rate" -v rmin="$rmin" -v rmax="$rmax" -v c="$cpu" \
-                -v cmin="$cmin" -v cmax="$cmax" -v p99="$p99" -v busy="$busy" -v steal="$steal" \
+                -v cmin="$cmin" -v cmax="$cmax" -v p99="$p99" -v busy="$busy" -v others="$others" -v steal="$steal" \
                 -v errors="$errors" -v rr="$ref_rate" -v rc="$ref_cpu" 'BEGIN {
                 # wrk records no latency when every connection closes before its batch
                 # completes (an HTTP/1.0 server in the pipeline mode).
                 p = (p99 >= 1000) ? sprintf("%.2f ms", p99 / 1000) : (p99 > 0) ? sprintf("%.0f us", p99) : "n/a"
-                printf "| %s | %.0f | %.0f-%.0f | %.2f | %.2f-%.2f | %s | %.0f%% | %g | x%.2f | x%.2f | %d |\n",
-                    n, r, rmin, rmax, c, cmin, cmax, p, busy, steal,
+                printf "| %s | %.0f | %.0f-%.0f | %.2f | %.2f-%.2f | %s | %.0f%% | %.0f%% | %g | x%.2f | x%.2f | %d |\n",
+                    n, r, rmin, rmax, c, cmin, cmax, p, busy, others, steal,
                     (r > 0) ? rr / r : 0, (c > 0) ? rc / c : 0, errors }'
         done
     done
