@@ -384,7 +384,11 @@ run_one() {
     fresh_port
     start_server "$name" "$i" "$server_log"
     if ! wait_ready "$server_pid" "$port"; then
-        echo "error: $name did not answer GET / on port $port within 15 s:" >&2
+        if alive "$server_pid"; then
+            echo "error: $name did not answer GET / with 2xx on port $port within 15 s:" >&2
+        else
+            echo "error: $name exited before answering on port $port:" >&2
+        fi
         cat "$server_log" >&2
         exit 1
     fi
