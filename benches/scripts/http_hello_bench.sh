@@ -43,8 +43,10 @@
 # core_us_per_req: busy jiffies of SERVER_CPU in /proc/stat over the run, per request, which
 # includes anything else that ran on that CPU (e.g. interrupts) but is sampled at timer
 # ticks and can miss work that wakes up in step with them (it read 5x lower than the process
-# times for a server woken by delayed-ACK timers). Steal = steal ticks of the whole machine
-# during the measured run.
+# times for a server woken by delayed-ACK timers). "busy" = server CPU time / wall time of
+# the run; "others on server CPU" = SERVER_CPU's busy time not spent by the server (other
+# processes, interrupts), a few % on a quiet machine: when it is high, req/s of that run is
+# meaningless (CPU per request holds up better). Steal = steal ticks of the whole machine.
 # wrk's latency percentiles are per write: per batch of PIPELINE requests in the pipeline
 # mode. Noise on 2-core VMs is +-5-10% and more (see FINDINGS.md): compare only runs of the
 # same invocation.
