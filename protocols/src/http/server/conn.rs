@@ -779,9 +779,18 @@ impl ConnState {
         s.schedule_flush(state);
     }
 
-    /// Whether the writer of response `seq` may write without growing the buffer.
+    /// Whether the writer of response `seq` may write without growing the buffer: its
+    /// response is the oldest, what it wrote before has been handed to the transport (the
+    /// slot's queue is empty; otherwise a writer that never yields would queue its whole
+    /// body there, since the flush runs only after it yields), and the transport is under
+    /// its high watermark.
     pub(crate) fn writer_ready(&self, seq: u64) -> bool {
-        !self.lost && !self.write_paused && self.slots.front().is_some_and(|s| s.seq == seq)
+        !self.lost
+            && !self.write_paused
+            && self
+                .slots
+                .front()
+                .is_some_and(|s| s.seq == seq && s.out.is_empty())
     }
 
     fn wake_writers(&mut self) {
@@ -806,6 +815,7 @@ impl ConnState {
     /// Writes what can go out in order; whether a slot was freed.
     fn flush(&mut self, ctx: &mut Context<'_>) -> bool {
         let mut freed = false;
+        let mut wrote = false;
         if self.lost {
             return false;
         }
@@ -813,6 +823,7 @@ impl ConnState {
             while let Some(bytes) = front.out.pop_front() {
                 front.sent += bytes.len() as u64;
                 ctx.write_bytes(bytes);
+                wrote = true;
             }
             if !front.state.is_complete() {
                 break;
@@ -841,7 +852,8 @@ impl ConnState {
                 break;
             }
         }
-        if freed {
+        // A writer waits for its queued bytes to reach the transport (`writer_ready`).
+        if freed || wrote {
             self.wake_writers();
         }
         freed
