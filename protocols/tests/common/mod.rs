@@ -9,12 +9,13 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::path::PathBuf;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use ringwork::platform::testing;
-use ringwork::{BackendChoice, DriverConfig, EngineError, Runtime, ShutdownHandle};
+use ringwork::{BackendChoice, DriverConfig, EngineError, ReactorConfig, Runtime, ShutdownHandle};
 use ringwork_protocols::http::server::{Handler, HttpServer, ServerConfig};
 
 /// How long any one wait may take before the test fails.
@@ -35,11 +36,26 @@ impl Server {
         H: Handler,
         F: Fn() -> H + Send + Sync + 'static,
     {
+        Server::start_with(backend, config, ReactorConfig::default(), make)
+    }
+
+    /// [`Server::start`] with the reactor's settings too.
+    pub fn start_with<H, F>(
+        backend: BackendChoice,
+        config: ServerConfig,
+        reactor: ReactorConfig,
+        make: F,
+    ) -> Option<Server>
+    where
+        H: Handler,
+        F: Fn() -> H + Send + Sync + 'static,
+    {
         testing::driver(backend, DriverConfig::default())?;
         let runtime = Runtime::builder()
             .cores(1)
             .pin(false)
             .backend(backend)
+            .reactor_config(reactor)
             .build()
             .expect("build a runtime");
         let handle = runtime.shutdown_handle();
@@ -345,4 +361,26 @@ impl Client {
 pub fn pattern(len: usize) -> Vec<u8> {
     let period: Vec<u8> = (0..251u8).collect();
     period.iter().copied().cycle().take(len).collect()
+}
+
+/// A directory under the system's temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!(
+            "ringwork-{name}-{}-{:?}",
+            std::process::id(),
+            thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create a temporary directory");
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
