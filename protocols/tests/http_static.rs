@@ -38,8 +38,10 @@ fn tree(dir: &TempDir) -> std::path::PathBuf {
 fn start(backend: BackendChoice, dir: &TempDir) -> Option<Server> {
     let root = tree(dir);
     // Lower than the big file: sending it in one piece would overflow the write buffer.
-    let mut reactor = ReactorConfig::default();
-    reactor.write_buffer_limit = 1024 * 1024;
+    let reactor = ReactorConfig {
+        write_buffer_limit: 1024 * 1024,
+        ..ReactorConfig::default()
+    };
     Server::start_with(backend, ServerConfig::default(), reactor, move || {
         StaticFiles::new(&root).expect("serve the root")
     })
