@@ -367,6 +367,25 @@ ringwork::platform::test_all_backends! {
         assert_eq!(client.response().text(), len.to_string());
     }
 
+    fn streamed_body_resumes_with_input_already_read(backend: BackendChoice) {
+        // The whole chunked body arrives in one write, far over body_buffer: reading
+        // pauses with chunks still in the server's input buffer, and nothing more will
+        // arrive from the client to restart it.
+        let mut config = config();
+        config.body_buffer = 4 * 1024;
+        let Some((server, _events)) = start(backend, config) else { return };
+        let mut client = server.client();
+        let mut request =
+            String::from("POST /count HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+        for _ in 0..64 {
+            request.push_str(&format!("400\r\n{}\r\n", "b".repeat(1024)));
+        }
+        request.push_str("0\r\n\r\nGET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
+        client.send(request);
+        assert_eq!(client.response().text(), (64 * 1024).to_string());
+        assert_eq!(client.response().body, HELLO_BODY);
+    }
+
     fn limits_and_smuggling_are_rejected_and_closed(backend: BackendChoice) {
         let mut config = config();
         config.limits.max_body = 1000;
