@@ -15,7 +15,7 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::task::Waker;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -118,6 +118,31 @@ pub(crate) struct ConnState {
     head_timer: Option<TimerId>,
     body_timer: Option<TimerId>,
     idle_timer: Option<TimerId>,
+}
+
+/// How a [`RequestBody`] consumer restarts a connection that paused for it.
+pub(crate) struct Resume {
+    conn: ConnId,
+    handle: LocalHandle,
+    state: Weak<RefCell<ConnState>>,
+}
+
+impl Resume {
+    /// Resumes reading from a reactor job, and drives the connection: the pause may have
+    /// left body bytes (or whole pipelined requests) in its input buffer, which no new
+    /// data from the socket would ever come to process.
+    pub(crate) fn schedule(&self) {
+        let conn = self.conn;
+        let state = self.state.clone();
+        self.handle.run(move |reactor| {
+            reactor.with_conn(conn, |ctx| {
+                ctx.resume_reading();
+                if let Some(state) = state.upgrade() {
+                    drive(&state, ctx, None);
+                }
+            });
+        });
+    }
 }
 
 /// The [`Protocol`] the server's factory builds: a thin shell over the shared state.
@@ -565,7 +590,11 @@ impl ConnState {
         self.body_timer = Some(ctx.call_later(config.body_read_timeout));
         let sink = if shared.handler.stream_body(&request.head) {
             let channel = Rc::new(RefCell::new(BodyChannel {
-                resume: Some((self.conn, self.handle.clone())),
+                resume: Some(Resume {
+                    conn: self.conn,
+                    handle: self.handle.clone(),
+                    state: Rc::downgrade(state),
+                }),
                 low_water: config.body_buffer / 2,
                 ..BodyChannel::default()
             }));
