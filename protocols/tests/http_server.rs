@@ -292,6 +292,34 @@ ringwork::platform::test_all_backends! {
         assert_eq!(client.get("/hello", "").body, HELLO_BODY);
     }
 
+    fn streamed_response_to_http10_is_close_delimited(backend: BackendChoice) {
+        let Some((server, _events)) = start(backend, config()) else { return };
+        let mut client = server.client();
+        client.send("GET /stream HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        let resp = client.response();
+        assert_eq!(resp.status, 200);
+        assert!(resp.header("transfer-encoding").is_none(), "chunked to HTTP/1.0");
+        assert!(resp.header("content-length").is_none());
+        assert_eq!(resp.header("connection"), Some("close"));
+        assert!(resp.body == pattern(PIECE * PIECES), "close-delimited bytes differ");
+    }
+
+    fn max_requests_per_connection(backend: BackendChoice) {
+        let mut config = config();
+        config.max_requests_per_connection = Some(3);
+        let Some((server, _events)) = start(backend, config) else { return };
+        let mut client = server.client();
+        for _ in 0..2 {
+            let resp = client.get("/hello", "");
+            assert!(resp.header("connection").is_none());
+        }
+        // Pipelined past the limit: the third is answered with close, the fourth never.
+        client.send("GET /hello HTTP/1.1\r\nHost: t\r\n\r\nGET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
+        let resp = client.response();
+        assert_eq!(resp.header("connection"), Some("close"));
+        client.expect_closed();
+    }
+
     fn dropped_body_writer_truncates_and_closes(backend: BackendChoice) {
         let Some((server, _events)) = start(backend, config()) else { return };
         let mut client = server.client();
@@ -477,6 +505,15 @@ ringwork::platform::test_all_backends! {
         client.send("hello");
         let resp = client.response();
         assert_eq!((resp.status, resp.text().as_str()), (200, "hello"));
+
+        // A body that will be refused gets the refusal, not 100 (Continue).
+        let mut client = server.client();
+        client.send(
+            "POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n\
+             Content-Length: 99999999\r\n\r\n",
+        );
+        assert_eq!(client.head().status, 413);
+        assert_eq!(client.read_to_close(), b"413 Content Too Large\n");
     }
 
     fn slowloris_gets_408(backend: BackendChoice) {
