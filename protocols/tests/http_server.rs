@@ -90,6 +90,7 @@ impl Handler for TestHandler {
             "/drop" => drop(respond),
             "/count" => {
                 let mut body = request.take_body_stream().expect("a streamed body");
+                let events = self.events.clone();
                 handle.spawn_local(async move {
                     let mut total = 0usize;
                     let mut pieces = 0usize;
@@ -97,7 +98,8 @@ impl Handler for TestHandler {
                         match piece {
                             Ok(piece) => total += piece.len(),
                             Err(e) => {
-                                return respond.send(Response::error(400).with_body(e.to_string()));
+                                let _ = events.send(format!("count error: {e}"));
+                                return respond.send(Response::error(400));
                             }
                         }
                         pieces += 1;
@@ -571,6 +573,29 @@ ringwork::platform::test_all_backends! {
         let resp = client.response();
         assert_eq!(resp.status, 408);
         client.expect_closed();
+    }
+
+    fn streamed_body_stall_gets_408_and_ends_the_stream(backend: BackendChoice) {
+        let mut config = config();
+        config.body_read_timeout = Duration::from_millis(200);
+        let Some((server, events)) = start(backend, config) else { return };
+        let mut client = server.client();
+        client.send("POST /count HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nhello");
+        let resp = client.response();
+        assert_eq!(resp.status, 408);
+        client.expect_closed();
+        // The handler's stream must end (with an error), not wait forever.
+        let e = event(&events, "body stream error");
+        assert!(e.starts_with("count error"), "{e}");
+    }
+
+    fn streamed_body_cut_short_ends_the_stream(backend: BackendChoice) {
+        let Some((server, events)) = start(backend, config()) else { return };
+        let mut client = server.client();
+        client.send("POST /count HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nhello");
+        client.shutdown_write();
+        let e = event(&events, "body stream error");
+        assert!(e.starts_with("count error"), "{e}");
     }
 
     fn dropped_responder_sends_500(backend: BackendChoice) {
