@@ -90,7 +90,35 @@ enum BodySink {
         body: BytesMut,
     },
     /// Handed to the handler's [`RequestBody`] as they come.
-    Stream(Rc<RefCell<BodyChannel>>),
+    Stream(StreamSink),
+}
+
+/// The connection's end of a streamed body. Dropped before the body ended (the request
+/// was rejected or timed out, the connection closes after an early answer), it ends the
+/// handler's [`RequestBody`] with an error, so a handler waiting on it does not wait
+/// forever (holding its Responder and the connection's state).
+struct StreamSink(Rc<RefCell<BodyChannel>>);
+
+impl std::ops::Deref for StreamSink {
+    type Target = RefCell<BodyChannel>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl Drop for StreamSink {
+    fn drop(&mut self) {
+        let Ok(mut channel) = self.0.try_borrow_mut() else {
+            return;
+        };
+        if !channel.finished && channel.error.is_none() {
+            channel.error = Some(BodyError::Closed);
+        }
+        if let Some(waker) = channel.waker.take() {
+            waker.wake();
+        }
+    }
 }
 
 /// The state of one connection, shared with its responders.
@@ -602,7 +630,7 @@ impl ConnState {
                 channel: Rc::clone(&channel),
             });
             ready.push((request, responder));
-            BodySink::Stream(channel)
+            BodySink::Stream(StreamSink(channel))
         } else {
             let capacity = match parsed.body {
                 BodyKind::Length(n) => n.min(64 * 1024) as usize,
@@ -629,9 +657,19 @@ impl ConnState {
         }
         let current = match std::mem::replace(&mut self.reading, Reading::Done) {
             Reading::Body { seq, sink, .. } => {
-                if let BodySink::Buffer { mut responder, .. } = sink {
-                    // Answered below, as the rejection: its drop must not send a 500.
-                    responder.done = true;
+                match sink {
+                    BodySink::Buffer { mut responder, .. } => {
+                        // Answered below, as the rejection: its drop must not send a 500.
+                        responder.done = true;
+                    }
+                    BodySink::Stream(channel) => {
+                        // The handler's stream ends with the reason (the sink's drop wakes
+                        // it).
+                        let mut channel = channel.borrow_mut();
+                        if !channel.finished && channel.error.is_none() {
+                            channel.error = Some(BodyError::Protocol(error.clone()));
+                        }
+                    }
                 }
                 Some(seq)
             }
