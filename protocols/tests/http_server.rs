@@ -471,6 +471,20 @@ ringwork::platform::test_all_backends! {
                     .into(),
                 400,
             ),
+            (
+                "chunk data not ended by CRLF",
+                "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n\
+                 5\r\nhelloXX0\r\n\r\n"
+                    .into(),
+                400,
+            ),
+            (
+                "negative CL",
+                "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n".into(),
+                400,
+            ),
+            ("no Host", "GET /hello HTTP/1.1\r\n\r\n".into(), 400),
+            ("two Hosts", "GET /hello HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".into(), 400),
             ("HTTP/2.0", "GET /hello HTTP/2.0\r\nHost: t\r\n\r\n".into(), 505),
             (
                 "unknown Expect",
@@ -507,6 +521,14 @@ ringwork::platform::test_all_backends! {
         client.send("hello");
         let resp = client.response();
         assert_eq!((resp.status, resp.text().as_str()), (200, "hello"));
+
+        // No 1xx to an HTTP/1.0 client (RFC 9110 §15.2).
+        let mut client = server.client();
+        client.send("POST /echo HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+        client.send("hello");
+        let head = client.head();
+        assert_eq!(head.status, 200);
+        assert_eq!(client.read_to_close(), b"hello");
 
         // A body that will be refused gets the refusal, not 100 (Continue).
         let mut client = server.client();
