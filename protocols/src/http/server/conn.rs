@@ -15,7 +15,7 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::task::Waker;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -90,7 +90,35 @@ enum BodySink {
         body: BytesMut,
     },
     /// Handed to the handler's [`RequestBody`] as they come.
-    Stream(Rc<RefCell<BodyChannel>>),
+    Stream(StreamSink),
+}
+
+/// The connection's end of a streamed body. Dropped before the body ended (the request
+/// was rejected or timed out, the connection closes after an early answer), it ends the
+/// handler's [`RequestBody`] with an error, so a handler waiting on it does not wait
+/// forever (holding its Responder and the connection's state).
+struct StreamSink(Rc<RefCell<BodyChannel>>);
+
+impl std::ops::Deref for StreamSink {
+    type Target = RefCell<BodyChannel>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl Drop for StreamSink {
+    fn drop(&mut self) {
+        let Ok(mut channel) = self.0.try_borrow_mut() else {
+            return;
+        };
+        if !channel.finished && channel.error.is_none() {
+            channel.error = Some(BodyError::Closed);
+        }
+        if let Some(waker) = channel.waker.take() {
+            waker.wake();
+        }
+    }
 }
 
 /// The state of one connection, shared with its responders.
@@ -118,6 +146,31 @@ pub(crate) struct ConnState {
     head_timer: Option<TimerId>,
     body_timer: Option<TimerId>,
     idle_timer: Option<TimerId>,
+}
+
+/// How a [`RequestBody`] consumer restarts a connection that paused for it.
+pub(crate) struct Resume {
+    conn: ConnId,
+    handle: LocalHandle,
+    state: Weak<RefCell<ConnState>>,
+}
+
+impl Resume {
+    /// Resumes reading from a reactor job, and drives the connection: the pause may have
+    /// left body bytes (or whole pipelined requests) in its input buffer, which no new
+    /// data from the socket would ever come to process.
+    pub(crate) fn schedule(&self) {
+        let conn = self.conn;
+        let state = self.state.clone();
+        self.handle.run(move |reactor| {
+            reactor.with_conn(conn, |ctx| {
+                ctx.resume_reading();
+                if let Some(state) = state.upgrade() {
+                    drive(&state, ctx, None);
+                }
+            });
+        });
+    }
 }
 
 /// The [`Protocol`] the server's factory builds: a thin shell over the shared state.
@@ -565,7 +618,11 @@ impl ConnState {
         self.body_timer = Some(ctx.call_later(config.body_read_timeout));
         let sink = if shared.handler.stream_body(&request.head) {
             let channel = Rc::new(RefCell::new(BodyChannel {
-                resume: Some((self.conn, self.handle.clone())),
+                resume: Some(Resume {
+                    conn: self.conn,
+                    handle: self.handle.clone(),
+                    state: Rc::downgrade(state),
+                }),
                 low_water: config.body_buffer / 2,
                 ..BodyChannel::default()
             }));
@@ -573,7 +630,7 @@ impl ConnState {
                 channel: Rc::clone(&channel),
             });
             ready.push((request, responder));
-            BodySink::Stream(channel)
+            BodySink::Stream(StreamSink(channel))
         } else {
             let capacity = match parsed.body {
                 BodyKind::Length(n) => n.min(64 * 1024) as usize,
@@ -600,9 +657,19 @@ impl ConnState {
         }
         let current = match std::mem::replace(&mut self.reading, Reading::Done) {
             Reading::Body { seq, sink, .. } => {
-                if let BodySink::Buffer { mut responder, .. } = sink {
-                    // Answered below, as the rejection: its drop must not send a 500.
-                    responder.done = true;
+                match sink {
+                    BodySink::Buffer { mut responder, .. } => {
+                        // Answered below, as the rejection: its drop must not send a 500.
+                        responder.done = true;
+                    }
+                    BodySink::Stream(channel) => {
+                        // The handler's stream ends with the reason (the sink's drop wakes
+                        // it).
+                        let mut channel = channel.borrow_mut();
+                        if !channel.finished && channel.error.is_none() {
+                            channel.error = Some(BodyError::Protocol(error.clone()));
+                        }
+                    }
                 }
                 Some(seq)
             }
@@ -779,9 +846,18 @@ impl ConnState {
         s.schedule_flush(state);
     }
 
-    /// Whether the writer of response `seq` may write without growing the buffer.
+    /// Whether the writer of response `seq` may write without growing the buffer: its
+    /// response is the oldest, what it wrote before has been handed to the transport (the
+    /// slot's queue is empty; otherwise a writer that never yields would queue its whole
+    /// body there, since the flush runs only after it yields), and the transport is under
+    /// its high watermark.
     pub(crate) fn writer_ready(&self, seq: u64) -> bool {
-        !self.lost && !self.write_paused && self.slots.front().is_some_and(|s| s.seq == seq)
+        !self.lost
+            && !self.write_paused
+            && self
+                .slots
+                .front()
+                .is_some_and(|s| s.seq == seq && s.out.is_empty())
     }
 
     fn wake_writers(&mut self) {
@@ -806,6 +882,7 @@ impl ConnState {
     /// Writes what can go out in order; whether a slot was freed.
     fn flush(&mut self, ctx: &mut Context<'_>) -> bool {
         let mut freed = false;
+        let mut wrote = false;
         if self.lost {
             return false;
         }
@@ -813,6 +890,7 @@ impl ConnState {
             while let Some(bytes) = front.out.pop_front() {
                 front.sent += bytes.len() as u64;
                 ctx.write_bytes(bytes);
+                wrote = true;
             }
             if !front.state.is_complete() {
                 break;
@@ -841,7 +919,8 @@ impl ConnState {
                 break;
             }
         }
-        if freed {
+        // A writer waits for its queued bytes to reach the transport (`writer_ready`).
+        if freed || wrote {
             self.wake_writers();
         }
         freed

@@ -223,8 +223,8 @@ pub(crate) struct BodyChannel {
     pub(crate) waker: Option<Waker>,
     /// Set by the connection when it paused reading for this body: the consumer resumes it.
     pub(crate) paused: bool,
-    /// How to resume reading: the connection and its core.
-    pub(crate) resume: Option<(ConnId, LocalHandle)>,
+    /// How to resume reading: the connection, its core and its state.
+    pub(crate) resume: Option<super::conn::Resume>,
     /// Resume below this many buffered bytes.
     pub(crate) low_water: usize,
     /// Whether the handler still wants the body (false once the stream is dropped).
@@ -255,10 +255,8 @@ impl RequestBody {
                 channel.buffered -= chunk.len();
                 if channel.paused && channel.buffered <= channel.low_water {
                     channel.paused = false;
-                    if let Some((conn, handle)) = channel.resume.clone() {
-                        handle.run(move |reactor| {
-                            reactor.with_conn(conn, |ctx| ctx.resume_reading());
-                        });
+                    if let Some(resume) = &channel.resume {
+                        resume.schedule();
                     }
                 }
                 return Poll::Ready(Some(Ok(chunk)));
@@ -310,10 +308,8 @@ impl Drop for RequestBody {
         // The connection discards the rest of the body; it must not stay paused for it.
         if channel.paused {
             channel.paused = false;
-            if let Some((conn, handle)) = channel.resume.clone() {
-                handle.run(move |reactor| {
-                    reactor.with_conn(conn, |ctx| ctx.resume_reading());
-                });
+            if let Some(resume) = &channel.resume {
+                resume.schedule();
             }
         }
     }
