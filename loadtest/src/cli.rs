@@ -63,7 +63,7 @@ pub struct CommonArgs {
     pub cores: usize,
     /// CPUs to pin reactor threads to, one thread each: `1`, `0,2-3`.
     #[arg(long, value_parser = parse_cpus)]
-    pub cpus: Option<Vec<usize>>,
+    pub cpus: Option<CpuList>,
     /// Engine backend.
     #[arg(long, value_enum, default_value_t = Backend::Auto)]
     pub backend: Backend,
@@ -198,11 +198,15 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// A list of CPU numbers (`--cpus`).
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct CpuList(pub Vec<usize>);
+
 /// Parses a CPU list: `1`, `0,2-3`.
 ///
 /// # Errors
 /// Empty, malformed, or a reversed range.
-pub fn parse_cpus(s: &str) -> Result<Vec<usize>, String> {
+pub fn parse_cpus(s: &str) -> Result<CpuList, String> {
     let mut cpus = Vec::new();
     for part in s.split(',') {
         let part = part.trim();
@@ -222,7 +226,7 @@ pub fn parse_cpus(s: &str) -> Result<Vec<usize>, String> {
     if cpus.is_empty() {
         return Err(format!("{s:?}: no CPUs"));
     }
-    Ok(cpus)
+    Ok(CpuList(cpus))
 }
 
 impl CommonArgs {
@@ -239,7 +243,7 @@ impl CommonArgs {
             timeout: self.timeout,
             connect_timeout: self.connect_timeout,
             cores: self.cores,
-            cpus: self.cpus.clone(),
+            cpus: self.cpus.as_ref().map(|c| c.0.clone()),
             backend: match self.backend {
                 Backend::Auto => BackendChoice::Auto,
                 Backend::Uring => BackendChoice::Uring,
@@ -268,8 +272,8 @@ mod tests {
 
     #[test]
     fn cpu_lists() {
-        assert_eq!(parse_cpus("1"), Ok(vec![1]));
-        assert_eq!(parse_cpus("0,2-3"), Ok(vec![0, 2, 3]));
+        assert_eq!(parse_cpus("1"), Ok(CpuList(vec![1])));
+        assert_eq!(parse_cpus("0,2-3"), Ok(CpuList(vec![0, 2, 3])));
         assert!(parse_cpus("3-1").is_err());
         assert!(parse_cpus("a").is_err());
         assert!(parse_cpus("").is_err());
