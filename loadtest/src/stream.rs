@@ -100,10 +100,11 @@ pub(crate) fn start_slot<S: Session>(
     if delay.is_zero() {
         handle.run(move |r| connect_slot(r, core, factory, slot));
     } else {
-        let _ = handle.spawn_local(async move {
+        // Detached: the task runs on even though its JoinHandle is dropped.
+        drop(handle.spawn_local(async move {
             let _ = h.sleep(delay).await;
             h.run(move |r| connect_slot(r, core, factory, slot));
-        });
+        }));
     }
 }
 
@@ -302,16 +303,14 @@ impl<S: Session> Protocol for Conn<S> {
             }
         }
         let result = if self.pending.is_empty() {
-            self.session.on_bytes(data).map(|p| {
+            self.session.on_bytes(data).inspect(|p| {
                 self.pending
                     .extend_from_slice(&data[p.consumed.min(data.len())..]);
-                p
             })
         } else {
             self.pending.extend_from_slice(data);
-            self.session.on_bytes(&self.pending).map(|p| {
+            self.session.on_bytes(&self.pending).inspect(|p| {
                 self.pending.advance(p.consumed.min(self.pending.len()));
-                p
             })
         };
         let progress = match result {

@@ -215,7 +215,8 @@ pub(crate) fn start_core(
     let handle = reactor.handle();
     let ticker = Rc::clone(&core);
     let h = handle.clone();
-    let _ = handle.spawn_local(async move {
+    // Detached: the task runs on even though its JoinHandle is dropped.
+    drop(handle.spawn_local(async move {
         loop {
             let _ = h.sleep(TICK).await;
             if ticker.borrow().st.live.stopping() {
@@ -224,7 +225,7 @@ pub(crate) fn start_core(
             let c = Rc::clone(&ticker);
             h.run(move |r| tick(r, &c, &mut Vec::new()));
         }
-    });
+    }));
     reactor.on_stop(move |_| {
         let mut c = core.borrow_mut();
         let hist = std::mem::replace(&mut c.st.hist, new_histogram());
