@@ -430,3 +430,75 @@ fn binary_errors() {
         );
     }
 }
+
+/// Echoes every other datagram (the rest are "lost").
+struct Lossy {
+    n: u64,
+}
+
+impl ringwork::DatagramProtocol for Lossy {
+    fn datagram_received(
+        &mut self,
+        ctx: &mut ringwork::DatagramContext<'_>,
+        data: &[u8],
+        from: SocketAddr,
+    ) {
+        self.n += 1;
+        if self.n % 2 == 0 {
+            ctx.send_to(data, from);
+        }
+    }
+}
+
+fn serve_udp(backend: BackendChoice) -> Option<Server> {
+    ringwork::platform::testing::driver(backend, DriverConfig::default())?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let s = Arc::clone(&stop);
+    let thread = std::thread::spawn(move || {
+        let driver = DriverConfig {
+            backend,
+            ..DriverConfig::default()
+        };
+        let mut reactor = Reactor::new(ReactorConfig::default(), driver).expect("reactor");
+        let id = reactor
+            .bind_udp(SocketAddr::from(([127, 0, 0, 1], 0)), Lossy { n: 0 })
+            .expect("bind");
+        let addr = reactor
+            .udp_local_addr(id)
+            .expect("addr")
+            .as_socket()
+            .expect("ip");
+        tx.send(addr).expect("send addr");
+        while !s.load(Ordering::Relaxed) {
+            reactor.turn(Some(Duration::from_millis(10))).expect("turn");
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("server address");
+    Some(Server {
+        addr,
+        stop,
+        thread: Some(thread),
+    })
+}
+
+test_all_backends! {
+    /// UDP: lost datagrams count as timeouts after the per-datagram timeout and never stall
+    /// the flow; answered ones are matched by sequence number.
+    fn udp_loss_counted(backend: BackendChoice) {
+        let Some(server) = serve_udp(backend) else { return };
+        let opts = RunOptions {
+            connections: 2,
+            timeout: Some(Duration::from_millis(50)),
+            duration: Duration::from_millis(1000),
+            ..options("udp", server.addr, backend)
+        };
+        let started = Instant::now();
+        let r = ringwork_loadtest::run_udp(&opts, 64).expect("run");
+        assert!(started.elapsed() < Duration::from_secs(4), "udp run overran");
+        assert!(r.requests >= 10 && r.errors.timeout >= 10, "{}", r.summary());
+        assert!(r.latency_us.p99 < 50_000, "{}", r.summary());
+    }
+}
