@@ -243,7 +243,8 @@ impl Session for HttpSession {
         let mut at = 0;
         while !progress.close {
             if let Some(body) = &mut self.body {
-                let decoded = body.decoder.decode(&data[at..]).map_err(malformed)?;
+                let rest = data.get(at..).unwrap_or_default();
+                let decoded = body.decoder.decode(rest).map_err(malformed)?;
                 at += decoded.consumed;
                 if !decoded.finished {
                     break;
@@ -281,7 +282,7 @@ impl Session for HttpSession {
                 }
             }
         }
-        progress.consumed = at;
+        progress.consumed = at.min(data.len());
         Ok(progress)
     }
 

@@ -194,8 +194,10 @@ pub(crate) struct CoreResult {
 }
 
 fn plan(opts: &RunOptions) -> Result<Plan, RunError> {
-    if opts.connections == 0 {
-        return Err(RunError::Config("--connections must be at least 1".into()));
+    if opts.connections == 0 || opts.connections > 1_000_000 {
+        return Err(RunError::Config(
+            "--connections must be between 1 and 1000000".into(),
+        ));
     }
     if opts.depth == 0 {
         return Err(RunError::Config("--pipeline must be at least 1".into()));
