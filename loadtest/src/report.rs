@@ -203,6 +203,13 @@ pub struct Report {
     pub histogram_encoding: String,
     /// The latency histogram (microseconds), encoded.
     pub histogram: String,
+    /// Constant-rate runs only: latency measured from the *actual* send time, as an
+    /// uncorrected tool would report it (for comparison; see docs/loadtest.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncorrected_latency_us: Option<Latency>,
+    /// The uncorrected histogram, encoded like `histogram`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncorrected_histogram: Option<String>,
     /// How many runs were merged into this report (1 for a single run).
     pub runs: u64,
 }
@@ -302,7 +309,12 @@ pub fn decode_histogram(s: &str) -> Result<Histogram<u64>, ReportError> {
 impl Report {
     /// A report from a run's facts, counters and histogram.
     #[must_use]
-    pub fn new(facts: RunFacts, counters: Counters, h: &Histogram<u64>) -> Self {
+    pub fn new(
+        facts: RunFacts,
+        counters: Counters,
+        h: &Histogram<u64>,
+        uncorrected: Option<&Histogram<u64>>,
+    ) -> Self {
         let rps = if facts.duration_s > 0.0 {
             counters.requests as f64 / facts.duration_s
         } else {
@@ -326,6 +338,8 @@ impl Report {
             latency_us: Latency::of(h),
             histogram_encoding: HISTOGRAM_ENCODING.to_string(),
             histogram: encode_histogram(h),
+            uncorrected_latency_us: uncorrected.map(Latency::of),
+            uncorrected_histogram: uncorrected.map(encode_histogram),
             runs: 1,
         }
     }
@@ -362,6 +376,10 @@ impl Report {
     pub fn merge(reports: &[Report]) -> Result<Report, ReportError> {
         let first = reports.first().ok_or(ReportError::Empty)?;
         let mut h = new_histogram();
+        let mut uncorrected = reports
+            .iter()
+            .all(|r| r.uncorrected_histogram.is_some())
+            .then(new_histogram);
         let mut counters = Counters::default();
         let mut merged = first.clone();
         merged.connections = 0;
@@ -373,6 +391,10 @@ impl Report {
         for r in reports {
             h.add(r.histogram()?)
                 .map_err(|e| ReportError::Histogram(format!("{e:?}")))?;
+            if let (Some(u), Some(encoded)) = (&mut uncorrected, &r.uncorrected_histogram) {
+                u.add(decode_histogram(encoded)?)
+                    .map_err(|e| ReportError::Histogram(format!("{e:?}")))?;
+            }
             counters.merge(Counters {
                 requests: r.requests,
                 sent: r.sent,
@@ -407,6 +429,8 @@ impl Report {
         merged.error_samples = counters.error_samples;
         merged.latency_us = Latency::of(&h);
         merged.histogram = encode_histogram(&h);
+        merged.uncorrected_latency_us = uncorrected.as_ref().map(Latency::of);
+        merged.uncorrected_histogram = uncorrected.as_ref().map(encode_histogram);
         Ok(merged)
     }
 
@@ -441,6 +465,20 @@ impl Report {
             us(l.p9999),
             us(l.max)
         );
+        if let Some(u) = &self.uncorrected_latency_us {
+            let _ = writeln!(
+                s,
+                "  uncorr.    {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}  (from actual send; for comparison)",
+                us(u.mean as u64),
+                us(u.stdev as u64),
+                us(u.p50),
+                us(u.p90),
+                us(u.p99),
+                us(u.p999),
+                us(u.p9999),
+                us(u.max)
+            );
+        }
         let secs = self.duration_s.max(1e-9);
         let _ = writeln!(
             s,

@@ -190,6 +190,7 @@ impl Live {
 /// One core's results.
 pub(crate) struct CoreResult {
     pub(crate) hist: hdrhistogram::Histogram<u64>,
+    pub(crate) uncorrected: Option<hdrhistogram::Histogram<u64>>,
     pub(crate) counters: Counters,
 }
 
@@ -273,10 +274,7 @@ where
             );
         }
         reactor.on_stop(move |_| {
-            let mut s = state.borrow_mut();
-            let hist = std::mem::replace(&mut s.hist, new_histogram());
-            let counters = std::mem::take(&mut s.counters);
-            let _ = tx.send(CoreResult { hist, counters });
+            let _ = tx.send(state.borrow_mut().take_result());
         });
     })
 }
@@ -385,9 +383,13 @@ fn drive(
         .map_err(|_| RunError::Config("the runtime thread panicked".into()))?;
     joined?;
     let mut hist = new_histogram();
+    let mut uncorrected = plan.interval.map(|_| new_histogram());
     let mut counters = Counters::default();
     for result in rx.try_iter() {
         let _ = hist.add(&result.hist);
+        if let (Some(u), Some(h)) = (&mut uncorrected, &result.uncorrected) {
+            let _ = u.add(h);
+        }
         counters.merge(result.counters);
     }
     let duration_s = stopped_at
@@ -404,6 +406,7 @@ fn drive(
         },
         counters,
         &hist,
+        uncorrected.as_ref(),
     ))
 }
 

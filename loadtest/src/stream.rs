@@ -36,6 +36,8 @@ pub(crate) struct CoreState {
     pub(crate) live: Arc<Live>,
     pub(crate) core: usize,
     pub(crate) hist: Histogram<u64>,
+    /// Constant-rate mode: latency from the actual send time (for comparison only).
+    pub(crate) uncorrected: Option<Histogram<u64>>,
     pub(crate) counters: Counters,
     /// Requests this core may still send (request-count mode).
     pub(crate) quota: Option<u64>,
@@ -48,7 +50,9 @@ pub(crate) struct CoreState {
 impl CoreState {
     pub(crate) fn new(plan: Arc<Plan>, live: Arc<Live>, core: usize) -> Self {
         let quota = plan.quota(core);
+        let uncorrected = plan.interval.map(|_| new_histogram());
         Self {
+            uncorrected,
             plan,
             live,
             core,
@@ -57,6 +61,29 @@ impl CoreState {
             quota,
             in_flight: 0,
             completed: 0,
+        }
+    }
+
+    /// Records one response completed at `now`, sent at `sent` for an `intended` time.
+    pub(crate) fn record(&mut self, now: Instant, intended: Instant, sent: Instant) {
+        let us = |from: Instant| {
+            (now.saturating_duration_since(from).as_micros() as u64).min(MAX_LATENCY_US)
+        };
+        self.hist.saturating_record(us(intended));
+        if let Some(h) = &mut self.uncorrected {
+            h.saturating_record(us(sent));
+        }
+    }
+
+    /// This core's results, leaving empty ones behind.
+    pub(crate) fn take_result(&mut self) -> crate::run::CoreResult {
+        crate::run::CoreResult {
+            hist: std::mem::replace(&mut self.hist, new_histogram()),
+            uncorrected: self
+                .uncorrected
+                .as_mut()
+                .map(|h| std::mem::replace(h, new_histogram())),
+            counters: std::mem::take(&mut self.counters),
         }
     }
 
@@ -241,10 +268,9 @@ impl<S: Session> Conn<S> {
             return false;
         }
         let record = core.in_window(now);
-        for (intended, _) in self.in_flight.drain(..n) {
+        for (intended, sent) in self.in_flight.drain(..n) {
             if record {
-                let us = now.saturating_duration_since(intended).as_micros() as u64;
-                core.hist.saturating_record(us.min(MAX_LATENCY_US));
+                core.record(now, intended, sent);
             }
         }
         core.in_flight -= n as u64;

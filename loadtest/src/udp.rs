@@ -18,7 +18,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use crossbeam_channel::Sender;
 use ringwork::{DatagramContext, DatagramProtocol, Reactor, UdpId};
 
-use crate::report::{ErrorKind, MAX_LATENCY_US, new_histogram};
+use crate::report::ErrorKind;
 use crate::run::{CoreResult, Live, Plan};
 use crate::stream::CoreState;
 
@@ -63,14 +63,13 @@ impl UdpCore {
         let Some(pos) = f.in_flight.iter().position(|&(s, _, _)| s == seq) else {
             return;
         };
-        let Some((_, intended, _)) = f.in_flight.remove(pos) else {
+        let Some((_, intended, sent)) = f.in_flight.remove(pos) else {
             return;
         };
         self.st.in_flight -= 1;
         self.st.completed += 1;
         if record {
-            let us = now.saturating_duration_since(intended).as_micros() as u64;
-            self.st.hist.saturating_record(us.min(MAX_LATENCY_US));
+            self.st.record(now, intended, sent);
             self.st.counters.requests += 1;
         }
         self.st.live.cores[self.st.core].set_completed(self.st.completed);
@@ -227,9 +226,6 @@ pub(crate) fn start_core(
         }
     }));
     reactor.on_stop(move |_| {
-        let mut c = core.borrow_mut();
-        let hist = std::mem::replace(&mut c.st.hist, new_histogram());
-        let counters = std::mem::take(&mut c.st.counters);
-        let _ = tx.send(CoreResult { hist, counters });
+        let _ = tx.send(core.borrow_mut().st.take_result());
     });
 }

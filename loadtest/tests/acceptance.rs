@@ -206,6 +206,10 @@ test_all_backends! {
         assert!(l.p99 >= 800_000, "p99 {} us\n{}", l.p99, report.summary());
         assert!(l.max >= 900_000 && l.max < 1_500_000, "max {} us\n{}", l.max, report.summary());
         assert!(l.p50 < 100_000, "p50 {} us\n{}", l.p50, report.summary());
+        // The same responses timed from their actual send: the stall hides below p99.
+        let u = report.uncorrected_latency_us.as_ref().expect("rate runs report uncorrected");
+        assert!(u.p99 < 100_000, "uncorrected p99 {} us\n{}", u.p99, report.summary());
+        assert!(u.max >= 300_000, "the in-flight requests did wait\n{}", report.summary());
         // Achieved rate stays at the target: the backlog is sent after the stall.
         assert!((report.rps - 200.0).abs() < 30.0, "{}", report.summary());
     }
@@ -314,6 +318,22 @@ test_all_backends! {
         assert_eq!(r.errors.total(), 0, "{}", r.summary());
     }
 
+    /// --reconnect-every N opens a new connection after every N responses.
+    fn reconnect_every(backend: BackendChoice) {
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let a = Arc::clone(&accepted);
+        let Some(server) = serve(backend, move || move || {
+            a.fetch_add(1, Ordering::Relaxed);
+            Canned { heads: Heads::default(), reply: OK, close: false }
+        }) else { return };
+        let w = http(server.addr, &["/"]);
+        let opts = RunOptions { reconnect_every: Some(10), connections: 2, duration: Duration::from_millis(500), ..options("http", server.addr, backend) };
+        let r = run_stream(&opts, move || w.session()).expect("run");
+        let conns = accepted.load(Ordering::Relaxed) as u64;
+        assert!(r.requests >= 100 && r.errors.total() == 0, "{}", r.summary());
+        assert!(conns >= r.requests / 10 && conns <= r.requests / 10 + 10, "{conns} connections for {} requests", r.requests);
+    }
+
     /// TCP echo with verification, several in flight.
     fn tcp_echo_verified(backend: BackendChoice) {
         struct Echo;
@@ -358,8 +378,8 @@ fn merge_is_exact() {
         requests: n,
         ..Counters::default()
     };
-    let a = Report::new(facts(10.0), c(h1.len()), &h1);
-    let b = Report::new(facts(9.5), c(h2.len()), &h2);
+    let a = Report::new(facts(10.0), c(h1.len()), &h1, Some(&h2));
+    let b = Report::new(facts(9.5), c(h2.len()), &h2, Some(&h1));
     let (pa, pb, out) = (dir.join("a.json"), dir.join("b.json"), dir.join("out.json"));
     std::fs::write(&pa, a.to_json()).unwrap();
     std::fs::write(&pb, b.to_json()).unwrap();
@@ -396,6 +416,11 @@ fn merge_is_exact() {
     assert_eq!(merged.duration_s, 10.0);
     assert!((merged.rps - (a.rps + b.rps)).abs() < 1e-6);
     assert_eq!(merged.latency_us.p99, both.value_at_quantile(0.99));
+    // The uncorrected histograms (h2 + h1 here) merge the same way.
+    assert_eq!(
+        merged.uncorrected_latency_us.as_ref().unwrap().p999,
+        both.value_at_quantile(0.999)
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -246,8 +246,13 @@ impl Session for HttpSession {
                 let rest = data.get(at..).unwrap_or_default();
                 let decoded = body.decoder.decode(rest).map_err(malformed)?;
                 at += decoded.consumed;
-                if !decoded.finished {
-                    break;
+                if !decoded.finished && !body.decoder.is_finished() {
+                    // One step yields at most one chunk's data: call again with the rest
+                    // until it needs more input.
+                    if decoded.consumed == 0 || at >= data.len() {
+                        break;
+                    }
+                    continue;
                 }
                 let (success, keep_alive) = (body.success, body.keep_alive);
                 self.body = None;
@@ -297,3 +302,6 @@ impl Session for HttpSession {
         Ok(progress)
     }
 }
+
+#[cfg(test)]
+mod tests;
