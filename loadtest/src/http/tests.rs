@@ -9,11 +9,7 @@ fn session(method: &str) -> HttpSession {
 }
 
 /// Feeds `input` in pieces (cut at `cuts`), keeping unconsumed tails as the driver does.
-fn feed(
-    s: &mut HttpSession,
-    input: &[u8],
-    cuts: &[usize],
-) -> Result<(u32, u32, bool), ResponseError> {
+fn feed(s: &mut HttpSession, input: &[u8], cuts: &[usize]) -> Result<Outcome, ResponseError> {
     let (mut done, mut bad, mut close) = (0, 0, false);
     let mut pending: Vec<u8> = Vec::new();
     let mut last = 0;
@@ -31,7 +27,10 @@ fn feed(
     Ok((done + p.completed, bad + p.unsuccessful, close || p.close))
 }
 
-const CASES: &[(&str, &[u8], (u32, u32, bool))] = &[
+/// (completed, unsuccessful, close) after the whole stream and its EOF.
+type Outcome = (u32, u32, bool);
+
+const CASES: &[(&str, &[u8], Outcome)] = &[
     ("GET", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloHTTP/1.1 404 No\r\nContent-Length: 0\r\n\r\n", (2, 1, false)),
     ("GET", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n", (2, 0, false)),
     ("GET", b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", (1, 0, false)),
