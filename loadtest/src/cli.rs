@@ -250,6 +250,7 @@ impl CommonArgs {
                 Backend::Poll => BackendChoice::Poll,
             },
             progress: !self.quiet,
+            handle_signals: true,
             ..RunOptions::new(workload, target, addr)
         }
     }

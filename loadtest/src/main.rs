@@ -61,8 +61,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             (report, &args.common)
         }
         Command::Tcp(args) => {
-            if args.size == 0 {
-                return Err("tcp: --size must be at least 1".into());
+            if args.size == 0 || args.size > 64 << 20 {
+                return Err("tcp: --size must be between 1 byte and 64 MiB".into());
             }
             let addr = resolve(&args.addr)?;
             let mut opts = args.common.options("tcp", &args.addr, addr);

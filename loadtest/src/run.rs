@@ -58,6 +58,8 @@ pub struct RunOptions {
     pub backend: BackendChoice,
     /// Show a live progress line (only on a terminal).
     pub progress: bool,
+    /// Stop early on SIGINT/SIGTERM and still report (the command line sets it).
+    pub handle_signals: bool,
 }
 
 impl RunOptions {
@@ -82,6 +84,7 @@ impl RunOptions {
             cpus: None,
             backend: BackendChoice::Auto,
             progress: false,
+            handle_signals: false,
         }
     }
 
@@ -101,6 +104,9 @@ pub enum RunError {
     #[error("engine: {0}")]
     Engine(#[from] ringwork::EngineError),
 }
+
+/// Most requests in flight per connection.
+const MAX_DEPTH: usize = 1 << 16;
 
 /// The schedule every core follows (immutable during the run).
 #[derive(Debug)]
@@ -200,8 +206,10 @@ fn plan(opts: &RunOptions) -> Result<Plan, RunError> {
             "--connections must be between 1 and 1000000".into(),
         ));
     }
-    if opts.depth == 0 {
-        return Err(RunError::Config("--pipeline must be at least 1".into()));
+    if opts.depth == 0 || opts.depth > MAX_DEPTH {
+        return Err(RunError::Config(format!(
+            "--pipeline/--in-flight must be between 1 and {MAX_DEPTH}"
+        )));
     }
     if opts.duration.is_zero() && opts.requests.is_none() {
         return Err(RunError::Config("--duration must be positive".into()));
@@ -284,9 +292,9 @@ where
 /// # Errors
 /// Bad options, or the engine could not run.
 pub fn run_udp(opts: &RunOptions, size: usize) -> Result<Report, RunError> {
-    if size < crate::udp::MIN_SIZE {
+    if !(crate::udp::MIN_SIZE..=65_507).contains(&size) {
         return Err(RunError::Config(format!(
-            "--size must be at least {} for udp (a sequence number leads each datagram)",
+            "--size must be between {} (a sequence number leads each datagram) and 65507",
             crate::udp::MIN_SIZE
         )));
     }
@@ -331,6 +339,10 @@ fn drive(
     }
     let runtime = builder.build()?;
     let shutdown = runtime.shutdown_handle();
+    if opts.handle_signals {
+        // Ctrl-C ends the run early; the cores stop and the report covers what was measured.
+        shutdown.on_signals(Duration::ZERO)?;
+    }
     let (tx, rx) = crossbeam_channel::unbounded();
     let (p, l) = (Arc::clone(&plan), Arc::clone(&live));
     let thread = std::thread::Builder::new()
