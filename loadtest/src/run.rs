@@ -197,6 +197,7 @@ impl Live {
 pub(crate) struct CoreResult {
     pub(crate) hist: hdrhistogram::Histogram<u64>,
     pub(crate) uncorrected: Option<hdrhistogram::Histogram<u64>>,
+    pub(crate) last_completion: Option<Instant>,
     pub(crate) counters: Counters,
 }
 
@@ -397,13 +398,20 @@ fn drive(
     let mut hist = new_histogram();
     let mut uncorrected = plan.interval.map(|_| new_histogram());
     let mut counters = Counters::default();
+    let mut last = None;
     for result in rx.try_iter() {
+        last = last.max(result.last_completion);
         let _ = hist.add(&result.hist);
         if let (Some(u), Some(h)) = (&mut uncorrected, &result.uncorrected) {
             let _ = u.add(h);
         }
         counters.merge(result.counters);
     }
+    // A request-count run ends with its last response, not when this thread noticed.
+    let stopped_at = match (plan.requests, last) {
+        (Some(_), Some(last)) => last.min(stopped_at),
+        _ => stopped_at,
+    };
     let duration_s = stopped_at
         .saturating_duration_since(plan.record_from)
         .as_secs_f64();

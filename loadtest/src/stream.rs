@@ -45,6 +45,8 @@ pub(crate) struct CoreState {
     pub(crate) in_flight: u64,
     /// Responses completed (any time; progress display).
     pub(crate) completed: u64,
+    /// When the last response completed (the end of a request-count run).
+    pub(crate) last_completion: Option<Instant>,
 }
 
 impl CoreState {
@@ -61,6 +63,7 @@ impl CoreState {
             quota,
             in_flight: 0,
             completed: 0,
+            last_completion: None,
         }
     }
 
@@ -69,6 +72,7 @@ impl CoreState {
         let us = |from: Instant| {
             (now.saturating_duration_since(from).as_micros() as u64).min(MAX_LATENCY_US)
         };
+        self.last_completion = Some(now);
         self.hist.saturating_record(us(intended));
         if let Some(h) = &mut self.uncorrected {
             h.saturating_record(us(sent));
@@ -84,6 +88,7 @@ impl CoreState {
                 .as_mut()
                 .map(|h| std::mem::replace(h, new_histogram())),
             counters: std::mem::take(&mut self.counters),
+            last_completion: self.last_completion,
         }
     }
 

@@ -348,6 +348,14 @@ test_all_backends! {
         let r = run_stream(&opts, move || EchoSession::new(msg.clone(), true)).expect("run");
         assert!(r.requests > 100 && r.errors.total() == 0, "{}", r.summary());
         assert_eq!(r.bytes_in % 1000, 0);
+
+        // -n: exactly that many, and the run ends as soon as they are answered.
+        let msg = message(64);
+        let opts = RunOptions { requests: Some(1000), duration: Duration::from_secs(30), ..opts };
+        let started = Instant::now();
+        let r = run_stream(&opts, move || EchoSession::new(msg.clone(), true)).expect("run");
+        assert_eq!((r.requests, r.sent), (1000, 1000), "{}", r.summary());
+        assert!(started.elapsed() < Duration::from_secs(10));
     }
 }
 
