@@ -18,7 +18,7 @@ pub mod run;
 pub mod session;
 mod stream;
 pub mod tcp;
-mod udp;
+pub mod udp;
 
 pub use crate::report::{ErrorKind, Errors, Latency, Report};
 pub use crate::run::{RunError, RunOptions, run_stream, run_udp};

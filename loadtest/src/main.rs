@@ -8,6 +8,7 @@ use clap::Parser;
 use ringwork_loadtest::cli::{Cli, Command, CommonArgs};
 use ringwork_loadtest::http::HttpWorkload;
 use ringwork_loadtest::tcp::{EchoSession, message};
+use ringwork_loadtest::udp::SeqEchoSession;
 use ringwork_loadtest::{Report, run_stream, run_udp};
 
 fn main() -> ExitCode {
@@ -77,7 +78,10 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             let addr = resolve(&args.addr)?;
             let mut opts = args.common.options("udp", &args.addr, addr);
             opts.depth = args.in_flight;
-            let report = run_udp(&opts, args.size).map_err(|e| e.to_string())?;
+            ringwork_loadtest::run::check_udp_size(args.size).map_err(|e| e.to_string())?;
+            let size = args.size;
+            let report =
+                run_udp(&opts, move || SeqEchoSession::new(size)).map_err(|e| e.to_string())?;
             (report, &args.common)
         }
         Command::Merge(args) => {

@@ -288,20 +288,33 @@ where
     })
 }
 
-/// Runs the UDP request/response workload.
+/// Runs a datagram workload: one UDP socket per flow, one session each from `factory`
+/// (`ringwork-load udp` uses [`SeqEchoSession`](crate::udp::SeqEchoSession)).
 ///
 /// # Errors
 /// Bad options, or the engine could not run.
-pub fn run_udp(opts: &RunOptions, size: usize) -> Result<Report, RunError> {
+pub fn run_udp<S, F>(opts: &RunOptions, factory: F) -> Result<Report, RunError>
+where
+    S: Session,
+    F: Fn() -> S + Send + Sync + 'static,
+{
+    drive(opts, move |reactor, plan, live, tx| {
+        crate::udp::start_core(reactor, plan, live, &factory, tx);
+    })
+}
+
+/// Checks a `ringwork-load udp` datagram size.
+///
+/// # Errors
+/// Smaller than the sequence number or larger than a UDP datagram.
+pub fn check_udp_size(size: usize) -> Result<(), RunError> {
     if !(crate::udp::MIN_SIZE..=65_507).contains(&size) {
         return Err(RunError::Config(format!(
             "--size must be between {} (a sequence number leads each datagram) and 65507",
             crate::udp::MIN_SIZE
         )));
     }
-    drive(opts, move |reactor, plan, live, tx| {
-        crate::udp::start_core(reactor, plan, live, size, tx);
-    })
+    Ok(())
 }
 
 type CoreInit =

@@ -55,6 +55,10 @@ pub enum ResponseError {
 /// 3. at the peer's end of stream, [`Session::on_eof`] (close-delimited responses).
 ///
 /// A new connection (reconnect) gets a new session from the workload's factory.
+///
+/// Over datagrams (`run_udp`) the same trait applies per flow: each `write_request` is sent
+/// as one datagram, each received datagram is one `on_bytes` call, and requests that time
+/// out are reported with [`Session::expired`].
 pub trait Session: 'static {
     /// The connection is open; append any bytes to send before the first request.
     fn on_connect(&mut self, out: &mut BytesMut) {
@@ -74,6 +78,12 @@ pub trait Session: 'static {
     /// # Errors
     /// The bytes are not a valid response: the connection is aborted.
     fn on_bytes(&mut self, data: &[u8]) -> Result<Progress, ResponseError>;
+
+    /// The driver gave up on the `requests` oldest outstanding requests (their timeout
+    /// passed; datagram transports). A session that matches replies by id forgets them.
+    fn expired(&mut self, requests: u32) {
+        let _ = requests;
+    }
 
     /// The peer finished sending; completes a close-delimited response if one is open.
     ///

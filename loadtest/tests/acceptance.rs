@@ -529,7 +529,7 @@ test_all_backends! {
             ..options("udp", server.addr, backend)
         };
         let started = Instant::now();
-        let r = ringwork_loadtest::run_udp(&opts, 64).expect("run");
+        let r = ringwork_loadtest::run_udp(&opts, || ringwork_loadtest::udp::SeqEchoSession::new(64)).expect("run");
         assert!(started.elapsed() < Duration::from_secs(4), "udp run overran");
         assert!(r.requests >= 10 && r.errors.timeout >= 10, "{}", r.summary());
         assert!(r.latency_us.p99 < 50_000, "{}", r.summary());
