@@ -181,6 +181,8 @@ pub(crate) struct Conn<S: Session> {
     rate_timer: Option<TimerId>,
     check_timer: Option<TimerId>,
     connected: bool,
+    /// A response completed on this connection (else a reconnect backs off).
+    answered: bool,
     /// We closed or aborted it (any error is already counted).
     closing: bool,
 }
@@ -201,6 +203,7 @@ impl<S: Session> Conn<S> {
             rate_timer: None,
             check_timer: None,
             connected: false,
+            answered: false,
             closing: false,
         }
     }
@@ -278,6 +281,10 @@ impl<S: Session> Conn<S> {
                 core.record(now, intended, sent);
             }
         }
+        if n > 0 {
+            self.answered = true;
+            self.slot.failures = 0;
+        }
         core.in_flight -= n as u64;
         core.completed += n as u64;
         if record {
@@ -306,7 +313,6 @@ impl<S: Session> Conn<S> {
 impl<S: Session> Protocol for Conn<S> {
     fn connection_made(&mut self, ctx: &mut Context<'_>) {
         self.connected = true;
-        self.slot.failures = 0;
         {
             let core = self.core.borrow();
             core.live.cores[core.core].add_connected();
@@ -447,13 +453,15 @@ impl<S: Session> Protocol for Conn<S> {
             }
             core.check_done();
         }
-        if !self.connected {
+        // A connection that never answered (refused, reset, garbage, closed at once) backs
+        // off before the next attempt, so a broken target is not hammered in a tight loop.
+        if !self.answered {
             self.slot.failures += 1;
         }
         if !self.should_reconnect(ctx) {
             return;
         }
-        let delay = if self.connected {
+        let delay = if self.answered {
             Duration::ZERO
         } else {
             backoff(self.slot.failures)
