@@ -285,7 +285,7 @@ impl<S: Session> Conn<S> {
             self.answered = true;
             self.slot.failures = 0;
         }
-        core.in_flight -= n as u64;
+        core.in_flight = core.in_flight.saturating_sub(n as u64);
         core.completed += n as u64;
         if record {
             core.counters.requests += n as u64;
@@ -373,7 +373,8 @@ impl<S: Session> Protocol for Conn<S> {
             // Requests pipelined past a `Connection: close` are dropped, not errors.
             let dropped = self.in_flight.len() as u64;
             self.in_flight.clear();
-            self.core.borrow_mut().in_flight -= dropped;
+            self.core.borrow_mut().in_flight =
+                self.core.borrow_mut().in_flight.saturating_sub(dropped);
             self.closing = true;
             ctx.close();
             return;
@@ -429,7 +430,7 @@ impl<S: Session> Protocol for Conn<S> {
         let kind = reason.kind();
         {
             let mut core = self.core.borrow_mut();
-            core.in_flight -= lost;
+            core.in_flight = core.in_flight.saturating_sub(lost);
             if kind == LostKind::Shutdown {
                 return;
             }

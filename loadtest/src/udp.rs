@@ -132,7 +132,7 @@ impl<S: Session> UdpCore<S> {
                 self.st.record(now, intended, sent);
             }
         }
-        self.st.in_flight -= n as u64;
+        self.st.in_flight = self.st.in_flight.saturating_sub(n as u64);
         self.st.completed += n as u64;
         if record {
             self.st.counters.requests += n as u64;
@@ -155,7 +155,7 @@ impl<S: Session> UdpCore<S> {
             }
             if n > 0 {
                 f.session.expired(n);
-                self.st.in_flight -= u64::from(n);
+                self.st.in_flight = self.st.in_flight.saturating_sub(u64::from(n));
                 self.st.error(ErrorKind::Timeout, u64::from(n), || {
                     format!("no reply within {timeout:?}")
                 });
