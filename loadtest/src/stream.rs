@@ -373,8 +373,10 @@ impl<S: Session> Protocol for Conn<S> {
             // Requests pipelined past a `Connection: close` are dropped, not errors.
             let dropped = self.in_flight.len() as u64;
             self.in_flight.clear();
-            self.core.borrow_mut().in_flight =
-                self.core.borrow_mut().in_flight.saturating_sub(dropped);
+            {
+                let mut core = self.core.borrow_mut();
+                core.in_flight = core.in_flight.saturating_sub(dropped);
+            }
             self.closing = true;
             ctx.close();
             return;
