@@ -106,6 +106,13 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     if let Some(path) = &common.json {
         std::fs::write(path, report.to_json()).map_err(|e| format!("{}: {e}", path.display()))?;
     }
+    if report.panics > 0 {
+        eprintln!(
+            "ringwork-load: {} internal callbacks panicked; the figures are suspect (please report)",
+            report.panics
+        );
+        return Ok(ExitCode::from(3));
+    }
     if report.requests == 0 {
         eprintln!("ringwork-load: {}", explain_failure(&report));
         return Ok(ExitCode::from(1));

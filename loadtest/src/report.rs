@@ -197,6 +197,10 @@ pub struct Report {
     /// One example message per error kind that occurred.
     #[serde(default)]
     pub error_samples: BTreeMap<String, String>,
+    /// Load-generator callbacks that panicked (a bug in ringwork-load; the figures are
+    /// suspect when this is not 0).
+    #[serde(default)]
+    pub panics: u64,
     /// Latency summary, microseconds.
     pub latency_us: Latency,
     /// Encoding of `histogram` (always [`HISTOGRAM_ENCODING`]).
@@ -252,6 +256,7 @@ pub struct Counters {
     pub bytes_out: u64,
     pub errors: Errors,
     pub error_samples: BTreeMap<String, String>,
+    pub panics: u64,
 }
 
 impl Counters {
@@ -270,6 +275,7 @@ impl Counters {
         self.unsuccessful += other.unsuccessful;
         self.bytes_in += other.bytes_in;
         self.bytes_out += other.bytes_out;
+        self.panics += other.panics;
         self.errors.merge(&other.errors);
         for (k, v) in other.error_samples {
             self.error_samples.entry(k).or_insert(v);
@@ -335,6 +341,7 @@ impl Report {
             bytes_out: counters.bytes_out,
             errors: counters.errors,
             error_samples: counters.error_samples,
+            panics: counters.panics,
             latency_us: Latency::of(h),
             histogram_encoding: HISTOGRAM_ENCODING.to_string(),
             histogram: encode_histogram(h),
@@ -403,6 +410,7 @@ impl Report {
                 bytes_out: r.bytes_out,
                 errors: r.errors.clone(),
                 error_samples: r.error_samples.clone(),
+                panics: r.panics,
             });
             if r.workload != merged.workload {
                 merged.workload = "merged".into();
@@ -427,6 +435,7 @@ impl Report {
         merged.bytes_out = counters.bytes_out;
         merged.errors = counters.errors;
         merged.error_samples = counters.error_samples;
+        merged.panics = counters.panics;
         merged.latency_us = Latency::of(&h);
         merged.histogram = encode_histogram(&h);
         merged.uncorrected_latency_us = uncorrected.as_ref().map(Latency::of);
@@ -508,6 +517,13 @@ impl Report {
             bytes(self.bytes_out as f64),
             bytes(self.bytes_out as f64 / secs)
         );
+        if self.panics > 0 {
+            let _ = writeln!(
+                s,
+                "  WARNING    {} load-generator callbacks panicked: figures are suspect (a bug)",
+                self.panics
+            );
+        }
         if self.errors.total() == 0 {
             let _ = writeln!(s, "  errors     none");
         } else {

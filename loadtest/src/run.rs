@@ -282,8 +282,10 @@ where
                 delay,
             );
         }
-        reactor.on_stop(move |_| {
-            let _ = tx.send(state.borrow_mut().take_result());
+        reactor.on_stop(move |r| {
+            let mut result = state.borrow_mut().take_result();
+            result.counters.panics = r.stats().panics;
+            let _ = tx.send(result);
         });
     })
 }

@@ -314,7 +314,9 @@ pub(crate) fn start_core<S: Session>(
         }
     }
     schedule(reactor.handle(), Rc::clone(&core), Duration::ZERO);
-    reactor.on_stop(move |_| {
-        let _ = tx.send(core.borrow_mut().st.take_result());
+    reactor.on_stop(move |r| {
+        let mut result = core.borrow_mut().st.take_result();
+        result.counters.panics = r.stats().panics;
+        let _ = tx.send(result);
     });
 }

@@ -141,7 +141,7 @@ test_all_backends! {
         let p50 = report.latency_us.p50;
         assert!(report.requests > 100, "{}", report.summary());
         assert!((4_500..=12_000).contains(&p50), "p50 {p50} us\n{}", report.summary());
-        assert_eq!(report.errors.total(), 0, "{}", report.summary());
+        assert_eq!((report.errors.total(), report.panics), (0, 0), "{}", report.summary());
     }
 }
 
@@ -275,6 +275,7 @@ test_all_backends! {
         assert!(r.errors.bad_response > 0, "{}", r.summary());
         assert_eq!(r.requests, 0, "{}", r.summary());
         assert!(r.error_samples["bad_response"].contains("malformed"), "{:?}", r.error_samples);
+        assert_eq!(r.panics, 0, "peer bytes must never panic the generator");
     }
 }
 
@@ -315,7 +316,7 @@ test_all_backends! {
         // window, unsuccessful is half of the requests, give or take one per connection.
         let half = r.requests as f64 / 2.0;
         assert!((r.unsuccessful as f64 - half).abs() <= 2.0, "{} unsuccessful of {}", r.unsuccessful, r.requests);
-        assert_eq!(r.errors.total(), 0, "{}", r.summary());
+        assert_eq!((r.errors.total(), r.panics), (0, 0), "{}", r.summary());
     }
 
     /// --reconnect-every N opens a new connection after every N responses.
