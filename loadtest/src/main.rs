@@ -1,10 +1,155 @@
-//! `ringwork-load`: the ringwork load generator.
-//!
-//! Status: the workloads (tcp, http, udp) arrive with issue 6. Until then the binary says so
-//! and exits non-zero, so no script mistakes it for a working load generator.
+//! `ringwork-load`: the command-line front end of [`ringwork_loadtest`].
 #![forbid(unsafe_code)]
 
-fn main() -> std::process::ExitCode {
-    eprintln!("ringwork-load: no workloads are implemented yet (see issue 6)");
-    std::process::ExitCode::from(2)
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
+
+use clap::Parser;
+use ringwork_loadtest::cli::{Cli, Command, CommonArgs};
+use ringwork_loadtest::http::HttpWorkload;
+use ringwork_loadtest::tcp::{EchoSession, message};
+use ringwork_loadtest::udp::SeqEchoSession;
+use ringwork_loadtest::{Report, run_stream, run_udp};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("ringwork-load: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn resolve(addr: &str) -> Result<SocketAddr, String> {
+    addr.to_socket_addrs()
+        .map_err(|e| format!("{addr}: {e} (expected host:port)"))?
+        .next()
+        .ok_or_else(|| format!("{addr}: resolves to no address"))
+}
+
+fn run(cli: Cli) -> Result<ExitCode, String> {
+    let (report, common): (Report, &CommonArgs) = match &cli.command {
+        Command::Http(args) => {
+            let mut urls: Vec<String> = args.url.iter().cloned().collect();
+            if let Some(path) = &args.urls {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                urls.extend(
+                    text.lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                        .map(String::from),
+                );
+            }
+            if urls.is_empty() {
+                return Err("http: give a URL or --urls FILE".into());
+            }
+            let body = match (&args.body, &args.body_file) {
+                (Some(b), _) => b.clone().into_bytes(),
+                (None, Some(path)) => {
+                    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?
+                }
+                (None, None) => Vec::new(),
+            };
+            let workload = HttpWorkload::new(&urls, &args.method, &args.headers, &body)?;
+            let mut opts = args.common.options("http", &urls[0], workload.addr);
+            opts.depth = args.pipeline;
+            opts.reconnect_every = args.reconnect_every;
+            let report =
+                run_stream(&opts, move || workload.session()).map_err(|e| e.to_string())?;
+            (report, &args.common)
+        }
+        Command::Tcp(args) => {
+            if args.size == 0 || args.size > 64 << 20 {
+                return Err("tcp: --size must be between 1 byte and 64 MiB".into());
+            }
+            let addr = resolve(&args.addr)?;
+            let mut opts = args.common.options("tcp", &args.addr, addr);
+            opts.depth = args.in_flight;
+            opts.reconnect_every = args.reconnect_every;
+            let (msg, verify) = (message(args.size), args.verify);
+            let report = run_stream(&opts, move || EchoSession::new(msg.clone(), verify))
+                .map_err(|e| e.to_string())?;
+            (report, &args.common)
+        }
+        Command::Udp(args) => {
+            let addr = resolve(&args.addr)?;
+            let mut opts = args.common.options("udp", &args.addr, addr);
+            opts.depth = args.in_flight;
+            ringwork_loadtest::run::check_udp_size(args.size).map_err(|e| e.to_string())?;
+            let size = args.size;
+            let report =
+                run_udp(&opts, move || SeqEchoSession::new(size)).map_err(|e| e.to_string())?;
+            (report, &args.common)
+        }
+        Command::Merge(args) => {
+            let mut reports = Vec::new();
+            for path in &args.files {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                reports.push(
+                    Report::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))?,
+                );
+            }
+            let merged = Report::merge(&reports).map_err(|e| e.to_string())?;
+            print!("{}", merged.summary());
+            if let Some(path) = &args.json {
+                std::fs::write(path, merged.to_json())
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    print!("{}", report.summary());
+    if let Some(path) = &common.json {
+        std::fs::write(path, report.to_json()).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    if report.panics > 0 {
+        eprintln!(
+            "ringwork-load: {} internal callbacks panicked; the figures are suspect (please report)",
+            report.panics
+        );
+        return Ok(ExitCode::from(3));
+    }
+    if report.requests == 0 {
+        eprintln!("ringwork-load: {}", explain_failure(&report));
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Why a run got no responses, in words.
+fn explain_failure(report: &Report) -> String {
+    let e = &report.errors;
+    let sample = |k: &str| report.error_samples.get(k).cloned().unwrap_or_default();
+    if e.connect_refused > 0 && e.connect_refused >= e.total() / 2 {
+        format!(
+            "connection refused: nothing accepts connections at {} ({} attempts refused)",
+            report.target, e.connect_refused
+        )
+    } else if e.bad_response > 0 {
+        format!(
+            "the server's responses could not be understood ({} bad responses; first: {})",
+            e.bad_response,
+            sample("bad_response")
+        )
+    } else if e.connect_timeout > 0 || e.connect_error > 0 {
+        format!(
+            "could not connect to {}: {}",
+            report.target,
+            sample(if e.connect_timeout > 0 {
+                "connect_timeout"
+            } else {
+                "connect_error"
+            })
+        )
+    } else if e.timeout > 0 {
+        format!("no responses: {} requests timed out", e.timeout)
+    } else if e.total() > 0 {
+        format!("no responses; {} errors (see above)", e.total())
+    } else {
+        "no responses in the measured period".into()
+    }
 }

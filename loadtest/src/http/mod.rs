@@ -1,0 +1,307 @@
+//! The `http` workload: HTTP/1.1 requests over keep-alive connections, parsed with the
+//! sans-IO parser of `ringwork-protocols`.
+//!
+//! Owns: turning a URL list, method, headers and body into precomputed request bytes
+//! ([`HttpWorkload`]), and [`HttpSession`], which writes them round-robin and frames the
+//! responses (heads with `parse_response`, bodies with `BodyDecoder`, bodies discarded).
+//! Does not: TLS (`https://` is refused), redirects, cookies.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use ringwork_protocols::http::proto::encode::{write_field, write_request_line};
+use ringwork_protocols::http::proto::{
+    BodyDecoder, BodyKind, H1Limits, Method, Status, Version, parse_response,
+};
+
+use crate::session::{Progress, ResponseError, Session};
+
+/// A parsed `http://host[:port]/path` URL.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct Url {
+    /// Host as written (name or address, IPv6 without brackets).
+    pub host: String,
+    /// Port (80 when not given).
+    pub port: u16,
+    /// Origin-form target: path and query (`/` when empty).
+    pub target: String,
+}
+
+impl Url {
+    /// Parses an `http://` URL.
+    ///
+    /// # Errors
+    /// Not `http://`, an empty host or a bad port; the message says which.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let rest = if let Some(rest) = url.strip_prefix("http://") {
+            rest
+        } else if url.starts_with("https://") {
+            return Err(format!(
+                "{url}: https is not supported yet (plain http:// only)"
+            ));
+        } else {
+            return Err(format!("{url}: expected an http:// URL"));
+        };
+        let (authority, target) = match rest.find(['/', '?']) {
+            Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_string()),
+            Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
+            None => (rest, "/".to_string()),
+        };
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let (host, after) = v6
+                .split_once(']')
+                .ok_or_else(|| format!("{url}: unclosed '[' in the host"))?;
+            (host, after.strip_prefix(':'))
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (authority, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(format!("{url}: no host"));
+        }
+        let port = match port {
+            Some(p) => p
+                .parse::<u16>()
+                .map_err(|_| format!("{url}: bad port {p:?}"))?,
+            None => 80,
+        };
+        Ok(Self {
+            host: host.to_string(),
+            port,
+            target,
+        })
+    }
+
+    /// The `Host` header value (`host`, or `host:port` when not 80).
+    #[must_use]
+    pub fn host_header(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        if self.port == 80 {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+
+    /// Resolves the host (first address).
+    ///
+    /// # Errors
+    /// The name does not resolve.
+    pub fn resolve(&self) -> Result<SocketAddr, String> {
+        (self.host.as_str(), self.port)
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve {}: {e}", self.host))?
+            .next()
+            .ok_or_else(|| format!("{} resolves to no address", self.host))
+    }
+}
+
+/// What every HTTP connection of a run sends: precomputed request bytes, one per URL.
+#[derive(Clone, Debug)]
+pub struct HttpWorkload {
+    /// The address all URLs point to.
+    pub addr: SocketAddr,
+    requests: Arc<[Bytes]>,
+    method: Method,
+    limits: Arc<H1Limits>,
+}
+
+impl HttpWorkload {
+    /// Builds the requests: `method` to each URL (all on one host and port), with `headers`
+    /// (`Name: value`) and `body` (a `Content-Length` is added when the body is not empty).
+    ///
+    /// # Errors
+    /// A bad URL, URLs on different hosts, an invalid header or method; the message says which.
+    pub fn new(
+        urls: &[String],
+        method: &str,
+        headers: &[String],
+        body: &[u8],
+    ) -> Result<Self, String> {
+        let first = urls.first().ok_or("no URL given")?;
+        let first = Url::parse(first)?;
+        let addr = first.resolve()?;
+        if method.is_empty() || !method.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(format!("bad method {method:?}"));
+        }
+        let method = Method::from_token(method.as_bytes());
+        let mut fields = Vec::with_capacity(headers.len());
+        for header in headers {
+            let (name, value) = header
+                .split_once(':')
+                .ok_or_else(|| format!("header {header:?}: expected 'Name: value'"))?;
+            fields.push((name.trim().to_string(), value.trim().to_string()));
+        }
+        let has = |name: &str| fields.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+        let mut requests = Vec::with_capacity(urls.len());
+        for url in urls {
+            let parsed = Url::parse(url)?;
+            if (parsed.host.as_str(), parsed.port) != (first.host.as_str(), first.port) {
+                return Err(format!(
+                    "{url}: every URL must be on the first URL's host and port ({}:{})",
+                    first.host, first.port
+                ));
+            }
+            let mut out = BytesMut::with_capacity(256 + body.len());
+            let bad = |e: ringwork_protocols::http::proto::H1Error| format!("{url}: {e}");
+            write_request_line(&mut out, &method, parsed.target.as_bytes(), Version::Http11)
+                .map_err(bad)?;
+            if !has("host") {
+                write_field(&mut out, b"Host", parsed.host_header().as_bytes()).map_err(bad)?;
+            }
+            for (name, value) in &fields {
+                write_field(&mut out, name.as_bytes(), value.as_bytes())
+                    .map_err(|e| format!("header {name:?}: {e}"))?;
+            }
+            if !body.is_empty() && !has("content-length") {
+                write_field(
+                    &mut out,
+                    b"Content-Length",
+                    body.len().to_string().as_bytes(),
+                )
+                .map_err(bad)?;
+            }
+            out.extend_from_slice(b"\r\n");
+            out.extend_from_slice(body);
+            requests.push(out.freeze());
+        }
+        let mut limits = H1Limits::default();
+        // Bodies are counted and dropped, never held: any size is fine.
+        limits.max_body = u64::MAX;
+        Ok(Self {
+            addr,
+            requests: requests.into(),
+            method,
+            limits: Arc::new(limits),
+        })
+    }
+
+    /// A session for one connection.
+    #[must_use]
+    pub fn session(&self) -> HttpSession {
+        HttpSession {
+            requests: Arc::clone(&self.requests),
+            next: 0,
+            method: self.method.clone(),
+            limits: Arc::clone(&self.limits),
+            body: None,
+        }
+    }
+}
+
+/// The body being read and what its response said.
+#[derive(Debug)]
+struct Body {
+    decoder: BodyDecoder,
+    success: bool,
+    keep_alive: bool,
+}
+
+/// One HTTP/1.1 connection: requests round-robin over the URLs, responses framed in order.
+#[derive(Debug)]
+pub struct HttpSession {
+    requests: Arc<[Bytes]>,
+    next: usize,
+    method: Method,
+    limits: Arc<H1Limits>,
+    body: Option<Body>,
+}
+
+fn malformed(e: impl std::fmt::Display) -> ResponseError {
+    ResponseError::Malformed {
+        reason: e.to_string(),
+    }
+}
+
+impl HttpSession {
+    fn finish(progress: &mut Progress, success: bool, keep_alive: bool) {
+        progress.completed += 1;
+        if !success {
+            progress.unsuccessful += 1;
+        }
+        if !keep_alive {
+            progress.close = true;
+        }
+    }
+}
+
+impl Session for HttpSession {
+    fn write_request(&mut self, out: &mut BytesMut) {
+        out.extend_from_slice(&self.requests[self.next]);
+        self.next = (self.next + 1) % self.requests.len();
+    }
+
+    fn on_bytes(&mut self, data: &[u8]) -> Result<Progress, ResponseError> {
+        let mut progress = Progress::default();
+        let mut at = 0;
+        while !progress.close {
+            if let Some(body) = &mut self.body {
+                let rest = data.get(at..).unwrap_or_default();
+                let decoded = body.decoder.decode(rest).map_err(malformed)?;
+                at += decoded.consumed;
+                if !decoded.finished && !body.decoder.is_finished() {
+                    // One step yields at most one chunk's data: call again with the rest
+                    // until it needs more input.
+                    if decoded.consumed == 0 || at >= data.len() {
+                        break;
+                    }
+                    continue;
+                }
+                let (success, keep_alive) = (body.success, body.keep_alive);
+                self.body = None;
+                Self::finish(&mut progress, success, keep_alive);
+                continue;
+            }
+            if at == data.len() {
+                break;
+            }
+            let parsed =
+                match parse_response(&data[at..], &self.limits, &self.method).map_err(malformed)? {
+                    Status::Partial => break,
+                    Status::Complete(parsed) => parsed,
+                };
+            at += parsed.consumed;
+            let status = parsed.head.status;
+            if (100..200).contains(&status) && status != 101 {
+                continue; // Interim response (100 Continue, 103 Early Hints): the real one follows.
+            }
+            let success = (200..300).contains(&status);
+            let keep_alive = parsed.keep_alive && status != 101;
+            match parsed.body {
+                BodyKind::Empty | BodyKind::Length(0) => {
+                    Self::finish(&mut progress, success, keep_alive);
+                }
+                kind => {
+                    self.body = Some(Body {
+                        decoder: BodyDecoder::new(kind, &self.limits),
+                        success,
+                        keep_alive: keep_alive && kind != BodyKind::CloseDelimited,
+                    });
+                }
+            }
+        }
+        progress.consumed = at.min(data.len());
+        Ok(progress)
+    }
+
+    fn on_eof(&mut self) -> Result<Progress, ResponseError> {
+        let mut progress = Progress::default();
+        if let Some(mut body) = self.body.take() {
+            body.decoder
+                .finish_at_eof()
+                .map_err(|_| ResponseError::Truncated)?;
+            Self::finish(&mut progress, body.success, false);
+        }
+        Ok(progress)
+    }
+}
+
+#[cfg(test)]
+mod tests;

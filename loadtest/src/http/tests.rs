@@ -1,0 +1,123 @@
+//! HttpSession framing: table of response streams, each fed whole and cut at every offset.
+
+use super::*;
+
+fn session(method: &str) -> HttpSession {
+    HttpWorkload::new(&["http://127.0.0.1:1/".into()], method, &[], b"")
+        .expect("workload")
+        .session()
+}
+
+/// Feeds `input` in pieces (cut at `cuts`), keeping unconsumed tails as the driver does.
+fn feed(s: &mut HttpSession, input: &[u8], cuts: &[usize]) -> Result<Outcome, ResponseError> {
+    let (mut done, mut bad, mut close) = (0, 0, false);
+    let mut pending: Vec<u8> = Vec::new();
+    let mut last = 0;
+    for &cut in cuts.iter().chain(std::iter::once(&input.len())) {
+        pending.extend_from_slice(&input[last..cut]);
+        last = cut;
+        let p = s.on_bytes(&pending)?;
+        assert!(p.consumed <= pending.len());
+        pending.drain(..p.consumed);
+        done += p.completed;
+        bad += p.unsuccessful;
+        close |= p.close;
+    }
+    let p = s.on_eof()?;
+    Ok((done + p.completed, bad + p.unsuccessful, close || p.close))
+}
+
+/// (completed, unsuccessful, close) after the whole stream and its EOF.
+type Outcome = (u32, u32, bool);
+
+const CASES: &[(&str, &[u8], Outcome)] = &[
+    ("GET", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloHTTP/1.1 404 No\r\nContent-Length: 0\r\n\r\n", (2, 1, false)),
+    ("GET", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n", (2, 0, false)),
+    ("GET", b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", (1, 0, false)),
+    ("GET", b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", (1, 0, true)),
+    ("GET", b"HTTP/1.0 200 OK\r\n\r\nuntil the end", (1, 0, true)),
+    ("HEAD", b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n", (2, 0, false)),
+];
+
+#[test]
+fn whole_and_split_at_every_offset() {
+    for (method, input, expected) in CASES {
+        let whole = feed(&mut session(method), input, &[])
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(input)));
+        assert_eq!(whole, *expected, "{}", String::from_utf8_lossy(input));
+        for cut in 1..input.len() {
+            let split = feed(&mut session(method), input, &[cut]).unwrap_or_else(|e| {
+                panic!("cut at {cut}: {e}: {}", String::from_utf8_lossy(input))
+            });
+            assert_eq!(
+                split,
+                *expected,
+                "cut at {cut}: {}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        let bytewise: Vec<usize> = (1..input.len()).collect();
+        assert_eq!(
+            feed(&mut session(method), input, &bytewise).expect("valid"),
+            *expected
+        );
+    }
+}
+
+#[test]
+fn garbage_and_truncation_are_errors() {
+    assert!(matches!(
+        session("GET").on_bytes(b"SSH-2.0-OpenSSH\r\n\r\n"),
+        Err(ResponseError::Malformed { .. })
+    ));
+    assert!(
+        session("GET")
+            .on_bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
+            .is_err()
+    );
+    let mut s = session("GET");
+    let p = s
+        .on_bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+        .expect("partial body");
+    assert_eq!(p.completed, 0);
+    // EOF inside a Content-Length body: the driver counts an unexpected close.
+    assert_eq!(s.on_eof(), Err(ResponseError::Truncated));
+}
+
+#[test]
+fn requests_round_robin() {
+    let w = HttpWorkload::new(
+        &["http://h:8080/a".into(), "http://h:8080/b?x=1".into()],
+        "POST",
+        &["X-Test: 1".into()],
+        b"body",
+    );
+    // `h` does not resolve here: building fails with a clear message, not a panic.
+    if let Ok(w) = w {
+        let mut s = w.session();
+        let mut out = BytesMut::new();
+        s.write_request(&mut out);
+        s.write_request(&mut out);
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.starts_with(
+                "POST /a HTTP/1.1\r\nHost: h:8080\r\nX-Test: 1\r\nContent-Length: 4\r\n\r\nbody"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("POST /b?x=1 HTTP/1.1\r\n"), "{text}");
+    }
+    let w = HttpWorkload::new(
+        &["http://127.0.0.1:8080/a".into()],
+        "GET",
+        &["Bad Header".into()],
+        b"",
+    );
+    assert!(w.unwrap_err().contains("Name: value"));
+    assert!(Url::parse("https://x/").unwrap_err().contains("https"));
+    assert_eq!(
+        Url::parse("http://[::1]:81/p").unwrap().host_header(),
+        "[::1]:81"
+    );
+    assert_eq!(Url::parse("http://a?q").unwrap().target, "/?q");
+}

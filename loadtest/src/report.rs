@@ -1,0 +1,565 @@
+//! The result of a run: counters, errors by kind, the latency histogram; JSON in and out,
+//! exact merging, and the human summary.
+//!
+//! JSON schema: see `docs/loadtest.md`. Latencies are microseconds. The histogram travels as
+//! HdrHistogram V2 + DEFLATE, base64 (`histogram_encoding: "hdr-v2-deflate-base64"`), the
+//! format every HdrHistogram implementation reads.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use base64::Engine as _;
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+use serde::{Deserialize, Serialize};
+
+/// Highest latency the histogram tracks exactly (one hour, in microseconds); larger values
+/// are clamped to it.
+pub const MAX_LATENCY_US: u64 = 3_600_000_000;
+
+/// The histogram encoding the reports use.
+pub const HISTOGRAM_ENCODING: &str = "hdr-v2-deflate-base64";
+
+/// A fresh latency histogram (1 µs .. 1 h, 3 significant digits).
+#[must_use]
+pub fn new_histogram() -> Histogram<u64> {
+    // Bounds are constants that satisfy the constructor's rules (low >= 1, high >= 2 * low,
+    // sigfig <= 5): it cannot fail.
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("constant, valid bounds")
+}
+
+/// The kinds of error a run counts.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The target refused the connection (nothing listening).
+    ConnectRefused,
+    /// Connecting took longer than the connect timeout.
+    ConnectTimeout,
+    /// Connecting failed otherwise (unreachable, out of descriptors...).
+    ConnectError,
+    /// The peer reset an established connection.
+    Reset,
+    /// A request got no response within `--timeout` (UDP: a lost datagram).
+    Timeout,
+    /// The response could not be parsed, or did not match what was sent.
+    BadResponse,
+    /// The peer closed the connection while responses were outstanding.
+    UnexpectedClose,
+    /// Any other socket error.
+    Other,
+}
+
+/// Error counts by kind (the JSON `errors` object).
+#[derive(Clone, Debug, Default, Deserialize, Eq, PartialEq, Serialize)]
+#[allow(missing_docs)] // One field per `ErrorKind`, documented there.
+pub struct Errors {
+    pub connect_refused: u64,
+    pub connect_timeout: u64,
+    pub connect_error: u64,
+    pub reset: u64,
+    pub timeout: u64,
+    pub bad_response: u64,
+    pub unexpected_close: u64,
+    pub other: u64,
+}
+
+impl Errors {
+    /// Adds `n` errors of `kind`.
+    pub fn add(&mut self, kind: ErrorKind, n: u64) {
+        *self.slot(kind) += n;
+    }
+
+    fn slot(&mut self, kind: ErrorKind) -> &mut u64 {
+        match kind {
+            ErrorKind::ConnectRefused => &mut self.connect_refused,
+            ErrorKind::ConnectTimeout => &mut self.connect_timeout,
+            ErrorKind::ConnectError => &mut self.connect_error,
+            ErrorKind::Reset => &mut self.reset,
+            ErrorKind::Timeout => &mut self.timeout,
+            ErrorKind::BadResponse => &mut self.bad_response,
+            ErrorKind::UnexpectedClose => &mut self.unexpected_close,
+            ErrorKind::Other => &mut self.other,
+        }
+    }
+
+    /// Adds every count of `other`.
+    pub fn merge(&mut self, other: &Errors) {
+        for (kind, n) in other.iter() {
+            self.add(kind, n);
+        }
+    }
+
+    /// Every kind with its count (JSON names via [`ErrorKind::name`]).
+    #[must_use]
+    pub fn iter(&self) -> [(ErrorKind, u64); 8] {
+        [
+            (ErrorKind::ConnectRefused, self.connect_refused),
+            (ErrorKind::ConnectTimeout, self.connect_timeout),
+            (ErrorKind::ConnectError, self.connect_error),
+            (ErrorKind::Reset, self.reset),
+            (ErrorKind::Timeout, self.timeout),
+            (ErrorKind::BadResponse, self.bad_response),
+            (ErrorKind::UnexpectedClose, self.unexpected_close),
+            (ErrorKind::Other, self.other),
+        ]
+    }
+
+    /// All errors.
+    #[must_use]
+    pub fn total(&self) -> u64 {
+        self.iter().iter().map(|(_, n)| n).sum()
+    }
+}
+
+impl ErrorKind {
+    /// The JSON field name.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::ConnectRefused => "connect_refused",
+            ErrorKind::ConnectTimeout => "connect_timeout",
+            ErrorKind::ConnectError => "connect_error",
+            ErrorKind::Reset => "reset",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::BadResponse => "bad_response",
+            ErrorKind::UnexpectedClose => "unexpected_close",
+            ErrorKind::Other => "other",
+        }
+    }
+}
+
+/// Latency summary, microseconds (the JSON `latency_us` object).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Serialize)]
+#[allow(missing_docs)] // Percentile names say it all.
+pub struct Latency {
+    pub min: u64,
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub p9999: u64,
+    pub max: u64,
+    pub mean: f64,
+    pub stdev: f64,
+}
+
+impl Latency {
+    /// The summary of `h`.
+    #[must_use]
+    pub fn of(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Self::default();
+        }
+        Self {
+            min: h.min(),
+            p50: h.value_at_quantile(0.50),
+            p90: h.value_at_quantile(0.90),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            p9999: h.value_at_quantile(0.9999),
+            max: h.max(),
+            mean: h.mean(),
+            stdev: h.stdev(),
+        }
+    }
+}
+
+/// One run's results (or several merged), as written by `--json`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
+pub struct Report {
+    /// `tcp`, `http`, `udp` (or `merged` when workloads differ).
+    pub workload: String,
+    /// What was loaded (URL or address).
+    pub target: String,
+    /// Connections (UDP: flows), summed over merged runs.
+    pub connections: u64,
+    /// Reactor threads used, summed over merged runs.
+    pub cores: u64,
+    /// Target rate, requests/s (absent: closed loop), summed over merged runs.
+    pub target_rate: Option<f64>,
+    /// Measured period (after warm-up), seconds; the longest of merged runs.
+    pub duration_s: f64,
+    /// Responses completed in the measured period.
+    pub requests: u64,
+    /// `requests / duration_s`; summed over merged runs (they ran concurrently).
+    pub rps: f64,
+    /// Requests sent in the measured period (achieved send rate = `sent / duration_s`).
+    pub sent: u64,
+    /// Completed responses that reported failure (HTTP: status not 2xx).
+    pub unsuccessful: u64,
+    /// Bytes received in the measured period.
+    pub bytes_in: u64,
+    /// Bytes sent in the measured period.
+    pub bytes_out: u64,
+    /// Errors by kind.
+    pub errors: Errors,
+    /// One example message per error kind that occurred.
+    #[serde(default)]
+    pub error_samples: BTreeMap<String, String>,
+    /// Load-generator callbacks that panicked (a bug in ringwork-load; the figures are
+    /// suspect when this is not 0).
+    #[serde(default)]
+    pub panics: u64,
+    /// Latency summary, microseconds.
+    pub latency_us: Latency,
+    /// Encoding of `histogram` (always [`HISTOGRAM_ENCODING`]).
+    pub histogram_encoding: String,
+    /// The latency histogram (microseconds), encoded.
+    pub histogram: String,
+    /// Constant-rate runs only: latency measured from the *actual* send time, as an
+    /// uncorrected tool would report it (for comparison; see docs/loadtest.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncorrected_latency_us: Option<Latency>,
+    /// The uncorrected histogram, encoded like `histogram`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncorrected_histogram: Option<String>,
+    /// How many runs were merged into this report (1 for a single run).
+    pub runs: u64,
+}
+
+/// A report could not be read or merged. The Display text is lowercase and unstable.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReportError {
+    /// The JSON is not a report.
+    #[error("not a ringwork-load report: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The histogram field cannot be decoded.
+    #[error("bad histogram: {0}")]
+    Histogram(String),
+    /// Nothing to merge.
+    #[error("no reports to merge")]
+    Empty,
+}
+
+/// The fixed facts of a run, for [`Report::new`].
+#[derive(Clone, Debug)]
+#[allow(missing_docs)] // Same meaning as the Report fields.
+pub struct RunFacts {
+    pub workload: String,
+    pub target: String,
+    pub connections: u64,
+    pub cores: u64,
+    pub target_rate: Option<f64>,
+    pub duration_s: f64,
+}
+
+/// Counters of a run (per core, then summed).
+#[derive(Clone, Debug, Default)]
+#[allow(missing_docs)] // Same meaning as the Report fields.
+pub struct Counters {
+    pub requests: u64,
+    pub sent: u64,
+    pub unsuccessful: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub errors: Errors,
+    pub error_samples: BTreeMap<String, String>,
+    pub panics: u64,
+}
+
+impl Counters {
+    /// Counts one error with an example message (the first of each kind is kept).
+    pub fn error(&mut self, kind: ErrorKind, n: u64, sample: impl FnOnce() -> String) {
+        self.errors.add(kind, n);
+        self.error_samples
+            .entry(kind.name().to_string())
+            .or_insert_with(sample);
+    }
+
+    /// Adds `other` into `self`.
+    pub fn merge(&mut self, other: Counters) {
+        self.requests += other.requests;
+        self.sent += other.sent;
+        self.unsuccessful += other.unsuccessful;
+        self.bytes_in += other.bytes_in;
+        self.bytes_out += other.bytes_out;
+        self.panics += other.panics;
+        self.errors.merge(&other.errors);
+        for (k, v) in other.error_samples {
+            self.error_samples.entry(k).or_insert(v);
+        }
+    }
+}
+
+/// Encodes `h` as V2 + DEFLATE, base64.
+#[must_use]
+pub fn encode_histogram(h: &Histogram<u64>) -> String {
+    let mut raw = Vec::new();
+    // Serializing into a Vec cannot fail for a histogram of u64 counts.
+    if V2DeflateSerializer::new().serialize(h, &mut raw).is_err() {
+        return String::new();
+    }
+    base64::engine::general_purpose::STANDARD.encode(raw)
+}
+
+/// Decodes [`encode_histogram`]'s output (plain V2 is accepted too).
+///
+/// # Errors
+/// Not base64, or not a V2 histogram.
+pub fn decode_histogram(s: &str) -> Result<Histogram<u64>, ReportError> {
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(s.trim())
+        .map_err(|e| ReportError::Histogram(e.to_string()))?;
+    let h: Histogram<u64> = Deserializer::new()
+        .deserialize(&mut std::io::Cursor::new(raw))
+        .map_err(|e| ReportError::Histogram(format!("{e:?}")))?;
+    // Re-home into our bounds so merges never fail on a narrower range.
+    let mut wide = new_histogram();
+    wide.add(&h)
+        .map_err(|e| ReportError::Histogram(format!("{e:?}")))?;
+    Ok(wide)
+}
+
+impl Report {
+    /// A report from a run's facts, counters and histogram.
+    #[must_use]
+    pub fn new(
+        facts: RunFacts,
+        counters: Counters,
+        h: &Histogram<u64>,
+        uncorrected: Option<&Histogram<u64>>,
+    ) -> Self {
+        let rps = if facts.duration_s > 0.0 {
+            counters.requests as f64 / facts.duration_s
+        } else {
+            0.0
+        };
+        Self {
+            workload: facts.workload,
+            target: facts.target,
+            connections: facts.connections,
+            cores: facts.cores,
+            target_rate: facts.target_rate,
+            duration_s: facts.duration_s,
+            requests: counters.requests,
+            rps,
+            sent: counters.sent,
+            unsuccessful: counters.unsuccessful,
+            bytes_in: counters.bytes_in,
+            bytes_out: counters.bytes_out,
+            errors: counters.errors,
+            error_samples: counters.error_samples,
+            panics: counters.panics,
+            latency_us: Latency::of(h),
+            histogram_encoding: HISTOGRAM_ENCODING.to_string(),
+            histogram: encode_histogram(h),
+            uncorrected_latency_us: uncorrected.map(Latency::of),
+            uncorrected_histogram: uncorrected.map(encode_histogram),
+            runs: 1,
+        }
+    }
+
+    /// Reads a report from JSON.
+    ///
+    /// # Errors
+    /// Not a report.
+    pub fn from_json(json: &str) -> Result<Self, ReportError> {
+        Ok(serde_json::from_str(json)?)
+    }
+
+    /// The report as pretty JSON.
+    #[must_use]
+    pub fn to_json(&self) -> String {
+        // A struct of strings, numbers and maps with string keys always serializes.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// The decoded latency histogram.
+    ///
+    /// # Errors
+    /// The `histogram` field is corrupt.
+    pub fn histogram(&self) -> Result<Histogram<u64>, ReportError> {
+        decode_histogram(&self.histogram)
+    }
+
+    /// Merges reports of runs that ran **concurrently** (several machines or processes
+    /// loading one target at once): histograms are added exactly, counts and rates add,
+    /// the duration is the longest.
+    ///
+    /// # Errors
+    /// No reports, or a corrupt histogram.
+    pub fn merge(reports: &[Report]) -> Result<Report, ReportError> {
+        let first = reports.first().ok_or(ReportError::Empty)?;
+        let mut h = new_histogram();
+        let mut uncorrected = reports
+            .iter()
+            .all(|r| r.uncorrected_histogram.is_some())
+            .then(new_histogram);
+        let mut counters = Counters::default();
+        let mut merged = first.clone();
+        merged.connections = 0;
+        merged.cores = 0;
+        merged.target_rate = None;
+        merged.duration_s = 0.0;
+        merged.rps = 0.0;
+        merged.runs = 0;
+        for r in reports {
+            h.add(r.histogram()?)
+                .map_err(|e| ReportError::Histogram(format!("{e:?}")))?;
+            if let (Some(u), Some(encoded)) = (&mut uncorrected, &r.uncorrected_histogram) {
+                u.add(decode_histogram(encoded)?)
+                    .map_err(|e| ReportError::Histogram(format!("{e:?}")))?;
+            }
+            counters.merge(Counters {
+                requests: r.requests,
+                sent: r.sent,
+                unsuccessful: r.unsuccessful,
+                bytes_in: r.bytes_in,
+                bytes_out: r.bytes_out,
+                errors: r.errors.clone(),
+                error_samples: r.error_samples.clone(),
+                panics: r.panics,
+            });
+            if r.workload != merged.workload {
+                merged.workload = "merged".into();
+            }
+            if r.target != merged.target {
+                merged.target = "merged".into();
+            }
+            merged.connections += r.connections;
+            merged.cores += r.cores;
+            merged.target_rate = match (merged.target_rate, r.target_rate) {
+                (Some(a), Some(b)) => Some(a + b),
+                (a, b) => a.or(b),
+            };
+            merged.duration_s = merged.duration_s.max(r.duration_s);
+            merged.rps += r.rps;
+            merged.runs += r.runs;
+        }
+        merged.requests = counters.requests;
+        merged.sent = counters.sent;
+        merged.unsuccessful = counters.unsuccessful;
+        merged.bytes_in = counters.bytes_in;
+        merged.bytes_out = counters.bytes_out;
+        merged.errors = counters.errors;
+        merged.error_samples = counters.error_samples;
+        merged.panics = counters.panics;
+        merged.latency_us = Latency::of(&h);
+        merged.histogram = encode_histogram(&h);
+        merged.uncorrected_latency_us = uncorrected.as_ref().map(Latency::of);
+        merged.uncorrected_histogram = uncorrected.as_ref().map(encode_histogram);
+        Ok(merged)
+    }
+
+    /// The human summary table.
+    #[must_use]
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        let mode = match self.target_rate {
+            Some(r) => format!("constant rate {r:.0}/s, latency from intended send time"),
+            None => "closed loop".to_string(),
+        };
+        let _ = writeln!(
+            s,
+            "{} {}: {} connections, {} cores, {:.2} s measured, {mode}",
+            self.workload, self.target, self.connections, self.cores, self.duration_s
+        );
+        let l = &self.latency_us;
+        let _ = writeln!(
+            s,
+            "  latency    {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            "mean", "stdev", "p50", "p90", "p99", "p99.9", "p99.99", "max"
+        );
+        let _ = writeln!(
+            s,
+            "             {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            us(l.mean as u64),
+            us(l.stdev as u64),
+            us(l.p50),
+            us(l.p90),
+            us(l.p99),
+            us(l.p999),
+            us(l.p9999),
+            us(l.max)
+        );
+        if let Some(u) = &self.uncorrected_latency_us {
+            let _ = writeln!(
+                s,
+                "  uncorr.    {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}  (from actual send; for comparison)",
+                us(u.mean as u64),
+                us(u.stdev as u64),
+                us(u.p50),
+                us(u.p90),
+                us(u.p99),
+                us(u.p999),
+                us(u.p9999),
+                us(u.max)
+            );
+        }
+        let secs = self.duration_s.max(1e-9);
+        let _ = writeln!(
+            s,
+            "  requests   {} completed, {:.1}/s; {} sent ({:.1}/s){}",
+            self.requests,
+            self.rps,
+            self.sent,
+            self.sent as f64 / secs,
+            if self.unsuccessful > 0 {
+                format!("; {} unsuccessful (non-2xx)", self.unsuccessful)
+            } else {
+                String::new()
+            }
+        );
+        if let Some(rate) = self.target_rate {
+            let _ = writeln!(
+                s,
+                "  rate       target {rate:.1}/s, achieved {:.1}/s",
+                self.rps
+            );
+        }
+        let _ = writeln!(
+            s,
+            "  transfer   {} in ({}/s), {} out ({}/s)",
+            bytes(self.bytes_in as f64),
+            bytes(self.bytes_in as f64 / secs),
+            bytes(self.bytes_out as f64),
+            bytes(self.bytes_out as f64 / secs)
+        );
+        if self.panics > 0 {
+            let _ = writeln!(
+                s,
+                "  WARNING    {} load-generator callbacks panicked: figures are suspect (a bug)",
+                self.panics
+            );
+        }
+        if self.errors.total() == 0 {
+            let _ = writeln!(s, "  errors     none");
+        } else {
+            let _ = writeln!(s, "  errors     {}", self.errors.total());
+            for (kind, n) in self.errors.iter() {
+                if n > 0 {
+                    let sample = self
+                        .error_samples
+                        .get(kind.name())
+                        .map(|m| format!(" (e.g. {m})"))
+                        .unwrap_or_default();
+                    let _ = writeln!(s, "    {:<17} {n}{sample}", kind.name());
+                }
+            }
+        }
+        s
+    }
+}
+
+fn us(v: u64) -> String {
+    if v >= 1_000_000 {
+        format!("{:.2}s", v as f64 / 1e6)
+    } else if v >= 1_000 {
+        format!("{:.2}ms", v as f64 / 1e3)
+    } else {
+        format!("{v}us")
+    }
+}
+
+fn bytes(v: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = v;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}

@@ -1,0 +1,455 @@
+//! Running a workload: the plan every core follows, the runtime, the progress line, the
+//! stop conditions, and collecting per-core results into one [`Report`].
+//!
+//! Owns: [`RunOptions`] (what the command line asks for), [`run_stream`] and [`run_udp`].
+//! Contract: the calling thread only watches (atomics, every 100 ms) and decides when to
+//! stop; the cores do all I/O and measurement and hand their histogram and counters back
+//! through a crossbeam channel from an `on_stop` hook, merged here.
+
+use std::cell::RefCell;
+use std::io::IsTerminal as _;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ringwork::platform::BackendChoice;
+use ringwork::{DriverConfig, Reactor, ReactorConfig, Runtime};
+
+use crate::report::{Counters, Report, RunFacts, new_histogram};
+use crate::session::Session;
+use crate::stream::{CoreState, SessionFactory, Slot, start_slot};
+
+/// What to run (shared by every workload).
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Workload name for the report (`tcp`, `http`, `udp`).
+    pub workload: String,
+    /// Target as given (URL or address), for the report.
+    pub target: String,
+    /// Address to load.
+    pub addr: SocketAddr,
+    /// Connections (UDP: flows), across all cores.
+    pub connections: usize,
+    /// Measured duration (after warm-up).
+    pub duration: Duration,
+    /// Stop after this many responses instead (the duration still bounds the run).
+    pub requests: Option<u64>,
+    /// Constant total rate, requests/s; `None`: closed loop.
+    pub rate: Option<f64>,
+    /// Requests in flight per connection (pipelining depth).
+    pub depth: usize,
+    /// Warm-up, excluded from results.
+    pub warmup: Duration,
+    /// Connections are opened evenly over this period.
+    pub ramp: Duration,
+    /// Per-request response timeout (UDP: per datagram).
+    pub timeout: Option<Duration>,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Reconnect after this many requests per connection (stream workloads).
+    pub reconnect_every: Option<u64>,
+    /// Reactor threads.
+    pub cores: usize,
+    /// CPUs to pin the reactor threads to (implies `cores = cpus.len()`).
+    pub cpus: Option<Vec<usize>>,
+    /// Engine backend.
+    pub backend: BackendChoice,
+    /// Show a live progress line (only on a terminal).
+    pub progress: bool,
+    /// Stop early on SIGINT/SIGTERM and still report (the command line sets it).
+    pub handle_signals: bool,
+}
+
+impl RunOptions {
+    /// Defaults for `workload` against `addr`: 10 connections, 10 s, closed loop, depth 1.
+    #[must_use]
+    pub fn new(workload: &str, target: &str, addr: SocketAddr) -> Self {
+        Self {
+            workload: workload.into(),
+            target: target.into(),
+            addr,
+            connections: 10,
+            duration: Duration::from_secs(10),
+            requests: None,
+            rate: None,
+            depth: 1,
+            warmup: Duration::ZERO,
+            ramp: Duration::ZERO,
+            timeout: None,
+            connect_timeout: Duration::from_secs(5),
+            reconnect_every: None,
+            cores: 1,
+            cpus: None,
+            backend: BackendChoice::Auto,
+            progress: false,
+            handle_signals: false,
+        }
+    }
+
+    fn cores(&self) -> usize {
+        self.cpus.as_ref().map_or(self.cores, Vec::len).max(1)
+    }
+}
+
+/// Why a run could not happen. The Display text is lowercase and unstable.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The options make no sense.
+    #[error("{0}")]
+    Config(String),
+    /// The engine failed (no backend, a core could not start).
+    #[error("engine: {0}")]
+    Engine(#[from] ringwork::EngineError),
+}
+
+/// Most requests in flight per connection.
+const MAX_DEPTH: usize = 1 << 16;
+
+/// The schedule every core follows (immutable during the run).
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub(crate) addr: SocketAddr,
+    pub(crate) connections: usize,
+    pub(crate) cores: usize,
+    pub(crate) depth: usize,
+    /// Time between intended sends on one connection (constant-rate mode).
+    pub(crate) interval: Option<Duration>,
+    pub(crate) start: Instant,
+    pub(crate) record_from: Instant,
+    pub(crate) end: Instant,
+    pub(crate) ramp: Duration,
+    pub(crate) requests: Option<u64>,
+    pub(crate) reconnect_every: Option<u64>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) connect_timeout: Duration,
+}
+
+impl Plan {
+    /// This core's share of a request count.
+    pub(crate) fn quota(&self, core: usize) -> Option<u64> {
+        self.requests.map(|n| {
+            let cores = self.cores as u64;
+            n / cores + u64::from((core as u64) < n % cores)
+        })
+    }
+
+    /// When slot `index` opens its connection, and its first intended send time.
+    pub(crate) fn slot_start(&self, index: usize) -> (Duration, Instant) {
+        let frac = index as f64 / self.connections.max(1) as f64;
+        let delay = self.ramp.mul_f64(frac);
+        let phase = self.interval.map_or(Duration::ZERO, |i| i.mul_f64(frac));
+        (delay, self.start + delay + phase)
+    }
+}
+
+/// Per-core figures the watching thread reads (one cache line each).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct LiveCore {
+    completed: AtomicU64,
+    errors: AtomicU64,
+    refused: AtomicU64,
+    connected: AtomicU64,
+    done: AtomicBool,
+}
+
+impl LiveCore {
+    pub(crate) fn set_completed(&self, n: u64) {
+        self.completed.store(n, Ordering::Relaxed);
+    }
+    pub(crate) fn add_errors(&self, n: u64, refused: bool) {
+        self.errors.fetch_add(n, Ordering::Relaxed);
+        if refused {
+            self.refused.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+    pub(crate) fn add_connected(&self) {
+        self.connected.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn set_done(&self) {
+        self.done.store(true, Ordering::Relaxed);
+    }
+}
+
+/// What the cores share with the watching thread.
+#[derive(Debug)]
+pub(crate) struct Live {
+    pub(crate) cores: Vec<LiveCore>,
+    stopping: AtomicBool,
+}
+
+impl Live {
+    pub(crate) fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+    fn sum(&self, f: impl Fn(&LiveCore) -> &AtomicU64) -> u64 {
+        self.cores
+            .iter()
+            .map(|c| f(c).load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+/// One core's results.
+pub(crate) struct CoreResult {
+    pub(crate) hist: hdrhistogram::Histogram<u64>,
+    pub(crate) uncorrected: Option<hdrhistogram::Histogram<u64>>,
+    pub(crate) last_completion: Option<Instant>,
+    pub(crate) counters: Counters,
+}
+
+fn plan(opts: &RunOptions) -> Result<Plan, RunError> {
+    if opts.connections == 0 || opts.connections > 1_000_000 {
+        return Err(RunError::Config(
+            "--connections must be between 1 and 1000000".into(),
+        ));
+    }
+    if opts.depth == 0 || opts.depth > MAX_DEPTH {
+        return Err(RunError::Config(format!(
+            "--pipeline/--in-flight must be between 1 and {MAX_DEPTH}"
+        )));
+    }
+    if opts.duration.is_zero() && opts.requests.is_none() {
+        return Err(RunError::Config("--duration must be positive".into()));
+    }
+    let interval = match opts.rate {
+        None => None,
+        Some(r) if r.is_finite() && r > 0.0 => {
+            Some(Duration::from_secs_f64(opts.connections as f64 / r))
+        }
+        Some(r) => return Err(RunError::Config(format!("--rate {r}: must be positive"))),
+    };
+    let start = Instant::now();
+    let record_from = start + opts.warmup;
+    let end = record_from
+        + if opts.duration.is_zero() {
+            Duration::from_secs(3600)
+        } else {
+            opts.duration
+        };
+    Ok(Plan {
+        addr: opts.addr,
+        connections: opts.connections,
+        cores: opts.cores(),
+        depth: opts.depth,
+        interval,
+        start,
+        record_from,
+        end,
+        ramp: opts.ramp,
+        requests: opts.requests,
+        reconnect_every: opts.reconnect_every,
+        timeout: opts.timeout,
+        connect_timeout: opts.connect_timeout,
+    })
+}
+
+/// Runs a stream workload (TCP, HTTP, any [`Session`]): one session per connection from
+/// `factory`.
+///
+/// # Errors
+/// Bad options, or the engine could not run.
+pub fn run_stream<S, F>(opts: &RunOptions, factory: F) -> Result<Report, RunError>
+where
+    S: Session,
+    F: Fn() -> S + Send + Sync + 'static,
+{
+    let factory = Arc::new(factory);
+    drive(opts, move |reactor, plan, live, tx| {
+        let core = reactor.core_index();
+        let f = Arc::clone(&factory);
+        let sessions: SessionFactory<S> = Rc::new(move || f());
+        let state = Rc::new(RefCell::new(CoreState::new(
+            Arc::clone(&plan),
+            Arc::clone(&live),
+            core,
+        )));
+        let handle = reactor.handle();
+        for index in (core..plan.connections).step_by(plan.cores) {
+            let (delay, next_send) = plan.slot_start(index);
+            let slot = Slot {
+                next_send,
+                failures: 0,
+            };
+            start_slot(
+                &handle,
+                Rc::clone(&state),
+                Rc::clone(&sessions),
+                slot,
+                delay,
+            );
+        }
+        reactor.on_stop(move |r| {
+            let mut result = state.borrow_mut().take_result();
+            result.counters.panics = r.stats().panics;
+            let _ = tx.send(result);
+        });
+    })
+}
+
+/// Runs a datagram workload: one UDP socket per flow, one session each from `factory`
+/// (`ringwork-load udp` uses [`SeqEchoSession`](crate::udp::SeqEchoSession)).
+///
+/// # Errors
+/// Bad options, or the engine could not run.
+pub fn run_udp<S, F>(opts: &RunOptions, factory: F) -> Result<Report, RunError>
+where
+    S: Session,
+    F: Fn() -> S + Send + Sync + 'static,
+{
+    drive(opts, move |reactor, plan, live, tx| {
+        crate::udp::start_core(reactor, plan, live, &factory, tx);
+    })
+}
+
+/// Checks a `ringwork-load udp` datagram size.
+///
+/// # Errors
+/// Smaller than the sequence number or larger than a UDP datagram.
+pub fn check_udp_size(size: usize) -> Result<(), RunError> {
+    if !(crate::udp::MIN_SIZE..=65_507).contains(&size) {
+        return Err(RunError::Config(format!(
+            "--size must be between {} (a sequence number leads each datagram) and 65507",
+            crate::udp::MIN_SIZE
+        )));
+    }
+    Ok(())
+}
+
+type CoreInit =
+    dyn Fn(&mut Reactor, Arc<Plan>, Arc<Live>, crossbeam_channel::Sender<CoreResult>) + Send + Sync;
+
+fn drive(
+    opts: &RunOptions,
+    init: impl Fn(&mut Reactor, Arc<Plan>, Arc<Live>, crossbeam_channel::Sender<CoreResult>)
+    + Send
+    + Sync
+    + 'static,
+) -> Result<Report, RunError> {
+    let init: Arc<CoreInit> = Arc::new(init);
+    let plan = Arc::new(plan(opts)?);
+    let cores = plan.cores;
+    let live = Arc::new(Live {
+        cores: (0..cores).map(|_| LiveCore::default()).collect(),
+        stopping: AtomicBool::new(false),
+    });
+    let reactor_config = ReactorConfig {
+        connect_timeout: opts.connect_timeout,
+        timer_tick: Duration::from_micros(100),
+        max_connections: opts.connections.max(1024),
+        ..ReactorConfig::default()
+    };
+    let mut builder = Runtime::builder()
+        .cores(cores)
+        .pin(false)
+        .reactor_config(reactor_config)
+        .driver_config(DriverConfig {
+            backend: opts.backend,
+            ..DriverConfig::default()
+        });
+    if let Some(cpus) = &opts.cpus {
+        builder = builder.cpus(cpus.clone());
+    }
+    let runtime = builder.build()?;
+    let shutdown = runtime.shutdown_handle();
+    if opts.handle_signals {
+        // Ctrl-C ends the run early; the cores stop and the report covers what was measured.
+        shutdown.on_signals(Duration::ZERO)?;
+    }
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let (p, l) = (Arc::clone(&plan), Arc::clone(&live));
+    let thread = std::thread::Builder::new()
+        .name("ringwork-load".into())
+        .spawn(move || {
+            runtime.run(move |reactor| {
+                init(reactor, Arc::clone(&p), Arc::clone(&l), tx.clone());
+                Ok(())
+            })
+        })
+        .map_err(|e| RunError::Config(format!("cannot start the runtime thread: {e}")))?;
+
+    let bar = (opts.progress && std::io::stderr().is_terminal()).then(|| progress_bar(&plan));
+    let stopped_at = loop {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = Instant::now();
+        let completed = live.sum(|c| &c.completed);
+        if let Some(bar) = &bar {
+            let elapsed = now.saturating_duration_since(plan.start);
+            bar.set_position(elapsed.as_millis() as u64);
+            let rate = completed as f64 / elapsed.as_secs_f64().max(1e-3);
+            bar.set_message(format!(
+                "{completed} responses ({rate:.0}/s), {} errors, {} connects",
+                live.sum(|c| &c.errors),
+                live.sum(|c| &c.connected)
+            ));
+        }
+        if now >= plan.end || thread.is_finished() {
+            break now.min(plan.end);
+        }
+        if plan.requests.is_some() && live.cores.iter().all(|c| c.done.load(Ordering::Relaxed)) {
+            break now;
+        }
+        // Every connect refused and none ever made: waiting longer only repeats it.
+        let grace = plan.ramp + Duration::from_secs(1);
+        if now.saturating_duration_since(plan.start) >= grace
+            && live.sum(|c| &c.connected) == 0
+            && live.sum(|c| &c.refused) > 0
+        {
+            break now;
+        }
+    };
+    live.stopping.store(true, Ordering::Relaxed);
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    shutdown.shutdown(Duration::ZERO);
+    let joined = thread
+        .join()
+        .map_err(|_| RunError::Config("the runtime thread panicked".into()))?;
+    joined?;
+    let mut hist = new_histogram();
+    let mut uncorrected = plan.interval.map(|_| new_histogram());
+    let mut counters = Counters::default();
+    let mut last = None;
+    for result in rx.try_iter() {
+        last = last.max(result.last_completion);
+        let _ = hist.add(&result.hist);
+        if let (Some(u), Some(h)) = (&mut uncorrected, &result.uncorrected) {
+            let _ = u.add(h);
+        }
+        counters.merge(result.counters);
+    }
+    // A request-count run ends with its last response, not when this thread noticed.
+    let stopped_at = match (plan.requests, last) {
+        (Some(_), Some(last)) => last.min(stopped_at),
+        _ => stopped_at,
+    };
+    let duration_s = stopped_at
+        .saturating_duration_since(plan.record_from)
+        .as_secs_f64();
+    Ok(Report::new(
+        RunFacts {
+            workload: opts.workload.clone(),
+            target: opts.target.clone(),
+            connections: opts.connections as u64,
+            cores: cores as u64,
+            target_rate: opts.rate,
+            duration_s,
+        },
+        counters,
+        &hist,
+        uncorrected.as_ref(),
+    ))
+}
+
+fn progress_bar(plan: &Plan) -> indicatif::ProgressBar {
+    let total = plan.end.saturating_duration_since(plan.start).as_millis() as u64;
+    let bar = indicatif::ProgressBar::new(total);
+    let style = indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {msg}")
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
+}
