@@ -6,7 +6,9 @@
 //! - `scripts/driver_echo_bench.sh`: runs the two, interleaving backends, and prints a table;
 //!   `scripts/engine_vs_driver_echo.sh` interleaves the engine's echo example with
 //!   `driver_echo` instead.
-//! - criterion micro-benchmarks and the side-by-side peer comparison arrive with issue 7.
+//! - `benches/http_parse.rs` (criterion): HTTP/1.1 request and response heads and a chunked
+//!   body; `benches/framing.rs`: the line, netstring and length-prefixed decoders. The
+//!   side-by-side peer comparison arrives with issue 7.
 //!
 //! This library holds only the small helpers the examples share (CPU pinning, duration
 //! parsing, logging set-up).

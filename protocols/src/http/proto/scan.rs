@@ -64,9 +64,16 @@ pub(crate) fn scan_head(
             i += 1;
             continue;
         }
+        // The limits are judged on the bytes up to `i` alone, as on a partial input, so
+        // the error does not depend on how the input was split (fuzz/http_request).
+        if first_line && i > max_start_line + 1 {
+            return Err(H1Error::RequestLineTooLong {
+                limit: max_start_line,
+            });
+        }
         match b {
             0 => return Err(H1Error::Nul { offset: i }),
-            b'\r' => match buf.get(i + 1) {
+            b'\r' => match buf[..limit].get(i + 1) {
                 Some(b'\n') => {}
                 Some(_) => return Err(H1Error::BareCr { offset: i }),
                 None => break,
@@ -87,7 +94,7 @@ pub(crate) fn scan_head(
                 first_line = false;
                 colon_seen = false;
                 line_start = i + 1;
-                if let Some(&(b' ' | b'\t')) = buf.get(line_start) {
+                if let Some(&(b' ' | b'\t')) = buf[..limit].get(line_start) {
                     return Err(H1Error::ObsFold { offset: line_start });
                 }
             }

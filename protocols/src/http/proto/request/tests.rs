@@ -430,3 +430,47 @@ fn pipelined_requests_parse_one_at_a_time() {
         Ok(Status::Partial)
     ));
 }
+
+/// Found by `fuzz/http_request`: a limit error seen on a prefix must also be the error of
+/// the whole input, or the reply (414/431 versus 400) depends on how TCP split the bytes.
+#[test]
+fn limit_errors_do_not_depend_on_the_split() {
+    let limits = H1Limits {
+        max_request_line: 32,
+        max_head: 128,
+        ..H1Limits::default()
+    };
+    // A NUL after the start line is already too long.
+    let long_line = format!("GET /{}\0 HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(40));
+    let input = long_line.as_bytes();
+    assert_eq!(
+        parse_request(&input[..38], &limits).unwrap_err(),
+        H1Error::RequestLineTooLong { limit: 32 }
+    );
+    assert_eq!(
+        parse_request(input, &limits).unwrap_err(),
+        H1Error::RequestLineTooLong { limit: 32 }
+    );
+    // A bare CR as the last byte the head limit allows.
+    let mut big = b"GET / HTTP/1.1\r\nHost: a\r\nX: ".to_vec();
+    big.resize(127, b'v');
+    big.extend_from_slice(b"\rv\r\n\r\n");
+    assert_eq!(
+        parse_request(&big[..128], &limits).unwrap_err(),
+        H1Error::HeadTooLarge { limit: 128 }
+    );
+    assert_eq!(
+        parse_request(&big, &limits).unwrap_err(),
+        H1Error::HeadTooLarge { limit: 128 }
+    );
+    // A field line ends exactly at the head limit and the next one starts with a space.
+    let mut fold = b"GET / HTTP/1.1\r\nHost: a\r\nX: ".to_vec();
+    fold.resize(126, b'v');
+    fold.extend_from_slice(b"\r\n v\r\n\r\n");
+    for input in [&fold[..128], &fold[..]] {
+        assert_eq!(
+            parse_request(input, &limits).unwrap_err(),
+            H1Error::HeadTooLarge { limit: 128 }
+        );
+    }
+}

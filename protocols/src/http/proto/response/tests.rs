@@ -182,3 +182,20 @@ fn rejected_responses() {
         );
     }
 }
+
+/// Found by `fuzz/http_response`: the status line limit wins over a later NUL, as it does
+/// on a prefix of the same input.
+#[test]
+fn limit_errors_do_not_depend_on_the_split() {
+    let limits = H1Limits {
+        max_request_line: 32,
+        ..H1Limits::default()
+    };
+    let input = format!("HTTP/1.1 200 {}\0\r\n\r\n", "O".repeat(40));
+    for input in [&input.as_bytes()[..38], input.as_bytes()] {
+        assert_eq!(
+            parse_response(input, &limits, &Method::Get).unwrap_err(),
+            H1Error::RequestLineTooLong { limit: 32 }
+        );
+    }
+}
