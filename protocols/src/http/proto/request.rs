@@ -55,24 +55,14 @@ pub fn parse_request(buf: &[u8], limits: &H1Limits) -> Result<Status<ParsedReque
         input,
         &mut fields[..max_headers],
     );
-    match parsed {
-        Ok(httparse::Status::Complete(n)) if n == head_len => {}
-        // The scan found the end of the head, so httparse must too.
-        Ok(_) => return Err(H1Error::Malformed { what: "head" }),
-        Err(httparse::Error::Version) => {
-            let version = input
-                .split(|&b| b == b'\r')
-                .next()
-                .and_then(|line| line.rsplit(|&b| b == b' ').next())
-                .unwrap_or_default();
-            return Err(if scan::is_other_http_version(version) {
-                H1Error::UnsupportedVersion
-            } else {
-                H1Error::Malformed { what: "version" }
-            });
-        }
-        Err(e) => return Err(scan::httparse_error(e, max_headers)),
-    }
+    scan::check_tokenized(parsed, head_len, max_headers, || {
+        // The request line's last word.
+        input
+            .split(|&b| b == b'\r')
+            .next()
+            .and_then(|line| line.rsplit(|&b| b == b' ').next())
+            .unwrap_or_default()
+    })?;
     let (Some(method), Some(target), Some(minor)) = (request.method, request.path, request.version)
     else {
         return Err(H1Error::Malformed {

@@ -52,19 +52,10 @@ pub fn parse_response(
         input,
         &mut fields[..max_headers],
     );
-    match parsed {
-        Ok(httparse::Status::Complete(n)) if n == head_len => {}
-        Ok(_) => return Err(H1Error::Malformed { what: "head" }),
-        Err(httparse::Error::Version) => {
-            let version = input.split(|&b| b == b' ').next().unwrap_or_default();
-            return Err(if scan::is_other_http_version(version) {
-                H1Error::UnsupportedVersion
-            } else {
-                H1Error::Malformed { what: "version" }
-            });
-        }
-        Err(e) => return Err(scan::httparse_error(e, max_headers)),
-    }
+    scan::check_tokenized(parsed, head_len, max_headers, || {
+        // The status line's first word.
+        input.split(|&b| b == b' ').next().unwrap_or_default()
+    })?;
     let (Some(minor), Some(status)) = (response.version, response.code) else {
         return Err(H1Error::Malformed {
             what: "status line",

@@ -247,6 +247,28 @@ pub(crate) fn httparse_error(error: httparse::Error, max_headers: usize) -> H1Er
     }
 }
 
+/// Checks httparse's result on a head whose end the scan found (`head_len` bytes):
+/// httparse must agree on that length; its errors become [`H1Error`]s, with a version
+/// error split into 505 (another HTTP version, read from `version_token`) and 400.
+pub(crate) fn check_tokenized<'a>(
+    parsed: httparse::Result<usize>,
+    head_len: usize,
+    max_headers: usize,
+    version_token: impl FnOnce() -> &'a [u8],
+) -> Result<(), H1Error> {
+    match parsed {
+        Ok(httparse::Status::Complete(n)) if n == head_len => Ok(()),
+        // The scan found the end of the head, so httparse must too.
+        Ok(_) => Err(H1Error::Malformed { what: "head" }),
+        Err(httparse::Error::Version) => Err(if is_other_http_version(version_token()) {
+            H1Error::UnsupportedVersion
+        } else {
+            H1Error::Malformed { what: "version" }
+        }),
+        Err(e) => Err(httparse_error(e, max_headers)),
+    }
+}
+
 /// Whether the start line's version token is `HTTP/x.y` with x.y other than 1.0 and 1.1
 /// (505), as opposed to garbage (400).
 pub(crate) fn is_other_http_version(token: &[u8]) -> bool {
