@@ -97,6 +97,20 @@ fn deliver_stash(state: &mut State, io: &mut dyn Io, id: ConnId) {
     if conn.read_paused {
         return;
     }
+    if conn.tls.is_some() {
+        // Decrypted bytes rustls still holds, then the stashed ciphertext.
+        let data = conn.stash.split().freeze();
+        crate::tls::session::input(state, io, id, &data);
+        if let Some(conn) = state.conns.active_mut(id)
+            && conn.eof_pending
+            && !conn.read_paused
+            && conn.stash.is_empty()
+        {
+            conn.eof_pending = false;
+            crate::tls::session::eof(state, io, id);
+        }
+        return;
+    }
     if !conn.stash.is_empty() {
         let data = conn.stash.split().freeze();
         call(state, io, id, |p, ctx| p.data_received(ctx, &data));
@@ -139,17 +153,32 @@ fn lost(state: &mut State, io: &mut dyn Io, id: ConnId, reason: LostReason) {
 }
 
 /// A new connection was accepted on `socket`: it joins the table, starts receiving and gets
-/// `connection_made` (queued: run by the next [`run_notices`]).
+/// `connection_made` (queued: run by the next [`run_notices`]) — on a TLS listener once its
+/// handshake completes.
 pub(crate) fn accepted(
     state: &mut State,
     io: &mut dyn Io,
     socket: SocketId,
     protocol: Box<dyn Protocol>,
+    tls: Option<&crate::tls::TlsAcceptor>,
 ) -> ConnId {
     let id = state.insert(socket, protocol, Phase::Open);
     state.stats.accepted += 1;
     io.recv(socket);
-    context::made(state, id);
+    match tls {
+        None => context::made(state, id),
+        Some(acceptor) => {
+            let started = crate::tls::session::Session::server(
+                acceptor,
+                crate::tls::session::Start::Endpoint,
+            )
+            .and_then(|session| crate::tls::session::install(state, io, id, session));
+            if let Err(error) = started {
+                tracing::error!(conn = %id, %error, "tls session could not start");
+                state.lose(io, id, LostReason::Tls(error), true);
+            }
+        }
+    }
     id
 }
 
@@ -164,6 +193,10 @@ pub(crate) fn received(state: &mut State, io: &mut dyn Io, id: ConnId, data: &[u
         conn.stash.extend_from_slice(data);
         return;
     }
+    if conn.tls.is_some() {
+        crate::tls::session::input(state, io, id, data);
+        return;
+    }
     call(state, io, id, |p, ctx| p.data_received(ctx, data));
 }
 
@@ -176,6 +209,10 @@ pub(crate) fn eof(state: &mut State, io: &mut dyn Io, id: ConnId) {
     };
     if conn.read_paused || !conn.stash.is_empty() {
         conn.eof_pending = true;
+        return;
+    }
+    if conn.tls.is_some() {
+        crate::tls::session::eof(state, io, id);
         return;
     }
     call(state, io, id, |p, ctx| p.eof_received(ctx));
@@ -216,8 +253,14 @@ pub(crate) fn connected(
             if !conn.read_paused {
                 io.recv(id.0);
             }
+            let tls_timeout = conn.tls.as_ref().map(|s| s.handshake_timeout());
             state.schedule_flush(id);
-            context::made(state, id);
+            match tls_timeout {
+                // TLS: the ClientHello goes out with the flush; `connection_made` follows
+                // the handshake.
+                Some(timeout) => crate::tls::session::arm_timeout(state, id, timeout),
+                None => context::made(state, id),
+            }
         }
         Err(error) => state.lose(io, id, LostReason::ConnectFailed(error), false),
     }
@@ -256,6 +299,7 @@ pub(crate) fn fire_timers(
                     state.lose(io, conn, LostReason::ConnectTimeout, true);
                 }
             }
+            Target::TlsHandshake(conn) => crate::tls::session::timed_out(state, io, conn),
             Target::Sleep(resolver) => resolver.resolve(()),
         }
         run_notices(state, io);

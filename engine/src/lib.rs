@@ -37,6 +37,7 @@ mod stats;
 #[allow(dead_code)]
 pub(crate) mod timer;
 mod timers;
+pub mod tls;
 
 pub mod executor;
 #[cfg(feature = "testing")]

@@ -38,6 +38,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 struct Listener {
     socket: SocketId,
     factory: Box<dyn Factory>,
+    /// This core's copy of the listener's TLS configuration.
+    tls: Option<crate::tls::TlsAcceptor>,
 }
 
 /// A UDP socket of this core.
@@ -192,10 +194,42 @@ impl Reactor {
         addr: SocketAddr,
         factory: impl Factory,
     ) -> Result<SocketAddr, EngineError> {
-        let bound = self.listen(&addr.into(), Box::new(factory))?;
+        let bound = self.listen(&addr.into(), Box::new(factory), None)?;
         bound.as_socket().ok_or(EngineError::Config {
             what: "listener has no IP address".into(),
         })
+    }
+
+    /// Listens on a TCP address (as [`Reactor::listen_tcp`]) for TLS connections: each one's
+    /// protocol gets `connection_made` after its handshake (see [`crate::tls`]). This core
+    /// gets its own copy of `acceptor`'s session cache and ticketer
+    /// ([`TlsAcceptor::for_core`](crate::tls::TlsAcceptor::for_core)).
+    ///
+    /// # Errors
+    /// The OS error of bind or listen.
+    pub fn listen_tls(
+        &mut self,
+        addr: SocketAddr,
+        acceptor: &crate::tls::TlsAcceptor,
+        factory: impl Factory,
+    ) -> Result<SocketAddr, EngineError> {
+        let bound = self.listen(&addr.into(), Box::new(factory), Some(acceptor.for_core()))?;
+        bound.as_socket().ok_or(EngineError::Config {
+            what: "listener has no IP address".into(),
+        })
+    }
+
+    /// [`Reactor::listen_unix`] for TLS connections (see [`Reactor::listen_tls`]).
+    ///
+    /// # Errors
+    /// The OS error of bind or listen.
+    pub fn listen_unix_tls(
+        &mut self,
+        path: impl AsRef<Path>,
+        acceptor: &crate::tls::TlsAcceptor,
+        factory: impl Factory,
+    ) -> Result<(), EngineError> {
+        self.listen_unix_with(path.as_ref(), Box::new(factory), Some(acceptor.for_core()))
     }
 
     /// Listens on a Unix stream socket path (removed first if it is a stale socket file).
@@ -207,7 +241,15 @@ impl Reactor {
         path: impl AsRef<Path>,
         factory: impl Factory,
     ) -> Result<(), EngineError> {
-        let path = path.as_ref();
+        self.listen_unix_with(path.as_ref(), Box::new(factory), None)
+    }
+
+    fn listen_unix_with(
+        &mut self,
+        path: &Path,
+        factory: Box<dyn Factory>,
+        tls: Option<crate::tls::TlsAcceptor>,
+    ) -> Result<(), EngineError> {
         if let Ok(meta) = std::fs::symlink_metadata(path)
             && is_socket(&meta)
         {
@@ -217,20 +259,25 @@ impl Reactor {
             what: "unix address",
             source: e,
         })?;
-        self.listen(&addr, Box::new(factory)).map(drop)
+        self.listen(&addr, factory, tls).map(drop)
     }
 
     fn listen(
         &mut self,
         addr: &SockAddr,
         factory: Box<dyn Factory>,
+        tls: Option<crate::tls::TlsAcceptor>,
     ) -> Result<SockAddr, EngineError> {
         let socket = self.driver.listen(addr, &ListenOptions::default())?;
         let bound = self.driver.local_addr(socket)?;
         if self.accepting {
             self.driver.accept(socket);
         }
-        self.listeners.push(Listener { socket, factory });
+        self.listeners.push(Listener {
+            socket,
+            factory,
+            tls,
+        });
         Ok(bound)
     }
 
@@ -258,6 +305,32 @@ impl Reactor {
             &mut self.state,
             &mut self.driver,
             addr,
+            Box::new(protocol),
+            timeout,
+            None,
+        )
+    }
+
+    /// Opens an outbound TLS connection from outside any callback (see
+    /// [`Context::connect_tls`]).
+    ///
+    /// # Errors
+    /// Creating the socket failed, or rustls could not start a session.
+    pub fn connect_tls(
+        &mut self,
+        addr: &SockAddr,
+        connector: &crate::tls::TlsConnector,
+        server_name: crate::tls::ServerName<'static>,
+        protocol: impl Protocol,
+    ) -> Result<ConnId, EngineError> {
+        self.refresh_now();
+        let timeout = self.state.config.connect_timeout;
+        context::connect_tls(
+            &mut self.state,
+            &mut self.driver,
+            addr,
+            connector,
+            server_name,
             Box::new(protocol),
             timeout,
         )
@@ -408,7 +481,7 @@ impl Reactor {
     /// # Errors
     /// The driver's wait failed.
     pub fn turn(&mut self, timeout: Option<Duration>) -> Result<(), EngineError> {
-        self.state.flush(&mut self.driver);
+        self.flush();
         let now = Instant::now();
         let mut wait = timeout;
         if let Some(deadline) = self.state.timers.next_deadline() {
@@ -441,8 +514,18 @@ impl Reactor {
         self.run_messages();
         self.run_local();
         self.check_shutdown();
-        self.state.flush(&mut self.driver);
+        self.flush();
         Ok(())
+    }
+
+    /// The end-of-turn flush. A flush can end connections (a close that completes once a
+    /// TLS alert is queued): their callbacks run now, not after the next wait.
+    fn flush(&mut self) {
+        self.state.flush(&mut self.driver);
+        while !self.state.notices.is_empty() {
+            self.run_notices();
+            self.state.flush(&mut self.driver);
+        }
     }
 
     fn dispatch(&mut self, completion: Completion) {
@@ -533,7 +616,13 @@ impl Reactor {
             self.driver.abort(socket);
             return;
         };
-        let id = dispatch::accepted(&mut self.state, &mut self.driver, socket, protocol);
+        let id = dispatch::accepted(
+            &mut self.state,
+            &mut self.driver,
+            socket,
+            protocol,
+            entry.tls.as_ref(),
+        );
         if let Some(conn) = self.state.conns.get_mut(id) {
             conn.in_total = counted;
         }
