@@ -5,10 +5,14 @@
 //! [`Dial`] hook its owner supplies, [`RelayConfig`] and the per-core [`RelayStats`].
 //! Contract:
 //! - Bytes read from one side are written to the other (one copy, into the other side's
-//!   write buffer). When that buffer passes the engine's high watermark, reading of the
-//!   first side pauses; the other side's `write_drained` resumes it. Memory per pair is
-//!   bounded by the engine's write-buffer watermarks (plus, while the upstream connects,
-//!   [`RelayConfig::max_held`] client bytes).
+//!   write buffer), in pieces of at most 16 KiB while that side stays writable. When its
+//!   buffer passes the engine's high watermark, reading of the first side pauses; the other
+//!   side's `write_drained` resumes it. What a single delivery brings beyond that (the
+//!   engine hands over bytes that arrived while reading was paused in one piece) waits in
+//!   the relay's overflow buffer, so the engine's hard write-buffer limit is never hit.
+//!   Memory per pair: the write buffers up to their high watermark plus one piece, plus
+//!   the overflow (bounded by what the kernel had already received when reading paused),
+//!   plus, while the upstream connects, [`RelayConfig::max_held`] client bytes.
 //! - An EOF from one side becomes `shutdown_write` on the other; once both sides sent EOF,
 //!   both are closed after their queued bytes are sent.
 //! - One side's `connection_lost` closes the other: gracefully (after its queued bytes) if
@@ -28,6 +32,10 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use ringwork::{ConnId, Context, LostReason, Protocol, SockAddr, TimerId};
+
+/// The most bytes written to a side in one piece: after each piece the relay checks the
+/// side is still writable, so its write buffer passes the high watermark by less than this.
+const WRITE_PIECE: usize = 16 * 1024;
 
 /// Settings of a relay.
 #[derive(Clone, Debug)]
@@ -63,6 +71,7 @@ struct Counters {
     read_pauses: Cell<u64>,
     idle_closes: Cell<u64>,
     max_buffered: Cell<usize>,
+    max_overflow: Cell<usize>,
 }
 
 /// A snapshot of [`RelayStats`].
@@ -84,6 +93,9 @@ pub struct RelaySnapshot {
     /// The most bytes seen buffered towards one side right after a relayed write (the
     /// bound the watermarks keep).
     pub max_buffered: usize,
+    /// The most bytes the relay itself held for one side whose write buffer was full
+    /// (the engine delivers bytes that arrived while reading was paused in one piece).
+    pub max_overflow: usize,
 }
 
 impl RelayStats {
@@ -99,6 +111,7 @@ impl RelayStats {
             read_pauses: c.read_pauses.get(),
             idle_closes: c.idle_closes.get(),
             max_buffered: c.max_buffered.get(),
+            max_overflow: c.max_overflow.get(),
         }
     }
 
@@ -157,6 +170,11 @@ struct Pair {
     held: BytesMut,
     /// An EOF arrived from this side (and was, or will be, passed on).
     eof: [bool; 2],
+    /// Bytes for this side that its write buffer could not take yet (see
+    /// [`Pair::write_some`]); non-empty only while the other side's reading is paused.
+    overflow: [BytesMut; 2],
+    /// `shutdown_write` was called on this side.
+    shut: [bool; 2],
     /// Reading of this side is paused by the relay (the other side is not writable, or
     /// held bytes are at their limit).
     paused: [bool; 2],
@@ -186,26 +204,66 @@ impl Pair {
                 }
             }
             Phase::Relaying => {
-                let Some(peer) = self.id(side.other()) else {
-                    return;
-                };
-                let mut peer = ctx.other(peer);
-                peer.write(data);
-                let buffered = peer.buffered();
-                let writable = peer.is_writable();
                 let c = &self.stats.inner;
                 match side {
                     Side::Client => RelayStats::add(&c.to_upstream, data.len() as u64),
                     Side::Upstream => RelayStats::add(&c.to_client, data.len() as u64),
                 }
-                c.max_buffered.set(c.max_buffered.get().max(buffered));
-                if !writable {
+                let dest = side.other();
+                let rest = if self.overflow[dest as usize].is_empty() {
+                    self.write_some(ctx, dest, data)
+                } else {
+                    data
+                };
+                if !rest.is_empty() {
+                    // The engine delivered more than the peer's buffer takes (bytes stashed
+                    // while reading was paused come in one piece): keep the rest here.
+                    let overflow = &mut self.overflow[dest as usize];
+                    overflow.extend_from_slice(rest);
+                    c.max_overflow.set(c.max_overflow.get().max(overflow.len()));
+                }
+                if !self.overflow[dest as usize].is_empty() || !self.writable(ctx, dest) {
                     self.pause(ctx, side);
                 }
             }
             // Bytes after the pair ended (or from an upstream not yet relaying) go nowhere.
             Phase::Connecting | Phase::Done => {}
         }
+    }
+
+    fn writable(&self, ctx: &mut Context<'_>, side: Side) -> bool {
+        self.id(side).is_some_and(|id| ctx.other(id).is_writable())
+    }
+
+    /// Writes `data` to `dest` in pieces while it stays writable; returns what is left.
+    fn write_some<'d>(&self, ctx: &mut Context<'_>, dest: Side, mut data: &'d [u8]) -> &'d [u8] {
+        let Some(id) = self.id(dest) else {
+            return &[];
+        };
+        let mut peer = ctx.other(id);
+        while !data.is_empty() && peer.is_writable() {
+            let n = data.len().min(WRITE_PIECE);
+            peer.write(&data[..n]);
+            data = &data[n..];
+        }
+        let c = &self.stats.inner;
+        c.max_buffered.set(c.max_buffered.get().max(peer.buffered()));
+        data
+    }
+
+    /// Moves held overflow bytes to `dest` while it is writable (no copy).
+    fn flush_overflow(&mut self, ctx: &mut Context<'_>, dest: Side) {
+        let Some(id) = self.id(dest) else {
+            return;
+        };
+        let overflow = &mut self.overflow[dest as usize];
+        let mut peer = ctx.other(id);
+        while !overflow.is_empty() && peer.is_writable() {
+            let n = overflow.len().min(WRITE_PIECE);
+            peer.write_bytes(overflow.split_to(n).freeze());
+        }
+        let c = &self.stats.inner;
+        c.max_buffered.set(c.max_buffered.get().max(peer.buffered()));
     }
 
     /// Pauses reading `side` (`ctx` may be either side's).
@@ -240,7 +298,11 @@ impl Pair {
     /// `side`'s write buffer drained.
     fn write_drained(&mut self, ctx: &mut Context<'_>, side: Side) {
         if self.phase == Phase::Relaying {
-            self.resume(ctx, side.other());
+            self.flush_overflow(ctx, side);
+            self.pass_eof(ctx, side);
+            if self.overflow[side as usize].is_empty() && self.writable(ctx, side) {
+                self.resume(ctx, side.other());
+            }
         }
     }
 
@@ -248,14 +310,23 @@ impl Pair {
         self.eof[side as usize] = true;
         match self.phase {
             Phase::Relaying => {
-                if let Some(peer) = self.id(side.other()) {
-                    ctx.other(peer).shutdown_write();
-                }
+                self.pass_eof(ctx, side.other());
                 self.finish_if_done(ctx);
             }
             // The client's EOF is passed on once the upstream connected.
             Phase::Connecting => {}
             Phase::Done => ctx.close(),
+        }
+    }
+
+    /// Half-closes `dest` once its source sent EOF and every byte for it was written.
+    fn pass_eof(&mut self, ctx: &mut Context<'_>, dest: Side) {
+        let d = dest as usize;
+        if self.eof[dest.other() as usize] && self.overflow[d].is_empty() && !self.shut[d] {
+            if let Some(id) = self.id(dest) {
+                ctx.other(id).shutdown_write();
+                self.shut[d] = true;
+            }
         }
     }
 
@@ -281,6 +352,7 @@ impl Pair {
             ctx.other(self.client).cancel_timer(timer);
         }
         self.held = BytesMut::new();
+        self.overflow = [BytesMut::new(), BytesMut::new()];
     }
 
     /// The upstream connected (`ctx` is the upstream's).
@@ -293,16 +365,12 @@ impl Pair {
         self.phase = Phase::Relaying;
         self.last_activity = ctx.now();
         self.dial.connected(ctx, self.client);
-        if !self.held.is_empty() {
-            let held = self.held.split().freeze();
-            RelayStats::add(&self.stats.inner.to_upstream, held.len() as u64);
-            ctx.write_bytes(held);
-        }
-        self.held = BytesMut::new();
-        if self.eof[Side::Client as usize] {
-            ctx.shutdown_write();
-        }
-        if ctx.is_writable() {
+        let held = std::mem::take(&mut self.held);
+        RelayStats::add(&self.stats.inner.to_upstream, held.len() as u64);
+        self.overflow[Side::Upstream as usize] = held;
+        self.flush_overflow(ctx, Side::Upstream);
+        self.pass_eof(ctx, Side::Upstream);
+        if self.overflow[Side::Upstream as usize].is_empty() && ctx.is_writable() {
             self.resume(ctx, Side::Client);
         }
     }
@@ -441,6 +509,8 @@ impl Relay {
             phase: Phase::Connecting,
             held: BytesMut::from(held),
             eof: [false; 2],
+            overflow: [BytesMut::new(), BytesMut::new()],
+            shut: [false; 2],
             paused: [reading_paused, false],
             last_activity: ctx.now(),
             idle_timer,

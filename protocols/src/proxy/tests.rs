@@ -275,3 +275,31 @@ impl Protocol for Later {
         self.inner.connection_lost(ctx, reason);
     }
 }
+
+#[test]
+fn a_large_delivery_waits_in_the_overflow_not_in_the_engine() {
+    let (mut t, proxy) = start(config(&[9000]), small_buffers());
+    let up = connect_ok(&mut t);
+    t.remote(up).stall_peer(true);
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let mut fed = 0;
+    while !t.is_reading_paused() {
+        t.feed(&data[fed..fed + 1000]);
+        fed += 1000;
+    }
+    // While paused, 100 kB arrive: the engine holds them and hands them over in one
+    // piece on resume — more than the upstream's 64 KiB hard limit.
+    t.feed(&data[fed..fed + 100_000]);
+    fed += 100_000;
+    let mut got = Vec::new();
+    while got.len() < fed {
+        got.extend(t.remote(up).drain_up_to(3000));
+        assert!(t.remote(up).is_open(), "the upstream hit its hard limit");
+        assert!(t.remote(up).queued() <= 4096 + 16 * 1024);
+    }
+    assert_eq!(got, data[..fed]);
+    let stats = proxy.stats().snapshot();
+    assert!(stats.max_overflow > 0, "{stats:?}");
+    assert!(stats.max_buffered <= 4096 + 16 * 1024, "{stats:?}");
+    assert!(!t.is_reading_paused());
+}
