@@ -16,8 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use proxy_support::{
-    LIMIT, Proxy, connect, read_all, refused_port, tagged_echo, send_pattern, sum_to_eof,
-    upstream,
+    LIMIT, Proxy, connect, read_all, refused_port, send_pattern, sum_to_eof, tagged_echo, upstream,
 };
 use ringwork::{BackendChoice, ReactorConfig};
 use ringwork_protocols::proxy::TcpProxyConfig;

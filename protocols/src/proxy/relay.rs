@@ -247,7 +247,8 @@ impl Pair {
             data = &data[n..];
         }
         let c = &self.stats.inner;
-        c.max_buffered.set(c.max_buffered.get().max(peer.buffered()));
+        c.max_buffered
+            .set(c.max_buffered.get().max(peer.buffered()));
         data
     }
 
@@ -263,7 +264,8 @@ impl Pair {
             peer.write_bytes(overflow.split_to(n).freeze());
         }
         let c = &self.stats.inner;
-        c.max_buffered.set(c.max_buffered.get().max(peer.buffered()));
+        c.max_buffered
+            .set(c.max_buffered.get().max(peer.buffered()));
     }
 
     /// Pauses reading `side` (`ctx` may be either side's).
@@ -528,8 +530,7 @@ impl Relay {
                 Ok(id) => p.upstream = Some(id),
                 Err(error) => p.redial(ctx, &pair, LostReason::ConnectFailed(error)),
             }
-            if p.held.len() >= p.config.max_held && !p.paused[0] && p.phase == Phase::Connecting
-            {
+            if p.held.len() >= p.config.max_held && !p.paused[0] && p.phase == Phase::Connecting {
                 ctx.pause_reading();
                 p.paused[0] = true;
             }

@@ -202,7 +202,11 @@ impl Protocol for ProxyConn {
     fn connection_made(&mut self, ctx: &mut Context<'_>) {
         let n = self.shared.upstreams.borrow().list.len();
         let mut tried = vec![false; n];
-        let picked = self.shared.upstreams.borrow_mut().pick(ctx.now(), &mut tried);
+        let picked = self
+            .shared
+            .upstreams
+            .borrow_mut()
+            .pick(ctx.now(), &mut tried);
         let Some(current) = picked else {
             let peer = ctx.peer_addr().ok().and_then(|a| a.as_socket());
             tracing::warn!("no healthy upstream: closing client {peer:?}");
@@ -289,7 +293,11 @@ impl Dial for UpstreamDial {
                 Some(SockAddr::from(upstreams.list[next].addr))
             }
             None => {
-                let peer = ctx.other(client).peer_addr().ok().and_then(|a| a.as_socket());
+                let peer = ctx
+                    .other(client)
+                    .peer_addr()
+                    .ok()
+                    .and_then(|a| a.as_socket());
                 tracing::warn!("no healthy upstream left: closing client {peer:?}");
                 None
             }

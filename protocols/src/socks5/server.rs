@@ -182,7 +182,10 @@ impl Socks5Conn {
         let Some(first) = addrs.pop_front() else {
             return self.fail(ctx, Reply::HostUnreachable);
         };
-        let dial = ReplyDial { rest: addrs, target };
+        let dial = ReplyDial {
+            rest: addrs,
+            target,
+        };
         let relay = Relay::start(
             ctx,
             &SockAddr::from(first),

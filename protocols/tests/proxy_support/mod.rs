@@ -69,11 +69,7 @@ impl Proxy {
     }
 
     /// A [`Socks5Server`] for `config`, resolving on `pool`.
-    pub fn socks5(
-        backend: BackendChoice,
-        config: Socks5Config,
-        pool: LookupPool,
-    ) -> Option<Proxy> {
+    pub fn socks5(backend: BackendChoice, config: Socks5Config, pool: LookupPool) -> Option<Proxy> {
         Proxy::start(backend, ReactorConfig::default(), move |r| {
             let server = Socks5Server::new(config.clone(), pool.clone());
             let stats: RelayStats = server.stats();
@@ -150,7 +146,10 @@ impl Proxy {
             if done(&now) {
                 return now;
             }
-            assert!(start.elapsed() < LIMIT, "waited {LIMIT:?} for {what}: {now:?}");
+            assert!(
+                start.elapsed() < LIMIT,
+                "waited {LIMIT:?} for {what}: {now:?}"
+            );
             thread::yield_now();
         }
     }
@@ -215,9 +214,7 @@ pub struct Pattern {
 
 impl Pattern {
     pub fn new(seed: u64) -> Pattern {
-        Pattern {
-            state: seed | 1,
-        }
+        Pattern { state: seed | 1 }
     }
 
     /// Fills `buf` (a multiple of 8 bytes long) with the next bytes.

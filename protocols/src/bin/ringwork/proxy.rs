@@ -120,7 +120,9 @@ impl ProxyPlan {
     /// This core's factory.
     pub fn socks5(&self) -> Option<Socks5Server> {
         match self {
-            ProxyPlan::Socks5(config, pool) => Some(Socks5Server::new(config.clone(), pool.clone())),
+            ProxyPlan::Socks5(config, pool) => {
+                Some(Socks5Server::new(config.clone(), pool.clone()))
+            }
             ProxyPlan::Tcp(_) => None,
         }
     }
@@ -151,7 +153,11 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         "s" => 1.0,
         "m" => 60.0,
         "h" => 3600.0,
-        _ => return Err(format!("{text:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+        _ => {
+            return Err(format!(
+                "{text:?}: unknown unit {unit:?} (use ms, s, m or h)"
+            ));
+        }
     };
     let value: f64 = number
         .parse()

@@ -87,7 +87,9 @@ fn connect_ipv4_no_auth_with_payload() {
     assert_eq!(out.sent, [5, 0]);
     assert_eq!(
         out.events,
-        [Event::Connect(Target::Addr("127.0.0.1:8080".parse().unwrap()))]
+        [Event::Connect(Target::Addr(
+            "127.0.0.1:8080".parse().unwrap()
+        ))]
     );
     assert_eq!(out.error, None);
     assert_eq!(out.rest, b"GET / HTTP/1.1\r\n");
@@ -173,7 +175,10 @@ fn unsupported_commands_get_0x07() {
     for command in [CMD_BIND, CMD_UDP_ASSOCIATE, 0x09] {
         let request = [5, command, 0, 1, 10, 0, 0, 1, 0, 53];
         let out = run_all_splits(&Auth::None, &cat(&[GREET_NO_AUTH, &request]));
-        assert_eq!(out.error, Some(Socks5Error::CommandNotSupported { command }));
+        assert_eq!(
+            out.error,
+            Some(Socks5Error::CommandNotSupported { command })
+        );
         assert_eq!(
             out.sent,
             cat(&[&[5, 0], &encode_reply(Reply::CommandNotSupported, None)])
