@@ -159,6 +159,23 @@ ringwork::platform::test_all_backends! {
         assert_eq!(reply[..2], [5, 0x04]);
     }
 
+    fn clients_leaving_during_a_lookup_do_no_harm(backend: BackendChoice) {
+        let Some(web) = web(backend) else { return };
+        let Some(proxy) = socks(backend, Auth::None) else { return };
+        let mut request = vec![5, 1, 0, 5, 1, 0, 3, 9];
+        request.extend_from_slice(b"localhost");
+        request.extend_from_slice(&web.addr.port().to_be_bytes());
+        for _ in 0..20 {
+            let mut s = connect(proxy.addr);
+            s.write_all(&request).expect("write");
+            // Gone before (or while) the name resolves.
+        }
+        let url = format!("http://localhost:{}/", web.addr.port());
+        let body = curl_ok(&["--socks5-hostname", &proxy.addr.to_string(), &url]);
+        assert_eq!(body, HELLO_BODY);
+        proxy.wait_until("every pair to close", |i| i.stats.open == 0);
+    }
+
     fn the_reply_comes_before_relayed_bytes_and_early_data_is_kept(backend: BackendChoice) {
         let Some(web) = web(backend) else { return };
         let Some(proxy) = socks(backend, Auth::None) else { return };
