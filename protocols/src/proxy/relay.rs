@@ -45,6 +45,9 @@ pub struct RelayConfig {
     /// Most client bytes held while the upstream connects; past it, reading the client
     /// pauses until the upstream connected.
     pub max_held: usize,
+    /// How long one upstream connect may take (`None`: the reactor's
+    /// `ReactorConfig::connect_timeout`, 10 s by default).
+    pub connect_timeout: Option<Duration>,
 }
 
 impl Default for RelayConfig {
@@ -52,6 +55,7 @@ impl Default for RelayConfig {
         Self {
             idle_timeout: Some(Duration::from_secs(300)),
             max_held: 256 * 1024,
+            connect_timeout: None,
         }
     }
 }
@@ -302,6 +306,10 @@ impl Pair {
         if self.phase == Phase::Relaying {
             self.flush_overflow(ctx, side);
             self.pass_eof(ctx, side);
+            self.finish_if_done(ctx);
+            if self.phase != Phase::Relaying {
+                return;
+            }
             if self.overflow[side as usize].is_empty() && self.writable(ctx, side) {
                 self.resume(ctx, side.other());
             }
@@ -334,7 +342,8 @@ impl Pair {
 
     /// Both directions ended: close both sides (after their queued bytes).
     fn finish_if_done(&mut self, ctx: &mut Context<'_>) {
-        if self.eof == [true, true] {
+        let flushed = self.overflow.iter().all(BytesMut::is_empty);
+        if self.eof == [true, true] && flushed && self.phase == Phase::Relaying {
             self.end(ctx);
             for id in [Some(self.client), self.upstream].into_iter().flatten() {
                 ctx.other(id).close();
@@ -394,7 +403,7 @@ impl Pair {
             let upstream = Upstream {
                 pair: Rc::clone(pair),
             };
-            match ctx.connect(&addr, upstream) {
+            match connect(ctx, &addr, upstream, self.config.connect_timeout) {
                 Ok(id) => {
                     self.upstream = Some(id);
                     return;
@@ -477,6 +486,19 @@ impl Pair {
     }
 }
 
+/// Starts the upstream connect, with the relay's connect timeout if it has one.
+fn connect(
+    ctx: &mut Context<'_>,
+    addr: &SockAddr,
+    upstream: Upstream,
+    timeout: Option<Duration>,
+) -> Result<ConnId, ringwork::platform::OpError> {
+    match timeout {
+        Some(timeout) => ctx.connect_with_timeout(addr, upstream, timeout),
+        None => ctx.connect(addr, upstream),
+    }
+}
+
 /// The client side of a relay: the client connection's protocol forwards its callbacks
 /// here (see [`crate::proxy::TcpProxy`] and the SOCKS5 server).
 ///
@@ -523,7 +545,7 @@ impl Relay {
         let upstream = Upstream {
             pair: Rc::clone(&pair),
         };
-        let result = ctx.connect(addr, upstream);
+        let result = connect(ctx, addr, upstream, config.connect_timeout);
         {
             let mut p = pair.borrow_mut();
             match result {

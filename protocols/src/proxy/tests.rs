@@ -47,6 +47,7 @@ fn config(ports: &[u16]) -> TcpProxyConfig {
     config.relay = RelayConfig {
         idle_timeout: Some(Duration::from_secs(60)),
         max_held: 1024,
+        connect_timeout: None,
     };
     config
 }
@@ -353,4 +354,42 @@ fn the_lookup_pool_resolves_off_thread_and_survives_its_users() {
         matches!(outcome, Ok(_) | Err(LookupError::Stopped)),
         "{outcome:?}"
     );
+}
+
+#[test]
+fn a_big_held_request_with_eof_is_all_sent_before_the_pair_closes() {
+    let mut config = config(&[9000]);
+    config.relay.max_held = 64 * 1024;
+    let (mut t, _proxy) = start(config, small_buffers());
+    let data: Vec<u8> = (0..60_000u32).map(|i| (i % 251) as u8).collect();
+    t.feed(&data);
+    t.feed_eof();
+    let (up, _) = t.pending_connects().remove(0);
+    t.remote(up).stall_peer(true);
+    t.complete_connect(up, Ok(()));
+    // More held than the upstream's buffer takes: the rest waits, and so does the EOF.
+    assert!(!t.remote(up).is_write_shut_down());
+    // The upstream answers and finishes before reading everything.
+    t.remote(up).feed(b"early answer");
+    t.remote(up).feed_eof();
+    assert_eq!(t.take_written(), b"early answer");
+    let mut got = Vec::new();
+    while got.len() < data.len() {
+        got.extend(t.remote(up).drain_up_to(5000));
+    }
+    assert_eq!(got, data, "every held byte, in order");
+    assert!(t.remote(up).is_write_shut_down());
+    assert!(t.is_closed() && t.remote(up).is_closed());
+}
+
+#[test]
+fn the_relay_connect_timeout_fails_over() {
+    let mut config = config(&[9000, 9001]);
+    config.relay.connect_timeout = Some(Duration::from_secs(2));
+    let (mut t, proxy) = start(config, ReactorConfig::default());
+    t.advance(Duration::from_secs(2));
+    let (second, a) = t.pending_connects().remove(0);
+    assert_eq!(a.as_socket(), Some(addr(9001)));
+    t.complete_connect(second, Ok(()));
+    assert_eq!(proxy.health()[0].failed, 1);
 }
