@@ -159,6 +159,18 @@ ringwork::platform::test_all_backends! {
         assert_eq!(reply[..2], [5, 0x04]);
     }
 
+    fn a_target_outside_the_rules_gets_rep_0x02(backend: BackendChoice) {
+        let config = Socks5Config {
+            allow: |addr| addr.port() != 9,
+            ..Socks5Config::default()
+        };
+        let Some(proxy) = Proxy::socks5(backend, config, pool()) else { return };
+        let (reply, rest) = raw_request(proxy.addr, &connect_v4("127.0.0.1:9".parse().unwrap()));
+        assert_eq!(reply[..2], [5, 0x02]);
+        assert!(rest.is_empty());
+        assert_eq!(proxy.inspect().stats.total, 0, "no connect was tried");
+    }
+
     fn clients_leaving_during_a_lookup_do_no_harm(backend: BackendChoice) {
         let Some(web) = web(backend) else { return };
         let Some(proxy) = socks(backend, Auth::None) else { return };

@@ -5,8 +5,8 @@
 //! Owns: [`proto`] (greeting, subnegotiation, request, reply encoding) and `server.rs`.
 //! Contract: only CONNECT is served (BIND and UDP ASSOCIATE get REP 0x07); domain names are
 //! resolved on a [`LookupPool`](crate::proxy::LookupPool), never on the reactor.
-//! Does not: GSSAPI (method 0x01), BIND, UDP ASSOCIATE, access rules beyond
-//! authentication.
+//! Does not: GSSAPI (method 0x01), BIND, UDP ASSOCIATE; access rules beyond
+//! authentication are one `fn(&SocketAddr) -> bool` (`Socks5Config::allow`).
 //! Spec: RFC 1928, RFC 1929. Tests: `proto/tests.rs`; `tests/socks5.rs` (curl, both
 //! backends).
 

@@ -38,6 +38,9 @@ pub struct Socks5Config {
     pub relay: RelayConfig,
     /// The handshake and the name lookup must end within this.
     pub handshake_timeout: Duration,
+    /// Which target addresses clients may reach (checked after name resolution, for each
+    /// address); a target with none allowed gets REP 0x02. The default allows all.
+    pub allow: fn(&SocketAddr) -> bool,
 }
 
 impl Default for Socks5Config {
@@ -46,6 +49,7 @@ impl Default for Socks5Config {
             auth: Auth::None,
             relay: RelayConfig::default(),
             handshake_timeout: Duration::from_secs(30),
+            allow: |_| true,
         }
     }
 }
@@ -178,9 +182,14 @@ impl Socks5Conn {
         if let Some(timer) = self.timer.take() {
             ctx.cancel_timer(timer);
         }
-        let mut addrs = VecDeque::from(addrs);
-        let Some(first) = addrs.pop_front() else {
+        if addrs.is_empty() {
             return self.fail(ctx, Reply::HostUnreachable);
+        }
+        let allow = self.shared.config.allow;
+        let mut addrs: VecDeque<SocketAddr> = addrs.into_iter().filter(allow).collect();
+        let Some(first) = addrs.pop_front() else {
+            tracing::info!("socks5: {target} not allowed");
+            return self.fail(ctx, Reply::NotAllowed);
         };
         let dial = ReplyDial {
             rest: addrs,
