@@ -1,5 +1,6 @@
 //! The `ringwork` binary run as a program: `serve echo` and `serve discard` over TCP, UDP and
-//! a Unix socket under both backends, bad endpoints, an address in use, SIGTERM, `--help`.
+//! a Unix socket under both backends, `serve tcp-proxy` and `serve socks5` round trips, bad
+//! endpoints and bad proxy options (exit 2), an address in use, SIGTERM, `--help`.
 //!
 //! The io_uring half is skipped loudly where io_uring is unavailable, and fails instead
 //! under `RINGWORK_REQUIRE_URING=1`. Nothing sleeps: a test waits for the "listening on"
@@ -411,4 +412,113 @@ fn address_in_use_fails() {
         stderr.contains(&format!("cannot listen on {listen}")) && stderr.contains("in use"),
         "stderr: {stderr}"
     );
+}
+
+/// `serve tcp-proxy` in front of a one-shot std upstream, then `serve socks5` in front of the
+/// same kind of upstream: a round trip through each.
+fn proxies(backend: &str) {
+    let Some(backend) = self::backend(backend) else {
+        return;
+    };
+    // An upstream answering each connection's first line with "up: LINE".
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let upstream = listener.local_addr().expect("address");
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            let mut line = String::new();
+            let _ = BufReader::new(&stream).read_line(&mut line);
+            let _ = stream.write_all(format!("up: {line}").as_bytes());
+        }
+    });
+    let upstream_arg = upstream.to_string();
+    let common = [
+        "--listen",
+        "tcp:0:interface=127.0.0.1",
+        "--cores",
+        "1",
+        "--backend",
+        backend,
+    ];
+
+    let mut args = vec![
+        "serve",
+        "tcp-proxy",
+        "--upstream",
+        &upstream_arg,
+        "--idle-timeout",
+        "30s",
+    ];
+    args.extend_from_slice(&common);
+    let mut server = Server::start(&args);
+    let addr = tcp_addr(&server.listening(1)[0]);
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    stream.write_all(b"via tcp-proxy\n").expect("write");
+    let mut reply = String::new();
+    BufReader::new(&stream).read_line(&mut reply).expect("read");
+    assert_eq!(reply, "up: via tcp-proxy\n");
+    drop(stream);
+    assert!(server.terminate(), "exit status 0 after SIGTERM");
+
+    let mut args = vec!["serve", "socks5", "--user", "u:p"];
+    args.extend_from_slice(&common);
+    let mut server = Server::start(&args);
+    let addr = tcp_addr(&server.listening(1)[0]);
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    let SocketAddr::V4(v4) = upstream else {
+        panic!("IPv4")
+    };
+    let mut hello = vec![5, 1, 2, 1, 1, b'u', 1, b'p', 5, 1, 0, 1];
+    hello.extend_from_slice(&v4.ip().octets());
+    hello.extend_from_slice(&v4.port().to_be_bytes());
+    hello.extend_from_slice(b"via socks5\n");
+    stream.write_all(&hello).expect("write");
+    let mut head = [0u8; 2 + 2 + 10];
+    stream.read_exact(&mut head).expect("the handshake replies");
+    assert_eq!(head[..6], [5, 2, 1, 0, 5, 0]);
+    let mut reply = String::new();
+    BufReader::new(&stream).read_line(&mut reply).expect("read");
+    assert_eq!(reply, "up: via socks5\n");
+    drop(stream);
+    assert!(server.terminate(), "exit status 0 after SIGTERM");
+}
+
+both_backends!(proxies);
+
+#[test]
+fn bad_proxy_arguments_exit_2() {
+    for (args, message) in [
+        (&["serve", "tcp-proxy"][..], "needs at least one --upstream"),
+        (
+            &["serve", "tcp-proxy", "--upstream", "nowhere"],
+            "is not HOST:PORT",
+        ),
+        (
+            &[
+                "serve",
+                "tcp-proxy",
+                "--upstream",
+                "127.0.0.1:1",
+                "--idle-timeout",
+                "5 parsecs",
+            ],
+            "--idle-timeout",
+        ),
+        (&["serve", "socks5", "--user", "nopassword"], "NAME:PASS"),
+        (
+            &["serve", "socks5", "--upstream", "127.0.0.1:1"],
+            "tcp-proxy option",
+        ),
+        (
+            &["serve", "echo", "--user", "a:b"],
+            "tcp-proxy and socks5 options",
+        ),
+    ] {
+        let output = run(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
 }

@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! ringwork serve echo [--listen ENDPOINT]... [--cores N] [--backend auto|uring|poll] [--grace SECS]
+//! ringwork serve tcp-proxy --listen tcp:8000 --upstream 127.0.0.1:9000 [--upstream ..] [--idle-timeout 300s]
+//! ringwork serve socks5 --listen tcp:1080 [--user NAME:PASS]...
 //! ```
 //!
 //! Owns: the command line, logging set-up, and turning a [`Service`] plus its endpoints
@@ -13,7 +15,8 @@
 //! A bad command line exits with status 2, a failure to start (address in use, io_uring
 //! unavailable under `--backend uring`) with status 1.
 //! Adding a service: a [`Service`] variant with a doc comment (its `--help` text) and one
-//! arm in each of [`Service::listen_stream`] and [`Service::bind_datagram`].
+//! arm in each of [`Service::listen_stream`] and [`Service::bind_datagram`]. The proxy
+//! services' options and factories live in `ringwork/proxy.rs`.
 //! Tests: `tests/cli.rs` runs this binary.
 
 use std::error::Error;
@@ -29,6 +32,11 @@ use ringwork_protocols::basic::{Discard, DiscardDatagram, Echo, EchoDatagram};
 use ringwork_protocols::http::server::{HttpServer, ServerConfig};
 use ringwork_protocols::http::services::{StaticFiles, hello_server};
 
+#[path = "ringwork/proxy.rs"]
+mod proxy;
+
+use proxy::{ProxyArgs, ProxyKind, ProxyPlan};
+
 /// Where `serve` listens when no `--listen` is given: loopback only, a fixed port.
 const DEFAULT_LISTEN: &str = "tcp:8000:interface=127.0.0.1";
 
@@ -39,7 +47,9 @@ Examples:
   ringwork serve web --root ./public --listen tcp:8080 --access-log
   ringwork serve echo --listen tcp:7000 --listen unix:/tmp/echo.sock --cores 2
   ringwork serve discard --listen udp:9000:interface=127.0.0.1 --backend poll
-  RUST_LOG=debug ringwork serve echo --listen tcp6:7000:interface=::1";
+  RUST_LOG=debug ringwork serve echo --listen tcp6:7000:interface=::1
+  ringwork serve tcp-proxy --listen tcp:8000 --upstream 127.0.0.1:9000 --upstream 127.0.0.1:9001
+  ringwork serve socks5 --listen tcp:1080:interface=127.0.0.1 --user alice:secret";
 
 const ENDPOINT_HELP: &str = "\
 Endpoints:
@@ -103,6 +113,8 @@ struct Serve {
     /// Log every HTTP response (target ringwork::http::access, info level).
     #[arg(long)]
     access_log: bool,
+    #[command(flatten)]
+    proxy: ProxyArgs,
 }
 
 /// What the HTTP services need besides their endpoint.
@@ -132,7 +144,7 @@ impl HttpOptions {
                 })?;
                 Some(HttpServer::new(files, self.config()))
             }
-            Service::Echo | Service::Discard => None,
+            Service::Echo | Service::Discard | Service::TcpProxy | Service::Socks5 => None,
         })
     }
 }
@@ -148,21 +160,42 @@ enum Service {
     Hello,
     /// HTTP/1.1 static files from --root DIR (ranges, conditional requests, listings).
     Web,
+    /// TCP port forward to --upstream HOST:PORT (repeatable; round-robin with health).
+    TcpProxy,
+    /// SOCKS5 proxy (CONNECT; --user NAME:PASS for username/password authentication).
+    Socks5,
 }
 
 impl Service {
+    /// Which proxy service this is, if one.
+    fn proxy_kind(self) -> Option<ProxyKind> {
+        match self {
+            Service::TcpProxy => Some(ProxyKind::Tcp),
+            Service::Socks5 => Some(ProxyKind::Socks5),
+            _ => None,
+        }
+    }
+
     /// Listens on a TCP endpoint or Unix socket; returns the endpoint as bound.
     fn listen_stream(
         self,
         reactor: &mut Reactor,
         endpoint: &Endpoint,
         http: &HttpOptions,
+        plan: Option<&ProxyPlan>,
     ) -> Result<Endpoint, EngineError> {
         let server = http.server(self)?;
+        let tcp_proxy = plan.and_then(ProxyPlan::tcp_proxy);
+        let socks5 = plan.and_then(ProxyPlan::socks5);
         match endpoint {
             Endpoint::Tcp { addr } => {
                 let addr = match (self, server) {
                     (_, Some(server)) => reactor.listen_tcp(*addr, server)?,
+                    (Service::TcpProxy | Service::Socks5, None) => match (tcp_proxy, socks5) {
+                        (Some(proxy), _) => reactor.listen_tcp(*addr, proxy)?,
+                        (None, Some(socks5)) => reactor.listen_tcp(*addr, socks5)?,
+                        (None, None) => return Err(unsupported(self, endpoint)),
+                    },
                     (Service::Discard, None) => reactor.listen_tcp(*addr, || Discard)?,
                     (_, None) => reactor.listen_tcp(*addr, || Echo)?,
                 };
@@ -171,6 +204,11 @@ impl Service {
             Endpoint::Unix { path } => {
                 match (self, server) {
                     (_, Some(server)) => reactor.listen_unix(path, server)?,
+                    (Service::TcpProxy | Service::Socks5, None) => match (tcp_proxy, socks5) {
+                        (Some(proxy), _) => reactor.listen_unix(path, proxy)?,
+                        (None, Some(socks5)) => reactor.listen_unix(path, socks5)?,
+                        (None, None) => return Err(unsupported(self, endpoint)),
+                    },
                     (Service::Discard, None) => reactor.listen_unix(path, || Discard)?,
                     (_, None) => reactor.listen_unix(path, || Echo)?,
                 }
@@ -192,7 +230,9 @@ impl Service {
         let id = match self {
             Service::Echo => reactor.bind_udp(*addr, EchoDatagram)?,
             Service::Discard => reactor.bind_udp(*addr, DiscardDatagram)?,
-            Service::Hello | Service::Web => return Err(unsupported(self, endpoint)),
+            Service::Hello | Service::Web | Service::TcpProxy | Service::Socks5 => {
+                return Err(unsupported(self, endpoint));
+            }
         };
         let addr = reactor
             .udp_local_addr(id)?
@@ -209,12 +249,13 @@ impl Service {
         reactor: &mut Reactor,
         endpoint: &Endpoint,
         http: &HttpOptions,
+        plan: Option<&ProxyPlan>,
     ) -> Option<Result<Endpoint, EngineError>> {
         match endpoint {
-            Endpoint::Tcp { .. } => Some(self.listen_stream(reactor, endpoint, http)),
+            Endpoint::Tcp { .. } => Some(self.listen_stream(reactor, endpoint, http, plan)),
             // A Unix path or a UDP port (without SO_REUSEPORT) is one socket: core 0's.
             Endpoint::Unix { .. } if reactor.core_index() == 0 => {
-                Some(self.listen_stream(reactor, endpoint, http))
+                Some(self.listen_stream(reactor, endpoint, http, plan))
             }
             Endpoint::Udp { .. } if reactor.core_index() == 0 => {
                 Some(self.bind_datagram(reactor, endpoint))
@@ -253,6 +294,13 @@ impl From<Backend> for BackendChoice {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let Command::Serve(serve) = &cli.command;
+    if let Err(message) = serve.proxy.check(serve.service.proxy_kind()) {
+        use clap::CommandFactory;
+        Cli::command()
+            .error(clap::error::ErrorKind::ArgumentConflict, message)
+            .exit();
+    }
     init_logging();
     let result = match cli.command {
         Command::Serve(serve) => run_serve(serve),
@@ -299,9 +347,13 @@ fn run_serve(serve: Serve) -> Result<(), Box<dyn Error>> {
     };
     // Check the service's own settings before any core starts.
     http.server(service)?;
+    let plan = match service.proxy_kind() {
+        Some(kind) => Some(serve.proxy.plan(kind)?),
+        None => None,
+    };
     let result = runtime.run(move |reactor| {
         for endpoint in &endpoints {
-            match service.listen(reactor, endpoint, &http) {
+            match service.listen(reactor, endpoint, &http, plan.as_ref()) {
                 None => {}
                 Some(Ok(bound)) => tracing::info!(
                     "listening on {bound} (core {}, backend {})",
