@@ -15,6 +15,8 @@
 //! - [`http`]: HTTP/1.1 — sans-IO parsers and encoders with request-smuggling defences,
 //!   and (feature `engine`) the server, ready-made handlers (hello, static files) and the
 //!   client.
+//! - [`proxy_protocol`]: the HAProxy PROXY protocol (v1 text, v2 binary with TLVs), sans-IO
+//!   parser and encoders for headers sent by load balancers.
 //!
 //! This crate does not open sockets itself: the engine does, for the adapters.
 #![forbid(unsafe_code)]
@@ -24,5 +26,6 @@
 pub mod basic;
 pub mod endpoint;
 pub mod http;
+pub mod proxy_protocol;
 
 pub use crate::endpoint::{Endpoint, EndpointError};
