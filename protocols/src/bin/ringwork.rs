@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! ringwork serve echo [--listen ENDPOINT]... [--cores N] [--backend auto|uring|poll] [--grace SECS]
+//! ringwork serve http-proxy --config FILE
 //! ```
 //!
 //! Owns: the command line, logging set-up, and turning a [`Service`] plus its endpoints
@@ -26,6 +27,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use ringwork::{BackendChoice, EngineError, Reactor, Runtime};
 use ringwork_protocols::Endpoint;
 use ringwork_protocols::basic::{Discard, DiscardDatagram, Echo, EchoDatagram};
+use ringwork_protocols::http::reverse_proxy::{ProxyConfig, ReverseProxy};
 use ringwork_protocols::http::server::{HttpServer, ServerConfig};
 use ringwork_protocols::http::services::{StaticFiles, hello_server};
 
@@ -37,6 +39,7 @@ Examples:
   ringwork serve echo
   ringwork serve hello --listen tcp:8080 --cores 1
   ringwork serve web --root ./public --listen tcp:8080 --access-log
+  ringwork serve http-proxy --config protocols/examples/http-proxy.toml
   ringwork serve echo --listen tcp:7000 --listen unix:/tmp/echo.sock --cores 2
   ringwork serve discard --listen udp:9000:interface=127.0.0.1 --backend poll
   RUST_LOG=debug ringwork serve echo --listen tcp6:7000:interface=::1";
@@ -79,12 +82,12 @@ struct Serve {
     /// The service to run.
     #[arg(value_enum)]
     service: Service,
-    /// Where to listen, as an endpoint string (repeatable; see Endpoints below).
+    /// Where to listen, as an endpoint string (repeatable; see Endpoints below)
+    /// [default: tcp:8000:interface=127.0.0.1, or the `listen` of an http-proxy config].
     #[arg(
         long,
         short,
         value_name = "ENDPOINT",
-        default_value = DEFAULT_LISTEN,
         value_parser = clap::value_parser!(Endpoint),
     )]
     listen: Vec<Endpoint>,
@@ -103,6 +106,10 @@ struct Serve {
     /// Log every HTTP response (target ringwork::http::access, info level).
     #[arg(long)]
     access_log: bool,
+    /// The TOML configuration of `http-proxy` (routes, upstreams, timeouts; see
+    /// docs/http-proxy.md).
+    #[arg(long, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
 }
 
 /// What the HTTP services need besides their endpoint.
@@ -110,6 +117,8 @@ struct Serve {
 struct HttpOptions {
     root: Option<std::path::PathBuf>,
     access_log: bool,
+    /// The loaded `--config` of `http-proxy`.
+    proxy: Option<ProxyConfig>,
 }
 
 impl HttpOptions {
@@ -119,9 +128,24 @@ impl HttpOptions {
         config
     }
 
-    /// The HTTP server for `service` (`None` for the non-HTTP services).
-    fn server(&self, service: Service) -> Result<Option<HttpServer>, EngineError> {
+    /// The HTTP server for `service` on the core of `reactor` (`None` for the non-HTTP
+    /// services).
+    fn server(
+        &self,
+        service: Service,
+        reactor: Option<&Reactor>,
+    ) -> Result<Option<HttpServer>, EngineError> {
         Ok(match service {
+            Service::HttpProxy => {
+                let config = self.proxy.as_ref().ok_or_else(|| EngineError::Config {
+                    what: "http-proxy needs --config FILE".into(),
+                })?;
+                reactor.map(|reactor| {
+                    let mut server = ringwork_protocols::http::reverse_proxy::server_config(config);
+                    server.access_log = self.access_log;
+                    HttpServer::new(ReverseProxy::new(reactor.handle(), config), server)
+                })
+            }
             Service::Hello => Some(hello_server(self.config())),
             Service::Web => {
                 let root = self.root.as_ref().ok_or_else(|| EngineError::Config {
@@ -148,6 +172,9 @@ enum Service {
     Hello,
     /// HTTP/1.1 static files from --root DIR (ranges, conditional requests, listings).
     Web,
+    /// HTTP/1.1 reverse proxy configured by --config FILE (routes by Host and path prefix
+    /// to upstream pools; streams bodies both ways).
+    HttpProxy,
 }
 
 impl Service {
@@ -158,7 +185,7 @@ impl Service {
         endpoint: &Endpoint,
         http: &HttpOptions,
     ) -> Result<Endpoint, EngineError> {
-        let server = http.server(self)?;
+        let server = http.server(self, Some(reactor))?;
         match endpoint {
             Endpoint::Tcp { addr } => {
                 let addr = match (self, server) {
@@ -192,7 +219,9 @@ impl Service {
         let id = match self {
             Service::Echo => reactor.bind_udp(*addr, EchoDatagram)?,
             Service::Discard => reactor.bind_udp(*addr, DiscardDatagram)?,
-            Service::Hello | Service::Web => return Err(unsupported(self, endpoint)),
+            Service::Hello | Service::Web | Service::HttpProxy => {
+                return Err(unsupported(self, endpoint));
+            }
         };
         let addr = reactor
             .udp_local_addr(id)?
@@ -266,7 +295,26 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_serve(serve: Serve) -> Result<(), Box<dyn Error>> {
+fn run_serve(mut serve: Serve) -> Result<(), Box<dyn Error>> {
+    let proxy = match (&serve.config, serve.service) {
+        (Some(path), Service::HttpProxy) => {
+            let config = ProxyConfig::load(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            if serve.listen.is_empty() {
+                serve.listen.clone_from(&config.listen);
+            }
+            serve.cores = serve.cores.or(config.cores);
+            Some(config)
+        }
+        (Some(_), service) => {
+            return Err(format!("--config is for http-proxy, not {service:?}")
+                .to_lowercase()
+                .into());
+        }
+        (None, _) => None,
+    };
+    if serve.listen.is_empty() {
+        serve.listen.push(DEFAULT_LISTEN.parse()?);
+    }
     let mut builder = Runtime::builder().backend(serve.backend.into());
     if let Some(cores) = serve.cores {
         builder = builder.cores(cores);
@@ -296,9 +344,10 @@ fn run_serve(serve: Serve) -> Result<(), Box<dyn Error>> {
     let http = HttpOptions {
         root: serve.root,
         access_log: serve.access_log,
+        proxy,
     };
     // Check the service's own settings before any core starts.
-    http.server(service)?;
+    http.server(service, None)?;
     let result = runtime.run(move |reactor| {
         for endpoint in &endpoints {
             match service.listen(reactor, endpoint, &http) {
