@@ -270,6 +270,13 @@ ringwork::platform::test_all_backends! {
             assert_eq!(response.head.status, 200);
             assert!(text(&response).starts_with(&format!("A\nGET /n/{i} ")), "{}", text(&response));
         }
+        // HEAD: no body, but the upstream's Content-Length, on the same connection.
+        let request = ClientRequest::get(addr, "/same").method(Method::Head);
+        let response = get(&mut reactor, &client, request).expect("head");
+        assert_eq!(response.head.status, 200);
+        assert!(response.body.is_empty());
+        let length = response.head.headers.get_str("content-length").expect("a length");
+        assert!(length.parse::<usize>().expect("a number") > 100, "{length}");
         assert_eq!(log.conns.borrow().len(), 1, "one upstream connection for every request");
         assert_eq!(client.stats().connections_opened, 1);
     }

@@ -74,15 +74,17 @@ pub fn server_config(config: &ProxyConfig) -> ServerConfig {
 /// The client settings the proxy's configuration implies.
 #[must_use]
 pub fn client_config(config: &ProxyConfig) -> ClientConfig {
-    let mut client = ClientConfig::default();
-    client.connect_timeout = config.timeouts.connect;
-    client.response_timeout = config.timeouts.response_head;
-    client.body_timeout = config.timeouts.body;
-    client.idle_timeout = config.timeouts.idle;
+    let mut client = ClientConfig {
+        connect_timeout: config.timeouts.connect,
+        response_timeout: config.timeouts.response_head,
+        body_timeout: config.timeouts.body,
+        idle_timeout: config.timeouts.idle,
+        // Forward the client's User-Agent (or none), never the proxy's own.
+        user_agent: None,
+        ..ClientConfig::default()
+    };
     // Response bodies stream through and are never held whole.
     client.limits.max_body = u64::MAX;
-    // Forward the client's User-Agent (or none), never the proxy's own.
-    client.user_agent = None;
     client
 }
 
