@@ -20,9 +20,9 @@ use ringwork::{
 };
 use ringwork_protocols::http::client::{
     BodySource, ClientConfig, ClientError, ClientRequest, ClientResponse, HttpClient, NextChunk,
-    StreamBody,
+    ResponseSink, StreamBody,
 };
-use ringwork_protocols::http::proto::{Method, RequestHead};
+use ringwork_protocols::http::proto::{Method, RequestHead, ResponseHead};
 use ringwork_protocols::http::reverse_proxy::{ProxyConfig, ReverseProxy};
 use ringwork_protocols::http::server::{
     BodyError, Handler, HttpServer, Request, Responder, Response, ServerConfig,
@@ -70,12 +70,16 @@ struct Log {
     release: RefCell<Option<Deferred<()>>>,
     /// `/hang` requests, never answered.
     hung: RefCell<Vec<Responder>>,
+    /// Bytes of `/big` written so far, and whether it finished.
+    big_written: Cell<usize>,
+    big_done: Cell<bool>,
 }
 
 /// A ringwork HTTP upstream named `name`:
 /// - `/stream`: 64 KiB, then (after `release`) 1 MiB more, chunked;
 /// - `/upload`: streams the request body, answers `framing length pattern-ok`;
 /// - `/hang`: never answers;
+/// - `/big`: [`BIG`] bytes, sized, written only while the connection is ready;
 /// - anything else: `name` and the request head as the body.
 struct Upstream {
     name: &'static str,
@@ -83,6 +87,8 @@ struct Upstream {
 }
 
 const FIRST: usize = 64 * 1024;
+/// The `/big` response: 64 MiB, far more than the socket buffers of two hops hold.
+const BIG: usize = 64 << 20;
 const REST: usize = 1 << 20;
 
 impl Handler for Upstream {
@@ -143,6 +149,22 @@ impl Handler for Upstream {
                 });
             }
             b"/hang" => self.log.hung.borrow_mut().push(respond),
+            b"/big" => {
+                let mut body =
+                    respond.stream(Response::new(200).header("Content-Length", BIG.to_string()));
+                let log = Rc::clone(&self.log);
+                request.handle().spawn_local(async move {
+                    while log.big_written.get() < BIG {
+                        if body.ready().await.is_err() {
+                            return;
+                        }
+                        body.write(vec![b'c'; 65536]);
+                        log.big_written.set(log.big_written.get() + 65536);
+                    }
+                    body.finish();
+                    log.big_done.set(true);
+                });
+            }
             _ => respond.send(Response::text(format!("{}\n{head}", self.name))),
         }
     }
@@ -221,6 +243,24 @@ impl BodySource for Pattern {
             Ok::<_, BodyError>(bytes.into())
         });
         Box::pin(std::future::ready(next))
+    }
+}
+
+/// Counts a response body; pauses its connection at the first slice.
+struct PausingSink {
+    conn: Rc<Cell<Option<ConnId>>>,
+    received: Rc<Cell<usize>>,
+}
+
+impl ResponseSink for PausingSink {
+    fn head(&mut self, _ctx: &mut Context<'_>, _head: ResponseHead) {}
+
+    fn data(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
+        if self.conn.get().is_none() {
+            self.conn.set(Some(ctx.id()));
+            ctx.pause_reading();
+        }
+        self.received.set(self.received.get() + data.len());
     }
 }
 
@@ -370,6 +410,47 @@ strip_prefix = true
         // Re-framed: the upstream sent chunked, the proxy's answer is chunked too.
         assert_eq!(head.headers.get_str("transfer-encoding"), Some("chunked"));
         assert_eq!(head.headers.get_str("x-upstream"), Some("A"));
+    }
+
+    fn slow_client_holds_the_upstream_back(backend: BackendChoice) {
+        let Some(mut reactor) = reactor(backend) else { return };
+        let (up, log) = upstream(&mut reactor, "A");
+        let addr = proxy(&mut reactor, &simple(&[up], ""));
+        let mut config = ClientConfig::default();
+        config.limits.max_body = u64::MAX;
+        let client = HttpClient::new(reactor.handle(), config);
+        let conn = Rc::new(Cell::new(None));
+        let received = Rc::new(Cell::new(0));
+        let sink = PausingSink { conn: Rc::clone(&conn), received: Rc::clone(&received) };
+        let done = Rc::new(Cell::new(false));
+        let finished = Rc::clone(&done);
+        let exchange = client.request_with(ClientRequest::get(addr, "/big"), sink);
+        reactor.spawn_local(async move {
+            exchange.await.expect("the whole response");
+            finished.set(true);
+        });
+        assert!(reactor.run_until(LIMIT, |_| conn.get().is_some()).expect("turn"), "first slice");
+        // The client reads nothing more. The upstream must stop well short of the end, and
+        // stay stopped: wait until 300 ms pass without progress (as tests/http_server.rs
+        // does for the server alone).
+        let mut written = log.big_written.get();
+        loop {
+            let progressed = reactor
+                .run_until(Duration::from_millis(300), |_| log.big_written.get() != written)
+                .expect("turn");
+            if !progressed {
+                break;
+            }
+            written = log.big_written.get();
+            assert!(!log.big_done.get(), "64 MiB went through to a client not reading");
+        }
+        // Socket buffers of two hops plus the proxy's write buffer, not the whole body.
+        assert!(written < BIG / 2, "{written} bytes written before the client read");
+        let id = conn.get().expect("checked above");
+        reactor.with_conn(id, |ctx| ctx.resume_reading());
+        assert!(reactor.run_until(LIMIT, |_| done.get()).expect("turn"), "the rest arrives");
+        assert_eq!(received.get(), BIG);
+        assert!(log.big_done.get());
     }
 
     fn request_bodies_stream_upstream(backend: BackendChoice) {
