@@ -73,6 +73,8 @@ struct Log {
     /// Bytes of `/big` written so far, and whether it finished.
     big_written: Cell<usize>,
     big_done: Cell<bool>,
+    /// `/big`'s connection went away before it finished.
+    big_aborted: Cell<bool>,
 }
 
 /// A ringwork HTTP upstream named `name`:
@@ -156,6 +158,7 @@ impl Handler for Upstream {
                 request.handle().spawn_local(async move {
                     while log.big_written.get() < BIG {
                         if body.ready().await.is_err() {
+                            log.big_aborted.set(true);
                             return;
                         }
                         body.write(vec![b'c'; 65536]);
@@ -246,10 +249,11 @@ impl BodySource for Pattern {
     }
 }
 
-/// Counts a response body; pauses its connection at the first slice.
+/// Counts a response body; pauses its connection at the first slice (or aborts it).
 struct PausingSink {
     conn: Rc<Cell<Option<ConnId>>>,
     received: Rc<Cell<usize>>,
+    abort: bool,
 }
 
 impl ResponseSink for PausingSink {
@@ -258,6 +262,10 @@ impl ResponseSink for PausingSink {
     fn data(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
         if self.conn.get().is_none() {
             self.conn.set(Some(ctx.id()));
+            if self.abort {
+                ctx.abort();
+                return;
+            }
             ctx.pause_reading();
         }
         self.received.set(self.received.get() + data.len());
@@ -421,7 +429,11 @@ strip_prefix = true
         let client = HttpClient::new(reactor.handle(), config);
         let conn = Rc::new(Cell::new(None));
         let received = Rc::new(Cell::new(0));
-        let sink = PausingSink { conn: Rc::clone(&conn), received: Rc::clone(&received) };
+        let sink = PausingSink {
+            conn: Rc::clone(&conn),
+            received: Rc::clone(&received),
+            abort: false,
+        };
         let done = Rc::new(Cell::new(false));
         let finished = Rc::clone(&done);
         let exchange = client.request_with(ClientRequest::get(addr, "/big"), sink);
@@ -451,6 +463,46 @@ strip_prefix = true
         assert!(reactor.run_until(LIMIT, |_| done.get()).expect("turn"), "the rest arrives");
         assert_eq!(received.get(), BIG);
         assert!(log.big_done.get());
+    }
+
+    fn client_gone_mid_response_aborts_the_upstream(backend: BackendChoice) {
+        let Some(mut reactor) = reactor(backend) else { return };
+        let (up, log) = upstream(&mut reactor, "A");
+        let addr = proxy(&mut reactor, &simple(&[up], ""));
+        let mut config = ClientConfig::default();
+        config.limits.max_body = u64::MAX;
+        let client = HttpClient::new(reactor.handle(), config);
+        let sink = PausingSink {
+            conn: Rc::new(Cell::new(None)),
+            received: Rc::new(Cell::new(0)),
+            abort: true,
+        };
+        let result = block_on(&mut reactor, client.request_with(ClientRequest::get(addr, "/big"), sink));
+        assert!(matches!(result, Err(ClientError::Closed)), "abandoned");
+        // The proxy stops reading the upstream and drops its connection: the upstream's
+        // writer sees it gone long before 64 MiB.
+        assert!(reactor.run_until(LIMIT, |_| log.big_aborted.get()).expect("turn"), "upstream aborted");
+        assert!(!log.big_done.get());
+    }
+
+    fn upstream_gone_mid_body_truncates_the_response(backend: BackendChoice) {
+        let Some(mut reactor) = reactor(backend) else { return };
+        // Announces 100 bytes, sends 3, closes.
+        struct Short;
+        impl Protocol for Short {
+            fn data_received(&mut self, ctx: &mut Context<'_>, _data: &[u8]) {
+                ctx.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc");
+                ctx.close();
+            }
+        }
+        let up = reactor.listen_tcp(SocketAddr::from(([127, 0, 0, 1], 0)), || Short).expect("listen");
+        let addr = proxy(&mut reactor, &simple(&[up], ""));
+        let client = HttpClient::new(reactor.handle(), ClientConfig::default());
+        // The head (200) went out already: the client sees the body cut short, not a 502.
+        match get(&mut reactor, &client, ClientRequest::get(addr, "/")) {
+            Err(ClientError::Closed) => {}
+            other => panic!("expected a truncated response, got {other:?}"),
+        }
     }
 
     fn request_bodies_stream_upstream(backend: BackendChoice) {
