@@ -698,7 +698,10 @@ ringwork::platform::test_all_backends! {
                 .method(Method::Post)
                 .body_stream(StreamBody::new(source, length));
             match block_on(&mut reactor, client.request(request)) {
-                Err(ClientError::RequestBody(_)) => {}
+                Err(ClientError::RequestBody(_)) if length.is_none() => {}
+                Err(ClientError::RequestBodyLength { declared: 2000, sent }) if length.is_some() => {
+                    assert!(sent == 1000 || sent == 2100, "{sent}");
+                }
                 other => panic!("expected a request body error, got {other:?}"),
             }
         }

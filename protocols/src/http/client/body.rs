@@ -7,7 +7,8 @@
 //! Contract: the pump pulls the next piece only while the connection's write buffer is
 //! below its high watermark (after `write_drained` otherwise), so memory per upload is one
 //! piece plus the buffer. A source error or a length mismatch aborts the connection; the
-//! request then fails with [`ClientError::RequestBody`](super::ClientError::RequestBody).
+//! request then fails with [`ClientError::RequestBody`] or
+//! [`ClientError::RequestBodyLength`].
 //! A response that completes before the upload ended closes the connection (the server
 //! may not have read the rest): it never returns to the pool mid-body.
 //! Does not: retry (a streamed body is consumed as it is sent) or send request trailers.
@@ -25,6 +26,7 @@ use ringwork::{ConnId, Deferred};
 
 use crate::http::client::Inner;
 use crate::http::client::conn::{ConnState, Phase};
+use crate::http::client::error::ClientError;
 use crate::http::proto::{Headers, encode};
 use crate::http::server::{BodyError, RequestBody};
 
@@ -100,7 +102,7 @@ enum Step {
     /// Write these framed bytes; `last` ends the body.
     Write { bytes: Bytes, last: bool },
     /// Abort the connection: the body is bad.
-    Fail(BodyError),
+    Fail(ClientError),
 }
 
 /// Writes `upload` to connection `id` piece by piece, waiting for `write_drained` whenever
@@ -135,7 +137,9 @@ pub(crate) async fn pump(
                 sent += piece.len() as u64;
                 match upload.length {
                     // RFC 9112 §6.2: the body must be exactly Content-Length bytes.
-                    Some(n) if sent > n => Step::Fail(BodyError::Closed),
+                    Some(declared) if sent > declared => {
+                        Step::Fail(ClientError::RequestBodyLength { declared, sent })
+                    }
                     _ if chunked => {
                         let mut out = BytesMut::with_capacity(piece.len() + 12);
                         encode::write_chunk_size(&mut out, piece.len());
@@ -153,7 +157,7 @@ pub(crate) async fn pump(
                     None => unreachable!("chunked covers length None"),
                 }
             }
-            Some(Err(error)) => Step::Fail(error),
+            Some(Err(error)) => Step::Fail(ClientError::RequestBody(error)),
             None if chunked => {
                 let mut out = BytesMut::with_capacity(5);
                 // Writing an empty trailer section cannot fail.
@@ -168,7 +172,10 @@ pub(crate) async fn pump(
                 last: true,
             },
             // Ended short of its Content-Length.
-            None => Step::Fail(BodyError::Closed),
+            None => Step::Fail(ClientError::RequestBodyLength {
+                declared: upload.length.unwrap_or_default(),
+                sent,
+            }),
         };
         let last = matches!(step, Step::Write { last: true, .. } | Step::Fail(_));
         let (written, resolver) = Deferred::new();

@@ -31,7 +31,6 @@ use crate::http::client::{Inner, ResponseSink};
 use crate::http::proto::{
     BodyDecoder, BodyKind, Headers, Method, ResponseHead, Status as ParseStatus, parse_response,
 };
-use crate::http::server::BodyError;
 
 /// Where a connection is in its life.
 pub(crate) enum Phase {
@@ -89,7 +88,7 @@ pub(crate) struct ConnState {
     /// Wakes the upload pump (`write_drained`, `connection_lost`).
     pub(crate) upload_waker: Option<Waker>,
     /// Why the upload aborted the connection.
-    pub(crate) upload_error: Option<BodyError>,
+    pub(crate) upload_error: Option<ClientError>,
 }
 
 impl ConnState {
@@ -493,7 +492,7 @@ impl Protocol for ClientConn {
             state.wake_upload();
             let error = match (&state.phase, reason) {
                 _ if state.upload_error.is_some() => {
-                    ClientError::RequestBody(state.upload_error.take().unwrap_or(BodyError::Closed))
+                    state.upload_error.take().unwrap_or(ClientError::Closed)
                 }
                 (Phase::Connecting, LostReason::ConnectTimeout) => ClientError::ConnectTimeout {
                     addr: self.addr,

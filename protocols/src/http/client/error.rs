@@ -72,6 +72,15 @@ pub enum ClientError {
     /// match its declared length): the upstream connection was aborted.
     #[error("request body failed: {0}")]
     RequestBody(#[source] BodyError),
+    /// A streamed request body did not match its declared Content-Length (the source's
+    /// bug): the upstream connection was aborted.
+    #[error("request body of {sent} bytes does not match its declared length {declared}")]
+    RequestBodyLength {
+        /// The declared length.
+        declared: u64,
+        /// Bytes the source yielded (at least), when the mismatch was seen.
+        sent: u64,
+    },
 }
 
 impl ClientError {

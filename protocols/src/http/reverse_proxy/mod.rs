@@ -56,7 +56,7 @@ use crate::http::server::{
 pub fn status_for(error: &ClientError) -> u16 {
     match error {
         ClientError::ConnectTimeout { .. } | ClientError::ResponseTimeout { .. } => 504,
-        ClientError::RequestBody(_) => 400,
+        ClientError::RequestBody(_) | ClientError::RequestBodyLength { .. } => 400,
         _ => 502,
     }
 }
@@ -238,7 +238,8 @@ fn split_target(target: &Bytes) -> Result<(Option<Bytes>, Bytes), u16> {
         .position(|&b| b == b'/' || b == b'?')
         .map_or(target.len(), |i| start + i);
     let authority = target.slice(start..end);
-    if authority.is_empty() {
+    // RFC 9110 §4.2.4: a sender MUST NOT generate the userinfo subcomponent.
+    if authority.is_empty() || authority.contains(&b'@') {
         return Err(400);
     }
     let path = match &target[end..] {

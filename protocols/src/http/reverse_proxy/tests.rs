@@ -128,6 +128,7 @@ fn targets() {
     assert_eq!(split("example.com:443"), Err(405));
     assert_eq!(split("https://h/"), Err(400));
     assert_eq!(split("http:///x"), Err(400));
+    assert_eq!(split("http://user@h/x"), Err(400));
     let strip = |t: &'static str, p| strip_prefix(&Bytes::from_static(t.as_bytes()), p);
     assert_eq!(
         strip("/api/users?x", "/api"),
