@@ -412,6 +412,19 @@ ringwork::platform::test_all_backends! {
         assert_eq!(client.idle_connections(addr), 1);
     }
 
+    fn graceful_shutdown_closes_idle_connections(backend: BackendChoice) {
+        let Some(mut reactor) = reactor(backend) else { return };
+        let (addr, _log) = serve(&mut reactor, |_| reply(HELLO, Then::Keep));
+        let client = HttpClient::new(reactor.handle(), ClientConfig::default());
+        get(&mut reactor, &client, addr, "/").expect("response");
+        assert_eq!(client.idle_connections(addr), 1);
+        // A grace period longer than the wait: the idle connection must not hold it up.
+        reactor.shutdown(Duration::from_secs(600));
+        let closed = reactor.run_until(LIMIT, |r| r.connections() == 0).expect("turn");
+        assert!(closed, "idle pooled connections close when the shutdown starts");
+        assert_eq!(client.idle_connections(addr), 0);
+    }
+
     fn connection_close_opens_a_new_connection(backend: BackendChoice) {
         let Some(mut reactor) = reactor(backend) else { return };
         let (addr, log) = serve(&mut reactor, |_| {

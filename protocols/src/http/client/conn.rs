@@ -357,7 +357,8 @@ impl ClientConn {
             exchange.finish(ctx, trailers);
         }
         // A body still being uploaded: the server answered early and may not read the rest.
-        if !reusable || !ctx.is_open() || !state.upload_done {
+        // During a graceful shutdown nothing is kept idle.
+        if !reusable || !ctx.is_open() || !state.upload_done || self.client.stopping.get() {
             ctx.close();
             return;
         }
@@ -476,6 +477,17 @@ impl Protocol for ClientConn {
                 state.phase = Phase::Closed;
                 ctx.close();
             }
+        }
+    }
+
+    /// Graceful shutdown: idle connections close now (so the reactor need not wait for
+    /// the grace period); busy ones finish their exchange and then close.
+    fn shutdown_started(&mut self, ctx: &mut Context<'_>) {
+        self.client.stopping.set(true);
+        let mut state = self.state.borrow_mut();
+        if state.phase.is_idle() {
+            state.phase = Phase::Closed;
+            ctx.close();
         }
     }
 

@@ -155,6 +155,8 @@ pub(crate) struct Inner {
     pub(crate) config: ClientConfig,
     pub(crate) pool: RefCell<Pool>,
     stats: Cell<ClientStats>,
+    /// The reactor began a graceful shutdown: connections close instead of idling.
+    pub(crate) stopping: Cell<bool>,
 }
 
 impl Inner {
@@ -175,6 +177,7 @@ impl HttpClient {
                 config,
                 pool: RefCell::new(Pool::default()),
                 stats: Cell::new(ClientStats::default()),
+                stopping: Cell::new(false),
             }),
         }
     }
