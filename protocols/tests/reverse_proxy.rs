@@ -602,6 +602,7 @@ strip_prefix = true
         assert!(seen.contains("x-forwarded-host: app.test\r\n"), "{seen}");
         assert!(seen.contains("forwarded: for=127.0.0.1;proto=http;host=app.test\r\n"), "{seen}");
         assert!(seen.contains("x-kept: 1\r\n"), "{seen}");
+        assert!(seen.contains("via: 1.1 ringwork\r\n"), "{seen}");
         for gone in ["x-secret", "keep-alive", "te:", "upgrade", "proxy-authorization"] {
             assert!(!seen.contains(gone), "{gone} forwarded: {seen}");
         }

@@ -1,16 +1,16 @@
 //! Header rewriting for the reverse proxy (sans-IO): hop-by-hop stripping and the
 //! `X-Forwarded-*` / RFC 7239 `Forwarded` fields.
 //!
-//! Owns: [`strip_hop_by_hop`] (both directions), [`add_forwarded`].
+//! Owns: [`strip_hop_by_hop`] (both directions), [`add_forwarded`], [`add_via`].
 //! Contract: pure functions over [`Headers`]; no IO, no clock.
-//! Spec: RFC 9110 §7.6.1 (Connection, hop-by-hop fields), RFC 7239 (Forwarded),
+//! Spec: RFC 9110 §7.6.1 (Connection, hop-by-hop fields), §7.6.3 (Via), RFC 7239 (Forwarded),
 //! de-facto X-Forwarded-For/-Proto/-Host.
 
 use std::net::IpAddr;
 
 use bytes::Bytes;
 
-use crate::http::proto::Headers;
+use crate::http::proto::{Headers, Version};
 
 /// Fields that describe one connection, never forwarded (RFC 9110 §7.6.1, plus the
 /// non-standard `Proxy-Connection` and `Keep-Alive`, and the proxy authentication fields
@@ -140,6 +140,26 @@ pub fn add_forwarded(headers: &mut Headers, hop: &Hop<'_>, mode: ForwardedMode) 
     }
     forwarded.extend_from_slice(element.as_bytes());
     headers.insert("Forwarded", Bytes::from(forwarded));
+}
+
+/// Appends this hop to `Via` (RFC 9110 §7.6.3: "An HTTP-to-HTTP gateway MUST send an
+/// appropriate Via header field in each inbound request message"): `1.1 ringwork` for an
+/// HTTP/1.1 client (`1.0` for HTTP/1.0), after the received entries, in one field.
+pub fn add_via(headers: &mut Headers, version: Version, pseudonym: &str) {
+    let protocol = match version {
+        Version::Http10 => "1.0",
+        Version::Http11 => "1.1",
+    };
+    let mut via: Vec<u8> = Vec::new();
+    for value in headers.get_all("via") {
+        let value = value.trim_ascii();
+        if !value.is_empty() {
+            via.extend_from_slice(value);
+            via.extend_from_slice(b", ");
+        }
+    }
+    via.extend_from_slice(format!("{protocol} {pseudonym}").as_bytes());
+    headers.insert("Via", Bytes::from(via));
 }
 
 /// `value` as an RFC 7239 value: a token as is, anything else as a quoted-string.

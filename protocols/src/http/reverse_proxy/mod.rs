@@ -9,7 +9,7 @@
 //!    Content-Length, bad chunking are answered 400 before this handler runs);
 //! 2. the route is looked up ([`routing`]); none → 404;
 //! 3. the head is rewritten ([`headers`]): hop-by-hop fields stripped, `Expect` dropped
-//!    (the server answered `100-continue` itself), `X-Forwarded-*` and `Forwarded`
+//!    (the server answered `100-continue` itself), `X-Forwarded-*`, `Forwarded` and `Via`
 //!    added; `Host` is kept unless the route rewrites it;
 //! 4. the request goes out through the core's [`HttpClient`] (keep-alive pool per
 //!    upstream): the body streams from the client's connection as it arrives, framed
@@ -37,7 +37,7 @@ use bytes::Bytes;
 use ringwork::{Context, LocalHandle};
 
 pub use self::config::{ConfigError, ProxyConfig, Timeouts, UpstreamConfig};
-pub use self::headers::{ForwardedMode, Hop, add_forwarded, strip_hop_by_hop};
+pub use self::headers::{ForwardedMode, Hop, add_forwarded, add_via, strip_hop_by_hop};
 pub use self::routing::{HostPattern, Route, RouteTable, UpstreamPool};
 use crate::http::client::{
     ClientConfig, ClientError, ClientRequest, HttpClient, ResponseSink, StreamBody,
@@ -195,6 +195,7 @@ impl Handler for ReverseProxy {
             host: forwarded_host.as_deref(),
         };
         add_forwarded(&mut headers, &hop, self.core.forwarded);
+        add_via(&mut headers, request.version(), "ringwork");
         let body = request
             .take_body_stream()
             .map(|stream| StreamBody::new(stream, length));

@@ -256,6 +256,21 @@ fn forwarded_fields() {
 }
 
 #[test]
+fn via() {
+    use crate::http::proto::Version;
+    let mut h = Headers::new();
+    add_via(&mut h, Version::Http11, "ringwork");
+    assert_eq!(h.get_str("via"), Some("1.1 ringwork"));
+    let mut h = headers(&[("Via", "1.0 fred, 1.1 p.example.net"), ("via", "1.1 cdn")]);
+    add_via(&mut h, Version::Http10, "ringwork");
+    assert_eq!(
+        h.get_str("via"),
+        Some("1.0 fred, 1.1 p.example.net, 1.1 cdn, 1.0 ringwork")
+    );
+    assert_eq!(h.get_all("via").count(), 1);
+}
+
+#[test]
 fn error_statuses() {
     use crate::http::server::BodyError;
     let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
