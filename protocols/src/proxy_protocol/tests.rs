@@ -113,8 +113,18 @@ fn v1_malformed() {
             ProxyError::V1Port,
         ),
         (b"PROXY TCP4 1.2.3.4 1.2.3.4 01 2\r\n", ProxyError::V1Port),
-        (b"PROXY TCP4 1.2.3.4 1.2.3.4 +1 2\r\n", ProxyError::V1Port),
-        (b"PROXY TCP4 1.2.3.4 1.2.3.4 -1 2\r\n", ProxyError::V1Port),
+        (
+            b"PROXY TCP4 1.2.3.4 1.2.3.4 +1 2\r\n",
+            ProxyError::V1Syntax {
+                what: "character in address or port",
+            },
+        ),
+        (
+            b"PROXY TCP4 1.2.3.4 1.2.3.4 -1 2\r\n",
+            ProxyError::V1Syntax {
+                what: "character in address or port",
+            },
+        ),
         (
             b"PROXY TCP4 1.2.3.4 1.2.3.4 1 999999\r\n",
             ProxyError::V1Port,
@@ -151,11 +161,18 @@ fn v1_malformed() {
             b"PROXY TCP4 1.2.3.256 1.2.3.4 1 2\r\n",
             ProxyError::V1Address,
         ),
-        (b"PROXY TCP4 ::1 ::1 1 2\r\n", ProxyError::V1Address),
+        (
+            b"PROXY TCP4 ::1 ::1 1 2\r\n",
+            ProxyError::V1Syntax {
+                what: "character in address or port",
+            },
+        ),
         (b"PROXY TCP6 1.2.3.4 1.2.3.4 1 2\r\n", ProxyError::V1Address),
         (
             b"PROXY TCP6 fe80::1%eth0 ::1 1 2\r\n",
-            ProxyError::V1Address,
+            ProxyError::V1Syntax {
+                what: "character in address or port",
+            },
         ),
         (
             b"PROXY TCP4 1.2.3.4 1.2.3.4 1 2\n",
@@ -219,6 +236,19 @@ fn early_rejection() {
     assert_eq!(
         parse(b"PROXY X"),
         Err(ProxyError::V1Syntax { what: "protocol" })
+    );
+    // Address characters and the field count are judged before the line ends.
+    let chars = ProxyError::V1Syntax {
+        what: "character in address or port",
+    };
+    assert_eq!(parse(b"PROXY TCP4 1.2"), Ok(None));
+    assert_eq!(parse(b"PROXY TCP4 1.2.x"), Err(chars.clone()));
+    assert_eq!(parse(b"PROXY TCP6 ::1 ::g"), Err(chars));
+    assert_eq!(
+        parse(b"PROXY TCP6 ::1 ::1 1 2 "),
+        Err(ProxyError::V1Syntax {
+            what: "trailing field"
+        })
     );
     assert_eq!(parse(b"\r\n\r\n\0\r"), Ok(None));
     assert_eq!(parse(b"\r\n\r\n\0\n"), Err(ProxyError::NotProxy));

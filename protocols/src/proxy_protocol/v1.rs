@@ -56,6 +56,29 @@ fn check_partial(line: &[u8]) -> Result<(), ProxyError> {
         {
             return Err(ProxyError::V1Syntax { what: "protocol" });
         }
+        // Addresses and ports of TCP4/TCP6 use few characters and four separating spaces:
+        // anything else is refused before the line ends.
+        let allowed: fn(u8) -> bool = match rest.get(..5) {
+            Some(b"TCP4 ") => |b| b.is_ascii_digit() || b == b'.' || b == b' ',
+            Some(b"TCP6 ") => |b| b.is_ascii_hexdigit() || b":. ".contains(&b),
+            _ => return Ok(()),
+        };
+        let fields = &rest[5..];
+        if !fields.iter().all(|&b| allowed(b)) {
+            return Err(ProxyError::V1Syntax {
+                what: "character in address or port",
+            });
+        }
+        if fields.starts_with(b" ") || fields.windows(2).any(|w| w == b"  ") {
+            return Err(ProxyError::V1Syntax {
+                what: "empty field",
+            });
+        }
+        if fields.iter().filter(|&&b| b == b' ').count() > 3 {
+            return Err(ProxyError::V1Syntax {
+                what: "trailing field",
+            });
+        }
     }
     Ok(())
 }
