@@ -19,6 +19,8 @@
 //!   the server.
 //! - `proxy` (feature `engine`): the relay between two connections (backpressure,
 //!   half-close, idle timeout), the TCP port forward `TcpProxy` and the name-lookup pool.
+//! - [`proxy_protocol`]: the HAProxy PROXY protocol (v1 text, v2 binary with TLVs), sans-IO
+//!   parser and encoders for headers sent by load balancers.
 //!
 //! This crate does not open sockets itself: the engine does, for the adapters.
 #![forbid(unsafe_code)]
@@ -30,6 +32,7 @@ pub mod endpoint;
 pub mod http;
 #[cfg(feature = "engine")]
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod socks5;
 
 pub use crate::endpoint::{Endpoint, EndpointError};

@@ -326,7 +326,100 @@ fn tcp_hello(backend: &str) {
     assert!(server.terminate(), "exit status 0 after SIGTERM");
 }
 
-both_backends!(tcp_echo, tcp_discard, udp_echo, unix_echo, tcp_hello);
+/// `serve http-proxy`: a proxy process in front of a `serve hello` process, configured
+/// by a TOML file; two requests on one client connection.
+fn tcp_http_proxy(backend: &str) {
+    let Some(backend) = self::backend(backend) else {
+        return;
+    };
+    let mut upstream = Server::start(&[
+        "serve",
+        "hello",
+        "--listen",
+        "tcp:0:interface=127.0.0.1",
+        "--cores",
+        "1",
+        "--backend",
+        backend,
+    ]);
+    let upstream_addr = tcp_addr(&upstream.listening(1)[0]);
+    let dir = TempDir::new(&format!("http-proxy-{backend}"));
+    let config = dir.0.join("proxy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = [\"tcp:0:interface=127.0.0.1\"]\ncores = 1\n\n[upstreams.hello]\nservers = [\"{upstream_addr}\"]\n\n[[routes]]\nupstream = \"hello\"\n"
+        ),
+    )
+    .expect("write the config");
+    let config = config.to_str().expect("utf-8 path");
+    let mut proxy = Server::start(&[
+        "serve",
+        "http-proxy",
+        "--config",
+        config,
+        "--backend",
+        backend,
+    ]);
+    let addr = tcp_addr(&proxy.listening(1)[0]);
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .expect("write");
+    let mut reply = String::new();
+    stream
+        .read_to_string(&mut reply)
+        .expect("read until the proxy closes");
+    assert_eq!(reply.matches("HTTP/1.1 200 OK\r\n").count(), 2, "{reply}");
+    assert_eq!(reply.matches("Hello, World!").count(), 2, "{reply}");
+    assert!(proxy.terminate(), "exit status 0 after SIGTERM");
+    assert!(upstream.terminate(), "exit status 0 after SIGTERM");
+}
+
+both_backends!(
+    tcp_echo,
+    tcp_discard,
+    udp_echo,
+    unix_echo,
+    tcp_hello,
+    tcp_http_proxy
+);
+
+#[test]
+fn http_proxy_config_errors() {
+    let output = run(&["serve", "http-proxy", "--listen", "tcp:0", "--cores", "1"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("http-proxy needs --config FILE"),
+        "stderr: {stderr}"
+    );
+
+    let dir = TempDir::new("http-proxy-bad");
+    let config = dir.0.join("bad.toml");
+    std::fs::write(
+        &config,
+        "listen = [\"tcp:0\"]\n[upstreams.a]\nservers = [\"127.0.0.1:1\"]\n[[routes]]\nupstream = \"b\"\n",
+    )
+    .expect("write the config");
+    let output = run(&[
+        "serve",
+        "http-proxy",
+        "--config",
+        config.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("line 5: routes[0].upstream: no upstream named \"b\""),
+        "stderr: {stderr}"
+    );
+    // The example configuration in the repository is valid.
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/http-proxy.toml");
+    ringwork_protocols::http::reverse_proxy::ProxyConfig::load(std::path::Path::new(example))
+        .expect("the example config is valid");
+}
 
 #[test]
 fn web_without_root_fails() {

@@ -4,6 +4,7 @@
 //! ringwork serve echo [--listen ENDPOINT]... [--cores N] [--backend auto|uring|poll] [--grace SECS]
 //! ringwork serve tcp-proxy --listen tcp:8000 --upstream 127.0.0.1:9000 [--upstream ..] [--idle-timeout 300s]
 //! ringwork serve socks5 --listen tcp:1080 [--user NAME:PASS]...
+//! ringwork serve http-proxy --config FILE
 //! ```
 //!
 //! Owns: the command line, logging set-up, and turning a [`Service`] plus its endpoints
@@ -29,6 +30,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use ringwork::{BackendChoice, EngineError, Reactor, Runtime};
 use ringwork_protocols::Endpoint;
 use ringwork_protocols::basic::{Discard, DiscardDatagram, Echo, EchoDatagram};
+use ringwork_protocols::http::reverse_proxy::{ProxyConfig, ReverseProxy};
 use ringwork_protocols::http::server::{HttpServer, ServerConfig};
 use ringwork_protocols::http::services::{StaticFiles, hello_server};
 
@@ -45,6 +47,7 @@ Examples:
   ringwork serve echo
   ringwork serve hello --listen tcp:8080 --cores 1
   ringwork serve web --root ./public --listen tcp:8080 --access-log
+  ringwork serve http-proxy --config protocols/examples/http-proxy.toml
   ringwork serve echo --listen tcp:7000 --listen unix:/tmp/echo.sock --cores 2
   ringwork serve discard --listen udp:9000:interface=127.0.0.1 --backend poll
   RUST_LOG=debug ringwork serve echo --listen tcp6:7000:interface=::1
@@ -89,12 +92,12 @@ struct Serve {
     /// The service to run.
     #[arg(value_enum)]
     service: Service,
-    /// Where to listen, as an endpoint string (repeatable; see Endpoints below).
+    /// Where to listen, as an endpoint string (repeatable; see Endpoints below)
+    /// [default: tcp:8000:interface=127.0.0.1, or the `listen` of an http-proxy config].
     #[arg(
         long,
         short,
         value_name = "ENDPOINT",
-        default_value = DEFAULT_LISTEN,
         value_parser = clap::value_parser!(Endpoint),
     )]
     listen: Vec<Endpoint>,
@@ -115,6 +118,10 @@ struct Serve {
     access_log: bool,
     #[command(flatten)]
     proxy: ProxyArgs,
+    /// The TOML configuration of `http-proxy` (routes, upstreams, timeouts; see
+    /// docs/http-proxy.md).
+    #[arg(long, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
 }
 
 /// What the HTTP services need besides their endpoint.
@@ -122,6 +129,8 @@ struct Serve {
 struct HttpOptions {
     root: Option<std::path::PathBuf>,
     access_log: bool,
+    /// The loaded `--config` of `http-proxy`.
+    proxy: Option<ProxyConfig>,
 }
 
 impl HttpOptions {
@@ -131,9 +140,24 @@ impl HttpOptions {
         config
     }
 
-    /// The HTTP server for `service` (`None` for the non-HTTP services).
-    fn server(&self, service: Service) -> Result<Option<HttpServer>, EngineError> {
+    /// The HTTP server for `service` on the core of `reactor` (`None` for the non-HTTP
+    /// services).
+    fn server(
+        &self,
+        service: Service,
+        reactor: Option<&Reactor>,
+    ) -> Result<Option<HttpServer>, EngineError> {
         Ok(match service {
+            Service::HttpProxy => {
+                let config = self.proxy.as_ref().ok_or_else(|| EngineError::Config {
+                    what: "http-proxy needs --config FILE".into(),
+                })?;
+                reactor.map(|reactor| {
+                    let mut server = ringwork_protocols::http::reverse_proxy::server_config(config);
+                    server.access_log = self.access_log;
+                    HttpServer::new(ReverseProxy::new(reactor.handle(), config), server)
+                })
+            }
             Service::Hello => Some(hello_server(self.config())),
             Service::Web => {
                 let root = self.root.as_ref().ok_or_else(|| EngineError::Config {
@@ -164,6 +188,9 @@ enum Service {
     TcpProxy,
     /// SOCKS5 proxy (CONNECT; --user NAME:PASS for username/password authentication).
     Socks5,
+    /// HTTP/1.1 reverse proxy configured by --config FILE (routes by Host and path prefix
+    /// to upstream pools; streams bodies both ways).
+    HttpProxy,
 }
 
 impl Service {
@@ -184,7 +211,7 @@ impl Service {
         http: &HttpOptions,
         plan: Option<&ProxyPlan>,
     ) -> Result<Endpoint, EngineError> {
-        let server = http.server(self)?;
+        let server = http.server(self, Some(reactor))?;
         let tcp_proxy = plan.and_then(ProxyPlan::tcp_proxy);
         let socks5 = plan.and_then(ProxyPlan::socks5);
         match endpoint {
@@ -230,7 +257,11 @@ impl Service {
         let id = match self {
             Service::Echo => reactor.bind_udp(*addr, EchoDatagram)?,
             Service::Discard => reactor.bind_udp(*addr, DiscardDatagram)?,
-            Service::Hello | Service::Web | Service::TcpProxy | Service::Socks5 => {
+            Service::Hello
+            | Service::Web
+            | Service::HttpProxy
+            | Service::TcpProxy
+            | Service::Socks5 => {
                 return Err(unsupported(self, endpoint));
             }
         };
@@ -314,7 +345,26 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_serve(serve: Serve) -> Result<(), Box<dyn Error>> {
+fn run_serve(mut serve: Serve) -> Result<(), Box<dyn Error>> {
+    let proxy = match (&serve.config, serve.service) {
+        (Some(path), Service::HttpProxy) => {
+            let config = ProxyConfig::load(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            if serve.listen.is_empty() {
+                serve.listen.clone_from(&config.listen);
+            }
+            serve.cores = serve.cores.or(config.cores);
+            Some(config)
+        }
+        (Some(_), service) => {
+            return Err(format!("--config is for http-proxy, not {service:?}")
+                .to_lowercase()
+                .into());
+        }
+        (None, _) => None,
+    };
+    if serve.listen.is_empty() {
+        serve.listen.push(DEFAULT_LISTEN.parse()?);
+    }
     let mut builder = Runtime::builder().backend(serve.backend.into());
     if let Some(cores) = serve.cores {
         builder = builder.cores(cores);
@@ -344,9 +394,10 @@ fn run_serve(serve: Serve) -> Result<(), Box<dyn Error>> {
     let http = HttpOptions {
         root: serve.root,
         access_log: serve.access_log,
+        proxy,
     };
     // Check the service's own settings before any core starts.
-    http.server(service)?;
+    http.server(service, None)?;
     let plan = match service.proxy_kind() {
         Some(kind) => Some(serve.proxy.plan(kind)?),
         None => None,
