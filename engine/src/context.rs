@@ -190,20 +190,46 @@ impl<'a> Context<'a> {
         timer
     }
 
-    /// The peer's address.
+    /// The peer's address: the client a listener preamble (PROXY protocol) names, if any,
+    /// else the socket's peer.
     ///
     /// # Errors
     /// The OS error, or `NotFound` if the connection is gone.
     pub fn peer_addr(&self) -> Result<SockAddr, OpError> {
-        self.io.peer_addr(self.conn.0)
+        match self
+            .state
+            .conns
+            .get(self.conn)
+            .and_then(|c| c.peer_override.clone())
+        {
+            Some(addr) => Ok(addr),
+            None => self.io.peer_addr(self.conn.0),
+        }
     }
 
-    /// The local address.
+    /// The local address (the one a listener preamble names, if any).
     ///
     /// # Errors
     /// The OS error, or `NotFound` if the connection is gone.
     pub fn local_addr(&self) -> Result<SockAddr, OpError> {
-        self.io.local_addr(self.conn.0)
+        match self
+            .state
+            .conns
+            .get(self.conn)
+            .and_then(|c| c.local_override.clone())
+        {
+            Some(addr) => Ok(addr),
+            None => self.io.local_addr(self.conn.0),
+        }
+    }
+
+    /// The socket's own peer address, even when a listener preamble (PROXY protocol) named
+    /// the real client: the load balancer's address.
+    ///
+    /// # Errors
+    /// The OS error, or `NotFound` if the connection is gone.
+    pub fn socket_peer_addr(&self) -> Result<SockAddr, OpError> {
+        self.io.peer_addr(self.conn.0)
     }
 
     /// Opens an outbound stream connection (TCP or Unix) run by `protocol`, with the

@@ -161,10 +161,24 @@ pub(crate) fn accepted(
     socket: SocketId,
     protocol: Box<dyn Protocol>,
     tls: Option<&crate::tls::TlsAcceptor>,
+    preamble: Option<(crate::preamble::Preamble, std::time::Duration)>,
 ) -> ConnId {
     let id = state.insert(socket, protocol, Phase::Open);
     state.stats.accepted += 1;
     io.recv(socket);
+    if let Some((parse, timeout)) = preamble {
+        // The protocol (and TLS) start once the preamble is read.
+        if let Some(conn) = state.conns.get_mut(id) {
+            conn.preamble = Some(crate::preamble::Pending::new(parse, tls.cloned()));
+        }
+        let key = state
+            .timers
+            .add_handshake_timeout(id, crate::timers::deadline(state.now, timeout));
+        if let Some(conn) = state.conns.get_mut(id) {
+            conn.handshake_timer = Some(key);
+        }
+        return id;
+    }
     match tls {
         None => context::made(state, id),
         Some(acceptor) => {
@@ -193,8 +207,25 @@ pub(crate) fn received(state: &mut State, io: &mut dyn Io, id: ConnId, data: &[u
         conn.stash.extend_from_slice(data);
         return;
     }
+    if conn.preamble.is_some() {
+        crate::preamble::input(state, io, id, data);
+        return;
+    }
     if conn.tls.is_some() {
         crate::tls::session::input(state, io, id, data);
+        return;
+    }
+    call(state, io, id, |p, ctx| p.data_received(ctx, data));
+}
+
+/// The bytes that followed a preamble in its last read (the protocol just started): as if
+/// they had just arrived.
+pub(crate) fn received_after_preamble(state: &mut State, io: &mut dyn Io, id: ConnId, data: &[u8]) {
+    let Some(conn) = state.conns.active_mut(id) else {
+        return;
+    };
+    if conn.read_paused {
+        conn.stash.extend_from_slice(data);
         return;
     }
     call(state, io, id, |p, ctx| p.data_received(ctx, data));
@@ -207,6 +238,10 @@ pub(crate) fn eof(state: &mut State, io: &mut dyn Io, id: ConnId) {
     let Some(conn) = state.conns.active_mut(id) else {
         return;
     };
+    if conn.preamble.is_some() {
+        crate::preamble::eof(state, io, id);
+        return;
+    }
     if conn.read_paused || !conn.stash.is_empty() {
         conn.eof_pending = true;
         return;
@@ -299,7 +334,11 @@ pub(crate) fn fire_timers(
                     state.lose(io, conn, LostReason::ConnectTimeout, true);
                 }
             }
-            Target::TlsHandshake(conn) => crate::tls::session::timed_out(state, io, conn),
+            Target::Handshake(conn) => {
+                if !crate::preamble::timed_out(state, io, conn) {
+                    crate::tls::session::timed_out(state, io, conn);
+                }
+            }
             Target::Sleep(resolver) => resolver.resolve(()),
         }
         run_notices(state, io);

@@ -69,6 +69,9 @@ pub enum LostReason {
     /// TLS ended the connection: a failed or timed-out handshake (then `connection_made` was
     /// never called), or an error after it. The peer got rustls's alert first.
     Tls(crate::tls::TlsError),
+    /// A listener preamble (PROXY protocol header) was invalid, incomplete when the peer
+    /// closed, or late; the protocol never started.
+    Preamble(String),
 }
 
 /// The kind of a [`LostReason`], without its data: `Copy` and comparable (for matching,
@@ -96,6 +99,8 @@ pub enum LostKind {
     Panicked,
     /// [`LostReason::Tls`].
     Tls,
+    /// [`LostReason::Preamble`].
+    Preamble,
 }
 
 impl LostReason {
@@ -113,6 +118,7 @@ impl LostReason {
             LostReason::Shutdown => LostKind::Shutdown,
             LostReason::Panicked => LostKind::Panicked,
             LostReason::Tls(_) => LostKind::Tls,
+            LostReason::Preamble(_) => LostKind::Preamble,
         }
     }
 
@@ -141,6 +147,7 @@ impl fmt::Display for LostReason {
             LostReason::Shutdown => f.write_str("reactor shut down"),
             LostReason::Panicked => f.write_str("a protocol panicked"),
             LostReason::Tls(e) => write!(f, "{e}"),
+            LostReason::Preamble(reason) => write!(f, "invalid preamble: {reason}"),
         }
     }
 }

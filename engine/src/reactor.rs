@@ -25,6 +25,7 @@ use crate::dispatch;
 use crate::error::EngineError;
 use crate::executor::{Executor, JoinHandle};
 use crate::local::LocalHandle;
+use crate::preamble::ListenerOptions;
 use crate::protocol::{ConnId, Factory, LostReason, Protocol};
 use crate::runtime::{CoreMessage, Cores};
 use crate::state::State;
@@ -38,8 +39,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 struct Listener {
     socket: SocketId,
     factory: Box<dyn Factory>,
-    /// This core's copy of the listener's TLS configuration.
-    tls: Option<crate::tls::TlsAcceptor>,
+    /// This core's copy of the listener's TLS configuration, and its preamble.
+    options: crate::preamble::ListenerOptions,
 }
 
 /// A UDP socket of this core.
@@ -194,7 +195,7 @@ impl Reactor {
         addr: SocketAddr,
         factory: impl Factory,
     ) -> Result<SocketAddr, EngineError> {
-        let bound = self.listen(&addr.into(), Box::new(factory), None)?;
+        let bound = self.listen(&addr.into(), Box::new(factory), ListenerOptions::default())?;
         bound.as_socket().ok_or(EngineError::Config {
             what: "listener has no IP address".into(),
         })
@@ -213,10 +214,12 @@ impl Reactor {
         acceptor: &crate::tls::TlsAcceptor,
         factory: impl Factory,
     ) -> Result<SocketAddr, EngineError> {
-        let bound = self.listen(&addr.into(), Box::new(factory), Some(acceptor.for_core()))?;
-        bound.as_socket().ok_or(EngineError::Config {
-            what: "listener has no IP address".into(),
-        })
+        let options = ListenerOptions::default().tls(acceptor.clone());
+        self.listen_with(&addr.into(), &options, factory)?
+            .as_socket()
+            .ok_or(EngineError::Config {
+                what: "listener has no IP address".into(),
+            })
     }
 
     /// [`Reactor::listen_unix`] for TLS connections (see [`Reactor::listen_tls`]).
@@ -229,7 +232,32 @@ impl Reactor {
         acceptor: &crate::tls::TlsAcceptor,
         factory: impl Factory,
     ) -> Result<(), EngineError> {
-        self.listen_unix_with(path.as_ref(), Box::new(factory), Some(acceptor.for_core()))
+        let addr = SockAddr::unix(path.as_ref()).map_err(|e| EngineError::Io {
+            what: "unix address",
+            source: e,
+        })?;
+        let options = ListenerOptions::default().tls(acceptor.clone());
+        self.listen_with(&addr, &options, factory).map(drop)
+    }
+
+    /// Listens on a TCP address or Unix socket path with `options`: TLS, and a preamble
+    /// (a PROXY protocol header) read before the protocol starts. This core gets its own
+    /// copy of the TLS configuration. Returns the bound address.
+    ///
+    /// # Errors
+    /// The OS error of bind or listen.
+    pub fn listen_with(
+        &mut self,
+        addr: &SockAddr,
+        options: &ListenerOptions,
+        factory: impl Factory,
+    ) -> Result<SockAddr, EngineError> {
+        let mut options = options.clone();
+        options.tls = options.tls.as_ref().map(crate::tls::TlsAcceptor::for_core);
+        if let Some(path) = addr.as_pathname() {
+            remove_stale_socket(path);
+        }
+        self.listen(addr, Box::new(factory), options)
     }
 
     /// Listens on a Unix stream socket path (removed first if it is a stale socket file).
@@ -241,32 +269,21 @@ impl Reactor {
         path: impl AsRef<Path>,
         factory: impl Factory,
     ) -> Result<(), EngineError> {
-        self.listen_unix_with(path.as_ref(), Box::new(factory), None)
-    }
-
-    fn listen_unix_with(
-        &mut self,
-        path: &Path,
-        factory: Box<dyn Factory>,
-        tls: Option<crate::tls::TlsAcceptor>,
-    ) -> Result<(), EngineError> {
-        if let Ok(meta) = std::fs::symlink_metadata(path)
-            && is_socket(&meta)
-        {
-            let _ = std::fs::remove_file(path);
-        }
+        let path = path.as_ref();
+        remove_stale_socket(path);
         let addr = SockAddr::unix(path).map_err(|e| EngineError::Io {
             what: "unix address",
             source: e,
         })?;
-        self.listen(&addr, factory, tls).map(drop)
+        self.listen(&addr, Box::new(factory), ListenerOptions::default())
+            .map(drop)
     }
 
     fn listen(
         &mut self,
         addr: &SockAddr,
         factory: Box<dyn Factory>,
-        tls: Option<crate::tls::TlsAcceptor>,
+        options: ListenerOptions,
     ) -> Result<SockAddr, EngineError> {
         let socket = self.driver.listen(addr, &ListenOptions::default())?;
         let bound = self.driver.local_addr(socket)?;
@@ -276,7 +293,7 @@ impl Reactor {
         self.listeners.push(Listener {
             socket,
             factory,
-            tls,
+            options,
         });
         Ok(bound)
     }
@@ -621,7 +638,11 @@ impl Reactor {
             &mut self.driver,
             socket,
             protocol,
-            entry.tls.as_ref(),
+            entry.options.tls.as_ref(),
+            entry
+                .options
+                .preamble
+                .map(|p| (p, entry.options.preamble_timeout)),
         );
         if let Some(conn) = self.state.conns.get_mut(id) {
             conn.in_total = counted;
@@ -770,4 +791,13 @@ fn is_socket(meta: &std::fs::Metadata) -> bool {
 #[cfg(not(unix))]
 fn is_socket(_meta: &std::fs::Metadata) -> bool {
     false
+}
+
+/// Removes a socket file left by an earlier process at `path` (never any other file).
+fn remove_stale_socket(path: &Path) {
+    if let Ok(meta) = std::fs::symlink_metadata(path)
+        && is_socket(&meta)
+    {
+        let _ = std::fs::remove_file(path);
+    }
 }

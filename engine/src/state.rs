@@ -85,7 +85,13 @@ pub(crate) struct Conn {
     pub(crate) tls_busy: bool,
     /// What the protocol learns about TLS, set when the handshake completes.
     pub(crate) tls_info: Option<Box<crate::tls::TlsInfo>>,
-    pub(crate) tls_timer: Option<TimerKey>,
+    /// The timeout of a pending preamble or TLS handshake.
+    pub(crate) handshake_timer: Option<TimerKey>,
+    /// A listener preamble (PROXY header) still being read: the protocol has not started.
+    pub(crate) preamble: Option<crate::preamble::Pending>,
+    /// Addresses named by the preamble, reported instead of the socket's.
+    pub(crate) peer_override: Option<ringwork_platform::SockAddr>,
+    pub(crate) local_override: Option<ringwork_platform::SockAddr>,
     /// The reason `connection_lost` gets when a close the engine started (after a TLS
     /// error's alert) completes; `Done` if none.
     pub(crate) close_reason: Option<LostReason>,
@@ -113,7 +119,10 @@ impl Conn {
             tls: None,
             tls_busy: false,
             tls_info: None,
-            tls_timer: None,
+            handshake_timer: None,
+            preamble: None,
+            peer_override: None,
+            local_override: None,
             close_reason: None,
         }
     }
@@ -398,7 +407,7 @@ impl State {
         if let Some(key) = conn.connect_timer.take() {
             self.timers.cancel_key(key);
         }
-        if let Some(key) = conn.tls_timer.take() {
+        if let Some(key) = conn.handshake_timer.take() {
             self.timers.cancel_key(key);
         }
         conn.tls = None;

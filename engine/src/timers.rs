@@ -31,8 +31,8 @@ pub(crate) enum Target {
     },
     /// An outbound connect that has not completed.
     ConnectTimeout(ConnId),
-    /// A TLS handshake that has not completed.
-    TlsHandshake(ConnId),
+    /// A TLS handshake or a listener preamble that has not completed.
+    Handshake(ConnId),
     /// A [`LocalHandle::sleep`](crate::LocalHandle::sleep): resolves its `Deferred`.
     Sleep(Resolver<()>),
 }
@@ -47,7 +47,7 @@ impl fmt::Debug for Target {
                 .field("every", every)
                 .finish(),
             Self::ConnectTimeout(conn) => f.debug_tuple("ConnectTimeout").field(conn).finish(),
-            Self::TlsHandshake(conn) => f.debug_tuple("TlsHandshake").field(conn).finish(),
+            Self::Handshake(conn) => f.debug_tuple("Handshake").field(conn).finish(),
             Self::Sleep(_) => f.write_str("Sleep"),
         }
     }
@@ -98,8 +98,8 @@ impl Timers {
     }
 
     /// Arms a TLS handshake timeout.
-    pub(crate) fn add_tls_timeout(&mut self, conn: ConnId, at: Instant) -> TimerKey {
-        self.wheel.insert(at, Target::TlsHandshake(conn))
+    pub(crate) fn add_handshake_timeout(&mut self, conn: ConnId, at: Instant) -> TimerKey {
+        self.wheel.insert(at, Target::Handshake(conn))
     }
 
     /// Arms a sleep: `resolver` is resolved at `at`.

@@ -222,7 +222,7 @@ impl StringTransportBuilder {
             self.local.unwrap_or_else(|| DEFAULT_LOCAL_ADDR.into()),
             self.peer.unwrap_or_else(|| DEFAULT_PEER_ADDR.into()),
         );
-        let conn = dispatch::accepted(&mut state, &mut io, socket, Box::new(protocol), None);
+        let conn = dispatch::accepted(&mut state, &mut io, socket, Box::new(protocol), None, None);
         let mut transport = StringTransport {
             state,
             io,
@@ -916,6 +916,7 @@ fn duplicate(reason: &LostReason) -> LostReason {
         LostReason::Shutdown => LostReason::Shutdown,
         LostReason::Panicked => LostReason::Panicked,
         LostReason::Tls(e) => LostReason::Tls(e.clone()),
+        LostReason::Preamble(r) => LostReason::Preamble(r.clone()),
     }
 }
 

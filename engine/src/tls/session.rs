@@ -193,9 +193,9 @@ pub(crate) fn install(
 /// Arms the handshake timeout of `id` (for a client: once TCP is connected).
 pub(crate) fn arm_timeout(state: &mut State, id: ConnId, timeout: std::time::Duration) {
     let at = deadline(state.now, timeout);
-    let key = state.timers.add_tls_timeout(id, at);
+    let key = state.timers.add_handshake_timeout(id, at);
     if let Some(conn) = state.conns.get_mut(id) {
-        if let Some(old) = conn.tls_timer.replace(key) {
+        if let Some(old) = conn.handshake_timer.replace(key) {
             state.timers.cancel_key(old);
         }
     }
@@ -206,7 +206,7 @@ pub(crate) fn timed_out(state: &mut State, io: &mut dyn Io, id: ConnId) {
     let Some(conn) = state.conns.active_mut(id) else {
         return;
     };
-    conn.tls_timer = None;
+    conn.handshake_timer = None;
     if conn
         .tls
         .as_ref()
@@ -367,7 +367,7 @@ fn handshake_done(state: &mut State, io: &mut dyn Io, id: ConnId, session: &mut 
         return;
     };
     conn.tls_info = Some(Box::new(info));
-    if let Some(key) = conn.tls_timer.take() {
+    if let Some(key) = conn.handshake_timer.take() {
         state.timers.cancel_key(key);
     }
     state.stats.tls_handshakes += 1;

@@ -30,6 +30,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use ringwork::{BackendChoice, EngineError, Reactor, Runtime};
 use ringwork_protocols::Endpoint;
 use ringwork_protocols::basic::{Discard, DiscardDatagram, Echo, EchoDatagram};
+use ringwork_protocols::endpoint::ListenSpec;
 use ringwork_protocols::http::reverse_proxy::{ProxyConfig, ReverseProxy};
 use ringwork_protocols::http::server::{HttpServer, ServerConfig};
 use ringwork_protocols::http::services::{StaticFiles, hello_server};
@@ -60,6 +61,12 @@ Endpoints:
   tcp6:PORT[:interface=IPV6]    TCP over IPv6 (default interface ::)
   udp:PORT[:interface=IP]       UDP, either family (default interface 0.0.0.0)
   unix:PATH                     a Unix stream socket (a stale socket file is replaced)
+  tls:PORT[:interface=IP][:cert=PEM:key=PEM][:sni=NAME,CERT,KEY]...[:alpn=h2,http/1.1]
+       [:ca=PEM[:verify=optional|required]][:timeout=SECS]
+                                TLS over TCP; without cert/key a self-signed certificate
+                                for localhost is made (its path is printed)
+  haproxy:ENDPOINT              any stream endpoint above, behind a load balancer that
+                                sends a PROXY protocol (v1/v2) header first
 Port 0 picks a free port (TCP only with --cores 1, since each core binds its own). Every
 core listens on each TCP endpoint (SO_REUSEPORT); Unix and UDP endpoints are served by
 core 0.
@@ -67,7 +74,10 @@ core 0.
 Examples:
   ringwork serve echo
   ringwork serve echo --listen tcp:7000 --listen unix:/tmp/echo.sock --cores 2
-  ringwork serve discard --listen udp:9000:interface=127.0.0.1 --backend poll";
+  ringwork serve discard --listen udp:9000:interface=127.0.0.1 --backend poll
+  ringwork serve hello --listen tls:8443
+  ringwork serve web --root . --listen tls:8443:cert=cert.pem:key=key.pem:alpn=http/1.1
+  ringwork serve hello --listen haproxy:tcp:8080";
 
 /// The ringwork server: runs a protocol on one io_uring (or poll) reactor per core.
 ///
@@ -208,44 +218,27 @@ impl Service {
         self,
         reactor: &mut Reactor,
         endpoint: &Endpoint,
+        spec: &ListenSpec,
         http: &HttpOptions,
         plan: Option<&ProxyPlan>,
     ) -> Result<Endpoint, EngineError> {
         let server = http.server(self, Some(reactor))?;
         let tcp_proxy = plan.and_then(ProxyPlan::tcp_proxy);
         let socks5 = plan.and_then(ProxyPlan::socks5);
-        match endpoint {
-            Endpoint::Tcp { addr } => {
-                let addr = match (self, server) {
-                    (_, Some(server)) => reactor.listen_tcp(*addr, server)?,
-                    (Service::TcpProxy | Service::Socks5, None) => match (tcp_proxy, socks5) {
-                        (Some(proxy), _) => reactor.listen_tcp(*addr, proxy)?,
-                        (None, Some(socks5)) => reactor.listen_tcp(*addr, socks5)?,
-                        (None, None) => return Err(unsupported(self, endpoint)),
-                    },
-                    (Service::Discard, None) => reactor.listen_tcp(*addr, || Discard)?,
-                    (_, None) => reactor.listen_tcp(*addr, || Echo)?,
-                };
-                Ok(Endpoint::Tcp { addr })
-            }
-            Endpoint::Unix { path } => {
-                match (self, server) {
-                    (_, Some(server)) => reactor.listen_unix(path, server)?,
-                    (Service::TcpProxy | Service::Socks5, None) => match (tcp_proxy, socks5) {
-                        (Some(proxy), _) => reactor.listen_unix(path, proxy)?,
-                        (None, Some(socks5)) => reactor.listen_unix(path, socks5)?,
-                        (None, None) => return Err(unsupported(self, endpoint)),
-                    },
-                    (Service::Discard, None) => reactor.listen_unix(path, || Discard)?,
-                    (_, None) => reactor.listen_unix(path, || Echo)?,
-                }
-                Ok(endpoint.clone())
-            }
-            _ => Err(unsupported(self, endpoint)),
-        }
+        let (addr, options) = (&spec.addr, &spec.options);
+        let bound = match (self, server) {
+            (_, Some(server)) => reactor.listen_with(addr, options, server)?,
+            (Service::TcpProxy | Service::Socks5, None) => match (tcp_proxy, socks5) {
+                (Some(proxy), _) => reactor.listen_with(addr, options, proxy)?,
+                (None, Some(socks5)) => reactor.listen_with(addr, options, socks5)?,
+                (None, None) => return Err(unsupported(self, endpoint)),
+            },
+            (Service::Discard, None) => reactor.listen_with(addr, options, || Discard)?,
+            (_, None) => reactor.listen_with(addr, options, || Echo)?,
+        };
+        Ok(with_bound(endpoint, &bound))
     }
 
-    /// Binds a UDP endpoint; returns it as bound.
     fn bind_datagram(
         self,
         reactor: &mut Reactor,
@@ -279,20 +272,35 @@ impl Service {
         self,
         reactor: &mut Reactor,
         endpoint: &Endpoint,
+        spec: Option<&ListenSpec>,
         http: &HttpOptions,
         plan: Option<&ProxyPlan>,
     ) -> Option<Result<Endpoint, EngineError>> {
-        match endpoint {
-            Endpoint::Tcp { .. } => Some(self.listen_stream(reactor, endpoint, http, plan)),
+        match (endpoint, spec) {
             // A Unix path or a UDP port (without SO_REUSEPORT) is one socket: core 0's.
-            Endpoint::Unix { .. } if reactor.core_index() == 0 => {
-                Some(self.listen_stream(reactor, endpoint, http, plan))
-            }
-            Endpoint::Udp { .. } if reactor.core_index() == 0 => {
+            (_, Some(spec)) if spec.unix && reactor.core_index() != 0 => None,
+            (_, Some(spec)) => Some(self.listen_stream(reactor, endpoint, spec, http, plan)),
+            (Endpoint::Udp { .. }, None) if reactor.core_index() == 0 => {
                 Some(self.bind_datagram(reactor, endpoint))
             }
             _ => None,
         }
+    }
+}
+
+/// `endpoint` with the port the OS chose (for port 0).
+fn with_bound(endpoint: &Endpoint, bound: &ringwork::SockAddr) -> Endpoint {
+    let port = bound.as_socket().map(|a| a.port());
+    match (endpoint, port) {
+        (Endpoint::Tcp { addr }, Some(port)) => Endpoint::Tcp {
+            addr: std::net::SocketAddr::new(addr.ip(), port),
+        },
+        (Endpoint::Tls { addr, tls }, Some(port)) => Endpoint::Tls {
+            addr: std::net::SocketAddr::new(addr.ip(), port),
+            tls: tls.clone(),
+        },
+        (Endpoint::Haproxy(inner), _) => Endpoint::Haproxy(Box::new(with_bound(inner, bound))),
+        _ => endpoint.clone(),
     }
 }
 
@@ -402,9 +410,30 @@ fn run_serve(mut serve: Serve) -> Result<(), Box<dyn Error>> {
         Some(kind) => Some(serve.proxy.plan(kind)?),
         None => None,
     };
+    // Certificates and keys load once, here, before any core starts.
+    let mut listeners = Vec::with_capacity(endpoints.len());
+    for endpoint in endpoints {
+        let spec = if endpoint.is_stream() {
+            let spec = ListenSpec::from_endpoint(&endpoint, None)?;
+            if let Some(made) = &spec.self_signed {
+                let what = if made.generated { "generated" } else { "using" };
+                eprintln!(
+                    "{endpoint}: no certificate given; {what} a self-signed one for localhost, \
+                     127.0.0.1 and ::1: {}\n  trust it with: curl --cacert {} https://localhost:{}/",
+                    made.cert.display(),
+                    made.cert.display(),
+                    endpoint.port().unwrap_or_default()
+                );
+            }
+            Some(spec)
+        } else {
+            None
+        };
+        listeners.push((endpoint, spec));
+    }
     let result = runtime.run(move |reactor| {
-        for endpoint in &endpoints {
-            match service.listen(reactor, endpoint, &http, plan.as_ref()) {
+        for (endpoint, spec) in &listeners {
+            match service.listen(reactor, endpoint, spec.as_ref(), &http, plan.as_ref()) {
                 None => {}
                 Some(Ok(bound)) => tracing::info!(
                     "listening on {bound} (core {}, backend {})",

@@ -12,12 +12,16 @@
 //! §2.2.x TLVs). Tests: `tests.rs`; fuzz target `fuzz/fuzz_targets/proxy_protocol.rs`.
 
 mod crc32c;
+#[cfg(feature = "engine")]
+mod listener;
 mod v1;
 mod v2;
 
 use std::net::{SocketAddrV4, SocketAddrV6};
 
 pub use crate::proxy_protocol::crc32c::crc32c;
+#[cfg(feature = "engine")]
+pub use crate::proxy_protocol::listener::preamble;
 pub use crate::proxy_protocol::v1::{V1_MAX_LEN, encode_v1};
 pub use crate::proxy_protocol::v2::{SslTlv, Tlv, V2_SIGNATURE, encode_v2, tlv_type};
 
