@@ -20,7 +20,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use ringwork_benches::compare::load::{LoadEnv, find_wrk, version_of};
-use ringwork_benches::compare::manifest::{Manifest, Paths};
+use ringwork_benches::compare::manifest::{Manifest, Paths, Protocol};
 use ringwork_benches::compare::results::{Results, ServerInfo, SuiteInfo, utc_timestamp};
 use ringwork_benches::compare::runner::{Config, run_workload};
 use ringwork_benches::compare::server::Ports;
@@ -229,9 +229,12 @@ fn run() -> Result<(), String> {
         }
         servers.retain(|s| cli.servers.contains(&s.name));
     }
-    let unavailable: BTreeMap<String, String> = servers
+    let unavailable: BTreeMap<(String, Protocol), String> = servers
         .iter()
-        .filter_map(|s| Some((s.name.clone(), format!("missing: {}", s.missing(&paths)?))))
+        .filter_map(|s| {
+            let why = format!("missing: {}", s.missing(&paths)?);
+            Some(((s.name.clone(), s.workload), why))
+        })
         .collect();
 
     let machine = procfs::machine();
@@ -290,7 +293,7 @@ fn run() -> Result<(), String> {
 
     let mut versions = BTreeMap::new();
     if let Some(v) = git_version(&repo) {
-        versions.insert("ringwork, ringwork-load".to_string(), v);
+        versions.insert("ringwork-load (repository)".to_string(), v);
     }
     if let Some(w) = &wrk
         && let Some(v) = version_of(&[w.display().to_string(), "-v".into()], &repo)
@@ -298,7 +301,10 @@ fn run() -> Result<(), String> {
         versions.insert("wrk".into(), v);
     }
     for s in &servers {
-        if !s.version.is_empty() && !unavailable.contains_key(&s.name) {
+        if !s.version.is_empty()
+            && !unavailable.contains_key(&(s.name.clone(), s.workload))
+            && !versions.contains_key(&s.name)
+        {
             let cmd: Vec<String> = s.version.iter().map(|a| paths.resolve(a)).collect();
             if let Some(v) = version_of(&cmd, &repo) {
                 versions.insert(s.name.clone(), v);
@@ -330,15 +336,15 @@ fn run() -> Result<(), String> {
             .map(|s| ServerInfo {
                 name: s.name.clone(),
                 protocol: s.workload.to_string(),
-                unavailable: unavailable.get(&s.name).cloned(),
+                unavailable: unavailable.get(&(s.name.clone(), s.workload)).cloned(),
             })
             .collect(),
         versions,
         workloads: Vec::new(),
         warnings: Vec::new(),
     };
-    for (name, why) in &unavailable {
-        eprintln!("compare: server {name} skipped: {why}");
+    for ((name, workload), why) in &unavailable {
+        eprintln!("compare: server {name} ({workload}) skipped: {why}");
     }
     if let Some(why) = idle_note(idle_max, nofile.map(|n| n.0), ephemeral_ports) {
         eprintln!("compare: {why}");

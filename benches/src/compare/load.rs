@@ -244,7 +244,8 @@ pub fn parse_wrk(text: &str) -> Option<WrkOutput> {
         } else if let Some(v) = t.strip_prefix("Requests/sec:") {
             out.rps = v.trim().parse().ok()?;
         } else if f.first() == Some(&"99%") && f.len() == 2 {
-            out.p99_us = wrk_us(f[1]);
+            // wrk prints 0.00us for the upper percentiles of some pipelined runs.
+            out.p99_us = wrk_us(f[1]).filter(|v| *v > 0.0);
         } else if let Some(v) = t.strip_prefix("Socket errors:") {
             out.socket_errors = v
                 .split(',')

@@ -3,9 +3,10 @@
 //!
 //! Owns: parsing the manifest ([`Manifest::parse`]), checking each server's `requires`
 //! ([`ServerSpec::missing`]) and expanding its command line ([`ServerSpec::command`]).
-//! Contract: every `[[server]]` needs `name` (unique), `workload` (`"echo"` or `"http"`) and a
+//! Contract: every `[[server]]` needs `name`, `workload` (`"echo"` or `"http"`) and a
 //! non-empty `cmd`; `requires` and `version` are optional, other keys of an entry are
-//! ignored (notes for humans). In `cmd`, `{port}` and `{cores}` are
+//! ignored (notes for humans). A name may appear once per workload (`ringwork` serves both
+//! echo and http: two entries); the pair must be unique. In `cmd`, `{port}` and `{cores}` are
 //! replaced. Relative paths are relative to the repository root (the servers run there);
 //! paths that start with `target/release/` are looked up in the binary directory instead
 //! ([`Paths::bin_dir`]: `--bin-dir`, else `$CARGO_TARGET_DIR/release`, else
@@ -31,7 +32,7 @@ use serde::{Deserialize, Serialize};
 pub const BASELINE: &str = "ringwork";
 
 /// What a server speaks, i.e. which workloads it takes part in.
-#[derive(Clone, Copy, Debug, Deserialize, Eq, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Deserialize, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     /// TCP echo: every byte comes back.
@@ -82,8 +83,8 @@ pub enum ManifestError {
     /// Not valid TOML or not the expected shape.
     #[error("invalid manifest: {0}")]
     Toml(#[from] toml::de::Error),
-    /// Two entries share a name.
-    #[error("server name {0:?} appears twice")]
+    /// Two entries share a name and a workload.
+    #[error("server name {0:?} appears twice for the same workload")]
     DuplicateName(String),
     /// An entry has an empty `cmd`.
     #[error("server {0:?} has an empty cmd")]
@@ -97,7 +98,7 @@ impl Manifest {
     /// Parses and validates manifest text.
     ///
     /// # Errors
-    /// [`ManifestError`] for bad TOML, unknown keys, duplicate names, an empty `cmd` or no
+    /// [`ManifestError`] for bad TOML, a duplicate name and workload, an empty `cmd` or no
     /// server.
     pub fn parse(text: &str) -> Result<Self, ManifestError> {
         let manifest: Self = toml::from_str(text)?;
@@ -108,7 +109,10 @@ impl Manifest {
             if s.cmd.is_empty() {
                 return Err(ManifestError::EmptyCommand(s.name.clone()));
             }
-            if manifest.servers[..i].iter().any(|t| t.name == s.name) {
+            if manifest.servers[..i]
+                .iter()
+                .any(|t| t.name == s.name && t.workload == s.workload)
+            {
                 return Err(ManifestError::DuplicateName(s.name.clone()));
             }
         }
@@ -249,8 +253,10 @@ version = ["nginx", "-v"]
     fn rejects_bad_manifests() {
         assert!(matches!(Manifest::parse(""), Err(ManifestError::Empty)));
         let dup = "[[server]]\nname='a'\nworkload='echo'\ncmd=['x']\n[[server]]\nname='a'\nworkload='http'\ncmd=['y']\n";
+        assert!(Manifest::parse(dup).is_ok(), "one name, two workloads");
+        let dup = dup.replace("'http'", "'echo'");
         assert!(matches!(
-            Manifest::parse(dup),
+            Manifest::parse(&dup),
             Err(ManifestError::DuplicateName(_))
         ));
         let empty = "[[server]]\nname='a'\nworkload='echo'\ncmd=[]\n";

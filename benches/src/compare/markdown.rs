@@ -208,7 +208,7 @@ pub fn render(r: &Results) -> String {
     }
     for srv in &r.servers {
         if let Some(why) = &srv.unavailable {
-            let _ = writeln!(out, "- **{} skipped**: {why}", srv.name);
+            let _ = writeln!(out, "- **{} ({}) skipped**: {why}", srv.name, srv.protocol);
         }
     }
     let _ = writeln!(
@@ -229,7 +229,7 @@ pub fn render(r: &Results) -> String {
                 if w.rows.iter().any(|row| row.tool == WRK) {
                     let _ = writeln!(
                         out,
-                        "\nwrk cross-check (wrk's p99 is per write: per batch when pipelined):\n"
+                        "\nwrk cross-check (wrk's p99 is per write, i.e. per batch when pipelined; – where wrk printed 0):\n"
                     );
                     throughput_table(&mut out, w, WRK);
                     rank_lines(&mut out, w);
@@ -266,7 +266,7 @@ mod tests {
         let md = render(&fixtures::results());
         assert!(md.contains("- command: `compare --suite quick`"));
         assert!(md.contains("Test CPU × 2 CPUs"));
-        assert!(md.contains("- **go skipped**: missing: /x/go-hello"));
+        assert!(md.contains("- **go (http) skipped**: missing: /x/go-hello"));
         assert!(md.contains("ringwork/peer req/s (>1: ringwork faster)"));
         assert!(
             md.contains(

@@ -3,7 +3,8 @@
 //!
 //! Owns: [`Config`] (everything the runner needs, resolved by the `compare` binary) and
 //! [`run_workload`], which appends one [`WorkloadResult`] per workload.
-//! Contract: every server of a workload appears in its result: unavailable servers (missing
+//! Contract: every server of a workload appears in its result (the idle workload takes
+//! each name once, its first manifest entry): unavailable servers (missing
 //! `requires`) and failed starts as failure records, per round and tool; a server that dies
 //! during a run turns that run into a failure. The fixed-rate workload takes its rate from
 //! the `http-keepalive` result already in `results` (the slowest server with a good run).
@@ -15,7 +16,7 @@ use std::path::PathBuf;
 
 use crate::compare::idle;
 use crate::compare::load::{self, LoadEnv, Run};
-use crate::compare::manifest::{Paths, ServerSpec};
+use crate::compare::manifest::{Paths, Protocol, ServerSpec};
 use crate::compare::results::{RINGWORK_LOAD, Results, RunRecord, WRK, WorkloadResult};
 use crate::compare::server::{Ports, Server, log_tail};
 use crate::compare::suite::{Load, Suite, Workload};
@@ -27,8 +28,8 @@ pub struct Config {
     pub suite: Suite,
     /// Servers to compare, in manifest order, already filtered by `--servers`.
     pub servers: Vec<ServerSpec>,
-    /// Servers that cannot run, with the reason (`missing: <path>`).
-    pub unavailable: BTreeMap<String, String>,
+    /// Servers (name, workload) that cannot run, with the reason (`missing: <path>`).
+    pub unavailable: BTreeMap<(String, Protocol), String>,
     /// Path resolution for the manifest.
     pub paths: Paths,
     /// `taskset -c` list of the servers.
@@ -89,11 +90,18 @@ pub fn fixed_rate(results: &Results, fraction: f64) -> Option<f64> {
 /// Runs one workload and appends its result to `results`.
 pub fn run_workload(cfg: &Config, w: &Workload, ports: &mut Ports, results: &mut Results) {
     let suite = &cfg.suite;
-    let participants: Vec<&ServerSpec> = cfg
+    // A name listed for both workloads (ringwork) takes part once in the idle workload,
+    // with its first entry.
+    let mut participants: Vec<&ServerSpec> = Vec::new();
+    for s in cfg
         .servers
         .iter()
         .filter(|s| w.protocol.is_none_or(|p| p == s.workload))
-        .collect();
+    {
+        if !participants.iter().any(|p| p.name == s.name) {
+            participants.push(s);
+        }
+    }
     let mut wr = WorkloadResult::new(
         w.clone(),
         participants.iter().map(|s| s.name.clone()).collect(),
@@ -142,7 +150,7 @@ pub fn run_workload(cfg: &Config, w: &Workload, ports: &mut Ports, results: &mut
                     wr.idle.push((spec.name.clone(), Err(why)));
                 }
             };
-            if let Some(why) = cfg.unavailable.get(&spec.name) {
+            if let Some(why) = cfg.unavailable.get(&(spec.name.clone(), spec.workload)) {
                 fail(&mut wr, why.clone());
                 continue;
             }
