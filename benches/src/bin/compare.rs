@@ -295,8 +295,9 @@ fn run() -> Result<(), String> {
     if let Some(v) = git_version(&repo) {
         versions.insert("ringwork-load (repository)".to_string(), v);
     }
-    if let Some(w) = &wrk
-        && let Some(v) = version_of(&[w.display().to_string(), "-v".into()], &repo)
+    if let Some(v) = wrk
+        .as_ref()
+        .and_then(|w| version_of(&[w.display().to_string(), "-v".into()], &repo))
     {
         versions.insert("wrk".into(), v);
     }
@@ -348,6 +349,24 @@ fn run() -> Result<(), String> {
     }
     if let Some(why) = idle_note(idle_max, nofile.map(|n| n.0), ephemeral_ports) {
         eprintln!("compare: {why}");
+        results.warnings.push(why);
+    }
+    // Other jobs on the machine skew req/s (CPU per request much less): say so up front.
+    let idle = procfs::idle_percent(std::time::Duration::from_secs(1));
+    if let Some(idle) = idle.filter(|i| *i < 90.0) {
+        let busiest = Command::new("ps")
+            .args(["-e", "-o", "comm=", "--sort=-pcpu"])
+            .output()
+            .map(|o| {
+                let text = String::from_utf8_lossy(&o.stdout).into_owned();
+                text.lines().take(4).collect::<Vec<_>>().join(", ")
+            })
+            .unwrap_or_default();
+        let why = format!(
+            "the machine was only {idle:.0}% idle before the run (busiest: {busiest}): \
+             expect noisy req/s; compare CPU per request and re-run when it is quiet"
+        );
+        eprintln!("compare: WARNING: {why}");
         results.warnings.push(why);
     }
     if server_cpus == load_cpus {

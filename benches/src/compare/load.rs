@@ -6,8 +6,9 @@
 //! Contract: ringwork-load runs its own warm-up (`--warmup`, excluded); the server's CPU is
 //! sampled at spawn + warm-up and at spawn + warm-up + duration (or the generator's exit if
 //! earlier), so CPU per request = ticks in that window / requests of that window. wrk has no
-//! warm-up option: a separate warm-up wrk run is discarded and the CPU is sampled around the
-//! measured one; wrk takes whole seconds (durations are rounded up). A run that returns `Ok`
+//! warm-up option: with a non-zero warm-up a separate wrk run is discarded (the runner passes
+//! zero: wrk follows ringwork-load against the same, warm, server process); the CPU is
+//! sampled around the measured run; wrk takes whole seconds (durations are rounded up). A run that returns `Ok`
 //! may still carry a `problem` (errors, non-2xx): the runner reports it as failed.
 //! Does not: start or stop servers.
 
@@ -124,20 +125,17 @@ pub fn ringwork_load(
 ) -> Result<Run, String> {
     let mut cmd = vec![env.ringwork_load.display().to_string()];
     cmd.extend(args.iter().cloned());
-    cmd.extend(
-        [
-            "-d".into(),
-            ms(duration),
-            "--warmup".into(),
-            ms(warmup),
-            "--cpus".into(),
-            env.cpus.clone(),
-            "--json".into(),
-            json.display().to_string(),
-            "--quiet".into(),
-        ]
-        .into_iter(),
-    );
+    cmd.extend([
+        "-d".into(),
+        ms(duration),
+        "--warmup".into(),
+        ms(warmup),
+        "--cpus".into(),
+        env.cpus.clone(),
+        "--json".into(),
+        json.display().to_string(),
+        "--quiet".into(),
+    ]);
     let out = File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
     let start = Instant::now();
     let mut child = pinned(&env.cpus, &cmd)

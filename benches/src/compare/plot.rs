@@ -82,7 +82,7 @@ pub fn throughput(path: &Path, r: &Results) -> Result<(), String> {
             .margin(8)
             .x_label_area_size(28)
             .y_label_area_size(62)
-            .build_cartesian_2d((0..k).into_segmented(), 0f64..ymax)
+            .build_cartesian_2d((0..k - 1).into_segmented(), 0f64..ymax)
             .map_err(err)?;
         chart
             .configure_mesh()
@@ -161,7 +161,7 @@ pub fn latency(path: &Path, r: &Results) -> Result<(), String> {
         .margin(10)
         .x_label_area_size(30)
         .y_label_area_size(60)
-        .build_cartesian_2d((0..4 * k).into_segmented(), (1f64..ymax).log_scale())
+        .build_cartesian_2d((0..4 * k - 2).into_segmented(), (1f64..ymax).log_scale())
         .map_err(err)?;
     chart
         .configure_mesh()

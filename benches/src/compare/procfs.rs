@@ -89,6 +89,29 @@ pub fn parse_cpuinfo(cpuinfo: &str) -> (String, usize) {
     (model, count)
 }
 
+/// `(idle + iowait, total)` jiffies of the aggregate `cpu` line of a `/proc/stat` text.
+#[must_use]
+pub fn parse_cpu_totals(stat: &str) -> Option<(u64, u64)> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    let total = v.iter().take(8).sum();
+    Some((v.get(3)? + v.get(4).unwrap_or(&0), total))
+}
+
+/// Share of the machine's CPU time that was idle over `window`, percent.
+#[must_use]
+pub fn idle_percent(window: std::time::Duration) -> Option<f64> {
+    let (i0, t0) = parse_cpu_totals(&read("/proc/stat")?)?;
+    std::thread::sleep(window);
+    let (i1, t1) = parse_cpu_totals(&read("/proc/stat")?)?;
+    (t1 > t0).then(|| 100.0 * (i1 - i0) as f64 / (t1 - t0) as f64)
+}
+
 fn read(path: &str) -> Option<String> {
     fs::read_to_string(path).ok()
 }
@@ -286,6 +309,13 @@ mod tests {
         assert!(parse_listening(t, 0x4E20));
         assert!(!parse_listening(t, 0x4E21), "established, not listening");
         assert!(!parse_listening(t, 80));
+    }
+
+    #[test]
+    fn proc_stat_cpu_totals() {
+        let t = "cpu  100 5 50 800 20 3 2 10 0 0\ncpu0 50 2 25 400 10 1 1 5 0 0\nintr 1 2 3\n";
+        assert_eq!(parse_cpu_totals(t), Some((820, 990)));
+        assert_eq!(parse_cpu_totals("intr 1\n"), None);
     }
 
     #[test]

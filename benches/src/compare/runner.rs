@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::compare::idle;
 use crate::compare::load::{self, LoadEnv, Run};
@@ -181,9 +182,7 @@ pub fn run_workload(cfg: &Config, w: &Workload, ports: &mut Ports, results: &mut
         }
     }
     wr.summarize();
-    if let Some(rank) = &wr.rank
-        && !rank.agree
-    {
+    if let Some(rank) = wr.rank.as_ref().filter(|r| !r.agree) {
         eprintln!(
             "   WARNING: RANKING DISAGREES: ringwork-load {} vs wrk {}",
             rank.ringwork_load.join(" > "),
@@ -236,12 +235,14 @@ fn one_server(
                 } => (connections, pipeline),
                 _ => (1, 1),
             };
+            // wrk follows ringwork-load against the same server process, which is warm:
+            // no separate warm-up run.
             load::wrk(
                 &cfg.load,
                 &url,
                 connections,
                 pipeline,
-                suite.warmup,
+                Duration::ZERO,
                 suite.duration,
                 server.pid,
                 &log,
