@@ -293,7 +293,7 @@ fn run() -> Result<(), String> {
 
     let mut versions = BTreeMap::new();
     if let Some(v) = git_version(&repo) {
-        versions.insert("ringwork-load (repository)".to_string(), v);
+        versions.insert("repository (ringwork, ringwork-load)".to_string(), v);
     }
     if let Some(v) = wrk
         .as_ref()
@@ -368,6 +368,23 @@ fn run() -> Result<(), String> {
         );
         eprintln!("compare: WARNING: {why}");
         results.warnings.push(why);
+    }
+    let wants_wrk = suite
+        .workloads
+        .iter()
+        .any(|w| matches!(w.load, Load::Http { wrk: true, .. }));
+    if wants_wrk && wrk.is_none() {
+        let why = "wrk cross-check skipped: wrk not found on PATH or --no-wrk \
+                   (scripts/install-http-test-deps.sh installs it)";
+        eprintln!("compare: {why}");
+        results.warnings.push(why.into());
+    }
+    // The runner's own polling stays off the server CPUs.
+    let runner_cpu = parse_cpu_list(&load_cpus)?.first().copied().unwrap_or(0);
+    if let Err(e) = ringwork_benches::pin_to_cpu(runner_cpu) {
+        results
+            .warnings
+            .push(format!("could not pin the runner to CPU {runner_cpu}: {e}"));
     }
     if server_cpus == load_cpus {
         results

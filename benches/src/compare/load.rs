@@ -147,7 +147,7 @@ pub fn ringwork_load(
     let exited = |child: &mut std::process::Child| matches!(child.try_wait(), Ok(Some(_)));
     let wait_until = |child: &mut std::process::Child, t: Instant| {
         while Instant::now() < t && !exited(child) {
-            sleep(Duration::from_millis(2));
+            sleep(Duration::from_millis(5));
         }
     };
     wait_until(&mut child, start + warmup);
@@ -158,7 +158,7 @@ pub fn ringwork_load(
     if !status.success() {
         return Err(format!(
             "ringwork-load exited with {status}: {}",
-            log_tail(log, 3)
+            log_tail(log, 1)
         ));
     }
     let text = std::fs::read_to_string(json).map_err(|e| format!("{}: {e}", json.display()))?;

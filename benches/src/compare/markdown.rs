@@ -165,7 +165,12 @@ fn idle_table(out: &mut String, w: &WorkloadResult) {
 
 fn rank_lines(out: &mut String, w: &WorkloadResult) {
     let Some(rank) = &w.rank else { return };
-    if rank.agree {
+    if rank.ringwork_load.len() < 2 {
+        let _ = writeln!(
+            out,
+            "\nRanking check: fewer than two servers measured by both tools."
+        );
+    } else if rank.agree {
         let _ = writeln!(
             out,
             "\nRanking check: ringwork-load and wrk agree ({}).",
