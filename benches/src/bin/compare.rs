@@ -57,7 +57,7 @@ struct Cli {
     /// The peers manifest.
     #[arg(long)]
     manifest: Option<PathBuf>,
-    /// Output directory (default: benches/results/<UTC timestamp>).
+    /// Output directory (default: benches/results/UTC-TIMESTAMP).
     #[arg(long)]
     out: Option<PathBuf>,
     /// CPUs of the servers (taskset list; default: 0 on 2 CPUs, the lower half on more).

@@ -10,7 +10,7 @@
 //! replaced. Relative paths are relative to the repository root (the servers run there);
 //! paths that start with `target/release/` are looked up in the binary directory instead
 //! ([`Paths::bin_dir`]: `--bin-dir`, else `$CARGO_TARGET_DIR/release`, else
-//! `target/release`). A missing `requires` path makes the server "missing: <path>", reported
+//! `target/release`). A missing `requires` path makes the server `missing: <path>`, reported
 //! and skipped by the runner, never dropped silently.
 //! Does not: start processes (see `server.rs`).
 //!

@@ -1,7 +1,7 @@
 //! results.md: the machine, the command, and one markdown table per workload.
 //!
 //! Owns: [`render`] and the number formats of the tables.
-//! Contract: every server of a workload has a line, failures as "failed: <reason>"; ratio
+//! Contract: every server of a workload has a line, failures as `failed: <reason>`; ratio
 //! columns say which direction is better; a ranking disagreement between ringwork-load and
 //! wrk is printed as a loud `**WARNING**` line.
 //! Does not: compute anything but formatting (see `results.rs`).

@@ -5,7 +5,7 @@
 //! polling), and [`Server::stop`] (SIGTERM, SIGKILL to the whole tree after a deadline,
 //! then check that every process is gone and the port is released).
 //! Contract: a started [`Server`] is always stopped, also on error paths ([`Drop`] kills
-//! the tree). Errors are plain text: they end up in the tables as "failed: <reason>".
+//! the tree). Errors are plain text: they end up in the tables as `failed: <reason>`.
 //! Does not: measure anything (see `procfs.rs`).
 
 use std::fs::File;
