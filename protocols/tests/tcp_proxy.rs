@@ -207,3 +207,45 @@ ringwork::platform::test_all_backends! {
         assert_eq!(end.stats.idle_closes, 1);
     }
 }
+
+ringwork::platform::test_all_backends! {
+    fn send_proxy_names_the_client_to_the_upstream(backend: BackendChoice) {
+        use ringwork_protocols::proxy_protocol::{Addresses, Version, parse};
+        for version in [Version::V1, Version::V2] {
+            let (tx, rx) = mpsc::channel();
+            let up = upstream(move |mut stream| {
+                // The header, then the client's bytes, arrive on the upstream connection.
+                let mut got = Vec::new();
+                let mut buf = [0u8; 512];
+                let header = loop {
+                    let n = stream.read(&mut buf).expect("read");
+                    assert!(n > 0, "closed before the header");
+                    got.extend_from_slice(&buf[..n]);
+                    if let Some(parsed) = parse(&got).expect("a valid PROXY header") {
+                        break parsed;
+                    }
+                };
+                let rest = got[header.1..].to_vec();
+                let _ = tx.send((header.0, rest));
+                stream.write_all(b"ok").expect("reply");
+            });
+            let mut config = TcpProxyConfig::new(vec![up]);
+            config.send_proxy = Some(version);
+            let Some(proxy) = proxy_to(backend, config) else { return };
+            let mut client = connect(proxy.addr);
+            client.write_all(b"x").expect("write");
+            let (header, rest) = rx.recv_timeout(LIMIT).expect("the upstream's header");
+            assert_eq!(header.version, version);
+            let Addresses::Inet { source, destination } = header.addresses else {
+                panic!("{:?}", header.addresses);
+            };
+            assert_eq!(std::net::SocketAddr::V4(source), client.local_addr().unwrap());
+            assert_eq!(std::net::SocketAddr::V4(destination), proxy.addr);
+            // The client's byte may come with the header or after it.
+            let mut reply = [0u8; 2];
+            client.read_exact(&mut reply).expect("reply");
+            assert_eq!(&reply, b"ok");
+            assert!(rest.is_empty() || rest == b"x", "{rest:?}");
+        }
+    }
+}

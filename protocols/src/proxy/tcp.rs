@@ -31,6 +31,10 @@ pub struct TcpProxyConfig {
     pub backoff_initial: Duration,
     /// The longest skip (the backoff doubles per consecutive failure up to this).
     pub backoff_max: Duration,
+    /// Send a PROXY protocol header (v1 or v2) to the upstream first, naming the client
+    /// (`ctx.peer_addr()`, which is itself the header's client on a `haproxy:` listener) and
+    /// the address it connected to. `None`: send nothing.
+    pub send_proxy: Option<crate::proxy_protocol::Version>,
 }
 
 impl TcpProxyConfig {
@@ -43,6 +47,7 @@ impl TcpProxyConfig {
             relay: RelayConfig::default(),
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(30),
+            send_proxy: None,
         }
     }
 }
@@ -117,6 +122,7 @@ struct Shared {
     upstreams: RefCell<Upstreams>,
     relay: RelayConfig,
     stats: RelayStats,
+    send_proxy: Option<crate::proxy_protocol::Version>,
 }
 
 /// A TCP port forward: the [`Factory`] for the listening side. Build one per core (it is
@@ -157,6 +163,7 @@ impl TcpProxy {
                 }),
                 relay: config.relay,
                 stats: RelayStats::default(),
+                send_proxy: config.send_proxy,
             }),
         }
     }
@@ -275,8 +282,13 @@ struct UpstreamDial {
 }
 
 impl Dial for UpstreamDial {
-    fn connected(&mut self, _ctx: &mut Context<'_>, _client: ConnId) {
+    fn connected(&mut self, ctx: &mut Context<'_>, client: ConnId) {
         self.shared.upstreams.borrow_mut().mark_up(self.current);
+        if let Some(version) = self.shared.send_proxy {
+            // Before any relayed byte: the relay writes held bytes after this returns.
+            let header = proxy_header(&ctx.other(client), version);
+            ctx.write(&header);
+        }
     }
 
     fn failed(
@@ -303,4 +315,28 @@ impl Dial for UpstreamDial {
             }
         }
     }
+}
+
+/// The PROXY header naming `client`'s peer and local addresses (`UNKNOWN`/`AF_UNSPEC` when
+/// they are not IP addresses of one family, e.g. a Unix socket client).
+fn proxy_header(client: &Context<'_>, version: crate::proxy_protocol::Version) -> Vec<u8> {
+    use crate::proxy_protocol::{Addresses, ProxyHeader, encode};
+    use std::net::SocketAddr::{V4, V6};
+    let peer = client.peer_addr().ok().and_then(|a| a.as_socket());
+    let local = client.local_addr().ok().and_then(|a| a.as_socket());
+    let addresses = match (peer, local) {
+        (Some(V4(source)), Some(V4(destination))) => Addresses::Inet {
+            source,
+            destination,
+        },
+        (Some(V6(source)), Some(V6(destination))) => Addresses::Inet6 {
+            source,
+            destination,
+        },
+        _ => Addresses::Unspec,
+    };
+    // Encoding an address pair of one family cannot fail; fall back to UNKNOWN regardless.
+    encode(&ProxyHeader::new(version, addresses.clone()))
+        .or_else(|_| encode(&ProxyHeader::new(version, Addresses::Unspec)))
+        .unwrap_or_default()
 }

@@ -31,6 +31,10 @@ pub struct ProxyArgs {
     /// (repeatable). Without any, no authentication is asked.
     #[arg(long, value_name = "NAME:PASS", value_parser = parse_user)]
     pub user: Vec<(String, String)>,
+    /// tcp-proxy: send a PROXY protocol header (v1 text or v2 binary) to each upstream
+    /// first, naming the client (HAProxy's `send-proxy`).
+    #[arg(long, value_name = "v1|v2", value_parser = parse_proxy_version)]
+    pub send_proxy: Option<ringwork_protocols::proxy_protocol::Version>,
 }
 
 /// The services the options belong to.
@@ -61,6 +65,9 @@ impl ProxyArgs {
             Some(ProxyKind::Tcp) if !self.user.is_empty() => {
                 Err("--user is a socks5 option".into())
             }
+            Some(ProxyKind::Socks5) | None if self.send_proxy.is_some() => {
+                Err("--send-proxy is a tcp-proxy option".into())
+            }
             Some(ProxyKind::Socks5) if !self.upstream.is_empty() => {
                 Err("--upstream is a tcp-proxy option".into())
             }
@@ -84,6 +91,7 @@ impl ProxyArgs {
             ProxyKind::Tcp => {
                 let mut config = TcpProxyConfig::new(self.upstream.clone());
                 config.relay = relay;
+                config.send_proxy = self.send_proxy;
                 ProxyPlan::Tcp(config)
             }
             ProxyKind::Socks5 => {
@@ -129,6 +137,15 @@ impl ProxyPlan {
 }
 
 /// `HOST:PORT` (resolved once, at start-up; the first address is used).
+fn parse_proxy_version(text: &str) -> Result<ringwork_protocols::proxy_protocol::Version, String> {
+    use ringwork_protocols::proxy_protocol::Version;
+    match text {
+        "v1" | "1" => Ok(Version::V1),
+        "v2" | "2" => Ok(Version::V2),
+        _ => Err(format!("{text:?}: expected v1 or v2")),
+    }
+}
+
 fn parse_upstream(text: &str) -> Result<SocketAddr, String> {
     if let Ok(addr) = text.parse() {
         return Ok(addr);

@@ -191,7 +191,12 @@ impl Handler for ReverseProxy {
         }
         let hop = Hop {
             client: request.peer_addr().map(|a| a.ip()),
-            proto: &self.core.proto,
+            // A TLS listener knows its scheme; behind a TLS terminator the config says it.
+            proto: if request.is_tls() {
+                "https"
+            } else {
+                &self.core.proto
+            },
             host: forwarded_host.as_deref(),
         };
         add_forwarded(&mut headers, &hop, self.core.forwarded);
