@@ -53,13 +53,28 @@ fn from_line(buf: &[u8]) -> PreambleStatus {
         return PreambleStatus::Incomplete;
     };
     let text = std::str::from_utf8(&buf[PREFIX.len()..end]).unwrap_or("");
-    match text.parse::<SocketAddr>() {
-        Ok(addr) => PreambleStatus::Done {
+    let (from, to) = match text.split_once(" TO ") {
+        Some((from, to)) => (from, Some(to)),
+        None => (text, None),
+    };
+    let parse = |text: &str| {
+        text.parse::<SocketAddr>()
+            .map(SockAddr::from)
+            .map_err(|e| format!("{text:?}: {e}"))
+    };
+    // `FROM LOCAL`: no client named (the socket's peer stays).
+    let peer = match from {
+        "LOCAL" => Ok(None),
+        from => parse(from).map(Some),
+    };
+    let local = to.map(parse).transpose();
+    match (peer, local) {
+        (Ok(peer), Ok(local)) => PreambleStatus::Done {
             consumed: end + 1,
-            peer: Some(addr.into()),
-            local: None,
+            peer,
+            local,
         },
-        Err(e) => PreambleStatus::Invalid(format!("{text:?}: {e}")),
+        (Err(e), _) | (_, Err(e)) => PreambleStatus::Invalid(e),
     }
 }
 
@@ -77,6 +92,7 @@ struct Seen {
     /// The order of the callbacks: `made`, `data`, `eof`, `lost`.
     events: Vec<&'static str>,
     peer: Option<SocketAddr>,
+    local: Option<SocketAddr>,
     socket_peer: Option<SocketAddr>,
     tls: Option<TlsInfo>,
     received: Vec<u8>,
@@ -98,6 +114,7 @@ impl Protocol for Echo {
         let mut seen = self.0.borrow_mut();
         seen.events.push("made");
         seen.peer = addr(ctx.peer_addr());
+        seen.local = addr(ctx.local_addr());
         seen.socket_peer = addr(ctx.socket_peer_addr());
         seen.tls = ctx.tls().cloned();
     }
@@ -249,7 +266,7 @@ ringwork::platform::test_all_backends! {
         let listening = listen(&mut reactor, &options(), &log);
         // The preamble and the protocol's first bytes in one write.
         let payload = b"hello\nand a second line that must arrive intact\n";
-        let mut send = PREAMBLE.to_vec();
+        let mut send = b"FROM 1.2.3.4:5 TO 6.7.8.9:10\n".to_vec();
         send.extend_from_slice(payload);
         let seen = client(&mut reactor, &listening, &send, payload.len());
         wait_all_lost(&mut reactor, &log, 1, &[&seen]);
@@ -261,6 +278,7 @@ ringwork::platform::test_all_backends! {
         assert_eq!(server.events, ["made", "data", "eof", "lost"], "{server:?}");
         assert_eq!(server.received, payload, "the protocol sees no preamble byte");
         assert_eq!(server.peer, Some(named()), "peer_addr is the preamble's client");
+        assert_eq!(server.local, Some("6.7.8.9:10".parse().unwrap()), "local_addr is the preamble's");
         // The socket's own peer is the client's socket.
         assert_eq!(server.socket_peer, client.local);
         assert!(server.socket_peer.unwrap().ip().is_loopback());
@@ -416,5 +434,47 @@ ringwork::platform::test_all_backends! {
         assert!(server.socket_peer.unwrap().ip().is_loopback());
         let info = server.tls.as_ref().expect("connection_made after the handshake");
         assert_eq!(info.server_name.as_deref(), Some("localhost"));
+    }
+
+    fn a_preamble_without_a_client_keeps_the_socket_peer(backend: BackendChoice) {
+        let Some(mut reactor) = reactor(backend) else { return };
+        let log: Shared = Rc::default();
+        let listening = listen(&mut reactor, &options(), &log);
+        let seen = client(&mut reactor, &listening, b"FROM LOCAL\nping", 4);
+        wait_all_lost(&mut reactor, &log, 1, &[&seen]);
+        let client = seen.borrow();
+        assert_eq!(client.received, b"ping");
+        let server = log.borrow()[0].clone();
+        let server = server.borrow();
+        assert_eq!(server.peer, client.local, "no client named: peer_addr is the socket's");
+        assert_eq!(server.peer, server.socket_peer);
+        assert_eq!(server.local, listening.as_socket(), "no address named: local_addr is the socket's");
+    }
+
+    fn a_stalled_tls_handshake_after_the_preamble_times_out(backend: BackendChoice) {
+        let Some(mut reactor) = reactor(backend) else { return };
+        let ca = TestCa::new();
+        let cert = ca.server(&["localhost"]);
+        let acceptor = TlsAcceptor::builder()
+            .certificate(cert.chain(), cert.key())
+            .handshake_timeout(Duration::from_millis(200))
+            .build()
+            .unwrap();
+        let log: Shared = Rc::default();
+        let listening = listen(&mut reactor, &options().tls(acceptor), &log);
+        let started = Instant::now();
+        // The preamble whole, then the start of a TLS record, then nothing.
+        let mut send = PREAMBLE.to_vec();
+        send.extend_from_slice(&[22, 3, 1, 0, 200]);
+        let stalled = client(&mut reactor, &listening, &send, 1);
+        wait_all_lost(&mut reactor, &log, 1, &[&stalled]);
+        let elapsed = started.elapsed();
+        assert!(elapsed >= Duration::from_millis(200), "closed after {elapsed:?}");
+        assert!(elapsed < Duration::from_secs(5), "closed after {elapsed:?}");
+        let server = log.borrow()[0].clone();
+        let server = server.borrow();
+        assert_eq!(server.events, ["lost"], "{server:?}");
+        assert!(!server.preamble_lost, "the preamble was read: {:?}", server.lost);
+        assert_eq!(server.lost.as_deref(), Some("tls handshake timed out"), "{server:?}");
     }
 }
