@@ -153,6 +153,13 @@ impl Proc {
             .and_then(|()| stdin.flush());
     }
 
+    /// Closes its stdin and reads its output until it exits (fails after [`LIMIT`]).
+    fn finish(&mut self) {
+        self.stdin = None;
+        assert!(self.until(|_| false).is_none());
+        self.child.wait().expect("wait for the child");
+    }
+
     /// Everything read so far.
     fn output(&self) -> String {
         self.seen.join("\n")
@@ -166,7 +173,7 @@ impl Drop for Proc {
     }
 }
 
-/// `ringwork serve SERVICE --listen ENDPOINT --cores 1 --backend B`, with `XDG_DATA_HOME`
+/// `ringwork serve SERVICE.. --listen ENDPOINT --cores 1 --backend B`, with `XDG_DATA_HOME`
 /// in a temporary directory (a self-signed certificate never lands in `$HOME`).
 struct Ringwork {
     proc: Proc,
@@ -176,11 +183,13 @@ struct Ringwork {
 
 impl Ringwork {
     /// `None` when `backend` cannot run here (skipped loudly).
-    fn start(backend: BackendChoice, service: &str, endpoint: &str, dir: &Path) -> Option<Self> {
+    fn start(backend: BackendChoice, service: &[&str], endpoint: &str, dir: &Path) -> Option<Self> {
         testing::driver(backend, DriverConfig::default())?;
         let mut command = Command::new(env!("CARGO_BIN_EXE_ringwork"));
         command
-            .args(["serve", service, "--listen", endpoint, "--cores", "1"])
+            .arg("serve")
+            .args(service)
+            .args(["--listen", endpoint, "--cores", "1"])
             .args(["--backend", backend_name(backend)])
             .env("RUST_LOG", "info")
             .env("XDG_DATA_HOME", dir.join("xdg"))
@@ -278,6 +287,21 @@ fn s_client(port: u16, args: &[&str], line: &str) -> Result<String, String> {
     }
 }
 
+/// `s_client` that must get its echo, then ends it (stdin closed) and waits for it to exit
+/// (so that `-sess_out` is written); returns its whole output.
+#[track_caller]
+fn s_client_to_the_end(port: u16, args: &[&str], line: &str) -> String {
+    let mut command = Command::new("openssl");
+    command
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .args(args);
+    let mut proc = Proc::spawn("openssl s_client", &mut command);
+    proc.send(&format!("{line}\n"));
+    proc.expect("the echo", |l| l == line);
+    proc.finish();
+    proc.output()
+}
+
 /// `s_client` that must succeed.
 #[track_caller]
 fn s_client_ok(port: u16, args: &[&str], line: &str) -> String {
@@ -313,7 +337,7 @@ ringwork::platform::test_all_backends! {
     fn openssl_s_client_verifies_and_negotiates(backend: BackendChoice) {
         if !have_openssl() { return; }
         let pki = Pki::new("s-client");
-        let Some(server) = Ringwork::start(backend, "echo", &pki.endpoint(""), &pki.dir.0) else { return };
+        let Some(server) = Ringwork::start(backend, &["echo"], &pki.endpoint(""), &pki.dir.0) else { return };
         let port = server.port();
         let ca = path(&pki.ca_pem);
         let verify = ["-servername", "localhost", "-CAfile", ca, "-verify_return_error"];
@@ -339,13 +363,29 @@ ringwork::platform::test_all_backends! {
         let refused = s_client(port, &["-servername", "localhost", "-CAfile", path(&other), "-verify_return_error"], "x");
         let out = refused.expect_err("an untrusted certificate must fail the handshake");
         assert!(out.contains("unable to get local issuer certificate"), "{out}");
+
+        // Resumption, TLS 1.2: by session ID or ticket on each of five reconnects.
+        let mut reconnect = tls12.clone();
+        reconnect.push("-reconnect");
+        let out = s_client_ok(port, &reconnect, "resumed twelve");
+        assert_eq!(out.matches("Reused, TLSv1.2").count(), 5, "{out}");
+        // TLS 1.3: with the ticket of a first connection, saved and given back.
+        let session = pki.dir.0.join("session.pem");
+        let mut first = verify.to_vec();
+        first.extend(["-sess_out", path(&session)]);
+        let out = s_client_to_the_end(port, &first, "first");
+        assert!(out.contains("New, TLSv1.3"), "{out}");
+        let mut second = verify.to_vec();
+        second.extend(["-sess_in", path(&session)]);
+        let out = s_client_ok(port, &second, "second");
+        assert!(out.contains("Reused, TLSv1.3"), "{out}");
     }
 
     fn openssl_s_client_alpn_and_sni(backend: BackendChoice) {
         if !have_openssl() { return; }
         let pki = Pki::new("s-client-alpn");
         let extra = format!(":alpn=http/1.1:sni=a.test,{},{}", path(&pki.a_pem), path(&pki.a_key));
-        let Some(server) = Ringwork::start(backend, "echo", &pki.endpoint(&extra), &pki.dir.0) else { return };
+        let Some(server) = Ringwork::start(backend, &["echo"], &pki.endpoint(&extra), &pki.dir.0) else { return };
         let port = server.port();
         let ca = path(&pki.ca_pem);
 
@@ -367,7 +407,7 @@ ringwork::platform::test_all_backends! {
     fn curl_https_with_a_ca_signed_certificate(backend: BackendChoice) {
         if !have_curl() { return; }
         let pki = Pki::new("curl-https");
-        let Some(server) = Ringwork::start(backend, "hello", &pki.endpoint(""), &pki.dir.0) else { return };
+        let Some(server) = Ringwork::start(backend, &["hello"], &pki.endpoint(""), &pki.dir.0) else { return };
         let (url, resolve, ca) = (server.https(), server.resolve(), path(&pki.ca_pem));
         assert_eq!(curl_ok(&["--cacert", ca, "--resolve", &resolve, &url]), "Hello, World!");
         // Several requests over one connection: curl connects once, then reuses it.
@@ -382,15 +422,46 @@ ringwork::platform::test_all_backends! {
              Hello, World! connects=0 version=1.1\n\
              Hello, World! connects=0 version=1.1\n"
         );
+        // TLS 1.2 works too.
+        let out = curl_ok(&[
+            "--tls-max", "1.2", "--cacert", ca, "--resolve", &resolve,
+            "--write-out", " %{ssl_verify_result}", &url,
+        ]);
+        assert_eq!(out, "Hello, World! 0");
         // Without the CA, curl refuses the certificate.
         let out = curl(&["--resolve", &resolve, &url]);
         assert_eq!(out.status.code(), Some(60), "{}", String::from_utf8_lossy(&out.stderr));
     }
 
+    fn curl_downloads_a_large_file_over_tls(backend: BackendChoice) {
+        if !have_curl() { return; }
+        let pki = Pki::new("curl-tls-download");
+        let root = pki.dir.0.join("root");
+        std::fs::create_dir(&root).unwrap();
+        let body = common::pattern(5 * 1024 * 1024 + 7);
+        std::fs::write(root.join("big.bin"), &body).unwrap();
+        let service = ["web", "--root", path(&root)];
+        let Some(server) = Ringwork::start(backend, &service, &pki.endpoint(""), &pki.dir.0) else { return };
+        let saved = pki.dir.0.join("downloaded.bin");
+        let url = format!("{}big.bin", server.https());
+        let ca = path(&pki.ca_pem);
+        curl_ok(&["--cacert", ca, "--resolve", &server.resolve(), "--output", path(&saved), &url]);
+        let got = std::fs::read(&saved).unwrap();
+        assert!(got == body, "the download differs ({} of {} bytes)", got.len(), body.len());
+        // A slow reader: the server's TLS writes wait for the client (backpressure).
+        let out = curl_ok(&[
+            "--cacert", ca, "--resolve", &server.resolve(), "--limit-rate", "2M",
+            "--range", "0-3145727", "--output", path(&saved), "--write-out", "%{http_code}", &url,
+        ]);
+        assert_eq!(out, "206");
+        let got = std::fs::read(&saved).unwrap();
+        assert!(got[..] == body[..3 << 20], "the range differs ({} bytes)", got.len());
+    }
+
     fn curl_https_with_the_self_signed_default(backend: BackendChoice) {
         if !have_curl() { return; }
         let dir = TempDir::new("curl-self-signed");
-        let Some(server) = Ringwork::start(backend, "hello", "tls:0:interface=127.0.0.1", &dir.0) else { return };
+        let Some(server) = Ringwork::start(backend, &["hello"], "tls:0:interface=127.0.0.1", &dir.0) else { return };
         let said = server
             .proc
             .seen
@@ -412,7 +483,7 @@ ringwork::platform::test_all_backends! {
         if !have_curl() { return; }
         let pki = Pki::new("curl-client-cert");
         let extra = format!(":ca={}", path(&pki.ca_pem));
-        let Some(server) = Ringwork::start(backend, "hello", &pki.endpoint(&extra), &pki.dir.0) else { return };
+        let Some(server) = Ringwork::start(backend, &["hello"], &pki.endpoint(&extra), &pki.dir.0) else { return };
         let (url, resolve, ca) = (server.https(), server.resolve(), path(&pki.ca_pem));
         let out = curl(&["--cacert", ca, "--resolve", &resolve, &url]);
         assert!(!out.status.success(), "no client certificate must fail");
@@ -433,7 +504,7 @@ ringwork::platform::test_all_backends! {
     fn curl_haproxy_protocol(backend: BackendChoice) {
         if !have_curl() { return; }
         let pki = Pki::new("curl-haproxy");
-        let Some(mut plain) = Ringwork::start(backend, "hello", "haproxy:tcp:0:interface=127.0.0.1", &pki.dir.0) else { return };
+        let Some(mut plain) = Ringwork::start(backend, &["hello"], "haproxy:tcp:0:interface=127.0.0.1", &pki.dir.0) else { return };
         let url = format!("http://127.0.0.1:{}/", plain.port());
         let out = curl_ok(&["--haproxy-protocol", "--write-out", " %{http_code}", &url]);
         assert_eq!(out, "Hello, World! 200");
@@ -445,7 +516,7 @@ ringwork::platform::test_all_backends! {
         assert!(line.contains("PROXY protocol"), "{line}");
 
         let endpoint = format!("haproxy:{}", pki.endpoint(""));
-        let Some(tls) = Ringwork::start(backend, "hello", &endpoint, &pki.dir.0) else { return };
+        let Some(tls) = Ringwork::start(backend, &["hello"], &endpoint, &pki.dir.0) else { return };
         assert!(matches!(tls.bound, Endpoint::Haproxy(_)), "{}", tls.bound);
         let out = curl_ok(&[
             "--haproxy-protocol", "--cacert", path(&pki.ca_pem), "--resolve", &tls.resolve(),
