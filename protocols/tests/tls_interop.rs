@@ -364,6 +364,20 @@ ringwork::platform::test_all_backends! {
         let out = refused.expect_err("an untrusted certificate must fail the handshake");
         assert!(out.contains("unable to get local issuer certificate"), "{out}");
 
+        // TLS 1.3 key updates both ways (`K`: s_client updates its keys and asks the server
+        // to update its own): the echoes after each come back under the new keys.
+        let mut command = Command::new("openssl");
+        command.args(["s_client", "-connect", &format!("127.0.0.1:{port}")]).args(verify);
+        let mut proc = Proc::spawn("openssl s_client", &mut command);
+        for (round, command) in ["K", "k", "K"].iter().enumerate() {
+            proc.send(&format!("{command}\n"));
+            proc.expect("KEYUPDATE", |l| l == "KEYUPDATE");
+            let line = format!("after key update {round}");
+            proc.send(&format!("{line}\n"));
+            proc.expect("the echo", |l| l == line);
+        }
+        drop(proc);
+
         // Resumption, TLS 1.2: by session ID or ticket on each of five reconnects.
         let mut reconnect = tls12.clone();
         reconnect.push("-reconnect");
@@ -532,6 +546,7 @@ struct LineSeen {
     info: Option<TlsInfo>,
     received: Vec<u8>,
     lost: Option<String>,
+    tls_error: Option<TlsError>,
     handshake_error: Option<String>,
 }
 
@@ -551,8 +566,11 @@ impl Protocol for LineClient {
     }
     fn connection_lost(&mut self, _ctx: &mut Context<'_>, reason: LostReason) {
         let mut seen = self.0.borrow_mut();
-        if let LostReason::Tls(TlsError::Handshake(e)) = &reason {
-            seen.handshake_error = Some(e.to_string());
+        if let LostReason::Tls(e) = &reason {
+            seen.tls_error = Some(e.clone());
+            if let TlsError::Handshake(e) = e {
+                seen.handshake_error = Some(e.to_string());
+            }
         }
         seen.lost = Some(reason.to_string());
     }
@@ -617,5 +635,48 @@ ringwork::platform::test_all_backends! {
         let error = refused.handshake_error.clone().unwrap_or_else(|| panic!("not a handshake error: {:?}", refused.lost));
         let text = error.to_lowercase().replace(' ', "");
         assert!(text.contains("unknownissuer"), "{error}");
+    }
+
+    fn ringwork_client_certificate_and_alpn_against_openssl_s_server(backend: BackendChoice) {
+        if !have_openssl() { return; }
+        if testing::driver(backend, DriverConfig::default()).is_none() { return; }
+        let mut reactor = Reactor::new(ReactorConfig::default(), DriverConfig { backend, ..DriverConfig::default() })
+            .expect("create a reactor");
+        let pki = Pki::new("s-server-client-cert");
+        // -Verify: a client certificate is required.
+        let mut command = Command::new("openssl");
+        command.args([
+            "s_server", "-accept", "127.0.0.1:0", "-cert", path(&pki.server_pem),
+            "-key", path(&pki.server_key), "-CAfile", path(&pki.ca_pem), "-Verify", "1",
+            "-verify_return_error", "-alpn", "http/1.1", "-rev",
+        ]);
+        let mut s_server = Proc::spawn("openssl s_server", &mut command);
+        let line = s_server.expect("ACCEPT", |l| l.starts_with("ACCEPT "));
+        let addr: std::net::SocketAddr = line["ACCEPT ".len()..].parse().expect("ACCEPT ip:port");
+        let addr = SockAddr::from(addr);
+        let roots = Roots::Certificates(vec![pki.ca.cert.clone()]);
+        let alice = pki.ca.client("alice");
+
+        let with_cert = TlsConnector::builder()
+            .roots(roots.clone())
+            .client_certificate(alice.chain(), alice.key())
+            .alpn(["h2", "http/1.1"])
+            .build()
+            .unwrap();
+        let seen = line_exchange(&mut reactor, &addr, &with_cert);
+        let seen = seen.borrow();
+        assert_eq!(String::from_utf8_lossy(&seen.received), "krowgnir olleh\n", "{:?}", seen.lost);
+        let info = seen.info.as_ref().expect("handshake");
+        assert_eq!(info.alpn.as_deref(), Some(&b"http/1.1"[..]));
+
+        // Without a certificate: in TLS 1.3 the client finishes first and learns of the
+        // refusal by the server's alert; either way no reply, and a TLS error.
+        let without = TlsConnector::builder().roots(roots).build().unwrap();
+        let refused = line_exchange(&mut reactor, &addr, &without);
+        let refused = refused.borrow();
+        assert!(refused.received.is_empty(), "{:?}", refused.received);
+        let error = refused.tls_error.clone().unwrap_or_else(|| panic!("not a TLS error: {:?}", refused.lost));
+        let text = error.to_string().to_lowercase().replace(' ', "");
+        assert!(text.contains("certificaterequired"), "{error}");
     }
 }
