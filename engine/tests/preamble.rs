@@ -106,8 +106,19 @@ fn addr(result: Result<SockAddr, impl std::fmt::Debug>) -> Option<SocketAddr> {
     result.ok().and_then(|a| a.as_socket())
 }
 
+/// What the server's protocol does in `connection_made`, besides recording.
+#[derive(Clone, Copy)]
+enum Start {
+    /// Nothing: it echoes.
+    Echo,
+    /// Closes at once.
+    Close,
+    /// Pauses reading and resumes it from a timer 20 ms later.
+    Pause,
+}
+
 /// Echo server recording what it saw.
-struct Echo(Rc<RefCell<Seen>>);
+struct Echo(Rc<RefCell<Seen>>, Start);
 
 impl Protocol for Echo {
     fn connection_made(&mut self, ctx: &mut Context<'_>) {
@@ -117,6 +128,18 @@ impl Protocol for Echo {
         seen.local = addr(ctx.local_addr());
         seen.socket_peer = addr(ctx.socket_peer_addr());
         seen.tls = ctx.tls().cloned();
+        match self.1 {
+            Start::Echo => {}
+            Start::Close => ctx.close(),
+            Start::Pause => {
+                ctx.pause_reading();
+                ctx.call_later(Duration::from_millis(20));
+            }
+        }
+    }
+    fn timer_fired(&mut self, ctx: &mut Context<'_>, _timer: ringwork::TimerId) {
+        self.0.borrow_mut().events.push("timer");
+        ctx.resume_reading();
     }
     fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
         let mut seen = self.0.borrow_mut();
@@ -136,18 +159,27 @@ impl Protocol for Echo {
     }
 }
 
-fn factory(log: &Shared) -> impl FnMut() -> Echo + 'static {
+fn factory(log: &Shared, start: Start) -> impl FnMut() -> Echo + 'static {
     let log = log.clone();
     move || {
         let seen = Rc::new(RefCell::new(Seen::default()));
         log.borrow_mut().push(seen.clone());
-        Echo(seen)
+        Echo(seen, start)
     }
 }
 
 fn listen(reactor: &mut Reactor, options: &ListenerOptions, log: &Shared) -> SockAddr {
+    listen_starting(reactor, options, log, Start::Echo)
+}
+
+fn listen_starting(
+    reactor: &mut Reactor,
+    options: &ListenerOptions,
+    log: &Shared,
+    start: Start,
+) -> SockAddr {
     reactor
-        .listen_with(&any_port().into(), options, factory(log))
+        .listen_with(&any_port().into(), options, factory(log, start))
         .expect("listen_with")
 }
 
@@ -165,11 +197,13 @@ struct ClientSeen {
 }
 
 /// Writes `send` once connected; closes once `expect` bytes came back (or at the peer's
-/// end of stream); `close_at_once` closes right after writing.
+/// end of stream); `close_at_once` closes right after writing, `half_close` ends its
+/// sending side right after writing.
 struct Client {
     send: Vec<u8>,
     expect: usize,
     close_at_once: bool,
+    half_close: bool,
     seen: Rc<RefCell<ClientSeen>>,
 }
 
@@ -179,6 +213,8 @@ impl Protocol for Client {
         ctx.write(&self.send);
         if self.close_at_once {
             ctx.close();
+        } else if self.half_close {
+            ctx.shutdown_write();
         }
     }
     fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
@@ -208,6 +244,7 @@ fn client(
         send: send.to_vec(),
         expect,
         close_at_once: false,
+        half_close: false,
         seen: seen.clone(),
     };
     reactor.connect(to, client).expect("connect");
@@ -371,7 +408,7 @@ ringwork::platform::test_all_backends! {
         let log: Shared = Rc::default();
         let listening = listen(&mut reactor, &options(), &log);
         let seen = Rc::new(RefCell::new(ClientSeen::default()));
-        let leaver = Client { send: b"FROM 1.2".to_vec(), expect: 1, close_at_once: true, seen: seen.clone() };
+        let leaver = Client { send: b"FROM 1.2".to_vec(), expect: 1, close_at_once: true, half_close: false, seen: seen.clone() };
         reactor.connect(&listening, leaver).expect("connect");
         wait_all_lost(&mut reactor, &log, 1, &[&seen]);
         let server = log.borrow()[0].clone();
@@ -476,5 +513,52 @@ ringwork::platform::test_all_backends! {
         assert_eq!(server.events, ["lost"], "{server:?}");
         assert!(!server.preamble_lost, "the preamble was read: {:?}", server.lost);
         assert_eq!(server.lost.as_deref(), Some("tls handshake timed out"), "{server:?}");
+    }
+
+    fn a_protocol_that_closes_or_pauses_at_once_after_the_preamble(backend: BackendChoice) {
+        let Some(mut reactor) = reactor(backend) else { return };
+        let mut send = PREAMBLE.to_vec();
+        send.extend_from_slice(b"abc");
+        let half_closing = |reactor: &mut Reactor, to: &SockAddr| {
+            let seen = Rc::new(RefCell::new(ClientSeen::default()));
+            let client = Client { send: send.clone(), expect: 3, close_at_once: false, half_close: true, seen: seen.clone() };
+            reactor.connect(to, client).expect("connect");
+            seen
+        };
+
+        // Closing in connection_made: the bytes after the preamble are not delivered.
+        let log: Shared = Rc::default();
+        let listening = listen_starting(&mut reactor, &options(), &log, Start::Close);
+        let seen = half_closing(&mut reactor, &listening);
+        wait_all_lost(&mut reactor, &log, 1, &[&seen]);
+        assert_closed_without_reply(&seen.borrow());
+        let server = log.borrow()[0].clone();
+        assert_eq!(server.borrow().events, ["made", "lost"], "{:?}", server.borrow());
+
+        // Pausing in connection_made: the bytes after the preamble, then the end of stream,
+        // wait for resume_reading, in order.
+        let log: Shared = Rc::default();
+        let listening = listen_starting(&mut reactor, &options(), &log, Start::Pause);
+        let seen = half_closing(&mut reactor, &listening);
+        wait_all_lost(&mut reactor, &log, 1, &[&seen]);
+        assert_eq!(seen.borrow().received, b"abc", "{:?}", seen.borrow());
+        let server = log.borrow()[0].clone();
+        let server = server.borrow();
+        assert_eq!(server.events, ["made", "timer", "data", "eof", "lost"], "{server:?}");
+        assert_eq!(server.received, b"abc");
+        assert_eq!(server.peer, Some(named()));
+
+        // A whole preamble and nothing else, then the end of the stream: the protocol starts
+        // and hears the end.
+        let log: Shared = Rc::default();
+        let listening = listen(&mut reactor, &options(), &log);
+        let seen = Rc::new(RefCell::new(ClientSeen::default()));
+        let client = Client { send: PREAMBLE.to_vec(), expect: 1, close_at_once: false, half_close: true, seen: seen.clone() };
+        reactor.connect(&listening, client).expect("connect");
+        wait_all_lost(&mut reactor, &log, 1, &[&seen]);
+        let server = log.borrow()[0].clone();
+        let server = server.borrow();
+        assert_eq!(server.events, ["made", "eof", "lost"], "{server:?}");
+        assert_eq!(server.peer, Some(named()));
     }
 }
