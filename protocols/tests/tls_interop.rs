@@ -416,6 +416,19 @@ ringwork::platform::test_all_backends! {
         let out = s_client_ok(port, &["-servername", "a.test", "-CAfile", ca, "-verify_return_error", "-alpn", "http/1.1"], "sni");
         assert_eq!(subject(&out), "subject=CN=a.test", "{out}");
         assert!(out.contains("Verify return code: 0 (ok)"), "{out}");
+
+        // Only SNI certificates, no default: another name, or none, is refused by an alert.
+        let endpoint = format!("tls:0:interface=127.0.0.1:sni=a.test,{},{}", path(&pki.a_pem), path(&pki.a_key));
+        let Some(sni_only) = Ringwork::start(backend, &["echo"], &endpoint, &pki.dir.0) else { return };
+        let port = sni_only.port();
+        let out = s_client_ok(port, &["-servername", "a.test", "-CAfile", ca, "-verify_return_error"], "a");
+        assert_eq!(subject(&out), "subject=CN=a.test", "{out}");
+        for name in [&["-servername", "other.test"][..], &["-noservername"][..]] {
+            let mut args = name.to_vec();
+            args.extend(["-CAfile", ca]);
+            let out = s_client(port, &args, "refused").expect_err("no certificate for that name");
+            assert!(out.contains("alert"), "{name:?}: {out}");
+        }
     }
 
     fn curl_https_with_a_ca_signed_certificate(backend: BackendChoice) {
