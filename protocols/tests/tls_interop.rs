@@ -693,3 +693,38 @@ ringwork::platform::test_all_backends! {
         assert!(text.contains("certificaterequired"), "{error}");
     }
 }
+
+/// Every core listens on each TCP endpoint, `tls:` and `haproxy:` ones too: with port 0 and
+/// several cores each core would bind its own free port, so the binary refuses, as for
+/// `tcp:0` (a check, no I/O: one backend is enough).
+#[test]
+fn port_zero_tls_and_haproxy_endpoints_with_several_cores_fail() {
+    let dir = TempDir::new("port-zero-cores");
+    for endpoint in [
+        "tls:0:interface=127.0.0.1",
+        "haproxy:tcp:0:interface=127.0.0.1",
+        "haproxy:tls:0:interface=127.0.0.1",
+    ] {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ringwork"));
+        command
+            .args(["serve", "echo", "--listen", endpoint, "--cores", "2"])
+            .args(["--backend", "poll"])
+            .env("RUST_LOG", "info")
+            .env("XDG_DATA_HOME", dir.0.join("xdg"))
+            .env_remove("RINGWORK_BACKEND");
+        let mut proc = Proc::spawn("ringwork", &mut command);
+        if let Some(line) = proc.until(|l| l.contains("listening on ")) {
+            panic!(
+                "{endpoint} with 2 cores: the binary started ({line}); output:\n{}",
+                proc.output()
+            );
+        }
+        let status = proc.child.wait().expect("wait for ringwork");
+        assert_eq!(status.code(), Some(1), "{endpoint}: {}", proc.output());
+        assert!(
+            proc.output().contains("--cores 1"),
+            "{endpoint}: {}",
+            proc.output()
+        );
+    }
+}
