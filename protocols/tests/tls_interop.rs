@@ -553,6 +553,53 @@ ringwork::platform::test_all_backends! {
     }
 }
 
+ringwork::platform::test_all_backends! {
+    fn openssl_resumes_on_any_core(backend: BackendChoice) {
+        if !have_openssl() { return; }
+        if testing::driver(backend, DriverConfig::default()).is_none() { return; }
+        let pki = Pki::new("s-client-cores");
+        // A fixed port: every core binds it (SO_REUSEPORT), the kernel spreads connections.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let endpoint = pki.endpoint("").replacen("tls:0:", &format!("tls:{port}:"), 1);
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ringwork"));
+        command
+            .args(["serve", "echo", "--listen", &endpoint, "--cores", "2"])
+            .args(["--backend", backend_name(backend)])
+            .env("RUST_LOG", "info")
+            .env_remove("RINGWORK_BACKEND");
+        let mut server = Proc::spawn("ringwork", &mut command);
+        for _ in 0..2 {
+            server.expect("listening on every core", |l| l.contains("listening on "));
+        }
+        let ca = path(&pki.ca_pem);
+        let session = pki.dir.0.join("session.pem");
+        let verify = ["-servername", "localhost", "-CAfile", ca, "-verify_return_error"];
+        let mut first = verify.to_vec();
+        first.extend(["-sess_out", path(&session)]);
+        let out = s_client_to_the_end(port, &first, "first");
+        assert!(out.contains("New, TLSv1.3"), "{out}");
+        // The ticket of one core's connection resumes on every core's listener.
+        let mut again = verify.to_vec();
+        again.extend(["-sess_in", path(&session)]);
+        for i in 0..16 {
+            let out = s_client_ok(port, &again, &format!("again {i}"));
+            assert!(out.contains("Reused, TLSv1.3"), "connection {i}: {out}");
+        }
+        // Both cores took connections (each says how many when it stops).
+        let status = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        assert!(server.until(|_| false).is_none());
+        let accepted: Vec<u64> = server
+            .seen
+            .iter()
+            .filter_map(|l| l.split_once(" stopped: ")?.1.split(' ').next()?.parse().ok())
+            .collect();
+        assert_eq!(accepted.len(), 2, "{}", server.output());
+        assert_eq!(accepted.iter().sum::<u64>(), 17, "{}", server.output());
+        assert!(accepted.iter().all(|n| *n > 0), "one core took every connection: {accepted:?}");
+    }
+}
+
 /// Sends a line once connected, closes once a whole line came back; records the outcome.
 #[derive(Default)]
 struct LineSeen {
