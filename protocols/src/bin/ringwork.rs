@@ -384,7 +384,9 @@ fn run_serve(mut serve: Serve) -> Result<(), Box<dyn Error>> {
         && let Some(endpoint) = serve
             .listen
             .iter()
-            .find(|e| matches!(e, Endpoint::Tcp { addr } if addr.port() == 0))
+            // Every TCP listener (tls: and haproxy: too) is bound on every core; Unix and
+            // UDP endpoints are served by core 0 only.
+            .find(|e| e.is_stream() && e.port() == Some(0))
     {
         return Err(format!(
             "{endpoint} with {cores} cores would bind a different free port on each core; \
