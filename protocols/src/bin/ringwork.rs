@@ -424,7 +424,10 @@ fn run_serve(mut serve: Serve) -> Result<(), Box<dyn Error>> {
                      127.0.0.1 and ::1: {}\n  trust it with: curl --cacert {} https://localhost:{}/",
                     made.cert.display(),
                     made.cert.display(),
-                    endpoint.port().unwrap_or_default()
+                    endpoint
+                        .port()
+                        .filter(|p| *p != 0)
+                        .map_or_else(|| "PORT".to_owned(), |p| p.to_string())
                 );
             }
             Some(spec)
