@@ -45,6 +45,9 @@ impl Protocol for Silent {
     fn data_received(&mut self, _ctx: &mut Context<'_>, _data: &[u8]) {}
 }
 
+/// One iteration's work: drives the transport so that it writes `WRITES` responses.
+type Step<'a> = Box<dyn FnMut(&mut StringTransport) + 'a>;
+
 /// Runs `step` (which drives `t`) and checks that it delivered `WRITES` responses.
 fn check(t: &mut StringTransport, step: &mut impl FnMut(&mut StringTransport)) {
     step(t);
@@ -61,7 +64,7 @@ fn coalescing(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("write_16x115B");
     group.throughput(Throughput::Elements(WRITES as u64));
-    let variants: [(&str, Box<dyn FnMut(&mut StringTransport)>); 5] = [
+    let variants: [(&str, Step<'_>); 5] = [
         (
             "write_one_turn",
             Box::new(|t| {
