@@ -44,6 +44,10 @@ pub mod executor;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+#[cfg(feature = "bench-internals")]
+#[doc(hidden)]
+pub mod bench;
+
 pub use ringwork_platform as platform;
 pub use ringwork_platform::{BackendChoice, BackendKind, Bytes, DriverConfig, SockAddr};
 

@@ -34,6 +34,15 @@ mod table;
 pub mod testing;
 mod waker;
 
+/// Internals for `ringwork-benches` (feature `bench-internals`): not a stable API.
+#[cfg(feature = "bench-internals")]
+#[doc(hidden)]
+pub mod bench {
+    pub use crate::buf::bench::ListPool;
+    #[cfg(uring)]
+    pub use crate::buf::bench::RingPool;
+}
+
 pub use bytes::Bytes;
 pub use socket2::SockAddr;
 

@@ -26,6 +26,9 @@ use std::ops::Deref;
 use std::ptr::NonNull;
 use std::rc::Rc;
 
+#[cfg(feature = "bench-internals")]
+pub(crate) mod bench;
+
 /// One entry of the kernel's `struct io_uring_buf`; entry 0's `resv` field is the ring tail.
 #[cfg(uring)]
 #[repr(C)]
