@@ -5,6 +5,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +17,7 @@ static const char *g_addr = "127.0.0.1";
 static int g_port = 8080;
 static uv_connection_cb g_on_connection;
 static peer_loop_init_fn g_on_loop_init;
+static cpu_set_t g_allowed; /* the process's affinity mask, read before any pinning */
 
 static void die(const char *what, int err) {
     fprintf(stderr, "%s: %s\n", what, err < 0 ? uv_strerror(err) : strerror(err));
@@ -40,8 +43,19 @@ static int bound_socket(void) {
     return fd;
 }
 
+/* Pins the calling thread to CPU `index` when the process may run there: the rule
+ * ringwork's runtime applies to its core threads, so both sides get the same placement. */
+static void pin(int index) {
+    if (index >= CPU_SETSIZE || !CPU_ISSET(index, &g_allowed)) return;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(index, &one);
+    int r = pthread_setaffinity_np(pthread_self(), sizeof one, &one);
+    if (r) fprintf(stderr, "warning: could not pin thread %d: %s\n", index, strerror(r));
+}
+
 static void *run_loop(void *arg) {
-    (void)arg;
+    pin((int)(intptr_t)arg);
     uv_loop_t loop;
     int r = uv_loop_init(&loop);
     if (r) die("uv_loop_init", r);
@@ -74,11 +88,12 @@ int peer_main(int argc, char **argv, const char *name, uv_connection_cb on_conne
     g_on_loop_init = on_loop_init;
     fprintf(stderr, "%s (libuv %s) listening on %s:%d, %d loop thread(s)\n", name,
             uv_version_string(), g_addr, g_port, cores);
+    if (sched_getaffinity(0, sizeof g_allowed, &g_allowed) != 0) CPU_ZERO(&g_allowed);
     pthread_t threads[cores];
     for (int i = 1; i < cores; i++) {
-        int r = pthread_create(&threads[i], NULL, run_loop, NULL);
+        int r = pthread_create(&threads[i], NULL, run_loop, (void *)(intptr_t)i);
         if (r) die("pthread_create", r);
     }
-    run_loop(NULL); /* the main thread is loop 0 */
+    run_loop((void *)(intptr_t)0); /* the main thread is loop 0 */
     return 0;
 }

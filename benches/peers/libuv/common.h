@@ -1,5 +1,6 @@
 /* Shared by the libuv peers: CLI, and one thread per core, each with its own uv loop and
- * its own SO_REUSEPORT listener (the kernel spreads the connections over them). */
+ * its own SO_REUSEPORT listener (the kernel spreads the connections over them); thread i
+ * is pinned to CPU i when the process may run there (as ringwork pins its cores). */
 #ifndef PEERS_COMMON_H
 #define PEERS_COMMON_H
 

@@ -1,5 +1,6 @@
 //! Shared by the monoio peers: the CLI (`--port P --cores N [--addr A]`), thread-per-core
-//! (N threads, each with its own monoio io_uring runtime and SO_REUSEPORT listener), the
+//! (N threads, each with its own monoio io_uring runtime and SO_REUSEPORT listener; thread
+//! i pinned to CPU i when the process may run there, as ringwork pins its cores), the
 //! ring's setup flags, and the cached Date header.
 //!
 //! Setup flags: `PEER_URING_SETUP=defer` (default: SINGLE_ISSUER | DEFER_TASKRUN, as
@@ -41,6 +42,17 @@ impl Args {
             }
         }
         args
+    }
+}
+
+/// Pins the calling thread to CPU `index` when the process may run there (`cpus` is
+/// the process's affinity mask, read before any thread is pinned): the rule ringwork's
+/// runtime applies to its core threads, so both sides get the same placement.
+pub fn pin(cpus: &[core_affinity::CoreId], index: usize) {
+    if let Some(&cpu) = cpus.iter().find(|c| c.id == index) {
+        if !core_affinity::set_for_current(cpu) {
+            eprintln!("warning: could not pin thread {index} to CPU {}", cpu.id);
+        }
     }
 }
 
@@ -103,11 +115,14 @@ where
             eprintln!("{name}: cannot listen on {}:{}: {e}", args.addr, args.port);
             exit(1)
         });
+    let cpus = core_affinity::get_core_ids().unwrap_or_default();
     let threads: Vec<_> = listeners
         .into_iter()
         .enumerate()
         .map(|(i, std_listener)| {
+            let cpus = cpus.clone();
             thread::spawn(move || {
+                pin(&cpus, i);
                 let (mut rt, kind) = runtime().unwrap_or_else(|e| {
                     eprintln!("{name}: io_uring runtime: {e}");
                     exit(1)

@@ -1,6 +1,7 @@
 //! Shared by the tokio peers: the CLI (`--port P --cores N [--addr A]`) and
 //! thread-per-core: N threads, each with its own `current_thread` runtime and its own
-//! SO_REUSEPORT listener, so the kernel spreads connections over them.
+//! SO_REUSEPORT listener, so the kernel spreads connections over them; thread i is pinned
+//! to CPU i when the process may run there (as ringwork pins its cores).
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -38,6 +39,17 @@ impl Args {
     }
 }
 
+/// Pins the calling thread to CPU `index` when the process may run there (`cpus` is
+/// the process's affinity mask, read before any thread is pinned): the rule ringwork's
+/// runtime applies to its core threads, so both sides get the same placement.
+pub fn pin(cpus: &[core_affinity::CoreId], index: usize) {
+    if let Some(&cpu) = cpus.iter().find(|c| c.id == index) {
+        if !core_affinity::set_for_current(cpu) {
+            eprintln!("warning: could not pin thread {index} to CPU {}", cpu.id);
+        }
+    }
+}
+
 /// A non-blocking listener on `addr:port` with SO_REUSEADDR and SO_REUSEPORT.
 pub fn reuseport_listener(addr: Ipv4Addr, port: u16) -> std::io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
@@ -65,10 +77,14 @@ where
             exit(1)
         });
     eprintln!("{name} listening on {}:{}, {} thread(s)", args.addr, args.port, args.cores);
+    let cpus = core_affinity::get_core_ids().unwrap_or_default();
     let threads: Vec<_> = listeners
         .into_iter()
-        .map(|std_listener| {
+        .enumerate()
+        .map(|(i, std_listener)| {
+            let cpus = cpus.clone();
             thread::spawn(move || {
+                pin(&cpus, i);
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_io()
                     .build()

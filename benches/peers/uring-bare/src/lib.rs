@@ -2,7 +2,7 @@
 //! runtime in between: the ceiling that shows what ringwork's own layers cost.
 //!
 //! One thread per core (`--cores N`), each with its own ring and its own SO_REUSEPORT
-//! listener. Per ring: one multishot accept; per connection, exactly one op in flight at
+//! listener, thread i pinned to CPU i when the process may run there (as ringwork pins). Per ring: one multishot accept; per connection, exactly one op in flight at
 //! a time (recv, send, or close), so a connection's buffers are never shared between ops:
 //! - echo: recv into a 16 KiB buffer, send those bytes back (partial sends resubmit the
 //!   rest), recv again;
@@ -162,10 +162,8 @@ impl Worker {
         if res < 0 {
             return; // EMFILE, ECONNABORTED, ...: keep accepting
         }
-        let fd = res;
-        set_nodelay(fd);
         let conn = Conn {
-            fd,
+            fd: res, // TCP_NODELAY is inherited from the listener (Linux)
             buf: vec![0; BUF_SIZE].into_boxed_slice(),
             len: 0,
             out: Vec::new(),
@@ -299,21 +297,6 @@ fn answer(c: &mut Conn) {
     c.len -= pos;
 }
 
-fn set_nodelay(fd: RawFd) {
-    let one: libc::c_int = 1;
-    // SAFETY: `fd` is a socket this thread owns; the option value is a live c_int whose
-    // size is passed alongside.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
-}
-
 /// Builds a ring with the setup flags `PEER_URING_SETUP` asks for, falling back to
 /// weaker ones on kernels that refuse them.
 fn build_ring() -> io::Result<(IoUring, &'static str)> {
@@ -343,10 +326,22 @@ fn build_ring() -> io::Result<(IoUring, &'static str)> {
     Err(last.unwrap_or_else(|| io::Error::other("no ring setup")))
 }
 
+/// Pins the calling thread to CPU `index` when the process may run there (`cpus` is
+/// the process's affinity mask, read before any thread is pinned): the rule ringwork's
+/// runtime applies to its core threads, so both sides get the same placement.
+fn pin(cpus: &[core_affinity::CoreId], index: usize) {
+    if let Some(&cpu) = cpus.iter().find(|c| c.id == index) {
+        if !core_affinity::set_for_current(cpu) {
+            eprintln!("warning: could not pin thread {index} to CPU {}", cpu.id);
+        }
+    }
+}
+
 fn listener(addr: Ipv4Addr, port: u16) -> io::Result<Socket> {
     let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
+    socket.set_tcp_nodelay(true)?; // accepted sockets inherit it
     socket.bind(&SocketAddr::from((addr, port)).into())?;
     socket.listen(4096)?;
     Ok(socket)
@@ -380,11 +375,14 @@ pub fn main(name: &'static str, mode: Mode) -> ! {
             eprintln!("{name}: cannot listen on {addr}:{port}: {e}");
             exit(1)
         });
+    let cpus = core_affinity::get_core_ids().unwrap_or_default();
     let threads: Vec<_> = sockets
         .into_iter()
         .enumerate()
         .map(|(i, socket)| {
+            let cpus = cpus.clone();
             thread::spawn(move || {
+                pin(&cpus, i);
                 let (ring, kind) = build_ring().unwrap_or_else(|e| {
                     eprintln!("{name}: io_uring setup: {e}");
                     exit(1)
