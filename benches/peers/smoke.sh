@@ -11,7 +11,8 @@
 #   echo: 100 KiB sent on one connection come back identical; 32 connections at once
 #         each get their own 4 KiB back;
 #   http: `curl -s` gets "Hello, World!"; 16 GETs in one write get exactly 16 responses
-#         (200, body "Hello, World!"); HTTP/1.0 and `Connection: close` get their response
+#         (200, body "Hello, World!"), and so do 1000 in one write (more than a 16 KiB read
+#         buffer) and GET, POST with a 5-byte body, GET; HTTP/1.0 and `Connection: close` get their response
 #         and then EOF; `wrk -t1 -c10 -d2s` (else ringwork-load) reports 0 errors;
 # then SIGTERM it and check that its whole process tree is gone (SIGKILL + FAIL after
 # 10 s). Prints PASS/FAIL/SKIP per server; exits 1 on any FAIL of a built server.
@@ -181,6 +182,12 @@ def http_checks(port, log):
         read_responses(s, 16)
         s.sendall(req)  # still alive after the burst
         read_responses(s, 1)
+        # A burst larger than a 16 KiB read buffer (heads split across reads), and a
+        # request with a Content-Length body between two GETs.
+        s.sendall(req * 1000)
+        read_responses(s, 1000)
+        s.sendall(req + b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n\r\nabcde" + req)
+        read_responses(s, 3)
     for name, r in [("HTTP/1.0", b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"),
                     ("Connection: close", b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")]:
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
