@@ -5,9 +5,10 @@
 #   benches/peers/smoke.sh go nginx             # only these names
 #   TARGET_DIR=/path/to/target benches/peers/smoke.sh   # where `target/...` paths live
 #   PEERS_TOML=other.toml benches/peers/smoke.sh         # another manifest
+#   SMOKE_CORES=2 benches/peers/smoke.sh                 # --cores 2 instead of 1
 #
-# For each server: start it with --cores 1 on a free port, wait until the port accepts
-# (polled, no fixed sleeps), then
+# For each server: start it with --cores 1 (SMOKE_CORES) on a free port, wait until the
+# port accepts (polled, no fixed sleeps), then
 #   echo: 100 KiB sent on one connection come back identical; 32 connections at once
 #         each get their own 4 KiB back;
 #   http: `curl -s` gets "Hello, World!"; 16 GETs in one write get exactly 16 responses
@@ -25,6 +26,7 @@ import os, random, selectors, shutil, signal, socket, subprocess, sys, tempfile,
 
 root, manifest, only = sys.argv[1], sys.argv[2], sys.argv[3:]
 target_dir = os.environ.get("TARGET_DIR")
+cores = os.environ.get("SMOKE_CORES", "1")
 logdir = tempfile.mkdtemp(prefix="peers-smoke.")
 HELLO = b"Hello, World!"
 
@@ -258,7 +260,7 @@ for srv in servers:
         print(f"SKIP {label}: missing {', '.join(absent)}", flush=True)
         continue
     port = free_port()
-    cmd = [a.replace("{port}", str(port)).replace("{cores}", "1") for a in srv["cmd"]]
+    cmd = [a.replace("{port}", str(port)).replace("{cores}", cores) for a in srv["cmd"]]
     if "/" in cmd[0] and not os.path.isabs(cmd[0]):
         cmd[0] = resolve(cmd[0])
     logpath = os.path.join(logdir, label.replace("/", "-") + ".log")
