@@ -7,9 +7,10 @@
 #
 # Idempotent. Debian/Ubuntu, as root for apt (skipped when every package is installed).
 # Every peer whose toolchain is missing or whose build fails is reported by name and
-# skipped, never silently; the summary lists built / missing-with-reason. Exits 0 unless
-# no peer at all could be built (ringwork's own build is not touched: `cargo build
-# --release -p ringwork-protocols --bin ringwork` is the runner's job).
+# skipped, never silently; the summary lists built / missing-with-reason. Exits 0 even then:
+# a missing peer never affects ringwork's own build, which this script does not touch
+# (`cargo build --release -p ringwork-protocols --bin ringwork` is the runner's job);
+# the comparison runner and smoke.sh skip (and name) the servers that are not built.
 # Rust peers build with their own Cargo.lock (`--locked`) into $PEERS_TARGET_DIR
 # (default target/peers/ under the repository root), then are copied into bin/.
 set -uo pipefail
@@ -116,5 +117,5 @@ echo
 echo "peers built into $bin:"
 for b in "${built[@]}"; do echo "  built:   $b"; done
 for m in "${missing[@]}"; do echo "  MISSING: $m"; done
-((${#built[@]} > 0)) || exit 1
+((${#built[@]} > 0)) || echo "  (no peer built)"
 exit 0
