@@ -3,6 +3,7 @@
 //! a Date header, so the hand-written peers do too.
 
 use std::cell::Cell;
+use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Length of an IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`.
@@ -14,7 +15,9 @@ thread_local! {
 
 /// The current date, formatted at most once per second per thread.
 pub fn now() -> [u8; DATE_LEN] {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     CACHE.with(|c| {
         let (cached, text) = c.get();
         if cached == secs {
@@ -28,13 +31,11 @@ pub fn now() -> [u8; DATE_LEN] {
 
 /// Formats `secs` since the Unix epoch (civil-from-days, Howard Hinnant's algorithm).
 fn format(secs: u64) -> [u8; DATE_LEN] {
-    const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
-    const MONTHS: [&[u8; 3]; 12] = [
-        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (hh, mm, ss) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
     let z = days as i64 + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -44,25 +45,17 @@ fn format(secs: u64) -> [u8; DATE_LEN] {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-
-    let mut out = [0u8; DATE_LEN];
-    let two = |v: u64| [b'0' + (v / 10) as u8, b'0' + (v % 10) as u8];
-    out[..3].copy_from_slice(DAYS[(days % 7) as usize]);
-    out[3..5].copy_from_slice(b", ");
-    out[5..7].copy_from_slice(&two(day as u64));
-    out[7] = b' ';
-    out[8..11].copy_from_slice(MONTHS[(month - 1) as usize]);
-    out[11] = b' ';
-    let y = year as u64;
-    out[12..14].copy_from_slice(&two(y / 100 % 100));
-    out[14..16].copy_from_slice(&two(y % 100));
-    out[16] = b' ';
-    out[17..19].copy_from_slice(&two(hh));
-    out[19] = b':';
-    out[20..22].copy_from_slice(&two(mm));
-    out[22] = b':';
-    out[23..25].copy_from_slice(&two(ss));
-    out[25..].copy_from_slice(b" GMT");
+    let mut out = [b' '; DATE_LEN];
+    // Exactly 29 bytes for years 1000-9999; a longer year would be cut, never overflow.
+    let _ = write!(
+        &mut out[..],
+        "{}, {day:02} {} {year:04} {:02}:{:02}:{:02} GMT",
+        DAYS[(days % 7) as usize],
+        MONTHS[(month - 1) as usize],
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    );
     out
 }
 
@@ -70,8 +63,14 @@ fn format(secs: u64) -> [u8; DATE_LEN] {
 mod tests {
     #[test]
     fn formats_known_dates() {
-        assert_eq!(&super::format(784_111_777), b"Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(
+            &super::format(784_111_777),
+            b"Sun, 06 Nov 1994 08:49:37 GMT"
+        );
         assert_eq!(&super::format(0), b"Thu, 01 Jan 1970 00:00:00 GMT");
-        assert_eq!(&super::format(951_782_400), b"Tue, 29 Feb 2000 00:00:00 GMT");
+        assert_eq!(
+            &super::format(951_782_400),
+            b"Tue, 29 Feb 2000 00:00:00 GMT"
+        );
     }
 }

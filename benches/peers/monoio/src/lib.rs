@@ -26,7 +26,11 @@ pub struct Args {
 impl Args {
     /// Parses `--port P --cores N [--addr A]`; exits with usage on anything else.
     pub fn parse(name: &str) -> Args {
-        let mut args = Args { addr: Ipv4Addr::LOCALHOST, port: 8080, cores: 1 };
+        let mut args = Args {
+            addr: Ipv4Addr::LOCALHOST,
+            port: 8080,
+            cores: 1,
+        };
         let mut it = std::env::args().skip(1);
         while let Some(flag) = it.next() {
             let value = it.next();
@@ -131,8 +135,8 @@ where
                     eprintln!("{name} listening, io_uring setup: {kind}");
                 }
                 rt.block_on(async move {
-                    let listener = monoio::net::TcpListener::from_std(std_listener)
-                        .unwrap_or_else(|e| {
+                    let listener =
+                        monoio::net::TcpListener::from_std(std_listener).unwrap_or_else(|e| {
                             eprintln!("listener: {e}");
                             exit(1)
                         });

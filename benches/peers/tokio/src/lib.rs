@@ -20,7 +20,11 @@ pub struct Args {
 impl Args {
     /// Parses `--port P --cores N [--addr A]`; exits with usage on anything else.
     pub fn parse(name: &str) -> Args {
-        let mut args = Args { addr: Ipv4Addr::LOCALHOST, port: 8080, cores: 1 };
+        let mut args = Args {
+            addr: Ipv4Addr::LOCALHOST,
+            port: 8080,
+            cores: 1,
+        };
         let mut it = std::env::args().skip(1);
         while let Some(flag) = it.next() {
             let value = it.next();
@@ -76,7 +80,10 @@ where
             eprintln!("{name}: cannot listen on {}:{}: {e}", args.addr, args.port);
             exit(1)
         });
-    eprintln!("{name} listening on {}:{}, {} thread(s)", args.addr, args.port, args.cores);
+    eprintln!(
+        "{name} listening on {}:{}, {} thread(s)",
+        args.addr, args.port, args.cores
+    );
     let cpus = core_affinity::get_core_ids().unwrap_or_default();
     let threads: Vec<_> = listeners
         .into_iter()
@@ -93,8 +100,8 @@ where
                         exit(1)
                     });
                 rt.block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(std_listener)
-                        .unwrap_or_else(|e| {
+                    let listener =
+                        tokio::net::TcpListener::from_std(std_listener).unwrap_or_else(|e| {
                             eprintln!("listener: {e}");
                             exit(1)
                         });

@@ -21,19 +21,20 @@ pub enum Scan {
     Bad,
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
 fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
+    hay.windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 /// Scans the head at the start of `buf`.
 pub fn scan(buf: &[u8]) -> Scan {
-    let Some(end) = find(buf, b"\r\n\r\n") else { return Scan::Partial };
+    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return Scan::Partial;
+    };
     let head = &buf[..end + 2]; // every line with its CRLF
-    let mut lines = head.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let mut lines = head
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
     let request_line = lines.next().unwrap_or_default();
     let mut keep_alive = if request_line.ends_with(b" HTTP/1.1") {
         true
@@ -44,7 +45,9 @@ pub fn scan(buf: &[u8]) -> Scan {
     };
     let mut body = 0u64;
     for line in lines.filter(|l| !l.is_empty()) {
-        let Some(colon) = line.iter().position(|&b| b == b':') else { return Scan::Bad };
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            return Scan::Bad;
+        };
         let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
         if name.eq_ignore_ascii_case(b"connection") {
             if contains_ci(value, b"close") {
@@ -61,7 +64,11 @@ pub fn scan(buf: &[u8]) -> Scan {
             return Scan::Bad; // chunked bodies are out of scope: 400 and close
         }
     }
-    Scan::Complete(Head { len: end + 4, body, keep_alive })
+    Scan::Complete(Head {
+        len: end + 4,
+        body,
+        keep_alive,
+    })
 }
 
 /// The answer to a head that does not scan; the connection closes after it.
@@ -79,24 +86,39 @@ pub fn push_response(out: &mut Vec<u8>, date: &[u8; crate::date::DATE_LEN]) {
 mod tests {
     use super::{scan, Scan};
 
-    fn head(input: &[u8]) -> (usize, u64, bool) {
+    /// `len,body,keep_alive`, `partial` or `bad`.
+    fn scanned(input: &[u8]) -> String {
         match scan(input) {
-            Scan::Complete(h) => (h.len, h.body, h.keep_alive),
-            Scan::Partial => panic!("partial"),
-            Scan::Bad => panic!("bad"),
+            Scan::Complete(h) => format!("{},{},{}", h.len, h.body, h.keep_alive),
+            Scan::Partial => "partial".into(),
+            Scan::Bad => "bad".into(),
         }
     }
 
     #[test]
     fn scans_heads() {
-        assert_eq!(head(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET"), (27, 0, true));
-        assert_eq!(head(b"GET / HTTP/1.0\r\n\r\n"), (18, 0, false));
-        assert!(head(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").2);
-        assert!(!head(b"GET / HTTP/1.1\r\nconnection: close\r\n\r\n").2);
-        assert_eq!(head(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nabcde").1, 5);
-        assert!(matches!(scan(b"GET / HTTP/1.1\r\nHost: a\r\n"), Scan::Partial));
-        assert!(matches!(scan(b"GET / HTTP/2.0\r\n\r\n"), Scan::Bad));
-        assert!(matches!(scan(b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n"), Scan::Bad));
-        assert!(matches!(scan(b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"), Scan::Bad));
+        let cases: &[(&[u8], &str)] = &[
+            (b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET", "27,0,true"),
+            (b"GET / HTTP/1.0\r\n\r\n", "18,0,false"),
+            (
+                b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n",
+                "42,0,true",
+            ),
+            (b"GET / HTTP/1.1\r\nconnection: close\r\n\r\n", "37,0,false"),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nabcde",
+                "38,5,true",
+            ),
+            (b"GET / HTTP/1.1\r\nHost: a\r\n", "partial"),
+            (b"GET / HTTP/2.0\r\n\r\n", "bad"),
+            (b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n", "bad"),
+            (
+                b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                "bad",
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(scanned(input), *want, "{}", String::from_utf8_lossy(input));
+        }
     }
 }

@@ -15,10 +15,11 @@
 //! ringwork uses; falls back to `coop`, then `plain`), `coop` (COOP_TASKRUN |
 //! TASKRUN_FLAG) or `plain`.
 //!
-//! Safety model: the kernel reads or writes a connection's `buf` or `out` only between the
-//! push of that connection's op and the reaping of its CQE; while `Conn::busy` is set,
-//! this code neither touches those buffers (beyond reading `out` for the next op after
-//! the CQE) nor frees the slot. A slot is freed only on the CQE of its close.
+//! Safety model: from its accept to the CQE of its close, a connection has exactly one op
+//! in flight (each completion handler submits the next one, and only one). The kernel
+//! reads or writes a connection's `buf` or `out` only while its recv or send is in flight,
+//! and this code touches them only in the handler of that op's CQE, before it submits the
+//! next. A slot is freed only on the CQE of its close, when nothing is in flight.
 
 pub mod date;
 pub mod http;
@@ -42,7 +43,7 @@ pub enum Mode {
 const BUF_SIZE: usize = 16 * 1024;
 const RING_ENTRIES: u32 = 1024;
 
-/// Op kinds, in the low 8 bits of `user_data`; the connection slot is in the rest.
+/// Op kinds, in the low 8 bits of `user_data` (the connection slot is in the rest).
 const ACCEPT: u64 = 0;
 const RECV: u64 = 1;
 const SEND: u64 = 2;
@@ -54,9 +55,9 @@ fn user_data(slot: usize, kind: u64) -> u64 {
 
 struct Conn {
     fd: RawFd,
-    // INVARIANT: while `busy`, the kernel may write `buf[len..]` (recv) or read
-    // `buf[..len]` / `out[sent..]` (send); both are heap allocations that neither move nor
-    // shrink until the op's CQE is reaped (`out` is only cleared after its send completes).
+    // INVARIANT: while its op is in flight, the kernel may write `buf[len..]` (recv) or
+    // read `buf[..len]` / `out[sent..]` (send); both are heap allocations that neither move
+    // nor shrink until the op's CQE is reaped (`out` is cleared only after its send).
     buf: Box<[u8]>,
     /// Echo: bytes received and being sent back. Http: unconsumed request bytes.
     len: usize,
@@ -68,8 +69,6 @@ struct Conn {
     skip: u64,
     /// Close once the current send completes.
     close_after: bool,
-    /// An op of this connection is in flight.
-    busy: bool,
 }
 
 /// One thread's ring and connections.
@@ -111,20 +110,17 @@ impl Worker {
     }
 
     fn conn(&mut self, slot: usize) -> &mut Conn {
-        match self.conns.get_mut(slot) {
-            Some(Some(c)) => c,
-            _ => unreachable!("completion for a free slot {slot}"),
-        }
+        let free_slot = || unreachable!("completion for a free slot {slot}");
+        self.conns[slot].as_mut().unwrap_or_else(free_slot)
     }
 
     fn recv(&mut self, slot: usize) {
         let c = self.conn(slot);
         let (fd, ptr, room) = (c.fd, c.buf[c.len..].as_mut_ptr(), c.buf.len() - c.len);
-        c.busy = true;
         let entry = opcode::Recv::new(types::Fd(fd), ptr, room as u32)
             .build()
             .user_data(user_data(slot, RECV));
-        // SAFETY: `buf[len..]` belongs to this op until its CQE (`busy`, see `Conn::buf`).
+        // SAFETY: `buf[len..]` belongs to this op until its CQE (see `Conn::buf`).
         unsafe { self.push(&entry) };
     }
 
@@ -137,20 +133,20 @@ impl Worker {
             Mode::Http => &c.out[c.sent..],
         };
         let (fd, ptr, n) = (c.fd, pending.as_ptr(), pending.len());
-        c.busy = true;
         let entry = opcode::Send::new(types::Fd(fd), ptr, n as u32)
             .flags(libc::MSG_NOSIGNAL)
             .build()
             .user_data(user_data(slot, SEND));
-        // SAFETY: the bytes belong to this op until its CQE (`busy`, see `Conn::buf`).
+        // SAFETY: the bytes belong to this op until its CQE (see `Conn::buf`).
         unsafe { self.push(&entry) };
     }
 
     fn close(&mut self, slot: usize) {
         let c = self.conn(slot);
         let fd = c.fd;
-        c.busy = true;
-        let entry = opcode::Close::new(types::Fd(fd)).build().user_data(user_data(slot, CLOSE));
+        let entry = opcode::Close::new(types::Fd(fd))
+            .build()
+            .user_data(user_data(slot, CLOSE));
         // SAFETY: a close points to no memory.
         unsafe { self.push(&entry) };
     }
@@ -170,25 +166,18 @@ impl Worker {
             sent: 0,
             skip: 0,
             close_after: false,
-            busy: false,
         };
-        let slot = match self.free.pop() {
-            Some(slot) => {
-                self.conns[slot] = Some(conn);
-                slot
-            }
-            None => {
-                self.conns.push(Some(conn));
-                self.conns.len() - 1
-            }
-        };
+        let slot = self.free.pop().unwrap_or(self.conns.len());
+        if slot == self.conns.len() {
+            self.conns.push(None);
+        }
+        self.conns[slot] = Some(conn);
         self.recv(slot);
     }
 
     fn on_recv(&mut self, slot: usize, res: i32) {
         let mode = self.mode;
         let c = self.conn(slot);
-        c.busy = false;
         if res <= 0 {
             self.close(slot); // EOF or error
             return;
@@ -213,7 +202,6 @@ impl Worker {
     fn on_send(&mut self, slot: usize, res: i32) {
         let mode = self.mode;
         let c = self.conn(slot);
-        c.busy = false;
         if res < 0 {
             self.close(slot);
             return;
@@ -252,7 +240,11 @@ impl Worker {
                     return e;
                 }
             }
-            cqes.extend(self.ring.completion().map(|e| (e.user_data(), e.result(), e.flags())));
+            cqes.extend(
+                self.ring
+                    .completion()
+                    .map(|e| (e.user_data(), e.result(), e.flags())),
+            );
             for (data, res, flags) in cqes.drain(..) {
                 let slot = (data >> 8) as usize;
                 match data & 0xff {
@@ -300,30 +292,25 @@ fn answer(c: &mut Conn) {
 /// Builds a ring with the setup flags `PEER_URING_SETUP` asks for, falling back to
 /// weaker ones on kernels that refuse them.
 fn build_ring() -> io::Result<(IoUring, &'static str)> {
-    let wanted = std::env::var("PEER_URING_SETUP").unwrap_or_else(|_| "defer".into());
-    let order: &[&'static str] = match wanted.as_str() {
-        "plain" => &["plain"],
-        "coop" => &["coop", "plain"],
-        _ => &["defer", "coop", "plain"],
+    let first = match std::env::var("PEER_URING_SETUP").as_deref() {
+        Ok("plain") => 2,
+        Ok("coop") => 1,
+        _ => 0,
     };
-    let mut last = None;
-    for &kind in order {
+    let mut result = Err(io::Error::other("no ring setup"));
+    for &kind in &["defer", "coop", "plain"][first..] {
         let mut b = IoUring::builder();
         match kind {
-            "defer" => {
-                b.setup_single_issuer().setup_defer_taskrun();
-            }
-            "coop" => {
-                b.setup_coop_taskrun().setup_taskrun_flag();
-            }
+            "defer" => drop(b.setup_single_issuer().setup_defer_taskrun()),
+            "coop" => drop(b.setup_coop_taskrun().setup_taskrun_flag()),
             _ => {}
         }
-        match b.build(RING_ENTRIES) {
-            Ok(ring) => return Ok((ring, kind)),
-            Err(e) => last = Some(e),
+        result = b.build(RING_ENTRIES).map(|ring| (ring, kind));
+        if result.is_ok() {
+            break;
         }
     }
-    Err(last.unwrap_or_else(|| io::Error::other("no ring setup")))
+    result
 }
 
 /// Pins the calling thread to CPU `index` when the process may run there (`cpus` is
@@ -392,10 +379,8 @@ pub fn main(name: &'static str, mode: Mode) -> ! {
                 }
                 let worker =
                     Worker { ring, mode, listener: socket.as_raw_fd(), conns: Vec::new(), free: Vec::new() };
-                let err = worker.run();
-                eprintln!("{name}: io_uring: {err}");
-                drop(socket);
-                exit(1)
+                eprintln!("{name}: io_uring: {}", worker.run());
+                exit(1) // `socket` is never dropped before: the listener lives while we serve
             })
         })
         .collect();

@@ -13,11 +13,14 @@ use monoio::net::{TcpListener, TcpStream};
 use peer_monoio::date;
 
 const IN_SIZE: usize = 16 * 1024;
-const BAD_REQUEST: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+const BAD_REQUEST: &[u8] =
+    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
 async fn serve(listener: TcpListener) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         monoio::spawn(conn(stream));
     }
 }
@@ -54,7 +57,10 @@ fn parse(buf: &[u8]) -> Parsed {
                 keep_alive = true;
             }
         } else if h.name.eq_ignore_ascii_case("content-length") {
-            match std::str::from_utf8(h.value).ok().and_then(|s| s.trim().parse().ok()) {
+            match std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+            {
                 Some(n) => body = n,
                 None => return Parsed::Bad,
             }
@@ -62,7 +68,11 @@ fn parse(buf: &[u8]) -> Parsed {
             return Parsed::Bad; // chunked bodies are out of scope: 400 and close
         }
     }
-    Parsed::Complete(Head { len, body, keep_alive })
+    Parsed::Complete(Head {
+        len,
+        body,
+        keep_alive,
+    })
 }
 
 fn push_response(out: &mut Vec<u8>, date: &[u8; date::DATE_LEN]) {

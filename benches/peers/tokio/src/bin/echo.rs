@@ -6,7 +6,9 @@ use tokio::net::{TcpListener, TcpStream};
 
 async fn serve(listener: TcpListener) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         tokio::task::spawn_local(echo(stream));
     }
 }

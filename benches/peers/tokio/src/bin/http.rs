@@ -15,15 +15,21 @@ use tokio::net::TcpListener;
 
 async fn hello(_req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let mut res = Response::new(Full::new(Bytes::from_static(b"Hello, World!")));
-    res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    res.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     Ok(res)
 }
 
 async fn serve(listener: TcpListener) {
     let mut builder = http1::Builder::new();
-    builder.keep_alive(true).pipeline_flush(true).header_read_timeout(None);
+    builder
+        .keep_alive(true)
+        .pipeline_flush(true)
+        .header_read_timeout(None);
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let conn = builder.serve_connection(TokioIo::new(stream), service_fn(hello));
         tokio::task::spawn_local(async move {
