@@ -1,27 +1,30 @@
 //! uring-bare: TCP echo and HTTP hello world on the `io-uring` crate directly, with no
 //! runtime in between: the ceiling that shows what ringwork's own layers cost.
 //!
-//! One thread per core (`--cores N`), each with its own ring and its own SO_REUSEPORT
-//! listener, thread i pinned to CPU i when the process may run there (as ringwork pins). Per ring: one multishot accept; per connection, exactly one op in flight at
-//! a time (recv, send, or close), so a connection's buffers are never shared between ops:
-//! - echo: recv into a 16 KiB buffer, send those bytes back (partial sends resubmit the
-//!   rest), recv again;
-//! - http: recv appends to a 16 KiB buffer; every complete head in it (see [`http`]) gets
-//!   its response appended to one output buffer, sent in one send (pipelining); a head
-//!   that does not fit the buffer, `Connection: close`, HTTP/1.0 or a bad head (400)
-//!   closes the connection after the send.
+//! One thread per core (`--cores N`), each with its own ring and SO_REUSEPORT listener,
+//! thread i pinned to CPU i when the process may run there (as ringwork pins). Per ring:
+//! one multishot accept and one provided-buffer ring ([`bufring`]); per connection, one
+//! multishot recv whose bytes are copied out of the kernel's buffer (which goes straight
+//! back to the ring) and at most one send at a time:
+//! - echo: the bytes received are queued in `next` and sent back;
+//! - http: they are appended to `input`; every complete head in it (see [`http`]) gets its
+//!   response queued in `next` (pipelining: one send per batch); `Connection: close`,
+//!   HTTP/1.0, a bad head (400) or a head over 16 KiB end the connection after the send.
+//!
+//! Sending: `out` is in flight while `next` collects; when a send completes (partial sends
+//! resubmit the rest), the two swap. Closing: once nothing is left to send, shutdown(2)
+//! ends the multishot recv, and the close follows its last CQE.
 //!
 //! Ring setup: `PEER_URING_SETUP=defer` (default: SINGLE_ISSUER | DEFER_TASKRUN, as
 //! ringwork uses; falls back to `coop`, then `plain`), `coop` (COOP_TASKRUN |
 //! TASKRUN_FLAG) or `plain`.
 //!
-//! Safety model: from its accept to the CQE of its close, a connection has exactly one op
-//! in flight (each completion handler submits the next one, and only one). The kernel
-//! reads or writes a connection's `buf` or `out` only while its recv or send is in flight,
-//! and this code touches them only in the handler of that op's CQE, before it submits the
-//! next. A slot is freed only on the CQE of its close, when nothing is in flight.
+//! Safety model: the kernel reads a connection's `out` only while its send is in flight,
+//! and this code does not touch `out` from that push to the send's CQE. Recv buffers: see
+//! [`bufring`]. A slot is freed only on the CQE of its close, issued when neither a recv
+//! nor a send is in flight.
 
-pub mod date;
+pub mod bufring;
 pub mod http;
 
 use std::io;
@@ -40,7 +43,7 @@ pub enum Mode {
     Http,
 }
 
-const BUF_SIZE: usize = 16 * 1024;
+const MAX_HEAD: usize = 16 * 1024;
 const RING_ENTRIES: u32 = 1024;
 
 /// Op kinds, in the low 8 bits of `user_data` (the connection slot is in the rest).
@@ -53,27 +56,31 @@ fn user_data(slot: usize, kind: u64) -> u64 {
     (slot as u64) << 8 | kind
 }
 
+#[derive(Default)]
 struct Conn {
     fd: RawFd,
-    // INVARIANT: while its op is in flight, the kernel may write `buf[len..]` (recv) or
-    // read `buf[..len]` / `out[sent..]` (send); both are heap allocations that neither move
-    // nor shrink until the op's CQE is reaped (`out` is cleared only after its send).
-    buf: Box<[u8]>,
-    /// Echo: bytes received and being sent back. Http: unconsumed request bytes.
-    len: usize,
-    /// Http: responses to send.
+    // INVARIANT: while `sending`, the kernel reads `out[sent..]`: `out` is neither changed
+    // nor dropped until the send's CQE.
     out: Vec<u8>,
-    /// Bytes of the current send already accepted by the kernel.
+    /// Bytes of `out` the kernel has taken.
     sent: usize,
+    /// Bytes to send once `out` is done.
+    next: Vec<u8>,
+    /// Http: request bytes not consumed yet.
+    input: Vec<u8>,
     /// Http: body bytes still to discard.
     skip: u64,
-    /// Close once the current send completes.
-    close_after: bool,
+    recv_armed: bool,
+    sending: bool,
+    /// No more input is wanted: shut down and close once everything is sent.
+    closing: bool,
+    shut: bool,
 }
 
 /// One thread's ring and connections.
 struct Worker {
     ring: IoUring,
+    bufs: bufring::BufRing,
     mode: Mode,
     listener: RawFd,
     conns: Vec<Option<Conn>>,
@@ -114,37 +121,48 @@ impl Worker {
         self.conns[slot].as_mut().unwrap_or_else(free_slot)
     }
 
-    fn recv(&mut self, slot: usize) {
+    fn arm_recv(&mut self, slot: usize) {
         let c = self.conn(slot);
-        let (fd, ptr, room) = (c.fd, c.buf[c.len..].as_mut_ptr(), c.buf.len() - c.len);
-        let entry = opcode::Recv::new(types::Fd(fd), ptr, room as u32)
+        c.recv_armed = true;
+        let entry = opcode::RecvMulti::new(types::Fd(c.fd), bufring::BGID)
             .build()
             .user_data(user_data(slot, RECV));
-        // SAFETY: `buf[len..]` belongs to this op until its CQE (see `Conn::buf`).
+        // SAFETY: the recv writes only buffers of the ring (see `bufring`).
         unsafe { self.push(&entry) };
     }
 
-    /// Sends what is left of the current send (`buf[sent..len]` or `out[sent..]`).
+    /// Sends `out[sent..]`.
     fn send(&mut self, slot: usize) {
-        let mode = self.mode;
         let c = self.conn(slot);
-        let pending = match mode {
-            Mode::Echo => &c.buf[c.sent..c.len],
-            Mode::Http => &c.out[c.sent..],
-        };
-        let (fd, ptr, n) = (c.fd, pending.as_ptr(), pending.len());
-        let entry = opcode::Send::new(types::Fd(fd), ptr, n as u32)
+        let rest = &c.out[c.sent..];
+        let entry = opcode::Send::new(types::Fd(c.fd), rest.as_ptr(), rest.len() as u32)
             .flags(libc::MSG_NOSIGNAL)
             .build()
             .user_data(user_data(slot, SEND));
-        // SAFETY: the bytes belong to this op until its CQE (see `Conn::buf`).
+        // SAFETY: `out` stays untouched until this send's CQE (see `Conn::out`).
         unsafe { self.push(&entry) };
     }
 
-    fn close(&mut self, slot: usize) {
+    /// Starts the next send, or ends the connection, as its state asks.
+    fn settle(&mut self, slot: usize) {
         let c = self.conn(slot);
-        let fd = c.fd;
-        let entry = opcode::Close::new(types::Fd(fd))
+        if c.sending || (!c.closing && c.next.is_empty()) {
+            return;
+        }
+        if !c.next.is_empty() {
+            std::mem::swap(&mut c.out, &mut c.next);
+            (c.sent, c.sending) = (0, true);
+            return self.send(slot);
+        }
+        if c.recv_armed {
+            if !std::mem::replace(&mut c.shut, true) {
+                // SAFETY: plain syscall on a socket this thread owns (its close comes later).
+                unsafe { libc::shutdown(c.fd, libc::SHUT_RDWR) };
+            }
+            return; // the recv's last CQE follows, then the close
+        }
+        // Nothing is in flight and no CQE of this connection will come but the close's.
+        let entry = opcode::Close::new(types::Fd(c.fd))
             .build()
             .user_data(user_data(slot, CLOSE));
         // SAFETY: a close points to no memory.
@@ -158,77 +176,61 @@ impl Worker {
         if res < 0 {
             return; // EMFILE, ECONNABORTED, ...: keep accepting
         }
+        // TCP_NODELAY is inherited from the listener (Linux).
         let conn = Conn {
-            fd: res, // TCP_NODELAY is inherited from the listener (Linux)
-            buf: vec![0; BUF_SIZE].into_boxed_slice(),
-            len: 0,
-            out: Vec::new(),
-            sent: 0,
-            skip: 0,
-            close_after: false,
+            fd: res,
+            ..Conn::default()
         };
         let slot = self.free.pop().unwrap_or(self.conns.len());
         if slot == self.conns.len() {
             self.conns.push(None);
         }
         self.conns[slot] = Some(conn);
-        self.recv(slot);
+        self.arm_recv(slot);
     }
 
-    fn on_recv(&mut self, slot: usize, res: i32) {
+    fn on_recv(&mut self, slot: usize, res: i32, flags: u32) {
         let mode = self.mode;
-        let c = self.conn(slot);
-        if res <= 0 {
-            self.close(slot); // EOF or error
-            return;
-        }
-        c.len += res as usize;
-        c.sent = 0;
-        match mode {
-            Mode::Echo => self.send(slot),
-            Mode::Http => {
-                answer(c);
-                if !c.out.is_empty() {
-                    self.send(slot);
-                } else if c.close_after || c.len == c.buf.len() {
-                    self.close(slot); // nothing to say, or a head larger than the buffer
-                } else {
-                    self.recv(slot);
+        let Some(c) = self.conns[slot].as_mut() else {
+            unreachable!("free slot {slot}")
+        };
+        c.recv_armed = cqueue::more(flags);
+        if let Some(bid) = cqueue::buffer_select(flags) {
+            if res > 0 && !c.closing {
+                let bytes = self.bufs.bytes(bid, res as usize);
+                match mode {
+                    Mode::Echo => c.next.extend_from_slice(bytes),
+                    Mode::Http => c.input.extend_from_slice(bytes),
                 }
             }
+            self.bufs.give_back(bid);
         }
+        if res <= 0 && res != -libc::ENOBUFS {
+            c.closing = true; // EOF or error
+        } else if mode == Mode::Http && !c.closing {
+            answer(c);
+        }
+        // Multishot ended with the socket still open (ENOBUFS: every buffer was out; they
+        // are all back by now): arm it again.
+        if !c.recv_armed && !c.closing {
+            self.arm_recv(slot);
+        }
+        self.settle(slot);
     }
 
     fn on_send(&mut self, slot: usize, res: i32) {
-        let mode = self.mode;
         let c = self.conn(slot);
+        c.sent += res.max(0) as usize;
+        if res >= 0 && c.sent < c.out.len() {
+            return self.send(slot); // partial send: the rest
+        }
+        c.sending = false;
+        c.out.clear();
         if res < 0 {
-            self.close(slot);
-            return;
+            c.closing = true;
+            c.next.clear();
         }
-        c.sent += res as usize;
-        let total = match mode {
-            Mode::Echo => c.len,
-            Mode::Http => c.out.len(),
-        };
-        if c.sent < total {
-            self.send(slot); // partial send: the rest
-            return;
-        }
-        match mode {
-            Mode::Echo => c.len = 0,
-            Mode::Http => c.out.clear(),
-        }
-        if c.close_after || (mode == Mode::Http && c.len == c.buf.len()) {
-            self.close(slot);
-        } else {
-            self.recv(slot);
-        }
-    }
-
-    fn on_close(&mut self, slot: usize) {
-        self.conns[slot] = None;
-        self.free.push(slot);
+        self.settle(slot);
     }
 
     fn run(mut self) -> io::Error {
@@ -249,9 +251,12 @@ impl Worker {
                 let slot = (data >> 8) as usize;
                 match data & 0xff {
                     ACCEPT => self.on_accept(res, flags),
-                    RECV => self.on_recv(slot, res),
+                    RECV => self.on_recv(slot, res, flags),
                     SEND => self.on_send(slot, res),
-                    CLOSE => self.on_close(slot),
+                    CLOSE => {
+                        self.conns[slot] = None;
+                        self.free.push(slot);
+                    }
                     kind => unreachable!("unknown op kind {kind}"),
                 }
             }
@@ -259,34 +264,36 @@ impl Worker {
     }
 }
 
-/// Answers every complete request in `c.buf[..c.len]` into `c.out` and drops the bytes
-/// consumed; sets `close_after` when the connection must end after this send.
+/// Answers every complete request in `c.input` into `c.next` and drops the bytes
+/// consumed; sets `closing` when the connection must end after these responses.
 fn answer(c: &mut Conn) {
-    let date = date::now();
+    let date = http::date();
     let mut pos = 0;
-    while pos < c.len && !c.close_after {
+    while pos < c.input.len() && !c.closing {
         if c.skip > 0 {
-            let n = (c.len - pos).min(usize::try_from(c.skip).unwrap_or(usize::MAX));
+            let n = (c.input.len() - pos).min(usize::try_from(c.skip).unwrap_or(usize::MAX));
             pos += n;
             c.skip -= n as u64;
             continue;
         }
-        match http::scan(&c.buf[pos..c.len]) {
-            http::Scan::Partial => break,
+        match http::scan(&c.input[pos..]) {
+            http::Scan::Partial => {
+                c.closing = c.input.len() - pos > MAX_HEAD;
+                break;
+            }
             http::Scan::Bad => {
-                c.out.extend_from_slice(http::BAD_REQUEST);
-                c.close_after = true;
+                c.next.extend_from_slice(http::BAD_REQUEST);
+                c.closing = true;
             }
             http::Scan::Complete(head) => {
-                http::push_response(&mut c.out, &date);
+                http::push_response(&mut c.next, &date);
                 pos += head.len;
                 c.skip = head.body;
-                c.close_after = !head.keep_alive;
+                c.closing = !head.keep_alive;
             }
         }
     }
-    c.buf.copy_within(pos..c.len, 0);
-    c.len -= pos;
+    c.input.drain(..pos);
 }
 
 /// Builds a ring with the setup flags `PEER_URING_SETUP` asks for, falling back to
@@ -339,6 +346,11 @@ fn usage(name: &str) -> ! {
     exit(2)
 }
 
+fn die(name: &str, what: &str, e: io::Error) -> ! {
+    eprintln!("{name}: {what}: {e}");
+    exit(1)
+}
+
 /// Parses `--port P --cores N [--addr A]` and serves `mode` on N threads; never returns.
 pub fn main(name: &'static str, mode: Mode) -> ! {
     let (mut addr, mut port, mut cores) = (Ipv4Addr::LOCALHOST, 8080u16, 1usize);
@@ -358,34 +370,34 @@ pub fn main(name: &'static str, mode: Mode) -> ! {
     let sockets: Vec<Socket> = (0..cores)
         .map(|_| listener(addr, port))
         .collect::<Result<_, _>>()
-        .unwrap_or_else(|e| {
-            eprintln!("{name}: cannot listen on {addr}:{port}: {e}");
-            exit(1)
-        });
+        .unwrap_or_else(|e| die(name, &format!("cannot listen on {addr}:{port}"), e));
     let cpus = core_affinity::get_core_ids().unwrap_or_default();
-    let threads: Vec<_> = sockets
-        .into_iter()
-        .enumerate()
-        .map(|(i, socket)| {
-            let cpus = cpus.clone();
-            thread::spawn(move || {
-                pin(&cpus, i);
-                let (ring, kind) = build_ring().unwrap_or_else(|e| {
-                    eprintln!("{name}: io_uring setup: {e}");
-                    exit(1)
-                });
-                if i == 0 {
-                    eprintln!("{name} listening on {addr}:{port}, {cores} thread(s), io_uring setup: {kind}");
-                }
-                let worker =
-                    Worker { ring, mode, listener: socket.as_raw_fd(), conns: Vec::new(), free: Vec::new() };
-                eprintln!("{name}: io_uring: {}", worker.run());
-                exit(1) // `socket` is never dropped before: the listener lives while we serve
-            })
-        })
-        .collect();
-    for t in threads {
-        let _ = t.join();
+    let serve = move |i: usize, socket: Socket| -> ! {
+        pin(&cpus, i);
+        let (ring, kind) = build_ring().unwrap_or_else(|e| die(name, "io_uring setup", e));
+        let bufs = bufring::BufRing::new(&ring).unwrap_or_else(|e| die(name, "buffer ring", e));
+        if i == 0 {
+            eprintln!(
+                "{name} listening on {addr}:{port}, {cores} thread(s), io_uring setup: {kind}"
+            );
+        }
+        let (listener, conns, free) = (socket.as_raw_fd(), Vec::new(), Vec::new());
+        let worker = Worker {
+            ring,
+            bufs,
+            mode,
+            listener,
+            conns,
+            free,
+        };
+        die(name, "io_uring", worker.run()) // `socket` lives (open) until the process exits
+    };
+    let mut sockets = sockets.into_iter().enumerate();
+    let first = sockets.next();
+    for (i, socket) in sockets {
+        let serve = serve.clone();
+        thread::spawn(move || serve(i, socket));
     }
-    exit(1)
+    let (i, socket) = first.unwrap_or_else(|| usage(name));
+    serve(i, socket) // worker 0 on the main thread
 }
