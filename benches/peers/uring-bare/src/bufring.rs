@@ -49,15 +49,8 @@ impl BufRing {
             return Err(io::Error::other("cannot allocate the buffer ring"));
         }
         // SAFETY: `entries` holds COUNT entries and lives forever (see the INVARIANT).
-        unsafe {
-            ring.submitter()
-                .register_buf_ring_with_flags(entries as u64, COUNT, BGID, 0)
-        }?;
-        let mut bufs = BufRing {
-            entries,
-            mem,
-            tail: 0,
-        };
+        unsafe { ring.submitter().register_buf_ring_with_flags(entries as u64, COUNT, BGID, 0) }?;
+        let mut bufs = BufRing { entries, mem, tail: 0 };
         for bid in 0..COUNT {
             bufs.give_back(bid);
         }

@@ -41,10 +41,7 @@ pub fn scan(buf: &[u8]) -> Scan {
                 keep_alive = true;
             }
         } else if h.name.eq_ignore_ascii_case("content-length") {
-            match std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.trim().parse().ok())
-            {
+            match std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse().ok()) {
                 Some(n) => body = n,
                 None => return Scan::Bad,
             }
@@ -52,11 +49,7 @@ pub fn scan(buf: &[u8]) -> Scan {
             return Scan::Bad;
         }
     }
-    Scan::Complete(Head {
-        len,
-        body,
-        keep_alive,
-    })
+    Scan::Complete(Head { len, body, keep_alive })
 }
 
 /// The answer to a head that does not parse; the connection closes after it.
@@ -100,21 +93,12 @@ mod tests {
         let cases: &[(&[u8], &str)] = &[
             (b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET", "27,0,true"),
             (b"GET / HTTP/1.0\r\n\r\n", "18,0,false"),
-            (
-                b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n",
-                "42,0,true",
-            ),
+            (b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", "42,0,true"),
             (b"GET / HTTP/1.1\r\nconnection: close\r\n\r\n", "37,0,false"),
-            (
-                b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nabcde",
-                "38,5,true",
-            ),
+            (b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nabcde", "38,5,true"),
             (b"GET / HTTP/1.1\r\nHost: a\r\n", "partial"),
             (b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n", "bad"),
-            (
-                b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
-                "bad",
-            ),
+            (b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", "bad"),
         ];
         for (input, want) in cases {
             let got = match scan(input) {

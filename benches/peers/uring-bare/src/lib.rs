@@ -162,9 +162,7 @@ impl Worker {
             return; // the recv's last CQE follows, then the close
         }
         // Nothing is in flight and no CQE of this connection will come but the close's.
-        let entry = opcode::Close::new(types::Fd(c.fd))
-            .build()
-            .user_data(user_data(slot, CLOSE));
+        let entry = opcode::Close::new(types::Fd(c.fd)).build().user_data(user_data(slot, CLOSE));
         // SAFETY: a close points to no memory.
         unsafe { self.push(&entry) };
     }
@@ -177,10 +175,7 @@ impl Worker {
             return; // EMFILE, ECONNABORTED, ...: keep accepting
         }
         // TCP_NODELAY is inherited from the listener (Linux).
-        let conn = Conn {
-            fd: res,
-            ..Conn::default()
-        };
+        let conn = Conn { fd: res, ..Conn::default() };
         let slot = self.free.pop().unwrap_or(self.conns.len());
         if slot == self.conns.len() {
             self.conns.push(None);
@@ -191,9 +186,7 @@ impl Worker {
 
     fn on_recv(&mut self, slot: usize, res: i32, flags: u32) {
         let mode = self.mode;
-        let Some(c) = self.conns[slot].as_mut() else {
-            unreachable!("free slot {slot}")
-        };
+        let Some(c) = self.conns[slot].as_mut() else { unreachable!("free slot {slot}") };
         c.recv_armed = cqueue::more(flags);
         if let Some(bid) = cqueue::buffer_select(flags) {
             if res > 0 && !c.closing {
@@ -242,11 +235,7 @@ impl Worker {
                     return e;
                 }
             }
-            cqes.extend(
-                self.ring
-                    .completion()
-                    .map(|e| (e.user_data(), e.result(), e.flags())),
-            );
+            cqes.extend(self.ring.completion().map(|e| (e.user_data(), e.result(), e.flags())));
             for (data, res, flags) in cqes.drain(..) {
                 let slot = (data >> 8) as usize;
                 match data & 0xff {
@@ -382,14 +371,7 @@ pub fn main(name: &'static str, mode: Mode) -> ! {
             );
         }
         let (listener, conns, free) = (socket.as_raw_fd(), Vec::new(), Vec::new());
-        let worker = Worker {
-            ring,
-            bufs,
-            mode,
-            listener,
-            conns,
-            free,
-        };
+        let worker = Worker { ring, bufs, mode, listener, conns, free };
         die(name, "io_uring", worker.run()) // `socket` lives (open) until the process exits
     };
     let mut sockets = sockets.into_iter().enumerate();
