@@ -4,6 +4,7 @@
 #   benches/peers/smoke.sh                      # all built servers
 #   benches/peers/smoke.sh go nginx             # only these names
 #   TARGET_DIR=/path/to/target benches/peers/smoke.sh   # where `target/...` paths live
+#                                                       # (default $CARGO_TARGET_DIR, else target/)
 #   PEERS_TOML=other.toml benches/peers/smoke.sh         # another manifest
 #   SMOKE_CORES=2 benches/peers/smoke.sh                 # --cores 2 instead of 1
 #
@@ -25,7 +26,7 @@ exec python3 - "$root" "${PEERS_TOML:-$here/peers.toml}" "$@" <<'PY'
 import os, random, selectors, shutil, signal, socket, subprocess, sys, tempfile, time, tomllib
 
 root, manifest, only = sys.argv[1], sys.argv[2], sys.argv[3:]
-target_dir = os.environ.get("TARGET_DIR")
+target_dir = os.environ.get("TARGET_DIR") or os.environ.get("CARGO_TARGET_DIR")
 cores = os.environ.get("SMOKE_CORES", "1")
 logdir = tempfile.mkdtemp(prefix="peers-smoke.")
 HELLO = b"Hello, World!"

@@ -7,12 +7,14 @@
 //!   `scripts/engine_vs_driver_echo.sh` interleaves the engine's echo example with
 //!   `driver_echo` instead.
 //! - `benches/http_parse.rs` (criterion): HTTP/1.1 request and response heads and a chunked
-//!   body; `benches/framing.rs`: the line, netstring and length-prefixed decoders. The
-//!   side-by-side peer comparison arrives with issue 7.
+//!   body; `benches/framing.rs`: the line, netstring and length-prefixed decoders.
+//! - `src/bin/compare.rs` and [`compare`]: the side-by-side peer comparison runner (issue 7).
 //!
-//! This library holds only the small helpers the examples share (CPU pinning, duration
-//! parsing, logging set-up).
+//! Besides [`compare`], this library holds only the small helpers the examples share (CPU
+//! pinning, duration parsing, logging set-up).
 #![forbid(unsafe_code)]
+
+pub mod compare;
 
 use std::io::IsTerminal;
 use std::time::Duration;

@@ -190,20 +190,46 @@ impl<'a> Context<'a> {
         timer
     }
 
-    /// The peer's address.
+    /// The peer's address: the client a listener preamble (PROXY protocol) names, if any,
+    /// else the socket's peer.
     ///
     /// # Errors
     /// The OS error, or `NotFound` if the connection is gone.
     pub fn peer_addr(&self) -> Result<SockAddr, OpError> {
-        self.io.peer_addr(self.conn.0)
+        match self
+            .state
+            .conns
+            .get(self.conn)
+            .and_then(|c| c.peer_override.clone())
+        {
+            Some(addr) => Ok(addr),
+            None => self.io.peer_addr(self.conn.0),
+        }
     }
 
-    /// The local address.
+    /// The local address (the one a listener preamble names, if any).
     ///
     /// # Errors
     /// The OS error, or `NotFound` if the connection is gone.
     pub fn local_addr(&self) -> Result<SockAddr, OpError> {
-        self.io.local_addr(self.conn.0)
+        match self
+            .state
+            .conns
+            .get(self.conn)
+            .and_then(|c| c.local_override.clone())
+        {
+            Some(addr) => Ok(addr),
+            None => self.io.local_addr(self.conn.0),
+        }
+    }
+
+    /// The socket's own peer address, even when a listener preamble (PROXY protocol) named
+    /// the real client: the load balancer's address.
+    ///
+    /// # Errors
+    /// The OS error, or `NotFound` if the connection is gone.
+    pub fn socket_peer_addr(&self) -> Result<SockAddr, OpError> {
+        self.io.peer_addr(self.conn.0)
     }
 
     /// Opens an outbound stream connection (TCP or Unix) run by `protocol`, with the
@@ -228,8 +254,94 @@ impl<'a> Context<'a> {
         protocol: impl Protocol,
         timeout: Duration,
     ) -> Result<ConnId, OpError> {
-        connect(self.state, self.io, addr, Box::new(protocol), timeout)
+        connect(self.state, self.io, addr, Box::new(protocol), timeout, None)
     }
+
+    /// Opens an outbound connection that runs TLS from the start, verifying the server as
+    /// `server_name` (see [`tls::server_name`](crate::tls::server_name)). `protocol` gets
+    /// `connection_made` once the handshake is done ([`Context::tls`] then tells the
+    /// session); a failed or timed-out handshake ends it with
+    /// [`LostReason::Tls`](crate::LostReason::Tls). Writes before that are encrypted and
+    /// sent once the handshake completes.
+    ///
+    /// # Errors
+    /// Creating the socket failed, or rustls could not start a session.
+    pub fn connect_tls(
+        &mut self,
+        addr: &SockAddr,
+        connector: &crate::tls::TlsConnector,
+        server_name: crate::tls::ServerName<'static>,
+        protocol: impl Protocol,
+    ) -> Result<ConnId, crate::EngineError> {
+        let timeout = self.state.config.connect_timeout;
+        connect_tls(
+            self.state,
+            self.io,
+            addr,
+            connector,
+            server_name,
+            Box::new(protocol),
+            timeout,
+        )
+    }
+
+    /// What the connection's TLS session negotiated, once its handshake is done (`None` on a
+    /// plain connection, and during a STARTTLS handshake).
+    #[must_use]
+    pub fn tls(&self) -> Option<&crate::tls::TlsInfo> {
+        self.state.conns.get(self.conn)?.tls_info.as_deref()
+    }
+
+    /// STARTTLS, server side: from now on this connection runs TLS as a server. Bytes
+    /// written before the call are sent in the clear first (the "go ahead" reply); the
+    /// client's handshake follows. [`Protocol::handshake_completed`] says when it is done.
+    ///
+    /// Input the protocol already received after the STARTTLS command (in the same read)
+    /// was sent in the clear and must be discarded, not treated as protected (RFC 3207 §4.2,
+    /// the STARTTLS command-injection flaw).
+    ///
+    /// # Errors
+    /// The connection already runs TLS, is not open, or rustls could not start a session.
+    pub fn start_tls_server(
+        &mut self,
+        acceptor: &crate::tls::TlsAcceptor,
+    ) -> Result<(), crate::tls::TlsError> {
+        use crate::tls::session::{Session, Start, install};
+        let session = Session::server(acceptor, Start::Upgrade)?;
+        install(self.state, self.io, self.conn, session)
+    }
+
+    /// STARTTLS, client side: from now on this connection runs TLS as a client verifying
+    /// `server_name`; the ClientHello goes out at the end of the callback.
+    /// [`Protocol::handshake_completed`] says when the handshake is done.
+    ///
+    /// # Errors
+    /// The connection already runs TLS, is not open, or rustls could not start a session.
+    pub fn start_tls_client(
+        &mut self,
+        connector: &crate::tls::TlsConnector,
+        server_name: crate::tls::ServerName<'static>,
+    ) -> Result<(), crate::tls::TlsError> {
+        use crate::tls::session::{Session, Start, install};
+        let session = Session::client(connector, server_name, Start::Upgrade)?;
+        install(self.state, self.io, self.conn, session)
+    }
+}
+
+/// Starts an outbound TLS connection (shared by [`Context`] and the reactor).
+pub(crate) fn connect_tls(
+    state: &mut State,
+    io: &mut dyn Io,
+    addr: &SockAddr,
+    connector: &crate::tls::TlsConnector,
+    server_name: crate::tls::ServerName<'static>,
+    protocol: Box<dyn Protocol>,
+    timeout: Duration,
+) -> Result<ConnId, crate::EngineError> {
+    use crate::tls::session::{Session, Start};
+    let session = Session::client(connector, server_name, Start::Endpoint)
+        .map_err(crate::EngineError::Tls)?;
+    Ok(connect(state, io, addr, protocol, timeout, Some(session))?)
 }
 
 /// Starts an outbound connection (shared by [`Context`] and the reactor).
@@ -239,9 +351,16 @@ pub(crate) fn connect(
     addr: &SockAddr,
     protocol: Box<dyn Protocol>,
     timeout: Duration,
+    tls: Option<crate::tls::session::Session>,
 ) -> Result<ConnId, OpError> {
     let socket = io.connect(addr)?;
     let id = state.insert(socket, protocol, Phase::Connecting);
+    if let Some(session) = tls
+        && let Some(conn) = state.conns.get_mut(id)
+    {
+        // The handshake timeout is armed once TCP is connected.
+        conn.tls = Some(Box::new(session));
+    }
     let key = state
         .timers
         .add_connect_timeout(id, crate::timers::deadline(state.now, timeout));

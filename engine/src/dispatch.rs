@@ -97,6 +97,20 @@ fn deliver_stash(state: &mut State, io: &mut dyn Io, id: ConnId) {
     if conn.read_paused {
         return;
     }
+    if conn.tls.is_some() {
+        // Decrypted bytes rustls still holds, then the stashed ciphertext.
+        let data = conn.stash.split().freeze();
+        crate::tls::session::input(state, io, id, &data);
+        if let Some(conn) = state.conns.active_mut(id)
+            && conn.eof_pending
+            && !conn.read_paused
+            && conn.stash.is_empty()
+        {
+            conn.eof_pending = false;
+            crate::tls::session::eof(state, io, id);
+        }
+        return;
+    }
     if !conn.stash.is_empty() {
         let data = conn.stash.split().freeze();
         call(state, io, id, |p, ctx| p.data_received(ctx, &data));
@@ -139,17 +153,46 @@ fn lost(state: &mut State, io: &mut dyn Io, id: ConnId, reason: LostReason) {
 }
 
 /// A new connection was accepted on `socket`: it joins the table, starts receiving and gets
-/// `connection_made` (queued: run by the next [`run_notices`]).
+/// `connection_made` (queued: run by the next [`run_notices`]) — on a TLS listener once its
+/// handshake completes.
 pub(crate) fn accepted(
     state: &mut State,
     io: &mut dyn Io,
     socket: SocketId,
     protocol: Box<dyn Protocol>,
+    tls: Option<&crate::tls::TlsAcceptor>,
+    preamble: Option<(crate::preamble::Preamble, std::time::Duration)>,
 ) -> ConnId {
     let id = state.insert(socket, protocol, Phase::Open);
     state.stats.accepted += 1;
     io.recv(socket);
-    context::made(state, id);
+    if let Some((parse, timeout)) = preamble {
+        // The protocol (and TLS) start once the preamble is read.
+        if let Some(conn) = state.conns.get_mut(id) {
+            conn.preamble = Some(crate::preamble::Pending::new(parse, tls.cloned()));
+        }
+        let key = state
+            .timers
+            .add_handshake_timeout(id, crate::timers::deadline(state.now, timeout));
+        if let Some(conn) = state.conns.get_mut(id) {
+            conn.handshake_timer = Some(key);
+        }
+        return id;
+    }
+    match tls {
+        None => context::made(state, id),
+        Some(acceptor) => {
+            let started = crate::tls::session::Session::server(
+                acceptor,
+                crate::tls::session::Start::Endpoint,
+            )
+            .and_then(|session| crate::tls::session::install(state, io, id, session));
+            if let Err(error) = started {
+                tracing::error!(conn = %id, %error, "tls session could not start");
+                state.lose(io, id, LostReason::Tls(error), true);
+            }
+        }
+    }
     id
 }
 
@@ -164,6 +207,27 @@ pub(crate) fn received(state: &mut State, io: &mut dyn Io, id: ConnId, data: &[u
         conn.stash.extend_from_slice(data);
         return;
     }
+    if conn.preamble.is_some() {
+        crate::preamble::input(state, io, id, data);
+        return;
+    }
+    if conn.tls.is_some() {
+        crate::tls::session::input(state, io, id, data);
+        return;
+    }
+    call(state, io, id, |p, ctx| p.data_received(ctx, data));
+}
+
+/// The bytes that followed a preamble in its last read (the protocol just started): as if
+/// they had just arrived.
+pub(crate) fn received_after_preamble(state: &mut State, io: &mut dyn Io, id: ConnId, data: &[u8]) {
+    let Some(conn) = state.conns.active_mut(id) else {
+        return;
+    };
+    if conn.read_paused {
+        conn.stash.extend_from_slice(data);
+        return;
+    }
     call(state, io, id, |p, ctx| p.data_received(ctx, data));
 }
 
@@ -174,8 +238,16 @@ pub(crate) fn eof(state: &mut State, io: &mut dyn Io, id: ConnId) {
     let Some(conn) = state.conns.active_mut(id) else {
         return;
     };
+    if conn.preamble.is_some() {
+        crate::preamble::eof(state, io, id);
+        return;
+    }
     if conn.read_paused || !conn.stash.is_empty() {
         conn.eof_pending = true;
+        return;
+    }
+    if conn.tls.is_some() {
+        crate::tls::session::eof(state, io, id);
         return;
     }
     call(state, io, id, |p, ctx| p.eof_received(ctx));
@@ -216,8 +288,14 @@ pub(crate) fn connected(
             if !conn.read_paused {
                 io.recv(id.0);
             }
+            let tls_timeout = conn.tls.as_ref().map(|s| s.handshake_timeout());
             state.schedule_flush(id);
-            context::made(state, id);
+            match tls_timeout {
+                // TLS: the ClientHello goes out with the flush; `connection_made` follows
+                // the handshake.
+                Some(timeout) => crate::tls::session::arm_timeout(state, id, timeout),
+                None => context::made(state, id),
+            }
         }
         Err(error) => state.lose(io, id, LostReason::ConnectFailed(error), false),
     }
@@ -254,6 +332,11 @@ pub(crate) fn fire_timers(
                 {
                     c.connect_timer = None;
                     state.lose(io, conn, LostReason::ConnectTimeout, true);
+                }
+            }
+            Target::Handshake(conn) => {
+                if !crate::preamble::timed_out(state, io, conn) {
+                    crate::tls::session::timed_out(state, io, conn);
                 }
             }
             Target::Sleep(resolver) => resolver.resolve(()),

@@ -29,6 +29,9 @@ pub enum EngineError {
         #[source]
         source: io::Error,
     },
+    /// TLS could not start.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// A core's thread panicked outside protocol callbacks (a bug in the engine or in a
     /// per-core init function).
     #[error("core {core} panicked: {message}")]

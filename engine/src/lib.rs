@@ -29,6 +29,7 @@ mod dispatch;
 mod error;
 mod io;
 mod local;
+mod preamble;
 mod protocol;
 mod reactor;
 mod runtime;
@@ -37,6 +38,7 @@ mod stats;
 #[allow(dead_code)]
 pub(crate) mod timer;
 mod timers;
+pub mod tls;
 
 pub mod executor;
 #[cfg(feature = "testing")]
@@ -49,6 +51,7 @@ pub use crate::config::ReactorConfig;
 pub use crate::context::Context;
 pub use crate::datagram::{DatagramContext, DatagramProtocol, UdpId};
 pub use crate::error::EngineError;
+pub use crate::preamble::{DEFAULT_PREAMBLE_TIMEOUT, ListenerOptions, Preamble, PreambleStatus};
 pub use crate::protocol::{ConnId, Factory, LostKind, LostReason, Protocol};
 pub use crate::reactor::Reactor;
 pub use crate::runtime::{Cores, Runtime, RuntimeBuilder, ShutdownHandle};

@@ -4,7 +4,8 @@
 //! Contract: per connection, callbacks arrive in this order: `connection_made` once, then any
 //! number of `data_received`, `eof_received` (at most once), `pause_writing` /
 //! `write_drained` pairs and `timer_fired`, then `connection_lost` exactly once — also for
-//! an outbound connection that never connected (then without `connection_made`). One
+//! an outbound connection that never connected and for a TLS connection whose handshake
+//! failed (then without `connection_made`). One
 //! exception: an outbound connection written to before it connected can get `pause_writing`
 //! (and `write_drained`) before `connection_made`, so a producer learns of backpressure while
 //! connecting (a proxy pausing its client). A protocol
@@ -65,6 +66,12 @@ pub enum LostReason {
     /// The protocol on the *other* end of a relationship panicked. A protocol that panics
     /// itself is dropped without any callback; its connection is aborted.
     Panicked,
+    /// TLS ended the connection: a failed or timed-out handshake (then `connection_made` was
+    /// never called), or an error after it. The peer got rustls's alert first.
+    Tls(crate::tls::TlsError),
+    /// A listener preamble (PROXY protocol header) was invalid, incomplete when the peer
+    /// closed, or late; the protocol never started.
+    Preamble(String),
 }
 
 /// The kind of a [`LostReason`], without its data: `Copy` and comparable (for matching,
@@ -90,6 +97,10 @@ pub enum LostKind {
     Shutdown,
     /// [`LostReason::Panicked`].
     Panicked,
+    /// [`LostReason::Tls`].
+    Tls,
+    /// [`LostReason::Preamble`].
+    Preamble,
 }
 
 impl LostReason {
@@ -106,6 +117,8 @@ impl LostReason {
             LostReason::WriteBufferFull { .. } => LostKind::WriteBufferFull,
             LostReason::Shutdown => LostKind::Shutdown,
             LostReason::Panicked => LostKind::Panicked,
+            LostReason::Tls(_) => LostKind::Tls,
+            LostReason::Preamble(_) => LostKind::Preamble,
         }
     }
 
@@ -133,6 +146,8 @@ impl fmt::Display for LostReason {
             }
             LostReason::Shutdown => f.write_str("reactor shut down"),
             LostReason::Panicked => f.write_str("a protocol panicked"),
+            LostReason::Tls(e) => write!(f, "{e}"),
+            LostReason::Preamble(reason) => write!(f, "invalid preamble: {reason}"),
         }
     }
 }
@@ -173,6 +188,14 @@ pub trait Protocol: 'static {
     /// left when the grace period ends. A server with idle keep-alive connections should
     /// close them now (and finish in-flight work first). The default does nothing.
     fn shutdown_started(&mut self, ctx: &mut Context<'_>) {
+        let _ = ctx;
+    }
+
+    /// A STARTTLS upgrade ([`Context::start_tls_server`], [`Context::start_tls_client`])
+    /// finished its handshake: from now on [`Context::tls`] describes the session. (On a
+    /// connection that was TLS from the start, `connection_made` follows the handshake
+    /// instead.) The default does nothing.
+    fn handshake_completed(&mut self, ctx: &mut Context<'_>) {
         let _ = ctx;
     }
 

@@ -25,6 +25,7 @@ use crate::dispatch;
 use crate::error::EngineError;
 use crate::executor::{Executor, JoinHandle};
 use crate::local::LocalHandle;
+use crate::preamble::ListenerOptions;
 use crate::protocol::{ConnId, Factory, LostReason, Protocol};
 use crate::runtime::{CoreMessage, Cores};
 use crate::state::State;
@@ -38,6 +39,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 struct Listener {
     socket: SocketId,
     factory: Box<dyn Factory>,
+    /// This core's copy of the listener's TLS configuration, and its preamble.
+    options: crate::preamble::ListenerOptions,
 }
 
 /// A UDP socket of this core.
@@ -192,10 +195,69 @@ impl Reactor {
         addr: SocketAddr,
         factory: impl Factory,
     ) -> Result<SocketAddr, EngineError> {
-        let bound = self.listen(&addr.into(), Box::new(factory))?;
+        let bound = self.listen(&addr.into(), Box::new(factory), ListenerOptions::default())?;
         bound.as_socket().ok_or(EngineError::Config {
             what: "listener has no IP address".into(),
         })
+    }
+
+    /// Listens on a TCP address (as [`Reactor::listen_tcp`]) for TLS connections: each one's
+    /// protocol gets `connection_made` after its handshake (see [`crate::tls`]). This core
+    /// gets its own copy of `acceptor`'s session cache and ticketer
+    /// ([`TlsAcceptor::for_core`](crate::tls::TlsAcceptor::for_core)).
+    ///
+    /// # Errors
+    /// The OS error of bind or listen.
+    pub fn listen_tls(
+        &mut self,
+        addr: SocketAddr,
+        acceptor: &crate::tls::TlsAcceptor,
+        factory: impl Factory,
+    ) -> Result<SocketAddr, EngineError> {
+        let options = ListenerOptions::default().tls(acceptor.clone());
+        self.listen_with(&addr.into(), &options, factory)?
+            .as_socket()
+            .ok_or(EngineError::Config {
+                what: "listener has no IP address".into(),
+            })
+    }
+
+    /// [`Reactor::listen_unix`] for TLS connections (see [`Reactor::listen_tls`]).
+    ///
+    /// # Errors
+    /// The OS error of bind or listen.
+    pub fn listen_unix_tls(
+        &mut self,
+        path: impl AsRef<Path>,
+        acceptor: &crate::tls::TlsAcceptor,
+        factory: impl Factory,
+    ) -> Result<(), EngineError> {
+        let addr = SockAddr::unix(path.as_ref()).map_err(|e| EngineError::Io {
+            what: "unix address",
+            source: e,
+        })?;
+        let options = ListenerOptions::default().tls(acceptor.clone());
+        self.listen_with(&addr, &options, factory).map(drop)
+    }
+
+    /// Listens on a TCP address or Unix socket path with `options`: TLS, and a preamble
+    /// (a PROXY protocol header) read before the protocol starts. This core gets its own
+    /// copy of the TLS configuration. Returns the bound address.
+    ///
+    /// # Errors
+    /// The OS error of bind or listen.
+    pub fn listen_with(
+        &mut self,
+        addr: &SockAddr,
+        options: &ListenerOptions,
+        factory: impl Factory,
+    ) -> Result<SockAddr, EngineError> {
+        let mut options = options.clone();
+        options.tls = options.tls.as_ref().map(crate::tls::TlsAcceptor::for_core);
+        if let Some(path) = addr.as_pathname() {
+            remove_stale_socket(path);
+        }
+        self.listen(addr, Box::new(factory), options)
     }
 
     /// Listens on a Unix stream socket path (removed first if it is a stale socket file).
@@ -208,29 +270,31 @@ impl Reactor {
         factory: impl Factory,
     ) -> Result<(), EngineError> {
         let path = path.as_ref();
-        if let Ok(meta) = std::fs::symlink_metadata(path)
-            && is_socket(&meta)
-        {
-            let _ = std::fs::remove_file(path);
-        }
+        remove_stale_socket(path);
         let addr = SockAddr::unix(path).map_err(|e| EngineError::Io {
             what: "unix address",
             source: e,
         })?;
-        self.listen(&addr, Box::new(factory)).map(drop)
+        self.listen(&addr, Box::new(factory), ListenerOptions::default())
+            .map(drop)
     }
 
     fn listen(
         &mut self,
         addr: &SockAddr,
         factory: Box<dyn Factory>,
+        options: ListenerOptions,
     ) -> Result<SockAddr, EngineError> {
         let socket = self.driver.listen(addr, &ListenOptions::default())?;
         let bound = self.driver.local_addr(socket)?;
         if self.accepting {
             self.driver.accept(socket);
         }
-        self.listeners.push(Listener { socket, factory });
+        self.listeners.push(Listener {
+            socket,
+            factory,
+            options,
+        });
         Ok(bound)
     }
 
@@ -258,6 +322,32 @@ impl Reactor {
             &mut self.state,
             &mut self.driver,
             addr,
+            Box::new(protocol),
+            timeout,
+            None,
+        )
+    }
+
+    /// Opens an outbound TLS connection from outside any callback (see
+    /// [`Context::connect_tls`]).
+    ///
+    /// # Errors
+    /// Creating the socket failed, or rustls could not start a session.
+    pub fn connect_tls(
+        &mut self,
+        addr: &SockAddr,
+        connector: &crate::tls::TlsConnector,
+        server_name: crate::tls::ServerName<'static>,
+        protocol: impl Protocol,
+    ) -> Result<ConnId, EngineError> {
+        self.refresh_now();
+        let timeout = self.state.config.connect_timeout;
+        context::connect_tls(
+            &mut self.state,
+            &mut self.driver,
+            addr,
+            connector,
+            server_name,
             Box::new(protocol),
             timeout,
         )
@@ -408,7 +498,7 @@ impl Reactor {
     /// # Errors
     /// The driver's wait failed.
     pub fn turn(&mut self, timeout: Option<Duration>) -> Result<(), EngineError> {
-        self.state.flush(&mut self.driver);
+        self.flush();
         let now = Instant::now();
         let mut wait = timeout;
         if let Some(deadline) = self.state.timers.next_deadline() {
@@ -441,8 +531,18 @@ impl Reactor {
         self.run_messages();
         self.run_local();
         self.check_shutdown();
-        self.state.flush(&mut self.driver);
+        self.flush();
         Ok(())
+    }
+
+    /// The end-of-turn flush. A flush can end connections (a close that completes once a
+    /// TLS alert is queued): their callbacks run now, not after the next wait.
+    fn flush(&mut self) {
+        self.state.flush(&mut self.driver);
+        while !self.state.notices.is_empty() {
+            self.run_notices();
+            self.state.flush(&mut self.driver);
+        }
     }
 
     fn dispatch(&mut self, completion: Completion) {
@@ -533,7 +633,17 @@ impl Reactor {
             self.driver.abort(socket);
             return;
         };
-        let id = dispatch::accepted(&mut self.state, &mut self.driver, socket, protocol);
+        let id = dispatch::accepted(
+            &mut self.state,
+            &mut self.driver,
+            socket,
+            protocol,
+            entry.options.tls.as_ref(),
+            entry
+                .options
+                .preamble
+                .map(|p| (p, entry.options.preamble_timeout)),
+        );
         if let Some(conn) = self.state.conns.get_mut(id) {
             conn.in_total = counted;
         }
@@ -681,4 +791,13 @@ fn is_socket(meta: &std::fs::Metadata) -> bool {
 #[cfg(not(unix))]
 fn is_socket(_meta: &std::fs::Metadata) -> bool {
     false
+}
+
+/// Removes a socket file left by an earlier process at `path` (never any other file).
+fn remove_stale_socket(path: &Path) {
+    if let Ok(meta) = std::fs::symlink_metadata(path)
+        && is_socket(&meta)
+    {
+        let _ = std::fs::remove_file(path);
+    }
 }

@@ -78,6 +78,23 @@ pub(crate) struct Conn {
     /// Its pending protocol timers, cancelled when it is lost (so a closed connection leaves
     /// no entries in the wheel).
     pub(crate) timers: Vec<crate::timers::TimerId>,
+    /// The TLS layer, if any (see `tls/session.rs`); `None` while plaintext is handed to the
+    /// protocol (then `tls_busy`).
+    pub(crate) tls: Option<Box<crate::tls::session::Session>>,
+    /// The TLS session is out of its slot for a callback.
+    pub(crate) tls_busy: bool,
+    /// What the protocol learns about TLS, set when the handshake completes.
+    pub(crate) tls_info: Option<Box<crate::tls::TlsInfo>>,
+    /// The timeout of a pending preamble or TLS handshake.
+    pub(crate) handshake_timer: Option<TimerKey>,
+    /// A listener preamble (PROXY header) still being read: the protocol has not started.
+    pub(crate) preamble: Option<crate::preamble::Pending>,
+    /// Addresses named by the preamble, reported instead of the socket's.
+    pub(crate) peer_override: Option<ringwork_platform::SockAddr>,
+    pub(crate) local_override: Option<ringwork_platform::SockAddr>,
+    /// The reason `connection_lost` gets when a close the engine started (after a TLS
+    /// error's alert) completes; `Done` if none.
+    pub(crate) close_reason: Option<LostReason>,
 }
 
 impl Conn {
@@ -99,7 +116,30 @@ impl Conn {
             connect_timer: None,
             in_total: false,
             timers: Vec::new(),
+            tls: None,
+            tls_busy: false,
+            tls_info: None,
+            handshake_timer: None,
+            preamble: None,
+            peer_override: None,
+            local_override: None,
+            close_reason: None,
         }
+    }
+
+    /// Whether the connection runs TLS (or a STARTTLS upgrade is under way).
+    pub(crate) fn is_tls(&self) -> bool {
+        self.tls.is_some() || self.tls_busy
+    }
+
+    /// Whether everything is sent, including a TLS `close_notify` still to be queued.
+    fn drained(&self) -> bool {
+        self.buffered() == 0 && !self.tls_busy && self.tls.as_ref().is_none_or(|s| s.is_drained())
+    }
+
+    /// Why a completed close ended the connection.
+    fn close_reason(&mut self) -> LostReason {
+        self.close_reason.take().unwrap_or(LostReason::Done)
     }
 
     fn socket(&self) -> SocketId {
@@ -264,6 +304,16 @@ impl State {
         if conn.closing || conn.shutdown || bytes.is_empty() {
             return;
         }
+        if conn.is_tls() {
+            // Encrypted at the end of the turn with everything else written in it.
+            conn.wbuf.extend_from_slice(&bytes);
+            if !conn.in_flush {
+                conn.in_flush = true;
+                self.flush.push(id);
+            }
+            self.check_high(io, id);
+            return;
+        }
         if !conn.wbuf.is_empty() {
             let earlier = conn.wbuf.split().freeze();
             conn.queued += earlier.len();
@@ -303,8 +353,9 @@ impl State {
             conn.write_paused = false;
             self.notices.push_back((id, Notice::WriteDrained));
         }
-        if conn.closing && conn.buffered() == 0 {
-            self.lose(io, id, LostReason::Done, false);
+        if conn.closing && conn.drained() {
+            let reason = conn.close_reason();
+            self.lose(io, id, reason, false);
         }
     }
 
@@ -320,8 +371,9 @@ impl State {
         }
         // Still connecting with bytes written: they are sent once it connects, then it closes.
         conn.closing = true;
-        if conn.buffered() == 0 {
-            self.lose(io, id, LostReason::Done, false);
+        if conn.drained() {
+            let reason = conn.close_reason();
+            self.lose(io, id, reason, false);
         } else if !conn.in_flush {
             conn.in_flush = true;
             self.flush.push(id);
@@ -355,6 +407,10 @@ impl State {
         if let Some(key) = conn.connect_timer.take() {
             self.timers.cancel_key(key);
         }
+        if let Some(key) = conn.handshake_timer.take() {
+            self.timers.cancel_key(key);
+        }
+        conn.tls = None;
         if reset {
             io.abort(id.0);
         } else {
@@ -379,7 +435,8 @@ impl State {
             && conn.read_paused
         {
             conn.read_paused = false;
-            if !conn.stash.is_empty() || conn.eof_pending {
+            // A TLS session may hold decrypted bytes the protocol has not seen yet.
+            if !conn.stash.is_empty() || conn.eof_pending || conn.is_tls() {
                 self.notices.push_back((id, Notice::Stash));
             }
             if conn.phase == Phase::Open {
@@ -400,7 +457,16 @@ impl State {
                 // Connecting: flushed once connected (the reactor re-queues it).
                 continue;
             }
-            if !conn.wbuf.is_empty() {
+            if let Some(session) = conn.tls.as_mut() {
+                let ending = conn.closing || conn.shutdown;
+                let sealed = crate::tls::session::seal(session, &mut conn.wbuf, ending);
+                if !sealed.is_empty() {
+                    let bytes = sealed.freeze();
+                    conn.queued += bytes.len();
+                    self.stats.bytes_out += bytes.len() as u64;
+                    io.send(id.0, bytes);
+                }
+            } else if !conn.wbuf.is_empty() {
                 let bytes = conn.wbuf.split().freeze();
                 conn.queued += bytes.len();
                 self.stats.bytes_out += bytes.len() as u64;
@@ -410,8 +476,9 @@ impl State {
                 conn.shutdown_sent = true;
                 io.shutdown_write(id.0);
             }
-            if conn.closing && conn.buffered() == 0 {
-                self.lose(io, *id, LostReason::Done, false);
+            if conn.closing && conn.drained() {
+                let reason = conn.close_reason();
+                self.lose(io, *id, reason, false);
             }
         }
         let mut pending = pending;

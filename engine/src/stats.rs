@@ -27,4 +27,9 @@ pub struct CoreStats {
     /// Kernel enters (`io_uring_enter` / `epoll_wait`): completions per enter is the
     /// batching factor.
     pub enters: u64,
+    /// TLS handshakes completed.
+    pub tls_handshakes: u64,
+    /// Connections TLS ended: failed or timed-out handshakes, peers leaving mid-handshake,
+    /// errors after the handshake.
+    pub tls_failures: u64,
 }

@@ -31,6 +31,8 @@ pub(crate) enum Target {
     },
     /// An outbound connect that has not completed.
     ConnectTimeout(ConnId),
+    /// A TLS handshake or a listener preamble that has not completed.
+    Handshake(ConnId),
     /// A [`LocalHandle::sleep`](crate::LocalHandle::sleep): resolves its `Deferred`.
     Sleep(Resolver<()>),
 }
@@ -45,6 +47,7 @@ impl fmt::Debug for Target {
                 .field("every", every)
                 .finish(),
             Self::ConnectTimeout(conn) => f.debug_tuple("ConnectTimeout").field(conn).finish(),
+            Self::Handshake(conn) => f.debug_tuple("Handshake").field(conn).finish(),
             Self::Sleep(_) => f.write_str("Sleep"),
         }
     }
@@ -92,6 +95,11 @@ impl Timers {
     /// Arms a connect timeout.
     pub(crate) fn add_connect_timeout(&mut self, conn: ConnId, at: Instant) -> TimerKey {
         self.wheel.insert(at, Target::ConnectTimeout(conn))
+    }
+
+    /// Arms a TLS handshake timeout.
+    pub(crate) fn add_handshake_timeout(&mut self, conn: ConnId, at: Instant) -> TimerKey {
+        self.wheel.insert(at, Target::Handshake(conn))
     }
 
     /// Arms a sleep: `resolver` is resolved at `at`.

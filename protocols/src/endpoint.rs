@@ -1,4 +1,6 @@
-//! Twisted-style endpoint strings (sans-IO): `tcp:8080:interface=127.0.0.1`, `unix:/path`.
+//! Twisted-style endpoint strings (sans-IO): `tcp:8080:interface=127.0.0.1`, `unix:/path`,
+//! `tls:8443:cert=PATH:key=PATH`, and the `haproxy:` prefix (a PROXY protocol header comes
+//! first) on any stream endpoint.
 //!
 //! Owns: parsing a server endpoint string into an [`Endpoint`] and printing it back
 //! ([`Endpoint`]'s `Display` output parses to the same value).
@@ -8,8 +10,19 @@
 //! (`tcp6:8080:interface=::1`).
 //! Does not: open sockets or resolve names (interfaces are literal IP addresses); the
 //! `ringwork` binary turns an [`Endpoint`] into listeners.
-//! Spec: Twisted's `serverFromString` syntax for `tcp`, `tcp6`, `udp` and `unix`.
+//! Spec: Twisted's `serverFromString` syntax for `tcp`, `tcp6`, `udp` and `unix`; `tls`
+//! takes ringwork's own options (see [`TlsOptions`]); `haproxy:` is Twisted's prefix.
 //! Tests: `endpoint/tests.rs`.
+
+#[cfg(feature = "engine")]
+mod listen;
+mod tls;
+
+#[cfg(feature = "engine")]
+pub use self::listen::{
+    ListenSpec, ListenSpecError, SelfSigned, default_self_signed_dir, self_signed,
+};
+pub use self::tls::{ClientVerify, SniCert, TlsOptions};
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -17,7 +30,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 /// The endpoint types [`Endpoint::from_str`] knows, as listed in error messages.
-pub const KNOWN_TYPES: &str = "tcp, tcp6, udp, unix";
+pub const KNOWN_TYPES: &str = "tcp, tcp6, udp, unix, tls, and the haproxy: prefix";
 
 /// Where a server listens, parsed from an endpoint string.
 ///
@@ -29,6 +42,8 @@ pub const KNOWN_TYPES: &str = "tcp, tcp6, udp, unix";
 /// | `tcp6:8080:interface=::1` | `Tcp { addr: [::1]:8080 }` |
 /// | `udp:9000`, `udp:9000:interface=::1` | `Udp { addr: .. }` (either family) |
 /// | `unix:/run/x.sock`, `unix:path=/run/x.sock` | `Unix { path: "/run/x.sock" }` |
+/// | `tls:8443:cert=c.pem:key=k.pem` | `Tls { addr: 0.0.0.0:8443, tls: .. }` (either family by `interface`) |
+/// | `haproxy:tcp:8080`, `haproxy:tls:8443`, `haproxy:unix:/p` | `Haproxy(inner)` |
 ///
 /// Port 0 asks the OS for a free port.
 #[derive(Clone, Debug, Eq, Hash, PartialEq)]
@@ -49,6 +64,16 @@ pub enum Endpoint {
         /// Interface address and port.
         addr: SocketAddr,
     },
+    /// A TLS listener over TCP.
+    Tls {
+        /// Interface address and port.
+        addr: SocketAddr,
+        /// Certificates, SNI, ALPN, client verification.
+        tls: TlsOptions,
+    },
+    /// A stream endpoint whose connections start with a PROXY protocol header (v1 or v2)
+    /// naming the real client.
+    Haproxy(Box<Endpoint>),
 }
 
 impl Endpoint {
@@ -56,9 +81,18 @@ impl Endpoint {
     #[must_use]
     pub fn port(&self) -> Option<u16> {
         match self {
-            Endpoint::Tcp { addr } | Endpoint::Udp { addr } => Some(addr.port()),
+            Endpoint::Tcp { addr } | Endpoint::Udp { addr } | Endpoint::Tls { addr, .. } => {
+                Some(addr.port())
+            }
             Endpoint::Unix { .. } => None,
+            Endpoint::Haproxy(inner) => inner.port(),
         }
+    }
+
+    /// Whether connections are streams (TCP, TLS, Unix, with or without `haproxy:`).
+    #[must_use]
+    pub fn is_stream(&self) -> bool {
+        !matches!(self, Endpoint::Udp { .. })
     }
 }
 
@@ -136,6 +170,22 @@ pub enum EndpointError {
     /// A `unix:` endpoint without a path.
     #[error("unix endpoint needs a socket path, as in unix:/run/ringwork.sock")]
     EmptyUnixPath,
+    /// An option's value is not valid.
+    #[error("bad value {value:?} for {key}: {why}")]
+    BadOption {
+        /// The option.
+        key: String,
+        /// The value as written.
+        value: String,
+        /// What is expected.
+        why: String,
+    },
+    /// `haproxy:` in front of something other than a stream endpoint.
+    #[error("haproxy: goes in front of a stream endpoint (tcp, tcp6, tls, unix), not {inner:?}")]
+    HaproxyNeedsStream {
+        /// The inner endpoint as written.
+        inner: String,
+    },
 }
 
 /// The endpoint types, with what each one takes.
@@ -145,6 +195,7 @@ enum Kind {
     Tcp6,
     Udp,
     Unix,
+    Tls,
 }
 
 impl Kind {
@@ -154,6 +205,7 @@ impl Kind {
             "tcp6" => Ok(Kind::Tcp6),
             "udp" => Ok(Kind::Udp),
             "unix" => Ok(Kind::Unix),
+            "tls" => Ok(Kind::Tls),
             _ => Err(EndpointError::UnknownType {
                 kind: text.to_string(),
             }),
@@ -166,6 +218,7 @@ impl Kind {
             Kind::Tcp6 => "tcp6",
             Kind::Udp => "udp",
             Kind::Unix => "unix",
+            Kind::Tls => "tls",
         }
     }
 
@@ -174,6 +227,7 @@ impl Kind {
         match self {
             Kind::Tcp | Kind::Tcp6 | Kind::Udp => ("port", "port, interface"),
             Kind::Unix => ("path", "path"),
+            Kind::Tls => ("port", tls::KNOWN),
         }
     }
 }
@@ -185,10 +239,36 @@ impl FromStr for Endpoint {
         if text.is_empty() {
             return Err(EndpointError::Empty);
         }
+        if let Some(inner) = text.strip_prefix("haproxy:") {
+            let inner_endpoint: Endpoint = inner.parse()?;
+            if !inner_endpoint.is_stream() || matches!(inner_endpoint, Endpoint::Haproxy(_)) {
+                return Err(EndpointError::HaproxyNeedsStream {
+                    inner: inner.to_string(),
+                });
+            }
+            return Ok(Endpoint::Haproxy(Box::new(inner_endpoint)));
+        }
         let mut segments = split(text).into_iter();
         let kind = Kind::parse(&segments.next().unwrap_or_default())?;
         let args = Args::collect(kind, segments)?;
         match kind {
+            Kind::Tls => {
+                let port = args
+                    .positional
+                    .filter(|port| !port.is_empty())
+                    .ok_or(EndpointError::MissingPort { kind: kind.name() })?;
+                let port = parse_port(&port)?;
+                let ip = match args.interface {
+                    None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                    Some(value) => parse_interface(kind, &value)?,
+                };
+                let mut tls = args.tls;
+                tls.validate()?;
+                Ok(Endpoint::Tls {
+                    addr: SocketAddr::new(ip, port),
+                    tls,
+                })
+            }
             Kind::Tcp | Kind::Tcp6 | Kind::Udp => {
                 let port = args
                     .positional
@@ -240,14 +320,16 @@ impl fmt::Display for Endpoint {
             }
             Endpoint::Unix { path } => {
                 f.write_str("unix:")?;
-                for c in path.to_string_lossy().chars() {
-                    if matches!(c, ':' | '\\') {
-                        f.write_str("\\")?;
-                    }
-                    write!(f, "{c}")?;
-                }
-                Ok(())
+                tls::escaped(f, &path.to_string_lossy())
             }
+            Endpoint::Tls { addr, tls } => {
+                write!(f, "tls:{}", addr.port())?;
+                if addr.ip() != IpAddr::V4(Ipv4Addr::UNSPECIFIED) {
+                    write!(f, ":interface={}", addr.ip())?;
+                }
+                write!(f, "{tls}")
+            }
+            Endpoint::Haproxy(inner) => write!(f, "haproxy:{inner}"),
         }
     }
 }
@@ -257,6 +339,7 @@ impl fmt::Display for Endpoint {
 struct Args {
     positional: Option<String>,
     interface: Option<String>,
+    tls: TlsOptions,
 }
 
 impl Args {
@@ -289,6 +372,17 @@ impl Args {
                     value: segment,
                 });
             };
+            if kind == Kind::Tls && key != positional_key && key != "interface" {
+                if args.tls.set(key, value)? {
+                    last_key = Some(key.to_string());
+                    continue;
+                }
+                return Err(EndpointError::UnknownOption {
+                    kind: kind.name(),
+                    key: key.to_string(),
+                    known,
+                });
+            }
             let slot = if key == positional_key {
                 &mut args.positional
             } else if key == "interface" && kind != Kind::Unix {

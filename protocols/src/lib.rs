@@ -15,6 +15,12 @@
 //! - [`http`]: HTTP/1.1 — sans-IO parsers and encoders with request-smuggling defences,
 //!   and (feature `engine`) the server, ready-made handlers (hello, static files) and the
 //!   client.
+//! - [`socks5`]: SOCKS5 (RFC 1928, RFC 1929) — the sans-IO handshake and (feature `engine`)
+//!   the server.
+//! - `proxy` (feature `engine`): the relay between two connections (backpressure,
+//!   half-close, idle timeout), the TCP port forward `TcpProxy` and the name-lookup pool.
+//! - [`proxy_protocol`]: the HAProxy PROXY protocol (v1 text, v2 binary with TLVs), sans-IO
+//!   parser and encoders for headers sent by load balancers.
 //!
 //! This crate does not open sockets itself: the engine does, for the adapters.
 #![forbid(unsafe_code)]
@@ -24,5 +30,9 @@
 pub mod basic;
 pub mod endpoint;
 pub mod http;
+#[cfg(feature = "engine")]
+pub mod proxy;
+pub mod proxy_protocol;
+pub mod socks5;
 
 pub use crate::endpoint::{Endpoint, EndpointError};

@@ -1,5 +1,6 @@
 //! The `ringwork` binary run as a program: `serve echo` and `serve discard` over TCP, UDP and
-//! a Unix socket under both backends, bad endpoints, an address in use, SIGTERM, `--help`.
+//! a Unix socket under both backends, `serve tcp-proxy` and `serve socks5` round trips, bad
+//! endpoints and bad proxy options (exit 2), an address in use, SIGTERM, `--help`.
 //!
 //! The io_uring half is skipped loudly where io_uring is unavailable, and fails instead
 //! under `RINGWORK_REQUIRE_URING=1`. Nothing sleeps: a test waits for the "listening on"
@@ -325,7 +326,100 @@ fn tcp_hello(backend: &str) {
     assert!(server.terminate(), "exit status 0 after SIGTERM");
 }
 
-both_backends!(tcp_echo, tcp_discard, udp_echo, unix_echo, tcp_hello);
+/// `serve http-proxy`: a proxy process in front of a `serve hello` process, configured
+/// by a TOML file; two requests on one client connection.
+fn tcp_http_proxy(backend: &str) {
+    let Some(backend) = self::backend(backend) else {
+        return;
+    };
+    let mut upstream = Server::start(&[
+        "serve",
+        "hello",
+        "--listen",
+        "tcp:0:interface=127.0.0.1",
+        "--cores",
+        "1",
+        "--backend",
+        backend,
+    ]);
+    let upstream_addr = tcp_addr(&upstream.listening(1)[0]);
+    let dir = TempDir::new(&format!("http-proxy-{backend}"));
+    let config = dir.0.join("proxy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = [\"tcp:0:interface=127.0.0.1\"]\ncores = 1\n\n[upstreams.hello]\nservers = [\"{upstream_addr}\"]\n\n[[routes]]\nupstream = \"hello\"\n"
+        ),
+    )
+    .expect("write the config");
+    let config = config.to_str().expect("utf-8 path");
+    let mut proxy = Server::start(&[
+        "serve",
+        "http-proxy",
+        "--config",
+        config,
+        "--backend",
+        backend,
+    ]);
+    let addr = tcp_addr(&proxy.listening(1)[0]);
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .expect("write");
+    let mut reply = String::new();
+    stream
+        .read_to_string(&mut reply)
+        .expect("read until the proxy closes");
+    assert_eq!(reply.matches("HTTP/1.1 200 OK\r\n").count(), 2, "{reply}");
+    assert_eq!(reply.matches("Hello, World!").count(), 2, "{reply}");
+    assert!(proxy.terminate(), "exit status 0 after SIGTERM");
+    assert!(upstream.terminate(), "exit status 0 after SIGTERM");
+}
+
+both_backends!(
+    tcp_echo,
+    tcp_discard,
+    udp_echo,
+    unix_echo,
+    tcp_hello,
+    tcp_http_proxy
+);
+
+#[test]
+fn http_proxy_config_errors() {
+    let output = run(&["serve", "http-proxy", "--listen", "tcp:0", "--cores", "1"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("http-proxy needs --config FILE"),
+        "stderr: {stderr}"
+    );
+
+    let dir = TempDir::new("http-proxy-bad");
+    let config = dir.0.join("bad.toml");
+    std::fs::write(
+        &config,
+        "listen = [\"tcp:0\"]\n[upstreams.a]\nservers = [\"127.0.0.1:1\"]\n[[routes]]\nupstream = \"b\"\n",
+    )
+    .expect("write the config");
+    let output = run(&[
+        "serve",
+        "http-proxy",
+        "--config",
+        config.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("line 5: routes[0].upstream: no upstream named \"b\""),
+        "stderr: {stderr}"
+    );
+    // The example configuration in the repository is valid.
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/http-proxy.toml");
+    ringwork_protocols::http::reverse_proxy::ProxyConfig::load(std::path::Path::new(example))
+        .expect("the example config is valid");
+}
 
 #[test]
 fn web_without_root_fails() {
@@ -411,4 +505,113 @@ fn address_in_use_fails() {
         stderr.contains(&format!("cannot listen on {listen}")) && stderr.contains("in use"),
         "stderr: {stderr}"
     );
+}
+
+/// `serve tcp-proxy` in front of a one-shot std upstream, then `serve socks5` in front of the
+/// same kind of upstream: a round trip through each.
+fn proxies(backend: &str) {
+    let Some(backend) = self::backend(backend) else {
+        return;
+    };
+    // An upstream answering each connection's first line with "up: LINE".
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let upstream = listener.local_addr().expect("address");
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            let mut line = String::new();
+            let _ = BufReader::new(&stream).read_line(&mut line);
+            let _ = stream.write_all(format!("up: {line}").as_bytes());
+        }
+    });
+    let upstream_arg = upstream.to_string();
+    let common = [
+        "--listen",
+        "tcp:0:interface=127.0.0.1",
+        "--cores",
+        "1",
+        "--backend",
+        backend,
+    ];
+
+    let mut args = vec![
+        "serve",
+        "tcp-proxy",
+        "--upstream",
+        &upstream_arg,
+        "--idle-timeout",
+        "30s",
+    ];
+    args.extend_from_slice(&common);
+    let mut server = Server::start(&args);
+    let addr = tcp_addr(&server.listening(1)[0]);
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    stream.write_all(b"via tcp-proxy\n").expect("write");
+    let mut reply = String::new();
+    BufReader::new(&stream).read_line(&mut reply).expect("read");
+    assert_eq!(reply, "up: via tcp-proxy\n");
+    drop(stream);
+    assert!(server.terminate(), "exit status 0 after SIGTERM");
+
+    let mut args = vec!["serve", "socks5", "--user", "u:p"];
+    args.extend_from_slice(&common);
+    let mut server = Server::start(&args);
+    let addr = tcp_addr(&server.listening(1)[0]);
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    let SocketAddr::V4(v4) = upstream else {
+        panic!("IPv4")
+    };
+    let mut hello = vec![5, 1, 2, 1, 1, b'u', 1, b'p', 5, 1, 0, 1];
+    hello.extend_from_slice(&v4.ip().octets());
+    hello.extend_from_slice(&v4.port().to_be_bytes());
+    hello.extend_from_slice(b"via socks5\n");
+    stream.write_all(&hello).expect("write");
+    let mut head = [0u8; 2 + 2 + 10];
+    stream.read_exact(&mut head).expect("the handshake replies");
+    assert_eq!(head[..6], [5, 2, 1, 0, 5, 0]);
+    let mut reply = String::new();
+    BufReader::new(&stream).read_line(&mut reply).expect("read");
+    assert_eq!(reply, "up: via socks5\n");
+    drop(stream);
+    assert!(server.terminate(), "exit status 0 after SIGTERM");
+}
+
+both_backends!(proxies);
+
+#[test]
+fn bad_proxy_arguments_exit_2() {
+    for (args, message) in [
+        (&["serve", "tcp-proxy"][..], "needs at least one --upstream"),
+        (
+            &["serve", "tcp-proxy", "--upstream", "nowhere"],
+            "is not HOST:PORT",
+        ),
+        (
+            &[
+                "serve",
+                "tcp-proxy",
+                "--upstream",
+                "127.0.0.1:1",
+                "--idle-timeout",
+                "5 parsecs",
+            ],
+            "--idle-timeout",
+        ),
+        (&["serve", "socks5", "--user", "nopassword"], "NAME:PASS"),
+        (
+            &["serve", "socks5", "--upstream", "127.0.0.1:1"],
+            "tcp-proxy option",
+        ),
+        (
+            &["serve", "echo", "--user", "a:b"],
+            "tcp-proxy and socks5 options",
+        ),
+    ] {
+        let output = run(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
 }

@@ -18,10 +18,14 @@ use std::time::Duration;
 use ringwork::platform::{BackendChoice, testing};
 use ringwork::{Context, DriverConfig, Protocol, Reactor, ReactorConfig};
 use ringwork_protocols::http::client::{
-    ClientConfig, ClientError, ClientRequest, ClientResponse, HttpClient, ResponseSink,
+    BodySource, ClientConfig, ClientError, ClientRequest, ClientResponse, HttpClient, NextChunk,
+    ResponseSink, StreamBody,
 };
+use ringwork_protocols::http::proto::RequestHead;
 use ringwork_protocols::http::proto::{H1Error, H1Limits, Headers, Method, ResponseHead};
-use ringwork_protocols::http::server::{HttpServer, Request, Responder, Response, ServerConfig};
+use ringwork_protocols::http::server::{
+    BodyError, Handler, HttpServer, Request, Responder, Response, ServerConfig,
+};
 
 /// Overall deadline of one wait.
 const LIMIT: Duration = Duration::from_secs(20);
@@ -193,6 +197,78 @@ fn text(response: &ClientResponse) -> &str {
 
 const HELLO: &str = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
 
+/// A streamed request body: `total` bytes of a repeating pattern in `piece`-byte pieces,
+/// failing instead of yielding the piece that starts at `fail_at`.
+struct Pattern {
+    sent: usize,
+    total: usize,
+    piece: usize,
+    fail_at: Option<usize>,
+}
+
+impl Pattern {
+    fn new(total: usize, piece: usize) -> Self {
+        Self {
+            sent: 0,
+            total,
+            piece,
+            fail_at: None,
+        }
+    }
+}
+
+impl BodySource for Pattern {
+    fn next_chunk(&mut self) -> NextChunk<'_> {
+        let next = if self.fail_at.is_some_and(|at| self.sent >= at) {
+            Some(Err(BodyError::Closed))
+        } else if self.sent == self.total {
+            None
+        } else {
+            let n = self.piece.min(self.total - self.sent);
+            let bytes: Vec<u8> = (self.sent..self.sent + n)
+                .map(|i| (i % 251) as u8)
+                .collect();
+            self.sent += n;
+            Some(Ok(bytes.into()))
+        };
+        Box::pin(std::future::ready(next))
+    }
+}
+
+/// A ringwork server handler that streams the request body and answers with its framing,
+/// length and whether every byte matched [`Pattern`].
+struct CountBody;
+
+impl Handler for CountBody {
+    fn stream_body(&self, _head: &RequestHead) -> bool {
+        true
+    }
+
+    fn handle(&self, mut request: Request, respond: Responder) {
+        let framing = if request.headers().contains("transfer-encoding") {
+            "chunked"
+        } else {
+            "sized"
+        };
+        let Some(mut body) = request.take_body_stream() else {
+            respond.send(Response::text("empty"));
+            return;
+        };
+        request.handle().spawn_local(async move {
+            let (mut len, mut ok) = (0usize, true);
+            while let Some(piece) = body.next().await {
+                let Ok(piece) = piece else { return };
+                ok &= piece
+                    .iter()
+                    .enumerate()
+                    .all(|(i, &b)| b == ((len + i) % 251) as u8);
+                len += piece.len();
+            }
+            respond.send(Response::text(format!("{framing} {len} {ok}")));
+        });
+    }
+}
+
 ringwork::platform::test_all_backends! {
     fn sized_body_and_request_head(backend: BackendChoice) {
         let Some(mut reactor) = reactor(backend) else { return };
@@ -334,6 +410,19 @@ ringwork::platform::test_all_backends! {
         assert_eq!(stats.reused, 9, "{stats:?}");
         assert_eq!(log.accepted.get(), 1);
         assert_eq!(client.idle_connections(addr), 1);
+    }
+
+    fn graceful_shutdown_closes_idle_connections(backend: BackendChoice) {
+        let Some(mut reactor) = reactor(backend) else { return };
+        let (addr, _log) = serve(&mut reactor, |_| reply(HELLO, Then::Keep));
+        let client = HttpClient::new(reactor.handle(), ClientConfig::default());
+        get(&mut reactor, &client, addr, "/").expect("response");
+        assert_eq!(client.idle_connections(addr), 1);
+        // A grace period longer than the wait: the idle connection must not hold it up.
+        reactor.shutdown(Duration::from_secs(600));
+        let closed = reactor.run_until(LIMIT, |r| r.connections() == 0).expect("turn");
+        assert!(closed, "idle pooled connections close when the shutdown starts");
+        assert_eq!(client.idle_connections(addr), 0);
     }
 
     fn connection_close_opens_a_new_connection(backend: BackendChoice) {
@@ -588,6 +677,52 @@ ringwork::platform::test_all_backends! {
         let stats = client.stats();
         assert_eq!(stats.connections_opened, 1, "{stats:?}");
         assert_eq!(stats.reused, 19, "{stats:?}");
+    }
+
+    fn streamed_request_bodies(backend: BackendChoice) {
+        let Some(mut reactor) = reactor(backend) else { return };
+        let mut config = ServerConfig::default();
+        config.limits.max_body = 64 << 20;
+        let server = HttpServer::new(CountBody, config);
+        let addr = reactor
+            .listen_tcp(SocketAddr::from(([127, 0, 0, 1], 0)), server)
+            .expect("listen");
+        let client = HttpClient::new(reactor.handle(), ClientConfig::default());
+        let total = 6 << 20;
+        for (length, expected) in [(None, "chunked"), (Some(total as u64), "sized")] {
+            let body = StreamBody::new(Pattern::new(total, 100_000), length);
+            let request = ClientRequest::get(addr, "/up").method(Method::Put).body_stream(body);
+            let response = block_on(&mut reactor, client.request(request)).expect("upload");
+            assert_eq!(text(&response), format!("{expected} {total} true"));
+        }
+        // Both uploads ran on one keep-alive connection.
+        assert_eq!(client.stats().connections_opened, 1);
+
+        // A failing source aborts the request; a source shorter than its declared length,
+        // or one whose piece crosses it, too.
+        let mut failing = Pattern::new(total, 65_536);
+        failing.fail_at = Some(1 << 20);
+        for (source, length) in [
+            (failing, None),
+            (Pattern::new(1000, 100), Some(2000)),
+            (Pattern::new(3000, 300), Some(2000)),
+        ] {
+            let request = ClientRequest::get(addr, "/up")
+                .method(Method::Post)
+                .body_stream(StreamBody::new(source, length));
+            match block_on(&mut reactor, client.request(request)) {
+                Err(ClientError::RequestBody(_)) if length.is_none() => {}
+                Err(ClientError::RequestBodyLength { declared: 2000, sent }) if length.is_some() => {
+                    assert!(sent == 1000 || sent == 2100, "{sent}");
+                }
+                other => panic!("expected a request body error, got {other:?}"),
+            }
+        }
+        // The client still works afterwards.
+        let body = StreamBody::new(Pattern::new(10, 3), Some(10));
+        let request = ClientRequest::get(addr, "/up").method(Method::Post).body_stream(body);
+        let response = block_on(&mut reactor, client.request(request)).expect("upload");
+        assert_eq!(text(&response), "sized 10 true");
     }
 
     fn against_python_http_server(backend: BackendChoice) {

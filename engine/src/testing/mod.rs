@@ -54,6 +54,7 @@
 //! assert!(matches!(t.lost_reason(), Some(LostReason::Done)));
 //! ```
 
+pub mod certs;
 mod memory;
 
 use std::cell::RefCell;
@@ -221,7 +222,7 @@ impl StringTransportBuilder {
             self.local.unwrap_or_else(|| DEFAULT_LOCAL_ADDR.into()),
             self.peer.unwrap_or_else(|| DEFAULT_PEER_ADDR.into()),
         );
-        let conn = dispatch::accepted(&mut state, &mut io, socket, Box::new(protocol));
+        let conn = dispatch::accepted(&mut state, &mut io, socket, Box::new(protocol), None, None);
         let mut transport = StringTransport {
             state,
             io,
@@ -914,6 +915,8 @@ fn duplicate(reason: &LostReason) -> LostReason {
         LostReason::WriteBufferFull { limit } => LostReason::WriteBufferFull { limit: *limit },
         LostReason::Shutdown => LostReason::Shutdown,
         LostReason::Panicked => LostReason::Panicked,
+        LostReason::Tls(e) => LostReason::Tls(e.clone()),
+        LostReason::Preamble(r) => LostReason::Preamble(r.clone()),
     }
 }
 

@@ -2,6 +2,9 @@
 //!
 //! ```text
 //! ringwork serve echo [--listen ENDPOINT]... [--cores N] [--backend auto|uring|poll] [--grace SECS]
+//! ringwork serve tcp-proxy --listen tcp:8000 --upstream 127.0.0.1:9000 [--upstream ..] [--idle-timeout 300s]
+//! ringwork serve socks5 --listen tcp:1080 [--user NAME:PASS]...
+//! ringwork serve http-proxy --config FILE
 //! ```
 //!
 //! Owns: the command line, logging set-up, and turning a [`Service`] plus its endpoints
@@ -13,7 +16,8 @@
 //! A bad command line exits with status 2, a failure to start (address in use, io_uring
 //! unavailable under `--backend uring`) with status 1.
 //! Adding a service: a [`Service`] variant with a doc comment (its `--help` text) and one
-//! arm in each of [`Service::listen_stream`] and [`Service::bind_datagram`].
+//! arm in each of [`Service::listen_stream`] and [`Service::bind_datagram`]. The proxy
+//! services' options and factories live in `ringwork/proxy.rs`.
 //! Tests: `tests/cli.rs` runs this binary.
 
 use std::error::Error;
@@ -26,8 +30,15 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use ringwork::{BackendChoice, EngineError, Reactor, Runtime};
 use ringwork_protocols::Endpoint;
 use ringwork_protocols::basic::{Discard, DiscardDatagram, Echo, EchoDatagram};
+use ringwork_protocols::endpoint::ListenSpec;
+use ringwork_protocols::http::reverse_proxy::{ProxyConfig, ReverseProxy};
 use ringwork_protocols::http::server::{HttpServer, ServerConfig};
 use ringwork_protocols::http::services::{StaticFiles, hello_server};
+
+#[path = "ringwork/proxy.rs"]
+mod proxy;
+
+use proxy::{ProxyArgs, ProxyKind, ProxyPlan};
 
 /// Where `serve` listens when no `--listen` is given: loopback only, a fixed port.
 const DEFAULT_LISTEN: &str = "tcp:8000:interface=127.0.0.1";
@@ -37,9 +48,12 @@ Examples:
   ringwork serve echo
   ringwork serve hello --listen tcp:8080 --cores 1
   ringwork serve web --root ./public --listen tcp:8080 --access-log
+  ringwork serve http-proxy --config protocols/examples/http-proxy.toml
   ringwork serve echo --listen tcp:7000 --listen unix:/tmp/echo.sock --cores 2
   ringwork serve discard --listen udp:9000:interface=127.0.0.1 --backend poll
-  RUST_LOG=debug ringwork serve echo --listen tcp6:7000:interface=::1";
+  RUST_LOG=debug ringwork serve echo --listen tcp6:7000:interface=::1
+  ringwork serve tcp-proxy --listen tcp:8000 --upstream 127.0.0.1:9000 --upstream 127.0.0.1:9001
+  ringwork serve socks5 --listen tcp:1080:interface=127.0.0.1 --user alice:secret";
 
 const ENDPOINT_HELP: &str = "\
 Endpoints:
@@ -47,6 +61,12 @@ Endpoints:
   tcp6:PORT[:interface=IPV6]    TCP over IPv6 (default interface ::)
   udp:PORT[:interface=IP]       UDP, either family (default interface 0.0.0.0)
   unix:PATH                     a Unix stream socket (a stale socket file is replaced)
+  tls:PORT[:interface=IP][:cert=PEM:key=PEM][:sni=NAME,CERT,KEY]...[:alpn=h2,http/1.1]
+       [:ca=PEM[:verify=optional|required]][:timeout=SECS]
+                                TLS over TCP; without cert/key a self-signed certificate
+                                for localhost is made (its path is printed)
+  haproxy:ENDPOINT              any stream endpoint above, behind a load balancer that
+                                sends a PROXY protocol (v1/v2) header first
 Port 0 picks a free port (TCP only with --cores 1, since each core binds its own). Every
 core listens on each TCP endpoint (SO_REUSEPORT); Unix and UDP endpoints are served by
 core 0.
@@ -54,7 +74,10 @@ core 0.
 Examples:
   ringwork serve echo
   ringwork serve echo --listen tcp:7000 --listen unix:/tmp/echo.sock --cores 2
-  ringwork serve discard --listen udp:9000:interface=127.0.0.1 --backend poll";
+  ringwork serve discard --listen udp:9000:interface=127.0.0.1 --backend poll
+  ringwork serve hello --listen tls:8443
+  ringwork serve web --root . --listen tls:8443:cert=cert.pem:key=key.pem:alpn=http/1.1
+  ringwork serve hello --listen haproxy:tcp:8080";
 
 /// The ringwork server: runs a protocol on one io_uring (or poll) reactor per core.
 ///
@@ -79,12 +102,12 @@ struct Serve {
     /// The service to run.
     #[arg(value_enum)]
     service: Service,
-    /// Where to listen, as an endpoint string (repeatable; see Endpoints below).
+    /// Where to listen, as an endpoint string (repeatable; see Endpoints below)
+    /// [default: tcp:8000:interface=127.0.0.1, or the `listen` of an http-proxy config].
     #[arg(
         long,
         short,
         value_name = "ENDPOINT",
-        default_value = DEFAULT_LISTEN,
         value_parser = clap::value_parser!(Endpoint),
     )]
     listen: Vec<Endpoint>,
@@ -103,6 +126,12 @@ struct Serve {
     /// Log every HTTP response (target ringwork::http::access, info level).
     #[arg(long)]
     access_log: bool,
+    #[command(flatten)]
+    proxy: ProxyArgs,
+    /// The TOML configuration of `http-proxy` (routes, upstreams, timeouts; see
+    /// docs/http-proxy.md).
+    #[arg(long, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
 }
 
 /// What the HTTP services need besides their endpoint.
@@ -110,6 +139,8 @@ struct Serve {
 struct HttpOptions {
     root: Option<std::path::PathBuf>,
     access_log: bool,
+    /// The loaded `--config` of `http-proxy`.
+    proxy: Option<ProxyConfig>,
 }
 
 impl HttpOptions {
@@ -119,9 +150,24 @@ impl HttpOptions {
         config
     }
 
-    /// The HTTP server for `service` (`None` for the non-HTTP services).
-    fn server(&self, service: Service) -> Result<Option<HttpServer>, EngineError> {
+    /// The HTTP server for `service` on the core of `reactor` (`None` for the non-HTTP
+    /// services).
+    fn server(
+        &self,
+        service: Service,
+        reactor: Option<&Reactor>,
+    ) -> Result<Option<HttpServer>, EngineError> {
         Ok(match service {
+            Service::HttpProxy => {
+                let config = self.proxy.as_ref().ok_or_else(|| EngineError::Config {
+                    what: "http-proxy needs --config FILE".into(),
+                })?;
+                reactor.map(|reactor| {
+                    let mut server = ringwork_protocols::http::reverse_proxy::server_config(config);
+                    server.access_log = self.access_log;
+                    HttpServer::new(ReverseProxy::new(reactor.handle(), config), server)
+                })
+            }
             Service::Hello => Some(hello_server(self.config())),
             Service::Web => {
                 let root = self.root.as_ref().ok_or_else(|| EngineError::Config {
@@ -132,7 +178,7 @@ impl HttpOptions {
                 })?;
                 Some(HttpServer::new(files, self.config()))
             }
-            Service::Echo | Service::Discard => None,
+            Service::Echo | Service::Discard | Service::TcpProxy | Service::Socks5 => None,
         })
     }
 }
@@ -148,39 +194,51 @@ enum Service {
     Hello,
     /// HTTP/1.1 static files from --root DIR (ranges, conditional requests, listings).
     Web,
+    /// TCP port forward to --upstream HOST:PORT (repeatable; round-robin with health).
+    TcpProxy,
+    /// SOCKS5 proxy (CONNECT; --user NAME:PASS for username/password authentication).
+    Socks5,
+    /// HTTP/1.1 reverse proxy configured by --config FILE (routes by Host and path prefix
+    /// to upstream pools; streams bodies both ways).
+    HttpProxy,
 }
 
 impl Service {
+    /// Which proxy service this is, if one.
+    fn proxy_kind(self) -> Option<ProxyKind> {
+        match self {
+            Service::TcpProxy => Some(ProxyKind::Tcp),
+            Service::Socks5 => Some(ProxyKind::Socks5),
+            _ => None,
+        }
+    }
+
     /// Listens on a TCP endpoint or Unix socket; returns the endpoint as bound.
     fn listen_stream(
         self,
         reactor: &mut Reactor,
         endpoint: &Endpoint,
+        spec: &ListenSpec,
         http: &HttpOptions,
+        plan: Option<&ProxyPlan>,
     ) -> Result<Endpoint, EngineError> {
-        let server = http.server(self)?;
-        match endpoint {
-            Endpoint::Tcp { addr } => {
-                let addr = match (self, server) {
-                    (_, Some(server)) => reactor.listen_tcp(*addr, server)?,
-                    (Service::Discard, None) => reactor.listen_tcp(*addr, || Discard)?,
-                    (_, None) => reactor.listen_tcp(*addr, || Echo)?,
-                };
-                Ok(Endpoint::Tcp { addr })
-            }
-            Endpoint::Unix { path } => {
-                match (self, server) {
-                    (_, Some(server)) => reactor.listen_unix(path, server)?,
-                    (Service::Discard, None) => reactor.listen_unix(path, || Discard)?,
-                    (_, None) => reactor.listen_unix(path, || Echo)?,
-                }
-                Ok(endpoint.clone())
-            }
-            _ => Err(unsupported(self, endpoint)),
-        }
+        let server = http.server(self, Some(reactor))?;
+        let tcp_proxy = plan.and_then(ProxyPlan::tcp_proxy);
+        let socks5 = plan.and_then(ProxyPlan::socks5);
+        let (addr, options) = (&spec.addr, &spec.options);
+        let bound = match (self, server) {
+            (_, Some(server)) => reactor.listen_with(addr, options, server)?,
+            (Service::TcpProxy | Service::Socks5, None) => match (tcp_proxy, socks5) {
+                (Some(proxy), _) => reactor.listen_with(addr, options, proxy)?,
+                (None, Some(socks5)) => reactor.listen_with(addr, options, socks5)?,
+                (None, None) => return Err(unsupported(self, endpoint)),
+            },
+            (Service::Discard, None) => reactor.listen_with(addr, options, || Discard)?,
+            (_, None) => reactor.listen_with(addr, options, || Echo)?,
+        };
+        Ok(with_bound(endpoint, &bound))
     }
 
-    /// Binds a UDP endpoint; returns it as bound.
     fn bind_datagram(
         self,
         reactor: &mut Reactor,
@@ -192,7 +250,13 @@ impl Service {
         let id = match self {
             Service::Echo => reactor.bind_udp(*addr, EchoDatagram)?,
             Service::Discard => reactor.bind_udp(*addr, DiscardDatagram)?,
-            Service::Hello | Service::Web => return Err(unsupported(self, endpoint)),
+            Service::Hello
+            | Service::Web
+            | Service::HttpProxy
+            | Service::TcpProxy
+            | Service::Socks5 => {
+                return Err(unsupported(self, endpoint));
+            }
         };
         let addr = reactor
             .udp_local_addr(id)?
@@ -208,19 +272,35 @@ impl Service {
         self,
         reactor: &mut Reactor,
         endpoint: &Endpoint,
+        spec: Option<&ListenSpec>,
         http: &HttpOptions,
+        plan: Option<&ProxyPlan>,
     ) -> Option<Result<Endpoint, EngineError>> {
-        match endpoint {
-            Endpoint::Tcp { .. } => Some(self.listen_stream(reactor, endpoint, http)),
+        match (endpoint, spec) {
             // A Unix path or a UDP port (without SO_REUSEPORT) is one socket: core 0's.
-            Endpoint::Unix { .. } if reactor.core_index() == 0 => {
-                Some(self.listen_stream(reactor, endpoint, http))
-            }
-            Endpoint::Udp { .. } if reactor.core_index() == 0 => {
+            (_, Some(spec)) if spec.unix && reactor.core_index() != 0 => None,
+            (_, Some(spec)) => Some(self.listen_stream(reactor, endpoint, spec, http, plan)),
+            (Endpoint::Udp { .. }, None) if reactor.core_index() == 0 => {
                 Some(self.bind_datagram(reactor, endpoint))
             }
             _ => None,
         }
+    }
+}
+
+/// `endpoint` with the port the OS chose (for port 0).
+fn with_bound(endpoint: &Endpoint, bound: &ringwork::SockAddr) -> Endpoint {
+    let port = bound.as_socket().map(|a| a.port());
+    match (endpoint, port) {
+        (Endpoint::Tcp { addr }, Some(port)) => Endpoint::Tcp {
+            addr: std::net::SocketAddr::new(addr.ip(), port),
+        },
+        (Endpoint::Tls { addr, tls }, Some(port)) => Endpoint::Tls {
+            addr: std::net::SocketAddr::new(addr.ip(), port),
+            tls: tls.clone(),
+        },
+        (Endpoint::Haproxy(inner), _) => Endpoint::Haproxy(Box::new(with_bound(inner, bound))),
+        _ => endpoint.clone(),
     }
 }
 
@@ -253,6 +333,13 @@ impl From<Backend> for BackendChoice {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let Command::Serve(serve) = &cli.command;
+    if let Err(message) = serve.proxy.check(serve.service.proxy_kind()) {
+        use clap::CommandFactory;
+        Cli::command()
+            .error(clap::error::ErrorKind::ArgumentConflict, message)
+            .exit();
+    }
     init_logging();
     let result = match cli.command {
         Command::Serve(serve) => run_serve(serve),
@@ -266,7 +353,26 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_serve(serve: Serve) -> Result<(), Box<dyn Error>> {
+fn run_serve(mut serve: Serve) -> Result<(), Box<dyn Error>> {
+    let proxy = match (&serve.config, serve.service) {
+        (Some(path), Service::HttpProxy) => {
+            let config = ProxyConfig::load(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            if serve.listen.is_empty() {
+                serve.listen.clone_from(&config.listen);
+            }
+            serve.cores = serve.cores.or(config.cores);
+            Some(config)
+        }
+        (Some(_), service) => {
+            return Err(format!("--config is for http-proxy, not {service:?}")
+                .to_lowercase()
+                .into());
+        }
+        (None, _) => None,
+    };
+    if serve.listen.is_empty() {
+        serve.listen.push(DEFAULT_LISTEN.parse()?);
+    }
     let mut builder = Runtime::builder().backend(serve.backend.into());
     if let Some(cores) = serve.cores {
         builder = builder.cores(cores);
@@ -296,12 +402,38 @@ fn run_serve(serve: Serve) -> Result<(), Box<dyn Error>> {
     let http = HttpOptions {
         root: serve.root,
         access_log: serve.access_log,
+        proxy,
     };
     // Check the service's own settings before any core starts.
-    http.server(service)?;
+    http.server(service, None)?;
+    let plan = match service.proxy_kind() {
+        Some(kind) => Some(serve.proxy.plan(kind)?),
+        None => None,
+    };
+    // Certificates and keys load once, here, before any core starts.
+    let mut listeners = Vec::with_capacity(endpoints.len());
+    for endpoint in endpoints {
+        let spec = if endpoint.is_stream() {
+            let spec = ListenSpec::from_endpoint(&endpoint, None)?;
+            if let Some(made) = &spec.self_signed {
+                let what = if made.generated { "generated" } else { "using" };
+                eprintln!(
+                    "{endpoint}: no certificate given; {what} a self-signed one for localhost, \
+                     127.0.0.1 and ::1: {}\n  trust it with: curl --cacert {} https://localhost:{}/",
+                    made.cert.display(),
+                    made.cert.display(),
+                    endpoint.port().unwrap_or_default()
+                );
+            }
+            Some(spec)
+        } else {
+            None
+        };
+        listeners.push((endpoint, spec));
+    }
     let result = runtime.run(move |reactor| {
-        for endpoint in &endpoints {
-            match service.listen(reactor, endpoint, &http) {
+        for (endpoint, spec) in &listeners {
+            match service.listen(reactor, endpoint, spec.as_ref(), &http, plan.as_ref()) {
                 None => {}
                 Some(Ok(bound)) => tracing::info!(
                     "listening on {bound} (core {}, backend {})",

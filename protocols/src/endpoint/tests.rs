@@ -54,7 +54,7 @@ fn invalid_names_the_problem() {
         ("", "empty endpoint string"),
         (
             "bogus:1",
-            "unknown endpoint type \"bogus\" (known: tcp, tcp6, udp, unix)",
+            "unknown endpoint type \"bogus\" (known: tcp, tcp6, udp, unix, tls, and the haproxy: prefix)",
         ),
         ("TCP:1", "unknown endpoint type \"TCP\""),
         ("8080", "unknown endpoint type \"8080\""),
@@ -174,4 +174,87 @@ fn port() {
     assert_eq!(tcp("127.0.0.1:0").port(), Some(0));
     assert_eq!(udp("[::1]:53").port(), Some(53));
     assert_eq!(unix("/x").port(), None);
+}
+
+#[test]
+fn tls_endpoints_take_certificates_sni_alpn_and_client_verification() {
+    use super::{ClientVerify, SniCert, TlsOptions};
+    let parsed: Endpoint =
+        "tls:8443:interface=::1:cert=/c/a\\:b.pem:key=/c/k.pem:sni=a.test,/c/a.pem,/c/a.key:\
+         sni=*.b.test,/c/b.pem,/c/b.key:alpn=h2,http/1.1:ca=/c/ca.pem:verify=optional:timeout=5"
+            .parse()
+            .unwrap();
+    let Endpoint::Tls { addr, tls } = &parsed else {
+        panic!("{parsed:?}");
+    };
+    assert_eq!(*addr, "[::1]:8443".parse::<SocketAddr>().unwrap());
+    assert_eq!(
+        tls.cert.as_deref(),
+        Some(std::path::Path::new("/c/a:b.pem"))
+    );
+    assert_eq!(tls.sni.len(), 2);
+    assert_eq!(
+        tls.sni[1],
+        SniCert {
+            name: "*.b.test".into(),
+            cert: "/c/b.pem".into(),
+            key: "/c/b.key".into()
+        }
+    );
+    assert_eq!(tls.alpn, ["h2", "http/1.1"]);
+    assert_eq!(tls.verify, ClientVerify::Optional);
+    assert_eq!(tls.timeout_secs, Some(5));
+    assert_eq!(parsed.to_string().parse::<Endpoint>().unwrap(), parsed);
+    // The short form: a self-signed certificate later; ca= alone means required.
+    let short: Endpoint = "tls:8443".parse().unwrap();
+    assert_eq!(
+        short,
+        Endpoint::Tls {
+            addr: "0.0.0.0:8443".parse().unwrap(),
+            tls: TlsOptions::default()
+        }
+    );
+    assert_eq!(short.to_string(), "tls:8443");
+    let Endpoint::Tls { tls, .. } = "tls:1:ca=/ca.pem".parse().unwrap() else {
+        unreachable!()
+    };
+    assert_eq!(tls.verify, ClientVerify::Required);
+}
+
+#[test]
+fn tls_and_haproxy_errors_name_the_problem() {
+    for (text, want) in [
+        ("tls:8443:cert=/c.pem", "cert= and key= go together"),
+        ("tls:8443:verify=required", "needs ca=PATH"),
+        ("tls:8443:sni=a.test,/c.pem", "NAME,CERT,KEY"),
+        ("tls:8443:alpn=h2,,x", "1 to 255 bytes"),
+        ("tls:8443:timeout=0", "above 0"),
+        ("tls:8443:cert=a:cert=b:key=k", "given twice"),
+        ("tls:8443:bogus=1", "unknown option"),
+        ("tls", "needs a port"),
+        ("haproxy:udp:53", "stream endpoint"),
+        ("haproxy:haproxy:tcp:1", "stream endpoint"),
+        ("haproxy:", "empty endpoint"),
+    ] {
+        let error = text.parse::<Endpoint>().unwrap_err().to_string();
+        assert!(error.contains(want), "{text}: {error}");
+    }
+}
+
+#[test]
+fn haproxy_wraps_stream_endpoints() {
+    for text in [
+        "haproxy:tcp:8080",
+        "haproxy:tls:8443:cert=/c.pem:key=/k.pem",
+        "haproxy:unix:/run/x.sock",
+    ] {
+        let parsed: Endpoint = text.parse().unwrap();
+        assert!(matches!(parsed, Endpoint::Haproxy(_)), "{text}");
+        assert!(parsed.is_stream());
+        assert_eq!(parsed.to_string(), text);
+    }
+    assert_eq!(
+        "haproxy:tcp:8080".parse::<Endpoint>().unwrap().port(),
+        Some(8080)
+    );
 }

@@ -7,6 +7,8 @@ pub mod client;
 pub mod date;
 pub mod proto;
 #[cfg(feature = "engine")]
+pub mod reverse_proxy;
+#[cfg(feature = "engine")]
 pub mod server;
 #[cfg(feature = "engine")]
 pub mod services;

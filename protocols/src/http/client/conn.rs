@@ -18,8 +18,12 @@ use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
+use std::task::Waker;
+
 use bytes::{Bytes, BytesMut};
 use ringwork::{ConnId, Context, LostReason, Protocol, Resolver, TimerId};
+
+use crate::http::client::body::{self, Upload};
 
 use crate::http::client::error::ClientError;
 use crate::http::client::pool::{self, Release};
@@ -73,6 +77,18 @@ pub(crate) struct ConnState {
     /// body.
     pub(crate) read_timer: Option<TimerId>,
     pub(crate) idle_timer: Option<TimerId>,
+    /// A streamed request body to start once the head is written.
+    pub(crate) upload: Option<Upload>,
+    /// Whether the current request's body has been written whole (true without a stream).
+    pub(crate) upload_done: bool,
+    /// The upload waits for `write_drained`.
+    pub(crate) upload_blocked: bool,
+    /// The connection is gone: the upload stops.
+    pub(crate) upload_closed: bool,
+    /// Wakes the upload pump (`write_drained`, `connection_lost`).
+    pub(crate) upload_waker: Option<Waker>,
+    /// Why the upload aborted the connection.
+    pub(crate) upload_error: Option<ClientError>,
 }
 
 impl ConnState {
@@ -81,6 +97,7 @@ impl ConnState {
         exchange: Box<dyn Exchange>,
         request: (Bytes, Bytes),
         wants_close: bool,
+        upload: Option<Upload>,
     ) -> Self {
         Self {
             id: None,
@@ -92,6 +109,37 @@ impl ConnState {
             wants_close,
             read_timer: None,
             idle_timer: None,
+            upload_done: upload.is_none(),
+            upload,
+            upload_blocked: false,
+            upload_closed: false,
+            upload_waker: None,
+            upload_error: None,
+        }
+    }
+
+    /// Prepares a reused connection for an exchange with `upload` (if any).
+    pub(crate) fn begin_upload(&mut self, upload: Option<Upload>) {
+        self.upload_done = upload.is_none();
+        self.upload = upload;
+        self.upload_blocked = false;
+        self.upload_error = None;
+    }
+
+    /// Spawns the upload pump, if this exchange streams its body (call right after the
+    /// head is written).
+    pub(crate) fn start_upload(this: &Rc<RefCell<Self>>, client: &Rc<Inner>, id: ConnId) {
+        let upload = this.borrow_mut().upload.take();
+        if let Some(upload) = upload {
+            let pump = body::pump(Rc::clone(client), Rc::clone(this), id, upload);
+            drop(client.handle.spawn_local(pump));
+        }
+    }
+
+    /// Wakes the upload pump.
+    fn wake_upload(&mut self) {
+        if let Some(waker) = self.upload_waker.take() {
+            waker.wake();
         }
     }
 }
@@ -308,7 +356,9 @@ impl ClientConn {
         if let Some(exchange) = state.exchange.take() {
             exchange.finish(ctx, trailers);
         }
-        if !reusable || !ctx.is_open() {
+        // A body still being uploaded: the server answered early and may not read the rest.
+        // During a graceful shutdown nothing is kept idle.
+        if !reusable || !ctx.is_open() || !state.upload_done || self.client.stopping.get() {
             ctx.close();
             return;
         }
@@ -342,6 +392,9 @@ impl Protocol for ClientConn {
             if !body.is_empty() {
                 ctx.write_bytes(body);
             }
+            drop(state);
+            ConnState::start_upload(&self.state, &self.client, ctx.id());
+            state = self.state.borrow_mut();
         }
         if matches!(state.phase, Phase::Connecting) {
             state.phase = Phase::Head(BytesMut::new());
@@ -427,10 +480,32 @@ impl Protocol for ClientConn {
         }
     }
 
+    /// Graceful shutdown: idle connections close now (so the reactor need not wait for
+    /// the grace period); busy ones finish their exchange and then close.
+    fn shutdown_started(&mut self, ctx: &mut Context<'_>) {
+        self.client.stopping.set(true);
+        let mut state = self.state.borrow_mut();
+        if state.phase.is_idle() {
+            state.phase = Phase::Closed;
+            ctx.close();
+        }
+    }
+
+    fn write_drained(&mut self, _ctx: &mut Context<'_>) {
+        let mut state = self.state.borrow_mut();
+        state.upload_blocked = false;
+        state.wake_upload();
+    }
+
     fn connection_lost(&mut self, _ctx: &mut Context<'_>, reason: LostReason) {
         {
             let state = &mut *self.state.borrow_mut();
+            state.upload_closed = true;
+            state.wake_upload();
             let error = match (&state.phase, reason) {
+                _ if state.upload_error.is_some() => {
+                    state.upload_error.take().unwrap_or(ClientError::Closed)
+                }
                 (Phase::Connecting, LostReason::ConnectTimeout) => ClientError::ConnectTimeout {
                     addr: self.addr,
                     timeout: self.client.config.connect_timeout,

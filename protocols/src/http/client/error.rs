@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::http::proto::H1Error;
+use crate::http::server::BodyError;
 
 /// Why a request failed. The Display text is lowercase and unstable.
 ///
@@ -67,6 +68,19 @@ pub enum ClientError {
     /// split the message (the caller's bug).
     #[error("invalid request: {0}")]
     InvalidRequest(#[source] H1Error),
+    /// A streamed request body failed (its source broke off, was malformed, or did not
+    /// match its declared length): the upstream connection was aborted.
+    #[error("request body failed: {0}")]
+    RequestBody(#[source] BodyError),
+    /// A streamed request body did not match its declared Content-Length (the source's
+    /// bug): the upstream connection was aborted.
+    #[error("request body of {sent} bytes does not match its declared length {declared}")]
+    RequestBodyLength {
+        /// The declared length.
+        declared: u64,
+        /// Bytes the source yielded (at least), when the mismatch was seen.
+        sent: u64,
+    },
 }
 
 impl ClientError {

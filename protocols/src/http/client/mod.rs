@@ -10,7 +10,9 @@
 //! connection if its method is idempotent (RFC 9110 §9.2.2): the server may have closed
 //! the idle connection just as the request went out.
 //! Does not: resolve names (addresses are `SocketAddr`; see [`ClientRequest::from_url`]),
-//! speak TLS, follow redirects, decode content codings, pipeline, or stream request bodies.
+//! speak TLS, follow redirects, decode content codings, or pipeline. A request body is one
+//! `Bytes` or a [`StreamBody`] pulled under backpressure (see `body.rs`); a streamed
+//! request is never retried.
 //! Spec: RFC 9110, RFC 9112. Tests: `request/tests.rs` (sans-IO), `tests/http_client.rs`
 //! (both backends; raw in-process servers, ringwork's server, Python's `http.server`,
 //! nginx).
@@ -23,6 +25,7 @@
 //! downstream one is not writable, and `resume_reading` on it from the downstream's
 //! `write_drained`. A connection is resumed before it goes back to the pool.
 
+mod body;
 mod conn;
 mod error;
 mod pool;
@@ -36,6 +39,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use ringwork::{Context, Deferred, LocalHandle};
 
+pub use self::body::{BodySource, NextChunk, StreamBody};
 use self::conn::{ClientConn, ConnState, Exchange, Outcome, Pending};
 pub use self::error::ClientError;
 use self::pool::{Lease, Pool};
@@ -151,6 +155,8 @@ pub(crate) struct Inner {
     pub(crate) config: ClientConfig,
     pub(crate) pool: RefCell<Pool>,
     stats: Cell<ClientStats>,
+    /// The reactor began a graceful shutdown: connections close instead of idling.
+    pub(crate) stopping: Cell<bool>,
 }
 
 impl Inner {
@@ -171,6 +177,7 @@ impl HttpClient {
                 config,
                 pool: RefCell::new(Pool::default()),
                 stats: Cell::new(ClientStats::default()),
+                stopping: Cell::new(false),
             }),
         }
     }
@@ -259,7 +266,11 @@ impl HttpClient {
                     Outcome::Done(sink) => return Ok(sink),
                     Outcome::Failed {
                         retry: Some(again), ..
-                    } if reused && !fresh && is_idempotent(&request.method) => {
+                    } if reused
+                        && !fresh
+                        && is_idempotent(&request.method)
+                        && request.body_stream.is_none() =>
+                    {
                         client.count(|s| s.retries += 1);
                         sink = again;
                         fresh = true;
@@ -288,6 +299,12 @@ async fn send<S: ResponseSink>(
     let body = request.body.clone();
     let addr = request.addr;
     let wants_close = request.wants_close();
+    let upload = request.body_stream.as_ref().and_then(|stream| {
+        Some(body::Upload {
+            length: stream.length(),
+            source: stream.take()?,
+        })
+    });
     let shared = Rc::clone(client);
     client.handle.run(move |reactor| match lease.pooled() {
         None => {
@@ -295,6 +312,7 @@ async fn send<S: ResponseSink>(
                 exchange,
                 (head, body),
                 wants_close,
+                upload,
             )));
             let conn = ClientConn::new(Rc::clone(&state), Rc::clone(&shared), addr);
             // The connection owns the slot from here on (it frees it when lost, or when
@@ -330,6 +348,7 @@ async fn send<S: ResponseSink>(
                         state.reused = true;
                         state.received = false;
                         state.wants_close = wants_close;
+                        state.begin_upload(upload);
                         id
                     }
                     _ => {
@@ -355,6 +374,8 @@ async fn send<S: ResponseSink>(
                     ctx.write_bytes(body);
                 }
                 state.read_timer = Some(ctx.call_later(shared.config.response_timeout));
+                drop(state);
+                ConnState::start_upload(&conn, &shared, id);
             });
         }
     });

@@ -11,6 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use bytes::{Bytes, BytesMut};
 
+use crate::http::client::body::StreamBody;
 use crate::http::client::error::ClientError;
 use crate::http::proto::encode;
 use crate::http::proto::{Headers, Method, Version};
@@ -31,8 +32,11 @@ pub struct ClientRequest {
     pub addr: SocketAddr,
     /// Header fields to send.
     pub headers: Headers,
-    /// The body (may be empty).
+    /// The body (may be empty). Ignored when `body_stream` is set.
     pub body: Bytes,
+    /// A body streamed as it is sent (Content-Length if its length is known, else
+    /// chunked), instead of `body`.
+    pub body_stream: Option<StreamBody>,
 }
 
 impl ClientRequest {
@@ -46,6 +50,7 @@ impl ClientRequest {
             addr,
             headers: Headers::new(),
             body: Bytes::new(),
+            body_stream: None,
         }
     }
 
@@ -123,6 +128,13 @@ impl ClientRequest {
     #[must_use]
     pub fn body(mut self, body: impl Into<Bytes>) -> Self {
         self.body = body.into();
+        self
+    }
+
+    /// Streams the body from `body` (replacing `body`).
+    #[must_use]
+    pub fn body_stream(mut self, body: StreamBody) -> Self {
+        self.body_stream = Some(body);
         self
     }
 
@@ -220,8 +232,13 @@ pub fn encode_head(
             | Method::Trace
             | Method::Connect
     );
-    if !(request.body.is_empty() && no_content_meaning) {
-        encode::write_content_length(&mut dst, request.body.len() as u64);
+    match &request.body_stream {
+        Some(stream) => match stream.length() {
+            Some(n) => encode::write_content_length(&mut dst, n),
+            None => dst.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        },
+        None if request.body.is_empty() && no_content_meaning => {}
+        None => encode::write_content_length(&mut dst, request.body.len() as u64),
     }
     dst.extend_from_slice(b"\r\n");
     Ok(dst.freeze())

@@ -127,6 +127,8 @@ pub(crate) struct ConnState {
     conn: ConnId,
     handle: LocalHandle,
     peer: Option<SocketAddr>,
+    /// The connection runs TLS (the request's scheme is https).
+    tls: bool,
     /// Unparsed input.
     input: BytesMut,
     /// `input` length at the last incomplete head parse (skip re-parsing until a new LF).
@@ -191,12 +193,14 @@ impl ServerConnection {
 impl Protocol for ServerConnection {
     fn connection_made(&mut self, ctx: &mut Context<'_>) {
         let peer = ctx.peer_addr().ok().and_then(|a| a.as_socket());
+        let tls = ctx.tls().is_some();
         let head_timer = Some(ctx.call_later(self.shared.config.header_read_timeout));
         let state = ConnState {
             shared: Rc::clone(&self.shared),
             conn: ctx.id(),
             handle: ctx.handle(),
             peer,
+            tls,
             input: BytesMut::new(),
             parsed_partial: 0,
             reading: Reading::Head,
@@ -601,6 +605,7 @@ impl ConnState {
             body: Bytes::new(),
             stream: None,
             peer: self.peer,
+            tls: self.tls,
             conn: self.conn,
             handle: self.handle.clone(),
         };

@@ -22,6 +22,7 @@ pub struct Request {
     pub(crate) body: Bytes,
     pub(crate) stream: Option<RequestBody>,
     pub(crate) peer: Option<SocketAddr>,
+    pub(crate) tls: bool,
     pub(crate) conn: ConnId,
     pub(crate) handle: LocalHandle,
 }
@@ -81,10 +82,17 @@ impl Request {
         self.stream.take()
     }
 
-    /// The client's address (`None` for a Unix socket peer).
+    /// The client's address (`None` for a Unix socket peer): the one a PROXY protocol
+    /// header named on a `haproxy:` listener.
     #[must_use]
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.peer
+    }
+
+    /// Whether the request came over TLS (its scheme is `https`).
+    #[must_use]
+    pub fn is_tls(&self) -> bool {
+        self.tls
     }
 
     /// The connection the request came on.

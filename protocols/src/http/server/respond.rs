@@ -8,7 +8,7 @@
 
 use std::cell::RefCell;
 use std::fmt;
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::rc::Rc;
 use std::task::Poll;
 
@@ -106,18 +106,27 @@ impl BodyWriter {
     /// # Errors
     /// [`Closed`] once the connection is gone.
     pub async fn ready(&self) -> Result<(), Closed> {
-        poll_fn(|cx| {
-            let mut state = self.state.borrow_mut();
+        self.when_ready().await
+    }
+
+    /// [`BodyWriter::ready`] as a future that does not borrow the writer: for code that
+    /// keeps writing from elsewhere (a proxy's upstream callbacks) while a task waits.
+    ///
+    /// # Errors
+    /// [`Closed`] once the connection is gone.
+    pub fn when_ready(&self) -> impl Future<Output = Result<(), Closed>> + 'static {
+        let (state, seq) = (Rc::clone(&self.state), self.seq);
+        poll_fn(move |cx| {
+            let mut state = state.borrow_mut();
             if state.lost {
                 return Poll::Ready(Err(Closed));
             }
-            if state.writer_ready(self.seq) {
+            if state.writer_ready(seq) {
                 return Poll::Ready(Ok(()));
             }
             state.write_wakers.push(cx.waker().clone());
             Poll::Pending
         })
-        .await
     }
 
     /// Ends the body.

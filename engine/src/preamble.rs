@@ -1,0 +1,197 @@
+//! Listener preambles: bytes a connection carries before its protocol's own — a PROXY
+//! protocol header from a load balancer — read by the engine before the protocol starts.
+//!
+//! Owns: [`Preamble`] (a sans-IO parser, given as a plain function), [`PreambleStatus`],
+//! [`ListenerOptions`] (TLS and preamble of a listener) and the engine steps of a pending
+//! preamble (input, end of stream, timeout).
+//! Contract: on a listener with a preamble, the engine collects the first bytes and asks the
+//! parser after each read; nothing reaches the protocol (or TLS) until it says `Done`.
+//! Then the addresses it names become [`Context::peer_addr`](crate::Context::peer_addr) and
+//! [`Context::local_addr`](crate::Context::local_addr) (the socket's own stay available as
+//! [`Context::socket_peer_addr`](crate::Context::socket_peer_addr)), TLS starts if the
+//! listener has it, `connection_made` follows, and the bytes after the preamble are
+//! delivered. A parser that says `Invalid`, a peer that closes first, or a preamble not
+//! complete within the timeout ends the connection with [`LostReason::Preamble`] and a
+//! log line — the protocol is never started.
+//! Does not: know any preamble format (the PROXY protocol codec is in
+//! `ringwork-protocols`).
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use ringwork_platform::SockAddr;
+
+use crate::dispatch;
+use crate::io::Io;
+use crate::protocol::{ConnId, LostReason};
+use crate::state::State;
+use crate::tls::TlsAcceptor;
+
+/// What a [`Preamble`] parser says about the bytes received so far.
+// Returned once per read of a pending preamble, never stored: its size does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug)]
+pub enum PreambleStatus {
+    /// More bytes are needed.
+    Incomplete,
+    /// The preamble is the first `consumed` bytes; what follows is the protocol's.
+    Done {
+        /// Length of the preamble.
+        consumed: usize,
+        /// The real client, if the preamble names one (`None`: keep the socket's peer, as
+        /// for a PROXY `LOCAL` health check).
+        peer: Option<SockAddr>,
+        /// The address the client connected to, if named.
+        local: Option<SockAddr>,
+    },
+    /// Not a valid preamble: the connection is closed.
+    Invalid(String),
+}
+
+/// A preamble parser: called with every byte received so far (from the first), after each
+/// read. It must bound what it accepts (say `Invalid` past its maximum length).
+pub type Preamble = fn(&[u8]) -> PreambleStatus;
+
+/// Default time a peer has to send its whole preamble.
+pub const DEFAULT_PREAMBLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How a listener treats its connections before their protocol starts.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ListenerOptions {
+    /// Run TLS (after the preamble, if any).
+    pub tls: Option<TlsAcceptor>,
+    /// Read a preamble first (e.g. the PROXY protocol).
+    pub preamble: Option<Preamble>,
+    /// Time allowed for the preamble.
+    pub preamble_timeout: Duration,
+}
+
+impl Default for ListenerOptions {
+    fn default() -> Self {
+        Self {
+            tls: None,
+            preamble: None,
+            preamble_timeout: DEFAULT_PREAMBLE_TIMEOUT,
+        }
+    }
+}
+
+impl ListenerOptions {
+    /// Options with TLS.
+    #[must_use]
+    pub fn tls(mut self, acceptor: TlsAcceptor) -> Self {
+        self.tls = Some(acceptor);
+        self
+    }
+
+    /// Options with a preamble.
+    #[must_use]
+    pub fn preamble(mut self, parser: Preamble) -> Self {
+        self.preamble = Some(parser);
+        self
+    }
+}
+
+/// A preamble not yet complete on a connection.
+pub(crate) struct Pending {
+    parse: Preamble,
+    buf: BytesMut,
+    /// TLS to start once the preamble is read.
+    tls: Option<TlsAcceptor>,
+}
+
+impl Pending {
+    pub(crate) fn new(parse: Preamble, tls: Option<TlsAcceptor>) -> Self {
+        Self {
+            parse,
+            buf: BytesMut::new(),
+            tls,
+        }
+    }
+}
+
+/// Bytes arrived on a connection whose preamble is pending.
+pub(crate) fn input(state: &mut State, io: &mut dyn Io, id: ConnId, data: &[u8]) {
+    let Some(conn) = state.conns.active_mut(id) else {
+        return;
+    };
+    let Some(pending) = conn.preamble.as_mut() else {
+        return;
+    };
+    pending.buf.extend_from_slice(data);
+    match (pending.parse)(&pending.buf) {
+        PreambleStatus::Incomplete => {}
+        PreambleStatus::Invalid(reason) => {
+            let peer = io.peer_addr(id.0).ok().and_then(|a| a.as_socket());
+            tracing::warn!(conn = %id, ?peer, %reason, "invalid preamble; connection closed");
+            state.lose(io, id, LostReason::Preamble(reason), false);
+        }
+        PreambleStatus::Done {
+            consumed,
+            peer,
+            local,
+        } => {
+            let Some(mut pending) = conn.preamble.take() else {
+                return;
+            };
+            let rest = pending.buf.split_off(consumed.min(pending.buf.len()));
+            conn.peer_override = peer;
+            conn.local_override = local;
+            if let Some(key) = conn.handshake_timer.take() {
+                state.timers.cancel_key(key);
+            }
+            start(state, io, id, pending.tls.as_ref(), &rest);
+        }
+    }
+}
+
+/// The preamble is read: TLS or the protocol starts, with the bytes that followed it.
+fn start(state: &mut State, io: &mut dyn Io, id: ConnId, tls: Option<&TlsAcceptor>, rest: &[u8]) {
+    use crate::tls::session::{Session, Start, input, install};
+    match tls {
+        Some(acceptor) => {
+            let started =
+                Session::server(acceptor, Start::Endpoint).and_then(|s| install(state, io, id, s));
+            if let Err(error) = started {
+                tracing::error!(conn = %id, %error, "tls session could not start");
+                state.lose(io, id, LostReason::Tls(error), true);
+                return;
+            }
+            if !rest.is_empty() {
+                input(state, io, id, rest);
+            }
+        }
+        None => {
+            dispatch::call(state, io, id, |p, ctx| p.connection_made(ctx));
+            if !rest.is_empty() {
+                dispatch::received_after_preamble(state, io, id, rest);
+            }
+        }
+    }
+}
+
+/// The peer ended its stream before its preamble was complete.
+pub(crate) fn eof(state: &mut State, io: &mut dyn Io, id: ConnId) {
+    tracing::warn!(conn = %id, "peer closed before sending its whole preamble");
+    state.lose(
+        io,
+        id,
+        LostReason::Preamble("peer closed before the preamble ended".into()),
+        false,
+    );
+}
+
+/// The preamble timeout fired (`true` if it applied to a pending preamble).
+pub(crate) fn timed_out(state: &mut State, io: &mut dyn Io, id: ConnId) -> bool {
+    let Some(conn) = state.conns.active_mut(id) else {
+        return false;
+    };
+    if conn.preamble.is_none() {
+        return false;
+    }
+    conn.handshake_timer = None;
+    tracing::warn!(conn = %id, "preamble timed out; connection closed");
+    state.lose(io, id, LostReason::Preamble("timed out".into()), false);
+    true
+}

@@ -1,0 +1,196 @@
+//! The proxy services of `ringwork serve`: `tcp-proxy` and `socks5`.
+//!
+//! Owns: their options (`--upstream`, `--idle-timeout`, `--user`), the checks that make a
+//! bad combination a usage error (exit status 2), and building each core's factory.
+//! Contract: the name-lookup pool of `socks5` is made once and shared by every core; each
+//! core builds its own `TcpProxy` or `Socks5Server` (per-core health and counters).
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use clap::Args;
+use ringwork_protocols::proxy::{LookupPool, RelayConfig, TcpProxy, TcpProxyConfig};
+use ringwork_protocols::socks5::{Auth, Socks5Config, Socks5Server};
+
+/// Resolver threads of `socks5`, and their queue of pending lookups.
+const LOOKUP_THREADS: usize = 4;
+const LOOKUP_QUEUE: usize = 1024;
+
+/// Options of the proxy services.
+#[derive(Clone, Debug, Args)]
+pub struct ProxyArgs {
+    /// tcp-proxy: where to forward, as HOST:PORT (repeatable; round-robin, failed ones
+    /// skipped for a backoff of 1 s doubling to 30 s).
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_upstream)]
+    pub upstream: Vec<SocketAddr>,
+    /// tcp-proxy, socks5: close a connection pair after this long without a byte either
+    /// way (`300s`, `5m`, `1h`, `250ms`; `0` never).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub idle_timeout: Option<Duration>,
+    /// socks5: require username/password authentication (RFC 1929) with this user
+    /// (repeatable). Without any, no authentication is asked.
+    #[arg(long, value_name = "NAME:PASS", value_parser = parse_user)]
+    pub user: Vec<(String, String)>,
+    /// tcp-proxy: send a PROXY protocol header (v1 text or v2 binary) to each upstream
+    /// first, naming the client (HAProxy's `send-proxy`).
+    #[arg(long, value_name = "v1|v2", value_parser = parse_proxy_version)]
+    pub send_proxy: Option<ringwork_protocols::proxy_protocol::Version>,
+}
+
+/// The services the options belong to.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum ProxyKind {
+    /// `serve tcp-proxy`.
+    Tcp,
+    /// `serve socks5`.
+    Socks5,
+}
+
+/// What every core needs to build its proxy factory (`Send`, shared by the cores).
+#[derive(Clone, Debug)]
+pub enum ProxyPlan {
+    /// `serve tcp-proxy`.
+    Tcp(TcpProxyConfig),
+    /// `serve socks5`, with the shared lookup pool.
+    Socks5(Socks5Config, LookupPool),
+}
+
+impl ProxyArgs {
+    /// Checks the options against the service; the message is a usage error.
+    pub fn check(&self, kind: Option<ProxyKind>) -> Result<(), String> {
+        match kind {
+            Some(ProxyKind::Tcp) if self.upstream.is_empty() => {
+                Err("tcp-proxy needs at least one --upstream HOST:PORT".into())
+            }
+            Some(ProxyKind::Tcp) if !self.user.is_empty() => {
+                Err("--user is a socks5 option".into())
+            }
+            Some(ProxyKind::Socks5) | None if self.send_proxy.is_some() => {
+                Err("--send-proxy is a tcp-proxy option".into())
+            }
+            Some(ProxyKind::Socks5) if !self.upstream.is_empty() => {
+                Err("--upstream is a tcp-proxy option".into())
+            }
+            None if !self.upstream.is_empty()
+                || !self.user.is_empty()
+                || self.idle_timeout.is_some() =>
+            {
+                Err("--upstream, --idle-timeout and --user are tcp-proxy and socks5 options".into())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The plan for `kind` (after [`ProxyArgs::check`]).
+    pub fn plan(&self, kind: ProxyKind) -> std::io::Result<ProxyPlan> {
+        let mut relay = RelayConfig::default();
+        if let Some(idle) = self.idle_timeout {
+            relay.idle_timeout = (!idle.is_zero()).then_some(idle);
+        }
+        Ok(match kind {
+            ProxyKind::Tcp => {
+                let mut config = TcpProxyConfig::new(self.upstream.clone());
+                config.relay = relay;
+                config.send_proxy = self.send_proxy;
+                ProxyPlan::Tcp(config)
+            }
+            ProxyKind::Socks5 => {
+                let auth = if self.user.is_empty() {
+                    Auth::None
+                } else {
+                    Auth::UserPass(
+                        self.user
+                            .iter()
+                            .map(|(u, p)| (u.clone().into_bytes(), p.clone().into_bytes()))
+                            .collect(),
+                    )
+                };
+                let config = Socks5Config {
+                    auth,
+                    relay,
+                    ..Socks5Config::default()
+                };
+                ProxyPlan::Socks5(config, LookupPool::new(LOOKUP_THREADS, LOOKUP_QUEUE)?)
+            }
+        })
+    }
+}
+
+impl ProxyPlan {
+    /// This core's factory.
+    pub fn tcp_proxy(&self) -> Option<TcpProxy> {
+        match self {
+            ProxyPlan::Tcp(config) => Some(TcpProxy::new(config.clone())),
+            ProxyPlan::Socks5(..) => None,
+        }
+    }
+
+    /// This core's factory.
+    pub fn socks5(&self) -> Option<Socks5Server> {
+        match self {
+            ProxyPlan::Socks5(config, pool) => {
+                Some(Socks5Server::new(config.clone(), pool.clone()))
+            }
+            ProxyPlan::Tcp(_) => None,
+        }
+    }
+}
+
+/// `HOST:PORT` (resolved once, at start-up; the first address is used).
+fn parse_proxy_version(text: &str) -> Result<ringwork_protocols::proxy_protocol::Version, String> {
+    use ringwork_protocols::proxy_protocol::Version;
+    match text {
+        "v1" | "1" => Ok(Version::V1),
+        "v2" | "2" => Ok(Version::V2),
+        _ => Err(format!("{text:?}: expected v1 or v2")),
+    }
+}
+
+fn parse_upstream(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    if !text.contains(':') {
+        return Err(format!("{text:?} is not HOST:PORT"));
+    }
+    text.to_socket_addrs()
+        .map_err(|e| format!("{text:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{text:?} has no address"))
+}
+
+/// `300s`, `5m`, `1h`, `250ms`, or plain seconds (`300`, `2.5`).
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let scale = match unit {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => {
+            return Err(format!(
+                "{text:?}: unknown unit {unit:?} (use ms, s, m or h)"
+            ));
+        }
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (like 300s or 5m)"))?;
+    Duration::try_from_secs_f64(value * scale).map_err(|e| format!("{text:?}: {e}"))
+}
+
+/// `NAME:PASS` (each 1 to 255 bytes, RFC 1929).
+fn parse_user(text: &str) -> Result<(String, String), String> {
+    let (name, pass) = text
+        .split_once(':')
+        .ok_or_else(|| "expected NAME:PASS".to_owned())?;
+    for (what, value) in [("name", name), ("password", pass)] {
+        if value.is_empty() || value.len() > 255 {
+            return Err(format!("the {what} must be 1 to 255 bytes"));
+        }
+    }
+    Ok((name.to_owned(), pass.to_owned()))
+}

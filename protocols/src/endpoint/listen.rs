@@ -1,0 +1,263 @@
+//! From an [`Endpoint`] to what the engine listens with (feature `engine`): the socket
+//! address and the [`ListenerOptions`] — TLS loaded from the endpoint's files (or a
+//! self-signed certificate for localhost) and the PROXY protocol for `haproxy:`.
+//!
+//! Owns: [`ListenSpec`], [`ListenSpec::from_endpoint`], [`self_signed`].
+//! Contract: everything that can fail (files, keys) fails here, once, before any core
+//! starts; a spec is `Send + Sync` and cheap to use on every core
+//! ([`Reactor::listen_with`](ringwork::Reactor::listen_with) makes the per-core TLS copy).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ringwork::tls::{ClientAuth, TlsAcceptor, TlsConfigError, load_certificates};
+use ringwork::{ListenerOptions, SockAddr};
+
+use super::{ClientVerify, Endpoint, TlsOptions};
+
+/// A self-signed certificate for `localhost`, `127.0.0.1` and `::1`.
+#[derive(Clone, Debug)]
+pub struct SelfSigned {
+    /// The certificate (PEM): what a client trusts (`curl --cacert PATH`).
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+    /// Whether it was made now (else an earlier one was reused).
+    pub generated: bool,
+}
+
+/// Why an endpoint cannot be listened on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ListenSpecError {
+    /// The TLS configuration could not be loaded.
+    #[error("{endpoint}: {source}")]
+    Tls {
+        /// The endpoint as written.
+        endpoint: String,
+        /// What failed.
+        #[source]
+        source: TlsConfigError,
+    },
+    /// The self-signed certificate could not be made or stored.
+    #[error("self-signed certificate in {dir}: {what}")]
+    SelfSigned {
+        /// Where it was to be stored.
+        dir: PathBuf,
+        /// What failed.
+        what: String,
+    },
+    /// Not a stream endpoint (UDP).
+    #[error("{0} is not a stream endpoint")]
+    NotStream(String),
+}
+
+/// What one stream endpoint listens with.
+#[derive(Clone, Debug)]
+pub struct ListenSpec {
+    /// The socket address (TCP or Unix).
+    pub addr: SockAddr,
+    /// TLS and preamble.
+    pub options: ListenerOptions,
+    /// The self-signed certificate in use, if the endpoint gave none.
+    pub self_signed: Option<SelfSigned>,
+    /// A Unix socket (served by one core: a path is one socket).
+    pub unix: bool,
+}
+
+impl ListenSpec {
+    /// Loads what `endpoint` needs. `self_signed_dir` is where a self-signed certificate is
+    /// kept (default: [`default_self_signed_dir`]).
+    ///
+    /// # Errors
+    /// A certificate or key that cannot be loaded, a self-signed certificate that cannot be
+    /// stored, or a UDP endpoint.
+    pub fn from_endpoint(
+        endpoint: &Endpoint,
+        self_signed_dir: Option<&Path>,
+    ) -> Result<Self, ListenSpecError> {
+        let (inner, haproxy) = match endpoint {
+            Endpoint::Haproxy(inner) => (&**inner, true),
+            other => (other, false),
+        };
+        let mut options = ListenerOptions::default();
+        if haproxy {
+            options = options.preamble(crate::proxy_protocol::preamble);
+        }
+        let mut spec = match inner {
+            Endpoint::Tcp { addr } => Self {
+                addr: (*addr).into(),
+                options,
+                self_signed: None,
+                unix: false,
+            },
+            Endpoint::Unix { path } => Self {
+                addr: SockAddr::unix(path)
+                    .map_err(|e| ListenSpecError::NotStream(format!("{endpoint}: {e}")))?,
+                options,
+                self_signed: None,
+                unix: true,
+            },
+            Endpoint::Tls { addr, tls } => {
+                let (acceptor, self_signed) =
+                    acceptor(tls, self_signed_dir).map_err(|e| match e {
+                        Loaded::Tls(source) => ListenSpecError::Tls {
+                            endpoint: endpoint.to_string(),
+                            source,
+                        },
+                        Loaded::SelfSigned(e) => e,
+                    })?;
+                Self {
+                    addr: (*addr).into(),
+                    options: options.tls(acceptor),
+                    self_signed,
+                    unix: false,
+                }
+            }
+            Endpoint::Udp { .. } | Endpoint::Haproxy(_) => {
+                return Err(ListenSpecError::NotStream(endpoint.to_string()));
+            }
+        };
+        spec.options.preamble_timeout = ringwork::DEFAULT_PREAMBLE_TIMEOUT;
+        Ok(spec)
+    }
+}
+
+enum Loaded {
+    Tls(TlsConfigError),
+    SelfSigned(ListenSpecError),
+}
+
+fn acceptor(
+    tls: &TlsOptions,
+    dir: Option<&Path>,
+) -> Result<(TlsAcceptor, Option<SelfSigned>), Loaded> {
+    let mut builder = TlsAcceptor::builder();
+    let mut self_signed_cert = None;
+    match (&tls.cert, &tls.key) {
+        (Some(cert), Some(key)) => builder = builder.certificate_pem_files(cert, key),
+        _ if tls.sni.is_empty() => {
+            let dir = dir.map_or_else(default_self_signed_dir, Path::to_path_buf);
+            let made = self_signed(&dir).map_err(Loaded::SelfSigned)?;
+            builder = builder.certificate_pem_files(&made.cert, &made.key);
+            self_signed_cert = Some(made);
+        }
+        _ => {}
+    }
+    for sni in &tls.sni {
+        builder = builder.sni_certificate_pem_files(&sni.name, &sni.cert, &sni.key);
+    }
+    if !tls.alpn.is_empty() {
+        builder = builder.alpn(&tls.alpn);
+    }
+    if let Some(ca) = &tls.ca {
+        let roots = load_certificates(ca).map_err(Loaded::Tls)?;
+        builder = builder.client_auth(match tls.verify {
+            ClientVerify::Optional => ClientAuth::Optional(roots),
+            ClientVerify::Required | ClientVerify::None => ClientAuth::Required(roots),
+        });
+    }
+    if let Some(secs) = tls.timeout_secs {
+        builder = builder.handshake_timeout(Duration::from_secs(secs));
+    }
+    let acceptor = builder.build().map_err(Loaded::Tls)?;
+    Ok((acceptor, self_signed_cert))
+}
+
+/// Where `ringwork serve --listen tls:PORT` keeps its self-signed certificate:
+/// `$XDG_DATA_HOME/ringwork/self-signed`, else `~/.local/share/ringwork/self-signed`, else
+/// the temporary directory.
+#[must_use]
+pub fn default_self_signed_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("ringwork").join("self-signed")
+}
+
+/// A self-signed certificate for `localhost`, `127.0.0.1` and `::1` in `dir`
+/// (`localhost.pem`, `localhost.key`): reused if both files are there and load, else made
+/// (the key file readable by the owner only).
+///
+/// # Errors
+/// The directory or files cannot be written, or rcgen fails.
+pub fn self_signed(dir: &Path) -> Result<SelfSigned, ListenSpecError> {
+    let cert = dir.join("localhost.pem");
+    let key = dir.join("localhost.key");
+    let usable = load_certificates(&cert).is_ok() && ringwork::tls::load_private_key(&key).is_ok();
+    if usable {
+        return Ok(SelfSigned {
+            cert,
+            key,
+            generated: false,
+        });
+    }
+    let fail = |what: String| ListenSpecError::SelfSigned {
+        dir: dir.to_owned(),
+        what,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+    let names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    let made = rcgen::generate_simple_self_signed(names).map_err(|e| fail(e.to_string()))?;
+    write_private(&key, made.key_pair.serialize_pem().as_bytes())
+        .map_err(|e| fail(format!("{}: {e}", key.display())))?;
+    std::fs::write(&cert, made.cert.pem()).map_err(|e| fail(format!("{}: {e}", cert.display())))?;
+    Ok(SelfSigned {
+        cert,
+        key,
+        generated: true,
+    })
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(data)
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_self_signed_certificate_is_made_once_and_reused() {
+        let dir =
+            std::env::temp_dir().join(format!("ringwork-selfsigned-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let first = self_signed(&dir).unwrap();
+        assert!(first.generated);
+        let second = self_signed(&dir).unwrap();
+        assert!(!second.generated);
+        let endpoint: Endpoint = "haproxy:tls:0:interface=127.0.0.1:alpn=http/1.1"
+            .parse()
+            .unwrap();
+        let spec = ListenSpec::from_endpoint(&endpoint, Some(&dir)).unwrap();
+        assert!(spec.options.tls.is_some() && spec.options.preamble.is_some());
+        assert!(spec.self_signed.is_some());
+        let missing: Endpoint = "tls:0:cert=/nonexistent.pem:key=/nonexistent.key"
+            .parse()
+            .unwrap();
+        let error = ListenSpec::from_endpoint(&missing, Some(&dir))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("/nonexistent.pem"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,469 @@
+//! The reverse proxy's TOML configuration: parsing, validation, and errors that name the
+//! line and the field.
+//!
+//! Owns: [`ProxyConfig`] (validated), [`ConfigError`], [`ProxyConfig::from_toml`].
+//! Contract: every problem is reported with the line it is on (1-based) and the field,
+//! e.g. `line 12: routes[1].upstream: no upstream named "apu"`. Server names that are not
+//! IP literals are resolved once, here (at start-up, blocking).
+//! Does not: open sockets. The format is documented in `docs/http-proxy.md`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::ops::Range;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::endpoint::Endpoint;
+use crate::http::reverse_proxy::headers::ForwardedMode;
+use crate::http::reverse_proxy::routing::{HostPattern, Route, RouteTable};
+
+/// A validated proxy configuration.
+#[derive(Clone, Debug)]
+pub struct ProxyConfig {
+    /// Where to listen (`tcp:8080`, `tcp6:…`, `unix:/path`).
+    pub listen: Vec<Endpoint>,
+    /// Reactor threads (`None`: one per CPU).
+    pub cores: Option<usize>,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// Largest request body accepted from a client (413 past it). Default 8 MiB.
+    pub max_body: u64,
+    /// How received `X-Forwarded-For` / `Forwarded` values are treated.
+    pub forwarded: ForwardedMode,
+    /// The `proto` this proxy reports (`http`, or `https` behind a TLS terminator).
+    pub proto: String,
+    /// Upstream pools, in name order (routes refer to them by index).
+    pub upstreams: Vec<UpstreamConfig>,
+    /// The routes.
+    pub routes: RouteTable,
+}
+
+/// Timeouts of the proxy.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct Timeouts {
+    /// Connecting to an upstream (past it: 504 if no other server is left). Default 5 s.
+    pub connect: Duration,
+    /// From the request sent to the upstream's response head (past it: 504). Default 30 s.
+    pub response_head: Duration,
+    /// Idle keep-alive connections, both to clients and to upstreams. Default 60 s.
+    pub idle: Duration,
+    /// Longest stall inside a body, either direction. Default 30 s.
+    pub body: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(5),
+            response_head: Duration::from_secs(30),
+            idle: Duration::from_secs(60),
+            body: Duration::from_secs(30),
+        }
+    }
+}
+
+/// One upstream pool.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct UpstreamConfig {
+    /// The name routes use.
+    pub name: String,
+    /// Its servers (round-robin).
+    pub servers: Vec<SocketAddr>,
+    /// How long a failed server is skipped. Default 10 s.
+    pub backoff: Duration,
+}
+
+/// Why a configuration was refused. The display text is not stable.
+#[derive(Clone, Debug, Eq, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {message}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The OS error.
+        message: String,
+    },
+    /// A value is missing, of the wrong type or invalid.
+    #[error("{}{field}: {message}", line.map(|l| format!("line {l}: ")).unwrap_or_default())]
+    Invalid {
+        /// 1-based line of the offending value, when known.
+        line: Option<usize>,
+        /// The field (`routes[1].upstream`, `timeouts.connect`), or `toml` for syntax.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The file as written, before validation.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    listen: Vec<Spanned<String>>,
+    cores: Option<Spanned<usize>>,
+    #[serde(default)]
+    timeouts: RawTimeouts,
+    max_body: Option<Spanned<Scalar>>,
+    #[serde(default)]
+    forwarded: RawForwarded,
+    upstreams: BTreeMap<String, Spanned<RawUpstream>>,
+    routes: Vec<Spanned<RawRoute>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTimeouts {
+    connect: Option<Spanned<Scalar>>,
+    response_head: Option<Spanned<Scalar>>,
+    idle: Option<Spanned<Scalar>>,
+    body: Option<Spanned<Scalar>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawForwarded {
+    mode: Option<Spanned<String>>,
+    proto: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    servers: Vec<Spanned<String>>,
+    backoff: Option<Spanned<Scalar>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    host: Option<Spanned<String>>,
+    path: Option<Spanned<String>>,
+    upstream: Spanned<String>,
+    host_rewrite: Option<Spanned<String>>,
+    #[serde(default)]
+    strip_prefix: bool,
+}
+
+/// A duration or size: a bare integer (seconds, bytes) or a string with a unit.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Scalar {
+    Int(u64),
+    Str(String),
+}
+
+/// Builds errors with lines from spans of `source`.
+struct Lines<'a> {
+    source: &'a str,
+}
+
+impl Lines<'_> {
+    fn line(&self, span: Range<usize>) -> usize {
+        let end = span.start.min(self.source.len());
+        self.source.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    }
+
+    fn error(
+        &self,
+        span: Range<usize>,
+        field: impl Into<String>,
+        message: impl fmt::Display,
+    ) -> ConfigError {
+        ConfigError::Invalid {
+            line: Some(self.line(span)),
+            field: field.into(),
+            message: message.to_string(),
+        }
+    }
+}
+
+impl ProxyConfig {
+    /// Reads and validates the file at `path`.
+    ///
+    /// # Errors
+    /// [`ConfigError::Read`] if it cannot be read, else as [`ProxyConfig::from_toml`].
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let source = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Self::from_toml(&source)
+    }
+
+    /// Parses and validates a configuration.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the line and field of the first problem.
+    pub fn from_toml(source: &str) -> Result<Self, ConfigError> {
+        let lines = Lines { source };
+        let raw: Raw = toml::from_str(source).map_err(|e| ConfigError::Invalid {
+            line: e.span().map(|s| lines.line(s)),
+            field: "toml".into(),
+            message: e.message().trim().to_owned(),
+        })?;
+
+        let mut listen = Vec::new();
+        for (i, entry) in raw.listen.iter().enumerate() {
+            let field = format!("listen[{i}]");
+            let endpoint: Endpoint = entry
+                .get_ref()
+                .parse()
+                .map_err(|e| lines.error(entry.span(), &field, e))?;
+            if matches!(endpoint, Endpoint::Udp { .. }) {
+                return Err(lines.error(
+                    entry.span(),
+                    field,
+                    "HTTP needs a stream endpoint (tcp, tcp6, unix)",
+                ));
+            }
+            listen.push(endpoint);
+        }
+        if listen.is_empty() {
+            return Err(ConfigError::Invalid {
+                line: None,
+                field: "listen".into(),
+                message: "at least one endpoint is needed".into(),
+            });
+        }
+        let cores = match raw.cores {
+            Some(c) if *c.get_ref() == 0 => {
+                return Err(lines.error(c.span(), "cores", "must be at least 1"));
+            }
+            c => c.map(Spanned::into_inner),
+        };
+
+        let defaults = Timeouts::default();
+        let duration = |value: &Option<Spanned<Scalar>>, field: &str, default: Duration| {
+            value.as_ref().map_or(Ok(default), |v| {
+                parse_duration(v.get_ref()).map_err(|m| lines.error(v.span(), field, m))
+            })
+        };
+        let timeouts = Timeouts {
+            connect: duration(&raw.timeouts.connect, "timeouts.connect", defaults.connect)?,
+            response_head: duration(
+                &raw.timeouts.response_head,
+                "timeouts.response_head",
+                defaults.response_head,
+            )?,
+            idle: duration(&raw.timeouts.idle, "timeouts.idle", defaults.idle)?,
+            body: duration(&raw.timeouts.body, "timeouts.body", defaults.body)?,
+        };
+        let max_body = match &raw.max_body {
+            None => 8 << 20,
+            Some(v) => parse_size(v.get_ref()).map_err(|m| lines.error(v.span(), "max_body", m))?,
+        };
+        let forwarded = match &raw.forwarded.mode {
+            None => ForwardedMode::Append,
+            Some(mode) => match mode.get_ref().as_str() {
+                "append" => ForwardedMode::Append,
+                "replace" => ForwardedMode::Replace,
+                "off" => ForwardedMode::Off,
+                other => {
+                    return Err(lines.error(
+                        mode.span(),
+                        "forwarded.mode",
+                        format!("{other:?} is not one of \"append\", \"replace\", \"off\""),
+                    ));
+                }
+            },
+        };
+        let proto = match &raw.forwarded.proto {
+            None => "http".to_owned(),
+            Some(p) if matches!(p.get_ref().as_str(), "http" | "https") => p.get_ref().clone(),
+            Some(p) => {
+                return Err(lines.error(
+                    p.span(),
+                    "forwarded.proto",
+                    "must be \"http\" or \"https\"",
+                ));
+            }
+        };
+
+        let mut upstreams = Vec::new();
+        for (name, upstream) in &raw.upstreams {
+            let field = format!("upstreams.{name}");
+            if upstream.get_ref().servers.is_empty() {
+                return Err(lines.error(upstream.span(), format!("{field}.servers"), "no servers"));
+            }
+            let mut servers = Vec::new();
+            for (i, server) in upstream.get_ref().servers.iter().enumerate() {
+                let addr = resolve(server.get_ref())
+                    .map_err(|m| lines.error(server.span(), format!("{field}.servers[{i}]"), m))?;
+                servers.push(addr);
+            }
+            let backoff = duration(
+                &upstream.get_ref().backoff,
+                &format!("{field}.backoff"),
+                Duration::from_secs(10),
+            )?;
+            upstreams.push(UpstreamConfig {
+                name: name.clone(),
+                servers,
+                backoff,
+            });
+        }
+
+        let mut routes = Vec::new();
+        for (i, route) in raw.routes.iter().enumerate() {
+            let field = |name: &str| format!("routes[{i}].{name}");
+            let raw_route = route.get_ref();
+            let host = match &raw_route.host {
+                None => HostPattern::Any,
+                Some(h) => HostPattern::parse(h.get_ref())
+                    .map_err(|m| lines.error(h.span(), field("host"), m))?,
+            };
+            let prefix = match &raw_route.path {
+                None => "/".to_owned(),
+                Some(p)
+                    if p.get_ref().starts_with('/')
+                        && !p.get_ref().bytes().any(|b| b <= b' ' || b == 0x7f) =>
+                {
+                    p.get_ref().clone()
+                }
+                Some(p) => {
+                    return Err(lines.error(
+                        p.span(),
+                        field("path"),
+                        "a path prefix starts with '/' and has no spaces or controls",
+                    ));
+                }
+            };
+            let name = &raw_route.upstream;
+            let upstream = upstreams
+                .iter()
+                .position(|u| &u.name == name.get_ref())
+                .ok_or_else(|| {
+                    lines.error(
+                        name.span(),
+                        field("upstream"),
+                        format!("no upstream named {:?}", name.get_ref()),
+                    )
+                })?;
+            let host_rewrite = match &raw_route.host_rewrite {
+                None => None,
+                Some(h)
+                    if !h.get_ref().is_empty()
+                        && h.get_ref().bytes().all(|b| b.is_ascii_graphic()) =>
+                {
+                    Some(h.get_ref().clone())
+                }
+                Some(h) => {
+                    return Err(lines.error(
+                        h.span(),
+                        field("host_rewrite"),
+                        "not a valid Host value",
+                    ));
+                }
+            };
+            routes.push(Route {
+                host,
+                prefix,
+                upstream,
+                host_rewrite,
+                strip_prefix: raw_route.strip_prefix,
+            });
+        }
+        if routes.is_empty() {
+            return Err(ConfigError::Invalid {
+                line: None,
+                field: "routes".into(),
+                message: "at least one route is needed".into(),
+            });
+        }
+        Ok(Self {
+            listen,
+            cores,
+            timeouts,
+            max_body,
+            forwarded,
+            proto,
+            upstreams,
+            routes: RouteTable::new(routes),
+        })
+    }
+}
+
+/// `30` (seconds), `"250ms"`, `"5s"`, `"2m"`, `"1h"`.
+fn parse_duration(value: &Scalar) -> Result<Duration, String> {
+    let text = match value {
+        Scalar::Int(secs) => return Ok(Duration::from_secs(*secs)),
+        Scalar::Str(text) => text.trim(),
+    };
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (e.g. 30, \"250ms\", \"5s\", \"2m\")"))?;
+    let duration = match unit.trim() {
+        "ms" => Duration::from_millis(n),
+        "s" | "" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        other => return Err(format!("unknown unit {other:?} (ms, s, m, h)")),
+    };
+    if duration.is_zero() {
+        return Err("must be more than zero".into());
+    }
+    Ok(duration)
+}
+
+/// `1048576` (bytes), `"512KiB"`, `"8MiB"`, `"1GiB"` (also KB/MB/GB = powers of 1000).
+fn parse_size(value: &Scalar) -> Result<u64, String> {
+    let text = match value {
+        Scalar::Int(n) => return Ok(*n),
+        Scalar::Str(text) => text.trim(),
+    };
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (e.g. 1048576, \"512KiB\", \"8MiB\")"))?;
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} (B, KiB, MiB, GiB, KB, MB, GB)"
+            ));
+        }
+    };
+    n.checked_mul(scale).ok_or_else(|| "too large".to_owned())
+}
+
+/// `host:port` as a socket address: an IP literal (`[::1]:80` for IPv6) or a name
+/// resolved now.
+fn resolve(server: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = server.parse() {
+        return Ok(addr);
+    }
+    let Some((host, port)) = server.rsplit_once(':') else {
+        return Err(format!("{server:?} is not host:port"));
+    };
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(format!("{server:?} is not host:port"));
+    }
+    server
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {server:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{server:?} resolves to no address"))
+}

@@ -1,0 +1,425 @@
+//! HTTP/1.1 reverse proxy: routes requests by Host and path prefix to pools of upstream
+//! servers and streams bodies both ways.
+//!
+//! Owns: [`ReverseProxy`] (a server [`Handler`], one per core), the mapping of upstream
+//! failures to replies ([`status_for`]), and the response sink that streams an upstream
+//! body to the client under backpressure.
+//! Contract, per request:
+//! 1. the server has parsed and validated the head (smuggling defences: CL+TE, bad
+//!    Content-Length, bad chunking are answered 400 before this handler runs);
+//! 2. the route is looked up ([`routing`]); none → 404;
+//! 3. the head is rewritten ([`headers`]): hop-by-hop fields stripped, `Expect` dropped
+//!    (the server answered `100-continue` itself), `X-Forwarded-*`, `Forwarded` and `Via`
+//!    added; `Host` is kept unless the route rewrites it;
+//! 4. the request goes out through the core's [`HttpClient`] (keep-alive pool per
+//!    upstream): the body streams from the client's connection as it arrives, framed
+//!    anew (Content-Length as validated by the server, else chunked);
+//! 5. the response head is rewritten the same way and the body streams back; when the
+//!    client's connection is over its write high watermark, the upstream connection
+//!    pauses reading until it drains.
+//!
+//! A server that refuses connections or times out connecting is skipped for the pool's
+//! back-off; a body-less request is then tried on the next server.
+//! Does not: speak TLS, upgrade connections (WebSocket), cache, or retry a request that
+//! reached an upstream. Spec: RFC 9110 §7.6 (intermediaries), RFC 7239 (Forwarded).
+//! Tests: `tests.rs` (routing, headers, config), `tests/reverse_proxy.rs` (both backends).
+
+pub mod config;
+pub mod headers;
+pub mod routing;
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use ringwork::{Context, LocalHandle};
+
+pub use self::config::{ConfigError, ProxyConfig, Timeouts, UpstreamConfig};
+pub use self::headers::{ForwardedMode, Hop, add_forwarded, add_via, strip_hop_by_hop};
+pub use self::routing::{HostPattern, Route, RouteTable, UpstreamPool};
+use crate::http::client::{
+    ClientConfig, ClientError, ClientRequest, HttpClient, ResponseSink, StreamBody,
+};
+use crate::http::proto::{Headers, Method, RequestHead, ResponseHead};
+use crate::http::server::{
+    BodyWriter, Handler, HttpServer, Request, Responder, Response, ServerConfig,
+};
+
+/// The reply to a client when forwarding failed before any response head was sent.
+///
+/// RFC 9110 §15.6.3 (502): the upstream was unreachable, refused, closed early or sent an
+/// invalid response; §15.6.5 (504): it did not answer (or accept the connection) in time;
+/// a broken request body from the client is the client's error (400).
+#[must_use]
+pub fn status_for(error: &ClientError) -> u16 {
+    match error {
+        ClientError::ConnectTimeout { .. } | ClientError::ResponseTimeout { .. } => 504,
+        ClientError::RequestBody(_) | ClientError::RequestBodyLength { .. } => 400,
+        _ => 502,
+    }
+}
+
+/// The server settings the proxy's configuration implies.
+#[must_use]
+pub fn server_config(config: &ProxyConfig) -> ServerConfig {
+    let mut server = ServerConfig::default();
+    server.limits.max_body = config.max_body;
+    server.keep_alive_timeout = config.timeouts.idle;
+    server.body_read_timeout = config.timeouts.body;
+    server
+}
+
+/// The client settings the proxy's configuration implies.
+#[must_use]
+pub fn client_config(config: &ProxyConfig) -> ClientConfig {
+    let mut client = ClientConfig {
+        connect_timeout: config.timeouts.connect,
+        response_timeout: config.timeouts.response_head,
+        body_timeout: config.timeouts.body,
+        idle_timeout: config.timeouts.idle,
+        // Forward the client's User-Agent (or none), never the proxy's own.
+        user_agent: None,
+        ..ClientConfig::default()
+    };
+    // Response bodies stream through and are never held whole.
+    client.limits.max_body = u64::MAX;
+    client
+}
+
+/// The reverse proxy on one core: a [`Handler`] for an [`HttpServer`].
+///
+/// Build one per core (it holds that core's [`HttpClient`]): inside `Runtime::run`,
+/// `HttpServer::new(ReverseProxy::new(reactor.handle(), &config), server_config(&config))`,
+/// or [`ReverseProxy::server`].
+#[derive(Clone)]
+pub struct ReverseProxy {
+    core: Rc<Core>,
+}
+
+struct Core {
+    client: HttpClient,
+    routes: RouteTable,
+    pools: RefCell<Vec<UpstreamPool>>,
+    forwarded: ForwardedMode,
+    proto: String,
+}
+
+impl ReverseProxy {
+    /// The proxy for the core of `handle`.
+    #[must_use]
+    pub fn new(handle: LocalHandle, config: &ProxyConfig) -> Self {
+        let pools = config
+            .upstreams
+            .iter()
+            .map(|u| UpstreamPool::new(u.name.clone(), &u.servers, u.backoff))
+            .collect();
+        Self {
+            core: Rc::new(Core {
+                client: HttpClient::new(handle, client_config(config)),
+                routes: config.routes.clone(),
+                pools: RefCell::new(pools),
+                forwarded: config.forwarded,
+                proto: config.proto.clone(),
+            }),
+        }
+    }
+
+    /// An [`HttpServer`] running a new proxy on the core of `handle`.
+    #[must_use]
+    pub fn server(handle: LocalHandle, config: &ProxyConfig) -> HttpServer {
+        HttpServer::new(Self::new(handle, config), server_config(config))
+    }
+
+    /// This core's upstream client (for its counters).
+    #[must_use]
+    pub fn client(&self) -> &HttpClient {
+        &self.core.client
+    }
+}
+
+/// What the proxy forwards for one request.
+struct Outgoing {
+    method: Method,
+    target: Bytes,
+    headers: Headers,
+    authority: Option<Bytes>,
+    body: Option<StreamBody>,
+    upstream: usize,
+}
+
+impl Handler for ReverseProxy {
+    fn stream_body(&self, _head: &RequestHead) -> bool {
+        true
+    }
+
+    fn handle(&self, mut request: Request, respond: Responder) {
+        let (authority, target) = match split_target(&request.head().target) {
+            Ok(parts) => parts,
+            Err(status) => return respond.send(Response::error(status)),
+        };
+        let host = authority
+            .clone()
+            .or_else(|| request.headers().get("host").map(Bytes::copy_from_slice));
+        let path = target.split(|&b| b == b'?').next().unwrap_or_default();
+        let Some(route) = self.core.routes.lookup(host.as_deref(), path) else {
+            return respond.send(Response::error(404));
+        };
+        let target = match route.strip_prefix {
+            true => strip_prefix(&target, &route.prefix),
+            false => target,
+        };
+        let mut headers = request.headers().clone();
+        // The server validated the framing (RFC 9112 §6.3): chunked, or one Content-Length.
+        let chunked = headers.has_token("transfer-encoding", "chunked");
+        let length = headers
+            .get_str("content-length")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|_| !chunked);
+        strip_hop_by_hop(&mut headers);
+        headers.remove("expect");
+        headers.remove("content-length");
+        let forwarded_host = host.clone();
+        match (&route.host_rewrite, &authority) {
+            (Some(rewrite), _) => {
+                headers.insert("Host", Bytes::copy_from_slice(rewrite.as_bytes()))
+            }
+            // RFC 9112 §3.2.2: with an absolute-form target, its authority is the host.
+            (None, Some(authority)) => headers.insert("Host", authority.clone()),
+            (None, None) => {}
+        }
+        let hop = Hop {
+            client: request.peer_addr().map(|a| a.ip()),
+            // A TLS listener knows its scheme; behind a TLS terminator the config says it.
+            proto: if request.is_tls() {
+                "https"
+            } else {
+                &self.core.proto
+            },
+            host: forwarded_host.as_deref(),
+        };
+        add_forwarded(&mut headers, &hop, self.core.forwarded);
+        add_via(&mut headers, request.version(), "ringwork");
+        let body = request
+            .take_body_stream()
+            .map(|stream| StreamBody::new(stream, length));
+        let outgoing = Outgoing {
+            method: request.method().clone(),
+            target,
+            headers,
+            authority: host,
+            body,
+            upstream: route.upstream,
+        };
+        let core = Rc::clone(&self.core);
+        drop(
+            request
+                .handle()
+                .spawn_local(forward(core, outgoing, respond)),
+        );
+    }
+}
+
+/// Splits a request target into (authority of an absolute-form target, origin-form
+/// target to forward).
+///
+/// # Errors
+/// The status to answer: 405 for CONNECT's authority form (no tunnels), 400 for an
+/// absolute form that is not `http://`.
+fn split_target(target: &Bytes) -> Result<(Option<Bytes>, Bytes), u16> {
+    if target.starts_with(b"/") {
+        return Ok((None, target.clone()));
+    }
+    if target.as_ref() == b"*" {
+        return Ok((None, target.clone()));
+    }
+    let lower = target.to_ascii_lowercase();
+    let Some(rest) = lower.strip_prefix(b"http://") else {
+        return Err(if target.contains(&b'/') { 400 } else { 405 });
+    };
+    let start = target.len() - rest.len();
+    let end = rest
+        .iter()
+        .position(|&b| b == b'/' || b == b'?')
+        .map_or(target.len(), |i| start + i);
+    let authority = target.slice(start..end);
+    // RFC 9110 §4.2.4: a sender MUST NOT generate the userinfo subcomponent.
+    if authority.is_empty() || authority.contains(&b'@') {
+        return Err(400);
+    }
+    let path = match &target[end..] {
+        [] => Bytes::from_static(b"/"),
+        [b'?', ..] => {
+            let mut p = b"/".to_vec();
+            p.extend_from_slice(&target[end..]);
+            Bytes::from(p)
+        }
+        _ => target.slice(end..),
+    };
+    Ok((Some(authority), path))
+}
+
+/// `target` without the route's `prefix` (which it starts with), still starting with `/`.
+fn strip_prefix(target: &Bytes, prefix: &str) -> Bytes {
+    let rest = &target[prefix.len().min(target.len())..];
+    if rest.starts_with(b"/") {
+        return target.slice(prefix.len()..);
+    }
+    let mut out = Vec::with_capacity(rest.len() + 1);
+    out.push(b'/');
+    out.extend_from_slice(rest);
+    Bytes::from(out)
+}
+
+/// Sends `out` upstream and streams the answer to `respond`; maps a failure before the
+/// response head to 502/504/400, and one after it to a truncated response (the server
+/// closes the client's connection).
+async fn forward(core: Rc<Core>, out: Outgoing, respond: Responder) {
+    let down = Rc::new(RefCell::new(Downstream {
+        responder: Some(respond),
+        writer: None,
+        waiting: false,
+    }));
+    // A request without a body may go to the next server when connecting failed; a
+    // streamed body is consumed by the first attempt.
+    let attempts = if out.body.is_some() {
+        1
+    } else {
+        core.pools.borrow()[out.upstream].len()
+    };
+    let mut failure = None;
+    for _ in 0..attempts {
+        let Some(addr) = core.pools.borrow_mut()[out.upstream].pick(Instant::now()) else {
+            break;
+        };
+        let request = upstream_request(&out, addr);
+        let sink = ProxySink {
+            down: Rc::clone(&down),
+        };
+        match core.client.request_with(request, sink).await {
+            Ok(_) => {
+                core.pools.borrow_mut()[out.upstream].mark_ok(addr);
+                return;
+            }
+            Err(error @ (ClientError::Connect { .. } | ClientError::ConnectTimeout { .. })) => {
+                tracing::warn!(upstream = %addr, %error, "upstream unreachable; backing off");
+                core.pools.borrow_mut()[out.upstream].mark_failed(addr, Instant::now());
+                failure = Some(error);
+            }
+            Err(error) => {
+                tracing::debug!(upstream = %addr, %error, "forwarding failed");
+                failure = Some(error);
+                break;
+            }
+        }
+        if down.borrow().responder.is_none() {
+            break;
+        }
+    }
+    let status = failure.as_ref().map_or(502, status_for);
+    let (responder, writer) = {
+        let mut down = down.borrow_mut();
+        (down.responder.take(), down.writer.take())
+    };
+    match responder {
+        Some(responder) => responder.send(Response::error(status)),
+        // Mid-body: dropping the unfinished writer closes the client's connection, so it
+        // sees a truncated body, never a wrong one.
+        None => drop(writer),
+    }
+}
+
+/// The upstream request for one attempt on `addr`.
+fn upstream_request(out: &Outgoing, addr: SocketAddr) -> ClientRequest {
+    let mut request = ClientRequest::new(out.method.clone(), addr, out.target.clone());
+    request.headers = out.headers.clone();
+    if let Some(authority) = &out.authority {
+        request.authority = authority.clone();
+    }
+    if let Some(body) = &out.body {
+        request = request.body_stream(body.clone());
+    }
+    request
+}
+
+/// The client's side of one proxied exchange, shared by the sink and the forwarding task.
+struct Downstream {
+    /// Until the response head arrived.
+    responder: Option<Responder>,
+    /// The streamed response body, after the head.
+    writer: Option<BodyWriter>,
+    /// A task waits for the client's connection to drain (the upstream is paused).
+    waiting: bool,
+}
+
+/// Streams an upstream response to the client.
+struct ProxySink {
+    down: Rc<RefCell<Downstream>>,
+}
+
+impl ResponseSink for ProxySink {
+    fn head(&mut self, ctx: &mut Context<'_>, head: ResponseHead) {
+        if head.status == 101 {
+            // Never asked for (Upgrade is stripped): not a response this proxy can relay.
+            ctx.abort();
+            return;
+        }
+        let mut headers = head.headers;
+        strip_hop_by_hop(&mut headers);
+        let mut response = Response::new(head.status);
+        *response.headers_mut() = headers;
+        let mut down = self.down.borrow_mut();
+        if let Some(responder) = down.responder.take() {
+            if responder.is_closed() {
+                // The client is gone: stop reading the upstream response.
+                drop(down);
+                drop(responder);
+                ctx.abort();
+                return;
+            }
+            down.writer = Some(responder.stream(response));
+        }
+    }
+
+    fn data(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
+        let down = &mut *self.down.borrow_mut();
+        let Some(writer) = down.writer.as_mut() else {
+            return;
+        };
+        if writer.write(Bytes::copy_from_slice(data)) || down.waiting {
+            return;
+        }
+        // The client's connection is full: pause the upstream until it drains.
+        down.waiting = true;
+        ctx.pause_reading();
+        let ready = writer.when_ready();
+        let (state, handle, upstream) = (Rc::clone(&self.down), ctx.handle(), ctx.id());
+        drop(ctx.handle().spawn_local(async move {
+            let drained = ready.await.is_ok();
+            state.borrow_mut().waiting = false;
+            handle.run(move |reactor| {
+                reactor.with_conn(upstream, |ctx| {
+                    if drained {
+                        ctx.resume_reading();
+                    } else {
+                        // The client is gone: the upstream response is not worth reading.
+                        ctx.abort();
+                    }
+                });
+            });
+        }));
+    }
+
+    fn end(&mut self, _ctx: &mut Context<'_>, trailers: Option<Headers>) {
+        let writer = self.down.borrow_mut().writer.take();
+        if let Some(writer) = writer {
+            let mut trailers = trailers.unwrap_or_default();
+            strip_hop_by_hop(&mut trailers);
+            writer.finish_with_trailers(trailers);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

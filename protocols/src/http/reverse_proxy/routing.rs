@@ -1,0 +1,218 @@
+//! The routing table (sans-IO): Host (exact or `*.suffix` wildcard) and longest path
+//! prefix to an upstream pool; round-robin upstream pools with a back-off for failing
+//! servers.
+//!
+//! Owns: [`HostPattern`], [`Route`], [`RouteTable::lookup`], [`UpstreamPool`].
+//! Contract: a lookup prefers the most specific host match (exact, then the longest
+//! wildcard suffix, then routes without a host), and among those the longest path prefix;
+//! ties go to the route listed first. Time arrives as an argument (`now`).
+//! Does not: resolve names or open connections.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Which `Host` values a route accepts.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub enum HostPattern {
+    /// Any host (no `host` in the route).
+    Any,
+    /// Exactly this host name (lowercase, no port).
+    Exact(String),
+    /// `*.example.com`: any name ending in `.example.com` (at least one more label), stored
+    /// as the suffix with its leading dot.
+    Wildcard(String),
+}
+
+impl HostPattern {
+    /// Parses `example.com` or `*.example.com` (case-insensitive, no port).
+    ///
+    /// # Errors
+    /// What is wrong, for a pattern that is empty, has a port, or a `*` elsewhere.
+    pub fn parse(pattern: &str) -> Result<Self, &'static str> {
+        let pattern = pattern.trim_end_matches('.').to_ascii_lowercase();
+        let name = pattern.strip_prefix("*.").unwrap_or(&pattern);
+        if name.is_empty() {
+            return Err("empty host name");
+        }
+        if name.contains('*') {
+            return Err("a wildcard is only allowed as the first label (*.example.com)");
+        }
+        if name.contains(':') && !name.starts_with('[') {
+            return Err("a host pattern has no port");
+        }
+        if !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b))
+        {
+            return Err("invalid character in host name");
+        }
+        Ok(if pattern.starts_with("*.") {
+            HostPattern::Wildcard(pattern[1..].to_owned())
+        } else {
+            HostPattern::Exact(pattern)
+        })
+    }
+
+    /// How specifically this pattern matches `host` (normalized), if it does: higher wins.
+    fn rank(&self, host: Option<&str>) -> Option<(u8, usize)> {
+        match (self, host) {
+            (HostPattern::Any, _) => Some((0, 0)),
+            (HostPattern::Exact(name), Some(host)) if name == host => Some((2, name.len())),
+            (HostPattern::Wildcard(suffix), Some(host))
+                if host.len() > suffix.len() && host.ends_with(suffix.as_str()) =>
+            {
+                Some((1, suffix.len()))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// `Host` as routing compares it: lowercase, without port or trailing dot (`[::1]` stays
+/// bracketed). `None` for an empty or non-UTF-8 value.
+#[must_use]
+pub fn normalize_host(raw: &[u8]) -> Option<String> {
+    let host = std::str::from_utf8(raw).ok()?.trim();
+    let name = if host.starts_with('[') {
+        &host[..=host.find(']')?]
+    } else {
+        host.rsplit_once(':').map_or(host, |(name, _)| name)
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    (!name.is_empty()).then_some(name)
+}
+
+/// One route: requests whose host matches `host` and whose path starts with `prefix` go
+/// to the upstream pool `upstream`.
+#[derive(Clone, Debug)]
+pub struct Route {
+    /// Which hosts.
+    pub host: HostPattern,
+    /// Path prefix (`/` matches every origin-form path).
+    pub prefix: String,
+    /// Index of the upstream pool.
+    pub upstream: usize,
+    /// Replace `Host` with this value (the default keeps the client's).
+    pub host_rewrite: Option<String>,
+    /// Strip `prefix` from the path before forwarding (`/api/x` → `/x`).
+    pub strip_prefix: bool,
+}
+
+/// Routes, looked up per request.
+#[derive(Clone, Debug, Default)]
+pub struct RouteTable {
+    routes: Vec<Route>,
+}
+
+impl RouteTable {
+    /// A table of `routes` (order breaks ties).
+    #[must_use]
+    pub fn new(routes: Vec<Route>) -> Self {
+        Self { routes }
+    }
+
+    /// The routes, in configuration order.
+    #[must_use]
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// The route for a request to `host` (a raw `Host` value) and `path`; `None` when no
+    /// route matches.
+    #[must_use]
+    pub fn lookup(&self, host: Option<&[u8]>, path: &[u8]) -> Option<&Route> {
+        let host = host.and_then(normalize_host);
+        let mut best: Option<((u8, usize, usize), &Route)> = None;
+        for route in &self.routes {
+            let Some((rank, len)) = route.host.rank(host.as_deref()) else {
+                continue;
+            };
+            if !path.starts_with(route.prefix.as_bytes()) {
+                continue;
+            }
+            let score = (rank, len, route.prefix.len());
+            if best.as_ref().is_none_or(|(b, _)| score > *b) {
+                best = Some((score, route));
+            }
+        }
+        best.map(|(_, route)| route)
+    }
+}
+
+/// One upstream pool: servers tried round-robin, a failing one skipped for `backoff`.
+#[derive(Clone, Debug)]
+pub struct UpstreamPool {
+    /// The pool's name (from the configuration).
+    pub name: String,
+    servers: Vec<UpstreamServer>,
+    next: usize,
+    backoff: Duration,
+}
+
+#[derive(Clone, Debug)]
+struct UpstreamServer {
+    addr: SocketAddr,
+    down_until: Option<Instant>,
+}
+
+impl UpstreamPool {
+    /// A pool of `servers` (not empty) with `backoff` for failed ones.
+    #[must_use]
+    pub fn new(name: impl Into<String>, servers: &[SocketAddr], backoff: Duration) -> Self {
+        Self {
+            name: name.into(),
+            servers: servers
+                .iter()
+                .map(|&addr| UpstreamServer {
+                    addr,
+                    down_until: None,
+                })
+                .collect(),
+            next: 0,
+            backoff,
+        }
+    }
+
+    /// Number of servers.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.servers.len()
+    }
+
+    /// Whether the pool has no server.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.servers.is_empty()
+    }
+
+    /// The next server in round-robin order that is not backing off at `now`; when all
+    /// are, the one whose back-off ends first (better a likely failure than none).
+    pub fn pick(&mut self, now: Instant) -> Option<SocketAddr> {
+        let n = self.servers.len();
+        for i in 0..n {
+            let at = (self.next + i) % n;
+            let server = &mut self.servers[at];
+            if server.down_until.is_none_or(|until| until <= now) {
+                server.down_until = None;
+                self.next = (at + 1) % n;
+                return Some(server.addr);
+            }
+        }
+        let soonest = self.servers.iter().min_by_key(|s| s.down_until)?;
+        Some(soonest.addr)
+    }
+
+    /// `addr` failed (refused, unreachable, timed out): skip it until `now + backoff`.
+    pub fn mark_failed(&mut self, addr: SocketAddr, now: Instant) {
+        for server in self.servers.iter_mut().filter(|s| s.addr == addr) {
+            server.down_until = Some(now + self.backoff);
+        }
+    }
+
+    /// `addr` answered: it is up.
+    pub fn mark_ok(&mut self, addr: SocketAddr) {
+        for server in self.servers.iter_mut().filter(|s| s.addr == addr) {
+            server.down_until = None;
+        }
+    }
+}

@@ -1,0 +1,500 @@
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::*;
+
+fn route(host: Option<&str>, prefix: &str, upstream: usize) -> Route {
+    Route {
+        host: host.map_or(HostPattern::Any, |h| HostPattern::parse(h).unwrap()),
+        prefix: prefix.to_owned(),
+        upstream,
+        host_rewrite: None,
+        strip_prefix: false,
+    }
+}
+
+// --- routing ---
+
+#[test]
+fn host_patterns() {
+    assert_eq!(
+        HostPattern::parse("Example.COM."),
+        Ok(HostPattern::Exact("example.com".into()))
+    );
+    assert_eq!(
+        HostPattern::parse("*.example.com"),
+        Ok(HostPattern::Wildcard(".example.com".into()))
+    );
+    for bad in ["", "*.", "a.*.com", "example.com:80", "exa mple.com", "*"] {
+        assert!(HostPattern::parse(bad).is_err(), "{bad:?}");
+    }
+    assert_eq!(
+        routing::normalize_host(b"Example.com:8080"),
+        Some("example.com".into())
+    );
+    assert_eq!(routing::normalize_host(b"[::1]:8080"), Some("[::1]".into()));
+    assert_eq!(
+        routing::normalize_host(b"www.example.com."),
+        Some("www.example.com".into())
+    );
+    assert_eq!(routing::normalize_host(b""), None);
+}
+
+#[test]
+fn lookup_prefers_exact_host_then_wildcard_then_any_and_longest_prefix() {
+    let table = RouteTable::new(vec![
+        route(None, "/", 0),
+        route(None, "/static/", 1),
+        route(Some("*.example.com"), "/", 2),
+        route(Some("*.api.example.com"), "/", 3),
+        route(Some("www.example.com"), "/", 4),
+        route(Some("www.example.com"), "/v2/", 5),
+        route(Some("www.example.com"), "/v2/admin", 6),
+    ]);
+    let up = |host: Option<&str>, path: &str| {
+        table
+            .lookup(host.map(str::as_bytes), path.as_bytes())
+            .map(|r| r.upstream)
+    };
+    assert_eq!(up(None, "/x"), Some(0));
+    assert_eq!(up(Some("other.org"), "/static/a.css"), Some(1));
+    assert_eq!(up(Some("a.example.com"), "/static/a.css"), Some(2));
+    // The wildcard needs one more label.
+    assert_eq!(up(Some("example.com"), "/"), Some(0));
+    assert_eq!(up(Some("x.y.example.com"), "/"), Some(2));
+    assert_eq!(up(Some("v1.api.example.com"), "/"), Some(3));
+    assert_eq!(up(Some("WWW.Example.com:443"), "/"), Some(4));
+    assert_eq!(up(Some("www.example.com"), "/v2/users"), Some(5));
+    assert_eq!(up(Some("www.example.com"), "/v2/admin/x"), Some(6));
+    assert_eq!(up(Some("www.example.com"), "/v2"), Some(4));
+
+    // No catch-all: an unknown host or a path outside every prefix has no route.
+    let strict = RouteTable::new(vec![route(Some("a.test"), "/api/", 0)]);
+    assert!(strict.lookup(Some(b"b.test"), b"/api/x").is_none());
+    assert!(strict.lookup(Some(b"a.test"), b"/other").is_none());
+    assert!(strict.lookup(None, b"/api/x").is_none());
+    // Ties go to the first route.
+    let tie = RouteTable::new(vec![route(None, "/", 7), route(None, "/", 8)]);
+    assert_eq!(tie.lookup(None, b"/").map(|r| r.upstream), Some(7));
+}
+
+#[test]
+fn upstream_round_robin_and_backoff() {
+    let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let b: SocketAddr = "127.0.0.1:2".parse().unwrap();
+    let c: SocketAddr = "127.0.0.1:3".parse().unwrap();
+    let mut pool = UpstreamPool::new("p", &[a, b, c], Duration::from_secs(10));
+    let t0 = Instant::now();
+    let picks: Vec<_> = (0..6).map(|_| pool.pick(t0).unwrap()).collect();
+    assert_eq!(picks, [a, b, c, a, b, c]);
+    pool.mark_failed(b, t0);
+    let picks: Vec<_> = (0..4).map(|_| pool.pick(t0).unwrap()).collect();
+    assert_eq!(picks, [a, c, a, c]);
+    // After the back-off it is tried again.
+    let later = t0 + Duration::from_secs(11);
+    let picks: Vec<_> = (0..3).map(|_| pool.pick(later).unwrap()).collect();
+    assert!(picks.contains(&b), "{picks:?}");
+    // All down: the one whose back-off ends first.
+    pool.mark_failed(a, t0);
+    pool.mark_failed(b, t0 + Duration::from_secs(1));
+    pool.mark_failed(c, t0 + Duration::from_secs(2));
+    assert_eq!(pool.pick(t0), Some(a));
+    pool.mark_ok(c);
+    assert_eq!(pool.pick(t0), Some(c));
+}
+
+#[test]
+fn targets() {
+    let split = |t: &'static str| split_target(&Bytes::from_static(t.as_bytes()));
+    assert_eq!(split("/a?b"), Ok((None, Bytes::from_static(b"/a?b"))));
+    assert_eq!(split("*"), Ok((None, Bytes::from_static(b"*"))));
+    assert_eq!(
+        split("http://Example.com:8080/x?y"),
+        Ok((
+            Some(Bytes::from_static(b"Example.com:8080")),
+            Bytes::from_static(b"/x?y")
+        ))
+    );
+    assert_eq!(
+        split("HTTP://h"),
+        Ok((Some(Bytes::from_static(b"h")), Bytes::from_static(b"/")))
+    );
+    assert_eq!(
+        split("http://h?q"),
+        Ok((Some(Bytes::from_static(b"h")), Bytes::from_static(b"/?q")))
+    );
+    assert_eq!(split("example.com:443"), Err(405));
+    assert_eq!(split("https://h/"), Err(400));
+    assert_eq!(split("http:///x"), Err(400));
+    assert_eq!(split("http://user@h/x"), Err(400));
+    let strip = |t: &'static str, p| strip_prefix(&Bytes::from_static(t.as_bytes()), p);
+    assert_eq!(
+        strip("/api/users?x", "/api"),
+        Bytes::from_static(b"/users?x")
+    );
+    assert_eq!(strip("/api/users", "/api/"), Bytes::from_static(b"/users"));
+    assert_eq!(strip("/api", "/api"), Bytes::from_static(b"/"));
+}
+
+// --- headers ---
+
+fn headers(fields: &[(&'static str, &'static str)]) -> Headers {
+    let mut h = Headers::new();
+    for (n, v) in fields {
+        h.append(*n, *v);
+    }
+    h
+}
+
+#[test]
+fn hop_by_hop_fields_are_stripped() {
+    let mut h = headers(&[
+        ("Host", "a"),
+        ("Connection", "keep-alive, X-Secret , close"),
+        ("connection", "X-Other"),
+        ("X-Secret", "1"),
+        ("x-other", "2"),
+        ("Keep-Alive", "timeout=5"),
+        ("Proxy-Connection", "keep-alive"),
+        ("TE", "trailers"),
+        ("Trailer", "X-T"),
+        ("Transfer-Encoding", "chunked"),
+        ("Upgrade", "websocket"),
+        ("Proxy-Authorization", "Basic eA=="),
+        ("Proxy-Authenticate", "Basic"),
+        ("X-Kept", "yes"),
+        ("Content-Type", "text/plain"),
+    ]);
+    strip_hop_by_hop(&mut h);
+    let names: Vec<_> = h
+        .iter()
+        .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
+        .collect();
+    assert_eq!(names, ["Host", "X-Kept", "Content-Type"]);
+}
+
+#[test]
+fn forwarded_fields() {
+    let v4 = Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 60)));
+    let hop = Hop {
+        client: v4,
+        proto: "http",
+        host: Some(b"example.com"),
+    };
+    let mut h = headers(&[
+        ("X-Forwarded-For", "203.0.113.1"),
+        ("x-forwarded-for", "198.51.100.2 "),
+        ("X-Forwarded-Proto", "https"),
+        ("Forwarded", "for=203.0.113.1"),
+    ]);
+    add_forwarded(&mut h, &hop, ForwardedMode::Append);
+    assert_eq!(
+        h.get_str("x-forwarded-for"),
+        Some("203.0.113.1, 198.51.100.2, 192.0.2.60")
+    );
+    assert_eq!(h.get_all("x-forwarded-for").count(), 1);
+    assert_eq!(h.get_str("x-forwarded-proto"), Some("http"));
+    assert_eq!(h.get_str("x-forwarded-host"), Some("example.com"));
+    assert_eq!(
+        h.get_str("forwarded"),
+        Some("for=203.0.113.1, for=192.0.2.60;proto=http;host=example.com")
+    );
+
+    // RFC 7239 §6: IPv6 in brackets and quotes; a host with a port quoted.
+    let v6 = Some(IpAddr::V6("2001:db8:cafe::17".parse::<Ipv6Addr>().unwrap()));
+    let hop = Hop {
+        client: v6,
+        proto: "https",
+        host: Some(b"example.com:8443"),
+    };
+    let mut h = headers(&[("X-Forwarded-For", "6.6.6.6"), ("Forwarded", "for=6.6.6.6")]);
+    add_forwarded(&mut h, &hop, ForwardedMode::Replace);
+    assert_eq!(h.get_str("x-forwarded-for"), Some("2001:db8:cafe::17"));
+    assert_eq!(
+        h.get_str("forwarded"),
+        Some("for=\"[2001:db8:cafe::17]\";proto=https;host=\"example.com:8443\"")
+    );
+    // An IPv4-mapped client shows as IPv4; an unknown one as "unknown".
+    let mapped = Some(IpAddr::V6(Ipv4Addr::new(10, 1, 2, 3).to_ipv6_mapped()));
+    let mut h = Headers::new();
+    add_forwarded(
+        &mut h,
+        &Hop {
+            client: mapped,
+            proto: "http",
+            host: None,
+        },
+        ForwardedMode::Append,
+    );
+    assert_eq!(h.get_str("forwarded"), Some("for=10.1.2.3;proto=http"));
+    assert!(!h.contains("x-forwarded-host"));
+    let mut h = Headers::new();
+    add_forwarded(
+        &mut h,
+        &Hop {
+            client: None,
+            proto: "http",
+            host: None,
+        },
+        ForwardedMode::Append,
+    );
+    assert_eq!(h.get_str("x-forwarded-for"), Some("unknown"));
+    // Off leaves everything alone.
+    let mut h = headers(&[("X-Forwarded-For", "1.1.1.1")]);
+    add_forwarded(
+        &mut h,
+        &Hop {
+            client: v4,
+            proto: "http",
+            host: None,
+        },
+        ForwardedMode::Off,
+    );
+    assert_eq!(h, headers(&[("X-Forwarded-For", "1.1.1.1")]));
+}
+
+#[test]
+fn via() {
+    use crate::http::proto::Version;
+    let mut h = Headers::new();
+    add_via(&mut h, Version::Http11, "ringwork");
+    assert_eq!(h.get_str("via"), Some("1.1 ringwork"));
+    let mut h = headers(&[("Via", "1.0 fred, 1.1 p.example.net"), ("via", "1.1 cdn")]);
+    add_via(&mut h, Version::Http10, "ringwork");
+    assert_eq!(
+        h.get_str("via"),
+        Some("1.0 fred, 1.1 p.example.net, 1.1 cdn, 1.0 ringwork")
+    );
+    assert_eq!(h.get_all("via").count(), 1);
+}
+
+#[test]
+fn error_statuses() {
+    use crate::http::server::BodyError;
+    let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let refused = ClientError::Connect {
+        addr,
+        source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+    };
+    assert_eq!(status_for(&refused), 502);
+    assert_eq!(
+        status_for(&ClientError::ConnectTimeout {
+            addr,
+            timeout: Duration::from_secs(1)
+        }),
+        504
+    );
+    assert_eq!(
+        status_for(&ClientError::ResponseTimeout {
+            timeout: Duration::from_secs(1)
+        }),
+        504
+    );
+    assert_eq!(status_for(&ClientError::Closed), 502);
+    assert_eq!(
+        status_for(&ClientError::Protocol(
+            crate::http::proto::H1Error::UnexpectedEof
+        )),
+        502
+    );
+    assert_eq!(
+        status_for(&ClientError::RequestBody(BodyError::Closed)),
+        400
+    );
+}
+
+// --- configuration ---
+
+const EXAMPLE: &str = r#"
+listen = ["tcp:8080:interface=127.0.0.1"]
+cores = 2
+max_body = "16MiB"
+
+[timeouts]
+connect = "2s"
+response_head = 15
+idle = "90s"
+body = "500ms"
+
+[forwarded]
+mode = "replace"
+proto = "https"
+
+[upstreams.api]
+servers = ["127.0.0.1:9001", "[::1]:9002"]
+backoff = "30s"
+
+[upstreams.web]
+servers = ["localhost:9003"]
+
+[[routes]]
+host = "api.example.com"
+path = "/v1/"
+upstream = "api"
+host_rewrite = "api.internal"
+strip_prefix = true
+
+[[routes]]
+upstream = "web"
+"#;
+
+#[test]
+fn config_example() {
+    let config = ProxyConfig::from_toml(EXAMPLE).unwrap();
+    assert_eq!(config.listen.len(), 1);
+    assert_eq!(config.cores, Some(2));
+    assert_eq!(config.max_body, 16 << 20);
+    assert_eq!(
+        config.timeouts,
+        Timeouts {
+            connect: Duration::from_secs(2),
+            response_head: Duration::from_secs(15),
+            idle: Duration::from_secs(90),
+            body: Duration::from_millis(500),
+        }
+    );
+    assert_eq!(config.forwarded, ForwardedMode::Replace);
+    assert_eq!(config.proto, "https");
+    assert_eq!(config.upstreams.len(), 2);
+    assert_eq!(config.upstreams[0].name, "api");
+    assert_eq!(
+        config.upstreams[0].servers[1],
+        "[::1]:9002".parse().unwrap()
+    );
+    assert_eq!(config.upstreams[0].backoff, Duration::from_secs(30));
+    assert_eq!(config.upstreams[1].backoff, Duration::from_secs(10));
+    let routes = config.routes.routes();
+    assert_eq!(routes[0].host, HostPattern::Exact("api.example.com".into()));
+    assert_eq!((routes[0].upstream, routes[0].strip_prefix), (0, true));
+    assert_eq!(routes[0].host_rewrite.as_deref(), Some("api.internal"));
+    assert_eq!(
+        (
+            &routes[1].host,
+            routes[1].prefix.as_str(),
+            routes[1].upstream
+        ),
+        (&HostPattern::Any, "/", 1)
+    );
+
+    let minimal = "listen = [\"tcp:80\"]\n[upstreams.a]\nservers = [\"10.0.0.1:80\"]\n[[routes]]\nupstream = \"a\"\n";
+    let config = ProxyConfig::from_toml(minimal).unwrap();
+    assert_eq!(config.timeouts, Timeouts::default());
+    assert_eq!(
+        (config.max_body, config.forwarded, config.cores),
+        (8 << 20, ForwardedMode::Append, None)
+    );
+}
+
+#[test]
+fn config_errors_name_line_and_field() {
+    let base = "listen = [\"tcp:80\"]\n[upstreams.a]\nservers = [\"10.0.0.1:80\"]\n[[routes]]\nupstream = \"a\"\n";
+    let cases: &[(&str, &str, Option<usize>, &str)] = &[
+        // (text to replace in base, replacement, line, field)
+        (
+            "upstream = \"a\"",
+            "upstream = \"b\"",
+            Some(5),
+            "routes[0].upstream",
+        ),
+        ("10.0.0.1:80", "10.0.0.1", Some(3), "upstreams.a.servers[0]"),
+        (
+            "10.0.0.1:80",
+            "10.0.0.1:99999",
+            Some(3),
+            "upstreams.a.servers[0]",
+        ),
+        ("tcp:80", "udp:80", Some(1), "listen[0]"),
+        ("tcp:80", "ftp:80", Some(1), "listen[0]"),
+        (
+            "upstream = \"a\"",
+            "upstream = \"a\"\nhost = \"a.*.com\"",
+            Some(6),
+            "routes[0].host",
+        ),
+        (
+            "upstream = \"a\"",
+            "upstream = \"a\"\npath = \"api\"",
+            Some(6),
+            "routes[0].path",
+        ),
+        (
+            "upstream = \"a\"",
+            "upstream = \"a\"\nhots = \"x\"",
+            Some(6),
+            "toml",
+        ),
+        (
+            "[upstreams.a]",
+            "[timeouts]\nconnect = \"5 parsecs\"\n[upstreams.a]",
+            Some(3),
+            "timeouts.connect",
+        ),
+        (
+            "[upstreams.a]",
+            "[timeouts]\nidle = \"0s\"\n[upstreams.a]",
+            Some(3),
+            "timeouts.idle",
+        ),
+        (
+            "[upstreams.a]",
+            "max_body = \"1PB\"\n[upstreams.a]",
+            Some(2),
+            "max_body",
+        ),
+        (
+            "[upstreams.a]",
+            "[forwarded]\nmode = \"sometimes\"\n[upstreams.a]",
+            Some(3),
+            "forwarded.mode",
+        ),
+        (
+            "servers = [\"10.0.0.1:80\"]",
+            "servers = []",
+            Some(2),
+            "upstreams.a.servers",
+        ),
+        ("upstream = \"a\"", "upstream = 7", Some(5), "toml"),
+        (
+            "listen = [\"tcp:80\"]",
+            "listen = [\"tcp:80\"\n",
+            Some(3),
+            "toml",
+        ),
+    ];
+    for (from, to, line, field) in cases {
+        assert!(base.contains(from), "{from}");
+        let text = base.replacen(from, to, 1);
+        match ProxyConfig::from_toml(&text) {
+            Err(ConfigError::Invalid {
+                line: l,
+                field: f,
+                message,
+            }) => {
+                assert_eq!((l, f.as_str()), (*line, *field), "{text}\n{message}");
+                let shown = ConfigError::Invalid {
+                    line: l,
+                    field: f,
+                    message,
+                }
+                .to_string();
+                assert!(
+                    shown.starts_with(&format!("line {}: ", line.unwrap())),
+                    "{shown}"
+                );
+            }
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+    let no_routes =
+        "listen = [\"tcp:80\"]\nroutes = []\n[upstreams.a]\nservers = [\"10.0.0.1:80\"]\n";
+    assert!(matches!(
+        ProxyConfig::from_toml(no_routes),
+        Err(ConfigError::Invalid { field, .. }) if field == "routes"
+    ));
+    let missing = ProxyConfig::from_toml("listen = [\"tcp:80\"]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(missing.contains("upstreams"), "{missing}");
+}

@@ -1,0 +1,358 @@
+//! [`Socks5Server`]: the SOCKS5 handshake on a client connection, then a [`Relay`] to the
+//! requested target.
+//!
+//! Owns: the client protocol's phases (handshake, name lookup, relay) and the [`Dial`]
+//! that sends the final reply.
+//! Contract:
+//! 1. Handshake: bytes go to [`Handshake`]; its replies are written back; an error closes
+//!    the connection after its reply. The whole handshake (and name lookup) must end within
+//!    [`Socks5Config::handshake_timeout`].
+//! 2. A domain target is resolved on the [`LookupPool`]: a task awaits the lookup, stores the
+//!    outcome in a mailbox the protocol shares, and arms a zero-delay timer on the
+//!    connection, so the protocol picks the outcome up in `timer_fired` with its own
+//!    context. A connection that closed meanwhile has no timers: the outcome is dropped.
+//! 3. The connect: each resolved address in turn; the reply (REP 0x00 with the bound
+//!    address, or the failure's REP code) is written before any relayed byte. Bytes the
+//!    client sent after its request are held (bounded) and sent once connected.
+//!
+//! Does not: resolve on the reactor thread; keep state across cores.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use ringwork::{ConnId, Context, Factory, LostReason, Protocol, SockAddr, TimerId};
+
+use super::proto::{Auth, Event, Handshake, MAX_MESSAGE, Reply, Target, encode_reply};
+use crate::proxy::{Dial, LookupError, LookupPool, Relay, RelayConfig, RelayStats};
+
+/// Settings of a [`Socks5Server`].
+#[derive(Clone, Debug)]
+pub struct Socks5Config {
+    /// Who may use the server.
+    pub auth: Auth,
+    /// Relay settings once connected.
+    pub relay: RelayConfig,
+    /// The handshake and the name lookup must end within this.
+    pub handshake_timeout: Duration,
+    /// Which target addresses clients may reach (checked after name resolution, for each
+    /// address); a target with none allowed gets REP 0x02. The default allows all.
+    pub allow: fn(&SocketAddr) -> bool,
+}
+
+impl Default for Socks5Config {
+    fn default() -> Self {
+        Self {
+            auth: Auth::None,
+            relay: RelayConfig::default(),
+            handshake_timeout: Duration::from_secs(30),
+            allow: |_| true,
+        }
+    }
+}
+
+struct Shared {
+    config: Socks5Config,
+    lookups: LookupPool,
+    stats: RelayStats,
+}
+
+/// A SOCKS5 server: the [`Factory`] for its listener. Build one per core (not `Send`);
+/// the [`LookupPool`] may be shared by all cores.
+pub struct Socks5Server {
+    shared: Rc<Shared>,
+}
+
+impl Socks5Server {
+    /// A server for `config`, resolving names on `lookups`.
+    #[must_use]
+    pub fn new(config: Socks5Config, lookups: LookupPool) -> Self {
+        Self {
+            shared: Rc::new(Shared {
+                config,
+                lookups,
+                stats: RelayStats::default(),
+            }),
+        }
+    }
+
+    /// This core's relay counters.
+    #[must_use]
+    pub fn stats(&self) -> RelayStats {
+        self.shared.stats.clone()
+    }
+}
+
+impl Factory for Socks5Server {
+    fn build_protocol(&mut self) -> Box<dyn Protocol> {
+        Box::new(Socks5Conn {
+            shared: Rc::clone(&self.shared),
+            phase: Phase::Handshake {
+                handshake: Handshake::new(self.shared.config.auth.clone()),
+                buf: BytesMut::new(),
+            },
+            timer: None,
+            mailbox: Rc::default(),
+        })
+    }
+}
+
+type Mailbox = Rc<RefCell<Option<Result<Vec<SocketAddr>, LookupError>>>>;
+
+enum Phase {
+    Handshake {
+        handshake: Handshake,
+        /// Unconsumed input: at most one message.
+        buf: BytesMut,
+    },
+    Resolving {
+        target: String,
+        /// Client bytes after the request.
+        held: BytesMut,
+        eof: bool,
+    },
+    Relay(Relay),
+    Closed,
+}
+
+struct Socks5Conn {
+    shared: Rc<Shared>,
+    phase: Phase,
+    /// The handshake deadline.
+    timer: Option<TimerId>,
+    mailbox: Mailbox,
+}
+
+impl Socks5Conn {
+    fn fail(&mut self, ctx: &mut Context<'_>, reply: Reply) {
+        ctx.write(&encode_reply(reply, None));
+        ctx.close();
+        self.phase = Phase::Closed;
+    }
+
+    /// The request was read: resolve (for a name) or connect.
+    fn request(&mut self, ctx: &mut Context<'_>, target: Target, held: BytesMut) {
+        match target {
+            Target::Addr(addr) => self.start_relay(ctx, vec![addr], &held, false, addr.to_string()),
+            Target::Domain(name, port) => {
+                let lookup = match self.shared.lookups.lookup(&name, port) {
+                    Ok(lookup) => lookup,
+                    Err(error) => {
+                        tracing::warn!("socks5: {error}");
+                        return self.fail(ctx, Reply::GeneralFailure);
+                    }
+                };
+                let mailbox = Rc::clone(&self.mailbox);
+                let handle = ctx.handle();
+                let id = ctx.id();
+                let waker = handle.clone();
+                drop(handle.spawn_local(async move {
+                    let outcome = lookup.await;
+                    *mailbox.borrow_mut() = Some(outcome);
+                    // Calls the protocol back on its own connection (a no-op if it is gone).
+                    waker.run(move |reactor| {
+                        reactor.with_conn(id, |ctx| {
+                            let _ = ctx.call_later(Duration::ZERO);
+                        });
+                    });
+                }));
+                if held.len() >= self.shared.config.relay.max_held {
+                    ctx.pause_reading();
+                }
+                self.phase = Phase::Resolving {
+                    target: format!("{name}:{port}"),
+                    held,
+                    eof: false,
+                };
+            }
+        }
+    }
+
+    fn start_relay(
+        &mut self,
+        ctx: &mut Context<'_>,
+        addrs: Vec<SocketAddr>,
+        held: &[u8],
+        eof: bool,
+        target: String,
+    ) {
+        if let Some(timer) = self.timer.take() {
+            ctx.cancel_timer(timer);
+        }
+        if addrs.is_empty() {
+            return self.fail(ctx, Reply::HostUnreachable);
+        }
+        let allow = self.shared.config.allow;
+        let mut addrs: VecDeque<SocketAddr> = addrs.into_iter().filter(allow).collect();
+        let Some(first) = addrs.pop_front() else {
+            tracing::info!("socks5: {target} not allowed");
+            return self.fail(ctx, Reply::NotAllowed);
+        };
+        let dial = ReplyDial {
+            rest: addrs,
+            target,
+        };
+        let relay = Relay::start(
+            ctx,
+            &SockAddr::from(first),
+            held,
+            Box::new(dial),
+            &self.shared.config.relay,
+            &self.shared.stats,
+        );
+        if eof {
+            relay.eof_received(ctx);
+        }
+        self.phase = Phase::Relay(relay);
+    }
+
+    /// The lookup finished (the mailbox holds its outcome).
+    fn resolved(&mut self, ctx: &mut Context<'_>) {
+        let Some(outcome) = self.mailbox.borrow_mut().take() else {
+            return;
+        };
+        let Phase::Resolving { target, held, eof } =
+            std::mem::replace(&mut self.phase, Phase::Closed)
+        else {
+            return;
+        };
+        match outcome {
+            Ok(addrs) => self.start_relay(ctx, addrs, &held, eof, target),
+            Err(error) => {
+                tracing::info!("socks5: {error}");
+                self.fail(ctx, Reply::HostUnreachable);
+            }
+        }
+    }
+}
+
+impl Protocol for Socks5Conn {
+    fn connection_made(&mut self, ctx: &mut Context<'_>) {
+        self.timer = Some(ctx.call_later(self.shared.config.handshake_timeout));
+    }
+
+    fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
+        match &mut self.phase {
+            Phase::Handshake { handshake, buf } => {
+                buf.extend_from_slice(data);
+                let result = handshake.handle_input(buf);
+                if let Some(reply) = handshake.poll_transmit() {
+                    ctx.write(&reply);
+                }
+                match result {
+                    Ok(consumed) => buf.advance(consumed),
+                    Err(error) => {
+                        tracing::debug!("socks5: {error}");
+                        ctx.close();
+                        self.phase = Phase::Closed;
+                        return;
+                    }
+                }
+                match handshake.poll_event() {
+                    Some(Event::Connect(target)) => {
+                        let held = buf.split();
+                        self.request(ctx, target, held);
+                    }
+                    // By the handshake's contract it needs at most one message unconsumed.
+                    None if buf.len() > MAX_MESSAGE => {
+                        ctx.close();
+                        self.phase = Phase::Closed;
+                    }
+                    None => {}
+                }
+            }
+            Phase::Resolving { held, .. } => {
+                held.extend_from_slice(data);
+                if held.len() >= self.shared.config.relay.max_held {
+                    ctx.pause_reading();
+                }
+            }
+            Phase::Relay(relay) => relay.data_received(ctx, data),
+            Phase::Closed => {}
+        }
+    }
+
+    fn eof_received(&mut self, ctx: &mut Context<'_>) {
+        match &mut self.phase {
+            Phase::Resolving { eof, .. } => *eof = true,
+            Phase::Relay(relay) => relay.eof_received(ctx),
+            Phase::Handshake { .. } | Phase::Closed => {
+                ctx.close();
+                self.phase = Phase::Closed;
+            }
+        }
+    }
+
+    fn pause_writing(&mut self, ctx: &mut Context<'_>) {
+        if let Phase::Relay(relay) = &self.phase {
+            relay.pause_writing(ctx);
+        }
+    }
+
+    fn write_drained(&mut self, ctx: &mut Context<'_>) {
+        if let Phase::Relay(relay) = &self.phase {
+            relay.write_drained(ctx);
+        }
+    }
+
+    fn timer_fired(&mut self, ctx: &mut Context<'_>, timer: TimerId) {
+        if self.timer == Some(timer) {
+            self.timer = None;
+            if !matches!(self.phase, Phase::Relay(_) | Phase::Closed) {
+                tracing::info!("socks5: handshake timed out; closing {}", ctx.id());
+                ctx.abort();
+                self.phase = Phase::Closed;
+            }
+            return;
+        }
+        match &self.phase {
+            Phase::Relay(relay) => {
+                relay.timer_fired(ctx, timer);
+            }
+            Phase::Resolving { .. } => self.resolved(ctx),
+            Phase::Handshake { .. } | Phase::Closed => {}
+        }
+    }
+
+    fn connection_lost(&mut self, ctx: &mut Context<'_>, reason: LostReason) {
+        if let Phase::Relay(relay) = std::mem::replace(&mut self.phase, Phase::Closed) {
+            relay.connection_lost(ctx, reason);
+        }
+    }
+}
+
+/// Tries the resolved addresses in turn; writes the final reply.
+struct ReplyDial {
+    rest: VecDeque<SocketAddr>,
+    target: String,
+}
+
+impl Dial for ReplyDial {
+    fn connected(&mut self, ctx: &mut Context<'_>, client: ConnId) {
+        let bound = ctx.local_addr().ok().and_then(|a| a.as_socket());
+        ctx.other(client)
+            .write(&encode_reply(Reply::Succeeded, bound));
+    }
+
+    fn failed(
+        &mut self,
+        ctx: &mut Context<'_>,
+        client: ConnId,
+        reason: &LostReason,
+    ) -> Option<SockAddr> {
+        if let Some(next) = self.rest.pop_front() {
+            return Some(SockAddr::from(next));
+        }
+        let reply = match reason {
+            LostReason::ConnectFailed(error) => Reply::from_io_error(error.kind()),
+            LostReason::ConnectTimeout => Reply::TtlExpired,
+            _ => Reply::GeneralFailure,
+        };
+        tracing::info!("socks5: connect to {} failed: {reason}", self.target);
+        ctx.other(client).write(&encode_reply(reply, None));
+        None
+    }
+}

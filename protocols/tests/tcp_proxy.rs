@@ -1,0 +1,251 @@
+//! `TcpProxy` over real sockets on both backends: 100 MiB each way at once with checksums,
+//! a stalled client (the upstream is paused, the proxy's buffer stays bounded, nothing is
+//! lost), upstream failover and the retry after the backoff, half-close, the idle timeout.
+//!
+//! The proxy runs on a one-core runtime on a background thread (`proxy_support::Proxy`);
+//! upstreams and clients are std threads with blocking sockets. Nothing sleeps: waits are
+//! reads with a timeout, channel receives, or questions to the proxy's core.
+#![cfg(feature = "engine")]
+
+mod proxy_support;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use proxy_support::{
+    LIMIT, Proxy, connect, read_all, refused_port, send_pattern, sum_to_eof, tagged_echo, upstream,
+};
+use ringwork::{BackendChoice, ReactorConfig};
+use ringwork_protocols::proxy::TcpProxyConfig;
+
+const MIB: u64 = 1024 * 1024;
+
+fn proxy_to(backend: BackendChoice, config: TcpProxyConfig) -> Option<Proxy> {
+    Proxy::tcp(backend, config, ReactorConfig::default())
+}
+
+ringwork::platform::test_all_backends! {
+    fn relays_100_mib_each_way_at_once(backend: BackendChoice) {
+        const LEN: u64 = 100 * MIB;
+        let (up_tx, up_rx) = mpsc::channel();
+        let up = upstream(move |stream| {
+            // Receives the client's stream while sending its own, then half-closes.
+            let mut reader = stream.try_clone().expect("clone");
+            let sums = up_tx.clone();
+            let recv = thread::spawn(move || sum_to_eof(&mut reader));
+            let mut writer = stream;
+            let sent = send_pattern(&mut writer, 2, LEN);
+            writer.shutdown(Shutdown::Write).expect("half-close");
+            let received = recv.join().expect("upstream reader");
+            let _ = sums.send((sent, received));
+        });
+        let Some(proxy) = proxy_to(backend, TcpProxyConfig::new(vec![up])) else { return };
+
+        let start = Instant::now();
+        let client = connect(proxy.addr);
+        let mut reader = client.try_clone().expect("clone");
+        let recv = thread::spawn(move || sum_to_eof(&mut reader));
+        let mut writer = client;
+        let sent = send_pattern(&mut writer, 1, LEN);
+        writer.shutdown(Shutdown::Write).expect("half-close");
+        let received = recv.join().expect("client reader");
+        let (up_sent, up_received) = up_rx.recv_timeout(LIMIT).expect("the upstream's sums");
+        let elapsed = start.elapsed();
+
+        assert_eq!(sent.1, LEN);
+        assert_eq!(up_received, sent, "client → upstream: checksum and length");
+        assert_eq!(received, up_sent, "upstream → client: checksum and length");
+        let mib_s = (2 * LEN) as f64 / MIB as f64 / elapsed.as_secs_f64();
+        eprintln!("{backend:?}: 2 × 100 MiB relayed in {elapsed:?} ({mib_s:.0} MiB/s total)");
+
+        let end = proxy.wait_until("the pair to close", |i| i.stats.open == 0);
+        assert_eq!(end.stats.to_upstream, LEN);
+        assert_eq!(end.stats.to_client, LEN);
+        assert!(end.stats.max_buffered <= ReactorConfig::default().write_high_watermark + 16 * 1024);
+        eprintln!("{backend:?}: {:?}", end.stats);
+    }
+
+    fn a_stalled_client_pauses_the_upstream_with_bounded_buffers(backend: BackendChoice) {
+        const LEN: u64 = 64 * MIB;
+        let (done_tx, done_rx) = mpsc::channel();
+        let up = upstream(move |mut stream| {
+            let sent = send_pattern(&mut stream, 7, LEN);
+            let _ = stream.shutdown(Shutdown::Write);
+            let _ = done_tx.send(sent);
+        });
+        let reactor = ReactorConfig::default();
+        let high = reactor.write_high_watermark;
+        let Some(proxy) = Proxy::tcp(backend, TcpProxyConfig::new(vec![up]), reactor) else {
+            return;
+        };
+        let mut client = connect(proxy.addr);
+        // The client reads nothing: the proxy must pause the upstream.
+        let paused = proxy.wait_until("the upstream to be paused", |i| i.stats.read_pauses > 0);
+        assert!(done_rx.try_recv().is_err(), "the upstream finished despite the stall");
+        // Bounded: the engine's write buffer passes the high watermark by less than one
+        // 16 KiB piece (not the 64 MiB on offer; the hard limit of 16 MiB was not hit
+        // either, or the pair would be gone).
+        let bound = high + 16 * 1024;
+        assert!(paused.stats.max_buffered <= bound, "{:?}", paused.stats);
+        assert_eq!(paused.stats.open, 1);
+        eprintln!("{backend:?}: at the pause: {:?}", paused.stats);
+
+        // Now read: every byte arrives, in order.
+        let received = sum_to_eof(&mut client);
+        let sent = done_rx.recv_timeout(LIMIT).expect("the upstream to finish");
+        assert_eq!(received, sent);
+        drop(client);
+        let end = proxy.wait_until("the pair to close", |i| i.stats.open == 0);
+        assert!(end.stats.max_buffered <= bound, "{:?}", end.stats);
+        eprintln!("{backend:?}: at the end: {:?}", end.stats);
+    }
+
+    fn a_refused_upstream_fails_over_and_is_retried_after_its_backoff(backend: BackendChoice) {
+        let dead = refused_port();
+        let live = tagged_echo(b"B");
+        let mut config = TcpProxyConfig::new(vec![dead, live]);
+        config.backoff_initial = Duration::from_millis(100);
+        let Some(proxy) = proxy_to(backend, config) else { return };
+
+        // The first client is routed to the dead upstream first and served by the live one.
+        let mut client = connect(proxy.addr);
+        client.write_all(b" held while connecting").expect("write");
+        client.shutdown(Shutdown::Write).expect("half-close");
+        assert_eq!(read_all(&mut client), b"B held while connecting");
+        let health = proxy.inspect().health;
+        assert_eq!((health[0].failed, health[0].consecutive_failures), (1, 1));
+        let until = health[0].down_until.expect("the dead upstream is marked down");
+        assert_eq!(health[1].connected, 1);
+
+        // The dead upstream comes back on the same port; once its backoff ends a client is
+        // sent there again.
+        let listener = TcpListener::bind(dead).expect("rebind the dead upstream's port");
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { break };
+                let _ = read_all(&mut stream);
+                let _ = stream.write_all(b"A");
+            }
+        });
+        let start = Instant::now();
+        loop {
+            let mut client = connect(proxy.addr);
+            client.shutdown(Shutdown::Write).expect("half-close");
+            let got = read_all(&mut client);
+            if got == b"A" {
+                break;
+            }
+            assert_eq!(got, b"B");
+            assert!(start.elapsed() < LIMIT, "the revived upstream was never retried");
+        }
+        assert!(Instant::now() >= until, "retried before its backoff ended");
+        let health = proxy.inspect().health;
+        assert_eq!((health[0].down_until, health[0].consecutive_failures), (None, 0));
+        assert_eq!(health[0].connected, 1);
+    }
+
+    fn no_live_upstream_closes_the_client(backend: BackendChoice) {
+        let Some(proxy) = proxy_to(backend, TcpProxyConfig::new(vec![refused_port(), refused_port()]))
+        else {
+            return;
+        };
+        let mut client = connect(proxy.addr);
+        assert_eq!(read_all(&mut client), b"");
+        let health = proxy.wait_until("both marked down", |i| {
+            i.health.iter().all(|h| h.down_until.is_some())
+        }).health;
+        assert_eq!(health.iter().map(|h| h.failed).sum::<u64>(), 2);
+        // Both are skipped now: the next client is closed without a connect.
+        let mut client = connect(proxy.addr);
+        assert_eq!(read_all(&mut client), b"");
+        assert_eq!(proxy.inspect().stats.total, 1);
+    }
+
+    fn half_close_is_propagated_both_ways(backend: BackendChoice) {
+        let up = upstream(|mut stream| {
+            // Reads the whole request (to the client's EOF), then answers and finishes.
+            let request = read_all(&mut stream);
+            stream.write_all(b"got ").expect("write");
+            stream.write_all(&request).expect("write");
+            stream.shutdown(Shutdown::Write).expect("half-close");
+            // Hold the socket until the proxy closes it.
+            let mut rest = Vec::new();
+            let _ = stream.read_to_end(&mut rest);
+        });
+        let Some(proxy) = proxy_to(backend, TcpProxyConfig::new(vec![up])) else { return };
+        let mut client = connect(proxy.addr);
+        client.write_all(b"ping").expect("write");
+        client.shutdown(Shutdown::Write).expect("half-close");
+        // The answer comes after our EOF reached the upstream: the proxy kept the other
+        // direction open.
+        assert_eq!(read_all(&mut client), b"got ping");
+        proxy.wait_until("the pair to close", |i| i.stats.open == 0);
+    }
+
+    fn idle_pairs_are_closed(backend: BackendChoice) {
+        let (tx, rx) = mpsc::channel();
+        let up = upstream(move |mut stream| {
+            let mut buf = [0u8; 5];
+            stream.read_exact(&mut buf).expect("the greeting");
+            stream.write_all(b"hello").expect("write");
+            // Then silence: the proxy's idle timeout ends it.
+            let _ = tx.send(read_all(&mut stream));
+        });
+        let mut config = TcpProxyConfig::new(vec![up]);
+        config.relay.idle_timeout = Some(Duration::from_millis(300));
+        let Some(proxy) = proxy_to(backend, config) else { return };
+        let mut client = connect(proxy.addr);
+        client.write_all(b"hello").expect("write");
+        let start = Instant::now();
+        assert_eq!(read_all(&mut client), b"hello");
+        assert!(start.elapsed() >= Duration::from_millis(250), "closed before the timeout");
+        assert_eq!(rx.recv_timeout(LIMIT).expect("the upstream closed too"), b"");
+        let end = proxy.wait_until("the pair to close", |i| i.stats.open == 0);
+        assert_eq!(end.stats.idle_closes, 1);
+    }
+}
+
+ringwork::platform::test_all_backends! {
+    fn send_proxy_names_the_client_to_the_upstream(backend: BackendChoice) {
+        use ringwork_protocols::proxy_protocol::{Addresses, Version, parse};
+        for version in [Version::V1, Version::V2] {
+            let (tx, rx) = mpsc::channel();
+            let up = upstream(move |mut stream| {
+                // The header, then the client's bytes, arrive on the upstream connection.
+                let mut got = Vec::new();
+                let mut buf = [0u8; 512];
+                let header = loop {
+                    let n = stream.read(&mut buf).expect("read");
+                    assert!(n > 0, "closed before the header");
+                    got.extend_from_slice(&buf[..n]);
+                    if let Some(parsed) = parse(&got).expect("a valid PROXY header") {
+                        break parsed;
+                    }
+                };
+                let rest = got[header.1..].to_vec();
+                let _ = tx.send((header.0, rest));
+                stream.write_all(b"ok").expect("reply");
+            });
+            let mut config = TcpProxyConfig::new(vec![up]);
+            config.send_proxy = Some(version);
+            let Some(proxy) = proxy_to(backend, config) else { return };
+            let mut client = connect(proxy.addr);
+            client.write_all(b"x").expect("write");
+            let (header, rest) = rx.recv_timeout(LIMIT).expect("the upstream's header");
+            assert_eq!(header.version, version);
+            let Addresses::Inet { source, destination } = header.addresses else {
+                panic!("{:?}", header.addresses);
+            };
+            assert_eq!(std::net::SocketAddr::V4(source), client.local_addr().unwrap());
+            assert_eq!(std::net::SocketAddr::V4(destination), proxy.addr);
+            // The client's byte may come with the header or after it.
+            let mut reply = [0u8; 2];
+            client.read_exact(&mut reply).expect("reply");
+            assert_eq!(&reply, b"ok");
+            assert!(rest.is_empty() || rest == b"x", "{rest:?}");
+        }
+    }
+}
