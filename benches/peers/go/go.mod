@@ -1,0 +1,3 @@
+module ringwork/benches/peers/go
+
+go 1.19
