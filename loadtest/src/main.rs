@@ -29,6 +29,21 @@ fn resolve(addr: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("{addr}: resolves to no address"))
 }
 
+/// The server name `tcp --tls` verifies without `--sni`: the host of `host:port` when it
+/// is a name, `localhost` when it is an IP address (a local test server's certificate).
+fn default_server_name(addr: &str) -> String {
+    let host = addr
+        .rsplit_once(':')
+        .map_or(addr, |(h, _)| h)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    if host.is_empty() || host.parse::<std::net::IpAddr>().is_ok() {
+        "localhost".into()
+    } else {
+        host.into()
+    }
+}
+
 fn run(cli: Cli) -> Result<ExitCode, String> {
     let (report, common): (Report, &CommonArgs) = match &cli.command {
         Command::Http(args) => {
@@ -57,6 +72,11 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             let mut opts = args.common.options("http", &urls[0], workload.addr);
             opts.depth = args.pipeline;
             opts.reconnect_every = args.reconnect_every;
+            if workload.tls {
+                opts.tls = Some(args.tls.options(&workload.host));
+            } else if args.tls.any() {
+                return Err("http: TLS options need an https:// URL".into());
+            }
             let report =
                 run_stream(&opts, move || workload.session()).map_err(|e| e.to_string())?;
             (report, &args.common)
@@ -69,6 +89,11 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             let mut opts = args.common.options("tcp", &args.addr, addr);
             opts.depth = args.in_flight;
             opts.reconnect_every = args.reconnect_every;
+            if args.tls {
+                opts.tls = Some(args.tls_options.options(&default_server_name(&args.addr)));
+            } else if args.tls_options.any() {
+                return Err("tcp: TLS options need --tls".into());
+            }
             let (msg, verify) = (message(args.size), args.verify);
             let report = run_stream(&opts, move || EchoSession::new(msg.clone(), verify))
                 .map_err(|e| e.to_string())?;
@@ -124,7 +149,14 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
 fn explain_failure(report: &Report) -> String {
     let e = &report.errors;
     let sample = |k: &str| report.error_samples.get(k).cloned().unwrap_or_default();
-    if e.connect_refused > 0 && e.connect_refused >= e.total() / 2 {
+    if e.tls > 0 && e.tls >= e.total() / 2 {
+        format!(
+            "no TLS handshake with {} succeeded ({} failed; first: {})",
+            report.target,
+            e.tls,
+            sample("tls")
+        )
+    } else if e.connect_refused > 0 && e.connect_refused >= e.total() / 2 {
         format!(
             "connection refused: nothing accepts connections at {} ({} attempts refused)",
             report.target, e.connect_refused
