@@ -124,7 +124,7 @@ fn scratch() -> PathBuf {
 /// handshakes and requests match exactly.
 fn https_run(server: &Server, backend: BackendChoice, tls: TlsOptions, n: u64) -> Report {
     let url = format!("https://{}/", server.addr);
-    let w = HttpWorkload::new(&[url.clone()], "GET", &[], b"").expect("workload");
+    let w = HttpWorkload::new(std::slice::from_ref(&url), "GET", &[], b"").expect("workload");
     assert!(w.tls);
     let opts = RunOptions {
         backend,
