@@ -143,11 +143,15 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # --- the shared certificate and the bulk file --------------------------------------------
+# CA:FALSE: openssl's default for -x509 is CA:TRUE, which webpki (rustls) refuses as a
+# server certificate (CaUsedAsEndEntity); the certificate is its own trust anchor.
 cert=$scratch/cert.pem
 key=$scratch/key.pem
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7 \
     -keyout "$key" -out "$cert" -subj /CN=localhost \
-    -addext subjectAltName=DNS:localhost,IP:127.0.0.1 >"$OUT_DIR/logs/openssl.log" 2>&1 || {
+    -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+    -addext basicConstraints=critical,CA:FALSE -addext keyUsage=critical,digitalSignature \
+    -addext extendedKeyUsage=serverAuth >"$OUT_DIR/logs/openssl.log" 2>&1 || {
     echo "error: openssl could not make the certificate:" >&2
     cat "$OUT_DIR/logs/openssl.log" >&2
     exit 1
