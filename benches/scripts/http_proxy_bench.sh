@@ -12,9 +12,14 @@
 # proxy's configuration, start the proxy on a fresh port, wait until GET / through it
 # answers 2xx, warm up (WARMUP s, discarded), run the measured load (DURATION s), then —
 # before stopping anything — count the proxy's established connections to the upstream
-# and the upstream-port sockets in TIME-WAIT (`ss -tn`): keep-alive reuse works when the
-# first is at most the pool size and the second stays near 0 (a proxy that opened one
-# upstream connection per request would leave thousands in TIME-WAIT).
+# and the proxy-side upstream sockets in TIME-WAIT (`ss -tn`); after stopping the
+# upstream, read how many connections it accepted in all (its log). Keep-alive reuse
+# works when the upstream connections opened are a small fraction of the requests (a
+# proxy without reuse opens one per request). With more concurrent client connections
+# than a proxy keeps idle per upstream (nginx: `keepalive` KEEPALIVE=64; ringwork's proxy:
+# 32, its HTTP client's max_idle_per_host, not settable from the TOML file), both close
+# and reopen some upstream connections as the load fluctuates: compare at CONNECTIONS=30
+# to see pure reuse.
 #
 # Proxies (PROXIES, interleaved in this order; the first is the reference of the ratios):
 #   ringwork  `ringwork serve http-proxy --config FILE --cores 1`: one route to an upstream
@@ -28,6 +33,7 @@
 #
 # Settings (environment):
 #   ROUNDS=3 DURATION=10 WARMUP=2 CONNECTIONS=100 LOADER=wrk PROXIES="ringwork nginx"
+#   KEEPALIVE=64 (nginx's idle upstream connections)
 #   PROXY_CPU=0 LOAD_CPU=1 PORT_BASE=18280 OUT_DIR= (default: a new mktemp -d)
 #   RINGWORK_BIN, RINGWORK_LOAD_BIN (default: $CARGO_TARGET_DIR or target, /release/...;
 #   built when missing or older than the sources, REBUILD=0 skips the age check), NGINX_BIN
@@ -57,6 +63,7 @@ PROXIES=${PROXIES:-ringwork nginx}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 PORT_BASE=${PORT_BASE:-18280}
+KEEPALIVE=${KEEPALIVE:-64}
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$repo"
@@ -109,7 +116,7 @@ mkdir -p "$OUT_DIR/logs"
 scratch=$(mktemp -d -t http-proxy-run.XXXXXX)
 chmod 755 "$scratch"
 csv=$OUT_DIR/results.csv
-echo "round,proxy,port,upstream_port,requests,seconds,req_per_s,p50_us,p99_us,proxy_cpu_ticks,cpu_us_per_req,proxy_busy_pct,steal_ticks,errors,upstream_established,upstream_time_wait" >"$csv"
+echo "round,proxy,port,upstream_port,requests,seconds,req_per_s,p50_us,p99_us,proxy_cpu_ticks,cpu_us_per_req,proxy_busy_pct,steal_ticks,errors,upstream_mid_run,upstream_established,upstream_time_wait,upstream_opened,all_requests,opened_per_1k_req" >"$csv"
 
 proxy_pid=
 upstream_pid=
@@ -160,7 +167,7 @@ EOF
             --cores 1 >"$log" 2>&1 &
         ;;
     nginx)
-        sed -e "s|@PORT@|$p|g" -e "s|@RUNDIR@|$rundir|g" -e "s|@UPSTREAM@|127.0.0.1:$up|g" \
+        sed -e "s|@PORT@|$p|g" -e "s|@RUNDIR@|$rundir|g" -e "s|@UPSTREAM@|127.0.0.1:$up|g" -e "s|@KEEPALIVE@|$KEEPALIVE|g" \
             "$nginx_template" >"$rundir/nginx.conf"
         taskset -c "$PROXY_CPU" "$NGINX_BIN" -p "$rundir" -c "$rundir/nginx.conf" >"$log" 2>&1 &
         ;;
@@ -222,6 +229,13 @@ run_one() {
     cpu0=$(tree_cpu_ticks "$proxy_pid")
     steal0=$(steal_ticks)
     t0=$(date +%s%N)
+    # The proxy's connections to the upstream in the middle of the measured run (its pool
+    # at work; at the end, connections with requests in flight when the loader quit may be
+    # closed).
+    local mid_file=$OUT_DIR/logs/mid-established-$tag
+    (sleep "$(awk -v d="$DURATION" 'BEGIN { print d / 2 }')" &&
+        ss -Htn state established "( dport = :$up )" | wc -l >"$mid_file") &
+    local mid_pid=$!
     if ! run_load "$p" "$DURATION" "$out"; then
         echo "error: the load ($LOADER) failed against $name:" >&2
         cat "$out"* >&2
@@ -234,7 +248,10 @@ run_one() {
     # the upstream-port sockets in TIME-WAIT (closed connections of this run).
     local established time_wait
     established=$(ss -Htn state established "( dport = :$up )" | wc -l)
-    time_wait=$(ss -Htn state time-wait "( dport = :$up or sport = :$up )" | wc -l)
+    time_wait=$(ss -Htn state time-wait "( dport = :$up )" | wc -l)
+    wait "$mid_pid" 2>/dev/null || true
+    local mid
+    mid=$(cat "$mid_file" 2>/dev/null || echo 0)
     alive "$proxy_pid" || { echo "error: $name died during the run:" >&2; cat "$log" >&2; exit 1; }
     stop_tree "$proxy_pid"
     proxy_pid=
@@ -242,6 +259,12 @@ run_one() {
     upstream_pid=
     wait_released "$p"
     wait_released "$up"
+    # `ringwork serve` logs "core 0 stopped: N connections accepted" at exit; two of them
+    # were the readiness checks (curl to the upstream, and the one through the proxy).
+    local opened
+    opened=$(awk '/connections accepted/ { for (i = 1; i < NF; i++) if ($(i + 1) == "connections") n += $i }
+        END { print n + 0 }' "$OUT_DIR/logs/upstream-$tag.log")
+    opened=$((opened > 2 ? opened - 2 : 0))
 
     local requests seconds rate p50 p99 errors
     if [[ $LOADER == wrk ]]; then
@@ -261,6 +284,16 @@ run_one() {
         errors=$(awk '/"errors": \{/ { e = 1; next } e && /\}/ { exit } e { v = $2; sub(/,$/, "", v); s += v } END { print s + 0 }' "$out")
         errors=$((errors + $(json_field "$out" unsuccessful)))
     fi
+    # Requests of the warm-up too: the upstream connections were opened over both runs.
+    local warm=0 wout=$OUT_DIR/logs/warmup-$tag.out
+    if ((WARMUP > 0)); then
+        if [[ $LOADER == wrk ]]; then
+            warm=$(awk '/ requests in / { print $1 }' "$wout")
+        else
+            warm=$(json_field "$wout" requests)
+        fi
+    fi
+    local all=$((requests + ${warm:-0}))
     if [[ -z $requests || $requests == 0 ]]; then
         echo "error: no requests completed through $name:" >&2
         cat "$out"* >&2
@@ -269,9 +302,11 @@ run_one() {
     local ticks=$((cpu1 - cpu0)) cpu_us busy
     cpu_us=$(awk -v t="$ticks" -v hz="$clk_tck" -v n="$requests" 'BEGIN { printf "%.2f", t * 1e6 / hz / n }')
     busy=$(awk -v t="$ticks" -v hz="$clk_tck" -v ns=$((t1 - t0)) 'BEGIN { printf "%.0f", (ns > 0) ? 100 * t / hz / (ns / 1e9) : 0 }')
-    echo "$round,$name,$p,$up,$requests,$seconds,$rate,$p50,$p99,$ticks,$cpu_us,$busy,$((steal1 - steal0)),$errors,$established,$time_wait" >>"$csv"
-    printf '%-9s round %s  %10.0f req/s  p99 %8s us  proxy %6s us CPU/req, busy %3s%%  errors %s  upstream conns: %s established, %s time-wait\n' \
-        "$name" "$round" "$rate" "$p99" "$cpu_us" "$busy" "$errors" "$established" "$time_wait" >&2
+    local per_1k
+    per_1k=$(awk -v o="$opened" -v n="$all" 'BEGIN { printf "%.2f", (n > 0) ? 1000 * o / n : 0 }')
+    echo "$round,$name,$p,$up,$requests,$seconds,$rate,$p50,$p99,$ticks,$cpu_us,$busy,$((steal1 - steal0)),$errors,$mid,$established,$time_wait,$opened,$all,$per_1k" >>"$csv"
+    printf '%-9s round %s  %10.0f req/s  p99 %8s us  proxy %6s us CPU/req, busy %3s%%  errors %s  upstream conns: %s opened for %s requests (%s per 1k), %s open mid-run, %s open and %s in time-wait at the end\n' \
+        "$name" "$round" "$rate" "$p99" "$cpu_us" "$busy" "$errors" "$opened" "$all" "$per_1k" "$mid" "$established" "$time_wait" >&2
 }
 
 column_of() { # proxy column-name
@@ -296,8 +331,8 @@ ref=${proxies[0]}
         "proxy alone on CPU $PROXY_CPU, upstream + load on CPU $LOAD_CPU, ${DURATION} s after ${WARMUP} s" \
         "warm-up, $ROUNDS interleaved rounds ($(uname -r), $(date -u +%Y-%m-%dT%H:%MZ))"
     echo
-    echo "| proxy | median req/s | min-max req/s | median p99 us | median proxy us CPU/req | min-max | median busy | $ref/proxy req/s | $ref/proxy CPU/req | upstream conns established (max) | upstream time-wait (max) | errors |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| proxy | median req/s | min-max req/s | median p99 us | median proxy us CPU/req | min-max | median busy | $ref/proxy req/s | $ref/proxy CPU/req | upstream conns opened per 1k requests (median) | open mid-run (median) | open at end (max) | time-wait at end (max) | errors |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     ref_rate=$(column_of "$ref" req_per_s | median)
     ref_cpu=$(column_of "$ref" cpu_us_per_req | median)
     for name in "${proxies[@]}"; do
@@ -311,12 +346,14 @@ ref=${proxies[0]}
         busy=$(column_of "$name" proxy_busy_pct | median)
         est=$(column_of "$name" upstream_established | sort -g | tail -n 1)
         tw=$(column_of "$name" upstream_time_wait | sort -g | tail -n 1)
+        per_1k=$(column_of "$name" opened_per_1k_req | median)
+        mid=$(column_of "$name" upstream_mid_run | median)
         errors=$(column_of "$name" errors | awk '{ s += $1 } END { print s + 0 }')
         awk -v n="$name" -v r="$rate" -v rmin="$rmin" -v rmax="$rmax" -v p99="$p99" -v c="$cpu" \
             -v cmin="$cmin" -v cmax="$cmax" -v busy="$busy" -v rr="$ref_rate" -v rc="$ref_cpu" \
-            -v est="$est" -v tw="$tw" -v errors="$errors" 'BEGIN {
-            printf "| %s | %.0f | %.0f-%.0f | %.0f | %.2f | %.2f-%.2f | %.0f%% | x%.2f | x%.2f | %d | %d | %d |\n",
-                n, r, rmin, rmax, p99, c, cmin, cmax, busy, (r > 0) ? rr / r : 0, (c > 0) ? rc / c : 0, est, tw, errors }'
+            -v est="$est" -v tw="$tw" -v per_1k="$per_1k" -v mid="$mid" -v errors="$errors" 'BEGIN {
+            printf "| %s | %.0f | %.0f-%.0f | %.0f | %.2f | %.2f-%.2f | %.0f%% | x%.2f | x%.2f | %.2f | %g | %d | %d | %d |\n",
+                n, r, rmin, rmax, p99, c, cmin, cmax, busy, (r > 0) ? rr / r : 0, (c > 0) ? rc / c : 0, per_1k, mid, est, tw, errors }'
     done
 } >"$summary"
 echo

@@ -58,13 +58,22 @@ listening() {
         END { exit !found }' /proc/net/tcp /proc/net/tcp6 2>/dev/null
 }
 
-# Sets `port` to a port nothing listens on, a new one for every call (call it directly,
-# not in a subshell: `next_port` must advance).
+# True if any TCP socket (any state, TIME-WAIT included) has port $1 at either end.
+port_used() {
+    local hex
+    hex=$(printf ':%04X' "$1")
+    awk -v port="$hex" 'FNR > 1 && (substr($2, length($2) - 4) == port || substr($3, length($3) - 4) == port) { found = 1 }
+        END { exit !found }' /proc/net/tcp /proc/net/tcp6 2>/dev/null
+}
+
+# Sets `port` to a port no socket uses (not even in TIME-WAIT from an earlier run, so
+# per-port socket counts start from zero), a new one for every call (call it directly, not
+# in a subshell: `next_port` must advance).
 next_port=${PORT_BASE:-18000}
 port=
 fresh_port() {
     local tries=0
-    while listening "$next_port"; do
+    while port_used "$next_port"; do
         next_port=$((next_port + 1))
         tries=$((tries + 1))
         ((tries < 200)) || { echo "error: no free port from $PORT_BASE" >&2; exit 1; }
