@@ -287,6 +287,22 @@ pub fn parse_cpus(s: &str) -> Result<CpuList, String> {
     Ok(CpuList(cpus))
 }
 
+/// The server name `tcp --tls` verifies without `--sni`: the host of `host:port` when it
+/// is a name, `localhost` when it is an IP address (a local test server's certificate).
+#[must_use]
+pub fn tcp_server_name(addr: &str) -> String {
+    let host = addr
+        .rsplit_once(':')
+        .map_or(addr, |(h, _)| h)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    if host.is_empty() || host.parse::<std::net::IpAddr>().is_ok() {
+        "localhost".into()
+    } else {
+        host.into()
+    }
+}
+
 impl CommonArgs {
     /// The run options for `workload` against `addr`.
     #[must_use]
@@ -327,6 +343,13 @@ mod tests {
         assert!(parse_duration("10x").is_err());
         assert!(parse_duration("").is_err());
         assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn tcp_tls_names() {
+        assert_eq!(tcp_server_name("127.0.0.1:7000"), "localhost");
+        assert_eq!(tcp_server_name("[::1]:7000"), "localhost");
+        assert_eq!(tcp_server_name("echo.example:7000"), "echo.example");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 
 use clap::Parser;
-use ringwork_loadtest::cli::{Cli, Command, CommonArgs};
+use ringwork_loadtest::cli::{Cli, Command, CommonArgs, tcp_server_name};
 use ringwork_loadtest::http::HttpWorkload;
 use ringwork_loadtest::tcp::{EchoSession, message};
 use ringwork_loadtest::udp::SeqEchoSession;
@@ -27,21 +27,6 @@ fn resolve(addr: &str) -> Result<SocketAddr, String> {
         .map_err(|e| format!("{addr}: {e} (expected host:port)"))?
         .next()
         .ok_or_else(|| format!("{addr}: resolves to no address"))
-}
-
-/// The server name `tcp --tls` verifies without `--sni`: the host of `host:port` when it
-/// is a name, `localhost` when it is an IP address (a local test server's certificate).
-fn default_server_name(addr: &str) -> String {
-    let host = addr
-        .rsplit_once(':')
-        .map_or(addr, |(h, _)| h)
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    if host.is_empty() || host.parse::<std::net::IpAddr>().is_ok() {
-        "localhost".into()
-    } else {
-        host.into()
-    }
 }
 
 fn run(cli: Cli) -> Result<ExitCode, String> {
@@ -90,7 +75,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             opts.depth = args.in_flight;
             opts.reconnect_every = args.reconnect_every;
             if args.tls {
-                opts.tls = Some(args.tls_options.options(&default_server_name(&args.addr)));
+                opts.tls = Some(args.tls_options.options(&tcp_server_name(&args.addr)));
             } else if args.tls_options.any() {
                 return Err("tcp: TLS options need --tls".into());
             }

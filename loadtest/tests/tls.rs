@@ -269,3 +269,36 @@ fn binary_tls() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
     }
 }
+
+/// TLS counts merge like the other counts; reports written before TLS existed still load.
+#[test]
+fn tls_fields_merge_and_default() {
+    let ca = TestCa::new();
+    let cert = ca.server(&["localhost"]);
+    let Some(server) = serve_tls(BackendChoice::Auto, &cert, || Hello::default) else {
+        return;
+    };
+    let a = https_run(&server, BackendChoice::Auto, tls_options(&ca), 5);
+    let merged = Report::merge(&[a.clone(), a.clone()]).unwrap();
+    assert_eq!(merged.tls_handshakes, 10);
+    assert_eq!(merged.tls_resumed, 2 * a.tls_resumed);
+    assert!((merged.handshakes_per_sec - 2.0 * a.handshakes_per_sec).abs() < 1e-6);
+    assert_eq!(merged.tls_session, a.tls_session);
+    let mut old: serde_json::Value = serde_json::from_str(&a.to_json()).unwrap();
+    let fields = old.as_object_mut().unwrap();
+    for key in [
+        "tls_handshakes",
+        "tls_resumed",
+        "handshakes_per_sec",
+        "tls_session",
+        "in_mb_per_sec",
+    ] {
+        fields.remove(key);
+    }
+    fields["errors"].as_object_mut().unwrap().remove("tls");
+    let r = Report::from_json(&old.to_string()).unwrap();
+    assert_eq!(
+        (r.tls_handshakes, r.errors.tls, r.tls_session),
+        (0, 0, None)
+    );
+}
