@@ -155,6 +155,31 @@ test_all_backends! {
         assert!(s.contains("handshakes"), "{s}");
     }
 
+    /// Many connections handshaking at once all find a ticket after their first handshake:
+    /// only the first handshake of each connection slot is full (rustls's default cache,
+    /// 8 tickets per server, would make most of them full).
+    fn https_resumes_with_many_connections(backend: BackendChoice) {
+        let ca = TestCa::new();
+        let cert = ca.server(&["localhost"]);
+        let Some(server) = serve_tls(backend, &cert, || Hello::default) else { return };
+        let url = format!("https://{}/", server.addr);
+        let w = HttpWorkload::new(std::slice::from_ref(&url), "GET", &[], b"").expect("workload");
+        let opts = RunOptions {
+            backend,
+            connections: 32,
+            requests: Some(640),
+            duration: Duration::from_secs(20),
+            reconnect_every: Some(1),
+            tls: Some(tls_options(&ca)),
+            ..RunOptions::new("http", &url, server.addr)
+        };
+        let r = run_stream(&opts, move || w.session()).expect("run");
+        let s = r.summary();
+        assert_eq!((r.requests, r.errors.total()), (640, 0), "{s}");
+        assert!(r.tls_handshakes >= 640, "{s}");
+        assert!(r.tls_handshakes - r.tls_resumed <= 32, "{s}");
+    }
+
     /// `--no-resume`: every handshake is a full one.
     fn https_no_resume_makes_full_handshakes(backend: BackendChoice) {
         let ca = TestCa::new();
