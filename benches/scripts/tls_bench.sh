@@ -31,11 +31,12 @@
 #   RINGWORK_BIN, RINGWORK_LOAD_BIN (default: $CARGO_TARGET_DIR or target, /release/...;
 #   built when missing or older than the sources, REBUILD=0 skips the age check), NGINX_BIN
 #
-# Figures: rate = handshakes/s (full, resumed; = requests/s, one request per connection)
+# Figures: rate = handshakes/s (full, resumed; = requests/s, one request per connection;
+# the servers issue session tickets in both, as the client cannot tell them not to)
 # or received MB/s (bulk; decimal MB of decrypted HTTP bytes, headers included). Server
 # CPU = utime+stime of the server's process tree (nginx master + worker) over the measured
-# run, from /proc/PID/stat, divided by the handshakes (us/handshake) or by the MB received
-# (ms/MB). busy = that CPU time / wall time: near 100% means the server was the bottleneck;
+# run, from /proc/PID/stat, divided by the handshakes (us/handshake: the whole connection,
+# TCP accept and close and one HTTP request included) or by the MB received (ms/MB). busy = that CPU time / wall time: near 100% means the server was the bottleneck;
 # well below, the load generator (a TLS client does as much crypto per full handshake as
 # the server) or the machine was. On a 2-core VM expect +-10% noise and more (see
 # /work/shared/FINDINGS.md): compare only runs of one invocation, read medians and ranges.
@@ -296,9 +297,10 @@ run_one() {
         'BEGIN { printf "%.3f", (mb * s > 0) ? t * 1e3 / hz / (mb * s) : 0 }')
     busy=$(awk -v t="$ticks" -v hz="$clk_tck" -v ns=$((t1 - t0)) 'BEGIN { printf "%.0f", (ns > 0) ? 100 * t / hz / (ns / 1e9) : 0 }')
     echo "$round,$workload,$name,$port,$hs,$resumed,$requests,$seconds,$rate,$mbps,$p99,$ticks,$cpu_hs,$cpu_mb,$busy,$((steal1 - steal0)),$errors,$tls" >>"$csv"
-    printf '%-9s %-8s round %s  %10.1f %s  %6s handshakes (%s resumed)  server %s us/handshake, %s ms/MB, busy %s%%  p99 %s us  errors %s  [%s]\n' \
-        "$name" "$workload" "$round" "$rate" "$([[ $workload == bulk ]] && echo MB/s || echo hs/s)" \
-        "$hs" "$resumed" "$cpu_hs" "$cpu_mb" "$busy" "$p99" "$errors" "$tls" >&2
+    local unit=hs/s cpu_text="$cpu_hs us/handshake"
+    [[ $workload == bulk ]] && unit=MB/s cpu_text="$cpu_mb ms/MB"
+    printf '%-9s %-8s round %s  %10.1f %s  %6s handshakes (%s resumed)  server %s, busy %s%%  p99 %s us  errors %s  [%s]\n' \
+        "$name" "$workload" "$round" "$rate" "$unit" "$hs" "$resumed" "$cpu_text" "$busy" "$p99" "$errors" "$tls" >&2
     if [[ $workload == full && $resumed != 0 ]] || [[ $workload == resumed && $resumed == 0 ]]; then
         echo "warning: $name $workload: $resumed of $hs handshakes resumed" >&2
     fi
