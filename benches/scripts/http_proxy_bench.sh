@@ -120,9 +120,11 @@ echo "round,proxy,port,upstream_port,requests,seconds,req_per_s,p50_us,p99_us,pr
 
 proxy_pid=
 upstream_pid=
+load_pid=
+mid_pid=
 cleanup() {
     local pid
-    for pid in $proxy_pid $upstream_pid; do
+    for pid in $load_pid $mid_pid $proxy_pid $upstream_pid; do
         kill_tree "$pid" KILL
         wait "$pid" 2>/dev/null || true
     done
@@ -182,13 +184,20 @@ run_load() {
     case $LOADER in
     wrk)
         timeout $((seconds + 60)) taskset -c "$LOAD_CPU" wrk -t1 "-c$CONNECTIONS" "-d${seconds}s" \
-            --latency "http://127.0.0.1:$p/" >"$out" 2>&1
+            --latency "http://127.0.0.1:$p/" >"$out" 2>&1 &
         ;;
     ringwork-load)
         timeout $((seconds + 60)) "$RINGWORK_LOAD_BIN" http "http://127.0.0.1:$p/" -c "$CONNECTIONS" \
-            -d "${seconds}s" --cpus "$LOAD_CPU" --quiet --json "$out" >"$out.txt" 2>&1
+            -d "${seconds}s" --cpus "$LOAD_CPU" --quiet --json "$out" >"$out.txt" 2>&1 &
         ;;
     esac
+    # In the background, so a SIGINT/SIGTERM to the script is handled at once (bash runs
+    # traps only between commands, and `wait` is one).
+    load_pid=$!
+    local rc=0
+    wait "$load_pid" || rc=$?
+    load_pid=
+    return "$rc"
 }
 
 # wrk duration ("250.00us", "1.20ms", "2.00s") in microseconds.
@@ -235,7 +244,7 @@ run_one() {
     local mid_file=$OUT_DIR/logs/mid-established-$tag
     (sleep "$(awk -v d="$DURATION" 'BEGIN { print d / 2 }')" &&
         ss -Htn state established "( dport = :$up )" | wc -l >"$mid_file") &
-    local mid_pid=$!
+    mid_pid=$!
     if ! run_load "$p" "$DURATION" "$out"; then
         echo "error: the load ($LOADER) failed against $name:" >&2
         cat "$out"* >&2
@@ -250,6 +259,7 @@ run_one() {
     established=$(ss -Htn state established "( dport = :$up )" | wc -l)
     time_wait=$(ss -Htn state time-wait "( dport = :$up )" | wc -l)
     wait "$mid_pid" 2>/dev/null || true
+    mid_pid=
     local mid
     mid=$(cat "$mid_file" 2>/dev/null || echo 0)
     alive "$proxy_pid" || { echo "error: $name died during the run:" >&2; cat "$log" >&2; exit 1; }

@@ -133,7 +133,12 @@ csv=$OUT_DIR/results.csv
 echo "round,workload,server,port,handshakes,resumed,requests,seconds,rate,mb_per_s,p99_us,server_cpu_ticks,cpu_us_per_handshake,cpu_ms_per_mb,server_busy_pct,steal_ticks,errors,tls" >"$csv"
 
 server_pid=
+load_pid=
 cleanup() {
+    if [[ -n $load_pid ]]; then
+        kill_tree "$load_pid" KILL
+        wait "$load_pid" 2>/dev/null || true
+    fi
     if [[ -n $server_pid ]]; then
         kill_tree "$server_pid" KILL
         wait "$server_pid" 2>/dev/null || true
@@ -222,7 +227,14 @@ run_load() {
     esac
     timeout $((seconds + 60)) taskset -c "$CLIENT_CPU" "$RINGWORK_LOAD_BIN" http "$(url_of "$workload")" \
         "${args[@]}" -d "${seconds}s" --cacert "$cert" --sni localhost --cipher-suite "$CIPHER" \
-        --quiet --json "$json" >"$json.txt" 2>&1
+        --quiet --json "$json" >"$json.txt" 2>&1 &
+    # In the background, so a SIGINT/SIGTERM to the script is handled at once (bash runs
+    # traps only between commands, and `wait` is one).
+    load_pid=$!
+    local rc=0
+    wait "$load_pid" || rc=$?
+    load_pid=
+    return "$rc"
 }
 
 # ringwork: probe the tls: endpoint once (the CLI syntax is new).
