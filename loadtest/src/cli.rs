@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use ringwork::platform::BackendChoice;
 
 use crate::run::RunOptions;
+use crate::tls::TlsOptions;
 
 /// ringwork-load: an HTTP/1.1, TCP and UDP load generator on the ringwork engine.
 #[derive(Debug, Parser)]
@@ -86,14 +87,65 @@ pub enum Backend {
     Poll,
 }
 
+/// TLS options (`https://` URLs, `tcp --tls`). The server's certificate is always
+/// verified: there is no `--insecure`; for a self-signed server, pass its certificate
+/// as `--cacert`.
+#[derive(Args, Debug)]
+pub struct TlsArgs {
+    /// Trusted root certificates, PEM (default: the system store).
+    #[arg(long, value_name = "PATH")]
+    pub cacert: Option<PathBuf>,
+    /// Server name sent by SNI and verified in the certificate (default: the URL's host;
+    /// tcp: the address's host name, or `localhost` for an IP address).
+    #[arg(long, value_name = "NAME")]
+    pub sni: Option<String>,
+    /// Protocols offered by ALPN, comma-separated, in order (`http/1.1`).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub alpn: Vec<String>,
+    /// Do not offer session resumption: every handshake is a full one.
+    #[arg(long)]
+    pub no_resume: bool,
+    /// Offer only this cipher suite (`TLS_AES_128_GCM_SHA256`; IANA or rustls names),
+    /// so that different servers negotiate the same one.
+    #[arg(long, value_name = "NAME")]
+    pub cipher_suite: Option<String>,
+}
+
+impl TlsArgs {
+    /// Whether any TLS option was given.
+    #[must_use]
+    pub fn any(&self) -> bool {
+        self.cacert.is_some()
+            || self.sni.is_some()
+            || !self.alpn.is_empty()
+            || self.no_resume
+            || self.cipher_suite.is_some()
+    }
+
+    /// The TLS options, verifying `default_name` unless `--sni` was given.
+    #[must_use]
+    pub fn options(&self, default_name: &str) -> TlsOptions {
+        TlsOptions {
+            ca_file: self.cacert.clone(),
+            server_name: self.sni.clone().unwrap_or_else(|| default_name.to_owned()),
+            alpn: self.alpn.clone(),
+            resumption: !self.no_resume,
+            cipher_suite: self.cipher_suite.clone(),
+        }
+    }
+}
+
 /// `http` options.
 #[derive(Args, Debug)]
 pub struct HttpArgs {
-    /// The URL (`http://host[:port]/path`).
+    /// The URL (`http://host[:port]/path` or `https://...`).
     pub url: Option<String>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub common: CommonArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub tls: TlsArgs,
     /// Request method.
     #[arg(short = 'X', long, default_value = "GET")]
     pub method: String,
@@ -134,6 +186,12 @@ pub struct TcpArgs {
     /// Check every echoed byte.
     #[arg(long)]
     pub verify: bool,
+    /// Run TLS on every connection (see the TLS options).
+    #[arg(long)]
+    pub tls: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub tls_options: TlsArgs,
     /// Open a new connection every N messages.
     #[arg(long)]
     pub reconnect_every: Option<u64>,
@@ -229,6 +287,22 @@ pub fn parse_cpus(s: &str) -> Result<CpuList, String> {
     Ok(CpuList(cpus))
 }
 
+/// The server name `tcp --tls` verifies without `--sni`: the host of `host:port` when it
+/// is a name, `localhost` when it is an IP address (a local test server's certificate).
+#[must_use]
+pub fn tcp_server_name(addr: &str) -> String {
+    let host = addr
+        .rsplit_once(':')
+        .map_or(addr, |(h, _)| h)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    if host.is_empty() || host.parse::<std::net::IpAddr>().is_ok() {
+        "localhost".into()
+    } else {
+        host.into()
+    }
+}
+
 impl CommonArgs {
     /// The run options for `workload` against `addr`.
     #[must_use]
@@ -269,6 +343,13 @@ mod tests {
         assert!(parse_duration("10x").is_err());
         assert!(parse_duration("").is_err());
         assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn tcp_tls_names() {
+        assert_eq!(tcp_server_name("127.0.0.1:7000"), "localhost");
+        assert_eq!(tcp_server_name("[::1]:7000"), "localhost");
+        assert_eq!(tcp_server_name("echo.example:7000"), "echo.example");
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! owns sockets, the send schedule, pipelining, timeouts and histograms.
 //! Latency at a constant rate is measured from each request's *intended* send time
 //! (coordinated omission corrected, as wrk2). See `docs/loadtest.md`.
-//! Does not: TLS, HTTP/2, DNS (yet); it never panics on peer bytes and holds at most
+//! TLS (`https://`, `tcp --tls`) is the engine's connection layer, configured in `tls.rs`.
+//! Does not: HTTP/2, DNS (yet); it never panics on peer bytes and holds at most
 //! 1 MiB of an incomplete response per connection.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -18,6 +19,7 @@ pub mod run;
 pub mod session;
 mod stream;
 pub mod tcp;
+pub mod tls;
 pub mod udp;
 
 pub use crate::report::{ErrorKind, Errors, Latency, Report};

@@ -5,7 +5,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 
 use clap::Parser;
-use ringwork_loadtest::cli::{Cli, Command, CommonArgs};
+use ringwork_loadtest::cli::{Cli, Command, CommonArgs, tcp_server_name};
 use ringwork_loadtest::http::HttpWorkload;
 use ringwork_loadtest::tcp::{EchoSession, message};
 use ringwork_loadtest::udp::SeqEchoSession;
@@ -57,6 +57,11 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             let mut opts = args.common.options("http", &urls[0], workload.addr);
             opts.depth = args.pipeline;
             opts.reconnect_every = args.reconnect_every;
+            if workload.tls {
+                opts.tls = Some(args.tls.options(&workload.host));
+            } else if args.tls.any() {
+                return Err("http: TLS options need an https:// URL".into());
+            }
             let report =
                 run_stream(&opts, move || workload.session()).map_err(|e| e.to_string())?;
             (report, &args.common)
@@ -69,6 +74,11 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             let mut opts = args.common.options("tcp", &args.addr, addr);
             opts.depth = args.in_flight;
             opts.reconnect_every = args.reconnect_every;
+            if args.tls {
+                opts.tls = Some(args.tls_options.options(&tcp_server_name(&args.addr)));
+            } else if args.tls_options.any() {
+                return Err("tcp: TLS options need --tls".into());
+            }
             let (msg, verify) = (message(args.size), args.verify);
             let report = run_stream(&opts, move || EchoSession::new(msg.clone(), verify))
                 .map_err(|e| e.to_string())?;
@@ -124,7 +134,14 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
 fn explain_failure(report: &Report) -> String {
     let e = &report.errors;
     let sample = |k: &str| report.error_samples.get(k).cloned().unwrap_or_default();
-    if e.connect_refused > 0 && e.connect_refused >= e.total() / 2 {
+    if e.tls > 0 && e.tls >= e.total() / 2 {
+        format!(
+            "no TLS handshake with {} succeeded ({} failed; first: {})",
+            report.target,
+            e.tls,
+            sample("tls")
+        )
+    } else if e.connect_refused > 0 && e.connect_refused >= e.total() / 2 {
         format!(
             "connection refused: nothing accepts connections at {} ({} attempts refused)",
             report.target, e.connect_refused

@@ -48,6 +48,9 @@ pub enum ErrorKind {
     UnexpectedClose,
     /// Any other socket error.
     Other,
+    /// The TLS handshake failed (certificate not trusted, no common protocol or suite,
+    /// handshake timeout), or a TLS error ended the connection.
+    Tls,
 }
 
 /// Error counts by kind (the JSON `errors` object).
@@ -62,6 +65,8 @@ pub struct Errors {
     pub bad_response: u64,
     pub unexpected_close: u64,
     pub other: u64,
+    #[serde(default)]
+    pub tls: u64,
 }
 
 impl Errors {
@@ -80,6 +85,7 @@ impl Errors {
             ErrorKind::BadResponse => &mut self.bad_response,
             ErrorKind::UnexpectedClose => &mut self.unexpected_close,
             ErrorKind::Other => &mut self.other,
+            ErrorKind::Tls => &mut self.tls,
         }
     }
 
@@ -92,7 +98,7 @@ impl Errors {
 
     /// Every kind with its count (JSON names via [`ErrorKind::name`]).
     #[must_use]
-    pub fn iter(&self) -> [(ErrorKind, u64); 8] {
+    pub fn iter(&self) -> [(ErrorKind, u64); 9] {
         [
             (ErrorKind::ConnectRefused, self.connect_refused),
             (ErrorKind::ConnectTimeout, self.connect_timeout),
@@ -102,6 +108,7 @@ impl Errors {
             (ErrorKind::BadResponse, self.bad_response),
             (ErrorKind::UnexpectedClose, self.unexpected_close),
             (ErrorKind::Other, self.other),
+            (ErrorKind::Tls, self.tls),
         ]
     }
 
@@ -125,6 +132,7 @@ impl ErrorKind {
             ErrorKind::BadResponse => "bad_response",
             ErrorKind::UnexpectedClose => "unexpected_close",
             ErrorKind::Other => "other",
+            ErrorKind::Tls => "tls",
         }
     }
 }
@@ -192,6 +200,23 @@ pub struct Report {
     pub bytes_in: u64,
     /// Bytes sent in the measured period.
     pub bytes_out: u64,
+    /// Received bulk throughput: `bytes_in / duration_s / 1e6` (MB/s, decimal; for TLS the
+    /// decrypted payload), summed over merged runs.
+    #[serde(default)]
+    pub in_mb_per_sec: f64,
+    /// TLS runs: handshakes completed in the measured period (each new connection makes
+    /// one; with `--reconnect-every 1`, one per request).
+    #[serde(default)]
+    pub tls_handshakes: u64,
+    /// TLS runs: of `tls_handshakes`, how many resumed a session (no certificate sent).
+    #[serde(default)]
+    pub tls_resumed: u64,
+    /// TLS runs: `tls_handshakes / duration_s`, summed over merged runs.
+    #[serde(default)]
+    pub handshakes_per_sec: f64,
+    /// TLS runs: what the first handshake negotiated (`TLSv1.3 TLS13_AES_128_GCM_SHA256`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_session: Option<String>,
     /// Errors by kind.
     pub errors: Errors,
     /// One example message per error kind that occurred.
@@ -254,6 +279,9 @@ pub struct Counters {
     pub unsuccessful: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    pub tls_handshakes: u64,
+    pub tls_resumed: u64,
+    pub tls_session: Option<String>,
     pub errors: Errors,
     pub error_samples: BTreeMap<String, String>,
     pub panics: u64,
@@ -275,6 +303,11 @@ impl Counters {
         self.unsuccessful += other.unsuccessful;
         self.bytes_in += other.bytes_in;
         self.bytes_out += other.bytes_out;
+        self.tls_handshakes += other.tls_handshakes;
+        self.tls_resumed += other.tls_resumed;
+        if self.tls_session.is_none() {
+            self.tls_session = other.tls_session;
+        }
         self.panics += other.panics;
         self.errors.merge(&other.errors);
         for (k, v) in other.error_samples {
@@ -321,11 +354,14 @@ impl Report {
         h: &Histogram<u64>,
         uncorrected: Option<&Histogram<u64>>,
     ) -> Self {
-        let rps = if facts.duration_s > 0.0 {
-            counters.requests as f64 / facts.duration_s
-        } else {
-            0.0
+        let per_sec = |n: u64| {
+            if facts.duration_s > 0.0 {
+                n as f64 / facts.duration_s
+            } else {
+                0.0
+            }
         };
+        let rps = per_sec(counters.requests);
         Self {
             workload: facts.workload,
             target: facts.target,
@@ -339,6 +375,11 @@ impl Report {
             unsuccessful: counters.unsuccessful,
             bytes_in: counters.bytes_in,
             bytes_out: counters.bytes_out,
+            in_mb_per_sec: per_sec(counters.bytes_in) / 1e6,
+            tls_handshakes: counters.tls_handshakes,
+            tls_resumed: counters.tls_resumed,
+            handshakes_per_sec: per_sec(counters.tls_handshakes),
+            tls_session: counters.tls_session,
             errors: counters.errors,
             error_samples: counters.error_samples,
             panics: counters.panics,
@@ -394,6 +435,8 @@ impl Report {
         merged.target_rate = None;
         merged.duration_s = 0.0;
         merged.rps = 0.0;
+        merged.in_mb_per_sec = 0.0;
+        merged.handshakes_per_sec = 0.0;
         merged.runs = 0;
         for r in reports {
             h.add(r.histogram()?)
@@ -408,6 +451,9 @@ impl Report {
                 unsuccessful: r.unsuccessful,
                 bytes_in: r.bytes_in,
                 bytes_out: r.bytes_out,
+                tls_handshakes: r.tls_handshakes,
+                tls_resumed: r.tls_resumed,
+                tls_session: r.tls_session.clone(),
                 errors: r.errors.clone(),
                 error_samples: r.error_samples.clone(),
                 panics: r.panics,
@@ -426,6 +472,8 @@ impl Report {
             };
             merged.duration_s = merged.duration_s.max(r.duration_s);
             merged.rps += r.rps;
+            merged.in_mb_per_sec += r.in_mb_per_sec;
+            merged.handshakes_per_sec += r.handshakes_per_sec;
             merged.runs += r.runs;
         }
         merged.requests = counters.requests;
@@ -433,6 +481,9 @@ impl Report {
         merged.unsuccessful = counters.unsuccessful;
         merged.bytes_in = counters.bytes_in;
         merged.bytes_out = counters.bytes_out;
+        merged.tls_handshakes = counters.tls_handshakes;
+        merged.tls_resumed = counters.tls_resumed;
+        merged.tls_session = counters.tls_session;
         merged.errors = counters.errors;
         merged.error_samples = counters.error_samples;
         merged.panics = counters.panics;
@@ -511,12 +562,23 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "  transfer   {} in ({}/s), {} out ({}/s)",
+            "  transfer   {} in ({}/s = {:.2} MB/s), {} out ({}/s)",
             bytes(self.bytes_in as f64),
             bytes(self.bytes_in as f64 / secs),
+            self.in_mb_per_sec,
             bytes(self.bytes_out as f64),
             bytes(self.bytes_out as f64 / secs)
         );
+        if let Some(session) = &self.tls_session {
+            let _ = writeln!(
+                s,
+                "  tls        {} handshakes ({:.1}/s), {} resumed, {} full; {session}",
+                self.tls_handshakes,
+                self.handshakes_per_sec,
+                self.tls_resumed,
+                self.tls_handshakes - self.tls_resumed.min(self.tls_handshakes)
+            );
+        }
         if self.panics > 0 {
             let _ = writeln!(
                 s,

@@ -19,7 +19,8 @@ use ringwork::{DriverConfig, Reactor, ReactorConfig, Runtime};
 
 use crate::report::{Counters, Report, RunFacts, new_histogram};
 use crate::session::Session;
-use crate::stream::{CoreState, SessionFactory, Slot, start_slot};
+use crate::stream::{CoreState, CoreTls, SessionFactory, Slot, start_slot};
+use crate::tls::{TlsOptions, TlsSetupError};
 
 /// What to run (shared by every workload).
 #[derive(Clone, Debug)]
@@ -60,6 +61,8 @@ pub struct RunOptions {
     pub progress: bool,
     /// Stop early on SIGINT/SIGTERM and still report (the command line sets it).
     pub handle_signals: bool,
+    /// Stream workloads: run TLS on every connection (each core builds its own connector).
+    pub tls: Option<TlsOptions>,
 }
 
 impl RunOptions {
@@ -85,6 +88,7 @@ impl RunOptions {
             backend: BackendChoice::Auto,
             progress: false,
             handle_signals: false,
+            tls: None,
         }
     }
 
@@ -103,6 +107,9 @@ pub enum RunError {
     /// The engine failed (no backend, a core could not start).
     #[error("engine: {0}")]
     Engine(#[from] ringwork::EngineError),
+    /// The TLS options cannot be used (unreadable `--cacert`, bad name or suite).
+    #[error(transparent)]
+    Tls(#[from] TlsSetupError),
 }
 
 /// Most requests in flight per connection.
@@ -258,14 +265,27 @@ where
     F: Fn() -> S + Send + Sync + 'static,
 {
     let factory = Arc::new(factory);
+    // Checked here, so a bad option is an error before any core starts; each core then
+    // builds its own connector (its own resumption cache: no lock shared between cores).
+    let tls = match &opts.tls {
+        Some(t) => Some((t.clone(), t.connector()?, t.server_name()?)),
+        None => None,
+    };
     drive(opts, move |reactor, plan, live, tx| {
         let core = reactor.core_index();
         let f = Arc::clone(&factory);
         let sessions: SessionFactory<S> = Rc::new(move || f());
+        let core_tls = tls.as_ref().map(|(opts, checked, name)| CoreTls {
+            // Built from the options just checked: only a vanished CA file could fail now,
+            // and the checked connector then still works (sharing its cache).
+            connector: opts.connector().unwrap_or_else(|_| checked.clone()),
+            server_name: name.clone(),
+        });
         let state = Rc::new(RefCell::new(CoreState::new(
             Arc::clone(&plan),
             Arc::clone(&live),
             core,
+            core_tls,
         )));
         let handle = reactor.handle();
         for index in (core..plan.connections).step_by(plan.cores) {

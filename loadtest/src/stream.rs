@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BytesMut};
 use hdrhistogram::Histogram;
 use ringwork::platform::SockAddr;
+use ringwork::tls::{HandshakeKind, ServerName, TlsConnector};
 use ringwork::{Context, LocalHandle, LostKind, LostReason, Protocol, Reactor, TimerId};
 
 use crate::report::{Counters, ErrorKind, MAX_LATENCY_US, new_histogram};
@@ -47,10 +48,18 @@ pub(crate) struct CoreState {
     pub(crate) completed: u64,
     /// When the last response completed (the end of a request-count run).
     pub(crate) last_completion: Option<Instant>,
+    /// TLS workloads: this core's connector (its own resumption cache) and the server name.
+    pub(crate) tls: Option<CoreTls>,
+}
+
+/// One core's TLS client: connections of the core share its session cache.
+pub(crate) struct CoreTls {
+    pub(crate) connector: TlsConnector,
+    pub(crate) server_name: ServerName<'static>,
 }
 
 impl CoreState {
-    pub(crate) fn new(plan: Arc<Plan>, live: Arc<Live>, core: usize) -> Self {
+    pub(crate) fn new(plan: Arc<Plan>, live: Arc<Live>, core: usize, tls: Option<CoreTls>) -> Self {
         let quota = plan.quota(core);
         let uncorrected = plan.interval.map(|_| new_histogram());
         Self {
@@ -64,6 +73,7 @@ impl CoreState {
             in_flight: 0,
             completed: 0,
             last_completion: None,
+            tls,
         }
     }
 
@@ -154,9 +164,25 @@ fn connect_slot<S: Session>(
         return;
     }
     let conn = Conn::new(Rc::clone(&core), Rc::clone(&factory), slot);
-    if let Err(e) = reactor.connect_with_timeout(&SockAddr::from(addr), conn, timeout) {
-        core.borrow_mut()
-            .error(ErrorKind::ConnectError, 1, || e.to_string());
+    let addr = SockAddr::from(addr);
+    let tls = core
+        .borrow()
+        .tls
+        .as_ref()
+        .map(|t| (t.connector.clone(), t.server_name.clone()));
+    // TLS connects use the reactor's connect timeout (set from the same option in run.rs).
+    let started = match tls {
+        Some((connector, name)) => reactor
+            .connect_tls(&addr, &connector, name, conn)
+            .map(drop)
+            .map_err(|e| e.to_string()),
+        None => reactor
+            .connect_with_timeout(&addr, conn, timeout)
+            .map(drop)
+            .map_err(|e| e.to_string()),
+    };
+    if let Err(e) = started {
+        core.borrow_mut().error(ErrorKind::ConnectError, 1, || e);
         slot.failures += 1;
         let handle = reactor.handle();
         start_slot(&handle, core, factory, slot, backoff(slot.failures));
@@ -314,8 +340,21 @@ impl<S: Session> Protocol for Conn<S> {
     fn connection_made(&mut self, ctx: &mut Context<'_>) {
         self.connected = true;
         {
-            let core = self.core.borrow();
+            let mut core = self.core.borrow_mut();
             core.live.cores[core.core].add_connected();
+            // TLS: the engine calls `connection_made` once the handshake is done.
+            if let Some(info) = ctx.tls() {
+                if core.in_window(ctx.now()) {
+                    core.counters.tls_handshakes += 1;
+                    if info.handshake_kind == HandshakeKind::Resumed {
+                        core.counters.tls_resumed += 1;
+                    }
+                }
+                if core.counters.tls_session.is_none() {
+                    core.counters.tls_session =
+                        Some(format!("{} {}", info.version, info.cipher_suite));
+                }
+            }
             if let Some(timeout) = core.plan.timeout {
                 let check = (timeout / 4).max(Duration::from_millis(5));
                 self.check_timer = Some(ctx.call_every(check));
@@ -450,6 +489,7 @@ impl<S: Session> Protocol for Conn<S> {
                         ErrorKind::Reset
                     }
                     LostReason::Done => ErrorKind::UnexpectedClose,
+                    LostReason::Tls(_) => ErrorKind::Tls,
                     _ => ErrorKind::Other,
                 };
                 core.error(error, 1, || reason.to_string());

@@ -277,7 +277,7 @@ pub(crate) fn start_core<S: Session>(
     tx: Sender<CoreResult>,
 ) {
     let core_index = reactor.core_index();
-    let st = CoreState::new(Arc::clone(&plan), live, core_index);
+    let st = CoreState::new(Arc::clone(&plan), live, core_index, None);
     let indices: Vec<usize> = (core_index..plan.connections).step_by(plan.cores).collect();
     let core = Rc::new(RefCell::new(UdpCore {
         st,

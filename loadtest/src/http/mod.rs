@@ -4,7 +4,8 @@
 //! Owns: turning a URL list, method, headers and body into precomputed request bytes
 //! ([`HttpWorkload`]), and [`HttpSession`], which writes them round-robin and frames the
 //! responses (heads with `parse_response`, bodies with `BodyDecoder`, bodies discarded).
-//! Does not: TLS (`https://` is refused), redirects, cookies.
+//! `https://` URLs run over the engine's TLS layer (the driver connects with TLS; this
+//! module only notes the scheme). Does not: redirects, cookies.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
@@ -17,31 +18,31 @@ use ringwork_protocols::http::proto::{
 
 use crate::session::{Progress, ResponseError, Session};
 
-/// A parsed `http://host[:port]/path` URL.
+/// A parsed `http://host[:port]/path` or `https://` URL.
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub struct Url {
+    /// `https://`.
+    pub tls: bool,
     /// Host as written (name or address, IPv6 without brackets).
     pub host: String,
-    /// Port (80 when not given).
+    /// Port (80 or 443 when not given).
     pub port: u16,
     /// Origin-form target: path and query (`/` when empty).
     pub target: String,
 }
 
 impl Url {
-    /// Parses an `http://` URL.
+    /// Parses an `http://` or `https://` URL.
     ///
     /// # Errors
-    /// Not `http://`, an empty host or a bad port; the message says which.
+    /// Another scheme, an empty host or a bad port; the message says which.
     pub fn parse(url: &str) -> Result<Self, String> {
-        let rest = if let Some(rest) = url.strip_prefix("http://") {
-            rest
-        } else if url.starts_with("https://") {
-            return Err(format!(
-                "{url}: https is not supported yet (plain http:// only)"
-            ));
+        let (tls, rest) = if let Some(rest) = url.strip_prefix("http://") {
+            (false, rest)
+        } else if let Some(rest) = url.strip_prefix("https://") {
+            (true, rest)
         } else {
-            return Err(format!("{url}: expected an http:// URL"));
+            return Err(format!("{url}: expected an http:// or https:// URL"));
         };
         let (authority, target) = match rest.find(['/', '?']) {
             Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_string()),
@@ -66,16 +67,18 @@ impl Url {
             Some(p) => p
                 .parse::<u16>()
                 .map_err(|_| format!("{url}: bad port {p:?}"))?,
+            None if tls => 443,
             None => 80,
         };
         Ok(Self {
+            tls,
             host: host.to_string(),
             port,
             target,
         })
     }
 
-    /// The `Host` header value (`host`, or `host:port` when not 80).
+    /// The `Host` header value (`host`, or `host:port` when not the scheme's default).
     #[must_use]
     pub fn host_header(&self) -> String {
         let host = if self.host.contains(':') {
@@ -83,7 +86,7 @@ impl Url {
         } else {
             self.host.clone()
         };
-        if self.port == 80 {
+        if self.port == if self.tls { 443 } else { 80 } {
             host
         } else {
             format!("{host}:{}", self.port)
@@ -108,6 +111,10 @@ impl Url {
 pub struct HttpWorkload {
     /// The address all URLs point to.
     pub addr: SocketAddr,
+    /// The URLs are `https://`.
+    pub tls: bool,
+    /// The host of the URLs, as written (the default TLS server name).
+    pub host: String,
     requests: Arc<[Bytes]>,
     method: Method,
     limits: Arc<H1Limits>,
@@ -143,9 +150,11 @@ impl HttpWorkload {
         let mut requests = Vec::with_capacity(urls.len());
         for url in urls {
             let parsed = Url::parse(url)?;
-            if (parsed.host.as_str(), parsed.port) != (first.host.as_str(), first.port) {
+            if (parsed.tls, parsed.host.as_str(), parsed.port)
+                != (first.tls, first.host.as_str(), first.port)
+            {
                 return Err(format!(
-                    "{url}: every URL must be on the first URL's host and port ({}:{})",
+                    "{url}: every URL must have the first URL's scheme, host and port ({}:{})",
                     first.host, first.port
                 ));
             }
@@ -177,6 +186,8 @@ impl HttpWorkload {
         limits.max_body = u64::MAX;
         Ok(Self {
             addr,
+            tls: first.tls,
+            host: first.host.clone(),
             requests: requests.into(),
             method,
             limits: Arc::new(limits),

@@ -114,7 +114,10 @@ fn requests_round_robin() {
         b"",
     );
     assert!(w.unwrap_err().contains("Name: value"));
-    assert!(Url::parse("https://x/").unwrap_err().contains("https"));
+    let https = Url::parse("https://x/").unwrap();
+    assert!(https.tls && https.port == 443 && https.host_header() == "x");
+    assert_eq!(Url::parse("https://x:80/").unwrap().host_header(), "x:80");
+    assert!(Url::parse("ftp://x/").unwrap_err().contains("https://"));
     assert_eq!(
         Url::parse("http://[::1]:81/p").unwrap().host_header(),
         "[::1]:81"
