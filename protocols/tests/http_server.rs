@@ -60,6 +60,17 @@ impl Handler for TestHandler {
                     respond.send(Response::text("deferred"));
                 });
             }
+            "/small-stream-later" => {
+                // From a task (outside any callback): small writes must not be told to
+                // wait for the flush that is already scheduled.
+                let events = self.events.clone();
+                handle.spawn_local(async move {
+                    let mut writer = respond.stream(Response::new(200));
+                    let ready: Vec<bool> = (0..4).map(|_| writer.write(&b"abcd"[..])).collect();
+                    let _ = events.send(format!("ready {ready:?}"));
+                    writer.finish();
+                });
+            }
             "/stream" => {
                 let mut writer = respond.stream(Response::new(200));
                 let events = self.events.clone();
@@ -257,6 +268,14 @@ ringwork::platform::test_all_backends! {
         assert!(start.elapsed() >= Duration::from_millis(90), "answered before its sleep");
         // The connection is still usable.
         assert_eq!(client.get("/hello", "").body, HELLO_BODY);
+    }
+
+    fn small_writes_from_a_task_stay_ready(backend: BackendChoice) {
+        let Some((server, events)) = start(backend, config()) else { return };
+        let mut client = server.client();
+        let resp = client.get("/small-stream-later", "");
+        assert_eq!(event(&events, "ready"), "ready [true, true, true, true]");
+        assert_eq!((resp.status, resp.text().as_str()), (200, "abcdabcdabcdabcd"));
     }
 
     fn streamed_response_8_mib(backend: BackendChoice) {

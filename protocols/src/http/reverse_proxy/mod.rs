@@ -201,8 +201,13 @@ impl Handler for ReverseProxy {
         };
         add_forwarded(&mut headers, &hop, self.core.forwarded);
         add_via(&mut headers, request.version(), "ringwork");
+        // Only a request with a body streams one: a GET (no framing fields) or
+        // `Content-Length: 0` goes out whole, without the upload pump (and may be retried on
+        // the next server).
+        let has_body = chunked || length.is_some_and(|n| n > 0);
         let body = request
             .take_body_stream()
+            .filter(|_| has_body)
             .map(|stream| StreamBody::new(stream, length));
         let outgoing = Outgoing {
             method: request.method().clone(),

@@ -857,12 +857,15 @@ impl ConnState {
     /// body there, since the flush runs only after it yields), and the transport is under
     /// its high watermark.
     pub(crate) fn writer_ready(&self, seq: u64) -> bool {
+        // Bytes written from outside a callback wait in `out` for the scheduled flush; a
+        // writer may run ahead of it by this much (so a proxy relaying a small body is not
+        // told to wait for a flush that is already on its way).
+        const UNFLUSHED_SLACK: usize = 64 * 1024;
         !self.lost
             && !self.write_paused
-            && self
-                .slots
-                .front()
-                .is_some_and(|s| s.seq == seq && s.out.is_empty())
+            && self.slots.front().is_some_and(|s| {
+                s.seq == seq && s.out.iter().map(Bytes::len).sum::<usize>() < UNFLUSHED_SLACK
+            })
     }
 
     fn wake_writers(&mut self) {
