@@ -16,10 +16,9 @@
 # upstream, read how many connections it accepted in all (its log). Keep-alive reuse
 # works when the upstream connections opened are a small fraction of the requests (a
 # proxy without reuse opens one per request). With more concurrent client connections
-# than a proxy keeps idle per upstream (nginx: `keepalive` KEEPALIVE=64; ringwork's proxy:
-# 32, its HTTP client's max_idle_per_host, not settable from the TOML file), both close
-# and reopen some upstream connections as the load fluctuates: compare at CONNECTIONS=30
-# to see pure reuse.
+# than a proxy keeps idle per upstream (KEEPALIVE=64 for both: nginx's `keepalive`,
+# ringwork's `keepalive` key), both close and reopen some upstream connections as the load
+# fluctuates: compare at CONNECTIONS=30 to see pure reuse.
 #
 # Proxies (PROXIES, interleaved in this order; the first is the reference of the ratios):
 #   ringwork  `ringwork serve http-proxy --config FILE --cores 1`: one route to an upstream
@@ -155,6 +154,9 @@ start_proxy() { # name port upstream_port log
         cat >"$rundir/proxy.toml" <<EOF
 listen = ["tcp:$p:interface=127.0.0.1"]
 cores = 1
+# As nginx: KEEPALIVE idle upstream connections, no cap on open ones.
+keepalive = $KEEPALIVE
+max_connections_per_server = 100000
 
 [forwarded]
 mode = "off"

@@ -36,6 +36,12 @@ pub struct ProxyConfig {
     pub forwarded: ForwardedMode,
     /// The `proto` this proxy reports (`http`, or `https` behind a TLS terminator).
     pub proto: String,
+    /// Idle keep-alive connections kept per upstream server, per core (nginx's
+    /// `keepalive`). Default 32.
+    pub keepalive: usize,
+    /// Connections open at once per upstream server, per core; requests past it wait for
+    /// one. Default 64.
+    pub max_connections_per_server: usize,
     /// Upstream pools, in name order (routes refer to them by index).
     pub upstreams: Vec<UpstreamConfig>,
     /// The routes.
@@ -112,6 +118,8 @@ struct Raw {
     max_body: Option<Spanned<Scalar>>,
     #[serde(default)]
     forwarded: RawForwarded,
+    keepalive: Option<Spanned<usize>>,
+    max_connections_per_server: Option<Spanned<usize>>,
     upstreams: BTreeMap<String, Spanned<RawUpstream>>,
     routes: Vec<Spanned<RawRoute>>,
 }
@@ -289,6 +297,18 @@ impl ProxyConfig {
             }
         };
 
+        let keepalive = raw.keepalive.as_ref().map_or(32, |k| *k.get_ref());
+        let max_connections_per_server = match &raw.max_connections_per_server {
+            None => 64,
+            Some(n) if *n.get_ref() == 0 => {
+                return Err(lines.error(
+                    n.span(),
+                    "max_connections_per_server",
+                    "must be at least 1",
+                ));
+            }
+            Some(n) => *n.get_ref(),
+        };
         let mut upstreams = Vec::new();
         for (name, upstream) in &raw.upstreams {
             let field = format!("upstreams.{name}");
@@ -387,6 +407,8 @@ impl ProxyConfig {
             max_body,
             forwarded,
             proto,
+            keepalive,
+            max_connections_per_server,
             upstreams,
             routes: RouteTable::new(routes),
         })

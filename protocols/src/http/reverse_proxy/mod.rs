@@ -81,6 +81,8 @@ pub fn client_config(config: &ProxyConfig) -> ClientConfig {
         idle_timeout: config.timeouts.idle,
         // Forward the client's User-Agent (or none), never the proxy's own.
         user_agent: None,
+        max_idle_per_host: config.keepalive,
+        max_conns_per_host: config.max_connections_per_server,
         ..ClientConfig::default()
     };
     // Response bodies stream through and are never held whole.
