@@ -183,52 +183,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-clk_tck=$(getconf CLK_TCK)
-
-# Alive and not a zombie (a child that exited stays visible to kill -0 until reaped).
-alive() {
-    local state
-    state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
-    [[ -n $state && $state != Z ]]
-}
-
-# Process $1 and all its descendants, one pid per line.
-tree_pids() {
-    ps -e -o pid=,ppid= | awk -v root="$1" '
-        { parent[$1] = $2; pids[NR] = $1 }
-        END {
-            keep[root] = 1; print root
-            do {
-                added = 0
-                for (i in pids) { p = pids[i]
-                    if (!(p in keep) && (parent[p] in keep)) { keep[p] = 1; print p; added = 1 } }
-            } while (added)
-        }'
-}
-
-# utime+stime+cutime+cstime (fields 14-17 of /proc/PID/stat, counted after the
-# parenthesised command name), in clock ticks, summed over process $1 and its descendants.
-tree_cpu_ticks() {
-    local pid total=0 t
-    for pid in $(tree_pids "$1"); do
-        t=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{ print $12 + $13 + $14 + $15 }') || t=0
-        total=$((total + ${t:-0}))
-    done
-    echo "$total"
-}
-
-# Sends signal $2 to process $1 and every descendant.
-kill_tree() {
-    local pid
-    for pid in $(tree_pids "$1"); do
-        kill "-$2" "$pid" 2>/dev/null || true
-    done
-}
-
-# Steal ticks of the whole machine (8th value of the cpu line of /proc/stat).
-steal_ticks() {
-    awk '$1 == "cpu" { print $9 }' /proc/stat
-}
+# Process trees, their CPU ticks, steal ticks (shared with tls_bench.sh and
+# http_proxy_bench.sh; the functions defined below take precedence over its versions).
+# shellcheck source=benches/scripts/lib/common.sh
+source "$repo/benches/scripts/lib/common.sh"
 
 # Busy ticks of CPU $1: user+nice+system+irq+softirq of its cpuN line of /proc/stat.
 core_busy_ticks() {

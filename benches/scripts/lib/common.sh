@@ -1,7 +1,7 @@
 # shellcheck shell=bash disable=SC2034  # variables are used by the scripts that source it
-# Shared helpers of the peer benchmark scripts (tls_bench.sh, http_proxy_bench.sh): process
-# trees and their CPU time from /proc, ports, starting/stopping servers. Sourced, not run.
-# The same definitions as in http_hello_bench.sh (which predates this file).
+# Shared helpers of the benchmark scripts (tls_bench.sh, http_proxy_bench.sh,
+# http_hello_bench.sh): process trees and their CPU time from /proc, ports,
+# starting/stopping servers. Sourced, not run.
 
 clk_tck=$(getconf CLK_TCK)
 
