@@ -182,15 +182,7 @@ pub(crate) fn accepted(
     match tls {
         None => context::made(state, id),
         Some(acceptor) => {
-            let started = crate::tls::session::Session::server(
-                acceptor,
-                crate::tls::session::Start::Endpoint,
-            )
-            .and_then(|session| crate::tls::session::install(state, io, id, session));
-            if let Err(error) = started {
-                tracing::error!(conn = %id, %error, "tls session could not start");
-                state.lose(io, id, LostReason::Tls(error), true);
-            }
+            crate::tls::session::start_server(state, io, id, acceptor);
         }
     }
     id

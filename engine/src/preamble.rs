@@ -148,14 +148,10 @@ pub(crate) fn input(state: &mut State, io: &mut dyn Io, id: ConnId, data: &[u8])
 
 /// The preamble is read: TLS or the protocol starts, with the bytes that followed it.
 fn start(state: &mut State, io: &mut dyn Io, id: ConnId, tls: Option<&TlsAcceptor>, rest: &[u8]) {
-    use crate::tls::session::{Session, Start, input, install};
+    use crate::tls::session::{input, start_server};
     match tls {
         Some(acceptor) => {
-            let started =
-                Session::server(acceptor, Start::Endpoint).and_then(|s| install(state, io, id, s));
-            if let Err(error) = started {
-                tracing::error!(conn = %id, %error, "tls session could not start");
-                state.lose(io, id, LostReason::Tls(error), true);
+            if !start_server(state, io, id, acceptor) {
                 return;
             }
             if !rest.is_empty() {

@@ -190,6 +190,27 @@ pub(crate) fn install(
     Ok(())
 }
 
+/// Starts the server side of TLS on an accepted connection (a TLS listener, after its
+/// preamble if any); `false` if rustls could not start a session (the connection is then
+/// aborted with the reason).
+pub(crate) fn start_server(
+    state: &mut State,
+    io: &mut dyn Io,
+    id: ConnId,
+    acceptor: &TlsAcceptor,
+) -> bool {
+    let started =
+        Session::server(acceptor, Start::Endpoint).and_then(|s| install(state, io, id, s));
+    match started {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::error!(conn = %id, %error, "tls session could not start");
+            state.lose(io, id, LostReason::Tls(error), true);
+            false
+        }
+    }
+}
+
 /// Arms the handshake timeout of `id` (for a client: once TCP is connected).
 pub(crate) fn arm_timeout(state: &mut State, id: ConnId, timeout: std::time::Duration) {
     let at = deadline(state.now, timeout);
