@@ -61,6 +61,15 @@ pub enum Completion {
         /// What failed.
         error: OpError,
     },
+    /// `bytes` received on `socket` were spliced into its destination (see
+    /// [`Driver::splice`](crate::Driver::splice)): they left the pipe for the destination's
+    /// socket buffer.
+    Spliced {
+        /// The source socket.
+        socket: SocketId,
+        /// Bytes moved in this step.
+        bytes: usize,
+    },
     /// The kernel took `bytes` from the socket's send queue; `queued` bytes remain in it.
     Sent {
         /// The socket.

@@ -96,6 +96,11 @@ pub struct DriverConfig {
     /// Most receives served from one socket per turn by the poll backend before it moves on
     /// (fairness between busy sockets).
     pub poll_reads_per_turn: usize,
+    /// Capacity asked for each splice pipe ([`Driver::splice`](crate::Driver::splice)), in
+    /// bytes: the most a spliced direction holds between its two sockets. The kernel rounds
+    /// it up to pages and may refuse more than `/proc/sys/fs/pipe-max-size` (the default
+    /// pipe size, 64 KiB, is then kept).
+    pub splice_pipe_size: usize,
     /// Test hook: make io_uring setup fail with this errno, as a seccomp filter or the sysctl
     /// would, so the fallback path can be exercised on a machine where io_uring works.
     #[doc(hidden)]
@@ -112,6 +117,7 @@ impl Default for DriverConfig {
             buf_count: 1024,
             max_send_iovecs: 64,
             poll_reads_per_turn: 16,
+            splice_pipe_size: 64 * 1024,
             simulate_uring_setup_errno: None,
         }
     }

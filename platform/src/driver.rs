@@ -295,6 +295,79 @@ impl Driver {
         )
     }
 
+    /// From now on, bytes arriving on stream `from` go to stream `to` inside the kernel
+    /// (Linux: splice(2) through a pipe of [`DriverConfig::splice_pipe_size`] bytes, under
+    /// both backends) instead of being delivered as [`Completion::Received`]. Progress is
+    /// reported as [`Completion::Spliced`]; `from`'s end of stream or receive error arrives
+    /// as its `Eof` / `RecvError` once every byte before it reached `to`; a failure to
+    /// write `to` arrives as `to`'s `SendError` and stops reading `from`.
+    ///
+    /// - Order: bytes already queued on `to` (with [`Driver::send`]) go first; spliced
+    ///   bytes are written only while `to`'s send queue is empty. Under io_uring, bytes a
+    ///   receive already in flight on `from` picked up still arrive as `Received`: send
+    ///   those to `to` before the next turn to keep the stream in order.
+    /// - [`Driver::stop_recv`] / [`Driver::recv`] on `from` pause and resume it; the pipe
+    ///   still empties into `to`. Backpressure needs nothing else: while `to` is full the
+    ///   pipe stays full and `from` is not read, so TCP's window stops the sender.
+    /// - It lasts until `from`'s stream ends or either socket closes (bytes in the pipe are
+    ///   then dropped, like a send queue on close). Shutting down or closing `to` while the
+    ///   pipe holds bytes drops them too: wait for `from`'s `Eof` first.
+    ///
+    /// # Errors
+    /// `Unsupported` off Linux; `InvalidInput` unless both are distinct open stream
+    /// sockets, `from` still receives and is not spliced already, and `to` still sends and
+    /// has no other splice into it; the OS error of creating the pipe (EMFILE, ...).
+    pub fn splice(&mut self, from: SocketId, to: SocketId) -> Result<(), OpError> {
+        let refuse = |why: &str| {
+            Err(OpError::new(
+                OpKind::Splice,
+                Some(from),
+                io::Error::new(io::ErrorKind::InvalidInput, why.to_string()),
+            ))
+        };
+        if from == to {
+            return refuse("a socket cannot be spliced into itself");
+        }
+        let Some(source) = self.core.open(from) else {
+            return refuse("the source is not open");
+        };
+        if source.kind != SocketKind::Stream || source.recv_ended || source.splicing() {
+            return refuse("the source is not a receiving stream, or is spliced already");
+        }
+        let Some(dest) = self.core.open(to) else {
+            return refuse("the destination is not open");
+        };
+        if dest.kind != SocketKind::Stream
+            || dest.send_failed
+            || dest.shutdown != Shutdown::No
+            || dest.splice_from.is_some()
+        {
+            return refuse("the destination does not send, or has a splice into it already");
+        }
+        self.splice_pipe(from, to)
+    }
+
+    #[cfg(uring)]
+    fn splice_pipe(&mut self, from: SocketId, to: SocketId) -> Result<(), OpError> {
+        let size = self.core.config.splice_pipe_size;
+        let splice = sys::splice::Splice::new(to, size)
+            .map_err(|e| OpError::new(OpKind::Splice, Some(from), e))?;
+        self.core.open_mut(from).expect("checked open").splice = Some(Box::new(splice));
+        self.core.open_mut(to).expect("checked open").splice_from = Some(from);
+        self.core.mark_dirty(from);
+        self.core.mark_dirty(to);
+        Ok(())
+    }
+
+    #[cfg(not(uring))]
+    fn splice_pipe(&mut self, from: SocketId, _to: SocketId) -> Result<(), OpError> {
+        Err(OpError::new(
+            OpKind::Splice,
+            Some(from),
+            io::Error::new(io::ErrorKind::Unsupported, "splice needs Linux"),
+        ))
+    }
+
     /// Queues a datagram to `to` on UDP socket `id`.
     pub fn send_to(&mut self, id: SocketId, bytes: Bytes, to: SocketAddr) -> bool {
         self.update(

@@ -112,11 +112,17 @@ pub enum OpKind {
     Open = 13,
     /// Waiting for completions.
     Wait = 14,
+    /// Waiting until a spliced socket has bytes to read (see [`Driver::splice`](crate::Driver::splice)).
+    SplicePollIn = 15,
+    /// Waiting until the destination of a splice can take bytes.
+    SplicePollOut = 16,
+    /// Setting up a splice (creating its pipe).
+    Splice = 17,
 }
 
 impl OpKind {
     #[cfg(test)]
-    const ALL: [OpKind; 14] = [
+    const ALL: [OpKind; 17] = [
         OpKind::Accept,
         OpKind::Recv,
         OpKind::Send,
@@ -131,6 +137,9 @@ impl OpKind {
         OpKind::Wake,
         OpKind::Open,
         OpKind::Wait,
+        OpKind::SplicePollIn,
+        OpKind::SplicePollOut,
+        OpKind::Splice,
     ];
 
     fn from_u8(value: u8) -> Option<OpKind> {
@@ -149,13 +158,16 @@ impl OpKind {
             12 => OpKind::Wake,
             13 => OpKind::Open,
             14 => OpKind::Wait,
+            15 => OpKind::SplicePollIn,
+            16 => OpKind::SplicePollOut,
+            17 => OpKind::Splice,
             _ => return None,
         })
     }
 
     /// The bit of this kind in an in-flight mask.
     #[cfg(any(uring, test))]
-    pub(crate) fn bit(self) -> u16 {
+    pub(crate) fn bit(self) -> u32 {
         1 << (self as u8)
     }
 }
@@ -177,6 +189,9 @@ impl fmt::Display for OpKind {
             OpKind::Wake => "wake",
             OpKind::Open => "open",
             OpKind::Wait => "wait",
+            OpKind::SplicePollIn => "splice-poll-in",
+            OpKind::SplicePollOut => "splice-poll-out",
+            OpKind::Splice => "splice",
         };
         f.write_str(name)
     }
@@ -285,7 +300,7 @@ mod tests {
 
     #[test]
     fn kind_bits_are_distinct() {
-        let mut seen = 0u16;
+        let mut seen = 0u32;
         for kind in OpKind::ALL {
             assert_eq!(seen & kind.bit(), 0);
             seen |= kind.bit();

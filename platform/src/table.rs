@@ -126,6 +126,13 @@ pub(crate) struct SocketState {
     pub(crate) shutdown: Shutdown,
     /// Closing: no more completions are delivered; the backend frees the slot when done.
     pub(crate) closing: bool,
+    /// Stream: bytes received here go to another socket through a pipe, not to the caller.
+    #[cfg(uring)]
+    pub(crate) splice: Option<Box<crate::sys::splice::Splice>>,
+    /// Stream: the socket splicing into this one.
+    pub(crate) splice_from: Option<SocketId>,
+    /// Stream: that splice holds bytes (or an end) waiting for this socket to take them.
+    pub(crate) splice_backlog: bool,
     /// Already in the dirty list.
     in_dirty: bool,
 }
@@ -144,6 +151,23 @@ impl SocketState {
                 self.shutdown = Shutdown::Started;
             }
         }
+    }
+
+    /// Whether bytes received here are spliced to another socket.
+    pub(crate) fn splicing(&self) -> bool {
+        #[cfg(uring)]
+        return self.splice.is_some();
+        #[cfg(not(uring))]
+        false
+    }
+
+    /// The socket this one splices into, and whether its pipe is empty (so reading can go
+    /// on without waiting for the destination).
+    pub(crate) fn splice_target(&self) -> Option<(SocketId, bool)> {
+        #[cfg(uring)]
+        return self.splice.as_ref().map(|s| (s.to, !s.backlog()));
+        #[cfg(not(uring))]
+        None
     }
 
     /// Receiving ended for good: end of stream or an error.
@@ -167,6 +191,10 @@ impl SocketState {
             send_failed: false,
             shutdown: Shutdown::No,
             closing: false,
+            #[cfg(uring)]
+            splice: None,
+            splice_from: None,
+            splice_backlog: false,
             in_dirty: false,
         }
     }

@@ -26,4 +26,6 @@
 
 pub(crate) mod poll;
 #[cfg(uring)]
+pub(crate) mod splice;
+#[cfg(uring)]
 pub(crate) mod uring;

@@ -385,14 +385,59 @@ impl Sockets {
                 .map_err(|e| OpError::new(OpKind::Shutdown, Some(id), e));
             out.push(Completion::ShutdownDone { socket: id, result });
         }
-        if state.want_recv && entry.readable {
+        if state.want_recv && entry.readable && !state.splicing() {
             read_stream(entry, state, id, pool, *reads_per_turn, out, &mut io);
             if io.starved && !entry.in_starved {
                 entry.in_starved = true;
                 starved.push_back(id);
             }
         }
+        let (splice_read, splice_write) = (splice_read(entry, state), splice_write(entry, state));
+        let feeder = state.splice_from;
         io.add_to(core);
+        #[cfg(uring)]
+        {
+            if splice_read {
+                self.pump_splice(core, out, id);
+            }
+            if let (true, Some(src)) = (splice_write, feeder) {
+                self.pump_splice(core, out, src);
+            }
+        }
+        #[cfg(not(uring))]
+        let _ = (splice_read, splice_write, feeder);
+    }
+
+    /// Moves what it can through the splice whose source is `src` (see `sys/splice.rs`),
+    /// records the readiness it used up, and lists both sockets for what comes next.
+    #[cfg(uring)]
+    fn pump_splice(&mut self, core: &mut Core, out: &mut Vec<Completion>, src: SocketId) {
+        use std::os::fd::AsRawFd;
+        let Some((dst, _)) = core.open(src).and_then(|s| s.splice_target()) else {
+            return;
+        };
+        let raw = |entries: &mut [Option<Entry>], id| {
+            entry_mut(entries, id).map(|e| e.source.sock_ref().as_raw_fd())
+        };
+        let (Some(src_fd), Some(dst_fd)) = (raw(&mut self.entries, src), raw(&mut self.entries, dst))
+        else {
+            return;
+        };
+        match crate::sys::splice::run(core, src, src_fd, dst_fd, out) {
+            crate::sys::splice::Wait::Readable => {
+                if let Some(entry) = entry_mut(&mut self.entries, src) {
+                    entry.readable = false;
+                }
+            }
+            crate::sys::splice::Wait::Writable => {
+                if let Some(entry) = entry_mut(&mut self.entries, dst) {
+                    entry.writable = false;
+                }
+            }
+            _ => {}
+        }
+        self.schedule(core, src);
+        self.schedule(core, dst);
     }
 
     /// Serves datagram socket `id`: queued datagrams, then receives.
@@ -471,15 +516,32 @@ fn place(
     }
 }
 
-/// Whether the socket wants to receive and may have bytes (buffers aside).
+/// Whether the socket wants to receive into pool buffers and may have bytes (buffers
+/// aside).
 fn can_read(entry: &Entry, state: &SocketState) -> bool {
     state.want_recv
         && entry.readable
         && match state.kind {
             SocketKind::Listener => false,
-            SocketKind::Stream => !state.connecting,
+            SocketKind::Stream => !state.connecting && !state.splicing(),
             SocketKind::Datagram => true,
         }
+}
+
+/// Whether a spliced source can read into its (empty) pipe now.
+fn splice_read(entry: &Entry, state: &SocketState) -> bool {
+    state.want_recv
+        && entry.readable
+        && !state.connecting
+        && state
+            .splice_target()
+            .is_some_and(|(_, pipe_empty)| pipe_empty)
+}
+
+/// Whether the splice into this socket can write its pipe's bytes now (its own send queue
+/// goes first).
+fn splice_write(entry: &Entry, state: &SocketState) -> bool {
+    state.splice_backlog && entry.writable && state.send.is_empty() && !state.send_failed
 }
 
 /// Whether the socket has wanted work other than receiving that its readiness allows now.
@@ -491,6 +553,8 @@ fn other_work(entry: &Entry, state: &SocketState) -> bool {
         SocketKind::Stream => {
             (entry.writable && !state.send.is_empty() && !state.send_failed)
                 || (state.shutdown == Shutdown::Wanted && state.send.is_empty())
+                || splice_read(entry, state)
+                || splice_write(entry, state)
         }
         SocketKind::Datagram => entry.writable && !state.datagrams.is_empty(),
     }

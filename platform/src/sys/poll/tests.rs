@@ -138,7 +138,8 @@ fn socket_of(c: &Completion) -> Option<SocketId> {
         | Completion::RecvError { socket, .. }
         | Completion::Sent { socket, .. }
         | Completion::SendError { socket, .. }
-        | Completion::ShutdownDone { socket, .. } => Some(*socket),
+        | Completion::ShutdownDone { socket, .. }
+        | Completion::Spliced { socket, .. } => Some(*socket),
         Completion::Timer { .. } | Completion::Woken => None,
     }
 }

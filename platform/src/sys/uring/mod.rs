@@ -91,9 +91,9 @@ struct Slot {
     fd: Option<OwnedFd>,
     raw: RawFd,
     /// `OpKind::bit`s of operations in flight.
-    inflight: u16,
+    inflight: u32,
     /// `OpKind::bit`s of in-flight operations we asked the kernel to cancel.
-    cancelling: u16,
+    cancelling: u32,
     /// Multishot recv ended with ENOBUFS; re-armed once buffers come back.
     starved: bool,
     send: Option<Box<SendOp>>,
@@ -453,7 +453,7 @@ impl Uring {
         };
         let fd = Fd(slot.raw);
         let op = |kind| OpId::socket(id, kind).encode();
-        let mut entries: [Option<squeue::Entry>; 4] = [None, None, None, None];
+        let mut entries: [Option<squeue::Entry>; 8] = Default::default();
         let mut n = 0;
         let mut add = |entry: squeue::Entry| {
             entries[n] = Some(entry);
@@ -484,6 +484,8 @@ impl Uring {
                     OpKind::Shutdown,
                     OpKind::RecvFrom,
                     OpKind::SendTo,
+                    OpKind::SplicePollIn,
+                    OpKind::SplicePollOut,
                 ] {
                     if slot.has(kind) && slot.cancelling & kind.bit() == 0 {
                         slot.cancelling |= kind.bit();
@@ -519,12 +521,14 @@ impl Uring {
                             .user_data(op(OpKind::Connect)));
                     }
                     if !state.connecting {
-                        if state.want_recv && !slot.has(OpKind::Recv) && !slot.starved {
+                        let splicing = state.splicing();
+                        if state.want_recv && !splicing && !slot.has(OpKind::Recv) && !slot.starved
+                        {
                             slot.inflight |= OpKind::Recv.bit();
                             add(opcode::RecvMulti::new(fd, BGID)
                                 .build()
                                 .user_data(op(OpKind::Recv)));
-                        } else if !state.want_recv
+                        } else if (!state.want_recv || splicing)
                             && slot.has(OpKind::Recv)
                             && slot.cancelling & OpKind::Recv.bit() == 0
                         {
@@ -565,6 +569,29 @@ impl Uring {
                                     .build()
                             };
                             add(entry.user_data(op(OpKind::Send)));
+                        }
+                        // Splicing: wait for bytes to read (once a receive in flight is gone,
+                        // so no byte is both received and spliced) and, as a destination, for
+                        // room to write the pipe's bytes (after the send queue).
+                        if state.want_recv
+                            && state.splice_target().is_some_and(|(_, pipe_empty)| pipe_empty)
+                            && !slot.has(OpKind::Recv)
+                            && !slot.has(OpKind::SplicePollIn)
+                        {
+                            slot.inflight |= OpKind::SplicePollIn.bit();
+                            add(opcode::PollAdd::new(fd, libc::POLLIN as u32)
+                                .build()
+                                .user_data(op(OpKind::SplicePollIn)));
+                        }
+                        if state.splice_backlog
+                            && state.send.is_empty()
+                            && !slot.has(OpKind::Send)
+                            && !slot.has(OpKind::SplicePollOut)
+                        {
+                            slot.inflight |= OpKind::SplicePollOut.bit();
+                            add(opcode::PollAdd::new(fd, libc::POLLOUT as u32)
+                                .build()
+                                .user_data(op(OpKind::SplicePollOut)));
                         }
                         if state.shutdown == Shutdown::Wanted
                             && state.send.is_empty()
@@ -794,7 +821,12 @@ impl Uring {
         }
         let error =
             |errno: i32| OpError::new(op.kind, Some(id), io::Error::from_raw_os_error(errno));
+        // A splice to pump once this completion's borrows end.
+        let mut pump = None;
         match op.kind {
+            // Readiness for a splice (an error, ECANCELED aside, is found by the splice call).
+            OpKind::SplicePollIn if result != -libc::ECANCELED => pump = Some(id),
+            OpKind::SplicePollOut if result != -libc::ECANCELED => pump = state.splice_from,
             OpKind::Accept => {
                 if result >= 0 {
                     // SAFETY: a successful accept CQE carries a new descriptor we now own.
@@ -938,6 +970,30 @@ impl Uring {
             // Re-evaluate the socket next turn: re-arm, send more, shut down...
             core.mark_dirty(id);
         }
+        if let Some(src) = pump {
+            self.pump_splice(core, src, out);
+        }
+    }
+
+    /// Moves what it can through the splice whose source is `src` (see `sys/splice.rs`);
+    /// both sockets are re-evaluated next turn (polls re-armed as needed).
+    fn pump_splice(&mut self, core: &mut Core, src: SocketId, out: &mut Vec<Completion>) {
+        let Some((dst, _)) = core.open(src).and_then(|s| s.splice_target()) else {
+            return;
+        };
+        let raw = |id: SocketId| {
+            self.slots
+                .get(id.slot() as usize)
+                .and_then(Option::as_ref)
+                .filter(|slot| slot.fd.is_some())
+                .map(|slot| slot.raw)
+        };
+        let (Some(src_fd), Some(dst_fd)) = (raw(src), raw(dst)) else {
+            return;
+        };
+        super::splice::run(core, src, src_fd, dst_fd, out);
+        core.mark_dirty(src);
+        core.mark_dirty(dst);
     }
 
     /// Cancels every operation and waits (bounded) for the kernel to finish with them; if it
@@ -991,7 +1047,7 @@ impl Uring {
 
 /// Pushes a cancel of `target` (used for closing sockets).
 fn add_cancel(
-    entries: &mut [Option<squeue::Entry>; 4],
+    entries: &mut [Option<squeue::Entry>; 8],
     n: &mut usize,
     target: u64,
     user_data: u64,
