@@ -145,6 +145,41 @@ impl<'a> Context<'a> {
         self.state.resume_reading(self.io, self.conn);
     }
 
+    /// From now on, bytes arriving on this connection go to connection `to` inside the
+    /// kernel (Linux: splice(2) through a 64 KiB pipe) instead of reaching
+    /// [`Protocol::data_received`]: no copy into or out of user memory, and backpressure by
+    /// construction (while `to` is full, this connection is not read). It suits bulk
+    /// relaying (proxies, tunnels); for small messages two system calls per chunk cost
+    /// more than the copies they save (see `docs/proxy.md` for measurements).
+    ///
+    /// - Bytes written to `to` before the call (and bytes held while reading was paused)
+    ///   go out first. Bytes a receive already in flight picked up may still reach
+    ///   `data_received` once: forward them to `to` as before.
+    /// - [`Protocol::eof_received`] comes after every byte before the end reached `to`'s
+    ///   socket: call `shutdown_write` on `to` then to pass the end on. Errors and
+    ///   `connection_lost` are as before; a failure to write `to` is `to`'s loss.
+    /// - `pause_reading`/`resume_reading` work; progress shows in
+    ///   [`Context::spliced_bytes`] (for idle timeouts) and `CoreStats::bytes_spliced`.
+    /// - It lasts for the connection's life. Writing to `to` meanwhile interleaves at
+    ///   chunk boundaries; closing or shutting down `to` drops bytes still in the pipe.
+    ///
+    /// # Errors
+    /// [`EngineError::Splice`](crate::EngineError::Splice) when either connection is not
+    /// open, runs TLS, is still reading a preamble, or this one is spliced already or its
+    /// stream ended; [`EngineError::Op`](crate::EngineError::Op) when the driver refuses
+    /// (not Linux, the in-memory transport of [`testing`](crate::testing), out of
+    /// descriptors for the pipe). Nothing changed then: keep copying.
+    pub fn splice_into(&mut self, to: ConnId) -> Result<(), crate::EngineError> {
+        crate::splice::start(self.state, self.io, self.conn, to)
+    }
+
+    /// Bytes of this connection's input moved by a splice so far
+    /// ([`Context::splice_into`]).
+    #[must_use]
+    pub fn spliced_bytes(&self) -> u64 {
+        self.state.conns.get(self.conn).map_or(0, |c| c.spliced)
+    }
+
     /// Whether reading is paused.
     #[must_use]
     pub fn is_reading_paused(&self) -> bool {

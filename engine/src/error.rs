@@ -29,6 +29,12 @@ pub enum EngineError {
         #[source]
         source: io::Error,
     },
+    /// A splice could not start ([`Context::splice_into`](crate::Context::splice_into)).
+    #[error("cannot splice: {why}")]
+    Splice {
+        /// Why not.
+        why: String,
+    },
     /// TLS could not start.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),

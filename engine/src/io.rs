@@ -29,6 +29,8 @@ pub(crate) trait Io {
     fn local_addr(&self, socket: SocketId) -> Result<SockAddr, OpError>;
     /// The peer address.
     fn peer_addr(&self, socket: SocketId) -> Result<SockAddr, OpError>;
+    /// Sends what arrives on `from` to `to` inside the kernel.
+    fn splice(&mut self, from: SocketId, to: SocketId) -> Result<(), OpError>;
 }
 
 impl Io for Driver {
@@ -66,6 +68,10 @@ impl Io for Driver {
 
     fn peer_addr(&self, socket: SocketId) -> Result<SockAddr, OpError> {
         Driver::peer_addr(self, socket)
+    }
+
+    fn splice(&mut self, from: SocketId, to: SocketId) -> Result<(), OpError> {
+        Driver::splice(self, from, to)
     }
 }
 

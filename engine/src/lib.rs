@@ -33,6 +33,7 @@ mod preamble;
 mod protocol;
 mod reactor;
 mod runtime;
+mod splice;
 mod state;
 mod stats;
 #[allow(dead_code)]

@@ -569,6 +569,9 @@ impl Reactor {
                 self.state.stats.bytes_in += buf.len() as u64;
                 self.call_udp(socket, |p, ctx| p.datagram_received(ctx, &buf, from));
             }
+            Completion::Spliced { socket, bytes } => {
+                crate::splice::spliced(&mut self.state, ConnId(socket), bytes);
+            }
             Completion::ShutdownDone { .. } | Completion::Timer { .. } | Completion::Woken => {}
             _ => {}
         }

@@ -95,6 +95,10 @@ pub(crate) struct Conn {
     /// The reason `connection_lost` gets when a close the engine started (after a TLS
     /// error's alert) completes; `Done` if none.
     pub(crate) close_reason: Option<LostReason>,
+    /// Where this connection's input is spliced (see `splice.rs`).
+    pub(crate) splice_to: Option<ConnId>,
+    /// Bytes of its input spliced so far.
+    pub(crate) spliced: u64,
 }
 
 impl Conn {
@@ -124,6 +128,8 @@ impl Conn {
             peer_override: None,
             local_override: None,
             close_reason: None,
+            splice_to: None,
+            spliced: 0,
         }
     }
 

@@ -16,6 +16,12 @@ pub struct CoreStats {
     pub bytes_in: u64,
     /// Bytes handed to the driver for sending.
     pub bytes_out: u64,
+    /// Bytes moved from one connection to another inside the kernel
+    /// ([`Context::splice_into`](crate::Context::splice_into)); in neither `bytes_in` nor
+    /// `bytes_out`.
+    pub bytes_spliced: u64,
+    /// Splices started.
+    pub splices: u64,
     /// Protocol callbacks that panicked.
     pub panics: u64,
     /// Loop turns.

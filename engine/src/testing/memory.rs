@@ -302,4 +302,16 @@ impl Io for MemoryIo {
             _ => Err(not_open(socket)),
         }
     }
+
+    fn splice(&mut self, from: SocketId, _to: SocketId) -> Result<(), OpError> {
+        // Nothing to splice in memory: protocols keep copying under test.
+        Err(OpError {
+            op: OpKind::Splice,
+            socket: Some(from),
+            source: io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the in-memory transport does not splice",
+            ),
+        })
+    }
 }

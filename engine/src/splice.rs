@@ -1,0 +1,83 @@
+//! Kernel-side forwarding between two connections of one core ([`Context::splice_into`]).
+//!
+//! Owns: the checks that make a splice safe at the engine's level and its start-up (bytes
+//! the engine already holds for the source go to the destination first).
+//! Contract: once spliced, the source's bytes go to the destination inside the kernel
+//! (splice(2) through a pipe, see `ringwork_platform::Driver::splice`) and are counted in
+//! [`Context::spliced_bytes`] and `CoreStats::bytes_spliced` instead of reaching
+//! `data_received`; end of stream, errors, `pause_reading`/`resume_reading`, `close` and
+//! `connection_lost` work as before. Bytes a receive already in flight picked up still
+//! arrive in `data_received` (under io_uring, at most one batch): the protocol forwards
+//! them as it did before the call, and the driver keeps them ahead of spliced bytes.
+//! Does not: splice TLS connections (their bytes must pass through rustls), connections
+//! still reading a preamble, or anything on the in-memory transport of
+//! [`testing`](crate::testing) (`Err`, so protocols keep copying there).
+//!
+//! [`Context::splice_into`]: crate::Context::splice_into
+//! [`Context::spliced_bytes`]: crate::Context::spliced_bytes
+
+use crate::EngineError;
+use crate::io::Io;
+use crate::protocol::ConnId;
+use crate::state::{Phase, State};
+
+fn refuse(why: &str) -> Result<(), EngineError> {
+    Err(EngineError::Splice { why: why.into() })
+}
+
+/// Starts splicing `from` into `to` (see the module docs).
+pub(crate) fn start(
+    state: &mut State,
+    io: &mut dyn Io,
+    from: ConnId,
+    to: ConnId,
+) -> Result<(), EngineError> {
+    let usable = |state: &State, id: ConnId| {
+        state
+            .conns
+            .get(id)
+            .is_some_and(|c| c.phase == Phase::Open && !c.closing && c.preamble.is_none())
+    };
+    if from == to {
+        return refuse("a connection cannot be spliced into itself");
+    }
+    if !usable(state, from) || !usable(state, to) {
+        return refuse("both connections must be open (connected, not closing)");
+    }
+    let (source, dest) = match (state.conns.get(from), state.conns.get(to)) {
+        (Some(source), Some(dest)) => (source, dest),
+        _ => return refuse("both connections must be open (connected, not closing)"),
+    };
+    if source.is_tls() || dest.is_tls() {
+        return refuse("TLS connections cannot be spliced (their bytes pass through rustls)");
+    }
+    if source.splice_to.is_some() {
+        return refuse("the connection is spliced already");
+    }
+    if source.eof_pending {
+        return refuse("the connection's stream has ended");
+    }
+    if dest.shutdown {
+        return refuse("the destination's write side is shut down");
+    }
+    io.splice(from.0, to.0)?;
+    // Bytes that arrived while reading was paused are older than anything spliced: they go
+    // to the destination's buffer, which the driver sends before the pipe's bytes.
+    let stashed = state.conns.get_mut(from).map(|c| c.stash.split().freeze());
+    if let Some(bytes) = stashed.filter(|b| !b.is_empty()) {
+        state.write_bytes(io, to, bytes);
+    }
+    if let Some(conn) = state.conns.get_mut(from) {
+        conn.splice_to = Some(to);
+    }
+    state.stats.splices += 1;
+    Ok(())
+}
+
+/// The driver moved `bytes` of `id`'s input to its splice destination.
+pub(crate) fn spliced(state: &mut State, id: ConnId, bytes: usize) {
+    state.stats.bytes_spliced += bytes as u64;
+    if let Some(conn) = state.conns.get_mut(id) {
+        conn.spliced += bytes as u64;
+    }
+}
