@@ -19,7 +19,7 @@ use proxy_support::{
     LIMIT, Proxy, connect, read_all, refused_port, send_pattern, sum_to_eof, tagged_echo, upstream,
 };
 use ringwork::{BackendChoice, ReactorConfig};
-use ringwork_protocols::proxy::TcpProxyConfig;
+use ringwork_protocols::proxy::{SplicePolicy, TcpProxyConfig};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -29,78 +29,20 @@ fn proxy_to(backend: BackendChoice, config: TcpProxyConfig) -> Option<Proxy> {
 
 ringwork::platform::test_all_backends! {
     fn relays_100_mib_each_way_at_once(backend: BackendChoice) {
-        const LEN: u64 = 100 * MIB;
-        let (up_tx, up_rx) = mpsc::channel();
-        let up = upstream(move |stream| {
-            // Receives the client's stream while sending its own, then half-closes.
-            let mut reader = stream.try_clone().expect("clone");
-            let sums = up_tx.clone();
-            let recv = thread::spawn(move || sum_to_eof(&mut reader));
-            let mut writer = stream;
-            let sent = send_pattern(&mut writer, 2, LEN);
-            writer.shutdown(Shutdown::Write).expect("half-close");
-            let received = recv.join().expect("upstream reader");
-            let _ = sums.send((sent, received));
-        });
-        let Some(proxy) = proxy_to(backend, TcpProxyConfig::new(vec![up])) else { return };
+        // The default policy: each direction copies its first 256 KiB, then splices.
+        relay_100_mib(backend, SplicePolicy::default());
+    }
 
-        let start = Instant::now();
-        let client = connect(proxy.addr);
-        let mut reader = client.try_clone().expect("clone");
-        let recv = thread::spawn(move || sum_to_eof(&mut reader));
-        let mut writer = client;
-        let sent = send_pattern(&mut writer, 1, LEN);
-        writer.shutdown(Shutdown::Write).expect("half-close");
-        let received = recv.join().expect("client reader");
-        let (up_sent, up_received) = up_rx.recv_timeout(LIMIT).expect("the upstream's sums");
-        let elapsed = start.elapsed();
-
-        assert_eq!(sent.1, LEN);
-        assert_eq!(up_received, sent, "client → upstream: checksum and length");
-        assert_eq!(received, up_sent, "upstream → client: checksum and length");
-        let mib_s = (2 * LEN) as f64 / MIB as f64 / elapsed.as_secs_f64();
-        eprintln!("{backend:?}: 2 × 100 MiB relayed in {elapsed:?} ({mib_s:.0} MiB/s total)");
-
-        let end = proxy.wait_until("the pair to close", |i| i.stats.open == 0);
-        assert_eq!(end.stats.to_upstream, LEN);
-        assert_eq!(end.stats.to_client, LEN);
-        assert!(end.stats.max_buffered <= ReactorConfig::default().write_high_watermark + 16 * 1024);
-        eprintln!("{backend:?}: {:?}", end.stats);
+    fn relays_100_mib_each_way_copying(backend: BackendChoice) {
+        relay_100_mib(backend, SplicePolicy::Off);
     }
 
     fn a_stalled_client_pauses_the_upstream_with_bounded_buffers(backend: BackendChoice) {
-        const LEN: u64 = 64 * MIB;
-        let (done_tx, done_rx) = mpsc::channel();
-        let up = upstream(move |mut stream| {
-            let sent = send_pattern(&mut stream, 7, LEN);
-            let _ = stream.shutdown(Shutdown::Write);
-            let _ = done_tx.send(sent);
-        });
-        let reactor = ReactorConfig::default();
-        let high = reactor.write_high_watermark;
-        let Some(proxy) = Proxy::tcp(backend, TcpProxyConfig::new(vec![up]), reactor) else {
-            return;
-        };
-        let mut client = connect(proxy.addr);
-        // The client reads nothing: the proxy must pause the upstream.
-        let paused = proxy.wait_until("the upstream to be paused", |i| i.stats.read_pauses > 0);
-        assert!(done_rx.try_recv().is_err(), "the upstream finished despite the stall");
-        // Bounded: the engine's write buffer passes the high watermark by less than one
-        // 16 KiB piece (not the 64 MiB on offer; the hard limit of 16 MiB was not hit
-        // either, or the pair would be gone).
-        let bound = high + 16 * 1024;
-        assert!(paused.stats.max_buffered <= bound, "{:?}", paused.stats);
-        assert_eq!(paused.stats.open, 1);
-        eprintln!("{backend:?}: at the pause: {:?}", paused.stats);
+        stalled_client(backend, SplicePolicy::Off);
+    }
 
-        // Now read: every byte arrives, in order.
-        let received = sum_to_eof(&mut client);
-        let sent = done_rx.recv_timeout(LIMIT).expect("the upstream to finish");
-        assert_eq!(received, sent);
-        drop(client);
-        let end = proxy.wait_until("the pair to close", |i| i.stats.open == 0);
-        assert!(end.stats.max_buffered <= bound, "{:?}", end.stats);
-        eprintln!("{backend:?}: at the end: {:?}", end.stats);
+    fn a_stalled_client_stops_a_spliced_upstream_and_loses_nothing(backend: BackendChoice) {
+        stalled_client(backend, SplicePolicy::After(0));
     }
 
     fn a_refused_upstream_fails_over_and_is_retried_after_its_backoff(backend: BackendChoice) {
@@ -206,6 +148,46 @@ ringwork::platform::test_all_backends! {
         let end = proxy.wait_until("the pair to close", |i| i.stats.open == 0);
         assert_eq!(end.stats.idle_closes, 1);
     }
+
+    fn spliced_pairs_stay_open_while_bytes_flow_then_idle_out(backend: BackendChoice) {
+        // Spliced bytes never reach the relay's callbacks: its idle timer must still see
+        // them (through the connections' spliced-byte counters).
+        let up = upstream(move |mut stream| {
+            let mut buf = [0u8; 64];
+            loop {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => stream.write_all(&buf[..n]).expect("echo"),
+                }
+            }
+        });
+        let mut config = TcpProxyConfig::new(vec![up]);
+        config.relay.idle_timeout = Some(Duration::from_millis(300));
+        config.relay.splice = SplicePolicy::After(0);
+        let Some(proxy) = proxy_to(backend, config) else { return };
+        let mut client = connect(proxy.addr);
+        let start = Instant::now();
+        // 12 exchanges 100 ms apart: four idle timeouts' worth of time, never 300 ms quiet.
+        for i in 0..12u8 {
+            let message = [b'a' + i; 5];
+            client.write_all(&message).expect("write");
+            let mut echo = [0u8; 5];
+            client.read_exact(&mut echo).expect("the echo (closed while bytes flowed?)");
+            assert_eq!(echo, message);
+            thread::sleep(Duration::from_millis(100));
+        }
+        assert!(start.elapsed() >= Duration::from_millis(1200));
+        // Then silence: closed within one to two timeouts.
+        let quiet = Instant::now();
+        assert_eq!(read_all(&mut client), b"");
+        assert!(quiet.elapsed() >= Duration::from_millis(250), "closed before the timeout");
+        let end = proxy.wait_until("the pair to close", |i| i.stats.open == 0);
+        assert_eq!(end.stats.idle_closes, 1, "{:?}", end.stats);
+        assert_eq!(end.stats.spliced_directions, 2, "{:?}", end.stats);
+        assert_eq!((end.stats.to_upstream, end.stats.to_client), (60, 60));
+        // The first message may be held (and copied) while the upstream connects.
+        assert!(end.stats.spliced_bytes >= 110, "{:?}", end.stats);
+    }
 }
 
 ringwork::platform::test_all_backends! {
@@ -248,4 +230,123 @@ ringwork::platform::test_all_backends! {
             assert!(rest.is_empty() || rest == b"x", "{rest:?}");
         }
     }
+}
+
+/// A client that reads nothing while the upstream offers 64 MiB: the upstream must be held
+/// back with bounded proxy memory (copying: by pausing reads at the write buffer's high
+/// watermark; splicing: by the pipe and TCP's window, nothing in user space), and once the
+/// client reads, every byte arrives in order.
+fn stalled_client(backend: BackendChoice, splice: SplicePolicy) {
+    const LEN: u64 = 64 * MIB;
+    let (done_tx, done_rx) = mpsc::channel();
+    let up = upstream(move |mut stream| {
+        let sent = send_pattern(&mut stream, 7, LEN);
+        let _ = stream.shutdown(Shutdown::Write);
+        let _ = done_tx.send(sent);
+    });
+    let reactor = ReactorConfig::default();
+    let high = reactor.write_high_watermark;
+    let mut config = TcpProxyConfig::new(vec![up]);
+    config.relay.splice = splice;
+    let Some(proxy) = Proxy::tcp(backend, config, reactor) else {
+        return;
+    };
+    let mut client = connect(proxy.addr);
+    let held = match splice {
+        // The client reads nothing: the proxy must pause the upstream.
+        SplicePolicy::Off => {
+            proxy.wait_until("the upstream to be paused", |i| i.stats.read_pauses > 0)
+        }
+        // Both directions go to the kernel as soon as the upstream connects.
+        SplicePolicy::After(_) => proxy.wait_until("both directions to be spliced", |i| {
+            i.stats.spliced_directions == 2
+        }),
+    };
+    assert!(
+        done_rx.try_recv().is_err(),
+        "the upstream finished despite the stall"
+    );
+    // Bounded: the engine's write buffer passes the high watermark by less than one
+    // 16 KiB piece (not the 64 MiB on offer; the hard limit of 16 MiB was not hit
+    // either, or the pair would be gone). Spliced, nothing is buffered in user space.
+    let bound = high + 16 * 1024;
+    assert!(held.stats.max_buffered <= bound, "{:?}", held.stats);
+    assert_eq!(held.stats.open, 1);
+    eprintln!("{backend:?} {splice:?}: held back: {:?}", held.stats);
+
+    // Now read: every byte arrives, in order.
+    let received = sum_to_eof(&mut client);
+    let sent = done_rx.recv_timeout(LIMIT).expect("the upstream to finish");
+    assert_eq!(received, sent);
+    drop(client);
+    let end = proxy.wait_until("the pair to close", |i| i.stats.open == 0);
+    assert!(end.stats.max_buffered <= bound, "{:?}", end.stats);
+    assert_eq!(end.stats.to_client, LEN);
+    match splice {
+        SplicePolicy::Off => assert_eq!(end.stats.spliced_bytes, 0),
+        SplicePolicy::After(_) => {
+            assert_eq!(end.stats.spliced_bytes, LEN, "{:?}", end.stats);
+            assert_eq!(end.stats.read_pauses, 0, "{:?}", end.stats);
+        }
+    }
+    eprintln!("{backend:?} {splice:?}: at the end: {:?}", end.stats);
+}
+
+/// 100 MiB each way at once through the proxy, checksums compared, with `splice`.
+fn relay_100_mib(backend: BackendChoice, splice: SplicePolicy) {
+    const LEN: u64 = 100 * MIB;
+    let (up_tx, up_rx) = mpsc::channel();
+    let up = upstream(move |stream| {
+        // Receives the client's stream while sending its own, then half-closes.
+        let mut reader = stream.try_clone().expect("clone");
+        let sums = up_tx.clone();
+        let recv = thread::spawn(move || sum_to_eof(&mut reader));
+        let mut writer = stream;
+        let sent = send_pattern(&mut writer, 2, LEN);
+        writer.shutdown(Shutdown::Write).expect("half-close");
+        let received = recv.join().expect("upstream reader");
+        let _ = sums.send((sent, received));
+    });
+    let mut config = TcpProxyConfig::new(vec![up]);
+    config.relay.splice = splice;
+    let Some(proxy) = proxy_to(backend, config) else {
+        return;
+    };
+
+    let start = Instant::now();
+    let client = connect(proxy.addr);
+    let mut reader = client.try_clone().expect("clone");
+    let recv = thread::spawn(move || sum_to_eof(&mut reader));
+    let mut writer = client;
+    let sent = send_pattern(&mut writer, 1, LEN);
+    writer.shutdown(Shutdown::Write).expect("half-close");
+    let received = recv.join().expect("client reader");
+    let (up_sent, up_received) = up_rx.recv_timeout(LIMIT).expect("the upstream's sums");
+    let elapsed = start.elapsed();
+
+    assert_eq!(sent.1, LEN);
+    assert_eq!(up_received, sent, "client → upstream: checksum and length");
+    assert_eq!(received, up_sent, "upstream → client: checksum and length");
+    let mib_s = (2 * LEN) as f64 / MIB as f64 / elapsed.as_secs_f64();
+    eprintln!("{backend:?}: 2 × 100 MiB relayed in {elapsed:?} ({mib_s:.0} MiB/s total)");
+
+    let end = proxy.wait_until("the pair to close", |i| i.stats.open == 0);
+    assert_eq!(end.stats.to_upstream, LEN);
+    assert_eq!(end.stats.to_client, LEN);
+    assert!(end.stats.max_buffered <= ReactorConfig::default().write_high_watermark + 16 * 1024);
+    match splice {
+        SplicePolicy::Off => assert_eq!(end.stats.spliced_bytes, 0),
+        // Switched mid-stream: the copied start and the spliced rest add up (checked
+        // by the checksums above).
+        SplicePolicy::After(after) => {
+            assert_eq!(end.stats.spliced_directions, 2, "{:?}", end.stats);
+            assert!(end.stats.spliced_bytes > 0, "{:?}", end.stats);
+            assert!(
+                end.stats.spliced_bytes <= 2 * (LEN - after),
+                "{:?}",
+                end.stats
+            );
+        }
+    }
+    eprintln!("{backend:?} {splice:?}: {:?}", end.stats);
 }

@@ -22,9 +22,16 @@
 //!   connection's buffer, so that a failed connect loses nothing and [`Dial::failed`] can
 //!   name another address.
 //!
+//! - Splicing ([`RelayConfig::splice`]): once a direction has carried
+//!   [`SplicePolicy::After`] bytes, its input is spliced into the other side inside the
+//!   kernel ([`Context::splice_into`]): no copy at all, backpressure from the pipe, EOF
+//!   passed on as before. Where the engine cannot splice (TLS, not Linux, the in-memory
+//!   test transport), the direction keeps copying.
+//!
 //! The pair's state is shared by the two protocols (`Rc<RefCell<_>>`): the engine never
 //! runs two callbacks at once, so a borrow never overlaps another.
-//! Does not: parse anything; copy without need (one copy per byte, see `docs/proxy.md`).
+//! Does not: parse anything; copy without need (at most one copy per byte, see
+//! `docs/proxy.md`).
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -37,6 +44,24 @@ use ringwork::{ConnId, Context, LostReason, Protocol, SockAddr, TimerId};
 /// side is still writable, so its write buffer passes the high watermark by less than this.
 const WRITE_PIECE: usize = 16 * 1024;
 
+/// When a relay hands a direction to the kernel ([`Context::splice_into`]).
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum SplicePolicy {
+    /// Always copy through user space.
+    Off,
+    /// Splice a direction once it has carried this many bytes (0: from the start). Short
+    /// request/response exchanges stay on the cheaper copying path; bulk transfers move
+    /// to the kernel.
+    After(u64),
+}
+
+impl Default for SplicePolicy {
+    /// `After(256 KiB)`: see `docs/proxy.md` for the measurements behind it.
+    fn default() -> Self {
+        SplicePolicy::After(256 * 1024)
+    }
+}
+
 /// Settings of a relay.
 #[derive(Clone, Debug)]
 pub struct RelayConfig {
@@ -48,6 +73,8 @@ pub struct RelayConfig {
     /// How long one upstream connect may take (`None`: the reactor's
     /// `ReactorConfig::connect_timeout`, 10 s by default).
     pub connect_timeout: Option<Duration>,
+    /// When to move a direction into the kernel (splice).
+    pub splice: SplicePolicy,
 }
 
 impl Default for RelayConfig {
@@ -56,6 +83,7 @@ impl Default for RelayConfig {
             idle_timeout: Some(Duration::from_secs(300)),
             max_held: 256 * 1024,
             connect_timeout: None,
+            splice: SplicePolicy::default(),
         }
     }
 }
@@ -74,6 +102,8 @@ struct Counters {
     to_client: Cell<u64>,
     read_pauses: Cell<u64>,
     idle_closes: Cell<u64>,
+    spliced_directions: Cell<u64>,
+    spliced_bytes: Cell<u64>,
     max_buffered: Cell<usize>,
     max_overflow: Cell<usize>,
 }
@@ -86,10 +116,15 @@ pub struct RelaySnapshot {
     pub open: u64,
     /// Pairs started.
     pub total: u64,
-    /// Bytes relayed from clients to upstreams.
+    /// Bytes relayed from clients to upstreams (copied or spliced; spliced bytes are
+    /// counted when their pair ends).
     pub to_upstream: u64,
-    /// Bytes relayed from upstreams to clients.
+    /// Bytes relayed from upstreams to clients (likewise).
     pub to_client: u64,
+    /// Directions handed to the kernel (splice).
+    pub spliced_directions: u64,
+    /// Bytes of `to_upstream` and `to_client` that went by splice.
+    pub spliced_bytes: u64,
     /// Times reading one side paused because the other side's write buffer was full.
     pub read_pauses: u64,
     /// Pairs closed by the idle timeout.
@@ -114,6 +149,8 @@ impl RelayStats {
             to_client: c.to_client.get(),
             read_pauses: c.read_pauses.get(),
             idle_closes: c.idle_closes.get(),
+            spliced_directions: c.spliced_directions.get(),
+            spliced_bytes: c.spliced_bytes.get(),
             max_buffered: c.max_buffered.get(),
             max_overflow: c.max_overflow.get(),
         }
@@ -182,6 +219,14 @@ struct Pair {
     /// Reading of this side is paused by the relay (the other side is not writable, or
     /// held bytes are at their limit).
     paused: [bool; 2],
+    /// Bytes read from this side and copied (before a splice).
+    copied: [u64; 2],
+    /// This side's input is spliced into the other side.
+    spliced: [bool; 2],
+    /// Splicing this side was refused: keep copying.
+    splice_refused: [bool; 2],
+    /// Both sides' spliced byte counts when last looked at (activity for the idle timer).
+    spliced_seen: u64,
     last_activity: Instant,
     idle_timer: Option<TimerId>,
     config: RelayConfig,
@@ -213,6 +258,7 @@ impl Pair {
                     Side::Client => RelayStats::add(&c.to_upstream, data.len() as u64),
                     Side::Upstream => RelayStats::add(&c.to_client, data.len() as u64),
                 }
+                self.copied[side as usize] += data.len() as u64;
                 let dest = side.other();
                 let rest = if self.overflow[dest as usize].is_empty() {
                     self.write_some(ctx, dest, data)
@@ -229,10 +275,57 @@ impl Pair {
                 if !self.overflow[dest as usize].is_empty() || !self.writable(ctx, dest) {
                     self.pause(ctx, side);
                 }
+                self.maybe_splice(ctx, side);
             }
             // Bytes after the pair ended (or from an upstream not yet relaying) go nowhere.
             Phase::Connecting | Phase::Done => {}
         }
+    }
+
+    /// Hands `side`'s input to the kernel if the policy says so now (`ctx` may be either
+    /// side's). Bytes the relay holds for the other side are queued on it first (the
+    /// engine sends them before anything spliced), and reading resumes: the pipe is the
+    /// backpressure from then on.
+    fn maybe_splice(&mut self, ctx: &mut Context<'_>, side: Side) {
+        let s = side as usize;
+        let SplicePolicy::After(after) = self.config.splice else {
+            return;
+        };
+        if self.phase != Phase::Relaying
+            || self.spliced[s]
+            || self.splice_refused[s]
+            || self.eof[s]
+            || self.copied[s] < after
+        {
+            return;
+        }
+        let (Some(from), Some(to)) = (self.id(side), self.id(side.other())) else {
+            return;
+        };
+        let overflow = std::mem::take(&mut self.overflow[side.other() as usize]);
+        if !overflow.is_empty() {
+            ctx.other(to).write_bytes(overflow.freeze());
+        }
+        match ctx.other(from).splice_into(to) {
+            Ok(()) => {
+                self.spliced[s] = true;
+                RelayStats::add(&self.stats.inner.spliced_directions, 1);
+                self.resume(ctx, side);
+            }
+            Err(error) => {
+                tracing::debug!("relay: {side:?} side keeps copying: {error}");
+                self.splice_refused[s] = true;
+            }
+        }
+    }
+
+    /// Bytes spliced so far in both directions.
+    fn spliced_total(&self, ctx: &mut Context<'_>) -> u64 {
+        [Some(self.client), self.upstream]
+            .into_iter()
+            .flatten()
+            .map(|id| ctx.other(id).spliced_bytes())
+            .sum()
     }
 
     fn writable(&self, ctx: &mut Context<'_>, side: Side) -> bool {
@@ -359,6 +452,13 @@ impl Pair {
         self.phase = Phase::Done;
         let c = &self.stats.inner;
         c.open.set(c.open.get().saturating_sub(1));
+        let spliced = |ctx: &mut Context<'_>, id: Option<ConnId>| {
+            id.map_or(0, |id| ctx.other(id).spliced_bytes())
+        };
+        let (up, down) = (spliced(ctx, Some(self.client)), spliced(ctx, self.upstream));
+        RelayStats::add(&c.to_upstream, up);
+        RelayStats::add(&c.to_client, down);
+        RelayStats::add(&c.spliced_bytes, up + down);
         if let Some(timer) = self.idle_timer.take() {
             ctx.other(self.client).cancel_timer(timer);
         }
@@ -384,6 +484,8 @@ impl Pair {
         if self.overflow[Side::Upstream as usize].is_empty() && ctx.is_writable() {
             self.resume(ctx, Side::Client);
         }
+        self.maybe_splice(ctx, Side::Client);
+        self.maybe_splice(ctx, Side::Upstream);
     }
 
     /// Tries the next address after a failed connect, or gives up and closes the client.
@@ -460,6 +562,13 @@ impl Pair {
         let Some(idle) = self.config.idle_timeout else {
             return true;
         };
+        // Spliced bytes never reach `data_received`: their counters show activity (sampled
+        // here, so a spliced pair that went quiet closes within one to two timeouts).
+        let spliced = self.spliced_total(ctx);
+        if spliced != self.spliced_seen {
+            self.spliced_seen = spliced;
+            self.last_activity = ctx.now();
+        }
         let quiet = ctx.now().saturating_duration_since(self.last_activity);
         if quiet < idle {
             self.idle_timer = Some(ctx.call_later(idle - quiet));
@@ -536,6 +645,10 @@ impl Relay {
             overflow: [BytesMut::new(), BytesMut::new()],
             shut: [false; 2],
             paused: [reading_paused, false],
+            copied: [0; 2],
+            spliced: [false; 2],
+            splice_refused: [false; 2],
+            spliced_seen: 0,
             last_activity: ctx.now(),
             idle_timer,
             config: config.clone(),

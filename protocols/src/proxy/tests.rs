@@ -9,7 +9,7 @@ use std::time::Duration;
 use ringwork::testing::StringTransport;
 use ringwork::{Context, Factory, LostKind, LostReason, Protocol, ReactorConfig, TimerId};
 
-use super::{RelayConfig, TcpProxy, TcpProxyConfig};
+use super::{RelayConfig, SplicePolicy, TcpProxy, TcpProxyConfig};
 
 /// A factory-built protocol as a `Protocol` value (what `StringTransport` takes).
 struct Boxed(Box<dyn Protocol>);
@@ -48,6 +48,9 @@ fn config(ports: &[u16]) -> TcpProxyConfig {
         idle_timeout: Some(Duration::from_secs(60)),
         max_held: 1024,
         connect_timeout: None,
+        // The in-memory transport refuses every splice: each test here also proves the
+        // relay keeps copying when splicing is refused.
+        splice: SplicePolicy::After(0),
     };
     config
 }

@@ -9,7 +9,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use clap::Args;
-use ringwork_protocols::proxy::{LookupPool, RelayConfig, TcpProxy, TcpProxyConfig};
+use ringwork_protocols::proxy::{LookupPool, RelayConfig, SplicePolicy, TcpProxy, TcpProxyConfig};
 use ringwork_protocols::socks5::{Auth, Socks5Config, Socks5Server};
 
 /// Resolver threads of `socks5`, and their queue of pending lookups.
@@ -27,6 +27,11 @@ pub struct ProxyArgs {
     /// way (`300s`, `5m`, `1h`, `250ms`; `0` never).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub idle_timeout: Option<Duration>,
+    /// tcp-proxy, socks5: when to splice a direction (move its bytes inside the kernel,
+    /// Linux): `off`, `always`, or after it carried this many bytes (`256k` by default,
+    /// `64k`, `1m`, `1000`).
+    #[arg(long, value_name = "off|always|BYTES", value_parser = parse_splice)]
+    pub splice: Option<SplicePolicy>,
     /// socks5: require username/password authentication (RFC 1929) with this user
     /// (repeatable). Without any, no authentication is asked.
     #[arg(long, value_name = "NAME:PASS", value_parser = parse_user)]
@@ -73,9 +78,13 @@ impl ProxyArgs {
             }
             None if !self.upstream.is_empty()
                 || !self.user.is_empty()
-                || self.idle_timeout.is_some() =>
+                || self.idle_timeout.is_some()
+                || self.splice.is_some() =>
             {
-                Err("--upstream, --idle-timeout and --user are tcp-proxy and socks5 options".into())
+                Err(
+                    "--upstream, --idle-timeout, --splice and --user are tcp-proxy and socks5 options"
+                        .into(),
+                )
             }
             _ => Ok(()),
         }
@@ -86,6 +95,9 @@ impl ProxyArgs {
         let mut relay = RelayConfig::default();
         if let Some(idle) = self.idle_timeout {
             relay.idle_timeout = (!idle.is_zero()).then_some(idle);
+        }
+        if let Some(splice) = self.splice {
+            relay.splice = splice;
         }
         Ok(match kind {
             ProxyKind::Tcp => {
@@ -134,6 +146,27 @@ impl ProxyPlan {
             ProxyPlan::Tcp(_) => None,
         }
     }
+}
+
+/// `off`, `always`, or a byte count with an optional `k`/`m`/`g` suffix (powers of 1024).
+fn parse_splice(text: &str) -> Result<SplicePolicy, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    match lower.as_str() {
+        "off" | "never" => return Ok(SplicePolicy::Off),
+        "always" => return Ok(SplicePolicy::After(0)),
+        _ => {}
+    }
+    let (digits, shift) = match lower.as_bytes().last() {
+        Some(b'k') => (&lower[..lower.len() - 1], 10),
+        Some(b'm') => (&lower[..lower.len() - 1], 20),
+        Some(b'g') => (&lower[..lower.len() - 1], 30),
+        _ => (lower.as_str(), 0),
+    };
+    let bad = || format!("{text:?}: expected off, always or a byte count such as 256k");
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    n.checked_mul(1 << shift)
+        .map(SplicePolicy::After)
+        .ok_or_else(bad)
 }
 
 /// `HOST:PORT` (resolved once, at start-up; the first address is used).
@@ -193,4 +226,21 @@ fn parse_user(text: &str) -> Result<(String, String), String> {
         }
     }
     Ok((name.to_owned(), pass.to_owned()))
+}
+
+#[cfg(test)]
+mod splice_option_tests {
+    use super::*;
+
+    #[test]
+    fn splice_option_values() {
+        assert_eq!(parse_splice("off"), Ok(SplicePolicy::Off));
+        assert_eq!(parse_splice("always"), Ok(SplicePolicy::After(0)));
+        assert_eq!(parse_splice("256k"), Ok(SplicePolicy::After(256 * 1024)));
+        assert_eq!(parse_splice("1M"), Ok(SplicePolicy::After(1 << 20)));
+        assert_eq!(parse_splice("1000"), Ok(SplicePolicy::After(1000)));
+        for bad in ["", "k", "-1", "1x", "99999999999999999999g"] {
+            assert!(parse_splice(bad).is_err(), "{bad:?} accepted");
+        }
+    }
 }
