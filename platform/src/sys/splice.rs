@@ -94,7 +94,10 @@ impl Splice {
             read,
             write,
             held: 0,
-            capacity: usize::try_from(size).ok().filter(|&s| s > 0).unwrap_or(65_536),
+            capacity: usize::try_from(size)
+                .ok()
+                .filter(|&s| s > 0)
+                .unwrap_or(65_536),
             end: None,
         })
     }
@@ -170,7 +173,14 @@ pub(crate) fn run(
             moved: &mut moved,
             calls: &mut calls,
         };
-        step(&mut splice, src_fd, dst_fd, reading, queue_empty, &mut count)
+        step(
+            &mut splice,
+            src_fd,
+            dst_fd,
+            reading,
+            queue_empty,
+            &mut count,
+        )
     } else {
         (Wait::Idle, Some(Ended::Gone))
     };
@@ -315,7 +325,12 @@ mod tests {
         assert_eq!(n, 1, "descriptor never became ready");
     }
 
-    fn step_once(splice: &mut Splice, src: RawFd, dst: RawFd, queue_empty: bool) -> (Wait, Option<Ended>, usize) {
+    fn step_once(
+        splice: &mut Splice,
+        src: RawFd,
+        dst: RawFd,
+        queue_empty: bool,
+    ) -> (Wait, Option<Ended>, usize) {
         let (mut moved, mut calls) = (0, 0);
         let mut count = Count {
             moved: &mut moved,
@@ -339,13 +354,16 @@ mod tests {
             let payload = payload.clone();
             std::thread::spawn(move || {
                 client.write_all(&payload).expect("write");
-                client.shutdown(std::net::Shutdown::Write).expect("shutdown");
+                client
+                    .shutdown(std::net::Shutdown::Write)
+                    .expect("shutdown");
             })
         };
         let (mut received, mut total) = (Vec::new(), 0);
         let mut buf = vec![0u8; 1 << 16];
         loop {
-            let (wait, ended, moved) = step_once(&mut splice, src.as_raw_fd(), dst.as_raw_fd(), true);
+            let (wait, ended, moved) =
+                step_once(&mut splice, src.as_raw_fd(), dst.as_raw_fd(), true);
             total += moved;
             if let Some(Ended::Source(result)) = ended {
                 result.expect("clean end");

@@ -17,7 +17,7 @@ mod relay;
 mod resolve;
 mod tcp;
 
-pub use relay::{Dial, Relay, RelayConfig, RelaySnapshot, RelayStats, SplicePolicy};
+pub use relay::{BULK_READ, Dial, Relay, RelayConfig, RelaySnapshot, RelayStats, SplicePolicy};
 pub use resolve::{Lookup, LookupError, LookupPool};
 pub use tcp::{TcpProxy, TcpProxyConfig, UpstreamHealth};
 

@@ -50,7 +50,7 @@ fn config(ports: &[u16]) -> TcpProxyConfig {
         connect_timeout: None,
         // The in-memory transport refuses every splice: each test here also proves the
         // relay keeps copying when splicing is refused.
-        splice: SplicePolicy::After(0),
+        splice: SplicePolicy::Always,
     };
     config
 }

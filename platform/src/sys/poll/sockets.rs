@@ -419,7 +419,8 @@ impl Sockets {
         let raw = |entries: &mut [Option<Entry>], id| {
             entry_mut(entries, id).map(|e| e.source.sock_ref().as_raw_fd())
         };
-        let (Some(src_fd), Some(dst_fd)) = (raw(&mut self.entries, src), raw(&mut self.entries, dst))
+        let (Some(src_fd), Some(dst_fd)) =
+            (raw(&mut self.entries, src), raw(&mut self.entries, dst))
         else {
             return;
         };

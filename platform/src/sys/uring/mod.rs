@@ -574,7 +574,9 @@ impl Uring {
                         // so no byte is both received and spliced) and, as a destination, for
                         // room to write the pipe's bytes (after the send queue).
                         if state.want_recv
-                            && state.splice_target().is_some_and(|(_, pipe_empty)| pipe_empty)
+                            && state
+                                .splice_target()
+                                .is_some_and(|(_, pipe_empty)| pipe_empty)
                             && !slot.has(OpKind::Recv)
                             && !slot.has(OpKind::SplicePollIn)
                         {

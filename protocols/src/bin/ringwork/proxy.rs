@@ -28,8 +28,8 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub idle_timeout: Option<Duration>,
     /// tcp-proxy, socks5: when to splice a direction (move its bytes inside the kernel,
-    /// Linux): `off`, `always`, or after it carried this many bytes (`256k` by default,
-    /// `64k`, `1m`, `1000`).
+    /// Linux): `off`, `always`, or once it carried this many bytes in a row of reads of
+    /// 4 KiB or more (a bulk transfer; `64k` by default, `1m`, `1000`).
     #[arg(long, value_name = "off|always|BYTES", value_parser = parse_splice)]
     pub splice: Option<SplicePolicy>,
     /// socks5: require username/password authentication (RFC 1929) with this user
@@ -153,7 +153,7 @@ fn parse_splice(text: &str) -> Result<SplicePolicy, String> {
     let lower = text.trim().to_ascii_lowercase();
     match lower.as_str() {
         "off" | "never" => return Ok(SplicePolicy::Off),
-        "always" => return Ok(SplicePolicy::After(0)),
+        "always" => return Ok(SplicePolicy::Always),
         _ => {}
     }
     let (digits, shift) = match lower.as_bytes().last() {
@@ -165,7 +165,7 @@ fn parse_splice(text: &str) -> Result<SplicePolicy, String> {
     let bad = || format!("{text:?}: expected off, always or a byte count such as 256k");
     let n: u64 = digits.parse().map_err(|_| bad())?;
     n.checked_mul(1 << shift)
-        .map(SplicePolicy::After)
+        .map(SplicePolicy::Bulk)
         .ok_or_else(bad)
 }
 
@@ -235,10 +235,10 @@ mod splice_option_tests {
     #[test]
     fn splice_option_values() {
         assert_eq!(parse_splice("off"), Ok(SplicePolicy::Off));
-        assert_eq!(parse_splice("always"), Ok(SplicePolicy::After(0)));
-        assert_eq!(parse_splice("256k"), Ok(SplicePolicy::After(256 * 1024)));
-        assert_eq!(parse_splice("1M"), Ok(SplicePolicy::After(1 << 20)));
-        assert_eq!(parse_splice("1000"), Ok(SplicePolicy::After(1000)));
+        assert_eq!(parse_splice("always"), Ok(SplicePolicy::Always));
+        assert_eq!(parse_splice("256k"), Ok(SplicePolicy::Bulk(256 * 1024)));
+        assert_eq!(parse_splice("1M"), Ok(SplicePolicy::Bulk(1 << 20)));
+        assert_eq!(parse_splice("1000"), Ok(SplicePolicy::Bulk(1000)));
         for bad in ["", "k", "-1", "1x", "99999999999999999999g"] {
             assert!(parse_splice(bad).is_err(), "{bad:?} accepted");
         }
