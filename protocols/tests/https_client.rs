@@ -312,7 +312,10 @@ impl OpensslServer {
             .status()
             .is_ok();
         if !installed {
-            assert!(std::env::var_os("CI").is_none(), "openssl is not installed (CI is set)");
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "openssl is not installed (CI is set)"
+            );
             eprintln!("skipped: openssl not installed (scripts/install-http-test-deps.sh)");
             return None;
         }

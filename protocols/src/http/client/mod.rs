@@ -65,8 +65,8 @@ use self::conn::{ClientConn, ConnState, Exchange, Outcome, Pending};
 pub use self::error::ClientError;
 use self::pool::{Lease, Pool, PoolKey};
 pub use self::request::{ClientRequest, encode_head, is_idempotent};
-use self::tls::{DefaultConnector, TlsKey};
 pub use self::tls::{ALPN_HTTP11, TlsTarget, dangerous_insecure_connector};
+use self::tls::{DefaultConnector, TlsKey};
 use crate::http::proto::{H1Limits, Headers, ResponseHead};
 
 /// Settings of an [`HttpClient`]; the defaults suit a proxy or a service client.
@@ -403,7 +403,9 @@ async fn send<S: ResponseSink>(
                     .map_err(EngineError::from),
                 // The engine bounds a TLS connect by the reactor's connect timeout and the
                 // connector's handshake timeout (it has no per-connection connect timeout).
-                Some((connector, name)) => reactor.connect_tls(&addr.into(), &connector, name, conn),
+                Some((connector, name)) => {
+                    reactor.connect_tls(&addr.into(), &connector, name, conn)
+                }
             };
             match opened {
                 Ok(id) => {

@@ -283,5 +283,7 @@ pub(crate) fn counts(client: &Inner, addr: SocketAddr) -> (usize, usize) {
         .hosts
         .iter()
         .filter(|(key, _)| key.addr == addr)
-        .fold((0, 0), |(idle, open), (_, h)| (idle + h.idle.len(), open + h.open))
+        .fold((0, 0), |(idle, open), (_, h)| {
+            (idle + h.idle.len(), open + h.open)
+        })
 }

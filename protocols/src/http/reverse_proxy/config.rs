@@ -339,7 +339,10 @@ impl ProxyConfig {
             for (i, server) in upstream.get_ref().servers.iter().enumerate() {
                 let error = |m| lines.error(server.span(), format!("{field}.servers[{i}]"), m);
                 let entry = ServerEntry::parse(server.get_ref()).map_err(error)?;
-                if entries.first().is_some_and(|e: &ServerEntry| e.https != entry.https) {
+                if entries
+                    .first()
+                    .is_some_and(|e: &ServerEntry| e.https != entry.https)
+                {
                     return Err(error(
                         "mixes http and https servers (one scheme per upstream pool)".into(),
                     ));
@@ -527,9 +530,8 @@ fn upstream_tls(
     };
     let server_names = match &raw.tls_server_name {
         Some(name) => {
-            let parsed = server_name(name.get_ref()).map_err(|e| {
-                lines.error(name.span(), format!("{field}.tls_server_name"), e)
-            })?;
+            let parsed = server_name(name.get_ref())
+                .map_err(|e| lines.error(name.span(), format!("{field}.tls_server_name"), e))?;
             vec![parsed; entries.len()]
         }
         None => entries
@@ -537,9 +539,9 @@ fn upstream_tls(
             .zip(&raw.servers)
             .enumerate()
             .map(|(i, (entry, server))| {
-                entry.server_name().map_err(|m| {
-                    lines.error(server.span(), format!("{field}.servers[{i}]"), m)
-                })
+                entry
+                    .server_name()
+                    .map_err(|m| lines.error(server.span(), format!("{field}.servers[{i}]"), m))
             })
             .collect::<Result<_, _>>()?,
     };

@@ -441,8 +441,7 @@ async fn forward(core: Rc<Core>, out: Outgoing, respond: Responder) {
 
 /// The upstream request for one attempt on `addr` (over TLS if `tls`).
 fn upstream_request(out: &Outgoing, addr: SocketAddr, tls: Option<TlsTarget>) -> ClientRequest {
-    let mut request =
-        ClientRequest::new(out.method.clone(), addr, out.target.clone()).tls(tls);
+    let mut request = ClientRequest::new(out.method.clone(), addr, out.target.clone()).tls(tls);
     request.headers = out.headers.clone();
     if let Some(authority) = &out.authority {
         request.authority = authority.clone();

@@ -69,7 +69,10 @@ fn https_urls_verify_the_host_and_default_to_443() {
         let request = ClientRequest::from_url(url).unwrap_or_else(|e| panic!("{url}: {e}"));
         assert_eq!(request.addr, addr.parse::<SocketAddr>().unwrap(), "{url}");
         assert_eq!(&request.authority[..], authority.as_bytes(), "{url}");
-        let tls = request.tls.as_ref().unwrap_or_else(|| panic!("{url}: no tls"));
+        let tls = request
+            .tls
+            .as_ref()
+            .unwrap_or_else(|| panic!("{url}: no tls"));
         assert_eq!(tls.server_name, name, "{url}");
         assert!(tls.connector.is_none(), "{url}: the client's connector");
         // Plaintext again on request.

@@ -17,7 +17,12 @@ fn server_entries() {
         ("10.0.0.1:80", false, "10.0.0.1", "10.0.0.1:80"),
         ("http://10.0.0.1", false, "10.0.0.1", "10.0.0.1:80"),
         ("https://10.0.0.1", true, "10.0.0.1", "10.0.0.1:443"),
-        ("HTTPS://api.internal:8443/", true, "api.internal", "api.internal:8443"),
+        (
+            "HTTPS://api.internal:8443/",
+            true,
+            "api.internal",
+            "api.internal:8443",
+        ),
         ("https://[::1]:9443", true, "::1", "[::1]:9443"),
         ("https://[::1]", true, "::1", "[::1]:443"),
         ("[::1]:80", false, "::1", "[::1]:80"),
@@ -50,7 +55,10 @@ fn server_entries() {
     let ip_name = ServerName::IpAddress("127.0.0.1".parse::<IpAddr>().unwrap().into());
     assert_eq!(ip.server_name().unwrap(), ip_name);
     let dns = ServerEntry::parse("https://localhost:1").unwrap();
-    assert_eq!(dns.server_name().unwrap(), ServerName::try_from("localhost").unwrap());
+    assert_eq!(
+        dns.server_name().unwrap(),
+        ServerName::try_from("localhost").unwrap()
+    );
 }
 
 /// A temporary directory with `ca.pem`, `client.pem`/`client.key` (of the CA),
@@ -127,11 +135,17 @@ fn https_pools_load_their_files() {
     );
     let loaded = ProxyConfig::from_toml(&text).unwrap();
     let names = &loaded.upstreams[0].tls.as_ref().unwrap().server_names;
-    assert_eq!(names, &vec![ServerName::try_from("api.internal").unwrap(); 2]);
+    assert_eq!(
+        names,
+        &vec![ServerName::try_from("api.internal").unwrap(); 2]
+    );
     // Plaintext pools have no TLS.
     let loaded = ProxyConfig::from_toml(&config("\"http://127.0.0.1\"", "")).unwrap();
     assert!(loaded.upstreams[0].tls.is_none());
-    assert_eq!(loaded.upstreams[0].servers[0], "127.0.0.1:80".parse().unwrap());
+    assert_eq!(
+        loaded.upstreams[0].servers[0],
+        "127.0.0.1:80".parse().unwrap()
+    );
 }
 
 #[test]
@@ -244,7 +258,10 @@ fn tls_errors_name_line_key_and_file() {
                 message,
             }) => {
                 assert_eq!(got, field, "{text}\n{message}");
-                assert!(message.contains(&reason), "{text}\n{message} lacks {reason}");
+                assert!(
+                    message.contains(&reason),
+                    "{text}\n{message} lacks {reason}"
+                );
                 let key = field.rsplit('.').next().unwrap();
                 let key = key.split('[').next().unwrap();
                 let expected = text.lines().position(|l| l.starts_with(key)).unwrap() + 1;
