@@ -2,7 +2,7 @@
 //! loaded, and the per-core connector built from it.
 //!
 //! Owns: [`UpstreamTls`] (server names, roots, client certificate, whether to verify),
-//! [`UpstreamTls::connector`], and the parsing of one `servers` entry ([`ServerEntry`]).
+//! [`UpstreamTls::connector`], and the parsing of one `servers` entry (`ServerEntry`).
 //! Contract: PEM files are read once, when the configuration is loaded (errors name the
 //! file); each core builds its own connector from the loaded certificates (a connector's
 //! resumption cache is per connector, so cores share no lock). `verify = false` uses
