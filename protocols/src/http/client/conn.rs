@@ -15,7 +15,6 @@
 //! RFC 9110 §15.2 (1xx).
 
 use std::cell::RefCell;
-use std::net::SocketAddr;
 use std::rc::Rc;
 
 use std::task::Waker;
@@ -26,7 +25,7 @@ use ringwork::{ConnId, Context, LostReason, Protocol, Resolver, TimerId};
 use crate::http::client::body::{self, Upload};
 
 use crate::http::client::error::ClientError;
-use crate::http::client::pool::{self, Release};
+use crate::http::client::pool::{self, PoolKey, Release};
 use crate::http::client::{Inner, ResponseSink};
 use crate::http::proto::{
     BodyDecoder, BodyKind, Headers, Method, ResponseHead, Status as ParseStatus, parse_response,
@@ -215,19 +214,20 @@ impl<S: ResponseSink> Exchange for Pending<S> {
 pub(crate) struct ClientConn {
     state: Rc<RefCell<ConnState>>,
     client: Rc<Inner>,
-    addr: SocketAddr,
+    /// The server (address and TLS identity) whose pool this connection belongs to.
+    key: PoolKey,
     /// Whether the pool was told this connection is gone.
     gone: bool,
 }
 
 impl ClientConn {
-    /// The protocol of a new connection to `addr`. It holds a connection slot of the
-    /// pool from now on and frees it when lost or dropped.
-    pub(crate) fn new(state: Rc<RefCell<ConnState>>, client: Rc<Inner>, addr: SocketAddr) -> Self {
+    /// The protocol of a new connection to `key`. It holds a connection slot of the pool
+    /// from now on and frees it when lost or dropped.
+    pub(crate) fn new(state: Rc<RefCell<ConnState>>, client: Rc<Inner>, key: PoolKey) -> Self {
         Self {
             state,
             client,
-            addr,
+            key,
             gone: false,
         }
     }
@@ -369,7 +369,7 @@ impl ClientConn {
         state.reused = true;
         state.received = false;
         state.idle_timer = Some(ctx.call_later(self.client.config.idle_timeout));
-        match pool::release(&self.client, self.addr, &self.state) {
+        match pool::release(&self.client, &self.key, &self.state) {
             Release::Pooled => {}
             Release::Close => {
                 state.phase = Phase::Closed;
@@ -377,7 +377,8 @@ impl ClientConn {
             }
             Release::Waiter(resolver) => {
                 state.phase = Phase::Reserved;
-                resolver.resolve(pool::Lease::reuse(&self.client, self.addr, &self.state));
+                let lease = pool::Lease::reuse(&self.client, self.key.clone(), &self.state);
+                resolver.resolve(lease);
             }
         }
     }
@@ -507,19 +508,24 @@ impl Protocol for ClientConn {
                     state.upload_error.take().unwrap_or(ClientError::Closed)
                 }
                 (Phase::Connecting, LostReason::ConnectTimeout) => ClientError::ConnectTimeout {
-                    addr: self.addr,
+                    addr: self.key.addr,
                     timeout: self.client.config.connect_timeout,
                 },
                 (Phase::Connecting, LostReason::ConnectFailed(error)) => ClientError::Connect {
-                    addr: self.addr,
+                    addr: self.key.addr,
                     source: error.source,
+                },
+                // A failed handshake (never connected), or a TLS error later.
+                (_, LostReason::Tls(error)) => ClientError::Tls {
+                    addr: self.key.addr,
+                    error,
                 },
                 _ => ClientError::Closed,
             };
             self.fail(state, error);
         }
         self.gone = true;
-        pool::conn_gone(&self.client, self.addr, &self.state);
+        pool::conn_gone(&self.client, &self.key, &self.state);
     }
 }
 
@@ -530,7 +536,7 @@ impl Drop for ClientConn {
     fn drop(&mut self) {
         if !self.gone {
             self.gone = true;
-            pool::conn_gone(&self.client, self.addr, &self.state);
+            pool::conn_gone(&self.client, &self.key, &self.state);
         }
     }
 }

@@ -2,7 +2,10 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use ringwork::tls::{TlsConfigError, TlsError};
 
 use crate::http::proto::H1Error;
 use crate::http::server::BodyError;
@@ -11,9 +14,10 @@ use crate::http::server::BodyError;
 ///
 /// Kinds, as the style guide keeps them apart: the peer misbehaved
 /// ([`ClientError::Protocol`], [`ClientError::BodyTooLarge`], [`ClientError::Closed`],
-/// [`ClientError::ResponseTimeout`], [`ClientError::BodyTimeout`]), the network failed ([`ClientError::Connect`],
-/// [`ClientError::ConnectTimeout`]), or the caller passed something unusable
-/// ([`ClientError::BadUrl`], [`ClientError::InvalidRequest`]).
+/// [`ClientError::ResponseTimeout`], [`ClientError::BodyTimeout`], [`ClientError::Tls`]),
+/// the network failed ([`ClientError::Connect`], [`ClientError::ConnectTimeout`]), or the
+/// caller passed something unusable ([`ClientError::BadUrl`],
+/// [`ClientError::InvalidRequest`], [`ClientError::TlsConfig`]).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
@@ -34,6 +38,21 @@ pub enum ClientError {
         /// The timeout that passed.
         timeout: Duration,
     },
+    /// TLS with the server failed: the handshake (certificate not trusted, expired or for
+    /// another name; a client certificate the server wanted; no common version or suite),
+    /// its timeout, or a TLS error after it. `error` names the failure, e.g.
+    /// `tls handshake failed: invalid peer certificate: UnknownIssuer`.
+    #[error("tls to {addr}: {error}")]
+    Tls {
+        /// The server's address.
+        addr: SocketAddr,
+        /// What TLS reported.
+        #[source]
+        error: TlsError,
+    },
+    /// No TLS connector to use: the default one (system roots) could not be built.
+    #[error("tls setup: {0}")]
+    TlsConfig(#[source] Arc<TlsConfigError>),
     /// The response head did not arrive within the response timeout.
     #[error("no response head within {timeout:?}")]
     ResponseTimeout {
@@ -84,6 +103,15 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// The TLS failure, if TLS ended the exchange.
+    #[must_use]
+    pub fn tls_error(&self) -> Option<&TlsError> {
+        match self {
+            Self::Tls { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+
     /// A response-side parse error, with the body limit split out.
     pub(crate) fn from_response(error: H1Error) -> Self {
         match error {

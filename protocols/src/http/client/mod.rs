@@ -10,12 +10,31 @@
 //! connection if its method is idempotent (RFC 9110 §9.2.2): the server may have closed
 //! the idle connection just as the request went out.
 //! Does not: resolve names (addresses are `SocketAddr`; see [`ClientRequest::from_url`]),
-//! speak TLS, follow redirects, decode content codings, or pipeline. A request body is one
-//! `Bytes` or a [`StreamBody`] pulled under backpressure (see `body.rs`); a streamed
-//! request is never retried.
+//! follow redirects, decode content codings, or pipeline. A request body is one `Bytes` or
+//! a [`StreamBody`] pulled under backpressure (see `body.rs`); a streamed request is never
+//! retried.
 //! Spec: RFC 9110, RFC 9112. Tests: `request/tests.rs` (sans-IO), `tests/http_client.rs`
 //! (both backends; raw in-process servers, ringwork's server, Python's `http.server`,
-//! nginx).
+//! nginx), `tests/https_client.rs` (TLS: ringwork TLS servers, `openssl s_server`).
+//!
+//! # TLS (`https`)
+//! A request with [`ClientRequest::tls`] set (every `https://` URL) runs over TLS through
+//! the engine's TLS layer ([`Context::connect_tls`]): the server is verified as
+//! [`TlsTarget::server_name`] (the URL's host: `localhost`, or the IP literal as an IP
+//! address name) with [`TlsTarget::connector`], or the client's connector when the request
+//! brings none: the one given to [`HttpClient::set_tls_connector`], else one built on first
+//! use from the system's roots with ALPN `http/1.1` (a failure to build it is
+//! [`ClientError::TlsConfig`] for each TLS request, never a panic). The keep-alive pool
+//! keys connections by address, TLS or not, server name and connector, so a plaintext
+//! connection never carries a TLS request or the reverse. A failed handshake (untrusted
+//! certificate, another name, a client certificate the server wanted) is
+//! [`ClientError::Tls`] naming the TLS failure. For servers whose certificate cannot be
+//! verified there is [`dangerous_insecure_connector`] (encrypted, not authenticated).
+//!
+//! The engine has no per-connection connect timeout for TLS connects: a TLS connection's
+//! TCP connect is bounded by the reactor's `ReactorConfig::connect_timeout` (not
+//! [`ClientConfig::connect_timeout`]) and its handshake by the connector's handshake
+//! timeout.
 //!
 //! # Streaming
 //! [`ResponseSink`] callbacks run inside the upstream connection's engine callbacks and get
@@ -30,6 +49,7 @@ mod conn;
 mod error;
 mod pool;
 mod request;
+mod tls;
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -37,13 +57,16 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use ringwork::{Context, Deferred, LocalHandle};
+use ringwork::tls::TlsConnector;
+use ringwork::{Context, Deferred, EngineError, LocalHandle};
 
 pub use self::body::{BodySource, NextChunk, StreamBody};
 use self::conn::{ClientConn, ConnState, Exchange, Outcome, Pending};
 pub use self::error::ClientError;
-use self::pool::{Lease, Pool};
+use self::pool::{Lease, Pool, PoolKey};
 pub use self::request::{ClientRequest, encode_head, is_idempotent};
+pub use self::tls::{ALPN_HTTP11, TlsTarget, dangerous_insecure_connector};
+use self::tls::{DefaultConnector, TlsKey};
 use crate::http::proto::{H1Limits, Headers, ResponseHead};
 
 /// Settings of an [`HttpClient`]; the defaults suit a proxy or a service client.
@@ -61,9 +84,11 @@ pub struct ClientConfig {
     pub body_timeout: Duration,
     /// How long an idle pooled connection is kept. Default 90 s.
     pub idle_timeout: Duration,
-    /// Idle connections kept per server address. Default 32.
+    /// Idle connections kept per server (address, and for TLS server name and connector).
+    /// Default 32.
     pub max_idle_per_host: usize,
-    /// Connections per server address; requests beyond it wait. Default 64.
+    /// Connections per server (as for `max_idle_per_host`); requests beyond it wait.
+    /// Default 64.
     pub max_conns_per_host: usize,
     /// The `User-Agent` sent when a request has none. Default `ringwork/<version>`.
     pub user_agent: Option<String>,
@@ -129,7 +154,8 @@ pub trait ResponseSink: 'static {
     }
 }
 
-/// An HTTP/1.1 client for one core: a keep-alive pool per server address.
+/// An HTTP/1.1 client for one core: a keep-alive pool per server (address, and for TLS
+/// server name and connector).
 ///
 /// `!Send`; clones share the pool and the counters. Create one per core from the core's
 /// [`LocalHandle`] (`reactor.handle()` or `ctx.handle()`), and await its futures in tasks
@@ -154,6 +180,8 @@ pub(crate) struct Inner {
     pub(crate) handle: LocalHandle,
     pub(crate) config: ClientConfig,
     pub(crate) pool: RefCell<Pool>,
+    /// The connector of TLS requests that bring none.
+    tls: RefCell<DefaultConnector>,
     stats: Cell<ClientStats>,
     /// The reactor began a graceful shutdown: connections close instead of idling.
     pub(crate) stopping: Cell<bool>,
@@ -176,10 +204,19 @@ impl HttpClient {
                 handle,
                 config,
                 pool: RefCell::new(Pool::default()),
+                tls: RefCell::new(DefaultConnector::default()),
                 stats: Cell::new(ClientStats::default()),
                 stopping: Cell::new(false),
             }),
         }
+    }
+
+    /// The TLS connector of requests whose [`TlsTarget`] brings none (default: the system's
+    /// roots, ALPN `http/1.1`, built on first use). Build one per core: its resumption
+    /// cache is per connector. Connections already pooled keep the connector they were
+    /// made with (and are not used for requests through the new one).
+    pub fn set_tls_connector(&self, connector: TlsConnector) {
+        self.inner.tls.borrow_mut().set(connector);
     }
 
     /// The counters so far.
@@ -188,7 +225,7 @@ impl HttpClient {
         self.inner.stats.get()
     }
 
-    /// Idle pooled connections to `addr` right now.
+    /// Idle pooled connections to `addr` right now (plaintext and TLS).
     #[must_use]
     pub fn idle_connections(&self, addr: std::net::SocketAddr) -> usize {
         pool::counts(&self.inner, addr).0
@@ -257,12 +294,40 @@ impl HttpClient {
         let client = Rc::clone(&self.inner);
         async move {
             let head = encode_head(&request, client.config.user_agent.as_deref())?;
+            let connector = match &request.tls {
+                None => None,
+                Some(TlsTarget {
+                    connector: Some(connector),
+                    ..
+                }) => Some(connector.clone()),
+                Some(TlsTarget {
+                    connector: None, ..
+                }) => Some(
+                    client
+                        .tls
+                        .borrow_mut()
+                        .get()
+                        .map_err(ClientError::TlsConfig)?,
+                ),
+            };
+            let key = PoolKey {
+                addr: request.addr,
+                tls: request
+                    .tls
+                    .as_ref()
+                    .zip(connector.as_ref())
+                    .map(|(target, connector)| TlsKey::new(target.server_name.clone(), connector)),
+            };
             let mut sink = sink;
             let mut fresh = false;
             loop {
-                let lease = pool::acquire(&client, request.addr, fresh).await;
+                let lease = pool::acquire(&client, &key, fresh).await;
                 let reused = lease.pooled().is_some();
-                match send(&client, &request, head.clone(), sink, lease).await {
+                let target = Target {
+                    key: &key,
+                    connector: connector.as_ref(),
+                };
+                match send(&client, &request, target, head.clone(), sink, lease).await {
                     Outcome::Done(sink) => return Ok(sink),
                     Outcome::Failed {
                         retry: Some(again), ..
@@ -282,10 +347,17 @@ impl HttpClient {
     }
 }
 
+/// Where one attempt goes: the pool's key and, for TLS, the connector.
+struct Target<'a> {
+    key: &'a PoolKey,
+    connector: Option<&'a TlsConnector>,
+}
+
 /// Sends one attempt of a request on `lease` and waits for its outcome.
 async fn send<S: ResponseSink>(
     client: &Rc<Inner>,
     request: &ClientRequest,
+    target: Target<'_>,
     head: Bytes,
     sink: S,
     lease: Lease,
@@ -298,6 +370,12 @@ async fn send<S: ResponseSink>(
     });
     let body = request.body.clone();
     let addr = request.addr;
+    let key = target.key.clone();
+    // The connector with the name to verify, for a TLS connection.
+    let tls = target
+        .connector
+        .cloned()
+        .zip(request.tls.as_ref().map(|t| t.server_name.clone()));
     let wants_close = request.wants_close();
     let upload = request.body_stream.as_ref().and_then(|stream| {
         Some(body::Upload {
@@ -314,12 +392,22 @@ async fn send<S: ResponseSink>(
                 wants_close,
                 upload,
             )));
-            let conn = ClientConn::new(Rc::clone(&state), Rc::clone(&shared), addr);
+            let conn = ClientConn::new(Rc::clone(&state), Rc::clone(&shared), key);
             // The connection owns the slot from here on (it frees it when lost, or when
             // dropped unstarted).
             lease.consume();
             let timeout = shared.config.connect_timeout;
-            match reactor.connect_with_timeout(&addr.into(), conn, timeout) {
+            let opened = match tls {
+                None => reactor
+                    .connect_with_timeout(&addr.into(), conn, timeout)
+                    .map_err(EngineError::from),
+                // The engine bounds a TLS connect by the reactor's connect timeout and the
+                // connector's handshake timeout (it has no per-connection connect timeout).
+                Some((connector, name)) => {
+                    reactor.connect_tls(&addr.into(), &connector, name, conn)
+                }
+            };
+            match opened {
                 Ok(id) => {
                     state.borrow_mut().id = Some(id);
                     shared.count(|s| {
@@ -332,8 +420,7 @@ async fn send<S: ResponseSink>(
                     // state still holds the exchange.
                     let exchange = state.borrow_mut().exchange.take();
                     if let Some(exchange) = exchange {
-                        let source = error.source;
-                        exchange.fail(ClientError::Connect { addr, source }, false);
+                        exchange.fail(connect_error(addr, error), false);
                     }
                 }
             }
@@ -383,6 +470,21 @@ async fn send<S: ResponseSink>(
         error: ClientError::Closed,
         retry: None,
     })
+}
+
+/// Why a connection could not be opened, as a [`ClientError`].
+fn connect_error(addr: std::net::SocketAddr, error: EngineError) -> ClientError {
+    match error {
+        EngineError::Op(error) => ClientError::Connect {
+            addr,
+            source: error.source,
+        },
+        EngineError::Tls(error) => ClientError::Tls { addr, error },
+        other => ClientError::Connect {
+            addr,
+            source: std::io::Error::other(other.to_string()),
+        },
+    }
 }
 
 /// The sink of [`HttpClient::request`]: buffers everything.

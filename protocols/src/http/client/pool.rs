@@ -1,9 +1,12 @@
-//! The per-core keep-alive pool: idle connections per server address, the per-host
-//! connection limit, and the queue of requests waiting for a connection.
+//! The per-core keep-alive pool: idle connections per server, the per-host connection
+//! limit, and the queue of requests waiting for a connection.
 //!
-//! Owns: [`Pool`] (per-address [`Host`] bookkeeping), [`Lease`] (the right to use one
+//! Owns: [`Pool`] (per-[`PoolKey`] [`Host`] bookkeeping), [`Lease`] (the right to use one
 //! pooled connection or to open one new connection), [`acquire`].
-//! Contract: `Host::open` counts every connection of that address from the moment a
+//! Contract: a server is a [`PoolKey`]: its address, and for TLS the verified server name
+//! and the connector, so a plaintext connection and a TLS one to the same address (or two
+//! TLS ones verified as different names) are never handed out for each other.
+//! `Host::open` counts every connection of that key from the moment a
 //! [`Lease::New`] is granted until its `connection_lost` (or until the unused lease is
 //! given back), so it never exceeds `max_conns_per_host`. Pool borrows are never held while
 //! user code, a resolver or a drop that could re-enter the pool runs: a dropped lease gives
@@ -19,14 +22,23 @@ use ringwork::{Deferred, Resolver};
 
 use crate::http::client::Inner;
 use crate::http::client::conn::{ConnState, Phase};
+use crate::http::client::tls::TlsKey;
 
-/// Connections of every server address this core talks to.
+/// Connections of every server this core talks to.
 #[derive(Default)]
 pub(crate) struct Pool {
-    hosts: HashMap<SocketAddr, Host>,
+    hosts: HashMap<PoolKey, Host>,
 }
 
-/// One server address.
+/// Which connections may carry a request: same address, same TLS (or none).
+#[derive(Clone, Debug, Eq, Hash, PartialEq)]
+pub(crate) struct PoolKey {
+    pub(crate) addr: SocketAddr,
+    /// `None`: plaintext.
+    pub(crate) tls: Option<TlsKey>,
+}
+
+/// One server (address and TLS identity).
 #[derive(Default)]
 struct Host {
     /// Idle keep-alive connections, most recently used last.
@@ -49,7 +61,7 @@ struct Waiter {
 /// Dropped unused (its future was dropped), it gives itself back on the next reactor job.
 pub(crate) struct Lease {
     client: Rc<Inner>,
-    addr: SocketAddr,
+    key: PoolKey,
     kind: Option<LeaseKind>,
 }
 
@@ -62,21 +74,17 @@ enum LeaseKind {
 }
 
 impl Lease {
-    fn new(client: &Rc<Inner>, addr: SocketAddr, kind: LeaseKind) -> Self {
+    fn new(client: &Rc<Inner>, key: PoolKey, kind: LeaseKind) -> Self {
         Self {
             client: Rc::clone(client),
-            addr,
+            key,
             kind: Some(kind),
         }
     }
 
     /// A lease on `conn`, already marked [`Phase::Reserved`].
-    pub(crate) fn reuse(
-        client: &Rc<Inner>,
-        addr: SocketAddr,
-        conn: &Rc<RefCell<ConnState>>,
-    ) -> Self {
-        Self::new(client, addr, LeaseKind::Reuse(Rc::clone(conn)))
+    pub(crate) fn reuse(client: &Rc<Inner>, key: PoolKey, conn: &Rc<RefCell<ConnState>>) -> Self {
+        Self::new(client, key, LeaseKind::Reuse(Rc::clone(conn)))
     }
 
     /// The pooled connection this lease grants; `None` for a new-connection slot.
@@ -98,36 +106,36 @@ impl Drop for Lease {
     fn drop(&mut self) {
         let Some(kind) = self.kind.take() else { return };
         let client = Rc::clone(&self.client);
-        let addr = self.addr;
+        let key = self.key.clone();
         // A job, not a direct call: a lease may be dropped inside a resolver or while the
         // pool or a connection's state is borrowed.
         self.client
             .handle
-            .run(move |_| give_back(&client, addr, kind));
+            .run(move |_| give_back(&client, key, kind));
     }
 }
 
-/// Waits for the right to send a request to `addr`: a pooled idle connection (unless
+/// Waits for the right to send a request to `key`: a pooled idle connection (unless
 /// `fresh`), else a new connection if the host is below its limit, else the next one to
 /// free up.
-pub(crate) async fn acquire(client: &Rc<Inner>, addr: SocketAddr, fresh: bool) -> Lease {
+pub(crate) async fn acquire(client: &Rc<Inner>, key: &PoolKey, fresh: bool) -> Lease {
     loop {
         let (deferred, evict) = {
             let mut pool = client.pool.borrow_mut();
-            let host = pool.hosts.entry(addr).or_default();
+            let host = pool.hosts.entry(key.clone()).or_default();
             if !fresh {
                 while let Some(conn) = host.idle.pop() {
                     let mut state = conn.borrow_mut();
                     if state.phase.is_idle() {
                         state.phase = Phase::Reserved;
                         drop(state);
-                        return Lease::new(client, addr, LeaseKind::Reuse(conn));
+                        return Lease::new(client, key.clone(), LeaseKind::Reuse(conn));
                     }
                 }
             }
             if host.open < client.config.max_conns_per_host {
                 host.open += 1;
-                return Lease::new(client, addr, LeaseKind::New);
+                return Lease::new(client, key.clone(), LeaseKind::New);
             }
             // A fresh request at the limit makes room by closing an idle connection; its
             // `connection_lost` hands the slot to the oldest waiter.
@@ -158,18 +166,18 @@ fn close_idle(client: &Rc<Inner>, conn: &Rc<RefCell<ConnState>>) {
 
 /// Returns an unused lease: a pooled connection goes back to idle, a new-connection slot
 /// goes to the next waiter.
-fn give_back(client: &Rc<Inner>, addr: SocketAddr, kind: LeaseKind) {
+fn give_back(client: &Rc<Inner>, key: PoolKey, kind: LeaseKind) {
     match kind {
         LeaseKind::Reuse(conn) => {
             if !matches!(conn.borrow().phase, Phase::Reserved) {
                 return;
             }
             conn.borrow_mut().phase = Phase::Idle;
-            if let Some(next) = offer_idle(client, addr, &conn) {
-                next.resolve(Lease::new(client, addr, LeaseKind::Reuse(conn)));
+            if let Some(next) = offer_idle(client, &key, &conn) {
+                next.resolve(Lease::new(client, key, LeaseKind::Reuse(conn)));
             }
         }
-        LeaseKind::New => slot_freed(client, addr),
+        LeaseKind::New => slot_freed(client, &key),
     }
 }
 
@@ -187,10 +195,10 @@ pub(crate) enum Release {
 /// else keeps or closes it. Returns the waiter to resolve with the connection reserved.
 fn offer_idle(
     client: &Rc<Inner>,
-    addr: SocketAddr,
+    key: &PoolKey,
     conn: &Rc<RefCell<ConnState>>,
 ) -> Option<Resolver<Lease>> {
-    match release(client, addr, conn) {
+    match release(client, key, conn) {
         Release::Waiter(resolver) => {
             conn.borrow_mut().phase = Phase::Reserved;
             Some(resolver)
@@ -205,13 +213,9 @@ fn offer_idle(
 
 /// Decides where an idle connection goes; see [`Release`]. Does not borrow `conn`'s state
 /// (its protocol may hold it): on [`Release::Waiter`] the caller marks it reserved.
-pub(crate) fn release(
-    client: &Rc<Inner>,
-    addr: SocketAddr,
-    conn: &Rc<RefCell<ConnState>>,
-) -> Release {
+pub(crate) fn release(client: &Rc<Inner>, key: &PoolKey, conn: &Rc<RefCell<ConnState>>) -> Release {
     let mut pool = client.pool.borrow_mut();
-    let host = pool.hosts.entry(addr).or_default();
+    let host = pool.hosts.entry(key.clone()).or_default();
     while let Some(waiter) = host.waiters.front() {
         if waiter.resolver.is_canceled() {
             host.waiters.pop_front();
@@ -233,22 +237,22 @@ pub(crate) fn release(
     Release::Pooled
 }
 
-/// A connection of `addr` is gone: forget it and give its slot to the next waiter.
-pub(crate) fn conn_gone(client: &Rc<Inner>, addr: SocketAddr, conn: &Rc<RefCell<ConnState>>) {
+/// A connection of `key` is gone: forget it and give its slot to the next waiter.
+pub(crate) fn conn_gone(client: &Rc<Inner>, key: &PoolKey, conn: &Rc<RefCell<ConnState>>) {
     {
         let mut pool = client.pool.borrow_mut();
-        if let Some(host) = pool.hosts.get_mut(&addr) {
+        if let Some(host) = pool.hosts.get_mut(key) {
             host.idle.retain(|c| !Rc::ptr_eq(c, conn));
         }
     }
-    slot_freed(client, addr);
+    slot_freed(client, key);
 }
 
-/// One connection slot of `addr` is free: the oldest live waiter gets it.
-fn slot_freed(client: &Rc<Inner>, addr: SocketAddr) {
+/// One connection slot of `key` is free: the oldest live waiter gets it.
+fn slot_freed(client: &Rc<Inner>, key: &PoolKey) {
     let next = {
         let mut pool = client.pool.borrow_mut();
-        let Some(host) = pool.hosts.get_mut(&addr) else {
+        let Some(host) = pool.hosts.get_mut(key) else {
             return;
         };
         host.open = host.open.saturating_sub(1);
@@ -261,21 +265,25 @@ fn slot_freed(client: &Rc<Inner>, addr: SocketAddr) {
             }
         }
         if next.is_none() && host.open == 0 && host.idle.is_empty() {
-            pool.hosts.remove(&addr);
+            pool.hosts.remove(key);
         }
         next
     };
     if let Some(resolver) = next {
-        resolver.resolve(Lease::new(client, addr, LeaseKind::New));
+        resolver.resolve(Lease::new(client, key.clone(), LeaseKind::New));
     }
 }
 
-/// Idle connections and open connections of `addr` (for stats and tests).
+/// Idle connections and open connections to `addr`, plaintext and TLS together (for stats
+/// and tests).
 pub(crate) fn counts(client: &Inner, addr: SocketAddr) -> (usize, usize) {
     client
         .pool
         .borrow()
         .hosts
-        .get(&addr)
-        .map_or((0, 0), |h| (h.idle.len(), h.open))
+        .iter()
+        .filter(|(key, _)| key.addr == addr)
+        .fold((0, 0), |(idle, open), (_, h)| {
+            (idle + h.idle.len(), open + h.open)
+        })
 }

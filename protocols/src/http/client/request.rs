@@ -1,18 +1,21 @@
-//! [`ClientRequest`]: what the client sends, its builder, `http://` URL parsing and the
-//! request's wire form (sans-IO: no sockets, no clock).
+//! [`ClientRequest`]: what the client sends, its builder, `http://` and `https://` URL
+//! parsing and the request's wire form (sans-IO: no sockets, no clock).
 //!
 //! Owns: the request value, [`ClientRequest::from_url`] (literal IPs and `localhost` only)
 //! and [`encode_head`], which picks the framing fields (Host, Content-Length, User-Agent).
-//! Does not: resolve names (no DNS), speak TLS, or follow redirects.
-//! Spec: RFC 9110 §7.2 (Host), §8.6 (Content-Length), §4.2.1 (http URI);
-//! RFC 9112 §3.2.1 (origin-form). Tests: `tests.rs` beside this module.
+//! Does not: resolve names (no DNS), run TLS (a request only says whether and as which
+//! name to verify the server: [`TlsTarget`]), or follow redirects.
+//! Spec: RFC 9110 §7.2 (Host), §8.6 (Content-Length), §4.2.1 (http URI), §4.2.2 (https
+//! URI); RFC 9112 §3.2.1 (origin-form). Tests: `tests.rs` beside this module.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use bytes::{Bytes, BytesMut};
+use ringwork::tls::ServerName;
 
 use crate::http::client::body::StreamBody;
 use crate::http::client::error::ClientError;
+use crate::http::client::tls::TlsTarget;
 use crate::http::proto::encode;
 use crate::http::proto::{Headers, Method, Version};
 
@@ -30,6 +33,8 @@ pub struct ClientRequest {
     pub authority: Bytes,
     /// Where to connect.
     pub addr: SocketAddr,
+    /// TLS to the server (`https`), or `None` for plaintext.
+    pub tls: Option<TlsTarget>,
     /// Header fields to send.
     pub headers: Headers,
     /// The body (may be empty). Ignored when `body_stream` is set.
@@ -48,6 +53,7 @@ impl ClientRequest {
             target: target.into(),
             authority: Bytes::from(addr.to_string()),
             addr,
+            tls: None,
             headers: Headers::new(),
             body: Bytes::new(),
             body_stream: None,
@@ -60,25 +66,31 @@ impl ClientRequest {
         Self::new(Method::Get, addr, target)
     }
 
-    /// A `GET` from an `http://` URL: `http://127.0.0.1:8080/x?y`, `http://[::1]/`,
-    /// `http://localhost:3000/` (change the method with [`ClientRequest::method`]). The
-    /// fragment is dropped; the port defaults to 80.
+    /// A `GET` from an `http://` or `https://` URL: `http://127.0.0.1:8080/x?y`,
+    /// `http://[::1]/`, `https://localhost:8443/` (change the method with
+    /// [`ClientRequest::method`]). The fragment is dropped; the port defaults to 80 for
+    /// `http` and 443 for `https`.
     ///
-    /// There is no DNS: the host must be an IP literal or `localhost` (127.0.0.1).
+    /// There is no DNS: the host must be an IP literal or `localhost` (127.0.0.1). An
+    /// `https` request verifies the server as the URL's host: the DNS name `localhost`, or
+    /// the IP address ([`ServerName::IpAddress`]); change it with [`ClientRequest::tls`].
     ///
     /// # Errors
-    /// [`ClientError::BadUrl`] for another scheme (`https` included), a host name, user
-    /// info, an empty host or a bad port.
+    /// [`ClientError::BadUrl`] for another scheme, a host name, user info, an empty host or
+    /// a bad port.
     pub fn from_url(url: &str) -> Result<Self, ClientError> {
         let bad = |reason| ClientError::BadUrl { reason };
-        let scheme_end = url.find("://").ok_or(bad("no scheme (expected http://)"))?;
+        let scheme_end = url
+            .find("://")
+            .ok_or(bad("no scheme (expected http:// or https://)"))?;
         let scheme = &url[..scheme_end];
-        if scheme.eq_ignore_ascii_case("https") {
-            return Err(bad("https is not supported (no TLS in this client)"));
-        }
-        if !scheme.eq_ignore_ascii_case("http") {
-            return Err(bad("only the http scheme is supported"));
-        }
+        let (https, default_port) = if scheme.eq_ignore_ascii_case("http") {
+            (false, 80)
+        } else if scheme.eq_ignore_ascii_case("https") {
+            (true, 443)
+        } else {
+            return Err(bad("only the http and https schemes are supported"));
+        };
         let rest = &url[scheme_end + 3..];
         let rest = rest.split('#').next().unwrap_or_default();
         let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
@@ -86,10 +98,11 @@ impl ClientRequest {
         if authority.contains('@') {
             return Err(bad("user info is not supported"));
         }
-        let (host, port) = split_host_port(authority)?;
+        let (host, port) = split_host_port(authority, default_port)?;
+        let localhost = host.eq_ignore_ascii_case("localhost");
         let ip = match host {
             "" => return Err(bad("empty host")),
-            h if h.eq_ignore_ascii_case("localhost") => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            _ if localhost => IpAddr::V4(Ipv4Addr::LOCALHOST),
             h => match h.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
                 Some(v6) => IpAddr::V6(v6.parse().map_err(|_| bad("malformed IPv6 address"))?),
                 None => IpAddr::V4(h.parse().map_err(|_| {
@@ -107,6 +120,14 @@ impl ClientRequest {
         }
         let mut request = Self::get(SocketAddr::new(ip, port), target);
         request.authority = Bytes::copy_from_slice(authority.as_bytes());
+        if https {
+            let server_name = if localhost {
+                ServerName::try_from("localhost").map_err(|_| bad("invalid server name"))?
+            } else {
+                ServerName::IpAddress(ip.into())
+            };
+            request.tls = Some(TlsTarget::new(server_name));
+        }
         Ok(request)
     }
 
@@ -138,6 +159,14 @@ impl ClientRequest {
         self
     }
 
+    /// Sends the request over TLS as `tls` says (replacing what the URL implied), or in
+    /// plaintext with `None`.
+    #[must_use]
+    pub fn tls(mut self, tls: impl Into<Option<TlsTarget>>) -> Self {
+        self.tls = tls.into();
+        self
+    }
+
     /// Replaces the `Host` value.
     #[must_use]
     pub fn authority(mut self, authority: impl Into<Bytes>) -> Self {
@@ -160,8 +189,8 @@ pub fn is_idempotent(method: &Method) -> bool {
     )
 }
 
-/// Splits `host[:port]` (`[v6]:port` for IPv6); the port defaults to 80.
-fn split_host_port(authority: &str) -> Result<(&str, u16), ClientError> {
+/// Splits `host[:port]` (`[v6]:port` for IPv6); the port defaults to `default_port`.
+fn split_host_port(authority: &str, default_port: u16) -> Result<(&str, u16), ClientError> {
     let bad = |reason| ClientError::BadUrl { reason };
     let (host, port) = if authority.starts_with('[') {
         let close = authority.find(']').ok_or(bad("unclosed IPv6 bracket"))?;
@@ -180,7 +209,7 @@ fn split_host_port(authority: &str) -> Result<(&str, u16), ClientError> {
         }
     };
     let port = match port {
-        None => 80,
+        None => default_port,
         Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
             p.parse().map_err(|_| bad("port out of range"))?
         }

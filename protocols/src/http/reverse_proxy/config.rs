@@ -4,22 +4,28 @@
 //! Owns: [`ProxyConfig`] (validated), [`ConfigError`], [`ProxyConfig::from_toml`].
 //! Contract: every problem is reported with the line it is on (1-based) and the field,
 //! e.g. `line 12: routes[1].upstream: no upstream named "apu"`. Server names that are not
-//! IP literals are resolved once, here (at start-up, blocking).
+//! IP literals are resolved once, here (at start-up, blocking). The PEM files of `https://`
+//! pools (`tls_ca`, `tls_cert`, `tls_key`) are read here too, and a connector is built once
+//! to check them, so a missing file, bad PEM or a key that does not fit is a load error.
+//! Paths are relative to the configuration file's directory ([`ProxyConfig::load`]) or to
+//! the working directory ([`ProxyConfig::from_toml`]).
 //! Does not: open sockets. The format is documented in `docs/http-proxy.md`.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ringwork::tls::{load_certificates, load_private_key, server_name};
 use serde::Deserialize;
 use toml::Spanned;
 
 use crate::endpoint::Endpoint;
 use crate::http::reverse_proxy::headers::ForwardedMode;
 use crate::http::reverse_proxy::routing::{HostPattern, Route, RouteTable};
+use crate::http::reverse_proxy::upstream_tls::{Material, ServerEntry, UpstreamTls};
 
 /// A validated proxy configuration.
 #[derive(Clone, Debug)]
@@ -73,7 +79,7 @@ impl Default for Timeouts {
 }
 
 /// One upstream pool.
-#[derive(Clone, Debug, Eq, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct UpstreamConfig {
     /// The name routes use.
     pub name: String,
@@ -81,6 +87,8 @@ pub struct UpstreamConfig {
     pub servers: Vec<SocketAddr>,
     /// How long a failed server is skipped. Default 10 s.
     pub backoff: Duration,
+    /// TLS to the servers (`https://` servers), `None` for plaintext.
+    pub tls: Option<UpstreamTls>,
 }
 
 /// Why a configuration was refused. The display text is not stable.
@@ -145,6 +153,11 @@ struct RawForwarded {
 struct RawUpstream {
     servers: Vec<Spanned<String>>,
     backoff: Option<Spanned<Scalar>>,
+    tls_ca: Option<Spanned<String>>,
+    tls_server_name: Option<Spanned<String>>,
+    tls_verify: Option<Spanned<bool>>,
+    tls_cert: Option<Spanned<String>>,
+    tls_key: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -205,14 +218,20 @@ impl ProxyConfig {
             path: path.display().to_string(),
             message: e.to_string(),
         })?;
-        Self::from_toml(&source)
+        Self::parse(&source, path.parent())
     }
 
-    /// Parses and validates a configuration.
+    /// Parses and validates a configuration (file paths in it are relative to the working
+    /// directory).
     ///
     /// # Errors
     /// [`ConfigError::Invalid`] naming the line and field of the first problem.
     pub fn from_toml(source: &str) -> Result<Self, ConfigError> {
+        Self::parse(source, None)
+    }
+
+    /// [`ProxyConfig::from_toml`] with relative paths taken from `base`.
+    fn parse(source: &str, base: Option<&Path>) -> Result<Self, ConfigError> {
         let lines = Lines { source };
         let raw: Raw = toml::from_str(source).map_err(|e| ConfigError::Invalid {
             line: e.span().map(|s| lines.line(s)),
@@ -316,20 +335,39 @@ impl ProxyConfig {
                 return Err(lines.error(upstream.span(), format!("{field}.servers"), "no servers"));
             }
             let mut servers = Vec::new();
+            let mut entries = Vec::new();
             for (i, server) in upstream.get_ref().servers.iter().enumerate() {
-                let addr = resolve(server.get_ref())
-                    .map_err(|m| lines.error(server.span(), format!("{field}.servers[{i}]"), m))?;
-                servers.push(addr);
+                let error = |m| lines.error(server.span(), format!("{field}.servers[{i}]"), m);
+                let entry = ServerEntry::parse(server.get_ref()).map_err(error)?;
+                if entries
+                    .first()
+                    .is_some_and(|e: &ServerEntry| e.https != entry.https)
+                {
+                    return Err(error(
+                        "mixes http and https servers (one scheme per upstream pool)".into(),
+                    ));
+                }
+                servers.push(resolve(&entry.authority).map_err(error)?);
+                entries.push(entry);
             }
             let backoff = duration(
                 &upstream.get_ref().backoff,
                 &format!("{field}.backoff"),
                 Duration::from_secs(10),
             )?;
+            let tls = upstream_tls(&lines, &field, upstream.get_ref(), &entries, base)?;
+            if tls.as_ref().is_some_and(|t| !t.verify) {
+                tracing::warn!(
+                    upstream = %name,
+                    "{field}.tls_verify = false: the certificates of its servers are NOT \
+                     verified; anyone on the path to them can read and change the traffic"
+                );
+            }
             upstreams.push(UpstreamConfig {
                 name: name.clone(),
                 servers,
                 backoff,
+                tls,
             });
         }
 
@@ -413,6 +451,119 @@ impl ProxyConfig {
             routes: RouteTable::new(routes),
         })
     }
+}
+
+/// The TLS settings of the pool `field` (`upstreams.NAME`) with servers `entries`: `None`
+/// for `http` servers (where any `tls_*` key is an error). Reads the PEM files and builds a
+/// connector once, so every file problem is reported now, naming the key.
+fn upstream_tls(
+    lines: &Lines<'_>,
+    field: &str,
+    raw: &RawUpstream,
+    entries: &[ServerEntry],
+    base: Option<&Path>,
+) -> Result<Option<UpstreamTls>, ConfigError> {
+    let https = entries.first().is_some_and(|e| e.https);
+    let spans = [
+        ("tls_ca", raw.tls_ca.as_ref().map(Spanned::span)),
+        (
+            "tls_server_name",
+            raw.tls_server_name.as_ref().map(Spanned::span),
+        ),
+        ("tls_verify", raw.tls_verify.as_ref().map(Spanned::span)),
+        ("tls_cert", raw.tls_cert.as_ref().map(Spanned::span)),
+        ("tls_key", raw.tls_key.as_ref().map(Spanned::span)),
+    ];
+    if !https {
+        if let Some((key, Some(span))) = spans.into_iter().find(|(_, span)| span.is_some()) {
+            return Err(lines.error(
+                span,
+                format!("{field}.{key}"),
+                "TLS options need https:// servers (write \"https://host:port\")",
+            ));
+        }
+        return Ok(None);
+    }
+    let path = |value: &Spanned<String>| match base {
+        Some(base) => base.join(value.get_ref()),
+        None => PathBuf::from(value.get_ref()),
+    };
+    let verify = raw.tls_verify.as_ref().is_none_or(|v| *v.get_ref());
+    let mut material = Material::default();
+    let mut ca = None;
+    if let Some(value) = &raw.tls_ca {
+        if !verify {
+            return Err(lines.error(
+                value.span(),
+                format!("{field}.tls_ca"),
+                "has no use with tls_verify = false (nothing is verified)",
+            ));
+        }
+        let file = path(value);
+        let certs = load_certificates(&file)
+            .map_err(|e| lines.error(value.span(), format!("{field}.tls_ca"), e))?;
+        material.roots = Some(certs);
+        ca = Some(file);
+    }
+    let client_cert = match (&raw.tls_cert, &raw.tls_key) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => {
+            let (cert_file, key_file) = (path(cert), path(key));
+            let chain = load_certificates(&cert_file)
+                .map_err(|e| lines.error(cert.span(), format!("{field}.tls_cert"), e))?;
+            let private = load_private_key(&key_file)
+                .map_err(|e| lines.error(key.span(), format!("{field}.tls_key"), e))?;
+            material.client_cert = Some((chain, private));
+            Some((cert_file, key_file))
+        }
+        (Some(value), None) | (None, Some(value)) => {
+            let (given, missing) = match raw.tls_cert {
+                Some(_) => ("tls_cert", "tls_key"),
+                None => ("tls_key", "tls_cert"),
+            };
+            return Err(lines.error(
+                value.span(),
+                format!("{field}.{given}"),
+                format!("needs {missing} too (a client certificate and its key)"),
+            ));
+        }
+    };
+    let server_names = match &raw.tls_server_name {
+        Some(name) => {
+            let parsed = server_name(name.get_ref())
+                .map_err(|e| lines.error(name.span(), format!("{field}.tls_server_name"), e))?;
+            vec![parsed; entries.len()]
+        }
+        None => entries
+            .iter()
+            .zip(&raw.servers)
+            .enumerate()
+            .map(|(i, (entry, server))| {
+                entry
+                    .server_name()
+                    .map_err(|m| lines.error(server.span(), format!("{field}.servers[{i}]"), m))
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let tls = UpstreamTls::new(server_names, verify, ca, client_cert, material);
+    // The key must fit the certificate, and the system roots (if used) must load: build a
+    // connector once now so that the cores never meet these errors.
+    if let Err(error) = tls.connector(Duration::from_secs(1)) {
+        let span = raw
+            .tls_cert
+            .as_ref()
+            .or(raw.tls_ca.as_ref())
+            .map(Spanned::span)
+            .or_else(|| raw.servers.first().map(Spanned::span))
+            .unwrap_or(0..0);
+        let key = match (&raw.tls_cert, &raw.tls_ca) {
+            (Some(_), _) => "tls_cert",
+            (None, Some(_)) => "tls_ca",
+            (None, None) => "servers",
+        };
+        return Err(lines.error(span, format!("{field}.{key}"), error));
+    }
+    Ok(Some(tls))
 }
 
 /// `30` (seconds), `"250ms"`, `"5s"`, `"2m"`, `"1h"`.

@@ -18,29 +18,42 @@
 //!    client's connection is over its write high watermark, the upstream connection
 //!    pauses reading until it drains.
 //!
-//! A server that refuses connections or times out connecting is skipped for the pool's
-//! back-off; a body-less request is then tried on the next server.
-//! Does not: speak TLS, upgrade connections (WebSocket), cache, or retry a request that
+//! A server that refuses connections, times out connecting or fails the TLS handshake is
+//! skipped for the pool's back-off; a body-less request is then tried on the next server.
+//!
+//! Upstreams may be `https://` ([`upstream_tls`]): each core builds its own connector per
+//! pool (roots from `tls_ca` or the system, an optional client certificate, or no
+//! verification with `tls_verify = false`), the client pools TLS connections like plain
+//! ones (keyed by address and server name), and a failed handshake is 502 with a log line
+//! naming the upstream and the TLS error. `X-Forwarded-Proto` still describes the client's
+//! side.
+//! Does not: terminate TLS itself on listeners of the config file (use `tls:` endpoints on
+//! the command line), upgrade connections (WebSocket), cache, or retry a request that
 //! reached an upstream. Spec: RFC 9110 §7.6 (intermediaries), RFC 7239 (Forwarded).
-//! Tests: `tests.rs` (routing, headers, config), `tests/reverse_proxy.rs` (both backends).
+//! Tests: `tests.rs` (routing, headers, config), `tests/reverse_proxy.rs` and
+//! `tests/reverse_proxy_tls.rs` (both backends).
 
 pub mod config;
 pub mod headers;
 pub mod routing;
+pub mod upstream_tls;
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use ringwork::tls::{ServerName, TlsConfigError, TlsConnector, TlsError};
 use ringwork::{Context, LocalHandle};
 
 pub use self::config::{ConfigError, ProxyConfig, Timeouts, UpstreamConfig};
 pub use self::headers::{ForwardedMode, Hop, add_forwarded, add_via, strip_hop_by_hop};
 pub use self::routing::{HostPattern, Route, RouteTable, UpstreamPool};
+pub use self::upstream_tls::UpstreamTls;
 use crate::http::client::{
-    ClientConfig, ClientError, ClientRequest, HttpClient, ResponseSink, StreamBody,
+    ClientConfig, ClientError, ClientRequest, HttpClient, ResponseSink, StreamBody, TlsTarget,
 };
 use crate::http::proto::{Headers, Method, RequestHead, ResponseHead};
 use crate::http::server::{
@@ -49,13 +62,19 @@ use crate::http::server::{
 
 /// The reply to a client when forwarding failed before any response head was sent.
 ///
-/// RFC 9110 §15.6.3 (502): the upstream was unreachable, refused, closed early or sent an
-/// invalid response; §15.6.5 (504): it did not answer (or accept the connection) in time;
-/// a broken request body from the client is the client's error (400).
+/// RFC 9110 §15.6.3 (502): the upstream was unreachable, refused, failed TLS (an untrusted
+/// certificate, another name), closed early or sent an invalid response; §15.6.5 (504): it
+/// did not answer, accept the connection or finish the TLS handshake in time; a broken
+/// request body from the client is the client's error (400).
 #[must_use]
 pub fn status_for(error: &ClientError) -> u16 {
     match error {
-        ClientError::ConnectTimeout { .. } | ClientError::ResponseTimeout { .. } => 504,
+        ClientError::ConnectTimeout { .. }
+        | ClientError::ResponseTimeout { .. }
+        | ClientError::Tls {
+            error: TlsError::HandshakeTimeout,
+            ..
+        } => 504,
         ClientError::RequestBody(_) | ClientError::RequestBodyLength { .. } => 400,
         _ => 502,
     }
@@ -104,12 +123,58 @@ struct Core {
     client: HttpClient,
     routes: RouteTable,
     pools: RefCell<Vec<UpstreamPool>>,
+    /// Per pool (same index): TLS to its servers, `None` for plaintext.
+    tls: Vec<Option<PoolTls>>,
     forwarded: ForwardedMode,
     proto: String,
 }
 
+/// How one core reaches the servers of an `https://` pool.
+struct PoolTls {
+    /// This core's connector (an error if it could not be built; each request then fails
+    /// with 502 and says why).
+    connector: Result<TlsConnector, Arc<TlsConfigError>>,
+    /// The name each server is verified as.
+    names: Vec<(SocketAddr, ServerName<'static>)>,
+}
+
+impl PoolTls {
+    fn new(name: &str, tls: &UpstreamTls, servers: &[SocketAddr], config: &ProxyConfig) -> Self {
+        let connector = tls.connector(config.timeouts.connect).map_err(|error| {
+            tracing::error!(upstream = %name, %error, "cannot build the upstream TLS connector");
+            Arc::new(error)
+        });
+        let names = servers
+            .iter()
+            .copied()
+            .zip(tls.server_names.iter().cloned())
+            .collect();
+        Self { connector, names }
+    }
+
+    /// The TLS of a request to `addr`.
+    fn target(&self, addr: SocketAddr) -> Result<TlsTarget, ClientError> {
+        let connector = self.connector.clone().map_err(ClientError::TlsConfig)?;
+        let server_name = self
+            .names
+            .iter()
+            .find(|(a, _)| *a == addr)
+            .map(|(_, name)| name.clone())
+            // `pick` returns one of the pool's servers, which all have a name.
+            .ok_or(ClientError::BadUrl {
+                reason: "no TLS server name for this upstream",
+            })?;
+        Ok(TlsTarget {
+            server_name,
+            connector: Some(connector),
+        })
+    }
+}
+
 impl ReverseProxy {
-    /// The proxy for the core of `handle`.
+    /// The proxy for the core of `handle`. Builds this core's TLS connectors for `https://`
+    /// pools (a failure is logged and answered 502 per request; the configuration was
+    /// checked when loaded, so this needs the system roots to vanish in between).
     #[must_use]
     pub fn new(handle: LocalHandle, config: &ProxyConfig) -> Self {
         let pools = config
@@ -117,11 +182,20 @@ impl ReverseProxy {
             .iter()
             .map(|u| UpstreamPool::new(u.name.clone(), &u.servers, u.backoff))
             .collect();
+        let tls = config
+            .upstreams
+            .iter()
+            .map(|u| {
+                let tls = u.tls.as_ref()?;
+                Some(PoolTls::new(&u.name, tls, &u.servers, config))
+            })
+            .collect();
         Self {
             core: Rc::new(Core {
                 client: HttpClient::new(handle, client_config(config)),
                 routes: config.routes.clone(),
                 pools: RefCell::new(pools),
+                tls,
                 forwarded: config.forwarded,
                 proto: config.proto.clone(),
             }),
@@ -300,7 +374,19 @@ async fn forward(core: Rc<Core>, out: Outgoing, respond: Responder) {
         let Some(addr) = core.pools.borrow_mut()[out.upstream].pick(Instant::now()) else {
             break;
         };
-        let request = upstream_request(&out, addr);
+        let pool = core.pools.borrow()[out.upstream].name.clone();
+        let tls = match core.tls.get(out.upstream).and_then(Option::as_ref) {
+            None => None,
+            Some(tls) => match tls.target(addr) {
+                Ok(target) => Some(target),
+                Err(error) => {
+                    tracing::warn!(upstream = %addr, %pool, %error, "no TLS to this upstream");
+                    failure = Some(error);
+                    break;
+                }
+            },
+        };
+        let request = upstream_request(&out, addr, tls);
         let sink = ProxySink {
             down: Rc::clone(&down),
         };
@@ -310,9 +396,25 @@ async fn forward(core: Rc<Core>, out: Outgoing, respond: Responder) {
                 return;
             }
             Err(error @ (ClientError::Connect { .. } | ClientError::ConnectTimeout { .. })) => {
-                tracing::warn!(upstream = %addr, %error, "upstream unreachable; backing off");
+                tracing::warn!(upstream = %addr, %pool, %error, "upstream unreachable; backing off");
                 core.pools.borrow_mut()[out.upstream].mark_failed(addr, Instant::now());
                 failure = Some(error);
+            }
+            // The request was not sent: as for an unreachable server.
+            Err(error @ ClientError::Tls { .. })
+                if error.tls_error().is_some_and(TlsError::is_handshake) =>
+            {
+                tracing::warn!(
+                    upstream = %addr, %pool, %error,
+                    "upstream TLS handshake failed; backing off"
+                );
+                core.pools.borrow_mut()[out.upstream].mark_failed(addr, Instant::now());
+                failure = Some(error);
+            }
+            Err(error @ ClientError::Tls { .. }) => {
+                tracing::warn!(upstream = %addr, %pool, %error, "upstream TLS failed");
+                failure = Some(error);
+                break;
             }
             Err(error) => {
                 tracing::debug!(upstream = %addr, %error, "forwarding failed");
@@ -337,9 +439,9 @@ async fn forward(core: Rc<Core>, out: Outgoing, respond: Responder) {
     }
 }
 
-/// The upstream request for one attempt on `addr`.
-fn upstream_request(out: &Outgoing, addr: SocketAddr) -> ClientRequest {
-    let mut request = ClientRequest::new(out.method.clone(), addr, out.target.clone());
+/// The upstream request for one attempt on `addr` (over TLS if `tls`).
+fn upstream_request(out: &Outgoing, addr: SocketAddr, tls: Option<TlsTarget>) -> ClientRequest {
+    let mut request = ClientRequest::new(out.method.clone(), addr, out.target.clone()).tls(tls);
     request.headers = out.headers.clone();
     if let Some(authority) = &out.authority {
         request.authority = authority.clone();

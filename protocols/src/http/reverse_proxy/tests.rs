@@ -303,6 +303,15 @@ fn error_statuses() {
         status_for(&ClientError::RequestBody(BodyError::Closed)),
         400
     );
+    // TLS: an untrusted or wrong certificate is a bad gateway; a handshake that does not
+    // finish in time is a timeout.
+    let untrusted = ringwork::tls::rustls::Error::InvalidCertificate(
+        ringwork::tls::rustls::CertificateError::UnknownIssuer,
+    );
+    let tls = |error| ClientError::Tls { addr, error };
+    assert_eq!(status_for(&tls(TlsError::Handshake(untrusted))), 502);
+    assert_eq!(status_for(&tls(TlsError::ClosedDuringHandshake)), 502);
+    assert_eq!(status_for(&tls(TlsError::HandshakeTimeout)), 504);
 }
 
 // --- configuration ---

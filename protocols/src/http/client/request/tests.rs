@@ -2,6 +2,8 @@
 
 use std::net::SocketAddr;
 
+use ringwork::tls::ServerName;
+
 use crate::http::client::error::ClientError;
 use crate::http::client::request::{ClientRequest, encode_head, is_idempotent};
 use crate::http::proto::Method;
@@ -36,6 +38,45 @@ fn urls_that_parse() {
         assert_eq!(&request.authority[..], authority.as_bytes(), "{url}");
         assert_eq!(&request.target[..], target.as_bytes(), "{url}");
         assert_eq!(request.method, Method::Get, "{url}");
+        assert!(request.tls.is_none(), "{url}: plaintext");
+    }
+}
+
+#[test]
+fn https_urls_verify_the_host_and_default_to_443() {
+    // (url, addr, authority, server name)
+    let table = [
+        (
+            "https://127.0.0.1/x",
+            "127.0.0.1:443",
+            "127.0.0.1",
+            ServerName::IpAddress("127.0.0.1".parse::<std::net::IpAddr>().unwrap().into()),
+        ),
+        (
+            "HTTPS://localhost:8443/",
+            "127.0.0.1:8443",
+            "localhost:8443",
+            ServerName::try_from("localhost").unwrap(),
+        ),
+        (
+            "https://[::1]:9443",
+            "[::1]:9443",
+            "[::1]:9443",
+            ServerName::IpAddress("::1".parse::<std::net::IpAddr>().unwrap().into()),
+        ),
+    ];
+    for (url, addr, authority, name) in table {
+        let request = ClientRequest::from_url(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert_eq!(request.addr, addr.parse::<SocketAddr>().unwrap(), "{url}");
+        assert_eq!(&request.authority[..], authority.as_bytes(), "{url}");
+        let tls = request
+            .tls
+            .as_ref()
+            .unwrap_or_else(|| panic!("{url}: no tls"));
+        assert_eq!(tls.server_name, name, "{url}");
+        assert!(tls.connector.is_none(), "{url}: the client's connector");
+        // Plaintext again on request.
+        assert!(request.tls(None).tls.is_none());
     }
 }
 
@@ -43,8 +84,11 @@ fn urls_that_parse() {
 fn urls_that_fail() {
     // (url, reason contains)
     let table = [
-        ("https://127.0.0.1/", "https"),
-        ("ftp://127.0.0.1/", "only the http scheme"),
+        ("ftp://127.0.0.1/", "only the http and https schemes"),
+        ("httpss://127.0.0.1/", "only the http and https schemes"),
+        ("https://example.com/", "no DNS"),
+        ("https://user@127.0.0.1/", "user info"),
+        ("https://127.0.0.1:0x1bb/", "malformed port"),
         ("127.0.0.1:80/", "no scheme"),
         ("http://example.com/", "no DNS"),
         ("http:///path", "empty host"),
