@@ -309,6 +309,22 @@ impl<'a> Context<'a> {
         protocol: impl Protocol,
     ) -> Result<ConnId, crate::EngineError> {
         let timeout = self.state.config.connect_timeout;
+        self.connect_tls_with_timeout(addr, connector, server_name, protocol, timeout)
+    }
+
+    /// [`Context::connect_tls`] with its own timeout for the TCP connect (the handshake that
+    /// follows is bounded by the connector's handshake timeout).
+    ///
+    /// # Errors
+    /// Creating the socket failed, or rustls could not start a session.
+    pub fn connect_tls_with_timeout(
+        &mut self,
+        addr: &SockAddr,
+        connector: &crate::tls::TlsConnector,
+        server_name: crate::tls::ServerName<'static>,
+        protocol: impl Protocol,
+        timeout: Duration,
+    ) -> Result<ConnId, crate::EngineError> {
         connect_tls(
             self.state,
             self.io,

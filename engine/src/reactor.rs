@@ -340,8 +340,24 @@ impl Reactor {
         server_name: crate::tls::ServerName<'static>,
         protocol: impl Protocol,
     ) -> Result<ConnId, EngineError> {
-        self.refresh_now();
         let timeout = self.state.config.connect_timeout;
+        self.connect_tls_with_timeout(addr, connector, server_name, protocol, timeout)
+    }
+
+    /// [`Reactor::connect_tls`] with its own timeout for the TCP connect (see
+    /// [`Context::connect_tls_with_timeout`](crate::Context::connect_tls_with_timeout)).
+    ///
+    /// # Errors
+    /// Creating the socket failed, or rustls could not start a session.
+    pub fn connect_tls_with_timeout(
+        &mut self,
+        addr: &SockAddr,
+        connector: &crate::tls::TlsConnector,
+        server_name: crate::tls::ServerName<'static>,
+        protocol: impl Protocol,
+        timeout: Duration,
+    ) -> Result<ConnId, EngineError> {
+        self.refresh_now();
         context::connect_tls(
             &mut self.state,
             &mut self.driver,

@@ -287,3 +287,31 @@ ringwork::platform::test_all_backends! {
         );
     }
 }
+
+ringwork::platform::test_all_backends! {
+    /// A TLS connect that hangs in TCP ends with ConnectTimeout after its own timeout, not
+    /// the reactor's 10 s default (the handshake never starts).
+    fn tls_timeout_per_connect(backend: BackendChoice) {
+        use ringwork::testing::certs::TestCa;
+        use ringwork::tls::{Roots, TlsConnector, server_name};
+        let Some(mut reactor) = reactor(backend) else { return };
+        let backlog = FullBacklog::new();
+        let ca = TestCa::new();
+        let connector = TlsConnector::builder()
+            .roots(Roots::Certificates(vec![ca.cert.clone()]))
+            .build()
+            .expect("connector");
+        let (client, log) = recorded(Hello(b"never sent".to_vec()));
+        let start = Instant::now();
+        let name = server_name("localhost").expect("name");
+        reactor
+            .connect_tls_with_timeout(&backlog.addr.into(), &connector, name, client, TIMEOUT)
+            .expect("connect");
+        wait(
+            &mut reactor,
+            |_| log.borrow().is_lost(),
+            || format!("the hanging TLS connect to time out: {}", log.borrow().summary()),
+        );
+        assert_timed_out(&log, start, TIMEOUT);
+    }
+}

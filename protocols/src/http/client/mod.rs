@@ -31,10 +31,8 @@
 //! [`ClientError::Tls`] naming the TLS failure. For servers whose certificate cannot be
 //! verified there is [`dangerous_insecure_connector`] (encrypted, not authenticated).
 //!
-//! The engine has no per-connection connect timeout for TLS connects: a TLS connection's
-//! TCP connect is bounded by the reactor's `ReactorConfig::connect_timeout` (not
-//! [`ClientConfig::connect_timeout`]) and its handshake by the connector's handshake
-//! timeout.
+//! A TLS connection's TCP connect is bounded by [`ClientConfig::connect_timeout`] and its
+//! handshake by the connector's handshake timeout.
 //!
 //! # Streaming
 //! [`ResponseSink`] callbacks run inside the upstream connection's engine callbacks and get
@@ -401,10 +399,10 @@ async fn send<S: ResponseSink>(
                 None => reactor
                     .connect_with_timeout(&addr.into(), conn, timeout)
                     .map_err(EngineError::from),
-                // The engine bounds a TLS connect by the reactor's connect timeout and the
-                // connector's handshake timeout (it has no per-connection connect timeout).
+                // The connect timeout bounds TCP; the connector's handshake timeout
+                // bounds the handshake after it.
                 Some((connector, name)) => {
-                    reactor.connect_tls(&addr.into(), &connector, name, conn)
+                    reactor.connect_tls_with_timeout(&addr.into(), &connector, name, conn, timeout)
                 }
             };
             match opened {
