@@ -167,7 +167,7 @@ impl<'a> Context<'a> {
     /// [`EngineError::Splice`](crate::EngineError::Splice) when either connection is not
     /// open, runs TLS, is still reading a preamble, or this one is spliced already or its
     /// stream ended; [`EngineError::Op`](crate::EngineError::Op) when the driver refuses
-    /// (not Linux, the in-memory transport of [`testing`](crate::testing), out of
+    /// (not Linux, the in-memory transport of `ringwork::testing`, out of
     /// descriptors for the pipe). Nothing changed then: keep copying.
     pub fn splice_into(&mut self, to: ConnId) -> Result<(), crate::EngineError> {
         crate::splice::start(self.state, self.io, self.conn, to)

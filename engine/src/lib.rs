@@ -11,6 +11,10 @@
 //! - [`Runtime`]: one pinned reactor per core, SO_REUSEPORT listeners, cross-core messages
 //!   ([`Cores`]) and graceful shutdown ([`ShutdownHandle`], SIGINT/SIGTERM).
 //! - [`DatagramProtocol`] for UDP.
+//! - [`resolve::LookupPool`]: name resolution (`getaddrinfo`) on a few blocking threads,
+//!   awaited from the reactor without blocking it.
+//! - [`Context::splice_into`]: hand a connection's input to another connection inside the
+//!   kernel (Linux), for bulk relaying.
 //! - `ringwork::testing` (feature `testing`): `StringTransport`, a protocol on an in-memory
 //!   connection under a manual clock, running the reactor's own dispatch — protocol tests
 //!   without sockets or sleeps.
@@ -32,6 +36,7 @@ mod local;
 mod preamble;
 mod protocol;
 mod reactor;
+pub mod resolve;
 mod runtime;
 mod splice;
 mod state;

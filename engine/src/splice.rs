@@ -11,7 +11,7 @@
 //! them as it did before the call, and the driver keeps them ahead of spliced bytes.
 //! Does not: splice TLS connections (their bytes must pass through rustls), connections
 //! still reading a preamble, or anything on the in-memory transport of
-//! [`testing`](crate::testing) (`Err`, so protocols keep copying there).
+//! `ringwork::testing` (`Err`, so protocols keep copying there).
 //!
 //! [`Context::splice_into`]: crate::Context::splice_into
 //! [`Context::spliced_bytes`]: crate::Context::spliced_bytes

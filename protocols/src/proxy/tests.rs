@@ -308,57 +308,6 @@ fn a_large_delivery_waits_in_the_overflow_not_in_the_engine() {
     assert!(!t.is_reading_paused());
 }
 
-/// Polls `future` to completion on this thread (parks between wakes).
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    use std::sync::Arc;
-    use std::task::{Context as TaskContext, Poll, Wake, Waker};
-
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = TaskContext::from_waker(&waker);
-    let mut future = std::pin::pin!(future);
-    loop {
-        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
-            return out;
-        }
-        std::thread::park();
-    }
-}
-
-#[test]
-fn the_lookup_pool_resolves_off_thread_and_survives_its_users() {
-    use super::{LookupError, LookupPool};
-
-    let pool = LookupPool::new(2, 4).expect("threads");
-    let addrs = block_on(pool.lookup("127.0.0.1", 80).expect("queued")).expect("resolved");
-    assert_eq!(addrs, [SocketAddr::from(([127, 0, 0, 1], 80))]);
-    let addrs = block_on(pool.lookup("localhost", 8080).expect("queued")).expect("resolved");
-    assert!(
-        addrs
-            .iter()
-            .all(|a| a.port() == 8080 && a.ip().is_loopback())
-    );
-    assert!(matches!(
-        block_on(pool.lookup("no-such-host.invalid", 1).expect("queued")),
-        Err(LookupError::Failed { .. } | LookupError::NoAddresses { .. })
-    ));
-    // A lookup nobody awaits any more, then the pool itself dropped with one pending: the
-    // waiter gets an answer either way, and nothing panics.
-    drop(pool.lookup("localhost", 1).expect("queued"));
-    let pending = pool.lookup("localhost", 2).expect("queued");
-    drop(pool);
-    let outcome = block_on(pending);
-    assert!(
-        matches!(outcome, Ok(_) | Err(LookupError::Stopped)),
-        "{outcome:?}"
-    );
-}
-
 #[test]
 fn a_big_held_request_with_eof_is_all_sent_before_the_pair_closes() {
     let mut config = config(&[9000]);

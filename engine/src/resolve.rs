@@ -12,6 +12,9 @@
 //! is ever joined from a reactor thread.
 //! Does not: cache, or bound the time of one lookup (the system resolver's own timeouts
 //! apply; callers set their own deadline).
+//!
+//! It lives in the engine because it owns threads (protocols own none, see STYLE.md); the
+//! SOCKS5 server and anything else that resolves names share it.
 
 use std::future::Future;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -217,5 +220,59 @@ impl Future for Lookup {
 impl std::fmt::Debug for Lookup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Lookup").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Polls `future` to completion on this thread (parks between wakes).
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        use std::sync::Arc;
+        use std::task::{Context as TaskContext, Poll, Wake, Waker};
+
+        struct Unpark(std::thread::Thread);
+        impl Wake for Unpark {
+            fn wake(self: Arc<Self>) {
+                self.0.unpark();
+            }
+        }
+        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+        let mut cx = TaskContext::from_waker(&waker);
+        let mut future = std::pin::pin!(future);
+        loop {
+            if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+                return out;
+            }
+            std::thread::park();
+        }
+    }
+
+    #[test]
+    fn the_lookup_pool_resolves_off_thread_and_survives_its_users() {
+        let pool = LookupPool::new(2, 4).expect("threads");
+        let addrs = block_on(pool.lookup("127.0.0.1", 80).expect("queued")).expect("resolved");
+        assert_eq!(addrs, [SocketAddr::from(([127, 0, 0, 1], 80))]);
+        let addrs = block_on(pool.lookup("localhost", 8080).expect("queued")).expect("resolved");
+        assert!(
+            addrs
+                .iter()
+                .all(|a| a.port() == 8080 && a.ip().is_loopback())
+        );
+        assert!(matches!(
+            block_on(pool.lookup("no-such-host.invalid", 1).expect("queued")),
+            Err(LookupError::Failed { .. } | LookupError::NoAddresses { .. })
+        ));
+        // A lookup nobody awaits any more, then the pool itself dropped with one pending: the
+        // waiter gets an answer either way, and nothing panics.
+        drop(pool.lookup("localhost", 1).expect("queued"));
+        let pending = pool.lookup("localhost", 2).expect("queued");
+        drop(pool);
+        let outcome = block_on(pending);
+        assert!(
+            matches!(outcome, Ok(_) | Err(LookupError::Stopped)),
+            "{outcome:?}"
+        );
     }
 }
