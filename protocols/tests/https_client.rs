@@ -12,12 +12,9 @@ mod common;
 
 use std::cell::RefCell;
 use std::future::Future;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::rc::Rc;
-use std::sync::mpsc;
-use std::thread;
 
 use common::{LIMIT, TempDir};
 use ringwork::platform::{BackendChoice, testing};
@@ -322,34 +319,7 @@ impl OpensslServer {
         let dir = TempDir::new(name);
         let ca = TestCa::new();
         let (cert, key) = ca.server(&["localhost"]).write_pem(&dir.0, "server");
-        let mut child = Command::new("openssl")
-            .args(["s_server", "-accept", "127.0.0.1:0", "-www", "-cert"])
-            .arg(&cert)
-            .arg("-key")
-            .arg(&key)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start openssl s_server");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = line.strip_prefix("ACCEPT ") {
-                    let _ = tx.send(addr.parse::<SocketAddr>());
-                }
-            }
-        });
-        let addr = match rx.recv_timeout(LIMIT) {
-            Ok(Ok(addr)) => addr,
-            other => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("openssl s_server did not say where it listens: {other:?}");
-            }
-        };
+        let (child, addr) = common::openssl_s_server_www(&cert, &key);
         Some(OpensslServer {
             ca,
             addr,

@@ -12,12 +12,11 @@ mod common;
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::future::Future;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::rc::Rc;
-use std::sync::{Arc, Mutex, mpsc};
-use std::thread;
+use std::sync::{Arc, Mutex};
 
 use common::{LIMIT, TempDir};
 use ringwork::platform::{BackendChoice, testing};
@@ -437,34 +436,7 @@ impl OpensslServer {
         let ca = TestCa::new();
         std::fs::write(dir.0.join("ca.pem"), &ca.cert_pem).expect("write ca.pem");
         let (cert, key) = ca.server(&["localhost"]).write_pem(&dir.0, "server");
-        let mut child = Command::new("openssl")
-            .args(["s_server", "-accept", "127.0.0.1:0", "-www", "-cert"])
-            .arg(&cert)
-            .arg("-key")
-            .arg(&key)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start openssl s_server");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = line.strip_prefix("ACCEPT ") {
-                    let _ = tx.send(addr.parse::<SocketAddr>());
-                }
-            }
-        });
-        let addr = match rx.recv_timeout(LIMIT) {
-            Ok(Ok(addr)) => addr,
-            other => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("openssl s_server did not say where it listens: {other:?}");
-            }
-        };
+        let (child, addr) = common::openssl_s_server_www(&cert, &key);
         Some(OpensslServer { dir, addr, child })
     }
 }

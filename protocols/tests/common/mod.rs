@@ -384,3 +384,41 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Starts `openssl s_server -www` on a free loopback port with `cert` and `key` (PEM) and
+/// returns it with the address it printed (`ACCEPT host:port`); fails after [`LIMIT`].
+pub fn openssl_s_server_www(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> (std::process::Child, std::net::SocketAddr) {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("openssl")
+        .args(["s_server", "-accept", "127.0.0.1:0", "-www", "-cert"])
+        .arg(cert)
+        .arg("-key")
+        .arg(key)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start openssl s_server");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(addr) = line.strip_prefix("ACCEPT ") {
+                let _ = tx.send(addr.parse::<std::net::SocketAddr>());
+            }
+        }
+    });
+    match rx.recv_timeout(LIMIT) {
+        Ok(Ok(addr)) => (child, addr),
+        other => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("openssl s_server did not say where it listens: {other:?}");
+        }
+    }
+}
