@@ -6,8 +6,9 @@
 //! [`LIMIT`]); external servers are waited for by reading their output or exit status.
 #![cfg(feature = "engine")]
 
+mod reactor_support;
+
 use std::cell::{Cell, RefCell};
-use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -15,8 +16,9 @@ use std::process::{Child, Command, Stdio};
 use std::rc::Rc;
 use std::time::Duration;
 
-use ringwork::platform::{BackendChoice, testing};
-use ringwork::{Context, DriverConfig, Protocol, Reactor, ReactorConfig};
+use reactor_support::{LIMIT, block_on, reactor};
+use ringwork::platform::BackendChoice;
+use ringwork::{Context, Protocol, Reactor};
 use ringwork_protocols::http::client::{
     BodySource, ClientConfig, ClientError, ClientRequest, ClientResponse, HttpClient, NextChunk,
     ResponseSink, StreamBody,
@@ -26,37 +28,6 @@ use ringwork_protocols::http::proto::{H1Error, H1Limits, Headers, Method, Respon
 use ringwork_protocols::http::server::{
     BodyError, Handler, HttpServer, Request, Responder, Response, ServerConfig,
 };
-
-/// Overall deadline of one wait.
-const LIMIT: Duration = Duration::from_secs(20);
-
-fn reactor(backend: BackendChoice) -> Option<Reactor> {
-    testing::driver(backend, DriverConfig::default())?;
-    let driver = DriverConfig {
-        backend,
-        ..DriverConfig::default()
-    };
-    Some(Reactor::new(ReactorConfig::default(), driver).expect("create a reactor"))
-}
-
-/// Runs `future` on `reactor` until it resolves (at most [`LIMIT`]).
-fn block_on<T: 'static>(reactor: &mut Reactor, future: impl Future<Output = T> + 'static) -> T {
-    let slot = Rc::new(RefCell::new(None));
-    let out = Rc::clone(&slot);
-    reactor.spawn_local(async move {
-        let value = future.await;
-        *out.borrow_mut() = Some(value);
-    });
-    let done = reactor
-        .run_until(LIMIT, |_| slot.borrow().is_some())
-        .expect("reactor turn");
-    assert!(
-        done,
-        "{} backend: no result within {LIMIT:?}",
-        reactor.backend()
-    );
-    slot.borrow_mut().take().expect("checked above")
-}
 
 /// What the raw server does with one request.
 struct Reply {

@@ -8,21 +8,22 @@
 #![cfg(feature = "engine")]
 
 mod common;
+mod reactor_support;
 
 use std::cell::RefCell;
 use std::collections::HashSet;
-use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
-use common::{LIMIT, TempDir};
-use ringwork::platform::{BackendChoice, testing};
+use common::TempDir;
+use reactor_support::{block_on, reactor};
+use ringwork::platform::BackendChoice;
 use ringwork::testing::certs::{TestCa, TestCert};
 use ringwork::tls::{ClientAuth, TlsAcceptor};
-use ringwork::{ConnId, DriverConfig, Reactor, ReactorConfig};
+use ringwork::{ConnId, Reactor};
 use ringwork_protocols::http::client::{
     BodySource, ClientConfig, ClientRequest, ClientResponse, HttpClient, NextChunk, StreamBody,
 };
@@ -31,34 +32,6 @@ use ringwork_protocols::http::reverse_proxy::{ProxyConfig, ReverseProxy, server_
 use ringwork_protocols::http::server::{
     BodyError, Handler, HttpServer, Request, Responder, Response, ServerConfig,
 };
-
-fn reactor(backend: BackendChoice) -> Option<Reactor> {
-    testing::driver(backend, DriverConfig::default())?;
-    let driver = DriverConfig {
-        backend,
-        ..DriverConfig::default()
-    };
-    Some(Reactor::new(ReactorConfig::default(), driver).expect("create a reactor"))
-}
-
-/// Runs `future` on `reactor` until it resolves (at most [`LIMIT`]).
-fn block_on<T: 'static>(reactor: &mut Reactor, future: impl Future<Output = T> + 'static) -> T {
-    let slot = Rc::new(RefCell::new(None));
-    let out = Rc::clone(&slot);
-    reactor.spawn_local(async move {
-        let value = future.await;
-        *out.borrow_mut() = Some(value);
-    });
-    let done = reactor
-        .run_until(LIMIT, |_| slot.borrow().is_some())
-        .expect("reactor turn");
-    assert!(
-        done,
-        "{} backend: no result within {LIMIT:?}",
-        reactor.backend()
-    );
-    slot.borrow_mut().take().expect("checked above")
-}
 
 fn get(reactor: &mut Reactor, client: &HttpClient, request: ClientRequest) -> ClientResponse {
     block_on(reactor, client.request(request)).expect("a response from the proxy")
