@@ -32,21 +32,16 @@ pub(crate) fn start(
     from: ConnId,
     to: ConnId,
 ) -> Result<(), EngineError> {
-    let usable = |state: &State, id: ConnId| {
-        state
-            .conns
-            .get(id)
-            .is_some_and(|c| c.phase == Phase::Open && !c.closing && c.preamble.is_none())
-    };
     if from == to {
         return refuse("a connection cannot be spliced into itself");
     }
-    if !usable(state, from) || !usable(state, to) {
+    let usable =
+        |c: &&crate::state::Conn| c.phase == Phase::Open && !c.closing && c.preamble.is_none();
+    let (Some(source), Some(dest)) = (
+        state.conns.get(from).filter(usable),
+        state.conns.get(to).filter(usable),
+    ) else {
         return refuse("both connections must be open (connected, not closing)");
-    }
-    let (source, dest) = match (state.conns.get(from), state.conns.get(to)) {
-        (Some(source), Some(dest)) => (source, dest),
-        _ => return refuse("both connections must be open (connected, not closing)"),
     };
     if source.is_tls() || dest.is_tls() {
         return refuse("TLS connections cannot be spliced (their bytes pass through rustls)");
