@@ -691,6 +691,8 @@ ringwork::platform::test_all_backends! {
         server.shutdown(LIMIT);
         let resp = client.response();
         assert_eq!((resp.status, resp.text().as_str()), (200, "deferred"));
+        // Answered after the shutdown began: the client learns not to reuse the connection.
+        assert_eq!(resp.header("connection"), Some("close"));
         client.expect_closed();
         server.join();
     }

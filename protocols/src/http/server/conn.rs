@@ -276,7 +276,19 @@ impl Protocol for ServerConnection {
 
     fn shutdown_started(&mut self, ctx: &mut Context<'_>) {
         if let Some(state) = &self.state {
-            state.borrow_mut().draining = true;
+            {
+                let mut s = state.borrow_mut();
+                s.draining = true;
+                // Requests read before the shutdown but not answered yet get their answer
+                // with `Connection: close`, so the client does not send another request
+                // on a connection that closes after it. (Answers already framed keep
+                // their field; the connection still closes after them.)
+                for slot in &mut s.slots {
+                    if matches!(slot.state, SlotState::Pending) {
+                        slot.keep_alive = false;
+                    }
+                }
+            }
             drive(state, ctx, None);
         }
     }
