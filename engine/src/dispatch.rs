@@ -83,7 +83,18 @@ pub(crate) fn run_notices(state: &mut State, io: &mut dyn Io) {
             Notice::WriteDrained => call(state, io, id, |p, ctx| p.write_drained(ctx)),
             Notice::ShutdownStarted => call(state, io, id, |p, ctx| p.shutdown_started(ctx)),
             Notice::Stash => deliver_stash(state, io, id),
+            Notice::Wake => call(state, io, id, |p, ctx| p.woken(ctx)),
             Notice::Lost(reason) => lost(state, io, id, reason),
+        }
+    }
+}
+
+/// Queues a `woken` callback for each connection asked for with
+/// [`LocalHandle::wake`](crate::LocalHandle::wake) that is still there.
+pub(crate) fn queue_wakes(state: &mut State, wakes: Vec<ConnId>) {
+    for id in wakes {
+        if state.conns.active_mut(id).is_some() {
+            state.notices.push_back((id, Notice::Wake));
         }
     }
 }

@@ -11,6 +11,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::executor::{Deferred, JoinHandle};
+use crate::protocol::ConnId;
 use crate::reactor::Reactor;
 
 type Job = Box<dyn FnOnce(&mut Reactor)>;
@@ -20,6 +21,8 @@ type Task = Pin<Box<dyn Future<Output = ()>>>;
 pub(crate) struct LocalQueue {
     pub(crate) jobs: Vec<Job>,
     pub(crate) spawns: Vec<Task>,
+    /// Connections whose protocol gets [`Protocol::woken`](crate::Protocol::woken).
+    pub(crate) wakes: Vec<ConnId>,
 }
 
 /// A cheap, cloneable handle to this core's reactor for code that cannot borrow it: futures
@@ -34,6 +37,15 @@ impl LocalHandle {
     /// Runs `f` on the reactor after the current callback or task poll, in the same turn.
     pub fn run(&self, f: impl FnOnce(&mut Reactor) + 'static) {
         self.queue.borrow_mut().jobs.push(Box::new(f));
+    }
+
+    /// Calls [`Protocol::woken`](crate::Protocol::woken) on connection `conn`'s protocol after
+    /// the current callback or task poll, in the same turn: how code that holds no borrow of
+    /// a protocol (a future, a value handed to a handler, another connection's callback) asks
+    /// it to look at work queued for it. Each call is one `woken` callback (coalesce on your
+    /// side when that matters); a connection that is gone, or is lost by then, gets none.
+    pub fn wake(&self, conn: ConnId) {
+        self.queue.borrow_mut().wakes.push(conn);
     }
 
     /// Spawns a future on this core's executor. It is first polled in this turn, after the
@@ -64,6 +76,6 @@ impl LocalHandle {
 
     pub(crate) fn is_idle(&self) -> bool {
         let queue = self.queue.borrow();
-        queue.jobs.is_empty() && queue.spawns.is_empty()
+        queue.jobs.is_empty() && queue.spawns.is_empty() && queue.wakes.is_empty()
     }
 }

@@ -199,6 +199,14 @@ pub trait Protocol: 'static {
         let _ = ctx;
     }
 
+    /// Someone asked this connection to look at work queued for it, through
+    /// [`LocalHandle::wake`](crate::LocalHandle::wake) (a future that answered a request, a
+    /// value handed to an application, another connection's callback). Runs in the same turn,
+    /// after the callback or task poll that asked. The default does nothing.
+    fn woken(&mut self, ctx: &mut Context<'_>) {
+        let _ = ctx;
+    }
+
     /// A timer set with [`Context::call_later`] or [`Context::call_every`] fired.
     fn timer_fired(&mut self, ctx: &mut Context<'_>, timer: TimerId) {
         let _ = (ctx, timer);

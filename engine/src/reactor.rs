@@ -757,13 +757,16 @@ impl Reactor {
     /// may queue more, with a bound so a task that keeps waking itself cannot stall the turn.
     fn run_local(&mut self) {
         for _ in 0..16 {
-            let (jobs, spawns) = {
+            let (jobs, spawns, wakes) = {
                 let mut queue = self.state.local.queue.borrow_mut();
                 (
                     std::mem::take(&mut queue.jobs),
                     std::mem::take(&mut queue.spawns),
+                    std::mem::take(&mut queue.wakes),
                 )
             };
+            dispatch::queue_wakes(&mut self.state, wakes);
+            self.run_notices();
             for task in spawns {
                 drop(self.executor.spawn_local(task));
             }

@@ -45,6 +45,8 @@ pub(crate) enum Notice {
     WriteDrained,
     /// Deliver bytes stashed while reading was paused (then a held-back EOF).
     Stash,
+    /// `woken` (asked for through [`LocalHandle::wake`](crate::LocalHandle::wake)).
+    Wake,
     /// `connection_lost`, then the connection is removed.
     Lost(LostReason),
 }

@@ -30,6 +30,7 @@
 pub mod basic;
 pub mod endpoint;
 pub mod http;
+pub mod kit;
 #[cfg(feature = "engine")]
 pub mod proxy;
 pub mod proxy_protocol;

@@ -12,7 +12,8 @@
 //! only with [`StringTransport::advance`].
 //! Does not: open sockets, read the system clock, sleep, or run [`LocalHandle::run`](crate::LocalHandle::run) jobs
 //! (they need a real [`Reactor`](crate::Reactor); the transport panics when one is queued).
-//! Futures spawned with [`LocalHandle::spawn_local`](crate::LocalHandle::spawn_local) do run.
+//! Futures spawned with [`LocalHandle::spawn_local`](crate::LocalHandle::spawn_local) do
+//! run, and [`LocalHandle::wake`](crate::LocalHandle::wake) reaches its connection.
 //! Tests: `tests.rs` (the engine's protocol-level tests).
 //!
 //! # Examples
@@ -754,14 +755,19 @@ impl StringTransport {
 
     /// Spawns the futures queued through [`LocalHandle`](crate::LocalHandle) and polls ready tasks.
     fn run_local(&mut self) {
-        let spawns = {
+        let (spawns, wakes) = {
             let mut queue = self.state.local.queue.borrow_mut();
             assert!(
                 queue.jobs.is_empty(),
                 "StringTransport cannot run LocalHandle::run jobs (they need a Reactor)"
             );
-            std::mem::take(&mut queue.spawns)
+            (
+                std::mem::take(&mut queue.spawns),
+                std::mem::take(&mut queue.wakes),
+            )
         };
+        dispatch::queue_wakes(&mut self.state, wakes);
+        dispatch::run_notices(&mut self.state, &mut self.io);
         for task in spawns {
             drop(self.executor.spawn_local(task));
         }

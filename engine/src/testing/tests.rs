@@ -1052,3 +1052,43 @@ fn no_backpressure_callbacks_after_close() {
         "{seen:?}"
     );
 }
+
+/// Counts `woken` callbacks; writes `woke N` on each.
+struct Wakeable {
+    woken: Rc<RefCell<usize>>,
+}
+
+impl Protocol for Wakeable {
+    fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
+        if data == b"wake" {
+            // From inside a callback: the wake runs after it, in the same step.
+            ctx.handle().wake(ctx.id());
+        }
+    }
+
+    fn woken(&mut self, ctx: &mut Context<'_>) {
+        *self.woken.borrow_mut() += 1;
+        let n = *self.woken.borrow();
+        ctx.write(format!("woke {n}\n").as_bytes());
+    }
+}
+
+#[test]
+fn wake_calls_woken_once_per_wake_and_never_after_the_connection_is_gone() {
+    let woken = Rc::new(RefCell::new(0));
+    let mut t = StringTransport::new(Wakeable {
+        woken: Rc::clone(&woken),
+    });
+    t.feed(b"wake");
+    assert_eq!(t.take_written(), b"woke 1\n");
+    // From outside any callback (a future, a value kept elsewhere).
+    let (handle, id) = t.with_context(|ctx| (ctx.handle(), ctx.id()));
+    handle.wake(id);
+    handle.wake(id);
+    t.with_context(|_| {});
+    assert_eq!(t.take_written(), b"woke 2\nwoke 3\n");
+    t.with_context(|ctx| ctx.abort());
+    handle.wake(id);
+    t.with_context(|_| {});
+    assert_eq!(*woken.borrow(), 3, "a lost connection is not woken");
+}

@@ -1,0 +1,416 @@
+//! The one engine adapter: any [`Machine`] on a ringwork connection.
+//!
+//! Owns: [`Adapter`] (the [`Protocol`] that drives a machine for an [`Application`]),
+//! [`Mailbox`] (how code outside the connection's callbacks — a future, a value handed to
+//! a handler, another connection — sends commands to it) and [`MailboxSender`] (the
+//! cloneable sending side).
+//! Contract: every engine callback becomes one machine input (`data_received` →
+//! `handle_input`, `eof_received` → `handle_eof`, the adapter's one timer →
+//! `handle_timeout`, `pause_writing`/`write_drained` → `handle_writable`,
+//! `shutdown_started` → `handle_shutdown`, `connection_lost` → `handle_lost`), followed by
+//! one *drive*: commands from the mailbox and events from the machine go to the application
+//! until neither yields more; transmits are written without a copy; the machine's close
+//! request is applied; reading is paused or resumed as the machine wants input; one engine
+//! timer tracks the machine's next deadline. Commands posted from outside a callback wake
+//! the connection (`LocalHandle::wake`) once per batch, and run in the same turn.
+//! Does not: parse, frame or decide anything: that is the machine's job (sans-IO, tested
+//! with [`sim::Pair`](super::sim::Pair)) and the application's.
+
+use std::cell::{Ref, RefCell, RefMut};
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::task::{Context as TaskContext, Poll, Waker};
+use std::time::Instant;
+
+use ringwork::{ConnId, Context, LocalHandle, LostReason, Protocol, TimerId};
+
+use super::{Close, Machine};
+
+/// Most rounds of commands, events and transmits in one drive: an application that
+/// answers every event with another command cannot stall its core.
+const MAX_ROUNDS: usize = 1024;
+
+/// What runs on top of a machine: turns its events into application calls, and commands
+/// posted from elsewhere into machine calls.
+///
+/// Every callback gets the machine (to call its protocol methods: `send_response`, ...)
+/// and the connection's [`Context`] (addresses, TLS, other connections, this core's
+/// reactor). Callbacks must not write to the connection directly: bytes go through the
+/// machine.
+pub trait Application<M: Machine>: 'static {
+    /// What code outside the connection's callbacks posts to it (through a
+    /// [`MailboxSender`]).
+    type Command: 'static;
+    /// State the connection publishes to those senders (see [`Mailbox::status_mut`]);
+    /// `()` when there is none.
+    type Status: Default + 'static;
+
+    /// The connection is established (after any TLS handshake); the machine has been told.
+    fn connected(
+        &mut self,
+        machine: &mut M,
+        ctx: &mut Context<'_>,
+        mailbox: &Mailbox<Self::Command, Self::Status>,
+    ) {
+        let _ = (machine, ctx, mailbox);
+    }
+
+    /// The machine emitted `event`.
+    fn event(
+        &mut self,
+        machine: &mut M,
+        event: M::Event,
+        ctx: &mut Context<'_>,
+        mailbox: &Mailbox<Self::Command, Self::Status>,
+    );
+
+    /// A command posted through the mailbox.
+    fn command(&mut self, machine: &mut M, command: Self::Command, ctx: &mut Context<'_>) {
+        let _ = (machine, command, ctx);
+    }
+
+    /// A drive ended: publish what the senders should know (writability, ...). Default:
+    /// nothing.
+    fn settled(
+        &mut self,
+        machine: &mut M,
+        ctx: &mut Context<'_>,
+        mailbox: &Mailbox<Self::Command, Self::Status>,
+    ) {
+        let _ = (machine, ctx, mailbox);
+    }
+
+    /// The connection is gone; the machine has been told and its last events delivered.
+    fn lost(&mut self, machine: &mut M, ctx: &mut Context<'_>, reason: &LostReason) {
+        let _ = (machine, ctx, reason);
+    }
+}
+
+/// A [`Protocol`] that runs machine `M` for application `A` (see the module docs).
+pub struct Adapter<M: Machine, A: Application<M>> {
+    machine: M,
+    app: A,
+    mailbox: Mailbox<A::Command, A::Status>,
+    /// The engine timer and the instant it was armed for.
+    timer: Option<(TimerId, Instant)>,
+    /// Reading was paused because the machine did not want input.
+    paused: bool,
+    /// The machine asked to close or abort: it gets no more input.
+    closed: bool,
+}
+
+impl<M: Machine, A: Application<M>> Adapter<M, A> {
+    /// `machine`, run for `app`.
+    pub fn new(machine: M, app: A) -> Self {
+        Self {
+            machine,
+            app,
+            mailbox: Mailbox::new(),
+            timer: None,
+            paused: false,
+            closed: false,
+        }
+    }
+
+    /// The machine.
+    pub fn machine(&self) -> &M {
+        &self.machine
+    }
+
+    /// The application.
+    pub fn app(&self) -> &A {
+        &self.app
+    }
+
+    /// Hands commands and events to the application and transmits to the connection until
+    /// none is left; then applies close, read interest and the timer.
+    fn drive(&mut self, ctx: &mut Context<'_>) {
+        self.mailbox.inner.borrow_mut().active = true;
+        for _ in 0..MAX_ROUNDS {
+            let mut progressed = false;
+            while let Some(command) = self.mailbox.take() {
+                self.app.command(&mut self.machine, command, ctx);
+                progressed = true;
+            }
+            while let Some(event) = self.machine.poll_event() {
+                self.app.event(&mut self.machine, event, ctx, &self.mailbox);
+                progressed = true;
+            }
+            while let Some(bytes) = self.machine.poll_transmit(ctx.now()) {
+                ctx.write_bytes(bytes);
+                progressed = true;
+            }
+            if !progressed {
+                break;
+            }
+        }
+        self.mailbox.inner.borrow_mut().active = false;
+        if let Some(close) = self.machine.poll_close() {
+            match close {
+                Close::Write => ctx.shutdown_write(),
+                Close::Graceful => {
+                    self.closed = true;
+                    ctx.close();
+                }
+                Close::Abort => {
+                    self.closed = true;
+                    ctx.abort();
+                }
+            }
+        }
+        if !self.closed {
+            let wants = self.machine.wants_input();
+            if wants && self.paused {
+                self.paused = false;
+                ctx.resume_reading();
+            } else if !wants && !self.paused {
+                self.paused = true;
+                ctx.pause_reading();
+            }
+            self.arm_timer(ctx);
+        }
+        self.app.settled(&mut self.machine, ctx, &self.mailbox);
+    }
+
+    /// Keeps one engine timer at or before the machine's next deadline. A timer armed
+    /// earlier than needed is kept (it fires, the machine finds nothing due, and it is armed
+    /// again), so a deadline that moves later costs nothing until then.
+    fn arm_timer(&mut self, ctx: &mut Context<'_>) {
+        let Some(want) = self.machine.poll_timeout() else {
+            return;
+        };
+        if let Some((timer, at)) = self.timer {
+            if at <= want {
+                return;
+            }
+            ctx.cancel_timer(timer);
+        }
+        let delay = want.saturating_duration_since(ctx.now());
+        self.timer = Some((ctx.call_later(delay), want));
+    }
+}
+
+impl<M: Machine + 'static, A: Application<M>> Protocol for Adapter<M, A> {
+    fn connection_made(&mut self, ctx: &mut Context<'_>) {
+        {
+            let mut inner = self.mailbox.inner.borrow_mut();
+            inner.conn = Some(ctx.id());
+            inner.handle = Some(ctx.handle());
+        }
+        self.machine.handle_connected(ctx.now());
+        self.app.connected(&mut self.machine, ctx, &self.mailbox);
+        self.drive(ctx);
+    }
+
+    fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
+        if self.closed {
+            return;
+        }
+        self.machine.handle_input(data, ctx.now());
+        self.drive(ctx);
+    }
+
+    fn eof_received(&mut self, ctx: &mut Context<'_>) {
+        if self.closed {
+            return;
+        }
+        self.machine.handle_eof(ctx.now());
+        self.drive(ctx);
+    }
+
+    fn pause_writing(&mut self, ctx: &mut Context<'_>) {
+        self.machine.handle_writable(false, ctx.now());
+        self.drive(ctx);
+    }
+
+    fn write_drained(&mut self, ctx: &mut Context<'_>) {
+        self.machine.handle_writable(true, ctx.now());
+        self.drive(ctx);
+    }
+
+    fn shutdown_started(&mut self, ctx: &mut Context<'_>) {
+        self.machine.handle_shutdown(ctx.now());
+        self.drive(ctx);
+    }
+
+    fn woken(&mut self, ctx: &mut Context<'_>) {
+        self.mailbox.inner.borrow_mut().wake_queued = false;
+        self.drive(ctx);
+    }
+
+    fn timer_fired(&mut self, ctx: &mut Context<'_>, timer: TimerId) {
+        if self.timer.is_some_and(|(armed, _)| armed == timer) {
+            self.timer = None;
+            self.machine.handle_timeout(ctx.now());
+            self.drive(ctx);
+        }
+    }
+
+    fn connection_lost(&mut self, ctx: &mut Context<'_>, reason: LostReason) {
+        self.closed = true;
+        self.machine.handle_lost(ctx.now());
+        // The last events (failures of what was in flight) still reach the application;
+        // commands and transmits have nowhere to go.
+        while let Some(event) = self.machine.poll_event() {
+            self.app.event(&mut self.machine, event, ctx, &self.mailbox);
+        }
+        let now = ctx.now();
+        while self.machine.poll_transmit(now).is_some() {}
+        self.app.lost(&mut self.machine, ctx, &reason);
+        self.mailbox.close();
+    }
+}
+
+/// The connection's end of its command queue (held by the [`Adapter`]); give
+/// [`Mailbox::sender`]s to whoever must reach the connection later.
+pub struct Mailbox<C, S = ()> {
+    inner: Rc<RefCell<MailboxInner<C, S>>>,
+}
+
+/// A cloneable handle that posts commands to one connection and reads what it publishes.
+/// `!Send`: it works on the connection's core.
+pub struct MailboxSender<C, S = ()> {
+    inner: Rc<RefCell<MailboxInner<C, S>>>,
+}
+
+struct MailboxInner<C, S> {
+    queue: VecDeque<C>,
+    status: S,
+    /// The connection and its core, once connected.
+    conn: Option<ConnId>,
+    handle: Option<LocalHandle>,
+    /// The adapter is draining: a post needs no wake.
+    active: bool,
+    wake_queued: bool,
+    /// The connection is gone: posts are refused.
+    closed: bool,
+    /// Tasks waiting for the status to change.
+    waiters: Vec<Waker>,
+}
+
+impl<C, S: Default> Mailbox<C, S> {
+    fn new() -> Self {
+        Self {
+            inner: Rc::new(RefCell::new(MailboxInner {
+                queue: VecDeque::new(),
+                status: S::default(),
+                conn: None,
+                handle: None,
+                active: false,
+                wake_queued: false,
+                closed: false,
+                waiters: Vec::new(),
+            })),
+        }
+    }
+}
+
+impl<C, S> Mailbox<C, S> {
+    /// A sender for this connection.
+    #[must_use]
+    pub fn sender(&self) -> MailboxSender<C, S> {
+        MailboxSender {
+            inner: Rc::clone(&self.inner),
+        }
+    }
+
+    /// The published status, to change (senders see it with [`MailboxSender::status`]).
+    /// Call [`Mailbox::wake_waiters`] after a change they wait for.
+    pub fn status_mut(&self) -> RefMut<'_, S> {
+        RefMut::map(self.inner.borrow_mut(), |inner| &mut inner.status)
+    }
+
+    /// Wakes every task waiting in [`MailboxSender::poll_status`].
+    pub fn wake_waiters(&self) {
+        let waiters = std::mem::take(&mut self.inner.borrow_mut().waiters);
+        for waiter in waiters {
+            waiter.wake();
+        }
+    }
+
+    fn take(&self) -> Option<C> {
+        self.inner.borrow_mut().queue.pop_front()
+    }
+
+    fn close(&self) {
+        {
+            let mut inner = self.inner.borrow_mut();
+            inner.closed = true;
+            inner.queue.clear();
+        }
+        self.wake_waiters();
+    }
+}
+
+impl<C, S> MailboxSender<C, S> {
+    /// Posts `command`; the connection runs it in this turn (after the current callback or
+    /// task poll).
+    ///
+    /// # Errors
+    /// The connection is gone: the command comes back.
+    pub fn post(&self, command: C) -> Result<(), C> {
+        let wake = {
+            let mut inner = self.inner.borrow_mut();
+            if inner.closed {
+                return Err(command);
+            }
+            inner.queue.push_back(command);
+            if inner.active || inner.wake_queued {
+                None
+            } else {
+                inner.wake_queued = true;
+                inner.handle.clone().zip(inner.conn)
+            }
+        };
+        if let Some((handle, conn)) = wake {
+            handle.wake(conn);
+        }
+        Ok(())
+    }
+
+    /// Whether the connection is gone.
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.inner.borrow().closed
+    }
+
+    /// Commands posted and not yet run.
+    #[must_use]
+    pub fn pending(&self) -> usize {
+        self.inner.borrow().queue.len()
+    }
+
+    /// What the connection published.
+    #[must_use]
+    pub fn status(&self) -> Ref<'_, S> {
+        Ref::map(self.inner.borrow(), |inner| &inner.status)
+    }
+
+    /// Ready with `f`'s answer once it is `Some` (checked now and after each
+    /// [`Mailbox::wake_waiters`]); with `None`'s fallback `closed` once the connection is
+    /// gone.
+    pub fn poll_status<T>(
+        &self,
+        cx: &mut TaskContext<'_>,
+        closed: T,
+        f: impl FnOnce(&S) -> Option<T>,
+    ) -> Poll<T> {
+        let mut inner = self.inner.borrow_mut();
+        if inner.closed {
+            return Poll::Ready(closed);
+        }
+        if let Some(answer) = f(&inner.status) {
+            return Poll::Ready(answer);
+        }
+        inner.waiters.push(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl<C, S> Clone for MailboxSender<C, S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Rc::clone(&self.inner),
+        }
+    }
+}

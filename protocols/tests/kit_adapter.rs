@@ -1,0 +1,171 @@
+//! The kit's engine adapter on real connections, both backends: the worked example's
+//! [`LineServer`] machine driven by [`Adapter`] for two applications — one answering in its
+//! event callback, one answering later from a future through a [`MailboxSender`] (no
+//! `Rc<RefCell<..>>` in application code). A blocking std client talks to it; waits are
+//! reads with a timeout, never sleeps.
+#![cfg(feature = "engine")]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use bytes::Bytes;
+use std::sync::mpsc;
+
+use ringwork::platform::testing;
+use ringwork::{BackendChoice, Context, DriverConfig, Runtime, ShutdownHandle};
+use ringwork_protocols::kit::adapter::{Adapter, Application, Mailbox, MailboxSender};
+use ringwork_protocols::kit::example::{LineConfig, LineServer, ServerEvent};
+
+/// How long any one wait may take before the test fails.
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// Upper-cases each line in its event callback.
+struct Shout;
+
+impl Application<LineServer> for Shout {
+    type Command = ();
+    type Status = ();
+
+    fn event(
+        &mut self,
+        machine: &mut LineServer,
+        ServerEvent::Line { id, line }: ServerEvent,
+        _ctx: &mut Context<'_>,
+        _mailbox: &Mailbox<()>,
+    ) {
+        machine.reply(id, Bytes::from(line.to_ascii_uppercase()));
+    }
+}
+
+/// Answers each line from a task, after a delay that shrinks with the line's id, so later
+/// lines are answered first; the machine still sends them in order.
+struct Later;
+
+/// A reply computed elsewhere.
+struct Reply(u64, Bytes);
+
+impl Application<LineServer> for Later {
+    type Command = Reply;
+    type Status = ();
+
+    fn event(
+        &mut self,
+        _machine: &mut LineServer,
+        ServerEvent::Line { id, line }: ServerEvent,
+        ctx: &mut Context<'_>,
+        mailbox: &Mailbox<Reply>,
+    ) {
+        let sender: MailboxSender<Reply> = mailbox.sender();
+        let handle = ctx.handle();
+        let delay = Duration::from_millis(30u64.saturating_sub(id * 10));
+        ctx.handle().spawn_local(async move {
+            let _ = handle.sleep(delay).await;
+            let _ = sender.post(Reply(
+                id,
+                Bytes::from(format!("later {id}: {}", String::from_utf8_lossy(&line))),
+            ));
+        });
+    }
+
+    fn command(
+        &mut self,
+        machine: &mut LineServer,
+        Reply(id, text): Reply,
+        _ctx: &mut Context<'_>,
+    ) {
+        machine.reply(id, text);
+    }
+}
+
+/// A one-core runtime on its own thread serving `app`'s line protocol; shut down on drop.
+struct Served {
+    addr: SocketAddr,
+    handle: ShutdownHandle,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.handle.shutdown(Duration::ZERO);
+    }
+}
+
+fn serve<A: Application<LineServer>>(
+    backend: BackendChoice,
+    config: LineConfig,
+    app: fn() -> A,
+) -> Option<Served> {
+    testing::driver(backend, DriverConfig::default())?;
+    let runtime = Runtime::builder()
+        .cores(1)
+        .pin(false)
+        .backend(backend)
+        .build()
+        .expect("build a runtime");
+    let handle = runtime.shutdown_handle();
+    let (addr_tx, addr_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        runtime.run(move |reactor| {
+            let config = config.clone();
+            let addr = reactor.listen_tcp(SocketAddr::from(([127, 0, 0, 1], 0)), move || {
+                Adapter::new(LineServer::new(config.clone()), app())
+            })?;
+            let _ = addr_tx.send(addr);
+            Ok(())
+        })
+    });
+    let addr = addr_rx.recv_timeout(LIMIT).expect("the server to listen");
+    Some(Served { addr, handle })
+}
+
+/// Sends `lines` and reads every line until the server closes.
+fn converse(addr: SocketAddr, lines: &[&str]) -> Vec<String> {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(LIMIT)).expect("timeout");
+    for line in lines {
+        stream
+            .write_all(format!("{line}\n").as_bytes())
+            .expect("send");
+    }
+    BufReader::new(stream)
+        .lines()
+        .map(|l| l.expect("a line before the close"))
+        .collect()
+}
+
+ringwork::platform::test_all_backends! {
+    fn answers_in_the_event_callback(backend: BackendChoice) {
+        let Some(server) = serve(backend, LineConfig::default(), || Shout) else { return };
+        let heard = converse(server.addr, &["one", "two", "QUIT"]);
+        assert_eq!(heard, ["ONE", "TWO", "BYE"]);
+    }
+
+    fn answers_later_through_the_mailbox_in_request_order(backend: BackendChoice) {
+        let Some(server) = serve(backend, LineConfig::default(), || Later) else { return };
+        let heard = converse(server.addr, &["a", "b", "c", "QUIT"]);
+        assert_eq!(heard, ["later 0: a", "later 1: b", "later 2: c", "BYE"]);
+    }
+
+    fn the_machine_deadline_closes_an_idle_connection(backend: BackendChoice) {
+        let mut config = LineConfig::default();
+        config.idle_timeout = Duration::from_millis(50);
+        let Some(server) = serve(backend, config, || Shout) else { return };
+        // No QUIT: the connection ends by the idle timeout.
+        let heard = converse(server.addr, &["x"]);
+        assert_eq!(heard, ["X", "TIMEOUT"]);
+    }
+
+    fn backpressure_pauses_reading_and_loses_nothing(backend: BackendChoice) {
+        let mut config = LineConfig::default();
+        config.max_pending = 2;
+        let Some(server) = serve(backend, config, || Later) else { return };
+        let mut many = vec!["n"; 40];
+        many.push("QUIT");
+        let heard = converse(server.addr, &many);
+        assert_eq!(heard.len(), 41);
+        for (i, line) in heard.iter().take(40).enumerate() {
+            assert_eq!(*line, format!("later {i}: n"));
+        }
+        assert_eq!(heard[40], "BYE");
+    }
+}
