@@ -756,5 +756,108 @@ impl<C: Machine, S: Machine> Pair<C, S> {
     }
 }
 
+/// A scripted peer for [`Pair`]s: sends what the test writes, records what it receives,
+/// and closes when told. Use it to test one machine against raw bytes (a server against
+/// hand-written requests, a client against hand-written responses).
+#[derive(Debug, Default)]
+pub struct RawPeer {
+    out: super::Output,
+    received: bytes::BytesMut,
+    close: Option<Close>,
+    eof: bool,
+    lost: bool,
+    /// Stop reading (the peer's flow control) while set.
+    pub paused: bool,
+}
+
+impl RawPeer {
+    /// A peer with nothing to send.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Queues `data` to send.
+    pub fn send(&mut self, data: impl AsRef<[u8]>) {
+        self.out.write(data.as_ref());
+    }
+
+    /// Half-closes after what was queued.
+    pub fn shutdown_write(&mut self) {
+        self.close = Some(Close::Write);
+    }
+
+    /// Closes after what was queued.
+    pub fn close(&mut self) {
+        self.close = Some(Close::Graceful);
+    }
+
+    /// Resets the connection.
+    pub fn abort(&mut self) {
+        self.close = Some(Close::Abort);
+    }
+
+    /// Everything received so far.
+    #[must_use]
+    pub fn received(&self) -> &[u8] {
+        &self.received
+    }
+
+    /// Takes what was received so far.
+    pub fn take_received(&mut self) -> Vec<u8> {
+        self.received.split().to_vec()
+    }
+
+    /// Whether the other side ended its stream.
+    #[must_use]
+    pub fn saw_eof(&self) -> bool {
+        self.eof
+    }
+
+    /// Whether the connection was reset.
+    #[must_use]
+    pub fn saw_reset(&self) -> bool {
+        self.lost
+    }
+}
+
+impl Machine for RawPeer {
+    type Event = ();
+
+    fn handle_input(&mut self, data: &[u8], _now: Instant) {
+        self.received.extend_from_slice(data);
+    }
+
+    fn handle_eof(&mut self, _now: Instant) {
+        self.eof = true;
+    }
+
+    fn handle_timeout(&mut self, _now: Instant) {}
+
+    fn handle_lost(&mut self, _now: Instant) {
+        self.lost = true;
+    }
+
+    fn poll_transmit(&mut self, _now: Instant) -> Option<Bytes> {
+        self.out.poll()
+    }
+
+    fn poll_event(&mut self) -> Option<()> {
+        None
+    }
+
+    fn poll_close(&mut self) -> Option<Close> {
+        self.close.take()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+
+    fn wants_input(&self) -> bool {
+        !self.paused
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -9,15 +9,7 @@ use std::fmt;
 
 use bytes::Bytes;
 
-/// The outcome of feeding bytes to a parser: a value, or "need more bytes" (never an error).
-#[derive(Clone, Debug, Eq, PartialEq)]
-#[must_use]
-pub enum Status<T> {
-    /// Parsed.
-    Complete(T),
-    /// The input ends before the message head does: call again with more.
-    Partial,
-}
+pub use crate::kit::Status;
 
 /// Bounds on what a peer can make a parser hold, with safe defaults.
 #[derive(Clone, Debug)]

@@ -19,6 +19,7 @@ pub mod head;
 pub mod request;
 pub mod response;
 pub(crate) mod scan;
+pub mod server;
 
 pub use self::body::{BodyDecoder, Decoded};
 pub use self::error::H1Error;

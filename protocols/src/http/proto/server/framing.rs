@@ -1,0 +1,321 @@
+//! [`Response`] (what an application answers with) and how a server frames it on the wire.
+//!
+//! Owns: the response value, the fields the server manages itself (Connection,
+//! Transfer-Encoding, Keep-Alive, Date, Content-Length), message-length rules for
+//! responses, and the framing of streamed body pieces (sized, chunked, close-delimited).
+//! Contract: [`frame_head`] encodes a status line and fields into the caller's buffer and
+//! says how the body that follows is delimited; whole-response bodies are the caller's to
+//! append (copied when small, shared when large).
+//! Does not: decide keep-alive beyond what the response and request allow, or send anything.
+//! Spec: RFC 9112 §6.1–§6.3 (message length), §7.1 (chunked), §9.6 (close); RFC 9110 §6.6.1
+//! (Date), §8.6 (Content-Length).
+
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::http::proto::{H1Error, Headers, ResponseHead, Version, encode};
+
+/// A response: status, fields and a whole body. Build it with the constructors and the
+/// `with_*`/[`Response::header`] methods.
+///
+/// The server frames it: it sets Content-Length (or omits the body for HEAD, 1xx, 204 and
+/// 304), Date and Connection, and drops any Transfer-Encoding the application set.
+#[derive(Clone, Debug)]
+pub struct Response {
+    pub(crate) head: ResponseHead,
+    pub(crate) body: Bytes,
+}
+
+impl Response {
+    /// An empty response with `status`.
+    #[must_use]
+    pub fn new(status: u16) -> Self {
+        Self {
+            head: ResponseHead::new(status),
+            body: Bytes::new(),
+        }
+    }
+
+    /// 200 with a `text/plain; charset=utf-8` body.
+    #[must_use]
+    pub fn text(body: impl Into<Bytes>) -> Self {
+        Self::new(200)
+            .header("Content-Type", "text/plain; charset=utf-8")
+            .with_body(body)
+    }
+
+    /// 200 with an `application/json` body (the caller serializes it).
+    #[must_use]
+    pub fn json(body: impl Into<Bytes>) -> Self {
+        Self::new(200)
+            .header("Content-Type", "application/json")
+            .with_body(body)
+    }
+
+    /// `status` with a short plain-text body naming it (`404 Not Found`).
+    #[must_use]
+    pub fn error(status: u16) -> Self {
+        let reason = crate::http::proto::reason_phrase(status);
+        Self::new(status)
+            .header("Content-Type", "text/plain; charset=utf-8")
+            .with_body(format!("{status} {reason}\n"))
+    }
+
+    /// Sets the status.
+    #[must_use]
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.head.status = status;
+        self
+    }
+
+    /// Sets the body.
+    #[must_use]
+    pub fn with_body(mut self, body: impl Into<Bytes>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// Adds a field (others of the same name stay).
+    #[must_use]
+    pub fn header(mut self, name: impl Into<Bytes>, value: impl Into<Bytes>) -> Self {
+        self.head.headers.append(name, value);
+        self
+    }
+
+    /// The status.
+    #[must_use]
+    pub fn status(&self) -> u16 {
+        self.head.status
+    }
+
+    /// The fields.
+    #[must_use]
+    pub fn headers(&self) -> &Headers {
+        &self.head.headers
+    }
+
+    /// The fields, to change.
+    pub fn headers_mut(&mut self) -> &mut Headers {
+        &mut self.head.headers
+    }
+
+    /// The body.
+    #[must_use]
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+}
+
+/// How a streamed response body is delimited.
+#[derive(Debug)]
+pub(crate) enum Framing {
+    /// No body follows (HEAD, 1xx, 204, 304), or the response was whole.
+    None,
+    /// Content-Length: bytes still to send.
+    Sized(u64),
+    /// Chunked.
+    Chunked,
+    /// Until the connection closes (an HTTP/1.0 client).
+    CloseDelimited,
+}
+
+/// What the connection knows about a request when its response is framed.
+pub(crate) struct FrameInput<'a> {
+    pub(crate) version: Version,
+    pub(crate) is_head: bool,
+    pub(crate) keep_alive: bool,
+    pub(crate) date: &'a [u8; 29],
+    pub(crate) server_name: Option<&'a [u8]>,
+}
+
+/// A framed head.
+pub(crate) struct Framed {
+    /// For a stream: how its body is delimited.
+    pub(crate) framing: Framing,
+    pub(crate) keep_alive: bool,
+    /// Whether the whole response's body goes on the wire (not for HEAD, 1xx, 204, 304).
+    pub(crate) send_body: bool,
+}
+
+/// Fields the server manages itself: whatever the application put there is replaced.
+const MANAGED: [&[u8]; 5] = [
+    b"connection",
+    b"transfer-encoding",
+    b"keep-alive",
+    b"date",
+    b"content-length",
+];
+
+/// Encodes the head of `response` into `out` (RFC 9112 §6.1–§6.3, §9.6). `streaming`: the
+/// body follows in pieces, delimited as the returned framing says; otherwise the caller
+/// appends `response.body` when [`Framed::send_body`].
+///
+/// # Errors
+/// [`H1Error::InvalidResponseHeader`] for a field the wire cannot carry, or a
+/// Content-Length that is not a number; `out` is then left as it was.
+pub(crate) fn frame_head(
+    input: &FrameInput<'_>,
+    response: &Response,
+    streaming: bool,
+    out: &mut BytesMut,
+) -> Result<Framed, H1Error> {
+    let start = out.len();
+    let result = try_frame_head(input, response, streaming, out);
+    if result.is_err() {
+        out.truncate(start);
+    }
+    result
+}
+
+fn try_frame_head(
+    input: &FrameInput<'_>,
+    response: &Response,
+    streaming: bool,
+    out: &mut BytesMut,
+) -> Result<Framed, H1Error> {
+    let head: &ResponseHead = &response.head;
+    let status = head.status;
+    // RFC 9112 §6.3 (1): 1xx, 204 and 304 responses end at the head; a response to HEAD
+    // too (RFC 9110 §9.3.2).
+    let no_body_status = (100..200).contains(&status) || status == 204 || status == 304;
+    let send_body = !no_body_status && !input.is_head;
+    let declared = match head.headers.get("content-length") {
+        Some(value) => Some(
+            std::str::from_utf8(value)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or(H1Error::InvalidResponseHeader {
+                    what: "Content-Length is not a number",
+                })?,
+        ),
+        None => None,
+    };
+    let mut keep_alive = input.keep_alive && !head.headers.has_token("connection", "close");
+    let framing = if !streaming || !send_body {
+        Framing::None
+    } else if let Some(n) = declared {
+        Framing::Sized(n)
+    } else if input.version == Version::Http11 {
+        Framing::Chunked
+    } else {
+        keep_alive = false;
+        Framing::CloseDelimited
+    };
+    out.reserve(128 + head.headers.len() * 32);
+    encode::write_status_line(out, Version::Http11, status, &head.reason)?;
+    for (name, value) in head.headers.iter() {
+        if !MANAGED.iter().any(|m| m.eq_ignore_ascii_case(name)) {
+            encode::write_field(out, name, value)?;
+        }
+    }
+    if let Some(server) = input.server_name {
+        encode::write_field(out, b"Server", server)?;
+    }
+    encode::write_field(out, b"Date", input.date)?;
+    // RFC 9110 §8.6: a server MUST NOT send Content-Length in a 1xx or 204 response.
+    if !(100..200).contains(&status) && status != 204 {
+        match (&framing, streaming) {
+            (Framing::Sized(n), _) => encode::write_content_length(out, *n),
+            (Framing::Chunked, _) => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+            (Framing::CloseDelimited, _) => {}
+            // A whole response: its body length, or for HEAD/304 the length the
+            // application declared (the length a GET would have had).
+            (Framing::None, false) => {
+                let n = if send_body {
+                    Some(response.body.len() as u64)
+                } else {
+                    declared.or((!no_body_status).then_some(response.body.len() as u64))
+                };
+                if let Some(n) = n {
+                    encode::write_content_length(out, n);
+                }
+            }
+            (Framing::None, true) => {
+                if let Some(n) = declared {
+                    encode::write_content_length(out, n);
+                }
+            }
+        }
+    }
+    if !keep_alive {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if input.version == Version::Http10 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    Ok(Framed {
+        framing,
+        keep_alive,
+        send_body,
+    })
+}
+
+/// The answer when the application's response cannot be framed.
+pub(crate) const FALLBACK_500: &[u8] =
+    b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
+/// What a body piece becomes on the wire under `framing`, pushed onto `out`; the bytes of
+/// `data` that were dropped (past a declared length, or for a body that is not sent).
+pub(crate) fn frame_body_piece(
+    framing: &mut Framing,
+    data: Bytes,
+    out: &mut VecDeque<Bytes>,
+) -> usize {
+    if data.is_empty() {
+        return 0;
+    }
+    match framing {
+        Framing::None => data.len(),
+        Framing::Sized(remaining) => {
+            let take = (data.len() as u64).min(*remaining) as usize;
+            *remaining -= take as u64;
+            let dropped = data.len() - take;
+            if take > 0 {
+                out.push_back(data.slice(..take));
+            }
+            dropped
+        }
+        Framing::Chunked => {
+            let mut size = BytesMut::with_capacity(18);
+            encode::write_chunk_size(&mut size, data.len());
+            out.push_back(size.freeze());
+            out.push_back(data);
+            out.push_back(Bytes::from_static(b"\r\n"));
+            0
+        }
+        Framing::CloseDelimited => {
+            out.push_back(data);
+            0
+        }
+    }
+}
+
+/// The end of a body under `framing`: the last chunk (with trailers) for chunked. Returns
+/// whether the body is complete (a sized body must have been written in full; `None`
+/// trailers means the writer gave up) and whether the trailers had to be dropped.
+pub(crate) fn frame_body_end(
+    framing: &Framing,
+    trailers: Option<&Headers>,
+    out: &mut VecDeque<Bytes>,
+) -> (bool, bool) {
+    match framing {
+        Framing::Chunked => {
+            let Some(trailers) = trailers else {
+                return (false, false);
+            };
+            let mut end = BytesMut::with_capacity(5);
+            let mut dropped = false;
+            if encode::write_last_chunk(&mut end, trailers).is_err() {
+                dropped = true;
+                end.clear();
+                end.extend_from_slice(encode::LAST_CHUNK);
+            }
+            out.push_back(end.freeze());
+            (true, dropped)
+        }
+        Framing::Sized(remaining) => (*remaining == 0 && trailers.is_some(), false),
+        Framing::None => (true, false),
+        Framing::CloseDelimited => (trailers.is_some(), false),
+    }
+}
