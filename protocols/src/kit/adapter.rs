@@ -386,6 +386,12 @@ impl<C, S> MailboxSender<C, S> {
         Ref::map(self.inner.borrow(), |inner| &inner.status)
     }
 
+    /// The published status, to change from the sending side (a count of what was posted,
+    /// say); the connection sees it in its next drive.
+    pub fn status_mut(&self) -> RefMut<'_, S> {
+        RefMut::map(self.inner.borrow_mut(), |inner| &mut inner.status)
+    }
+
     /// Ready with `f`'s answer once it is `Some` (checked now and after each
     /// [`Mailbox::wake_waiters`]); with `None`'s fallback `closed` once the connection is
     /// gone.

@@ -23,9 +23,9 @@ impl DateCache {
         }
     }
 
-    /// The current time as an IMF-fixdate, formatted again only when the second changed.
-    pub(crate) fn now(&self) -> [u8; 29] {
-        let now = Instant::now();
+    /// The time as an IMF-fixdate at `now` (the reactor's turn time, or the clock), formatted
+    /// again only when the second changed.
+    pub(crate) fn at(&self, now: Instant) -> [u8; 29] {
         if self.valid_until.get().is_none_or(|until| now >= until) {
             let wall = SystemTime::now();
             let into_second = wall
@@ -48,7 +48,7 @@ mod tests {
     fn is_the_current_second() {
         let cache = DateCache::new();
         let before = SystemTime::now() - Duration::from_secs(1);
-        let value = cache.now();
+        let value = cache.at(Instant::now());
         let after = SystemTime::now() + Duration::from_secs(1);
         let parsed = parse_http_date(&value).expect("an IMF-fixdate");
         assert!(
@@ -56,6 +56,7 @@ mod tests {
             "{:?}",
             String::from_utf8_lossy(&value)
         );
-        assert_eq!(cache.now(), cache.now());
+        let now = Instant::now();
+        assert_eq!(cache.at(now), cache.at(now));
     }
 }

@@ -1,5 +1,5 @@
-//! What a handler receives ([`Request`], with a buffered body or a [`RequestBody`] stream)
-//! and what it answers with ([`Response`]).
+//! What a handler receives: a [`Request`], with a buffered body or a [`RequestBody`]
+//! stream. (What it answers with, [`Response`](super::Response), is the machine's.)
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -12,7 +12,9 @@ use std::task::{Poll, Waker};
 use bytes::Bytes;
 use ringwork::{ConnId, LocalHandle};
 
-use crate::http::proto::{H1Error, Headers, Method, RequestHead, ResponseHead, Version};
+use super::conn::{Command, Sender};
+use crate::http::proto::server::RequestId;
+use crate::http::proto::{H1Error, Headers, Method, RequestHead, Version};
 
 /// A request as the handler sees it: the head, the body (whole, or a stream when the
 /// handler asked for one with [`Handler::stream_body`](super::Handler::stream_body)), and
@@ -120,123 +122,39 @@ impl fmt::Debug for Request {
     }
 }
 
-/// A response: status, fields and a whole body. Build it with the constructors and the
-/// `with_*`/[`Response::header`] methods; send it with
-/// [`Responder::send`](super::Responder::send).
-///
-/// The server frames it: it sets Content-Length (or omits the body for HEAD, 1xx, 204 and
-/// 304), Date and Connection, and drops any Transfer-Encoding the handler set.
-#[derive(Clone, Debug)]
-pub struct Response {
-    pub(crate) head: ResponseHead,
-    pub(crate) body: Bytes,
-}
-
-impl Response {
-    /// An empty response with `status`.
-    #[must_use]
-    pub fn new(status: u16) -> Self {
-        Self {
-            head: ResponseHead::new(status),
-            body: Bytes::new(),
-        }
-    }
-
-    /// 200 with a `text/plain; charset=utf-8` body.
-    #[must_use]
-    pub fn text(body: impl Into<Bytes>) -> Self {
-        Self::new(200)
-            .header("Content-Type", "text/plain; charset=utf-8")
-            .with_body(body)
-    }
-
-    /// 200 with an `application/json` body (the caller serializes it).
-    #[must_use]
-    pub fn json(body: impl Into<Bytes>) -> Self {
-        Self::new(200)
-            .header("Content-Type", "application/json")
-            .with_body(body)
-    }
-
-    /// `status` with a short plain-text body naming it (`404 Not Found`).
-    #[must_use]
-    pub fn error(status: u16) -> Self {
-        let reason = crate::http::proto::reason_phrase(status);
-        Self::new(status)
-            .header("Content-Type", "text/plain; charset=utf-8")
-            .with_body(format!("{status} {reason}\n"))
-    }
-
-    /// Sets the status.
-    #[must_use]
-    pub fn with_status(mut self, status: u16) -> Self {
-        self.head.status = status;
-        self
-    }
-
-    /// Sets the body.
-    #[must_use]
-    pub fn with_body(mut self, body: impl Into<Bytes>) -> Self {
-        self.body = body.into();
-        self
-    }
-
-    /// Adds a field (others of the same name stay).
-    #[must_use]
-    pub fn header(mut self, name: impl Into<Bytes>, value: impl Into<Bytes>) -> Self {
-        self.head.headers.append(name, value);
-        self
-    }
-
-    /// The status.
-    #[must_use]
-    pub fn status(&self) -> u16 {
-        self.head.status
-    }
-
-    /// The fields.
-    #[must_use]
-    pub fn headers(&self) -> &Headers {
-        &self.head.headers
-    }
-
-    /// The fields, to change.
-    pub fn headers_mut(&mut self) -> &mut Headers {
-        &mut self.head.headers
-    }
-
-    /// The body.
-    #[must_use]
-    pub fn body(&self) -> &Bytes {
-        &self.body
-    }
-}
-
 /// A request body that arrives while the handler runs: [`RequestBody::next`] yields its
 /// pieces in order. The server stops reading the connection while more than
 /// `ServerConfig::body_buffer` bytes wait here, so a slow consumer slows the client down
 /// instead of growing memory.
 pub struct RequestBody {
-    pub(crate) channel: Rc<RefCell<BodyChannel>>,
+    channel: Rc<RefCell<BodyChannel>>,
+    sender: Sender,
+    id: RequestId,
+    /// Whether the connection was told the body is wanted.
+    asked: bool,
 }
 
 /// What the connection and a [`RequestBody`] share.
 #[derive(Default)]
 pub(crate) struct BodyChannel {
     pub(crate) chunks: VecDeque<Bytes>,
+    /// Bytes in `chunks` (not yet released to the connection).
     pub(crate) buffered: usize,
     pub(crate) finished: bool,
     pub(crate) error: Option<BodyError>,
     pub(crate) trailers: Option<Headers>,
     pub(crate) waker: Option<Waker>,
-    /// Set by the connection when it paused reading for this body: the consumer resumes it.
-    pub(crate) paused: bool,
-    /// How to resume reading: the connection, its core and its state.
-    pub(crate) resume: Option<super::conn::Resume>,
-    /// Resume below this many buffered bytes.
-    pub(crate) low_water: usize,
-    /// Whether the handler still wants the body (false once the stream is dropped).
+    /// Whether the handler dropped its stream (later pieces are released at once).
     pub(crate) dropped: bool,
+}
+
+impl BodyChannel {
+    /// Wakes the consumer.
+    pub(crate) fn wake(&mut self) {
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
 }
 
 /// Why a request body stream ended early.
@@ -252,21 +170,30 @@ pub enum BodyError {
 }
 
 impl RequestBody {
+    pub(crate) fn new(channel: Rc<RefCell<BodyChannel>>, sender: Sender, id: RequestId) -> Self {
+        Self {
+            channel,
+            sender,
+            id,
+            asked: false,
+        }
+    }
+
     /// The next piece of the body, `None` at its end.
     ///
     /// # Errors
     /// The body was malformed, too large, or cut short ([`BodyError`]).
     pub async fn next(&mut self) -> Option<Result<Bytes, BodyError>> {
+        if !self.asked {
+            // The handler wants the body: a client waiting for `100 Continue` gets it now.
+            self.asked = true;
+            let _ = self.sender.post(Command::Continue(self.id));
+        }
         poll_fn(|cx| {
             let mut channel = self.channel.borrow_mut();
             if let Some(chunk) = channel.chunks.pop_front() {
                 channel.buffered -= chunk.len();
-                if channel.paused && channel.buffered <= channel.low_water {
-                    channel.paused = false;
-                    if let Some(resume) = &channel.resume {
-                        resume.schedule();
-                    }
-                }
+                let _ = self.sender.post(Command::Release(self.id, chunk.len()));
                 return Poll::Ready(Some(Ok(chunk)));
             }
             if let Some(error) = channel.error.clone() {
@@ -309,16 +236,20 @@ impl RequestBody {
 
 impl Drop for RequestBody {
     fn drop(&mut self) {
-        let mut channel = self.channel.borrow_mut();
-        channel.dropped = true;
-        channel.chunks.clear();
-        channel.buffered = 0;
-        // The connection discards the rest of the body; it must not stay paused for it.
-        if channel.paused {
-            channel.paused = false;
-            if let Some(resume) = &channel.resume {
-                resume.schedule();
-            }
+        let (held, ended) = {
+            let mut channel = self.channel.borrow_mut();
+            channel.dropped = true;
+            channel.chunks.clear();
+            let held = std::mem::take(&mut channel.buffered);
+            (held, channel.finished || channel.error.is_some())
+        };
+        // What was delivered and not read no longer holds the connection up; the rest of
+        // the body is read and dropped.
+        if held > 0 {
+            let _ = self.sender.post(Command::Release(self.id, held));
+        }
+        if !ended {
+            let _ = self.sender.post(Command::Discard(self.id));
         }
     }
 }

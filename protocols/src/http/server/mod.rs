@@ -1,6 +1,11 @@
 //! The HTTP/1.1 server: a [`Factory`] ([`HttpServer`]) that runs a [`Handler`] on every
 //! connection of a listener.
 //!
+//! Each connection is the sans-IO [`ServerConn`] machine (`http::proto::server`: parsing,
+//! ordering, framing, timeouts, limits) driven by the kit's [`Adapter`]; this module is the
+//! glue that turns its events into handler calls (`conn.rs`) and what handlers answer with
+//! into machine calls (`respond.rs`, `message.rs`).
+//!
 //! A handler gets a [`Request`] and a [`Responder`] and answers once, now or later:
 //!
 //! ```no_run
@@ -37,14 +42,15 @@ mod message;
 mod respond;
 
 use std::rc::Rc;
-use std::time::Duration;
 
-use bytes::Bytes;
 use ringwork::{Factory, Protocol};
 
-pub use self::message::{BodyError, Request, RequestBody, Response};
+pub use self::message::{BodyError, Request, RequestBody};
 pub use self::respond::{BodyWriter, Closed, Responder};
-use crate::http::proto::{H1Limits, RequestHead};
+use crate::http::proto::RequestHead;
+use crate::http::proto::server::ServerConn;
+pub use crate::http::proto::server::{Response, ServerConfig};
+use crate::kit::adapter::Adapter;
 
 /// What answers requests. One handler value serves every connection of a listener on one
 /// core (`&self`: keep per-core state in `Cell`/`RefCell`).
@@ -70,50 +76,6 @@ where
 {
     fn handle(&self, request: Request, respond: Responder) {
         self(request, respond);
-    }
-}
-
-/// Server settings, with safe defaults.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct ServerConfig {
-    /// Parser limits (request line, head, fields, body).
-    pub limits: H1Limits,
-    /// Time allowed for a whole request head, from its first byte (or from the connection
-    /// for the first request): 408 and close past it.
-    pub header_read_timeout: Duration,
-    /// Longest pause while a body is being read: 408 and close past it.
-    pub body_read_timeout: Duration,
-    /// How long an idle keep-alive connection stays open.
-    pub keep_alive_timeout: Duration,
-    /// Most requests read ahead of their responses (pipelining); reading pauses beyond.
-    pub max_pipelined: usize,
-    /// Whether connections persist between requests.
-    pub keep_alive: bool,
-    /// Close a connection after this many requests (`None`: no limit).
-    pub max_requests_per_connection: Option<u64>,
-    /// Bytes of a streamed request body held for a slow handler before reading pauses.
-    pub body_buffer: usize,
-    /// A `Server` field to send (none by default).
-    pub server_name: Option<Bytes>,
-    /// Log every response at info level, target `ringwork::http::access`.
-    pub access_log: bool,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        Self {
-            limits: H1Limits::default(),
-            header_read_timeout: Duration::from_secs(30),
-            body_read_timeout: Duration::from_secs(30),
-            keep_alive_timeout: Duration::from_secs(60),
-            max_pipelined: 64,
-            keep_alive: true,
-            max_requests_per_connection: None,
-            body_buffer: 256 * 1024,
-            server_name: None,
-            access_log: false,
-        }
     }
 }
 
@@ -146,6 +108,10 @@ impl HttpServer {
 
 impl Factory for HttpServer {
     fn build_protocol(&mut self) -> Box<dyn Protocol> {
-        Box::new(conn::ServerConnection::new(Rc::clone(&self.shared)))
+        let machine = ServerConn::new(self.shared.config.clone());
+        Box::new(Adapter::new(
+            machine,
+            conn::ServerApp::new(Rc::clone(&self.shared)),
+        ))
     }
 }

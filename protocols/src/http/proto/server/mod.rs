@@ -441,11 +441,21 @@ impl ServerConn {
     /// [`ServerConn::is_ready`]); there is at most one.
     #[must_use]
     pub fn ready_stream(&self) -> Option<RequestId> {
+        let id = self.next_to_send()?;
+        let front = self.slots.front()?;
+        matches!(front.answer, Answer::Streaming(_)).then_some(id)
+    }
+
+    /// The request whose answer goes out next, when the transport can take more now: the
+    /// oldest one not answered in full. An application that starts streaming it may write
+    /// at once (what a writer given out before its head reached the machine needs).
+    #[must_use]
+    pub fn next_to_send(&self) -> Option<RequestId> {
         if self.is_closing() || !self.writable || self.out.len() >= WRITE_SLACK {
             return None;
         }
         let front = self.slots.front()?;
-        matches!(front.answer, Answer::Streaming(_)).then_some(RequestId(front.id))
+        (!matches!(front.answer, Answer::Complete)).then_some(RequestId(front.id))
     }
 
     /// The application wants the body of `id`: sends `100 Continue` if the client waits for
