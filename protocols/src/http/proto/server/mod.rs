@@ -301,6 +301,26 @@ impl ServerConn {
         self.date = date;
     }
 
+    /// Bytes of input held (read but not yet parsed): at most the head limit plus one read,
+    /// plus what arrived while reading was paused. For diagnostics and fuzzing.
+    #[must_use]
+    pub fn held_input(&self) -> usize {
+        self.input.len()
+    }
+
+    /// Bytes of answers waiting to be transmitted (including answers waiting for earlier
+    /// ones). For diagnostics and fuzzing.
+    #[must_use]
+    pub fn held_output(&self) -> usize {
+        self.out.len()
+            + self
+                .slots
+                .iter()
+                .flat_map(|slot| slot.queued.iter())
+                .map(Bytes::len)
+                .sum::<usize>()
+    }
+
     /// Whether the connection is closing or gone: answers are dropped.
     #[must_use]
     pub fn is_closing(&self) -> bool {
