@@ -507,6 +507,98 @@ fn address_in_use_fails() {
     );
 }
 
+/// Runs `ringwork` expecting it to fail at start-up; fails the test if it starts listening
+/// instead. Returns its exit code and stderr.
+fn start_expecting_failure(args: &[&str]) -> (Option<i32>, String) {
+    let mut server = Server::start(args);
+    while let Some(line) = server.next_line() {
+        assert!(
+            !line.contains("listening on "),
+            "ringwork {args:?} started: {}",
+            server.seen.join("\n")
+        );
+    }
+    let status = server.child.wait().expect("wait for ringwork");
+    (status.code(), server.seen.join("\n"))
+}
+
+/// A loopback port free right now.
+fn free_port() -> u16 {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    probe.local_addr().expect("address").port()
+}
+
+/// A second `serve hello` on a port a first one (two cores, SO_REUSEPORT among them) holds
+/// fails with "Address already in use" instead of taking half the connections; with
+/// `--reuse-port` it starts. A second UDP server fails the same way.
+fn busy_port(backend: &str) {
+    let Some(backend) = self::backend(backend) else {
+        return;
+    };
+    let listen = format!("tcp:{}:interface=127.0.0.1", free_port());
+    let args = |cores, extra: Option<&'static str>| {
+        let mut args = vec![
+            "serve",
+            "hello",
+            "--listen",
+            listen.as_str(),
+            "--cores",
+            cores,
+            "--backend",
+            backend,
+        ];
+        args.extend(extra);
+        args
+    };
+    let mut first = Server::start(&args("2", None));
+    first.listening(2);
+    for cores in ["1", "2"] {
+        let (code, stderr) = start_expecting_failure(&args(cores, None));
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(
+            stderr.contains(&format!("cannot listen on {listen}"))
+                && stderr.contains("Address already in use"),
+            "stderr: {stderr}"
+        );
+    }
+    // Told to share, the second joins (the kernel asks only that both be the same user).
+    let mut second = Server::start(&args("1", Some("--reuse-port")));
+    second.listening(1);
+    assert!(second.terminate());
+    assert!(first.terminate(), "exit status 0 after SIGTERM");
+
+    // Both started with it (a zero-downtime restart): the second starts beside the first.
+    let mut first = Server::start(&args("2", Some("--reuse-port")));
+    first.listening(2);
+    let mut second = Server::start(&args("1", Some("--reuse-port")));
+    second.listening(1);
+    assert!(second.terminate());
+    assert!(first.terminate());
+
+    let udp = format!("udp:{}:interface=127.0.0.1", free_port());
+    let udp_args = [
+        "serve",
+        "echo",
+        "--listen",
+        &udp,
+        "--cores",
+        "1",
+        "--backend",
+        backend,
+    ];
+    let mut first = Server::start(&udp_args);
+    first.listening(1);
+    let (code, stderr) = start_expecting_failure(&udp_args);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("Address already in use"),
+        "stderr: {stderr}"
+    );
+    assert!(first.terminate());
+}
+
+both_backends!(busy_port);
+
 /// `serve tcp-proxy` in front of a one-shot std upstream, then `serve socks5` in front of the
 /// same kind of upstream: a round trip through each.
 fn proxies(backend: &str) {
