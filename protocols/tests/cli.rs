@@ -1,6 +1,8 @@
 //! The `ringwork` binary run as a program: `serve echo` and `serve discard` over TCP, UDP and
-//! a Unix socket under both backends, `serve tcp-proxy` and `serve socks5` round trips, bad
-//! endpoints and bad proxy options (exit 2), an address in use, SIGTERM, `--help`.
+//! a Unix socket under both backends, `serve tcp-proxy` and `serve socks5` round trips,
+//! `socks5` destination rules and its warning, bad endpoints and bad proxy options (exit 2),
+//! an address in use (also by another ringwork: SO_REUSEPORT), `--reuse-port`, SIGTERM,
+//! `--help`.
 //!
 //! The io_uring half is skipped loudly where io_uring is unavailable, and fails instead
 //! under `RINGWORK_REQUIRE_URING=1`. Nothing sleeps: a test waits for the "listening on"
@@ -646,7 +648,9 @@ fn proxies(backend: &str) {
     drop(stream);
     assert!(server.terminate(), "exit status 0 after SIGTERM");
 
-    let mut args = vec!["serve", "socks5", "--user", "u:p"];
+    // The upstream is on loopback: the default policy refuses it, a rule opens it.
+    let allow = format!("127.0.0.1:{}", upstream.port());
+    let mut args = vec!["serve", "socks5", "--user", "u:p", "--allow", &allow];
     args.extend_from_slice(&common);
     let mut server = Server::start(&args);
     let addr = tcp_addr(&server.listening(1)[0]);
@@ -671,6 +675,88 @@ fn proxies(backend: &str) {
 }
 
 both_backends!(proxies);
+
+/// A SOCKS5 CONNECT to `target` (no authentication); returns the REP byte.
+fn socks5_connect_reply(proxy: SocketAddr, target: SocketAddr) -> u8 {
+    let mut stream = TcpStream::connect(proxy).expect("connect");
+    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    let SocketAddr::V4(v4) = target else {
+        panic!("IPv4")
+    };
+    let mut request = vec![5, 1, 0, 5, 1, 0, 1];
+    request.extend_from_slice(&v4.ip().octets());
+    request.extend_from_slice(&v4.port().to_be_bytes());
+    stream.write_all(&request).expect("write");
+    let mut reply = [0u8; 2 + 10];
+    stream
+        .read_exact(&mut reply)
+        .expect("the handshake replies");
+    assert_eq!(reply[..2], [5, 0]);
+    reply[3]
+}
+
+/// `serve socks5`: loopback destinations refused by default; `--allow` and `--deny` apply
+/// in command-line order; a loud warning without `--user` on a non-loopback interface.
+fn socks5_destination_rules(backend: &str) {
+    let Some(backend) = self::backend(backend) else {
+        return;
+    };
+    let target = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let target = target.local_addr().expect("address");
+    let exact = target.to_string();
+    for (rules, rep) in [
+        (&[][..], 0x02),
+        (&["--allow", "loopback"][..], 0x00),
+        (&["--deny", &exact, "--allow", "loopback"][..], 0x02),
+        (&["--allow", "loopback", "--deny", &exact][..], 0x00),
+        (&["--allow", "*.internal", "--deny", "*"][..], 0x02),
+    ] {
+        let mut args = vec![
+            "serve",
+            "socks5",
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+            "--cores",
+            "1",
+            "--backend",
+            backend,
+        ];
+        args.extend_from_slice(rules);
+        let mut server = Server::start(&args);
+        let proxy = tcp_addr(&server.listening(1)[0]);
+        assert_eq!(socks5_connect_reply(proxy, target), rep, "{rules:?}");
+        assert!(
+            !server.seen.iter().any(|l| l.contains("WARN")),
+            "a warning on loopback: {:?}",
+            server.seen
+        );
+        assert!(server.terminate());
+    }
+
+    // All interfaces, no --user: a warning before the server starts.
+    let mut server = Server::start(&[
+        "serve",
+        "socks5",
+        "--listen",
+        "tcp:0",
+        "--cores",
+        "1",
+        "--backend",
+        backend,
+    ]);
+    server.listening(1);
+    assert!(
+        server
+            .seen
+            .iter()
+            .any(|l| l.contains("WARN") && l.contains("has no --user")),
+        "no warning: {:?}",
+        server.seen
+    );
+    assert!(server.terminate());
+}
+
+both_backends!(socks5_destination_rules);
 
 #[test]
 fn bad_proxy_arguments_exit_2() {
@@ -699,6 +785,33 @@ fn bad_proxy_arguments_exit_2() {
         (
             &["serve", "echo", "--user", "a:b"],
             "tcp-proxy and socks5 options",
+        ),
+        (
+            &["serve", "socks5", "--allow", "10.0.0.1/8"],
+            "did you mean 10.0.0.0/8?",
+        ),
+        (
+            &["serve", "socks5", "--deny", "2130706433"],
+            "write it as 127.0.0.1",
+        ),
+        (
+            &["serve", "socks5", "--allow", "127.0.0.1:http"],
+            "not a port or port range",
+        ),
+        (
+            &[
+                "serve",
+                "tcp-proxy",
+                "--upstream",
+                "127.0.0.1:1",
+                "--deny",
+                "*",
+            ],
+            "--allow and --deny are socks5 options",
+        ),
+        (
+            &["serve", "hello", "--allow", "loopback"],
+            "--allow and --deny are socks5 options",
         ),
     ] {
         let output = run(args);

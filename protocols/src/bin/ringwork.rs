@@ -339,10 +339,14 @@ impl From<Backend> for BackendChoice {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let Command::Serve(serve) = &cli.command;
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let Command::Serve(serve) = &mut cli.command;
+    if let Some(serve_matches) = matches.subcommand_matches("serve") {
+        serve.proxy.order_rules(serve_matches);
+    }
     if let Err(message) = serve.proxy.check(serve.service.proxy_kind()) {
-        use clap::CommandFactory;
         Cli::command()
             .error(clap::error::ErrorKind::ArgumentConflict, message)
             .exit();
@@ -416,7 +420,10 @@ fn run_serve(mut serve: Serve) -> Result<(), Box<dyn Error>> {
     // Check the service's own settings before any core starts.
     http.server(service, None)?;
     let plan = match service.proxy_kind() {
-        Some(kind) => Some(serve.proxy.plan(kind)?),
+        Some(kind) => {
+            serve.proxy.announce(kind, &endpoints);
+            Some(serve.proxy.plan(kind)?)
+        }
         None => None,
     };
     // Certificates and keys load once, here, before any core starts.
