@@ -47,7 +47,8 @@ pub struct ProxyArgs {
     pub send_proxy: Option<ringwork_protocols::proxy_protocol::Version>,
     /// socks5: let clients reach destinations matching RULE (repeatable). RULE is an
     /// address or network with an optional port or range (127.0.0.1:8080, 10.0.0.0/8,
-    /// [::1]:22, fc00::/7), a host name or *.domain (*.internal:443), a class (loopback,
+    /// fc00::/7; an IPv6 address with a port goes in brackets), a host name or *.domain
+    /// (*.internal:443), a class (loopback,
     /// private, link-local, cgnat, unspecified, multicast, broadcast, reserved) or *
     /// (*:25). --allow and --deny rules are tried in command-line order, the first match
     /// decides; unmatched destinations are allowed unless loopback, private or another
