@@ -145,7 +145,7 @@ impl fmt::Display for Verdict<'_> {
         let what = if self.allowed { "allowed" } else { "denied" };
         match self.why {
             Why::Rule(rule) => write!(f, "{what} by rule \"{rule}\""),
-            Why::Class(class) => write!(f, "{what}: a {class} address (allow it with a rule)"),
+            Why::Class(class) => write!(f, "{what}: {class} address (default policy)"),
             Why::Default => write!(f, "{what} by default"),
         }
     }

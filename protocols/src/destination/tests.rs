@@ -509,7 +509,7 @@ fn rules_and_verdicts_display_for_logs() {
     let verdict = p.check(None, ip("::ffff:10.0.0.1"), 80);
     assert_eq!(
         verdict.to_string(),
-        "denied: a private address (allow it with a rule)"
+        "denied: private address (default policy)"
     );
     // Peer-supplied names are escaped.
     assert_eq!(
