@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use ringwork_platform::{
-    BackendKind, Bytes, Capabilities, Completion, Driver, ListenOptions, SockAddr, SocketId, Waker,
+    BackendKind, Bytes, Capabilities, Completion, Driver, ListenOptions, ReusePort, SockAddr,
+    SocketId, Waker,
 };
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -83,11 +84,11 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
     let stop = Arc::new(AtomicBool::new(false));
     watch_signals(&stop, driver.waker())?;
 
-    // No SO_REUSEPORT: with one server thread it brings nothing, and without it a leftover
-    // server still holding the port makes this one fail loudly instead of silently sharing
-    // the port (see FINDINGS.md).
+    // No SO_REUSEPORT: with one server thread it brings nothing (a leftover server still
+    // holding the port makes this one fail loudly, as the default `ReusePort::Process` would
+    // too; see FINDINGS.md).
     let options = ListenOptions {
-        reuse_port: false,
+        reuse_port: ReusePort::Off,
         ..ListenOptions::default()
     };
     let listener = driver

@@ -55,7 +55,7 @@ pub mod testing;
 pub mod bench;
 
 pub use ringwork_platform as platform;
-pub use ringwork_platform::{BackendChoice, BackendKind, Bytes, DriverConfig, SockAddr};
+pub use ringwork_platform::{BackendChoice, BackendKind, Bytes, DriverConfig, ReusePort, SockAddr};
 
 pub use crate::config::ReactorConfig;
 pub use crate::context::Context;

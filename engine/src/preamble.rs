@@ -2,7 +2,7 @@
 //! protocol header from a load balancer — read by the engine before the protocol starts.
 //!
 //! Owns: [`Preamble`] (a sans-IO parser, given as a plain function), [`PreambleStatus`],
-//! [`ListenerOptions`] (TLS and preamble of a listener) and the engine steps of a pending
+//! [`ListenerOptions`] (TLS, preamble and address sharing of a listener) and the engine steps of a pending
 //! preamble (input, end of stream, timeout).
 //! Contract: on a listener with a preamble, the engine collects the first bytes and asks the
 //! parser after each read; nothing reaches the protocol (or TLS) until it says `Done`.
@@ -19,7 +19,7 @@
 use std::time::Duration;
 
 use bytes::BytesMut;
-use ringwork_platform::SockAddr;
+use ringwork_platform::{ReusePort, SockAddr};
 
 use crate::dispatch;
 use crate::io::Io;
@@ -55,7 +55,8 @@ pub type Preamble = fn(&[u8]) -> PreambleStatus;
 /// Default time a peer has to send its whole preamble.
 pub const DEFAULT_PREAMBLE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How a listener treats its connections before their protocol starts.
+/// How a listener shares its address, and treats its connections before their protocol
+/// starts.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct ListenerOptions {
@@ -65,6 +66,11 @@ pub struct ListenerOptions {
     pub preamble: Option<Preamble>,
     /// Time allowed for the preamble.
     pub preamble_timeout: Duration,
+    /// Who may share the TCP address through SO_REUSEPORT. The default,
+    /// [`ReusePort::Process`], lets every core of this process listen on it but fails with
+    /// "Address already in use" when another process holds it; [`ReusePort::Shared`] joins
+    /// another process's listeners on purpose (zero-downtime restarts).
+    pub reuse_port: ReusePort,
 }
 
 impl Default for ListenerOptions {
@@ -73,11 +79,19 @@ impl Default for ListenerOptions {
             tls: None,
             preamble: None,
             preamble_timeout: DEFAULT_PREAMBLE_TIMEOUT,
+            reuse_port: ReusePort::default(),
         }
     }
 }
 
 impl ListenerOptions {
+    /// Options sharing the address as `reuse` says (see [`ListenerOptions::reuse_port`]).
+    #[must_use]
+    pub fn reuse_port(mut self, reuse: ReusePort) -> Self {
+        self.reuse_port = reuse;
+        self
+    }
+
     /// Options with TLS.
     #[must_use]
     pub fn tls(mut self, acceptor: TlsAcceptor) -> Self {

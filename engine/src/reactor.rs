@@ -186,10 +186,13 @@ impl Reactor {
 
     /// Listens on a TCP address with SO_REUSEPORT (every core of a runtime listens on the
     /// same address and the kernel spreads connections). Returns the bound address (useful
-    /// with port 0).
+    /// with port 0). The address is shared only within this process
+    /// ([`ReusePort::Process`](crate::platform::ReusePort::Process)); to join another
+    /// process's listeners, use [`Reactor::listen_with`] and [`ListenerOptions::reuse_port`].
     ///
     /// # Errors
-    /// The OS error of bind or listen.
+    /// The OS error of bind or listen: "Address already in use" when another process (or
+    /// any non-SO_REUSEPORT socket) holds the address.
     pub fn listen_tcp(
         &mut self,
         addr: SocketAddr,
@@ -240,12 +243,14 @@ impl Reactor {
         self.listen_with(&addr, &options, factory).map(drop)
     }
 
-    /// Listens on a TCP address or Unix socket path with `options`: TLS, and a preamble
-    /// (a PROXY protocol header) read before the protocol starts. This core gets its own
-    /// copy of the TLS configuration. Returns the bound address.
+    /// Listens on a TCP address or Unix socket path with `options`: TLS, a preamble (a
+    /// PROXY protocol header) read before the protocol starts, and who may share the
+    /// address ([`ListenerOptions::reuse_port`]). This core gets its own copy of the TLS
+    /// configuration. Returns the bound address.
     ///
     /// # Errors
-    /// The OS error of bind or listen.
+    /// The OS error of bind or listen ("Address already in use" when another process holds
+    /// the address and `options` do not ask to share it).
     pub fn listen_with(
         &mut self,
         addr: &SockAddr,
@@ -285,7 +290,11 @@ impl Reactor {
         factory: Box<dyn Factory>,
         options: ListenerOptions,
     ) -> Result<SockAddr, EngineError> {
-        let socket = self.driver.listen(addr, &ListenOptions::default())?;
+        let listen = ListenOptions {
+            reuse_port: options.reuse_port,
+            ..ListenOptions::default()
+        };
+        let socket = self.driver.listen(addr, &listen)?;
         let bound = self.driver.local_addr(socket)?;
         if self.accepting {
             self.driver.accept(socket);

@@ -15,6 +15,7 @@ use crate::completion::Completion;
 use crate::config::{BackendChoice, BackendKind, Capabilities, DriverConfig, Stats};
 use crate::error::{OpError, SetupError, UringUnavailable};
 use crate::id::{OpKind, SocketId, TimerId};
+use crate::reuse_port::{self, ReusePort};
 use crate::sys;
 use crate::table::{Core, Shutdown, SocketKind};
 use crate::waker::Waker;
@@ -24,9 +25,11 @@ use crate::waker::Waker;
 pub struct ListenOptions {
     /// Length of the kernel's accept queue.
     pub backlog: i32,
-    /// SO_REUSEPORT (Unix, TCP only): every core opens its own listener on the same address
-    /// and the kernel spreads connections between them.
-    pub reuse_port: bool,
+    /// SO_REUSEPORT (Unix, TCP only): whether several listeners may share the address (every
+    /// core opens its own and the kernel spreads connections between them), and whose.
+    /// The default, [`ReusePort::Process`], shares only among this process's listeners: an
+    /// address someone else holds fails with EADDRINUSE.
+    pub reuse_port: ReusePort,
     /// IPV6_V6ONLY for IPv6 listeners (`None` keeps the OS default).
     pub only_v6: Option<bool>,
 }
@@ -35,7 +38,7 @@ impl Default for ListenOptions {
     fn default() -> Self {
         Self {
             backlog: 1024,
-            reuse_port: true,
+            reuse_port: ReusePort::Process,
             only_v6: None,
         }
     }
@@ -71,8 +74,10 @@ macro_rules! with_backend {
 /// A driver belongs to the thread that made it (it is `!Send`): io_uring is set up with
 /// SINGLE_ISSUER, and receive buffers are lent without locks.
 pub struct Driver {
-    core: Core,
+    // Field order is drop order: the backend closes the descriptors before the socket
+    // table drops the listeners' SO_REUSEPORT group tokens (see `reuse_port.rs`).
     backend: Backend,
+    core: Core,
 }
 
 impl Driver {
@@ -167,10 +172,13 @@ impl Driver {
     }
 
     /// Opens a listening socket on `addr` (IPv4, IPv6 or a Unix path). Call
-    /// [`Driver::accept`] to start accepting.
+    /// [`Driver::accept`] to start accepting. How the address is shared with other
+    /// listeners follows [`ListenOptions::reuse_port`] (see [`ReusePort`]).
     ///
     /// # Errors
-    /// The OS error of socket, bind or listen, with context.
+    /// The OS error of socket, bind or listen, with context: EADDRINUSE
+    /// ([`io::ErrorKind::AddrInUse`]) when another socket holds the address and
+    /// [`ReusePort::Shared`] was not asked for.
     pub fn listen(
         &mut self,
         addr: &SockAddr,
@@ -182,17 +190,16 @@ impl Driver {
             socket.set_reuse_address(true).map_err(open)?;
             // Accepted sockets inherit it on Linux; request/response protocols want it.
             socket.set_tcp_nodelay(true).map_err(open)?;
-            #[cfg(all(unix, not(any(target_os = "solaris", target_os = "illumos"))))]
-            if options.reuse_port {
-                socket.set_reuse_port(true).map_err(open)?;
-            }
             if let (true, Some(only_v6)) = (addr.is_ipv6(), options.only_v6) {
                 socket.set_only_v6(only_v6).map_err(open)?;
             }
         }
-        socket.bind(addr).map_err(open)?;
-        socket.listen(options.backlog).map_err(open)?;
-        self.adopt(socket, SocketKind::Listener)
+        let group = reuse_port::bind_listener(&socket, addr, options.backlog, options.reuse_port)
+            .map_err(open)?;
+        let id = self.adopt(socket, SocketKind::Listener)?;
+        // Released with the socket's slot, after its descriptor is closed.
+        self.core.open_mut(id).expect("just added").group = group;
+        Ok(id)
     }
 
     /// Starts connecting a stream socket to `addr` (TCP or a Unix path); a

@@ -19,6 +19,9 @@
 //!   the server.
 //! - `proxy` (feature `engine`): the relay between two connections (backpressure,
 //!   half-close, idle timeout), the TCP port forward `TcpProxy` and the name-lookup pool.
+//! - [`destination`]: which destinations a proxy may reach on a client's behalf (allow and
+//!   deny rules; loopback, private and other special addresses denied by default), with
+//!   the canonical forms of client-supplied hosts, sans-IO.
 //! - [`proxy_protocol`]: the HAProxy PROXY protocol (v1 text, v2 binary with TLVs), sans-IO
 //!   parser and encoders for headers sent by load balancers.
 //!
@@ -28,6 +31,7 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 pub mod basic;
+pub mod destination;
 pub mod endpoint;
 pub mod http;
 pub mod kit;

@@ -1,6 +1,8 @@
 //! The `ringwork` binary run as a program: `serve echo` and `serve discard` over TCP, UDP and
-//! a Unix socket under both backends, `serve tcp-proxy` and `serve socks5` round trips, bad
-//! endpoints and bad proxy options (exit 2), an address in use, SIGTERM, `--help`.
+//! a Unix socket under both backends, `serve tcp-proxy` and `serve socks5` round trips,
+//! `socks5` destination rules and its warning, bad endpoints and bad proxy options (exit 2),
+//! an address in use (also by another ringwork: SO_REUSEPORT), `--reuse-port`, SIGTERM,
+//! `--help`.
 //!
 //! The io_uring half is skipped loudly where io_uring is unavailable, and fails instead
 //! under `RINGWORK_REQUIRE_URING=1`. Nothing sleeps: a test waits for the "listening on"
@@ -229,7 +231,15 @@ fn udp_echo(backend: &str) {
     socket.set_read_timeout(Some(PATIENCE)).expect("timeout");
     socket.send_to(b"ping", addr).expect("send");
     let mut buf = [0; 64];
-    let (n, from) = socket.recv_from(&mut buf).expect("echoed datagram");
+    // With a read timeout set, an interrupted recv fails with EINTR instead of restarting
+    // (seen in full parallel runs, uring half only: likely task work of the probe ring this
+    // thread made and dropped in `backend`). Retry it, as `read_exact` does.
+    let (n, from) = loop {
+        match socket.recv_from(&mut buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => break other.expect("echoed datagram"),
+        }
+    };
     assert_eq!((&buf[..n], from), (&b"ping"[..], addr));
     assert!(server.terminate());
 }
@@ -507,6 +517,98 @@ fn address_in_use_fails() {
     );
 }
 
+/// Runs `ringwork` expecting it to fail at start-up; fails the test if it starts listening
+/// instead. Returns its exit code and stderr.
+fn start_expecting_failure(args: &[&str]) -> (Option<i32>, String) {
+    let mut server = Server::start(args);
+    while let Some(line) = server.next_line() {
+        assert!(
+            !line.contains("listening on "),
+            "ringwork {args:?} started: {}",
+            server.seen.join("\n")
+        );
+    }
+    let status = server.child.wait().expect("wait for ringwork");
+    (status.code(), server.seen.join("\n"))
+}
+
+/// A loopback port free right now.
+fn free_port() -> u16 {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    probe.local_addr().expect("address").port()
+}
+
+/// A second `serve hello` on a port a first one (two cores, SO_REUSEPORT among them) holds
+/// fails with "Address already in use" instead of taking half the connections; with
+/// `--reuse-port` it starts. A second UDP server fails the same way.
+fn busy_port(backend: &str) {
+    let Some(backend) = self::backend(backend) else {
+        return;
+    };
+    let listen = format!("tcp:{}:interface=127.0.0.1", free_port());
+    let args = |cores, extra: Option<&'static str>| {
+        let mut args = vec![
+            "serve",
+            "hello",
+            "--listen",
+            listen.as_str(),
+            "--cores",
+            cores,
+            "--backend",
+            backend,
+        ];
+        args.extend(extra);
+        args
+    };
+    let mut first = Server::start(&args("2", None));
+    first.listening(2);
+    for cores in ["1", "2"] {
+        let (code, stderr) = start_expecting_failure(&args(cores, None));
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(
+            stderr.contains(&format!("cannot listen on {listen}"))
+                && stderr.contains("Address already in use"),
+            "stderr: {stderr}"
+        );
+    }
+    // Told to share, the second joins (the kernel asks only that both be the same user).
+    let mut second = Server::start(&args("1", Some("--reuse-port")));
+    second.listening(1);
+    assert!(second.terminate());
+    assert!(first.terminate(), "exit status 0 after SIGTERM");
+
+    // Both started with it (a zero-downtime restart): the second starts beside the first.
+    let mut first = Server::start(&args("2", Some("--reuse-port")));
+    first.listening(2);
+    let mut second = Server::start(&args("1", Some("--reuse-port")));
+    second.listening(1);
+    assert!(second.terminate());
+    assert!(first.terminate());
+
+    let udp = format!("udp:{}:interface=127.0.0.1", free_port());
+    let udp_args = [
+        "serve",
+        "echo",
+        "--listen",
+        &udp,
+        "--cores",
+        "1",
+        "--backend",
+        backend,
+    ];
+    let mut first = Server::start(&udp_args);
+    first.listening(1);
+    let (code, stderr) = start_expecting_failure(&udp_args);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("Address already in use"),
+        "stderr: {stderr}"
+    );
+    assert!(first.terminate());
+}
+
+both_backends!(busy_port);
+
 /// `serve tcp-proxy` in front of a one-shot std upstream, then `serve socks5` in front of the
 /// same kind of upstream: a round trip through each.
 fn proxies(backend: &str) {
@@ -554,7 +656,9 @@ fn proxies(backend: &str) {
     drop(stream);
     assert!(server.terminate(), "exit status 0 after SIGTERM");
 
-    let mut args = vec!["serve", "socks5", "--user", "u:p"];
+    // The upstream is on loopback: the default policy refuses it, a rule opens it.
+    let allow = format!("127.0.0.1:{}", upstream.port());
+    let mut args = vec!["serve", "socks5", "--user", "u:p", "--allow", &allow];
     args.extend_from_slice(&common);
     let mut server = Server::start(&args);
     let addr = tcp_addr(&server.listening(1)[0]);
@@ -579,6 +683,94 @@ fn proxies(backend: &str) {
 }
 
 both_backends!(proxies);
+
+/// A SOCKS5 CONNECT to `target` (no authentication); returns the REP byte.
+fn socks5_connect_reply(proxy: SocketAddr, target: SocketAddr) -> u8 {
+    let mut stream = TcpStream::connect(proxy).expect("connect");
+    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    let SocketAddr::V4(v4) = target else {
+        panic!("IPv4")
+    };
+    let mut request = vec![5, 1, 0, 5, 1, 0, 1];
+    request.extend_from_slice(&v4.ip().octets());
+    request.extend_from_slice(&v4.port().to_be_bytes());
+    stream.write_all(&request).expect("write");
+    let mut reply = [0u8; 2 + 10];
+    stream
+        .read_exact(&mut reply)
+        .expect("the handshake replies");
+    assert_eq!(reply[..2], [5, 0]);
+    reply[3]
+}
+
+/// `serve socks5`: loopback destinations refused by default; `--allow` and `--deny` apply
+/// in command-line order; a loud warning without `--user` on a non-loopback interface.
+fn socks5_destination_rules(backend: &str) {
+    let Some(backend) = self::backend(backend) else {
+        return;
+    };
+    // Accepts and closes: a relayed pair ends at once, so no shutdown waits out its grace.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let target = listener.local_addr().expect("address");
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            drop(stream);
+        }
+    });
+    let exact = target.to_string();
+    for (rules, rep) in [
+        (&[][..], 0x02),
+        (&["--allow", "loopback"][..], 0x00),
+        (&["--deny", &exact, "--allow", "loopback"][..], 0x02),
+        (&["--allow", "loopback", "--deny", &exact][..], 0x00),
+        (&["--allow", "*.internal", "--deny", "*"][..], 0x02),
+    ] {
+        let mut args = vec![
+            "serve",
+            "socks5",
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+            "--cores",
+            "1",
+            "--backend",
+            backend,
+        ];
+        args.extend_from_slice(rules);
+        let mut server = Server::start(&args);
+        let proxy = tcp_addr(&server.listening(1)[0]);
+        assert_eq!(socks5_connect_reply(proxy, target), rep, "{rules:?}");
+        assert!(
+            !server.seen.iter().any(|l| l.contains("WARN")),
+            "a warning on loopback: {:?}",
+            server.seen
+        );
+        assert!(server.terminate());
+    }
+
+    // All interfaces, no --user: a warning before the server starts.
+    let mut server = Server::start(&[
+        "serve",
+        "socks5",
+        "--listen",
+        "tcp:0",
+        "--cores",
+        "1",
+        "--backend",
+        backend,
+    ]);
+    server.listening(1);
+    assert!(
+        server
+            .seen
+            .iter()
+            .any(|l| l.contains("WARN") && l.contains("has no --user")),
+        "no warning: {:?}",
+        server.seen
+    );
+    assert!(server.terminate());
+}
+
+both_backends!(socks5_destination_rules);
 
 #[test]
 fn bad_proxy_arguments_exit_2() {
@@ -607,6 +799,33 @@ fn bad_proxy_arguments_exit_2() {
         (
             &["serve", "echo", "--user", "a:b"],
             "tcp-proxy and socks5 options",
+        ),
+        (
+            &["serve", "socks5", "--allow", "10.0.0.1/8"],
+            "did you mean 10.0.0.0/8?",
+        ),
+        (
+            &["serve", "socks5", "--deny", "2130706433"],
+            "write it as 127.0.0.1",
+        ),
+        (
+            &["serve", "socks5", "--allow", "127.0.0.1:http"],
+            "not a port or port range",
+        ),
+        (
+            &[
+                "serve",
+                "tcp-proxy",
+                "--upstream",
+                "127.0.0.1:1",
+                "--deny",
+                "*",
+            ],
+            "--allow and --deny are socks5 options",
+        ),
+        (
+            &["serve", "hello", "--allow", "loopback"],
+            "--allow and --deny are socks5 options",
         ),
     ] {
         let output = run(args);

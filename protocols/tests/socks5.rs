@@ -2,7 +2,11 @@
 //! an IP, `--socks5-hostname` with `localhost` resolved by the server, username/password
 //! via `--proxy-user` and a `socks5://user:pass@` URL, a wrong password refused) to the
 //! `ringwork::http` hello server started in-test; and raw clients for the reply codes
-//! (connection refused 0x05, BIND 0x07, an unknown name 0x04).
+//! (connection refused 0x05, BIND 0x07, an unknown name 0x04). The destination policy: by
+//! default loopback targets are refused (REP 0x02) in every spelling — an address, a name
+//! resolving to it, numeric names (`0`, `2130706433`, `0x7f.1`, `127.1`, `0177.0.0.1`),
+//! IPv4-mapped IPv6 — and an allow rule opens one. The other tests allow loopback, where
+//! their web server is.
 //!
 //! curl must be installed: a missing one fails the test, naming
 //! `scripts/install-http-test-deps.sh`. Nothing sleeps.
@@ -18,6 +22,7 @@ use std::process::{Command, Output, Stdio};
 use common::Server;
 use proxy_support::{LIMIT, Proxy, connect, read_all, refused_port};
 use ringwork::BackendChoice;
+use ringwork_protocols::destination::{DestinationPolicy, Rule};
 use ringwork_protocols::http::server::ServerConfig;
 use ringwork_protocols::http::services::{HELLO_BODY, hello};
 use ringwork_protocols::proxy::LookupPool;
@@ -52,13 +57,57 @@ fn pool() -> LookupPool {
     LookupPool::new(2, 64).expect("start the lookup threads")
 }
 
+/// A SOCKS5 proxy that may reach loopback (where the tests' servers are).
 fn socks(backend: BackendChoice, auth: Auth) -> Option<Proxy> {
+    socks_with(backend, auth, &["allow loopback"])
+}
+
+/// A SOCKS5 proxy with these rules (`allow X` / `deny X`, in order).
+fn socks_with(backend: BackendChoice, auth: Auth, rules: &[&str]) -> Option<Proxy> {
+    let rules = rules
+        .iter()
+        .map(|r| match r.split_once(' ') {
+            Some(("allow", text)) => Rule::allow(text).expect("a rule"),
+            Some(("deny", text)) => Rule::deny(text).expect("a rule"),
+            _ => panic!("{r:?}: allow X or deny X"),
+        })
+        .collect();
     let config = Socks5Config {
         auth,
+        policy: DestinationPolicy::new(rules),
         ..Socks5Config::default()
     };
     Proxy::socks5(backend, config, pool())
 }
+
+/// A request to CONNECT to the domain name `name` (sent as is) on `port`.
+fn connect_name(name: &str, port: u16) -> Vec<u8> {
+    let mut r = vec![5, 1, 0, 3, u8::try_from(name.len()).expect("a short name")];
+    r.extend_from_slice(name.as_bytes());
+    r.extend_from_slice(&port.to_be_bytes());
+    r
+}
+
+/// A request to CONNECT to an IPv6 address.
+fn connect_v6(addr: std::net::Ipv6Addr, port: u16) -> Vec<u8> {
+    let mut r = vec![5, 1, 0, 4];
+    r.extend_from_slice(&addr.octets());
+    r.extend_from_slice(&port.to_be_bytes());
+    r
+}
+
+/// The spellings of 127.0.0.1 a client may try as a domain name.
+const LOOPBACK_NAMES: [&str; 9] = [
+    "2130706433",
+    "0x7f.1",
+    "127.1",
+    "0177.0.0.1",
+    "0x7f000001",
+    "127.0.0.1.",
+    "[::ffff:127.0.0.1]",
+    "::ffff:7f00:1",
+    "localhost",
+];
 
 fn web(backend: BackendChoice) -> Option<Server> {
     Server::start(backend, ServerConfig::default(), || hello)
@@ -160,15 +209,76 @@ ringwork::platform::test_all_backends! {
     }
 
     fn a_target_outside_the_rules_gets_rep_0x02(backend: BackendChoice) {
-        let config = Socks5Config {
-            allow: |addr| addr.port() != 9,
-            ..Socks5Config::default()
+        let Some(proxy) = socks_with(backend, Auth::None, &["deny *:9", "allow loopback"])
+        else {
+            return;
         };
-        let Some(proxy) = Proxy::socks5(backend, config, pool()) else { return };
         let (reply, rest) = raw_request(proxy.addr, &connect_v4("127.0.0.1:9".parse().unwrap()));
         assert_eq!(reply[..2], [5, 0x02]);
         assert!(rest.is_empty());
         assert_eq!(proxy.inspect().stats.total, 0, "no connect was tried");
+    }
+
+    fn loopback_is_refused_by_default_and_allowed_by_a_rule(backend: BackendChoice) {
+        let Some(web) = web(backend) else { return };
+        let Some(proxy) = socks_with(backend, Auth::None, &[]) else { return };
+        let socks = proxy.addr.to_string();
+        let port = web.addr.port();
+        for (option, host) in [
+            ("--socks5", "127.0.0.1"),
+            ("--socks5-hostname", "127.0.0.1"),
+            ("--socks5-hostname", "localhost"),
+            ("--socks5-hostname", "0"),
+            ("--socks5-hostname", "2130706433"),
+            ("--socks5-hostname", "[::ffff:127.0.0.1]"),
+            ("--socks5-hostname", "0x7f.1"),
+        ] {
+            let url = format!("http://{host}:{port}/");
+            let out = curl(&[option, &socks, &url]);
+            assert!(!out.status.success(), "curl {option} {url} got through");
+            // curl: "Can't complete SOCKS5 connection to ... (2)": REP 0x02.
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(stderr.contains("(2)"), "curl {option} {url}: {stderr}");
+        }
+        // Every spelling, sent raw as a domain name; the unspecified address (reaches this
+        // host) as a name and an address; IPv4-mapped IPv6 as an address.
+        let mut requests: Vec<Vec<u8>> =
+            LOOPBACK_NAMES.iter().map(|name| connect_name(name, port)).collect();
+        requests.push(connect_name("0", port));
+        requests.push(connect_name("0.0.0.0", port));
+        requests.push(connect_v4(SocketAddr::from(([0, 0, 0, 0], port))));
+        requests.push(connect_v6(std::net::Ipv4Addr::LOCALHOST.to_ipv6_mapped(), port));
+        requests.push(connect_v6(std::net::Ipv6Addr::LOCALHOST, port));
+        for request in &requests {
+            let (reply, rest) = raw_request(proxy.addr, request);
+            assert_eq!(reply[..2], [5, 0x02], "{request:?}");
+            assert!(rest.is_empty());
+        }
+        assert_eq!(proxy.inspect().stats.total, 0, "no connect was tried");
+
+        // One rule opens the web server, in every spelling, and nothing else on loopback.
+        let rule = format!("allow 127.0.0.1:{port}");
+        let Some(proxy) = socks_with(backend, Auth::None, &[&rule]) else { return };
+        let socks = proxy.addr.to_string();
+        for (option, host) in [
+            ("--socks5", "127.0.0.1"),
+            ("--socks5-hostname", "localhost"),
+            ("--socks5-hostname", "2130706433"),
+            ("--socks5-hostname", "[::ffff:127.0.0.1]"),
+        ] {
+            let url = format!("http://{host}:{port}/");
+            assert_eq!(curl_ok(&[option, &socks, &url]), HELLO_BODY, "{option} {url}");
+        }
+        for name in LOOPBACK_NAMES {
+            let mut request = connect_name(name, port);
+            request.extend_from_slice(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+            let (reply, rest) = raw_request(proxy.addr, &request);
+            assert_eq!(reply[..2], [5, 0x00], "{name}");
+            let http = String::from_utf8_lossy(&rest);
+            assert!(http.ends_with("Hello, World!"), "{name}: {http}");
+        }
+        let (reply, _) = raw_request(proxy.addr, &connect_v4(refused_port()));
+        assert_eq!(reply[..2], [5, 0x02], "another loopback port");
     }
 
     fn clients_leaving_during_a_lookup_do_no_harm(backend: BackendChoice) {

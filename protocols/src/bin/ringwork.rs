@@ -9,8 +9,9 @@
 //!
 //! Owns: the command line, logging set-up, and turning a [`Service`] plus its endpoints
 //! into listeners on a [`Runtime`] (one pinned reactor per core).
-//! Contract: every core listens on each TCP endpoint (SO_REUSEPORT); Unix and UDP endpoints
-//! are served by core 0. One `listening on ENDPOINT (core N, backend B)` log line per
+//! Contract: every core listens on each TCP endpoint (SO_REUSEPORT among this process's
+//! cores; another process's listeners are joined only with `--reuse-port`); Unix and UDP
+//! endpoints are served by core 0. One `listening on ENDPOINT (core N, backend B)` log line per
 //! listener names the bound address (the real port for port 0). SIGINT or SIGTERM starts
 //! a graceful shutdown (`--grace`); a second signal stops at once; exit status 0 then.
 //! A bad command line exits with status 2, a failure to start (address in use, io_uring
@@ -27,7 +28,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use ringwork::{BackendChoice, EngineError, Reactor, Runtime};
+use ringwork::{BackendChoice, EngineError, Reactor, ReusePort, Runtime};
 use ringwork_protocols::Endpoint;
 use ringwork_protocols::basic::{Discard, DiscardDatagram, Echo, EchoDatagram};
 use ringwork_protocols::endpoint::ListenSpec;
@@ -68,8 +69,9 @@ Endpoints:
   haproxy:ENDPOINT              any stream endpoint above, behind a load balancer that
                                 sends a PROXY protocol (v1/v2) header first
 Port 0 picks a free port (TCP only with --cores 1, since each core binds its own). Every
-core listens on each TCP endpoint (SO_REUSEPORT); Unix and UDP endpoints are served by
-core 0.
+core listens on each TCP endpoint (SO_REUSEPORT, shared only by this process's cores unless
+--reuse-port); Unix and UDP endpoints are served by core 0. A port another process holds
+fails with 'Address already in use'.
 
 Examples:
   ringwork serve echo
@@ -126,6 +128,11 @@ struct Serve {
     /// Log every HTTP response (target ringwork::http::access, info level).
     #[arg(long)]
     access_log: bool,
+    /// Share TCP ports with other processes' SO_REUSEPORT listeners (for a zero-downtime
+    /// restart: start the new server with it while the old one, also started with it, still
+    /// runs). Without it, a port another process holds fails with "Address already in use".
+    #[arg(long)]
+    reuse_port: bool,
     #[command(flatten)]
     proxy: ProxyArgs,
     /// The TOML configuration of `http-proxy` (routes, upstreams, timeouts; see
@@ -332,10 +339,14 @@ impl From<Backend> for BackendChoice {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let Command::Serve(serve) = &cli.command;
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let Command::Serve(serve) = &mut cli.command;
+    if let Some(serve_matches) = matches.subcommand_matches("serve") {
+        serve.proxy.order_rules(serve_matches);
+    }
     if let Err(message) = serve.proxy.check(serve.service.proxy_kind()) {
-        use clap::CommandFactory;
         Cli::command()
             .error(clap::error::ErrorKind::ArgumentConflict, message)
             .exit();
@@ -409,14 +420,20 @@ fn run_serve(mut serve: Serve) -> Result<(), Box<dyn Error>> {
     // Check the service's own settings before any core starts.
     http.server(service, None)?;
     let plan = match service.proxy_kind() {
-        Some(kind) => Some(serve.proxy.plan(kind)?),
+        Some(kind) => {
+            serve.proxy.announce(kind, &endpoints);
+            Some(serve.proxy.plan(kind)?)
+        }
         None => None,
     };
     // Certificates and keys load once, here, before any core starts.
     let mut listeners = Vec::with_capacity(endpoints.len());
     for endpoint in endpoints {
         let spec = if endpoint.is_stream() {
-            let spec = ListenSpec::from_endpoint(&endpoint, None)?;
+            let mut spec = ListenSpec::from_endpoint(&endpoint, None)?;
+            if serve.reuse_port {
+                spec.options = spec.options.reuse_port(ReusePort::Shared);
+            }
             if let Some(made) = &spec.self_signed {
                 let what = if made.generated { "generated" } else { "using" };
                 eprintln!(

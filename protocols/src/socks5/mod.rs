@@ -4,9 +4,12 @@
 //!
 //! Owns: [`proto`] (greeting, subnegotiation, request, reply encoding) and `server.rs`.
 //! Contract: only CONNECT is served (BIND and UDP ASSOCIATE get REP 0x07); domain names are
-//! resolved on a [`LookupPool`](crate::proxy::LookupPool), never on the reactor.
-//! Does not: GSSAPI (method 0x01), BIND, UDP ASSOCIATE; access rules beyond
-//! authentication are one `fn(&SocketAddr) -> bool` (`Socks5Config::allow`).
+//! resolved on a [`LookupPool`](crate::proxy::LookupPool), never on the reactor; every
+//! destination passes the [`DestinationPolicy`](crate::destination::DestinationPolicy) of
+//! `Socks5Config::policy` (by default no loopback, private or other special address, in
+//! any spelling: `2130706433`, `::ffff:127.0.0.1`, a name resolving to 127.0.0.1), else
+//! REP 0x02.
+//! Does not: GSSAPI (method 0x01), BIND, UDP ASSOCIATE.
 //! Spec: RFC 1928, RFC 1929. Tests: `proto/tests.rs`; `tests/socks5.rs` (curl, both
 //! backends).
 

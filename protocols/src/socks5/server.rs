@@ -11,7 +11,14 @@
 //!    outcome in a mailbox the protocol shares, and arms a zero-delay timer on the
 //!    connection, so the protocol picks the outcome up in `timer_fired` with its own
 //!    context. A connection that closed meanwhile has no timers: the outcome is dropped.
-//! 3. The connect: each resolved address in turn; the reply (REP 0x00 with the bound
+//! 3. The destination policy ([`Socks5Config::policy`], see [`crate::destination`]): a
+//!    name in a numeric form (`2130706433`, `0x7f.1`, ...) is taken as the address it
+//!    denotes and IPv4-mapped IPv6 addresses as their IPv4 address; a name is checked
+//!    before the lookup (a name rule may decide) and every address it resolves to after
+//!    it. Only allowed addresses are connected to; with none, the reply is REP 0x02
+//!    ("connection not allowed by ruleset") and an info log line names the target (a
+//!    peer-supplied name, escaped) and the verdict.
+//! 4. The connect: each allowed address in turn; the reply (REP 0x00 with the bound
 //!    address, or the failure's REP code) is written before any relayed byte. Bytes the
 //!    client sent after its request are held (bounded) and sent once connected.
 //!
@@ -19,7 +26,7 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -27,6 +34,7 @@ use bytes::{Buf, BytesMut};
 use ringwork::{ConnId, Context, Factory, LostReason, Protocol, SockAddr, TimerId};
 
 use super::proto::{Auth, Event, Handshake, MAX_MESSAGE, Reply, Target, encode_reply};
+use crate::destination::{DestinationPolicy, Host, canonical_ip};
 use crate::proxy::{Dial, LookupError, LookupPool, Relay, RelayConfig, RelayStats};
 
 /// Settings of a [`Socks5Server`].
@@ -38,9 +46,11 @@ pub struct Socks5Config {
     pub relay: RelayConfig,
     /// The handshake and the name lookup must end within this.
     pub handshake_timeout: Duration,
-    /// Which target addresses clients may reach (checked after name resolution, for each
-    /// address); a target with none allowed gets REP 0x02. The default allows all.
-    pub allow: fn(&SocketAddr) -> bool,
+    /// Which destinations clients may reach (a name before its lookup and each address it
+    /// resolves to); a target with no allowed address gets REP 0x02. The default denies
+    /// loopback, private, link-local and the other special addresses
+    /// ([`crate::destination::AddressClass`]) and allows the rest.
+    pub policy: DestinationPolicy,
 }
 
 impl Default for Socks5Config {
@@ -49,7 +59,7 @@ impl Default for Socks5Config {
             auth: Auth::None,
             relay: RelayConfig::default(),
             handshake_timeout: Duration::from_secs(30),
-            allow: |_| true,
+            policy: DestinationPolicy::default(),
         }
     }
 }
@@ -109,6 +119,9 @@ enum Phase {
         buf: BytesMut,
     },
     Resolving {
+        /// The name as the policy checks it (lowercase, no trailing dot).
+        name: String,
+        /// The target for log lines (escaped).
         target: String,
         /// Client bytes after the request.
         held: BytesMut,
@@ -133,47 +146,69 @@ impl Socks5Conn {
         self.phase = Phase::Closed;
     }
 
-    /// The request was read: resolve (for a name) or connect.
+    /// The request was read: check it, then resolve (for a name) or connect.
     fn request(&mut self, ctx: &mut Context<'_>, target: Target, held: BytesMut) {
-        match target {
-            Target::Addr(addr) => self.start_relay(ctx, vec![addr], &held, false, addr.to_string()),
-            Target::Domain(name, port) => {
-                let lookup = match self.shared.lookups.lookup(&name, port) {
-                    Ok(lookup) => lookup,
-                    Err(error) => {
-                        tracing::warn!("socks5: {error}");
-                        return self.fail(ctx, Reply::GeneralFailure);
-                    }
-                };
-                let mailbox = Rc::clone(&self.mailbox);
-                let handle = ctx.handle();
-                let id = ctx.id();
-                let waker = handle.clone();
-                drop(handle.spawn_local(async move {
-                    let outcome = lookup.await;
-                    *mailbox.borrow_mut() = Some(outcome);
-                    // Calls the protocol back on its own connection (a no-op if it is gone).
-                    waker.run(move |reactor| {
-                        reactor.with_conn(id, |ctx| {
-                            let _ = ctx.call_later(Duration::ZERO);
-                        });
-                    });
-                }));
-                if held.len() >= self.shared.config.relay.max_held {
-                    ctx.pause_reading();
-                }
-                self.phase = Phase::Resolving {
-                    target: format!("{name}:{port}"),
-                    held,
-                    eof: false,
-                };
+        let (asked, port) = match target {
+            Target::Addr(addr) => {
+                return self.start_relay(ctx, None, vec![addr], &held, false, addr.to_string());
             }
+            Target::Domain(name, port) => (name, port),
+        };
+        // Peer-supplied: escaped wherever it is logged.
+        let target = format!("{asked:?}:{port}");
+        let name = match Host::parse(&asked) {
+            // A numeric form: the address it denotes, never a lookup.
+            Host::Addr(ip) => {
+                let addr = SocketAddr::new(ip, port);
+                return self.start_relay(ctx, None, vec![addr], &held, false, target);
+            }
+            Host::Name(name) => name,
+        };
+        if let Some(verdict) = self.shared.config.policy.check_name(&name, port)
+            && !verdict.allowed
+        {
+            tracing::info!("socks5: {target} not allowed ({verdict})");
+            return self.fail(ctx, Reply::NotAllowed);
         }
+        // The name as the client sent it: a trailing dot matters to the resolver.
+        let lookup = match self.shared.lookups.lookup(&asked, port) {
+            Ok(lookup) => lookup,
+            Err(error) => {
+                tracing::warn!("socks5: {target}: {error}");
+                return self.fail(ctx, Reply::GeneralFailure);
+            }
+        };
+        let mailbox = Rc::clone(&self.mailbox);
+        let handle = ctx.handle();
+        let id = ctx.id();
+        let waker = handle.clone();
+        drop(handle.spawn_local(async move {
+            let outcome = lookup.await;
+            *mailbox.borrow_mut() = Some(outcome);
+            // Calls the protocol back on its own connection (a no-op if it is gone).
+            waker.run(move |reactor| {
+                reactor.with_conn(id, |ctx| {
+                    let _ = ctx.call_later(Duration::ZERO);
+                });
+            });
+        }));
+        if held.len() >= self.shared.config.relay.max_held {
+            ctx.pause_reading();
+        }
+        self.phase = Phase::Resolving {
+            name,
+            target,
+            held,
+            eof: false,
+        };
     }
 
+    /// Connects to the first of `addrs` the policy allows (`name`: the name they were
+    /// resolved from), trying the next allowed one on failure.
     fn start_relay(
         &mut self,
         ctx: &mut Context<'_>,
+        name: Option<&str>,
         addrs: Vec<SocketAddr>,
         held: &[u8],
         eof: bool,
@@ -185,10 +220,23 @@ impl Socks5Conn {
         if addrs.is_empty() {
             return self.fail(ctx, Reply::HostUnreachable);
         }
-        let allow = self.shared.config.allow;
-        let mut addrs: VecDeque<SocketAddr> = addrs.into_iter().filter(allow).collect();
+        let policy = &self.shared.config.policy;
+        let mut denied = None;
+        let mut allowed = VecDeque::with_capacity(addrs.len());
+        for addr in addrs {
+            // Connect to what the policy checked: `::ffff:127.0.0.1` is 127.0.0.1.
+            let ip: IpAddr = canonical_ip(addr.ip());
+            let verdict = policy.check(name, ip, addr.port());
+            if verdict.allowed {
+                allowed.push_back(SocketAddr::new(ip, addr.port()));
+            } else if denied.is_none() {
+                denied = Some(format!("{ip}: {verdict}"));
+            }
+        }
+        let mut addrs = allowed;
         let Some(first) = addrs.pop_front() else {
-            tracing::info!("socks5: {target} not allowed");
+            let why = denied.unwrap_or_default();
+            tracing::info!("socks5: {target} not allowed ({why})");
             return self.fail(ctx, Reply::NotAllowed);
         };
         let dial = ReplyDial {
@@ -214,15 +262,21 @@ impl Socks5Conn {
         let Some(outcome) = self.mailbox.borrow_mut().take() else {
             return;
         };
-        let Phase::Resolving { target, held, eof } =
-            std::mem::replace(&mut self.phase, Phase::Closed)
+        let Phase::Resolving {
+            name,
+            target,
+            held,
+            eof,
+        } = std::mem::replace(&mut self.phase, Phase::Closed)
         else {
             return;
         };
         match outcome {
-            Ok(addrs) => self.start_relay(ctx, addrs, &held, eof, target),
+            Ok(addrs) => self.start_relay(ctx, Some(&name), addrs, &held, eof, target),
             Err(error) => {
-                tracing::info!("socks5: {error}");
+                // The error names the peer's host: escaped.
+                let error = error.to_string();
+                tracing::info!("socks5: {target}: {}", error.escape_debug());
                 self.fail(ctx, Reply::HostUnreachable);
             }
         }

@@ -1,14 +1,19 @@
 //! The proxy services of `ringwork serve`: `tcp-proxy` and `socks5`.
 //!
-//! Owns: their options (`--upstream`, `--idle-timeout`, `--user`), the checks that make a
-//! bad combination a usage error (exit status 2), and building each core's factory.
+//! Owns: their options (`--upstream`, `--idle-timeout`, `--user`, `--allow`, `--deny`), the
+//! checks that make a bad combination a usage error (exit status 2), and building each
+//! core's factory.
 //! Contract: the name-lookup pool of `socks5` is made once and shared by every core; each
 //! core builds its own `TcpProxy` or `Socks5Server` (per-core health and counters).
+//! `--allow` and `--deny` rules apply in command-line order, interleaved
+//! ([`ProxyArgs::order_rules`] reads the order from clap's indices).
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-use clap::Args;
+use clap::{ArgMatches, Args};
+use ringwork_protocols::Endpoint;
+use ringwork_protocols::destination::{DestinationPolicy, Rule, canonical_ip};
 use ringwork_protocols::proxy::{LookupPool, RelayConfig, SplicePolicy, TcpProxy, TcpProxyConfig};
 use ringwork_protocols::socks5::{Auth, Socks5Config, Socks5Server};
 
@@ -40,6 +45,23 @@ pub struct ProxyArgs {
     /// first, naming the client (HAProxy's `send-proxy`).
     #[arg(long, value_name = "v1|v2", value_parser = parse_proxy_version)]
     pub send_proxy: Option<ringwork_protocols::proxy_protocol::Version>,
+    /// socks5: let clients reach destinations matching RULE (repeatable). RULE is an
+    /// address or network with an optional port or range (127.0.0.1:8080, 10.0.0.0/8,
+    /// fc00::/7; an IPv6 address with a port goes in brackets), a host name or *.domain
+    /// (*.internal:443), a class (loopback,
+    /// private, link-local, cgnat, unspecified, multicast, broadcast, reserved) or *
+    /// (*:25). --allow and --deny rules are tried in command-line order, the first match
+    /// decides; unmatched destinations are allowed unless loopback, private or another
+    /// special address. A name is checked, and so is every address it resolves to.
+    #[arg(long, value_name = "RULE", value_parser = parse_allow)]
+    pub allow: Vec<Rule>,
+    /// socks5: refuse destinations matching RULE (repeatable; see --allow). A last
+    /// `--deny '*'` makes the --allow rules before it an allow-list.
+    #[arg(long, value_name = "RULE", value_parser = parse_deny)]
+    pub deny: Vec<Rule>,
+    /// `--allow` and `--deny` merged in command-line order ([`ProxyArgs::order_rules`]).
+    #[arg(skip)]
+    pub rules: Vec<Rule>,
 }
 
 /// The services the options belong to.
@@ -70,6 +92,9 @@ impl ProxyArgs {
             Some(ProxyKind::Tcp) if !self.user.is_empty() => {
                 Err("--user is a socks5 option".into())
             }
+            Some(ProxyKind::Tcp) | None if !self.allow.is_empty() || !self.deny.is_empty() => {
+                Err("--allow and --deny are socks5 options".into())
+            }
             Some(ProxyKind::Socks5) | None if self.send_proxy.is_some() => {
                 Err("--send-proxy is a tcp-proxy option".into())
             }
@@ -87,6 +112,47 @@ impl ProxyArgs {
                 )
             }
             _ => Ok(()),
+        }
+    }
+
+    /// Merges `--allow` and `--deny` into [`ProxyArgs::rules`] in the order they were
+    /// given on the command line (`serve`: the matches of the `serve` subcommand).
+    pub fn order_rules(&mut self, serve: &ArgMatches) {
+        let mut ordered: Vec<(usize, Rule)> =
+            Vec::with_capacity(self.allow.len() + self.deny.len());
+        for (id, rules) in [("allow", &self.allow), ("deny", &self.deny)] {
+            if let Some(indices) = serve.indices_of(id) {
+                ordered.extend(indices.zip(rules.iter().cloned()));
+            }
+        }
+        ordered.sort_by_key(|(index, _)| *index);
+        self.rules = ordered.into_iter().map(|(_, rule)| rule).collect();
+    }
+
+    /// Logs what `socks5` lets clients reach, and warns loudly when it listens on an
+    /// interface other hosts can reach (not loopback) without `--user`.
+    pub fn announce(&self, kind: ProxyKind, endpoints: &[Endpoint]) {
+        if kind != ProxyKind::Socks5 {
+            return;
+        }
+        let rules: Vec<String> = self.rules.iter().map(ToString::to_string).collect();
+        let rules = match rules.is_empty() {
+            true => String::new(),
+            false => format!("{}; then ", rules.join(", ")),
+        };
+        tracing::info!(
+            "socks5 destinations: {rules}loopback, private, link-local and other special \
+             addresses denied, the rest allowed"
+        );
+        if !self.user.is_empty() {
+            return;
+        }
+        for endpoint in endpoints.iter().filter(|e| reachable_from_outside(e)) {
+            tracing::warn!(
+                "socks5 on {endpoint} has no --user: anyone who can reach this interface may \
+                 relay through it ({rules}loopback and private destinations denied). Listen \
+                 on tcp:PORT:interface=127.0.0.1, or require --user NAME:PASS"
+            );
         }
     }
 
@@ -120,6 +186,7 @@ impl ProxyArgs {
                 let config = Socks5Config {
                     auth,
                     relay,
+                    policy: DestinationPolicy::new(self.rules.clone()),
                     ..Socks5Config::default()
                 };
                 ProxyPlan::Socks5(config, LookupPool::new(LOOKUP_THREADS, LOOKUP_QUEUE)?)
@@ -213,6 +280,27 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("{text:?} is not a duration (like 300s or 5m)"))?;
     Duration::try_from_secs_f64(value * scale).map_err(|e| format!("{text:?}: {e}"))
+}
+
+/// Whether other hosts may connect to `endpoint`: an IP listener not on loopback.
+fn reachable_from_outside(endpoint: &Endpoint) -> bool {
+    match endpoint {
+        Endpoint::Tcp { addr } | Endpoint::Tls { addr, .. } => {
+            !canonical_ip(addr.ip()).is_loopback()
+        }
+        Endpoint::Haproxy(inner) => reachable_from_outside(inner),
+        _ => false,
+    }
+}
+
+/// An `--allow` rule (see [`ringwork_protocols::destination::Rule`]).
+fn parse_allow(text: &str) -> Result<Rule, String> {
+    Rule::allow(text).map_err(|e| e.to_string())
+}
+
+/// A `--deny` rule.
+fn parse_deny(text: &str) -> Result<Rule, String> {
+    Rule::deny(text).map_err(|e| e.to_string())
 }
 
 /// `NAME:PASS` (each 1 to 255 bytes, RFC 1929).
