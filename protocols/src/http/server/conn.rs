@@ -861,11 +861,17 @@ impl ConnState {
         // writer may run ahead of it by this much (so a proxy relaying a small body is not
         // told to wait for a flush that is already on its way).
         const UNFLUSHED_SLACK: usize = 64 * 1024;
-        !self.lost
-            && !self.write_paused
-            && self.slots.front().is_some_and(|s| {
-                s.seq == seq && s.out.iter().map(Bytes::len).sum::<usize>() < UNFLUSHED_SLACK
-            })
+        if self.lost || self.write_paused {
+            return false;
+        }
+        match self.slots.front() {
+            Some(front) if front.seq == seq => {
+                front.out.iter().map(Bytes::len).sum::<usize>() < UNFLUSHED_SLACK
+            }
+            // Answered in full and handed to the transport: nothing left to wait for (a
+            // waiter would otherwise wait until the connection closes).
+            _ => self.slot(seq).is_none(),
+        }
     }
 
     fn wake_writers(&mut self) {

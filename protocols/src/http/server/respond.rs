@@ -96,6 +96,8 @@ impl BodyWriter {
     /// Whether writing now would not grow the connection's buffer past its high
     /// watermark: this response is the oldest unanswered one, the transport is writable,
     /// and less than 64 KiB written from outside a callback still waits for its flush.
+    /// Also true once the response was answered in full and handed to the transport
+    /// (nothing is left to wait for; later writes are ignored).
     #[must_use]
     pub fn is_ready(&self) -> bool {
         self.state.borrow().writer_ready(self.seq)
