@@ -17,7 +17,7 @@ use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ringwork::platform::testing;
+use ringwork::platform::testing::{self, retry_interrupted};
 use ringwork::{BackendChoice, DriverConfig};
 use ringwork_protocols::Endpoint;
 
@@ -229,7 +229,7 @@ fn udp_echo(backend: &str) {
     socket.set_read_timeout(Some(PATIENCE)).expect("timeout");
     socket.send_to(b"ping", addr).expect("send");
     let mut buf = [0; 64];
-    let (n, from) = socket.recv_from(&mut buf).expect("echoed datagram");
+    let (n, from) = retry_interrupted(|| socket.recv_from(&mut buf)).expect("echoed datagram");
     assert_eq!((&buf[..n], from), (&b"ping"[..], addr));
     assert!(server.terminate());
 }

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use proxy_support::{
     LIMIT, Proxy, connect, read_all, refused_port, send_pattern, sum_to_eof, tagged_echo, upstream,
 };
+use ringwork::platform::testing::retry_interrupted;
 use ringwork::{BackendChoice, ReactorConfig};
 use ringwork_protocols::proxy::{SplicePolicy, TcpProxyConfig};
 
@@ -158,7 +159,7 @@ ringwork::platform::test_all_backends! {
         let up = upstream(move |mut stream| {
             let mut buf = [0u8; 64];
             loop {
-                match stream.read(&mut buf) {
+                match retry_interrupted(|| stream.read(&mut buf)) {
                     Ok(0) | Err(_) => break,
                     Ok(n) => stream.write_all(&buf[..n]).expect("echo"),
                 }
@@ -203,7 +204,7 @@ ringwork::platform::test_all_backends! {
                 let mut got = Vec::new();
                 let mut buf = [0u8; 512];
                 let header = loop {
-                    let n = stream.read(&mut buf).expect("read");
+                    let n = retry_interrupted(|| stream.read(&mut buf)).expect("read");
                     assert!(n > 0, "closed before the header");
                     got.extend_from_slice(&buf[..n]);
                     if let Some(parsed) = parse(&got).expect("a valid PROXY header") {
