@@ -39,6 +39,7 @@ mod reactor;
 pub mod resolve;
 mod runtime;
 mod splice;
+mod stall;
 mod state;
 mod stats;
 #[allow(dead_code)]
