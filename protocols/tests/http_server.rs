@@ -78,6 +78,7 @@ impl Handler for TestHandler {
                     let data = pattern(PIECE * PIECES);
                     for (i, piece) in data.chunks(PIECE).enumerate() {
                         if writer.ready().await.is_err() {
+                            let _ = events.send("stream gone".into());
                             return;
                         }
                         writer.write(piece.to_vec());
@@ -276,6 +277,29 @@ ringwork::platform::test_all_backends! {
         let resp = client.get("/small-stream-later", "");
         assert_eq!(event(&events, "ready"), "ready [true, true, true, true]");
         assert_eq!((resp.status, resp.text().as_str()), (200, "abcdabcdabcdabcd"));
+    }
+
+    /// A client that asks for 8 MiB and never reads: once the server's bytes stop moving
+    /// for `write_timeout`, the connection is cut (reset), the handler's writer learns it,
+    /// and the client sees the end of the connection well before the end of the body.
+    fn a_client_that_never_reads_a_download_is_cut_off(backend: BackendChoice) {
+        let mut config = config();
+        config.write_timeout = Some(Duration::from_millis(300));
+        let Some((server, events)) = start(backend, config) else { return };
+        let mut client = Client::with_recv_buffer(server.addr, 4096);
+        let asked = Instant::now();
+        client.send("GET /stream HTTP/1.1\r\nHost: t\r\n\r\n");
+        let last = loop {
+            let e = event(&events, "the stream to end");
+            if !e.starts_with("written") {
+                break e;
+            }
+        };
+        assert_eq!(last, "stream gone", "the writer was not told the client is gone");
+        assert!(asked.elapsed() >= Duration::from_millis(300), "cut before the timeout");
+        // What the kernel had already taken arrives, then the reset (or EOF).
+        let got = client.read_to_close();
+        assert!(got.len() < PIECE * PIECES, "the whole body arrived: {} bytes", got.len());
     }
 
     fn streamed_response_8_mib(backend: BackendChoice) {

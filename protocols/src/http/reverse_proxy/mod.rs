@@ -87,6 +87,7 @@ pub fn server_config(config: &ProxyConfig) -> ServerConfig {
     server.limits.max_body = config.max_body;
     server.keep_alive_timeout = config.timeouts.idle;
     server.body_read_timeout = config.timeouts.body;
+    server.write_timeout = Some(config.timeouts.write).filter(|d| !d.is_zero());
     server
 }
 

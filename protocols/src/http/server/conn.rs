@@ -195,6 +195,7 @@ impl Protocol for ServerConnection {
         let peer = ctx.peer_addr().ok().and_then(|a| a.as_socket());
         let tls = ctx.tls().is_some();
         let head_timer = Some(ctx.call_later(self.shared.config.header_read_timeout));
+        ctx.set_write_timeout(self.shared.config.write_timeout);
         let state = ConnState {
             shared: Rc::clone(&self.shared),
             conn: ctx.id(),

@@ -26,7 +26,9 @@
 //!   formatting per second) and Connection, answers `Expect: 100-continue`;
 //! - bounds time: the head must arrive within `header_read_timeout` (slowloris), the body
 //!   may not stall longer than `body_read_timeout`, an idle keep-alive connection closes
-//!   after `keep_alive_timeout`;
+//!   after `keep_alive_timeout`, and a client that takes no byte of a response for
+//!   `write_timeout` is cut off (the engine's write-stall timeout: a download nobody reads
+//!   does not hold its connection forever);
 //! - bounds memory: reading pauses while the write buffer is over its high watermark or a
 //!   streamed body is not being consumed;
 //! - on graceful shutdown, finishes in-flight requests and closes idle connections.
@@ -98,6 +100,11 @@ pub struct ServerConfig {
     pub server_name: Option<Bytes>,
     /// Log every response at info level, target `ringwork::http::access`.
     pub access_log: bool,
+    /// Write-stall (send) timeout of each connection: a client that takes no byte of what
+    /// the server has to send for this long is aborted (the engine's
+    /// [`Context::set_write_timeout`](ringwork::Context::set_write_timeout), like nginx's
+    /// `send_timeout`). `None`: no timeout. Default 60 s.
+    pub write_timeout: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -113,6 +120,7 @@ impl Default for ServerConfig {
             body_buffer: 256 * 1024,
             server_name: None,
             access_log: false,
+            write_timeout: Some(Duration::from_secs(60)),
         }
     }
 }
