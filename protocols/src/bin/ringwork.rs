@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! ringwork serve echo [--listen ENDPOINT]... [--cores N] [--backend auto|uring|poll] [--grace SECS]
+//!     [--write-timeout SECS]
 //! ringwork serve tcp-proxy --listen tcp:8000 --upstream 127.0.0.1:9000 [--upstream ..] [--idle-timeout 300s]
 //! ringwork serve socks5 --listen tcp:1080 [--user NAME:PASS]...
 //! ringwork serve http-proxy --config FILE
