@@ -23,6 +23,13 @@ pub struct ReactorConfig {
     pub connect_timeout: Duration,
     /// Timer resolution.
     pub timer_tick: Duration,
+    /// Write-stall (send) timeout of every connection unless set per connection
+    /// ([`Context::set_write_timeout`](crate::Context::set_write_timeout)): a connection
+    /// with bytes to send whose peer takes none of them for this long is aborted with
+    /// [`LostReason::WriteStalled`](crate::LostReason::WriteStalled), so a peer that never
+    /// reads cannot hold a connection (and its descriptor) forever. `None` (the default)
+    /// or zero: no timeout. The servers of `ringwork-protocols` set their own (60 s).
+    pub write_timeout: Option<Duration>,
 }
 
 impl Default for ReactorConfig {
@@ -34,6 +41,7 @@ impl Default for ReactorConfig {
             max_connections: 100_000,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             timer_tick: Duration::from_millis(1),
+            write_timeout: None,
         }
     }
 }

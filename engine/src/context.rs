@@ -180,6 +180,22 @@ impl<'a> Context<'a> {
         self.state.conns.get(self.conn).map_or(0, |c| c.spliced)
     }
 
+    /// Sets this connection's write-stall (send) timeout, replacing
+    /// [`ReactorConfig::write_timeout`](crate::ReactorConfig::write_timeout): while it has
+    /// bytes to send (buffered here, queued in the kernel driver, or held by a splice into
+    /// it) and its peer takes none of them for `timeout`, it is aborted with
+    /// [`LostReason::WriteStalled`]. A peer that reads slowly but keeps taking bytes is never
+    /// cut. `None` or zero: no timeout. Bytes already pending count from now.
+    pub fn set_write_timeout(&mut self, timeout: Option<Duration>) {
+        crate::stall::set(self.state, self.io, self.conn, timeout);
+    }
+
+    /// This connection's write-stall timeout (see [`Context::set_write_timeout`]).
+    #[must_use]
+    pub fn write_timeout(&self) -> Option<Duration> {
+        self.state.conns.get(self.conn)?.write_timeout
+    }
+
     /// Whether reading is paused.
     #[must_use]
     pub fn is_reading_paused(&self) -> bool {

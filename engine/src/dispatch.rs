@@ -342,6 +342,7 @@ pub(crate) fn fire_timers(
                     crate::tls::session::timed_out(state, io, conn);
                 }
             }
+            Target::WriteStall(conn) => crate::stall::fired(state, io, conn),
             Target::Sleep(resolver) => resolver.resolve(()),
         }
         run_notices(state, io);

@@ -31,6 +31,8 @@ pub(crate) trait Io {
     fn peer_addr(&self, socket: SocketId) -> Result<SockAddr, OpError>;
     /// Sends what arrives on `from` to `to` inside the kernel.
     fn splice(&mut self, from: SocketId, to: SocketId) -> Result<(), OpError>;
+    /// Whether a splice into `socket` holds bytes waiting for it.
+    fn splice_backlog(&self, socket: SocketId) -> bool;
 }
 
 impl Io for Driver {
@@ -72,6 +74,10 @@ impl Io for Driver {
 
     fn splice(&mut self, from: SocketId, to: SocketId) -> Result<(), OpError> {
         Driver::splice(self, from, to)
+    }
+
+    fn splice_backlog(&self, socket: SocketId) -> bool {
+        Driver::splice_backlog(self, socket)
     }
 }
 

@@ -22,7 +22,8 @@
 //! The engine makes no system calls itself: all I/O goes through [`ringwork_platform`],
 //! re-exported as [`platform`]. Writes of one loop turn are coalesced per connection and
 //! flushed once per turn; memory per connection is bounded by [`ReactorConfig`], not by the
-//! peer. No `unsafe` code.
+//! peer, and so is time with a write-stall timeout ([`ReactorConfig::write_timeout`],
+//! [`Context::set_write_timeout`]): a peer that never reads is cut off. No `unsafe` code.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -39,6 +40,7 @@ mod reactor;
 pub mod resolve;
 mod runtime;
 mod splice;
+mod stall;
 mod state;
 mod stats;
 #[allow(dead_code)]

@@ -61,6 +61,13 @@ pub enum LostReason {
         /// The limit, in bytes.
         limit: usize,
     },
+    /// The connection had bytes to send and its peer took none of them for its write-stall
+    /// timeout ([`ReactorConfig::write_timeout`](crate::ReactorConfig::write_timeout),
+    /// [`Context::set_write_timeout`]); the connection was aborted (a reset is sent).
+    WriteStalled {
+        /// The timeout.
+        after: std::time::Duration,
+    },
     /// The reactor shut down before the connection finished.
     Shutdown,
     /// The protocol on the *other* end of a relationship panicked. A protocol that panics
@@ -93,6 +100,8 @@ pub enum LostKind {
     Error,
     /// [`LostReason::WriteBufferFull`].
     WriteBufferFull,
+    /// [`LostReason::WriteStalled`].
+    WriteStalled,
     /// [`LostReason::Shutdown`].
     Shutdown,
     /// [`LostReason::Panicked`].
@@ -115,6 +124,7 @@ impl LostReason {
             LostReason::ConnectFailed(_) => LostKind::ConnectFailed,
             LostReason::Error(_) => LostKind::Error,
             LostReason::WriteBufferFull { .. } => LostKind::WriteBufferFull,
+            LostReason::WriteStalled { .. } => LostKind::WriteStalled,
             LostReason::Shutdown => LostKind::Shutdown,
             LostReason::Panicked => LostKind::Panicked,
             LostReason::Tls(_) => LostKind::Tls,
@@ -143,6 +153,9 @@ impl fmt::Display for LostReason {
                     f,
                     "write buffer passed its {limit}-byte limit (peer not reading)"
                 )
+            }
+            LostReason::WriteStalled { after } => {
+                write!(f, "no byte sent for {after:?} (peer not reading)")
             }
             LostReason::Shutdown => f.write_str("reactor shut down"),
             LostReason::Panicked => f.write_str("a protocol panicked"),

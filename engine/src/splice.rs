@@ -65,14 +65,26 @@ pub(crate) fn start(
     if let Some(conn) = state.conns.get_mut(from) {
         conn.splice_to = Some(to);
     }
+    // The destination's pipe can fill up without the engine writing anything: its
+    // write-stall timeout watches it for the splice's life (see `stall.rs`).
+    if let Some(dest) = state.conns.get_mut(to) {
+        dest.spliced_from = Some(from);
+        crate::stall::start(dest, &mut state.timers, state.now);
+    }
     state.stats.splices += 1;
     Ok(())
 }
 
-/// The driver moved `bytes` of `id`'s input to its splice destination.
+/// The driver moved `bytes` of `id`'s input to its splice destination: progress for the
+/// destination's write-stall timeout.
 pub(crate) fn spliced(state: &mut State, id: ConnId, bytes: usize) {
     state.stats.bytes_spliced += bytes as u64;
-    if let Some(conn) = state.conns.get_mut(id) {
-        conn.spliced += bytes as u64;
+    let now = state.now;
+    let Some(conn) = state.conns.get_mut(id) else {
+        return;
+    };
+    conn.spliced += bytes as u64;
+    if let Some(dest) = conn.splice_to.and_then(|to| state.conns.get_mut(to)) {
+        dest.progress_at = now;
     }
 }

@@ -9,7 +9,7 @@
 //! once, in [`State::flush`] at the end of the turn (one vectored send per connection).
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use ringwork_platform::SocketId;
@@ -101,10 +101,24 @@ pub(crate) struct Conn {
     pub(crate) splice_to: Option<ConnId>,
     /// Bytes of its input spliced so far.
     pub(crate) spliced: u64,
+    /// The connection spliced into this one, if any.
+    pub(crate) spliced_from: Option<ConnId>,
+    /// Write-stall timeout (see `stall.rs`); `None`: none.
+    pub(crate) write_timeout: Option<Duration>,
+    /// The last time the peer took bytes, or when bytes became pending after none were.
+    pub(crate) progress_at: Instant,
+    /// The armed write-stall check.
+    pub(crate) stall_timer: Option<TimerKey>,
 }
 
 impl Conn {
-    pub(crate) fn new(id: ConnId, protocol: Box<dyn Protocol>, phase: Phase) -> Self {
+    pub(crate) fn new(
+        id: ConnId,
+        protocol: Box<dyn Protocol>,
+        phase: Phase,
+        write_timeout: Option<Duration>,
+        now: Instant,
+    ) -> Self {
         Self {
             id,
             protocol: Some(protocol),
@@ -132,6 +146,10 @@ impl Conn {
             close_reason: None,
             splice_to: None,
             spliced: 0,
+            spliced_from: None,
+            write_timeout,
+            progress_at: now,
+            stall_timer: None,
         }
     }
 
@@ -273,7 +291,9 @@ impl State {
         phase: Phase,
     ) -> ConnId {
         let id = ConnId(socket);
-        self.conns.insert(Conn::new(id, protocol, phase));
+        let timeout = crate::stall::normalize(self.config.write_timeout);
+        self.conns
+            .insert(Conn::new(id, protocol, phase, timeout, self.now));
         id
     }
 
@@ -322,6 +342,9 @@ impl State {
             self.check_high(io, id);
             return;
         }
+        if conn.queued == 0 {
+            crate::stall::start(conn, &mut self.timers, self.now);
+        }
         if !conn.wbuf.is_empty() {
             let earlier = conn.wbuf.split().freeze();
             conn.queued += earlier.len();
@@ -357,6 +380,8 @@ impl State {
             return;
         };
         conn.queued = queued;
+        // Progress for the write-stall timeout (see `stall.rs`): one store, no timer work.
+        conn.progress_at = self.now;
         if conn.write_paused && conn.buffered() <= low {
             conn.write_paused = false;
             self.notices.push_back((id, Notice::WriteDrained));
@@ -418,11 +443,21 @@ impl State {
         if let Some(key) = conn.handshake_timer.take() {
             self.timers.cancel_key(key);
         }
+        if let Some(key) = conn.stall_timer.take() {
+            self.timers.cancel_key(key);
+        }
+        let splice_to = conn.splice_to;
         conn.tls = None;
         if reset {
             io.abort(id.0);
         } else {
             io.close(id.0);
+        }
+        // The splice into `splice_to` ends with this connection: no more watching it.
+        if let Some(dest) = splice_to.and_then(|to| self.conns.get_mut(to))
+            && dest.spliced_from == Some(id)
+        {
+            dest.spliced_from = None;
         }
         self.notices.push_back((id, Notice::Lost(reason)));
     }
@@ -465,6 +500,8 @@ impl State {
                 // Connecting: flushed once connected (the reactor re-queues it).
                 continue;
             }
+            // Nothing was pending: if bytes go out now, the stall clock starts.
+            let was_idle = conn.queued == 0;
             if let Some(session) = conn.tls.as_mut() {
                 let ending = conn.closing || conn.shutdown;
                 let sealed = crate::tls::session::seal(session, &mut conn.wbuf, ending);
@@ -479,6 +516,9 @@ impl State {
                 conn.queued += bytes.len();
                 self.stats.bytes_out += bytes.len() as u64;
                 io.send(id.0, bytes);
+            }
+            if was_idle && conn.queued > 0 {
+                crate::stall::start(conn, &mut self.timers, self.now);
             }
             if conn.shutdown && !conn.shutdown_sent {
                 conn.shutdown_sent = true;

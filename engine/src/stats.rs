@@ -22,6 +22,9 @@ pub struct CoreStats {
     pub bytes_spliced: u64,
     /// Splices started.
     pub splices: u64,
+    /// Connections aborted because their peer took no byte for their write-stall timeout
+    /// ([`LostReason::WriteStalled`](crate::LostReason::WriteStalled)).
+    pub write_stalls: u64,
     /// Protocol callbacks that panicked.
     pub panics: u64,
     /// Loop turns.

@@ -33,6 +33,8 @@ pub(crate) enum Target {
     ConnectTimeout(ConnId),
     /// A TLS handshake or a listener preamble that has not completed.
     Handshake(ConnId),
+    /// A connection's write-stall check (see `stall.rs`).
+    WriteStall(ConnId),
     /// A [`LocalHandle::sleep`](crate::LocalHandle::sleep): resolves its `Deferred`.
     Sleep(Resolver<()>),
 }
@@ -48,6 +50,7 @@ impl fmt::Debug for Target {
                 .finish(),
             Self::ConnectTimeout(conn) => f.debug_tuple("ConnectTimeout").field(conn).finish(),
             Self::Handshake(conn) => f.debug_tuple("Handshake").field(conn).finish(),
+            Self::WriteStall(conn) => f.debug_tuple("WriteStall").field(conn).finish(),
             Self::Sleep(_) => f.write_str("Sleep"),
         }
     }
@@ -100,6 +103,11 @@ impl Timers {
     /// Arms a TLS handshake timeout.
     pub(crate) fn add_handshake_timeout(&mut self, conn: ConnId, at: Instant) -> TimerKey {
         self.wheel.insert(at, Target::Handshake(conn))
+    }
+
+    /// Arms a write-stall check.
+    pub(crate) fn add_write_stall(&mut self, conn: ConnId, at: Instant) -> TimerKey {
+        self.wheel.insert(at, Target::WriteStall(conn))
     }
 
     /// Arms a sleep: `resolver` is resolved at `at`.

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ringwork::platform::testing;
+use ringwork::platform::testing::{self, retry_interrupted};
 use ringwork::{BackendChoice, DriverConfig};
 
 /// Longest wait for a process to start, for a reply, or for a process to exit.
@@ -120,7 +120,7 @@ impl Proc {
         let sink = Arc::clone(&stderr);
         thread::spawn(move || {
             let mut buf = [0; 4096];
-            while let Ok(n @ 1..) = pipe.read(&mut buf) {
+            while let Ok(n @ 1..) = retry_interrupted(|| pipe.read(&mut buf)) {
                 let text = String::from_utf8_lossy(&buf[..n]);
                 sink.lock()
                     .unwrap_or_else(PoisonError::into_inner)
@@ -420,7 +420,9 @@ fn proxy_memory_stays_bounded_while_the_client_stalls() {
         loop {
             assert!(pushed < PUSH, "pushed all {PUSH} bytes without stalling");
             let end = (PUSH - pushed).min(64 * 1024);
-            match stream.write(&pattern.from(pushed)[..end.min(MIB - pushed % MIB)]) {
+            match retry_interrupted(|| {
+                stream.write(&pattern.from(pushed)[..end.min(MIB - pushed % MIB)])
+            }) {
                 Ok(n) => pushed += n,
                 Err(e)
                     if matches!(
@@ -453,7 +455,7 @@ fn proxy_memory_stays_bounded_while_the_client_stalls() {
             let mut buf = vec![0; 256 * 1024];
             let mut got = 0;
             loop {
-                let n = reader.read(&mut buf).expect("read the echo");
+                let n = retry_interrupted(|| reader.read(&mut buf)).expect("read the echo");
                 if n == 0 {
                     return got;
                 }
@@ -501,7 +503,7 @@ fn proxy_closes_the_client_when_the_upstream_refuses() {
         };
         client.set_read_timeout(Some(PATIENCE)).unwrap();
         let mut buf = [0; 16];
-        match client.read(&mut buf) {
+        match retry_interrupted(|| client.read(&mut buf)) {
             Ok(0) => {}
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
             other => panic!("expected the client to be closed, got {other:?}"),

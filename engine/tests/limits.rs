@@ -7,7 +7,8 @@ use std::net::TcpStream;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use ringwork::platform::{BackendChoice, testing};
+use ringwork::platform::BackendChoice;
+use ringwork::platform::testing::{self, retry_interrupted};
 use ringwork::{Context, DriverConfig, Protocol, Reactor, ReactorConfig, Runtime};
 
 /// Greets, then echoes.
@@ -71,7 +72,7 @@ fn runtime_wide_limit_accepts_and_closes() {
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
         let mut buf = [0u8; 3];
-        stream.read(&mut buf).map(|n| buf[..n].to_vec())
+        retry_interrupted(|| stream.read(&mut buf)).map(|n| buf[..n].to_vec())
     };
     let mut kept = Vec::new();
     for _ in 0..2 {

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::{any_port, reactor, wait};
 use ringwork::platform::BackendChoice;
+use ringwork::platform::testing::retry_interrupted;
 use ringwork::testing::certs::TestCa;
 use ringwork::tls::{Roots, TlsAcceptor, TlsConnector, TlsInfo, server_name};
 use ringwork::{Context, ListenerOptions, LostReason, PreambleStatus, Protocol, Reactor, SockAddr};
@@ -347,7 +348,7 @@ ringwork::platform::test_all_backends! {
             &mut reactor,
             |_| {
                 let mut chunk = [0u8; 64];
-                match stream.read(&mut chunk) {
+                match retry_interrupted(|| stream.read(&mut chunk)) {
                     Ok(n) => echo.extend_from_slice(&chunk[..n]),
                     Err(e) if e.kind() == ErrorKind::WouldBlock => {}
                     Err(e) => panic!("read: {e}"),

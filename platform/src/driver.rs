@@ -375,6 +375,14 @@ impl Driver {
         ))
     }
 
+    /// Whether a splice into stream `id` ([`Driver::splice`]) holds bytes (or the source's
+    /// end) in its pipe, waiting for `id` to take them: a destination whose peer does not
+    /// read shows it, although nothing is queued with [`Driver::send`].
+    #[must_use]
+    pub fn splice_backlog(&self, id: SocketId) -> bool {
+        self.core.open(id).is_some_and(|s| s.splice_backlog)
+    }
+
     /// Queues a datagram to `to` on UDP socket `id`.
     pub fn send_to(&mut self, id: SocketId, bytes: Bytes, to: SocketAddr) -> bool {
         self.update(

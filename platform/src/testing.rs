@@ -6,6 +6,8 @@
 //! environment (as CI sets it) the skip is a failure instead, so a CI machine that lost
 //! io_uring cannot pass silently.
 
+use std::io;
+
 use crate::config::{BackendChoice, DriverConfig};
 use crate::driver::Driver;
 use crate::error::SetupError;
@@ -33,6 +35,35 @@ pub fn driver(backend: BackendChoice, config: DriverConfig) -> Option<Driver> {
             None
         }
         Err(error) => panic!("cannot create a {backend:?} driver: {error}"),
+    }
+}
+
+/// Runs a blocking std socket or pipe operation (`read`, `write`, `recv_from`, ...) again
+/// while a signal interrupts it (`ErrorKind::Interrupted`, EINTR): what tests that read or
+/// write blocking sockets must use instead of a bare call. std's `read_exact`,
+/// `read_to_end` and `write_all` retry by themselves; a single `read` or `write` does not,
+/// and a socket with a timeout (`set_read_timeout`) is never restarted by the kernel even
+/// for a signal handler installed with `SA_RESTART`.
+///
+/// # Errors
+/// The operation's error, unless it is `Interrupted`.
+///
+/// # Examples
+/// ```
+/// use std::io::Read;
+/// use ringwork_platform::testing::retry_interrupted;
+///
+/// let mut input: &[u8] = b"hello";
+/// let mut buf = [0; 8];
+/// let n = retry_interrupted(|| input.read(&mut buf)).unwrap();
+/// assert_eq!(&buf[..n], b"hello");
+/// ```
+pub fn retry_interrupted<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match op() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
     }
 }
 
@@ -73,4 +104,45 @@ macro_rules! test_all_backends {
             }
         }
     )*};
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{self, Read};
+
+    use super::retry_interrupted;
+
+    /// Interrupted twice, then reads `data`.
+    struct Flaky {
+        interruptions: usize,
+        data: &'static [u8],
+    }
+
+    impl Read for Flaky {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.interruptions > 0 {
+                self.interruptions -= 1;
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            self.data.read(buf)
+        }
+    }
+
+    #[test]
+    fn an_interrupted_read_is_retried_and_other_errors_are_not() {
+        let mut flaky = Flaky {
+            interruptions: 2,
+            data: b"abc",
+        };
+        let mut buf = [0; 8];
+        assert_eq!(retry_interrupted(|| flaky.read(&mut buf)).unwrap(), 3);
+        assert_eq!(&buf[..3], b"abc");
+        let mut calls = 0;
+        let error = retry_interrupted(|| -> io::Result<()> {
+            calls += 1;
+            Err(io::ErrorKind::TimedOut.into())
+        });
+        assert_eq!(error.unwrap_err().kind(), io::ErrorKind::TimedOut);
+        assert_eq!(calls, 1);
+    }
 }

@@ -19,7 +19,7 @@ use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ringwork::platform::testing;
+use ringwork::platform::testing::{self, retry_interrupted};
 use ringwork::{BackendChoice, DriverConfig};
 use ringwork_protocols::Endpoint;
 
@@ -231,15 +231,7 @@ fn udp_echo(backend: &str) {
     socket.set_read_timeout(Some(PATIENCE)).expect("timeout");
     socket.send_to(b"ping", addr).expect("send");
     let mut buf = [0; 64];
-    // With a read timeout set, an interrupted recv fails with EINTR instead of restarting
-    // (seen in full parallel runs, uring half only: likely task work of the probe ring this
-    // thread made and dropped in `backend`). Retry it, as `read_exact` does.
-    let (n, from) = loop {
-        match socket.recv_from(&mut buf) {
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            other => break other.expect("echoed datagram"),
-        }
-    };
+    let (n, from) = retry_interrupted(|| socket.recv_from(&mut buf)).expect("echoed datagram");
     assert_eq!((&buf[..n], from), (&b"ping"[..], addr));
     assert!(server.terminate());
 }
@@ -682,7 +674,62 @@ fn proxies(backend: &str) {
     assert!(server.terminate(), "exit status 0 after SIGTERM");
 }
 
-both_backends!(proxies);
+both_backends!(proxies, write_timeout_cuts_off_clients_that_never_read);
+
+/// `--write-timeout`: a client that sends without ever reading what comes back (echoes,
+/// pipelined HTTP responses) is cut off once the server's bytes stop moving for the
+/// timeout; the client sees it as a failed write (reset) instead of a write blocked for
+/// good.
+fn write_timeout_cuts_off_clients_that_never_read(backend: &str) {
+    let Some(backend) = self::backend(backend) else {
+        return;
+    };
+    let requests = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n".repeat(2048);
+    for (service, payload) in [("echo", vec![b'e'; 64 * 1024]), ("hello", requests)] {
+        let mut server = Server::start(&[
+            "serve",
+            service,
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+            "--cores",
+            "1",
+            "--backend",
+            backend,
+            "--write-timeout",
+            "0.3",
+        ]);
+        let addr = tcp_addr(&server.listening(1)[0]);
+        let socket = {
+            use socket2::{Domain, Socket, Type};
+            let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+            socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+            socket.connect(&addr.into()).expect("connect");
+            socket
+        };
+        let mut stream = TcpStream::from(socket);
+        stream.set_write_timeout(Some(PATIENCE)).expect("timeout");
+        let started = Instant::now();
+        let error = loop {
+            if let Err(e) = stream.write_all(&payload) {
+                break e;
+            }
+        };
+        assert!(
+            matches!(
+                error.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            ),
+            "{service}: {error} after {:?}",
+            started.elapsed()
+        );
+        assert!(
+            started.elapsed() >= Duration::from_millis(300),
+            "{service}: cut too early"
+        );
+        drop(stream);
+        assert!(server.terminate(), "exit status 0 after SIGTERM");
+    }
+}
 
 /// A SOCKS5 CONNECT to `target` (no authentication); returns the REP byte.
 fn socks5_connect_reply(proxy: SocketAddr, target: SocketAddr) -> u8 {

@@ -78,6 +78,7 @@ impl Handler for TestHandler {
                     let data = pattern(PIECE * PIECES);
                     for (i, piece) in data.chunks(PIECE).enumerate() {
                         if writer.ready().await.is_err() {
+                            let _ = events.send("stream gone".into());
                             return;
                         }
                         writer.write(piece.to_vec());
@@ -142,6 +143,22 @@ impl Handler for TestHandler {
                 self.holds.set(self.holds.get() + 1);
                 self.held.borrow_mut().push(respond);
                 let _ = self.events.send("hold".into());
+            }
+            "/finished-early" => {
+                // Streamed and finished while an earlier response is still pending: its
+                // writer has nothing left to wait for once both went out.
+                let mut writer = respond.stream(Response::new(200));
+                let ready = writer.when_ready();
+                writer.write(&b"early"[..]);
+                writer.finish();
+                let events = self.events.clone();
+                handle.spawn_local(async move {
+                    let outcome = match ready.await {
+                        Ok(()) => "finished-early ready",
+                        Err(_) => "finished-early closed",
+                    };
+                    let _ = events.send(outcome.into());
+                });
             }
             "/release" => {
                 let holds = self.holds.get();
@@ -276,6 +293,54 @@ ringwork::platform::test_all_backends! {
         let resp = client.get("/small-stream-later", "");
         assert_eq!(event(&events, "ready"), "ready [true, true, true, true]");
         assert_eq!((resp.status, resp.text().as_str()), (200, "abcdabcdabcdabcd"));
+    }
+
+    /// A client that asks for 8 MiB and never reads: once the server's bytes stop moving
+    /// for `write_timeout`, the connection is cut (reset), the handler's writer learns it,
+    /// and the client sees the end of the connection well before the end of the body.
+    fn a_client_that_never_reads_a_download_is_cut_off(backend: BackendChoice) {
+        let mut config = config();
+        config.write_timeout = Some(Duration::from_millis(300));
+        let Some((server, events)) = start(backend, config) else { return };
+        let mut client = Client::with_recv_buffer(server.addr, 4096);
+        let asked = Instant::now();
+        client.send("GET /stream HTTP/1.1\r\nHost: t\r\n\r\n");
+        let last = loop {
+            let e = event(&events, "the stream to end");
+            if !e.starts_with("written") {
+                break e;
+            }
+        };
+        assert_eq!(last, "stream gone", "the writer was not told the client is gone");
+        assert!(asked.elapsed() >= Duration::from_millis(300), "cut before the timeout");
+        // What the kernel had already taken arrives, then the reset (or EOF).
+        let got = client.read_to_close();
+        assert!(got.len() < PIECE * PIECES, "the whole body arrived: {} bytes", got.len());
+    }
+
+    /// A streamed response finished while an earlier one was pending (pipelining): once
+    /// both went out, waiting for its writer to be ready ends at once (it waited until the
+    /// connection closed, which kept a reverse proxy's drain task, and the upstream
+    /// connection id it held, alive for the whole connection).
+    fn a_finished_response_is_ready_without_waiting_for_the_close(backend: BackendChoice) {
+        let Some((server, events)) = start(backend, config()) else { return };
+        let mut client = server.client();
+        client.send(
+            "GET /hold HTTP/1.1\r\nHost: t\r\n\r\nGET /finished-early HTTP/1.1\r\nHost: t\r\n\r\n\
+             GET /release HTTP/1.1\r\nHost: t\r\n\r\n",
+        );
+        assert_eq!(client.response().text(), "released");
+        assert_eq!(client.response().text(), "early");
+        assert_eq!(client.response().text(), "1");
+        // The connection is still open: the writer's wait must end now, not at the close.
+        let outcome = loop {
+            let e = event(&events, "the early writer's wait to end");
+            if e.starts_with("finished-early") {
+                break e;
+            }
+        };
+        assert_eq!(outcome, "finished-early ready");
+        assert_eq!(client.get("/hello", "").status, 200, "the connection stayed usable");
     }
 
     fn streamed_response_8_mib(backend: BackendChoice) {

@@ -23,7 +23,7 @@ use ringwork_protocols::http::client::{
     ResponseSink, StreamBody,
 };
 use ringwork_protocols::http::proto::{Method, RequestHead, ResponseHead};
-use ringwork_protocols::http::reverse_proxy::{ProxyConfig, ReverseProxy};
+use ringwork_protocols::http::reverse_proxy::{ProxyConfig, ReverseProxy, server_config};
 use ringwork_protocols::http::server::{
     BodyError, Handler, HttpServer, Request, Responder, Response, ServerConfig,
 };
@@ -611,5 +611,98 @@ strip_prefix = true
         assert!(reply.starts_with("HTTP/1.1 400 "), "{reply}");
         assert!(log.heads.borrow().iter().all(|h| !h.contains("/smuggled")));
         assert!(log.heads.borrow().iter().all(|h| !h.starts_with("POST / ")), "{:?}", log.heads.borrow());
+    }
+
+    /// A pipelined client whose second response arrives first (its slot is not at the
+    /// front yet, so the proxy waits for the client to "drain"), then closes: the upstream
+    /// connection of that second response is back in the pool by then, serving another
+    /// client, and must not be aborted on the first client's behalf (it was: the other
+    /// client got a 502 with no log line).
+    fn a_closing_pipelined_client_leaves_the_reused_upstream_alone(backend: BackendChoice) {
+        let Some(mut reactor) = reactor(backend) else { return };
+        let (up, log) = upstream(&mut reactor, "A");
+        let config = ProxyConfig::from_toml(&simple(&[up], "")).expect("valid config");
+        let proxy = ReverseProxy::new(reactor.handle(), &config);
+        let server = HttpServer::new(proxy.clone(), server_config(&config));
+        let addr = reactor.listen_tcp(SocketAddr::from(([127, 0, 0, 1], 0)), server).expect("listen");
+
+        // Client A pipelines a request the upstream holds and one it answers at once.
+        let got = Rc::new(RefCell::new(Vec::new()));
+        let a_done = Rc::new(Cell::new(false));
+        let a = RawClient {
+            request: b"GET /hang HTTP/1.1\r\nHost: a\r\n\r\nGET /fast HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(),
+            got: Rc::clone(&got),
+            done: Rc::clone(&a_done),
+        };
+        let a = reactor.connect(&addr.into(), a).expect("connect");
+        // `/fast` was answered and its upstream connection went back to the pool.
+        let pooled = reactor.run_until(LIMIT, |_| proxy.client().idle_connections(up) == 1).expect("turn");
+        assert!(pooled, "the /fast connection was not pooled");
+
+        // Client B's request reuses that connection; the upstream holds it too. A POST
+        // with a body: the proxy never retries it.
+        let client = HttpClient::new(reactor.handle(), ClientConfig::default());
+        let result = Rc::new(RefCell::new(None));
+        let slot = Rc::clone(&result);
+        let request = ClientRequest::get(addr, "/hang").method(Method::Post).body("data");
+        let request = client.request(request);
+        reactor.spawn_local(async move { *slot.borrow_mut() = Some(request.await) });
+        let held = reactor.run_until(LIMIT, |_| log.hung.borrow().len() == 2).expect("turn");
+        assert!(held, "B's request did not reach the upstream");
+        assert_eq!(proxy.client().stats().reused, 1, "B's request reused /fast's connection");
+
+        // A goes away; once the proxy has seen it (both ends of A gone), B's answer comes.
+        let before = reactor.connections();
+        reactor.with_conn(a, |ctx| ctx.abort());
+        let gone = reactor.run_until(LIMIT, |r| r.connections() + 2 <= before).expect("turn");
+        assert!(gone, "the proxy did not notice A closing");
+        let b_responder = log.hung.borrow_mut().pop().expect("B's request");
+        b_responder.send(Response::text("held"));
+        let answered = reactor.run_until(LIMIT, |_| result.borrow().is_some()).expect("turn");
+        assert!(answered, "B got no answer");
+        let response = result.borrow_mut().take().expect("checked").expect("B's response");
+        assert_eq!(response.head.status, 200, "B: {}", text(&response));
+        assert_eq!(text(&response), "held");
+    }
+
+    /// The keep-alive race: the upstream closes a pooled connection just as the next
+    /// request goes out on it (here: it reads the request and closes without a byte). A
+    /// request without a body is sent again on a new connection and the client gets 200;
+    /// a request whose body streamed from the client is not replayed (the upstream may
+    /// have started on it) and gets a 502.
+    fn a_request_racing_into_a_closing_upstream_connection(backend: BackendChoice) {
+        let Some(mut reactor) = reactor(backend) else { return };
+        /// Answers the first request of each connection, then closes on the next one.
+        struct OneShot {
+            answered: bool,
+        }
+        impl Protocol for OneShot {
+            fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
+                if self.answered {
+                    ctx.close();
+                } else if data.windows(4).any(|w| w == b"\r\n\r\n") {
+                    self.answered = true;
+                    ctx.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+                }
+            }
+        }
+        let up = reactor
+            .listen_tcp(SocketAddr::from(([127, 0, 0, 1], 0)), || OneShot { answered: false })
+            .expect("listen");
+        let config = ProxyConfig::from_toml(&simple(&[up], "")).expect("valid config");
+        let proxy = ReverseProxy::new(reactor.handle(), &config);
+        let server = HttpServer::new(proxy.clone(), server_config(&config));
+        let addr = reactor.listen_tcp(SocketAddr::from(([127, 0, 0, 1], 0)), server).expect("listen");
+        let client = HttpClient::new(reactor.handle(), ClientConfig::default());
+        for i in 0..3 {
+            let response = get(&mut reactor, &client, ClientRequest::get(addr, "/")).expect("response");
+            assert_eq!((response.head.status, text(&response).as_str()), (200, "ok"), "GET {i}");
+        }
+        let stats = proxy.client().stats();
+        assert!(stats.retries >= 2, "the GETs after the first were retried: {stats:?}");
+
+        let request = ClientRequest::get(addr, "/").method(Method::Post).body("data");
+        let response = get(&mut reactor, &client, request).expect("response");
+        assert_eq!(response.head.status, 502, "{}", text(&response));
     }
 }

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use proxy_support::{
     LIMIT, Proxy, connect, read_all, refused_port, send_pattern, sum_to_eof, tagged_echo, upstream,
 };
+use ringwork::platform::testing::retry_interrupted;
 use ringwork::{BackendChoice, ReactorConfig};
 use ringwork_protocols::proxy::{SplicePolicy, TcpProxyConfig};
 
@@ -44,6 +45,14 @@ ringwork::platform::test_all_backends! {
 
     fn a_stalled_client_stops_a_spliced_upstream_and_loses_nothing(backend: BackendChoice) {
         stalled_client(backend, SplicePolicy::Always);
+    }
+
+    fn a_client_that_never_reads_is_cut_off_with_its_upstream(backend: BackendChoice) {
+        deaf_client(backend, SplicePolicy::Off);
+    }
+
+    fn a_spliced_client_that_never_reads_is_cut_off_with_its_upstream(backend: BackendChoice) {
+        deaf_client(backend, SplicePolicy::Always);
     }
 
     fn a_refused_upstream_fails_over_and_is_retried_after_its_backoff(backend: BackendChoice) {
@@ -158,7 +167,7 @@ ringwork::platform::test_all_backends! {
         let up = upstream(move |mut stream| {
             let mut buf = [0u8; 64];
             loop {
-                match stream.read(&mut buf) {
+                match retry_interrupted(|| stream.read(&mut buf)) {
                     Ok(0) | Err(_) => break,
                     Ok(n) => stream.write_all(&buf[..n]).expect("echo"),
                 }
@@ -203,7 +212,7 @@ ringwork::platform::test_all_backends! {
                 let mut got = Vec::new();
                 let mut buf = [0u8; 512];
                 let header = loop {
-                    let n = stream.read(&mut buf).expect("read");
+                    let n = retry_interrupted(|| stream.read(&mut buf)).expect("read");
                     assert!(n > 0, "closed before the header");
                     got.extend_from_slice(&buf[..n]);
                     if let Some(parsed) = parse(&got).expect("a valid PROXY header") {
@@ -294,6 +303,47 @@ fn stalled_client(backend: BackendChoice, splice: SplicePolicy) {
         }
     }
     eprintln!("{backend:?} {splice:?}: at the end: {:?}", end.stats);
+}
+
+/// A client that never reads a download the upstream pushes without end: once no byte
+/// moves to the client for the write timeout, the proxy aborts it and the upstream with it
+/// (whose writes then fail), with `splice`.
+fn deaf_client(backend: BackendChoice, splice: SplicePolicy) {
+    let (done_tx, done_rx) = mpsc::channel();
+    let up = upstream(move |mut stream| {
+        let chunk = vec![b'd'; 64 * 1024];
+        let mut sent = 0u64;
+        while retry_interrupted(|| stream.write(&chunk)).is_ok_and(|n| n > 0) {
+            sent += chunk.len() as u64;
+        }
+        let _ = done_tx.send(sent);
+    });
+    let mut config = TcpProxyConfig::new(vec![up]);
+    config.relay.splice = splice;
+    config.relay.write_timeout = Some(Duration::from_millis(300));
+    let Some(proxy) = Proxy::tcp(backend, config, ReactorConfig::default()) else {
+        return;
+    };
+    let client = {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+        socket
+            .connect(&proxy.addr.into())
+            .expect("connect to the proxy");
+        socket
+    };
+    proxy.wait_until("the pair to open", |i| i.stats.total == 1);
+    let end = proxy.wait_until("the pair to be cut", |i| i.stats.open == 0);
+    let sent = done_rx
+        .recv_timeout(LIMIT)
+        .expect("the upstream's writes to fail");
+    assert!(sent > 0 && sent < 1 << 40, "{sent}");
+    eprintln!(
+        "{backend:?} {splice:?}: cut after the upstream sent {sent} bytes: {:?}",
+        end.stats
+    );
+    drop(client);
 }
 
 /// 100 MiB each way at once through the proxy, checksums compared, with `splice`.

@@ -314,4 +314,8 @@ impl Io for MemoryIo {
             ),
         })
     }
+
+    fn splice_backlog(&self, _socket: SocketId) -> bool {
+        false
+    }
 }

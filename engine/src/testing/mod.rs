@@ -919,6 +919,7 @@ fn duplicate(reason: &LostReason) -> LostReason {
         LostReason::ConnectFailed(e) => LostReason::ConnectFailed(op_error(e)),
         LostReason::Error(e) => LostReason::Error(op_error(e)),
         LostReason::WriteBufferFull { limit } => LostReason::WriteBufferFull { limit: *limit },
+        LostReason::WriteStalled { after } => LostReason::WriteStalled { after: *after },
         LostReason::Shutdown => LostReason::Shutdown,
         LostReason::Panicked => LostReason::Panicked,
         LostReason::Tls(e) => LostReason::Tls(e.clone()),

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! ringwork serve echo [--listen ENDPOINT]... [--cores N] [--backend auto|uring|poll] [--grace SECS]
+//!     [--write-timeout SECS]
 //! ringwork serve tcp-proxy --listen tcp:8000 --upstream 127.0.0.1:9000 [--upstream ..] [--idle-timeout 300s]
 //! ringwork serve socks5 --listen tcp:1080 [--user NAME:PASS]...
 //! ringwork serve http-proxy --config FILE
@@ -122,6 +123,12 @@ struct Serve {
     /// How long connections may finish after SIGINT or SIGTERM before they are closed.
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
     grace: Duration,
+    /// Cut off a peer that takes no byte of what it is sent for this long (write-stall
+    /// timeout, like nginx's send_timeout), on every service: a client that never reads a
+    /// download does not hold its connection forever; `0` never [default: 60, or
+    /// `timeouts.write` of an http-proxy config].
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    write_timeout: Option<Duration>,
     /// The directory `web` serves.
     #[arg(long, value_name = "DIR")]
     root: Option<std::path::PathBuf>,
@@ -146,6 +153,8 @@ struct Serve {
 struct HttpOptions {
     root: Option<std::path::PathBuf>,
     access_log: bool,
+    /// The write-stall timeout (`None`: off).
+    write_timeout: Option<Duration>,
     /// The loaded `--config` of `http-proxy`.
     proxy: Option<ProxyConfig>,
 }
@@ -154,6 +163,7 @@ impl HttpOptions {
     fn config(&self) -> ServerConfig {
         let mut config = ServerConfig::default();
         config.access_log = self.access_log;
+        config.write_timeout = self.write_timeout;
         config
     }
 
@@ -172,6 +182,7 @@ impl HttpOptions {
                 reactor.map(|reactor| {
                     let mut server = ringwork_protocols::http::reverse_proxy::server_config(config);
                     server.access_log = self.access_log;
+                    server.write_timeout = self.write_timeout;
                     HttpServer::new(ReverseProxy::new(reactor.handle(), config), server)
                 })
             }
@@ -384,7 +395,19 @@ fn run_serve(mut serve: Serve) -> Result<(), Box<dyn Error>> {
     if serve.listen.is_empty() {
         serve.listen.push(DEFAULT_LISTEN.parse()?);
     }
-    let mut builder = Runtime::builder().backend(serve.backend.into());
+    // The write-stall timeout: the flag, else the proxy config's, else 60 s; zero is off.
+    let write_timeout = serve
+        .write_timeout
+        .or(proxy.as_ref().map(|c| c.timeouts.write))
+        .unwrap_or(DEFAULT_WRITE_TIMEOUT);
+    let write_timeout = Some(write_timeout).filter(|d| !d.is_zero());
+    let reactor = ringwork::ReactorConfig {
+        write_timeout,
+        ..ringwork::ReactorConfig::default()
+    };
+    let mut builder = Runtime::builder()
+        .backend(serve.backend.into())
+        .reactor_config(reactor);
     if let Some(cores) = serve.cores {
         builder = builder.cores(cores);
     }
@@ -415,6 +438,7 @@ fn run_serve(mut serve: Serve) -> Result<(), Box<dyn Error>> {
     let http = HttpOptions {
         root: serve.root,
         access_log: serve.access_log,
+        write_timeout,
         proxy,
     };
     // Check the service's own settings before any core starts.
@@ -422,7 +446,7 @@ fn run_serve(mut serve: Serve) -> Result<(), Box<dyn Error>> {
     let plan = match service.proxy_kind() {
         Some(kind) => {
             serve.proxy.announce(kind, &endpoints);
-            Some(serve.proxy.plan(kind)?)
+            Some(serve.proxy.plan(kind)?.with_write_timeout(write_timeout))
         }
         None => None,
     };
@@ -505,6 +529,9 @@ fn init_logging() {
 }
 
 /// Parses a number of seconds (`10`, `2.5`).
+/// `--write-timeout` unless given (nginx's `send_timeout`).
+const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
 fn parse_secs(text: &str) -> Result<Duration, String> {
     let secs: f64 = text
         .parse()

@@ -18,6 +18,9 @@
 //! - One side's `connection_lost` closes the other: gracefully (after its queued bytes) if
 //!   the loss was clean, at once with a reset otherwise.
 //! - No bytes either way for [`RelayConfig::idle_timeout`]: both close (with a log line).
+//! - A side whose peer takes none of the bytes for it for [`RelayConfig::write_timeout`]
+//!   is aborted by the engine (`LostReason::WriteStalled`, also through a splice), and
+//!   the other side with it: a client that never reads a download frees both descriptors.
 //! - While the upstream connects, client bytes are held here, not in the connecting
 //!   connection's buffer, so that a failed connect loses nothing and [`Dial::failed`] can
 //!   name another address.
@@ -88,6 +91,10 @@ pub struct RelayConfig {
     pub connect_timeout: Option<Duration>,
     /// When to move a direction into the kernel (splice).
     pub splice: SplicePolicy,
+    /// Write-stall (send) timeout of both sides: a side whose peer takes no byte for this
+    /// long is aborted, and the pair ends (the engine's
+    /// [`Context::set_write_timeout`]). `None`: no timeout. Default 60 s.
+    pub write_timeout: Option<Duration>,
 }
 
 impl Default for RelayConfig {
@@ -97,6 +104,7 @@ impl Default for RelayConfig {
             max_held: 256 * 1024,
             connect_timeout: None,
             splice: SplicePolicy::default(),
+            write_timeout: Some(Duration::from_secs(60)),
         }
     }
 }
@@ -495,6 +503,7 @@ impl Pair {
         }
         self.phase = Phase::Relaying;
         self.last_activity = ctx.now();
+        ctx.set_write_timeout(self.config.write_timeout);
         self.dial.connected(ctx, self.client);
         let held = std::mem::take(&mut self.held);
         RelayStats::add(&self.stats.inner.to_upstream, held.len() as u64);
@@ -655,6 +664,7 @@ impl Relay {
         c.open.set(c.open.get() + 1);
         RelayStats::add(&c.total, 1);
         let idle_timer = config.idle_timeout.map(|idle| ctx.call_later(idle));
+        ctx.set_write_timeout(config.write_timeout);
         let reading_paused = ctx.is_reading_paused();
         let pair = Rc::new(RefCell::new(Pair {
             client: ctx.id(),

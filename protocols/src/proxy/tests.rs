@@ -51,6 +51,7 @@ fn config(ports: &[u16]) -> TcpProxyConfig {
         // The in-memory transport refuses every splice: each test here also proves the
         // relay keeps copying when splicing is refused.
         splice: SplicePolicy::Always,
+        write_timeout: Some(Duration::from_secs(60)),
     };
     config
 }

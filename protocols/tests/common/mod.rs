@@ -187,17 +187,14 @@ impl Client {
     /// Reads more bytes into the buffer; false at EOF. Fails on timeout.
     fn fill(&mut self) -> bool {
         let mut chunk = [0u8; 64 * 1024];
-        loop {
-            return match self.stream.read(&mut chunk) {
-                Ok(0) => false,
-                Ok(n) => {
-                    self.buf.extend_from_slice(&chunk[..n]);
-                    true
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == ErrorKind::ConnectionReset => false,
-                Err(e) => panic!("reading from the server: {e} (waited {LIMIT:?})"),
-            };
+        match ringwork::platform::testing::retry_interrupted(|| self.stream.read(&mut chunk)) {
+            Ok(0) => false,
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => false,
+            Err(e) => panic!("reading from the server: {e} (waited {LIMIT:?})"),
         }
     }
 

@@ -310,10 +310,9 @@ pub fn sum_to_eof(stream: &mut impl Read) -> (u64, u64) {
     let mut sum = Checksum::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        match stream.read(&mut buf) {
+        match ringwork::platform::testing::retry_interrupted(|| stream.read(&mut buf)) {
             Ok(0) => return sum.finish(),
             Ok(n) => sum.update(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => panic!("reading: {e}"),
         }
     }

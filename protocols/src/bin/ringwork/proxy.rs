@@ -196,6 +196,16 @@ impl ProxyArgs {
 }
 
 impl ProxyPlan {
+    /// The plan with the relays' write-stall timeout set (`--write-timeout`).
+    #[must_use]
+    pub fn with_write_timeout(mut self, timeout: Option<Duration>) -> Self {
+        match &mut self {
+            ProxyPlan::Tcp(config) => config.relay.write_timeout = timeout,
+            ProxyPlan::Socks5(config, _) => config.relay.write_timeout = timeout,
+        }
+        self
+    }
+
     /// This core's factory.
     pub fn tcp_proxy(&self) -> Option<TcpProxy> {
         match self {

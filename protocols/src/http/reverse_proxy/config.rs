@@ -65,6 +65,9 @@ pub struct Timeouts {
     pub idle: Duration,
     /// Longest stall inside a body, either direction. Default 30 s.
     pub body: Duration,
+    /// A client that takes no byte of its response for this long is cut off (write-stall
+    /// timeout, nginx's `send_timeout`); zero: never. Default 60 s.
+    pub write: Duration,
 }
 
 impl Default for Timeouts {
@@ -74,6 +77,7 @@ impl Default for Timeouts {
             response_head: Duration::from_secs(30),
             idle: Duration::from_secs(60),
             body: Duration::from_secs(30),
+            write: Duration::from_secs(60),
         }
     }
 }
@@ -139,6 +143,7 @@ struct RawTimeouts {
     response_head: Option<Spanned<Scalar>>,
     idle: Option<Spanned<Scalar>>,
     body: Option<Spanned<Scalar>>,
+    write: Option<Spanned<Scalar>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -284,6 +289,7 @@ impl ProxyConfig {
             )?,
             idle: duration(&raw.timeouts.idle, "timeouts.idle", defaults.idle)?,
             body: duration(&raw.timeouts.body, "timeouts.body", defaults.body)?,
+            write: duration(&raw.timeouts.write, "timeouts.write", defaults.write)?,
         };
         let max_body = match &raw.max_body {
             None => 8 << 20,

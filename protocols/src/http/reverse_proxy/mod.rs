@@ -87,6 +87,7 @@ pub fn server_config(config: &ProxyConfig) -> ServerConfig {
     server.limits.max_body = config.max_body;
     server.keep_alive_timeout = config.timeouts.idle;
     server.body_read_timeout = config.timeouts.body;
+    server.write_timeout = Some(config.timeouts.write).filter(|d| !d.is_zero());
     server
 }
 
@@ -355,12 +356,14 @@ fn strip_prefix(target: &Bytes, prefix: &str) -> Bytes {
 
 /// Sends `out` upstream and streams the answer to `respond`; maps a failure before the
 /// response head to 502/504/400, and one after it to a truncated response (the server
-/// closes the client's connection).
+/// closes the client's connection). Every 502 and 504 is logged (warn) with its reason and
+/// the upstream server.
 async fn forward(core: Rc<Core>, out: Outgoing, respond: Responder) {
     let down = Rc::new(RefCell::new(Downstream {
         responder: Some(respond),
         writer: None,
         waiting: false,
+        ended: false,
     }));
     // A request without a body may go to the next server when connecting failed; a
     // streamed body is consumed by the first attempt.
@@ -369,12 +372,14 @@ async fn forward(core: Rc<Core>, out: Outgoing, respond: Responder) {
     } else {
         core.pools.borrow()[out.upstream].len()
     };
+    let pool = core.pools.borrow()[out.upstream].name.clone();
     let mut failure = None;
+    let mut last = None;
     for _ in 0..attempts {
         let Some(addr) = core.pools.borrow_mut()[out.upstream].pick(Instant::now()) else {
             break;
         };
-        let pool = core.pools.borrow()[out.upstream].name.clone();
+        last = Some(addr);
         let tls = match core.tls.get(out.upstream).and_then(Option::as_ref) {
             None => None,
             Some(tls) => match tls.target(addr) {
@@ -390,7 +395,11 @@ async fn forward(core: Rc<Core>, out: Outgoing, respond: Responder) {
         let sink = ProxySink {
             down: Rc::clone(&down),
         };
-        match core.client.request_with(request, sink).await {
+        let result = core.client.request_with(request, sink).await;
+        // From here on the upstream connection may serve another exchange: a task still
+        // waiting for the client to drain must leave it alone.
+        down.borrow_mut().ended = true;
+        match result {
             Ok(_) => {
                 core.pools.borrow_mut()[out.upstream].mark_ok(addr);
                 return;
@@ -411,17 +420,12 @@ async fn forward(core: Rc<Core>, out: Outgoing, respond: Responder) {
                 core.pools.borrow_mut()[out.upstream].mark_failed(addr, Instant::now());
                 failure = Some(error);
             }
-            Err(error @ ClientError::Tls { .. }) => {
-                tracing::warn!(upstream = %addr, %pool, %error, "upstream TLS failed");
-                failure = Some(error);
-                break;
-            }
             Err(error) => {
-                tracing::debug!(upstream = %addr, %error, "forwarding failed");
                 failure = Some(error);
                 break;
             }
         }
+        down.borrow_mut().ended = false;
         if down.borrow().responder.is_none() {
             break;
         }
@@ -431,11 +435,35 @@ async fn forward(core: Rc<Core>, out: Outgoing, respond: Responder) {
         let mut down = down.borrow_mut();
         (down.responder.take(), down.writer.take())
     };
+    let reason = failure.as_ref().map_or_else(
+        || "no server of the pool can be tried".to_owned(),
+        ToString::to_string,
+    );
+    let upstream = last.map_or_else(|| "none".to_owned(), |a| a.to_string());
+    let target = String::from_utf8_lossy(&out.target);
     match responder {
-        Some(responder) => responder.send(Response::error(status)),
+        Some(responder) => {
+            if status == 400 {
+                tracing::debug!(%upstream, %pool, %reason, "request body failed; answering 400");
+            } else {
+                tracing::warn!(
+                    status, %upstream, %pool, %reason,
+                    method = %out.method, target = %target.escape_debug(),
+                    "answering the client with an upstream error"
+                );
+            }
+            responder.send(Response::error(status));
+        }
         // Mid-body: dropping the unfinished writer closes the client's connection, so it
         // sees a truncated body, never a wrong one.
-        None => drop(writer),
+        None => {
+            tracing::warn!(
+                %upstream, %pool, %reason,
+                method = %out.method, target = %target.escape_debug(),
+                "upstream failed after the response head; truncating the response"
+            );
+            drop(writer);
+        }
     }
 }
 
@@ -460,6 +488,10 @@ struct Downstream {
     writer: Option<BodyWriter>,
     /// A task waits for the client's connection to drain (the upstream is paused).
     waiting: bool,
+    /// The exchange with the upstream is over (complete or failed): its connection may be
+    /// back in the pool, serving another request, and must not be paused, resumed or
+    /// aborted on this exchange's behalf any more.
+    ended: bool,
 }
 
 /// Streams an upstream response to the client.
@@ -508,6 +540,11 @@ impl ResponseSink for ProxySink {
             let drained = ready.await.is_ok();
             state.borrow_mut().waiting = false;
             handle.run(move |reactor| {
+                // The response ended meanwhile (its connection was resumed when it
+                // completed): the connection may now carry another client's request.
+                if state.borrow().ended {
+                    return;
+                }
                 reactor.with_conn(upstream, |ctx| {
                     if drained {
                         ctx.resume_reading();
@@ -521,7 +558,11 @@ impl ResponseSink for ProxySink {
     }
 
     fn end(&mut self, _ctx: &mut Context<'_>, trailers: Option<Headers>) {
-        let writer = self.down.borrow_mut().writer.take();
+        let writer = {
+            let mut down = self.down.borrow_mut();
+            down.ended = true;
+            down.writer.take()
+        };
         if let Some(writer) = writer {
             let mut trailers = trailers.unwrap_or_default();
             strip_hop_by_hop(&mut trailers);

@@ -326,6 +326,7 @@ connect = "2s"
 response_head = 15
 idle = "90s"
 body = "500ms"
+write = "20s"
 
 [forwarded]
 mode = "replace"
@@ -362,6 +363,7 @@ fn config_example() {
             response_head: Duration::from_secs(15),
             idle: Duration::from_secs(90),
             body: Duration::from_millis(500),
+            write: Duration::from_secs(20),
         }
     );
     assert_eq!(config.forwarded, ForwardedMode::Replace);

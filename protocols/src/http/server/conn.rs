@@ -47,12 +47,25 @@ pub(crate) enum Command {
 }
 
 /// What body writers learn about the connection after each drive.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct WriteStatus {
     /// The request whose answer goes out next, when the transport can take more.
     pub(crate) ready: Option<RequestId>,
+    /// Requests below this are answered in full and handed on (their writers have nothing
+    /// to wait for: a waiter would otherwise wait until the connection closes).
+    pub(crate) answered_below: RequestId,
     /// Body bytes posted since the last drive (not yet handed to the machine).
     pub(crate) unflushed: usize,
+}
+
+impl Default for WriteStatus {
+    fn default() -> Self {
+        Self {
+            ready: None,
+            answered_below: RequestId(0),
+            unflushed: 0,
+        }
+    }
 }
 
 /// The sending side of a connection's mailbox, held by responders and body streams.
@@ -266,6 +279,7 @@ impl Application<ServerConn> for ServerApp {
     ) {
         self.peer = ctx.peer_addr().ok().and_then(|a| a.as_socket());
         self.tls = ctx.tls().is_some();
+        ctx.set_write_timeout(self.shared.config.write_timeout);
     }
 
     fn event(
@@ -348,6 +362,7 @@ impl Application<ServerConn> for ServerApp {
         {
             let mut status = mailbox.status_mut();
             status.ready = ready;
+            status.answered_below = machine.answered_below();
             status.unflushed = 0;
         }
         mailbox.wake_waiters();

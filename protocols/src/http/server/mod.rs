@@ -31,7 +31,9 @@
 //!   formatting per second) and Connection, answers `Expect: 100-continue`;
 //! - bounds time: the head must arrive within `header_read_timeout` (slowloris), the body
 //!   may not stall longer than `body_read_timeout`, an idle keep-alive connection closes
-//!   after `keep_alive_timeout`;
+//!   after `keep_alive_timeout`, and a client that takes no byte of a response for
+//!   `write_timeout` is cut off (the engine's write-stall timeout: a download nobody reads
+//!   does not hold its connection forever);
 //! - bounds memory: reading pauses while the write buffer is over its high watermark or a
 //!   streamed body is not being consumed;
 //! - on graceful shutdown, finishes in-flight requests and closes idle connections.

@@ -112,7 +112,9 @@ impl BodyWriter {
 
     /// Whether writing now would not grow the connection's buffer past its high
     /// watermark: this response is the oldest unanswered one, the transport is writable,
-    /// and less than 64 KiB written since the connection last ran waits for it.
+    /// and less than 64 KiB written since the connection last ran waits for it. Also true
+    /// once the response was answered in full and handed on (nothing is left to wait for;
+    /// later writes are ignored).
     #[must_use]
     pub fn is_ready(&self) -> bool {
         !self.sender.is_closed() && ready(&self.sender.status(), self.id)
@@ -154,7 +156,7 @@ impl BodyWriter {
 
 /// Whether the writer of `id` may write, by what its connection published.
 fn ready(status: &super::conn::WriteStatus, id: RequestId) -> bool {
-    status.ready == Some(id) && status.unflushed < UNFLUSHED_SLACK
+    id < status.answered_below || (status.ready == Some(id) && status.unflushed < UNFLUSHED_SLACK)
 }
 
 impl Drop for BodyWriter {

@@ -61,6 +61,11 @@ pub struct ServerConfig {
     /// Log every response at info level, target `ringwork::http::access` (the engine
     /// adapter logs; the machine reports each finished response in [`ServerEvent::Sent`]).
     pub access_log: bool,
+    /// Write-stall (send) timeout of each connection: a client that takes no byte of what
+    /// the server has to send for this long is aborted (the engine adapter sets the
+    /// engine's write-stall timeout, like nginx's `send_timeout`). `None`: no timeout.
+    /// Default 60 s.
+    pub write_timeout: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +81,7 @@ impl Default for ServerConfig {
             body_buffer: 256 * 1024,
             server_name: None,
             access_log: false,
+            write_timeout: Some(Duration::from_secs(60)),
         }
     }
 }
@@ -464,6 +470,13 @@ impl ServerConn {
         let id = self.next_to_send()?;
         let front = self.slots.front()?;
         matches!(front.answer, Answer::Streaming(_)).then_some(id)
+    }
+
+    /// Requests below this id are answered in full and handed on: a writer of one of them has
+    /// nothing left to wait for.
+    #[must_use]
+    pub fn answered_below(&self) -> RequestId {
+        RequestId(self.slots.front().map_or(self.next_id, |slot| slot.id))
     }
 
     /// The request whose answer goes out next, when the transport can take more now: the
