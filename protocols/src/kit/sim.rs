@@ -373,6 +373,12 @@ impl<C: Machine, S: Machine> Pair<C, S> {
     /// stall, a machine's deadline), maybe injecting a fault first, and drives. `false`
     /// when nothing is pending: the run is over unless the test acts.
     pub fn step(&mut self) -> bool {
+        self.step_before(None)
+    }
+
+    /// [`Pair::step`], but not to an instant after `limit` (then `false`, and the clock
+    /// stays).
+    fn step_before(&mut self, limit: Option<Instant>) -> bool {
         self.drive();
         self.inject_faults();
         // A fault (a clock jump that fired a deadline, a reset) may have made work.
@@ -380,6 +386,9 @@ impl<C: Machine, S: Machine> Pair<C, S> {
         let Some(next) = self.next_instant() else {
             return false;
         };
+        if limit.is_some_and(|limit| next > limit) {
+            return false;
+        }
         if next <= self.now {
             self.idle_steps += 1;
             assert!(
@@ -415,9 +424,11 @@ impl<C: Machine, S: Machine> Pair<C, S> {
         self.drive();
     }
 
-    /// Runs until nothing is pending or `limit` of simulated time has passed: drives,
+    /// Runs until nothing is pending before `limit` of simulated time from now: drives,
     /// hands every event to `on_client` / `on_server` (which may call the machine), and
-    /// steps. Returns whether it stopped because nothing was pending.
+    /// steps. Returns whether it stopped because nothing at all was pending (`false`: what
+    /// is pending, a keep-alive deadline say, lies beyond the limit; the clock stays before
+    /// it).
     pub fn run(
         &mut self,
         limit: Duration,
@@ -425,7 +436,7 @@ impl<C: Machine, S: Machine> Pair<C, S> {
         mut on_server: impl FnMut(&mut S, S::Event, Instant),
     ) -> bool {
         let until = self.now + limit;
-        let mut idle = false;
+        let mut stuck = false;
         loop {
             self.drive();
             let mut acted = false;
@@ -438,17 +449,14 @@ impl<C: Machine, S: Machine> Pair<C, S> {
                 acted = true;
             }
             if acted {
-                idle = false;
+                stuck = false;
                 continue;
             }
-            if idle {
-                // Nothing was pending, and the last events changed nothing.
-                return true;
+            if stuck {
+                // The last step could not move, and its events changed nothing.
+                return self.next_instant().is_none();
             }
-            if self.now >= until {
-                return false;
-            }
-            idle = !self.step();
+            stuck = !self.step_before(Some(until));
         }
     }
 

@@ -13,6 +13,7 @@
 //! and extensions. Each is a 400 (or 501 for an unknown coding) and a close.
 
 pub mod body;
+pub mod client;
 pub mod encode;
 pub mod error;
 pub mod head;
