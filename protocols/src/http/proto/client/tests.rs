@@ -302,10 +302,11 @@ fn a_close_delimited_body_ends_at_the_close() {
 
 #[test]
 fn an_announced_body_over_the_limit_fails_before_reading_it() {
-    let mut limits = H1Limits::default();
-    limits.max_body = 10;
     let config = ClientConnConfig {
-        limits,
+        limits: H1Limits {
+            max_body: 10,
+            ..H1Limits::default()
+        },
         ..ClientConnConfig::default()
     };
     let mut pair = Pair::new(ClientConn::new(config), RawPeer::new());
