@@ -18,10 +18,10 @@ use std::time::Duration;
 
 use reactor_support::{LIMIT, block_on, reactor};
 use ringwork::platform::BackendChoice;
-use ringwork::{Context, Protocol, Reactor};
+use ringwork::{Bytes, Context, Protocol, Reactor};
 use ringwork_protocols::http::client::{
-    BodySource, ClientConfig, ClientError, ClientRequest, ClientResponse, HttpClient, NextChunk,
-    ResponseSink, StreamBody,
+    BodySource, ClientConfig, ClientError, ClientRequest, ClientResponse, Flow, HttpClient,
+    NextChunk, ResponseSink, StreamBody,
 };
 use ringwork_protocols::http::proto::RequestHead;
 use ringwork_protocols::http::proto::{H1Error, H1Limits, Headers, Method, ResponseHead};
@@ -746,7 +746,9 @@ impl ResponseSink for Panics {
         panic!("sink panics on purpose");
     }
 
-    fn data(&mut self, _ctx: &mut Context<'_>, _data: &[u8]) {}
+    fn data(&mut self, _ctx: &mut Context<'_>, _data: Bytes) -> Flow {
+        Flow::Continue
+    }
 }
 
 /// Waits (bounded) for a line from a child's stdout on a helper thread.

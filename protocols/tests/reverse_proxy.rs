@@ -17,10 +17,10 @@ use std::time::Duration;
 
 use reactor_support::{LIMIT, block_on, reactor};
 use ringwork::platform::BackendChoice;
-use ringwork::{ConnId, Context, Deferred, Protocol, Reactor, Resolver};
+use ringwork::{Bytes, ConnId, Context, Deferred, Protocol, Reactor, Resolver};
 use ringwork_protocols::http::client::{
-    BodySource, ClientConfig, ClientError, ClientRequest, ClientResponse, HttpClient, NextChunk,
-    ResponseSink, StreamBody,
+    BodySource, ClientConfig, ClientError, ClientRequest, ClientResponse, Flow, HttpClient,
+    NextChunk, ResponseSink, StreamBody,
 };
 use ringwork_protocols::http::proto::{Method, RequestHead, ResponseHead};
 use ringwork_protocols::http::reverse_proxy::{ProxyConfig, ReverseProxy, server_config};
@@ -218,26 +218,32 @@ impl BodySource for Pattern {
     }
 }
 
-/// Counts a response body; pauses its connection at the first slice (or aborts it).
+/// Counts a response body; holds it back at the first slice until the test lets it go on
+/// (or aborts its connection).
 struct PausingSink {
     conn: Rc<Cell<Option<ConnId>>>,
     received: Rc<Cell<usize>>,
     abort: bool,
+    /// Lets the paused body go on.
+    resume: Rc<RefCell<Option<Resolver<bool>>>>,
 }
 
 impl ResponseSink for PausingSink {
     fn head(&mut self, _ctx: &mut Context<'_>, _head: ResponseHead) {}
 
-    fn data(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
-        if self.conn.get().is_none() {
-            self.conn.set(Some(ctx.id()));
-            if self.abort {
-                ctx.abort();
-                return;
-            }
-            ctx.pause_reading();
-        }
+    fn data(&mut self, ctx: &mut Context<'_>, data: Bytes) -> Flow {
         self.received.set(self.received.get() + data.len());
+        if self.conn.get().is_some() {
+            return Flow::Continue;
+        }
+        self.conn.set(Some(ctx.id()));
+        if self.abort {
+            ctx.abort();
+            return Flow::Continue;
+        }
+        let (resumed, resolver) = Deferred::new();
+        *self.resume.borrow_mut() = Some(resolver);
+        Flow::Pause(Box::pin(async move { resumed.await.unwrap_or(false) }))
     }
 }
 
@@ -398,10 +404,12 @@ strip_prefix = true
         let client = HttpClient::new(reactor.handle(), config);
         let conn = Rc::new(Cell::new(None));
         let received = Rc::new(Cell::new(0));
+        let resume = Rc::new(RefCell::new(None));
         let sink = PausingSink {
             conn: Rc::clone(&conn),
             received: Rc::clone(&received),
             abort: false,
+            resume: Rc::clone(&resume),
         };
         let done = Rc::new(Cell::new(false));
         let finished = Rc::clone(&done);
@@ -427,8 +435,8 @@ strip_prefix = true
         }
         // Socket buffers of two hops plus the proxy's write buffer, not the whole body.
         assert!(written < BIG / 2, "{written} bytes written before the client read");
-        let id = conn.get().expect("checked above");
-        reactor.with_conn(id, |ctx| ctx.resume_reading());
+        let resolver: Resolver<bool> = resume.borrow_mut().take().expect("paused at the first slice");
+        resolver.resolve(true);
         assert!(reactor.run_until(LIMIT, |_| done.get()).expect("turn"), "the rest arrives");
         assert_eq!(received.get(), BIG);
         assert!(log.big_done.get());
@@ -445,6 +453,7 @@ strip_prefix = true
             conn: Rc::new(Cell::new(None)),
             received: Rc::new(Cell::new(0)),
             abort: true,
+            resume: Rc::new(RefCell::new(None)),
         };
         let result = block_on(&mut reactor, client.request_with(ClientRequest::get(addr, "/big"), sink));
         assert!(matches!(result, Err(ClientError::Closed)), "abandoned");

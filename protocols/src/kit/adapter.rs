@@ -80,8 +80,11 @@ pub trait Application<M: Machine>: 'static {
         let _ = (machine, ctx, mailbox);
     }
 
-    /// The connection is gone; the machine has been told and its last events delivered.
-    fn lost(&mut self, machine: &mut M, ctx: &mut Context<'_>, reason: &LostReason) {
+    /// The connection is gone. The machine has been told; commands still in the mailbox
+    /// and the machine's last events (failures of what was in flight) come right after
+    /// this, so the application can answer what it holds with the engine's more precise
+    /// `reason` first.
+    fn lost(&mut self, machine: &mut M, ctx: &mut Context<'_>, reason: LostReason) {
         let _ = (machine, ctx, reason);
     }
 }
@@ -112,6 +115,17 @@ impl<M: Machine, A: Application<M>> Adapter<M, A> {
         }
     }
 
+    /// A sender to this connection's mailbox, to post commands before it is even opened
+    /// (they run once it connects).
+    pub fn sender(&self) -> MailboxSender<A::Command, A::Status> {
+        self.mailbox.sender()
+    }
+
+    /// The application, to finish setting it up before the connection is opened.
+    pub fn app_mut(&mut self) -> &mut A {
+        &mut self.app
+    }
+
     /// The machine.
     pub fn machine(&self) -> &M {
         &self.machine
@@ -125,7 +139,12 @@ impl<M: Machine, A: Application<M>> Adapter<M, A> {
     /// Hands commands and events to the application and transmits to the connection until
     /// none is left; then applies close, read interest and the timer.
     fn drive(&mut self, ctx: &mut Context<'_>) {
-        self.mailbox.inner.borrow_mut().active = true;
+        {
+            let mut inner = self.mailbox.inner.borrow_mut();
+            inner.active = true;
+            // This drive runs everything queued; a wake still on its way finds nothing.
+            inner.wake_queued = false;
+        }
         for _ in 0..MAX_ROUNDS {
             let mut progressed = false;
             while let Some(command) = self.mailbox.take() {
@@ -249,14 +268,18 @@ impl<M: Machine + 'static, A: Application<M>> Protocol for Adapter<M, A> {
     fn connection_lost(&mut self, ctx: &mut Context<'_>, reason: LostReason) {
         self.closed = true;
         self.machine.handle_lost(ctx.now());
-        // The last events (failures of what was in flight) still reach the application;
-        // commands and transmits have nowhere to go.
+        self.app.lost(&mut self.machine, ctx, reason);
+        // Commands posted before the end (the machine refuses what needs a connection) and
+        // the last events (failures of what was in flight) still reach the application,
+        // so nothing posted is dropped unanswered; transmits have nowhere to go.
+        while let Some(command) = self.mailbox.take() {
+            self.app.command(&mut self.machine, command, ctx);
+        }
         while let Some(event) = self.machine.poll_event() {
             self.app.event(&mut self.machine, event, ctx, &self.mailbox);
         }
         let now = ctx.now();
         while self.machine.poll_transmit(now).is_some() {}
-        self.app.lost(&mut self.machine, ctx, &reason);
         self.mailbox.close();
     }
 }
@@ -358,14 +381,23 @@ impl<C, S> MailboxSender<C, S> {
             if inner.active || inner.wake_queued {
                 None
             } else {
-                inner.wake_queued = true;
-                inner.handle.clone().zip(inner.conn)
+                // Before the connection is made there is nothing to wake: its first drive
+                // runs what is queued.
+                let target = inner.handle.clone().zip(inner.conn);
+                inner.wake_queued = target.is_some();
+                target
             }
         };
         if let Some((handle, conn)) = wake {
             handle.wake(conn);
         }
         Ok(())
+    }
+
+    /// Whether `other` reaches the same connection.
+    #[must_use]
+    pub fn same(&self, other: &Self) -> bool {
+        Rc::ptr_eq(&self.inner, &other.inner)
     }
 
     /// Whether the connection is gone.

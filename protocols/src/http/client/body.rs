@@ -2,8 +2,8 @@
 //! [`StreamBody`] (a source attached to a [`ClientRequest`](super::ClientRequest)) and the
 //! pump that writes it to the connection under backpressure.
 //!
-//! Owns: the framing of a streamed body (raw bytes under a declared Content-Length, or
-//! chunked), checking that a sized body has exactly its declared length, and the pump task.
+//! Owns: the pump task that pulls a streamed body from its source into the connection
+//! (the connection's machine frames it, sized or chunked, and checks its length).
 //! Contract: the pump pulls the next piece only while the connection's write buffer is
 //! below its high watermark (after `write_drained` otherwise), so memory per upload is one
 //! piece plus the buffer. A source error or a length mismatch aborts the connection; the
@@ -19,15 +19,11 @@ use std::fmt;
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::Poll;
 
-use bytes::{Bytes, BytesMut};
-use ringwork::{ConnId, Deferred};
+use bytes::Bytes;
 
-use crate::http::client::Inner;
-use crate::http::client::conn::{ConnState, Phase};
+use crate::http::client::conn::{Command, Conn};
 use crate::http::client::error::ClientError;
-use crate::http::proto::{Headers, encode};
 use crate::http::server::{BodyError, RequestBody};
 
 /// The future of one [`BodySource::next_chunk`] call.
@@ -97,123 +93,43 @@ pub(crate) struct Upload {
     pub(crate) length: Option<u64>,
 }
 
-/// What the pump asks the connection to do with the next piece.
-enum Step {
-    /// Write these framed bytes; `last` ends the body.
-    Write { bytes: Bytes, last: bool },
-    /// Abort the connection: the body is bad.
-    Fail(ClientError),
-}
-
-/// Writes `upload` to connection `id` piece by piece, waiting for `write_drained` whenever
-/// the write buffer is over its high watermark. Spawned once the request head is written.
-pub(crate) async fn pump(
-    client: Rc<Inner>,
-    conn: Rc<RefCell<ConnState>>,
-    id: ConnId,
-    mut upload: Upload,
-) {
-    let chunked = upload.length.is_none();
+/// Feeds `upload` to connection `conn` piece by piece for its exchange `serial`: a piece
+/// is pulled only when the connection published that it can take one (its write buffer is
+/// below the high watermark), and the next only after the connection took it. Spawned once
+/// the request head is written; ends with the body, a failure, or the connection.
+pub(crate) async fn pump(conn: Conn, serial: u64, mut upload: Upload) {
     let mut sent: u64 = 0;
     loop {
         let open = poll_fn(|cx| {
-            let mut state = conn.borrow_mut();
-            if state.upload_closed {
-                Poll::Ready(false)
-            } else if !state.upload_blocked {
-                Poll::Ready(true)
-            } else {
-                state.upload_waker = Some(cx.waker().clone());
-                Poll::Pending
-            }
+            conn.poll_status(cx, false, |status| {
+                (status.upload_ready == Some(serial)).then_some(true)
+            })
         })
         .await;
         if !open {
             return;
         }
-        let step = match upload.source.next_chunk().await {
+        let command = match upload.source.next_chunk().await {
             Some(Ok(piece)) if piece.is_empty() => continue,
             Some(Ok(piece)) => {
                 sent += piece.len() as u64;
-                match upload.length {
-                    // RFC 9112 §6.2: the body must be exactly Content-Length bytes.
-                    Some(declared) if sent > declared => {
-                        Step::Fail(ClientError::RequestBodyLength { declared, sent })
-                    }
-                    _ if chunked => {
-                        let mut out = BytesMut::with_capacity(piece.len() + 12);
-                        encode::write_chunk_size(&mut out, piece.len());
-                        out.extend_from_slice(&piece);
-                        out.extend_from_slice(b"\r\n");
-                        Step::Write {
-                            bytes: out.freeze(),
-                            last: false,
-                        }
-                    }
-                    Some(n) => Step::Write {
-                        bytes: piece,
-                        last: sent == n,
-                    },
-                    None => unreachable!("chunked covers length None"),
-                }
+                Command::UploadPiece(serial, piece)
             }
-            Some(Err(error)) => Step::Fail(ClientError::RequestBody(error)),
-            None if chunked => {
-                let mut out = BytesMut::with_capacity(5);
-                // Writing an empty trailer section cannot fail.
-                let _ = encode::write_last_chunk(&mut out, &Headers::new());
-                Step::Write {
-                    bytes: out.freeze(),
-                    last: true,
-                }
-            }
-            None if upload.length == Some(sent) => Step::Write {
-                bytes: Bytes::new(),
-                last: true,
-            },
-            // Ended short of its Content-Length.
-            None => Step::Fail(ClientError::RequestBodyLength {
-                declared: upload.length.unwrap_or_default(),
-                sent,
-            }),
+            Some(Err(error)) => Command::UploadFailed(serial, ClientError::RequestBody(error)),
+            None => Command::UploadEnd(serial),
         };
-        let last = matches!(step, Step::Write { last: true, .. } | Step::Fail(_));
-        let (written, resolver) = Deferred::new();
-        let state = Rc::clone(&conn);
-        let client_config_timeout = client.config.response_timeout;
-        client.handle.run(move |reactor| {
-            let open = reactor.with_conn(id, |ctx| {
-                if !ctx.is_open() || state.borrow().upload_closed {
-                    return false;
-                }
-                match step {
-                    Step::Write { bytes, last } => {
-                        if !bytes.is_empty() {
-                            ctx.write_bytes(bytes);
-                        }
-                        let mut state = state.borrow_mut();
-                        state.upload_done = last;
-                        state.upload_blocked = !ctx.is_writable();
-                        // The response timeout counts from the last byte sent: a slow
-                        // upload is not a slow server.
-                        if matches!(state.phase, Phase::Head(_)) {
-                            if let Some(timer) = state.read_timer.take() {
-                                ctx.cancel_timer(timer);
-                            }
-                            let timeout = client_config_timeout;
-                            state.read_timer = Some(ctx.call_later(timeout));
-                        }
-                    }
-                    Step::Fail(error) => {
-                        state.borrow_mut().upload_error = Some(error);
-                        ctx.abort();
-                    }
-                }
-                true
-            });
-            resolver.resolve(open);
-        });
-        if !written.await.unwrap_or(false) || last {
+        let mut last = !matches!(command, Command::UploadPiece(..));
+        // Not again until the connection ran and published anew.
+        conn.status_mut().upload_ready = None;
+        if conn.post(command).is_err() {
+            return;
+        }
+        // A sized body is not pulled again once its length arrived.
+        if !last && upload.length.is_some_and(|declared| sent >= declared) {
+            last = true;
+            let _ = conn.post(Command::UploadEnd(serial));
+        }
+        if last {
             return;
         }
     }

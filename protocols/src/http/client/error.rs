@@ -111,13 +111,4 @@ impl ClientError {
             _ => None,
         }
     }
-
-    /// A response-side parse error, with the body limit split out.
-    pub(crate) fn from_response(error: H1Error) -> Self {
-        match error {
-            H1Error::BodyTooLarge { limit } => Self::BodyTooLarge { limit },
-            H1Error::UnexpectedEof => Self::Closed,
-            other => Self::Protocol(other),
-        }
-    }
 }

@@ -36,11 +36,18 @@
 //!
 //! # Streaming
 //! [`ResponseSink`] callbacks run inside the upstream connection's engine callbacks and get
-//! its [`Context`]: a reverse proxy writes each body slice straight to its downstream
-//! connection (`ctx.other(down).write(data)`) without buffering the body, and applies
-//! backpressure by calling `ctx.pause_reading()` on the upstream connection when the
-//! downstream one is not writable, and `resume_reading` on it from the downstream's
-//! `write_drained`. A connection is resumed before it goes back to the pool.
+//! its [`Context`]: a reverse proxy hands each body piece (a [`Bytes`], no further copy)
+//! straight to its downstream writer without buffering the body. When the downstream side
+//! cannot take more, [`ResponseSink::data`] returns [`Flow::Pause`] with a future that says
+//! when it can: the connection stops reading (and its body timeout stops counting) until
+//! then. A pause that outlives its exchange is ignored, so it never touches the next
+//! request on the same connection.
+//!
+//! # Structure
+//! Each connection is the sans-IO [`ClientConn`](crate::http::proto::client::ClientConn)
+//! machine (framing, reuse rules, deadlines; Pair-tested against the server machine) on the
+//! kit's adapter; `conn.rs` is the glue, `pool.rs` keeps idle connections as mailbox
+//! senders, `body.rs` pumps streamed uploads.
 
 mod body;
 mod conn;
@@ -51,6 +58,7 @@ mod tls;
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -59,13 +67,15 @@ use ringwork::tls::TlsConnector;
 use ringwork::{Context, Deferred, EngineError, LocalHandle};
 
 pub use self::body::{BodySource, NextChunk, StreamBody};
-use self::conn::{ClientConn, ConnState, Exchange, Outcome, Pending};
+use self::conn::{ClientApp, Command, Exchange, Outcome, Pending};
 pub use self::error::ClientError;
 use self::pool::{Lease, Pool, PoolKey};
 pub use self::request::{ClientRequest, encode_head, is_idempotent};
 pub use self::tls::{ALPN_HTTP11, TlsTarget, dangerous_insecure_connector};
 use self::tls::{DefaultConnector, TlsKey};
+use crate::http::proto::client::{ClientConn, ClientConnConfig, OutgoingRequest};
 use crate::http::proto::{H1Limits, Headers, ResponseHead};
+use crate::kit::adapter::Adapter;
 
 /// Settings of an [`HttpClient`]; the defaults suit a proxy or a service client.
 #[derive(Clone, Debug)]
@@ -143,12 +153,32 @@ pub trait ResponseSink: 'static {
     /// The final response head (1xx interim responses are skipped).
     fn head(&mut self, ctx: &mut Context<'_>, head: ResponseHead);
 
-    /// A slice of the body, valid during this call only.
-    fn data(&mut self, ctx: &mut Context<'_>, data: &[u8]);
+    /// A piece of the body. Return [`Flow::Pause`] to stop reading until the sink can take
+    /// more.
+    fn data(&mut self, ctx: &mut Context<'_>, data: Bytes) -> Flow;
 
     /// The body ended; `trailers` holds the trailer fields of a chunked body.
     fn end(&mut self, ctx: &mut Context<'_>, trailers: Option<Headers>) {
         let _ = (ctx, trailers);
+    }
+}
+
+/// What a [`ResponseSink`] wants after a body piece.
+pub enum Flow {
+    /// Keep the body coming.
+    Continue,
+    /// Stop reading until the future resolves: to `true` to go on, to `false` to abandon
+    /// the response (the connection is aborted and the future fails with
+    /// [`ClientError::Closed`]). The body timeout does not count meanwhile.
+    Pause(Pin<Box<dyn Future<Output = bool>>>),
+}
+
+impl std::fmt::Debug for Flow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Flow::Continue => "Continue",
+            Flow::Pause(_) => "Pause",
+        })
     }
 }
 
@@ -361,113 +391,103 @@ async fn send<S: ResponseSink>(
     lease: Lease,
 ) -> Outcome<S> {
     let (deferred, resolver) = Deferred::new();
-    let exchange = Box::new(Pending {
+    let exchange: Box<dyn Exchange> = Box::new(Pending { sink, resolver });
+    let outgoing = OutgoingRequest {
         method: request.method.clone(),
-        sink,
-        resolver,
-    });
-    let body = request.body.clone();
-    let addr = request.addr;
-    let key = target.key.clone();
-    // The connector with the name to verify, for a TLS connection.
-    let tls = target
-        .connector
-        .cloned()
-        .zip(request.tls.as_ref().map(|t| t.server_name.clone()));
-    let wants_close = request.wants_close();
+        head,
+        body: request.body.clone(),
+        wants_close: request.wants_close(),
+        streamed: request.body_stream.as_ref().map(StreamBody::length),
+    };
     let upload = request.body_stream.as_ref().and_then(|stream| {
         Some(body::Upload {
             length: stream.length(),
             source: stream.take()?,
         })
     });
-    let shared = Rc::clone(client);
-    client.handle.run(move |reactor| match lease.pooled() {
-        None => {
-            let state = Rc::new(RefCell::new(ConnState::connecting(
-                exchange,
-                (head, body),
-                wants_close,
-                upload,
-            )));
-            let conn = ClientConn::new(Rc::clone(&state), Rc::clone(&shared), key);
-            // The connection owns the slot from here on (it frees it when lost, or when
-            // dropped unstarted).
+    match lease.pooled() {
+        Some(conn) => {
             lease.consume();
-            let timeout = shared.config.connect_timeout;
-            let opened = match tls {
-                None => reactor
-                    .connect_with_timeout(&addr.into(), conn, timeout)
-                    .map_err(EngineError::from),
-                // The connect timeout bounds TCP; the connector's handshake timeout
-                // bounds the handshake after it.
-                Some((connector, name)) => {
-                    reactor.connect_tls_with_timeout(&addr.into(), &connector, name, conn, timeout)
-                }
+            let send = Command::Send {
+                exchange,
+                request: outgoing,
+                upload,
+                reused: true,
             };
-            match opened {
-                Ok(id) => {
-                    state.borrow_mut().id = Some(id);
-                    shared.count(|s| {
-                        s.connections_opened += 1;
-                        s.requests_sent += 1;
-                    });
-                }
-                Err(error) => {
-                    // The protocol was dropped without callbacks (freeing the slot); its
-                    // state still holds the exchange.
-                    let exchange = state.borrow_mut().exchange.take();
-                    if let Some(exchange) = exchange {
-                        exchange.fail(connect_error(addr, error), false);
-                    }
-                }
+            if let Err(Command::Send { exchange, .. }) = conn.post(send) {
+                // Closed between leaving the pool and now: as if it failed at once.
+                exchange.fail(ClientError::Closed, true);
             }
         }
-        Some(conn) => {
-            let id = {
-                let mut state = conn.borrow_mut();
-                match (&state.phase, state.id) {
-                    (conn::Phase::Reserved, Some(id)) => {
-                        state.phase = conn::Phase::Head(BytesMut::new());
-                        state.exchange = Some(exchange);
-                        state.reused = true;
-                        state.received = false;
-                        state.wants_close = wants_close;
-                        state.begin_upload(upload);
-                        id
-                    }
-                    _ => {
-                        // Closed between leaving the pool and now: as if it failed at once.
-                        drop(state);
-                        exchange.fail(ClientError::Closed, true);
+        None => {
+            let addr = request.addr;
+            let key = target.key.clone();
+            // The connector with the name to verify, for a TLS connection.
+            let tls = target
+                .connector
+                .cloned()
+                .zip(request.tls.as_ref().map(|t| t.server_name.clone()));
+            let shared = Rc::clone(client);
+            client.handle.run(move |reactor| {
+                let machine = ClientConn::new(conn_config(&shared.config));
+                let mut adapter = Adapter::new(machine, ClientApp::new(Rc::clone(&shared), key));
+                let conn = adapter.sender();
+                adapter.app_mut().set_conn(conn.clone());
+                // The connection owns the slot from here on (it frees it when lost, or when
+                // dropped unstarted).
+                lease.consume();
+                let timeout = shared.config.connect_timeout;
+                let opened = match tls {
+                    None => reactor
+                        .connect_with_timeout(&addr.into(), adapter, timeout)
+                        .map_err(EngineError::from),
+                    // The connect timeout bounds TCP; the connector's handshake timeout
+                    // bounds the handshake after it.
+                    Some((connector, name)) => reactor.connect_tls_with_timeout(
+                        &addr.into(),
+                        &connector,
+                        name,
+                        adapter,
+                        timeout,
+                    ),
+                };
+                match opened {
+                    Ok(_) => shared.count(|s| s.connections_opened += 1),
+                    Err(error) => {
+                        // The protocol was dropped without callbacks (freeing the slot); the
+                        // exchange is still here.
+                        drop(conn);
+                        exchange.fail(connect_error(addr, error), false);
                         return;
                     }
                 }
-            };
-            lease.consume();
-            shared.count(|s| {
-                s.requests_sent += 1;
-                s.reused += 1;
-            });
-            reactor.with_conn(id, |ctx| {
-                let mut state = conn.borrow_mut();
-                if let Some(timer) = state.idle_timer.take() {
-                    ctx.cancel_timer(timer);
+                let send = Command::Send {
+                    exchange,
+                    request: outgoing,
+                    upload,
+                    reused: false,
+                };
+                // Runs once it connects (or fails with the connect's error).
+                if let Err(Command::Send { exchange, .. }) = conn.post(send) {
+                    exchange.fail(ClientError::Closed, false);
                 }
-                ctx.write_bytes(head);
-                if !body.is_empty() {
-                    ctx.write_bytes(body);
-                }
-                state.read_timer = Some(ctx.call_later(shared.config.response_timeout));
-                drop(state);
-                ConnState::start_upload(&conn, &shared, id);
             });
         }
-    });
+    }
     deferred.await.unwrap_or(Outcome::Failed {
         error: ClientError::Closed,
         retry: None,
     })
+}
+
+/// The settings of one connection's machine.
+fn conn_config(config: &ClientConfig) -> ClientConnConfig {
+    ClientConnConfig {
+        limits: config.limits.clone(),
+        response_timeout: config.response_timeout,
+        body_timeout: config.body_timeout,
+        idle_timeout: config.idle_timeout,
+    }
 }
 
 /// Why a connection could not be opened, as a [`ClientError`].
@@ -498,9 +518,10 @@ impl ResponseSink for Buffered {
         self.head = Some(head);
     }
 
-    fn data(&mut self, _ctx: &mut Context<'_>, data: &[u8]) {
+    fn data(&mut self, _ctx: &mut Context<'_>, data: Bytes) -> Flow {
         // Bounded: the body decoder fails past `limits.max_body`.
-        self.body.extend_from_slice(data);
+        self.body.extend_from_slice(&data);
+        Flow::Continue
     }
 
     fn end(&mut self, _ctx: &mut Context<'_>, trailers: Option<Headers>) {
@@ -520,8 +541,9 @@ impl<F: FnMut(&[u8]) + 'static> ResponseSink for Chunks<F> {
         self.head = Some(head);
     }
 
-    fn data(&mut self, _ctx: &mut Context<'_>, data: &[u8]) {
-        (self.on_chunk)(data);
+    fn data(&mut self, _ctx: &mut Context<'_>, data: Bytes) -> Flow {
+        (self.on_chunk)(&data);
+        Flow::Continue
     }
 
     fn end(&mut self, _ctx: &mut Context<'_>, trailers: Option<Headers>) {

@@ -13,7 +13,6 @@
 //! itself back through a reactor job.
 //! Does not: read or write connections (see `conn.rs`).
 
-use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -21,7 +20,7 @@ use std::rc::Rc;
 use ringwork::{Deferred, Resolver};
 
 use crate::http::client::Inner;
-use crate::http::client::conn::{ConnState, Phase};
+use crate::http::client::conn::{Command, Conn};
 use crate::http::client::tls::TlsKey;
 
 /// Connections of every server this core talks to.
@@ -42,7 +41,7 @@ pub(crate) struct PoolKey {
 #[derive(Default)]
 struct Host {
     /// Idle keep-alive connections, most recently used last.
-    idle: Vec<Rc<RefCell<ConnState>>>,
+    idle: Vec<Conn>,
     /// Connections open or being opened (see the module contract).
     open: usize,
     /// Requests waiting for a connection, oldest first.
@@ -67,8 +66,8 @@ pub(crate) struct Lease {
 
 /// What a [`Lease`] grants.
 enum LeaseKind {
-    /// A pooled connection, marked [`Phase::Reserved`].
-    Reuse(Rc<RefCell<ConnState>>),
+    /// A pooled connection, marked reserved.
+    Reuse(Conn),
     /// A slot for one new connection.
     New,
 }
@@ -82,15 +81,15 @@ impl Lease {
         }
     }
 
-    /// A lease on `conn`, already marked [`Phase::Reserved`].
-    pub(crate) fn reuse(client: &Rc<Inner>, key: PoolKey, conn: &Rc<RefCell<ConnState>>) -> Self {
-        Self::new(client, key, LeaseKind::Reuse(Rc::clone(conn)))
+    /// A lease on `conn`, already marked reserved.
+    pub(crate) fn reuse(client: &Rc<Inner>, key: PoolKey, conn: &Conn) -> Self {
+        Self::new(client, key, LeaseKind::Reuse(conn.clone()))
     }
 
     /// The pooled connection this lease grants; `None` for a new-connection slot.
-    pub(crate) fn pooled(&self) -> Option<Rc<RefCell<ConnState>>> {
+    pub(crate) fn pooled(&self) -> Option<Conn> {
         match &self.kind {
-            Some(LeaseKind::Reuse(conn)) => Some(Rc::clone(conn)),
+            Some(LeaseKind::Reuse(conn)) => Some(conn.clone()),
             _ => None,
         }
     }
@@ -125,10 +124,13 @@ pub(crate) async fn acquire(client: &Rc<Inner>, key: &PoolKey, fresh: bool) -> L
             let host = pool.hosts.entry(key.clone()).or_default();
             if !fresh {
                 while let Some(conn) = host.idle.pop() {
-                    let mut state = conn.borrow_mut();
-                    if state.phase.is_idle() {
-                        state.phase = Phase::Reserved;
-                        drop(state);
+                    let usable = {
+                        let mut status = conn.status_mut();
+                        let usable = status.idle && !status.reserved;
+                        status.reserved |= usable;
+                        usable
+                    };
+                    if usable && !conn.is_closed() {
                         return Lease::new(client, key.clone(), LeaseKind::Reuse(conn));
                     }
                 }
@@ -145,7 +147,7 @@ pub(crate) async fn acquire(client: &Rc<Inner>, key: &PoolKey, fresh: bool) -> L
             (deferred, evict)
         };
         if let Some(conn) = evict {
-            close_idle(client, &conn);
+            close_idle(&conn);
         }
         if let Ok(lease) = deferred.await {
             return lease;
@@ -153,15 +155,10 @@ pub(crate) async fn acquire(client: &Rc<Inner>, key: &PoolKey, fresh: bool) -> L
     }
 }
 
-/// Closes an idle connection taken out of the pool (through a reactor job).
-fn close_idle(client: &Rc<Inner>, conn: &Rc<RefCell<ConnState>>) {
-    let mut state = conn.borrow_mut();
-    state.phase = Phase::Closed;
-    if let Some(id) = state.id {
-        client
-            .handle
-            .run(move |reactor| reactor.with_conn(id, |ctx| ctx.close()));
-    }
+/// Closes an idle connection taken out of the pool.
+fn close_idle(conn: &Conn) {
+    conn.status_mut().idle = false;
+    let _ = conn.post(Command::Close);
 }
 
 /// Returns an unused lease: a pooled connection goes back to idle, a new-connection slot
@@ -169,10 +166,9 @@ fn close_idle(client: &Rc<Inner>, conn: &Rc<RefCell<ConnState>>) {
 fn give_back(client: &Rc<Inner>, key: PoolKey, kind: LeaseKind) {
     match kind {
         LeaseKind::Reuse(conn) => {
-            if !matches!(conn.borrow().phase, Phase::Reserved) {
+            if !std::mem::take(&mut conn.status_mut().reserved) || conn.is_closed() {
                 return;
             }
-            conn.borrow_mut().phase = Phase::Idle;
             if let Some(next) = offer_idle(client, &key, &conn) {
                 next.resolve(Lease::new(client, key, LeaseKind::Reuse(conn)));
             }
@@ -191,29 +187,25 @@ pub(crate) enum Release {
     Close,
 }
 
-/// Offers an idle connection (phase [`Phase::Idle`], state not borrowed) to the waiters,
-/// else keeps or closes it. Returns the waiter to resolve with the connection reserved.
-fn offer_idle(
-    client: &Rc<Inner>,
-    key: &PoolKey,
-    conn: &Rc<RefCell<ConnState>>,
-) -> Option<Resolver<Lease>> {
+/// Offers an idle connection to the waiters, else keeps or closes it. Returns the waiter to
+/// resolve with the connection reserved.
+fn offer_idle(client: &Rc<Inner>, key: &PoolKey, conn: &Conn) -> Option<Resolver<Lease>> {
     match release(client, key, conn) {
         Release::Waiter(resolver) => {
-            conn.borrow_mut().phase = Phase::Reserved;
+            conn.status_mut().reserved = true;
             Some(resolver)
         }
         Release::Pooled => None,
         Release::Close => {
-            close_idle(client, conn);
+            close_idle(conn);
             None
         }
     }
 }
 
-/// Decides where an idle connection goes; see [`Release`]. Does not borrow `conn`'s state
-/// (its protocol may hold it): on [`Release::Waiter`] the caller marks it reserved.
-pub(crate) fn release(client: &Rc<Inner>, key: &PoolKey, conn: &Rc<RefCell<ConnState>>) -> Release {
+/// Decides where an idle connection goes; see [`Release`]. On [`Release::Waiter`] the
+/// caller marks it reserved.
+pub(crate) fn release(client: &Rc<Inner>, key: &PoolKey, conn: &Conn) -> Release {
     let mut pool = client.pool.borrow_mut();
     let host = pool.hosts.entry(key.clone()).or_default();
     while let Some(waiter) = host.waiters.front() {
@@ -233,16 +225,16 @@ pub(crate) fn release(client: &Rc<Inner>, key: &PoolKey, conn: &Rc<RefCell<ConnS
     if host.idle.len() >= client.config.max_idle_per_host {
         return Release::Close;
     }
-    host.idle.push(Rc::clone(conn));
+    host.idle.push(conn.clone());
     Release::Pooled
 }
 
 /// A connection of `key` is gone: forget it and give its slot to the next waiter.
-pub(crate) fn conn_gone(client: &Rc<Inner>, key: &PoolKey, conn: &Rc<RefCell<ConnState>>) {
+pub(crate) fn conn_gone(client: &Rc<Inner>, key: &PoolKey, conn: &Conn) {
     {
         let mut pool = client.pool.borrow_mut();
         if let Some(host) = pool.hosts.get_mut(key) {
-            host.idle.retain(|c| !Rc::ptr_eq(c, conn));
+            host.idle.retain(|c| !c.same(conn));
         }
     }
     slot_freed(client, key);

@@ -53,7 +53,7 @@ pub use self::headers::{ForwardedMode, Hop, add_forwarded, add_via, strip_hop_by
 pub use self::routing::{HostPattern, Route, RouteTable, UpstreamPool};
 pub use self::upstream_tls::UpstreamTls;
 use crate::http::client::{
-    ClientConfig, ClientError, ClientRequest, HttpClient, ResponseSink, StreamBody, TlsTarget,
+    ClientConfig, ClientError, ClientRequest, Flow, HttpClient, ResponseSink, StreamBody, TlsTarget,
 };
 use crate::http::proto::{Headers, Method, RequestHead, ResponseHead};
 use crate::http::server::{
@@ -362,8 +362,6 @@ async fn forward(core: Rc<Core>, out: Outgoing, respond: Responder) {
     let down = Rc::new(RefCell::new(Downstream {
         responder: Some(respond),
         writer: None,
-        waiting: false,
-        ended: false,
     }));
     // A request without a body may go to the next server when connecting failed; a
     // streamed body is consumed by the first attempt.
@@ -395,11 +393,7 @@ async fn forward(core: Rc<Core>, out: Outgoing, respond: Responder) {
         let sink = ProxySink {
             down: Rc::clone(&down),
         };
-        let result = core.client.request_with(request, sink).await;
-        // From here on the upstream connection may serve another exchange: a task still
-        // waiting for the client to drain must leave it alone.
-        down.borrow_mut().ended = true;
-        match result {
+        match core.client.request_with(request, sink).await {
             Ok(_) => {
                 core.pools.borrow_mut()[out.upstream].mark_ok(addr);
                 return;
@@ -425,7 +419,6 @@ async fn forward(core: Rc<Core>, out: Outgoing, respond: Responder) {
                 break;
             }
         }
-        down.borrow_mut().ended = false;
         if down.borrow().responder.is_none() {
             break;
         }
@@ -486,12 +479,6 @@ struct Downstream {
     responder: Option<Responder>,
     /// The streamed response body, after the head.
     writer: Option<BodyWriter>,
-    /// A task waits for the client's connection to drain (the upstream is paused).
-    waiting: bool,
-    /// The exchange with the upstream is over (complete or failed): its connection may be
-    /// back in the pool, serving another request, and must not be paused, resumed or
-    /// aborted on this exchange's behalf any more.
-    ended: bool,
 }
 
 /// Streams an upstream response to the client.
@@ -523,46 +510,22 @@ impl ResponseSink for ProxySink {
         }
     }
 
-    fn data(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
+    fn data(&mut self, _ctx: &mut Context<'_>, data: Bytes) -> Flow {
         let down = &mut *self.down.borrow_mut();
         let Some(writer) = down.writer.as_mut() else {
-            return;
+            return Flow::Continue;
         };
-        if writer.write(Bytes::copy_from_slice(data)) || down.waiting {
-            return;
+        if writer.write(data) {
+            return Flow::Continue;
         }
-        // The client's connection is full: pause the upstream until it drains.
-        down.waiting = true;
-        ctx.pause_reading();
+        // The client's connection is full: hold the upstream until it drains (or the
+        // client is gone: then the upstream response is not worth reading).
         let ready = writer.when_ready();
-        let (state, handle, upstream) = (Rc::clone(&self.down), ctx.handle(), ctx.id());
-        drop(ctx.handle().spawn_local(async move {
-            let drained = ready.await.is_ok();
-            state.borrow_mut().waiting = false;
-            handle.run(move |reactor| {
-                // The response ended meanwhile (its connection was resumed when it
-                // completed): the connection may now carry another client's request.
-                if state.borrow().ended {
-                    return;
-                }
-                reactor.with_conn(upstream, |ctx| {
-                    if drained {
-                        ctx.resume_reading();
-                    } else {
-                        // The client is gone: the upstream response is not worth reading.
-                        ctx.abort();
-                    }
-                });
-            });
-        }));
+        Flow::Pause(Box::pin(async move { ready.await.is_ok() }))
     }
 
     fn end(&mut self, _ctx: &mut Context<'_>, trailers: Option<Headers>) {
-        let writer = {
-            let mut down = self.down.borrow_mut();
-            down.ended = true;
-            down.writer.take()
-        };
+        let writer = self.down.borrow_mut().writer.take();
         if let Some(writer) = writer {
             let mut trailers = trailers.unwrap_or_default();
             strip_hop_by_hop(&mut trailers);

@@ -368,7 +368,7 @@ impl Application<ServerConn> for ServerApp {
         mailbox.wake_waiters();
     }
 
-    fn lost(&mut self, _machine: &mut ServerConn, _ctx: &mut Context<'_>, _reason: &LostReason) {
+    fn lost(&mut self, _machine: &mut ServerConn, _ctx: &mut Context<'_>, _reason: LostReason) {
         if let Some((id, _)) = &self.body {
             let id = *id;
             self.body_failed(id, BodyError::Closed);
