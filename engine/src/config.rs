@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::io::DEFAULT_CONNECT_TIMEOUT;
+use crate::logging::DEFAULT_WARNING_INTERVAL;
 
 /// Per-connection and per-core limits of a reactor.
 #[derive(Clone, Debug)]
@@ -23,6 +24,11 @@ pub struct ReactorConfig {
     pub connect_timeout: Duration,
     /// Timer resolution.
     pub timer_tick: Duration,
+    /// Repeated warnings of one kind on a core (accept failures at the descriptor limit,
+    /// invalid preambles, panicking protocols) are logged the first time, then at most once
+    /// per this interval with a `suppressed` count of those not logged (see
+    /// [`RateLimit`](crate::logging::RateLimit)). Zero logs every one.
+    pub warning_interval: Duration,
 }
 
 impl Default for ReactorConfig {
@@ -34,6 +40,7 @@ impl Default for ReactorConfig {
             max_connections: 100_000,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             timer_tick: Duration::from_millis(1),
+            warning_interval: DEFAULT_WARNING_INTERVAL,
         }
     }
 }
