@@ -420,8 +420,11 @@ impl Reactor {
 
     /// Stops accepting, lets connections finish for up to `grace`, then aborts the rest with
     /// [`LostReason::Shutdown`]; [`Reactor::run`] returns once no connection is left.
+    /// Called again while stopping, it can only bring the deadline forward (a second
+    /// signal: zero grace stops at once).
     pub fn shutdown(&mut self, grace: Duration) {
-        if self.stopping.is_some() {
+        if let Some(stopping) = self.stopping.as_mut() {
+            stopping.deadline = stopping.deadline.min(Instant::now() + grace);
             return;
         }
         for listener in self.listeners.drain(..) {
