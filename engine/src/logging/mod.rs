@@ -19,7 +19,7 @@ mod sink;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-pub use self::sink::{LogSink, LogWriter};
+pub use self::sink::{DEFAULT_QUEUE_BUDGET, LogSink, LogWriter};
 
 /// Default [`RateLimit`] interval of the engine's repeated warnings
 /// ([`ReactorConfig::warning_interval`](crate::ReactorConfig::warning_interval)).
@@ -138,16 +138,32 @@ pub const ESCAPE_LIMIT: usize = 256;
 /// ```
 #[must_use]
 pub fn escape(bytes: &[u8]) -> Escaped<'_> {
-    Escaped(bytes)
+    Escaped {
+        bytes,
+        limit: ESCAPE_LIMIT,
+    }
 }
 
 /// The [`fmt::Display`] of [`escape`].
 #[derive(Clone, Copy, Debug)]
-pub struct Escaped<'a>(&'a [u8]);
+pub struct Escaped<'a> {
+    bytes: &'a [u8],
+    limit: usize,
+}
+
+impl Escaped<'_> {
+    /// Shows up to `limit` bytes instead of [`ESCAPE_LIMIT`] (for bytes already bounded
+    /// elsewhere, such as a request target under the request-head limit).
+    #[must_use]
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = limit;
+        self
+    }
+}
 
 impl fmt::Display for Escaped<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let shown = &self.0[..self.0.len().min(ESCAPE_LIMIT)];
+        let shown = &self.bytes[..self.bytes.len().min(self.limit)];
         // Runs of plain bytes are written whole; only the others are escaped one by one.
         let mut start = 0;
         for (i, &byte) in shown.iter().enumerate() {
@@ -163,8 +179,8 @@ impl fmt::Display for Escaped<'_> {
             start = i + 1;
         }
         f.write_str(ascii(&shown[start..]))?;
-        if self.0.len() > shown.len() {
-            write!(f, "...({} more bytes)", self.0.len() - shown.len())?;
+        if self.bytes.len() > shown.len() {
+            write!(f, "...({} more bytes)", self.bytes.len() - shown.len())?;
         }
         Ok(())
     }

@@ -19,7 +19,7 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use crate::error::EngineError;
 
 /// Default byte budget of a [`LogSink`]'s queue.
-pub const DEFAULT_BUDGET: usize = 1024 * 1024;
+pub const DEFAULT_QUEUE_BUDGET: usize = 1024 * 1024;
 
 /// Bytes a queued line counts for beyond its own (the allocation and the queue slot), so
 /// that a flood of empty lines is bounded too.
@@ -43,12 +43,12 @@ pub struct LogSink {
 }
 
 impl LogSink {
-    /// A sink writing to the process's stderr with the default budget ([`DEFAULT_BUDGET`]).
+    /// A sink writing to the process's stderr with the default budget ([`DEFAULT_QUEUE_BUDGET`]).
     ///
     /// # Errors
     /// The writer thread could not be started.
     pub fn stderr() -> Result<Self, EngineError> {
-        Self::new(io::stderr(), DEFAULT_BUDGET)
+        Self::new(io::stderr(), DEFAULT_QUEUE_BUDGET)
     }
 
     /// A sink writing to `output`; at most `budget` bytes (plus a small overhead per line)

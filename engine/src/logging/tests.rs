@@ -70,6 +70,11 @@ fn escape_cuts_long_input() {
         text,
         format!("{}...(10 more bytes)", "a".repeat(ESCAPE_LIMIT))
     );
+    assert_eq!(
+        escape(&long).limit(usize::MAX).to_string(),
+        "a".repeat(long.len())
+    );
+    assert_eq!(escape(b"abc").limit(1).to_string(), "a...(2 more bytes)");
     let controls = vec![b'\n'; ESCAPE_LIMIT * 2];
     let text = escape(&controls).to_string();
     assert!(text.len() < ESCAPE_LIMIT * 4 + 30, "{}", text.len());

@@ -21,13 +21,13 @@
 //! Tests: `tests/cli.rs` runs this binary.
 
 use std::error::Error;
-use std::io::IsTerminal;
+use std::io::Write;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use ringwork::{BackendChoice, EngineError, Reactor, Runtime};
+use ringwork::{BackendChoice, EngineError, Reactor, ReactorConfig, Runtime};
 use ringwork_protocols::Endpoint;
 use ringwork_protocols::basic::{Discard, DiscardDatagram, Echo, EchoDatagram};
 use ringwork_protocols::endpoint::ListenSpec;
@@ -35,9 +35,12 @@ use ringwork_protocols::http::reverse_proxy::{ProxyConfig, ReverseProxy};
 use ringwork_protocols::http::server::{HttpServer, ServerConfig};
 use ringwork_protocols::http::services::{StaticFiles, hello_server};
 
+#[path = "ringwork/logging.rs"]
+mod logging;
 #[path = "ringwork/proxy.rs"]
 mod proxy;
 
+use logging::Logging;
 use proxy::{ProxyArgs, ProxyKind, ProxyPlan};
 
 /// Where `serve` listens when no `--listen` is given: loopback only, a fixed port.
@@ -81,7 +84,8 @@ Examples:
 
 /// The ringwork server: runs a protocol on one io_uring (or poll) reactor per core.
 ///
-/// Logs go to stderr, filtered by RUST_LOG (default info).
+/// Logs go to stderr, filtered by RUST_LOG (default info). They never hold a core up: when
+/// stderr is full or closed, lines are dropped and counted.
 #[derive(Debug, Parser)]
 #[command(name = "ringwork", version, about, after_help = EXAMPLES)]
 struct Cli {
@@ -126,6 +130,11 @@ struct Serve {
     /// Log every HTTP response (target ringwork::http::access, info level).
     #[arg(long)]
     access_log: bool,
+    /// A repeated warning (accept failures at the descriptor limit, bad TLS ClientHellos,
+    /// ...) is logged the first time, then at most once per this many seconds per core,
+    /// with a `suppressed=N` count of the ones not logged; 0 logs every one.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
+    warn_interval: Duration,
     #[command(flatten)]
     proxy: ProxyArgs,
     /// The TOML configuration of `http-proxy` (routes, upstreams, timeouts; see
@@ -340,20 +349,29 @@ fn main() -> ExitCode {
             .error(clap::error::ErrorKind::ArgumentConflict, message)
             .exit();
     }
-    init_logging();
-    let result = match cli.command {
-        Command::Serve(serve) => run_serve(serve),
+    let logging = match Logging::init(serve.warn_interval) {
+        Ok(logging) => logging,
+        Err(error) => {
+            // Nothing else is written yet; a failed write of this is ignored, not a panic.
+            let _ = writeln!(std::io::stderr(), "ringwork: error: {error}");
+            return ExitCode::FAILURE;
+        }
     };
-    match result {
+    let result = match cli.command {
+        Command::Serve(serve) => run_serve(serve, &logging),
+    };
+    let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("ringwork: error: {error}");
+            logging.say(&format!("ringwork: error: {error}\n"));
             ExitCode::FAILURE
         }
-    }
+    };
+    logging.finish();
+    code
 }
 
-fn run_serve(mut serve: Serve) -> Result<(), Box<dyn Error>> {
+fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> {
     let proxy = match (&serve.config, serve.service) {
         (Some(path), Service::HttpProxy) => {
             let config = ProxyConfig::load(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -373,7 +391,12 @@ fn run_serve(mut serve: Serve) -> Result<(), Box<dyn Error>> {
     if serve.listen.is_empty() {
         serve.listen.push(DEFAULT_LISTEN.parse()?);
     }
-    let mut builder = Runtime::builder().backend(serve.backend.into());
+    let mut builder = Runtime::builder()
+        .backend(serve.backend.into())
+        .reactor_config(ReactorConfig {
+            warning_interval: serve.warn_interval,
+            ..ReactorConfig::default()
+        });
     if let Some(cores) = serve.cores {
         builder = builder.cores(cores);
     }
@@ -419,16 +442,16 @@ fn run_serve(mut serve: Serve) -> Result<(), Box<dyn Error>> {
             let spec = ListenSpec::from_endpoint(&endpoint, None)?;
             if let Some(made) = &spec.self_signed {
                 let what = if made.generated { "generated" } else { "using" };
-                eprintln!(
+                logging.say(&format!(
                     "{endpoint}: no certificate given; {what} a self-signed one for localhost, \
-                     127.0.0.1 and ::1: {}\n  trust it with: curl --cacert {} https://localhost:{}/",
+                     127.0.0.1 and ::1: {}\n  trust it with: curl --cacert {} https://localhost:{}/\n",
                     made.cert.display(),
                     made.cert.display(),
                     endpoint
                         .port()
                         .filter(|p| *p != 0)
                         .map_or_else(|| "PORT".to_owned(), |p| p.to_string())
-                );
+                ));
             }
             Some(spec)
         } else {
@@ -474,17 +497,6 @@ fn run_serve(mut serve: Serve) -> Result<(), Box<dyn Error>> {
             Err(failure.unwrap_or_else(|| error.to_string()).into())
         }
     }
-}
-
-/// `tracing` events to stderr; `RUST_LOG` filters (default info).
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
 }
 
 /// Parses a number of seconds (`10`, `2.5`).

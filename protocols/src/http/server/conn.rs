@@ -19,6 +19,7 @@ use std::rc::{Rc, Weak};
 use std::task::Waker;
 
 use bytes::{Buf, Bytes, BytesMut};
+use ringwork::logging::escape;
 use ringwork::{ConnId, Context, LocalHandle, LostReason, Protocol, TimerId};
 
 use super::Shared;
@@ -912,7 +913,9 @@ impl ConnState {
                     target: "ringwork::http::access",
                     peer = ?self.peer,
                     method = %method,
-                    target = %String::from_utf8_lossy(target),
+                    // Peer bytes (httparse lets 0x80-0xFF through): escaped, not cut (the
+                    // head limit bounds them).
+                    target = %escape(target).limit(usize::MAX),
                     status = slot.status,
                     bytes = slot.sent,
                 );
