@@ -7,7 +7,7 @@
 //! ringwork serve http-proxy --config FILE
 //! ```
 //!
-//! Owns: the command line, logging set-up, and turning a [`Service`] plus its endpoints
+//! Owns: the command line and turning a [`Service`] plus its endpoints
 //! into listeners on a [`Runtime`] (one pinned reactor per core).
 //! Contract: every core listens on each TCP endpoint (SO_REUSEPORT); Unix and UDP endpoints
 //! are served by core 0. One `listening on ENDPOINT (core N, backend B)` log line per
@@ -17,8 +17,10 @@
 //! unavailable under `--backend uring`) with status 1.
 //! Adding a service: a [`Service`] variant with a doc comment (its `--help` text) and one
 //! arm in each of [`Service::listen_stream`] and [`Service::bind_datagram`]. The proxy
-//! services' options and factories live in `ringwork/proxy.rs`.
-//! Tests: `tests/cli.rs` runs this binary.
+//! services' options and factories live in `ringwork/proxy.rs`; where output goes (one
+//! non-blocking log sink for everything the process writes) in `ringwork/logging.rs`.
+//! Tests: `tests/cli.rs` and `tests/cli_logging.rs` (closed, stalled and flooded stderr)
+//! run this binary.
 
 use std::error::Error;
 use std::io::Write;
