@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::io::DEFAULT_CONNECT_TIMEOUT;
+use crate::logging::DEFAULT_WARNING_INTERVAL;
 
 /// Per-connection and per-core limits of a reactor.
 #[derive(Clone, Debug)]
@@ -30,6 +31,11 @@ pub struct ReactorConfig {
     /// reads cannot hold a connection (and its descriptor) forever. `None` (the default)
     /// or zero: no timeout. The servers of `ringwork-protocols` set their own (60 s).
     pub write_timeout: Option<Duration>,
+    /// Repeated warnings of one kind on a core (accept failures at the descriptor limit,
+    /// invalid preambles, panicking protocols) are logged the first time, then at most once
+    /// per this interval with a `suppressed` count of those not logged (see
+    /// [`RateLimit`](crate::logging::RateLimit)). Zero logs every one.
+    pub warning_interval: Duration,
 }
 
 impl Default for ReactorConfig {
@@ -42,6 +48,7 @@ impl Default for ReactorConfig {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             timer_tick: Duration::from_millis(1),
             write_timeout: None,
+            warning_interval: DEFAULT_WARNING_INTERVAL,
         }
     }
 }

@@ -14,6 +14,7 @@ use ringwork_platform::{OpError, SocketId};
 
 use crate::context::{self, Context};
 use crate::io::Io;
+use crate::logging::escape;
 use crate::protocol::{ConnId, LostReason, Protocol};
 use crate::state::{Notice, Phase, State};
 use crate::timer::TimerKey;
@@ -61,8 +62,15 @@ fn panicked(
     panic: &(dyn Any + Send),
 ) {
     state.stats.panics += 1;
-    let message = panic_message(panic);
-    tracing::error!(conn = %id, panic = %message, "protocol panicked; connection aborted");
+    if let Some(suppressed) = state.warnings.panic.hit(state.now) {
+        let message = panic_message(panic);
+        tracing::error!(
+            conn = %id,
+            panic = %escape(message.as_bytes()),
+            suppressed,
+            "protocol panicked; connection aborted"
+        );
+    }
     // Its state may be broken: drop it without further callbacks (a panicking Drop is
     // contained too). The connection is reset; the core serves everyone else as before.
     let _ = catch_unwind(AssertUnwindSafe(move || drop(protocol)));
@@ -156,7 +164,15 @@ fn lost(state: &mut State, io: &mut dyn Io, id: ConnId, reason: LostReason) {
         }));
         if let Err(panic) = result {
             state.stats.panics += 1;
-            tracing::error!(conn = %id, panic = %panic_message(&*panic), "protocol panicked in connection_lost");
+            if let Some(suppressed) = state.warnings.panic.hit(state.now) {
+                let message = panic_message(&*panic);
+                tracing::error!(
+                    conn = %id,
+                    panic = %escape(message.as_bytes()),
+                    suppressed,
+                    "protocol panicked in connection_lost"
+                );
+            }
         }
         let _ = catch_unwind(AssertUnwindSafe(move || drop(protocol)));
     }

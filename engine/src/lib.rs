@@ -13,6 +13,9 @@
 //! - [`DatagramProtocol`] for UDP.
 //! - [`resolve::LookupPool`]: name resolution (`getaddrinfo`) on a few blocking threads,
 //!   awaited from the reactor without blocking it.
+//! - [`logging`]: logging that cannot stall or crash a core — a non-blocking, lossy sink
+//!   for log lines ([`logging::LogSink`]), a limiter for repeated warnings
+//!   ([`logging::RateLimit`]) and an escaper for peer bytes ([`logging::escape`]).
 //! - [`Context::splice_into`]: hand a connection's input to another connection inside the
 //!   kernel (Linux), for bulk relaying.
 //! - `ringwork::testing` (feature `testing`): `StringTransport`, a protocol on an in-memory
@@ -34,6 +37,7 @@ mod dispatch;
 mod error;
 mod io;
 mod local;
+pub mod logging;
 mod preamble;
 mod protocol;
 mod reactor;

@@ -23,6 +23,7 @@ use ringwork_platform::{ReusePort, SockAddr};
 
 use crate::dispatch;
 use crate::io::Io;
+use crate::logging::escape;
 use crate::protocol::{ConnId, LostReason};
 use crate::state::State;
 use crate::tls::TlsAcceptor;
@@ -138,7 +139,16 @@ pub(crate) fn input(state: &mut State, io: &mut dyn Io, id: ConnId, data: &[u8])
         PreambleStatus::Incomplete => {}
         PreambleStatus::Invalid(reason) => {
             let peer = io.peer_addr(id.0).ok().and_then(|a| a.as_socket());
-            tracing::warn!(conn = %id, ?peer, %reason, "invalid preamble; connection closed");
+            if let Some(suppressed) = state.warnings.preamble_invalid.hit(state.now) {
+                // The parser's reason may quote the peer's bytes.
+                tracing::warn!(
+                    conn = %id,
+                    ?peer,
+                    reason = %escape(reason.as_bytes()),
+                    suppressed,
+                    "invalid preamble; connection closed"
+                );
+            }
             state.lose(io, id, LostReason::Preamble(reason), false);
         }
         PreambleStatus::Done {
@@ -183,7 +193,13 @@ fn start(state: &mut State, io: &mut dyn Io, id: ConnId, tls: Option<&TlsAccepto
 
 /// The peer ended its stream before its preamble was complete.
 pub(crate) fn eof(state: &mut State, io: &mut dyn Io, id: ConnId) {
-    tracing::warn!(conn = %id, "peer closed before sending its whole preamble");
+    if let Some(suppressed) = state.warnings.preamble_eof.hit(state.now) {
+        tracing::warn!(
+            conn = %id,
+            suppressed,
+            "peer closed before sending its whole preamble"
+        );
+    }
     state.lose(
         io,
         id,
@@ -201,7 +217,9 @@ pub(crate) fn timed_out(state: &mut State, io: &mut dyn Io, id: ConnId) -> bool 
         return false;
     }
     conn.handshake_timer = None;
-    tracing::warn!(conn = %id, "preamble timed out; connection closed");
+    if let Some(suppressed) = state.warnings.preamble_timeout.hit(state.now) {
+        tracing::warn!(conn = %id, suppressed, "preamble timed out; connection closed");
+    }
     state.lose(io, id, LostReason::Preamble("timed out".into()), false);
     true
 }

@@ -429,8 +429,11 @@ impl Reactor {
 
     /// Stops accepting, lets connections finish for up to `grace`, then aborts the rest with
     /// [`LostReason::Shutdown`]; [`Reactor::run`] returns once no connection is left.
+    /// Called again while stopping, it can only bring the deadline forward (a second
+    /// signal: zero grace stops at once).
     pub fn shutdown(&mut self, grace: Duration) {
-        if self.stopping.is_some() {
+        if let Some(stopping) = self.stopping.as_mut() {
+            stopping.deadline = stopping.deadline.min(Instant::now() + grace);
             return;
         }
         for listener in self.listeners.drain(..) {
@@ -611,7 +614,16 @@ impl Reactor {
                 // Per-connection errors (ECONNABORTED, ...) only affect that connection.
                 let resource = error.is_resource_exhaustion();
                 if resource && self.accept_backoff.is_none() {
-                    tracing::warn!(%error, pause = ?ACCEPT_BACKOFF, "accept failed; pausing accepts");
+                    // Repeats every ACCEPT_BACKOFF while the condition lasts: logged once
+                    // per warning interval, with a count.
+                    if let Some(suppressed) = self.state.warnings.accept.hit(self.state.now) {
+                        tracing::warn!(
+                            %error,
+                            pause = ?ACCEPT_BACKOFF,
+                            suppressed,
+                            "accept failed; pausing accepts"
+                        );
+                    }
                     self.accept_backoff = Some(self.state.now + ACCEPT_BACKOFF);
                     self.update_accepting();
                 } else if !resource {
@@ -620,6 +632,13 @@ impl Reactor {
                 return;
             }
         };
+        let missed = self.state.warnings.accept.take_suppressed();
+        if missed > 0 {
+            tracing::info!(
+                suppressed = missed,
+                "accepting again; accept failures since the last warning"
+            );
+        }
         if self.state.conns.live() >= self.state.config.max_connections {
             // Accepted in the same batch as the one that reached the limit (stopping accepts
             // takes effect next turn): it waits, un-started, until room frees up.
@@ -657,7 +676,12 @@ impl Reactor {
                 total.release();
             }
             self.state.stats.panics += 1;
-            tracing::error!("a factory panicked building a protocol; connection closed");
+            if let Some(suppressed) = self.state.warnings.panic.hit(self.state.now) {
+                tracing::error!(
+                    suppressed,
+                    "a factory panicked building a protocol; connection closed"
+                );
+            }
             self.driver.abort(socket);
             return;
         };

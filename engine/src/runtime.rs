@@ -150,7 +150,8 @@ impl ShutdownHandle {
     }
 
     /// Wires SIGINT and SIGTERM to [`ShutdownHandle::shutdown`] with `grace`; a second signal
-    /// shuts down at once (zero grace). Runs a small signal thread.
+    /// shuts down at once (zero grace). Runs a small signal thread, which starts the shutdown
+    /// before it logs the signal, so a failing (even panicking) log output cannot stop it.
     ///
     /// # Errors
     /// Installing the signal handlers failed.
@@ -170,9 +171,21 @@ impl ShutdownHandle {
             .spawn(move || {
                 let mut first = true;
                 for signal in signals.forever() {
-                    tracing::info!(signal, "signal received: shutting down");
+                    // Shut down first: the log line must not be able to prevent it. A
+                    // subscriber may panic when its output fails (tracing-subscriber's fmt
+                    // layer reports a failed write with `eprintln!`, which panics once
+                    // stderr is closed); the panic is contained so the next signal is
+                    // still handled.
                     handle.shutdown(if first { grace } else { Duration::ZERO });
+                    let again = !first;
                     first = false;
+                    let _ = std::panic::catch_unwind(|| {
+                        if again {
+                            tracing::info!(signal, "signal received again: stopping now");
+                        } else {
+                            tracing::info!(signal, ?grace, "signal received: shutting down");
+                        }
+                    });
                 }
             })
             .map_err(|source| EngineError::Io {

@@ -16,6 +16,7 @@ use ringwork_platform::SocketId;
 
 use crate::config::ReactorConfig;
 use crate::io::Io;
+use crate::logging::Warnings;
 use crate::protocol::{ConnId, LostReason, Protocol};
 use crate::stats::CoreStats;
 use crate::timer::TimerKey;
@@ -260,6 +261,8 @@ pub(crate) struct State {
     /// The time of this turn (a manual clock in tests).
     pub(crate) now: Instant,
     pub(crate) stats: CoreStats,
+    /// Limits on this core's repeated warnings.
+    pub(crate) warnings: Warnings,
     /// Told every connection's end reason just before its `connection_lost` (also when a
     /// panicked protocol gets none). Only [`testing`](crate::testing) sets it.
     pub(crate) lost_observer: Option<LostObserver>,
@@ -268,6 +271,7 @@ pub(crate) struct State {
 impl State {
     pub(crate) fn new(config: ReactorConfig, now: Instant) -> Self {
         let timers = Timers::new(now, config.timer_tick);
+        let warnings = Warnings::new(config.warning_interval);
         Self {
             config,
             conns: ConnTable::default(),
@@ -279,6 +283,7 @@ impl State {
             timers,
             now,
             stats: CoreStats::default(),
+            warnings,
             lost_observer: None,
         }
     }

@@ -8,7 +8,7 @@
 //! ringwork serve http-proxy --config FILE
 //! ```
 //!
-//! Owns: the command line, logging set-up, and turning a [`Service`] plus its endpoints
+//! Owns: the command line and turning a [`Service`] plus its endpoints
 //! into listeners on a [`Runtime`] (one pinned reactor per core).
 //! Contract: every core listens on each TCP endpoint (SO_REUSEPORT among this process's
 //! cores; another process's listeners are joined only with `--reuse-port`); Unix and UDP
@@ -19,17 +19,19 @@
 //! unavailable under `--backend uring`) with status 1.
 //! Adding a service: a [`Service`] variant with a doc comment (its `--help` text) and one
 //! arm in each of [`Service::listen_stream`] and [`Service::bind_datagram`]. The proxy
-//! services' options and factories live in `ringwork/proxy.rs`.
-//! Tests: `tests/cli.rs` runs this binary.
+//! services' options and factories live in `ringwork/proxy.rs`; where output goes (one
+//! non-blocking log sink for everything the process writes) in `ringwork/logging.rs`.
+//! Tests: `tests/cli.rs` and `tests/cli_logging.rs` (closed, stalled and flooded stderr)
+//! run this binary.
 
 use std::error::Error;
-use std::io::IsTerminal;
+use std::io::Write;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use ringwork::{BackendChoice, EngineError, Reactor, ReusePort, Runtime};
+use ringwork::{BackendChoice, EngineError, Reactor, ReactorConfig, ReusePort, Runtime};
 use ringwork_protocols::Endpoint;
 use ringwork_protocols::basic::{Discard, DiscardDatagram, Echo, EchoDatagram};
 use ringwork_protocols::endpoint::ListenSpec;
@@ -37,9 +39,12 @@ use ringwork_protocols::http::reverse_proxy::{ProxyConfig, ReverseProxy};
 use ringwork_protocols::http::server::{HttpServer, ServerConfig};
 use ringwork_protocols::http::services::{StaticFiles, hello_server};
 
+#[path = "ringwork/logging.rs"]
+mod logging;
 #[path = "ringwork/proxy.rs"]
 mod proxy;
 
+use logging::Logging;
 use proxy::{ProxyArgs, ProxyKind, ProxyPlan};
 
 /// Where `serve` listens when no `--listen` is given: loopback only, a fixed port.
@@ -84,7 +89,8 @@ Examples:
 
 /// The ringwork server: runs a protocol on one io_uring (or poll) reactor per core.
 ///
-/// Logs go to stderr, filtered by RUST_LOG (default info).
+/// Logs go to stderr, filtered by RUST_LOG (default info). They never hold a core up: when
+/// stderr is full or closed, lines are dropped and counted.
 #[derive(Debug, Parser)]
 #[command(name = "ringwork", version, about, after_help = EXAMPLES)]
 struct Cli {
@@ -140,6 +146,11 @@ struct Serve {
     /// runs). Without it, a port another process holds fails with "Address already in use".
     #[arg(long)]
     reuse_port: bool,
+    /// A repeated warning (accept failures at the descriptor limit, bad TLS ClientHellos,
+    /// ...) is logged the first time, then at most once per this many seconds per core,
+    /// with a `suppressed=N` count of the ones not logged; 0 logs every one.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
+    warn_interval: Duration,
     #[command(flatten)]
     proxy: ProxyArgs,
     /// The TOML configuration of `http-proxy` (routes, upstreams, timeouts; see
@@ -362,20 +373,29 @@ fn main() -> ExitCode {
             .error(clap::error::ErrorKind::ArgumentConflict, message)
             .exit();
     }
-    init_logging();
-    let result = match cli.command {
-        Command::Serve(serve) => run_serve(serve),
+    let logging = match Logging::init(serve.warn_interval) {
+        Ok(logging) => logging,
+        Err(error) => {
+            // Nothing else is written yet; a failed write of this is ignored, not a panic.
+            let _ = writeln!(std::io::stderr(), "ringwork: error: {error}");
+            return ExitCode::FAILURE;
+        }
     };
-    match result {
+    let result = match cli.command {
+        Command::Serve(serve) => run_serve(serve, &logging),
+    };
+    let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("ringwork: error: {error}");
+            logging.say(&format!("ringwork: error: {error}\n"));
             ExitCode::FAILURE
         }
-    }
+    };
+    logging.finish();
+    code
 }
 
-fn run_serve(mut serve: Serve) -> Result<(), Box<dyn Error>> {
+fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> {
     let proxy = match (&serve.config, serve.service) {
         (Some(path), Service::HttpProxy) => {
             let config = ProxyConfig::load(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -401,13 +421,13 @@ fn run_serve(mut serve: Serve) -> Result<(), Box<dyn Error>> {
         .or(proxy.as_ref().map(|c| c.timeouts.write))
         .unwrap_or(DEFAULT_WRITE_TIMEOUT);
     let write_timeout = Some(write_timeout).filter(|d| !d.is_zero());
-    let reactor = ringwork::ReactorConfig {
-        write_timeout,
-        ..ringwork::ReactorConfig::default()
-    };
     let mut builder = Runtime::builder()
         .backend(serve.backend.into())
-        .reactor_config(reactor);
+        .reactor_config(ReactorConfig {
+            write_timeout,
+            warning_interval: serve.warn_interval,
+            ..ReactorConfig::default()
+        });
     if let Some(cores) = serve.cores {
         builder = builder.cores(cores);
     }
@@ -460,16 +480,16 @@ fn run_serve(mut serve: Serve) -> Result<(), Box<dyn Error>> {
             }
             if let Some(made) = &spec.self_signed {
                 let what = if made.generated { "generated" } else { "using" };
-                eprintln!(
+                logging.say(&format!(
                     "{endpoint}: no certificate given; {what} a self-signed one for localhost, \
-                     127.0.0.1 and ::1: {}\n  trust it with: curl --cacert {} https://localhost:{}/",
+                     127.0.0.1 and ::1: {}\n  trust it with: curl --cacert {} https://localhost:{}/\n",
                     made.cert.display(),
                     made.cert.display(),
                     endpoint
                         .port()
                         .filter(|p| *p != 0)
                         .map_or_else(|| "PORT".to_owned(), |p| p.to_string())
-                );
+                ));
             }
             Some(spec)
         } else {
@@ -515,17 +535,6 @@ fn run_serve(mut serve: Serve) -> Result<(), Box<dyn Error>> {
             Err(failure.unwrap_or_else(|| error.to_string()).into())
         }
     }
-}
-
-/// `tracing` events to stderr; `RUST_LOG` filters (default info).
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
 }
 
 /// Parses a number of seconds (`10`, `2.5`).

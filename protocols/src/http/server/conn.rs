@@ -19,6 +19,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
+use ringwork::logging::escape;
 use ringwork::{Context, LostReason};
 
 use super::Shared;
@@ -259,7 +260,9 @@ impl ServerApp {
                 target: "ringwork::http::access",
                 peer = ?self.peer,
                 method = %method,
-                target = %String::from_utf8_lossy(&target).escape_debug(),
+                // Peer bytes (httparse lets 0x80-0xFF through): escaped, not cut (the head
+                // limit bounds them).
+                target = %escape(&target).limit(usize::MAX),
                 status,
                 bytes,
             );
