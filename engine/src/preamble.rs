@@ -15,6 +15,14 @@
 //! log line — the protocol is never started.
 //! Does not: know any preamble format (the PROXY protocol codec is in
 //! `ringwork-protocols`).
+//!
+//! [`PreambleStatus`] is the engine's verdict on a connection (wait, close with a reason,
+//! or start with these addresses), not a parser's result: parsers in `ringwork-protocols`
+//! follow that crate's convention (`Result<Status<Parsed<T>>, E>`, `Status::Partial` for
+//! "need more bytes"), which the engine cannot name since it does not depend on them. The
+//! one preamble there, the PROXY protocol, follows it; its `proxy_protocol::preamble`
+//! adapts the result to this hook (`Partial` → `Incomplete`, an error → `Invalid` with its
+//! text, a header → `Done` with its length and addresses).
 
 use std::time::Duration;
 

@@ -1,10 +1,14 @@
 //! Fuzz target for the SOCKS5 server handshake: no panic, `consumed <= input`, at most one
 //! message held unconsumed, split-insensitivity (the same replies, events and error whole
-//! and cut at a fuzzer-chosen offset), and nothing consumed past the request.
+//! and cut at a fuzzer-chosen offset), and nothing consumed past the request; for
+//! `parse_request` alone, `consumed <= input`, the request alone parses the same, and every
+//! proper prefix of it is `Partial`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ringwork_protocols::socks5::proto::{Auth, Event, Handshake, MAX_MESSAGE, Socks5Error};
+use ringwork_protocols::socks5::proto::{
+    Auth, Event, Handshake, MAX_MESSAGE, Parsed, Socks5Error, Status, parse_request,
+};
 
 type Outcome = (Vec<u8>, Vec<Event>, Option<Socks5Error>, Vec<u8>);
 
@@ -44,4 +48,16 @@ fuzz_target!(|data: &[u8]| {
     let split = run(&auth, &[&input[..cut], &input[cut..]]);
     assert_eq!(whole, split);
     assert!(whole.1.len() <= 1, "one request at most");
+
+    if let Ok(Status::Complete(Parsed { value, consumed })) = parse_request(input) {
+        assert!(consumed > 0 && consumed <= input.len());
+        let request = &input[..consumed];
+        assert_eq!(
+            parse_request(request),
+            Ok(Status::Complete(Parsed { value, consumed }))
+        );
+        for cut in 0..consumed {
+            assert_eq!(parse_request(&request[..cut]), Ok(Status::Partial), "prefix {cut}");
+        }
+    }
 });

@@ -204,7 +204,7 @@ ringwork::platform::test_all_backends! {
 
 ringwork::platform::test_all_backends! {
     fn send_proxy_names_the_client_to_the_upstream(backend: BackendChoice) {
-        use ringwork_protocols::proxy_protocol::{Addresses, Version, parse};
+        use ringwork_protocols::proxy_protocol::{Addresses, Status, Version, parse};
         for version in [Version::V1, Version::V2] {
             let (tx, rx) = mpsc::channel();
             let up = upstream(move |mut stream| {
@@ -215,12 +215,12 @@ ringwork::platform::test_all_backends! {
                     let n = retry_interrupted(|| stream.read(&mut buf)).expect("read");
                     assert!(n > 0, "closed before the header");
                     got.extend_from_slice(&buf[..n]);
-                    if let Some(parsed) = parse(&got).expect("a valid PROXY header") {
+                    if let Status::Complete(parsed) = parse(&got).expect("a valid PROXY header") {
                         break parsed;
                     }
                 };
-                let rest = got[header.1..].to_vec();
-                let _ = tx.send((header.0, rest));
+                let rest = got[header.consumed..].to_vec();
+                let _ = tx.send((header.value, rest));
                 stream.write_all(b"ok").expect("reply");
             });
             let mut config = TcpProxyConfig::new(vec![up]);

@@ -131,6 +131,17 @@ pub trait Machine {
 /// error). Every parser in this crate returns `Result<Status<T>, ItsError>`; a complete
 /// value says how many bytes it took, either itself (`ParsedRequest::consumed`) or wrapped
 /// in [`Parsed`].
+///
+/// The parsers: `http::proto::{parse_request, parse_response}` (the value carries
+/// `consumed`), [`socks5::proto::parse_request`](crate::socks5::proto::parse_request) and
+/// [`proxy_protocol::parse`](crate::proxy_protocol::parse) (wrapped in [`Parsed`]). Two
+/// neighbours keep their own shapes on purpose. The push decoders of
+/// [`basic::proto`](crate::basic::proto) hold their input and are polled
+/// (`poll_event() -> Result<Option<Event>, Error>`, as [`Machine::poll_event`]): `None`
+/// means "no frame yet", and nothing is left for the caller to consume. The engine's
+/// listener hook `ringwork::PreambleStatus` is the engine's verdict on a connection, and
+/// the engine cannot depend on this crate: the PROXY protocol's `preamble` adapter (feature
+/// `engine`) maps this convention onto it.
 #[derive(Clone, Debug, Eq, PartialEq)]
 #[must_use]
 pub enum Status<T> {

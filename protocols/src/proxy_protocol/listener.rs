@@ -1,8 +1,11 @@
 //! The PROXY protocol on ringwork listeners: [`preamble`], the parser the engine runs
 //! before a connection's protocol starts (`haproxy:` endpoints).
 //!
-//! Owns: turning a [`parse`](super::parse) result into the engine's
-//! [`PreambleStatus`]: the header's source and destination become the connection's
+//! Owns: turning a [`parse`](super::parse) result, in the crate's parse convention
+//! (`Result<`[`Status`]`<`[`Parsed`]`<ProxyHeader>>, ProxyError>`), into the engine's
+//! [`PreambleStatus`] (which cannot name the kit's types: the engine does not depend on
+//! this crate): `Partial` is `Incomplete`, an error is `Invalid` with its text, and a
+//! header is `Done` with its length, its source and destination becoming the connection's
 //! `peer_addr` and `local_addr`; `LOCAL` (a health check from the balancer itself) and
 //! `UNKNOWN`/`AF_UNSPEC` keep the socket's addresses.
 //! Contract: a header is required — a connection that starts with anything else is closed
@@ -10,16 +13,19 @@
 
 use ringwork::{PreambleStatus, SockAddr};
 
-use super::{Addresses, Command, parse};
+use super::{Addresses, Command, Parsed, Status, parse};
 
 /// The PROXY protocol (v1 or v2, detected) as a listener preamble:
 /// `ListenerOptions::default().preamble(ringwork_protocols::proxy_protocol::preamble)`.
 #[must_use]
 pub fn preamble(data: &[u8]) -> PreambleStatus {
     match parse(data) {
-        Ok(None) => PreambleStatus::Incomplete,
+        Ok(Status::Partial) => PreambleStatus::Incomplete,
         Err(error) => PreambleStatus::Invalid(format!("PROXY protocol: {error}")),
-        Ok(Some((header, consumed))) => {
+        Ok(Status::Complete(Parsed {
+            value: header,
+            consumed,
+        })) => {
             let (peer, local) = match (&header.command, &header.addresses) {
                 (Command::Local, _) | (_, Addresses::Unspec) => (None, None),
                 (

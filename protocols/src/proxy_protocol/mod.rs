@@ -2,9 +2,10 @@
 //!
 //! Owns: detecting, parsing and encoding the header a load balancer (HAProxy, nginx, AWS
 //! NLB, ...) sends before the proxied bytes, which carries the original client address.
-//! Contract: [`parse`] looks at the first bytes of a connection and returns `Ok(None)`
-//! while more are needed, the header and the number of bytes it used, or an error as soon
-//! as the bytes cannot begin a valid header (a first byte that is neither `P` nor `\r` is
+//! Contract: [`parse`] looks at the first bytes of a connection and follows the crate's
+//! parse convention ([`crate::kit::Status`]): [`Status::Partial`] while more bytes are
+//! needed, the header and the number of bytes it used ([`Parsed`]), or an error as soon as
+//! the bytes cannot begin a valid header (a first byte that is neither `P` nor `\r` is
 //! rejected at once). Nothing is buffered here: call it again with the longer prefix.
 //! Does not: do IO, decide whether to trust the sender (the listener's configuration does),
 //! or read anything after the header.
@@ -19,6 +20,7 @@ mod v2;
 
 use std::net::{SocketAddrV4, SocketAddrV6};
 
+pub use crate::kit::{Parsed, Status};
 pub use crate::proxy_protocol::crc32c::crc32c;
 #[cfg(feature = "engine")]
 pub use crate::proxy_protocol::listener::preamble;
@@ -213,16 +215,16 @@ pub const DETECT_LEN: usize = 1;
 /// Parses a PROXY protocol header (v1 or v2, detected from the first byte) at the start
 /// of `buf`.
 ///
-/// Returns `Ok(None)` when `buf` is a valid prefix of a header and more bytes are needed,
-/// or `Ok(Some((header, consumed)))`: the bytes after `consumed` belong to the proxied
-/// stream.
+/// Returns [`Status::Partial`] when `buf` is a valid prefix of a header and more bytes are
+/// needed, or the header and its length ([`Parsed::consumed`]): the bytes after it belong
+/// to the proxied stream.
 ///
 /// # Errors
 /// [`ProxyError::NotProxy`] as soon as the prefix matches neither version (one byte is
 /// enough for most non-PROXY input), or the error describing the malformed header.
-pub fn parse(buf: &[u8]) -> Result<Option<(ProxyHeader, usize)>, ProxyError> {
+pub fn parse(buf: &[u8]) -> Result<Status<Parsed<ProxyHeader>>, ProxyError> {
     match buf.first() {
-        None => Ok(None),
+        None => Ok(Status::Partial),
         Some(b'P') => v1::parse(buf),
         Some(b'\r') => v2::parse(buf),
         Some(_) => Err(ProxyError::NotProxy),

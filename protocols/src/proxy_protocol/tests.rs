@@ -14,11 +14,11 @@ fn v6(s: &str, port: u16) -> SocketAddrV6 {
 
 /// Parses `input` whole and at every split point: every proper prefix must be "need
 /// more" (or the same error, for invalid input), and the whole the same result.
-fn parse_split(input: &[u8]) -> Result<Option<(ProxyHeader, usize)>, ProxyError> {
+fn parse_split(input: &[u8]) -> Result<Status<Parsed<ProxyHeader>>, ProxyError> {
     let whole = parse(input);
     for cut in 0..input.len() {
         match (parse(&input[..cut]), &whole) {
-            (Ok(None), _) => {}
+            (Ok(Status::Partial), _) => {}
             // An early error may name a different defect than the full parse, but it must
             // only happen for input that is invalid as a whole.
             (Err(_), Err(_)) => {}
@@ -29,9 +29,11 @@ fn parse_split(input: &[u8]) -> Result<Option<(ProxyHeader, usize)>, ProxyError>
 }
 
 fn ok(input: &[u8]) -> (ProxyHeader, usize) {
-    parse_split(input)
+    let parsed = parse_split(input)
         .unwrap_or_else(|e| panic!("{input:?}: {e}"))
-        .unwrap_or_else(|| panic!("{input:?}: incomplete"))
+        .complete()
+        .unwrap_or_else(|| panic!("{input:?}: incomplete"));
+    (parsed.value, parsed.consumed)
 }
 
 // --- v1, examples from proxy-protocol.txt §2.1 ---
@@ -79,7 +81,13 @@ fn v1_spec_examples() {
 
     // Followed by the proxied bytes: only the header is consumed.
     let with_data = b"PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\nGET / HTTP/1.1\r\nHost: 192.168.0.11\r\n\r\n";
-    let (h, n) = parse(with_data).unwrap().unwrap();
+    let Ok(Status::Complete(Parsed {
+        value: h,
+        consumed: n,
+    })) = parse(with_data)
+    else {
+        panic!("a whole header");
+    };
     assert_eq!(&with_data[n..n + 5], b"GET /");
     assert_eq!(
         h.addresses,
@@ -212,7 +220,7 @@ fn v1_too_long() {
     );
     // No CRLF at all: the error comes at byte 107, without waiting for more.
     let endless = format!("PROXY UNKNOWN {}", "a".repeat(200));
-    assert_eq!(parse(&endless.as_bytes()[..106]), Ok(None));
+    assert_eq!(parse(&endless.as_bytes()[..106]), Ok(Status::Partial));
     assert_eq!(
         parse(&endless.as_bytes()[..107]),
         Err(ProxyError::V1TooLong { limit: 107 })
@@ -228,11 +236,11 @@ fn v1_too_long() {
 
 #[test]
 fn early_rejection() {
-    assert_eq!(parse(b""), Ok(None));
+    assert_eq!(parse(b""), Ok(Status::Partial));
     assert_eq!(parse(b"G"), Err(ProxyError::NotProxy));
     assert_eq!(parse(b"\x16\x03\x01"), Err(ProxyError::NotProxy)); // a TLS ClientHello
-    assert_eq!(parse(b"PRO"), Ok(None));
-    assert_eq!(parse(b"PROXY T"), Ok(None));
+    assert_eq!(parse(b"PRO"), Ok(Status::Partial));
+    assert_eq!(parse(b"PROXY T"), Ok(Status::Partial));
     assert_eq!(
         parse(b"PROXY X"),
         Err(ProxyError::V1Syntax { what: "protocol" })
@@ -241,7 +249,7 @@ fn early_rejection() {
     let chars = ProxyError::V1Syntax {
         what: "character in address or port",
     };
-    assert_eq!(parse(b"PROXY TCP4 1.2"), Ok(None));
+    assert_eq!(parse(b"PROXY TCP4 1.2"), Ok(Status::Partial));
     assert_eq!(parse(b"PROXY TCP4 1.2.x"), Err(chars.clone()));
     assert_eq!(parse(b"PROXY TCP6 ::1 ::g"), Err(chars));
     assert_eq!(
@@ -250,7 +258,7 @@ fn early_rejection() {
             what: "trailing field"
         })
     );
-    assert_eq!(parse(b"\r\n\r\n\0\r"), Ok(None));
+    assert_eq!(parse(b"\r\n\r\n\0\r"), Ok(Status::Partial));
     assert_eq!(parse(b"\r\n\r\n\0\n"), Err(ProxyError::NotProxy));
     assert_eq!(parse(b"\r\nGET"), Err(ProxyError::NotProxy));
     // The version and family are judged as soon as their byte arrives.
@@ -581,7 +589,7 @@ fn v2_malformed() {
     // A length larger than the bytes present is "need more", never a panic.
     let mut huge = v2(0x21, 0x11, &INET_BLOCK);
     huge[14..16].copy_from_slice(&[0xff, 0xff]);
-    assert_eq!(parse(&huge), Ok(None));
+    assert_eq!(parse(&huge), Ok(Status::Partial));
 }
 
 #[test]

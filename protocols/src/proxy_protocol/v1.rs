@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::str::FromStr;
 
+use crate::kit::{Parsed, Status};
 use crate::proxy_protocol::{Addresses, Command, ProxyError, ProxyHeader, Transport, Version};
 
 /// The longest v1 header, CRLF included (spec §2.1: "107 characters").
@@ -13,7 +14,7 @@ const PREFIX: &[u8] = b"PROXY ";
 const PROTOCOLS: [&[u8]; 3] = [b"TCP4 ", b"TCP6 ", b"UNKNOWN"];
 
 /// Parses a v1 header at the start of `buf` (which starts with `P`).
-pub(super) fn parse(buf: &[u8]) -> Result<Option<(ProxyHeader, usize)>, ProxyError> {
+pub(super) fn parse(buf: &[u8]) -> Result<Status<Parsed<ProxyHeader>>, ProxyError> {
     let n = buf.len().min(PREFIX.len());
     if buf[..n] != PREFIX[..n] {
         return Err(ProxyError::NotProxy);
@@ -24,13 +25,18 @@ pub(super) fn parse(buf: &[u8]) -> Result<Option<(ProxyHeader, usize)>, ProxyErr
         if window.len() == V1_MAX_LEN {
             return Err(ProxyError::V1TooLong { limit: V1_MAX_LEN });
         }
-        return Ok(None);
+        return Ok(Status::Partial);
     };
     check_partial(&window[..cr])?;
     match window.get(cr + 1) {
         None if cr + 1 == V1_MAX_LEN => Err(ProxyError::V1TooLong { limit: V1_MAX_LEN }),
-        None => Ok(None),
-        Some(b'\n') => parse_line(&window[PREFIX.len()..cr]).map(|h| Some((h, cr + 2))),
+        None => Ok(Status::Partial),
+        Some(b'\n') => parse_line(&window[PREFIX.len()..cr]).map(|value| {
+            Status::Complete(Parsed {
+                value,
+                consumed: cr + 2,
+            })
+        }),
         Some(_) => Err(ProxyError::V1Syntax {
             what: "CR not followed by LF",
         }),

@@ -6,6 +6,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 
+use crate::kit::{Parsed, Status};
 use crate::proxy_protocol::crc32c::crc32c;
 use crate::proxy_protocol::{Addresses, Command, ProxyError, ProxyHeader, Transport, Version};
 
@@ -246,13 +247,13 @@ fn address_len(fam: u8) -> Option<u16> {
 }
 
 /// Parses a v2 header at the start of `buf` (which starts with `\r`).
-pub(super) fn parse(buf: &[u8]) -> Result<Option<(ProxyHeader, usize)>, ProxyError> {
+pub(super) fn parse(buf: &[u8]) -> Result<Status<Parsed<ProxyHeader>>, ProxyError> {
     let n = buf.len().min(V2_SIGNATURE.len());
     if buf[..n] != V2_SIGNATURE[..n] {
         return Err(ProxyError::NotProxy);
     }
     let Some(&ver_cmd) = buf.get(12) else {
-        return Ok(None);
+        return Ok(Status::Partial);
     };
     if ver_cmd >> 4 != 2 {
         return Err(ProxyError::V2Version {
@@ -265,7 +266,7 @@ pub(super) fn parse(buf: &[u8]) -> Result<Option<(ProxyHeader, usize)>, ProxyErr
         command => return Err(ProxyError::V2Command { command }),
     };
     let Some(&fam) = buf.get(13) else {
-        return Ok(None);
+        return Ok(Status::Partial);
     };
     // Spec §2.2: with LOCAL, "the receiver must ... discard the protocol block including
     // the family", so an unknown family is only an error for PROXY.
@@ -275,7 +276,7 @@ pub(super) fn parse(buf: &[u8]) -> Result<Option<(ProxyHeader, usize)>, ProxyErr
         (None, Command::Proxy) => return Err(ProxyError::V2Family { byte: fam }),
     };
     let [Some(&hi), Some(&lo)] = [buf.get(14), buf.get(15)] else {
-        return Ok(None);
+        return Ok(Status::Partial);
     };
     let length = u16::from_be_bytes([hi, lo]);
     if length < addr_len {
@@ -286,7 +287,7 @@ pub(super) fn parse(buf: &[u8]) -> Result<Option<(ProxyHeader, usize)>, ProxyErr
     }
     let total = FIXED_LEN + usize::from(length);
     let Some(header) = buf.get(..total) else {
-        return Ok(None);
+        return Ok(Status::Partial);
     };
     let addr_end = FIXED_LEN + usize::from(addr_len);
     let (transport, addresses) = match command {
@@ -324,7 +325,10 @@ pub(super) fn parse(buf: &[u8]) -> Result<Option<(ProxyHeader, usize)>, ProxyErr
         addresses,
         tlvs,
     };
-    Ok(Some((header, total)))
+    Ok(Status::Complete(Parsed {
+        value: header,
+        consumed: total,
+    }))
 }
 
 /// Decodes the address block of a valid `fam` byte (`block` has its exact length).

@@ -1,7 +1,8 @@
 //! SOCKS5 server handshake (sans-IO): method selection, username/password
 //! subnegotiation and the request, up to the point where the server must connect.
 //!
-//! Owns: [`Handshake`] (the server's state machine), [`Target`], [`Reply`] and
+//! Owns: [`Handshake`] (the server's state machine), [`parse_request`] (which follows the
+//! crate's parse convention, [`Status`] of [`Parsed`]), [`Target`], [`Reply`] and
 //! [`encode_reply`], [`Socks5Error`].
 //! Contract: [`Handshake::handle_input`] consumes a prefix of its input, one whole message
 //! at a time, and never more than the request: bytes after the CONNECT request are the
@@ -17,6 +18,8 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+
+pub use crate::kit::{Parsed, Status};
 
 /// The protocol version byte of every SOCKS5 message (RFC 1928 §3).
 pub const VERSION: u8 = 0x05;
@@ -201,15 +204,6 @@ impl Socks5Error {
     }
 }
 
-/// Whether a parse step has a whole message.
-#[derive(Clone, Copy, Debug, Eq, PartialEq)]
-pub enum Status<T> {
-    /// The message and its length in bytes.
-    Complete(T, usize),
-    /// More bytes are needed.
-    Partial,
-}
-
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 enum State {
     /// VER, NMETHODS, METHODS.
@@ -276,7 +270,7 @@ impl Handshake {
                 State::Failed => Err(Socks5Error::Finished),
             };
             match step {
-                Ok(Status::Complete((), len)) => consumed += len,
+                Ok(Status::Complete(len)) => consumed += len,
                 Ok(Status::Partial) => return Ok(consumed),
                 Err(error) => {
                     if self.state != State::Failed
@@ -307,7 +301,10 @@ impl Handshake {
         self.events.pop_front()
     }
 
-    fn greeting(&mut self, input: &[u8]) -> Result<Status<()>, Socks5Error> {
+    // Each step below reads one message at the front of `input`: its length once whole
+    // (the message's contents go to `transmit`, `events` and `state`), or `Partial`.
+
+    fn greeting(&mut self, input: &[u8]) -> Result<Status<usize>, Socks5Error> {
         let Some(&version) = input.first() else {
             return Ok(Status::Partial);
         };
@@ -337,10 +334,10 @@ impl Handshake {
         } else {
             State::Request
         };
-        Ok(Status::Complete((), len))
+        Ok(Status::Complete(len))
     }
 
-    fn auth(&mut self, input: &[u8]) -> Result<Status<()>, Socks5Error> {
+    fn auth(&mut self, input: &[u8]) -> Result<Status<usize>, Socks5Error> {
         let Some(&version) = input.first() else {
             return Ok(Status::Partial);
         };
@@ -373,11 +370,15 @@ impl Handshake {
         }
         self.transmit.extend_from_slice(&[AUTH_VERSION, 0x00]);
         self.state = State::Request;
-        Ok(Status::Complete((), len))
+        Ok(Status::Complete(len))
     }
 
-    fn request(&mut self, input: &[u8]) -> Result<Status<()>, Socks5Error> {
-        let Status::Complete((target, command), len) = parse_request(input)? else {
+    fn request(&mut self, input: &[u8]) -> Result<Status<usize>, Socks5Error> {
+        let Status::Complete(Parsed {
+            value: (target, command),
+            consumed,
+        }) = parse_request(input)?
+        else {
             return Ok(Status::Partial);
         };
         if command != CMD_CONNECT {
@@ -385,16 +386,20 @@ impl Handshake {
         }
         self.events.push_back(Event::Connect(target));
         self.state = State::Done;
-        Ok(Status::Complete((), len))
+        Ok(Status::Complete(consumed))
     }
 }
 
-/// Parses a request: its target and command (the address is read first, so a request with
-/// an unsupported command is consumed whole).
+/// Parses a request at the start of `input`: its target and command (the address is read
+/// first, so a request with an unsupported command is consumed whole).
+///
+/// Returns [`Status::Partial`] while `input` is a prefix of a request, else the target,
+/// the command and the request's length ([`Parsed::consumed`]); bytes after it are not
+/// the request's.
 ///
 /// # Errors
 /// A bad version, an unknown address type or a bad domain name.
-pub fn parse_request(input: &[u8]) -> Result<Status<(Target, u8)>, Socks5Error> {
+pub fn parse_request(input: &[u8]) -> Result<Status<Parsed<(Target, u8)>>, Socks5Error> {
     let Some(&version) = input.first() else {
         return Ok(Status::Partial);
     };
@@ -443,7 +448,10 @@ pub fn parse_request(input: &[u8]) -> Result<Status<(Target, u8)>, Socks5Error> 
         }
         atyp => return Err(Socks5Error::AddressTypeNotSupported { atyp }),
     };
-    Ok(Status::Complete((target, command), len))
+    Ok(Status::Complete(Parsed {
+        value: (target, command),
+        consumed: len,
+    }))
 }
 
 /// Compares without an early exit on the first differing byte (the length still shows).

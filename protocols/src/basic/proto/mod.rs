@@ -3,7 +3,9 @@
 //! Owns: the [`Decoder`] trait shared by [`line`](mod@line), [`netstring`] and [`length_prefixed`].
 //! Contract: `handle_input` buffers bytes; `poll_event` returns the next frame, `Ok(None)`
 //! when more bytes are needed (not an error), or the decoder's error, after which the decoder
-//! is poisoned and keeps returning that error.
+//! is poisoned and keeps returning that error. The decoders hold their input, so this is the
+//! event-polling side of a machine, not a parse of the caller's slice: it has no length
+//! to return and does not use the parse convention of [`crate::kit::Status`].
 //! Does not: do IO, read the clock, or allocate past a codec's limit plus one read.
 
 pub mod length_prefixed;

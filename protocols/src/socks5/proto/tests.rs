@@ -170,6 +170,44 @@ fn bad_versions() {
     assert_eq!(out.error, Some(Socks5Error::BadVersion { version: 5 }));
 }
 
+/// `parse_request` alone: every proper prefix is `Partial`, the whole request is its
+/// target, command and length, and bytes after it are never counted.
+#[test]
+fn parse_request_reports_partial_then_the_length() {
+    let mut domain = vec![5, 2, 0, 3, 9];
+    domain.extend_from_slice(b"localhost");
+    domain.extend_from_slice(&80u16.to_be_bytes());
+    let cases: [(&[u8], Target, u8); 2] = [
+        (
+            CONNECT_V4,
+            Target::Addr("127.0.0.1:8080".parse().unwrap()),
+            CMD_CONNECT,
+        ),
+        (&domain, Target::Domain("localhost".into(), 80), CMD_BIND),
+    ];
+    for (request, target, command) in cases {
+        for cut in 0..request.len() {
+            assert_eq!(
+                parse_request(&request[..cut]),
+                Ok(Status::Partial),
+                "cut {cut}"
+            );
+        }
+        let with_payload = cat(&[request, b"payload"]);
+        assert_eq!(
+            parse_request(&with_payload),
+            Ok(Status::Complete(Parsed {
+                value: (target, command),
+                consumed: request.len(),
+            }))
+        );
+    }
+    assert_eq!(
+        parse_request(&[5, 1, 0, 2]),
+        Err(Socks5Error::AddressTypeNotSupported { atyp: 2 })
+    );
+}
+
 #[test]
 fn unsupported_commands_get_0x07() {
     for command in [CMD_BIND, CMD_UDP_ASSOCIATE, 0x09] {
