@@ -70,6 +70,23 @@ ringwork::platform::test_all_backends! {
         assert_eq!(client.get("/missing.txt", "").status, 404);
     }
 
+    fn a_refused_upload_gets_405_instead_of_100_continue(backend: BackendChoice) {
+        let dir = TempDir::new("static-expect");
+        let Some(server) = start(backend, &dir) else { return };
+        let mut client = server.client();
+        // A client that waits for 100 Continue before sending 2 MB (as curl does).
+        client.send(
+            "PUT /hello.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 2000000\r\n\
+             Expect: 100-continue\r\n\r\n",
+        );
+        let resp = client.response();
+        assert_eq!(resp.status, 405, "the final answer, not 100 Continue");
+        assert_eq!(resp.header("allow"), Some("GET, HEAD"));
+        // It will not read a body nobody wants: the connection ends after the answer.
+        assert_eq!(resp.header("connection"), Some("close"));
+        client.expect_closed();
+    }
+
     fn traversal_and_symlinks_are_refused(backend: BackendChoice) {
         let dir = TempDir::new("static-traversal");
         let Some(server) = start(backend, &dir) else { return };

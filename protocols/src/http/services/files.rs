@@ -19,7 +19,7 @@ use std::time::SystemTime;
 use bytes::{Bytes, BytesMut};
 
 use crate::http::date::format_http_date;
-use crate::http::proto::Method;
+use crate::http::proto::{Method, RequestHead};
 use crate::http::server::{Handler, Request, Responder, Response};
 use crate::http::static_files::{
     Precondition, Preconditions, RangeOutcome, Resolved, StaticRoot, content_range, content_type,
@@ -65,6 +65,12 @@ impl StaticFiles {
 }
 
 impl Handler for StaticFiles {
+    /// A method this handler refuses is answered at once, without its body: so a client
+    /// waiting for `100 Continue` gets the 405 instead and uploads nothing.
+    fn stream_body(&self, head: &RequestHead) -> bool {
+        !matches!(head.method, Method::Get | Method::Head)
+    }
+
     fn handle(&self, request: Request, respond: Responder) {
         if !matches!(request.method(), Method::Get | Method::Head) {
             respond.send(Response::error(405).header("Allow", "GET, HEAD"));
