@@ -15,7 +15,9 @@ use std::sync::mpsc;
 use ringwork::platform::testing;
 use ringwork::{BackendChoice, Context, DriverConfig, Runtime, ShutdownHandle};
 use ringwork_protocols::kit::adapter::{Adapter, Application, Mailbox, MailboxSender};
-use ringwork_protocols::kit::example::{LineConfig, LineServer, ServerEvent};
+use ringwork_protocols::kit::example::{
+    ClientEvent, LineClient, LineConfig, LineServer, ServerEvent,
+};
 
 /// How long any one wait may take before the test fails.
 const LIMIT: Duration = Duration::from_secs(20);
@@ -133,7 +135,74 @@ fn converse(addr: SocketAddr, lines: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// The client side: sends what is posted to it, reports what comes back.
+struct Talker {
+    heard: std::sync::mpsc::Sender<String>,
+}
+
+impl Application<LineClient> for Talker {
+    type Command = &'static str;
+    type Status = ();
+
+    fn event(
+        &mut self,
+        _machine: &mut LineClient,
+        event: ClientEvent,
+        _ctx: &mut Context<'_>,
+        _mailbox: &Mailbox<&'static str>,
+    ) {
+        let text = match event {
+            ClientEvent::Line(line) => String::from_utf8_lossy(&line).into_owned(),
+            ClientEvent::Closed => "<closed>".into(),
+            ClientEvent::Lost => "<lost>".into(),
+        };
+        let _ = self.heard.send(text);
+    }
+
+    fn command(&mut self, machine: &mut LineClient, line: &'static str, _ctx: &mut Context<'_>) {
+        if line == "QUIT" {
+            machine.quit();
+        } else {
+            machine.send(line.as_bytes());
+        }
+    }
+}
+
 ringwork::platform::test_all_backends! {
+    fn commands_posted_before_the_connection_exists_run_once_it_connects(backend: BackendChoice) {
+        let Some(server) = serve(backend, LineConfig::default(), || Shout) else { return };
+        testing::driver(backend, DriverConfig::default()).expect("checked by serve");
+        let driver = DriverConfig {
+            backend,
+            ..DriverConfig::default()
+        };
+        let mut reactor = ringwork::Reactor::new(ringwork::ReactorConfig::default(), driver)
+            .expect("a reactor");
+        let (heard_tx, heard) = mpsc::channel();
+        let adapter = Adapter::new(LineClient::new(1024), Talker { heard: heard_tx });
+        let sender = adapter.sender();
+        // Posted before the connection is even opened: runs at its first drive.
+        sender.post("early").expect("open");
+        reactor.connect(&server.addr.into(), adapter).expect("connect");
+        let mut got = Vec::new();
+        let mut next = |reactor: &mut ringwork::Reactor| {
+            assert!(
+                reactor.run_until(LIMIT, |_| {
+                    heard.try_recv().map(|line| got.push(line)).is_ok()
+                }).expect("turn"),
+                "no answer"
+            );
+        };
+        next(&mut reactor);
+        // Posted later, from outside any callback: wakes the connection.
+        sender.post("later").expect("open");
+        next(&mut reactor);
+        sender.post("QUIT").expect("open");
+        next(&mut reactor);
+        assert_eq!(got, ["EARLY", "LATER", "BYE"]);
+    }
+
+
     fn answers_in_the_event_callback(backend: BackendChoice) {
         let Some(server) = serve(backend, LineConfig::default(), || Shout) else { return };
         let heard = converse(server.addr, &["one", "two", "QUIT"]);
