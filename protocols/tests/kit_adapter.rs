@@ -15,6 +15,7 @@ use std::sync::mpsc;
 use ringwork::platform::testing;
 use ringwork::{BackendChoice, Context, DriverConfig, Runtime, ShutdownHandle};
 use ringwork_protocols::kit::adapter::{Adapter, Application, Mailbox, MailboxSender};
+use ringwork_protocols::kit::channel::channel;
 use ringwork_protocols::kit::example::{
     ClientEvent, LineClient, LineConfig, LineServer, ServerEvent,
 };
@@ -97,6 +98,21 @@ fn serve<A: Application<LineServer>>(
     config: LineConfig,
     app: fn() -> A,
 ) -> Option<Served> {
+    serve_with(backend, move |_reactor| {
+        let config = config.clone();
+        move || Adapter::new(LineServer::new(config.clone()), app())
+    })
+}
+
+/// A one-core runtime serving the protocol that `factory(reactor)` makes per connection.
+fn serve_with<F, P>(
+    backend: BackendChoice,
+    factory: impl Fn(&mut ringwork::Reactor) -> F + Send + Sync + 'static,
+) -> Option<Served>
+where
+    F: FnMut() -> P + 'static,
+    P: ringwork::Protocol,
+{
     testing::driver(backend, DriverConfig::default())?;
     let runtime = Runtime::builder()
         .cores(1)
@@ -108,10 +124,8 @@ fn serve<A: Application<LineServer>>(
     let (addr_tx, addr_rx) = mpsc::channel();
     std::thread::spawn(move || {
         runtime.run(move |reactor| {
-            let config = config.clone();
-            let addr = reactor.listen_tcp(SocketAddr::from(([127, 0, 0, 1], 0)), move || {
-                Adapter::new(LineServer::new(config.clone()), app())
-            })?;
+            let make = factory(reactor);
+            let addr = reactor.listen_tcp(SocketAddr::from(([127, 0, 0, 1], 0)), make)?;
             let _ = addr_tx.send(addr);
             Ok(())
         })
@@ -169,6 +183,29 @@ impl Application<LineClient> for Talker {
 }
 
 ringwork::platform::test_all_backends! {
+    fn a_task_drives_the_machine_through_a_channel(backend: BackendChoice) {
+        let Some(server) = serve_with(backend, |reactor| {
+            let handle = reactor.handle();
+            move || {
+                let (adapter, conn) = channel(LineServer::new(LineConfig::default()));
+                // One task per connection, in the async style: events in, calls out.
+                drop(handle.spawn_local(async move {
+                    while let Some(ServerEvent::Line { id, line }) = conn.next_event().await {
+                        let reply = Bytes::from(format!("task: {}", String::from_utf8_lossy(&line)));
+                        if conn.call(move |machine| machine.reply(id, reply)).is_err() {
+                            break;
+                        }
+                    }
+                }));
+                adapter
+            }
+        }) else {
+            return;
+        };
+        let heard = converse(server.addr, &["x", "y", "QUIT"]);
+        assert_eq!(heard, ["task: x", "task: y", "BYE"]);
+    }
+
     fn commands_posted_before_the_connection_exists_run_once_it_connects(backend: BackendChoice) {
         let Some(server) = serve(backend, LineConfig::default(), || Shout) else { return };
         testing::driver(backend, DriverConfig::default()).expect("checked by serve");

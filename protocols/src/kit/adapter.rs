@@ -424,20 +424,16 @@ impl<C, S> MailboxSender<C, S> {
         RefMut::map(self.inner.borrow_mut(), |inner| &mut inner.status)
     }
 
-    /// Ready with `f`'s answer once it is `Some` (checked now and after each
-    /// [`Mailbox::wake_waiters`]); with `None`'s fallback `closed` once the connection is
-    /// gone.
+    /// Ready with `f`'s answer once it gives one: `f` sees the published status and whether
+    /// the connection is gone, now and after each [`Mailbox::wake_waiters`].
     pub fn poll_status<T>(
         &self,
         cx: &mut TaskContext<'_>,
-        closed: T,
-        f: impl FnOnce(&S) -> Option<T>,
+        f: impl FnOnce(&mut S, bool) -> Option<T>,
     ) -> Poll<T> {
         let mut inner = self.inner.borrow_mut();
-        if inner.closed {
-            return Poll::Ready(closed);
-        }
-        if let Some(answer) = f(&inner.status) {
+        let closed = inner.closed;
+        if let Some(answer) = f(&mut inner.status, closed) {
             return Poll::Ready(answer);
         }
         inner.waiters.push(cx.waker().clone());

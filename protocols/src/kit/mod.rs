@@ -5,7 +5,8 @@
 //! output queue that batches small writes and passes large ones without a copy
 //! ([`Output`]), and the deterministic simulation that runs two machines against each other
 //! without a reactor ([`sim`]: [`Pair`](sim::Pair) over a seeded, faulty link). With the
-//! `engine` feature, `adapter` runs any machine on an engine connection.
+//! `engine` feature, `adapter` runs any machine on an engine connection for an application
+//! written as callbacks, and `channel` for one written as a task (`async`).
 //! Contract: a machine never touches a socket, a clock, a thread or shared mutable state.
 //! Bytes and time go in (`handle_*`); bytes to send, events for the application, the next
 //! deadline and the transport's fate come out (`poll_*`). The application talks to it
@@ -36,6 +37,8 @@ pub mod sim;
 
 #[cfg(feature = "engine")]
 pub mod adapter;
+#[cfg(feature = "engine")]
+pub mod channel;
 
 use std::time::Instant;
 

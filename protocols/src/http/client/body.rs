@@ -101,8 +101,12 @@ pub(crate) async fn pump(conn: Conn, serial: u64, mut upload: Upload) {
     let mut sent: u64 = 0;
     loop {
         let open = poll_fn(|cx| {
-            conn.poll_status(cx, false, |status| {
-                (status.upload_ready == Some(serial)).then_some(true)
+            conn.poll_status(cx, |status, closed| {
+                if closed {
+                    Some(false)
+                } else {
+                    (status.upload_ready == Some(serial)).then_some(true)
+                }
             })
         })
         .await;

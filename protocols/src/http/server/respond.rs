@@ -136,8 +136,12 @@ impl BodyWriter {
     pub fn when_ready(&self) -> impl Future<Output = Result<(), Closed>> + 'static {
         let (sender, id) = (self.sender.clone(), self.id);
         poll_fn(move |cx| {
-            sender.poll_status(cx, Err(Closed), |status| {
-                ready(status, id).then_some(Ok(()))
+            sender.poll_status(cx, |status, closed| {
+                if closed {
+                    Some(Err(Closed))
+                } else {
+                    ready(status, id).then_some(Ok(()))
+                }
             })
         })
     }
