@@ -347,6 +347,9 @@ impl ClientConn {
     /// [`ExchangeError::RequestBodyLength`] when a sized body ended short: the connection is
     /// aborted.
     pub fn finish_body(&mut self) -> Result<(), ExchangeError> {
+        if self.is_closing() {
+            return Ok(());
+        }
         match self.upload {
             Upload::None => Ok(()),
             Upload::Chunked => {
@@ -395,6 +398,8 @@ impl ClientConn {
         if close == Close::Abort {
             self.out.clear();
         }
+        // Nothing is sent after a close: an upload still under way ends here.
+        self.upload = Upload::None;
         match self.close {
             None => self.close = Some(close),
             // An abort overrides a graceful close not yet applied.

@@ -453,3 +453,25 @@ fn faulty_links_carry_every_exchange_on_one_connection() {
         }
     }
 }
+
+#[test]
+fn nothing_of_an_upload_is_sent_after_the_response_closed_the_connection() {
+    // Found by fuzz/http_client_conn: a close-delimited response ended by the server's close
+    // while a chunked upload was still open; finishing the upload then wrote its last chunk
+    // after the close.
+    let mut client = ClientConn::new(ClientConnConfig::default());
+    let now = Instant::now();
+    client.handle_connected(now);
+    let mut request = post("/up", "");
+    request.streamed = Some(None);
+    client.send_request(request).expect("idle");
+    while client.poll_transmit(now).is_some() {}
+    client.handle_input(b"HTTP/1.1 200 OK\r\n\r\nbody until close", now);
+    client.handle_eof(now);
+    assert_eq!(client.poll_close(), Some(Close::Graceful));
+    client
+        .send_body(Bytes::from_static(b"late"))
+        .expect("ignored");
+    client.finish_body().expect("ignored");
+    assert!(client.poll_transmit(now).is_none(), "bytes after the close");
+}
