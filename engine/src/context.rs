@@ -14,7 +14,7 @@ use ringwork_platform::{OpError, SockAddr};
 
 use crate::io::Io;
 use crate::protocol::{ConnId, LostReason, Protocol};
-use crate::state::{Notice, Phase, State};
+use crate::state::{Handshake, Notice, Phase, Stage, State, Tls};
 use crate::timers::TimerId;
 
 /// One connection's transport, plus the reactor of its core.
@@ -84,7 +84,7 @@ impl<'a> Context<'a> {
         self.state
             .conns
             .get(self.conn)
-            .is_some_and(|c| c.phase != Phase::Lost && !c.closing)
+            .is_some_and(crate::state::Conn::is_open)
     }
 
     /// Writes a copy of `data` (buffered; sent at the end of the turn with everything else
@@ -177,7 +177,10 @@ impl<'a> Context<'a> {
     /// ([`Context::splice_into`]).
     #[must_use]
     pub fn spliced_bytes(&self) -> u64 {
-        self.state.conns.get(self.conn).map_or(0, |c| c.spliced)
+        match self.state.conns.get(self.conn).map(|c| &c.stage) {
+            Some(Stage::Spliced { bytes, .. }) => *bytes,
+            _ => 0,
+        }
     }
 
     /// Sets this connection's write-stall (send) timeout, replacing
@@ -202,7 +205,7 @@ impl<'a> Context<'a> {
         self.state
             .conns
             .get(self.conn)
-            .is_some_and(|c| c.read_paused)
+            .is_some_and(|c| c.reading.is_paused())
     }
 
     /// Calls [`Protocol::timer_fired`] once, `delay` from now.
@@ -356,7 +359,13 @@ impl<'a> Context<'a> {
     /// plain connection, and during a STARTTLS handshake).
     #[must_use]
     pub fn tls(&self) -> Option<&crate::tls::TlsInfo> {
-        self.state.conns.get(self.conn)?.tls_info.as_deref()
+        match &self.state.conns.get(self.conn)?.stage {
+            Stage::Tls(Tls {
+                handshake: Handshake::Done(info),
+                ..
+            }) => Some(info),
+            _ => None,
+        }
     }
 
     /// STARTTLS, server side: from now on this connection runs TLS as a server. Bytes
@@ -421,18 +430,18 @@ pub(crate) fn connect(
     tls: Option<crate::tls::session::Session>,
 ) -> Result<ConnId, OpError> {
     let socket = io.connect(addr)?;
-    let id = state.insert(socket, protocol, Phase::Connecting);
+    let timer = state
+        .timers
+        .add_connect_timeout(ConnId(socket), crate::timers::deadline(state.now, timeout));
+    let id = state.insert(socket, protocol, Phase::Connecting { timer });
     if let Some(session) = tls
         && let Some(conn) = state.conns.get_mut(id)
     {
         // The handshake timeout is armed once TCP is connected.
-        conn.tls = Some(Box::new(session));
-    }
-    let key = state
-        .timers
-        .add_connect_timeout(id, crate::timers::deadline(state.now, timeout));
-    if let Some(conn) = state.conns.get_mut(id) {
-        conn.connect_timer = Some(key);
+        conn.stage = Stage::Tls(Tls {
+            session: Some(Box::new(session)),
+            handshake: Handshake::Running { timer: None },
+        });
     }
     state.stats.connects += 1;
     Ok(id)
