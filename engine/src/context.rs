@@ -377,7 +377,10 @@ impl<'a> Context<'a> {
     /// the STARTTLS command-injection flaw).
     ///
     /// # Errors
-    /// The connection already runs TLS, is not open, or rustls could not start a session.
+    /// The connection already runs TLS, is not open (see [`TlsError::NotOpen`]; also when it
+    /// is spliced, either way), or rustls could not start a session.
+    ///
+    /// [`TlsError::NotOpen`]: crate::tls::TlsError::NotOpen
     pub fn start_tls_server(
         &mut self,
         acceptor: &crate::tls::TlsAcceptor,
@@ -392,7 +395,10 @@ impl<'a> Context<'a> {
     /// [`Protocol::handshake_completed`] says when the handshake is done.
     ///
     /// # Errors
-    /// The connection already runs TLS, is not open, or rustls could not start a session.
+    /// The connection already runs TLS, is not open (see [`TlsError::NotOpen`]; also when it
+    /// is spliced, either way), or rustls could not start a session.
+    ///
+    /// [`TlsError::NotOpen`]: crate::tls::TlsError::NotOpen
     pub fn start_tls_client(
         &mut self,
         connector: &crate::tls::TlsConnector,

@@ -9,6 +9,7 @@
 //! `connection_lost` work as before. Bytes a receive already in flight picked up still
 //! arrive in `data_received` (under io_uring, at most one batch): the protocol forwards
 //! them as it did before the call, and the driver keeps them ahead of spliced bytes.
+//! A spliced connection (either way) refuses STARTTLS (`tls::session::install`).
 //! Does not: splice TLS connections (their bytes must pass through rustls), connections
 //! still reading a preamble, or anything on the in-memory transport of
 //! `ringwork::testing` (`Err`, so protocols keep copying there).

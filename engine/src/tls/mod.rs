@@ -120,7 +120,10 @@ pub enum TlsError {
     /// STARTTLS on a connection that already runs TLS.
     #[error("connection already uses tls")]
     AlreadyTls,
-    /// STARTTLS on a connection that is not open (connecting, closing or gone).
+    /// STARTTLS on a connection that is not open (connecting, closing, half-closed or gone),
+    /// has not started (its listener preamble is still being read), or is spliced, either
+    /// way (see [`Context::splice_into`](crate::Context::splice_into)): spliced bytes
+    /// bypass rustls.
     #[error("connection is not open")]
     NotOpen,
     /// rustls could not start a session (configuration problem).

@@ -165,12 +165,13 @@ pub(crate) fn install(
         return Err(TlsError::NotOpen);
     };
     match conn.stage {
-        Stage::Plain | Stage::Spliced { .. } => {}
+        Stage::Plain => {}
         Stage::Tls(_) => return Err(TlsError::AlreadyTls),
-        // The protocol has not started.
-        Stage::Preamble(_) => return Err(TlsError::NotOpen),
+        // The protocol has not started; or the input bypasses user space.
+        Stage::Preamble(_) | Stage::Spliced { .. } => return Err(TlsError::NotOpen),
     }
-    if !conn.writing.is_open() {
+    // Bytes spliced into it would bypass rustls.
+    if !conn.writing.is_open() || conn.spliced_from.is_some() {
         return Err(TlsError::NotOpen);
     }
     if !conn.wbuf.is_empty() {
