@@ -22,7 +22,7 @@ use common::{any_port, reactor, wait};
 use ringwork::platform::BackendChoice;
 use ringwork::testing::StringTransport;
 use ringwork::tls::{TlsAcceptor, TlsError};
-use ringwork::{ConnId, Context, EngineError, LostReason, Protocol};
+use ringwork::{ConnId, ConnectOptions, Context, EngineError, LostReason, Protocol};
 
 const LEN: usize = 2 * 1024 * 1024;
 
@@ -253,7 +253,7 @@ fn the_in_memory_transport_refuses_to_splice() {
     );
     let addr = ringwork::SockAddr::from(any_port());
     let other = t
-        .with_context(|ctx| ctx.connect(&addr, Quiet))
+        .with_context(|ctx| ctx.connect(&addr, Quiet, ConnectOptions::default()))
         .expect("connect");
     t.complete_connect(other, Ok(()));
     let result = t.with_context(|ctx| ctx.splice_into(other));

@@ -19,7 +19,7 @@ use ringwork::testing::certs::{TestCa, TestCert};
 use ringwork::tls::{
     ClientAuth, HandshakeKind, Roots, TlsAcceptor, TlsConnector, TlsError, TlsInfo, server_name,
 };
-use ringwork::{Context, LostReason, Protocol, Reactor, SockAddr};
+use ringwork::{ConnectOptions, Context, LostReason, Protocol, Reactor, SockAddr};
 
 /// What one side of one connection saw.
 #[derive(Debug, Default)]
@@ -148,7 +148,11 @@ fn connect_client(
         seen: seen.clone(),
     };
     reactor
-        .connect_tls(addr, connector, server_name(name).unwrap(), client)
+        .connect(
+            addr,
+            client,
+            ConnectOptions::new().tls(connector.clone(), server_name(name).unwrap()),
+        )
         .expect("connect_tls");
     seen
 }
@@ -458,6 +462,7 @@ fn raw_client(reactor: &mut Reactor, addr: &SockAddr, send: &[u8]) -> Rc<RefCell
                 send: send.to_vec(),
                 seen: seen.clone(),
             },
+            ConnectOptions::default(),
         )
         .expect("connect");
     seen
@@ -476,7 +481,11 @@ ringwork::platform::test_all_backends! {
             .into();
         let client_seen = Rc::new(RefCell::new(Seen::default()));
         reactor
-            .connect(&addr, StartTlsClient { connector: connector(&pki).build().unwrap(), seen: client_seen.clone() })
+            .connect(
+                &addr,
+                StartTlsClient { connector: connector(&pki).build().unwrap(), seen: client_seen.clone() },
+                ConnectOptions::default(),
+            )
             .unwrap();
         wait_lost(&mut reactor, &[client_seen.clone(), server_seen.clone()], "starttls");
         let client = client_seen.borrow();
@@ -530,7 +539,7 @@ ringwork::platform::test_all_backends! {
             }
             fn data_received(&mut self, _ctx: &mut Context<'_>, _data: &[u8]) {}
         }
-        reactor.connect(&addr, Leaver).unwrap();
+        reactor.connect(&addr, Leaver, ConnectOptions::default()).unwrap();
         wait(&mut reactor, |_| log.borrow().get(1).is_some_and(|s| s.borrow().lost.is_some()), || "cut handshake".into());
         let cut = log.borrow()[1].clone();
         assert!(matches!(cut.borrow().tls_error, Some(TlsError::ClosedDuringHandshake)), "{:?}", cut.borrow().lost);
@@ -566,7 +575,8 @@ ringwork::platform::test_all_backends! {
             }
         }
         let abrupt = Rc::new(RefCell::new(Seen::default()));
-        reactor.connect_tls(&addr, &client, server_name("localhost").unwrap(), Abrupt(abrupt.clone())).unwrap();
+        let options = ConnectOptions::new().tls(client.clone(), server_name("localhost").unwrap());
+        reactor.connect(&addr, Abrupt(abrupt.clone()), options).unwrap();
         wait_lost(&mut reactor, std::slice::from_ref(&abrupt), "half-closing client");
         let servers = all_lost(&log);
         wait_lost(&mut reactor, &servers, "servers");

@@ -276,7 +276,7 @@ impl StringTransport {
     /// # Examples
     /// ```
     /// use ringwork::testing::StringTransport;
-    /// use ringwork::{Context, Protocol};
+    /// use ringwork::{ConnectOptions, Context, Protocol};
     ///
     /// /// Opens a connection upstream and relays what it receives there.
     /// struct Relay;
@@ -287,7 +287,8 @@ impl StringTransport {
     ///         let upstream = ringwork::SockAddr::from(
     ///             "10.0.0.1:6379".parse::<std::net::SocketAddr>().unwrap(),
     ///         );
-    ///         ctx.connect(&upstream, Upstream(me)).unwrap();
+    ///         ctx.connect(&upstream, Upstream(me), ConnectOptions::default())
+    ///             .unwrap();
     ///     }
     ///     fn data_received(&mut self, _ctx: &mut Context<'_>, _data: &[u8]) {}
     /// }

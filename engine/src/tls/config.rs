@@ -598,7 +598,7 @@ impl TlsConnectorBuilder {
 
 /// The client side of TLS: trusted roots (and hostname verification), a client certificate,
 /// ALPN, resumption and the handshake timeout. Give it to
-/// [`Context::connect_tls`](crate::Context::connect_tls) or
+/// [`ConnectOptions::tls`](crate::ConnectOptions::tls) or
 /// [`Context::start_tls_client`](crate::Context::start_tls_client). Sessions to resume are
 /// kept per connector: build one per core (in the runtime's init function) so no lock is
 /// shared between cores.

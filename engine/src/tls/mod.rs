@@ -14,7 +14,8 @@
 //!
 //! Life of a TLS connection:
 //! - from [`Reactor::listen_tls`](crate::Reactor::listen_tls) or
-//!   [`Context::connect_tls`](crate::Context::connect_tls): the handshake runs first and
+//!   [`Context::connect`](crate::Context::connect) with
+//!   [`ConnectOptions::tls`](crate::ConnectOptions::tls): the handshake runs first and
 //!   `connection_made` comes after it, so [`Context::tls`](crate::Context::tls) already
 //!   tells the negotiated ALPN protocol, SNI name and peer certificates;
 //! - by STARTTLS ([`Context::start_tls_server`](crate::Context::start_tls_server),
@@ -55,8 +56,9 @@ pub use self::config::{
     TlsConnector, TlsConnectorBuilder, load_certificates, load_private_key,
 };
 
-/// A server name for [`Context::connect_tls`](crate::Context::connect_tls): a DNS name or
-/// an IP address.
+/// A server name for [`ConnectOptions::tls`](crate::ConnectOptions::tls) and
+/// [`Context::start_tls_client`](crate::Context::start_tls_client): a DNS name or an IP
+/// address.
 ///
 /// # Errors
 /// The name is neither.

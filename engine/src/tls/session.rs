@@ -26,7 +26,7 @@ use crate::timers::deadline;
 /// How a session began, which decides what its handshake completion calls.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub(crate) enum Start {
-    /// A TLS listener or `connect_tls`: `connection_made` follows the handshake.
+    /// A TLS listener or a connect with TLS: `connection_made` follows the handshake.
     Endpoint,
     /// STARTTLS on an open connection: `handshake_completed` follows it.
     Upgrade,
