@@ -75,8 +75,9 @@ impl ConnectOptions {
         self
     }
 
-    /// Options with TLS from the start: `connector`'s roots, client certificate and ALPN,
-    /// verifying the server as `server_name`. The protocol gets
+    /// Options with TLS from the start: `connector`'s roots (or its
+    /// [`dangerous_skip_verification`](crate::tls::TlsConnectorBuilder::dangerous_skip_verification)),
+    /// client certificate and ALPN, verifying the server as `server_name`. The protocol gets
     /// `connection_made` once the handshake is done ([`Context::tls`](crate::Context::tls)
     /// then tells the session); writes before that are encrypted and sent once it is.
     #[must_use]

@@ -1,7 +1,7 @@
 //! TLS through the engine on every backend: echo over many TLS connections (with paused
 //! reading under backpressure), SNI, ALPN, resumption across cores' acceptor copies, client
 //! certificates (required, optional, missing), certificates a client must reject (expired,
-//! another name), STARTTLS, a peer that sends garbage instead of a ClientHello, a peer that
+//! another name) unless it skips verification, STARTTLS, a peer that sends garbage instead of a ClientHello, a peer that
 //! stalls mid-handshake, close_notify both ways, and TLS over a Unix socket.
 //!
 //! Server and clients share one reactor on the test thread; waits turn the reactor until the
@@ -363,6 +363,37 @@ ringwork::platform::test_all_backends! {
             wait_lost(&mut reactor, &servers, what);
             // The server never saw the plaintext, and its protocol never started.
             assert!(servers.iter().all(|s| !s.borrow().made && s.borrow().received.is_empty()));
+        }
+    }
+
+    fn a_client_that_skips_verification_accepts_any_certificate(backend: BackendChoice) {
+        let Some(mut reactor) = reactor(backend) else { return };
+        let pki = pki();
+        let expired = pki.ca.expired(&["localhost"]);
+        let other = pki.ca.server(&["other.test"]);
+        let stranger = TestCa::new().server(&["localhost"]);
+        // No roots at all: they are not needed (nor used) when verification is skipped.
+        let client = TlsConnector::builder()
+            .dangerous_skip_verification()
+            .alpn([b"echo/1"])
+            .build()
+            .expect("a connector without roots");
+        for (cert, what) in [(&expired, "expired"), (&other, "wrong host"), (&stranger, "untrusted")] {
+            let server = TlsAcceptor::builder()
+                .certificate(cert.chain(), cert.key())
+                .alpn([b"echo/1"])
+                .build()
+                .unwrap();
+            let log: Shared = Rc::default();
+            let addr: SockAddr = reactor.listen_tls(any_port(), &server, server_factory(&log)).unwrap().into();
+            let seen = connect_client(&mut reactor, &addr, &client, "localhost", b"secret".to_vec());
+            wait_lost(&mut reactor, std::slice::from_ref(&seen), what);
+            let seen = seen.borrow();
+            assert!(seen.made, "{what}: the handshake must succeed: {:?}", seen.lost);
+            assert_eq!(seen.received, b"secret", "{what}");
+            let info = seen.info.as_ref().expect("tls info");
+            assert_eq!(info.alpn.as_deref(), Some(&b"echo/1"[..]), "{what}");
+            assert_eq!(info.peer_certificates.first(), Some(&cert.cert), "{what}");
         }
     }
 }

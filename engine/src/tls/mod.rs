@@ -10,7 +10,8 @@
 //!
 //! Owns: the configuration types ([`TlsAcceptor`], [`TlsConnector`] and their builders),
 //! what a protocol learns ([`TlsInfo`]), why TLS ended a connection ([`TlsError`]), the
-//! per-core ticketer (`ticketer.rs`) and the session glue (`session.rs`).
+//! per-core ticketer (`ticketer.rs`), the verifier of a client that skips verification
+//! (`danger.rs`) and the session glue (`session.rs`).
 //!
 //! Life of a TLS connection:
 //! - from [`Reactor::listen_tls`](crate::Reactor::listen_tls) or
@@ -42,6 +43,7 @@
 //! copies; the buffered one keeps the code small and is what is measured in `docs/tls.md`.
 
 mod config;
+mod danger;
 pub(crate) mod session;
 mod ticketer;
 
