@@ -31,8 +31,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use ringwork::{
-    Context, Deferred, DriverConfig, LocalHandle, LostReason, Protocol, Reactor, ReactorConfig,
-    Resolver, SockAddr,
+    ConnectOptions, Context, Deferred, DriverConfig, LocalHandle, LostReason, Protocol, Reactor,
+    ReactorConfig, Resolver, SockAddr,
 };
 
 /// Longest reply accepted.
@@ -112,7 +112,7 @@ async fn request(handle: LocalHandle, server: SockAddr, message: String) -> Repl
     };
     handle.run(move |reactor| {
         // On error the client, and with it the resolver, is dropped: `reply` is canceled.
-        if let Err(error) = reactor.connect(&server, client) {
+        if let Err(error) = reactor.connect(&server, client, ConnectOptions::default()) {
             tracing::error!(%error, "cannot open a connection");
         }
     });

@@ -32,7 +32,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use clap::Parser;
-use ringwork::{ConnId, Context, LostReason, Protocol, Runtime, SockAddr};
+use ringwork::{ConnId, ConnectOptions, Context, LostReason, Protocol, Runtime, SockAddr};
 
 /// TCP port forward on the ringwork engine (backend: RINGWORK_BACKEND).
 #[derive(Debug, Parser)]
@@ -80,7 +80,7 @@ impl Protocol for Relay {
                 upstream: None,
                 open: Rc::clone(&self.open),
             };
-            match ctx.connect(&upstream, peer) {
+            match ctx.connect(&upstream, peer, ConnectOptions::default()) {
                 Ok(id) => self.peer = Some(id),
                 Err(error) => {
                     tracing::warn!(%error, "cannot open the upstream connection");

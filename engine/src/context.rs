@@ -2,7 +2,7 @@
 //!
 //! Owns: the caller-facing operations on one connection (write, close, timers, reading
 //! control, addresses) and the way to reach other connections of the same core
-//! ([`Context::other`]) and to open outbound ones ([`Context::connect`]).
+//! ([`Context::other`]) and to open outbound ones ([`Context::connect`], see `connect.rs`).
 //! Contract: nothing here blocks or calls another protocol; writes are buffered until the end
 //! of the turn; callbacks that follow from an operation (another connection's
 //! `connection_lost`, `pause_writing`) run after the current callback returns.
@@ -14,7 +14,7 @@ use ringwork_platform::{OpError, SockAddr};
 
 use crate::io::Io;
 use crate::protocol::{ConnId, LostReason, Protocol};
-use crate::state::{Notice, Phase, State};
+use crate::state::{Handshake, Notice, Phase, Stage, State, Tls};
 use crate::timers::TimerId;
 
 /// One connection's transport, plus the reactor of its core.
@@ -84,7 +84,7 @@ impl<'a> Context<'a> {
         self.state
             .conns
             .get(self.conn)
-            .is_some_and(|c| c.phase != Phase::Lost && !c.closing)
+            .is_some_and(crate::state::Conn::is_open)
     }
 
     /// Writes a copy of `data` (buffered; sent at the end of the turn with everything else
@@ -177,7 +177,10 @@ impl<'a> Context<'a> {
     /// ([`Context::splice_into`]).
     #[must_use]
     pub fn spliced_bytes(&self) -> u64 {
-        self.state.conns.get(self.conn).map_or(0, |c| c.spliced)
+        match self.state.conns.get(self.conn).map(|c| &c.stage) {
+            Some(Stage::Spliced { bytes, .. }) => *bytes,
+            _ => 0,
+        }
     }
 
     /// Sets this connection's write-stall (send) timeout, replacing
@@ -202,7 +205,7 @@ impl<'a> Context<'a> {
         self.state
             .conns
             .get(self.conn)
-            .is_some_and(|c| c.read_paused)
+            .is_some_and(|c| c.reading.is_paused())
     }
 
     /// Calls [`Protocol::timer_fired`] once, `delay` from now.
@@ -283,80 +286,85 @@ impl<'a> Context<'a> {
         self.io.peer_addr(self.conn.0)
     }
 
-    /// Opens an outbound stream connection (TCP or Unix) run by `protocol`, with the
-    /// reactor's default connect timeout. On success `protocol` gets `connection_made`;
-    /// on failure or timeout only `connection_lost` ([`LostReason::ConnectFailed`],
-    /// [`LostReason::ConnectTimeout`]). Writes before it connects are sent once it does.
+    /// Opens an outbound stream connection (TCP or Unix) to `addr`, run by `protocol`, as
+    /// `options` say: its connect timeout (default: the reactor's), TLS from the start. On
+    /// success `protocol` gets `connection_made` — with TLS once the handshake is done,
+    /// when [`Context::tls`] tells the session; on failure or timeout only
+    /// `connection_lost` ([`LostReason::ConnectFailed`], [`LostReason::ConnectTimeout`],
+    /// [`LostReason::Tls`]). Writes before that are sent (encrypted, with TLS) once it is.
     ///
     /// # Errors
-    /// Creating the socket failed (then `protocol` is dropped without callbacks).
-    pub fn connect(&mut self, addr: &SockAddr, protocol: impl Protocol) -> Result<ConnId, OpError> {
-        let timeout = self.state.config.connect_timeout;
-        self.connect_with_timeout(addr, protocol, timeout)
-    }
-
-    /// [`Context::connect`] with its own connect timeout.
+    /// Creating the socket failed ([`EngineError::Op`](crate::EngineError::Op)), or rustls
+    /// could not start a session ([`EngineError::Tls`](crate::EngineError::Tls)): then
+    /// nothing was started and `protocol` is dropped without callbacks.
     ///
-    /// # Errors
-    /// Creating the socket failed.
-    pub fn connect_with_timeout(
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use ringwork::{ConnId, ConnectOptions, Context, Protocol, SockAddr};
+    ///
+    /// /// Relays what its client sends to an upstream opened when the client connects.
+    /// struct Relay {
+    ///     upstream: SockAddr,
+    ///     peer: Option<ConnId>,
+    /// }
+    ///
+    /// /// The upstream side (a real relay forwards its bytes back).
+    /// struct Upstream;
+    ///
+    /// impl Protocol for Upstream {
+    ///     fn data_received(&mut self, _ctx: &mut Context<'_>, _data: &[u8]) {}
+    /// }
+    ///
+    /// impl Protocol for Relay {
+    ///     fn connection_made(&mut self, ctx: &mut Context<'_>) {
+    ///         let options = ConnectOptions::new().timeout(Duration::from_secs(2));
+    ///         match ctx.connect(&self.upstream, Upstream, options) {
+    ///             Ok(id) => self.peer = Some(id),
+    ///             Err(error) => {
+    ///                 eprintln!("cannot connect upstream: {error}");
+    ///                 ctx.close();
+    ///             }
+    ///         }
+    ///     }
+    ///     fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
+    ///         if let Some(peer) = self.peer {
+    ///             // Sent once the upstream is connected.
+    ///             ctx.other(peer).write(data);
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// let mut t = ringwork::testing::StringTransport::new(Relay {
+    ///     upstream: SockAddr::from("192.0.2.1:80".parse::<std::net::SocketAddr>().unwrap()),
+    ///     peer: None,
+    /// });
+    /// let (upstream, _addr) = t.pending_connects().remove(0);
+    /// t.feed(b"hello");
+    /// t.complete_connect(upstream, Ok(()));
+    /// assert_eq!(t.remote(upstream).take_written(), b"hello");
+    /// ```
+    pub fn connect(
         &mut self,
         addr: &SockAddr,
         protocol: impl Protocol,
-        timeout: Duration,
-    ) -> Result<ConnId, OpError> {
-        connect(self.state, self.io, addr, Box::new(protocol), timeout, None)
-    }
-
-    /// Opens an outbound connection that runs TLS from the start, verifying the server as
-    /// `server_name` (see [`tls::server_name`](crate::tls::server_name)). `protocol` gets
-    /// `connection_made` once the handshake is done ([`Context::tls`] then tells the
-    /// session); a failed or timed-out handshake ends it with
-    /// [`LostReason::Tls`](crate::LostReason::Tls). Writes before that are encrypted and
-    /// sent once the handshake completes.
-    ///
-    /// # Errors
-    /// Creating the socket failed, or rustls could not start a session.
-    pub fn connect_tls(
-        &mut self,
-        addr: &SockAddr,
-        connector: &crate::tls::TlsConnector,
-        server_name: crate::tls::ServerName<'static>,
-        protocol: impl Protocol,
+        options: crate::ConnectOptions,
     ) -> Result<ConnId, crate::EngineError> {
-        let timeout = self.state.config.connect_timeout;
-        self.connect_tls_with_timeout(addr, connector, server_name, protocol, timeout)
-    }
-
-    /// [`Context::connect_tls`] with its own timeout for the TCP connect (the handshake that
-    /// follows is bounded by the connector's handshake timeout).
-    ///
-    /// # Errors
-    /// Creating the socket failed, or rustls could not start a session.
-    pub fn connect_tls_with_timeout(
-        &mut self,
-        addr: &SockAddr,
-        connector: &crate::tls::TlsConnector,
-        server_name: crate::tls::ServerName<'static>,
-        protocol: impl Protocol,
-        timeout: Duration,
-    ) -> Result<ConnId, crate::EngineError> {
-        connect_tls(
-            self.state,
-            self.io,
-            addr,
-            connector,
-            server_name,
-            Box::new(protocol),
-            timeout,
-        )
+        crate::connect::start(self.state, self.io, addr, Box::new(protocol), options)
     }
 
     /// What the connection's TLS session negotiated, once its handshake is done (`None` on a
     /// plain connection, and during a STARTTLS handshake).
     #[must_use]
     pub fn tls(&self) -> Option<&crate::tls::TlsInfo> {
-        self.state.conns.get(self.conn)?.tls_info.as_deref()
+        match &self.state.conns.get(self.conn)?.stage {
+            Stage::Tls(Tls {
+                handshake: Handshake::Done(info),
+                ..
+            }) => Some(info),
+            _ => None,
+        }
     }
 
     /// STARTTLS, server side: from now on this connection runs TLS as a server. Bytes
@@ -368,7 +376,10 @@ impl<'a> Context<'a> {
     /// the STARTTLS command-injection flaw).
     ///
     /// # Errors
-    /// The connection already runs TLS, is not open, or rustls could not start a session.
+    /// The connection already runs TLS, is not open (see [`TlsError::NotOpen`]; also when it
+    /// is spliced, either way), or rustls could not start a session.
+    ///
+    /// [`TlsError::NotOpen`]: crate::tls::TlsError::NotOpen
     pub fn start_tls_server(
         &mut self,
         acceptor: &crate::tls::TlsAcceptor,
@@ -383,7 +394,10 @@ impl<'a> Context<'a> {
     /// [`Protocol::handshake_completed`] says when the handshake is done.
     ///
     /// # Errors
-    /// The connection already runs TLS, is not open, or rustls could not start a session.
+    /// The connection already runs TLS, is not open (see [`TlsError::NotOpen`]; also when it
+    /// is spliced, either way), or rustls could not start a session.
+    ///
+    /// [`TlsError::NotOpen`]: crate::tls::TlsError::NotOpen
     pub fn start_tls_client(
         &mut self,
         connector: &crate::tls::TlsConnector,
@@ -393,49 +407,6 @@ impl<'a> Context<'a> {
         let session = Session::client(connector, server_name, Start::Upgrade)?;
         install(self.state, self.io, self.conn, session)
     }
-}
-
-/// Starts an outbound TLS connection (shared by [`Context`] and the reactor).
-pub(crate) fn connect_tls(
-    state: &mut State,
-    io: &mut dyn Io,
-    addr: &SockAddr,
-    connector: &crate::tls::TlsConnector,
-    server_name: crate::tls::ServerName<'static>,
-    protocol: Box<dyn Protocol>,
-    timeout: Duration,
-) -> Result<ConnId, crate::EngineError> {
-    use crate::tls::session::{Session, Start};
-    let session = Session::client(connector, server_name, Start::Endpoint)
-        .map_err(crate::EngineError::Tls)?;
-    Ok(connect(state, io, addr, protocol, timeout, Some(session))?)
-}
-
-/// Starts an outbound connection (shared by [`Context`] and the reactor).
-pub(crate) fn connect(
-    state: &mut State,
-    io: &mut dyn Io,
-    addr: &SockAddr,
-    protocol: Box<dyn Protocol>,
-    timeout: Duration,
-    tls: Option<crate::tls::session::Session>,
-) -> Result<ConnId, OpError> {
-    let socket = io.connect(addr)?;
-    let id = state.insert(socket, protocol, Phase::Connecting);
-    if let Some(session) = tls
-        && let Some(conn) = state.conns.get_mut(id)
-    {
-        // The handshake timeout is armed once TCP is connected.
-        conn.tls = Some(Box::new(session));
-    }
-    let key = state
-        .timers
-        .add_connect_timeout(id, crate::timers::deadline(state.now, timeout));
-    if let Some(conn) = state.conns.get_mut(id) {
-        conn.connect_timer = Some(key);
-    }
-    state.stats.connects += 1;
-    Ok(id)
 }
 
 /// Queues `connection_made` for a connection that just became open.

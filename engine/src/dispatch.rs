@@ -16,7 +16,7 @@ use crate::context::{self, Context};
 use crate::io::Io;
 use crate::logging::escape;
 use crate::protocol::{ConnId, LostReason, Protocol};
-use crate::state::{Notice, Phase, State};
+use crate::state::{Notice, Phase, Reading, Stage, State};
 use crate::timer::TimerKey;
 use crate::timers::Target;
 
@@ -113,39 +113,32 @@ fn deliver_stash(state: &mut State, io: &mut dyn Io, id: ConnId) {
     let Some(conn) = state.conns.active_mut(id) else {
         return;
     };
-    if conn.read_paused {
+    let Some(data) = conn.reading.take_resumed() else {
+        // Paused again since.
         return;
-    }
-    if conn.tls.is_some() {
+    };
+    let data = data.freeze();
+    let tls = conn.is_tls();
+    if tls {
         // Decrypted bytes rustls still holds, then the stashed ciphertext.
-        let data = conn.stash.split().freeze();
         crate::tls::session::input(state, io, id, &data);
-        if let Some(conn) = state.conns.active_mut(id)
-            && conn.eof_pending
-            && !conn.read_paused
-            && conn.stash.is_empty()
-        {
-            conn.eof_pending = false;
-            crate::tls::session::eof(state, io, id);
-        }
-        return;
-    }
-    if !conn.stash.is_empty() {
-        let data = conn.stash.split().freeze();
+    } else if !data.is_empty() {
         call(state, io, id, |p, ctx| p.data_received(ctx, &data));
     }
+    // The end of stream, unless reading was paused again (or more was held) meanwhile.
     if let Some(conn) = state.conns.active_mut(id)
-        && conn.eof_pending
-        && !conn.read_paused
-        && conn.stash.is_empty()
+        && conn.reading.take_due_eof()
     {
-        conn.eof_pending = false;
-        call(state, io, id, |p, ctx| p.eof_received(ctx));
+        if tls {
+            crate::tls::session::eof(state, io, id);
+        } else {
+            call(state, io, id, |p, ctx| p.eof_received(ctx));
+        }
     }
 }
 
 fn closing(state: &State, id: ConnId) -> bool {
-    state.conns.get(id).is_some_and(|c| c.closing)
+    state.conns.get(id).is_some_and(|c| c.writing.is_closing())
 }
 
 /// `connection_lost`, then the connection leaves the table.
@@ -195,14 +188,12 @@ pub(crate) fn accepted(
     io.recv(socket);
     if let Some((parse, timeout)) = preamble {
         // The protocol (and TLS) start once the preamble is read.
-        if let Some(conn) = state.conns.get_mut(id) {
-            conn.preamble = Some(crate::preamble::Pending::new(parse, tls.cloned()));
-        }
-        let key = state
+        let timer = state
             .timers
             .add_handshake_timeout(id, crate::timers::deadline(state.now, timeout));
         if let Some(conn) = state.conns.get_mut(id) {
-            conn.handshake_timer = Some(key);
+            let pending = crate::preamble::Pending::new(parse, tls.cloned(), timer);
+            conn.stage = Stage::Preamble(Box::new(pending));
         }
         return id;
     }
@@ -221,20 +212,19 @@ pub(crate) fn received(state: &mut State, io: &mut dyn Io, id: ConnId, data: &[u
     let Some(conn) = state.conns.active_mut(id) else {
         return;
     };
-    if conn.read_paused {
+    if let Reading::Paused { stash, .. } = &mut conn.reading {
         // Already in flight when reading was paused: held until resumed.
-        conn.stash.extend_from_slice(data);
+        stash.extend_from_slice(data);
         return;
     }
-    if conn.preamble.is_some() {
-        crate::preamble::input(state, io, id, data);
-        return;
+    match conn.stage {
+        // A spliced connection's receive that was in flight: to the protocol as before.
+        Stage::Plain | Stage::Spliced { .. } => {
+            call(state, io, id, |p, ctx| p.data_received(ctx, data));
+        }
+        Stage::Tls(_) => crate::tls::session::input(state, io, id, data),
+        Stage::Preamble(_) => crate::preamble::input(state, io, id, data),
     }
-    if conn.tls.is_some() {
-        crate::tls::session::input(state, io, id, data);
-        return;
-    }
-    call(state, io, id, |p, ctx| p.data_received(ctx, data));
 }
 
 /// The bytes that followed a preamble in its last read (the protocol just started): as if
@@ -243,8 +233,8 @@ pub(crate) fn received_after_preamble(state: &mut State, io: &mut dyn Io, id: Co
     let Some(conn) = state.conns.active_mut(id) else {
         return;
     };
-    if conn.read_paused {
-        conn.stash.extend_from_slice(data);
+    if let Reading::Paused { stash, .. } = &mut conn.reading {
+        stash.extend_from_slice(data);
         return;
     }
     call(state, io, id, |p, ctx| p.data_received(ctx, data));
@@ -257,15 +247,22 @@ pub(crate) fn eof(state: &mut State, io: &mut dyn Io, id: ConnId) {
     let Some(conn) = state.conns.active_mut(id) else {
         return;
     };
-    if conn.preamble.is_some() {
+    if let Stage::Preamble(_) = conn.stage {
         crate::preamble::eof(state, io, id);
         return;
     }
-    if conn.read_paused || !conn.stash.is_empty() {
-        conn.eof_pending = true;
-        return;
+    match &mut conn.reading {
+        Reading::Paused { eof, .. } => {
+            *eof = true;
+            return;
+        }
+        Reading::Resumed { stash, eof } if !stash.is_empty() => {
+            *eof = true;
+            return;
+        }
+        Reading::Active | Reading::Resumed { .. } => {}
     }
-    if conn.tls.is_some() {
+    if conn.is_tls() {
         crate::tls::session::eof(state, io, id);
         return;
     }
@@ -297,17 +294,20 @@ pub(crate) fn connected(
     let Some(conn) = state.conns.active_mut(id) else {
         return;
     };
-    if conn.phase != Phase::Connecting {
+    let Phase::Connecting { timer } = conn.phase else {
         return;
-    }
-    let timer = conn.connect_timer.take();
+    };
     match result {
         Ok(()) => {
             conn.phase = Phase::Open;
-            if !conn.read_paused {
+            state.timers.cancel_key(timer);
+            if !conn.reading.is_paused() {
                 io.recv(id.0);
             }
-            let tls_timeout = conn.tls.as_ref().map(|s| s.handshake_timeout());
+            let tls_timeout = match &conn.stage {
+                Stage::Tls(tls) => tls.session.as_ref().map(|s| s.handshake_timeout()),
+                _ => None,
+            };
             state.schedule_flush(id);
             match tls_timeout {
                 // TLS: the ClientHello goes out with the flush; `connection_made` follows
@@ -316,10 +316,8 @@ pub(crate) fn connected(
                 None => context::made(state, id),
             }
         }
+        // Losing it cancels the connect timeout.
         Err(error) => state.lose(io, id, LostReason::ConnectFailed(error), false),
-    }
-    if let Some(key) = timer {
-        state.timers.cancel_key(key);
     }
 }
 
@@ -347,9 +345,8 @@ pub(crate) fn fire_timers(
             }
             Target::ConnectTimeout(conn) => {
                 if let Some(c) = state.conns.active_mut(conn)
-                    && c.phase == Phase::Connecting
+                    && matches!(c.phase, Phase::Connecting { .. })
                 {
-                    c.connect_timer = None;
                     state.lose(io, conn, LostReason::ConnectTimeout, true);
                 }
             }

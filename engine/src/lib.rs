@@ -5,7 +5,8 @@
 //!   `eof_received`, `pause_writing` / `write_drained`, `timer_fired`, `connection_lost`).
 //! - [`Context`]: the transport every callback gets — write (copying) and write_bytes (no
 //!   copy), close, abort, half-close, pause/resume reading, timers, addresses, other
-//!   connections of the same core ([`Context::other`]) and outbound connections.
+//!   connections of the same core ([`Context::other`]) and outbound connections
+//!   ([`Context::connect`] with [`ConnectOptions`]: a timeout, TLS).
 //! - [`Reactor`]: one core's loop (a platform driver, a timer wheel, a connection table);
 //!   usable alone on the calling thread.
 //! - [`Runtime`]: one pinned reactor per core, SO_REUSEPORT listeners, cross-core messages
@@ -31,6 +32,7 @@
 #![warn(missing_docs)]
 
 mod config;
+mod connect;
 mod context;
 mod datagram;
 mod dispatch;
@@ -64,6 +66,7 @@ pub use ringwork_platform as platform;
 pub use ringwork_platform::{BackendChoice, BackendKind, Bytes, DriverConfig, ReusePort, SockAddr};
 
 pub use crate::config::ReactorConfig;
+pub use crate::connect::ConnectOptions;
 pub use crate::context::Context;
 pub use crate::datagram::{DatagramContext, DatagramProtocol, UdpId};
 pub use crate::error::EngineError;

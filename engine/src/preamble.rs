@@ -33,7 +33,8 @@ use crate::dispatch;
 use crate::io::Io;
 use crate::logging::escape;
 use crate::protocol::{ConnId, LostReason};
-use crate::state::State;
+use crate::state::{Stage, State};
+use crate::timer::TimerKey;
 use crate::tls::TlsAcceptor;
 
 /// What a [`Preamble`] parser says about the bytes received so far.
@@ -116,20 +117,23 @@ impl ListenerOptions {
     }
 }
 
-/// A preamble not yet complete on a connection.
+/// A preamble not yet complete on a connection (its [`Stage`]).
 pub(crate) struct Pending {
     parse: Preamble,
     buf: BytesMut,
     /// TLS to start once the preamble is read.
     tls: Option<TlsAcceptor>,
+    /// The preamble's timeout.
+    pub(crate) timer: TimerKey,
 }
 
 impl Pending {
-    pub(crate) fn new(parse: Preamble, tls: Option<TlsAcceptor>) -> Self {
+    pub(crate) fn new(parse: Preamble, tls: Option<TlsAcceptor>, timer: TimerKey) -> Self {
         Self {
             parse,
             buf: BytesMut::new(),
             tls,
+            timer,
         }
     }
 }
@@ -139,7 +143,7 @@ pub(crate) fn input(state: &mut State, io: &mut dyn Io, id: ConnId, data: &[u8])
     let Some(conn) = state.conns.active_mut(id) else {
         return;
     };
-    let Some(pending) = conn.preamble.as_mut() else {
+    let Stage::Preamble(pending) = &mut conn.stage else {
         return;
     };
     pending.buf.extend_from_slice(data);
@@ -164,15 +168,14 @@ pub(crate) fn input(state: &mut State, io: &mut dyn Io, id: ConnId, data: &[u8])
             peer,
             local,
         } => {
-            let Some(mut pending) = conn.preamble.take() else {
+            let Stage::Preamble(mut pending) = std::mem::replace(&mut conn.stage, Stage::Plain)
+            else {
                 return;
             };
             let rest = pending.buf.split_off(consumed.min(pending.buf.len()));
             conn.peer_override = peer;
             conn.local_override = local;
-            if let Some(key) = conn.handshake_timer.take() {
-                state.timers.cancel_key(key);
-            }
+            state.timers.cancel_key(pending.timer);
             start(state, io, id, pending.tls.as_ref(), &rest);
         }
     }
@@ -221,10 +224,9 @@ pub(crate) fn timed_out(state: &mut State, io: &mut dyn Io, id: ConnId) -> bool 
     let Some(conn) = state.conns.active_mut(id) else {
         return false;
     };
-    if conn.preamble.is_none() {
+    if !matches!(conn.stage, Stage::Preamble(_)) {
         return false;
     }
-    conn.handshake_timer = None;
     if let Some(suppressed) = state.warnings.preamble_timeout.hit(state.now) {
         tracing::warn!(conn = %id, suppressed, "preamble timed out; connection closed");
     }

@@ -19,7 +19,7 @@ use ringwork_platform::{
 };
 
 use crate::config::ReactorConfig;
-use crate::context::{self, Context};
+use crate::context::Context;
 use crate::datagram::{DatagramContext, DatagramProtocol, UdpId};
 use crate::dispatch;
 use crate::error::EngineError;
@@ -307,74 +307,54 @@ impl Reactor {
         Ok(bound)
     }
 
-    /// Opens an outbound connection from outside any callback (see [`Context::connect`]).
+    /// Opens an outbound connection from outside any callback, as [`Context::connect`] does:
+    /// to `addr`, run by `protocol`, with `options` (connect timeout, TLS). The connect
+    /// timeout counts from now.
     ///
     /// # Errors
-    /// Creating the socket failed.
-    pub fn connect(&mut self, addr: &SockAddr, protocol: impl Protocol) -> Result<ConnId, OpError> {
-        let timeout = self.state.config.connect_timeout;
-        self.connect_with_timeout(addr, protocol, timeout)
-    }
-
-    /// [`Reactor::connect`] with its own connect timeout.
+    /// Creating the socket failed, or rustls could not start a session (see
+    /// [`Context::connect`]).
     ///
-    /// # Errors
-    /// Creating the socket failed.
-    pub fn connect_with_timeout(
+    /// # Examples
+    /// ```no_run
+    /// use ringwork::tls::{Roots, TlsConnector, server_name};
+    /// use ringwork::{ConnectOptions, Context, DriverConfig, Protocol, Reactor, ReactorConfig};
+    ///
+    /// struct Client;
+    ///
+    /// impl Protocol for Client {
+    ///     fn connection_made(&mut self, ctx: &mut Context<'_>) {
+    ///         ctx.write(b"GET / HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n");
+    ///     }
+    ///     fn data_received(&mut self, _ctx: &mut Context<'_>, data: &[u8]) {
+    ///         print!("{}", String::from_utf8_lossy(data));
+    ///     }
+    /// }
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut reactor = Reactor::new(ReactorConfig::default(), DriverConfig::default())?;
+    /// let connector = TlsConnector::builder().roots(Roots::System).build()?;
+    /// // example.com's address (names are resolved with `ringwork::resolve`).
+    /// let addr = "192.0.2.1:443".parse::<std::net::SocketAddr>()?.into();
+    /// let options = ConnectOptions::new().tls(connector, server_name("example.com")?);
+    /// reactor.connect(&addr, Client, options)?;
+    /// reactor.run()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn connect(
         &mut self,
         addr: &SockAddr,
         protocol: impl Protocol,
-        timeout: Duration,
-    ) -> Result<ConnId, OpError> {
+        options: crate::ConnectOptions,
+    ) -> Result<ConnId, EngineError> {
         self.refresh_now();
-        context::connect(
+        crate::connect::start(
             &mut self.state,
             &mut self.driver,
             addr,
             Box::new(protocol),
-            timeout,
-            None,
-        )
-    }
-
-    /// Opens an outbound TLS connection from outside any callback (see
-    /// [`Context::connect_tls`]).
-    ///
-    /// # Errors
-    /// Creating the socket failed, or rustls could not start a session.
-    pub fn connect_tls(
-        &mut self,
-        addr: &SockAddr,
-        connector: &crate::tls::TlsConnector,
-        server_name: crate::tls::ServerName<'static>,
-        protocol: impl Protocol,
-    ) -> Result<ConnId, EngineError> {
-        let timeout = self.state.config.connect_timeout;
-        self.connect_tls_with_timeout(addr, connector, server_name, protocol, timeout)
-    }
-
-    /// [`Reactor::connect_tls`] with its own timeout for the TCP connect (see
-    /// [`Context::connect_tls_with_timeout`](crate::Context::connect_tls_with_timeout)).
-    ///
-    /// # Errors
-    /// Creating the socket failed, or rustls could not start a session.
-    pub fn connect_tls_with_timeout(
-        &mut self,
-        addr: &SockAddr,
-        connector: &crate::tls::TlsConnector,
-        server_name: crate::tls::ServerName<'static>,
-        protocol: impl Protocol,
-        timeout: Duration,
-    ) -> Result<ConnId, EngineError> {
-        self.refresh_now();
-        context::connect_tls(
-            &mut self.state,
-            &mut self.driver,
-            addr,
-            connector,
-            server_name,
-            Box::new(protocol),
-            timeout,
+            options,
         )
     }
 

@@ -9,6 +9,7 @@
 //! `connection_lost` work as before. Bytes a receive already in flight picked up still
 //! arrive in `data_received` (under io_uring, at most one batch): the protocol forwards
 //! them as it did before the call, and the driver keeps them ahead of spliced bytes.
+//! A spliced connection (either way) refuses STARTTLS (`tls::session::install`).
 //! Does not: splice TLS connections (their bytes must pass through rustls), connections
 //! still reading a preamble, or anything on the in-memory transport of
 //! `ringwork::testing` (`Err`, so protocols keep copying there).
@@ -19,7 +20,7 @@
 use crate::EngineError;
 use crate::io::Io;
 use crate::protocol::ConnId;
-use crate::state::{Phase, State};
+use crate::state::{Phase, Stage, State};
 
 fn refuse(why: &str) -> Result<(), EngineError> {
     Err(EngineError::Splice { why: why.into() })
@@ -35,8 +36,9 @@ pub(crate) fn start(
     if from == to {
         return refuse("a connection cannot be spliced into itself");
     }
-    let usable =
-        |c: &&crate::state::Conn| c.phase == Phase::Open && !c.closing && c.preamble.is_none();
+    let usable = |c: &&crate::state::Conn| {
+        c.phase == Phase::Open && !c.writing.is_closing() && !matches!(c.stage, Stage::Preamble(_))
+    };
     let (Some(source), Some(dest)) = (
         state.conns.get(from).filter(usable),
         state.conns.get(to).filter(usable),
@@ -46,24 +48,28 @@ pub(crate) fn start(
     if source.is_tls() || dest.is_tls() {
         return refuse("TLS connections cannot be spliced (their bytes pass through rustls)");
     }
-    if source.splice_to.is_some() {
+    if let Stage::Spliced { .. } = source.stage {
         return refuse("the connection is spliced already");
     }
-    if source.eof_pending {
+    if source.reading.eof_pending() {
         return refuse("the connection's stream has ended");
     }
-    if dest.shutdown {
+    if !dest.writing.is_open() {
+        // Not closing (checked above): shutting down or shut.
         return refuse("the destination's write side is shut down");
     }
     io.splice(from.0, to.0)?;
     // Bytes that arrived while reading was paused are older than anything spliced: they go
     // to the destination's buffer, which the driver sends before the pipe's bytes.
-    let stashed = state.conns.get_mut(from).map(|c| c.stash.split().freeze());
+    let stashed = state
+        .conns
+        .get_mut(from)
+        .and_then(|c| c.reading.stash_mut().map(|s| s.split().freeze()));
     if let Some(bytes) = stashed.filter(|b| !b.is_empty()) {
         state.write_bytes(io, to, bytes);
     }
     if let Some(conn) = state.conns.get_mut(from) {
-        conn.splice_to = Some(to);
+        conn.stage = Stage::Spliced { to, bytes: 0 };
     }
     // The destination's pipe can fill up without the engine writing anything: its
     // write-stall timeout watches it for the splice's life (see `stall.rs`).
@@ -83,8 +89,12 @@ pub(crate) fn spliced(state: &mut State, id: ConnId, bytes: usize) {
     let Some(conn) = state.conns.get_mut(id) else {
         return;
     };
-    conn.spliced += bytes as u64;
-    if let Some(dest) = conn.splice_to.and_then(|to| state.conns.get_mut(to)) {
+    let Stage::Spliced { to, bytes: total } = &mut conn.stage else {
+        return;
+    };
+    *total += bytes as u64;
+    let to = *to;
+    if let Some(dest) = state.conns.get_mut(to) {
         dest.progress_at = now;
     }
 }

@@ -82,7 +82,7 @@ pub(crate) fn fired(state: &mut State, io: &mut dyn Io, id: ConnId) {
     let Some(after) = conn.write_timeout else {
         return;
     };
-    if conn.phase == Phase::Connecting {
+    if matches!(conn.phase, Phase::Connecting { .. }) {
         // Counted from the connect on.
         start(conn, &mut state.timers, now);
         return;

@@ -1,7 +1,18 @@
 //! Per-core engine state shared by every callback: connections, their write buffers and
-//! flags, timers, and the notices queued for delivery after the running callback.
+//! states, timers, and the notices queued for delivery after the running callback.
 //!
-//! Owns: [`State`] and [`Conn`]. Every change a [`Context`](crate::Context) makes lands here
+//! Owns: [`State`] and [`Conn`], whose state is four small enums whose variants carry
+//! their data, so impossible combinations cannot be written:
+//! - [`Phase`]: connecting (with its connect timeout), open, lost;
+//! - [`Stage`]: what input goes through before the protocol — a listener preamble, TLS
+//!   (with the session and the handshake's timer or result), plain, or spliced into
+//!   another connection (with its byte count);
+//! - [`Reading`]: active, paused (with the input held meanwhile and a held end of stream),
+//!   or resumed with held input still to deliver;
+//! - [`Writing`]: open, shutting down, shut, or closing (with the FIN of a half-close and
+//!   the reason its `connection_lost` gets).
+//!
+//! Every change a [`Context`](crate::Context) makes lands here
 //! (or in the [`Io`] below it); protocol callbacks are never nested — a callback that must
 //! follow another (a connection closed by another's callback, `pause_writing` after a
 //! write) is queued as a [`Notice`] and run by the reactor once the current one returns.
@@ -25,12 +36,236 @@ use crate::timers::Timers;
 /// Where a connection is in its life.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub(crate) enum Phase {
-    /// Outbound, connect in progress.
-    Connecting,
+    /// Outbound, connect in progress; `timer` is its connect timeout.
+    Connecting { timer: TimerKey },
     /// Established.
     Open,
     /// Gone; `connection_lost` is queued or running. Operations on it are ignored.
     Lost,
+}
+
+/// What a connection's input goes through before it reaches the protocol, in the order a
+/// connection can pass the stages: `Preamble` -> `Tls` or `Plain`; `Plain` -> `Tls`
+/// (STARTTLS) or `Spliced`. A spliced connection never runs TLS and a TLS one is never
+/// spliced (its bytes must pass through rustls); neither reads a preamble.
+pub(crate) enum Stage {
+    /// A listener preamble (PROXY header) is still being read: the protocol (and TLS) have
+    /// not started (see `preamble.rs`).
+    Preamble(Box<crate::preamble::Pending>),
+    /// Ciphertext goes into rustls, plaintext to the protocol (see `tls/session.rs`).
+    Tls(Tls),
+    /// Input goes to the protocol as it arrives.
+    Plain,
+    /// Input goes to connection `to` inside the kernel (see `splice.rs`); bytes a receive
+    /// already had in flight still reach the protocol.
+    Spliced {
+        to: ConnId,
+        /// Bytes of the input spliced so far.
+        bytes: u64,
+    },
+}
+
+/// The TLS stage of a connection.
+pub(crate) struct Tls {
+    /// The rustls session; `None` while it is out of its slot — plaintext is being handed to
+    /// the protocol, which gets the whole core state (writes made meanwhile wait in the
+    /// write buffer) — and once the connection is lost.
+    pub(crate) session: Option<Box<crate::tls::session::Session>>,
+    pub(crate) handshake: Handshake,
+}
+
+/// Where a connection's TLS handshake is.
+pub(crate) enum Handshake {
+    /// Running; `timer` is its timeout (a client's is armed once TCP is connected).
+    Running { timer: Option<TimerKey> },
+    /// Done: what the protocol learns about the session.
+    Done(Box<crate::tls::TlsInfo>),
+}
+
+/// The read side of a connection. Independent of [`Stage`]: a spliced connection can be
+/// paused too (its splice then stops).
+pub(crate) enum Reading {
+    /// Input is delivered as it arrives.
+    Active,
+    /// `pause_reading`: no receive is armed. Bytes that were already in flight are held in
+    /// `stash`, and an end of stream that arrives meanwhile in `eof`; `eof_received` never
+    /// comes while paused.
+    Paused { stash: BytesMut, eof: bool },
+    /// Resumed with input still held: a queued [`Notice::Stash`] delivers it (the bytes,
+    /// then the end of stream) before anything newer.
+    Resumed { stash: BytesMut, eof: bool },
+}
+
+impl Reading {
+    /// Whether reading is paused.
+    pub(crate) fn is_paused(&self) -> bool {
+        matches!(self, Reading::Paused { .. })
+    }
+
+    /// The held bytes, if any are (paused, or resumed and not yet delivered).
+    pub(crate) fn stash_mut(&mut self) -> Option<&mut BytesMut> {
+        match self {
+            Reading::Active => None,
+            Reading::Paused { stash, .. } | Reading::Resumed { stash, .. } => Some(stash),
+        }
+    }
+
+    /// Whether an end of stream is held (until the held bytes are delivered).
+    pub(crate) fn eof_pending(&self) -> bool {
+        match self {
+            Reading::Active => false,
+            Reading::Paused { eof, .. } | Reading::Resumed { eof, .. } => *eof,
+        }
+    }
+
+    /// `pause_reading`: whatever is held stays held. `false` if it was paused already.
+    fn pause(&mut self) -> bool {
+        match self {
+            Reading::Paused { .. } => false,
+            Reading::Active => {
+                *self = Reading::Paused {
+                    stash: BytesMut::new(),
+                    eof: false,
+                };
+                true
+            }
+            Reading::Resumed { stash, eof } => {
+                *self = Reading::Paused {
+                    stash: std::mem::take(stash),
+                    eof: *eof,
+                };
+                true
+            }
+        }
+    }
+
+    /// `resume_reading`: held input is left for a [`Notice::Stash`]. `None` if it was not
+    /// paused, else whether anything is held.
+    fn resume(&mut self) -> Option<bool> {
+        let Reading::Paused { stash, eof } = std::mem::replace(self, Reading::Active) else {
+            return None;
+        };
+        if stash.is_empty() && !eof {
+            return Some(false);
+        }
+        *self = Reading::Resumed { stash, eof };
+        Some(true)
+    }
+
+    /// Takes the held bytes for delivery after a resume (`None` while paused again); the
+    /// end of stream stays held until [`Reading::take_due_eof`].
+    pub(crate) fn take_resumed(&mut self) -> Option<BytesMut> {
+        match self {
+            Reading::Paused { .. } => None,
+            Reading::Active => Some(BytesMut::new()),
+            Reading::Resumed { stash, eof } => {
+                let data = stash.split();
+                if !*eof {
+                    *self = Reading::Active;
+                }
+                Some(data)
+            }
+        }
+    }
+
+    /// Whether a held end of stream is due now (resumed, nothing held before it); it is
+    /// then no longer held.
+    pub(crate) fn take_due_eof(&mut self) -> bool {
+        match self {
+            Reading::Resumed { stash, eof: true } if stash.is_empty() => {
+                *self = Reading::Active;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The write side of a connection (whether it is above its high watermark is apart, in
+/// [`Conn::write_paused`]: a half-closed connection still drains and gets `write_drained`).
+/// Writes are taken only while it is `Open`.
+#[derive(Debug)]
+pub(crate) enum Writing {
+    /// Writes are taken.
+    Open,
+    /// `shutdown_write`: the FIN follows the buffered bytes at the next flush.
+    ShuttingDown,
+    /// The FIN went to the driver (after every byte written before it).
+    Shut,
+    /// `close` (or a TLS error): the connection closes once everything is sent.
+    Closing {
+        /// A `shutdown_write` asked before or after the close.
+        fin: Fin,
+        /// What `connection_lost` gets when the close completes; `None`: `Done`.
+        reason: Option<LostReason>,
+    },
+}
+
+/// The FIN of a `shutdown_write` on a closing connection.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub(crate) enum Fin {
+    /// None was asked for.
+    NotAsked,
+    /// Asked: the next flush sends it.
+    Pending,
+    /// Sent.
+    Sent,
+}
+
+impl Writing {
+    /// Whether writes are taken.
+    pub(crate) fn is_open(&self) -> bool {
+        matches!(self, Writing::Open)
+    }
+
+    /// Whether the connection closes once everything is sent.
+    pub(crate) fn is_closing(&self) -> bool {
+        matches!(self, Writing::Closing { .. })
+    }
+
+    /// `close`, with the reason `connection_lost` gets (replacing one set before);
+    /// `None` keeps the one set before, if any.
+    pub(crate) fn close(&mut self, reason: Option<LostReason>) {
+        let fin = match self {
+            Writing::Open => Fin::NotAsked,
+            Writing::ShuttingDown => Fin::Pending,
+            Writing::Shut => Fin::Sent,
+            Writing::Closing { reason: old, .. } => {
+                if reason.is_some() {
+                    *old = reason;
+                }
+                return;
+            }
+        };
+        *self = Writing::Closing { fin, reason };
+    }
+
+    /// `shutdown_write`.
+    fn shutdown(&mut self) {
+        match self {
+            Writing::Open => *self = Writing::ShuttingDown,
+            Writing::Closing { fin, .. } if *fin == Fin::NotAsked => *fin = Fin::Pending,
+            _ => {}
+        }
+    }
+
+    /// Whether a FIN is to be sent now; it is then recorded as sent.
+    fn take_fin(&mut self) -> bool {
+        match self {
+            Writing::ShuttingDown => *self = Writing::Shut,
+            Writing::Closing { fin, .. } if *fin == Fin::Pending => *fin = Fin::Sent,
+            _ => return false,
+        }
+        true
+    }
+
+    /// Why a completed close ended the connection.
+    fn take_close_reason(&mut self) -> LostReason {
+        match self {
+            Writing::Closing { reason, .. } => reason.take().unwrap_or(LostReason::Done),
+            _ => LostReason::Done,
+        }
+    }
 }
 
 /// A callback to run after the current one.
@@ -44,7 +279,7 @@ pub(crate) enum Notice {
     ShutdownStarted,
     /// `write_drained`.
     WriteDrained,
-    /// Deliver bytes stashed while reading was paused (then a held-back EOF).
+    /// Deliver input held while reading was paused (then a held-back EOF).
     Stash,
     /// `woken` (asked for through [`LocalHandle::wake`](crate::LocalHandle::wake)).
     Wake,
@@ -58,50 +293,25 @@ pub(crate) struct Conn {
     /// `None` while one of its callbacks runs.
     pub(crate) protocol: Option<Box<dyn Protocol>>,
     pub(crate) phase: Phase,
+    pub(crate) stage: Stage,
+    pub(crate) reading: Reading,
+    pub(crate) writing: Writing,
+    /// Above the high watermark since `pause_writing` (until `write_drained`).
+    pub(crate) write_paused: bool,
     /// This turn's writes, flushed at the end of the turn.
     pub(crate) wbuf: BytesMut,
+    /// Listed in [`State`]'s flush queue.
     pub(crate) in_flush: bool,
-    /// Close once everything is sent.
-    pub(crate) closing: bool,
-    /// Half-close once everything is sent.
-    pub(crate) shutdown: bool,
-    pub(crate) shutdown_sent: bool,
-    /// Above the high watermark since `pause_writing`.
-    pub(crate) write_paused: bool,
-    pub(crate) read_paused: bool,
-    /// Bytes that arrived after `pause_reading` (already in flight), delivered on resume.
-    pub(crate) stash: BytesMut,
-    /// The peer's EOF arrived while reading was paused: `eof_received` follows the stash.
-    pub(crate) eof_pending: bool,
     /// Bytes queued in the driver (from its `Sent` completions).
     pub(crate) queued: usize,
-    pub(crate) connect_timer: Option<TimerKey>,
     /// Counted in the runtime-wide connection total (accepted connections only).
     pub(crate) in_total: bool,
     /// Its pending protocol timers, cancelled when it is lost (so a closed connection leaves
     /// no entries in the wheel).
     pub(crate) timers: Vec<crate::timers::TimerId>,
-    /// The TLS layer, if any (see `tls/session.rs`); `None` while plaintext is handed to the
-    /// protocol (then `tls_busy`).
-    pub(crate) tls: Option<Box<crate::tls::session::Session>>,
-    /// The TLS session is out of its slot for a callback.
-    pub(crate) tls_busy: bool,
-    /// What the protocol learns about TLS, set when the handshake completes.
-    pub(crate) tls_info: Option<Box<crate::tls::TlsInfo>>,
-    /// The timeout of a pending preamble or TLS handshake.
-    pub(crate) handshake_timer: Option<TimerKey>,
-    /// A listener preamble (PROXY header) still being read: the protocol has not started.
-    pub(crate) preamble: Option<crate::preamble::Pending>,
     /// Addresses named by the preamble, reported instead of the socket's.
     pub(crate) peer_override: Option<ringwork_platform::SockAddr>,
     pub(crate) local_override: Option<ringwork_platform::SockAddr>,
-    /// The reason `connection_lost` gets when a close the engine started (after a TLS
-    /// error's alert) completes; `Done` if none.
-    pub(crate) close_reason: Option<LostReason>,
-    /// Where this connection's input is spliced (see `splice.rs`).
-    pub(crate) splice_to: Option<ConnId>,
-    /// Bytes of its input spliced so far.
-    pub(crate) spliced: u64,
     /// The connection spliced into this one, if any.
     pub(crate) spliced_from: Option<ConnId>,
     /// Write-stall timeout (see `stall.rs`); `None`: none.
@@ -124,29 +334,17 @@ impl Conn {
             id,
             protocol: Some(protocol),
             phase,
+            stage: Stage::Plain,
+            reading: Reading::Active,
+            writing: Writing::Open,
+            write_paused: false,
             wbuf: BytesMut::new(),
             in_flush: false,
-            closing: false,
-            shutdown: false,
-            shutdown_sent: false,
-            write_paused: false,
-            read_paused: false,
-            stash: BytesMut::new(),
-            eof_pending: false,
             queued: 0,
-            connect_timer: None,
             in_total: false,
             timers: Vec::new(),
-            tls: None,
-            tls_busy: false,
-            tls_info: None,
-            handshake_timer: None,
-            preamble: None,
             peer_override: None,
             local_override: None,
-            close_reason: None,
-            splice_to: None,
-            spliced: 0,
             spliced_from: None,
             write_timeout,
             progress_at: now,
@@ -154,19 +352,23 @@ impl Conn {
         }
     }
 
+    /// Whether the connection is open: not lost, not closing.
+    pub(crate) fn is_open(&self) -> bool {
+        self.phase != Phase::Lost && !self.writing.is_closing()
+    }
+
     /// Whether the connection runs TLS (or a STARTTLS upgrade is under way).
     pub(crate) fn is_tls(&self) -> bool {
-        self.tls.is_some() || self.tls_busy
+        matches!(self.stage, Stage::Tls(_))
     }
 
     /// Whether everything is sent, including a TLS `close_notify` still to be queued.
     fn drained(&self) -> bool {
-        self.buffered() == 0 && !self.tls_busy && self.tls.as_ref().is_none_or(|s| s.is_drained())
-    }
-
-    /// Why a completed close ended the connection.
-    fn close_reason(&mut self) -> LostReason {
-        self.close_reason.take().unwrap_or(LostReason::Done)
+        self.buffered() == 0
+            && match &self.stage {
+                Stage::Tls(tls) => tls.session.as_ref().is_some_and(|s| s.is_drained()),
+                _ => true,
+            }
     }
 
     fn socket(&self) -> SocketId {
@@ -318,7 +520,7 @@ impl State {
         let Some(conn) = self.conns.active_mut(id) else {
             return;
         };
-        if conn.closing || conn.shutdown || data.is_empty() {
+        if !conn.writing.is_open() || data.is_empty() {
             return;
         }
         conn.wbuf.extend_from_slice(data);
@@ -334,7 +536,7 @@ impl State {
         let Some(conn) = self.conns.active_mut(id) else {
             return;
         };
-        if conn.closing || conn.shutdown || bytes.is_empty() {
+        if !conn.writing.is_open() || bytes.is_empty() {
             return;
         }
         if conn.is_tls() {
@@ -391,8 +593,8 @@ impl State {
             conn.write_paused = false;
             self.notices.push_back((id, Notice::WriteDrained));
         }
-        if conn.closing && conn.drained() {
-            let reason = conn.close_reason();
+        if conn.writing.is_closing() && conn.drained() {
+            let reason = conn.writing.take_close_reason();
             self.lose(io, id, reason, false);
         }
     }
@@ -402,15 +604,15 @@ impl State {
         let Some(conn) = self.conns.active_mut(id) else {
             return;
         };
-        if conn.phase == Phase::Connecting && conn.buffered() == 0 {
+        if matches!(conn.phase, Phase::Connecting { .. }) && conn.buffered() == 0 {
             // Nothing to send: closing cancels the connect.
             self.lose(io, id, LostReason::Done, false);
             return;
         }
         // Still connecting with bytes written: they are sent once it connects, then it closes.
-        conn.closing = true;
+        conn.writing.close(None);
         if conn.drained() {
-            let reason = conn.close_reason();
+            let reason = conn.writing.take_close_reason();
             self.lose(io, id, reason, false);
         } else if !conn.in_flush {
             conn.in_flush = true;
@@ -423,7 +625,7 @@ impl State {
         let Some(conn) = self.conns.active_mut(id) else {
             return;
         };
-        conn.shutdown = true;
+        conn.writing.shutdown();
         if !conn.in_flush {
             conn.in_flush = true;
             self.flush.push(id);
@@ -435,24 +637,33 @@ impl State {
         let Some(conn) = self.conns.active_mut(id) else {
             return;
         };
-        conn.phase = Phase::Lost;
+        if let Phase::Connecting { timer } = std::mem::replace(&mut conn.phase, Phase::Lost) {
+            self.timers.cancel_key(timer);
+        }
         for timer in conn.timers.drain(..) {
             self.timers.cancel(timer);
         }
         // Closing drops whatever the driver still queued: nothing is buffered any more.
         conn.wbuf.clear();
         conn.queued = 0;
-        if let Some(key) = conn.connect_timer.take() {
-            self.timers.cancel_key(key);
-        }
-        if let Some(key) = conn.handshake_timer.take() {
-            self.timers.cancel_key(key);
+        let mut splice_to = None;
+        match &mut conn.stage {
+            Stage::Preamble(pending) => self.timers.cancel_key(pending.timer),
+            Stage::Tls(tls) => {
+                // Nothing more is sent or decrypted; what the handshake told stays readable.
+                tls.session = None;
+                if let Handshake::Running { timer } = &mut tls.handshake
+                    && let Some(key) = timer.take()
+                {
+                    self.timers.cancel_key(key);
+                }
+            }
+            Stage::Plain => {}
+            Stage::Spliced { to, .. } => splice_to = Some(*to),
         }
         if let Some(key) = conn.stall_timer.take() {
             self.timers.cancel_key(key);
         }
-        let splice_to = conn.splice_to;
-        conn.tls = None;
         if reset {
             io.abort(id.0);
         } else {
@@ -470,9 +681,8 @@ impl State {
     /// Stops reading (bytes already in flight are stashed until resumed).
     pub(crate) fn pause_reading(&mut self, io: &mut dyn Io, id: ConnId) {
         if let Some(conn) = self.conns.active_mut(id)
-            && !conn.read_paused
+            && conn.reading.pause()
         {
-            conn.read_paused = true;
             io.stop_recv(id.0);
         }
     }
@@ -480,11 +690,10 @@ impl State {
     /// Resumes reading; stashed bytes are delivered first.
     pub(crate) fn resume_reading(&mut self, io: &mut dyn Io, id: ConnId) {
         if let Some(conn) = self.conns.active_mut(id)
-            && conn.read_paused
+            && let Some(held) = conn.reading.resume()
         {
-            conn.read_paused = false;
             // A TLS session may hold decrypted bytes the protocol has not seen yet.
-            if !conn.stash.is_empty() || conn.eof_pending || conn.is_tls() {
+            if held || conn.is_tls() {
                 self.notices.push_back((id, Notice::Stash));
             }
             if conn.phase == Phase::Open {
@@ -507,14 +716,17 @@ impl State {
             }
             // Nothing was pending: if bytes go out now, the stall clock starts.
             let was_idle = conn.queued == 0;
-            if let Some(session) = conn.tls.as_mut() {
-                let ending = conn.closing || conn.shutdown;
-                let sealed = crate::tls::session::seal(session, &mut conn.wbuf, ending);
-                if !sealed.is_empty() {
-                    let bytes = sealed.freeze();
-                    conn.queued += bytes.len();
-                    self.stats.bytes_out += bytes.len() as u64;
-                    io.send(id.0, bytes);
+            if let Stage::Tls(tls) = &mut conn.stage {
+                // The session is in its slot: the flush runs between callbacks.
+                if let Some(session) = tls.session.as_mut() {
+                    let ending = !conn.writing.is_open();
+                    let sealed = crate::tls::session::seal(session, &mut conn.wbuf, ending);
+                    if !sealed.is_empty() {
+                        let bytes = sealed.freeze();
+                        conn.queued += bytes.len();
+                        self.stats.bytes_out += bytes.len() as u64;
+                        io.send(id.0, bytes);
+                    }
                 }
             } else if !conn.wbuf.is_empty() {
                 let bytes = conn.wbuf.split().freeze();
@@ -525,12 +737,11 @@ impl State {
             if was_idle && conn.queued > 0 {
                 crate::stall::start(conn, &mut self.timers, self.now);
             }
-            if conn.shutdown && !conn.shutdown_sent {
-                conn.shutdown_sent = true;
+            if conn.writing.take_fin() {
                 io.shutdown_write(id.0);
             }
-            if conn.closing && conn.drained() {
-                let reason = conn.close_reason();
+            if conn.writing.is_closing() && conn.drained() {
+                let reason = conn.writing.take_close_reason();
                 self.lose(io, *id, reason, false);
             }
         }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::{Lost, first_difference, pattern, reactor_with, recorded, recording_factory, wait};
 use ringwork::platform::BackendChoice;
-use ringwork::{Context, LostReason, Protocol, ReactorConfig};
+use ringwork::{ConnectOptions, Context, LostReason, Protocol, ReactorConfig};
 
 const TOTAL: usize = 64 << 20;
 const CHUNK: usize = 64 * 1024;
@@ -242,7 +242,7 @@ ringwork::platform::test_all_backends! {
             data_calls: 0,
             while_paused: Rc::clone(&while_paused),
         });
-        reactor.connect(&addr.into(), client).unwrap();
+        reactor.connect(&addr.into(), client, ConnectOptions::default()).unwrap();
         wait(
             &mut reactor,
             |_| log.borrow().is_lost(),
@@ -295,7 +295,7 @@ ringwork::platform::test_all_backends! {
             state: Rc::clone(&reading),
             producer: Rc::clone(&producing),
         };
-        reactor.connect(&addr.into(), reader).unwrap();
+        reactor.connect(&addr.into(), reader, ConnectOptions::default()).unwrap();
         wait(
             &mut reactor,
             |_| reading.borrow().lost.is_some() && producing.borrow().lost.is_some(),
@@ -370,7 +370,7 @@ ringwork::platform::test_all_backends! {
         };
         let addr = reactor.listen_tcp(common::any_port(), factory).unwrap();
         let (client, client_log) = recorded(Deaf);
-        let client_id = reactor.connect(&addr.into(), client).unwrap();
+        let client_id = reactor.connect(&addr.into(), client, ConnectOptions::default()).unwrap();
         wait(
             &mut reactor,
             |_| common::nth_lost(&servers, 0),

@@ -13,7 +13,7 @@ use common::{
     recording_factory, summaries, wait,
 };
 use ringwork::platform::BackendChoice;
-use ringwork::{Context, LostReason, Protocol};
+use ringwork::{ConnectOptions, Context, LostReason, Protocol};
 
 const BIG: usize = 8 << 20;
 
@@ -107,7 +107,7 @@ ringwork::platform::test_all_backends! {
         };
         let addr = reactor.listen_tcp(common::any_port(), factory).unwrap();
         let (client, client_log) = recorded(Sink);
-        reactor.connect(&addr.into(), client).unwrap();
+        reactor.connect(&addr.into(), client, ConnectOptions::default()).unwrap();
         wait(
             &mut reactor,
             |r| client_log.borrow().is_lost() && nth_lost(&servers, 0) && r.connections() == 0,
@@ -173,7 +173,7 @@ ringwork::platform::test_all_backends! {
         };
         let addr = reactor.listen_tcp(common::any_port(), factory).unwrap();
         let (client, client_log) = recorded(Stopper { said: false });
-        reactor.connect(&addr.into(), client).unwrap();
+        reactor.connect(&addr.into(), client, ConnectOptions::default()).unwrap();
         wait(
             &mut reactor,
             |r| client_log.borrow().is_lost() && nth_lost(&servers, 0) && r.connections() == 0,
@@ -238,7 +238,7 @@ ringwork::platform::test_all_backends! {
         let (factory, servers) = recording_factory(|| AbortAtOnce);
         let addr = reactor.listen_tcp(common::any_port(), factory).unwrap();
         let (client, client_log) = recorded(Sink);
-        reactor.connect(&addr.into(), client).unwrap();
+        reactor.connect(&addr.into(), client, ConnectOptions::default()).unwrap();
         wait(
             &mut reactor,
             |r| client_log.borrow().is_lost() && nth_lost(&servers, 0) && r.connections() == 0,

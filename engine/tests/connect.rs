@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{Event, FullBacklog, Hello, Lost, nth, reactor, reactor_with, recorded, wait};
 use ringwork::platform::BackendChoice;
-use ringwork::{Context, Protocol, ReactorConfig, SockAddr};
+use ringwork::{ConnectOptions, Context, Protocol, ReactorConfig, SockAddr};
 
 const TIMEOUT: Duration = Duration::from_millis(200);
 
@@ -52,8 +52,12 @@ struct ConnectFrom {
 impl Protocol for ConnectFrom {
     fn connection_made(&mut self, ctx: &mut Context<'_>) {
         let inner = self.inner.take().expect("connected once");
-        ctx.connect_with_timeout(&self.target, inner, self.timeout)
-            .expect("create the socket");
+        ctx.connect(
+            &self.target,
+            inner,
+            ConnectOptions::new().timeout(self.timeout),
+        )
+        .expect("create the socket");
     }
 
     fn data_received(&mut self, _ctx: &mut Context<'_>, _data: &[u8]) {}
@@ -96,7 +100,7 @@ ringwork::platform::test_all_backends! {
     fn refused(backend: BackendChoice) {
         let Some(mut reactor) = reactor(backend) else { return };
         let (client, log) = recorded(Hello(b"never sent".to_vec()));
-        reactor.connect(&closed_port(), client).unwrap();
+        reactor.connect(&closed_port(), client, ConnectOptions::default()).unwrap();
         wait(
             &mut reactor,
             |_| log.borrow().is_lost(),
@@ -127,7 +131,7 @@ ringwork::platform::test_all_backends! {
         let backlog = FullBacklog::new();
         let (client, log) = recorded(Hello(b"never sent".to_vec()));
         let start = Instant::now();
-        reactor.connect(&backlog.addr.into(), client).unwrap();
+        reactor.connect(&backlog.addr.into(), client, ConnectOptions::default()).unwrap();
         wait(
             &mut reactor,
             |_| log.borrow().is_lost(),
@@ -146,8 +150,8 @@ ringwork::platform::test_all_backends! {
         );
     }
 
-    /// `Context::connect_with_timeout` from a callback: its own timeout applies (the
-    /// reactor's default is 10 s).
+    /// `Context::connect` with `ConnectOptions::timeout` from a callback: its own timeout
+    /// applies (the reactor's default is 10 s).
     fn timeout_per_connect(backend: BackendChoice) {
         let Some(mut reactor) = reactor(backend) else { return };
         let backlog = FullBacklog::new();
@@ -161,7 +165,7 @@ ringwork::platform::test_all_backends! {
             timeout: TIMEOUT,
             inner: Some(inner),
         };
-        reactor.connect(&addr.into(), outer).unwrap();
+        reactor.connect(&addr.into(), outer, ConnectOptions::default()).unwrap();
         wait(
             &mut reactor,
             |_| log.borrow().is_lost(),
@@ -187,7 +191,7 @@ ringwork::platform::test_all_backends! {
             expect: reply.len(),
             got: 0,
         });
-        let id = reactor.connect(&addr.into(), client).unwrap();
+        let id = reactor.connect(&addr.into(), client, ConnectOptions::default()).unwrap();
         // Not connected yet: no turn has run.
         reactor.with_conn(id, |ctx| {
             assert!(ctx.is_open(), "a connecting connection accepts writes");
@@ -238,7 +242,7 @@ ringwork::platform::test_all_backends! {
         let (factory, servers) = common::recording_factory(|| common::Sink);
         let addr = reactor.listen_tcp(common::any_port(), factory).unwrap();
         let (client, log) = recorded(common::Sink);
-        let id = reactor.connect(&addr.into(), client).unwrap();
+        let id = reactor.connect(&addr.into(), client, ConnectOptions::default()).unwrap();
         wait(
             &mut reactor,
             |_| {
@@ -305,7 +309,11 @@ ringwork::platform::test_all_backends! {
         let start = Instant::now();
         let name = server_name("localhost").expect("name");
         reactor
-            .connect_tls_with_timeout(&backlog.addr.into(), &connector, name, client, TIMEOUT)
+            .connect(
+                &backlog.addr.into(),
+                client,
+                ConnectOptions::new().timeout(TIMEOUT).tls(connector.clone(), name),
+            )
             .expect("connect");
         wait(
             &mut reactor,

@@ -6,7 +6,9 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use ringwork::platform::{BackendChoice, testing};
-use ringwork::{Context, DriverConfig, LostReason, Protocol, Reactor, ReactorConfig};
+use ringwork::{
+    ConnectOptions, Context, DriverConfig, LostReason, Protocol, Reactor, ReactorConfig,
+};
 
 /// Collects what it receives; records it when the peer finishes.
 struct Collector {
@@ -53,7 +55,8 @@ ringwork::platform::test_all_backends! {
             .unwrap();
 
         let lost = Rc::new(RefCell::new(None));
-        let id = reactor.connect(&addr.into(), Sender(Rc::clone(&lost))).unwrap();
+        let sender = Sender(Rc::clone(&lost));
+        let id = reactor.connect(&addr.into(), sender, ConnectOptions::default()).unwrap();
         let request: Vec<u8> = (0..300_000u32).map(|i| i as u8).collect();
         reactor.with_conn(id, |ctx| {
             ctx.write(&request);
@@ -76,7 +79,8 @@ ringwork::platform::test_all_backends! {
             .listen_tcp("127.0.0.1:0".parse().unwrap(), || Sender(Rc::default()))
             .unwrap();
         let lost = Rc::new(RefCell::new(None));
-        let id = reactor.connect(&addr.into(), Sender(Rc::clone(&lost))).unwrap();
+        let sender = Sender(Rc::clone(&lost));
+        let id = reactor.connect(&addr.into(), sender, ConnectOptions::default()).unwrap();
         reactor.with_conn(id, |ctx| ctx.close());
         assert_eq!(lost.borrow().as_deref(), Some("closed cleanly"));
     }

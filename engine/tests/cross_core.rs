@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::{Running, available, recv};
 use crossbeam_channel::{Sender, unbounded};
 use ringwork::platform::BackendChoice;
-use ringwork::{Context, Cores, Protocol, Reactor, Runtime};
+use ringwork::{ConnectOptions, Context, Cores, Protocol, Reactor, Runtime};
 
 const CORES: usize = 2;
 /// Stands for the test thread as a message's sender.
@@ -87,7 +87,9 @@ impl Protocol for Relay {
                     let back = Back {
                         events: events.clone(),
                     };
-                    reactor.connect(&addr, back).expect("connect back");
+                    reactor
+                        .connect(&addr, back, ConnectOptions::default())
+                        .expect("connect back");
                 });
                 sent.expect("send to the other core");
                 ctx.write(b"relayed");

@@ -5,7 +5,9 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use ringwork::platform::{BackendChoice, testing};
-use ringwork::{Context, DriverConfig, LostReason, Protocol, Reactor, ReactorConfig};
+use ringwork::{
+    ConnectOptions, Context, DriverConfig, LostReason, Protocol, Reactor, ReactorConfig,
+};
 
 struct Echo;
 
@@ -75,7 +77,7 @@ ringwork::platform::test_all_backends! {
             let size = [1, 2, 127, 4096, 65_537, 300_001][i % 6] + i;
             let message: Vec<u8> = (0..size).map(|b| (b * 31 + i) as u8).collect();
             let client = Client { message, echoed: Vec::new(), done: Rc::clone(&done) };
-            reactor.connect(&addr.into(), client).unwrap();
+            reactor.connect(&addr.into(), client, ConnectOptions::default()).unwrap();
         }
         let finished = reactor
             .run_until(Duration::from_secs(30), |_| done.borrow().len() == CLIENTS)
@@ -102,7 +104,9 @@ fn echo_once(reactor: &mut Reactor, addr: ringwork::SockAddr) {
         echoed: Vec::new(),
         done: Rc::clone(&done),
     };
-    reactor.connect(&addr, client).unwrap();
+    reactor
+        .connect(&addr, client, ConnectOptions::default())
+        .unwrap();
     assert!(
         reactor
             .run_until(Duration::from_secs(20), |_| !done.borrow().is_empty())

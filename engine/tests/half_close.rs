@@ -8,7 +8,7 @@ use common::{
     summaries, wait,
 };
 use ringwork::platform::BackendChoice;
-use ringwork::{Context, Protocol};
+use ringwork::{ConnectOptions, Context, Protocol};
 
 const REQUEST: usize = 4 << 20;
 const REPLY: usize = 1 << 20;
@@ -85,7 +85,7 @@ ringwork::platform::test_all_backends! {
         let (client, client_log) = recorded(Requester {
             request: request.clone(),
         });
-        reactor.connect(&addr.into(), client).unwrap();
+        reactor.connect(&addr.into(), client, ConnectOptions::default()).unwrap();
 
         wait(
             &mut reactor,
@@ -140,7 +140,7 @@ ringwork::platform::test_all_backends! {
             fn data_received(&mut self, _ctx: &mut Context<'_>, _data: &[u8]) {}
         }
         let (client, client_log) = recorded(HalfClose);
-        reactor.connect(&addr.into(), client).unwrap();
+        reactor.connect(&addr.into(), client, ConnectOptions::default()).unwrap();
         wait(
             &mut reactor,
             |_| client_log.borrow().is_lost() && nth_lost(&servers, 0),
@@ -180,7 +180,7 @@ ringwork::platform::test_all_backends! {
         let (factory, servers) = recording_factory(|| Answer);
         let addr = reactor.listen_tcp(common::any_port(), factory).unwrap();
         let (client, client_log) = recorded(Hello(b"client too".to_vec()));
-        reactor.connect(&addr.into(), client).unwrap();
+        reactor.connect(&addr.into(), client, ConnectOptions::default()).unwrap();
         wait(
             &mut reactor,
             |_| client_log.borrow().is_lost() && nth_lost(&servers, 0),

@@ -12,7 +12,7 @@ use common::{
     Event, Log, Logs, Lost, Sink, nth, reactor, recorded, recording_factory, summaries, wait,
 };
 use ringwork::platform::BackendChoice;
-use ringwork::{ConnId, Context, Protocol, Reactor, SockAddr};
+use ringwork::{ConnId, ConnectOptions, Context, Protocol, Reactor, SockAddr};
 
 /// In every deliberate panic message (kept off stderr by [`common::quiet_panics`]).
 const MARKER: &str = "deliberate test panic";
@@ -69,7 +69,9 @@ struct Bystander {
 impl Bystander {
     fn connect(reactor: &mut Reactor, addr: &SockAddr) -> Bystander {
         let (client, log) = recorded(Sink);
-        let id = reactor.connect(addr, client).unwrap();
+        let id = reactor
+            .connect(addr, client, ConnectOptions::default())
+            .unwrap();
         Bystander {
             id,
             log,
@@ -163,7 +165,7 @@ ringwork::platform::test_all_backends! {
         bystander.echo(&mut reactor, b"before;");
 
         let (victim, victim_log) = recorded(common::Hello(b"PANIC".to_vec()));
-        reactor.connect(&addr, victim).unwrap();
+        reactor.connect(&addr, victim, ConnectOptions::default()).unwrap();
         assert_reset(&mut reactor, &victim_log);
         bystander.echo(&mut reactor, b"after;");
         wait(
@@ -197,7 +199,7 @@ ringwork::platform::test_all_backends! {
         bystander.echo(&mut reactor, b"before;");
 
         let (victim, victim_log) = recorded(Sink);
-        reactor.connect(&addr, victim).unwrap();
+        reactor.connect(&addr, victim, ConnectOptions::default()).unwrap();
         assert_reset(&mut reactor, &victim_log);
         bystander.echo(&mut reactor, b"after;");
         wait(
@@ -240,7 +242,7 @@ ringwork::platform::test_all_backends! {
         bystander.echo(&mut reactor, b"before;");
 
         let (victim, victim_log) = recorded(Sink);
-        reactor.connect(&addr, victim).unwrap();
+        reactor.connect(&addr, victim, ConnectOptions::default()).unwrap();
         assert_reset(&mut reactor, &victim_log);
         bystander.echo(&mut reactor, b"after;");
 

@@ -21,7 +21,10 @@ use ringwork::platform::BackendChoice;
 use ringwork::platform::testing::retry_interrupted;
 use ringwork::testing::certs::TestCa;
 use ringwork::tls::{Roots, TlsAcceptor, TlsConnector, TlsInfo, server_name};
-use ringwork::{Context, ListenerOptions, LostReason, PreambleStatus, Protocol, Reactor, SockAddr};
+use ringwork::{
+    ConnectOptions, Context, ListenerOptions, LostReason, PreambleStatus, Protocol, Reactor,
+    SockAddr,
+};
 
 const PREFIX: &[u8] = b"FROM ";
 /// The longest preamble the parser accepts (with its newline).
@@ -248,7 +251,9 @@ fn client(
         half_close: false,
         seen: seen.clone(),
     };
-    reactor.connect(to, client).expect("connect");
+    reactor
+        .connect(to, client, ConnectOptions::default())
+        .expect("connect");
     seen
 }
 
@@ -410,7 +415,7 @@ ringwork::platform::test_all_backends! {
         let listening = listen(&mut reactor, &options(), &log);
         let seen = Rc::new(RefCell::new(ClientSeen::default()));
         let leaver = Client { send: b"FROM 1.2".to_vec(), expect: 1, close_at_once: true, half_close: false, seen: seen.clone() };
-        reactor.connect(&listening, leaver).expect("connect");
+        reactor.connect(&listening, leaver, ConnectOptions::default()).expect("connect");
         wait_all_lost(&mut reactor, &log, 1, &[&seen]);
         let server = log.borrow()[0].clone();
         let server = server.borrow();
@@ -457,7 +462,7 @@ ringwork::platform::test_all_backends! {
         let seen = Rc::new(RefCell::new(ClientSeen::default()));
         let tls = Rc::new(RefCell::new(None));
         let client = PreambleThenTls { connector, seen: seen.clone(), tls: tls.clone() };
-        reactor.connect(&listening, client).expect("connect");
+        reactor.connect(&listening, client, ConnectOptions::default()).expect("connect");
         wait_all_lost(&mut reactor, &log, 1, &[&seen]);
 
         // The cleartext preamble went out before the ClientHello (a record starts with 22).
@@ -523,7 +528,7 @@ ringwork::platform::test_all_backends! {
         let half_closing = |reactor: &mut Reactor, to: &SockAddr| {
             let seen = Rc::new(RefCell::new(ClientSeen::default()));
             let client = Client { send: send.clone(), expect: 3, close_at_once: false, half_close: true, seen: seen.clone() };
-            reactor.connect(to, client).expect("connect");
+            reactor.connect(to, client, ConnectOptions::default()).expect("connect");
             seen
         };
 
@@ -555,7 +560,7 @@ ringwork::platform::test_all_backends! {
         let listening = listen(&mut reactor, &options(), &log);
         let seen = Rc::new(RefCell::new(ClientSeen::default()));
         let client = Client { send: PREAMBLE.to_vec(), expect: 1, close_at_once: false, half_close: true, seen: seen.clone() };
-        reactor.connect(&listening, client).expect("connect");
+        reactor.connect(&listening, client, ConnectOptions::default()).expect("connect");
         wait_all_lost(&mut reactor, &log, 1, &[&seen]);
         let server = log.borrow()[0].clone();
         let server = server.borrow();

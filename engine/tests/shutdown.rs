@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::{Log, Lost, Running, reactor, recorded, recv, summaries, wait};
 use crossbeam_channel::{Sender, unbounded};
 use ringwork::platform::BackendChoice;
-use ringwork::{Context, Cores, LostReason, Protocol, Reactor, Runtime, TimerId};
+use ringwork::{ConnectOptions, Context, Cores, LostReason, Protocol, Reactor, Runtime, TimerId};
 
 const CLIENTS: usize = 3;
 
@@ -104,7 +104,9 @@ fn connect_and_wait_for_acks(reactor: &mut Reactor, addr: &ringwork::SockAddr) -
     let logs: Vec<Log> = (0..CLIENTS)
         .map(|_| {
             let (client, log) = client();
-            reactor.connect(addr, client).unwrap();
+            reactor
+                .connect(addr, client, ConnectOptions::default())
+                .unwrap();
             log
         })
         .collect();
@@ -151,7 +153,7 @@ ringwork::platform::test_all_backends! {
         server.running.handle.shutdown(Duration::from_secs(5));
         fence(&server.core);
         let (late, late_log) = client();
-        reactor.connect(&server.addr, late).unwrap();
+        reactor.connect(&server.addr, late, ConnectOptions::default()).unwrap();
 
         let all = logs_of(&logs);
         wait(
@@ -261,7 +263,7 @@ ringwork::platform::test_all_backends! {
             .unwrap()
             .into();
         let (first, log) = client();
-        reactor.connect(&addr, first).unwrap();
+        reactor.connect(&addr, first, ConnectOptions::default()).unwrap();
         wait(
             &mut reactor,
             |_| log.borrow().bytes == b"ack\n",
@@ -270,7 +272,7 @@ ringwork::platform::test_all_backends! {
         reactor.shutdown(Duration::from_secs(5));
         assert!(!reactor.is_finished(), "finished with two connections open");
         let (late, late_log) = client();
-        reactor.connect(&addr, late).unwrap();
+        reactor.connect(&addr, late, ConnectOptions::default()).unwrap();
         wait(
             &mut reactor,
             |r| r.is_finished(),

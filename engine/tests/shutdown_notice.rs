@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use ringwork::platform::BackendChoice;
-use ringwork::{Context, LostKind, LostReason, Protocol};
+use ringwork::{ConnectOptions, Context, LostKind, LostReason, Protocol};
 
 /// Echo that keeps connections open until told the reactor is shutting down.
 struct KeepAlive;
@@ -43,7 +43,7 @@ ringwork::platform::test_all_backends! {
         let Some(mut reactor) = common::reactor(backend) else { return };
         let addr = reactor.listen_tcp(common::any_port(), || KeepAlive).unwrap();
         let ended = Rc::new(Cell::new(None));
-        reactor.connect(&addr.into(), Idle(Rc::clone(&ended))).unwrap();
+        reactor.connect(&addr.into(), Idle(Rc::clone(&ended)), ConnectOptions::default()).unwrap();
         assert!(reactor.run_until(Duration::from_secs(20), |r| r.stats().bytes_in >= 2).unwrap());
         let started = Instant::now();
         reactor.shutdown(Duration::from_secs(30));

@@ -21,7 +21,8 @@ use std::rc::Rc;
 use common::{any_port, reactor, wait};
 use ringwork::platform::BackendChoice;
 use ringwork::testing::StringTransport;
-use ringwork::{ConnId, Context, EngineError, LostReason, Protocol};
+use ringwork::tls::{TlsAcceptor, TlsError};
+use ringwork::{ConnId, ConnectOptions, Context, EngineError, LostReason, Protocol};
 
 const LEN: usize = 2 * 1024 * 1024;
 
@@ -173,6 +174,70 @@ ringwork::platform::test_all_backends! {
     }
 }
 
+/// Splices the first connection into the second, then asks for STARTTLS on both.
+struct TlsAfterSplice {
+    shared: Rc<RefCell<Shared>>,
+    acceptor: TlsAcceptor,
+}
+
+impl Protocol for TlsAfterSplice {
+    fn connection_made(&mut self, ctx: &mut Context<'_>) {
+        let mut s = self.shared.borrow_mut();
+        s.conns.push(ctx.id());
+        if s.conns.len() == 1 {
+            return;
+        }
+        let (first, second) = (s.conns[0], ctx.id());
+        s.results.push(
+            ctx.other(first)
+                .splice_into(second)
+                .map_err(|e| e.to_string()),
+        );
+        let tls = |r: Result<(), TlsError>| match r {
+            Err(TlsError::NotOpen) => Err("not open".to_owned()),
+            other => Err(format!("{other:?}")),
+        };
+        // The source's input bypasses user space; the destination's pipe bypasses rustls.
+        s.results
+            .push(tls(ctx.other(first).start_tls_server(&self.acceptor)));
+        s.results.push(tls(ctx.start_tls_server(&self.acceptor)));
+        ctx.other(first).close();
+        ctx.close();
+    }
+
+    fn data_received(&mut self, _ctx: &mut Context<'_>, _data: &[u8]) {}
+
+    fn connection_lost(&mut self, _ctx: &mut Context<'_>, _reason: LostReason) {
+        self.shared.borrow_mut().eofs += 1;
+    }
+}
+
+ringwork::platform::test_all_backends! {
+    fn spliced_connections_refuse_starttls(backend: BackendChoice) {
+        let Some(mut reactor) = reactor(backend) else { return };
+        let ca = ringwork::testing::certs::TestCa::new();
+        let cert = ca.server(&["localhost"]);
+        let acceptor = TlsAcceptor::builder()
+            .certificate(cert.chain(), cert.key())
+            .build()
+            .expect("acceptor");
+        let shared = Rc::new(RefCell::new(Shared::default()));
+        let factory = {
+            let shared = Rc::clone(&shared);
+            move || TlsAfterSplice { shared: Rc::clone(&shared), acceptor: acceptor.clone() }
+        };
+        let addr = reactor.listen_tcp(any_port(), factory).expect("listen");
+        let _left = TcpStream::connect(addr).expect("connect left");
+        wait(&mut reactor, |_| shared.borrow().conns.len() == 1, || "left accepted".into());
+        let _right = TcpStream::connect(addr).expect("connect right");
+        wait(&mut reactor, |_| shared.borrow().eofs == 2, || "both connections lost".into());
+        let s = shared.borrow();
+        assert_eq!(s.results[0], Ok(()), "{:?}", s.results);
+        assert_eq!(s.results[1], Err("not open".to_owned()), "STARTTLS on the spliced source");
+        assert_eq!(s.results[2], Err("not open".to_owned()), "STARTTLS on the destination");
+    }
+}
+
 #[test]
 fn the_in_memory_transport_refuses_to_splice() {
     struct Quiet;
@@ -188,7 +253,7 @@ fn the_in_memory_transport_refuses_to_splice() {
     );
     let addr = ringwork::SockAddr::from(any_port());
     let other = t
-        .with_context(|ctx| ctx.connect(&addr, Quiet))
+        .with_context(|ctx| ctx.connect(&addr, Quiet, ConnectOptions::default()))
         .expect("connect");
     t.complete_connect(other, Ok(()));
     let result = t.with_context(|ctx| ctx.splice_into(other));

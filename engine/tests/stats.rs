@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use common::{Echo, reactor, wait};
 use ringwork::platform::BackendChoice;
-use ringwork::{Context, LostReason, Protocol};
+use ringwork::{ConnectOptions, Context, LostReason, Protocol};
 
 const CLIENTS: usize = 20;
 
@@ -88,7 +88,7 @@ ringwork::platform::test_all_backends! {
                 got: 0,
                 done: Rc::clone(&done),
             };
-            reactor.connect(&addr.into(), client).unwrap();
+            reactor.connect(&addr.into(), client, ConnectOptions::default()).unwrap();
         }
         assert_eq!(
             reactor.stats().connects,

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::{Event, Lost, Sink, reactor, recorded, recording_factory, wait};
 use ringwork::platform::BackendChoice;
-use ringwork::{ConnId, Context, Protocol, Reactor, TimerId};
+use ringwork::{ConnId, ConnectOptions, Context, Protocol, Reactor, TimerId};
 
 /// Latest acceptable firing, after the deadline (generous for a loaded CI machine; a
 /// reactor that does not wake up for timers would wait for [`common::LIMIT`]).
@@ -183,7 +183,7 @@ ringwork::platform::test_all_backends! {
             delays: delays.clone(),
             timeline: Rc::clone(&timeline),
         };
-        reactor.connect(&addr, client).unwrap();
+        reactor.connect(&addr, client, ConnectOptions::default()).unwrap();
         let last = delays.len() - 1;
         wait(
             &mut reactor,
@@ -233,7 +233,7 @@ ringwork::platform::test_all_backends! {
             results: Rc::clone(&results),
             fired: Rc::clone(&fired),
         });
-        reactor.connect(&addr, client).unwrap();
+        reactor.connect(&addr, client, ConnectOptions::default()).unwrap();
         // The 30 ms timer fires after the cancelled 15 ms one was due.
         wait(
             &mut reactor,
@@ -274,6 +274,7 @@ ringwork::platform::test_all_backends! {
                 Every {
                     repeats: Rc::clone(&repeats),
                 },
+                ConnectOptions::default(),
             )
             .unwrap();
         let fires_of = |t: TimerId| repeats.borrow().fires.get(&t).map_or(0, Vec::len);
@@ -342,7 +343,7 @@ ringwork::platform::test_all_backends! {
         let Some(mut reactor) = reactor(backend) else { return };
         let (addr, servers) = idle_server(&mut reactor);
         let (doomed, doomed_log) = recorded(Doomed);
-        reactor.connect(&addr, doomed).unwrap();
+        reactor.connect(&addr, doomed, ConnectOptions::default()).unwrap();
         wait(
             &mut reactor,
             |_| doomed_log.borrow().is_lost(),
@@ -357,11 +358,11 @@ ringwork::platform::test_all_backends! {
         let mut later_clients = Vec::new();
         for _ in 0..4 {
             let (client, log) = recorded(Sink);
-            reactor.connect(&addr, client).unwrap();
+            reactor.connect(&addr, client, ConnectOptions::default()).unwrap();
             later_clients.push(log);
         }
         let (sentinel, sentinel_log) = recorded(Sentinel(ms(50)));
-        reactor.connect(&addr, sentinel).unwrap();
+        reactor.connect(&addr, sentinel, ConnectOptions::default()).unwrap();
         wait(
             &mut reactor,
             |_| {
@@ -410,7 +411,7 @@ ringwork::platform::test_all_backends! {
             delays: Vec::new(),
             timeline: Rc::clone(&timeline),
         };
-        let id = reactor.connect(&addr, client).unwrap();
+        let id = reactor.connect(&addr, client, ConnectOptions::default()).unwrap();
         wait(
             &mut reactor,
             |r| r.connections() == 2,

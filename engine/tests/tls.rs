@@ -1,7 +1,7 @@
 //! TLS through the engine on every backend: echo over many TLS connections (with paused
 //! reading under backpressure), SNI, ALPN, resumption across cores' acceptor copies, client
 //! certificates (required, optional, missing), certificates a client must reject (expired,
-//! another name), STARTTLS, a peer that sends garbage instead of a ClientHello, a peer that
+//! another name) unless it skips verification, STARTTLS, a peer that sends garbage instead of a ClientHello, a peer that
 //! stalls mid-handshake, close_notify both ways, and TLS over a Unix socket.
 //!
 //! Server and clients share one reactor on the test thread; waits turn the reactor until the
@@ -19,7 +19,7 @@ use ringwork::testing::certs::{TestCa, TestCert};
 use ringwork::tls::{
     ClientAuth, HandshakeKind, Roots, TlsAcceptor, TlsConnector, TlsError, TlsInfo, server_name,
 };
-use ringwork::{Context, LostReason, Protocol, Reactor, SockAddr};
+use ringwork::{ConnectOptions, Context, LostReason, Protocol, Reactor, SockAddr};
 
 /// What one side of one connection saw.
 #[derive(Debug, Default)]
@@ -148,7 +148,11 @@ fn connect_client(
         seen: seen.clone(),
     };
     reactor
-        .connect_tls(addr, connector, server_name(name).unwrap(), client)
+        .connect(
+            addr,
+            client,
+            ConnectOptions::new().tls(connector.clone(), server_name(name).unwrap()),
+        )
         .expect("connect_tls");
     seen
 }
@@ -361,6 +365,37 @@ ringwork::platform::test_all_backends! {
             assert!(servers.iter().all(|s| !s.borrow().made && s.borrow().received.is_empty()));
         }
     }
+
+    fn a_client_that_skips_verification_accepts_any_certificate(backend: BackendChoice) {
+        let Some(mut reactor) = reactor(backend) else { return };
+        let pki = pki();
+        let expired = pki.ca.expired(&["localhost"]);
+        let other = pki.ca.server(&["other.test"]);
+        let stranger = TestCa::new().server(&["localhost"]);
+        // No roots at all: they are not needed (nor used) when verification is skipped.
+        let client = TlsConnector::builder()
+            .dangerous_skip_verification()
+            .alpn([b"echo/1"])
+            .build()
+            .expect("a connector without roots");
+        for (cert, what) in [(&expired, "expired"), (&other, "wrong host"), (&stranger, "untrusted")] {
+            let server = TlsAcceptor::builder()
+                .certificate(cert.chain(), cert.key())
+                .alpn([b"echo/1"])
+                .build()
+                .unwrap();
+            let log: Shared = Rc::default();
+            let addr: SockAddr = reactor.listen_tls(any_port(), &server, server_factory(&log)).unwrap().into();
+            let seen = connect_client(&mut reactor, &addr, &client, "localhost", b"secret".to_vec());
+            wait_lost(&mut reactor, std::slice::from_ref(&seen), what);
+            let seen = seen.borrow();
+            assert!(seen.made, "{what}: the handshake must succeed: {:?}", seen.lost);
+            assert_eq!(seen.received, b"secret", "{what}");
+            let info = seen.info.as_ref().expect("tls info");
+            assert_eq!(info.alpn.as_deref(), Some(&b"echo/1"[..]), "{what}");
+            assert_eq!(info.peer_certificates.first(), Some(&cert.cert), "{what}");
+        }
+    }
 }
 
 /// STARTTLS over a line protocol: `STARTTLS\n` in the clear, `GO\n` in the clear, then TLS.
@@ -458,6 +493,7 @@ fn raw_client(reactor: &mut Reactor, addr: &SockAddr, send: &[u8]) -> Rc<RefCell
                 send: send.to_vec(),
                 seen: seen.clone(),
             },
+            ConnectOptions::default(),
         )
         .expect("connect");
     seen
@@ -476,7 +512,11 @@ ringwork::platform::test_all_backends! {
             .into();
         let client_seen = Rc::new(RefCell::new(Seen::default()));
         reactor
-            .connect(&addr, StartTlsClient { connector: connector(&pki).build().unwrap(), seen: client_seen.clone() })
+            .connect(
+                &addr,
+                StartTlsClient { connector: connector(&pki).build().unwrap(), seen: client_seen.clone() },
+                ConnectOptions::default(),
+            )
             .unwrap();
         wait_lost(&mut reactor, &[client_seen.clone(), server_seen.clone()], "starttls");
         let client = client_seen.borrow();
@@ -530,7 +570,7 @@ ringwork::platform::test_all_backends! {
             }
             fn data_received(&mut self, _ctx: &mut Context<'_>, _data: &[u8]) {}
         }
-        reactor.connect(&addr, Leaver).unwrap();
+        reactor.connect(&addr, Leaver, ConnectOptions::default()).unwrap();
         wait(&mut reactor, |_| log.borrow().get(1).is_some_and(|s| s.borrow().lost.is_some()), || "cut handshake".into());
         let cut = log.borrow()[1].clone();
         assert!(matches!(cut.borrow().tls_error, Some(TlsError::ClosedDuringHandshake)), "{:?}", cut.borrow().lost);
@@ -566,7 +606,8 @@ ringwork::platform::test_all_backends! {
             }
         }
         let abrupt = Rc::new(RefCell::new(Seen::default()));
-        reactor.connect_tls(&addr, &client, server_name("localhost").unwrap(), Abrupt(abrupt.clone())).unwrap();
+        let options = ConnectOptions::new().tls(client.clone(), server_name("localhost").unwrap());
+        reactor.connect(&addr, Abrupt(abrupt.clone()), options).unwrap();
         wait_lost(&mut reactor, std::slice::from_ref(&abrupt), "half-closing client");
         let servers = all_lost(&log);
         wait_lost(&mut reactor, &servers, "servers");

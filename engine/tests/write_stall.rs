@@ -17,7 +17,7 @@ use bytes::Bytes;
 use common::{Event, Lost, any_port, reactor_with, recording_factory, wait};
 use ringwork::platform::BackendChoice;
 use ringwork::testing::StringTransport;
-use ringwork::{ConnId, Context, LostKind, LostReason, Protocol, ReactorConfig};
+use ringwork::{ConnId, ConnectOptions, Context, LostKind, LostReason, Protocol, ReactorConfig};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -308,7 +308,8 @@ ringwork::platform::test_all_backends! {
             }
             fn data_received(&mut self, _ctx: &mut Context<'_>, _data: &[u8]) {}
         }
-        reactor.connect(&addr.into(), Source(Bytes::from(vec![b'z'; 8 << 20]))).unwrap();
+        let source = Source(Bytes::from(vec![b'z'; 8 << 20]));
+        reactor.connect(&addr.into(), source, ConnectOptions::default()).unwrap();
         wait(
             &mut reactor,
             |_| common::nth_lost(&hub, 0),
@@ -344,7 +345,8 @@ ringwork::platform::test_all_backends! {
         let started = std::time::Instant::now();
         let reader = paced_reader(addr, TOTAL, SLOW_PACE);
         wait(&mut reactor, |_| sink.borrow().is_some(), || "the sink to be accepted".into());
-        reactor.connect(&addr.into(), Push(Bytes::from(vec![b'w'; TOTAL]))).unwrap();
+        let push = Push(Bytes::from(vec![b'w'; TOTAL]));
+        reactor.connect(&addr.into(), push, ConnectOptions::default()).unwrap();
         wait(
             &mut reactor,
             |_| reader.is_finished() || common::nth_lost(&hub, 0),

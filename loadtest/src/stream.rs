@@ -21,7 +21,9 @@ use bytes::{Buf, BytesMut};
 use hdrhistogram::Histogram;
 use ringwork::platform::SockAddr;
 use ringwork::tls::{HandshakeKind, ServerName, TlsConnector};
-use ringwork::{Context, LocalHandle, LostKind, LostReason, Protocol, Reactor, TimerId};
+use ringwork::{
+    ConnectOptions, Context, LocalHandle, LostKind, LostReason, Protocol, Reactor, TimerId,
+};
 
 use crate::report::{Counters, ErrorKind, MAX_LATENCY_US, new_histogram};
 use crate::run::{Live, Plan};
@@ -170,17 +172,14 @@ fn connect_slot<S: Session>(
         .tls
         .as_ref()
         .map(|t| (t.connector.clone(), t.server_name.clone()));
-    // TLS connects use the reactor's connect timeout (set from the same option in run.rs).
-    let started = match tls {
-        Some((connector, name)) => reactor
-            .connect_tls(&addr, &connector, name, conn)
-            .map(drop)
-            .map_err(|e| e.to_string()),
-        None => reactor
-            .connect_with_timeout(&addr, conn, timeout)
-            .map(drop)
-            .map_err(|e| e.to_string()),
-    };
+    let mut options = ConnectOptions::new().timeout(timeout);
+    if let Some((connector, name)) = tls {
+        options = options.tls(connector, name);
+    }
+    let started = reactor
+        .connect(&addr, conn, options)
+        .map(drop)
+        .map_err(|e| e.to_string());
     if let Err(e) = started {
         core.borrow_mut().error(ErrorKind::ConnectError, 1, || e);
         slot.failures += 1;

@@ -2,8 +2,8 @@
 //! `--no-resume`, `--cipher-suite`) and the per-core [`TlsConnector`] built from them.
 //!
 //! Owns: [`TlsOptions`] and turning them into a connector. The handshake itself is the
-//! engine's (`Reactor::connect_tls`): a connection's protocol starts after it, so the
-//! driver counts handshakes in `connection_made` and handshake failures in
+//! engine's (`Reactor::connect` with `ConnectOptions::tls`): a connection's protocol starts
+//! after it, so the driver counts handshakes in `connection_made` and handshake failures in
 //! `connection_lost` (`LostReason::Tls`).
 //! Contract: the server is always verified (roots from `--cacert` or the system store, and
 //! the server name); there is no way to switch verification off. Each core builds its own

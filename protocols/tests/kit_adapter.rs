@@ -220,7 +220,9 @@ ringwork::platform::test_all_backends! {
         let sender = adapter.sender();
         // Posted before the connection is even opened: runs at its first drive.
         sender.post("early").expect("open");
-        reactor.connect(&server.addr.into(), adapter).expect("connect");
+        reactor
+            .connect(&server.addr.into(), adapter, ringwork::ConnectOptions::new())
+            .expect("connect");
         let mut got = Vec::new();
         let mut next = |reactor: &mut ringwork::Reactor| {
             assert!(

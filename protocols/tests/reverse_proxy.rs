@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use reactor_support::{LIMIT, block_on, reactor};
 use ringwork::platform::BackendChoice;
-use ringwork::{Bytes, ConnId, Context, Deferred, Protocol, Reactor, Resolver};
+use ringwork::{Bytes, ConnId, ConnectOptions, Context, Deferred, Protocol, Reactor, Resolver};
 use ringwork_protocols::http::client::{
     BodySource, ClientConfig, ClientError, ClientRequest, ClientResponse, Flow, HttpClient,
     NextChunk, ResponseSink, StreamBody,
@@ -276,7 +276,9 @@ fn raw_exchange(reactor: &mut Reactor, addr: SocketAddr, request: &[u8]) -> Stri
         got: Rc::clone(&got),
         done: Rc::clone(&done),
     };
-    reactor.connect(&addr.into(), client).expect("connect");
+    reactor
+        .connect(&addr.into(), client, ConnectOptions::default())
+        .expect("connect");
     let finished = reactor.run_until(LIMIT, |_| done.get()).expect("turn");
     assert!(finished, "the proxy closed the connection");
     String::from_utf8_lossy(&got.borrow()).into_owned()
@@ -643,7 +645,7 @@ strip_prefix = true
             got: Rc::clone(&got),
             done: Rc::clone(&a_done),
         };
-        let a = reactor.connect(&addr.into(), a).expect("connect");
+        let a = reactor.connect(&addr.into(), a, ConnectOptions::default()).expect("connect");
         // `/fast` was answered and its upstream connection went back to the pool.
         let pooled = reactor.run_until(LIMIT, |_| proxy.client().idle_connections(up) == 1).expect("turn");
         assert!(pooled, "the /fast connection was not pooled");

@@ -28,7 +28,8 @@ use ringwork::platform::testing;
 use ringwork::testing::certs::{TestCa, TestCert};
 use ringwork::tls::{Roots, TlsConnector, TlsError, TlsInfo, server_name};
 use ringwork::{
-    BackendChoice, Context, DriverConfig, LostReason, Protocol, Reactor, ReactorConfig, SockAddr,
+    BackendChoice, ConnectOptions, Context, DriverConfig, LostReason, Protocol, Reactor,
+    ReactorConfig, SockAddr,
 };
 use ringwork_protocols::Endpoint;
 
@@ -644,11 +645,10 @@ fn line_exchange(
 ) -> Rc<RefCell<LineSeen>> {
     let seen = Rc::new(RefCell::new(LineSeen::default()));
     reactor
-        .connect_tls(
+        .connect(
             addr,
-            connector,
-            server_name("localhost").unwrap(),
             LineClient(seen.clone()),
+            ConnectOptions::new().tls(connector.clone(), server_name("localhost").unwrap()),
         )
         .expect("connect_tls");
     let done = reactor

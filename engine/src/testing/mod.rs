@@ -72,7 +72,7 @@ use crate::context::Context;
 use crate::dispatch;
 use crate::executor::Executor;
 use crate::protocol::{ConnId, LostReason, Protocol};
-use crate::state::{Phase, State};
+use crate::state::State;
 use crate::stats::CoreStats;
 use crate::timer::TimerKey;
 use crate::timers::Target;
@@ -276,7 +276,7 @@ impl StringTransport {
     /// # Examples
     /// ```
     /// use ringwork::testing::StringTransport;
-    /// use ringwork::{Context, Protocol};
+    /// use ringwork::{ConnectOptions, Context, Protocol};
     ///
     /// /// Opens a connection upstream and relays what it receives there.
     /// struct Relay;
@@ -287,7 +287,8 @@ impl StringTransport {
     ///         let upstream = ringwork::SockAddr::from(
     ///             "10.0.0.1:6379".parse::<std::net::SocketAddr>().unwrap(),
     ///         );
-    ///         ctx.connect(&upstream, Upstream(me)).unwrap();
+    ///         ctx.connect(&upstream, Upstream(me), ConnectOptions::default())
+    ///             .unwrap();
     ///     }
     ///     fn data_received(&mut self, _ctx: &mut Context<'_>, _data: &[u8]) {}
     /// }
@@ -680,7 +681,7 @@ impl StringTransport {
         self.state
             .conns
             .get(id)
-            .is_some_and(|c| c.phase != Phase::Lost && !c.closing)
+            .is_some_and(crate::state::Conn::is_open)
     }
 
     fn is_closed_of(&self, id: ConnId) -> bool {
@@ -704,7 +705,10 @@ impl StringTransport {
     }
 
     fn is_reading_paused_of(&self, id: ConnId) -> bool {
-        self.state.conns.get(id).is_some_and(|c| c.read_paused)
+        self.state
+            .conns
+            .get(id)
+            .is_some_and(|c| c.reading.is_paused())
     }
 
     fn with_context_on<R>(&mut self, id: ConnId, f: impl FnOnce(&mut Context<'_>) -> R) -> R {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::*;
-use crate::TimerId;
+use crate::{ConnectOptions, TimerId};
 
 /// What a [`Probe`] saw, in order.
 #[derive(Clone, Debug, Eq, PartialEq)]
@@ -869,7 +869,9 @@ fn opener(
     move |ctx| {
         let addr = SockAddr::from("10.1.2.3:80".parse::<SocketAddr>().unwrap());
         let up = Probe::new(&upstream_log).on_data(|ctx, d| ctx.write(d));
-        let id = ctx.connect(&addr, up).expect("in-memory connect");
+        let id = ctx
+            .connect(&addr, up, ConnectOptions::default())
+            .expect("in-memory connect");
         ctx.other(id).write(b"early ");
         ids.borrow_mut().push(id);
     }
@@ -955,7 +957,10 @@ fn outbound_connect_failure_and_timeout() {
     t.set_connect_error(Some(io::ErrorKind::PermissionDenied));
     let err = t.with_context(|ctx| {
         let addr = SockAddr::from("10.1.2.3:80".parse::<SocketAddr>().unwrap());
-        ctx.connect(&addr, Probe::new(&up_log)).unwrap_err()
+        match ctx.connect(&addr, Probe::new(&up_log), ConnectOptions::default()) {
+            Err(crate::EngineError::Op(error)) => error,
+            other => panic!("expected the socket's error, got {other:?}"),
+        }
     });
     assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
     assert_eq!(

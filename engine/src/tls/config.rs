@@ -28,6 +28,7 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use super::danger::AcceptAnyServerCertificate;
 use super::ticketer::TicketSecret;
 
 /// Default handshake timeout: a peer that has not finished its handshake by then is
@@ -481,6 +482,8 @@ pub struct TlsConnectorBuilder {
     alpn: Vec<Vec<u8>>,
     handshake_timeout: Duration,
     resumption: bool,
+    /// Accept any server certificate (see `dangerous_skip_verification`).
+    skip_verification: bool,
     error: Option<TlsConfigError>,
 }
 
@@ -541,37 +544,37 @@ impl TlsConnectorBuilder {
         self
     }
 
+    /// Accepts **any** server certificate: expired, self-signed, issued for another name or
+    /// by an unknown CA; roots given are not used. The handshake signatures are still
+    /// checked (the server holds the key of the certificate it sent), so the session is
+    /// encrypted — but to whoever answered: anyone on the path can impersonate the server
+    /// and read or change the traffic. For peers on a network you trust whose certificates
+    /// cannot be verified (a self-signed appliance); never for the open internet. Prefer
+    /// trusting that certificate with [`TlsConnectorBuilder::roots`].
+    pub fn dangerous_skip_verification(mut self) -> Self {
+        self.skip_verification = true;
+        self
+    }
+
     /// The connector.
     ///
     /// # Errors
-    /// A PEM file that could not be read, no roots at all, a bad client certificate, or a
-    /// configuration rustls refuses.
+    /// A PEM file that could not be read, no roots at all (unless verification is skipped),
+    /// a bad client certificate, or a configuration rustls refuses.
     pub fn build(self) -> Result<TlsConnector, TlsConfigError> {
         if let Some(error) = self.error {
             return Err(error);
         }
-        let mut store = RootCertStore::empty();
-        for cert in self.roots {
-            store.add(cert)?;
-        }
-        if self.system_roots {
-            let native = rustls_native_certs::load_native_certs();
-            let (added, _ignored) = store.add_parsable_certificates(native.certs);
-            if added == 0 && store.is_empty() {
-                let errors: Vec<String> = native.errors.iter().map(ToString::to_string).collect();
-                return Err(TlsConfigError::NoRoots {
-                    what: format!("system store: {}", errors.join("; ")),
-                });
-            }
-        }
-        if store.is_empty() {
-            return Err(TlsConfigError::NoRoots {
-                what: "give Roots::System, Roots::Certificates or a CA file".into(),
-            });
-        }
         let builder = ClientConfig::builder_with_provider(self.provider.clone())
-            .with_protocol_versions(rustls::ALL_VERSIONS)?
-            .with_root_certificates(store);
+            .with_protocol_versions(rustls::ALL_VERSIONS)?;
+        let builder = if self.skip_verification {
+            let verifier = AcceptAnyServerCertificate::new(&self.provider);
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(verifier))
+        } else {
+            builder.with_root_certificates(self.root_store()?)
+        };
         let mut config = match self.client_cert {
             Some((chain, key)) => {
                 builder
@@ -594,11 +597,35 @@ impl TlsConnectorBuilder {
             handshake_timeout: self.handshake_timeout,
         })
     }
+
+    /// The trusted roots: those given and, if asked, the system's.
+    fn root_store(&self) -> Result<RootCertStore, TlsConfigError> {
+        let mut store = RootCertStore::empty();
+        for cert in &self.roots {
+            store.add(cert.clone())?;
+        }
+        if self.system_roots {
+            let native = rustls_native_certs::load_native_certs();
+            let (added, _ignored) = store.add_parsable_certificates(native.certs);
+            if added == 0 && store.is_empty() {
+                let errors: Vec<String> = native.errors.iter().map(ToString::to_string).collect();
+                return Err(TlsConfigError::NoRoots {
+                    what: format!("system store: {}", errors.join("; ")),
+                });
+            }
+        }
+        if store.is_empty() {
+            return Err(TlsConfigError::NoRoots {
+                what: "give Roots::System, Roots::Certificates or a CA file".into(),
+            });
+        }
+        Ok(store)
+    }
 }
 
 /// The client side of TLS: trusted roots (and hostname verification), a client certificate,
 /// ALPN, resumption and the handshake timeout. Give it to
-/// [`Context::connect_tls`](crate::Context::connect_tls) or
+/// [`ConnectOptions::tls`](crate::ConnectOptions::tls) or
 /// [`Context::start_tls_client`](crate::Context::start_tls_client). Sessions to resume are
 /// kept per connector: build one per core (in the runtime's init function) so no lock is
 /// shared between cores.
@@ -629,6 +656,7 @@ impl TlsConnector {
             alpn: Vec::new(),
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             resumption: true,
+            skip_verification: false,
             error: None,
         }
     }

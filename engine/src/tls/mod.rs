@@ -10,11 +10,13 @@
 //!
 //! Owns: the configuration types ([`TlsAcceptor`], [`TlsConnector`] and their builders),
 //! what a protocol learns ([`TlsInfo`]), why TLS ended a connection ([`TlsError`]), the
-//! per-core ticketer (`ticketer.rs`) and the session glue (`session.rs`).
+//! per-core ticketer (`ticketer.rs`), the verifier of a client that skips verification
+//! (`danger.rs`) and the session glue (`session.rs`).
 //!
 //! Life of a TLS connection:
 //! - from [`Reactor::listen_tls`](crate::Reactor::listen_tls) or
-//!   [`Context::connect_tls`](crate::Context::connect_tls): the handshake runs first and
+//!   [`Context::connect`](crate::Context::connect) with
+//!   [`ConnectOptions::tls`](crate::ConnectOptions::tls): the handshake runs first and
 //!   `connection_made` comes after it, so [`Context::tls`](crate::Context::tls) already
 //!   tells the negotiated ALPN protocol, SNI name and peer certificates;
 //! - by STARTTLS ([`Context::start_tls_server`](crate::Context::start_tls_server),
@@ -41,6 +43,7 @@
 //! copies; the buffered one keeps the code small and is what is measured in `docs/tls.md`.
 
 mod config;
+mod danger;
 pub(crate) mod session;
 mod ticketer;
 
@@ -55,8 +58,9 @@ pub use self::config::{
     TlsConnector, TlsConnectorBuilder, load_certificates, load_private_key,
 };
 
-/// A server name for [`Context::connect_tls`](crate::Context::connect_tls): a DNS name or
-/// an IP address.
+/// A server name for [`ConnectOptions::tls`](crate::ConnectOptions::tls) and
+/// [`Context::start_tls_client`](crate::Context::start_tls_client): a DNS name or an IP
+/// address.
 ///
 /// # Errors
 /// The name is neither.
@@ -120,7 +124,10 @@ pub enum TlsError {
     /// STARTTLS on a connection that already runs TLS.
     #[error("connection already uses tls")]
     AlreadyTls,
-    /// STARTTLS on a connection that is not open (connecting, closing or gone).
+    /// STARTTLS on a connection that is not open (connecting, closing, half-closed or gone),
+    /// has not started (its listener preamble is still being read), or is spliced, either
+    /// way (see [`Context::splice_into`](crate::Context::splice_into)): spliced bytes
+    /// bypass rustls.
     #[error("connection is not open")]
     NotOpen,
     /// rustls could not start a session (configuration problem).

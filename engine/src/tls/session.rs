@@ -1,6 +1,6 @@
 //! The TLS layer of one connection: a rustls session and what the engine does with it.
 //!
-//! Owns: [`Session`] (in [`Conn::tls`](crate::state::Conn)) and the engine steps that go
+//! Owns: [`Session`] (in a connection's [`Stage::Tls`]) and the engine steps that go
 //! through it — ciphertext in ([`input`]), the end of the peer's stream ([`eof`]), the
 //! end-of-turn encryption of what the protocol wrote ([`seal`]), the handshake timeout and
 //! STARTTLS ([`install`]).
@@ -20,13 +20,13 @@ use super::{TlsAcceptor, TlsConnector, TlsError, TlsInfo, version_name};
 use crate::dispatch;
 use crate::io::Io;
 use crate::protocol::{ConnId, LostReason};
-use crate::state::{Phase, State};
+use crate::state::{Handshake, Phase, Reading, Stage, State, Tls};
 use crate::timers::deadline;
 
 /// How a session began, which decides what its handshake completion calls.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub(crate) enum Start {
-    /// A TLS listener or `connect_tls`: `connection_made` follows the handshake.
+    /// A TLS listener or a connect with TLS: `connection_made` follows the handshake.
     Endpoint,
     /// STARTTLS on an open connection: `handshake_completed` follows it.
     Upgrade,
@@ -164,10 +164,14 @@ pub(crate) fn install(
     let Some(conn) = state.conns.active_mut(id) else {
         return Err(TlsError::NotOpen);
     };
-    if conn.is_tls() {
-        return Err(TlsError::AlreadyTls);
+    match conn.stage {
+        Stage::Plain => {}
+        Stage::Tls(_) => return Err(TlsError::AlreadyTls),
+        // The protocol has not started; or the input bypasses user space.
+        Stage::Preamble(_) | Stage::Spliced { .. } => return Err(TlsError::NotOpen),
     }
-    if conn.closing || conn.shutdown {
+    // Bytes spliced into it would bypass rustls.
+    if !conn.writing.is_open() || conn.spliced_from.is_some() {
         return Err(TlsError::NotOpen);
     }
     if !conn.wbuf.is_empty() {
@@ -180,8 +184,11 @@ pub(crate) fn install(
         io.send(id.0, clear);
     }
     let timeout = session.handshake_timeout();
-    let connecting = conn.phase == Phase::Connecting;
-    conn.tls = Some(Box::new(session));
+    let connecting = matches!(conn.phase, Phase::Connecting { .. });
+    conn.stage = Stage::Tls(Tls {
+        session: Some(Box::new(session)),
+        handshake: Handshake::Running { timer: None },
+    });
     if !connecting {
         arm_timeout(state, id, timeout);
     }
@@ -215,10 +222,17 @@ pub(crate) fn start_server(
 pub(crate) fn arm_timeout(state: &mut State, id: ConnId, timeout: std::time::Duration) {
     let at = deadline(state.now, timeout);
     let key = state.timers.add_handshake_timeout(id, at);
-    if let Some(conn) = state.conns.get_mut(id) {
-        if let Some(old) = conn.handshake_timer.replace(key) {
-            state.timers.cancel_key(old);
+    match state.conns.get_mut(id).map(|c| &mut c.stage) {
+        Some(Stage::Tls(Tls {
+            handshake: Handshake::Running { timer },
+            ..
+        })) => {
+            if let Some(old) = timer.replace(key) {
+                state.timers.cancel_key(old);
+            }
         }
+        // Not handshaking (cannot happen: called when one starts): nothing to time.
+        _ => state.timers.cancel_key(key),
     }
 }
 
@@ -227,9 +241,14 @@ pub(crate) fn timed_out(state: &mut State, io: &mut dyn Io, id: ConnId) {
     let Some(conn) = state.conns.active_mut(id) else {
         return;
     };
-    conn.handshake_timer = None;
-    if conn
-        .tls
+    let Stage::Tls(tls) = &mut conn.stage else {
+        return;
+    };
+    if let Handshake::Running { timer } = &mut tls.handshake {
+        *timer = None;
+    }
+    if tls
+        .session
         .as_ref()
         .is_some_and(|s| s.handshaking && !s.failed)
     {
@@ -271,19 +290,21 @@ pub(crate) fn input(state: &mut State, io: &mut dyn Io, id: ConnId, data: &[u8])
     let Some(conn) = state.conns.active_mut(id) else {
         return;
     };
-    let Some(mut session) = conn.tls.take() else {
+    let Stage::Tls(tls) = &mut conn.stage else {
         return;
     };
-    conn.tls_busy = true;
+    // Out of its slot while the protocol runs (see `Tls::session`).
+    let Some(mut session) = tls.session.take() else {
+        return;
+    };
     run_input(state, io, id, &mut session, data);
-    if let Some(conn) = state.conns.get_mut(id) {
-        conn.tls_busy = false;
-        if conn.phase != Phase::Lost {
-            let wants_write = session.conn.wants_write();
-            conn.tls = Some(session);
-            if wants_write {
-                state.schedule_flush(id);
-            }
+    if let Some(conn) = state.conns.active_mut(id)
+        && let Stage::Tls(tls) = &mut conn.stage
+    {
+        let wants_write = session.conn.wants_write();
+        tls.session = Some(session);
+        if wants_write {
+            state.schedule_flush(id);
         }
     }
 }
@@ -291,7 +312,7 @@ pub(crate) fn input(state: &mut State, io: &mut dyn Io, id: ConnId, data: &[u8])
 /// Whether plaintext may go to the protocol now.
 fn deliverable(state: &mut State, id: ConnId) -> Option<()> {
     let conn = state.conns.active_mut(id)?;
-    (!conn.read_paused).then_some(())
+    (!conn.reading.is_paused()).then_some(())
 }
 
 fn run_input(
@@ -319,14 +340,18 @@ fn run_input(
         let Some(conn) = state.conns.active_mut(id) else {
             return;
         };
-        if conn.read_paused {
+        if let Reading::Paused { stash, .. } = &mut conn.reading {
             // Later ciphertext waits, still encrypted, until reading resumes.
-            conn.stash.extend_from_slice(data);
+            stash.extend_from_slice(data);
             return;
         }
         if session.peer_closed && !session.eof_delivered && !has_plaintext(session) {
             session.eof_delivered = true;
-            if let Some(info) = conn.tls_info.as_mut() {
+            if let Stage::Tls(Tls {
+                handshake: Handshake::Done(info),
+                ..
+            }) = &mut conn.stage
+            {
                 info.close_notify_received = true;
             }
             dispatch::call(state, io, id, |p, ctx| p.eof_received(ctx));
@@ -387,8 +412,11 @@ fn handshake_done(state: &mut State, io: &mut dyn Io, id: ConnId, session: &mut 
     let Some(conn) = state.conns.active_mut(id) else {
         return;
     };
-    conn.tls_info = Some(Box::new(info));
-    if let Some(key) = conn.handshake_timer.take() {
+    let Stage::Tls(tls) = &mut conn.stage else {
+        return;
+    };
+    let done = Handshake::Done(Box::new(info));
+    if let Handshake::Running { timer: Some(key) } = std::mem::replace(&mut tls.handshake, done) {
         state.timers.cancel_key(key);
     }
     state.stats.tls_handshakes += 1;
@@ -411,8 +439,7 @@ fn fail(state: &mut State, id: ConnId, session: &mut Session, error: TlsError) {
     // The session is out of its slot here: the close completes in the end-of-turn flush,
     // after the alert is sealed and sent.
     if let Some(conn) = state.conns.active_mut(id) {
-        conn.closing = true;
-        conn.close_reason = Some(LostReason::Tls(error));
+        conn.writing.close(Some(LostReason::Tls(error)));
         conn.wbuf.clear();
     }
     state.schedule_flush(id);
@@ -423,7 +450,11 @@ pub(crate) fn eof(state: &mut State, io: &mut dyn Io, id: ConnId) {
     let Some(conn) = state.conns.active_mut(id) else {
         return;
     };
-    let Some(session) = conn.tls.as_mut() else {
+    let Stage::Tls(Tls {
+        session: Some(session),
+        ..
+    }) = &mut conn.stage
+    else {
         return;
     };
     if session.failed || session.eof_delivered {

@@ -43,7 +43,9 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use ringwork::{ConnId, Context, LostReason, Protocol, SockAddr, TimerId};
+use ringwork::{
+    ConnId, ConnectOptions, Context, EngineError, LostReason, Protocol, SockAddr, TimerId,
+};
 
 /// The most bytes written to a side in one piece: after each piece the relay checks the
 /// side is still writable, so its write buffer passes the high watermark by less than this.
@@ -539,7 +541,7 @@ impl Pair {
                     self.upstream = Some(id);
                     return;
                 }
-                Err(error) => reason = LostReason::ConnectFailed(error),
+                Err(error) => reason = error,
             }
         }
     }
@@ -624,17 +626,28 @@ impl Pair {
     }
 }
 
-/// Starts the upstream connect, with the relay's connect timeout if it has one.
+/// Starts the upstream connect, with the relay's connect timeout if it has one; the error
+/// is the reason the attempt failed.
 fn connect(
     ctx: &mut Context<'_>,
     addr: &SockAddr,
     upstream: Upstream,
     timeout: Option<Duration>,
-) -> Result<ConnId, ringwork::platform::OpError> {
-    match timeout {
-        Some(timeout) => ctx.connect_with_timeout(addr, upstream, timeout),
-        None => ctx.connect(addr, upstream),
+) -> Result<ConnId, LostReason> {
+    let mut options = ConnectOptions::new();
+    if let Some(timeout) = timeout {
+        options = options.timeout(timeout);
     }
+    ctx.connect(addr, upstream, options)
+        .map_err(|error| match error {
+            EngineError::Op(error) => LostReason::ConnectFailed(error),
+            // A plain connect fails only in creating its socket (above); kept for the
+            // error type's other cases.
+            other => {
+                tracing::warn!(error = %other, "upstream connect could not start");
+                LostReason::Aborted
+            }
+        })
 }
 
 /// The client side of a relay: the client connection's protocol forwards its callbacks
@@ -693,7 +706,7 @@ impl Relay {
             let mut p = pair.borrow_mut();
             match result {
                 Ok(id) => p.upstream = Some(id),
-                Err(error) => p.redial(ctx, &pair, LostReason::ConnectFailed(error)),
+                Err(error) => p.redial(ctx, &pair, error),
             }
             if p.held.len() >= p.config.max_held && !p.paused[0] && p.phase == Phase::Connecting {
                 ctx.pause_reading();

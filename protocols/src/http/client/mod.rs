@@ -19,7 +19,7 @@
 //!
 //! # TLS (`https`)
 //! A request with [`ClientRequest::tls`] set (every `https://` URL) runs over TLS through
-//! the engine's TLS layer ([`Context::connect_tls`]): the server is verified as
+//! the engine's TLS layer ([`ConnectOptions::tls`]): the server is verified as
 //! [`TlsTarget::server_name`] (the URL's host: `localhost`, or the IP literal as an IP
 //! address name) with [`TlsTarget::connector`], or the client's connector when the request
 //! brings none: the one given to [`HttpClient::set_tls_connector`], else one built on first
@@ -64,7 +64,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use ringwork::tls::TlsConnector;
-use ringwork::{Context, Deferred, EngineError, LocalHandle};
+use ringwork::{ConnectOptions, Context, Deferred, EngineError, LocalHandle};
 
 pub use self::body::{BodySource, NextChunk, StreamBody};
 use self::conn::{ClientApp, Command, Exchange, Outcome, Pending};
@@ -436,21 +436,13 @@ async fn send<S: ResponseSink>(
                 // The connection owns the slot from here on (it frees it when lost, or when
                 // dropped unstarted).
                 lease.consume();
-                let timeout = shared.config.connect_timeout;
-                let opened = match tls {
-                    None => reactor
-                        .connect_with_timeout(&addr.into(), adapter, timeout)
-                        .map_err(EngineError::from),
-                    // The connect timeout bounds TCP; the connector's handshake timeout
-                    // bounds the handshake after it.
-                    Some((connector, name)) => reactor.connect_tls_with_timeout(
-                        &addr.into(),
-                        &connector,
-                        name,
-                        adapter,
-                        timeout,
-                    ),
-                };
+                // The connect timeout bounds TCP; the connector's handshake timeout bounds
+                // the handshake after it.
+                let mut options = ConnectOptions::new().timeout(shared.config.connect_timeout);
+                if let Some((connector, name)) = tls {
+                    options = options.tls(connector, name);
+                }
+                let opened = reactor.connect(&addr.into(), adapter, options);
                 match opened {
                     Ok(_) => shared.count(|s| s.connections_opened += 1),
                     Err(error) => {

@@ -11,27 +11,17 @@
 //! (no system roots): the failure is kept and returned to every TLS request as
 //! [`ClientError::TlsConfig`](super::ClientError::TlsConfig), never a panic.
 //! Does not: load files (see the reverse proxy's config), or verify anything itself: the
-//! engine's TLS layer runs rustls with the connector's verifier.
+//! engine's TLS layer runs rustls with the connector's verifier (the insecure one is the
+//! engine's too).
 
-use std::fmt;
 use std::sync::Arc;
 
-use ringwork::tls::rustls::client::Resumption;
-use ringwork::tls::rustls::client::danger::{
-    HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
-};
-use ringwork::tls::rustls::crypto::{self, WebPkiSupportedAlgorithms};
-use ringwork::tls::rustls::pki_types::UnixTime;
-use ringwork::tls::rustls::{self, DigitallySignedStruct, SignatureScheme};
 use ringwork::tls::{
     CertificateDer, PrivateKeyDer, Roots, ServerName, TlsConfigError, TlsConnector,
 };
 
 /// ALPN offered to servers: this client speaks HTTP/1.1 only.
 pub const ALPN_HTTP11: &[u8] = b"http/1.1";
-
-/// Sessions kept for resumption by [`dangerous_insecure_connector`].
-const INSECURE_SESSIONS: usize = 256;
 
 /// How a request reaches its server over TLS (`https://`).
 #[derive(Clone, Debug)]
@@ -109,86 +99,24 @@ impl DefaultConnector {
 /// name. The handshake signature is still checked (the server holds the key of the
 /// certificate it sent), so the session is encrypted, but to whoever answered: anyone on
 /// the path can impersonate the server. For upstreams on a trusted network whose
-/// certificates cannot be verified; never for the open internet.
+/// certificates cannot be verified; never for the open internet. It is the engine's
+/// [`TlsConnectorBuilder::dangerous_skip_verification`](ringwork::tls::TlsConnectorBuilder::dangerous_skip_verification)
+/// with this client's ALPN.
 ///
 /// `client_cert` (chain, leaf first, and key) is presented when the server asks for one.
 /// ALPN offers `http/1.1`; sessions are resumed; the handshake timeout is the engine's
-/// default ([`ringwork::tls::DEFAULT_HANDSHAKE_TIMEOUT`]: a connector made from a rustls
-/// config cannot set its own).
+/// default ([`ringwork::tls::DEFAULT_HANDSHAKE_TIMEOUT`]).
 ///
 /// # Errors
 /// The client certificate's key does not fit it, or rustls refuses the configuration.
 pub fn dangerous_insecure_connector(
     client_cert: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
 ) -> Result<TlsConnector, TlsConfigError> {
-    let provider = Arc::new(crypto::ring::default_provider());
-    let verifier = Arc::new(InsecureAcceptAnyCertificate {
-        algorithms: provider.signature_verification_algorithms,
-    });
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
-        .with_protocol_versions(rustls::ALL_VERSIONS)?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier);
-    let mut config = match client_cert {
-        Some((chain, key)) => {
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| TlsConfigError::Key {
-                    name: "client".into(),
-                    what: e.to_string(),
-                })?
-        }
-        None => builder.with_no_client_auth(),
-    };
-    config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
-    config.resumption = Resumption::in_memory_sessions(INSECURE_SESSIONS);
-    Ok(TlsConnector::from_rustls(Arc::new(config)))
-}
-
-/// The verifier of [`dangerous_insecure_connector`]: every certificate is accepted; only the
-/// handshake signatures are verified.
-struct InsecureAcceptAnyCertificate {
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl fmt::Debug for InsecureAcceptAnyCertificate {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("InsecureAcceptAnyCertificate")
+    let mut builder = TlsConnector::builder()
+        .dangerous_skip_verification()
+        .alpn([ALPN_HTTP11]);
+    if let Some((chain, key)) = client_cert {
+        builder = builder.client_certificate(chain, key);
     }
-}
-
-impl ServerCertVerifier for InsecureAcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        // Insecure on purpose: see `dangerous_insecure_connector`.
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
+    builder.build()
 }

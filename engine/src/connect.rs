@@ -1,0 +1,120 @@
+//! Outbound connections: [`ConnectOptions`] and the one connect step shared by
+//! [`Context::connect`](crate::Context::connect) and
+//! [`Reactor::connect`](crate::Reactor::connect).
+//!
+//! Owns: the options of a connect (its timeout, TLS from the start) and how a connect
+//! starts: the socket, the connection in the table (connecting, with its timeout armed), the
+//! TLS session if asked for.
+//! Contract: on success the protocol gets `connection_made` once connected (with TLS: once
+//! the handshake is done); on failure or timeout only `connection_lost`
+//! ([`LostReason::ConnectFailed`](crate::LostReason::ConnectFailed),
+//! [`LostReason::ConnectTimeout`](crate::LostReason::ConnectTimeout),
+//! [`LostReason::Tls`](crate::LostReason::Tls)). An error returned by the call itself means
+//! nothing was started: the protocol is dropped without callbacks.
+//! Does not: resolve names (see [`resolve`](crate::resolve)), or retry.
+
+use std::time::Duration;
+
+use ringwork_platform::SockAddr;
+
+use crate::error::EngineError;
+use crate::io::Io;
+use crate::protocol::{ConnId, Protocol};
+use crate::state::{Handshake, Phase, Stage, State, Tls};
+use crate::tls::{ServerName, TlsConnector};
+
+/// How an outbound connection is opened by [`Context::connect`](crate::Context::connect)
+/// or [`Reactor::connect`](crate::Reactor::connect). The default: plain, with the
+/// reactor's [`connect_timeout`](crate::ReactorConfig::connect_timeout).
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+///
+/// use ringwork::ConnectOptions;
+/// use ringwork::tls::{Roots, TlsConnector, server_name};
+///
+/// let plain = ConnectOptions::default();
+/// assert!(plain.timeout.is_none() && plain.tls.is_none());
+///
+/// # let ca = ringwork::testing::certs::TestCa::new();
+/// # let ca_certificate = ca.cert.clone();
+/// let connector = TlsConnector::builder()
+///     .roots(Roots::Certificates(vec![ca_certificate]))
+///     .build()?;
+/// let tls = ConnectOptions::new()
+///     .timeout(Duration::from_secs(2))
+///     .tls(connector, server_name("example.com")?);
+/// assert_eq!(tls.timeout, Some(Duration::from_secs(2)));
+/// # Ok::<(), ringwork::tls::TlsConfigError>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct ConnectOptions {
+    /// Time allowed for the TCP (or Unix) connect; `None`: the reactor's
+    /// [`ReactorConfig::connect_timeout`](crate::ReactorConfig::connect_timeout). A TLS
+    /// handshake that follows is bounded by its connector's
+    /// [`handshake_timeout`](crate::tls::TlsConnectorBuilder::handshake_timeout).
+    pub timeout: Option<Duration>,
+    /// Run TLS from the start with this connector, verifying the server as this name (see
+    /// [`tls::server_name`](crate::tls::server_name)); `None`: plain.
+    pub tls: Option<(TlsConnector, ServerName<'static>)>,
+}
+
+impl ConnectOptions {
+    /// Plain, with the reactor's connect timeout (the same as [`ConnectOptions::default`]).
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Options with this connect timeout.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Options with TLS from the start: `connector`'s roots (or its
+    /// [`dangerous_skip_verification`](crate::tls::TlsConnectorBuilder::dangerous_skip_verification)),
+    /// client certificate and ALPN, verifying the server as `server_name`. The protocol gets
+    /// `connection_made` once the handshake is done ([`Context::tls`](crate::Context::tls)
+    /// then tells the session); writes before that are encrypted and sent once it is.
+    #[must_use]
+    pub fn tls(mut self, connector: TlsConnector, server_name: ServerName<'static>) -> Self {
+        self.tls = Some((connector, server_name));
+        self
+    }
+}
+
+/// Starts an outbound connection to `addr` run by `protocol`.
+pub(crate) fn start(
+    state: &mut State,
+    io: &mut dyn Io,
+    addr: &SockAddr,
+    protocol: Box<dyn Protocol>,
+    options: ConnectOptions,
+) -> Result<ConnId, EngineError> {
+    use crate::tls::session::{Session, Start};
+    let session = match options.tls {
+        Some((connector, name)) => Some(Session::client(&connector, name, Start::Endpoint)?),
+        None => None,
+    };
+    let timeout = options.timeout.unwrap_or(state.config.connect_timeout);
+    let socket = io.connect(addr)?;
+    let timer = state
+        .timers
+        .add_connect_timeout(ConnId(socket), crate::timers::deadline(state.now, timeout));
+    let id = state.insert(socket, protocol, Phase::Connecting { timer });
+    if let Some(session) = session
+        && let Some(conn) = state.conns.get_mut(id)
+    {
+        // The handshake timeout is armed once TCP is connected.
+        conn.stage = Stage::Tls(Tls {
+            session: Some(Box::new(session)),
+            handshake: Handshake::Running { timer: None },
+        });
+    }
+    state.stats.connects += 1;
+    Ok(id)
+}
