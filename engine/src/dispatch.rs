@@ -97,6 +97,9 @@ pub(crate) fn run_notices(state: &mut State, io: &mut dyn Io) {
     }
 }
 
+/// Held input is delivered in pieces of at most this size, one callback each.
+const STASH_PIECE: usize = 64 * 1024;
+
 /// Queues a `woken` callback for each connection asked for with
 /// [`LocalHandle::wake`](crate::LocalHandle::wake) that is still there.
 pub(crate) fn queue_wakes(state: &mut State, wakes: Vec<ConnId>) {
@@ -113,10 +116,16 @@ fn deliver_stash(state: &mut State, io: &mut dyn Io, id: ConnId) {
     let Some(conn) = state.conns.active_mut(id) else {
         return;
     };
-    let Some(data) = conn.reading.take_resumed() else {
+    let Some(data) = conn.reading.take_resumed(STASH_PIECE) else {
         // Paused again since.
         return;
     };
+    if conn.reading.has_resumed_bytes() {
+        // The rest goes in later pieces, after the callbacks this one causes (a
+        // `pause_writing` on the connection it is relayed to pauses this one again): a
+        // stash that grew large while paused never lands in one callback.
+        state.notices.push_back((id, Notice::Stash));
+    }
     let data = data.freeze();
     let tls = conn.is_tls();
     if tls {
@@ -212,10 +221,18 @@ pub(crate) fn received(state: &mut State, io: &mut dyn Io, id: ConnId, data: &[u
     let Some(conn) = state.conns.active_mut(id) else {
         return;
     };
-    if let Reading::Paused { stash, .. } = &mut conn.reading {
+    match &mut conn.reading {
         // Already in flight when reading was paused: held until resumed.
-        stash.extend_from_slice(data);
-        return;
+        Reading::Paused { stash, .. } => {
+            stash.extend_from_slice(data);
+            return;
+        }
+        // Held bytes are still being delivered (in pieces): these go after them.
+        Reading::Resumed { stash, .. } if !stash.is_empty() => {
+            stash.extend_from_slice(data);
+            return;
+        }
+        Reading::Active | Reading::Resumed { .. } => {}
     }
     match conn.stage {
         // A spliced connection's receive that was in flight: to the protocol as before.
@@ -233,9 +250,16 @@ pub(crate) fn received_after_preamble(state: &mut State, io: &mut dyn Io, id: Co
     let Some(conn) = state.conns.active_mut(id) else {
         return;
     };
-    if let Reading::Paused { stash, .. } = &mut conn.reading {
-        stash.extend_from_slice(data);
-        return;
+    match &mut conn.reading {
+        Reading::Paused { stash, .. } => {
+            stash.extend_from_slice(data);
+            return;
+        }
+        Reading::Resumed { stash, .. } if !stash.is_empty() => {
+            stash.extend_from_slice(data);
+            return;
+        }
+        Reading::Active | Reading::Resumed { .. } => {}
     }
     call(state, io, id, |p, ctx| p.data_received(ctx, data));
 }

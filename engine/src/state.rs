@@ -152,20 +152,25 @@ impl Reading {
         Some(true)
     }
 
-    /// Takes the held bytes for delivery after a resume (`None` while paused again); the
-    /// end of stream stays held until [`Reading::take_due_eof`].
-    pub(crate) fn take_resumed(&mut self) -> Option<BytesMut> {
+    /// Takes up to `max` held bytes for delivery after a resume (`None` while paused
+    /// again); the rest, and the end of stream, stay held (see [`Reading::take_due_eof`]).
+    pub(crate) fn take_resumed(&mut self, max: usize) -> Option<BytesMut> {
         match self {
             Reading::Paused { .. } => None,
             Reading::Active => Some(BytesMut::new()),
             Reading::Resumed { stash, eof } => {
-                let data = stash.split();
-                if !*eof {
+                let data = stash.split_to(max.min(stash.len()));
+                if stash.is_empty() && !*eof {
                     *self = Reading::Active;
                 }
                 Some(data)
             }
         }
+    }
+
+    /// Whether held bytes still wait for delivery after a resume.
+    pub(crate) fn has_resumed_bytes(&self) -> bool {
+        matches!(self, Reading::Resumed { stash, .. } if !stash.is_empty())
     }
 
     /// Whether a held end of stream is due now (resumed, nothing held before it); it is
