@@ -174,7 +174,8 @@ impl<'a> Context<'a> {
     }
 
     /// Bytes of this connection's input moved by a splice so far
-    /// ([`Context::splice_into`]).
+    /// ([`Context::splice_into`]), counting the held bytes (received while reading was
+    /// paused, or not yet delivered after a resume) that the splice took over at its start.
     #[must_use]
     pub fn spliced_bytes(&self) -> u64 {
         match self.state.conns.get(self.conn).map(|c| &c.stage) {

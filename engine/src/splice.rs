@@ -65,11 +65,14 @@ pub(crate) fn start(
         .conns
         .get_mut(from)
         .and_then(|c| c.reading.stash_mut().map(|s| s.split().freeze()));
+    // They count as spliced input: the protocol never sees them (a stash delivered in
+    // pieces may be handed over midway).
+    let handed = stashed.as_ref().map_or(0, bytes::Bytes::len) as u64;
     if let Some(bytes) = stashed.filter(|b| !b.is_empty()) {
         state.write_bytes(io, to, bytes);
     }
     if let Some(conn) = state.conns.get_mut(from) {
-        conn.stage = Stage::Spliced { to, bytes: 0 };
+        conn.stage = Stage::Spliced { to, bytes: handed };
     }
     // The destination's pipe can fill up without the engine writing anything: its
     // write-stall timeout watches it for the splice's life (see `stall.rs`).
