@@ -32,6 +32,7 @@
 
 pub mod basic;
 pub mod destination;
+pub mod dns;
 pub mod endpoint;
 pub mod http;
 pub mod kit;

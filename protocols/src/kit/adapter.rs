@@ -89,6 +89,25 @@ pub trait Application<M: Machine>: 'static {
     }
 }
 
+/// The application of a machine whose events need no one (a protocol answered entirely by
+/// its machine, such as DNS over TCP).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Silent;
+
+impl<M: Machine> Application<M> for Silent {
+    type Command = ();
+    type Status = ();
+
+    fn event(
+        &mut self,
+        _machine: &mut M,
+        _event: M::Event,
+        _ctx: &mut Context<'_>,
+        _mailbox: &Mailbox<(), ()>,
+    ) {
+    }
+}
+
 /// A [`Protocol`] that runs machine `M` for application `A` (see the module docs).
 pub struct Adapter<M: Machine, A: Application<M>> {
     machine: M,
