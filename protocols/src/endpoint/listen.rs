@@ -1,8 +1,10 @@
 //! From an [`Endpoint`] to what the engine listens with (feature `engine`): the socket
-//! address and the [`ListenerOptions`] — TLS loaded from the endpoint's files (or a
-//! self-signed certificate for localhost) and the PROXY protocol for `haproxy:`.
+//! address and the [`ListenerOptions`] — TLS loaded from the endpoint's files (or, with
+//! feature `self-signed`, a self-signed certificate for localhost) and the PROXY protocol
+//! for `haproxy:`.
 //!
-//! Owns: [`ListenSpec`], [`ListenSpec::from_endpoint`], [`self_signed`].
+//! Owns: [`ListenSpec`], [`ListenSpec::from_endpoint`], `self_signed` (feature
+//! `self-signed`).
 //! Contract: everything that can fail (files, keys) fails here, once, before any core
 //! starts; a spec is `Send + Sync` and cheap to use on every core
 //! ([`Reactor::listen_with`](ringwork::Reactor::listen_with) makes the per-core TLS copy).
@@ -47,6 +49,16 @@ pub enum ListenSpecError {
         /// What failed.
         what: String,
     },
+    /// A `tls:` endpoint without `cert=`/`key=` (or `sni=`), in a build without feature
+    /// `self-signed` to make a certificate for it.
+    #[error(
+        "{endpoint}: no certificate given (cert=PEM:key=PEM); this build cannot make a \
+         self-signed one (feature self-signed of ringwork-protocols)"
+    )]
+    NoCertificate {
+        /// The endpoint as written.
+        endpoint: String,
+    },
     /// Not a stream endpoint (UDP).
     #[error("{0} is not a stream endpoint")]
     NotStream(String),
@@ -67,11 +79,12 @@ pub struct ListenSpec {
 
 impl ListenSpec {
     /// Loads what `endpoint` needs. `self_signed_dir` is where a self-signed certificate is
-    /// kept (default: [`default_self_signed_dir`]).
+    /// kept (default: [`default_self_signed_dir`]; feature `self-signed`).
     ///
     /// # Errors
     /// A certificate or key that cannot be loaded, a self-signed certificate that cannot be
-    /// stored, or a UDP endpoint.
+    /// stored (or, without feature `self-signed`, a `tls:` endpoint without a certificate),
+    /// or a UDP endpoint.
     pub fn from_endpoint(
         endpoint: &Endpoint,
         self_signed_dir: Option<&Path>,
@@ -106,6 +119,9 @@ impl ListenSpec {
                             source,
                         },
                         Loaded::SelfSigned(e) => e,
+                        Loaded::NoCertificate => ListenSpecError::NoCertificate {
+                            endpoint: endpoint.to_string(),
+                        },
                     })?;
                 Self {
                     addr: (*addr).into(),
@@ -125,7 +141,12 @@ impl ListenSpec {
 
 enum Loaded {
     Tls(TlsConfigError),
+    // Only made with feature `self-signed`.
+    #[cfg_attr(not(feature = "self-signed"), allow(dead_code))]
     SelfSigned(ListenSpecError),
+    // Only made without feature `self-signed`.
+    #[cfg_attr(feature = "self-signed", allow(dead_code))]
+    NoCertificate,
 }
 
 fn acceptor(
@@ -137,8 +158,7 @@ fn acceptor(
     match (&tls.cert, &tls.key) {
         (Some(cert), Some(key)) => builder = builder.certificate_pem_files(cert, key),
         _ if tls.sni.is_empty() => {
-            let dir = dir.map_or_else(default_self_signed_dir, Path::to_path_buf);
-            let made = self_signed(&dir).map_err(Loaded::SelfSigned)?;
+            let made = fallback_certificate(dir)?;
             builder = builder.certificate_pem_files(&made.cert, &made.key);
             self_signed_cert = Some(made);
         }
@@ -164,6 +184,20 @@ fn acceptor(
     Ok((acceptor, self_signed_cert))
 }
 
+/// The certificate of a `tls:` endpoint that names none: a self-signed one kept in `dir`
+/// (default [`default_self_signed_dir`]).
+#[cfg(feature = "self-signed")]
+fn fallback_certificate(dir: Option<&Path>) -> Result<SelfSigned, Loaded> {
+    let dir = dir.map_or_else(default_self_signed_dir, Path::to_path_buf);
+    self_signed(&dir).map_err(Loaded::SelfSigned)
+}
+
+/// Without feature `self-signed` there is none: an error naming the options.
+#[cfg(not(feature = "self-signed"))]
+fn fallback_certificate(_dir: Option<&Path>) -> Result<SelfSigned, Loaded> {
+    Err(Loaded::NoCertificate)
+}
+
 /// Where `ringwork serve --listen tls:PORT` keeps its self-signed certificate:
 /// `$XDG_DATA_HOME/ringwork/self-signed`, else `~/.local/share/ringwork/self-signed`, else
 /// the temporary directory.
@@ -182,6 +216,7 @@ pub fn default_self_signed_dir() -> PathBuf {
 ///
 /// # Errors
 /// The directory or files cannot be written, or rcgen fails.
+#[cfg(feature = "self-signed")]
 pub fn self_signed(dir: &Path) -> Result<SelfSigned, ListenSpecError> {
     let cert = dir.join("localhost.pem");
     let key = dir.join("localhost.key");
@@ -214,7 +249,7 @@ pub fn self_signed(dir: &Path) -> Result<SelfSigned, ListenSpecError> {
     })
 }
 
-#[cfg(unix)]
+#[cfg(all(unix, feature = "self-signed"))]
 fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -227,12 +262,12 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     file.write_all(data)
 }
 
-#[cfg(not(unix))]
+#[cfg(all(not(unix), feature = "self-signed"))]
 fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     std::fs::write(path, data)
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "self-signed"))]
 mod tests {
     use super::*;
 

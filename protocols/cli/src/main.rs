@@ -19,10 +19,15 @@
 //! unavailable under `--backend uring`) with status 1.
 //! Adding a service: a [`Service`] variant with a doc comment (its `--help` text) and one
 //! arm in each of [`Service::listen_stream`] and [`Service::bind_datagram`]. The proxy
-//! services' options and factories live in `ringwork/proxy.rs`; where output goes (one
-//! non-blocking log sink for everything the process writes) in `ringwork/logging.rs`.
-//! Tests: `tests/cli.rs` and `tests/cli_logging.rs` (closed, stalled and flooded stderr)
-//! run this binary.
+//! services' options and factories live in `proxy.rs`; where output goes (one
+//! non-blocking log sink for everything the process writes) in `logging.rs`.
+//! This is its own crate (`ringwork-cli`) so that users of the `ringwork-protocols` library
+//! do not build clap, tracing-subscriber, toml or rcgen; it turns on the library's
+//! `toml-config` and `self-signed` features.
+//! Tests: `tests/cli.rs`, `tests/cli_logging.rs` (closed, stalled and flooded stderr),
+//! `tests/tls_interop.rs` and `tests/http_interop.rs` (openssl and curl as peers) run this
+//! binary.
+#![forbid(unsafe_code)]
 
 use std::error::Error;
 use std::io::Write;
@@ -39,9 +44,7 @@ use ringwork_protocols::http::reverse_proxy::{ProxyConfig, ReverseProxy};
 use ringwork_protocols::http::server::{HttpServer, ServerConfig};
 use ringwork_protocols::http::services::{StaticFiles, hello_server};
 
-#[path = "ringwork/logging.rs"]
 mod logging;
-#[path = "ringwork/proxy.rs"]
 mod proxy;
 
 use logging::Logging;

@@ -8,7 +8,6 @@
 //! under `RINGWORK_REQUIRE_URING=1`. Nothing sleeps: a test waits for the "listening on"
 //! log line through a pipe with a timeout, and every child is killed when its guard drops,
 //! also when a test fails.
-#![cfg(feature = "engine")]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
@@ -418,7 +417,7 @@ fn http_proxy_config_errors() {
         "stderr: {stderr}"
     );
     // The example configuration in the repository is valid.
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/http-proxy.toml");
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/http-proxy.toml");
     ringwork_protocols::http::reverse_proxy::ProxyConfig::load(std::path::Path::new(example))
         .expect("the example config is valid");
 }

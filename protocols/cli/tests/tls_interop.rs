@@ -10,9 +10,8 @@
 //! reactor). curl and openssl are installed by `scripts/install-http-test-deps.sh`: a
 //! missing tool skips the test loudly, except under `CI`, where it fails. Nothing sleeps:
 //! waits read a child's output through a channel with a timeout, or turn the reactor.
-#![cfg(feature = "engine")]
 
-mod common;
+mod support;
 
 use std::cell::RefCell;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -23,7 +22,6 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread;
 use std::time::Instant;
 
-use common::{LIMIT, TempDir};
 use ringwork::platform::testing;
 use ringwork::testing::certs::{TestCa, TestCert};
 use ringwork::tls::{Roots, TlsConnector, TlsError, TlsInfo, server_name};
@@ -31,6 +29,7 @@ use ringwork::{
     BackendChoice, Context, DriverConfig, LostReason, Protocol, Reactor, ReactorConfig, SockAddr,
 };
 use ringwork_protocols::Endpoint;
+use support::{LIMIT, TempDir};
 
 const INSTALL: &str = "scripts/install-http-test-deps.sh";
 
@@ -465,7 +464,7 @@ ringwork::platform::test_all_backends! {
         let pki = Pki::new("curl-tls-download");
         let root = pki.dir.0.join("root");
         std::fs::create_dir(&root).unwrap();
-        let body = common::pattern(5 * 1024 * 1024 + 7);
+        let body = support::pattern(5 * 1024 * 1024 + 7);
         std::fs::write(root.join("big.bin"), &body).unwrap();
         let service = ["web", "--root", path(&root)];
         let Some(server) = Ringwork::start(backend, &service, &pki.endpoint(""), &pki.dir.0) else { return };
