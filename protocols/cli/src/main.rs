@@ -402,7 +402,15 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
     let proxy = match (&serve.config, serve.service) {
         (Some(path), Service::HttpProxy) => {
             let config = ProxyConfig::load(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            // `--listen` replaces the file's `listen`; one of them must name an endpoint.
             if serve.listen.is_empty() {
+                if config.listen.is_empty() {
+                    return Err(format!(
+                        "http-proxy has no endpoint: give --listen ENDPOINT or `listen = [..]` in {}",
+                        path.display()
+                    )
+                    .into());
+                }
                 serve.listen.clone_from(&config.listen);
             }
             serve.cores = serve.cores.or(config.cores);

@@ -137,11 +137,28 @@ fn tcp_addr(endpoint: &Endpoint) -> SocketAddr {
     }
 }
 
+/// Runs `ringwork ARGS` to its exit; one that runs past [`PATIENCE`] (a server that
+/// should have refused to start) is killed and fails the test.
 fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ringwork"))
+    let child = Command::new(env!("CARGO_BIN_EXE_ringwork"))
         .args(args)
-        .output()
-        .expect("run ringwork")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ringwork");
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(PATIENCE) {
+        Ok(output) => output.expect("wait for ringwork"),
+        Err(_) => {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+            panic!("ringwork {args:?} still running after {PATIENCE:?} (expected it to exit)");
+        }
+    }
 }
 
 fn echo_round_trip(mut stream: impl Read + Write) {
@@ -328,8 +345,18 @@ fn tcp_hello(backend: &str) {
 }
 
 /// `serve http-proxy`: a proxy process in front of a `serve hello` process, configured
-/// by a TOML file; two requests on one client connection.
+/// by a TOML file that says where to listen; two requests on one client connection.
 fn tcp_http_proxy(backend: &str) {
+    http_proxy_round_trip(backend, false);
+}
+
+/// `serve http-proxy --listen`: the endpoint from the command line, the file without
+/// `listen` (docs/http-proxy.md: `--listen` replaces it).
+fn http_proxy_listen_flag(backend: &str) {
+    http_proxy_round_trip(backend, true);
+}
+
+fn http_proxy_round_trip(backend: &str, listen_flag: bool) {
     let Some(backend) = self::backend(backend) else {
         return;
     };
@@ -346,22 +373,30 @@ fn tcp_http_proxy(backend: &str) {
     let upstream_addr = tcp_addr(&upstream.listening(1)[0]);
     let dir = TempDir::new(&format!("http-proxy-{backend}"));
     let config = dir.0.join("proxy.toml");
+    let listen = match listen_flag {
+        true => "",
+        false => "listen = [\"tcp:0:interface=127.0.0.1\"]\n",
+    };
     std::fs::write(
         &config,
         format!(
-            "listen = [\"tcp:0:interface=127.0.0.1\"]\ncores = 1\n\n[upstreams.hello]\nservers = [\"{upstream_addr}\"]\n\n[[routes]]\nupstream = \"hello\"\n"
+            "{listen}cores = 1\n\n[upstreams.hello]\nservers = [\"{upstream_addr}\"]\n\n[[routes]]\nupstream = \"hello\"\n"
         ),
     )
     .expect("write the config");
     let config = config.to_str().expect("utf-8 path");
-    let mut proxy = Server::start(&[
+    let mut args = vec![
         "serve",
         "http-proxy",
         "--config",
         config,
         "--backend",
         backend,
-    ]);
+    ];
+    if listen_flag {
+        args.extend(["--listen", "tcp:0:interface=127.0.0.1"]);
+    }
+    let mut proxy = Server::start(&args);
     let addr = tcp_addr(&proxy.listening(1)[0]);
     let mut stream = TcpStream::connect(addr).expect("connect");
     stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
@@ -384,7 +419,8 @@ both_backends!(
     udp_echo,
     unix_echo,
     tcp_hello,
-    tcp_http_proxy
+    tcp_http_proxy,
+    http_proxy_listen_flag
 );
 
 #[test]
@@ -414,6 +450,22 @@ fn http_proxy_config_errors() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("line 5: routes[0].upstream: no upstream named \"b\""),
+        "stderr: {stderr}"
+    );
+    // Endpoints neither in the file nor on the command line.
+    let no_listen = dir.0.join("no-listen.toml");
+    std::fs::write(
+        &no_listen,
+        "[upstreams.a]\nservers = [\"127.0.0.1:1\"]\n[[routes]]\nupstream = \"a\"\n",
+    )
+    .expect("write the config");
+    let no_listen = no_listen.to_str().expect("utf-8");
+    let output = run(&["serve", "http-proxy", "--config", no_listen]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("no endpoint: give --listen ENDPOINT or `listen = [..]` in")
+            && stderr.contains("no-listen.toml"),
         "stderr: {stderr}"
     );
     // The example configuration in the repository is valid.

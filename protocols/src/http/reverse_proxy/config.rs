@@ -19,7 +19,8 @@ mod file;
 /// A validated proxy configuration.
 #[derive(Clone, Debug)]
 pub struct ProxyConfig {
-    /// Where to listen (`tcp:8080`, `tcp6:…`, `unix:/path`).
+    /// Where to listen (`tcp:8080`, `tcp6:…`, `unix:/path`); empty when the file has no
+    /// `listen` (the program supplies the endpoints, e.g. `ringwork serve --listen`).
     pub listen: Vec<Endpoint>,
     /// Reactor threads (`None`: one per CPU).
     pub cores: Option<usize>,

@@ -32,7 +32,8 @@ use crate::http::reverse_proxy::upstream_tls::{Material, ServerEntry, UpstreamTl
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Raw {
-    listen: Vec<Spanned<String>>,
+    /// Optional: the program may give the endpoints instead (`ringwork serve --listen`).
+    listen: Option<Spanned<Vec<Spanned<String>>>>,
     cores: Option<Spanned<usize>>,
     #[serde(default)]
     timeouts: RawTimeouts,
@@ -154,7 +155,8 @@ impl ProxyConfig {
         })?;
 
         let mut listen = Vec::new();
-        for (i, entry) in raw.listen.iter().enumerate() {
+        let entries = raw.listen.as_ref().map_or(&[][..], |l| l.get_ref());
+        for (i, entry) in entries.iter().enumerate() {
             let field = format!("listen[{i}]");
             let endpoint: Endpoint = entry
                 .get_ref()
@@ -169,12 +171,9 @@ impl ProxyConfig {
             }
             listen.push(endpoint);
         }
-        if listen.is_empty() {
-            return Err(ConfigError::Invalid {
-                line: None,
-                field: "listen".into(),
-                message: "at least one endpoint is needed".into(),
-            });
+        // No `listen` at all: the program gives the endpoints. An empty list is a mistake.
+        if let Some(given) = raw.listen.as_ref().filter(|l| l.get_ref().is_empty()) {
+            return Err(lines.error(given.span(), "listen", "at least one endpoint is needed"));
         }
         let cores = match raw.cores {
             Some(c) if *c.get_ref() == 0 => {
