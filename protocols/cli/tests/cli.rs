@@ -42,8 +42,14 @@ struct Server {
 
 impl Server {
     fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ringwork"))
-            .args(args)
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ringwork"));
+        command.args(args);
+        Server::spawn(command)
+    }
+
+    /// Runs `command` (the binary, or a program that runs it, such as `taskset`).
+    fn spawn(mut command: Command) -> Server {
+        let mut child = command
             .env("RUST_LOG", "info")
             .env_remove("RINGWORK_BACKEND")
             .stdin(Stdio::null())
@@ -870,6 +876,119 @@ fn socks5_destination_rules(backend: &str) {
 
 both_backends!(socks5_destination_rules);
 
+/// Options of other services are refused, naming the service (exit 2), instead of being
+/// ignored; `--cores 0` says what is needed.
+#[test]
+fn options_of_other_services_are_refused() {
+    for (args, message) in [
+        (
+            &["serve", "hello", "--root", "/tmp"][..],
+            "--root does not apply to `serve hello`; it is an option of web",
+        ),
+        (
+            &["serve", "echo", "--access-log"],
+            "--access-log does not apply to `serve echo`; it is an option of hello, web, http-proxy",
+        ),
+        (
+            &["serve", "web", "--root", "/tmp", "--config", "x.toml"],
+            "--config does not apply to `serve web`; it is an option of http-proxy",
+        ),
+        (
+            &["serve", "hello", "--splice", "off"],
+            "--splice does not apply to `serve hello`; it is an option of tcp-proxy, socks5",
+        ),
+        (
+            &["serve", "socks5", "--send-proxy", "v1"],
+            "--send-proxy does not apply to `serve socks5`; it is an option of tcp-proxy",
+        ),
+        (
+            &["serve", "http-proxy", "--idle-timeout", "5s"],
+            "--idle-timeout does not apply to `serve http-proxy`",
+        ),
+        (
+            &["serve", "hello", "--cores", "0"],
+            "'--cores <N>': at least 1",
+        ),
+    ] {
+        let output = run(args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+}
+
+/// The first CPU this process may run on (`Cpus_allowed_list` of /proc/self/status).
+fn first_allowed_cpu() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .expect("Cpus_allowed_list in /proc/self/status");
+    let first = list
+        .trim()
+        .split([',', '-'])
+        .next()
+        .expect("split yields one");
+    first.to_owned()
+}
+
+/// `--cores` above the CPUs this process may use: it serves, with a warning saying so.
+/// Under `taskset -c CPU` (one CPU of several) the affinity mask counts, not the
+/// machine's CPUs.
+fn cores_beyond_the_cpus_warn(backend: &str) {
+    let Some(backend) = self::backend(backend) else {
+        return;
+    };
+    let warned = |server: &Server, text: &str| {
+        server
+            .seen
+            .iter()
+            .any(|l| l.contains("WARN") && l.contains(text))
+    };
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let over = (cpus + 1).to_string();
+    let listen = format!("tcp:{}:interface=127.0.0.1", free_port());
+    let mut server = Server::start(&[
+        "serve",
+        "echo",
+        "--listen",
+        &listen,
+        "--cores",
+        &over,
+        "--backend",
+        backend,
+    ]);
+    server.listening(cpus + 1);
+    let text = format!("--cores {over} is more than the {cpus} CPU");
+    assert!(warned(&server, &text), "no warning: {:?}", server.seen);
+    assert!(server.terminate());
+
+    if cpus < 2 {
+        eprintln!("skipped: the taskset half needs 2 CPUs, this process may use {cpus}");
+        return;
+    }
+    if Command::new("taskset").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "taskset is not installed (CI is set)"
+        );
+        eprintln!("skipped: taskset is not installed");
+        return;
+    }
+    let mut command = Command::new("taskset");
+    command
+        .args(["-c", &first_allowed_cpu(), env!("CARGO_BIN_EXE_ringwork")])
+        .args(["serve", "echo", "--listen", &listen, "--cores", "2"])
+        .args(["--backend", backend]);
+    let mut server = Server::spawn(command);
+    server.listening(2);
+    let text = "--cores 2 is more than the 1 CPU this process may use";
+    assert!(warned(&server, text), "no warning: {:?}", server.seen);
+    assert!(server.terminate());
+}
+
+both_backends!(cores_beyond_the_cpus_warn);
+
 #[test]
 fn bad_proxy_arguments_exit_2() {
     for (args, message) in [
@@ -892,11 +1011,11 @@ fn bad_proxy_arguments_exit_2() {
         (&["serve", "socks5", "--user", "nopassword"], "NAME:PASS"),
         (
             &["serve", "socks5", "--upstream", "127.0.0.1:1"],
-            "tcp-proxy option",
+            "--upstream does not apply to `serve socks5`; it is an option of tcp-proxy",
         ),
         (
             &["serve", "echo", "--user", "a:b"],
-            "tcp-proxy and socks5 options",
+            "--user does not apply to `serve echo`; it is an option of socks5",
         ),
         (
             &["serve", "socks5", "--allow", "10.0.0.1/8"],
@@ -919,11 +1038,11 @@ fn bad_proxy_arguments_exit_2() {
                 "--deny",
                 "*",
             ],
-            "--allow and --deny are socks5 options",
+            "--deny does not apply to `serve tcp-proxy`; it is an option of socks5",
         ),
         (
             &["serve", "hello", "--allow", "loopback"],
-            "--allow and --deny are socks5 options",
+            "--allow does not apply to `serve hello`; it is an option of socks5",
         ),
     ] {
         let output = run(args);
