@@ -215,10 +215,10 @@ pub(crate) fn start_server(
 pub(crate) fn arm_timeout(state: &mut State, id: ConnId, timeout: std::time::Duration) {
     let at = deadline(state.now, timeout);
     let key = state.timers.add_handshake_timeout(id, at);
-    if let Some(conn) = state.conns.get_mut(id) {
-        if let Some(old) = conn.handshake_timer.replace(key) {
-            state.timers.cancel_key(old);
-        }
+    if let Some(conn) = state.conns.get_mut(id)
+        && let Some(old) = conn.handshake_timer.replace(key)
+    {
+        state.timers.cancel_key(old);
     }
 }
 
