@@ -650,3 +650,30 @@ fn parse_secs(text: &str) -> Result<Duration, String> {
         .map_err(|_| format!("{text:?} is not a number of seconds"))?;
     Duration::try_from_secs_f64(secs).map_err(|e| format!("{text:?}: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// Every id in `SERVICE_OPTIONS` is an argument of `serve` with that flag (a renamed
+    /// field would otherwise make its check silently pass).
+    #[test]
+    fn service_options_name_real_arguments() {
+        let command = Cli::command();
+        let serve = command
+            .find_subcommand("serve")
+            .expect("a serve subcommand");
+        for (id, flag, _) in SERVICE_OPTIONS {
+            let arg = serve
+                .get_arguments()
+                .find(|a| a.get_id() == *id)
+                .unwrap_or_else(|| panic!("no argument {id}"));
+            assert_eq!(
+                arg.get_long().map(|l| format!("--{l}")).as_deref(),
+                Some(*flag)
+            );
+        }
+    }
+}
