@@ -9,7 +9,7 @@
 # Every peer whose toolchain is missing or whose build fails is reported by name and
 # skipped, never silently; the summary lists built / missing-with-reason. Exits 0 even then:
 # a missing peer never affects ringwork's own build, which this script does not touch
-# (`cargo build --release -p ringwork-protocols --bin ringwork` is the runner's job);
+# (`cargo build --release -p ringwork-cli --bin ringwork` is the runner's job);
 # the comparison runner and smoke.sh skip (and name) the servers that are not built.
 # Rust peers build with their own Cargo.lock (`--locked`) into $PEERS_TARGET_DIR
 # (default target/peers/ under the repository root), then are copied into bin/.

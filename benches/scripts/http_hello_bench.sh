@@ -141,7 +141,7 @@ for name in "${names[@]}"; do
     ringwork)
         [[ -x $RINGWORK_BIN ]] || {
             echo "error: $RINGWORK_BIN not found; build it with" \
-                "'cargo build --release -p ringwork-protocols --bin ringwork' or set RINGWORK_BIN" >&2
+                "'cargo build --release -p ringwork-cli --bin ringwork' or set RINGWORK_BIN" >&2
             exit 1
         }
         ;;

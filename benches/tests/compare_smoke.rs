@@ -4,7 +4,7 @@
 //!
 //! The two binaries belong to other packages, so `cargo test -p ringwork-benches` does not
 //! build them: when they are missing next to the `compare` binary, the test builds them
-//! (`cargo build -p ringwork-protocols --bin ringwork -p ringwork-loadtest --bin
+//! (`cargo build -p ringwork-cli --bin ringwork -p ringwork-loadtest --bin
 //! ringwork-load`, same target directory); if that fails it prints a loud SKIPPED line.
 //! It uses no wrk (`--no-wrk`) and no other peer, and takes ~10 s.
 
@@ -36,7 +36,7 @@ fn ensure_binaries(dir: &Path) -> Result<(), String> {
     let mut cmd = Command::new(cargo);
     cmd.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
         .env("CARGO_TARGET_DIR", target)
-        .args(["build", "-p", "ringwork-protocols", "--bin", "ringwork"])
+        .args(["build", "-p", "ringwork-cli", "--bin", "ringwork"])
         .args(["-p", "ringwork-loadtest", "--bin", "ringwork-load"]);
     if profile == "release" {
         cmd.arg("--release");

@@ -478,7 +478,7 @@ impl ringwork::DatagramProtocol for Lossy {
         from: SocketAddr,
     ) {
         self.n += 1;
-        if self.n % 2 == 0 {
+        if self.n.is_multiple_of(2) {
             ctx.send_to(data, from);
         }
     }

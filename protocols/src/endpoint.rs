@@ -18,9 +18,11 @@
 mod listen;
 mod tls;
 
+#[cfg(feature = "self-signed")]
+pub use self::listen::self_signed;
 #[cfg(feature = "engine")]
 pub use self::listen::{
-    ListenSpec, ListenSpecError, SelfSigned, default_self_signed_dir, self_signed,
+    AppProtocols, ListenSpec, ListenSpecError, SelfSigned, default_self_signed_dir,
 };
 pub use self::tls::{ClientVerify, SniCert, TlsOptions};
 

@@ -1,5 +1,6 @@
-//! ringwork-protocols: sans-IO protocol state machines, their engine adapters, and the
-//! `ringwork` command-line program.
+//! ringwork-protocols: sans-IO protocol state machines and their engine adapters. The
+//! `ringwork` command-line program built on them is its own crate, `ringwork-cli`
+//! (`protocols/cli/`), so that this one pulls no command-line parser or log subscriber.
 //!
 //! Each protocol is a folder holding a `proto` module (parsing and encoding over `&[u8]`,
 //! no sockets, no clock, no threads) and, behind the default `engine` feature, thin adapters
@@ -10,8 +11,6 @@
 //! - [`basic`]: stream framing (Twisted's `protocols.basic`): lines, netstrings and
 //!   length-prefixed frames as sans-IO decoders, with engine adapters; and (feature `engine`)
 //!   the echo and discard services over TCP, Unix sockets and UDP.
-//! - The `ringwork` binary (feature `engine`): `ringwork serve echo --listen tcp:8000`.
-//!
 //! - [`http`]: HTTP/1.1 — sans-IO parsers and encoders with request-smuggling defences,
 //!   and (feature `engine`) the server, ready-made handlers (hello, static files) and the
 //!   client.
@@ -24,6 +23,10 @@
 //!   the canonical forms of client-supplied hosts, sans-IO.
 //! - [`proxy_protocol`]: the HAProxy PROXY protocol (v1 text, v2 binary with TLVs), sans-IO
 //!   parser and encoders for headers sent by load balancers.
+//!
+//! Features: `engine` (default) for the adapters; `toml-config` for
+//! `ProxyConfig::load`/`from_toml` (serde, toml); `self-signed` for the self-signed
+//! certificate of a `tls:` endpoint without one (rcgen). The last two are off by default.
 //!
 //! This crate does not open sockets itself: the engine does, for the adapters.
 #![forbid(unsafe_code)]

@@ -1,10 +1,10 @@
-//! Real HTTP clients that nobody here wrote, against the server: curl (keep-alive,
-//! chunked upload, ranges, HEAD, 100-continue, a byte-for-byte static download) and
-//! Python's http.client (keep-alive, a chunked request body, pipelining over a raw
-//! socket).
+//! Real HTTP clients that nobody here wrote, against the server: curl (chunked upload,
+//! 100-continue) and Python's http.client (keep-alive, a chunked request body, pipelining
+//! over a raw socket).
 //!
-//! Servers: the `ringwork` binary (`serve hello`, `serve web --root`), and in-process the
-//! JSON echo handler of `examples/http_json_echo` (the same source file). curl and
+//! Server: in-process, the JSON echo handler of `examples/http_json_echo` (the same source
+//! file). curl against the `ringwork` binary (keep-alive, a static download, ranges, HEAD)
+//! is `protocols/cli/tests/http_interop.rs`. curl and
 //! python3 must be installed: a missing one fails the test, naming
 //! `scripts/install-http-test-deps.sh` (which CI runs); the tests install nothing.
 #![cfg(feature = "engine")]
@@ -13,17 +13,11 @@ mod common;
 #[path = "../examples/http_json_echo/handler.rs"]
 mod json_echo;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::thread;
+use std::process::{Command, Output, Stdio};
 
-use common::{LIMIT, Server, TempDir, pattern};
-use ringwork::platform::testing;
-use ringwork::{BackendChoice, DriverConfig};
-use ringwork_protocols::Endpoint;
+use common::{LIMIT, Server, TempDir};
+use ringwork::BackendChoice;
 use ringwork_protocols::http::server::{Request, Responder, ServerConfig};
 use ringwork_protocols::http::services::hello;
 
@@ -101,113 +95,11 @@ fn json_doc(len: usize) -> (serde_json::Value, Vec<u8>) {
     (doc, text)
 }
 
-/// The `ringwork` binary serving `args` on a free loopback port; killed on drop.
-struct Cli {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Cli {
-    /// `ringwork serve <args> --listen tcp:0:interface=127.0.0.1 --cores 1 --backend B`,
-    /// or `None` when `backend` cannot run here (skipped loudly).
-    fn start(backend: BackendChoice, args: &[&str]) -> Option<Cli> {
-        testing::driver(backend, DriverConfig::default())?;
-        let name = match backend {
-            BackendChoice::Uring => "uring",
-            _ => "poll",
-        };
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ringwork"))
-            .arg("serve")
-            .args(args)
-            .args(["--listen", "tcp:0:interface=127.0.0.1", "--cores", "1"])
-            .args(["--backend", name])
-            .env("RUST_LOG", "info")
-            .env_remove("RINGWORK_BACKEND")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start ringwork");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, lines): (_, Receiver<String>) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut seen = Vec::new();
-        let addr = loop {
-            let Ok(line) = lines.recv_timeout(LIMIT) else {
-                let _ = child.kill();
-                panic!("ringwork did not listen; stderr:\n{}", seen.join("\n"));
-            };
-            if let Some((_, rest)) = line.split_once("listening on ") {
-                let text = rest.split(" (core").next().expect("split yields one");
-                match text.parse() {
-                    Ok(Endpoint::Tcp { addr }) => break addr,
-                    other => panic!("unexpected endpoint {other:?} in {line:?}"),
-                }
-            }
-            seen.push(line);
-        };
-        Some(Cli { child, addr })
-    }
-}
-
-impl Drop for Cli {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A static tree: a 3 MiB file (streamed) and a small one.
-fn web_root(dir: &TempDir) -> String {
-    std::fs::write(dir.0.join("big.bin"), pattern(3 * 1024 * 1024)).unwrap();
-    std::fs::write(dir.0.join("digits.txt"), "0123456789".repeat(50)).unwrap();
-    dir.0.to_str().expect("a UTF-8 temp path").to_owned()
-}
-
-fn path_str(path: &Path) -> &str {
+fn path_str(path: &std::path::Path) -> &str {
     path.to_str().expect("a UTF-8 temp path")
 }
 
 ringwork::platform::test_all_backends! {
-    fn curl_keep_alive(backend: BackendChoice) {
-        let Some(server) = Cli::start(backend, &["hello"]) else { return };
-        let out = curl(&["--verbose", &url(server.addr, "/a"), &url(server.addr, "/b")]);
-        assert_eq!(out.stdout, b"Hello, World!Hello, World!");
-        let log = String::from_utf8_lossy(&out.stderr);
-        // curl says "Connected to" for each new connection and "Re-using" for a reuse.
-        assert_eq!(log.matches("Connected to").count(), 1, "{log}");
-        assert!(log.contains("Re-using existing"), "{log}");
-    }
-
-    fn curl_static_download_ranges_and_head(backend: BackendChoice) {
-        let dir = TempDir::new("interop-web");
-        let root = web_root(&dir);
-        let Some(server) = Cli::start(backend, &["web", "--root", &root]) else { return };
-        let saved = dir.0.join("downloaded.bin");
-        curl(&["--output", path_str(&saved), &url(server.addr, "/big.bin")]);
-        let got = std::fs::read(&saved).unwrap();
-        assert!(got == pattern(3 * 1024 * 1024), "the download differs ({} bytes)", got.len());
-
-        let out = curl(&["--range", "0-99", &url(server.addr, "/big.bin")]);
-        assert!(out.stdout == pattern(100), "range 0-99 differs");
-        let out = curl(&["--range", "-5", &url(server.addr, "/digits.txt")]);
-        assert_eq!(out.stdout, b"56789");
-
-        let out = curl(&["--head", &url(server.addr, "/big.bin")]);
-        let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
-        assert!(head.starts_with("http/1.1 200 ok\r\n"), "{head}");
-        assert!(head.contains("\r\ncontent-length: 3145728\r\n"), "{head}");
-        assert!(head.contains("\r\naccept-ranges: bytes\r\n"), "{head}");
-        assert!(head.ends_with("\r\n\r\n"), "HEAD response had a body: {head}");
-    }
-
     fn curl_chunked_upload_and_100_continue(backend: BackendChoice) {
         let Some(server) = json_server(backend) else { return };
         let dir = TempDir::new("interop-upload");

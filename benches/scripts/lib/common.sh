@@ -143,6 +143,6 @@ ensure_release_bins() {
         command -v cargo >/dev/null || { echo "error: cargo is required to build $*" >&2; exit 1; }
         echo "building release binaries ($*) into $target_dir ..." >&2
         (cd "$repo" && CARGO_TARGET_DIR=$target_dir nice -n 10 cargo build --release --quiet \
-            -p ringwork-protocols --bin ringwork -p ringwork-loadtest --bin ringwork-load) >&2
+            -p ringwork-cli --bin ringwork -p ringwork-loadtest --bin ringwork-load) >&2
     fi
 }

@@ -79,7 +79,7 @@ pub struct Suite {
 }
 
 fn echo(size: usize, connections: u32) -> Workload {
-    let size_name = if size % 1024 == 0 {
+    let size_name = if size.is_multiple_of(1024) {
         format!("{}k", size / 1024)
     } else {
         format!("{size}b")

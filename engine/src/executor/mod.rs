@@ -289,12 +289,11 @@ impl Wake for TaskWaker {
         if !was_empty {
             return;
         }
-        if let Some(reactor) = &self.shared.reactor_waker {
-            if thread::current().id() != self.shared.owner {
-                if let Err(error) = reactor.wake() {
-                    tracing::warn!(%error, "waking the reactor for a task failed");
-                }
-            }
+        if let Some(reactor) = &self.shared.reactor_waker
+            && thread::current().id() != self.shared.owner
+            && let Err(error) = reactor.wake()
+        {
+            tracing::warn!(%error, "waking the reactor for a task failed");
         }
     }
 }

@@ -6,8 +6,8 @@
 //! cannot drain (backpressure), closing once the echo is sent after the peer's EOF;
 //! discard reads and drops everything. Neither keeps state between callbacks.
 //! Does not: parse anything — there is no sans-IO `proto` half to these.
-//! Spec: RFC 862 (echo), RFC 863 (discard). Tests: `tests/cli.rs` runs them through the
-//! `ringwork` binary.
+//! Spec: RFC 862 (echo), RFC 863 (discard). Tests: `protocols/cli/tests/cli.rs` runs them
+//! through the `ringwork` binary.
 
 use std::net::SocketAddr;
 

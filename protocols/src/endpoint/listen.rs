@@ -1,8 +1,10 @@
 //! From an [`Endpoint`] to what the engine listens with (feature `engine`): the socket
-//! address and the [`ListenerOptions`] — TLS loaded from the endpoint's files (or a
-//! self-signed certificate for localhost) and the PROXY protocol for `haproxy:`.
+//! address and the [`ListenerOptions`] — TLS loaded from the endpoint's files (or, with
+//! feature `self-signed`, a self-signed certificate for localhost) and the PROXY protocol
+//! for `haproxy:`.
 //!
-//! Owns: [`ListenSpec`], [`ListenSpec::from_endpoint`], [`self_signed`].
+//! Owns: [`ListenSpec`], [`ListenSpec::from_endpoint`], [`AppProtocols`] (which ALPN
+//! protocols a `tls:` listener advertises), `self_signed` (feature `self-signed`).
 //! Contract: everything that can fail (files, keys) fails here, once, before any core
 //! starts; a spec is `Send + Sync` and cheap to use on every core
 //! ([`Reactor::listen_with`](ringwork::Reactor::listen_with) makes the per-core TLS copy).
@@ -14,6 +16,44 @@ use ringwork::tls::{ClientAuth, TlsAcceptor, TlsConfigError, load_certificates};
 use ringwork::{ListenerOptions, SockAddr};
 
 use super::{ClientVerify, Endpoint, TlsOptions};
+
+/// The application protocols a service speaks, for TLS ALPN (RFC 7301): what a `tls:`
+/// listener advertises when its endpoint has no `alpn=`, and which protocols an `alpn=`
+/// may name. A listener never advertises a protocol its service cannot speak: a client
+/// would pick it (curl picks `h2` when offered) and then fail on the first bytes.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub enum AppProtocols {
+    /// The service speaks exactly these (ALPN names, in preference order): advertised by
+    /// default; an `alpn=` naming another is refused. An empty list: a protocol without an
+    /// ALPN name (SOCKS5), so nothing is advertised and any `alpn=` is refused.
+    Only(&'static [&'static str]),
+    /// The service does not interpret the bytes (echo, discard, a TCP relay whose upstream
+    /// speaks whatever it speaks): nothing advertised by default; any `alpn=` is accepted.
+    Opaque,
+}
+
+impl AppProtocols {
+    /// HTTP/1.1 (`http/1.1`, as nginx and Go advertise it).
+    pub const HTTP_1_1: Self = Self::Only(&["http/1.1"]);
+
+    /// What to advertise for an endpoint that asked for `requested` (empty: no `alpn=`).
+    ///
+    /// # Errors
+    /// The first requested protocol this service does not speak.
+    fn advertise(self, requested: &[String]) -> Result<Vec<String>, String> {
+        match self {
+            Self::Opaque => Ok(requested.to_vec()),
+            Self::Only(speaks) if requested.is_empty() => {
+                Ok(speaks.iter().map(|p| (*p).to_owned()).collect())
+            }
+            Self::Only(speaks) => match requested.iter().find(|p| !speaks.contains(&p.as_str())) {
+                Some(other) => Err(other.clone()),
+                None => Ok(requested.to_vec()),
+            },
+        }
+    }
+}
 
 /// A self-signed certificate for `localhost`, `127.0.0.1` and `::1`.
 #[derive(Clone, Debug)]
@@ -47,6 +87,29 @@ pub enum ListenSpecError {
         /// What failed.
         what: String,
     },
+    /// A `tls:` endpoint without `cert=`/`key=` (or `sni=`), in a build without feature
+    /// `self-signed` to make a certificate for it.
+    #[error(
+        "{endpoint}: no certificate given (cert=PEM:key=PEM); this build cannot make a \
+         self-signed one (feature self-signed of ringwork-protocols)"
+    )]
+    NoCertificate {
+        /// The endpoint as written.
+        endpoint: String,
+    },
+    /// An `alpn=` protocol the service does not speak.
+    #[error(
+        "{endpoint}: alpn={protocol} is a protocol this service does not speak ({})",
+        speaks_text(speaks)
+    )]
+    AlpnNotSpoken {
+        /// The endpoint as written.
+        endpoint: String,
+        /// The protocol named.
+        protocol: String,
+        /// What the service speaks.
+        speaks: &'static [&'static str],
+    },
     /// Not a stream endpoint (UDP).
     #[error("{0} is not a stream endpoint")]
     NotStream(String),
@@ -66,14 +129,18 @@ pub struct ListenSpec {
 }
 
 impl ListenSpec {
-    /// Loads what `endpoint` needs. `self_signed_dir` is where a self-signed certificate is
-    /// kept (default: [`default_self_signed_dir`]).
+    /// Loads what `endpoint` needs for a service that speaks `protocols` (what a `tls:`
+    /// listener advertises by ALPN; see [`AppProtocols`]). `self_signed_dir` is where a
+    /// self-signed certificate is kept (default: [`default_self_signed_dir`]; feature
+    /// `self-signed`).
     ///
     /// # Errors
     /// A certificate or key that cannot be loaded, a self-signed certificate that cannot be
-    /// stored, or a UDP endpoint.
+    /// stored (or, without feature `self-signed`, a `tls:` endpoint without a certificate),
+    /// an `alpn=` protocol the service does not speak, or a UDP endpoint.
     pub fn from_endpoint(
         endpoint: &Endpoint,
+        protocols: AppProtocols,
         self_signed_dir: Option<&Path>,
     ) -> Result<Self, ListenSpecError> {
         let (inner, haproxy) = match endpoint {
@@ -99,13 +166,26 @@ impl ListenSpec {
                 unix: true,
             },
             Endpoint::Tls { addr, tls } => {
+                let alpn = protocols.advertise(&tls.alpn).map_err(|protocol| {
+                    ListenSpecError::AlpnNotSpoken {
+                        endpoint: endpoint.to_string(),
+                        protocol,
+                        speaks: match protocols {
+                            AppProtocols::Only(speaks) => speaks,
+                            AppProtocols::Opaque => &[],
+                        },
+                    }
+                })?;
                 let (acceptor, self_signed) =
-                    acceptor(tls, self_signed_dir).map_err(|e| match e {
+                    acceptor(tls, &alpn, self_signed_dir).map_err(|e| match e {
                         Loaded::Tls(source) => ListenSpecError::Tls {
                             endpoint: endpoint.to_string(),
                             source,
                         },
                         Loaded::SelfSigned(e) => e,
+                        Loaded::NoCertificate => ListenSpecError::NoCertificate {
+                            endpoint: endpoint.to_string(),
+                        },
                     })?;
                 Self {
                     addr: (*addr).into(),
@@ -125,11 +205,26 @@ impl ListenSpec {
 
 enum Loaded {
     Tls(TlsConfigError),
+    // Only made with feature `self-signed`.
+    #[cfg_attr(not(feature = "self-signed"), allow(dead_code))]
     SelfSigned(ListenSpecError),
+    // Only made without feature `self-signed`.
+    #[cfg_attr(feature = "self-signed", allow(dead_code))]
+    NoCertificate,
 }
 
+/// "it speaks http/1.1", for [`ListenSpecError::AlpnNotSpoken`].
+fn speaks_text(speaks: &[&str]) -> String {
+    match speaks {
+        [] => "it has no ALPN name: give no alpn=".to_owned(),
+        _ => format!("it speaks {}", speaks.join(", ")),
+    }
+}
+
+/// The acceptor of a `tls:` endpoint advertising `alpn` (checked against the service).
 fn acceptor(
     tls: &TlsOptions,
+    alpn: &[String],
     dir: Option<&Path>,
 ) -> Result<(TlsAcceptor, Option<SelfSigned>), Loaded> {
     let mut builder = TlsAcceptor::builder();
@@ -137,8 +232,7 @@ fn acceptor(
     match (&tls.cert, &tls.key) {
         (Some(cert), Some(key)) => builder = builder.certificate_pem_files(cert, key),
         _ if tls.sni.is_empty() => {
-            let dir = dir.map_or_else(default_self_signed_dir, Path::to_path_buf);
-            let made = self_signed(&dir).map_err(Loaded::SelfSigned)?;
+            let made = fallback_certificate(dir)?;
             builder = builder.certificate_pem_files(&made.cert, &made.key);
             self_signed_cert = Some(made);
         }
@@ -147,8 +241,8 @@ fn acceptor(
     for sni in &tls.sni {
         builder = builder.sni_certificate_pem_files(&sni.name, &sni.cert, &sni.key);
     }
-    if !tls.alpn.is_empty() {
-        builder = builder.alpn(&tls.alpn);
+    if !alpn.is_empty() {
+        builder = builder.alpn(alpn);
     }
     if let Some(ca) = &tls.ca {
         let roots = load_certificates(ca).map_err(Loaded::Tls)?;
@@ -162,6 +256,20 @@ fn acceptor(
     }
     let acceptor = builder.build().map_err(Loaded::Tls)?;
     Ok((acceptor, self_signed_cert))
+}
+
+/// The certificate of a `tls:` endpoint that names none: a self-signed one kept in `dir`
+/// (default [`default_self_signed_dir`]).
+#[cfg(feature = "self-signed")]
+fn fallback_certificate(dir: Option<&Path>) -> Result<SelfSigned, Loaded> {
+    let dir = dir.map_or_else(default_self_signed_dir, Path::to_path_buf);
+    self_signed(&dir).map_err(Loaded::SelfSigned)
+}
+
+/// Without feature `self-signed` there is none: an error naming the options.
+#[cfg(not(feature = "self-signed"))]
+fn fallback_certificate(_dir: Option<&Path>) -> Result<SelfSigned, Loaded> {
+    Err(Loaded::NoCertificate)
 }
 
 /// Where `ringwork serve --listen tls:PORT` keeps its self-signed certificate:
@@ -182,6 +290,7 @@ pub fn default_self_signed_dir() -> PathBuf {
 ///
 /// # Errors
 /// The directory or files cannot be written, or rcgen fails.
+#[cfg(feature = "self-signed")]
 pub fn self_signed(dir: &Path) -> Result<SelfSigned, ListenSpecError> {
     let cert = dir.join("localhost.pem");
     let key = dir.join("localhost.key");
@@ -214,7 +323,7 @@ pub fn self_signed(dir: &Path) -> Result<SelfSigned, ListenSpecError> {
     })
 }
 
-#[cfg(unix)]
+#[cfg(all(unix, feature = "self-signed"))]
 fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -227,12 +336,57 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     file.write_all(data)
 }
 
-#[cfg(not(unix))]
+#[cfg(all(not(unix), feature = "self-signed"))]
 fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     std::fs::write(path, data)
 }
 
 #[cfg(test)]
+mod alpn_tests {
+    use super::*;
+
+    #[test]
+    fn a_listener_advertises_only_what_its_service_speaks() {
+        let strings = |list: &[&str]| list.iter().map(|p| (*p).to_owned()).collect::<Vec<_>>();
+        let http = AppProtocols::HTTP_1_1;
+        assert_eq!(http.advertise(&[]), Ok(strings(&["http/1.1"])));
+        assert_eq!(
+            http.advertise(&strings(&["http/1.1"])),
+            Ok(strings(&["http/1.1"]))
+        );
+        assert_eq!(
+            http.advertise(&strings(&["h2", "http/1.1"])),
+            Err("h2".to_owned())
+        );
+        let none = AppProtocols::Only(&[]);
+        assert_eq!(none.advertise(&[]), Ok(vec![]));
+        assert_eq!(none.advertise(&strings(&["x"])), Err("x".to_owned()));
+        let opaque = AppProtocols::Opaque;
+        assert_eq!(opaque.advertise(&[]), Ok(vec![]));
+        assert_eq!(
+            opaque.advertise(&strings(&["h2", "x"])),
+            Ok(strings(&["h2", "x"]))
+        );
+    }
+
+    #[test]
+    fn an_alpn_the_service_does_not_speak_is_an_error_naming_it() {
+        let endpoint: Endpoint = "tls:0:interface=127.0.0.1:cert=c.pem:key=k.pem:alpn=h2"
+            .parse()
+            .unwrap();
+        let error = ListenSpec::from_endpoint(&endpoint, AppProtocols::HTTP_1_1, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.ends_with(
+                "alpn=h2 is a protocol this service does not speak (it speaks http/1.1)"
+            ),
+            "{error}"
+        );
+    }
+}
+
+#[cfg(all(test, feature = "self-signed"))]
 mod tests {
     use super::*;
 
@@ -248,13 +402,14 @@ mod tests {
         let endpoint: Endpoint = "haproxy:tls:0:interface=127.0.0.1:alpn=http/1.1"
             .parse()
             .unwrap();
-        let spec = ListenSpec::from_endpoint(&endpoint, Some(&dir)).unwrap();
+        let spec =
+            ListenSpec::from_endpoint(&endpoint, AppProtocols::HTTP_1_1, Some(&dir)).unwrap();
         assert!(spec.options.tls.is_some() && spec.options.preamble.is_some());
         assert!(spec.self_signed.is_some());
         let missing: Endpoint = "tls:0:cert=/nonexistent.pem:key=/nonexistent.key"
             .parse()
             .unwrap();
-        let error = ListenSpec::from_endpoint(&missing, Some(&dir))
+        let error = ListenSpec::from_endpoint(&missing, AppProtocols::Opaque, Some(&dir))
             .unwrap_err()
             .to_string();
         assert!(error.contains("/nonexistent.pem"), "{error}");

@@ -455,11 +455,13 @@ impl Pair {
     /// Half-closes `dest` once its source sent EOF and every byte for it was written.
     fn pass_eof(&mut self, ctx: &mut Context<'_>, dest: Side) {
         let d = dest as usize;
-        if self.eof[dest.other() as usize] && self.overflow[d].is_empty() && !self.shut[d] {
-            if let Some(id) = self.id(dest) {
-                ctx.other(id).shutdown_write();
-                self.shut[d] = true;
-            }
+        if self.eof[dest.other() as usize]
+            && self.overflow[d].is_empty()
+            && !self.shut[d]
+            && let Some(id) = self.id(dest)
+        {
+            ctx.other(id).shutdown_write();
+            self.shut[d] = true;
         }
     }
 

@@ -602,7 +602,7 @@ fn exhausted_buffers_delay_reads_without_losing_or_reordering_bytes() {
         assert!(Instant::now() < deadline, "timed out");
         turn += 1;
         // Every third turn starts with every buffer still lent out: it must read nothing.
-        let holding = turn % 3 == 0;
+        let holding = turn.is_multiple_of(3);
         if !holding {
             held.clear();
         }

@@ -399,6 +399,22 @@ fn config_example() {
 }
 
 #[test]
+fn listen_is_optional_but_not_empty() {
+    // Without `listen` the program gives the endpoints (`ringwork serve --listen`).
+    let routes = "[upstreams.a]\nservers = [\"10.0.0.1:80\"]\n[[routes]]\nupstream = \"a\"\n";
+    let config = ProxyConfig::from_toml(routes).unwrap();
+    assert!(config.listen.is_empty());
+    let empty = ProxyConfig::from_toml(&format!("listen = []\n{routes}"));
+    assert!(
+        matches!(
+            &empty,
+            Err(ConfigError::Invalid { line: Some(1), field, .. }) if field == "listen"
+        ),
+        "{empty:?}"
+    );
+}
+
+#[test]
 fn config_errors_name_line_and_field() {
     let base = "listen = [\"tcp:80\"]\n[upstreams.a]\nservers = [\"10.0.0.1:80\"]\n[[routes]]\nupstream = \"a\"\n";
     let cases: &[(&str, &str, Option<usize>, &str)] = &[

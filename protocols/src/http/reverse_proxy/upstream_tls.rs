@@ -67,7 +67,9 @@ impl fmt::Debug for Material {
 }
 
 impl UpstreamTls {
-    /// TLS settings from what the configuration read (see `config.rs`).
+    /// TLS settings from what the configuration read (see `config/file.rs`).
+    // Only the TOML file builds these (feature `toml-config`).
+    #[cfg_attr(not(feature = "toml-config"), allow(dead_code))]
     pub(crate) fn new(
         server_names: Vec<ServerName<'static>>,
         verify: bool,
@@ -116,7 +118,8 @@ impl UpstreamTls {
 }
 
 /// One entry of a pool's `servers`: `host:port`, `http://host[:port]` or
-/// `https://host[:port]`.
+/// `https://host[:port]`. Read from the TOML file (feature `toml-config`).
+#[cfg_attr(not(feature = "toml-config"), allow(dead_code))]
 #[derive(Debug, Eq, PartialEq)]
 pub(crate) struct ServerEntry {
     /// `https://`.
@@ -127,6 +130,7 @@ pub(crate) struct ServerEntry {
     pub(crate) authority: String,
 }
 
+#[cfg_attr(not(feature = "toml-config"), allow(dead_code))]
 impl ServerEntry {
     /// Parses an entry.
     ///

@@ -103,10 +103,9 @@ impl Preconditions<'_> {
             .if_unmodified_since
             .map(trim_ows)
             .and_then(parse_http_date)
+            && modified > unix_secs(since)
         {
-            if modified > unix_secs(since) {
-                return Precondition::Failed;
-            }
+            return Precondition::Failed;
         }
         // Step 3 / 4.
         if let Some(list) = self.if_none_match {
@@ -117,16 +116,14 @@ impl Preconditions<'_> {
                     Precondition::Failed
                 };
             }
-        } else if method_is_get_or_head {
-            if let Some(since) = self
+        } else if method_is_get_or_head
+            && let Some(since) = self
                 .if_modified_since
                 .map(trim_ows)
                 .and_then(parse_http_date)
-            {
-                if modified <= unix_secs(since) {
-                    return Precondition::NotModified;
-                }
-            }
+            && modified <= unix_secs(since)
+        {
+            return Precondition::NotModified;
         }
         Precondition::Proceed
     }

@@ -10,9 +10,8 @@
 //! reactor). curl and openssl are installed by `scripts/install-http-test-deps.sh`: a
 //! missing tool skips the test loudly, except under `CI`, where it fails. Nothing sleeps:
 //! waits read a child's output through a channel with a timeout, or turn the reactor.
-#![cfg(feature = "engine")]
 
-mod common;
+mod support;
 
 use std::cell::RefCell;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -23,7 +22,6 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread;
 use std::time::Instant;
 
-use common::{LIMIT, TempDir};
 use ringwork::platform::testing;
 use ringwork::testing::certs::{TestCa, TestCert};
 use ringwork::tls::{Roots, TlsConnector, TlsError, TlsInfo, server_name};
@@ -32,6 +30,7 @@ use ringwork::{
     ReactorConfig, SockAddr,
 };
 use ringwork_protocols::Endpoint;
+use support::{LIMIT, TempDir};
 
 const INSTALL: &str = "scripts/install-http-test-deps.sh";
 
@@ -154,11 +153,12 @@ impl Proc {
             .and_then(|()| stdin.flush());
     }
 
-    /// Closes its stdin and reads its output until it exits (fails after [`LIMIT`]).
-    fn finish(&mut self) {
+    /// Closes its stdin and reads its output until it exits (fails after [`LIMIT`]);
+    /// returns its exit status.
+    fn finish(&mut self) -> std::process::ExitStatus {
         self.stdin = None;
         assert!(self.until(|_| false).is_none());
-        self.child.wait().expect("wait for the child");
+        self.child.wait().expect("wait for the child")
     }
 
     /// Everything read so far.
@@ -310,6 +310,35 @@ fn s_client_ok(port: u16, args: &[&str], line: &str) -> String {
         .unwrap_or_else(|out| panic!("s_client {args:?} got no echo; output:\n{out}"))
 }
 
+/// `openssl s_client` to an HTTP service on `port` offering ALPN `alpn` (`None`: no ALPN
+/// extension): one `GET /` (`Connection: close`); returns its whole output, which names the
+/// negotiated protocol (`ALPN protocol: ..` or `No ALPN negotiated`). `Err` with the output
+/// if no response came (a refused handshake).
+fn s_client_http(port: u16, ca: &str, alpn: Option<&str>) -> Result<String, String> {
+    let mut command = Command::new("openssl");
+    command
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .args([
+            "-servername",
+            "localhost",
+            "-CAfile",
+            ca,
+            "-verify_return_error",
+            "-crlf",
+        ]);
+    if let Some(alpn) = alpn {
+        command.args(["-alpn", alpn]);
+    }
+    let mut proc = Proc::spawn("openssl s_client", &mut command);
+    proc.send("GET / HTTP/1.1\nHost: localhost\nConnection: close\n\n");
+    let answered = proc.until(|l| l.starts_with("HTTP/1.1 ")).is_some();
+    proc.finish();
+    match answered {
+        true => Ok(proc.output()),
+        false => Err(proc.output()),
+    }
+}
+
 /// `curl --silent --show-error --max-time LIMIT ARGS`.
 fn curl(args: &[&str]) -> Output {
     let max = LIMIT.as_secs().to_string();
@@ -432,6 +461,33 @@ ringwork::platform::test_all_backends! {
         }
     }
 
+    // HTTP services advertise the protocol they speak (`http/1.1`, as nginx and Go do)
+    // without `alpn=`; echo (which does not read its bytes) advertises nothing.
+    fn http_services_advertise_http_1_1(backend: BackendChoice) {
+        if !have_openssl() { return; }
+        let pki = Pki::new("alpn-default");
+        let ca = path(&pki.ca_pem);
+        let root = path(&pki.dir.0);
+        for service in [&["hello"][..], &["web", "--root", root]] {
+            let Some(server) = Ringwork::start(backend, service, &pki.endpoint(""), &pki.dir.0) else { return };
+            for offer in ["http/1.1", "h2,http/1.1"] {
+                let out = s_client_http(server.port(), ca, Some(offer))
+                    .unwrap_or_else(|out| panic!("{service:?}, -alpn {offer}: no response:\n{out}"));
+                assert!(out.contains("ALPN protocol: http/1.1"), "{service:?}, -alpn {offer}:\n{out}");
+            }
+            // A client without ALPN is served as before.
+            let out = s_client_http(server.port(), ca, None).expect("a response without ALPN");
+            assert!(out.contains("No ALPN negotiated"), "{out}");
+            // A client offering only h2 is refused by the handshake (RFC 7301 §3.2), not
+            // sent HTTP/1.1 bytes it cannot read.
+            let out = s_client_http(server.port(), ca, Some("h2")).expect_err("h2 only is refused");
+            assert!(out.contains("no application protocol"), "{out}");
+        }
+        let Some(echo) = Ringwork::start(backend, &["echo"], &pki.endpoint(""), &pki.dir.0) else { return };
+        let out = s_client_ok(echo.port(), &["-servername", "localhost", "-CAfile", ca, "-alpn", "http/1.1"], "echo");
+        assert!(out.contains("No ALPN negotiated"), "{out}");
+    }
+
     fn curl_https_with_a_ca_signed_certificate(backend: BackendChoice) {
         if !have_curl() { return; }
         let pki = Pki::new("curl-https");
@@ -466,7 +522,7 @@ ringwork::platform::test_all_backends! {
         let pki = Pki::new("curl-tls-download");
         let root = pki.dir.0.join("root");
         std::fs::create_dir(&root).unwrap();
-        let body = common::pattern(5 * 1024 * 1024 + 7);
+        let body = support::pattern(5 * 1024 * 1024 + 7);
         std::fs::write(root.join("big.bin"), &body).unwrap();
         let service = ["web", "--root", path(&root)];
         let Some(server) = Ringwork::start(backend, &service, &pki.endpoint(""), &pki.dir.0) else { return };
@@ -744,6 +800,48 @@ ringwork::platform::test_all_backends! {
 /// Every core listens on each TCP endpoint, `tls:` and `haproxy:` ones too: with port 0 and
 /// several cores each core would bind its own free port, so the binary refuses, as for
 /// `tcp:0` (a check, no I/O: one backend is enough).
+#[test]
+fn alpn_protocols_a_service_does_not_speak_are_refused() {
+    let pki = Pki::new("alpn-refused");
+    for (service, alpn, message) in [
+        (
+            "hello",
+            "h2,http/1.1",
+            "alpn=h2 is a protocol this service does not speak (it speaks http/1.1)",
+        ),
+        (
+            "socks5",
+            "x-socks",
+            "alpn=x-socks is a protocol this service does not speak (it has no ALPN name",
+        ),
+    ] {
+        let endpoint = pki.endpoint(&format!(":alpn={alpn}"));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ringwork"));
+        command
+            .args(["serve", service, "--listen", &endpoint, "--cores", "1"])
+            .env("XDG_DATA_HOME", pki.dir.0.join("xdg"));
+        // Fails after LIMIT if it starts serving instead of refusing.
+        let mut proc = Proc::spawn("ringwork", &mut command);
+        let status = proc.finish();
+        let stderr = proc.output();
+        assert_eq!(status.code(), Some(1), "{service}: {stderr}");
+        assert!(
+            stderr.contains(&format!("serve {service}: ")) && stderr.contains(message),
+            "{stderr}"
+        );
+    }
+    // The help's example advertises only what the services speak.
+    let help = Command::new(env!("CARGO_BIN_EXE_ringwork"))
+        .args(["serve", "--help"])
+        .output()
+        .expect("run ringwork");
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("alpn=") && !help.contains("alpn=h2"),
+        "{help}"
+    );
+}
+
 #[test]
 fn port_zero_tls_and_haproxy_endpoints_with_several_cores_fail() {
     let dir = TempDir::new("port-zero-cores");

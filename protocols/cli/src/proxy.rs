@@ -1,8 +1,8 @@
 //! The proxy services of `ringwork serve`: `tcp-proxy` and `socks5`.
 //!
-//! Owns: their options (`--upstream`, `--idle-timeout`, `--user`, `--allow`, `--deny`), the
-//! checks that make a bad combination a usage error (exit status 2), and building each
-//! core's factory.
+//! Owns: their options (`--upstream`, `--idle-timeout`, `--user`, `--allow`, `--deny`),
+//! the check that `tcp-proxy` has an upstream (a usage error, exit status 2; which service
+//! takes which option is `SERVICE_OPTIONS` in `main.rs`), and building each core's factory.
 //! Contract: the name-lookup pool of `socks5` is made once and shared by every core; each
 //! core builds its own `TcpProxy` or `Socks5Server` (per-core health and counters).
 //! `--allow` and `--deny` rules apply in command-line order, interleaved
@@ -83,33 +83,12 @@ pub enum ProxyPlan {
 }
 
 impl ProxyArgs {
-    /// Checks the options against the service; the message is a usage error.
+    /// Checks what the service needs (options given to a service that does not take them
+    /// were refused before); the message is a usage error.
     pub fn check(&self, kind: Option<ProxyKind>) -> Result<(), String> {
         match kind {
             Some(ProxyKind::Tcp) if self.upstream.is_empty() => {
                 Err("tcp-proxy needs at least one --upstream HOST:PORT".into())
-            }
-            Some(ProxyKind::Tcp) if !self.user.is_empty() => {
-                Err("--user is a socks5 option".into())
-            }
-            Some(ProxyKind::Tcp) | None if !self.allow.is_empty() || !self.deny.is_empty() => {
-                Err("--allow and --deny are socks5 options".into())
-            }
-            Some(ProxyKind::Socks5) | None if self.send_proxy.is_some() => {
-                Err("--send-proxy is a tcp-proxy option".into())
-            }
-            Some(ProxyKind::Socks5) if !self.upstream.is_empty() => {
-                Err("--upstream is a tcp-proxy option".into())
-            }
-            None if !self.upstream.is_empty()
-                || !self.user.is_empty()
-                || self.idle_timeout.is_some()
-                || self.splice.is_some() =>
-            {
-                Err(
-                    "--upstream, --idle-timeout, --splice and --user are tcp-proxy and socks5 options"
-                        .into(),
-                )
             }
             _ => Ok(()),
         }

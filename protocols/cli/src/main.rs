@@ -19,10 +19,15 @@
 //! unavailable under `--backend uring`) with status 1.
 //! Adding a service: a [`Service`] variant with a doc comment (its `--help` text) and one
 //! arm in each of [`Service::listen_stream`] and [`Service::bind_datagram`]. The proxy
-//! services' options and factories live in `ringwork/proxy.rs`; where output goes (one
-//! non-blocking log sink for everything the process writes) in `ringwork/logging.rs`.
-//! Tests: `tests/cli.rs` and `tests/cli_logging.rs` (closed, stalled and flooded stderr)
-//! run this binary.
+//! services' options and factories live in `proxy.rs`; where output goes (one
+//! non-blocking log sink for everything the process writes) in `logging.rs`.
+//! This is its own crate (`ringwork-cli`) so that users of the `ringwork-protocols` library
+//! do not build clap, tracing-subscriber, toml or rcgen; it turns on the library's
+//! `toml-config` and `self-signed` features.
+//! Tests: `tests/cli.rs`, `tests/cli_logging.rs` (closed, stalled and flooded stderr),
+//! `tests/tls_interop.rs` and `tests/http_interop.rs` (openssl and curl as peers) run this
+//! binary.
+#![forbid(unsafe_code)]
 
 use std::error::Error;
 use std::io::Write;
@@ -34,14 +39,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use ringwork::{BackendChoice, EngineError, Reactor, ReactorConfig, ReusePort, Runtime};
 use ringwork_protocols::Endpoint;
 use ringwork_protocols::basic::{Discard, DiscardDatagram, Echo, EchoDatagram};
-use ringwork_protocols::endpoint::ListenSpec;
+use ringwork_protocols::endpoint::{AppProtocols, ListenSpec};
 use ringwork_protocols::http::reverse_proxy::{ProxyConfig, ReverseProxy};
 use ringwork_protocols::http::server::{HttpServer, ServerConfig};
 use ringwork_protocols::http::services::{StaticFiles, hello_server};
 
-#[path = "ringwork/logging.rs"]
 mod logging;
-#[path = "ringwork/proxy.rs"]
 mod proxy;
 
 use logging::Logging;
@@ -68,10 +71,12 @@ Endpoints:
   tcp6:PORT[:interface=IPV6]    TCP over IPv6 (default interface ::)
   udp:PORT[:interface=IP]       UDP, either family (default interface 0.0.0.0)
   unix:PATH                     a Unix stream socket (a stale socket file is replaced)
-  tls:PORT[:interface=IP][:cert=PEM:key=PEM][:sni=NAME,CERT,KEY]...[:alpn=h2,http/1.1]
+  tls:PORT[:interface=IP][:cert=PEM:key=PEM][:sni=NAME,CERT,KEY]...[:alpn=P1,P2]
        [:ca=PEM[:verify=optional|required]][:timeout=SECS]
                                 TLS over TCP; without cert/key a self-signed certificate
-                                for localhost is made (its path is printed)
+                                for localhost is made (its path is printed). ALPN: hello,
+                                web and http-proxy advertise http/1.1, the others nothing;
+                                alpn= may name only protocols the service speaks
   haproxy:ENDPOINT              any stream endpoint above, behind a load balancer that
                                 sends a PROXY protocol (v1/v2) header first
 Port 0 picks a free port (TCP only with --cores 1, since each core binds its own). Every
@@ -120,8 +125,10 @@ struct Serve {
         value_parser = clap::value_parser!(Endpoint),
     )]
     listen: Vec<Endpoint>,
-    /// Number of cores (reactor threads, each pinned to a CPU) [default: one per CPU].
-    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    /// Number of cores (reactor threads, each pinned to a CPU) [default: one per CPU this
+    /// process may use]. More than that works, but the reactors share CPUs (a warning says
+    /// so).
+    #[arg(long, value_name = "N", value_parser = parse_cores)]
     cores: Option<usize>,
     /// I/O backend; auto follows RINGWORK_BACKEND, else io_uring with a poll fallback.
     #[arg(long, value_enum, default_value_t = Backend::Auto)]
@@ -135,10 +142,11 @@ struct Serve {
     /// `timeouts.write` of an http-proxy config].
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     write_timeout: Option<Duration>,
-    /// The directory `web` serves.
+    /// web: the directory it serves.
     #[arg(long, value_name = "DIR")]
     root: Option<std::path::PathBuf>,
-    /// Log every HTTP response (target ringwork::http::access, info level).
+    /// hello, web, http-proxy: log every HTTP response (target ringwork::http::access,
+    /// info level).
     #[arg(long)]
     access_log: bool,
     /// Share TCP ports with other processes' SO_REUSEPORT listeners (for a zero-downtime
@@ -153,7 +161,7 @@ struct Serve {
     warn_interval: Duration,
     #[command(flatten)]
     proxy: ProxyArgs,
-    /// The TOML configuration of `http-proxy` (routes, upstreams, timeouts; see
+    /// http-proxy: its TOML configuration (routes, upstreams, timeouts; see
     /// docs/http-proxy.md).
     #[arg(long, value_name = "FILE")]
     config: Option<std::path::PathBuf>,
@@ -233,6 +241,23 @@ enum Service {
 }
 
 impl Service {
+    /// Its name on the command line (`http-proxy`).
+    fn name(self) -> String {
+        self.to_possible_value()
+            .map_or_else(|| format!("{self:?}"), |v| v.get_name().to_owned())
+    }
+
+    /// What a `tls:` listener of this service advertises by ALPN, and which `alpn=` it
+    /// accepts: never a protocol the service cannot answer.
+    fn app_protocols(self) -> AppProtocols {
+        match self {
+            Service::Hello | Service::Web | Service::HttpProxy => AppProtocols::HTTP_1_1,
+            // SOCKS5 has no ALPN name.
+            Service::Socks5 => AppProtocols::Only(&[]),
+            Service::Echo | Service::Discard | Service::TcpProxy => AppProtocols::Opaque,
+        }
+    }
+
     /// Which proxy service this is, if one.
     fn proxy_kind(self) -> Option<ProxyKind> {
         match self {
@@ -317,6 +342,46 @@ impl Service {
     }
 }
 
+/// The options that belong to some services only: clap's id, the flag, and the services
+/// that take it. A flag given to another service is a usage error naming the service, not
+/// silently ignored (`serve hello --root DIR`).
+const SERVICE_OPTIONS: &[(&str, &str, &[Service])] = &[
+    ("root", "--root", &[Service::Web]),
+    ("config", "--config", &[Service::HttpProxy]),
+    (
+        "access_log",
+        "--access-log",
+        &[Service::Hello, Service::Web, Service::HttpProxy],
+    ),
+    ("upstream", "--upstream", &[Service::TcpProxy]),
+    ("send_proxy", "--send-proxy", &[Service::TcpProxy]),
+    (
+        "idle_timeout",
+        "--idle-timeout",
+        &[Service::TcpProxy, Service::Socks5],
+    ),
+    ("splice", "--splice", &[Service::TcpProxy, Service::Socks5]),
+    ("user", "--user", &[Service::Socks5]),
+    ("allow", "--allow", &[Service::Socks5]),
+    ("deny", "--deny", &[Service::Socks5]),
+];
+
+/// The first option in `serve` (the `serve` subcommand's matches) that `service` does not
+/// take, as a usage message.
+fn misplaced_option(service: Service, serve: &clap::ArgMatches) -> Option<String> {
+    SERVICE_OPTIONS.iter().find_map(|(id, flag, services)| {
+        let given = serve.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+        (given && !services.contains(&service)).then(|| {
+            let owners: Vec<String> = services.iter().map(|s| s.name()).collect();
+            format!(
+                "{flag} does not apply to `serve {}`; it is an option of {}",
+                service.name(),
+                owners.join(", ")
+            )
+        })
+    })
+}
+
 /// `endpoint` with the port the OS chose (for port 0).
 fn with_bound(endpoint: &Endpoint, bound: &ringwork::SockAddr) -> Endpoint {
     let port = bound.as_socket().map(|a| a.port());
@@ -335,7 +400,7 @@ fn with_bound(endpoint: &Endpoint, bound: &ringwork::SockAddr) -> Endpoint {
 
 fn unsupported(service: Service, endpoint: &Endpoint) -> EngineError {
     EngineError::Config {
-        what: format!("{service:?} does not support endpoint {endpoint}").to_lowercase(),
+        what: format!("{} does not support endpoint {endpoint}", service.name()),
     }
 }
 
@@ -367,11 +432,12 @@ fn main() -> ExitCode {
     let Command::Serve(serve) = &mut cli.command;
     if let Some(serve_matches) = matches.subcommand_matches("serve") {
         serve.proxy.order_rules(serve_matches);
+        if let Some(message) = misplaced_option(serve.service, serve_matches) {
+            usage_error(message);
+        }
     }
     if let Err(message) = serve.proxy.check(serve.service.proxy_kind()) {
-        Cli::command()
-            .error(clap::error::ErrorKind::ArgumentConflict, message)
-            .exit();
+        usage_error(message);
     }
     let logging = match Logging::init(serve.warn_interval) {
         Ok(logging) => logging,
@@ -395,22 +461,38 @@ fn main() -> ExitCode {
     code
 }
 
+/// Exits with status 2 and `message`, followed by `ringwork serve`'s usage line.
+fn usage_error(message: String) -> ! {
+    use clap::CommandFactory;
+    let mut command = Cli::command();
+    command.build();
+    match command.find_subcommand_mut("serve") {
+        Some(serve) => serve.error(clap::error::ErrorKind::ArgumentConflict, message),
+        None => command.error(clap::error::ErrorKind::ArgumentConflict, message),
+    }
+    .exit()
+}
+
 fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> {
     let proxy = match (&serve.config, serve.service) {
         (Some(path), Service::HttpProxy) => {
             let config = ProxyConfig::load(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            // `--listen` replaces the file's `listen`; one of them must name an endpoint.
             if serve.listen.is_empty() {
+                if config.listen.is_empty() {
+                    return Err(format!(
+                        "http-proxy has no endpoint: give --listen ENDPOINT or `listen = [..]` in {}",
+                        path.display()
+                    )
+                    .into());
+                }
                 serve.listen.clone_from(&config.listen);
             }
             serve.cores = serve.cores.or(config.cores);
             Some(config)
         }
-        (Some(_), service) => {
-            return Err(format!("--config is for http-proxy, not {service:?}")
-                .to_lowercase()
-                .into());
-        }
-        (None, _) => None,
+        // `misplaced_option` refused --config for the other services.
+        _ => None,
     };
     if serve.listen.is_empty() {
         serve.listen.push(DEFAULT_LISTEN.parse()?);
@@ -431,9 +513,20 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
     if let Some(cores) = serve.cores {
         builder = builder.cores(cores);
     }
-    let cores = serve
-        .cores
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    // What this process may run on: its CPU affinity mask (taskset) and CPU quota (cgroups).
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = serve.cores.unwrap_or(cpus);
+    if cores > cpus {
+        // A warning, not a refusal: more reactors than CPUs is correct, only slower (they
+        // time-share), and it is how multi-core behaviour is tried on a small machine; a
+        // config written for a bigger machine (`cores` in an http-proxy file) still runs.
+        tracing::warn!(
+            "--cores {cores} is more than the {cpus} CPU{s} this process may use (its CPU \
+             affinity mask and quota): {cores} reactors will take turns on {cpus} CPU{s}, and \
+             not every one is pinned to a CPU of its own",
+            s = if cpus == 1 { "" } else { "s" }
+        );
+    }
     if cores > 1
         && let Some(endpoint) = serve
             .listen
@@ -474,7 +567,8 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
     let mut listeners = Vec::with_capacity(endpoints.len());
     for endpoint in endpoints {
         let spec = if endpoint.is_stream() {
-            let mut spec = ListenSpec::from_endpoint(&endpoint, None)?;
+            let mut spec = ListenSpec::from_endpoint(&endpoint, service.app_protocols(), None)
+                .map_err(|e| format!("serve {}: {e}", service.name()))?;
             if serve.reuse_port {
                 spec.options = spec.options.reuse_port(ReusePort::Shared);
             }
@@ -537,13 +631,49 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
     }
 }
 
-/// Parses a number of seconds (`10`, `2.5`).
 /// `--write-timeout` unless given (nginx's `send_timeout`).
 const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// `--cores N`: at least 1.
+fn parse_cores(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("at least 1 (one reactor thread per core)".into()),
+        Ok(cores) => Ok(cores),
+        Err(_) => Err(format!("{text:?} is not a number of cores")),
+    }
+}
+
+/// Parses a number of seconds (`10`, `2.5`).
 fn parse_secs(text: &str) -> Result<Duration, String> {
     let secs: f64 = text
         .parse()
         .map_err(|_| format!("{text:?} is not a number of seconds"))?;
     Duration::try_from_secs_f64(secs).map_err(|e| format!("{text:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// Every id in `SERVICE_OPTIONS` is an argument of `serve` with that flag (a renamed
+    /// field would otherwise make its check silently pass).
+    #[test]
+    fn service_options_name_real_arguments() {
+        let command = Cli::command();
+        let serve = command
+            .find_subcommand("serve")
+            .expect("a serve subcommand");
+        for (id, flag, _) in SERVICE_OPTIONS {
+            let arg = serve
+                .get_arguments()
+                .find(|a| a.get_id() == *id)
+                .unwrap_or_else(|| panic!("no argument {id}"));
+            assert_eq!(
+                arg.get_long().map(|l| format!("--{l}")).as_deref(),
+                Some(*flag)
+            );
+        }
+    }
 }

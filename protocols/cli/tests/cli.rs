@@ -8,7 +8,6 @@
 //! under `RINGWORK_REQUIRE_URING=1`. Nothing sleeps: a test waits for the "listening on"
 //! log line through a pipe with a timeout, and every child is killed when its guard drops,
 //! also when a test fails.
-#![cfg(feature = "engine")]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
@@ -43,8 +42,14 @@ struct Server {
 
 impl Server {
     fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ringwork"))
-            .args(args)
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ringwork"));
+        command.args(args);
+        Server::spawn(command)
+    }
+
+    /// Runs `command` (the binary, or a program that runs it, such as `taskset`).
+    fn spawn(mut command: Command) -> Server {
+        let mut child = command
             .env("RUST_LOG", "info")
             .env_remove("RINGWORK_BACKEND")
             .stdin(Stdio::null())
@@ -138,11 +143,28 @@ fn tcp_addr(endpoint: &Endpoint) -> SocketAddr {
     }
 }
 
+/// Runs `ringwork ARGS` to its exit; one that runs past [`PATIENCE`] (a server that
+/// should have refused to start) is killed and fails the test.
 fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ringwork"))
+    let child = Command::new(env!("CARGO_BIN_EXE_ringwork"))
         .args(args)
-        .output()
-        .expect("run ringwork")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ringwork");
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(PATIENCE) {
+        Ok(output) => output.expect("wait for ringwork"),
+        Err(_) => {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+            panic!("ringwork {args:?} still running after {PATIENCE:?} (expected it to exit)");
+        }
+    }
 }
 
 fn echo_round_trip(mut stream: impl Read + Write) {
@@ -329,8 +351,18 @@ fn tcp_hello(backend: &str) {
 }
 
 /// `serve http-proxy`: a proxy process in front of a `serve hello` process, configured
-/// by a TOML file; two requests on one client connection.
+/// by a TOML file that says where to listen; two requests on one client connection.
 fn tcp_http_proxy(backend: &str) {
+    http_proxy_round_trip(backend, false);
+}
+
+/// `serve http-proxy --listen`: the endpoint from the command line, the file without
+/// `listen` (docs/http-proxy.md: `--listen` replaces it).
+fn http_proxy_listen_flag(backend: &str) {
+    http_proxy_round_trip(backend, true);
+}
+
+fn http_proxy_round_trip(backend: &str, listen_flag: bool) {
     let Some(backend) = self::backend(backend) else {
         return;
     };
@@ -347,22 +379,30 @@ fn tcp_http_proxy(backend: &str) {
     let upstream_addr = tcp_addr(&upstream.listening(1)[0]);
     let dir = TempDir::new(&format!("http-proxy-{backend}"));
     let config = dir.0.join("proxy.toml");
+    let listen = match listen_flag {
+        true => "",
+        false => "listen = [\"tcp:0:interface=127.0.0.1\"]\n",
+    };
     std::fs::write(
         &config,
         format!(
-            "listen = [\"tcp:0:interface=127.0.0.1\"]\ncores = 1\n\n[upstreams.hello]\nservers = [\"{upstream_addr}\"]\n\n[[routes]]\nupstream = \"hello\"\n"
+            "{listen}cores = 1\n\n[upstreams.hello]\nservers = [\"{upstream_addr}\"]\n\n[[routes]]\nupstream = \"hello\"\n"
         ),
     )
     .expect("write the config");
     let config = config.to_str().expect("utf-8 path");
-    let mut proxy = Server::start(&[
+    let mut args = vec![
         "serve",
         "http-proxy",
         "--config",
         config,
         "--backend",
         backend,
-    ]);
+    ];
+    if listen_flag {
+        args.extend(["--listen", "tcp:0:interface=127.0.0.1"]);
+    }
+    let mut proxy = Server::start(&args);
     let addr = tcp_addr(&proxy.listening(1)[0]);
     let mut stream = TcpStream::connect(addr).expect("connect");
     stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
@@ -385,7 +425,8 @@ both_backends!(
     udp_echo,
     unix_echo,
     tcp_hello,
-    tcp_http_proxy
+    tcp_http_proxy,
+    http_proxy_listen_flag
 );
 
 #[test]
@@ -417,8 +458,24 @@ fn http_proxy_config_errors() {
         stderr.contains("line 5: routes[0].upstream: no upstream named \"b\""),
         "stderr: {stderr}"
     );
+    // Endpoints neither in the file nor on the command line.
+    let no_listen = dir.0.join("no-listen.toml");
+    std::fs::write(
+        &no_listen,
+        "[upstreams.a]\nservers = [\"127.0.0.1:1\"]\n[[routes]]\nupstream = \"a\"\n",
+    )
+    .expect("write the config");
+    let no_listen = no_listen.to_str().expect("utf-8");
+    let output = run(&["serve", "http-proxy", "--config", no_listen]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("no endpoint: give --listen ENDPOINT or `listen = [..]` in")
+            && stderr.contains("no-listen.toml"),
+        "stderr: {stderr}"
+    );
     // The example configuration in the repository is valid.
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/http-proxy.toml");
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/http-proxy.toml");
     ringwork_protocols::http::reverse_proxy::ProxyConfig::load(std::path::Path::new(example))
         .expect("the example config is valid");
 }
@@ -819,6 +876,119 @@ fn socks5_destination_rules(backend: &str) {
 
 both_backends!(socks5_destination_rules);
 
+/// Options of other services are refused, naming the service (exit 2), instead of being
+/// ignored; `--cores 0` says what is needed.
+#[test]
+fn options_of_other_services_are_refused() {
+    for (args, message) in [
+        (
+            &["serve", "hello", "--root", "/tmp"][..],
+            "--root does not apply to `serve hello`; it is an option of web",
+        ),
+        (
+            &["serve", "echo", "--access-log"],
+            "--access-log does not apply to `serve echo`; it is an option of hello, web, http-proxy",
+        ),
+        (
+            &["serve", "web", "--root", "/tmp", "--config", "x.toml"],
+            "--config does not apply to `serve web`; it is an option of http-proxy",
+        ),
+        (
+            &["serve", "hello", "--splice", "off"],
+            "--splice does not apply to `serve hello`; it is an option of tcp-proxy, socks5",
+        ),
+        (
+            &["serve", "socks5", "--send-proxy", "v1"],
+            "--send-proxy does not apply to `serve socks5`; it is an option of tcp-proxy",
+        ),
+        (
+            &["serve", "http-proxy", "--idle-timeout", "5s"],
+            "--idle-timeout does not apply to `serve http-proxy`",
+        ),
+        (
+            &["serve", "hello", "--cores", "0"],
+            "'--cores <N>': at least 1",
+        ),
+    ] {
+        let output = run(args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+}
+
+/// The first CPU this process may run on (`Cpus_allowed_list` of /proc/self/status).
+fn first_allowed_cpu() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .expect("Cpus_allowed_list in /proc/self/status");
+    let first = list
+        .trim()
+        .split([',', '-'])
+        .next()
+        .expect("split yields one");
+    first.to_owned()
+}
+
+/// `--cores` above the CPUs this process may use: it serves, with a warning saying so.
+/// Under `taskset -c CPU` (one CPU of several) the affinity mask counts, not the
+/// machine's CPUs.
+fn cores_beyond_the_cpus_warn(backend: &str) {
+    let Some(backend) = self::backend(backend) else {
+        return;
+    };
+    let warned = |server: &Server, text: &str| {
+        server
+            .seen
+            .iter()
+            .any(|l| l.contains("WARN") && l.contains(text))
+    };
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let over = (cpus + 1).to_string();
+    let listen = format!("tcp:{}:interface=127.0.0.1", free_port());
+    let mut server = Server::start(&[
+        "serve",
+        "echo",
+        "--listen",
+        &listen,
+        "--cores",
+        &over,
+        "--backend",
+        backend,
+    ]);
+    server.listening(cpus + 1);
+    let text = format!("--cores {over} is more than the {cpus} CPU");
+    assert!(warned(&server, &text), "no warning: {:?}", server.seen);
+    assert!(server.terminate());
+
+    if cpus < 2 {
+        eprintln!("skipped: the taskset half needs 2 CPUs, this process may use {cpus}");
+        return;
+    }
+    if Command::new("taskset").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "taskset is not installed (CI is set)"
+        );
+        eprintln!("skipped: taskset is not installed");
+        return;
+    }
+    let mut command = Command::new("taskset");
+    command
+        .args(["-c", &first_allowed_cpu(), env!("CARGO_BIN_EXE_ringwork")])
+        .args(["serve", "echo", "--listen", &listen, "--cores", "2"])
+        .args(["--backend", backend]);
+    let mut server = Server::spawn(command);
+    server.listening(2);
+    let text = "--cores 2 is more than the 1 CPU this process may use";
+    assert!(warned(&server, text), "no warning: {:?}", server.seen);
+    assert!(server.terminate());
+}
+
+both_backends!(cores_beyond_the_cpus_warn);
+
 #[test]
 fn bad_proxy_arguments_exit_2() {
     for (args, message) in [
@@ -841,11 +1011,11 @@ fn bad_proxy_arguments_exit_2() {
         (&["serve", "socks5", "--user", "nopassword"], "NAME:PASS"),
         (
             &["serve", "socks5", "--upstream", "127.0.0.1:1"],
-            "tcp-proxy option",
+            "--upstream does not apply to `serve socks5`; it is an option of tcp-proxy",
         ),
         (
             &["serve", "echo", "--user", "a:b"],
-            "tcp-proxy and socks5 options",
+            "--user does not apply to `serve echo`; it is an option of socks5",
         ),
         (
             &["serve", "socks5", "--allow", "10.0.0.1/8"],
@@ -868,11 +1038,11 @@ fn bad_proxy_arguments_exit_2() {
                 "--deny",
                 "*",
             ],
-            "--allow and --deny are socks5 options",
+            "--deny does not apply to `serve tcp-proxy`; it is an option of socks5",
         ),
         (
             &["serve", "hello", "--allow", "loopback"],
-            "--allow and --deny are socks5 options",
+            "--allow does not apply to `serve hello`; it is an option of socks5",
         ),
     ] {
         let output = run(args);

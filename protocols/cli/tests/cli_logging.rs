@@ -16,7 +16,6 @@
 //! under `RINGWORK_REQUIRE_URING=1`. Nothing sleeps: the test waits for stderr lines, replies
 //! and the child's exit, each with a timeout as a failure bound only; every child is killed
 //! when its guard drops, also when a test fails.
-#![cfg(feature = "engine")]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};

@@ -1,0 +1,161 @@
+//! Real HTTP clients that nobody here wrote against the `ringwork` binary: curl against
+//! `serve hello` (keep-alive) and `serve web --root` (a byte-for-byte static download,
+//! ranges, HEAD). The in-process interop tests (the JSON echo handler, Python's
+//! http.client) are `protocols/tests/http_interop.rs`.
+//!
+//! curl must be installed: a missing one fails the test, naming
+//! `scripts/install-http-test-deps.sh` (which CI runs); the tests install nothing. Every test
+//! runs on both backends (the binary's `--backend`).
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::thread;
+
+use ringwork::platform::testing;
+use ringwork::{BackendChoice, DriverConfig};
+use ringwork_protocols::Endpoint;
+use support::{LIMIT, TempDir, pattern};
+
+const INSTALL: &str = "scripts/install-http-test-deps.sh";
+
+/// Runs `program` with `args`; fails clearly when the program is not installed.
+fn run(program: &str, args: &[&str]) -> Output {
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {program} ({e}): install the HTTP test tools with {INSTALL}")
+        })
+}
+
+/// `curl` with a time limit, silent but showing errors; fails unless it succeeds.
+#[track_caller]
+fn curl(args: &[&str]) -> Output {
+    let max = LIMIT.as_secs().to_string();
+    let mut all = vec!["--silent", "--show-error", "--max-time", &max];
+    all.extend_from_slice(args);
+    let out = run("curl", &all);
+    assert!(
+        out.status.success(),
+        "curl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+fn url(addr: SocketAddr, path: &str) -> String {
+    format!("http://{addr}{path}")
+}
+
+/// The `ringwork` binary serving `args` on a free loopback port; killed on drop.
+struct Cli {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Cli {
+    /// `ringwork serve <args> --listen tcp:0:interface=127.0.0.1 --cores 1 --backend B`,
+    /// or `None` when `backend` cannot run here (skipped loudly).
+    fn start(backend: BackendChoice, args: &[&str]) -> Option<Cli> {
+        testing::driver(backend, DriverConfig::default())?;
+        let name = match backend {
+            BackendChoice::Uring => "uring",
+            _ => "poll",
+        };
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ringwork"))
+            .arg("serve")
+            .args(args)
+            .args(["--listen", "tcp:0:interface=127.0.0.1", "--cores", "1"])
+            .args(["--backend", name])
+            .env("RUST_LOG", "info")
+            .env_remove("RINGWORK_BACKEND")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start ringwork");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, lines): (_, Receiver<String>) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut seen = Vec::new();
+        let addr = loop {
+            let Ok(line) = lines.recv_timeout(LIMIT) else {
+                let _ = child.kill();
+                panic!("ringwork did not listen; stderr:\n{}", seen.join("\n"));
+            };
+            if let Some((_, rest)) = line.split_once("listening on ") {
+                let text = rest.split(" (core").next().expect("split yields one");
+                match text.parse() {
+                    Ok(Endpoint::Tcp { addr }) => break addr,
+                    other => panic!("unexpected endpoint {other:?} in {line:?}"),
+                }
+            }
+            seen.push(line);
+        };
+        Some(Cli { child, addr })
+    }
+}
+
+impl Drop for Cli {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A static tree: a 3 MiB file (streamed) and a small one.
+fn web_root(dir: &TempDir) -> String {
+    std::fs::write(dir.0.join("big.bin"), pattern(3 * 1024 * 1024)).unwrap();
+    std::fs::write(dir.0.join("digits.txt"), "0123456789".repeat(50)).unwrap();
+    dir.0.to_str().expect("a UTF-8 temp path").to_owned()
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 temp path")
+}
+
+ringwork::platform::test_all_backends! {
+    fn curl_keep_alive(backend: BackendChoice) {
+        let Some(server) = Cli::start(backend, &["hello"]) else { return };
+        let out = curl(&["--verbose", &url(server.addr, "/a"), &url(server.addr, "/b")]);
+        assert_eq!(out.stdout, b"Hello, World!Hello, World!");
+        let log = String::from_utf8_lossy(&out.stderr);
+        // curl says "Connected to" for each new connection and "Re-using" for a reuse.
+        assert_eq!(log.matches("Connected to").count(), 1, "{log}");
+        assert!(log.contains("Re-using existing"), "{log}");
+    }
+
+    fn curl_static_download_ranges_and_head(backend: BackendChoice) {
+        let dir = TempDir::new("interop-web");
+        let root = web_root(&dir);
+        let Some(server) = Cli::start(backend, &["web", "--root", &root]) else { return };
+        let saved = dir.0.join("downloaded.bin");
+        curl(&["--output", path_str(&saved), &url(server.addr, "/big.bin")]);
+        let got = std::fs::read(&saved).unwrap();
+        assert!(got == pattern(3 * 1024 * 1024), "the download differs ({} bytes)", got.len());
+
+        let out = curl(&["--range", "0-99", &url(server.addr, "/big.bin")]);
+        assert!(out.stdout == pattern(100), "range 0-99 differs");
+        let out = curl(&["--range", "-5", &url(server.addr, "/digits.txt")]);
+        assert_eq!(out.stdout, b"56789");
+
+        let out = curl(&["--head", &url(server.addr, "/big.bin")]);
+        let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 200 ok\r\n"), "{head}");
+        assert!(head.contains("\r\ncontent-length: 3145728\r\n"), "{head}");
+        assert!(head.contains("\r\naccept-ranges: bytes\r\n"), "{head}");
+        assert!(head.ends_with("\r\n\r\n"), "HEAD response had a body: {head}");
+    }
+}
