@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ringwork_platform::{
-    Completion, Driver, DriverConfig, ListenOptions, OpError, SockAddr, SocketId,
+    Completion, Driver, DriverConfig, ListenOptions, OpError, ReusePort, SockAddr, SocketId,
 };
 
 use crate::config::ReactorConfig;
@@ -358,7 +358,7 @@ impl Reactor {
         )
     }
 
-    /// Binds a UDP socket run by `protocol`.
+    /// Binds a UDP socket run by `protocol` (the address is this socket's alone).
     ///
     /// # Errors
     /// The OS error of bind.
@@ -367,7 +367,24 @@ impl Reactor {
         addr: SocketAddr,
         protocol: impl DatagramProtocol,
     ) -> Result<UdpId, EngineError> {
-        let socket = self.driver.bind_udp(addr)?;
+        self.bind_udp_with(addr, protocol, ReusePort::Off)
+    }
+
+    /// [`Reactor::bind_udp`] sharing the address as `reuse` says: with
+    /// [`ReusePort::Process`] every core of this process can bind the same address (the
+    /// kernel spreads datagrams over the sockets by their source), while an address another
+    /// process holds still fails with "Address already in use" (a UDP server on every
+    /// core, as DNS wants).
+    ///
+    /// # Errors
+    /// The OS error of bind.
+    pub fn bind_udp_with(
+        &mut self,
+        addr: SocketAddr,
+        protocol: impl DatagramProtocol,
+        reuse: ReusePort,
+    ) -> Result<UdpId, EngineError> {
+        let socket = self.driver.bind_udp_with(addr, reuse)?;
         self.driver.recv(socket);
         self.udp.push(Udp {
             socket,

@@ -227,10 +227,28 @@ impl Driver {
     /// # Errors
     /// The OS error of socket or bind.
     pub fn bind_udp(&mut self, addr: SocketAddr) -> Result<SocketId, OpError> {
+        self.bind_udp_with(addr, ReusePort::Off)
+    }
+
+    /// [`Driver::bind_udp`] sharing the address as `reuse` says: with
+    /// [`ReusePort::Process`], this process's sockets on one address form an SO_REUSEPORT
+    /// group (the kernel spreads datagrams over them by their source), and an address
+    /// anyone else holds fails with EADDRINUSE (see `reuse_port.rs`).
+    ///
+    /// # Errors
+    /// The OS error of creating or binding the socket.
+    pub fn bind_udp_with(
+        &mut self,
+        addr: SocketAddr,
+        reuse: ReusePort,
+    ) -> Result<SocketId, OpError> {
         let open = |e| OpError::new(OpKind::Open, None, e);
         let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, None).map_err(open)?;
-        socket.bind(&addr.into()).map_err(open)?;
-        self.adopt(socket, SocketKind::Datagram)
+        let group = reuse_port::bind_datagram(&socket, &addr.into(), reuse).map_err(open)?;
+        let id = self.adopt(socket, SocketKind::Datagram)?;
+        // Released with the socket's slot, after its descriptor is closed.
+        self.core.open_mut(id).expect("just added").group = group;
+        Ok(id)
     }
 
     /// Adds an existing socket (for example one inherited from a parent process).

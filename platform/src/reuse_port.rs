@@ -53,8 +53,12 @@ pub enum ReusePort {
 #[derive(Debug)]
 pub(crate) struct Group;
 
-/// Groups created (or joined) by this process, by bound address.
-static GROUPS: Mutex<Option<HashMap<SocketAddr, Weak<Group>>>> = Mutex::new(None);
+/// Groups created (or joined) by this process, by kind (stream listener or datagram) and
+/// bound address.
+static GROUPS: Mutex<Option<Groups>> = Mutex::new(None);
+
+/// Live groups by (is a stream listener, bound address).
+type Groups = HashMap<(bool, SocketAddr), Weak<Group>>;
 
 /// Binds `socket` (SO_REUSEADDR already set) to `addr` and listens with `backlog`, sharing
 /// the address as `reuse` says. Returns the group token the listener must hold until its
@@ -68,29 +72,60 @@ pub(crate) fn bind_listener(
     backlog: i32,
     reuse: ReusePort,
 ) -> io::Result<Option<Arc<Group>>> {
+    bind_shared(socket, addr, Some(backlog), reuse)
+}
+
+/// [`bind_listener`] for a datagram socket (no listen): the same rules, its own groups.
+/// (UDP sockets get no SO_REUSEADDR, which on Linux would let a stranger share the port.)
+///
+/// # Errors
+/// As [`bind_listener`].
+pub(crate) fn bind_datagram(
+    socket: &Socket,
+    addr: &SockAddr,
+    reuse: ReusePort,
+) -> io::Result<Option<Arc<Group>>> {
+    bind_shared(socket, addr, None, reuse)
+}
+
+/// Binds (and listens, with `backlog`) under `reuse`.
+fn bind_shared(
+    socket: &Socket,
+    addr: &SockAddr,
+    backlog: Option<i32>,
+    reuse: ReusePort,
+) -> io::Result<Option<Arc<Group>>> {
+    let bind_and_listen = || -> io::Result<()> {
+        socket.bind(addr)?;
+        if let Some(backlog) = backlog {
+            socket.listen(backlog)?;
+        }
+        Ok(())
+    };
     let Some(wanted) = addr
         .as_socket()
         .filter(|_| reuse != ReusePort::Off && supported())
     else {
-        socket.bind(addr)?;
-        socket.listen(backlog)?;
+        bind_and_listen()?;
         return Ok(None);
     };
+    let kind = backlog.is_some();
     // Held across bind and listen, so two cores of this process asking at once see one
     // first listener and one joiner, never two first listeners.
     let mut groups = GROUPS.lock().unwrap_or_else(PoisonError::into_inner);
     let groups = groups.get_or_insert_with(HashMap::new);
     let existing = match wanted.port() {
         0 => None,
-        _ => groups.get(&wanted).and_then(Weak::upgrade),
+        _ => groups.get(&(kind, wanted)).and_then(Weak::upgrade),
     };
     if existing.is_some() || reuse == ReusePort::Shared {
         set_reuse_port(socket)?;
-        socket.bind(addr)?;
-        socket.listen(backlog)?;
+        bind_and_listen()?;
     } else {
-        socket.bind(addr)?;
-        socket.listen(backlog)?;
+        // Exclusive first (EADDRINUSE if anyone holds the address), then open to this
+        // process's other sockets (the kernel lets a later SO_REUSEPORT socket join a
+        // bound one that set it after binding, for TCP and UDP alike).
+        bind_and_listen()?;
         set_reuse_port(socket)?;
     }
     if let Some(group) = existing {
@@ -99,7 +134,7 @@ pub(crate) fn bind_listener(
     let bound = socket.local_addr()?.as_socket().unwrap_or(wanted);
     let group = Arc::new(Group);
     groups.retain(|_, group| group.strong_count() > 0);
-    groups.insert(bound, Arc::downgrade(&group));
+    groups.insert((kind, bound), Arc::downgrade(&group));
     Ok(Some(group))
 }
 

@@ -133,7 +133,7 @@ pub(crate) struct SocketState {
     pub(crate) splice_from: Option<SocketId>,
     /// Stream: that splice holds bytes (or an end) waiting for this socket to take them.
     pub(crate) splice_backlog: bool,
-    /// Listener: its SO_REUSEPORT group's token (see `reuse_port.rs`), dropped when the
+    /// Listener or datagram socket: its SO_REUSEPORT group's token (see `reuse_port.rs`), dropped when the
     /// slot is released, after the descriptor is closed.
     pub(crate) group: Option<std::sync::Arc<crate::reuse_port::Group>>,
     /// Already in the dirty list.

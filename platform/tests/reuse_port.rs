@@ -172,3 +172,45 @@ test_all_backends! {
         assert_eq!(driver.local_addr(again).expect("address"), addr);
     }
 }
+
+/// A UDP socket on `addr` made outside the driver, with SO_REUSEPORT when `reuse_port`.
+fn udp_stranger(addr: std::net::SocketAddr, reuse_port: bool) -> Socket {
+    let socket = Socket::new(Domain::IPV4, Type::DGRAM, None).expect("socket");
+    socket.set_reuse_port(reuse_port).expect("SO_REUSEPORT");
+    socket.bind(&addr.into()).expect("bind the stranger");
+    socket
+}
+
+test_all_backends! {
+    fn udp_sockets_of_this_process_share_an_address_and_strangers_are_refused(backend: BackendChoice) {
+        let Some(mut driver) = testing::driver(backend, DriverConfig::default()) else {
+            return;
+        };
+        let any: std::net::SocketAddr = "127.0.0.1:0".parse().expect("address");
+        let first = driver.bind_udp_with(any, ReusePort::Process).expect("first socket");
+        let addr = driver
+            .local_addr(first)
+            .expect("bound address")
+            .as_socket()
+            .expect("IP");
+        // Another core of this process joins the group.
+        let second = driver.bind_udp_with(addr, ReusePort::Process).expect("join");
+        assert_ne!(first, second);
+        drop(driver);
+        // A port a stranger holds (with SO_REUSEPORT) is not joined by default...
+        let held = udp_stranger(any, true);
+        let addr = held.local_addr().expect("address").as_socket().expect("IP");
+        let Some(mut driver) = testing::driver(backend, DriverConfig::default()) else {
+            return;
+        };
+        let error = driver
+            .bind_udp_with(addr, ReusePort::Process)
+            .expect_err("joined a stranger's UDP port");
+        assert_eq!(error.source.kind(), ErrorKind::AddrInUse, "{error}");
+        // ...nor by a plain bind; and joined only when asked.
+        assert!(driver.bind_udp(addr).is_err());
+        driver
+            .bind_udp_with(addr, ReusePort::Shared)
+            .expect("joined on purpose");
+    }
+}

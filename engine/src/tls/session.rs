@@ -341,8 +341,16 @@ fn run_input(
             return;
         };
         if let Reading::Paused { stash, .. } = &mut conn.reading {
-            // Later ciphertext waits, still encrypted, until reading resumes.
-            stash.extend_from_slice(data);
+            // Later ciphertext waits, still encrypted, until reading resumes: before what is
+            // held already (the rest of a stash being delivered in pieces is newer).
+            if stash.is_empty() {
+                stash.extend_from_slice(data);
+            } else if !data.is_empty() {
+                let mut joined = BytesMut::with_capacity(data.len() + stash.len());
+                joined.extend_from_slice(data);
+                joined.extend_from_slice(stash);
+                *stash = joined;
+            }
             return;
         }
         if session.peer_closed && !session.eof_delivered && !has_plaintext(session) {

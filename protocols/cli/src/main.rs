@@ -12,7 +12,8 @@
 //! into listeners on a [`Runtime`] (one pinned reactor per core).
 //! Contract: every core listens on each TCP endpoint (SO_REUSEPORT among this process's
 //! cores; another process's listeners are joined only with `--reuse-port`); Unix and UDP
-//! endpoints are served by core 0. One `listening on ENDPOINT (core N, backend B)` log line per
+//! endpoints are served by core 0 (but DNS answers UDP on every core, SO_REUSEPORT among
+//! them). One `listening on ENDPOINT (core N, backend B)` log line per
 //! listener names the bound address (the real port for port 0). SIGINT or SIGTERM starts
 //! a graceful shutdown (`--grace`); a second signal stops at once; exit status 0 then.
 //! A bad command line exits with status 2, a failure to start (address in use, io_uring
@@ -39,6 +40,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use ringwork::{BackendChoice, EngineError, Reactor, ReactorConfig, ReusePort, Runtime};
 use ringwork_protocols::Endpoint;
 use ringwork_protocols::basic::{Discard, DiscardDatagram, Echo, EchoDatagram};
+use ringwork_protocols::dns::proto::tcp::TcpConfig;
+use ringwork_protocols::dns::proto::{Catalog, Zone};
+use ringwork_protocols::dns::server::{UdpServer, tcp_server};
 use ringwork_protocols::endpoint::{AppProtocols, ListenSpec};
 use ringwork_protocols::http::reverse_proxy::{ProxyConfig, ReverseProxy};
 use ringwork_protocols::http::server::{HttpServer, ServerConfig};
@@ -165,20 +169,26 @@ struct Serve {
     /// docs/http-proxy.md).
     #[arg(long, value_name = "FILE")]
     config: Option<std::path::PathBuf>,
+    /// dns: a zone to serve, as an RFC 1035 master file (repeatable; its SOA names the
+    /// origin unless the file sets $ORIGIN first).
+    #[arg(long, value_name = "FILE")]
+    zone: Vec<std::path::PathBuf>,
 }
 
-/// What the HTTP services need besides their endpoint.
+/// What the services need besides their endpoint.
 #[derive(Clone, Debug)]
-struct HttpOptions {
+struct ServiceOptions {
     root: Option<std::path::PathBuf>,
     access_log: bool,
     /// The write-stall timeout (`None`: off).
     write_timeout: Option<Duration>,
     /// The loaded `--config` of `http-proxy`.
     proxy: Option<ProxyConfig>,
+    /// The zones of `dns`, loaded once and shared by every core.
+    dns: Option<Arc<Catalog>>,
 }
 
-impl HttpOptions {
+impl ServiceOptions {
     fn config(&self) -> ServerConfig {
         let mut config = ServerConfig::default();
         config.access_log = self.access_log;
@@ -215,7 +225,18 @@ impl HttpOptions {
                 })?;
                 Some(HttpServer::new(files, self.config()))
             }
-            Service::Echo | Service::Discard | Service::TcpProxy | Service::Socks5 => None,
+            Service::Echo
+            | Service::Discard
+            | Service::TcpProxy
+            | Service::Socks5
+            | Service::Dns => None,
+        })
+    }
+
+    /// The zones of `dns`.
+    fn catalog(&self) -> Result<&Arc<Catalog>, EngineError> {
+        self.dns.as_ref().ok_or_else(|| EngineError::Config {
+            what: "dns needs --zone FILE".into(),
         })
     }
 }
@@ -238,6 +259,10 @@ enum Service {
     /// HTTP/1.1 reverse proxy configured by --config FILE (routes by Host and path prefix
     /// to upstream pools; streams bodies both ways).
     HttpProxy,
+    /// Authoritative DNS for the zones of --zone FILE (repeatable, RFC 1035 master files)
+    /// over UDP and TCP (and DNS over TLS on tls: endpoints), on every core [default
+    /// endpoints: udp:5353 and tcp:5353 on 127.0.0.1].
+    Dns,
 }
 
 impl Service {
@@ -252,6 +277,8 @@ impl Service {
     fn app_protocols(self) -> AppProtocols {
         match self {
             Service::Hello | Service::Web | Service::HttpProxy => AppProtocols::HTTP_1_1,
+            // DNS over TLS (RFC 7858 names no ALPN; RFC 8310's "dot" is what clients send).
+            Service::Dns => AppProtocols::Only(&["dot"]),
             // SOCKS5 has no ALPN name.
             Service::Socks5 => AppProtocols::Only(&[]),
             Service::Echo | Service::Discard | Service::TcpProxy => AppProtocols::Opaque,
@@ -273,7 +300,7 @@ impl Service {
         reactor: &mut Reactor,
         endpoint: &Endpoint,
         spec: &ListenSpec,
-        http: &HttpOptions,
+        http: &ServiceOptions,
         plan: Option<&ProxyPlan>,
     ) -> Result<Endpoint, EngineError> {
         let server = http.server(self, Some(reactor))?;
@@ -288,6 +315,10 @@ impl Service {
                 (None, None) => return Err(unsupported(self, endpoint)),
             },
             (Service::Discard, None) => reactor.listen_with(addr, options, || Discard)?,
+            (Service::Dns, None) => {
+                let catalog = Arc::clone(http.catalog()?);
+                reactor.listen_with(addr, options, tcp_server(catalog, TcpConfig::default()))?
+            }
             (_, None) => reactor.listen_with(addr, options, || Echo)?,
         };
         Ok(with_bound(endpoint, &bound))
@@ -297,6 +328,8 @@ impl Service {
         self,
         reactor: &mut Reactor,
         endpoint: &Endpoint,
+        http: &ServiceOptions,
+        reuse: ReusePort,
     ) -> Result<Endpoint, EngineError> {
         let Endpoint::Udp { addr } = endpoint else {
             return Err(unsupported(self, endpoint));
@@ -304,6 +337,10 @@ impl Service {
         let id = match self {
             Service::Echo => reactor.bind_udp(*addr, EchoDatagram)?,
             Service::Discard => reactor.bind_udp(*addr, DiscardDatagram)?,
+            // Every core binds the address; the kernel spreads queries over them.
+            Service::Dns => {
+                reactor.bind_udp_with(*addr, UdpServer::new(Arc::clone(http.catalog()?)), reuse)?
+            }
             Service::Hello
             | Service::Web
             | Service::HttpProxy
@@ -327,15 +364,17 @@ impl Service {
         reactor: &mut Reactor,
         endpoint: &Endpoint,
         spec: Option<&ListenSpec>,
-        http: &HttpOptions,
+        http: &ServiceOptions,
         plan: Option<&ProxyPlan>,
+        reuse: ReusePort,
     ) -> Option<Result<Endpoint, EngineError>> {
         match (endpoint, spec) {
-            // A Unix path or a UDP port (without SO_REUSEPORT) is one socket: core 0's.
+            // A Unix path is one socket: core 0's.
             (_, Some(spec)) if spec.unix && reactor.core_index() != 0 => None,
             (_, Some(spec)) => Some(self.listen_stream(reactor, endpoint, spec, http, plan)),
-            (Endpoint::Udp { .. }, None) if reactor.core_index() == 0 => {
-                Some(self.bind_datagram(reactor, endpoint))
+            // A UDP port is core 0's, but DNS answers on every core (SO_REUSEPORT).
+            (Endpoint::Udp { .. }, None) if reactor.core_index() == 0 || self == Service::Dns => {
+                Some(self.bind_datagram(reactor, endpoint, http, reuse))
             }
             _ => None,
         }
@@ -364,6 +403,7 @@ const SERVICE_OPTIONS: &[(&str, &str, &[Service])] = &[
     ("user", "--user", &[Service::Socks5]),
     ("allow", "--allow", &[Service::Socks5]),
     ("deny", "--deny", &[Service::Socks5]),
+    ("zone", "--zone", &[Service::Dns]),
 ];
 
 /// The first option in `serve` (the `serve` subcommand's matches) that `service` does not
@@ -495,8 +535,17 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
         _ => None,
     };
     if serve.listen.is_empty() {
-        serve.listen.push(DEFAULT_LISTEN.parse()?);
+        if serve.service == Service::Dns {
+            serve.listen.push(DEFAULT_DNS_UDP.parse()?);
+            serve.listen.push(DEFAULT_DNS_TCP.parse()?);
+        } else {
+            serve.listen.push(DEFAULT_LISTEN.parse()?);
+        }
     }
+    let dns = match serve.service {
+        Service::Dns => Some(Arc::new(load_zones(&serve.zone)?)),
+        _ => None,
+    };
     // The write-stall timeout: the flag, else the proxy config's, else 60 s; zero is off.
     let write_timeout = serve
         .write_timeout
@@ -531,9 +580,9 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
         && let Some(endpoint) = serve
             .listen
             .iter()
-            // Every TCP listener (tls: and haproxy: too) is bound on every core; Unix and
-            // UDP endpoints are served by core 0 only.
-            .find(|e| e.is_stream() && e.port() == Some(0))
+            // Every TCP listener (tls: and haproxy: too) is bound on every core (and DNS's
+            // UDP ports); Unix and other UDP endpoints are served by core 0 only.
+            .find(|e| (e.is_stream() || serve.service == Service::Dns) && e.port() == Some(0))
     {
         return Err(format!(
             "{endpoint} with {cores} cores would bind a different free port on each core; \
@@ -548,11 +597,17 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
     let failure: Arc<Mutex<Option<String>>> = Arc::default();
     let sink = Arc::clone(&failure);
     let (service, endpoints) = (serve.service, serve.listen);
-    let http = HttpOptions {
+    let http = ServiceOptions {
         root: serve.root,
         access_log: serve.access_log,
         write_timeout,
         proxy,
+        dns,
+    };
+    let udp_reuse = if serve.reuse_port {
+        ReusePort::Shared
+    } else {
+        ReusePort::Process
     };
     // Check the service's own settings before any core starts.
     http.server(service, None)?;
@@ -593,7 +648,14 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
     }
     let result = runtime.run(move |reactor| {
         for (endpoint, spec) in &listeners {
-            match service.listen(reactor, endpoint, spec.as_ref(), &http, plan.as_ref()) {
+            match service.listen(
+                reactor,
+                endpoint,
+                spec.as_ref(),
+                &http,
+                plan.as_ref(),
+                udp_reuse,
+            ) {
                 None => {}
                 Some(Ok(bound)) => tracing::info!(
                     "listening on {bound} (core {}, backend {})",
@@ -629,6 +691,34 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
             Err(failure.unwrap_or_else(|| error.to_string()).into())
         }
     }
+}
+
+/// Where `serve dns` listens when no `--listen` is given.
+const DEFAULT_DNS_UDP: &str = "udp:5353:interface=127.0.0.1";
+const DEFAULT_DNS_TCP: &str = "tcp:5353:interface=127.0.0.1";
+
+/// Loads every `--zone` file into one catalog; names the file and line of any error.
+fn load_zones(files: &[std::path::PathBuf]) -> Result<Catalog, String> {
+    if files.is_empty() {
+        return Err("dns needs at least one --zone FILE".into());
+    }
+    let mut catalog = Catalog::new();
+    for file in files {
+        let text =
+            std::fs::read_to_string(file).map_err(|e| format!("--zone {}: {e}", file.display()))?;
+        let zone =
+            Zone::parse(&text, &file.display().to_string(), None).map_err(|e| e.to_string())?;
+        tracing::info!(
+            "zone {} loaded from {}: {} records",
+            zone.origin(),
+            file.display(),
+            zone.record_count()
+        );
+        catalog
+            .add(zone)
+            .map_err(|e| format!("--zone {}: {e}", file.display()))?;
+    }
+    Ok(catalog)
 }
 
 /// `--write-timeout` unless given (nginx's `send_timeout`).

@@ -13,128 +13,16 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ringwork::platform::testing::{self, retry_interrupted};
-use ringwork::{BackendChoice, DriverConfig};
+use ringwork::platform::testing::retry_interrupted;
 use ringwork_protocols::Endpoint;
+use support::{PATIENCE, Server, backend};
 
-/// How long any one wait may take before the test fails.
-const PATIENCE: Duration = Duration::from_secs(20);
-
-/// `Some(name)` for `--backend name` if that backend works here (`None`: skipped, logged).
-fn backend(name: &str) -> Option<&str> {
-    if name == "uring" {
-        testing::driver(BackendChoice::Uring, DriverConfig::default())?;
-    }
-    Some(name)
-}
-
-/// A running `ringwork`, killed on drop; its stderr lines arrive through a channel.
-struct Server {
-    child: Child,
-    lines: Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Server {
-    fn start(args: &[&str]) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_ringwork"));
-        command.args(args);
-        Server::spawn(command)
-    }
-
-    /// Runs `command` (the binary, or a program that runs it, such as `taskset`).
-    fn spawn(mut command: Command) -> Server {
-        let mut child = command
-            .env("RUST_LOG", "info")
-            .env_remove("RINGWORK_BACKEND")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start ringwork");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Server {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// The endpoints of the next `count` "listening on" lines, as bound.
-    fn listening(&mut self, count: usize) -> Vec<Endpoint> {
-        let mut found = Vec::new();
-        while found.len() < count {
-            let line = self.next_line().unwrap_or_else(|| {
-                panic!(
-                    "ringwork ended before listening; stderr:\n{}",
-                    self.seen.join("\n")
-                )
-            });
-            if let Some((_, rest)) = line.split_once("listening on ") {
-                let text = rest.split(" (core").next().expect("split yields one");
-                found.push(text.parse().expect("log line names an endpoint"));
-            }
-        }
-        found
-    }
-
-    /// The next stderr line; `None` at end of stream.
-    fn next_line(&mut self) -> Option<String> {
-        match self.lines.recv_timeout(PATIENCE) {
-            Ok(line) => {
-                self.seen.push(line.clone());
-                Some(line)
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => None,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                panic!(
-                    "no output from ringwork in time; stderr:\n{}",
-                    self.seen.join("\n")
-                )
-            }
-        }
-    }
-
-    /// Sends SIGTERM and returns whether the process exited with status 0.
-    fn terminate(mut self) -> bool {
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM failed");
-        // The stderr pipe closes when the process exits.
-        let deadline = Instant::now() + PATIENCE;
-        while self.next_line().is_some() {
-            assert!(
-                Instant::now() < deadline,
-                "ringwork did not exit after SIGTERM"
-            );
-        }
-        self.child.wait().expect("wait for ringwork").success()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+mod support;
 
 fn tcp_addr(endpoint: &Endpoint) -> SocketAddr {
     match endpoint {

@@ -2,12 +2,21 @@
 //! directories and test data.
 #![allow(dead_code)] // Each test binary uses a different subset.
 
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use ringwork::platform::testing;
+use ringwork::{BackendChoice, DriverConfig};
+use ringwork_protocols::Endpoint;
 
 /// How long any one wait may take before the test fails.
 pub const LIMIT: Duration = Duration::from_secs(20);
+/// [`LIMIT`], by the name the process tests use.
+pub const PATIENCE: Duration = LIMIT;
 
 /// `len` bytes of a repeating pattern that makes misplaced bytes visible.
 pub fn pattern(len: usize) -> Vec<u8> {
@@ -33,5 +42,116 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `Some(name)` for `--backend name` if that backend works here (`None`: skipped, logged).
+pub fn backend(name: &str) -> Option<&str> {
+    if name == "uring" {
+        testing::driver(BackendChoice::Uring, DriverConfig::default())?;
+    }
+    Some(name)
+}
+
+/// A running `ringwork`, killed on drop; its stderr lines arrive through a channel.
+pub struct Server {
+    pub child: Child,
+    lines: Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Server {
+    pub fn start(args: &[&str]) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ringwork"));
+        command.args(args);
+        Server::spawn(command)
+    }
+
+    /// Runs `command` (the binary, or a program that runs it, such as `taskset`).
+    pub fn spawn(mut command: Command) -> Server {
+        let mut child = command
+            .env("RUST_LOG", "info")
+            .env_remove("RINGWORK_BACKEND")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start ringwork");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Server {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The endpoints of the next `count` "listening on" lines, as bound.
+    pub fn listening(&mut self, count: usize) -> Vec<Endpoint> {
+        let mut found = Vec::new();
+        while found.len() < count {
+            let line = self.next_line().unwrap_or_else(|| {
+                panic!(
+                    "ringwork ended before listening; stderr:\n{}",
+                    self.seen.join("\n")
+                )
+            });
+            if let Some((_, rest)) = line.split_once("listening on ") {
+                let text = rest.split(" (core").next().expect("split yields one");
+                found.push(text.parse().expect("log line names an endpoint"));
+            }
+        }
+        found
+    }
+
+    /// The next stderr line; `None` at end of stream.
+    pub fn next_line(&mut self) -> Option<String> {
+        match self.lines.recv_timeout(PATIENCE) {
+            Ok(line) => {
+                self.seen.push(line.clone());
+                Some(line)
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => None,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                panic!(
+                    "no output from ringwork in time; stderr:\n{}",
+                    self.seen.join("\n")
+                )
+            }
+        }
+    }
+
+    /// Sends SIGTERM and returns whether the process exited with status 0.
+    pub fn terminate(mut self) -> bool {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        // The stderr pipe closes when the process exits.
+        let deadline = Instant::now() + PATIENCE;
+        while self.next_line().is_some() {
+            assert!(
+                Instant::now() < deadline,
+                "ringwork did not exit after SIGTERM"
+            );
+        }
+        self.child.wait().expect("wait for ringwork").success()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
