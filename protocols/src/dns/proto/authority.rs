@@ -14,7 +14,7 @@
 //! Spec: RFC 1034 §4.3.2 (the algorithm), RFC 1035, RFC 2308, RFC 4592, RFC 6891, RFC 6604
 //! (the RCODE of a CNAME chain is the last name's).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::message::{
     CLASS_ANY, CLASS_IN, CLASSIC_UDP, Edns, Header, MessageWriter, Query, Record, Section,
@@ -136,11 +136,7 @@ impl Catalog {
     }
 
     fn respond(&self, msg: &[u8], query: &Query, transport: Transport, out: Vec<u8>) -> Vec<u8> {
-        let limit = match (transport, query.edns) {
-            (Transport::Tcp, _) => MAX_TCP,
-            (Transport::Udp, Some(edns)) => usize::from(edns.udp_size).clamp(CLASSIC_UDP, MAX_UDP),
-            (Transport::Udp, None) => CLASSIC_UDP,
-        };
+        let limit = size_limit(query, transport);
         let mut header = Header {
             id: query.header.id,
             flags: Header::QR | (query.header.flags & (Header::RD | Header::CD)),
@@ -263,6 +259,111 @@ impl Catalog {
             header.flags |= Header::AA;
         }
         header.flags |= code;
+    }
+}
+
+/// The largest response to `query` over `transport`.
+fn size_limit(query: &Query, transport: Transport) -> usize {
+    match (transport, query.edns) {
+        (Transport::Tcp, _) => MAX_TCP,
+        (Transport::Udp, Some(edns)) => usize::from(edns.udp_size).clamp(CLASSIC_UDP, MAX_UDP),
+        (Transport::Udp, None) => CLASSIC_UDP,
+    }
+}
+
+/// A per-core cache of finished answers, keyed by everything an answer depends on (the
+/// name, type and class asked for, the size limit, whether the query had EDNS): a hit is
+/// the cached bytes with the query's id, RD and CD bits, and question name (its case)
+/// copied in. Zones do not change while they are served, so entries never go stale.
+///
+/// Bounded by bytes: when an insert would pass the bound, the cache is emptied first (a
+/// flood of distinct names costs what it would without a cache, and memory stays bounded).
+#[derive(Debug)]
+pub struct AnswerCache {
+    entries: HashMap<Box<[u8]>, Box<[u8]>>,
+    bytes: usize,
+    max_bytes: usize,
+    hits: u64,
+    misses: u64,
+}
+
+impl AnswerCache {
+    /// A cache of at most about `max_bytes` of keys and answers.
+    #[must_use]
+    pub fn new(max_bytes: usize) -> Self {
+        Self {
+            entries: HashMap::new(),
+            bytes: 0,
+            max_bytes,
+            hits: 0,
+            misses: 0,
+        }
+    }
+
+    /// Answers found here and answers made.
+    #[must_use]
+    pub fn stats(&self) -> (u64, u64) {
+        (self.hits, self.misses)
+    }
+
+    /// [`Catalog::answer_into`], from the cache when the same question was answered before.
+    pub fn answer_into(
+        &mut self,
+        catalog: &Catalog,
+        msg: &[u8],
+        transport: Transport,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let Ok(query) = parse_query(msg) else {
+            return catalog.answer_into(msg, transport, out);
+        };
+        if query.edns.is_some_and(|e| e.version != 0) {
+            return catalog.answer_into(msg, transport, out);
+        }
+        let limit = size_limit(&query, transport);
+        let mut key = [0u8; 9 + 255];
+        key[0..2].copy_from_slice(&query.qtype.0.to_be_bytes());
+        key[2..4].copy_from_slice(&query.qclass.to_be_bytes());
+        key[4..8].copy_from_slice(&(limit as u32).to_be_bytes());
+        key[8] = u8::from(query.edns.is_some());
+        let name = query.qname.wire();
+        key[9..9 + name.len()].copy_from_slice(name);
+        let key = &key[..9 + name.len()];
+        let name_at = 12..12 + name.len();
+        let echo = |out: &mut Vec<u8>| {
+            out[0..2].copy_from_slice(&query.header.id.to_be_bytes());
+            let flags = query.header.flags & (Header::RD | Header::CD);
+            out[2] |= (flags >> 8) as u8;
+            out[3] |= flags as u8;
+            out[name_at.clone()].copy_from_slice(&msg[name_at.clone()]);
+        };
+        if let Some(answer) = self.entries.get(key) {
+            self.hits += 1;
+            out.clear();
+            out.extend_from_slice(answer);
+            echo(out);
+            return true;
+        }
+        self.misses += 1;
+        *out = catalog.respond(msg, &query, transport, std::mem::take(out));
+        // The template: no id, no RD or CD, the question name as the key has it.
+        let mut template: Box<[u8]> = out.as_slice().into();
+        if template.len() >= name_at.end {
+            template[0..2].fill(0);
+            template[2] &= !((Header::RD >> 8) as u8);
+            template[3] &= !(Header::CD as u8);
+            template[name_at].copy_from_slice(name);
+            let size = key.len() + template.len();
+            if self.bytes + size > self.max_bytes {
+                self.entries.clear();
+                self.bytes = 0;
+            }
+            if size <= self.max_bytes {
+                self.bytes += size;
+                self.entries.insert(key.into(), template);
+            }
+        }
+        true
     }
 }
 

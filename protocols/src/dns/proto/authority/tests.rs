@@ -213,3 +213,55 @@ fn any_returns_every_type_at_the_name() {
     types.dedup();
     assert!(types.len() >= 5, "{types:?}");
 }
+
+#[test]
+fn cached_answers_equal_fresh_ones_whatever_the_id_case_and_flags() {
+    let catalog = catalog();
+    let mut cache = AnswerCache::new(1 << 20);
+    let names = [
+        ("web.example.com.", RType::A),
+        ("WWW.Example.COM.", RType::A),
+        ("www.example.com.", RType::A),
+        ("nothing.example.com.", RType::A),
+        ("example.com.", RType::MX),
+        ("example.org.", RType::A),
+        ("x.WILD.example.com.", RType::A),
+        ("host.sub.example.com.", RType::A),
+    ];
+    for round in 0..3u16 {
+        for (i, (name, qtype)) in names.iter().enumerate() {
+            for edns in [None, Some(1232), Some(4096)] {
+                let mut q = query(round * 100 + i as u16, name, *qtype, edns);
+                if round == 1 {
+                    q[2] &= !((Header::RD >> 8) as u8);
+                }
+                if round == 2 {
+                    q[3] |= Header::CD as u8;
+                }
+                for transport in [Transport::Udp, Transport::Tcp] {
+                    let fresh = catalog.answer(&q, transport).unwrap();
+                    let mut cached = Vec::new();
+                    assert!(cache.answer_into(&catalog, &q, transport, &mut cached));
+                    assert_eq!(
+                        cached, fresh,
+                        "{name} {qtype:?} {edns:?} {transport:?} round {round}"
+                    );
+                }
+            }
+        }
+    }
+    let (hits, misses) = cache.stats();
+    assert!(hits > misses, "{hits} hits, {misses} misses");
+}
+
+#[test]
+fn the_cache_stays_within_its_bytes() {
+    let catalog = catalog();
+    let mut cache = AnswerCache::new(2_000);
+    for i in 0..500 {
+        let q = query(1, &format!("n{i}.example.com."), RType::A, None);
+        let mut out = Vec::new();
+        assert!(cache.answer_into(&catalog, &q, Transport::Udp, &mut out));
+        assert!(cache.bytes <= 2_000);
+    }
+}

@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# Authoritative DNS over UDP: `ringwork serve dns` against NSD and Knot (Debian's), same
+# zone, each server on one core, loaded by dnsperf from the other core, runs interleaved.
+#
+# For each of ROUNDS rounds and each server of SERVERS, in that order: start the server
+# pinned to SERVER_CPU on a fresh port, wait until it answers, run dnsperf pinned to
+# CLIENT_CPU for DURATION seconds (-q OUTSTANDING queries in flight, one client socket),
+# stop the server. Prints one line per run and a table of medians: queries/s, server CPU
+# time per query (utime+stime of the server and its children from /proc over the run), and
+# the ratio of each to the first server's.
+#
+# The zone: example.com. with HOSTS A records (host0..), MX, TXT, a CNAME; the queries: A for
+# existing hosts, 10% NXDOMAIN names, 5% CNAME chains, 5% MX (dnsperf's format), shuffled.
+#
+# Settings (environment):
+#   SERVERS="ringwork nsd knot"  ROUNDS=3  DURATION=10  OUTSTANDING=200  HOSTS=1000
+#   SERVER_CPU=0 CLIENT_CPU=1  PORT_BASE=19530  OUT_DIR= (default: a new mktemp -d)
+#   RINGWORK_BIN (default: target/release/ringwork)
+# NSD runs with rrl-ratelimit: 0 (its response rate limiting would cap one client), one
+# server process; Knot with one UDP worker. Needs root (NSD and Knot want it for their run
+# directories) and: nsd, knot, dnsperf, dig (apt-get install nsd knot dnsperf bind9-dnsutils).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=lib/common.sh
+source "$here/lib/common.sh"
+
+SERVERS=${SERVERS:-"ringwork nsd knot"}
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+OUTSTANDING=${OUTSTANDING:-200}
+HOSTS=${HOSTS:-1000}
+SERVER_CPU=${SERVER_CPU:-0}
+CLIENT_CPU=${CLIENT_CPU:-1}
+PORT_BASE=${PORT_BASE:-19530}
+RINGWORK_BIN=${RINGWORK_BIN:-$here/../../target/release/ringwork}
+OUT_DIR=${OUT_DIR:-$(mktemp -d /tmp/dns-bench.XXXXXX)}
+mkdir -p "$OUT_DIR"
+chmod 755 "$OUT_DIR"
+
+for tool in dnsperf dig taskset; do
+    command -v "$tool" >/dev/null || { echo "error: $tool is not installed" >&2; exit 1; }
+done
+
+zone=$OUT_DIR/example.zone
+queries=$OUT_DIR/queries.txt
+{
+    echo '$ORIGIN example.com.'
+    echo '$TTL 3600'
+    echo '@ IN SOA ns1 hostmaster 2026120701 7200 900 604800 300'
+    echo '  IN NS ns1'
+    echo '  IN MX 10 mail'
+    echo '  IN TXT "v=spf1 -all"'
+    echo 'ns1 IN A 192.0.2.1'
+    echo 'mail IN A 192.0.2.2'
+    echo 'www IN CNAME host1'
+    for ((i = 0; i < HOSTS; i++)); do
+        echo "host$i IN A 10.$((i / 65536 % 256)).$((i / 256 % 256)).$((i % 256))"
+    done
+} >"$zone"
+python3 - "$queries" "$HOSTS" <<'EOF'
+import random, sys
+path, hosts = sys.argv[1], int(sys.argv[2])
+rng = random.Random(7)
+lines = []
+for i in range(20000):
+    r = rng.random()
+    if r < 0.10:
+        lines.append(f"nothing{i}.example.com A")
+    elif r < 0.15:
+        lines.append("www.example.com A")
+    elif r < 0.20:
+        lines.append("example.com MX")
+    else:
+        lines.append(f"host{rng.randrange(hosts)}.example.com A")
+open(path, "w").write("\n".join(lines) + "\n")
+EOF
+
+# Starts server $1 on port $2; sets `pid`.
+start_server() {
+    local name=$1 port=$2 dir=$OUT_DIR/$1
+    mkdir -p "$dir"
+    case $name in
+        ringwork)
+            taskset -c "$SERVER_CPU" "$RINGWORK_BIN" serve dns --zone "$zone" --cores 1 \
+                --listen "udp:$port:interface=127.0.0.1" >"$dir/log" 2>&1 &
+            ;;
+        nsd)
+            cat >"$dir/nsd.conf" <<EOF
+server:
+    ip-address: 127.0.0.1@$port
+    server-count: 1
+    username: ""
+    chroot: ""
+    zonesdir: "$OUT_DIR"
+    pidfile: "$dir/nsd.pid"
+    zonelistfile: "$dir/zone.list"
+    xfrdfile: "$dir/xfrd.state"
+    xfrdir: "$dir"
+    verbosity: 0
+    rrl-ratelimit: 0
+    reuseport: no
+remote-control:
+    control-enable: no
+zone:
+    name: example.com
+    zonefile: "$zone"
+EOF
+            taskset -c "$SERVER_CPU" nsd -d -c "$dir/nsd.conf" >"$dir/log" 2>&1 &
+            ;;
+        knot)
+            cat >"$dir/knot.conf" <<EOF
+server:
+    rundir: "$dir"
+    listen: 127.0.0.1@$port
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+log:
+  - target: stderr
+    any: warning
+database:
+    storage: "$dir"
+template:
+  - id: default
+    storage: "$OUT_DIR"
+    semantic-checks: off
+zone:
+  - domain: example.com
+    file: "$zone"
+EOF
+            taskset -c "$SERVER_CPU" knotd -c "$dir/knot.conf" >"$dir/log" 2>&1 &
+            ;;
+        *)
+            echo "error: unknown server $name" >&2
+            exit 1
+            ;;
+    esac
+    pid=$!
+    local tries=0
+    until dig @127.0.0.1 -p "$port" +time=1 +tries=1 +short host1.example.com A 2>/dev/null | grep -q '^10\.'; do
+        tries=$((tries + 1))
+        if ((tries > 100)) || ! alive "$pid"; then
+            echo "error: $name did not answer on port $port; its log:" >&2
+            cat "$dir/log" >&2
+            exit 1
+        fi
+        sleep 0.1
+    done
+}
+
+results=$OUT_DIR/results.csv
+echo "round,server,qps,cpu_us_per_query,lost" >"$results"
+port=$PORT_BASE
+for ((round = 1; round <= ROUNDS; round++)); do
+    for server in $SERVERS; do
+        port=$((port + 1))
+        start_server "$server" "$port"
+        before=$(tree_cpu_ticks "$pid")
+        out=$OUT_DIR/$server.$round.dnsperf
+        taskset -c "$CLIENT_CPU" dnsperf -s 127.0.0.1 -p "$port" -d "$queries" \
+            -l "$DURATION" -q "$OUTSTANDING" -c 1 -T 1 >"$out" 2>&1 || true
+        after=$(tree_cpu_ticks "$pid")
+        kill_tree "$pid" TERM
+        wait "$pid" 2>/dev/null || true
+        qps=$(awk '/Queries per second:/ { print $4 }' "$out")
+        completed=$(awk '/Queries completed:/ { print $3 }' "$out")
+        lost=$(awk '/Queries lost:/ { print $3 }' "$out")
+        cpu_us=$(awk -v t=$((after - before)) -v hz="$clk_tck" -v n="${completed:-0}" \
+            'BEGIN { if (n > 0) printf "%.2f", t / hz * 1e6 / n; else print "nan" }')
+        printf 'round %d %-9s %12s q/s  %8s us CPU/query  lost %s\n' "$round" "$server" "$qps" "$cpu_us" "$lost"
+        echo "$round,$server,$qps,$cpu_us,$lost" >>"$results"
+    done
+done
+
+echo
+echo "Medians over $ROUNDS rounds (server on CPU $SERVER_CPU, dnsperf -q $OUTSTANDING on CPU $CLIENT_CPU, ${DURATION}s each):"
+python3 - "$results" $SERVERS <<'EOF'
+import csv, statistics, sys
+path, servers = sys.argv[1], sys.argv[2:]
+rows = list(csv.DictReader(open(path)))
+med = {}
+for s in servers:
+    q = [float(r["qps"]) for r in rows if r["server"] == s and r["qps"]]
+    c = [float(r["cpu_us_per_query"]) for r in rows if r["server"] == s and r["cpu_us_per_query"] not in ("", "nan")]
+    med[s] = (statistics.median(q) if q else float("nan"), statistics.median(c) if c else float("nan"),
+              (min(q), max(q)) if q else (0, 0))
+ref = servers[0]
+print(f"| server | queries/s (median, range) | CPU µs/query | q/s vs {ref} | CPU vs {ref} |")
+print("|---|---:|---:|---:|---:|")
+for s in servers:
+    q, c, (lo, hi) = med[s]
+    print(f"| {s} | {q:,.0f} ({lo:,.0f}–{hi:,.0f}) | {c:.2f} | {q / med[ref][0]:.2f} | {c / med[ref][1]:.2f} |")
+EOF
+echo "raw results: $results"
