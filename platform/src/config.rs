@@ -212,6 +212,10 @@ pub struct Stats {
     pub stale: u64,
     /// Receives that found no free buffer (ENOBUFS) and waited for one.
     pub buffer_starvations: u64,
+    /// Operations io_uring finished with `EAGAIN` (it gives up its own poll-and-retry on a
+    /// non-blocking socket after many wake-ups without progress) that the driver submitted
+    /// again: receives and accepts at once, sends once a poll says there is room.
+    pub eagain_retries: u64,
     /// Times the completion queue overflowed (completions kept by the kernel and flushed).
     pub cq_overflows: u64,
     /// Completions the kernel dropped on overflow (only without IORING_FEAT_NODROP): an error.

@@ -118,11 +118,14 @@ pub enum OpKind {
     SplicePollOut = 16,
     /// Setting up a splice (creating its pipe).
     Splice = 17,
+    /// Waiting for room to send after the kernel finished a send with `EAGAIN` (io_uring
+    /// does so on a non-blocking socket once its internal poll retries run out).
+    SendPoll = 18,
 }
 
 impl OpKind {
     #[cfg(test)]
-    const ALL: [OpKind; 17] = [
+    const ALL: [OpKind; 18] = [
         OpKind::Accept,
         OpKind::Recv,
         OpKind::Send,
@@ -140,6 +143,7 @@ impl OpKind {
         OpKind::SplicePollIn,
         OpKind::SplicePollOut,
         OpKind::Splice,
+        OpKind::SendPoll,
     ];
 
     fn from_u8(value: u8) -> Option<OpKind> {
@@ -161,6 +165,7 @@ impl OpKind {
             15 => OpKind::SplicePollIn,
             16 => OpKind::SplicePollOut,
             17 => OpKind::Splice,
+            18 => OpKind::SendPoll,
             _ => return None,
         })
     }
@@ -192,6 +197,7 @@ impl fmt::Display for OpKind {
             OpKind::SplicePollIn => "splice-poll-in",
             OpKind::SplicePollOut => "splice-poll-out",
             OpKind::Splice => "splice",
+            OpKind::SendPoll => "send-poll",
         };
         f.write_str(name)
     }

@@ -96,6 +96,11 @@ struct Slot {
     cancelling: u32,
     /// Multishot recv ended with ENOBUFS; re-armed once buffers come back.
     starved: bool,
+    /// The last send (stream or datagram) finished with `EAGAIN`: io_uring gives up its own
+    /// poll-and-retry on a non-blocking socket after enough wake-ups without progress (a
+    /// peer that stops reading for a while). The bytes stay queued; a `SendPoll` waits for
+    /// room and the send is submitted again.
+    send_blocked: bool,
     send: Option<Box<SendOp>>,
     connect_addr: Option<Box<SockAddr>>,
     udp: Option<Box<UdpOps>>,
@@ -241,6 +246,7 @@ impl Uring {
             inflight: 0,
             cancelling: 0,
             starved: false,
+            send_blocked: false,
             send: None,
             connect_addr: None,
             udp,
@@ -486,6 +492,7 @@ impl Uring {
                     OpKind::SendTo,
                     OpKind::SplicePollIn,
                     OpKind::SplicePollOut,
+                    OpKind::SendPoll,
                 ] {
                     if slot.has(kind) && slot.cancelling & kind.bit() == 0 {
                         slot.cancelling |= kind.bit();
@@ -537,7 +544,14 @@ impl Uring {
                                 .build()
                                 .user_data(op(OpKind::Cancel)));
                         }
-                        if !slot.has(OpKind::Send) && !state.send.is_empty() && !state.send_failed {
+                        let want_send = !state.send.is_empty() && !state.send_failed;
+                        if want_send && slot.send_blocked && !slot.has(OpKind::SendPoll) {
+                            slot.inflight |= OpKind::SendPoll.bit();
+                            add(opcode::PollAdd::new(fd, libc::POLLOUT as u32)
+                                .build()
+                                .user_data(op(OpKind::SendPoll)));
+                        }
+                        if want_send && !slot.send_blocked && !slot.has(OpKind::Send) {
                             let send = slot.send.get_or_insert_with(|| {
                                 Box::new(SendOp {
                                     msg: empty_msghdr(),
@@ -613,6 +627,7 @@ impl Uring {
                         inflight,
                         cancelling,
                         starved,
+                        send_blocked,
                         ..
                     } = slot;
                     let udp = udp.as_mut().expect("datagram slots have UdpOps");
@@ -644,7 +659,19 @@ impl Uring {
                             .build()
                             .user_data(op(OpKind::Cancel)));
                     }
-                    if !send_in_flight && let Some((bytes, to)) = state.datagrams.front() {
+                    if *send_blocked
+                        && !state.datagrams.is_empty()
+                        && *inflight & OpKind::SendPoll.bit() == 0
+                    {
+                        *inflight |= OpKind::SendPoll.bit();
+                        add(opcode::PollAdd::new(fd, libc::POLLOUT as u32)
+                            .build()
+                            .user_data(op(OpKind::SendPoll)));
+                    }
+                    if !send_in_flight
+                        && !*send_blocked
+                        && let Some((bytes, to)) = state.datagrams.front()
+                    {
                         udp.send_addr = SockAddr::from(*to);
                         udp.send_iov = libc::iovec {
                             iov_base: bytes.as_ptr().cast_mut().cast(),
@@ -829,6 +856,17 @@ impl Uring {
             // Readiness for a splice (an error, ECANCELED aside, is found by the splice call).
             OpKind::SplicePollIn if result != -libc::ECANCELED => pump = Some(id),
             OpKind::SplicePollOut if result != -libc::ECANCELED => pump = state.splice_from,
+            // Room to send again (an error, ECANCELED aside, is found by the send itself).
+            OpKind::SendPoll => slot.send_blocked = false,
+            // The operation ended without doing anything; marked dirty below, it is
+            // submitted again next turn (with a fresh poll inside the kernel).
+            OpKind::Accept | OpKind::Recv | OpKind::RecvFrom if result == -libc::EAGAIN => {
+                core.stats.eagain_retries += 1;
+            }
+            OpKind::Send | OpKind::SendTo if result == -libc::EAGAIN => {
+                core.stats.eagain_retries += 1;
+                slot.send_blocked = true;
+            }
             OpKind::Accept => {
                 if result >= 0 {
                     // SAFETY: a successful accept CQE carries a new descriptor we now own.

@@ -1,0 +1,78 @@
+//! A big send to a peer that reads in small pieces, on every backend.
+//!
+//! Proves: 32 MiB queued at once on an accepted stream reach a peer that drains its socket
+//! a few KiB at a time, byte for byte, with no `SendError` (one send woken for a little room
+//! many times).
+//!
+//! Related: io_uring may finish a send on a non-blocking socket with `EAGAIN` once its
+//! internal poll retries run out; the driver waits for room and sends again
+//! (`Stats::eagain_retries`). This test does not force that path (the kernel's trigger is not
+//! reproducible on demand); engine/tests/examples.rs's stalled-proxy test met it under load.
+
+mod common;
+
+use std::io::Read;
+use std::net::TcpStream;
+use std::thread;
+
+use bytes::Bytes;
+use ringwork_platform::{
+    BackendChoice, Completion, Driver, DriverConfig, SocketId, test_all_backends, testing,
+};
+
+use common::{drive, listen, pattern, std_addr};
+
+const PAYLOAD: usize = 32 * 1024 * 1024;
+/// The peer's read size: small, so the sender is woken for little room many times.
+const SIP: usize = 4 * 1024;
+
+fn accept_one(driver: &mut Driver) -> (TcpStream, SocketId) {
+    let (listener, addr) = listen(driver);
+    let outside = TcpStream::connect(std_addr(&addr)).expect("connect");
+    let mut accepted = None;
+    drive(
+        driver,
+        &mut accepted,
+        |_, accepted, c| match c {
+            Completion::Accepted { result, .. } => *accepted = Some(result.expect("accepted")),
+            c => panic!("unexpected {c:?}"),
+        },
+        |_, accepted| accepted.is_some(),
+        |_, _| "no connection accepted".into(),
+    );
+    assert!(driver.close(listener));
+    (outside, accepted.expect("accepted"))
+}
+
+test_all_backends! {
+    fn a_big_send_reaches_a_peer_that_reads_in_sips(backend: BackendChoice) {
+        let Some(mut driver) = testing::driver(backend, DriverConfig::default()) else { return };
+        let (mut outside, socket) = accept_one(&mut driver);
+        let payload = pattern(7, PAYLOAD);
+        let expected = payload.clone();
+        let reader = thread::spawn(move || {
+            let mut got = Vec::with_capacity(PAYLOAD);
+            let mut buf = vec![0; SIP];
+            while got.len() < PAYLOAD {
+                let n = outside.read(&mut buf).expect("read");
+                assert!(n > 0, "end of stream after {} bytes", got.len());
+                got.extend_from_slice(&buf[..n]);
+            }
+            got
+        });
+        assert!(driver.send(socket, Bytes::from(payload)));
+        let mut sent = 0;
+        drive(
+            &mut driver,
+            &mut sent,
+            |_, sent, c| match c {
+                Completion::Sent { bytes, .. } => *sent += bytes,
+                c => panic!("unexpected {c:?} after {sent} bytes sent"),
+            },
+            |_, sent| *sent == PAYLOAD,
+            |_, sent| format!("{sent} of {PAYLOAD} bytes sent"),
+        );
+        let got = reader.join().expect("reader");
+        assert!(got == expected, "the peer received different bytes");
+    }
+}
