@@ -118,11 +118,17 @@ pub enum OpKind {
     SplicePollOut = 16,
     /// Setting up a splice (creating its pipe).
     Splice = 17,
+    /// Waiting for a child process to exit (its pidfd turning readable).
+    ChildExit = 18,
+    /// Starting a child process.
+    Spawn = 19,
+    /// Signalling a child process, or setting its terminal's size.
+    Signal = 20,
 }
 
 impl OpKind {
     #[cfg(test)]
-    const ALL: [OpKind; 17] = [
+    const ALL: [OpKind; 20] = [
         OpKind::Accept,
         OpKind::Recv,
         OpKind::Send,
@@ -140,6 +146,9 @@ impl OpKind {
         OpKind::SplicePollIn,
         OpKind::SplicePollOut,
         OpKind::Splice,
+        OpKind::ChildExit,
+        OpKind::Spawn,
+        OpKind::Signal,
     ];
 
     fn from_u8(value: u8) -> Option<OpKind> {
@@ -161,6 +170,9 @@ impl OpKind {
             15 => OpKind::SplicePollIn,
             16 => OpKind::SplicePollOut,
             17 => OpKind::Splice,
+            18 => OpKind::ChildExit,
+            19 => OpKind::Spawn,
+            20 => OpKind::Signal,
             _ => return None,
         })
     }
@@ -192,6 +204,9 @@ impl fmt::Display for OpKind {
             OpKind::SplicePollIn => "splice-poll-in",
             OpKind::SplicePollOut => "splice-poll-out",
             OpKind::Splice => "splice",
+            OpKind::ChildExit => "child-exit",
+            OpKind::Spawn => "spawn",
+            OpKind::Signal => "signal",
         };
         f.write_str(name)
     }
