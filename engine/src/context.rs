@@ -408,6 +408,27 @@ impl<'a> Context<'a> {
         let session = Session::client(connector, server_name, Start::Upgrade)?;
         install(self.state, self.io, self.conn, session)
     }
+
+    /// Starts a child process run by `protocol` (see [`Reactor::spawn_process`]);
+    /// `connection_made` runs after this callback.
+    ///
+    /// [`Reactor::spawn_process`]: crate::Reactor::spawn_process
+    ///
+    /// # Errors
+    /// As [`Reactor::spawn_process`](crate::Reactor::spawn_process).
+    pub fn spawn_process(
+        &mut self,
+        command: &ringwork_platform::ProcessCommand,
+        protocol: impl crate::process::ProcessProtocol,
+    ) -> Result<crate::process::ProcessId, crate::EngineError> {
+        crate::process::spawn(self.state, self.io, command, Box::new(protocol))
+    }
+
+    /// A [`ProcessContext`](crate::ProcessContext) for child process `id` of this core:
+    /// write to its stdin, signal it, pause its output (a network peer relayed to a child).
+    pub fn process(&mut self, id: crate::process::ProcessId) -> crate::process::ProcessContext<'_> {
+        crate::process::ProcessContext::new(self.state, self.io, id)
+    }
 }
 
 /// Queues `connection_made` for a connection that just became open.

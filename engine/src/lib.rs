@@ -41,6 +41,7 @@ mod io;
 mod local;
 pub mod logging;
 mod preamble;
+mod process;
 mod protocol;
 mod reactor;
 pub mod resolve;
@@ -71,11 +72,17 @@ pub use crate::context::Context;
 pub use crate::datagram::{DatagramContext, DatagramProtocol, UdpId};
 pub use crate::error::EngineError;
 pub use crate::preamble::{DEFAULT_PREAMBLE_TIMEOUT, ListenerOptions, Preamble, PreambleStatus};
+pub use crate::process::{ProcessContext, ProcessId, ProcessProtocol};
 pub use crate::protocol::{ConnId, Factory, LostKind, LostReason, Protocol};
 pub use crate::reactor::Reactor;
 pub use crate::runtime::{Cores, Runtime, RuntimeBuilder, ShutdownHandle};
 pub use crate::stats::CoreStats;
 pub use crate::timers::TimerId;
+pub use ringwork_platform::{ChildStdio, ExitStatus, ProcessCommand, WindowSize};
+/// Signal numbers (`signal::SIGHUP`, `signal::SIGTERM`, ...), for
+/// [`ProcessContext::signal`] and [`Runtime::on_signal`].
+#[cfg(unix)]
+pub use signal_hook::consts as signal;
 
 pub use crate::executor::{Canceled, Deferred, JoinHandle, Resolver};
 pub use crate::local::LocalHandle;
