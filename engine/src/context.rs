@@ -429,6 +429,29 @@ impl<'a> Context<'a> {
     pub fn process(&mut self, id: crate::process::ProcessId) -> crate::process::ProcessContext<'_> {
         crate::process::ProcessContext::new(self.state, self.io, id)
     }
+
+    /// Runs `f` on the thread pool (Twisted's `deferToThread`); the future yields its value
+    /// on this core. Await it in a task and wake this connection with the answer (see
+    /// [`LocalHandle::wake`](crate::LocalHandle::wake)).
+    ///
+    /// # Errors
+    /// [`ThreadPoolError::Busy`](crate::ThreadPoolError::Busy) when the pool's queue is full.
+    pub fn defer_to_thread<T, F>(
+        &self,
+        f: F,
+    ) -> Result<crate::threads::ThreadResult<T>, crate::threads::ThreadPoolError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.state.threads.spawn(f)
+    }
+
+    /// The pool for blocking work (clone it into futures).
+    #[must_use]
+    pub fn thread_pool(&self) -> &crate::threads::ThreadPool {
+        &self.state.threads
+    }
 }
 
 /// Queues `connection_made` for a connection that just became open.

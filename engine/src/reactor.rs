@@ -31,6 +31,7 @@ use crate::protocol::{ConnId, Factory, LostReason, Protocol};
 use crate::runtime::{CoreMessage, Cores};
 use crate::state::State;
 use crate::stats::CoreStats;
+use crate::threads::{ThreadPool, ThreadPoolError, ThreadResult};
 use crate::timers::Target;
 use ringwork_platform::ProcessCommand;
 
@@ -467,6 +468,46 @@ impl Reactor {
         ));
         self.run_notices();
         result
+    }
+
+    /// The pool for blocking work: the runtime's (see
+    /// [`RuntimeBuilder::thread_pool`](crate::RuntimeBuilder::thread_pool)), or for a reactor
+    /// made alone its own ([`DEFAULT_THREADS`](crate::DEFAULT_THREADS) threads, started at
+    /// the first job). Clone it into futures.
+    #[must_use]
+    pub fn thread_pool(&self) -> &ThreadPool {
+        &self.state.threads
+    }
+
+    pub(crate) fn set_thread_pool(&mut self, pool: ThreadPool) {
+        self.state.threads = pool;
+    }
+
+    /// Runs `f` on the thread pool (Twisted's `deferToThread`); the future yields its value
+    /// on this core (await it in a task: [`Reactor::spawn_local`]).
+    ///
+    /// # Errors
+    /// [`ThreadPoolError::Busy`] when the pool's queue is full (see [`ThreadPool::spawn`]).
+    ///
+    /// # Examples
+    /// ```no_run
+    /// use ringwork::{DriverConfig, Reactor, ReactorConfig};
+    ///
+    /// let mut reactor = Reactor::new(ReactorConfig::default(), DriverConfig::default())?;
+    /// let digest = reactor.defer_to_thread(|| std::fs::read("/etc/hostname"))?;
+    /// reactor.spawn_local(async move {
+    ///     if let Ok(Ok(bytes)) = digest.await {
+    ///         println!("{} bytes, read off the core", bytes.len());
+    ///     }
+    /// });
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn defer_to_thread<T, F>(&self, f: F) -> Result<ThreadResult<T>, ThreadPoolError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.state.threads.spawn(f)
     }
 
     /// Child processes of this core that have not ended yet (running, or exited with

@@ -469,6 +469,8 @@ pub(crate) struct State {
     pub(crate) timers: Timers,
     /// Child processes of this core (see `process/`).
     pub(crate) processes: crate::process::Processes,
+    /// The runtime's pool for blocking work (this reactor's own when it runs alone).
+    pub(crate) threads: crate::threads::ThreadPool,
     /// The time of this turn (a manual clock in tests).
     pub(crate) now: Instant,
     pub(crate) stats: CoreStats,
@@ -493,6 +495,7 @@ impl State {
             notices: VecDeque::new(),
             timers,
             processes: crate::process::Processes::default(),
+            threads: crate::threads::ThreadPool::default(),
             now,
             stats: CoreStats::default(),
             warnings,
