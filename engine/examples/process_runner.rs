@@ -21,8 +21,8 @@ use std::time::Duration;
 use clap::Parser;
 use ringwork::signal::SIGTERM;
 use ringwork::{
-    DriverConfig, ExitStatus, LostReason, ProcessCommand, ProcessContext, ProcessProtocol,
-    Reactor, ReactorConfig, WindowSize,
+    DriverConfig, ExitStatus, LostReason, ProcessCommand, ProcessContext, ProcessProtocol, Reactor,
+    ReactorConfig, WindowSize,
 };
 
 /// Runs a command on the ringwork reactor and streams its output.

@@ -680,14 +680,21 @@ fn process_runner_streams_output_and_reports_the_exit() {
         let (code, out, err) = process_runner(backend, &["--", "sh", "-c", script]);
         assert_eq!(code, Some(3), "stderr:\n{err}");
         assert_eq!(out, "out\n");
-        assert!(err.contains("err\n") && err.contains("[ended: exit code 3]"), "{err}");
+        assert!(
+            err.contains("err\n") && err.contains("[ended: exit code 3]"),
+            "{err}"
+        );
 
         let (code, out, err) = process_runner(backend, &["--input", "fed", "--", "cat"]);
         assert_eq!((code, out.as_str()), (Some(0), "fed"), "stderr:\n{err}");
 
         let args = ["--pty", "30x90", "--", "sh", "-c", "stty size"];
         let (code, out, err) = process_runner(backend, &args);
-        assert_eq!((code, out.as_str()), (Some(0), "30 90\r\n"), "stderr:\n{err}");
+        assert_eq!(
+            (code, out.as_str()),
+            (Some(0), "30 90\r\n"),
+            "stderr:\n{err}"
+        );
 
         let args = ["--term-after-ms", "50", "--", "sleep", "100"];
         let (code, _, err) = process_runner(backend, &args);
