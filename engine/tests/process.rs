@@ -264,20 +264,30 @@ ringwork::platform::test_all_backends! {
         assert_eq!(status.code(), None);
     }
 
-    fn arguments_environment_and_directory(backend: BackendChoice) {
+    fn arguments_environment_directory_and_user(backend: BackendChoice) {
         let Some(mut reactor) = reactor(backend) else { return };
+        // As root, run the child as nobody; otherwise as ourselves (which needs no
+        // privilege but still goes through setgid/setuid).
+        let (uid, gid) = match (own_id("Uid:"), own_id("Gid:")) {
+            (0, _) => (65534, 65534),
+            ids => ids,
+        };
         let dir = std::env::temp_dir();
+        let script = "echo \"$1 $RINGWORK_TEST_VAR $HOME\"; pwd; id -u; id -g";
         let cmd = ProcessCommand::new("sh")
-            .args(["-c", "echo \"$1 $RINGWORK_TEST_VAR $HOME\"; pwd", "sh", "first arg"])
+            .args(["-c", script, "sh", "first arg"])
             .env_clear()
             .env("RINGWORK_TEST_VAR", "set")
             .env("PATH", "/usr/bin:/bin")
-            .current_dir(&dir);
+            .current_dir(&dir)
+            .uid(uid)
+            .gid(gid);
         let record = spawn(&mut reactor, &cmd, Script::default());
-        assert_eq!(until_ended(&mut reactor, &record), ExitStatus::Exited(0));
+        let status = until_ended(&mut reactor, &record);
         let out = String::from_utf8(record.borrow().out.clone()).expect("utf-8");
+        assert_eq!(status, ExitStatus::Exited(0), "{:?}", String::from_utf8_lossy(&record.borrow().err));
         let real = std::fs::canonicalize(&dir).expect("temp dir");
-        assert_eq!(out, format!("first arg set \n{}\n", real.display()));
+        assert_eq!(out, format!("first arg set \n{}\n{uid}\n{gid}\n", real.display()));
     }
 
     fn the_terminal_is_the_childs_with_its_size(backend: BackendChoice) {
@@ -372,6 +382,16 @@ ringwork::platform::test_all_backends! {
         let Some(mut other) = common::reactor(backend) else { return };
         until_reaped(&mut other, pid);
     }
+}
+
+/// This process's real user or group id (`key` is `Uid:` or `Gid:` in /proc/self/status).
+fn own_id(key: &str) -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|ids| ids.split_whitespace().next()?.parse().ok())
+        .expect("an id")
 }
 
 /// The id of the only child on `reactor`.

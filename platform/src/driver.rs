@@ -601,8 +601,8 @@ impl Driver {
     /// signal never reaches another process.
     ///
     /// # Errors
-    /// `NotFound` if `child` is not an open watcher; ESRCH (`NotFound` kind is not implied)
-    /// once the child exited; EINVAL for an invalid signal; `Unsupported` off Linux.
+    /// `NotFound` if `child` is not an open watcher; ESRCH once the child exited (and was
+    /// reaped); EINVAL for an invalid signal; `Unsupported` off Linux.
     pub fn signal(&mut self, child: SocketId, signal: i32) -> Result<(), OpError> {
         let error = |e| Err(OpError::new(OpKind::Signal, Some(child), e));
         let Some(state) = self.core.open(child) else {

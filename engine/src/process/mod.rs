@@ -292,12 +292,15 @@ impl<'a> ProcessContext<'a> {
     /// pidfd: never to another process, even one that reuses its pid later.
     ///
     /// # Errors
-    /// The child exited already (ESRCH) or left the table; an invalid signal (EINVAL).
+    /// [`EngineError::Op`]: the child exited already (kind `NotFound`) or left the table;
+    /// an invalid signal (EINVAL).
     pub fn signal(&mut self, signal: i32) -> Result<(), EngineError> {
         if self.record().is_none_or(|p| p.exit.is_some()) {
-            return Err(EngineError::Config {
-                what: format!("{} has exited", self.process),
-            });
+            return Err(EngineError::Op(ringwork_platform::OpError {
+                op: ringwork_platform::OpKind::Signal,
+                socket: Some(self.process.0),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "the process has exited"),
+            }));
         }
         Ok(self.io.signal(self.process.0, signal)?)
     }
