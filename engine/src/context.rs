@@ -408,6 +408,50 @@ impl<'a> Context<'a> {
         let session = Session::client(connector, server_name, Start::Upgrade)?;
         install(self.state, self.io, self.conn, session)
     }
+
+    /// Starts a child process run by `protocol` (see [`Reactor::spawn_process`]);
+    /// `connection_made` runs after this callback.
+    ///
+    /// [`Reactor::spawn_process`]: crate::Reactor::spawn_process
+    ///
+    /// # Errors
+    /// As [`Reactor::spawn_process`](crate::Reactor::spawn_process).
+    pub fn spawn_process(
+        &mut self,
+        command: &ringwork_platform::ProcessCommand,
+        protocol: impl crate::process::ProcessProtocol,
+    ) -> Result<crate::process::ProcessId, crate::EngineError> {
+        crate::process::spawn(self.state, self.io, command, Box::new(protocol))
+    }
+
+    /// A [`ProcessContext`](crate::ProcessContext) for child process `id` of this core:
+    /// write to its stdin, signal it, pause its output (a network peer relayed to a child).
+    pub fn process(&mut self, id: crate::process::ProcessId) -> crate::process::ProcessContext<'_> {
+        crate::process::ProcessContext::new(self.state, self.io, id)
+    }
+
+    /// Runs `f` on the thread pool (Twisted's `deferToThread`); the future yields its value
+    /// on this core. Await it in a task and wake this connection with the answer (see
+    /// [`LocalHandle::wake`](crate::LocalHandle::wake)).
+    ///
+    /// # Errors
+    /// [`ThreadPoolError::Busy`](crate::ThreadPoolError::Busy) when the pool's queue is full.
+    pub fn defer_to_thread<T, F>(
+        &self,
+        f: F,
+    ) -> Result<crate::threads::ThreadResult<T>, crate::threads::ThreadPoolError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.state.threads.spawn(f)
+    }
+
+    /// The pool for blocking work (clone it into futures).
+    #[must_use]
+    pub fn thread_pool(&self) -> &crate::threads::ThreadPool {
+        &self.state.threads
+    }
 }
 
 /// Queues `connection_made` for a connection that just became open.

@@ -93,6 +93,9 @@ pub(crate) fn run_notices(state: &mut State, io: &mut dyn Io) {
             Notice::Stash => deliver_stash(state, io, id),
             Notice::Wake => call(state, io, id, |p, ctx| p.woken(ctx)),
             Notice::Lost(reason) => lost(state, io, id, reason),
+            Notice::Process(notice) => {
+                crate::process::notice(state, io, crate::process::ProcessId(id.0), notice);
+            }
         }
     }
 }

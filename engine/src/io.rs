@@ -7,7 +7,9 @@
 
 use std::time::Duration;
 
-use ringwork_platform::{Bytes, Driver, OpError, SockAddr, SocketId};
+use ringwork_platform::{
+    Bytes, Driver, OpError, ProcessCommand, SockAddr, SocketId, Spawned, WindowSize,
+};
 
 /// What the engine asks of the layer below, per socket.
 pub(crate) trait Io {
@@ -33,6 +35,12 @@ pub(crate) trait Io {
     fn splice(&mut self, from: SocketId, to: SocketId) -> Result<(), OpError>;
     /// Whether a splice into `socket` holds bytes waiting for it.
     fn splice_backlog(&self, socket: SocketId) -> bool;
+    /// Starts a child process.
+    fn spawn(&mut self, command: &ProcessCommand) -> Result<Spawned, OpError>;
+    /// Signals the child watched by `child`.
+    fn signal(&mut self, child: SocketId, signal: i32) -> Result<(), OpError>;
+    /// Sets the size of terminal `pty`.
+    fn set_window_size(&mut self, pty: SocketId, size: WindowSize) -> Result<(), OpError>;
 }
 
 impl Io for Driver {
@@ -78,6 +86,18 @@ impl Io for Driver {
 
     fn splice_backlog(&self, socket: SocketId) -> bool {
         Driver::splice_backlog(self, socket)
+    }
+
+    fn spawn(&mut self, command: &ProcessCommand) -> Result<Spawned, OpError> {
+        Driver::spawn(self, command)
+    }
+
+    fn signal(&mut self, child: SocketId, signal: i32) -> Result<(), OpError> {
+        Driver::signal(self, child, signal)
+    }
+
+    fn set_window_size(&mut self, pty: SocketId, size: WindowSize) -> Result<(), OpError> {
+        Driver::set_window_size(self, pty, size)
     }
 }
 

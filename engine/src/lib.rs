@@ -12,8 +12,14 @@
 //! - [`Runtime`]: one pinned reactor per core, SO_REUSEPORT listeners, cross-core messages
 //!   ([`Cores`]) and graceful shutdown ([`ShutdownHandle`], SIGINT/SIGTERM).
 //! - [`DatagramProtocol`] for UDP.
-//! - [`resolve::LookupPool`]: name resolution (`getaddrinfo`) on a few blocking threads,
-//!   awaited from the reactor without blocking it.
+//! - [`ThreadPool`] (Twisted's `deferToThread`): blocking work on a bounded pool of
+//!   threads, its value awaited on the calling core ([`Reactor::defer_to_thread`],
+//!   [`Context::defer_to_thread`]); [`resolve::LookupPool`] (name resolution with
+//!   `getaddrinfo`) is one user of it.
+//! - [`ProcessProtocol`] (Twisted's `spawnProcess`): child processes whose pipes or
+//!   pseudo-terminal the driver reads and writes like connections
+//!   ([`Reactor::spawn_process`]).
+//! - [`Runtime::on_signal`]: SIGHUP, SIGUSR1, ... as events on core 0.
 //! - [`logging`]: logging that cannot stall or crash a core — a non-blocking, lossy sink
 //!   for log lines ([`logging::LogSink`]), a limiter for repeated warnings
 //!   ([`logging::RateLimit`]) and an escaper for peer bytes ([`logging::escape`]).
@@ -41,14 +47,17 @@ mod io;
 mod local;
 pub mod logging;
 mod preamble;
+mod process;
 mod protocol;
 mod reactor;
 pub mod resolve;
 mod runtime;
+mod signals;
 mod splice;
 mod stall;
 mod state;
 mod stats;
+mod threads;
 #[allow(dead_code)]
 pub(crate) mod timer;
 mod timers;
@@ -71,11 +80,20 @@ pub use crate::context::Context;
 pub use crate::datagram::{DatagramContext, DatagramProtocol, UdpId};
 pub use crate::error::EngineError;
 pub use crate::preamble::{DEFAULT_PREAMBLE_TIMEOUT, ListenerOptions, Preamble, PreambleStatus};
+pub use crate::process::{ProcessContext, ProcessId, ProcessProtocol};
 pub use crate::protocol::{ConnId, Factory, LostKind, LostReason, Protocol};
 pub use crate::reactor::Reactor;
 pub use crate::runtime::{Cores, Runtime, RuntimeBuilder, ShutdownHandle};
 pub use crate::stats::CoreStats;
+pub use crate::threads::{
+    DEFAULT_QUEUE, DEFAULT_THREADS, ThreadPool, ThreadPoolError, ThreadResult,
+};
 pub use crate::timers::TimerId;
+pub use ringwork_platform::{ChildStdio, ExitStatus, ProcessCommand, WindowSize};
+/// Signal numbers (`signal::SIGHUP`, `signal::SIGTERM`, ...), for
+/// [`ProcessContext::signal`] and [`Runtime::on_signal`].
+#[cfg(unix)]
+pub use signal_hook::consts as signal;
 
 pub use crate::executor::{Canceled, Deferred, JoinHandle, Resolver};
 pub use crate::local::LocalHandle;

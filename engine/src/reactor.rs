@@ -26,11 +26,14 @@ use crate::error::EngineError;
 use crate::executor::{Executor, JoinHandle};
 use crate::local::LocalHandle;
 use crate::preamble::ListenerOptions;
+use crate::process::{ProcessContext, ProcessId, ProcessProtocol};
 use crate::protocol::{ConnId, Factory, LostReason, Protocol};
 use crate::runtime::{CoreMessage, Cores};
 use crate::state::State;
 use crate::stats::CoreStats;
+use crate::threads::{ThreadPool, ThreadPoolError, ThreadResult};
 use crate::timers::Target;
+use ringwork_platform::ProcessCommand;
 
 /// How long accepting pauses after a resource error (EMFILE, ENFILE, ENOBUFS, ENOMEM).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -75,6 +78,8 @@ pub struct Reactor {
     /// Accepting is paused until then after a resource error (EMFILE, ...).
     accept_backoff: Option<Instant>,
     stopping: Option<Stopping>,
+    /// The grace period ended and the remaining child processes got SIGKILL.
+    killed_children: bool,
     stopped: bool,
     /// Run by [`Reactor::run`] when it returns.
     stop_hooks: Vec<StopHook>,
@@ -104,6 +109,7 @@ impl Reactor {
             waiting: std::collections::VecDeque::new(),
             accept_backoff: None,
             stopping: None,
+            killed_children: false,
             stopped: false,
             stop_hooks: Vec::new(),
         })
@@ -413,6 +419,127 @@ impl Reactor {
         result
     }
 
+    /// Starts a child process (Twisted's `spawnProcess`): `command` says what runs (program,
+    /// arguments, environment, directory, user and group, pipes or a pseudo-terminal),
+    /// `protocol` gets its output, exit and end (see [`ProcessProtocol`]). Its streams are
+    /// connections of this core (counted in [`Reactor::connections`] and
+    /// [`ReactorConfig::max_connections`](crate::ReactorConfig::max_connections)); a
+    /// graceful shutdown waits for the child as for a connection. Its protocol's
+    /// `connection_made` runs before this returns.
+    ///
+    /// # Errors
+    /// `Unsupported` off Linux; the OS error of starting it (`NotFound` for a missing
+    /// program); a child that started is killed and reaped then.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// use ringwork::{
+    ///     DriverConfig, ExitStatus, ProcessCommand, ProcessContext, ProcessProtocol, Reactor,
+    ///     ReactorConfig,
+    /// };
+    ///
+    /// struct Print;
+    ///
+    /// impl ProcessProtocol for Print {
+    ///     fn out_received(&mut self, _ctx: &mut ProcessContext<'_>, data: &[u8]) {
+    ///         print!("{}", String::from_utf8_lossy(data));
+    ///     }
+    ///
+    ///     fn process_ended(&mut self, _ctx: &mut ProcessContext<'_>, status: ExitStatus) {
+    ///         println!("[{status}]");
+    ///     }
+    /// }
+    ///
+    /// let mut reactor = Reactor::new(ReactorConfig::default(), DriverConfig::default())?;
+    /// reactor.spawn_process(&ProcessCommand::new("ls").arg("-l"), Print)?;
+    /// # Ok::<(), ringwork::EngineError>(())
+    /// ```
+    pub fn spawn_process(
+        &mut self,
+        command: &ProcessCommand,
+        protocol: impl ProcessProtocol,
+    ) -> Result<ProcessId, EngineError> {
+        self.refresh_now();
+        let id = crate::process::spawn(
+            &mut self.state,
+            &mut self.driver,
+            command,
+            Box::new(protocol),
+        )?;
+        self.run_notices();
+        Ok(id)
+    }
+
+    /// Runs `f` with a [`ProcessContext`] for child `id` (from outside callbacks: tests,
+    /// cross-core messages). Callbacks it causes run before this returns.
+    pub fn with_process<R>(
+        &mut self,
+        id: ProcessId,
+        f: impl FnOnce(&mut ProcessContext<'_>) -> R,
+    ) -> R {
+        self.refresh_now();
+        let result = f(&mut ProcessContext::new(
+            &mut self.state,
+            &mut self.driver,
+            id,
+        ));
+        self.run_notices();
+        result
+    }
+
+    /// The pool for blocking work: the runtime's (see
+    /// [`RuntimeBuilder::thread_pool`](crate::RuntimeBuilder::thread_pool)), or for a reactor
+    /// made alone its own ([`DEFAULT_THREADS`](crate::DEFAULT_THREADS) threads, started at
+    /// the first job). Clone it into futures.
+    #[must_use]
+    pub fn thread_pool(&self) -> &ThreadPool {
+        &self.state.threads
+    }
+
+    pub(crate) fn set_thread_pool(&mut self, pool: ThreadPool) {
+        self.state.threads = pool;
+    }
+
+    /// Runs `f` on the thread pool (Twisted's `deferToThread`); the future yields its value
+    /// on this core (await it in a task: [`Reactor::spawn_local`]).
+    ///
+    /// # Errors
+    /// [`ThreadPoolError::Busy`] when the pool's queue is full (see [`ThreadPool::spawn`]).
+    ///
+    /// # Examples
+    /// ```no_run
+    /// use ringwork::{DriverConfig, Reactor, ReactorConfig};
+    ///
+    /// let mut reactor = Reactor::new(ReactorConfig::default(), DriverConfig::default())?;
+    /// let digest = reactor.defer_to_thread(|| std::fs::read("/etc/hostname"))?;
+    /// reactor.spawn_local(async move {
+    ///     if let Ok(Ok(bytes)) = digest.await {
+    ///         println!("{} bytes, read off the core", bytes.len());
+    ///     }
+    /// });
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn defer_to_thread<T, F>(&self, f: F) -> Result<ThreadResult<T>, ThreadPoolError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.state.threads.spawn(f)
+    }
+
+    /// Child processes of this core that have not ended yet (running, or exited with
+    /// output still being read).
+    #[must_use]
+    pub fn processes(&self) -> usize {
+        self.state.processes.len()
+    }
+
+    /// The ids of this core's child processes that have not ended yet.
+    #[must_use]
+    pub fn process_ids(&self) -> Vec<ProcessId> {
+        self.state.processes.ids()
+    }
+
     /// Resolves `resolver` at `at` (see [`LocalHandle::sleep`]).
     pub(crate) fn sleep_until(&mut self, at: Instant, resolver: crate::executor::Resolver<()>) {
         self.state.timers.add_sleep(at, resolver);
@@ -445,12 +572,14 @@ impl Reactor {
         self.stopping = Some(Stopping {
             deadline: Instant::now() + grace,
         });
-        // Tell every connection, so keep-alive servers can close idle ones early.
+        // Tell every connection, so keep-alive servers can close idle ones early, and every
+        // child process (by default it gets SIGTERM).
         for id in self.state.conns.ids() {
             self.state
                 .notices
                 .push_back((id, crate::state::Notice::ShutdownStarted));
         }
+        crate::process::shutdown_started(&mut self.state);
         self.run_notices();
     }
 
@@ -462,7 +591,10 @@ impl Reactor {
     /// Whether [`Reactor::run`] would return now.
     #[must_use]
     pub fn is_finished(&self) -> bool {
-        self.stopped || (self.stopping.is_some() && self.state.conns.live() == 0)
+        self.stopped
+            || (self.stopping.is_some()
+                && self.state.conns.live() == 0
+                && self.state.processes.is_empty())
     }
 
     /// Runs turns until [`Reactor::stop`] or a finished [`Reactor::shutdown`], then the
@@ -596,6 +728,9 @@ impl Reactor {
             }
             Completion::Spliced { socket, bytes } => {
                 crate::splice::spliced(&mut self.state, ConnId(socket), bytes);
+            }
+            Completion::Exited { child, status } => {
+                crate::process::exited(&mut self.state, &mut self.driver, child, status);
             }
             Completion::ShutdownDone { .. } | Completion::Timer { .. } | Completion::Woken => {}
             _ => {}
@@ -825,6 +960,11 @@ impl Reactor {
                     .lose(&mut self.driver, id, LostReason::Shutdown, true);
             }
             self.run_notices();
+        }
+        if self.state.now >= stopping.deadline && !self.killed_children {
+            // Children still running get SIGKILL once; their exits end them as usual.
+            self.killed_children = true;
+            crate::process::kill_all(&mut self.state, &mut self.driver);
         }
     }
 

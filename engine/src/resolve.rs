@@ -1,28 +1,27 @@
 //! [`LookupPool`]: name resolution off the reactor, on a few blocking threads.
 //!
-//! Owns: the worker threads, their bounded job queue, and the one-shot slot between a
-//! worker and the [`Lookup`] future that awaits it.
-//! Contract: [`LookupPool::lookup`] never blocks: it queues a job (or fails at once with
-//! [`LookupError::Busy`] when the queue is full) and returns a future. A worker runs
-//! `ToSocketAddrs` (the system resolver, `getaddrinfo`) and completes the slot, waking the
-//! future's task — a wake from another thread, which the engine's executor supports. A
-//! future dropped before its job ran makes the worker skip it; a result for a future that
-//! is gone is dropped. Workers exit once every [`LookupPool`] clone is dropped and their
-//! current lookup returns: no thread outlives the pool by more than one lookup, and none
-//! is ever joined from a reactor thread.
+//! Owns: the lookup job (`ToSocketAddrs`, the system resolver, `getaddrinfo`) and the
+//! mapping of a [`ThreadPool`]'s errors to [`LookupError`].
+//! Contract: [`LookupPool::lookup`] never blocks: it queues a job on its thread pool (or
+//! fails at once with [`LookupError::Busy`] when the queue is full) and returns a future,
+//! woken from the worker thread — a wake the engine's executor supports. A future dropped
+//! before its job ran makes the worker skip it; a result for a future that is gone is
+//! dropped. The pool's workers exit once every clone of it is dropped (see
+//! [`ThreadPool`]).
 //! Does not: cache, or bound the time of one lookup (the system resolver's own timeouts
 //! apply; callers set their own deadline).
 //!
 //! It lives in the engine because it owns threads (protocols own none, see STYLE.md); the
-//! SOCKS5 server and anything else that resolves names share it.
+//! SOCKS5 server and anything else that resolves names share it. It is one user of
+//! [`ThreadPool`]: [`LookupPool::with_pool`] shares a runtime's pool with other blocking
+//! work.
 
 use std::future::Future;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::pin::Pin;
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll, Waker};
-use std::thread;
+use std::task::{Context, Poll};
+
+use crate::threads::{ThreadPool, ThreadPoolError, ThreadResult};
 
 /// Why a lookup gave no addresses. The display text is not stable.
 #[derive(Clone, Debug, Eq, PartialEq, thiserror::Error)]
@@ -55,138 +54,65 @@ pub enum LookupError {
 
 type Outcome = Result<Vec<SocketAddr>, LookupError>;
 
-/// A pool of resolver threads with a bounded queue. Cheap to clone and `Send`: one pool can
-/// serve every core.
-#[derive(Clone)]
+/// Name lookups on a pool of threads with a bounded queue. Cheap to clone and `Send`: one
+/// pool can serve every core.
+#[derive(Clone, Debug)]
 pub struct LookupPool {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    jobs: SyncSender<Job>,
-    limit: usize,
+    pool: ThreadPool,
 }
 
 impl LookupPool {
-    /// Starts `threads` workers (at least one) with room for `queue` pending lookups.
+    /// Lookups on their own pool of `threads` workers (at least one, named `ringwork-dns-N`)
+    /// with room for `queue` pending lookups.
     ///
     /// # Errors
     /// A thread could not be started.
     pub fn new(threads: usize, queue: usize) -> std::io::Result<Self> {
-        let (jobs, rx) = mpsc::sync_channel(queue);
-        let rx = Arc::new(Mutex::new(rx));
-        for i in 0..threads.max(1) {
-            let rx = Arc::clone(&rx);
-            thread::Builder::new()
-                .name(format!("ringwork-dns-{i}"))
-                .spawn(move || work(&rx))?;
-        }
-        Ok(Self {
-            inner: Arc::new(Inner { jobs, limit: queue }),
-        })
+        Ok(Self::with_pool(ThreadPool::named(
+            "ringwork-dns",
+            threads,
+            queue,
+        )))
+    }
+
+    /// Lookups as jobs of `pool` (a runtime's [`ThreadPool`], shared with other work).
+    #[must_use]
+    pub fn with_pool(pool: ThreadPool) -> Self {
+        Self { pool }
     }
 
     /// Queues a lookup of `host` (a name or an IP literal) with `port`.
     ///
     /// # Errors
     /// [`LookupError::Busy`] when the queue is full, [`LookupError::Stopped`] when the
-    /// workers are gone.
+    /// workers are gone or cannot start.
     pub fn lookup(&self, host: &str, port: u16) -> Result<Lookup, LookupError> {
-        let slot = Arc::new(Slot::default());
-        let job = Job {
-            host: host.to_owned(),
-            port,
-            slot: Some(Arc::clone(&slot)),
-        };
-        match self.inner.jobs.try_send(job) {
-            Ok(()) => Ok(Lookup { slot }),
-            Err(TrySendError::Full(_)) => Err(LookupError::Busy {
-                limit: self.inner.limit,
-            }),
-            Err(TrySendError::Disconnected(_)) => Err(LookupError::Stopped),
+        let host = host.to_owned();
+        match self.pool.spawn(move || resolve(&host, port)) {
+            Ok(result) => Ok(Lookup { result }),
+            Err(ThreadPoolError::Busy { limit }) => Err(LookupError::Busy { limit }),
+            Err(_) => Err(LookupError::Stopped),
         }
     }
 }
 
-impl std::fmt::Debug for LookupPool {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LookupPool")
-            .field("queue", &self.inner.limit)
-            .finish_non_exhaustive()
-    }
-}
-
-fn work(rx: &Mutex<Receiver<Job>>) {
-    loop {
-        // The lock is held only while waiting for the next job, never during a lookup.
-        let job = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
-        let Ok(mut job) = job else {
-            return; // every LookupPool is gone
-        };
-        let Some(slot) = job.slot.take() else {
-            continue;
-        };
-        if Arc::strong_count(&slot) == 1 {
-            continue; // the Lookup was dropped: nobody waits
-        }
-        let outcome = match (job.host.as_str(), job.port).to_socket_addrs() {
-            Ok(addrs) => {
-                let addrs: Vec<SocketAddr> = addrs.collect();
-                if addrs.is_empty() {
-                    Err(LookupError::NoAddresses {
-                        host: job.host.clone(),
-                    })
-                } else {
-                    Ok(addrs)
-                }
+/// The system resolver's answer for `host`:`port`.
+fn resolve(host: &str, port: u16) -> Outcome {
+    match (host, port).to_socket_addrs() {
+        Ok(addrs) => {
+            let addrs: Vec<SocketAddr> = addrs.collect();
+            if addrs.is_empty() {
+                Err(LookupError::NoAddresses {
+                    host: host.to_owned(),
+                })
+            } else {
+                Ok(addrs)
             }
-            Err(e) => Err(LookupError::Failed {
-                host: job.host.clone(),
-                reason: e.to_string(),
-            }),
-        };
-        slot.complete(outcome);
-    }
-}
-
-struct Job {
-    host: String,
-    port: u16,
-    /// `None` once completed.
-    slot: Option<Arc<Slot>>,
-}
-
-impl Drop for Job {
-    fn drop(&mut self) {
-        // Dropped unrun (the pool stopped with jobs queued): tell the waiter.
-        if let Some(slot) = self.slot.take() {
-            slot.complete(Err(LookupError::Stopped));
         }
-    }
-}
-
-#[derive(Default)]
-struct Slot {
-    state: Mutex<SlotState>,
-}
-
-#[derive(Default)]
-struct SlotState {
-    outcome: Option<Outcome>,
-    waker: Option<Waker>,
-}
-
-impl Slot {
-    fn complete(&self, outcome: Outcome) {
-        let waker = {
-            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-            state.outcome = Some(outcome);
-            state.waker.take()
-        };
-        // Woken outside the lock.
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        Err(e) => Err(LookupError::Failed {
+            host: host.to_owned(),
+            reason: e.to_string(),
+        }),
     }
 }
 
@@ -195,25 +121,21 @@ impl Slot {
 /// # Cancellation
 /// Dropping it before the lookup ran makes the worker skip it.
 pub struct Lookup {
-    slot: Arc<Slot>,
+    result: ThreadResult<Outcome>,
 }
 
 impl Future for Lookup {
     type Output = Outcome;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
-        let mut state = self
-            .slot
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        match state.outcome.take() {
-            Some(outcome) => Poll::Ready(outcome),
-            None => {
-                state.waker = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        }
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+        Pin::new(&mut self.result).poll(cx).map(|done| match done {
+            Ok(outcome) => outcome,
+            Err(ThreadPoolError::Panicked { message }) => Err(LookupError::Failed {
+                host: String::new(),
+                reason: format!("the resolver panicked: {message}"),
+            }),
+            Err(_) => Err(LookupError::Stopped),
+        })
     }
 }
 

@@ -17,6 +17,8 @@ use ringwork_platform::{BackendChoice, DriverConfig, Waker};
 use crate::config::ReactorConfig;
 use crate::error::EngineError;
 use crate::reactor::Reactor;
+use crate::signals::{Core0, SignalRouter};
+use crate::threads::ThreadPool;
 
 /// A closure run on a core's reactor.
 type Job = Box<dyn FnOnce(&mut Reactor) + Send>;
@@ -200,6 +202,8 @@ impl ShutdownHandle {
 #[derive(Clone, Debug)]
 pub struct RuntimeBuilder {
     cores: usize,
+    /// Worker threads and queue size of the runtime's [`ThreadPool`].
+    pool: (usize, usize),
     max_total: Option<usize>,
     pin: bool,
     cpus: Option<Vec<usize>>,
@@ -247,6 +251,17 @@ impl RuntimeBuilder {
         self
     }
 
+    /// The runtime's pool for blocking work ([`Reactor::defer_to_thread`], shared by every
+    /// core): `threads` workers, started at the first job, and room for `queue` jobs
+    /// waiting for one (a job past that fails with
+    /// [`ThreadPoolError::Busy`](crate::ThreadPoolError::Busy)). Default:
+    /// [`DEFAULT_THREADS`](crate::DEFAULT_THREADS), [`DEFAULT_QUEUE`](crate::DEFAULT_QUEUE).
+    #[must_use]
+    pub fn thread_pool(mut self, threads: usize, queue: usize) -> Self {
+        self.pool = (threads, queue);
+        self
+    }
+
     /// Driver settings (receive buffer size and count, ring sizes).
     #[must_use]
     pub fn driver_config(mut self, driver: DriverConfig) -> Self {
@@ -281,10 +296,13 @@ impl RuntimeBuilder {
             senders: senders.into(),
             wakers: Arc::new(Mutex::new(vec![None; self.cores])),
         };
+        let pool = ThreadPool::new(self.pool.0, self.pool.1);
         Ok(Runtime {
             builder: self,
             inboxes,
             shutdown,
+            pool,
+            signals: SignalRouter::default(),
         })
     }
 }
@@ -313,6 +331,8 @@ pub struct Runtime {
     builder: RuntimeBuilder,
     inboxes: Vec<Receiver<CoreMessage>>,
     shutdown: ShutdownHandle,
+    pool: ThreadPool,
+    signals: SignalRouter,
 }
 
 impl Runtime {
@@ -321,6 +341,10 @@ impl Runtime {
     pub fn builder() -> RuntimeBuilder {
         RuntimeBuilder {
             cores: thread::available_parallelism().map_or(1, |n| n.get()),
+            pool: (
+                crate::threads::DEFAULT_THREADS,
+                crate::threads::DEFAULT_QUEUE,
+            ),
             max_total: None,
             pin: true,
             cpus: None,
@@ -333,6 +357,51 @@ impl Runtime {
     #[must_use]
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         self.shutdown.clone()
+    }
+
+    /// Runs `handler` on core 0 each time this process receives `signal` (SIGHUP to reload
+    /// a configuration, SIGUSR1 to reopen logs, ...): the signal becomes a cross-core
+    /// message to core 0, whose reactor runs the handler between turns (never in signal
+    /// context). Handlers of one signal run in the order they were added; a handler may
+    /// broadcast to the other cores ([`Reactor::cores`]). Deliveries that arrive before the
+    /// handler runs may merge into one, as signals do. Call it before [`Runtime::run`];
+    /// the handlers are removed when `run` returns.
+    ///
+    /// # Errors
+    /// SIGINT and SIGTERM, which keep their graceful-shutdown meaning
+    /// ([`ShutdownHandle::on_signals`]); signals that cannot be caught (SIGKILL, SIGSTOP)
+    /// or must not be (SIGSEGV, SIGILL, SIGFPE); the signal thread could not start.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// use ringwork::Runtime;
+    /// use ringwork::signal::SIGHUP;
+    ///
+    /// let runtime = Runtime::builder().build()?;
+    /// runtime.on_signal(SIGHUP, |reactor| {
+    ///     // Core 0: reload, then tell the other cores.
+    ///     if let Some(cores) = reactor.cores() {
+    ///         cores.broadcast(|_reactor| { /* swap in the new settings */ });
+    ///     }
+    /// })?;
+    /// # Ok::<(), ringwork::EngineError>(())
+    /// ```
+    #[cfg(unix)]
+    pub fn on_signal(
+        &self,
+        signal: i32,
+        handler: impl Fn(&mut Reactor) + Send + Sync + 'static,
+    ) -> Result<(), EngineError> {
+        self.signals.add(signal, Arc::new(handler), || Core0 {
+            sender: self.shutdown.senders[0].clone(),
+            wakers: Arc::clone(&self.shutdown.wakers),
+        })
+    }
+
+    /// The runtime's pool for blocking work (see [`RuntimeBuilder::thread_pool`]).
+    #[must_use]
+    pub fn thread_pool(&self) -> &ThreadPool {
+        &self.pool
     }
 
     /// Starts the cores, runs `init` on each (open listeners there), and blocks until every
@@ -350,6 +419,8 @@ impl Runtime {
             builder,
             inboxes,
             shutdown,
+            pool,
+            signals,
         } = self;
         let cores = builder.cores;
         let cpu_ids = core_affinity::get_core_ids().unwrap_or_default();
@@ -370,6 +441,7 @@ impl Runtime {
                 .flatten();
             let (driver, reactor) = (builder.driver.clone(), builder.reactor.clone());
             let total = total.clone();
+            let pool = pool.clone();
             let (barrier, init, handle) =
                 (Arc::clone(&barrier), Arc::clone(&init), shutdown.clone());
             let spawned = thread::Builder::new()
@@ -430,6 +502,7 @@ impl Runtime {
                         inbox,
                     );
                     reactor.set_total_limit(total);
+                    reactor.set_thread_pool(pool);
                     if let Err(error) = init(&mut reactor) {
                         handle.shutdown(Duration::ZERO);
                         reactor.shutdown(Duration::ZERO);
@@ -468,6 +541,7 @@ impl Runtime {
                 first_error.get_or_insert(error);
             }
         }
+        signals.close();
         first_error.map_or(Ok(()), Err)
     }
 }

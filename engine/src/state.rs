@@ -290,6 +290,8 @@ pub(crate) enum Notice {
     Wake,
     /// `connection_lost`, then the connection is removed.
     Lost(LostReason),
+    /// A callback of the child process whose exit watcher has this id (see `process/`).
+    Process(crate::process::ProcessNotice),
 }
 
 /// One connection.
@@ -465,6 +467,10 @@ pub(crate) struct State {
     flush: Vec<ConnId>,
     pub(crate) notices: VecDeque<(ConnId, Notice)>,
     pub(crate) timers: Timers,
+    /// Child processes of this core (see `process/`).
+    pub(crate) processes: crate::process::Processes,
+    /// The runtime's pool for blocking work (this reactor's own when it runs alone).
+    pub(crate) threads: crate::threads::ThreadPool,
     /// The time of this turn (a manual clock in tests).
     pub(crate) now: Instant,
     pub(crate) stats: CoreStats,
@@ -488,6 +494,8 @@ impl State {
             flush: Vec::new(),
             notices: VecDeque::new(),
             timers,
+            processes: crate::process::Processes::default(),
+            threads: crate::threads::ThreadPool::default(),
             now,
             stats: CoreStats::default(),
             warnings,

@@ -655,3 +655,50 @@ fn deferred_client_prints_the_reply() {
         assert!(err.contains("refused"), "stderr:\n{err}");
     });
 }
+
+/// Runs process_runner with `args`; returns (exit code, stdout, stderr).
+#[cfg(target_os = "linux")]
+fn process_runner(backend: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let output = Command::new(example_path("process_runner"))
+        .args(args)
+        .env("RINGWORK_BACKEND", backend)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run process_runner");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn process_runner_streams_output_and_reports_the_exit() {
+    for_each_backend(|backend| {
+        let script = "echo out; echo err >&2; exit 3";
+        let (code, out, err) = process_runner(backend, &["--", "sh", "-c", script]);
+        assert_eq!(code, Some(3), "stderr:\n{err}");
+        assert_eq!(out, "out\n");
+        assert!(
+            err.contains("err\n") && err.contains("[ended: exit code 3]"),
+            "{err}"
+        );
+
+        let (code, out, err) = process_runner(backend, &["--input", "fed", "--", "cat"]);
+        assert_eq!((code, out.as_str()), (Some(0), "fed"), "stderr:\n{err}");
+
+        let args = ["--pty", "30x90", "--", "sh", "-c", "stty size"];
+        let (code, out, err) = process_runner(backend, &args);
+        assert_eq!(
+            (code, out.as_str()),
+            (Some(0), "30 90\r\n"),
+            "stderr:\n{err}"
+        );
+
+        let args = ["--term-after-ms", "50", "--", "sleep", "100"];
+        let (code, _, err) = process_runner(backend, &args);
+        assert_eq!(code, Some(128 + 15), "stderr:\n{err}");
+        assert!(err.contains("killed by signal 15"), "{err}");
+    });
+}

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use crate::buf::RecvBuf;
 use crate::error::OpError;
 use crate::id::{SocketId, TimerId};
+use crate::process::ExitStatus;
 
 /// One completed event, delivered by [`Driver::turn`](crate::Driver::turn).
 ///
@@ -93,6 +94,15 @@ pub enum Completion {
         socket: SocketId,
         /// `Ok` once shut down.
         result: Result<(), OpError>,
+    },
+    /// A child process exited and was reaped (see [`Driver::spawn`](crate::Driver::spawn)):
+    /// the last completion of its watcher, which the caller closes. Its streams may still
+    /// deliver output it wrote before.
+    Exited {
+        /// The child's watcher.
+        child: SocketId,
+        /// How it ended.
+        status: ExitStatus,
     },
     /// A timer expired.
     Timer {

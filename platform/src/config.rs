@@ -101,6 +101,10 @@ pub struct DriverConfig {
     /// it up to pages and may refuse more than `/proc/sys/fs/pipe-max-size` (the default
     /// pipe size, 64 KiB, is then kept).
     pub splice_pipe_size: usize,
+    /// Test hook: watch children through waiter threads as if the kernel had no
+    /// `pidfd_open`, so that fallback can be exercised on a kernel that has it.
+    #[doc(hidden)]
+    pub simulate_no_pidfd: bool,
     /// Test hook: make io_uring setup fail with this errno, as a seccomp filter or the sysctl
     /// would, so the fallback path can be exercised on a machine where io_uring works.
     #[doc(hidden)]
@@ -118,6 +122,7 @@ impl Default for DriverConfig {
             max_send_iovecs: 64,
             poll_reads_per_turn: 16,
             splice_pipe_size: 64 * 1024,
+            simulate_no_pidfd: false,
             simulate_uring_setup_errno: None,
         }
     }

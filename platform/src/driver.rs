@@ -15,6 +15,9 @@ use crate::completion::Completion;
 use crate::config::{BackendChoice, BackendKind, Capabilities, DriverConfig, Stats};
 use crate::error::{OpError, SetupError, UringUnavailable};
 use crate::id::{OpKind, SocketId, TimerId};
+#[cfg(processes)]
+use crate::process::ChildGuard;
+use crate::process::{FileKind, ProcessCommand, Spawned, WindowSize};
 use crate::reuse_port::{self, ReusePort};
 use crate::sys;
 use crate::table::{Core, Shutdown, SocketKind};
@@ -356,13 +359,18 @@ impl Driver {
         let Some(source) = self.core.open(from) else {
             return refuse("the source is not open");
         };
-        if source.kind != SocketKind::Stream || source.recv_ended || source.splicing() {
+        if source.kind != SocketKind::Stream
+            || source.recv_ended
+            || source.splicing()
+            || source.file.is_some()
+        {
             return refuse("the source is not a receiving stream, or is spliced already");
         }
         let Some(dest) = self.core.open(to) else {
             return refuse("the destination is not open");
         };
         if dest.kind != SocketKind::Stream
+            || dest.file.is_some()
             || dest.send_failed
             || dest.shutdown != Shutdown::No
             || dest.splice_from.is_some()
@@ -419,11 +427,12 @@ impl Driver {
     }
 
     /// Shuts down the write side of stream socket `id` once every queued byte is sent (a
-    /// [`Completion::ShutdownDone`] follows); receiving continues.
+    /// [`Completion::ShutdownDone`] follows); receiving continues. Refused (`false`) for a
+    /// child's pipe or terminal: close a pipe instead.
     pub fn shutdown_write(&mut self, id: SocketId) -> bool {
         self.update(
             id,
-            |s| s.kind == SocketKind::Stream && s.shutdown == Shutdown::No,
+            |s| s.kind == SocketKind::Stream && s.shutdown == Shutdown::No && s.file.is_none(),
             |s| s.shutdown = Shutdown::Wanted,
         )
     }
@@ -480,6 +489,210 @@ impl Driver {
             .map_err(|e| OpError::new(OpKind::Open, Some(id), e))
     }
 
+    /// Starts a child process (Linux): see [`ProcessCommand`] for what runs and
+    /// [`Spawned`] for what comes back — an exit watcher ([`SocketKind::Child`], already
+    /// waiting: a [`Completion::Exited`] follows the exit, the child then reaped) and its
+    /// pipes or terminal as non-blocking streams in this driver's table (call
+    /// [`Driver::recv`] on stdout and stderr to read them).
+    ///
+    /// The exit is watched through a pidfd (Linux 5.3), readable once the child exited
+    /// (`POLL_ADD` under io_uring, epoll under poll); without pidfd, a thread per child
+    /// waits for the exit (without reaping it) and closes a pipe the driver watches
+    /// instead. No zombie is left: the driver reaps the child when the exit is seen, and a
+    /// watcher closed (or a driver dropped) before that kills the child (SIGKILL) and a
+    /// reaper thread collects it.
+    ///
+    /// # Errors
+    /// `Unsupported` off Linux; the OS error of creating pipes or the terminal, of the fork
+    /// or exec (`NotFound` for a missing program), or of watching the child. A child that
+    /// started is killed and reaped on an error.
+    pub fn spawn(&mut self, command: &ProcessCommand) -> Result<Spawned, OpError> {
+        self.spawn_child(command)
+    }
+
+    #[cfg(processes)]
+    fn spawn_child(&mut self, command: &ProcessCommand) -> Result<Spawned, OpError> {
+        let spawn_error = |e| OpError::new(OpKind::Spawn, None, e);
+        let fds = sys::process::spawn(command, !self.core.config.simulate_no_pidfd)
+            .map_err(spawn_error)?;
+        let sys::process::SpawnedFds {
+            pid,
+            exit,
+            pidfd,
+            stdin,
+            stdout,
+            stderr,
+            pty,
+        } = fds;
+        // The watcher first: from here on, releasing its slot kills and reaps the child.
+        let guard = ChildGuard {
+            pid,
+            pidfd,
+            reaped: false,
+        };
+        let child = self.adopt_fd(exit, SocketKind::Child, None, Some(guard))?;
+        if let Some(state) = self.core.open_mut(child) {
+            state.want_recv = true;
+        }
+        self.core.mark_dirty(child);
+        let mut adopted = Vec::with_capacity(3);
+        let mut streams = [None; 3];
+        let ends = [
+            (stdin.or(pty), FileKind::Pipe),
+            (stdout, FileKind::Pipe),
+            (stderr, FileKind::Pipe),
+        ];
+        for (index, (fd, mut kind)) in ends.into_iter().enumerate() {
+            let Some(fd) = fd else { continue };
+            if index == 0 && command.pty.is_some() {
+                kind = FileKind::Pty;
+            }
+            match self.adopt_fd(fd, SocketKind::Stream, Some(kind), None) {
+                Ok(id) => {
+                    adopted.push(id);
+                    streams[index] = Some(id);
+                }
+                Err(error) => {
+                    for id in adopted {
+                        self.close(id);
+                    }
+                    self.close(child);
+                    return Err(error);
+                }
+            }
+        }
+        let is_pty = command.pty.is_some();
+        Ok(Spawned {
+            child,
+            pid,
+            stdin: streams[0],
+            stdout: if is_pty { streams[0] } else { streams[1] },
+            stderr: streams[2],
+            pty: is_pty,
+        })
+    }
+
+    #[cfg(not(processes))]
+    fn spawn_child(&mut self, _command: &ProcessCommand) -> Result<Spawned, OpError> {
+        Err(OpError::new(
+            OpKind::Spawn,
+            None,
+            io::Error::new(io::ErrorKind::Unsupported, "child processes need Linux"),
+        ))
+    }
+
+    /// Adds descriptor `fd` (a pipe end, terminal or exit descriptor) to the table.
+    #[cfg(processes)]
+    fn adopt_fd(
+        &mut self,
+        fd: std::os::fd::OwnedFd,
+        kind: SocketKind,
+        file: Option<FileKind>,
+        child: Option<ChildGuard>,
+    ) -> Result<SocketId, OpError> {
+        let id = self.core.insert(kind);
+        let state = self.core.open_mut(id).expect("just added");
+        state.file = file;
+        state.child = child;
+        let attached = match &mut self.backend {
+            #[cfg(uring)]
+            Backend::Uring(b) => b.attach_file(id, fd, kind),
+            Backend::Poll(b) => b.attach_file(id, fd, kind, file),
+        };
+        if let Err(error) = attached {
+            self.core.open_mut(id).expect("just added").closing = true;
+            self.core.release(id.slot());
+            return Err(OpError::new(OpKind::Open, Some(id), error));
+        }
+        Ok(id)
+    }
+
+    /// The process id of the child watched by `child`, until it was reaped.
+    #[must_use]
+    pub fn child_pid(&self, child: SocketId) -> Option<u32> {
+        let guard = self.core.open(child)?.child.as_ref()?;
+        (!guard.reaped).then_some(guard.pid)
+    }
+
+    /// Sends signal `signal` (`libc::SIGTERM`, ...) to the child watched by `child`: through
+    /// its pidfd, or by pid while it is not reaped (its pid cannot be reused before), so a
+    /// signal never reaches another process.
+    ///
+    /// # Errors
+    /// `NotFound` if `child` is not an open watcher; ESRCH once the child exited (and was
+    /// reaped); EINVAL for an invalid signal; `Unsupported` off Linux.
+    pub fn signal(&mut self, child: SocketId, signal: i32) -> Result<(), OpError> {
+        let error = |e| Err(OpError::new(OpKind::Signal, Some(child), e));
+        let Some(state) = self.core.open(child) else {
+            return error(io::Error::new(
+                io::ErrorKind::NotFound,
+                "no such child watcher",
+            ));
+        };
+        let Some(guard) = state.child.as_ref() else {
+            return error(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a child watcher",
+            ));
+        };
+        if guard.reaped {
+            return error(exited());
+        }
+        #[cfg(processes)]
+        {
+            let Some(fd) = self.raw_fd(child) else {
+                return error(exited());
+            };
+            sys::process::signal(fd, guard.pidfd, guard.pid, signal)
+                .map_err(|e| OpError::new(OpKind::Signal, Some(child), e))
+        }
+        #[cfg(not(processes))]
+        {
+            let _ = signal;
+            error(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "child processes need Linux",
+            ))
+        }
+    }
+
+    /// Sets the window size of the terminal whose master side is stream `pty` (the child's
+    /// foreground process group gets SIGWINCH).
+    ///
+    /// # Errors
+    /// `InvalidInput` unless `pty` is an open terminal stream of [`Driver::spawn`]; the OS
+    /// error of `ioctl(TIOCSWINSZ)`; `Unsupported` off Linux.
+    pub fn set_window_size(&mut self, pty: SocketId, size: WindowSize) -> Result<(), OpError> {
+        let error = |e| Err(OpError::new(OpKind::Signal, Some(pty), e));
+        if self.core.open(pty).and_then(|s| s.file) != Some(FileKind::Pty) {
+            return error(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a terminal",
+            ));
+        }
+        #[cfg(processes)]
+        {
+            let Some(fd) = self.raw_fd(pty) else {
+                return error(io::Error::new(io::ErrorKind::NotFound, "terminal closed"));
+            };
+            sys::process::set_window_size(fd, size)
+                .map_err(|e| OpError::new(OpKind::Signal, Some(pty), e))
+        }
+        #[cfg(not(processes))]
+        {
+            let _ = size;
+            error(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "terminals need Linux",
+            ))
+        }
+    }
+
+    #[cfg(processes)]
+    fn raw_fd(&self, id: SocketId) -> Option<std::os::fd::RawFd> {
+        with_backend!(&self.backend, b => b.raw_fd(id))
+    }
+
     /// Arms a one-shot timer; a [`Completion::Timer`] follows at or after `deadline`.
     pub fn timer(&mut self, deadline: Instant) -> TimerId {
         self.core.insert_timer(deadline)
@@ -525,6 +738,14 @@ impl Driver {
             _ => false,
         }
     }
+}
+
+/// The error of signalling a child that already exited (ESRCH, as the kernel says it).
+fn exited() -> io::Error {
+    #[cfg(unix)]
+    return io::Error::from_raw_os_error(libc::ESRCH);
+    #[cfg(not(unix))]
+    io::Error::new(io::ErrorKind::NotFound, "the process has exited")
 }
 
 impl Drop for Driver {

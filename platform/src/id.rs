@@ -118,14 +118,20 @@ pub enum OpKind {
     SplicePollOut = 16,
     /// Setting up a splice (creating its pipe).
     Splice = 17,
+    /// Waiting for a child process to exit (its pidfd turning readable).
+    ChildExit = 18,
+    /// Starting a child process.
+    Spawn = 19,
+    /// Signalling a child process, or setting its terminal's size.
+    Signal = 20,
     /// Waiting for room to send after the kernel finished a send with `EAGAIN` (io_uring
     /// does so on a non-blocking socket once its internal poll retries run out).
-    SendPoll = 18,
+    SendPoll = 21,
 }
 
 impl OpKind {
     #[cfg(test)]
-    const ALL: [OpKind; 18] = [
+    const ALL: [OpKind; 21] = [
         OpKind::Accept,
         OpKind::Recv,
         OpKind::Send,
@@ -143,6 +149,9 @@ impl OpKind {
         OpKind::SplicePollIn,
         OpKind::SplicePollOut,
         OpKind::Splice,
+        OpKind::ChildExit,
+        OpKind::Spawn,
+        OpKind::Signal,
         OpKind::SendPoll,
     ];
 
@@ -165,7 +174,10 @@ impl OpKind {
             15 => OpKind::SplicePollIn,
             16 => OpKind::SplicePollOut,
             17 => OpKind::Splice,
-            18 => OpKind::SendPoll,
+            18 => OpKind::ChildExit,
+            19 => OpKind::Spawn,
+            20 => OpKind::Signal,
+            21 => OpKind::SendPoll,
             _ => return None,
         })
     }
@@ -197,6 +209,9 @@ impl fmt::Display for OpKind {
             OpKind::SplicePollIn => "splice-poll-in",
             OpKind::SplicePollOut => "splice-poll-out",
             OpKind::Splice => "splice",
+            OpKind::ChildExit => "child-exit",
+            OpKind::Spawn => "spawn",
+            OpKind::Signal => "signal",
             OpKind::SendPoll => "send-poll",
         };
         f.write_str(name)

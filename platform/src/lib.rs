@@ -29,6 +29,7 @@ mod config;
 mod driver;
 mod error;
 mod id;
+mod process;
 mod reuse_port;
 mod sys;
 mod table;
@@ -53,6 +54,7 @@ pub use crate::config::{BackendChoice, BackendKind, Capabilities, DriverConfig, 
 pub use crate::driver::{Driver, ListenOptions};
 pub use crate::error::{OpError, SetupError, UringUnavailable};
 pub use crate::id::{OpId, OpKind, SocketId, TimerId};
+pub use crate::process::{ChildStdio, ExitStatus, ProcessCommand, Spawned, WindowSize};
 pub use crate::reuse_port::ReusePort;
 pub use crate::table::SocketKind;
 pub use crate::waker::Waker;

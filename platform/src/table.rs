@@ -28,6 +28,10 @@ pub enum SocketKind {
     Stream,
     /// A datagram socket (UDP).
     Datagram,
+    /// A child process's exit watcher (see [`Driver::spawn`](crate::Driver::spawn)):
+    /// "receiving" on it waits for the exit, delivered as
+    /// [`Completion::Exited`](crate::Completion::Exited).
+    Child,
 }
 
 /// Progress of a write-side shutdown.
@@ -133,6 +137,10 @@ pub(crate) struct SocketState {
     pub(crate) splice_from: Option<SocketId>,
     /// Stream: that splice holds bytes (or an end) waiting for this socket to take them.
     pub(crate) splice_backlog: bool,
+    /// Stream: not a socket but a pipe or a terminal (read and written with read/write).
+    pub(crate) file: Option<crate::process::FileKind>,
+    /// Child: the process watched; dropping it unreaped kills and reaps the child.
+    pub(crate) child: Option<crate::process::ChildGuard>,
     /// Listener or datagram socket: its SO_REUSEPORT group's token (see `reuse_port.rs`), dropped when the
     /// slot is released, after the descriptor is closed.
     pub(crate) group: Option<std::sync::Arc<crate::reuse_port::Group>>,
@@ -198,6 +206,8 @@ impl SocketState {
             splice: None,
             splice_from: None,
             splice_backlog: false,
+            file: None,
+            child: None,
             group: None,
             in_dirty: false,
         }

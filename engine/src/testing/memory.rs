@@ -14,7 +14,9 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use ringwork_platform::{Bytes, OpError, OpKind, SockAddr, SocketId};
+use ringwork_platform::{
+    Bytes, OpError, OpKind, ProcessCommand, SockAddr, SocketId, Spawned, WindowSize,
+};
 
 use crate::io::Io;
 
@@ -317,5 +319,29 @@ impl Io for MemoryIo {
 
     fn splice_backlog(&self, _socket: SocketId) -> bool {
         false
+    }
+
+    fn spawn(&mut self, _command: &ProcessCommand) -> Result<Spawned, OpError> {
+        Err(unsupported(OpKind::Spawn, None, "child processes"))
+    }
+
+    fn signal(&mut self, child: SocketId, _signal: i32) -> Result<(), OpError> {
+        Err(unsupported(OpKind::Signal, Some(child), "child processes"))
+    }
+
+    fn set_window_size(&mut self, pty: SocketId, _size: WindowSize) -> Result<(), OpError> {
+        Err(unsupported(OpKind::Signal, Some(pty), "terminals"))
+    }
+}
+
+/// What the in-memory transport does not do.
+fn unsupported(op: OpKind, socket: Option<SocketId>, what: &str) -> OpError {
+    OpError {
+        op,
+        socket,
+        source: io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("{what} do not run on the in-memory transport"),
+        ),
     }
 }

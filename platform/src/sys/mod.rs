@@ -25,6 +25,8 @@
 //! [`BufPool`]: crate::buf::BufPool
 
 pub(crate) mod poll;
+#[cfg(processes)]
+pub(crate) mod process;
 #[cfg(uring)]
 pub(crate) mod splice;
 #[cfg(uring)]

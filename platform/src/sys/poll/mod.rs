@@ -122,6 +122,29 @@ impl Poll {
         self.sockets.insert(self.poll.registry(), id, source)
     }
 
+    /// Takes a pipe end or terminal (a `Stream` with `file`) or a child's exit descriptor
+    /// (`Child`) for slot `id`, already non-blocking, and registers it.
+    ///
+    /// # Errors
+    /// `Unsupported` for other kinds; the OS error of registering.
+    #[cfg(processes)]
+    pub(crate) fn attach_file(
+        &mut self,
+        id: SocketId,
+        fd: std::os::fd::OwnedFd,
+        kind: SocketKind,
+        file: Option<crate::process::FileKind>,
+    ) -> io::Result<()> {
+        let source = Source::file(fd, kind, file)?;
+        self.sockets.insert(self.poll.registry(), id, source)
+    }
+
+    /// The descriptor of pipe, terminal or exit descriptor `id`.
+    #[cfg(processes)]
+    pub(crate) fn raw_fd(&self, id: SocketId) -> Option<std::os::fd::RawFd> {
+        self.sockets.source(id).and_then(Source::raw_file)
+    }
+
     /// Runs `f` on the OS socket of `id`; `None` if no socket is attached as `id`.
     pub(crate) fn with_socket<R>(
         &self,

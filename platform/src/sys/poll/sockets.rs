@@ -273,6 +273,7 @@ impl Sockets {
                 SocketKind::Listener => self.accept(registry, core, out, id),
                 SocketKind::Stream => self.stream(core, out, id),
                 SocketKind::Datagram => self.datagram(core, out, id),
+                SocketKind::Child => self.child(core, out, id),
             }
             self.schedule(core, id);
         }
@@ -441,6 +442,26 @@ impl Sockets {
         self.schedule(core, dst);
     }
 
+    /// Serves child exit watcher `id`: once readable, reaps the child (see
+    /// `sys/process.rs`); a child still running (a spurious edge) waits for the next one.
+    fn child(&mut self, core: &mut Core, out: &mut Vec<Completion>, id: SocketId) {
+        let (Some(entry), Some(state)) = (entry_mut(&mut self.entries, id), open_mut(core, id))
+        else {
+            return;
+        };
+        if !(state.want_recv && entry.readable) {
+            return;
+        }
+        entry.readable = false;
+        #[cfg(processes)]
+        if let Some(completion) = crate::sys::process::reap_completion(id, state) {
+            out.push(completion);
+        }
+        #[cfg(not(processes))]
+        let _ = out;
+        core.stats.submitted += 1;
+    }
+
     /// Serves datagram socket `id`: queued datagrams, then receives.
     fn datagram(&mut self, core: &mut Core, out: &mut Vec<Completion>, id: SocketId) {
         let Sockets {
@@ -523,7 +544,7 @@ fn can_read(entry: &Entry, state: &SocketState) -> bool {
     state.want_recv
         && entry.readable
         && match state.kind {
-            SocketKind::Listener => false,
+            SocketKind::Listener | SocketKind::Child => false,
             SocketKind::Stream => !state.connecting && !state.splicing(),
             SocketKind::Datagram => true,
         }
@@ -558,5 +579,6 @@ fn other_work(entry: &Entry, state: &SocketState) -> bool {
                 || splice_write(entry, state)
         }
         SocketKind::Datagram => entry.writable && !state.datagrams.is_empty(),
+        SocketKind::Child => state.want_recv && entry.readable,
     }
 }

@@ -66,6 +66,16 @@ pub(super) enum Source {
     /// An AF_UNIX stream.
     #[cfg(unix)]
     UnixStream(mio::net::UnixStream),
+    /// A pipe end or a terminal's master side, read and written like a stream.
+    #[cfg(processes)]
+    File {
+        file: std::fs::File,
+        /// A terminal: EIO on read is its end of stream (the child side is gone).
+        pty: bool,
+    },
+    /// A child process's exit descriptor (readable once it exited).
+    #[cfg(processes)]
+    Child(std::fs::File),
 }
 
 impl Source {
@@ -85,6 +95,7 @@ impl Source {
             }
             SocketKind::Stream => Source::TcpStream(mio::net::TcpStream::from_std(socket.into())),
             SocketKind::Datagram => Source::Udp(mio::net::UdpSocket::from_std(socket.into())),
+            SocketKind::Child => return Err(wrong_kind()),
         })
     }
 
@@ -101,6 +112,7 @@ impl Source {
                 io::ErrorKind::Unsupported,
                 "unix datagram sockets are not supported",
             )),
+            SocketKind::Child => Err(wrong_kind()),
         }
     }
 
@@ -112,12 +124,36 @@ impl Source {
         ))
     }
 
-    /// The readiness to watch: listeners only ever become readable.
+    /// Wraps a pipe end or terminal (`file`, for a stream) or a child's exit descriptor
+    /// (kind `Child`), already non-blocking.
+    ///
+    /// # Errors
+    /// `Unsupported` for listener and datagram kinds.
+    #[cfg(processes)]
+    pub(super) fn file(
+        fd: std::os::fd::OwnedFd,
+        kind: SocketKind,
+        file: Option<crate::process::FileKind>,
+    ) -> io::Result<Self> {
+        let handle = std::fs::File::from(fd);
+        match (kind, file) {
+            (SocketKind::Stream, Some(file)) => Ok(Source::File {
+                file: handle,
+                pty: file == crate::process::FileKind::Pty,
+            }),
+            (SocketKind::Child, _) => Ok(Source::Child(handle)),
+            _ => Err(wrong_kind()),
+        }
+    }
+
+    /// The readiness to watch: listeners and exit descriptors only ever become readable.
     pub(super) fn interest(&self) -> Interest {
         match self {
             Source::TcpListener(_) => Interest::READABLE,
             #[cfg(unix)]
             Source::UnixListener(_) => Interest::READABLE,
+            #[cfg(processes)]
+            Source::Child(_) => Interest::READABLE,
             _ => Interest::READABLE | Interest::WRITABLE,
         }
     }
@@ -125,12 +161,30 @@ impl Source {
     /// Registers with `registry` under `token` (edge-triggered, as mio always is).
     pub(super) fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
         let interest = self.interest();
+        #[cfg(processes)]
+        if let Some(fd) = self.raw_file() {
+            return registry.register(&mut mio::unix::SourceFd(&fd), token, interest);
+        }
         registry.register(self.event_source(), token, interest)
     }
 
     /// Removes the registration.
     pub(super) fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        #[cfg(processes)]
+        if let Some(fd) = self.raw_file() {
+            return registry.deregister(&mut mio::unix::SourceFd(&fd));
+        }
         registry.deregister(self.event_source())
+    }
+
+    /// The descriptor of a pipe, terminal or exit descriptor.
+    #[cfg(processes)]
+    pub(super) fn raw_file(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        match self {
+            Source::File { file, .. } | Source::Child(file) => Some(file.as_raw_fd()),
+            _ => None,
+        }
     }
 
     fn event_source(&mut self) -> &mut dyn mio::event::Source {
@@ -142,6 +196,11 @@ impl Source {
             Source::UnixListener(s) => s,
             #[cfg(unix)]
             Source::UnixStream(s) => s,
+            // Registered through their descriptor (see `register`).
+            #[cfg(processes)]
+            Source::File { file, .. } | Source::Child(file) => {
+                unreachable!("descriptor {file:?} has no mio source")
+            }
         }
     }
 
@@ -155,6 +214,9 @@ impl Source {
             Source::UnixListener(s) => SockRef::from(s),
             #[cfg(unix)]
             Source::UnixStream(s) => SockRef::from(s),
+            // Socket options and addresses fail on them (ENOTSOCK), as they should.
+            #[cfg(processes)]
+            Source::File { file, .. } | Source::Child(file) => SockRef::from(file),
         }
     }
 
@@ -191,6 +253,12 @@ impl Source {
             Source::TcpStream(s) => (&*s).read(buf),
             #[cfg(unix)]
             Source::UnixStream(s) => (&*s).read(buf),
+            #[cfg(processes)]
+            Source::File { file, pty } => match (&*file).read(buf) {
+                // The terminal's child side is closed: its end of stream.
+                Err(e) if *pty && e.raw_os_error() == Some(libc::EIO) => Ok(0),
+                result => result,
+            },
             _ => Err(wrong_kind()),
         })
     }
@@ -209,6 +277,8 @@ impl Source {
             }
             #[cfg(not(unix))]
             Source::TcpStream(s) => io::Write::write_vectored(&mut &*s, bufs),
+            #[cfg(processes)]
+            Source::File { file, .. } => io::Write::write_vectored(&mut &*file, bufs),
             _ => Err(wrong_kind()),
         })
     }

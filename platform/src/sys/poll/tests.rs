@@ -140,6 +140,7 @@ fn socket_of(c: &Completion) -> Option<SocketId> {
         | Completion::SendError { socket, .. }
         | Completion::ShutdownDone { socket, .. }
         | Completion::Spliced { socket, .. } => Some(*socket),
+        Completion::Exited { child, .. } => Some(*child),
         Completion::Timer { .. } | Completion::Woken => None,
     }
 }

@@ -40,6 +40,7 @@ use crate::completion::Completion;
 use crate::config::{Capabilities, DriverConfig};
 use crate::error::{OpError, UringUnavailable};
 use crate::id::{OpId, OpKind, SocketId, TimerId};
+use crate::process::FileKind;
 use crate::table::{Core, Shutdown, SocketKind, TimerState};
 use crate::waker::Waker;
 
@@ -214,7 +215,17 @@ impl Uring {
         socket: Socket,
         kind: SocketKind,
     ) -> io::Result<()> {
-        let fd = OwnedFd::from(socket);
+        self.attach_file(id, OwnedFd::from(socket), kind)
+    }
+
+    /// Takes descriptor `fd` for slot `id`: a socket, or a pipe end, terminal or exit
+    /// descriptor (which operations a slot gets comes from its wanted state in `Core`).
+    pub(crate) fn attach_file(
+        &mut self,
+        id: SocketId,
+        fd: OwnedFd,
+        kind: SocketKind,
+    ) -> io::Result<()> {
         let index = id.slot() as usize;
         if self.slots.len() <= index {
             self.slots.resize_with(index + 1, || None);
@@ -252,6 +263,12 @@ impl Uring {
             udp,
         });
         Ok(())
+    }
+
+    /// The descriptor of `id`, while this backend holds it.
+    pub(crate) fn raw_fd(&self, id: SocketId) -> Option<RawFd> {
+        let slot = self.slots.get(id.slot() as usize)?.as_ref()?;
+        slot.fd.as_ref().map(AsRawFd::as_raw_fd)
     }
 
     pub(crate) fn with_socket<R>(
@@ -493,6 +510,7 @@ impl Uring {
                     OpKind::SplicePollIn,
                     OpKind::SplicePollOut,
                     OpKind::SendPoll,
+                    OpKind::ChildExit,
                 ] {
                     if slot.has(kind) && slot.cancelling & kind.bit() == 0 {
                         slot.cancelling |= kind.bit();
@@ -532,9 +550,18 @@ impl Uring {
                         if state.want_recv && !splicing && !slot.has(OpKind::Recv) && !slot.starved
                         {
                             slot.inflight |= OpKind::Recv.bit();
-                            add(opcode::RecvMulti::new(fd, BGID)
-                                .build()
-                                .user_data(op(OpKind::Recv)));
+                            let entry = if state.file.is_some() {
+                                // A pipe or terminal: no recv(2). One read into a ring buffer
+                                // per submission (re-armed when it completes; the kernel
+                                // polls the descriptor while it is empty).
+                                opcode::Read::new(fd, std::ptr::null_mut(), 0)
+                                    .buf_group(BGID)
+                                    .build()
+                                    .flags(squeue::Flags::BUFFER_SELECT)
+                            } else {
+                                opcode::RecvMulti::new(fd, BGID).build()
+                            };
+                            add(entry.user_data(op(OpKind::Recv)));
                         } else if (!state.want_recv || splicing)
                             && slot.has(OpKind::Recv)
                             && slot.cancelling & OpKind::Recv.bit() == 0
@@ -568,7 +595,25 @@ impl Uring {
                             send.msg.msg_iov = send.iov.as_mut_ptr();
                             send.msg.msg_iovlen = send.iov.len() as _;
                             slot.inflight |= OpKind::Send.bit();
-                            let entry = if let [only] = send.iov[..] {
+                            let entry = if state.file.is_some() {
+                                // A pipe or terminal: write(2), not send(2). Offset 0: the
+                                // descriptor is not seekable.
+                                if let [only] = send.iov[..] {
+                                    opcode::Write::new(
+                                        fd,
+                                        only.iov_base.cast_const().cast(),
+                                        only.iov_len.min(u32::MAX as usize) as u32,
+                                    )
+                                    .build()
+                                } else {
+                                    opcode::Writev::new(
+                                        fd,
+                                        send.iov.as_ptr(),
+                                        send.iov.len() as u32,
+                                    )
+                                    .build()
+                                }
+                            } else if let [only] = send.iov[..] {
                                 // One buffer: plain SEND spares the kernel the msghdr copy.
                                 opcode::Send::new(
                                     fd,
@@ -619,6 +664,16 @@ impl Uring {
                                 .build()
                                 .user_data(op(OpKind::Shutdown)));
                         }
+                    }
+                }
+                SocketKind::Child => {
+                    // The exit descriptor (pidfd or a waiter's pipe) turns readable at the
+                    // child's exit; the completion reaps it.
+                    if state.want_recv && !slot.has(OpKind::ChildExit) {
+                        slot.inflight |= OpKind::ChildExit.bit();
+                        add(opcode::PollAdd::new(fd, libc::POLLIN as u32)
+                            .build()
+                            .user_data(op(OpKind::ChildExit)));
                     }
                 }
                 SocketKind::Datagram => {
@@ -867,6 +922,11 @@ impl Uring {
                 core.stats.eagain_retries += 1;
                 slot.send_blocked = true;
             }
+            OpKind::ChildExit if result != -libc::ECANCELED => {
+                if let Some(exited) = super::process::reap_completion(id, state) {
+                    out.push(exited);
+                }
+            }
             OpKind::Accept => {
                 if result >= 0 {
                     // SAFETY: a successful accept CQE carries a new descriptor we now own.
@@ -898,7 +958,9 @@ impl Uring {
                     && let Some(buf) = buf
                 {
                     out.push(Completion::Received { socket: id, buf });
-                } else if result == 0 {
+                } else if result == 0 || (result == -libc::EIO && state.file == Some(FileKind::Pty))
+                {
+                    // EIO from a terminal's master side: the child side is closed.
                     state.end_recv();
                     out.push(Completion::Eof { socket: id });
                 } else if result == -libc::ENOBUFS {
