@@ -39,9 +39,6 @@ struct RingEntry {
     resv: u16,
 }
 
-/// `RecvBuf::bid` of a view that holds no buffer (ids are below `count` <= 32768).
-const NO_BUFFER: u16 = u16::MAX;
-
 enum Mode {
     /// Buffers live in a kernel-visible provided-buffer ring.
     #[cfg(uring)]
@@ -201,6 +198,7 @@ impl BufPool {
         let mut buf = RecvBuf {
             pool: Rc::clone(&self.inner),
             bid,
+            start: 0,
             len: 0,
         };
         Some(result.map(|len| {
@@ -225,18 +223,8 @@ impl BufPool {
         RecvBuf {
             pool: Rc::clone(&self.inner),
             bid,
+            start: 0,
             len: len.min(self.inner.size),
-        }
-    }
-
-    /// A view of no bytes that holds no buffer (an empty datagram the kernel delivered
-    /// without picking a buffer).
-    #[cfg(uring)]
-    pub(crate) fn empty(&self) -> RecvBuf {
-        RecvBuf {
-            pool: Rc::clone(&self.inner),
-            bid: NO_BUFFER,
-            len: 0,
         }
     }
 
@@ -317,15 +305,35 @@ impl Drop for PoolInner {
 pub struct RecvBuf {
     pool: Rc<PoolInner>,
     bid: u16,
+    /// Where the bytes start in the buffer (a multishot recvmsg puts a header and the
+    /// sender's address before the payload).
+    start: u32,
     len: u32,
 }
 
 impl RecvBuf {
-    /// The buffer's index in its pool (diagnostics and tests); `u16::MAX` for an empty view
-    /// that holds no buffer.
+    /// The buffer's index in its pool (diagnostics and tests).
     #[must_use]
     pub fn buffer_id(&self) -> u16 {
         self.bid
+    }
+
+    /// Narrows the view to `range` of its current bytes (the payload of a multishot recvmsg,
+    /// after the header the kernel wrote before it).
+    ///
+    /// # Panics
+    /// If `range` is not inside the view (a bug in the caller, never peer input: callers
+    /// take the range from a parse of these very bytes).
+    #[cfg(uring)]
+    pub(crate) fn narrow(mut self, range: std::ops::Range<usize>) -> RecvBuf {
+        assert!(
+            range.start <= range.end && range.end <= self.len as usize,
+            "narrow {range:?} outside a view of {} bytes",
+            self.len
+        );
+        self.start += range.start as u32;
+        self.len = (range.end - range.start) as u32;
+        self
     }
 }
 
@@ -333,11 +341,8 @@ impl Deref for RecvBuf {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
-        if self.bid == NO_BUFFER {
-            return &[];
-        }
-        let offset = self.bid as usize * self.pool.size as usize;
-        // SAFETY: `bid < count` and `len <= size` (checked where made), so the range is inside
+        let offset = self.bid as usize * self.pool.size as usize + self.start as usize;
+        // SAFETY: `bid < count` and `start + len <= size` (checked where made and narrowed), so the range is inside
         // `mem`, which the `Rc` keeps alive. The buffer is lent to this `RecvBuf` alone: the
         // kernel and the poll backend write only buffers in the ring or free list.
         unsafe { std::slice::from_raw_parts(self.pool.mem.as_ptr().add(offset), self.len as usize) }
@@ -354,6 +359,7 @@ impl fmt::Debug for RecvBuf {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RecvBuf")
             .field("bid", &self.bid)
+            .field("start", &self.start)
             .field("len", &self.len)
             .finish()
     }
@@ -361,9 +367,6 @@ impl fmt::Debug for RecvBuf {
 
 impl Drop for RecvBuf {
     fn drop(&mut self) {
-        if self.bid == NO_BUFFER {
-            return;
-        }
         self.pool.give_back(self.bid);
     }
 }

@@ -16,12 +16,14 @@
 //!   operations (lifecycle: Submitted -> Cancelling -> Completed; a closed socket's
 //!   operations are Orphaned: their CQEs are reaped and dropped, never delivered).
 //! - Bytes being sent belong to the socket's send queue in `Core`, which is dropped only when
-//!   the slot is released, so after the send's CQE.
+//!   the slot is released, so after the send's CQE. A datagram being sent is moved with its
+//!   header into `datagram_sends` (see `datagram.rs`) and dropped at its own CQE.
 //! - Timer timespecs live in `timers[slot]` until the timer's CQE.
 //! - On drop, every in-flight operation is cancelled and reaped; if the kernel does not
 //!   finish within a bound, all of the memory above is leaked rather than freed.
 #![allow(unsafe_code)] // Submitting SQEs that point at memory we own; each block has a SAFETY note.
 
+mod datagram;
 mod setup;
 
 use std::io;
@@ -43,6 +45,8 @@ use crate::id::{OpId, OpKind, SocketId, TimerId};
 use crate::process::FileKind;
 use crate::table::{Core, Shutdown, SocketKind, TimerState};
 use crate::waker::Waker;
+
+use datagram::{DatagramSends, UdpOps};
 
 /// `IORING_ENTER_GETEVENTS` (io_uring.h): wait for / reap completions.
 const ENTER_GETEVENTS: u32 = 1 << 0;
@@ -74,16 +78,6 @@ pub(crate) fn signal_eventfd(fd: &OwnedFd) -> io::Result<()> {
 struct SendOp {
     msg: libc::msghdr,
     iov: Vec<libc::iovec>,
-}
-
-/// Datagram receive and send headers (one of each in flight at most).
-struct UdpOps {
-    recv_msg: libc::msghdr,
-    recv_iov: libc::iovec,
-    recv_addr: libc::sockaddr_storage,
-    send_msg: libc::msghdr,
-    send_iov: libc::iovec,
-    send_addr: SockAddr,
 }
 
 /// Backend state of one socket slot.
@@ -134,6 +128,10 @@ pub(crate) struct Uring {
     /// SQEs that did not fit while the kernel refused submissions (CQ overflowing); they
     /// go first next turn. Never dropped: each one's memory and state are already committed.
     backlog: std::collections::VecDeque<squeue::Entry>,
+    /// Datagram sends in flight (their `OpId` slot is their key here, not a socket's).
+    datagram_sends: DatagramSends,
+    /// Datagram send SQEs made while reconciling a socket, pushed after it.
+    scratch_sends: Vec<squeue::Entry>,
     /// Sockets whose recv waits for free buffers, oldest first.
     starved: Vec<SocketId>,
     max_iovecs: usize,
@@ -154,7 +152,10 @@ impl Uring {
                 error: e.to_string(),
             }
         };
-        let pool = BufPool::new_ring(config.buf_size, config.buf_count)
+        // Each buffer has room for a multishot recvmsg's header and sender address before a
+        // datagram of `buf_size` bytes (a stream receive may use that room too).
+        let size = config.buf_size.saturating_add(datagram::RECV_HEADROOM);
+        let pool = BufPool::new_ring(size, config.buf_count)
             .map_err(failed("allocating the buffer ring"))?;
         // SAFETY: the ring entries live in `pool`, which `self` keeps until the ring is gone
         // (field order: `ring` drops first) or leaks on an unclean drop.
@@ -187,6 +188,8 @@ impl Uring {
             wake_armed: false,
             inflight: 0,
             backlog: std::collections::VecDeque::new(),
+            datagram_sends: DatagramSends::default(),
+            scratch_sends: Vec::new(),
             starved: Vec::new(),
             max_iovecs: config.max_send_iovecs,
             dropped_seen: 0,
@@ -234,23 +237,7 @@ impl Uring {
             self.slots[index].is_none(),
             "slot reused while still attached"
         );
-        let udp = (kind == SocketKind::Datagram).then(|| {
-            Box::new(UdpOps {
-                recv_msg: empty_msghdr(),
-                recv_iov: libc::iovec {
-                    iov_base: std::ptr::null_mut(),
-                    iov_len: 0,
-                },
-                // SAFETY: sockaddr_storage is plain old data; zero is a valid value.
-                recv_addr: unsafe { mem::zeroed() },
-                send_msg: empty_msghdr(),
-                send_iov: libc::iovec {
-                    iov_base: std::ptr::null_mut(),
-                    iov_len: 0,
-                },
-                send_addr: SockAddr::from(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))),
-            })
-        });
+        let udp = (kind == SocketKind::Datagram).then(UdpOps::new);
         self.slots[index] = Some(Slot {
             raw: fd.as_raw_fd(),
             fd: Some(fd),
@@ -506,7 +493,6 @@ impl Uring {
                     OpKind::Connect,
                     OpKind::Shutdown,
                     OpKind::RecvFrom,
-                    OpKind::SendTo,
                     OpKind::SplicePollIn,
                     OpKind::SplicePollOut,
                     OpKind::SendPoll,
@@ -515,6 +501,18 @@ impl Uring {
                     if slot.has(kind) && slot.cancelling & kind.bit() == 0 {
                         slot.cancelling |= kind.bit();
                         add_cancel(&mut entries, &mut n, op(kind), op(OpKind::Cancel));
+                    }
+                }
+                // Datagram sends each have their own user_data: cancel them by descriptor.
+                let kind = OpKind::SendTo;
+                if slot.has(kind) && slot.cancelling & kind.bit() == 0 {
+                    slot.cancelling |= kind.bit();
+                    if n < entries.len() {
+                        entries[n] = Some(
+                            opcode::AsyncCancel2::new(CancelBuilder::fd(fd).all())
+                                .build()
+                                .user_data(op(OpKind::Cancel)),
+                        );
                     }
                 }
             }
@@ -687,24 +685,9 @@ impl Uring {
                     } = slot;
                     let udp = udp.as_mut().expect("datagram slots have UdpOps");
                     let recv_in_flight = *inflight & OpKind::RecvFrom.bit() != 0;
-                    let send_in_flight = *inflight & OpKind::SendTo.bit() != 0;
                     if state.want_recv && !recv_in_flight && !*starved {
-                        udp.recv_msg = empty_msghdr();
-                        udp.recv_msg.msg_name = (&raw mut udp.recv_addr).cast();
-                        udp.recv_msg.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as _;
-                        // One iovec of length 0: the kernel picks a ring buffer of full size.
-                        udp.recv_iov = libc::iovec {
-                            iov_base: std::ptr::null_mut(),
-                            iov_len: 0,
-                        };
-                        udp.recv_msg.msg_iov = &raw mut udp.recv_iov;
-                        udp.recv_msg.msg_iovlen = 1;
                         *inflight |= OpKind::RecvFrom.bit();
-                        add(opcode::RecvMsg::new(fd, &raw mut udp.recv_msg)
-                            .buf_group(BGID)
-                            .build()
-                            .flags(squeue::Flags::BUFFER_SELECT)
-                            .user_data(op(OpKind::RecvFrom)));
+                        add(udp.recv_entry(fd, BGID).user_data(op(OpKind::RecvFrom)));
                     } else if !state.want_recv
                         && recv_in_flight
                         && *cancelling & OpKind::RecvFrom.bit() == 0
@@ -723,25 +706,17 @@ impl Uring {
                             .build()
                             .user_data(op(OpKind::SendPoll)));
                     }
-                    if !send_in_flight
-                        && !*send_blocked
-                        && let Some((bytes, to)) = state.datagrams.front()
+                    // Every queued datagram goes now (up to MAX_SENDS in flight): a burst of
+                    // answers costs one io_uring_enter.
+                    while !*send_blocked
+                        && udp.sends < datagram::MAX_SENDS
+                        && let Some((bytes, to)) = state.datagrams.pop_front()
                     {
-                        udp.send_addr = SockAddr::from(*to);
-                        udp.send_iov = libc::iovec {
-                            iov_base: bytes.as_ptr().cast_mut().cast(),
-                            iov_len: bytes.len(),
-                        };
-                        udp.send_msg = empty_msghdr();
-                        udp.send_msg.msg_name = udp.send_addr.as_ptr().cast_mut().cast();
-                        udp.send_msg.msg_namelen = udp.send_addr.len();
-                        udp.send_msg.msg_iov = &raw mut udp.send_iov;
-                        udp.send_msg.msg_iovlen = 1;
+                        udp.sends += 1;
+                        udp.send_bytes += bytes.len();
                         *inflight |= OpKind::SendTo.bit();
-                        add(opcode::SendMsg::new(fd, &raw const udp.send_msg)
-                            .flags(libc::MSG_NOSIGNAL as u32)
-                            .build()
-                            .user_data(op(OpKind::SendTo)));
+                        let entry = self.datagram_sends.start(id, fd, bytes, to);
+                        self.scratch_sends.push(entry);
                     }
                 }
             }
@@ -749,6 +724,11 @@ impl Uring {
         for entry in entries.into_iter().flatten() {
             self.push(core, entry);
         }
+        let mut sends = mem::take(&mut self.scratch_sends);
+        for entry in sends.drain(..) {
+            self.push(core, entry);
+        }
+        self.scratch_sends = sends;
     }
 
     /// Reaps every available CQE into completions, flushing a CQ overflow if one happened.
@@ -866,6 +846,10 @@ impl Uring {
                 return;
             }
             OpKind::TimeoutRemove | OpKind::Cancel => return,
+            OpKind::SendTo => {
+                self.complete_datagram_send(core, out, op.slot, result);
+                return;
+            }
             _ => {}
         }
 
@@ -918,7 +902,7 @@ impl Uring {
             OpKind::Accept | OpKind::Recv | OpKind::RecvFrom if result == -libc::EAGAIN => {
                 core.stats.eagain_retries += 1;
             }
-            OpKind::Send | OpKind::SendTo if result == -libc::EAGAIN => {
+            OpKind::Send if result == -libc::EAGAIN => {
                 core.stats.eagain_retries += 1;
                 slot.send_blocked = true;
             }
@@ -1013,13 +997,11 @@ impl Uring {
                 out.push(Completion::ShutdownDone { socket: id, result });
             }
             OpKind::RecvFrom => match (result, buf) {
-                // An empty datagram completes with 0 and no buffer picked.
-                (n, buf) if n >= 0 && (n == 0 || buf.is_some()) => {
-                    let buf = buf.unwrap_or_else(|| self.pool.empty());
+                // Each datagram comes in its own ring buffer, after the kernel's header.
+                (n, Some(buf)) if n >= 0 => {
                     let udp = slot.udp.as_ref().expect("datagram slots have UdpOps");
-                    let truncated = udp.recv_msg.msg_flags & libc::MSG_TRUNC != 0;
-                    match sockaddr_to_std(&udp.recv_addr, udp.recv_msg.msg_namelen) {
-                        Some(from) => out.push(Completion::ReceivedFrom {
+                    match udp.parse(buf) {
+                        Some((buf, from, truncated)) => out.push(Completion::ReceivedFrom {
                             socket: id,
                             buf,
                             from,
@@ -1043,25 +1025,6 @@ impl Uring {
                     });
                 }
             },
-            OpKind::SendTo => {
-                let len = state
-                    .datagrams
-                    .pop_front()
-                    .map_or(0, |(bytes, _)| bytes.len());
-                if result >= 0 {
-                    let queued = state.datagrams.iter().map(|d| d.0.len()).sum();
-                    out.push(Completion::Sent {
-                        socket: id,
-                        bytes: len,
-                        queued,
-                    });
-                } else {
-                    out.push(Completion::SendError {
-                        socket: id,
-                        error: error(-result),
-                    });
-                }
-            }
             OpKind::Close => {
                 // Only submitted for closing sockets (handled above).
                 core.stats.stale += 1;
@@ -1074,6 +1037,69 @@ impl Uring {
         }
         if let Some(src) = pump {
             self.pump_splice(core, src, out);
+        }
+    }
+
+    /// A datagram send finished: report it (or keep the datagram queued after `EAGAIN` or a
+    /// cancel that was not a close), and free its header.
+    fn complete_datagram_send(
+        &mut self,
+        core: &mut Core,
+        out: &mut Vec<Completion>,
+        key: u32,
+        result: i32,
+    ) {
+        let Some((id, bytes, to)) = self.datagram_sends.finish(key) else {
+            tracing::error!(key, "completion of an unknown datagram send");
+            return;
+        };
+        // A socket's slot outlives its sends: it is released only at its close's CQE, which
+        // is submitted once none of them is in flight.
+        let Some(slot) = self
+            .slots
+            .get_mut(id.slot() as usize)
+            .and_then(Option::as_mut)
+        else {
+            core.stats.stale += 1;
+            return;
+        };
+        let udp = slot.udp.as_mut().expect("datagram slots have UdpOps");
+        udp.sends -= 1;
+        udp.send_bytes -= bytes.len();
+        let in_flight = udp.send_bytes;
+        if udp.sends == 0 {
+            slot.inflight &= !OpKind::SendTo.bit();
+            slot.cancelling &= !OpKind::SendTo.bit();
+        }
+        core.mark_dirty(id);
+        let Some(state) = core.current_mut(id.slot(), id.generation()) else {
+            core.stats.stale += 1;
+            return;
+        };
+        if state.closing {
+            core.stats.stale += 1;
+            return;
+        }
+        match result {
+            n if n >= 0 => {
+                let queued = in_flight + state.datagrams.iter().map(|d| d.0.len()).sum::<usize>();
+                out.push(Completion::Sent {
+                    socket: id,
+                    bytes: bytes.len(),
+                    queued,
+                });
+            }
+            r if r == -libc::EAGAIN || r == -libc::ECANCELED => {
+                state.datagrams.push_front((bytes, to));
+                if r == -libc::EAGAIN {
+                    slot.send_blocked = true;
+                    core.stats.eagain_retries += 1;
+                }
+            }
+            r => out.push(Completion::SendError {
+                socket: id,
+                error: OpError::new(OpKind::SendTo, Some(id), io::Error::from_raw_os_error(-r)),
+            }),
         }
     }
 
@@ -1140,6 +1166,7 @@ impl Uring {
             );
             self.pool.leak();
             core.leak_all();
+            self.datagram_sends.leak();
             mem::forget(mem::take(&mut self.slots));
             mem::forget(mem::take(&mut self.timer_specs));
             mem::forget(mem::replace(&mut self.wake_buf, Box::new(0)));
@@ -1210,6 +1237,7 @@ impl Drop for Uring {
         // defence if the backend is dropped alone (construction errors).
         if self.inflight > 0 {
             self.pool.leak();
+            self.datagram_sends.leak();
             mem::forget(mem::take(&mut self.slots));
             mem::forget(mem::take(&mut self.timer_specs));
             mem::forget(mem::replace(&mut self.wake_buf, Box::new(0)));
