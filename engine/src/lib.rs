@@ -31,6 +31,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod clock;
 mod config;
 mod connect;
 mod context;
@@ -40,6 +41,7 @@ mod error;
 mod io;
 mod local;
 pub mod logging;
+mod looping;
 mod preamble;
 mod protocol;
 mod reactor;
@@ -65,6 +67,7 @@ pub mod bench;
 pub use ringwork_platform as platform;
 pub use ringwork_platform::{BackendChoice, BackendKind, Bytes, DriverConfig, ReusePort, SockAddr};
 
+pub use crate::clock::{Clock, ManualClock};
 pub use crate::config::ReactorConfig;
 pub use crate::connect::ConnectOptions;
 pub use crate::context::Context;
@@ -75,7 +78,10 @@ pub use crate::protocol::{ConnId, Factory, LostKind, LostReason, Protocol};
 pub use crate::reactor::Reactor;
 pub use crate::runtime::{Cores, Runtime, RuntimeBuilder, ShutdownHandle};
 pub use crate::stats::CoreStats;
-pub use crate::timers::TimerId;
+pub use crate::timers::{CallId, TimerId};
 
-pub use crate::executor::{Canceled, Deferred, JoinHandle, Resolver};
-pub use crate::local::LocalHandle;
+pub use crate::executor::{
+    Canceled, Deferred, JoinHandle, Resolver, TimedOut, first_of, gather, try_gather,
+};
+pub use crate::local::{LocalHandle, Sleep};
+pub use crate::looping::{LoopingCall, MissedTicks, Repeat, Tick};
