@@ -34,6 +34,7 @@
 mod clock;
 mod config;
 mod connect;
+mod connecting;
 mod context;
 mod datagram;
 mod dispatch;
@@ -70,6 +71,7 @@ pub use ringwork_platform::{BackendChoice, BackendKind, Bytes, DriverConfig, Reu
 pub use crate::clock::{Clock, ManualClock};
 pub use crate::config::ReactorConfig;
 pub use crate::connect::ConnectOptions;
+pub use crate::connecting::{ConnectError, Connecting};
 pub use crate::context::Context;
 pub use crate::datagram::{DatagramContext, DatagramProtocol, UdpId};
 pub use crate::error::EngineError;

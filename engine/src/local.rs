@@ -249,6 +249,25 @@ impl LocalHandle {
         self.local.now.get().max(self.local.clock.now())
     }
 
+    /// Opens an outbound connection to `addr` run by `protocol`, as a future (the async
+    /// form of [`Reactor::connect`]): it yields the connection's id once `protocol` got
+    /// `connection_made`, or a [`ConnectError`](crate::ConnectError) saying why it never
+    /// will (then `protocol` got `connection_lost` only, or nothing if the connect could not
+    /// start). The connect starts in this turn, whether or not the future is polled.
+    ///
+    /// Dropping the future before it yields cancels the connect: one not started yet never
+    /// starts, one in progress is aborted (its socket closed; `protocol` gets
+    /// `connection_lost(Aborted)`, never `connection_made`). So
+    /// `handle.with_timeout(d, handle.connect(..))` bounds a connect and cleans up after it.
+    pub fn connect(
+        &self,
+        addr: impl Into<ringwork_platform::SockAddr>,
+        protocol: impl crate::Protocol,
+        options: crate::ConnectOptions,
+    ) -> crate::Connecting {
+        crate::connecting::start(self, addr.into(), protocol, options)
+    }
+
     /// Marks the start of a turn at `now` (the reactor, after reading its clock).
     pub(crate) fn begin_turn(&self, now: Instant) {
         self.local.now.set(now);

@@ -184,6 +184,11 @@ impl Reactor {
         self.state.local.now()
     }
 
+    /// The reactor's configuration.
+    pub(crate) fn config(&self) -> &ReactorConfig {
+        &self.state.config
+    }
+
     /// When the earliest pending timer of this core falls due (a protocol timer, a call, a
     /// sleep or an engine timeout), if any: with a [`ManualClock`](crate::ManualClock), how
     /// far to move it for the next one (Twisted's `Clock.getDelayedCalls`).
