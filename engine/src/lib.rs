@@ -46,6 +46,7 @@ mod looping;
 mod preamble;
 mod protocol;
 mod reactor;
+mod reconnect;
 pub mod resolve;
 mod runtime;
 mod splice;
@@ -78,6 +79,9 @@ pub use crate::error::EngineError;
 pub use crate::preamble::{DEFAULT_PREAMBLE_TIMEOUT, ListenerOptions, Preamble, PreambleStatus};
 pub use crate::protocol::{ConnId, Factory, LostKind, LostReason, Protocol};
 pub use crate::reactor::Reactor;
+pub use crate::reconnect::{
+    Backoff, ReconnectEvent, ReconnectState, ReconnectingClient, ReconnectingClientBuilder,
+};
 pub use crate::runtime::{Cores, Runtime, RuntimeBuilder, ShutdownHandle};
 pub use crate::stats::CoreStats;
 pub use crate::timers::{CallId, TimerId};
