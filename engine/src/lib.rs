@@ -11,6 +11,15 @@
 //!   usable alone on the calling thread.
 //! - [`Runtime`]: one pinned reactor per core, SO_REUSEPORT listeners, cross-core messages
 //!   ([`Cores`]) and graceful shutdown ([`ShutdownHandle`], SIGINT/SIGTERM).
+//! - Time without a connection: [`LocalHandle::call_later`] / [`Reactor::call_later`]
+//!   (Twisted's `callLater`, with cancel and reset), [`LoopingCall`], [`LocalHandle::sleep`],
+//!   the turn's time ([`Reactor::now`]), and a [`ManualClock`] that drives a real reactor in
+//!   tests (Twisted's `task.Clock`).
+//! - Futures, Deferred-style: [`Deferred`], [`gather`], [`try_gather`], [`first_of`],
+//!   [`LocalHandle::with_timeout`], and [`LocalHandle::connect`], a connect whose future
+//!   aborts the connection when dropped.
+//! - [`ReconnectingClient`]: a connection kept up with exponential backoff (Twisted's
+//!   `ReconnectingClientFactory`).
 //! - [`DatagramProtocol`] for UDP.
 //! - [`resolve::LookupPool`]: name resolution (`getaddrinfo`) on a few blocking threads,
 //!   awaited from the reactor without blocking it.

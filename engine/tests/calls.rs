@@ -356,6 +356,45 @@ ringwork::platform::test_all_backends! {
         assert_eq!(reactor.next_deadline(), None);
     }
 
+    /// One manual clock drives every core of a runtime: moving it (from the test's thread)
+    /// wakes each core, whose call then runs.
+    fn a_manual_clock_drives_every_core_of_a_runtime(backend: BackendChoice) {
+        if !common::available(backend) {
+            return;
+        }
+        let clock = ringwork::ManualClock::new();
+        let config = ringwork::ReactorConfig {
+            clock: ringwork::Clock::Manual(clock.clone()),
+            ..ringwork::ReactorConfig::default()
+        };
+        let runtime = ringwork::Runtime::builder()
+            .cores(2)
+            .pin(false)
+            .backend(backend)
+            .reactor_config(config)
+            .build()
+            .unwrap();
+        let (armed_tx, armed) = crossbeam_channel::unbounded();
+        let (fired_tx, fired) = crossbeam_channel::unbounded();
+        let running = common::Running::start(runtime, move |reactor| {
+            let core = reactor.core_index();
+            let fired = fired_tx.clone();
+            reactor.call_later(secs(60), move |_| fired.send(core).unwrap());
+            armed_tx.send(core).unwrap();
+            Ok(())
+        });
+        for _ in 0..2 {
+            common::recv(&armed, "a core to arm its call");
+        }
+        assert!(fired.try_recv().is_err(), "a call ran before the clock moved");
+        clock.advance(secs(60));
+        let mut cores = [common::recv(&fired, "a call"), common::recv(&fired, "the other call")];
+        cores.sort_unstable();
+        assert_eq!(cores, [0, 1]);
+        running.handle.shutdown(Duration::ZERO);
+        running.join().unwrap();
+    }
+
     /// On the system clock, a 5 ms loop ticks on its grid, never early.
     fn looping_call_ticks_on_time(backend: BackendChoice) {
         let Some(mut reactor) = reactor(backend) else { return };
