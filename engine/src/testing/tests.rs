@@ -1175,7 +1175,8 @@ fn sleeps_and_timeouts_follow_the_manual_clock() {
 
     let (never, _resolver) = Deferred::<u8>::new();
     let (soon, resolve_soon) = Deferred::<u8>::new();
-    let outcomes: Rc<RefCell<Vec<Result<Result<u8, crate::Canceled>, TimedOut>>>> = Rc::default();
+    type Outcome = Result<Result<u8, crate::Canceled>, TimedOut>;
+    let outcomes: Rc<RefCell<Vec<Outcome>>> = Rc::default();
     for deferred in [never, soon] {
         let bounded = handle.with_timeout(Duration::from_secs(5), deferred);
         let out = Rc::clone(&outcomes);
