@@ -498,6 +498,12 @@ impl Reactor {
         self.stopped = true;
     }
 
+    /// Whether a graceful [`Reactor::shutdown`] is in progress (nothing new should start).
+    #[must_use]
+    pub fn is_shutting_down(&self) -> bool {
+        self.stopping.is_some()
+    }
+
     /// Whether [`Reactor::run`] would return now.
     #[must_use]
     pub fn is_finished(&self) -> bool {

@@ -9,7 +9,7 @@
 //! timer wheel after the next delay; `connection_made` resets the delay (and the retry
 //! count). [`ReconnectingClient::stop_trying`] cancels a scheduled attempt and prevents
 //! new ones; the connection that is up stays up. After `max_retries` failures in a row the
-//! client gives up.
+//! client gives up; a reactor shutting down stops it.
 //! Does not: resolve names (the address is fixed), or close a connection itself.
 //! Tests: unit tests below (the delays); `engine/tests/reconnect.rs` (a server that goes up
 //! and down, both backends, under a manual clock).
@@ -425,8 +425,10 @@ fn emit(inner: &Inner, event: &ReconnectEvent) {
 /// Starts one attempt.
 fn attempt(inner: &Rc<Inner>, reactor: &mut Reactor) {
     inner.retry.set(None);
-    if inner.stopping.get() {
+    if inner.stopping.get() || reactor.is_shutting_down() {
+        inner.stopping.set(true);
         inner.state.set(ReconnectState::Stopped);
+        emit(inner, &ReconnectEvent::Stopped);
         return;
     }
     let protocol = inner.factory.borrow_mut().build_protocol();

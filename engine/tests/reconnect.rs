@@ -182,6 +182,30 @@ ringwork::platform::test_all_backends! {
         assert_eq!(other.attempts(), 1);
     }
 
+    /// A retry that falls due while the reactor shuts down (its grace period kept open by
+    /// another connection) starts no new connection: the client stops.
+    fn stops_when_the_reactor_shuts_down(backend: BackendChoice) {
+        let Some((mut reactor, clock)) = manual_reactor(backend) else { return };
+        let (factory, servers) = recording_factory(|| Sink);
+        let live = reactor.listen_tcp(common::any_port(), factory).unwrap();
+        reactor.connect(&live.into(), Sink, ringwork::ConnectOptions::default()).unwrap();
+        wait(&mut reactor, |_| servers.borrow().len() == 1, || "the other connection".into());
+        let events = Events::default();
+        let log = Rc::clone(&events);
+        let client = ReconnectingClient::new(free_addr())
+            .backoff(Backoff::new().initial(secs(1)).jitter(0.0))
+            .observe(move |event| log.borrow_mut().push(event.clone()))
+            .start(&reactor.handle(), || Sink);
+        let mut seen = 0;
+        next_events(&mut reactor, &events, &mut seen, 3);
+        reactor.shutdown(secs(60));
+        clock.advance(secs(1));
+        let got = next_events(&mut reactor, &events, &mut seen, 1);
+        assert_eq!(got, [ReconnectEvent::Stopped]);
+        assert_eq!(client.state(), ReconnectState::Stopped);
+        assert_eq!(client.attempts(), 1);
+    }
+
     /// Jitter spreads the delays within their fraction, and one seed gives the same delays
     /// every time.
     fn jitter_is_bounded_and_repeatable_with_a_seed(backend: BackendChoice) {
