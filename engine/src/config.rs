@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::clock::Clock;
 use crate::io::DEFAULT_CONNECT_TIMEOUT;
 use crate::logging::DEFAULT_WARNING_INTERVAL;
 
@@ -36,6 +37,9 @@ pub struct ReactorConfig {
     /// per this interval with a `suppressed` count of those not logged (see
     /// [`RateLimit`](crate::logging::RateLimit)). Zero logs every one.
     pub warning_interval: Duration,
+    /// Where the reactor's time comes from: the system clock (the default), or a
+    /// [`ManualClock`](crate::ManualClock) a test moves, so timeouts fire without waiting.
+    pub clock: Clock,
 }
 
 impl Default for ReactorConfig {
@@ -49,6 +53,7 @@ impl Default for ReactorConfig {
             timer_tick: Duration::from_millis(1),
             write_timeout: None,
             warning_interval: DEFAULT_WARNING_INTERVAL,
+            clock: Clock::System,
         }
     }
 }

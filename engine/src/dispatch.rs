@@ -17,7 +17,6 @@ use crate::io::Io;
 use crate::logging::escape;
 use crate::protocol::{ConnId, LostReason, Protocol};
 use crate::state::{Notice, Phase, Reading, Stage, State};
-use crate::timer::TimerKey;
 use crate::timers::Target;
 
 /// Runs one callback of connection `id`'s protocol; a panic drops the protocol and aborts
@@ -348,43 +347,39 @@ pub(crate) fn connected(
     }
 }
 
-/// Fires the timers due at `state.now`, running each one's callbacks before the next.
-pub(crate) fn fire_timers(
-    state: &mut State,
-    io: &mut dyn Io,
-    expired: &mut Vec<(TimerKey, Target)>,
-) {
-    state.timers.expire(state.now, expired);
-    for (_, target) in expired.drain(..) {
-        match target {
-            Target::Conn { conn, id, every } => {
-                let Some(c) = state.conns.active_mut(conn) else {
-                    continue;
-                };
-                if every.is_none() {
-                    c.timers.retain(|t| *t != id);
-                }
-                if let Some(every) = every {
-                    let at = crate::timers::deadline(state.now, every);
-                    state.timers.rearm(conn, id, at, every);
-                }
-                call(state, io, conn, |p, ctx| p.timer_fired(ctx, id));
+/// Runs one due timer that needs no reactor (every [`Target`] but [`Target::Call`], which
+/// the reactor runs itself); the caller runs the notices it queued.
+pub(crate) fn fire(state: &mut State, io: &mut dyn Io, target: Target) {
+    match target {
+        Target::Conn { conn, id, every } => {
+            let Some(c) = state.conns.active_mut(conn) else {
+                return;
+            };
+            if every.is_none() {
+                c.timers.retain(|t| *t != id);
             }
-            Target::ConnectTimeout(conn) => {
-                if let Some(c) = state.conns.active_mut(conn)
-                    && matches!(c.phase, Phase::Connecting { .. })
-                {
-                    state.lose(io, conn, LostReason::ConnectTimeout, true);
-                }
+            if let Some(every) = every {
+                let at = crate::timers::deadline(state.now, every);
+                state.timers.rearm(conn, id, at, every);
             }
-            Target::Handshake(conn) => {
-                if !crate::preamble::timed_out(state, io, conn) {
-                    crate::tls::session::timed_out(state, io, conn);
-                }
-            }
-            Target::WriteStall(conn) => crate::stall::fired(state, io, conn),
-            Target::Sleep(resolver) => resolver.resolve(()),
+            call(state, io, conn, |p, ctx| p.timer_fired(ctx, id));
         }
-        run_notices(state, io);
+        Target::ConnectTimeout(conn) => {
+            if let Some(c) = state.conns.active_mut(conn)
+                && matches!(c.phase, Phase::Connecting { .. })
+            {
+                state.lose(io, conn, LostReason::ConnectTimeout, true);
+            }
+        }
+        Target::Handshake(conn) => {
+            if !crate::preamble::timed_out(state, io, conn) {
+                crate::tls::session::timed_out(state, io, conn);
+            }
+        }
+        Target::WriteStall(conn) => crate::stall::fired(state, io, conn),
+        Target::Sleep(resolver) => resolver.resolve(()),
+        Target::Call(_) => {
+            debug_assert!(false, "a reactor call reached dispatch::fire");
+        }
     }
 }

@@ -11,6 +11,15 @@
 //!   usable alone on the calling thread.
 //! - [`Runtime`]: one pinned reactor per core, SO_REUSEPORT listeners, cross-core messages
 //!   ([`Cores`]) and graceful shutdown ([`ShutdownHandle`], SIGINT/SIGTERM).
+//! - Time without a connection: [`LocalHandle::call_later`] / [`Reactor::call_later`]
+//!   (Twisted's `callLater`, with cancel and reset), [`LoopingCall`], [`LocalHandle::sleep`],
+//!   the turn's time ([`Reactor::now`]), and a [`ManualClock`] that drives a real reactor in
+//!   tests (Twisted's `task.Clock`).
+//! - Futures, Deferred-style: [`Deferred`], [`gather`], [`try_gather`], [`first_of`],
+//!   [`LocalHandle::with_timeout`], and [`LocalHandle::connect`], a connect whose future
+//!   aborts the connection when dropped.
+//! - [`ReconnectingClient`]: a connection kept up with exponential backoff (Twisted's
+//!   `ReconnectingClientFactory`).
 //! - [`DatagramProtocol`] for UDP.
 //! - [`ThreadPool`] (Twisted's `deferToThread`): blocking work on a bounded pool of
 //!   threads, its value awaited on the calling core ([`Reactor::defer_to_thread`],
@@ -37,8 +46,10 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod clock;
 mod config;
 mod connect;
+mod connecting;
 mod context;
 mod datagram;
 mod dispatch;
@@ -46,10 +57,12 @@ mod error;
 mod io;
 mod local;
 pub mod logging;
+mod looping;
 mod preamble;
 mod process;
 mod protocol;
 mod reactor;
+mod reconnect;
 pub mod resolve;
 mod runtime;
 mod signals;
@@ -74,8 +87,10 @@ pub mod bench;
 pub use ringwork_platform as platform;
 pub use ringwork_platform::{BackendChoice, BackendKind, Bytes, DriverConfig, ReusePort, SockAddr};
 
+pub use crate::clock::{Clock, ManualClock};
 pub use crate::config::ReactorConfig;
 pub use crate::connect::ConnectOptions;
+pub use crate::connecting::{ConnectError, Connecting};
 pub use crate::context::Context;
 pub use crate::datagram::{DatagramContext, DatagramProtocol, UdpId};
 pub use crate::error::EngineError;
@@ -83,17 +98,23 @@ pub use crate::preamble::{DEFAULT_PREAMBLE_TIMEOUT, ListenerOptions, Preamble, P
 pub use crate::process::{ProcessContext, ProcessId, ProcessProtocol};
 pub use crate::protocol::{ConnId, Factory, LostKind, LostReason, Protocol};
 pub use crate::reactor::Reactor;
+pub use crate::reconnect::{
+    Backoff, ReconnectEvent, ReconnectState, ReconnectingClient, ReconnectingClientBuilder,
+};
 pub use crate::runtime::{Cores, Runtime, RuntimeBuilder, ShutdownHandle};
 pub use crate::stats::CoreStats;
 pub use crate::threads::{
     DEFAULT_QUEUE, DEFAULT_THREADS, ThreadPool, ThreadPoolError, ThreadResult,
 };
-pub use crate::timers::TimerId;
+pub use crate::timers::{CallId, TimerId};
 pub use ringwork_platform::{ChildStdio, ExitStatus, ProcessCommand, WindowSize};
 /// Signal numbers (`signal::SIGHUP`, `signal::SIGTERM`, ...), for
 /// [`ProcessContext::signal`] and [`Runtime::on_signal`].
 #[cfg(unix)]
 pub use signal_hook::consts as signal;
 
-pub use crate::executor::{Canceled, Deferred, JoinHandle, Resolver};
-pub use crate::local::LocalHandle;
+pub use crate::executor::{
+    Canceled, Deferred, JoinHandle, Resolver, TimedOut, first_of, gather, try_gather,
+};
+pub use crate::local::{LocalHandle, Sleep};
+pub use crate::looping::{LoopingCall, MissedTicks, Repeat, Tick};

@@ -1,18 +1,28 @@
-//! [`LocalHandle`]: how futures (and callbacks) on a core reach its reactor.
+//! [`LocalHandle`]: how futures (and callbacks) on a core reach its reactor and its clock.
 //!
-//! Owns: a same-thread queue of closures to run on the reactor and futures to spawn on its
-//! executor. The reactor drains it after callbacks and task polls, within the same turn, and
-//! never blocks while it holds work.
+//! Owns: what a core shares with its handles ([`Local`]): a same-thread queue of closures to
+//! run on the reactor and futures to spawn on its executor, the core's timer wheel, its
+//! clock and the time of the current turn. The reactor drains the queue after callbacks
+//! and task polls, within the same turn, and never blocks while it holds work.
+//! Contract: time-based calls arm the wheel at once (so a call can be cancelled or moved
+//! before the reactor runs again) and count from [`LocalHandle::now`]: the turn's time
+//! inside a turn (read once per turn, no clock read per call), a fresh read outside one.
+//! Tests: `engine/tests/calls.rs` (on both backends, with a manual clock).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use crate::executor::{Deferred, JoinHandle};
+use crate::clock::Clock;
+use crate::executor::{Canceled, Deferred, JoinHandle, TimedOut};
 use crate::protocol::ConnId;
 use crate::reactor::Reactor;
+use crate::timer::TimerKey;
+use crate::timers::{CallId, Timers, deadline};
 
 type Job = Box<dyn FnOnce(&mut Reactor)>;
 type Task = Pin<Box<dyn Future<Output = ()>>>;
@@ -25,18 +35,48 @@ pub(crate) struct LocalQueue {
     pub(crate) wakes: Vec<ConnId>,
 }
 
+/// What a core shares with its [`LocalHandle`]s.
+pub(crate) struct Local {
+    pub(crate) queue: RefCell<LocalQueue>,
+    /// The core's timer wheel (the state holds a clone).
+    pub(crate) timers: Timers,
+    clock: Clock,
+    /// The turn's time (kept equal to the state's `now` by `State::set_now`).
+    now: Cell<Instant>,
+    /// Whether the reactor is in a turn: `now` is then the time to count from.
+    in_turn: Cell<bool>,
+}
+
 /// A cheap, cloneable handle to this core's reactor for code that cannot borrow it: futures
 /// spawned with [`LocalHandle::spawn_local`] and values kept by protocols. `!Send`: it works
 /// on its core's thread only (use [`Cores`](crate::Cores) to reach other cores).
-#[derive(Clone, Default)]
+///
+/// Besides queueing work for the reactor, it reaches the core's clock and timer wheel:
+/// [`LocalHandle::call_later`] (Twisted's `reactor.callLater`), [`LocalHandle::sleep`],
+/// [`LocalHandle::with_timeout`], [`LoopingCall`](crate::LoopingCall).
+#[derive(Clone)]
 pub struct LocalHandle {
-    pub(crate) queue: Rc<RefCell<LocalQueue>>,
+    pub(crate) local: Rc<Local>,
 }
 
 impl LocalHandle {
+    /// A handle for a new core: its wheel starts at the clock's time.
+    pub(crate) fn new(clock: Clock, tick: Duration) -> Self {
+        let now = clock.now();
+        Self {
+            local: Rc::new(Local {
+                queue: RefCell::default(),
+                timers: Timers::new(now, tick),
+                clock,
+                now: Cell::new(now),
+                in_turn: Cell::new(false),
+            }),
+        }
+    }
+
     /// Runs `f` on the reactor after the current callback or task poll, in the same turn.
     pub fn run(&self, f: impl FnOnce(&mut Reactor) + 'static) {
-        self.queue.borrow_mut().jobs.push(Box::new(f));
+        self.local.queue.borrow_mut().jobs.push(Box::new(f));
     }
 
     /// Calls [`Protocol::woken`](crate::Protocol::woken) on connection `conn`'s protocol after
@@ -45,7 +85,7 @@ impl LocalHandle {
     /// it to look at work queued for it. Each call is one `woken` callback (coalesce on your
     /// side when that matters); a connection that is gone, or is lost by then, gets none.
     pub fn wake(&self, conn: ConnId) {
-        self.queue.borrow_mut().wakes.push(conn);
+        self.local.queue.borrow_mut().wakes.push(conn);
     }
 
     /// Spawns a future on this core's executor. It is first polled in this turn, after the
@@ -56,26 +96,260 @@ impl LocalHandle {
         F::Output: 'static,
     {
         let (deferred, resolver) = Deferred::new();
-        self.queue
+        self.local
+            .queue
             .borrow_mut()
             .spawns
             .push(Box::pin(async move { resolver.resolve(future.await) }));
         JoinHandle::from_deferred(deferred)
     }
 
-    /// A [`Deferred`] that resolves once `delay` has passed (counted from this call), on
-    /// this core's timer wheel: how a future waits (`handle.sleep(d).await`). Dropping it
-    /// does not cancel the wheel entry; it is discarded when due.
+    /// The core's time: inside a turn, the turn's time (the clock is read once per turn, and
+    /// this is what [`Context::now`](crate::Context::now) and [`Reactor::now`] answer);
+    /// outside one (code that runs between [`Reactor::run_until`] calls), the clock read
+    /// now. With a [`ManualClock`](crate::ManualClock), the manual time.
     #[must_use]
-    pub fn sleep(&self, delay: Duration) -> Deferred<()> {
-        let at = crate::timers::deadline(Instant::now(), delay);
+    pub fn now(&self) -> Instant {
+        let local = &self.local;
+        if local.in_turn.get() {
+            return local.now.get();
+        }
+        let now = local.now.get().max(local.clock.now());
+        local.now.set(now);
+        now
+    }
+
+    /// Runs `f` with the reactor once `delay` has passed (counted from [`LocalHandle::now`]):
+    /// Twisted's `reactor.callLater`. No connection is needed; `f` reaches connections with
+    /// [`Reactor::with_conn`]. The returned id cancels ([`LocalHandle::cancel`]) or moves
+    /// ([`LocalHandle::reset`]) the call until it runs. A call that panics is logged and
+    /// counted ([`CoreStats::panics`](crate::CoreStats::panics)); the core goes on.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use ringwork::{DriverConfig, Reactor, ReactorConfig};
+    ///
+    /// let mut reactor = Reactor::new(ReactorConfig::default(), DriverConfig::default())?;
+    /// let handle = reactor.handle();
+    /// let call = handle.call_later(Duration::from_millis(10), |reactor| reactor.stop());
+    /// assert!(handle.is_pending(call));
+    /// reactor.run()?; // returns once the call stopped it
+    /// assert!(!handle.is_pending(call));
+    /// # Ok::<(), ringwork::EngineError>(())
+    /// ```
+    pub fn call_later(&self, delay: Duration, f: impl FnOnce(&mut Reactor) + 'static) -> CallId {
+        self.call_at(deadline(self.now(), delay), f)
+    }
+
+    /// Runs `f` with the reactor at `at` (at once, in the next turn, if `at` has passed). See
+    /// [`LocalHandle::call_later`].
+    pub fn call_at(&self, at: Instant, f: impl FnOnce(&mut Reactor) + 'static) -> CallId {
+        self.local.timers.add_call(at, Box::new(f))
+    }
+
+    /// Cancels a call: it will not run. `false` if it already ran or was cancelled (its
+    /// closure is dropped here when it was pending).
+    pub fn cancel(&self, call: CallId) -> bool {
+        let removed = self.local.timers.cancel_call(call);
+        let pending = removed.is_some();
+        drop(removed);
+        pending
+    }
+
+    /// Moves a pending call to `delay` from [`LocalHandle::now`] (Twisted's
+    /// `DelayedCall.reset`); `false` if it already ran or was cancelled.
+    pub fn reset(&self, call: CallId, delay: Duration) -> bool {
+        self.reset_at(call, deadline(self.now(), delay))
+    }
+
+    /// Moves a pending call to `at`; `false` if it already ran or was cancelled.
+    pub fn reset_at(&self, call: CallId, at: Instant) -> bool {
+        self.local.timers.reset_call(call, at)
+    }
+
+    /// Whether a call is still to run (Twisted's `DelayedCall.active`).
+    #[must_use]
+    pub fn is_pending(&self, call: CallId) -> bool {
+        self.local.timers.call_deadline(call).is_some()
+    }
+
+    /// When a pending call is due (Twisted's `DelayedCall.getTime`); `None` if it already
+    /// ran or was cancelled.
+    #[must_use]
+    pub fn deadline(&self, call: CallId) -> Option<Instant> {
+        self.local.timers.call_deadline(call)
+    }
+
+    /// A future that completes once `delay` has passed (counted from
+    /// [`LocalHandle::now`]), on this core's timer wheel: how a future waits
+    /// (`handle.sleep(d).await`). Dropping it before then removes its wheel entry. It yields
+    /// `Err(Canceled)` only if the reactor is dropped first.
+    pub fn sleep(&self, delay: Duration) -> Sleep {
+        self.sleep_until(deadline(self.now(), delay))
+    }
+
+    /// A future that completes at `at` (see [`LocalHandle::sleep`]).
+    pub fn sleep_until(&self, at: Instant) -> Sleep {
         let (deferred, resolver) = Deferred::new();
-        self.run(move |reactor| reactor.sleep_until(at, resolver));
-        deferred
+        let key = self.local.timers.add_sleep(at, resolver);
+        Sleep {
+            deferred,
+            key: Some(key),
+            timers: self.local.timers.clone(),
+        }
+    }
+
+    /// Runs `future` for at most `after` (on this core's timer wheel): its output, or
+    /// [`TimedOut`] — then `future` is dropped, which cancels what it was doing (a
+    /// [`Connecting`](crate::Connecting) aborts its connection, a [`Sleep`] leaves the
+    /// wheel). Twisted's `Deferred.addTimeout`. The time counts from this call.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::cell::Cell;
+    /// use std::rc::Rc;
+    /// use std::time::Duration;
+    ///
+    /// use ringwork::{Clock, Deferred, DriverConfig, ManualClock, Reactor, ReactorConfig, TimedOut};
+    ///
+    /// let clock = ManualClock::new();
+    /// let config = ReactorConfig { clock: Clock::Manual(clock.clone()), ..Default::default() };
+    /// let mut reactor = Reactor::new(config, DriverConfig::default())?;
+    /// let handle = reactor.handle();
+    /// // A reply that never comes (nobody resolves it), bounded by 5 s.
+    /// let (reply, _resolver) = Deferred::<u32>::new();
+    /// let bounded = handle.with_timeout(Duration::from_secs(5), reply); // counts from now
+    /// let outcome = Rc::new(Cell::new(None));
+    /// let seen = Rc::clone(&outcome);
+    /// reactor.spawn_local(async move { seen.set(Some(bounded.await)) });
+    /// clock.advance(Duration::from_secs(5)); // no waiting: the clock is manual
+    /// reactor.run_until(Duration::from_secs(10), |_| outcome.get().is_some())?;
+    /// assert_eq!(outcome.get(), Some(Err(TimedOut { after: Duration::from_secs(5) })));
+    /// # Ok::<(), ringwork::EngineError>(())
+    /// ```
+    pub fn with_timeout<F: Future>(
+        &self,
+        after: Duration,
+        future: F,
+    ) -> impl Future<Output = Result<F::Output, TimedOut>> + use<F> {
+        let sleep = self.sleep(after);
+        async move {
+            let future = std::pin::pin!(future);
+            match futures_util::future::select(future, sleep).await {
+                futures_util::future::Either::Left((output, _sleep)) => Ok(output),
+                futures_util::future::Either::Right(_) => Err(TimedOut { after }),
+            }
+        }
+    }
+
+    /// The clock read now (never before the turn's time), without changing the turn's time.
+    pub(crate) fn clock_now(&self) -> Instant {
+        self.local.now.get().max(self.local.clock.now())
+    }
+
+    /// Opens an outbound connection to `addr` run by `protocol`, as a future (the async
+    /// form of [`Reactor::connect`]): it yields the connection's id once `protocol` got
+    /// `connection_made`, or a [`ConnectError`](crate::ConnectError) saying why it never
+    /// will (then `protocol` got `connection_lost` only, or nothing if the connect could not
+    /// start). The connect starts in this turn, whether or not the future is polled.
+    ///
+    /// Dropping the future before it yields cancels the connect: one not started yet never
+    /// starts, one in progress is aborted (its socket closed; `protocol` gets
+    /// `connection_lost(Aborted)`, never `connection_made`). So
+    /// `handle.with_timeout(d, handle.connect(..))` bounds a connect and cleans up after it.
+    pub fn connect(
+        &self,
+        addr: impl Into<ringwork_platform::SockAddr>,
+        protocol: impl crate::Protocol,
+        options: crate::ConnectOptions,
+    ) -> crate::Connecting {
+        crate::connecting::start(self, addr.into(), protocol, options)
+    }
+
+    /// Marks the start of a turn at `now` (the reactor, after reading its clock).
+    pub(crate) fn begin_turn(&self, now: Instant) {
+        self.local.now.set(now);
+        self.local.in_turn.set(true);
+    }
+
+    /// Marks the end of a turn.
+    pub(crate) fn end_turn(&self) {
+        self.local.in_turn.set(false);
+    }
+
+    /// Keeps the handles' time equal to the state's.
+    pub(crate) fn set_now(&self, now: Instant) {
+        self.local.now.set(now);
+    }
+
+    /// The core's clock.
+    pub(crate) fn clock(&self) -> &Clock {
+        &self.local.clock
     }
 
     pub(crate) fn is_idle(&self) -> bool {
-        let queue = self.queue.borrow();
+        let queue = self.local.queue.borrow();
         queue.jobs.is_empty() && queue.spawns.is_empty() && queue.wakes.is_empty()
+    }
+
+    /// Drops every pending timer and queued job (a reactor being dropped): closures that
+    /// hold a handle would otherwise keep the core's shared state alive in a cycle.
+    pub(crate) fn clear(&self) {
+        let timers = self.local.timers.drain();
+        let queue = std::mem::take(&mut *self.local.queue.borrow_mut());
+        drop(timers);
+        drop(queue);
+    }
+}
+
+impl fmt::Debug for LocalHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalHandle")
+            .field("now", &self.local.now.get())
+            .field("clock", &self.local.clock)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A future that completes at a deadline on its core's timer wheel, from
+/// [`LocalHandle::sleep`]. Dropping it before then removes its wheel entry.
+///
+/// Yields `Err(Canceled)` only if the reactor was dropped first.
+#[must_use = "a sleep does nothing unless awaited"]
+pub struct Sleep {
+    deferred: Deferred<()>,
+    /// The wheel entry, until it fired.
+    key: Option<TimerKey>,
+    timers: Timers,
+}
+
+impl Future for Sleep {
+    type Output = Result<(), Canceled>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let result = Pin::new(&mut self.deferred).poll(cx);
+        if result.is_ready() {
+            self.key = None;
+        }
+        result
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            let resolver = self.timers.cancel_sleep(key);
+            drop(resolver);
+        }
+    }
+}
+
+impl fmt::Debug for Sleep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sleep")
+            .field("pending", &self.key.is_some())
+            .finish()
     }
 }

@@ -83,6 +83,8 @@ pub struct Reactor {
     stopped: bool,
     /// Run by [`Reactor::run`] when it returns.
     stop_hooks: Vec<StopHook>,
+    /// The manual clock this reactor's driver is registered with, and the registration.
+    clock_registration: Option<(crate::ManualClock, u64)>,
 }
 
 impl Reactor {
@@ -96,9 +98,14 @@ impl Reactor {
             .map_err(|what| EngineError::Config { what })?;
         let driver = Driver::with_config(driver)?;
         let executor = Executor::new(Some(driver.waker()));
+        let clock_registration = match &config.clock {
+            crate::Clock::Manual(clock) => Some((clock.clone(), clock.register(driver.waker()))),
+            crate::Clock::System => None,
+        };
         Ok(Self {
             driver,
-            state: State::new(config, Instant::now()),
+            state: State::new(config),
+            clock_registration,
             listeners: Vec::new(),
             udp: Vec::new(),
             accepting: true,
@@ -173,6 +180,58 @@ impl Reactor {
     #[must_use]
     pub fn handle(&self) -> LocalHandle {
         self.state.local.clone()
+    }
+
+    /// The core's time: the current turn's (the clock is read once per turn; see
+    /// [`LocalHandle::now`]), or the clock read now between turns. With a
+    /// [`ManualClock`](crate::ManualClock), the manual time.
+    #[must_use]
+    pub fn now(&self) -> Instant {
+        self.state.local.now()
+    }
+
+    /// The reactor's configuration.
+    pub(crate) fn config(&self) -> &ReactorConfig {
+        &self.state.config
+    }
+
+    /// When the earliest pending timer of this core falls due (a protocol timer, a call, a
+    /// sleep or an engine timeout), if any: with a [`ManualClock`](crate::ManualClock), how
+    /// far to move it for the next one (Twisted's `Clock.getDelayedCalls`).
+    #[must_use]
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.state.timers.next_deadline()
+    }
+
+    /// Runs `f` with the reactor once `delay` has passed: Twisted's `reactor.callLater` (see
+    /// [`LocalHandle::call_later`]; the same as `reactor.handle().call_later(..)`).
+    pub fn call_later(
+        &mut self,
+        delay: Duration,
+        f: impl FnOnce(&mut Reactor) + 'static,
+    ) -> crate::CallId {
+        self.state.local.call_later(delay, f)
+    }
+
+    /// Runs `f` with the reactor at `at` (see [`LocalHandle::call_at`]).
+    pub fn call_at(
+        &mut self,
+        at: Instant,
+        f: impl FnOnce(&mut Reactor) + 'static,
+    ) -> crate::CallId {
+        self.state.local.call_at(at, f)
+    }
+
+    /// Cancels a call (see [`LocalHandle::cancel`]); `false` if it already ran or was
+    /// cancelled.
+    pub fn cancel_call(&mut self, call: crate::CallId) -> bool {
+        self.state.local.cancel(call)
+    }
+
+    /// Moves a pending call to `delay` from now (see [`LocalHandle::reset`]); `false` if it
+    /// already ran or was cancelled.
+    pub fn reset_call(&mut self, call: crate::CallId, delay: Duration) -> bool {
+        self.state.local.reset(call, delay)
     }
 
     /// Spawns a future on this core's executor (first polled in the next turn).
@@ -540,15 +599,11 @@ impl Reactor {
         self.state.processes.ids()
     }
 
-    /// Resolves `resolver` at `at` (see [`LocalHandle::sleep`]).
-    pub(crate) fn sleep_until(&mut self, at: Instant, resolver: crate::executor::Resolver<()>) {
-        self.state.timers.add_sleep(at, resolver);
-    }
-
     /// Outside a turn, the turn's time may be old (the program did other work since):
     /// timers and connect timeouts armed from outside callbacks must count from now.
     fn refresh_now(&mut self) {
-        self.state.now = self.state.now.max(Instant::now());
+        let now = self.state.now.max(self.state.local.clock().now());
+        self.state.set_now(now);
     }
 
     /// Stops accepting, lets connections finish for up to `grace`, then aborts the rest with
@@ -557,7 +612,8 @@ impl Reactor {
     /// signal: zero grace stops at once).
     pub fn shutdown(&mut self, grace: Duration) {
         if let Some(stopping) = self.stopping.as_mut() {
-            stopping.deadline = stopping.deadline.min(Instant::now() + grace);
+            let now = self.state.local.clock().now();
+            stopping.deadline = stopping.deadline.min(now + grace);
             return;
         }
         for listener in self.listeners.drain(..) {
@@ -570,7 +626,7 @@ impl Reactor {
             self.driver.close(udp.socket);
         }
         self.stopping = Some(Stopping {
-            deadline: Instant::now() + grace,
+            deadline: self.state.local.clock().now() + grace,
         });
         // Tell every connection, so keep-alive servers can close idle ones early, and every
         // child process (by default it gets SIGTERM).
@@ -586,6 +642,12 @@ impl Reactor {
     /// Stops [`Reactor::run`] after the current turn, without closing anything.
     pub fn stop(&mut self) {
         self.stopped = true;
+    }
+
+    /// Whether a graceful [`Reactor::shutdown`] is in progress (nothing new should start).
+    #[must_use]
+    pub fn is_shutting_down(&self) -> bool {
+        self.stopping.is_some()
     }
 
     /// Whether [`Reactor::run`] would return now.
@@ -656,40 +718,69 @@ impl Reactor {
     /// The driver's wait failed.
     pub fn turn(&mut self, timeout: Option<Duration>) -> Result<(), EngineError> {
         self.flush();
-        let now = Instant::now();
+        let manual = self.state.local.clock().is_manual();
+        let now = self.state.local.clock().now();
         let mut wait = timeout;
-        if let Some(deadline) = self.state.timers.next_deadline() {
+        // Engine deadlines bound the wait. On a manual clock they pass only when the clock
+        // is moved (which wakes the driver), so only one already due does.
+        let deadlines = [
+            self.state.timers.next_deadline(),
+            self.stopping.map(|s| s.deadline),
+            self.accept_backoff,
+        ];
+        for deadline in deadlines.into_iter().flatten() {
             let until = deadline.saturating_duration_since(now);
-            wait = Some(wait.map_or(until, |w| w.min(until)));
-        }
-        if let Some(stopping) = self.stopping {
-            let until = stopping.deadline.saturating_duration_since(now);
-            wait = Some(wait.map_or(until, |w| w.min(until)));
-        }
-        if let Some(until) = self.accept_backoff {
-            let until = until.saturating_duration_since(now);
-            wait = Some(wait.map_or(until, |w| w.min(until)));
+            if !manual || until.is_zero() {
+                wait = Some(wait.map_or(until, |w| w.min(until)));
+            }
         }
         if self.executor.has_ready() || !self.state.local.is_idle() {
             wait = Some(Duration::ZERO);
         }
         let mut completions = std::mem::take(&mut self.completions);
         self.driver.turn(wait, &mut completions)?;
-        self.state.now = Instant::now();
+        let now = self.state.local.clock().now();
+        self.state.set_now(now);
+        self.state.local.begin_turn(now);
         for completion in completions.drain(..) {
             self.dispatch(completion);
             self.run_notices();
         }
         self.completions = completions;
-        let mut expired = std::mem::take(&mut self.expired);
-        dispatch::fire_timers(&mut self.state, &mut self.driver, &mut expired);
-        self.expired = expired;
+        self.fire_timers();
         self.update_accepting();
         self.run_messages();
         self.run_local();
         self.check_shutdown();
         self.flush();
+        self.state.local.end_turn();
         Ok(())
+    }
+
+    /// Fires the timers due at the turn's time, in deadline order, each one's callbacks
+    /// before the next; reactor calls run here with the reactor.
+    fn fire_timers(&mut self) {
+        let mut expired = std::mem::take(&mut self.expired);
+        self.state.timers.expire(self.state.now, &mut expired);
+        for (_, target) in expired.drain(..) {
+            match target {
+                Target::Call(call) => {
+                    if let Err(panic) = catch_unwind(AssertUnwindSafe(|| call(self))) {
+                        self.state.stats.panics += 1;
+                        if let Some(suppressed) = self.state.warnings.panic.hit(self.state.now) {
+                            tracing::error!(
+                                panic = %dispatch::panic_message(&*panic),
+                                suppressed,
+                                "a reactor call panicked"
+                            );
+                        }
+                    }
+                }
+                target => dispatch::fire(&mut self.state, &mut self.driver, target),
+            }
+            self.run_notices();
+        }
+        self.expired = expired;
     }
 
     /// The end-of-turn flush. A flush can end connections (a close that completes once a
@@ -923,7 +1014,7 @@ impl Reactor {
     fn run_local(&mut self) {
         for _ in 0..16 {
             let (jobs, spawns, wakes) = {
-                let mut queue = self.state.local.queue.borrow_mut();
+                let mut queue = self.state.local.local.queue.borrow_mut();
                 (
                     std::mem::take(&mut queue.jobs),
                     std::mem::take(&mut queue.spawns),
@@ -971,6 +1062,17 @@ impl Reactor {
     /// Sends a datagram from outside callbacks.
     pub fn send_to(&mut self, id: UdpId, data: Bytes, to: SocketAddr) {
         self.driver.send_to(id.0, data, to);
+    }
+}
+
+impl Drop for Reactor {
+    fn drop(&mut self) {
+        if let Some((clock, registration)) = self.clock_registration.take() {
+            clock.unregister(registration);
+        }
+        // Pending calls and queued jobs may hold handles to this core: drop them now, so
+        // the core's shared state does not outlive the reactor in a cycle.
+        self.state.local.clear();
     }
 }
 

@@ -466,12 +466,14 @@ pub(crate) struct State {
     pub(crate) local: crate::local::LocalHandle,
     flush: Vec<ConnId>,
     pub(crate) notices: VecDeque<(ConnId, Notice)>,
+    /// The core's timer wheel, shared with its handles (`local`).
     pub(crate) timers: Timers,
     /// Child processes of this core (see `process/`).
     pub(crate) processes: crate::process::Processes,
     /// The runtime's pool for blocking work (this reactor's own when it runs alone).
     pub(crate) threads: crate::threads::ThreadPool,
-    /// The time of this turn (a manual clock in tests).
+    /// The time of this turn, read once per turn from the reactor's clock (a manual clock
+    /// in tests); set with [`State::set_now`].
     pub(crate) now: Instant,
     pub(crate) stats: CoreStats,
     /// Limits on this core's repeated warnings.
@@ -482,15 +484,18 @@ pub(crate) struct State {
 }
 
 impl State {
-    pub(crate) fn new(config: ReactorConfig, now: Instant) -> Self {
-        let timers = Timers::new(now, config.timer_tick);
+    /// A core's state; its time starts at `config.clock`'s.
+    pub(crate) fn new(config: ReactorConfig) -> Self {
+        let local = crate::local::LocalHandle::new(config.clock.clone(), config.timer_tick);
+        let now = local.now();
+        let timers = local.local.timers.clone();
         let warnings = Warnings::new(config.warning_interval);
         Self {
             config,
             conns: ConnTable::default(),
             cores: None,
             total: None,
-            local: crate::local::LocalHandle::default(),
+            local,
             flush: Vec::new(),
             notices: VecDeque::new(),
             timers,
@@ -501,6 +506,12 @@ impl State {
             warnings,
             lost_observer: None,
         }
+    }
+
+    /// Sets the turn's time (also what the core's handles answer).
+    pub(crate) fn set_now(&mut self, now: Instant) {
+        self.now = now;
+        self.local.set_now(now);
     }
 
     /// Adds a connection for `socket`.

@@ -1,18 +1,43 @@
-//! Protocol timers: [`TimerId`]s that stay valid across repeats, scheduled on the core's
-//! timer wheel.
+//! The core's timers: one timer wheel shared by the reactor's state and every
+//! [`LocalHandle`](crate::LocalHandle) of the core, holding protocol timers ([`TimerId`]s
+//! that stay valid across repeats), reactor calls ([`CallId`]), sleeps and the engine's own
+//! timeouts.
+//!
+//! Owns: [`Timers`] (the wheel behind an `Rc<RefCell<_>>`, so a handle arms and cancels a
+//! call at once, from a future or a value that holds no borrow of the reactor) and what
+//! each wheel entry does when it fires ([`Target`]).
+//! Contract: no method runs foreign code while the wheel is borrowed: values leaving the
+//! wheel (a cancelled call's closure, a sleep's resolver) are returned and dropped by the
+//! caller after the borrow ends, so a destructor may use the timers again.
+//! Does not: fire anything itself (the reactor and `testing` take due entries with
+//! [`Timers::expire`] and run them).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::executor::Resolver;
 use crate::protocol::ConnId;
+use crate::reactor::Reactor;
 use crate::timer::{TimerKey, TimerWheel};
 
 /// A timer of one connection, from [`Context::call_later`](crate::Context::call_later) or
 /// [`Context::call_every`](crate::Context::call_every). A repeating timer keeps its id.
 #[derive(Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 pub struct TimerId(u64);
+
+/// A reactor call armed with [`LocalHandle::call_later`](crate::LocalHandle::call_later),
+/// [`LocalHandle::call_at`](crate::LocalHandle::call_at) or
+/// [`Reactor::call_later`](crate::Reactor::call_later): Twisted's `IDelayedCall`. Cancel it
+/// or move it with the handle or the reactor; an id whose call fired or was cancelled is
+/// stale and ignored.
+#[derive(Clone, Copy, Debug, Eq, Hash, PartialEq)]
+pub struct CallId(TimerKey);
+
+/// What a reactor call runs.
+pub(crate) type CallFn = Box<dyn FnOnce(&mut Reactor)>;
 
 /// `now + delay`, saturating at about a century from `now` (an `Instant` cannot hold
 /// `Duration::MAX`; such a timer simply never fires in practice).
@@ -37,6 +62,8 @@ pub(crate) enum Target {
     WriteStall(ConnId),
     /// A [`LocalHandle::sleep`](crate::LocalHandle::sleep): resolves its `Deferred`.
     Sleep(Resolver<()>),
+    /// A reactor call: runs with the reactor (see [`CallId`]).
+    Call(CallFn),
 }
 
 impl fmt::Debug for Target {
@@ -52,39 +79,59 @@ impl fmt::Debug for Target {
             Self::Handshake(conn) => f.debug_tuple("Handshake").field(conn).finish(),
             Self::WriteStall(conn) => f.debug_tuple("WriteStall").field(conn).finish(),
             Self::Sleep(_) => f.write_str("Sleep"),
+            Self::Call(_) => f.write_str("Call"),
         }
     }
 }
 
-/// The core's timers.
+/// The core's timers: cheap to clone, every clone is the same wheel (the reactor's state
+/// and each [`LocalHandle`](crate::LocalHandle) hold one).
+#[derive(Clone)]
 pub(crate) struct Timers {
+    table: Rc<RefCell<Table>>,
+}
+
+/// The wheel and the protocol timers' ids.
+struct Table {
     wheel: TimerWheel<Target>,
     /// Protocol timers by id (the wheel key changes when a repeating timer re-arms).
     keys: HashMap<TimerId, TimerKey>,
     next_id: u64,
+    /// The wheel's tick: the shortest interval of a repeating call.
+    tick: Duration,
 }
 
 impl Timers {
     pub(crate) fn new(now: Instant, tick: Duration) -> Self {
         Self {
-            wheel: TimerWheel::new(now, tick),
-            keys: HashMap::new(),
-            next_id: 0,
+            table: Rc::new(RefCell::new(Table {
+                wheel: TimerWheel::new(now, tick),
+                keys: HashMap::new(),
+                next_id: 0,
+                tick,
+            })),
         }
+    }
+
+    /// The wheel's tick (its resolution; timers still fire at their exact deadline).
+    pub(crate) fn tick(&self) -> Duration {
+        self.table.borrow().tick
     }
 
     /// Arms a protocol timer.
     pub(crate) fn add(&mut self, conn: ConnId, at: Instant, every: Option<Duration>) -> TimerId {
-        let id = TimerId(self.next_id);
-        self.next_id += 1;
-        let key = self.wheel.insert(at, Target::Conn { conn, id, every });
-        self.keys.insert(id, key);
+        let mut t = self.table.borrow_mut();
+        let id = TimerId(t.next_id);
+        t.next_id += 1;
+        let key = t.wheel.insert(at, Target::Conn { conn, id, every });
+        t.keys.insert(id, key);
         id
     }
 
     /// Re-arms a repeating timer that just fired.
     pub(crate) fn rearm(&mut self, conn: ConnId, id: TimerId, at: Instant, every: Duration) {
-        let key = self.wheel.insert(
+        let mut t = self.table.borrow_mut();
+        let key = t.wheel.insert(
             at,
             Target::Conn {
                 conn,
@@ -92,53 +139,115 @@ impl Timers {
                 every: Some(every),
             },
         );
-        self.keys.insert(id, key);
+        t.keys.insert(id, key);
     }
 
     /// Arms a connect timeout.
     pub(crate) fn add_connect_timeout(&mut self, conn: ConnId, at: Instant) -> TimerKey {
-        self.wheel.insert(at, Target::ConnectTimeout(conn))
+        self.insert(at, Target::ConnectTimeout(conn))
     }
 
     /// Arms a TLS handshake timeout.
     pub(crate) fn add_handshake_timeout(&mut self, conn: ConnId, at: Instant) -> TimerKey {
-        self.wheel.insert(at, Target::Handshake(conn))
+        self.insert(at, Target::Handshake(conn))
     }
 
     /// Arms a write-stall check.
     pub(crate) fn add_write_stall(&mut self, conn: ConnId, at: Instant) -> TimerKey {
-        self.wheel.insert(at, Target::WriteStall(conn))
+        self.insert(at, Target::WriteStall(conn))
     }
 
-    /// Arms a sleep: `resolver` is resolved at `at`.
-    pub(crate) fn add_sleep(&mut self, at: Instant, resolver: Resolver<()>) {
-        self.wheel.insert(at, Target::Sleep(resolver));
+    /// Arms a sleep: `resolver` is resolved at `at` unless [`Timers::cancel_sleep`] comes
+    /// first.
+    pub(crate) fn add_sleep(&self, at: Instant, resolver: Resolver<()>) -> TimerKey {
+        self.insert(at, Target::Sleep(resolver))
+    }
+
+    /// Cancels a pending sleep; returns its resolver (drop it after this returns).
+    #[must_use]
+    pub(crate) fn cancel_sleep(&self, key: TimerKey) -> Option<Resolver<()>> {
+        let mut t = self.table.borrow_mut();
+        if !matches!(t.wheel.get(key), Some((Target::Sleep(_), _))) {
+            return None;
+        }
+        match t.wheel.cancel(key) {
+            Some(Target::Sleep(resolver)) => Some(resolver),
+            _ => None,
+        }
+    }
+
+    /// Arms a reactor call at `at`.
+    pub(crate) fn add_call(&self, at: Instant, call: CallFn) -> CallId {
+        CallId(self.insert(at, Target::Call(call)))
+    }
+
+    /// Cancels a pending call; returns its closure (drop it after this returns).
+    #[must_use]
+    pub(crate) fn cancel_call(&self, id: CallId) -> Option<CallFn> {
+        let mut t = self.table.borrow_mut();
+        if !matches!(t.wheel.get(id.0), Some((Target::Call(_), _))) {
+            return None;
+        }
+        match t.wheel.cancel(id.0) {
+            Some(Target::Call(call)) => Some(call),
+            _ => None,
+        }
+    }
+
+    /// Moves a pending call to `at`; `false` if it fired or was cancelled.
+    pub(crate) fn reset_call(&self, id: CallId, at: Instant) -> bool {
+        let mut t = self.table.borrow_mut();
+        matches!(t.wheel.get(id.0), Some((Target::Call(_), _))) && t.wheel.reset(id.0, at)
+    }
+
+    /// When a pending call is due; `None` if it fired or was cancelled.
+    pub(crate) fn call_deadline(&self, id: CallId) -> Option<Instant> {
+        match self.table.borrow().wheel.get(id.0) {
+            Some((Target::Call(_), at)) => Some(at),
+            _ => None,
+        }
     }
 
     /// Cancels a protocol timer; `false` if it already fired (one-shot) or was cancelled.
     pub(crate) fn cancel(&mut self, id: TimerId) -> bool {
-        self.keys
-            .remove(&id)
-            .is_some_and(|key| self.wheel.cancel(key).is_some())
+        let mut t = self.table.borrow_mut();
+        let Some(key) = t.keys.remove(&id) else {
+            return false;
+        };
+        t.wheel.cancel(key).is_some()
     }
 
-    /// Cancels a wheel entry by key.
+    /// Cancels a wheel entry by key (an engine timeout: no foreign value to drop).
     pub(crate) fn cancel_key(&mut self, key: TimerKey) {
-        self.wheel.cancel(key);
+        let removed = self.table.borrow_mut().wheel.cancel(key);
+        drop(removed);
     }
 
     /// When the next timer may fire.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.wheel.next_deadline()
+        self.table.borrow().wheel.next_deadline()
     }
 
     /// Takes the timers due at `now`, in deadline order.
     pub(crate) fn expire(&mut self, now: Instant, out: &mut Vec<(TimerKey, Target)>) {
-        self.wheel.expire(now, out);
+        let mut t = self.table.borrow_mut();
+        t.wheel.expire(now, out);
         for (_, target) in out.iter() {
             if let Target::Conn { id, .. } = target {
-                self.keys.remove(id);
+                t.keys.remove(id);
             }
         }
+    }
+
+    /// Removes every pending timer and returns what they hold (drop it after this returns):
+    /// a reactor being dropped breaks the cycles of calls whose closures hold a handle.
+    pub(crate) fn drain(&self) -> Vec<Target> {
+        let mut t = self.table.borrow_mut();
+        t.keys.clear();
+        t.wheel.drain()
+    }
+
+    fn insert(&self, at: Instant, target: Target) -> TimerKey {
+        self.table.borrow_mut().wheel.insert(at, target)
     }
 }

@@ -702,3 +702,119 @@ fn process_runner_streams_output_and_reports_the_exit() {
         assert!(err.contains("killed by signal 15"), "{err}");
     });
 }
+
+/// The `+T ms` time of a line of the timers example.
+fn millis_of(line: &str) -> u64 {
+    let rest = &line[line.find("+").expect("a +T ms time") + 1..];
+    rest.split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .expect("milliseconds")
+}
+
+#[test]
+fn timers_example_runs_its_calls_and_ticks_on_time() {
+    for_each_backend(|backend| {
+        let mut timers = Proc::start("timers", backend, &["--interval-ms", "20", "--ticks", "4"]);
+        let (status, lines) = timers.wait_exit();
+        assert!(status.success(), "{lines:?}");
+        let find = |needle: &str| -> &String {
+            lines
+                .iter()
+                .find(|l| l.contains(needle))
+                .unwrap_or_else(|| panic!("no {needle:?} line: {lines:?}"))
+        };
+        // Never before the deadline (a late reactor may print later).
+        for (needle, due) in [
+            ("one-shot call", 30),
+            ("moved call", 50),
+            ("a future woke", 70),
+        ] {
+            let at = millis_of(find(needle));
+            assert!(at >= due, "{needle} at {at} ms, due at {due} ms: {lines:?}");
+        }
+        let ticks: Vec<&String> = lines.iter().filter(|l| l.starts_with("tick ")).collect();
+        assert_eq!(ticks.len(), 4, "{lines:?}");
+        for (k, line) in ticks.iter().enumerate() {
+            assert!(line.starts_with(&format!("tick {k} ")), "{lines:?}");
+            assert!(millis_of(line) >= 20 * (k as u64 + 1), "{line} early");
+        }
+        assert!(
+            !lines.iter().any(|l| l.contains("never printed")),
+            "{lines:?}"
+        );
+        assert_eq!(lines.last().map(String::as_str), Some("done"), "{lines:?}");
+    });
+}
+
+#[test]
+fn reconnecting_client_rides_out_a_server_restart() {
+    for_each_backend(|backend| {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let args = [
+            "--connect",
+            &addr,
+            "--initial-delay-ms",
+            "10",
+            "--max-delay-ms",
+            "40",
+            "--seed",
+            "1",
+        ];
+        let client = Proc::start("reconnecting_client", backend, &args);
+        // Down: refused, retried.
+        client.lines_with("retrying in", 2);
+        // Up: it connects and greets; a line the server sends is printed.
+        let listener = TcpListener::bind(&addr).expect("bind the server");
+        client.lines_with("connected", 1);
+        let (stream, _) = listener.accept().expect("the client's connection");
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        assert_eq!(read_line(&mut reader), "hello from ringwork");
+        (&stream).write_all(b"ping\n").unwrap();
+        client.lines_with("received: ping", 1);
+        // Down again: lost, and retried with the delay started over.
+        drop((reader, stream, listener));
+        client.lines_with("lost: Done", 1);
+        let retry = client.lines_with("retrying in", 1).remove(0);
+        assert!(retry.ends_with("(retry 1)"), "{retry}");
+        // Up again.
+        let listener = TcpListener::bind(&addr).expect("bind the server again");
+        client.lines_with("connected", 1);
+        let (stream, _) = listener.accept().expect("the client's connection");
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        assert_eq!(
+            read_line(&mut BufReader::new(stream)),
+            "hello from ringwork"
+        );
+    });
+}
+
+#[test]
+fn reconnecting_client_gives_up_after_max_retries() {
+    for_each_backend(|backend| {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let args = [
+            "--connect",
+            &addr,
+            "--initial-delay-ms",
+            "5",
+            "--max-retries",
+            "2",
+        ];
+        let mut client = Proc::start("reconnecting_client", backend, &args);
+        let (status, lines) = client.wait_exit();
+        assert!(!status.success(), "{lines:?}");
+        assert_eq!(
+            lines.iter().filter(|l| l.starts_with("attempt ")).count(),
+            3,
+            "{lines:?}"
+        );
+        assert_eq!(
+            lines.last().map(String::as_str),
+            Some("gave up after 2 retries"),
+            "{lines:?}"
+        );
+    });
+}

@@ -2,7 +2,8 @@
 //!
 //! Owns: the tasks of one core (a slab of boxed futures, indexed by slot and generation),
 //! their wakers and the queue of tasks ready to be polled; [`Deferred`] (in `deferred.rs`),
-//! the bridge from callbacks to futures.
+//! the bridge from callbacks to futures; and composition of futures ([`gather`],
+//! [`try_gather`], [`first_of`], in `compose.rs`).
 //! Contract: the reactor calls `Executor::run_ready` every loop turn and must not block
 //! in its driver's wait while `Executor::has_ready` is true. A wake from another thread
 //! enqueues the task and, when it makes the queue non-empty, wakes the reactor through its
@@ -13,6 +14,7 @@
 //! task spawn through the executor while it runs (the reactor hands out spawning).
 //! Tests: `tests.rs`.
 
+mod compose;
 mod deferred;
 
 use std::any::Any;
@@ -26,6 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, ThreadId};
 
+pub use self::compose::{TimedOut, first_of, gather, try_gather};
 pub use self::deferred::{Canceled, Deferred, Resolver};
 
 /// A task's place in the slab: slot index and the generation of the slot's occupant.

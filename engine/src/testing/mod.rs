@@ -67,6 +67,7 @@ use std::time::{Duration, Instant};
 
 use ringwork_platform::{OpError, OpKind, SockAddr};
 
+use crate::clock::{Clock, ManualClock};
 use crate::config::ReactorConfig;
 use crate::context::Context;
 use crate::dispatch;
@@ -146,6 +147,8 @@ pub struct StringTransport {
     /// The accepted connection the transport was built around.
     conn: ConnId,
     start: Instant,
+    /// The transport's time, as its handles see it between steps (`state.now` leads).
+    clock: ManualClock,
     /// Filled by the state's lost observer during a step; moved to `lost` after it.
     lost_log: LostLog,
     lost: HashMap<ConnId, LostReason>,
@@ -211,8 +214,13 @@ impl StringTransportBuilder {
         if let Err(what) = self.config.validate() {
             panic!("invalid ReactorConfig for StringTransport: {what}");
         }
-        let start = Instant::now();
-        let mut state = State::new(self.config, start);
+        let clock = ManualClock::new();
+        let start = clock.now();
+        let config = ReactorConfig {
+            clock: Clock::Manual(clock.clone()),
+            ..self.config
+        };
+        let mut state = State::new(config);
         let lost_log = LostLog::default();
         let log = Rc::clone(&lost_log);
         state.lost_observer = Some(Box::new(move |id, reason| {
@@ -231,6 +239,7 @@ impl StringTransportBuilder {
             expired: Vec::new(),
             conn,
             start,
+            clock,
             lost_log,
             lost: HashMap::new(),
             turns: 0,
@@ -557,11 +566,14 @@ impl StringTransport {
         while let Some(deadline) = self.state.timers.next_deadline()
             && deadline <= target
         {
-            self.state.now = self.state.now.max(deadline);
-            dispatch::fire_timers(&mut self.state, &mut self.io, &mut self.expired);
+            let now = self.state.now.max(deadline);
+            self.state.set_now(now);
+            self.clock.advance_to(now);
+            self.fire_timers();
             self.settle();
         }
-        self.state.now = target;
+        self.state.set_now(target);
+        self.clock.advance_to(target);
         self.settle();
     }
 
@@ -719,6 +731,26 @@ impl StringTransport {
 
     // ---- the turn ----
 
+    /// Fires the timers due now, each one's callbacks before the next.
+    ///
+    /// # Panics
+    /// If a reactor call ([`LocalHandle::call_later`](crate::LocalHandle::call_later)) is
+    /// due: it needs a [`Reactor`](crate::Reactor).
+    fn fire_timers(&mut self) {
+        let mut expired = std::mem::take(&mut self.expired);
+        self.state.timers.expire(self.state.now, &mut expired);
+        for (_, target) in expired.drain(..) {
+            assert!(
+                !matches!(target, Target::Call(_)),
+                "StringTransport cannot run LocalHandle::call_later calls (they need a \
+                 Reactor: use one with a ManualClock)"
+            );
+            dispatch::fire(&mut self.state, &mut self.io, target);
+            dispatch::run_notices(&mut self.state, &mut self.io);
+        }
+        self.expired = expired;
+    }
+
     /// Runs callbacks, flushes and reports sent bytes until nothing is left to do.
     ///
     /// # Panics
@@ -760,7 +792,7 @@ impl StringTransport {
     /// Spawns the futures queued through [`LocalHandle`](crate::LocalHandle) and polls ready tasks.
     fn run_local(&mut self) {
         let (spawns, wakes) = {
-            let mut queue = self.state.local.queue.borrow_mut();
+            let mut queue = self.state.local.local.queue.borrow_mut();
             assert!(
                 queue.jobs.is_empty(),
                 "StringTransport cannot run LocalHandle::run jobs (they need a Reactor)"

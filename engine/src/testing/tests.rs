@@ -1148,3 +1148,51 @@ fn a_large_stash_is_delivered_in_pieces_that_respect_backpressure() {
         "in order, nothing lost"
     );
 }
+
+/// Futures under the transport's manual clock: a sleep and a `with_timeout` complete when
+/// `advance` passes them; a dropped sleep leaves the wheel; a deferred resolved in time wins.
+#[test]
+fn sleeps_and_timeouts_follow_the_manual_clock() {
+    use crate::executor::{Deferred, TimedOut};
+
+    struct Quiet;
+    impl Protocol for Quiet {
+        fn data_received(&mut self, _: &mut Context<'_>, _: &[u8]) {}
+    }
+    let mut t = StringTransport::new(Quiet);
+    let handle = t.with_context(|ctx| ctx.handle());
+    assert_eq!(
+        handle.now(),
+        t.now(),
+        "the handles' time is the transport's"
+    );
+    let start = t.now();
+
+    let dropped = handle.sleep(Duration::from_secs(1));
+    assert_eq!(t.next_deadline(), Some(start + Duration::from_secs(1)));
+    drop(dropped);
+    assert_eq!(t.next_deadline(), None, "a dropped sleep left the wheel");
+
+    let (never, _resolver) = Deferred::<u8>::new();
+    let (soon, resolve_soon) = Deferred::<u8>::new();
+    type Outcome = Result<Result<u8, crate::Canceled>, TimedOut>;
+    let outcomes: Rc<RefCell<Vec<Outcome>>> = Rc::default();
+    for deferred in [never, soon] {
+        let bounded = handle.with_timeout(Duration::from_secs(5), deferred);
+        let out = Rc::clone(&outcomes);
+        drop(handle.spawn_local(async move {
+            let outcome = bounded.await;
+            out.borrow_mut().push(outcome);
+        }));
+    }
+    t.advance(Duration::from_secs(2));
+    resolve_soon.resolve(9);
+    t.advance(Duration::ZERO);
+    assert_eq!(*outcomes.borrow(), [Ok(Ok(9))]);
+    t.advance(Duration::from_secs(3) - Duration::from_nanos(1));
+    assert_eq!(outcomes.borrow().len(), 1, "timed out early");
+    t.advance(Duration::from_nanos(1));
+    let after = Duration::from_secs(5);
+    assert_eq!(*outcomes.borrow(), [Ok(Ok(9)), Err(TimedOut { after })]);
+    assert_eq!(t.next_deadline(), None);
+}

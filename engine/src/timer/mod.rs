@@ -224,6 +224,52 @@ impl<T> TimerWheel<T> {
         Some(self.free(key.index))
     }
 
+    /// Moves the pending timer of `key` to `deadline`, keeping its key and value, in O(1).
+    /// It then orders after every timer inserted before the move (as a new insertion).
+    ///
+    /// Returns `false` (and does nothing) if the timer already fired or was cancelled.
+    pub(crate) fn reset(&mut self, key: TimerKey, deadline: Instant) -> bool {
+        if !self.contains(key) {
+            return false;
+        }
+        self.unlink(key.index);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let tick = self.tick_of(deadline);
+        let timer = self.timer_mut(key.index);
+        timer.deadline = deadline;
+        timer.tick = tick;
+        timer.seq = seq;
+        self.place(key.index);
+        true
+    }
+
+    /// The value and deadline of the pending timer of `key`.
+    pub(crate) fn get(&self, key: TimerKey) -> Option<(&T, Instant)> {
+        match &self.entries.get(key.index as usize)?.state {
+            State::Occupied(timer)
+                if self.entries[key.index as usize].generation == key.generation =>
+            {
+                Some((&timer.value, timer.deadline))
+            }
+            _ => None,
+        }
+    }
+
+    /// Removes every pending timer and returns their values (in no particular order).
+    pub(crate) fn drain(&mut self) -> Vec<T> {
+        let mut values = Vec::with_capacity(self.len);
+        for index in 0..self.entries.len() {
+            // `entries.len() <= NIL` (checked in `alloc`), so the cast is lossless.
+            let index = index as u32;
+            if matches!(self.entries[index as usize].state, State::Occupied(_)) {
+                self.unlink(index);
+                values.push(self.free(index));
+            }
+        }
+        values
+    }
+
     /// Whether the timer of `key` is still pending.
     pub(crate) fn contains(&self, key: TimerKey) -> bool {
         self.entries.get(key.index as usize).is_some_and(|e| {

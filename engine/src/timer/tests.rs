@@ -319,26 +319,40 @@ fn values_are_dropped_with_the_wheel() {
     assert_eq!(Rc::strong_count(&value), 1);
 }
 
-/// A sorted reference model of the wheel: pending timers by (deadline, insertion).
+/// A sorted reference model of the wheel: pending timers by (deadline, order), where order
+/// counts insertions and resets (as the wheel's sequence does); values are kept apart.
 #[derive(Default)]
 struct Model {
-    by_deadline: BTreeMap<(Instant, u64), TimerKey>,
-    by_key: HashMap<TimerKey, (Instant, u64)>,
+    by_deadline: BTreeMap<(Instant, u64), (TimerKey, u64)>,
+    by_key: HashMap<TimerKey, (Instant, u64, u64)>,
+    order: u64,
 }
 
 impl Model {
-    fn insert(&mut self, key: TimerKey, deadline: Instant, seq: u64) {
-        self.by_deadline.insert((deadline, seq), key);
+    fn insert(&mut self, key: TimerKey, deadline: Instant, value: u64) {
+        let order = self.order;
+        self.order += 1;
+        self.by_deadline.insert((deadline, order), (key, value));
         assert!(
-            self.by_key.insert(key, (deadline, seq)).is_none(),
+            self.by_key.insert(key, (deadline, order, value)).is_none(),
             "key reused while live"
         );
     }
 
     fn cancel(&mut self, key: TimerKey) -> Option<u64> {
-        let (deadline, seq) = self.by_key.remove(&key)?;
-        self.by_deadline.remove(&(deadline, seq));
-        Some(seq)
+        let (deadline, order, value) = self.by_key.remove(&key)?;
+        self.by_deadline.remove(&(deadline, order));
+        Some(value)
+    }
+
+    fn reset(&mut self, key: TimerKey, deadline: Instant) -> bool {
+        match self.cancel(key) {
+            Some(value) => {
+                self.insert(key, deadline, value);
+                true
+            }
+            None => false,
+        }
     }
 
     fn expire(&mut self, now: Instant) -> Vec<(TimerKey, u64)> {
@@ -347,9 +361,9 @@ impl Model {
             if entry.key().0 > now {
                 break;
             }
-            let ((_, seq), key) = entry.remove_entry();
+            let (_, (key, value)) = entry.remove_entry();
             self.by_key.remove(&key);
-            fired.push((key, seq));
+            fired.push((key, value));
         }
         fired
     }
@@ -386,7 +400,7 @@ fn run_against_model(seed: u64, tick: Duration, steps: usize) {
                         .unwrap_or(now),
                     1 => now,
                     2 => match model.by_key.values().next() {
-                        Some(&(deadline, _)) => deadline,
+                        Some(&(deadline, _, _)) => deadline,
                         None => now,
                     },
                     3 | 4 => now + nanos(0..3 * tick_nanos, &mut rng),
@@ -407,7 +421,26 @@ fn run_against_model(seed: u64, tick: Duration, steps: usize) {
                     dead_keys.push(key);
                 }
             }
-            62..65 => {
+            62..68 => {
+                // Move a live timer (half the time), or try a dead key.
+                let live = model.by_key.len();
+                let key = if live > 0 && rng.random_bool(0.5) {
+                    *model.by_key.keys().nth(rng.random_range(0..live)).unwrap()
+                } else if !dead_keys.is_empty() {
+                    dead_keys[rng.random_range(0..dead_keys.len())]
+                } else {
+                    continue;
+                };
+                let deadline = now + nanos(0..100 * SECOND.as_nanos() as u64, &mut rng);
+                let moved = model.reset(key, deadline);
+                assert_eq!(wheel.reset(key, deadline), moved);
+                if moved {
+                    assert_eq!(wheel.get(key).map(|(_, at)| at), Some(deadline));
+                } else {
+                    assert!(wheel.get(key).is_none());
+                }
+            }
+            68..71 => {
                 if !dead_keys.is_empty() {
                     let key = dead_keys[rng.random_range(0..dead_keys.len())];
                     assert!(!wheel.contains(key));
@@ -443,6 +476,42 @@ fn run_against_model(seed: u64, tick: Duration, steps: usize) {
     assert_eq!(out, model.expire(now));
     assert!(wheel.is_empty());
     check_invariants(&wheel);
+}
+
+#[test]
+fn drain_takes_every_pending_timer() {
+    let (base, mut wheel) = wheel();
+    let keys: Vec<_> = [MS, SECOND, DAY, 3 * YEAR]
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| wheel.insert(base + d, i))
+        .collect();
+    wheel.cancel(keys[1]);
+    let mut drained = wheel.drain();
+    drained.sort_unstable();
+    assert_eq!(drained, [0, 2, 3]);
+    assert!(wheel.is_empty());
+    assert_eq!(wheel.next_deadline(), None);
+    check_invariants(&wheel);
+    assert!(keys.iter().all(|&k| wheel.get(k).is_none()));
+}
+
+#[test]
+fn reset_moves_a_timer_and_keeps_its_key() {
+    let (base, mut wheel) = wheel();
+    let a = wheel.insert(base + SECOND, "a");
+    let b = wheel.insert(base + 2 * SECOND, "b");
+    assert!(wheel.reset(b, base + MS));
+    assert_eq!(wheel.get(b).map(|(v, at)| (*v, at)), Some(("b", base + MS)));
+    assert_eq!(wheel.next_deadline(), Some(base + MS));
+    assert_eq!(expire(&mut wheel, base + MS), ["b"]);
+    assert!(!wheel.reset(b, base + DAY), "a fired timer cannot move");
+    // Later than planned, and behind a timer inserted after it with the same deadline.
+    let c = wheel.insert(base + DAY, "c");
+    assert!(wheel.reset(a, base + DAY));
+    assert_eq!(expire(&mut wheel, base + SECOND), Vec::<&str>::new());
+    assert_eq!(expire(&mut wheel, base + DAY), ["c", "a"]);
+    assert!(wheel.get(c).is_none());
 }
 
 #[test]

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use ringwork::platform::{BackendChoice, testing};
 use ringwork::{
-    ConnId, Context, DriverConfig, EngineError, LostReason, Protocol, Reactor, ReactorConfig,
-    Runtime, ShutdownHandle, TimerId,
+    Clock, ConnId, Context, DriverConfig, EngineError, LostReason, ManualClock, Protocol, Reactor,
+    ReactorConfig, Runtime, ShutdownHandle, TimerId,
 };
 
 /// Overall deadline of one wait: past it the test fails, saying what was missing.
@@ -53,6 +53,30 @@ pub fn reactor_with(backend: BackendChoice, config: ReactorConfig) -> Option<Rea
         ..DriverConfig::default()
     };
     Some(Reactor::new(config, driver).expect("create a reactor"))
+}
+
+/// A single-threaded reactor on `backend` whose time is a [`ManualClock`] the test moves,
+/// or `None` when the backend cannot run here.
+pub fn manual_reactor(backend: BackendChoice) -> Option<(Reactor, ManualClock)> {
+    manual_reactor_with(backend, ReactorConfig::default())
+}
+
+/// [`manual_reactor`] with `config` (its clock is replaced).
+pub fn manual_reactor_with(
+    backend: BackendChoice,
+    config: ReactorConfig,
+) -> Option<(Reactor, ManualClock)> {
+    let clock = ManualClock::new();
+    let config = ReactorConfig {
+        clock: Clock::Manual(clock.clone()),
+        ..config
+    };
+    reactor_with(backend, config).map(|reactor| (reactor, clock))
+}
+
+/// Runs one turn that does not wait: what a moved [`ManualClock`] made due fires in it.
+pub fn turn_now(reactor: &mut Reactor) {
+    reactor.turn(Some(Duration::ZERO)).expect("reactor turn");
 }
 
 /// Turns `reactor` until `done` holds; after [`LIMIT`] fails with `missing()`.
