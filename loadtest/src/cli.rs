@@ -28,6 +28,9 @@ pub enum Command {
     Tcp(TcpArgs),
     /// UDP request/response datagrams with a per-datagram timeout.
     Udp(UdpArgs),
+    /// DNS queries over UDP from a list (dnsperf's `name type` lines), answers counted by
+    /// response code.
+    Dns(DnsArgs),
     /// Merge JSON reports of concurrent runs into one.
     Merge(MergeArgs),
 }
@@ -209,6 +212,28 @@ pub struct UdpArgs {
     #[arg(short = 's', long, default_value_t = 64)]
     pub size: usize,
     /// Datagrams in flight per flow.
+    #[arg(long, default_value_t = 1)]
+    pub in_flight: usize,
+}
+
+/// `dns` options.
+#[derive(Args, Debug)]
+pub struct DnsArgs {
+    /// The server, `host[:port]` (port 53 when absent; `[v6]:port` for IPv6).
+    pub addr: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: CommonArgs,
+    /// A file of queries, one `name type` per line (dnsperf's format; `#` comments).
+    #[arg(short = 'f', long, value_name = "FILE")]
+    pub queries: Option<PathBuf>,
+    /// A query `name [type]` (repeatable; with --queries, added after the file's).
+    #[arg(short = 'Q', long, value_name = "NAME [TYPE]")]
+    pub query: Vec<String>,
+    /// Send an EDNS0 OPT record advertising this UDP payload size (e.g. 1232).
+    #[arg(long, value_name = "BYTES")]
+    pub edns: Option<u16>,
+    /// Queries in flight per flow (socket); latencies are exact with 1.
     #[arg(long, default_value_t = 1)]
     pub in_flight: usize,
 }

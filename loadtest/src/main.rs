@@ -5,7 +5,11 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 
 use clap::Parser;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use ringwork_loadtest::cli::{Cli, Command, CommonArgs, tcp_server_name};
+use ringwork_loadtest::dns::{DnsSession, QueryList};
 use ringwork_loadtest::http::HttpWorkload;
 use ringwork_loadtest::tcp::{EchoSession, message};
 use ringwork_loadtest::udp::SeqEchoSession;
@@ -27,6 +31,18 @@ fn resolve(addr: &str) -> Result<SocketAddr, String> {
         .map_err(|e| format!("{addr}: {e} (expected host:port)"))?
         .next()
         .ok_or_else(|| format!("{addr}: resolves to no address"))
+}
+
+/// A DNS server's address: `host:port`, or a host alone for port 53.
+fn resolve_dns_server(addr: &str) -> Result<SocketAddr, String> {
+    if let Ok(ip) = addr.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, 53));
+    }
+    match resolve(addr) {
+        Ok(found) => Ok(found),
+        Err(_) if !addr.contains(':') => resolve(&format!("{addr}:53")),
+        Err(e) => Err(e),
+    }
 }
 
 fn run(cli: Cli) -> Result<ExitCode, String> {
@@ -92,6 +108,41 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             let size = args.size;
             let report =
                 run_udp(&opts, move || SeqEchoSession::new(size)).map_err(|e| e.to_string())?;
+            (report, &args.common)
+        }
+        Command::Dns(args) => {
+            let mut text = String::new();
+            if let Some(path) = &args.queries {
+                text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                text.push('\n');
+            }
+            for q in &args.query {
+                text.push_str(q);
+                text.push('\n');
+            }
+            if text.trim().is_empty() {
+                return Err("dns: give --queries FILE or --query NAME".into());
+            }
+            let list = QueryList::parse(&text, args.edns).map_err(|e| {
+                let source = args
+                    .queries
+                    .as_ref()
+                    .map_or("--query".to_string(), |p| p.display().to_string());
+                format!("dns: {source}: {e}")
+            })?;
+            let addr = resolve_dns_server(&args.addr)?;
+            let mut opts = args.common.options("dns", &args.addr, addr);
+            opts.depth = args.in_flight;
+            let list = Arc::new(list);
+            let flows = AtomicUsize::new(0);
+            // Each flow starts at its own place in the list (spread over it).
+            let spread = (list.len() / opts.connections.max(1)).max(1);
+            let report = run_udp(&opts, move || {
+                let flow = flows.fetch_add(1, Ordering::Relaxed);
+                DnsSession::new(Arc::clone(&list), flow * spread)
+            })
+            .map_err(|e| e.to_string())?;
             (report, &args.common)
         }
         Command::Merge(args) => {

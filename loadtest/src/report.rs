@@ -194,8 +194,13 @@ pub struct Report {
     pub rps: f64,
     /// Requests sent in the measured period (achieved send rate = `sent / duration_s`).
     pub sent: u64,
-    /// Completed responses that reported failure (HTTP: status not 2xx).
+    /// Completed responses that reported failure (HTTP: status not 2xx; DNS: an error
+    /// response code or a truncated answer).
     pub unsuccessful: u64,
+    /// Completed responses by class, for workloads that label them (DNS: by response
+    /// code, `NOERROR`, `NXDOMAIN`, `SERVFAIL`, ..., and `TRUNCATED`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub responses: BTreeMap<String, u64>,
     /// Bytes received in the measured period.
     pub bytes_in: u64,
     /// Bytes sent in the measured period.
@@ -277,6 +282,7 @@ pub struct Counters {
     pub requests: u64,
     pub sent: u64,
     pub unsuccessful: u64,
+    pub responses: BTreeMap<String, u64>,
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub tls_handshakes: u64,
@@ -296,11 +302,24 @@ impl Counters {
             .or_insert_with(sample);
     }
 
+    /// Counts `n` completed responses of `class` (no allocation once the class is known).
+    pub fn count_class(&mut self, class: &str, n: u64) {
+        match self.responses.get_mut(class) {
+            Some(count) => *count += n,
+            None => {
+                self.responses.insert(class.to_string(), n);
+            }
+        }
+    }
+
     /// Adds `other` into `self`.
     pub fn merge(&mut self, other: Counters) {
         self.requests += other.requests;
         self.sent += other.sent;
         self.unsuccessful += other.unsuccessful;
+        for (class, n) in other.responses {
+            *self.responses.entry(class).or_default() += n;
+        }
         self.bytes_in += other.bytes_in;
         self.bytes_out += other.bytes_out;
         self.tls_handshakes += other.tls_handshakes;
@@ -373,6 +392,7 @@ impl Report {
             rps,
             sent: counters.sent,
             unsuccessful: counters.unsuccessful,
+            responses: counters.responses,
             bytes_in: counters.bytes_in,
             bytes_out: counters.bytes_out,
             in_mb_per_sec: per_sec(counters.bytes_in) / 1e6,
@@ -449,6 +469,7 @@ impl Report {
                 requests: r.requests,
                 sent: r.sent,
                 unsuccessful: r.unsuccessful,
+                responses: r.responses.clone(),
                 bytes_in: r.bytes_in,
                 bytes_out: r.bytes_out,
                 tls_handshakes: r.tls_handshakes,
@@ -479,6 +500,7 @@ impl Report {
         merged.requests = counters.requests;
         merged.sent = counters.sent;
         merged.unsuccessful = counters.unsuccessful;
+        merged.responses = counters.responses;
         merged.bytes_in = counters.bytes_in;
         merged.bytes_out = counters.bytes_out;
         merged.tls_handshakes = counters.tls_handshakes;
@@ -547,12 +569,28 @@ impl Report {
             self.rps,
             self.sent,
             self.sent as f64 / secs,
-            if self.unsuccessful > 0 {
+            if self.unsuccessful > 0 && self.responses.is_empty() {
                 format!("; {} unsuccessful (non-2xx)", self.unsuccessful)
+            } else if self.unsuccessful > 0 {
+                format!("; {} unsuccessful", self.unsuccessful)
             } else {
                 String::new()
             }
         );
+        if !self.responses.is_empty() {
+            let total: u64 = self.responses.values().sum();
+            let classes: Vec<String> = self
+                .responses
+                .iter()
+                .map(|(class, &n)| {
+                    format!(
+                        "{class} {n} ({:.1}%)",
+                        n as f64 * 100.0 / total.max(1) as f64
+                    )
+                })
+                .collect();
+            let _ = writeln!(s, "  responses  {}", classes.join(", "));
+        }
         if let Some(rate) = self.target_rate {
             let _ = writeln!(
                 s,

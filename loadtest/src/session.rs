@@ -22,6 +22,9 @@ pub struct Progress {
     /// The peer announced it will close after the last completed response (HTTP
     /// `Connection: close`): the driver stops sending and reconnects.
     pub close: bool,
+    /// What the completed responses were, when they share one label (DNS: the response
+    /// code, `NOERROR`, `NXDOMAIN`, ...): the report counts responses by it.
+    pub class: Option<&'static str>,
 }
 
 /// The peer sent bytes the session cannot accept; the connection is aborted and counted

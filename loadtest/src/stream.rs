@@ -315,6 +315,10 @@ impl<S: Session> Conn<S> {
         if record {
             core.counters.requests += n as u64;
             core.counters.unsuccessful += u64::from(progress.unsuccessful);
+            if let Some(class) = progress.class {
+                core.counters
+                    .count_class(class, u64::from(progress.completed));
+            }
         }
         let live = &core.live.cores[core.core];
         live.set_completed(core.completed);

@@ -137,6 +137,9 @@ impl<S: Session> UdpCore<S> {
         if record {
             self.st.counters.requests += n as u64;
             self.st.counters.unsuccessful += u64::from(progress.unsuccessful);
+            if let Some(class) = progress.class {
+                self.st.counters.count_class(class, n as u64);
+            }
         }
         self.st.live.cores[self.st.core].set_completed(self.st.completed);
         self.st.check_done();
