@@ -2,68 +2,34 @@
 //! every backend: latency of a known delay, a stall under constant rate (coordinated
 //! omission), error kinds, pipelining, and JSON merge.
 
+mod common;
+
+use common::Server;
+
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ringwork::platform::{BackendChoice, test_all_backends};
-use ringwork::{Context, DriverConfig, Factory, Protocol, Reactor, ReactorConfig, TimerId};
+use ringwork::{Context, DriverConfig, Factory, Protocol, TimerId};
 use ringwork_loadtest::http::HttpWorkload;
 use ringwork_loadtest::report::{Counters, RunFacts, new_histogram};
 use ringwork_loadtest::tcp::{EchoSession, message};
 use ringwork_loadtest::{Report, RunOptions, run_stream};
 
-/// A server on its own reactor thread; stops when dropped.
-struct Server {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// Starts a server whose factory `make` builds on the reactor thread; `None` when the
-/// backend cannot run here (io_uring unavailable: the platform says `skipped: uring`).
+/// backend cannot run here.
 fn serve<F: Factory>(
     backend: BackendChoice,
     make: impl FnOnce() -> F + Send + 'static,
 ) -> Option<Server> {
-    ringwork::platform::testing::driver(backend, DriverConfig::default())?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    let s = Arc::clone(&stop);
-    let thread = std::thread::spawn(move || {
-        let driver = DriverConfig {
-            backend,
-            ..DriverConfig::default()
-        };
-        let mut reactor = Reactor::new(ReactorConfig::default(), driver).expect("reactor");
-        let addr = reactor
+    common::serve(backend, move |reactor| {
+        reactor
             .listen_tcp(SocketAddr::from(([127, 0, 0, 1], 0)), make())
-            .expect("listen");
-        tx.send(addr).expect("send addr");
-        while !s.load(Ordering::Relaxed) {
-            reactor.turn(Some(Duration::from_millis(10))).expect("turn");
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("server address");
-    Some(Server {
-        addr,
-        stop,
-        thread: Some(thread),
+            .expect("listen")
     })
 }
 
@@ -485,36 +451,11 @@ impl ringwork::DatagramProtocol for Lossy {
 }
 
 fn serve_udp(backend: BackendChoice) -> Option<Server> {
-    ringwork::platform::testing::driver(backend, DriverConfig::default())?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    let s = Arc::clone(&stop);
-    let thread = std::thread::spawn(move || {
-        let driver = DriverConfig {
-            backend,
-            ..DriverConfig::default()
-        };
-        let mut reactor = Reactor::new(ReactorConfig::default(), driver).expect("reactor");
+    common::serve(backend, |reactor| {
         let id = reactor
             .bind_udp(SocketAddr::from(([127, 0, 0, 1], 0)), Lossy { n: 0 })
             .expect("bind");
-        let addr = reactor
-            .udp_local_addr(id)
-            .expect("addr")
-            .as_socket()
-            .expect("ip");
-        tx.send(addr).expect("send addr");
-        while !s.load(Ordering::Relaxed) {
-            reactor.turn(Some(Duration::from_millis(10))).expect("turn");
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("server address");
-    Some(Server {
-        addr,
-        stop,
-        thread: Some(thread),
+        common::udp_addr(reactor, id)
     })
 }
 

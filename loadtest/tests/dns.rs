@@ -3,14 +3,16 @@
 //! NXDOMAIN, REFUSED outside the zone), a server that drops queries shows as timeouts, and
 //! the binary reports its counts and refuses bad query lists with the line.
 
+mod common;
+
+use common::Server;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ringwork::platform::{BackendChoice, test_all_backends};
-use ringwork::{DriverConfig, Reactor, ReactorConfig};
 use ringwork_loadtest::dns::{DnsSession, QueryList};
 use ringwork_loadtest::{RunOptions, run_udp};
 use ringwork_protocols::dns::proto::{Catalog, Zone};
@@ -22,61 +24,20 @@ const ZONE: &str = "$ORIGIN example.com.\n$TTL 300\n\
 ns1 IN A 192.0.2.1\n\
 www IN A 192.0.2.80\n";
 
-/// A DNS server on its own reactor thread; stops when dropped.
-struct Server {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 fn serve(backend: BackendChoice) -> Option<Server> {
-    ringwork::platform::testing::driver(backend, DriverConfig::default())?;
     let mut catalog = Catalog::new();
     catalog
         .add(Zone::parse(ZONE, "example.zone", None).expect("zone"))
         .expect("add zone");
     let catalog = Arc::new(catalog);
-    let stop = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    let s = Arc::clone(&stop);
-    let thread = std::thread::spawn(move || {
-        let driver = DriverConfig {
-            backend,
-            ..DriverConfig::default()
-        };
-        let mut reactor = Reactor::new(ReactorConfig::default(), driver).expect("reactor");
+    common::serve(backend, move |reactor| {
         let id = reactor
             .bind_udp(
                 SocketAddr::from(([127, 0, 0, 1], 0)),
                 UdpServer::new(catalog),
             )
             .expect("bind");
-        let addr = reactor
-            .udp_local_addr(id)
-            .expect("addr")
-            .as_socket()
-            .expect("ip");
-        tx.send(addr).expect("send addr");
-        while !s.load(Ordering::Relaxed) {
-            reactor.turn(Some(Duration::from_millis(10))).expect("turn");
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("server address");
-    Some(Server {
-        addr,
-        stop,
-        thread: Some(thread),
+        common::udp_addr(reactor, id)
     })
 }
 

@@ -3,37 +3,23 @@
 //! `--reconnect-every 1`, `--no-resume`, TCP echo over TLS with `--verify`, and an
 //! untrusted server certificate (exit 1 naming the problem).
 
+mod common;
+
+use common::Server;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use ringwork::platform::{BackendChoice, test_all_backends};
 use ringwork::testing::certs::{TestCa, TestCert};
 use ringwork::tls::TlsAcceptor;
-use ringwork::{Context, DriverConfig, Factory, Protocol, Reactor, ReactorConfig};
+use ringwork::{Context, Factory, Protocol};
 use ringwork_loadtest::http::HttpWorkload;
 use ringwork_loadtest::tcp::{EchoSession, message};
 use ringwork_loadtest::tls::TlsOptions;
 use ringwork_loadtest::{Report, RunOptions, run_stream};
-
-/// A TLS server on its own reactor thread; stops when dropped.
-struct Server {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
 
 /// Starts a TLS server presenting `cert`; `None` when the backend cannot run here.
 fn serve_tls<F: Factory>(
@@ -41,35 +27,14 @@ fn serve_tls<F: Factory>(
     cert: &TestCert,
     make: impl FnOnce() -> F + Send + 'static,
 ) -> Option<Server> {
-    ringwork::platform::testing::driver(backend, DriverConfig::default())?;
     let acceptor = TlsAcceptor::builder()
         .certificate(cert.chain(), cert.key())
         .build()
         .expect("acceptor");
-    let stop = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    let s = Arc::clone(&stop);
-    let thread = std::thread::spawn(move || {
-        let driver = DriverConfig {
-            backend,
-            ..DriverConfig::default()
-        };
-        let mut reactor = Reactor::new(ReactorConfig::default(), driver).expect("reactor");
-        let addr = reactor
+    common::serve(backend, move |reactor| {
+        reactor
             .listen_tls(SocketAddr::from(([127, 0, 0, 1], 0)), &acceptor, make())
-            .expect("listen");
-        tx.send(addr).expect("send addr");
-        while !s.load(Ordering::Relaxed) {
-            reactor.turn(Some(Duration::from_millis(10))).expect("turn");
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("server address");
-    Some(Server {
-        addr,
-        stop,
-        thread: Some(thread),
+            .expect("listen")
     })
 }
 

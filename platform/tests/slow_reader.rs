@@ -12,37 +12,16 @@
 mod common;
 
 use std::io::Read;
-use std::net::TcpStream;
 use std::thread;
 
 use bytes::Bytes;
-use ringwork_platform::{
-    BackendChoice, Completion, Driver, DriverConfig, SocketId, test_all_backends, testing,
-};
+use ringwork_platform::{BackendChoice, Completion, DriverConfig, test_all_backends, testing};
 
-use common::{drive, listen, pattern, std_addr};
+use common::{accept_one, drive, pattern};
 
 const PAYLOAD: usize = 32 * 1024 * 1024;
 /// The peer's read size: small, so the sender is woken for little room many times.
 const SIP: usize = 4 * 1024;
-
-fn accept_one(driver: &mut Driver) -> (TcpStream, SocketId) {
-    let (listener, addr) = listen(driver);
-    let outside = TcpStream::connect(std_addr(&addr)).expect("connect");
-    let mut accepted = None;
-    drive(
-        driver,
-        &mut accepted,
-        |_, accepted, c| match c {
-            Completion::Accepted { result, .. } => *accepted = Some(result.expect("accepted")),
-            c => panic!("unexpected {c:?}"),
-        },
-        |_, accepted| accepted.is_some(),
-        |_, _| "no connection accepted".into(),
-    );
-    assert!(driver.close(listener));
-    (outside, accepted.expect("accepted"))
-}
 
 test_all_backends! {
     fn a_big_send_reaches_a_peer_that_reads_in_sips(backend: BackendChoice) {

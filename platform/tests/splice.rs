@@ -17,32 +17,12 @@ use std::thread;
 use std::time::Duration;
 
 use ringwork_platform::{
-    BackendChoice, Completion, Driver, DriverConfig, SocketId, test_all_backends, testing,
+    BackendChoice, Completion, DriverConfig, SocketId, test_all_backends, testing,
 };
 
-use common::{drive, listen, pattern, std_addr};
+use common::{accept_one, drive, listen, pattern};
 
 const PAYLOAD: usize = 8 * 1024 * 1024;
-
-/// Accepts one connection made by `connect` on a fresh listener; returns the outside end
-/// and the driver's socket.
-fn accept_one(driver: &mut Driver) -> (TcpStream, SocketId) {
-    let (listener, addr) = listen(driver);
-    let outside = TcpStream::connect(std_addr(&addr)).expect("connect");
-    let mut accepted = None;
-    drive(
-        driver,
-        &mut accepted,
-        |_, accepted, c| match c {
-            Completion::Accepted { result, .. } => *accepted = Some(result.expect("accepted")),
-            c => panic!("unexpected {c:?}"),
-        },
-        |_, accepted| accepted.is_some(),
-        |_, _| "no connection accepted".into(),
-    );
-    assert!(driver.close(listener));
-    (outside, accepted.expect("accepted"))
-}
 
 #[derive(Default)]
 struct Progress {

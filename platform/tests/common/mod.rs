@@ -7,7 +7,7 @@
 #![allow(dead_code)] // Each test binary uses a different subset.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
@@ -282,4 +282,24 @@ pub fn start_streams(
         );
     }
     (sent, incoming)
+}
+
+/// Accepts one connection made by `connect` on a fresh listener; returns the outside end
+/// and the driver's socket.
+pub fn accept_one(driver: &mut Driver) -> (TcpStream, SocketId) {
+    let (listener, addr) = listen(driver);
+    let outside = TcpStream::connect(std_addr(&addr)).expect("connect");
+    let mut accepted = None;
+    drive(
+        driver,
+        &mut accepted,
+        |_, accepted, c| match c {
+            Completion::Accepted { result, .. } => *accepted = Some(result.expect("accepted")),
+            c => panic!("unexpected {c:?}"),
+        },
+        |_, accepted| accepted.is_some(),
+        |_, _| "no connection accepted".into(),
+    );
+    assert!(driver.close(listener));
+    (outside, accepted.expect("accepted"))
 }
