@@ -322,3 +322,55 @@ ringwork::platform::test_all_backends! {
         assert_eq!(log.borrow().lost(), Some(Lost::Aborted));
     }
 }
+
+/// `RuntimeBuilder::name_resolver` builds one resolver per core, on that core: each core
+/// connects by a name only its own resolver knows.
+#[test]
+fn a_runtime_builds_a_resolver_per_core() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use ringwork::Runtime;
+
+    for backend in [BackendChoice::Uring, BackendChoice::Poll] {
+        if !common::available(backend) {
+            continue;
+        }
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let built = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&built);
+        let runtime = Runtime::builder()
+            .cores(2)
+            .pin(false)
+            .backend(backend)
+            .name_resolver(move |reactor| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let fake = FakeResolver::new();
+                let name = format!("core{}.test", reactor.core_index());
+                fake.set(&name, &[], &[ip(V4)]);
+                Rc::new(fake)
+            })
+            .build()
+            .unwrap();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let running = common::Running::start(runtime, move |reactor| {
+            let name = format!("core{}.test", reactor.core_index());
+            let connect = reactor
+                .handle()
+                .connect_host(&name, port, Sink, ConnectOptions::new());
+            let tx = tx.clone();
+            reactor.spawn_local(async move {
+                let _ = tx.send(connect.await.map(drop).map_err(|e| e.to_string()));
+            });
+            Ok(())
+        });
+        for _ in 0..2 {
+            assert_eq!(common::recv(&rx, "a core's connect by name"), Ok(()));
+        }
+        assert_eq!(built.load(Ordering::SeqCst), 2, "one resolver per core");
+        running.handle.shutdown(Duration::ZERO);
+        running.join().unwrap();
+        drop(listener);
+    }
+}
