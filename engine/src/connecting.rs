@@ -113,6 +113,16 @@ impl Connecting {
         }
     }
 
+    /// A connect that could not start: yields `error`.
+    pub(crate) fn failed(handle: &LocalHandle, error: ConnectError) -> Self {
+        Self {
+            outcome: Deferred::resolved(Err(error)),
+            cancel: Cancel::Conn(Rc::new(Cell::new(None))),
+            handle: handle.clone(),
+            finished: false,
+        }
+    }
+
     /// A connect by name whose race `race` controls, yielding `outcome`.
     pub(crate) fn race(
         handle: &LocalHandle,

@@ -200,6 +200,13 @@ enum Target {
 }
 
 impl HostConnect {
+    /// The handle of a connection to an address (nothing to race).
+    pub(crate) fn direct(id: ConnId, handle: LocalHandle) -> Self {
+        Self {
+            target: Target::Direct(id, handle),
+        }
+    }
+
     /// The connection: at once for a literal address; for a name, once an attempt won
     /// (the protocol got `connection_made`).
     #[must_use]

@@ -53,6 +53,7 @@ mod connecting;
 mod context;
 mod datagram;
 mod dispatch;
+pub mod endpoint;
 mod error;
 pub mod happy_eyeballs;
 mod io;
