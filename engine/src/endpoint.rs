@@ -525,6 +525,27 @@ impl fmt::Display for ClientEndpoint {
 }
 
 impl ClientEndpoint {
+    /// A short name for log lines: `host:port` for a plain `tcp:` endpoint (`[::1]:80`),
+    /// the endpoint string otherwise.
+    #[must_use]
+    pub fn label(&self) -> String {
+        match self {
+            ClientEndpoint::Tcp {
+                host,
+                port,
+                timeout: None,
+                bind: None,
+            } => {
+                if host.contains(':') {
+                    format!("[{host}]:{port}")
+                } else {
+                    format!("{host}:{port}")
+                }
+            }
+            other => other.to_string(),
+        }
+    }
+
     /// A `tcp:` endpoint for `host`:`port` (the old `HOST:PORT` form of an upstream).
     #[must_use]
     pub fn tcp(host: impl Into<String>, port: u16) -> Self {
@@ -676,11 +697,35 @@ pub fn client_from_string(text: &str) -> Result<EndpointConnector, ClientFromStr
     Ok(endpoint.connector()?)
 }
 
+impl From<SocketAddr> for EndpointConnector {
+    /// `tcp:host=IP:port=PORT`.
+    fn from(addr: SocketAddr) -> Self {
+        EndpointConnector {
+            endpoint: ClientEndpoint::tcp(addr.ip().to_string(), addr.port()),
+            tls: None,
+        }
+    }
+}
+
 impl EndpointConnector {
     /// The endpoint.
     #[must_use]
     pub fn endpoint(&self) -> &ClientEndpoint {
         &self.endpoint
+    }
+
+    /// The connector with `timeout` as its connect timeout unless the endpoint has its own
+    /// (`timeout=`).
+    #[must_use]
+    pub fn default_timeout(mut self, timeout: Duration) -> Self {
+        match &mut self.endpoint {
+            ClientEndpoint::Tcp { timeout: t, .. }
+            | ClientEndpoint::Tls { timeout: t, .. }
+            | ClientEndpoint::Unix { timeout: t, .. } => {
+                t.get_or_insert(timeout);
+            }
+        }
+        self
     }
 
     /// The options of a connect to this endpoint.

@@ -229,6 +229,20 @@ impl HostConnect {
             Target::Race(race) => race.cancel(),
         }
     }
+
+    /// [`HostConnect::cancel`] from a callback: a connection (the direct one, or the
+    /// winner) is aborted now, through `ctx`.
+    pub fn cancel_now(&self, ctx: &mut Context<'_>) {
+        match &self.target {
+            Target::Direct(id, _) => ctx.other(*id).abort(),
+            Target::Race(race) => {
+                race.abort.abort();
+                if let Some(id) = race.winner() {
+                    ctx.other(id).abort();
+                }
+            }
+        }
+    }
 }
 
 impl fmt::Debug for HostConnect {

@@ -101,6 +101,27 @@ impl fmt::Display for AddressFamily {
 pub trait NameResolver {
     /// Looks up the `family` addresses of `host`.
     fn lookup(&self, host: &str, family: AddressFamily) -> LookupFuture;
+
+    /// Looks up every address of `host`: both families at once, the IPv6 ones first. One
+    /// family failing is not an error; both failing is (the IPv4 lookup's error, or the
+    /// IPv6 one's when IPv4 merely has no address). For callers that need every address
+    /// before they connect (a SOCKS server checks each against its policy).
+    fn lookup_all(&self, host: &str) -> LookupFuture {
+        let v6 = self.lookup(host, AddressFamily::V6);
+        let v4 = self.lookup(host, AddressFamily::V4);
+        Box::pin(async move {
+            let (v6, v4) = (v6.await, v4.await);
+            match (v6, v4) {
+                (Ok(mut a), Ok(b)) => {
+                    a.extend(b);
+                    Ok(a)
+                }
+                (Ok(a), Err(_)) | (Err(_), Ok(a)) => Ok(a),
+                (Err(v6), Err(LookupError::NoAddresses { .. })) => Err(v6),
+                (Err(_), Err(v4)) => Err(v4),
+            }
+        })
+    }
 }
 
 /// The default [`NameResolver`]: the system's resolver (`getaddrinfo`: `/etc/hosts`, DNS,
