@@ -392,6 +392,7 @@ impl Application<ClientConn> for ClientApp {
                 addr: self.key.addr,
                 source: error.source,
             },
+            (None, LostReason::HostConnect(error)) => ClientError::ConnectHost(error),
             // A failed handshake (never connected), or a TLS error later.
             (None, LostReason::Tls(error)) => ClientError::Tls {
                 addr: self.key.addr,
