@@ -1,9 +1,9 @@
 //! Connect by name with Happy Eyeballs v2 (RFC 8305): Twisted's `HostnameEndpoint`.
 //!
 //! Owns: the race of one connect by name — both lookups through the core's
-//! [`NameResolver`], the Resolution Delay, the interleaved address list, the staggered
+//! [`NameResolver`](crate::names::NameResolver), the Resolution Delay, the interleaved address list, the staggered
 //! attempts and their cancellation — [`HostConnect`] (its handle for protocols),
-//! [`RaceControl`] (what a [`Connecting`] cancels) and [`HostConnectError`].
+//! `RaceControl` (what a [`Connecting`] cancels) and [`HostConnectError`].
 //! Contract:
 //! 1. The AAAA and A lookups start together. An IPv6 answer starts the attempts at once;
 //!    an IPv4 answer first waits up to [`RESOLUTION_DELAY`] for the IPv6 one (§3).

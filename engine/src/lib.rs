@@ -20,11 +20,16 @@
 //!   aborts the connection when dropped.
 //! - [`ReconnectingClient`]: a connection kept up with exponential backoff (Twisted's
 //!   `ReconnectingClientFactory`).
+//! - Connect by name: [`LocalHandle::connect_host`], [`Context::connect_host`] (Twisted's
+//!   `HostnameEndpoint`): Happy Eyeballs v2 ([`happy_eyeballs`]) over the addresses of a
+//!   per-core [`names::NameResolver`] (the system's getaddrinfo on the thread pool by
+//!   default; [`Reactor::set_name_resolver`], [`RuntimeBuilder::name_resolver`]); client
+//!   endpoint strings ([`endpoint::client_from_string`], Twisted's `clientFromString`).
 //! - [`DatagramProtocol`] for UDP.
 //! - [`ThreadPool`] (Twisted's `deferToThread`): blocking work on a bounded pool of
 //!   threads, its value awaited on the calling core ([`Reactor::defer_to_thread`],
-//!   [`Context::defer_to_thread`]); [`resolve::LookupPool`] (name resolution with
-//!   `getaddrinfo`) is one user of it.
+//!   [`Context::defer_to_thread`]); the default name resolver
+//!   ([`names::SystemResolver`], `getaddrinfo`) is one user of it.
 //! - [`ProcessProtocol`] (Twisted's `spawnProcess`): child processes whose pipes or
 //!   pseudo-terminal the driver reads and writes like connections
 //!   ([`Reactor::spawn_process`]).

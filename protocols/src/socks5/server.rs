@@ -74,7 +74,7 @@ struct Shared {
 }
 
 /// A SOCKS5 server: the [`Factory`] for its listener. Build one per core (not `Send`).
-/// Names are resolved through the core's [`NameResolver`] (install another with
+/// Names are resolved through the core's [`NameResolver`](ringwork::names::NameResolver) (install another with
 /// `Reactor::set_name_resolver` or `RuntimeBuilder::name_resolver`).
 pub struct Socks5Server {
     shared: Rc<Shared>,
