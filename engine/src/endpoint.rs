@@ -430,7 +430,7 @@ fn parse_timeout(text: &str) -> Result<Duration, ClientEndpointError> {
         why: "expected seconds, more than 0 (5, 0.5)",
     };
     let seconds: f64 = text.parse().map_err(|_| bad())?;
-    if !(seconds > 0.0) {
+    if seconds.is_nan() || seconds <= 0.0 {
         return Err(bad());
     }
     Duration::try_from_secs_f64(seconds).map_err(|_| bad())

@@ -217,7 +217,10 @@ pub struct RuntimeBuilder {
 
 /// Builds a core's [`NameResolver`] on that core (see [`RuntimeBuilder::name_resolver`]).
 #[derive(Clone)]
-struct ResolverFactory(Arc<dyn Fn(&mut Reactor) -> Rc<dyn NameResolver> + Send + Sync>);
+struct ResolverFactory(Arc<BuildResolver>);
+
+/// What [`RuntimeBuilder::name_resolver`] takes.
+type BuildResolver = dyn Fn(&mut Reactor) -> Rc<dyn NameResolver> + Send + Sync;
 
 impl std::fmt::Debug for ResolverFactory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
