@@ -90,7 +90,7 @@ pub struct HostConnectError {
 }
 
 /// One failed attempt of a connect by name.
-#[derive(Clone, Debug, Eq, PartialEq)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct AttemptFailure {
     /// The address tried.
@@ -102,6 +102,9 @@ pub struct AttemptFailure {
     pub io: Option<io::ErrorKind>,
     /// What happened, as text.
     pub reason: String,
+    /// The TLS error, when the attempt connected but its handshake failed (the server
+    /// was reached: a certificate not trusted, another name, ...).
+    pub tls: Option<crate::tls::TlsError>,
 }
 
 impl HostConnectError {
@@ -737,6 +740,7 @@ impl<P: Protocol> Race<P> {
                         kind: None,
                         io,
                         reason: error.to_string(),
+                        tls: None,
                     });
                     shared.wake();
                 }
@@ -1015,11 +1019,16 @@ impl<P: Protocol> Protocol for Attempt<P> {
             LostReason::ConnectTimeout => Some(io::ErrorKind::TimedOut),
             _ => None,
         };
+        let tls = match &reason {
+            LostReason::Tls(error) => Some(error.clone()),
+            _ => None,
+        };
         self.shared.failures.borrow_mut().push(AttemptFailure {
             addr: self.addr,
             kind: Some(reason.kind()),
             io,
             reason: reason.to_string(),
+            tls,
         });
         self.shared.wake();
     }
