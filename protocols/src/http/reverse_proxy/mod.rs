@@ -74,6 +74,8 @@ pub fn status_for(error: &ClientError) -> u16 {
             error: TlsError::HandshakeTimeout,
             ..
         } => 504,
+        // A name whose race ran out of time, as a connect timeout.
+        ClientError::ConnectHost(error) if error.timed_out.is_some() => 504,
         ClientError::RequestBody(_) | ClientError::RequestBodyLength { .. } => 400,
         _ => 502,
     }
