@@ -13,6 +13,7 @@
 //! nothing was started: the protocol is dropped without callbacks.
 //! Does not: resolve names (see [`resolve`](crate::resolve)), or retry.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use ringwork_platform::SockAddr;
@@ -59,6 +60,14 @@ pub struct ConnectOptions {
     /// Run TLS from the start with this connector, verifying the server as this name (see
     /// [`tls::server_name`](crate::tls::server_name)); `None`: plain.
     pub tls: Option<(TlsConnector, ServerName<'static>)>,
+    /// Connect from this local address (port 0: any port; Twisted's `bindAddress`). A
+    /// connect by name then tries only addresses of its family. `None`: the system picks.
+    pub bind: Option<SocketAddr>,
+    /// Happy Eyeballs' Connection Attempt Delay (RFC 8305 §5) for connects by name: how
+    /// long an attempt runs alone before the next address is tried beside it. `None`:
+    /// [`DEFAULT_ATTEMPT_DELAY`](crate::happy_eyeballs::DEFAULT_ATTEMPT_DELAY) (250 ms);
+    /// values are held within 100 ms to 2 s, as the RFC recommends.
+    pub attempt_delay: Option<Duration>,
 }
 
 impl ConnectOptions {
@@ -72,6 +81,21 @@ impl ConnectOptions {
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Options that connect from `bind` (see [`ConnectOptions::bind`]).
+    #[must_use]
+    pub fn bind(mut self, bind: SocketAddr) -> Self {
+        self.bind = Some(bind);
+        self
+    }
+
+    /// Options with this Happy Eyeballs Connection Attempt Delay (see
+    /// [`ConnectOptions::attempt_delay`]).
+    #[must_use]
+    pub fn attempt_delay(mut self, delay: Duration) -> Self {
+        self.attempt_delay = Some(delay);
         self
     }
 
@@ -101,7 +125,8 @@ pub(crate) fn start(
         None => None,
     };
     let timeout = options.timeout.unwrap_or(state.config.connect_timeout);
-    let socket = io.connect(addr)?;
+    let bind = options.bind.map(SockAddr::from);
+    let socket = io.connect(addr, bind.as_ref())?;
     let timer = state
         .timers
         .add_connect_timeout(ConnId(socket), crate::timers::deadline(state.now, timeout));

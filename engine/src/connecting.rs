@@ -9,7 +9,9 @@
 //! before then cancels the operation: a connect not started yet never starts (the protocol
 //! is dropped without callbacks), one in progress is aborted — its socket closed, its
 //! protocol told `connection_lost(Aborted)` and never `connection_made`.
-//! Does not: resolve names or retry (see [`ReconnectingClient`](crate::ReconnectingClient)).
+//! A connect by name ([`LocalHandle::connect_host`](crate::LocalHandle::connect_host)) is a
+//! [`Connecting`] too: dropping it cancels its lookups and attempts (`happy_eyeballs.rs`).
+//! Does not: retry (see [`ReconnectingClient`](crate::ReconnectingClient)).
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -56,6 +58,10 @@ pub enum ConnectError {
     /// The reactor was dropped before the connect finished.
     #[error("the reactor was dropped before the connect finished")]
     Canceled,
+    /// A connect by name made no connection: the name has no address, every attempt
+    /// failed, or the connect timeout passed (the error names the host and each attempt).
+    #[error(transparent)]
+    Host(Box<crate::HostConnectError>),
 }
 
 impl ConnectError {
@@ -66,6 +72,7 @@ impl ConnectError {
         match self {
             Self::TimedOut { .. } => Some(LostKind::ConnectTimeout),
             Self::Failed { kind, .. } => Some(*kind),
+            Self::Host(error) => Some(error.kind()),
             Self::Start(_) | Self::Canceled => None,
         }
     }
@@ -80,18 +87,54 @@ type Outcome = Result<ConnId, ConnectError>;
 #[must_use = "dropping a Connecting aborts its connection"]
 pub struct Connecting {
     outcome: Deferred<Outcome>,
-    /// The connection, once the start job created it.
-    id: Rc<Cell<Option<ConnId>>>,
+    /// What dropping the future cancels.
+    cancel: Cancel,
     handle: LocalHandle,
     /// Whether the outcome was taken (nothing to cancel then).
     finished: bool,
 }
 
+/// What an unfinished [`Connecting`] cancels when dropped.
+enum Cancel {
+    /// One connect: the connection, once the start job created it.
+    Conn(Rc<Cell<Option<ConnId>>>),
+    /// A connect by name: its race (lookups and attempts), or the winner.
+    Race(Rc<crate::happy_eyeballs::RaceControl>),
+}
+
 impl Connecting {
-    /// The connection's id, once the connect started (in the turn the future was made).
+    /// The connection's id: for a connect to an address, once the connect started (in the
+    /// turn the future was made); for a connect by name, once an attempt won.
     #[must_use]
     pub fn id(&self) -> Option<ConnId> {
-        self.id.get()
+        match &self.cancel {
+            Cancel::Conn(id) => id.get(),
+            Cancel::Race(race) => race.winner(),
+        }
+    }
+
+    /// A connect that could not start: yields `error`.
+    pub(crate) fn failed(handle: &LocalHandle, error: ConnectError) -> Self {
+        Self {
+            outcome: Deferred::resolved(Err(error)),
+            cancel: Cancel::Conn(Rc::new(Cell::new(None))),
+            handle: handle.clone(),
+            finished: false,
+        }
+    }
+
+    /// A connect by name whose race `race` controls, yielding `outcome`.
+    pub(crate) fn race(
+        handle: &LocalHandle,
+        outcome: Deferred<Outcome>,
+        race: Rc<crate::happy_eyeballs::RaceControl>,
+    ) -> Self {
+        Self {
+            outcome,
+            cancel: Cancel::Race(race),
+            handle: handle.clone(),
+            finished: false,
+        }
     }
 }
 
@@ -117,9 +160,14 @@ impl Drop for Connecting {
         // Not started yet: the start job sees the outcome is unwanted and does nothing.
         // Started: abort it (a connection that got `connection_made` meanwhile, unseen by
         // anyone, too).
-        if let Some(id) = self.id.get() {
-            self.handle
-                .run(move |reactor| reactor.with_conn(id, |ctx| ctx.abort()));
+        match &self.cancel {
+            Cancel::Conn(id) => {
+                if let Some(id) = id.get() {
+                    self.handle
+                        .run(move |reactor| reactor.with_conn(id, |ctx| ctx.abort()));
+                }
+            }
+            Cancel::Race(race) => race.cancel(),
         }
     }
 }
@@ -127,7 +175,7 @@ impl Drop for Connecting {
 impl fmt::Debug for Connecting {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connecting")
-            .field("id", &self.id.get())
+            .field("id", &self.id())
             .field("finished", &self.finished)
             .finish()
     }
@@ -167,14 +215,14 @@ pub(crate) fn start(
     });
     Connecting {
         outcome,
-        id,
+        cancel: Cancel::Conn(id),
         handle: handle.clone(),
         finished: false,
     }
 }
 
 /// A protocol that resolves its [`Connecting`] when it connects or is lost first.
-struct Watched<P> {
+pub(crate) struct Watched<P> {
     inner: P,
     /// Shared with the start job, which resolves it if the connect cannot start.
     resolver: Rc<RefCell<Option<Resolver<Outcome>>>>,
@@ -183,6 +231,16 @@ struct Watched<P> {
 }
 
 impl<P> Watched<P> {
+    /// `inner`, resolving `resolver` (a connect by name: its failure comes as
+    /// [`LostReason::HostConnect`]; `timeout` names a plain connect timeout).
+    pub(crate) fn new(inner: P, resolver: Resolver<Outcome>, timeout: Duration) -> Self {
+        Self {
+            inner,
+            resolver: Rc::new(RefCell::new(Some(resolver))),
+            timeout,
+        }
+    }
+
     fn take_resolver(&self) -> Option<Resolver<Outcome>> {
         self.resolver.borrow_mut().take()
     }
@@ -239,6 +297,7 @@ impl<P: Protocol> Protocol for Watched<P> {
                 LostReason::ConnectTimeout => ConnectError::TimedOut {
                     after: self.timeout,
                 },
+                LostReason::HostConnect(ref error) => ConnectError::Host(error.clone()),
                 ref other => ConnectError::Failed {
                     kind: other.kind(),
                     reason: other.to_string(),

@@ -25,8 +25,8 @@ pub(crate) trait Io {
     fn close(&mut self, socket: SocketId);
     /// Closes with a reset.
     fn abort(&mut self, socket: SocketId);
-    /// Starts an outbound stream connection.
-    fn connect(&mut self, addr: &SockAddr) -> Result<SocketId, OpError>;
+    /// Starts an outbound stream connection, from `bind` if given.
+    fn connect(&mut self, addr: &SockAddr, bind: Option<&SockAddr>) -> Result<SocketId, OpError>;
     /// The local address.
     fn local_addr(&self, socket: SocketId) -> Result<SockAddr, OpError>;
     /// The peer address.
@@ -68,8 +68,8 @@ impl Io for Driver {
         Driver::abort(self, socket);
     }
 
-    fn connect(&mut self, addr: &SockAddr) -> Result<SocketId, OpError> {
-        Driver::connect(self, addr)
+    fn connect(&mut self, addr: &SockAddr, bind: Option<&SockAddr>) -> Result<SocketId, OpError> {
+        Driver::connect_from(self, addr, bind)
     }
 
     fn local_addr(&self, socket: SocketId) -> Result<SockAddr, OpError> {

@@ -20,11 +20,16 @@
 //!   aborts the connection when dropped.
 //! - [`ReconnectingClient`]: a connection kept up with exponential backoff (Twisted's
 //!   `ReconnectingClientFactory`).
+//! - Connect by name: [`LocalHandle::connect_host`], [`Context::connect_host`] (Twisted's
+//!   `HostnameEndpoint`): Happy Eyeballs v2 ([`happy_eyeballs`]) over the addresses of a
+//!   per-core [`names::NameResolver`] (the system's getaddrinfo on the thread pool by
+//!   default; [`Reactor::set_name_resolver`], [`RuntimeBuilder::name_resolver`]); client
+//!   endpoint strings ([`endpoint::client_from_string`], Twisted's `clientFromString`).
 //! - [`DatagramProtocol`] for UDP.
 //! - [`ThreadPool`] (Twisted's `deferToThread`): blocking work on a bounded pool of
 //!   threads, its value awaited on the calling core ([`Reactor::defer_to_thread`],
-//!   [`Context::defer_to_thread`]); [`resolve::LookupPool`] (name resolution with
-//!   `getaddrinfo`) is one user of it.
+//!   [`Context::defer_to_thread`]); the default name resolver
+//!   ([`names::SystemResolver`], `getaddrinfo`) is one user of it.
 //! - [`ProcessProtocol`] (Twisted's `spawnProcess`): child processes whose pipes or
 //!   pseudo-terminal the driver reads and writes like connections
 //!   ([`Reactor::spawn_process`]).
@@ -53,11 +58,14 @@ mod connecting;
 mod context;
 mod datagram;
 mod dispatch;
+pub mod endpoint;
 mod error;
+pub mod happy_eyeballs;
 mod io;
 mod local;
 pub mod logging;
 mod looping;
+pub mod names;
 mod preamble;
 mod process;
 mod protocol;
@@ -94,6 +102,7 @@ pub use crate::connecting::{ConnectError, Connecting};
 pub use crate::context::Context;
 pub use crate::datagram::{DatagramContext, DatagramProtocol, UdpId};
 pub use crate::error::EngineError;
+pub use crate::happy_eyeballs::{AttemptFailure, HostConnect, HostConnectError};
 pub use crate::preamble::{DEFAULT_PREAMBLE_TIMEOUT, ListenerOptions, Preamble, PreambleStatus};
 pub use crate::process::{ProcessContext, ProcessId, ProcessProtocol};
 pub use crate::protocol::{ConnId, Factory, LostKind, LostReason, Protocol};

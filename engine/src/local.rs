@@ -19,8 +19,10 @@ use std::time::{Duration, Instant};
 
 use crate::clock::Clock;
 use crate::executor::{Canceled, Deferred, JoinHandle, TimedOut};
+use crate::names::{NameResolver, SystemResolver};
 use crate::protocol::ConnId;
 use crate::reactor::Reactor;
+use crate::threads::ThreadPool;
 use crate::timer::TimerKey;
 use crate::timers::{CallId, Timers, deadline};
 
@@ -45,6 +47,11 @@ pub(crate) struct Local {
     now: Cell<Instant>,
     /// Whether the reactor is in a turn: `now` is then the time to count from.
     in_turn: Cell<bool>,
+    /// The core's name resolver (see [`NameResolver`]).
+    resolver: RefCell<Rc<dyn NameResolver>>,
+    /// Whether `resolver` was installed by the user (else it is the default, rebuilt when
+    /// the core gets its runtime's thread pool).
+    resolver_installed: Cell<bool>,
 }
 
 /// A cheap, cloneable handle to this core's reactor for code that cannot borrow it: futures
@@ -60,8 +67,9 @@ pub struct LocalHandle {
 }
 
 impl LocalHandle {
-    /// A handle for a new core: its wheel starts at the clock's time.
-    pub(crate) fn new(clock: Clock, tick: Duration) -> Self {
+    /// A handle for a new core: its wheel starts at the clock's time; names are resolved
+    /// by the system resolver on `pool`.
+    pub(crate) fn new(clock: Clock, tick: Duration, pool: ThreadPool) -> Self {
         let now = clock.now();
         Self {
             local: Rc::new(Local {
@@ -70,7 +78,32 @@ impl LocalHandle {
                 clock,
                 now: Cell::new(now),
                 in_turn: Cell::new(false),
+                resolver: RefCell::new(Rc::new(SystemResolver::new(pool))),
+                resolver_installed: Cell::new(false),
             }),
+        }
+    }
+
+    /// This core's name resolver: the one installed with
+    /// [`Reactor::set_name_resolver`] (or built by
+    /// [`RuntimeBuilder::name_resolver`](crate::RuntimeBuilder::name_resolver)), else a
+    /// [`SystemResolver`] on the core's thread pool.
+    #[must_use]
+    pub fn name_resolver(&self) -> Rc<dyn NameResolver> {
+        Rc::clone(&self.local.resolver.borrow())
+    }
+
+    /// Installs `resolver` for every later lookup of this core (see
+    /// [`Reactor::set_name_resolver`]).
+    pub(crate) fn set_name_resolver(&self, resolver: Rc<dyn NameResolver>) {
+        *self.local.resolver.borrow_mut() = resolver;
+        self.local.resolver_installed.set(true);
+    }
+
+    /// The core now uses `pool` for blocking work: so does the default resolver.
+    pub(crate) fn set_thread_pool(&self, pool: ThreadPool) {
+        if !self.local.resolver_installed.get() {
+            *self.local.resolver.borrow_mut() = Rc::new(SystemResolver::new(pool));
         }
     }
 

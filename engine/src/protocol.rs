@@ -25,6 +25,12 @@ use crate::timers::TimerId;
 pub struct ConnId(pub(crate) SocketId);
 
 impl ConnId {
+    /// An id that names no connection (a slot no driver hands out): the context of a
+    /// failure that came before any connection existed.
+    pub(crate) fn none() -> Self {
+        ConnId(SocketId::from_parts(u32::MAX, 0))
+    }
+
     /// A dense index (the driver's slot): use it to index per-connection tables.
     #[must_use]
     pub fn index(self) -> u32 {
@@ -79,6 +85,13 @@ pub enum LostReason {
     /// A listener preamble (PROXY protocol header) was invalid, incomplete when the peer
     /// closed, or late; the protocol never started.
     Preamble(String),
+    /// A connect by name ([`Context::connect_host`], a client endpoint) made no connection:
+    /// the name has no address, every attempt failed, or its connect timeout passed. The
+    /// error names the host and says what happened to each address; its
+    /// [`kind`](crate::HostConnectError::kind) is this reason's kind
+    /// ([`LostKind::ConnectFailed`] or [`LostKind::ConnectTimeout`]). `connection_made` was
+    /// never called, and the context of this `connection_lost` names no connection.
+    HostConnect(Box<crate::HostConnectError>),
 }
 
 /// The kind of a [`LostReason`], without its data: `Copy` and comparable (for matching,
@@ -129,6 +142,7 @@ impl LostReason {
             LostReason::Panicked => LostKind::Panicked,
             LostReason::Tls(_) => LostKind::Tls,
             LostReason::Preamble(_) => LostKind::Preamble,
+            LostReason::HostConnect(error) => error.kind(),
         }
     }
 
@@ -161,6 +175,7 @@ impl fmt::Display for LostReason {
             LostReason::Panicked => f.write_str("a protocol panicked"),
             LostReason::Tls(e) => write!(f, "{e}"),
             LostReason::Preamble(reason) => write!(f, "invalid preamble: {reason}"),
+            LostReason::HostConnect(error) => write!(f, "{error}"),
         }
     }
 }

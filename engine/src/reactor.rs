@@ -556,7 +556,23 @@ impl Reactor {
     }
 
     pub(crate) fn set_thread_pool(&mut self, pool: ThreadPool) {
+        self.state.local.set_thread_pool(pool.clone());
         self.state.threads = pool;
+    }
+
+    /// Installs `resolver` as this core's [`NameResolver`](crate::names::NameResolver):
+    /// every later connect by name ([`LocalHandle::connect_host`], [`Context::connect_host`],
+    /// a client endpoint) and lookup through [`LocalHandle::name_resolver`] uses it. The
+    /// default is a [`SystemResolver`](crate::names::SystemResolver) on this core's
+    /// thread pool. Lookups already running finish with the resolver they started with.
+    pub fn set_name_resolver(&mut self, resolver: std::rc::Rc<dyn crate::names::NameResolver>) {
+        self.state.local.set_name_resolver(resolver);
+    }
+
+    /// This core's name resolver (see [`Reactor::set_name_resolver`]).
+    #[must_use]
+    pub fn name_resolver(&self) -> std::rc::Rc<dyn crate::names::NameResolver> {
+        self.state.local.name_resolver()
     }
 
     /// Runs `f` on the thread pool (Twisted's `deferToThread`); the future yields its value

@@ -12,7 +12,8 @@
 //! apply; callers set their own deadline).
 //!
 //! It lives in the engine because it owns threads (protocols own none, see STYLE.md); the
-//! SOCKS5 server and anything else that resolves names share it. It is one user of
+//! default name resolver ([`SystemResolver`](crate::names::SystemResolver), behind every
+//! connect by name) runs its lookups. It is one user of
 //! [`ThreadPool`]: [`LookupPool::with_pool`] shares a runtime's pool with other blocking
 //! work.
 

@@ -6,6 +6,7 @@
 //! Contract: cores share nothing on the hot path; a message costs one channel send plus one
 //! wake-up of the target reactor, and runs on the target core's thread between its turns.
 
+use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
@@ -16,6 +17,7 @@ use ringwork_platform::{BackendChoice, DriverConfig, Waker};
 
 use crate::config::ReactorConfig;
 use crate::error::EngineError;
+use crate::names::NameResolver;
 use crate::reactor::Reactor;
 use crate::signals::{Core0, SignalRouter};
 use crate::threads::ThreadPool;
@@ -209,9 +211,53 @@ pub struct RuntimeBuilder {
     cpus: Option<Vec<usize>>,
     driver: DriverConfig,
     reactor: ReactorConfig,
+    /// Builds each core's name resolver (`None`: the default one).
+    resolver: Option<ResolverFactory>,
+}
+
+/// Builds a core's [`NameResolver`] on that core (see [`RuntimeBuilder::name_resolver`]).
+#[derive(Clone)]
+struct ResolverFactory(Arc<BuildResolver>);
+
+/// What [`RuntimeBuilder::name_resolver`] takes.
+type BuildResolver = dyn Fn(&mut Reactor) -> Rc<dyn NameResolver> + Send + Sync;
+
+impl std::fmt::Debug for ResolverFactory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResolverFactory")
+    }
 }
 
 impl RuntimeBuilder {
+    /// Each core's [`NameResolver`]: `factory` runs once on every core, before the init
+    /// function, with that core's reactor (to bind the resolver's sockets there, or reach
+    /// its thread pool); what it returns resolves every name of that core (see
+    /// [`Reactor::set_name_resolver`]). Default: a
+    /// [`SystemResolver`](crate::names::SystemResolver) on the runtime's thread pool.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::rc::Rc;
+    ///
+    /// use ringwork::Runtime;
+    /// use ringwork::names::SystemResolver;
+    ///
+    /// let runtime = Runtime::builder()
+    ///     .cores(1)
+    ///     .name_resolver(|reactor| Rc::new(SystemResolver::new(reactor.thread_pool().clone())))
+    ///     .build()?;
+    /// # drop(runtime);
+    /// # Ok::<(), ringwork::EngineError>(())
+    /// ```
+    #[must_use]
+    pub fn name_resolver<F>(mut self, factory: F) -> Self
+    where
+        F: Fn(&mut Reactor) -> Rc<dyn NameResolver> + Send + Sync + 'static,
+    {
+        self.resolver = Some(ResolverFactory(Arc::new(factory)));
+        self
+    }
+
     /// Number of cores (reactor threads); default: one per available CPU.
     #[must_use]
     pub fn cores(mut self, cores: usize) -> Self {
@@ -350,6 +396,7 @@ impl Runtime {
             cpus: None,
             driver: DriverConfig::default(),
             reactor: ReactorConfig::default(),
+            resolver: None,
         }
     }
 
@@ -442,6 +489,7 @@ impl Runtime {
             let (driver, reactor) = (builder.driver.clone(), builder.reactor.clone());
             let total = total.clone();
             let pool = pool.clone();
+            let resolver = builder.resolver.clone();
             let (barrier, init, handle) =
                 (Arc::clone(&barrier), Arc::clone(&init), shutdown.clone());
             let spawned = thread::Builder::new()
@@ -503,6 +551,10 @@ impl Runtime {
                     );
                     reactor.set_total_limit(total);
                     reactor.set_thread_pool(pool);
+                    if let Some(factory) = resolver {
+                        let built = (factory.0)(&mut reactor);
+                        reactor.set_name_resolver(built);
+                    }
                     if let Err(error) = init(&mut reactor) {
                         handle.shutdown(Duration::ZERO);
                         reactor.shutdown(Duration::ZERO);

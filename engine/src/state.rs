@@ -486,7 +486,12 @@ pub(crate) struct State {
 impl State {
     /// A core's state; its time starts at `config.clock`'s.
     pub(crate) fn new(config: ReactorConfig) -> Self {
-        let local = crate::local::LocalHandle::new(config.clock.clone(), config.timer_tick);
+        let threads = crate::threads::ThreadPool::default();
+        let local = crate::local::LocalHandle::new(
+            config.clock.clone(),
+            config.timer_tick,
+            threads.clone(),
+        );
         let now = local.now();
         let timers = local.local.timers.clone();
         let warnings = Warnings::new(config.warning_interval);
@@ -500,7 +505,7 @@ impl State {
             notices: VecDeque::new(),
             timers,
             processes: crate::process::Processes::default(),
-            threads: crate::threads::ThreadPool::default(),
+            threads,
             now,
             stats: CoreStats::default(),
             warnings,

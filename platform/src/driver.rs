@@ -212,10 +212,27 @@ impl Driver {
     /// # Errors
     /// The OS error of creating the socket.
     pub fn connect(&mut self, addr: &SockAddr) -> Result<SocketId, OpError> {
+        self.connect_from(addr, None)
+    }
+
+    /// [`Driver::connect`] from a local address: the socket is bound to `bind` first (an
+    /// IP address of `addr`'s family, port 0 for any; Twisted's `bindAddress`).
+    ///
+    /// # Errors
+    /// As [`Driver::connect`], and the OS error of bind (EADDRNOTAVAIL for an address
+    /// this host does not have, EAFNOSUPPORT for the other family).
+    pub fn connect_from(
+        &mut self,
+        addr: &SockAddr,
+        bind: Option<&SockAddr>,
+    ) -> Result<SocketId, OpError> {
         let open = |e| OpError::new(OpKind::Open, None, e);
         let socket = Socket::new(addr.domain(), Type::STREAM, None).map_err(open)?;
         if addr.is_ipv4() || addr.is_ipv6() {
             socket.set_tcp_nodelay(true).map_err(open)?;
+        }
+        if let Some(local) = bind {
+            socket.bind(local).map_err(open)?;
         }
         let id = self.adopt(socket, SocketKind::Stream)?;
         let state = self.core.open_mut(id).expect("just added");

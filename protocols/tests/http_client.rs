@@ -383,6 +383,44 @@ ringwork::platform::test_all_backends! {
         assert_eq!(client.idle_connections(addr), 1);
     }
 
+    /// Requests to a host name: `localhost` through the system resolver, and a name a
+    /// fake resolver maps; each name's connections are pooled and reused, the `Host`
+    /// field carries the name, and a name nobody knows fails naming it.
+    fn requests_by_host_name_share_a_pool(backend: BackendChoice) {
+        let Some(mut reactor) = reactor(backend) else { return };
+        let (addr, log) = serve(&mut reactor, |_| reply(HELLO, Then::Keep));
+        let fake = ringwork::testing::FakeResolver::new();
+        fake.set("backend.test", &[], &["127.0.0.1".parse().unwrap()]);
+        let client = HttpClient::new(reactor.handle(), ClientConfig::default());
+        let port = addr.port();
+        let url = format!("http://localhost:{port}/a");
+        for _ in 0..3 {
+            let request = ClientRequest::from_url(&url).expect("url");
+            let response = block_on(&mut reactor, client.request(request)).expect("response");
+            assert_eq!(text(&response), "hello");
+        }
+        assert_eq!(log.accepted.get(), 1, "one connection for one name");
+        assert_eq!(client.idle_connections_to("localhost", port), 1);
+        assert_eq!(client.idle_connections_to("LocalHost", port), 1);
+        assert!(log.requests.borrow()[0].head.contains(&format!("Host: localhost:{port}")));
+
+        reactor.set_name_resolver(Rc::new(fake.clone()));
+        let url = format!("http://backend.test:{port}/b");
+        for _ in 0..2 {
+            let request = ClientRequest::from_url(&url).expect("url");
+            let response = block_on(&mut reactor, client.request(request)).expect("response");
+            assert_eq!(text(&response), "hello");
+        }
+        assert_eq!(log.accepted.get(), 2, "a second name, a second pool");
+        assert_eq!(client.idle_connections_to("backend.test", port), 1);
+        assert_eq!(fake.lookups().len(), 2, "looked up once (two families) for one connection");
+
+        let request = ClientRequest::from_url(&format!("http://nowhere.test:{port}/")).expect("url");
+        let error = block_on(&mut reactor, client.request(request)).expect_err("no such name");
+        assert!(matches!(error, ClientError::ConnectHost(_)), "{error:?}");
+        assert!(error.to_string().contains("nowhere.test"), "{error}");
+    }
+
     fn graceful_shutdown_closes_idle_connections(backend: BackendChoice) {
         let Some(mut reactor) = reactor(backend) else { return };
         let (addr, _log) = serve(&mut reactor, |_| reply(HELLO, Then::Keep));

@@ -111,7 +111,7 @@ ringwork::platform::test_all_backends! {
         }
         let stats = client.stats();
         assert_eq!((stats.connections_opened, stats.reused), (1, 2), "{stats:?}");
-        assert_eq!(client.idle_connections(addr), 1);
+        assert_eq!(client.idle_connections_to("localhost", addr.port()), 1);
         // An IP literal is verified as an IP address (the certificate names 127.0.0.1): a
         // connection of its own, since the name differs.
         let url = format!("https://127.0.0.1:{}/ip", addr.port());

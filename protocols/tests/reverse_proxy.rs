@@ -306,6 +306,54 @@ ringwork::platform::test_all_backends! {
         assert_eq!(client.stats().connections_opened, 1);
     }
 
+    /// Upstream servers by name: `http://localhost:P` (the system resolver) and
+    /// `backend.test:P` (a fake resolver on the proxy's core). Names are kept in the
+    /// configuration and looked up when the proxy opens a connection, not at load.
+    fn upstream_servers_by_name(backend: BackendChoice) {
+        let Some(mut reactor) = reactor(backend) else { return };
+        let (up, log) = upstream(&mut reactor, "A");
+        let port = up.port();
+        let fake = ringwork::testing::FakeResolver::new();
+        fake.set("backend.test", &[], &["127.0.0.1".parse().unwrap()]);
+        reactor.set_name_resolver(Rc::new(fake.clone()));
+        let config = format!(
+            "listen = [\"tcp:0\"]\n[upstreams.named]\nservers = [\"backend.test:{port}\"]\n\n[[routes]]\nupstream = \"named\"\n"
+        );
+        let addr = proxy(&mut reactor, &config);
+        assert!(fake.lookups().is_empty(), "nothing looked up at load");
+        let client = HttpClient::new(reactor.handle(), ClientConfig::default());
+        for i in 0..3 {
+            let response = get(&mut reactor, &client, ClientRequest::get(addr, format!("/n/{i}"))).expect("response");
+            assert_eq!(response.head.status, 200, "{}", text(&response));
+            assert!(text(&response).starts_with("A\n"), "{}", text(&response));
+        }
+        assert_eq!(log.conns.borrow().len(), 1, "the name's connection is reused");
+        assert_eq!(fake.lookups().len(), 2, "one lookup (both families) for one connection");
+        fake.set("backend.test", &[], &[]);
+        // A name without addresses now: the pooled connection still serves...
+        let response = get(&mut reactor, &client, ClientRequest::get(addr, "/again")).expect("response");
+        assert_eq!(response.head.status, 200);
+
+        let (up_b, _log_b) = upstream(&mut reactor, "B");
+        let config = format!(
+            "listen = [\"tcp:0\"]\n[upstreams.local]\nservers = [\"http://localhost:{}\"]\n\n[[routes]]\nupstream = \"local\"\n",
+            up_b.port()
+        );
+        reactor.set_name_resolver(Rc::new(ringwork::names::SystemResolver::new(reactor.thread_pool().clone())));
+        let addr = proxy(&mut reactor, &config);
+        let response = get(&mut reactor, &client, ClientRequest::get(addr, "/local")).expect("response");
+        assert!(text(&response).starts_with("B\n"), "{}", text(&response));
+
+        // ...while a new proxy (no pooled connection) finds no address: 502.
+        reactor.set_name_resolver(Rc::new(fake.clone()));
+        let config = format!(
+            "listen = [\"tcp:0\"]\n[upstreams.named]\nservers = [\"backend.test:{port}\"]\n\n[[routes]]\nupstream = \"named\"\n"
+        );
+        let addr = proxy(&mut reactor, &config);
+        let response = get(&mut reactor, &client, ClientRequest::get(addr, "/gone")).expect("response");
+        assert_eq!(response.head.status, 502);
+    }
+
     fn routing_by_host_and_prefix(backend: BackendChoice) {
         let Some(mut reactor) = reactor(backend) else { return };
         let (a, _) = upstream(&mut reactor, "A");

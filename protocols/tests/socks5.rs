@@ -25,7 +25,6 @@ use ringwork::BackendChoice;
 use ringwork_protocols::destination::{DestinationPolicy, Rule};
 use ringwork_protocols::http::server::ServerConfig;
 use ringwork_protocols::http::services::{HELLO_BODY, hello};
-use ringwork_protocols::proxy::LookupPool;
 use ringwork_protocols::socks5::{Auth, Socks5Config};
 
 const INSTALL: &str = "scripts/install-http-test-deps.sh";
@@ -53,10 +52,6 @@ fn curl_ok(args: &[&str]) -> Vec<u8> {
     out.stdout
 }
 
-fn pool() -> LookupPool {
-    LookupPool::new(2, 64).expect("start the lookup threads")
-}
-
 /// A SOCKS5 proxy that may reach loopback (where the tests' servers are).
 fn socks(backend: BackendChoice, auth: Auth) -> Option<Proxy> {
     socks_with(backend, auth, &["allow loopback"])
@@ -77,7 +72,7 @@ fn socks_with(backend: BackendChoice, auth: Auth, rules: &[&str]) -> Option<Prox
         policy: DestinationPolicy::new(rules),
         ..Socks5Config::default()
     };
-    Proxy::socks5(backend, config, pool())
+    Proxy::socks5(backend, config)
 }
 
 /// A request to CONNECT to the domain name `name` (sent as is) on `port`.
@@ -158,7 +153,7 @@ ringwork::platform::test_all_backends! {
         let url = format!("http://localhost:{}/", web.addr.port());
         let body = curl_ok(&["--socks5-hostname", &proxy.addr.to_string(), &url]);
         assert_eq!(body, HELLO_BODY);
-        // Twice more, over one proxy: the lookup pool is reused.
+        // Twice more, over one proxy: names are resolved at each request.
         for _ in 0..2 {
             let url = format!("socks5h://{}", proxy.addr);
             let target = format!("http://localhost:{}/", web.addr.port());
@@ -206,6 +201,40 @@ ringwork::platform::test_all_backends! {
         request.extend_from_slice(&80u16.to_be_bytes());
         let (reply, _) = raw_request(proxy.addr, &request);
         assert_eq!(reply[..2], [5, 0x04]);
+    }
+
+    /// A name the server's resolver maps to `::1` (nothing listens there for the web port:
+    /// refused) and `127.0.0.1`: the server checks both against its policy and races them
+    /// (Happy Eyeballs): IPv6 is refused, IPv4 connects at once. With `::1` denied by a
+    /// rule only IPv4 is tried; with both denied the reply is 0x02.
+    fn a_name_from_the_resolver_hook_is_raced_and_checked(backend: BackendChoice) {
+        let Some(web) = web(backend) else { return };
+        let port = web.addr.port();
+        let names = || vec![(
+            "web.test".to_owned(),
+            vec!["::1".parse().unwrap()],
+            vec!["127.0.0.1".parse().unwrap()],
+        )];
+        let url = format!("http://web.test:{port}/");
+        for rules in [&["allow loopback"][..], &["deny ::1", "allow loopback"]] {
+            let config = Socks5Config {
+                policy: DestinationPolicy::new(rules.iter().map(|r| match r.split_once(' ') {
+                    Some(("allow", t)) => Rule::allow(t).unwrap(),
+                    Some((_, t)) => Rule::deny(t).unwrap(),
+                    None => unreachable!(),
+                }).collect()),
+                ..Socks5Config::default()
+            };
+            let Some(proxy) = Proxy::socks5_resolving(backend, config, names()) else { return };
+            let body = curl_ok(&["--socks5-hostname", &proxy.addr.to_string(), &url]);
+            assert_eq!(body, HELLO_BODY, "rules {rules:?}");
+        }
+        let config = Socks5Config::default();
+        let Some(proxy) = Proxy::socks5_resolving(backend, config, names()) else { return };
+        let (reply, _) = raw_request(proxy.addr, &connect_name("web.test", port));
+        assert_eq!(reply[..2], [5, 0x02], "loopback denied by default, in both families");
+        let (reply, _) = raw_request(proxy.addr, &connect_name("other.test", port));
+        assert_eq!(reply[..2], [5, 0x04], "a name the resolver does not know");
     }
 
     fn a_target_outside_the_rules_gets_rep_0x02(backend: BackendChoice) {

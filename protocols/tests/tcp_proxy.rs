@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use proxy_support::{
     LIMIT, Proxy, connect, read_all, refused_port, send_pattern, sum_to_eof, tagged_echo, upstream,
 };
+use ringwork::endpoint::ClientEndpoint;
 use ringwork::platform::testing::retry_interrupted;
 use ringwork::{BackendChoice, ReactorConfig};
 use ringwork_protocols::proxy::{SplicePolicy, TcpProxyConfig};
@@ -135,6 +136,49 @@ ringwork::platform::test_all_backends! {
         // direction open.
         assert_eq!(read_all(&mut client), b"got ping");
         proxy.wait_until("the pair to close", |i| i.stats.open == 0);
+    }
+
+    /// Upstreams named by client endpoints: `tcp:host=localhost:port=P` through the
+    /// system resolver; and a name the core's (fake) resolver maps, resolved at every
+    /// connection: when its address changes, the next client reaches the new one.
+    fn upstreams_by_name_are_resolved_per_connection(backend: BackendChoice) {
+        let a = tagged_echo(b"A");
+        let endpoint: ClientEndpoint = format!("tcp:host=localhost:port={}", a.port()).parse().unwrap();
+        let config = TcpProxyConfig::with_endpoints(vec![endpoint.connector().unwrap()]);
+        let Some(proxy) = proxy_to(backend, config) else { return };
+        let mut client = connect(proxy.addr);
+        client.write_all(b"ping").expect("write");
+        client.shutdown(Shutdown::Write).expect("half-close");
+        assert_eq!(read_all(&mut client), b"Aping");
+        drop(proxy);
+
+        // Two upstreams on one port, at 127.0.0.1 and 127.0.0.2.
+        let (first, second) = loop {
+            let first = TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = first.local_addr().unwrap().port();
+            if let Ok(second) = TcpListener::bind(("127.0.0.2", port)) {
+                break (first, second);
+            }
+        };
+        let port = first.local_addr().unwrap().port();
+        for (listener, tag) in [(first, b"1"), (second, b"2")] {
+            thread::spawn(move || {
+                for stream in listener.incoming() {
+                    let Ok(mut stream) = stream else { break };
+                    let _ = stream.write_all(tag);
+                }
+            });
+        }
+        let endpoint: ClientEndpoint = format!("tcp:host=backend.test:port={port}").parse().unwrap();
+        let config = TcpProxyConfig::with_endpoints(vec![endpoint.connector().unwrap()]);
+        let Some(proxy) = Proxy::tcp_resolving(backend, config, ReactorConfig::default(), true) else { return };
+        for (ip, want) in [("127.0.0.1", b"1"), ("127.0.0.2", b"2"), ("127.0.0.1", b"1")] {
+            proxy.set_name("backend.test", vec![], vec![ip.parse().unwrap()]);
+            let mut client = connect(proxy.addr);
+            let mut got = [0u8; 1];
+            client.read_exact(&mut got).expect("the upstream's tag");
+            assert_eq!(&got, want, "backend.test -> {ip}");
+        }
     }
 
     fn idle_pairs_are_closed(backend: BackendChoice) {

@@ -271,7 +271,7 @@ impl Io for MemoryIo {
         }
     }
 
-    fn connect(&mut self, addr: &SockAddr) -> Result<SocketId, OpError> {
+    fn connect(&mut self, addr: &SockAddr, _bind: Option<&SockAddr>) -> Result<SocketId, OpError> {
         if let Some(kind) = self.connect_error {
             return Err(OpError {
                 op: OpKind::Open,

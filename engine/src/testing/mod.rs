@@ -57,6 +57,9 @@
 
 pub mod certs;
 mod memory;
+mod resolver;
+
+pub use self::resolver::FakeResolver;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -960,6 +963,7 @@ fn duplicate(reason: &LostReason) -> LostReason {
         LostReason::Panicked => LostReason::Panicked,
         LostReason::Tls(e) => LostReason::Tls(e.clone()),
         LostReason::Preamble(r) => LostReason::Preamble(r.clone()),
+        LostReason::HostConnect(e) => LostReason::HostConnect(e.clone()),
     }
 }
 

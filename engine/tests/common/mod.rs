@@ -473,39 +473,45 @@ impl FullBacklog {
     /// A listener with backlog 0 (Linux then queues one connection) plus connections that
     /// fill its queue: one completed, and a few more whose SYNs are dropped.
     pub fn new() -> FullBacklog {
+        Self::at(any_port()).expect("a full backlog on a free loopback port")
+    }
+
+    /// A full backlog at `addr` (IPv4 or IPv6, port 0 for any); fails if `addr` is taken.
+    pub fn at(addr: SocketAddr) -> io::Result<FullBacklog> {
         use socket2::{Domain, Socket, Type};
-        let listener = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-        listener.bind(&any_port().into()).expect("bind");
-        listener.listen(0).expect("listen");
+        let domain = Domain::for_address(addr);
+        let listener = Socket::new(domain, Type::STREAM, None)?;
+        if addr.is_ipv6() {
+            listener.set_only_v6(true)?;
+        }
+        listener.bind(&addr.into())?;
+        listener.listen(0)?;
         let addr = listener
-            .local_addr()
-            .expect("local address")
+            .local_addr()?
             .as_socket()
-            .expect("an IP address");
+            .ok_or_else(|| io::Error::other("not an IP address"))?;
         let mut fillers = Vec::new();
         // Completes (the queue has room for one): the queue is now full.
-        let first = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-        first
-            .connect(&addr.into())
-            .expect("first connect to the backlog");
+        let first = Socket::new(domain, Type::STREAM, None)?;
+        first.connect(&addr.into())?;
         fillers.push(first);
         // Their SYNs are dropped; they only make sure the queue stays full.
         for _ in 0..2 {
-            let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-            socket.set_nonblocking(true).expect("non-blocking");
+            let socket = Socket::new(domain, Type::STREAM, None)?;
+            socket.set_nonblocking(true)?;
             match socket.connect(&addr.into()) {
                 Ok(()) => {}
                 Err(e) if e.raw_os_error() == Some(115) => {} // EINPROGRESS
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => panic!("filler connect: {e}"),
+                Err(e) => return Err(e),
             }
             fillers.push(socket);
         }
-        FullBacklog {
+        Ok(FullBacklog {
             addr,
             _listener: listener,
             _fillers: fillers,
-        }
+        })
     }
 }
 

@@ -3,7 +3,7 @@
 //! ```text
 //! ringwork serve echo [--listen ENDPOINT]... [--cores N] [--backend auto|uring|poll] [--grace SECS]
 //!     [--write-timeout SECS]
-//! ringwork serve tcp-proxy --listen tcp:8000 --upstream 127.0.0.1:9000 [--upstream ..] [--idle-timeout 300s]
+//! ringwork serve tcp-proxy --listen tcp:8000 --upstream ENDPOINT|HOST:PORT [--upstream ..] [--idle-timeout 300s]
 //! ringwork serve socks5 --listen tcp:1080 [--user NAME:PASS]...
 //! ringwork serve http-proxy --config FILE
 //! ```
@@ -67,6 +67,8 @@ Examples:
   ringwork serve discard --listen udp:9000:interface=127.0.0.1 --backend poll
   RUST_LOG=debug ringwork serve echo --listen tcp6:7000:interface=::1
   ringwork serve tcp-proxy --listen tcp:8000 --upstream 127.0.0.1:9000 --upstream 127.0.0.1:9001
+  ringwork serve tcp-proxy --listen tcp:8000 --upstream tcp:host=backend.internal:port=80:timeout=5
+  ringwork serve tcp-proxy --listen tcp:8443 --upstream tls:host=api.internal:port=443:ca=ca.pem
   ringwork serve socks5 --listen tcp:1080:interface=127.0.0.1 --user alice:secret";
 
 const ENDPOINT_HELP: &str = "\
@@ -83,6 +85,17 @@ Endpoints:
                                 alpn= may name only protocols the service speaks
   haproxy:ENDPOINT              any stream endpoint above, behind a load balancer that
                                 sends a PROXY protocol (v1/v2) header first
+Client endpoints (--upstream of tcp-proxy; Twisted's clientFromString):
+  tcp:host=H:port=P[:timeout=SECS][:bindAddress=IP]
+                                TCP to a host name or address (also tcp:H:P, or plain
+                                H:P); a name is resolved at every connection and its
+                                IPv6 and IPv4 addresses raced (Happy Eyeballs, RFC 8305)
+  tls:host=H:port=P[:sni=NAME][:ca=PEM][:verify=no][:timeout=SECS][:bindAddress=IP]
+                                TLS over TCP, verifying the server as sni (default: the
+                                host) against ca (default: the system's roots)
+  unix:path=P[:timeout=SECS]    a Unix stream socket (also unix:P)
+  A ':' inside a value is written '\\:' (an IPv6 host needs none: tcp:host=::1:port=80).
+
 Port 0 picks a free port (TCP only with --cores 1, since each core binds its own). Every
 core listens on each TCP endpoint (SO_REUSEPORT, shared only by this process's cores unless
 --reuse-port); Unix and UDP endpoints are served by core 0. A port another process holds
@@ -252,7 +265,8 @@ enum Service {
     Hello,
     /// HTTP/1.1 static files from --root DIR (ranges, conditional requests, listings).
     Web,
-    /// TCP port forward to --upstream HOST:PORT (repeatable; round-robin with health).
+    /// TCP port forward to --upstream ENDPOINT or HOST:PORT (repeatable; round-robin with
+    /// health; names resolved at every connection).
     TcpProxy,
     /// SOCKS5 proxy (CONNECT; --user NAME:PASS for username/password authentication).
     Socks5,

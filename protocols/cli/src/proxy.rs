@@ -3,31 +3,32 @@
 //! Owns: their options (`--upstream`, `--idle-timeout`, `--user`, `--allow`, `--deny`),
 //! the check that `tcp-proxy` has an upstream (a usage error, exit status 2; which service
 //! takes which option is `SERVICE_OPTIONS` in `main.rs`), and building each core's factory.
-//! Contract: the name-lookup pool of `socks5` is made once and shared by every core; each
-//! core builds its own `TcpProxy` or `Socks5Server` (per-core health and counters).
+//! Contract: each core builds its own `TcpProxy` or `Socks5Server` (per-core health and
+//! counters); names (`--upstream tcp:host=backend:port=80`, SOCKS5 requests) are resolved
+//! at each connect through the core's name resolver, never once at start-up.
 //! `--allow` and `--deny` rules apply in command-line order, interleaved
 //! ([`ProxyArgs::order_rules`] reads the order from clap's indices).
 
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use clap::{ArgMatches, Args};
+use ringwork::endpoint::ClientEndpoint;
 use ringwork_protocols::Endpoint;
 use ringwork_protocols::destination::{DestinationPolicy, Rule, canonical_ip};
-use ringwork_protocols::proxy::{LookupPool, RelayConfig, SplicePolicy, TcpProxy, TcpProxyConfig};
+use ringwork_protocols::proxy::{RelayConfig, SplicePolicy, TcpProxy, TcpProxyConfig};
 use ringwork_protocols::socks5::{Auth, Socks5Config, Socks5Server};
-
-/// Resolver threads of `socks5`, and their queue of pending lookups.
-const LOOKUP_THREADS: usize = 4;
-const LOOKUP_QUEUE: usize = 1024;
 
 /// Options of the proxy services.
 #[derive(Clone, Debug, Args)]
 pub struct ProxyArgs {
-    /// tcp-proxy: where to forward, as HOST:PORT (repeatable; round-robin, failed ones
-    /// skipped for a backoff of 1 s doubling to 30 s).
-    #[arg(long, value_name = "HOST:PORT", value_parser = parse_upstream)]
-    pub upstream: Vec<SocketAddr>,
+    /// tcp-proxy: where to forward (repeatable; round-robin, failed ones skipped for a
+    /// backoff of 1 s doubling to 30 s): a client endpoint string —
+    /// tcp:host=H:port=P[:timeout=S][:bindAddress=IP],
+    /// tls:host=H:port=P[:sni=NAME][:ca=FILE][:verify=no], unix:path=P[:timeout=S] — or
+    /// HOST:PORT (the same as tcp:host=HOST:port=PORT). A host name is resolved at every
+    /// connection (Happy Eyeballs over its IPv6 and IPv4 addresses), not once at start-up.
+    #[arg(long, value_name = "ENDPOINT", value_parser = parse_upstream)]
+    pub upstream: Vec<ClientEndpoint>,
     /// tcp-proxy, socks5: close a connection pair after this long without a byte either
     /// way (`300s`, `5m`, `1h`, `250ms`; `0` never).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -78,8 +79,8 @@ pub enum ProxyKind {
 pub enum ProxyPlan {
     /// `serve tcp-proxy`.
     Tcp(TcpProxyConfig),
-    /// `serve socks5`, with the shared lookup pool.
-    Socks5(Socks5Config, LookupPool),
+    /// `serve socks5`.
+    Socks5(Socks5Config),
 }
 
 impl ProxyArgs {
@@ -88,7 +89,7 @@ impl ProxyArgs {
     pub fn check(&self, kind: Option<ProxyKind>) -> Result<(), String> {
         match kind {
             Some(ProxyKind::Tcp) if self.upstream.is_empty() => {
-                Err("tcp-proxy needs at least one --upstream HOST:PORT".into())
+                Err("tcp-proxy needs at least one --upstream ENDPOINT (tcp:host=H:port=P, or HOST:PORT)".into())
             }
             _ => Ok(()),
         }
@@ -136,7 +137,10 @@ impl ProxyArgs {
     }
 
     /// The plan for `kind` (after [`ProxyArgs::check`]).
-    pub fn plan(&self, kind: ProxyKind) -> std::io::Result<ProxyPlan> {
+    ///
+    /// # Errors
+    /// A `tls:` upstream whose CA file (or the system's store) cannot be loaded.
+    pub fn plan(&self, kind: ProxyKind) -> Result<ProxyPlan, String> {
         let mut relay = RelayConfig::default();
         if let Some(idle) = self.idle_timeout {
             relay.idle_timeout = (!idle.is_zero()).then_some(idle);
@@ -146,7 +150,14 @@ impl ProxyArgs {
         }
         Ok(match kind {
             ProxyKind::Tcp => {
-                let mut config = TcpProxyConfig::new(self.upstream.clone());
+                let mut connectors = Vec::with_capacity(self.upstream.len());
+                for upstream in &self.upstream {
+                    let connector = upstream
+                        .connector()
+                        .map_err(|e| format!("--upstream {upstream}: {e}"))?;
+                    connectors.push(connector);
+                }
+                let mut config = TcpProxyConfig::with_endpoints(connectors);
                 config.relay = relay;
                 config.send_proxy = self.send_proxy;
                 ProxyPlan::Tcp(config)
@@ -168,7 +179,7 @@ impl ProxyArgs {
                     policy: DestinationPolicy::new(self.rules.clone()),
                     ..Socks5Config::default()
                 };
-                ProxyPlan::Socks5(config, LookupPool::new(LOOKUP_THREADS, LOOKUP_QUEUE)?)
+                ProxyPlan::Socks5(config)
             }
         })
     }
@@ -180,7 +191,7 @@ impl ProxyPlan {
     pub fn with_write_timeout(mut self, timeout: Option<Duration>) -> Self {
         match &mut self {
             ProxyPlan::Tcp(config) => config.relay.write_timeout = timeout,
-            ProxyPlan::Socks5(config, _) => config.relay.write_timeout = timeout,
+            ProxyPlan::Socks5(config) => config.relay.write_timeout = timeout,
         }
         self
     }
@@ -196,9 +207,7 @@ impl ProxyPlan {
     /// This core's factory.
     pub fn socks5(&self) -> Option<Socks5Server> {
         match self {
-            ProxyPlan::Socks5(config, pool) => {
-                Some(Socks5Server::new(config.clone(), pool.clone()))
-            }
+            ProxyPlan::Socks5(config) => Some(Socks5Server::new(config.clone())),
             ProxyPlan::Tcp(_) => None,
         }
     }
@@ -225,7 +234,6 @@ fn parse_splice(text: &str) -> Result<SplicePolicy, String> {
         .ok_or_else(bad)
 }
 
-/// `HOST:PORT` (resolved once, at start-up; the first address is used).
 fn parse_proxy_version(text: &str) -> Result<ringwork_protocols::proxy_protocol::Version, String> {
     use ringwork_protocols::proxy_protocol::Version;
     match text {
@@ -235,17 +243,12 @@ fn parse_proxy_version(text: &str) -> Result<ringwork_protocols::proxy_protocol:
     }
 }
 
-fn parse_upstream(text: &str) -> Result<SocketAddr, String> {
-    if let Ok(addr) = text.parse() {
-        return Ok(addr);
-    }
-    if !text.contains(':') {
-        return Err(format!("{text:?} is not HOST:PORT"));
-    }
-    text.to_socket_addrs()
-        .map_err(|e| format!("{text:?}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{text:?} has no address"))
+/// A client endpoint string, or `HOST:PORT` (`tcp:host=HOST:port=PORT`); names are not
+/// resolved here but at each connection.
+fn parse_upstream(text: &str) -> Result<ClientEndpoint, String> {
+    ClientEndpoint::parse_or_host_port(text).map_err(|e| {
+        format!("{text:?}: {e} (an upstream is HOST:PORT or an endpoint such as tcp:host=H:port=P)")
+    })
 }
 
 /// `300s`, `5m`, `1h`, `250ms`, or plain seconds (`300`, `2.5`).

@@ -563,7 +563,6 @@ fn proxies(backend: &str) {
             let _ = stream.write_all(format!("up: {line}").as_bytes());
         }
     });
-    let upstream_arg = upstream.to_string();
     let common = [
         "--listen",
         "tcp:0:interface=127.0.0.1",
@@ -573,25 +572,35 @@ fn proxies(backend: &str) {
         backend,
     ];
 
-    let mut args = vec![
-        "serve",
-        "tcp-proxy",
-        "--upstream",
-        &upstream_arg,
-        "--idle-timeout",
-        "30s",
-    ];
-    args.extend_from_slice(&common);
-    let mut server = Server::start(&args);
-    let addr = tcp_addr(&server.listening(1)[0]);
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
-    stream.write_all(b"via tcp-proxy\n").expect("write");
-    let mut reply = String::new();
-    BufReader::new(&stream).read_line(&mut reply).expect("read");
-    assert_eq!(reply, "up: via tcp-proxy\n");
-    drop(stream);
-    assert!(server.terminate(), "exit status 0 after SIGTERM");
+    // An address, a name in the old HOST:PORT form and an endpoint string: names are
+    // resolved at each connection by the core's resolver.
+    let port = upstream.port();
+    for upstream_arg in [
+        upstream.to_string(),
+        format!("localhost:{port}"),
+        format!("tcp:host=localhost:port={port}:timeout=5"),
+    ] {
+        let mut args = vec![
+            "serve",
+            "tcp-proxy",
+            "--upstream",
+            &upstream_arg,
+            "--idle-timeout",
+            "30s",
+        ];
+        args.extend_from_slice(&common);
+        let mut server = Server::start(&args);
+        let addr = tcp_addr(&server.listening(1)[0]);
+        for _ in 0..2 {
+            let mut stream = TcpStream::connect(addr).expect("connect");
+            stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+            stream.write_all(b"via tcp-proxy\n").expect("write");
+            let mut reply = String::new();
+            BufReader::new(&stream).read_line(&mut reply).expect("read");
+            assert_eq!(reply, "up: via tcp-proxy\n", "--upstream {upstream_arg}");
+        }
+        assert!(server.terminate(), "exit status 0 after SIGTERM");
+    }
 
     // The upstream is on loopback: the default policy refuses it, a rule opens it.
     let allow = format!("127.0.0.1:{}", upstream.port());
@@ -883,7 +892,25 @@ fn bad_proxy_arguments_exit_2() {
         (&["serve", "tcp-proxy"][..], "needs at least one --upstream"),
         (
             &["serve", "tcp-proxy", "--upstream", "nowhere"],
-            "is not HOST:PORT",
+            "an upstream is HOST:PORT or an endpoint",
+        ),
+        (
+            &[
+                "serve",
+                "tcp-proxy",
+                "--upstream",
+                "tcp:host=backend:port=http",
+            ],
+            "bad port \"http\"",
+        ),
+        (
+            &[
+                "serve",
+                "tcp-proxy",
+                "--upstream",
+                "tls:host=backend:port=443:verify=maybe",
+            ],
+            "bad verify \"maybe\"",
         ),
         (
             &[

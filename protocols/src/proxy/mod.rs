@@ -1,6 +1,8 @@
 //! TCP proxying on the engine: the [`Relay`] that joins two connections and the
-//! [`TcpProxy`] port forward built on it; the engine's [`LookupPool`] (names resolved off
-//! the reactor, used by the SOCKS5 server, [`crate::socks5`]) is re-exported here.
+//! [`TcpProxy`] port forward built on it. Upstreams are [`Target`]s: addresses, or client
+//! endpoints whose names are resolved at each connect through the core's name resolver
+//! (`ringwork::names`) and raced with Happy Eyeballs. The engine's [`LookupPool`] (the
+//! getaddrinfo thread pool) is re-exported for callers that still want it.
 //!
 //! Owns: `relay.rs` (backpressure, half-close, idle timeout, failover while connecting,
 //! splicing bulk directions), `tcp.rs` (round-robin upstreams with health).
@@ -14,7 +16,9 @@
 mod relay;
 mod tcp;
 
-pub use relay::{BULK_READ, Dial, Relay, RelayConfig, RelaySnapshot, RelayStats, SplicePolicy};
+pub use relay::{
+    BULK_READ, Dial, Relay, RelayConfig, RelaySnapshot, RelayStats, SplicePolicy, Target,
+};
 pub use ringwork::resolve::{Lookup, LookupError, LookupPool};
 pub use tcp::{TcpProxy, TcpProxyConfig, UpstreamHealth};
 

@@ -23,7 +23,10 @@
 //!   the other side with it: a client that never reads a download frees both descriptors.
 //! - While the upstream connects, client bytes are held here, not in the connecting
 //!   connection's buffer, so that a failed connect loses nothing and [`Dial::failed`] can
-//!   name another address.
+//!   name another target.
+//! - The upstream is a [`Target`]: an address, addresses known already (raced with Happy
+//!   Eyeballs), or a client endpoint ([`EndpointConnector`]: a host name resolved at this
+//!   connect through the core's name resolver and raced with Happy Eyeballs, TLS, Unix).
 //!
 //! - Splicing ([`RelayConfig::splice`]): once a direction looks like a bulk transfer
 //!   ([`SplicePolicy::Bulk`]: that many bytes in a row of reads of at least
@@ -43,9 +46,56 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use ringwork::endpoint::EndpointConnector;
 use ringwork::{
-    ConnId, ConnectOptions, Context, EngineError, LostReason, Protocol, SockAddr, TimerId,
+    ConnId, ConnectOptions, Context, EngineError, HostConnect, LostReason, Protocol, SockAddr,
+    TimerId,
 };
+
+/// Where a relay's upstream connects.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Target {
+    /// One address (TCP or Unix).
+    Addr(SockAddr),
+    /// Addresses known already (a SOCKS server's, after its policy check), raced with
+    /// Happy Eyeballs ([`Context::connect_addrs`]); `label` names them in errors.
+    Addrs {
+        /// What the addresses are of (the requested name).
+        label: String,
+        /// The addresses, in the resolver's order.
+        addrs: Vec<std::net::SocketAddr>,
+    },
+    /// A client endpoint: a name is resolved at each connect and raced with Happy
+    /// Eyeballs; TLS and Unix as the endpoint says.
+    Endpoint(EndpointConnector),
+}
+
+impl From<SockAddr> for Target {
+    fn from(addr: SockAddr) -> Self {
+        Target::Addr(addr)
+    }
+}
+
+impl From<std::net::SocketAddr> for Target {
+    fn from(addr: std::net::SocketAddr) -> Self {
+        Target::Addr(addr.into())
+    }
+}
+
+impl From<EndpointConnector> for Target {
+    fn from(endpoint: EndpointConnector) -> Self {
+        Target::Endpoint(endpoint)
+    }
+}
+
+/// The upstream connect in progress.
+enum Dialing {
+    /// To one address: the connection.
+    Conn(ConnId),
+    /// By name or over several addresses: the race.
+    Race(HostConnect),
+}
 
 /// The most bytes written to a side in one piece: after each piece the relay checks the
 /// side is still writable, so its write buffer passes the high watermark by less than this.
@@ -192,14 +242,15 @@ pub trait Dial: 'static {
     fn connected(&mut self, ctx: &mut Context<'_>, client: ConnId);
 
     /// The upstream failed to connect (or its socket could not be created). Return
-    /// another address to try, or `None` to give up: the client is then closed after
-    /// whatever this wrote to it.
+    /// another target to try, or `None` to give up: the client is then closed after
+    /// whatever this wrote to it. A connect by name fails with
+    /// [`LostReason::HostConnect`], naming the host and each address tried.
     fn failed(
         &mut self,
         ctx: &mut Context<'_>,
         client: ConnId,
         reason: &LostReason,
-    ) -> Option<SockAddr>;
+    ) -> Option<Target>;
 }
 
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -228,7 +279,12 @@ enum Phase {
 
 struct Pair {
     client: ConnId,
+    /// The upstream connection, once it connected.
     upstream: Option<ConnId>,
+    /// The connect in progress (to cancel it if the client leaves).
+    dialing: Option<Dialing>,
+    /// The number of the current dial: a loss of an earlier one's protocol is ignored.
+    dial_number: u64,
     phase: Phase,
     /// Client bytes read while the upstream connects.
     held: BytesMut,
@@ -499,12 +555,14 @@ impl Pair {
     }
 
     /// The upstream connected (`ctx` is the upstream's).
-    fn upstream_made(&mut self, ctx: &mut Context<'_>) {
-        if self.phase != Phase::Connecting {
+    fn upstream_made(&mut self, ctx: &mut Context<'_>, dial: u64) {
+        if self.phase != Phase::Connecting || dial != self.dial_number {
             // The client left while we connected.
             ctx.close();
             return;
         }
+        self.upstream = Some(ctx.id());
+        self.dialing = None;
         self.phase = Phase::Relaying;
         self.last_activity = ctx.now();
         ctx.set_write_timeout(self.config.write_timeout);
@@ -530,17 +588,19 @@ impl Pair {
                 ctx.other(self.client).close();
                 return;
             }
-            let Some(addr) = self.dial.failed(ctx, self.client, &reason) else {
+            let Some(target) = self.dial.failed(ctx, self.client, &reason) else {
                 self.end(ctx);
                 ctx.other(self.client).close();
                 return;
             };
+            self.dial_number += 1;
             let upstream = Upstream {
                 pair: Rc::clone(pair),
+                dial: self.dial_number,
             };
-            match connect(ctx, &addr, upstream, self.config.connect_timeout) {
-                Ok(id) => {
-                    self.upstream = Some(id);
+            match connect(ctx, &target, upstream, self.config.connect_timeout) {
+                Ok(dialing) => {
+                    self.dialing = Some(dialing);
                     return;
                 }
                 Err(error) => reason = error,
@@ -548,16 +608,18 @@ impl Pair {
         }
     }
 
+    /// `dial`: the dial number of an upstream's protocol (0 for the client).
     fn connection_lost(
         &mut self,
         ctx: &mut Context<'_>,
         pair: &Rc<RefCell<Pair>>,
         side: Side,
+        dial: u64,
         reason: LostReason,
     ) {
         if side == Side::Upstream && self.phase == Phase::Connecting {
-            if ctx.id() == self.upstream.unwrap_or(ctx.id()) {
-                self.upstream = None;
+            if dial == self.dial_number {
+                self.dialing = None;
                 self.redial(ctx, pair, reason);
             }
             return;
@@ -568,6 +630,16 @@ impl Pair {
         }
         let was_live = self.phase != Phase::Done;
         self.end(ctx);
+        if side == Side::Client
+            && let Some(dialing) = self.dialing.take()
+        {
+            // The client left while the upstream connects: cancel the connect.
+            match dialing {
+                Dialing::Conn(id) => ctx.other(id).abort(),
+                Dialing::Race(race) => race.cancel_now(ctx),
+            }
+            return;
+        }
         let Some(peer) = self.id(side.other()) else {
             return;
         };
@@ -628,28 +700,43 @@ impl Pair {
     }
 }
 
-/// Starts the upstream connect, with the relay's connect timeout if it has one; the error
-/// is the reason the attempt failed.
+/// Starts the upstream connect, with the relay's connect timeout if it has one (an
+/// endpoint's own `timeout=` comes first); the error is the reason the attempt failed.
 fn connect(
     ctx: &mut Context<'_>,
-    addr: &SockAddr,
+    target: &Target,
     upstream: Upstream,
     timeout: Option<Duration>,
-) -> Result<ConnId, LostReason> {
+) -> Result<Dialing, LostReason> {
     let mut options = ConnectOptions::new();
     if let Some(timeout) = timeout {
         options = options.timeout(timeout);
     }
-    ctx.connect(addr, upstream, options)
-        .map_err(|error| match error {
-            EngineError::Op(error) => LostReason::ConnectFailed(error),
-            // A plain connect fails only in creating its socket (above); kept for the
-            // error type's other cases.
-            other => {
-                tracing::warn!(error = %other, "upstream connect could not start");
-                LostReason::Aborted
-            }
-        })
+    let started = match target {
+        Target::Addr(addr) => ctx.connect(addr, upstream, options).map(Dialing::Conn),
+        Target::Addrs { label, addrs } => Ok(Dialing::Race(ctx.connect_addrs(
+            label,
+            addrs.clone(),
+            upstream,
+            options,
+        ))),
+        Target::Endpoint(endpoint) => {
+            let endpoint = match timeout {
+                Some(timeout) => endpoint.clone().default_timeout(timeout),
+                None => endpoint.clone(),
+            };
+            endpoint.connect_from(ctx, upstream).map(Dialing::Race)
+        }
+    };
+    started.map_err(|error| match error {
+        EngineError::Op(error) => LostReason::ConnectFailed(error),
+        // A plain connect fails only in creating its socket (above); kept for the
+        // error type's other cases.
+        other => {
+            tracing::warn!(error = %other, "upstream connect could not start");
+            LostReason::Aborted
+        }
+    })
 }
 
 /// The client side of a relay: the client connection's protocol forwards its callbacks
@@ -664,12 +751,12 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// Starts connecting to `addr` for the client of `ctx`, with `held` as the client's
+    /// Starts connecting to `target` for the client of `ctx`, with `held` as the client's
     /// first bytes. If the connect cannot even start, [`Dial::failed`] is asked for
-    /// another address at once.
+    /// another target at once.
     pub fn start(
         ctx: &mut Context<'_>,
-        addr: &SockAddr,
+        target: &Target,
         held: &[u8],
         dial: Box<dyn Dial>,
         config: &RelayConfig,
@@ -684,6 +771,8 @@ impl Relay {
         let pair = Rc::new(RefCell::new(Pair {
             client: ctx.id(),
             upstream: None,
+            dialing: None,
+            dial_number: 1,
             phase: Phase::Connecting,
             held: BytesMut::from(held),
             eof: [false; 2],
@@ -702,12 +791,13 @@ impl Relay {
         }));
         let upstream = Upstream {
             pair: Rc::clone(&pair),
+            dial: 1,
         };
-        let result = connect(ctx, addr, upstream, config.connect_timeout);
+        let result = connect(ctx, target, upstream, config.connect_timeout);
         {
             let mut p = pair.borrow_mut();
             match result {
-                Ok(id) => p.upstream = Some(id),
+                Ok(dialing) => p.dialing = Some(dialing),
                 Err(error) => p.redial(ctx, &pair, error),
             }
             if p.held.len() >= p.config.max_held && !p.paused[0] && p.phase == Phase::Connecting {
@@ -718,10 +808,15 @@ impl Relay {
         Relay { pair }
     }
 
-    /// The upstream connection, once a connect started.
+    /// The upstream connection: once it connected (for a connect to one address, once
+    /// the connect started).
     #[must_use]
     pub fn upstream(&self) -> Option<ConnId> {
-        self.pair.borrow().upstream
+        let pair = self.pair.borrow();
+        match (&pair.upstream, &pair.dialing) {
+            (Some(id), _) | (None, Some(Dialing::Conn(id))) => Some(*id),
+            _ => None,
+        }
     }
 
     /// Forward of the client's `data_received`.
@@ -756,18 +851,20 @@ impl Relay {
         let pair = Rc::clone(&self.pair);
         self.pair
             .borrow_mut()
-            .connection_lost(ctx, &pair, Side::Client, reason);
+            .connection_lost(ctx, &pair, Side::Client, 0, reason);
     }
 }
 
 /// The upstream connection's protocol.
 struct Upstream {
     pair: Rc<RefCell<Pair>>,
+    /// Which dial of the pair this is.
+    dial: u64,
 }
 
 impl Protocol for Upstream {
     fn connection_made(&mut self, ctx: &mut Context<'_>) {
-        self.pair.borrow_mut().upstream_made(ctx);
+        self.pair.borrow_mut().upstream_made(ctx, self.dial);
     }
 
     fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
@@ -792,6 +889,6 @@ impl Protocol for Upstream {
         let pair = Rc::clone(&self.pair);
         self.pair
             .borrow_mut()
-            .connection_lost(ctx, &pair, Side::Upstream, reason);
+            .connection_lost(ctx, &pair, Side::Upstream, self.dial, reason);
     }
 }

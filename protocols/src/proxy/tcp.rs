@@ -1,5 +1,9 @@
 //! [`TcpProxy`]: a TCP port forward to a list of upstreams, round-robin, with health.
 //!
+//! Upstreams are client endpoints ([`EndpointConnector`]): a host name is resolved at
+//! every connect (through the core's name resolver, raced with Happy Eyeballs), so a name
+//! whose addresses change is followed without a restart; TLS and Unix upstreams work too.
+//!
 //! Owns: the per-core upstream table (round-robin cursor, down marks with exponential
 //! backoff) and the client protocol that starts a [`Relay`].
 //! Contract: each client connection picks the next healthy upstream in turn; a connect that
@@ -16,15 +20,16 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use ringwork::{ConnId, Context, Factory, LostReason, Protocol, SockAddr, TimerId};
+use ringwork::endpoint::{ClientEndpoint, EndpointConnector};
+use ringwork::{ConnId, Context, Factory, LostReason, Protocol, TimerId};
 
-use super::relay::{Dial, Relay, RelayConfig, RelayStats};
+use super::relay::{Dial, Relay, RelayConfig, RelayStats, Target};
 
 /// Settings of a [`TcpProxy`].
 #[derive(Clone, Debug)]
 pub struct TcpProxyConfig {
     /// Where clients are forwarded, in round-robin order (at least one).
-    pub upstreams: Vec<SocketAddr>,
+    pub upstreams: Vec<EndpointConnector>,
     /// Relay settings (idle timeout, bytes held while connecting).
     pub relay: RelayConfig,
     /// How long a failed upstream is skipped after its first failure.
@@ -39,9 +44,15 @@ pub struct TcpProxyConfig {
 
 impl TcpProxyConfig {
     /// Defaults (1 s backoff doubling to 30 s, the default [`RelayConfig`]) for
-    /// `upstreams`.
+    /// `upstreams` (addresses).
     #[must_use]
     pub fn new(upstreams: Vec<SocketAddr>) -> Self {
+        Self::with_endpoints(upstreams.into_iter().map(EndpointConnector::from).collect())
+    }
+
+    /// Defaults for `upstreams` (client endpoints: `tcp:host=backend:port=80`, ...).
+    #[must_use]
+    pub fn with_endpoints(upstreams: Vec<EndpointConnector>) -> Self {
         Self {
             upstreams,
             relay: RelayConfig::default(),
@@ -53,11 +64,11 @@ impl TcpProxyConfig {
 }
 
 /// One upstream's health as one core sees it.
-#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+#[derive(Clone, Debug, Eq, PartialEq)]
 #[non_exhaustive]
 pub struct UpstreamHealth {
     /// The upstream.
-    pub addr: SocketAddr,
+    pub upstream: ClientEndpoint,
     /// Skipped until then (after a failure).
     pub down_until: Option<Instant>,
     /// Failed connects since its last success.
@@ -70,6 +81,8 @@ pub struct UpstreamHealth {
 
 struct Upstreams {
     list: Vec<UpstreamHealth>,
+    /// The connectors, in the order of `list`.
+    connectors: Vec<EndpointConnector>,
     next: usize,
     backoff_initial: Duration,
     backoff_max: Duration,
@@ -93,7 +106,7 @@ impl Upstreams {
     fn mark_up(&mut self, i: usize) {
         let up = &mut self.list[i];
         if up.down_until.is_some() {
-            tracing::info!("upstream {} is back", up.addr);
+            tracing::info!("upstream {} is back", up.upstream.label());
         }
         up.down_until = None;
         up.consecutive_failures = 0;
@@ -112,7 +125,7 @@ impl Upstreams {
         up.down_until = Some(now + backoff);
         tracing::warn!(
             "upstream {} failed ({reason}); skipped for {backoff:?}",
-            up.addr
+            up.upstream.label()
         );
     }
 }
@@ -145,8 +158,8 @@ impl TcpProxy {
         let list = config
             .upstreams
             .iter()
-            .map(|&addr| UpstreamHealth {
-                addr,
+            .map(|connector| UpstreamHealth {
+                upstream: connector.endpoint().clone(),
                 down_until: None,
                 consecutive_failures: 0,
                 connected: 0,
@@ -157,6 +170,7 @@ impl TcpProxy {
             shared: Rc::new(Shared {
                 upstreams: RefCell::new(Upstreams {
                     list,
+                    connectors: config.upstreams,
                     next: 0,
                     backoff_initial: config.backoff_initial,
                     backoff_max: config.backoff_max,
@@ -220,7 +234,7 @@ impl Protocol for ProxyConn {
             ctx.close();
             return;
         };
-        let addr = self.shared.upstreams.borrow().list[current].addr;
+        let target = Target::Endpoint(self.shared.upstreams.borrow().connectors[current].clone());
         let dial = UpstreamDial {
             shared: Rc::clone(&self.shared),
             current,
@@ -228,7 +242,7 @@ impl Protocol for ProxyConn {
         };
         self.relay = Some(Relay::start(
             ctx,
-            &SockAddr::from(addr),
+            &target,
             &[],
             Box::new(dial),
             &self.shared.relay,
@@ -296,13 +310,13 @@ impl Dial for UpstreamDial {
         ctx: &mut Context<'_>,
         client: ConnId,
         reason: &LostReason,
-    ) -> Option<SockAddr> {
+    ) -> Option<Target> {
         let mut upstreams = self.shared.upstreams.borrow_mut();
         upstreams.mark_down(self.current, ctx.now(), reason);
         match upstreams.pick(ctx.now(), &mut self.tried) {
             Some(next) => {
                 self.current = next;
-                Some(SockAddr::from(upstreams.list[next].addr))
+                Some(Target::Endpoint(upstreams.connectors[next].clone()))
             }
             None => {
                 let peer = ctx

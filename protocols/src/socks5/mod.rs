@@ -4,7 +4,8 @@
 //!
 //! Owns: [`proto`] (greeting, subnegotiation, request, reply encoding) and `server.rs`.
 //! Contract: only CONNECT is served (BIND and UDP ASSOCIATE get REP 0x07); domain names are
-//! resolved on a [`LookupPool`](crate::proxy::LookupPool), never on the reactor; every
+//! resolved through the core's name resolver (`ringwork::names`, by default getaddrinfo
+//! on the runtime's thread pool), never on the reactor; every
 //! destination passes the [`DestinationPolicy`](crate::destination::DestinationPolicy) of
 //! `Socks5Config::policy` (by default no loopback, private or other special address, in
 //! any spelling: `2130706433`, `::ffff:127.0.0.1`, a name resolving to 127.0.0.1), else

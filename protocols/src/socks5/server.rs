@@ -7,9 +7,11 @@
 //! 1. Handshake: bytes go to [`Handshake`]; its replies are written back; an error closes
 //!    the connection after its reply. The whole handshake (and name lookup) must end within
 //!    [`Socks5Config::handshake_timeout`].
-//! 2. A domain target is resolved on the [`LookupPool`]: a task awaits the lookup, stores the
-//!    outcome in a mailbox the protocol shares, and arms a zero-delay timer on the
-//!    connection, so the protocol picks the outcome up in `timer_fired` with its own
+//! 2. A domain target is resolved through the core's name resolver
+//!    ([`NameResolver::lookup_all`](ringwork::names::NameResolver::lookup_all), both
+//!    families at once): a task awaits the lookup,
+//!    stores the outcome in a mailbox the protocol shares, and arms a zero-delay timer on
+//!    the connection, so the protocol picks the outcome up in `timer_fired` with its own
 //!    context. A connection that closed meanwhile has no timers: the outcome is dropped.
 //! 3. The destination policy ([`Socks5Config::policy`], see [`crate::destination`]): a
 //!    name in a numeric form (`2130706433`, `0x7f.1`, ...) is taken as the address it
@@ -18,9 +20,11 @@
 //!    it. Only allowed addresses are connected to; with none, the reply is REP 0x02
 //!    ("connection not allowed by ruleset") and an info log line names the target (a
 //!    peer-supplied name, escaped) and the verdict.
-//! 4. The connect: each allowed address in turn; the reply (REP 0x00 with the bound
-//!    address, or the failure's REP code) is written before any relayed byte. Bytes the
-//!    client sent after its request are held (bounded) and sent once connected.
+//! 4. The connect: the allowed addresses raced with Happy Eyeballs (IPv6 and IPv4
+//!    interleaved, staggered by 250 ms, the first connected wins); the reply (REP 0x00
+//!    with the bound address, or the failure's REP code) is written before any relayed
+//!    byte. Bytes the client sent after its request are held (bounded) and sent once
+//!    connected.
 //!
 //! Does not: resolve on the reactor thread; keep state across cores.
 
@@ -31,11 +35,11 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use ringwork::{ConnId, Context, Factory, LostReason, Protocol, SockAddr, TimerId};
+use ringwork::{ConnId, Context, Factory, LostReason, Protocol, TimerId};
 
 use super::proto::{Auth, Event, Handshake, MAX_MESSAGE, Reply, Target, encode_reply};
 use crate::destination::{DestinationPolicy, Host, canonical_ip};
-use crate::proxy::{Dial, LookupError, LookupPool, Relay, RelayConfig, RelayStats};
+use crate::proxy::{Dial, LookupError, Relay, RelayConfig, RelayStats};
 
 /// Settings of a [`Socks5Server`].
 #[derive(Clone, Debug)]
@@ -66,24 +70,23 @@ impl Default for Socks5Config {
 
 struct Shared {
     config: Socks5Config,
-    lookups: LookupPool,
     stats: RelayStats,
 }
 
-/// A SOCKS5 server: the [`Factory`] for its listener. Build one per core (not `Send`);
-/// the [`LookupPool`] may be shared by all cores.
+/// A SOCKS5 server: the [`Factory`] for its listener. Build one per core (not `Send`).
+/// Names are resolved through the core's [`NameResolver`](ringwork::names::NameResolver) (install another with
+/// `Reactor::set_name_resolver` or `RuntimeBuilder::name_resolver`).
 pub struct Socks5Server {
     shared: Rc<Shared>,
 }
 
 impl Socks5Server {
-    /// A server for `config`, resolving names on `lookups`.
+    /// A server for `config`.
     #[must_use]
-    pub fn new(config: Socks5Config, lookups: LookupPool) -> Self {
+    pub fn new(config: Socks5Config) -> Self {
         Self {
             shared: Rc::new(Shared {
                 config,
-                lookups,
                 stats: RelayStats::default(),
             }),
         }
@@ -171,19 +174,17 @@ impl Socks5Conn {
             return self.fail(ctx, Reply::NotAllowed);
         }
         // The name as the client sent it: a trailing dot matters to the resolver.
-        let lookup = match self.shared.lookups.lookup(&asked, port) {
-            Ok(lookup) => lookup,
-            Err(error) => {
-                tracing::warn!("socks5: {target}: {error}");
-                return self.fail(ctx, Reply::GeneralFailure);
-            }
-        };
+        let lookup = ctx.handle().name_resolver().lookup_all(&asked);
         let mailbox = Rc::clone(&self.mailbox);
         let handle = ctx.handle();
         let id = ctx.id();
         let waker = handle.clone();
         drop(handle.spawn_local(async move {
-            let outcome = lookup.await;
+            let outcome = lookup.await.map(|ips| {
+                ips.into_iter()
+                    .map(|ip| SocketAddr::new(ip, port))
+                    .collect()
+            });
             *mailbox.borrow_mut() = Some(outcome);
             // Calls the protocol back on its own connection (a no-op if it is gone).
             waker.run(move |reactor| {
@@ -233,19 +234,24 @@ impl Socks5Conn {
                 denied = Some(format!("{ip}: {verdict}"));
             }
         }
-        let mut addrs = allowed;
-        let Some(first) = addrs.pop_front() else {
+        if allowed.is_empty() {
             let why = denied.unwrap_or_default();
             tracing::info!("socks5: {target} not allowed ({why})");
             return self.fail(ctx, Reply::NotAllowed);
+        }
+        // One address: connect to it; several: race them (Happy Eyeballs).
+        let upstream = if allowed.len() == 1 {
+            crate::proxy::Target::from(allowed[0])
+        } else {
+            crate::proxy::Target::Addrs {
+                label: target.clone(),
+                addrs: allowed.into(),
+            }
         };
-        let dial = ReplyDial {
-            rest: addrs,
-            target,
-        };
+        let dial = ReplyDial { target };
         let relay = Relay::start(
             ctx,
-            &SockAddr::from(first),
+            &upstream,
             held,
             Box::new(dial),
             &self.shared.config.relay,
@@ -378,9 +384,8 @@ impl Protocol for Socks5Conn {
     }
 }
 
-/// Tries the resolved addresses in turn; writes the final reply.
+/// Writes the final reply.
 struct ReplyDial {
-    rest: VecDeque<SocketAddr>,
     target: String,
 }
 
@@ -396,13 +401,15 @@ impl Dial for ReplyDial {
         ctx: &mut Context<'_>,
         client: ConnId,
         reason: &LostReason,
-    ) -> Option<SockAddr> {
-        if let Some(next) = self.rest.pop_front() {
-            return Some(SockAddr::from(next));
-        }
+    ) -> Option<crate::proxy::Target> {
         let reply = match reason {
             LostReason::ConnectFailed(error) => Reply::from_io_error(error.kind()),
             LostReason::ConnectTimeout => Reply::TtlExpired,
+            LostReason::HostConnect(error) => match error.io_kind() {
+                Some(std::io::ErrorKind::TimedOut) => Reply::TtlExpired,
+                Some(kind) => Reply::from_io_error(kind),
+                None => Reply::GeneralFailure,
+            },
             _ => Reply::GeneralFailure,
         };
         tracing::info!("socks5: connect to {} failed: {reason}", self.target);

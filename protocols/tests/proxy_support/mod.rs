@@ -8,7 +8,7 @@
 
 use std::cell::RefCell;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ use ringwork::{
     ShutdownHandle,
 };
 use ringwork_protocols::proxy::{
-    LookupPool, RelaySnapshot, RelayStats, TcpProxy, TcpProxyConfig, UpstreamHealth,
+    RelaySnapshot, RelayStats, TcpProxy, TcpProxyConfig, UpstreamHealth,
 };
 use ringwork_protocols::socks5::{Socks5Config, Socks5Server};
 
@@ -38,6 +38,8 @@ type Inspector = Box<dyn Fn() -> Inspect>;
 thread_local! {
     /// On the proxy's core thread: reads its per-core state.
     static INSPECT: RefCell<Option<Inspector>> = const { RefCell::new(None) };
+    /// The proxy core's fake resolver, when it has one.
+    static FAKE: RefCell<Option<ringwork::testing::FakeResolver>> = const { RefCell::new(None) };
 }
 
 /// A proxy on a one-core runtime on its own thread; shut down (at once) on drop.
@@ -55,7 +57,23 @@ impl Proxy {
         config: TcpProxyConfig,
         reactor: ReactorConfig,
     ) -> Option<Proxy> {
+        Self::tcp_resolving(backend, config, reactor, false)
+    }
+
+    /// [`Proxy::tcp`] whose core resolves names with a fake resolver (`fake`; set its
+    /// names with [`Proxy::set_name`]) instead of the system's.
+    pub fn tcp_resolving(
+        backend: BackendChoice,
+        config: TcpProxyConfig,
+        reactor: ReactorConfig,
+        fake: bool,
+    ) -> Option<Proxy> {
         Proxy::start(backend, reactor, move |r| {
+            if fake {
+                let resolver = ringwork::testing::FakeResolver::new();
+                FAKE.with(|f| *f.borrow_mut() = Some(resolver.clone()));
+                r.set_name_resolver(std::rc::Rc::new(resolver));
+            }
             let proxy = TcpProxy::new(config.clone());
             let handle = proxy.handle();
             INSPECT.with(|i| {
@@ -68,10 +86,28 @@ impl Proxy {
         })
     }
 
-    /// A [`Socks5Server`] for `config`, resolving on `pool`.
-    pub fn socks5(backend: BackendChoice, config: Socks5Config, pool: LookupPool) -> Option<Proxy> {
+    /// A [`Socks5Server`] for `config`, resolving names with the system resolver.
+    pub fn socks5(backend: BackendChoice, config: Socks5Config) -> Option<Proxy> {
+        Self::socks5_resolving(backend, config, Vec::new())
+    }
+
+    /// A [`Socks5Server`] for `config` whose core resolves `names` (name, IPv6 addresses,
+    /// IPv4 addresses) with a fake resolver (no other name resolves); the system resolver
+    /// when `names` is empty.
+    pub fn socks5_resolving(
+        backend: BackendChoice,
+        config: Socks5Config,
+        names: Vec<(String, Vec<IpAddr>, Vec<IpAddr>)>,
+    ) -> Option<Proxy> {
         Proxy::start(backend, ReactorConfig::default(), move |r| {
-            let server = Socks5Server::new(config.clone(), pool.clone());
+            if !names.is_empty() {
+                let fake = ringwork::testing::FakeResolver::new();
+                for (name, v6, v4) in &names {
+                    fake.set(name, v6, v4);
+                }
+                r.set_name_resolver(std::rc::Rc::new(fake));
+            }
+            let server = Socks5Server::new(config.clone());
             let stats: RelayStats = server.stats();
             INSPECT.with(|i| {
                 *i.borrow_mut() = Some(Box::new(move || Inspect {
@@ -135,6 +171,24 @@ impl Proxy {
         rx.recv_timeout(LIMIT)
             .expect("the proxy core answers")
             .expect("an inspector")
+    }
+
+    /// Sets `name`'s addresses in the proxy core's fake resolver (see
+    /// [`Proxy::tcp_resolving`]); returns once the core did.
+    pub fn set_name(&self, name: &str, v6: Vec<IpAddr>, v4: Vec<IpAddr>) {
+        let (tx, rx) = mpsc::channel();
+        let name = name.to_owned();
+        self.cores
+            .send(0, move |_| {
+                FAKE.with(|f| {
+                    if let Some(fake) = f.borrow().as_ref() {
+                        fake.set(&name, &v6, &v4);
+                    }
+                });
+                let _ = tx.send(());
+            })
+            .expect("the proxy core runs");
+        rx.recv_timeout(LIMIT).expect("the proxy core answers");
     }
 
     /// Asks the core until `done` holds (each ask is a round trip through the reactor).

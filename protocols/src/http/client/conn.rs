@@ -392,6 +392,18 @@ impl Application<ClientConn> for ClientApp {
                 addr: self.key.addr,
                 source: error.source,
             },
+            // A server reached whose TLS handshake failed is a TLS error, as for an address.
+            (None, LostReason::HostConnect(error)) => {
+                match error
+                    .attempts
+                    .iter()
+                    .rev()
+                    .find_map(|a| Some((a.addr, a.tls.clone()?)))
+                {
+                    Some((addr, error)) => ClientError::Tls { addr, error },
+                    None => ClientError::ConnectHost(error),
+                }
+            }
             // A failed handshake (never connected), or a TLS error later.
             (None, LostReason::Tls(error)) => ClientError::Tls {
                 addr: self.key.addr,

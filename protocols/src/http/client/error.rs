@@ -30,6 +30,11 @@ pub enum ClientError {
         #[source]
         source: io::Error,
     },
+    /// Connecting to a host name made no connection: it has no address, every address
+    /// failed, or the connect timeout passed (the error names the host and each address
+    /// tried).
+    #[error("{0}")]
+    ConnectHost(Box<ringwork::HostConnectError>),
     /// The connection was not established within the connect timeout.
     #[error("connect to {addr} timed out after {timeout:?}")]
     ConnectTimeout {

@@ -9,8 +9,12 @@
 //! a *reused* connection before any response byte arrived is sent once more on a new
 //! connection if its method is idempotent (RFC 9110 §9.2.2): the server may have closed
 //! the idle connection just as the request went out.
-//! Does not: resolve names (addresses are `SocketAddr`; see [`ClientRequest::from_url`]),
-//! follow redirects, decode content codings, or pipeline. A request body is one `Bytes` or
+//! Names: a request to a host name ([`ClientRequest::host`], `http://backend.internal/`)
+//! opens each new connection with [`Reactor::connect_host`](ringwork::Reactor::connect_host):
+//! the name is resolved then, through the core's name resolver, and its addresses raced
+//! with Happy Eyeballs; the pool keys such connections by name, port and TLS, so requests
+//! to one name share them.
+//! Does not: follow redirects, decode content codings, or pipeline. A request body is one `Bytes` or
 //! a [`StreamBody`] pulled under backpressure (see `body.rs`); a streamed request is never
 //! retried.
 //! Spec: RFC 9110, RFC 9112. Tests: `request/tests.rs` (sans-IO), `tests/http_client.rs`
@@ -259,6 +263,12 @@ impl HttpClient {
         pool::counts(&self.inner, addr).0
     }
 
+    /// Idle pooled connections to the host name `host` on `port` right now.
+    #[must_use]
+    pub fn idle_connections_to(&self, host: &str, port: u16) -> usize {
+        pool::host_counts(&self.inner, host, port).0
+    }
+
     /// Sends `request` and buffers the whole response (up to `limits.max_body`).
     ///
     /// # Errors
@@ -340,6 +350,7 @@ impl HttpClient {
             };
             let key = PoolKey {
                 addr: request.addr,
+                host: request.host.as_ref().map(|h| h.to_ascii_lowercase()),
                 tls: request
                     .tls
                     .as_ref()
@@ -421,6 +432,7 @@ async fn send<S: ResponseSink>(
         }
         None => {
             let addr = request.addr;
+            let host = request.host.clone();
             let key = target.key.clone();
             // The connector with the name to verify, for a TLS connection.
             let tls = target
@@ -442,9 +454,14 @@ async fn send<S: ResponseSink>(
                 if let Some((connector, name)) = tls {
                     options = options.tls(connector, name);
                 }
-                let opened = reactor.connect(&addr.into(), adapter, options);
+                let opened = match &host {
+                    Some(host) => reactor
+                        .connect_host(host, addr.port(), adapter, options)
+                        .map(drop),
+                    None => reactor.connect(&addr.into(), adapter, options).map(drop),
+                };
                 match opened {
-                    Ok(_) => shared.count(|s| s.connections_opened += 1),
+                    Ok(()) => shared.count(|s| s.connections_opened += 1),
                     Err(error) => {
                         // The protocol was dropped without callbacks (freeing the slot); the
                         // exchange is still here.

@@ -29,10 +29,14 @@ pub(crate) struct Pool {
     hosts: HashMap<PoolKey, Host>,
 }
 
-/// Which connections may carry a request: same address, same TLS (or none).
+/// Which connections may carry a request: same address (or host name and port), same
+/// TLS (or none).
 #[derive(Clone, Debug, Eq, Hash, PartialEq)]
 pub(crate) struct PoolKey {
+    /// The address; for a host name, only its port counts.
     pub(crate) addr: SocketAddr,
+    /// The host name, lowercased (`None`: `addr` is the server).
+    pub(crate) host: Option<String>,
     /// `None`: plaintext.
     pub(crate) tls: Option<TlsKey>,
 }
@@ -269,12 +273,24 @@ fn slot_freed(client: &Rc<Inner>, key: &PoolKey) {
 /// Idle connections and open connections to `addr`, plaintext and TLS together (for stats
 /// and tests).
 pub(crate) fn counts(client: &Inner, addr: SocketAddr) -> (usize, usize) {
+    counts_where(client, |key| key.host.is_none() && key.addr == addr)
+}
+
+/// Idle and open connections to the host name `host` on `port`.
+pub(crate) fn host_counts(client: &Inner, host: &str, port: u16) -> (usize, usize) {
+    let host = host.to_ascii_lowercase();
+    counts_where(client, |key| {
+        key.host.as_deref() == Some(host.as_str()) && key.addr.port() == port
+    })
+}
+
+fn counts_where(client: &Inner, matches: impl Fn(&PoolKey) -> bool) -> (usize, usize) {
     client
         .pool
         .borrow()
         .hosts
         .iter()
-        .filter(|(key, _)| key.addr == addr)
+        .filter(|(key, _)| matches(key))
         .fold((0, 0), |(idle, open), (_, h)| {
             (idle + h.idle.len(), open + h.open)
         })

@@ -1,10 +1,11 @@
 //! [`ClientRequest`]: what the client sends, its builder, `http://` and `https://` URL
 //! parsing and the request's wire form (sans-IO: no sockets, no clock).
 //!
-//! Owns: the request value, [`ClientRequest::from_url`] (literal IPs and `localhost` only)
-//! and [`encode_head`], which picks the framing fields (Host, Content-Length, User-Agent).
-//! Does not: resolve names (no DNS), run TLS (a request only says whether and as which
-//! name to verify the server: [`TlsTarget`]), or follow redirects.
+//! Owns: the request value, [`ClientRequest::from_url`] (IP literals and host names) and
+//! [`encode_head`], which picks the framing fields (Host, Content-Length, User-Agent).
+//! Does not: resolve names (a request names its host; the client resolves it at each new
+//! connection through the core's name resolver), run TLS (a request only says whether and
+//! as which name to verify the server: [`TlsTarget`]), or follow redirects.
 //! Spec: RFC 9110 §7.2 (Host), §8.6 (Content-Length), §4.2.1 (http URI), §4.2.2 (https
 //! URI); RFC 9112 §3.2.1 (origin-form). Tests: `tests.rs` beside this module.
 
@@ -31,8 +32,14 @@ pub struct ClientRequest {
     pub target: Bytes,
     /// The `Host` field value (`example.com`, `127.0.0.1:8080`).
     pub authority: Bytes,
-    /// Where to connect.
+    /// Where to connect: the server's address, or with [`ClientRequest::host`] only the
+    /// port (the address is then unspecified, `0.0.0.0`).
     pub addr: SocketAddr,
+    /// A host name to connect to (on `addr`'s port) instead of `addr`'s address: looked up
+    /// at each new connection through the core's name resolver
+    /// (`ringwork::names::NameResolver`) and raced with Happy Eyeballs. Pooled connections
+    /// are kept per name and port, so requests to one name reuse them.
+    pub host: Option<String>,
     /// TLS to the server (`https`), or `None` for plaintext.
     pub tls: Option<TlsTarget>,
     /// Header fields to send.
@@ -53,6 +60,7 @@ impl ClientRequest {
             target: target.into(),
             authority: Bytes::from(addr.to_string()),
             addr,
+            host: None,
             tls: None,
             headers: Headers::new(),
             body: Bytes::new(),
@@ -66,18 +74,43 @@ impl ClientRequest {
         Self::new(Method::Get, addr, target)
     }
 
+    /// A request with `method` for `target` at the host name `host` (resolved at each new
+    /// connection) on `port`; the authority is `host:port`.
+    #[must_use]
+    pub fn to_host(method: Method, host: &str, port: u16, target: impl Into<Bytes>) -> Self {
+        let mut request = Self::new(
+            method,
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port),
+            target,
+        );
+        request.authority = Bytes::from(format!("{host}:{port}"));
+        request.host = Some(host.to_owned());
+        request
+    }
+
+    /// The server as a log line names it: the host name and port, or the address.
+    #[must_use]
+    pub fn server(&self) -> String {
+        match &self.host {
+            Some(host) => format!("{host}:{}", self.addr.port()),
+            None => self.addr.to_string(),
+        }
+    }
+
     /// A `GET` from an `http://` or `https://` URL: `http://127.0.0.1:8080/x?y`,
     /// `http://[::1]/`, `https://localhost:8443/` (change the method with
     /// [`ClientRequest::method`]). The fragment is dropped; the port defaults to 80 for
     /// `http` and 443 for `https`.
     ///
-    /// There is no DNS: the host must be an IP literal or `localhost` (127.0.0.1). An
-    /// `https` request verifies the server as the URL's host: the DNS name `localhost`, or
-    /// the IP address ([`ServerName::IpAddress`]); change it with [`ClientRequest::tls`].
+    /// A host name (`http://backend.internal:8080/`, `http://localhost/`) becomes
+    /// [`ClientRequest::host`]: it is resolved at each new connection, not here. An
+    /// `https` request verifies the server as the URL's host: the DNS name, or the IP
+    /// address ([`ServerName::IpAddress`]); change it with [`ClientRequest::tls`].
     ///
     /// # Errors
-    /// [`ClientError::BadUrl`] for another scheme, a host name, user info, an empty host or
-    /// a bad port.
+    /// [`ClientError::BadUrl`] for another scheme, user info, an empty or malformed host
+    /// (a name all of whose labels are digits, `1.2.3`, is neither an address nor a name)
+    /// or a bad port.
     pub fn from_url(url: &str) -> Result<Self, ClientError> {
         let bad = |reason| ClientError::BadUrl { reason };
         let scheme_end = url
@@ -99,15 +132,17 @@ impl ClientRequest {
             return Err(bad("user info is not supported"));
         }
         let (host, port) = split_host_port(authority, default_port)?;
-        let localhost = host.eq_ignore_ascii_case("localhost");
         let ip = match host {
             "" => return Err(bad("empty host")),
-            _ if localhost => IpAddr::V4(Ipv4Addr::LOCALHOST),
             h => match h.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-                Some(v6) => IpAddr::V6(v6.parse().map_err(|_| bad("malformed IPv6 address"))?),
-                None => IpAddr::V4(h.parse().map_err(|_| {
-                    bad("host is not an IP address or localhost (no DNS in this client)")
-                })?),
+                Some(v6) => Some(IpAddr::V6(
+                    v6.parse().map_err(|_| bad("malformed IPv6 address"))?,
+                )),
+                None => match h.parse::<IpAddr>() {
+                    Ok(ip) => Some(ip),
+                    Err(_) if is_host_name(h) => None,
+                    Err(_) => return Err(bad("host is not an IP address or a host name")),
+                },
             },
         };
         let target = match target {
@@ -118,13 +153,17 @@ impl ClientRequest {
         if target.bytes().any(|b| b <= b' ' || b == 0x7f) {
             return Err(bad("whitespace or control bytes in the path"));
         }
-        let mut request = Self::get(SocketAddr::new(ip, port), target);
+        let mut request = match ip {
+            Some(ip) => Self::get(SocketAddr::new(ip, port), target),
+            None => Self::to_host(Method::Get, host, port, target),
+        };
         request.authority = Bytes::copy_from_slice(authority.as_bytes());
         if https {
-            let server_name = if localhost {
-                ServerName::try_from("localhost").map_err(|_| bad("invalid server name"))?
-            } else {
-                ServerName::IpAddress(ip.into())
+            let server_name = match ip {
+                Some(ip) => ServerName::IpAddress(ip.into()),
+                None => {
+                    ServerName::try_from(host.to_owned()).map_err(|_| bad("invalid server name"))?
+                }
             };
             request.tls = Some(TlsTarget::new(server_name));
         }
@@ -187,6 +226,24 @@ pub fn is_idempotent(method: &Method) -> bool {
         method,
         Method::Get | Method::Head | Method::Put | Method::Delete | Method::Options | Method::Trace
     )
+}
+
+/// Whether `host` is a DNS host name (RFC 1123 labels of letters, digits, `-` and `_`,
+/// a trailing dot allowed) that is not all digits (`1.2.3` is a malformed address).
+fn is_host_name(host: &str) -> bool {
+    let name = host.strip_suffix('.').unwrap_or(host);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        && !name
+            .split('.')
+            .all(|label| label.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Splits `host[:port]` (`[v6]:port` for IPv6); the port defaults to `default_port`.

@@ -72,13 +72,76 @@ impl Default for Timeouts {
     }
 }
 
+/// One server of an upstream pool: an address, or a host name resolved at each new
+/// connection (through the core's name resolver, with Happy Eyeballs), so a name whose
+/// addresses change is followed without a reload.
+#[derive(Clone, Debug, Eq, Hash, PartialEq)]
+pub enum ServerAddr {
+    /// An IP address and port.
+    Addr(SocketAddr),
+    /// A host name and port.
+    Host {
+        /// The name (`backend.internal`).
+        name: String,
+        /// The port.
+        port: u16,
+    },
+}
+
+impl From<SocketAddr> for ServerAddr {
+    fn from(addr: SocketAddr) -> Self {
+        ServerAddr::Addr(addr)
+    }
+}
+
+impl std::str::FromStr for ServerAddr {
+    type Err = String;
+
+    /// `host:port`: an IP literal (`[::1]:80` for IPv6) or a host name; nothing is
+    /// resolved here.
+    fn from_str(server: &str) -> Result<Self, String> {
+        if let Ok(addr) = server.parse() {
+            return Ok(ServerAddr::Addr(addr));
+        }
+        let not = || format!("{server:?} is not host:port");
+        let (host, port) = server.rsplit_once(':').ok_or_else(not)?;
+        let port: u16 = port.parse().map_err(|_| not())?;
+        let valid = !host.is_empty()
+            && host.len() <= 253
+            && host.trim_end_matches('.').split('.').all(|label| {
+                !label.is_empty()
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            });
+        if !valid {
+            return Err(format!(
+                "{server:?}: {host:?} is not a host name or an IP address"
+            ));
+        }
+        Ok(ServerAddr::Host {
+            name: host.to_owned(),
+            port,
+        })
+    }
+}
+
+impl std::fmt::Display for ServerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServerAddr::Addr(addr) => write!(f, "{addr}"),
+            ServerAddr::Host { name, port } => write!(f, "{name}:{port}"),
+        }
+    }
+}
+
 /// One upstream pool.
 #[derive(Clone, Debug, PartialEq)]
 pub struct UpstreamConfig {
     /// The name routes use.
     pub name: String,
     /// Its servers (round-robin).
-    pub servers: Vec<SocketAddr>,
+    pub servers: Vec<ServerAddr>,
     /// How long a failed server is skipped. Default 10 s.
     pub backoff: Duration,
     /// TLS to the servers (`https://` servers), `None` for plaintext.

@@ -39,7 +39,6 @@ pub mod routing;
 pub mod upstream_tls;
 
 use std::cell::RefCell;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -48,7 +47,7 @@ use bytes::Bytes;
 use ringwork::tls::{ServerName, TlsConfigError, TlsConnector, TlsError};
 use ringwork::{Context, LocalHandle};
 
-pub use self::config::{ConfigError, ProxyConfig, Timeouts, UpstreamConfig};
+pub use self::config::{ConfigError, ProxyConfig, ServerAddr, Timeouts, UpstreamConfig};
 pub use self::headers::{ForwardedMode, Hop, add_forwarded, add_via, strip_hop_by_hop};
 pub use self::routing::{HostPattern, Route, RouteTable, UpstreamPool};
 pub use self::upstream_tls::UpstreamTls;
@@ -75,6 +74,8 @@ pub fn status_for(error: &ClientError) -> u16 {
             error: TlsError::HandshakeTimeout,
             ..
         } => 504,
+        // A name whose race ran out of time, as a connect timeout.
+        ClientError::ConnectHost(error) if error.timed_out.is_some() => 504,
         ClientError::RequestBody(_) | ClientError::RequestBodyLength { .. } => 400,
         _ => 502,
     }
@@ -136,30 +137,30 @@ struct PoolTls {
     /// with 502 and says why).
     connector: Result<TlsConnector, Arc<TlsConfigError>>,
     /// The name each server is verified as.
-    names: Vec<(SocketAddr, ServerName<'static>)>,
+    names: Vec<(ServerAddr, ServerName<'static>)>,
 }
 
 impl PoolTls {
-    fn new(name: &str, tls: &UpstreamTls, servers: &[SocketAddr], config: &ProxyConfig) -> Self {
+    fn new(name: &str, tls: &UpstreamTls, servers: &[ServerAddr], config: &ProxyConfig) -> Self {
         let connector = tls.connector(config.timeouts.connect).map_err(|error| {
             tracing::error!(upstream = %name, %error, "cannot build the upstream TLS connector");
             Arc::new(error)
         });
         let names = servers
             .iter()
-            .copied()
+            .cloned()
             .zip(tls.server_names.iter().cloned())
             .collect();
         Self { connector, names }
     }
 
     /// The TLS of a request to `addr`.
-    fn target(&self, addr: SocketAddr) -> Result<TlsTarget, ClientError> {
+    fn target(&self, addr: &ServerAddr) -> Result<TlsTarget, ClientError> {
         let connector = self.connector.clone().map_err(ClientError::TlsConfig)?;
         let server_name = self
             .names
             .iter()
-            .find(|(a, _)| *a == addr)
+            .find(|(a, _)| a == addr)
             .map(|(_, name)| name.clone())
             // `pick` returns one of the pool's servers, which all have a name.
             .ok_or(ClientError::BadUrl {
@@ -377,10 +378,10 @@ async fn forward(core: Rc<Core>, out: Outgoing, respond: Responder) {
         let Some(addr) = core.pools.borrow_mut()[out.upstream].pick(Instant::now()) else {
             break;
         };
-        last = Some(addr);
+        last = Some(addr.clone());
         let tls = match core.tls.get(out.upstream).and_then(Option::as_ref) {
             None => None,
-            Some(tls) => match tls.target(addr) {
+            Some(tls) => match tls.target(&addr) {
                 Ok(target) => Some(target),
                 Err(error) => {
                     tracing::warn!(upstream = %addr, %pool, %error, "no TLS to this upstream");
@@ -389,18 +390,22 @@ async fn forward(core: Rc<Core>, out: Outgoing, respond: Responder) {
                 }
             },
         };
-        let request = upstream_request(&out, addr, tls);
+        let request = upstream_request(&out, &addr, tls);
         let sink = ProxySink {
             down: Rc::clone(&down),
         };
         match core.client.request_with(request, sink).await {
             Ok(_) => {
-                core.pools.borrow_mut()[out.upstream].mark_ok(addr);
+                core.pools.borrow_mut()[out.upstream].mark_ok(&addr);
                 return;
             }
-            Err(error @ (ClientError::Connect { .. } | ClientError::ConnectTimeout { .. })) => {
+            Err(
+                error @ (ClientError::Connect { .. }
+                | ClientError::ConnectTimeout { .. }
+                | ClientError::ConnectHost(_)),
+            ) => {
                 tracing::warn!(upstream = %addr, %pool, %error, "upstream unreachable; backing off");
-                core.pools.borrow_mut()[out.upstream].mark_failed(addr, Instant::now());
+                core.pools.borrow_mut()[out.upstream].mark_failed(&addr, Instant::now());
                 failure = Some(error);
             }
             // The request was not sent: as for an unreachable server.
@@ -411,7 +416,7 @@ async fn forward(core: Rc<Core>, out: Outgoing, respond: Responder) {
                     upstream = %addr, %pool, %error,
                     "upstream TLS handshake failed; backing off"
                 );
-                core.pools.borrow_mut()[out.upstream].mark_failed(addr, Instant::now());
+                core.pools.borrow_mut()[out.upstream].mark_failed(&addr, Instant::now());
                 failure = Some(error);
             }
             Err(error) => {
@@ -460,9 +465,17 @@ async fn forward(core: Rc<Core>, out: Outgoing, respond: Responder) {
     }
 }
 
-/// The upstream request for one attempt on `addr` (over TLS if `tls`).
-fn upstream_request(out: &Outgoing, addr: SocketAddr, tls: Option<TlsTarget>) -> ClientRequest {
-    let mut request = ClientRequest::new(out.method.clone(), addr, out.target.clone()).tls(tls);
+/// The upstream request for one attempt on `addr` (over TLS if `tls`); a host name is
+/// resolved by the client when it opens a connection.
+fn upstream_request(out: &Outgoing, addr: &ServerAddr, tls: Option<TlsTarget>) -> ClientRequest {
+    let method = out.method.clone();
+    let mut request = match addr {
+        ServerAddr::Addr(addr) => ClientRequest::new(method, *addr, out.target.clone()),
+        ServerAddr::Host { name, port } => {
+            ClientRequest::to_host(method, name, *port, out.target.clone())
+        }
+    }
+    .tls(tls);
     request.headers = out.headers.clone();
     if let Some(authority) = &out.authority {
         request.authority = authority.clone();

@@ -8,8 +8,9 @@
 //! ties go to the route listed first. Time arrives as an argument (`now`).
 //! Does not: resolve names or open connections.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+
+use super::config::ServerAddr;
 
 /// Which `Host` values a route accepts.
 #[derive(Clone, Debug, Eq, PartialEq)]
@@ -151,20 +152,24 @@ pub struct UpstreamPool {
 
 #[derive(Clone, Debug)]
 struct UpstreamServer {
-    addr: SocketAddr,
+    addr: ServerAddr,
     down_until: Option<Instant>,
 }
 
 impl UpstreamPool {
     /// A pool of `servers` (not empty) with `backoff` for failed ones.
     #[must_use]
-    pub fn new(name: impl Into<String>, servers: &[SocketAddr], backoff: Duration) -> Self {
+    pub fn new<S: Into<ServerAddr> + Clone>(
+        name: impl Into<String>,
+        servers: &[S],
+        backoff: Duration,
+    ) -> Self {
         Self {
             name: name.into(),
             servers: servers
                 .iter()
-                .map(|&addr| UpstreamServer {
-                    addr,
+                .map(|addr| UpstreamServer {
+                    addr: addr.clone().into(),
                     down_until: None,
                 })
                 .collect(),
@@ -187,7 +192,7 @@ impl UpstreamPool {
 
     /// The next server in round-robin order that is not backing off at `now`; when all
     /// are, the one whose back-off ends first (better a likely failure than none).
-    pub fn pick(&mut self, now: Instant) -> Option<SocketAddr> {
+    pub fn pick(&mut self, now: Instant) -> Option<ServerAddr> {
         let n = self.servers.len();
         for i in 0..n {
             let at = (self.next + i) % n;
@@ -195,23 +200,23 @@ impl UpstreamPool {
             if server.down_until.is_none_or(|until| until <= now) {
                 server.down_until = None;
                 self.next = (at + 1) % n;
-                return Some(server.addr);
+                return Some(server.addr.clone());
             }
         }
         let soonest = self.servers.iter().min_by_key(|s| s.down_until)?;
-        Some(soonest.addr)
+        Some(soonest.addr.clone())
     }
 
     /// `addr` failed (refused, unreachable, timed out): skip it until `now + backoff`.
-    pub fn mark_failed(&mut self, addr: SocketAddr, now: Instant) {
-        for server in self.servers.iter_mut().filter(|s| s.addr == addr) {
+    pub fn mark_failed(&mut self, addr: &ServerAddr, now: Instant) {
+        for server in self.servers.iter_mut().filter(|s| s.addr == *addr) {
             server.down_until = Some(now + self.backoff);
         }
     }
 
     /// `addr` answered: it is up.
-    pub fn mark_ok(&mut self, addr: SocketAddr) {
-        for server in self.servers.iter_mut().filter(|s| s.addr == addr) {
+    pub fn mark_ok(&mut self, addr: &ServerAddr) {
+        for server in self.servers.iter_mut().filter(|s| s.addr == *addr) {
             server.down_until = None;
         }
     }

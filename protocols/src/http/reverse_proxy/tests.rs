@@ -82,26 +82,30 @@ fn lookup_prefers_exact_host_then_wildcard_then_any_and_longest_prefix() {
 
 #[test]
 fn upstream_round_robin_and_backoff() {
-    let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
-    let b: SocketAddr = "127.0.0.1:2".parse().unwrap();
-    let c: SocketAddr = "127.0.0.1:3".parse().unwrap();
-    let mut pool = UpstreamPool::new("p", &[a, b, c], Duration::from_secs(10));
+    let a: ServerAddr = "127.0.0.1:1".parse().unwrap();
+    let b: ServerAddr = "backend.internal:2".parse().unwrap();
+    let c: ServerAddr = "127.0.0.1:3".parse().unwrap();
+    let mut pool = UpstreamPool::new(
+        "p",
+        &[a.clone(), b.clone(), c.clone()],
+        Duration::from_secs(10),
+    );
     let t0 = Instant::now();
     let picks: Vec<_> = (0..6).map(|_| pool.pick(t0).unwrap()).collect();
-    assert_eq!(picks, [a, b, c, a, b, c]);
-    pool.mark_failed(b, t0);
+    assert_eq!(picks, [&a, &b, &c, &a, &b, &c].map(Clone::clone));
+    pool.mark_failed(&b, t0);
     let picks: Vec<_> = (0..4).map(|_| pool.pick(t0).unwrap()).collect();
-    assert_eq!(picks, [a, c, a, c]);
+    assert_eq!(picks, [&a, &c, &a, &c].map(Clone::clone));
     // After the back-off it is tried again.
     let later = t0 + Duration::from_secs(11);
     let picks: Vec<_> = (0..3).map(|_| pool.pick(later).unwrap()).collect();
     assert!(picks.contains(&b), "{picks:?}");
     // All down: the one whose back-off ends first.
-    pool.mark_failed(a, t0);
-    pool.mark_failed(b, t0 + Duration::from_secs(1));
-    pool.mark_failed(c, t0 + Duration::from_secs(2));
+    pool.mark_failed(&a, t0);
+    pool.mark_failed(&b, t0 + Duration::from_secs(1));
+    pool.mark_failed(&c, t0 + Duration::from_secs(2));
     assert_eq!(pool.pick(t0), Some(a));
-    pool.mark_ok(c);
+    pool.mark_ok(&c);
     assert_eq!(pool.pick(t0), Some(c));
 }
 
@@ -373,6 +377,14 @@ fn config_example() {
     assert_eq!(
         config.upstreams[0].servers[1],
         "[::1]:9002".parse().unwrap()
+    );
+    assert_eq!(
+        config.upstreams[1].servers[0],
+        ServerAddr::Host {
+            name: "localhost".into(),
+            port: 9003
+        },
+        "names are kept, resolved at each connect"
     );
     assert_eq!(config.upstreams[0].backoff, Duration::from_secs(30));
     assert_eq!(config.upstreams[1].backoff, Duration::from_secs(10));

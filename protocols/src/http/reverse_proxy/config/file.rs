@@ -4,7 +4,8 @@
 //! Owns: `ProxyConfig::load`, `ProxyConfig::from_toml`.
 //! Contract: every problem is reported with the line it is on (1-based) and the field,
 //! e.g. `line 12: routes[1].upstream: no upstream named "apu"`. Server names that are not
-//! IP literals are resolved once, here (at start-up, blocking). The PEM files of `https://`
+//! IP literals are kept as names ([`ServerAddr::Host`](super::ServerAddr::Host)), resolved by
+//! the proxy at each new upstream connection, never here. The PEM files of `https://`
 //! pools (`tls_ca`, `tls_cert`, `tls_key`) are read here too, and a connector is built once
 //! to check them, so a missing file, bad PEM or a key that does not fit is a load error.
 //! Paths are relative to the configuration file's directory ([`ProxyConfig::load`]) or to
@@ -13,7 +14,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -261,7 +261,12 @@ impl ProxyConfig {
                         "mixes http and https servers (one scheme per upstream pool)".into(),
                     ));
                 }
-                servers.push(resolve(&entry.authority).map_err(error)?);
+                servers.push(
+                    entry
+                        .authority
+                        .parse::<super::ServerAddr>()
+                        .map_err(error)?,
+                );
                 entries.push(entry);
             }
             let backoff = duration(
@@ -534,23 +539,4 @@ fn parse_size(value: &Scalar) -> Result<u64, String> {
         }
     };
     n.checked_mul(scale).ok_or_else(|| "too large".to_owned())
-}
-
-/// `host:port` as a socket address: an IP literal (`[::1]:80` for IPv6) or a name
-/// resolved now.
-fn resolve(server: &str) -> Result<SocketAddr, String> {
-    if let Ok(addr) = server.parse() {
-        return Ok(addr);
-    }
-    let Some((host, port)) = server.rsplit_once(':') else {
-        return Err(format!("{server:?} is not host:port"));
-    };
-    if host.is_empty() || port.parse::<u16>().is_err() {
-        return Err(format!("{server:?} is not host:port"));
-    }
-    server
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {server:?}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{server:?} resolves to no address"))
 }
