@@ -27,6 +27,7 @@
 pub(crate) mod poll;
 #[cfg(processes)]
 pub(crate) mod process;
+pub(crate) mod sockopt;
 #[cfg(uring)]
 pub(crate) mod splice;
 #[cfg(uring)]
