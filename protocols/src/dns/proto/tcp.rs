@@ -1,11 +1,14 @@
-//! DNS over TCP, server side, as a kit machine ([`TcpServerConn`]).
+//! DNS over TCP as kit machines: the server side ([`TcpServerConn`]) and one client
+//! exchange of the resolver ([`TcpClientConn`]).
 //!
-//! Owns: the two-byte length framing (RFC 1035 §4.2.2), answering pipelined queries in
+//! Owns (server): the two-byte length framing (RFC 1035 §4.2.2), answering pipelined queries in
 //! order (RFC 7766 §6.2.1.1: a server may answer out of order; this one answers each as it
 //! is read, which is in order), the idle timeout, backpressure (no query is read while the
 //! transport is full), and the close after the client's end of stream.
 //! Contract: the [`Machine`] contract; no events (answers come from the [`Catalog`]). A
 //! zero-length message, or one whose answer is refused entirely, closes the connection.
+//! Owns (client): sending one framed query once connected, reading one framed reply
+//! (never more than 2 + 65,535 bytes held), then closing; no timer of its own.
 //! Spec: RFC 1035 §4.2.2, RFC 7766.
 
 use std::sync::Arc;
@@ -206,6 +209,12 @@ impl TcpClientConn {
             done: false,
             close_polled: false,
         }
+    }
+
+    /// Whether the reply came (or the exchange failed): nothing more will happen.
+    #[must_use]
+    pub fn is_done(&self) -> bool {
+        self.done
     }
 
     fn fail(&mut self, reason: &'static str) {

@@ -21,11 +21,16 @@ pub mod error;
 pub mod machine;
 pub mod reply;
 
+#[cfg(feature = "engine")]
+mod engine;
+
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 pub use self::cache::CacheLimits;
 pub use self::conf::{ConfError, ConfProblem, Hosts, ResolvConf};
+#[cfg(feature = "engine")]
+pub use self::engine::{IpOrder, Lookup, Resolver};
 pub use self::error::{ResolveError, ServerError, ServerErrorKind};
 pub use self::machine::{
     ExchangeId, LookupEvent, LookupId, ResolverMachine, ResolverStats, Transmit,

@@ -1,0 +1,566 @@
+//! The resolver on the engine: [`Resolver`], a per-core handle that runs a
+//! [`ResolverMachine`] on real sockets.
+//!
+//! Owns: one fresh UDP socket per exchange, bound to port 0 of the server's family (the
+//! kernel picks a random source port: RFC 5452's second source of entropy, beside the
+//! random id) and closed when the machine releases the exchange; a TCP connection per TC
+//! retry (the kit adapter running [`TcpClientConn`]); one wake-up for the machine's next
+//! deadline ([`Inner::arm_wakeup`], the only place that knows how timers are made);
+//! futures for callers ([`Lookup`], [`Resolver::lookup_ip`]).
+//! Contract: `!Send`, one per core, nothing shared (each core has its own cache). The
+//! machine's `RefCell` is never borrowed across a call into the reactor, so callbacks the
+//! reactor makes at once (a socket bound, a connect that fails) find it free.
+//! Does not: decide anything (the machine does), or connect by name.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
+use std::pin::Pin;
+use std::rc::{Rc, Weak};
+use std::task::{Context as TaskContext, Poll};
+use std::time::Instant;
+
+use rand::TryRngCore;
+use rand::rngs::OsRng;
+use ringwork::{
+    ConnectOptions, Context, DatagramContext, DatagramProtocol, Deferred, LocalHandle, LostReason,
+    Reactor, UdpId,
+};
+
+use super::machine::{ExchangeId, LookupId, ResolverMachine, ResolverStats, Transmit};
+use super::{Answer, Hosts, ResolvConf, ResolveError, ResolverConfig};
+use crate::dns::proto::tcp::{TcpClientConn, TcpClientEvent};
+use crate::dns::proto::{RType, Transport};
+use crate::kit::adapter::{Adapter, Application, Mailbox, MailboxSender};
+
+/// Which family [`Resolver::lookup_ip`] lists first.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum IpOrder {
+    /// IPv6 addresses, then IPv4.
+    Ipv6First,
+    /// IPv4 addresses, then IPv6.
+    Ipv4First,
+}
+
+impl IpOrder {
+    /// IPv6 first when this host has a route to the IPv6 internet from a global address,
+    /// else IPv4 first (RFC 6724 lightly: an address family the host cannot use goes
+    /// last). The probe is a UDP `connect` to a documentation address: the kernel picks a
+    /// route and a source address, and no packet is sent.
+    #[must_use]
+    pub fn probe() -> IpOrder {
+        let global_v6 = std::net::UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0))
+            .and_then(|socket| {
+                socket.connect((Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1), 53))?;
+                socket.local_addr()
+            })
+            .is_ok_and(|local| match local.ip() {
+                IpAddr::V6(ip) => !ip.is_loopback() && !ip.is_unicast_link_local(),
+                IpAddr::V4(_) => false,
+            });
+        if global_v6 {
+            IpOrder::Ipv6First
+        } else {
+            IpOrder::Ipv4First
+        }
+    }
+}
+
+impl ResolverConfig {
+    /// From `/etc/resolv.conf` and `/etc/hosts` (see [`ResolverConfig::from_paths`]).
+    ///
+    /// # Errors
+    /// See [`ResolverConfig::from_paths`].
+    pub fn from_system() -> Result<Self, ResolveError> {
+        Self::from_paths(Path::new("/etc/resolv.conf"), Path::new("/etc/hosts"))
+    }
+
+    /// From a resolv.conf and a hosts file. A file that does not exist counts as empty
+    /// (glibc's defaults: 127.0.0.1, no hosts); lines glibc skips are skipped and logged
+    /// as warnings with their line numbers. Reads the files at once (call it at start-up).
+    ///
+    /// # Errors
+    /// [`ResolveError::Config`] naming the file when one exists but cannot be read.
+    pub fn from_paths(resolv_conf: &Path, hosts: &Path) -> Result<Self, ResolveError> {
+        let read = |path: &Path| match std::fs::read(path) {
+            Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(ResolveError::Config(format!("{}: {error}", path.display()))),
+        };
+        let conf = read(resolv_conf)?.map_or_else(ResolvConf::default, |t| ResolvConf::parse(&t));
+        let hosts_file = read(hosts)?.map_or_else(Hosts::new, |t| Hosts::parse(&t));
+        for (file, problems) in [(resolv_conf, &conf.problems), (hosts, &hosts_file.problems)] {
+            for problem in problems {
+                tracing::warn!(
+                    file = %file.display(),
+                    line = problem.line,
+                    reason = %problem.reason,
+                    "resolver configuration line skipped"
+                );
+            }
+        }
+        Ok(Self::from_files(&conf, hosts_file))
+    }
+}
+
+/// The stub resolver of one core: a cheap handle (`Rc`, `!Send`) to clone into the
+/// protocols and futures of that core.
+///
+/// # Examples
+/// ```no_run
+/// use ringwork::{DriverConfig, Reactor, ReactorConfig};
+/// use ringwork_protocols::dns::proto::RType;
+/// use ringwork_protocols::dns::resolver::{Resolver, ResolverConfig};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut reactor = Reactor::new(ReactorConfig::default(), DriverConfig::default())?;
+/// let resolver = Resolver::new(reactor.handle(), ResolverConfig::from_system()?)?;
+/// reactor.spawn_local(async move {
+///     match resolver.lookup_ip("example.com").await {
+///         Ok(ips) => println!("{ips:?}"),
+///         Err(error) => eprintln!("{error}"),
+///     }
+///     if let Ok(mx) = resolver.lookup("example.com", RType::MX).await {
+///         for record in &mx.records {
+///             println!("{}", record.data);
+///         }
+///     }
+/// });
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Resolver {
+    inner: Rc<RefCell<Inner>>,
+}
+
+struct Inner {
+    machine: ResolverMachine,
+    handle: LocalHandle,
+    /// The callers waiting, by lookup.
+    waiting: HashMap<LookupId, ringwork::Resolver<Result<Answer, ResolveError>>>,
+    /// The socket or connection of each exchange not yet released.
+    io: HashMap<ExchangeId, Io>,
+    drive_queued: bool,
+    /// The earliest wake-up armed.
+    wakeup: Option<Instant>,
+    order: IpOrder,
+    this: Weak<RefCell<Inner>>,
+}
+
+enum Io {
+    Udp(UdpId),
+    Tcp(MailboxSender<Abort>),
+}
+
+/// Ends a TCP exchange the machine released before its reply.
+struct Abort;
+
+impl Resolver {
+    /// A resolver on the core of `handle` (`reactor.handle()`, `ctx.handle()`), its
+    /// query ids seeded from the OS, [`IpOrder::probe`]d once.
+    ///
+    /// # Errors
+    /// [`ResolveError::Config`]: no servers, or no randomness from the OS.
+    pub fn new(handle: LocalHandle, config: ResolverConfig) -> Result<Resolver, ResolveError> {
+        if config.servers.is_empty() {
+            return Err(ResolveError::Config("no nameservers".into()));
+        }
+        let mut seed = [0; 32];
+        OsRng.try_fill_bytes(&mut seed).map_err(|error| {
+            ResolveError::Config(format!("no random seed from the OS: {error}"))
+        })?;
+        let inner = Rc::new_cyclic(|this| {
+            RefCell::new(Inner {
+                machine: ResolverMachine::new(config, seed),
+                handle,
+                waiting: HashMap::new(),
+                io: HashMap::new(),
+                drive_queued: false,
+                wakeup: None,
+                order: IpOrder::probe(),
+                this: this.clone(),
+            })
+        });
+        Ok(Resolver { inner })
+    }
+
+    /// Sets which family [`Resolver::lookup_ip`] lists first.
+    pub fn set_ip_order(&self, order: IpOrder) {
+        self.inner.borrow_mut().order = order;
+    }
+
+    /// Looks up `name`'s records of `rtype` (see [`ResolverMachine::lookup`] for names,
+    /// the search list, hosts and literal addresses). The lookup starts now; the future
+    /// only waits for it, so two lookups made before either is awaited run in parallel
+    /// (A and AAAA for Happy Eyeballs: two `lookup`s, each awaited as it comes).
+    ///
+    /// # Cancellation
+    /// Dropping the future drops the caller's interest; a query already sent goes on and
+    /// its answer is cached.
+    pub fn lookup(&self, name: &str, rtype: RType) -> Lookup {
+        let (deferred, waiter) = Deferred::new();
+        let id = {
+            let mut inner = self.inner.borrow_mut();
+            let id = inner.machine.lookup(name, rtype, Instant::now());
+            inner.waiting.insert(id, waiter);
+            inner.after_input();
+            id
+        };
+        Lookup {
+            deferred,
+            id,
+            inner: Rc::downgrade(&self.inner),
+            done: false,
+        }
+    }
+
+    /// The addresses of `host` (A and AAAA asked in parallel), ordered by
+    /// [`IpOrder`] (probed, or [`Resolver::set_ip_order`]): one family's addresses, then
+    /// the other's, each in the server's order. A literal address is itself. Addresses of
+    /// one family are enough: the other's failure is then not reported.
+    ///
+    /// # Errors
+    /// When neither family has an address: a failure to get an answer (timeout, server
+    /// failure) before NXDOMAIN, before no records.
+    pub fn lookup_ip(
+        &self,
+        host: &str,
+    ) -> impl Future<Output = Result<Vec<IpAddr>, ResolveError>> + 'static {
+        let v4 = self.lookup(host, RType::A);
+        let v6 = self.lookup(host, RType::AAAA);
+        let order = self.inner.borrow().order;
+        async move {
+            let (v4, v6) = (v4.await, v6.await);
+            merge(order, v4, v6)
+        }
+    }
+
+    /// The machine's counters.
+    #[must_use]
+    pub fn stats(&self) -> ResolverStats {
+        self.inner.borrow().machine.stats()
+    }
+
+    /// Entries in the cache.
+    #[must_use]
+    pub fn cached(&self) -> usize {
+        self.inner.borrow().machine.cache().len()
+    }
+
+    /// Forgets every cached answer.
+    pub fn clear_cache(&self) {
+        self.inner.borrow_mut().machine.clear_cache();
+    }
+
+    /// Sockets and connections held for exchanges not yet over.
+    #[must_use]
+    pub fn open_exchanges(&self) -> usize {
+        self.inner.borrow().io.len()
+    }
+}
+
+/// A lookup in flight ([`Resolver::lookup`]): a future of its answer.
+pub struct Lookup {
+    deferred: Deferred<Result<Answer, ResolveError>>,
+    id: LookupId,
+    inner: Weak<RefCell<Inner>>,
+    done: bool,
+}
+
+impl Future for Lookup {
+    type Output = Result<Answer, ResolveError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let polled = Pin::new(&mut self.deferred).poll(cx);
+        match polled {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(result) => {
+                self.done = true;
+                // Canceled: the resolver (or its core) is gone.
+                Poll::Ready(result.unwrap_or(Err(ResolveError::Shutdown)))
+            }
+        }
+    }
+}
+
+impl Drop for Lookup {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        if let Some(inner) = self.inner.upgrade()
+            && let Ok(mut inner) = inner.try_borrow_mut()
+            && inner.waiting.remove(&self.id).is_some()
+        {
+            inner.machine.cancel(self.id);
+        }
+    }
+}
+
+impl Inner {
+    /// After any input: hands finished lookups to their callers, and has the reactor send
+    /// and close what the machine wants, and the wake-up re-armed if it moved earlier.
+    fn after_input(&mut self) {
+        while let Some(event) = self.machine.poll_event() {
+            if let Some(waiter) = self.waiting.remove(&event.id) {
+                waiter.resolve(event.result);
+            }
+        }
+        let earlier = self
+            .machine
+            .poll_timeout()
+            .is_some_and(|at| self.wakeup.is_none_or(|armed| at < armed));
+        if (self.machine.has_io() || earlier) && !self.drive_queued {
+            self.drive_queued = true;
+            let this = self.this.clone();
+            self.handle.run(move |reactor| drive(&this, reactor));
+        }
+    }
+
+    /// Keeps one wake-up at or before the machine's next deadline (the one place that
+    /// makes timers: a sleep on this core's wheel and a task that feeds the machine). A
+    /// wake-up armed earlier than needed is kept: it finds nothing due and arms the next.
+    fn arm_wakeup(&mut self) {
+        let Some(at) = self.machine.poll_timeout() else {
+            return;
+        };
+        if self.wakeup.is_some_and(|armed| armed <= at) {
+            return;
+        }
+        self.wakeup = Some(at);
+        let sleep = self
+            .handle
+            .sleep(at.saturating_duration_since(Instant::now()));
+        let this = self.this.clone();
+        drop(self.handle.spawn_local(async move {
+            let _ = sleep.await;
+            let Some(rc) = this.upgrade() else {
+                return;
+            };
+            let mut inner = rc.borrow_mut();
+            if inner.wakeup == Some(at) {
+                inner.wakeup = None;
+            }
+            inner.machine.handle_timeout(Instant::now());
+            inner.arm_wakeup();
+            inner.after_input();
+        }));
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The last handle is gone: close what the exchanges still hold.
+        for (_, io) in self.io.drain() {
+            match io {
+                Io::Udp(id) => self.handle.run(move |reactor| {
+                    reactor.close_udp(id);
+                }),
+                Io::Tcp(sender) => {
+                    let _ = sender.post(Abort);
+                }
+            }
+        }
+    }
+}
+
+/// Sends what the machine wants sent, closes what it released, arms the wake-up.
+fn drive(this: &Weak<RefCell<Inner>>, reactor: &mut Reactor) {
+    let Some(rc) = this.upgrade() else {
+        return;
+    };
+    loop {
+        let (transmits, releases) = {
+            let mut inner = rc.borrow_mut();
+            inner.drive_queued = false;
+            let transmits: Vec<Transmit> =
+                std::iter::from_fn(|| inner.machine.poll_transmit()).collect();
+            let releases: Vec<ExchangeId> =
+                std::iter::from_fn(|| inner.machine.poll_release()).collect();
+            (transmits, releases)
+        };
+        if transmits.is_empty() && releases.is_empty() {
+            break;
+        }
+        // Opened before the releases: an exchange sent and released in one batch is
+        // opened, then closed (never left open).
+        let timeout = rc.borrow().machine.config().timeout;
+        for transmit in transmits {
+            let exchange = transmit.exchange;
+            let opened = open(reactor, &rc, transmit, timeout);
+            let mut inner = rc.borrow_mut();
+            match opened {
+                Ok(io) => {
+                    inner.io.insert(exchange, io);
+                }
+                Err(reason) => {
+                    inner
+                        .machine
+                        .handle_exchange_failed(exchange, &reason, Instant::now());
+                    inner.after_input();
+                }
+            }
+        }
+        for exchange in releases {
+            let io = rc.borrow_mut().io.remove(&exchange);
+            match io {
+                Some(Io::Udp(id)) => {
+                    reactor.close_udp(id);
+                }
+                Some(Io::Tcp(sender)) => {
+                    let _ = sender.post(Abort);
+                }
+                None => {}
+            }
+        }
+    }
+    let mut inner = rc.borrow_mut();
+    inner.arm_wakeup();
+    inner.after_input();
+}
+
+/// Opens the socket or connection of `transmit` and sends its query.
+fn open(
+    reactor: &mut Reactor,
+    rc: &Rc<RefCell<Inner>>,
+    transmit: Transmit,
+    timeout: std::time::Duration,
+) -> Result<Io, String> {
+    let inner = Rc::downgrade(rc);
+    match transmit.transport {
+        Transport::Udp => {
+            let local = match transmit.server {
+                SocketAddr::V4(_) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+                SocketAddr::V6(_) => SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)),
+            };
+            let socket = ExchangeSocket {
+                inner,
+                exchange: transmit.exchange,
+            };
+            let id = reactor
+                .bind_udp(local, socket)
+                .map_err(|error| format!("UDP socket: {error}"))?;
+            reactor.send_to(id, transmit.message, transmit.server);
+            Ok(Io::Udp(id))
+        }
+        Transport::Tcp => {
+            let app = TcpExchange {
+                inner,
+                exchange: transmit.exchange,
+                lost: None,
+            };
+            let adapter = Adapter::new(TcpClientConn::new(transmit.message), app);
+            let sender = adapter.sender();
+            reactor
+                .connect(
+                    &transmit.server.into(),
+                    adapter,
+                    ConnectOptions::new().timeout(timeout),
+                )
+                .map_err(|error| format!("TCP connect: {error}"))?;
+            Ok(Io::Tcp(sender))
+        }
+    }
+}
+
+/// The UDP socket of one exchange.
+struct ExchangeSocket {
+    inner: Weak<RefCell<Inner>>,
+    exchange: ExchangeId,
+}
+
+impl DatagramProtocol for ExchangeSocket {
+    fn datagram_received(&mut self, ctx: &mut DatagramContext<'_>, data: &[u8], from: SocketAddr) {
+        let Some(rc) = self.inner.upgrade() else {
+            return;
+        };
+        let mut inner = rc.borrow_mut();
+        inner
+            .machine
+            .handle_datagram(self.exchange, from, data, ctx.now());
+        inner.after_input();
+    }
+}
+
+/// The TCP connection of one exchange (a TC retry).
+struct TcpExchange {
+    inner: Weak<RefCell<Inner>>,
+    exchange: ExchangeId,
+    /// Why the engine lost the connection (more precise than the machine's reason).
+    lost: Option<String>,
+}
+
+impl Application<TcpClientConn> for TcpExchange {
+    type Command = Abort;
+    type Status = ();
+
+    fn event(
+        &mut self,
+        _machine: &mut TcpClientConn,
+        event: TcpClientEvent,
+        ctx: &mut Context<'_>,
+        _mailbox: &Mailbox<Abort>,
+    ) {
+        let Some(rc) = self.inner.upgrade() else {
+            return;
+        };
+        let mut inner = rc.borrow_mut();
+        match event {
+            TcpClientEvent::Reply(message) => {
+                inner
+                    .machine
+                    .handle_tcp_reply(self.exchange, &message, ctx.now());
+            }
+            TcpClientEvent::Failed(reason) => {
+                let reason = self.lost.as_deref().unwrap_or(reason);
+                inner
+                    .machine
+                    .handle_exchange_failed(self.exchange, reason, ctx.now());
+            }
+        }
+        inner.after_input();
+    }
+
+    fn command(&mut self, machine: &mut TcpClientConn, _abort: Abort, ctx: &mut Context<'_>) {
+        if !machine.is_done() {
+            ctx.abort();
+        }
+    }
+
+    fn lost(&mut self, _machine: &mut TcpClientConn, _ctx: &mut Context<'_>, reason: LostReason) {
+        self.lost = Some(reason.to_string());
+    }
+}
+
+/// The addresses of A and AAAA answers in `order`, or the more telling error.
+fn merge(
+    order: IpOrder,
+    v4: Result<Answer, ResolveError>,
+    v6: Result<Answer, ResolveError>,
+) -> Result<Vec<IpAddr>, ResolveError> {
+    let ips = |r: &Result<Answer, ResolveError>| r.as_ref().map(Answer::ips).unwrap_or_default();
+    let (four, six) = (ips(&v4), ips(&v6));
+    if !four.is_empty() || !six.is_empty() {
+        return Ok(match order {
+            IpOrder::Ipv6First => six.into_iter().chain(four).collect(),
+            IpOrder::Ipv4First => four.into_iter().chain(six).collect(),
+        });
+    }
+    // A failure to learn anything says more than a negative answer for the other family.
+    let rank = |e: &ResolveError| match e {
+        ResolveError::NoRecords { .. } => 0,
+        ResolveError::NxDomain { .. } => 1,
+        _ => 2,
+    };
+    match (v4, v6) {
+        (Err(e4), Err(e6)) => Err(if rank(&e6) > rank(&e4) { e6 } else { e4 }),
+        (Err(e), Ok(_)) | (Ok(_), Err(e)) => Err(e),
+        (Ok(answer), Ok(_)) => Err(ResolveError::NoRecords {
+            name: answer.name.to_string(),
+            rtype: RType::A,
+        }),
+    }
+}
