@@ -356,7 +356,7 @@ def a_udp_loop():
         data, addr = a_udp.recvfrom(4096)
         q = dns.message.from_wire(data)
         name = q.question[0].name.to_text().lower()
-        say("A udp", name)
+        say("A udp", name, addr[1])
         send = lambda wire: a_udp.sendto(wire, addr)
         if name.startswith("tc."):
             r = dns.message.make_response(q)
@@ -388,7 +388,7 @@ def b_udp_loop():
     while True:
         data, addr = b_udp.recvfrom(4096)
         q = dns.message.from_wire(data)
-        say("B udp", q.question[0].name.to_text().lower())
+        say("B udp", q.question[0].name.to_text().lower(), addr[1])
         b_udp.sendto(answer(q, "192.0.2.2"), addr)
 
 def read_exact(s, n):
@@ -527,6 +527,20 @@ fn scripted_suite(backend: &str) {
         // before the right one): seen and ignored.
         assert_eq!(resolver.stats().ignored, ignored + 1, "{name}");
     }
+    // A dropped lookup ends nothing but its caller's wait: its query goes on (server A
+    // is silent, B answers after the timeout) and its sockets are closed at the end.
+    drop(resolver.lookup("silent.dropped.test.", RType::A));
+    let done = reactor
+        .run_until(LIMIT, |_| {
+            resolver.stats().timeouts == 2 && resolver.open_exchanges() == 0
+        })
+        .expect("turn");
+    assert!(
+        done,
+        "{:?}, {} open",
+        resolver.stats(),
+        resolver.open_exchanges()
+    );
     let seen = peer.seen();
     for expected in [
         "A udp tc.test.",
@@ -535,9 +549,21 @@ fn scripted_suite(backend: &str) {
         "B udp servfail.test.",
         "A udp silent.test.",
         "B udp silent.test.",
+        "B udp silent.dropped.test.",
     ] {
-        assert!(seen.iter().any(|l| l == expected), "{expected} in {seen:?}");
+        assert!(
+            seen.iter()
+                .any(|l| l == expected || l.starts_with(&format!("{expected} "))),
+            "{expected} in {seen:?}"
+        );
     }
+    // Each UDP exchange has a socket of its own: source ports vary.
+    let ports: std::collections::HashSet<&str> = seen
+        .iter()
+        .filter(|l| l.contains(" udp "))
+        .filter_map(|l| l.rsplit(' ').next())
+        .collect();
+    assert!(ports.len() > 1, "one source port for every query: {seen:?}");
 
     // Only the misbehaving server: the errors say what happened.
     let config = ResolverConfig::with_servers([peer.a])

@@ -564,3 +564,104 @@ fn merge(
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_system_files_are_read_and_missing_ones_are_defaults() {
+        let dir =
+            std::env::temp_dir().join(format!("ringwork-resolver-conf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (conf, hosts) = (dir.join("resolv.conf"), dir.join("hosts"));
+        std::fs::write(&conf, "nameserver 192.0.2.1\nnameserver bad\noptions timeout:1 ndots:3\nsearch corp.example\n").unwrap();
+        std::fs::write(&hosts, "192.0.2.7 gw\n").unwrap();
+        let config = ResolverConfig::from_paths(&conf, &hosts).unwrap();
+        assert_eq!(config.servers, ["192.0.2.1:53".parse().unwrap()]);
+        assert_eq!(config.timeout, std::time::Duration::from_secs(1));
+        assert_eq!(config.ndots, 3);
+        assert_eq!(config.search.len(), 1);
+        assert!(!config.hosts.is_empty());
+        let missing = ResolverConfig::from_paths(&dir.join("none"), &dir.join("none")).unwrap();
+        assert_eq!(missing.servers, ["127.0.0.1:53".parse().unwrap()]);
+        assert!(missing.hosts.is_empty());
+        // A directory is not a readable file: an error naming it.
+        let error = ResolverConfig::from_paths(&dir, &hosts).unwrap_err();
+        assert!(
+            error.to_string().contains(&dir.display().to_string()),
+            "{error}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn lookup_ip_merges_families_in_order_and_keeps_the_telling_error() {
+        let answer = |ip: &str| {
+            let ip: IpAddr = ip.parse().unwrap();
+            let data = match ip {
+                IpAddr::V4(a) => crate::dns::proto::RData::A(a),
+                IpAddr::V6(a) => crate::dns::proto::RData::Aaaa(a),
+            };
+            Ok(Answer {
+                name: crate::dns::proto::Name::root(),
+                rtype: RType::A,
+                aliases: Vec::new(),
+                records: vec![crate::dns::proto::Record {
+                    name: crate::dns::proto::Name::root(),
+                    class: 1,
+                    ttl: 1,
+                    data,
+                }],
+                source: super::super::Source::Cache,
+            })
+        };
+        let no = |rtype| {
+            Err(ResolveError::NoRecords {
+                name: "h".into(),
+                rtype,
+            })
+        };
+        let nx = || Err(ResolveError::NxDomain { name: "h".into() });
+        let timed_out = || {
+            Err(ResolveError::TimedOut {
+                name: "h".into(),
+                servers: vec![],
+            })
+        };
+        let v4: IpAddr = "192.0.2.1".parse().unwrap();
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(
+            merge(
+                IpOrder::Ipv4First,
+                answer("192.0.2.1"),
+                answer("2001:db8::1")
+            ),
+            Ok(vec![v4, v6])
+        );
+        assert_eq!(
+            merge(
+                IpOrder::Ipv6First,
+                answer("192.0.2.1"),
+                answer("2001:db8::1")
+            ),
+            Ok(vec![v6, v4])
+        );
+        assert_eq!(
+            merge(IpOrder::Ipv6First, answer("192.0.2.1"), timed_out()),
+            Ok(vec![v4])
+        );
+        assert_eq!(
+            merge(IpOrder::Ipv4First, no(RType::A), timed_out()).unwrap_err(),
+            timed_out().unwrap_err()
+        );
+        assert_eq!(
+            merge(IpOrder::Ipv4First, nx(), no(RType::AAAA)).unwrap_err(),
+            nx().unwrap_err()
+        );
+        assert_eq!(
+            merge(IpOrder::Ipv4First, no(RType::A), no(RType::AAAA)).unwrap_err(),
+            no(RType::A).unwrap_err()
+        );
+    }
+}
