@@ -337,6 +337,7 @@ mod client_tests {
         let now = Instant::now();
         let mut conn = TcpClientConn::new(Bytes::from_static(b"q"));
         conn.handle_connected(now);
+        assert_eq!(drain(&mut conn, now), b"\x00\x01q");
         conn.handle_input(&[0, 9, 1, 2], now);
         conn.handle_eof(now);
         conn.handle_lost(now);
