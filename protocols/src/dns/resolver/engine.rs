@@ -4,8 +4,9 @@
 //! Owns: one fresh UDP socket per exchange, bound to port 0 of the server's family (the
 //! kernel picks a random source port: RFC 5452's second source of entropy, beside the
 //! random id) and closed when the machine releases the exchange; a TCP connection per TC
-//! retry (the kit adapter running [`TcpClientConn`]); one wake-up for the machine's next
-//! deadline ([`Inner::arm_wakeup`], the only place that knows how timers are made);
+//! retry (the kit adapter running [`TcpClientConn`]); one call on the core's timer wheel
+//! at the machine's next deadline (`Inner::arm_wakeup`, the one place that makes timers);
+//! the core's clock (`LocalHandle::now`, so a `ManualClock` drives it too);
 //! futures for callers ([`Lookup`], [`Resolver::lookup_ip`]).
 //! Contract: `!Send`, one per core, nothing shared (each core has its own cache). The
 //! machine's `RefCell` is never borrowed across a call into the reactor, so callbacks the
@@ -25,8 +26,8 @@ use std::time::Instant;
 use rand::TryRngCore;
 use rand::rngs::OsRng;
 use ringwork::{
-    ConnectOptions, Context, DatagramContext, DatagramProtocol, Deferred, LocalHandle, LostReason,
-    Reactor, UdpId,
+    CallId, ConnectOptions, Context, DatagramContext, DatagramProtocol, Deferred, LocalHandle,
+    LostReason, Reactor, UdpId,
 };
 
 use super::machine::{ExchangeId, LookupId, ResolverMachine, ResolverStats, Transmit};
@@ -144,8 +145,8 @@ struct Inner {
     /// The socket or connection of each exchange not yet released.
     io: HashMap<ExchangeId, Io>,
     drive_queued: bool,
-    /// The earliest wake-up armed.
-    wakeup: Option<Instant>,
+    /// The call armed for the machine's next deadline, and that deadline.
+    wakeup: Option<(CallId, Instant)>,
     order: IpOrder,
     this: Weak<RefCell<Inner>>,
 }
@@ -204,7 +205,8 @@ impl Resolver {
         let (deferred, waiter) = Deferred::new();
         let id = {
             let mut inner = self.inner.borrow_mut();
-            let id = inner.machine.lookup(name, rtype, Instant::now());
+            let now = inner.handle.now();
+            let id = inner.machine.lookup(name, rtype, now);
             inner.waiting.insert(id, waiter);
             inner.after_input();
             id
@@ -301,59 +303,66 @@ impl Drop for Lookup {
 }
 
 impl Inner {
-    /// After any input: hands finished lookups to their callers, and has the reactor send
-    /// and close what the machine wants, and the wake-up re-armed if it moved earlier.
+    /// After any input: hands finished lookups to their callers, moves the wake-up to the
+    /// machine's next deadline, and has the reactor send and close what the machine wants.
     fn after_input(&mut self) {
         while let Some(event) = self.machine.poll_event() {
             if let Some(waiter) = self.waiting.remove(&event.id) {
                 waiter.resolve(event.result);
             }
         }
-        let earlier = self
-            .machine
-            .poll_timeout()
-            .is_some_and(|at| self.wakeup.is_none_or(|armed| at < armed));
-        if (self.machine.has_io() || earlier) && !self.drive_queued {
+        self.arm_wakeup();
+        if self.machine.has_io() && !self.drive_queued {
             self.drive_queued = true;
             let this = self.this.clone();
             self.handle.run(move |reactor| drive(&this, reactor));
         }
     }
 
-    /// Keeps one wake-up at or before the machine's next deadline (the one place that
-    /// makes timers: a sleep on this core's wheel and a task that feeds the machine). A
-    /// wake-up armed earlier than needed is kept: it finds nothing due and arms the next.
+    /// Keeps one call on this core's timer wheel at the machine's next deadline (the one
+    /// place that makes timers): armed, moved or cancelled as the deadline changes.
     fn arm_wakeup(&mut self) {
-        let Some(at) = self.machine.poll_timeout() else {
-            return;
-        };
-        if self.wakeup.is_some_and(|armed| armed <= at) {
-            return;
-        }
-        self.wakeup = Some(at);
-        let sleep = self
-            .handle
-            .sleep(at.saturating_duration_since(Instant::now()));
-        let this = self.this.clone();
-        drop(self.handle.spawn_local(async move {
-            let _ = sleep.await;
-            let Some(rc) = this.upgrade() else {
-                return;
-            };
-            let mut inner = rc.borrow_mut();
-            if inner.wakeup == Some(at) {
-                inner.wakeup = None;
+        let want = self.machine.poll_timeout();
+        match (self.wakeup, want) {
+            (Some((_, armed)), Some(at)) if armed == at => {}
+            (Some((call, _)), Some(at)) if self.handle.reset_at(call, at) => {
+                self.wakeup = Some((call, at));
             }
-            inner.machine.handle_timeout(Instant::now());
-            inner.arm_wakeup();
-            inner.after_input();
-        }));
+            (_, Some(at)) => {
+                let this = self.this.clone();
+                let call = self.handle.call_at(at, move |reactor| wake(&this, reactor));
+                self.wakeup = Some((call, at));
+            }
+            (Some((call, _)), None) => {
+                self.handle.cancel(call);
+                self.wakeup = None;
+            }
+            (None, None) => {}
+        }
     }
+}
+
+/// The machine's deadline came.
+fn wake(this: &Weak<RefCell<Inner>>, reactor: &mut Reactor) {
+    let Some(rc) = this.upgrade() else {
+        return;
+    };
+    {
+        let mut inner = rc.borrow_mut();
+        inner.wakeup = None;
+        let now = inner.handle.now();
+        inner.machine.handle_timeout(now);
+        inner.after_input();
+    }
+    drive(this, reactor);
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         // The last handle is gone: close what the exchanges still hold.
+        if let Some((call, _)) = self.wakeup.take() {
+            self.handle.cancel(call);
+        }
         for (_, io) in self.io.drain() {
             match io {
                 Io::Udp(id) => self.handle.run(move |reactor| {
@@ -397,9 +406,8 @@ fn drive(this: &Weak<RefCell<Inner>>, reactor: &mut Reactor) {
                     inner.io.insert(exchange, io);
                 }
                 Err(reason) => {
-                    inner
-                        .machine
-                        .handle_exchange_failed(exchange, &reason, Instant::now());
+                    let now = inner.handle.now();
+                    inner.machine.handle_exchange_failed(exchange, &reason, now);
                     inner.after_input();
                 }
             }
@@ -417,9 +425,7 @@ fn drive(this: &Weak<RefCell<Inner>>, reactor: &mut Reactor) {
             }
         }
     }
-    let mut inner = rc.borrow_mut();
-    inner.arm_wakeup();
-    inner.after_input();
+    rc.borrow_mut().after_input();
 }
 
 /// Opens the socket or connection of `transmit` and sends its query.
