@@ -15,7 +15,7 @@
 //! rounds, `rotate`, TCP after TC), RFC 6891 §7 (FORMERR to EDNS: ask again without).
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -194,7 +194,9 @@ impl ResolverMachine {
     /// `name` is as a user writes it: absolute with a final dot (asked as is), else
     /// completed with the search list per `ndots`. An IP address (`192.0.2.1`, `::1`,
     /// `[::1]`) asked for A or AAAA is its own answer. A and AAAA of a name in the hosts
-    /// file are answered from it alone (no records of the family: no records).
+    /// file are answered from it alone (no records of the family: no records); `localhost`
+    /// and names under it that the hosts file lacks are the loopback addresses (RFC 6761
+    /// §6.3), never sent to a server.
     pub fn lookup(&mut self, name: &str, rtype: RType, now: Instant) -> LookupId {
         let id = LookupId(self.next_lookup);
         self.next_lookup += 1;
@@ -415,8 +417,15 @@ impl ResolverMachine {
             )
         } else {
             let owner = absolute(name).ok()?;
-            let ips = self.config.hosts.lookup(&owner)?.to_vec();
-            (ips, Source::Hosts, owner)
+            match self.config.hosts.lookup(&owner) {
+                Some(ips) => (ips.to_vec(), Source::Hosts, owner),
+                None if is_localhost(&owner) => (
+                    vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()],
+                    Source::Localhost,
+                    owner,
+                ),
+                None => return None,
+            }
         };
         let records: Vec<Record> = ips
             .into_iter()
@@ -855,4 +864,11 @@ fn build_query(id: u16, name: &Name, rtype: RType, edns: bool) -> Bytes {
         });
     }
     Bytes::from(writer.finish())
+}
+
+/// `localhost.` or a name under it (RFC 6761 §6.3).
+fn is_localhost(name: &Name) -> bool {
+    name.labels()
+        .last()
+        .is_some_and(|label| label.eq_ignore_ascii_case(b"localhost"))
 }

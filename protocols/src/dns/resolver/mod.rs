@@ -23,6 +23,8 @@ pub mod reply;
 
 #[cfg(feature = "engine")]
 mod engine;
+#[cfg(feature = "engine")]
+mod names;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -143,6 +145,9 @@ pub enum Source {
     Literal,
     /// The hosts file.
     Hosts,
+    /// A `localhost` name missing from the hosts file: the loopback addresses (RFC 6761
+    /// §6.3: never asked of a server).
+    Localhost,
     /// The cache (the last step of it, for a chain).
     Cache,
     /// This server (the last step of it, for a chain).

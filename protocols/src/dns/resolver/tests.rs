@@ -293,6 +293,34 @@ fn literal_addresses_and_hosts_need_no_query() {
 }
 
 #[test]
+fn localhost_names_are_loopback_unless_the_hosts_file_says_otherwise() {
+    let mut h = Harness::new(ResolverConfig::with_servers([server(53)]));
+    for name in ["localhost", "LocalHost.", "db.localhost"] {
+        let id = h.lookup(name, RType::AAAA);
+        let answer = h.result(id).unwrap();
+        assert_eq!(answer.source, Source::Localhost, "{name}");
+        assert_eq!(ips(&answer), [IpAddr::from(std::net::Ipv6Addr::LOCALHOST)]);
+        let id = h.lookup(name, RType::A);
+        assert_eq!(ips(&h.result(id).unwrap()), [IpAddr::from([127, 0, 0, 1])]);
+    }
+    // Not under localhost: asked of the server.
+    h.no_transmit();
+    h.lookup("localhost.example.", RType::A);
+    let query = h.take();
+    let asked = Message::parse(&query.message).unwrap();
+    assert_eq!(asked.questions[0].name.to_string(), "localhost.example.");
+    // The hosts file wins (glibc's order): its localhost has no IPv6 here.
+    let mut hosts = Hosts::new();
+    hosts
+        .insert("localhost", "127.0.0.1".parse().unwrap())
+        .unwrap();
+    let mut h = Harness::new(ResolverConfig::with_servers([server(53)]).hosts(hosts));
+    let id = h.lookup("localhost", RType::AAAA);
+    assert!(matches!(h.result(id), Err(ResolveError::NoRecords { .. })));
+    h.no_transmit();
+}
+
+#[test]
 fn query_ids_are_random_and_differ_by_seed() {
     let ids = |seed: u8| -> Vec<u16> {
         let mut m = ResolverMachine::new(ResolverConfig::with_servers([server(53)]), [seed; 32]);
