@@ -460,6 +460,18 @@ impl Reactor {
         Ok(id)
     }
 
+    /// Closes UDP socket `id`: datagrams in flight or queued for sending are dropped, its
+    /// protocol is dropped, and it gets no callback any more. Returns whether it was open.
+    /// (A socket per exchange, as a DNS resolver opens for a random source port, is closed
+    /// this way once its answer is in.)
+    pub fn close_udp(&mut self, id: UdpId) -> bool {
+        let Some(index) = self.udp.iter().position(|u| u.socket == id.0) else {
+            return false;
+        };
+        self.udp.swap_remove(index);
+        self.driver.close(id.0)
+    }
+
     /// The local address of a UDP socket.
     ///
     /// # Errors

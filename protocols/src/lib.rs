@@ -21,6 +21,9 @@
 //! - [`destination`]: which destinations a proxy may reach on a client's behalf (allow and
 //!   deny rules; loopback, private and other special addresses denied by default), with
 //!   the canonical forms of client-supplied hosts, sans-IO.
+//! - [`dns`]: DNS — the sans-IO codec, zone files, the authoritative answer and the stub
+//!   resolver's machine; and (feature `engine`) the authoritative server and the per-core
+//!   resolver (`dns::resolver::Resolver`).
 //! - [`proxy_protocol`]: the HAProxy PROXY protocol (v1 text, v2 binary with TLVs), sans-IO
 //!   parser and encoders for headers sent by load balancers.
 //!

@@ -42,6 +42,7 @@ use ringwork_protocols::Endpoint;
 use ringwork_protocols::basic::{Discard, DiscardDatagram, Echo, EchoDatagram};
 use ringwork_protocols::dns::proto::tcp::TcpConfig;
 use ringwork_protocols::dns::proto::{Catalog, Zone};
+use ringwork_protocols::dns::resolver::{Resolver, ResolverConfig};
 use ringwork_protocols::dns::server::{UdpServer, tcp_server};
 use ringwork_protocols::endpoint::{AppProtocols, ListenSpec};
 use ringwork_protocols::http::reverse_proxy::{ProxyConfig, ReverseProxy};
@@ -150,6 +151,19 @@ struct Serve {
     /// I/O backend; auto follows RINGWORK_BACKEND, else io_uring with a poll fallback.
     #[arg(long, value_enum, default_value_t = Backend::Auto)]
     backend: Backend,
+    /// How names are resolved when the server connects by name (tcp-proxy and http-proxy
+    /// upstreams, socks5 requests): `dns`, ringwork's stub resolver on every core (reads
+    /// /etc/resolv.conf and /etc/hosts once at start; TTL cache; Happy Eyeballs gets each
+    /// family as it comes), or `system`, getaddrinfo on a thread pool (follows
+    /// nsswitch.conf: mDNS, LDAP, ...).
+    #[arg(long, value_enum, default_value_t = ResolverKind::Dns)]
+    resolver: ResolverKind,
+    /// --resolver dns: the resolv.conf to read (nameservers, search, options).
+    #[arg(long, value_name = "FILE", default_value = "/etc/resolv.conf")]
+    resolv_conf: std::path::PathBuf,
+    /// --resolver dns: the hosts file to read (answers before any query).
+    #[arg(long, value_name = "FILE", default_value = "/etc/hosts")]
+    hosts_file: std::path::PathBuf,
     /// How long connections may finish after SIGINT or SIGTERM before they are closed.
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
     grace: Duration,
@@ -418,7 +432,13 @@ const SERVICE_OPTIONS: &[(&str, &str, &[Service])] = &[
     ("allow", "--allow", &[Service::Socks5]),
     ("deny", "--deny", &[Service::Socks5]),
     ("zone", "--zone", &[Service::Dns]),
+    ("resolver", "--resolver", CONNECTING),
+    ("resolv_conf", "--resolv-conf", CONNECTING),
+    ("hosts_file", "--hosts-file", CONNECTING),
 ];
+
+/// The services that connect to names (and so resolve them).
+const CONNECTING: &[Service] = &[Service::TcpProxy, Service::HttpProxy, Service::Socks5];
 
 /// The first option in `serve` (the `serve` subcommand's matches) that `service` does not
 /// take, as a usage message.
@@ -456,6 +476,15 @@ fn unsupported(service: Service, endpoint: &Endpoint) -> EngineError {
     EngineError::Config {
         what: format!("{} does not support endpoint {endpoint}", service.name()),
     }
+}
+
+/// `--resolver`.
+#[derive(Clone, Copy, Debug, Eq, PartialEq, ValueEnum)]
+enum ResolverKind {
+    /// ringwork's DNS stub resolver, one per core.
+    Dns,
+    /// The system's getaddrinfo on a thread pool.
+    System,
 }
 
 /// `--backend`.
@@ -575,6 +604,16 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
         });
     if let Some(cores) = serve.cores {
         builder = builder.cores(cores);
+    }
+    let default_files = serve.resolv_conf.as_os_str() == "/etc/resolv.conf"
+        && serve.hosts_file.as_os_str() == "/etc/hosts";
+    if serve.resolver == ResolverKind::System && !default_files {
+        return Err("--resolv-conf and --hosts-file go with --resolver dns".into());
+    }
+    if serve.resolver == ResolverKind::Dns && CONNECTING.contains(&serve.service) {
+        let config = ResolverConfig::from_paths(&serve.resolv_conf, &serve.hosts_file)
+            .map_err(|e| format!("{e} (--resolver system uses getaddrinfo instead)"))?;
+        builder = builder.name_resolver(Resolver::name_resolver_factory(config));
     }
     // What this process may run on: its CPU affinity mask (taskset) and CPU quota (cgroups).
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());

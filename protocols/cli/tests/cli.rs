@@ -602,6 +602,47 @@ fn proxies(backend: &str) {
         assert!(server.terminate(), "exit status 0 after SIGTERM");
     }
 
+    // The default resolver is ringwork's stub resolver: a name only its --hosts-file knows
+    // reaches the upstream; with --resolver system (getaddrinfo, which reads /etc/hosts)
+    // the same name is unknown and the client is closed.
+    let dir = std::env::temp_dir().join(format!(
+        "ringwork-cli-hosts-{}-{backend}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let hosts = dir.join("hosts");
+    std::fs::write(&hosts, "127.0.0.1 backend.ringwork-test\n").expect("hosts file");
+    let named = format!("tcp:host=backend.ringwork-test:port={port}");
+    let hosts_arg = hosts.display().to_string();
+    for (resolver, reaches) in [("dns", true), ("system", false)] {
+        let mut args = vec![
+            "serve",
+            "tcp-proxy",
+            "--upstream",
+            &named,
+            "--resolver",
+            resolver,
+        ];
+        if resolver == "dns" {
+            args.extend_from_slice(&["--hosts-file", &hosts_arg]);
+        }
+        args.extend_from_slice(&common);
+        let mut server = Server::start(&args);
+        let addr = tcp_addr(&server.listening(1)[0]);
+        let mut stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+        stream.write_all(b"by name\n").expect("write");
+        let mut reply = String::new();
+        let _ = BufReader::new(&stream).read_line(&mut reply);
+        if reaches {
+            assert_eq!(reply, "up: by name\n", "--resolver {resolver}");
+        } else {
+            assert_eq!(reply, "", "--resolver {resolver}: closed without a reply");
+        }
+        assert!(server.terminate(), "exit status 0 after SIGTERM");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+
     // The upstream is on loopback: the default policy refuses it, a rule opens it.
     let allow = format!("127.0.0.1:{}", upstream.port());
     let mut args = vec!["serve", "socks5", "--user", "u:p", "--allow", &allow];

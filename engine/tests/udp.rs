@@ -1,0 +1,97 @@
+//! UDP sockets of a reactor on both backends: a datagram echoed back, and
+//! [`Reactor::close_udp`] (the protocol dropped, no callback after the close, the port free
+//! again). Waits turn the reactor until the event, bounded by `LIMIT`; nothing sleeps.
+
+use std::cell::RefCell;
+use std::net::{SocketAddr, UdpSocket};
+use std::rc::Rc;
+use std::time::Duration;
+
+use ringwork::platform::BackendChoice;
+use ringwork::{DatagramContext, DatagramProtocol};
+
+use common::{LIMIT, reactor, wait};
+
+mod common;
+
+/// Records what it receives and echoes it; notes its drop.
+struct Echo {
+    seen: Rc<RefCell<Vec<Vec<u8>>>>,
+    dropped: Rc<RefCell<bool>>,
+}
+
+impl DatagramProtocol for Echo {
+    fn datagram_received(&mut self, ctx: &mut DatagramContext<'_>, data: &[u8], from: SocketAddr) {
+        self.seen.borrow_mut().push(data.to_vec());
+        ctx.send_to(data, from);
+    }
+}
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        *self.dropped.borrow_mut() = true;
+    }
+}
+
+fn close_udp_releases_the_socket(backend: BackendChoice) {
+    let Some(mut reactor) = reactor(backend) else {
+        return;
+    };
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let dropped = Rc::new(RefCell::new(false));
+    let id = reactor
+        .bind_udp(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            Echo {
+                seen: Rc::clone(&seen),
+                dropped: Rc::clone(&dropped),
+            },
+        )
+        .expect("bind");
+    let addr = reactor
+        .udp_local_addr(id)
+        .expect("local address")
+        .as_socket()
+        .expect("an IP address");
+    let client = UdpSocket::bind("127.0.0.1:0").expect("client socket");
+    client.set_nonblocking(true).expect("non-blocking");
+    client.send_to(b"one", addr).expect("send");
+    let mut buf = [0; 16];
+    let mut echoed = None;
+    wait(
+        &mut reactor,
+        |_| {
+            if let Ok((n, _)) = client.recv_from(&mut buf) {
+                echoed = Some(buf[..n].to_vec());
+            }
+            echoed.is_some()
+        },
+        || "the echo".into(),
+    );
+    assert_eq!(echoed.as_deref(), Some(&b"one"[..]));
+
+    assert!(reactor.close_udp(id), "open until now");
+    assert!(*dropped.borrow(), "the protocol is dropped at once");
+    assert!(!reactor.close_udp(id), "closed once");
+    assert!(reactor.udp_local_addr(id).is_err());
+    // The descriptor goes once the driver is done with it: the port is free again.
+    wait(
+        &mut reactor,
+        |reactor| {
+            let _ = reactor.turn(Some(Duration::from_millis(5)));
+            UdpSocket::bind(addr).is_ok()
+        },
+        || format!("{addr} to be free after close_udp (limit {LIMIT:?})"),
+    );
+    assert_eq!(seen.borrow().len(), 1, "nothing after the close");
+}
+
+#[test]
+fn close_udp_releases_the_socket_uring() {
+    close_udp_releases_the_socket(BackendChoice::Uring);
+}
+
+#[test]
+fn close_udp_releases_the_socket_poll() {
+    close_udp_releases_the_socket(BackendChoice::Poll);
+}
