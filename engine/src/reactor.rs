@@ -356,7 +356,11 @@ impl Reactor {
         options: ListenerOptions,
     ) -> Result<SockAddr, EngineError> {
         let listen = ListenOptions {
+            // Out of range values are refused by the driver, naming the backlog.
+            backlog: i32::try_from(options.backlog).unwrap_or(i32::MAX),
             reuse_port: options.reuse_port,
+            socket: options.socket.clone(),
+            fastopen: options.fastopen,
             ..ListenOptions::default()
         };
         let socket = self.driver.listen(addr, &listen)?;
