@@ -364,6 +364,39 @@ impl Reactor {
             ..ListenOptions::default()
         };
         let socket = self.driver.listen(addr, &listen)?;
+        self.add_listener(socket, factory, options)
+    }
+
+    /// Listens on a socket inherited from the parent process: one systemd passed
+    /// (`LISTEN_FDS`, as `systemd-socket-activate` or a `.socket` unit does) or descriptor
+    /// `N` (see [`Inherited`](crate::platform::inherit::Inherited)). This core accepts on its
+    /// own duplicate of the descriptor; call it on every core to share the socket's accept
+    /// queue between them. `options` give TLS and a preamble; the socket's backlog and
+    /// socket options stay as its parent set them. Returns the socket's address.
+    ///
+    /// # Errors
+    /// The socket is not passed, not a listening stream socket, or of another family than
+    /// asked ([`InheritError`](crate::platform::inherit::InheritError), as the error's
+    /// source).
+    pub fn listen_inherited(
+        &mut self,
+        inherited: &crate::platform::inherit::Inherited,
+        options: &ListenerOptions,
+        factory: impl Factory,
+    ) -> Result<SockAddr, EngineError> {
+        let mut options = options.clone();
+        options.tls = options.tls.as_ref().map(crate::tls::TlsAcceptor::for_core);
+        let socket = self.driver.listen_inherited(inherited)?;
+        self.add_listener(socket, Box::new(factory), options)
+    }
+
+    /// Starts accepting on listener `socket` (if the reactor accepts) with `factory`.
+    fn add_listener(
+        &mut self,
+        socket: SocketId,
+        factory: Box<dyn Factory>,
+        options: ListenerOptions,
+    ) -> Result<SockAddr, EngineError> {
         let bound = self.driver.local_addr(socket)?;
         if self.accepting {
             self.driver.accept(socket);

@@ -15,6 +15,7 @@ use crate::completion::Completion;
 use crate::config::{BackendChoice, BackendKind, Capabilities, DriverConfig, Stats};
 use crate::error::{OpError, SetupError, UringUnavailable};
 use crate::id::{OpKind, SocketId, TimerId};
+use crate::inherit::Inherited;
 use crate::options::{self, SocketOptionError, SocketOptions};
 #[cfg(processes)]
 use crate::process::ChildGuard;
@@ -252,6 +253,22 @@ impl Driver {
         // Released with the socket's slot, after its descriptor is closed.
         self.core.open_mut(id).expect("just added").group = group;
         Ok(id)
+    }
+
+    /// Listens on a socket inherited from the parent process (systemd socket activation,
+    /// `fd:N`): a duplicate of its descriptor, checked to be a listening stream socket, is
+    /// added as a listener (see [`inherit`](crate::inherit)). Call it once per driver to
+    /// accept on every core: the duplicates share the kernel's one accept queue.
+    ///
+    /// # Errors
+    /// The [`InheritError`](crate::inherit::InheritError) (as the `io::Error`'s source):
+    /// not passed, not open, not a listening stream socket, of another family; or the OS
+    /// error of registering it.
+    pub fn listen_inherited(&mut self, inherited: &Inherited) -> Result<SocketId, OpError> {
+        let socket = inherited
+            .open()
+            .map_err(|e| OpError::new(OpKind::Open, None, e.into_io()))?;
+        self.adopt(socket, SocketKind::Listener)
     }
 
     /// Starts connecting a stream socket to `addr` (TCP or a Unix path); a

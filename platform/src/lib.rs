@@ -29,6 +29,7 @@ mod config;
 mod driver;
 mod error;
 mod id;
+pub mod inherit;
 pub mod options;
 mod process;
 mod reuse_port;

@@ -24,6 +24,7 @@
 //!
 //! [`BufPool`]: crate::buf::BufPool
 
+pub(crate) mod inherit;
 pub(crate) mod poll;
 #[cfg(processes)]
 pub(crate) mod process;
