@@ -67,4 +67,16 @@ impl<'a> DatagramContext<'a> {
     pub fn local_addr(&self) -> Result<SockAddr, OpError> {
         self.driver.local_addr(self.socket)
     }
+
+    /// Changes a multicast setting of this socket: joins or leaves a group, sets the TTL,
+    /// loopback or sending interface (see [`Multicast`](crate::platform::multicast::Multicast)).
+    ///
+    /// # Errors
+    /// As [`Driver::multicast`](crate::platform::Driver::multicast).
+    pub fn multicast(
+        &mut self,
+        setting: &crate::platform::multicast::Multicast,
+    ) -> Result<(), OpError> {
+        self.driver.multicast(self.socket, setting)
+    }
 }

@@ -517,6 +517,20 @@ impl Reactor {
         self.driver.local_addr(id.0)
     }
 
+    /// Changes a multicast setting of UDP socket `id` (see
+    /// [`Multicast`](crate::platform::multicast::Multicast)): join a group after
+    /// [`Reactor::bind_udp`] to receive it in the protocol's `datagram_received`.
+    ///
+    /// # Errors
+    /// As [`Driver::multicast`](crate::platform::Driver::multicast).
+    pub fn udp_multicast(
+        &mut self,
+        id: UdpId,
+        setting: &crate::platform::multicast::Multicast,
+    ) -> Result<(), OpError> {
+        self.driver.multicast(id.0, setting)
+    }
+
     /// Runs `f` with a [`Context`] for connection `id` (from outside callbacks: tests,
     /// cross-core messages). Callbacks it causes run before this returns. The context's
     /// [`Context::now`] is read anew, so timers armed here count from now.

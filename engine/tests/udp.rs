@@ -1,6 +1,8 @@
 //! UDP sockets of a reactor on both backends: a datagram echoed back, and
 //! [`Reactor::close_udp`] (the protocol dropped, no callback after the close, the port free
-//! again). Waits turn the reactor until the event, bounded by `LIMIT`; nothing sleeps.
+//! again), and a multicast group joined through [`Reactor::udp_multicast`] on `lo`
+//! reaching the protocol. Waits turn the reactor until the event, bounded by `LIMIT`;
+//! nothing sleeps.
 
 use std::cell::RefCell;
 use std::net::{SocketAddr, UdpSocket};
@@ -94,4 +96,59 @@ fn close_udp_releases_the_socket_uring() {
 #[test]
 fn close_udp_releases_the_socket_poll() {
     close_udp_releases_the_socket(BackendChoice::Poll);
+}
+
+/// A UDP socket of the reactor joins `group` on `lo`; a datagram sent to the group reaches
+/// its protocol.
+fn multicast_reaches_the_protocol(backend: BackendChoice, group: [u8; 4]) {
+    use ringwork::platform::multicast::{Interface, Multicast};
+    let Some(mut reactor) = reactor(backend) else {
+        return;
+    };
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let protocol = Echo {
+        seen: Rc::clone(&seen),
+        dropped: Rc::new(RefCell::new(false)),
+    };
+    let id = reactor
+        .bind_udp(SocketAddr::from(([0, 0, 0, 0], 0)), protocol)
+        .expect("bind");
+    let port = reactor
+        .udp_local_addr(id)
+        .expect("local address")
+        .as_socket()
+        .expect("an IP address")
+        .port();
+    // Only its own groups (the other backend's test joins another group on `lo`).
+    reactor
+        .udp_multicast(id, &Multicast::AllGroups(false))
+        .expect("IP_MULTICAST_ALL");
+    let join = Multicast::Join {
+        group: group.into(),
+        interface: Interface::Name("lo".into()),
+    };
+    reactor.udp_multicast(id, &join).expect("join");
+    let sender = UdpSocket::bind("127.0.0.1:0").expect("sender");
+    socket2::SockRef::from(&sender)
+        .set_multicast_if_v4(&[127, 0, 0, 1].into())
+        .expect("IP_MULTICAST_IF");
+    sender
+        .send_to(b"to the group", SocketAddr::from((group, port)))
+        .expect("send");
+    wait(
+        &mut reactor,
+        |_| !seen.borrow().is_empty(),
+        || "the group's datagram".into(),
+    );
+    assert_eq!(seen.borrow()[0], b"to the group");
+}
+
+#[test]
+fn multicast_reaches_the_protocol_uring() {
+    multicast_reaches_the_protocol(BackendChoice::Uring, [239, 255, 43, 1]);
+}
+
+#[test]
+fn multicast_reaches_the_protocol_poll() {
+    multicast_reaches_the_protocol(BackendChoice::Poll, [239, 255, 43, 2]);
 }

@@ -16,6 +16,7 @@ use crate::config::{BackendChoice, BackendKind, Capabilities, DriverConfig, Stat
 use crate::error::{OpError, SetupError, UringUnavailable};
 use crate::id::{OpKind, SocketId, TimerId};
 use crate::inherit::Inherited;
+use crate::multicast::Multicast;
 use crate::options::{self, SocketOptionError, SocketOptions};
 #[cfg(processes)]
 use crate::process::ChildGuard;
@@ -609,6 +610,22 @@ impl Driver {
         with_backend!(&self.backend, b => b.with_socket(id, f))
             .unwrap_or_else(|| Err(not_open()))
             .map_err(|e| OpError::new(OpKind::Open, Some(id), e))
+    }
+
+    /// Changes a multicast setting of UDP socket `id`: joins or leaves a group, sets the
+    /// TTL / hop limit, loopback or sending interface of what it sends (see [`Multicast`]).
+    /// Takes effect at once on either backend.
+    ///
+    /// # Errors
+    /// `id` not open; a [`MulticastError`](crate::multicast::MulticastError) (as the
+    /// `io::Error`'s source): not a multicast group, a group of the other family, a TTL
+    /// above 255, an unknown interface, or the kernel's refusal naming the option.
+    pub fn multicast(&mut self, id: SocketId, setting: &Multicast) -> Result<(), OpError> {
+        self.with_socket(id, |socket| {
+            setting
+                .apply(socket)
+                .map_err(crate::multicast::MulticastError::into_io)
+        })
     }
 
     /// Starts a child process (Linux): see [`ProcessCommand`] for what runs and

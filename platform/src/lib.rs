@@ -30,6 +30,7 @@ mod driver;
 mod error;
 mod id;
 pub mod inherit;
+pub mod multicast;
 pub mod options;
 mod process;
 mod reuse_port;
