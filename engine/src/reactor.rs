@@ -390,6 +390,25 @@ impl Reactor {
         self.add_listener(socket, Box::new(factory), options)
     }
 
+    /// Listens on `socket`, a listening stream socket made elsewhere: received from another
+    /// process or reactor ([`fdpass::recv_fds`](crate::platform::fdpass::recv_fds), Unix),
+    /// or set up by the caller. `options` give TLS and a preamble; the backlog and socket
+    /// options stay as the socket has them. Returns its address.
+    ///
+    /// # Errors
+    /// `socket` is not a listening stream socket, or registering it failed.
+    pub fn listen_socket(
+        &mut self,
+        socket: crate::platform::Socket,
+        options: &ListenerOptions,
+        factory: impl Factory,
+    ) -> Result<SockAddr, EngineError> {
+        let mut options = options.clone();
+        options.tls = options.tls.as_ref().map(crate::tls::TlsAcceptor::for_core);
+        let socket = self.driver.listen_socket(socket)?;
+        self.add_listener(socket, Box::new(factory), options)
+    }
+
     /// Starts accepting on listener `socket` (if the reactor accepts) with `factory`.
     fn add_listener(
         &mut self,

@@ -272,6 +272,30 @@ impl Driver {
         self.adopt(socket, SocketKind::Listener)
     }
 
+    /// Listens on `socket`, a listening stream socket made elsewhere (received with
+    /// [`fdpass::recv_fds`](crate::fdpass::recv_fds), or set up by the caller): checked,
+    /// then added as a listener.
+    ///
+    /// # Errors
+    /// `InvalidInput` when `socket` is not a stream socket or not listening; the OS error
+    /// of registering it.
+    pub fn listen_socket(&mut self, socket: Socket) -> Result<SocketId, OpError> {
+        let invalid = |why: &str| {
+            OpError::new(
+                OpKind::Open,
+                None,
+                io::Error::new(io::ErrorKind::InvalidInput, why.to_owned()),
+            )
+        };
+        if socket.r#type().ok() != Some(Type::STREAM) {
+            return Err(invalid("not a stream socket"));
+        }
+        if !sys::inherit::is_listening(&socket).unwrap_or(false) {
+            return Err(invalid("a stream socket that is not listening"));
+        }
+        self.adopt(socket, SocketKind::Listener)
+    }
+
     /// Starts connecting a stream socket to `addr` (TCP or a Unix path); a
     /// [`Completion::Connected`] follows. [`Driver::send`] and [`Driver::recv`] may be called
     /// before it connects: they take effect once connected.

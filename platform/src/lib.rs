@@ -28,6 +28,8 @@ mod completion;
 mod config;
 mod driver;
 mod error;
+#[cfg(unix)]
+pub mod fdpass;
 mod id;
 pub mod inherit;
 pub mod multicast;
@@ -49,7 +51,7 @@ pub mod bench {
 }
 
 pub use bytes::Bytes;
-pub use socket2::SockAddr;
+pub use socket2::{SockAddr, Socket};
 
 pub use crate::buf::RecvBuf;
 pub use crate::completion::Completion;

@@ -24,6 +24,8 @@
 //!
 //! [`BufPool`]: crate::buf::BufPool
 
+#[cfg(unix)]
+pub(crate) mod fdpass;
 pub(crate) mod inherit;
 pub(crate) mod poll;
 #[cfg(processes)]
