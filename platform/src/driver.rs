@@ -401,6 +401,30 @@ impl Driver {
         Ok(id)
     }
 
+    /// Opens a Unix datagram socket, bound to `bind` (a path, or on Linux an abstract name)
+    /// or unnamed (`None`: it can send, but its datagrams reach their receiver from an
+    /// unnamed address that cannot be answered). Its datagrams arrive as
+    /// [`Completion::ReceivedFromUnix`]; send with [`Driver::send_to_addr`]. A path is not
+    /// removed on close.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a non-Unix address; the OS error of creating or binding it
+    /// (`AddrInUse` for a path that exists).
+    pub fn bind_unix_datagram(&mut self, bind: Option<&SockAddr>) -> Result<SocketId, OpError> {
+        let open = |e| OpError::new(OpKind::Open, None, e);
+        if bind.is_some_and(|a| !a.is_unix()) {
+            return Err(open(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a Unix datagram socket binds to a Unix address",
+            )));
+        }
+        let socket = Socket::new(Domain::UNIX, Type::DGRAM, None).map_err(open)?;
+        if let Some(addr) = bind {
+            socket.bind(addr).map_err(open)?;
+        }
+        self.adopt(socket, SocketKind::Datagram)
+    }
+
     /// Adds an existing socket (for example one inherited from a parent process).
     ///
     /// # Errors
@@ -558,6 +582,13 @@ impl Driver {
 
     /// Queues a datagram to `to` on UDP socket `id`.
     pub fn send_to(&mut self, id: SocketId, bytes: Bytes, to: SocketAddr) -> bool {
+        self.send_to_addr(id, bytes, SockAddr::from(to))
+    }
+
+    /// Queues a datagram to `to` on datagram socket `id`: an IP address for UDP, a path or
+    /// (Linux) abstract name for a Unix datagram socket. A destination of the wrong family
+    /// fails when sent ([`Completion::SendError`]).
+    pub fn send_to_addr(&mut self, id: SocketId, bytes: Bytes, to: SockAddr) -> bool {
         self.update(
             id,
             |s| s.kind == SocketKind::Datagram,
