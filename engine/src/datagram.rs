@@ -1,4 +1,4 @@
-//! UDP: [`DatagramProtocol`] and its [`DatagramContext`].
+//! Datagram sockets, UDP and Unix: [`DatagramProtocol`] and its [`DatagramContext`].
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -19,6 +19,20 @@ pub trait DatagramProtocol: 'static {
 
     /// A datagram arrived from `from`. `data` is valid during this call only.
     fn datagram_received(&mut self, ctx: &mut DatagramContext<'_>, data: &[u8], from: SocketAddr);
+
+    /// A datagram arrived on a Unix datagram socket
+    /// ([`Reactor::bind_unix_datagram`](crate::Reactor::bind_unix_datagram)) from `from`:
+    /// a path (`from.as_pathname()`), a Linux abstract name, or an unnamed sender
+    /// (`from.is_unnamed()`), which cannot be answered. Answer with
+    /// [`DatagramContext::send_to_addr`]. The default drops it.
+    fn unix_datagram_received(
+        &mut self,
+        ctx: &mut DatagramContext<'_>,
+        data: &[u8],
+        from: &SockAddr,
+    ) {
+        let _ = (ctx, data, from);
+    }
 }
 
 /// The transport of a UDP socket, given to [`DatagramProtocol`] callbacks.
@@ -58,6 +72,14 @@ impl<'a> DatagramContext<'a> {
     /// Sends `data` to `to` without a copy.
     pub fn send_bytes_to(&mut self, data: Bytes, to: SocketAddr) {
         self.driver.send_to(self.socket, data, to);
+    }
+
+    /// Sends a copy of `data` to `to`, any address of the socket's family (a Unix path or
+    /// abstract name for a Unix datagram socket). A datagram that cannot be sent (to an
+    /// unnamed or gone receiver) is dropped, as for UDP.
+    pub fn send_to_addr(&mut self, data: &[u8], to: &SockAddr) {
+        self.driver
+            .send_to_addr(self.socket, Bytes::copy_from_slice(data), to.clone());
     }
 
     /// The local address.

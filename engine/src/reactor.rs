@@ -516,6 +516,36 @@ impl Reactor {
         Ok(id)
     }
 
+    /// Binds a Unix datagram socket at `path` (a stale socket file there is removed first)
+    /// run by `protocol`: datagrams arrive in its
+    /// [`DatagramProtocol::unix_datagram_received`] with the sender's address; answers go
+    /// with [`DatagramContext::send_to_addr`]. The returned id works with
+    /// [`Reactor::close_udp`] and [`Reactor::udp_local_addr`]. The path is not removed on
+    /// close.
+    ///
+    /// # Errors
+    /// The OS error of creating or binding the socket.
+    pub fn bind_unix_datagram(
+        &mut self,
+        path: impl AsRef<Path>,
+        protocol: impl DatagramProtocol,
+    ) -> Result<UdpId, EngineError> {
+        let path = path.as_ref();
+        remove_stale_socket(path);
+        let addr = SockAddr::unix(path).map_err(|e| EngineError::Io {
+            what: "unix address",
+            source: e,
+        })?;
+        let socket = self.driver.bind_unix_datagram(Some(&addr))?;
+        self.driver.recv(socket);
+        self.udp.push(Udp {
+            socket,
+            protocol: Some(Box::new(protocol)),
+        });
+        self.call_udp(socket, |p, ctx| p.started(ctx));
+        Ok(UdpId(socket))
+    }
+
     /// Closes UDP socket `id`: datagrams in flight or queued for sending are dropped, its
     /// protocol is dropped, and it gets no callback any more. Returns whether it was open.
     /// (A socket per exchange, as a DNS resolver opens for a random source port, is closed
@@ -914,6 +944,14 @@ impl Reactor {
             } => {
                 self.state.stats.bytes_in += buf.len() as u64;
                 self.call_udp(socket, |p, ctx| p.datagram_received(ctx, &buf, from));
+            }
+            Completion::ReceivedFromUnix {
+                socket, buf, from, ..
+            } => {
+                self.state.stats.bytes_in += buf.len() as u64;
+                self.call_udp(socket, |p, ctx| {
+                    p.unix_datagram_received(ctx, &buf, &from);
+                });
             }
             Completion::Spliced { socket, bytes } => {
                 crate::splice::spliced(&mut self.state, ConnId(socket), bytes);

@@ -1,7 +1,8 @@
 //! UDP sockets of a reactor on both backends: a datagram echoed back, and
 //! [`Reactor::close_udp`] (the protocol dropped, no callback after the close, the port free
 //! again), and a multicast group joined through [`Reactor::udp_multicast`] on `lo`
-//! reaching the protocol. Waits turn the reactor until the event, bounded by `LIMIT`;
+//! reaching the protocol, and a Unix datagram socket ([`Reactor::bind_unix_datagram`])
+//! echoing to its client's path. Waits turn the reactor until the event, bounded by `LIMIT`;
 //! nothing sleeps.
 
 use std::cell::RefCell;
@@ -151,4 +152,80 @@ fn multicast_reaches_the_protocol_uring() {
 #[test]
 fn multicast_reaches_the_protocol_poll() {
     multicast_reaches_the_protocol(BackendChoice::Poll, [239, 255, 43, 2]);
+}
+
+/// Echoes Unix datagrams to their sender's address; records what arrives.
+struct UnixEcho {
+    seen: Rc<RefCell<Vec<Vec<u8>>>>,
+}
+
+impl DatagramProtocol for UnixEcho {
+    fn datagram_received(&mut self, _: &mut DatagramContext<'_>, _: &[u8], _: SocketAddr) {
+        panic!("a Unix datagram socket gets no IP datagrams");
+    }
+
+    fn unix_datagram_received(
+        &mut self,
+        ctx: &mut DatagramContext<'_>,
+        data: &[u8],
+        from: &ringwork::SockAddr,
+    ) {
+        self.seen.borrow_mut().push(data.to_vec());
+        ctx.send_to_addr(data, from);
+    }
+}
+
+/// A Unix datagram socket of the reactor echoes a client's datagram to the client's path.
+fn unix_datagram_echo(backend: BackendChoice) {
+    use std::os::unix::net::UnixDatagram;
+    let Some(mut reactor) = reactor(backend) else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!(
+        "ringwork-engine-unix-dgram-{}-{backend:?}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let server_path = dir.join("server.sock");
+    let id = reactor
+        .bind_unix_datagram(
+            &server_path,
+            UnixEcho {
+                seen: Rc::clone(&seen),
+            },
+        )
+        .expect("bind");
+    let local = reactor.udp_local_addr(id).expect("local address");
+    assert_eq!(local.as_pathname(), Some(server_path.as_path()));
+    let client = UnixDatagram::bind(dir.join("client.sock")).expect("client socket");
+    client.set_nonblocking(true).expect("non-blocking");
+    client.send_to(b"over unix", &server_path).expect("send");
+    let mut buf = [0; 32];
+    let mut echoed = None;
+    wait(
+        &mut reactor,
+        |_| {
+            if let Ok(n) = client.recv(&mut buf) {
+                echoed = Some(buf[..n].to_vec());
+            }
+            echoed.is_some()
+        },
+        || "the echo".into(),
+    );
+    assert_eq!(echoed.as_deref(), Some(&b"over unix"[..]));
+    assert_eq!(seen.borrow().len(), 1);
+    assert!(reactor.close_udp(id));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn unix_datagram_echo_uring() {
+    unix_datagram_echo(BackendChoice::Uring);
+}
+
+#[test]
+fn unix_datagram_echo_poll() {
+    unix_datagram_echo(BackendChoice::Poll);
 }
