@@ -306,6 +306,7 @@ impl FromStr for Endpoint {
         if kind == Kind::Systemd {
             return parse_systemd(segments);
         }
+        // `systemd:` is parsed above: it has no positional argument.
         let args = Args::collect(kind, segments)?;
         match kind {
             Kind::Tls => {

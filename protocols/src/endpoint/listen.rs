@@ -211,44 +211,24 @@ impl ListenSpec {
                     inherited: None,
                 }
             }
-            Endpoint::Systemd { .. } | Endpoint::Fd { .. } => {
-                let inherited = match inner {
-                    Endpoint::Systemd {
-                        domain,
-                        index,
-                        name,
-                    } => Inherited::Systemd {
-                        family: match domain {
-                            Domain::Inet => Family::Inet,
-                            Domain::Inet6 => Family::Inet6,
-                            Domain::Unix => Family::Unix,
-                        },
-                        index: *index,
-                        name: name.clone(),
-                    },
-                    Endpoint::Fd { fd } => Inherited::Fd(*fd),
-                    _ => unreachable!("matched above"),
+            Endpoint::Systemd {
+                domain,
+                index,
+                name,
+            } => {
+                let family = match domain {
+                    Domain::Inet => Family::Inet,
+                    Domain::Inet6 => Family::Inet6,
+                    Domain::Unix => Family::Unix,
                 };
-                // Checked here, once, before any core starts; each core opens its own.
-                let inherit_error = |source| ListenSpecError::Inherited {
-                    endpoint: endpoint.to_string(),
-                    source,
+                let inherited = Inherited::Systemd {
+                    family,
+                    index: *index,
+                    name: name.clone(),
                 };
-                let socket = inherited.open().map_err(inherit_error)?;
-                let addr = socket.local_addr().map_err(|e| {
-                    inherit_error(InheritError::Invalid {
-                        what: inherited.to_string(),
-                        why: format!("no local address ({e})"),
-                    })
-                })?;
-                Self {
-                    addr,
-                    options,
-                    self_signed: None,
-                    unix: false,
-                    inherited: Some(inherited),
-                }
+                Self::inherited(endpoint, inherited, options)?
             }
+            Endpoint::Fd { fd } => Self::inherited(endpoint, Inherited::Fd(*fd), options)?,
             Endpoint::Udp { .. } | Endpoint::Haproxy(_) => {
                 return Err(ListenSpecError::NotStream(endpoint.to_string()));
             }
@@ -259,6 +239,33 @@ impl ListenSpec {
 }
 
 impl ListenSpec {
+    /// The spec of an inherited socket, checked here, once, before any core starts (each
+    /// core opens its own duplicate when it listens).
+    fn inherited(
+        endpoint: &Endpoint,
+        inherited: Inherited,
+        options: ListenerOptions,
+    ) -> Result<Self, ListenSpecError> {
+        let inherit_error = |source| ListenSpecError::Inherited {
+            endpoint: endpoint.to_string(),
+            source,
+        };
+        let socket = inherited.open().map_err(inherit_error)?;
+        let addr = socket.local_addr().map_err(|e| {
+            inherit_error(InheritError::Invalid {
+                what: inherited.to_string(),
+                why: format!("no local address ({e})"),
+            })
+        })?;
+        Ok(Self {
+            addr,
+            options,
+            self_signed: None,
+            unix: false,
+            inherited: Some(inherited),
+        })
+    }
+
     /// Listens on this endpoint from `reactor` with `factory`: binds
     /// [`ListenSpec::addr`] ([`Reactor::listen_with`]), or takes the inherited socket
     /// ([`Reactor::listen_inherited`]). Returns the bound address.
