@@ -51,6 +51,7 @@ use ringwork_protocols::http::services::{StaticFiles, hello_server};
 
 mod logging;
 mod proxy;
+mod sockopts;
 
 use logging::Logging;
 use proxy::{ProxyArgs, ProxyKind, ProxyPlan};
@@ -196,6 +197,8 @@ struct Serve {
     /// with a `suppressed=N` count of the ones not logged; 0 logs every one.
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
     warn_interval: Duration,
+    #[command(flatten)]
+    socket: sockopts::SocketArgs,
     #[command(flatten)]
     proxy: ProxyArgs,
     /// http-proxy: its TOML configuration (routes, upstreams, timeouts; see
@@ -669,6 +672,7 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
     };
     // Check the service's own settings before any core starts.
     http.server(service, None)?;
+    serve.socket.check()?;
     let plan = match service.proxy_kind() {
         Some(kind) => {
             serve.proxy.announce(kind, &endpoints);
@@ -684,6 +688,16 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
                 .map_err(|e| format!("serve {}: {e}", service.name()))?;
             if serve.reuse_port {
                 spec.options = spec.options.reuse_port(ReusePort::Shared);
+            }
+            if serve.socket.any() {
+                if spec.inherited.is_some() {
+                    return Err(format!(
+                        "{endpoint}: socket options (--backlog, --keepalive, ...) do not apply \
+                         to an inherited socket: its parent made it"
+                    )
+                    .into());
+                }
+                spec.options = serve.socket.apply(spec.options);
             }
             if let Some(made) = &spec.self_signed {
                 let what = if made.generated { "generated" } else { "using" };
