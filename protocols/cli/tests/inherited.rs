@@ -6,7 +6,8 @@
 //! - `systemd-socket-activate -l 127.0.0.1:P ringwork serve hello --listen
 //!   systemd:domain=INET:index=0 --cores 2` answers curl on P, every core listening on the
 //!   passed socket;
-//! - `fd:3` takes the same socket by number (`serve echo`);
+//! - `systemd:domain=INET:name=web` finds the socket `--fdname=web` named, and `fd:3` takes
+//!   it by number (`serve echo`);
 //! - a `domain=` that is not the passed socket's family, an index not passed, and a
 //!   `systemd:` endpoint in a process systemd did not start fail at start-up with a
 //!   message saying why (exit status 1, never "listening on").
@@ -51,8 +52,14 @@ fn free_port() -> u16 {
 /// Starts `ringwork ARGS` under `systemd-socket-activate -l 127.0.0.1:PORT` and waits
 /// until the activator listens (it starts ringwork at the first connection).
 fn activated(port: u16, args: &[&str]) -> Server {
+    activated_with(port, &[], args)
+}
+
+/// [`activated`] with more options for the activator (`--fdname=NAME`).
+fn activated_with(port: u16, options: &[&str], args: &[&str]) -> Server {
     let mut command = Command::new(ACTIVATE);
     command
+        .args(options)
         .arg("-l")
         .arg(format!("127.0.0.1:{port}"))
         .arg("-E")
@@ -117,9 +124,43 @@ macro_rules! both_backends {
 
 both_backends!(
     systemd_hello_answers_curl,
+    systemd_socket_by_name,
     fd_echo,
     bad_inherited_sockets_fail
 );
+
+/// `systemd:domain=INET:name=web` finds the socket `--fdname=web` named (LISTEN_FDNAMES).
+fn systemd_socket_by_name(backend: &str) {
+    let Some(backend) = self::backend(backend) else {
+        return;
+    };
+    if !have(ACTIVATE) {
+        return;
+    }
+    let port = free_port();
+    let args = [
+        "serve",
+        "echo",
+        "--listen",
+        "systemd:domain=INET:name=web",
+        "--cores",
+        "1",
+        "--backend",
+        backend,
+    ];
+    let mut server = activated_with(port, &["--fdname=web"], &args);
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    stream.write_all(b"by name\n").expect("write");
+    let mut echoed = [0; 8];
+    stream.read_exact(&mut echoed).expect("echo");
+    assert_eq!(&echoed, b"by name\n");
+    assert_eq!(
+        server.listening(1)[0].to_string(),
+        "systemd:domain=INET:name=web"
+    );
+    assert!(server.terminate(), "exit status 0 after SIGTERM");
+}
 
 fn systemd_hello_answers_curl(backend: &str) {
     let Some(backend) = self::backend(backend) else {
