@@ -16,7 +16,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use ringwork_platform::SockAddr;
+use ringwork_platform::{SockAddr, SocketOptions};
 
 use crate::error::EngineError;
 use crate::io::Io;
@@ -68,6 +68,15 @@ pub struct ConnectOptions {
     /// [`DEFAULT_ATTEMPT_DELAY`](crate::happy_eyeballs::DEFAULT_ATTEMPT_DELAY) (250 ms);
     /// values are held within 100 ms to 2 s, as the RFC recommends.
     pub attempt_delay: Option<Duration>,
+    /// Socket options set before the connect: buffer sizes, TCP keepalive, IP_TOS /
+    /// IPV6_TCLASS, SO_BINDTODEVICE (see [`SocketOptions`]). Values are checked when the
+    /// connect starts; a bad one fails it with an error naming the option.
+    pub socket: SocketOptions,
+    /// TCP Fast Open for this connect (Linux, TCP_FASTOPEN_CONNECT): `connection_made`
+    /// comes at once and the SYN leaves with the first write, carrying its bytes when the
+    /// kernel holds a Fast Open cookie of the server. A refused connect then shows as a
+    /// lost connection after `connection_made`. For protocols whose client speaks first.
+    pub fastopen: bool,
 }
 
 impl ConnectOptions {
@@ -99,6 +108,20 @@ impl ConnectOptions {
         self
     }
 
+    /// Options with these socket options (see [`ConnectOptions::socket`]).
+    #[must_use]
+    pub fn socket(mut self, socket: SocketOptions) -> Self {
+        self.socket = socket;
+        self
+    }
+
+    /// Options with TCP Fast Open (see [`ConnectOptions::fastopen`]).
+    #[must_use]
+    pub fn fastopen(mut self, on: bool) -> Self {
+        self.fastopen = on;
+        self
+    }
+
     /// Options with TLS from the start: `connector`'s roots (or its
     /// [`dangerous_skip_verification`](crate::tls::TlsConnectorBuilder::dangerous_skip_verification)),
     /// client certificate and ALPN, verifying the server as `server_name`. The protocol gets
@@ -125,8 +148,14 @@ pub(crate) fn start(
         None => None,
     };
     let timeout = options.timeout.unwrap_or(state.config.connect_timeout);
-    let bind = options.bind.map(SockAddr::from);
-    let socket = io.connect(addr, bind.as_ref())?;
+    let socket = io.connect(
+        addr,
+        &ringwork_platform::ConnectOptions {
+            bind: options.bind.map(SockAddr::from),
+            socket: options.socket,
+            fastopen: options.fastopen,
+        },
+    )?;
     let timer = state
         .timers
         .add_connect_timeout(ConnId(socket), crate::timers::deadline(state.now, timeout));

@@ -1,4 +1,4 @@
-//! UDP: [`DatagramProtocol`] and its [`DatagramContext`].
+//! Datagram sockets, UDP and Unix: [`DatagramProtocol`] and its [`DatagramContext`].
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -19,6 +19,20 @@ pub trait DatagramProtocol: 'static {
 
     /// A datagram arrived from `from`. `data` is valid during this call only.
     fn datagram_received(&mut self, ctx: &mut DatagramContext<'_>, data: &[u8], from: SocketAddr);
+
+    /// A datagram arrived on a Unix datagram socket
+    /// ([`Reactor::bind_unix_datagram`](crate::Reactor::bind_unix_datagram)) from `from`:
+    /// a path (`from.as_pathname()`), a Linux abstract name, or an unnamed sender
+    /// (`from.is_unnamed()`), which cannot be answered. Answer with
+    /// [`DatagramContext::send_to_addr`]. The default drops it.
+    fn unix_datagram_received(
+        &mut self,
+        ctx: &mut DatagramContext<'_>,
+        data: &[u8],
+        from: &SockAddr,
+    ) {
+        let _ = (ctx, data, from);
+    }
 }
 
 /// The transport of a UDP socket, given to [`DatagramProtocol`] callbacks.
@@ -60,11 +74,31 @@ impl<'a> DatagramContext<'a> {
         self.driver.send_to(self.socket, data, to);
     }
 
+    /// Sends a copy of `data` to `to`, any address of the socket's family (a Unix path or
+    /// abstract name for a Unix datagram socket). A datagram that cannot be sent (to an
+    /// unnamed or gone receiver) is dropped, as for UDP.
+    pub fn send_to_addr(&mut self, data: &[u8], to: &SockAddr) {
+        self.driver
+            .send_to_addr(self.socket, Bytes::copy_from_slice(data), to.clone());
+    }
+
     /// The local address.
     ///
     /// # Errors
     /// The OS error.
     pub fn local_addr(&self) -> Result<SockAddr, OpError> {
         self.driver.local_addr(self.socket)
+    }
+
+    /// Changes a multicast setting of this socket: joins or leaves a group, sets the TTL,
+    /// loopback or sending interface (see [`Multicast`](crate::platform::multicast::Multicast)).
+    ///
+    /// # Errors
+    /// As [`Driver::multicast`](crate::platform::Driver::multicast).
+    pub fn multicast(
+        &mut self,
+        setting: &crate::platform::multicast::Multicast,
+    ) -> Result<(), OpError> {
+        self.driver.multicast(self.socket, setting)
     }
 }

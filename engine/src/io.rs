@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use ringwork_platform::{
-    Bytes, Driver, OpError, ProcessCommand, SockAddr, SocketId, Spawned, WindowSize,
+    Bytes, ConnectOptions, Driver, OpError, ProcessCommand, SockAddr, SocketId, Spawned, WindowSize,
 };
 
 /// What the engine asks of the layer below, per socket.
@@ -25,8 +25,9 @@ pub(crate) trait Io {
     fn close(&mut self, socket: SocketId);
     /// Closes with a reset.
     fn abort(&mut self, socket: SocketId);
-    /// Starts an outbound stream connection, from `bind` if given.
-    fn connect(&mut self, addr: &SockAddr, bind: Option<&SockAddr>) -> Result<SocketId, OpError>;
+    /// Starts an outbound stream connection with `options` (local address, socket
+    /// options, TCP Fast Open).
+    fn connect(&mut self, addr: &SockAddr, options: &ConnectOptions) -> Result<SocketId, OpError>;
     /// The local address.
     fn local_addr(&self, socket: SocketId) -> Result<SockAddr, OpError>;
     /// The peer address.
@@ -68,8 +69,8 @@ impl Io for Driver {
         Driver::abort(self, socket);
     }
 
-    fn connect(&mut self, addr: &SockAddr, bind: Option<&SockAddr>) -> Result<SocketId, OpError> {
-        Driver::connect_from(self, addr, bind)
+    fn connect(&mut self, addr: &SockAddr, options: &ConnectOptions) -> Result<SocketId, OpError> {
+        Driver::connect_with(self, addr, options)
     }
 
     fn local_addr(&self, socket: SocketId) -> Result<SockAddr, OpError> {

@@ -93,7 +93,9 @@ pub mod testing;
 pub mod bench;
 
 pub use ringwork_platform as platform;
-pub use ringwork_platform::{BackendChoice, BackendKind, Bytes, DriverConfig, ReusePort, SockAddr};
+pub use ringwork_platform::{
+    BackendChoice, BackendKind, Bytes, DriverConfig, Keepalive, ReusePort, SockAddr, SocketOptions,
+};
 
 pub use crate::clock::{Clock, ManualClock};
 pub use crate::config::ReactorConfig;
@@ -103,7 +105,9 @@ pub use crate::context::Context;
 pub use crate::datagram::{DatagramContext, DatagramProtocol, UdpId};
 pub use crate::error::EngineError;
 pub use crate::happy_eyeballs::{AttemptFailure, HostConnect, HostConnectError};
-pub use crate::preamble::{DEFAULT_PREAMBLE_TIMEOUT, ListenerOptions, Preamble, PreambleStatus};
+pub use crate::preamble::{
+    DEFAULT_BACKLOG, DEFAULT_PREAMBLE_TIMEOUT, ListenerOptions, Preamble, PreambleStatus,
+};
 pub use crate::process::{ProcessContext, ProcessId, ProcessProtocol};
 pub use crate::protocol::{ConnId, Factory, LostKind, LostReason, Protocol};
 pub use crate::reactor::Reactor;

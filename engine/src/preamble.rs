@@ -27,7 +27,7 @@
 use std::time::Duration;
 
 use bytes::BytesMut;
-use ringwork_platform::{ReusePort, SockAddr};
+use ringwork_platform::{ReusePort, SockAddr, SocketOptions};
 
 use crate::dispatch;
 use crate::io::Io;
@@ -81,7 +81,20 @@ pub struct ListenerOptions {
     /// "Address already in use" when another process holds it; [`ReusePort::Shared`] joins
     /// another process's listeners on purpose (zero-downtime restarts).
     pub reuse_port: ReusePort,
+    /// Length of the kernel's accept queue, 1 to 65,535 (the kernel caps it at
+    /// `net.core.somaxconn`); default 1024.
+    pub backlog: u32,
+    /// Socket options of the listener, inherited by its connections on Linux: buffer
+    /// sizes, TCP keepalive, IP_TOS / IPV6_TCLASS, SO_BINDTODEVICE (see [`SocketOptions`]).
+    pub socket: SocketOptions,
+    /// TCP Fast Open (Linux, TCP_FASTOPEN): accept data in the SYN, with at most this many
+    /// such connections waiting for their handshake (1 to 65,535). Takes effect when the
+    /// `net.ipv4.tcp_fastopen` sysctl has its server bit (2); `None`: off.
+    pub fastopen: Option<u32>,
 }
+
+/// The default accept queue length of a listener.
+pub const DEFAULT_BACKLOG: u32 = 1024;
 
 impl Default for ListenerOptions {
     fn default() -> Self {
@@ -90,6 +103,9 @@ impl Default for ListenerOptions {
             preamble: None,
             preamble_timeout: DEFAULT_PREAMBLE_TIMEOUT,
             reuse_port: ReusePort::default(),
+            backlog: DEFAULT_BACKLOG,
+            socket: SocketOptions::default(),
+            fastopen: None,
         }
     }
 }
@@ -99,6 +115,27 @@ impl ListenerOptions {
     #[must_use]
     pub fn reuse_port(mut self, reuse: ReusePort) -> Self {
         self.reuse_port = reuse;
+        self
+    }
+
+    /// Options with this accept queue length (see [`ListenerOptions::backlog`]).
+    #[must_use]
+    pub fn backlog(mut self, backlog: u32) -> Self {
+        self.backlog = backlog;
+        self
+    }
+
+    /// Options with these socket options (see [`ListenerOptions::socket`]).
+    #[must_use]
+    pub fn socket(mut self, socket: SocketOptions) -> Self {
+        self.socket = socket;
+        self
+    }
+
+    /// Options with a TCP Fast Open queue of `queue` (see [`ListenerOptions::fastopen`]).
+    #[must_use]
+    pub fn fastopen(mut self, queue: u32) -> Self {
+        self.fastopen = Some(queue);
         self
     }
 

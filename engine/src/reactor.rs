@@ -356,10 +356,66 @@ impl Reactor {
         options: ListenerOptions,
     ) -> Result<SockAddr, EngineError> {
         let listen = ListenOptions {
+            // Out of range values are refused by the driver, naming the backlog.
+            backlog: i32::try_from(options.backlog).unwrap_or(i32::MAX),
             reuse_port: options.reuse_port,
+            socket: options.socket.clone(),
+            fastopen: options.fastopen,
             ..ListenOptions::default()
         };
         let socket = self.driver.listen(addr, &listen)?;
+        self.add_listener(socket, factory, options)
+    }
+
+    /// Listens on a socket inherited from the parent process: one systemd passed
+    /// (`LISTEN_FDS`, as `systemd-socket-activate` or a `.socket` unit does) or descriptor
+    /// `N` (see [`Inherited`](crate::platform::inherit::Inherited)). This core accepts on its
+    /// own duplicate of the descriptor; call it on every core to share the socket's accept
+    /// queue between them. `options` give TLS and a preamble; the socket's backlog and
+    /// socket options stay as its parent set them. Returns the socket's address.
+    ///
+    /// # Errors
+    /// The socket is not passed, not a listening stream socket, or of another family than
+    /// asked ([`InheritError`](crate::platform::inherit::InheritError), as the error's
+    /// source).
+    pub fn listen_inherited(
+        &mut self,
+        inherited: &crate::platform::inherit::Inherited,
+        options: &ListenerOptions,
+        factory: impl Factory,
+    ) -> Result<SockAddr, EngineError> {
+        let mut options = options.clone();
+        options.tls = options.tls.as_ref().map(crate::tls::TlsAcceptor::for_core);
+        let socket = self.driver.listen_inherited(inherited)?;
+        self.add_listener(socket, Box::new(factory), options)
+    }
+
+    /// Listens on `socket`, a listening stream socket made elsewhere: received from another
+    /// process or reactor ([`fdpass::recv_fds`](crate::platform::fdpass::recv_fds), Unix),
+    /// or set up by the caller. `options` give TLS and a preamble; the backlog and socket
+    /// options stay as the socket has them. Returns its address.
+    ///
+    /// # Errors
+    /// `socket` is not a listening stream socket, or registering it failed.
+    pub fn listen_socket(
+        &mut self,
+        socket: crate::platform::Socket,
+        options: &ListenerOptions,
+        factory: impl Factory,
+    ) -> Result<SockAddr, EngineError> {
+        let mut options = options.clone();
+        options.tls = options.tls.as_ref().map(crate::tls::TlsAcceptor::for_core);
+        let socket = self.driver.listen_socket(socket)?;
+        self.add_listener(socket, Box::new(factory), options)
+    }
+
+    /// Starts accepting on listener `socket` (if the reactor accepts) with `factory`.
+    fn add_listener(
+        &mut self,
+        socket: SocketId,
+        factory: Box<dyn Factory>,
+        options: ListenerOptions,
+    ) -> Result<SockAddr, EngineError> {
         let bound = self.driver.local_addr(socket)?;
         if self.accepting {
             self.driver.accept(socket);
@@ -460,6 +516,36 @@ impl Reactor {
         Ok(id)
     }
 
+    /// Binds a Unix datagram socket at `path` (a stale socket file there is removed first)
+    /// run by `protocol`: datagrams arrive in its
+    /// [`DatagramProtocol::unix_datagram_received`] with the sender's address; answers go
+    /// with [`DatagramContext::send_to_addr`]. The returned id works with
+    /// [`Reactor::close_udp`] and [`Reactor::udp_local_addr`]. The path is not removed on
+    /// close.
+    ///
+    /// # Errors
+    /// The OS error of creating or binding the socket.
+    pub fn bind_unix_datagram(
+        &mut self,
+        path: impl AsRef<Path>,
+        protocol: impl DatagramProtocol,
+    ) -> Result<UdpId, EngineError> {
+        let path = path.as_ref();
+        remove_stale_socket(path);
+        let addr = SockAddr::unix(path).map_err(|e| EngineError::Io {
+            what: "unix address",
+            source: e,
+        })?;
+        let socket = self.driver.bind_unix_datagram(Some(&addr))?;
+        self.driver.recv(socket);
+        self.udp.push(Udp {
+            socket,
+            protocol: Some(Box::new(protocol)),
+        });
+        self.call_udp(socket, |p, ctx| p.started(ctx));
+        Ok(UdpId(socket))
+    }
+
     /// Closes UDP socket `id`: datagrams in flight or queued for sending are dropped, its
     /// protocol is dropped, and it gets no callback any more. Returns whether it was open.
     /// (A socket per exchange, as a DNS resolver opens for a random source port, is closed
@@ -478,6 +564,20 @@ impl Reactor {
     /// The OS error.
     pub fn udp_local_addr(&self, id: UdpId) -> Result<SockAddr, OpError> {
         self.driver.local_addr(id.0)
+    }
+
+    /// Changes a multicast setting of UDP socket `id` (see
+    /// [`Multicast`](crate::platform::multicast::Multicast)): join a group after
+    /// [`Reactor::bind_udp`] to receive it in the protocol's `datagram_received`.
+    ///
+    /// # Errors
+    /// As [`Driver::multicast`](crate::platform::Driver::multicast).
+    pub fn udp_multicast(
+        &mut self,
+        id: UdpId,
+        setting: &crate::platform::multicast::Multicast,
+    ) -> Result<(), OpError> {
+        self.driver.multicast(id.0, setting)
     }
 
     /// Runs `f` with a [`Context`] for connection `id` (from outside callbacks: tests,
@@ -844,6 +944,14 @@ impl Reactor {
             } => {
                 self.state.stats.bytes_in += buf.len() as u64;
                 self.call_udp(socket, |p, ctx| p.datagram_received(ctx, &buf, from));
+            }
+            Completion::ReceivedFromUnix {
+                socket, buf, from, ..
+            } => {
+                self.state.stats.bytes_in += buf.len() as u64;
+                self.call_udp(socket, |p, ctx| {
+                    p.unix_datagram_received(ctx, &buf, &from);
+                });
             }
             Completion::Spliced { socket, bytes } => {
                 crate::splice::spliced(&mut self.state, ConnId(socket), bytes);

@@ -1,4 +1,6 @@
-//! The engine examples (`engine/examples/`), run as programs against loopback peers.
+//! The engine examples (`engine/examples/`), run as programs against loopback peers (the
+//! chat example, built on ringwork-protocols' `LineReceiver`, is tested in
+//! `protocols/tests/chat_example.rs`).
 //!
 //! Each test runs its body once per backend, with `RINGWORK_BACKEND` set on the example
 //! processes (not on this one); the io_uring half is skipped loudly where io_uring is
@@ -511,84 +513,11 @@ fn proxy_closes_the_client_when_the_upstream_refuses() {
     });
 }
 
-/// A chat client: its connection and the lines it reads.
-struct Chatter {
-    core: usize,
-    name: String,
-    stream: TcpStream,
-    lines: BufReader<TcpStream>,
-}
-
-impl Chatter {
-    fn join(addr: SocketAddr) -> Chatter {
-        let stream = connect(addr);
-        let mut lines = BufReader::new(stream.try_clone().unwrap());
-        let greeting = read_line(&mut lines);
-        // "welcome, you are on core N as N.M"
-        let rest = greeting
-            .strip_prefix("welcome, you are on core ")
-            .unwrap_or_else(|| panic!("unexpected greeting {greeting:?}"));
-        let (core, name) = rest.split_once(" as ").expect("core and name");
-        Chatter {
-            core: core.parse().expect("core index"),
-            name: name.to_string(),
-            stream,
-            lines,
-        }
-    }
-
-    fn say(&mut self, text: &str) {
-        self.stream
-            .write_all(format!("{text}\n").as_bytes())
-            .unwrap();
-    }
-
-    fn hear(&mut self) -> String {
-        read_line(&mut self.lines)
-    }
-}
-
 fn read_line(reader: &mut BufReader<TcpStream>) -> String {
     let mut line = String::new();
     let n = reader.read_line(&mut line).expect("read a line");
     assert!(n > 0, "connection closed");
     line.trim_end_matches('\n').to_string()
-}
-
-#[test]
-fn chat_delivers_a_line_to_clients_on_both_cores() {
-    for_each_backend(|backend| {
-        let listen = format!("127.0.0.1:{}", free_port());
-        let chat = Proc::start("chat", backend, &["--listen", &listen, "--cores", "2"]);
-        chat.lines_with("listening on", 2);
-        let addr: SocketAddr = listen.parse().unwrap();
-
-        // The kernel spreads connections over the two cores' listeners: join until each core
-        // has at least two clients.
-        let mut clients = Vec::new();
-        while (0..2).any(|core| clients.iter().filter(|c: &&Chatter| c.core == core).count() < 2) {
-            assert!(
-                clients.len() < 64,
-                "64 connections did not reach both cores"
-            );
-            clients.push(Chatter::join(addr));
-        }
-        let s0 = clients.iter().position(|c| c.core == 0).unwrap();
-        let s1 = clients.iter().position(|c| c.core == 1).unwrap();
-
-        // Each line reaches every other client, on both cores; never its sender (the next
-        // line a sender reads is someone else's).
-        for (round, sender) in [s0, s1, s0].into_iter().enumerate() {
-            let text = format!("line {round} from core {}", clients[sender].core);
-            clients[sender].say(&text);
-            let expected = format!("[{}] {text}", clients[sender].name);
-            for (i, client) in clients.iter_mut().enumerate() {
-                if i != sender {
-                    assert_eq!(client.hear(), expected, "client on core {}", client.core);
-                }
-            }
-        }
-    });
 }
 
 /// Sends datagrams of several sizes and checks each comes back, from the server's port.

@@ -2,6 +2,8 @@
 
 use std::net::SocketAddr;
 
+use socket2::SockAddr;
+
 use crate::buf::RecvBuf;
 use crate::error::OpError;
 use crate::id::{SocketId, TimerId};
@@ -46,6 +48,20 @@ pub enum Completion {
         buf: RecvBuf,
         /// The sender.
         from: SocketAddr,
+        /// The datagram was longer than a pool buffer and was cut to fit.
+        truncated: bool,
+    },
+    /// A datagram arrived on a Unix datagram socket (see
+    /// [`Driver::bind_unix_datagram`](crate::Driver::bind_unix_datagram)).
+    ReceivedFromUnix {
+        /// The datagram socket.
+        socket: SocketId,
+        /// The payload.
+        buf: RecvBuf,
+        /// The sender: its path (`from.as_pathname()`), its abstract name (Linux), or, for a
+        /// sender that never bound a name, an unnamed address (`from.is_unnamed()`), which
+        /// cannot be answered.
+        from: SockAddr,
         /// The datagram was longer than a pool buffer and was cut to fit.
         truncated: bool,
     },
@@ -112,4 +128,19 @@ pub enum Completion {
     /// Another thread called [`Waker::wake`](crate::Waker::wake). Several wakes may merge
     /// into one completion.
     Woken,
+}
+
+/// The sender of a datagram that is not an IP address: as given, except that no address at
+/// all (Linux reports an unnamed Unix sender with an address length of 0) becomes an unnamed
+/// `AF_UNIX` address, so [`SockAddr::is_unnamed`] says what it is.
+pub(crate) fn unix_sender(from: SockAddr) -> SockAddr {
+    match from.len() {
+        0 => unnamed_unix().unwrap_or(from),
+        _ => from,
+    }
+}
+
+/// The unnamed `AF_UNIX` address (an empty path: the family, no path bytes).
+pub(crate) fn unnamed_unix() -> Option<SockAddr> {
+    SockAddr::unix("").ok()
 }

@@ -15,6 +15,9 @@ use crate::completion::Completion;
 use crate::config::{BackendChoice, BackendKind, Capabilities, DriverConfig, Stats};
 use crate::error::{OpError, SetupError, UringUnavailable};
 use crate::id::{OpKind, SocketId, TimerId};
+use crate::inherit::Inherited;
+use crate::multicast::Multicast;
+use crate::options::{self, SocketOptionError, SocketOptions};
 #[cfg(processes)]
 use crate::process::ChildGuard;
 use crate::process::{FileKind, ProcessCommand, Spawned, WindowSize};
@@ -26,7 +29,8 @@ use crate::waker::Waker;
 /// Options for [`Driver::listen`].
 #[derive(Clone, Debug)]
 pub struct ListenOptions {
-    /// Length of the kernel's accept queue.
+    /// Length of the kernel's accept queue (1 to 65,535; the kernel caps it at
+    /// `net.core.somaxconn`).
     pub backlog: i32,
     /// SO_REUSEPORT (Unix, TCP only): whether several listeners may share the address (every
     /// core opens its own and the kernel spreads connections between them), and whose.
@@ -35,6 +39,13 @@ pub struct ListenOptions {
     pub reuse_port: ReusePort,
     /// IPV6_V6ONLY for IPv6 listeners (`None` keeps the OS default).
     pub only_v6: Option<bool>,
+    /// Buffer sizes, keepalive, TOS and device, set before bind (accepted connections
+    /// inherit them on Linux).
+    pub socket: SocketOptions,
+    /// TCP Fast Open (Linux, TCP_FASTOPEN): accept data in the SYN, with at most this many
+    /// such connections waiting for their handshake (1 to 65,535). Takes effect when the
+    /// `net.ipv4.tcp_fastopen` sysctl has its server bit (2); `None`: off.
+    pub fastopen: Option<u32>,
 }
 
 impl Default for ListenOptions {
@@ -43,8 +54,27 @@ impl Default for ListenOptions {
             backlog: 1024,
             reuse_port: ReusePort::Process,
             only_v6: None,
+            socket: SocketOptions::default(),
+            fastopen: None,
         }
     }
+}
+
+/// Options for [`Driver::connect_with`].
+#[derive(Clone, Debug, Default)]
+pub struct ConnectOptions {
+    /// Connect from this local address (an IP address of the target's family, port 0 for
+    /// any; Twisted's `bindAddress`).
+    pub bind: Option<SockAddr>,
+    /// Buffer sizes, keepalive, TOS and device, set before bind and connect.
+    pub socket: SocketOptions,
+    /// TCP Fast Open for the client side (Linux 4.11, TCP_FASTOPEN_CONNECT): the connect
+    /// completes at once and the SYN goes with the first send, carrying its bytes when the
+    /// kernel holds a Fast Open cookie of the server (from an earlier connection; the
+    /// first one only asks for it). A refused connect then shows as the first send's or
+    /// receive's error, not as [`Completion::Connected`]'s. For protocols whose client
+    /// speaks first; needs the client bit (1) of `net.ipv4.tcp_fastopen`.
+    pub fastopen: bool,
 }
 
 enum Backend {
@@ -188,21 +218,82 @@ impl Driver {
         options: &ListenOptions,
     ) -> Result<SocketId, OpError> {
         let open = |e| OpError::new(OpKind::Open, None, e);
+        let option = |e: SocketOptionError| open(e.into_io());
+        let backlog =
+            options::queue_len("listen backlog", options.backlog.max(0) as u32).map_err(option)?;
         let socket = Socket::new(addr.domain(), Type::STREAM, None).map_err(open)?;
-        if addr.is_ipv4() || addr.is_ipv6() {
+        let ip = options::ip_family(addr);
+        options.socket.apply(&socket, ip).map_err(option)?;
+        if ip.is_some() {
             socket.set_reuse_address(true).map_err(open)?;
             // Accepted sockets inherit it on Linux; request/response protocols want it.
             socket.set_tcp_nodelay(true).map_err(open)?;
-            if let (true, Some(only_v6)) = (addr.is_ipv6(), options.only_v6) {
+            if let (Some(false), Some(only_v6)) = (ip, options.only_v6) {
                 socket.set_only_v6(only_v6).map_err(open)?;
             }
         }
-        let group = reuse_port::bind_listener(&socket, addr, options.backlog, options.reuse_port)
-            .map_err(open)?;
+        if let Some(queue) = options.fastopen {
+            let queue = options::queue_len("TCP_FASTOPEN", queue).map_err(option)?;
+            if ip.is_none() {
+                return Err(option(SocketOptionError::Unsupported {
+                    option: "TCP_FASTOPEN",
+                    why: "only TCP listeners take it",
+                }));
+            }
+            sys::sockopt::set_fastopen(&SockRef::from(&socket), queue).map_err(|source| {
+                option(SocketOptionError::Set {
+                    option: "TCP_FASTOPEN",
+                    value: queue.to_string(),
+                    source,
+                })
+            })?;
+        }
+        let group =
+            reuse_port::bind_listener(&socket, addr, backlog, options.reuse_port).map_err(open)?;
         let id = self.adopt(socket, SocketKind::Listener)?;
         // Released with the socket's slot, after its descriptor is closed.
         self.core.open_mut(id).expect("just added").group = group;
         Ok(id)
+    }
+
+    /// Listens on a socket inherited from the parent process (systemd socket activation,
+    /// `fd:N`): a duplicate of its descriptor, checked to be a listening stream socket, is
+    /// added as a listener (see [`inherit`](crate::inherit)). Call it once per driver to
+    /// accept on every core: the duplicates share the kernel's one accept queue.
+    ///
+    /// # Errors
+    /// The [`InheritError`](crate::inherit::InheritError) (as the `io::Error`'s source):
+    /// not passed, not open, not a listening stream socket, of another family; or the OS
+    /// error of registering it.
+    pub fn listen_inherited(&mut self, inherited: &Inherited) -> Result<SocketId, OpError> {
+        let socket = inherited
+            .open()
+            .map_err(|e| OpError::new(OpKind::Open, None, e.into_io()))?;
+        self.adopt(socket, SocketKind::Listener)
+    }
+
+    /// Listens on `socket`, a listening stream socket made elsewhere (received with
+    /// [`fdpass::recv_fds`](crate::fdpass::recv_fds), or set up by the caller): checked,
+    /// then added as a listener.
+    ///
+    /// # Errors
+    /// `InvalidInput` when `socket` is not a stream socket or not listening; the OS error
+    /// of registering it.
+    pub fn listen_socket(&mut self, socket: Socket) -> Result<SocketId, OpError> {
+        let invalid = |why: &str| {
+            OpError::new(
+                OpKind::Open,
+                None,
+                io::Error::new(io::ErrorKind::InvalidInput, why.to_owned()),
+            )
+        };
+        if socket.r#type().ok() != Some(Type::STREAM) {
+            return Err(invalid("not a stream socket"));
+        }
+        if !sys::inherit::is_listening(&socket).unwrap_or(false) {
+            return Err(invalid("a stream socket that is not listening"));
+        }
+        self.adopt(socket, SocketKind::Listener)
     }
 
     /// Starts connecting a stream socket to `addr` (TCP or a Unix path); a
@@ -212,7 +303,7 @@ impl Driver {
     /// # Errors
     /// The OS error of creating the socket.
     pub fn connect(&mut self, addr: &SockAddr) -> Result<SocketId, OpError> {
-        self.connect_from(addr, None)
+        self.connect_with(addr, &ConnectOptions::default())
     }
 
     /// [`Driver::connect`] from a local address: the socket is bound to `bind` first (an
@@ -226,12 +317,51 @@ impl Driver {
         addr: &SockAddr,
         bind: Option<&SockAddr>,
     ) -> Result<SocketId, OpError> {
+        let options = ConnectOptions {
+            bind: bind.cloned(),
+            ..ConnectOptions::default()
+        };
+        self.connect_with(addr, &options)
+    }
+
+    /// [`Driver::connect`] with `options`: a local address, socket options and TCP Fast
+    /// Open, all set before the connect starts.
+    ///
+    /// # Errors
+    /// As [`Driver::connect_from`]; a socket option out of range, not taken by the
+    /// socket's family (keepalive on a Unix socket), or refused by the kernel, with the
+    /// option's name (the error's source is a [`SocketOptionError`]).
+    pub fn connect_with(
+        &mut self,
+        addr: &SockAddr,
+        options: &ConnectOptions,
+    ) -> Result<SocketId, OpError> {
         let open = |e| OpError::new(OpKind::Open, None, e);
+        let option = |e: SocketOptionError| open(e.into_io());
         let socket = Socket::new(addr.domain(), Type::STREAM, None).map_err(open)?;
-        if addr.is_ipv4() || addr.is_ipv6() {
+        let ip = options::ip_family(addr);
+        options.socket.apply(&socket, ip).map_err(option)?;
+        if ip.is_some() {
             socket.set_tcp_nodelay(true).map_err(open)?;
         }
-        if let Some(local) = bind {
+        if options.fastopen {
+            if ip.is_none() {
+                return Err(option(SocketOptionError::Unsupported {
+                    option: "TCP_FASTOPEN_CONNECT",
+                    why: "only TCP connections take it",
+                }));
+            }
+            sys::sockopt::set_fastopen_connect(&SockRef::from(&socket), true).map_err(
+                |source| {
+                    option(SocketOptionError::Set {
+                        option: "TCP_FASTOPEN_CONNECT",
+                        value: "1".into(),
+                        source,
+                    })
+                },
+            )?;
+        }
+        if let Some(local) = &options.bind {
             socket.bind(local).map_err(open)?;
         }
         let id = self.adopt(socket, SocketKind::Stream)?;
@@ -269,6 +399,30 @@ impl Driver {
         // Released with the socket's slot, after its descriptor is closed.
         self.core.open_mut(id).expect("just added").group = group;
         Ok(id)
+    }
+
+    /// Opens a Unix datagram socket, bound to `bind` (a path, or on Linux an abstract name)
+    /// or unnamed (`None`: it can send, but its datagrams reach their receiver from an
+    /// unnamed address that cannot be answered). Its datagrams arrive as
+    /// [`Completion::ReceivedFromUnix`]; send with [`Driver::send_to_addr`]. A path is not
+    /// removed on close.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a non-Unix address; the OS error of creating or binding it
+    /// (`AddrInUse` for a path that exists).
+    pub fn bind_unix_datagram(&mut self, bind: Option<&SockAddr>) -> Result<SocketId, OpError> {
+        let open = |e| OpError::new(OpKind::Open, None, e);
+        if bind.is_some_and(|a| !a.is_unix()) {
+            return Err(open(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a Unix datagram socket binds to a Unix address",
+            )));
+        }
+        let socket = Socket::new(Domain::UNIX, Type::DGRAM, None).map_err(open)?;
+        if let Some(addr) = bind {
+            socket.bind(addr).map_err(open)?;
+        }
+        self.adopt(socket, SocketKind::Datagram)
     }
 
     /// Adds an existing socket (for example one inherited from a parent process).
@@ -428,6 +582,13 @@ impl Driver {
 
     /// Queues a datagram to `to` on UDP socket `id`.
     pub fn send_to(&mut self, id: SocketId, bytes: Bytes, to: SocketAddr) -> bool {
+        self.send_to_addr(id, bytes, SockAddr::from(to))
+    }
+
+    /// Queues a datagram to `to` on datagram socket `id`: an IP address for UDP, a path or
+    /// (Linux) abstract name for a Unix datagram socket. A destination of the wrong family
+    /// fails when sent ([`Completion::SendError`]).
+    pub fn send_to_addr(&mut self, id: SocketId, bytes: Bytes, to: SockAddr) -> bool {
         self.update(
             id,
             |s| s.kind == SocketKind::Datagram,
@@ -504,6 +665,22 @@ impl Driver {
         with_backend!(&self.backend, b => b.with_socket(id, f))
             .unwrap_or_else(|| Err(not_open()))
             .map_err(|e| OpError::new(OpKind::Open, Some(id), e))
+    }
+
+    /// Changes a multicast setting of UDP socket `id`: joins or leaves a group, sets the
+    /// TTL / hop limit, loopback or sending interface of what it sends (see [`Multicast`]).
+    /// Takes effect at once on either backend.
+    ///
+    /// # Errors
+    /// `id` not open; a [`MulticastError`](crate::multicast::MulticastError) (as the
+    /// `io::Error`'s source): not a multicast group, a group of the other family, a TTL
+    /// above 255, an unknown interface, or the kernel's refusal naming the option.
+    pub fn multicast(&mut self, id: SocketId, setting: &Multicast) -> Result<(), OpError> {
+        self.with_socket(id, |socket| {
+            setting
+                .apply(socket)
+                .map_err(crate::multicast::MulticastError::into_io)
+        })
     }
 
     /// Starts a child process (Linux): see [`ProcessCommand`] for what runs and

@@ -28,7 +28,12 @@ mod completion;
 mod config;
 mod driver;
 mod error;
+#[cfg(unix)]
+pub mod fdpass;
 mod id;
+pub mod inherit;
+pub mod multicast;
+pub mod options;
 mod process;
 mod reuse_port;
 mod sys;
@@ -46,14 +51,15 @@ pub mod bench {
 }
 
 pub use bytes::Bytes;
-pub use socket2::SockAddr;
+pub use socket2::{SockAddr, Socket};
 
 pub use crate::buf::RecvBuf;
 pub use crate::completion::Completion;
 pub use crate::config::{BackendChoice, BackendKind, Capabilities, DriverConfig, Stats};
-pub use crate::driver::{Driver, ListenOptions};
+pub use crate::driver::{ConnectOptions, Driver, ListenOptions};
 pub use crate::error::{OpError, SetupError, UringUnavailable};
 pub use crate::id::{OpId, OpKind, SocketId, TimerId};
+pub use crate::options::{Keepalive, SocketOptionError, SocketOptions};
 pub use crate::process::{ChildStdio, ExitStatus, ProcessCommand, Spawned, WindowSize};
 pub use crate::reuse_port::ReusePort;
 pub use crate::table::SocketKind;

@@ -10,7 +10,6 @@
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::{Buf, Bytes};
@@ -124,7 +123,7 @@ pub(crate) struct SocketState {
     /// Stream: bytes to send.
     pub(crate) send: SendQueue,
     /// Datagram: payloads to send, with their destinations.
-    pub(crate) datagrams: VecDeque<(Bytes, SocketAddr)>,
+    pub(crate) datagrams: VecDeque<(Bytes, SockAddr)>,
     /// Sending failed; further sends are discarded.
     pub(crate) send_failed: bool,
     pub(crate) shutdown: Shutdown,

@@ -67,6 +67,16 @@ pub fn retry_interrupted<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Result
     }
 }
 
+/// Makes the TCP connection of `stream` vanish: its socket is closed without a FIN or a
+/// reset (TCP_REPAIR mode first, Linux), as a peer that crashed or was unplugged. The other
+/// end learns of it only by sending: a keepalive probe or data then meets a reset.
+///
+/// # Errors
+/// `PermissionDenied` without CAP_NET_ADMIN; `Unsupported` off Linux.
+pub fn vanish(stream: std::net::TcpStream) -> io::Result<()> {
+    crate::sys::sockopt::close_silently(stream)
+}
+
 /// Expands each `fn name(backend: BackendChoice) { body }` into a module `name` holding one
 /// `#[test]` per backend (`name::uring`, `name::poll`), each calling the body with its
 /// backend. Inside the body, get a driver with [`testing::driver`](crate::testing::driver)

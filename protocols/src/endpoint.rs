@@ -32,7 +32,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 /// The endpoint types [`Endpoint::from_str`] knows, as listed in error messages.
-pub const KNOWN_TYPES: &str = "tcp, tcp6, udp, unix, tls, and the haproxy: prefix";
+pub const KNOWN_TYPES: &str = "tcp, tcp6, udp, unix, tls, systemd, fd, and the haproxy: prefix";
 
 /// Where a server listens, parsed from an endpoint string.
 ///
@@ -46,6 +46,9 @@ pub const KNOWN_TYPES: &str = "tcp, tcp6, udp, unix, tls, and the haproxy: prefi
 /// | `unix:/run/x.sock`, `unix:path=/run/x.sock` | `Unix { path: "/run/x.sock" }` |
 /// | `tls:8443:cert=c.pem:key=k.pem` | `Tls { addr: 0.0.0.0:8443, tls: .. }` (either family by `interface`) |
 /// | `haproxy:tcp:8080`, `haproxy:tls:8443`, `haproxy:unix:/p` | `Haproxy(inner)` |
+/// | `systemd:domain=INET:index=0` | `Systemd { domain: Inet, index: 0, name: None }` |
+/// | `systemd:domain=UNIX:name=web` | `Systemd { domain: Unix, index: 0, name: Some("web") }` |
+/// | `fd:3` | `Fd { fd: 3 }` |
 ///
 /// Port 0 asks the OS for a free port.
 #[derive(Clone, Debug, Eq, Hash, PartialEq)]
@@ -76,6 +79,45 @@ pub enum Endpoint {
     /// A stream endpoint whose connections start with a PROXY protocol header (v1 or v2)
     /// naming the real client.
     Haproxy(Box<Endpoint>),
+    /// A listening stream socket passed by systemd's socket activation (`LISTEN_FDS`,
+    /// descriptors from 3; Twisted's `systemd:` endpoint).
+    Systemd {
+        /// The family it must have (`domain=INET`, `INET6` or `UNIX`; required).
+        domain: Domain,
+        /// Its place among the passed sockets (`index=0` is descriptor 3).
+        index: usize,
+        /// Its name in `LISTEN_FDNAMES` (`name=`, systemd's `FileDescriptorName=`), used
+        /// instead of the index when given.
+        name: Option<String>,
+    },
+    /// A listening stream socket the parent left open as descriptor `fd` (3 or more).
+    Fd {
+        /// The descriptor number.
+        fd: i32,
+    },
+}
+
+/// The address family of a [`Endpoint::Systemd`] socket.
+#[derive(Clone, Copy, Debug, Eq, Hash, PartialEq)]
+pub enum Domain {
+    /// IPv4 (`INET`).
+    Inet,
+    /// IPv6 (`INET6`).
+    Inet6,
+    /// Unix sockets (`UNIX`).
+    Unix,
+}
+
+impl Domain {
+    /// The name in endpoint strings.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Domain::Inet => "INET",
+            Domain::Inet6 => "INET6",
+            Domain::Unix => "UNIX",
+        }
+    }
 }
 
 impl Endpoint {
@@ -86,12 +128,13 @@ impl Endpoint {
             Endpoint::Tcp { addr } | Endpoint::Udp { addr } | Endpoint::Tls { addr, .. } => {
                 Some(addr.port())
             }
-            Endpoint::Unix { .. } => None,
+            Endpoint::Unix { .. } | Endpoint::Systemd { .. } | Endpoint::Fd { .. } => None,
             Endpoint::Haproxy(inner) => inner.port(),
         }
     }
 
-    /// Whether connections are streams (TCP, TLS, Unix, with or without `haproxy:`).
+    /// Whether connections are streams (TCP, TLS, Unix, inherited sockets, with or without
+    /// `haproxy:`).
     #[must_use]
     pub fn is_stream(&self) -> bool {
         !matches!(self, Endpoint::Udp { .. })
@@ -198,6 +241,8 @@ enum Kind {
     Udp,
     Unix,
     Tls,
+    Systemd,
+    Fd,
 }
 
 impl Kind {
@@ -208,6 +253,8 @@ impl Kind {
             "udp" => Ok(Kind::Udp),
             "unix" => Ok(Kind::Unix),
             "tls" => Ok(Kind::Tls),
+            "systemd" => Ok(Kind::Systemd),
+            "fd" => Ok(Kind::Fd),
             _ => Err(EndpointError::UnknownType {
                 kind: text.to_string(),
             }),
@@ -221,6 +268,8 @@ impl Kind {
             Kind::Udp => "udp",
             Kind::Unix => "unix",
             Kind::Tls => "tls",
+            Kind::Systemd => "systemd",
+            Kind::Fd => "fd",
         }
     }
 
@@ -230,6 +279,8 @@ impl Kind {
             Kind::Tcp | Kind::Tcp6 | Kind::Udp => ("port", "port, interface"),
             Kind::Unix => ("path", "path"),
             Kind::Tls => ("port", tls::KNOWN),
+            Kind::Systemd => ("", "domain, index, name"),
+            Kind::Fd => ("fd", "fd"),
         }
     }
 }
@@ -252,6 +303,10 @@ impl FromStr for Endpoint {
         }
         let mut segments = split(text).into_iter();
         let kind = Kind::parse(&segments.next().unwrap_or_default())?;
+        if kind == Kind::Systemd {
+            return parse_systemd(segments);
+        }
+        // `systemd:` is parsed above: it has no positional argument.
         let args = Args::collect(kind, segments)?;
         match kind {
             Kind::Tls => {
@@ -288,6 +343,21 @@ impl FromStr for Endpoint {
                 } else {
                     Endpoint::Tcp { addr }
                 })
+            }
+            Kind::Systemd => unreachable!("parsed above"),
+            Kind::Fd => {
+                let value = args.positional.unwrap_or_default();
+                // Digits only, as for a port.
+                match value.parse::<i32>() {
+                    Ok(fd) if fd >= 3 && value.bytes().all(|b| b.is_ascii_digit()) => {
+                        Ok(Endpoint::Fd { fd })
+                    }
+                    _ => Err(EndpointError::BadOption {
+                        key: "fd".into(),
+                        value,
+                        why: "a descriptor number, 3 or more (0 to 2 are standard I/O)".into(),
+                    }),
+                }
             }
             Kind::Unix => match args.positional {
                 Some(path) if !path.is_empty() => Ok(Endpoint::Unix {
@@ -332,8 +402,106 @@ impl fmt::Display for Endpoint {
                 write!(f, "{tls}")
             }
             Endpoint::Haproxy(inner) => write!(f, "haproxy:{inner}"),
+            Endpoint::Systemd {
+                domain,
+                name: Some(name),
+                ..
+            } => {
+                write!(f, "systemd:domain={}:name=", domain.name())?;
+                tls::escaped(f, name)
+            }
+            Endpoint::Systemd { domain, index, .. } => {
+                write!(f, "systemd:domain={}:index={index}", domain.name())
+            }
+            Endpoint::Fd { fd } => write!(f, "fd:{fd}"),
         }
     }
+}
+
+/// `systemd:domain=D:index=N` or `systemd:domain=D:name=NAME` (all `key=value`).
+fn parse_systemd(segments: impl Iterator<Item = String>) -> Result<Endpoint, EndpointError> {
+    const KNOWN: &str = "domain, index, name";
+    let (mut domain, mut index, mut name) = (None, None, None);
+    for segment in segments {
+        let Some((key, value)) = segment.split_once('=') else {
+            return Err(EndpointError::UnexpectedArgument {
+                kind: "systemd",
+                value: segment,
+            });
+        };
+        let bad = |why: &str| EndpointError::BadOption {
+            key: key.to_string(),
+            value: value.to_string(),
+            why: why.to_string(),
+        };
+        let duplicate = |given: bool| {
+            if given {
+                Err(EndpointError::DuplicateOption {
+                    key: key.to_string(),
+                })
+            } else {
+                Ok(())
+            }
+        };
+        match key {
+            "domain" => {
+                duplicate(domain.is_some())?;
+                domain = Some(match value {
+                    "INET" => Domain::Inet,
+                    "INET6" => Domain::Inet6,
+                    "UNIX" => Domain::Unix,
+                    _ => return Err(bad("expected INET, INET6 or UNIX")),
+                });
+            }
+            "index" => {
+                duplicate(index.is_some())?;
+                let n = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| *n < 4096 && value.bytes().all(|b| b.is_ascii_digit()))
+                    .ok_or_else(|| bad("a number from 0 (the first socket passed)"))?;
+                index = Some(n);
+            }
+            "name" => {
+                duplicate(name.is_some())?;
+                if value.is_empty() {
+                    return Err(bad("a name from LISTEN_FDNAMES"));
+                }
+                name = Some(value.to_string());
+            }
+            _ => {
+                return Err(EndpointError::UnknownOption {
+                    kind: "systemd",
+                    key: key.to_string(),
+                    known: KNOWN,
+                });
+            }
+        }
+    }
+    let domain = domain.ok_or_else(|| EndpointError::BadOption {
+        key: "domain".into(),
+        value: String::new(),
+        why: "systemd: needs domain=INET, INET6 or UNIX".into(),
+    })?;
+    if index.is_none() && name.is_none() {
+        return Err(EndpointError::BadOption {
+            key: "index".into(),
+            value: String::new(),
+            why: "systemd: needs index=N (or name=NAME)".into(),
+        });
+    }
+    if index.is_some() && name.is_some() {
+        return Err(EndpointError::BadOption {
+            key: "name".into(),
+            value: name.unwrap_or_default(),
+            why: "give index= or name=, not both".into(),
+        });
+    }
+    Ok(Endpoint::Systemd {
+        domain,
+        index: index.unwrap_or(0),
+        name,
+    })
 }
 
 /// The arguments after the type: the positional one and the options.

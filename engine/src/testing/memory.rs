@@ -271,7 +271,11 @@ impl Io for MemoryIo {
         }
     }
 
-    fn connect(&mut self, addr: &SockAddr, _bind: Option<&SockAddr>) -> Result<SocketId, OpError> {
+    fn connect(
+        &mut self,
+        addr: &SockAddr,
+        _options: &ringwork_platform::ConnectOptions,
+    ) -> Result<SocketId, OpError> {
         if let Some(kind) = self.connect_error {
             return Err(OpError {
                 op: OpKind::Open,

@@ -24,9 +24,13 @@
 //!
 //! [`BufPool`]: crate::buf::BufPool
 
+#[cfg(unix)]
+pub(crate) mod fdpass;
+pub(crate) mod inherit;
 pub(crate) mod poll;
 #[cfg(processes)]
 pub(crate) mod process;
+pub(crate) mod sockopt;
 #[cfg(uring)]
 pub(crate) mod splice;
 #[cfg(uring)]

@@ -51,6 +51,7 @@ use ringwork_protocols::http::services::{StaticFiles, hello_server};
 
 mod logging;
 mod proxy;
+mod sockopts;
 
 use logging::Logging;
 use proxy::{ProxyArgs, ProxyKind, ProxyPlan};
@@ -84,6 +85,11 @@ Endpoints:
                                 for localhost is made (its path is printed). ALPN: hello,
                                 web and http-proxy advertise http/1.1, the others nothing;
                                 alpn= may name only protocols the service speaks
+  systemd:domain=INET|INET6|UNIX:index=N   (or :name=NAME from LISTEN_FDNAMES)
+                                a listening socket passed by systemd socket activation
+                                (LISTEN_FDS/LISTEN_PID; index 0 is fd 3), e.g. under
+                                systemd-socket-activate -l 8080 ringwork serve hello ...
+  fd:N                          a listening stream socket inherited as descriptor N
   haproxy:ENDPOINT              any stream endpoint above, behind a load balancer that
                                 sends a PROXY protocol (v1/v2) header first
 Client endpoints (--upstream of tcp-proxy; Twisted's clientFromString):
@@ -99,7 +105,8 @@ Client endpoints (--upstream of tcp-proxy; Twisted's clientFromString):
 
 Port 0 picks a free port (TCP only with --cores 1, since each core binds its own). Every
 core listens on each TCP endpoint (SO_REUSEPORT, shared only by this process's cores unless
---reuse-port); Unix and UDP endpoints are served by core 0. A port another process holds
+--reuse-port); Unix and UDP endpoints are served by core 0; every core accepts on an
+inherited socket (systemd:, fd:) through its own duplicate. A port another process holds
 fails with 'Address already in use'.
 
 Examples:
@@ -190,6 +197,8 @@ struct Serve {
     /// with a `suppressed=N` count of the ones not logged; 0 logs every one.
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
     warn_interval: Duration,
+    #[command(flatten)]
+    socket: sockopts::SocketArgs,
     #[command(flatten)]
     proxy: ProxyArgs,
     /// http-proxy: its TOML configuration (routes, upstreams, timeouts; see
@@ -334,20 +343,19 @@ impl Service {
         let server = http.server(self, Some(reactor))?;
         let tcp_proxy = plan.and_then(ProxyPlan::tcp_proxy);
         let socks5 = plan.and_then(ProxyPlan::socks5);
-        let (addr, options) = (&spec.addr, &spec.options);
         let bound = match (self, server) {
-            (_, Some(server)) => reactor.listen_with(addr, options, server)?,
+            (_, Some(server)) => spec.listen(reactor, server)?,
             (Service::TcpProxy | Service::Socks5, None) => match (tcp_proxy, socks5) {
-                (Some(proxy), _) => reactor.listen_with(addr, options, proxy)?,
-                (None, Some(socks5)) => reactor.listen_with(addr, options, socks5)?,
+                (Some(proxy), _) => spec.listen(reactor, proxy)?,
+                (None, Some(socks5)) => spec.listen(reactor, socks5)?,
                 (None, None) => return Err(unsupported(self, endpoint)),
             },
-            (Service::Discard, None) => reactor.listen_with(addr, options, || Discard)?,
+            (Service::Discard, None) => spec.listen(reactor, || Discard)?,
             (Service::Dns, None) => {
                 let catalog = Arc::clone(http.catalog()?);
-                reactor.listen_with(addr, options, tcp_server(catalog, TcpConfig::default()))?
+                spec.listen(reactor, tcp_server(catalog, TcpConfig::default()))?
             }
-            (_, None) => reactor.listen_with(addr, options, || Echo)?,
+            (_, None) => spec.listen(reactor, || Echo)?,
         };
         Ok(with_bound(endpoint, &bound))
     }
@@ -664,6 +672,7 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
     };
     // Check the service's own settings before any core starts.
     http.server(service, None)?;
+    serve.socket.check()?;
     let plan = match service.proxy_kind() {
         Some(kind) => {
             serve.proxy.announce(kind, &endpoints);
@@ -679,6 +688,16 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
                 .map_err(|e| format!("serve {}: {e}", service.name()))?;
             if serve.reuse_port {
                 spec.options = spec.options.reuse_port(ReusePort::Shared);
+            }
+            if serve.socket.any() {
+                if spec.inherited.is_some() {
+                    return Err(format!(
+                        "{endpoint}: socket options (--backlog, --keepalive, ...) do not apply \
+                         to an inherited socket: its parent made it"
+                    )
+                    .into());
+                }
+                spec.options = serve.socket.apply(spec.options);
             }
             if let Some(made) = &spec.self_signed {
                 let what = if made.generated { "generated" } else { "using" };

@@ -12,10 +12,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ringwork::platform::inherit::{Family, InheritError, Inherited};
 use ringwork::tls::{ClientAuth, TlsAcceptor, TlsConfigError, load_certificates};
-use ringwork::{ListenerOptions, SockAddr};
+use ringwork::{EngineError, Factory, ListenerOptions, Reactor, SockAddr};
 
-use super::{ClientVerify, Endpoint, TlsOptions};
+use super::{ClientVerify, Domain, Endpoint, TlsOptions};
 
 /// The application protocols a service speaks, for TLS ALPN (RFC 7301): what a `tls:`
 /// listener advertises when its endpoint has no `alpn=`, and which protocols an `alpn=`
@@ -113,6 +114,16 @@ pub enum ListenSpecError {
     /// Not a stream endpoint (UDP).
     #[error("{0} is not a stream endpoint")]
     NotStream(String),
+    /// An inherited socket (`systemd:`, `fd:`) that is not there or not a listening stream
+    /// socket of the family asked for.
+    #[error("{endpoint}: {source}")]
+    Inherited {
+        /// The endpoint as written.
+        endpoint: String,
+        /// What is wrong.
+        #[source]
+        source: InheritError,
+    },
 }
 
 /// What one stream endpoint listens with.
@@ -126,6 +137,9 @@ pub struct ListenSpec {
     pub self_signed: Option<SelfSigned>,
     /// A Unix socket (served by one core: a path is one socket).
     pub unix: bool,
+    /// The inherited socket to listen on (`systemd:`, `fd:`) instead of binding `addr`
+    /// (then its address); every core listens on its own duplicate.
+    pub inherited: Option<Inherited>,
 }
 
 impl ListenSpec {
@@ -157,6 +171,7 @@ impl ListenSpec {
                 options,
                 self_signed: None,
                 unix: false,
+                inherited: None,
             },
             Endpoint::Unix { path } => Self {
                 addr: SockAddr::unix(path)
@@ -164,6 +179,7 @@ impl ListenSpec {
                 options,
                 self_signed: None,
                 unix: true,
+                inherited: None,
             },
             Endpoint::Tls { addr, tls } => {
                 let alpn = protocols.advertise(&tls.alpn).map_err(|protocol| {
@@ -192,14 +208,79 @@ impl ListenSpec {
                     options: options.tls(acceptor),
                     self_signed,
                     unix: false,
+                    inherited: None,
                 }
             }
+            Endpoint::Systemd {
+                domain,
+                index,
+                name,
+            } => {
+                let family = match domain {
+                    Domain::Inet => Family::Inet,
+                    Domain::Inet6 => Family::Inet6,
+                    Domain::Unix => Family::Unix,
+                };
+                let inherited = Inherited::Systemd {
+                    family,
+                    index: *index,
+                    name: name.clone(),
+                };
+                Self::inherited(endpoint, inherited, options)?
+            }
+            Endpoint::Fd { fd } => Self::inherited(endpoint, Inherited::Fd(*fd), options)?,
             Endpoint::Udp { .. } | Endpoint::Haproxy(_) => {
                 return Err(ListenSpecError::NotStream(endpoint.to_string()));
             }
         };
         spec.options.preamble_timeout = ringwork::DEFAULT_PREAMBLE_TIMEOUT;
         Ok(spec)
+    }
+}
+
+impl ListenSpec {
+    /// The spec of an inherited socket, checked here, once, before any core starts (each
+    /// core opens its own duplicate when it listens).
+    fn inherited(
+        endpoint: &Endpoint,
+        inherited: Inherited,
+        options: ListenerOptions,
+    ) -> Result<Self, ListenSpecError> {
+        let inherit_error = |source| ListenSpecError::Inherited {
+            endpoint: endpoint.to_string(),
+            source,
+        };
+        let socket = inherited.open().map_err(inherit_error)?;
+        let addr = socket.local_addr().map_err(|e| {
+            inherit_error(InheritError::Invalid {
+                what: inherited.to_string(),
+                why: format!("no local address ({e})"),
+            })
+        })?;
+        Ok(Self {
+            addr,
+            options,
+            self_signed: None,
+            unix: false,
+            inherited: Some(inherited),
+        })
+    }
+
+    /// Listens on this endpoint from `reactor` with `factory`: binds
+    /// [`ListenSpec::addr`] ([`Reactor::listen_with`]), or takes the inherited socket
+    /// ([`Reactor::listen_inherited`]). Returns the bound address.
+    ///
+    /// # Errors
+    /// As [`Reactor::listen_with`] and [`Reactor::listen_inherited`].
+    pub fn listen(
+        &self,
+        reactor: &mut Reactor,
+        factory: impl Factory,
+    ) -> Result<SockAddr, EngineError> {
+        match &self.inherited {
+            Some(inherited) => reactor.listen_inherited(inherited, &self.options, factory),
+            None => reactor.listen_with(&self.addr, &self.options, factory),
+        }
     }
 }
 

@@ -54,7 +54,7 @@ fn invalid_names_the_problem() {
         ("", "empty endpoint string"),
         (
             "bogus:1",
-            "unknown endpoint type \"bogus\" (known: tcp, tcp6, udp, unix, tls, and the haproxy: prefix)",
+            "unknown endpoint type \"bogus\" (known: tcp, tcp6, udp, unix, tls, systemd, fd, and the haproxy: prefix)",
         ),
         ("TCP:1", "unknown endpoint type \"TCP\""),
         ("8080", "unknown endpoint type \"8080\""),
@@ -257,4 +257,76 @@ fn haproxy_wraps_stream_endpoints() {
         "haproxy:tcp:8080".parse::<Endpoint>().unwrap().port(),
         Some(8080)
     );
+}
+
+#[test]
+fn inherited_sockets() {
+    use super::Domain;
+    let systemd = |domain, index, name: Option<&str>| Endpoint::Systemd {
+        domain,
+        index,
+        name: name.map(str::to_owned),
+    };
+    let cases = [
+        (
+            "systemd:domain=INET:index=0",
+            systemd(Domain::Inet, 0, None),
+        ),
+        (
+            "systemd:index=2:domain=INET6",
+            systemd(Domain::Inet6, 2, None),
+        ),
+        (
+            "systemd:domain=UNIX:name=web",
+            systemd(Domain::Unix, 0, Some("web")),
+        ),
+        ("fd:3", Endpoint::Fd { fd: 3 }),
+        ("fd:fd=17", Endpoint::Fd { fd: 17 }),
+        (
+            "haproxy:fd:4",
+            Endpoint::Haproxy(Box::new(Endpoint::Fd { fd: 4 })),
+        ),
+    ];
+    for (text, expected) in cases {
+        let parsed = text.parse::<Endpoint>();
+        assert_eq!(parsed, Ok(expected.clone()), "{text}");
+        assert!(expected.is_stream() && expected.port().is_none(), "{text}");
+        let printed = expected.to_string();
+        assert_eq!(printed.parse::<Endpoint>(), Ok(expected), "{printed}");
+    }
+    let errors: &[(&str, &str)] = &[
+        (
+            "systemd:index=0",
+            "systemd: needs domain=INET, INET6 or UNIX",
+        ),
+        (
+            "systemd:domain=INET",
+            "systemd: needs index=N (or name=NAME)",
+        ),
+        (
+            "systemd:domain=inet:index=0",
+            "expected INET, INET6 or UNIX",
+        ),
+        ("systemd:domain=INET:index=-1", "a number from 0"),
+        (
+            "systemd:domain=INET:index=0:name=a",
+            "give index= or name=, not both",
+        ),
+        (
+            "systemd:domain=INET:index=0:index=1",
+            "option \"index\" given twice",
+        ),
+        (
+            "systemd:domain=INET:port=0",
+            "unknown option \"port\" for a systemd endpoint",
+        ),
+        ("systemd:INET:0", "unexpected argument \"INET\""),
+        ("fd:2", "a descriptor number, 3 or more"),
+        ("fd:+5", "a descriptor number, 3 or more"),
+        ("fd:", "a descriptor number, 3 or more"),
+    ];
+    for (text, want) in errors {
+        let error = text.parse::<Endpoint>().expect_err(text);
+        assert!(error.to_string().contains(want), "{text}: {error}");
+    }
 }

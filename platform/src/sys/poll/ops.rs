@@ -226,7 +226,7 @@ pub(super) fn send_datagrams(
     while let Some((bytes, to)) = state.datagrams.front() {
         let len = bytes.len();
         io.submitted += 1;
-        let result = entry.source.send_to(bytes, *to);
+        let result = entry.source.send_to(bytes, to);
         if matches!(&result, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
             entry.writable = false;
             return;
@@ -273,11 +273,19 @@ pub(super) fn recv_datagrams(
         };
         io.submitted += 1;
         match (result, meta) {
-            (Ok(buf), Some((from, truncated))) => out.push(Completion::ReceivedFrom {
-                socket: id,
-                buf,
-                from,
-                truncated,
+            (Ok(buf), Some((from, truncated))) => out.push(match from.as_socket() {
+                Some(from) => Completion::ReceivedFrom {
+                    socket: id,
+                    buf,
+                    from,
+                    truncated,
+                },
+                None => Completion::ReceivedFromUnix {
+                    socket: id,
+                    buf,
+                    from: crate::completion::unix_sender(from),
+                    truncated,
+                },
             }),
             // Unreachable (the closure sets `meta` whenever it succeeds); nothing to deliver.
             (Ok(_), None) => {}

@@ -16,7 +16,7 @@
 
 use std::io::{self, IoSlice, Read};
 use std::mem::MaybeUninit;
-use std::net::{Shutdown, SocketAddr};
+use std::net::Shutdown;
 
 use mio::{Interest, Registry, Token};
 use socket2::{MaybeUninitSlice, SockAddr, SockRef, Socket};
@@ -66,6 +66,9 @@ pub(super) enum Source {
     /// An AF_UNIX stream.
     #[cfg(unix)]
     UnixStream(mio::net::UnixStream),
+    /// An AF_UNIX datagram socket.
+    #[cfg(unix)]
+    UnixDatagram(mio::net::UnixDatagram),
     /// A pipe end or a terminal's master side, read and written like a stream.
     #[cfg(processes)]
     File {
@@ -82,9 +85,8 @@ impl Source {
     /// Wraps `socket` (already non-blocking) as the mio type for `kind` and its family.
     ///
     /// # Errors
-    /// `Unsupported` for AF_UNIX datagram sockets (their sender addresses are not
-    /// `SocketAddr`s) and, on Windows, for any AF_UNIX socket (mio has none there); the OS
-    /// error when the family cannot be read.
+    /// `Unsupported` on Windows for any AF_UNIX socket (mio has none there); the OS error
+    /// when the family cannot be read.
     pub(super) fn new(socket: Socket, kind: SocketKind) -> io::Result<Self> {
         if is_unix(&socket)? {
             return Self::unix(socket, kind);
@@ -108,10 +110,9 @@ impl Source {
             SocketKind::Stream => Ok(Source::UnixStream(mio::net::UnixStream::from_std(
                 socket.into(),
             ))),
-            SocketKind::Datagram => Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "unix datagram sockets are not supported",
-            )),
+            SocketKind::Datagram => Ok(Source::UnixDatagram(mio::net::UnixDatagram::from_std(
+                socket.into(),
+            ))),
             SocketKind::Child => Err(wrong_kind()),
         }
     }
@@ -196,6 +197,8 @@ impl Source {
             Source::UnixListener(s) => s,
             #[cfg(unix)]
             Source::UnixStream(s) => s,
+            #[cfg(unix)]
+            Source::UnixDatagram(s) => s,
             // Registered through their descriptor (see `register`).
             #[cfg(processes)]
             Source::File { file, .. } | Source::Child(file) => {
@@ -214,6 +217,8 @@ impl Source {
             Source::UnixListener(s) => SockRef::from(s),
             #[cfg(unix)]
             Source::UnixStream(s) => SockRef::from(s),
+            #[cfg(unix)]
+            Source::UnixDatagram(s) => SockRef::from(s),
             // Socket options and addresses fail on them (ENOTSOCK), as they should.
             #[cfg(processes)]
             Source::File { file, .. } | Source::Child(file) => SockRef::from(file),
@@ -293,29 +298,42 @@ impl Source {
         }
     }
 
-    /// Receives one datagram into `buf`, with its sender.
-    pub(super) fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr, bool)> {
-        let Source::Udp(s) = self else {
-            return Err(wrong_kind());
-        };
+    /// Receives one datagram into `buf`, with its sender (an IP address for UDP; a Unix
+    /// address, possibly unnamed, for a Unix datagram socket).
+    pub(super) fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SockAddr, bool)> {
         // recvmsg (WSARecvFrom on Windows) rather than recvfrom: it reports truncation
         // (MSG_TRUNC / WSAEMSGSIZE) exactly. Inside `try_io` so mio still sees a WouldBlock.
         // SAFETY: `u8` and `MaybeUninit<u8>` have the same layout, and the slice is only
         // handed to recvmsg, which writes initialised bytes and never de-initialises any.
         let uninit = unsafe { &mut *(std::ptr::from_mut::<[u8]>(buf) as *mut [MaybeUninit<u8>]) };
         let mut bufs = [MaybeUninitSlice::new(uninit)];
-        let (len, flags, from) =
-            retry(|| s.try_io(|| SockRef::from(s).recv_from_vectored(&mut bufs)))?;
-        let from = from.as_socket().ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidData, "datagram from a non-IP address")
-        })?;
+        let (len, flags, from) = match self {
+            Source::Udp(s) => {
+                retry(|| s.try_io(|| SockRef::from(s).recv_from_vectored(&mut bufs)))?
+            }
+            #[cfg(unix)]
+            Source::UnixDatagram(s) => {
+                retry(|| s.try_io(|| SockRef::from(s).recv_from_vectored(&mut bufs)))?
+            }
+            _ => return Err(wrong_kind()),
+        };
         Ok((len, from, flags.is_truncated()))
     }
 
     /// Sends one datagram to `to`.
-    pub(super) fn send_to(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
+    pub(super) fn send_to(&self, buf: &[u8], to: &SockAddr) -> io::Result<usize> {
         match self {
-            Source::Udp(s) => retry(|| s.send_to(buf, to)),
+            Source::Udp(s) => {
+                let to = to.as_socket().ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "a UDP datagram to a non-IP address",
+                    )
+                })?;
+                retry(|| s.send_to(buf, to))
+            }
+            #[cfg(unix)]
+            Source::UnixDatagram(s) => retry(|| s.try_io(|| SockRef::from(s).send_to(buf, to))),
             _ => Err(wrong_kind()),
         }
     }

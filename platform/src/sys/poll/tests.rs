@@ -134,6 +134,7 @@ fn socket_of(c: &Completion) -> Option<SocketId> {
         Completion::Connected { socket, .. }
         | Completion::Received { socket, .. }
         | Completion::ReceivedFrom { socket, .. }
+        | Completion::ReceivedFromUnix { socket, .. }
         | Completion::Eof { socket }
         | Completion::RecvError { socket, .. }
         | Completion::Sent { socket, .. }

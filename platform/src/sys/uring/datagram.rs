@@ -33,9 +33,11 @@ use crate::id::{OpId, OpKind, SocketId};
 use super::{empty_msghdr, sockaddr_to_std};
 
 /// What a multishot recvmsg writes before the payload in each buffer: its
-/// `io_uring_recvmsg_out` header and the sender's address (room for an IPv6 one).
+/// `io_uring_recvmsg_out` header and room for the sender's address (a `sockaddr_un`, the
+/// largest kind, for every datagram socket: so a UDP and a Unix datagram socket have the
+/// same payload room, the pool's buffer size, as under the poll backend).
 pub(super) const RECV_HEADROOM: u32 =
-    (RECVMSG_OUT_LEN + mem::size_of::<libc::sockaddr_in6>()) as u32;
+    (RECVMSG_OUT_LEN + mem::size_of::<libc::sockaddr_un>()) as u32;
 
 /// `struct io_uring_recvmsg_out` (io_uring.h): namelen, controllen, payloadlen, flags, u32
 /// each.
@@ -48,8 +50,8 @@ pub(super) const MAX_SENDS: u32 = 64;
 /// Per-socket state of a datagram socket.
 pub(super) struct UdpOps {
     /// Read by the kernel when the multishot recvmsg is submitted: only `msg_namelen` (room
-    /// for the sender's address in each buffer: an IPv4 or IPv6 one, the only kinds of
-    /// datagram socket the driver opens) and `msg_controllen` (0) matter.
+    /// for the sender's address in each buffer: a `sockaddr_un`, which also holds any IPv4
+    /// or IPv6 one) and `msg_controllen` (0) matter.
     recv_msg: libc::msghdr,
     /// Sends in flight (entries of [`DatagramSends`] for this socket).
     pub(super) sends: u32,
@@ -60,7 +62,7 @@ pub(super) struct UdpOps {
 impl UdpOps {
     pub(super) fn new() -> Box<UdpOps> {
         let mut recv_msg = empty_msghdr();
-        recv_msg.msg_namelen = mem::size_of::<libc::sockaddr_in6>() as _;
+        recv_msg.msg_namelen = mem::size_of::<libc::sockaddr_un>() as _;
         Box::new(UdpOps {
             recv_msg,
             sends: 0,
@@ -74,8 +76,9 @@ impl UdpOps {
     }
 
     /// Splits one multishot recvmsg buffer into (payload, sender, truncated); `None` if the
-    /// kernel's layout does not parse or the address is not IPv4/IPv6 (never expected).
-    pub(super) fn parse(&self, buf: RecvBuf) -> Option<(RecvBuf, SocketAddr, bool)> {
+    /// kernel's layout does not parse or the address is not IPv4/IPv6/Unix (never
+    /// expected). An IP sender comes as [`Sender::Ip`], any other as [`Sender::Other`].
+    pub(super) fn parse(&self, buf: RecvBuf) -> Option<(RecvBuf, Sender, bool)> {
         let (range, from, truncated) = {
             let out = RecvMsgOut::parse(&buf, &self.recv_msg).ok()?;
             let name = out.name_data();
@@ -87,7 +90,30 @@ impl UdpOps {
             unsafe {
                 std::ptr::copy_nonoverlapping(name.as_ptr(), (&raw mut storage).cast::<u8>(), len);
             }
-            let from = sockaddr_to_std(&storage, len as libc::socklen_t)?;
+            let from = match sockaddr_to_std(&storage, len as libc::socklen_t) {
+                Some(ip) => Sender::Ip(ip),
+                // An unnamed Unix sender: no address at all.
+                None if len == 0 => Sender::Other(crate::completion::unnamed_unix()?),
+                None if i32::from(storage.ss_family) == libc::AF_UNIX => {
+                    // SAFETY: the kernel wrote a `sockaddr_un` of `len` bytes (family
+                    // AF_UNIX; 2 for an unnamed sender), copied into the zeroed storage
+                    // try_init hands over, whose size bounds `len`.
+                    let (_, addr) = unsafe {
+                        SockAddr::try_init(|target, target_len| {
+                            std::ptr::copy_nonoverlapping(
+                                (&raw const storage).cast::<u8>(),
+                                target.cast::<u8>(),
+                                len,
+                            );
+                            *target_len = len as libc::socklen_t;
+                            Ok(())
+                        })
+                    }
+                    .ok()?;
+                    Sender::Other(addr)
+                }
+                None => return None,
+            };
             let payload = out.payload_data();
             let start = payload.as_ptr() as usize - buf.as_ptr() as usize;
             (
@@ -100,6 +126,14 @@ impl UdpOps {
     }
 }
 
+/// Who sent a received datagram.
+pub(super) enum Sender {
+    /// A UDP peer.
+    Ip(SocketAddr),
+    /// A Unix datagram peer (possibly unnamed).
+    Other(SockAddr),
+}
+
 /// One datagram send in flight: the header the kernel reads and the bytes it points at.
 struct DatagramSend {
     socket: SocketId,
@@ -107,7 +141,6 @@ struct DatagramSend {
     iov: libc::iovec,
     addr: SockAddr,
     bytes: Bytes,
-    to: SocketAddr,
 }
 
 /// The driver's datagram sends in flight.
@@ -127,7 +160,7 @@ impl DatagramSends {
         socket: SocketId,
         fd: Fd,
         bytes: Bytes,
-        to: SocketAddr,
+        to: SockAddr,
     ) -> squeue::Entry {
         let mut send = self.spare.pop().unwrap_or_else(|| {
             Box::new(DatagramSend {
@@ -139,12 +172,10 @@ impl DatagramSends {
                 },
                 addr: SockAddr::from(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))),
                 bytes: Bytes::new(),
-                to,
             })
         });
         send.socket = socket;
-        send.addr = SockAddr::from(to);
-        send.to = to;
+        send.addr = to;
         send.iov = libc::iovec {
             iov_base: bytes.as_ptr().cast_mut().cast(),
             iov_len: bytes.len(),
@@ -172,10 +203,10 @@ impl DatagramSends {
     }
 
     /// The send of `key` finished (its CQE arrived): its socket, bytes and destination.
-    pub(super) fn finish(&mut self, key: u32) -> Option<(SocketId, Bytes, SocketAddr)> {
+    pub(super) fn finish(&mut self, key: u32) -> Option<(SocketId, Bytes, SockAddr)> {
         let mut send = self.table.try_remove(key as usize)?;
         let bytes = mem::take(&mut send.bytes);
-        let done = (send.socket, bytes, send.to);
+        let done = (send.socket, bytes, send.addr.clone());
         send.iov.iov_base = std::ptr::null_mut();
         self.spare.push(send);
         Some(done)

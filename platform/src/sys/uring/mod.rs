@@ -1001,12 +1001,22 @@ impl Uring {
                 (n, Some(buf)) if n >= 0 => {
                     let udp = slot.udp.as_ref().expect("datagram slots have UdpOps");
                     match udp.parse(buf) {
-                        Some((buf, from, truncated)) => out.push(Completion::ReceivedFrom {
-                            socket: id,
-                            buf,
-                            from,
-                            truncated,
-                        }),
+                        Some((buf, datagram::Sender::Ip(from), truncated)) => {
+                            out.push(Completion::ReceivedFrom {
+                                socket: id,
+                                buf,
+                                from,
+                                truncated,
+                            });
+                        }
+                        Some((buf, datagram::Sender::Other(from), truncated)) => {
+                            out.push(Completion::ReceivedFromUnix {
+                                socket: id,
+                                buf,
+                                from,
+                                truncated,
+                            });
+                        }
                         None => core.stats.stale += 1,
                     }
                 }

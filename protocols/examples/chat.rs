@@ -2,7 +2,7 @@
 //! client, whichever core's reactor holds it.
 //!
 //! ```text
-//! cargo run --release -p ringwork --example chat -- [--listen 127.0.0.1:7002] [--cores 2]
+//! cargo run --release -p ringwork-protocols --example chat -- [--listen 127.0.0.1:7002] [--cores 2]
 //! ```
 //!
 //! Try it with two or more terminals, each running a client that prints what arrives and
@@ -31,6 +31,10 @@
 //! the core's factory and protocols would do for the protocols, but a closure sent from
 //! another core cannot carry it (`Rc` is not `Send`) and could not find it.
 //!
+//! Lines are cut by [`LineReceiver`] (Twisted's `LineReceiver`: `\n` or `\r\n` ends a line,
+//! one longer than [`MAX_LINE`] closes the connection through
+//! [`LineHandler::line_too_long`]); the chat itself only sees whole lines.
+//!
 //! A client that does not read its lines is not allowed to grow the server: once its write
 //! buffer passes the high watermark it misses lines until it drains.
 
@@ -42,7 +46,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use ringwork::{Bytes, ConnId, Context, Cores, LostReason, Protocol, Reactor, Runtime};
+use ringwork::{Bytes, ConnId, Context, Cores, LostReason, Reactor, Runtime};
+use ringwork_protocols::basic::{
+    Delimiter, LineContext, LineError, LineHandler, LineLimits, LineReceiver,
+};
 
 /// Longest line accepted, without its newline.
 const MAX_LINE: usize = 4096;
@@ -64,26 +71,24 @@ thread_local! {
     static CLIENTS: RefCell<Vec<ConnId>> = const { RefCell::new(Vec::new()) };
 }
 
-/// One chat client.
+/// One chat client (its lines cut by a [`LineReceiver`]).
+#[derive(Default)]
 struct Chatter {
     /// `core.connection`, unique in the server.
     name: String,
-    /// The start of a line whose newline has not arrived yet.
-    partial: Vec<u8>,
 }
 
 impl Chatter {
-    fn new() -> Self {
-        Chatter {
-            name: String::new(),
-            partial: Vec::new(),
-        }
+    /// A chat connection: lines of at most [`MAX_LINE`] bytes.
+    fn receiver() -> LineReceiver<Chatter> {
+        LineReceiver::with_config(Chatter::default(), Delimiter::Lf, LineLimits::new(MAX_LINE))
     }
 
-    /// Sends one complete line (with its newline) to every other client on every core.
+    /// Sends `line` (without its delimiter) to every other client on every core.
     fn say(&self, ctx: &mut Context<'_>, line: &[u8]) {
         let mut message = format!("[{}] ", self.name).into_bytes();
         message.extend_from_slice(line);
+        message.push(b'\n');
         let message = Bytes::from(message);
         // Who not to send it to: this client.
         let from = (core_index(ctx), ctx.id());
@@ -97,8 +102,8 @@ impl Chatter {
     }
 }
 
-impl Protocol for Chatter {
-    fn connection_made(&mut self, ctx: &mut Context<'_>) {
+impl LineHandler for Chatter {
+    fn connection_made(&mut self, ctx: &mut LineContext<'_, '_>) {
         let core = core_index(ctx);
         self.name = format!("{core}.{}", ctx.id().index());
         CLIENTS.with_borrow_mut(|clients| clients.push(ctx.id()));
@@ -106,20 +111,15 @@ impl Protocol for Chatter {
         ctx.write(greeting.as_bytes());
     }
 
-    fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
-        for piece in data.split_inclusive(|&b| b == b'\n') {
-            self.partial.extend_from_slice(piece);
-            if self.partial.ends_with(b"\n") {
-                let line = std::mem::take(&mut self.partial);
-                if line.iter().any(|b| !b.is_ascii_whitespace()) {
-                    self.say(ctx, &line);
-                }
-            } else if self.partial.len() > MAX_LINE {
-                ctx.write(b"line too long, bye\n");
-                ctx.close();
-                return;
-            }
+    fn line_received(&mut self, ctx: &mut LineContext<'_, '_>, line: &[u8]) {
+        if line.iter().any(|b| !b.is_ascii_whitespace()) {
+            self.say(ctx, line);
         }
+    }
+
+    fn line_too_long(&mut self, ctx: &mut Context<'_>, _error: LineError) {
+        ctx.write(b"line too long, bye\n");
+        ctx.close();
     }
 
     fn connection_lost(&mut self, ctx: &mut Context<'_>, _reason: LostReason) {
@@ -170,7 +170,7 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
         .on_signals(Duration::from_secs(1))?;
     let listen = args.listen;
     runtime.run(move |reactor| {
-        let bound = reactor.listen_tcp(listen, Chatter::new)?;
+        let bound = reactor.listen_tcp(listen, Chatter::receiver)?;
         println!(
             "chat: core {} listening on {bound} (backend {})",
             reactor.core_index(),
