@@ -21,18 +21,20 @@
 //! Adding a service: a [`Service`] variant with a doc comment (its `--help` text) and one
 //! arm in each of [`Service::listen_stream`] and [`Service::bind_datagram`]. The proxy
 //! services' options and factories live in `proxy.rs`; where output goes (one
-//! non-blocking log sink for everything the process writes) in `logging.rs`.
+//! non-blocking log sink for everything the process writes) in `logging.rs`; the
+//! `--metrics` exporter in `metrics.rs`.
 //! This is its own crate (`ringwork-cli`) so that users of the `ringwork-protocols` library
 //! do not build clap, tracing-subscriber, toml or rcgen; it turns on the library's
 //! `toml-config` and `self-signed` features.
 //! Tests: `tests/cli.rs`, `tests/cli_logging.rs` (closed, stalled and flooded stderr),
-//! `tests/tls_interop.rs` and `tests/http_interop.rs` (openssl and curl as peers) run this
-//! binary.
+//! `tests/tls_interop.rs` and `tests/http_interop.rs` (openssl and curl as peers) and
+//! `tests/metrics.rs` (Prometheus's parser) run this binary.
 #![forbid(unsafe_code)]
 
 use std::error::Error;
 use std::io::Write;
 use std::process::ExitCode;
+use std::rc::Rc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -50,6 +52,7 @@ use ringwork_protocols::http::server::{HttpServer, ServerConfig};
 use ringwork_protocols::http::services::{StaticFiles, hello_server};
 
 mod logging;
+mod metrics;
 mod proxy;
 
 use logging::Logging;
@@ -190,6 +193,12 @@ struct Serve {
     /// with a `suppressed=N` count of the ones not logged; 0 logs every one.
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
     warn_interval: Duration,
+    /// Serve Prometheus metrics at http://ENDPOINT/metrics (a tcp: or tcp6: endpoint, such
+    /// as tcp:9100:interface=127.0.0.1): per-core connections, bytes, TLS handshakes,
+    /// io_uring batching, and for the HTTP services responses by status class, a
+    /// request-time histogram and the proxy's upstream errors (see docs/operations.md).
+    #[arg(long, value_name = "ENDPOINT", value_parser = clap::value_parser!(Endpoint))]
+    metrics: Option<Endpoint>,
     #[command(flatten)]
     proxy: ProxyArgs,
     /// http-proxy: its TOML configuration (routes, upstreams, timeouts; see
@@ -213,6 +222,8 @@ struct ServiceOptions {
     proxy: Option<ProxyConfig>,
     /// The zones of `dns`, loaded once and shared by every core.
     dns: Option<Arc<Catalog>>,
+    /// Whether HTTP servers count responses for `--metrics`.
+    metrics: bool,
 }
 
 impl ServiceOptions {
@@ -239,9 +250,24 @@ impl ServiceOptions {
                     let mut server = ringwork_protocols::http::reverse_proxy::server_config(config);
                     server.access_log = self.access_log;
                     server.write_timeout = self.write_timeout;
-                    HttpServer::new(ReverseProxy::new(reactor.handle(), config), server)
+                    if self.metrics {
+                        let metrics = metrics::core_http_metrics();
+                        let proxy = ReverseProxy::with_metrics(
+                            reactor.handle(),
+                            config,
+                            Rc::clone(&metrics),
+                        );
+                        HttpServer::with_metrics(proxy, server, metrics)
+                    } else {
+                        HttpServer::new(ReverseProxy::new(reactor.handle(), config), server)
+                    }
                 })
             }
+            Service::Hello if self.metrics => Some(HttpServer::with_metrics(
+                ringwork_protocols::http::services::hello,
+                self.config(),
+                metrics::core_http_metrics(),
+            )),
             Service::Hello => Some(hello_server(self.config())),
             Service::Web => {
                 let root = self.root.as_ref().ok_or_else(|| EngineError::Config {
@@ -250,7 +276,11 @@ impl ServiceOptions {
                 let files = StaticFiles::new(root).map_err(|e| EngineError::Config {
                     what: format!("--root {}: {e}", root.display()),
                 })?;
-                Some(HttpServer::new(files, self.config()))
+                Some(if self.metrics {
+                    HttpServer::with_metrics(files, self.config(), metrics::core_http_metrics())
+                } else {
+                    HttpServer::new(files, self.config())
+                })
             }
             Service::Echo
             | Service::Discard
@@ -656,6 +686,15 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
         write_timeout,
         proxy,
         dns,
+        metrics: serve.metrics.is_some(),
+    };
+    let exporter = match &serve.metrics {
+        Some(endpoint) => {
+            let (exporter, bound) = metrics::Exporter::start(endpoint)?;
+            tracing::info!("metrics on http://{bound}/metrics");
+            Some(exporter)
+        }
+        None => None,
     };
     let udp_reuse = if serve.reuse_port {
         ReusePort::Shared
@@ -700,6 +739,9 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
         listeners.push((endpoint, spec));
     }
     let result = runtime.run(move |reactor| {
+        if let (Some(exporter), Some(cores)) = (&exporter, reactor.cores()) {
+            exporter.set_cores(cores);
+        }
         for (endpoint, spec) in &listeners {
             match service.listen(
                 reactor,

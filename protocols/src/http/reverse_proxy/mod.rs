@@ -54,6 +54,7 @@ pub use self::upstream_tls::UpstreamTls;
 use crate::http::client::{
     ClientConfig, ClientError, ClientRequest, Flow, HttpClient, ResponseSink, StreamBody, TlsTarget,
 };
+use crate::http::metrics::HttpMetrics;
 use crate::http::proto::{Headers, Method, RequestHead, ResponseHead};
 use crate::http::server::{
     BodyWriter, Handler, HttpServer, Request, Responder, Response, ServerConfig,
@@ -129,6 +130,8 @@ struct Core {
     tls: Vec<Option<PoolTls>>,
     forwarded: ForwardedMode,
     proto: String,
+    /// This core's counters, when metrics are exported.
+    metrics: Option<Rc<HttpMetrics>>,
 }
 
 /// How one core reaches the servers of an `https://` pool.
@@ -179,6 +182,22 @@ impl ReverseProxy {
     /// checked when loaded, so this needs the system roots to vanish in between).
     #[must_use]
     pub fn new(handle: LocalHandle, config: &ProxyConfig) -> Self {
+        Self::build(handle, config, None)
+    }
+
+    /// As [`ReverseProxy::new`], counting upstream failures (by pool, and what the client
+    /// got) in `metrics`, the core's counters its [`HttpServer`] shares
+    /// ([`HttpServer::with_metrics`]).
+    #[must_use]
+    pub fn with_metrics(
+        handle: LocalHandle,
+        config: &ProxyConfig,
+        metrics: Rc<HttpMetrics>,
+    ) -> Self {
+        Self::build(handle, config, Some(metrics))
+    }
+
+    fn build(handle: LocalHandle, config: &ProxyConfig, metrics: Option<Rc<HttpMetrics>>) -> Self {
         let pools = config
             .upstreams
             .iter()
@@ -200,6 +219,7 @@ impl ReverseProxy {
                 tls,
                 forwarded: config.forwarded,
                 proto: config.proto.clone(),
+                metrics,
             }),
         }
     }
@@ -449,6 +469,9 @@ async fn forward(core: Rc<Core>, out: Outgoing, respond: Responder) {
                     method = %out.method, target = %target.escape_debug(),
                     "answering the client with an upstream error"
                 );
+                if let Some(metrics) = &core.metrics {
+                    metrics.record_upstream_error(&pool, if status == 504 { "504" } else { "502" });
+                }
             }
             responder.send(Response::error(status));
         }
@@ -460,6 +483,9 @@ async fn forward(core: Rc<Core>, out: Outgoing, respond: Responder) {
                 method = %out.method, target = %target.escape_debug(),
                 "upstream failed after the response head; truncating the response"
             );
+            if let Some(metrics) = &core.metrics {
+                metrics.record_upstream_error(&pool, "truncated");
+            }
             drop(writer);
         }
     }

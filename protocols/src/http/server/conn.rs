@@ -310,8 +310,13 @@ impl Application<ServerConn> for ServerApp {
                 status,
                 bytes,
                 request,
+                started,
                 ..
             } => {
+                if let Some(metrics) = &self.shared.metrics {
+                    let now = ctx.now();
+                    metrics.record(status, started.map(|at| now.saturating_duration_since(at)));
+                }
                 if self.shared.config.access_log {
                     self.access_log(status, bytes, request);
                 }

@@ -49,6 +49,7 @@ use ringwork::{Factory, Protocol};
 
 pub use self::message::{BodyError, Request, RequestBody};
 pub use self::respond::{BodyWriter, Closed, Responder};
+use crate::http::metrics::HttpMetrics;
 use crate::http::proto::RequestHead;
 use crate::http::proto::server::ServerConn;
 pub use crate::http::proto::server::{Response, ServerConfig};
@@ -86,6 +87,8 @@ pub(crate) struct Shared {
     pub(crate) handler: Box<dyn Handler>,
     pub(crate) config: ServerConfig,
     pub(crate) date: date_cache::DateCache,
+    /// This core's counters, when metrics are exported.
+    pub(crate) metrics: Option<Rc<HttpMetrics>>,
 }
 
 /// An HTTP/1.1 server for a listener: `reactor.listen_tcp(addr, HttpServer::new(..))`.
@@ -98,11 +101,32 @@ impl HttpServer {
     /// A server answering with `handler`.
     #[must_use]
     pub fn new(handler: impl Handler, config: ServerConfig) -> Self {
+        Self::build(handler, config, None)
+    }
+
+    /// A server answering with `handler` that counts every response in `metrics` (status
+    /// class and request time: a few `Cell` additions per response; share one
+    /// [`HttpMetrics`] among the servers of a core).
+    #[must_use]
+    pub fn with_metrics(
+        handler: impl Handler,
+        config: ServerConfig,
+        metrics: Rc<HttpMetrics>,
+    ) -> Self {
+        Self::build(handler, config, Some(metrics))
+    }
+
+    fn build(
+        handler: impl Handler,
+        config: ServerConfig,
+        metrics: Option<Rc<HttpMetrics>>,
+    ) -> Self {
         Self {
             shared: Rc::new(Shared {
                 handler: Box::new(handler),
                 config,
                 date: date_cache::DateCache::new(),
+                metrics,
             }),
         }
     }

@@ -143,6 +143,9 @@ pub enum ServerEvent {
         bytes: u64,
         /// Method and target, when [`ServerConfig::access_log`] is on.
         request: Option<(Method, Bytes)>,
+        /// When the request's head was read (`None` for an error reply to input that
+        /// never became a request): the request time ends now.
+        started: Option<Instant>,
     },
 }
 
@@ -231,6 +234,8 @@ struct Slot {
     /// Bytes waiting for the earlier answers (the front slot writes straight to the output).
     queued: VecDeque<Bytes>,
     log: Option<(Method, Bytes)>,
+    /// When the head was read (`None` for an error reply without a request).
+    started: Option<Instant>,
     status: u16,
     sent: u64,
 }
@@ -664,6 +669,7 @@ impl ServerConn {
                 status: slot.status,
                 bytes: slot.sent,
                 request: slot.log,
+                started: slot.started,
             });
             if !slot.keep_alive {
                 // RFC 9112 §9.6: a server that sends "close" MUST NOT process further
@@ -851,6 +857,7 @@ impl ServerConn {
                 .config
                 .access_log
                 .then(|| (parsed.head.method.clone(), parsed.head.target.clone())),
+            started: Some(now),
             status: 0,
             sent: 0,
         });
@@ -930,6 +937,7 @@ impl ServerConn {
                     expect: Expect::No,
                     queued: VecDeque::new(),
                     log: None,
+                    started: None,
                     status: 0,
                     sent: 0,
                 });
