@@ -39,6 +39,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use ringwork::logging::LogSink;
 use ringwork::{BackendChoice, EngineError, Reactor, ReactorConfig, ReusePort, Runtime};
 use ringwork_protocols::Endpoint;
 use ringwork_protocols::basic::{Discard, DiscardDatagram, Echo, EchoDatagram};
@@ -48,7 +49,7 @@ use ringwork_protocols::dns::resolver::{Resolver, ResolverConfig};
 use ringwork_protocols::dns::server::{UdpServer, tcp_server};
 use ringwork_protocols::endpoint::{AppProtocols, ListenSpec};
 use ringwork_protocols::http::reverse_proxy::{ProxyConfig, ReverseProxy};
-use ringwork_protocols::http::server::{HttpServer, ServerConfig};
+use ringwork_protocols::http::server::{AccessLog, AccessLogFormat, HttpServer, ServerConfig};
 use ringwork_protocols::http::services::{StaticFiles, hello_server};
 
 mod logging;
@@ -179,10 +180,16 @@ struct Serve {
     /// web: the directory it serves.
     #[arg(long, value_name = "DIR")]
     root: Option<std::path::PathBuf>,
-    /// hello, web, http-proxy: log every HTTP response (target ringwork::http::access,
-    /// info level).
-    #[arg(long)]
-    access_log: bool,
+    /// hello, web, http-proxy: log every HTTP response. Without FILE, to the log (stderr,
+    /// target ringwork::http::access, info level); with FILE, one line per response
+    /// appended to FILE by the log thread (never by a core), reopened on SIGUSR1 for
+    /// logrotate (docs/operations.md).
+    #[arg(long, value_name = "FILE", num_args = 0..=1)]
+    access_log: Option<Option<std::path::PathBuf>>,
+    /// The lines of --access-log FILE: `combined` (nginx's, then rt=, upstream= and ut=)
+    /// or `json` (one object per line).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = AccessFormat::Combined)]
+    access_log_format: AccessFormat,
     /// Share TCP ports with other processes' SO_REUSEPORT listeners (for a zero-downtime
     /// restart: start the new server with it while the old one, also started with it, still
     /// runs). Without it, a port another process holds fails with "Address already in use".
@@ -216,6 +223,8 @@ struct Serve {
 struct ServiceOptions {
     root: Option<std::path::PathBuf>,
     access_log: bool,
+    /// `--access-log FILE`: where each HTTP server's lines go.
+    access_file: Option<AccessLog>,
     /// The write-stall timeout (`None`: off).
     write_timeout: Option<Duration>,
     /// The loaded `--config` of `http-proxy`.
@@ -224,6 +233,8 @@ struct ServiceOptions {
     dns: Option<Arc<Catalog>>,
     /// Whether HTTP servers count responses for `--metrics`.
     metrics: bool,
+    /// `--warn-interval` (the reverse proxy limits its upstream-error warnings itself).
+    warn_interval: Duration,
 }
 
 impl ServiceOptions {
@@ -241,7 +252,7 @@ impl ServiceOptions {
         service: Service,
         reactor: Option<&Reactor>,
     ) -> Result<Option<HttpServer>, EngineError> {
-        Ok(match service {
+        let server = match service {
             Service::HttpProxy => {
                 let config = self.proxy.as_ref().ok_or_else(|| EngineError::Config {
                     what: "http-proxy needs --config FILE".into(),
@@ -256,10 +267,13 @@ impl ServiceOptions {
                             reactor.handle(),
                             config,
                             Rc::clone(&metrics),
-                        );
+                        )
+                        .warning_interval(self.warn_interval);
                         HttpServer::with_metrics(proxy, server, metrics)
                     } else {
-                        HttpServer::new(ReverseProxy::new(reactor.handle(), config), server)
+                        let proxy = ReverseProxy::new(reactor.handle(), config)
+                            .warning_interval(self.warn_interval);
+                        HttpServer::new(proxy, server)
                     }
                 })
             }
@@ -287,7 +301,11 @@ impl ServiceOptions {
             | Service::TcpProxy
             | Service::Socks5
             | Service::Dns => None,
-        })
+        };
+        Ok(server.map(|server| match &self.access_file {
+            Some(log) => server.access_log(log.clone()),
+            None => server,
+        }))
     }
 
     /// The zones of `dns`.
@@ -450,6 +468,11 @@ const SERVICE_OPTIONS: &[(&str, &str, &[Service])] = &[
         "--access-log",
         &[Service::Hello, Service::Web, Service::HttpProxy],
     ),
+    (
+        "access_log_format",
+        "--access-log-format",
+        &[Service::Hello, Service::Web, Service::HttpProxy],
+    ),
     ("upstream", "--upstream", &[Service::TcpProxy]),
     ("send_proxy", "--send-proxy", &[Service::TcpProxy]),
     (
@@ -505,6 +528,24 @@ fn with_bound(endpoint: &Endpoint, bound: &ringwork::SockAddr) -> Endpoint {
 fn unsupported(service: Service, endpoint: &Endpoint) -> EngineError {
     EngineError::Config {
         what: format!("{} does not support endpoint {endpoint}", service.name()),
+    }
+}
+
+/// `--access-log-format`.
+#[derive(Clone, Copy, Debug, Eq, PartialEq, ValueEnum)]
+enum AccessFormat {
+    /// nginx's combined format, then rt=SECS upstream=ADDR ut=SECS.
+    Combined,
+    /// One JSON object per line.
+    Json,
+}
+
+impl From<AccessFormat> for AccessLogFormat {
+    fn from(format: AccessFormat) -> Self {
+        match format {
+            AccessFormat::Combined => AccessLogFormat::Combined,
+            AccessFormat::Json => AccessLogFormat::Json,
+        }
     }
 }
 
@@ -675,6 +716,23 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
     }
     let runtime = builder.build()?;
     runtime.shutdown_handle().on_signals(serve.grace)?;
+    // `--access-log FILE`: its own sink (thread), reopened on SIGUSR1 (logrotate).
+    let access_sink = match &serve.access_log {
+        Some(Some(path)) => {
+            let sink = LogSink::reopenable(path, ringwork::logging::DEFAULT_QUEUE_BUDGET)
+                .map_err(|e| format!("--access-log {}: {e}", path.display()))?;
+            Some(sink)
+        }
+        _ => None,
+    };
+    let reopen: Vec<LogSink> = access_sink.iter().cloned().collect();
+    if !reopen.is_empty() {
+        runtime.on_signal(ringwork::signal::SIGUSR1, move |_reactor| {
+            for sink in &reopen {
+                sink.reopen();
+            }
+        })?;
+    }
 
     // The first listener failure with its endpoint, for the error message.
     let failure: Arc<Mutex<Option<String>>> = Arc::default();
@@ -682,11 +740,15 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
     let (service, endpoints) = (serve.service, serve.listen);
     let http = ServiceOptions {
         root: serve.root,
-        access_log: serve.access_log,
+        access_log: serve.access_log.is_some(),
+        access_file: access_sink
+            .as_ref()
+            .map(|sink| AccessLog::new(serve.access_log_format.into(), sink.writer())),
         write_timeout,
         proxy,
         dns,
         metrics: serve.metrics.is_some(),
+        warn_interval: serve.warn_interval,
     };
     let exporter = match &serve.metrics {
         Some(endpoint) => {
@@ -776,6 +838,9 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
         });
         Ok(())
     });
+    if let Some(sink) = &access_sink {
+        sink.flush(Duration::from_secs(1));
+    }
     match result {
         Ok(()) => Ok(()),
         Err(error) => {

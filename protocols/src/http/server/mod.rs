@@ -38,6 +38,7 @@
 //!   streamed body is not being consumed;
 //! - on graceful shutdown, finishes in-flight requests and closes idle connections.
 
+mod access_log;
 mod conn;
 mod date_cache;
 mod message;
@@ -47,6 +48,7 @@ use std::rc::Rc;
 
 use ringwork::{Factory, Protocol};
 
+pub use self::access_log::{AccessLog, AccessLogFormat, UpstreamNote};
 pub use self::message::{BodyError, Request, RequestBody};
 pub use self::respond::{BodyWriter, Closed, Responder};
 use crate::http::metrics::HttpMetrics;
@@ -89,6 +91,12 @@ pub(crate) struct Shared {
     pub(crate) date: date_cache::DateCache,
     /// This core's counters, when metrics are exported.
     pub(crate) metrics: Option<Rc<HttpMetrics>>,
+    /// Where access log lines go, when they go to a file (else `config.access_log` logs
+    /// through `tracing`).
+    pub(crate) access: Option<AccessLog>,
+    /// The buffer access log lines are formatted in (reused: no allocation per line
+    /// beyond the sink's copy).
+    pub(crate) line: std::cell::RefCell<String>,
 }
 
 /// An HTTP/1.1 server for a listener: `reactor.listen_tcp(addr, HttpServer::new(..))`.
@@ -127,8 +135,22 @@ impl HttpServer {
                 config,
                 date: date_cache::DateCache::new(),
                 metrics,
+                access: None,
+                line: std::cell::RefCell::default(),
             }),
         }
+    }
+
+    /// The server with its access log lines (one per response) going to `log` instead of
+    /// `tracing` (turns [`ServerConfig::access_log`] on). Call before the server serves.
+    #[must_use]
+    pub fn access_log(mut self, log: AccessLog) -> Self {
+        // A server not yet handed to a listener is the only owner of its shared part.
+        if let Some(shared) = Rc::get_mut(&mut self.shared) {
+            shared.config.access_log = true;
+            shared.access = Some(log);
+        }
+        self
     }
 }
 
