@@ -36,18 +36,28 @@ pub struct Logging {
 }
 
 impl Logging {
-    /// Starts the sink, installs the `tracing` subscriber (`RUST_LOG`, default info) and the
-    /// panic hook. `interval` limits repeated warnings (see the module docs).
+    /// Starts the sink (writing to stderr, or appending to `file`: `--logfile`), installs the
+    /// `tracing` subscriber (`RUST_LOG`, default info) and the panic hook. `interval` limits
+    /// repeated warnings (see the module docs).
     ///
     /// # Errors
     /// The sink's thread could not be started.
-    pub fn init(interval: Duration) -> Result<Logging, EngineError> {
-        let sink = LogSink::stderr()?;
+    pub fn init(
+        interval: Duration,
+        file: Option<&std::path::Path>,
+    ) -> Result<Logging, EngineError> {
+        let sink = match file {
+            Some(path) => LogSink::reopenable(path, ringwork::logging::DEFAULT_QUEUE_BUDGET)
+                .map_err(|e| EngineError::Config {
+                    what: format!("--logfile {}: {e}", path.display()),
+                })?,
+            None => LogSink::stderr()?,
+        };
         let filter = tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
         tracing_subscriber::fmt()
             .with_env_filter(filter)
-            .with_ansi(io::stderr().is_terminal())
+            .with_ansi(file.is_none() && io::stderr().is_terminal())
             .with_writer(Output {
                 writer: sink.writer(),
                 interval,
@@ -62,6 +72,11 @@ impl Logging {
     /// blocks, never fails (a line that cannot be written is counted as lost).
     pub fn say(&self, text: &str) {
         self.sink.writer().send(text.as_bytes());
+    }
+
+    /// The sink (to reopen a `--logfile` on SIGUSR1).
+    pub fn sink(&self) -> LogSink {
+        self.sink.clone()
     }
 
     /// Waits a little for queued lines to reach stderr (at the end of the process).

@@ -52,6 +52,8 @@ use ringwork_protocols::http::reverse_proxy::{ProxyConfig, ReverseProxy};
 use ringwork_protocols::http::server::{AccessLog, AccessLogFormat, HttpServer, ServerConfig};
 use ringwork_protocols::http::services::{StaticFiles, hello_server};
 
+#[cfg(unix)]
+mod daemon;
 mod logging;
 mod metrics;
 mod proxy;
@@ -200,6 +202,21 @@ struct Serve {
     /// with a `suppressed=N` count of the ones not logged; 0 logs every one.
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
     warn_interval: Duration,
+    /// Write this process's id to FILE (twistd's --pidfile); refuse to start while a live
+    /// process holds it; removed on exit.
+    #[arg(long, value_name = "FILE")]
+    pidfile: Option<std::path::PathBuf>,
+    /// Append the log to FILE instead of stderr (reopened on SIGUSR1, for logrotate).
+    #[arg(long, value_name = "FILE")]
+    logfile: Option<std::path::PathBuf>,
+    /// Run as this user (a name or a number) once every listener is bound (twistd's --uid):
+    /// bind ports below 1024 as root, then serve as `nobody`. Its primary group too unless
+    /// --gid is given.
+    #[arg(long, value_name = "USER")]
+    uid: Option<String>,
+    /// Run as this group (a name or a number) once every listener is bound (twistd's --gid).
+    #[arg(long, value_name = "GROUP")]
+    gid: Option<String>,
     /// Serve Prometheus metrics at http://ENDPOINT/metrics (a tcp: or tcp6: endpoint, such
     /// as tcp:9100:interface=127.0.0.1): per-core connections, bytes, TLS handshakes,
     /// io_uring batching, and for the HTTP services responses by status class, a
@@ -593,7 +610,7 @@ fn main() -> ExitCode {
     if let Err(message) = serve.proxy.check(serve.service.proxy_kind()) {
         usage_error(message);
     }
-    let logging = match Logging::init(serve.warn_interval) {
+    let logging = match Logging::init(serve.warn_interval, serve.logfile.as_deref()) {
         Ok(logging) => logging,
         Err(error) => {
             // Nothing else is written yet; a failed write of this is ignored, not a panic.
@@ -628,6 +645,14 @@ fn usage_error(message: String) -> ! {
 }
 
 fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> {
+    // Before anything binds: refuse to start while another server holds the pidfile.
+    #[cfg(unix)]
+    let _pidfile = match &serve.pidfile {
+        Some(path) => Some(daemon::Pidfile::acquire(path)?),
+        None => None,
+    };
+    #[cfg(unix)]
+    let privileges = daemon::Privileges::resolve(serve.uid.as_deref(), serve.gid.as_deref())?;
     let proxy = match (&serve.config, serve.service) {
         (Some(path), Service::HttpProxy) => {
             let config = ProxyConfig::load(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -716,6 +741,8 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
     }
     let runtime = builder.build()?;
     runtime.shutdown_handle().on_signals(serve.grace)?;
+    #[cfg(unix)]
+    let gate = privileges.map(|p| Arc::new(daemon::PrivilegeDrop::new(p, cores)));
     // `--access-log FILE`: its own sink (thread), reopened on SIGUSR1 (logrotate).
     let access_sink = match &serve.access_log {
         Some(Some(path)) => {
@@ -725,7 +752,10 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
         }
         _ => None,
     };
-    let reopen: Vec<LogSink> = access_sink.iter().cloned().collect();
+    let mut reopen: Vec<LogSink> = access_sink.iter().cloned().collect();
+    if serve.logfile.is_some() {
+        reopen.push(logging.sink());
+    }
     if !reopen.is_empty() {
         runtime.on_signal(ringwork::signal::SIGUSR1, move |_reactor| {
             for sink in &reopen {
@@ -804,29 +834,34 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
         if let (Some(exporter), Some(cores)) = (&exporter, reactor.cores()) {
             exporter.set_cores(cores);
         }
-        for (endpoint, spec) in &listeners {
-            match service.listen(
-                reactor,
-                endpoint,
-                spec.as_ref(),
-                &http,
-                plan.as_ref(),
-                udp_reuse,
-            ) {
-                None => {}
-                Some(Ok(bound)) => tracing::info!(
-                    "listening on {bound} (core {}, backend {})",
-                    reactor.core_index(),
-                    reactor.backend()
-                ),
-                Some(Err(error)) => {
-                    sink.lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .get_or_insert_with(|| format!("cannot listen on {endpoint}: {error}"));
-                    return Err(error);
-                }
-            }
+        let listened = listen_all(
+            reactor,
+            &listeners,
+            service,
+            &http,
+            plan.as_ref(),
+            udp_reuse,
+        )
+        .map_err(|failed| {
+            let (endpoint, error) = *failed;
+            sink.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get_or_insert_with(|| format!("cannot listen on {endpoint}: {error}"));
+            error
+        });
+        // Every core passes the gate (a failed one too, or the others would wait for it);
+        // the last drops the process's privileges before any serves.
+        #[cfg(unix)]
+        if let Some(gate) = &gate
+            && let Err(what) = gate.arrive()
+            && listened.is_ok()
+        {
+            sink.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get_or_insert_with(|| format!("--uid/--gid: {what}"));
+            return Err(EngineError::Config { what });
         }
+        listened?;
         reactor.on_stop(|reactor| {
             let stats = reactor.stats();
             tracing::info!(
@@ -851,6 +886,29 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
             Err(failure.unwrap_or_else(|| error.to_string()).into())
         }
     }
+}
+
+/// Listens on every endpoint this core serves; the first failure with its endpoint.
+fn listen_all(
+    reactor: &mut Reactor,
+    listeners: &[(Endpoint, Option<ListenSpec>)],
+    service: Service,
+    http: &ServiceOptions,
+    plan: Option<&ProxyPlan>,
+    udp_reuse: ReusePort,
+) -> Result<(), Box<(Endpoint, EngineError)>> {
+    for (endpoint, spec) in listeners {
+        match service.listen(reactor, endpoint, spec.as_ref(), http, plan, udp_reuse) {
+            None => {}
+            Some(Ok(bound)) => tracing::info!(
+                "listening on {bound} (core {}, backend {})",
+                reactor.core_index(),
+                reactor.backend()
+            ),
+            Some(Err(error)) => return Err(Box::new((endpoint.clone(), error))),
+        }
+    }
+    Ok(())
 }
 
 /// Where `serve dns` listens when no `--listen` is given.
