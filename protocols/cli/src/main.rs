@@ -31,6 +31,7 @@
 //! `tests/metrics.rs` (Prometheus's parser) run this binary.
 #![forbid(unsafe_code)]
 
+use std::cell::RefCell;
 use std::error::Error;
 use std::io::Write;
 use std::process::ExitCode;
@@ -51,6 +52,9 @@ use ringwork_protocols::endpoint::{AppProtocols, ListenSpec};
 use ringwork_protocols::http::reverse_proxy::{ProxyConfig, ReverseProxy};
 use ringwork_protocols::http::server::{AccessLog, AccessLogFormat, HttpServer, ServerConfig};
 use ringwork_protocols::http::services::{StaticFiles, hello_server};
+use ringwork_protocols::limits::{
+    ConnectionCap, DEFAULT_RATE_TABLE, RateLimit, RequestRateLimiter,
+};
 
 #[cfg(unix)]
 mod daemon;
@@ -202,6 +206,20 @@ struct Serve {
     /// with a `suppressed=N` count of the ones not logged; 0 logs every one.
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
     warn_interval: Duration,
+    /// hello, web, http-proxy: requests per second each client IP may make (a token bucket
+    /// per core; 429 Too Many Requests with Retry-After past it) [default: none, or
+    /// `limits.requests_per_second` of an http-proxy config].
+    #[arg(long, value_name = "PER_SEC")]
+    rate_limit: Option<f64>,
+    /// hello, web, http-proxy: requests a client IP may make at once after a pause (the
+    /// bucket's size) [default: one second's worth of --rate-limit].
+    #[arg(long, value_name = "N", requires = "rate_limit")]
+    rate_burst: Option<u32>,
+    /// Connections each client IP may have open at once, across all cores (past it a new
+    /// one is closed at once) [default: none, or `limits.connections_per_ip` of an
+    /// http-proxy config].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_conns_per_ip: Option<u32>,
     /// Write this process's id to FILE (twistd's --pidfile); refuse to start while a live
     /// process holds it; removed on exit.
     #[arg(long, value_name = "FILE")]
@@ -252,6 +270,11 @@ struct ServiceOptions {
     metrics: bool,
     /// `--warn-interval` (the reverse proxy limits its upstream-error warnings itself).
     warn_interval: Duration,
+    /// `--rate-limit`/`--rate-burst` (or the proxy file's `[limits]`): each core's HTTP
+    /// servers get their own buckets.
+    rate_limit: Option<RateLimit>,
+    /// `--max-conns-per-ip` (or `limits.connections_per_ip`): shared by every core.
+    connection_cap: Option<ConnectionCap>,
 }
 
 impl ServiceOptions {
@@ -319,9 +342,18 @@ impl ServiceOptions {
             | Service::Socks5
             | Service::Dns => None,
         };
-        Ok(server.map(|server| match &self.access_file {
-            Some(log) => server.access_log(log.clone()),
-            None => server,
+        Ok(server.map(|server| {
+            let server = match &self.access_file {
+                Some(log) => server.access_log(log.clone()),
+                None => server,
+            };
+            match self.rate_limit {
+                Some(limit) => server.rate_limit(Rc::new(RefCell::new(RequestRateLimiter::new(
+                    limit,
+                    DEFAULT_RATE_TABLE,
+                )))),
+                None => server,
+            }
         }))
     }
 
@@ -399,20 +431,24 @@ impl Service {
         let server = http.server(self, Some(reactor))?;
         let tcp_proxy = plan.and_then(ProxyPlan::tcp_proxy);
         let socks5 = plan.and_then(ProxyPlan::socks5);
-        let (addr, options) = (&spec.addr, &spec.options);
+        let listener = Listener {
+            addr: &spec.addr,
+            options: &spec.options,
+            cap: http.connection_cap.as_ref(),
+        };
         let bound = match (self, server) {
-            (_, Some(server)) => reactor.listen_with(addr, options, server)?,
+            (_, Some(server)) => listener.listen(reactor, server)?,
             (Service::TcpProxy | Service::Socks5, None) => match (tcp_proxy, socks5) {
-                (Some(proxy), _) => reactor.listen_with(addr, options, proxy)?,
-                (None, Some(socks5)) => reactor.listen_with(addr, options, socks5)?,
+                (Some(proxy), _) => listener.listen(reactor, proxy)?,
+                (None, Some(socks5)) => listener.listen(reactor, socks5)?,
                 (None, None) => return Err(unsupported(self, endpoint)),
             },
-            (Service::Discard, None) => reactor.listen_with(addr, options, || Discard)?,
+            (Service::Discard, None) => listener.listen(reactor, || Discard)?,
             (Service::Dns, None) => {
                 let catalog = Arc::clone(http.catalog()?);
-                reactor.listen_with(addr, options, tcp_server(catalog, TcpConfig::default()))?
+                listener.listen(reactor, tcp_server(catalog, TcpConfig::default()))?
             }
-            (_, None) => reactor.listen_with(addr, options, || Echo)?,
+            (_, None) => listener.listen(reactor, || Echo)?,
         };
         Ok(with_bound(endpoint, &bound))
     }
@@ -474,6 +510,26 @@ impl Service {
     }
 }
 
+/// One stream listener of a core, with the connection cap per client if any.
+struct Listener<'a> {
+    addr: &'a ringwork::SockAddr,
+    options: &'a ringwork::ListenerOptions,
+    cap: Option<&'a ConnectionCap>,
+}
+
+impl Listener<'_> {
+    fn listen(
+        &self,
+        reactor: &mut Reactor,
+        factory: impl ringwork::Factory,
+    ) -> Result<ringwork::SockAddr, EngineError> {
+        match self.cap {
+            Some(cap) => reactor.listen_with(self.addr, self.options, cap.wrap(factory)),
+            None => reactor.listen_with(self.addr, self.options, factory),
+        }
+    }
+}
+
 /// The options that belong to some services only: clap's id, the flag, and the services
 /// that take it. A flag given to another service is a usage error naming the service, not
 /// silently ignored (`serve hello --root DIR`).
@@ -488,6 +544,16 @@ const SERVICE_OPTIONS: &[(&str, &str, &[Service])] = &[
     (
         "access_log_format",
         "--access-log-format",
+        &[Service::Hello, Service::Web, Service::HttpProxy],
+    ),
+    (
+        "rate_limit",
+        "--rate-limit",
+        &[Service::Hello, Service::Web, Service::HttpProxy],
+    ),
+    (
+        "rate_burst",
+        "--rate-burst",
         &[Service::Hello, Service::Web, Service::HttpProxy],
     ),
     ("upstream", "--upstream", &[Service::TcpProxy]),
@@ -691,6 +757,18 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
         .or(proxy.as_ref().map(|c| c.timeouts.write))
         .unwrap_or(DEFAULT_WRITE_TIMEOUT);
     let write_timeout = Some(write_timeout).filter(|d| !d.is_zero());
+    // Per-client limits: the flags, else the proxy file's `[limits]`.
+    let file_limits = proxy.as_ref().map(|c| c.limits).unwrap_or_default();
+    let rate_limit = match serve.rate_limit {
+        Some(rate) => {
+            let burst = serve
+                .rate_burst
+                .unwrap_or_else(|| rate.ceil().clamp(1.0, f64::from(u32::MAX)) as u32);
+            Some(RateLimit::new(rate, burst).map_err(|e| format!("--rate-limit: {e}"))?)
+        }
+        None => file_limits.requests,
+    };
+    let connections_per_ip = serve.max_conns_per_ip.or(file_limits.connections_per_ip);
     let mut builder = Runtime::builder()
         .backend(serve.backend.into())
         .reactor_config(ReactorConfig {
@@ -779,6 +857,8 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
         dns,
         metrics: serve.metrics.is_some(),
         warn_interval: serve.warn_interval,
+        rate_limit,
+        connection_cap: connections_per_ip.map(ConnectionCap::new),
     };
     let exporter = match &serve.metrics {
         Some(endpoint) => {

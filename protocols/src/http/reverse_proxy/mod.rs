@@ -48,7 +48,9 @@ use ringwork::logging::{DEFAULT_WARNING_INTERVAL, RateLimit};
 use ringwork::tls::{ServerName, TlsConfigError, TlsConnector, TlsError};
 use ringwork::{Context, LocalHandle};
 
-pub use self::config::{ConfigError, ProxyConfig, ServerAddr, Timeouts, UpstreamConfig};
+pub use self::config::{
+    ClientLimits, ConfigError, ProxyConfig, ServerAddr, Timeouts, UpstreamConfig,
+};
 pub use self::headers::{ForwardedMode, Hop, add_forwarded, add_via, strip_hop_by_hop};
 pub use self::routing::{HostPattern, Route, RouteTable, UpstreamPool};
 pub use self::upstream_tls::UpstreamTls;

@@ -166,6 +166,21 @@ impl ServerApp {
         mailbox: &Mailbox<Command, WriteStatus>,
     ) {
         let sender = mailbox.sender();
+        if let (Some(limiter), Some(peer)) = (&self.shared.rate_limit, self.peer)
+            && let Err(wait) = limiter.borrow_mut().check(peer.ip(), ctx.now())
+        {
+            // RFC 6585 §4: 429, and Retry-After (RFC 9110 §10.2.3) in whole seconds,
+            // rounded up so that a client that waits that long finds a token.
+            let secs = wait
+                .as_secs()
+                .saturating_add(u64::from(wait.subsec_nanos() > 0));
+            if has_body {
+                machine.discard_body(id);
+            }
+            self.responder(sender, id)
+                .send(Response::error(429).header("Retry-After", secs.max(1).to_string()));
+            return;
+        }
         let mut request = self.request(head, ctx);
         if !has_body {
             self.shared

@@ -56,6 +56,7 @@ use crate::http::proto::RequestHead;
 use crate::http::proto::server::ServerConn;
 pub use crate::http::proto::server::{Response, ServerConfig};
 use crate::kit::adapter::Adapter;
+use crate::limits::RequestRateLimiter;
 
 /// What answers requests. One handler value serves every connection of a listener on one
 /// core (`&self`: keep per-core state in `Cell`/`RefCell`).
@@ -94,6 +95,8 @@ pub(crate) struct Shared {
     /// Where access log lines go, when they go to a file (else `config.access_log` logs
     /// through `tracing`).
     pub(crate) access: Option<AccessLog>,
+    /// Requests per client IP (this core's buckets; 429 past them).
+    pub(crate) rate_limit: Option<Rc<std::cell::RefCell<RequestRateLimiter>>>,
     /// The buffer access log lines are formatted in (reused: no allocation per line
     /// beyond the sink's copy).
     pub(crate) line: std::cell::RefCell<String>,
@@ -136,9 +139,22 @@ impl HttpServer {
                 date: date_cache::DateCache::new(),
                 metrics,
                 access: None,
+                rate_limit: None,
                 line: std::cell::RefCell::default(),
             }),
         }
+    }
+
+    /// The server answering `429 Too Many Requests` (with `Retry-After`, whole seconds) to
+    /// a client IP over its token bucket in `limiter`, without calling the handler. Share
+    /// one limiter among the servers of a core. Call before the server serves.
+    #[must_use]
+    pub fn rate_limit(mut self, limiter: Rc<std::cell::RefCell<RequestRateLimiter>>) -> Self {
+        // A server not yet handed to a listener is the only owner of its shared part.
+        if let Some(shared) = Rc::get_mut(&mut self.shared) {
+            shared.rate_limit = Some(limiter);
+        }
+        self
     }
 
     /// The server with its access log lines (one per response) going to `log` instead of
