@@ -10,7 +10,8 @@
 //! ERROR site that does not limit itself (one without a `suppressed` field, e.g. rustls's
 //! warnings about a client's bad ClientHello, which reach `tracing` through the `log` crate)
 //! writes at most one line per `--warn-interval` per thread; the next line it writes
-//! carries `suppressed=N`, the count of lines it did not write.
+//! carries `suppressed=N`, the count of lines it did not write. A site with a `signal`
+//! field (what a SIGHUP reload logs) is not limited: each line answers an operator.
 //! Does not: format events (the fmt layer does) or escape fields (the sites log peer bytes
 //! through `ringwork::logging::escape`; rustls quotes them with `{:?}`).
 
@@ -137,8 +138,12 @@ impl<'a> MakeWriter<'a> for Output {
 
     fn make_writer_for(&'a self, meta: &Metadata<'_>) -> Line<'a> {
         // Levels compare by verbosity: WARN and ERROR are at most WARN. A site with a
-        // `suppressed` field limits itself.
-        let limited = *meta.level() <= Level::WARN && meta.fields().field("suppressed").is_none();
+        // `suppressed` field limits itself; one with a `signal` field answers an operator's
+        // signal (a reload), rare by nature, and every one of its lines is wanted.
+        let fields = meta.fields();
+        let limited = *meta.level() <= Level::WARN
+            && fields.field("suppressed").is_none()
+            && fields.field("signal").is_none();
         let verdict = if limited {
             let now = Instant::now();
             let hit = SITES.with(|sites| {

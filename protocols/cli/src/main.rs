@@ -910,6 +910,14 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
         };
         listeners.push((endpoint, spec));
     }
+    let listeners = Arc::new(listeners);
+    #[cfg(unix)]
+    if listeners.iter().any(|(endpoint, _)| is_tls(endpoint)) {
+        let reload = Arc::clone(&listeners);
+        runtime.on_signal(ringwork::signal::SIGHUP, move |_reactor| {
+            reload_certificates(&reload);
+        })?;
+    }
     let result = runtime.run(move |reactor| {
         if let (Some(exporter), Some(cores)) = (&exporter, reactor.cores()) {
             exporter.set_cores(cores);
@@ -964,6 +972,34 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
                 .unwrap_or_else(PoisonError::into_inner)
                 .take();
             Err(failure.unwrap_or_else(|| error.to_string()).into())
+        }
+    }
+}
+
+/// Whether `endpoint` is a `tls:` one (behind `haproxy:` too).
+fn is_tls(endpoint: &Endpoint) -> bool {
+    match endpoint {
+        Endpoint::Tls { .. } => true,
+        Endpoint::Haproxy(inner) => is_tls(inner),
+        _ => false,
+    }
+}
+
+/// SIGHUP: every `tls:` listener reads its certificate files again; one that fails keeps
+/// its old certificates (and says why). Runs on core 0 (file reads: a reload is rare).
+fn reload_certificates(listeners: &[(Endpoint, Option<ListenSpec>)]) {
+    for (endpoint, spec) in listeners {
+        let Some(spec) = spec else { continue };
+        match spec.reload_certificates(endpoint) {
+            Ok(false) => {}
+            Ok(true) => {
+                tracing::info!(signal = "SIGHUP", "certificates reloaded for {endpoint}");
+            }
+            Err(error) => tracing::error!(
+                signal = "SIGHUP",
+                "cannot reload the certificates of {endpoint}: {error}; still serving the \
+                 old ones"
+            ),
         }
     }
 }
