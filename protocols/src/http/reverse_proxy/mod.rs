@@ -503,14 +503,17 @@ async fn forward(core: Rc<Core>, out: Outgoing, respond: Responder) {
         Some(responder) => {
             if status == 400 {
                 tracing::debug!(%upstream, %pool, %reason, "request body failed; answering 400");
-            } else if let Some(suppressed) = core.warn_hit(out.upstream, status) {
-                tracing::warn!(
-                    status, %upstream, %pool, %reason,
-                    method = %out.method, target = %target.escape_debug(), suppressed,
-                    "answering the client with an upstream error"
-                );
+            } else {
+                // Counted every time; logged within the warning's limit.
                 if let Some(metrics) = &core.metrics {
                     metrics.record_upstream_error(&pool, if status == 504 { "504" } else { "502" });
+                }
+                if let Some(suppressed) = core.warn_hit(out.upstream, status) {
+                    tracing::warn!(
+                        status, %upstream, %pool, %reason,
+                        method = %out.method, target = %target.escape_debug(), suppressed,
+                        "answering the client with an upstream error"
+                    );
                 }
             }
             if let Some((addr, started)) = &last {
