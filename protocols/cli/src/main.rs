@@ -757,6 +757,13 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
         .or(proxy.as_ref().map(|c| c.timeouts.write))
         .unwrap_or(DEFAULT_WRITE_TIMEOUT);
     let write_timeout = Some(write_timeout).filter(|d| !d.is_zero());
+    if serve.access_log_format == AccessFormat::Json && !matches!(serve.access_log, Some(Some(_))) {
+        return Err(
+            "--access-log-format json goes with --access-log FILE (the stderr log has \
+                    its own format)"
+                .into(),
+        );
+    }
     // Per-client limits: the flags, else the proxy file's `[limits]`.
     let file_limits = proxy.as_ref().map(|c| c.limits).unwrap_or_default();
     let rate_limit = match serve.rate_limit {

@@ -247,6 +247,25 @@ fn proxy_json_with_upstreams(backend: &str) {
     assert!(server.terminate(), "ringwork did not exit cleanly");
 }
 
+#[test]
+fn json_format_needs_a_file() {
+    let output = Command::new(env!("CARGO_BIN_EXE_ringwork"))
+        .args([
+            "serve",
+            "hello",
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+            "--cores",
+            "1",
+        ])
+        .args(["--access-log", "--access-log-format", "json"])
+        .output()
+        .expect("run ringwork");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("goes with --access-log FILE"), "{stderr}");
+}
+
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
