@@ -447,10 +447,14 @@ async fn forward(core: Rc<Core>, out: Outgoing, respond: Responder) {
             },
         };
         let request = upstream_request(&out, &addr, tls);
+        let wants_note = down
+            .borrow()
+            .responder
+            .as_ref()
+            .is_some_and(Responder::wants_upstream_note);
         let sink = ProxySink {
             down: Rc::clone(&down),
-            upstream: addr.clone(),
-            started,
+            upstream: wants_note.then(|| (addr.clone(), started)),
         };
         match core.client.request_with(request, sink).await {
             Ok(_) => {
@@ -571,9 +575,9 @@ struct Downstream {
 /// Streams an upstream response to the client.
 struct ProxySink {
     down: Rc<RefCell<Downstream>>,
-    /// The server of this attempt and when it started (for the access log).
-    upstream: ServerAddr,
-    started: Instant,
+    /// The server of this attempt and when it started, when the access log wants them
+    /// (`None`: no copy of the address per request).
+    upstream: Option<(ServerAddr, Instant)>,
 }
 
 impl ResponseSink for ProxySink {
@@ -596,7 +600,9 @@ impl ResponseSink for ProxySink {
                 ctx.abort();
                 return;
             }
-            responder.note_upstream(&self.upstream, self.started.elapsed());
+            if let Some((upstream, started)) = &self.upstream {
+                responder.note_upstream(upstream, started.elapsed());
+            }
             down.writer = Some(responder.stream(response));
         }
     }

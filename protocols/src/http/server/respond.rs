@@ -44,6 +44,13 @@ impl Responder {
         }
     }
 
+    /// Whether [`Responder::note_upstream`] is heard (an access log file is on): a handler
+    /// can skip preparing a note nobody reads.
+    #[must_use]
+    pub fn wants_upstream_note(&self) -> bool {
+        self.notes
+    }
+
     /// Tells the access log which upstream answered (or failed) this request and how long
     /// it took: its line shows them. Call before answering; a no-op without an access log
     /// file (then `upstream` is not even formatted).
