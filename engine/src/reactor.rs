@@ -172,6 +172,8 @@ impl Reactor {
             submissions: driver.submitted,
             completions: driver.completions,
             enters: driver.enters,
+            buffer_starvations: driver.buffer_starvations,
+            cq_overflows: driver.cq_overflows,
             ..self.state.stats
         }
     }

@@ -536,6 +536,7 @@ impl State {
     /// Removes a lost connection (after its `connection_lost`).
     pub(crate) fn remove(&mut self, id: ConnId) -> Option<Conn> {
         let conn = self.conns.remove(id)?;
+        self.stats.closed += 1;
         if conn.in_total
             && let Some(total) = &self.total
         {

@@ -8,6 +8,8 @@ pub struct CoreStats {
     pub connections: u64,
     /// Connections accepted.
     pub accepted: u64,
+    /// Connections closed (accepted and outbound ones, after their `connection_lost`).
+    pub closed: u64,
     /// Connections accepted and closed at once because the runtime-wide limit was reached.
     pub rejected: u64,
     /// Outbound connections started.
@@ -36,8 +38,16 @@ pub struct CoreStats {
     /// Kernel enters (`io_uring_enter` / `epoll_wait`): completions per enter is the
     /// batching factor.
     pub enters: u64,
-    /// TLS handshakes completed.
+    /// Receives that found no free buffer in the buffer ring and waited for one (driver
+    /// statistics; 0 on poll).
+    pub buffer_starvations: u64,
+    /// Times the io_uring completion queue overflowed (driver statistics; 0 on poll).
+    pub cq_overflows: u64,
+    /// TLS handshakes completed (full and resumed).
     pub tls_handshakes: u64,
+    /// TLS handshakes completed that resumed a session (a ticket or a session id): also in
+    /// `tls_handshakes`.
+    pub tls_resumed: u64,
     /// Connections TLS ended: failed or timed-out handshakes, peers leaving mid-handshake,
     /// errors after the handshake.
     pub tls_failures: u64,

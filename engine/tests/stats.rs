@@ -141,6 +141,9 @@ ringwork::platform::test_all_backends! {
             stats.connections, 0,
             "open connections after every close: {stats:?}"
         );
+        // Both ends of every pair closed: the accepted and the outbound connection.
+        assert_eq!(stats.closed, 2 * CLIENTS as u64, "closed: {stats:?}");
+        assert_eq!(before.closed, 0);
         assert_eq!(
             stats.bytes_out,
             2 * payload as u64,

@@ -42,6 +42,7 @@ pub mod dns;
 pub mod endpoint;
 pub mod http;
 pub mod kit;
+pub mod limits;
 #[cfg(feature = "engine")]
 pub mod proxy;
 pub mod proxy_protocol;

@@ -7,6 +7,10 @@
 //! was, in the caller); the writer thread alone waits on the output. When the queue is full
 //! or the output fails (EPIPE once the reader is gone) lines are dropped and counted, and
 //! the count is logged as soon as a write succeeds again.
+//!
+//! A sink made by [`LogSink::reopenable`] owns a file it can reopen on request
+//! ([`LogSink::reopen`], logrotate's SIGUSR1 habit): the lines queued before the request go
+//! to the file as it was, the ones after to the file at its path now.
 
 use std::io::{self, Write};
 use std::sync::Arc;
@@ -37,9 +41,44 @@ const BATCH: usize = 64 * 1024;
 /// thread logs (through `tracing`, at WARN) how many lines were lost since it last said so.
 /// Dropping the sink and all its writers ends the thread after it wrote what was queued;
 /// the thread is never joined (it may be blocked on a full output for good).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct LogSink {
     writer: LogWriter,
+    /// How a reopenable sink's file is opened again.
+    reopen: Option<Arc<OpenFile>>,
+}
+
+impl std::fmt::Debug for LogSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogSink")
+            .field("writer", &self.writer)
+            .field("reopenable", &self.reopen.is_some())
+            .finish()
+    }
+}
+
+/// Opens a reopenable sink's file.
+type OpenFile = dyn Fn() -> io::Result<std::fs::File> + Send + Sync;
+
+/// Says how a reopen went (`None`: the new file is open).
+type ReopenReport = dyn Fn(Option<&io::Error>) + Send;
+
+/// A reopen request: the opener of the file.
+struct ReopenFile(Arc<OpenFile>);
+
+impl std::fmt::Debug for ReopenFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReopenFile")
+    }
+}
+
+/// Opens `path` for appending, creating it (mode 0640 on Unix) if missing.
+fn open_append(path: &std::path::Path) -> io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.append(true).create(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o640);
+    options.open(path)
 }
 
 impl LogSink {
@@ -57,6 +96,47 @@ impl LogSink {
     /// # Errors
     /// The writer thread could not be started.
     pub fn new<W: Write + Send + 'static>(output: W, budget: usize) -> Result<Self, EngineError> {
+        Self::start(output, None, budget)
+    }
+
+    /// A sink appending to the file at `path` (created if missing, mode 0640 on Unix), which
+    /// [`LogSink::reopen`] opens again by its path: after logrotate renamed it, new lines go
+    /// to a new file of that name. At most `budget` bytes wait in its queue.
+    ///
+    /// # Errors
+    /// The file could not be opened, or the writer thread could not be started.
+    pub fn reopenable(path: &std::path::Path, budget: usize) -> Result<Self, EngineError> {
+        let open = {
+            let path = path.to_owned();
+            move || open_append(&path)
+        };
+        let file = open().map_err(|source| EngineError::Io {
+            what: "opening a log file",
+            source,
+        })?;
+        let path = path.to_owned();
+        Self::start(
+            file,
+            Some(Box::new(move |error: Option<&io::Error>| match error {
+                None => tracing::info!("log file reopened: {}", path.display()),
+                Some(error) => tracing::error!(
+                    "cannot reopen log file {}: {error}; still writing to the old one",
+                    path.display()
+                ),
+            })),
+            budget,
+        )
+        .map(|mut sink| {
+            sink.reopen = Some(Arc::new(open));
+            sink
+        })
+    }
+
+    fn start<W: Write + Send + 'static>(
+        output: W,
+        report: Option<Box<ReopenReport>>,
+        budget: usize,
+    ) -> Result<Self, EngineError> {
         let (tx, rx) = crossbeam_channel::unbounded();
         let shared = Arc::new(Shared {
             queued: AtomicUsize::new(0),
@@ -66,14 +146,28 @@ impl LogSink {
         let thread_shared = Arc::clone(&shared);
         thread::Builder::new()
             .name("ringwork-log".into())
-            .spawn(move || drain(output, &rx, &thread_shared))
+            .spawn(move || drain(output, &rx, &thread_shared, report))
             .map_err(|source| EngineError::Io {
                 what: "starting the log thread",
                 source,
             })?;
         Ok(Self {
             writer: LogWriter { tx, shared },
+            reopen: None,
         })
+    }
+
+    /// Asks the writer thread to reopen the file of a [`LogSink::reopenable`] sink after the
+    /// lines queued so far (nothing for other sinks). It logs `log file reopened: PATH`
+    /// (info) once the new file is open, or an error naming the path (the old file is kept).
+    /// Never blocks.
+    pub fn reopen(&self) {
+        if let Some(open) = &self.reopen {
+            let _ = self
+                .writer
+                .tx
+                .send(Message::Reopen(Box::new(ReopenFile(Arc::clone(open)))));
+        }
     }
 
     /// A handle that sends lines to this sink.
@@ -176,10 +270,20 @@ enum Message {
     Line(Vec<u8>),
     /// Acknowledge once everything before it is written.
     Flush(Sender<()>),
+    /// Write everything before it, then reopen the file ([`LogSink::reopen`]).
+    Reopen(Box<ReopenFile>),
 }
 
 /// The writer thread: writes queued lines in batches until every sender is gone.
-fn drain<W: Write>(mut output: W, rx: &Receiver<Message>, shared: &Shared) {
+fn drain<W: Write + 'static>(
+    mut output: W,
+    rx: &Receiver<Message>,
+    shared: &Shared,
+    report: Option<Box<ReopenReport>>,
+) {
+    // A reopened file replaces `output` (only a reopenable sink, whose `W` is a File, gets
+    // reopen requests).
+    let mut reopened: Option<std::fs::File> = None;
     let mut batch = Vec::with_capacity(BATCH);
     let mut acks: Vec<Sender<()>> = Vec::new();
     let mut reported = 0;
@@ -202,6 +306,7 @@ fn drain<W: Write>(mut output: W, rx: &Receiver<Message>, shared: &Shared) {
         };
         let (mut lines, mut cost) = (0, 0);
         let mut next = Some(first);
+        let mut reopen = None;
         while let Some(message) = next.take() {
             match message {
                 Message::Line(line) => {
@@ -210,16 +315,35 @@ fn drain<W: Write>(mut output: W, rx: &Receiver<Message>, shared: &Shared) {
                     batch.extend_from_slice(&line);
                 }
                 Message::Flush(ack) => acks.push(ack),
+                // The batch so far goes to the old file; the rest waits for the new one.
+                Message::Reopen(open) => reopen = Some(open),
             }
-            if batch.len() < BATCH {
+            if batch.len() < BATCH && reopen.is_none() {
                 next = rx.try_recv().ok();
             }
         }
-        let written = batch.is_empty()
-            || output
-                .write_all(&batch)
-                .and_then(|()| output.flush())
-                .is_ok();
+        let written = batch.is_empty() || {
+            let out: &mut dyn Write = match &mut reopened {
+                Some(file) => file,
+                None => &mut output,
+            };
+            out.write_all(&batch).and_then(|()| out.flush()).is_ok()
+        };
+        if let Some(open) = reopen {
+            match (open.0)() {
+                Ok(file) => {
+                    reopened = Some(file);
+                    if let Some(report) = &report {
+                        report(None);
+                    }
+                }
+                Err(error) => {
+                    if let Some(report) = &report {
+                        report(Some(&error));
+                    }
+                }
+            }
+        }
         shared.queued.fetch_sub(cost, Ordering::Relaxed);
         if !written {
             shared.lost.fetch_add(lines, Ordering::Relaxed);
@@ -241,7 +365,14 @@ fn drain<W: Write>(mut output: W, rx: &Receiver<Message>, shared: &Shared) {
         }
         acknowledge(&mut acks);
     }
-    let _ = output.flush();
+    match &mut reopened {
+        Some(file) => {
+            let _ = file.flush();
+        }
+        None => {
+            let _ = output.flush();
+        }
+    }
     acknowledge(&mut acks);
 }
 

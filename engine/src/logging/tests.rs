@@ -164,3 +164,30 @@ fn a_stalled_output_never_blocks_the_sender_and_the_queue_is_bounded() {
     assert!(writer.send(&line));
     assert!(sink.flush(LIMIT));
 }
+
+/// A reopenable sink: lines before `reopen` stay in the renamed file, lines after go to a
+/// new file at the path (logrotate's rename-then-signal).
+#[test]
+fn reopen_moves_later_lines_to_a_new_file() {
+    let dir = std::env::temp_dir().join(format!("ringwork-sink-reopen-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("access.log");
+    let sink = LogSink::reopenable(&path, 1 << 20).expect("open");
+    let writer = sink.writer();
+    assert!(writer.send(b"one\n"));
+    assert!(sink.flush(Duration::from_secs(20)));
+    let rotated = dir.join("access.log.1");
+    std::fs::rename(&path, &rotated).expect("rename");
+    // Still the open file: the renamed one.
+    assert!(writer.send(b"two\n"));
+    sink.reopen();
+    assert!(writer.send(b"three\n"));
+    assert!(sink.flush(Duration::from_secs(20)));
+    assert_eq!(
+        std::fs::read_to_string(&rotated).expect("read"),
+        "one\ntwo\n"
+    );
+    assert_eq!(std::fs::read_to_string(&path).expect("read"), "three\n");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -85,6 +85,10 @@ pub enum TlsConfigError {
     /// The client-certificate verifier could not be built.
     #[error("client certificate verifier: {0}")]
     Verifier(String),
+    /// [`TlsAcceptor::reload_certificates`] on an acceptor made from a rustls config
+    /// ([`TlsAcceptor::from_rustls`]), whose certificates are not the engine's to replace.
+    #[error("this acceptor's certificates come from its rustls config and cannot be reloaded")]
+    NotReloadable,
     /// A server name that is neither a DNS name nor an IP address.
     #[error("invalid server name {name:?}")]
     ServerName {
@@ -193,9 +197,35 @@ impl SniTable {
     }
 }
 
-impl ResolvesServerCert for SniTable {
+impl SniTable {
+    fn is_empty(&self) -> bool {
+        self.default.is_none() && self.exact.is_empty() && self.wildcard.is_empty()
+    }
+}
+
+/// The certificates of an acceptor, replaceable while it serves
+/// ([`TlsAcceptor::reload_certificates`]): every core's copy of the acceptor shares this
+/// store, so one replacement reaches all of them. A handshake takes the read lock once
+/// (uncontended but for a reload), never a request.
+#[derive(Debug)]
+struct CertStore {
+    table: std::sync::RwLock<Arc<SniTable>>,
+}
+
+impl CertStore {
+    fn current(&self) -> Arc<SniTable> {
+        Arc::clone(
+            &self
+                .table
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+}
+
+impl ResolvesServerCert for CertStore {
     fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.lookup(client_hello.server_name())
+        self.current().lookup(client_hello.server_name())
     }
 }
 
@@ -331,10 +361,7 @@ impl TlsAcceptorBuilder {
         if let Some(error) = self.error {
             return Err(error);
         }
-        if self.table.default.is_none()
-            && self.table.exact.is_empty()
-            && self.table.wildcard.is_empty()
-        {
+        if self.table.is_empty() {
             return Err(TlsConfigError::NoCertificates);
         }
         let verifier = match &self.client_auth {
@@ -353,10 +380,13 @@ impl TlsAcceptorBuilder {
                     .map_err(|e| TlsConfigError::Verifier(e.to_string()))?
             }
         };
+        let certs = Arc::new(CertStore {
+            table: std::sync::RwLock::new(Arc::new(self.table)),
+        });
         let mut config = ServerConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(rustls::ALL_VERSIONS)?
             .with_client_cert_verifier(verifier)
-            .with_cert_resolver(Arc::new(self.table));
+            .with_cert_resolver(Arc::clone(&certs) as Arc<dyn ResolvesServerCert>);
         config.alpn_protocols = self.alpn;
         let tickets = if self.resumption {
             Some(TicketSecret::random(TICKET_LIFETIME_SECS)?)
@@ -369,6 +399,7 @@ impl TlsAcceptorBuilder {
             config: Arc::new(config),
             tickets,
             handshake_timeout: self.handshake_timeout,
+            certs: Some(certs),
         })
     }
 }
@@ -395,6 +426,9 @@ pub struct TlsAcceptor {
     config: Arc<ServerConfig>,
     tickets: Option<TicketSecret>,
     handshake_timeout: Duration,
+    /// The certificates (shared with every per-core copy), `None` for
+    /// [`TlsAcceptor::from_rustls`].
+    certs: Option<Arc<CertStore>>,
 }
 
 impl fmt::Debug for TlsAcceptor {
@@ -428,6 +462,7 @@ impl TlsAcceptor {
         Self {
             config,
             tickets: None,
+            certs: None,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
         }
     }
@@ -458,7 +493,32 @@ impl TlsAcceptor {
             config: Arc::new(config),
             tickets: self.tickets.clone(),
             handshake_timeout: self.handshake_timeout,
+            certs: self.certs.clone(),
         }
+    }
+
+    /// Replaces the certificates (default and SNI) with those of `builder`, for every core's
+    /// copy of this acceptor at once: handshakes that start afterwards get the new ones;
+    /// established connections keep theirs. Only the certificates are taken from `builder`
+    /// (its ALPN, client authentication and timeouts are ignored). On any error nothing
+    /// changes and the old certificates keep serving.
+    ///
+    /// # Errors
+    /// The builder's first certificate error, no certificate at all, or an acceptor made
+    /// by [`TlsAcceptor::from_rustls`].
+    pub fn reload_certificates(&self, builder: TlsAcceptorBuilder) -> Result<(), TlsConfigError> {
+        let certs = self.certs.as_ref().ok_or(TlsConfigError::NotReloadable)?;
+        if let Some(error) = builder.error {
+            return Err(error);
+        }
+        if builder.table.is_empty() {
+            return Err(TlsConfigError::NoCertificates);
+        }
+        *certs
+            .table
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(builder.table);
+        Ok(())
     }
 }
 

@@ -428,6 +428,9 @@ fn handshake_done(state: &mut State, io: &mut dyn Io, id: ConnId, session: &mut 
         state.timers.cancel_key(key);
     }
     state.stats.tls_handshakes += 1;
+    if session.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+        state.stats.tls_resumed += 1;
+    }
     if session.conn.wants_write() {
         state.schedule_flush(id);
     }

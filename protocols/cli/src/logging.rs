@@ -10,7 +10,8 @@
 //! ERROR site that does not limit itself (one without a `suppressed` field, e.g. rustls's
 //! warnings about a client's bad ClientHello, which reach `tracing` through the `log` crate)
 //! writes at most one line per `--warn-interval` per thread; the next line it writes
-//! carries `suppressed=N`, the count of lines it did not write.
+//! carries `suppressed=N`, the count of lines it did not write. A site with a `signal`
+//! field (what a SIGHUP reload logs) is not limited: each line answers an operator.
 //! Does not: format events (the fmt layer does) or escape fields (the sites log peer bytes
 //! through `ringwork::logging::escape`; rustls quotes them with `{:?}`).
 
@@ -36,18 +37,28 @@ pub struct Logging {
 }
 
 impl Logging {
-    /// Starts the sink, installs the `tracing` subscriber (`RUST_LOG`, default info) and the
-    /// panic hook. `interval` limits repeated warnings (see the module docs).
+    /// Starts the sink (writing to stderr, or appending to `file`: `--logfile`), installs the
+    /// `tracing` subscriber (`RUST_LOG`, default info) and the panic hook. `interval` limits
+    /// repeated warnings (see the module docs).
     ///
     /// # Errors
     /// The sink's thread could not be started.
-    pub fn init(interval: Duration) -> Result<Logging, EngineError> {
-        let sink = LogSink::stderr()?;
+    pub fn init(
+        interval: Duration,
+        file: Option<&std::path::Path>,
+    ) -> Result<Logging, EngineError> {
+        let sink = match file {
+            Some(path) => LogSink::reopenable(path, ringwork::logging::DEFAULT_QUEUE_BUDGET)
+                .map_err(|e| EngineError::Config {
+                    what: format!("--logfile {}: {e}", path.display()),
+                })?,
+            None => LogSink::stderr()?,
+        };
         let filter = tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
         tracing_subscriber::fmt()
             .with_env_filter(filter)
-            .with_ansi(io::stderr().is_terminal())
+            .with_ansi(file.is_none() && io::stderr().is_terminal())
             .with_writer(Output {
                 writer: sink.writer(),
                 interval,
@@ -62,6 +73,11 @@ impl Logging {
     /// blocks, never fails (a line that cannot be written is counted as lost).
     pub fn say(&self, text: &str) {
         self.sink.writer().send(text.as_bytes());
+    }
+
+    /// The sink (to reopen a `--logfile` on SIGUSR1).
+    pub fn sink(&self) -> LogSink {
+        self.sink.clone()
     }
 
     /// Waits a little for queued lines to reach stderr (at the end of the process).
@@ -122,8 +138,12 @@ impl<'a> MakeWriter<'a> for Output {
 
     fn make_writer_for(&'a self, meta: &Metadata<'_>) -> Line<'a> {
         // Levels compare by verbosity: WARN and ERROR are at most WARN. A site with a
-        // `suppressed` field limits itself.
-        let limited = *meta.level() <= Level::WARN && meta.fields().field("suppressed").is_none();
+        // `suppressed` field limits itself; one with a `signal` field answers an operator's
+        // signal (a reload), rare by nature, and every one of its lines is wanted.
+        let fields = meta.fields();
+        let limited = *meta.level() <= Level::WARN
+            && fields.field("suppressed").is_none()
+            && fields.field("signal").is_none();
         let verdict = if limited {
             let now = Instant::now();
             let hit = SITES.with(|sites| {

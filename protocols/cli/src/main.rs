@@ -21,22 +21,26 @@
 //! Adding a service: a [`Service`] variant with a doc comment (its `--help` text) and one
 //! arm in each of [`Service::listen_stream`] and [`Service::bind_datagram`]. The proxy
 //! services' options and factories live in `proxy.rs`; where output goes (one
-//! non-blocking log sink for everything the process writes) in `logging.rs`.
+//! non-blocking log sink for everything the process writes) in `logging.rs`; the
+//! `--metrics` exporter in `metrics.rs`.
 //! This is its own crate (`ringwork-cli`) so that users of the `ringwork-protocols` library
 //! do not build clap, tracing-subscriber, toml or rcgen; it turns on the library's
 //! `toml-config` and `self-signed` features.
 //! Tests: `tests/cli.rs`, `tests/cli_logging.rs` (closed, stalled and flooded stderr),
-//! `tests/tls_interop.rs` and `tests/http_interop.rs` (openssl and curl as peers) run this
-//! binary.
+//! `tests/tls_interop.rs` and `tests/http_interop.rs` (openssl and curl as peers) and
+//! `tests/metrics.rs` (Prometheus's parser) run this binary.
 #![forbid(unsafe_code)]
 
+use std::cell::RefCell;
 use std::error::Error;
 use std::io::Write;
 use std::process::ExitCode;
+use std::rc::Rc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use ringwork::logging::LogSink;
 use ringwork::{BackendChoice, EngineError, Reactor, ReactorConfig, ReusePort, Runtime};
 use ringwork_protocols::Endpoint;
 use ringwork_protocols::basic::{Discard, DiscardDatagram, Echo, EchoDatagram};
@@ -46,10 +50,16 @@ use ringwork_protocols::dns::resolver::{Resolver, ResolverConfig};
 use ringwork_protocols::dns::server::{UdpServer, tcp_server};
 use ringwork_protocols::endpoint::{AppProtocols, ListenSpec};
 use ringwork_protocols::http::reverse_proxy::{ProxyConfig, ReverseProxy};
-use ringwork_protocols::http::server::{HttpServer, ServerConfig};
+use ringwork_protocols::http::server::{AccessLog, AccessLogFormat, HttpServer, ServerConfig};
 use ringwork_protocols::http::services::{StaticFiles, hello_server};
+use ringwork_protocols::limits::{
+    ConnectionCap, DEFAULT_RATE_TABLE, RateLimit, RequestRateLimiter,
+};
 
+#[cfg(unix)]
+mod daemon;
 mod logging;
+mod metrics;
 mod proxy;
 mod sockopts;
 
@@ -183,10 +193,16 @@ struct Serve {
     /// web: the directory it serves.
     #[arg(long, value_name = "DIR")]
     root: Option<std::path::PathBuf>,
-    /// hello, web, http-proxy: log every HTTP response (target ringwork::http::access,
-    /// info level).
-    #[arg(long)]
-    access_log: bool,
+    /// hello, web, http-proxy: log every HTTP response. Without FILE, to the log (stderr,
+    /// target ringwork::http::access, info level); with FILE, one line per response
+    /// appended to FILE by the log thread (never by a core), reopened on SIGUSR1 for
+    /// logrotate (docs/operations.md).
+    #[arg(long, value_name = "FILE", num_args = 0..=1)]
+    access_log: Option<Option<std::path::PathBuf>>,
+    /// The lines of --access-log FILE: `combined` (nginx's, then rt=, upstream= and ut=)
+    /// or `json` (one object per line).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = AccessFormat::Combined)]
+    access_log_format: AccessFormat,
     /// Share TCP ports with other processes' SO_REUSEPORT listeners (for a zero-downtime
     /// restart: start the new server with it while the old one, also started with it, still
     /// runs). Without it, a port another process holds fails with "Address already in use".
@@ -197,6 +213,41 @@ struct Serve {
     /// with a `suppressed=N` count of the ones not logged; 0 logs every one.
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
     warn_interval: Duration,
+    /// hello, web, http-proxy: requests per second each client IP may make (a token bucket
+    /// per core; 429 Too Many Requests with Retry-After past it) [default: none, or
+    /// `limits.requests_per_second` of an http-proxy config].
+    #[arg(long, value_name = "PER_SEC")]
+    rate_limit: Option<f64>,
+    /// hello, web, http-proxy: requests a client IP may make at once after a pause (the
+    /// bucket's size) [default: one second's worth of --rate-limit].
+    #[arg(long, value_name = "N", requires = "rate_limit")]
+    rate_burst: Option<u32>,
+    /// Connections each client IP may have open at once, across all cores (past it a new
+    /// one is closed at once) [default: none, or `limits.connections_per_ip` of an
+    /// http-proxy config].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_conns_per_ip: Option<u32>,
+    /// Write this process's id to FILE (twistd's --pidfile); refuse to start while a live
+    /// process holds it; removed on exit.
+    #[arg(long, value_name = "FILE")]
+    pidfile: Option<std::path::PathBuf>,
+    /// Append the log to FILE instead of stderr (reopened on SIGUSR1, for logrotate).
+    #[arg(long, value_name = "FILE")]
+    logfile: Option<std::path::PathBuf>,
+    /// Run as this user (a name or a number) once every listener is bound (twistd's --uid):
+    /// bind ports below 1024 as root, then serve as `nobody`. Its primary group too unless
+    /// --gid is given.
+    #[arg(long, value_name = "USER")]
+    uid: Option<String>,
+    /// Run as this group (a name or a number) once every listener is bound (twistd's --gid).
+    #[arg(long, value_name = "GROUP")]
+    gid: Option<String>,
+    /// Serve Prometheus metrics at http://ENDPOINT/metrics (a tcp: or tcp6: endpoint, such
+    /// as tcp:9100:interface=127.0.0.1): per-core connections, bytes, TLS handshakes,
+    /// io_uring batching, and for the HTTP services responses by status class, a
+    /// request-time histogram and the proxy's upstream errors (see docs/operations.md).
+    #[arg(long, value_name = "ENDPOINT", value_parser = clap::value_parser!(Endpoint))]
+    metrics: Option<Endpoint>,
     #[command(flatten)]
     socket: sockopts::SocketArgs,
     #[command(flatten)]
@@ -216,12 +267,23 @@ struct Serve {
 struct ServiceOptions {
     root: Option<std::path::PathBuf>,
     access_log: bool,
+    /// `--access-log FILE`: where each HTTP server's lines go.
+    access_file: Option<AccessLog>,
     /// The write-stall timeout (`None`: off).
     write_timeout: Option<Duration>,
     /// The loaded `--config` of `http-proxy`.
     proxy: Option<ProxyConfig>,
     /// The zones of `dns`, loaded once and shared by every core.
     dns: Option<Arc<Catalog>>,
+    /// Whether HTTP servers count responses for `--metrics`.
+    metrics: bool,
+    /// `--warn-interval` (the reverse proxy limits its upstream-error warnings itself).
+    warn_interval: Duration,
+    /// `--rate-limit`/`--rate-burst` (or the proxy file's `[limits]`): each core's HTTP
+    /// servers get their own buckets.
+    rate_limit: Option<RateLimit>,
+    /// `--max-conns-per-ip` (or `limits.connections_per_ip`): shared by every core.
+    connection_cap: Option<ConnectionCap>,
 }
 
 impl ServiceOptions {
@@ -239,7 +301,7 @@ impl ServiceOptions {
         service: Service,
         reactor: Option<&Reactor>,
     ) -> Result<Option<HttpServer>, EngineError> {
-        Ok(match service {
+        let server = match service {
             Service::HttpProxy => {
                 let config = self.proxy.as_ref().ok_or_else(|| EngineError::Config {
                     what: "http-proxy needs --config FILE".into(),
@@ -248,9 +310,27 @@ impl ServiceOptions {
                     let mut server = ringwork_protocols::http::reverse_proxy::server_config(config);
                     server.access_log = self.access_log;
                     server.write_timeout = self.write_timeout;
-                    HttpServer::new(ReverseProxy::new(reactor.handle(), config), server)
+                    if self.metrics {
+                        let metrics = metrics::core_http_metrics();
+                        let proxy = ReverseProxy::with_metrics(
+                            reactor.handle(),
+                            config,
+                            Rc::clone(&metrics),
+                        )
+                        .warning_interval(self.warn_interval);
+                        HttpServer::with_metrics(proxy, server, metrics)
+                    } else {
+                        let proxy = ReverseProxy::new(reactor.handle(), config)
+                            .warning_interval(self.warn_interval);
+                        HttpServer::new(proxy, server)
+                    }
                 })
             }
+            Service::Hello if self.metrics => Some(HttpServer::with_metrics(
+                ringwork_protocols::http::services::hello,
+                self.config(),
+                metrics::core_http_metrics(),
+            )),
             Service::Hello => Some(hello_server(self.config())),
             Service::Web => {
                 let root = self.root.as_ref().ok_or_else(|| EngineError::Config {
@@ -259,14 +339,31 @@ impl ServiceOptions {
                 let files = StaticFiles::new(root).map_err(|e| EngineError::Config {
                     what: format!("--root {}: {e}", root.display()),
                 })?;
-                Some(HttpServer::new(files, self.config()))
+                Some(if self.metrics {
+                    HttpServer::with_metrics(files, self.config(), metrics::core_http_metrics())
+                } else {
+                    HttpServer::new(files, self.config())
+                })
             }
             Service::Echo
             | Service::Discard
             | Service::TcpProxy
             | Service::Socks5
             | Service::Dns => None,
-        })
+        };
+        Ok(server.map(|server| {
+            let server = match &self.access_file {
+                Some(log) => server.access_log(log.clone()),
+                None => server,
+            };
+            match self.rate_limit {
+                Some(limit) => server.rate_limit(Rc::new(RefCell::new(RequestRateLimiter::new(
+                    limit,
+                    DEFAULT_RATE_TABLE,
+                )))),
+                None => server,
+            }
+        }))
     }
 
     /// The zones of `dns`.
@@ -343,19 +440,23 @@ impl Service {
         let server = http.server(self, Some(reactor))?;
         let tcp_proxy = plan.and_then(ProxyPlan::tcp_proxy);
         let socks5 = plan.and_then(ProxyPlan::socks5);
+        let listener = Listener {
+            spec,
+            cap: http.connection_cap.as_ref(),
+        };
         let bound = match (self, server) {
-            (_, Some(server)) => spec.listen(reactor, server)?,
+            (_, Some(server)) => listener.listen(reactor, server)?,
             (Service::TcpProxy | Service::Socks5, None) => match (tcp_proxy, socks5) {
-                (Some(proxy), _) => spec.listen(reactor, proxy)?,
-                (None, Some(socks5)) => spec.listen(reactor, socks5)?,
+                (Some(proxy), _) => listener.listen(reactor, proxy)?,
+                (None, Some(socks5)) => listener.listen(reactor, socks5)?,
                 (None, None) => return Err(unsupported(self, endpoint)),
             },
-            (Service::Discard, None) => spec.listen(reactor, || Discard)?,
+            (Service::Discard, None) => listener.listen(reactor, || Discard)?,
             (Service::Dns, None) => {
                 let catalog = Arc::clone(http.catalog()?);
-                spec.listen(reactor, tcp_server(catalog, TcpConfig::default()))?
+                listener.listen(reactor, tcp_server(catalog, TcpConfig::default()))?
             }
-            (_, None) => spec.listen(reactor, || Echo)?,
+            (_, None) => listener.listen(reactor, || Echo)?,
         };
         Ok(with_bound(endpoint, &bound))
     }
@@ -417,6 +518,25 @@ impl Service {
     }
 }
 
+/// One stream listener of a core, with the connection cap per client if any.
+struct Listener<'a> {
+    spec: &'a ListenSpec,
+    cap: Option<&'a ConnectionCap>,
+}
+
+impl Listener<'_> {
+    fn listen(
+        &self,
+        reactor: &mut Reactor,
+        factory: impl ringwork::Factory,
+    ) -> Result<ringwork::SockAddr, EngineError> {
+        match self.cap {
+            Some(cap) => self.spec.listen(reactor, cap.wrap(factory)),
+            None => self.spec.listen(reactor, factory),
+        }
+    }
+}
+
 /// The options that belong to some services only: clap's id, the flag, and the services
 /// that take it. A flag given to another service is a usage error naming the service, not
 /// silently ignored (`serve hello --root DIR`).
@@ -426,6 +546,21 @@ const SERVICE_OPTIONS: &[(&str, &str, &[Service])] = &[
     (
         "access_log",
         "--access-log",
+        &[Service::Hello, Service::Web, Service::HttpProxy],
+    ),
+    (
+        "access_log_format",
+        "--access-log-format",
+        &[Service::Hello, Service::Web, Service::HttpProxy],
+    ),
+    (
+        "rate_limit",
+        "--rate-limit",
+        &[Service::Hello, Service::Web, Service::HttpProxy],
+    ),
+    (
+        "rate_burst",
+        "--rate-burst",
         &[Service::Hello, Service::Web, Service::HttpProxy],
     ),
     ("upstream", "--upstream", &[Service::TcpProxy]),
@@ -486,6 +621,24 @@ fn unsupported(service: Service, endpoint: &Endpoint) -> EngineError {
     }
 }
 
+/// `--access-log-format`.
+#[derive(Clone, Copy, Debug, Eq, PartialEq, ValueEnum)]
+enum AccessFormat {
+    /// nginx's combined format, then rt=SECS upstream=ADDR ut=SECS.
+    Combined,
+    /// One JSON object per line.
+    Json,
+}
+
+impl From<AccessFormat> for AccessLogFormat {
+    fn from(format: AccessFormat) -> Self {
+        match format {
+            AccessFormat::Combined => AccessLogFormat::Combined,
+            AccessFormat::Json => AccessLogFormat::Json,
+        }
+    }
+}
+
 /// `--resolver`.
 #[derive(Clone, Copy, Debug, Eq, PartialEq, ValueEnum)]
 enum ResolverKind {
@@ -530,7 +683,7 @@ fn main() -> ExitCode {
     if let Err(message) = serve.proxy.check(serve.service.proxy_kind()) {
         usage_error(message);
     }
-    let logging = match Logging::init(serve.warn_interval) {
+    let logging = match Logging::init(serve.warn_interval, serve.logfile.as_deref()) {
         Ok(logging) => logging,
         Err(error) => {
             // Nothing else is written yet; a failed write of this is ignored, not a panic.
@@ -565,6 +718,14 @@ fn usage_error(message: String) -> ! {
 }
 
 fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> {
+    // Before anything binds: refuse to start while another server holds the pidfile.
+    #[cfg(unix)]
+    let _pidfile = match &serve.pidfile {
+        Some(path) => Some(daemon::Pidfile::acquire(path)?),
+        None => None,
+    };
+    #[cfg(unix)]
+    let privileges = daemon::Privileges::resolve(serve.uid.as_deref(), serve.gid.as_deref())?;
     let proxy = match (&serve.config, serve.service) {
         (Some(path), Service::HttpProxy) => {
             let config = ProxyConfig::load(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -603,6 +764,25 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
         .or(proxy.as_ref().map(|c| c.timeouts.write))
         .unwrap_or(DEFAULT_WRITE_TIMEOUT);
     let write_timeout = Some(write_timeout).filter(|d| !d.is_zero());
+    if serve.access_log_format == AccessFormat::Json && !matches!(serve.access_log, Some(Some(_))) {
+        return Err(
+            "--access-log-format json goes with --access-log FILE (the stderr log has \
+                    its own format)"
+                .into(),
+        );
+    }
+    // Per-client limits: the flags, else the proxy file's `[limits]`.
+    let file_limits = proxy.as_ref().map(|c| c.limits).unwrap_or_default();
+    let rate_limit = match serve.rate_limit {
+        Some(rate) => {
+            let burst = serve
+                .rate_burst
+                .unwrap_or_else(|| rate.ceil().clamp(1.0, f64::from(u32::MAX)) as u32);
+            Some(RateLimit::new(rate, burst).map_err(|e| format!("--rate-limit: {e}"))?)
+        }
+        None => file_limits.requests,
+    };
+    let connections_per_ip = serve.max_conns_per_ip.or(file_limits.connections_per_ip);
     let mut builder = Runtime::builder()
         .backend(serve.backend.into())
         .reactor_config(ReactorConfig {
@@ -653,6 +833,28 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
     }
     let runtime = builder.build()?;
     runtime.shutdown_handle().on_signals(serve.grace)?;
+    #[cfg(unix)]
+    let gate = privileges.map(|p| Arc::new(daemon::PrivilegeDrop::new(p, cores)));
+    // `--access-log FILE`: its own sink (thread), reopened on SIGUSR1 (logrotate).
+    let access_sink = match &serve.access_log {
+        Some(Some(path)) => {
+            let sink = LogSink::reopenable(path, ringwork::logging::DEFAULT_QUEUE_BUDGET)
+                .map_err(|e| format!("--access-log {}: {e}", path.display()))?;
+            Some(sink)
+        }
+        _ => None,
+    };
+    let mut reopen: Vec<LogSink> = access_sink.iter().cloned().collect();
+    if serve.logfile.is_some() {
+        reopen.push(logging.sink());
+    }
+    if !reopen.is_empty() {
+        runtime.on_signal(ringwork::signal::SIGUSR1, move |_reactor| {
+            for sink in &reopen {
+                sink.reopen();
+            }
+        })?;
+    }
 
     // The first listener failure with its endpoint, for the error message.
     let failure: Arc<Mutex<Option<String>>> = Arc::default();
@@ -660,10 +862,25 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
     let (service, endpoints) = (serve.service, serve.listen);
     let http = ServiceOptions {
         root: serve.root,
-        access_log: serve.access_log,
+        access_log: serve.access_log.is_some(),
+        access_file: access_sink
+            .as_ref()
+            .map(|sink| AccessLog::new(serve.access_log_format.into(), sink.writer())),
         write_timeout,
         proxy,
         dns,
+        metrics: serve.metrics.is_some(),
+        warn_interval: serve.warn_interval,
+        rate_limit,
+        connection_cap: connections_per_ip.map(ConnectionCap::new),
+    };
+    let exporter = match &serve.metrics {
+        Some(endpoint) => {
+            let (exporter, bound) = metrics::Exporter::start(endpoint)?;
+            tracing::info!("metrics on http://{bound}/metrics");
+            Some(exporter)
+        }
+        None => None,
     };
     let udp_reuse = if serve.reuse_port {
         ReusePort::Shared
@@ -718,30 +935,46 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
         };
         listeners.push((endpoint, spec));
     }
+    let listeners = Arc::new(listeners);
+    #[cfg(unix)]
+    if listeners.iter().any(|(endpoint, _)| is_tls(endpoint)) {
+        let reload = Arc::clone(&listeners);
+        runtime.on_signal(ringwork::signal::SIGHUP, move |_reactor| {
+            reload_certificates(&reload);
+        })?;
+    }
     let result = runtime.run(move |reactor| {
-        for (endpoint, spec) in &listeners {
-            match service.listen(
-                reactor,
-                endpoint,
-                spec.as_ref(),
-                &http,
-                plan.as_ref(),
-                udp_reuse,
-            ) {
-                None => {}
-                Some(Ok(bound)) => tracing::info!(
-                    "listening on {bound} (core {}, backend {})",
-                    reactor.core_index(),
-                    reactor.backend()
-                ),
-                Some(Err(error)) => {
-                    sink.lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .get_or_insert_with(|| format!("cannot listen on {endpoint}: {error}"));
-                    return Err(error);
-                }
-            }
+        if let (Some(exporter), Some(cores)) = (&exporter, reactor.cores()) {
+            exporter.set_cores(cores);
         }
+        let listened = listen_all(
+            reactor,
+            &listeners,
+            service,
+            &http,
+            plan.as_ref(),
+            udp_reuse,
+        )
+        .map_err(|failed| {
+            let (endpoint, error) = *failed;
+            sink.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get_or_insert_with(|| format!("cannot listen on {endpoint}: {error}"));
+            error
+        });
+        // Every core passes the gate (a failed one too, or the others would wait for it);
+        // the last drops the process's privileges before any serves.
+        #[cfg(unix)]
+        if let Some(gate) = &gate
+            && let Err(what) = gate.arrive()
+            && listened.is_ok()
+        {
+            sink.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get_or_insert_with(|| format!("--uid/--gid: {what}"));
+            return Err(EngineError::Config { what });
+        }
+        listened?;
         reactor.on_stop(|reactor| {
             let stats = reactor.stats();
             tracing::info!(
@@ -753,6 +986,9 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
         });
         Ok(())
     });
+    if let Some(sink) = &access_sink {
+        sink.flush(Duration::from_secs(1));
+    }
     match result {
         Ok(()) => Ok(()),
         Err(error) => {
@@ -763,6 +999,57 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
             Err(failure.unwrap_or_else(|| error.to_string()).into())
         }
     }
+}
+
+/// Whether `endpoint` is a `tls:` one (behind `haproxy:` too).
+fn is_tls(endpoint: &Endpoint) -> bool {
+    match endpoint {
+        Endpoint::Tls { .. } => true,
+        Endpoint::Haproxy(inner) => is_tls(inner),
+        _ => false,
+    }
+}
+
+/// SIGHUP: every `tls:` listener reads its certificate files again; one that fails keeps
+/// its old certificates (and says why). Runs on core 0 (file reads: a reload is rare).
+fn reload_certificates(listeners: &[(Endpoint, Option<ListenSpec>)]) {
+    for (endpoint, spec) in listeners {
+        let Some(spec) = spec else { continue };
+        match spec.reload_certificates(endpoint) {
+            Ok(false) => {}
+            Ok(true) => {
+                tracing::info!(signal = "SIGHUP", "certificates reloaded for {endpoint}");
+            }
+            Err(error) => tracing::error!(
+                signal = "SIGHUP",
+                "cannot reload the certificates of {endpoint}: {error}; still serving the \
+                 old ones"
+            ),
+        }
+    }
+}
+
+/// Listens on every endpoint this core serves; the first failure with its endpoint.
+fn listen_all(
+    reactor: &mut Reactor,
+    listeners: &[(Endpoint, Option<ListenSpec>)],
+    service: Service,
+    http: &ServiceOptions,
+    plan: Option<&ProxyPlan>,
+    udp_reuse: ReusePort,
+) -> Result<(), Box<(Endpoint, EngineError)>> {
+    for (endpoint, spec) in listeners {
+        match service.listen(reactor, endpoint, spec.as_ref(), http, plan, udp_reuse) {
+            None => {}
+            Some(Ok(bound)) => tracing::info!(
+                "listening on {bound} (core {}, backend {})",
+                reactor.core_index(),
+                reactor.backend()
+            ),
+            Some(Err(error)) => return Err(Box::new((endpoint.clone(), error))),
+        }
+    }
+    Ok(())
 }
 
 /// Where `serve dns` listens when no `--listen` is given.

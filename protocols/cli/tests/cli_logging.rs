@@ -593,6 +593,9 @@ fn access_log_escapes_the_target(backend: &str) {
         "{text}"
     );
     assert!(line.is_ascii(), "{text}");
+    // No Rust debug forms: the peer is an address, not `Some(..)`.
+    assert!(text.contains(" peer=127.0.0.1:"), "{text}");
+    assert!(!text.contains("Some("), "{text}");
     let (status, _) = server.terminate();
     assert_eq!(status.code(), Some(0));
 }

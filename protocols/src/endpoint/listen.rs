@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ringwork::platform::inherit::{Family, InheritError, Inherited};
-use ringwork::tls::{ClientAuth, TlsAcceptor, TlsConfigError, load_certificates};
+use ringwork::tls::{
+    ClientAuth, TlsAcceptor, TlsAcceptorBuilder, TlsConfigError, load_certificates,
+};
 use ringwork::{EngineError, Factory, ListenerOptions, Reactor, SockAddr};
 
 use super::{ClientVerify, Domain, Endpoint, TlsOptions};
@@ -143,6 +145,29 @@ pub struct ListenSpec {
 }
 
 impl ListenSpec {
+    /// Reads the certificate files of `endpoint` (the one this spec was made from) again and
+    /// gives them to every core's copy of its TLS acceptor: new handshakes get them,
+    /// established connections keep theirs. `Ok(false)` for an endpoint without TLS.
+    ///
+    /// # Errors
+    /// A certificate or key that does not load (or match): nothing changes, the old
+    /// certificates keep serving.
+    pub fn reload_certificates(&self, endpoint: &Endpoint) -> Result<bool, TlsConfigError> {
+        let inner = match endpoint {
+            Endpoint::Haproxy(inner) => &**inner,
+            other => other,
+        };
+        let (Endpoint::Tls { tls, .. }, Some(acceptor)) = (inner, &self.options.tls) else {
+            return Ok(false);
+        };
+        let mut builder = TlsAcceptor::builder();
+        if let Some(made) = &self.self_signed {
+            builder = builder.certificate_pem_files(&made.cert, &made.key);
+        }
+        acceptor.reload_certificates(certificates(builder, tls))?;
+        Ok(true)
+    }
+
     /// Loads what `endpoint` needs for a service that speaks `protocols` (what a `tls:`
     /// listener advertises by ALPN; see [`AppProtocols`]). `self_signed_dir` is where a
     /// self-signed certificate is kept (default: [`default_self_signed_dir`]; feature
@@ -310,18 +335,12 @@ fn acceptor(
 ) -> Result<(TlsAcceptor, Option<SelfSigned>), Loaded> {
     let mut builder = TlsAcceptor::builder();
     let mut self_signed_cert = None;
-    match (&tls.cert, &tls.key) {
-        (Some(cert), Some(key)) => builder = builder.certificate_pem_files(cert, key),
-        _ if tls.sni.is_empty() => {
-            let made = fallback_certificate(dir)?;
-            builder = builder.certificate_pem_files(&made.cert, &made.key);
-            self_signed_cert = Some(made);
-        }
-        _ => {}
+    if tls.cert.is_none() && tls.sni.is_empty() {
+        let made = fallback_certificate(dir)?;
+        builder = builder.certificate_pem_files(&made.cert, &made.key);
+        self_signed_cert = Some(made);
     }
-    for sni in &tls.sni {
-        builder = builder.sni_certificate_pem_files(&sni.name, &sni.cert, &sni.key);
-    }
+    builder = certificates(builder, tls);
     if !alpn.is_empty() {
         builder = builder.alpn(alpn);
     }
@@ -337,6 +356,17 @@ fn acceptor(
     }
     let acceptor = builder.build().map_err(Loaded::Tls)?;
     Ok((acceptor, self_signed_cert))
+}
+
+/// `builder` with the certificate files of `tls` (default and SNI) added.
+fn certificates(mut builder: TlsAcceptorBuilder, tls: &TlsOptions) -> TlsAcceptorBuilder {
+    if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
+        builder = builder.certificate_pem_files(cert, key);
+    }
+    for sni in &tls.sni {
+        builder = builder.sni_certificate_pem_files(&sni.name, &sni.cert, &sni.key);
+    }
+    builder
 }
 
 /// The certificate of a `tls:` endpoint that names none: a self-signed one kept in `dir`

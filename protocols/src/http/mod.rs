@@ -5,6 +5,7 @@
 #[cfg(feature = "engine")]
 pub mod client;
 pub mod date;
+pub mod metrics;
 pub mod proto;
 #[cfg(feature = "engine")]
 pub mod reverse_proxy;

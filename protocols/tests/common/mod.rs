@@ -50,6 +50,20 @@ impl Server {
         H: Handler,
         F: Fn() -> H + Send + Sync + 'static,
     {
+        Server::start_server(backend, reactor, move || {
+            HttpServer::new(make(), config.clone())
+        })
+    }
+
+    /// A server that the core builds whole with `build` (for the builder's options).
+    pub fn start_server<F>(
+        backend: BackendChoice,
+        reactor: ReactorConfig,
+        build: F,
+    ) -> Option<Server>
+    where
+        F: Fn() -> HttpServer + Send + Sync + 'static,
+    {
         testing::driver(backend, DriverConfig::default())?;
         let runtime = Runtime::builder()
             .cores(1)
@@ -65,7 +79,7 @@ impl Server {
             .name("http-server".into())
             .spawn(move || {
                 let result = runtime.run(move |reactor| {
-                    let server = HttpServer::new(make(), config.clone());
+                    let server = build();
                     let addr = reactor.listen_tcp(SocketAddr::from(([127, 0, 0, 1], 0)), server)?;
                     let _ = addr_tx.send(addr);
                     Ok(())

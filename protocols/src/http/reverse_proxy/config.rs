@@ -42,6 +42,18 @@ pub struct ProxyConfig {
     pub upstreams: Vec<UpstreamConfig>,
     /// The routes.
     pub routes: RouteTable,
+    /// Per-client limits (`[limits]`): none by default.
+    pub limits: ClientLimits,
+}
+
+/// Per-client limits of a server: requests per second with a burst (429 past them) and
+/// connections at once, per client IP.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ClientLimits {
+    /// The token bucket of each client IP (`requests_per_second`, `burst`).
+    pub requests: Option<crate::limits::RateLimit>,
+    /// Live connections per client IP (`connections_per_ip`).
+    pub connections_per_ip: Option<u32>,
 }
 
 /// Timeouts of the proxy.

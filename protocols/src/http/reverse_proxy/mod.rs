@@ -41,19 +41,23 @@ pub mod upstream_tls;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use ringwork::logging::{DEFAULT_WARNING_INTERVAL, RateLimit};
 use ringwork::tls::{ServerName, TlsConfigError, TlsConnector, TlsError};
 use ringwork::{Context, LocalHandle};
 
-pub use self::config::{ConfigError, ProxyConfig, ServerAddr, Timeouts, UpstreamConfig};
+pub use self::config::{
+    ClientLimits, ConfigError, ProxyConfig, ServerAddr, Timeouts, UpstreamConfig,
+};
 pub use self::headers::{ForwardedMode, Hop, add_forwarded, add_via, strip_hop_by_hop};
 pub use self::routing::{HostPattern, Route, RouteTable, UpstreamPool};
 pub use self::upstream_tls::UpstreamTls;
 use crate::http::client::{
     ClientConfig, ClientError, ClientRequest, Flow, HttpClient, ResponseSink, StreamBody, TlsTarget,
 };
+use crate::http::metrics::HttpMetrics;
 use crate::http::proto::{Headers, Method, RequestHead, ResponseHead};
 use crate::http::server::{
     BodyWriter, Handler, HttpServer, Request, Responder, Response, ServerConfig,
@@ -129,6 +133,13 @@ struct Core {
     tls: Vec<Option<PoolTls>>,
     forwarded: ForwardedMode,
     proto: String,
+    /// This core's counters, when metrics are exported.
+    metrics: Option<Rc<HttpMetrics>>,
+    /// Limits on the upstream-error WARN, one per pool and status (a 504 is logged even
+    /// right after a 502; an outage is not one line per request): bounded by the pools.
+    warn_limits: RefCell<Vec<((usize, u16), RateLimit)>>,
+    /// Their interval ([`ReverseProxy::warning_interval`]).
+    warn_interval: std::cell::Cell<Duration>,
 }
 
 /// How one core reaches the servers of an `https://` pool.
@@ -179,6 +190,22 @@ impl ReverseProxy {
     /// checked when loaded, so this needs the system roots to vanish in between).
     #[must_use]
     pub fn new(handle: LocalHandle, config: &ProxyConfig) -> Self {
+        Self::build(handle, config, None)
+    }
+
+    /// As [`ReverseProxy::new`], counting upstream failures (by pool, and what the client
+    /// got) in `metrics`, the core's counters its [`HttpServer`] shares
+    /// ([`HttpServer::with_metrics`]).
+    #[must_use]
+    pub fn with_metrics(
+        handle: LocalHandle,
+        config: &ProxyConfig,
+        metrics: Rc<HttpMetrics>,
+    ) -> Self {
+        Self::build(handle, config, Some(metrics))
+    }
+
+    fn build(handle: LocalHandle, config: &ProxyConfig, metrics: Option<Rc<HttpMetrics>>) -> Self {
         let pools = config
             .upstreams
             .iter()
@@ -200,8 +227,20 @@ impl ReverseProxy {
                 tls,
                 forwarded: config.forwarded,
                 proto: config.proto.clone(),
+                metrics,
+                warn_limits: RefCell::default(),
+                warn_interval: std::cell::Cell::new(DEFAULT_WARNING_INTERVAL),
             }),
         }
+    }
+
+    /// The proxy with its upstream-error warnings (502, 504, a response cut short) logged
+    /// at most once per `interval` per pool and status, each line after a pause with a
+    /// `suppressed=N` count (default: the engine's 10 s; zero logs every one).
+    #[must_use]
+    pub fn warning_interval(self, interval: Duration) -> Self {
+        self.core.warn_interval.set(interval);
+        self
     }
 
     /// An [`HttpServer`] running a new proxy on the core of `handle`.
@@ -214,6 +253,22 @@ impl ReverseProxy {
     #[must_use]
     pub fn client(&self) -> &HttpClient {
         &self.core.client
+    }
+}
+
+impl Core {
+    /// Whether the upstream-error WARN of pool `pool` and `status` (0: truncated) is logged
+    /// now: `Some(count of the ones not logged since)`, or `None` (counted).
+    fn warn_hit(&self, pool: usize, status: u16) -> Option<u64> {
+        let mut limits = self.warn_limits.borrow_mut();
+        let now = Instant::now();
+        if let Some((_, limit)) = limits.iter_mut().find(|(key, _)| *key == (pool, status)) {
+            return limit.hit(now);
+        }
+        let mut limit = RateLimit::new(self.warn_interval.get());
+        let first = limit.hit(now);
+        limits.push(((pool, status), limit));
+        first
     }
 }
 
@@ -375,10 +430,11 @@ async fn forward(core: Rc<Core>, out: Outgoing, respond: Responder) {
     let mut failure = None;
     let mut last = None;
     for _ in 0..attempts {
-        let Some(addr) = core.pools.borrow_mut()[out.upstream].pick(Instant::now()) else {
+        let started = Instant::now();
+        let Some(addr) = core.pools.borrow_mut()[out.upstream].pick(started) else {
             break;
         };
-        last = Some(addr.clone());
+        last = Some((addr.clone(), started));
         let tls = match core.tls.get(out.upstream).and_then(Option::as_ref) {
             None => None,
             Some(tls) => match tls.target(&addr) {
@@ -391,8 +447,14 @@ async fn forward(core: Rc<Core>, out: Outgoing, respond: Responder) {
             },
         };
         let request = upstream_request(&out, &addr, tls);
+        let wants_note = down
+            .borrow()
+            .responder
+            .as_ref()
+            .is_some_and(Responder::wants_upstream_note);
         let sink = ProxySink {
             down: Rc::clone(&down),
+            upstream: wants_note.then(|| (addr.clone(), started)),
         };
         match core.client.request_with(request, sink).await {
             Ok(_) => {
@@ -437,29 +499,45 @@ async fn forward(core: Rc<Core>, out: Outgoing, respond: Responder) {
         || "no server of the pool can be tried".to_owned(),
         ToString::to_string,
     );
-    let upstream = last.map_or_else(|| "none".to_owned(), |a| a.to_string());
+    let upstream = last
+        .as_ref()
+        .map_or_else(|| "none".to_owned(), |(a, _)| a.to_string());
     let target = String::from_utf8_lossy(&out.target);
     match responder {
         Some(responder) => {
             if status == 400 {
                 tracing::debug!(%upstream, %pool, %reason, "request body failed; answering 400");
             } else {
-                tracing::warn!(
-                    status, %upstream, %pool, %reason,
-                    method = %out.method, target = %target.escape_debug(),
-                    "answering the client with an upstream error"
-                );
+                // Counted every time; logged within the warning's limit.
+                if let Some(metrics) = &core.metrics {
+                    metrics.record_upstream_error(&pool, if status == 504 { "504" } else { "502" });
+                }
+                if let Some(suppressed) = core.warn_hit(out.upstream, status) {
+                    tracing::warn!(
+                        status, %upstream, %pool, %reason,
+                        method = %out.method, target = %target.escape_debug(), suppressed,
+                        "answering the client with an upstream error"
+                    );
+                }
+            }
+            if let Some((addr, started)) = &last {
+                responder.note_upstream(addr, started.elapsed());
             }
             responder.send(Response::error(status));
         }
         // Mid-body: dropping the unfinished writer closes the client's connection, so it
         // sees a truncated body, never a wrong one.
         None => {
-            tracing::warn!(
-                %upstream, %pool, %reason,
-                method = %out.method, target = %target.escape_debug(),
-                "upstream failed after the response head; truncating the response"
-            );
+            if let Some(suppressed) = core.warn_hit(out.upstream, 0) {
+                tracing::warn!(
+                    %upstream, %pool, %reason,
+                    method = %out.method, target = %target.escape_debug(), suppressed,
+                    "upstream failed after the response head; truncating the response"
+                );
+            }
+            if let Some(metrics) = &core.metrics {
+                metrics.record_upstream_error(&pool, "truncated");
+            }
             drop(writer);
         }
     }
@@ -497,6 +575,9 @@ struct Downstream {
 /// Streams an upstream response to the client.
 struct ProxySink {
     down: Rc<RefCell<Downstream>>,
+    /// The server of this attempt and when it started, when the access log wants them
+    /// (`None`: no copy of the address per request).
+    upstream: Option<(ServerAddr, Instant)>,
 }
 
 impl ResponseSink for ProxySink {
@@ -518,6 +599,9 @@ impl ResponseSink for ProxySink {
                 drop(responder);
                 ctx.abort();
                 return;
+            }
+            if let Some((upstream, started)) = &self.upstream {
+                responder.note_upstream(upstream, started.elapsed());
             }
             down.writer = Some(responder.stream(response));
         }

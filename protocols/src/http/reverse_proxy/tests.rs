@@ -537,3 +537,33 @@ fn config_errors_name_line_and_field() {
         .to_string();
     assert!(missing.contains("upstreams"), "{missing}");
 }
+
+#[test]
+fn client_limits_from_the_file() {
+    let routes = "[upstreams.a]\nservers = [\"10.0.0.1:80\"]\n[[routes]]\nupstream = \"a\"\n";
+    let config = ProxyConfig::from_toml(routes).unwrap();
+    assert_eq!(config.limits, ClientLimits::default());
+    let text = format!(
+        "{routes}[limits]\nrequests_per_second = 50\nburst = 100\nconnections_per_ip = 8\n"
+    );
+    let config = ProxyConfig::from_toml(&text).unwrap();
+    let requests = config.limits.requests.expect("a rate");
+    assert_eq!((requests.rate, requests.burst), (50.0, 100));
+    assert_eq!(config.limits.connections_per_ip, Some(8));
+    // The burst defaults to one second's worth.
+    let config =
+        ProxyConfig::from_toml(&format!("{routes}[limits]\nrequests_per_second = 2.5\n")).unwrap();
+    assert_eq!(config.limits.requests.map(|r| r.burst), Some(3));
+    for (bad, field) in [
+        ("requests_per_second = 0", "limits.requests_per_second"),
+        ("requests_per_second = -1.5", "limits.requests_per_second"),
+        ("burst = 5", "limits.burst"),
+        ("connections_per_ip = 0", "limits.connections_per_ip"),
+        ("per_route = 1", "toml"),
+    ] {
+        match ProxyConfig::from_toml(&format!("{routes}[limits]\n{bad}\n")) {
+            Err(ConfigError::Invalid { field: f, .. }) => assert_eq!(f, field, "{bad}"),
+            other => panic!("{bad}: {other:?}"),
+        }
+    }
+}

@@ -23,9 +23,12 @@ use ringwork::logging::escape;
 use ringwork::{Context, LostReason};
 
 use super::Shared;
+use super::access_log::{Entry, UpstreamNote};
 use super::message::{BodyChannel, BodyError, Request, RequestBody};
 use super::respond::Responder;
-use crate::http::proto::server::{RequestId, Response, SendError, ServerConn, ServerEvent};
+use crate::http::proto::server::{
+    RequestId, RequestLog, Response, SendError, ServerConn, ServerEvent,
+};
 use crate::http::proto::{H1Error, Headers};
 use crate::kit::adapter::{Application, Mailbox, MailboxSender};
 
@@ -45,6 +48,8 @@ pub(crate) enum Command {
     Release(RequestId, usize),
     /// A [`RequestBody`] was dropped: read the rest and drop it.
     Discard(RequestId),
+    /// [`Responder::note_upstream`]: for the request's access log line.
+    Upstream(RequestId, Box<UpstreamNote>),
 }
 
 /// What body writers learn about the connection after each drive.
@@ -120,6 +125,8 @@ pub(crate) struct ServerApp {
     tls: bool,
     /// The body being read, and its request.
     body: Option<(RequestId, BodySink)>,
+    /// Upstream notes of requests not yet logged (at most the requests in flight).
+    notes: Vec<(RequestId, Box<UpstreamNote>)>,
 }
 
 impl ServerApp {
@@ -129,7 +136,12 @@ impl ServerApp {
             peer: None,
             tls: false,
             body: None,
+            notes: Vec::new(),
         }
+    }
+
+    fn responder(&self, sender: Sender, id: RequestId) -> Responder {
+        Responder::new(sender, id, self.shared.access.is_some())
     }
 
     fn request(&self, head: crate::http::proto::RequestHead, ctx: &Context<'_>) -> Request {
@@ -154,11 +166,26 @@ impl ServerApp {
         mailbox: &Mailbox<Command, WriteStatus>,
     ) {
         let sender = mailbox.sender();
+        if let (Some(limiter), Some(peer)) = (&self.shared.rate_limit, self.peer)
+            && let Err(wait) = limiter.borrow_mut().check(peer.ip(), ctx.now())
+        {
+            // RFC 6585 §4: 429, and Retry-After (RFC 9110 §10.2.3) in whole seconds,
+            // rounded up so that a client that waits that long finds a token.
+            let secs = wait
+                .as_secs()
+                .saturating_add(u64::from(wait.subsec_nanos() > 0));
+            if has_body {
+                machine.discard_body(id);
+            }
+            self.responder(sender, id)
+                .send(Response::error(429).header("Retry-After", secs.max(1).to_string()));
+            return;
+        }
         let mut request = self.request(head, ctx);
         if !has_body {
             self.shared
                 .handler
-                .handle(request, Responder::new(sender, id));
+                .handle(request, self.responder(sender, id));
             return;
         }
         if self.shared.handler.stream_body(&request.head) {
@@ -167,7 +194,7 @@ impl ServerApp {
             self.body = Some((id, BodySink::Stream(channel)));
             self.shared
                 .handler
-                .handle(request, Responder::new(sender, id));
+                .handle(request, self.responder(sender, id));
         } else {
             // Read whole before the handler runs: ask for it now.
             machine.continue_body(id);
@@ -218,7 +245,7 @@ impl ServerApp {
         match sink {
             BodySink::Buffer { mut request, body } => {
                 request.body = body.finish();
-                let responder = Responder::new(mailbox.sender(), id);
+                let responder = self.responder(mailbox.sender(), id);
                 self.shared.handler.handle(*request, responder);
             }
             BodySink::Stream(channel) => {
@@ -250,22 +277,49 @@ impl ServerApp {
     }
 
     fn access_log(
-        &self,
+        &mut self,
+        id: Option<RequestId>,
         status: u16,
         bytes: u64,
-        request: Option<(crate::http::proto::Method, Bytes)>,
+        request: Option<&RequestLog>,
+        duration: Option<std::time::Duration>,
     ) {
-        if let Some((method, target)) = request {
-            tracing::info!(
-                target: "ringwork::http::access",
-                peer = ?self.peer,
-                method = %method,
-                // Peer bytes (httparse lets 0x80-0xFF through): escaped, not cut (the head
-                // limit bounds them).
-                target = %escape(&target).limit(usize::MAX),
-                status,
-                bytes,
-            );
+        let note = match id.and_then(|id| self.notes.iter().position(|(n, _)| *n == id)) {
+            Some(at) => Some(self.notes.swap_remove(at).1),
+            None => None,
+        };
+        let Some(request) = request else {
+            return;
+        };
+        match &self.shared.access {
+            Some(log) => {
+                let entry = Entry {
+                    peer: self.peer,
+                    request,
+                    status,
+                    bytes,
+                    duration,
+                    upstream: note.as_deref(),
+                    time: std::time::SystemTime::now(),
+                };
+                log.write(&entry, &mut self.shared.line.borrow_mut());
+            }
+            None => {
+                let peer = self
+                    .peer
+                    .map_or_else(|| "-".to_owned(), |peer| peer.to_string());
+                tracing::info!(
+                    target: "ringwork::http::access",
+                    peer = %peer,
+                    method = %request.method,
+                    // Peer bytes (httparse lets 0x80-0xFF through): escaped, not cut (the
+                    // head limit bounds them).
+                    target = %escape(&request.target).limit(usize::MAX),
+                    status,
+                    bytes,
+                    duration_ms = duration.map_or(0.0, |d| d.as_secs_f64() * 1e3),
+                );
+            }
         }
     }
 }
@@ -307,13 +361,19 @@ impl Application<ServerConn> for ServerApp {
                 self.body_failed(id, error);
             }
             ServerEvent::Sent {
+                id,
                 status,
                 bytes,
                 request,
-                ..
+                started,
             } => {
+                let now = ctx.now();
+                let duration = started.map(|at| now.saturating_duration_since(at));
+                if let Some(metrics) = &self.shared.metrics {
+                    metrics.record(status, duration);
+                }
                 if self.shared.config.access_log {
-                    self.access_log(status, bytes, request);
+                    self.access_log(id, status, bytes, request.as_deref(), duration);
                 }
             }
         }
@@ -341,6 +401,14 @@ impl Application<ServerConn> for ServerApp {
             }
             Command::Discard(id) => {
                 machine.discard_body(id);
+                Ok(())
+            }
+            Command::Upstream(id, note) => {
+                // One note per request (the last one): bounded by the requests in flight.
+                match self.notes.iter_mut().find(|(n, _)| *n == id) {
+                    Some(entry) => entry.1 = note,
+                    None => self.notes.push((id, note)),
+                }
                 Ok(())
             }
         };

@@ -38,6 +38,7 @@
 //!   streamed body is not being consumed;
 //! - on graceful shutdown, finishes in-flight requests and closes idle connections.
 
+mod access_log;
 mod conn;
 mod date_cache;
 mod message;
@@ -47,12 +48,15 @@ use std::rc::Rc;
 
 use ringwork::{Factory, Protocol};
 
+pub use self::access_log::{AccessLog, AccessLogFormat, UpstreamNote};
 pub use self::message::{BodyError, Request, RequestBody};
 pub use self::respond::{BodyWriter, Closed, Responder};
+use crate::http::metrics::HttpMetrics;
 use crate::http::proto::RequestHead;
 use crate::http::proto::server::ServerConn;
 pub use crate::http::proto::server::{Response, ServerConfig};
 use crate::kit::adapter::Adapter;
+use crate::limits::RequestRateLimiter;
 
 /// What answers requests. One handler value serves every connection of a listener on one
 /// core (`&self`: keep per-core state in `Cell`/`RefCell`).
@@ -86,6 +90,16 @@ pub(crate) struct Shared {
     pub(crate) handler: Box<dyn Handler>,
     pub(crate) config: ServerConfig,
     pub(crate) date: date_cache::DateCache,
+    /// This core's counters, when metrics are exported.
+    pub(crate) metrics: Option<Rc<HttpMetrics>>,
+    /// Where access log lines go, when they go to a file (else `config.access_log` logs
+    /// through `tracing`).
+    pub(crate) access: Option<AccessLog>,
+    /// Requests per client IP (this core's buckets; 429 past them).
+    pub(crate) rate_limit: Option<Rc<std::cell::RefCell<RequestRateLimiter>>>,
+    /// The buffer access log lines are formatted in (reused: no allocation per line
+    /// beyond the sink's copy).
+    pub(crate) line: std::cell::RefCell<String>,
 }
 
 /// An HTTP/1.1 server for a listener: `reactor.listen_tcp(addr, HttpServer::new(..))`.
@@ -98,13 +112,61 @@ impl HttpServer {
     /// A server answering with `handler`.
     #[must_use]
     pub fn new(handler: impl Handler, config: ServerConfig) -> Self {
+        Self::build(handler, config, None)
+    }
+
+    /// A server answering with `handler` that counts every response in `metrics` (status
+    /// class and request time: a few `Cell` additions per response; share one
+    /// [`HttpMetrics`] among the servers of a core).
+    #[must_use]
+    pub fn with_metrics(
+        handler: impl Handler,
+        config: ServerConfig,
+        metrics: Rc<HttpMetrics>,
+    ) -> Self {
+        Self::build(handler, config, Some(metrics))
+    }
+
+    fn build(
+        handler: impl Handler,
+        config: ServerConfig,
+        metrics: Option<Rc<HttpMetrics>>,
+    ) -> Self {
         Self {
             shared: Rc::new(Shared {
                 handler: Box::new(handler),
                 config,
                 date: date_cache::DateCache::new(),
+                metrics,
+                access: None,
+                rate_limit: None,
+                line: std::cell::RefCell::default(),
             }),
         }
+    }
+
+    /// The server answering `429 Too Many Requests` (with `Retry-After`, whole seconds) to
+    /// a client IP over its token bucket in `limiter`, without calling the handler. Share
+    /// one limiter among the servers of a core. Call before the server serves.
+    #[must_use]
+    pub fn rate_limit(mut self, limiter: Rc<std::cell::RefCell<RequestRateLimiter>>) -> Self {
+        // A server not yet handed to a listener is the only owner of its shared part.
+        if let Some(shared) = Rc::get_mut(&mut self.shared) {
+            shared.rate_limit = Some(limiter);
+        }
+        self
+    }
+
+    /// The server with its access log lines (one per response) going to `log` instead of
+    /// `tracing` (turns [`ServerConfig::access_log`] on). Call before the server serves.
+    #[must_use]
+    pub fn access_log(mut self, log: AccessLog) -> Self {
+        // A server not yet handed to a listener is the only owner of its shared part.
+        if let Some(shared) = Rc::get_mut(&mut self.shared) {
+            shared.config.access_log = true;
+            shared.access = Some(log);
+        }
+        self
     }
 }
 

@@ -30,14 +30,37 @@ pub struct Responder {
     sender: Sender,
     id: RequestId,
     done: bool,
+    /// Whether the access log takes [`Responder::note_upstream`].
+    notes: bool,
 }
 
 impl Responder {
-    pub(crate) fn new(sender: Sender, id: RequestId) -> Self {
+    pub(crate) fn new(sender: Sender, id: RequestId, notes: bool) -> Self {
         Self {
             sender,
             id,
             done: false,
+            notes,
+        }
+    }
+
+    /// Whether [`Responder::note_upstream`] is heard (an access log file is on): a handler
+    /// can skip preparing a note nobody reads.
+    #[must_use]
+    pub fn wants_upstream_note(&self) -> bool {
+        self.notes
+    }
+
+    /// Tells the access log which upstream answered (or failed) this request and how long
+    /// it took: its line shows them. Call before answering; a no-op without an access log
+    /// file (then `upstream` is not even formatted).
+    pub fn note_upstream(&self, upstream: &dyn fmt::Display, time: std::time::Duration) {
+        if self.notes {
+            let note = super::UpstreamNote {
+                upstream: upstream.to_string(),
+                time,
+            };
+            let _ = self.sender.post(Command::Upstream(self.id, Box::new(note)));
         }
     }
 

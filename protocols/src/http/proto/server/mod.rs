@@ -141,9 +141,44 @@ pub enum ServerEvent {
         status: u16,
         /// Bytes sent for it (head and body as framed).
         bytes: u64,
-        /// Method and target, when [`ServerConfig::access_log`] is on.
-        request: Option<(Method, Bytes)>,
+        /// What an access log line says of the request, when [`ServerConfig::access_log`]
+        /// is on.
+        request: Option<Box<RequestLog>>,
+        /// When the request's head was read (`None` for an error reply to input that
+        /// never became a request): the request time ends now.
+        started: Option<Instant>,
     },
+}
+
+/// What an access log line says of a request (kept from its head until its answer is
+/// sent, when [`ServerConfig::access_log`] is on).
+#[derive(Clone, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub struct RequestLog {
+    /// The method.
+    pub method: Method,
+    /// The request target as sent (peer bytes: escape before printing).
+    pub target: Bytes,
+    /// The HTTP version.
+    pub version: Version,
+    /// The `Referer` field (peer bytes).
+    pub referer: Option<Bytes>,
+    /// The `User-Agent` field (peer bytes).
+    pub user_agent: Option<Bytes>,
+}
+
+impl RequestLog {
+    /// The record of the request with `head`.
+    #[must_use]
+    pub fn of(head: &RequestHead) -> Self {
+        Self {
+            method: head.method.clone(),
+            target: head.target.clone(),
+            version: head.version,
+            referer: head.headers.get("referer").map(Bytes::copy_from_slice),
+            user_agent: head.headers.get("user-agent").map(Bytes::copy_from_slice),
+        }
+    }
 }
 
 /// Why an answer was not taken as given.
@@ -230,7 +265,9 @@ struct Slot {
     expect: Expect,
     /// Bytes waiting for the earlier answers (the front slot writes straight to the output).
     queued: VecDeque<Bytes>,
-    log: Option<(Method, Bytes)>,
+    log: Option<Box<RequestLog>>,
+    /// When the head was read (`None` for an error reply without a request).
+    started: Option<Instant>,
     status: u16,
     sent: u64,
 }
@@ -664,6 +701,7 @@ impl ServerConn {
                 status: slot.status,
                 bytes: slot.sent,
                 request: slot.log,
+                started: slot.started,
             });
             if !slot.keep_alive {
                 // RFC 9112 §9.6: a server that sends "close" MUST NOT process further
@@ -850,7 +888,8 @@ impl ServerConn {
             log: self
                 .config
                 .access_log
-                .then(|| (parsed.head.method.clone(), parsed.head.target.clone())),
+                .then(|| Box::new(RequestLog::of(&parsed.head))),
+            started: Some(now),
             status: 0,
             sent: 0,
         });
@@ -930,6 +969,7 @@ impl ServerConn {
                     expect: Expect::No,
                     queued: VecDeque::new(),
                     log: None,
+                    started: None,
                     status: 0,
                     sent: 0,
                 });

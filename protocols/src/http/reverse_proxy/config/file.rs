@@ -44,6 +44,16 @@ struct Raw {
     max_connections_per_server: Option<Spanned<usize>>,
     upstreams: BTreeMap<String, Spanned<RawUpstream>>,
     routes: Vec<Spanned<RawRoute>>,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    requests_per_second: Option<Spanned<f64>>,
+    burst: Option<Spanned<u32>>,
+    connections_per_ip: Option<Spanned<u32>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -357,9 +367,42 @@ impl ProxyConfig {
                 message: "at least one route is needed".into(),
             });
         }
+        let requests = match (&raw.limits.requests_per_second, &raw.limits.burst) {
+            (None, None) => None,
+            (None, Some(burst)) => {
+                return Err(lines.error(
+                    burst.span(),
+                    "limits.burst",
+                    "goes with limits.requests_per_second",
+                ));
+            }
+            (Some(rate), burst) => {
+                // Default burst: one second's worth (at least 1).
+                let default = rate.get_ref().ceil().clamp(1.0, f64::from(u32::MAX)) as u32;
+                let burst = burst.as_ref().map_or(default, |b| *b.get_ref());
+                Some(
+                    crate::limits::RateLimit::new(*rate.get_ref(), burst)
+                        .map_err(|m| lines.error(rate.span(), "limits.requests_per_second", m))?,
+                )
+            }
+        };
+        let connections_per_ip = match &raw.limits.connections_per_ip {
+            Some(n) if *n.get_ref() == 0 => {
+                return Err(lines.error(
+                    n.span(),
+                    "limits.connections_per_ip",
+                    "must be at least 1",
+                ));
+            }
+            n => n.as_ref().map(|n| *n.get_ref()),
+        };
         Ok(Self {
             listen,
             cores,
+            limits: super::ClientLimits {
+                requests,
+                connections_per_ip,
+            },
             timeouts,
             max_body,
             forwarded,
