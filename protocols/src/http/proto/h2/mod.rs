@@ -1,0 +1,9 @@
+//! HTTP/2 (RFC 9113) as sans-IO parts: frames, HPACK, and the server connection machine.
+//!
+//! Owns: the frame codec ([`frame`]), header compression ([`hpack`]), and the connection
+//! machine ([`server::H2ServerConn`]) that the HTTP server runs for connections that
+//! negotiated `h2` (ALPN) or opened with the HTTP/2 preface (h2c with prior knowledge).
+//! Does not: touch sockets or clocks (the server glue in `http::server` drives it).
+
+pub mod frame;
+pub mod hpack;
