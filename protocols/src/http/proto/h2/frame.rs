@@ -586,7 +586,7 @@ fn parse_payload(header: FrameHeader, payload: &[u8]) -> Result<Shape, FrameErro
                 // RFC 9113 §6.5: an ACK with a payload is a FRAME_SIZE_ERROR.
                 return Err(frame_size("SETTINGS ack with a payload"));
             }
-            if payload.len() % 6 != 0 {
+            if !payload.len().is_multiple_of(6) {
                 // RFC 9113 §6.5: a length not a multiple of 6 is a FRAME_SIZE_ERROR.
                 return Err(frame_size("SETTINGS length not a multiple of 6"));
             }

@@ -7,3 +7,7 @@
 
 pub mod frame;
 pub mod hpack;
+pub mod script;
+pub mod server;
+
+pub use self::server::{H2Config, H2ServerConn};

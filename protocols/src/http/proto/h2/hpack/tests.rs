@@ -28,8 +28,8 @@ fn rfc_cases() -> Vec<(String, Vec<u8>, Fields)> {
                 // Pseudo-header names start with ':'; split at the ": " after the name.
                 let at = line[1..].find(": ").unwrap() + 1;
                 (
-                    line[..at].as_bytes().to_vec(),
-                    line[at + 2..].as_bytes().to_vec(),
+                    line.as_bytes()[..at].to_vec(),
+                    line.as_bytes()[at + 2..].to_vec(),
                 )
             })
             .collect();
