@@ -304,7 +304,7 @@ impl Service {
     /// accepts: never a protocol the service cannot answer.
     fn app_protocols(self) -> AppProtocols {
         match self {
-            Service::Hello | Service::Web | Service::HttpProxy => AppProtocols::HTTP_1_1,
+            Service::Hello | Service::Web | Service::HttpProxy => AppProtocols::HTTP,
             // DNS over TLS (RFC 7858 names no ALPN; RFC 8310's "dot" is what clients send).
             Service::Dns => AppProtocols::Only(&["dot"]),
             // SOCKS5 has no ALPN name.

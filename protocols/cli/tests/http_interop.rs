@@ -1,6 +1,7 @@
 //! Real HTTP clients that nobody here wrote against the `ringwork` binary: curl against
 //! `serve hello` (keep-alive) and `serve web --root` (a byte-for-byte static download,
-//! ranges, HEAD). The in-process interop tests (the JSON echo handler, Python's
+//! ranges, HEAD), over HTTP/1.1 and over HTTP/2 with prior knowledge on the same port (no
+//! flag: the preface decides). The in-process interop tests (the JSON echo handler, Python's
 //! http.client) are `protocols/tests/http_interop.rs`.
 //!
 //! curl must be installed: a missing one fails the test, naming
@@ -157,5 +158,27 @@ ringwork::platform::test_all_backends! {
         assert!(head.contains("\r\ncontent-length: 3145728\r\n"), "{head}");
         assert!(head.contains("\r\naccept-ranges: bytes\r\n"), "{head}");
         assert!(head.ends_with("\r\n\r\n"), "HEAD response had a body: {head}");
+    }
+
+    fn curl_http2_prior_knowledge_to_hello_and_web(backend: BackendChoice) {
+        let h2 = "--http2-prior-knowledge";
+        let version = ["--write-out", "%{http_version}"];
+        let Some(hello) = Cli::start(backend, &["hello"]) else { return };
+        let out = curl(&[h2, version[0], version[1], &url(hello.addr, "/a")]);
+        assert_eq!(out.stdout, b"Hello, World!2");
+
+        let dir = TempDir::new("interop-web-h2");
+        let root = web_root(&dir);
+        let Some(server) = Cli::start(backend, &["web", "--root", &root]) else { return };
+        let saved = dir.0.join("downloaded.bin");
+        curl(&[h2, "--output", path_str(&saved), &url(server.addr, "/big.bin")]);
+        let got = std::fs::read(&saved).unwrap();
+        assert!(got == pattern(3 * 1024 * 1024), "the h2 download differs ({} bytes)", got.len());
+        let out = curl(&[h2, "--range", "-5", &url(server.addr, "/digits.txt")]);
+        assert_eq!(out.stdout, b"56789");
+        let out = curl(&[h2, "--head", &url(server.addr, "/big.bin")]);
+        let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+        assert!(head.starts_with("http/2 200"), "{head}");
+        assert!(head.contains("\r\ncontent-length: 3145728\r\n"), "{head}");
     }
 }

@@ -280,8 +280,12 @@ impl H2ServerConn {
             || body.is_empty()
             || self.stream(stream_id).is_head
             || matches!(head.status, 204 | 304);
-        let length =
-            (!informational && !matches!(head.status, 204 | 304)).then(|| body.len() as u64);
+        // The body's length, except where there is none to count: 1xx, 204, 304, and a HEAD
+        // answer that declares the length of the body it would have had.
+        let declared_for_head =
+            self.stream(stream_id).is_head && head.headers.contains("content-length");
+        let length = (!informational && !matches!(head.status, 204 | 304) && !declared_for_head)
+            .then(|| body.len() as u64);
         self.write_head(
             stream_id,
             head.status,

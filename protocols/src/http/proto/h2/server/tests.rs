@@ -307,7 +307,17 @@ fn head_requests_get_no_body() {
         .unwrap();
     let received = h2.read();
     assert_eq!(received.len(), 1);
+    assert_eq!(received[0].field("content-length"), Some("4"));
     assert_eq!(data_of(&received, 1), (Vec::new(), true));
+    // A HEAD answer that declares the length of the body it would have had keeps it.
+    h2.send(h2.client.headers(3, &request_fields("HEAD", "/"), true));
+    h2.events();
+    h2.pair
+        .server
+        .send_response(id(3), Response::new(200).header("Content-Length", "42"))
+        .unwrap();
+    let received = h2.read();
+    assert_eq!(received[0].field("content-length"), Some("42"));
 }
 
 #[test]
