@@ -1232,7 +1232,10 @@ impl Machine for H2ServerConn {
     }
 
     fn poll_transmit(&mut self, now: Instant) -> Option<Bytes> {
-        if self.unsettled {
+        // The output drained and streams still have body to send: more goes out now, not
+        // at the next input (a whole answer larger than the output limit, to a peer whose
+        // windows are open and so sends nothing).
+        if self.unsettled || (self.out.is_empty() && !self.sendable.is_empty()) {
             self.settle(now);
         }
         if self.lost {

@@ -55,6 +55,10 @@ impl H2ServerConn {
     /// and until the output is full.
     pub(super) fn flush_streams(&mut self) {
         // Turns in a row that moved nothing: once every listed stream had one, stop.
+        if !self.writable {
+            // The transport is full: `handle_writable(true)` settles again.
+            return;
+        }
         let mut idle_turns = 0;
         while idle_turns <= self.sendable.len() && self.out.len() < self.config.max_buffered_output
         {

@@ -297,6 +297,40 @@ fn streamed_answers_end_with_trailers_and_declared_lengths_are_held_to() {
 }
 
 #[test]
+fn a_whole_answer_larger_than_the_output_limit_goes_out_without_more_input() {
+    let mut h2 = H2::new();
+    // A transport that never says it is full: only the machine's own limit paces it.
+    h2.pair = Pair::with_config(
+        RawPeer::new(),
+        H2ServerConn::new(&ServerConfig::default()),
+        SimConfig {
+            window: 64 << 20,
+            ..SimConfig::ideal()
+        },
+    );
+    h2.send(h2.client.preface());
+    h2.read();
+    // Windows so large that the client never needs to send a WINDOW_UPDATE.
+    h2.send(
+        h2.client
+            .settings(&[(setting::INITIAL_WINDOW_SIZE, frame::MAX_WINDOW)]),
+    );
+    h2.send(
+        h2.client
+            .window_update(0, frame::MAX_WINDOW - DEFAULT_WINDOW),
+    );
+    h2.send(h2.client.get(1, "/big"));
+    h2.events();
+    let big = vec![b'b'; 4 * 1024 * 1024];
+    h2.pair
+        .server
+        .send_response(id(1), Response::new(200).with_body(big.clone()))
+        .unwrap();
+    let received = h2.read();
+    assert!(data_of(&received, 1) == (big, true));
+}
+
+#[test]
 fn head_requests_get_no_body() {
     let mut h2 = H2::new();
     h2.send(h2.client.headers(1, &request_fields("HEAD", "/"), true));
