@@ -689,6 +689,7 @@ fn cases() -> Vec<Case> {
                 |c| {
                     cat(&[
                         post(c, 1),
+                        c.frame(kind::SETTINGS, flag::ACK, 0, &[]),
                         c.data(1, &[0; 16_384], false),
                         c.data(1, b"x", false),
                     ])

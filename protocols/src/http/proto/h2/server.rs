@@ -24,11 +24,11 @@
 //! semantics). Tests: `server/tests.rs` (Pair and raw frames), `tests/h2_conformance.rs`
 //! (one case per rule, each quoting its section); fuzz target `fuzz/h2_server_conn`.
 
-mod config;
-mod request;
+pub(crate) mod config;
+pub(crate) mod request;
 mod send;
 
-use self::config::Bucket;
+pub(crate) use self::config::Bucket;
 pub use self::config::H2Config;
 
 use std::collections::{HashMap, VecDeque};
@@ -128,6 +128,8 @@ pub struct H2ServerConn {
     preface_left: usize,
     /// The first frame after the preface must be SETTINGS (RFC 9113 §3.4).
     got_settings: bool,
+    /// The client acknowledged our SETTINGS.
+    settings_acked: bool,
     input: BytesMut,
     decoder: HpackDecoder,
     pending_block: Option<PendingBlock>,
@@ -189,6 +191,7 @@ impl H2ServerConn {
             date: *b"Thu, 01 Jan 1970 00:00:00 GMT",
             preface_left: PREFACE.len(),
             got_settings: false,
+            settings_acked: false,
             input: BytesMut::new(),
             pending_block: None,
             streams: HashMap::new(),
@@ -689,8 +692,29 @@ impl H2ServerConn {
         }
     }
 
+    /// The receive window of a new stream: ours once the client acknowledged our SETTINGS;
+    /// until then the client may use the default 65,535 (RFC 9113 §6.5.3, §6.9.2).
+    fn initial_recv_window(&self) -> i64 {
+        let ours = i64::from(self.config.stream_window);
+        if self.settings_acked {
+            ours
+        } else {
+            ours.max(i64::from(DEFAULT_WINDOW))
+        }
+    }
+
     fn settings(&mut self, ack: bool, entries: &Bytes, now: Instant) {
         if ack {
+            if !self.settings_acked {
+                // Our INITIAL_WINDOW_SIZE now holds: streams opened before shrink by the
+                // difference from the default they were allowed (RFC 9113 §6.9.2).
+                let before = self.initial_recv_window();
+                self.settings_acked = true;
+                let delta = self.initial_recv_window() - before;
+                for stream in self.streams.values_mut() {
+                    stream.recv_window += delta;
+                }
+            }
             return;
         }
         if !self.control.take(now) {
@@ -1049,7 +1073,7 @@ impl H2ServerConn {
             Stream {
                 recv,
                 send: Send::Pending,
-                recv_window: i64::from(self.config.stream_window),
+                recv_window: self.initial_recv_window(),
                 unacked: 0,
                 send_window: i64::from(self.peer_initial_window),
                 queued: VecDeque::new(),

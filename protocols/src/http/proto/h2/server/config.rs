@@ -58,7 +58,7 @@ impl Default for H2Config {
 
 /// A token bucket: a burst, refilled at a rate (in thousandths, no floats).
 #[derive(Debug)]
-pub(super) struct Bucket {
+pub(crate) struct Bucket {
     level: u64,
     burst: u64,
     per_second: u64,
@@ -66,7 +66,7 @@ pub(super) struct Bucket {
 }
 
 impl Bucket {
-    pub(super) fn new(burst: u32, per_second: u32) -> Self {
+    pub(crate) fn new(burst: u32, per_second: u32) -> Self {
         Self {
             level: u64::from(burst) * 1000,
             burst: u64::from(burst) * 1000,
@@ -76,7 +76,7 @@ impl Bucket {
     }
 
     /// Takes one token; false when the bucket is empty.
-    pub(super) fn take(&mut self, now: Instant) -> bool {
+    pub(crate) fn take(&mut self, now: Instant) -> bool {
         if let Some(at) = self.at {
             let ms = now.saturating_duration_since(at).as_millis();
             let refill = u64::try_from(ms)

@@ -11,7 +11,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use crate::http::proto::{Headers, Method, RequestHead, Version};
+use crate::http::proto::{Headers, Method, RequestHead, ResponseHead, Version};
 
 /// Why a field list is not a request.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -195,6 +195,45 @@ impl FieldList {
             },
             content_length,
         })
+    }
+
+    /// The response head these make: `:status` (three digits, first) and valid fields
+    /// (RFC 9113 §8.3.2).
+    pub(crate) fn into_response(self, oversized: bool) -> Result<ResponseHead, Malformed> {
+        if oversized {
+            return Err(Malformed::TooLarge);
+        }
+        let (arena, fields) = self.split();
+        let mut status = None;
+        let mut headers = Headers::with_capacity(fields.len());
+        for (start, middle, end) in fields {
+            let name = &arena[start..middle];
+            let value = arena.slice(middle..end);
+            if !valid_name(name) || !valid_value(&value) {
+                return Err(Malformed::Invalid("invalid field"));
+            }
+            if name[0] == b':' {
+                if name != b":status" || status.is_some() || !headers.is_empty() {
+                    return Err(Malformed::Invalid("bad response pseudo-field"));
+                }
+                let code = std::str::from_utf8(&value)
+                    .ok()
+                    .filter(|v| v.len() == 3)
+                    .and_then(|v| v.parse::<u16>().ok())
+                    .filter(|code| (100..=999).contains(code))
+                    .ok_or(Malformed::Invalid("bad :status"))?;
+                status = Some(code);
+                continue;
+            }
+            if is_connection_specific(name) {
+                return Err(Malformed::Invalid("connection-specific field"));
+            }
+            headers.append(arena.slice(start..middle), value);
+        }
+        let mut head = ResponseHead::new(status.ok_or(Malformed::Invalid("no :status"))?);
+        head.version = Version::Http2;
+        head.headers = headers;
+        Ok(head)
     }
 
     /// The trailer fields these make (no pseudo-fields: RFC 9113 §8.1).
