@@ -1,7 +1,6 @@
 """httpx with HTTP/2 (the `h2` library) against the ringwork server: one connection,
-requests in parallel streams, a body both ways, a streamed download. Prints "ok"."""
+a stream per request, a body both ways, a streamed download. Prints "ok"."""
 import sys
-import threading
 
 import httpx
 
@@ -13,16 +12,14 @@ first = client.get(base + "/hello")
 assert first.http_version == "HTTP/2", first.http_version
 assert first.text == "Hello, World!", first.text
 
-# Several requests at once share the connection as parallel streams.
+# Several requests share the connection, one stream each. (Sequential: httpx's sync
+# client used from threads can send a new stream's HEADERS after a higher stream id's, which
+# RFC 9113 §5.1.1 makes a connection error PROTOCOL_ERROR, and our server says so; parallel
+# streams are exercised by h2load and curl.)
 results = []
-def get(i):
+for i in range(16):
     r = client.get(f"{base}/hello?i={i}")
     results.append((r.status_code, r.http_version, r.text))
-threads = [threading.Thread(target=get, args=(i,)) for i in range(16)]
-for t in threads:
-    t.start()
-for t in threads:
-    t.join()
 assert results == [(200, "HTTP/2", "Hello, World!")] * 16, results
 
 body = bytes(range(251)) * 800
