@@ -56,6 +56,7 @@
 mod body;
 mod conn;
 mod error;
+pub mod h2;
 mod pool;
 mod request;
 mod tls;
