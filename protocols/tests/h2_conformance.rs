@@ -73,6 +73,13 @@ fn get_with(c: &ScriptedClient, extra: &[(&str, &str)]) -> Vec<u8> {
     c.headers(1, &fields, true)
 }
 
+/// A GET head on `stream` with `extra` fields after the pseudo-fields.
+fn get_with_on(c: &ScriptedClient, stream: u32, extra: &[(&str, &str)]) -> Vec<u8> {
+    let mut fields = request_fields("GET", "/");
+    fields.extend_from_slice(extra);
+    c.headers(stream, &fields, true)
+}
+
 /// A request head of exactly `fields`.
 fn fields(c: &ScriptedClient, fields: &[(&str, &str)]) -> Vec<u8> {
     c.headers(1, fields, true)
@@ -1009,6 +1016,16 @@ fn cases() -> Vec<Case> {
                     v.extend(c.rst_stream(stream, ErrorCode::CANCEL));
                 }
                 v
+            },
+            Goaway(E::ENHANCE_YOUR_CALM),
+        ),
+        case(
+            "10.5",
+            "a flood of malformed requests (each a stream error) ends in ENHANCE_YOUR_CALM",
+            |c| {
+                (0..400u32)
+                    .flat_map(|i| get_with_on(c, 1 + 2 * i, &[("X-Upper", "1")]))
+                    .collect()
             },
             Goaway(E::ENHANCE_YOUR_CALM),
         ),

@@ -503,12 +503,28 @@ impl H2ServerConn {
 
     fn remove_stream(&mut self, stream_id: u32) {
         if self.streams.remove(&stream_id).is_some() {
-            self.recently_closed.push_back(stream_id);
-            if self.recently_closed.len() > RECENTLY_CLOSED {
-                self.recently_closed.pop_front();
-            }
+            self.note_closed(stream_id);
             self.unsettled = true;
         }
+    }
+
+    /// Remembers a closed stream (the most recent [`RECENTLY_CLOSED`] only).
+    fn note_closed(&mut self, stream_id: u32) {
+        self.recently_closed.push_back(stream_id);
+        if self.recently_closed.len() > RECENTLY_CLOSED {
+            self.recently_closed.pop_front();
+        }
+    }
+
+    /// A stream refused or reset at its head: a stream error, drawn from the reset bucket
+    /// (a client that sends nothing but such heads is a rapid reset too).
+    fn refuse(&mut self, stream_id: u32, code: ErrorCode, now: Instant) {
+        if !self.resets.take(now) {
+            self.calm("too many refused streams");
+            return;
+        }
+        self.emit(|buf| frame::encode_rst_stream(buf, stream_id, code));
+        self.note_closed(stream_id);
     }
 
     /// Tells the application a body will not end well.
@@ -799,10 +815,7 @@ impl H2ServerConn {
         }
         self.body_error(stream_id);
         self.streams.remove(&stream_id);
-        self.recently_closed.push_back(stream_id);
-        if self.recently_closed.len() > RECENTLY_CLOSED {
-            self.recently_closed.pop_front();
-        }
+        self.note_closed(stream_id);
         self.unsettled = true;
     }
 
@@ -996,20 +1009,15 @@ impl H2ServerConn {
         }
         self.last_peer_stream = stream_id;
         if self.goaway_sent.is_some() || self.goaway_received || self.draining {
-            // RFC 9113 §6.8: streams above the GOAWAY's last stream id are ignored.
-            self.last_peer_stream = self.goaway_sent.unwrap_or(self.last_peer_stream);
-            self.emit(|buf| frame::encode_rst_stream(buf, stream_id, ErrorCode::REFUSED_STREAM));
+            // RFC 9113 §6.8: streams above the GOAWAY's last stream id are not processed;
+            // the client may still send their DATA (closed stream: counted, not fatal).
+            self.refuse(stream_id, ErrorCode::REFUSED_STREAM, now);
             return;
         }
         self.idle_deadline = None;
         if self.streams.len() >= self.config.max_concurrent_streams as usize {
             // RFC 9113 §5.1.2: past SETTINGS_MAX_CONCURRENT_STREAMS: REFUSED_STREAM.
-            if !self.resets.take(now) {
-                self.calm("too many refused streams");
-                return;
-            }
-            self.emit(|buf| frame::encode_rst_stream(buf, stream_id, ErrorCode::REFUSED_STREAM));
-            self.recently_closed.push_back(stream_id);
+            self.refuse(stream_id, ErrorCode::REFUSED_STREAM, now);
             return;
         }
         let head = match fields.into_request(decoded.oversized) {
@@ -1021,17 +1029,13 @@ impl H2ServerConn {
             }
             Err(request::Malformed::Invalid(_)) => {
                 // RFC 9113 §8.1.1: a malformed request is a stream error PROTOCOL_ERROR.
-                self.emit(|buf| {
-                    frame::encode_rst_stream(buf, stream_id, ErrorCode::PROTOCOL_ERROR)
-                });
-                self.recently_closed.push_back(stream_id);
+                self.refuse(stream_id, ErrorCode::PROTOCOL_ERROR, now);
                 return;
             }
         };
         let expected = head.content_length;
         if end_stream && expected.is_some_and(|len| len != 0) {
-            self.emit(|buf| frame::encode_rst_stream(buf, stream_id, ErrorCode::PROTOCOL_ERROR));
-            self.recently_closed.push_back(stream_id);
+            self.refuse(stream_id, ErrorCode::PROTOCOL_ERROR, now);
             return;
         }
         let head = head.head;

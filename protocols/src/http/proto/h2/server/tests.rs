@@ -389,10 +389,24 @@ fn graceful_shutdown_finishes_open_streams_then_closes() {
             debug: Bytes::new()
         })
     );
-    // A new stream after the GOAWAY is refused; the open one is answered.
+    // New streams after the GOAWAY are refused, their DATA (sent before the client saw
+    // the GOAWAY) does not end the connection; the open one is answered.
     h2.send(h2.client.get(3, "/"));
+    h2.send(h2.client.headers(5, &request_fields("POST", "/"), false));
+    h2.send(h2.client.data(5, b"late", true));
     assert!(h2.events().is_empty());
     assert!(!h2.pair.server.is_closing());
+    let refused = h2.read();
+    assert!(refused.contains(&Received::Frame(Frame::RstStream {
+        stream: 5,
+        code: ErrorCode::REFUSED_STREAM
+    })));
+    assert!(
+        !refused
+            .iter()
+            .any(|r| matches!(r, Received::Frame(Frame::GoAway { .. }))),
+        "{refused:?}"
+    );
     h2.pair
         .server
         .send_response(id(1), Response::text("bye"))
