@@ -17,7 +17,7 @@ use ringwork::platform::BackendChoice;
 use ringwork::testing::certs::{TestCa, TestCert};
 use ringwork::tls::{Roots, TlsAcceptor, TlsConnector, server_name};
 use ringwork_protocols::http::client::h2::H2Connection;
-use ringwork_protocols::http::client::{ClientError, ClientRequest};
+use ringwork_protocols::http::client::{ClientConfig, ClientError, ClientRequest, HttpClient};
 use ringwork_protocols::http::proto::Method;
 use ringwork_protocols::http::proto::h2::H2Config;
 use ringwork_protocols::http::server::{
@@ -110,6 +110,49 @@ ringwork::platform::test_all_backends! {
             }
             assert!(!conn.is_closed());
         }
+    }
+
+    fn http_client_requests_over_http2_share_one_connection(backend: BackendChoice) {
+        let Some(mut reactor) = reactor(backend) else { return };
+        let ca = TestCa::new();
+        let cert = ca.server(&["localhost"]);
+        let (plain, tls) = servers(&mut reactor, &cert, &[ALPN_H2, b"http/1.1"]);
+        let client = HttpClient::new(reactor.handle(), ClientConfig::default());
+        client.set_tls_connector(connector(&ca, &["h2", "http/1.1"]));
+        for url in [format!("http://{plain}"), format!("https://localhost:{}", tls.port())] {
+            let requests: Vec<_> = (0..30)
+                .map(|i| {
+                    let mut request = ClientRequest::from_url(&format!("{url}/c/{i}")).expect("url").over_http2(true);
+                    if url.starts_with("https") {
+                        // The name is verified; the address is the listener's.
+                        request.addr = tls;
+                        request.host = None;
+                    }
+                    client.request(request)
+                })
+                .collect();
+            let responses = block_on(&mut reactor, all(requests));
+            for (i, response) in responses.into_iter().enumerate() {
+                let response = response.unwrap_or_else(|e| panic!("{url} request {i}: {e}"));
+                assert_eq!(text(&response), format!("GET /c/{i} "));
+                assert_eq!(response.head.version, ringwork_protocols::http::proto::Version::Http2);
+            }
+            // A streamed response through the same connection.
+            let mut request = ClientRequest::from_url(&format!("{url}/stream")).expect("url").over_http2(true);
+            if url.starts_with("https") {
+                request.addr = tls;
+                request.host = None;
+            }
+            let seen = std::rc::Rc::new(std::cell::Cell::new(0usize));
+            let counted = std::rc::Rc::clone(&seen);
+            let (head, _) = block_on(&mut reactor, client.request_streaming(request, move |piece| counted.set(counted.get() + piece.len()))).expect("streamed");
+            assert_eq!(head.status, 200);
+            assert_eq!(seen.get(), "GET /stream ".len());
+        }
+        let stats = client.stats();
+        // One HTTP/2 connection per server for 31 requests each.
+        assert_eq!(stats.connections_opened, 2, "{stats:?}");
+        assert_eq!(stats.requests_sent, 62, "{stats:?}");
     }
 
     fn a_tls_server_without_h2_is_refused(backend: BackendChoice) {

@@ -1,16 +1,19 @@
-//! One HTTP/2 connection for requests: [`H2Connection`], the [`H2ClientConn`] machine on the
-//! kit's adapter, with requests multiplexed as streams.
+//! HTTP/2 for the client: [`H2Connection`], one connection carrying many requests at once
+//! (the [`H2ClientConn`] machine on the kit's adapter), and the opt-in HTTP/2 path of
+//! [`HttpClient`](super::HttpClient) ([`ClientRequest::http2`]).
 //!
 //! Owns: opening the connection (h2c with prior knowledge, or TLS offering ALPN `h2` and
 //! refusing a server that picks anything else), queueing requests while the server's
-//! concurrent-stream limit is reached, buffering each response, and failing what is in
-//! flight when the connection goes.
+//! concurrent-stream limit is reached, sending again a request whose stream the server
+//! refused unprocessed, feeding each response to its [`ResponseSink`] (a sink's
+//! [`Flow::Pause`] holds the stream's window shut until it resumes: HTTP/2 flow control
+//! is the backpressure), and failing what is in flight when the connection goes.
 //! Contract: [`H2Connection::open`] returns at once; requests posted before the connection
-//! is up are sent once it is. Each [`H2Connection::request`] resolves to the whole response
-//! or a [`ClientError`] (a stream reset is [`ClientError::Http2Reset`]). The connection is
-//! `!Send` and belongs to the core it was opened on.
-//! Does not: pool, retry, negotiate HTTP/1.1 as a fallback, or stream bodies (the
-//! `HttpClient` does those for HTTP/1.1; its HTTP/2 path is not built yet).
+//! is up are sent once it is. The connection is `!Send` and belongs to the core it was
+//! opened on.
+//! Does not: negotiate HTTP/1.1 as a fallback (a TLS server that does not pick `h2` is
+//! [`ClientError::Http2NotNegotiated`]), stream request bodies (a request with a
+//! `body_stream` goes over HTTP/1.1), or retry on another connection.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -18,12 +21,13 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use bytes::BytesMut;
 use ringwork::tls::TlsConnector;
-use ringwork::{ConnectOptions, Context, Deferred, LocalHandle, LostReason, Resolver};
+use ringwork::{ConnectOptions, Context, Deferred, LocalHandle, LostReason};
 
-use super::{ClientError, ClientRequest, ClientResponse, connect_error};
-use crate::http::proto::ResponseHead;
+use super::conn::{Exchange, Outcome, Pending};
+use super::{
+    Buffered, ClientError, ClientRequest, ClientResponse, Flow, ResponseSink, connect_error,
+};
 use crate::http::proto::h2::frame::ErrorCode;
 use crate::http::proto::h2::{ClientEvent, H2ClientConn, H2ClientError, H2Config, RequestParts};
 use crate::kit::adapter::{Adapter, Application, Mailbox, MailboxSender};
@@ -31,41 +35,35 @@ use crate::kit::adapter::{Adapter, Application, Mailbox, MailboxSender};
 /// The ALPN id of HTTP/2.
 const ALPN_H2: &[u8] = b"h2";
 
-type Reply = Resolver<Result<ClientResponse, ClientError>>;
-
-/// A request posted to the connection.
-struct Send {
-    request: ClientRequest,
-    reply: Reply,
-    /// Times the server refused its stream unprocessed (REFUSED_STREAM).
-    refused: u8,
-}
-
 /// Times a refused stream is sent again (RFC 9113 §8.7: it was not processed). A client
 /// sends before the server's SETTINGS arrive, so a server with a small stream limit refuses
 /// the first streams past it.
 const MAX_REFUSED: u8 = 3;
 
+/// A request posted to the connection.
+struct Send {
+    request: ClientRequest,
+    exchange: Box<dyn Exchange>,
+    /// Times the server refused its stream unprocessed (REFUSED_STREAM).
+    refused: u8,
+}
+
+/// What code outside the connection's callbacks asks of it.
+enum Command {
+    /// A request to send (boxed: it is large, the others are two words).
+    Send(Box<Send>),
+    /// A paused sink resumed: give back the window of `n` bytes of stream `id`.
+    Resume(u32, usize),
+    /// A paused sink gave up: reset stream `id`.
+    Cancel(u32),
+}
+
 /// A response being received.
 struct Receiving {
     /// The request, kept to send again if its stream is refused unprocessed.
     send: Send,
-    head: Option<ResponseHead>,
-    body: BytesMut,
-    limit: u64,
-}
-
-/// The glue of one HTTP/2 client connection.
-struct H2App {
-    addr: SocketAddr,
-    tls: bool,
-    max_body: u64,
-    /// Requests waiting for a free stream (the server's limit).
-    waiting: VecDeque<Send>,
-    streams: HashMap<u32, Receiving>,
-    /// Set when the connection cannot carry requests (lost, refused h2): later requests
-    /// fail with it at once.
-    failed: Option<Failure>,
+    got_head: bool,
+    received: u64,
 }
 
 /// Why a connection carries no more requests; each request it fails gets its own error.
@@ -99,6 +97,19 @@ impl Failure {
     }
 }
 
+/// The glue of one HTTP/2 client connection.
+struct H2App {
+    addr: SocketAddr,
+    tls: bool,
+    max_body: u64,
+    /// Requests waiting for a free stream (the server's limit).
+    waiting: VecDeque<Send>,
+    streams: HashMap<u32, Receiving>,
+    /// Set when the connection cannot carry requests (lost, refused h2): later requests
+    /// fail with it at once.
+    failed: Option<Failure>,
+}
+
 impl H2App {
     /// Sends what waits while streams are free.
     fn pump(&mut self, machine: &mut H2ClientConn) {
@@ -111,23 +122,15 @@ impl H2App {
         if !machine.is_open() {
             // GOAWAY or closing: nothing more will be sent on this connection.
             for send in self.waiting.drain(..) {
-                send.reply.resolve(Err(ClientError::Closed));
+                send.exchange.fail(ClientError::Closed, false);
             }
         }
     }
 
-    fn fail(&mut self, failure: Failure) {
-        let addr = self.addr;
-        for send in self.waiting.drain(..) {
-            send.reply.resolve(Err(failure.error(addr)));
-        }
-        for (_, receiving) in self.streams.drain() {
-            receiving.send.reply.resolve(Err(failure.error(addr)));
-        }
-        self.failed = Some(failure);
-    }
-
     fn start(&mut self, machine: &mut H2ClientConn, send: Send) {
+        if send.exchange.is_canceled() {
+            return;
+        }
         let request = &send.request;
         let scheme = if self.tls { "https" } else { "http" };
         let parts = RequestParts {
@@ -149,27 +152,87 @@ impl H2App {
                     id,
                     Receiving {
                         send,
-                        head: None,
-                        body: BytesMut::new(),
-                        limit: self.max_body,
+                        got_head: false,
+                        received: 0,
                     },
                 );
             }
             Err(H2ClientError::Busy) => self.waiting.push_front(send),
-            Err(_) => send.reply.resolve(Err(ClientError::Closed)),
+            Err(_) => send.exchange.fail(ClientError::Closed, false),
+        }
+    }
+
+    fn fail(&mut self, failure: Failure) {
+        let addr = self.addr;
+        for send in self.waiting.drain(..) {
+            send.exchange.fail(failure.error(addr), false);
+        }
+        for (_, receiving) in self.streams.drain() {
+            receiving.send.exchange.fail(failure.error(addr), false);
+        }
+        self.failed = Some(failure);
+    }
+
+    /// Ends stream `id` with `error` (the stream reset, if still open).
+    fn abandon(&mut self, machine: &mut H2ClientConn, id: u32, error: ClientError) {
+        machine.cancel(id);
+        if let Some(receiving) = self.streams.remove(&id) {
+            receiving.send.exchange.fail(error, false);
+        }
+    }
+
+    fn body(
+        &mut self,
+        machine: &mut H2ClientConn,
+        id: u32,
+        data: bytes::Bytes,
+        ctx: &mut Context<'_>,
+        mailbox: &Mailbox<Command>,
+    ) {
+        let n = data.len();
+        let Some(receiving) = self.streams.get_mut(&id) else {
+            machine.release_body(id, n);
+            return;
+        };
+        receiving.received += n as u64;
+        if receiving.received > self.max_body {
+            let limit = self.max_body;
+            machine.release_body(id, n);
+            self.abandon(machine, id, ClientError::BodyTooLarge { limit });
+            return;
+        }
+        if receiving.send.exchange.is_canceled() {
+            machine.release_body(id, n);
+            self.abandon(machine, id, ClientError::Closed);
+            return;
+        }
+        match receiving.send.exchange.data(ctx, data) {
+            Flow::Continue => machine.release_body(id, n),
+            Flow::Pause(resume) => {
+                // The window stays shut for these bytes until the sink can take more.
+                let sender = mailbox.sender();
+                ctx.handle().spawn_local(async move {
+                    let command = if resume.await {
+                        Command::Resume(id, n)
+                    } else {
+                        Command::Cancel(id)
+                    };
+                    let _ = sender.post(command);
+                });
+            }
         }
     }
 }
 
 impl Application<H2ClientConn> for H2App {
-    type Command = Send;
+    type Command = Command;
     type Status = ();
 
     fn connected(
         &mut self,
         machine: &mut H2ClientConn,
         ctx: &mut Context<'_>,
-        _mailbox: &Mailbox<Send>,
+        _mailbox: &Mailbox<Command>,
     ) {
         if self.tls && ctx.tls().and_then(|t| t.alpn.as_deref()) != Some(ALPN_H2) {
             // RFC 9113 §3.2: HTTP/2 over TLS is what ALPN "h2" picked, nothing else.
@@ -184,58 +247,38 @@ impl Application<H2ClientConn> for H2App {
         &mut self,
         machine: &mut H2ClientConn,
         event: ClientEvent,
-        _ctx: &mut Context<'_>,
-        _mailbox: &Mailbox<Send>,
+        ctx: &mut Context<'_>,
+        mailbox: &Mailbox<Command>,
     ) {
         match event {
             ClientEvent::Response { id, head, .. } => {
                 if let Some(receiving) = self.streams.get_mut(&id) {
-                    receiving.head = Some(head);
+                    receiving.got_head = true;
+                    receiving.send.exchange.head(ctx, head);
                 }
             }
-            ClientEvent::Body { id, data } => {
-                machine.release_body(id, data.len());
-                let Some(receiving) = self.streams.get_mut(&id) else {
-                    return;
-                };
-                if receiving.body.len() as u64 + data.len() as u64 > receiving.limit {
-                    let limit = receiving.limit;
-                    machine.cancel(id);
-                    if let Some(receiving) = self.streams.remove(&id) {
-                        receiving
-                            .send
-                            .reply
-                            .resolve(Err(ClientError::BodyTooLarge { limit }));
-                    }
-                    return;
-                }
-                receiving.body.extend_from_slice(&data);
-            }
+            ClientEvent::Body { id, data } => self.body(machine, id, data, ctx, mailbox),
             ClientEvent::End { id, trailers } => {
                 if let Some(receiving) = self.streams.remove(&id) {
-                    let result = match receiving.head {
-                        Some(head) => Ok(ClientResponse {
-                            head,
-                            body: receiving.body.freeze(),
-                            trailers,
-                        }),
-                        None => Err(ClientError::Closed),
-                    };
-                    receiving.send.reply.resolve(result);
+                    if receiving.got_head {
+                        receiving.send.exchange.finish(ctx, trailers);
+                    } else {
+                        receiving.send.exchange.fail(ClientError::Closed, false);
+                    }
                 }
             }
             ClientEvent::Reset { id, code } => {
                 if let Some(receiving) = self.streams.remove(&id) {
                     let mut send = receiving.send;
                     if code == ErrorCode::REFUSED_STREAM
-                        && receiving.head.is_none()
+                        && !receiving.got_head
                         && send.refused < MAX_REFUSED
                     {
                         send.refused += 1;
                         self.waiting.push_front(send);
                     } else {
-                        send.reply
-                            .resolve(Err(ClientError::Http2Reset { code: code.0 }));
+                        send.exchange
+                            .fail(ClientError::Http2Reset { code: code.0 }, false);
                     }
                 }
             }
@@ -243,12 +286,18 @@ impl Application<H2ClientConn> for H2App {
         self.pump(machine);
     }
 
-    fn command(&mut self, machine: &mut H2ClientConn, send: Send, _ctx: &mut Context<'_>) {
-        if let Some(failure) = &self.failed {
-            send.reply.resolve(Err(failure.error(self.addr)));
-            return;
+    fn command(&mut self, machine: &mut H2ClientConn, command: Command, _ctx: &mut Context<'_>) {
+        match command {
+            Command::Send(send) => {
+                if let Some(failure) = &self.failed {
+                    send.exchange.fail(failure.error(self.addr), false);
+                    return;
+                }
+                self.waiting.push_back(*send);
+            }
+            Command::Resume(id, n) => machine.release_body(id, n),
+            Command::Cancel(id) => self.abandon(machine, id, ClientError::Closed),
         }
-        self.waiting.push_back(send);
         self.pump(machine);
     }
 
@@ -266,10 +315,21 @@ impl Application<H2ClientConn> for H2App {
     }
 }
 
+/// Where an [`H2Connection`] connects: an address or a host name, with TLS or without.
+#[derive(Clone, Debug)]
+pub struct H2Target {
+    /// The server's address (with `host`: only its port counts).
+    pub addr: SocketAddr,
+    /// A host name resolved through the core's resolver at connect time.
+    pub host: Option<String>,
+    /// TLS: a connector that offers ALPN `h2`, and the server name to verify.
+    pub tls: Option<(TlsConnector, ringwork::tls::ServerName<'static>)>,
+}
+
 /// An HTTP/2 connection carrying many requests at once (see the module docs).
 #[derive(Clone)]
 pub struct H2Connection {
-    sender: MailboxSender<Send>,
+    sender: MailboxSender<Command>,
     /// The connect call itself failed (no callbacks will come): each request gets its
     /// error.
     opened: Rc<RefCell<Option<Failure>>>,
@@ -279,7 +339,8 @@ pub struct H2Connection {
 impl std::fmt::Debug for H2Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("H2Connection")
-            .field("closed", &self.sender.is_closed())
+            .field("addr", &self.addr)
+            .field("closed", &self.is_closed())
             .finish()
     }
 }
@@ -296,9 +357,33 @@ impl H2Connection {
         config: H2Config,
         max_body: u64,
     ) -> Self {
+        Self::open_target(
+            handle,
+            H2Target {
+                addr,
+                host: None,
+                tls,
+            },
+            config,
+            max_body,
+            std::time::Duration::from_secs(10),
+        )
+    }
+
+    /// [`H2Connection::open`] to a [`H2Target`] (a host name too), with a connect
+    /// timeout.
+    #[must_use]
+    pub fn open_target(
+        handle: &LocalHandle,
+        target: H2Target,
+        config: H2Config,
+        max_body: u64,
+        connect_timeout: std::time::Duration,
+    ) -> Self {
+        let addr = target.addr;
         let app = H2App {
             addr,
-            tls: tls.is_some(),
+            tls: target.tls.is_some(),
             max_body,
             waiting: VecDeque::new(),
             streams: HashMap::new(),
@@ -309,11 +394,17 @@ impl H2Connection {
         let opened = Rc::new(RefCell::new(None));
         let failed = Rc::clone(&opened);
         handle.run(move |reactor| {
-            let mut options = ConnectOptions::new();
-            if let Some((connector, name)) = tls {
+            let mut options = ConnectOptions::new().timeout(connect_timeout);
+            if let Some((connector, name)) = target.tls {
                 options = options.tls(connector, name);
             }
-            if let Err(error) = reactor.connect(&addr.into(), adapter, options) {
+            let result = match &target.host {
+                Some(host) => reactor
+                    .connect_host(host, addr.port(), adapter, options)
+                    .map(drop),
+                None => reactor.connect(&addr.into(), adapter, options).map(drop),
+            };
+            if let Err(error) = result {
                 let failure = match connect_error(addr, error) {
                     ClientError::Connect { source, .. } => {
                         Failure::Connect(source.kind(), source.to_string())
@@ -341,22 +432,46 @@ impl H2Connection {
         &self,
         request: ClientRequest,
     ) -> impl Future<Output = Result<ClientResponse, ClientError>> + 'static {
-        let (deferred, reply) = Deferred::new();
+        let exchange = self.request_with(request, Buffered::default());
+        async move {
+            let buffered = exchange.await?;
+            Ok(ClientResponse {
+                head: buffered.head.ok_or(ClientError::Closed)?,
+                body: buffered.body.freeze(),
+                trailers: buffered.trailers,
+            })
+        }
+    }
+
+    /// Sends `request` (its body whole) on a new stream, feeding the response to `sink`
+    /// as it arrives; resolves to the sink once the response is complete.
+    ///
+    /// # Errors
+    /// As [`H2Connection::request`].
+    pub fn request_with<S: ResponseSink>(
+        &self,
+        request: ClientRequest,
+        sink: S,
+    ) -> impl Future<Output = Result<S, ClientError>> + 'static {
+        let (deferred, resolver) = Deferred::new();
         let addr = self.addr;
         let refused = match self.opened.borrow().as_ref() {
             Some(failure) => Some(failure.error(addr)),
-            None => self
-                .sender
-                .post(Send {
+            None => {
+                let send = Send {
                     request,
-                    reply,
+                    exchange: Box::new(Pending { sink, resolver }),
                     refused: 0,
-                })
-                .err()
-                .map(|send| {
-                    send.reply.resolve(Err(ClientError::Closed));
-                    ClientError::Closed
-                }),
+                };
+                match self.sender.post(Command::Send(Box::new(send))) {
+                    Ok(()) => None,
+                    Err(Command::Send(send)) => {
+                        send.exchange.fail(ClientError::Closed, false);
+                        None
+                    }
+                    Err(_) => None,
+                }
+            }
         };
         let opened = Rc::clone(&self.opened);
         async move {
@@ -364,7 +479,8 @@ impl H2Connection {
                 return Err(error);
             }
             match deferred.await {
-                Ok(result) => result,
+                Ok(Outcome::Done(sink)) => Ok(sink),
+                Ok(Outcome::Failed { error, .. }) => Err(error),
                 // The connection was dropped unopened: its connect error, if known.
                 Err(_) => Err(opened
                     .borrow()

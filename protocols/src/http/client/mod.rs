@@ -218,6 +218,8 @@ pub(crate) struct Inner {
     stats: Cell<ClientStats>,
     /// The reactor began a graceful shutdown: connections close instead of idling.
     pub(crate) stopping: Cell<bool>,
+    /// The HTTP/2 connection of each server that requests over HTTP/2 went to.
+    h2: RefCell<std::collections::HashMap<PoolKey, h2::H2Connection>>,
 }
 
 impl Inner {
@@ -240,6 +242,7 @@ impl HttpClient {
                 tls: RefCell::new(DefaultConnector::default()),
                 stats: Cell::new(ClientStats::default()),
                 stopping: Cell::new(false),
+                h2: RefCell::new(std::collections::HashMap::new()),
             }),
         }
     }
@@ -358,6 +361,17 @@ impl HttpClient {
                     .zip(connector.as_ref())
                     .map(|(target, connector)| TlsKey::new(target.server_name.clone(), connector)),
             };
+            if request.http2 && request.body_stream.is_none() {
+                let mut request = request;
+                if let Some(agent) = &client.config.user_agent
+                    && !request.headers.contains("user-agent")
+                {
+                    request.headers.append("user-agent", agent.clone());
+                }
+                let conn = h2_connection(&client, &key, &request, connector.as_ref());
+                client.count(|s| s.requests_sent += 1);
+                return conn.request_with(request, sink).await;
+            }
             let mut sink = sink;
             let mut fresh = false;
             loop {
@@ -385,6 +399,42 @@ impl HttpClient {
             }
         }
     }
+}
+
+/// The HTTP/2 connection to `key`'s server: the open one, or a new one.
+fn h2_connection(
+    client: &Rc<Inner>,
+    key: &PoolKey,
+    request: &ClientRequest,
+    connector: Option<&TlsConnector>,
+) -> h2::H2Connection {
+    let mut connections = client.h2.borrow_mut();
+    if let Some(conn) = connections.get(key)
+        && !conn.is_closed()
+    {
+        client.count(|s| s.reused += 1);
+        return conn.clone();
+    }
+    let tls = request
+        .tls
+        .as_ref()
+        .zip(connector)
+        .map(|(target, connector)| (connector.clone(), target.server_name.clone()));
+    let target = h2::H2Target {
+        addr: request.addr,
+        host: request.host.clone(),
+        tls,
+    };
+    let conn = h2::H2Connection::open_target(
+        &client.handle,
+        target,
+        crate::http::proto::h2::H2Config::default(),
+        client.config.limits.max_body,
+        client.config.connect_timeout,
+    );
+    client.count(|s| s.connections_opened += 1);
+    connections.insert(key.clone(), conn.clone());
+    conn
 }
 
 /// Where one attempt goes: the pool's key and, for TLS, the connector.
