@@ -12,12 +12,15 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use reactor_support::{block_on, reactor};
+use ringwork::Bytes;
 use ringwork::Reactor;
 use ringwork::platform::BackendChoice;
 use ringwork::testing::certs::{TestCa, TestCert};
 use ringwork::tls::{Roots, TlsAcceptor, TlsConnector, server_name};
 use ringwork_protocols::http::client::h2::H2Connection;
-use ringwork_protocols::http::client::{ClientConfig, ClientError, ClientRequest, HttpClient};
+use ringwork_protocols::http::client::{
+    BodySource, ClientConfig, ClientError, ClientRequest, HttpClient, NextChunk, StreamBody,
+};
 use ringwork_protocols::http::proto::Method;
 use ringwork_protocols::http::proto::h2::H2Config;
 use ringwork_protocols::http::server::{
@@ -62,6 +65,16 @@ fn servers(reactor: &mut Reactor, cert: &TestCert, alpn: &[&[u8]]) -> (SocketAdd
         .listen_tls(loopback, &acceptor, HttpServer::new(echo, config))
         .expect("listen_tls");
     (plain, tls)
+}
+
+/// A streamed body from pieces in memory.
+struct Pieces(std::collections::VecDeque<Bytes>);
+
+impl BodySource for Pieces {
+    fn next_chunk(&mut self) -> NextChunk<'_> {
+        let piece = self.0.pop_front();
+        Box::pin(async move { piece.map(Ok) })
+    }
 }
 
 /// Awaits each future in turn (they were all sent when made: the requests are in flight
@@ -149,10 +162,22 @@ ringwork::platform::test_all_backends! {
             assert_eq!(head.status, 200);
             assert_eq!(seen.get(), "GET /stream ".len());
         }
+        // A streamed request body (no declared length) over the h2c connection, pulled as
+        // the server's window opens.
+        let pieces: std::collections::VecDeque<Bytes> = (0..8).map(|i| Bytes::from(vec![b'a' + i; 64 * 1024])).collect();
+        let expected: Vec<u8> = pieces.iter().flat_map(|p| p.to_vec()).collect();
+        let request = ClientRequest::from_url(&format!("http://{plain}/up"))
+            .expect("url")
+            .method(Method::Post)
+            .body_stream(StreamBody::new(Pieces(pieces), None))
+            .over_http2(true);
+        let response = block_on(&mut reactor, client.request(request)).expect("streamed upload");
+        assert_eq!(&response.body[..b"POST /up ".len()], b"POST /up ");
+        assert!(response.body[b"POST /up ".len()..] == expected[..], "{} bytes back", response.body.len());
         let stats = client.stats();
-        // One HTTP/2 connection per server for 31 requests each.
+        // One HTTP/2 connection per server for all the requests.
         assert_eq!(stats.connections_opened, 2, "{stats:?}");
-        assert_eq!(stats.requests_sent, 62, "{stats:?}");
+        assert_eq!(stats.requests_sent, 63, "{stats:?}");
     }
 
     fn a_tls_server_without_h2_is_refused(backend: BackendChoice) {

@@ -11,9 +11,10 @@
 //! Contract: [`H2Connection::open`] returns at once; requests posted before the connection
 //! is up are sent once it is. The connection is `!Send` and belongs to the core it was
 //! opened on.
+//! Streamed request bodies (`body_stream`) are pulled by a task per stream whenever the
+//! stream's queue is under 64 KiB, so the server's window paces the source.
 //! Does not: negotiate HTTP/1.1 as a fallback (a TLS server that does not pick `h2` is
-//! [`ClientError::Http2NotNegotiated`]), stream request bodies (a request with a
-//! `body_stream` goes over HTTP/1.1), or retry on another connection.
+//! [`ClientError::Http2NotNegotiated`]), or retry on another connection.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -56,6 +57,18 @@ enum Command {
     Resume(u32, usize),
     /// A paused sink gave up: reset stream `id`.
     Cancel(u32),
+    /// A piece of stream `id`'s streamed request body.
+    UploadPiece(u32, bytes::Bytes),
+    /// Stream `id`'s streamed request body ended.
+    UploadEnd(u32),
+    /// Stream `id`'s streamed request body failed.
+    UploadFailed(u32, ClientError),
+}
+
+/// What upload pumps learn after each drive: the streams whose bodies may take more now.
+#[derive(Debug, Default)]
+pub(crate) struct UploadStatus {
+    ready: Vec<u32>,
 }
 
 /// A response being received.
@@ -108,11 +121,74 @@ struct H2App {
     /// Set when the connection cannot carry requests (lost, refused h2): later requests
     /// fail with it at once.
     failed: Option<Failure>,
+    /// Streamed bodies of streams just opened, for pumps to start.
+    uploads: Vec<(u32, super::body::Upload)>,
+    /// Streams whose bodies are being pumped.
+    uploading: Vec<u32>,
+}
+
+/// Pulls a streamed request body and posts it to stream `id`, a piece whenever the stream
+/// can take more (its queue under 64 KiB: the server's window is the backpressure).
+async fn pump_upload(
+    conn: MailboxSender<Command, UploadStatus>,
+    id: u32,
+    mut upload: super::body::Upload,
+) {
+    let mut sent: u64 = 0;
+    loop {
+        let open = std::future::poll_fn(|cx| {
+            conn.poll_status(cx, |status, closed| {
+                if closed {
+                    Some(false)
+                } else {
+                    status.ready.contains(&id).then_some(true)
+                }
+            })
+        })
+        .await;
+        if !open {
+            return;
+        }
+        let command = match upload.source.next_chunk().await {
+            Some(Ok(piece)) if piece.is_empty() => continue,
+            Some(Ok(piece)) => {
+                sent += piece.len() as u64;
+                Command::UploadPiece(id, piece)
+            }
+            Some(Err(error)) => Command::UploadFailed(id, ClientError::RequestBody(error)),
+            None => Command::UploadEnd(id),
+        };
+        let last = !matches!(command, Command::UploadPiece(..));
+        conn.status_mut().ready.retain(|&ready| ready != id);
+        if conn.post(command).is_err() || last {
+            return;
+        }
+        if upload.length.is_some_and(|declared| sent >= declared) {
+            let _ = conn.post(Command::UploadEnd(id));
+            return;
+        }
+    }
 }
 
 impl H2App {
+    /// Sends what waits while streams are free, and starts the upload pumps of streamed
+    /// bodies.
+    fn pump(
+        &mut self,
+        machine: &mut H2ClientConn,
+        ctx: &mut Context<'_>,
+        mailbox: &Mailbox<Command, UploadStatus>,
+    ) {
+        self.pump_waiting(machine);
+        for (id, upload) in self.uploads.drain(..) {
+            self.uploading.push(id);
+            ctx.handle()
+                .spawn_local(pump_upload(mailbox.sender(), id, upload));
+        }
+    }
+
     /// Sends what waits while streams are free.
-    fn pump(&mut self, machine: &mut H2ClientConn) {
+    fn pump_waiting(&mut self, machine: &mut H2ClientConn) {
         while machine.can_open() {
             let Some(send) = self.waiting.pop_front() else {
                 return;
@@ -141,9 +217,22 @@ impl H2App {
             headers: &request.headers,
         };
         let body = request.body.clone();
-        match machine.send_request(parts, body.is_empty()) {
+        let streamed = request.body_stream.as_ref().and_then(|stream| {
+            Some(super::body::Upload {
+                length: stream.length(),
+                source: stream.take()?,
+            })
+        });
+        let end_stream = body.is_empty() && streamed.is_none() && request.body_stream.is_none();
+        match machine.send_request(parts, end_stream) {
             Ok(id) => {
-                if !body.is_empty() {
+                if let Some(upload) = streamed {
+                    self.uploads.push((id, upload));
+                } else if request.body_stream.is_some() {
+                    // A streamed body already taken (a refused stream sent again): it
+                    // cannot be read twice.
+                    let _ = machine.finish(id, None);
+                } else if !body.is_empty() {
                     // The stream is new and open: these cannot fail.
                     let _ = machine.send_body(id, body);
                     let _ = machine.finish(id, None);
@@ -187,7 +276,7 @@ impl H2App {
         id: u32,
         data: bytes::Bytes,
         ctx: &mut Context<'_>,
-        mailbox: &Mailbox<Command>,
+        mailbox: &Mailbox<Command, UploadStatus>,
     ) {
         let n = data.len();
         let Some(receiving) = self.streams.get_mut(&id) else {
@@ -226,13 +315,13 @@ impl H2App {
 
 impl Application<H2ClientConn> for H2App {
     type Command = Command;
-    type Status = ();
+    type Status = UploadStatus;
 
     fn connected(
         &mut self,
         machine: &mut H2ClientConn,
         ctx: &mut Context<'_>,
-        _mailbox: &Mailbox<Command>,
+        mailbox: &Mailbox<Command, UploadStatus>,
     ) {
         if self.tls && ctx.tls().and_then(|t| t.alpn.as_deref()) != Some(ALPN_H2) {
             // RFC 9113 §3.2: HTTP/2 over TLS is what ALPN "h2" picked, nothing else.
@@ -240,7 +329,7 @@ impl Application<H2ClientConn> for H2App {
             ctx.close();
             return;
         }
-        self.pump(machine);
+        self.pump(machine, ctx, mailbox);
     }
 
     fn event(
@@ -248,7 +337,7 @@ impl Application<H2ClientConn> for H2App {
         machine: &mut H2ClientConn,
         event: ClientEvent,
         ctx: &mut Context<'_>,
-        mailbox: &Mailbox<Command>,
+        mailbox: &Mailbox<Command, UploadStatus>,
     ) {
         match event {
             ClientEvent::Response { id, head, .. } => {
@@ -283,10 +372,10 @@ impl Application<H2ClientConn> for H2App {
                 }
             }
         }
-        self.pump(machine);
+        self.pump(machine, ctx, mailbox);
     }
 
-    fn command(&mut self, machine: &mut H2ClientConn, command: Command, _ctx: &mut Context<'_>) {
+    fn command(&mut self, machine: &mut H2ClientConn, command: Command, ctx: &mut Context<'_>) {
         match command {
             Command::Send(send) => {
                 if let Some(failure) = &self.failed {
@@ -297,8 +386,41 @@ impl Application<H2ClientConn> for H2App {
             }
             Command::Resume(id, n) => machine.release_body(id, n),
             Command::Cancel(id) => self.abandon(machine, id, ClientError::Closed),
+            Command::UploadPiece(id, piece) => {
+                if machine.send_body(id, piece).is_err() {
+                    self.abandon(machine, id, ClientError::Closed);
+                }
+            }
+            Command::UploadEnd(id) => {
+                let _ = machine.finish(id, None);
+            }
+            Command::UploadFailed(id, error) => self.abandon(machine, id, error),
         }
-        self.pump(machine);
+        // Commands carry no mailbox: new uploads start at the next event or settle.
+        let _ = ctx;
+        self.pump_waiting(machine);
+    }
+
+    fn settled(
+        &mut self,
+        machine: &mut H2ClientConn,
+        ctx: &mut Context<'_>,
+        mailbox: &Mailbox<Command, UploadStatus>,
+    ) {
+        self.pump(machine, ctx, mailbox);
+        let streams = &self.streams;
+        self.uploading.retain(|id| streams.contains_key(id));
+        {
+            let mut status = mailbox.status_mut();
+            status.ready.clear();
+            status.ready.extend(
+                self.uploading
+                    .iter()
+                    .copied()
+                    .filter(|&id| machine.is_ready(id)),
+            );
+        }
+        mailbox.wake_waiters();
     }
 
     fn lost(&mut self, _machine: &mut H2ClientConn, _ctx: &mut Context<'_>, reason: LostReason) {
@@ -329,7 +451,7 @@ pub struct H2Target {
 /// An HTTP/2 connection carrying many requests at once (see the module docs).
 #[derive(Clone)]
 pub struct H2Connection {
-    sender: MailboxSender<Command>,
+    sender: MailboxSender<Command, UploadStatus>,
     /// The connect call itself failed (no callbacks will come): each request gets its
     /// error.
     opened: Rc<RefCell<Option<Failure>>>,
@@ -388,6 +510,8 @@ impl H2Connection {
             waiting: VecDeque::new(),
             streams: HashMap::new(),
             failed: None,
+            uploads: Vec::new(),
+            uploading: Vec::new(),
         };
         let adapter = Adapter::new(H2ClientConn::new(config), app);
         let sender = adapter.sender();

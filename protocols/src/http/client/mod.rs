@@ -361,7 +361,7 @@ impl HttpClient {
                     .zip(connector.as_ref())
                     .map(|(target, connector)| TlsKey::new(target.server_name.clone(), connector)),
             };
-            if request.http2 && request.body_stream.is_none() {
+            if request.http2 {
                 let mut request = request;
                 if let Some(agent) = &client.config.user_agent
                     && !request.headers.contains("user-agent")

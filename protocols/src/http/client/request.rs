@@ -52,7 +52,7 @@ pub struct ClientRequest {
     /// Send over HTTP/2: h2c with prior knowledge for plaintext, ALPN `h2` over TLS (the
     /// connector must offer `h2`; a server that picks anything else fails the request
     /// with [`ClientError::Http2NotNegotiated`]). One connection per server carries every
-    /// such request at once. Ignored for a request with a `body_stream` (HTTP/1.1).
+    /// such request at once; a `body_stream` is pulled as the server's window opens.
     pub http2: bool,
 }
 
