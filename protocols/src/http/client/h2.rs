@@ -229,8 +229,8 @@ impl H2App {
                 if let Some(upload) = streamed {
                     self.uploads.push((id, upload));
                 } else if request.body_stream.is_some() {
-                    // A streamed body already taken (a refused stream sent again): it
-                    // cannot be read twice.
+                    // The body source is gone (never the case: a stream with a streamed
+                    // body is not sent again): end it empty rather than hang.
                     let _ = machine.finish(id, None);
                 } else if !body.is_empty() {
                     // The stream is new and open: these cannot fail.
@@ -359,8 +359,10 @@ impl Application<H2ClientConn> for H2App {
             ClientEvent::Reset { id, code } => {
                 if let Some(receiving) = self.streams.remove(&id) {
                     let mut send = receiving.send;
+                    // A streamed body was taken by its pump: it cannot be sent twice.
                     if code == ErrorCode::REFUSED_STREAM
                         && !receiving.got_head
+                        && send.request.body_stream.is_none()
                         && send.refused < MAX_REFUSED
                     {
                         send.refused += 1;
