@@ -77,14 +77,22 @@ impl BodySource for Pieces {
     }
 }
 
-/// Awaits each future in turn (they were all sent when made: the requests are in flight
-/// together).
-async fn all<T>(futures: Vec<impl std::future::Future<Output = T>>) -> Vec<T> {
-    let mut out = Vec::with_capacity(futures.len());
-    for future in futures {
-        out.push(future.await);
+/// Runs the futures as tasks of `reactor`, all at once, and awaits them in order.
+fn all<T: 'static>(
+    reactor: &mut Reactor,
+    futures: Vec<impl std::future::Future<Output = T> + 'static>,
+) -> impl std::future::Future<Output = Vec<T>> + 'static {
+    let tasks: Vec<_> = futures
+        .into_iter()
+        .map(|f| reactor.spawn_local(f))
+        .collect();
+    async move {
+        let mut out = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            out.push(task.await.expect("the task ran"));
+        }
+        out
     }
-    out
 }
 
 fn text(response: &ringwork_protocols::http::client::ClientResponse) -> String {
@@ -110,7 +118,7 @@ ringwork::platform::test_all_backends! {
                     conn.request(request)
                 })
                 .collect();
-            let responses = block_on(&mut reactor, all(requests));
+            let responses = { let all = all(&mut reactor, requests); block_on(&mut reactor, all) };
             for (i, response) in responses.into_iter().enumerate() {
                 let response = response.unwrap_or_else(|e| panic!("request {i} to {addr}: {e}"));
                 assert_eq!(response.head.status, 200);
@@ -144,7 +152,7 @@ ringwork::platform::test_all_backends! {
                     client.request(request)
                 })
                 .collect();
-            let responses = block_on(&mut reactor, all(requests));
+            let responses = { let all = all(&mut reactor, requests); block_on(&mut reactor, all) };
             for (i, response) in responses.into_iter().enumerate() {
                 let response = response.unwrap_or_else(|e| panic!("{url} request {i}: {e}"));
                 assert_eq!(text(&response), format!("GET /c/{i} "));
@@ -180,6 +188,38 @@ ringwork::platform::test_all_backends! {
         assert_eq!(stats.requests_sent, 63, "{stats:?}");
     }
 
+    fn a_refused_stream_with_a_streamed_body_fails_instead_of_going_again_empty(backend: BackendChoice) {
+        let Some(mut reactor) = reactor(backend) else { return };
+        let mut config = ServerConfig::default();
+        config.http2.max_concurrent_streams = 1;
+        let plain = reactor
+            .listen_tcp(SocketAddr::from(([127, 0, 0, 1], 0)), HttpServer::new(echo, config))
+            .expect("listen");
+        let client = HttpClient::new(reactor.handle(), ClientConfig::default());
+        // Two uploads sent before the server's SETTINGS arrive: the second is refused.
+        let uploads: Vec<_> = (0..2)
+            .map(|_| {
+                let pieces = (0..4).map(|_| Bytes::from(vec![b'u'; 1000])).collect();
+                let request = ClientRequest::from_url(&format!("http://{plain}/up"))
+                    .expect("url")
+                    .method(Method::Post)
+                    .body_stream(StreamBody::new(Pieces(pieces), None))
+                    .over_http2(true);
+                client.request(request)
+            })
+            .collect();
+        let results = { let all = all(&mut reactor, uploads); block_on(&mut reactor, all) };
+        let mut refused = 0;
+        for result in results {
+            match result {
+                Ok(response) => assert_eq!(response.body.len(), "POST /up ".len() + 4000, "an upload went through short"),
+                Err(ClientError::Http2Reset { code: 7 }) => refused += 1,
+                Err(error) => panic!("{error}"),
+            }
+        }
+        assert_eq!(refused, 1);
+    }
+
     fn a_tls_server_without_h2_is_refused(backend: BackendChoice) {
         let Some(mut reactor) = reactor(backend) else { return };
         let ca = TestCa::new();
@@ -205,7 +245,7 @@ ringwork::platform::test_all_backends! {
                 conn.request(ClientRequest::get(nginx.addr, path))
             })
             .collect();
-        let responses = block_on(&mut reactor, all(requests));
+        let responses = { let all = all(&mut reactor, requests); block_on(&mut reactor, all) };
         for (i, response) in responses.into_iter().enumerate() {
             let response = response.unwrap_or_else(|e| panic!("request {i}: {e}"));
             assert_eq!(response.head.status, 200);
