@@ -127,6 +127,8 @@ struct Core {
     pools: RefCell<Vec<UpstreamPool>>,
     /// Per pool (same index): TLS to its servers, `None` for plaintext.
     tls: Vec<Option<PoolTls>>,
+    /// Per pool (same index): HTTP/2 to its servers.
+    http2: Vec<bool>,
     forwarded: ForwardedMode,
     proto: String,
 }
@@ -141,8 +143,14 @@ struct PoolTls {
 }
 
 impl PoolTls {
-    fn new(name: &str, tls: &UpstreamTls, servers: &[ServerAddr], config: &ProxyConfig) -> Self {
-        let connector = tls.connector(config.timeouts.connect).map_err(|error| {
+    fn new(
+        name: &str,
+        tls: &UpstreamTls,
+        servers: &[ServerAddr],
+        http2: bool,
+        config: &ProxyConfig,
+    ) -> Self {
+        let connector = tls.connector(config.timeouts.connect, http2).map_err(|error| {
             tracing::error!(upstream = %name, %error, "cannot build the upstream TLS connector");
             Arc::new(error)
         });
@@ -189,7 +197,7 @@ impl ReverseProxy {
             .iter()
             .map(|u| {
                 let tls = u.tls.as_ref()?;
-                Some(PoolTls::new(&u.name, tls, &u.servers, config))
+                Some(PoolTls::new(&u.name, tls, &u.servers, u.http2, config))
             })
             .collect();
         Self {
@@ -198,6 +206,7 @@ impl ReverseProxy {
                 routes: config.routes.clone(),
                 pools: RefCell::new(pools),
                 tls,
+                http2: config.upstreams.iter().map(|u| u.http2).collect(),
                 forwarded: config.forwarded,
                 proto: config.proto.clone(),
             }),
@@ -390,7 +399,8 @@ async fn forward(core: Rc<Core>, out: Outgoing, respond: Responder) {
                 }
             },
         };
-        let request = upstream_request(&out, &addr, tls);
+        let http2 = core.http2.get(out.upstream).copied().unwrap_or(false);
+        let request = upstream_request(&out, &addr, tls).over_http2(http2);
         let sink = ProxySink {
             down: Rc::clone(&down),
         };

@@ -93,7 +93,11 @@ impl UpstreamTls {
     /// # Errors
     /// No system roots could be loaded, the client key does not fit its certificate, or
     /// rustls refused the configuration.
-    pub fn connector(&self, handshake_timeout: Duration) -> Result<TlsConnector, TlsConfigError> {
+    pub fn connector(
+        &self,
+        handshake_timeout: Duration,
+        http2: bool,
+    ) -> Result<TlsConnector, TlsConfigError> {
         let client_cert = self
             .material
             .client_cert
@@ -108,7 +112,7 @@ impl UpstreamTls {
         };
         let mut builder = TlsConnector::builder()
             .roots(roots)
-            .alpn([ALPN_HTTP11])
+            .alpn([if http2 { &b"h2"[..] } else { ALPN_HTTP11 }])
             .handshake_timeout(handshake_timeout);
         if let Some((chain, key)) = client_cert {
             builder = builder.client_certificate(chain, key);
