@@ -770,8 +770,17 @@ strip_prefix = true
 /// a trailer, as a gRPC server does.
 fn grpc_like(request: Request, respond: Responder) {
     let version = format!("{:?}", request.version());
+    let te = request
+        .headers()
+        .get("te")
+        .map(<[u8]>::to_vec)
+        .unwrap_or_default();
     let body = request.body().clone();
-    let mut writer = respond.stream(Response::new(200).header("x-version", version));
+    let mut writer = respond.stream(
+        Response::new(200)
+            .header("x-version", version)
+            .header("x-te", te),
+    );
     writer.write(body);
     let mut trailers = Headers::new();
     trailers.append("grpc-status", "0");
@@ -801,5 +810,16 @@ ringwork::platform::test_all_backends! {
             let trailers = response.trailers.expect("trailers passed through");
             assert_eq!(trailers.get("grpc-status"), Some(&b"0"[..]));
         }
+        // HTTP/2 from the client too, as gRPC: a body without Content-Length and
+        // `te: trailers`, which an HTTP/2 pool passes on.
+        let request = ClientRequest::new(Method::Post, addr, "/svc/Method")
+            .header("te", "trailers")
+            .body(vec![b'g'; 70_000])
+            .over_http2(true);
+        let response = get(&mut reactor, &client, request).expect("proxied over h2 both ways");
+        assert_eq!(response.head.headers.get("x-version"), Some(&b"Http2"[..]));
+        assert_eq!(response.head.headers.get("x-te"), Some(&b"trailers"[..]));
+        assert_eq!(response.body.len(), 70_000);
+        assert_eq!(response.trailers.and_then(|t| t.get("grpc-status").map(<[u8]>::to_vec)), Some(b"0".to_vec()));
     }
 }

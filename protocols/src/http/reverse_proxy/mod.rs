@@ -54,7 +54,7 @@ pub use self::upstream_tls::UpstreamTls;
 use crate::http::client::{
     ClientConfig, ClientError, ClientRequest, Flow, HttpClient, ResponseSink, StreamBody, TlsTarget,
 };
-use crate::http::proto::{Headers, Method, RequestHead, ResponseHead};
+use crate::http::proto::{Headers, Method, RequestHead, ResponseHead, Version};
 use crate::http::server::{
     BodyWriter, Handler, HttpServer, Request, Responder, Response, ServerConfig,
 };
@@ -264,7 +264,20 @@ impl Handler for ReverseProxy {
             .get_str("content-length")
             .and_then(|v| v.trim().parse::<u64>().ok())
             .filter(|_| !chunked);
+        // gRPC needs `te: trailers` (RFC 9113 §8.2.2 lets HTTP/2 carry it); hop-by-hop for
+        // HTTP/1.1, so it goes on only to an HTTP/2 pool, and only if the client sent it.
+        let te_trailers = headers.has_token("te", "trailers");
         strip_hop_by_hop(&mut headers);
+        if te_trailers
+            && self
+                .core
+                .http2
+                .get(route.upstream)
+                .copied()
+                .unwrap_or(false)
+        {
+            headers.insert("te", Bytes::from_static(b"trailers"));
+        }
         headers.remove("expect");
         headers.remove("content-length");
         let forwarded_host = host.clone();
@@ -291,7 +304,9 @@ impl Handler for ReverseProxy {
         // Only a request with a body streams one: a GET (no framing fields) or
         // `Content-Length: 0` goes out whole, without the upload pump (and may be retried on
         // the next server).
-        let has_body = chunked || length.is_some_and(|n| n > 0);
+        // Over HTTP/2 a body needs no framing field: its stream exists only if DATA follows.
+        let has_body =
+            chunked || length.is_some_and(|n| n > 0) || request.version() == Version::Http2;
         let body = request
             .take_body_stream()
             .filter(|_| has_body)
