@@ -1,7 +1,8 @@
 //! Real HTTP clients that nobody here wrote against the `ringwork` binary: curl against
 //! `serve hello` (keep-alive) and `serve web --root` (a byte-for-byte static download,
 //! ranges, HEAD), over HTTP/1.1 and over HTTP/2 with prior knowledge on the same port (no
-//! flag: the preface decides). The in-process interop tests (the JSON echo handler, Python's
+//! flag: the preface decides); a real gRPC client and server (Python's grpcio) through
+//! `serve http-proxy` with an HTTP/2 pool. The in-process interop tests (the JSON echo handler, Python's
 //! http.client) are `protocols/tests/http_interop.rs`.
 //!
 //! curl must be installed: a missing one fails the test, naming
@@ -180,5 +181,44 @@ ringwork::platform::test_all_backends! {
         let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
         assert!(head.starts_with("http/2 200"), "{head}");
         assert!(head.contains("\r\ncontent-length: 3145728\r\n"), "{head}");
+    }
+
+    fn grpc_through_the_proxy_to_an_http2_pool(backend: BackendChoice) {
+        // A real gRPC server and client (Python's grpcio, scripts/install-h2-test-deps.sh):
+        // unary with trailing metadata and a server stream, through `serve http-proxy`
+        // whose pool speaks HTTP/2.
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/grpc_peer.py");
+        let mut server = Command::new("python3")
+            .args([script, "server"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 (scripts/install-h2-test-deps.sh installs grpcio)");
+        let mut line = String::new();
+        BufReader::new(server.stdout.take().expect("piped")).read_line(&mut line).expect("the server's port");
+        let port = line.trim().strip_prefix("port ").unwrap_or_else(|| {
+            let _ = server.kill();
+            panic!("grpc server did not start ({line:?}): install grpcio with scripts/install-h2-test-deps.sh")
+        }).to_owned();
+        let dir = TempDir::new("grpc-proxy");
+        let config = dir.0.join("proxy.toml");
+        std::fs::write(&config, format!(
+            "cores = 1\n[upstreams.grpc]\nservers = [\"127.0.0.1:{port}\"]\nhttp2 = true\n\n[[routes]]\nupstream = \"grpc\"\n"
+        )).expect("write the config");
+        let Some(proxy) = Cli::start(backend, &["http-proxy", "--config", path_str(&config)]) else {
+            let _ = server.kill();
+            return;
+        };
+        let out = run("python3", &[script, "client", &proxy.addr.to_string()]);
+        drop(server.stdin.take());
+        let _ = server.kill();
+        let _ = server.wait();
+        assert!(
+            out.status.success() && out.stdout == b"ok\n",
+            "grpc client through the proxy:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
