@@ -118,6 +118,16 @@ impl Drop for Cli {
 }
 
 /// A static tree: a 3 MiB file (streamed) and a small one.
+/// A child process killed and reaped on drop.
+struct Peer(Child);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn web_root(dir: &TempDir) -> String {
     std::fs::write(dir.0.join("big.bin"), pattern(3 * 1024 * 1024)).unwrap();
     std::fs::write(dir.0.join("digits.txt"), "0123456789".repeat(50)).unwrap();
@@ -188,17 +198,16 @@ ringwork::platform::test_all_backends! {
         // unary with trailing metadata and a server stream, through `serve http-proxy`
         // whose pool speaks HTTP/2.
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/grpc_peer.py");
-        let mut server = Command::new("python3")
+        let mut server = Peer(Command::new("python3")
             .args([script, "server"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("python3 (scripts/install-h2-test-deps.sh installs grpcio)");
+            .expect("python3 (scripts/install-h2-test-deps.sh installs grpcio)"));
         let mut line = String::new();
-        BufReader::new(server.stdout.take().expect("piped")).read_line(&mut line).expect("the server's port");
+        BufReader::new(server.0.stdout.take().expect("piped")).read_line(&mut line).expect("the server's port");
         let port = line.trim().strip_prefix("port ").unwrap_or_else(|| {
-            let _ = server.kill();
             panic!("grpc server did not start ({line:?}): install grpcio with scripts/install-h2-test-deps.sh")
         }).to_owned();
         let dir = TempDir::new("grpc-proxy");
@@ -206,14 +215,9 @@ ringwork::platform::test_all_backends! {
         std::fs::write(&config, format!(
             "cores = 1\n[upstreams.grpc]\nservers = [\"127.0.0.1:{port}\"]\nhttp2 = true\n\n[[routes]]\nupstream = \"grpc\"\n"
         )).expect("write the config");
-        let Some(proxy) = Cli::start(backend, &["http-proxy", "--config", path_str(&config)]) else {
-            let _ = server.kill();
-            return;
-        };
+        let Some(proxy) = Cli::start(backend, &["http-proxy", "--config", path_str(&config)]) else { return };
         let out = run("python3", &[script, "client", &proxy.addr.to_string()]);
-        drop(server.stdin.take());
-        let _ = server.kill();
-        let _ = server.wait();
+        drop(server);
         assert!(
             out.status.success() && out.stdout == b"ok\n",
             "grpc client through the proxy:\n{}{}",
