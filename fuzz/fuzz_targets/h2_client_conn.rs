@@ -42,7 +42,9 @@ impl Harness {
                     self.conn.release_body(id, data.len());
                     (id, false)
                 }
-                ClientEvent::End { id, .. } | ClientEvent::Reset { id, .. } => (id, true),
+                ClientEvent::End { id, .. }
+                | ClientEvent::Reset { id, .. }
+                | ClientEvent::TimedOut { id } => (id, true),
                 _ => continue,
             };
             assert!(self.open.contains(&id) || self.ended.contains(&id), "event for unknown stream {id}");

@@ -27,8 +27,16 @@ use ringwork_protocols::http::server::{
     ALPN_H2, HttpServer, Request, Responder, Response, ServerConfig,
 };
 
-/// Echoes the method, path and body.
+/// Echoes the method, path and body; `/hang` answers after a minute.
 fn echo(request: Request, respond: Responder) {
+    if request.path() == b"/hang" {
+        let handle = request.handle().clone();
+        request.handle().spawn_local(async move {
+            let _ = handle.sleep(std::time::Duration::from_secs(60)).await;
+            respond.send(Response::new(200));
+        });
+        return;
+    }
     let text = format!(
         "{} {} ",
         String::from_utf8_lossy(request.method().as_bytes()),
@@ -218,6 +226,22 @@ ringwork::platform::test_all_backends! {
             }
         }
         assert_eq!(refused, 1);
+    }
+
+    fn http_client_response_timeout_over_http2(backend: BackendChoice) {
+        let Some(mut reactor) = reactor(backend) else { return };
+        let ca = TestCa::new();
+        let (plain, _) = servers(&mut reactor, &ca.server(&["localhost"]), &[ALPN_H2]);
+        let mut config = ClientConfig::default();
+        config.response_timeout = std::time::Duration::from_millis(300);
+        let client = HttpClient::new(reactor.handle(), config);
+        let hang = ClientRequest::get(plain, "/hang").over_http2(true);
+        let result = block_on(&mut reactor, client.request(hang));
+        assert!(matches!(result, Err(ClientError::ResponseTimeout { .. })), "{result:?}");
+        // The connection goes on.
+        let ok = block_on(&mut reactor, client.request(ClientRequest::get(plain, "/ok").over_http2(true))).expect("after a timeout");
+        assert_eq!(text(&ok), "GET /ok ");
+        assert_eq!(client.stats().connections_opened, 1);
     }
 
     fn a_tls_server_without_h2_is_refused(backend: BackendChoice) {

@@ -115,6 +115,7 @@ struct H2App {
     addr: SocketAddr,
     tls: bool,
     max_body: u64,
+    response_timeout: Option<std::time::Duration>,
     /// Requests waiting for a free stream (the server's limit).
     waiting: VecDeque<Send>,
     streams: HashMap<u32, Receiving>,
@@ -356,6 +357,15 @@ impl Application<H2ClientConn> for H2App {
                     }
                 }
             }
+            ClientEvent::TimedOut { id } => {
+                if let Some(receiving) = self.streams.remove(&id) {
+                    let timeout = self.response_timeout.unwrap_or_default();
+                    receiving
+                        .send
+                        .exchange
+                        .fail(ClientError::ResponseTimeout { timeout }, false);
+                }
+            }
             ClientEvent::Reset { id, code } => {
                 if let Some(receiving) = self.streams.remove(&id) {
                     let mut send = receiving.send;
@@ -448,6 +458,8 @@ pub struct H2Target {
     pub host: Option<String>,
     /// TLS: a connector that offers ALPN `h2`, and the server name to verify.
     pub tls: Option<(TlsConnector, ringwork::tls::ServerName<'static>)>,
+    /// How long a request may wait for its response head (`None`: forever).
+    pub response_timeout: Option<std::time::Duration>,
 }
 
 /// An HTTP/2 connection carrying many requests at once (see the module docs).
@@ -487,6 +499,7 @@ impl H2Connection {
                 addr,
                 host: None,
                 tls,
+                response_timeout: None,
             },
             config,
             max_body,
@@ -509,13 +522,16 @@ impl H2Connection {
             addr,
             tls: target.tls.is_some(),
             max_body,
+            response_timeout: target.response_timeout,
             waiting: VecDeque::new(),
             streams: HashMap::new(),
             failed: None,
             uploads: Vec::new(),
             uploading: Vec::new(),
         };
-        let adapter = Adapter::new(H2ClientConn::new(config), app);
+        let mut machine = H2ClientConn::new(config);
+        machine.set_response_timeout(target.response_timeout);
+        let adapter = Adapter::new(machine, app);
         let sender = adapter.sender();
         let opened = Rc::new(RefCell::new(None));
         let failed = Rc::clone(&opened);

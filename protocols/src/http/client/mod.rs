@@ -424,6 +424,7 @@ fn h2_connection(
         addr: request.addr,
         host: request.host.clone(),
         tls,
+        response_timeout: Some(client.config.response_timeout),
     };
     let conn = h2::H2Connection::open_target(
         &client.handle,

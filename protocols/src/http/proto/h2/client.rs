@@ -21,7 +21,7 @@
 //! [`H2ServerConn`]: super::H2ServerConn
 
 use std::collections::{HashMap, VecDeque};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
@@ -67,6 +67,12 @@ pub enum ClientEvent {
         id: u32,
         /// Trailer fields.
         trailers: Option<Headers>,
+    },
+    /// Stream `id` got no response head within the response timeout
+    /// ([`H2ClientConn::set_response_timeout`]); it was reset (CANCEL).
+    TimedOut {
+        /// The stream.
+        id: u32,
     },
     /// Stream `id` failed: reset by the server (its code), refused by its GOAWAY
     /// (REFUSED_STREAM: the request was not processed, safe to send again), or ended by a
@@ -132,6 +138,8 @@ struct ClientStream {
     got_head: bool,
     /// END_STREAM arrived.
     recv_done: bool,
+    /// When the response head must have arrived by.
+    deadline: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -161,6 +169,10 @@ pub struct H2ClientConn {
     settings_acked: bool,
     goaway: Option<u32>,
     control: Bucket,
+    response_timeout: Option<Duration>,
+    /// Streams opened since the clock was last seen: their deadlines start at the next
+    /// instant that comes in.
+    undated: Vec<u32>,
     scratch: BytesMut,
     events: VecDeque<ClientEvent>,
     out: Output,
@@ -206,6 +218,8 @@ impl H2ClientConn {
             got_settings: false,
             settings_acked: false,
             goaway: None,
+            response_timeout: None,
+            undated: Vec::new(),
             scratch: BytesMut::new(),
             events: VecDeque::new(),
             out: Output::new(),
@@ -216,6 +230,12 @@ impl H2ClientConn {
             close_polled: false,
             unsettled: false,
         }
+    }
+
+    /// How long a request may wait for its response head (`None`: forever, the default);
+    /// past it the stream is reset and [`ClientEvent::TimedOut`] reported.
+    pub fn set_response_timeout(&mut self, timeout: Option<Duration>) {
+        self.response_timeout = timeout;
     }
 
     /// Whether a request may be sent now (a stream is free and the connection is open).
@@ -311,8 +331,12 @@ impl H2ClientConn {
                 unacked: 0,
                 got_head: false,
                 recv_done: false,
+                deadline: None,
             },
         );
+        if self.response_timeout.is_some() {
+            self.undated.push(id);
+        }
         Ok(id)
     }
 
@@ -669,6 +693,7 @@ impl H2ClientConn {
             return;
         }
         stream.got_head = true;
+        stream.deadline = None;
         self.events.push_back(ClientEvent::Response {
             id,
             head,
@@ -818,6 +843,19 @@ impl H2ClientConn {
         }
     }
 
+    /// Starts the response deadlines of streams opened since the clock was last seen.
+    fn date_streams(&mut self, now: Instant) {
+        let Some(timeout) = self.response_timeout else {
+            self.undated.clear();
+            return;
+        };
+        for id in self.undated.drain(..) {
+            if let Some(stream) = self.streams.get_mut(&id) {
+                stream.deadline = Some(now + timeout);
+            }
+        }
+    }
+
     fn settle(&mut self) {
         self.unsettled = false;
         if self.close.is_some() || self.lost {
@@ -874,7 +912,25 @@ impl Machine for H2ClientConn {
         self.settle();
     }
 
-    fn handle_timeout(&mut self, _now: Instant) {}
+    fn handle_timeout(&mut self, now: Instant) {
+        self.date_streams(now);
+        if self.close.is_some() || self.lost {
+            return;
+        }
+        let mut expired: Vec<u32> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| s.deadline.is_some_and(|at| at <= now))
+            .map(|(&id, _)| id)
+            .collect();
+        expired.sort_unstable();
+        for id in expired {
+            self.streams.remove(&id);
+            self.emit(|buf| frame::encode_rst_stream(buf, id, ErrorCode::CANCEL));
+            self.events.push_back(ClientEvent::TimedOut { id });
+        }
+        self.settle();
+    }
 
     fn handle_writable(&mut self, writable: bool, _now: Instant) {
         self.writable = writable;
@@ -899,7 +955,8 @@ impl Machine for H2ClientConn {
         self.out.clear();
     }
 
-    fn poll_transmit(&mut self, _now: Instant) -> Option<Bytes> {
+    fn poll_transmit(&mut self, now: Instant) -> Option<Bytes> {
+        self.date_streams(now);
         if self.unsettled || (self.out.is_empty() && !self.sendable.is_empty()) {
             self.settle();
         }
@@ -923,7 +980,10 @@ impl Machine for H2ClientConn {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        None
+        if self.close.is_some() || self.lost {
+            return None;
+        }
+        self.streams.values().filter_map(|s| s.deadline).min()
     }
 
     fn wants_input(&self) -> bool {

@@ -45,6 +45,9 @@ fn on_client(
             entry.trailers = trailers;
         }
         ClientEvent::Reset { id, code } => got.entry(id).or_default().reset = Some(code),
+        ClientEvent::TimedOut { id } => {
+            got.entry(id).or_default().reset = Some(ErrorCode::CANCEL);
+        }
     }
 }
 
@@ -302,4 +305,53 @@ fn faulty_links_deliver_every_answer() {
             }
         }
     }
+}
+
+#[test]
+fn a_request_without_a_response_head_in_time_times_out_and_is_reset() {
+    let mut client = H2ClientConn::new(H2Config::default());
+    client.set_response_timeout(Some(Duration::from_secs(5)));
+    let mut pair = Pair::new(client, H2ServerConn::new(&ServerConfig::default()));
+    let headers = Headers::new();
+    let slow = pair
+        .client
+        .send_request(get(b"/slow", &headers), true)
+        .unwrap();
+    let fast = pair
+        .client
+        .send_request(get(b"/fast", &headers), true)
+        .unwrap();
+    pair.drive();
+    // The server answers only the second.
+    let requests: Vec<ServerEvent> = std::iter::from_fn(|| pair.server.poll_event()).collect();
+    assert_eq!(requests.len(), 2);
+    pair.server
+        .send_response(RequestId(u64::from(fast)), Response::text("fast"))
+        .unwrap();
+    pair.drive();
+    let mut got = BTreeMap::new();
+    let mut handler = on_client(&mut got);
+    let now = pair.now();
+    while let Some(event) = pair.client.poll_event() {
+        handler(&mut pair.client, event, now);
+    }
+    drop(handler);
+    assert!(got[&fast].ended);
+    assert_eq!(
+        pair.client.poll_timeout(),
+        Some(pair.now() + Duration::from_secs(5))
+    );
+    pair.advance(Duration::from_secs(6));
+    let events: Vec<ClientEvent> = std::iter::from_fn(|| pair.client.poll_event()).collect();
+    assert!(
+        matches!(events[..], [ClientEvent::TimedOut { id }] if id == slow),
+        "{events:?}"
+    );
+    // The server saw the stream reset: answering it now is refused.
+    assert!(
+        pair.server
+            .send_response(RequestId(u64::from(slow)), Response::text("late"))
+            .is_err()
+    );
+    assert_eq!(pair.client.poll_timeout(), None);
 }
