@@ -94,6 +94,7 @@ fuzz_target!(|data: &[u8]| {
         ended: BTreeSet::new(),
         closed: false,
     };
+    h.conn.set_response_timeout(Some(Duration::from_secs(2)));
     h.conn.handle_connected(h.now);
     h.drain();
     let mut script = data.iter().copied();
