@@ -244,6 +244,28 @@ ringwork::platform::test_all_backends! {
         assert_eq!(client.stats().connections_opened, 1);
     }
 
+    fn http_client_falls_back_to_http1_when_tls_does_not_pick_h2(backend: BackendChoice) {
+        let Some(mut reactor) = reactor(backend) else { return };
+        let ca = TestCa::new();
+        let (_, tls) = servers(&mut reactor, &ca.server(&["localhost"]), &[b"http/1.1"]);
+        let client = HttpClient::new(reactor.handle(), ClientConfig::default());
+        client.set_tls_connector(connector(&ca, &["h2", "http/1.1"]));
+        for i in 0..3 {
+            let mut request = ClientRequest::from_url(&format!("https://localhost:{}/f/{i}", tls.port()))
+                .expect("url")
+                .over_http2(true);
+            request.addr = tls;
+            request.host = None;
+            let response = block_on(&mut reactor, client.request(request)).expect("over HTTP/1.1");
+            assert_eq!(text(&response), format!("GET /f/{i} "));
+            assert_eq!(response.head.version, ringwork_protocols::http::proto::Version::Http11);
+        }
+        // One refused HTTP/2 attempt, then one HTTP/1.1 connection for the three requests.
+        let stats = client.stats();
+        assert_eq!(stats.connections_opened, 2, "{stats:?}");
+        assert_eq!(stats.reused, 2, "{stats:?}");
+    }
+
     fn a_tls_server_without_h2_is_refused(backend: BackendChoice) {
         let Some(mut reactor) = reactor(backend) else { return };
         let ca = TestCa::new();

@@ -254,11 +254,13 @@ impl H2App {
 
     fn fail(&mut self, failure: Failure) {
         let addr = self.addr;
+        // Not negotiated: nothing was sent, the caller may go over HTTP/1.1 instead.
+        let retryable = matches!(failure, Failure::NotNegotiated);
         for send in self.waiting.drain(..) {
-            send.exchange.fail(failure.error(addr), false);
+            send.exchange.fail(failure.error(addr), retryable);
         }
         for (_, receiving) in self.streams.drain() {
-            receiving.send.exchange.fail(failure.error(addr), false);
+            receiving.send.exchange.fail(failure.error(addr), retryable);
         }
         self.failed = Some(failure);
     }
@@ -391,7 +393,8 @@ impl Application<H2ClientConn> for H2App {
         match command {
             Command::Send(send) => {
                 if let Some(failure) = &self.failed {
-                    send.exchange.fail(failure.error(self.addr), false);
+                    let retryable = matches!(failure, Failure::NotNegotiated);
+                    send.exchange.fail(failure.error(self.addr), retryable);
                     return;
                 }
                 self.waiting.push_back(*send);
@@ -595,6 +598,23 @@ impl H2Connection {
         request: ClientRequest,
         sink: S,
     ) -> impl Future<Output = Result<S, ClientError>> + 'static {
+        let outcome = self.send(request, sink);
+        async move {
+            match outcome.await {
+                Outcome::Done(sink) => Ok(sink),
+                Outcome::Failed { error, .. } => Err(error),
+            }
+        }
+    }
+
+    /// [`H2Connection::request_with`] with the outcome as the client's retry logic needs
+    /// it: a request the server never saw because it did not negotiate `h2` gives its sink
+    /// back (`retry`), for HTTP/1.1.
+    pub(crate) fn send<S: ResponseSink>(
+        &self,
+        request: ClientRequest,
+        sink: S,
+    ) -> impl Future<Output = Outcome<S>> + 'static {
         let (deferred, resolver) = Deferred::new();
         let addr = self.addr;
         let refused = match self.opened.borrow().as_ref() {
@@ -618,16 +638,18 @@ impl H2Connection {
         let opened = Rc::clone(&self.opened);
         async move {
             if let Some(error) = refused {
-                return Err(error);
+                return Outcome::Failed { error, retry: None };
             }
             match deferred.await {
-                Ok(Outcome::Done(sink)) => Ok(sink),
-                Ok(Outcome::Failed { error, .. }) => Err(error),
+                Ok(outcome) => outcome,
                 // The connection was dropped unopened: its connect error, if known.
-                Err(_) => Err(opened
-                    .borrow()
-                    .as_ref()
-                    .map_or(ClientError::Closed, |failure| failure.error(addr))),
+                Err(_) => Outcome::Failed {
+                    error: opened
+                        .borrow()
+                        .as_ref()
+                        .map_or(ClientError::Closed, |failure| failure.error(addr)),
+                    retry: None,
+                },
             }
         }
     }

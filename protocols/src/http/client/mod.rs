@@ -220,6 +220,8 @@ pub(crate) struct Inner {
     pub(crate) stopping: Cell<bool>,
     /// The HTTP/2 connection of each server that requests over HTTP/2 went to.
     h2: RefCell<std::collections::HashMap<PoolKey, h2::H2Connection>>,
+    /// TLS servers that did not pick `h2` by ALPN: their HTTP/2 requests go over HTTP/1.1.
+    no_h2: RefCell<std::collections::HashSet<PoolKey>>,
 }
 
 impl Inner {
@@ -243,6 +245,7 @@ impl HttpClient {
                 stats: Cell::new(ClientStats::default()),
                 stopping: Cell::new(false),
                 h2: RefCell::new(std::collections::HashMap::new()),
+                no_h2: RefCell::new(std::collections::HashSet::new()),
             }),
         }
     }
@@ -361,18 +364,31 @@ impl HttpClient {
                     .zip(connector.as_ref())
                     .map(|(target, connector)| TlsKey::new(target.server_name.clone(), connector)),
             };
-            if request.http2 {
-                let mut request = request;
-                if let Some(agent) = &client.config.user_agent
-                    && !request.headers.contains("user-agent")
-                {
-                    request.headers.append("user-agent", agent.clone());
-                }
-                let conn = h2_connection(&client, &key, &request, connector.as_ref());
-                client.count(|s| s.requests_sent += 1);
-                return conn.request_with(request, sink).await;
-            }
             let mut sink = sink;
+            if request.http2 && !client.no_h2.borrow().contains(&key) {
+                let mut h2_request = request.clone();
+                if let Some(agent) = &client.config.user_agent
+                    && !h2_request.headers.contains("user-agent")
+                {
+                    h2_request.headers.append("user-agent", agent.clone());
+                }
+                let conn = h2_connection(&client, &key, &h2_request, connector.as_ref());
+                client.count(|s| s.requests_sent += 1);
+                match conn.send(h2_request, sink).await {
+                    Outcome::Done(sink) => return Ok(sink),
+                    // The TLS server picked HTTP/1.1 by ALPN (nothing was sent): this and
+                    // later requests to it go over HTTP/1.1.
+                    Outcome::Failed {
+                        error: ClientError::Http2NotNegotiated { .. },
+                        retry: Some(again),
+                    } => {
+                        client.no_h2.borrow_mut().insert(key.clone());
+                        client.h2.borrow_mut().remove(&key);
+                        sink = again;
+                    }
+                    Outcome::Failed { error, .. } => return Err(error),
+                }
+            }
             let mut fresh = false;
             loop {
                 let lease = pool::acquire(&client, &key, fresh).await;

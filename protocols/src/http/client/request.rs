@@ -50,8 +50,8 @@ pub struct ClientRequest {
     /// chunked), instead of `body`.
     pub body_stream: Option<StreamBody>,
     /// Send over HTTP/2: h2c with prior knowledge for plaintext, ALPN `h2` over TLS (the
-    /// connector must offer `h2`; a server that picks anything else fails the request
-    /// with [`ClientError::Http2NotNegotiated`]). One connection per server carries every
+    /// connector must offer `h2`; a server that picks `http/1.1` instead gets this and
+    /// later requests over HTTP/1.1). One connection per server carries every
     /// such request at once; a `body_stream` is pulled as the server's window opens.
     pub http2: bool,
 }
