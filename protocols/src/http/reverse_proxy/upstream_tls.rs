@@ -112,7 +112,13 @@ impl UpstreamTls {
         };
         let mut builder = TlsConnector::builder()
             .roots(roots)
-            .alpn([if http2 { &b"h2"[..] } else { ALPN_HTTP11 }])
+            // An HTTP/2 pool offers h2 first, http/1.1 for servers that do not speak it
+            // (the client then goes over HTTP/1.1 to them).
+            .alpn(if http2 {
+                vec![&b"h2"[..], ALPN_HTTP11]
+            } else {
+                vec![ALPN_HTTP11]
+            })
             .handshake_timeout(handshake_timeout);
         if let Some((chain, key)) = client_cert {
             builder = builder.client_certificate(chain, key);
