@@ -12,7 +12,7 @@
 //! SETTINGS arrive); the answer comes as [`ClientEvent::Response`], then
 //! [`ClientEvent::Body`] pieces (release them with [`H2ClientConn::release_body`]) and
 //! [`ClientEvent::End`], or [`ClientEvent::Reset`] when the stream fails.
-//! Does not: pool connections, resolve names, time out requests (the glue does), or accept
+//! Does not: pool connections, resolve names, or accept
 //! pushes (SETTINGS_ENABLE_PUSH is 0, so a PUSH_PROMISE is a PROTOCOL_ERROR).
 //! Spec: RFC 9113. Tests: `client/tests.rs` (Pair tests against [`H2ServerConn`]:
 //! multiplexing, limits, bodies and windows both ways, trailers, resets, GOAWAY, faulty
