@@ -24,6 +24,9 @@ pub struct Cli {
 pub enum Command {
     /// HTTP/1.1 requests (keep-alive, optional pipelining).
     Http(HttpArgs),
+    /// HTTP/2 requests, -m streams in flight per connection (h2c with prior knowledge for
+    /// http://, ALPN h2 for https://).
+    H2(H2Args),
     /// TCP echo / ping-pong of fixed-size messages.
     Tcp(TcpArgs),
     /// UDP request/response datagrams with a per-datagram timeout.
@@ -170,6 +173,33 @@ pub struct HttpArgs {
     /// Open a new connection every N requests (default: keep-alive).
     #[arg(long)]
     pub reconnect_every: Option<u64>,
+}
+
+/// `h2` options.
+#[derive(Args, Debug)]
+pub struct H2Args {
+    /// The URL (`http://host[:port]/path`: h2c with prior knowledge; `https://`: TLS with
+    /// ALPN h2).
+    pub url: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub tls: TlsArgs,
+    /// Request method.
+    #[arg(short = 'X', long, default_value = "GET")]
+    pub method: String,
+    /// Extra header, `Name: value` (repeatable).
+    #[arg(short = 'H', long = "header")]
+    pub headers: Vec<String>,
+    /// Request body (at most 16 KiB).
+    #[arg(long)]
+    pub body: Option<String>,
+    /// Streams in flight per connection (h2load's -m); keep it within the server's
+    /// SETTINGS_MAX_CONCURRENT_STREAMS.
+    #[arg(short = 'm', long, default_value_t = 1)]
+    pub streams: usize,
 }
 
 /// `tcp` options.

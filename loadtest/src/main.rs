@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use ringwork_loadtest::cli::{Cli, Command, CommonArgs, tcp_server_name};
 use ringwork_loadtest::dns::{DnsSession, QueryList};
 use ringwork_loadtest::http::HttpWorkload;
+use ringwork_loadtest::http::h2::H2Workload;
 use ringwork_loadtest::tcp::{EchoSession, message};
 use ringwork_loadtest::udp::SeqEchoSession;
 use ringwork_loadtest::{Report, run_stream, run_udp};
@@ -77,6 +78,25 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 opts.tls = Some(args.tls.options(&workload.host));
             } else if args.tls.any() {
                 return Err("http: TLS options need an https:// URL".into());
+            }
+            let report =
+                run_stream(&opts, move || workload.session()).map_err(|e| e.to_string())?;
+            (report, &args.common)
+        }
+        Command::H2(args) => {
+            let body = args.body.clone().unwrap_or_default().into_bytes();
+            let urls = [args.url.clone()];
+            let workload = H2Workload::new(&urls, &args.method, &args.headers, &body)?;
+            let mut opts = args.common.options("h2", &args.url, workload.addr);
+            opts.depth = args.streams.max(1);
+            if workload.tls {
+                let mut tls = args.tls.options(&workload.host);
+                if tls.alpn.is_empty() {
+                    tls.alpn = vec!["h2".into()];
+                }
+                opts.tls = Some(tls);
+            } else if args.tls.any() {
+                return Err("h2: TLS options need an https:// URL".into());
             }
             let report =
                 run_stream(&opts, move || workload.session()).map_err(|e| e.to_string())?;

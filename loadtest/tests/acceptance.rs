@@ -477,3 +477,27 @@ test_all_backends! {
         assert!(r.latency_us.p99 < 50_000, "{}", r.summary());
     }
 }
+
+test_all_backends! {
+    /// `h2`: ten streams in flight on each of two connections to ringwork's HTTP server over
+    /// h2c with prior knowledge; a URL that answers 404 counts as unsuccessful.
+    fn h2_streams_against_the_http_server(backend: BackendChoice) {
+        use ringwork_loadtest::http::h2::H2Workload;
+        use ringwork_protocols::http::server::{HttpServer, Request, Responder, Response, ServerConfig};
+        let handler = |request: Request, respond: Responder| {
+            let status = if request.path() == b"/ok" { 200 } else { 404 };
+            respond.send(Response::new(status).with_body("hello"));
+        };
+        let Some(server) = serve(backend, move || HttpServer::new(handler, ServerConfig::default())) else { return };
+        for (path, failing) in [("/ok", false), ("/missing", true)] {
+            let url = format!("http://{}{path}", server.addr);
+            let w = H2Workload::new(&[url], "GET", &[], b"").expect("workload");
+            let opts = RunOptions { depth: 10, connections: 2, duration: Duration::from_millis(700), ..options("h2", server.addr, backend) };
+            let r = run_stream(&opts, move || w.session()).expect("run");
+            assert!(r.requests > 100, "{}", r.summary());
+            assert_eq!((r.errors.total(), r.panics), (0, 0), "{}", r.summary());
+            let expected = if failing { r.requests } else { 0 };
+            assert_eq!(r.unsuccessful, expected, "{}", r.summary());
+        }
+    }
+}

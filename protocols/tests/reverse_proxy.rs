@@ -22,7 +22,7 @@ use ringwork_protocols::http::client::{
     BodySource, ClientConfig, ClientError, ClientRequest, ClientResponse, Flow, HttpClient,
     NextChunk, ResponseSink, StreamBody,
 };
-use ringwork_protocols::http::proto::{Method, RequestHead, ResponseHead};
+use ringwork_protocols::http::proto::{Headers, Method, RequestHead, ResponseHead};
 use ringwork_protocols::http::reverse_proxy::{ProxyConfig, ReverseProxy, server_config};
 use ringwork_protocols::http::server::{
     BodyError, Handler, HttpServer, Request, Responder, Response, ServerConfig,
@@ -763,5 +763,63 @@ strip_prefix = true
         let request = ClientRequest::get(addr, "/").method(Method::Post).body("data");
         let response = get(&mut reactor, &client, request).expect("response");
         assert_eq!(response.head.status, 502, "{}", text(&response));
+    }
+}
+
+/// An upstream that says which HTTP version it was asked in, echoes the body and ends with
+/// a trailer, as a gRPC server does.
+fn grpc_like(request: Request, respond: Responder) {
+    let version = format!("{:?}", request.version());
+    let te = request
+        .headers()
+        .get("te")
+        .map(<[u8]>::to_vec)
+        .unwrap_or_default();
+    let body = request.body().clone();
+    let mut writer = respond.stream(
+        Response::new(200)
+            .header("x-version", version)
+            .header("x-te", te),
+    );
+    writer.write(body);
+    let mut trailers = Headers::new();
+    trailers.append("grpc-status", "0");
+    writer.finish_with_trailers(trailers);
+}
+
+ringwork::platform::test_all_backends! {
+    /// `http2 = true` on a pool: the proxy speaks HTTP/2 (h2c) to its servers, the request
+    /// body streams up, the response and its trailers come back to an HTTP/1.1 client.
+    fn an_http2_pool_reaches_its_servers_over_h2c_with_trailers(backend: BackendChoice) {
+        let Some(mut reactor) = reactor(backend) else { return };
+        let upstream = reactor
+            .listen_tcp(SocketAddr::from(([127, 0, 0, 1], 0)), HttpServer::new(grpc_like, ServerConfig::default()))
+            .expect("listen");
+        let config = format!(
+            "listen = [\"tcp:0\"]\n[upstreams.main]\nservers = [\"{upstream}\"]\nhttp2 = true\n\n[[routes]]\nupstream = \"main\"\n"
+        );
+        let addr = proxy(&mut reactor, &config);
+        let client = HttpClient::new(reactor.handle(), ClientConfig::default());
+        for i in 0..3 {
+            let body = vec![b'p'; 100_000 + i];
+            let request = ClientRequest::new(Method::Post, addr, "/svc/Method").body(body.clone());
+            let response = get(&mut reactor, &client, request).expect("proxied");
+            assert_eq!(response.head.status, 200);
+            assert_eq!(response.head.headers.get("x-version"), Some(&b"Http2"[..]));
+            assert!(response.body == body, "{} bytes back", response.body.len());
+            let trailers = response.trailers.expect("trailers passed through");
+            assert_eq!(trailers.get("grpc-status"), Some(&b"0"[..]));
+        }
+        // HTTP/2 from the client too, as gRPC: a body without Content-Length and
+        // `te: trailers`, which an HTTP/2 pool passes on.
+        let request = ClientRequest::new(Method::Post, addr, "/svc/Method")
+            .header("te", "trailers")
+            .body(vec![b'g'; 70_000])
+            .over_http2(true);
+        let response = get(&mut reactor, &client, request).expect("proxied over h2 both ways");
+        assert_eq!(response.head.headers.get("x-version"), Some(&b"Http2"[..]));
+        assert_eq!(response.head.headers.get("x-te"), Some(&b"trailers"[..]));
+        assert_eq!(response.body.len(), 70_000);
+        assert_eq!(response.trailers.and_then(|t| t.get("grpc-status").map(<[u8]>::to_vec)), Some(b"0".to_vec()));
     }
 }

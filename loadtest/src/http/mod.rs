@@ -18,6 +18,8 @@ use ringwork_protocols::http::proto::{
 
 use crate::session::{Progress, ResponseError, Session};
 
+pub mod h2;
+
 /// A parsed `http://host[:port]/path` or `https://` URL.
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub struct Url {

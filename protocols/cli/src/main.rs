@@ -381,16 +381,17 @@ enum Service {
     Echo,
     /// Discard (RFC 863): reads and drops everything.
     Discard,
-    /// HTTP/1.1 "Hello, World!" (text/plain) on every path: the benchmark endpoint.
+    /// HTTP/1.1 and HTTP/2 "Hello, World!" (text/plain) on every path: the benchmark endpoint.
     Hello,
-    /// HTTP/1.1 static files from --root DIR (ranges, conditional requests, listings).
+    /// HTTP/1.1 and HTTP/2 static files from --root DIR (ranges, conditional requests,
+    /// listings).
     Web,
     /// TCP port forward to --upstream ENDPOINT or HOST:PORT (repeatable; round-robin with
     /// health; names resolved at every connection).
     TcpProxy,
     /// SOCKS5 proxy (CONNECT; --user NAME:PASS for username/password authentication).
     Socks5,
-    /// HTTP/1.1 reverse proxy configured by --config FILE (routes by Host and path prefix
+    /// HTTP/1.1 and HTTP/2 reverse proxy configured by --config FILE (routes by Host and path prefix
     /// to upstream pools; streams bodies both ways).
     HttpProxy,
     /// Authoritative DNS for the zones of --zone FILE (repeatable, RFC 1035 master files)
@@ -410,7 +411,7 @@ impl Service {
     /// accepts: never a protocol the service cannot answer.
     fn app_protocols(self) -> AppProtocols {
         match self {
-            Service::Hello | Service::Web | Service::HttpProxy => AppProtocols::HTTP_1_1,
+            Service::Hello | Service::Web | Service::HttpProxy => AppProtocols::HTTP,
             // DNS over TLS (RFC 7858 names no ALPN; RFC 8310's "dot" is what clients send).
             Service::Dns => AppProtocols::Only(&["dot"]),
             // SOCKS5 has no ALPN name.

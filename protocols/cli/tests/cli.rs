@@ -303,6 +303,28 @@ fn http_proxy_round_trip(backend: &str, listen_flag: bool) {
         .expect("read until the proxy closes");
     assert_eq!(reply.matches("HTTP/1.1 200 OK\r\n").count(), 2, "{reply}");
     assert_eq!(reply.matches("Hello, World!").count(), 2, "{reply}");
+    // HTTP/2 from the client with no flag (h2c with prior knowledge on the same port),
+    // HTTP/1.1 to the upstream.
+    let out = Command::new("curl")
+        .args([
+            "--silent",
+            "--show-error",
+            "--max-time",
+            "20",
+            "--http2-prior-knowledge",
+        ])
+        .args([
+            "--write-out",
+            " %{http_version}",
+            &format!("http://{addr}/h2"),
+        ])
+        .output()
+        .expect("run curl (scripts/install-http-test-deps.sh)");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Hello, World! 2",
+        "{out:?}"
+    );
     assert!(proxy.terminate(), "exit status 0 after SIGTERM");
     assert!(upstream.terminate(), "exit status 0 after SIGTERM");
 }

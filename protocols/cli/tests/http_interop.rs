@@ -1,6 +1,8 @@
 //! Real HTTP clients that nobody here wrote against the `ringwork` binary: curl against
 //! `serve hello` (keep-alive) and `serve web --root` (a byte-for-byte static download,
-//! ranges, HEAD). The in-process interop tests (the JSON echo handler, Python's
+//! ranges, HEAD), over HTTP/1.1 and over HTTP/2 with prior knowledge on the same port (no
+//! flag: the preface decides); a real gRPC client and server (Python's grpcio) through
+//! `serve http-proxy` with an HTTP/2 pool. The in-process interop tests (the JSON echo handler, Python's
 //! http.client) are `protocols/tests/http_interop.rs`.
 //!
 //! curl must be installed: a missing one fails the test, naming
@@ -116,6 +118,16 @@ impl Drop for Cli {
 }
 
 /// A static tree: a 3 MiB file (streamed) and a small one.
+/// A child process killed and reaped on drop.
+struct Peer(Child);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn web_root(dir: &TempDir) -> String {
     std::fs::write(dir.0.join("big.bin"), pattern(3 * 1024 * 1024)).unwrap();
     std::fs::write(dir.0.join("digits.txt"), "0123456789".repeat(50)).unwrap();
@@ -157,5 +169,60 @@ ringwork::platform::test_all_backends! {
         assert!(head.contains("\r\ncontent-length: 3145728\r\n"), "{head}");
         assert!(head.contains("\r\naccept-ranges: bytes\r\n"), "{head}");
         assert!(head.ends_with("\r\n\r\n"), "HEAD response had a body: {head}");
+    }
+
+    fn curl_http2_prior_knowledge_to_hello_and_web(backend: BackendChoice) {
+        let h2 = "--http2-prior-knowledge";
+        let version = ["--write-out", "%{http_version}"];
+        let Some(hello) = Cli::start(backend, &["hello"]) else { return };
+        let out = curl(&[h2, version[0], version[1], &url(hello.addr, "/a")]);
+        assert_eq!(out.stdout, b"Hello, World!2");
+
+        let dir = TempDir::new("interop-web-h2");
+        let root = web_root(&dir);
+        let Some(server) = Cli::start(backend, &["web", "--root", &root]) else { return };
+        let saved = dir.0.join("downloaded.bin");
+        curl(&[h2, "--output", path_str(&saved), &url(server.addr, "/big.bin")]);
+        let got = std::fs::read(&saved).unwrap();
+        assert!(got == pattern(3 * 1024 * 1024), "the h2 download differs ({} bytes)", got.len());
+        let out = curl(&[h2, "--range", "-5", &url(server.addr, "/digits.txt")]);
+        assert_eq!(out.stdout, b"56789");
+        let out = curl(&[h2, "--head", &url(server.addr, "/big.bin")]);
+        let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+        assert!(head.starts_with("http/2 200"), "{head}");
+        assert!(head.contains("\r\ncontent-length: 3145728\r\n"), "{head}");
+    }
+
+    fn grpc_through_the_proxy_to_an_http2_pool(backend: BackendChoice) {
+        // A real gRPC server and client (Python's grpcio, scripts/install-h2-test-deps.sh):
+        // unary with trailing metadata and a server stream, through `serve http-proxy`
+        // whose pool speaks HTTP/2.
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/grpc_peer.py");
+        let mut server = Peer(Command::new("python3")
+            .args([script, "server"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 (scripts/install-h2-test-deps.sh installs grpcio)"));
+        let mut line = String::new();
+        BufReader::new(server.0.stdout.take().expect("piped")).read_line(&mut line).expect("the server's port");
+        let port = line.trim().strip_prefix("port ").unwrap_or_else(|| {
+            panic!("grpc server did not start ({line:?}): install grpcio with scripts/install-h2-test-deps.sh")
+        }).to_owned();
+        let dir = TempDir::new("grpc-proxy");
+        let config = dir.0.join("proxy.toml");
+        std::fs::write(&config, format!(
+            "cores = 1\n[upstreams.grpc]\nservers = [\"127.0.0.1:{port}\"]\nhttp2 = true\n\n[[routes]]\nupstream = \"grpc\"\n"
+        )).expect("write the config");
+        let Some(proxy) = Cli::start(backend, &["http-proxy", "--config", path_str(&config)]) else { return };
+        let out = run("python3", &[script, "client", &proxy.addr.to_string()]);
+        drop(server);
+        assert!(
+            out.status.success() && out.stdout == b"ok\n",
+            "grpc client through the proxy:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

@@ -461,27 +461,29 @@ ringwork::platform::test_all_backends! {
         }
     }
 
-    // HTTP services advertise the protocol they speak (`http/1.1`, as nginx and Go do)
-    // without `alpn=`; echo (which does not read its bytes) advertises nothing.
-    fn http_services_advertise_http_1_1(backend: BackendChoice) {
+    // HTTP services advertise the protocols they speak (`h2` then `http/1.1`, as nginx with
+    // http2 on and Go do) without `alpn=`; echo (which does not read its bytes) advertises
+    // nothing.
+    fn http_services_advertise_h2_and_http_1_1(backend: BackendChoice) {
         if !have_openssl() { return; }
         let pki = Pki::new("alpn-default");
         let ca = path(&pki.ca_pem);
         let root = path(&pki.dir.0);
         for service in [&["hello"][..], &["web", "--root", root]] {
             let Some(server) = Ringwork::start(backend, service, &pki.endpoint(""), &pki.dir.0) else { return };
-            for offer in ["http/1.1", "h2,http/1.1"] {
-                let out = s_client_http(server.port(), ca, Some(offer))
-                    .unwrap_or_else(|out| panic!("{service:?}, -alpn {offer}: no response:\n{out}"));
-                assert!(out.contains("ALPN protocol: http/1.1"), "{service:?}, -alpn {offer}:\n{out}");
-            }
-            // A client without ALPN is served as before.
+            let out = s_client_http(server.port(), ca, Some("http/1.1"))
+                .unwrap_or_else(|out| panic!("{service:?}, -alpn http/1.1: no response:\n{out}"));
+            assert!(out.contains("ALPN protocol: http/1.1"), "{service:?}:\n{out}");
+            // A client without ALPN is served HTTP/1.1 as before.
             let out = s_client_http(server.port(), ca, None).expect("a response without ALPN");
             assert!(out.contains("No ALPN negotiated"), "{out}");
-            // A client offering only h2 is refused by the handshake (RFC 7301 §3.2), not
-            // sent HTTP/1.1 bytes it cannot read.
-            let out = s_client_http(server.port(), ca, Some("h2")).expect_err("h2 only is refused");
-            assert!(out.contains("no application protocol"), "{out}");
+            // A client offering h2 gets h2 (so the HTTP/1.1 bytes s_client sends are not
+            // answered as HTTP/1.1).
+            for offer in ["h2", "h2,http/1.1"] {
+                let out = s_client_http(server.port(), ca, Some(offer))
+                    .expect_err("h2 does not answer HTTP/1.1 bytes");
+                assert!(out.contains("ALPN protocol: h2"), "{service:?}, -alpn {offer}:\n{out}");
+            }
         }
         let Some(echo) = Ringwork::start(backend, &["echo"], &pki.endpoint(""), &pki.dir.0) else { return };
         let out = s_client_ok(echo.port(), &["-servername", "localhost", "-CAfile", ca, "-alpn", "http/1.1"], "echo");
@@ -806,8 +808,8 @@ fn alpn_protocols_a_service_does_not_speak_are_refused() {
     for (service, alpn, message) in [
         (
             "hello",
-            "h2,http/1.1",
-            "alpn=h2 is a protocol this service does not speak (it speaks http/1.1)",
+            "h3,http/1.1",
+            "alpn=h3 is a protocol this service does not speak (it speaks h2, http/1.1)",
         ),
         (
             "socks5",

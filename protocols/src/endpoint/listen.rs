@@ -40,6 +40,10 @@ impl AppProtocols {
     /// HTTP/1.1 (`http/1.1`, as nginx and Go advertise it).
     pub const HTTP_1_1: Self = Self::Only(&["http/1.1"]);
 
+    /// HTTP/2 and HTTP/1.1 (`h2` first, as nginx with `http2 on` and Go advertise them):
+    /// what [`HttpServer`](crate::http::server::HttpServer) speaks.
+    pub const HTTP: Self = Self::Only(&["h2", "http/1.1"]);
+
     /// What to advertise for an endpoint that asked for `requested` (empty: no `alpn=`).
     ///
     /// # Errors

@@ -55,6 +55,19 @@ pub enum ClientError {
         #[source]
         error: TlsError,
     },
+    /// An HTTP/2 connection over TLS whose server did not pick `h2` by ALPN.
+    #[error("tls to {addr}: the server did not negotiate h2")]
+    Http2NotNegotiated {
+        /// The server's address.
+        addr: SocketAddr,
+    },
+    /// The server reset the request's HTTP/2 stream (RST_STREAM, or REFUSED_STREAM for a
+    /// stream its GOAWAY left unprocessed), with this RFC 9113 error code.
+    #[error("http/2 stream reset by the server (error code {code:#x})")]
+    Http2Reset {
+        /// The error code (RFC 9113 §7).
+        code: u32,
+    },
     /// No TLS connector to use: the default one (system roots) could not be built.
     #[error("tls setup: {0}")]
     TlsConfig(#[source] Arc<TlsConfigError>),

@@ -56,6 +56,7 @@
 mod body;
 mod conn;
 mod error;
+pub mod h2;
 mod pool;
 mod request;
 mod tls;
@@ -217,6 +218,10 @@ pub(crate) struct Inner {
     stats: Cell<ClientStats>,
     /// The reactor began a graceful shutdown: connections close instead of idling.
     pub(crate) stopping: Cell<bool>,
+    /// The HTTP/2 connection of each server that requests over HTTP/2 went to.
+    h2: RefCell<std::collections::HashMap<PoolKey, h2::H2Connection>>,
+    /// TLS servers that did not pick `h2` by ALPN: their HTTP/2 requests go over HTTP/1.1.
+    no_h2: RefCell<std::collections::HashSet<PoolKey>>,
 }
 
 impl Inner {
@@ -239,6 +244,8 @@ impl HttpClient {
                 tls: RefCell::new(DefaultConnector::default()),
                 stats: Cell::new(ClientStats::default()),
                 stopping: Cell::new(false),
+                h2: RefCell::new(std::collections::HashMap::new()),
+                no_h2: RefCell::new(std::collections::HashSet::new()),
             }),
         }
     }
@@ -358,6 +365,30 @@ impl HttpClient {
                     .map(|(target, connector)| TlsKey::new(target.server_name.clone(), connector)),
             };
             let mut sink = sink;
+            if request.http2 && !client.no_h2.borrow().contains(&key) {
+                let mut h2_request = request.clone();
+                if let Some(agent) = &client.config.user_agent
+                    && !h2_request.headers.contains("user-agent")
+                {
+                    h2_request.headers.append("user-agent", agent.clone());
+                }
+                let conn = h2_connection(&client, &key, &h2_request, connector.as_ref());
+                client.count(|s| s.requests_sent += 1);
+                match conn.send(h2_request, sink).await {
+                    Outcome::Done(sink) => return Ok(sink),
+                    // The TLS server picked HTTP/1.1 by ALPN (nothing was sent): this and
+                    // later requests to it go over HTTP/1.1.
+                    Outcome::Failed {
+                        error: ClientError::Http2NotNegotiated { .. },
+                        retry: Some(again),
+                    } => {
+                        client.no_h2.borrow_mut().insert(key.clone());
+                        client.h2.borrow_mut().remove(&key);
+                        sink = again;
+                    }
+                    Outcome::Failed { error, .. } => return Err(error),
+                }
+            }
             let mut fresh = false;
             loop {
                 let lease = pool::acquire(&client, &key, fresh).await;
@@ -384,6 +415,43 @@ impl HttpClient {
             }
         }
     }
+}
+
+/// The HTTP/2 connection to `key`'s server: the open one, or a new one.
+fn h2_connection(
+    client: &Rc<Inner>,
+    key: &PoolKey,
+    request: &ClientRequest,
+    connector: Option<&TlsConnector>,
+) -> h2::H2Connection {
+    let mut connections = client.h2.borrow_mut();
+    if let Some(conn) = connections.get(key)
+        && !conn.is_closed()
+    {
+        client.count(|s| s.reused += 1);
+        return conn.clone();
+    }
+    let tls = request
+        .tls
+        .as_ref()
+        .zip(connector)
+        .map(|(target, connector)| (connector.clone(), target.server_name.clone()));
+    let target = h2::H2Target {
+        addr: request.addr,
+        host: request.host.clone(),
+        tls,
+        response_timeout: Some(client.config.response_timeout),
+    };
+    let conn = h2::H2Connection::open_target(
+        &client.handle,
+        target,
+        crate::http::proto::h2::H2Config::default(),
+        client.config.limits.max_body,
+        client.config.connect_timeout,
+    );
+    client.count(|s| s.connections_opened += 1);
+    connections.insert(key.clone(), conn.clone());
+    conn
 }
 
 /// Where one attempt goes: the pool's key and, for TLS, the connector.

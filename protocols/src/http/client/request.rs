@@ -49,6 +49,11 @@ pub struct ClientRequest {
     /// A body streamed as it is sent (Content-Length if its length is known, else
     /// chunked), instead of `body`.
     pub body_stream: Option<StreamBody>,
+    /// Send over HTTP/2: h2c with prior knowledge for plaintext, ALPN `h2` over TLS (the
+    /// connector must offer `h2`; a server that picks `http/1.1` instead gets this and
+    /// later requests over HTTP/1.1). One connection per server carries every
+    /// such request at once; a `body_stream` is pulled as the server's window opens.
+    pub http2: bool,
 }
 
 impl ClientRequest {
@@ -65,6 +70,7 @@ impl ClientRequest {
             headers: Headers::new(),
             body: Bytes::new(),
             body_stream: None,
+            http2: false,
         }
     }
 
@@ -203,6 +209,13 @@ impl ClientRequest {
     #[must_use]
     pub fn tls(mut self, tls: impl Into<Option<TlsTarget>>) -> Self {
         self.tls = tls.into();
+        self
+    }
+
+    /// Sends the request over HTTP/2 (see [`ClientRequest::http2`](Self::http2)'s field).
+    #[must_use]
+    pub fn over_http2(mut self, http2: bool) -> Self {
+        self.http2 = http2;
         self
     }
 

@@ -16,6 +16,7 @@ pub mod body;
 pub mod client;
 pub mod encode;
 pub mod error;
+pub mod h2;
 pub mod head;
 pub mod request;
 pub mod response;

@@ -158,6 +158,9 @@ pub struct UpstreamConfig {
     pub backoff: Duration,
     /// TLS to the servers (`https://` servers), `None` for plaintext.
     pub tls: Option<UpstreamTls>,
+    /// Speak HTTP/2 to the servers (`http2 = true`): h2c with prior knowledge, or ALPN
+    /// `h2` over TLS; one multiplexed connection per server. Default HTTP/1.1.
+    pub http2: bool,
 }
 
 /// Why a configuration was refused. The display text is not stable.

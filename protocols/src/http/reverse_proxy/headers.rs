@@ -149,6 +149,7 @@ pub fn add_via(headers: &mut Headers, version: Version, pseudonym: &str) {
     let protocol = match version {
         Version::Http10 => "1.0",
         Version::Http11 => "1.1",
+        Version::Http2 => "2",
     };
     let mut via: Vec<u8> = Vec::new();
     for value in headers.get_all("via") {

@@ -58,7 +58,7 @@ use crate::http::client::{
     ClientConfig, ClientError, ClientRequest, Flow, HttpClient, ResponseSink, StreamBody, TlsTarget,
 };
 use crate::http::metrics::HttpMetrics;
-use crate::http::proto::{Headers, Method, RequestHead, ResponseHead};
+use crate::http::proto::{Headers, Method, RequestHead, ResponseHead, Version};
 use crate::http::server::{
     BodyWriter, Handler, HttpServer, Request, Responder, Response, ServerConfig,
 };
@@ -131,6 +131,8 @@ struct Core {
     pools: RefCell<Vec<UpstreamPool>>,
     /// Per pool (same index): TLS to its servers, `None` for plaintext.
     tls: Vec<Option<PoolTls>>,
+    /// Per pool (same index): HTTP/2 to its servers.
+    http2: Vec<bool>,
     forwarded: ForwardedMode,
     proto: String,
     /// This core's counters, when metrics are exported.
@@ -152,8 +154,14 @@ struct PoolTls {
 }
 
 impl PoolTls {
-    fn new(name: &str, tls: &UpstreamTls, servers: &[ServerAddr], config: &ProxyConfig) -> Self {
-        let connector = tls.connector(config.timeouts.connect).map_err(|error| {
+    fn new(
+        name: &str,
+        tls: &UpstreamTls,
+        servers: &[ServerAddr],
+        http2: bool,
+        config: &ProxyConfig,
+    ) -> Self {
+        let connector = tls.connector(config.timeouts.connect, http2).map_err(|error| {
             tracing::error!(upstream = %name, %error, "cannot build the upstream TLS connector");
             Arc::new(error)
         });
@@ -216,7 +224,7 @@ impl ReverseProxy {
             .iter()
             .map(|u| {
                 let tls = u.tls.as_ref()?;
-                Some(PoolTls::new(&u.name, tls, &u.servers, config))
+                Some(PoolTls::new(&u.name, tls, &u.servers, u.http2, config))
             })
             .collect();
         Self {
@@ -225,6 +233,7 @@ impl ReverseProxy {
                 routes: config.routes.clone(),
                 pools: RefCell::new(pools),
                 tls,
+                http2: config.upstreams.iter().map(|u| u.http2).collect(),
                 forwarded: config.forwarded,
                 proto: config.proto.clone(),
                 metrics,
@@ -310,7 +319,20 @@ impl Handler for ReverseProxy {
             .get_str("content-length")
             .and_then(|v| v.trim().parse::<u64>().ok())
             .filter(|_| !chunked);
+        // gRPC needs `te: trailers` (RFC 9113 §8.2.2 lets HTTP/2 carry it); hop-by-hop for
+        // HTTP/1.1, so it goes on only to an HTTP/2 pool, and only if the client sent it.
+        let te_trailers = headers.has_token("te", "trailers");
         strip_hop_by_hop(&mut headers);
+        if te_trailers
+            && self
+                .core
+                .http2
+                .get(route.upstream)
+                .copied()
+                .unwrap_or(false)
+        {
+            headers.insert("te", Bytes::from_static(b"trailers"));
+        }
         headers.remove("expect");
         headers.remove("content-length");
         let forwarded_host = host.clone();
@@ -337,7 +359,9 @@ impl Handler for ReverseProxy {
         // Only a request with a body streams one: a GET (no framing fields) or
         // `Content-Length: 0` goes out whole, without the upload pump (and may be retried on
         // the next server).
-        let has_body = chunked || length.is_some_and(|n| n > 0);
+        // Over HTTP/2 a body needs no framing field: its stream exists only if DATA follows.
+        let has_body =
+            chunked || length.is_some_and(|n| n > 0) || request.version() == Version::Http2;
         let body = request
             .take_body_stream()
             .filter(|_| has_body)
@@ -446,7 +470,8 @@ async fn forward(core: Rc<Core>, out: Outgoing, respond: Responder) {
                 }
             },
         };
-        let request = upstream_request(&out, &addr, tls);
+        let http2 = core.http2.get(out.upstream).copied().unwrap_or(false);
+        let request = upstream_request(&out, &addr, tls).over_http2(http2);
         let wants_note = down
             .borrow()
             .responder

@@ -93,7 +93,11 @@ impl UpstreamTls {
     /// # Errors
     /// No system roots could be loaded, the client key does not fit its certificate, or
     /// rustls refused the configuration.
-    pub fn connector(&self, handshake_timeout: Duration) -> Result<TlsConnector, TlsConfigError> {
+    pub fn connector(
+        &self,
+        handshake_timeout: Duration,
+        http2: bool,
+    ) -> Result<TlsConnector, TlsConfigError> {
         let client_cert = self
             .material
             .client_cert
@@ -108,7 +112,13 @@ impl UpstreamTls {
         };
         let mut builder = TlsConnector::builder()
             .roots(roots)
-            .alpn([ALPN_HTTP11])
+            // An HTTP/2 pool offers h2 first, http/1.1 for servers that do not speak it
+            // (the client then goes over HTTP/1.1 to them).
+            .alpn(if http2 {
+                vec![&b"h2"[..], ALPN_HTTP11]
+            } else {
+                vec![ALPN_HTTP11]
+            })
             .handshake_timeout(handshake_timeout);
         if let Some((chain, key)) = client_cert {
             builder = builder.client_certificate(chain, key);

@@ -1,6 +1,9 @@
-//! The HTTP/1.1 server's application on the kit adapter: [`ServerConn`] events become
-//! [`Handler`](super::Handler) calls, and [`Responder`] / [`BodyWriter`] /
-//! [`RequestBody`] calls become machine calls.
+//! The HTTP server's application on the kit adapter: [`ServerConn`] (HTTP/1.1) and
+//! [`H2ServerConn`] (HTTP/2) events become [`Handler`](super::Handler) calls, and
+//! [`Responder`] / [`BodyWriter`] / [`RequestBody`] calls become machine calls. Both
+//! machines have the same events and calls ([`ServerMachine`]); what differs is which
+//! writers may write (one answer at a time in request order, or every stream whose window
+//! is open).
 //!
 //! Owns: [`ServerApp`] (the per-connection glue), the [`Command`]s that responders, body
 //! writers and body streams post through the connection's mailbox, the [`WriteStatus`] the
@@ -26,11 +29,79 @@ use super::Shared;
 use super::access_log::{Entry, UpstreamNote};
 use super::message::{BodyChannel, BodyError, Request, RequestBody};
 use super::respond::Responder;
+use crate::http::proto::h2::H2ServerConn;
 use crate::http::proto::server::{
     RequestId, RequestLog, Response, SendError, ServerConn, ServerEvent,
 };
 use crate::http::proto::{H1Error, Headers};
+use crate::kit::Machine;
 use crate::kit::adapter::{Application, Mailbox, MailboxSender};
+
+/// What the glue needs of a server connection machine: the HTTP/1.1 and HTTP/2 machines'
+/// shared calls, and what each publishes to body writers.
+pub(crate) trait ServerMachine: Machine<Event = ServerEvent> + 'static {
+    fn set_date(&mut self, date: [u8; 29]);
+    fn send_response(&mut self, id: RequestId, response: Response) -> Result<(), SendError>;
+    fn send_head(&mut self, id: RequestId, response: Response) -> Result<(), SendError>;
+    fn send_body(&mut self, id: RequestId, data: Bytes) -> Result<(), SendError>;
+    fn finish(&mut self, id: RequestId, trailers: Option<Headers>) -> Result<(), SendError>;
+    fn continue_body(&mut self, id: RequestId);
+    fn release_body(&mut self, id: RequestId, n: usize);
+    fn discard_body(&mut self, id: RequestId);
+    /// Updates what body writers may do.
+    fn publish(&self, status: &mut WriteStatus);
+}
+
+macro_rules! forward_calls {
+    () => {
+        fn set_date(&mut self, date: [u8; 29]) {
+            Self::set_date(self, date);
+        }
+        fn send_response(&mut self, id: RequestId, response: Response) -> Result<(), SendError> {
+            Self::send_response(self, id, response)
+        }
+        fn send_head(&mut self, id: RequestId, response: Response) -> Result<(), SendError> {
+            Self::send_head(self, id, response)
+        }
+        fn send_body(&mut self, id: RequestId, data: Bytes) -> Result<(), SendError> {
+            Self::send_body(self, id, data)
+        }
+        fn finish(&mut self, id: RequestId, trailers: Option<Headers>) -> Result<(), SendError> {
+            Self::finish(self, id, trailers)
+        }
+        fn continue_body(&mut self, id: RequestId) {
+            Self::continue_body(self, id);
+        }
+        fn release_body(&mut self, id: RequestId, n: usize) {
+            Self::release_body(self, id, n);
+        }
+        fn discard_body(&mut self, id: RequestId) {
+            Self::discard_body(self, id);
+        }
+    };
+}
+
+impl ServerMachine for ServerConn {
+    forward_calls!();
+
+    fn publish(&self, status: &mut WriteStatus) {
+        // A writer whose head is still in the mailbox may write too: it is next in line.
+        status.ready = self.next_to_send();
+        status.answered_below = self.answered_below();
+        status.multiplexed = None;
+    }
+}
+
+impl ServerMachine for H2ServerConn {
+    forward_calls!();
+
+    fn publish(&self, status: &mut WriteStatus) {
+        let multiplexed = status.multiplexed.get_or_insert_with(Multiplexed::default);
+        multiplexed.writable = self.can_write();
+        multiplexed.waiting.clear();
+        self.waiting_streams(&mut multiplexed.waiting);
+    }
+}
 
 /// What code outside the connection's callbacks asks of it.
 pub(crate) enum Command {
@@ -62,6 +133,18 @@ pub(crate) struct WriteStatus {
     pub(crate) answered_below: RequestId,
     /// Body bytes posted since the last drive (not yet handed to the machine).
     pub(crate) unflushed: usize,
+    /// HTTP/2: every stream's writer may write, but those listed, while the connection
+    /// can take more (`None` on HTTP/1.1, where `ready` says who).
+    pub(crate) multiplexed: Option<Multiplexed>,
+}
+
+/// Which HTTP/2 writers may write.
+#[derive(Debug, Default)]
+pub(crate) struct Multiplexed {
+    /// The connection can take more now.
+    pub(crate) writable: bool,
+    /// Streams whose writers wait (their queued body is over the slack).
+    pub(crate) waiting: Vec<RequestId>,
 }
 
 impl Default for WriteStatus {
@@ -70,6 +153,7 @@ impl Default for WriteStatus {
             ready: None,
             answered_below: RequestId(0),
             unflushed: 0,
+            multiplexed: None,
         }
     }
 }
@@ -119,29 +203,37 @@ impl Collected {
 }
 
 /// The glue of one server connection.
-pub(crate) struct ServerApp {
+pub(crate) struct ServerApp<M> {
     shared: Rc<Shared>,
     peer: Option<SocketAddr>,
     tls: bool,
-    /// The body being read, and its request.
-    body: Option<(RequestId, BodySink)>,
+    /// The bodies being read (one on HTTP/1.1, one per stream on HTTP/2), and their
+    /// requests.
+    bodies: Vec<(RequestId, BodySink)>,
     /// Upstream notes of requests not yet logged (at most the requests in flight).
     notes: Vec<(RequestId, Box<UpstreamNote>)>,
+    machine: std::marker::PhantomData<fn(M)>,
 }
 
-impl ServerApp {
+impl<M: ServerMachine> ServerApp<M> {
     pub(crate) fn new(shared: Rc<Shared>) -> Self {
         Self {
             shared,
             peer: None,
             tls: false,
-            body: None,
+            bodies: Vec::new(),
             notes: Vec::new(),
+            machine: std::marker::PhantomData,
         }
     }
 
     fn responder(&self, sender: Sender, id: RequestId) -> Responder {
         Responder::new(sender, id, self.shared.access.is_some())
+    }
+
+    fn take_body(&mut self, id: RequestId) -> Option<BodySink> {
+        let index = self.bodies.iter().position(|(current, _)| *current == id)?;
+        Some(self.bodies.swap_remove(index).1)
     }
 
     fn request(&self, head: crate::http::proto::RequestHead, ctx: &Context<'_>) -> Request {
@@ -158,7 +250,7 @@ impl ServerApp {
 
     fn start(
         &mut self,
-        machine: &mut ServerConn,
+        machine: &mut M,
         id: RequestId,
         head: crate::http::proto::RequestHead,
         has_body: bool,
@@ -191,14 +283,14 @@ impl ServerApp {
         if self.shared.handler.stream_body(&request.head) {
             let channel = Rc::new(RefCell::new(BodyChannel::default()));
             request.stream = Some(RequestBody::new(Rc::clone(&channel), sender.clone(), id));
-            self.body = Some((id, BodySink::Stream(channel)));
+            self.bodies.push((id, BodySink::Stream(channel)));
             self.shared
                 .handler
                 .handle(request, self.responder(sender, id));
         } else {
             // Read whole before the handler runs: ask for it now.
             machine.continue_body(id);
-            self.body = Some((
+            self.bodies.push((
                 id,
                 BodySink::Buffer {
                     request: Box::new(request),
@@ -208,14 +300,19 @@ impl ServerApp {
         }
     }
 
-    fn body_piece(&mut self, machine: &mut ServerConn, id: RequestId, data: Bytes) {
-        match &mut self.body {
-            Some((current, BodySink::Buffer { body, .. })) if *current == id => {
+    fn body_piece(&mut self, machine: &mut M, id: RequestId, data: Bytes) {
+        let sink = self
+            .bodies
+            .iter_mut()
+            .find(|(current, _)| *current == id)
+            .map(|(_, sink)| sink);
+        match sink {
+            Some(BodySink::Buffer { body, .. }) => {
                 // Bounded by the parser's `max_body`: released at once.
                 machine.release_body(id, data.len());
                 body.push(data);
             }
-            Some((current, BodySink::Stream(channel))) if *current == id => {
+            Some(BodySink::Stream(channel)) => {
                 let mut channel = channel.borrow_mut();
                 if channel.dropped {
                     machine.release_body(id, data.len());
@@ -225,7 +322,7 @@ impl ServerApp {
                 channel.chunks.push_back(data);
                 channel.wake();
             }
-            _ => machine.release_body(id, data.len()),
+            None => machine.release_body(id, data.len()),
         }
     }
 
@@ -235,13 +332,9 @@ impl ServerApp {
         trailers: Option<Headers>,
         mailbox: &Mailbox<Command, WriteStatus>,
     ) {
-        let Some((current, sink)) = self.body.take() else {
+        let Some(sink) = self.take_body(id) else {
             return;
         };
-        if current != id {
-            self.body = Some((current, sink));
-            return;
-        }
         match sink {
             BodySink::Buffer { mut request, body } => {
                 request.body = body.finish();
@@ -260,13 +353,9 @@ impl ServerApp {
     /// The body will not end: a buffered request is dropped (the machine answered it), a
     /// streamed one ends with the reason.
     fn body_failed(&mut self, id: RequestId, error: BodyError) {
-        let Some((current, sink)) = self.body.take() else {
+        let Some(sink) = self.take_body(id) else {
             return;
         };
-        if current != id {
-            self.body = Some((current, sink));
-            return;
-        }
         if let BodySink::Stream(channel) = sink {
             let mut channel = channel.borrow_mut();
             if !channel.finished && channel.error.is_none() {
@@ -324,13 +413,13 @@ impl ServerApp {
     }
 }
 
-impl Application<ServerConn> for ServerApp {
+impl<M: ServerMachine> Application<M> for ServerApp<M> {
     type Command = Command;
     type Status = WriteStatus;
 
     fn connected(
         &mut self,
-        _machine: &mut ServerConn,
+        _machine: &mut M,
         ctx: &mut Context<'_>,
         _mailbox: &Mailbox<Command, WriteStatus>,
     ) {
@@ -341,7 +430,7 @@ impl Application<ServerConn> for ServerApp {
 
     fn event(
         &mut self,
-        machine: &mut ServerConn,
+        machine: &mut M,
         event: ServerEvent,
         ctx: &mut Context<'_>,
         mailbox: &Mailbox<Command, WriteStatus>,
@@ -379,7 +468,7 @@ impl Application<ServerConn> for ServerApp {
         }
     }
 
-    fn command(&mut self, machine: &mut ServerConn, command: Command, ctx: &mut Context<'_>) {
+    fn command(&mut self, machine: &mut M, command: Command, ctx: &mut Context<'_>) {
         let result = match command {
             Command::Respond(id, response) => {
                 machine.set_date(self.shared.date.at(ctx.now()));
@@ -424,24 +513,21 @@ impl Application<ServerConn> for ServerApp {
 
     fn settled(
         &mut self,
-        machine: &mut ServerConn,
+        machine: &mut M,
         _ctx: &mut Context<'_>,
         mailbox: &Mailbox<Command, WriteStatus>,
     ) {
-        // A writer whose head is still in the mailbox may write too: it is next in line.
-        let ready = machine.next_to_send();
         {
             let mut status = mailbox.status_mut();
-            status.ready = ready;
-            status.answered_below = machine.answered_below();
+            machine.publish(&mut status);
             status.unflushed = 0;
         }
         mailbox.wake_waiters();
     }
 
-    fn lost(&mut self, _machine: &mut ServerConn, _ctx: &mut Context<'_>, _reason: LostReason) {
-        if let Some((id, _)) = &self.body {
-            let id = *id;
+    fn lost(&mut self, _machine: &mut M, _ctx: &mut Context<'_>, _reason: LostReason) {
+        let ids: Vec<RequestId> = self.bodies.iter().map(|(id, _)| *id).collect();
+        for id in ids {
             self.body_failed(id, BodyError::Closed);
         }
     }

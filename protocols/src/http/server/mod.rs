@@ -1,10 +1,14 @@
-//! The HTTP/1.1 server: a [`Factory`] ([`HttpServer`]) that runs a [`Handler`] on every
-//! connection of a listener.
+//! The HTTP server (HTTP/1.1 and HTTP/2): a [`Factory`] ([`HttpServer`]) that runs a
+//! [`Handler`] on every connection of a listener.
 //!
-//! Each connection is the sans-IO [`ServerConn`] machine (`http::proto::server`: parsing,
-//! ordering, framing, timeouts, limits) driven by the kit's [`Adapter`]; this module is the
-//! glue that turns its events into handler calls (`conn.rs`) and what handlers answer with
-//! into machine calls (`respond.rs`, `message.rs`).
+//! Each connection is a sans-IO machine driven by the kit's adapter: the HTTP/1.1
+//! `ServerConn` (`http::proto::server`: parsing, ordering, framing, timeouts, limits) or,
+//! when TLS negotiated `h2` by ALPN ([`ALPN_H2`]: offer it in the listener's TLS config)
+//! or the client opened with the HTTP/2 preface on a plain port (h2c with prior knowledge),
+//! the HTTP/2 `H2ServerConn` (`http::proto::h2`). Handlers see the same [`Request`] and
+//! [`Responder`] either way. This module is the glue that picks the machine (`detect.rs`),
+//! turns its events into handler calls (`conn.rs`) and what handlers answer with into
+//! machine calls (`respond.rs`, `message.rs`).
 //!
 //! A handler gets a [`Request`] and a [`Responder`] and answers once, now or later:
 //!
@@ -41,6 +45,7 @@
 mod access_log;
 mod conn;
 mod date_cache;
+mod detect;
 mod message;
 mod respond;
 
@@ -49,13 +54,12 @@ use std::rc::Rc;
 use ringwork::{Factory, Protocol};
 
 pub use self::access_log::{AccessLog, AccessLogFormat, UpstreamNote};
+pub use self::detect::ALPN_H2;
 pub use self::message::{BodyError, Request, RequestBody};
 pub use self::respond::{BodyWriter, Closed, Responder};
 use crate::http::metrics::HttpMetrics;
 use crate::http::proto::RequestHead;
-use crate::http::proto::server::ServerConn;
 pub use crate::http::proto::server::{Response, ServerConfig};
-use crate::kit::adapter::Adapter;
 use crate::limits::RequestRateLimiter;
 
 /// What answers requests. One handler value serves every connection of a listener on one
@@ -172,10 +176,6 @@ impl HttpServer {
 
 impl Factory for HttpServer {
     fn build_protocol(&mut self) -> Box<dyn Protocol> {
-        let machine = ServerConn::new(self.shared.config.clone());
-        Box::new(Adapter::new(
-            machine,
-            conn::ServerApp::new(Rc::clone(&self.shared)),
-        ))
+        Box::new(detect::Detect::new(Rc::clone(&self.shared)))
     }
 }

@@ -183,7 +183,17 @@ impl BodyWriter {
 
 /// Whether the writer of `id` may write, by what its connection published.
 fn ready(status: &super::conn::WriteStatus, id: RequestId) -> bool {
-    id < status.answered_below || (status.ready == Some(id) && status.unflushed < UNFLUSHED_SLACK)
+    match &status.multiplexed {
+        // HTTP/2: streams are independent; a writer waits for its own window, or for the
+        // connection when the transport is full.
+        Some(streams) => {
+            streams.writable && !streams.waiting.contains(&id) && status.unflushed < UNFLUSHED_SLACK
+        }
+        None => {
+            id < status.answered_below
+                || (status.ready == Some(id) && status.unflushed < UNFLUSHED_SLACK)
+        }
+    }
 }
 
 impl Drop for BodyWriter {

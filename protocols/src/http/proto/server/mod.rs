@@ -66,6 +66,9 @@ pub struct ServerConfig {
     /// engine's write-stall timeout, like nginx's `send_timeout`). `None`: no timeout.
     /// Default 60 s.
     pub write_timeout: Option<Duration>,
+    /// HTTP/2 settings and limits, for connections that speak it (`h2` by ALPN, or the
+    /// HTTP/2 preface on a plain port).
+    pub http2: crate::http::proto::h2::H2Config,
 }
 
 impl Default for ServerConfig {
@@ -82,6 +85,7 @@ impl Default for ServerConfig {
             server_name: None,
             access_log: false,
             write_timeout: Some(Duration::from_secs(60)),
+            http2: crate::http::proto::h2::H2Config::default(),
         }
     }
 }

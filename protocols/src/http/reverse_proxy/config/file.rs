@@ -83,6 +83,8 @@ struct RawUpstream {
     tls_verify: Option<Spanned<bool>>,
     tls_cert: Option<Spanned<String>>,
     tls_key: Option<Spanned<String>>,
+    #[serde(default)]
+    http2: bool,
 }
 
 #[derive(Deserialize)]
@@ -297,6 +299,7 @@ impl ProxyConfig {
                 servers,
                 backoff,
                 tls,
+                http2: upstream.get_ref().http2,
             });
         }
 
@@ -510,7 +513,7 @@ fn upstream_tls(
     let tls = UpstreamTls::new(server_names, verify, ca, client_cert, material);
     // The key must fit the certificate, and the system roots (if used) must load: build a
     // connector once now so that the cores never meet these errors.
-    if let Err(error) = tls.connector(Duration::from_secs(1)) {
+    if let Err(error) = tls.connector(Duration::from_secs(1), false) {
         let span = raw
             .tls_cert
             .as_ref()

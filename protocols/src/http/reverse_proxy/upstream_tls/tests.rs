@@ -155,7 +155,14 @@ fn insecure_pools_and_default_roots() {
         ProxyConfig::from_toml(&config("\"https://127.0.0.1\"", "tls_verify = false")).unwrap();
     let tls = loaded.upstreams[0].tls.as_ref().unwrap();
     assert!(!tls.verify);
-    assert!(tls.connector(std::time::Duration::from_secs(1)).is_ok());
+    assert!(
+        tls.connector(std::time::Duration::from_secs(1), false)
+            .is_ok()
+    );
+    assert!(
+        tls.connector(std::time::Duration::from_secs(1), true)
+            .is_ok()
+    );
     // System roots: fine where the machine has some, else a load error naming the pool.
     match ProxyConfig::from_toml(&config("\"https://127.0.0.1\"", "")) {
         Ok(loaded) => assert!(loaded.upstreams[0].tls.as_ref().unwrap().ca.is_none()),

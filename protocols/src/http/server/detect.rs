@@ -1,0 +1,196 @@
+//! Which HTTP a connection speaks: HTTP/2 when TLS negotiated `h2` (ALPN) or the first
+//! bytes are the HTTP/2 connection preface (h2c with prior knowledge, RFC 9113 §3.3),
+//! HTTP/1.1 otherwise; then the chosen machine's adapter runs the connection.
+//!
+//! Owns: [`Detect`], the [`Protocol`] the server's factory builds for each connection; it
+//! holds the first bytes until they tell (at most the 24 bytes of the preface: any byte
+//! that departs from it decides HTTP/1.1 at once, so an HTTP/1.1 request is never
+//! delayed), and forwards every callback to the chosen adapter after.
+//! Contract: the adapter gets `connection_made` when the choice is made, then the held
+//! bytes, then everything as it comes. A connection that sends a prefix of the preface and
+//! stalls is handed to HTTP/1.1 after `header_read_timeout` (whose own deadline ends it).
+//! Does not: upgrade from HTTP/1.1 (`Upgrade: h2c` is not supported; RFC 9113 §3.1
+//! deprecates it).
+
+use std::rc::Rc;
+
+use ringwork::{Context, LostReason, Protocol, TimerId};
+
+use super::Shared;
+use super::conn::ServerApp;
+use crate::http::proto::h2::H2ServerConn;
+use crate::http::proto::h2::frame::PREFACE;
+use crate::http::proto::server::ServerConn;
+use crate::kit::adapter::Adapter;
+
+/// The ALPN protocol id of HTTP/2 over TLS.
+pub const ALPN_H2: &[u8] = b"h2";
+
+type H1 = Adapter<ServerConn, ServerApp<ServerConn>>;
+type H2 = Adapter<H2ServerConn, ServerApp<H2ServerConn>>;
+
+enum State {
+    /// Not known yet: the bytes so far (a prefix of the preface).
+    Undecided {
+        held: Vec<u8>,
+        timer: Option<TimerId>,
+    },
+    Http1(Box<H1>),
+    Http2(Box<H2>),
+}
+
+/// A server connection that picks HTTP/1.1 or HTTP/2 (see the module docs).
+pub(crate) struct Detect {
+    shared: Rc<Shared>,
+    state: State,
+}
+
+impl Detect {
+    pub(crate) fn new(shared: Rc<Shared>) -> Self {
+        Self {
+            shared,
+            state: State::Undecided {
+                held: Vec::new(),
+                timer: None,
+            },
+        }
+    }
+
+    fn inner(&mut self) -> Option<&mut dyn Protocol> {
+        match &mut self.state {
+            State::Undecided { .. } => None,
+            State::Http1(adapter) => Some(adapter.as_mut()),
+            State::Http2(adapter) => Some(adapter.as_mut()),
+        }
+    }
+
+    /// Chooses, starts the adapter and hands it the held bytes.
+    fn decide(&mut self, ctx: &mut Context<'_>, http2: bool) {
+        let State::Undecided { held, timer } = std::mem::replace(
+            &mut self.state,
+            State::Undecided {
+                held: Vec::new(),
+                timer: None,
+            },
+        ) else {
+            return;
+        };
+        if let Some(timer) = timer {
+            ctx.cancel_timer(timer);
+        }
+        let shared = Rc::clone(&self.shared);
+        self.state = if http2 {
+            let machine = H2ServerConn::new(&shared.config);
+            State::Http2(Box::new(Adapter::new(machine, ServerApp::new(shared))))
+        } else {
+            let machine = ServerConn::new(shared.config.clone());
+            State::Http1(Box::new(Adapter::new(machine, ServerApp::new(shared))))
+        };
+        if let Some(inner) = self.inner() {
+            inner.connection_made(ctx);
+            if !held.is_empty() && ctx.is_open() {
+                inner.data_received(ctx, &held);
+            }
+        }
+    }
+}
+
+impl Protocol for Detect {
+    fn connection_made(&mut self, ctx: &mut Context<'_>) {
+        if let Some(tls) = ctx.tls() {
+            // TLS decided by ALPN: h2, or HTTP/1.1 for anything else (no ALPN at all too).
+            let http2 = tls.alpn.as_deref() == Some(ALPN_H2);
+            self.decide(ctx, http2);
+            return;
+        }
+        let timeout = self.shared.config.header_read_timeout;
+        if let State::Undecided { timer, .. } = &mut self.state {
+            *timer = Some(ctx.call_later(timeout));
+        }
+    }
+
+    fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
+        if let Some(inner) = self.inner() {
+            inner.data_received(ctx, data);
+            return;
+        }
+        let State::Undecided { held, .. } = &mut self.state else {
+            return;
+        };
+        let start = held.len();
+        let take = data.len().min(PREFACE.len() - start);
+        let matches = data[..take] == PREFACE[start..start + take];
+        if matches && start + take < PREFACE.len() {
+            held.extend_from_slice(data);
+            return;
+        }
+        self.decide(ctx, matches);
+        if let Some(inner) = self.inner() {
+            inner.data_received(ctx, data);
+        }
+    }
+
+    fn eof_received(&mut self, ctx: &mut Context<'_>) {
+        if matches!(self.state, State::Undecided { .. }) {
+            self.decide(ctx, false);
+        }
+        if let Some(inner) = self.inner() {
+            inner.eof_received(ctx);
+        }
+    }
+
+    fn pause_writing(&mut self, ctx: &mut Context<'_>) {
+        if let Some(inner) = self.inner() {
+            inner.pause_writing(ctx);
+        }
+    }
+
+    fn write_drained(&mut self, ctx: &mut Context<'_>) {
+        if let Some(inner) = self.inner() {
+            inner.write_drained(ctx);
+        }
+    }
+
+    fn shutdown_started(&mut self, ctx: &mut Context<'_>) {
+        match self.inner() {
+            Some(inner) => inner.shutdown_started(ctx),
+            // Nothing was asked yet: close.
+            None => ctx.close(),
+        }
+    }
+
+    fn handshake_completed(&mut self, ctx: &mut Context<'_>) {
+        if let Some(inner) = self.inner() {
+            inner.handshake_completed(ctx);
+        }
+    }
+
+    fn woken(&mut self, ctx: &mut Context<'_>) {
+        if let Some(inner) = self.inner() {
+            inner.woken(ctx);
+        }
+    }
+
+    fn timer_fired(&mut self, ctx: &mut Context<'_>, timer: TimerId) {
+        match &mut self.state {
+            State::Undecided {
+                timer: Some(ours), ..
+            } if *ours == timer => {
+                // A prefix of the preface and then nothing: HTTP/1.1's head deadline
+                // decides what happens to it.
+                self.decide(ctx, false);
+            }
+            _ => {
+                if let Some(inner) = self.inner() {
+                    inner.timer_fired(ctx, timer);
+                }
+            }
+        }
+    }
+
+    fn connection_lost(&mut self, ctx: &mut Context<'_>, reason: LostReason) {
+        if let Some(inner) = self.inner() {
+            inner.connection_lost(ctx, reason);
+        }
+    }
+}
