@@ -41,6 +41,7 @@ pub mod destination;
 pub mod dns;
 pub mod endpoint;
 pub mod http;
+pub mod irc;
 pub mod kit;
 #[cfg(feature = "engine")]
 pub mod proxy;
