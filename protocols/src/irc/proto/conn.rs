@@ -285,6 +285,11 @@ impl ServerConn {
         &self.nick
     }
 
+    /// Sets the client's host (known once the connection is made).
+    pub fn set_host(&mut self, host: &str) {
+        host.clone_into(&mut self.host);
+    }
+
     /// The client's host.
     #[must_use]
     pub fn host(&self) -> &str {
