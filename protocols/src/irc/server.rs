@@ -165,6 +165,7 @@ impl Application<ServerConn> for IrcApp {
             host
         };
         machine.set_host(&host);
+        machine.set_core(self.side.core);
         self.side
             .clients
             .borrow_mut()

@@ -409,11 +409,9 @@ impl Machine for ClientConn {
                     self.discarding = true;
                 }
             }
-            if end.is_some() {
-                if !std::mem::take(&mut self.discarding) {
-                    let line = std::mem::take(&mut self.partial);
-                    self.line(&line);
-                }
+            if end.is_some() && !std::mem::take(&mut self.discarding) {
+                let line = std::mem::take(&mut self.partial);
+                self.line(&line);
             }
         }
     }

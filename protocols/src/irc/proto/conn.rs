@@ -216,6 +216,8 @@ enum Registration {
 pub struct ServerConn {
     config: Arc<IrcConfig>,
     host: String,
+    /// The core the connection is on (shown in 002).
+    core: usize,
     nick: String,
     user: String,
     caps: Caps,
@@ -251,6 +253,7 @@ impl ServerConn {
         Self {
             config,
             host: host.into(),
+            core: 0,
             nick: "*".into(),
             user: String::new(),
             caps: Caps::default(),
@@ -290,6 +293,11 @@ impl ServerConn {
         host.clone_into(&mut self.host);
     }
 
+    /// Sets the core the connection is on (shown in `002 RPL_YOURHOST`).
+    pub fn set_core(&mut self, core: usize) {
+        self.core = core;
+    }
+
     /// The client's host.
     #[must_use]
     pub fn host(&self) -> &str {
@@ -326,8 +334,8 @@ impl ServerConn {
         self.numeric(
             RPL_YOURHOST,
             &[&format!(
-                "Your host is {}, running version {version}",
-                c.server_name
+                "Your host is {} (core {}), running version {version}",
+                c.server_name, self.core
             )],
         );
         self.numeric(RPL_CREATED, &["This server was created at start-up"]);

@@ -438,7 +438,7 @@ impl Shard {
                 time,
             };
             for channel in client.channels.into_values() {
-                self.to_channel(channel, &from, ChannelRequest::Quit(delivery.clone()));
+                self.ask_channel(channel, &from, ChannelRequest::Quit(delivery.clone()));
             }
             let nick = client.who.nick.clone();
             self.route(
@@ -475,7 +475,7 @@ impl Shard {
             "PART" => {
                 for channel in p(0).split(',').filter(|c| !c.is_empty()) {
                     let reason = message.params.get(1).cloned();
-                    self.to_channel(channel.to_owned(), &from, ChannelRequest::Part(reason));
+                    self.ask_channel(channel.to_owned(), &from, ChannelRequest::Part(reason));
                 }
             }
             "PRIVMSG" | "NOTICE" => self.privmsg(&from, message),
@@ -486,17 +486,17 @@ impl Shard {
                     truncate(&mut t, self.config.max_topic_len);
                     t
                 });
-                self.to_channel(p(0), &from, ChannelRequest::Topic(topic));
+                self.ask_channel(p(0), &from, ChannelRequest::Topic(topic));
             }
             "NAMES" if !need(1) => self.reply(&from, RPL_ENDOFNAMES, &["*", "End of /NAMES list."]),
             "NAMES" => {
                 for channel in p(0).split(',').filter(|c| !c.is_empty()) {
-                    self.to_channel(channel.to_owned(), &from, ChannelRequest::Names);
+                    self.ask_channel(channel.to_owned(), &from, ChannelRequest::Names);
                 }
             }
             "WHO" if !need(1) => self.reply(&from, RPL_ENDOFWHO, &["*", "End of /WHO list."]),
             "WHO" if is_channel_name(message.param(0)) => {
-                self.to_channel(p(0), &from, ChannelRequest::Who);
+                self.ask_channel(p(0), &from, ChannelRequest::Who);
             }
             "WHO" => {
                 let target = p(0);
@@ -542,7 +542,7 @@ impl Shard {
             "MODE" if !need(1) => self.need_more(&from, "MODE"),
             "MODE" if is_channel_name(message.param(0)) => {
                 let params = message.params[1..].to_vec();
-                self.to_channel(p(0), &from, ChannelRequest::Mode(params));
+                self.ask_channel(p(0), &from, ChannelRequest::Mode(params));
             }
             "MODE" => self.user_mode(local, &from, message),
             "KICK" if !need(2) => self.need_more(&from, "KICK"),
@@ -553,11 +553,11 @@ impl Shard {
                         target: target.to_owned(),
                         reason: reason.clone(),
                     };
-                    self.to_channel(p(0), &from, request);
+                    self.ask_channel(p(0), &from, request);
                 }
             }
             "INVITE" if !need(2) => self.need_more(&from, "INVITE"),
-            "INVITE" => self.to_channel(p(1), &from, ChannelRequest::Invite(p(0))),
+            "INVITE" => self.ask_channel(p(1), &from, ChannelRequest::Invite(p(0))),
             "USERHOST" | "ISON" | "AWAY" => {
                 // Not supported; answered so clients that send them at start-up are not
                 // left waiting.
@@ -593,7 +593,7 @@ impl Shard {
         }
     }
 
-    fn to_channel(&mut self, channel: String, from: &Requester, request: ChannelRequest) {
+    fn ask_channel(&mut self, channel: String, from: &Requester, request: ChannelRequest) {
         let core = owner(&channel, self.shards);
         self.route(
             core,
@@ -704,7 +704,7 @@ impl Shard {
                 new: new.to_owned(),
                 delivery: delivery.clone(),
             };
-            self.to_channel(channel, &from, request);
+            self.ask_channel(channel, &from, request);
         }
         if irc_lower(&old) != irc_lower(new) {
             self.route(owner(&old, self.shards), Op::ReleaseNick { nick: old, id });
@@ -719,7 +719,7 @@ impl Shard {
                 .map(|c| c.channels.values().cloned().collect())
                 .unwrap_or_default();
             for channel in names {
-                self.to_channel(channel, from, ChannelRequest::Part(None));
+                self.ask_channel(channel, from, ChannelRequest::Part(None));
             }
             return;
         }
@@ -745,7 +745,7 @@ impl Shard {
                 continue;
             }
             client.joining += 1;
-            self.to_channel(channel.to_owned(), from, ChannelRequest::Join(key));
+            self.ask_channel(channel.to_owned(), from, ChannelRequest::Join(key));
         }
     }
 
@@ -789,7 +789,7 @@ impl Shard {
             let delivery = delivery(&line, from.time.clone(), client_tags.clone());
             if is_channel_name(target) {
                 let request = ChannelRequest::Message { delivery, quiet };
-                self.to_channel(target.to_owned(), from, request);
+                self.ask_channel(target.to_owned(), from, request);
             } else {
                 self.route(
                     owner(target, self.shards),
