@@ -200,7 +200,8 @@ impl Message {
         let mut prefix = None;
         if let Some(after) = rest.strip_prefix(b":") {
             let end = after.iter().position(|&b| b == b' ').unwrap_or(after.len());
-            prefix = Some(lossy(&after[..end]));
+            // An empty source (`: CMD`) is taken as none (it could not be sent back).
+            prefix = Some(lossy(&after[..end])).filter(|p| !p.is_empty());
             rest = skip_spaces(&after[end..]);
         }
         let mut rest = skip_spaces(rest);

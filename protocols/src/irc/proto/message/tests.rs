@@ -70,6 +70,8 @@ fn parses_reference_lines() {
             "PRIVMSG",
             &["#c", "hi"],
         ),
+        // Found by fuzzing: an empty source is none (it could not be encoded back).
+        (": 353 me = #c :@a", None, "353", &["me", "=", "#c", "@a"]),
     ];
     for (line, prefix, command, params) in cases {
         let m = Message::parse(line.as_bytes()).unwrap_or_else(|e| panic!("{line}: {e}"));
