@@ -447,3 +447,6 @@ impl Machine for ClientConn {
         true
     }
 }
+
+#[cfg(test)]
+mod tests;

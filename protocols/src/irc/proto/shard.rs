@@ -17,9 +17,11 @@
 //! this shard itself are handled before the call returns.
 //! Does not: touch connections, clocks or threads (the engine glue in `irc::server` does),
 //! or order messages from different cores (each sender's messages arrive in order).
-//! Known gaps: a QUIT or NICK is sent once per shared channel (a client on two channels
-//! with the quitter sees it twice); WHOIS lists channels without prefixes; WHO takes a
-//! channel or a nick, not a wildcard mask.
+//! A QUIT or NICK reaches every client sharing a channel with its subject once: the home
+//! shard asks each channel's owner for its members ([`Op::Members`]) and sends the line to
+//! their union when all have answered.
+//! Known gaps: WHOIS lists channels without prefixes; WHO takes a channel or a nick, not
+//! a wildcard mask; user mode +i hides nothing yet (WHO and NAMES list everyone).
 //! Spec: RFC 2812 §3.2–§3.6, RFC 2811 (channel modes). Tests: `shard/tests.rs`.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -159,6 +161,14 @@ pub enum Op {
         /// What is asked.
         request: ChannelRequest,
     },
+    /// To a client's home: the other members of one of its channels, for a QUIT or NICK
+    /// line that every client sharing a channel with it gets once.
+    Members {
+        /// The gathering.
+        token: u64,
+        /// The members, the client itself left out.
+        ids: Vec<ClientId>,
+    },
     /// LIST, going from shard to shard; the last one ends it.
     List {
         /// The asker.
@@ -176,14 +186,17 @@ pub enum ChannelRequest {
     Join(Option<String>),
     /// PART with this reason.
     Part(Option<String>),
-    /// The client quit: this QUIT line to the other members.
-    Quit(Delivery),
-    /// The client is now known as `new`: this NICK line to the other members.
+    /// The client quit: remove it and answer [`Op::Members`] with the other members.
+    Quit {
+        /// The home shard's gathering this answer belongs to.
+        token: u64,
+    },
+    /// The client is now known as `new`: answer [`Op::Members`] with the other members.
     Nick {
         /// The new nick.
         new: String,
-        /// The NICK line.
-        delivery: Delivery,
+        /// The home shard's gathering this answer belongs to.
+        token: u64,
     },
     /// PRIVMSG or NOTICE to the channel.
     Message {
@@ -358,6 +371,18 @@ pub struct Shard {
     channels: HashMap<String, Channel>,
     inbox: VecDeque<Op>,
     outputs: VecDeque<ShardOutput>,
+    /// QUIT and NICK lines waiting for the members of every channel of their client.
+    gathering: HashMap<u64, Gather>,
+    next_token: u64,
+}
+
+/// A line for everyone who shares a channel with a client, sent once all its channels
+/// answered (so a client on two of them gets it once).
+#[derive(Debug)]
+struct Gather {
+    remaining: usize,
+    ids: std::collections::BTreeSet<ClientId>,
+    delivery: Delivery,
 }
 
 /// The shard owning `name` (a nick or channel, any case) among `shards`.
@@ -385,6 +410,8 @@ impl Shard {
             channels: HashMap::new(),
             inbox: VecDeque::new(),
             outputs: VecDeque::new(),
+            gathering: HashMap::new(),
+            next_token: 0,
         }
     }
 
@@ -437,9 +464,10 @@ impl Shard {
                 caps: client.caps,
                 time,
             };
-            for channel in client.channels.into_values() {
-                self.ask_channel(channel, &from, ChannelRequest::Quit(delivery.clone()));
-            }
+            let channels = client.channels.into_values().collect();
+            self.gather(channels, &from, delivery, |token| ChannelRequest::Quit {
+                token,
+            });
             let nick = client.who.nick.clone();
             self.route(
                 owner(&nick, self.shards),
@@ -699,15 +727,40 @@ impl Shard {
             nick: new.to_owned(),
         });
         self.deliver_to(&[id], &delivery);
-        for channel in channels {
-            let request = ChannelRequest::Nick {
-                new: new.to_owned(),
-                delivery: delivery.clone(),
-            };
-            self.ask_channel(channel, &from, request);
-        }
-        if irc_lower(&old) != irc_lower(new) {
+        let new = new.to_owned();
+        self.gather(channels, &from, delivery, |token| ChannelRequest::Nick {
+            new: new.clone(),
+            token,
+        });
+        if irc_lower(&old) != irc_lower(&new) {
             self.route(owner(&old, self.shards), Op::ReleaseNick { nick: old, id });
+        }
+    }
+
+    /// Asks each of `channels` for its members (`request(token)`), then sends `delivery`
+    /// to all of them once.
+    fn gather(
+        &mut self,
+        channels: Vec<String>,
+        from: &Requester,
+        delivery: Delivery,
+        request: impl Fn(u64) -> ChannelRequest,
+    ) {
+        if channels.is_empty() {
+            return;
+        }
+        let token = self.next_token;
+        self.next_token += 1;
+        self.gathering.insert(
+            token,
+            Gather {
+                remaining: channels.len(),
+                ids: std::collections::BTreeSet::new(),
+                delivery,
+            },
+        );
+        for channel in channels {
+            self.ask_channel(channel, from, request(token));
         }
     }
 
@@ -927,6 +980,19 @@ impl Shard {
                 from,
                 request,
             } => self.channel_op(&channel, &from, request),
+            Op::Members { token, ids } => {
+                let Some(gather) = self.gathering.get_mut(&token) else {
+                    return;
+                };
+                gather.ids.extend(ids);
+                gather.remaining = gather.remaining.saturating_sub(1);
+                if gather.remaining == 0
+                    && let Some(gather) = self.gathering.remove(&token)
+                {
+                    let ids: Vec<ClientId> = gather.ids.into_iter().collect();
+                    self.deliver_to(&ids, &gather.delivery);
+                }
+            }
             Op::List { from, names } => {
                 let mut rows: Vec<(String, usize, String)> = self
                     .channels
@@ -1076,7 +1142,10 @@ impl Shard {
                     self.reply(from, RPL_ENDOFNAMES, &[name, "End of /NAMES list."]);
                 }
                 ChannelRequest::Who => self.reply(from, RPL_ENDOFWHO, &[name, "End of /WHO list."]),
-                ChannelRequest::Quit(_) | ChannelRequest::Nick { .. } => {}
+                ChannelRequest::Quit { token } | ChannelRequest::Nick { token, .. } => {
+                    let ids = Vec::new();
+                    self.route(from.who.id.core, Op::Members { token, ids });
+                }
                 ChannelRequest::Message { quiet: true, .. } => {}
                 _ => self.reply(from, ERR_NOSUCHCHANNEL, &[name, "No such channel"]),
             }
@@ -1110,17 +1179,34 @@ impl Shard {
                     },
                 );
             }
-            ChannelRequest::Quit(line) => {
-                if member.is_some() {
-                    self.remove_member(&key, id);
-                    self.fan_out(&key, &line, None);
-                }
+            ChannelRequest::Quit { token } => {
+                let ids = if member.is_some() {
+                    channel
+                        .members
+                        .keys()
+                        .copied()
+                        .filter(|m| *m != id)
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                self.remove_member(&key, id);
+                self.route(id.core, Op::Members { token, ids });
             }
-            ChannelRequest::Nick { new, delivery } => {
-                if let Some(m) = channel.members.get_mut(&id) {
-                    m.who.nick = new;
-                    self.fan_out(&key, &delivery, Some(id));
-                }
+            ChannelRequest::Nick { new, token } => {
+                let ids = match channel.members.get_mut(&id) {
+                    Some(m) => {
+                        m.who.nick = new;
+                        channel
+                            .members
+                            .keys()
+                            .copied()
+                            .filter(|m| *m != id)
+                            .collect()
+                    }
+                    None => Vec::new(),
+                };
+                self.route(id.core, Op::Members { token, ids });
             }
             ChannelRequest::Message { delivery, quiet } => {
                 let voiced = member.is_some_and(|(op, voice)| op || voice);

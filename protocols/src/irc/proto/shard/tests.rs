@@ -369,3 +369,33 @@ fn client_tags_and_time_travel_with_the_message() {
     assert_eq!(delivery.time.as_deref(), Some("T"));
     assert_eq!(delivery.client_tags.as_deref(), Some("+typing=active"));
 }
+
+#[test]
+fn quit_and_nick_reach_each_client_once_across_shared_channels() {
+    let mut net = Net::new(2);
+    let a = net.connect(0, 1, "alice");
+    let b = net.connect(1, 1, "bob");
+    let c = net.connect(1, 2, "carol");
+    // Channels owned by both cores (names chosen to hash to different owners).
+    let names: Vec<String> = (0..8).map(|i| format!("#s{i}")).collect();
+    let owners: std::collections::BTreeSet<usize> = names.iter().map(|n| owner(n, 2)).collect();
+    assert_eq!(owners.len(), 2);
+    for name in &names {
+        net.say(a, &format!("JOIN {name}"));
+        net.say(b, &format!("JOIN {name}"));
+    }
+    net.say(c, "JOIN #s0");
+    let _ = (net.take(a), net.take(b), net.take(c));
+    net.say(a, "NICK alicia");
+    assert_eq!(net.take(b), [":alice!u@h NICK alicia"]);
+    assert_eq!(net.take(c), [":alice!u@h NICK alicia"]);
+    assert_eq!(net.take(a), [":alice!u@h NICK alicia"]);
+    net.shards[0].quit(1, "Quit: bye", None);
+    net.pump();
+    assert_eq!(net.take(b), [":alicia!u@h QUIT :Quit: bye"]);
+    assert_eq!(net.take(c), [":alicia!u@h QUIT :Quit: bye"]);
+    assert_eq!(
+        net.shards.iter().map(|s| s.gathering.len()).sum::<usize>(),
+        0
+    );
+}
