@@ -76,7 +76,7 @@ fn session(config: SimConfig, keepalive: bool) {
     while shard.poll_output().is_some() {}
     let mut client_config = ClientConfig::new("taken");
     client_config.caps = vec!["server-time".into()];
-    let mut pair = Pair::with_config(
+    let pair = Pair::with_config(
         ClientConn::new(client_config),
         ServerConn::new(server_config, "h"),
         config,
