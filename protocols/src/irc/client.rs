@@ -5,9 +5,8 @@
 //! [`IrcEvent`]s in order (each connection's [`ClientEvent`]s between a
 //! [`IrcEvent::Connected`] and a [`IrcEvent::Disconnected`]); [`IrcClient::send`] and its
 //! helpers write to the connection that is up. Each connection is a
-//! [`ClientConn`](super::proto::ClientConn) run by the kit adapter; the connection is kept
-//! up by the engine's [`ReconnectingClient`] with its [`Backoff`] (reset by each
-//! connection that registers... and by each that connects, as the engine does).
+//! [`ClientConn`] run by the kit adapter; the connection is kept up by the engine's
+//! [`ReconnectingClient`] with its [`Backoff`] (reset by each connection that is made).
 //! Contract: events are kept until taken, at most [`MAX_QUEUED_EVENTS`] (older ones are
 //! dropped and counted in [`IrcClient::dropped_events`]). A send while no connection is up
 //! is refused ([`NotConnected`]); nothing is queued for the next connection (channels are
