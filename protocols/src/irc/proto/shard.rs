@@ -34,6 +34,9 @@ use super::message::{
 };
 use super::numeric::*;
 
+/// Invitations a channel remembers (a new one past this forgets the others).
+const MAX_INVITES: usize = 64;
+
 /// A client in the network: its home core and its id there.
 #[derive(Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 pub struct ClientId {
@@ -1339,6 +1342,10 @@ impl Shard {
                         &[&target, &name, "is already on channel"],
                     );
                 } else {
+                    // Bounded: past the limit, the invitations so far are forgotten.
+                    if channel.invited.len() >= MAX_INVITES {
+                        channel.invited.clear();
+                    }
                     channel.invited.insert(irc_lower(&target));
                     self.reply(from, RPL_INVITING, &[&target, &name]);
                     let line = Message::new("INVITE", vec![target.clone(), name])
