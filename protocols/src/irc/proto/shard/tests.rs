@@ -399,3 +399,15 @@ fn quit_and_nick_reach_each_client_once_across_shared_channels() {
         0
     );
 }
+
+#[test]
+fn invitations_are_bounded() {
+    let mut net = Net::new(1);
+    let a = net.connect(0, 1, "op");
+    net.say(a, "JOIN #inv");
+    for i in 0..200 {
+        net.say(a, &format!("INVITE guest{i} #inv"));
+    }
+    let channel = &net.shards[0].channels["#inv"];
+    assert!(channel.invited.len() <= MAX_INVITES, "{}", channel.invited.len());
+}
