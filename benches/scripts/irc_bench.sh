@@ -99,6 +99,7 @@ for round in $(seq "$ROUNDS"); do
         pid=$(start_server "$name" "$port")
         wait_port "$port"
         before=$(rss_kb "$pid")
+        rm -f "$work/load.out" "$work/load.err"
         "$LOAD_BIN" --connect "127.0.0.1:$port" --clients "$CLIENTS" --channels "$CHANNELS" \
             --rate "$RATE" --duration "$DURATION" --warmup "$WARMUP" --cores "$LOAD_CORES" \
             --connecting "$CONNECTING" --join-timeout "$JOIN_TIMEOUT" \
