@@ -409,5 +409,9 @@ fn invitations_are_bounded() {
         net.say(a, &format!("INVITE guest{i} #inv"));
     }
     let channel = &net.shards[0].channels["#inv"];
-    assert!(channel.invited.len() <= MAX_INVITES, "{}", channel.invited.len());
+    assert!(
+        channel.invited.len() <= MAX_INVITES,
+        "{}",
+        channel.invited.len()
+    );
 }
