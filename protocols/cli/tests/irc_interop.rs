@@ -5,15 +5,16 @@
 //! collision, joins, channel and private messages, CTCP ACTION, modes, a topic, a kick and
 //! a quit message. Both are installed by `scripts/install-irc-test-deps.sh`; a missing
 //! peer fails the test under `CI=true` and is skipped with a loud line otherwise.
-//! Also, with a plain socket: a wrong password, a flood cut off with `ERROR :Excess Flood`,
-//! a line over the limit answered 417, the channel limit answered 405.
+//! Also, with a plain socket: `--motd` and `--server-name` in the welcome, a wrong password,
+//! a flood cut off with `ERROR :Excess Flood`, a line over the limit answered 417, the
+//! channel limit answered 405.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{Server, backend};
+use support::{Server, TempDir, backend};
 
 mod support;
 
@@ -169,7 +170,21 @@ impl Raw {
 
 fn limits_suite(name: &str) {
     let Some(backend) = backend(name) else { return };
-    let (_server, port) = serve(backend, &["--password", "pw"]);
+    let dir = TempDir::new("irc-motd");
+    let motd = dir.0.join("motd.txt");
+    std::fs::write(&motd, "first line\nsecond line\n").expect("write the MOTD");
+    let motd = motd.to_str().expect("a UTF-8 path").to_owned();
+    let (_server, port) = serve(
+        backend,
+        &[
+            "--password",
+            "pw",
+            "--motd",
+            &motd,
+            "--server-name",
+            "irc.test",
+        ],
+    );
 
     let mut wrong = Raw::connect(port);
     wrong.send("PASS nope\r\nNICK w\r\nUSER w 0 * :W\r\n");
@@ -179,7 +194,23 @@ fn limits_suite(name: &str) {
 
     let mut client = Raw::connect(port);
     client.send("PASS pw\r\nNICK limits\r\nUSER l 0 * :L\r\n");
-    client.until(" 422 ");
+    let welcome = client.until(" 376 ");
+    assert_eq!(
+        welcome[0],
+        ":irc.test 001 limits :Welcome to the ringwork IRC Network limits!l@127.0.0.1"
+    );
+    let motd: Vec<&str> = welcome
+        .iter()
+        .filter(|l| l.contains(" 372 "))
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        motd,
+        [
+            ":irc.test 372 limits :- first line",
+            ":irc.test 372 limits :- second line"
+        ]
+    );
     client.send(&format!("PRIVMSG limits :{}\r\n", "x".repeat(600)));
     assert!(client.until(" 417 ")[0].ends_with(":Input line was too long"));
     let joins: Vec<String> = (0..21).map(|i| format!("#c{i}")).collect();
@@ -194,7 +225,7 @@ fn limits_suite(name: &str) {
 
     let mut flooder = Raw::connect(port);
     flooder.send("PASS pw\r\nNICK flooder\r\nUSER f 0 * :F\r\n");
-    flooder.until(" 422 ");
+    flooder.until(" 376 ");
     let flood: String = (0..200)
         .map(|i| format!("PRIVMSG flooder :{i}\r\n"))
         .collect();
