@@ -24,6 +24,9 @@
 //! - [`dns`]: DNS — the sans-IO codec, zone files, the authoritative answer and the stub
 //!   resolver's machine; and (feature `engine`) the authoritative server and the per-core
 //!   resolver (`dns::resolver::Resolver`).
+//! - [`irc`]: IRC — the sans-IO codec (tags, CTCP), the server's connection machine and
+//!   per-core network shard, the client machine; and (feature `engine`) the server with
+//!   channels across cores and the client library with reconnection (docs/irc.md).
 //! - [`proxy_protocol`]: the HAProxy PROXY protocol (v1 text, v2 binary with TLVs), sans-IO
 //!   parser and encoders for headers sent by load balancers.
 //!
@@ -41,6 +44,7 @@ pub mod destination;
 pub mod dns;
 pub mod endpoint;
 pub mod http;
+pub mod irc;
 pub mod kit;
 pub mod limits;
 #[cfg(feature = "engine")]

@@ -52,6 +52,8 @@ use ringwork_protocols::endpoint::{AppProtocols, ListenSpec};
 use ringwork_protocols::http::reverse_proxy::{ProxyConfig, ReverseProxy};
 use ringwork_protocols::http::server::{AccessLog, AccessLogFormat, HttpServer, ServerConfig};
 use ringwork_protocols::http::services::{StaticFiles, hello_server};
+use ringwork_protocols::irc::proto::IrcConfig;
+use ringwork_protocols::irc::server::IrcServer;
 use ringwork_protocols::limits::{
     ConnectionCap, DEFAULT_RATE_TABLE, RateLimit, RequestRateLimiter,
 };
@@ -81,7 +83,8 @@ Examples:
   ringwork serve tcp-proxy --listen tcp:8000 --upstream 127.0.0.1:9000 --upstream 127.0.0.1:9001
   ringwork serve tcp-proxy --listen tcp:8000 --upstream tcp:host=backend.internal:port=80:timeout=5
   ringwork serve tcp-proxy --listen tcp:8443 --upstream tls:host=api.internal:port=443:ca=ca.pem
-  ringwork serve socks5 --listen tcp:1080:interface=127.0.0.1 --user alice:secret";
+  ringwork serve socks5 --listen tcp:1080:interface=127.0.0.1 --user alice:secret
+  ringwork serve irc --listen tcp:6667 --cores 2 --motd motd.txt --password secret";
 
 const ENDPOINT_HELP: &str = "\
 Endpoints:
@@ -260,6 +263,15 @@ struct Serve {
     /// origin unless the file sets $ORIGIN first).
     #[arg(long, value_name = "FILE")]
     zone: Vec<std::path::PathBuf>,
+    /// irc: the message of the day, read from this file at start (one line per line).
+    #[arg(long, value_name = "FILE")]
+    motd: Option<std::path::PathBuf>,
+    /// irc: the connection password clients must send with PASS.
+    #[arg(long, value_name = "PW")]
+    password: Option<String>,
+    /// irc: the server's name, the source of its messages.
+    #[arg(long, value_name = "NAME", default_value = "irc.ringwork.local")]
+    server_name: String,
 }
 
 /// What the services need besides their endpoint.
@@ -284,6 +296,8 @@ struct ServiceOptions {
     rate_limit: Option<RateLimit>,
     /// `--max-conns-per-ip` (or `limits.connections_per_ip`): shared by every core.
     connection_cap: Option<ConnectionCap>,
+    /// The IRC server, made once and attached on every core.
+    irc: Option<IrcServer>,
 }
 
 impl ServiceOptions {
@@ -349,7 +363,8 @@ impl ServiceOptions {
             | Service::Discard
             | Service::TcpProxy
             | Service::Socks5
-            | Service::Dns => None,
+            | Service::Dns
+            | Service::Irc => None,
         };
         Ok(server.map(|server| {
             let server = match &self.access_file {
@@ -398,6 +413,9 @@ enum Service {
     /// over UDP and TCP (and DNS over TLS on tls: endpoints), on every core [default
     /// endpoints: udp:5353 and tcp:5353 on 127.0.0.1].
     Dns,
+    /// IRC server (RFC 1459/2812 with IRCv3 tags; channels shared across cores) [default
+    /// endpoint: tcp:6667 on 127.0.0.1].
+    Irc,
 }
 
 impl Service {
@@ -416,7 +434,9 @@ impl Service {
             Service::Dns => AppProtocols::Only(&["dot"]),
             // SOCKS5 has no ALPN name.
             Service::Socks5 => AppProtocols::Only(&[]),
-            Service::Echo | Service::Discard | Service::TcpProxy => AppProtocols::Opaque,
+            Service::Echo | Service::Discard | Service::TcpProxy | Service::Irc => {
+                AppProtocols::Opaque
+            }
         }
     }
 
@@ -457,6 +477,13 @@ impl Service {
                 let catalog = Arc::clone(http.catalog()?);
                 listener.listen(reactor, tcp_server(catalog, TcpConfig::default()))?
             }
+            (Service::Irc, None) => {
+                let irc = http.irc.as_ref().ok_or_else(|| EngineError::Config {
+                    what: "irc: no server configured".into(),
+                })?;
+                let factory = irc.attach(reactor);
+                listener.listen(reactor, factory)?
+            }
             (_, None) => listener.listen(reactor, || Echo)?,
         };
         Ok(with_bound(endpoint, &bound))
@@ -483,7 +510,8 @@ impl Service {
             | Service::Web
             | Service::HttpProxy
             | Service::TcpProxy
-            | Service::Socks5 => {
+            | Service::Socks5
+            | Service::Irc => {
                 return Err(unsupported(self, endpoint));
             }
         };
@@ -576,6 +604,9 @@ const SERVICE_OPTIONS: &[(&str, &str, &[Service])] = &[
     ("allow", "--allow", &[Service::Socks5]),
     ("deny", "--deny", &[Service::Socks5]),
     ("zone", "--zone", &[Service::Dns]),
+    ("motd", "--motd", &[Service::Irc]),
+    ("password", "--password", &[Service::Irc]),
+    ("server_name", "--server-name", &[Service::Irc]),
     ("resolver", "--resolver", CONNECTING),
     ("resolv_conf", "--resolv-conf", CONNECTING),
     ("hosts_file", "--hosts-file", CONNECTING),
@@ -751,12 +782,18 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
         if serve.service == Service::Dns {
             serve.listen.push(DEFAULT_DNS_UDP.parse()?);
             serve.listen.push(DEFAULT_DNS_TCP.parse()?);
+        } else if serve.service == Service::Irc {
+            serve.listen.push(DEFAULT_IRC.parse()?);
         } else {
             serve.listen.push(DEFAULT_LISTEN.parse()?);
         }
     }
     let dns = match serve.service {
         Service::Dns => Some(Arc::new(load_zones(&serve.zone)?)),
+        _ => None,
+    };
+    let irc = match serve.service {
+        Service::Irc => Some(irc_server(&serve)?),
         _ => None,
     };
     // The write-stall timeout: the flag, else the proxy config's, else 60 s; zero is off.
@@ -874,6 +911,7 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
         warn_interval: serve.warn_interval,
         rate_limit,
         connection_cap: connections_per_ip.map(ConnectionCap::new),
+        irc,
     };
     let exporter = match &serve.metrics {
         Some(endpoint) => {
@@ -947,6 +985,11 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
     let result = runtime.run(move |reactor| {
         if let (Some(exporter), Some(cores)) = (&exporter, reactor.cores()) {
             exporter.set_cores(cores);
+        }
+        // Every core holds part of the IRC network (channels and nicks by hash), listener
+        // or not.
+        if let Some(irc) = &http.irc {
+            drop(irc.attach(reactor));
         }
         let listened = listen_all(
             reactor,
@@ -1051,6 +1094,28 @@ fn listen_all(
         }
     }
     Ok(())
+}
+
+/// Where `serve irc` listens when no `--listen` is given.
+const DEFAULT_IRC: &str = "tcp:6667:interface=127.0.0.1";
+
+/// The IRC server of `serve irc`: its name, password and MOTD file.
+fn irc_server(serve: &Serve) -> Result<IrcServer, String> {
+    let mut config = IrcConfig::default();
+    if serve.server_name.is_empty() || serve.server_name.contains([' ', ':', '!', '@']) {
+        return Err(format!(
+            "--server-name {:?}: a server name has no spaces, ':', '!' or '@'",
+            serve.server_name
+        ));
+    }
+    config.server_name.clone_from(&serve.server_name);
+    config.password.clone_from(&serve.password);
+    if let Some(path) = &serve.motd {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("--motd {}: {e}", path.display()))?;
+        config.motd = text.lines().map(str::to_owned).collect();
+    }
+    Ok(IrcServer::new(config))
 }
 
 /// Where `serve dns` listens when no `--listen` is given.
