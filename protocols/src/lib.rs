@@ -43,5 +43,6 @@ pub mod kit;
 pub mod proxy;
 pub mod proxy_protocol;
 pub mod socks5;
+pub mod websocket;
 
 pub use crate::endpoint::{Endpoint, EndpointError};
