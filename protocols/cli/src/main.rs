@@ -47,6 +47,7 @@ use ringwork_protocols::endpoint::{AppProtocols, ListenSpec};
 use ringwork_protocols::http::reverse_proxy::{ProxyConfig, ReverseProxy};
 use ringwork_protocols::http::server::{HttpServer, ServerConfig};
 use ringwork_protocols::http::services::{StaticFiles, hello_server};
+use ringwork_protocols::websocket::server::{service_config, ws_echo_server};
 
 mod logging;
 mod proxy;
@@ -216,6 +217,7 @@ impl ServiceOptions {
                 })
             }
             Service::Hello => Some(hello_server(self.config())),
+            Service::WsEcho => Some(ws_echo_server(self.config(), service_config())),
             Service::Web => {
                 let root = self.root.as_ref().ok_or_else(|| EngineError::Config {
                     what: "web needs --root DIR".into(),
@@ -259,6 +261,9 @@ enum Service {
     /// HTTP/1.1 reverse proxy configured by --config FILE (routes by Host and path prefix
     /// to upstream pools; streams bodies both ways).
     HttpProxy,
+    /// WebSocket echo (RFC 6455, permessage-deflate when offered): every message back to
+    /// its sender; a WebSocket upgrade on any path.
+    WsEcho,
     /// Authoritative DNS for the zones of --zone FILE (repeatable, RFC 1035 master files)
     /// over UDP and TCP (and DNS over TLS on tls: endpoints), on every core [default
     /// endpoints: udp:5353 and tcp:5353 on 127.0.0.1].
@@ -276,13 +281,20 @@ impl Service {
     /// accepts: never a protocol the service cannot answer.
     fn app_protocols(self) -> AppProtocols {
         match self {
-            Service::Hello | Service::Web | Service::HttpProxy => AppProtocols::HTTP_1_1,
+            Service::Hello | Service::Web | Service::HttpProxy | Service::WsEcho => {
+                AppProtocols::HTTP_1_1
+            }
             // DNS over TLS (RFC 7858 names no ALPN; RFC 8310's "dot" is what clients send).
             Service::Dns => AppProtocols::Only(&["dot"]),
             // SOCKS5 has no ALPN name.
             Service::Socks5 => AppProtocols::Only(&[]),
             Service::Echo | Service::Discard | Service::TcpProxy => AppProtocols::Opaque,
         }
+    }
+
+    /// Whether this is a WebSocket service.
+    fn is_websocket(self) -> bool {
+        matches!(self, Service::WsEcho)
     }
 
     /// Which proxy service this is, if one.
@@ -345,7 +357,8 @@ impl Service {
             | Service::Web
             | Service::HttpProxy
             | Service::TcpProxy
-            | Service::Socks5 => {
+            | Service::Socks5
+            | Service::WsEcho => {
                 return Err(unsupported(self, endpoint));
             }
         };
@@ -557,6 +570,12 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
         .reactor_config(ReactorConfig {
             write_timeout,
             warning_interval: serve.warn_interval,
+            // A WebSocket message (16 MiB at most) is written whole: room for a few.
+            write_buffer_limit: if serve.service.is_websocket() {
+                64 << 20
+            } else {
+                ReactorConfig::default().write_buffer_limit
+            },
             ..ReactorConfig::default()
         });
     if let Some(cores) = serve.cores {

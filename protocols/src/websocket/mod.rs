@@ -1,9 +1,12 @@
 //! WebSocket (RFC 6455, with permessage-deflate, RFC 7692): the sans-IO machine
 //! ([`proto`]) and, with the `engine` feature, the server upgrade from an HTTP/1.1 handler
-//! (`server`), the client (`client`) and the cross-core broadcast (`broadcast`).
+//! (`server`: [`Request::upgrade_websocket`](crate::http::server::Request::upgrade_websocket))
+//! and the client (`client`).
 //!
-//! Design and limits: docs/websocket.md.
+//! Design, limits and close codes: docs/websocket.md.
 
 pub mod proto;
+#[cfg(feature = "engine")]
+pub mod server;
 
 pub use self::proto::{CloseCode, Message, WsConfig, WsConn, WsError, WsEvent};

@@ -20,14 +20,14 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use ringwork::logging::escape;
-use ringwork::{Context, LostReason};
+use ringwork::{Context, LostReason, Protocol};
 
 use super::Shared;
 use super::message::{BodyChannel, BodyError, Request, RequestBody};
 use super::respond::Responder;
 use crate::http::proto::server::{RequestId, Response, SendError, ServerConn, ServerEvent};
 use crate::http::proto::{H1Error, Headers};
-use crate::kit::adapter::{Application, Mailbox, MailboxSender};
+use crate::kit::adapter::{Application, Mailbox, MailboxSender, Upgrade};
 
 /// What code outside the connection's callbacks asks of it.
 pub(crate) enum Command {
@@ -45,6 +45,8 @@ pub(crate) enum Command {
     Release(RequestId, usize),
     /// A [`RequestBody`] was dropped: read the rest and drop it.
     Discard(RequestId),
+    /// [`Responder::upgrade`]: a `101` and the protocol that takes over after it.
+    Upgrade(RequestId, Response, Box<dyn Protocol>),
 }
 
 /// What body writers learn about the connection after each drive.
@@ -120,6 +122,10 @@ pub(crate) struct ServerApp {
     tls: bool,
     /// The body being read, and its request.
     body: Option<(RequestId, BodySink)>,
+    /// The protocol waiting for its `101` to leave.
+    switching: Option<(RequestId, Box<dyn Protocol>)>,
+    /// The `101` left: the connection goes to this protocol after the drive.
+    handoff: Option<Upgrade>,
 }
 
 impl ServerApp {
@@ -129,6 +135,8 @@ impl ServerApp {
             peer: None,
             tls: false,
             body: None,
+            switching: None,
+            handoff: None,
         }
     }
 
@@ -306,6 +314,20 @@ impl Application<ServerConn> for ServerApp {
                 };
                 self.body_failed(id, error);
             }
+            ServerEvent::Upgraded { id, rest, eof } => match self.switching.take() {
+                Some((switching, protocol)) if switching == id => {
+                    self.handoff = Some(Upgrade {
+                        protocol,
+                        rest,
+                        eof,
+                    });
+                }
+                _ => {
+                    // A 101 sent with `Responder::send`: no protocol to hand over to.
+                    tracing::error!(conn = %ctx.id(), "101 sent without a protocol to switch to (use Responder::upgrade); closing");
+                    ctx.abort();
+                }
+            },
             ServerEvent::Sent {
                 status,
                 bytes,
@@ -343,6 +365,15 @@ impl Application<ServerConn> for ServerApp {
                 machine.discard_body(id);
                 Ok(())
             }
+            Command::Upgrade(id, response, protocol) => {
+                machine.set_date(self.shared.date.at(ctx.now()));
+                let switching = response.status() == 101;
+                let result = machine.send_response(id, response);
+                if result.is_ok() && switching {
+                    self.switching = Some((id, protocol));
+                }
+                result
+            }
         };
         match result {
             // Answers to requests whose connection is closing are dropped quietly.
@@ -369,6 +400,10 @@ impl Application<ServerConn> for ServerApp {
             status.unflushed = 0;
         }
         mailbox.wake_waiters();
+    }
+
+    fn take_upgrade(&mut self) -> Option<Upgrade> {
+        self.handoff.take()
     }
 
     fn lost(&mut self, _machine: &mut ServerConn, _ctx: &mut Context<'_>, _reason: LostReason) {

@@ -653,10 +653,23 @@ impl WsConn {
             (Role::Client, true) => return Err(WsError::Masked),
             _ => {}
         }
-        if head.len > self.config.max_frame as u64 {
+        let compressed = head.rsv1
+            || (head.opcode == OpCode::Continuation
+                && self.message.as_ref().is_some_and(|m| m.compressed));
+        // Incompressible data grows a little when deflated (5 bytes per stored block of up
+        // to 64 KiB): a compressed frame may pass the limit by that much, its inflated size
+        // is held to `max_message`.
+        let frame_limit = if compressed {
+            self.config
+                .max_frame
+                .saturating_add(self.config.max_frame / 1024 + 1024)
+        } else {
+            self.config.max_frame
+        };
+        if head.len > frame_limit as u64 {
             return Err(WsError::FrameTooBig {
                 len: head.len,
-                limit: self.config.max_frame,
+                limit: frame_limit,
             });
         }
         let limit = self.config.max_message;
