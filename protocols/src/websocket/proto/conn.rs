@@ -100,6 +100,16 @@ enum Stage {
     Done,
 }
 
+/// A close frame decided while reading, sent at the next poll: after the application has
+/// had the messages that came before it (and could still answer them).
+#[derive(Debug)]
+enum Ending {
+    /// The peer's close frame: answer it.
+    Reply(CloseInfo),
+    /// The peer broke the protocol: fail with its code.
+    Fail(WsError),
+}
+
 /// The frame being read.
 #[derive(Debug)]
 struct InFrame {
@@ -143,6 +153,9 @@ pub struct WsConn {
     events: VecDeque<WsEvent>,
     out: Output,
     pending_pong: Option<Bytes>,
+    /// The handshake finished.
+    opened: bool,
+    ending: Option<Ending>,
     close_sent: bool,
     close_received: bool,
     closed_reported: bool,
@@ -186,6 +199,8 @@ impl WsConn {
             events: VecDeque::new(),
             out: Output::new(),
             pending_pong: None,
+            opened: false,
+            ending: None,
             close_sent: false,
             close_received: false,
             closed_reported: false,
@@ -257,7 +272,7 @@ impl WsConn {
     /// Whether the connection is open and this side has not sent a close frame.
     #[must_use]
     pub fn is_open(&self) -> bool {
-        matches!(self.stage, Stage::Open) && !self.close_sent && !self.closed_reported
+        self.opened && !self.close_sent && !self.closed_reported && !self.lost
     }
 
     /// Whether messages sent now go out without growing the machine's buffer: open, the
@@ -402,10 +417,10 @@ impl WsConn {
         if !code.is_sendable() || reason.len() > 123 {
             return Err(SendError::InvalidControl);
         }
-        if self.close_sent || self.closed_reported || self.lost {
+        if self.close_sent || self.closed_reported || self.lost || self.ending.is_some() {
             return Err(SendError::Closing);
         }
-        if !matches!(self.stage, Stage::Open) {
+        if !self.opened {
             // Before the handshake finished there is nothing to close politely.
             self.finish(CloseInfo {
                 code,
@@ -502,6 +517,7 @@ impl WsConn {
             self.deflate_min = config.min_size;
         }
         self.stage = Stage::Open;
+        self.opened = true;
         self.handshake_deadline = None;
         self.events.push_back(WsEvent::Open(negotiated));
     }
@@ -816,20 +832,29 @@ impl WsConn {
         self.stage = Stage::Done;
         self.message = None;
         self.frame = None;
-        if !self.close_sent {
-            // §5.5.1: answer with a close frame, typically echoing the status code.
-            self.events.push_back(WsEvent::Closing {
-                code,
-                reason: reason.clone(),
-            });
-            self.send_close(code, "");
-        }
-        self.finish(CloseInfo {
+        let info = CloseInfo {
             code,
             reason,
             clean: true,
             error: None,
-        });
+        };
+        if !self.close_sent {
+            // §5.5.1: answer with a close frame, typically echoing the status code; at the
+            // next poll, so that answers to the messages before it go first.
+            self.events.push_back(WsEvent::Closing {
+                code,
+                reason: info.reason.clone(),
+            });
+            self.ending = Some(Ending::Reply(info));
+            return Ok(());
+        }
+        self.finish(info);
+        self.after_close_handshake();
+        Ok(())
+    }
+
+    /// Both close frames are out: the transport's turn.
+    fn after_close_handshake(&mut self) {
         match self.role {
             // §7.1.1: the server closes the TCP connection first.
             Role::Server => self.close_now(Close::Graceful),
@@ -837,7 +862,22 @@ impl WsConn {
             Role::Client if self.eof => self.close_now(Close::Graceful),
             Role::Client => self.arm_close_timer = true,
         }
-        Ok(())
+    }
+
+    /// Sends the close frame decided while reading (see [`Ending`]).
+    fn flush_ending(&mut self) {
+        match self.ending.take() {
+            None => {}
+            Some(Ending::Reply(info)) => {
+                self.send_close(info.code, "");
+                self.finish(info);
+                self.after_close_handshake();
+            }
+            Some(Ending::Fail(error)) => {
+                self.send_close(error.close_code(), "");
+                self.fail_transport(error);
+            }
+        }
     }
 
     /// Fails the connection (RFC 6455 §7.1.7): a close frame with the error's code when one
@@ -847,11 +887,22 @@ impl WsConn {
         self.stage = Stage::Done;
         self.message = None;
         self.frame = None;
+        if self.ending.is_some() {
+            return; // A close frame is on its way already.
+        }
+        if error.sends_close() && !self.close_sent && !self.lost && !self.closed_reported {
+            // At the next poll: answers to the messages before the bad frame go first.
+            self.ending = Some(Ending::Fail(error));
+            return;
+        }
+        self.fail_transport(error);
+    }
+
+    /// Reports a failure and ends the transport: at once when no close frame was sent (or
+    /// the peer finished), else a half-close and a wait for the peer's end.
+    fn fail_transport(&mut self, error: WsError) {
         self.pending_pong = None;
         let code = error.close_code();
-        if error.sends_close() && !self.close_sent && !self.lost {
-            self.send_close(code, "");
-        }
         let reason = error.to_string();
         self.finish(CloseInfo {
             code,
@@ -859,7 +910,7 @@ impl WsConn {
             clean: false,
             error: Some(error),
         });
-        if self.eof || code == CloseCode::ABNORMAL {
+        if self.eof || !self.close_sent {
             self.close_now(Close::Graceful);
         } else {
             self.write_closed = true;
@@ -902,7 +953,7 @@ impl WsConn {
             self.arm_close_timer = false;
             self.close_deadline = Some(now + self.config.close_timeout);
         }
-        if self.eof && !self.lost {
+        if self.eof && !self.lost && self.ending.is_none() {
             if self.closed_reported {
                 self.close_now(Close::Graceful);
             } else {
@@ -1123,18 +1174,35 @@ impl Machine for WsConn {
         };
         self.stage = Stage::Done;
         self.message = None;
-        self.finish(CloseInfo {
-            code: CloseCode::ABNORMAL,
-            reason: error.to_string(),
-            clean: false,
-            error: Some(error),
-        });
+        let info = match self.ending.take() {
+            // The peer's close arrived; our answer could not go out.
+            Some(Ending::Reply(info)) => CloseInfo {
+                clean: false,
+                ..info
+            },
+            Some(Ending::Fail(error)) => CloseInfo {
+                code: error.close_code(),
+                reason: error.to_string(),
+                clean: false,
+                error: Some(error),
+            },
+            None => CloseInfo {
+                code: CloseCode::ABNORMAL,
+                reason: error.to_string(),
+                clean: false,
+                error: Some(error),
+            },
+        };
+        self.finish(info);
         self.out.clear();
         self.close_deadline = None;
     }
 
     fn poll_transmit(&mut self, now: Instant) -> Option<Bytes> {
-        if self.arm_close_timer || self.pending_pong.is_some() {
+        if self.ending.is_some() && !self.lost {
+            self.flush_ending();
+        }
+        if self.arm_close_timer || self.pending_pong.is_some() || self.eof {
             self.settle(now);
         }
         if self.lost || self.close_done {
