@@ -5,6 +5,8 @@
 //!
 //! Design, limits and close codes: docs/websocket.md.
 
+#[cfg(feature = "engine")]
+pub mod client;
 pub mod proto;
 #[cfg(feature = "engine")]
 pub mod server;
