@@ -4,6 +4,8 @@
   ws_peer.py client URL [--deflate] [--sizes 1,125,...]   echo check against a server
   ws_peer.py server [--deflate]                            echo server; prints "port N"
   ws_peer.py violations URL                                raw bad frames; checks close codes
+  ws_peer.py chat URL N                                    N clients of a broadcast server; a
+                                                           slow one that never reads is closed
 
 The client sends text and binary messages of each size (whole, and fragmented), checks every
 echo byte for byte, then closes with 1000; it prints one "ok ..." line and exits 0, or
@@ -172,6 +174,52 @@ def violations(url):
     sys.exit(1 if failed else 0)
 
 
+async def chat(url, n):
+    """N clients each send one message and must each receive all N; then one client
+    publishes 40 messages of 256 KiB while a raw subscriber never reads: every reading client
+    gets all 40, and the server ends the slow one's connection."""
+    clients = [await connect(url, max_size=None, ping_interval=None) for _ in range(n)]
+    for i, ws in enumerate(clients):
+        await ws.send(f"hello from {i}")
+    want = sorted(f"hello from {i}" for i in range(n))
+    for i, ws in enumerate(clients):
+        got = sorted([await asyncio.wait_for(ws.recv(), 20) for _ in range(n)])
+        if got != want:
+            sys.exit(f"client {i} got {got}")
+    host, port = url.split("//", 1)[1].rstrip("/").rsplit(":", 1)
+    slow, _ = raw_handshake(host, int(port))
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    await asyncio.sleep(0)  # the handshake is done; the subscriber is in
+    big = [bytes([k]) * (256 * 1024) for k in range(40)]
+    sender = clients[0]
+    for message in big:
+        await sender.send(message)
+    for i, ws in enumerate(clients):
+        for k, message in enumerate(big):
+            got = await asyncio.wait_for(ws.recv(), 30)
+            if got != message:
+                sys.exit(f"client {i} message {k} differs")
+    # The slow subscriber: its connection ends (a close frame 1013 somewhere in what it
+    # finally reads, then EOF, or a reset once the close timed out).
+    slow.settimeout(30)
+    ended = None
+    data = b""
+    try:
+        while True:
+            chunk = slow.recv(1 << 20)
+            if not chunk:
+                ended = "eof"
+                break
+            data += chunk[-16:]
+    except ConnectionResetError:
+        ended = "reset"
+    except socket.timeout:
+        sys.exit("the slow subscriber was not cut off")
+    for ws in clients:
+        await ws.close()
+    print(f"ok chat {n} clients, slow subscriber ended by {ended}")
+
+
 def main():
     args = sys.argv[1:]
     deflate = "--deflate" in args
@@ -182,6 +230,8 @@ def main():
         asyncio.run(client(args[1], deflate, sizes))
     elif args[0] == "server":
         asyncio.run(server(deflate))
+    elif args[0] == "chat":
+        asyncio.run(chat(args[1], int(args[2])))
     elif args[0] == "violations":
         violations(args[1])
     else:

@@ -47,6 +47,7 @@ use ringwork_protocols::endpoint::{AppProtocols, ListenSpec};
 use ringwork_protocols::http::reverse_proxy::{ProxyConfig, ReverseProxy};
 use ringwork_protocols::http::server::{HttpServer, ServerConfig};
 use ringwork_protocols::http::services::{StaticFiles, hello_server};
+use ringwork_protocols::websocket::broadcast::{Topic, TopicConfig, ws_chat_server};
 use ringwork_protocols::websocket::server::{service_config, ws_echo_server};
 
 mod logging;
@@ -187,6 +188,8 @@ struct ServiceOptions {
     proxy: Option<ProxyConfig>,
     /// The zones of `dns`, loaded once and shared by every core.
     dns: Option<Arc<Catalog>>,
+    /// The topic of `ws-chat`, shared by every core.
+    chat: Topic,
 }
 
 impl ServiceOptions {
@@ -218,6 +221,9 @@ impl ServiceOptions {
             }
             Service::Hello => Some(hello_server(self.config())),
             Service::WsEcho => Some(ws_echo_server(self.config(), service_config())),
+            Service::WsChat => reactor.map(|reactor| {
+                ws_chat_server(self.config(), service_config(), self.chat.local(reactor))
+            }),
             Service::Web => {
                 let root = self.root.as_ref().ok_or_else(|| EngineError::Config {
                     what: "web needs --root DIR".into(),
@@ -264,6 +270,9 @@ enum Service {
     /// WebSocket echo (RFC 6455, permessage-deflate when offered): every message back to
     /// its sender; a WebSocket upgrade on any path.
     WsEcho,
+    /// WebSocket chat: every message to every client on every core (one encoding per
+    /// message per core; a client more than 1 MiB behind is closed with 1013).
+    WsChat,
     /// Authoritative DNS for the zones of --zone FILE (repeatable, RFC 1035 master files)
     /// over UDP and TCP (and DNS over TLS on tls: endpoints), on every core [default
     /// endpoints: udp:5353 and tcp:5353 on 127.0.0.1].
@@ -281,9 +290,11 @@ impl Service {
     /// accepts: never a protocol the service cannot answer.
     fn app_protocols(self) -> AppProtocols {
         match self {
-            Service::Hello | Service::Web | Service::HttpProxy | Service::WsEcho => {
-                AppProtocols::HTTP_1_1
-            }
+            Service::Hello
+            | Service::Web
+            | Service::HttpProxy
+            | Service::WsEcho
+            | Service::WsChat => AppProtocols::HTTP_1_1,
             // DNS over TLS (RFC 7858 names no ALPN; RFC 8310's "dot" is what clients send).
             Service::Dns => AppProtocols::Only(&["dot"]),
             // SOCKS5 has no ALPN name.
@@ -294,7 +305,7 @@ impl Service {
 
     /// Whether this is a WebSocket service.
     fn is_websocket(self) -> bool {
-        matches!(self, Service::WsEcho)
+        matches!(self, Service::WsEcho | Service::WsChat)
     }
 
     /// Which proxy service this is, if one.
@@ -358,7 +369,8 @@ impl Service {
             | Service::HttpProxy
             | Service::TcpProxy
             | Service::Socks5
-            | Service::WsEcho => {
+            | Service::WsEcho
+            | Service::WsChat => {
                 return Err(unsupported(self, endpoint));
             }
         };
@@ -622,6 +634,7 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
         write_timeout,
         proxy,
         dns,
+        chat: Topic::new(TopicConfig::default()),
     };
     let udp_reuse = if serve.reuse_port {
         ReusePort::Shared

@@ -2,7 +2,8 @@
 //! Python's `websockets` and Node's `ws` as clients — text and binary echoes from 0 B to
 //! 16 MiB, whole and fragmented, with and without permessage-deflate, a ping, a clean
 //! close — and protocol violations (raw frames after a real handshake) answered with the
-//! right close codes. The peers (`scripts/ws-peers/`) are installed by
+//! right close codes; `ringwork serve ws-chat` on two cores with Python clients (every message
+//! to every client across cores, a slow subscriber cut off). The peers (`scripts/ws-peers/`) are installed by
 //! `scripts/install-ws-test-deps.sh`; a missing peer fails the test under `CI=true`, and is
 //! skipped with a loud line otherwise.
 
@@ -109,6 +110,49 @@ fn clients(name: &str) {
         );
     }
     assert!(server.terminate(), "ws-echo exits cleanly");
+}
+
+/// A port free on 127.0.0.1 (two cores must bind the same one).
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    listener.local_addr().expect("address").port()
+}
+
+/// `ringwork serve ws-chat` on two cores: six Python clients (spread over both cores by
+/// SO_REUSEPORT) each get every client's message, then 40 messages of 256 KiB reach every
+/// reading client while a subscriber that never reads is cut off.
+fn chat(name: &str) {
+    let Some(backend) = backend(name) else { return };
+    if !python_ok() {
+        return;
+    }
+    let port = free_port().to_string();
+    let endpoint = format!("tcp:{port}:interface=127.0.0.1");
+    let mut server = Server::start(&[
+        "serve",
+        "ws-chat",
+        "--listen",
+        &endpoint,
+        "--cores",
+        "2",
+        "--backend",
+        backend,
+    ]);
+    server.listening(2);
+    let url = format!("ws://127.0.0.1:{port}/");
+    let out = run("python3", "ws_peer.py", &["chat", &url, "6"]);
+    assert!(out.starts_with("ok chat 6 clients"), "{out}");
+    assert!(server.terminate(), "ws-chat exits cleanly");
+}
+
+#[test]
+fn chat_across_cores_uring() {
+    chat("uring");
+}
+
+#[test]
+fn chat_across_cores_poll() {
+    chat("poll");
 }
 
 #[test]
