@@ -23,6 +23,7 @@ mod stream;
 pub mod tcp;
 pub mod tls;
 pub mod udp;
+pub mod ws;
 
 pub use crate::report::{ErrorKind, Errors, Latency, Report};
 pub use crate::run::{RunError, RunOptions, run_stream, run_udp};
