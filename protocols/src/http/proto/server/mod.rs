@@ -403,10 +403,21 @@ impl ServerConn {
     pub fn send_head(&mut self, id: RequestId, response: Response) -> Result<(), SendError> {
         let index = self.pending_index(id)?;
         self.stop_unwanted_body(index, false);
+        let waiting = matches!(self.reading, Reading::Upgrade { id: current } if current == id.0);
         match self.frame(index, &response, true) {
             Ok(framing) => {
                 if let Some(slot) = self.slots.get_mut(index) {
                     slot.answer = Answer::Streaming(framing);
+                }
+                if waiting {
+                    // A refused upgrade answered with a streamed body: as in
+                    // `send_response`, the held input is HTTP again.
+                    let keep_alive = self.slots.get(index).is_some_and(|slot| slot.keep_alive);
+                    self.reading = if keep_alive {
+                        Reading::Head
+                    } else {
+                        Reading::Done
+                    };
                 }
                 self.flush();
                 Ok(())

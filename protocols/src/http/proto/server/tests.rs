@@ -804,6 +804,42 @@ fn a_refused_upgrade_goes_on_as_http() {
     assert_eq!(statuses, [400, 200]);
 }
 
+/// A refusal streamed (head, body pieces, finish) also lets the held request through: a
+/// reverse proxy relays an upstream's answer this way.
+#[test]
+fn a_refused_upgrade_answered_streaming_goes_on_as_http() {
+    let mut pair = pair();
+    pair.client.send(format!("{UPGRADE}{GET}"));
+    assert_eq!(requests(&events(&mut pair)), [RequestId(0)]);
+    pair.server
+        .send_head(
+            RequestId(0),
+            Response::new(403).header("Content-Length", "2"),
+        )
+        .unwrap();
+    pair.server
+        .send_body(RequestId(0), Bytes::from_static(b"no"))
+        .unwrap();
+    pair.server
+        .finish(RequestId(0), Some(Headers::default()))
+        .unwrap();
+    let got = events(&mut pair);
+    assert_eq!(
+        requests(&got),
+        [RequestId(1)],
+        "the held request is read now"
+    );
+    pair.server
+        .send_response(RequestId(1), Response::text("ok"))
+        .unwrap();
+    pair.drive();
+    let statuses: Vec<u16> = responses(&pair.client.take_received())
+        .into_iter()
+        .map(|(status, ..)| status)
+        .collect();
+    assert_eq!(statuses, [403, 200]);
+}
+
 #[test]
 fn a_101_to_a_request_that_did_not_ask_is_a_500() {
     let mut pair = pair();
