@@ -3,15 +3,20 @@
 //! 16 MiB, whole and fragmented, with and without permessage-deflate, a ping, a clean
 //! close — and protocol violations (raw frames after a real handshake) answered with the
 //! right close codes; `ringwork serve ws-chat` on two cores with Python clients (every message
-//! to every client across cores, a slow subscriber cut off). The peers (`scripts/ws-peers/`) are installed by
+//! to every client across cores, a slow subscriber cut off); `ringwork serve http-proxy` in
+//! front of `ws-echo` (the WebSocket tunnel: the same Python echoes and violations through
+//! it) and in front of `serve hello` (an upgrade refused with a 200, relayed as a response,
+//! the connection staying HTTP). The peers (`scripts/ws-peers/`) are installed by
 //! `scripts/install-ws-test-deps.sh`; a missing peer fails the test under `CI=true`, and is
 //! skipped with a loud line otherwise.
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::Command;
 
 use ringwork_protocols::Endpoint;
-use support::{Server, backend};
+use support::{PATIENCE, Server, TempDir, backend};
 
 mod support;
 
@@ -143,6 +148,126 @@ fn chat(name: &str) {
     let out = run("python3", "ws_peer.py", &["chat", &url, "6"]);
     assert!(out.starts_with("ok chat 6 clients"), "{out}");
     assert!(server.terminate(), "ws-chat exits cleanly");
+}
+
+/// `ringwork serve http-proxy` on one core with one route to `upstream`; its address.
+fn proxy(backend: &str, upstream: u16, dir: &TempDir) -> (Server, SocketAddr) {
+    let config = dir.0.join("proxy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "cores = 1\n\n[timeouts]\ntunnel = \"30s\"\n\n[upstreams.ws]\nservers = [\"127.0.0.1:{upstream}\"]\n\n[[routes]]\nupstream = \"ws\"\n"
+        ),
+    )
+    .expect("write the config");
+    let mut server = Server::start(&[
+        "serve",
+        "http-proxy",
+        "--config",
+        config.to_str().expect("utf-8 path"),
+        "--listen",
+        "tcp:0:interface=127.0.0.1",
+        "--backend",
+        backend,
+    ]);
+    let addr = match server.listening(1).as_slice() {
+        [Endpoint::Tcp { addr }] => *addr,
+        other => panic!("unexpected endpoints {other:?}"),
+    };
+    (server, addr)
+}
+
+/// Python's websockets through the reverse proxy to `serve ws-echo`: the 28 echoes (0 B to
+/// 16 MiB, whole and fragmented, with and without permessage-deflate negotiated end to
+/// end), a ping, a clean close, and the protocol violations answered by ws-echo with the
+/// right close codes, all through the tunnel.
+fn through_proxy(name: &str) {
+    let Some(backend) = backend(name) else { return };
+    if !python_ok() {
+        return;
+    }
+    let (echo, echo_port) = serve(backend);
+    let dir = TempDir::new(&format!("ws-proxy-{backend}"));
+    let (proxy, addr) = proxy(backend, echo_port, &dir);
+    let url = format!("ws://{addr}/");
+    for deflate in [false, true] {
+        let mut args = vec!["client", url.as_str()];
+        if deflate {
+            args.push("--deflate");
+        }
+        let out = run("python3", "ws_peer.py", &args);
+        assert!(out.starts_with("ok 28 messages"), "{out}");
+        assert_eq!(out.contains("permessage-deflate"), deflate, "{out}");
+    }
+    let out = run("python3", "ws_peer.py", &["violations", &url]);
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("ok ")).count(),
+        10,
+        "{out}"
+    );
+    assert!(proxy.terminate(), "http-proxy exits cleanly");
+    assert!(echo.terminate(), "ws-echo exits cleanly");
+}
+
+/// An upstream that answers the upgrade with a normal response (`serve hello`: 200): the
+/// proxy relays it as a response, and the client's connection goes on as HTTP.
+fn refused_through_proxy(name: &str) {
+    let Some(backend) = backend(name) else { return };
+    let mut hello = Server::start(&[
+        "serve",
+        "hello",
+        "--listen",
+        "tcp:0:interface=127.0.0.1",
+        "--cores",
+        "1",
+        "--backend",
+        backend,
+    ]);
+    let hello_port = match hello.listening(1).as_slice() {
+        [Endpoint::Tcp { addr }] => addr.port(),
+        other => panic!("unexpected endpoints {other:?}"),
+    };
+    let dir = TempDir::new(&format!("ws-proxy-refused-{backend}"));
+    let (proxy, addr) = proxy(backend, hello_port, &dir);
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    stream
+        .write_all(
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n\
+              GET /next HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        )
+        .expect("write");
+    let mut reply = String::new();
+    stream
+        .read_to_string(&mut reply)
+        .expect("read until the proxy closes");
+    assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+    assert_eq!(reply.matches("HTTP/1.1 200 OK\r\n").count(), 2, "{reply}");
+    assert_eq!(reply.matches("Hello, World!").count(), 2, "{reply}");
+    assert!(!reply.contains("101"), "{reply}");
+    assert!(proxy.terminate(), "http-proxy exits cleanly");
+    assert!(hello.terminate(), "hello exits cleanly");
+}
+
+#[test]
+fn websocket_through_reverse_proxy_uring() {
+    through_proxy("uring");
+}
+
+#[test]
+fn websocket_through_reverse_proxy_poll() {
+    through_proxy("poll");
+}
+
+#[test]
+fn refused_upgrade_through_reverse_proxy_uring() {
+    refused_through_proxy("uring");
+}
+
+#[test]
+fn refused_upgrade_through_reverse_proxy_poll() {
+    refused_through_proxy("poll");
 }
 
 #[test]

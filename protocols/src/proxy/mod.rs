@@ -14,7 +14,9 @@
 mod relay;
 mod tcp;
 
-pub use relay::{BULK_READ, Dial, Relay, RelayConfig, RelaySnapshot, RelayStats, SplicePolicy};
+pub use relay::{
+    BULK_READ, Dial, Relay, RelayConfig, RelaySnapshot, RelayStats, RelayUpstream, SplicePolicy,
+};
 pub use ringwork::resolve::{Lookup, LookupError, LookupPool};
 pub use tcp::{TcpProxy, TcpProxyConfig, UpstreamHealth};
 
