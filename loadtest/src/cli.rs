@@ -222,6 +222,12 @@ pub struct WsArgs {
     /// Check every echoed byte.
     #[arg(long)]
     pub verify: bool,
+    /// Fan-out mode (against a broadcast server such as `ringwork serve ws-chat`): this
+    /// many subscribers only read, one publisher sends `-R` messages/s (default 100) of
+    /// `--size` bytes (at least 16); reports delivery latency and deliveries/s. `-c`,
+    /// `--in-flight` and `--verify` do not apply.
+    #[arg(long, value_name = "N")]
+    pub subscribers: Option<usize>,
 }
 
 /// `udp` options.

@@ -24,6 +24,7 @@ pub mod tcp;
 pub mod tls;
 pub mod udp;
 pub mod ws;
+pub mod ws_fanout;
 
 pub use crate::report::{ErrorKind, Errors, Latency, Report};
 pub use crate::run::{RunError, RunOptions, run_stream, run_udp};

@@ -14,6 +14,7 @@ use ringwork_loadtest::http::HttpWorkload;
 use ringwork_loadtest::tcp::{EchoSession, message};
 use ringwork_loadtest::udp::SeqEchoSession;
 use ringwork_loadtest::ws::WsEchoSession;
+use ringwork_loadtest::ws_fanout::{FanoutOptions, run_fanout};
 use ringwork_loadtest::{Report, run_stream, run_udp};
 
 fn main() -> ExitCode {
@@ -117,6 +118,26 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             };
             let addr = resolve(&host_port)?;
             let mut opts = args.common.options("ws", &args.url, addr);
+            if let Some(subscribers) = args.subscribers {
+                let fanout = FanoutOptions {
+                    url: args.url.clone(),
+                    addr,
+                    subscribers,
+                    rate: args.common.rate.unwrap_or(100.0),
+                    size: args.size,
+                    duration: args.common.duration,
+                    warmup: args.common.warmup,
+                    connect_timeout: args.common.connect_timeout,
+                    run: opts,
+                };
+                let report = run_fanout(&fanout)?;
+                print!("{}", report.summary());
+                if let Some(path) = &args.common.json {
+                    std::fs::write(path, report.to_json())
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             opts.depth = args.in_flight;
             let message: bytes::Bytes = if args.text {
                 (0..args.size)
