@@ -84,7 +84,7 @@ async function client(url) {
 }
 
 function server() {
-  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: deflate, maxPayload: 0 }, () => {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: Number(process.env.WS_PORT || 0), perMessageDeflate: deflate, maxPayload: 0 }, () => {
     console.log(`port ${wss.address().port}`);
   });
   wss.on('connection', (ws) => {
