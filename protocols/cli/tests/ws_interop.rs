@@ -150,13 +150,14 @@ fn chat(name: &str) {
     assert!(server.terminate(), "ws-chat exits cleanly");
 }
 
-/// `ringwork serve http-proxy` on one core with one route to `upstream`; its address.
-fn proxy(backend: &str, upstream: u16, dir: &TempDir) -> (Server, SocketAddr) {
+/// `ringwork serve http-proxy` on one core with one route to `upstream` and `tunnel` as
+/// the tunnels' idle timeout; its address.
+fn proxy(backend: &str, upstream: u16, dir: &TempDir, tunnel: &str) -> (Server, SocketAddr) {
     let config = dir.0.join("proxy.toml");
     std::fs::write(
         &config,
         format!(
-            "cores = 1\n\n[timeouts]\ntunnel = \"30s\"\n\n[upstreams.ws]\nservers = [\"127.0.0.1:{upstream}\"]\n\n[[routes]]\nupstream = \"ws\"\n"
+            "cores = 1\n\n[timeouts]\ntunnel = \"{tunnel}\"\n\n[upstreams.ws]\nservers = [\"127.0.0.1:{upstream}\"]\n\n[[routes]]\nupstream = \"ws\"\n"
         ),
     )
     .expect("write the config");
@@ -188,7 +189,7 @@ fn through_proxy(name: &str) {
     }
     let (echo, echo_port) = serve(backend);
     let dir = TempDir::new(&format!("ws-proxy-{backend}"));
-    let (proxy, addr) = proxy(backend, echo_port, &dir);
+    let (proxy, addr) = proxy(backend, echo_port, &dir, "30s");
     let url = format!("ws://{addr}/");
     for deflate in [false, true] {
         let mut args = vec!["client", url.as_str()];
@@ -228,7 +229,7 @@ fn refused_through_proxy(name: &str) {
         other => panic!("unexpected endpoints {other:?}"),
     };
     let dir = TempDir::new(&format!("ws-proxy-refused-{backend}"));
-    let (proxy, addr) = proxy(backend, hello_port, &dir);
+    let (proxy, addr) = proxy(backend, hello_port, &dir, "30s");
     let mut stream = TcpStream::connect(addr).expect("connect");
     stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
     stream
@@ -248,6 +249,62 @@ fn refused_through_proxy(name: &str) {
     assert!(!reply.contains("101"), "{reply}");
     assert!(proxy.terminate(), "http-proxy exits cleanly");
     assert!(hello.terminate(), "hello exits cleanly");
+}
+
+/// A tunnel with no byte either way for `timeouts.tunnel` (1 s) is closed: a raw client
+/// completes the handshake through the proxy, sends one masked ping and gets its pong, then
+/// stays quiet and sees the connection end (read returns 0) between 1 s and the patience.
+fn tunnel_idle_timeout(name: &str) {
+    let Some(backend) = backend(name) else { return };
+    let (echo, echo_port) = serve(backend);
+    let dir = TempDir::new(&format!("ws-proxy-idle-{backend}"));
+    let (proxy, addr) = proxy(backend, echo_port, &dir, "1s");
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    // The handshake and, right behind it in the same write, a masked ping "hi".
+    stream
+        .write_all(
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n\
+              \x89\x82\x01\x02\x03\x04\x69\x6b",
+        )
+        .expect("write");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let pong = b"\x8a\x02hi";
+    while !got.windows(pong.len()).any(|w| w == pong) {
+        let n = stream.read(&mut buf).expect("read the 101 and the pong");
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 101 "), "{text}");
+    assert!(
+        text.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+        "{text}"
+    );
+    let quiet = std::time::Instant::now();
+    let n = stream
+        .read(&mut buf)
+        .expect("the proxy closes the idle tunnel");
+    assert_eq!(n, 0, "no bytes, only the end");
+    let waited = quiet.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(900),
+        "closed after {waited:?}"
+    );
+    assert!(proxy.terminate(), "http-proxy exits cleanly");
+    assert!(echo.terminate(), "ws-echo exits cleanly");
+}
+
+#[test]
+fn tunnel_idle_timeout_uring() {
+    tunnel_idle_timeout("uring");
+}
+
+#[test]
+fn tunnel_idle_timeout_poll() {
+    tunnel_idle_timeout("poll");
 }
 
 #[test]
