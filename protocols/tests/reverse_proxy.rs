@@ -1,6 +1,7 @@
 //! The reverse proxy on both backends, in front of ringwork HTTP upstreams started in the
 //! test, all on one reactor: keep-alive reuse, routing, streaming both ways, 502/504,
-//! header rewriting and a smuggling attempt.
+//! header rewriting and a smuggling attempt; a WebSocket tunnel whose bulk direction is
+//! spliced.
 //!
 //! Nothing sleeps: every wait turns the reactor until a condition holds (bounded by
 //! [`LIMIT`]); the streaming test is driven by the client's own progress (the upstream
@@ -27,6 +28,9 @@ use ringwork_protocols::http::reverse_proxy::{ProxyConfig, ReverseProxy, server_
 use ringwork_protocols::http::server::{
     BodyError, Handler, HttpServer, Request, Responder, Response, ServerConfig,
 };
+use ringwork_protocols::websocket::client::{WsClientOptions, connect};
+use ringwork_protocols::websocket::proto::{CloseCode, Message, WsConfig};
+use ringwork_protocols::websocket::server::ws_echo_server;
 
 /// What an upstream saw.
 #[derive(Default)]
@@ -715,5 +719,49 @@ strip_prefix = true
         let request = ClientRequest::get(addr, "/").method(Method::Post).body("data");
         let response = get(&mut reactor, &client, request).expect("response");
         assert_eq!(response.head.status, 502, "{}", text(&response));
+    }
+}
+
+ringwork::platform::test_all_backends! {
+    /// A WebSocket through the proxy to ringwork's echo: a 4 MiB message comes back whole,
+    /// and the tunnel (the TCP proxy's relay) spliced at least one direction, as the TCP
+    /// proxy splices bulk transfers.
+    fn websocket_tunnel_splices_bulk(backend: BackendChoice) {
+        let Some(mut reactor) = reactor(backend) else { return };
+        let echo = reactor
+            .listen_tcp(
+                SocketAddr::from(([127, 0, 0, 1], 0)),
+                ws_echo_server(ServerConfig::default(), WsConfig::default()),
+            )
+            .expect("listen");
+        let config = ProxyConfig::from_toml(&simple(&[echo], "")).expect("valid config");
+        let proxy = ReverseProxy::new(reactor.handle(), &config);
+        let tunnels = proxy.tunnels().clone();
+        let addr = reactor
+            .listen_tcp(
+                SocketAddr::from(([127, 0, 0, 1], 0)),
+                HttpServer::new(proxy, server_config(&config)),
+            )
+            .expect("listen");
+        let handle = reactor.handle();
+        let url = format!("ws://{addr}/");
+        let big: Vec<u8> = (0..4 << 20).map(|i| (i % 251) as u8).collect();
+        let sent = Bytes::from(big);
+        let expected = sent.clone();
+        let echoed = block_on(&mut reactor, async move {
+            let client = connect(&handle, &url, WsClientOptions::default())
+                .await
+                .expect("handshake through the proxy");
+            client.send(Message::Binary(sent)).expect("send");
+            let echoed = client.recv().await;
+            let _ = client.close(CloseCode::NORMAL, "done");
+            while client.recv().await.is_some() {}
+            echoed
+        });
+        let echoed = echoed.expect("the echo");
+        assert!(echoed.as_bytes() == &expected, "the echo differs");
+        let stats = tunnels.snapshot();
+        assert_eq!(stats.total, 1, "{stats:?}");
+        assert!(stats.spliced_directions >= 1, "{stats:?}");
     }
 }

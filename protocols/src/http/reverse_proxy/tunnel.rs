@@ -32,18 +32,20 @@ use ringwork::{ConnId, ConnectOptions, Context, LostReason, Protocol, TimerId};
 
 use super::{Core, Outgoing, status_for, strip_hop_by_hop};
 use crate::http::client::{ClientError, ClientRequest, encode_head};
-use crate::http::proto::{BodyDecoder, Method, Status, parse_response};
+use crate::http::proto::{BodyDecoder, Method, Status, Version, parse_response};
 use crate::http::server::{Request, Responder, Response};
 use crate::proxy::{Relay, RelayConfig, RelayUpstream};
 
 /// The largest body of a refusal (a non-101 answer to an upgrade) relayed to the client.
 pub const MAX_REFUSAL_BODY: usize = 1 << 20;
 
-/// Whether the proxy tunnels `request`: it asks to switch to WebSocket (`Connection:
-/// upgrade`, `Upgrade: websocket`) without a body.
+/// Whether the proxy tunnels `request`: an HTTP/1.1 request that asks to switch to
+/// WebSocket (`Connection: upgrade`, `Upgrade: websocket`) without a body.
 pub(super) fn is_websocket_upgrade(request: &Request) -> bool {
     let headers = request.headers();
-    headers.has_token("connection", "upgrade")
+    // The server holds the connection for a 101 only for an HTTP/1.1 request.
+    request.version() == Version::Http11
+        && headers.has_token("connection", "upgrade")
         && headers.has_token("upgrade", "websocket")
         && !headers.contains("content-length")
         && !headers.contains("transfer-encoding")
