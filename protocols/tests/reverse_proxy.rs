@@ -723,6 +723,52 @@ strip_prefix = true
 }
 
 ringwork::platform::test_all_backends! {
+    /// An upgrade request goes upstream with `Connection: Upgrade`, its `Upgrade` and its
+    /// `Sec-WebSocket-*` fields (and the proxy's own fields); the upstream's 200 comes back
+    /// as a normal response; an unreachable pool is 502 and a silent one 504; after each,
+    /// the client's connection goes on as HTTP (a pipelined request is answered).
+    fn websocket_upgrade_head_and_failures(backend: BackendChoice) {
+        let Some(mut reactor) = reactor(backend) else { return };
+        let upgrade = |path: &str| {
+            format!(
+                "GET {path} HTTP/1.1\r\nHost: app.test\r\nConnection: keep-alive, Upgrade\r\n\
+                 Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: chat\r\n\r\n\
+                 GET /after HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n"
+            )
+        };
+        let (up, log) = upstream(&mut reactor, "A");
+        let addr = proxy(
+            &mut reactor,
+            &simple(&[up], "[timeouts]\nresponse_head = \"300ms\"\n"),
+        );
+        let reply = raw_exchange(&mut reactor, addr, upgrade("/h").as_bytes());
+        assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+        assert_eq!(reply.matches("HTTP/1.1 200 OK\r\n").count(), 2, "{reply}");
+        let seen = log.heads.borrow()[0].to_ascii_lowercase();
+        for field in [
+            "connection: upgrade\r\n",
+            "upgrade: websocket\r\n",
+            "sec-websocket-key: dghlihnhbxbszsbub25jzq==\r\n",
+            "sec-websocket-version: 13\r\n",
+            "sec-websocket-protocol: chat\r\n",
+            "x-forwarded-for: 127.0.0.1\r\n",
+            "via: 1.1 ringwork\r\n",
+        ] {
+            assert!(seen.contains(field), "{field:?} missing: {seen}");
+        }
+        assert!(!seen.contains("keep-alive"), "{seen}");
+
+        let reply = raw_exchange(&mut reactor, addr, upgrade("/hang").as_bytes());
+        assert!(reply.starts_with("HTTP/1.1 504 "), "{reply}");
+        assert!(reply.contains("HTTP/1.1 200 OK\r\n"), "{reply}");
+
+        let dead = proxy(&mut reactor, &simple(&[refused_port()], ""));
+        let reply = raw_exchange(&mut reactor, dead, upgrade("/").as_bytes());
+        assert!(reply.starts_with("HTTP/1.1 502 "), "{reply}");
+        assert_eq!(reply.matches("HTTP/1.1 502 ").count(), 2, "{reply}");
+    }
+
     /// A WebSocket through the proxy to ringwork's echo: a 4 MiB message comes back whole,
     /// and the tunnel (the TCP proxy's relay) spliced at least one direction, as the TCP
     /// proxy splices bulk transfers.
