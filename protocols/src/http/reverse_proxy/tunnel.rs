@@ -20,8 +20,10 @@
 //!
 //! Does not: tunnel to `https://` upstreams (answered 502 with a log line), or pass other
 //! upgrades (`h2c` ...: their `Upgrade` is stripped as before).
-//! Tests: `protocols/cli/tests/ws_interop.rs` (Python websockets through `serve
-//! http-proxy` to `serve ws-echo`, and a refusing upstream, both backends).
+//! Tests (both backends): `protocols/cli/tests/ws_interop.rs` (Python websockets through
+//! `serve http-proxy` to `serve ws-echo`, a refusing upstream, the idle timeout) and
+//! `protocols/tests/reverse_proxy.rs` (the head sent upstream, 502/504, a spliced 4 MiB
+//! message).
 
 use std::cell::RefCell;
 use std::rc::Rc;
