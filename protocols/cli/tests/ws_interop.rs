@@ -4,7 +4,7 @@
 //! close — and protocol violations (raw frames after a real handshake) answered with the
 //! right close codes; `ringwork serve ws-chat` on two cores with Python clients (every message
 //! to every client across cores, a slow subscriber cut off); `ringwork serve http-proxy` in
-//! front of `ws-echo` (the WebSocket tunnel: the same Python echoes and violations through
+//! front of `ws-echo` (the WebSocket tunnel: the same Python and Node echoes and the violations through
 //! it) and in front of `serve hello` (an upgrade refused with a 200, relayed as a response,
 //! the connection staying HTTP). The peers (`scripts/ws-peers/`) are installed by
 //! `scripts/install-ws-test-deps.sh`; a missing peer fails the test under `CI=true`, and is
@@ -178,13 +178,14 @@ fn proxy(backend: &str, upstream: u16, dir: &TempDir, tunnel: &str) -> (Server, 
     (server, addr)
 }
 
-/// Python's websockets through the reverse proxy to `serve ws-echo`: the 28 echoes (0 B to
+/// Python's websockets and Node's ws through the reverse proxy to `serve ws-echo`: the 28 echoes (0 B to
 /// 16 MiB, whole and fragmented, with and without permessage-deflate negotiated end to
 /// end), a ping, a clean close, and the protocol violations answered by ws-echo with the
 /// right close codes, all through the tunnel.
 fn through_proxy(name: &str) {
     let Some(backend) = backend(name) else { return };
-    if !python_ok() {
+    let (python, node) = (python_ok(), node_ok());
+    if !python && !node {
         return;
     }
     let (echo, echo_port) = serve(backend);
@@ -196,16 +197,25 @@ fn through_proxy(name: &str) {
         if deflate {
             args.push("--deflate");
         }
-        let out = run("python3", "ws_peer.py", &args);
-        assert!(out.starts_with("ok 28 messages"), "{out}");
-        assert_eq!(out.contains("permessage-deflate"), deflate, "{out}");
+        if python {
+            let out = run("python3", "ws_peer.py", &args);
+            assert!(out.starts_with("ok 28 messages"), "{out}");
+            assert_eq!(out.contains("permessage-deflate"), deflate, "{out}");
+        }
+        if node {
+            let out = run("node", "ws_peer.js", &args);
+            assert!(out.starts_with("ok 28 messages"), "{out}");
+            assert_eq!(out.contains("permessage-deflate"), deflate, "{out}");
+        }
     }
-    let out = run("python3", "ws_peer.py", &["violations", &url]);
-    assert_eq!(
-        out.lines().filter(|l| l.starts_with("ok ")).count(),
-        10,
-        "{out}"
-    );
+    if python {
+        let out = run("python3", "ws_peer.py", &["violations", &url]);
+        assert_eq!(
+            out.lines().filter(|l| l.starts_with("ok ")).count(),
+            10,
+            "{out}"
+        );
+    }
     assert!(proxy.terminate(), "http-proxy exits cleanly");
     assert!(echo.terminate(), "ws-echo exits cleanly");
 }
