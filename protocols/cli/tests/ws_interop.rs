@@ -4,9 +4,9 @@
 //! close — and protocol violations (raw frames after a real handshake) answered with the
 //! right close codes; `ringwork serve ws-chat` on two cores with Python clients (every message
 //! to every client across cores, a slow subscriber cut off); `ringwork serve http-proxy` in
-//! front of `ws-echo` (the WebSocket tunnel: the same Python and Node echoes and the violations through
-//! it) and in front of `serve hello` (an upgrade refused with a 200, relayed as a response,
-//! the connection staying HTTP). The peers (`scripts/ws-peers/`) are installed by
+//! front of `ws-echo` (the WebSocket tunnel: the same Python and Node echoes and the
+//! violations through it, its idle timeout) and in front of `serve hello` (an upgrade
+//! refused with a 200, relayed as a response, the connection staying HTTP). The peers (`scripts/ws-peers/`) are installed by
 //! `scripts/install-ws-test-deps.sh`; a missing peer fails the test under `CI=true`, and is
 //! skipped with a loud line otherwise.
 
