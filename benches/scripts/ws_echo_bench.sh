@@ -17,8 +17,8 @@
 # Settings (environment):
 #   SERVERS="ringwork tokio-tungstenite node-ws"  ROUNDS=3  DURATION=10  CONNECTIONS=50
 #   IN_FLIGHT=1  SIZE=128  SERVER_CPU=0  CLIENT_CPU=1  PORT_BASE=19630
-#   MAX_OTHER=20: the medians use only runs where other processes took at most this
-#   percentage of the server's CPU (all runs if none did)
+#   MAX_OTHER=20: the medians use only rounds where other processes took at most this
+#   percentage of the server's CPU in every server's run (all rounds if none was quiet)
 #   RATE (total messages/s; empty: closed loop) for fixed-rate runs, where CPU per
 #   message compares servers that are not saturated
 #   RINGWORK_BIN, LOAD_BIN (default: target/release/ringwork, target/release/ringwork-load)
@@ -147,26 +147,25 @@ echo "Medians over $ROUNDS rounds (server on CPU $SERVER_CPU, ringwork-load ws -
 python3 - "$results" "$MAX_OTHER" $SERVERS <<'PY'
 import csv, statistics, sys
 path, max_other, servers = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
-rows = list(csv.DictReader(open(path)))
-def ok(r):
-    return r["rps"] not in ("", "None", "nan")
-def clean(r):
-    return ok(r) and float(r["other_cpu_pct"]) <= max_other
-def runs(s):
-    mine = [r for r in rows if r["server"] == s and ok(r)]
-    quiet = [r for r in mine if clean(r)]
-    return quiet or mine, len(quiet), len(mine)
+rows = [r for r in csv.DictReader(open(path)) if r["rps"] not in ("", "None", "nan")]
+# A round is quiet when other processes took at most MAX_OTHER% of the server's CPU in
+# every server's run of it: medians compare servers over the same rounds.
+rounds = sorted({r["round"] for r in rows}, key=int)
+quiet = [n for n in rounds
+         if all(float(r["other_cpu_pct"]) <= max_other for r in rows if r["round"] == n)]
+used = quiet or rounds
 def med(s, key):
-    v = [float(r[key]) for r in runs(s)[0]]
+    v = [float(r[key]) for r in rows if r["server"] == s and r["round"] in used]
     return statistics.median(v) if v else float("nan")
 ref = servers[0]
-print(f"(medians over the runs where other processes took at most {max_other:.0f}% of the server's CPU; all runs when none did)")
-print("| server | messages/s | p50 µs | p99 µs | CPU µs/message | user % | ringwork / it | runs used |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|")
+if quiet:
+    print(f"(medians over the {len(quiet)} of {len(rounds)} rounds where other processes took at most {max_other:.0f}% of the server's CPU in every run)")
+else:
+    print(f"(no round was quiet, other processes took more than {max_other:.0f}% of the server's CPU in some run of each: medians over all {len(rounds)} rounds, messages/s is not comparable)")
+print("| server | messages/s | p50 µs | p99 µs | CPU µs/message | user % | ringwork / it |")
+print("|---|---:|---:|---:|---:|---:|---:|")
 for s in servers:
     rps = med(s, "rps")
-    _, quiet, total = runs(s)
-    used = f"{quiet} of {total}" if quiet else f"all {total} (none quiet)"
-    print(f"| {s} | {rps:,.0f} | {med(s, 'p50_us'):.0f} | {med(s, 'p99_us'):.0f} | {med(s, 'cpu_us_per_msg'):.2f} | {med(s, 'user_pct'):.0f} | {med(ref, 'rps') / rps:.2f} | {used} |")
+    print(f"| {s} | {rps:,.0f} | {med(s, 'p50_us'):.0f} | {med(s, 'p99_us'):.0f} | {med(s, 'cpu_us_per_msg'):.2f} | {med(s, 'user_pct'):.0f} | {med(ref, 'rps') / rps:.2f} |")
 PY
 echo "raw results: $results"
