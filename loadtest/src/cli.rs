@@ -31,6 +31,8 @@ pub enum Command {
     Tcp(TcpArgs),
     /// UDP request/response datagrams with a per-datagram timeout.
     Udp(UdpArgs),
+    /// WebSocket echo of fixed-size messages (`ws://host:port/path`).
+    Ws(WsArgs),
     /// DNS queries over UDP from a list (dnsperf's `name type` lines), answers counted by
     /// response code.
     Dns(DnsArgs),
@@ -228,6 +230,34 @@ pub struct TcpArgs {
     /// Open a new connection every N messages.
     #[arg(long)]
     pub reconnect_every: Option<u64>,
+}
+
+/// `ws` options.
+#[derive(Args, Debug)]
+pub struct WsArgs {
+    /// The URL, `ws://host:port/path` (an IP address or localhost).
+    pub url: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: CommonArgs,
+    /// Message size in bytes.
+    #[arg(short = 's', long, default_value_t = 128)]
+    pub size: usize,
+    /// Send text messages (ASCII) instead of binary.
+    #[arg(long)]
+    pub text: bool,
+    /// Messages in flight per connection.
+    #[arg(long, visible_alias = "pipeline", default_value_t = 1)]
+    pub in_flight: usize,
+    /// Check every echoed byte.
+    #[arg(long)]
+    pub verify: bool,
+    /// Fan-out mode (against a broadcast server such as `ringwork serve ws-chat`): this
+    /// many subscribers only read, one publisher sends `-R` messages/s (default 100) of
+    /// `--size` bytes (at least 16); reports delivery latency and deliveries/s. `-c`,
+    /// `--in-flight` and `--verify` do not apply.
+    #[arg(long, value_name = "N")]
+    pub subscribers: Option<usize>,
 }
 
 /// `udp` options.

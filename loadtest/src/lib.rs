@@ -23,6 +23,8 @@ mod stream;
 pub mod tcp;
 pub mod tls;
 pub mod udp;
+pub mod ws;
+pub mod ws_fanout;
 
 pub use crate::report::{ErrorKind, Errors, Latency, Report};
 pub use crate::run::{RunError, RunOptions, run_stream, run_udp};

@@ -14,6 +14,8 @@ use ringwork_loadtest::http::HttpWorkload;
 use ringwork_loadtest::http::h2::H2Workload;
 use ringwork_loadtest::tcp::{EchoSession, message};
 use ringwork_loadtest::udp::SeqEchoSession;
+use ringwork_loadtest::ws::WsEchoSession;
+use ringwork_loadtest::ws_fanout::{FanoutOptions, run_fanout};
 use ringwork_loadtest::{Report, run_stream, run_udp};
 
 fn main() -> ExitCode {
@@ -118,6 +120,68 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             let (msg, verify) = (message(args.size), args.verify);
             let report = run_stream(&opts, move || EchoSession::new(msg.clone(), verify))
                 .map_err(|e| e.to_string())?;
+            (report, &args.common)
+        }
+        Command::Ws(args) => {
+            if args.size > 16 << 20 {
+                return Err("ws: --size must be at most 16 MiB".into());
+            }
+            let url = ringwork_protocols::websocket::client::WsUrl::parse(&args.url)
+                .map_err(|e| e.to_string())?;
+            if url.tls {
+                return Err("ws: wss:// is not supported by the load generator yet".into());
+            }
+            let host_port = if url.host.contains(':') {
+                format!("[{}]:{}", url.host, url.port)
+            } else {
+                format!("{}:{}", url.host, url.port)
+            };
+            let addr = resolve(&host_port)?;
+            let mut opts = args.common.options("ws", &args.url, addr);
+            if let Some(subscribers) = args.subscribers {
+                let fanout = FanoutOptions {
+                    url: args.url.clone(),
+                    addr,
+                    subscribers,
+                    rate: args.common.rate.unwrap_or(100.0),
+                    size: args.size,
+                    duration: args.common.duration,
+                    warmup: args.common.warmup,
+                    connect_timeout: args.common.connect_timeout,
+                    run: opts,
+                };
+                let report = run_fanout(&fanout)?;
+                print!("{}", report.summary());
+                if let Some(path) = &args.common.json {
+                    std::fs::write(path, report.to_json())
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            opts.depth = args.in_flight;
+            let message: bytes::Bytes = if args.text {
+                (0..args.size)
+                    .map(|i| b'a' + (i % 26) as u8)
+                    .collect::<Vec<u8>>()
+                    .into()
+            } else {
+                message(args.size)
+            };
+            let (host, path, text, verify) =
+                (url.host_field(), url.path.clone(), args.text, args.verify);
+            let seeds = AtomicUsize::new(0);
+            let report = run_stream(&opts, move || {
+                let seed = seeds.fetch_add(1, Ordering::Relaxed) as u64;
+                WsEchoSession::new(
+                    &host,
+                    &path,
+                    message.clone(),
+                    text,
+                    verify,
+                    0x9e37_79b9 ^ seed << 20,
+                )
+            })
+            .map_err(|e| e.to_string())?;
             (report, &args.common)
         }
         Command::Udp(args) => {

@@ -51,5 +51,6 @@ pub mod limits;
 pub mod proxy;
 pub mod proxy_protocol;
 pub mod socks5;
+pub mod websocket;
 
 pub use crate::endpoint::{Endpoint, EndpointError};

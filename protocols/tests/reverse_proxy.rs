@@ -1,6 +1,7 @@
 //! The reverse proxy on both backends, in front of ringwork HTTP upstreams started in the
 //! test, all on one reactor: keep-alive reuse, routing, streaming both ways, 502/504,
-//! header rewriting and a smuggling attempt.
+//! header rewriting and a smuggling attempt; a WebSocket tunnel whose bulk direction is
+//! spliced.
 //!
 //! Nothing sleeps: every wait turns the reactor until a condition holds (bounded by
 //! [`LIMIT`]); the streaming test is driven by the client's own progress (the upstream
@@ -27,6 +28,9 @@ use ringwork_protocols::http::reverse_proxy::{ProxyConfig, ReverseProxy, server_
 use ringwork_protocols::http::server::{
     BodyError, Handler, HttpServer, Request, Responder, Response, ServerConfig,
 };
+use ringwork_protocols::websocket::client::{WsClientOptions, connect};
+use ringwork_protocols::websocket::proto::{CloseCode, Message, WsConfig};
+use ringwork_protocols::websocket::server::ws_echo_server;
 
 /// What an upstream saw.
 #[derive(Default)]
@@ -821,5 +825,95 @@ ringwork::platform::test_all_backends! {
         assert_eq!(response.head.headers.get("x-te"), Some(&b"trailers"[..]));
         assert_eq!(response.body.len(), 70_000);
         assert_eq!(response.trailers.and_then(|t| t.get("grpc-status").map(<[u8]>::to_vec)), Some(b"0".to_vec()));
+    }
+}
+
+ringwork::platform::test_all_backends! {
+    /// An upgrade request goes upstream with `Connection: Upgrade`, its `Upgrade` and its
+    /// `Sec-WebSocket-*` fields (and the proxy's own fields); the upstream's 200 comes back
+    /// as a normal response; an unreachable pool is 502 and a silent one 504; after each,
+    /// the client's connection goes on as HTTP (a pipelined request is answered).
+    fn websocket_upgrade_head_and_failures(backend: BackendChoice) {
+        let Some(mut reactor) = reactor(backend) else { return };
+        let upgrade = |path: &str| {
+            format!(
+                "GET {path} HTTP/1.1\r\nHost: app.test\r\nConnection: keep-alive, Upgrade\r\n\
+                 Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: chat\r\n\r\n\
+                 GET /after HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n"
+            )
+        };
+        let (up, log) = upstream(&mut reactor, "A");
+        let addr = proxy(
+            &mut reactor,
+            &simple(&[up], "[timeouts]\nresponse_head = \"300ms\"\n"),
+        );
+        let reply = raw_exchange(&mut reactor, addr, upgrade("/h").as_bytes());
+        assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+        assert_eq!(reply.matches("HTTP/1.1 200 OK\r\n").count(), 2, "{reply}");
+        let seen = log.heads.borrow()[0].to_ascii_lowercase();
+        for field in [
+            "connection: upgrade\r\n",
+            "upgrade: websocket\r\n",
+            "sec-websocket-key: dghlihnhbxbszsbub25jzq==\r\n",
+            "sec-websocket-version: 13\r\n",
+            "sec-websocket-protocol: chat\r\n",
+            "x-forwarded-for: 127.0.0.1\r\n",
+            "via: 1.1 ringwork\r\n",
+        ] {
+            assert!(seen.contains(field), "{field:?} missing: {seen}");
+        }
+        assert!(!seen.contains("keep-alive"), "{seen}");
+
+        let reply = raw_exchange(&mut reactor, addr, upgrade("/hang").as_bytes());
+        assert!(reply.starts_with("HTTP/1.1 504 "), "{reply}");
+        assert!(reply.contains("HTTP/1.1 200 OK\r\n"), "{reply}");
+
+        let dead = proxy(&mut reactor, &simple(&[refused_port()], ""));
+        let reply = raw_exchange(&mut reactor, dead, upgrade("/").as_bytes());
+        assert!(reply.starts_with("HTTP/1.1 502 "), "{reply}");
+        assert_eq!(reply.matches("HTTP/1.1 502 ").count(), 2, "{reply}");
+    }
+
+    /// A WebSocket through the proxy to ringwork's echo: a 4 MiB message comes back whole,
+    /// and the tunnel (the TCP proxy's relay) spliced at least one direction, as the TCP
+    /// proxy splices bulk transfers.
+    fn websocket_tunnel_splices_bulk(backend: BackendChoice) {
+        let Some(mut reactor) = reactor(backend) else { return };
+        let echo = reactor
+            .listen_tcp(
+                SocketAddr::from(([127, 0, 0, 1], 0)),
+                ws_echo_server(ServerConfig::default(), WsConfig::default()),
+            )
+            .expect("listen");
+        let config = ProxyConfig::from_toml(&simple(&[echo], "")).expect("valid config");
+        let proxy = ReverseProxy::new(reactor.handle(), &config);
+        let tunnels = proxy.tunnels().clone();
+        let addr = reactor
+            .listen_tcp(
+                SocketAddr::from(([127, 0, 0, 1], 0)),
+                HttpServer::new(proxy, server_config(&config)),
+            )
+            .expect("listen");
+        let handle = reactor.handle();
+        let url = format!("ws://{addr}/");
+        let big: Vec<u8> = (0..4 << 20).map(|i| (i % 251) as u8).collect();
+        let sent = Bytes::from(big);
+        let expected = sent.clone();
+        let echoed = block_on(&mut reactor, async move {
+            let client = connect(&handle, &url, WsClientOptions::default())
+                .await
+                .expect("handshake through the proxy");
+            client.send(Message::Binary(sent)).expect("send");
+            let echoed = client.recv().await;
+            let _ = client.close(CloseCode::NORMAL, "done");
+            while client.recv().await.is_some() {}
+            echoed
+        });
+        let echoed = echoed.expect("the echo");
+        assert!(echoed.as_bytes() == &expected, "the echo differs");
+        let stats = tunnels.snapshot();
+        assert_eq!(stats.total, 1, "{stats:?}");
+        assert!(stats.spliced_directions >= 1, "{stats:?}");
     }
 }

@@ -57,6 +57,8 @@ use ringwork_protocols::irc::server::IrcServer;
 use ringwork_protocols::limits::{
     ConnectionCap, DEFAULT_RATE_TABLE, RateLimit, RequestRateLimiter,
 };
+use ringwork_protocols::websocket::broadcast::{Topic, TopicConfig, ws_chat_server};
+use ringwork_protocols::websocket::server::{service_config, ws_echo_server};
 
 #[cfg(unix)]
 mod daemon;
@@ -298,6 +300,8 @@ struct ServiceOptions {
     connection_cap: Option<ConnectionCap>,
     /// The IRC server, made once and attached on every core.
     irc: Option<IrcServer>,
+    /// The topic of `ws-chat`, shared by every core.
+    chat: Topic,
 }
 
 impl ServiceOptions {
@@ -346,6 +350,10 @@ impl ServiceOptions {
                 metrics::core_http_metrics(),
             )),
             Service::Hello => Some(hello_server(self.config())),
+            Service::WsEcho => Some(ws_echo_server(self.config(), service_config())),
+            Service::WsChat => reactor.map(|reactor| {
+                ws_chat_server(self.config(), service_config(), self.chat.local(reactor))
+            }),
             Service::Web => {
                 let root = self.root.as_ref().ok_or_else(|| EngineError::Config {
                     what: "web needs --root DIR".into(),
@@ -409,6 +417,12 @@ enum Service {
     /// HTTP/1.1 and HTTP/2 reverse proxy configured by --config FILE (routes by Host and path prefix
     /// to upstream pools; streams bodies both ways).
     HttpProxy,
+    /// WebSocket echo (RFC 6455, permessage-deflate when offered): every message back to
+    /// its sender; a WebSocket upgrade on any path.
+    WsEcho,
+    /// WebSocket chat: every message to every client on every core (one encoding per
+    /// message per core; a client more than 1 MiB behind is closed with 1013).
+    WsChat,
     /// Authoritative DNS for the zones of --zone FILE (repeatable, RFC 1035 master files)
     /// over UDP and TCP (and DNS over TLS on tls: endpoints), on every core [default
     /// endpoints: udp:5353 and tcp:5353 on 127.0.0.1].
@@ -430,6 +444,7 @@ impl Service {
     fn app_protocols(self) -> AppProtocols {
         match self {
             Service::Hello | Service::Web | Service::HttpProxy => AppProtocols::HTTP,
+            Service::WsEcho | Service::WsChat => AppProtocols::HTTP_1_1,
             // DNS over TLS (RFC 7858 names no ALPN; RFC 8310's "dot" is what clients send).
             Service::Dns => AppProtocols::Only(&["dot"]),
             // SOCKS5 has no ALPN name.
@@ -438,6 +453,11 @@ impl Service {
                 AppProtocols::Opaque
             }
         }
+    }
+
+    /// Whether this is a WebSocket service.
+    fn is_websocket(self) -> bool {
+        matches!(self, Service::WsEcho | Service::WsChat)
     }
 
     /// Which proxy service this is, if one.
@@ -511,7 +531,9 @@ impl Service {
             | Service::HttpProxy
             | Service::TcpProxy
             | Service::Socks5
-            | Service::Irc => {
+            | Service::Irc
+            | Service::WsEcho
+            | Service::WsChat => {
                 return Err(unsupported(self, endpoint));
             }
         };
@@ -826,6 +848,12 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
         .reactor_config(ReactorConfig {
             write_timeout,
             warning_interval: serve.warn_interval,
+            // A WebSocket message (16 MiB at most) is written whole: room for a few.
+            write_buffer_limit: if serve.service.is_websocket() {
+                64 << 20
+            } else {
+                ReactorConfig::default().write_buffer_limit
+            },
             ..ReactorConfig::default()
         });
     if let Some(cores) = serve.cores {
@@ -912,6 +940,7 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
         rate_limit,
         connection_cap: connections_per_ip.map(ConnectionCap::new),
         irc,
+        chat: Topic::new(TopicConfig::default()),
     };
     let exporter = match &serve.metrics {
         Some(endpoint) => {

@@ -13,6 +13,9 @@
 //! request is applied; reading is paused or resumed as the machine wants input; one engine
 //! timer tracks the machine's next deadline. Commands posted from outside a callback wake
 //! the connection (`LocalHandle::wake`) once per batch, and run in the same turn.
+//! An application may hand the connection to another protocol after a drive
+//! ([`Application::take_upgrade`]: HTTP/1.1's `101 Switching Protocols`); the adapter then
+//! forwards every callback to it.
 //! Does not: parse, frame or decide anything: that is the machine's job (sans-IO, tested
 //! with [`sim::Pair`](super::sim::Pair)) and the application's.
 
@@ -22,6 +25,7 @@ use std::rc::Rc;
 use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::Instant;
 
+use bytes::Bytes;
 use ringwork::{ConnId, Context, LocalHandle, LostReason, Protocol, TimerId};
 
 use super::{Close, Machine};
@@ -80,6 +84,13 @@ pub trait Application<M: Machine>: 'static {
         let _ = (machine, ctx, mailbox);
     }
 
+    /// The connection switches protocols (an HTTP/1.1 `101 Switching Protocols` went out):
+    /// asked after every drive; `Some` hands the connection to [`Upgrade::protocol`], and
+    /// this machine and application get no more calls. Default: never.
+    fn take_upgrade(&mut self) -> Option<Upgrade> {
+        None
+    }
+
     /// The connection is gone. The machine has been told; commands still in the mailbox
     /// and the machine's last events (failures of what was in flight) come right after
     /// this, so the application can answer what it holds with the engine's more precise
@@ -87,6 +98,18 @@ pub trait Application<M: Machine>: 'static {
     fn lost(&mut self, machine: &mut M, ctx: &mut Context<'_>, reason: LostReason) {
         let _ = (machine, ctx, reason);
     }
+}
+
+/// A connection handed over to another protocol ([`Application::take_upgrade`]).
+pub struct Upgrade {
+    /// The protocol that takes the connection over: it gets `connection_made`, then `rest`
+    /// as its first `data_received`, then every later callback.
+    pub protocol: Box<dyn Protocol>,
+    /// Bytes read after the switch (the peer may send the new protocol's first bytes right
+    /// behind its request).
+    pub rest: Bytes,
+    /// The peer had already ended its side: the new protocol gets `eof_received` too.
+    pub eof: bool,
 }
 
 /// The application of a machine whose events need no one (a protocol answered entirely by
@@ -119,6 +142,9 @@ pub struct Adapter<M: Machine, A: Application<M>> {
     paused: bool,
     /// The machine asked to close or abort: it gets no more input.
     closed: bool,
+    /// The protocol the connection was handed to ([`Application::take_upgrade`]): every
+    /// callback goes to it.
+    upgraded: Option<Box<dyn Protocol>>,
 }
 
 impl<M: Machine, A: Application<M>> Adapter<M, A> {
@@ -131,6 +157,7 @@ impl<M: Machine, A: Application<M>> Adapter<M, A> {
             timer: None,
             paused: false,
             closed: false,
+            upgraded: None,
         }
     }
 
@@ -208,6 +235,31 @@ impl<M: Machine, A: Application<M>> Adapter<M, A> {
             self.arm_timer(ctx);
         }
         self.app.settled(&mut self.machine, ctx, &self.mailbox);
+        if let Some(upgrade) = self.app.take_upgrade() {
+            self.hand_over(ctx, upgrade);
+        }
+    }
+
+    /// Gives the connection to `upgrade.protocol`: this machine's timer, read pause and
+    /// mailbox end here (senders see the connection as gone).
+    fn hand_over(&mut self, ctx: &mut Context<'_>, upgrade: Upgrade) {
+        if let Some((timer, _)) = self.timer.take() {
+            ctx.cancel_timer(timer);
+        }
+        if self.paused {
+            self.paused = false;
+            ctx.resume_reading();
+        }
+        self.closed = true;
+        self.mailbox.close();
+        let protocol = self.upgraded.insert(upgrade.protocol);
+        protocol.connection_made(ctx);
+        if !upgrade.rest.is_empty() && ctx.is_open() {
+            protocol.data_received(ctx, &upgrade.rest);
+        }
+        if upgrade.eof && ctx.is_open() {
+            protocol.eof_received(ctx);
+        }
     }
 
     /// Keeps one engine timer at or before the machine's next deadline. A timer armed
@@ -229,7 +281,16 @@ impl<M: Machine, A: Application<M>> Adapter<M, A> {
 }
 
 impl<M: Machine + 'static, A: Application<M>> Protocol for Adapter<M, A> {
+    fn handshake_completed(&mut self, ctx: &mut Context<'_>) {
+        if let Some(protocol) = &mut self.upgraded {
+            protocol.handshake_completed(ctx);
+        }
+    }
+
     fn connection_made(&mut self, ctx: &mut Context<'_>) {
+        if let Some(protocol) = &mut self.upgraded {
+            return protocol.connection_made(ctx);
+        }
         {
             let mut inner = self.mailbox.inner.borrow_mut();
             inner.conn = Some(ctx.id());
@@ -241,6 +302,9 @@ impl<M: Machine + 'static, A: Application<M>> Protocol for Adapter<M, A> {
     }
 
     fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
+        if let Some(protocol) = &mut self.upgraded {
+            return protocol.data_received(ctx, data);
+        }
         if self.closed {
             return;
         }
@@ -249,6 +313,9 @@ impl<M: Machine + 'static, A: Application<M>> Protocol for Adapter<M, A> {
     }
 
     fn eof_received(&mut self, ctx: &mut Context<'_>) {
+        if let Some(protocol) = &mut self.upgraded {
+            return protocol.eof_received(ctx);
+        }
         if self.closed {
             return;
         }
@@ -257,26 +324,41 @@ impl<M: Machine + 'static, A: Application<M>> Protocol for Adapter<M, A> {
     }
 
     fn pause_writing(&mut self, ctx: &mut Context<'_>) {
+        if let Some(protocol) = &mut self.upgraded {
+            return protocol.pause_writing(ctx);
+        }
         self.machine.handle_writable(false, ctx.now());
         self.drive(ctx);
     }
 
     fn write_drained(&mut self, ctx: &mut Context<'_>) {
+        if let Some(protocol) = &mut self.upgraded {
+            return protocol.write_drained(ctx);
+        }
         self.machine.handle_writable(true, ctx.now());
         self.drive(ctx);
     }
 
     fn shutdown_started(&mut self, ctx: &mut Context<'_>) {
+        if let Some(protocol) = &mut self.upgraded {
+            return protocol.shutdown_started(ctx);
+        }
         self.machine.handle_shutdown(ctx.now());
         self.drive(ctx);
     }
 
     fn woken(&mut self, ctx: &mut Context<'_>) {
+        if let Some(protocol) = &mut self.upgraded {
+            return protocol.woken(ctx);
+        }
         self.mailbox.inner.borrow_mut().wake_queued = false;
         self.drive(ctx);
     }
 
     fn timer_fired(&mut self, ctx: &mut Context<'_>, timer: TimerId) {
+        if let Some(protocol) = &mut self.upgraded {
+            return protocol.timer_fired(ctx, timer);
+        }
         if self.timer.is_some_and(|(armed, _)| armed == timer) {
             self.timer = None;
             self.machine.handle_timeout(ctx.now());
@@ -285,6 +367,9 @@ impl<M: Machine + 'static, A: Application<M>> Protocol for Adapter<M, A> {
     }
 
     fn connection_lost(&mut self, ctx: &mut Context<'_>, reason: LostReason) {
+        if let Some(protocol) = &mut self.upgraded {
+            return protocol.connection_lost(ctx, reason);
+        }
         self.closed = true;
         self.machine.handle_lost(ctx.now());
         self.app.lost(&mut self.machine, ctx, reason);

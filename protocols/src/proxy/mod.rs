@@ -17,7 +17,8 @@ mod relay;
 mod tcp;
 
 pub use relay::{
-    BULK_READ, Dial, Relay, RelayConfig, RelaySnapshot, RelayStats, SplicePolicy, Target,
+    BULK_READ, Dial, Relay, RelayConfig, RelaySnapshot, RelayStats, RelayUpstream, SplicePolicy,
+    Target,
 };
 pub use ringwork::resolve::{Lookup, LookupError, LookupPool};
 pub use tcp::{TcpProxy, TcpProxyConfig, UpstreamHealth};

@@ -1,7 +1,8 @@
 //! The relay: two connections of one core joined both ways, with backpressure, half-close,
 //! an idle timeout and failover while the upstream connects.
 //!
-//! Owns: [`Relay`] (the client side's handle), the upstream side's protocol, the
+//! Owns: [`Relay`] (the client side's handle; [`Relay::start`] dials the upstream,
+//! [`Relay::join`] joins one already open, with [`RelayUpstream`] its side), the upstream side's protocol, the
 //! [`Dial`] hook its owner supplies, [`RelayConfig`] and the per-core [`RelayStats`].
 //! Contract:
 //! - Bytes read from one side are written to the other (one copy, into the other side's
@@ -808,6 +809,64 @@ impl Relay {
         Relay { pair }
     }
 
+    /// Joins the client of `ctx` to `upstream`, a connection of the same core that is
+    /// already open (an HTTP reverse proxy after the upstream's `101 Switching Protocols`):
+    /// the pair relays at once, starting with `to_client` (bytes the upstream sent after
+    /// what its owner consumed). The upstream connection's protocol forwards its callbacks
+    /// to the returned [`RelayUpstream`] from now on; if its reading is paused, say so in
+    /// `upstream_paused` (the relay resumes it once the client can take bytes).
+    pub fn join(
+        ctx: &mut Context<'_>,
+        upstream: ConnId,
+        upstream_paused: bool,
+        to_client: &[u8],
+        config: &RelayConfig,
+        stats: &RelayStats,
+    ) -> (Relay, RelayUpstream) {
+        let c = &stats.inner;
+        c.open.set(c.open.get() + 1);
+        RelayStats::add(&c.total, 1);
+        RelayStats::add(&c.to_client, to_client.len() as u64);
+        let idle_timer = config.idle_timeout.map(|idle| ctx.call_later(idle));
+        ctx.set_write_timeout(config.write_timeout);
+        ctx.other(upstream).set_write_timeout(config.write_timeout);
+        let reading_paused = ctx.is_reading_paused();
+        let pair = Rc::new(RefCell::new(Pair {
+            client: ctx.id(),
+            upstream: Some(upstream),
+            dialing: None,
+            dial_number: 1,
+            phase: Phase::Relaying,
+            held: BytesMut::new(),
+            eof: [false; 2],
+            overflow: [BytesMut::from(to_client), BytesMut::new()],
+            shut: [false; 2],
+            paused: [reading_paused, upstream_paused],
+            bulk_run: [0; 2],
+            spliced: [false; 2],
+            splice_refused: [false; 2],
+            spliced_seen: 0,
+            last_activity: ctx.now(),
+            idle_timer,
+            config: config.clone(),
+            stats: stats.clone(),
+            dial: Box::new(NoDial),
+        }));
+        {
+            let mut p = pair.borrow_mut();
+            p.flush_overflow(ctx, Side::Client);
+            if p.overflow[Side::Client as usize].is_empty() && ctx.is_writable() {
+                p.resume(ctx, Side::Upstream);
+            }
+            p.maybe_splice(ctx, Side::Client);
+            p.maybe_splice(ctx, Side::Upstream);
+        }
+        let upstream = RelayUpstream {
+            pair: Rc::clone(&pair),
+        };
+        (Relay { pair }, upstream)
+    }
+
     /// The upstream connection: once it connected (for a connect to one address, once
     /// the connect started).
     #[must_use]
@@ -860,6 +919,63 @@ struct Upstream {
     pair: Rc<RefCell<Pair>>,
     /// Which dial of the pair this is.
     dial: u64,
+}
+
+/// The [`Dial`] of a pair joined from two open connections ([`Relay::join`]): nothing is
+/// dialled, so neither method runs.
+struct NoDial;
+
+impl Dial for NoDial {
+    fn connected(&mut self, _ctx: &mut Context<'_>, _client: ConnId) {}
+
+    fn failed(
+        &mut self,
+        _ctx: &mut Context<'_>,
+        _client: ConnId,
+        _reason: &LostReason,
+    ) -> Option<Target> {
+        None
+    }
+}
+
+/// The upstream side of a pair made by [`Relay::join`]: the upstream connection's
+/// protocol forwards its callbacks here (`connection_made` has already run). Clones are
+/// handles to the same pair.
+#[derive(Clone)]
+pub struct RelayUpstream {
+    pair: Rc<RefCell<Pair>>,
+}
+
+impl RelayUpstream {
+    /// Forward of the upstream's `data_received`.
+    pub fn data_received(&self, ctx: &mut Context<'_>, data: &[u8]) {
+        self.pair
+            .borrow_mut()
+            .data_received(ctx, Side::Upstream, data);
+    }
+
+    /// Forward of the upstream's `eof_received`.
+    pub fn eof_received(&self, ctx: &mut Context<'_>) {
+        self.pair.borrow_mut().eof_received(ctx, Side::Upstream);
+    }
+
+    /// Forward of the upstream's `pause_writing`.
+    pub fn pause_writing(&self, ctx: &mut Context<'_>) {
+        self.pair.borrow_mut().pause_writing(ctx, Side::Upstream);
+    }
+
+    /// Forward of the upstream's `write_drained`.
+    pub fn write_drained(&self, ctx: &mut Context<'_>) {
+        self.pair.borrow_mut().write_drained(ctx, Side::Upstream);
+    }
+
+    /// Forward of the upstream's `connection_lost`.
+    pub fn connection_lost(&self, ctx: &mut Context<'_>, reason: LostReason) {
+        let pair = Rc::clone(&self.pair);
+        let mut p = self.pair.borrow_mut();
+        let dial = p.dial_number;
+        p.connection_lost(ctx, &pair, Side::Upstream, dial, reason);
+    }
 }
 
 impl Protocol for Upstream {

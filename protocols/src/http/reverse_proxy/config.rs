@@ -70,6 +70,9 @@ pub struct Timeouts {
     /// A client that takes no byte of its response for this long is cut off (write-stall
     /// timeout, nginx's `send_timeout`); zero: never. Default 60 s.
     pub write: Duration,
+    /// An upgraded connection (a WebSocket tunnel) with no byte either way for this long
+    /// is closed at both ends. Default 300 s.
+    pub tunnel: Duration,
 }
 
 impl Default for Timeouts {
@@ -80,6 +83,7 @@ impl Default for Timeouts {
             idle: Duration::from_secs(60),
             body: Duration::from_secs(30),
             write: Duration::from_secs(60),
+            tunnel: Duration::from_secs(300),
         }
     }
 }

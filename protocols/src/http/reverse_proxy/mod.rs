@@ -27,15 +27,20 @@
 //! ones (keyed by address and server name), and a failed handshake is 502 with a log line
 //! naming the upstream and the TLS error. `X-Forwarded-Proto` still describes the client's
 //! side.
+//! `Upgrade: websocket` requests are passed through ([`tunnel`]): the upstream's 101 turns
+//! the two connections into a byte tunnel run by the TCP proxy's relay (spliced where it
+//! splices), closed after `timeouts.tunnel` without a byte; any other answer is relayed
+//! as a normal response.
 //! Does not: terminate TLS itself on listeners of the config file (use `tls:` endpoints on
-//! the command line), upgrade connections (WebSocket), cache, or retry a request that
-//! reached an upstream. Spec: RFC 9110 §7.6 (intermediaries), RFC 7239 (Forwarded).
+//! the command line), pass other upgrades (`h2c`), tunnel to `https://` upstreams, cache,
+//! or retry a request that reached an upstream. Spec: RFC 9110 §7.6 (intermediaries), RFC 7239 (Forwarded).
 //! Tests: `tests.rs` (routing, headers, config), `tests/reverse_proxy.rs` and
 //! `tests/reverse_proxy_tls.rs` (both backends).
 
 pub mod config;
 pub mod headers;
 pub mod routing;
+mod tunnel;
 pub mod upstream_tls;
 
 use std::cell::RefCell;
@@ -58,10 +63,11 @@ use crate::http::client::{
     ClientConfig, ClientError, ClientRequest, Flow, HttpClient, ResponseSink, StreamBody, TlsTarget,
 };
 use crate::http::metrics::HttpMetrics;
-use crate::http::proto::{Headers, Method, RequestHead, ResponseHead, Version};
+use crate::http::proto::{H1Limits, Headers, Method, RequestHead, ResponseHead, Version};
 use crate::http::server::{
     BodyWriter, Handler, HttpServer, Request, Responder, Response, ServerConfig,
 };
+use crate::proxy::{RelayConfig, RelayStats};
 
 /// The reply to a client when forwarding failed before any response head was sent.
 ///
@@ -142,6 +148,14 @@ struct Core {
     warn_limits: RefCell<Vec<((usize, u16), RateLimit)>>,
     /// Their interval ([`ReverseProxy::warning_interval`]).
     warn_interval: std::cell::Cell<Duration>,
+    /// Connect and response-head timeouts of WebSocket upgrades (their own connections).
+    timeouts: Timeouts,
+    /// Limits of the upstream response heads of upgrades.
+    limits: H1Limits,
+    /// Relay settings of tunnels after a 101.
+    tunnel: RelayConfig,
+    /// This core's tunnels.
+    tunnel_stats: RelayStats,
 }
 
 /// How one core reaches the servers of an `https://` pool.
@@ -239,6 +253,10 @@ impl ReverseProxy {
                 metrics,
                 warn_limits: RefCell::default(),
                 warn_interval: std::cell::Cell::new(DEFAULT_WARNING_INTERVAL),
+                timeouts: config.timeouts,
+                limits: H1Limits::default(),
+                tunnel: tunnel::relay_config(config.timeouts.tunnel, config.timeouts.write),
+                tunnel_stats: RelayStats::default(),
             }),
         }
     }
@@ -262,6 +280,12 @@ impl ReverseProxy {
     #[must_use]
     pub fn client(&self) -> &HttpClient {
         &self.core.client
+    }
+
+    /// This core's WebSocket tunnels (relays after an upstream's 101).
+    #[must_use]
+    pub fn tunnels(&self) -> &RelayStats {
+        &self.core.tunnel_stats
     }
 }
 
@@ -312,6 +336,11 @@ impl Handler for ReverseProxy {
             true => strip_prefix(&target, &route.prefix),
             false => target,
         };
+        // `Upgrade: websocket` is passed through as a tunnel (tunnel.rs); other upgrades
+        // lose their `Upgrade` with the hop-by-hop fields.
+        let upgrade = tunnel::is_websocket_upgrade(&request)
+            .then(|| request.headers().get("upgrade").map(Bytes::copy_from_slice))
+            .flatten();
         let mut headers = request.headers().clone();
         // The server validated the framing (RFC 9112 §6.3): chunked, or one Content-Length.
         let chunked = headers.has_token("transfer-encoding", "chunked");
@@ -375,11 +404,17 @@ impl Handler for ReverseProxy {
             upstream: route.upstream,
         };
         let core = Rc::clone(&self.core);
-        drop(
-            request
-                .handle()
-                .spawn_local(forward(core, outgoing, respond)),
-        );
+        let handle = request.handle().clone();
+        match upgrade {
+            Some(upgrade) => drop(handle.spawn_local(tunnel::forward_upgrade(
+                core,
+                outgoing,
+                upgrade,
+                respond,
+                handle.clone(),
+            ))),
+            None => drop(handle.spawn_local(forward(core, outgoing, respond))),
+        }
     }
 }
 

@@ -331,6 +331,7 @@ response_head = 15
 idle = "90s"
 body = "500ms"
 write = "20s"
+tunnel = "10m"
 
 [forwarded]
 mode = "replace"
@@ -368,6 +369,7 @@ fn config_example() {
             idle: Duration::from_secs(90),
             body: Duration::from_millis(500),
             write: Duration::from_secs(20),
+            tunnel: Duration::from_secs(600),
         }
     );
     assert_eq!(config.forwarded, ForwardedMode::Replace);

@@ -23,7 +23,7 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use ringwork::logging::escape;
-use ringwork::{Context, LostReason};
+use ringwork::{Context, LostReason, Protocol};
 
 use super::Shared;
 use super::access_log::{Entry, UpstreamNote};
@@ -35,7 +35,7 @@ use crate::http::proto::server::{
 };
 use crate::http::proto::{H1Error, Headers};
 use crate::kit::Machine;
-use crate::kit::adapter::{Application, Mailbox, MailboxSender};
+use crate::kit::adapter::{Application, Mailbox, MailboxSender, Upgrade};
 
 /// What the glue needs of a server connection machine: the HTTP/1.1 and HTTP/2 machines'
 /// shared calls, and what each publishes to body writers.
@@ -50,6 +50,9 @@ pub(crate) trait ServerMachine: Machine<Event = ServerEvent> + 'static {
     fn discard_body(&mut self, id: RequestId);
     /// Updates what body writers may do.
     fn publish(&self, status: &mut WriteStatus);
+    /// Whether a `101 Switching Protocols` can hand the connection to another protocol
+    /// (HTTP/1.1; HTTP/2 has no 101, RFC 9113 §8.6).
+    const SWITCHES_PROTOCOLS: bool;
 }
 
 macro_rules! forward_calls {
@@ -83,6 +86,7 @@ macro_rules! forward_calls {
 
 impl ServerMachine for ServerConn {
     forward_calls!();
+    const SWITCHES_PROTOCOLS: bool = true;
 
     fn publish(&self, status: &mut WriteStatus) {
         // A writer whose head is still in the mailbox may write too: it is next in line.
@@ -94,6 +98,7 @@ impl ServerMachine for ServerConn {
 
 impl ServerMachine for H2ServerConn {
     forward_calls!();
+    const SWITCHES_PROTOCOLS: bool = false;
 
     fn publish(&self, status: &mut WriteStatus) {
         let multiplexed = status.multiplexed.get_or_insert_with(Multiplexed::default);
@@ -121,6 +126,8 @@ pub(crate) enum Command {
     Discard(RequestId),
     /// [`Responder::note_upstream`]: for the request's access log line.
     Upstream(RequestId, Box<UpstreamNote>),
+    /// [`Responder::upgrade`]: a `101` and the protocol that takes over after it.
+    Upgrade(RequestId, Response, Box<dyn Protocol>),
 }
 
 /// What body writers learn about the connection after each drive.
@@ -213,6 +220,10 @@ pub(crate) struct ServerApp<M> {
     /// Upstream notes of requests not yet logged (at most the requests in flight).
     notes: Vec<(RequestId, Box<UpstreamNote>)>,
     machine: std::marker::PhantomData<fn(M)>,
+    /// The protocol waiting for its `101` to leave (HTTP/1.1 only).
+    switching: Option<(RequestId, Box<dyn Protocol>)>,
+    /// The `101` left: the connection goes to this protocol after the drive.
+    handoff: Option<Upgrade>,
 }
 
 impl<M: ServerMachine> ServerApp<M> {
@@ -223,6 +234,8 @@ impl<M: ServerMachine> ServerApp<M> {
             tls: false,
             bodies: Vec::new(),
             notes: Vec::new(),
+            switching: None,
+            handoff: None,
             machine: std::marker::PhantomData,
         }
     }
@@ -449,6 +462,20 @@ impl<M: ServerMachine> Application<M> for ServerApp<M> {
                 };
                 self.body_failed(id, error);
             }
+            ServerEvent::Upgraded { id, rest, eof } => match self.switching.take() {
+                Some((switching, protocol)) if switching == id => {
+                    self.handoff = Some(Upgrade {
+                        protocol,
+                        rest,
+                        eof,
+                    });
+                }
+                _ => {
+                    // A 101 sent with `Responder::send`: no protocol to hand over to.
+                    tracing::error!(conn = %ctx.id(), "101 sent without a protocol to switch to (use Responder::upgrade); closing");
+                    ctx.abort();
+                }
+            },
             ServerEvent::Sent {
                 id,
                 status,
@@ -500,6 +527,23 @@ impl<M: ServerMachine> Application<M> for ServerApp<M> {
                 }
                 Ok(())
             }
+            Command::Upgrade(id, response, protocol) => {
+                machine.set_date(self.shared.date.at(ctx.now()));
+                let switching = response.status() == 101;
+                if switching && !M::SWITCHES_PROTOCOLS {
+                    // HTTP/2 has no 101 (RFC 9113 §8.6): the protocol is dropped and the
+                    // request answered 501.
+                    drop(protocol);
+                    tracing::warn!(conn = %ctx.id(), "Responder::upgrade on an HTTP/2 stream: answered 501");
+                    machine.send_response(id, Response::error(501))
+                } else {
+                    let result = machine.send_response(id, response);
+                    if result.is_ok() && switching {
+                        self.switching = Some((id, protocol));
+                    }
+                    result
+                }
+            }
         };
         match result {
             // Answers to requests whose connection is closing are dropped quietly.
@@ -523,6 +567,10 @@ impl<M: ServerMachine> Application<M> for ServerApp<M> {
             status.unflushed = 0;
         }
         mailbox.wake_waiters();
+    }
+
+    fn take_upgrade(&mut self) -> Option<Upgrade> {
+        self.handoff.take()
     }
 
     fn lost(&mut self, _machine: &mut M, _ctx: &mut Context<'_>, _reason: LostReason) {

@@ -83,6 +83,20 @@ impl Responder {
         }
     }
 
+    /// Switches protocols: sends `response` (a `101 Switching Protocols` with the new
+    /// protocol's `Upgrade` field; the server adds `Connection: Upgrade`) and, once it is
+    /// out, hands the connection to `protocol`, with any bytes the client sent after its
+    /// request as its first input. Only a request that asked to upgrade (`Connection:
+    /// upgrade` and `Upgrade`, HTTP/1.1, no body) may be answered so: for any other the
+    /// client gets 500 and the connection closes. WebSocket does this for you:
+    /// [`Request::upgrade_websocket`](super::Request::upgrade_websocket).
+    pub fn upgrade(mut self, response: Response, protocol: impl ringwork::Protocol) {
+        self.done = true;
+        let _ = self
+            .sender
+            .post(Command::Upgrade(self.id, response, Box::new(protocol)));
+    }
+
     /// Whether the client is gone (the answer would be discarded).
     #[must_use]
     pub fn is_closed(&self) -> bool {

@@ -127,6 +127,9 @@ pub(crate) struct FrameInput<'a> {
     pub(crate) keep_alive: bool,
     pub(crate) date: &'a [u8; 29],
     pub(crate) server_name: Option<&'a [u8]>,
+    /// The request asked to switch protocols (`Connection: upgrade`): a `101` answer says
+    /// `Connection: Upgrade` (RFC 9110 §7.8) instead of the keep-alive fields.
+    pub(crate) upgrade: bool,
 }
 
 /// A framed head.
@@ -238,7 +241,9 @@ fn try_frame_head(
             }
         }
     }
-    if !keep_alive {
+    if status == 101 && input.upgrade {
+        out.extend_from_slice(b"Connection: Upgrade\r\n");
+    } else if !keep_alive {
         out.extend_from_slice(b"Connection: close\r\n");
     } else if input.version == Version::Http10 {
         out.extend_from_slice(b"Connection: keep-alive\r\n");

@@ -137,6 +137,17 @@ pub enum ServerEvent {
         /// Why.
         error: H1Error,
     },
+    /// The `101 Switching Protocols` answer to upgrade request `id` left: the connection
+    /// belongs to the new protocol from here on, with `rest` (bytes the client sent after the
+    /// request, held unparsed) as its first input. The machine does nothing more.
+    Upgraded {
+        /// The request.
+        id: RequestId,
+        /// Bytes read after the request's head.
+        rest: Bytes,
+        /// The client had already ended its side (the new protocol sees its end of input).
+        eof: bool,
+    },
     /// The answer to a request left in full (for access logs).
     Sent {
         /// The request, or `None` for an error reply to input that never became a request.
@@ -230,6 +241,11 @@ enum Reading {
         /// The application wants the bytes (else they are read and dropped).
         deliver: bool,
     },
+    /// An upgrade request (`Connection: upgrade`) waits for its answer: what follows it is
+    /// held unparsed, since after a `101` it belongs to another protocol.
+    Upgrade { id: u64 },
+    /// A `101` went out: the connection belongs to another protocol.
+    Upgraded,
     /// Nothing more: the connection closes once the answers are out.
     Done,
 }
@@ -274,6 +290,10 @@ struct Slot {
     started: Option<Instant>,
     status: u16,
     sent: u64,
+    /// The request asked to switch protocols.
+    upgrade: bool,
+    /// It was answered with `101`: the connection switches once that answer is out.
+    switching: bool,
 }
 
 /// One HTTP/1.1 server connection (see the module docs).
@@ -382,9 +402,33 @@ impl ServerConn {
     pub fn send_response(&mut self, id: RequestId, response: Response) -> Result<(), SendError> {
         let index = self.pending_index(id)?;
         self.stop_unwanted_body(index, true);
+        let waiting = matches!(self.reading, Reading::Upgrade { id: current } if current == id.0);
+        if response.head.status == 101 && !waiting {
+            // Only a request that asked to switch, and is still holding its connection, may
+            // be answered with 101.
+            let result = self.frame(index, &Response::error(500), false);
+            if let Some(slot) = self.slots.get_mut(index) {
+                slot.answer = Answer::Complete;
+                slot.keep_alive = false;
+            }
+            self.flush();
+            return result.and(Err(SendError::Invalid(H1Error::InvalidResponseHeader {
+                what: "101 answer to a request that did not ask to upgrade",
+            })));
+        }
         let result = self.frame(index, &response, false);
         if let Some(slot) = self.slots.get_mut(index) {
             slot.answer = Answer::Complete;
+            slot.switching = response.head.status == 101 && result.is_ok();
+        }
+        if waiting && response.head.status != 101 {
+            // Refused: the connection goes on as HTTP (or closes, as the answer says).
+            let keep_alive = self.slots.get(index).is_some_and(|slot| slot.keep_alive);
+            self.reading = if keep_alive {
+                Reading::Head
+            } else {
+                Reading::Done
+            };
         }
         self.flush();
         result.map(drop)
@@ -400,10 +444,21 @@ impl ServerConn {
     pub fn send_head(&mut self, id: RequestId, response: Response) -> Result<(), SendError> {
         let index = self.pending_index(id)?;
         self.stop_unwanted_body(index, false);
+        let waiting = matches!(self.reading, Reading::Upgrade { id: current } if current == id.0);
         match self.frame(index, &response, true) {
             Ok(framing) => {
                 if let Some(slot) = self.slots.get_mut(index) {
                     slot.answer = Answer::Streaming(framing);
+                }
+                if waiting {
+                    // A refused upgrade answered with a streamed body: as in
+                    // `send_response`, the held input is HTTP again.
+                    let keep_alive = self.slots.get(index).is_some_and(|slot| slot.keep_alive);
+                    self.reading = if keep_alive {
+                        Reading::Head
+                    } else {
+                        Reading::Done
+                    };
                 }
                 self.flush();
                 Ok(())
@@ -632,6 +687,7 @@ impl ServerConn {
             keep_alive: slot.keep_alive && !self.draining,
             date: &self.date,
             server_name: self.config.server_name.as_deref(),
+            upgrade: slot.upgrade,
         };
         // The oldest answer is encoded straight into the output; later ones wait in their
         // slot.
@@ -707,6 +763,20 @@ impl ServerConn {
                 request: slot.log,
                 started: slot.started,
             });
+            if slot.switching {
+                // RFC 9110 §15.2.2: the new protocol starts right after the 101's empty line.
+                self.events.push_back(ServerEvent::Upgraded {
+                    id: RequestId(slot.id),
+                    rest: self.input.split().freeze(),
+                    eof: self.eof,
+                });
+                self.reading = Reading::Upgraded;
+                self.slots.clear();
+                self.head_deadline = None;
+                self.body_deadline = None;
+                self.idle_deadline = None;
+                break;
+            }
             if !slot.keep_alive {
                 // RFC 9112 §9.6: a server that sends "close" MUST NOT process further
                 // requests on the connection; it closes once the response is sent.
@@ -772,6 +842,7 @@ impl ServerConn {
         loop {
             match &mut self.reading {
                 Reading::Done => return buf.len(),
+                Reading::Upgrade { .. } | Reading::Upgraded => return at,
                 Reading::Head => {
                     if at == buf.len() || !self.can_take_request() {
                         return at;
@@ -875,6 +946,12 @@ impl ServerConn {
                 .max_requests_per_connection
                 .is_none_or(|max| self.served < max);
         let has_body = parsed.body != BodyKind::Empty;
+        // RFC 9110 §7.8: a request to switch protocols (HTTP/1.1, no body: a body would sit
+        // between the head and the new protocol's bytes, which this server does not split).
+        let upgrade = !has_body
+            && parsed.head.version == Version::Http11
+            && parsed.head.headers.contains("upgrade")
+            && parsed.head.headers.has_token("connection", "upgrade");
         let expect = if parsed.expect_continue && has_body {
             Expect::Waiting
         } else {
@@ -896,6 +973,8 @@ impl ServerConn {
             started: Some(now),
             status: 0,
             sent: 0,
+            upgrade,
+            switching: false,
         });
         self.events.push_back(ServerEvent::Request {
             id: RequestId(id),
@@ -903,6 +982,10 @@ impl ServerConn {
             has_body,
             expect_continue: expect == Expect::Waiting,
         });
+        if upgrade {
+            self.reading = Reading::Upgrade { id };
+            return;
+        }
         if !has_body {
             self.reading = if keep_alive {
                 Reading::Head
@@ -976,6 +1059,8 @@ impl ServerConn {
                     started: None,
                     status: 0,
                     sent: 0,
+                    upgrade: false,
+                    switching: false,
                 });
                 let index = self.slots.len() - 1;
                 let _ = self.frame(index, &reply, false);
@@ -997,7 +1082,7 @@ impl ServerConn {
             let room = match self.reading {
                 Reading::Head => self.can_take_request() && self.parsed_partial != held,
                 Reading::Body { deliver, .. } => !deliver || !self.body_blocked(),
-                Reading::Done => false,
+                Reading::Upgrade { .. } | Reading::Upgraded | Reading::Done => false,
             };
             if held == 0 || !room {
                 break;
@@ -1032,7 +1117,7 @@ impl ServerConn {
                     self.idle_deadline = Some(now + self.config.keep_alive_timeout);
                 }
             }
-            Reading::Body { .. } => {}
+            Reading::Body { .. } | Reading::Upgrade { .. } | Reading::Upgraded => {}
         }
     }
 
@@ -1061,7 +1146,7 @@ impl ServerConn {
                     self.reading = Reading::Done;
                 }
             }
-            Reading::Body { .. } | Reading::Done => {}
+            Reading::Body { .. } | Reading::Upgrade { .. } | Reading::Upgraded | Reading::Done => {}
         }
     }
 }
@@ -1186,7 +1271,7 @@ impl Machine for ServerConn {
         match self.reading {
             Reading::Head => self.can_take_request(),
             Reading::Body { deliver, .. } => !deliver || !self.body_blocked(),
-            Reading::Done => false,
+            Reading::Upgrade { .. } | Reading::Upgraded | Reading::Done => false,
         }
     }
 }

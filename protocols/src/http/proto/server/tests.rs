@@ -651,6 +651,7 @@ fn faulty_links_deliver_every_answer_in_order() {
                 }
                 ServerEvent::BodyEnd { .. } | ServerEvent::Sent { .. } => {}
                 ServerEvent::BodyError { id, error } => panic!("seed {seed}: {id:?} {error}"),
+                ServerEvent::Upgraded { .. } => panic!("seed {seed}: no upgrade was asked for"),
             },
         );
         // Answer what is still held (the last request may have an even id).
@@ -717,4 +718,137 @@ fn flow_control_holds_chunks_of_one_read_back() {
         assert!(batch > 0, "stuck after {total} bytes");
     }
     assert_eq!(total, 50);
+}
+
+const UPGRADE: &str = "GET /ws HTTP/1.1\r\nHost: t\r\nConnection: keep-alive, Upgrade\r\n\
+Upgrade: websocket\r\n\r\n";
+
+#[test]
+fn an_upgrade_request_holds_what_follows_until_101_hands_it_over() {
+    let mut pair = pair();
+    // A pipelined request first: the 101 waits for its answer, in order.
+    pair.client
+        .send([GET.as_bytes(), UPGRADE.as_bytes(), b"\x81\x05hello"].concat());
+    let got = events(&mut pair);
+    assert_eq!(requests(&got), [RequestId(0), RequestId(1)]);
+    assert!(
+        !pair.server.wants_input(),
+        "nothing read past an upgrade request"
+    );
+    pair.server
+        .send_response(
+            RequestId(1),
+            Response::new(101).header("Upgrade", "websocket"),
+        )
+        .unwrap();
+    assert!(
+        events(&mut pair)
+            .iter()
+            .all(|e| !matches!(e, ServerEvent::Upgraded { .. })),
+        "not before the earlier answer"
+    );
+    pair.server
+        .send_response(RequestId(0), Response::text("first"))
+        .unwrap();
+    let got = events(&mut pair);
+    let rest = got.iter().find_map(|e| match e {
+        ServerEvent::Upgraded { id, rest, eof } => {
+            assert_eq!((*id, *eof), (RequestId(1), false));
+            Some(rest.clone())
+        }
+        _ => None,
+    });
+    assert_eq!(rest.as_deref(), Some(&b"\x81\x05hello"[..]));
+    let wire = String::from_utf8(pair.client.take_received()).unwrap();
+    let switch = &wire[wire.find("HTTP/1.1 101").expect("a 101")..];
+    assert!(switch.contains("\r\nUpgrade: websocket\r\n"), "{switch}");
+    assert!(switch.contains("\r\nConnection: Upgrade\r\n"), "{switch}");
+    assert!(
+        switch.ends_with("\r\n\r\n"),
+        "nothing after the 101: {switch}"
+    );
+    assert!(!pair.server.wants_input());
+    assert!(
+        pair.server.poll_timeout().is_none(),
+        "no HTTP deadline after the switch"
+    );
+    pair.advance(Duration::from_secs(3600));
+    assert!(
+        !pair.is_done(Side::Server),
+        "the connection now belongs to the new protocol"
+    );
+}
+
+#[test]
+fn a_refused_upgrade_goes_on_as_http() {
+    let mut pair = pair();
+    pair.client.send(format!("{UPGRADE}{GET}"));
+    assert_eq!(requests(&events(&mut pair)), [RequestId(0)]);
+    pair.server
+        .send_response(RequestId(0), Response::error(400))
+        .unwrap();
+    let got = events(&mut pair);
+    assert_eq!(
+        requests(&got),
+        [RequestId(1)],
+        "the held request is read now"
+    );
+    pair.server
+        .send_response(RequestId(1), Response::text("ok"))
+        .unwrap();
+    pair.drive();
+    let statuses: Vec<u16> = responses(&pair.client.take_received())
+        .into_iter()
+        .map(|(status, ..)| status)
+        .collect();
+    assert_eq!(statuses, [400, 200]);
+}
+
+/// A refusal streamed (head, body pieces, finish) also lets the held request through: a
+/// reverse proxy relays an upstream's answer this way.
+#[test]
+fn a_refused_upgrade_answered_streaming_goes_on_as_http() {
+    let mut pair = pair();
+    pair.client.send(format!("{UPGRADE}{GET}"));
+    assert_eq!(requests(&events(&mut pair)), [RequestId(0)]);
+    pair.server
+        .send_head(
+            RequestId(0),
+            Response::new(403).header("Content-Length", "2"),
+        )
+        .unwrap();
+    pair.server
+        .send_body(RequestId(0), Bytes::from_static(b"no"))
+        .unwrap();
+    pair.server
+        .finish(RequestId(0), Some(Headers::default()))
+        .unwrap();
+    let got = events(&mut pair);
+    assert_eq!(
+        requests(&got),
+        [RequestId(1)],
+        "the held request is read now"
+    );
+    pair.server
+        .send_response(RequestId(1), Response::text("ok"))
+        .unwrap();
+    pair.drive();
+    let statuses: Vec<u16> = responses(&pair.client.take_received())
+        .into_iter()
+        .map(|(status, ..)| status)
+        .collect();
+    assert_eq!(statuses, [403, 200]);
+}
+
+#[test]
+fn a_101_to_a_request_that_did_not_ask_is_a_500() {
+    let mut pair = pair();
+    pair.client.send(GET);
+    events(&mut pair);
+    let result = pair.server.send_response(RequestId(0), Response::new(101));
+    assert!(matches!(result, Err(SendError::Invalid(_))), "{result:?}");
+    pair.drive();
+    let got = responses(&pair.client.take_received());
+    assert_eq!(got[0].0, 500);
+    assert!(pair.is_done(Side::Server));
 }

@@ -64,6 +64,7 @@ struct RawTimeouts {
     idle: Option<Spanned<Scalar>>,
     body: Option<Spanned<Scalar>>,
     write: Option<Spanned<Scalar>>,
+    tunnel: Option<Spanned<Scalar>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -210,6 +211,7 @@ impl ProxyConfig {
             idle: duration(&raw.timeouts.idle, "timeouts.idle", defaults.idle)?,
             body: duration(&raw.timeouts.body, "timeouts.body", defaults.body)?,
             write: duration(&raw.timeouts.write, "timeouts.write", defaults.write)?,
+            tunnel: duration(&raw.timeouts.tunnel, "timeouts.tunnel", defaults.tunnel)?,
         };
         let max_body = match &raw.max_body {
             None => 8 << 20,

@@ -1,0 +1,358 @@
+//! `ringwork serve ws-echo` against real WebSocket peers nobody here wrote, on both backends:
+//! Python's `websockets` and Node's `ws` as clients — text and binary echoes from 0 B to
+//! 16 MiB, whole and fragmented, with and without permessage-deflate, a ping, a clean
+//! close — and protocol violations (raw frames after a real handshake) answered with the
+//! right close codes; `ringwork serve ws-chat` on two cores with Python clients (every message
+//! to every client across cores, a slow subscriber cut off); `ringwork serve http-proxy` in
+//! front of `ws-echo` (the WebSocket tunnel: the same Python and Node echoes and the
+//! violations through it, its idle timeout) and in front of `serve hello` (an upgrade
+//! refused with a 200, relayed as a response, the connection staying HTTP). The peers (`scripts/ws-peers/`) are installed by
+//! `scripts/install-ws-test-deps.sh`; a missing peer fails the test under `CI=true`, and is
+//! skipped with a loud line otherwise.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::Command;
+
+use ringwork_protocols::Endpoint;
+use support::{PATIENCE, Server, TempDir, backend};
+
+mod support;
+
+/// `scripts/ws-peers/` in the repository.
+fn peers_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ws-peers")
+}
+
+/// Whether the peer runs here; under CI=true a missing peer is a failure.
+fn peer(program: &str, probe: &[&str]) -> bool {
+    let ok = Command::new(program)
+        .args(probe)
+        .current_dir(peers_dir())
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{program} {probe:?} failed: scripts/install-ws-test-deps.sh installs the peer"
+        );
+        eprintln!("skipped: {program} {probe:?} failed (scripts/install-ws-test-deps.sh)");
+    }
+    ok
+}
+
+fn python_ok() -> bool {
+    peer("python3", &["-c", "import websockets.asyncio.client"])
+}
+
+fn node_ok() -> bool {
+    peer("node", &["-e", "require('ws')"])
+}
+
+/// `ringwork serve ws-echo` on one core; its port.
+fn serve(backend: &str) -> (Server, u16) {
+    let mut server = Server::start(&[
+        "serve",
+        "ws-echo",
+        "--listen",
+        "tcp:0:interface=127.0.0.1",
+        "--cores",
+        "1",
+        "--backend",
+        backend,
+    ]);
+    let port = match server.listening(1).as_slice() {
+        [Endpoint::Tcp { addr }] => addr.port(),
+        other => panic!("unexpected endpoints {other:?}"),
+    };
+    (server, port)
+}
+
+/// Runs a peer script and checks it said "ok"; its stdout.
+fn run(program: &str, script: &str, args: &[&str]) -> String {
+    let output = Command::new(program)
+        .arg(peers_dir().join(script))
+        .args(args)
+        .output()
+        .expect("run the peer");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{program} {script} {args:?}:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+fn clients(name: &str) {
+    let Some(backend) = backend(name) else { return };
+    let (python, node) = (python_ok(), node_ok());
+    let (server, port) = serve(backend);
+    let url = format!("ws://127.0.0.1:{port}/");
+    for deflate in [false, true] {
+        let mut args = vec!["client", url.as_str()];
+        if deflate {
+            args.push("--deflate");
+        }
+        if python {
+            let out = run("python3", "ws_peer.py", &args);
+            assert!(out.starts_with("ok 28 messages"), "{out}");
+            assert_eq!(out.contains("permessage-deflate"), deflate, "{out}");
+        }
+        if node {
+            let out = run("node", "ws_peer.js", &args);
+            assert!(out.starts_with("ok 28 messages"), "{out}");
+            assert_eq!(out.contains("permessage-deflate"), deflate, "{out}");
+        }
+    }
+    if python {
+        let out = run("python3", "ws_peer.py", &["violations", &url]);
+        assert_eq!(
+            out.lines().filter(|l| l.starts_with("ok ")).count(),
+            10,
+            "{out}"
+        );
+    }
+    assert!(server.terminate(), "ws-echo exits cleanly");
+}
+
+/// A port free on 127.0.0.1 (two cores must bind the same one).
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    listener.local_addr().expect("address").port()
+}
+
+/// `ringwork serve ws-chat` on two cores: six Python clients (spread over both cores by
+/// SO_REUSEPORT) each get every client's message, then 40 messages of 256 KiB reach every
+/// reading client while a subscriber that never reads is cut off.
+fn chat(name: &str) {
+    let Some(backend) = backend(name) else { return };
+    if !python_ok() {
+        return;
+    }
+    let port = free_port().to_string();
+    let endpoint = format!("tcp:{port}:interface=127.0.0.1");
+    let mut server = Server::start(&[
+        "serve",
+        "ws-chat",
+        "--listen",
+        &endpoint,
+        "--cores",
+        "2",
+        "--backend",
+        backend,
+    ]);
+    server.listening(2);
+    let url = format!("ws://127.0.0.1:{port}/");
+    let out = run("python3", "ws_peer.py", &["chat", &url, "6"]);
+    assert!(out.starts_with("ok chat 6 clients"), "{out}");
+    assert!(server.terminate(), "ws-chat exits cleanly");
+}
+
+/// `ringwork serve http-proxy` on one core with one route to `upstream` and `tunnel` as
+/// the tunnels' idle timeout; its address.
+fn proxy(backend: &str, upstream: u16, dir: &TempDir, tunnel: &str) -> (Server, SocketAddr) {
+    let config = dir.0.join("proxy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "cores = 1\n\n[timeouts]\ntunnel = \"{tunnel}\"\n\n[upstreams.ws]\nservers = [\"127.0.0.1:{upstream}\"]\n\n[[routes]]\nupstream = \"ws\"\n"
+        ),
+    )
+    .expect("write the config");
+    let mut server = Server::start(&[
+        "serve",
+        "http-proxy",
+        "--config",
+        config.to_str().expect("utf-8 path"),
+        "--listen",
+        "tcp:0:interface=127.0.0.1",
+        "--backend",
+        backend,
+    ]);
+    let addr = match server.listening(1).as_slice() {
+        [Endpoint::Tcp { addr }] => *addr,
+        other => panic!("unexpected endpoints {other:?}"),
+    };
+    (server, addr)
+}
+
+/// Python's websockets and Node's ws through the reverse proxy to `serve ws-echo`: the 28 echoes (0 B to
+/// 16 MiB, whole and fragmented, with and without permessage-deflate negotiated end to
+/// end), a ping, a clean close, and the protocol violations answered by ws-echo with the
+/// right close codes, all through the tunnel.
+fn through_proxy(name: &str) {
+    let Some(backend) = backend(name) else { return };
+    let (python, node) = (python_ok(), node_ok());
+    if !python && !node {
+        return;
+    }
+    let (echo, echo_port) = serve(backend);
+    let dir = TempDir::new(&format!("ws-proxy-{backend}"));
+    let (proxy, addr) = proxy(backend, echo_port, &dir, "30s");
+    let url = format!("ws://{addr}/");
+    for deflate in [false, true] {
+        let mut args = vec!["client", url.as_str()];
+        if deflate {
+            args.push("--deflate");
+        }
+        if python {
+            let out = run("python3", "ws_peer.py", &args);
+            assert!(out.starts_with("ok 28 messages"), "{out}");
+            assert_eq!(out.contains("permessage-deflate"), deflate, "{out}");
+        }
+        if node {
+            let out = run("node", "ws_peer.js", &args);
+            assert!(out.starts_with("ok 28 messages"), "{out}");
+            assert_eq!(out.contains("permessage-deflate"), deflate, "{out}");
+        }
+    }
+    if python {
+        let out = run("python3", "ws_peer.py", &["violations", &url]);
+        assert_eq!(
+            out.lines().filter(|l| l.starts_with("ok ")).count(),
+            10,
+            "{out}"
+        );
+    }
+    assert!(proxy.terminate(), "http-proxy exits cleanly");
+    assert!(echo.terminate(), "ws-echo exits cleanly");
+}
+
+/// An upstream that answers the upgrade with a normal response (`serve hello`: 200): the
+/// proxy relays it as a response, and the client's connection goes on as HTTP.
+fn refused_through_proxy(name: &str) {
+    let Some(backend) = backend(name) else { return };
+    let mut hello = Server::start(&[
+        "serve",
+        "hello",
+        "--listen",
+        "tcp:0:interface=127.0.0.1",
+        "--cores",
+        "1",
+        "--backend",
+        backend,
+    ]);
+    let hello_port = match hello.listening(1).as_slice() {
+        [Endpoint::Tcp { addr }] => addr.port(),
+        other => panic!("unexpected endpoints {other:?}"),
+    };
+    let dir = TempDir::new(&format!("ws-proxy-refused-{backend}"));
+    let (proxy, addr) = proxy(backend, hello_port, &dir, "30s");
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    stream
+        .write_all(
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n\
+              GET /next HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        )
+        .expect("write");
+    let mut reply = String::new();
+    stream
+        .read_to_string(&mut reply)
+        .expect("read until the proxy closes");
+    assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+    assert_eq!(reply.matches("HTTP/1.1 200 OK\r\n").count(), 2, "{reply}");
+    assert_eq!(reply.matches("Hello, World!").count(), 2, "{reply}");
+    assert!(!reply.contains("101"), "{reply}");
+    assert!(proxy.terminate(), "http-proxy exits cleanly");
+    assert!(hello.terminate(), "hello exits cleanly");
+}
+
+/// A tunnel with no byte either way for `timeouts.tunnel` (1 s) is closed: a raw client
+/// completes the handshake through the proxy, sends one masked ping and gets its pong, then
+/// stays quiet and sees the connection end (read returns 0) between 1 s and the patience.
+fn tunnel_idle_timeout(name: &str) {
+    let Some(backend) = backend(name) else { return };
+    let (echo, echo_port) = serve(backend);
+    let dir = TempDir::new(&format!("ws-proxy-idle-{backend}"));
+    let (proxy, addr) = proxy(backend, echo_port, &dir, "1s");
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    // The handshake and, right behind it in the same write, a masked ping "hi".
+    stream
+        .write_all(
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n\
+              \x89\x82\x01\x02\x03\x04\x69\x6b",
+        )
+        .expect("write");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let pong = b"\x8a\x02hi";
+    while !got.windows(pong.len()).any(|w| w == pong) {
+        let n = stream.read(&mut buf).expect("read the 101 and the pong");
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 101 "), "{text}");
+    assert!(
+        text.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+        "{text}"
+    );
+    let quiet = std::time::Instant::now();
+    let n = stream
+        .read(&mut buf)
+        .expect("the proxy closes the idle tunnel");
+    assert_eq!(n, 0, "no bytes, only the end");
+    let waited = quiet.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(900),
+        "closed after {waited:?}"
+    );
+    assert!(proxy.terminate(), "http-proxy exits cleanly");
+    assert!(echo.terminate(), "ws-echo exits cleanly");
+}
+
+#[test]
+fn tunnel_idle_timeout_uring() {
+    tunnel_idle_timeout("uring");
+}
+
+#[test]
+fn tunnel_idle_timeout_poll() {
+    tunnel_idle_timeout("poll");
+}
+
+#[test]
+fn websocket_through_reverse_proxy_uring() {
+    through_proxy("uring");
+}
+
+#[test]
+fn websocket_through_reverse_proxy_poll() {
+    through_proxy("poll");
+}
+
+#[test]
+fn refused_upgrade_through_reverse_proxy_uring() {
+    refused_through_proxy("uring");
+}
+
+#[test]
+fn refused_upgrade_through_reverse_proxy_poll() {
+    refused_through_proxy("poll");
+}
+
+#[test]
+fn chat_across_cores_uring() {
+    chat("uring");
+}
+
+#[test]
+fn chat_across_cores_poll() {
+    chat("poll");
+}
+
+#[test]
+fn real_clients_against_ws_echo_uring() {
+    clients("uring");
+}
+
+#[test]
+fn real_clients_against_ws_echo_poll() {
+    clients("poll");
+}
