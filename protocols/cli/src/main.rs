@@ -60,6 +60,7 @@ use ringwork_protocols::limits::{
 mod daemon;
 mod logging;
 mod metrics;
+mod passwd;
 mod proxy;
 mod sockopts;
 
@@ -81,7 +82,8 @@ Examples:
   ringwork serve tcp-proxy --listen tcp:8000 --upstream 127.0.0.1:9000 --upstream 127.0.0.1:9001
   ringwork serve tcp-proxy --listen tcp:8000 --upstream tcp:host=backend.internal:port=80:timeout=5
   ringwork serve tcp-proxy --listen tcp:8443 --upstream tls:host=api.internal:port=443:ca=ca.pem
-  ringwork serve socks5 --listen tcp:1080:interface=127.0.0.1 --user alice:secret";
+  ringwork serve socks5 --listen tcp:1080:interface=127.0.0.1 --user alice:secret
+  printf 'secret\n' | ringwork passwd --file users alice";
 
 const ENDPOINT_HELP: &str = "\
 Endpoints:
@@ -142,7 +144,10 @@ struct Cli {
 enum Command {
     /// Run a service until SIGINT or SIGTERM.
     #[command(after_help = ENDPOINT_HELP)]
-    Serve(Serve),
+    Serve(Box<Serve>),
+    /// Add or replace a user of a password file (Argon2id), reading the password from
+    /// stdin (a line; on a terminal, without echo).
+    Passwd(passwd::Passwd),
 }
 
 /// `ringwork serve`.
@@ -673,7 +678,18 @@ fn main() -> ExitCode {
     use clap::{CommandFactory, FromArgMatches};
     let matches = Cli::command().get_matches();
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    let Command::Serve(serve) = &mut cli.command;
+    let serve = match &mut cli.command {
+        Command::Serve(serve) => serve,
+        Command::Passwd(passwd) => {
+            return match passwd::run(passwd) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    let _ = writeln!(std::io::stderr(), "ringwork: error: {error}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+    };
     if let Some(serve_matches) = matches.subcommand_matches("serve") {
         serve.proxy.order_rules(serve_matches);
         if let Some(message) = misplaced_option(serve.service, serve_matches) {
@@ -692,7 +708,8 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Serve(serve) => run_serve(serve, &logging),
+        Command::Serve(serve) => run_serve(*serve, &logging),
+        Command::Passwd(_) => unreachable!("passwd returned above"),
     };
     let code = match result {
         Ok(()) => ExitCode::SUCCESS,
