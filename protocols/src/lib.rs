@@ -16,6 +16,7 @@
 //!   client.
 //! - [`cred`]: credentials (Twisted's cred): the `Checker` interface, the Argon2id
 //!   password file, SASL PLAIN decoding and the per-peer failed-attempt delay.
+//! - [`mail`]: mail (issue 21): the SMTP server machine and Maildir delivery.
 //! - [`socks5`]: SOCKS5 (RFC 1928, RFC 1929) — the sans-IO handshake and (feature `engine`)
 //!   the server.
 //! - `proxy` (feature `engine`): the relay between two connections (backpressure,
@@ -46,6 +47,7 @@ pub mod endpoint;
 pub mod http;
 pub mod kit;
 pub mod limits;
+pub mod mail;
 #[cfg(feature = "engine")]
 pub mod proxy;
 pub mod proxy_protocol;

@@ -1,0 +1,1 @@
+//! Maildir delivery (placeholder).
