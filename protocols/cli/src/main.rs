@@ -55,10 +55,12 @@ use ringwork_protocols::http::services::{StaticFiles, hello_server};
 use ringwork_protocols::limits::{
     ConnectionCap, DEFAULT_RATE_TABLE, RateLimit, RequestRateLimiter,
 };
+use ringwork_protocols::mail::smtp::SmtpService;
 
 #[cfg(unix)]
 mod daemon;
 mod logging;
+mod mail;
 mod metrics;
 mod passwd;
 mod proxy;
@@ -83,7 +85,8 @@ Examples:
   ringwork serve tcp-proxy --listen tcp:8000 --upstream tcp:host=backend.internal:port=80:timeout=5
   ringwork serve tcp-proxy --listen tcp:8443 --upstream tls:host=api.internal:port=443:ca=ca.pem
   ringwork serve socks5 --listen tcp:1080:interface=127.0.0.1 --user alice:secret
-  printf 'secret\n' | ringwork passwd --file users alice";
+  printf 'secret\n' | ringwork passwd --file users alice
+  ringwork serve smtp --listen tcp:2525 --maildir ./mail --users users --domain example.org";
 
 const ENDPOINT_HELP: &str = "\
 Endpoints:
@@ -265,6 +268,8 @@ struct Serve {
     /// origin unless the file sets $ORIGIN first).
     #[arg(long, value_name = "FILE")]
     zone: Vec<std::path::PathBuf>,
+    #[command(flatten)]
+    mail: mail::MailArgs,
 }
 
 /// What the services need besides their endpoint.
@@ -289,6 +294,8 @@ struct ServiceOptions {
     rate_limit: Option<RateLimit>,
     /// `--max-conns-per-ip` (or `limits.connections_per_ip`): shared by every core.
     connection_cap: Option<ConnectionCap>,
+    /// `smtp`: the mail service (Maildir root, domains, users, STARTTLS certificate).
+    smtp: Option<SmtpService>,
 }
 
 impl ServiceOptions {
@@ -354,7 +361,8 @@ impl ServiceOptions {
             | Service::Discard
             | Service::TcpProxy
             | Service::Socks5
-            | Service::Dns => None,
+            | Service::Dns
+            | Service::Smtp => None,
         };
         Ok(server.map(|server| {
             let server = match &self.access_file {
@@ -402,6 +410,9 @@ enum Service {
     /// over UDP and TCP (and DNS over TLS on tls: endpoints), on every core [default
     /// endpoints: udp:5353 and tcp:5353 on 127.0.0.1].
     Dns,
+    /// SMTP (RFC 5321 ESMTP) delivering into --maildir DIR for the users of --users FILE
+    /// at the --domain names; STARTTLS (--cert/--key), AUTH PLAIN/LOGIN after it.
+    Smtp,
 }
 
 impl Service {
@@ -419,7 +430,7 @@ impl Service {
             // DNS over TLS (RFC 7858 names no ALPN; RFC 8310's "dot" is what clients send).
             Service::Dns => AppProtocols::Only(&["dot"]),
             // SOCKS5 has no ALPN name.
-            Service::Socks5 => AppProtocols::Only(&[]),
+            Service::Socks5 | Service::Smtp => AppProtocols::Only(&[]),
             Service::Echo | Service::Discard | Service::TcpProxy => AppProtocols::Opaque,
         }
     }
@@ -457,6 +468,13 @@ impl Service {
                 (None, None) => return Err(unsupported(self, endpoint)),
             },
             (Service::Discard, None) => listener.listen(reactor, || Discard)?,
+            (Service::Smtp, None) => {
+                let smtp = http.smtp.clone().ok_or_else(|| EngineError::Config {
+                    what: "smtp needs --maildir DIR".into(),
+                })?;
+                let tls = spec.options.tls.is_some();
+                listener.listen(reactor, move || smtp.connection(tls))?
+            }
             (Service::Dns, None) => {
                 let catalog = Arc::clone(http.catalog()?);
                 listener.listen(reactor, tcp_server(catalog, TcpConfig::default()))?
@@ -487,7 +505,8 @@ impl Service {
             | Service::Web
             | Service::HttpProxy
             | Service::TcpProxy
-            | Service::Socks5 => {
+            | Service::Socks5
+            | Service::Smtp => {
                 return Err(unsupported(self, endpoint));
             }
         };
@@ -580,6 +599,12 @@ const SERVICE_OPTIONS: &[(&str, &str, &[Service])] = &[
     ("allow", "--allow", &[Service::Socks5]),
     ("deny", "--deny", &[Service::Socks5]),
     ("zone", "--zone", &[Service::Dns]),
+    ("maildir", "--maildir", &[Service::Smtp]),
+    ("domain", "--domain", &[Service::Smtp]),
+    ("users", "--users", &[Service::Smtp]),
+    ("cert", "--cert", &[Service::Smtp]),
+    ("key", "--key", &[Service::Smtp]),
+    ("max_message_size", "--max-message-size", &[Service::Smtp]),
     ("resolver", "--resolver", CONNECTING),
     ("resolv_conf", "--resolv-conf", CONNECTING),
     ("hosts_file", "--hosts-file", CONNECTING),
@@ -771,6 +796,10 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
             serve.listen.push(DEFAULT_LISTEN.parse()?);
         }
     }
+    let smtp = match serve.service {
+        Service::Smtp => Some(serve.mail.smtp()?),
+        _ => None,
+    };
     let dns = match serve.service {
         Service::Dns => Some(Arc::new(load_zones(&serve.zone)?)),
         _ => None,
@@ -890,6 +919,7 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
         warn_interval: serve.warn_interval,
         rate_limit,
         connection_cap: connections_per_ip.map(ConnectionCap::new),
+        smtp,
     };
     let exporter = match &serve.metrics {
         Some(endpoint) => {

@@ -4,3 +4,8 @@
 pub mod proto;
 
 pub use proto::{Envelope, RcptVerdict, SmtpConfig, SmtpEvent, SmtpServer};
+#[cfg(feature = "engine")]
+pub mod server;
+
+#[cfg(feature = "engine")]
+pub use server::{SmtpApp, SmtpCommand, SmtpService};

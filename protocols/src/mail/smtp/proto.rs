@@ -115,6 +115,9 @@ pub enum RcptVerdict {
     RelayDenied,
     /// Temporarily not possible: 451 4.3.0.
     TryLater,
+    /// Not a local domain; the client may relay but this server has no outbound delivery:
+    /// 550 5.7.1.
+    NoRelayRoute,
 }
 
 /// What the machine waits for from the application.
@@ -220,6 +223,7 @@ impl SmtpServer {
             RcptVerdict::UnknownUser => self.reply(b"550 5.1.1 No such user here"),
             RcptVerdict::RelayDenied => self.reply(b"554 5.7.1 Relay access denied"),
             RcptVerdict::TryLater => self.reply(b"451 4.3.0 Try again later"),
+            RcptVerdict::NoRelayRoute => self.reply(b"550 5.7.1 Relaying not available here"),
         }
         self.resume = true;
     }
