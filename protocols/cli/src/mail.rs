@@ -1,4 +1,4 @@
-//! The mail services' options (`serve smtp`) and how they become a service.
+//! The mail services' options (`serve smtp`, `serve pop3`) and how they become services.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -6,27 +6,29 @@ use std::sync::Arc;
 use clap::Args;
 use ringwork::tls::TlsAcceptor;
 use ringwork_protocols::cred::PasswordFile;
+use ringwork_protocols::mail::pop3::{Pop3Config, Pop3Service};
 use ringwork_protocols::mail::smtp::{SmtpConfig, SmtpService};
 
-/// Options of `serve smtp`.
+/// Options of `serve smtp` and `serve pop3`.
 #[derive(Debug, Args)]
 pub(crate) struct MailArgs {
-    /// smtp: the Maildir root; mail for USER@DOMAIN lands in DIR/USER/{tmp,new,cur}.
+    /// smtp, pop3: the Maildir root; mail for USER@DOMAIN lands in DIR/USER/{tmp,new,cur},
+    /// and POP3 serves DIR/USER/ to USER.
     #[arg(long, value_name = "DIR")]
     pub(crate) maildir: Option<PathBuf>,
     /// smtp: a local domain (repeatable) [default: localhost]; the first is the server's
     /// name in its greeting.
     #[arg(long, value_name = "NAME")]
     pub(crate) domain: Vec<String>,
-    /// smtp: the users (a `ringwork passwd` file): recipients must be among them, and AUTH
-    /// PLAIN/LOGIN (after STARTTLS) checks against them.
+    /// smtp, pop3: the users (a `ringwork passwd` file): SMTP recipients must be among
+    /// them, SMTP AUTH (after STARTTLS) and POP3 USER/PASS (after STLS) check against them.
     #[arg(long, value_name = "FILE")]
     pub(crate) users: Option<PathBuf>,
-    /// smtp: the certificate (PEM) for STARTTLS [with --key; without them, STARTTLS uses
-    /// the self-signed certificate that `tls:` endpoints use].
+    /// smtp, pop3: the certificate (PEM) for STARTTLS/STLS [with --key; without them, the
+    /// self-signed certificate that `tls:` endpoints use].
     #[arg(long, value_name = "PEM", requires = "key")]
     pub(crate) cert: Option<PathBuf>,
-    /// smtp: the private key (PEM) of --cert.
+    /// smtp, pop3: the private key (PEM) of --cert.
     #[arg(long, value_name = "PEM", requires = "cert")]
     pub(crate) key: Option<PathBuf>,
     /// smtp: the largest message accepted, in bytes (advertised with SIZE).
@@ -35,21 +37,27 @@ pub(crate) struct MailArgs {
 }
 
 impl MailArgs {
-    /// The SMTP service these options describe.
-    pub(crate) fn smtp(&self) -> Result<SmtpService, String> {
-        let maildir = self.maildir.clone().ok_or("smtp needs --maildir DIR")?;
+    fn maildir(&self, service: &str) -> Result<PathBuf, String> {
+        let maildir = self
+            .maildir
+            .clone()
+            .ok_or(format!("{service} needs --maildir DIR"))?;
         std::fs::create_dir_all(&maildir)
             .map_err(|e| format!("--maildir {}: {e}", maildir.display()))?;
-        let mut domains: Vec<String> = self.domain.iter().map(|d| d.to_ascii_lowercase()).collect();
-        if domains.is_empty() {
-            domains.push("localhost".to_owned());
-        }
-        let users = match &self.users {
-            Some(path) => Some(Arc::new(
+        Ok(maildir)
+    }
+
+    fn users(&self) -> Result<Option<Arc<PasswordFile>>, String> {
+        match &self.users {
+            Some(path) => Ok(Some(Arc::new(
                 PasswordFile::load(path, false).map_err(|e| e.to_string())?,
-            )),
-            None => None,
-        };
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    /// The STARTTLS/STLS acceptor: --cert/--key, else the self-signed certificate.
+    fn acceptor(&self) -> Result<TlsAcceptor, String> {
         let (cert, key) = match (&self.cert, &self.key) {
             (Some(cert), Some(key)) => (cert.clone(), key.clone()),
             _ => {
@@ -65,10 +73,36 @@ impl MailArgs {
                 (made.cert, made.key)
             }
         };
-        let acceptor = TlsAcceptor::builder()
+        TlsAcceptor::builder()
             .certificate_pem_files(&cert, &key)
             .build()
-            .map_err(|e| format!("STARTTLS certificate {}: {e}", cert.display()))?;
+            .map_err(|e| format!("STARTTLS certificate {}: {e}", cert.display()))
+    }
+
+    /// The POP3 service these options describe.
+    pub(crate) fn pop3(&self) -> Result<Pop3Service, String> {
+        let maildir = self.maildir("pop3")?;
+        let users = self.users()?.ok_or("pop3 needs --users FILE")?;
+        let mut config = Pop3Config::default();
+        // Passwords travel only under TLS: USER/PASS after STLS (or on a tls: endpoint).
+        config.plaintext_login = false;
+        Ok(Pop3Service {
+            config,
+            maildir,
+            users,
+            acceptor: Some(self.acceptor()?),
+        })
+    }
+
+    /// The SMTP service these options describe.
+    pub(crate) fn smtp(&self) -> Result<SmtpService, String> {
+        let maildir = self.maildir("smtp")?;
+        let mut domains: Vec<String> = self.domain.iter().map(|d| d.to_ascii_lowercase()).collect();
+        if domains.is_empty() {
+            domains.push("localhost".to_owned());
+        }
+        let users = self.users()?;
+        let acceptor = self.acceptor()?;
         let mut config = SmtpConfig::default();
         config.hostname.clone_from(&domains[0]);
         config.max_message_size = self.max_message_size;

@@ -55,6 +55,7 @@ use ringwork_protocols::http::services::{StaticFiles, hello_server};
 use ringwork_protocols::limits::{
     ConnectionCap, DEFAULT_RATE_TABLE, RateLimit, RequestRateLimiter,
 };
+use ringwork_protocols::mail::pop3::Pop3Service;
 use ringwork_protocols::mail::smtp::SmtpService;
 
 #[cfg(unix)]
@@ -86,7 +87,8 @@ Examples:
   ringwork serve tcp-proxy --listen tcp:8443 --upstream tls:host=api.internal:port=443:ca=ca.pem
   ringwork serve socks5 --listen tcp:1080:interface=127.0.0.1 --user alice:secret
   printf 'secret\n' | ringwork passwd --file users alice
-  ringwork serve smtp --listen tcp:2525 --maildir ./mail --users users --domain example.org";
+  ringwork serve smtp --listen tcp:2525 --maildir ./mail --users users --domain example.org
+  ringwork serve pop3 --listen tcp:1110 --maildir ./mail --users users";
 
 const ENDPOINT_HELP: &str = "\
 Endpoints:
@@ -296,6 +298,8 @@ struct ServiceOptions {
     connection_cap: Option<ConnectionCap>,
     /// `smtp`: the mail service (Maildir root, domains, users, STARTTLS certificate).
     smtp: Option<SmtpService>,
+    /// `pop3`: the POP3 service (Maildir root, users, STLS certificate).
+    pop3: Option<Pop3Service>,
 }
 
 impl ServiceOptions {
@@ -362,7 +366,8 @@ impl ServiceOptions {
             | Service::TcpProxy
             | Service::Socks5
             | Service::Dns
-            | Service::Smtp => None,
+            | Service::Smtp
+            | Service::Pop3 => None,
         };
         Ok(server.map(|server| {
             let server = match &self.access_file {
@@ -413,6 +418,9 @@ enum Service {
     /// SMTP (RFC 5321 ESMTP) delivering into --maildir DIR for the users of --users FILE
     /// at the --domain names; STARTTLS (--cert/--key), AUTH PLAIN/LOGIN after it.
     Smtp,
+    /// POP3 (RFC 1939; STLS, CAPA) over the same --maildir DIR for the users of --users
+    /// FILE; USER/PASS only after STLS or on a tls: endpoint.
+    Pop3,
 }
 
 impl Service {
@@ -430,7 +438,7 @@ impl Service {
             // DNS over TLS (RFC 7858 names no ALPN; RFC 8310's "dot" is what clients send).
             Service::Dns => AppProtocols::Only(&["dot"]),
             // SOCKS5 has no ALPN name.
-            Service::Socks5 | Service::Smtp => AppProtocols::Only(&[]),
+            Service::Socks5 | Service::Smtp | Service::Pop3 => AppProtocols::Only(&[]),
             Service::Echo | Service::Discard | Service::TcpProxy => AppProtocols::Opaque,
         }
     }
@@ -475,6 +483,13 @@ impl Service {
                 let tls = spec.options.tls.is_some();
                 listener.listen(reactor, move || smtp.connection(tls))?
             }
+            (Service::Pop3, None) => {
+                let pop3 = http.pop3.clone().ok_or_else(|| EngineError::Config {
+                    what: "pop3 needs --maildir DIR and --users FILE".into(),
+                })?;
+                let tls = spec.options.tls.is_some();
+                listener.listen(reactor, move || pop3.connection(tls))?
+            }
             (Service::Dns, None) => {
                 let catalog = Arc::clone(http.catalog()?);
                 listener.listen(reactor, tcp_server(catalog, TcpConfig::default()))?
@@ -506,7 +521,8 @@ impl Service {
             | Service::HttpProxy
             | Service::TcpProxy
             | Service::Socks5
-            | Service::Smtp => {
+            | Service::Smtp
+            | Service::Pop3 => {
                 return Err(unsupported(self, endpoint));
             }
         };
@@ -599,16 +615,19 @@ const SERVICE_OPTIONS: &[(&str, &str, &[Service])] = &[
     ("allow", "--allow", &[Service::Socks5]),
     ("deny", "--deny", &[Service::Socks5]),
     ("zone", "--zone", &[Service::Dns]),
-    ("maildir", "--maildir", &[Service::Smtp]),
+    ("maildir", "--maildir", MAIL),
     ("domain", "--domain", &[Service::Smtp]),
-    ("users", "--users", &[Service::Smtp]),
-    ("cert", "--cert", &[Service::Smtp]),
-    ("key", "--key", &[Service::Smtp]),
+    ("users", "--users", MAIL),
+    ("cert", "--cert", MAIL),
+    ("key", "--key", MAIL),
     ("max_message_size", "--max-message-size", &[Service::Smtp]),
     ("resolver", "--resolver", CONNECTING),
     ("resolv_conf", "--resolv-conf", CONNECTING),
     ("hosts_file", "--hosts-file", CONNECTING),
 ];
+
+/// The mail services (one Maildir, one users file).
+const MAIL: &[Service] = &[Service::Smtp, Service::Pop3];
 
 /// The services that connect to names (and so resolve them).
 const CONNECTING: &[Service] = &[Service::TcpProxy, Service::HttpProxy, Service::Socks5];
@@ -800,6 +819,10 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
         Service::Smtp => Some(serve.mail.smtp()?),
         _ => None,
     };
+    let pop3 = match serve.service {
+        Service::Pop3 => Some(serve.mail.pop3()?),
+        _ => None,
+    };
     let dns = match serve.service {
         Service::Dns => Some(Arc::new(load_zones(&serve.zone)?)),
         _ => None,
@@ -920,6 +943,7 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
         rate_limit,
         connection_cap: connections_per_ip.map(ConnectionCap::new),
         smtp,
+        pop3,
     };
     let exporter = match &serve.metrics {
         Some(endpoint) => {

@@ -1,6 +1,8 @@
 //! `ringwork serve smtp` against real clients, on both backends: Python's smtplib (plain,
 //! pipelining, 8BITMIME, size refusal, relay refusal, STARTTLS then AUTH PLAIN and LOGIN)
-//! and swaks (STARTTLS + AUTH). Every accepted message must be complete in `new/`.
+//! and swaks (STARTTLS + AUTH). Every accepted message must be complete in `new/`. And
+//! `ringwork serve pop3` against Python's poplib over the same Maildir (STLS, USER/PASS,
+//! CAPA, STAT, LIST, UIDL, TOP, RETR, DELE, RSET, NOOP, QUIT; removals only at QUIT).
 
 mod support;
 
@@ -42,11 +44,20 @@ fn users_file(dir: &Path) -> std::path::PathBuf {
 }
 
 fn serve(backend: &str, dir: &TempDir) -> (Server, u16) {
+    serve_mail(
+        "smtp",
+        backend,
+        dir,
+        &["--domain", "example.org", "--max-message-size", "100000"],
+    )
+}
+
+fn serve_mail(service: &str, backend: &str, dir: &TempDir, extra: &[&str]) -> (Server, u16) {
     let users = users_file(&dir.0);
     let maildir = dir.0.join("mail");
-    let mut server = Server::start(&[
+    let mut args = vec![
         "serve",
-        "smtp",
+        service,
         "--backend",
         backend,
         "--cores",
@@ -57,11 +68,9 @@ fn serve(backend: &str, dir: &TempDir) -> (Server, u16) {
         maildir.to_str().unwrap(),
         "--users",
         users.to_str().unwrap(),
-        "--domain",
-        "example.org",
-        "--max-message-size",
-        "100000",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let mut server = Server::start(&args);
     let port = server.listening(1)[0].port().expect("a TCP port");
     (server, port)
 }
@@ -242,4 +251,111 @@ fn swaks_against_serve_smtp_uring() {
 #[test]
 fn swaks_against_serve_smtp_poll() {
     swaks_suite("poll");
+}
+
+const POPLIB: &str = r#"
+import poplib, ssl, sys
+port = int(sys.argv[1])
+p = poplib.POP3("127.0.0.1", port, timeout=20)
+caps = p.capa()
+assert "STLS" in caps and "UIDL" in caps and "TOP" in caps and "USER" not in caps, caps
+try:
+    p.user("alice")
+    raise SystemExit("USER in the clear")
+except poplib.error_proto as e:
+    assert b"STLS" in e.args[0], e
+p.stls(context=ssl._create_unverified_context())
+assert "USER" in p.capa()
+p.user("alice")
+try:
+    p.pass_("wrong")
+    raise SystemExit("wrong password accepted")
+except poplib.error_proto as e:
+    assert e.args[0].startswith(b"-ERR [AUTH]"), e
+p.user("alice")
+p.pass_("s3cret")
+count, size = p.stat()
+assert count == 2, (count, size)
+resp, listing, _ = p.list()
+sizes = [int(l.split()[1]) for l in listing]
+assert sum(sizes) == size, (listing, size)
+resp, uids, _ = p.uidl()
+assert [u.split()[1] for u in uids] == [b"1000.a", b"2000.b"], uids
+resp, lines, _ = p.retr(1)
+assert lines == [b"Subject: first", b"", b"line one", b".dot", b"line three"], lines
+resp, lines, _ = p.top(1, 1)
+assert lines == [b"Subject: first", b"", b"line one"], lines
+p.dele(1)
+try:
+    p.retr(1)
+    raise SystemExit("deleted message retrieved")
+except poplib.error_proto:
+    pass
+p.rset()
+p.dele(2)
+p.noop()
+assert p.stat()[0] == 1
+p.quit()
+# A session that drops without QUIT removes nothing.
+p = poplib.POP3("127.0.0.1", port, timeout=20)
+p.stls(context=ssl._create_unverified_context())
+p.user("alice"); p.pass_("s3cret")
+assert p.stat()[0] == 1
+p.dele(1)
+p.sock.close()
+print("ok")
+"#;
+
+fn poplib_suite(name: &str) {
+    let Some(backend) = backend(name) else { return };
+    if !peer("python3", &["-c", "import poplib, ssl"]) {
+        return;
+    }
+    let dir = TempDir::new(&format!("poplib-{name}"));
+    let cur = dir.0.join("mail").join("alice").join("cur");
+    let new = dir.0.join("mail").join("alice").join("new");
+    std::fs::create_dir_all(&cur).unwrap();
+    std::fs::create_dir_all(&new).unwrap();
+    std::fs::write(
+        cur.join("1000.a:2,S"),
+        "Subject: first\r\n\r\nline one\r\n.dot\r\nline three\r\n",
+    )
+    .unwrap();
+    std::fs::write(new.join("2000.b"), "Subject: second\r\n\r\nbody\r\n").unwrap();
+    let (server, port) = serve_mail("pop3", backend, &dir, &[]);
+    let out = Command::new("python3")
+        .args(["-c", POPLIB, &port.to_string()])
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "poplib on {backend}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The second session's DELE without QUIT must not remove anything: a third session
+    // still sees the message.
+    let check = Command::new("python3")
+        .args(["-c", "import poplib,ssl,sys\np=poplib.POP3('127.0.0.1',int(sys.argv[1]),timeout=20)\np.stls(context=ssl._create_unverified_context())\np.user('alice');p.pass_('s3cret')\nprint(p.stat()[0])\np.quit()", &port.to_string()])
+        .output()
+        .expect("run python3");
+    assert_eq!(
+        String::from_utf8_lossy(&check.stdout).trim(),
+        "1",
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(cur.join("1000.a:2,S").exists(), "message 1 was RSET");
+    assert!(!new.join("2000.b").exists(), "message 2 removed at QUIT");
+    assert!(server.terminate(), "clean exit");
+}
+
+#[test]
+fn poplib_against_serve_pop3_uring() {
+    poplib_suite("uring");
+}
+
+#[test]
+fn poplib_against_serve_pop3_poll() {
+    poplib_suite("poll");
 }

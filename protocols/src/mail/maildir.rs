@@ -79,3 +79,91 @@ pub fn deliver(dir: &Path, host: &str, parts: &[&[u8]]) -> io::Result<PathBuf> {
         .map_err(|e| context("syncing", &new_dir, e))?;
     Ok(new)
 }
+
+/// One message of a Maildir: its file, unique id (the name before any `:2,` info) and size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The file, in `new/` or `cur/`.
+    pub path: PathBuf,
+    /// The unique name (without the `:2,FLAGS` part).
+    pub uid: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// The messages of the Maildir `dir` (`new/` and `cur/`), oldest first by name; a missing
+/// Maildir is an empty one.
+///
+/// # Errors
+/// The OS error, with the folder named.
+pub fn list(dir: &Path) -> io::Result<Vec<Entry>> {
+    let mut entries = Vec::new();
+    for sub in ["cur", "new"] {
+        let folder = dir.join(sub);
+        let reading = match fs::read_dir(&folder) {
+            Ok(reading) => reading,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("{}: {e}", folder.display()),
+                ));
+            }
+        };
+        for item in reading {
+            let item = item?;
+            let name = item.file_name().to_string_lossy().into_owned();
+            let meta = item.metadata()?;
+            if name.starts_with('.') || !meta.is_file() {
+                continue;
+            }
+            let uid: String = name
+                .split(':')
+                .next()
+                .unwrap_or(&name)
+                .chars()
+                .filter(char::is_ascii_graphic)
+                .take(70)
+                .collect();
+            entries.push(Entry {
+                path: item.path(),
+                uid,
+                size: meta.len(),
+            });
+        }
+    }
+    entries.sort_by(|a, b| a.uid.cmp(&b.uid));
+    Ok(entries)
+}
+
+/// Removes `paths` (already gone is fine) and fsyncs their folders.
+///
+/// # Errors
+/// The first failure, with the file named; the others are still tried.
+pub fn remove(paths: &[PathBuf]) -> io::Result<()> {
+    let mut first = None;
+    let mut folders: Vec<&Path> = Vec::new();
+    for path in paths {
+        match fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                first.get_or_insert(io::Error::new(
+                    e.kind(),
+                    format!("removing {}: {e}", path.display()),
+                ));
+            }
+        }
+        if let Some(parent) = path.parent()
+            && !folders.contains(&parent)
+        {
+            folders.push(parent);
+        }
+    }
+    for folder in folders {
+        if let Err(e) = File::open(folder).and_then(|d| d.sync_all()) {
+            first.get_or_insert(e);
+        }
+    }
+    first.map_or(Ok(()), Err)
+}

@@ -4,3 +4,8 @@
 pub mod proto;
 
 pub use proto::{MessageInfo, Pop3Config, Pop3Event, Pop3Server};
+#[cfg(feature = "engine")]
+pub mod server;
+
+#[cfg(feature = "engine")]
+pub use server::{Pop3App, Pop3Command, Pop3Service};

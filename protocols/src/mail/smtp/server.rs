@@ -4,21 +4,16 @@
 //! delay), messages are delivered into `MAILDIR/USER/` on the thread pool and acknowledged
 //! only once durable.
 
-use std::cell::RefCell;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
 
 use ringwork::tls::TlsAcceptor;
 use ringwork::{Context, LostReason};
 
 use super::proto::{Envelope, RcptVerdict, SmtpConfig, SmtpEvent, SmtpServer};
-use crate::cred::{
-    AvatarId, CredError, FailureDelays, FailureDelaysConfig, PasswordFile, SharedChecker,
-    check_deferred, valid_user,
-};
+use crate::cred::{AvatarId, CredError, PasswordFile, SharedChecker, check_deferred, valid_user};
 use crate::kit::adapter::{Adapter, Application, Mailbox};
 use crate::mail::maildir;
 
@@ -47,11 +42,6 @@ impl std::fmt::Debug for SmtpService {
             .field("starttls", &self.acceptor.is_some())
             .finish_non_exhaustive()
     }
-}
-
-thread_local! {
-    /// Failed AUTH attempts per peer, per core.
-    static DELAYS: RefCell<FailureDelays> = RefCell::new(FailureDelays::new(FailureDelaysConfig::default()));
 }
 
 impl SmtpService {
@@ -178,20 +168,10 @@ impl Application<SmtpServer> for SmtpApp {
                             let result = pending
                                 .await
                                 .unwrap_or_else(|e| Err(CredError::Unavailable(e.to_string())));
-                            if let Some(peer) = peer {
-                                let now = Instant::now();
-                                let delay = DELAYS.with_borrow_mut(|d| {
-                                    let delay = d.delay(peer, now);
-                                    match &result {
-                                        Ok(_) => d.record_success(peer),
-                                        Err(CredError::Unauthorized) => d.record_failure(peer, now),
-                                        Err(_) => {}
-                                    }
-                                    delay
-                                });
-                                if result.is_err() && !delay.is_zero() {
-                                    let _ = handle.sleep(delay).await;
-                                }
+                            let delay =
+                                crate::mail::failure_delay(peer, result.as_ref().map(|_| ()));
+                            if !delay.is_zero() {
+                                let _ = handle.sleep(delay).await;
                             }
                             let _ = sender.post(SmtpCommand::Auth(result));
                         });
