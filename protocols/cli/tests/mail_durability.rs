@@ -109,11 +109,11 @@ fn suite(name: &str) {
                 assert!(reply.starts_with(expected), "{reply}");
             }
             let half = text.len() / 2;
-            client.send(text[..half].as_bytes())?;
+            client.send(&text.as_bytes()[..half])?;
             if kill_at == Some(0) {
                 return Some(false);
             }
-            client.send(text[half..].as_bytes())?;
+            client.send(&text.as_bytes()[half..])?;
             client.send(b".\r\n")?;
             if kill_at == Some(1) {
                 return Some(false);
