@@ -167,3 +167,38 @@ pub fn remove(paths: &[PathBuf]) -> io::Result<()> {
     }
     first.map_or(Ok(()), Err)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deliver_list_and_remove() {
+        let dir = std::env::temp_dir().join(format!("ringwork-maildir-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        assert_eq!(list(&dir).unwrap(), [], "a missing Maildir is empty");
+        let first = deliver(&dir, "host/x:y", &[b"Head: 1\r\n", b"\r\nbody\r\n"]).unwrap();
+        let second = deliver(&dir, "host", &[b"two"]).unwrap();
+        assert!(first.starts_with(dir.join("new")) && second.starts_with(dir.join("new")));
+        assert_eq!(fs::read(&first).unwrap(), b"Head: 1\r\n\r\nbody\r\n");
+        assert_eq!(
+            fs::read_dir(dir.join("tmp")).unwrap().count(),
+            0,
+            "tmp/ is left empty"
+        );
+        let name = first.file_name().unwrap().to_str().unwrap();
+        assert!(name.ends_with(".host_x_y"), "{name}");
+
+        let seen = dir.join("cur").join("0000.seen:2,S");
+        fs::write(&seen, "old").unwrap();
+        let entries = list(&dir).unwrap();
+        let uids: Vec<&str> = entries.iter().map(|e| e.uid.as_str()).collect();
+        assert_eq!(uids[0], "0000.seen", "the :2, info is not part of the uid");
+        assert_eq!(entries.len(), 3);
+        assert_eq!(entries[0].size, 3);
+
+        remove(&[seen.clone(), first.clone(), dir.join("new").join("gone")]).unwrap();
+        assert_eq!(list(&dir).unwrap().len(), 1);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -694,6 +694,12 @@ impl Machine for SmtpServer {
     }
 
     fn poll_transmit(&mut self, now: Instant) -> Option<Bytes> {
+        if self.close_polled {
+            // Nothing after the close: an answer that came after the peer left (its end
+            // closed the session while a decision was pending) is dropped.
+            self.out.clear();
+            return None;
+        }
         if std::mem::take(&mut self.resume) {
             self.process(now);
         }

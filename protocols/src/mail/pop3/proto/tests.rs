@@ -156,3 +156,18 @@ fn stls_discards_pipelined_input_and_plain_login_waits_for_it() {
         "{text}"
     );
 }
+
+#[test]
+fn an_answer_after_the_peer_left_writes_nothing() {
+    let mut pair = pair(Pop3Config::default(), false);
+    pair.client.send(b"USER alice\r\nPASS pw\r\n");
+    pair.drive();
+    assert!(matches!(
+        pair.server.poll_event(),
+        Some(Pop3Event::Login(_))
+    ));
+    pair.server.handle_eof(pair.now());
+    assert!(pair.server.poll_close().is_some());
+    pair.server.login_result(Err(CredError::Unauthorized));
+    assert_eq!(pair.server.poll_transmit(pair.now()), None);
+}

@@ -300,3 +300,19 @@ fn never_panics_on_junk_split_anywhere() {
         pair.drive();
     }
 }
+
+#[test]
+fn an_answer_after_the_peer_left_writes_nothing() {
+    let mut pair = pair_silent();
+    pair.client
+        .send(b"HELO c\r\nMAIL FROM:<>\r\nRCPT TO:<alice@mx.test>\r\n");
+    pair.drive();
+    pair.client.take_received();
+    let Some(SmtpEvent::Recipient { address, .. }) = pair.server.poll_event() else {
+        panic!("a recipient to decide")
+    };
+    pair.server.handle_eof(pair.now());
+    assert!(pair.server.poll_close().is_some());
+    pair.server.recipient(&address, RcptVerdict::Accept);
+    assert_eq!(pair.server.poll_transmit(pair.now()), None);
+}
