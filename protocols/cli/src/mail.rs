@@ -81,8 +81,9 @@ impl MailArgs {
 
     /// The POP3 service these options describe.
     pub(crate) fn pop3(&self) -> Result<Pop3Service, String> {
-        let maildir = self.maildir("pop3")?;
+        // The users first: a refused start creates no folder.
         let users = self.users()?.ok_or("pop3 needs --users FILE")?;
+        let maildir = self.maildir("pop3")?;
         let mut config = Pop3Config::default();
         // Passwords travel only under TLS: USER/PASS after STLS (or on a tls: endpoint).
         config.plaintext_login = false;
