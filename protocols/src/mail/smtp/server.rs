@@ -249,3 +249,85 @@ fn httpdate_like() -> String {
     let date = crate::http::date::format_http_date(std::time::SystemTime::now());
     String::from_utf8_lossy(&date).into_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(users: Option<&[&str]>) -> SmtpService {
+        let users = users.map(|names| {
+            let text: String = names
+                .iter()
+                .map(|n| {
+                    format!("{n}:$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA\n")
+                })
+                .collect();
+            Arc::new(PasswordFile::parse(&text, "mem").expect("valid file"))
+        });
+        SmtpService {
+            config: SmtpConfig::default(),
+            maildir: PathBuf::from("/nonexistent"),
+            domains: vec!["example.org".into(), "localhost".into()],
+            users,
+            acceptor: None,
+        }
+    }
+
+    #[test]
+    fn recipients_are_local_users_and_relay_is_refused() {
+        let alice = AvatarId("alice".into());
+        let with_users = service(Some(&["alice", "postmaster"]));
+        assert_eq!(
+            with_users.verdict("alice@example.org", None),
+            RcptVerdict::Accept
+        );
+        assert_eq!(
+            with_users.verdict("alice@EXAMPLE.org", None),
+            RcptVerdict::Accept
+        );
+        assert_eq!(
+            with_users.verdict("bob@example.org", None),
+            RcptVerdict::UnknownUser
+        );
+        assert_eq!(with_users.verdict("Postmaster", None), RcptVerdict::Accept);
+        assert_eq!(with_users.verdict("alice", None), RcptVerdict::UnknownUser);
+        assert_eq!(
+            with_users.verdict("x@other.test", None),
+            RcptVerdict::RelayDenied
+        );
+        assert_eq!(
+            with_users.verdict("x@other.test", Some(&alice)),
+            RcptVerdict::NoRelayRoute
+        );
+        let anyone = service(None);
+        assert_eq!(anyone.verdict("carol@localhost", None), RcptVerdict::Accept);
+        assert_eq!(
+            anyone.verdict("../etc@localhost", None),
+            RcptVerdict::UnknownUser
+        );
+        assert_eq!(
+            anyone.verdict(".hidden@localhost", None),
+            RcptVerdict::UnknownUser
+        );
+    }
+
+    #[test]
+    fn each_recipient_mailbox_once() {
+        let envelope = Envelope {
+            to: vec![
+                "alice@example.org".into(),
+                "alice@localhost".into(),
+                "bob@localhost".into(),
+            ],
+            ..Envelope::default()
+        };
+        let boxes = mailboxes(&service(None), &envelope);
+        assert_eq!(
+            boxes,
+            [
+                PathBuf::from("/nonexistent/alice"),
+                PathBuf::from("/nonexistent/bob")
+            ]
+        );
+    }
+}
