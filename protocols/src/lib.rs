@@ -14,6 +14,9 @@
 //! - [`http`]: HTTP/1.1 — sans-IO parsers and encoders with request-smuggling defences,
 //!   and (feature `engine`) the server, ready-made handlers (hello, static files) and the
 //!   client.
+//! - [`cred`]: credentials (Twisted's cred): the `Checker` interface, the Argon2id
+//!   password file, SASL PLAIN decoding and the per-peer failed-attempt delay.
+//! - [`mail`]: mail (issue 21): the SMTP server machine and Maildir delivery.
 //! - [`socks5`]: SOCKS5 (RFC 1928, RFC 1929) — the sans-IO handshake and (feature `engine`)
 //!   the server.
 //! - `proxy` (feature `engine`): the relay between two connections (backpressure,
@@ -40,6 +43,7 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 pub mod basic;
+pub mod cred;
 pub mod destination;
 pub mod dns;
 pub mod endpoint;
@@ -47,6 +51,7 @@ pub mod http;
 pub mod irc;
 pub mod kit;
 pub mod limits;
+pub mod mail;
 #[cfg(feature = "engine")]
 pub mod proxy;
 pub mod proxy_protocol;

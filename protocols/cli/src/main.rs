@@ -57,13 +57,17 @@ use ringwork_protocols::irc::server::IrcServer;
 use ringwork_protocols::limits::{
     ConnectionCap, DEFAULT_RATE_TABLE, RateLimit, RequestRateLimiter,
 };
+use ringwork_protocols::mail::pop3::Pop3Service;
+use ringwork_protocols::mail::smtp::SmtpService;
 use ringwork_protocols::websocket::broadcast::{Topic, TopicConfig, ws_chat_server};
 use ringwork_protocols::websocket::server::{service_config, ws_echo_server};
 
 #[cfg(unix)]
 mod daemon;
 mod logging;
+mod mail;
 mod metrics;
+mod passwd;
 mod proxy;
 mod sockopts;
 
@@ -86,7 +90,11 @@ Examples:
   ringwork serve tcp-proxy --listen tcp:8000 --upstream tcp:host=backend.internal:port=80:timeout=5
   ringwork serve tcp-proxy --listen tcp:8443 --upstream tls:host=api.internal:port=443:ca=ca.pem
   ringwork serve socks5 --listen tcp:1080:interface=127.0.0.1 --user alice:secret
-  ringwork serve irc --listen tcp:6667 --cores 2 --motd motd.txt --password secret";
+  ringwork serve irc --listen tcp:6667 --cores 2 --motd motd.txt --password secret
+
+  printf 'secret\n' | ringwork passwd --file users alice
+  ringwork serve smtp --listen tcp:2525 --maildir ./mail --users users --domain example.org
+  ringwork serve pop3 --listen tcp:1110 --maildir ./mail --users users";
 
 const ENDPOINT_HELP: &str = "\
 Endpoints:
@@ -147,7 +155,10 @@ struct Cli {
 enum Command {
     /// Run a service until SIGINT or SIGTERM.
     #[command(after_help = ENDPOINT_HELP)]
-    Serve(Serve),
+    Serve(Box<Serve>),
+    /// Add or replace a user of a password file (Argon2id), reading the password from
+    /// stdin (a line; on a terminal, without echo).
+    Passwd(passwd::Passwd),
 }
 
 /// `ringwork serve`.
@@ -274,6 +285,8 @@ struct Serve {
     /// irc: the server's name, the source of its messages.
     #[arg(long, value_name = "NAME", default_value = "irc.ringwork.local")]
     server_name: String,
+    #[command(flatten)]
+    mail: mail::MailArgs,
 }
 
 /// What the services need besides their endpoint.
@@ -302,6 +315,10 @@ struct ServiceOptions {
     irc: Option<IrcServer>,
     /// The topic of `ws-chat`, shared by every core.
     chat: Topic,
+    /// `smtp`: the mail service (Maildir root, domains, users, STARTTLS certificate).
+    smtp: Option<SmtpService>,
+    /// `pop3`: the POP3 service (Maildir root, users, STLS certificate).
+    pop3: Option<Pop3Service>,
 }
 
 impl ServiceOptions {
@@ -372,7 +389,9 @@ impl ServiceOptions {
             | Service::TcpProxy
             | Service::Socks5
             | Service::Dns
-            | Service::Irc => None,
+            | Service::Irc
+            | Service::Smtp
+            | Service::Pop3 => None,
         };
         Ok(server.map(|server| {
             let server = match &self.access_file {
@@ -430,6 +449,12 @@ enum Service {
     /// IRC server (RFC 1459/2812 with IRCv3 tags; channels shared across cores) [default
     /// endpoint: tcp:6667 on 127.0.0.1].
     Irc,
+    /// SMTP (RFC 5321 ESMTP) delivering into --maildir DIR for the users of --users FILE
+    /// at the --domain names; STARTTLS (--cert/--key), AUTH PLAIN/LOGIN after it.
+    Smtp,
+    /// POP3 (RFC 1939; STLS, CAPA) over the same --maildir DIR for the users of --users
+    /// FILE; USER/PASS only after STLS or on a tls: endpoint.
+    Pop3,
 }
 
 impl Service {
@@ -448,7 +473,7 @@ impl Service {
             // DNS over TLS (RFC 7858 names no ALPN; RFC 8310's "dot" is what clients send).
             Service::Dns => AppProtocols::Only(&["dot"]),
             // SOCKS5 has no ALPN name.
-            Service::Socks5 => AppProtocols::Only(&[]),
+            Service::Socks5 | Service::Smtp | Service::Pop3 => AppProtocols::Only(&[]),
             Service::Echo | Service::Discard | Service::TcpProxy | Service::Irc => {
                 AppProtocols::Opaque
             }
@@ -493,6 +518,20 @@ impl Service {
                 (None, None) => return Err(unsupported(self, endpoint)),
             },
             (Service::Discard, None) => listener.listen(reactor, || Discard)?,
+            (Service::Smtp, None) => {
+                let smtp = http.smtp.clone().ok_or_else(|| EngineError::Config {
+                    what: "smtp needs --maildir DIR".into(),
+                })?;
+                let tls = spec.options.tls.is_some();
+                listener.listen(reactor, move || smtp.connection(tls))?
+            }
+            (Service::Pop3, None) => {
+                let pop3 = http.pop3.clone().ok_or_else(|| EngineError::Config {
+                    what: "pop3 needs --maildir DIR and --users FILE".into(),
+                })?;
+                let tls = spec.options.tls.is_some();
+                listener.listen(reactor, move || pop3.connection(tls))?
+            }
             (Service::Dns, None) => {
                 let catalog = Arc::clone(http.catalog()?);
                 listener.listen(reactor, tcp_server(catalog, TcpConfig::default()))?
@@ -533,7 +572,9 @@ impl Service {
             | Service::Socks5
             | Service::Irc
             | Service::WsEcho
-            | Service::WsChat => {
+            | Service::WsChat
+            | Service::Smtp
+            | Service::Pop3 => {
                 return Err(unsupported(self, endpoint));
             }
         };
@@ -629,10 +670,19 @@ const SERVICE_OPTIONS: &[(&str, &str, &[Service])] = &[
     ("motd", "--motd", &[Service::Irc]),
     ("password", "--password", &[Service::Irc]),
     ("server_name", "--server-name", &[Service::Irc]),
+    ("maildir", "--maildir", MAIL),
+    ("domain", "--domain", &[Service::Smtp]),
+    ("users", "--users", MAIL),
+    ("cert", "--cert", MAIL),
+    ("key", "--key", MAIL),
+    ("max_message_size", "--max-message-size", &[Service::Smtp]),
     ("resolver", "--resolver", CONNECTING),
     ("resolv_conf", "--resolv-conf", CONNECTING),
     ("hosts_file", "--hosts-file", CONNECTING),
 ];
+
+/// The mail services (one Maildir, one users file).
+const MAIL: &[Service] = &[Service::Smtp, Service::Pop3];
 
 /// The services that connect to names (and so resolve them).
 const CONNECTING: &[Service] = &[Service::TcpProxy, Service::HttpProxy, Service::Socks5];
@@ -727,7 +777,18 @@ fn main() -> ExitCode {
     use clap::{CommandFactory, FromArgMatches};
     let matches = Cli::command().get_matches();
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    let Command::Serve(serve) = &mut cli.command;
+    let serve = match &mut cli.command {
+        Command::Serve(serve) => serve,
+        Command::Passwd(passwd) => {
+            return match passwd::run(passwd) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    let _ = writeln!(std::io::stderr(), "ringwork: error: {error}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+    };
     if let Some(serve_matches) = matches.subcommand_matches("serve") {
         serve.proxy.order_rules(serve_matches);
         if let Some(message) = misplaced_option(serve.service, serve_matches) {
@@ -746,7 +807,8 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Serve(serve) => run_serve(serve, &logging),
+        Command::Serve(serve) => run_serve(*serve, &logging),
+        Command::Passwd(_) => unreachable!("passwd returned above"),
     };
     let code = match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -810,6 +872,14 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
             serve.listen.push(DEFAULT_LISTEN.parse()?);
         }
     }
+    let smtp = match serve.service {
+        Service::Smtp => Some(serve.mail.smtp()?),
+        _ => None,
+    };
+    let pop3 = match serve.service {
+        Service::Pop3 => Some(serve.mail.pop3()?),
+        _ => None,
+    };
     let dns = match serve.service {
         Service::Dns => Some(Arc::new(load_zones(&serve.zone)?)),
         _ => None,
@@ -941,6 +1011,8 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
         connection_cap: connections_per_ip.map(ConnectionCap::new),
         irc,
         chat: Topic::new(TopicConfig::default()),
+        smtp,
+        pop3,
     };
     let exporter = match &serve.metrics {
         Some(endpoint) => {

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the real SMTP peer of protocols/cli/tests/mail_interop.rs: swaks (Debian).
+# Python's smtplib (the other peer) comes with python3. Idempotent: installs only what is
+# missing, then prints the versions. Needs root (or sudo) for apt-get.
+set -euo pipefail
+
+if ! command -v swaks >/dev/null 2>&1; then
+    if [[ $(id -u) -ne 0 ]]; then
+        if command -v sudo >/dev/null; then
+            exec sudo -E "$0" "$@"
+        fi
+        echo "error: run as root (apt-get install swaks)" >&2
+        exit 1
+    fi
+    command -v apt-get >/dev/null || { echo "error: apt-get not found (Debian/Ubuntu only)" >&2; exit 1; }
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update
+    # libnet-ssleay-perl: swaks's --tls.
+    apt-get install -y --no-install-recommends swaks libnet-ssleay-perl
+fi
+swaks --version 2>&1 | head -1
+python3 -c 'import smtplib, ssl, sys; print("python", sys.version.split()[0], ssl.OPENSSL_VERSION)'
