@@ -67,6 +67,10 @@ pub struct Reactor {
     driver: Driver,
     state: State,
     listeners: Vec<Listener>,
+    /// Listeners a shutdown stopped, kept until their accept has left the kernel: a
+    /// connection the kernel accepted for them meanwhile is served, not reset (it may come
+    /// from an accept queue another process keeps open, after a takeover).
+    retiring: Vec<Listener>,
     udp: Vec<Udp>,
     accepting: bool,
     completions: Vec<Completion>,
@@ -107,6 +111,7 @@ impl Reactor {
             state: State::new(config),
             clock_registration,
             listeners: Vec::new(),
+            retiring: Vec::new(),
             udp: Vec::new(),
             accepting: true,
             completions: Vec::new(),
@@ -409,6 +414,25 @@ impl Reactor {
         options.tls = options.tls.as_ref().map(crate::tls::TlsAcceptor::for_core);
         let socket = self.driver.listen_socket(socket)?;
         self.add_listener(socket, Box::new(factory), options)
+    }
+
+    /// Duplicates of this core's stream listening sockets (close-on-exec descriptors of the
+    /// same kernel sockets, sharing their accept queues), in the order they were added: for
+    /// handing them to another process (a zero-downtime restart passes them with
+    /// [`fdpass::send_fds`](crate::platform::fdpass::send_fds)). The listeners keep
+    /// accepting; after a [`Reactor::shutdown`] there are none.
+    ///
+    /// # Errors
+    /// Duplicating a descriptor failed (the descriptor limit).
+    pub fn duplicate_listeners(&self) -> Result<Vec<crate::platform::Socket>, EngineError> {
+        self.listeners
+            .iter()
+            .map(|listener| {
+                self.driver
+                    .with_socket(listener.socket, |socket| socket.try_clone())
+                    .map_err(EngineError::from)
+            })
+            .collect()
     }
 
     /// Starts accepting on listener `socket` (if the reactor accepts) with `factory`.
@@ -747,8 +771,10 @@ impl Reactor {
             return;
         }
         for listener in self.listeners.drain(..) {
-            self.driver.close(listener.socket);
+            self.driver.stop_accept(listener.socket);
+            self.retiring.push(listener);
         }
+        self.close_retired();
         for (_, socket) in self.waiting.drain(..) {
             self.driver.close(socket);
         }
@@ -769,6 +795,19 @@ impl Reactor {
         self.run_notices();
     }
 
+    /// Closes the retiring listeners whose accept has completed (under poll: all at once;
+    /// under io_uring once the cancel of the multishot accept came back).
+    fn close_retired(&mut self) {
+        let driver = &mut self.driver;
+        self.retiring.retain(|listener| {
+            if driver.accept_in_flight(listener.socket) {
+                return true;
+            }
+            driver.close(listener.socket);
+            false
+        });
+    }
+
     /// Stops [`Reactor::run`] after the current turn, without closing anything.
     pub fn stop(&mut self) {
         self.stopped = true;
@@ -786,7 +825,8 @@ impl Reactor {
         self.stopped
             || (self.stopping.is_some()
                 && self.state.conns.live() == 0
-                && self.state.processes.is_empty())
+                && self.state.processes.is_empty()
+                && self.retiring.is_empty())
     }
 
     /// Runs turns until [`Reactor::stop`] or a finished [`Reactor::shutdown`], then the
@@ -877,6 +917,9 @@ impl Reactor {
             self.run_notices();
         }
         self.completions = completions;
+        if !self.retiring.is_empty() {
+            self.close_retired();
+        }
         self.fire_timers();
         self.update_accepting();
         self.run_messages();
@@ -1013,14 +1056,18 @@ impl Reactor {
 
     /// Builds the protocol of an accepted connection and starts it.
     fn start_accepted(&mut self, listener: SocketId, socket: SocketId) {
-        let Some(entry) = self.listeners.iter_mut().find(|l| l.socket == listener) else {
+        // A listener that a shutdown retired still gets its connection served: the kernel
+        // accepted it before the accept was cancelled, so the client is waiting for it.
+        let retired = self.stopping.is_some();
+        let Some(entry) = self
+            .listeners
+            .iter_mut()
+            .chain(self.retiring.iter_mut())
+            .find(|l| l.socket == listener)
+        else {
             self.driver.close(socket);
             return;
         };
-        if self.stopping.is_some() {
-            self.driver.close(socket);
-            return;
-        }
         if let Some(total) = &self.state.total
             && !total.try_acquire()
         {
@@ -1059,6 +1106,13 @@ impl Reactor {
         );
         if let Some(conn) = self.state.conns.get_mut(id) {
             conn.in_total = counted;
+        }
+        if retired {
+            // It starts during the shutdown: told at once, as the others were.
+            self.state
+                .notices
+                .push_back((id, crate::state::Notice::ShutdownStarted));
+            self.run_notices();
         }
     }
 

@@ -62,6 +62,8 @@ mod logging;
 mod metrics;
 mod proxy;
 mod sockopts;
+#[cfg(unix)]
+mod takeover;
 
 use logging::Logging;
 use proxy::{ProxyArgs, ProxyKind, ProxyPlan};
@@ -248,6 +250,16 @@ struct Serve {
     /// request-time histogram and the proxy's upstream errors (see docs/operations.md).
     #[arg(long, value_name = "ENDPOINT", value_parser = clap::value_parser!(Endpoint))]
     metrics: Option<Endpoint>,
+    /// Zero-downtime restart, the running side: listen on a Unix socket at PATH for a
+    /// successor (`--takeover-from PATH`), hand it every listening socket, then drain and
+    /// exit (docs/operations.md).
+    #[arg(long, value_name = "PATH")]
+    takeover_socket: Option<std::path::PathBuf>,
+    /// Zero-downtime restart, the new side: take the listening sockets of the server whose
+    /// --takeover-socket is PATH (matched to this server's endpoints by address), and tell
+    /// it to drain once every core accepts on them.
+    #[arg(long, value_name = "PATH")]
+    takeover_from: Option<std::path::PathBuf>,
     #[command(flatten)]
     socket: sockopts::SocketArgs,
     #[command(flatten)]
@@ -718,11 +730,29 @@ fn usage_error(message: String) -> ! {
 }
 
 fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> {
+    // A restart: the running server's listening sockets, before anything else (its pidfile
+    // is ours to replace).
+    #[cfg(unix)]
+    let mut received = match &serve.takeover_from {
+        Some(path) => Some(takeover::Received::connect(path)?),
+        None => None,
+    };
     // Before anything binds: refuse to start while another server holds the pidfile.
     #[cfg(unix)]
     let _pidfile = match &serve.pidfile {
-        Some(path) => Some(daemon::Pidfile::acquire(path)?),
+        Some(path) => Some(daemon::Pidfile::acquire(
+            path,
+            received.as_ref().map(|r| r.predecessor),
+        )?),
         None => None,
+    };
+    // The takeover socket is bound now (a bad path fails the start), unless this server
+    // takes over: its predecessor may be on the same path, bound again once it is ready.
+    #[cfg(unix)]
+    let takeover_socket = match (&serve.takeover_socket, &received) {
+        (Some(path), None) => Some((path.clone(), Some(takeover::bind(path, false)?))),
+        (Some(path), Some(_)) => Some((path.clone(), None)),
+        (None, _) => None,
     };
     #[cfg(unix)]
     let privileges = daemon::Privileges::resolve(serve.uid.as_deref(), serve.gid.as_deref())?;
@@ -935,6 +965,36 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
         };
         listeners.push((endpoint, spec));
     }
+    // The received sockets each stream endpoint listens on instead of binding.
+    #[cfg(unix)]
+    let handed: Vec<Vec<i32>> = match received.as_mut() {
+        Some(received) => {
+            let handed = listeners
+                .iter()
+                .map(|(_, spec)| match spec {
+                    Some(spec) if spec.inherited.is_none() => received.take(&spec.addr),
+                    _ => Vec::new(),
+                })
+                .collect();
+            received.report_unused();
+            handed
+        }
+        None => Vec::new(),
+    };
+    #[cfg(not(unix))]
+    let handed: Vec<Vec<i32>> = Vec::new();
+    #[cfg(unix)]
+    let plan_after_listen = {
+        let plan = takeover::Plan {
+            received,
+            socket: takeover_socket,
+            from: serve.takeover_from.clone(),
+            shutdown: runtime.shutdown_handle(),
+            grace: serve.grace,
+        };
+        (!plan.is_empty()).then(|| Mutex::new(Some(plan)))
+    };
+    let listened_cores = std::sync::atomic::AtomicUsize::new(0);
     let listeners = Arc::new(listeners);
     #[cfg(unix)]
     if listeners.iter().any(|(endpoint, _)| is_tls(endpoint)) {
@@ -950,6 +1010,7 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
         let listened = listen_all(
             reactor,
             &listeners,
+            (&handed, cores),
             service,
             &http,
             plan.as_ref(),
@@ -975,6 +1036,19 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
             return Err(EngineError::Config { what });
         }
         listened?;
+        // The last core to listen runs the takeover plan (tell the predecessor, answer
+        // successors).
+        let done = listened_cores.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1;
+        #[cfg(unix)]
+        if done == cores
+            && let Some(plan) = &plan_after_listen
+            && let Some(plan) = plan.lock().unwrap_or_else(PoisonError::into_inner).take()
+            && let Some(all) = reactor.cores()
+        {
+            plan.ready(all.clone());
+        }
+        #[cfg(not(unix))]
+        let _ = done;
         reactor.on_stop(|reactor| {
             let stats = reactor.stats();
             tracing::info!(
@@ -1030,23 +1104,58 @@ fn reload_certificates(listeners: &[(Endpoint, Option<ListenSpec>)]) {
 }
 
 /// Listens on every endpoint this core serves; the first failure with its endpoint.
+///
+/// `handed` holds, per endpoint, the descriptors received from a predecessor
+/// (`--takeover-from`) to listen on instead of binding, and the number of cores: every
+/// received socket gets a core (see `takeover::share`).
 fn listen_all(
     reactor: &mut Reactor,
     listeners: &[(Endpoint, Option<ListenSpec>)],
+    (handed, cores): (&[Vec<i32>], usize),
     service: Service,
     http: &ServiceOptions,
     plan: Option<&ProxyPlan>,
     udp_reuse: ReusePort,
 ) -> Result<(), Box<(Endpoint, EngineError)>> {
-    for (endpoint, spec) in listeners {
-        match service.listen(reactor, endpoint, spec.as_ref(), http, plan, udp_reuse) {
-            None => {}
-            Some(Ok(bound)) => tracing::info!(
-                "listening on {bound} (core {}, backend {})",
-                reactor.core_index(),
-                reactor.backend()
-            ),
-            Some(Err(error)) => return Err(Box::new((endpoint.clone(), error))),
+    for (i, (endpoint, spec)) in listeners.iter().enumerate() {
+        let fds = handed.get(i).map_or(&[][..], Vec::as_slice);
+        let specs: Vec<std::borrow::Cow<'_, ListenSpec>> = match spec {
+            #[cfg(unix)]
+            Some(spec) if !fds.is_empty() => {
+                // A Unix path is core 0's alone: it takes every received socket.
+                let share = if spec.unix { 1 } else { cores };
+                takeover::share(fds, reactor.core_index(), share)
+                    .into_iter()
+                    .map(|fd| {
+                        let mut spec = spec.clone();
+                        spec.inherited = Some(ringwork::platform::inherit::Inherited::Fd(fd));
+                        std::borrow::Cow::Owned(spec)
+                    })
+                    .collect()
+            }
+            Some(spec) => vec![std::borrow::Cow::Borrowed(spec)],
+            None => Vec::new(),
+        };
+        #[cfg(not(unix))]
+        let _ = (fds, cores);
+        let results: Vec<_> = if spec.is_none() {
+            vec![service.listen(reactor, endpoint, None, http, plan, udp_reuse)]
+        } else {
+            specs
+                .iter()
+                .map(|spec| service.listen(reactor, endpoint, Some(spec), http, plan, udp_reuse))
+                .collect()
+        };
+        for result in results {
+            match result {
+                None => {}
+                Some(Ok(bound)) => tracing::info!(
+                    "listening on {bound} (core {}, backend {})",
+                    reactor.core_index(),
+                    reactor.backend()
+                ),
+                Some(Err(error)) => return Err(Box::new((endpoint.clone(), error))),
+            }
         }
     }
     Ok(())

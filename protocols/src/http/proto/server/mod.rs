@@ -1022,7 +1022,12 @@ impl ServerConn {
         }
         match self.reading {
             Reading::Done => self.close_now(Close::Graceful),
-            Reading::Head if self.eof || self.draining => self.close_now(Close::Graceful),
+            Reading::Head if self.eof => self.close_now(Close::Graceful),
+            // Draining closes an idle keep-alive connection, but not one whose first request
+            // has not come yet: its client opened it to send one (it may have been accepted
+            // during the shutdown, from a queue a new process now serves: a takeover). The
+            // request gets its answer with `Connection: close`; the head timeout bounds it.
+            Reading::Head if self.draining && self.served > 0 => self.close_now(Close::Graceful),
             Reading::Head => {
                 if self.head_deadline.is_none() && self.idle_deadline.is_none() {
                     self.idle_deadline = Some(now + self.config.keep_alive_timeout);

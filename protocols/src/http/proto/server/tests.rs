@@ -455,11 +455,49 @@ fn graceful_shutdown_closes_idle_and_marks_pending_answers_close() {
     assert_eq!(got[0].2.get("connection"), Some(&b"close"[..]));
     assert!(pair.client.saw_eof());
 
+    // A keep-alive connection idle after its request closes at once.
     let mut idle = pair_with(ServerConfig::default());
+    idle.client.send(GET);
+    let id = requests(&events(&mut idle))[0];
+    idle.server
+        .send_response(id, Response::text("first"))
+        .expect("answer");
+    idle.drive();
+    assert!(!idle.client.saw_eof(), "kept alive");
     let now = idle.now();
     idle.server.handle_shutdown(now);
     idle.drive();
     assert!(idle.client.saw_eof(), "an idle connection closes at once");
+}
+
+#[test]
+fn graceful_shutdown_answers_the_first_request_of_a_new_connection() {
+    // Accepted just before (or, after a takeover, during) the shutdown: its client is
+    // about to send its request, which gets an answer, not a reset.
+    let mut fresh = pair_with(ServerConfig::default());
+    let now = fresh.now();
+    fresh.server.handle_shutdown(now);
+    fresh.drive();
+    assert!(!fresh.client.saw_eof(), "waits for its first request");
+    fresh.client.send(GET);
+    let id = requests(&events(&mut fresh))[0];
+    fresh
+        .server
+        .send_response(id, Response::text("only"))
+        .expect("answer");
+    fresh.drive();
+    let got = responses(fresh.client.received());
+    assert_eq!(got[0].2.get("connection"), Some(&b"close"[..]));
+    assert!(fresh.client.saw_eof());
+
+    // One that never sends closes at the head timeout.
+    let config = ServerConfig::default();
+    let mut silent = pair_with(config.clone());
+    let now = silent.now();
+    silent.server.handle_shutdown(now);
+    silent.drive();
+    silent.advance(config.header_read_timeout);
+    assert!(silent.client.saw_eof(), "closed at the head timeout");
 }
 
 #[test]
