@@ -1,7 +1,7 @@
 //! Zero-downtime restart: `--takeover-socket` / `--takeover-from`. A server with two cores
 //! hands its listening sockets to a new process while clients keep connecting (a new
-//! connection per request, four client threads): not one connection refused or request
-//! failed, the old process exits 0, the new one answers, and hands over to a third in
+//! connection per request on two client threads, keep-alive on two more): not one
+//! connection refused or request failed, the old process exits 0, the new one answers, and hands over to a third in
 //! turn. A successor that fails to start leaves the old server serving. Both backends.
 //! Waits are on the processes' log lines, their exit and the clients' counters.
 
@@ -42,7 +42,63 @@ fn request(addr: SocketAddr) -> Result<(), String> {
     }
 }
 
-/// Client threads requesting in a loop until stopped, counting answers and failures.
+/// A keep-alive client: requests on one connection until the server answers with
+/// `Connection: close`, then on a new one.
+#[derive(Default)]
+struct KeepAlive {
+    stream: Option<TcpStream>,
+}
+
+impl KeepAlive {
+    fn request(&mut self, addr: SocketAddr) -> Result<(), String> {
+        let stream = match &mut self.stream {
+            Some(stream) => stream,
+            None => {
+                let stream = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+                stream
+                    .set_read_timeout(Some(LIMIT))
+                    .map_err(|e| e.to_string())?;
+                self.stream.insert(stream)
+            }
+        };
+        let result = Self::exchange(stream);
+        if !matches!(result, Ok(true)) {
+            self.stream = None;
+        }
+        result.map(drop)
+    }
+
+    /// One request and its answer; whether the connection stays open.
+    fn exchange(stream: &mut TcpStream) -> Result<bool, String> {
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .map_err(|e| format!("keep-alive send: {e}"))?;
+        let mut reply = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = stream
+                .read(&mut buf)
+                .map_err(|e| format!("keep-alive read: {e} after {reply:?}"))?;
+            if n == 0 {
+                return Err(format!(
+                    "keep-alive: closed after {:?}",
+                    String::from_utf8_lossy(&reply)
+                ));
+            }
+            reply.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&reply);
+            if text.ends_with("Hello, World!") {
+                if !text.starts_with("HTTP/1.1 200") {
+                    return Err(format!("keep-alive reply {text:?}"));
+                }
+                return Ok(!text.to_ascii_lowercase().contains("connection: close"));
+            }
+        }
+    }
+}
+
+/// Client threads requesting in a loop until stopped, counting answers and failures: half
+/// on a new connection per request, half keep-alive.
 struct Load {
     ok: Arc<AtomicUsize>,
     failures: Arc<Mutex<Vec<String>>>,
@@ -56,11 +112,17 @@ impl Load {
         let failures = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let threads = (0..clients)
-            .map(|_| {
+            .map(|client| {
                 let (ok, failures, stop) = (ok.clone(), failures.clone(), stop.clone());
                 thread::spawn(move || {
+                    let mut keep_alive = KeepAlive::default();
                     while !stop.load(Ordering::Relaxed) {
-                        match request(addr) {
+                        let result = if client % 2 == 0 {
+                            request(addr)
+                        } else {
+                            keep_alive.request(addr)
+                        };
+                        match result {
                             Ok(()) => ok.fetch_add(1, Ordering::Relaxed),
                             Err(error) => {
                                 failures.lock().expect("lock").push(error);

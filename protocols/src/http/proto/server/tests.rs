@@ -455,8 +455,9 @@ fn graceful_shutdown_closes_idle_and_marks_pending_answers_close() {
     assert_eq!(got[0].2.get("connection"), Some(&b"close"[..]));
     assert!(pair.client.saw_eof());
 
-    // A keep-alive connection idle after its request closes at once.
-    let mut idle = pair_with(ServerConfig::default());
+    // A keep-alive connection idle after its request closes after drain_idle_timeout.
+    let config = ServerConfig::default();
+    let mut idle = pair_with(config.clone());
     idle.client.send(GET);
     let id = requests(&events(&mut idle))[0];
     idle.server
@@ -467,7 +468,56 @@ fn graceful_shutdown_closes_idle_and_marks_pending_answers_close() {
     let now = idle.now();
     idle.server.handle_shutdown(now);
     idle.drive();
-    assert!(idle.client.saw_eof(), "an idle connection closes at once");
+    idle.advance(config.drain_idle_timeout - Duration::from_millis(1));
+    assert!(
+        !idle.client.saw_eof(),
+        "open for a request crossing the close"
+    );
+    idle.advance(Duration::from_millis(1));
+    assert!(
+        idle.client.saw_eof(),
+        "an idle connection closes after the drain wait"
+    );
+
+    // With zero, at once (nginx's way).
+    let mut config = ServerConfig::default();
+    config.drain_idle_timeout = Duration::ZERO;
+    let mut idle = pair_with(config);
+    idle.client.send(GET);
+    let id = requests(&events(&mut idle))[0];
+    idle.server
+        .send_response(id, Response::text("first"))
+        .expect("answer");
+    idle.drive();
+    let now = idle.now();
+    idle.server.handle_shutdown(now);
+    idle.drive();
+    assert!(idle.client.saw_eof(), "closed at once");
+}
+
+#[test]
+fn graceful_shutdown_answers_a_request_crossing_the_close_of_an_idle_connection() {
+    let mut pair = pair_with(ServerConfig::default());
+    pair.client.send(GET);
+    let id = requests(&events(&mut pair))[0];
+    pair.server
+        .send_response(id, Response::text("first"))
+        .expect("answer");
+    pair.drive();
+    let now = pair.now();
+    pair.server.handle_shutdown(now);
+    pair.drive();
+    // The client sent its next request as the shutdown began.
+    pair.client.send(GET);
+    let id = requests(&events(&mut pair))[0];
+    pair.server
+        .send_response(id, Response::text("second"))
+        .expect("answer");
+    pair.drive();
+    let got = responses(pair.client.received());
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1].2.get("connection"), Some(&b"close"[..]));
+    assert!(pair.client.saw_eof());
 }
 
 #[test]
