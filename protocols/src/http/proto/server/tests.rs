@@ -480,9 +480,10 @@ fn graceful_shutdown_closes_idle_and_marks_pending_answers_close() {
     );
 
     // With zero, at once (nginx's way).
-    let mut config = ServerConfig::default();
-    config.drain_idle_timeout = Duration::ZERO;
-    let mut idle = pair_with(config);
+    let mut idle = pair_with(ServerConfig {
+        drain_idle_timeout: Duration::ZERO,
+        ..ServerConfig::default()
+    });
     idle.client.send(GET);
     let id = requests(&events(&mut idle))[0];
     idle.server
