@@ -156,6 +156,8 @@ pub struct UpstreamConfig {
     pub servers: Vec<ServerAddr>,
     /// How long a failed server is skipped. Default 10 s.
     pub backoff: Duration,
+    /// How a server is chosen (`balance`, `hash_key`). Default round-robin.
+    pub balance: super::balance::Balance,
     /// TLS to the servers (`https://` servers), `None` for plaintext.
     pub tls: Option<UpstreamTls>,
 }

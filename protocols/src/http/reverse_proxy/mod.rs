@@ -33,6 +33,7 @@
 //! Tests: `tests.rs` (routing, headers, config), `tests/reverse_proxy.rs` and
 //! `tests/reverse_proxy_tls.rs` (both backends).
 
+pub mod balance;
 pub mod config;
 pub mod headers;
 pub mod routing;
@@ -62,6 +63,7 @@ use crate::http::proto::{Headers, Method, RequestHead, ResponseHead};
 use crate::http::server::{
     BodyWriter, Handler, HttpServer, Request, Responder, Response, ServerConfig,
 };
+use balance::{Balance, HashKey, ip_hash, key_hash};
 
 /// The reply to a client when forwarding failed before any response head was sent.
 ///
@@ -209,7 +211,10 @@ impl ReverseProxy {
         let pools = config
             .upstreams
             .iter()
-            .map(|u| UpstreamPool::new(u.name.clone(), &u.servers, u.backoff))
+            .map(|u| {
+                UpstreamPool::new(u.name.clone(), &u.servers, u.backoff)
+                    .with_balance(u.balance.clone())
+            })
             .collect();
         let tls = config
             .upstreams
@@ -280,6 +285,8 @@ struct Outgoing {
     authority: Option<Bytes>,
     body: Option<StreamBody>,
     upstream: usize,
+    /// The consistent-hash key of the request (its pool hashes one).
+    key: Option<u64>,
 }
 
 impl Handler for ReverseProxy {
@@ -302,6 +309,15 @@ impl Handler for ReverseProxy {
         let target = match route.strip_prefix {
             true => strip_prefix(&target, &route.prefix),
             false => target,
+        };
+        let key = match self.core.pools.borrow()[route.upstream].balance() {
+            Balance::ConsistentHash(HashKey::ClientIp) => {
+                request.peer_addr().map(|peer| ip_hash(peer.ip()))
+            }
+            Balance::ConsistentHash(HashKey::Header(name)) => {
+                request.headers().get(name).map(key_hash)
+            }
+            _ => None,
         };
         let mut headers = request.headers().clone();
         // The server validated the framing (RFC 9112 §6.3): chunked, or one Content-Length.
@@ -349,6 +365,7 @@ impl Handler for ReverseProxy {
             authority: host,
             body,
             upstream: route.upstream,
+            key,
         };
         let core = Rc::clone(&self.core);
         drop(
@@ -431,7 +448,7 @@ async fn forward(core: Rc<Core>, out: Outgoing, respond: Responder) {
     let mut last = None;
     for _ in 0..attempts {
         let started = Instant::now();
-        let Some(addr) = core.pools.borrow_mut()[out.upstream].pick(started) else {
+        let Some(addr) = core.pools.borrow_mut()[out.upstream].pick_for(started, out.key) else {
             break;
         };
         last = Some((addr.clone(), started));
@@ -456,7 +473,9 @@ async fn forward(core: Rc<Core>, out: Outgoing, respond: Responder) {
             down: Rc::clone(&down),
             upstream: wants_note.then(|| (addr.clone(), started)),
         };
-        match core.client.request_with(request, sink).await {
+        let result = core.client.request_with(request, sink).await;
+        core.pools.borrow_mut()[out.upstream].release(&addr);
+        match result {
             Ok(_) => {
                 core.pools.borrow_mut()[out.upstream].mark_ok(&addr);
                 return;

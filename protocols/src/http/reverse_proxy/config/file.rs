@@ -24,6 +24,7 @@ use toml::Spanned;
 
 use super::{ConfigError, ProxyConfig, Timeouts, UpstreamConfig};
 use crate::endpoint::Endpoint;
+use crate::http::reverse_proxy::balance::Balance;
 use crate::http::reverse_proxy::headers::ForwardedMode;
 use crate::http::reverse_proxy::routing::{HostPattern, Route, RouteTable};
 use crate::http::reverse_proxy::upstream_tls::{Material, ServerEntry, UpstreamTls};
@@ -78,6 +79,8 @@ struct RawForwarded {
 struct RawUpstream {
     servers: Vec<Spanned<String>>,
     backoff: Option<Spanned<Scalar>>,
+    balance: Option<Spanned<String>>,
+    hash_key: Option<Spanned<String>>,
     tls_ca: Option<Spanned<String>>,
     tls_server_name: Option<Spanned<String>>,
     tls_verify: Option<Spanned<bool>>,
@@ -284,6 +287,25 @@ impl ProxyConfig {
                 &format!("{field}.backoff"),
                 Duration::from_secs(10),
             )?;
+            let raw_upstream = upstream.get_ref();
+            let balance = Balance::parse(
+                raw_upstream
+                    .balance
+                    .as_ref()
+                    .map_or("round-robin", |b| b.get_ref().as_str()),
+                raw_upstream.hash_key.as_ref().map(|k| k.get_ref().as_str()),
+            )
+            .map_err(|m| {
+                let (span, name) = match (&raw_upstream.balance, &raw_upstream.hash_key) {
+                    (Some(b), _) if Balance::parse(b.get_ref(), None).is_err() => {
+                        (b.span(), "balance")
+                    }
+                    (_, Some(k)) => (k.span(), "hash_key"),
+                    (Some(b), None) => (b.span(), "balance"),
+                    (None, None) => (upstream.span(), "balance"),
+                };
+                lines.error(span, format!("{field}.{name}"), m)
+            })?;
             let tls = upstream_tls(&lines, &field, upstream.get_ref(), &entries, base)?;
             if tls.as_ref().is_some_and(|t| !t.verify) {
                 tracing::warn!(
@@ -296,6 +318,7 @@ impl ProxyConfig {
                 name: name.clone(),
                 servers,
                 backoff,
+                balance,
                 tls,
             });
         }
