@@ -458,6 +458,7 @@ async fn forward(core: Rc<Core>, out: Outgoing, respond: Responder) {
                 Ok(target) => Some(target),
                 Err(error) => {
                     tracing::warn!(upstream = %addr, %pool, %error, "no TLS to this upstream");
+                    core.pools.borrow_mut()[out.upstream].release(&addr);
                     failure = Some(error);
                     break;
                 }
