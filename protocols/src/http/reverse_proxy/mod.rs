@@ -427,6 +427,20 @@ fn strip_prefix(target: &Bytes, prefix: &str) -> Bytes {
     Bytes::from(out)
 }
 
+/// A request counted in flight on a pool's server (least connections) until dropped: when
+/// its exchange ends, fails before it starts, or the task is dropped.
+struct Picked<'a> {
+    core: &'a Core,
+    upstream: usize,
+    addr: ServerAddr,
+}
+
+impl Drop for Picked<'_> {
+    fn drop(&mut self) {
+        self.core.pools.borrow_mut()[self.upstream].release(&self.addr);
+    }
+}
+
 /// Sends `out` upstream and streams the answer to `respond`; maps a failure before the
 /// response head to 502/504/400, and one after it to a truncated response (the server
 /// closes the client's connection). Every 502 and 504 is logged (warn) with its reason and
@@ -452,13 +466,17 @@ async fn forward(core: Rc<Core>, out: Outgoing, respond: Responder) {
             break;
         };
         last = Some((addr.clone(), started));
+        let picked = Picked {
+            core: &core,
+            upstream: out.upstream,
+            addr: addr.clone(),
+        };
         let tls = match core.tls.get(out.upstream).and_then(Option::as_ref) {
             None => None,
             Some(tls) => match tls.target(&addr) {
                 Ok(target) => Some(target),
                 Err(error) => {
                     tracing::warn!(upstream = %addr, %pool, %error, "no TLS to this upstream");
-                    core.pools.borrow_mut()[out.upstream].release(&addr);
                     failure = Some(error);
                     break;
                 }
@@ -475,7 +493,7 @@ async fn forward(core: Rc<Core>, out: Outgoing, respond: Responder) {
             upstream: wants_note.then(|| (addr.clone(), started)),
         };
         let result = core.client.request_with(request, sink).await;
-        core.pools.borrow_mut()[out.upstream].release(&addr);
+        drop(picked);
         match result {
             Ok(_) => {
                 core.pools.borrow_mut()[out.upstream].mark_ok(&addr);
