@@ -49,6 +49,7 @@ use ringwork_protocols::dns::proto::{Catalog, Zone};
 use ringwork_protocols::dns::resolver::{Resolver, ResolverConfig};
 use ringwork_protocols::dns::server::{UdpServer, tcp_server};
 use ringwork_protocols::endpoint::{AppProtocols, ListenSpec};
+use ringwork_protocols::http::reverse_proxy::health::HealthState;
 use ringwork_protocols::http::reverse_proxy::{ProxyConfig, ReverseProxy};
 use ringwork_protocols::http::server::{AccessLog, AccessLogFormat, HttpServer, ServerConfig};
 use ringwork_protocols::http::services::{StaticFiles, hello_server};
@@ -285,6 +286,8 @@ struct ServiceOptions {
     write_timeout: Option<Duration>,
     /// The loaded `--config` of `http-proxy`.
     proxy: Option<ProxyConfig>,
+    /// The proxy's active health checks (one state for every core), if its file has any.
+    health: Option<Arc<HealthState>>,
     /// The zones of `dns`, loaded once and shared by every core.
     dns: Option<Arc<Catalog>>,
     /// Whether HTTP servers count responses for `--metrics`.
@@ -324,16 +327,22 @@ impl ServiceOptions {
                     server.write_timeout = self.write_timeout;
                     if self.metrics {
                         let metrics = metrics::core_http_metrics();
-                        let proxy = ReverseProxy::with_metrics(
+                        let mut proxy = ReverseProxy::with_metrics(
                             reactor.handle(),
                             config,
                             Rc::clone(&metrics),
                         )
                         .warning_interval(self.warn_interval);
+                        if let Some(health) = &self.health {
+                            proxy = proxy.health(health);
+                        }
                         HttpServer::with_metrics(proxy, server, metrics)
                     } else {
-                        let proxy = ReverseProxy::new(reactor.handle(), config)
+                        let mut proxy = ReverseProxy::new(reactor.handle(), config)
                             .warning_interval(self.warn_interval);
+                        if let Some(health) = &self.health {
+                            proxy = proxy.health(health);
+                        }
                         HttpServer::new(proxy, server)
                     }
                 })
@@ -890,7 +899,9 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
     let failure: Arc<Mutex<Option<String>>> = Arc::default();
     let sink = Arc::clone(&failure);
     let (service, endpoints) = (serve.service, serve.listen);
+    let health = proxy.as_ref().and_then(HealthState::new);
     let http = ServiceOptions {
+        health: health.clone(),
         root: serve.root,
         access_log: serve.access_log.is_some(),
         access_file: access_sink
@@ -908,6 +919,9 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
         Some(endpoint) => {
             let (exporter, bound) = metrics::Exporter::start(endpoint)?;
             tracing::info!("metrics on http://{bound}/metrics");
+            if let Some(health) = &health {
+                exporter.set_health(health);
+            }
             Some(exporter)
         }
         None => None,
@@ -919,6 +933,11 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
     };
     // Check the service's own settings before any core starts.
     http.server(service, None)?;
+    if let Some(health) = &health {
+        health
+            .start()
+            .map_err(|e| format!("cannot start the health-check threads: {e}"))?;
+    }
     serve.socket.check()?;
     let plan = match service.proxy_kind() {
         Some(kind) => {

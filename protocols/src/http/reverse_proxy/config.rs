@@ -158,6 +158,8 @@ pub struct UpstreamConfig {
     pub backoff: Duration,
     /// How a server is chosen (`balance`, `hash_key`). Default round-robin.
     pub balance: super::balance::Balance,
+    /// The active health check (`[upstreams.NAME.health]`), if any.
+    pub health: Option<super::health::HealthCheck>,
     /// TLS to the servers (`https://` servers), `None` for plaintext.
     pub tls: Option<UpstreamTls>,
 }

@@ -36,6 +36,7 @@
 pub mod balance;
 pub mod config;
 pub mod headers;
+pub mod health;
 pub mod routing;
 pub mod upstream_tls;
 
@@ -205,6 +206,16 @@ impl ReverseProxy {
         metrics: Rc<HttpMetrics>,
     ) -> Self {
         Self::build(handle, config, Some(metrics))
+    }
+
+    /// Skips the servers whose active health checks fail, as `state` (made from the same
+    /// configuration, [`health::HealthState::new`], shared by every core) says.
+    #[must_use]
+    pub fn health(self, state: &Arc<health::HealthState>) -> Self {
+        for (index, pool) in self.core.pools.borrow_mut().iter_mut().enumerate() {
+            pool.set_health(Arc::clone(state), index);
+        }
+        self
     }
 
     fn build(handle: LocalHandle, config: &ProxyConfig, metrics: Option<Rc<HttpMetrics>>) -> Self {

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::balance::{Balance, HashRing};
 use super::config::ServerAddr;
+use super::health::HealthState;
 
 /// Which `Host` values a route accepts.
 #[derive(Clone, Debug, Eq, PartialEq)]
@@ -153,6 +154,8 @@ pub struct UpstreamPool {
     balance: Balance,
     /// The ring of a consistent-hash pool.
     ring: Option<HashRing>,
+    /// The shared health-check state and this pool's index in it.
+    health: Option<(std::sync::Arc<HealthState>, usize)>,
 }
 
 #[derive(Clone, Debug)]
@@ -161,6 +164,8 @@ struct UpstreamServer {
     down_until: Option<Instant>,
     /// Requests picked for it and not released.
     in_flight: u32,
+    /// The health generation last seen: a newer one (it came back up) ends a back-off.
+    generation: u64,
 }
 
 impl UpstreamPool {
@@ -179,13 +184,27 @@ impl UpstreamPool {
                     addr: addr.clone().into(),
                     down_until: None,
                     in_flight: 0,
+                    generation: 0,
                 })
                 .collect(),
             next: 0,
             backoff,
             balance: Balance::RoundRobin,
             ring: None,
+            health: None,
         }
+    }
+
+    /// This pool skipping the servers that `state` (pool `index` of it) says are down.
+    #[must_use]
+    pub fn with_health(mut self, state: std::sync::Arc<HealthState>, index: usize) -> Self {
+        self.set_health(state, index);
+        self
+    }
+
+    /// As [`UpstreamPool::with_health`], in place.
+    pub fn set_health(&mut self, state: std::sync::Arc<HealthState>, index: usize) {
+        self.health = Some((state, index));
     }
 
     /// This pool choosing by `balance`.
@@ -229,16 +248,31 @@ impl UpstreamPool {
     /// than none). Counts the request in flight until [`UpstreamPool::release`].
     pub fn pick_for(&mut self, now: Instant, key: Option<u64>) -> Option<ServerAddr> {
         let n = self.servers.len();
-        let up = |s: &UpstreamServer| s.down_until.is_none_or(|until| until <= now);
+        if let Some((state, pool)) = &self.health {
+            for (at, server) in self.servers.iter_mut().enumerate() {
+                let generation = state.generation(*pool, at);
+                if generation != server.generation {
+                    // It came back up: the checks say so, whatever failed before.
+                    server.generation = generation;
+                    server.down_until = None;
+                }
+            }
+        }
+        let servers = &self.servers;
+        let health = self.health.as_ref();
+        let up = |at: usize| {
+            health.is_none_or(|(state, pool)| state.is_up(*pool, at))
+                && servers[at].down_until.is_none_or(|until| until <= now)
+        };
         let in_turn = (0..n).map(|i| (self.next + i) % n);
         let chosen = match (&self.balance, key, &self.ring) {
             (Balance::ConsistentHash(_), Some(key), Some(ring)) => {
-                ring.walk(key).find(|&at| up(&self.servers[at]))
+                ring.walk(key).find(|&at| up(at))
             }
             (Balance::LeastConnections, ..) => in_turn
-                .filter(|&at| up(&self.servers[at]))
-                .min_by_key(|&at| self.servers[at].in_flight),
-            _ => in_turn.clone().find(|&at| up(&self.servers[at])),
+                .filter(|&at| up(at))
+                .min_by_key(|&at| servers[at].in_flight),
+            _ => in_turn.clone().find(|&at| up(at)),
         };
         let at = match chosen {
             Some(at) => {
