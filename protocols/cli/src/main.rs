@@ -336,6 +336,7 @@ impl ServiceOptions {
                         if let Some(health) = &self.health {
                             proxy = proxy.health(health);
                         }
+                        proxy::register(&proxy);
                         HttpServer::with_metrics(proxy, server, metrics)
                     } else {
                         let mut proxy = ReverseProxy::new(reactor.handle(), config)
@@ -343,6 +344,7 @@ impl ServiceOptions {
                         if let Some(health) = &self.health {
                             proxy = proxy.health(health);
                         }
+                        proxy::register(&proxy);
                         HttpServer::new(proxy, server)
                     }
                 })
@@ -1016,10 +1018,18 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
     let listened_cores = std::sync::atomic::AtomicUsize::new(0);
     let listeners = Arc::new(listeners);
     #[cfg(unix)]
-    if listeners.iter().any(|(endpoint, _)| is_tls(endpoint)) {
+    let proxy_file = match service {
+        Service::HttpProxy => serve.config.clone(),
+        _ => None,
+    };
+    #[cfg(unix)]
+    if proxy_file.is_some() || listeners.iter().any(|(endpoint, _)| is_tls(endpoint)) {
         let reload = Arc::clone(&listeners);
-        runtime.on_signal(ringwork::signal::SIGHUP, move |_reactor| {
+        runtime.on_signal(ringwork::signal::SIGHUP, move |reactor| {
             reload_certificates(&reload);
+            if let Some(path) = &proxy_file {
+                proxy::reload_routes(reactor, path);
+            }
         })?;
     }
     let result = runtime.run(move |reactor| {

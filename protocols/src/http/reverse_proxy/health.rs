@@ -155,6 +155,18 @@ impl HealthState {
             .map_or(0, |s| s.generation.load(Ordering::Relaxed))
     }
 
+    /// The index of the checked pool named `name` with exactly `servers` (a reloaded
+    /// configuration's pool keeps its checks when both are unchanged).
+    #[must_use]
+    pub fn pool_index(&self, name: &str, servers: &[ServerAddr]) -> Option<usize> {
+        self.pools.iter().position(|p| {
+            p.check.is_some()
+                && p.name == name
+                && p.servers.len() == servers.len()
+                && p.servers.iter().zip(servers).all(|(s, a)| s.addr == *a)
+        })
+    }
+
     fn server(&self, pool: usize, server: usize) -> Option<&ServerHealth> {
         self.pools.get(pool)?.servers.get(server)
     }

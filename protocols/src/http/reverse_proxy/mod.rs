@@ -130,10 +130,11 @@ pub struct ReverseProxy {
 
 struct Core {
     client: HttpClient,
-    routes: RouteTable,
-    pools: RefCell<Vec<UpstreamPool>>,
-    /// Per pool (same index): TLS to its servers, `None` for plaintext.
-    tls: Vec<Option<PoolTls>>,
+    /// The routes and pools new requests use; a request keeps the ones it started with
+    /// (a reload swaps this, [`ReverseProxy::reload`]).
+    tables: RefCell<Rc<Tables>>,
+    /// The health checks' state, applied again to the pools of a reload.
+    health: RefCell<Option<Arc<health::HealthState>>>,
     forwarded: ForwardedMode,
     proto: String,
     /// This core's counters, when metrics are exported.
@@ -143,6 +144,44 @@ struct Core {
     warn_limits: RefCell<Vec<((usize, u16), RateLimit)>>,
     /// Their interval ([`ReverseProxy::warning_interval`]).
     warn_interval: std::cell::Cell<Duration>,
+}
+
+/// What a reload of the configuration replaces: routes and upstream pools.
+struct Tables {
+    routes: RouteTable,
+    pools: RefCell<Vec<UpstreamPool>>,
+    /// Per pool (same index): TLS to its servers, `None` for plaintext.
+    tls: Vec<Option<PoolTls>>,
+}
+
+impl Tables {
+    fn new(config: &ProxyConfig, health: Option<&Arc<health::HealthState>>) -> Tables {
+        let pools = config
+            .upstreams
+            .iter()
+            .map(|u| {
+                let pool = UpstreamPool::new(u.name.clone(), &u.servers, u.backoff)
+                    .with_balance(u.balance.clone());
+                match health.and_then(|h| Some((h, h.pool_index(&u.name, &u.servers)?))) {
+                    Some((health, index)) => pool.with_health(Arc::clone(health), index),
+                    None => pool,
+                }
+            })
+            .collect();
+        let tls = config
+            .upstreams
+            .iter()
+            .map(|u| {
+                let tls = u.tls.as_ref()?;
+                Some(PoolTls::new(&u.name, tls, &u.servers, config))
+            })
+            .collect();
+        Tables {
+            routes: config.routes.clone(),
+            pools: RefCell::new(pools),
+            tls,
+        }
+    }
 }
 
 /// How one core reaches the servers of an `https://` pool.
@@ -212,35 +251,39 @@ impl ReverseProxy {
     /// configuration, [`health::HealthState::new`], shared by every core) says.
     #[must_use]
     pub fn health(self, state: &Arc<health::HealthState>) -> Self {
-        for (index, pool) in self.core.pools.borrow_mut().iter_mut().enumerate() {
+        for (index, pool) in self
+            .core
+            .tables
+            .borrow()
+            .pools
+            .borrow_mut()
+            .iter_mut()
+            .enumerate()
+        {
             pool.set_health(Arc::clone(state), index);
         }
+        *self.core.health.borrow_mut() = Some(Arc::clone(state));
         self
     }
 
+    /// Replaces the routes and upstream pools with `config`'s (a reload: SIGHUP): requests
+    /// that start afterwards use them; requests under way finish with the ones they
+    /// started with, and connections are not touched. The pools start afresh (no back-off,
+    /// nothing in flight); a pool whose name and servers are unchanged keeps its health
+    /// checks. Timeouts, limits, `forwarded`, `listen` and `cores` are not changed (they
+    /// need a restart).
+    pub fn reload(&self, config: &ProxyConfig) {
+        let health = self.core.health.borrow().clone();
+        let tables = Tables::new(config, health.as_ref());
+        *self.core.tables.borrow_mut() = Rc::new(tables);
+    }
+
     fn build(handle: LocalHandle, config: &ProxyConfig, metrics: Option<Rc<HttpMetrics>>) -> Self {
-        let pools = config
-            .upstreams
-            .iter()
-            .map(|u| {
-                UpstreamPool::new(u.name.clone(), &u.servers, u.backoff)
-                    .with_balance(u.balance.clone())
-            })
-            .collect();
-        let tls = config
-            .upstreams
-            .iter()
-            .map(|u| {
-                let tls = u.tls.as_ref()?;
-                Some(PoolTls::new(&u.name, tls, &u.servers, config))
-            })
-            .collect();
         Self {
             core: Rc::new(Core {
                 client: HttpClient::new(handle, client_config(config)),
-                routes: config.routes.clone(),
-                pools: RefCell::new(pools),
-                tls,
+                tables: RefCell::new(Rc::new(Tables::new(config, None))),
+                health: RefCell::new(None),
                 forwarded: config.forwarded,
                 proto: config.proto.clone(),
                 metrics,
@@ -298,6 +341,8 @@ struct Outgoing {
     upstream: usize,
     /// The consistent-hash key of the request (its pool hashes one).
     key: Option<u64>,
+    /// The routes and pools it started with.
+    tables: Rc<Tables>,
 }
 
 impl Handler for ReverseProxy {
@@ -314,14 +359,15 @@ impl Handler for ReverseProxy {
             .clone()
             .or_else(|| request.headers().get("host").map(Bytes::copy_from_slice));
         let path = target.split(|&b| b == b'?').next().unwrap_or_default();
-        let Some(route) = self.core.routes.lookup(host.as_deref(), path) else {
+        let tables = Rc::clone(&self.core.tables.borrow());
+        let Some(route) = tables.routes.lookup(host.as_deref(), path) else {
             return respond.send(Response::error(404));
         };
         let target = match route.strip_prefix {
             true => strip_prefix(&target, &route.prefix),
             false => target,
         };
-        let key = match self.core.pools.borrow()[route.upstream].balance() {
+        let key = match tables.pools.borrow()[route.upstream].balance() {
             Balance::ConsistentHash(HashKey::ClientIp) => {
                 request.peer_addr().map(|peer| ip_hash(peer.ip()))
             }
@@ -377,6 +423,7 @@ impl Handler for ReverseProxy {
             body,
             upstream: route.upstream,
             key,
+            tables: Rc::clone(&tables),
         };
         let core = Rc::clone(&self.core);
         drop(
@@ -441,14 +488,14 @@ fn strip_prefix(target: &Bytes, prefix: &str) -> Bytes {
 /// A request counted in flight on a pool's server (least connections) until dropped: when
 /// its exchange ends, fails before it starts, or the task is dropped.
 struct Picked<'a> {
-    core: &'a Core,
+    tables: &'a Tables,
     upstream: usize,
     addr: ServerAddr,
 }
 
 impl Drop for Picked<'_> {
     fn drop(&mut self) {
-        self.core.pools.borrow_mut()[self.upstream].release(&self.addr);
+        self.tables.pools.borrow_mut()[self.upstream].release(&self.addr);
     }
 }
 
@@ -466,23 +513,24 @@ async fn forward(core: Rc<Core>, out: Outgoing, respond: Responder) {
     let attempts = if out.body.is_some() {
         1
     } else {
-        core.pools.borrow()[out.upstream].len()
+        out.tables.pools.borrow()[out.upstream].len()
     };
-    let pool = core.pools.borrow()[out.upstream].name.clone();
+    let pool = out.tables.pools.borrow()[out.upstream].name.clone();
     let mut failure = None;
     let mut last = None;
     for _ in 0..attempts {
         let started = Instant::now();
-        let Some(addr) = core.pools.borrow_mut()[out.upstream].pick_for(started, out.key) else {
+        let Some(addr) = out.tables.pools.borrow_mut()[out.upstream].pick_for(started, out.key)
+        else {
             break;
         };
         last = Some((addr.clone(), started));
         let picked = Picked {
-            core: &core,
+            tables: &out.tables,
             upstream: out.upstream,
             addr: addr.clone(),
         };
-        let tls = match core.tls.get(out.upstream).and_then(Option::as_ref) {
+        let tls = match out.tables.tls.get(out.upstream).and_then(Option::as_ref) {
             None => None,
             Some(tls) => match tls.target(&addr) {
                 Ok(target) => Some(target),
@@ -507,7 +555,7 @@ async fn forward(core: Rc<Core>, out: Outgoing, respond: Responder) {
         drop(picked);
         match result {
             Ok(_) => {
-                core.pools.borrow_mut()[out.upstream].mark_ok(&addr);
+                out.tables.pools.borrow_mut()[out.upstream].mark_ok(&addr);
                 return;
             }
             Err(
@@ -516,7 +564,7 @@ async fn forward(core: Rc<Core>, out: Outgoing, respond: Responder) {
                 | ClientError::ConnectHost(_)),
             ) => {
                 tracing::warn!(upstream = %addr, %pool, %error, "upstream unreachable; backing off");
-                core.pools.borrow_mut()[out.upstream].mark_failed(&addr, Instant::now());
+                out.tables.pools.borrow_mut()[out.upstream].mark_failed(&addr, Instant::now());
                 failure = Some(error);
             }
             // The request was not sent: as for an unreachable server.
@@ -527,7 +575,7 @@ async fn forward(core: Rc<Core>, out: Outgoing, respond: Responder) {
                     upstream = %addr, %pool, %error,
                     "upstream TLS handshake failed; backing off"
                 );
-                core.pools.borrow_mut()[out.upstream].mark_failed(&addr, Instant::now());
+                out.tables.pools.borrow_mut()[out.upstream].mark_failed(&addr, Instant::now());
                 failure = Some(error);
             }
             Err(error) => {
