@@ -69,7 +69,12 @@ pub fn bind(path: &Path, replace: bool) -> Result<UnixListener, String> {
         }
         std::fs::remove_file(path).map_err(|e| format!("{}: {e}", what()))?;
     }
-    UnixListener::bind(path).map_err(|e| format!("{}: {e}", what()))
+    let listener = UnixListener::bind(path).map_err(|e| format!("{}: {e}", what()))?;
+    // Whoever can connect gets the listening sockets and makes this server drain: only
+    // its own user (and root) may (connecting needs write permission on the file).
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .map_err(|e| format!("{}: {e}", what()))?;
+    Ok(listener)
 }
 
 /// What this process does once every core listens: tell its predecessor (if it took over

@@ -217,6 +217,16 @@ fn restart_under_load(backend: &str) {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut old = serve(backend, port, socket, None);
     line_with(&mut old, "takeover socket on");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(socket)
+            .expect("the socket file")
+            .permissions(),
+    );
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "only its user may take the server over"
+    );
     let load = Load::start(addr, 4);
     load.answered(200);
     // Two restarts in a row: the new process hands over in its turn.
