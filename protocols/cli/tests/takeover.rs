@@ -100,6 +100,7 @@ impl KeepAlive {
 /// Client threads requesting in a loop until stopped, counting answers and failures: half
 /// on a new connection per request, half keep-alive.
 struct Load {
+    start: Instant,
     ok: Arc<AtomicUsize>,
     failures: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
@@ -111,12 +112,14 @@ impl Load {
         let ok = Arc::new(AtomicUsize::new(0));
         let failures = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
+        let start = Instant::now();
         let threads = (0..clients)
             .map(|client| {
                 let (ok, failures, stop) = (ok.clone(), failures.clone(), stop.clone());
                 thread::spawn(move || {
                     let mut keep_alive = KeepAlive::default();
                     while !stop.load(Ordering::Relaxed) {
+                        let began = start.elapsed();
                         let result = if client % 2 == 0 {
                             request(addr)
                         } else {
@@ -125,7 +128,11 @@ impl Load {
                         match result {
                             Ok(()) => ok.fetch_add(1, Ordering::Relaxed),
                             Err(error) => {
-                                failures.lock().expect("lock").push(error);
+                                // When it started (it may have waited for the time limit).
+                                failures
+                                    .lock()
+                                    .expect("lock")
+                                    .push(format!("client {client} at {began:?}: {error}"));
                                 0
                             }
                         };
@@ -134,6 +141,7 @@ impl Load {
             })
             .collect();
         Load {
+            start,
             ok,
             failures,
             stop,
@@ -241,11 +249,13 @@ fn restart_under_load(backend: &str) {
         line_with(&mut new, "took over from process");
         line_with(&mut new, "takeover socket on");
         assert!(exits(old), "the old server exits 0 after draining");
+        let gone = load.start.elapsed();
         // The old one is gone: these are the new one's.
         load.answered(200);
         eprintln!(
-            "generation {generation}: {} answered",
-            load.ok.load(Ordering::Relaxed)
+            "generation {generation}: {} answered, old one gone at {:?}",
+            load.ok.load(Ordering::Relaxed),
+            gone
         );
         old = new;
     }
