@@ -61,15 +61,19 @@ struct Stopping {
     deadline: Instant,
 }
 
+/// Most connections a retiring listener's queue gives up at its close (see
+/// `Reactor::close_retired`); the rest are reset, as at any close.
+const RETIRED_BACKLOG_LIMIT: usize = 4096;
+
 /// One core's event loop. Create one per thread (it is `!Send`) with [`Reactor::new`], or let
 /// a [`Runtime`](crate::Runtime) create one per core.
 pub struct Reactor {
     driver: Driver,
     state: State,
     listeners: Vec<Listener>,
-    /// Listeners a shutdown stopped, kept until their accept has left the kernel: a
-    /// connection the kernel accepted for them meanwhile is served, not reset (it may come
-    /// from an accept queue another process keeps open, after a takeover).
+    /// Listeners a hand-over ([`Reactor::hand_over`]) stopped, kept until their accept has
+    /// left the kernel: a connection the kernel accepted for them meanwhile, or still
+    /// queued, is served, not reset (the queue is shared with another process).
     retiring: Vec<Listener>,
     udp: Vec<Udp>,
     accepting: bool,
@@ -765,14 +769,33 @@ impl Reactor {
     /// Called again while stopping, it can only bring the deadline forward (a second
     /// signal: zero grace stops at once).
     pub fn shutdown(&mut self, grace: Duration) {
+        self.begin_shutdown(grace, false);
+    }
+
+    /// As [`Reactor::shutdown`], when another process now accepts on this core's listening
+    /// sockets too (their descriptors were passed to it: a zero-downtime restart). A
+    /// listener is closed only once its io_uring accept has come back (a connection it
+    /// accepted meanwhile is served), and the connections still queued on it are taken and
+    /// served: the kernel wakes one waiting io_uring accept per connection, and when it
+    /// woke this one as it was cancelled, the other process's was not woken for it. (A
+    /// plain shutdown closes at once: what is queued is reset.)
+    pub fn hand_over(&mut self, grace: Duration) {
+        self.begin_shutdown(grace, true);
+    }
+
+    fn begin_shutdown(&mut self, grace: Duration, hand_over: bool) {
         if let Some(stopping) = self.stopping.as_mut() {
             let now = self.state.local.clock().now();
             stopping.deadline = stopping.deadline.min(now + grace);
             return;
         }
         for listener in self.listeners.drain(..) {
-            self.driver.stop_accept(listener.socket);
-            self.retiring.push(listener);
+            if hand_over {
+                self.driver.stop_accept(listener.socket);
+                self.retiring.push(listener);
+            } else {
+                self.driver.close(listener.socket);
+            }
         }
         self.close_retired();
         for (_, socket) in self.waiting.drain(..) {
@@ -796,16 +819,36 @@ impl Reactor {
     }
 
     /// Closes the retiring listeners whose accept has completed (under poll: all at once;
-    /// under io_uring once the cancel of the multishot accept came back).
+    /// under io_uring once the cancel of the multishot accept came back), after taking the
+    /// connections still queued on them: the kernel wakes one waiting io_uring accept per
+    /// connection, and when it woke this one just as it was cancelled, no other process's
+    /// accept on the same socket (a takeover's successor) was woken for that connection.
+    /// They are served like the others during the shutdown. At most
+    /// [`RETIRED_BACKLOG_LIMIT`] per listener.
     fn close_retired(&mut self) {
-        let driver = &mut self.driver;
-        self.retiring.retain(|listener| {
-            if driver.accept_in_flight(listener.socket) {
-                return true;
+        let mut i = 0;
+        while i < self.retiring.len() {
+            let socket = self.retiring[i].socket;
+            if self.driver.accept_in_flight(socket) {
+                i += 1;
+                continue;
             }
-            driver.close(listener.socket);
-            false
-        });
+            for _ in 0..RETIRED_BACKLOG_LIMIT {
+                let queued = self
+                    .driver
+                    .with_socket(socket, |listener| listener.accept().map(|(conn, _)| conn));
+                let Ok(conn) = queued else { break };
+                match self
+                    .driver
+                    .adopt(conn, ringwork_platform::SocketKind::Stream)
+                {
+                    Ok(id) => self.start_accepted(socket, id),
+                    Err(error) => tracing::debug!(%error, "a queued connection failed"),
+                }
+            }
+            let listener = self.retiring.swap_remove(i);
+            self.driver.close(listener.socket);
+        }
     }
 
     /// Stops [`Reactor::run`] after the current turn, without closing anything.
@@ -1197,6 +1240,7 @@ impl Reactor {
                     self.run_notices();
                 }
                 CoreMessage::Shutdown(grace) => self.shutdown(grace),
+                CoreMessage::HandOver(grace) => self.hand_over(grace),
             }
         }
     }

@@ -159,7 +159,7 @@ impl Handover {
                 Ok((pid, count)) => {
                     // Shut down first, as the signal thread does: the log line must not be
                     // able to prevent it.
-                    self.shutdown.shutdown(self.grace);
+                    self.shutdown.hand_over(self.grace);
                     tracing::info!(
                         "taken over by process {pid} ({count} listening sockets handed \
                          over): draining for up to {:?}",

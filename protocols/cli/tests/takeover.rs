@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 
 use support::{LIMIT, Server, TempDir, backend};
 
+/// Held by each test for its whole run: a port found free by [`free_port`] is not taken
+/// by the other tests of this file before their server binds it.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 /// A port free now (bound and released), for a fixed-port listener on two cores.
 fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -218,6 +222,9 @@ fn restart_under_load(backend: &str) {
         eprintln!("skipped: uring");
         return;
     };
+    let _alone = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let dir = TempDir::new("takeover");
     let socket = dir.0.join("takeover.sock");
     let socket = socket.to_str().expect("utf-8");
@@ -276,6 +283,9 @@ fn failed_successor_leaves_the_old_serving(backend: &str) {
         eprintln!("skipped: uring");
         return;
     };
+    let _alone = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let dir = TempDir::new("takeover-failed");
     let socket = dir.0.join("takeover.sock");
     let socket = socket.to_str().expect("utf-8");
