@@ -61,12 +61,20 @@ struct Stopping {
     deadline: Instant,
 }
 
+/// Most connections a retiring listener's queue gives up at its close (see
+/// `Reactor::close_retired`); the rest are reset, as at any close.
+const RETIRED_BACKLOG_LIMIT: usize = 4096;
+
 /// One core's event loop. Create one per thread (it is `!Send`) with [`Reactor::new`], or let
 /// a [`Runtime`](crate::Runtime) create one per core.
 pub struct Reactor {
     driver: Driver,
     state: State,
     listeners: Vec<Listener>,
+    /// Listeners a hand-over ([`Reactor::hand_over`]) stopped, kept until their accept has
+    /// left the kernel: a connection the kernel accepted for them meanwhile, or still
+    /// queued, is served, not reset (the queue is shared with another process).
+    retiring: Vec<Listener>,
     udp: Vec<Udp>,
     accepting: bool,
     completions: Vec<Completion>,
@@ -107,6 +115,7 @@ impl Reactor {
             state: State::new(config),
             clock_registration,
             listeners: Vec::new(),
+            retiring: Vec::new(),
             udp: Vec::new(),
             accepting: true,
             completions: Vec::new(),
@@ -409,6 +418,25 @@ impl Reactor {
         options.tls = options.tls.as_ref().map(crate::tls::TlsAcceptor::for_core);
         let socket = self.driver.listen_socket(socket)?;
         self.add_listener(socket, Box::new(factory), options)
+    }
+
+    /// Duplicates of this core's stream listening sockets (close-on-exec descriptors of the
+    /// same kernel sockets, sharing their accept queues), in the order they were added: for
+    /// handing them to another process (a zero-downtime restart passes them with
+    /// [`fdpass::send_fds`](crate::platform::fdpass::send_fds)). The listeners keep
+    /// accepting; after a [`Reactor::shutdown`] there are none.
+    ///
+    /// # Errors
+    /// Duplicating a descriptor failed (the descriptor limit).
+    pub fn duplicate_listeners(&self) -> Result<Vec<crate::platform::Socket>, EngineError> {
+        self.listeners
+            .iter()
+            .map(|listener| {
+                self.driver
+                    .with_socket(listener.socket, |socket| socket.try_clone())
+                    .map_err(EngineError::from)
+            })
+            .collect()
     }
 
     /// Starts accepting on listener `socket` (if the reactor accepts) with `factory`.
@@ -741,14 +769,35 @@ impl Reactor {
     /// Called again while stopping, it can only bring the deadline forward (a second
     /// signal: zero grace stops at once).
     pub fn shutdown(&mut self, grace: Duration) {
+        self.begin_shutdown(grace, false);
+    }
+
+    /// As [`Reactor::shutdown`], when another process now accepts on this core's listening
+    /// sockets too (their descriptors were passed to it: a zero-downtime restart). A
+    /// listener is closed only once its io_uring accept has come back (a connection it
+    /// accepted meanwhile is served), and the connections still queued on it are taken and
+    /// served: the kernel wakes one waiting io_uring accept per connection, and when it
+    /// woke this one as it was cancelled, the other process's was not woken for it. (A
+    /// plain shutdown closes at once: what is queued is reset.)
+    pub fn hand_over(&mut self, grace: Duration) {
+        self.begin_shutdown(grace, true);
+    }
+
+    fn begin_shutdown(&mut self, grace: Duration, hand_over: bool) {
         if let Some(stopping) = self.stopping.as_mut() {
             let now = self.state.local.clock().now();
             stopping.deadline = stopping.deadline.min(now + grace);
             return;
         }
         for listener in self.listeners.drain(..) {
-            self.driver.close(listener.socket);
+            if hand_over {
+                self.driver.stop_accept(listener.socket);
+                self.retiring.push(listener);
+            } else {
+                self.driver.close(listener.socket);
+            }
         }
+        self.close_retired();
         for (_, socket) in self.waiting.drain(..) {
             self.driver.close(socket);
         }
@@ -769,6 +818,39 @@ impl Reactor {
         self.run_notices();
     }
 
+    /// Closes the retiring listeners whose accept has completed (under poll: all at once;
+    /// under io_uring once the cancel of the multishot accept came back), after taking the
+    /// connections still queued on them: the kernel wakes one waiting io_uring accept per
+    /// connection, and when it woke this one just as it was cancelled, no other process's
+    /// accept on the same socket (a takeover's successor) was woken for that connection.
+    /// They are served like the others during the shutdown. At most
+    /// [`RETIRED_BACKLOG_LIMIT`] per listener.
+    fn close_retired(&mut self) {
+        let mut i = 0;
+        while i < self.retiring.len() {
+            let socket = self.retiring[i].socket;
+            if self.driver.accept_in_flight(socket) {
+                i += 1;
+                continue;
+            }
+            for _ in 0..RETIRED_BACKLOG_LIMIT {
+                let queued = self
+                    .driver
+                    .with_socket(socket, |listener| listener.accept().map(|(conn, _)| conn));
+                let Ok(conn) = queued else { break };
+                match self
+                    .driver
+                    .adopt(conn, ringwork_platform::SocketKind::Stream)
+                {
+                    Ok(id) => self.start_accepted(socket, id),
+                    Err(error) => tracing::debug!(%error, "a queued connection failed"),
+                }
+            }
+            let listener = self.retiring.swap_remove(i);
+            self.driver.close(listener.socket);
+        }
+    }
+
     /// Stops [`Reactor::run`] after the current turn, without closing anything.
     pub fn stop(&mut self) {
         self.stopped = true;
@@ -786,7 +868,8 @@ impl Reactor {
         self.stopped
             || (self.stopping.is_some()
                 && self.state.conns.live() == 0
-                && self.state.processes.is_empty())
+                && self.state.processes.is_empty()
+                && self.retiring.is_empty())
     }
 
     /// Runs turns until [`Reactor::stop`] or a finished [`Reactor::shutdown`], then the
@@ -877,6 +960,9 @@ impl Reactor {
             self.run_notices();
         }
         self.completions = completions;
+        if !self.retiring.is_empty() {
+            self.close_retired();
+        }
         self.fire_timers();
         self.update_accepting();
         self.run_messages();
@@ -1013,14 +1099,18 @@ impl Reactor {
 
     /// Builds the protocol of an accepted connection and starts it.
     fn start_accepted(&mut self, listener: SocketId, socket: SocketId) {
-        let Some(entry) = self.listeners.iter_mut().find(|l| l.socket == listener) else {
+        // A listener that a shutdown retired still gets its connection served: the kernel
+        // accepted it before the accept was cancelled, so the client is waiting for it.
+        let retired = self.stopping.is_some();
+        let Some(entry) = self
+            .listeners
+            .iter_mut()
+            .chain(self.retiring.iter_mut())
+            .find(|l| l.socket == listener)
+        else {
             self.driver.close(socket);
             return;
         };
-        if self.stopping.is_some() {
-            self.driver.close(socket);
-            return;
-        }
         if let Some(total) = &self.state.total
             && !total.try_acquire()
         {
@@ -1059,6 +1149,13 @@ impl Reactor {
         );
         if let Some(conn) = self.state.conns.get_mut(id) {
             conn.in_total = counted;
+        }
+        if retired {
+            // It starts during the shutdown: told at once, as the others were.
+            self.state
+                .notices
+                .push_back((id, crate::state::Notice::ShutdownStarted));
+            self.run_notices();
         }
     }
 
@@ -1143,6 +1240,7 @@ impl Reactor {
                     self.run_notices();
                 }
                 CoreMessage::Shutdown(grace) => self.shutdown(grace),
+                CoreMessage::HandOver(grace) => self.hand_over(grace),
             }
         }
     }

@@ -31,6 +31,9 @@ pub(crate) enum CoreMessage {
     Run(Job),
     /// Begin graceful shutdown with this grace period.
     Shutdown(Duration),
+    /// Begin a graceful shutdown after handing the listeners to another process
+    /// ([`Reactor::hand_over`]).
+    HandOver(Duration),
 }
 
 #[derive(Clone)]
@@ -143,6 +146,22 @@ impl ShutdownHandle {
     pub fn shutdown(&self, grace: Duration) {
         for sender in self.senders.iter() {
             let _ = sender.send(CoreMessage::Shutdown(grace));
+        }
+        let wakers = self
+            .wakers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for waker in wakers.iter().flatten() {
+            let _ = waker.wake();
+        }
+    }
+
+    /// As [`ShutdownHandle::shutdown`], for a process whose listening sockets another
+    /// process now also accepts on (a zero-downtime restart): every core shuts down with
+    /// [`Reactor::hand_over`], so that no connection queued on the shared sockets is lost.
+    pub fn hand_over(&self, grace: Duration) {
+        for sender in self.senders.iter() {
+            let _ = sender.send(CoreMessage::HandOver(grace));
         }
         let wakers = self
             .wakers

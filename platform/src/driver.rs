@@ -461,6 +461,16 @@ impl Driver {
         )
     }
 
+    /// Whether an accept of listener `id` is still with the kernel: under io_uring, one
+    /// submitted (or being cancelled after [`Driver::stop_accept`]) whose last completion has
+    /// not come back; a connection it accepts meanwhile is still delivered, so close the
+    /// listener only once this is `false` to lose none. Always `false` under poll, which
+    /// accepts only in a turn, on readiness.
+    #[must_use]
+    pub fn accept_in_flight(&self, id: SocketId) -> bool {
+        self.core.open(id).is_some() && with_backend!(&self.backend, b => b.accept_in_flight(id))
+    }
+
     /// Keeps receiving on stream or datagram socket `id` until [`Driver::stop_recv`], end of
     /// stream or an error. Returns `false` if `id` is not open, is a listener, or is a stream
     /// whose receiving already ended with [`Completion::Eof`] or [`Completion::RecvError`]

@@ -97,6 +97,70 @@ test_all_backends! {
     }
 }
 
+test_all_backends! {
+    /// What a server handing its listener over relies on: after `stop_accept`, the
+    /// listener is closed only once `accept_in_flight` is false; every connection made
+    /// before is then either delivered as `Accepted` or still queued for the process that
+    /// holds the socket (here a duplicate): none is reset.
+    fn a_stopped_listener_loses_no_connection(backend: BackendChoice) {
+        let Some(mut driver) = testing::driver(backend, Default::default()) else { return };
+        let listener = driver.listen(&v4(0), &Default::default()).expect("listen");
+        let addr = driver.local_addr(listener).expect("address").as_socket().expect("IP");
+        let successor = driver
+            .with_socket(listener, |socket| socket.try_clone())
+            .expect("a duplicate");
+        assert!(driver.accept(listener));
+        let mut out = Vec::new();
+        driver.turn(Some(std::time::Duration::ZERO), &mut out).expect("turn");
+        assert!(out.is_empty(), "{out:?}");
+        match backend {
+            // io_uring: the multishot accept is with the kernel.
+            BackendChoice::Uring => assert!(driver.accept_in_flight(listener)),
+            _ => assert!(!driver.accept_in_flight(listener)),
+        }
+        let clients: Vec<TcpStream> =
+            (0..4).map(|_| TcpStream::connect(addr).expect("connect")).collect();
+        assert!(driver.stop_accept(listener));
+        let mut accepted = Vec::new();
+        drive(
+            &mut driver,
+            &mut accepted,
+            |_, accepted, c| match c {
+                Completion::Accepted { result, .. } => accepted.push(result.expect("accepted")),
+                c => panic!("unexpected {c:?}"),
+            },
+            |d, _| !d.accept_in_flight(listener),
+            |_, _| "the accept never came back".into(),
+        );
+        assert!(driver.close(listener));
+        eprintln!("{backend:?}: {} of {} accepted after stop_accept", accepted.len(), clients.len());
+        // The ones the driver accepted are answered by it, the others by the successor.
+        for socket in &accepted {
+            driver.send(*socket, bytes::Bytes::from_static(b"d"));
+        }
+        let mut sent = 0;
+        drive(
+            &mut driver,
+            &mut sent,
+            |_, sent, c| match c {
+                Completion::Sent { queued: 0, .. } => *sent += 1,
+                c => panic!("unexpected {c:?}"),
+            },
+            |_, sent| *sent == accepted.len(),
+            |_, _| "a reply was not sent".into(),
+        );
+        successor.set_nonblocking(true).expect("non-blocking");
+        for _ in accepted.len()..clients.len() {
+            let (conn, _) = successor.accept().expect("queued for the successor");
+            std::io::Write::write_all(&mut TcpStream::from(conn), b"s").expect("reply");
+        }
+        for client in clients {
+            let got = read(client, 1);
+            assert!(got == b"d" || got == b"s", "{got:?}");
+        }
+    }
+}
+
 #[test]
 fn several_descriptors_in_one_message() {
     let (here, there) = UnixStream::pair().expect("socket pair");

@@ -31,12 +31,13 @@ pub struct Pidfile {
 }
 
 impl Pidfile {
-    /// Writes this process's id to `path`. A file naming a live process is refused; one
-    /// naming a process that is gone (or holding no pid) is replaced.
+    /// Writes this process's id to `path`. A file naming a live process is refused (unless
+    /// it is `predecessor`, the server this one takes over from); one naming a process that
+    /// is gone (or holding no pid) is replaced.
     ///
     /// # Errors
     /// A live process holds the file, or the file cannot be written.
-    pub fn acquire(path: &Path) -> Result<Pidfile, String> {
+    pub fn acquire(path: &Path, predecessor: Option<u32>) -> Result<Pidfile, String> {
         let pid = std::process::id();
         for _ in 0..2 {
             match std::fs::OpenOptions::new()
@@ -57,6 +58,7 @@ impl Pidfile {
                     if let Ok(holder) = text.trim().parse::<i32>()
                         && holder > 0
                         && i64::from(holder) != i64::from(pid)
+                        && predecessor.is_none_or(|p| i64::from(p) != i64::from(holder))
                         && alive(holder)
                     {
                         return Err(format!(
@@ -65,7 +67,16 @@ impl Pidfile {
                             path.display()
                         ));
                     }
-                    tracing::info!("--pidfile {}: replacing a stale pidfile", path.display());
+                    match text.trim().parse::<u32>() {
+                        Ok(holder) if Some(holder) == predecessor => tracing::info!(
+                            "--pidfile {}: taking it over from process {holder}",
+                            path.display()
+                        ),
+                        _ => tracing::info!(
+                            "--pidfile {}: replacing a stale pidfile",
+                            path.display()
+                        ),
+                    }
                     std::fs::remove_file(path)
                         .map_err(|e| format!("--pidfile {}: {e}", path.display()))?;
                 }
@@ -249,11 +260,18 @@ mod tests {
         let path = dir.join("ringwork.pid");
         // Held by a live process (pid 1 always exists).
         std::fs::write(&path, "1\n").expect("write");
-        let error = Pidfile::acquire(&path).expect_err("pid 1 is alive");
+        let error = Pidfile::acquire(&path, None).expect_err("pid 1 is alive");
         assert!(error.contains("process 1 is running"), "{error}");
+        // Unless it is the server this one takes over from.
+        let held = Pidfile::acquire(&path, Some(1)).expect("the predecessor's file is ours");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            format!("{}\n", std::process::id())
+        );
+        drop(held);
         // Garbage, or a pid that cannot exist: replaced.
         std::fs::write(&path, "not a pid\n").expect("write");
-        let held = Pidfile::acquire(&path).expect("a stale file is replaced");
+        let held = Pidfile::acquire(&path, None).expect("a stale file is replaced");
         assert_eq!(
             std::fs::read_to_string(&path).expect("read"),
             format!("{}\n", std::process::id())

@@ -49,6 +49,7 @@ use ringwork_protocols::dns::proto::{Catalog, Zone};
 use ringwork_protocols::dns::resolver::{Resolver, ResolverConfig};
 use ringwork_protocols::dns::server::{UdpServer, tcp_server};
 use ringwork_protocols::endpoint::{AppProtocols, ListenSpec};
+use ringwork_protocols::http::reverse_proxy::health::HealthState;
 use ringwork_protocols::http::reverse_proxy::{ProxyConfig, ReverseProxy};
 use ringwork_protocols::http::server::{AccessLog, AccessLogFormat, HttpServer, ServerConfig};
 use ringwork_protocols::http::services::{StaticFiles, hello_server};
@@ -70,6 +71,8 @@ mod metrics;
 mod passwd;
 mod proxy;
 mod sockopts;
+#[cfg(unix)]
+mod takeover;
 
 use logging::Logging;
 use proxy::{ProxyArgs, ProxyKind, ProxyPlan};
@@ -264,6 +267,16 @@ struct Serve {
     /// request-time histogram and the proxy's upstream errors (see docs/operations.md).
     #[arg(long, value_name = "ENDPOINT", value_parser = clap::value_parser!(Endpoint))]
     metrics: Option<Endpoint>,
+    /// Zero-downtime restart, the running side: listen on a Unix socket at PATH for a
+    /// successor (`--takeover-from PATH`), hand it every listening socket, then drain and
+    /// exit (docs/operations.md).
+    #[arg(long, value_name = "PATH")]
+    takeover_socket: Option<std::path::PathBuf>,
+    /// Zero-downtime restart, the new side: take the listening sockets of the server whose
+    /// --takeover-socket is PATH (matched to this server's endpoints by address), and tell
+    /// it to drain once every core accepts on them.
+    #[arg(long, value_name = "PATH")]
+    takeover_from: Option<std::path::PathBuf>,
     #[command(flatten)]
     socket: sockopts::SocketArgs,
     #[command(flatten)]
@@ -300,6 +313,8 @@ struct ServiceOptions {
     write_timeout: Option<Duration>,
     /// The loaded `--config` of `http-proxy`.
     proxy: Option<ProxyConfig>,
+    /// The proxy's active health checks (one state for every core), if its file has any.
+    health: Option<Arc<HealthState>>,
     /// The zones of `dns`, loaded once and shared by every core.
     dns: Option<Arc<Catalog>>,
     /// Whether HTTP servers count responses for `--metrics`.
@@ -347,16 +362,24 @@ impl ServiceOptions {
                     server.write_timeout = self.write_timeout;
                     if self.metrics {
                         let metrics = metrics::core_http_metrics();
-                        let proxy = ReverseProxy::with_metrics(
+                        let mut proxy = ReverseProxy::with_metrics(
                             reactor.handle(),
                             config,
                             Rc::clone(&metrics),
                         )
                         .warning_interval(self.warn_interval);
+                        if let Some(health) = &self.health {
+                            proxy = proxy.health(health);
+                        }
+                        proxy::register(&proxy);
                         HttpServer::with_metrics(proxy, server, metrics)
                     } else {
-                        let proxy = ReverseProxy::new(reactor.handle(), config)
+                        let mut proxy = ReverseProxy::new(reactor.handle(), config)
                             .warning_interval(self.warn_interval);
+                        if let Some(health) = &self.health {
+                            proxy = proxy.health(health);
+                        }
+                        proxy::register(&proxy);
                         HttpServer::new(proxy, server)
                     }
                 })
@@ -834,11 +857,29 @@ fn usage_error(message: String) -> ! {
 }
 
 fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> {
+    // A restart: the running server's listening sockets, before anything else (its pidfile
+    // is ours to replace).
+    #[cfg(unix)]
+    let mut received = match &serve.takeover_from {
+        Some(path) => Some(takeover::Received::connect(path)?),
+        None => None,
+    };
     // Before anything binds: refuse to start while another server holds the pidfile.
     #[cfg(unix)]
     let _pidfile = match &serve.pidfile {
-        Some(path) => Some(daemon::Pidfile::acquire(path)?),
+        Some(path) => Some(daemon::Pidfile::acquire(
+            path,
+            received.as_ref().map(|r| r.predecessor),
+        )?),
         None => None,
+    };
+    // The takeover socket is bound now (a bad path fails the start), unless this server
+    // takes over: its predecessor may be on the same path, bound again once it is ready.
+    #[cfg(unix)]
+    let takeover_socket = match (&serve.takeover_socket, &received) {
+        (Some(path), None) => Some((path.clone(), Some(takeover::bind(path, false)?))),
+        (Some(path), Some(_)) => Some((path.clone(), None)),
+        (None, _) => None,
     };
     #[cfg(unix)]
     let privileges = daemon::Privileges::resolve(serve.uid.as_deref(), serve.gid.as_deref())?;
@@ -996,7 +1037,9 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
     let failure: Arc<Mutex<Option<String>>> = Arc::default();
     let sink = Arc::clone(&failure);
     let (service, endpoints) = (serve.service, serve.listen);
+    let health = proxy.as_ref().and_then(HealthState::new);
     let http = ServiceOptions {
+        health: health.clone(),
         root: serve.root,
         access_log: serve.access_log.is_some(),
         access_file: access_sink
@@ -1018,6 +1061,9 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
         Some(endpoint) => {
             let (exporter, bound) = metrics::Exporter::start(endpoint)?;
             tracing::info!("metrics on http://{bound}/metrics");
+            if let Some(health) = &health {
+                exporter.set_health(health);
+            }
             Some(exporter)
         }
         None => None,
@@ -1029,6 +1075,11 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
     };
     // Check the service's own settings before any core starts.
     http.server(service, None)?;
+    if let Some(health) = &health {
+        health
+            .start()
+            .map_err(|e| format!("cannot start the health-check threads: {e}"))?;
+    }
     serve.socket.check()?;
     let plan = match service.proxy_kind() {
         Some(kind) => {
@@ -1075,12 +1126,50 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
         };
         listeners.push((endpoint, spec));
     }
+    // The received sockets each stream endpoint listens on instead of binding.
+    #[cfg(unix)]
+    let handed: Vec<Vec<i32>> = match received.as_mut() {
+        Some(received) => {
+            let handed = listeners
+                .iter()
+                .map(|(_, spec)| match spec {
+                    Some(spec) if spec.inherited.is_none() => received.take(&spec.addr),
+                    _ => Vec::new(),
+                })
+                .collect();
+            received.report_unused();
+            handed
+        }
+        None => Vec::new(),
+    };
+    #[cfg(not(unix))]
+    let handed: Vec<Vec<i32>> = Vec::new();
+    #[cfg(unix)]
+    let plan_after_listen = {
+        let plan = takeover::Plan {
+            received,
+            socket: takeover_socket,
+            from: serve.takeover_from.clone(),
+            shutdown: runtime.shutdown_handle(),
+            grace: serve.grace,
+        };
+        (!plan.is_empty()).then(|| Mutex::new(Some(plan)))
+    };
+    let listened_cores = std::sync::atomic::AtomicUsize::new(0);
     let listeners = Arc::new(listeners);
     #[cfg(unix)]
-    if listeners.iter().any(|(endpoint, _)| is_tls(endpoint)) {
+    let proxy_file = match service {
+        Service::HttpProxy => serve.config.clone(),
+        _ => None,
+    };
+    #[cfg(unix)]
+    if proxy_file.is_some() || listeners.iter().any(|(endpoint, _)| is_tls(endpoint)) {
         let reload = Arc::clone(&listeners);
-        runtime.on_signal(ringwork::signal::SIGHUP, move |_reactor| {
+        runtime.on_signal(ringwork::signal::SIGHUP, move |reactor| {
             reload_certificates(&reload);
+            if let Some(path) = &proxy_file {
+                proxy::reload_routes(reactor, path);
+            }
         })?;
     }
     let result = runtime.run(move |reactor| {
@@ -1095,6 +1184,7 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
         let listened = listen_all(
             reactor,
             &listeners,
+            (&handed, cores),
             service,
             &http,
             plan.as_ref(),
@@ -1120,6 +1210,19 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
             return Err(EngineError::Config { what });
         }
         listened?;
+        // The last core to listen runs the takeover plan (tell the predecessor, answer
+        // successors).
+        let done = listened_cores.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1;
+        #[cfg(unix)]
+        if done == cores
+            && let Some(plan) = &plan_after_listen
+            && let Some(plan) = plan.lock().unwrap_or_else(PoisonError::into_inner).take()
+            && let Some(all) = reactor.cores()
+        {
+            plan.ready(all.clone());
+        }
+        #[cfg(not(unix))]
+        let _ = done;
         reactor.on_stop(|reactor| {
             let stats = reactor.stats();
             tracing::info!(
@@ -1175,23 +1278,58 @@ fn reload_certificates(listeners: &[(Endpoint, Option<ListenSpec>)]) {
 }
 
 /// Listens on every endpoint this core serves; the first failure with its endpoint.
+///
+/// `handed` holds, per endpoint, the descriptors received from a predecessor
+/// (`--takeover-from`) to listen on instead of binding, and the number of cores: every
+/// received socket gets a core (see `takeover::share`).
 fn listen_all(
     reactor: &mut Reactor,
     listeners: &[(Endpoint, Option<ListenSpec>)],
+    (handed, cores): (&[Vec<i32>], usize),
     service: Service,
     http: &ServiceOptions,
     plan: Option<&ProxyPlan>,
     udp_reuse: ReusePort,
 ) -> Result<(), Box<(Endpoint, EngineError)>> {
-    for (endpoint, spec) in listeners {
-        match service.listen(reactor, endpoint, spec.as_ref(), http, plan, udp_reuse) {
-            None => {}
-            Some(Ok(bound)) => tracing::info!(
-                "listening on {bound} (core {}, backend {})",
-                reactor.core_index(),
-                reactor.backend()
-            ),
-            Some(Err(error)) => return Err(Box::new((endpoint.clone(), error))),
+    for (i, (endpoint, spec)) in listeners.iter().enumerate() {
+        let fds = handed.get(i).map_or(&[][..], Vec::as_slice);
+        let specs: Vec<std::borrow::Cow<'_, ListenSpec>> = match spec {
+            #[cfg(unix)]
+            Some(spec) if !fds.is_empty() => {
+                // A Unix path is core 0's alone: it takes every received socket.
+                let share = if spec.unix { 1 } else { cores };
+                takeover::share(fds, reactor.core_index(), share)
+                    .into_iter()
+                    .map(|fd| {
+                        let mut spec = spec.clone();
+                        spec.inherited = Some(ringwork::platform::inherit::Inherited::Fd(fd));
+                        std::borrow::Cow::Owned(spec)
+                    })
+                    .collect()
+            }
+            Some(spec) => vec![std::borrow::Cow::Borrowed(spec)],
+            None => Vec::new(),
+        };
+        #[cfg(not(unix))]
+        let _ = (fds, cores);
+        let results: Vec<_> = if spec.is_none() {
+            vec![service.listen(reactor, endpoint, None, http, plan, udp_reuse)]
+        } else {
+            specs
+                .iter()
+                .map(|spec| service.listen(reactor, endpoint, Some(spec), http, plan, udp_reuse))
+                .collect()
+        };
+        for result in results {
+            match result {
+                None => {}
+                Some(Ok(bound)) => tracing::info!(
+                    "listening on {bound} (core {}, backend {})",
+                    reactor.core_index(),
+                    reactor.backend()
+                ),
+                Some(Err(error)) => return Err(Box::new((endpoint.clone(), error))),
+            }
         }
     }
     Ok(())

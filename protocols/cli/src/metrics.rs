@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use ringwork::{CoreStats, Cores};
 use ringwork_protocols::Endpoint;
 use ringwork_protocols::http::metrics::{DURATION_BUCKETS_MICROS, HttpMetrics, HttpSnapshot};
+use ringwork_protocols::http::reverse_proxy::health::HealthState;
 
 /// How long a scrape waits for the cores' answers.
 const CORE_REPLY: Duration = Duration::from_secs(2);
@@ -56,6 +57,8 @@ struct CoreSample {
 #[derive(Clone)]
 pub struct Exporter {
     cores: Arc<OnceLock<Cores>>,
+    /// The reverse proxy's health checks, if any.
+    health: Arc<OnceLock<Arc<HealthState>>>,
 }
 
 impl Exporter {
@@ -76,6 +79,7 @@ impl Exporter {
             .map_err(|e| format!("--metrics {endpoint}: {e}"))?;
         let exporter = Exporter {
             cores: Arc::default(),
+            health: Arc::default(),
         };
         let serving = exporter.clone();
         std::thread::Builder::new()
@@ -83,6 +87,11 @@ impl Exporter {
             .spawn(move || serving.serve(&listener))
             .map_err(|e| format!("--metrics: cannot start its thread: {e}"))?;
         Ok((exporter, bound))
+    }
+
+    /// Tells the exporter the reverse proxy's health-check state (once).
+    pub fn set_health(&self, health: &Arc<HealthState>) {
+        let _ = self.health.set(Arc::clone(health));
     }
 
     /// Tells the exporter the runtime's cores (from any core, once).
@@ -175,7 +184,11 @@ impl Exporter {
             }
         }
         samples.sort_by_key(|s| s.core);
-        format_text(&samples, cores.len() - samples.len())
+        let mut text = format_text(&samples, cores.len() - samples.len());
+        if let Some(health) = self.health.get() {
+            format_health(&mut text, &health.snapshot());
+        }
+        text
     }
 }
 
@@ -397,6 +410,25 @@ fn format_http(out: &mut String, http: &HttpSnapshot) {
             escape_label(&error.pool),
             error.kind,
             error.count
+        );
+    }
+}
+
+/// `ringwork_upstream_up{pool,server}`: 1 while the server passes its health checks.
+fn format_health(out: &mut String, servers: &[(String, String, bool)]) {
+    let name = "ringwork_upstream_up";
+    let _ = writeln!(
+        out,
+        "# HELP {name} 1 while the upstream server passes its active health checks, else 0."
+    );
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    for (pool, server, up) in servers {
+        let _ = writeln!(
+            out,
+            "{name}{{pool=\"{}\",server=\"{}\"}} {}",
+            escape_label(pool),
+            escape_label(server),
+            u8::from(*up)
         );
     }
 }

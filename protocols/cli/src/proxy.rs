@@ -324,3 +324,55 @@ mod splice_option_tests {
         }
     }
 }
+
+thread_local! {
+    /// This core's reverse proxies (one per listener), for a reload of their routes.
+    static CORE_PROXIES: std::cell::RefCell<Vec<ringwork_protocols::http::reverse_proxy::ReverseProxy>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Keeps a handle of `proxy` (a clone shares its tables) on this core for
+/// [`reload_routes`].
+pub fn register(proxy: &ringwork_protocols::http::reverse_proxy::ReverseProxy) {
+    CORE_PROXIES.with(|proxies| proxies.borrow_mut().push(proxy.clone()));
+}
+
+/// SIGHUP for `http-proxy`: reads the configuration file `path` again and, if it loads,
+/// gives its routes and upstreams to every core's proxies (requests that start afterwards
+/// use them; requests under way and connections are not touched); logged once every core
+/// has them. A file that does not load is refused with an ERROR line and the old routes
+/// keep serving. Runs on core 0 (a file read: a reload is rare).
+pub fn reload_routes(reactor: &mut ringwork::Reactor, path: &std::path::Path) {
+    let config = match ringwork_protocols::http::reverse_proxy::ProxyConfig::load(path) {
+        Ok(config) => config,
+        Err(error) => {
+            tracing::error!(
+                signal = "SIGHUP",
+                "cannot reload {}: {error}; still serving the old routes",
+                path.display()
+            );
+            return;
+        }
+    };
+    let Some(cores) = reactor.cores() else {
+        return;
+    };
+    let summary = format!(
+        "routes and upstreams reloaded from {} ({} routes, {} upstreams)",
+        path.display(),
+        config.routes.routes().len(),
+        config.upstreams.len()
+    );
+    let config = std::sync::Arc::new(config);
+    let left = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(cores.len()));
+    cores.broadcast(move |_reactor| {
+        CORE_PROXIES.with(|proxies| {
+            for proxy in proxies.borrow().iter() {
+                proxy.reload(&config);
+            }
+        });
+        if left.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+            tracing::info!(signal = "SIGHUP", "{summary}");
+        }
+    });
+}

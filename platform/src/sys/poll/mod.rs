@@ -154,6 +154,12 @@ impl Poll {
         self.sockets.source(id).map(|source| f(source.sock_ref()))
     }
 
+    /// Always `false`: poll accepts only within a turn, on readiness.
+    #[allow(clippy::unused_self)]
+    pub(crate) fn accept_in_flight(&self, _id: SocketId) -> bool {
+        false
+    }
+
     /// One loop turn: reconcile, wait once, perform the ready I/O, fire timers.
     ///
     /// # Errors

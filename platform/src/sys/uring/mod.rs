@@ -267,6 +267,14 @@ impl Uring {
         Some(f(SockRef::from(fd)))
     }
 
+    /// Whether listener `id` has an accept with the kernel (see `Driver::accept_in_flight`).
+    pub(crate) fn accept_in_flight(&self, id: SocketId) -> bool {
+        self.slots
+            .get(id.slot() as usize)
+            .and_then(Option::as_ref)
+            .is_some_and(|slot| slot.has(OpKind::Accept))
+    }
+
     /// Queues one SQE, submitting early if the queue is full. Never loses it: when the kernel
     /// refuses submissions (CQ overflowing) it waits in `backlog` until the next turn.
     fn push(&mut self, core: &mut Core, entry: squeue::Entry) {

@@ -160,6 +160,10 @@ pub struct UpstreamConfig {
     pub servers: Vec<ServerAddr>,
     /// How long a failed server is skipped. Default 10 s.
     pub backoff: Duration,
+    /// How a server is chosen (`balance`, `hash_key`). Default round-robin.
+    pub balance: super::balance::Balance,
+    /// The active health check (`[upstreams.NAME.health]`), if any.
+    pub health: Option<super::health::HealthCheck>,
     /// TLS to the servers (`https://` servers), `None` for plaintext.
     pub tls: Option<UpstreamTls>,
     /// Speak HTTP/2 to the servers (`http2 = true`): h2c with prior knowledge, or ALPN

@@ -37,8 +37,10 @@
 //! Tests: `tests.rs` (routing, headers, config), `tests/reverse_proxy.rs` and
 //! `tests/reverse_proxy_tls.rs` (both backends).
 
+pub mod balance;
 pub mod config;
 pub mod headers;
+pub mod health;
 pub mod routing;
 mod tunnel;
 pub mod upstream_tls;
@@ -68,6 +70,7 @@ use crate::http::server::{
     BodyWriter, Handler, HttpServer, Request, Responder, Response, ServerConfig,
 };
 use crate::proxy::{RelayConfig, RelayStats};
+use balance::{Balance, HashKey, ip_hash, key_hash};
 
 /// The reply to a client when forwarding failed before any response head was sent.
 ///
@@ -133,12 +136,11 @@ pub struct ReverseProxy {
 
 struct Core {
     client: HttpClient,
-    routes: RouteTable,
-    pools: RefCell<Vec<UpstreamPool>>,
-    /// Per pool (same index): TLS to its servers, `None` for plaintext.
-    tls: Vec<Option<PoolTls>>,
-    /// Per pool (same index): HTTP/2 to its servers.
-    http2: Vec<bool>,
+    /// The routes and pools new requests use; a request keeps the ones it started with
+    /// (a reload swaps this, [`ReverseProxy::reload`]).
+    tables: RefCell<Rc<Tables>>,
+    /// The health checks' state, applied again to the pools of a reload.
+    health: RefCell<Option<Arc<health::HealthState>>>,
     forwarded: ForwardedMode,
     proto: String,
     /// This core's counters, when metrics are exported.
@@ -156,6 +158,47 @@ struct Core {
     tunnel: RelayConfig,
     /// This core's tunnels.
     tunnel_stats: RelayStats,
+}
+
+/// What a reload of the configuration replaces: routes and upstream pools.
+struct Tables {
+    routes: RouteTable,
+    pools: RefCell<Vec<UpstreamPool>>,
+    /// Per pool (same index): TLS to its servers, `None` for plaintext.
+    tls: Vec<Option<PoolTls>>,
+    /// Per pool (same index): HTTP/2 to its servers.
+    http2: Vec<bool>,
+}
+
+impl Tables {
+    fn new(config: &ProxyConfig, health: Option<&Arc<health::HealthState>>) -> Tables {
+        let pools = config
+            .upstreams
+            .iter()
+            .map(|u| {
+                let pool = UpstreamPool::new(u.name.clone(), &u.servers, u.backoff)
+                    .with_balance(u.balance.clone());
+                match health.and_then(|h| Some((h, h.pool_index(&u.name, &u.servers)?))) {
+                    Some((health, index)) => pool.with_health(Arc::clone(health), index),
+                    None => pool,
+                }
+            })
+            .collect();
+        let tls = config
+            .upstreams
+            .iter()
+            .map(|u| {
+                let tls = u.tls.as_ref()?;
+                Some(PoolTls::new(&u.name, tls, &u.servers, u.http2, config))
+            })
+            .collect();
+        Tables {
+            routes: config.routes.clone(),
+            pools: RefCell::new(pools),
+            tls,
+            http2: config.upstreams.iter().map(|u| u.http2).collect(),
+        }
+    }
 }
 
 /// How one core reaches the servers of an `https://` pool.
@@ -227,27 +270,43 @@ impl ReverseProxy {
         Self::build(handle, config, Some(metrics))
     }
 
+    /// Skips the servers whose active health checks fail, as `state` (made from the same
+    /// configuration, [`health::HealthState::new`], shared by every core) says.
+    #[must_use]
+    pub fn health(self, state: &Arc<health::HealthState>) -> Self {
+        for (index, pool) in self
+            .core
+            .tables
+            .borrow()
+            .pools
+            .borrow_mut()
+            .iter_mut()
+            .enumerate()
+        {
+            pool.set_health(Arc::clone(state), index);
+        }
+        *self.core.health.borrow_mut() = Some(Arc::clone(state));
+        self
+    }
+
+    /// Replaces the routes and upstream pools with `config`'s (a reload: SIGHUP): requests
+    /// that start afterwards use them; requests under way finish with the ones they
+    /// started with, and connections are not touched. The pools start afresh (no back-off,
+    /// nothing in flight); a pool whose name and servers are unchanged keeps its health
+    /// checks. Timeouts, limits, `forwarded`, `listen` and `cores` are not changed (they
+    /// need a restart).
+    pub fn reload(&self, config: &ProxyConfig) {
+        let health = self.core.health.borrow().clone();
+        let tables = Tables::new(config, health.as_ref());
+        *self.core.tables.borrow_mut() = Rc::new(tables);
+    }
+
     fn build(handle: LocalHandle, config: &ProxyConfig, metrics: Option<Rc<HttpMetrics>>) -> Self {
-        let pools = config
-            .upstreams
-            .iter()
-            .map(|u| UpstreamPool::new(u.name.clone(), &u.servers, u.backoff))
-            .collect();
-        let tls = config
-            .upstreams
-            .iter()
-            .map(|u| {
-                let tls = u.tls.as_ref()?;
-                Some(PoolTls::new(&u.name, tls, &u.servers, u.http2, config))
-            })
-            .collect();
         Self {
             core: Rc::new(Core {
                 client: HttpClient::new(handle, client_config(config)),
-                routes: config.routes.clone(),
-                pools: RefCell::new(pools),
-                tls,
-                http2: config.upstreams.iter().map(|u| u.http2).collect(),
+                tables: RefCell::new(Rc::new(Tables::new(config, None))),
+                health: RefCell::new(None),
                 forwarded: config.forwarded,
                 proto: config.proto.clone(),
                 metrics,
@@ -313,6 +372,10 @@ struct Outgoing {
     authority: Option<Bytes>,
     body: Option<StreamBody>,
     upstream: usize,
+    /// The consistent-hash key of the request (its pool hashes one).
+    key: Option<u64>,
+    /// The routes and pools it started with.
+    tables: Rc<Tables>,
 }
 
 impl Handler for ReverseProxy {
@@ -329,7 +392,8 @@ impl Handler for ReverseProxy {
             .clone()
             .or_else(|| request.headers().get("host").map(Bytes::copy_from_slice));
         let path = target.split(|&b| b == b'?').next().unwrap_or_default();
-        let Some(route) = self.core.routes.lookup(host.as_deref(), path) else {
+        let tables = Rc::clone(&self.core.tables.borrow());
+        let Some(route) = tables.routes.lookup(host.as_deref(), path) else {
             return respond.send(Response::error(404));
         };
         let target = match route.strip_prefix {
@@ -341,6 +405,15 @@ impl Handler for ReverseProxy {
         let upgrade = tunnel::is_websocket_upgrade(&request)
             .then(|| request.headers().get("upgrade").map(Bytes::copy_from_slice))
             .flatten();
+        let key = match tables.pools.borrow()[route.upstream].balance() {
+            Balance::ConsistentHash(HashKey::ClientIp) => {
+                request.peer_addr().map(|peer| ip_hash(peer.ip()))
+            }
+            Balance::ConsistentHash(HashKey::Header(name)) => {
+                request.headers().get(name).map(key_hash)
+            }
+            _ => None,
+        };
         let mut headers = request.headers().clone();
         // The server validated the framing (RFC 9112 §6.3): chunked, or one Content-Length.
         let chunked = headers.has_token("transfer-encoding", "chunked");
@@ -352,14 +425,7 @@ impl Handler for ReverseProxy {
         // HTTP/1.1, so it goes on only to an HTTP/2 pool, and only if the client sent it.
         let te_trailers = headers.has_token("te", "trailers");
         strip_hop_by_hop(&mut headers);
-        if te_trailers
-            && self
-                .core
-                .http2
-                .get(route.upstream)
-                .copied()
-                .unwrap_or(false)
-        {
+        if te_trailers && tables.http2.get(route.upstream).copied().unwrap_or(false) {
             headers.insert("te", Bytes::from_static(b"trailers"));
         }
         headers.remove("expect");
@@ -402,6 +468,8 @@ impl Handler for ReverseProxy {
             authority: host,
             body,
             upstream: route.upstream,
+            key,
+            tables: Rc::clone(&tables),
         };
         let core = Rc::clone(&self.core);
         let handle = request.handle().clone();
@@ -469,6 +537,20 @@ fn strip_prefix(target: &Bytes, prefix: &str) -> Bytes {
     Bytes::from(out)
 }
 
+/// A request counted in flight on a pool's server (least connections) until dropped: when
+/// its exchange ends, fails before it starts, or the task is dropped.
+struct Picked<'a> {
+    tables: &'a Tables,
+    upstream: usize,
+    addr: ServerAddr,
+}
+
+impl Drop for Picked<'_> {
+    fn drop(&mut self) {
+        self.tables.pools.borrow_mut()[self.upstream].release(&self.addr);
+    }
+}
+
 /// Sends `out` upstream and streams the answer to `respond`; maps a failure before the
 /// response head to 502/504/400, and one after it to a truncated response (the server
 /// closes the client's connection). Every 502 and 504 is logged (warn) with its reason and
@@ -483,18 +565,24 @@ async fn forward(core: Rc<Core>, out: Outgoing, respond: Responder) {
     let attempts = if out.body.is_some() {
         1
     } else {
-        core.pools.borrow()[out.upstream].len()
+        out.tables.pools.borrow()[out.upstream].len()
     };
-    let pool = core.pools.borrow()[out.upstream].name.clone();
+    let pool = out.tables.pools.borrow()[out.upstream].name.clone();
     let mut failure = None;
     let mut last = None;
     for _ in 0..attempts {
         let started = Instant::now();
-        let Some(addr) = core.pools.borrow_mut()[out.upstream].pick(started) else {
+        let Some(addr) = out.tables.pools.borrow_mut()[out.upstream].pick_for(started, out.key)
+        else {
             break;
         };
         last = Some((addr.clone(), started));
-        let tls = match core.tls.get(out.upstream).and_then(Option::as_ref) {
+        let picked = Picked {
+            tables: &out.tables,
+            upstream: out.upstream,
+            addr: addr.clone(),
+        };
+        let tls = match out.tables.tls.get(out.upstream).and_then(Option::as_ref) {
             None => None,
             Some(tls) => match tls.target(&addr) {
                 Ok(target) => Some(target),
@@ -505,7 +593,7 @@ async fn forward(core: Rc<Core>, out: Outgoing, respond: Responder) {
                 }
             },
         };
-        let http2 = core.http2.get(out.upstream).copied().unwrap_or(false);
+        let http2 = out.tables.http2.get(out.upstream).copied().unwrap_or(false);
         let request = upstream_request(&out, &addr, tls).over_http2(http2);
         let wants_note = down
             .borrow()
@@ -516,9 +604,11 @@ async fn forward(core: Rc<Core>, out: Outgoing, respond: Responder) {
             down: Rc::clone(&down),
             upstream: wants_note.then(|| (addr.clone(), started)),
         };
-        match core.client.request_with(request, sink).await {
+        let result = core.client.request_with(request, sink).await;
+        drop(picked);
+        match result {
             Ok(_) => {
-                core.pools.borrow_mut()[out.upstream].mark_ok(&addr);
+                out.tables.pools.borrow_mut()[out.upstream].mark_ok(&addr);
                 return;
             }
             Err(
@@ -527,7 +617,7 @@ async fn forward(core: Rc<Core>, out: Outgoing, respond: Responder) {
                 | ClientError::ConnectHost(_)),
             ) => {
                 tracing::warn!(upstream = %addr, %pool, %error, "upstream unreachable; backing off");
-                core.pools.borrow_mut()[out.upstream].mark_failed(&addr, Instant::now());
+                out.tables.pools.borrow_mut()[out.upstream].mark_failed(&addr, Instant::now());
                 failure = Some(error);
             }
             // The request was not sent: as for an unreachable server.
@@ -538,7 +628,7 @@ async fn forward(core: Rc<Core>, out: Outgoing, respond: Responder) {
                     upstream = %addr, %pool, %error,
                     "upstream TLS handshake failed; backing off"
                 );
-                core.pools.borrow_mut()[out.upstream].mark_failed(&addr, Instant::now());
+                out.tables.pools.borrow_mut()[out.upstream].mark_failed(&addr, Instant::now());
                 failure = Some(error);
             }
             Err(error) => {

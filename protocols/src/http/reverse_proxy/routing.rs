@@ -10,7 +10,9 @@
 
 use std::time::{Duration, Instant};
 
+use super::balance::{Balance, HashRing};
 use super::config::ServerAddr;
+use super::health::HealthState;
 
 /// Which `Host` values a route accepts.
 #[derive(Clone, Debug, Eq, PartialEq)]
@@ -140,7 +142,8 @@ impl RouteTable {
     }
 }
 
-/// One upstream pool: servers tried round-robin, a failing one skipped for `backoff`.
+/// One upstream pool: servers chosen by its [`Balance`] (round-robin by default), a failing
+/// one skipped for `backoff`. Per core: its counts of requests in flight are this core's.
 #[derive(Clone, Debug)]
 pub struct UpstreamPool {
     /// The pool's name (from the configuration).
@@ -148,12 +151,21 @@ pub struct UpstreamPool {
     servers: Vec<UpstreamServer>,
     next: usize,
     backoff: Duration,
+    balance: Balance,
+    /// The ring of a consistent-hash pool.
+    ring: Option<HashRing>,
+    /// The shared health-check state and this pool's index in it.
+    health: Option<(std::sync::Arc<HealthState>, usize)>,
 }
 
 #[derive(Clone, Debug)]
 struct UpstreamServer {
     addr: ServerAddr,
     down_until: Option<Instant>,
+    /// Requests picked for it and not released.
+    in_flight: u32,
+    /// The health generation last seen: a newer one (it came back up) ends a back-off.
+    generation: u64,
 }
 
 impl UpstreamPool {
@@ -171,11 +183,45 @@ impl UpstreamPool {
                 .map(|addr| UpstreamServer {
                     addr: addr.clone().into(),
                     down_until: None,
+                    in_flight: 0,
+                    generation: 0,
                 })
                 .collect(),
             next: 0,
             backoff,
+            balance: Balance::RoundRobin,
+            ring: None,
+            health: None,
         }
+    }
+
+    /// This pool skipping the servers that `state` (pool `index` of it) says are down.
+    #[must_use]
+    pub fn with_health(mut self, state: std::sync::Arc<HealthState>, index: usize) -> Self {
+        self.set_health(state, index);
+        self
+    }
+
+    /// As [`UpstreamPool::with_health`], in place.
+    pub fn set_health(&mut self, state: std::sync::Arc<HealthState>, index: usize) {
+        self.health = Some((state, index));
+    }
+
+    /// This pool choosing by `balance`.
+    #[must_use]
+    pub fn with_balance(mut self, balance: Balance) -> Self {
+        self.ring = matches!(balance, Balance::ConsistentHash(_)).then(|| {
+            let names: Vec<String> = self.servers.iter().map(|s| s.addr.to_string()).collect();
+            HashRing::new(&names)
+        });
+        self.balance = balance;
+        self
+    }
+
+    /// How it chooses.
+    #[must_use]
+    pub fn balance(&self) -> &Balance {
+        &self.balance
     }
 
     /// Number of servers.
@@ -190,21 +236,68 @@ impl UpstreamPool {
         self.servers.is_empty()
     }
 
-    /// The next server in round-robin order that is not backing off at `now`; when all
-    /// are, the one whose back-off ends first (better a likely failure than none).
+    /// [`UpstreamPool::pick_for`] without a hash key.
     pub fn pick(&mut self, now: Instant) -> Option<ServerAddr> {
+        self.pick_for(now, None)
+    }
+
+    /// The server for the next request, among those not backing off at `now`: by the
+    /// pool's balance — the next in turn; the one with the fewest requests in flight (ties
+    /// in turn); or the first on the hash ring from `key` (without a key: in turn). When
+    /// all are backing off, the one whose back-off ends first (better a likely failure
+    /// than none). Counts the request in flight until [`UpstreamPool::release`].
+    pub fn pick_for(&mut self, now: Instant, key: Option<u64>) -> Option<ServerAddr> {
         let n = self.servers.len();
-        for i in 0..n {
-            let at = (self.next + i) % n;
-            let server = &mut self.servers[at];
-            if server.down_until.is_none_or(|until| until <= now) {
-                server.down_until = None;
-                self.next = (at + 1) % n;
-                return Some(server.addr.clone());
+        if let Some((state, pool)) = &self.health {
+            for (at, server) in self.servers.iter_mut().enumerate() {
+                let generation = state.generation(*pool, at);
+                if generation != server.generation {
+                    // It came back up: the checks say so, whatever failed before.
+                    server.generation = generation;
+                    server.down_until = None;
+                }
             }
         }
-        let soonest = self.servers.iter().min_by_key(|s| s.down_until)?;
-        Some(soonest.addr.clone())
+        let servers = &self.servers;
+        let health = self.health.as_ref();
+        let up = |at: usize| {
+            health.is_none_or(|(state, pool)| state.is_up(*pool, at))
+                && servers[at].down_until.is_none_or(|until| until <= now)
+        };
+        let in_turn = (0..n).map(|i| (self.next + i) % n);
+        let chosen = match (&self.balance, key, &self.ring) {
+            (Balance::ConsistentHash(_), Some(key), Some(ring)) => {
+                ring.walk(key).find(|&at| up(at))
+            }
+            (Balance::LeastConnections, ..) => in_turn
+                .filter(|&at| up(at))
+                .min_by_key(|&at| servers[at].in_flight),
+            _ => in_turn.clone().find(|&at| up(at)),
+        };
+        let at = match chosen {
+            Some(at) => {
+                self.servers[at].down_until = None;
+                if key.is_none() || self.ring.is_none() {
+                    self.next = (at + 1) % n;
+                }
+                at
+            }
+            None => (0..n).min_by_key(|&at| self.servers[at].down_until)?,
+        };
+        let server = &mut self.servers[at];
+        server.in_flight = server.in_flight.saturating_add(1);
+        Some(server.addr.clone())
+    }
+
+    /// A request picked for `addr` is over (answered or failed).
+    pub fn release(&mut self, addr: &ServerAddr) {
+        if let Some(server) = self
+            .servers
+            .iter_mut()
+            .find(|s| s.addr == *addr && s.in_flight > 0)
+        {
+            server.in_flight -= 1;
+        }
     }
 
     /// `addr` failed (refused, unreachable, timed out): skip it until `now + backoff`.

@@ -109,6 +109,123 @@ fn upstream_round_robin_and_backoff() {
     assert_eq!(pool.pick(t0), Some(c));
 }
 
+fn servers(n: u16) -> Vec<ServerAddr> {
+    (1..=n)
+        .map(|i| format!("10.0.0.{i}:80").parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn least_connections_picks_the_least_busy_in_turn() {
+    let s = servers(3);
+    let mut pool =
+        UpstreamPool::new("p", &s, Duration::from_secs(10)).with_balance(Balance::LeastConnections);
+    let t0 = Instant::now();
+    // All idle: in turn, each now has one in flight.
+    let picks: Vec<_> = (0..3).map(|_| pool.pick(t0).unwrap()).collect();
+    assert_eq!(picks, s);
+    // The second finishes twice as fast: it gets the next ones.
+    pool.release(&s[1]);
+    assert_eq!(pool.pick(t0).unwrap(), s[1]);
+    pool.release(&s[1]);
+    pool.release(&s[0]);
+    let next = pool.pick(t0).unwrap();
+    assert!(next == s[0] || next == s[1], "{next}");
+    // A long-running pile on one server: the others take the load.
+    let mut pool =
+        UpstreamPool::new("p", &s, Duration::from_secs(10)).with_balance(Balance::LeastConnections);
+    let mut counts = [0usize; 3];
+    for i in 0..300 {
+        let addr = pool.pick(t0).unwrap();
+        let at = s.iter().position(|x| *x == addr).unwrap();
+        counts[at] += 1;
+        // Servers 1 and 2 answer at once; server 0 never does.
+        if at != 0 || i % 100 == 99 {
+            pool.release(&addr);
+        }
+    }
+    assert!(counts[0] <= 3, "{counts:?}");
+    assert!(counts[1].abs_diff(counts[2]) <= 1, "{counts:?}");
+    // A failed server is skipped while it backs off.
+    pool.mark_failed(&s[1], t0);
+    for _ in 0..10 {
+        let addr = pool.pick(t0).unwrap();
+        assert_ne!(addr, s[1]);
+        pool.release(&addr);
+    }
+}
+
+#[test]
+fn consistent_hash_spreads_evenly_and_moves_only_the_keys_of_a_leaving_server() {
+    let s = servers(4);
+    let hash_pool = |servers: &[ServerAddr]| {
+        UpstreamPool::new("p", servers, Duration::from_secs(10))
+            .with_balance(Balance::ConsistentHash(HashKey::ClientIp))
+    };
+    let mut pool = hash_pool(&s);
+    let t0 = Instant::now();
+    let keys: Vec<u64> = (0..20_000u32)
+        .map(|i| ip_hash(std::net::Ipv4Addr::from(0x0a00_0000 + i).into()))
+        .collect();
+    let before: Vec<ServerAddr> = keys
+        .iter()
+        .map(|&k| pool.pick_for(t0, Some(k)).unwrap())
+        .collect();
+    // Distribution: each of 4 servers within ±20 % of a quarter.
+    for server in &s {
+        let share = before.iter().filter(|a| *a == server).count();
+        assert!(
+            (4_000..=6_000).contains(&share),
+            "{server}: {share} of 20,000; {:?}",
+            s.iter()
+                .map(|x| before.iter().filter(|a| *a == x).count())
+                .collect::<Vec<_>>()
+        );
+    }
+    // The same key, the same server (also from a pool built again: another core or process).
+    let mut again = hash_pool(&s);
+    for (k, addr) in keys.iter().zip(&before).take(1000) {
+        assert_eq!(again.pick_for(t0, Some(*k)).as_ref(), Some(addr));
+    }
+    // Server 2 goes down: only its keys move, spread over the others.
+    pool.mark_failed(&s[2], t0);
+    let mut moved_to = [0usize; 4];
+    for (k, addr) in keys.iter().zip(&before) {
+        let now = pool.pick_for(t0, Some(*k)).unwrap();
+        if *addr == s[2] {
+            assert_ne!(now, s[2]);
+            moved_to[s.iter().position(|x| *x == now).unwrap()] += 1;
+        } else {
+            assert_eq!(now, *addr, "a key of a server still up moved");
+        }
+    }
+    assert!(
+        moved_to.iter().filter(|n| **n > 0).count() == 3,
+        "{moved_to:?}"
+    );
+    // Removed from the configuration: the same.
+    let without: Vec<ServerAddr> = [&s[0], &s[1], &s[3]].map(Clone::clone).to_vec();
+    let mut smaller = hash_pool(&without);
+    for (k, addr) in keys.iter().zip(&before) {
+        let now = smaller.pick_for(t0, Some(*k)).unwrap();
+        if *addr != s[2] {
+            assert_eq!(now, *addr);
+        }
+    }
+    // Back up: it gets exactly its keys back.
+    pool.mark_ok(&s[2]);
+    for (k, addr) in keys.iter().zip(&before) {
+        assert_eq!(pool.pick_for(t0, Some(*k)).as_ref(), Some(addr));
+    }
+    // No key (the header is missing): in turn.
+    let picks: Vec<_> = (0..4).map(|_| pool.pick_for(t0, None).unwrap()).collect();
+    assert_eq!(picks.len(), 4);
+    let mut sorted = picks.clone();
+    sorted.sort_by_key(ToString::to_string);
+    sorted.dedup();
+    assert_eq!(sorted.len(), 4, "{picks:?}");
+}
+
 #[test]
 fn targets() {
     let split = |t: &'static str| split_target(&Bytes::from_static(t.as_bytes()));
@@ -341,8 +458,12 @@ proto = "https"
 servers = ["127.0.0.1:9001", "[::1]:9002"]
 backoff = "30s"
 
+balance = "least-connections"
+
 [upstreams.web]
 servers = ["localhost:9003"]
+balance = "consistent-hash"
+hash_key = "header:X-Session"
 
 [[routes]]
 host = "api.example.com"
@@ -390,6 +511,11 @@ fn config_example() {
     );
     assert_eq!(config.upstreams[0].backoff, Duration::from_secs(30));
     assert_eq!(config.upstreams[1].backoff, Duration::from_secs(10));
+    assert_eq!(config.upstreams[0].balance, Balance::LeastConnections);
+    assert_eq!(
+        config.upstreams[1].balance,
+        Balance::ConsistentHash(HashKey::Header("x-session".into()))
+    );
     let routes = config.routes.routes();
     assert_eq!(routes[0].host, HostPattern::Exact("api.example.com".into()));
     assert_eq!((routes[0].upstream, routes[0].strip_prefix), (0, true));
@@ -445,6 +571,24 @@ fn config_errors_name_line_and_field() {
             "10.0.0.1:99999",
             Some(3),
             "upstreams.a.servers[0]",
+        ),
+        (
+            "servers = [\"10.0.0.1:80\"]",
+            "servers = [\"10.0.0.1:80\"]\nbalance = \"random\"",
+            Some(4),
+            "upstreams.a.balance",
+        ),
+        (
+            "servers = [\"10.0.0.1:80\"]",
+            "servers = [\"10.0.0.1:80\"]\nbalance = \"consistent-hash\"\nhash_key = \"cookie\"",
+            Some(5),
+            "upstreams.a.hash_key",
+        ),
+        (
+            "servers = [\"10.0.0.1:80\"]",
+            "servers = [\"10.0.0.1:80\"]\nhash_key = \"client_ip\"",
+            Some(4),
+            "upstreams.a.hash_key",
         ),
         ("tcp:80", "udp:80", Some(1), "listen[0]"),
         ("tcp:80", "ftp:80", Some(1), "listen[0]"),

@@ -82,8 +82,13 @@ pub(super) async fn forward_upgrade(
     respond: Responder,
     handle: ringwork::LocalHandle,
 ) {
-    let pool = core.pools.borrow()[out.upstream].name.clone();
-    if core.tls.get(out.upstream).is_some_and(Option::is_some) {
+    let pool = out.tables.pools.borrow()[out.upstream].name.clone();
+    if out
+        .tables
+        .tls
+        .get(out.upstream)
+        .is_some_and(Option::is_some)
+    {
         tracing::warn!(%pool, "WebSocket pass-through to https:// upstreams is not supported; answering 502");
         return respond.send(Response::error(502));
     }
@@ -94,10 +99,12 @@ pub(super) async fn forward_upgrade(
         rest: BytesMut::new(),
         join_timer: None,
     }));
-    let attempts = core.pools.borrow()[out.upstream].len();
+    let attempts = out.tables.pools.borrow()[out.upstream].len();
     let mut failure = None;
     for _ in 0..attempts {
-        let Some(addr) = core.pools.borrow_mut()[out.upstream].pick(handle.now()) else {
+        let Some(addr) =
+            out.tables.pools.borrow_mut()[out.upstream].pick_for(handle.now(), out.key)
+        else {
             break;
         };
         let head = match request_head(&out, &upgrade, &addr) {
@@ -125,12 +132,12 @@ pub(super) async fn forward_upgrade(
         };
         match connecting.await {
             Ok(_) => {
-                core.pools.borrow_mut()[out.upstream].mark_ok(&addr);
+                out.tables.pools.borrow_mut()[out.upstream].mark_ok(&addr);
                 return;
             }
             Err(error) => {
                 tracing::warn!(upstream = %addr, %pool, %error, "upstream unreachable; backing off");
-                core.pools.borrow_mut()[out.upstream].mark_failed(&addr, handle.now());
+                out.tables.pools.borrow_mut()[out.upstream].mark_failed(&addr, handle.now());
                 failure = Some(connect_failure(&addr, error));
             }
         }

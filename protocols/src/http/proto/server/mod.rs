@@ -47,6 +47,11 @@ pub struct ServerConfig {
     pub body_read_timeout: Duration,
     /// How long an idle keep-alive connection stays open.
     pub keep_alive_timeout: Duration,
+    /// Once a graceful shutdown starts, how long an idle keep-alive connection stays open
+    /// for a request its client may have sent already (answered with `Connection: close`),
+    /// before it closes; zero closes it at once, as nginx does (a request crossing the
+    /// close then fails). Default 1 s.
+    pub drain_idle_timeout: Duration,
     /// Most requests read ahead of their responses (pipelining); reading pauses beyond.
     pub max_pipelined: usize,
     /// Whether connections persist between requests.
@@ -78,6 +83,7 @@ impl Default for ServerConfig {
             header_read_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(30),
             keep_alive_timeout: Duration::from_secs(60),
+            drain_idle_timeout: Duration::from_secs(1),
             max_pipelined: 64,
             keep_alive: true,
             max_requests_per_connection: None,
@@ -1111,10 +1117,25 @@ impl ServerConn {
         }
         match self.reading {
             Reading::Done => self.close_now(Close::Graceful),
-            Reading::Head if self.eof || self.draining => self.close_now(Close::Graceful),
+            Reading::Head if self.eof => self.close_now(Close::Graceful),
+            Reading::Head
+                if self.draining && self.served > 0 && self.config.drain_idle_timeout.is_zero() =>
+            {
+                self.close_now(Close::Graceful);
+            }
+            // Draining, an idle keep-alive connection stays for `drain_idle_timeout`: its
+            // client may have sent a request that crosses the close. One whose first request
+            // has not come yet waits for it (its client opened it to send one; it may have
+            // been accepted during the shutdown, from a queue a new process now serves: a
+            // takeover), bounded by the head timeout. Either gets `Connection: close`.
             Reading::Head => {
                 if self.head_deadline.is_none() && self.idle_deadline.is_none() {
-                    self.idle_deadline = Some(now + self.config.keep_alive_timeout);
+                    let idle = if self.draining {
+                        self.config.drain_idle_timeout
+                    } else {
+                        self.config.keep_alive_timeout
+                    };
+                    self.idle_deadline = Some(now + idle);
                 }
             }
             Reading::Body { .. } | Reading::Upgrade { .. } | Reading::Upgraded => {}
@@ -1210,6 +1231,10 @@ impl Machine for ServerConn {
 
     fn handle_shutdown(&mut self, now: Instant) {
         self.draining = true;
+        // An idle connection's wait shortens to the drain's.
+        if let Some(at) = self.idle_deadline {
+            self.idle_deadline = Some(at.min(now + self.config.drain_idle_timeout));
+        }
         // Requests read before the shutdown and not answered yet get their answer with
         // `Connection: close`, so the client does not send another request on a connection
         // that closes after it. (Answers already framed keep theirs; the connection still

@@ -455,11 +455,100 @@ fn graceful_shutdown_closes_idle_and_marks_pending_answers_close() {
     assert_eq!(got[0].2.get("connection"), Some(&b"close"[..]));
     assert!(pair.client.saw_eof());
 
-    let mut idle = pair_with(ServerConfig::default());
+    // A keep-alive connection idle after its request closes after drain_idle_timeout.
+    let config = ServerConfig::default();
+    let mut idle = pair_with(config.clone());
+    idle.client.send(GET);
+    let id = requests(&events(&mut idle))[0];
+    idle.server
+        .send_response(id, Response::text("first"))
+        .expect("answer");
+    idle.drive();
+    assert!(!idle.client.saw_eof(), "kept alive");
     let now = idle.now();
     idle.server.handle_shutdown(now);
     idle.drive();
-    assert!(idle.client.saw_eof(), "an idle connection closes at once");
+    idle.advance(config.drain_idle_timeout - Duration::from_millis(1));
+    assert!(
+        !idle.client.saw_eof(),
+        "open for a request crossing the close"
+    );
+    idle.advance(Duration::from_millis(1));
+    assert!(
+        idle.client.saw_eof(),
+        "an idle connection closes after the drain wait"
+    );
+
+    // With zero, at once (nginx's way).
+    let mut idle = pair_with(ServerConfig {
+        drain_idle_timeout: Duration::ZERO,
+        ..ServerConfig::default()
+    });
+    idle.client.send(GET);
+    let id = requests(&events(&mut idle))[0];
+    idle.server
+        .send_response(id, Response::text("first"))
+        .expect("answer");
+    idle.drive();
+    let now = idle.now();
+    idle.server.handle_shutdown(now);
+    idle.drive();
+    assert!(idle.client.saw_eof(), "closed at once");
+}
+
+#[test]
+fn graceful_shutdown_answers_a_request_crossing_the_close_of_an_idle_connection() {
+    let mut pair = pair_with(ServerConfig::default());
+    pair.client.send(GET);
+    let id = requests(&events(&mut pair))[0];
+    pair.server
+        .send_response(id, Response::text("first"))
+        .expect("answer");
+    pair.drive();
+    let now = pair.now();
+    pair.server.handle_shutdown(now);
+    pair.drive();
+    // The client sent its next request as the shutdown began.
+    pair.client.send(GET);
+    let id = requests(&events(&mut pair))[0];
+    pair.server
+        .send_response(id, Response::text("second"))
+        .expect("answer");
+    pair.drive();
+    let got = responses(pair.client.received());
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1].2.get("connection"), Some(&b"close"[..]));
+    assert!(pair.client.saw_eof());
+}
+
+#[test]
+fn graceful_shutdown_answers_the_first_request_of_a_new_connection() {
+    // Accepted just before (or, after a takeover, during) the shutdown: its client is
+    // about to send its request, which gets an answer, not a reset.
+    let mut fresh = pair_with(ServerConfig::default());
+    let now = fresh.now();
+    fresh.server.handle_shutdown(now);
+    fresh.drive();
+    assert!(!fresh.client.saw_eof(), "waits for its first request");
+    fresh.client.send(GET);
+    let id = requests(&events(&mut fresh))[0];
+    fresh
+        .server
+        .send_response(id, Response::text("only"))
+        .expect("answer");
+    fresh.drive();
+    let got = responses(fresh.client.received());
+    assert_eq!(got[0].2.get("connection"), Some(&b"close"[..]));
+    assert!(fresh.client.saw_eof());
+
+    // One that never sends closes at the head timeout.
+    let config = ServerConfig::default();
+    let mut silent = pair_with(config.clone());
+    let now = silent.now();
+    silent.server.handle_shutdown(now);
+    silent.drive();
+    silent.advance(config.header_read_timeout);
+    assert!(silent.client.saw_eof(), "closed at the head timeout");
 }
 
 #[test]

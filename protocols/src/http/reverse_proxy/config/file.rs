@@ -24,7 +24,9 @@ use toml::Spanned;
 
 use super::{ConfigError, ProxyConfig, Timeouts, UpstreamConfig};
 use crate::endpoint::Endpoint;
+use crate::http::reverse_proxy::balance::Balance;
 use crate::http::reverse_proxy::headers::ForwardedMode;
+use crate::http::reverse_proxy::health::HealthCheck;
 use crate::http::reverse_proxy::routing::{HostPattern, Route, RouteTable};
 use crate::http::reverse_proxy::upstream_tls::{Material, ServerEntry, UpstreamTls};
 
@@ -79,6 +81,9 @@ struct RawForwarded {
 struct RawUpstream {
     servers: Vec<Spanned<String>>,
     backoff: Option<Spanned<Scalar>>,
+    balance: Option<Spanned<String>>,
+    hash_key: Option<Spanned<String>>,
+    health: Option<Spanned<RawHealth>>,
     tls_ca: Option<Spanned<String>>,
     tls_server_name: Option<Spanned<String>>,
     tls_verify: Option<Spanned<bool>>,
@@ -86,6 +91,16 @@ struct RawUpstream {
     tls_key: Option<Spanned<String>>,
     #[serde(default)]
     http2: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    path: Option<Spanned<String>>,
+    interval: Option<Spanned<Scalar>>,
+    timeout: Option<Spanned<Scalar>>,
+    rise: Option<Spanned<u32>>,
+    fall: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -288,6 +303,78 @@ impl ProxyConfig {
                 &format!("{field}.backoff"),
                 Duration::from_secs(10),
             )?;
+            let raw_upstream = upstream.get_ref();
+            let balance = Balance::parse(
+                raw_upstream
+                    .balance
+                    .as_ref()
+                    .map_or("round-robin", |b| b.get_ref().as_str()),
+                raw_upstream.hash_key.as_ref().map(|k| k.get_ref().as_str()),
+            )
+            .map_err(|m| {
+                let (span, name) = match (&raw_upstream.balance, &raw_upstream.hash_key) {
+                    (Some(b), _) if Balance::parse(b.get_ref(), None).is_err() => {
+                        (b.span(), "balance")
+                    }
+                    (_, Some(k)) => (k.span(), "hash_key"),
+                    (Some(b), None) => (b.span(), "balance"),
+                    (None, None) => (upstream.span(), "balance"),
+                };
+                lines.error(span, format!("{field}.{name}"), m)
+            })?;
+            let health = match &raw_upstream.health {
+                None => None,
+                Some(h) => {
+                    let raw = h.get_ref();
+                    let defaults = HealthCheck::default();
+                    let count = |v: &Option<Spanned<u32>>, name: &str, default: u32| match v {
+                        None => Ok(default),
+                        Some(n) if *n.get_ref() == 0 => Err(lines.error(
+                            n.span(),
+                            format!("{field}.health.{name}"),
+                            "must be at least 1",
+                        )),
+                        Some(n) => Ok(*n.get_ref()),
+                    };
+                    let path = match &raw.path {
+                        Some(p)
+                            if !p.get_ref().starts_with('/')
+                                || p.get_ref().bytes().any(|b| b <= b' ' || b == 0x7f) =>
+                        {
+                            return Err(lines.error(
+                                p.span(),
+                                format!("{field}.health.path"),
+                                "a path starting with / (no spaces or control characters)",
+                            ));
+                        }
+                        Some(p) => Some(p.get_ref().clone()),
+                        None => None,
+                    };
+                    let check = HealthCheck {
+                        path,
+                        interval: duration(
+                            &raw.interval,
+                            &format!("{field}.health.interval"),
+                            defaults.interval,
+                        )?,
+                        timeout: duration(
+                            &raw.timeout,
+                            &format!("{field}.health.timeout"),
+                            defaults.timeout,
+                        )?,
+                        rise: count(&raw.rise, "rise", defaults.rise)?,
+                        fall: count(&raw.fall, "fall", defaults.fall)?,
+                    };
+                    if check.interval.is_zero() || check.timeout.is_zero() {
+                        return Err(lines.error(
+                            h.span(),
+                            format!("{field}.health"),
+                            "interval and timeout must be above zero",
+                        ));
+                    }
+                    Some(check)
+                }
+            };
             let tls = upstream_tls(&lines, &field, upstream.get_ref(), &entries, base)?;
             if tls.as_ref().is_some_and(|t| !t.verify) {
                 tracing::warn!(
@@ -300,6 +387,8 @@ impl ProxyConfig {
                 name: name.clone(),
                 servers,
                 backoff,
+                balance,
+                health,
                 tls,
                 http2: upstream.get_ref().http2,
             });
