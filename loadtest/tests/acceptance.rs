@@ -170,7 +170,9 @@ test_all_backends! {
         let l = &report.latency_us;
         assert!(report.requests >= 500, "{}", report.summary());
         assert!(l.p99 >= 800_000, "p99 {} us\n{}", l.p99, report.summary());
-        assert!(l.max >= 900_000 && l.max < 1_500_000, "max {} us\n{}", l.max, report.summary());
+        // One stall of 1 s, counted once: a double count would reach 2 s. (The margin above
+        // 1 s is for a loaded machine: 1.549 s was seen with other builds on both CPUs.)
+        assert!(l.max >= 900_000 && l.max < 1_900_000, "max {} us\n{}", l.max, report.summary());
         assert!(l.p50 < 100_000, "p50 {} us\n{}", l.p50, report.summary());
         // The same responses timed from their actual send: the stall hides below p99.
         let u = report.uncorrected_latency_us.as_ref().expect("rate runs report uncorrected");
