@@ -9,6 +9,9 @@
 //! Contract: the adapter gets `connection_made` when the choice is made, then the held
 //! bytes, then everything as it comes. A connection that sends a prefix of the preface and
 //! stalls is handed to HTTP/1.1 after `header_read_timeout` (whose own deadline ends it).
+//! A graceful shutdown before the choice reaches the adapter after the bytes that decided
+//! (so a draining server answers the first request of a brand-new connection, as the
+//! HTTP/1.1 machine promises, instead of closing it under the client).
 //! Does not: upgrade from HTTP/1.1 (`Upgrade: h2c` is not supported; RFC 9113 §3.1
 //! deprecates it).
 
@@ -43,6 +46,10 @@ enum State {
 pub(crate) struct Detect {
     shared: Rc<Shared>,
     state: State,
+    /// A graceful shutdown started before the choice: the adapter hears of it once it
+    /// has the bytes that decided (a draining server still answers a request already on
+    /// its way, instead of closing a connection whose client is about to ask).
+    shutdown_pending: bool,
 }
 
 impl Detect {
@@ -53,6 +60,18 @@ impl Detect {
                 held: Vec::new(),
                 timer: None,
             },
+            shutdown_pending: false,
+        }
+    }
+
+    /// Passes on a shutdown that started before the choice, once there is an adapter.
+    fn pass_pending_shutdown(&mut self, ctx: &mut Context<'_>) {
+        if !self.shutdown_pending {
+            return;
+        }
+        if let Some(inner) = self.inner() {
+            inner.shutdown_started(ctx);
+            self.shutdown_pending = false;
         }
     }
 
@@ -128,11 +147,13 @@ impl Protocol for Detect {
         if let Some(inner) = self.inner() {
             inner.data_received(ctx, data);
         }
+        self.pass_pending_shutdown(ctx);
     }
 
     fn eof_received(&mut self, ctx: &mut Context<'_>) {
         if matches!(self.state, State::Undecided { .. }) {
             self.decide(ctx, false);
+            self.pass_pending_shutdown(ctx);
         }
         if let Some(inner) = self.inner() {
             inner.eof_received(ctx);
@@ -154,8 +175,9 @@ impl Protocol for Detect {
     fn shutdown_started(&mut self, ctx: &mut Context<'_>) {
         match self.inner() {
             Some(inner) => inner.shutdown_started(ctx),
-            // Nothing was asked yet: close.
-            None => ctx.close(),
+            // Nothing decided yet: the adapter hears of it with the first bytes (or when
+            // the head deadline decides HTTP/1.1, whose draining then ends it).
+            None => self.shutdown_pending = true,
         }
     }
 
@@ -179,6 +201,7 @@ impl Protocol for Detect {
                 // A prefix of the preface and then nothing: HTTP/1.1's head deadline
                 // decides what happens to it.
                 self.decide(ctx, false);
+                self.pass_pending_shutdown(ctx);
             }
             _ => {
                 if let Some(inner) = self.inner() {
