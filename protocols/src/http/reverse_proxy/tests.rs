@@ -12,6 +12,7 @@ fn route(host: Option<&str>, prefix: &str, upstream: usize) -> Route {
         upstream,
         host_rewrite: None,
         strip_prefix: false,
+        rate_limit: None,
     }
 }
 
