@@ -930,7 +930,10 @@ fn manual_reactor(backend: BackendChoice) -> Option<(Reactor, ringwork::ManualCl
         backend,
         ..ringwork::DriverConfig::default()
     };
-    Some((Reactor::new(config, driver).expect("create a reactor"), clock))
+    Some((
+        Reactor::new(config, driver).expect("create a reactor"),
+        clock,
+    ))
 }
 
 ringwork::platform::test_all_backends! {
