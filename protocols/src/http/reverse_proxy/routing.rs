@@ -134,7 +134,9 @@ impl RouteTable {
     #[must_use]
     pub fn lookup_index(&self, host: Option<&[u8]>, path: &[u8]) -> Option<(usize, &Route)> {
         let host = host.and_then(normalize_host);
-        let mut best: Option<((u8, usize, usize), (usize, &Route))> = None;
+        // (host rank, host length, prefix length): higher wins.
+        type Score = (u8, usize, usize);
+        let mut best: Option<(Score, (usize, &Route))> = None;
         for (index, route) in self.routes.iter().enumerate() {
             let Some((rank, len)) = route.host.rank(host.as_deref()) else {
                 continue;
