@@ -298,8 +298,8 @@ impl ReverseProxy {
     /// that start afterwards use them; requests under way finish with the ones they
     /// started with, and connections are not touched. The pools start afresh (no back-off,
     /// nothing in flight); a pool whose name and servers are unchanged keeps its health
-    /// checks. Timeouts, limits, `forwarded`, `listen` and `cores` are not changed (they
-    /// need a restart).
+    /// checks; routes with a `rate_limit` get new, full buckets. Timeouts, the per-client
+    /// `[limits]`, `forwarded`, `listen` and `cores` are not changed (they need a restart).
     pub fn reload(&self, config: &ProxyConfig) {
         let health = self.core.health.borrow().clone();
         let tables = Tables::new(config, health.as_ref());
