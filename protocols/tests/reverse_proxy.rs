@@ -917,3 +917,81 @@ ringwork::platform::test_all_backends! {
         assert!(stats.spliced_directions >= 1, "{stats:?}");
     }
 }
+
+/// A reactor on `backend` whose clock moves only when the test says so.
+fn manual_reactor(backend: BackendChoice) -> Option<(Reactor, ringwork::ManualClock)> {
+    ringwork::platform::testing::driver(backend, ringwork::DriverConfig::default())?;
+    let clock = ringwork::ManualClock::new();
+    let config = ringwork::ReactorConfig {
+        clock: ringwork::Clock::Manual(clock.clone()),
+        ..ringwork::ReactorConfig::default()
+    };
+    let driver = ringwork::DriverConfig {
+        backend,
+        ..ringwork::DriverConfig::default()
+    };
+    Some((
+        Reactor::new(config, driver).expect("create a reactor"),
+        clock,
+    ))
+}
+
+ringwork::platform::test_all_backends! {
+    /// A route with `rate_limit = 2` and `rate_burst = 3`: its burst reaches the upstream,
+    /// the next request is 429 with `Retry-After: 1` and never reaches it; a token is back
+    /// after 1/rate s of the (manual) clock, and never more than the burst. Another route
+    /// of the same pool is not limited; a reload builds new (full) buckets.
+    fn a_route_rate_limit_answers_429_before_the_upstream(backend: BackendChoice) {
+        let Some((mut reactor, clock)) = manual_reactor(backend) else { return };
+        let (up, log) = upstream(&mut reactor, "A");
+        let config_text = format!(
+            "listen = [\"tcp:0\"]\n[upstreams.main]\nservers = [\"{up}\"]\n\n\
+             [[routes]]\npath = \"/limited\"\nupstream = \"main\"\nrate_limit = 2\nrate_burst = 3\n\n\
+             [[routes]]\nupstream = \"main\"\n"
+        );
+        let config = ProxyConfig::from_toml(&config_text).expect("valid config");
+        let proxy = ReverseProxy::new(reactor.handle(), &config);
+        let server = HttpServer::new(proxy.clone(), server_config(&config));
+        let addr = reactor
+            .listen_tcp(SocketAddr::from(([127, 0, 0, 1], 0)), server)
+            .expect("listen");
+        let client = HttpClient::new(reactor.handle(), ClientConfig::default());
+        let send = |reactor: &mut Reactor, path: &'static str| {
+            let response = get(reactor, &client, ClientRequest::get(addr, path)).expect("response");
+            let retry = response.head.headers.get_str("retry-after").map(str::to_owned);
+            (response.head.status, retry)
+        };
+        let ok = (200, None);
+        let wait = (429, Some("1".to_owned()));
+        let upstream_requests = |log: &Log| log.heads.borrow().len();
+        for _ in 0..3 {
+            assert_eq!(send(&mut reactor, "/limited/a"), ok);
+        }
+        assert_eq!(upstream_requests(&log), 3);
+        assert_eq!(send(&mut reactor, "/limited/b"), wait);
+        assert_eq!(upstream_requests(&log), 3, "a 429 never reaches the upstream");
+        // The other route is not limited.
+        for _ in 0..10 {
+            assert_eq!(send(&mut reactor, "/other"), ok);
+        }
+        // 0.4 s: 0.8 of a token, still 429; 0.1 s more: one token, then 429 again.
+        clock.advance(Duration::from_millis(400));
+        assert_eq!(send(&mut reactor, "/limited"), wait);
+        clock.advance(Duration::from_millis(100));
+        assert_eq!(send(&mut reactor, "/limited"), ok);
+        assert_eq!(send(&mut reactor, "/limited"), wait);
+        // 10 s: 20 tokens' worth, but the bucket holds 3.
+        clock.advance(Duration::from_secs(10));
+        for _ in 0..3 {
+            assert_eq!(send(&mut reactor, "/limited"), ok);
+        }
+        assert_eq!(send(&mut reactor, "/limited"), wait);
+        // A reload: new tables, new buckets (full again).
+        proxy.reload(&config);
+        for _ in 0..3 {
+            assert_eq!(send(&mut reactor, "/limited"), ok);
+        }
+        assert_eq!(send(&mut reactor, "/limited"), wait);
+        assert_eq!(upstream_requests(&log), 3 + 10 + 1 + 3 + 3);
+    }
+}

@@ -99,6 +99,9 @@ pub struct Route {
     pub host_rewrite: Option<String>,
     /// Strip `prefix` from the path before forwarding (`/api/x` → `/x`).
     pub strip_prefix: bool,
+    /// The route's own token bucket (`rate_limit`, `rate_burst`): requests per second for
+    /// the whole route on each core, 429 past it; `None`: unlimited.
+    pub rate_limit: Option<crate::limits::RateLimit>,
 }
 
 /// Routes, looked up per request.
@@ -124,9 +127,17 @@ impl RouteTable {
     /// route matches.
     #[must_use]
     pub fn lookup(&self, host: Option<&[u8]>, path: &[u8]) -> Option<&Route> {
+        self.lookup_index(host, path).map(|(_, route)| route)
+    }
+
+    /// As [`RouteTable::lookup`], with the route's index in [`RouteTable::routes`].
+    #[must_use]
+    pub fn lookup_index(&self, host: Option<&[u8]>, path: &[u8]) -> Option<(usize, &Route)> {
         let host = host.and_then(normalize_host);
-        let mut best: Option<((u8, usize, usize), &Route)> = None;
-        for route in &self.routes {
+        // (host rank, host length, prefix length): higher wins.
+        type Score = (u8, usize, usize);
+        let mut best: Option<(Score, (usize, &Route))> = None;
+        for (index, route) in self.routes.iter().enumerate() {
             let Some((rank, len)) = route.host.rank(host.as_deref()) else {
                 continue;
             };
@@ -135,10 +146,10 @@ impl RouteTable {
             }
             let score = (rank, len, route.prefix.len());
             if best.as_ref().is_none_or(|(b, _)| score > *b) {
-                best = Some((score, route));
+                best = Some((score, (index, route)));
             }
         }
-        best.map(|(_, route)| route)
+        best.map(|(_, found)| found)
     }
 }
 

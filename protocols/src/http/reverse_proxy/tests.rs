@@ -12,6 +12,7 @@ fn route(host: Option<&str>, prefix: &str, upstream: usize) -> Route {
         upstream,
         host_rewrite: None,
         strip_prefix: false,
+        rate_limit: None,
     }
 }
 
@@ -709,6 +710,40 @@ fn client_limits_from_the_file() {
     ] {
         match ProxyConfig::from_toml(&format!("{routes}[limits]\n{bad}\n")) {
             Err(ConfigError::Invalid { field: f, .. }) => assert_eq!(f, field, "{bad}"),
+            other => panic!("{bad}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn route_rate_limits_from_the_file() {
+    let head = "[upstreams.a]\nservers = [\"10.0.0.1:80\"]\n[[routes]]\nupstream = \"a\"\n";
+    let config = ProxyConfig::from_toml(head).unwrap();
+    assert_eq!(config.routes.routes()[0].rate_limit, None);
+    let config =
+        ProxyConfig::from_toml(&format!("{head}rate_limit = 50\nrate_burst = 100\n")).unwrap();
+    let limit = config.routes.routes()[0].rate_limit.expect("a rate");
+    assert_eq!((limit.rate, limit.burst), (50.0, 100));
+    // The burst defaults to one second's worth.
+    let config = ProxyConfig::from_toml(&format!("{head}rate_limit = 2.5\n")).unwrap();
+    assert_eq!(
+        config.routes.routes()[0].rate_limit.map(|r| r.burst),
+        Some(3)
+    );
+    // `head` has four lines: the route's fields start on line 5.
+    for (bad, field, at) in [
+        ("rate_limit = 0", "routes[0].rate_limit", 5),
+        ("rate_limit = -1.5", "routes[0].rate_limit", 5),
+        ("rate_limit = 5\nrate_burst = 0", "routes[0].rate_burst", 6),
+        ("rate_burst = 5", "routes[0].rate_burst", 5),
+        ("rate_limit = \"fast\"", "toml", 5),
+        ("rate_burst = -1\nrate_limit = 1", "toml", 5),
+    ] {
+        match ProxyConfig::from_toml(&format!("{head}{bad}\n")) {
+            Err(ConfigError::Invalid { field: f, line, .. }) => {
+                assert_eq!(f, field, "{bad}");
+                assert_eq!(line, Some(at), "{bad}");
+            }
             other => panic!("{bad}: {other:?}"),
         }
     }

@@ -112,6 +112,8 @@ struct RawRoute {
     host_rewrite: Option<Spanned<String>>,
     #[serde(default)]
     strip_prefix: bool,
+    rate_limit: Option<Spanned<f64>>,
+    rate_burst: Option<Spanned<u32>>,
 }
 
 /// A duration or size: a bare integer (seconds, bytes) or a string with a unit.
@@ -446,12 +448,39 @@ impl ProxyConfig {
                     ));
                 }
             };
+            let rate_limit = match (&raw_route.rate_limit, &raw_route.rate_burst) {
+                (None, None) => None,
+                (None, Some(burst)) => {
+                    return Err(lines.error(
+                        burst.span(),
+                        field("rate_burst"),
+                        "goes with rate_limit",
+                    ));
+                }
+                (Some(rate), burst) => {
+                    if let Some(b) = burst.as_ref().filter(|b| *b.get_ref() == 0) {
+                        return Err(lines.error(
+                            b.span(),
+                            field("rate_burst"),
+                            "must be at least 1",
+                        ));
+                    }
+                    // Default burst: one second's worth (at least 1), as in [limits].
+                    let default = rate.get_ref().ceil().clamp(1.0, f64::from(u32::MAX)) as u32;
+                    let burst = burst.as_ref().map_or(default, |b| *b.get_ref());
+                    Some(
+                        crate::limits::RateLimit::new(*rate.get_ref(), burst)
+                            .map_err(|m| lines.error(rate.span(), field("rate_limit"), m))?,
+                    )
+                }
+            };
             routes.push(Route {
                 host,
                 prefix,
                 upstream,
                 host_rewrite,
                 strip_prefix: raw_route.strip_prefix,
+                rate_limit,
             });
         }
         if routes.is_empty() {
