@@ -100,11 +100,14 @@ ringwork::platform::test_all_backends! {
         if !ipv6_loopback() { return; }
         let Some((mut reactor, clock)) = manual_reactor(backend) else { return };
         let (factory, accepted) = recording_factory(|| Sink);
-        let factory = Rc::new(RefCell::new(Some(factory)));
+        // Shared, so a retry with another port can hand the listener a factory again (a
+        // listen that failed has consumed the one it was given).
+        let factory = Rc::new(RefCell::new(factory));
         let (hole, port) = same_port(
             |port| {
                 let hole = FullBacklog::at(SocketAddr::new(ip(V6), port))?;
-                let f = factory.borrow_mut().take().unwrap();
+                let shared = Rc::clone(&factory);
+                let f = move || (shared.borrow_mut())();
                 match reactor.listen_tcp(SocketAddr::new(ip(V4), port), f) {
                     Ok(_) => Ok((hole, port)),
                     Err(_) => Err(io::Error::other("taken")),
@@ -141,11 +144,14 @@ ringwork::platform::test_all_backends! {
         if !ipv6_loopback() { return; }
         let Some((mut reactor, _clock)) = manual_reactor(backend) else { return };
         let (factory, accepted) = recording_factory(|| Sink);
-        let factory = Rc::new(RefCell::new(Some(factory)));
+        // Shared, so a retry with another port can hand the listener a factory again (a
+        // listen that failed has consumed the one it was given).
+        let factory = Rc::new(RefCell::new(factory));
         let (_refusing, port) = same_port(
             |port| {
                 let socket = refusing(SocketAddr::new(ip(V6), port))?;
-                let f = factory.borrow_mut().take().unwrap();
+                let shared = Rc::clone(&factory);
+                let f = move || (shared.borrow_mut())();
                 match reactor.listen_tcp(SocketAddr::new(ip(V4), port), f) {
                     Ok(_) => Ok((socket, port)),
                     Err(_) => Err(io::Error::other("taken")),
@@ -203,11 +209,14 @@ ringwork::platform::test_all_backends! {
         if !ipv6_loopback() { return; }
         let Some((mut reactor, clock)) = manual_reactor(backend) else { return };
         let (factory, _accepted) = recording_factory(|| Sink);
-        let factory = Rc::new(RefCell::new(Some(factory)));
+        // Shared, so a retry with another port can hand the listener a factory again (a
+        // listen that failed has consumed the one it was given).
+        let factory = Rc::new(RefCell::new(factory));
         let (v6_listener, port) = same_port(
             |port| {
                 let v6 = std::net::TcpListener::bind(SocketAddr::new(ip(V6), port))?;
-                let f = factory.borrow_mut().take().unwrap();
+                let shared = Rc::clone(&factory);
+                let f = move || (shared.borrow_mut())();
                 match reactor.listen_tcp(SocketAddr::new(ip(V4), port), f) {
                     Ok(_) => Ok((v6, port)),
                     Err(_) => Err(io::Error::other("taken")),
