@@ -146,7 +146,7 @@ impl TlsOptions {
 /// one or two per handshake; this covers ~500 connections of one core handshaking at once.
 const TICKETS_PER_SERVER: usize = 1024;
 
-/// A client session cache for one core: TLS 1.3 tickets (up to [`TICKETS_PER_SERVER`] per
+/// A client session cache for one core: TLS 1.3 tickets (up to `TICKETS_PER_SERVER` (1,024) per
 /// server, newest used first, each at most once), the TLS 1.2 session and the key-exchange
 /// hint per server name. Its lock is only ever taken by its own core.
 #[derive(Debug, Default)]

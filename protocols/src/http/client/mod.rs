@@ -48,7 +48,7 @@
 //! request on the same connection.
 //!
 //! # Structure
-//! Each connection is the sans-IO [`ClientConn`](crate::http::proto::client::ClientConn)
+//! Each connection is the sans-IO [`ClientConn`]
 //! machine (framing, reuse rules, deadlines; Pair-tested against the server machine) on the
 //! kit's adapter; `conn.rs` is the glue, `pool.rs` keeps idle connections as mailbox
 //! senders, `body.rs` pumps streamed uploads.

@@ -27,7 +27,7 @@
 //! ones (keyed by address and server name), and a failed handshake is 502 with a log line
 //! naming the upstream and the TLS error. `X-Forwarded-Proto` still describes the client's
 //! side.
-//! `Upgrade: websocket` requests are passed through ([`tunnel`]): the upstream's 101 turns
+//! `Upgrade: websocket` requests are passed through (`tunnel.rs`): the upstream's 101 turns
 //! the two connections into a byte tunnel run by the TCP proxy's relay (spliced where it
 //! splices), closed after `timeouts.tunnel` without a byte; any other answer is relayed
 //! as a normal response.
