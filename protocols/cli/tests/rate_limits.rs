@@ -5,6 +5,7 @@
 //! ringwork-protocols; here the rate is so slow (one token per 10 s) that no token comes
 //! back during the test.
 
+#[macro_use]
 mod support;
 
 use std::io::{Read, Write};
@@ -196,21 +197,6 @@ fn connection_cap(backend: &str) {
     }
     assert!(echoes(&mut second));
     assert!(server.terminate());
-}
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn uring() {
-                super::$name("uring");
-            }
-            #[test]
-            fn poll() {
-                super::$name("poll");
-            }
-        }
-    )*};
 }
 
 both_backends!(http_rate_limit, proxy_file_limits, connection_cap);

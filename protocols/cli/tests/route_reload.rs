@@ -5,6 +5,7 @@
 //! connection was not cut); a broken file is refused with an ERROR line and B keeps
 //! answering. Waits are on the log lines.
 
+#[macro_use]
 mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -67,17 +68,6 @@ fn web(backend: &str, root: &std::path::Path) -> (Server, u16) {
     (server, port)
 }
 
-fn line_with(server: &mut Server, text: &str) -> String {
-    loop {
-        let line = server
-            .next_line()
-            .unwrap_or_else(|| panic!("exited before {text:?}:\n{}", server.seen.join("\n")));
-        if line.contains(text) {
-            return line;
-        }
-    }
-}
-
 fn config(route_to: &str, port_a: u16, port_b: u16) -> String {
     format!(
         r#"listen = ["tcp:0:interface=127.0.0.1"]
@@ -138,7 +128,7 @@ fn routes_reload_on_sighup(backend: &str) {
     // The route now goes to b.
     std::fs::write(&file, config("b", port_a, port_b)).expect("write config");
     hup(&proxy);
-    let line = line_with(&mut proxy, "routes and upstreams reloaded from");
+    let line = proxy.line_with("routes and upstreams reloaded from");
     assert!(line.contains("(1 routes, 2 upstreams)"), "{line}");
     assert_eq!(get(addr), "B");
     assert_eq!(
@@ -154,7 +144,7 @@ fn routes_reload_on_sighup(backend: &str) {
     )
     .expect("write config");
     hup(&proxy);
-    let line = line_with(&mut proxy, "cannot reload");
+    let line = proxy.line_with("cannot reload");
     assert!(line.contains("still serving the old routes"), "{line}");
     assert!(line.contains("ERROR"), "{line}");
     assert_eq!(get(addr), "B");
