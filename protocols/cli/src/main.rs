@@ -49,7 +49,7 @@ use ringwork_protocols::http::reverse_proxy::health::HealthState;
 use ringwork_protocols::http::server::{AccessLog, AccessLogFormat};
 use ringwork_protocols::irc::proto::IrcConfig;
 use ringwork_protocols::irc::server::IrcServer;
-use ringwork_protocols::limits::{ConnectionCap, RateLimit};
+use ringwork_protocols::limits::{ConnectionCap, DEFAULT_RATE_TABLE, RateLimit, SharedRateLimiter};
 use ringwork_protocols::websocket::broadcast::{Topic, TopicConfig};
 
 #[cfg(unix)]
@@ -498,6 +498,8 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
         }
         None => file_limits.requests,
     };
+    // One table for the process: a client's budget is the same on every core.
+    let rate_limit = rate_limit.map(|limit| SharedRateLimiter::new(limit, DEFAULT_RATE_TABLE));
     let connections_per_ip = serve.max_conns_per_ip.or(file_limits.connections_per_ip);
     let mut builder = Runtime::builder()
         .backend(serve.backend.into())

@@ -7,7 +7,6 @@
 //! `Service::app_protocols`, one arm in each of `Service::listen_stream` and
 //! `Service::bind_datagram`, and its own flags in `SERVICE_OPTIONS`.
 
-use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,9 +24,7 @@ use ringwork_protocols::http::reverse_proxy::{ProxyConfig, ReverseProxy};
 use ringwork_protocols::http::server::{AccessLog, HttpServer, ServerConfig};
 use ringwork_protocols::http::services::{StaticFiles, hello_server};
 use ringwork_protocols::irc::server::IrcServer;
-use ringwork_protocols::limits::{
-    ConnectionCap, DEFAULT_RATE_TABLE, RateLimit, RequestRateLimiter,
-};
+use ringwork_protocols::limits::{ConnectionCap, SharedRateLimiter};
 use ringwork_protocols::mail::pop3::Pop3Service;
 use ringwork_protocols::mail::smtp::SmtpService;
 use ringwork_protocols::websocket::broadcast::{Topic, ws_chat_server};
@@ -55,9 +52,9 @@ pub(crate) struct ServiceOptions {
     pub(crate) metrics: bool,
     /// `--warn-interval` (the reverse proxy limits its upstream-error warnings itself).
     pub(crate) warn_interval: Duration,
-    /// `--rate-limit`/`--rate-burst` (or the proxy file's `[limits]`): each core's HTTP
-    /// servers get their own buckets.
-    pub(crate) rate_limit: Option<RateLimit>,
+    /// `--rate-limit`/`--rate-burst` (or the proxy file's `[limits]`): one table shared by
+    /// every core's HTTP servers.
+    pub(crate) rate_limit: Option<SharedRateLimiter>,
     /// `--max-conns-per-ip` (or `limits.connections_per_ip`): shared by every core.
     pub(crate) connection_cap: Option<ConnectionCap>,
     /// The IRC server, made once and attached on every core.
@@ -155,11 +152,8 @@ impl ServiceOptions {
                 Some(log) => server.access_log(log.clone()),
                 None => server,
             };
-            match self.rate_limit {
-                Some(limit) => server.rate_limit(Rc::new(RefCell::new(RequestRateLimiter::new(
-                    limit,
-                    DEFAULT_RATE_TABLE,
-                )))),
+            match &self.rate_limit {
+                Some(limiter) => server.rate_limit(limiter.clone()),
                 None => server,
             }
         }))
