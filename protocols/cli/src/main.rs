@@ -501,6 +501,15 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
     // One table for the process: a client's budget is the same on every core.
     let rate_limit = rate_limit.map(|limit| SharedRateLimiter::new(limit, DEFAULT_RATE_TABLE));
     let connections_per_ip = serve.max_conns_per_ip.or(file_limits.connections_per_ip);
+    let connection_cap = connections_per_ip.map(ConnectionCap::new);
+    // What a SIGHUP may change: the limits the proxy's file set, not those of flags.
+    #[cfg(unix)]
+    let reloadable_limits = proxy::FileLimits {
+        requests: rate_limit.clone().filter(|_| serve.rate_limit.is_none()),
+        connections: connection_cap
+            .clone()
+            .filter(|_| serve.max_conns_per_ip.is_none()),
+    };
     let mut builder = Runtime::builder()
         .backend(serve.backend.into())
         .reactor_config(ReactorConfig {
@@ -597,8 +606,8 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
         dns,
         metrics: serve.metrics.is_some(),
         warn_interval: serve.warn_interval,
-        rate_limit,
-        connection_cap: connections_per_ip.map(ConnectionCap::new),
+        rate_limit: rate_limit.clone(),
+        connection_cap: connection_cap.clone(),
         irc,
         chat: Topic::new(TopicConfig::default()),
         smtp,
@@ -715,7 +724,7 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
         runtime.on_signal(ringwork::signal::SIGHUP, move |reactor| {
             reload_certificates(&reload);
             if let Some(path) = &proxy_file {
-                proxy::reload_routes(reactor, path);
+                proxy::reload_routes(reactor, path, &reloadable_limits);
             }
         })?;
     }

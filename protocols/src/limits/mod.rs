@@ -306,6 +306,18 @@ impl ConnectionCounts {
         self.counts.len()
     }
 
+    /// Changes the cap (a reload): clients over the new one keep their connections, and
+    /// new ones are refused until they are under it.
+    pub fn set_max(&mut self, max: u32) {
+        self.max = max.max(1);
+    }
+
+    /// The cap per client.
+    #[must_use]
+    pub fn max(&self) -> u32 {
+        self.max
+    }
+
     /// Live connections of `client`.
     #[must_use]
     pub fn count(&self, client: IpAddr) -> u32 {

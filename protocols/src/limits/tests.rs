@@ -210,3 +210,20 @@ fn a_shared_bucket_is_shared_by_its_clones() {
     assert!(bucket.take(&limit, now).is_ok());
     assert!(other.take(&limit, now).is_err(), "the burst of 3 is shared");
 }
+
+/// A reload's new connection cap refuses new connections over it and keeps the open ones.
+#[test]
+fn a_connection_cap_can_change() {
+    let mut counts = ConnectionCounts::new(3);
+    let client = ip("192.0.2.9");
+    assert!((0..3).all(|_| counts.open(client)));
+    counts.set_max(1);
+    assert_eq!(counts.max(), 1);
+    assert_eq!(counts.count(client), 3, "open connections are kept");
+    assert!(!counts.open(client));
+    counts.close(client);
+    counts.close(client);
+    assert!(!counts.open(client), "still at the new cap");
+    counts.close(client);
+    assert!(counts.open(client));
+}

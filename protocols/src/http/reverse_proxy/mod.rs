@@ -294,8 +294,10 @@ impl ReverseProxy {
     /// started with, and connections are not touched. The pools start afresh (no back-off,
     /// nothing in flight); a pool whose name and servers are unchanged keeps its health
     /// checks; routes with a `rate_limit` get the new configuration's buckets (full, and shared
-    /// by every core's proxy given that configuration). Timeouts, the per-client
-    /// `[limits]`, `forwarded`, `listen` and `cores` are not changed (they need a restart).
+    /// by every core's proxy given that configuration). Timeouts, `forwarded`,
+    /// `listen` and `cores` are not changed (they need a restart); the per-client `[limits]`
+    /// are not the proxy's (the server's limiter and the connection cap: the CLI's SIGHUP
+    /// gives them the file's new values).
     pub fn reload(&self, config: &ProxyConfig) {
         let health = self.core.health.borrow().clone();
         let tables = Tables::new(config, health.as_ref());
