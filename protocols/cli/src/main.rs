@@ -59,9 +59,9 @@ mod mail;
 mod metrics;
 mod passwd;
 mod proxy;
-#[cfg(unix)]
 mod service;
 mod sockopts;
+#[cfg(unix)]
 mod takeover;
 
 use logging::Logging;
