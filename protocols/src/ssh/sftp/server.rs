@@ -131,7 +131,6 @@ impl SftpServer {
             self.events.push_back(SftpEvent::ProtocolError(why));
             self.close = Some(Close::Graceful);
         }
-        self.input.clear();
     }
 
     /// Decodes whole packets while there is room for more pending requests.
@@ -159,11 +158,16 @@ impl SftpServer {
                 }
                 Err(error) => {
                     self.fail(error.to_string());
-                    return;
+                    break;
                 }
             }
         }
-        self.input.drain(..at);
+        if self.close.is_some() {
+            // Nothing more is read: drop what is left (`at` may exceed it no longer).
+            self.input.clear();
+        } else {
+            self.input.drain(..at);
+        }
     }
 
     fn take_packet(&mut self, packet: Packet) {
