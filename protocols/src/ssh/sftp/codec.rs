@@ -246,7 +246,7 @@ pub enum Request {
     },
     /// `limits@openssh.com`: the server's packet, read, write and handle limits.
     Limits,
-    /// `statvfs@openssh.com`: not offered by this server; answered `SSH_FX_OP_UNSUPPORTED`.
+    /// `statvfs@openssh.com`: the figures of the filesystem holding a path.
     Statvfs {
         /// The path.
         path: Bytes,
@@ -312,6 +312,34 @@ pub struct Limits {
     pub max_open_handles: u64,
 }
 
+/// A filesystem's figures, as `statvfs@openssh.com` reports them (OpenSSH's `PROTOCOL`
+/// §4.4; `statvfs(3)` fields).
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+pub struct StatVfs {
+    /// `f_bsize`: file system block size.
+    pub block_size: u64,
+    /// `f_frsize`: fundamental block size.
+    pub fragment_size: u64,
+    /// `f_blocks`: size in `f_frsize` units.
+    pub blocks: u64,
+    /// `f_bfree`: free blocks.
+    pub blocks_free: u64,
+    /// `f_bavail`: free blocks for unprivileged users.
+    pub blocks_available: u64,
+    /// `f_files`: inodes.
+    pub files: u64,
+    /// `f_ffree`: free inodes.
+    pub files_free: u64,
+    /// `f_favail`: free inodes for unprivileged users.
+    pub files_available: u64,
+    /// `f_fsid`: file system id.
+    pub fs_id: u64,
+    /// `f_flag`: 1 read-only, 2 nosuid.
+    pub flags: u64,
+    /// `f_namemax`: longest file name.
+    pub max_name_len: u64,
+}
+
 /// A reply to one [`Request`].
 #[derive(Clone, Debug, Eq, PartialEq)]
 #[non_exhaustive]
@@ -333,6 +361,8 @@ pub enum Response {
     Attrs(Attrs),
     /// `SSH_FXP_EXTENDED_REPLY` to `limits@openssh.com`.
     Limits(Limits),
+    /// `SSH_FXP_EXTENDED_REPLY` to `statvfs@openssh.com`.
+    StatVfs(StatVfs),
 }
 
 impl Response {
@@ -577,7 +607,7 @@ pub fn encode_response(id: u32, response: &Response, out: &mut Vec<u8>) {
         Response::Data(_) => packet_type::DATA,
         Response::Name(_) => packet_type::NAME,
         Response::Attrs(_) => packet_type::ATTRS,
-        Response::Limits(_) => packet_type::EXTENDED_REPLY,
+        Response::Limits(_) | Response::StatVfs(_) => packet_type::EXTENDED_REPLY,
     };
     let mut w = Writer::start(out, packet_type);
     w.u32(id);
@@ -602,6 +632,23 @@ pub fn encode_response(id: u32, response: &Response, out: &mut Vec<u8>) {
             w.u64(limits.max_read_len);
             w.u64(limits.max_write_len);
             w.u64(limits.max_open_handles);
+        }
+        Response::StatVfs(vfs) => {
+            for value in [
+                vfs.block_size,
+                vfs.fragment_size,
+                vfs.blocks,
+                vfs.blocks_free,
+                vfs.blocks_available,
+                vfs.files,
+                vfs.files_free,
+                vfs.files_available,
+                vfs.fs_id,
+                vfs.flags,
+                vfs.max_name_len,
+            ] {
+                w.u64(value);
+            }
         }
     }
     w.finish();

@@ -2,8 +2,10 @@
 //!
 //! Owns: [`RootFs`]: the open handles (a bounded table; a handle is 8 bytes, slot and
 //! generation, so a closed handle's number is never taken for a newer one), each request of
-//! [`Request`] turned into filesystem calls on paths confined by [`SftpRoot`], the
-//! `--read-only` refusal, and the mapping of I/O errors to `SSH_FX_*` codes.
+//! [`Request`] turned into filesystem calls on paths confined by [`SftpRoot`] — checked by
+//! path, then used through descriptors opened beneath the root (`openat2`) and `*at` calls
+//! on a parent directory's descriptor — the `--read-only` refusal, and the mapping of I/O
+//! errors to `SSH_FX_*` codes.
 //! Contract: [`RootFs::execute`] answers every request (never panics on its contents);
 //! error messages carry no server paths. Writes, creations, renames and removals are
 //! refused with `SSH_FX_PERMISSION_DENIED` when read-only.
@@ -11,16 +13,18 @@
 //! meant for a process per session, as OpenSSH's `sftp-server` (`ringwork sftp-server`).
 //! Tests: `fs/tests.rs`.
 
-use std::fs::{self, File, FileTimes, Metadata, OpenOptions, Permissions};
+use std::fs::{File, FileTimes, Metadata, Permissions};
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use rustix::fs::{AtFlags, Mode, OFlags, Stat, StatVfsMountFlags};
 
-use super::codec::{Attrs, Limits, NameEntry, Request, Response, StatusCode, open_flags};
+use super::codec::{Attrs, Limits, NameEntry, Request, Response, StatVfs, StatusCode, open_flags};
 use super::path::{SftpPathError, SftpRoot};
 use super::server::{DEFAULT_MAX_PACKET_LEN, DEFAULT_MAX_READ_LEN};
 
@@ -67,7 +71,11 @@ struct Slot {
 #[derive(Debug)]
 enum Open {
     File(File),
-    Dir { entries: fs::ReadDir, path: PathBuf },
+    /// A directory being listed: its entries, and its descriptor for their `lstat`.
+    Dir {
+        entries: rustix::fs::Dir,
+        fd: OwnedFd,
+    },
 }
 
 impl RootFs {
@@ -122,90 +130,111 @@ impl RootFs {
                 Ok(Response::ok())
             }
             Request::Lstat { path } => {
-                let path = self.root.entry(&path).map_err(path_status)?;
-                let meta = fs::symlink_metadata(path).map_err(io_status)?;
-                Ok(Response::Attrs(attrs_of(&meta)))
+                let entry = self.root.entry(&path).map_err(path_status)?;
+                let (dir, name) = self.root.parent_beneath(&entry).map_err(io_status)?;
+                let stat = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(errno_status)?;
+                Ok(Response::Attrs(FileInfo::from_stat(&stat).attrs()))
             }
             Request::Stat { path } => {
                 let path = self.root.follow(&path).map_err(path_status)?;
-                let meta = fs::metadata(path).map_err(io_status)?;
-                Ok(Response::Attrs(attrs_of(&meta)))
+                let stat = self.stat_beneath(&path).map_err(io_status)?;
+                Ok(Response::Attrs(FileInfo::from_stat(&stat).attrs()))
             }
             Request::Fstat { handle } => {
-                let meta = match self.open_of(&handle)? {
-                    Open::File(file) => file.metadata(),
-                    Open::Dir { path, .. } => fs::metadata(path),
+                let info = match self.open_of(&handle)? {
+                    Open::File(file) => {
+                        FileInfo::from_metadata(&file.metadata().map_err(io_status)?)
+                    }
+                    Open::Dir { fd, .. } => {
+                        FileInfo::from_stat(&rustix::fs::fstat(fd).map_err(errno_status)?)
+                    }
                 };
-                Ok(Response::Attrs(attrs_of(&meta.map_err(io_status)?)))
+                Ok(Response::Attrs(info.attrs()))
             }
             Request::Setstat { path, attrs } => {
                 let path = self.root.follow(&path).map_err(path_status)?;
-                set_attrs_path(&path, &attrs).map_err(io_status)?;
+                // Changed through a descriptor opened beneath the root: a symlink swapped
+                // in after the check cannot turn a chmod onto a file outside.
+                let flags = if attrs.size.is_some() {
+                    OFlags::WRONLY
+                } else {
+                    OFlags::RDONLY
+                };
+                let file = self
+                    .root
+                    .open_beneath(&path, flags, Mode::empty())
+                    .map(File::from)
+                    .map_err(io_status)?;
+                set_attrs(&file, &attrs).map_err(io_status)?;
                 Ok(Response::ok())
             }
             Request::Fsetstat { handle, attrs } => {
                 match self.open_of(&handle)? {
-                    Open::File(file) => set_attrs_file(file, &attrs),
-                    Open::Dir { path, .. } => set_attrs_path(path, &attrs),
+                    Open::File(file) => set_attrs(file, &attrs),
+                    Open::Dir { fd, .. } => {
+                        let dir = fd.try_clone().map(File::from).map_err(io_status)?;
+                        set_attrs(&dir, &attrs)
+                    }
                 }
                 .map_err(io_status)?;
                 Ok(Response::ok())
             }
             Request::Opendir { path } => {
                 let path = self.root.follow(&path).map_err(path_status)?;
-                let entries = fs::read_dir(&path).map_err(io_status)?;
-                self.insert(Open::Dir { entries, path })
+                if self.free_slot().is_none() {
+                    return Err(too_many_handles());
+                }
+                let fd = self
+                    .root
+                    .open_beneath(&path, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())
+                    .map_err(io_status)?;
+                let entries = rustix::fs::Dir::read_from(&fd).map_err(errno_status)?;
+                self.insert(Open::Dir { entries, fd })
             }
             Request::Readdir { handle } => self.readdir(&handle),
             Request::Remove { path } => {
-                let path = self.root.entry(&path).map_err(path_status)?;
-                fs::remove_file(path).map_err(io_status)?;
+                let entry = self.root.entry(&path).map_err(path_status)?;
+                let (dir, name) = self.root.parent_beneath(&entry).map_err(io_status)?;
+                rustix::fs::unlinkat(&dir, name, AtFlags::empty()).map_err(errno_status)?;
                 Ok(Response::ok())
             }
             Request::Mkdir { path, attrs } => {
-                let path = self.root.entry(&path).map_err(path_status)?;
-                fs::DirBuilder::new()
-                    .mode(attrs.permissions.map_or(0o777, |mode| mode & 0o7777))
-                    .create(path)
-                    .map_err(io_status)?;
+                let entry = self.root.entry(&path).map_err(path_status)?;
+                let (dir, name) = self.root.parent_beneath(&entry).map_err(io_status)?;
+                let mode = mode_of(&attrs, 0o777);
+                rustix::fs::mkdirat(&dir, name, mode).map_err(errno_status)?;
                 Ok(Response::ok())
             }
             Request::Rmdir { path } => {
-                let path = self.root.entry(&path).map_err(path_status)?;
-                fs::remove_dir(path).map_err(io_status)?;
+                let entry = self.root.entry(&path).map_err(path_status)?;
+                let (dir, name) = self.root.parent_beneath(&entry).map_err(io_status)?;
+                rustix::fs::unlinkat(&dir, name, AtFlags::REMOVEDIR).map_err(errno_status)?;
                 Ok(Response::ok())
             }
             Request::Realpath { path } => self.realpath(&path),
-            Request::Rename { from, to } => {
-                let from = self.root.entry(&from).map_err(path_status)?;
-                let to = self.root.entry(&to).map_err(path_status)?;
-                // Draft-02 §6.5: renaming onto an existing file is an error (OpenSSH's
-                // server agrees); `posix-rename@openssh.com` replaces it.
-                if fs::symlink_metadata(&to).is_ok() {
-                    return Err(Response::status(StatusCode::Failure, "target exists"));
-                }
-                fs::rename(from, to).map_err(io_status)?;
-                Ok(Response::ok())
-            }
-            Request::PosixRename { from, to } => {
-                let from = self.root.entry(&from).map_err(path_status)?;
-                let to = self.root.entry(&to).map_err(path_status)?;
-                fs::rename(from, to).map_err(io_status)?;
-                Ok(Response::ok())
-            }
+            Request::Rename { from, to } => self.rename(&from, &to, false),
+            Request::PosixRename { from, to } => self.rename(&from, &to, true),
             Request::Hardlink { from, to } => {
                 let from = self.root.entry(&from).map_err(path_status)?;
                 let to = self.root.entry(&to).map_err(path_status)?;
-                fs::hard_link(from, to).map_err(io_status)?;
+                let (from_dir, from_name) = self.root.parent_beneath(&from).map_err(io_status)?;
+                let (to_dir, to_name) = self.root.parent_beneath(&to).map_err(io_status)?;
+                // No AT_SYMLINK_FOLLOW: a symlink is linked as itself, not its target.
+                rustix::fs::linkat(&from_dir, from_name, &to_dir, to_name, AtFlags::empty())
+                    .map_err(errno_status)?;
                 Ok(Response::ok())
             }
             Request::Readlink { path } => {
-                let path = self.root.entry(&path).map_err(path_status)?;
-                let target = fs::read_link(path).map_err(io_status)?;
+                let entry = self.root.entry(&path).map_err(path_status)?;
+                let (dir, name) = self.root.parent_beneath(&entry).map_err(io_status)?;
+                let target =
+                    rustix::fs::readlinkat(&dir, name, Vec::new()).map_err(errno_status)?;
+                let target = Path::new(std::ffi::OsStr::from_bytes(target.as_bytes()));
                 // An absolute target inside the root is shown as the client sees it.
                 let shown = self
                     .root
-                    .to_virtual(&target)
+                    .to_virtual(target)
                     .unwrap_or_else(|| target.as_os_str().as_bytes().to_vec());
                 Ok(name_reply(Bytes::from(shown)))
             }
@@ -223,7 +252,8 @@ impl RootFs {
                     }
                     PathBuf::from(std::ffi::OsStr::from_bytes(&target))
                 };
-                std::os::unix::fs::symlink(target, link).map_err(io_status)?;
+                let (dir, name) = self.root.parent_beneath(&link).map_err(io_status)?;
+                rustix::fs::symlinkat(&target, &dir, name).map_err(errno_status)?;
                 Ok(Response::ok())
             }
             Request::Fsync { handle } => {
@@ -236,7 +266,32 @@ impl RootFs {
                 max_write_len: DEFAULT_MAX_READ_LEN as u64,
                 max_open_handles: self.config.max_handles as u64,
             })),
-            Request::Statvfs { .. } | Request::Extended { .. } => Err(Response::status(
+            Request::Statvfs { path } => {
+                let path = self.root.follow(&path).map_err(path_status)?;
+                let fd = self
+                    .root
+                    .open_beneath(&path, OFlags::RDONLY, Mode::empty())
+                    .map_err(io_status)?;
+                let vfs = rustix::fs::fstatvfs(&fd).map_err(errno_status)?;
+                // OpenSSH's SSH2_FXE_STATVFS_ST_RDONLY (1) and _ST_NOSUID (2).
+                let flag = |set: StatVfsMountFlags, bit: u64| {
+                    if vfs.f_flag.contains(set) { bit } else { 0 }
+                };
+                Ok(Response::StatVfs(StatVfs {
+                    block_size: vfs.f_bsize,
+                    fragment_size: vfs.f_frsize,
+                    blocks: vfs.f_blocks,
+                    blocks_free: vfs.f_bfree,
+                    blocks_available: vfs.f_bavail,
+                    files: vfs.f_files,
+                    files_free: vfs.f_ffree,
+                    files_available: vfs.f_favail,
+                    fs_id: vfs.f_fsid,
+                    flags: flag(StatVfsMountFlags::RDONLY, 1) | flag(StatVfsMountFlags::NOSUID, 2),
+                    max_name_len: vfs.f_namemax,
+                }))
+            }
+            Request::Extended { .. } => Err(Response::status(
                 StatusCode::OpUnsupported,
                 "unsupported extension",
             )),
@@ -245,16 +300,22 @@ impl RootFs {
 
     fn open(&mut self, raw: &[u8], flags: u32, attrs: &Attrs) -> Result<Response, Response> {
         let create = flags & open_flags::CREAT != 0;
-        let mut options = OpenOptions::new();
         let write = flags & (open_flags::WRITE | open_flags::APPEND) != 0;
         // Neither READ nor WRITE: OpenSSH opens for reading.
-        options
-            .read(flags & open_flags::READ != 0 || !write)
-            .write(write)
-            .append(flags & open_flags::APPEND != 0)
-            .truncate(flags & open_flags::TRUNC != 0 && write);
+        let mut oflags = match (flags & open_flags::READ != 0, write) {
+            (true, true) => OFlags::RDWR,
+            (false, true) => OFlags::WRONLY,
+            (_, false) => OFlags::RDONLY,
+        };
+        if flags & open_flags::APPEND != 0 {
+            oflags |= OFlags::APPEND;
+        }
+        if flags & open_flags::TRUNC != 0 && write {
+            oflags |= OFlags::TRUNC;
+        }
+        let mut mode = Mode::empty();
         let segments = SftpRoot::normalize(raw).map_err(path_status)?;
-        let exists = fs::symlink_metadata(self.root.join(&segments));
+        let exists = std::fs::symlink_metadata(self.root.join(&segments));
         let path = match exists {
             Ok(_) if create && flags & open_flags::EXCL != 0 => {
                 return Err(Response::status(StatusCode::Failure, "file exists"));
@@ -264,20 +325,20 @@ impl RootFs {
             Ok(_) => self.root.follow(raw).map_err(path_status)?,
             Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
                 // O_CREAT|O_EXCL never follows a symlink: one made meanwhile fails the open.
-                options
-                    .create_new(true)
-                    .mode(attrs.permissions.map_or(0o666, |mode| mode & 0o7777));
+                oflags |= OFlags::CREATE | OFlags::EXCL;
+                mode = mode_of(attrs, 0o666);
                 self.root.entry(raw).map_err(path_status)?
             }
             Err(e) => return Err(io_status(e)),
         };
         if self.free_slot().is_none() {
-            return Err(Response::status(
-                StatusCode::Failure,
-                "too many open handles",
-            ));
+            return Err(too_many_handles());
         }
-        let file = options.open(&path).map_err(io_status)?;
+        let file = self
+            .root
+            .open_beneath(&path, oflags, mode)
+            .map(File::from)
+            .map_err(io_status)?;
         if file.metadata().map_err(io_status)?.is_dir() {
             return Err(Response::status(StatusCode::Failure, "is a directory"));
         }
@@ -285,7 +346,7 @@ impl RootFs {
     }
 
     fn readdir(&mut self, handle: &[u8]) -> Result<Response, Response> {
-        let Open::Dir { entries, .. } = self.open_of_mut(handle)? else {
+        let Open::Dir { entries, fd } = self.open_of_mut(handle)? else {
             return Err(Response::status(
                 StatusCode::Failure,
                 "not a directory handle",
@@ -294,15 +355,21 @@ impl RootFs {
         let now = SystemTime::now();
         let mut names = Vec::new();
         for entry in entries.by_ref() {
-            let Ok(entry) = entry else { continue };
-            // DirEntry::metadata does not follow symlinks: an lstat, as OpenSSH's server.
-            let Ok(meta) = entry.metadata() else { continue };
+            let Ok(entry) = entry else { break };
             let name = entry.file_name();
-            let name = name.as_bytes();
+            if matches!(name.to_bytes(), b"." | b"..") {
+                continue;
+            }
+            // An lstat, as OpenSSH's server: a symlink is shown as itself.
+            let Ok(stat) = rustix::fs::statat(&*fd, name, AtFlags::SYMLINK_NOFOLLOW) else {
+                continue;
+            };
+            let info = FileInfo::from_stat(&stat);
+            let name = name.to_bytes();
             names.push(NameEntry {
                 filename: Bytes::copy_from_slice(name),
-                longname: Bytes::from(longname(name, &meta, now)),
-                attrs: attrs_of(&meta),
+                longname: Bytes::from(info.longname(name, now)),
+                attrs: info.attrs(),
             });
             if names.len() == READDIR_BATCH {
                 break;
@@ -316,7 +383,7 @@ impl RootFs {
 
     fn realpath(&self, raw: &[u8]) -> Result<Response, Response> {
         let segments = SftpRoot::normalize(raw).map_err(path_status)?;
-        let shown = match fs::canonicalize(self.root.join(&segments)) {
+        let shown = match std::fs::canonicalize(self.root.join(&segments)) {
             Ok(canonical) => self
                 .root
                 .to_virtual(&canonical)
@@ -326,6 +393,31 @@ impl RootFs {
             Err(e) => return Err(io_status(e)),
         };
         Ok(name_reply(Bytes::from(shown)))
+    }
+
+    fn rename(&self, from: &[u8], to: &[u8], replace: bool) -> Result<Response, Response> {
+        let from = self.root.entry(from).map_err(path_status)?;
+        let to = self.root.entry(to).map_err(path_status)?;
+        let (from_dir, from_name) = self.root.parent_beneath(&from).map_err(io_status)?;
+        let (to_dir, to_name) = self.root.parent_beneath(&to).map_err(io_status)?;
+        // Draft-02 §6.5: renaming onto an existing file is an error (OpenSSH's server
+        // agrees); `posix-rename@openssh.com` replaces it.
+        if !replace && rustix::fs::statat(&to_dir, to_name, AtFlags::SYMLINK_NOFOLLOW).is_ok() {
+            return Err(Response::status(StatusCode::Failure, "target exists"));
+        }
+        rustix::fs::renameat(&from_dir, from_name, &to_dir, to_name).map_err(errno_status)?;
+        Ok(Response::ok())
+    }
+
+    /// `stat` of a checked path, through a descriptor opened beneath the root.
+    fn stat_beneath(&self, path: &Path) -> io::Result<Stat> {
+        // O_PATH (Linux): no read permission needed to stat.
+        #[cfg(target_os = "linux")]
+        let flags = OFlags::PATH;
+        #[cfg(not(target_os = "linux"))]
+        let flags = OFlags::RDONLY;
+        let fd = self.root.open_beneath(path, flags, Mode::empty())?;
+        Ok(rustix::fs::fstat(&fd)?)
     }
 
     fn free_slot(&self) -> Option<usize> {
@@ -338,10 +430,7 @@ impl RootFs {
 
     fn insert(&mut self, open: Open) -> Result<Response, Response> {
         let Some(index) = self.free_slot() else {
-            return Err(Response::status(
-                StatusCode::Failure,
-                "too many open handles",
-            ));
+            return Err(too_many_handles());
         };
         if index == self.slots.len() {
             self.slots.push(Slot::default());
@@ -420,36 +509,108 @@ fn name_reply(path: Bytes) -> Response {
     }])
 }
 
-/// The attributes of `meta` as SFTP sends them (times clamped to 32 bits).
-#[must_use]
-pub fn attrs_of(meta: &Metadata) -> Attrs {
-    let clamp = |t: i64| u32::try_from(t.max(0)).unwrap_or(u32::MAX);
-    Attrs {
-        size: Some(meta.size()),
-        uid_gid: Some((meta.uid(), meta.gid())),
-        permissions: Some(meta.mode()),
-        atime_mtime: Some((clamp(meta.atime()), clamp(meta.mtime()))),
-        extended: Vec::new(),
+fn too_many_handles() -> Response {
+    Response::status(StatusCode::Failure, "too many open handles")
+}
+
+/// Permission bits of `attrs` for a new file or directory, `default` without them.
+fn mode_of(attrs: &Attrs, default: u32) -> Mode {
+    Mode::from_bits_truncate((attrs.permissions.unwrap_or(default) & 0o7777) as _)
+}
+
+/// What SFTP shows of a file, from std's `Metadata` or rustix's `Stat`.
+#[derive(Clone, Copy, Debug)]
+struct FileInfo {
+    size: u64,
+    uid: u32,
+    gid: u32,
+    mode: u32,
+    nlink: u64,
+    atime: i64,
+    mtime: i64,
+}
+
+impl FileInfo {
+    fn from_metadata(meta: &Metadata) -> Self {
+        Self {
+            size: meta.size(),
+            uid: meta.uid(),
+            gid: meta.gid(),
+            mode: meta.mode(),
+            nlink: meta.nlink(),
+            atime: meta.atime(),
+            mtime: meta.mtime(),
+        }
+    }
+
+    // The field types of `struct stat` differ between targets (u32 or u64 link counts,
+    // 32- or 64-bit times): the casts are identities on some of them, and widen on others.
+    #[allow(clippy::useless_conversion, clippy::unnecessary_cast)]
+    fn from_stat(stat: &Stat) -> Self {
+        Self {
+            size: u64::try_from(stat.st_size).unwrap_or(0),
+            uid: stat.st_uid as u32,
+            gid: stat.st_gid as u32,
+            mode: stat.st_mode as u32,
+            nlink: stat.st_nlink as u64,
+            atime: stat.st_atime as i64,
+            mtime: stat.st_mtime as i64,
+        }
+    }
+
+    /// The attributes as SFTP sends them (times clamped to 32 bits).
+    fn attrs(&self) -> Attrs {
+        let clamp = |t: i64| u32::try_from(t.max(0)).unwrap_or(u32::MAX);
+        Attrs {
+            size: Some(self.size),
+            uid_gid: Some((self.uid, self.gid)),
+            permissions: Some(self.mode),
+            atime_mtime: Some((clamp(self.atime), clamp(self.mtime))),
+            extended: Vec::new(),
+        }
+    }
+
+    /// An `ls -l` line, as OpenSSH's `sftp-server` writes for `READDIR` (numeric owners).
+    fn longname(&self, name: &[u8], now: SystemTime) -> Vec<u8> {
+        let mode = self.mode;
+        let kind = match mode & 0o170_000 {
+            0o040_000 => 'd',
+            0o120_000 => 'l',
+            0o020_000 => 'c',
+            0o060_000 => 'b',
+            0o010_000 => 'p',
+            0o140_000 => 's',
+            _ => '-',
+        };
+        let mut perms = String::with_capacity(10);
+        perms.push(kind);
+        let specials = [(6, 0o4000, 's'), (3, 0o2000, 's'), (0, 0o1000, 't')];
+        for (shift, special, special_char) in specials {
+            let bits = (mode >> shift) & 7;
+            perms.push(if bits & 4 != 0 { 'r' } else { '-' });
+            perms.push(if bits & 2 != 0 { 'w' } else { '-' });
+            perms.push(match (mode & special != 0, bits & 1 != 0) {
+                (true, true) => special_char,
+                (true, false) => special_char.to_ascii_uppercase(),
+                (false, true) => 'x',
+                (false, false) => '-',
+            });
+        }
+        let now_secs = now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let date = ls_date(self.mtime, now_secs);
+        let mut line = format!(
+            "{perms} {:>3} {:<8} {:<8} {:>8} {date} ",
+            self.nlink, self.uid, self.gid, self.size
+        )
+        .into_bytes();
+        line.extend_from_slice(name);
+        line
     }
 }
 
-fn set_attrs_path(path: &Path, attrs: &Attrs) -> io::Result<()> {
-    if let Some(size) = attrs.size {
-        OpenOptions::new().write(true).open(path)?.set_len(size)?;
-    }
-    if let Some((uid, gid)) = attrs.uid_gid {
-        std::os::unix::fs::chown(path, Some(uid), Some(gid))?;
-    }
-    if let Some(mode) = attrs.permissions {
-        fs::set_permissions(path, Permissions::from_mode(mode & 0o7777))?;
-    }
-    if let Some(times) = attrs.atime_mtime {
-        File::open(path)?.set_times(file_times(times))?;
-    }
-    Ok(())
-}
-
-fn set_attrs_file(file: &File, attrs: &Attrs) -> io::Result<()> {
+fn set_attrs(file: &File, attrs: &Attrs) -> io::Result<()> {
     if let Some(size) = attrs.size {
         file.set_len(size)?;
     }
@@ -478,9 +639,17 @@ fn io_status(error: io::Error) -> Response {
         io::ErrorKind::PermissionDenied => {
             Response::status(StatusCode::PermissionDenied, "Permission denied")
         }
+        // EXDEV from openat2(RESOLVE_BENEATH): a component now leads outside the root.
+        io::ErrorKind::CrossesDevices => {
+            Response::status(StatusCode::PermissionDenied, "path leaves the root")
+        }
         // OS error texts name no paths ("File exists (os error 17)").
         _ => Response::status(StatusCode::Failure, error.to_string()),
     }
+}
+
+fn errno_status(errno: rustix::io::Errno) -> Response {
+    io_status(io::Error::from(errno))
 }
 
 fn path_status(error: SftpPathError) -> Response {
@@ -491,49 +660,6 @@ fn path_status(error: SftpPathError) -> Response {
         SftpPathError::Bad(what) => Response::status(StatusCode::Failure, what),
         SftpPathError::Io(kind) => io_status(io::Error::from(kind)),
     }
-}
-
-/// An `ls -l` line, as OpenSSH's `sftp-server` writes for `READDIR` (numeric owners).
-fn longname(name: &[u8], meta: &Metadata, now: SystemTime) -> Vec<u8> {
-    let mode = meta.mode();
-    let kind = match mode & 0o170_000 {
-        0o040_000 => 'd',
-        0o120_000 => 'l',
-        0o020_000 => 'c',
-        0o060_000 => 'b',
-        0o010_000 => 'p',
-        0o140_000 => 's',
-        _ => '-',
-    };
-    let mut perms = String::with_capacity(10);
-    perms.push(kind);
-    for (shift, special, special_char) in [(6, 0o4000, 's'), (3, 0o2000, 's'), (0, 0o1000, 't')] {
-        let bits = (mode >> shift) & 7;
-        perms.push(if bits & 4 != 0 { 'r' } else { '-' });
-        perms.push(if bits & 2 != 0 { 'w' } else { '-' });
-        let exec = bits & 1 != 0;
-        perms.push(match (mode & special != 0, exec) {
-            (true, true) => special_char,
-            (true, false) => special_char.to_ascii_uppercase(),
-            (false, true) => 'x',
-            (false, false) => '-',
-        });
-    }
-    let mtime = meta.mtime();
-    let now_secs = now
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    let date = ls_date(mtime, now_secs);
-    let mut line = format!(
-        "{perms} {:>3} {:<8} {:<8} {:>8} {date} ",
-        meta.nlink(),
-        meta.uid(),
-        meta.gid(),
-        meta.size()
-    )
-    .into_bytes();
-    line.extend_from_slice(name);
-    line
 }
 
 /// `Mon DD HH:MM` within six months of now, `Mon DD  YYYY` otherwise (UTC).

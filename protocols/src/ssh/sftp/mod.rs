@@ -10,10 +10,9 @@
 //! [`SftpEvent::Request`], runs it with [`RootFs::execute`] and hands the answer to
 //! [`SftpServer::reply`].
 //! Extensions offered: `posix-rename@openssh.com`, `hardlink@openssh.com`,
-//! `fsync@openssh.com`, `limits@openssh.com` ([`EXTENSIONS`]). Not offered:
-//! `statvfs@openssh.com` (needs `statvfs(2)`, which this crate cannot call without
-//! `unsafe` or a new dependency), `lsetstat`, `expand-path`, `copy-data`, `home-directory`,
-//! `users-groups-by-id`.
+//! `fsync@openssh.com`, `limits@openssh.com`, `statvfs@openssh.com` ([`EXTENSIONS`]). Not
+//! offered: `fstatvfs`, `lsetstat`, `expand-path`, `copy-data`, `home-directory`,
+//! `users-groups-by-id` (OpenSSH's client falls back without them).
 //! Does not: speak SSH (the SSH server's `sftp` subsystem spawns `ringwork sftp-server`).
 //! Spec: draft-ietf-secsh-filexfer-02; OpenSSH's `PROTOCOL` §4 (extensions).
 //! Tests: `codec/tests.rs`, `server/tests.rs`, `fs/tests.rs`, the CLI's
@@ -24,7 +23,9 @@ pub mod fs;
 pub mod path;
 pub mod server;
 
-pub use self::codec::{Attrs, CodecError, NameEntry, Packet, Request, Response, StatusCode};
+pub use self::codec::{
+    Attrs, CodecError, NameEntry, Packet, Request, Response, StatVfs, StatusCode,
+};
 pub use self::fs::{RootFs, RootFsConfig};
 pub use self::path::{SftpPathError, SftpRoot};
 pub use self::server::{EXTENSIONS, SftpConfig, SftpEvent, SftpServer};

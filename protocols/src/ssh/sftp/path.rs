@@ -9,21 +9,30 @@
 //! `SYMLINK`, creating a file); either must lie under the canonical root, else the request
 //! is refused with `SSH_FX_PERMISSION_DENIED`. Symlinks inside the root work; symlinks out
 //! of it are refused when followed.
+//! Then the use: the checked path is opened again *relative to a descriptor of the root*,
+//! [`SftpRoot::open_beneath`] with Linux's `openat2(RESOLVE_BENEATH)`, and requests about a
+//! name run as `*at` calls on its parent directory opened that way
+//! ([`SftpRoot::parent_beneath`]): a component swapped for a symlink between the check and
+//! the use (another session racing this one) cannot lead outside the root — the kernel
+//! refuses it (`EXDEV`, answered `SSH_FX_PERMISSION_DENIED`). Without `openat2` (a kernel
+//! before 5.6, or another Unix) the open is a plain `openat` of the checked path: the check
+//! alone confines it, with that race open.
 //! Shares with the static file server (`http::static_files::path`): the canonical root
 //! ([`StaticRoot`]), the name and path length limits, and the canonicalize-then-prefix
 //! check. Its lexical rules differ: SFTP paths are raw bytes (no percent-encoding) and `..`
 //! is a chroot's, not an error.
-//! Does not: guard against the tree changing between this check and the caller's open (a
-//! root writable by another, hostile local user is out of scope, as for the static file
-//! server; `openat2(RESOLVE_IN_ROOT)` would close that gap and needs `unsafe` or a new
-//! dependency). NUL bytes and over-long paths are refused.
+//! Does not: refuse NUL bytes and over-long paths anywhere but in [`SftpRoot::normalize`].
 //! Tests: `fs/tests.rs`.
 
 use std::ffi::OsStr;
 use std::fs;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use rustix::fs::{Mode, OFlags};
 
 use crate::http::static_files::StaticRoot;
 use crate::http::static_files::path::{MAX_NAME_LEN, MAX_PATH_LEN};
@@ -49,6 +58,8 @@ pub enum SftpPathError {
 pub struct SftpRoot {
     // INVARIANT: canonical (absolute, no symlinks, no `.`/`..`) and a directory when built.
     root: PathBuf,
+    /// The root directory, opened: what [`SftpRoot::open_beneath`] resolves beneath.
+    dir: Arc<OwnedFd>,
 }
 
 impl SftpRoot {
@@ -58,7 +69,15 @@ impl SftpRoot {
     /// As [`StaticRoot::new`]: `NotFound`, `NotADirectory`, ...
     pub fn new(dir: impl AsRef<Path>) -> io::Result<Self> {
         let root = StaticRoot::new(dir)?.path().to_path_buf();
-        Ok(Self { root })
+        let dir = rustix::fs::open(
+            &root,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(Self {
+            root,
+            dir: Arc::new(dir),
+        })
     }
 
     /// The canonical root directory.
@@ -162,6 +181,62 @@ impl SftpRoot {
             })
             .collect();
         Some(Self::virtual_path(&segments))
+    }
+
+    /// Opens `path` — a canonical path under the root, as [`SftpRoot::follow`] and
+    /// [`SftpRoot::entry`] return — relative to the root's descriptor, with no component
+    /// resolved outside the root (see the module docs). `O_CLOEXEC` is added.
+    ///
+    /// # Errors
+    /// The open's error; `CrossesDevices` (`EXDEV`) when a component now leads outside the
+    /// root; `PermissionDenied` if `path` is not under the root at all.
+    pub fn open_beneath(&self, path: &Path, flags: OFlags, mode: Mode) -> io::Result<OwnedFd> {
+        let relative = self.relative(path)?;
+        let flags = flags | OFlags::CLOEXEC;
+        #[cfg(target_os = "linux")]
+        {
+            use rustix::fs::ResolveFlags;
+            use rustix::io::Errno;
+            let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+            // EAGAIN: a rename elsewhere raced the lookup; the kernel asks for a retry.
+            for _ in 0..4 {
+                match rustix::fs::openat2(&*self.dir, relative, flags, mode, resolve) {
+                    Err(Errno::AGAIN) => {}
+                    Err(Errno::NOSYS) => break,
+                    result => return result.map_err(io::Error::from),
+                }
+            }
+        }
+        Ok(rustix::fs::openat(&*self.dir, relative, flags, mode)?)
+    }
+
+    /// The parent directory of `entry` (a path from [`SftpRoot::entry`]) opened with
+    /// [`SftpRoot::open_beneath`], and the name in it: for `*at` calls on the name itself.
+    ///
+    /// # Errors
+    /// As [`SftpRoot::open_beneath`]; `PermissionDenied` for a path without a name.
+    pub fn parent_beneath<'p>(&self, entry: &'p Path) -> io::Result<(OwnedFd, &'p OsStr)> {
+        let (Some(parent), Some(name)) = (entry.parent(), entry.file_name()) else {
+            return Err(io::Error::from(io::ErrorKind::PermissionDenied));
+        };
+        // O_PATH (Linux): the directory need not be readable to act on its names.
+        #[cfg(target_os = "linux")]
+        let flags = OFlags::PATH | OFlags::DIRECTORY;
+        #[cfg(not(target_os = "linux"))]
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY;
+        Ok((self.open_beneath(parent, flags, Mode::empty())?, name))
+    }
+
+    /// `path` relative to the root (`.` for the root itself).
+    fn relative<'p>(&self, path: &'p Path) -> io::Result<&'p Path> {
+        let relative = path
+            .strip_prefix(&self.root)
+            .map_err(|_| io::Error::from(io::ErrorKind::PermissionDenied))?;
+        Ok(if relative.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            relative
+        })
     }
 
     fn check_inside(&self, canonical: PathBuf) -> Result<PathBuf, SftpPathError> {

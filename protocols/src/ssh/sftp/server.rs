@@ -38,6 +38,7 @@ pub const EXTENSIONS: &[(&str, &str)] = &[
     ("hardlink@openssh.com", "1"),
     ("fsync@openssh.com", "1"),
     ("limits@openssh.com", "1"),
+    ("statvfs@openssh.com", "2"),
 ];
 
 /// Bounds of an SFTP session.

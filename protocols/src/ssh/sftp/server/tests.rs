@@ -202,8 +202,10 @@ fn bad_and_unknown_packets_are_answered_and_the_session_goes_on() {
 
 #[test]
 fn reading_pauses_at_max_pending_and_resumes_on_replies() {
-    let mut config = SftpConfig::default();
-    config.max_pending = 2;
+    let config = SftpConfig {
+        max_pending: 2,
+        ..SftpConfig::default()
+    };
     let mut server = SftpServer::new(config);
     let mut wire = init();
     for id in 0..5 {
@@ -226,9 +228,10 @@ fn reading_pauses_at_max_pending_and_resumes_on_replies() {
 
 #[test]
 fn input_far_past_the_pause_closes() {
-    let mut config = SftpConfig::default();
-    config.max_pending = 1;
-    config.max_packet_len = 1024;
+    let config = SftpConfig {
+        max_pending: 1,
+        max_packet_len: 1024,
+    };
     let mut server = SftpServer::new(config);
     let mut wire = init();
     for id in 0..1000 {
