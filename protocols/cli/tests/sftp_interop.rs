@@ -1,7 +1,7 @@
 //! `ringwork sftp-server` against OpenSSH's own `sftp` client, without ssh: `sftp -D
 //! "ringwork sftp-server --root DIR" -b BATCH` runs the server on the client's pipes, as an
 //! SSH server's `sftp` subsystem would. Put/get of 10 MiB compared byte for byte, ls,
-//! rename, rm, mkdir, rmdir, chmod, symlink; escapes refused (`..`, absolute paths, a
+//! rename, rm, mkdir, rmdir, chmod, symlink, ln, df, put -f; escapes refused (`..`, absolute paths, a
 //! symlink to a directory outside the root); `--read-only`; an oversized packet closes.
 //!
 //! The SFTP server runs no reactor (blocking file I/O in a process per session, as
@@ -129,8 +129,10 @@ fn put_get_ls_rename_rm_mkdir_rmdir_chmod_symlink() {
          mkdir d1\n\
          mkdir d2\n\
          rmdir d1\n\
-         put big d2/copy\n\
+         put -f big d2/copy\n\
          chmod 600 hello.txt\n\
+         ln hello.txt hard\n\
+         df /\n\
          symlink hello.txt link\n\
          get link via-link\n\
          rm d2/copy\n\
@@ -160,6 +162,14 @@ fn put_get_ls_rename_rm_mkdir_rmdir_chmod_symlink() {
         Path::new("hello.txt")
     );
     assert_eq!(std::fs::read(local.join("via-link")).unwrap(), b"hello\n");
+    // ln: hardlink@openssh.com; df: statvfs@openssh.com (its header line); put -f:
+    // fsync@openssh.com (OpenSSH's client says nothing when it succeeds).
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(root.join("hard")).unwrap().ino(),
+        std::fs::metadata(root.join("hello.txt")).unwrap().ino()
+    );
+    assert!(stdout.contains("Avail"), "df shows the filesystem: {stdout}");
 }
 
 #[test]
