@@ -169,7 +169,10 @@ fn put_get_ls_rename_rm_mkdir_rmdir_chmod_symlink() {
         std::fs::metadata(root.join("hard")).unwrap().ino(),
         std::fs::metadata(root.join("hello.txt")).unwrap().ino()
     );
-    assert!(stdout.contains("Avail"), "df shows the filesystem: {stdout}");
+    assert!(
+        stdout.contains("Avail"),
+        "df shows the filesystem: {stdout}"
+    );
 }
 
 #[test]

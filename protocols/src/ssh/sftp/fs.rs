@@ -313,6 +313,9 @@ impl RootFs {
         if flags & open_flags::TRUNC != 0 && write {
             oflags |= OFlags::TRUNC;
         }
+        // O_NONBLOCK: opening a FIFO must not wait for a writer (no effect on regular
+        // files, the only kind served).
+        oflags |= OFlags::NONBLOCK;
         let mut mode = Mode::empty();
         let segments = SftpRoot::normalize(raw).map_err(path_status)?;
         let exists = std::fs::symlink_metadata(self.root.join(&segments));
@@ -339,8 +342,14 @@ impl RootFs {
             .open_beneath(&path, oflags, mode)
             .map(File::from)
             .map_err(io_status)?;
-        if file.metadata().map_err(io_status)?.is_dir() {
+        let meta = file.metadata().map_err(io_status)?;
+        if meta.is_dir() {
             return Err(Response::status(StatusCode::Failure, "is a directory"));
+        }
+        // A FIFO or device under the root is not served: reading one could block the
+        // session for ever (O_NONBLOCK kept the open itself from blocking).
+        if !meta.is_file() {
+            return Err(Response::status(StatusCode::Failure, "not a regular file"));
         }
         self.insert(Open::File(file))
     }

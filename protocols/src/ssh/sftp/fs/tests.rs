@@ -466,7 +466,7 @@ fn rename_mkdir_rmdir_remove_setstat() {
 }
 
 #[test]
-fn exclusive_create_and_directories_are_not_files() {
+fn exclusive_create_and_only_regular_files_open() {
     let tmp = TempDir::new("excl");
     fs::create_dir(tmp.root().join("d")).unwrap();
     let mut fs = session(&tmp, false);
@@ -476,6 +476,20 @@ fn exclusive_create_and_directories_are_not_files() {
     assert_eq!(
         code(&open(&mut fs, "d", open_flags::READ)),
         Some(StatusCode::Failure)
+    );
+    // A FIFO would block the open (no writer) and then every read: refused at once.
+    let root = std::fs::File::open(tmp.root()).unwrap();
+    rustix::fs::mknodat(
+        &root,
+        "fifo",
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_bits_truncate(0o600),
+        0,
+    )
+    .unwrap();
+    assert_eq!(
+        open(&mut fs, "fifo", open_flags::READ),
+        Response::status(StatusCode::Failure, "not a regular file")
     );
     assert_eq!(fs.open_handles(), 1);
 }
