@@ -321,3 +321,113 @@ fn a_missing_root_is_an_error() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--root"), "{stderr}");
 }
+
+/// Paramiko's SFTP client (a second implementation, in Python) over a socket pair whose
+/// other end is the server's stdin and stdout: 10 MiB pipelined write and prefetched read
+/// with a SHA-256 checksum, mkdir, posix-rename, listdir, chmod, symlink/readlink/lstat,
+/// remove, rmdir, normalize; a symlink to /etc refused, /etc/passwd not found under the root.
+const PARAMIKO_SESSION: &str = r#"
+import hashlib, os, select, socket, stat, subprocess, sys
+import paramiko
+
+exe, root = sys.argv[1:3]
+ours, theirs = socket.socketpair()
+server = subprocess.Popen([exe, "sftp-server", "--root", root], stdin=theirs, stdout=theirs)
+theirs.close()
+
+class Pipe:
+    """The socket as paramiko's SFTPClient wants its channel (it logs get_name())."""
+    def __init__(self, sock):
+        self.sock = sock
+    def send(self, data):
+        return self.sock.send(data)
+    def recv(self, n):
+        return self.sock.recv(n)
+    def close(self):
+        self.sock.close()
+    def get_name(self):
+        return "ringwork-sftp-server"
+    def recv_ready(self):
+        return bool(select.select([self.sock], [], [], 0)[0])
+
+sftp = paramiko.SFTPClient(Pipe(ours))
+
+data = os.urandom(10 * 1024 * 1024)
+with sftp.open("big", "wb") as f:
+    f.set_pipelined(True)
+    f.write(data)
+with sftp.open("big", "rb") as f:
+    f.prefetch()
+    back = f.read()
+assert hashlib.sha256(back).hexdigest() == hashlib.sha256(data).hexdigest(), "checksum"
+assert sftp.stat("big").st_size == len(data)
+
+sftp.mkdir("d")
+assert stat.S_ISDIR(sftp.stat("d").st_mode)
+sftp.posix_rename("big", "d/big2")
+assert sftp.listdir("d") == ["big2"], sftp.listdir("d")
+sftp.chmod("d/big2", 0o600)
+assert sftp.stat("d/big2").st_mode & 0o777 == 0o600
+sftp.symlink("d/big2", "ln")
+assert sftp.readlink("ln") == "d/big2"
+assert stat.S_ISLNK(sftp.lstat("ln").st_mode)
+sftp.remove("ln")
+sftp.remove("d/big2")
+sftp.rmdir("d")
+assert sftp.normalize("../..") == "/"
+
+def refused(call, *args):
+    try:
+        call(*args)
+    except PermissionError:
+        return
+    raise AssertionError(f"{call.__name__}{args} was not refused")
+
+refused(sftp.stat, "etclink/passwd")
+refused(sftp.open, "etclink/passwd")
+refused(sftp.listdir, "etclink")
+try:
+    sftp.stat("/etc/passwd")
+    raise AssertionError("/etc/passwd is not under the root")
+except FileNotFoundError:
+    pass
+
+sftp.close()
+ours.close()
+print("paramiko", paramiko.__version__, "exit", server.wait(timeout=20))
+"#;
+
+#[test]
+fn paramiko_client() {
+    let have = Command::new("python3")
+        .args(["-c", "import paramiko"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "paramiko is missing: scripts/install-sftp-test-deps.sh installs it"
+        );
+        eprintln!("skipped: paramiko is not installed (scripts/install-sftp-test-deps.sh)");
+        return;
+    }
+    let (_dir, root, _local) = setup("sftp-paramiko");
+    std::os::unix::fs::symlink("/etc", root.join("etclink")).unwrap();
+    let child = Command::new("python3")
+        .args(["-c", PARAMIKO_SESSION, env!("CARGO_BIN_EXE_ringwork")])
+        .arg(&root)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run python3");
+    let output = wait_bounded(child);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("exit 0"), "{stdout}\n{stderr}");
+    assert_eq!(
+        std::fs::read_dir(&root).unwrap().count(),
+        1,
+        "only etclink is left"
+    );
+}
