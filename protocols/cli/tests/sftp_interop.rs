@@ -1,7 +1,7 @@
 //! `ringwork sftp-server` against OpenSSH's own `sftp` client, without ssh: `sftp -D
 //! "ringwork sftp-server --root DIR" -b BATCH` runs the server on the client's pipes, as an
 //! SSH server's `sftp` subsystem would. Put/get of 10 MiB compared byte for byte, ls,
-//! rename, rm, mkdir, rmdir, chmod, symlink, ln, df, put -f; escapes refused (`..`, absolute paths, a
+//! rename, rm, mkdir, rmdir, chmod, symlink, ln, cp, df, put -f; escapes refused (`..`, absolute paths, a
 //! symlink to a directory outside the root); `--read-only`; an oversized packet closes.
 //!
 //! The SFTP server runs no reactor (blocking file I/O in a process per session, as
@@ -132,6 +132,7 @@ fn put_get_ls_rename_rm_mkdir_rmdir_chmod_symlink() {
          put -f big d2/copy\n\
          chmod 600 hello.txt\n\
          ln hello.txt hard\n\
+         cp hello.txt copied.txt\n\
          df /\n\
          symlink hello.txt link\n\
          get link via-link\n\

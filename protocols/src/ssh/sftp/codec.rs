@@ -246,6 +246,19 @@ pub enum Request {
     },
     /// `limits@openssh.com`: the server's packet, read, write and handle limits.
     Limits,
+    /// `copy-data`: copies bytes between two open files on the server (the client's `cp`).
+    CopyData {
+        /// A handle open for reading.
+        from: Bytes,
+        /// Where to start reading.
+        from_offset: u64,
+        /// How many bytes; 0: up to the end of the file.
+        len: u64,
+        /// A handle open for writing.
+        to: Bytes,
+        /// Where to start writing.
+        to_offset: u64,
+    },
     /// `statvfs@openssh.com`: the figures of the filesystem holding a path.
     Statvfs {
         /// The path.
@@ -282,7 +295,8 @@ impl Request {
             | Self::Rename { .. }
             | Self::Symlink { .. }
             | Self::PosixRename { .. }
-            | Self::Hardlink { .. } => true,
+            | Self::Hardlink { .. }
+            | Self::CopyData { .. } => true,
             _ => false,
         }
     }
@@ -579,6 +593,13 @@ fn decode_extended(r: &mut Reader<'_>) -> Result<Request, &'static str> {
             handle: r.string()?,
         },
         b"limits@openssh.com" => Request::Limits,
+        b"copy-data" => Request::CopyData {
+            from: r.string()?,
+            from_offset: r.u64().ok_or("no read offset")?,
+            len: r.u64().ok_or("no length")?,
+            to: r.string()?,
+            to_offset: r.u64().ok_or("no write offset")?,
+        },
         b"statvfs@openssh.com" => Request::Statvfs { path: r.string()? },
         _ => {
             r.skip_rest();
@@ -683,6 +704,7 @@ pub fn encode_request(id: u32, request: &Request, out: &mut Vec<u8>) {
         Request::Hardlink { .. } => (t::EXTENDED, Some(b"hardlink@openssh.com")),
         Request::Fsync { .. } => (t::EXTENDED, Some(b"fsync@openssh.com")),
         Request::Limits => (t::EXTENDED, Some(b"limits@openssh.com")),
+        Request::CopyData { .. } => (t::EXTENDED, Some(b"copy-data")),
         Request::Statvfs { .. } => (t::EXTENDED, Some(b"statvfs@openssh.com")),
         Request::Extended { name } => (t::EXTENDED, Some(&name[..])),
     };
@@ -742,6 +764,19 @@ pub fn encode_request(id: u32, request: &Request, out: &mut Vec<u8>) {
         Request::Symlink { link, target } => {
             w.string(target);
             w.string(link);
+        }
+        Request::CopyData {
+            from,
+            from_offset,
+            len,
+            to,
+            to_offset,
+        } => {
+            w.string(from);
+            w.u64(*from_offset);
+            w.u64(*len);
+            w.string(to);
+            w.u64(*to_offset);
         }
         Request::Limits | Request::Extended { .. } => {}
     }

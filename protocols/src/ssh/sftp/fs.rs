@@ -260,6 +260,35 @@ impl RootFs {
                 self.file(&handle)?.sync_all().map_err(io_status)?;
                 Ok(Response::ok())
             }
+            Request::CopyData {
+                from,
+                from_offset,
+                len,
+                to,
+                to_offset,
+            } => {
+                let from_slot = self.slot(&from)?;
+                let to_slot = self.slot(&to)?;
+                // OpenSSH's server: copying a file onto an overlapping part of itself is
+                // refused (the result would depend on the copy order).
+                if from_slot == to_slot {
+                    let end = |offset: u64| offset.saturating_add(len.max(1));
+                    if len == 0 || (from_offset < end(to_offset) && to_offset < end(from_offset)) {
+                        return Err(Response::status(
+                            StatusCode::Failure,
+                            "overlapping copy within one file",
+                        ));
+                    }
+                }
+                copy_data(
+                    self.file(&from)?,
+                    from_offset,
+                    len,
+                    self.file(&to)?,
+                    to_offset,
+                )?;
+                Ok(Response::ok())
+            }
             Request::Limits => Ok(Response::Limits(Limits {
                 max_packet_len: DEFAULT_MAX_PACKET_LEN as u64,
                 max_read_len: self.config.max_read_len as u64,
@@ -508,6 +537,33 @@ fn read_at(file: &File, offset: u64, len: usize) -> Result<Response, Response> {
     }
     buf.truncate(filled);
     Ok(Response::Data(Bytes::from(buf)))
+}
+
+/// `copy-data`: `len` bytes (0: to the end) from `from` at `from_offset` to `to` at
+/// `to_offset`, through a 64 KiB buffer.
+fn copy_data(
+    from: &File,
+    mut from_offset: u64,
+    len: u64,
+    to: &File,
+    mut to_offset: u64,
+) -> Result<(), Response> {
+    let mut buf = vec![0; 64 * 1024];
+    let mut left = if len == 0 { u64::MAX } else { len };
+    while left > 0 {
+        let want = usize::try_from(left).map_or(buf.len(), |left| left.min(buf.len()));
+        let n = match from.read_at(&mut buf[..want], from_offset) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_status(e)),
+        };
+        to.write_all_at(&buf[..n], to_offset).map_err(io_status)?;
+        from_offset = from_offset.saturating_add(n as u64);
+        to_offset = to_offset.saturating_add(n as u64);
+        left -= n as u64;
+    }
+    Ok(())
 }
 
 fn name_reply(path: Bytes) -> Response {

@@ -39,6 +39,7 @@ pub const EXTENSIONS: &[(&str, &str)] = &[
     ("fsync@openssh.com", "1"),
     ("limits@openssh.com", "1"),
     ("statvfs@openssh.com", "2"),
+    ("copy-data", "1"),
 ];
 
 /// Bounds of an SFTP session.

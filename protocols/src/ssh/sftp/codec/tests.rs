@@ -77,9 +77,16 @@ fn every_request() -> Vec<Request> {
         },
         Request::Fsync { handle: b("h") },
         Request::Limits,
+        Request::CopyData {
+            from: b("r"),
+            from_offset: 3,
+            len: 0,
+            to: b("w"),
+            to_offset: u64::MAX,
+        },
         Request::Statvfs { path: b("/") },
         Request::Extended {
-            name: b("copy-data"),
+            name: b("home-directory"),
         },
     ]
 }
@@ -313,6 +320,6 @@ fn writes_classifies_requests() {
     };
     assert!(!reading_open.writes());
     // Open(write), Write, Setstat, Fsetstat, Remove, Mkdir, Rmdir, Rename, Symlink,
-    // PosixRename, Hardlink.
-    assert_eq!(writing.iter().filter(|w| **w).count(), 11);
+    // PosixRename, Hardlink, CopyData.
+    assert_eq!(writing.iter().filter(|w| **w).count(), 12);
 }

@@ -571,3 +571,52 @@ fn a_directory_swapped_for_a_symlink_after_the_check_is_refused() {
         Response::status(StatusCode::PermissionDenied, "path leaves the root")
     );
 }
+
+#[test]
+fn copy_data_between_handles() {
+    let tmp = TempDir::new("copy");
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    fs::write(tmp.root().join("src"), &data).unwrap();
+    let mut fs = session(&tmp, false);
+    let from = handle(open(&mut fs, "src", open_flags::READ));
+    let to = handle(open(&mut fs, "dst", CREATE));
+    let copy = |from: &Bytes, from_offset, len, to: &Bytes, to_offset| Request::CopyData {
+        from: from.clone(),
+        from_offset,
+        len,
+        to: to.clone(),
+        to_offset,
+    };
+    // All of it (length 0: to the end), then a slice to an offset.
+    assert_eq!(
+        code(&fs.execute(copy(&from, 0, 0, &to, 0))),
+        Some(StatusCode::Ok)
+    );
+    assert_eq!(fs::read(tmp.root().join("dst")).unwrap(), data);
+    assert_eq!(
+        code(&fs.execute(copy(&from, 10, 5, &to, 300_000))),
+        Some(StatusCode::Ok)
+    );
+    let copied = fs::read(tmp.root().join("dst")).unwrap();
+    assert_eq!(copied.len(), 300_005);
+    assert_eq!(copied[300_000..], data[10..15]);
+    // Within one file: overlapping ranges refused, disjoint ones copied.
+    let both = handle(open(&mut fs, "src", open_flags::READ | open_flags::WRITE));
+    assert_eq!(
+        code(&fs.execute(copy(&both, 0, 100, &both, 50))),
+        Some(StatusCode::Failure)
+    );
+    assert_eq!(
+        code(&fs.execute(copy(&both, 0, 0, &both, 1_000_000))),
+        Some(StatusCode::Failure)
+    );
+    assert_eq!(
+        code(&fs.execute(copy(&both, 0, 100, &both, 100))),
+        Some(StatusCode::Ok)
+    );
+    // A read-only handle cannot be written to.
+    assert_eq!(
+        code(&fs.execute(copy(&to, 0, 10, &from, 0))),
+        Some(StatusCode::Failure)
+    );
+}
