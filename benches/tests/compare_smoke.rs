@@ -156,7 +156,9 @@ fn smoke_suite_end_to_end() {
         "{md}"
     );
     assert!(md.contains("| absent |"), "{md}");
-    assert!(elapsed.as_secs() < 30, "the smoke suite took {elapsed:?}");
+    // A bound that says the smoke suite stops by itself (it takes ~10 s on a quiet machine;
+    // a loaded 2-core CI machine has taken over 30 s), not a timing.
+    assert!(elapsed.as_secs() < 120, "the smoke suite took {elapsed:?}");
     std::fs::remove_dir_all(&out).unwrap();
 }
 

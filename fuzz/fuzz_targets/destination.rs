@@ -10,13 +10,17 @@ use ringwork_protocols::destination::{
 };
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let policy = DestinationPolicy::default();
     match Host::parse(text) {
         Host::Addr(ip) => {
             assert_eq!(canonical_ip(ip), ip, "{text:?}");
             assert_eq!(Host::parse(&ip.to_string()), Host::Addr(ip), "{text:?}");
-            let by_name = policy.check_name(text, 80).expect("a numeric name is decided");
+            let by_name = policy
+                .check_name(text, 80)
+                .expect("a numeric name is decided");
             assert_eq!(by_name, policy.check(None, ip, 80), "{text:?}");
             assert_eq!(by_name.allowed, classify(ip).is_none(), "{text:?}");
         }

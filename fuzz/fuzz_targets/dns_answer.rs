@@ -37,7 +37,9 @@ fn catalog() -> &'static Catalog {
             text.push_str(&format!("big IN A 198.51.100.{i}\n"));
         }
         let mut catalog = Catalog::new();
-        catalog.add(Zone::parse(&text, "fuzz.zone", None).expect("the zone")).expect("one zone");
+        catalog
+            .add(Zone::parse(&text, "fuzz.zone", None).expect("the zone"))
+            .expect("one zone");
         catalog
     })
 }
@@ -57,7 +59,11 @@ fuzz_target!(|data: &[u8]| {
         };
         // A question over the limit is echoed anyway (nothing else is added).
         let question = parse_query(data).map_or(0, |q| q.question.len());
-        assert!(answer.len() <= limit.max(12 + question + 11), "{} > {limit}", answer.len());
+        assert!(
+            answer.len() <= limit.max(12 + question + 11),
+            "{} > {limit}",
+            answer.len()
+        );
         Message::parse(&answer).expect("an answer reads as a message");
     }
 });

@@ -12,7 +12,17 @@ use ringwork_protocols::dns::proto::message::{
 fn folded(records: &[Record]) -> Vec<String> {
     records
         .iter()
-        .map(|r| format!("{} {} {} {} {}", r.name, r.class, r.ttl, r.rtype().0, r.data).to_ascii_lowercase())
+        .map(|r| {
+            format!(
+                "{} {} {} {} {}",
+                r.name,
+                r.class,
+                r.ttl,
+                r.rtype().0,
+                r.data
+            )
+            .to_ascii_lowercase()
+        })
         .collect()
 }
 
@@ -41,8 +51,17 @@ fuzz_target!(|data: &[u8]| {
         }
         let bytes = writer.finish();
         // The question alone may exceed a small limit; records never push past it.
-        let question_len: usize = 12 + message.questions.iter().map(|q| q.name.wire().len() + 4).sum::<usize>();
-        assert!(bytes.len() <= limit.max(question_len), "{} > {limit}", bytes.len());
+        let question_len: usize = 12
+            + message
+                .questions
+                .iter()
+                .map(|q| q.name.wire().len() + 4)
+                .sum::<usize>();
+        assert!(
+            bytes.len() <= limit.max(question_len),
+            "{} > {limit}",
+            bytes.len()
+        );
         let again = Message::parse(&bytes).expect("what we write reads back");
         if complete {
             // Compression matches names case-insensitively (as BIND and Knot do): a name may

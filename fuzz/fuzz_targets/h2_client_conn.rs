@@ -47,7 +47,10 @@ impl Harness {
                 | ClientEvent::TimedOut { id } => (id, true),
                 _ => continue,
             };
-            assert!(self.open.contains(&id) || self.ended.contains(&id), "event for unknown stream {id}");
+            assert!(
+                self.open.contains(&id) || self.ended.contains(&id),
+                "event for unknown stream {id}"
+            );
             if done {
                 // A Response with end_stream is followed by its End: count the End only.
                 if self.open.remove(&id) {
@@ -70,7 +73,10 @@ impl Harness {
             }
         }
         if let Some(close) = self.conn.poll_close() {
-            assert!(matches!(close, Close::Graceful | Close::Abort | Close::Write));
+            assert!(matches!(
+                close,
+                Close::Graceful | Close::Abort | Close::Write
+            ));
             self.closed = true;
         }
     }
@@ -139,7 +145,9 @@ fuzz_target!(|data: &[u8]| {
                 h.feed(&frame);
             }
             4 => {
-                let frame = h.server.headers(stream, &[("grpc-status", "0")], arg & 1 == 0);
+                let frame = h
+                    .server
+                    .headers(stream, &[("grpc-status", "0")], arg & 1 == 0);
                 h.feed(&frame);
             }
             5 => {
@@ -154,7 +162,9 @@ fuzz_target!(|data: &[u8]| {
             }
             7 => {
                 let increment = u32::from(next().unwrap_or(0)) << (arg % 24);
-                let frame = h.server.window_update(if arg & 0x80 != 0 { 0 } else { stream }, increment);
+                let frame = h
+                    .server
+                    .window_update(if arg & 0x80 != 0 { 0 } else { stream }, increment);
                 h.feed(&frame);
             }
             8 => {
@@ -165,17 +175,26 @@ fuzz_target!(|data: &[u8]| {
             9 => {
                 // The application sends a request (a body when arg says so).
                 let parts = RequestParts {
-                    method: if arg & 1 == 0 { &Method::Get } else { &Method::Post },
+                    method: if arg & 1 == 0 {
+                        &Method::Get
+                    } else {
+                        &Method::Post
+                    },
                     scheme: "http",
                     authority: b"fuzz",
                     path: b"/x",
                     headers: &headers,
                 };
                 if let Ok(id) = h.conn.send_request(parts, arg & 1 == 0) {
-                    assert!(!h.open.contains(&id) && !h.ended.contains(&id), "stream id {id} reused");
+                    assert!(
+                        !h.open.contains(&id) && !h.ended.contains(&id),
+                        "stream id {id} reused"
+                    );
                     h.open.insert(id);
                     if arg & 1 != 0 {
-                        let _ = h.conn.send_body(id, Bytes::from(vec![b'b'; usize::from(arg) * 40]));
+                        let _ = h
+                            .conn
+                            .send_body(id, Bytes::from(vec![b'b'; usize::from(arg) * 40]));
                         if arg & 2 != 0 {
                             let _ = h.conn.finish(id, None);
                         }

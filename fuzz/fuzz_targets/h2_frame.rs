@@ -9,7 +9,7 @@
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use ringwork_protocols::http::proto::h2::frame::{
-    self, FrameError, FrameHeader, Frame, HEADER_LEN, decode_frame, settings_entries,
+    self, Frame, FrameError, FrameHeader, HEADER_LEN, decode_frame, settings_entries,
 };
 use ringwork_protocols::kit::Status;
 
@@ -31,7 +31,10 @@ fuzz_target!(|data: &[u8]| {
                 let header = header.expect("a complete frame has a header");
                 assert!(header.len <= max);
                 assert_eq!(before - buf.len(), HEADER_LEN + header.len as usize);
-                check(&frame, &data[data.len() - before..][..HEADER_LEN + header.len as usize]);
+                check(
+                    &frame,
+                    &data[data.len() - before..][..HEADER_LEN + header.len as usize],
+                );
             }
             Err(FrameError::Connection { .. }) => {
                 assert_eq!(buf.len(), before);
@@ -60,7 +63,11 @@ fn check(frame: &Frame, raw: &[u8]) {
             frame::encode_window_update(&mut again, *stream, *increment);
         }
         Frame::RstStream { stream, code } => frame::encode_rst_stream(&mut again, *stream, *code),
-        Frame::GoAway { last_stream, code, debug } => {
+        Frame::GoAway {
+            last_stream,
+            code,
+            debug,
+        } => {
             frame::encode_goaway(&mut again, *last_stream, *code, debug);
         }
         Frame::Data { data, flow_len, .. } => {

@@ -49,7 +49,9 @@ fuzz_target!(|data: &[u8]| {
     }
     let mut decoded = Vec::new();
     HpackDecoder::new(4096)
-        .decode(&buf, usize::MAX, |name, value| decoded.push((name.to_vec(), value.to_vec())))
+        .decode(&buf, usize::MAX, |name, value| {
+            decoded.push((name.to_vec(), value.to_vec()))
+        })
         .expect("our encoding decodes");
     assert_eq!(decoded.len(), fields.len() + 1);
     for ((name, value), (got_name, got_value)) in fields.iter().zip(&decoded[1..]) {

@@ -47,10 +47,8 @@ impl Harness {
                     *self.unreleased.entry(id.0).or_default() += data.len();
                 }
                 ServerEvent::BodyEnd { .. } | ServerEvent::BodyError { .. } => {}
-                ServerEvent::Sent { id, .. } => {
-                    if let Some(id) = id {
-                        self.pending.remove(&id.0);
-                    }
+                ServerEvent::Sent { id: Some(id), .. } => {
+                    self.pending.remove(&id.0);
                 }
                 _ => {}
             }
@@ -62,7 +60,10 @@ impl Harness {
             }
         }
         if let Some(close) = self.conn.poll_close() {
-            assert!(matches!(close, Close::Graceful | Close::Abort | Close::Write));
+            assert!(matches!(
+                close,
+                Close::Graceful | Close::Abort | Close::Write
+            ));
             self.closed = true;
         }
         // One frame of input and one header block at most past the limits.
@@ -134,12 +135,17 @@ fuzz_target!(|data: &[u8]| {
                 h.feed(&frame);
             }
             4 => {
-                let frame = h.client.rst_stream(stream, ringwork_protocols::http::proto::h2::frame::ErrorCode(u32::from(arg)));
+                let frame = h.client.rst_stream(
+                    stream,
+                    ringwork_protocols::http::proto::h2::frame::ErrorCode(u32::from(arg)),
+                );
                 h.feed(&frame);
             }
             5 => {
                 let increment = u32::from(next().unwrap_or(0)) << (arg % 24);
-                let frame = h.client.window_update(if arg & 0x80 != 0 { 0 } else { stream }, increment);
+                let frame = h
+                    .client
+                    .window_update(if arg & 0x80 != 0 { 0 } else { stream }, increment);
                 h.feed(&frame);
             }
             6 => {
@@ -166,7 +172,11 @@ fuzz_target!(|data: &[u8]| {
             }
             11 => {
                 // Answer a pending request whole.
-                if let Some((&id, _)) = h.pending.iter().nth(usize::from(arg) % h.pending.len().max(1)) {
+                if let Some((&id, _)) = h
+                    .pending
+                    .iter()
+                    .nth(usize::from(arg) % h.pending.len().max(1))
+                {
                     let body = vec![b'r'; usize::from(next().unwrap_or(0)) * 64];
                     let _ = h.conn.send_response(RequestId(id), Response::text(body));
                     h.pending.remove(&id);
@@ -175,7 +185,11 @@ fuzz_target!(|data: &[u8]| {
             }
             12 => {
                 // Stream an answer: head, a piece, or the end.
-                if let Some((&id, &streaming)) = h.pending.iter().nth(usize::from(arg) % h.pending.len().max(1)) {
+                if let Some((&id, &streaming)) = h
+                    .pending
+                    .iter()
+                    .nth(usize::from(arg) % h.pending.len().max(1))
+                {
                     if !streaming {
                         let mut response = Response::new(200);
                         if arg & 0x80 != 0 {
@@ -186,11 +200,15 @@ fuzz_target!(|data: &[u8]| {
                     } else if arg & 0x40 != 0 {
                         let mut trailers = Headers::new();
                         trailers.append("grpc-status", "0");
-                        let _ = h.conn.finish(RequestId(id), (arg & 0x20 == 0).then_some(trailers));
+                        let _ = h
+                            .conn
+                            .finish(RequestId(id), (arg & 0x20 == 0).then_some(trailers));
                         h.pending.remove(&id);
                     } else {
                         let len = usize::from(next().unwrap_or(0)) * 100;
-                        let _ = h.conn.send_body(RequestId(id), Bytes::from(vec![b's'; len]));
+                        let _ = h
+                            .conn
+                            .send_body(RequestId(id), Bytes::from(vec![b's'; len]));
                     }
                 }
                 h.drain();

@@ -84,10 +84,14 @@ fuzz_target!(|data: &[u8]| {
             }
             3 => {
                 if conn.is_idle() {
-                    conn.send_request(request(arg)).expect("an idle connection takes a request");
+                    conn.send_request(request(arg))
+                        .expect("an idle connection takes a request");
                     seen = Seen::None;
                 } else {
-                    assert!(conn.send_request(request(arg)).is_err(), "two exchanges at once");
+                    assert!(
+                        conn.send_request(request(arg)).is_err(),
+                        "two exchanges at once"
+                    );
                 }
             }
             4 => {
@@ -141,15 +145,15 @@ fuzz_target!(|data: &[u8]| {
             assert!(closed.is_none(), "close asked twice");
             closed = Some(close);
         }
-        if let Some(deadline) = conn.poll_timeout() {
-            if deadline <= now {
-                conn.handle_timeout(now);
-                assert!(
-                    conn.poll_timeout().is_none_or(|d| d > now),
-                    "deadline stays in the past"
-                );
-                // Whatever the timeout produced is checked on the next round.
-            }
+        if let Some(deadline) = conn.poll_timeout()
+            && deadline <= now
+        {
+            conn.handle_timeout(now);
+            assert!(
+                conn.poll_timeout().is_none_or(|d| d > now),
+                "deadline stays in the past"
+            );
+            // Whatever the timeout produced is checked on the next round.
         }
     }
 });

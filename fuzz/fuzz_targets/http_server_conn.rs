@@ -138,7 +138,9 @@ impl Harness {
         if req.streaming {
             match kind % 3 {
                 0 => {
-                    let _ = self.conn.send_body(rid, Bytes::from(vec![b'x'; usize::from(kind)]));
+                    let _ = self
+                        .conn
+                        .send_body(rid, Bytes::from(vec![b'x'; usize::from(kind)]));
                 }
                 1 => {
                     let _ = self.conn.finish(rid, Some(Headers::new()));
@@ -210,7 +212,12 @@ impl Harness {
             if parsed.head.status == 100 {
                 continue;
             }
-            let Some(id) = parsed.head.headers.get_str("x-id").map(|v| v.parse::<u64>().expect("an id")) else {
+            let Some(id) = parsed
+                .head
+                .headers
+                .get_str("x-id")
+                .map(|v| v.parse::<u64>().expect("an id"))
+            else {
                 // An error reply of the machine's own: the connection ends after it.
                 assert!(self.closed.is_some(), "an error reply without a close");
                 return;
@@ -308,15 +315,15 @@ fuzz_target!(|data: &[u8]| {
         }
         h.pump();
         // A machine that asks for a deadline in the past would spin its driver.
-        if let Some(deadline) = h.conn.poll_timeout() {
-            if deadline <= h.now {
-                h.conn.handle_timeout(h.now);
-                h.pump();
-                assert!(
-                    h.conn.poll_timeout().is_none_or(|d| d > h.now),
-                    "deadline stays in the past after handle_timeout"
-                );
-            }
+        if let Some(deadline) = h.conn.poll_timeout()
+            && deadline <= h.now
+        {
+            h.conn.handle_timeout(h.now);
+            h.pump();
+            assert!(
+                h.conn.poll_timeout().is_none_or(|d| d > h.now),
+                "deadline stays in the past after handle_timeout"
+            );
         }
     }
     h.check_wire();

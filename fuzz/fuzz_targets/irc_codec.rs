@@ -53,7 +53,10 @@ fuzz_target!(|data: &[u8]| {
         for param in &message.params {
             if let Some(ctcp) = Ctcp::parse(param) {
                 let encoded = ctcp.encode();
-                assert_eq!(Ctcp::parse(&encoded).map(|c| c.command), Some(ctcp.command.clone()));
+                assert_eq!(
+                    Ctcp::parse(&encoded).map(|c| c.command),
+                    Some(ctcp.command.clone())
+                );
             }
             let _ = mask_matches(message.param(0), param);
         }

@@ -17,7 +17,10 @@ use ringwork_protocols::kit::{Close, Machine};
 
 fuzz_target!(|data: &[u8]| {
     let mut config = IrcConfig::default();
-    config.password = data.first().filter(|b| *b & 1 == 1).map(|_| "pw".to_owned());
+    config.password = data
+        .first()
+        .filter(|b| *b & 1 == 1)
+        .map(|_| "pw".to_owned());
     config.max_sendq = 4096;
     let mut conn = ServerConn::new(Arc::new(config), "127.0.0.1");
     let start = Instant::now();
@@ -31,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
     while let Some((&op, tail)) = rest.split_first() {
         rest = tail;
         match op % 8 {
-            0 | 1 | 2 => {
+            0..=2 => {
                 let n = usize::from(rest.first().copied().unwrap_or(0)).min(rest.len());
                 let (chunk, tail) = rest.split_at(n);
                 conn.handle_input(chunk, now);
@@ -93,7 +96,8 @@ fuzz_target!(|data: &[u8]| {
             assert!(line.len() <= MAX_LINE + MAX_TAGS, "{}", line.len());
             let line = &line[..line.len() - 1];
             let line = line.strip_suffix(b"\r").expect("lines end with CRLF");
-            Message::parse(line).unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(line)));
+            Message::parse(line)
+                .unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(line)));
         }
     }
 });

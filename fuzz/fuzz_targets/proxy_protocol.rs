@@ -55,7 +55,10 @@ fuzz_target!(|data: &[u8]| {
         expected.addresses = Addresses::Unspec;
     }
     assert_eq!(back.version, Version::V2);
-    assert_eq!((back.command, &back.addresses), (expected.command, &expected.addresses));
+    assert_eq!(
+        (back.command, &back.addresses),
+        (expected.command, &expected.addresses)
+    );
     assert_eq!(back.transport, expected.transport);
     assert_eq!(back.tlvs.len(), expected.tlvs.len());
 

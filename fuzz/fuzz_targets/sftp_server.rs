@@ -17,8 +17,7 @@ use ringwork_protocols::ssh::sftp::codec::{
     decode_packet, encode_init, encode_request, packet_type,
 };
 use ringwork_protocols::ssh::sftp::{
-    Packet, Request, Response, RootFs, RootFsConfig, SftpConfig, SftpEvent, SftpRoot,
-    SftpServer,
+    Packet, Request, Response, RootFs, RootFsConfig, SftpConfig, SftpEvent, SftpRoot, SftpServer,
 };
 
 /// A scratch root: a file, a directory with a file, a symlink out of it.
@@ -43,7 +42,8 @@ fn check_sent(mut wire: &[u8], limit: usize) {
         assert!(wire.len() >= 4 + len, "a partial packet");
         let kind = wire[4];
         assert!(
-            kind == packet_type::VERSION || (packet_type::STATUS..=packet_type::EXTENDED_REPLY).contains(&kind),
+            kind == packet_type::VERSION
+                || (packet_type::STATUS..=packet_type::EXTENDED_REPLY).contains(&kind),
             "type {kind}"
         );
         wire = &wire[4 + len..];
@@ -60,8 +60,7 @@ fuzz_target!(|data: &[u8]| {
     let mut fs_config = RootFsConfig::default();
     fs_config.read_only = true;
     fs_config.max_handles = 4;
-    let mut fs = (flags & 1 != 0)
-        .then(|| RootFs::new(SftpRoot::new(root()).unwrap(), fs_config));
+    let mut fs = (flags & 1 != 0).then(|| RootFs::new(SftpRoot::new(root()).unwrap(), fs_config));
     let now = Instant::now();
     if flags & 2 != 0 {
         let mut init = Vec::new();
@@ -96,7 +95,16 @@ fuzz_target!(|data: &[u8]| {
                 let mut wire = Vec::new();
                 encode_request(id, &request, &mut wire);
                 let decoded = decode_packet(&wire, usize::MAX).unwrap().unwrap();
-                assert_eq!(decoded, (Packet::Request { id, request: request.clone() }, wire.len()));
+                assert_eq!(
+                    decoded,
+                    (
+                        Packet::Request {
+                            id,
+                            request: request.clone()
+                        },
+                        wire.len()
+                    )
+                );
                 waiting.push_back((id, request));
             }
         }

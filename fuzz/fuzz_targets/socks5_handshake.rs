@@ -37,7 +37,9 @@ fn run(auth: &Auth, chunks: &[&[u8]]) -> Outcome {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let [mode, cut, input @ ..] = data else { return };
+    let [mode, cut, input @ ..] = data else {
+        return;
+    };
     let auth = if mode & 1 == 0 {
         Auth::None
     } else {
@@ -57,7 +59,11 @@ fuzz_target!(|data: &[u8]| {
             Ok(Status::Complete(Parsed { value, consumed }))
         );
         for cut in 0..consumed {
-            assert_eq!(parse_request(&request[..cut]), Ok(Status::Partial), "prefix {cut}");
+            assert_eq!(
+                parse_request(&request[..cut]),
+                Ok(Status::Partial),
+                "prefix {cut}"
+            );
         }
     }
 });

@@ -89,7 +89,11 @@ fn run(client: bool, deflate: bool, echo: bool, input: &[u8], cuts: &[usize]) ->
         at = end;
         // Bounded: one message being assembled (at most the limit, plus inflate's one
         // byte past it), the scratch buffer and one control payload.
-        assert!(conn.held_input() <= 4 * LIMIT + 64 * 1024, "{}", conn.held_input());
+        assert!(
+            conn.held_input() <= 4 * LIMIT + 64 * 1024,
+            "{}",
+            conn.held_input()
+        );
         while let Some(event) = conn.poll_event() {
             if let WsEvent::Message(message) = &event {
                 assert!(message.len() <= LIMIT);
@@ -120,7 +124,10 @@ fn run(client: bool, deflate: bool, echo: bool, input: &[u8], cuts: &[usize]) ->
         .filter(|e| matches!(e, WsEvent::Closed(_)))
         .count();
     assert_eq!(closes, 1, "exactly one Closed: {events:?}");
-    assert!(matches!(events.last(), Some(WsEvent::Closed(_))), "Closed is last");
+    assert!(
+        matches!(events.last(), Some(WsEvent::Closed(_))),
+        "Closed is last"
+    );
     events
 }
 
@@ -183,6 +190,8 @@ fuzz_target!(|data: &[u8]| {
         })
         .collect();
     let mut sample = messages;
-    sample.push(Message::binary(Bytes::copy_from_slice(&input[..input.len().min(LIMIT)])));
+    sample.push(Message::binary(Bytes::copy_from_slice(
+        &input[..input.len().min(LIMIT)],
+    )));
     round_trip(deflate, &sample);
 });

@@ -26,7 +26,11 @@ fuzz_target!(|data: &[u8]| {
         .and_then(|()| inflater.inflate(&input[at..], &mut out, limit))
         .and_then(|()| inflater.finish(&mut out, limit));
     assert!(out.len() <= limit + 1, "{} > {limit}", out.len());
-    assert!(out.capacity() <= limit + 1, "capacity {} > {limit}", out.capacity());
+    assert!(
+        out.capacity() <= limit + 1,
+        "capacity {} > {limit}",
+        out.capacity()
+    );
     if let Err(InflateError::TooBig { limit: l }) = result {
         assert_eq!(l, limit);
     }

@@ -474,9 +474,13 @@ test_all_backends! {
         };
         let started = Instant::now();
         let r = ringwork_loadtest::run_udp(&opts, || ringwork_loadtest::udp::SeqEchoSession::new(64)).expect("run");
-        assert!(started.elapsed() < Duration::from_secs(4), "udp run overran");
+        // Bounds, not timings: a 1 s run stops by itself, and answered datagrams are matched
+        // to their own send (a reply matched to an older request would read as up to the
+        // whole run). A reply can beat its timeout's timer on a starved machine and count
+        // with a latency somewhat past 50 ms, so the latency bound leaves scheduling room.
+        assert!(started.elapsed() < Duration::from_secs(8), "udp run overran");
         assert!(r.requests >= 10 && r.errors.timeout >= 10, "{}", r.summary());
-        assert!(r.latency_us.p99 < 50_000, "{}", r.summary());
+        assert!(r.latency_us.p99 < 400_000, "{}", r.summary());
     }
 }
 

@@ -6,16 +6,17 @@
 //! [`LIMIT`]); external servers are waited for by reading their output or exit status.
 #![cfg(feature = "engine")]
 
+mod nginx_peer;
 mod reactor_support;
 
 use std::cell::{Cell, RefCell};
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::rc::Rc;
 use std::time::Duration;
 
+use nginx_peer::Nginx;
 use reactor_support::{LIMIT, block_on, reactor};
 use ringwork::platform::BackendChoice;
 use ringwork::{Bytes, Context, Protocol, Reactor};
@@ -753,7 +754,7 @@ ringwork::platform::test_all_backends! {
 
     fn against_nginx(backend: BackendChoice) {
         let Some(mut reactor) = reactor(backend) else { return };
-        let Some(nginx) = Nginx::start() else { return };
+        let Some(nginx) = Nginx::plain() else { return };
         let client = HttpClient::new(reactor.handle(), ClientConfig::default());
         for i in 0..20 {
             let path = if i % 2 == 0 { "/small.txt" } else { "/big.bin" };
@@ -849,85 +850,5 @@ impl Drop for PythonServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// nginx serving two files from a temporary prefix; stopped and removed on drop.
-struct Nginx {
-    prefix: PathBuf,
-    addr: SocketAddr,
-    small: Vec<u8>,
-    big: Vec<u8>,
-}
-
-const NGINX: &str = "/usr/sbin/nginx";
-
-impl Nginx {
-    fn start() -> Option<Nginx> {
-        if !std::path::Path::new(NGINX).exists() {
-            eprintln!("skipped: nginx not installed");
-            return None;
-        }
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let prefix =
-            std::env::temp_dir().join(format!("ringwork-nginx-{}-{n}", std::process::id()));
-        let www = prefix.join("www");
-        std::fs::create_dir_all(&www).expect("temp dir");
-        let small = b"small file from nginx\n".to_vec();
-        let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-        std::fs::write(www.join("small.txt"), &small).expect("write");
-        std::fs::write(www.join("big.bin"), &big).expect("write");
-        // A free port: bound and released (nginx binds it a moment later).
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let p = prefix.display();
-        let user = if cfg!(unix) && std::env::var("USER").as_deref() == Ok("root") {
-            "user root;"
-        } else {
-            ""
-        };
-        let config = format!(
-            "{user}\nworker_processes 1;\npid {p}/nginx.pid;\nerror_log {p}/error.log;\n\
-             events {{ worker_connections 64; }}\n\
-             http {{\n access_log off;\n client_body_temp_path {p}/body;\n\
-             proxy_temp_path {p}/proxy;\n fastcgi_temp_path {p}/fastcgi;\n\
-             uwsgi_temp_path {p}/uwsgi;\n scgi_temp_path {p}/scgi;\n\
-             server {{ listen 127.0.0.1:{port}; root {p}/www; }}\n}}\n"
-        );
-        let conf = prefix.join("nginx.conf");
-        std::fs::write(&conf, config).expect("write config");
-        // Daemon mode: the command returns once the master bound its socket.
-        let status = Command::new(NGINX)
-            .arg("-p")
-            .arg(&prefix)
-            .arg("-c")
-            .arg(&conf)
-            .status()
-            .expect("run nginx");
-        let log = std::fs::read_to_string(prefix.join("error.log")).unwrap_or_default();
-        assert!(status.success(), "nginx failed to start: {log}");
-        Some(Nginx {
-            prefix,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            small,
-            big,
-        })
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = Command::new(NGINX)
-            .arg("-p")
-            .arg(&self.prefix)
-            .arg("-c")
-            .arg(self.prefix.join("nginx.conf"))
-            .args(["-s", "stop"])
-            .stderr(Stdio::null())
-            .status();
-        let _ = std::fs::remove_dir_all(&self.prefix);
     }
 }

@@ -6,15 +6,13 @@
 
 mod common;
 
-use std::cell::RefCell;
-use std::rc::Rc;
 use std::time::Duration;
 
 use common::Server;
 use ringwork::{BackendChoice, Clock, ManualClock, ReactorConfig};
 use ringwork_protocols::http::server::{HttpServer, ServerConfig};
 use ringwork_protocols::http::services::hello;
-use ringwork_protocols::limits::{RateLimit, RequestRateLimiter};
+use ringwork_protocols::limits::{RateLimit, SharedRateLimiter};
 
 /// The statuses and Retry-After values of `count` requests on one new connection.
 fn burst(server: &Server, count: usize) -> Vec<(u16, Option<String>)> {
@@ -39,7 +37,7 @@ fn tokens_follow_the_manual_clock(backend: BackendChoice) {
     let Some(server) = Server::start_server(backend, config, || {
         let limit = RateLimit::new(2.0, 3).expect("valid");
         HttpServer::new(hello, ServerConfig::default())
-            .rate_limit(Rc::new(RefCell::new(RequestRateLimiter::new(limit, 64))))
+            .rate_limit(SharedRateLimiter::new(limit, 64))
     }) else {
         return;
     };

@@ -986,8 +986,9 @@ ringwork::platform::test_all_backends! {
             assert_eq!(send(&mut reactor, "/limited"), ok);
         }
         assert_eq!(send(&mut reactor, "/limited"), wait);
-        // A reload: new tables, new buckets (full again).
-        proxy.reload(&config);
+        // A reload (the file parsed again): new tables, new buckets (full again).
+        let reloaded = ProxyConfig::from_toml(&config_text).expect("valid config");
+        proxy.reload(&reloaded);
         for _ in 0..3 {
             assert_eq!(send(&mut reactor, "/limited"), ok);
         }

@@ -18,8 +18,8 @@
 //! a graceful shutdown (`--grace`); a second signal stops at once; exit status 0 then.
 //! A bad command line exits with status 2, a failure to start (address in use, io_uring
 //! unavailable under `--backend uring`) with status 1.
-//! Adding a service: a [`Service`] variant with a doc comment (its `--help` text) and one
-//! arm in each of [`Service::listen_stream`] and [`Service::bind_datagram`]. The proxy
+//! Adding a service: see `service.rs` (the [`Service`] enum, what each service needs and
+//! how a core listens for it). The proxy
 //! services' options and factories live in `proxy.rs`; where output goes (one
 //! non-blocking log sink for everything the process writes) in `logging.rs`; the
 //! `--metrics` exporter in `metrics.rs`.
@@ -31,11 +31,9 @@
 //! `tests/metrics.rs` (Prometheus's parser) run this binary.
 #![forbid(unsafe_code)]
 
-use std::cell::RefCell;
 use std::error::Error;
 use std::io::Write;
 use std::process::ExitCode;
-use std::rc::Rc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -43,25 +41,16 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use ringwork::logging::LogSink;
 use ringwork::{BackendChoice, EngineError, Reactor, ReactorConfig, ReusePort, Runtime};
 use ringwork_protocols::Endpoint;
-use ringwork_protocols::basic::{Discard, DiscardDatagram, Echo, EchoDatagram};
-use ringwork_protocols::dns::proto::tcp::TcpConfig;
 use ringwork_protocols::dns::proto::{Catalog, Zone};
 use ringwork_protocols::dns::resolver::{Resolver, ResolverConfig};
-use ringwork_protocols::dns::server::{UdpServer, tcp_server};
-use ringwork_protocols::endpoint::{AppProtocols, ListenSpec};
+use ringwork_protocols::endpoint::ListenSpec;
+use ringwork_protocols::http::reverse_proxy::ProxyConfig;
 use ringwork_protocols::http::reverse_proxy::health::HealthState;
-use ringwork_protocols::http::reverse_proxy::{ProxyConfig, ReverseProxy};
-use ringwork_protocols::http::server::{AccessLog, AccessLogFormat, HttpServer, ServerConfig};
-use ringwork_protocols::http::services::{StaticFiles, hello_server};
+use ringwork_protocols::http::server::{AccessLog, AccessLogFormat};
 use ringwork_protocols::irc::proto::IrcConfig;
 use ringwork_protocols::irc::server::IrcServer;
-use ringwork_protocols::limits::{
-    ConnectionCap, DEFAULT_RATE_TABLE, RateLimit, RequestRateLimiter,
-};
-use ringwork_protocols::mail::pop3::Pop3Service;
-use ringwork_protocols::mail::smtp::SmtpService;
-use ringwork_protocols::websocket::broadcast::{Topic, TopicConfig, ws_chat_server};
-use ringwork_protocols::websocket::server::{service_config, ws_echo_server};
+use ringwork_protocols::limits::{ConnectionCap, DEFAULT_RATE_TABLE, RateLimit, SharedRateLimiter};
+use ringwork_protocols::websocket::broadcast::{Topic, TopicConfig};
 
 #[cfg(unix)]
 mod daemon;
@@ -70,13 +59,15 @@ mod mail;
 mod metrics;
 mod passwd;
 mod proxy;
+#[cfg(unix)]
+mod service;
 mod sftp;
 mod sockopts;
-#[cfg(unix)]
 mod takeover;
 
 use logging::Logging;
-use proxy::{ProxyArgs, ProxyKind, ProxyPlan};
+use proxy::{ProxyArgs, ProxyPlan};
+use service::{CONNECTING, Service, ServiceOptions, misplaced_option};
 
 /// Where `serve` listens when no `--listen` is given: loopback only, a fixed port.
 const DEFAULT_LISTEN: &str = "tcp:8000:interface=127.0.0.1";
@@ -307,452 +298,6 @@ struct Serve {
     mail: mail::MailArgs,
 }
 
-/// What the services need besides their endpoint.
-#[derive(Clone, Debug)]
-struct ServiceOptions {
-    root: Option<std::path::PathBuf>,
-    access_log: bool,
-    /// `--access-log FILE`: where each HTTP server's lines go.
-    access_file: Option<AccessLog>,
-    /// The write-stall timeout (`None`: off).
-    write_timeout: Option<Duration>,
-    /// The loaded `--config` of `http-proxy`.
-    proxy: Option<ProxyConfig>,
-    /// The proxy's active health checks (one state for every core), if its file has any.
-    health: Option<Arc<HealthState>>,
-    /// The zones of `dns`, loaded once and shared by every core.
-    dns: Option<Arc<Catalog>>,
-    /// Whether HTTP servers count responses for `--metrics`.
-    metrics: bool,
-    /// `--warn-interval` (the reverse proxy limits its upstream-error warnings itself).
-    warn_interval: Duration,
-    /// `--rate-limit`/`--rate-burst` (or the proxy file's `[limits]`): each core's HTTP
-    /// servers get their own buckets.
-    rate_limit: Option<RateLimit>,
-    /// `--max-conns-per-ip` (or `limits.connections_per_ip`): shared by every core.
-    connection_cap: Option<ConnectionCap>,
-    /// The IRC server, made once and attached on every core.
-    irc: Option<IrcServer>,
-    /// The topic of `ws-chat`, shared by every core.
-    chat: Topic,
-    /// `smtp`: the mail service (Maildir root, domains, users, STARTTLS certificate).
-    smtp: Option<SmtpService>,
-    /// `pop3`: the POP3 service (Maildir root, users, STLS certificate).
-    pop3: Option<Pop3Service>,
-}
-
-impl ServiceOptions {
-    fn config(&self) -> ServerConfig {
-        let mut config = ServerConfig::default();
-        config.access_log = self.access_log;
-        config.write_timeout = self.write_timeout;
-        config
-    }
-
-    /// The HTTP server for `service` on the core of `reactor` (`None` for the non-HTTP
-    /// services).
-    fn server(
-        &self,
-        service: Service,
-        reactor: Option<&Reactor>,
-    ) -> Result<Option<HttpServer>, EngineError> {
-        let server = match service {
-            Service::HttpProxy => {
-                let config = self.proxy.as_ref().ok_or_else(|| EngineError::Config {
-                    what: "http-proxy needs --config FILE".into(),
-                })?;
-                reactor.map(|reactor| {
-                    let mut server = ringwork_protocols::http::reverse_proxy::server_config(config);
-                    server.access_log = self.access_log;
-                    server.write_timeout = self.write_timeout;
-                    if self.metrics {
-                        let metrics = metrics::core_http_metrics();
-                        let mut proxy = ReverseProxy::with_metrics(
-                            reactor.handle(),
-                            config,
-                            Rc::clone(&metrics),
-                        )
-                        .warning_interval(self.warn_interval);
-                        if let Some(health) = &self.health {
-                            proxy = proxy.health(health);
-                        }
-                        proxy::register(&proxy);
-                        HttpServer::with_metrics(proxy, server, metrics)
-                    } else {
-                        let mut proxy = ReverseProxy::new(reactor.handle(), config)
-                            .warning_interval(self.warn_interval);
-                        if let Some(health) = &self.health {
-                            proxy = proxy.health(health);
-                        }
-                        proxy::register(&proxy);
-                        HttpServer::new(proxy, server)
-                    }
-                })
-            }
-            Service::Hello if self.metrics => Some(HttpServer::with_metrics(
-                ringwork_protocols::http::services::hello,
-                self.config(),
-                metrics::core_http_metrics(),
-            )),
-            Service::Hello => Some(hello_server(self.config())),
-            Service::WsEcho => Some(ws_echo_server(self.config(), service_config())),
-            Service::WsChat => reactor.map(|reactor| {
-                ws_chat_server(self.config(), service_config(), self.chat.local(reactor))
-            }),
-            Service::Web => {
-                let root = self.root.as_ref().ok_or_else(|| EngineError::Config {
-                    what: "web needs --root DIR".into(),
-                })?;
-                let files = StaticFiles::new(root).map_err(|e| EngineError::Config {
-                    what: format!("--root {}: {e}", root.display()),
-                })?;
-                Some(if self.metrics {
-                    HttpServer::with_metrics(files, self.config(), metrics::core_http_metrics())
-                } else {
-                    HttpServer::new(files, self.config())
-                })
-            }
-            Service::Echo
-            | Service::Discard
-            | Service::TcpProxy
-            | Service::Socks5
-            | Service::Dns
-            | Service::Irc
-            | Service::Smtp
-            | Service::Pop3 => None,
-        };
-        Ok(server.map(|server| {
-            let server = match &self.access_file {
-                Some(log) => server.access_log(log.clone()),
-                None => server,
-            };
-            match self.rate_limit {
-                Some(limit) => server.rate_limit(Rc::new(RefCell::new(RequestRateLimiter::new(
-                    limit,
-                    DEFAULT_RATE_TABLE,
-                )))),
-                None => server,
-            }
-        }))
-    }
-
-    /// The zones of `dns`.
-    fn catalog(&self) -> Result<&Arc<Catalog>, EngineError> {
-        self.dns.as_ref().ok_or_else(|| EngineError::Config {
-            what: "dns needs --zone FILE".into(),
-        })
-    }
-}
-
-/// The services `ringwork serve` runs.
-#[derive(Clone, Copy, Debug, Eq, PartialEq, ValueEnum)]
-enum Service {
-    /// Echo (RFC 862): sends back every byte (TCP, Unix) or datagram (UDP).
-    Echo,
-    /// Discard (RFC 863): reads and drops everything.
-    Discard,
-    /// HTTP/1.1 and HTTP/2 "Hello, World!" (text/plain) on every path: the benchmark endpoint.
-    Hello,
-    /// HTTP/1.1 and HTTP/2 static files from --root DIR (ranges, conditional requests,
-    /// listings).
-    Web,
-    /// TCP port forward to --upstream ENDPOINT or HOST:PORT (repeatable; round-robin with
-    /// health; names resolved at every connection).
-    TcpProxy,
-    /// SOCKS5 proxy (CONNECT; --user NAME:PASS for username/password authentication).
-    Socks5,
-    /// HTTP/1.1 and HTTP/2 reverse proxy configured by --config FILE (routes by Host and path prefix
-    /// to upstream pools; streams bodies both ways).
-    HttpProxy,
-    /// WebSocket echo (RFC 6455, permessage-deflate when offered): every message back to
-    /// its sender; a WebSocket upgrade on any path.
-    WsEcho,
-    /// WebSocket chat: every message to every client on every core (one encoding per
-    /// message per core; a client more than 1 MiB behind is closed with 1013).
-    WsChat,
-    /// Authoritative DNS for the zones of --zone FILE (repeatable, RFC 1035 master files)
-    /// over UDP and TCP (and DNS over TLS on tls: endpoints), on every core [default
-    /// endpoints: udp:5353 and tcp:5353 on 127.0.0.1].
-    Dns,
-    /// IRC server (RFC 1459/2812 with IRCv3 tags; channels shared across cores) [default
-    /// endpoint: tcp:6667 on 127.0.0.1].
-    Irc,
-    /// SMTP (RFC 5321 ESMTP) delivering into --maildir DIR for the users of --users FILE
-    /// at the --domain names; STARTTLS (--cert/--key), AUTH PLAIN/LOGIN after it.
-    Smtp,
-    /// POP3 (RFC 1939; STLS, CAPA) over the same --maildir DIR for the users of --users
-    /// FILE; USER/PASS only after STLS or on a tls: endpoint.
-    Pop3,
-}
-
-impl Service {
-    /// Its name on the command line (`http-proxy`).
-    fn name(self) -> String {
-        self.to_possible_value()
-            .map_or_else(|| format!("{self:?}"), |v| v.get_name().to_owned())
-    }
-
-    /// What a `tls:` listener of this service advertises by ALPN, and which `alpn=` it
-    /// accepts: never a protocol the service cannot answer.
-    fn app_protocols(self) -> AppProtocols {
-        match self {
-            Service::Hello | Service::Web | Service::HttpProxy => AppProtocols::HTTP,
-            Service::WsEcho | Service::WsChat => AppProtocols::HTTP_1_1,
-            // DNS over TLS (RFC 7858 names no ALPN; RFC 8310's "dot" is what clients send).
-            Service::Dns => AppProtocols::Only(&["dot"]),
-            // SOCKS5 has no ALPN name.
-            Service::Socks5 | Service::Smtp | Service::Pop3 => AppProtocols::Only(&[]),
-            Service::Echo | Service::Discard | Service::TcpProxy | Service::Irc => {
-                AppProtocols::Opaque
-            }
-        }
-    }
-
-    /// Whether this is a WebSocket service.
-    fn is_websocket(self) -> bool {
-        matches!(self, Service::WsEcho | Service::WsChat)
-    }
-
-    /// Which proxy service this is, if one.
-    fn proxy_kind(self) -> Option<ProxyKind> {
-        match self {
-            Service::TcpProxy => Some(ProxyKind::Tcp),
-            Service::Socks5 => Some(ProxyKind::Socks5),
-            _ => None,
-        }
-    }
-
-    /// Listens on a TCP endpoint or Unix socket; returns the endpoint as bound.
-    fn listen_stream(
-        self,
-        reactor: &mut Reactor,
-        endpoint: &Endpoint,
-        spec: &ListenSpec,
-        http: &ServiceOptions,
-        plan: Option<&ProxyPlan>,
-    ) -> Result<Endpoint, EngineError> {
-        let server = http.server(self, Some(reactor))?;
-        let tcp_proxy = plan.and_then(ProxyPlan::tcp_proxy);
-        let socks5 = plan.and_then(ProxyPlan::socks5);
-        let listener = Listener {
-            spec,
-            cap: http.connection_cap.as_ref(),
-        };
-        let bound = match (self, server) {
-            (_, Some(server)) => listener.listen(reactor, server)?,
-            (Service::TcpProxy | Service::Socks5, None) => match (tcp_proxy, socks5) {
-                (Some(proxy), _) => listener.listen(reactor, proxy)?,
-                (None, Some(socks5)) => listener.listen(reactor, socks5)?,
-                (None, None) => return Err(unsupported(self, endpoint)),
-            },
-            (Service::Discard, None) => listener.listen(reactor, || Discard)?,
-            (Service::Smtp, None) => {
-                let smtp = http.smtp.clone().ok_or_else(|| EngineError::Config {
-                    what: "smtp needs --maildir DIR".into(),
-                })?;
-                let tls = spec.options.tls.is_some();
-                listener.listen(reactor, move || smtp.connection(tls))?
-            }
-            (Service::Pop3, None) => {
-                let pop3 = http.pop3.clone().ok_or_else(|| EngineError::Config {
-                    what: "pop3 needs --maildir DIR and --users FILE".into(),
-                })?;
-                let tls = spec.options.tls.is_some();
-                listener.listen(reactor, move || pop3.connection(tls))?
-            }
-            (Service::Dns, None) => {
-                let catalog = Arc::clone(http.catalog()?);
-                listener.listen(reactor, tcp_server(catalog, TcpConfig::default()))?
-            }
-            (Service::Irc, None) => {
-                let irc = http.irc.as_ref().ok_or_else(|| EngineError::Config {
-                    what: "irc: no server configured".into(),
-                })?;
-                let factory = irc.attach(reactor);
-                listener.listen(reactor, factory)?
-            }
-            (_, None) => listener.listen(reactor, || Echo)?,
-        };
-        Ok(with_bound(endpoint, &bound))
-    }
-
-    fn bind_datagram(
-        self,
-        reactor: &mut Reactor,
-        endpoint: &Endpoint,
-        http: &ServiceOptions,
-        reuse: ReusePort,
-    ) -> Result<Endpoint, EngineError> {
-        let Endpoint::Udp { addr } = endpoint else {
-            return Err(unsupported(self, endpoint));
-        };
-        let id = match self {
-            Service::Echo => reactor.bind_udp(*addr, EchoDatagram)?,
-            Service::Discard => reactor.bind_udp(*addr, DiscardDatagram)?,
-            // Every core binds the address; the kernel spreads queries over them.
-            Service::Dns => {
-                reactor.bind_udp_with(*addr, UdpServer::new(Arc::clone(http.catalog()?)), reuse)?
-            }
-            Service::Hello
-            | Service::Web
-            | Service::HttpProxy
-            | Service::TcpProxy
-            | Service::Socks5
-            | Service::Irc
-            | Service::WsEcho
-            | Service::WsChat
-            | Service::Smtp
-            | Service::Pop3 => {
-                return Err(unsupported(self, endpoint));
-            }
-        };
-        let addr = reactor
-            .udp_local_addr(id)?
-            .as_socket()
-            .ok_or_else(|| EngineError::Config {
-                what: "a UDP socket without an IP address".into(),
-            })?;
-        Ok(Endpoint::Udp { addr })
-    }
-
-    /// Listens on `endpoint` from core `core`; `None` when another core serves it.
-    fn listen(
-        self,
-        reactor: &mut Reactor,
-        endpoint: &Endpoint,
-        spec: Option<&ListenSpec>,
-        http: &ServiceOptions,
-        plan: Option<&ProxyPlan>,
-        reuse: ReusePort,
-    ) -> Option<Result<Endpoint, EngineError>> {
-        match (endpoint, spec) {
-            // A Unix path is one socket: core 0's.
-            (_, Some(spec)) if spec.unix && reactor.core_index() != 0 => None,
-            (_, Some(spec)) => Some(self.listen_stream(reactor, endpoint, spec, http, plan)),
-            // A UDP port is core 0's, but DNS answers on every core (SO_REUSEPORT).
-            (Endpoint::Udp { .. }, None) if reactor.core_index() == 0 || self == Service::Dns => {
-                Some(self.bind_datagram(reactor, endpoint, http, reuse))
-            }
-            _ => None,
-        }
-    }
-}
-
-/// One stream listener of a core, with the connection cap per client if any.
-struct Listener<'a> {
-    spec: &'a ListenSpec,
-    cap: Option<&'a ConnectionCap>,
-}
-
-impl Listener<'_> {
-    fn listen(
-        &self,
-        reactor: &mut Reactor,
-        factory: impl ringwork::Factory,
-    ) -> Result<ringwork::SockAddr, EngineError> {
-        match self.cap {
-            Some(cap) => self.spec.listen(reactor, cap.wrap(factory)),
-            None => self.spec.listen(reactor, factory),
-        }
-    }
-}
-
-/// The options that belong to some services only: clap's id, the flag, and the services
-/// that take it. A flag given to another service is a usage error naming the service, not
-/// silently ignored (`serve hello --root DIR`).
-const SERVICE_OPTIONS: &[(&str, &str, &[Service])] = &[
-    ("root", "--root", &[Service::Web]),
-    ("config", "--config", &[Service::HttpProxy]),
-    (
-        "access_log",
-        "--access-log",
-        &[Service::Hello, Service::Web, Service::HttpProxy],
-    ),
-    (
-        "access_log_format",
-        "--access-log-format",
-        &[Service::Hello, Service::Web, Service::HttpProxy],
-    ),
-    (
-        "rate_limit",
-        "--rate-limit",
-        &[Service::Hello, Service::Web, Service::HttpProxy],
-    ),
-    (
-        "rate_burst",
-        "--rate-burst",
-        &[Service::Hello, Service::Web, Service::HttpProxy],
-    ),
-    ("upstream", "--upstream", &[Service::TcpProxy]),
-    ("send_proxy", "--send-proxy", &[Service::TcpProxy]),
-    (
-        "idle_timeout",
-        "--idle-timeout",
-        &[Service::TcpProxy, Service::Socks5],
-    ),
-    ("splice", "--splice", &[Service::TcpProxy, Service::Socks5]),
-    ("user", "--user", &[Service::Socks5]),
-    ("allow", "--allow", &[Service::Socks5]),
-    ("deny", "--deny", &[Service::Socks5]),
-    ("zone", "--zone", &[Service::Dns]),
-    ("motd", "--motd", &[Service::Irc]),
-    ("password", "--password", &[Service::Irc]),
-    ("server_name", "--server-name", &[Service::Irc]),
-    ("maildir", "--maildir", MAIL),
-    ("domain", "--domain", &[Service::Smtp]),
-    ("users", "--users", MAIL),
-    ("cert", "--cert", MAIL),
-    ("key", "--key", MAIL),
-    ("max_message_size", "--max-message-size", &[Service::Smtp]),
-    ("resolver", "--resolver", CONNECTING),
-    ("resolv_conf", "--resolv-conf", CONNECTING),
-    ("hosts_file", "--hosts-file", CONNECTING),
-];
-
-/// The mail services (one Maildir, one users file).
-const MAIL: &[Service] = &[Service::Smtp, Service::Pop3];
-
-/// The services that connect to names (and so resolve them).
-const CONNECTING: &[Service] = &[Service::TcpProxy, Service::HttpProxy, Service::Socks5];
-
-/// The first option in `serve` (the `serve` subcommand's matches) that `service` does not
-/// take, as a usage message.
-fn misplaced_option(service: Service, serve: &clap::ArgMatches) -> Option<String> {
-    SERVICE_OPTIONS.iter().find_map(|(id, flag, services)| {
-        let given = serve.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
-        (given && !services.contains(&service)).then(|| {
-            let owners: Vec<String> = services.iter().map(|s| s.name()).collect();
-            format!(
-                "{flag} does not apply to `serve {}`; it is an option of {}",
-                service.name(),
-                owners.join(", ")
-            )
-        })
-    })
-}
-
-/// `endpoint` with the port the OS chose (for port 0).
-fn with_bound(endpoint: &Endpoint, bound: &ringwork::SockAddr) -> Endpoint {
-    let port = bound.as_socket().map(|a| a.port());
-    match (endpoint, port) {
-        (Endpoint::Tcp { addr }, Some(port)) => Endpoint::Tcp {
-            addr: std::net::SocketAddr::new(addr.ip(), port),
-        },
-        (Endpoint::Tls { addr, tls }, Some(port)) => Endpoint::Tls {
-            addr: std::net::SocketAddr::new(addr.ip(), port),
-            tls: tls.clone(),
-        },
-        (Endpoint::Haproxy(inner), _) => Endpoint::Haproxy(Box::new(with_bound(inner, bound))),
-        _ => endpoint.clone(),
-    }
-}
-
-fn unsupported(service: Service, endpoint: &Endpoint) -> EngineError {
-    EngineError::Config {
-        what: format!("{} does not support endpoint {endpoint}", service.name()),
-    }
-}
-
 /// `--access-log-format`.
 #[derive(Clone, Copy, Debug, Eq, PartialEq, ValueEnum)]
 enum AccessFormat {
@@ -967,7 +512,18 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
         }
         None => file_limits.requests,
     };
+    // One table for the process: a client's budget is the same on every core.
+    let rate_limit = rate_limit.map(|limit| SharedRateLimiter::new(limit, DEFAULT_RATE_TABLE));
     let connections_per_ip = serve.max_conns_per_ip.or(file_limits.connections_per_ip);
+    let connection_cap = connections_per_ip.map(ConnectionCap::new);
+    // What a SIGHUP may change: the limits the proxy's file set, not those of flags.
+    #[cfg(unix)]
+    let reloadable_limits = proxy::FileLimits {
+        requests: rate_limit.clone().filter(|_| serve.rate_limit.is_none()),
+        connections: connection_cap
+            .clone()
+            .filter(|_| serve.max_conns_per_ip.is_none()),
+    };
     let mut builder = Runtime::builder()
         .backend(serve.backend.into())
         .reactor_config(ReactorConfig {
@@ -1064,8 +620,8 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
         dns,
         metrics: serve.metrics.is_some(),
         warn_interval: serve.warn_interval,
-        rate_limit,
-        connection_cap: connections_per_ip.map(ConnectionCap::new),
+        rate_limit: rate_limit.clone(),
+        connection_cap: connection_cap.clone(),
         irc,
         chat: Topic::new(TopicConfig::default()),
         smtp,
@@ -1182,7 +738,7 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
         runtime.on_signal(ringwork::signal::SIGHUP, move |reactor| {
             reload_certificates(&reload);
             if let Some(path) = &proxy_file {
-                proxy::reload_routes(reactor, path);
+                proxy::reload_routes(reactor, path, &reloadable_limits);
             }
         })?;
     }
@@ -1424,6 +980,7 @@ mod tests {
     use clap::CommandFactory;
 
     use super::*;
+    use crate::service::SERVICE_OPTIONS;
 
     /// Every id in `SERVICE_OPTIONS` is an argument of `serve` with that flag (a renamed
     /// field would otherwise make its check silently pass).

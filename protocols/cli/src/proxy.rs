@@ -337,12 +337,61 @@ pub fn register(proxy: &ringwork_protocols::http::reverse_proxy::ReverseProxy) {
     CORE_PROXIES.with(|proxies| proxies.borrow_mut().push(proxy.clone()));
 }
 
+/// The per-client limits a reload of the proxy's file may change: those the file set (a
+/// command-line flag wins over the file, so its limit is not here).
+#[derive(Clone, Debug, Default)]
+pub struct FileLimits {
+    /// `[limits] requests_per_second`/`burst`, when the file set them.
+    pub requests: Option<ringwork_protocols::limits::SharedRateLimiter>,
+    /// `[limits] connections_per_ip`, when the file set it.
+    pub connections: Option<ringwork_protocols::limits::ConnectionCap>,
+}
+
+impl FileLimits {
+    /// Applies the reloaded file's `[limits]`: new values for the limits in force; a
+    /// limit turned on or off needs a restart (the servers were built with or without it),
+    /// said in a WARN line.
+    fn reload(&self, limits: &ringwork_protocols::http::reverse_proxy::ClientLimits) {
+        match (&self.requests, limits.requests) {
+            (Some(limiter), Some(limit)) => limiter.set_limit(limit),
+            (None, None) => {}
+            (_, new) => tracing::warn!(
+                signal = "SIGHUP",
+                "[limits] requests_per_second was {} and is now {}: turning it on or off \
+                 needs a restart (a --rate-limit flag also overrides the file)",
+                if self.requests.is_some() {
+                    "set"
+                } else {
+                    "unset"
+                },
+                if new.is_some() { "set" } else { "unset" },
+            ),
+        }
+        match (&self.connections, limits.connections_per_ip) {
+            (Some(cap), Some(max)) => cap.set_max(max),
+            (None, None) => {}
+            (_, new) => tracing::warn!(
+                signal = "SIGHUP",
+                "[limits] connections_per_ip was {} and is now {}: turning it on or off \
+                 needs a restart (a --max-conns-per-ip flag also overrides the file)",
+                if self.connections.is_some() {
+                    "set"
+                } else {
+                    "unset"
+                },
+                if new.is_some() { "set" } else { "unset" },
+            ),
+        }
+    }
+}
+
 /// SIGHUP for `http-proxy`: reads the configuration file `path` again and, if it loads,
 /// gives its routes and upstreams to every core's proxies (requests that start afterwards
-/// use them; requests under way and connections are not touched); logged once every core
-/// has them. A file that does not load is refused with an ERROR line and the old routes
-/// keep serving. Runs on core 0 (a file read: a reload is rare).
-pub fn reload_routes(reactor: &mut ringwork::Reactor, path: &std::path::Path) {
+/// use them; requests under way and connections are not touched) and its `[limits]` values
+/// to the limits the file set (`limits`); logged once every core has the routes. A file
+/// that does not load is refused with an ERROR line and the old routes keep serving. Runs
+/// on core 0 (a file read: a reload is rare).
+pub fn reload_routes(reactor: &mut ringwork::Reactor, path: &std::path::Path, limits: &FileLimits) {
     let config = match ringwork_protocols::http::reverse_proxy::ProxyConfig::load(path) {
         Ok(config) => config,
         Err(error) => {
@@ -354,6 +403,7 @@ pub fn reload_routes(reactor: &mut ringwork::Reactor, path: &std::path::Path) {
             return;
         }
     };
+    limits.reload(&config.limits);
     let Some(cores) = reactor.cores() else {
         return;
     };

@@ -4,6 +4,7 @@
 //! Both backends. Waits are on the server's stderr lines and on the file's content (read
 //! again until it holds the line, bounded by [`LIMIT`]), never a fixed sleep.
 
+#[macro_use]
 mod support;
 
 use std::io::{Read, Write};
@@ -264,21 +265,6 @@ fn json_format_needs_a_file() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("goes with --access-log FILE"), "{stderr}");
-}
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn uring() {
-                super::$name("uring");
-            }
-            #[test]
-            fn poll() {
-                super::$name("poll");
-            }
-        }
-    )*};
 }
 
 both_backends!(combined_and_reopen, proxy_json_with_upstreams);

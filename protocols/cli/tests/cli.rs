@@ -12,7 +12,6 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -20,8 +19,9 @@ use std::time::{Duration, Instant};
 
 use ringwork::platform::testing::retry_interrupted;
 use ringwork_protocols::Endpoint;
-use support::{PATIENCE, Server, backend};
+use support::{PATIENCE, Server, TempDir, backend, free_port};
 
+#[macro_use]
 mod support;
 
 fn tcp_addr(endpoint: &Endpoint) -> SocketAddr {
@@ -172,39 +172,6 @@ fn unix_echo(backend: &str) {
     echo_round_trip(&stream);
     drop(stream);
     assert!(server.terminate());
-}
-
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!("ringwork-cli-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create temp dir");
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn uring() {
-                super::$name("uring");
-            }
-            #[test]
-            fn poll() {
-                super::$name("poll");
-            }
-        }
-    )*};
 }
 
 /// `serve hello`: an HTTP/1.1 exchange over a raw socket, two requests on one connection.
@@ -489,12 +456,6 @@ fn start_expecting_failure(args: &[&str]) -> (Option<i32>, String) {
     }
     let status = server.child.wait().expect("wait for ringwork");
     (status.code(), server.seen.join("\n"))
-}
-
-/// A loopback port free right now.
-fn free_port() -> u16 {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    probe.local_addr().expect("address").port()
 }
 
 /// A second `serve hello` on a port a first one (two cores, SO_REUSEPORT among them) holds

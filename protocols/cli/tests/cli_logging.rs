@@ -19,7 +19,6 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
@@ -28,6 +27,10 @@ use std::time::{Duration, Instant};
 use ringwork::platform::testing;
 use ringwork::{BackendChoice, DriverConfig};
 use ringwork_protocols::Endpoint;
+use support::TempDir;
+
+#[macro_use]
+mod support;
 
 /// How long any one wait may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -598,39 +601,6 @@ fn access_log_escapes_the_target(backend: &str) {
     assert!(!text.contains("Some("), "{text}");
     let (status, _) = server.terminate();
     assert_eq!(status.code(), Some(0));
-}
-
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!("ringwork-cli-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create temp dir");
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn uring() {
-                super::$name("uring");
-            }
-            #[test]
-            fn poll() {
-                super::$name("poll");
-            }
-        }
-    )*};
 }
 
 both_backends!(

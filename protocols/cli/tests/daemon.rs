@@ -3,6 +3,7 @@
 //! root: bind a port below 1024, then every thread of the process runs as `nobody`).
 //! Both backends. Waits are on the child's output, its exit or a file's content.
 
+#[macro_use]
 mod support;
 
 use std::io::{Read, Write};
@@ -245,21 +246,6 @@ fn unknown_uid_is_refused_before_binding() {
         "{stderr}"
     );
     assert!(!stderr.contains("listening on"), "{stderr}");
-}
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn uring() {
-                super::$name("uring");
-            }
-            #[test]
-            fn poll() {
-                super::$name("poll");
-            }
-        }
-    )*};
 }
 
 both_backends!(pidfile, logfile_reopens, drops_privileges_after_binding);

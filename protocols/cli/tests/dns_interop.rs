@@ -8,8 +8,9 @@
 use std::process::Command;
 
 use ringwork_protocols::Endpoint;
-use support::{Server, TempDir, backend};
+use support::{Server, TempDir, backend, free_tcp_udp_port, peer};
 
+#[macro_use]
 mod support;
 
 const ZONE: &str = r#"$ORIGIN example.com.
@@ -39,41 +40,12 @@ fn zone_text() -> String {
     text
 }
 
-/// Whether `program` runs here; under CI=true a missing peer is a failure.
-fn peer(program: &str, probe: &[&str]) -> bool {
-    let ok = Command::new(program)
-        .args(probe)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{program} is missing: scripts/install-dns-test-deps.sh installs it"
-        );
-        eprintln!("skipped: {program} is not installed (scripts/install-dns-test-deps.sh)");
-    }
-    ok
-}
-
-/// A port free for both TCP and UDP on 127.0.0.1 (dig retries a truncated answer over TCP
-/// on the port it asked over UDP). Held until the server binds it: the probe sockets close
-/// just before, a window another test could only hit by binding the same random port.
-fn free_port() -> u16 {
-    loop {
-        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("a TCP port");
-        let port = tcp.local_addr().expect("address").port();
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
 /// A DNS server on one core for the test zone; its UDP and TCP ports (the same one).
 fn serve(backend: &str, dir: &TempDir) -> (Server, u16, u16) {
     let zone = dir.0.join("example.zone");
     std::fs::write(&zone, zone_text()).expect("write the zone");
     let zone = zone.to_str().expect("a UTF-8 path").to_owned();
-    let port = free_port();
+    let port = free_tcp_udp_port();
     let udp_endpoint = format!("udp:{port}:interface=127.0.0.1");
     let tcp_endpoint = format!("tcp:{port}:interface=127.0.0.1");
     let mut server = Server::start(&[
@@ -128,7 +100,7 @@ fn short(port: u16, name: &str, qtype: &str, extra: &[&str]) -> Vec<String> {
 
 fn dig_suite(name: &str) {
     let Some(backend) = backend(name) else { return };
-    if !peer("dig", &["-v"]) {
+    if !peer("dig", &["-v"], "install-dns-test-deps.sh") {
         return;
     }
     let dir = TempDir::new("dns-dig");
@@ -234,7 +206,11 @@ print("formerr", hex(rid), flags & 0xF)
 
 fn dnspython_suite(name: &str) {
     let Some(backend) = backend(name) else { return };
-    if !peer("python3", &["-c", "import dns.message"]) {
+    if !peer(
+        "python3",
+        &["-c", "import dns.message"],
+        "install-dns-test-deps.sh",
+    ) {
         return;
     }
     let dir = TempDir::new("dns-python");

@@ -23,8 +23,9 @@ use ringwork_protocols::dns::proto::{Name, RData, RType};
 use ringwork_protocols::dns::resolver::{
     IpOrder, ResolveError, Resolver, ResolverConfig, ServerErrorKind, Source,
 };
-use support::{LIMIT, Server, TempDir, backend};
+use support::{LIMIT, Server, TempDir, backend, free_tcp_udp_port, peer};
 
+#[macro_use]
 mod support;
 
 const ZONE: &str = r#"$ORIGIN example.com.
@@ -48,33 +49,6 @@ fn zone_text() -> String {
         text.push_str(&format!("big IN A 198.51.100.{i}\n"));
     }
     text
-}
-
-/// Whether `program` runs here; under CI=true a missing peer is a failure.
-fn peer(program: &str, probe: &[&str]) -> bool {
-    let ok = Command::new(program)
-        .args(probe)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{program} is missing: scripts/install-dns-test-deps.sh installs it"
-        );
-        eprintln!("skipped: {program} is not installed (scripts/install-dns-test-deps.sh)");
-    }
-    ok
-}
-
-/// A port free for both TCP and UDP on 127.0.0.1.
-fn free_port() -> u16 {
-    loop {
-        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("a TCP port");
-        let port = tcp.local_addr().expect("address").port();
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
 }
 
 /// A single-threaded reactor on `name`'s backend (`None`: skipped, said on stderr).
@@ -241,7 +215,7 @@ fn authoritative_suite(reactor: &mut Reactor, port: u16) {
 fn knot(dir: &TempDir) -> (Server, u16) {
     let zone = dir.0.join("example.zone");
     std::fs::write(&zone, zone_text()).expect("write the zone");
-    let port = free_port();
+    let port = free_tcp_udp_port();
     let root = dir.0.display();
     let conf = dir.0.join("knot.conf");
     std::fs::write(
@@ -275,7 +249,7 @@ fn knot_suite(backend: &str) {
     let Some(mut reactor) = reactor(backend) else {
         return;
     };
-    if !peer("knotd", &["-V"]) {
+    if !peer("knotd", &["-V"], "install-dns-test-deps.sh") {
         return;
     }
     let dir = TempDir::new(&format!("resolver-knot-{backend}"));
@@ -290,7 +264,7 @@ fn serve_dns_suite(backend: &str) {
     let dir = TempDir::new(&format!("resolver-serve-{backend}"));
     let zone = dir.0.join("example.zone");
     std::fs::write(&zone, zone_text()).expect("write the zone");
-    let port = free_port();
+    let port = free_tcp_udp_port();
     let mut server = Server::start(&[
         "serve",
         "dns",
@@ -499,7 +473,11 @@ fn scripted_suite(backend: &str) {
     let Some(mut reactor) = reactor(backend) else {
         return;
     };
-    if !peer("python3", &["-c", "import dns.message"]) {
+    if !peer(
+        "python3",
+        &["-c", "import dns.message"],
+        "install-dns-test-deps.sh",
+    ) {
         return;
     }
     let peer = Scripted::start();

@@ -5,6 +5,7 @@
 //! and every request is answered by B; A is started again on its port: the proxy logs it
 //! up, the metric says 1, and A gets traffic again. Waits are on the log lines.
 
+#[macro_use]
 mod support;
 
 use std::io::{Read, Write};
@@ -45,17 +46,6 @@ fn web(backend: &str, root: &std::path::Path, listen: &str) -> (Server, u16) {
     ]);
     let port = server.listening(1)[0].port().expect("a port");
     (server, port)
-}
-
-fn line_with(server: &mut Server, text: &str) -> String {
-    loop {
-        let line = server
-            .next_line()
-            .unwrap_or_else(|| panic!("exited before {text:?}:\n{}", server.seen.join("\n")));
-        if line.contains(text) {
-            return line;
-        }
-    }
 }
 
 fn scrape(addr: &str) -> String {
@@ -108,7 +98,7 @@ upstream = "app"
         "--metrics",
         "tcp:0:interface=127.0.0.1",
     ]);
-    let metrics = line_with(&mut proxy, "metrics on http://");
+    let metrics = proxy.line_with("metrics on http://");
     let metrics = metrics
         .split("http://")
         .nth(1)
@@ -129,10 +119,7 @@ upstream = "app"
 
     // A dies: out of rotation, and every request still answered (by B).
     drop(a);
-    let line = line_with(
-        &mut proxy,
-        &format!("upstream 127.0.0.1:{port_a} of pool app is down"),
-    );
+    let line = proxy.line_with(&format!("upstream 127.0.0.1:{port_a} of pool app is down"));
     assert!(line.contains("2 checks failed"), "{line}");
     assert!(scrape(&metrics).contains(&format!("{up_a} 0")));
     for _ in 0..10 {
@@ -142,10 +129,7 @@ upstream = "app"
     // A is back on its port: in rotation again (the hour of back-off does not apply).
     let listen_a = format!("tcp:{port_a}:interface=127.0.0.1");
     (a, _) = web(backend, &dir.0.join("a"), &listen_a);
-    line_with(
-        &mut proxy,
-        &format!("upstream 127.0.0.1:{port_a} of pool app is up"),
-    );
+    proxy.line_with(&format!("upstream 127.0.0.1:{port_a} of pool app is up"));
     assert!(scrape(&metrics).contains(&format!("{up_a} 1")));
     let answers: Vec<String> = (0..4).map(|_| get(addr, "/who").1).collect();
     assert!(answers.contains(&"A".to_owned()), "{answers:?}");

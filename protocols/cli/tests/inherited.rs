@@ -15,13 +15,14 @@
 //! Without `systemd-socket-activate` (or curl) the tests are skipped loudly; under
 //! `CI=true` a missing tool fails them.
 
+#[macro_use]
 mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 
-use support::{PATIENCE, Server, backend};
+use support::{PATIENCE, Server, backend, free_port};
 
 const ACTIVATE: &str = "systemd-socket-activate";
 
@@ -41,12 +42,6 @@ fn have(tool: &str) -> bool {
         eprintln!("skipped: {tool} is not installed (scripts/install-socket-test-deps.sh)");
     }
     found
-}
-
-/// A loopback port free right now.
-fn free_port() -> u16 {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    probe.local_addr().expect("address").port()
 }
 
 /// Starts `ringwork ARGS` under `systemd-socket-activate -l 127.0.0.1:PORT` and waits
@@ -105,21 +100,6 @@ fn failed(mut server: Server) -> String {
     let status = server.child.wait().expect("wait");
     assert_eq!(status.code(), Some(1), "{}", server.seen.join("\n"));
     server.seen.join("\n")
-}
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn uring() {
-                super::$name("uring");
-            }
-            #[test]
-            fn poll() {
-                super::$name("poll");
-            }
-        }
-    )*};
 }
 
 both_backends!(

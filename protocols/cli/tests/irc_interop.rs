@@ -14,8 +14,9 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{Server, TempDir, backend};
+use support::{Server, TempDir, backend, free_port};
 
+#[macro_use]
 mod support;
 
 /// Whether python3 imports `module`; under CI=true a missing peer is a failure.
@@ -34,12 +35,6 @@ fn peer(module: &str) -> bool {
         );
     }
     ok
-}
-
-/// A port free on 127.0.0.1 (every core binds it with SO_REUSEPORT).
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a TCP port");
-    listener.local_addr().expect("address").port()
 }
 
 /// `ringwork serve irc` on 2 cores; its port.

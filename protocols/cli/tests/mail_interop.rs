@@ -4,29 +4,14 @@
 //! `ringwork serve pop3` against Python's poplib over the same Maildir (STLS, USER/PASS,
 //! CAPA, STAT, LIST, UIDL, TOP, RETR, DELE, RSET, NOOP, QUIT; removals only at QUIT).
 
+#[macro_use]
 mod support;
 
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use support::{Server, TempDir, backend};
-
-/// Whether `program` runs here; under CI=true a missing peer is a failure.
-fn peer(program: &str, probe: &[&str]) -> bool {
-    let ok = Command::new(program)
-        .args(probe)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{program} is missing: scripts/install-mail-test-deps.sh installs it"
-        );
-        eprintln!("skipped: {program} is not installed (scripts/install-mail-test-deps.sh)");
-    }
-    ok
-}
+use support::{Server, TempDir, backend, peer};
 
 fn users_file(dir: &Path) -> std::path::PathBuf {
     let file = dir.join("users");
@@ -140,7 +125,11 @@ print("ok")
 
 fn smtplib_suite(name: &str) {
     let Some(backend) = backend(name) else { return };
-    if !peer("python3", &["-c", "import smtplib, ssl"]) {
+    if !peer(
+        "python3",
+        &["-c", "import smtplib, ssl"],
+        "install-mail-test-deps.sh",
+    ) {
         return;
     }
     let dir = TempDir::new(&format!("smtplib-{name}"));
@@ -183,7 +172,7 @@ fn smtplib_suite(name: &str) {
 
 fn swaks_suite(name: &str) {
     let Some(backend) = backend(name) else { return };
-    if !peer("swaks", &["--version"]) {
+    if !peer("swaks", &["--version"], "install-mail-test-deps.sh") {
         return;
     }
     let dir = TempDir::new(&format!("swaks-{name}"));
@@ -308,7 +297,11 @@ print("ok")
 
 fn poplib_suite(name: &str) {
     let Some(backend) = backend(name) else { return };
-    if !peer("python3", &["-c", "import poplib, ssl"]) {
+    if !peer(
+        "python3",
+        &["-c", "import poplib, ssl"],
+        "install-mail-test-deps.sh",
+    ) {
         return;
     }
     let dir = TempDir::new(&format!("poplib-{name}"));

@@ -3,6 +3,7 @@
 //! `scripts/install-ops-test-deps.sh`; a missing parser fails the test under `CI=true`),
 //! whose counters must match the traffic, on both backends.
 
+#[macro_use]
 mod support;
 
 use std::collections::BTreeMap;
@@ -422,21 +423,6 @@ fn metrics_flag_refuses_a_unix_endpoint() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("tcp: or tcp6: endpoint"), "{stderr}");
-}
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn uring() {
-                super::$name("uring");
-            }
-            #[test]
-            fn poll() {
-                super::$name("poll");
-            }
-        }
-    )*};
 }
 
 both_backends!(hello_counters, proxy_upstream_errors, tls_handshakes);

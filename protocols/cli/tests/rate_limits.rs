@@ -5,13 +5,14 @@
 //! ringwork-protocols; here the rate is so slow (one token per 10 s) that no token comes
 //! back during the test.
 
+#[macro_use]
 mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Instant;
 
-use support::{LIMIT, Server, TempDir, backend};
+use support::{LIMIT, Server, TempDir, backend, free_port};
 
 fn listen_addr(server: &mut Server) -> SocketAddr {
     let endpoint = server.listening(1).remove(0).to_string();
@@ -81,6 +82,40 @@ fn http_rate_limit(backend: &str) {
     // Another connection of the same client shares its bucket.
     let (statuses, _) = pipelined(addr, 1);
     assert_eq!(statuses, [429]);
+    assert!(server.terminate());
+}
+
+/// Two cores: a client's connections land on both (SO_REUSEPORT), and together they get
+/// the one burst, not one per core.
+fn http_rate_limit_across_cores(backend: &str) {
+    let Some(backend) = self::backend(backend) else {
+        eprintln!("skipped: uring");
+        return;
+    };
+    let port = free_port();
+    let listen = format!("tcp:{port}:interface=127.0.0.1");
+    let mut server = Server::start(&[
+        "serve",
+        "hello",
+        "--listen",
+        &listen,
+        "--cores",
+        "2",
+        "--backend",
+        backend,
+        "--rate-limit",
+        "0.01",
+        "--rate-burst",
+        "6",
+    ]);
+    server.listening(2);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    // 24 connections of one request each: the kernel's hash of each new source port spreads
+    // them over both cores (24 on one core alone has odds of 2^-23).
+    let statuses: Vec<u16> = (0..24).flat_map(|_| pipelined(addr, 1).0).collect();
+    let passed = statuses.iter().filter(|s| **s == 200).count();
+    assert_eq!(passed, 6, "one burst of 6 for the process: {statuses:?}");
+    assert_eq!(statuses.len() - passed, 18);
     assert!(server.terminate());
 }
 
@@ -198,19 +233,9 @@ fn connection_cap(backend: &str) {
     assert!(server.terminate());
 }
 
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn uring() {
-                super::$name("uring");
-            }
-            #[test]
-            fn poll() {
-                super::$name("poll");
-            }
-        }
-    )*};
-}
-
-both_backends!(http_rate_limit, proxy_file_limits, connection_cap);
+both_backends!(
+    http_rate_limit,
+    http_rate_limit_across_cores,
+    proxy_file_limits,
+    connection_cap
+);

@@ -5,6 +5,7 @@
 //! `scripts/install-http-test-deps.sh` (missing: skipped, or a failure under `CI=true`).
 //! Waits read the server's stderr and s_client's output through channels, never sleep.
 
+#[macro_use]
 mod support;
 
 use std::io::{Read, Write};
@@ -208,21 +209,6 @@ fn sighup_reloads_certificates(backend: &str) {
     assert_eq!(served_certificate(port), pem_b);
     drop(kept);
     assert!(server.terminate());
-}
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn uring() {
-                super::$name("uring");
-            }
-            #[test]
-            fn poll() {
-                super::$name("poll");
-            }
-        }
-    )*};
 }
 
 both_backends!(sighup_reloads_certificates);

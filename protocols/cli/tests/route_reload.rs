@@ -3,8 +3,10 @@
 //! changed to send it to B and SIGHUP sent: once the proxy logs the reload, a new
 //! connection and a keep-alive connection made before the reload both get B (the
 //! connection was not cut); a broken file is refused with an ERROR line and B keeps
-//! answering. Waits are on the log lines.
+//! answering. The file's `[limits]` reload with it: a client refused 429 under a tight
+//! limit passes once the file's looser limit is reloaded. Waits are on the log lines.
 
+#[macro_use]
 mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -67,17 +69,6 @@ fn web(backend: &str, root: &std::path::Path) -> (Server, u16) {
     (server, port)
 }
 
-fn line_with(server: &mut Server, text: &str) -> String {
-    loop {
-        let line = server
-            .next_line()
-            .unwrap_or_else(|| panic!("exited before {text:?}:\n{}", server.seen.join("\n")));
-        if line.contains(text) {
-            return line;
-        }
-    }
-}
-
 fn config(route_to: &str, port_a: u16, port_b: u16) -> String {
     format!(
         r#"listen = ["tcp:0:interface=127.0.0.1"]
@@ -138,7 +129,7 @@ fn routes_reload_on_sighup(backend: &str) {
     // The route now goes to b.
     std::fs::write(&file, config("b", port_a, port_b)).expect("write config");
     hup(&proxy);
-    let line = line_with(&mut proxy, "routes and upstreams reloaded from");
+    let line = proxy.line_with("routes and upstreams reloaded from");
     assert!(line.contains("(1 routes, 2 upstreams)"), "{line}");
     assert_eq!(get(addr), "B");
     assert_eq!(
@@ -154,7 +145,7 @@ fn routes_reload_on_sighup(backend: &str) {
     )
     .expect("write config");
     hup(&proxy);
-    let line = line_with(&mut proxy, "cannot reload");
+    let line = proxy.line_with("cannot reload");
     assert!(line.contains("still serving the old routes"), "{line}");
     assert!(line.contains("ERROR"), "{line}");
     assert_eq!(get(addr), "B");
@@ -162,13 +153,69 @@ fn routes_reload_on_sighup(backend: &str) {
     assert!(proxy.terminate());
 }
 
-mod routes_reload_on_sighup {
-    #[test]
-    fn uring() {
-        super::routes_reload_on_sighup("uring");
-    }
-    #[test]
-    fn poll() {
-        super::routes_reload_on_sighup("poll");
-    }
+/// The status of one request on a new connection.
+fn status(addr: SocketAddr) -> u16 {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(LIMIT)).expect("timeout");
+    stream
+        .write_all(b"GET /who HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("send");
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).expect("read");
+    reply
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {reply:?}"))
 }
+
+fn limits_reload_on_sighup(backend: &str) {
+    let Some(backend) = self::backend(backend) else {
+        eprintln!("skipped: uring");
+        return;
+    };
+    let dir = TempDir::new("limits-reload");
+    let root = dir.0.join("a");
+    std::fs::create_dir_all(&root).expect("mkdir");
+    std::fs::write(root.join("who"), "A").expect("write");
+    let (_a, port_a) = web(backend, &root);
+    let file = dir.0.join("proxy.toml");
+    let with_limits = |limits: &str| format!("{}{limits}", config("a", port_a, port_a));
+    std::fs::write(
+        &file,
+        with_limits("[limits]\nrequests_per_second = 0.01\nburst = 1\n"),
+    )
+    .expect("write config");
+    let mut proxy = Server::start(&[
+        "serve",
+        "http-proxy",
+        "--config",
+        file.to_str().expect("utf-8"),
+        "--cores",
+        "1",
+        "--backend",
+        backend,
+    ]);
+    let addr = SocketAddr::from((
+        [127, 0, 0, 1],
+        proxy.listening(1)[0].port().expect("a port"),
+    ));
+    assert_eq!((status(addr), status(addr)), (200, 429));
+    // A looser limit from the file: a token every 10 µs, 100 at once.
+    std::fs::write(
+        &file,
+        with_limits("[limits]\nrequests_per_second = 100000\nburst = 100\n"),
+    )
+    .expect("write config");
+    hup(&proxy);
+    proxy.line_with("routes and upstreams reloaded from");
+    assert_eq!((status(addr), status(addr)), (200, 200));
+    // Turning the limit off needs a restart: said, and the limit in force stays.
+    std::fs::write(&file, with_limits("")).expect("write config");
+    hup(&proxy);
+    let line = proxy.line_with("requests_per_second was set and is now unset");
+    assert!(line.contains("needs a restart"), "{line}");
+    assert!(proxy.terminate());
+}
+
+both_backends!(routes_reload_on_sighup, limits_reload_on_sighup);

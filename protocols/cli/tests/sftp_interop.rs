@@ -16,25 +16,15 @@ use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::thread;
 
-use support::{LIMIT, TempDir};
+use support::{LIMIT, TempDir, peer};
 
-/// Whether OpenSSH's `sftp` runs here; under CI=true a missing client is a failure.
+/// Whether OpenSSH's `sftp` is installed; under CI=true a missing client is a failure.
 fn have_sftp() -> bool {
-    // `sftp` without arguments prints its usage and exits 1: run it to see it exists.
-    let ok = Command::new("sftp")
-        .arg("-h")
-        .stderr(Stdio::null())
-        .stdout(Stdio::null())
-        .status()
-        .is_ok();
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "sftp is missing: scripts/install-sftp-test-deps.sh installs it"
-        );
-        eprintln!("skipped: sftp is not installed (scripts/install-sftp-test-deps.sh)");
-    }
-    ok
+    peer(
+        "sh",
+        &["-c", "command -v sftp"],
+        "install-sftp-test-deps.sh",
+    )
 }
 
 /// Waits for `child` with [`LIMIT`] as the failure bound: past it, the child is killed.
@@ -400,16 +390,11 @@ print("paramiko", paramiko.__version__, "exit", server.wait(timeout=20))
 
 #[test]
 fn paramiko_client() {
-    let have = Command::new("python3")
-        .args(["-c", "import paramiko"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !have {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "paramiko is missing: scripts/install-sftp-test-deps.sh installs it"
-        );
-        eprintln!("skipped: paramiko is not installed (scripts/install-sftp-test-deps.sh)");
+    if !peer(
+        "python3",
+        &["-c", "import paramiko"],
+        "install-sftp-test-deps.sh",
+    ) {
         return;
     }
     let (_dir, root, _local) = setup("sftp-paramiko");

@@ -7,6 +7,7 @@
 //! on"). Without `ss` the checks that need it are skipped loudly (a failure under
 //! `CI=true`; `scripts/install-socket-test-deps.sh` installs it).
 
+#[macro_use]
 mod support;
 
 use std::net::TcpStream;
@@ -34,21 +35,6 @@ fn ss(args: &[&str]) -> Option<String> {
             None
         }
     }
-}
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn uring() {
-                super::$name("uring");
-            }
-            #[test]
-            fn poll() {
-                super::$name("poll");
-            }
-        }
-    )*};
 }
 
 both_backends!(listener_options_are_set, bad_values_fail);

@@ -5,6 +5,7 @@
 //! turn. A successor that fails to start leaves the old server serving. Both backends.
 //! Waits are on the processes' log lines, their exit and the clients' counters.
 
+#[macro_use]
 mod support;
 
 use std::io::{Read, Write};
@@ -14,17 +15,11 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{LIMIT, Server, TempDir, backend};
+use support::{LIMIT, Server, TempDir, backend, free_port};
 
 /// Held by each test for its whole run: a port found free by [`free_port`] is not taken
 /// by the other tests of this file before their server binds it.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-/// A port free now (bound and released), for a fixed-port listener on two cores.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
 
 /// One request on a new connection: `Ok` for a 200.
 fn request(addr: SocketAddr) -> Result<(), String> {
@@ -199,18 +194,6 @@ fn serve(backend: &str, port: u16, socket: &str, from: Option<&str>) -> Server {
     Server::start(&args)
 }
 
-/// Reads `server`'s log until a line contains `text`; that line.
-fn line_with(server: &mut Server, text: &str) -> String {
-    loop {
-        let line = server
-            .next_line()
-            .unwrap_or_else(|| panic!("exited before {text:?}:\n{}", server.seen.join("\n")));
-        if line.contains(text) {
-            return line;
-        }
-    }
-}
-
 /// Reads `server`'s log to its end and returns whether it exited with status 0.
 fn exits(mut server: Server) -> bool {
     while server.next_line().is_some() {}
@@ -231,7 +214,7 @@ fn restart_under_load(backend: &str) {
     let port = free_port();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut old = serve(backend, port, socket, None);
-    line_with(&mut old, "takeover socket on");
+    old.line_with("takeover socket on");
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(socket)
             .expect("the socket file")
@@ -247,14 +230,14 @@ fn restart_under_load(backend: &str) {
     // Two restarts in a row: the new process hands over in its turn.
     for generation in 1..=2 {
         let mut new = serve(backend, port, socket, Some(socket));
-        let line = line_with(&mut old, "taken over by process");
+        let line = old.line_with("taken over by process");
         assert!(
             line.contains(&format!("process {}", new.child.id())),
             "{line}"
         );
         assert!(line.contains("2 listening sockets"), "{line}");
-        line_with(&mut new, "took over from process");
-        line_with(&mut new, "takeover socket on");
+        new.line_with("took over from process");
+        new.line_with("takeover socket on");
         assert!(exits(old), "the old server exits 0 after draining");
         let gone = load.start.elapsed();
         // The old one is gone: these are the new one's.
@@ -292,7 +275,7 @@ fn failed_successor_leaves_the_old_serving(backend: &str) {
     let port = free_port();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut old = serve(backend, port, socket, None);
-    line_with(&mut old, "takeover socket on");
+    old.line_with("takeover socket on");
     // The successor also wants a port another socket holds: it cannot start.
     let held = TcpListener::bind("127.0.0.1:0").expect("bind");
     let held_endpoint = format!(
@@ -315,30 +298,15 @@ fn failed_successor_leaves_the_old_serving(backend: &str) {
         socket,
     ]);
     assert!(!exits(failed), "the successor fails");
-    let line = line_with(&mut old, "takeover on");
+    let line = old.line_with("takeover on");
     assert!(line.contains("still serving"), "{line}");
     request(addr).expect("the old server still answers");
     // And a later successor still takes over.
     let mut new = serve(backend, port, socket, Some(socket));
-    line_with(&mut new, "took over from process");
+    new.line_with("took over from process");
     assert!(exits(old));
     request(addr).expect("the new server answers");
     assert!(new.terminate());
-}
-
-macro_rules! both_backends {
-    ($($name:ident),*) => {$(
-        mod $name {
-            #[test]
-            fn uring() {
-                super::$name("uring");
-            }
-            #[test]
-            fn poll() {
-                super::$name("poll");
-            }
-        }
-    )*};
 }
 
 both_backends!(restart_under_load, failed_successor_leaves_the_old_serving);

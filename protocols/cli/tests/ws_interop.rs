@@ -16,8 +16,9 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use ringwork_protocols::Endpoint;
-use support::{PATIENCE, Server, TempDir, backend};
+use support::{PATIENCE, Server, TempDir, backend, free_port, peer_in};
 
+#[macro_use]
 mod support;
 
 /// `scripts/ws-peers/` in the repository.
@@ -25,29 +26,22 @@ fn peers_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ws-peers")
 }
 
-/// Whether the peer runs here; under CI=true a missing peer is a failure.
-fn peer(program: &str, probe: &[&str]) -> bool {
-    let ok = Command::new(program)
-        .args(probe)
-        .current_dir(peers_dir())
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{program} {probe:?} failed: scripts/install-ws-test-deps.sh installs the peer"
-        );
-        eprintln!("skipped: {program} {probe:?} failed (scripts/install-ws-test-deps.sh)");
-    }
-    ok
-}
-
 fn python_ok() -> bool {
-    peer("python3", &["-c", "import websockets.asyncio.client"])
+    peer_in(
+        Some(&peers_dir()),
+        "python3",
+        &["-c", "import websockets.asyncio.client"],
+        "install-ws-test-deps.sh",
+    )
 }
 
 fn node_ok() -> bool {
-    peer("node", &["-e", "require('ws')"])
+    peer_in(
+        Some(&peers_dir()),
+        "node",
+        &["-e", "require('ws')"],
+        "install-ws-test-deps.sh",
+    )
 }
 
 /// `ringwork serve ws-echo` on one core; its port.
@@ -115,12 +109,6 @@ fn clients(name: &str) {
         );
     }
     assert!(server.terminate(), "ws-echo exits cleanly");
-}
-
-/// A port free on 127.0.0.1 (two cores must bind the same one).
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
-    listener.local_addr().expect("address").port()
 }
 
 /// `ringwork serve ws-chat` on two cores: six Python clients (spread over both cores by

@@ -41,6 +41,17 @@ impl ConnectionCap {
         self.lock().count(client)
     }
 
+    /// Changes the cap for every core (a reload); open connections are not closed.
+    pub fn set_max(&self, max: u32) {
+        self.lock().set_max(max);
+    }
+
+    /// The cap per client.
+    #[must_use]
+    pub fn max(&self) -> u32 {
+        self.lock().max()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, ConnectionCounts> {
         self.counts.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -138,3 +138,92 @@ fn connections_per_client_are_capped_and_entries_leave() {
     counts.close(a);
     assert_eq!(counts.clients(), 0, "a close too many changes nothing");
 }
+
+/// Two cores (threads) serving one client share its budget: together they let through the
+/// burst plus the rate, not twice that (per-core buckets did).
+#[test]
+fn a_shared_limiter_gives_one_budget_across_threads() {
+    let limit = RateLimit::new(100.0, 10).expect("valid");
+    let limiter = SharedRateLimiter::new(limit, 1024);
+    let start = Instant::now();
+    let client = ip("192.0.2.7");
+    let allowed: u32 = std::thread::scope(|scope| {
+        let cores: Vec<_> = (0..2u64)
+            .map(|core| {
+                let limiter = limiter.clone();
+                scope.spawn(move || {
+                    // Each core sees a request every 100 µs for 2 s, interleaved with the
+                    // other's (core 1 is 50 µs behind).
+                    (0..20_000u64)
+                        .filter(|tick| {
+                            let now = start + Duration::from_micros(100 * tick + 50 * core);
+                            limiter.check(client, now).is_ok()
+                        })
+                        .count() as u32
+                })
+            })
+            .collect();
+        cores.into_iter().map(|c| c.join().expect("core")).sum()
+    });
+    // 10 + 100/s × 2 s = 210, with slack for the two threads' clocks arriving out of order
+    // (a bucket never goes back in time, so that only ever refuses more).
+    assert!(
+        (190..=211).contains(&allowed),
+        "{allowed} allowed, expected about 210"
+    );
+    assert_eq!(limiter.len(), 1);
+}
+
+/// Each client is in exactly one shard; the table stays bounded under a flood of distinct
+/// addresses, and a reload's new limit applies to existing buckets.
+#[test]
+fn a_shared_limiter_is_bounded_and_reloadable() {
+    let limiter = SharedRateLimiter::new(RateLimit::new(1.0, 1).expect("valid"), 64);
+    let now = Instant::now();
+    for i in 0..10_000u32 {
+        let _ = limiter.check(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)), now);
+    }
+    assert!(limiter.len() <= 64 + RATE_SHARDS, "{}", limiter.len());
+    assert!(limiter.evicted() >= 10_000 - 80, "{}", limiter.evicted());
+    let client = ip("198.51.100.1");
+    assert!(limiter.check(client, now).is_ok());
+    assert!(limiter.check(client, now).is_err(), "burst 1");
+    limiter.set_limit(RateLimit::new(1000.0, 5).expect("valid"));
+    assert_eq!(limiter.limit().burst, 5);
+    // 10 ms at 1000/s refills the bucket to the new burst.
+    let later = now + Duration::from_millis(10);
+    let passed = (0..10)
+        .filter(|_| limiter.check(client, later).is_ok())
+        .count();
+    assert_eq!(passed, 5);
+}
+
+/// A route's bucket is one for every clone (every core's copy of the route table).
+#[test]
+fn a_shared_bucket_is_shared_by_its_clones() {
+    let limit = RateLimit::new(1.0, 3).expect("valid");
+    let bucket = SharedBucket::default();
+    let other = bucket.clone();
+    let now = Instant::now();
+    assert!(bucket.take(&limit, now).is_ok());
+    assert!(other.take(&limit, now).is_ok());
+    assert!(bucket.take(&limit, now).is_ok());
+    assert!(other.take(&limit, now).is_err(), "the burst of 3 is shared");
+}
+
+/// A reload's new connection cap refuses new connections over it and keeps the open ones.
+#[test]
+fn a_connection_cap_can_change() {
+    let mut counts = ConnectionCounts::new(3);
+    let client = ip("192.0.2.9");
+    assert!((0..3).all(|_| counts.open(client)));
+    counts.set_max(1);
+    assert_eq!(counts.max(), 1);
+    assert_eq!(counts.count(client), 3, "open connections are kept");
+    assert!(!counts.open(client));
+    counts.close(client);
+    counts.close(client);
+    assert!(!counts.open(client), "still at the new cap");
+    counts.close(client);
+    assert!(counts.open(client));
+}

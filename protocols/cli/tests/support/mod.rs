@@ -129,6 +129,19 @@ impl Server {
         }
     }
 
+    /// The next stderr line containing `text` (earlier lines are kept in `seen`); panics,
+    /// showing what was seen, if the process exits first.
+    pub fn line_with(&mut self, text: &str) -> String {
+        loop {
+            let line = self
+                .next_line()
+                .unwrap_or_else(|| panic!("exited before {text:?}:\n{}", self.seen.join("\n")));
+            if line.contains(text) {
+                return line;
+            }
+        }
+    }
+
     /// Sends SIGTERM and returns whether the process exited with status 0.
     pub fn terminate(mut self) -> bool {
         let status = Command::new("kill")
@@ -153,5 +166,70 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// `both_backends!(name, ..)`: for each `fn name(backend: &str)`, a module `name` with two
+/// tests, `uring` and `poll`, calling it with that backend's name.
+#[allow(unused_macros)] // Not every test binary runs per backend.
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn uring() {
+                super::$name("uring");
+            }
+            #[test]
+            fn poll() {
+                super::$name("poll");
+            }
+        }
+    )*};
+}
+
+/// Whether the interop peer `program probe..` runs here (in `dir` when given). A missing
+/// peer is a failure under `CI=true` (the project's `installer` script installs it) and a
+/// loud skip otherwise.
+pub fn peer_in(
+    dir: Option<&std::path::Path>,
+    program: &str,
+    probe: &[&str],
+    installer: &str,
+) -> bool {
+    let mut command = Command::new(program);
+    command.args(probe);
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
+    let ok = command.output().is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{program} {probe:?} failed under CI=true: scripts/{installer} installs the peer"
+        );
+        eprintln!("skipped: {program} {probe:?} failed (scripts/{installer} installs the peer)");
+    }
+    ok
+}
+
+/// [`peer_in`] from the current directory.
+pub fn peer(program: &str, probe: &[&str], installer: &str) -> bool {
+    peer_in(None, program, probe, installer)
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (bound and released).
+pub fn free_port() -> u16 {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free TCP port");
+    probe.local_addr().expect("its address").port()
+}
+
+/// A port free for both TCP and UDP on 127.0.0.1 a moment ago.
+pub fn free_tcp_udp_port() -> u16 {
+    loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("a TCP port");
+        let port = tcp.local_addr().expect("its address").port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
     }
 }

@@ -69,7 +69,6 @@ use crate::http::proto::{H1Limits, Headers, Method, RequestHead, ResponseHead, V
 use crate::http::server::{
     BodyWriter, Handler, HttpServer, Request, Responder, Response, ServerConfig,
 };
-use crate::limits::TokenBucket;
 use crate::proxy::{RelayConfig, RelayStats};
 use balance::{Balance, HashKey, ip_hash, key_hash};
 
@@ -169,9 +168,6 @@ struct Tables {
     tls: Vec<Option<PoolTls>>,
     /// Per pool (same index): HTTP/2 to its servers.
     http2: Vec<bool>,
-    /// Per route (same index): this core's token bucket of a route with a `rate_limit`,
-    /// filled at its first request; a reload builds new tables, so new buckets.
-    route_buckets: RefCell<Vec<Option<TokenBucket>>>,
 }
 
 impl Tables {
@@ -201,7 +197,6 @@ impl Tables {
             pools: RefCell::new(pools),
             tls,
             http2: config.upstreams.iter().map(|u| u.http2).collect(),
-            route_buckets: RefCell::new(vec![None; config.routes.routes().len()]),
         }
     }
 }
@@ -298,8 +293,11 @@ impl ReverseProxy {
     /// that start afterwards use them; requests under way finish with the ones they
     /// started with, and connections are not touched. The pools start afresh (no back-off,
     /// nothing in flight); a pool whose name and servers are unchanged keeps its health
-    /// checks; routes with a `rate_limit` get new, full buckets. Timeouts, the per-client
-    /// `[limits]`, `forwarded`, `listen` and `cores` are not changed (they need a restart).
+    /// checks; routes with a `rate_limit` get the new configuration's buckets (full, and shared
+    /// by every core's proxy given that configuration). Timeouts, `forwarded`,
+    /// `listen` and `cores` are not changed (they need a restart); the per-client `[limits]`
+    /// are not the proxy's (the server's limiter and the connection cap: the CLI's SIGHUP
+    /// gives them the file's new values).
     pub fn reload(&self, config: &ProxyConfig) {
         let health = self.core.health.borrow().clone();
         let tables = Tables::new(config, health.as_ref());
@@ -401,20 +399,16 @@ impl Handler for ReverseProxy {
         let Some((index, route)) = tables.routes.lookup_index(host.as_deref(), path) else {
             return respond.send(Response::error(404));
         };
-        if let Some(limit) = &route.rate_limit
-            && let Some(slot) = tables.route_buckets.borrow_mut().get_mut(index)
+        if route.rate_limit.is_some()
+            && let Err(wait) = tables.routes.take_token(index, request.handle().now())
         {
-            let now = request.handle().now();
-            let bucket = slot.get_or_insert_with(|| TokenBucket::full(limit, now));
-            if let Err(wait) = bucket.take(limit, now) {
-                // RFC 6585 §4: 429, Retry-After in whole seconds rounded up (as the
-                // server's per-client limit), before any upstream is contacted.
-                let secs = wait
-                    .as_secs()
-                    .saturating_add(u64::from(wait.subsec_nanos() > 0))
-                    .max(1);
-                return respond.send(Response::error(429).header("Retry-After", secs.to_string()));
-            }
+            // RFC 6585 §4: 429, Retry-After in whole seconds rounded up (as the server's
+            // per-client limit), before any upstream is contacted.
+            let secs = wait
+                .as_secs()
+                .saturating_add(u64::from(wait.subsec_nanos() > 0))
+                .max(1);
+            return respond.send(Response::error(429).header("Retry-After", secs.to_string()));
         }
         let target = match route.strip_prefix {
             true => strip_prefix(&target, &route.prefix),

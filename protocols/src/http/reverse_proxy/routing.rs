@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use super::balance::{Balance, HashRing};
 use super::config::ServerAddr;
 use super::health::HealthState;
+use crate::limits::SharedBucket;
 
 /// Which `Host` values a route accepts.
 #[derive(Clone, Debug, Eq, PartialEq)]
@@ -100,21 +101,40 @@ pub struct Route {
     /// Strip `prefix` from the path before forwarding (`/api/x` → `/x`).
     pub strip_prefix: bool,
     /// The route's own token bucket (`rate_limit`, `rate_burst`): requests per second for
-    /// the whole route on each core, 429 past it; `None`: unlimited.
+    /// the whole route, all cores together, 429 past it; `None`: unlimited.
     pub rate_limit: Option<crate::limits::RateLimit>,
 }
 
-/// Routes, looked up per request.
+/// Routes, looked up per request. Clones (every core's copy) share the routes' token
+/// buckets; a new table (a reload) starts with full ones.
 #[derive(Clone, Debug, Default)]
 pub struct RouteTable {
     routes: Vec<Route>,
+    /// Per route (same index): its bucket, used when it has a `rate_limit`.
+    buckets: Vec<SharedBucket>,
 }
 
 impl RouteTable {
     /// A table of `routes` (order breaks ties).
     #[must_use]
     pub fn new(routes: Vec<Route>) -> Self {
-        Self { routes }
+        let buckets = routes.iter().map(|_| SharedBucket::default()).collect();
+        Self { routes, buckets }
+    }
+
+    /// Takes a token of route `index`'s rate limit at `now`: `Ok(())` when the route has no
+    /// limit or a token is there, else `Err(wait)` until one is.
+    pub fn take_token(&self, index: usize, now: Instant) -> Result<(), Duration> {
+        match (self.routes.get(index), self.buckets.get(index)) {
+            (
+                Some(Route {
+                    rate_limit: Some(limit),
+                    ..
+                }),
+                Some(bucket),
+            ) => bucket.take(limit, now),
+            _ => Ok(()),
+        }
     }
 
     /// The routes, in configuration order.

@@ -272,7 +272,7 @@ impl<M: ServerMachine> ServerApp<M> {
     ) {
         let sender = mailbox.sender();
         if let (Some(limiter), Some(peer)) = (&self.shared.rate_limit, self.peer)
-            && let Err(wait) = limiter.borrow_mut().check(peer.ip(), ctx.now())
+            && let Err(wait) = limiter.check(peer.ip(), ctx.now())
         {
             // RFC 6585 §4: 429, and Retry-After (RFC 9110 §10.2.3) in whole seconds,
             // rounded up so that a client that waits that long finds a token.

@@ -60,7 +60,7 @@ pub use self::respond::{BodyWriter, Closed, Responder};
 use crate::http::metrics::HttpMetrics;
 use crate::http::proto::RequestHead;
 pub use crate::http::proto::server::{Response, ServerConfig};
-use crate::limits::RequestRateLimiter;
+use crate::limits::SharedRateLimiter;
 
 /// What answers requests. One handler value serves every connection of a listener on one
 /// core (`&self`: keep per-core state in `Cell`/`RefCell`).
@@ -100,7 +100,7 @@ pub(crate) struct Shared {
     /// through `tracing`).
     pub(crate) access: Option<AccessLog>,
     /// Requests per client IP (this core's buckets; 429 past them).
-    pub(crate) rate_limit: Option<Rc<std::cell::RefCell<RequestRateLimiter>>>,
+    pub(crate) rate_limit: Option<SharedRateLimiter>,
     /// The buffer access log lines are formatted in (reused: no allocation per line
     /// beyond the sink's copy).
     pub(crate) line: std::cell::RefCell<String>,
@@ -150,10 +150,11 @@ impl HttpServer {
     }
 
     /// The server answering `429 Too Many Requests` (with `Retry-After`, whole seconds) to
-    /// a client IP over its token bucket in `limiter`, without calling the handler. Share
-    /// one limiter among the servers of a core. Call before the server serves.
+    /// a client IP over its token bucket in `limiter`, without calling the handler. Give
+    /// every core's servers a clone of one limiter: a client then has one budget for the
+    /// process, whichever core its connections land on. Call before the server serves.
     #[must_use]
-    pub fn rate_limit(mut self, limiter: Rc<std::cell::RefCell<RequestRateLimiter>>) -> Self {
+    pub fn rate_limit(mut self, limiter: SharedRateLimiter) -> Self {
         // A server not yet handed to a listener is the only owner of its shared part.
         if let Some(shared) = Rc::get_mut(&mut self.shared) {
             shared.rate_limit = Some(limiter);
