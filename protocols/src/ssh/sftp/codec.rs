@@ -259,6 +259,12 @@ pub enum Request {
         /// Where to start writing.
         to_offset: u64,
     },
+    /// `expand-path@openssh.com`: `REALPATH` that also expands a leading `~` (the home
+    /// directory, which is the root here).
+    ExpandPath {
+        /// The path.
+        path: Bytes,
+    },
     /// `statvfs@openssh.com`: the figures of the filesystem holding a path.
     Statvfs {
         /// The path.
@@ -601,6 +607,7 @@ fn decode_extended(r: &mut Reader<'_>) -> Result<Request, &'static str> {
             to_offset: r.u64().ok_or("no write offset")?,
         },
         b"statvfs@openssh.com" => Request::Statvfs { path: r.string()? },
+        b"expand-path@openssh.com" => Request::ExpandPath { path: r.string()? },
         _ => {
             r.skip_rest();
             Request::Extended { name }
@@ -706,6 +713,7 @@ pub fn encode_request(id: u32, request: &Request, out: &mut Vec<u8>) {
         Request::Limits => (t::EXTENDED, Some(b"limits@openssh.com")),
         Request::CopyData { .. } => (t::EXTENDED, Some(b"copy-data")),
         Request::Statvfs { .. } => (t::EXTENDED, Some(b"statvfs@openssh.com")),
+        Request::ExpandPath { .. } => (t::EXTENDED, Some(b"expand-path@openssh.com")),
         Request::Extended { name } => (t::EXTENDED, Some(&name[..])),
     };
     let mut w = Writer::start(out, kind);
@@ -754,7 +762,8 @@ pub fn encode_request(id: u32, request: &Request, out: &mut Vec<u8>) {
         | Request::Realpath { path: s }
         | Request::Stat { path: s }
         | Request::Readlink { path: s }
-        | Request::Statvfs { path: s } => w.string(s),
+        | Request::Statvfs { path: s }
+        | Request::ExpandPath { path: s } => w.string(s),
         Request::Rename { from, to }
         | Request::PosixRename { from, to }
         | Request::Hardlink { from, to } => {

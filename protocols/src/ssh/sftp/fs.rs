@@ -213,6 +213,21 @@ impl RootFs {
                 Ok(Response::ok())
             }
             Request::Realpath { path } => self.realpath(&path),
+            Request::ExpandPath { path } => {
+                // `~` and `~/..` name the home directory, the root here; another user's
+                // `~name` is not known.
+                let rest = match path.strip_prefix(b"~") {
+                    None => &path[..],
+                    Some(rest) if rest.is_empty() || rest.starts_with(b"/") => rest,
+                    Some(_) => {
+                        return Err(Response::status(
+                            StatusCode::NoSuchFile,
+                            "no home directory for another user",
+                        ));
+                    }
+                };
+                self.realpath(rest)
+            }
             Request::Rename { from, to } => self.rename(&from, &to, false),
             Request::PosixRename { from, to } => self.rename(&from, &to, true),
             Request::Hardlink { from, to } => {

@@ -10,9 +10,9 @@
 //! [`SftpEvent::Request`], runs it with [`RootFs::execute`] and hands the answer to
 //! [`SftpServer::reply`].
 //! Extensions offered: `posix-rename@openssh.com`, `hardlink@openssh.com`,
-//! `fsync@openssh.com`, `limits@openssh.com`, `statvfs@openssh.com`, `copy-data`
-//! ([`EXTENSIONS`]). Not offered: `fstatvfs`, `lsetstat`, `expand-path`, `home-directory`,
-//! `users-groups-by-id` (OpenSSH's client falls back without them).
+//! `fsync@openssh.com`, `limits@openssh.com`, `statvfs@openssh.com`, `copy-data`,
+//! `expand-path@openssh.com` ([`EXTENSIONS`]). Not offered: `fstatvfs`, `lsetstat`,
+//! `home-directory`, `users-groups-by-id` (OpenSSH's client falls back without them).
 //! Does not: speak SSH (the SSH server's `sftp` subsystem spawns `ringwork sftp-server`).
 //! Spec: draft-ietf-secsh-filexfer-02; OpenSSH's `PROTOCOL` §4 (extensions).
 //! Tests: `codec/tests.rs`, `server/tests.rs`, `fs/tests.rs`, the CLI's

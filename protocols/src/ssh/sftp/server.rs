@@ -40,6 +40,7 @@ pub const EXTENSIONS: &[(&str, &str)] = &[
     ("limits@openssh.com", "1"),
     ("statvfs@openssh.com", "2"),
     ("copy-data", "1"),
+    ("expand-path@openssh.com", "1"),
 ];
 
 /// Bounds of an SFTP session.

@@ -85,6 +85,7 @@ fn every_request() -> Vec<Request> {
             to_offset: u64::MAX,
         },
         Request::Statvfs { path: b("/") },
+        Request::ExpandPath { path: b("~/x") },
         Request::Extended {
             name: b("home-directory"),
         },

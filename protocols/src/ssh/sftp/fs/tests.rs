@@ -620,3 +620,19 @@ fn copy_data_between_handles() {
         Some(StatusCode::Failure)
     );
 }
+
+#[test]
+fn expand_path_takes_the_root_as_home() {
+    let tmp = TempDir::new("expand");
+    fs::create_dir(tmp.root().join("d")).unwrap();
+    let mut fs = session(&tmp, false);
+    let expand = |fs: &mut RootFs, path: &str| fs.execute(Request::ExpandPath { path: b(path) });
+    assert_eq!(name(expand(&mut fs, "~")), "/");
+    assert_eq!(name(expand(&mut fs, "~/d/../d")), "/d");
+    assert_eq!(name(expand(&mut fs, "d")), "/d");
+    assert_eq!(name(expand(&mut fs, "~/../..")), "/");
+    assert_eq!(
+        code(&expand(&mut fs, "~root/x")),
+        Some(StatusCode::NoSuchFile)
+    );
+}
