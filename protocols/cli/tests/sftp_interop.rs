@@ -313,6 +313,57 @@ fn a_missing_root_is_an_error() {
     assert!(stderr.contains("--root"), "{stderr}");
 }
 
+/// OpenSSH's `scp`, which speaks SFTP since 9.0: `scp -D PROGRAM` runs the server directly
+/// (a path without arguments, hence the wrapper script). 1 MiB up and back down, `~/` paths,
+/// and `../../etc/passwd` not found under the root.
+#[test]
+fn scp_in_sftp_mode() {
+    if !have_sftp() {
+        return;
+    }
+    let (dir, root, local) = setup("sftp-scp");
+    let wrapper = dir.0.join("server.sh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            // Quoted: the temporary directory's name holds `(` and `)`.
+            "#!/bin/sh\nexec '{}' sftp-server --root '{}'\n",
+            env!("CARGO_BIN_EXE_ringwork"),
+            root.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir(root.join("in")).unwrap();
+    let data = noise(1024 * 1024);
+    std::fs::write(local.join("up"), &data).unwrap();
+    let scp = |from: &str, to: &str| {
+        let child = Command::new("scp")
+            .arg("-D")
+            .arg(&wrapper)
+            .args([from, to])
+            .current_dir(&local)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run scp");
+        wait_bounded(child)
+    };
+    let up = scp("up", "x:in/up");
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    assert!(std::fs::read(root.join("in/up")).unwrap() == data);
+    assert!(scp("x:~/in/up", "down").status.success());
+    assert!(std::fs::read(local.join("down")).unwrap() == data);
+    let escape = scp("x:../../etc/passwd", "passwd");
+    assert!(!escape.status.success());
+    assert!(!local.join("passwd").exists());
+}
+
 /// Paramiko's SFTP client (a second implementation, in Python) over a socket pair whose
 /// other end is the server's stdin and stdout: 10 MiB pipelined write and prefetched read
 /// with a SHA-256 checksum, mkdir, posix-rename, listdir, chmod, symlink/readlink/lstat,
