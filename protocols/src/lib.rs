@@ -30,6 +30,8 @@
 //! - [`irc`]: IRC — the sans-IO codec (tags, CTCP), the server's connection machine and
 //!   per-core network shard, the client machine; and (feature `engine`) the server with
 //!   channels across cores and the client library with reconnection (docs/irc.md).
+//! - [`ssh`]: SSH (issue 23) — so far the SFTP v3 codec, server machine and confined root
+//!   directory (`ssh::sftp`, Unix), which the `ringwork sftp-server` program runs.
 //! - [`proxy_protocol`]: the HAProxy PROXY protocol (v1 text, v2 binary with TLVs), sans-IO
 //!   parser and encoders for headers sent by load balancers.
 //!
@@ -56,6 +58,7 @@ pub mod mail;
 pub mod proxy;
 pub mod proxy_protocol;
 pub mod socks5;
+pub mod ssh;
 pub mod websocket;
 
 pub use crate::endpoint::{Endpoint, EndpointError};

@@ -60,6 +60,7 @@ mod metrics;
 mod passwd;
 mod proxy;
 mod service;
+mod sftp;
 mod sockopts;
 #[cfg(unix)]
 mod takeover;
@@ -87,6 +88,7 @@ Examples:
   ringwork serve irc --listen tcp:6667 --cores 2 --motd motd.txt --password secret
 
   printf 'secret\n' | ringwork passwd --file users alice
+  sftp -D 'ringwork sftp-server --root ./files'
   ringwork serve smtp --listen tcp:2525 --maildir ./mail --users users --domain example.org
   ringwork serve pop3 --listen tcp:1110 --maildir ./mail --users users";
 
@@ -153,6 +155,9 @@ enum Command {
     /// Add or replace a user of a password file (Argon2id), reading the password from
     /// stdin (a line; on a terminal, without echo).
     Passwd(passwd::Passwd),
+    /// Serve one SFTP session on stdin/stdout over --root DIR (as OpenSSH's sftp-server;
+    /// for an SSH server's sftp subsystem, or `sftp -D`).
+    SftpServer(sftp::SftpServerArgs),
 }
 
 /// `ringwork serve`.
@@ -347,6 +352,15 @@ fn main() -> ExitCode {
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let serve = match &mut cli.command {
         Command::Serve(serve) => serve,
+        Command::SftpServer(args) => {
+            return match sftp::run(args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    let _ = writeln!(std::io::stderr(), "ringwork sftp-server: error: {error}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Command::Passwd(passwd) => {
             return match passwd::run(passwd) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -376,7 +390,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Serve(serve) => run_serve(*serve, &logging),
-        Command::Passwd(_) => unreachable!("passwd returned above"),
+        Command::Passwd(_) | Command::SftpServer(_) => unreachable!("returned above"),
     };
     let code = match result {
         Ok(()) => ExitCode::SUCCESS,
