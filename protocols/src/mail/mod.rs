@@ -10,6 +10,7 @@
 #[cfg(feature = "engine")]
 pub mod maildir;
 pub mod pop3;
+mod session;
 pub mod smtp;
 
 #[cfg(feature = "engine")]
