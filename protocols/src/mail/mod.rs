@@ -1,12 +1,16 @@
-//! Mail (issue 21): the SMTP and POP3 server machines (sans-IO) and Maildir storage.
+//! Mail (issue 21): the SMTP, POP3 and IMAP server machines (sans-IO) and Maildir storage.
 //!
 //! - [`smtp`]: RFC 5321 ESMTP server as a kit machine ([`smtp::SmtpServer`]), with SIZE,
 //!   PIPELINING, 8BITMIME, ENHANCEDSTATUSCODES, STARTTLS (RFC 3207) and AUTH PLAIN/LOGIN
 //!   after TLS (RFC 4954); and (feature `engine`) its engine glue.
 //! - [`pop3`]: RFC 1939 POP3 server as a kit machine (CAPA, STLS), and (feature `engine`)
 //!   its engine glue over the same Maildir.
+//! - [`imap`]: IMAP4rev1 server as a kit machine (LITERAL+, SASL-IR, IDLE, UIDPLUS,
+//!   STARTTLS), and (feature `engine`) its Maildir store and engine glue.
+//! - `session`: the plumbing the three machines share.
 //! - `maildir` (feature `engine`): durable delivery into `DIR/USER/{tmp,new,cur}`.
 
+pub mod imap;
 #[cfg(feature = "engine")]
 pub mod maildir;
 pub mod pop3;

@@ -217,10 +217,12 @@ impl<E, A> LineSession<E, A> {
 /// [`LineSession`] in field `s` and has `fn greeting(&self) -> Vec<u8>`,
 /// `fn process(&mut self, now: Instant)` (the command loop) and
 /// `fn fatal(&mut self, line: &[u8])` (ends the session with a reply). The caller has
-/// `Machine` in scope (its tests drive the machine through it).
+/// `Machine` in scope (its tests drive the machine through it). Optionally
+/// `drained: method` is called each time the output ran dry in `poll_transmit`, and
+/// `writable: method` gets `handle_writable`'s flag.
 macro_rules! line_machine {
     ($machine:ty, $event:ty, start_tls: $start_tls:expr, timeout: $timeout:expr,
-     shutdown: $shutdown:expr $(,)?) => {
+     shutdown: $shutdown:expr $(, drained: $drained:ident, writable: $writable:ident)? $(,)?) => {
         impl Machine for $machine {
             type Event = $event;
 
@@ -255,8 +257,20 @@ macro_rules! line_machine {
                 if self.s.take_resume() {
                     self.process(now);
                 }
-                self.s.poll_transmit(now, || $start_tls)
+                let out = self.s.poll_transmit(now, || $start_tls);
+                $(
+                    if out.is_none() {
+                        self.$drained();
+                    }
+                )?
+                out
             }
+
+            $(
+                fn handle_writable(&mut self, writable: bool, _now: ::std::time::Instant) {
+                    self.$writable(writable);
+                }
+            )?
 
             fn poll_event(&mut self) -> Option<$event> {
                 self.s.poll_event()
