@@ -58,6 +58,7 @@ use ringwork_protocols::irc::server::IrcServer;
 use ringwork_protocols::limits::{
     ConnectionCap, DEFAULT_RATE_TABLE, RateLimit, RequestRateLimiter,
 };
+use ringwork_protocols::mail::imap::ImapService;
 use ringwork_protocols::mail::pop3::Pop3Service;
 use ringwork_protocols::mail::smtp::SmtpService;
 use ringwork_protocols::websocket::broadcast::{Topic, TopicConfig, ws_chat_server};
@@ -97,7 +98,8 @@ Examples:
 
   printf 'secret\n' | ringwork passwd --file users alice
   ringwork serve smtp --listen tcp:2525 --maildir ./mail --users users --domain example.org
-  ringwork serve pop3 --listen tcp:1110 --maildir ./mail --users users";
+  ringwork serve pop3 --listen tcp:1110 --maildir ./mail --users users
+  ringwork serve imap --maildir ./mail --users users --listen tcp:1143 --listen tls:1993";
 
 const ENDPOINT_HELP: &str = "\
 Endpoints:
@@ -334,6 +336,8 @@ struct ServiceOptions {
     smtp: Option<SmtpService>,
     /// `pop3`: the POP3 service (Maildir root, users, STLS certificate).
     pop3: Option<Pop3Service>,
+    /// `imap`: the IMAP service (Maildir root, users, STARTTLS certificate).
+    imap: Option<ImapService>,
 }
 
 impl ServiceOptions {
@@ -414,7 +418,8 @@ impl ServiceOptions {
             | Service::Dns
             | Service::Irc
             | Service::Smtp
-            | Service::Pop3 => None,
+            | Service::Pop3
+            | Service::Imap => None,
         };
         Ok(server.map(|server| {
             let server = match &self.access_file {
@@ -478,6 +483,10 @@ enum Service {
     /// POP3 (RFC 1939; STLS, CAPA) over the same --maildir DIR for the users of --users
     /// FILE; USER/PASS only after STLS or on a tls: endpoint.
     Pop3,
+    /// IMAP4rev1 (RFC 3501; IDLE, UIDPLUS, LITERAL+) over the same --maildir DIR for the
+    /// users of --users FILE; LOGIN only after STARTTLS or on a tls: endpoint [default
+    /// endpoint: tcp:1143 on 127.0.0.1].
+    Imap,
 }
 
 impl Service {
@@ -497,6 +506,7 @@ impl Service {
             Service::Dns => AppProtocols::Only(&["dot"]),
             // SOCKS5 has no ALPN name.
             Service::Socks5 | Service::Smtp | Service::Pop3 => AppProtocols::Only(&[]),
+            Service::Imap => AppProtocols::Only(&["imap"]),
             Service::Echo | Service::Discard | Service::TcpProxy | Service::Irc => {
                 AppProtocols::Opaque
             }
@@ -555,6 +565,13 @@ impl Service {
                 let tls = spec.options.tls.is_some();
                 listener.listen(reactor, move || pop3.connection(tls))?
             }
+            (Service::Imap, None) => {
+                let imap = http.imap.clone().ok_or_else(|| EngineError::Config {
+                    what: "imap needs --maildir DIR and --users FILE".into(),
+                })?;
+                let tls = spec.options.tls.is_some();
+                listener.listen(reactor, move || imap.connection(tls))?
+            }
             (Service::Dns, None) => {
                 let catalog = Arc::clone(http.catalog()?);
                 listener.listen(reactor, tcp_server(catalog, TcpConfig::default()))?
@@ -597,7 +614,8 @@ impl Service {
             | Service::WsEcho
             | Service::WsChat
             | Service::Smtp
-            | Service::Pop3 => {
+            | Service::Pop3
+            | Service::Imap => {
                 return Err(unsupported(self, endpoint));
             }
         };
@@ -705,7 +723,7 @@ const SERVICE_OPTIONS: &[(&str, &str, &[Service])] = &[
 ];
 
 /// The mail services (one Maildir, one users file).
-const MAIL: &[Service] = &[Service::Smtp, Service::Pop3];
+const MAIL: &[Service] = &[Service::Smtp, Service::Pop3, Service::Imap];
 
 /// The services that connect to names (and so resolve them).
 const CONNECTING: &[Service] = &[Service::TcpProxy, Service::HttpProxy, Service::Socks5];
@@ -909,6 +927,8 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
             serve.listen.push(DEFAULT_DNS_TCP.parse()?);
         } else if serve.service == Service::Irc {
             serve.listen.push(DEFAULT_IRC.parse()?);
+        } else if serve.service == Service::Imap {
+            serve.listen.push(mail::DEFAULT_IMAP.parse()?);
         } else {
             serve.listen.push(DEFAULT_LISTEN.parse()?);
         }
@@ -919,6 +939,10 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
     };
     let pop3 = match serve.service {
         Service::Pop3 => Some(serve.mail.pop3()?),
+        _ => None,
+    };
+    let imap = match serve.service {
+        Service::Imap => Some(serve.mail.imap()?),
         _ => None,
     };
     let dns = match serve.service {
@@ -1056,6 +1080,7 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
         chat: Topic::new(TopicConfig::default()),
         smtp,
         pop3,
+        imap,
     };
     let exporter = match &serve.metrics {
         Some(endpoint) => {
