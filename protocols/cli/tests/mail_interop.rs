@@ -277,6 +277,16 @@ except poplib.error_proto as e:
     assert e.args[0].startswith(b"-ERR [AUTH]"), e
 p.user("alice")
 p.pass_("s3cret")
+# RFC 1939's exclusive access: a second session of the user is refused meanwhile.
+q = poplib.POP3("127.0.0.1", port, timeout=20)
+q.stls(context=ssl._create_unverified_context())
+q.user("alice")
+try:
+    q.pass_("s3cret")
+    raise SystemExit("a second session got the locked maildrop")
+except poplib.error_proto as e:
+    assert e.args[0].startswith(b"-ERR [IN-USE]"), e
+q.quit()
 count, size = p.stat()
 assert count == 2, (count, size)
 resp, listing, _ = p.list()
@@ -306,6 +316,7 @@ p.user("alice"); p.pass_("s3cret")
 assert p.stat()[0] == 1
 p.dele(1)
 p.sock.close()
+# The lock went with the connection: the next session (below) logs in.
 print("ok")
 "#;
 

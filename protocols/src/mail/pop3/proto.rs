@@ -11,7 +11,8 @@
 //! ([`Pop3Server::message`]), [`Pop3Event::Update`] ([`Pop3Server::updated`]),
 //! [`Pop3Event::StartTls`] after the `+OK` to STLS went out (input pipelined behind STLS
 //! is discarded).
-//! Does not: read or delete files; check passwords; lock the maildrop.
+//! Does not: read or delete files; check passwords; lock the maildrop (the application
+//! does, and says so with [`Pop3Server::login_in_use`]).
 //! Tests: `proto/tests.rs`.
 
 use std::time::{Duration, Instant};
@@ -136,6 +137,18 @@ impl Pop3Server {
             Err(CredError::Unauthorized) => self.reply(b"-ERR [AUTH] Invalid credentials"),
             Err(CredError::Unavailable(_)) => self.reply(b"-ERR [SYS/TEMP] Try again later"),
         }
+        self.s.resume = true;
+    }
+
+    /// Answers [`Pop3Event::Login`] when the credentials were good but another session
+    /// holds the maildrop's lock (RFC 1939 §8: exclusive access): `-ERR [IN-USE]`, and the
+    /// session stays in the AUTHORIZATION state.
+    pub fn login_in_use(&mut self) {
+        if self.s.awaiting != Some(Awaiting::Login) {
+            return;
+        }
+        self.s.awaiting = None;
+        self.reply(b"-ERR [IN-USE] Maildrop locked by another session");
         self.s.resume = true;
     }
 
