@@ -137,7 +137,15 @@ impl ImapApp {
     ) {
         let Some(mut session) = self.session.take() else {
             if self.logged_in {
+                // An IDLE rescan holds the session: this job runs when it comes back.
                 self.queued = Some(job);
+            } else if !matches!(job, Job::IdlePoll) {
+                // The session was lost with a failed job: answer, do not leave it waiting.
+                machine.respond(Response::new(
+                    Vec::new(),
+                    Status::No,
+                    "[UNAVAILABLE] Session lost, log in again",
+                ));
             }
             return;
         };
@@ -274,7 +282,7 @@ impl Application<ImapServer> for ImapApp {
         }
     }
 
-    fn command(&mut self, machine: &mut ImapServer, command: ImapCommand, ctx: &mut Context<'_>) {
+    fn command(&mut self, machine: &mut ImapServer, command: ImapCommand, _ctx: &mut Context<'_>) {
         match command {
             ImapCommand::Login(result) => {
                 let result = result.map(|(user, session)| {
@@ -287,11 +295,9 @@ impl Application<ImapServer> for ImapApp {
             ImapCommand::IdleTick => {
                 self.ticking = false;
                 if machine.is_idle() && self.session.is_some() {
-                    // The mailbox handle is only needed to post the result: the adapter
-                    // gives none here, so the rescan is started at the next event.
+                    // Started in `settled`, which has the mailbox the job posts to.
                     self.queued.get_or_insert(Job::IdlePoll);
                 }
-                let _ = ctx;
             }
             ImapCommand::Done(session, result) => {
                 self.session = session;

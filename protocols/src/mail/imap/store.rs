@@ -554,6 +554,8 @@ impl Session {
         let mut data = Vec::new();
         for i in chosen {
             let m = &mut sel.messages[i];
+            // Another session changed its flags: add to or take from those.
+            relocate(&sel.dir, m);
             let wanted = match mode {
                 StoreMode::Replace => flags,
                 StoreMode::Add => m.flags.with(flags),
@@ -739,6 +741,7 @@ impl Session {
                 .iter()
                 .any(|i| matches!(i, FetchItem::Body { peek: false, .. }));
         let m = &mut sel.messages[index];
+        relocate(&sel.dir, m);
         let mut flags_changed = false;
         if sets_seen && !m.flags.has(Flags::SEEN) {
             set_flags(&sel.dir, m, m.flags.with(Flags::SEEN))?;
@@ -945,7 +948,8 @@ fn wildcard(pattern: &[u8], name: &[u8]) -> bool {
     }
 }
 
-/// Renames `m`'s file to carry `flags` (into `cur/`).
+/// Renames `m`'s file to carry `flags` (into `cur/`). A file renamed meanwhile by
+/// another session (its flags changed) is found again by its unique name.
 fn set_flags(dir: &Path, m: &mut Message, flags: Flags) -> io::Result<()> {
     if flags == m.flags && m.path.parent().is_some_and(|p| p.ends_with("cur")) {
         return Ok(());
@@ -953,11 +957,41 @@ fn set_flags(dir: &Path, m: &mut Message, flags: Flags) -> io::Result<()> {
     let path = dir
         .join("cur")
         .join(format!("{}:2,{}", m.base, flags.maildir_letters()));
-    fs::rename(&m.path, &path)
-        .map_err(|e| io::Error::new(e.kind(), format!("renaming {}: {e}", m.path.display())))?;
+    let renamed = match fs::rename(&m.path, &path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => match find(dir, &m.base) {
+            Some(now) => fs::rename(&now, &path),
+            None => Err(e),
+        },
+        other => other,
+    };
+    renamed.map_err(|e| io::Error::new(e.kind(), format!("renaming {}: {e}", m.path.display())))?;
     m.path = path;
     m.flags = flags;
     Ok(())
+}
+
+/// Follows a message whose file another session renamed (its flags changed): its path
+/// and flags as they are now.
+fn relocate(dir: &Path, m: &mut Message) {
+    if !m.path.exists()
+        && let Some(now) = find(dir, &m.base)
+    {
+        let name = now.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        m.flags = Flags::from_maildir(name.split_once(':').map_or("", |(_, info)| info));
+        m.path = now;
+    }
+}
+
+/// The current file of the message named `base` in `cur/` or `new/`.
+fn find(dir: &Path, base: &str) -> Option<PathBuf> {
+    ["cur", "new"].iter().find_map(|sub| {
+        fs::read_dir(dir.join(sub)).ok()?.find_map(|item| {
+            let item = item.ok()?;
+            let name = item.file_name().into_string().ok()?;
+            let matches = name == base || name.strip_prefix(base)?.starts_with(':');
+            matches.then(|| item.path())
+        })
+    })
 }
 
 /// Copies the message at `src` into the Maildir `dest` (durably, like a delivery) with

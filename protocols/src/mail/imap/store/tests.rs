@@ -330,3 +330,25 @@ fn idle_sees_a_delivery_and_an_expunge_elsewhere() {
     assert_eq!(c.talk("DONE\r\n"), "i OK IDLE terminated\r\n");
     let _ = Instant::now();
 }
+
+#[test]
+fn a_store_after_another_session_renamed_the_file() {
+    let dir = Dir::new("rename");
+    fs::write(dir.0.join("cur").join("1000.a.test:2,"), ONE).unwrap();
+    let mut c = Client::new(&dir.0);
+    let mut d = Client::new(&dir.0);
+    c.talk("s SELECT INBOX\r\n");
+    d.talk("s SELECT INBOX\r\n");
+    d.talk("f STORE 1 +FLAGS (\\Flagged)\r\n");
+    assert!(
+        c.talk("p FETCH 1 BODY.PEEK[TEXT]\r\n")
+            .starts_with("* 1 FETCH (BODY[TEXT] {26}\r\nHello there"),
+        "a body is read where the file is now"
+    );
+    assert_eq!(
+        c.talk("a STORE 1 +FLAGS (\\Seen)\r\nb FETCH 1 BODY.PEEK[HEADER.FIELDS (SUBJECT)]\r\n"),
+        "* 1 FETCH (FLAGS (\\Flagged \\Seen))\r\na OK STORE completed\r\n\
+         * 1 FETCH (BODY[HEADER.FIELDS (SUBJECT)] {18}\r\nSubject: first\r\n\r\n)\r\nb OK FETCH completed\r\n"
+    );
+    assert_eq!(file_names(&dir.0, "cur"), ["1000.a.test:2,FS"]);
+}
