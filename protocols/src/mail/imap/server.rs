@@ -219,11 +219,7 @@ impl Application<ImapServer> for ImapApp {
         ctx: &mut Context<'_>,
         _mb: &Mailbox<ImapCommand>,
     ) {
-        self.peer = ctx
-            .peer_addr()
-            .ok()
-            .and_then(|a| a.as_socket())
-            .map(|a| a.ip());
+        self.peer = crate::mail::peer_ip(ctx);
     }
 
     fn event(
@@ -235,14 +231,7 @@ impl Application<ImapServer> for ImapApp {
     ) {
         match event {
             ImapEvent::StartTls => {
-                let started = match &self.service.acceptor {
-                    Some(acceptor) => ctx.start_tls_server(acceptor).map_err(|e| e.to_string()),
-                    None => Err("no certificate".to_owned()),
-                };
-                if let Err(error) = started {
-                    tracing::warn!(%error, "imap: STARTTLS failed");
-                    ctx.abort();
-                }
+                crate::mail::start_tls(ctx, self.service.acceptor.as_ref(), "imap");
             }
             ImapEvent::Login(credentials) => {
                 let users = Arc::clone(&self.service.users);
@@ -253,25 +242,12 @@ impl Application<ImapServer> for ImapApp {
                     let session = Session::new(root.join(&user.0), &host);
                     Ok((user, Box::new(session)))
                 };
-                let pending = match ctx.thread_pool().spawn(job) {
-                    Ok(pending) => pending,
-                    Err(e) => {
-                        return machine.login_result(Err(CredError::Unavailable(e.to_string())));
-                    }
-                };
                 let sender = mailbox.sender();
-                let handle = ctx.handle();
-                let peer = self.peer;
-                ctx.handle().spawn_local(async move {
-                    let result = pending
-                        .await
-                        .unwrap_or_else(|e| Err(CredError::Unavailable(e.to_string())));
-                    let delay = crate::mail::failure_delay(peer, result.as_ref().map(|_| ()));
-                    if !delay.is_zero() {
-                        let _ = handle.sleep(delay).await;
-                    }
-                    let _ = sender.post(ImapCommand::Login(result));
-                });
+                if let Err(e) =
+                    crate::mail::login_later(ctx, sender, self.peer, job, ImapCommand::Login)
+                {
+                    machine.login_result(Err(e));
+                }
             }
             ImapEvent::Request { command, .. } => {
                 self.start(Job::Run(command), machine, ctx, mailbox);

@@ -160,11 +160,7 @@ impl Application<Pop3Server> for Pop3App {
         ctx: &mut Context<'_>,
         _mb: &Mailbox<Pop3Command>,
     ) {
-        self.peer = ctx
-            .peer_addr()
-            .ok()
-            .and_then(|a| a.as_socket())
-            .map(|a| a.ip());
+        self.peer = crate::mail::peer_ip(ctx);
     }
 
     fn event(
@@ -176,14 +172,7 @@ impl Application<Pop3Server> for Pop3App {
     ) {
         match event {
             Pop3Event::StartTls => {
-                let started = match &self.service.acceptor {
-                    Some(acceptor) => ctx.start_tls_server(acceptor).map_err(|e| e.to_string()),
-                    None => Err("no certificate".to_owned()),
-                };
-                if let Err(error) = started {
-                    tracing::warn!(%error, "pop3: STLS failed");
-                    ctx.abort();
-                }
+                crate::mail::start_tls(ctx, self.service.acceptor.as_ref(), "pop3");
             }
             Pop3Event::Login(credentials) => {
                 let users = Arc::clone(&self.service.users);
@@ -199,25 +188,12 @@ impl Application<Pop3Server> for Pop3App {
                         let entries = maildir::list(&dir).map_err(unavailable)?;
                         Ok(Some((lock, entries)))
                     };
-                let pending = match ctx.thread_pool().spawn(job) {
-                    Ok(pending) => pending,
-                    Err(e) => {
-                        return machine.login_result(Err(CredError::Unavailable(e.to_string())));
-                    }
-                };
                 let sender = mailbox.sender();
-                let handle = ctx.handle();
-                let peer = self.peer;
-                ctx.handle().spawn_local(async move {
-                    let result = pending
-                        .await
-                        .unwrap_or_else(|e| Err(CredError::Unavailable(e.to_string())));
-                    let delay = crate::mail::failure_delay(peer, result.as_ref().map(|_| ()));
-                    if !delay.is_zero() {
-                        let _ = handle.sleep(delay).await;
-                    }
-                    let _ = sender.post(Pop3Command::Login(result));
-                });
+                if let Err(e) =
+                    crate::mail::login_later(ctx, sender, self.peer, job, Pop3Command::Login)
+                {
+                    machine.login_result(Err(e));
+                }
             }
             Pop3Event::Retrieve { index } => {
                 let Some(path) = self.paths.get(index).cloned() else {
