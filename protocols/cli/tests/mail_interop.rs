@@ -487,7 +487,12 @@ M.logout()
 M = imaplib.IMAP4_SSL("127.0.0.1", imaps, ssl_context=ctx, timeout=20)
 assert "STARTTLS" not in M.capabilities and "AUTH=PLAIN" in M.capabilities
 M.authenticate("PLAIN", lambda _: b"\0alice\0s3cret")
-assert M.select("INBOX")[0] == "OK"
+# A 3 MB message: APPEND's literal, and FETCH's answer in parts streamed from the file.
+big = b"Subject: big\r\n\r\n" + (b"0123456789" * 100 + b"\r\n") * 3000
+assert M.append("INBOX", None, None, big)[0] == "OK"
+typ, data = M.select("INBOX")
+typ, data = M.fetch(data[0], "(BODY.PEEK[] BODY.PEEK[]<2000000.10>)")
+assert data[0][1] == big and data[1][1] == big[2000000:2000010], (len(data[0][1]), data[1])
 M.logout()
 s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", imaps), timeout=20))
 f = s.makefile("rb")
