@@ -178,8 +178,13 @@ impl Session {
                 message,
             } => self.append(&mailbox, flags, date, &message),
             Command::Noop | Command::Check => {
+                let text = if matches!(command, Command::Check) {
+                    "CHECK completed"
+                } else {
+                    "NOOP completed"
+                };
                 let data = self.refresh();
-                Outcome::done(data, Status::Ok, "NOOP completed")
+                Outcome::done(data, Status::Ok, text)
             }
             Command::Close | Command::Unselect => {
                 let close = matches!(command, Command::Close);
