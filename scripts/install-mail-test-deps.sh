@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the real SMTP peer of protocols/cli/tests/mail_interop.rs: swaks (Debian).
-# Python's smtplib (the other peer) comes with python3. Idempotent: installs only what is
+# Python's smtplib, poplib and imaplib (the other peers) come with python3. Idempotent: installs only what is
 # missing, then prints the versions. Needs root (or sudo) for apt-get.
 set -euo pipefail
 
@@ -19,4 +19,4 @@ if ! command -v swaks >/dev/null 2>&1; then
     apt-get install -y --no-install-recommends swaks libnet-ssleay-perl
 fi
 swaks --version 2>&1 | head -1
-python3 -c 'import smtplib, ssl, sys; print("python", sys.version.split()[0], ssl.OPENSSL_VERSION)'
+python3 -c 'import imaplib, poplib, smtplib, ssl, sys; print("python", sys.version.split()[0], ssl.OPENSSL_VERSION)'

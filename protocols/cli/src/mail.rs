@@ -1,4 +1,5 @@
-//! The mail services' options (`serve smtp`, `serve pop3`) and how they become services.
+//! The mail services' options (`serve smtp`, `serve pop3`, `serve imap`) and how they
+//! become services.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -6,29 +7,35 @@ use std::sync::Arc;
 use clap::Args;
 use ringwork::tls::TlsAcceptor;
 use ringwork_protocols::cred::PasswordFile;
+use ringwork_protocols::mail::imap::{ImapConfig, ImapService};
 use ringwork_protocols::mail::pop3::{Pop3Config, Pop3Service};
 use ringwork_protocols::mail::smtp::{SmtpConfig, SmtpService};
 
-/// Options of `serve smtp` and `serve pop3`.
+/// `serve imap`'s endpoint when none is given.
+pub(crate) const DEFAULT_IMAP: &str = "tcp:1143:interface=127.0.0.1";
+
+/// Options of `serve smtp`, `serve pop3` and `serve imap`.
 #[derive(Debug, Args)]
 pub(crate) struct MailArgs {
-    /// smtp, pop3: the Maildir root; mail for USER@DOMAIN lands in DIR/USER/{tmp,new,cur},
-    /// and POP3 serves DIR/USER/ to USER.
+    /// smtp, pop3, imap: the Maildir root; mail for USER@DOMAIN lands in
+    /// DIR/USER/{tmp,new,cur}, and POP3 and IMAP serve DIR/USER/ to USER as INBOX (IMAP
+    /// folders are Maildir++ DIR/USER/.NAME/).
     #[arg(long, value_name = "DIR")]
     pub(crate) maildir: Option<PathBuf>,
     /// smtp: a local domain (repeatable) [default: localhost]; the first is the server's
     /// name in its greeting.
     #[arg(long, value_name = "NAME")]
     pub(crate) domain: Vec<String>,
-    /// smtp, pop3: the users (a `ringwork passwd` file): SMTP recipients must be among
-    /// them, SMTP AUTH (after STARTTLS) and POP3 USER/PASS (after STLS) check against them.
+    /// smtp, pop3, imap: the users (a `ringwork passwd` file): SMTP recipients must be
+    /// among them, SMTP AUTH (after STARTTLS), POP3 USER/PASS (after STLS) and IMAP LOGIN
+    /// (after STARTTLS) check against them.
     #[arg(long, value_name = "FILE")]
     pub(crate) users: Option<PathBuf>,
-    /// smtp, pop3: the certificate (PEM) for STARTTLS/STLS [with --key; without them, the
+    /// smtp, pop3, imap: the certificate (PEM) for STARTTLS/STLS [with --key; without them, the
     /// self-signed certificate that `tls:` endpoints use].
     #[arg(long, value_name = "PEM", requires = "key")]
     pub(crate) cert: Option<PathBuf>,
-    /// smtp, pop3: the private key (PEM) of --cert.
+    /// smtp, pop3, imap: the private key (PEM) of --cert.
     #[arg(long, value_name = "PEM", requires = "cert")]
     pub(crate) key: Option<PathBuf>,
     /// smtp: the largest message accepted, in bytes (advertised with SIZE).
@@ -92,6 +99,24 @@ impl MailArgs {
             maildir,
             users,
             acceptor: Some(self.acceptor()?),
+        })
+    }
+
+    /// The IMAP service these options describe.
+    pub(crate) fn imap(&self) -> Result<ImapService, String> {
+        // The users first: a refused start creates no folder.
+        let users = self.users()?.ok_or("imap needs --users FILE")?;
+        let maildir = self.maildir("imap")?;
+        let mut config = ImapConfig::default();
+        // Passwords travel only under TLS: LOGINDISABLED until STARTTLS (or on tls:).
+        config.plaintext_login = false;
+        Ok(ImapService {
+            config,
+            maildir,
+            users,
+            acceptor: Some(self.acceptor()?),
+            hostname: "localhost".to_owned(),
+            idle_poll: std::time::Duration::from_secs(1),
         })
     }
 

@@ -90,7 +90,8 @@ Examples:
   printf 'secret\n' | ringwork passwd --file users alice
   sftp -D 'ringwork sftp-server --root ./files'
   ringwork serve smtp --listen tcp:2525 --maildir ./mail --users users --domain example.org
-  ringwork serve pop3 --listen tcp:1110 --maildir ./mail --users users";
+  ringwork serve pop3 --listen tcp:1110 --maildir ./mail --users users
+  ringwork serve imap --maildir ./mail --users users --listen tcp:1143 --listen tls:1993";
 
 const ENDPOINT_HELP: &str = "\
 Endpoints:
@@ -468,6 +469,8 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
             serve.listen.push(DEFAULT_DNS_TCP.parse()?);
         } else if serve.service == Service::Irc {
             serve.listen.push(DEFAULT_IRC.parse()?);
+        } else if serve.service == Service::Imap {
+            serve.listen.push(mail::DEFAULT_IMAP.parse()?);
         } else {
             serve.listen.push(DEFAULT_LISTEN.parse()?);
         }
@@ -478,6 +481,10 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
     };
     let pop3 = match serve.service {
         Service::Pop3 => Some(serve.mail.pop3()?),
+        _ => None,
+    };
+    let imap = match serve.service {
+        Service::Imap => Some(serve.mail.imap()?),
         _ => None,
     };
     let dns = match serve.service {
@@ -626,6 +633,7 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
         chat: Topic::new(TopicConfig::default()),
         smtp,
         pop3,
+        imap,
     };
     let exporter = match &serve.metrics {
         Some(endpoint) => {

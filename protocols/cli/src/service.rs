@@ -25,6 +25,7 @@ use ringwork_protocols::http::server::{AccessLog, HttpServer, ServerConfig};
 use ringwork_protocols::http::services::{StaticFiles, hello_server};
 use ringwork_protocols::irc::server::IrcServer;
 use ringwork_protocols::limits::{ConnectionCap, SharedRateLimiter};
+use ringwork_protocols::mail::imap::ImapService;
 use ringwork_protocols::mail::pop3::Pop3Service;
 use ringwork_protocols::mail::smtp::SmtpService;
 use ringwork_protocols::websocket::broadcast::{Topic, ws_chat_server};
@@ -65,6 +66,8 @@ pub(crate) struct ServiceOptions {
     pub(crate) smtp: Option<SmtpService>,
     /// `pop3`: the POP3 service (Maildir root, users, STLS certificate).
     pub(crate) pop3: Option<Pop3Service>,
+    /// `imap`: the IMAP service (Maildir root, users, STARTTLS certificate).
+    pub(crate) imap: Option<ImapService>,
 }
 
 impl ServiceOptions {
@@ -145,7 +148,8 @@ impl ServiceOptions {
             | Service::Dns
             | Service::Irc
             | Service::Smtp
-            | Service::Pop3 => None,
+            | Service::Pop3
+            | Service::Imap => None,
         };
         Ok(server.map(|server| {
             let server = match &self.access_file {
@@ -206,6 +210,10 @@ pub(crate) enum Service {
     /// POP3 (RFC 1939; STLS, CAPA) over the same --maildir DIR for the users of --users
     /// FILE; USER/PASS only after STLS or on a tls: endpoint.
     Pop3,
+    /// IMAP4rev1 (RFC 3501; IDLE, UIDPLUS, LITERAL+) over the same --maildir DIR for the
+    /// users of --users FILE; LOGIN only after STARTTLS or on a tls: endpoint [default
+    /// endpoint: tcp:1143 on 127.0.0.1].
+    Imap,
 }
 
 impl Service {
@@ -225,6 +233,7 @@ impl Service {
             Service::Dns => AppProtocols::Only(&["dot"]),
             // SOCKS5 has no ALPN name.
             Service::Socks5 | Service::Smtp | Service::Pop3 => AppProtocols::Only(&[]),
+            Service::Imap => AppProtocols::Only(&["imap"]),
             Service::Echo | Service::Discard | Service::TcpProxy | Service::Irc => {
                 AppProtocols::Opaque
             }
@@ -283,6 +292,13 @@ impl Service {
                 let tls = spec.options.tls.is_some();
                 listener.listen(reactor, move || pop3.connection(tls))?
             }
+            (Service::Imap, None) => {
+                let imap = http.imap.clone().ok_or_else(|| EngineError::Config {
+                    what: "imap needs --maildir DIR and --users FILE".into(),
+                })?;
+                let tls = spec.options.tls.is_some();
+                listener.listen(reactor, move || imap.connection(tls))?
+            }
             (Service::Dns, None) => {
                 let catalog = Arc::clone(http.catalog()?);
                 listener.listen(reactor, tcp_server(catalog, TcpConfig::default()))?
@@ -325,7 +341,8 @@ impl Service {
             | Service::WsEcho
             | Service::WsChat
             | Service::Smtp
-            | Service::Pop3 => {
+            | Service::Pop3
+            | Service::Imap => {
                 return Err(unsupported(self, endpoint));
             }
         };
@@ -433,7 +450,7 @@ pub(crate) const SERVICE_OPTIONS: &[(&str, &str, &[Service])] = &[
 ];
 
 /// The mail services (one Maildir, one users file).
-pub(crate) const MAIL: &[Service] = &[Service::Smtp, Service::Pop3];
+pub(crate) const MAIL: &[Service] = &[Service::Smtp, Service::Pop3, Service::Imap];
 
 /// The services that connect to names (and so resolve them).
 pub(crate) const CONNECTING: &[Service] = &[Service::TcpProxy, Service::HttpProxy, Service::Socks5];

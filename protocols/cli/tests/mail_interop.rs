@@ -2,7 +2,10 @@
 //! pipelining, 8BITMIME, size refusal, relay refusal, STARTTLS then AUTH PLAIN and LOGIN)
 //! and swaks (STARTTLS + AUTH). Every accepted message must be complete in `new/`. And
 //! `ringwork serve pop3` against Python's poplib over the same Maildir (STLS, USER/PASS,
-//! CAPA, STAT, LIST, UIDL, TOP, RETR, DELE, RSET, NOOP, QUIT; removals only at QUIT).
+//! CAPA, STAT, LIST, UIDL, TOP, RETR, DELE, RSET, NOOP, QUIT; removals only at QUIT). And
+//! `ringwork serve imap` against Python's imaplib (every command of the server, STARTTLS,
+//! IMAPS, LITERAL+, IDLE seeing mail delivered by `serve smtp` and mail written into the
+//! Maildir).
 
 #[macro_use]
 mod support;
@@ -263,6 +266,16 @@ except poplib.error_proto as e:
     assert e.args[0].startswith(b"-ERR [AUTH]"), e
 p.user("alice")
 p.pass_("s3cret")
+# RFC 1939's exclusive access: a second session of the user is refused meanwhile.
+q = poplib.POP3("127.0.0.1", port, timeout=20)
+q.stls(context=ssl._create_unverified_context())
+q.user("alice")
+try:
+    q.pass_("s3cret")
+    raise SystemExit("a second session got the locked maildrop")
+except poplib.error_proto as e:
+    assert e.args[0].startswith(b"-ERR [IN-USE]"), e
+q.quit()
 count, size = p.stat()
 assert count == 2, (count, size)
 resp, listing, _ = p.list()
@@ -292,6 +305,7 @@ p.user("alice"); p.pass_("s3cret")
 assert p.stat()[0] == 1
 p.dele(1)
 p.sock.close()
+# The lock went with the connection: the next session (below) logs in.
 print("ok")
 "#;
 
@@ -351,4 +365,204 @@ fn poplib_against_serve_pop3_uring() {
 #[test]
 fn poplib_against_serve_pop3_poll() {
     poplib_suite("poll");
+}
+
+const IMAPLIB: &str = r#"
+import imaplib, os, re, smtplib, socket, ssl, sys, time
+port, imaps, smtp_port, maildir = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+ctx = ssl._create_unverified_context()
+M = imaplib.IMAP4("127.0.0.1", port, timeout=20)
+assert "LOGINDISABLED" in M.capabilities and "STARTTLS" in M.capabilities, M.capabilities
+try:
+    M.login("alice", "s3cret")
+    raise SystemExit("LOGIN in the clear")
+except imaplib.IMAP4.error as e:
+    assert "PRIVACYREQUIRED" in str(e), e
+M.starttls(ssl_context=ctx)
+assert "AUTH=PLAIN" in M.capabilities and "IDLE" in M.capabilities, M.capabilities
+try:
+    M.login("alice", "wrong")
+    raise SystemExit("wrong password accepted")
+except imaplib.IMAP4.error as e:
+    assert "AUTHENTICATIONFAILED" in str(e), e
+M.login("alice", "s3cret")
+assert M.list() == ("OK", [b'() "." "INBOX"']), M.list()
+assert M.create("Archive")[0] == "OK"
+assert M.list('""', "*")[1] == [b'() "." "INBOX"', b'() "." "Archive"'], M.list('""', "*")
+assert M.lsub('""', "Arch%")[1] == [b'() "." "Archive"'], M.lsub('""', "Arch%")
+typ, data = M.status("INBOX", "(MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN)")
+assert re.match(rb'"INBOX" \(MESSAGES 2 RECENT 1 UIDNEXT 3 UIDVALIDITY \d+ UNSEEN 1\)', data[0]), data
+assert M.select("INBOX", readonly=True) == ("OK", [b"2"])
+assert M.select("INBOX") == ("OK", [b"2"])
+validity = M.response("UIDVALIDITY")[1][0]
+typ, data = M.fetch("1:2", "(UID FLAGS RFC822.SIZE INTERNALDATE ENVELOPE)")
+assert b'UID 1 FLAGS (\\Seen) RFC822.SIZE 34 INTERNALDATE "' in data[0], data
+assert b'ENVELOPE (NIL "first" NIL NIL NIL NIL NIL NIL NIL NIL)' in data[0], data
+assert b'UID 2 FLAGS (\\Recent)' in data[1] and b'((NIL NIL "bob" "x.test"))' in data[1], data
+typ, data = M.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)] BODY.PEEK[TEXT]<5.3>)")
+assert data[0][1] == b"Subject: first\r\n\r\n" and data[1][1] == b"one", data
+typ, data = M.fetch("2", "(BODY.PEEK[HEADER] BODY.PEEK[TEXT] RFC822.HEADER)")
+assert data[0][1].startswith(b"From: bob@x.test\r\n") and data[1][1] == b"body two\r\n", data
+typ, data = M.fetch("2", "(BODY[])")
+assert data[0][1] == open(os.path.join(maildir, "cur", sorted(os.listdir(os.path.join(maildir, "cur")))[1]), "rb").read(), data
+assert b"FLAGS (\\Seen \\Recent)" in data[0][0] + data[1], data
+typ, data = M.fetch("1", "RFC822")
+assert data[0][1].endswith(b"line one\r\n.dot\r\n"), data
+typ, data = M.uid("FETCH", "2:*", "(FLAGS)")
+assert data == [b"2 (UID 2 FLAGS (\\Seen \\Recent))"], data
+typ, data = M.store("2", "+FLAGS", "(\\Flagged \\Deleted)")
+assert data == [b"2 (FLAGS (\\Flagged \\Seen \\Deleted \\Recent))"], data
+assert M.uid("STORE", "2", "-FLAGS.SILENT", "(\\Deleted)") == ("OK", [None])
+assert M.store("1", "-FLAGS", "\\Seen")[1] == [b"1 (FLAGS ())"]
+def search(*keys, uid=False):
+    typ, data = M.uid("SEARCH", *keys) if uid else M.search(None, *keys)
+    assert typ == "OK", (keys, data)
+    return data[0].decode()
+assert search("ALL") == "1 2"
+assert search("FLAGGED") == "2" and search("UNSEEN") == "1" and search("SEEN") == "2"
+assert search("DELETED") == "" and search("NOT", "FLAGGED") == "1"
+assert search("OR", "FROM", "bob", "SUBJECT", "first") == "1 2"
+assert search("TO", "alice") == "2" and search("SUBJECT", "FIRST") == "1"
+assert search("BODY", "two") == "2" and search("TEXT", "x.test") == "2"
+assert search("SINCE", "1-Jan-2000", "BEFORE", "1-Jan-2100") == "1 2"
+assert search("ON", "1-Jan-2000") == "" and search("LARGER", "34") == "2" and search("SMALLER", "35") == "1"
+assert search("UID", "2:*", uid=True) == "2" and search("2") == "2"
+typ, data = M.copy("1:2", "Archive")
+copyuid = M.response("COPYUID")[1][0].split()
+assert typ == "OK" and copyuid[1:] == [b"1,2", b"1,2"], copyuid
+assert M.uid("COPY", "1", "Nowhere")[0] == "NO"
+typ, data = M.append("INBOX", "(\\Seen)", imaplib.Time2Internaldate(1700000000), b"Subject: appended\r\n\r\nhi\r\n")
+appenduid = M.response("APPENDUID")[1][0].split()
+assert typ == "OK" and appenduid == [validity, b"3"], (data, appenduid)
+M.store("1", "+FLAGS", "\\Deleted")
+assert M.expunge() == ("OK", [b"1"]), "EXPUNGE"
+typ, data = M.fetch("2", "(UID INTERNALDATE)")
+assert data == [b'2 (UID 3 INTERNALDATE "14-Nov-2023 22:13:20 +0000")'], data
+assert M.noop()[0] == "OK" and M.check()[0] == "OK"
+tag = M._new_tag()
+M.send(tag + b" FROB\r\n")
+assert M.readline() == tag + b" BAD Unknown command\r\n"
+assert M.noop()[0] == "OK"
+
+def idle_until(send):
+    tag = M._new_tag()
+    M.send(tag + b" IDLE\r\n")
+    assert M.readline() == b"+ idling\r\n"
+    send()
+    while True:
+        line = M.readline()
+        assert line, "EOF while idling"
+        if line.endswith(b"EXISTS\r\n"):
+            break
+    M.send(b"DONE\r\n")
+    while True:
+        line = M.readline()
+        if line.startswith(tag):
+            assert b"OK" in line, line
+            return
+def deliver():
+    s = smtplib.SMTP("127.0.0.1", smtp_port, timeout=20)
+    s.sendmail("bob@x.test", ["alice@localhost"], b"Subject: while idling\r\n\r\nhello\r\n")
+    s.quit()
+idle_until(deliver)
+def drop():
+    with open(os.path.join(maildir, "tmp", "9.dropped"), "wb") as f:
+        f.write(b"Subject: dropped\r\n\r\nin\r\n")
+    os.rename(os.path.join(maildir, "tmp", "9.dropped"), os.path.join(maildir, "new", "9999999999.dropped"))
+idle_until(drop)
+assert search("SUBJECT", "idling") == "3" and search("SUBJECT", "dropped") == "4", search("ALL")
+assert M.close()[0] == "OK" and M.select("Archive", readonly=True) == ("OK", [b"2"])
+assert M.store("1", "+FLAGS", "\\Seen")[0] == "NO"
+assert M.unselect()[0] == "OK" if hasattr(M, "unselect") else True
+M.logout()
+
+# IMAPS, AUTHENTICATE PLAIN, LITERAL+ and a BAD that keeps the session, on a raw socket.
+M = imaplib.IMAP4_SSL("127.0.0.1", imaps, ssl_context=ctx, timeout=20)
+assert "STARTTLS" not in M.capabilities and "AUTH=PLAIN" in M.capabilities
+M.authenticate("PLAIN", lambda _: b"\0alice\0s3cret")
+# A 3 MB message: APPEND's literal, and FETCH's answer in parts streamed from the file.
+big = b"Subject: big\r\n\r\n" + (b"0123456789" * 100 + b"\r\n") * 3000
+assert M.append("INBOX", None, None, big)[0] == "OK"
+typ, data = M.select("INBOX")
+typ, data = M.fetch(data[0], "(BODY.PEEK[] BODY.PEEK[]<2000000.10>)")
+assert data[0][1] == big and data[1][1] == big[2000000:2000010], (len(data[0][1]), data[1])
+M.logout()
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", imaps), timeout=20))
+f = s.makefile("rb")
+f.readline()
+s.sendall(b"a LOGIN alice {6+}\r\ns3cret\r\nb APPEND INBOX {5+}\r\nhello\r\nc FETCH 1 FLAGS\r\nd NOOP\r\n")
+lines = []
+while not lines or not lines[-1].startswith(b"d "):
+    lines.append(f.readline())
+assert lines[0].startswith(b"a OK") and lines[1].startswith(b"b OK [APPENDUID"), lines
+assert lines[2] == b"c BAD No mailbox selected\r\n" and lines[3] == b"d OK NOOP completed\r\n", lines
+s.close()
+print("ok")
+"#;
+
+fn imaplib_suite(name: &str) {
+    let Some(backend) = backend(name) else { return };
+    if !peer(
+        "python3",
+        &["-c", "import imaplib, smtplib, ssl"],
+        "install-mail-test-deps.sh",
+    ) {
+        return;
+    }
+    let dir = TempDir::new(&format!("imaplib-{name}"));
+    let inbox = dir.0.join("mail").join("alice");
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(inbox.join(sub)).unwrap();
+    }
+    std::fs::write(
+        inbox.join("cur").join("1000.a:2,S"),
+        "Subject: first\r\n\r\nline one\r\n.dot\r\n",
+    )
+    .unwrap();
+    std::fs::write(
+        inbox.join("new").join("2000.b"),
+        "From: bob@x.test\r\nTo: alice@localhost\r\nSubject: second\r\n\r\nbody two\r\n",
+    )
+    .unwrap();
+    let (smtp, smtp_port) = serve_mail("smtp", backend, &dir, &[]);
+    let (mut imap, port) = serve_mail(
+        "imap",
+        backend,
+        &dir,
+        &["--listen", "tls:0:interface=127.0.0.1"],
+    );
+    let imaps = imap.listening(1)[0].port().expect("a TCP port");
+    let out = Command::new("python3")
+        .args(["-c", IMAPLIB])
+        .args([
+            &port.to_string(),
+            &imaps.to_string(),
+            &smtp_port.to_string(),
+        ])
+        .arg(&inbox)
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "imaplib on {backend}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let archive = std::fs::read_dir(inbox.join(".Archive").join("cur"))
+        .unwrap()
+        .count();
+    assert_eq!(archive, 2, "COPY wrote two files");
+    let uidlist = std::fs::read_to_string(inbox.join("ringwork-uidlist")).unwrap();
+    assert!(uidlist.starts_with("ringwork-uidlist 1 "), "{uidlist}");
+    assert!(imap.terminate() && smtp.terminate(), "clean exits");
+}
+
+#[test]
+fn imaplib_against_serve_imap_uring() {
+    imaplib_suite("uring");
+}
+
+#[test]
+fn imaplib_against_serve_imap_poll() {
+    imaplib_suite("poll");
 }

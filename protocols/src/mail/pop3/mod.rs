@@ -8,4 +8,4 @@ pub use proto::{MessageInfo, Pop3Config, Pop3Event, Pop3Server};
 pub mod server;
 
 #[cfg(feature = "engine")]
-pub use server::{Pop3App, Pop3Command, Pop3Service};
+pub use server::{MaildropLock, Pop3App, Pop3Command, Pop3Service};

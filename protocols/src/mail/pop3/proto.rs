@@ -11,17 +11,18 @@
 //! ([`Pop3Server::message`]), [`Pop3Event::Update`] ([`Pop3Server::updated`]),
 //! [`Pop3Event::StartTls`] after the `+OK` to STLS went out (input pipelined behind STLS
 //! is discarded).
-//! Does not: read or delete files; check passwords; lock the maildrop.
+//! Does not: read or delete files; check passwords; lock the maildrop (the application
+//! does, and says so with [`Pop3Server::login_in_use`]).
 //! Tests: `proto/tests.rs`.
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::basic::proto::line::{Delimiter, LineDecoder, LineEvent, LineLimits};
+use crate::basic::proto::line::LineEvent;
 use crate::cred::{CredError, Credentials};
-use crate::kit::{Close, Machine, Output};
+use crate::kit::{Close, Machine};
+use crate::mail::session::{LineSession, line_machine};
 
 /// Settings of a [`Pop3Server`].
 #[derive(Clone, Debug)]
@@ -94,45 +95,24 @@ enum Awaiting {
 #[derive(Debug)]
 pub struct Pop3Server {
     config: Pop3Config,
-    decoder: LineDecoder,
-    out: Output,
-    events: VecDeque<Pop3Event>,
-    awaiting: Option<Awaiting>,
+    s: LineSession<Pop3Event, Awaiting>,
     /// USER given, PASS next.
     user: Option<String>,
     /// The maildrop once logged in (TRANSACTION state), with deletion marks.
     messages: Option<Vec<(MessageInfo, bool)>>,
     tls: bool,
-    errors: u32,
-    deadline: Option<Instant>,
-    tls_after_flush: bool,
-    done_reading: bool,
-    close: Option<Close>,
-    close_polled: bool,
-    resume: bool,
 }
 
 impl Pop3Server {
     /// A connection with `config`; `tls` when it arrived over TLS already (port 995 style).
     #[must_use]
     pub fn new(config: Pop3Config, tls: bool) -> Pop3Server {
-        let decoder = LineDecoder::with_config(Delimiter::Lf, LineLimits::new(config.max_line));
         Pop3Server {
+            s: LineSession::new(config.max_line, config.timeout, config.max_errors),
             config,
-            decoder,
-            out: Output::new(),
-            events: VecDeque::new(),
-            awaiting: None,
             user: None,
             messages: None,
             tls,
-            errors: 0,
-            deadline: None,
-            tls_after_flush: false,
-            done_reading: false,
-            close: None,
-            close_polled: false,
-            resume: false,
         }
     }
 
@@ -144,10 +124,10 @@ impl Pop3Server {
 
     /// Answers [`Pop3Event::Login`]: the maildrop's listing, or why not.
     pub fn login_result(&mut self, result: Result<Vec<MessageInfo>, CredError>) {
-        if self.awaiting != Some(Awaiting::Login) {
+        if self.s.awaiting != Some(Awaiting::Login) {
             return;
         }
-        self.awaiting = None;
+        self.s.awaiting = None;
         match result {
             Ok(listing) => {
                 let text = format!("+OK maildrop has {} messages", listing.len());
@@ -157,16 +137,28 @@ impl Pop3Server {
             Err(CredError::Unauthorized) => self.reply(b"-ERR [AUTH] Invalid credentials"),
             Err(CredError::Unavailable(_)) => self.reply(b"-ERR [SYS/TEMP] Try again later"),
         }
-        self.resume = true;
+        self.s.resume = true;
+    }
+
+    /// Answers [`Pop3Event::Login`] when the credentials were good but another session
+    /// holds the maildrop's lock (RFC 1939 §8: exclusive access): `-ERR [IN-USE]`, and the
+    /// session stays in the AUTHORIZATION state.
+    pub fn login_in_use(&mut self) {
+        if self.s.awaiting != Some(Awaiting::Login) {
+            return;
+        }
+        self.s.awaiting = None;
+        self.reply(b"-ERR [IN-USE] Maildrop locked by another session");
+        self.s.resume = true;
     }
 
     /// Answers [`Pop3Event::Retrieve`] with the message's bytes (lines ending in CRLF or
     /// LF), or an error kept for the logs.
     pub fn message(&mut self, result: Result<Bytes, String>) {
-        let Some(Awaiting::Message(top)) = self.awaiting else {
+        let Some(Awaiting::Message(top)) = self.s.awaiting else {
             return;
         };
-        self.awaiting = None;
+        self.s.awaiting = None;
         match result {
             Ok(data) => {
                 self.reply(b"+OK message follows");
@@ -187,65 +179,60 @@ impl Pop3Server {
                         in_body = true;
                     }
                     if text.first() == Some(&b'.') {
-                        self.out.write(b".");
+                        self.s.out.write(b".");
                     }
-                    self.out.write(text);
-                    self.out.write(b"\r\n");
+                    self.s.out.write(text);
+                    self.s.out.write(b"\r\n");
                 }
                 self.reply(b".");
             }
             Err(_) => self.reply(b"-ERR [SYS/TEMP] Cannot read the message"),
         }
-        self.resume = true;
+        self.s.resume = true;
     }
 
     /// Answers [`Pop3Event::Update`]; the session then ends.
     pub fn updated(&mut self, result: Result<(), String>) {
-        if self.awaiting != Some(Awaiting::Update) {
+        if self.s.awaiting != Some(Awaiting::Update) {
             return;
         }
-        self.awaiting = None;
+        self.s.awaiting = None;
         match result {
             Ok(()) => self.reply(b"+OK Bye"),
             Err(_) => self.reply(b"-ERR [SYS/TEMP] Some deleted messages not removed"),
         }
-        self.close = Some(Close::Graceful);
+        self.s.close = Some(Close::Graceful);
+    }
+
+    fn greeting(&self) -> Vec<u8> {
+        b"+OK ringwork POP3 server ready".to_vec()
     }
 
     fn reply(&mut self, line: &[u8]) {
-        self.out.write(line);
-        self.out.write(b"\r\n");
+        self.s.reply(line);
     }
 
     fn error(&mut self, line: &[u8]) {
-        self.reply(line);
-        self.errors += 1;
-        if self.errors >= self.config.max_errors {
+        if self.s.error(line) {
             self.fatal(b"-ERR Too many errors");
         }
     }
 
     fn fatal(&mut self, line: &[u8]) {
-        self.reply(line);
-        self.done_reading = true;
-        self.deadline = None;
-        if self.close.is_none() {
-            self.close = Some(Close::Graceful);
-        }
+        self.s.fatal(line);
     }
 
     fn process(&mut self, now: Instant) {
-        while !self.done_reading && self.awaiting.is_none() && !self.tls_after_flush {
-            match self.decoder.poll_event() {
-                Ok(Some(LineEvent::Line(line) | LineEvent::Raw(line))) => self.command(&line),
-                Ok(None) => break,
+        while let Some(line) = self.s.next_line() {
+            match line {
+                Ok(LineEvent::Line(line) | LineEvent::Raw(line)) => self.command(&line),
                 Err(_) => {
                     self.fatal(b"-ERR Line too long");
                     return;
                 }
             }
         }
-        self.deadline = (!self.done_reading).then(|| now + self.config.timeout);
+        self.s.rearm(now);
     }
 
     fn command(&mut self, line: &[u8]) {
@@ -258,9 +245,7 @@ impl Pop3Server {
             (b"NOOP", true) => self.reply(b"+OK"),
             (b"QUIT", false) => {
                 self.reply(b"+OK Bye");
-                self.done_reading = true;
-                self.deadline = None;
-                self.close = Some(Close::Graceful);
+                self.s.end();
             }
             (b"QUIT", true) => {
                 let deleted = self
@@ -271,10 +256,10 @@ impl Pop3Server {
                     .filter(|(_, (_, deleted))| *deleted)
                     .map(|(i, _)| i)
                     .collect();
-                self.done_reading = true;
-                self.deadline = None;
-                self.awaiting = Some(Awaiting::Update);
-                self.events.push_back(Pop3Event::Update { deleted });
+                self.s.done_reading = true;
+                self.s.deadline = None;
+                self.s.awaiting = Some(Awaiting::Update);
+                self.s.events.push_back(Pop3Event::Update { deleted });
             }
             (b"STLS", false) => self.stls(&args),
             (b"USER", false) => self.user_command(&args),
@@ -367,11 +352,9 @@ impl Pop3Server {
             return self.error(b"-ERR Syntax: STLS");
         }
         self.reply(b"+OK Begin TLS negotiation");
-        self.decoder =
-            LineDecoder::with_config(Delimiter::Lf, LineLimits::new(self.config.max_line));
+        self.s.start_tls();
         self.user = None;
         self.tls = true;
-        self.tls_after_flush = true;
     }
 
     fn user_command(&mut self, args: &[&[u8]]) {
@@ -396,8 +379,9 @@ impl Pop3Server {
         };
         // The password is the rest of the line (it may hold spaces).
         let password = line.get(5..).unwrap_or_default().to_vec();
-        self.awaiting = Some(Awaiting::Login);
-        self.events
+        self.s.awaiting = Some(Awaiting::Login);
+        self.s
+            .events
             .push_back(Pop3Event::Login(Credentials::UsernamePassword {
                 username,
                 password,
@@ -438,8 +422,8 @@ impl Pop3Server {
     fn retrieve(&mut self, args: &[&[u8]], top: Option<usize>) {
         match self.index(args) {
             Ok(index) => {
-                self.awaiting = Some(Awaiting::Message(top));
-                self.events.push_back(Pop3Event::Retrieve { index });
+                self.s.awaiting = Some(Awaiting::Message(top));
+                self.s.events.push_back(Pop3Event::Retrieve { index });
             }
             Err(reply) => self.error(reply),
         }
@@ -453,85 +437,13 @@ fn parse_number(arg: &[u8]) -> Option<usize> {
     std::str::from_utf8(arg).ok()?.parse().ok()
 }
 
-impl Machine for Pop3Server {
-    type Event = Pop3Event;
-
-    fn handle_connected(&mut self, now: Instant) {
-        self.reply(b"+OK ringwork POP3 server ready");
-        self.deadline = Some(now + self.config.timeout);
-    }
-
-    fn handle_input(&mut self, data: &[u8], now: Instant) {
-        if self.done_reading || self.tls_after_flush {
-            return;
-        }
-        self.decoder.handle_input(data);
-        self.process(now);
-    }
-
-    fn handle_eof(&mut self, _now: Instant) {
-        // The peer left without QUIT: no UPDATE state, nothing is removed (RFC 1939 §6).
-        if !self.done_reading {
-            self.done_reading = true;
-            self.deadline = None;
-            if self.close.is_none() {
-                self.close = Some(Close::Graceful);
-            }
-        }
-    }
-
-    fn handle_timeout(&mut self, now: Instant) {
-        if self.deadline.is_some_and(|at| at <= now) && self.awaiting.is_none() {
-            self.fatal(b"-ERR Timeout");
-        }
-    }
-
-    fn handle_shutdown(&mut self, _now: Instant) {
-        if !self.done_reading && self.awaiting.is_none() {
-            self.fatal(b"-ERR Server shutting down");
-        }
-    }
-
-    fn poll_transmit(&mut self, now: Instant) -> Option<Bytes> {
-        if self.close_polled {
-            // Nothing after the close: an answer that came after the peer left (its end
-            // closed the session while a decision was pending) is dropped.
-            self.out.clear();
-            return None;
-        }
-        if std::mem::take(&mut self.resume) {
-            self.process(now);
-        }
-        let out = self.out.poll();
-        if out.is_none() && self.tls_after_flush {
-            self.tls_after_flush = false;
-            self.events.push_back(Pop3Event::StartTls);
-            self.deadline = Some(now + self.config.timeout);
-        }
-        out
-    }
-
-    fn poll_event(&mut self) -> Option<Pop3Event> {
-        self.events.pop_front()
-    }
-
-    fn poll_close(&mut self) -> Option<Close> {
-        if self.close_polled || !self.out.is_empty() {
-            return None;
-        }
-        self.close_polled = self.close.is_some();
-        self.close
-    }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        self.deadline.filter(|_| self.awaiting.is_none())
-    }
-
-    fn wants_input(&self) -> bool {
-        !self.done_reading
-            && (self.awaiting.is_none() || self.decoder.buffered() <= self.config.max_line)
-    }
-}
+line_machine!(
+    Pop3Server,
+    Pop3Event,
+    start_tls: Pop3Event::StartTls,
+    timeout: b"-ERR Timeout",
+    shutdown: b"-ERR Server shutting down",
+);
 
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,9 @@
 //! The POP3 server on the engine: [`Pop3Service`] builds one [`Adapter`] per connection
 //! around a [`Pop3Server`] machine; logins are checked on the thread pool (with the
-//! per-peer failure delay) and list `MAILDIR/USER/`; messages are read and, at QUIT,
-//! removed on the thread pool.
+//! per-peer failure delay), take the maildrop's lock (an flock on
+//! `MAILDIR/USER/ringwork-pop3.lock`, held until the connection ends: RFC 1939's exclusive
+//! access; a second session of the user gets `-ERR [IN-USE]`) and list `MAILDIR/USER/`;
+//! messages are read and, at QUIT, removed on the thread pool.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -51,6 +53,7 @@ impl Pop3Service {
                 service: Rc::new(self.clone()),
                 peer: None,
                 paths: Vec::new(),
+                lock: None,
             },
         )
     }
@@ -59,8 +62,9 @@ impl Pop3Service {
 /// What tasks post back to a connection.
 #[derive(Debug)]
 pub enum Pop3Command {
-    /// The login's outcome: the maildrop's files and listing.
-    Login(Result<Vec<maildir::Entry>, CredError>),
+    /// The login's outcome: the maildrop's lock, files and listing; `None` when another
+    /// session holds the lock.
+    Login(Result<Option<(MaildropLock, Vec<maildir::Entry>)>, CredError>),
     /// A message's bytes.
     Message(Result<Bytes, String>),
     /// The removals at QUIT.
@@ -73,6 +77,51 @@ pub struct Pop3App {
     peer: Option<IpAddr>,
     /// The maildrop's files, by the machine's 0-based index.
     paths: Vec<PathBuf>,
+    /// Held from the login to the end of the connection.
+    lock: Option<MaildropLock>,
+}
+
+/// The exclusive lock on a maildrop (released when dropped).
+#[derive(Debug)]
+pub struct MaildropLock {
+    /// Unlocks when dropped.
+    #[cfg(unix)]
+    _flock: nix::fcntl::Flock<std::fs::File>,
+}
+
+impl MaildropLock {
+    /// Takes the lock of the Maildir `dir` (created if missing) without waiting; `None`
+    /// when another session holds it.
+    ///
+    /// # Errors
+    /// The OS error, with the file named.
+    pub fn try_take(dir: &std::path::Path) -> std::io::Result<Option<MaildropLock>> {
+        maildir::create(dir)?;
+        let path = dir.join("ringwork-pop3.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        #[cfg(unix)]
+        {
+            use nix::fcntl::{Flock, FlockArg};
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(flock) => Ok(Some(MaildropLock { _flock: flock })),
+                Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+                Err((_, errno)) => Err(std::io::Error::new(
+                    std::io::Error::from(errno).kind(),
+                    format!("locking {}: {errno}", path.display()),
+                )),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            drop(file);
+            Ok(Some(MaildropLock {}))
+        }
+    }
 }
 
 impl std::fmt::Debug for Pop3App {
@@ -111,11 +160,7 @@ impl Application<Pop3Server> for Pop3App {
         ctx: &mut Context<'_>,
         _mb: &Mailbox<Pop3Command>,
     ) {
-        self.peer = ctx
-            .peer_addr()
-            .ok()
-            .and_then(|a| a.as_socket())
-            .map(|a| a.ip());
+        self.peer = crate::mail::peer_ip(ctx);
     }
 
     fn event(
@@ -127,42 +172,28 @@ impl Application<Pop3Server> for Pop3App {
     ) {
         match event {
             Pop3Event::StartTls => {
-                let started = match &self.service.acceptor {
-                    Some(acceptor) => ctx.start_tls_server(acceptor).map_err(|e| e.to_string()),
-                    None => Err("no certificate".to_owned()),
-                };
-                if let Err(error) = started {
-                    tracing::warn!(%error, "pop3: STLS failed");
-                    ctx.abort();
-                }
+                crate::mail::start_tls(ctx, self.service.acceptor.as_ref(), "pop3");
             }
             Pop3Event::Login(credentials) => {
                 let users = Arc::clone(&self.service.users);
                 let root = self.service.maildir.clone();
-                let job = move || -> Result<Vec<maildir::Entry>, CredError> {
-                    let AvatarId(user) = users.check(&credentials)?;
-                    maildir::list(&root.join(user))
-                        .map_err(|e| CredError::Unavailable(e.to_string()))
-                };
-                let pending = match ctx.thread_pool().spawn(job) {
-                    Ok(pending) => pending,
-                    Err(e) => {
-                        return machine.login_result(Err(CredError::Unavailable(e.to_string())));
-                    }
-                };
+                let job =
+                    move || -> Result<Option<(MaildropLock, Vec<maildir::Entry>)>, CredError> {
+                        let AvatarId(user) = users.check(&credentials)?;
+                        let dir = root.join(user);
+                        let unavailable = |e: std::io::Error| CredError::Unavailable(e.to_string());
+                        let Some(lock) = MaildropLock::try_take(&dir).map_err(unavailable)? else {
+                            return Ok(None);
+                        };
+                        let entries = maildir::list(&dir).map_err(unavailable)?;
+                        Ok(Some((lock, entries)))
+                    };
                 let sender = mailbox.sender();
-                let handle = ctx.handle();
-                let peer = self.peer;
-                ctx.handle().spawn_local(async move {
-                    let result = pending
-                        .await
-                        .unwrap_or_else(|e| Err(CredError::Unavailable(e.to_string())));
-                    let delay = crate::mail::failure_delay(peer, result.as_ref().map(|_| ()));
-                    if !delay.is_zero() {
-                        let _ = handle.sleep(delay).await;
-                    }
-                    let _ = sender.post(Pop3Command::Login(result));
-                });
+                if let Err(e) =
+                    crate::mail::login_later(ctx, sender, self.peer, job, Pop3Command::Login)
+                {
+                    machine.login_result(Err(e));
+                }
             }
             Pop3Event::Retrieve { index } => {
                 let Some(path) = self.paths.get(index).cloned() else {
@@ -192,19 +223,20 @@ impl Application<Pop3Server> for Pop3App {
 
     fn command(&mut self, machine: &mut Pop3Server, command: Pop3Command, _ctx: &mut Context<'_>) {
         match command {
-            Pop3Command::Login(result) => {
-                let listing = result.map(|entries| {
-                    self.paths = entries.iter().map(|e| e.path.clone()).collect();
-                    entries
-                        .into_iter()
-                        .map(|e| MessageInfo {
-                            uid: e.uid,
-                            size: e.size,
-                        })
-                        .collect()
-                });
-                machine.login_result(listing);
+            Pop3Command::Login(Ok(None)) => machine.login_in_use(),
+            Pop3Command::Login(Ok(Some((lock, entries)))) => {
+                self.lock = Some(lock);
+                self.paths = entries.iter().map(|e| e.path.clone()).collect();
+                let listing = entries
+                    .into_iter()
+                    .map(|e| MessageInfo {
+                        uid: e.uid,
+                        size: e.size,
+                    })
+                    .collect();
+                machine.login_result(Ok(listing));
             }
+            Pop3Command::Login(Err(e)) => machine.login_result(Err(e)),
             Pop3Command::Message(result) => {
                 if let Err(error) = &result {
                     tracing::warn!(%error, "pop3: reading a message failed");
@@ -218,5 +250,22 @@ impl Application<Pop3Server> for Pop3App {
                 machine.updated(result);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_lock_per_maildrop_until_dropped() {
+        let dir = std::env::temp_dir().join(format!("ringwork-pop3-lock-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let first = MaildropLock::try_take(&dir).unwrap();
+        assert!(first.is_some());
+        assert!(MaildropLock::try_take(&dir).unwrap().is_none(), "held");
+        drop(first);
+        assert!(MaildropLock::try_take(&dir).unwrap().is_some(), "released");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

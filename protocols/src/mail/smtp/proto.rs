@@ -16,16 +16,16 @@
 //! Does not: touch sockets, files or clocks; verify passwords; relay.
 //! Tests: `proto/tests.rs` (RawPeer scripts); fuzz target `fuzz/fuzz_targets/smtp_server.rs`.
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::{Bytes, BytesMut};
 
-use crate::basic::proto::line::{Delimiter, LineDecoder, LineEvent, LineLimits};
+use crate::basic::proto::line::LineEvent;
 use crate::cred::{AvatarId, CredError, Credentials, sasl_plain};
-use crate::kit::{Close, Machine, Output};
+use crate::kit::Machine;
+use crate::mail::session::{LineSession, line_machine};
 
 /// Settings of an [`SmtpServer`] (limits with safe defaults).
 #[derive(Clone, Debug)]
@@ -147,26 +147,13 @@ enum State {
 #[derive(Debug)]
 pub struct SmtpServer {
     config: SmtpConfig,
-    decoder: LineDecoder,
+    s: LineSession<SmtpEvent, Awaiting>,
     state: State,
-    out: Output,
-    events: VecDeque<SmtpEvent>,
-    awaiting: Option<Awaiting>,
     helo: Option<String>,
     from: Option<String>,
     to: Vec<String>,
     tls: bool,
     user: Option<AvatarId>,
-    errors: u32,
-    deadline: Option<Instant>,
-    /// The `220` to STARTTLS is queued: say [`SmtpEvent::StartTls`] once it was polled.
-    tls_after_flush: bool,
-    /// Input after this is not read (QUIT, a fatal error, the peer's end).
-    done_reading: bool,
-    close: Option<Close>,
-    close_polled: bool,
-    /// An answer arrived: resume command processing at the next poll (which knows the time).
-    resume: bool,
 }
 
 impl SmtpServer {
@@ -174,26 +161,15 @@ impl SmtpServer {
     /// endpoint, port 465 style).
     #[must_use]
     pub fn new(config: SmtpConfig, tls: bool) -> SmtpServer {
-        let decoder = LineDecoder::with_config(Delimiter::Lf, LineLimits::new(config.max_line));
         SmtpServer {
+            s: LineSession::new(config.max_line, config.command_timeout, config.max_errors),
             config,
-            decoder,
             state: State::Command,
-            out: Output::new(),
-            events: VecDeque::new(),
-            awaiting: None,
             helo: None,
             from: None,
             to: Vec::new(),
             tls,
             user: None,
-            errors: 0,
-            deadline: None,
-            tls_after_flush: false,
-            done_reading: false,
-            close: None,
-            close_polled: false,
-            resume: false,
         }
     }
 
@@ -211,10 +187,10 @@ impl SmtpServer {
 
     /// Answers [`SmtpEvent::Recipient`]. Ignored when no recipient is awaited.
     pub fn recipient(&mut self, address: &str, verdict: RcptVerdict) {
-        if self.awaiting != Some(Awaiting::Recipient) {
+        if self.s.awaiting != Some(Awaiting::Recipient) {
             return;
         }
-        self.awaiting = None;
+        self.s.awaiting = None;
         match verdict {
             RcptVerdict::Accept => {
                 self.to.push(address.to_owned());
@@ -225,15 +201,15 @@ impl SmtpServer {
             RcptVerdict::TryLater => self.reply(b"451 4.3.0 Try again later"),
             RcptVerdict::NoRelayRoute => self.reply(b"550 5.7.1 Relaying not available here"),
         }
-        self.resume = true;
+        self.s.resume = true;
     }
 
     /// Answers [`SmtpEvent::Auth`]. Ignored when no check is awaited.
     pub fn auth_result(&mut self, result: Result<AvatarId, CredError>) {
-        if self.awaiting != Some(Awaiting::Auth) {
+        if self.s.awaiting != Some(Awaiting::Auth) {
             return;
         }
-        self.awaiting = None;
+        self.s.awaiting = None;
         match result {
             Ok(user) => {
                 self.user = Some(user);
@@ -246,46 +222,42 @@ impl SmtpServer {
                 self.reply(b"454 4.7.0 Temporary authentication failure");
             }
         }
-        self.resume = true;
+        self.s.resume = true;
     }
 
     /// Answers [`SmtpEvent::Message`]: `Ok` once the message is durable (250), `Err` with
     /// a reason kept for the logs (451). Ignored when no delivery is awaited.
     pub fn delivered(&mut self, result: Result<(), String>) {
-        if self.awaiting != Some(Awaiting::Delivery) {
+        if self.s.awaiting != Some(Awaiting::Delivery) {
             return;
         }
-        self.awaiting = None;
+        self.s.awaiting = None;
         match result {
             Ok(()) => self.reply(b"250 2.0.0 OK: queued"),
             Err(_) => self.reply(b"451 4.3.0 Local delivery failed, try again later"),
         }
-        self.resume = true;
+        self.s.resume = true;
+    }
+
+    fn greeting(&self) -> Vec<u8> {
+        format!("220 {} ESMTP ringwork", self.config.hostname).into_bytes()
     }
 
     fn reply(&mut self, line: &[u8]) {
-        self.out.write(line);
-        self.out.write(b"\r\n");
+        self.s.reply(line);
     }
 
     /// A bad command: the reply, and a close after too many.
     fn error(&mut self, line: &[u8]) {
-        self.reply(line);
-        self.errors += 1;
-        if self.errors >= self.config.max_errors {
+        if self.s.error(line) {
             self.fatal(b"421 4.7.0 Too many errors, closing connection");
         }
     }
 
     /// Ends the session with `line`.
     fn fatal(&mut self, line: &[u8]) {
-        self.reply(line);
-        self.done_reading = true;
-        self.deadline = None;
+        self.s.fatal(line);
         self.state = State::Command;
-        if self.close.is_none() {
-            self.close = Some(Close::Graceful);
-        }
     }
 
     fn reset_transaction(&mut self) {
@@ -295,17 +267,16 @@ impl SmtpServer {
 
     /// Processes buffered lines until one needs the application or input runs out.
     fn process(&mut self, now: Instant) {
-        while !self.done_reading && self.awaiting.is_none() && !self.tls_after_flush {
-            match self.decoder.poll_event() {
-                Ok(Some(LineEvent::Line(line) | LineEvent::Raw(line))) => self.line(&line),
-                Ok(None) => break,
+        while let Some(line) = self.s.next_line() {
+            match line {
+                Ok(LineEvent::Line(line) | LineEvent::Raw(line)) => self.line(&line),
                 Err(_) => {
                     self.fatal(b"500 5.5.2 Line too long");
                     return;
                 }
             }
         }
-        self.deadline = (!self.done_reading).then(|| now + self.config.command_timeout);
+        self.s.rearm(now);
     }
 
     fn line(&mut self, line: &[u8]) {
@@ -334,8 +305,8 @@ impl SmtpServer {
     }
 
     fn check(&mut self, credentials: Credentials) {
-        self.awaiting = Some(Awaiting::Auth);
-        self.events.push_back(SmtpEvent::Auth(credentials));
+        self.s.awaiting = Some(Awaiting::Auth);
+        self.s.events.push_back(SmtpEvent::Auth(credentials));
     }
 
     fn plain(&mut self, message: &[u8]) {
@@ -359,8 +330,8 @@ impl SmtpServer {
                 user: self.user.clone(),
                 tls: self.tls,
             };
-            self.awaiting = Some(Awaiting::Delivery);
-            self.events.push_back(SmtpEvent::Message {
+            self.s.awaiting = Some(Awaiting::Delivery);
+            self.s.events.push_back(SmtpEvent::Message {
                 envelope,
                 data: data.freeze(),
             });
@@ -397,9 +368,7 @@ impl SmtpServer {
             b"NOOP" => self.reply(b"250 2.0.0 OK"),
             b"QUIT" => {
                 self.reply(b"221 2.0.0 Bye");
-                self.done_reading = true;
-                self.deadline = None;
-                self.close = Some(Close::Graceful);
+                self.s.end();
             }
             b"VRFY" => self.reply(b"252 2.5.0 Cannot VRFY user, but will accept message"),
             b"EXPN" => self.error(b"502 5.5.1 EXPN not supported"),
@@ -506,8 +475,8 @@ impl SmtpServer {
         if self.to.len() >= self.config.max_recipients {
             return self.reply(b"452 4.5.3 Too many recipients");
         }
-        self.awaiting = Some(Awaiting::Recipient);
-        self.events.push_back(SmtpEvent::Recipient {
+        self.s.awaiting = Some(Awaiting::Recipient);
+        self.s.events.push_back(SmtpEvent::Recipient {
             address: to,
             user: self.user.clone(),
         });
@@ -540,13 +509,11 @@ impl SmtpServer {
         self.reply(b"220 2.0.0 Ready to start TLS");
         // RFC 3207 §4.2: whatever the client pipelined after STARTTLS came in the clear and
         // is discarded; the session starts over (no HELO, no transaction, no user).
-        self.decoder =
-            LineDecoder::with_config(Delimiter::Lf, LineLimits::new(self.config.max_line));
+        self.s.start_tls();
         self.helo = None;
         self.reset_transaction();
         self.user = None;
         self.tls = true;
-        self.tls_after_flush = true;
     }
 
     fn auth(&mut self, args: &[u8]) {
@@ -652,89 +619,13 @@ fn path_arg<'a>(args: &'a [u8], prefix: &[u8]) -> Option<(String, &'a [u8])> {
     Some((address, trim(&inner[close + 1..])))
 }
 
-impl Machine for SmtpServer {
-    type Event = SmtpEvent;
-
-    fn handle_connected(&mut self, now: Instant) {
-        let greeting = format!("220 {} ESMTP ringwork", self.config.hostname);
-        self.reply(greeting.as_bytes());
-        self.deadline = Some(now + self.config.command_timeout);
-    }
-
-    fn handle_input(&mut self, data: &[u8], now: Instant) {
-        if self.done_reading || self.tls_after_flush {
-            // After STARTTLS's 220, bytes still in the clear are the injection RFC 3207
-            // §4.2 warns about: dropped.
-            return;
-        }
-        self.decoder.handle_input(data);
-        self.process(now);
-    }
-
-    fn handle_eof(&mut self, _now: Instant) {
-        if !self.done_reading {
-            self.done_reading = true;
-            self.deadline = None;
-            if self.close.is_none() {
-                self.close = Some(Close::Graceful);
-            }
-        }
-    }
-
-    fn handle_timeout(&mut self, now: Instant) {
-        if self.deadline.is_some_and(|at| at <= now) && self.awaiting.is_none() {
-            self.fatal(b"421 4.4.2 Timeout, closing connection");
-        }
-    }
-
-    fn handle_shutdown(&mut self, _now: Instant) {
-        if !self.done_reading && self.awaiting.is_none() {
-            self.fatal(b"421 4.3.2 Service shutting down");
-        }
-    }
-
-    fn poll_transmit(&mut self, now: Instant) -> Option<Bytes> {
-        if self.close_polled {
-            // Nothing after the close: an answer that came after the peer left (its end
-            // closed the session while a decision was pending) is dropped.
-            self.out.clear();
-            return None;
-        }
-        if std::mem::take(&mut self.resume) {
-            self.process(now);
-        }
-        let out = self.out.poll();
-        if out.is_none() && self.tls_after_flush {
-            self.tls_after_flush = false;
-            self.events.push_back(SmtpEvent::StartTls);
-            self.deadline = Some(now + self.config.command_timeout);
-        }
-        out
-    }
-
-    fn poll_event(&mut self) -> Option<SmtpEvent> {
-        self.events.pop_front()
-    }
-
-    fn poll_close(&mut self) -> Option<Close> {
-        if self.close_polled || !self.out.is_empty() {
-            return None;
-        }
-        self.close_polled = self.close.is_some();
-        self.close
-    }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        self.deadline.filter(|_| self.awaiting.is_none())
-    }
-
-    fn wants_input(&self) -> bool {
-        // Pipelined commands wait in the decoder while an answer is pending; stop reading
-        // once a line's worth is held.
-        !self.done_reading
-            && (self.awaiting.is_none() || self.decoder.buffered() <= self.config.max_line)
-    }
-}
+line_machine!(
+    SmtpServer,
+    SmtpEvent,
+    start_tls: SmtpEvent::StartTls,
+    timeout: b"421 4.4.2 Timeout, closing connection",
+    shutdown: b"421 4.3.2 Service shutting down",
+);
 
 #[cfg(test)]
 mod tests;

@@ -13,7 +13,7 @@ use ringwork::tls::TlsAcceptor;
 use ringwork::{Context, LostReason};
 
 use super::proto::{Envelope, RcptVerdict, SmtpConfig, SmtpEvent, SmtpServer};
-use crate::cred::{AvatarId, CredError, PasswordFile, SharedChecker, check_deferred, valid_user};
+use crate::cred::{AvatarId, Checker, CredError, PasswordFile, valid_user};
 use crate::kit::adapter::{Adapter, Application, Mailbox};
 use crate::mail::maildir;
 
@@ -123,11 +123,7 @@ impl Application<SmtpServer> for SmtpApp {
         ctx: &mut Context<'_>,
         _mb: &Mailbox<SmtpCommand>,
     ) {
-        self.peer = ctx
-            .peer_addr()
-            .ok()
-            .and_then(|a| a.as_socket())
-            .map(|a| a.ip());
+        self.peer = crate::mail::peer_ip(ctx);
     }
 
     fn event(
@@ -143,39 +139,19 @@ impl Application<SmtpServer> for SmtpApp {
                 machine.recipient(&address, verdict);
             }
             SmtpEvent::StartTls => {
-                let started = match &self.service.acceptor {
-                    Some(acceptor) => ctx.start_tls_server(acceptor).map_err(|e| e.to_string()),
-                    None => Err("no certificate".to_owned()),
-                };
-                if let Err(error) = started {
-                    tracing::warn!(%error, "smtp: STARTTLS failed");
-                    ctx.abort();
-                }
+                crate::mail::start_tls(ctx, self.service.acceptor.as_ref(), "smtp");
             }
             SmtpEvent::Auth(credentials) => {
                 let Some(users) = self.service.users.clone() else {
                     machine.auth_result(Err(CredError::Unavailable("no users".into())));
                     return;
                 };
-                let checker: SharedChecker = users;
+                let job = move || users.check(&credentials);
                 let sender = mailbox.sender();
-                let handle = ctx.handle();
-                let peer = self.peer;
-                match check_deferred(ctx.thread_pool(), checker, credentials) {
-                    Err(e) => machine.auth_result(Err(e)),
-                    Ok(pending) => {
-                        ctx.handle().spawn_local(async move {
-                            let result = pending
-                                .await
-                                .unwrap_or_else(|e| Err(CredError::Unavailable(e.to_string())));
-                            let delay =
-                                crate::mail::failure_delay(peer, result.as_ref().map(|_| ()));
-                            if !delay.is_zero() {
-                                let _ = handle.sleep(delay).await;
-                            }
-                            let _ = sender.post(SmtpCommand::Auth(result));
-                        });
-                    }
+                if let Err(e) =
+                    crate::mail::login_later(ctx, sender, self.peer, job, SmtpCommand::Auth)
+                {
+                    machine.auth_result(Err(e));
                 }
             }
             SmtpEvent::Message { envelope, data } => {

@@ -171,3 +171,22 @@ fn an_answer_after_the_peer_left_writes_nothing() {
     pair.server.login_result(Err(CredError::Unauthorized));
     assert_eq!(pair.server.poll_transmit(pair.now()), None);
 }
+
+#[test]
+fn a_locked_maildrop_gets_in_use_and_the_session_may_retry() {
+    let mut pair = pair(Pop3Config::default(), false);
+    pair.client.send(b"USER alice\r\nPASS pw\r\nSTAT\r\n");
+    pair.drive();
+    assert!(matches!(
+        pair.server.poll_event(),
+        Some(Pop3Event::Login(_))
+    ));
+    pair.server.login_in_use();
+    pair.drive();
+    assert_eq!(
+        pair.client.take_received(),
+        b"+OK\r\n-ERR [IN-USE] Maildrop locked by another session\r\n-ERR Not logged in\r\n"
+    );
+    let (text, _) = talk(&mut pair, "USER alice\r\nPASS pw\r\n");
+    assert_eq!(text, "+OK\r\n+OK maildrop has 2 messages\r\n");
+}
