@@ -118,9 +118,11 @@ type LoopFn = Box<dyn FnMut(&mut Reactor, &Tick) -> ControlFlow<()>>;
 /// use ringwork::{DriverConfig, LoopingCall, Reactor, ReactorConfig, Repeat};
 ///
 /// let mut reactor = Reactor::new(ReactorConfig::default(), DriverConfig::default())?;
+/// // Each tick 5 ms after the last one ran: no tick is ever skipped, so the third run is
+/// // tick 2 however busy the machine is (`Repeat::every` would skip late ticks).
 /// let heartbeat = LoopingCall::start(
 ///     &reactor.handle(),
-///     Repeat::every(Duration::from_millis(5)),
+///     Repeat::fixed_delay(Duration::from_millis(5)),
 ///     |reactor, tick| {
 ///         if tick.index == 2 {
 ///             reactor.stop(); // ends `run` below
