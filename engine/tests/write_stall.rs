@@ -14,7 +14,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{Event, Lost, any_port, reactor_with, recording_factory, wait};
+use common::{Event, Lost, any_port, reactor_with, recording_factory, wait, wait_longer};
 use ringwork::platform::BackendChoice;
 use ringwork::testing::StringTransport;
 use ringwork::{ConnId, ConnectOptions, Context, LostKind, LostReason, Protocol, ReactorConfig};
@@ -28,6 +28,9 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 const SLOW_TIMEOUT: Duration = Duration::from_millis(800);
 const SLOW_PACE: Duration = Duration::from_millis(2);
 const SLOW_TOTAL: usize = 16 << 20;
+/// How long a slow reader may take in all: ~2.4 s quiet, but each 2 ms pause stretches on
+/// a loaded machine (one run took over 20 s with load average 10).
+const SLOW_WAIT: Duration = Duration::from_secs(120);
 
 /// Writes `n` bytes when told to (through `with_context`), otherwise only reads.
 struct Quiet;
@@ -272,8 +275,9 @@ ringwork::platform::test_all_backends! {
         let addr = reactor.listen_tcp(any_port(), factory).unwrap();
         let started = std::time::Instant::now();
         let reader = paced_reader(addr, TOTAL, SLOW_PACE);
-        wait(
+        wait_longer(
             &mut reactor,
+            SLOW_WAIT,
             |_| reader.is_finished() || common::nth_lost(&servers, 0),
             || format!("the slow reader: {}", common::summaries(&servers)),
         );
@@ -349,8 +353,9 @@ ringwork::platform::test_all_backends! {
         wait(&mut reactor, |_| sink.borrow().is_some(), || "the sink to be accepted".into());
         let push = Push(Bytes::from(vec![b'w'; TOTAL]));
         reactor.connect(&addr.into(), push, ConnectOptions::default()).unwrap();
-        wait(
+        wait_longer(
             &mut reactor,
+            SLOW_WAIT,
             |_| reader.is_finished() || common::nth_lost(&hub, 0),
             || format!("the slow reader: {}", common::summaries(&hub)),
         );

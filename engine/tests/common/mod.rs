@@ -95,6 +95,23 @@ pub fn wait(
     );
 }
 
+/// [`wait`] with its own bound, for a test whose peer is slow on purpose (a paced reader
+/// of many megabytes takes several times longer on a loaded machine).
+pub fn wait_longer(
+    reactor: &mut Reactor,
+    limit: Duration,
+    done: impl FnMut(&mut Reactor) -> bool,
+    missing: impl FnOnce() -> String,
+) {
+    let backend = reactor.backend();
+    let finished = reactor.run_until(limit, done).expect("reactor turn");
+    assert!(
+        finished,
+        "{backend} backend: still waiting after {limit:?}: {}",
+        missing()
+    );
+}
+
 /// A comparable, cloneable, `Send` copy of a [`LostReason`] (which is none of these).
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub enum Lost {
