@@ -67,6 +67,7 @@ use ringwork_protocols::websocket::server::{service_config, ws_echo_server};
 mod daemon;
 mod logging;
 mod mail;
+mod mail_send;
 mod metrics;
 mod passwd;
 mod proxy;
@@ -162,6 +163,8 @@ enum Command {
     /// Add or replace a user of a password file (Argon2id), reading the password from
     /// stdin (a line; on a terminal, without echo).
     Passwd(passwd::Passwd),
+    /// Mail tools: `mail send` (the SMTP client).
+    Mail(mail_send::Mail),
 }
 
 /// `ringwork serve`.
@@ -800,8 +803,12 @@ fn main() -> ExitCode {
     use clap::{CommandFactory, FromArgMatches};
     let matches = Cli::command().get_matches();
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Command::Mail(mail) = cli.command {
+        return mail_send::run(mail);
+    }
     let serve = match &mut cli.command {
         Command::Serve(serve) => serve,
+        Command::Mail(_) => unreachable!("mail returned above"),
         Command::Passwd(passwd) => {
             return match passwd::run(passwd) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -831,7 +838,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Serve(serve) => run_serve(*serve, &logging),
-        Command::Passwd(_) => unreachable!("passwd returned above"),
+        Command::Passwd(_) | Command::Mail(_) => unreachable!("returned above"),
     };
     let code = match result {
         Ok(()) => ExitCode::SUCCESS,
