@@ -252,9 +252,14 @@ import asyncio, base64, sys
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
+busy = len(sys.argv) > 3 and sys.argv[3] == "busy"
+
 class Handler:
     async def handle_RCPT(self, server, session, envelope, address, options):
         local = address.split("@")[0]
+        if busy:
+            print("RCPT", address, flush=True)
+            return "451 4.3.2 busy, try another MX"
         if local == "nobody":
             return "550 5.1.1 no such user"
         if local == "later":
@@ -272,12 +277,16 @@ def auth(server, session, envelope, mechanism, data):
     return AuthResult(success=ok, handled=False)
 
 import socket
-probe = socket.socket()
-probe.bind(("127.0.0.1", 0))
-port = probe.getsockname()[1]
-probe.close()
-c = Controller(Handler(), hostname="127.0.0.1", port=port, authenticator=auth,
-               auth_require_tls=False, auth_required=True)
+host = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1"
+if len(sys.argv) > 2:
+    port = int(sys.argv[2])
+else:
+    probe = socket.socket()
+    probe.bind((host, 0))
+    port = probe.getsockname()[1]
+    probe.close()
+c = Controller(Handler(), hostname=host, port=port, authenticator=auth,
+               auth_require_tls=False, auth_required=not busy)
 c.start()
 print("PORT", port, flush=True)
 sys.stdin.read()
@@ -292,6 +301,11 @@ struct Aiosmtpd {
 
 impl Aiosmtpd {
     fn start() -> Option<(Aiosmtpd, u16)> {
+        Aiosmtpd::start_with(&[])
+    }
+
+    /// With `args`: host, port and `busy` (every RCPT gets 451, no AUTH asked).
+    fn start_with(args: &[&str]) -> Option<(Aiosmtpd, u16)> {
         let ok = Command::new("python3")
             .args(["-c", "import aiosmtpd"])
             .output()
@@ -306,6 +320,7 @@ impl Aiosmtpd {
         }
         let mut child = Command::new("python3")
             .args(["-c", AIOSMTPD])
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -438,9 +453,11 @@ $TTL 300
 @        IN SOA ns1 hostmaster ( 1 2h 15m 1w 300 )
          IN NS  ns1
          IN MX  5 dead
+         IN MX  7 busy
          IN MX  10 mx1
 ns1      IN A   127.0.0.1
 dead     IN A   127.0.0.2
+busy     IN A   127.0.0.3
 mx1      IN A   127.0.0.1
 implicit IN A   127.0.0.1
 nomail   IN MX  0 .
@@ -467,6 +484,9 @@ fn mx_delivery(name: &str) {
     let (_smtp, smtp_port) = serve_smtp(backend, &dir, &["example.test", "implicit.example.test"]);
     let dns_server = format!("127.0.0.1:{dns_port}");
     let smtp_port = smtp_port.to_string();
+    // The second MX answers every RCPT with 451 (aiosmtpd on 127.0.0.3, the same port);
+    // without aiosmtpd (outside CI) it refuses the connection instead.
+    let busy = Aiosmtpd::start_with(&["127.0.0.3", &smtp_port, "busy"]);
     let args = [
         "--from",
         "bob@x.test",
@@ -486,7 +506,8 @@ fn mx_delivery(name: &str) {
     ];
     let (code, out) = send(backend, &args, &[], b"Subject: by MX\n\nhello\n");
     assert_eq!(code, 69, "{out}");
-    // The preferred MX (dead, 127.0.0.2) refuses the connection: mx1 takes it.
+    // The preferred MX (dead, 127.0.0.2) refuses the connection, the next (busy) defers
+    // with 451: mx1 takes it.
     assert!(
         outcome(&out, "alice@example.test").starts_with("delivered: mx1.example.test: 250"),
         "{out}"
@@ -506,6 +527,17 @@ fn mx_delivery(name: &str) {
         "{out}"
     );
     assert_eq!(delivered(&dir).len(), 2);
+    if let Some((busy, _)) = busy {
+        assert_eq!(
+            busy.next_line(),
+            "RCPT alice@example.test",
+            "the busy MX was asked"
+        );
+        assert!(
+            busy.lines.try_recv().is_err(),
+            "the busy MX took no message"
+        );
+    }
 }
 
 #[test]
