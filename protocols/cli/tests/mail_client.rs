@@ -35,6 +35,10 @@ fn users_file(dir: &Path) -> std::path::PathBuf {
 }
 
 fn serve_smtp(backend: &str, dir: &TempDir, domains: &[&str]) -> (Server, u16) {
+    serve_smtp_on(backend, dir, domains, "tcp:0:interface=127.0.0.1")
+}
+
+fn serve_smtp_on(backend: &str, dir: &TempDir, domains: &[&str], listen: &str) -> (Server, u16) {
     let users = users_file(&dir.0);
     let maildir = dir.0.join("mail");
     let mut args = vec![
@@ -45,7 +49,7 @@ fn serve_smtp(backend: &str, dir: &TempDir, domains: &[&str]) -> (Server, u16) {
         "--cores",
         "1",
         "--listen",
-        "tcp:0:interface=127.0.0.1",
+        listen,
         "--maildir",
         maildir.to_str().unwrap(),
         "--users",
@@ -212,6 +216,20 @@ fn against_serve_smtp(name: &str) {
         "{out}"
     );
 
+    // STARTTLS required and the self-signed certificate not trusted: deferred, the TLS
+    // failure named.
+    let args = [
+        &base[..],
+        &["--starttls", "required", "--to", "alice@example.org"],
+    ]
+    .concat();
+    let (code, out) = send(backend, &args, &[], b"x\n");
+    assert_eq!(code, 75, "{out}");
+    assert!(
+        outcome(&out, "alice@example.org").contains("certificate"),
+        "{out}"
+    );
+
     let mail = delivered(&dir);
     assert_eq!(mail.len(), 2, "{mail:?}");
     assert!(
@@ -235,6 +253,45 @@ fn against_serve_smtp(name: &str) {
         outcome(&out, "alice@example.org").starts_with("deferred: connection lost"),
         "{out}"
     );
+}
+
+/// TLS from the first byte (port 465 style): `--tls` against a `tls:` endpoint.
+fn implicit_tls(name: &str) {
+    let Some(backend) = backend(name) else { return };
+    let dir = TempDir::new(&format!("smtpc-tls-{backend}"));
+    let listen = "tls:0:interface=127.0.0.1";
+    let (_server, port) = serve_smtp_on(backend, &dir, &["example.org"], listen);
+    let server = format!("127.0.0.1:{port}");
+    let args = [
+        "--from",
+        "bob@x.test",
+        "--server",
+        &server,
+        "--tls",
+        "--tls-insecure",
+        "--user",
+        "alice",
+        "--to",
+        "alice@example.org",
+    ];
+    let (code, out) = send(
+        backend,
+        &args,
+        &[("RINGWORK_SMTP_PASSWORD", "s3cret")],
+        b"x\n",
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(delivered(&dir)[0].contains(" with ESMTPSA;"));
+}
+
+#[test]
+fn implicit_tls_uring() {
+    implicit_tls("uring");
+}
+
+#[test]
+fn implicit_tls_poll() {
+    implicit_tls("poll");
 }
 
 #[test]

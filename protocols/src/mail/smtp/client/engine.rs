@@ -21,7 +21,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use rand::TryRngCore;
-use ringwork::tls::{ServerName, TlsConnector, server_name};
+use ringwork::tls::{Roots, ServerName, TlsConnector, server_name};
 use ringwork::{ConnectOptions, Context, Deferred, LocalHandle, LostReason};
 
 use super::conn::{
@@ -341,11 +341,10 @@ impl SmtpClient {
         if let Some(connector) = &self.config.connector {
             return Ok(connector.clone());
         }
-        let builder = TlsConnector::builder();
         let builder = if mode == TlsMode::Opportunistic && !implicit {
-            builder.dangerous_skip_verification()
+            TlsConnector::builder().dangerous_skip_verification()
         } else {
-            builder
+            TlsConnector::builder().roots(Roots::System)
         };
         builder
             .build()
