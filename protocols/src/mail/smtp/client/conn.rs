@@ -414,9 +414,12 @@ impl SmtpClientConn {
     }
 
     /// Queues `message`; it is sent once the session is ready and the messages before it
-    /// are done. After the session ended it gets its [`ClientEvent::Sent`] (deferred) at once.
+    /// are done (also when [`SmtpClientConn::quit`] was called, if QUIT has not gone out
+    /// yet). Once QUIT went out or the session ended, it gets its [`ClientEvent::Sent`]
+    /// (deferred) at once. `Sent` events come in the order of `send` calls.
     pub fn send(&mut self, message: OutgoingMessage) {
-        if matches!(self.state, State::Done) || self.quit_requested {
+        // Once QUIT is out nothing else is queued, so this keeps the order of `Sent`s.
+        if matches!(self.state, State::Done | State::Quit) {
             let reason = "session already closed".to_owned();
             self.events.push_back(ClientEvent::Sent(all(
                 &message.to,

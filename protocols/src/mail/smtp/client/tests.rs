@@ -711,3 +711,17 @@ fn stuffing_adds_dots_and_crlf() {
     assert_eq!(stuff(b"").0, Bytes::from_static(b".\r\n"));
     assert_eq!(stuff(b"x").1, 3);
 }
+
+#[test]
+fn sent_events_keep_the_order_of_send_calls_around_quit() {
+    // Found by the fuzzer: a message queued after `quit` (QUIT not out yet) was reported
+    // before the one queued ahead of it.
+    let mut client = SmtpClientConn::new(ClientConfig::default(), false);
+    client.send(message(&["alice@mx.test", "carol@mx.test"], "one"));
+    client.quit();
+    client.send(message(&["dave@mx.test"], "two"));
+    let seen = run(client, server_config());
+    assert_eq!(seen.results.iter().map(Vec::len).collect::<Vec<_>>(), [2, 1]);
+    assert_eq!(seen.delivered.len(), 2, "both sent before QUIT");
+    assert_eq!(seen.closed, Some(Ok(())));
+}
