@@ -721,7 +721,10 @@ fn sent_events_keep_the_order_of_send_calls_around_quit() {
     client.quit();
     client.send(message(&["dave@mx.test"], "two"));
     let seen = run(client, server_config());
-    assert_eq!(seen.results.iter().map(Vec::len).collect::<Vec<_>>(), [2, 1]);
+    assert_eq!(
+        seen.results.iter().map(Vec::len).collect::<Vec<_>>(),
+        [2, 1]
+    );
     assert_eq!(seen.delivered.len(), 2, "both sent before QUIT");
     assert_eq!(seen.closed, Some(Ok(())));
 }
