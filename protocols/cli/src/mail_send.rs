@@ -17,8 +17,8 @@ use ringwork::tls::TlsConnector;
 use ringwork::{DriverConfig, Reactor, ReactorConfig};
 use ringwork_protocols::dns::resolver::{Resolver, ResolverConfig};
 use ringwork_protocols::mail::smtp::client::{
-    ClientConfig, DeliverConfig, OutgoingMessage, RecipientResult, RecipientStatus, SmtpClient,
-    SmtpClientConfig, SmtpCredentials, Timeouts, TlsMode,
+    ClientConfig, DeliverConfig, OutgoingMessage, RecipientResult, RecipientStatus, RetryPolicy,
+    SmtpClient, SmtpClientConfig, SmtpCredentials, Timeouts, TlsMode,
 };
 
 /// `ringwork mail`.
@@ -100,6 +100,13 @@ struct Send {
     /// The name said in EHLO.
     #[arg(long, value_name = "NAME", default_value = "localhost")]
     helo: String,
+    /// Try deferred recipients again this many times (in this process; nothing is queued
+    /// on disk).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    retries: u32,
+    /// The wait before the first retry, in seconds (doubling after each, to 1 hour).
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    retry_delay: f64,
     /// Bound on each command's reply, in seconds [default: RFC 5321's 2 to 10 minutes].
     #[arg(long, value_name = "SECS")]
     timeout: Option<u64>,
@@ -183,6 +190,12 @@ fn send_mail(send: Send) -> Result<Vec<RecipientResult>, String> {
         to: send.to.clone(),
         data: data.into(),
     };
+    let retry = RetryPolicy {
+        attempts: send.retries.saturating_add(1),
+        first_delay: Duration::try_from_secs_f64(send.retry_delay)
+            .map_err(|e| format!("--retry-delay {}: {e}", send.retry_delay))?,
+        max_delay: Duration::from_secs(3600),
+    };
     let target = match &send.server {
         Some(server) => Target::Server(split_host_port(server)?),
         None if !send.dns_server.is_empty() => Target::Mx {
@@ -207,17 +220,25 @@ fn send_mail(send: Send) -> Result<Vec<RecipientResult>, String> {
     let stopper = handle.clone();
     reactor.spawn_local(async move {
         let result = match target {
-            Target::Server((host, port)) => {
-                let report = client.submit(&host, port, credentials, message).await;
-                if let Err(error) = &report.closed {
-                    tracing::debug!(%error, "smtp session ended early");
-                }
-                Ok(report.results.into_iter().flatten().collect())
-            }
+            Target::Server((host, port)) => Ok(client
+                .with_retries(retry, message, |part| {
+                    let (client, host, credentials) =
+                        (client.clone(), host.clone(), credentials.clone());
+                    async move {
+                        let report = client.submit(&host, port, credentials, part).await;
+                        report.results.into_iter().flatten().collect()
+                    }
+                })
+                .await),
             Target::Mx { resolver, port } => match Resolver::new(stopper.clone(), resolver) {
                 Ok(resolver) => {
                     let deliver = DeliverConfig { resolver, port };
-                    Ok(deliver_by_domain(&client, &deliver, message).await)
+                    Ok(client
+                        .with_retries(retry, message, |part| {
+                            let (client, deliver) = (client.clone(), deliver.clone());
+                            async move { deliver_by_domain(&client, &deliver, part).await }
+                        })
+                        .await)
                 }
                 Err(error) => Err(error.to_string()),
             },

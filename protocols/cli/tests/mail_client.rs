@@ -309,7 +309,9 @@ import asyncio, base64, sys
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-busy = len(sys.argv) > 3 and sys.argv[3] == "busy"
+mode = sys.argv[3] if len(sys.argv) > 3 else ""
+busy = mode == "busy"
+seen = set()
 
 class Handler:
     async def handle_RCPT(self, server, session, envelope, address, options):
@@ -317,6 +319,9 @@ class Handler:
         if busy:
             print("RCPT", address, flush=True)
             return "451 4.3.2 busy, try another MX"
+        if mode == "greylist" and address not in seen and local != "nobody":
+            seen.add(address)
+            return "451 4.7.1 greylisted, try again later"
         if local == "nobody":
             return "550 5.1.1 no such user"
         if local == "later":
@@ -335,7 +340,7 @@ def auth(server, session, envelope, mechanism, data):
 
 import socket
 host = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1"
-if len(sys.argv) > 2:
+if len(sys.argv) > 2 and sys.argv[2] != "0":
     port = int(sys.argv[2])
 else:
     probe = socket.socket()
@@ -343,7 +348,7 @@ else:
     port = probe.getsockname()[1]
     probe.close()
 c = Controller(Handler(), hostname=host, port=port, authenticator=auth,
-               auth_require_tls=False, auth_required=not busy)
+               auth_require_tls=False, auth_required=mode == "")
 c.start()
 print("PORT", port, flush=True)
 sys.stdin.read()
@@ -361,7 +366,8 @@ impl Aiosmtpd {
         Aiosmtpd::start_with(&[])
     }
 
-    /// With `args`: host, port and `busy` (every RCPT gets 451, no AUTH asked).
+    /// With `args`: host, port (`0`: any) and a mode, `busy` (every RCPT gets 451) or
+    /// `greylist` (each address's first RCPT gets 451); no AUTH asked in either.
     fn start_with(args: &[&str]) -> Option<(Aiosmtpd, u16)> {
         let ok = Command::new("python3")
             .args(["-c", "import aiosmtpd"])
@@ -475,6 +481,72 @@ fn against_aiosmtpd(name: &str) {
     let (code, out) = send(backend, &args, &[("RINGWORK_SMTP_PASSWORD", "x")], b"x\n");
     assert_eq!(code, 69, "{out}");
     assert!(outcome(&out, "alice@x.test").contains("535"), "{out}");
+}
+
+/// A greylisting server (451 to each address's first RCPT): `--retries` gets past it,
+/// and a 550 is not retried.
+fn retries_past_greylisting(name: &str) {
+    let Some(backend) = backend(name) else { return };
+    let Some((peer, port)) = Aiosmtpd::start_with(&["127.0.0.1", "0", "greylist"]) else {
+        return;
+    };
+    let server = format!("127.0.0.1:{port}");
+    let args = [
+        "--from",
+        "bob@x.test",
+        "--server",
+        &server,
+        "--starttls",
+        "off",
+        "--retries",
+        "2",
+        "--retry-delay",
+        "0.05",
+        "--to",
+        "alice@x.test",
+        "--to",
+        "nobody@x.test",
+    ];
+    let (code, out) = send(backend, &args, &[], b"Subject: grey\n\nx\n");
+    assert_eq!(code, 69, "{out}");
+    assert_eq!(
+        outcome(&out, "alice@x.test"),
+        "delivered: 250 2.0.0 queued (after 2 attempts)",
+        "{out}"
+    );
+    assert_eq!(
+        outcome(&out, "nobody@x.test"),
+        "bounced: 550 5.1.1 no such user",
+        "{out}"
+    );
+    assert!(peer.next_line().starts_with("MSG bob@x.test alice@x.test "));
+    // Without --retries the greylisting defers (a fresh address).
+    let args = [
+        "--from",
+        "bob@x.test",
+        "--server",
+        &server,
+        "--starttls",
+        "off",
+        "--to",
+        "carol@x.test",
+    ];
+    let (code, out) = send(backend, &args, &[], b"x\n");
+    assert_eq!(code, 75, "{out}");
+    assert!(
+        outcome(&out, "carol@x.test").starts_with("deferred: 451 4.7.1"),
+        "{out}"
+    );
+}
+
+#[test]
+fn retries_past_greylisting_uring() {
+    retries_past_greylisting("uring");
+}
+
+#[test]
+fn retries_past_greylisting_poll() {
+    retries_past_greylisting("poll");
 }
 
 /// Standard base64 (aiosmtpd's report), decoded without a crate.

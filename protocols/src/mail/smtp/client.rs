@@ -21,7 +21,7 @@ pub use self::conn::{
     SmtpCredentials, SmtpError, Stage, Timeouts, TlsMode, stuff,
 };
 #[cfg(feature = "engine")]
-pub use self::engine::{DeliverConfig, SessionReport, SmtpClient, SmtpClientConfig};
+pub use self::engine::{DeliverConfig, RetryPolicy, SessionReport, SmtpClient, SmtpClientConfig};
 pub use self::mx::{MxHost, MxPlan, plan_mx};
 pub use self::reply::{Extensions, Reply, ReplyError, ReplyLimits, parse_reply};
 

@@ -77,6 +77,30 @@ impl std::fmt::Debug for DeliverConfig {
     }
 }
 
+/// How deferred recipients are tried again ([`SmtpClient::with_retries`]): at most
+/// `attempts` tries in all, waiting `first_delay` before the second, doubling up to
+/// `max_delay`.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct RetryPolicy {
+    /// Tries in all (1: no retry).
+    pub attempts: u32,
+    /// The wait before the second try.
+    pub first_delay: Duration,
+    /// The longest wait between tries.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// One try: no retry.
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 1,
+            first_delay: Duration::from_secs(60),
+            max_delay: Duration::from_secs(3600),
+        }
+    }
+}
+
 /// What one session came to.
 #[derive(Clone, Debug)]
 pub struct SessionReport {
@@ -259,6 +283,62 @@ impl SmtpClient {
                     } else {
                         last_reason[i].clone()
                     },
+                })
+            })
+            .collect()
+    }
+
+    /// Runs `attempt` for `message`, then again for its recipients still deferred, as
+    /// `policy` says (a small in-memory retry: nothing survives the process). A recipient
+    /// tried more than once has `(after N attempts)` in its reason.
+    pub async fn with_retries<F, Fut>(
+        &self,
+        policy: RetryPolicy,
+        message: OutgoingMessage,
+        mut attempt: F,
+    ) -> Vec<RecipientResult>
+    where
+        F: FnMut(OutgoingMessage) -> Fut,
+        Fut: std::future::Future<Output = Vec<RecipientResult>>,
+    {
+        let mut results: Vec<Option<RecipientResult>> = vec![None; message.to.len()];
+        let mut delay = policy.first_delay;
+        for tried in 1..=policy.attempts.max(1) {
+            let pending: Vec<usize> = (0..message.to.len())
+                .filter(|&i| {
+                    results[i]
+                        .as_ref()
+                        .is_none_or(|r| r.status == RecipientStatus::Deferred)
+                })
+                .collect();
+            if pending.is_empty() {
+                break;
+            }
+            if tried > 1 {
+                let _ = self.handle.sleep(delay).await;
+                delay = (delay * 2).min(policy.max_delay);
+            }
+            let part = OutgoingMessage {
+                from: message.from.clone(),
+                to: pending.iter().map(|&i| message.to[i].clone()).collect(),
+                data: message.data.clone(),
+            };
+            for (mut result, i) in attempt(part).await.into_iter().zip(pending) {
+                if tried > 1 {
+                    result.reason = format!("{} (after {tried} attempts)", result.reason);
+                }
+                results[i] = Some(result);
+            }
+        }
+        results
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                r.unwrap_or_else(|| RecipientResult {
+                    address: message.to[i].clone(),
+                    status: RecipientStatus::Deferred,
+                    reply: None,
+                    reason: "not attempted".into(),
                 })
             })
             .collect()
