@@ -164,7 +164,7 @@ enum Command {
     /// stdin (a line; on a terminal, without echo).
     Passwd(passwd::Passwd),
     /// Mail tools: `mail send` (the SMTP client).
-    Mail(mail_send::Mail),
+    Mail(Box<mail_send::Mail>),
 }
 
 /// `ringwork serve`.
@@ -804,7 +804,7 @@ fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     if let Command::Mail(mail) = cli.command {
-        return mail_send::run(mail);
+        return mail_send::run(*mail);
     }
     let serve = match &mut cli.command {
         Command::Serve(serve) => serve,
