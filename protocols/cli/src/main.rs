@@ -56,6 +56,7 @@ use ringwork_protocols::websocket::broadcast::{Topic, TopicConfig};
 mod daemon;
 mod logging;
 mod mail;
+mod mail_send;
 mod metrics;
 mod passwd;
 mod proxy;
@@ -159,6 +160,8 @@ enum Command {
     /// Serve one SFTP session on stdin/stdout over --root DIR (as OpenSSH's sftp-server;
     /// for an SSH server's sftp subsystem, or `sftp -D`).
     SftpServer(sftp::SftpServerArgs),
+    /// Mail tools: `mail send` (the SMTP client).
+    Mail(Box<mail_send::Mail>),
 }
 
 /// `ringwork serve`.
@@ -351,6 +354,9 @@ fn main() -> ExitCode {
     use clap::{CommandFactory, FromArgMatches};
     let matches = Cli::command().get_matches();
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Command::Mail(mail) = cli.command {
+        return mail_send::run(*mail);
+    }
     let serve = match &mut cli.command {
         Command::Serve(serve) => serve,
         Command::SftpServer(args) => {
@@ -362,6 +368,7 @@ fn main() -> ExitCode {
                 }
             };
         }
+        Command::Mail(_) => unreachable!("mail returned above"),
         Command::Passwd(passwd) => {
             return match passwd::run(passwd) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -391,7 +398,9 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Serve(serve) => run_serve(*serve, &logging),
-        Command::Passwd(_) | Command::SftpServer(_) => unreachable!("returned above"),
+        Command::Passwd(_) | Command::SftpServer(_) | Command::Mail(_) => {
+            unreachable!("returned above")
+        }
     };
     let code = match result {
         Ok(()) => ExitCode::SUCCESS,
