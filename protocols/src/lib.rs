@@ -56,6 +56,7 @@ pub mod mail;
 pub mod proxy;
 pub mod proxy_protocol;
 pub mod socks5;
+pub mod ssh;
 pub mod websocket;
 
 pub use crate::endpoint::{Endpoint, EndpointError};

@@ -71,6 +71,7 @@ mod metrics;
 mod passwd;
 mod proxy;
 mod sockopts;
+mod ssh;
 #[cfg(unix)]
 mod takeover;
 
@@ -300,6 +301,8 @@ struct Serve {
     server_name: String,
     #[command(flatten)]
     mail: mail::MailArgs,
+    #[command(flatten)]
+    ssh: ssh::SshArgs,
 }
 
 /// What the services need besides their endpoint.
@@ -334,6 +337,8 @@ struct ServiceOptions {
     smtp: Option<SmtpService>,
     /// `pop3`: the POP3 service (Maildir root, users, STLS certificate).
     pop3: Option<Pop3Service>,
+    /// `ssh`: host key, authorized keys, password checker, sftp command.
+    ssh: Option<ringwork_protocols::ssh::service::SshService>,
 }
 
 impl ServiceOptions {
@@ -414,7 +419,8 @@ impl ServiceOptions {
             | Service::Dns
             | Service::Irc
             | Service::Smtp
-            | Service::Pop3 => None,
+            | Service::Pop3
+            | Service::Ssh => None,
         };
         Ok(server.map(|server| {
             let server = match &self.access_file {
@@ -478,6 +484,9 @@ enum Service {
     /// POP3 (RFC 1939; STLS, CAPA) over the same --maildir DIR for the users of --users
     /// FILE; USER/PASS only after STLS or on a tls: endpoint.
     Pop3,
+    /// SSH server (exec, shell with a PTY, -L forwarding): --host-key FILE,
+    /// --authorized-keys FILE, --users FILE [default endpoint: tcp:2222 on 127.0.0.1].
+    Ssh,
 }
 
 impl Service {
@@ -496,7 +505,9 @@ impl Service {
             // DNS over TLS (RFC 7858 names no ALPN; RFC 8310's "dot" is what clients send).
             Service::Dns => AppProtocols::Only(&["dot"]),
             // SOCKS5 has no ALPN name.
-            Service::Socks5 | Service::Smtp | Service::Pop3 => AppProtocols::Only(&[]),
+            Service::Socks5 | Service::Smtp | Service::Pop3 | Service::Ssh => {
+                AppProtocols::Only(&[])
+            }
             Service::Echo | Service::Discard | Service::TcpProxy | Service::Irc => {
                 AppProtocols::Opaque
             }
@@ -555,6 +566,12 @@ impl Service {
                 let tls = spec.options.tls.is_some();
                 listener.listen(reactor, move || pop3.connection(tls))?
             }
+            (Service::Ssh, None) => {
+                let ssh = http.ssh.clone().ok_or_else(|| EngineError::Config {
+                    what: "ssh needs --host-key FILE".into(),
+                })?;
+                listener.listen(reactor, move || ssh.protocol())?
+            }
             (Service::Dns, None) => {
                 let catalog = Arc::clone(http.catalog()?);
                 listener.listen(reactor, tcp_server(catalog, TcpConfig::default()))?
@@ -597,7 +614,8 @@ impl Service {
             | Service::WsEcho
             | Service::WsChat
             | Service::Smtp
-            | Service::Pop3 => {
+            | Service::Pop3
+            | Service::Ssh => {
                 return Err(unsupported(self, endpoint));
             }
         };
@@ -695,7 +713,15 @@ const SERVICE_OPTIONS: &[(&str, &str, &[Service])] = &[
     ("server_name", "--server-name", &[Service::Irc]),
     ("maildir", "--maildir", MAIL),
     ("domain", "--domain", &[Service::Smtp]),
-    ("users", "--users", MAIL),
+    (
+        "users",
+        "--users",
+        &[Service::Smtp, Service::Pop3, Service::Ssh],
+    ),
+    ("host_key", "--host-key", &[Service::Ssh]),
+    ("authorized_keys", "--authorized-keys", &[Service::Ssh]),
+    ("sftp_root", "--sftp-root", &[Service::Ssh]),
+    ("no_forwarding", "--no-forwarding", &[Service::Ssh]),
     ("cert", "--cert", MAIL),
     ("key", "--key", MAIL),
     ("max_message_size", "--max-message-size", &[Service::Smtp]),
@@ -909,6 +935,8 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
             serve.listen.push(DEFAULT_DNS_TCP.parse()?);
         } else if serve.service == Service::Irc {
             serve.listen.push(DEFAULT_IRC.parse()?);
+        } else if serve.service == Service::Ssh {
+            serve.listen.push(ssh::DEFAULT_SSH.parse()?);
         } else {
             serve.listen.push(DEFAULT_LISTEN.parse()?);
         }
@@ -919,6 +947,10 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
     };
     let pop3 = match serve.service {
         Service::Pop3 => Some(serve.mail.pop3()?),
+        _ => None,
+    };
+    let ssh = match serve.service {
+        Service::Ssh => Some(serve.ssh.service(serve.mail.users.as_deref())?),
         _ => None,
     };
     let dns = match serve.service {
@@ -1056,6 +1088,7 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
         chat: Topic::new(TopicConfig::default()),
         smtp,
         pop3,
+        ssh,
     };
     let exporter = match &serve.metrics {
         Some(endpoint) => {
