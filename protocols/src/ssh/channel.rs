@@ -120,6 +120,11 @@ impl ChannelTable {
         ChannelId(id)
     }
 
+    /// What channel `id` carries.
+    pub(crate) fn kind(&self, id: ChannelId) -> Option<ChannelKind> {
+        self.channels.get(&id.0).map(|c| c.kind)
+    }
+
     pub(crate) fn get(&self, id: ChannelId) -> Option<&Channel> {
         self.channels.get(&id.0)
     }
@@ -319,14 +324,6 @@ impl ChannelTable {
             self.channels.remove(&id.0);
         }
         (writable, closed)
-    }
-
-    /// Bytes held for all channels.
-    pub(crate) fn held(&self) -> usize {
-        self.channels
-            .values()
-            .map(|c| c.out.len() + c.err.len())
-            .sum()
     }
 }
 

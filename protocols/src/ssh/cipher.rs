@@ -30,6 +30,8 @@ pub enum PacketError {
 }
 
 /// The cipher of one direction.
+// The ChaCha keys are large but there are two per connection: boxing buys nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum CipherKeys {
     /// Before the first key exchange.
     None,
@@ -206,8 +208,8 @@ impl Opener {
         } as usize;
         let block = self.keys.block();
         let aligned = match self.keys {
-            CipherKeys::None => (len + 4) % block == 0,
-            _ => len % block == 0,
+            CipherKeys::None => (len + 4).is_multiple_of(block),
+            _ => len.is_multiple_of(block),
         };
         if !(5..=MAX_PACKET).contains(&len) || !aligned {
             return Err(PacketError::Length);

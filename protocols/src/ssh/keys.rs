@@ -198,7 +198,7 @@ impl SigningKey {
             .string(&secret)
             .string(&self.comment);
         let mut pad = 1u8;
-        while private.as_slice().len() % 8 != 0 {
+        while !private.as_slice().len().is_multiple_of(8) {
             private.u8(pad);
             pad += 1;
         }

@@ -6,6 +6,7 @@
 
 pub mod channel;
 pub mod cipher;
+pub mod client;
 pub mod keys;
 pub mod server;
 pub mod transport;
@@ -13,3 +14,6 @@ pub mod wire;
 
 #[cfg(feature = "engine")]
 pub mod service;
+
+#[cfg(test)]
+mod tests;

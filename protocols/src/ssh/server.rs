@@ -678,9 +678,10 @@ impl ServerConn {
                     r.u32()?;
                 }
                 let data = r.string()?;
-                self.channels
-                    .received(id, data.len())
-                    .map_err(|_| WireError)?;
+                if let Err(e) = self.channels.received(id, data.len()) {
+                    self.fail(reason::PROTOCOL_ERROR, e.0);
+                    return Ok(());
+                }
                 if number == msg::CHANNEL_DATA && !data.is_empty() {
                     self.events.push_back(ServerEvent::Data {
                         channel: id,

@@ -123,9 +123,7 @@ impl SshApp {
         ctx: &mut Context<'_>,
         mailbox: &Mailbox<SshCommand>,
         channel: ChannelId,
-        request: SessionRequest,
-        pty: Option<super::server::PtyRequest>,
-        env: Vec<(String, String)>,
+        (request, pty, env): StartRequest,
     ) -> bool {
         let shell = std::env::var("SHELL").unwrap_or_else(|_| "/bin/sh".into());
         let mut command = match request {
@@ -257,6 +255,9 @@ impl SshApp {
     }
 }
 
+/// What a session asked to run, with its terminal and environment.
+type StartRequest = (SessionRequest, Option<super::server::PtyRequest>, Vec<(String, String)>);
+
 fn clamp16(v: u32) -> u16 {
     u16::try_from(v).unwrap_or(u16::MAX)
 }
@@ -355,7 +356,7 @@ impl Application<ServerConn> for SshApp {
                 pty,
                 env,
             } => {
-                let ok = self.start(machine, ctx, mailbox, channel, request, pty, env);
+                let ok = self.start(machine, ctx, mailbox, channel, (request, pty, env));
                 machine.start_result(channel, ok);
             }
             ServerEvent::Data { channel, data } => self.deliver(machine, ctx, channel, &data),

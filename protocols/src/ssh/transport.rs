@@ -195,11 +195,6 @@ impl Transport {
         self.rekeys
     }
 
-    /// The peer's version line.
-    pub(crate) fn peer_version(&self) -> Option<&[u8]> {
-        self.peer_version.as_deref()
-    }
-
     /// The host key the server proved (client role).
     pub(crate) fn peer_host_key(&self) -> Option<&PublicKey> {
         self.peer_host_key.as_ref()
@@ -731,7 +726,10 @@ impl Transport {
         self.bytes_since_kex = 0;
         self.rekey_at = None;
         while let Some(payload) = self.held.pop_front() {
-            self.sealer.seal(&payload, &mut self.out);
+            self.seal(&payload);
+            if self.kex.is_some() {
+                break; // the byte limit started the next exchange: hold the rest
+            }
         }
     }
 
