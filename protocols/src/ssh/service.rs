@@ -61,6 +61,7 @@ impl SshService {
                 processes: HashMap::new(),
                 tcp: HashMap::new(),
                 unreleased: HashMap::new(),
+                half_closed: std::collections::HashSet::new(),
             },
         )
     }
@@ -114,6 +115,9 @@ pub struct SshApp {
     tcp: HashMap<ChannelId, ConnId>,
     /// Client bytes handed on but not yet released to the window.
     unreleased: HashMap<ChannelId, usize>,
+    /// TCP channels with one direction finished (client EOF or the TCP peer's EOF): the
+    /// second end closes the connection.
+    half_closed: std::collections::HashSet<ChannelId>,
 }
 
 impl SshApp {
@@ -256,7 +260,11 @@ impl SshApp {
 }
 
 /// What a session asked to run, with its terminal and environment.
-type StartRequest = (SessionRequest, Option<super::server::PtyRequest>, Vec<(String, String)>);
+type StartRequest = (
+    SessionRequest,
+    Option<super::server::PtyRequest>,
+    Vec<(String, String)>,
+);
 
 fn clamp16(v: u32) -> u16 {
     u16::try_from(v).unwrap_or(u16::MAX)
@@ -364,7 +372,11 @@ impl Application<ServerConn> for SshApp {
                 if let Some(&id) = self.processes.get(&channel) {
                     ctx.process(id).close_stdin();
                 } else if let Some(&id) = self.tcp.get(&channel) {
-                    ctx.other(id).shutdown_write();
+                    if self.half_closed.insert(channel) {
+                        ctx.other(id).shutdown_write();
+                    } else {
+                        ctx.other(id).close();
+                    }
                 }
             }
             ServerEvent::WindowChange {
@@ -386,6 +398,7 @@ impl Application<ServerConn> for SshApp {
             ServerEvent::Writable { channel } => self.pause(ctx, channel, false),
             ServerEvent::Closed { channel } => {
                 self.unreleased.remove(&channel);
+                self.half_closed.remove(&channel);
                 if let Some(id) = self.processes.remove(&channel) {
                     let mut p = ctx.process(id);
                     if p.exit_status().is_none() {
@@ -433,7 +446,14 @@ impl Application<ServerConn> for SshApp {
                     machine.release(channel, n);
                 }
             }
-            SshCommand::Eof { channel } => machine.send_eof(channel),
+            SshCommand::Eof { channel } => {
+                machine.send_eof(channel);
+                if let Some(&id) = self.tcp.get(&channel)
+                    && !self.half_closed.insert(channel)
+                {
+                    ctx.other(id).close();
+                }
+            }
             SshCommand::Ended { channel, status } => {
                 match status {
                     Some(ExitStatus::Exited(code)) => {
