@@ -32,8 +32,10 @@ pub enum PacketError {
 /// The cipher of one direction.
 // The ChaCha keys are large but there are two per connection: boxing buys nothing.
 #[allow(clippy::large_enum_variant)]
+#[derive(Default)]
 pub(crate) enum CipherKeys {
     /// Before the first key exchange.
+    #[default]
     None,
     /// `chacha20-poly1305@openssh.com` (64-byte key).
     ChaCha {
@@ -106,15 +108,17 @@ fn next_nonce(nonce: &mut [u8; 12]) -> Nonce {
     current
 }
 
-/// Seals outgoing packets.
-pub(crate) struct Sealer {
+/// Seals outgoing packets (one direction's cipher and sequence number).
+pub struct Sealer {
     pub(crate) keys: CipherKeys,
     pub(crate) seq: u32,
     rng: rand::rngs::StdRng,
 }
 
 impl Sealer {
-    pub(crate) fn new() -> Self {
+    /// A sealer without a cipher (the first key exchange's packets).
+    #[must_use]
+    pub fn new() -> Self {
         use rand::SeedableRng;
         Self {
             keys: CipherKeys::None,
@@ -123,8 +127,16 @@ impl Sealer {
         }
     }
 
+    /// A sealer for cipher `name` with this key material (`None`: unknown name or short key).
+    #[must_use]
+    pub fn with_cipher(name: &str, key: &[u8], iv: &[u8]) -> Option<Self> {
+        let mut sealer = Self::new();
+        sealer.keys = CipherKeys::new(name, key, iv, true)?;
+        Some(sealer)
+    }
+
     /// Appends the packet for `payload` to `out`; returns its length on the wire.
-    pub(crate) fn seal(&mut self, payload: &[u8], out: &mut BytesMut) -> usize {
+    pub fn seal(&mut self, payload: &[u8], out: &mut BytesMut) -> usize {
         let block = self.keys.block();
         let aead = !matches!(self.keys, CipherKeys::None);
         // AEAD ciphers align what follows the length field; "none" aligns the whole packet.
@@ -174,28 +186,44 @@ impl Sealer {
     }
 }
 
-/// Opens incoming packets.
-pub(crate) struct Opener {
+impl Default for Sealer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Opens incoming packets (one direction's cipher and sequence number).
+#[derive(Default)]
+pub struct Opener {
     pub(crate) keys: CipherKeys,
     pub(crate) seq: u32,
 }
 
 impl Opener {
-    pub(crate) fn new() -> Self {
+    /// An opener without a cipher (the first key exchange's packets).
+    #[must_use]
+    pub fn new() -> Self {
         Self {
             keys: CipherKeys::None,
             seq: 0,
         }
     }
 
+    /// An opener for cipher `name` with this key material (`None`: unknown name or short
+    /// key).
+    #[must_use]
+    pub fn with_cipher(name: &str, key: &[u8], iv: &[u8]) -> Option<Self> {
+        Some(Self {
+            keys: CipherKeys::new(name, key, iv, false)?,
+            seq: 0,
+        })
+    }
+
     /// Takes one packet from the front of `buf`: its payload, and its length on the wire.
     ///
     /// # Errors
     /// [`PacketError`]: the connection must end.
-    pub(crate) fn open(
-        &mut self,
-        buf: &mut BytesMut,
-    ) -> Result<Option<(Vec<u8>, usize)>, PacketError> {
+    pub fn open(&mut self, buf: &mut BytesMut) -> Result<Option<(Vec<u8>, usize)>, PacketError> {
         if buf.len() < 4 {
             return Ok(None);
         }

@@ -174,6 +174,14 @@ impl ClientConn {
         }
     }
 
+    /// Sends `payload` as one message, unchecked: for fuzzing the peer's state machine
+    /// with messages that travel encrypted. Not for applications.
+    #[doc(hidden)]
+    pub fn send_raw_payload(&mut self, payload: Vec<u8>) {
+        self.flush();
+        self.transport.send(payload);
+    }
+
     /// Why the connection failed, if it did.
     #[must_use]
     pub fn error(&self) -> Option<&str> {
