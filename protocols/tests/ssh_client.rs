@@ -61,8 +61,11 @@ struct Collect {
     events: mpsc::Sender<String>,
 }
 
+/// A call on the machine, posted from the test.
+type Call = Box<dyn FnOnce(&mut ClientConn)>;
+
 impl Application<ClientConn> for Collect {
-    type Command = ();
+    type Command = Call;
     type Status = ();
 
     fn event(
@@ -70,7 +73,7 @@ impl Application<ClientConn> for Collect {
         machine: &mut ClientConn,
         event: ClientEvent,
         _ctx: &mut Context<'_>,
-        _mb: &Mailbox<()>,
+        _mb: &Mailbox<Call>,
     ) {
         let text = match &event {
             ClientEvent::Authenticated => format!("auth strict={}", machine.is_strict_kex()),
@@ -93,6 +96,10 @@ impl Application<ClientConn> for Collect {
             other => format!("{other:?}"),
         };
         let _ = self.events.send(text);
+    }
+
+    fn command(&mut self, machine: &mut ClientConn, call: Call, _ctx: &mut Context<'_>) {
+        call(machine);
     }
 }
 
@@ -308,7 +315,80 @@ ringwork::platform::test_all_backends! {
         let known = format!("[127.0.0.1]:{} {}", served.addr.port(), host.public().to_openssh());
         let run = client_run(backend, served.addr, "anyone", &key, &known);
         check(&run);
+        // A terminal: its size from pty-req, then from window-change; a signal ends it.
+        let log = pty_run(backend, served.addr, &key, &known);
+        let text: String = log.iter().filter_map(|l| l.strip_prefix("data 0 false ")).collect();
+        assert!(text.contains("size 24 80"), "{log:?}");
+        assert!(text.contains("size 50 100"), "{log:?}");
+        assert!(log.iter().any(|l| l.contains("ExitSignal") && l.contains("\"TERM\"")), "{log:?}");
     }
+}
+
+/// A shell-less terminal session: prints its size, waits for a line, prints it again, then
+/// waits to be signalled.
+fn pty_run(
+    backend: BackendChoice,
+    addr: SocketAddr,
+    key: &Arc<SigningKey>,
+    known: &str,
+) -> Vec<String> {
+    let driver = DriverConfig {
+        backend,
+        ..DriverConfig::default()
+    };
+    let mut reactor =
+        ringwork::Reactor::new(ringwork::ReactorConfig::default(), driver).expect("a reactor");
+    let config = ClientConfig {
+        transport: Default::default(),
+        user: "tty".into(),
+        key: Arc::clone(key),
+        host_key_check: known_hosts_check(
+            KnownHosts::parse(known),
+            "127.0.0.1".into(),
+            addr.port(),
+        ),
+    };
+    let mut machine = ClientConn::new(config);
+    let session = machine.open_session();
+    machine.request_pty(session, "xterm", 80, 24);
+    machine.exec(
+        session,
+        "echo size $(stty size); read line; echo size $(stty size); echo ready; sleep 60",
+    );
+    let (tx, rx) = mpsc::channel();
+    let adapter = Adapter::new(machine, Collect { events: tx });
+    let sender = adapter.sender();
+    reactor
+        .connect(&addr.into(), adapter, ringwork::ConnectOptions::new())
+        .expect("connect");
+    let mut log: Vec<String> = Vec::new();
+    let mut step = 0;
+    let finished = reactor
+        .run_until(LIMIT, |_| {
+            while let Ok(line) = rx.try_recv() {
+                log.push(line);
+            }
+            let text: String = log
+                .iter()
+                .filter_map(|l| l.strip_prefix("data 0 false "))
+                .collect();
+            if step == 0 && text.contains("size 24 80") {
+                step = 1;
+                let _ = sender.post(Box::new(move |m: &mut ClientConn| {
+                    m.window_change(session, 100, 50);
+                    m.send_data(session, b"go\n");
+                }));
+            } else if step == 1 && text.contains("ready") {
+                step = 2;
+                let _ = sender.post(Box::new(move |m: &mut ClientConn| {
+                    m.signal(session, "TERM")
+                }));
+            }
+            log.iter().any(|l| l.starts_with("closed"))
+        })
+        .expect("turn");
+    assert!(finished, "no end in time: {log:?}");
+    log
 }
 
 struct Served {

@@ -248,6 +248,49 @@ impl ClientConn {
         self.request(channel, "exec", w.finish());
     }
 
+    /// Asks for a terminal on a session channel (before `exec` or `shell`).
+    pub fn request_pty(&mut self, channel: ChannelId, term: &str, cols: u32, rows: u32) {
+        let mut w = Writer::new();
+        w.string(term)
+            .u32(cols)
+            .u32(rows)
+            .u32(0)
+            .u32(0)
+            .string([0u8]);
+        self.request(channel, "pty-req", w.finish());
+    }
+
+    /// Starts the user's shell on a session channel.
+    pub fn shell(&mut self, channel: ChannelId) {
+        self.request(channel, "shell", Vec::new());
+    }
+
+    /// Tells the server the terminal's new size (no answer).
+    pub fn window_change(&mut self, channel: ChannelId, cols: u32, rows: u32) {
+        let mut w = Writer::new();
+        w.u32(cols).u32(rows).u32(0).u32(0);
+        self.notify(channel, "window-change", w.as_slice());
+    }
+
+    /// Asks the server to signal the process (`name` without `SIG`; no answer).
+    pub fn signal(&mut self, channel: ChannelId, name: &str) {
+        let mut w = Writer::new();
+        w.string(name);
+        self.notify(channel, "signal", w.as_slice());
+    }
+
+    /// A request without an answer, on an open channel (ignored otherwise).
+    fn notify(&mut self, channel: ChannelId, name: &str, body: &[u8]) {
+        if let Some(ch) = self.channels.get(channel)
+            && ch.phase == Phase::Open
+        {
+            let mut w = Writer::message(msg::CHANNEL_REQUEST);
+            w.u32(ch.remote).string(name).bool(false).raw(body);
+            self.packets.push(w.finish());
+            self.flush();
+        }
+    }
+
     fn request(&mut self, channel: ChannelId, name: &str, body: Vec<u8>) {
         match self.channels.get(channel) {
             Some(ch) if ch.phase == Phase::Open => {
