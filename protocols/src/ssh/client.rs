@@ -649,7 +649,7 @@ impl Machine for ClientConn {
             return None;
         }
         let close = self.close?;
-        if self.transport.pending_output() > 0 {
+        if self.transport.has_output() {
             return None;
         }
         self.close_polled = true;

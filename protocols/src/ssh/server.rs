@@ -937,7 +937,7 @@ impl Machine for ServerConn {
             return None;
         }
         let close = self.close?;
-        if self.transport.pending_output() > 0 {
+        if self.transport.has_output() {
             return None;
         }
         self.close_polled = true;

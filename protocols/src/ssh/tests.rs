@@ -410,3 +410,35 @@ fn garbage_and_oversized_packets_end_the_connection_without_panic() {
         assert!(pair.server.error().is_some(), "{input:?}");
     }
 }
+
+/// The client goes away (end of stream) while the server re-keys with channel data held
+/// for after the exchange: the server still closes (the held data is dropped).
+#[test]
+fn end_of_stream_during_a_rekey_still_closes() {
+    use crate::kit::{Close, Machine};
+    let k = keys();
+    let mut server = server_config();
+    server.transport.rekey_interval = Duration::from_secs(10);
+    let mut pair = pair_with(client_config(&k.user, &k.host), server, SimConfig::ideal());
+    let channel = pair.client.open_session();
+    pair.client.exec(channel, "x");
+    let mut started = None;
+    pair.run(
+        Duration::from_secs(1),
+        |_, _, _| {},
+        |s, e, _| {
+            if let ServerEvent::Start { channel, .. } = e {
+                s.start_result(channel, true);
+                started = Some(channel);
+            }
+        },
+    );
+    let channel = started.expect("the exec started");
+    // The re-key starts; the data waits for its end; the client never answers.
+    let later = pair.now() + Duration::from_secs(11);
+    pair.server.handle_timeout(later);
+    pair.server.send_data(channel, b"held", false);
+    pair.server.handle_eof(later);
+    while pair.server.poll_transmit(later).is_some() {}
+    assert_eq!(pair.server.poll_close(), Some(Close::Graceful));
+}

@@ -209,6 +209,12 @@ impl Transport {
         }
     }
 
+    /// Whether packets wait to be taken by [`Transport::take_output`] (payloads held for a
+    /// key exchange do not count: at a close they are dropped).
+    pub(crate) fn has_output(&self) -> bool {
+        !self.out.is_empty()
+    }
+
     /// Bytes queued to write (the caller's backpressure signal).
     pub(crate) fn pending_output(&self) -> usize {
         self.out.len() + self.held.iter().map(Vec::len).sum::<usize>()
