@@ -4,7 +4,7 @@
 //!
 //! Memory is bounded both ways: the peer may send at most our window (more is a protocol
 //! error), and we hold outgoing data only up to what the application put in while
-//! [`ChannelTable::writable`] said yes, plus one write.
+//! `ChannelTable::writable` said yes, plus one write.
 
 use std::collections::BTreeMap;
 
@@ -20,7 +20,7 @@ pub struct ChannelId(pub u32);
 pub const LOCAL_WINDOW: u32 = 2 * 1024 * 1024;
 /// The largest data packet this end accepts.
 pub const LOCAL_MAX_PACKET: u32 = 32 * 1024;
-/// Outgoing bytes held per channel before [`ChannelTable::writable`] says no.
+/// Outgoing bytes held per channel before `ChannelTable::writable` says no.
 pub const OUT_HIGH_WATER: usize = 256 * 1024;
 
 /// What a channel carries.

@@ -5,9 +5,9 @@
 //! key exchange messages before the first), re-keying by bytes and by time, and the
 //! server's `EXT_INFO` (`server-sig-algs`, so RSA keys sign with SHA-2).
 //!
-//! Sans-IO: bytes in ([`Transport::input`]), service payloads out
-//! ([`Transport::poll_payload`]), payloads in ([`Transport::send`]), packets out
-//! ([`Transport::take_output`]). A protocol error records why ([`Transport::error`]),
+//! Sans-IO: bytes in (`Transport::input`), service payloads out
+//! (`Transport::poll_payload`), payloads in (`Transport::send`), packets out
+//! (`Transport::take_output`). A protocol error records why (`Transport::error`),
 //! queues a DISCONNECT and stops all further processing.
 
 use std::collections::VecDeque;
@@ -209,7 +209,7 @@ impl Transport {
         }
     }
 
-    /// Whether packets wait to be taken by [`Transport::take_output`] (payloads held for a
+    /// Whether packets wait to be taken by `Transport::take_output` (payloads held for a
     /// key exchange do not count: at a close they are dropped).
     pub(crate) fn has_output(&self) -> bool {
         !self.out.is_empty()
