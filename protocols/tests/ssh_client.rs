@@ -308,7 +308,8 @@ ringwork::platform::test_all_backends! {
         let service = SshService {
             config: ServerConfig::new(Arc::clone(&host), Arc::new(AuthorizedKeys::parse(&key.public().to_openssh()))),
             checker: None,
-            sftp_command: None,
+            // A stand-in for `ringwork sftp-server`: the subsystem's plumbing, not SFTP.
+            sftp_command: Some(ringwork::ProcessCommand::new("cat")),
             forwarding: true,
         };
         let served = serve(backend, service);
@@ -321,6 +322,12 @@ ringwork::platform::test_all_backends! {
         assert!(text.contains("size 24 80"), "{log:?}");
         assert!(text.contains("size 50 100"), "{log:?}");
         assert!(log.iter().any(|l| l.contains("ExitSignal") && l.contains("\"TERM\"")), "{log:?}");
+        // The sftp subsystem runs its configured command on the channel's stdin/stdout.
+        let log = subsystem_run(backend, served.addr, &key, &known, "sftp");
+        assert!(log.contains(&"data 0 false subsystem bytes".to_string()), "{log:?}");
+        assert!(log.contains(&"exit 0 0".to_string()), "{log:?}");
+        let log = subsystem_run(backend, served.addr, &key, &known, "other");
+        assert!(log.iter().any(|l| l.contains("ok: false")), "{log:?}");
     }
 }
 
@@ -385,6 +392,58 @@ fn pty_run(
                 }));
             }
             log.iter().any(|l| l.starts_with("closed"))
+        })
+        .expect("turn");
+    assert!(finished, "no end in time: {log:?}");
+    log
+}
+
+/// Starts subsystem `name`, writes to it, ends its input; the events until the channel
+/// closes.
+fn subsystem_run(
+    backend: BackendChoice,
+    addr: SocketAddr,
+    key: &Arc<SigningKey>,
+    known: &str,
+    name: &str,
+) -> Vec<String> {
+    let driver = DriverConfig {
+        backend,
+        ..DriverConfig::default()
+    };
+    let mut reactor =
+        ringwork::Reactor::new(ringwork::ReactorConfig::default(), driver).expect("a reactor");
+    let config = ClientConfig {
+        transport: Default::default(),
+        user: "files".into(),
+        key: Arc::clone(key),
+        host_key_check: known_hosts_check(
+            KnownHosts::parse(known),
+            "127.0.0.1".into(),
+            addr.port(),
+        ),
+    };
+    let mut machine = ClientConn::new(config);
+    let session = machine.open_session();
+    machine.subsystem(session, name);
+    machine.send_data(session, b"subsystem bytes");
+    machine.send_eof(session);
+    let (tx, rx) = mpsc::channel();
+    reactor
+        .connect(
+            &addr.into(),
+            Adapter::new(machine, Collect { events: tx }),
+            ringwork::ConnectOptions::new(),
+        )
+        .expect("connect");
+    let mut log: Vec<String> = Vec::new();
+    let finished = reactor
+        .run_until(LIMIT, |_| {
+            while let Ok(line) = rx.try_recv() {
+                log.push(line);
+            }
+            log.iter()
+                .any(|l| l.starts_with("closed") || l.contains("ok: false"))
         })
         .expect("turn");
     assert!(finished, "no end in time: {log:?}");

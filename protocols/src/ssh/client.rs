@@ -260,6 +260,13 @@ impl ClientConn {
         self.request(channel, "pty-req", w.finish());
     }
 
+    /// Starts subsystem `name` (`sftp`) on a session channel.
+    pub fn subsystem(&mut self, channel: ChannelId, name: &str) {
+        let mut w = Writer::new();
+        w.string(name);
+        self.request(channel, "subsystem", w.finish());
+    }
+
     /// Starts the user's shell on a session channel.
     pub fn shell(&mut self, channel: ChannelId) {
         self.request(channel, "shell", Vec::new());
