@@ -116,6 +116,7 @@ struct Run {
 fn client_run(
     backend: BackendChoice,
     addr: SocketAddr,
+    tcp_host: &str,
     user: &str,
     key: &Arc<SigningKey>,
     known: &str,
@@ -141,7 +142,7 @@ fn client_run(
     // Queued until logged in.
     let session = machine.open_session();
     machine.exec(session, "echo hello; echo oops >&2; exit 5");
-    let tcp = machine.open_direct_tcpip("127.0.0.1", u32::from(echo_port));
+    let tcp = machine.open_direct_tcpip(tcp_host, u32::from(echo_port));
     machine.send_data(tcp, b"through the tunnel");
     machine.send_eof(tcp);
     let (tx, rx) = mpsc::channel();
@@ -289,12 +290,12 @@ ringwork::platform::test_all_backends! {
         let public = Command::new("ssh-keygen").arg("-y").arg("-f").arg(dir.0.join("ssh_host_ed25519_key")).output().unwrap();
         let known = format!("[127.0.0.1]:{} {}", server.port, String::from_utf8_lossy(&public.stdout));
         let addr = SocketAddr::from(([127, 0, 0, 1], server.port));
-        let run = client_run(backend, addr, &user_name(), &key, &known);
+        let run = client_run(backend, addr, "127.0.0.1", &user_name(), &key, &known);
         check(&run);
         // Another host's key in known_hosts: refused before logging in.
         let other = SigningKey::generate("other").unwrap();
         let wrong = format!("[127.0.0.1]:{} {}", server.port, other.public().to_openssh());
-        let run = client_run(backend, addr, &user_name(), &key, &wrong);
+        let run = client_run(backend, addr, "127.0.0.1", &user_name(), &key, &wrong);
         assert!(run.log.iter().any(|l| l.starts_with("disconnected") && l.contains("CHANGED")), "{:?}", run.log);
         assert!(!run.log.iter().any(|l| l.starts_with("auth")), "{:?}", run.log);
     }
@@ -314,7 +315,8 @@ ringwork::platform::test_all_backends! {
         };
         let served = serve(backend, service);
         let known = format!("[127.0.0.1]:{} {}", served.addr.port(), host.public().to_openssh());
-        let run = client_run(backend, served.addr, "anyone", &key, &known);
+        // A name: resolved by the server (the engine's resolver, Happy Eyeballs).
+        let run = client_run(backend, served.addr, "localhost", "anyone", &key, &known);
         check(&run);
         // A terminal: its size from pty-req, then from window-change; a signal ends it.
         let log = pty_run(backend, served.addr, &key, &known);

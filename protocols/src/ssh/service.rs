@@ -11,12 +11,11 @@
 //! Commands run as the server's own user (no setuid), in its working directory.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 
 use bytes::Bytes;
 use ringwork::{
     ConnId, Context, ExitStatus, LostReason, ProcessCommand, ProcessContext, ProcessId,
-    ProcessProtocol, Protocol, SockAddr, WindowSize,
+    ProcessProtocol, Protocol, WindowSize,
 };
 
 use super::channel::ChannelId;
@@ -176,29 +175,15 @@ impl SshApp {
         let Ok(port) = u16::try_from(port) else {
             return false;
         };
-        let ip = if host.eq_ignore_ascii_case("localhost") {
-            Some(std::net::IpAddr::from([127, 0, 0, 1]))
-        } else {
-            host.trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse()
-                .ok()
-        };
-        let Some(ip) = ip else {
-            tracing::info!(
-                host,
-                "ssh: direct-tcpip to a name is not supported (IP or localhost)"
-            );
-            return false;
-        };
-        let addr = SockAddr::from(SocketAddr::new(ip, port));
         let relay = TcpRelay {
             channel,
             sender: mailbox.sender(),
             connected: false,
         };
-        ctx.connect(&addr, relay, ringwork::ConnectOptions::default())
-            .is_ok()
+        // Names resolved by the engine's resolver, addresses raced (Happy Eyeballs); a
+        // failure comes to the relay as `connection_lost` before it connected.
+        let options = ringwork::ConnectOptions::new().timeout(CONNECT_TIMEOUT);
+        ctx.connect_host(host, port, relay, options).is_ok()
     }
 
     /// Data from the client for `channel`, handed to its process or TCP connection.
@@ -258,6 +243,9 @@ impl SshApp {
         }
     }
 }
+
+/// How long a `direct-tcpip` connect may take.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What a session asked to run, with its terminal and environment.
 type StartRequest = (
