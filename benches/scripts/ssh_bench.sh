@@ -111,7 +111,7 @@ got = int(c.recv(64)); elapsed = time.monotonic() - start
 assert got == total, (got, total)
 print(f"{total / elapsed / 1e6:.1f}")
 PY
-    kill "$tunnel" 2>/dev/null || true
+    kill "$tunnel" "$sink" 2>/dev/null || true
     wait "$sink" 2>/dev/null || true
 }
 
