@@ -63,6 +63,7 @@ mod proxy;
 mod service;
 mod sftp;
 mod sockopts;
+mod ssh;
 #[cfg(unix)]
 mod takeover;
 
@@ -300,6 +301,8 @@ struct Serve {
     server_name: String,
     #[command(flatten)]
     mail: mail::MailArgs,
+    #[command(flatten)]
+    ssh: ssh::SshArgs,
 }
 
 /// `--access-log-format`.
@@ -478,6 +481,8 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
             serve.listen.push(DEFAULT_DNS_TCP.parse()?);
         } else if serve.service == Service::Irc {
             serve.listen.push(DEFAULT_IRC.parse()?);
+        } else if serve.service == Service::Ssh {
+            serve.listen.push(ssh::DEFAULT_SSH.parse()?);
         } else if serve.service == Service::Imap {
             serve.listen.push(mail::DEFAULT_IMAP.parse()?);
         } else {
@@ -490,6 +495,10 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
     };
     let pop3 = match serve.service {
         Service::Pop3 => Some(serve.mail.pop3()?),
+        _ => None,
+    };
+    let ssh = match serve.service {
+        Service::Ssh => Some(serve.ssh.service(serve.mail.users.as_deref())?),
         _ => None,
     };
     let imap = match serve.service {
@@ -643,6 +652,7 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
         smtp,
         pop3,
         imap,
+        ssh,
     };
     let exporter = match &serve.metrics {
         Some(endpoint) => {

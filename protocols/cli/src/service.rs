@@ -68,6 +68,8 @@ pub(crate) struct ServiceOptions {
     pub(crate) pop3: Option<Pop3Service>,
     /// `imap`: the IMAP service (Maildir root, users, STARTTLS certificate).
     pub(crate) imap: Option<ImapService>,
+    /// `ssh`: host key, authorized keys, password checker, sftp command.
+    pub(crate) ssh: Option<ringwork_protocols::ssh::service::SshService>,
 }
 
 impl ServiceOptions {
@@ -149,7 +151,8 @@ impl ServiceOptions {
             | Service::Irc
             | Service::Smtp
             | Service::Pop3
-            | Service::Imap => None,
+            | Service::Imap
+            | Service::Ssh => None,
         };
         Ok(server.map(|server| {
             let server = match &self.access_file {
@@ -214,6 +217,9 @@ pub(crate) enum Service {
     /// users of --users FILE; LOGIN only after STARTTLS or on a tls: endpoint [default
     /// endpoint: tcp:1143 on 127.0.0.1].
     Imap,
+    /// SSH server (exec, shell with a PTY, -L forwarding, the sftp subsystem): --host-key
+    /// FILE, --authorized-keys FILE, --users FILE [default endpoint: tcp:2222 on 127.0.0.1].
+    Ssh,
 }
 
 impl Service {
@@ -232,7 +238,9 @@ impl Service {
             // DNS over TLS (RFC 7858 names no ALPN; RFC 8310's "dot" is what clients send).
             Service::Dns => AppProtocols::Only(&["dot"]),
             // SOCKS5 has no ALPN name.
-            Service::Socks5 | Service::Smtp | Service::Pop3 => AppProtocols::Only(&[]),
+            Service::Socks5 | Service::Smtp | Service::Pop3 | Service::Ssh => {
+                AppProtocols::Only(&[])
+            }
             Service::Imap => AppProtocols::Only(&["imap"]),
             Service::Echo | Service::Discard | Service::TcpProxy | Service::Irc => {
                 AppProtocols::Opaque
@@ -299,6 +307,12 @@ impl Service {
                 let tls = spec.options.tls.is_some();
                 listener.listen(reactor, move || imap.connection(tls))?
             }
+            (Service::Ssh, None) => {
+                let ssh = http.ssh.clone().ok_or_else(|| EngineError::Config {
+                    what: "ssh needs --host-key FILE".into(),
+                })?;
+                listener.listen(reactor, move || ssh.protocol())?
+            }
             (Service::Dns, None) => {
                 let catalog = Arc::clone(http.catalog()?);
                 listener.listen(reactor, tcp_server(catalog, TcpConfig::default()))?
@@ -342,7 +356,8 @@ impl Service {
             | Service::WsChat
             | Service::Smtp
             | Service::Pop3
-            | Service::Imap => {
+            | Service::Imap
+            | Service::Ssh => {
                 return Err(unsupported(self, endpoint));
             }
         };
@@ -440,7 +455,15 @@ pub(crate) const SERVICE_OPTIONS: &[(&str, &str, &[Service])] = &[
     ("server_name", "--server-name", &[Service::Irc]),
     ("maildir", "--maildir", MAIL),
     ("domain", "--domain", &[Service::Smtp]),
-    ("users", "--users", MAIL),
+    (
+        "users",
+        "--users",
+        &[Service::Smtp, Service::Pop3, Service::Imap, Service::Ssh],
+    ),
+    ("host_key", "--host-key", &[Service::Ssh]),
+    ("authorized_keys", "--authorized-keys", &[Service::Ssh]),
+    ("sftp_root", "--sftp-root", &[Service::Ssh]),
+    ("no_forwarding", "--no-forwarding", &[Service::Ssh]),
     ("cert", "--cert", MAIL),
     ("key", "--key", MAIL),
     ("max_message_size", "--max-message-size", &[Service::Smtp]),

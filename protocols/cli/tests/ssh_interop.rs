@@ -1,0 +1,380 @@
+//! `ringwork serve ssh` against OpenSSH's `ssh` client, on both backends: exec with exit
+//! codes under Ed25519, RSA (rsa-sha2) and ECDSA keys, a key not in authorized_keys
+//! refused, both ciphers, re-keying under a small RekeyLimit, password login through
+//! `--users` (right and wrong password), a shell on a PTY (`ssh -tt`), and `ssh -L`
+//! carrying 100 MiB with a checksum.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{Server, TempDir, backend};
+
+/// Whether OpenSSH's client is here; under CI=true a missing peer is a failure.
+fn have_ssh() -> bool {
+    let ok = Command::new("ssh")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success())
+        && Command::new("ssh-keygen").arg("-?").output().is_ok();
+    if !ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "ssh is missing: scripts/install-ssh-test-deps.sh installs it"
+        );
+        eprintln!("skipped: OpenSSH is not installed (scripts/install-ssh-test-deps.sh)");
+    }
+    ok
+}
+
+fn keygen(dir: &Path, name: &str, kind: &[&str]) -> PathBuf {
+    let path = dir.join(name);
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-N", "", "-C", name, "-f"])
+        .arg(&path)
+        .args(kind)
+        .stdout(Stdio::null())
+        .status()
+        .expect("run ssh-keygen");
+    assert!(status.success());
+    path
+}
+
+struct Setup {
+    _dir: TempDir,
+    dir: PathBuf,
+    server: Server,
+    port: u16,
+}
+
+fn setup(name: &str, backend: &str) -> Setup {
+    let dir = TempDir::new(&format!("ssh-{name}-{backend}"));
+    let path = dir.0.clone();
+    let mut authorized = String::new();
+    for (key, kind) in [
+        ("id_ed25519", &["-t", "ed25519"][..]),
+        ("id_rsa", &["-t", "rsa", "-b", "2048"]),
+        ("id_ecdsa", &["-t", "ecdsa", "-b", "256"]),
+    ] {
+        let key = keygen(&path, key, kind);
+        authorized.push_str(&std::fs::read_to_string(key.with_extension("pub")).unwrap());
+    }
+    keygen(&path, "id_other", &["-t", "ed25519"]);
+    std::fs::write(path.join("authorized_keys"), authorized).unwrap();
+    // A password user for --users.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringwork"))
+        .args(["passwd", "--file"])
+        .arg(path.join("users"))
+        .arg("alice")
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run ringwork passwd");
+    child.stdin.take().unwrap().write_all(b"s3cret\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    let host_key = path.join("host_key");
+    let authorized_path = path.join("authorized_keys");
+    let users_path = path.join("users");
+    let args = [
+        "serve",
+        "ssh",
+        "--backend",
+        backend,
+        "--cores",
+        "1",
+        "--listen",
+        "tcp:0:interface=127.0.0.1",
+        "--host-key",
+        host_key.to_str().unwrap(),
+        "--authorized-keys",
+        authorized_path.to_str().unwrap(),
+        "--users",
+        users_path.to_str().unwrap(),
+    ];
+    let mut server = Server::start(&args);
+    let port = server.listening(1)[0].port().expect("a TCP port");
+    // The host key was generated, owner-only, in OpenSSH's format.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&host_key).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let public = Command::new("ssh-keygen")
+        .arg("-y")
+        .arg("-f")
+        .arg(&host_key)
+        .output()
+        .unwrap();
+    assert!(public.status.success(), "ssh-keygen -y reads the host key");
+    let known = format!(
+        "[127.0.0.1]:{port} {}",
+        String::from_utf8_lossy(&public.stdout)
+    );
+    std::fs::write(path.join("known_hosts"), known).unwrap();
+    Setup {
+        _dir: dir,
+        dir: path,
+        server,
+        port,
+    }
+}
+
+impl Setup {
+    /// `ssh` with this setup's known_hosts (strict checking) and no agent or config.
+    fn ssh(&self, key: &str, extra: &[&str]) -> Command {
+        let mut c = Command::new("ssh");
+        c.args([
+            "-F",
+            "/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+        ])
+        .args(["-o", "StrictHostKeyChecking=yes", "-o", "LogLevel=ERROR"])
+        .arg("-o")
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            self.dir.join("known_hosts").display()
+        ))
+        .arg("-i")
+        .arg(self.dir.join(key))
+        .args(["-p", &self.port.to_string()])
+        .args(extra)
+        .env_remove("SSH_AUTH_SOCK");
+        c
+    }
+
+    fn run(&self, key: &str, extra: &[&str], command: &str) -> Output {
+        let mut c = self.ssh(key, extra);
+        c.arg("alice@127.0.0.1").arg(command).stdin(Stdio::null());
+        c.output().expect("run ssh")
+    }
+}
+
+fn exec_suite(name: &str) {
+    let Some(backend) = backend(name) else { return };
+    if !have_ssh() {
+        return;
+    }
+    let s = setup("exec", backend);
+    for key in ["id_ed25519", "id_rsa", "id_ecdsa"] {
+        let out = s.run(key, &[], "echo hello; echo oops >&2; exit 3");
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{key}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.stdout, b"hello\n", "{key}");
+        assert_eq!(out.stderr, b"oops\n", "{key}");
+    }
+    let out = s.run("id_other", &[], "true");
+    assert_eq!(out.status.code(), Some(255));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"));
+    for cipher in ["aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com"] {
+        let out = s.run("id_ed25519", &["-c", cipher], "echo $((6*7))");
+        assert_eq!(out.stdout, b"42\n", "{cipher}");
+    }
+    // Re-keying every 64 KiB while 3 MB flow each way.
+    let out = s.run(
+        "id_ed25519",
+        &["-o", "RekeyLimit=64K"],
+        "head -c 3000000 /dev/zero | tr '\\0' x",
+    );
+    assert_eq!(out.stdout.len(), 3_000_000);
+    assert!(out.stdout.iter().all(|&b| b == b'x'));
+    // Password through --users (SSH_ASKPASS answers the prompt).
+    for (password, code) in [("s3cret", Some(0)), ("wrong", Some(255))] {
+        let askpass = s.dir.join(format!("askpass-{password}"));
+        std::fs::write(&askpass, format!("#!/bin/sh\necho {password}\n")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let mut c = Command::new("ssh");
+        c.args([
+            "-F",
+            "/dev/null",
+            "-o",
+            "PubkeyAuthentication=no",
+            "-o",
+            "NumberOfPasswordPrompts=1",
+        ])
+        .args([
+            "-o",
+            "PreferredAuthentications=password",
+            "-o",
+            "StrictHostKeyChecking=yes",
+        ])
+        .arg("-o")
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            s.dir.join("known_hosts").display()
+        ))
+        .args(["-p", &s.port.to_string(), "alice@127.0.0.1", "true"])
+        .env("SSH_ASKPASS", &askpass)
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .env("DISPLAY", ":0")
+        .stdin(Stdio::null());
+        let out = c.output().expect("run ssh");
+        assert_eq!(
+            out.status.code(),
+            code,
+            "password {password}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    drop(s.server);
+}
+
+#[test]
+fn openssh_exec_auth_and_rekey_uring() {
+    exec_suite("uring");
+}
+
+#[test]
+fn openssh_exec_auth_and_rekey_poll() {
+    exec_suite("poll");
+}
+
+fn pty_suite(name: &str) {
+    let Some(backend) = backend(name) else { return };
+    if !have_ssh() {
+        return;
+    }
+    let s = setup("pty", backend);
+    let mut c = s.ssh("id_ed25519", &["-tt"]);
+    c.arg("alice@127.0.0.1")
+        .env("TERM", "xterm-ringwork")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().expect("run ssh -tt");
+    let mut stdin = child.stdin.take().unwrap();
+    // The shell reads from the terminal: it prints TERM and whether stdin is a tty.
+    stdin
+        .write_all(b"echo T=$TERM; test -t 0 && echo IS-A-TTY; exit 7\n")
+        .unwrap();
+    let mut out = Vec::new();
+    child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+    let status = child.wait().unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("T=xterm-ringwork"), "{text}");
+    assert!(text.contains("IS-A-TTY"), "{text}");
+    assert_eq!(status.code(), Some(7), "{text}");
+}
+
+#[test]
+fn openssh_shell_on_a_pty_uring() {
+    pty_suite("uring");
+}
+
+#[test]
+fn openssh_shell_on_a_pty_poll() {
+    pty_suite("poll");
+}
+
+/// FNV-1a over a stream: the checksum both ends compute.
+fn fnv(hash: &mut u64, data: &[u8]) {
+    for &b in data {
+        *hash ^= u64::from(b);
+        *hash = hash.wrapping_mul(0x100_0000_01b3);
+    }
+}
+
+const FORWARDED: usize = 100 * 1024 * 1024;
+
+fn forward_suite(name: &str) {
+    let Some(backend) = backend(name) else { return };
+    if !have_ssh() {
+        return;
+    }
+    let s = setup("fwd", backend);
+    // The target: counts and checksums what arrives, answers with both.
+    let target = TcpListener::bind("127.0.0.1:0").unwrap();
+    let target_port = target.local_addr().unwrap().port();
+    let sink = std::thread::spawn(move || {
+        let (mut conn, _) = target.accept().unwrap();
+        let mut hash = 0xcbf2_9ce4_8422_2325u64;
+        let mut total = 0usize;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = conn.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            fnv(&mut hash, &buf[..n]);
+            total += n;
+        }
+        conn.write_all(format!("{total} {hash:x}\n").as_bytes())
+            .unwrap();
+    });
+    // ssh listens on a Unix socket: no local port to pick (and race for).
+    let local = s.dir.join("forward.sock");
+    let mut c = s.ssh(
+        "id_ed25519",
+        &[
+            "-N",
+            "-v",
+            "-o",
+            "ExitOnForwardFailure=yes",
+            "-o",
+            "LogLevel=VERBOSE",
+        ],
+    );
+    c.arg("-L")
+        .arg(format!("{}:127.0.0.1:{target_port}", local.display()))
+        .arg("alice@127.0.0.1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut ssh = c.spawn().expect("run ssh -L");
+    // Wait for "Local forwarding listening on ..." (ssh's own log line).
+    let mut lines = BufReader::new(ssh.stderr.take().unwrap()).lines();
+    loop {
+        let line = lines.next().expect("ssh exited before forwarding").unwrap();
+        if line.contains("Local forwarding listening on") {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    let started = Instant::now();
+    let mut conn = UnixStream::connect(&local).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    let mut chunk = vec![0u8; 1024 * 1024];
+    for i in 0..FORWARDED / chunk.len() {
+        for (j, b) in chunk.iter_mut().enumerate() {
+            *b = (i * 31 + j * 7 + j / 251) as u8;
+        }
+        fnv(&mut hash, &chunk);
+        conn.write_all(&chunk).unwrap();
+    }
+    conn.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(answer, format!("{FORWARDED} {hash:x}\n"));
+    eprintln!(
+        "ssh -L ({name}, debug build): {} MiB in {:.2} s = {:.1} MB/s",
+        FORWARDED >> 20,
+        elapsed.as_secs_f64(),
+        FORWARDED as f64 / elapsed.as_secs_f64() / 1e6
+    );
+    sink.join().unwrap();
+    let _ = ssh.kill();
+    let _ = ssh.wait();
+}
+
+#[test]
+fn openssh_local_forward_carries_100_mib_uring() {
+    forward_suite("uring");
+}
+
+#[test]
+fn openssh_local_forward_carries_100_mib_poll() {
+    forward_suite("poll");
+}
