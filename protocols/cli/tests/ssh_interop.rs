@@ -2,7 +2,8 @@
 //! codes under Ed25519, RSA (rsa-sha2) and ECDSA keys, a key not in authorized_keys
 //! refused, both ciphers, re-keying under a small RekeyLimit, password login through
 //! `--users` (right and wrong password), a shell on a PTY (`ssh -tt`), and `ssh -L`
-//! carrying 100 MiB with a checksum.
+//! carrying 100 MiB with a checksum, and OpenSSH's `sftp` and `scp` through the `sftp`
+//! subsystem (`--sftp-root`, which runs `ringwork sftp-server`).
 
 mod support;
 
@@ -53,6 +54,11 @@ struct Setup {
 }
 
 fn setup(name: &str, backend: &str) -> Setup {
+    setup_with(name, backend, |_| Vec::new())
+}
+
+/// [`setup`] with more `serve ssh` arguments, made from the setup's directory.
+fn setup_with(name: &str, backend: &str, extra: impl FnOnce(&Path) -> Vec<String>) -> Setup {
     let dir = TempDir::new(&format!("ssh-{name}-{backend}"));
     let path = dir.0.clone();
     let mut authorized = String::new();
@@ -96,6 +102,12 @@ fn setup(name: &str, backend: &str) -> Setup {
         "--users",
         users_path.to_str().unwrap(),
     ];
+    let extra = extra(&path);
+    let args: Vec<&str> = args
+        .iter()
+        .copied()
+        .chain(extra.iter().map(String::as_str))
+        .collect();
     let mut server = Server::start(&args);
     let port = server.listening(1)[0].port().expect("a TCP port");
     // The host key was generated, owner-only, in OpenSSH's format.
@@ -377,4 +389,110 @@ fn openssh_local_forward_carries_100_mib_uring() {
 #[test]
 fn openssh_local_forward_carries_100_mib_poll() {
     forward_suite("poll");
+}
+
+/// The options `sftp` and `scp` need to use this setup (its key and known_hosts).
+fn transfer_options(s: &Setup, port_flag: &str) -> Vec<String> {
+    vec![
+        "-F".into(),
+        "/dev/null".into(),
+        "-o".into(),
+        "BatchMode=yes".into(),
+        "-o".into(),
+        "IdentitiesOnly=yes".into(),
+        "-o".into(),
+        "StrictHostKeyChecking=yes".into(),
+        "-o".into(),
+        format!("UserKnownHostsFile={}", s.dir.join("known_hosts").display()),
+        "-i".into(),
+        s.dir.join("id_ed25519").display().to_string(),
+        port_flag.into(),
+        s.port.to_string(),
+    ]
+}
+
+/// OpenSSH's `sftp` (a batch: put, ls, rename, get, an escape) and `scp` (SFTP mode) through
+/// `serve ssh --sftp-root`: the subsystem runs `ringwork sftp-server` under the root.
+fn sftp_suite(name: &str) {
+    let Some(backend) = backend(name) else { return };
+    if !have_ssh() {
+        return;
+    }
+    let s = setup_with("sftp", backend, |dir| {
+        let root = dir.join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        vec!["--sftp-root".into(), root.display().to_string()]
+    });
+    let root = s.dir.join("root");
+    let data: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(s.dir.join("upload.bin"), &data).unwrap();
+    let batch = s.dir.join("batch");
+    std::fs::write(
+        &batch,
+        format!(
+            "put {up} /up.bin\nls -l /\nrename /up.bin /moved.bin\nget /moved.bin {down}\n\
+             -get ../../../etc/hostname {escape}\n",
+            up = s.dir.join("upload.bin").display(),
+            down = s.dir.join("download.bin").display(),
+            escape = s.dir.join("escape").display(),
+        ),
+    )
+    .unwrap();
+    let out = Command::new("sftp")
+        .args(transfer_options(&s, "-P"))
+        .arg("-b")
+        .arg(&batch)
+        .arg("alice@127.0.0.1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sftp");
+    assert!(
+        out.status.success(),
+        "sftp on {backend}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("up.bin"),
+        "ls shows the upload"
+    );
+    assert_eq!(
+        std::fs::read(root.join("moved.bin")).unwrap(),
+        data,
+        "stored under the root"
+    );
+    assert_eq!(
+        std::fs::read(s.dir.join("download.bin")).unwrap(),
+        data,
+        "got back"
+    );
+    // `..` stops at the root: there is no ROOT/etc/hostname, so nothing came back.
+    assert!(!s.dir.join("escape").exists(), "a path escaped the root");
+    // scp (SFTP protocol by default in OpenSSH 9) into the root and back.
+    let target = "alice@127.0.0.1:/scp.bin";
+    let up = Command::new("scp")
+        .args(transfer_options(&s, "-P"))
+        .arg(s.dir.join("upload.bin"))
+        .arg(target)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run scp");
+    assert!(
+        up.status.success(),
+        "scp up: {}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    assert_eq!(std::fs::read(root.join("scp.bin")).unwrap(), data);
+}
+
+#[test]
+fn openssh_sftp_and_scp_through_the_subsystem_uring() {
+    sftp_suite("uring");
+}
+
+#[test]
+fn openssh_sftp_and_scp_through_the_subsystem_poll() {
+    sftp_suite("poll");
 }

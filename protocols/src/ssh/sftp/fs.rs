@@ -129,6 +129,15 @@ impl RootFs {
                 file.write_all_at(&data, offset).map_err(io_status)?;
                 Ok(Response::ok())
             }
+            // The root itself has no name in a parent to lstat: it is the root directory
+            // (as a chroot's `/`), which `ls /` and `ls .` ask about.
+            Request::Lstat { path }
+                if SftpRoot::normalize(&path).is_ok_and(|segments| segments.is_empty()) =>
+            {
+                let root = self.root.follow(&path).map_err(path_status)?;
+                let stat = self.stat_beneath(&root).map_err(io_status)?;
+                Ok(Response::Attrs(FileInfo::from_stat(&stat).attrs()))
+            }
             Request::Lstat { path } => {
                 let entry = self.root.entry(&path).map_err(path_status)?;
                 let (dir, name) = self.root.parent_beneath(&entry).map_err(io_status)?;

@@ -636,3 +636,20 @@ fn expand_path_takes_the_root_as_home() {
         Some(StatusCode::NoSuchFile)
     );
 }
+
+/// LSTAT of the root (`/`, `.`, `/.`, `..`) answers the root directory's attributes: OpenSSH's
+/// `ls /` and `ls .` ask for it (it has no name in a parent, which LSTAT of others uses).
+#[test]
+fn lstat_of_the_root_is_the_root_directory() {
+    let tmp = TempDir::new("lstat-root");
+    let mut fs = session(&tmp, false);
+    for path in ["/", ".", "/.", "..", ""] {
+        match fs.execute(Request::Lstat { path: b(path) }) {
+            Response::Attrs(attrs) => {
+                let mode = attrs.permissions.expect("permissions");
+                assert_eq!(mode & 0o170_000, 0o040_000, "{path:?} is a directory");
+            }
+            other => panic!("{path:?}: {other:?}"),
+        }
+    }
+}
