@@ -2,14 +2,23 @@
 //! the HTTP/1.1 server machine fed wrk's pipelined ×16 `GET /` batches, answered as
 //! `ringwork serve hello` answers. After warm-up a request must cost no allocation.
 //!
-//! Only allocations made on the test's own thread are counted (`allocation-counter`'s
-//! global allocator; the harness's threads run other tests of this binary beside it).
+//! Two levels: the sans-IO machine alone, and the whole path (engine, kit adapter, server
+//! glue, `services::hello`) on a reactor on the test thread, with a loopback client on its
+//! own thread, on both backends. Only allocations made on the test's own thread are counted
+//! (`allocation-counter`'s global allocator; the client and the harness's other threads are
+//! not).
 
-use std::time::Instant;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use ringwork::platform::{BackendChoice, testing};
+use ringwork::{DriverConfig, Reactor, ReactorConfig};
 use ringwork_protocols::http::proto::server::{Response, ServerConfig, ServerConn, ServerEvent};
-use ringwork_protocols::http::services::HELLO_BODY;
+use ringwork_protocols::http::services::{HELLO_BODY, hello_server};
 use ringwork_protocols::kit::Machine;
 
 /// Allocations made on this thread while `f` runs.
@@ -85,4 +94,90 @@ fn pipelined_hello_requests_allocate_nothing_after_warm_up() {
         "{allocations} allocations for {requests} pipelined requests ({:.2} per request)",
         allocations as f64 / requests as f64
     );
+}
+
+/// A one-core reactor on `backend`, or `None` when it cannot run here.
+fn reactor(backend: BackendChoice) -> Option<Reactor> {
+    testing::driver(backend, DriverConfig::default())?;
+    let driver = DriverConfig {
+        backend,
+        ..DriverConfig::default()
+    };
+    Some(Reactor::new(ReactorConfig::default(), driver).expect("create a reactor"))
+}
+
+/// A client on its own thread: one connection, `batches` pipelined batches of `depth` GETs,
+/// each sent once every answer of the one before has arrived; `done` counts the batches
+/// answered in full.
+fn pipelining_client(
+    addr: std::net::SocketAddr,
+    depth: usize,
+    batches: usize,
+    done: Arc<AtomicUsize>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("read timeout");
+        let batch = pipelined_batch(depth);
+        let mut received = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        for _ in 0..batches {
+            stream.write_all(&batch).expect("send a batch");
+            let mut answered = 0;
+            while answered < depth {
+                let n = stream.read(&mut buf).expect("read answers");
+                assert!(n > 0, "the server closed the connection");
+                received.extend_from_slice(&buf[..n]);
+                // Each answer ends with the hello body; count the whole ones and keep the rest.
+                while let Some(end) = received
+                    .windows(HELLO_BODY.len())
+                    .position(|w| w == HELLO_BODY)
+                {
+                    received.drain(..end + HELLO_BODY.len());
+                    answered += 1;
+                }
+            }
+            assert_eq!(answered, depth, "more answers than requests");
+            done.fetch_add(1, Ordering::Release);
+        }
+    })
+}
+
+ringwork::platform::test_all_backends! {
+    fn pipelined_hello_through_the_engine_allocates_nothing_after_warm_up(
+        backend: BackendChoice
+    ) {
+        const DEPTH: usize = 16;
+        const WARM_UP: usize = 50;
+        const MEASURED: usize = 200;
+        let Some(mut reactor) = reactor(backend) else { return };
+        let addr = reactor
+            .listen_tcp("127.0.0.1:0".parse().expect("address"), hello_server(ServerConfig::default()))
+            .expect("listen");
+        let done = Arc::new(AtomicUsize::new(0));
+        let client = pipelining_client(addr, DEPTH, WARM_UP + MEASURED, Arc::clone(&done));
+        let limit = Duration::from_secs(20);
+        let warm = reactor
+            .run_until(limit, |_| done.load(Ordering::Acquire) >= WARM_UP)
+            .expect("reactor turn");
+        assert!(warm, "{backend:?}: warm-up not answered within {limit:?}");
+        let mut finished = false;
+        let info = allocation_counter::measure(|| {
+            finished = reactor
+                .run_until(limit, |_| done.load(Ordering::Acquire) >= WARM_UP + MEASURED)
+                .expect("reactor turn");
+        });
+        assert!(finished, "{backend:?}: batches not answered within {limit:?}");
+        client.join().expect("client");
+        let requests = DEPTH * MEASURED;
+        assert_eq!(
+            info.count_total,
+            0,
+            "{backend:?}: {} allocations for {requests} pipelined requests ({:.3} per request)",
+            info.count_total,
+            info.count_total as f64 / requests as f64
+        );
+    }
 }
