@@ -176,19 +176,46 @@ pub fn write_decimal(dst: &mut BytesMut, n: u64) {
 /// # Errors
 /// See [`write_field`].
 pub fn check_field(name: &[u8], value: &[u8]) -> Result<(), H1Error> {
-    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-    if name.is_empty() || !name.iter().all(|&b| token(b)) {
+    if name.is_empty() || !name.iter().all(|&b| TOKEN[usize::from(b)]) {
         return Err(H1Error::InvalidResponseHeader {
             what: "field name is not a token",
         });
     }
-    if value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
+    if value.iter().any(|&b| SPLITS[usize::from(b)]) {
         return Err(H1Error::InvalidResponseHeader {
             what: "CR, LF or NUL in a field value",
         });
     }
     Ok(())
 }
+
+/// RFC 9110 §5.6.2 tchar: the bytes a field name may hold (one lookup per byte: this runs
+/// for every field of every response).
+const TOKEN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric();
+        b += 1;
+    }
+    let symbols = b"!#$%&'*+-.^_`|~";
+    let mut i = 0;
+    while i < symbols.len() {
+        table[symbols[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
+
+/// The bytes that would end a field value early (CR, LF, NUL).
+const SPLITS: [bool; 256] = {
+    let mut table = [false; 256];
+    table[0] = true;
+    table[b'\r' as usize] = true;
+    table[b'\n' as usize] = true;
+    table
+};
 
 #[cfg(test)]
 mod tests {

@@ -150,7 +150,7 @@ pub struct Headers {
 
 impl Headers {
     /// Fields held without an allocation.
-    pub const INLINE: usize = 4;
+    pub const INLINE: usize = 2;
 
     /// An empty list.
     #[must_use]

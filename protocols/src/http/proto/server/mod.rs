@@ -389,9 +389,12 @@ impl ServerConn {
     }
 
     /// Sets the `Date` field value of the answers framed from now on (an IMF-fixdate; the
-    /// driver owns the wall clock).
+    /// driver owns the wall clock). A value with bytes outside printable ASCII is ignored
+    /// (it is framed without a field check).
     pub fn set_date(&mut self, date: [u8; 29]) {
-        self.date = date;
+        if date != self.date && date.iter().all(|&b| (b' '..=b'~').contains(&b)) {
+            self.date = date;
+        }
     }
 
     /// Bytes of input held (read but not yet parsed): at most the head limit plus one read,
