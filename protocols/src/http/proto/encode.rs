@@ -26,6 +26,16 @@ pub fn write_status_line(
     status: u16,
     reason: &[u8],
 ) -> Result<(), H1Error> {
+    if status == 200 && reason.is_empty() {
+        // Most answers: one copy of the whole line.
+        let line: &[u8] = match version {
+            Version::Http10 => b"HTTP/1.0 200 OK\r\n",
+            Version::Http11 => b"HTTP/1.1 200 OK\r\n",
+            Version::Http2 => b"HTTP/2 200 OK\r\n",
+        };
+        dst.extend_from_slice(line);
+        return Ok(());
+    }
     if !(100..=999).contains(&status) {
         return Err(H1Error::InvalidResponseHeader {
             what: "status outside 100..=999",
@@ -227,9 +237,11 @@ mod tests {
         write_status_line(&mut dst, Version::Http11, 200, b"").unwrap();
         write_status_line(&mut dst, Version::Http10, 404, b"Nope").unwrap();
         write_status_line(&mut dst, Version::Http11, 599, b"").unwrap();
+        write_status_line(&mut dst, Version::Http10, 200, b"").unwrap();
+        write_status_line(&mut dst, Version::Http11, 200, b"Fine").unwrap();
         assert_eq!(
             &dst[..],
-            b"HTTP/1.1 200 OK\r\nHTTP/1.0 404 Nope\r\nHTTP/1.1 599 \r\n"
+            &b"HTTP/1.1 200 OK\r\nHTTP/1.0 404 Nope\r\nHTTP/1.1 599 \r\nHTTP/1.0 200 OK\r\nHTTP/1.1 200 Fine\r\n"[..]
         );
         for bad in [0, 99, 1000] {
             assert!(write_status_line(&mut dst, Version::Http11, bad, b"").is_err());
