@@ -255,7 +255,7 @@ impl<'a> Context<'a> {
             .state
             .conns
             .get(self.conn)
-            .and_then(|c| c.peer_override.clone())
+            .and_then(|c| c.peer_override.as_deref().cloned())
         {
             Some(addr) => Ok(addr),
             None => self.io.peer_addr(self.conn.0),
@@ -271,7 +271,7 @@ impl<'a> Context<'a> {
             .state
             .conns
             .get(self.conn)
-            .and_then(|c| c.local_override.clone())
+            .and_then(|c| c.local_override.as_deref().cloned())
         {
             Some(addr) => Ok(addr),
             None => self.io.local_addr(self.conn.0),

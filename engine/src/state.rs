@@ -316,9 +316,10 @@ pub(crate) struct Conn {
     /// Its pending protocol timers, cancelled when it is lost (so a closed connection leaves
     /// no entries in the wheel).
     pub(crate) timers: Vec<crate::timers::TimerId>,
-    /// Addresses named by the preamble, reported instead of the socket's.
-    pub(crate) peer_override: Option<ringwork_platform::SockAddr>,
-    pub(crate) local_override: Option<ringwork_platform::SockAddr>,
+    /// Addresses named by the preamble, reported instead of the socket's (boxed: rare, and
+    /// a socket address inline is 136 bytes in every connection's slot).
+    pub(crate) peer_override: Option<Box<ringwork_platform::SockAddr>>,
+    pub(crate) local_override: Option<Box<ringwork_platform::SockAddr>>,
     /// The connection spliced into this one, if any.
     pub(crate) spliced_from: Option<ConnId>,
     /// Write-stall timeout (see `stall.rs`); `None`: none.

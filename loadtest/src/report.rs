@@ -176,7 +176,7 @@ impl Latency {
 /// One run's results (or several merged), as written by `--json`.
 #[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
 pub struct Report {
-    /// `tcp`, `http`, `udp` (or `merged` when workloads differ).
+    /// `tcp`, `http`, `udp`, ... (merged reports share it: `merge` refuses others).
     pub workload: String,
     /// What was loaded (URL or address).
     pub target: String,
@@ -190,7 +190,8 @@ pub struct Report {
     pub duration_s: f64,
     /// Responses completed in the measured period.
     pub requests: u64,
-    /// `requests / duration_s`; summed over merged runs (they ran concurrently).
+    /// `requests / duration_s` (merged runs: their summed `requests` over the longest
+    /// `duration_s`).
     pub rps: f64,
     /// Requests sent in the measured period (achieved send rate = `sent / duration_s`).
     pub sent: u64,
@@ -206,7 +207,7 @@ pub struct Report {
     /// Bytes sent in the measured period.
     pub bytes_out: u64,
     /// Received bulk throughput: `bytes_in / duration_s / 1e6` (MB/s, decimal; for TLS the
-    /// decrypted payload), summed over merged runs.
+    /// decrypted payload); merged runs: summed bytes over the longest `duration_s`.
     #[serde(default)]
     pub in_mb_per_sec: f64,
     /// TLS runs: handshakes completed in the measured period (each new connection makes
@@ -216,7 +217,7 @@ pub struct Report {
     /// TLS runs: of `tls_handshakes`, how many resumed a session (no certificate sent).
     #[serde(default)]
     pub tls_resumed: u64,
-    /// TLS runs: `tls_handshakes / duration_s`, summed over merged runs.
+    /// TLS runs: `tls_handshakes / duration_s` (merged runs: as `rps`).
     #[serde(default)]
     pub handshakes_per_sec: f64,
     /// TLS runs: what the first handshake negotiated (`TLSv1.3 TLS13_AES_128_GCM_SHA256`).
@@ -261,6 +262,18 @@ pub enum ReportError {
     /// Nothing to merge.
     #[error("no reports to merge")]
     Empty,
+    /// The reports are of different runs: merged, their figures would mean nothing.
+    #[error("reports differ in {what}: {first:?} (first report) vs {other:?} (report {index})")]
+    Mismatch {
+        /// The field that differs (`workload`, `target`, or `rate mode`).
+        what: &'static str,
+        /// Its value in the first report.
+        first: String,
+        /// Its value in the report that differs.
+        other: String,
+        /// Which report differs (1-based, in the order given).
+        index: usize,
+    },
 }
 
 /// The fixed facts of a run, for [`Report::new`].
@@ -443,6 +456,32 @@ impl Report {
     /// No reports, or a corrupt histogram.
     pub fn merge(reports: &[Report]) -> Result<Report, ReportError> {
         let first = reports.first().ok_or(ReportError::Empty)?;
+        for (index, r) in reports.iter().enumerate().skip(1) {
+            let mismatch = |what, first: &dyn ToString, other: &dyn ToString| {
+                Err(ReportError::Mismatch {
+                    what,
+                    first: first.to_string(),
+                    other: other.to_string(),
+                    index: index + 1,
+                })
+            };
+            if r.workload != first.workload {
+                return mismatch("workload", &first.workload, &r.workload);
+            }
+            if r.target != first.target {
+                return mismatch("target", &first.target, &r.target);
+            }
+            let mode = |r: &Report| {
+                if r.target_rate.is_some() {
+                    "constant rate"
+                } else {
+                    "closed loop"
+                }
+            };
+            if mode(r) != mode(first) {
+                return mismatch("rate mode", &mode(first), &mode(r));
+            }
+        }
         let mut h = new_histogram();
         let mut uncorrected = reports
             .iter()
@@ -479,12 +518,6 @@ impl Report {
                 error_samples: r.error_samples.clone(),
                 panics: r.panics,
             });
-            if r.workload != merged.workload {
-                merged.workload = "merged".into();
-            }
-            if r.target != merged.target {
-                merged.target = "merged".into();
-            }
             merged.connections += r.connections;
             merged.cores += r.cores;
             merged.target_rate = match (merged.target_rate, r.target_rate) {
@@ -492,11 +525,15 @@ impl Report {
                 (a, b) => a.or(b),
             };
             merged.duration_s = merged.duration_s.max(r.duration_s);
-            merged.rps += r.rps;
-            merged.in_mb_per_sec += r.in_mb_per_sec;
-            merged.handshakes_per_sec += r.handshakes_per_sec;
             merged.runs += r.runs;
         }
+        // Every rate over the one merged period (the longest run's), from the summed counts:
+        // completed/s never exceeds sent/s, as summing each run's own rate could when the
+        // periods differ.
+        let secs = merged.duration_s.max(1e-9);
+        merged.rps = counters.requests as f64 / secs;
+        merged.in_mb_per_sec = counters.bytes_in as f64 / secs / 1e6;
+        merged.handshakes_per_sec = counters.tls_handshakes as f64 / secs;
         merged.requests = counters.requests;
         merged.sent = counters.sent;
         merged.unsuccessful = counters.unsuccessful;

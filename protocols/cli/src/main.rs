@@ -53,6 +53,7 @@ use ringwork_protocols::limits::{ConnectionCap, DEFAULT_RATE_TABLE, RateLimit, S
 use ringwork_protocols::websocket::broadcast::{Topic, TopicConfig};
 
 #[cfg(unix)]
+mod buffers;
 mod daemon;
 mod logging;
 mod mail;
@@ -188,6 +189,12 @@ struct Serve {
     /// I/O backend; auto follows RINGWORK_BACKEND, else io_uring with a poll fallback.
     #[arg(long, value_enum, default_value_t = Backend::Auto)]
     backend: Backend,
+    /// Receive buffers per core (a power of two, at most 32768) [default: 1024].
+    #[arg(long, value_name = "COUNT")]
+    buffers: Option<u32>,
+    /// Size of each receive buffer, in bytes (512..=1048576) [default: 16384].
+    #[arg(long, value_name = "BYTES")]
+    buffer_size: Option<u32>,
     /// How names are resolved when the server connects by name (tcp-proxy and http-proxy
     /// upstreams, socks5 requests): `dns`, ringwork's stub resolver on every core (reads
     /// /etc/resolv.conf and /etc/hosts once at start; TTL cache; Happy Eyeballs gets each
@@ -550,6 +557,7 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
             .filter(|_| serve.max_conns_per_ip.is_none()),
     };
     let mut builder = Runtime::builder()
+        .driver_config(buffers::driver_config(serve.buffers, serve.buffer_size)?)
         .backend(serve.backend.into())
         .reactor_config(ReactorConfig {
             write_timeout,

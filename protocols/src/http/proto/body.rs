@@ -37,7 +37,9 @@ pub struct BodyDecoder {
     max_body: u64,
     max_chunk_ext: usize,
     max_trailers: usize,
-    trailers: Option<Headers>,
+    /// Boxed: rare, and a [`Headers`] keeps fields inline (the decoder sits in every
+    /// connection's reading state).
+    trailers: Option<Box<Headers>>,
 }
 
 #[derive(Debug)]
@@ -141,7 +143,7 @@ impl BodyDecoder {
 
     /// The trailer fields of a chunked body, once finished (taken once).
     pub fn take_trailers(&mut self) -> Option<Headers> {
-        self.trailers.take()
+        self.trailers.take().map(|trailers| *trailers)
     }
 
     /// Decodes from `input`: see the module contract.
@@ -228,7 +230,7 @@ impl BodyDecoder {
                         Ok(Status::Complete(len)) => {
                             let used = len - 2 - before;
                             let section = &framed[2..len];
-                            self.trailers = Some(parse_trailers(section)?);
+                            self.trailers = Some(Box::new(parse_trailers(section)?));
                             self.state = State::Done;
                             return Ok(self.step(at + used, &[], true));
                         }

@@ -26,6 +26,16 @@ pub fn write_status_line(
     status: u16,
     reason: &[u8],
 ) -> Result<(), H1Error> {
+    if status == 200 && reason.is_empty() {
+        // Most answers: one copy of the whole line.
+        let line: &[u8] = match version {
+            Version::Http10 => b"HTTP/1.0 200 OK\r\n",
+            Version::Http11 => b"HTTP/1.1 200 OK\r\n",
+            Version::Http2 => b"HTTP/2 200 OK\r\n",
+        };
+        dst.extend_from_slice(line);
+        return Ok(());
+    }
     if !(100..=999).contains(&status) {
         return Err(H1Error::InvalidResponseHeader {
             what: "status outside 100..=999",
@@ -176,19 +186,46 @@ pub fn write_decimal(dst: &mut BytesMut, n: u64) {
 /// # Errors
 /// See [`write_field`].
 pub fn check_field(name: &[u8], value: &[u8]) -> Result<(), H1Error> {
-    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-    if name.is_empty() || !name.iter().all(|&b| token(b)) {
+    if name.is_empty() || !name.iter().all(|&b| TOKEN[usize::from(b)]) {
         return Err(H1Error::InvalidResponseHeader {
             what: "field name is not a token",
         });
     }
-    if value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
+    if value.iter().any(|&b| SPLITS[usize::from(b)]) {
         return Err(H1Error::InvalidResponseHeader {
             what: "CR, LF or NUL in a field value",
         });
     }
     Ok(())
 }
+
+/// RFC 9110 §5.6.2 tchar: the bytes a field name may hold (one lookup per byte: this runs
+/// for every field of every response).
+const TOKEN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric();
+        b += 1;
+    }
+    let symbols = b"!#$%&'*+-.^_`|~";
+    let mut i = 0;
+    while i < symbols.len() {
+        table[symbols[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
+
+/// The bytes that would end a field value early (CR, LF, NUL).
+const SPLITS: [bool; 256] = {
+    let mut table = [false; 256];
+    table[0] = true;
+    table[b'\r' as usize] = true;
+    table[b'\n' as usize] = true;
+    table
+};
 
 #[cfg(test)]
 mod tests {
@@ -200,9 +237,11 @@ mod tests {
         write_status_line(&mut dst, Version::Http11, 200, b"").unwrap();
         write_status_line(&mut dst, Version::Http10, 404, b"Nope").unwrap();
         write_status_line(&mut dst, Version::Http11, 599, b"").unwrap();
+        write_status_line(&mut dst, Version::Http10, 200, b"").unwrap();
+        write_status_line(&mut dst, Version::Http11, 200, b"Fine").unwrap();
         assert_eq!(
             &dst[..],
-            b"HTTP/1.1 200 OK\r\nHTTP/1.0 404 Nope\r\nHTTP/1.1 599 \r\n"
+            &b"HTTP/1.1 200 OK\r\nHTTP/1.0 404 Nope\r\nHTTP/1.1 599 \r\nHTTP/1.0 200 OK\r\nHTTP/1.1 200 Fine\r\n"[..]
         );
         for bad in [0, 99, 1000] {
             assert!(write_status_line(&mut dst, Version::Http11, bad, b"").is_err());

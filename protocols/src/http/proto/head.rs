@@ -8,6 +8,7 @@
 use std::fmt;
 
 use bytes::Bytes;
+use smallvec::SmallVec;
 
 pub use crate::kit::Status;
 
@@ -139,13 +140,18 @@ impl fmt::Display for Method {
 }
 
 /// An ordered list of header fields; names compare case-insensitively. Field lines that
-/// repeat a name are kept as separate entries, in order.
+/// repeat a name are kept as separate entries, in order. The first
+/// [`Headers::INLINE`] fields are held inline (no allocation: a benchmark client's request
+/// or a small response needs none).
 #[derive(Clone, Default, Eq, PartialEq)]
 pub struct Headers {
-    entries: Vec<(Bytes, Bytes)>,
+    entries: SmallVec<[(Bytes, Bytes); Headers::INLINE]>,
 }
 
 impl Headers {
+    /// Fields held without an allocation.
+    pub const INLINE: usize = 2;
+
     /// An empty list.
     #[must_use]
     pub fn new() -> Self {
@@ -156,7 +162,7 @@ impl Headers {
     #[must_use]
     pub fn with_capacity(n: usize) -> Self {
         Self {
-            entries: Vec::with_capacity(n),
+            entries: SmallVec::with_capacity(n),
         }
     }
 

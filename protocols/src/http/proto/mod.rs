@@ -28,5 +28,5 @@ pub use self::error::H1Error;
 pub use self::head::{
     BodyKind, H1Limits, Headers, Method, RequestHead, ResponseHead, Status, Version, reason_phrase,
 };
-pub use self::request::{ParsedRequest, parse_request};
+pub use self::request::{ParsedRequest, parse_request, parse_request_with};
 pub use self::response::{ParsedResponse, parse_response};

@@ -39,6 +39,20 @@ pub struct ParsedRequest {
 /// Every [`H1Error`] a request head can earn; [`H1Error::status`] gives the reply. The
 /// connection must be closed after replying: the input can no longer be framed.
 pub fn parse_request(buf: &[u8], limits: &H1Limits) -> Result<Status<ParsedRequest>, H1Error> {
+    parse_request_with(buf, limits, Bytes::copy_from_slice)
+}
+
+/// [`parse_request`], with the head's bytes copied by `own` (given the head, it returns a
+/// [`Bytes`] with the same bytes): a connection that parses many requests keeps one buffer
+/// for their heads instead of allocating one per request.
+///
+/// # Errors
+/// As [`parse_request`].
+pub fn parse_request_with(
+    buf: &[u8],
+    limits: &H1Limits,
+    own: impl FnOnce(&[u8]) -> Bytes,
+) -> Result<Status<ParsedRequest>, H1Error> {
     let skip = scan::leading_empty_lines(buf);
     let input = &buf[skip..];
     let max_head = limits.max_head.saturating_sub(skip);
@@ -74,7 +88,11 @@ pub fn parse_request(buf: &[u8], limits: &H1Limits) -> Result<Status<ParsedReque
     } else {
         Version::Http11
     };
-    let owned = Bytes::copy_from_slice(input);
+    let mut owned = own(input);
+    if owned.len() != input.len() {
+        // Not the head: the fields are sliced out of `owned` by their place in `input`.
+        owned = Bytes::copy_from_slice(input);
+    }
     let method = Method::from_token(method.as_bytes());
     let target_at = target.as_ptr() as usize - input.as_ptr() as usize;
     let target = owned.slice(target_at..target_at + target.len());

@@ -215,7 +215,10 @@ fn try_frame_head(
     if let Some(server) = input.server_name {
         encode::write_field(out, b"Server", server)?;
     }
-    encode::write_field(out, b"Date", input.date)?;
+    // The driver's IMF-fixdate: no field check needed.
+    out.extend_from_slice(b"Date: ");
+    out.extend_from_slice(input.date);
+    out.extend_from_slice(b"\r\n");
     // RFC 9110 §8.6: a server MUST NOT send Content-Length in a 1xx or 204 response.
     if !(100..200).contains(&status) && status != 204 {
         match (&framing, streaming) {

@@ -941,3 +941,28 @@ fn a_101_to_a_request_that_did_not_ask_is_a_500() {
     assert_eq!(got[0].0, 500);
     assert!(pair.is_done(Side::Server));
 }
+
+/// The Date value is framed without a field check: one that could split the head is not
+/// taken (the last good one stays).
+#[test]
+fn a_date_with_control_bytes_is_ignored() {
+    let mut pair = pair();
+    pair.server.set_date(*b"Mon, 07 Dec 2026 09:00:00 GMT");
+    pair.server.set_date(*b"Mon, 07 Dec 2026\r\nX-Evil: 1\r\n");
+    pair.client.send(GET.as_bytes());
+    for event in events(&mut pair) {
+        if let ServerEvent::Request { id, .. } = event {
+            pair.server
+                .send_response(id, Response::text("hi"))
+                .expect("answer");
+        }
+    }
+    pair.drive();
+    let received = pair.client.take_received();
+    let text = String::from_utf8_lossy(&received);
+    assert!(
+        text.contains("Date: Mon, 07 Dec 2026 09:00:00 GMT\r\n"),
+        "{text}"
+    );
+    assert!(!text.contains("X-Evil"), "{text}");
+}
