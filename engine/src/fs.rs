@@ -1,0 +1,255 @@
+//! [`Files`]: file I/O that never blocks a core (open, stat, positioned reads, close).
+//!
+//! Owns: the file API a core's futures await ([`LocalHandle::files`]): [`Files::open`],
+//! [`Files::metadata`], [`File::read_at`] into a buffer the operation owns, [`File::close`],
+//! and [`Files::run`] for other blocking filesystem work (a directory listing, a path
+//! canonicalized under a root).
+//! Contract: every operation runs on the core's [`ThreadPool`] (the runtime's, shared by
+//! every core) and its value is delivered on the calling core, so a slow disk (or a FIFO
+//! that never fills) stalls only the futures that wait for it, never the core's other
+//! connections. Buffers are owned: [`File::read_at`] takes the buffer by value and gives it
+//! back filled, so dropping the future is safe at any point — a read already running keeps
+//! its buffer (and the file) until it returns on its worker, then drops both there. Files
+//! are opened `O_RDONLY | O_CLOEXEC` (Rust's default).
+//! Does not: use io_uring file operations (OPENAT/STATX/READ) yet: both backends use the
+//! pool (see docs/engine.md, "Files"); write files; bound an operation's time (a read of a
+//! hung disk holds a worker until it returns, and a full pool queue fails fast with an
+//! error instead of growing).
+//!
+//! [`LocalHandle::files`]: crate::LocalHandle::files
+
+use std::fmt;
+use std::fs::Metadata;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::BytesMut;
+
+use crate::threads::{ThreadPool, ThreadPoolError};
+
+/// A test hook run on the worker before each read of a [`File`], with the file's path and
+/// the read's offset: a test blocks it (on a gate it opens later) to make a file slow.
+#[doc(hidden)]
+pub type ReadHook = Arc<dyn Fn(&Path, u64) + Send + Sync>;
+
+/// File operations as futures awaited on a core (see the module docs). Cheap to clone.
+///
+/// # Examples
+/// ```no_run
+/// use ringwork::{DriverConfig, Reactor, ReactorConfig};
+///
+/// let mut reactor = Reactor::new(ReactorConfig::default(), DriverConfig::default())?;
+/// let files = reactor.handle().files();
+/// reactor.spawn_local(async move {
+///     let file = files.open("/etc/hostname").await?;
+///     let head = file.read_at(bytes::BytesMut::with_capacity(64), 0).await?;
+///     println!("{} bytes, read off the core", head.len());
+///     file.close().await
+/// });
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct Files {
+    pool: ThreadPool,
+    hook: Option<ReadHook>,
+}
+
+impl Files {
+    /// File operations on `pool`'s threads.
+    #[must_use]
+    pub fn new(pool: ThreadPool) -> Self {
+        Self { pool, hook: None }
+    }
+
+    /// Runs `hook` before each read of files opened through the returned value (tests only).
+    #[doc(hidden)]
+    #[must_use]
+    pub fn with_read_hook(mut self, hook: Option<ReadHook>) -> Self {
+        self.hook = hook;
+        self
+    }
+
+    /// Opens `path` for reading (`O_RDONLY | O_CLOEXEC`).
+    ///
+    /// # Errors
+    /// The OS error of `open(2)`, or the pool's refusal ([`io::ErrorKind::Other`] wrapping a
+    /// [`ThreadPoolError`]: its queue is full).
+    ///
+    /// # Cancellation
+    /// Dropping the future before the open ran skips it; an open that ran has its file
+    /// closed on the worker.
+    pub async fn open(&self, path: impl Into<PathBuf>) -> io::Result<File> {
+        let path: Arc<Path> = Arc::from(path.into());
+        let opened = {
+            let path = Arc::clone(&path);
+            self.run(move || std::fs::File::open(&path)).await?
+        };
+        Ok(File {
+            file: Arc::new(opened),
+            path,
+            pool: self.pool.clone(),
+            hook: self.hook.clone(),
+        })
+    }
+
+    /// The metadata of `path`, symlinks followed (`statx(2)`).
+    ///
+    /// # Errors
+    /// As [`Files::open`], for `stat`.
+    pub async fn metadata(&self, path: impl Into<PathBuf>) -> io::Result<Metadata> {
+        let path = path.into();
+        self.run(move || std::fs::metadata(path)).await
+    }
+
+    /// Runs other blocking filesystem work `f` on the pool (reading a directory,
+    /// canonicalizing a path) and yields its result on this core.
+    ///
+    /// # Errors
+    /// The error `f` returns, or the pool's refusal (see [`Files::open`]).
+    ///
+    /// # Cancellation
+    /// Dropping the future before `f` started skips it; once started, `f` runs to its end.
+    pub async fn run<T, F>(&self, f: F) -> io::Result<T>
+    where
+        F: FnOnce() -> io::Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let job = self.pool.spawn(f).map_err(pool_error)?;
+        job.await.map_err(pool_error)?
+    }
+}
+
+impl fmt::Debug for Files {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Files")
+            .field("pool", &self.pool)
+            .field("read_hook", &self.hook.is_some())
+            .finish()
+    }
+}
+
+/// The pool refused or lost a job: an I/O error for the caller, with the reason.
+fn pool_error(error: ThreadPoolError) -> io::Error {
+    io::Error::other(error)
+}
+
+/// A file open for reading, from [`Files::open`].
+///
+/// Dropping it closes the file where its last user lets go of it: here, or on a worker if
+/// a read still runs there. [`File::close`] closes it on the pool (close errors are not
+/// reported, as with [`std::fs::File`]).
+pub struct File {
+    // Shared with reads running on workers: the descriptor lives until the last returns.
+    file: Arc<std::fs::File>,
+    path: Arc<Path>,
+    pool: ThreadPool,
+    hook: Option<ReadHook>,
+}
+
+impl File {
+    /// The path it was opened with.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads at most `buf`'s spare capacity (`capacity - len`) from `offset`, appended to
+    /// `buf`, and gives `buf` back: fewer bytes only at the end of the file (an empty
+    /// append is the end). `pread(2)`, so reads at different offsets need no seeking.
+    ///
+    /// # Errors
+    /// The OS error of the read (with the path), or the pool's refusal.
+    ///
+    /// # Cancellation
+    /// Safe at any point: the buffer belongs to the operation until it returns, on its
+    /// worker, which then drops it.
+    pub async fn read_at(&self, mut buf: BytesMut, offset: u64) -> io::Result<BytesMut> {
+        let file = Arc::clone(&self.file);
+        let path = Arc::clone(&self.path);
+        let hook = self.hook.clone();
+        let files = Files::new(self.pool.clone());
+        files
+            .run(move || {
+                if let Some(hook) = &hook {
+                    hook(&path, offset);
+                }
+                let start = buf.len();
+                let want = buf.capacity() - start;
+                buf.resize(start + want, 0);
+                let mut filled = 0;
+                while filled < want {
+                    match file.read_at(&mut buf[start + filled..], offset + filled as u64) {
+                        Ok(0) => break,
+                        Ok(n) => filled += n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            return Err(io::Error::new(
+                                e.kind(),
+                                format!("reading {} at {offset}: {e}", path.display()),
+                            ));
+                        }
+                    }
+                }
+                buf.truncate(start + filled);
+                Ok(buf)
+            })
+            .await
+    }
+
+    /// Reads exactly `len` bytes from `offset` into a new buffer.
+    ///
+    /// # Errors
+    /// As [`File::read_at`]; [`io::ErrorKind::UnexpectedEof`] when the file ends first (it
+    /// shrank since it was measured).
+    ///
+    /// # Cancellation
+    /// As [`File::read_at`].
+    pub async fn read_exact_at(&self, len: usize, offset: u64) -> io::Result<BytesMut> {
+        let buf = self.read_at(BytesMut::with_capacity(len), offset).await?;
+        if buf.len() < len {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "{} ended at {} bytes, {len} wanted from {offset}",
+                    self.path.display(),
+                    offset + buf.len() as u64
+                ),
+            ));
+        }
+        Ok(buf)
+    }
+
+    /// The file's metadata (`fstat(2)`), for its length and validators.
+    ///
+    /// # Errors
+    /// As [`File::read_at`].
+    pub async fn metadata(&self) -> io::Result<Metadata> {
+        let file = Arc::clone(&self.file);
+        Files::new(self.pool.clone())
+            .run(move || file.metadata())
+            .await
+    }
+
+    /// Closes the file on the pool. Reads still running on workers keep the descriptor
+    /// until they return; the close then happens there and its error is not seen.
+    ///
+    /// # Errors
+    /// The pool's refusal (the file is then closed here, at once).
+    pub async fn close(self) -> io::Result<()> {
+        let file = self.file;
+        Files::new(self.pool)
+            .run(move || {
+                drop(file);
+                Ok(())
+            })
+            .await
+    }
+}
+
+impl fmt::Debug for File {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("File").field("path", &self.path).finish()
+    }
+}
