@@ -3,20 +3,23 @@
 //! Owns: turning [`crate::http::static_files`] decisions into responses — 301 to the
 //! slash-ended directory URL, listings (optional), 304/412 from preconditions, 206/416
 //! from ranges — and sending file contents.
-//! Contract: files up to [`StaticFiles::INLINE_MAX`] go out as one response; larger ones
-//! stream in [`StaticFiles::CHUNK`] pieces through a [`BodyWriter`](crate::http::server::BodyWriter),
+//! Contract: nothing blocks the core: resolving the path (checks, canonicalize, stat),
+//! directory listings, opening and reading go through the engine's file API
+//! ([`ringwork::fs`], on the thread pool), and the request is answered from a task on the
+//! core when they complete; a slow disk (or file) delays only its own requests. Files up
+//! to [`StaticFiles::INLINE_MAX`] go out as one response; larger ones stream in
+//! [`StaticFiles::CHUNK`] pieces through a [`BodyWriter`](crate::http::server::BodyWriter),
 //! waiting on its backpressure, so a file is never read whole into memory and a slow client
 //! holds at most the connection's write buffer.
-//! Does not: use `sendfile` or io_uring reads (file reads are plain blocking reads on the
-//! reactor thread; they hit the page cache for hot files, but a cold disk read stalls the
-//! core — a known limit, noted in docs/http.md).
+//! Does not: use `sendfile`/`splice` or io_uring file reads yet (each step is a job of the
+//! core's thread pool: a hop to a worker and back per step).
 
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use ringwork::LocalHandle;
+use ringwork::fs::{Files, ReadHook};
 
 use crate::http::date::format_http_date;
 use crate::http::proto::{Method, RequestHead};
@@ -27,10 +30,10 @@ use crate::http::static_files::{
 };
 
 /// Serves the files under one directory (`ringwork serve web --root DIR`).
-#[derive(Debug)]
 pub struct StaticFiles {
     root: StaticRoot,
     listings: bool,
+    read_hook: Option<ReadHook>,
 }
 
 impl StaticFiles {
@@ -47,7 +50,16 @@ impl StaticFiles {
         Ok(Self {
             root: StaticRoot::new(dir)?,
             listings: true,
+            read_hook: None,
         })
+    }
+
+    /// Runs `hook` on the worker before each file read (tests: a slow file).
+    #[doc(hidden)]
+    #[must_use]
+    pub fn with_read_hook(mut self, hook: ReadHook) -> Self {
+        self.read_hook = Some(hook);
+        self
     }
 
     /// Whether a directory without `index.html` gets a listing (else 403).
@@ -76,47 +88,75 @@ impl Handler for StaticFiles {
             respond.send(Response::error(405).header("Allow", "GET, HEAD"));
             return;
         }
-        match self.root.resolve(request.path()) {
-            Err(error) => {
-                tracing::debug!(%error, "static file not served");
-                respond.send(Response::error(error.status()));
-            }
-            Ok(Resolved::RedirectToSlash) => {
-                let mut location = request.path().to_vec();
-                location.push(b'/');
-                if let Some(query) = request.query() {
-                    location.push(b'?');
-                    location.extend_from_slice(query);
+        let handle: LocalHandle = request.handle().clone();
+        let files = handle.files().with_read_hook(self.read_hook.clone());
+        let root = self.root.clone();
+        let listings = self.listings;
+        handle.spawn_local(async move {
+            let path = request.path().to_vec();
+            let resolved = files.run(move || Ok(root.resolve(&path))).await;
+            match resolved {
+                Err(error) => {
+                    // The pool refused the job (its queue is full): shed the request.
+                    tracing::warn!(%error, "static file lookup not run");
+                    respond.send(Response::error(503));
                 }
-                respond.send(Response::error(301).header("Location", location));
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, "static file not served");
+                    respond.send(Response::error(error.status()));
+                }
+                Ok(Ok(Resolved::RedirectToSlash)) => {
+                    let mut location = request.path().to_vec();
+                    location.push(b'/');
+                    if let Some(query) = request.query() {
+                        location.push(b'?');
+                        location.extend_from_slice(query);
+                    }
+                    respond.send(Response::error(301).header("Location", location));
+                }
+                Ok(Ok(Resolved::Directory { path })) => {
+                    respond.send(listing(&files, listings, &request, path).await);
+                }
+                Ok(Ok(Resolved::File { path, metadata })) => {
+                    serve_file(&files, request, respond, &path, &metadata).await;
+                }
             }
-            Ok(Resolved::Directory { path }) => {
-                respond.send(self.listing(&request, &path));
-            }
-            Ok(Resolved::File { path, metadata }) => {
-                serve_file(request, respond, &path, &metadata);
-            }
-        }
+        });
     }
 }
 
-impl StaticFiles {
-    fn listing(&self, request: &Request, dir: &Path) -> Response {
-        if !self.listings {
-            return Response::error(403);
-        }
-        let Ok(mut entries) = read_listing(dir) else {
-            return Response::error(403);
-        };
-        let shown = String::from_utf8_lossy(request.path()).into_owned();
-        Response::new(200)
-            .header("Content-Type", "text/html; charset=utf-8")
-            .with_body(render_listing(&shown, &mut entries))
+impl std::fmt::Debug for StaticFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaticFiles")
+            .field("root", &self.root)
+            .field("listings", &self.listings)
+            .finish_non_exhaustive()
     }
+}
+
+/// A directory's listing (read on the pool), or 403 when listings are off or it cannot
+/// be read.
+async fn listing(files: &Files, listings: bool, request: &Request, dir: PathBuf) -> Response {
+    if !listings {
+        return Response::error(403);
+    }
+    let Ok(mut entries) = files.run(move || read_listing(&dir)).await else {
+        return Response::error(403);
+    };
+    let shown = String::from_utf8_lossy(request.path()).into_owned();
+    Response::new(200)
+        .header("Content-Type", "text/html; charset=utf-8")
+        .with_body(render_listing(&shown, &mut entries))
 }
 
 /// Answers for a regular file: preconditions, range, then the bytes.
-fn serve_file(request: Request, respond: Responder, path: &Path, metadata: &std::fs::Metadata) {
+async fn serve_file(
+    files: &Files,
+    request: Request,
+    respond: Responder,
+    path: &Path,
+    metadata: &std::fs::Metadata,
+) {
     let len = metadata.len();
     let etag = etag_for(metadata);
     let modified = metadata.modified().unwrap_or(SystemTime::UNIX_EPOCH);
@@ -180,45 +220,55 @@ fn serve_file(request: Request, respond: Responder, path: &Path, metadata: &std:
         respond.send(response);
         return;
     }
-    let mut file =
-        match File::open(path).and_then(|mut f| f.seek(SeekFrom::Start(start)).map(|_| f)) {
-            Ok(file) => file,
-            Err(error) => {
-                tracing::warn!(%error, path = %path.display(), "cannot open a resolved file");
-                respond.send(Response::error(500));
-                return;
-            }
-        };
+    let file = match files.open(path).await {
+        Ok(file) => file,
+        Err(error) => {
+            tracing::warn!(%error, path = %path.display(), "cannot open a resolved file");
+            respond.send(Response::error(500));
+            return;
+        }
+    };
     if count <= StaticFiles::INLINE_MAX {
-        let mut body = vec![0; count as usize];
-        match file.read_exact(&mut body) {
-            Ok(()) => respond.send(response.with_body(body)),
+        // INVARIANT: count <= INLINE_MAX (64 KiB) fits in usize.
+        match file.read_exact_at(count as usize, start).await {
+            Ok(body) => respond.send(response.with_body(body.freeze())),
             Err(error) => {
-                tracing::warn!(%error, path = %path.display(), "file read failed");
+                tracing::warn!(%error, "file read failed");
                 respond.send(Response::error(500));
             }
         }
+        close(file).await;
         return;
     }
     let mut writer = respond.stream(response);
-    let path: PathBuf = path.to_owned();
-    request.handle().spawn_local(async move {
-        let mut left = count;
-        while left > 0 {
-            let want = left.min(StaticFiles::CHUNK as u64) as usize;
-            let mut chunk = BytesMut::zeroed(want);
-            if let Err(error) = file.read_exact(&mut chunk) {
+    let mut offset = start;
+    let end = start + count;
+    while offset < end {
+        // INVARIANT: at most CHUNK, a usize.
+        let want = (end - offset).min(StaticFiles::CHUNK as u64) as usize;
+        let chunk: Bytes = match file.read_exact_at(want, offset).await {
+            Ok(chunk) => chunk.freeze(),
+            Err(error) => {
                 // Dropping the writer unfinished closes the connection: the client sees
                 // a short body rather than wrong bytes.
-                tracing::warn!(%error, path = %path.display(), "file read failed mid-body");
+                tracing::warn!(%error, "file read failed mid-body");
+                close(file).await;
                 return;
             }
-            left -= want as u64;
-            let chunk: Bytes = chunk.freeze();
-            if !writer.write(chunk) && writer.ready().await.is_err() {
-                return;
-            }
+        };
+        offset += want as u64;
+        if !writer.write(chunk) && writer.ready().await.is_err() {
+            close(file).await;
+            return;
         }
-        writer.finish();
-    });
+    }
+    writer.finish();
+    close(file).await;
+}
+
+/// Closes a served file on the pool (a close error changes nothing for the client).
+async fn close(file: ringwork::fs::File) {
+    if let Err(error) = file.close().await {
+        tracing::debug!(%error, "closing a served file");
+    }
 }
