@@ -86,12 +86,23 @@ impl Files {
             let path = Arc::clone(&path);
             self.run(move || std::fs::File::open(&path)).await?
         };
-        Ok(File {
-            file: Arc::new(opened),
+        Ok(self.adopt_shared(opened, path))
+    }
+
+    /// A [`File`] for `file`, opened by a job of [`Files::run`] (for example together with
+    /// the checks that chose it, in one trip to the pool). No I/O.
+    #[must_use]
+    pub fn adopt(&self, file: std::fs::File, path: impl Into<PathBuf>) -> File {
+        self.adopt_shared(file, Arc::from(path.into()))
+    }
+
+    fn adopt_shared(&self, file: std::fs::File, path: Arc<Path>) -> File {
+        File {
+            file: Some(Arc::new(file)),
             path,
             pool: self.pool.clone(),
             hook: self.hook.clone(),
-        })
+        }
     }
 
     /// The metadata of `path`, symlinks followed (`statx(2)`).
@@ -137,12 +148,14 @@ fn pool_error(error: ThreadPoolError) -> io::Error {
 
 /// A file open for reading, from [`Files::open`].
 ///
-/// Dropping it closes the file where its last user lets go of it: here, or on a worker if
-/// a read still runs there. [`File::close`] closes it on the pool (close errors are not
-/// reported, as with [`std::fs::File`]).
+/// Dropping it closes the file on the pool, without waiting (or here, when the pool's queue
+/// is full; a read still running keeps the file open until it returns). [`File::close`]
+/// closes it on the pool and waits. Close errors are not reported, as with
+/// [`std::fs::File`].
 pub struct File {
     // Shared with reads running on workers: the descriptor lives until the last returns.
-    file: Arc<std::fs::File>,
+    // INVARIANT: `Some` until `close` or `drop` takes it.
+    file: Option<Arc<std::fs::File>>,
     path: Arc<Path>,
     pool: ThreadPool,
     hook: Option<ReadHook>,
@@ -166,7 +179,7 @@ impl File {
     /// Safe at any point: the buffer belongs to the operation until it returns, on its
     /// worker, which then drops it.
     pub async fn read_at(&self, mut buf: BytesMut, offset: u64) -> io::Result<BytesMut> {
-        let file = Arc::clone(&self.file);
+        let file = self.shared();
         let path = Arc::clone(&self.path);
         let hook = self.hook.clone();
         let files = Files::new(self.pool.clone());
@@ -226,7 +239,7 @@ impl File {
     /// # Errors
     /// As [`File::read_at`].
     pub async fn metadata(&self) -> io::Result<Metadata> {
-        let file = Arc::clone(&self.file);
+        let file = self.shared();
         Files::new(self.pool.clone())
             .run(move || file.metadata())
             .await
@@ -237,14 +250,30 @@ impl File {
     ///
     /// # Errors
     /// The pool's refusal (the file is then closed here, at once).
-    pub async fn close(self) -> io::Result<()> {
-        let file = self.file;
-        Files::new(self.pool)
+    pub async fn close(mut self) -> io::Result<()> {
+        let file = self.file.take();
+        Files::new(self.pool.clone())
             .run(move || {
                 drop(file);
                 Ok(())
             })
             .await
+    }
+
+    /// The descriptor, shared with a job.
+    fn shared(&self) -> Arc<std::fs::File> {
+        // INVARIANT: `file` is `Some` while `self` is usable (see the field).
+        Arc::clone(self.file.as_ref().expect("an open file"))
+    }
+}
+
+impl Drop for File {
+    fn drop(&mut self) {
+        if let Some(file) = self.file.take() {
+            // Nobody awaits the job: the pool skips it and drops it, with the file, on a
+            // worker (or here, when the queue is full).
+            drop(self.pool.spawn(move || drop(file)));
+        }
     }
 }
 

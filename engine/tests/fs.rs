@@ -203,4 +203,34 @@ ringwork::platform::test_all_backends! {
         common::turn_now(&mut reactor);
         assert_eq!(reads.load(Ordering::SeqCst), 1);
     }
+
+    /// A dropped file is closed on the pool: with one worker, a job queued after the drop
+    /// runs after the close, and the process then holds no descriptor for the file.
+    fn a_dropped_file_is_closed_on_the_pool(backend: BackendChoice) {
+        let Some(mut reactor) = common::reactor(backend) else { return };
+        let scratch = Scratch::new("close", 10);
+        let files = ringwork::fs::Files::new(ringwork::ThreadPool::new(1, 16));
+        let path = scratch.file();
+        let counts = Rc::new(RefCell::new(None));
+        let out = Rc::clone(&counts);
+        reactor.spawn_local(async move {
+            let file = files.open(path.clone()).await.expect("open");
+            let target = path.clone();
+            let open = files.run(move || Ok(descriptors_of(&target))).await.unwrap();
+            drop(file);
+            let closed = files.run(move || Ok(descriptors_of(&path))).await.unwrap();
+            *out.borrow_mut() = Some((open, closed));
+        });
+        wait(&mut reactor, |_| counts.borrow().is_some(), || "the descriptor counts".into());
+        assert_eq!(counts.borrow_mut().take(), Some((1, 0)));
+    }
+}
+
+/// How many of this process's descriptors name `path`.
+fn descriptors_of(path: &Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter(|target| target == path)
+        .count()
 }

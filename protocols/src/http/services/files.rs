@@ -19,7 +19,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use ringwork::LocalHandle;
-use ringwork::fs::{Files, ReadHook};
+use ringwork::fs::{File, Files, ReadHook};
 
 use crate::http::date::format_http_date;
 use crate::http::proto::{Method, RequestHead};
@@ -92,9 +92,23 @@ impl Handler for StaticFiles {
         let files = handle.files().with_read_hook(self.read_hook.clone());
         let root = self.root.clone();
         let listings = self.listings;
+        // A GET needs the file open: opened in the lookup's trip to the pool.
+        let open = *request.method() == Method::Get;
         handle.spawn_local(async move {
             let path = request.path().to_vec();
-            let resolved = files.run(move || Ok(root.resolve(&path))).await;
+            let resolved = files
+                .run(move || {
+                    Ok(root.resolve(&path).map(|resolved| {
+                        let file = match &resolved {
+                            Resolved::File { path, .. } if open => {
+                                Some(std::fs::File::open(path).map(|f| (f, path.clone())))
+                            }
+                            _ => None,
+                        };
+                        (resolved, file)
+                    }))
+                })
+                .await;
             match resolved {
                 Err(error) => {
                     // The pool refused the job (its queue is full): shed the request.
@@ -105,7 +119,7 @@ impl Handler for StaticFiles {
                     tracing::debug!(%error, "static file not served");
                     respond.send(Response::error(error.status()));
                 }
-                Ok(Ok(Resolved::RedirectToSlash)) => {
+                Ok(Ok((Resolved::RedirectToSlash, _))) => {
                     let mut location = request.path().to_vec();
                     location.push(b'/');
                     if let Some(query) = request.query() {
@@ -114,11 +128,12 @@ impl Handler for StaticFiles {
                     }
                     respond.send(Response::error(301).header("Location", location));
                 }
-                Ok(Ok(Resolved::Directory { path })) => {
+                Ok(Ok((Resolved::Directory { path }, _))) => {
                     respond.send(listing(&files, listings, &request, path).await);
                 }
-                Ok(Ok(Resolved::File { path, metadata })) => {
-                    serve_file(&files, request, respond, &path, &metadata).await;
+                Ok(Ok((Resolved::File { path, metadata }, opened))) => {
+                    let opened = opened.map(|o| o.map(|(file, path)| files.adopt(file, path)));
+                    serve_file(request, respond, opened, &path, &metadata).await;
                 }
             }
         });
@@ -150,10 +165,12 @@ async fn listing(files: &Files, listings: bool, request: &Request, dir: PathBuf)
 }
 
 /// Answers for a regular file: preconditions, range, then the bytes.
+///
+/// `opened` is the file opened for a GET (`None` for a HEAD), or why it could not be.
 async fn serve_file(
-    files: &Files,
     request: Request,
     respond: Responder,
+    opened: Option<std::io::Result<File>>,
     path: &Path,
     metadata: &std::fs::Metadata,
 ) {
@@ -220,10 +237,17 @@ async fn serve_file(
         respond.send(response);
         return;
     }
-    let file = match files.open(path).await {
-        Ok(file) => file,
-        Err(error) => {
+    let file = match opened {
+        Some(Ok(file)) => file,
+        Some(Err(error)) => {
             tracing::warn!(%error, path = %path.display(), "cannot open a resolved file");
+            respond.send(Response::error(500));
+            return;
+        }
+        None => {
+            // Not reached: a GET has its file opened with the lookup, and a HEAD answered
+            // above. A 500 rather than a panic if that ever changes.
+            tracing::error!(path = %path.display(), "a GET without its file opened");
             respond.send(Response::error(500));
             return;
         }
@@ -237,7 +261,6 @@ async fn serve_file(
                 respond.send(Response::error(500));
             }
         }
-        close(file).await;
         return;
     }
     let mut writer = respond.stream(response);
@@ -252,23 +275,14 @@ async fn serve_file(
                 // Dropping the writer unfinished closes the connection: the client sees
                 // a short body rather than wrong bytes.
                 tracing::warn!(%error, "file read failed mid-body");
-                close(file).await;
                 return;
             }
         };
         offset += want as u64;
         if !writer.write(chunk) && writer.ready().await.is_err() {
-            close(file).await;
             return;
         }
     }
     writer.finish();
-    close(file).await;
-}
-
-/// Closes a served file on the pool (a close error changes nothing for the client).
-async fn close(file: ringwork::fs::File) {
-    if let Err(error) = file.close().await {
-        tracing::debug!(%error, "closing a served file");
-    }
+    // The file closes on the pool as it drops (no wait for the close).
 }
