@@ -193,6 +193,9 @@ pub struct Capabilities {
     pub multishot_recv: bool,
     /// A provided buffer ring (buf_ring) is registered.
     pub buf_ring: bool,
+    /// File operations run in the ring ([`Driver::file`](crate::Driver::file): OPENAT2,
+    /// STATX, READ, CLOSE); `false` under poll, where callers use threads.
+    pub file_ops: bool,
     /// Opcodes the probe reported as supported, by name (those the backend cares about).
     pub opcodes: Vec<&'static str>,
     /// Why io_uring is not in use, when the poll backend was chosen automatically.
