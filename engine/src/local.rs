@@ -54,6 +54,8 @@ pub(crate) struct Local {
     resolver_installed: Cell<bool>,
     /// The core's pool for blocking work (the file API runs there, see [`crate::fs`]).
     pool: RefCell<ThreadPool>,
+    /// The core's driver runs file operations in its ring (see [`crate::fs`]).
+    file_ring: Cell<bool>,
 }
 
 /// A cheap, cloneable handle to this core's reactor for code that cannot borrow it: futures
@@ -83,6 +85,7 @@ impl LocalHandle {
                 resolver: RefCell::new(Rc::new(SystemResolver::new(pool.clone()))),
                 resolver_installed: Cell::new(false),
                 pool: RefCell::new(pool),
+                file_ring: Cell::new(false),
             }),
         }
     }
@@ -119,10 +122,21 @@ impl LocalHandle {
     }
 
     /// This core's file API: open, stat, read and close without blocking the core (see
-    /// [`crate::fs`]).
+    /// [`crate::fs`]): in the driver's io_uring ring when it has file operations, else on
+    /// the core's thread pool.
     #[must_use]
     pub fn files(&self) -> crate::fs::Files {
-        crate::fs::Files::new(self.thread_pool())
+        let files = crate::fs::Files::new(self.thread_pool());
+        if self.local.file_ring.get() {
+            files.with_ring(self.clone())
+        } else {
+            files
+        }
+    }
+
+    /// Whether the core's driver runs file operations in its ring.
+    pub(crate) fn set_file_ring(&self, ring: bool) {
+        self.local.file_ring.set(ring);
     }
 
     /// Runs `f` on the reactor after the current callback or task poll, in the same turn.

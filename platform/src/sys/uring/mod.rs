@@ -150,6 +150,9 @@ impl Uring {
     pub(crate) fn new(config: &DriverConfig) -> Result<Self, UringUnavailable> {
         let (ring, mut capabilities) = setup::build_ring(config)?;
         setup::probe(&ring, &mut capabilities)?;
+        if config.simulate_no_file_ops {
+            capabilities.file_ops = false;
+        }
         let failed = |step| {
             move |e: io::Error| UringUnavailable::SetupFailed {
                 step,

@@ -4,15 +4,18 @@
 //! [`Files::metadata`], [`File::read_at`] into a buffer the operation owns, [`File::close`],
 //! and [`Files::run`] for other blocking filesystem work (a directory listing, a path
 //! canonicalized under a root).
-//! Contract: every operation runs on the core's [`ThreadPool`] (the runtime's, shared by
-//! every core) and its value is delivered on the calling core, so a slow disk (or a FIFO
-//! that never fills) stalls only the futures that wait for it, never the core's other
-//! connections. Buffers are owned: [`File::read_at`] takes the buffer by value and gives it
+//! Contract: under io_uring (when the driver reports
+//! [`Capabilities::file_ops`](ringwork_platform::Capabilities::file_ops)), opens, reads and
+//! closes are operations in the core's ring (IORING_OP_OPENAT2, READ, CLOSE: no thread,
+//! no copy, see `ring.rs`); everything else, and everything under poll, runs on the core's
+//! [`ThreadPool`] (the runtime's, shared by every core), its value delivered on the calling
+//! core. Either way a slow disk (or a FIFO that never fills) stalls only the futures that
+//! wait for it, never the core's other connections. Buffers are owned: [`File::read_at`] takes the buffer by value and gives it
 //! back filled, so dropping the future is safe at any point — a read already running keeps
 //! its buffer (and the file) until it returns on its worker, then drops both there. Files
 //! are opened `O_RDONLY | O_CLOEXEC` (Rust's default).
-//! Does not: use io_uring file operations (OPENAT/STATX/READ) yet: both backends use the
-//! pool (see docs/engine.md, "Files"); write files; bound an operation's time (a read of a
+//! Does not: write files; stat through the ring (`metadata` gives a `std::fs::Metadata`,
+//! which only the pool can build); bound an operation's time (a read of a
 //! hung disk holds a worker until it returns, and a full pool queue fails fast with an
 //! error instead of growing).
 //!
@@ -27,7 +30,14 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 
+use ringwork_platform::{FileDone, FileRequest};
+
+use crate::local::LocalHandle;
 use crate::threads::{ThreadPool, ThreadPoolError};
+
+pub(crate) mod ring;
+
+use self::ring::RingOp;
 
 /// A test hook run on the worker before each read of a [`File`], with the file's path and
 /// the read's offset: a test blocks it (on a gate it opens later) to make a file slow.
@@ -54,13 +64,32 @@ pub type ReadHook = Arc<dyn Fn(&Path, u64) + Send + Sync>;
 pub struct Files {
     pool: ThreadPool,
     hook: Option<ReadHook>,
+    /// The core whose ring runs opens, reads and closes (`None`: the pool does).
+    ring: Option<LocalHandle>,
 }
 
 impl Files {
     /// File operations on `pool`'s threads.
     #[must_use]
     pub fn new(pool: ThreadPool) -> Self {
-        Self { pool, hook: None }
+        Self {
+            pool,
+            hook: None,
+            ring: None,
+        }
+    }
+
+    /// Opens, reads and closes in `core`'s io_uring ring (its driver must have file
+    /// operations: [`LocalHandle::files`] checks).
+    pub(crate) fn with_ring(mut self, core: LocalHandle) -> Self {
+        self.ring = Some(core);
+        self
+    }
+
+    /// Whether opens, reads and closes run in the core's io_uring ring (else on the pool).
+    #[must_use]
+    pub fn in_ring(&self) -> bool {
+        self.ring.is_some()
     }
 
     /// Runs `hook` before each read of files opened through the returned value (tests only).
@@ -82,6 +111,25 @@ impl Files {
     /// closed on the worker.
     pub async fn open(&self, path: impl Into<PathBuf>) -> io::Result<File> {
         let path: Arc<Path> = Arc::from(path.into());
+        if let Some(core) = &self.ring {
+            use std::os::unix::ffi::OsStrExt;
+            let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| {
+                io::Error::new(io::ErrorKind::InvalidInput, "a path with a NUL byte")
+            })?;
+            let request = FileRequest::Open {
+                dir: None,
+                path: c_path,
+                beneath: false,
+            };
+            return match RingOp::new(core.clone(), request).await {
+                Ok(FileDone::Opened(file)) => Ok(self.adopt_shared(file, path)),
+                Ok(other) => Err(unexpected(&other)),
+                Err(error) => Err(io::Error::new(
+                    error.kind(),
+                    format!("opening {}: {}", path.display(), error.source),
+                )),
+            };
+        }
         let opened = {
             let path = Arc::clone(&path);
             self.run(move || std::fs::File::open(&path)).await?
@@ -102,6 +150,7 @@ impl Files {
             path,
             pool: self.pool.clone(),
             hook: self.hook.clone(),
+            ring: self.ring.clone(),
         }
     }
 
@@ -137,6 +186,7 @@ impl fmt::Debug for Files {
         f.debug_struct("Files")
             .field("pool", &self.pool)
             .field("read_hook", &self.hook.is_some())
+            .field("in_ring", &self.ring.is_some())
             .finish()
     }
 }
@@ -144,6 +194,11 @@ impl fmt::Debug for Files {
 /// The pool refused or lost a job: an I/O error for the caller, with the reason.
 fn pool_error(error: ThreadPoolError) -> io::Error {
     io::Error::other(error)
+}
+
+/// A ring operation gave back what another kind gives (a bug).
+fn unexpected(done: &FileDone) -> io::Error {
+    io::Error::other(format!("unexpected file completion {done:?}"))
 }
 
 /// A file open for reading, from [`Files::open`].
@@ -159,6 +214,7 @@ pub struct File {
     path: Arc<Path>,
     pool: ThreadPool,
     hook: Option<ReadHook>,
+    ring: Option<LocalHandle>,
 }
 
 impl File {
@@ -178,7 +234,62 @@ impl File {
     /// # Cancellation
     /// Safe at any point: the buffer belongs to the operation until it returns, on its
     /// worker, which then drops it.
-    pub async fn read_at(&self, mut buf: BytesMut, offset: u64) -> io::Result<BytesMut> {
+    pub async fn read_at(&self, buf: BytesMut, offset: u64) -> io::Result<BytesMut> {
+        match &self.ring {
+            Some(core) => self.read_in_ring(core, buf, offset).await,
+            None => self.read_on_pool(buf, offset).await,
+        }
+    }
+
+    /// [`File::read_at`] in the ring: READs until `buf` is full or the file ends.
+    async fn read_in_ring(
+        &self,
+        core: &LocalHandle,
+        mut buf: BytesMut,
+        offset: u64,
+    ) -> io::Result<BytesMut> {
+        if let Some(hook) = &self.hook {
+            // The test hook runs on a worker (it may block), then the read goes to the ring.
+            let (hook, path) = (Arc::clone(hook), Arc::clone(&self.path));
+            Files::new(self.pool.clone())
+                .run(move || {
+                    hook(&path, offset);
+                    Ok(())
+                })
+                .await?;
+        }
+        let start = buf.len();
+        while buf.len() < buf.capacity() {
+            let before = buf.len();
+            let request = FileRequest::Read {
+                file: self.shared(),
+                buf,
+                offset: offset + (before - start) as u64,
+            };
+            buf = match RingOp::new(core.clone(), request).await {
+                Ok(FileDone::Read(buf)) => buf,
+                Ok(other) => return Err(unexpected(&other)),
+                Err(error) => {
+                    return Err(io::Error::new(
+                        error.kind(),
+                        format!(
+                            "reading {} at {}: {}",
+                            self.path.display(),
+                            offset + (before - start) as u64,
+                            error.source
+                        ),
+                    ));
+                }
+            };
+            if buf.len() == before {
+                break; // the end of the file
+            }
+        }
+        Ok(buf)
+    }
+
+    /// [`File::read_at`] on a worker (`pread(2)` until `buf` is full or the file ends).
+    async fn read_on_pool(&self, mut buf: BytesMut, offset: u64) -> io::Result<BytesMut> {
         let file = self.shared();
         let path = Arc::clone(&self.path);
         let hook = self.hook.clone();
@@ -252,6 +363,16 @@ impl File {
     /// The pool's refusal (the file is then closed here, at once).
     pub async fn close(mut self) -> io::Result<()> {
         let file = self.file.take();
+        if let Some(core) = &self.ring {
+            // The last holder closes in the ring; a read still running keeps it open.
+            let Some(Ok(file)) = file.map(Arc::try_unwrap) else {
+                return Ok(());
+            };
+            return match RingOp::new(core.clone(), FileRequest::Close { file }).await {
+                Ok(_) => Ok(()),
+                Err(error) => Err(io::Error::new(error.kind(), error.source)),
+            };
+        }
         Files::new(self.pool.clone())
             .run(move || {
                 drop(file);
@@ -269,7 +390,17 @@ impl File {
 
 impl Drop for File {
     fn drop(&mut self) {
-        if let Some(file) = self.file.take() {
+        let Some(file) = self.file.take() else {
+            return;
+        };
+        if let Some(core) = &self.ring {
+            // Closed in the ring, nobody waiting; by a read still running otherwise.
+            if let Ok(file) = Arc::try_unwrap(file) {
+                RingOp::detached(core, FileRequest::Close { file });
+            }
+            return;
+        }
+        {
             // Nobody awaits the job: the pool skips it and drops it, with the file, on a
             // worker (or here, when the queue is full).
             drop(self.pool.spawn(move || drop(file)));
