@@ -3,16 +3,16 @@
 //! Owns: turning [`crate::http::static_files`] decisions into responses — 301 to the
 //! slash-ended directory URL, listings (optional), 304/412 from preconditions, 206/416
 //! from ranges — and sending file contents.
-//! Contract: nothing blocks the core: resolving the path (checks, canonicalize, stat),
-//! directory listings, opening and reading go through the engine's file API
-//! ([`ringwork::fs`], on the thread pool), and the request is answered from a task on the
-//! core when they complete; a slow disk (or file) delays only its own requests. Files up
+//! Contract: nothing blocks the core: resolving the path (checks, canonicalize, stat) with
+//! the open, and directory listings, are jobs of the thread pool; reads go through the
+//! engine's file API ([`ringwork::fs`]: io_uring READs, or pool jobs under poll); the
+//! request is answered from a task on the core when they complete; a slow disk (or file) delays only its own requests. Files up
 //! to [`StaticFiles::INLINE_MAX`] go out as one response; larger ones stream in
 //! [`StaticFiles::CHUNK`] pieces through a [`BodyWriter`](crate::http::server::BodyWriter),
 //! waiting on its backpressure, so a file is never read whole into memory and a slow client
 //! holds at most the connection's write buffer.
-//! Does not: use `sendfile`/`splice` or io_uring file reads yet (each step is a job of the
-//! core's thread pool: a hop to a worker and back per step).
+//! Does not: use `sendfile`/`splice` yet, or resolve paths in the ring (the lookup is one
+//! trip to a worker and back per request).
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
