@@ -32,8 +32,9 @@ pub struct FileOpId {
 pub enum FileRequest {
     /// Opens `path` read-only (`O_RDONLY | O_CLOEXEC | O_NOCTTY`, `openat2(2)`): relative
     /// to `dir` when given (else to the working directory); with `beneath`, resolution may
-    /// not leave `dir` (`RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS`: `..` or a symlink out of
-    /// it fails with `EXDEV`).
+    /// not leave `dir` (`RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS`: `..`, an absolute path
+    /// or symlink, or a symlink out of it fails with `EXDEV`); with `path_only`, as
+    /// `O_PATH` (a handle to stat, which never blocks, even on a FIFO; it cannot be read).
     Open {
         /// The directory `path` is relative to.
         dir: Option<Arc<File>>,
@@ -41,6 +42,8 @@ pub enum FileRequest {
         path: CString,
         /// Keep resolution under `dir`.
         beneath: bool,
+        /// `O_PATH` instead of `O_RDONLY`.
+        path_only: bool,
     },
     /// Metadata of an open file (`statx(2)` with `AT_EMPTY_PATH`).
     Stat {
@@ -91,8 +94,8 @@ pub struct FileStat {
     pub modified: SystemTime,
     /// Inode number.
     pub ino: u64,
-    /// Device (major, minor) of the filesystem.
-    pub dev: (u32, u32),
+    /// Device of the filesystem (`st_dev`).
+    pub dev: u64,
 }
 
 impl FileStat {
@@ -106,6 +109,20 @@ impl FileStat {
     #[must_use]
     pub fn is_dir(&self) -> bool {
         self.mode & 0o170_000 == 0o040_000
+    }
+
+    /// The same facts from a [`std::fs::Metadata`] (a stat made on a thread).
+    #[cfg(unix)]
+    #[must_use]
+    pub fn from_metadata(metadata: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        FileStat {
+            len: metadata.len(),
+            mode: metadata.mode(),
+            modified: FileStat::time(metadata.mtime(), metadata.mtime_nsec() as u32),
+            ino: metadata.ino(),
+            dev: metadata.dev(),
+        }
     }
 
     /// A time from seconds and nanoseconds since the epoch (negative: before it).

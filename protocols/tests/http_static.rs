@@ -113,6 +113,26 @@ ringwork::platform::test_all_backends! {
         assert!(!resp.text().contains(SECRET));
     }
 
+    /// Symlinks that stay inside the root are served, relative or absolute (under io_uring
+    /// the confined lookup refuses the absolute one, and the pool's decides); a FIFO is
+    /// refused at once (its open would block until a writer came).
+    fn symlinks_inside_the_root_and_fifos(backend: BackendChoice) {
+        let dir = TempDir::new("static-links");
+        let Some(server) = start(backend, &dir) else { return };
+        let root = dir.0.join("root");
+        symlink("hello.txt", root.join("relative.txt")).unwrap();
+        symlink(root.join("hello.txt"), root.join("absolute.txt")).unwrap();
+        symlink("../sub", root.join("list/up")).unwrap();
+        let made = std::process::Command::new("mkfifo").arg(root.join("pipe.txt")).status();
+        assert!(made.is_ok_and(|status| status.success()), "mkfifo");
+        let mut client = server.client();
+        assert_eq!(client.get("/relative.txt", "").text(), "hello, static world\n");
+        assert_eq!(client.get("/absolute.txt", "").text(), "hello, static world\n");
+        assert_eq!(client.get("/list/up/", "").text(), "<h1>index</h1>\n");
+        assert_eq!(client.get("/pipe.txt", "").status, 403);
+        assert_eq!(client.get("/escape.txt", "").status, 403);
+    }
+
     fn directories(backend: BackendChoice) {
         let dir = TempDir::new("static-dirs");
         let Some(server) = start(backend, &dir) else { return };

@@ -30,6 +30,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 
+pub use ringwork_platform::FileStat;
 use ringwork_platform::{FileDone, FileRequest};
 
 use crate::local::LocalHandle;
@@ -120,6 +121,7 @@ impl Files {
                 dir: None,
                 path: c_path,
                 beneath: false,
+                path_only: false,
             };
             return match RingOp::new(core.clone(), request).await {
                 Ok(FileDone::Opened(file)) => Ok(self.adopt_shared(file, path)),
@@ -343,6 +345,83 @@ impl File {
             ));
         }
         Ok(buf)
+    }
+
+    /// Opens `path` (relative) beneath this directory, in the ring (`openat2(2)` with
+    /// `RESOLVE_BENEATH`: `..`, absolute paths and symlinks leaving the directory fail with
+    /// [`io::ErrorKind::CrossesDevices`] (`EXDEV`)); `path_only` opens an `O_PATH` handle,
+    /// good for [`File::stat`] only, which never blocks (a FIFO included). An empty `path`
+    /// is the directory itself.
+    ///
+    /// # Errors
+    /// The OS error (with the path); [`io::ErrorKind::Unsupported`] when files do not go
+    /// through the ring ([`Files::in_ring`]: the pool has no confined open).
+    ///
+    /// # Cancellation
+    /// Safe: the driver keeps the request until the kernel is done; a file it opened for a
+    /// dropped future is closed.
+    pub async fn open_beneath(&self, path: &Path, path_only: bool) -> io::Result<File> {
+        use std::os::unix::ffi::OsStrExt;
+        let Some(core) = &self.ring else {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a confined open needs the io_uring ring",
+            ));
+        };
+        let bytes = path.as_os_str().as_bytes();
+        let bytes = if bytes.is_empty() {
+            b".".as_slice()
+        } else {
+            bytes
+        };
+        let c_path = std::ffi::CString::new(bytes)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a path with a NUL byte"))?;
+        let request = FileRequest::Open {
+            dir: Some(self.shared()),
+            path: c_path,
+            beneath: true,
+            path_only,
+        };
+        let joined: Arc<Path> = Arc::from(self.path.join(path));
+        match RingOp::new(core.clone(), request).await {
+            Ok(FileDone::Opened(file)) => Ok(File {
+                file: Some(Arc::new(file)),
+                path: joined,
+                pool: self.pool.clone(),
+                hook: self.hook.clone(),
+                ring: self.ring.clone(),
+            }),
+            Ok(other) => Err(unexpected(&other)),
+            Err(error) => Err(io::Error::new(
+                error.kind(),
+                format!("opening {}: {}", joined.display(), error.source),
+            )),
+        }
+    }
+
+    /// The file's type, length, modification time and identity: `statx(2)` in the ring, or
+    /// `fstat(2)` on the pool.
+    ///
+    /// # Errors
+    /// The OS error (with the path), or the pool's refusal.
+    pub async fn stat(&self) -> io::Result<FileStat> {
+        let Some(core) = &self.ring else {
+            return self
+                .metadata()
+                .await
+                .map(|metadata| FileStat::from_metadata(&metadata));
+        };
+        let request = FileRequest::Stat {
+            file: self.shared(),
+        };
+        match RingOp::new(core.clone(), request).await {
+            Ok(FileDone::Stat(stat)) => Ok(stat),
+            Ok(other) => Err(unexpected(&other)),
+            Err(error) => Err(io::Error::new(
+                error.kind(),
+                format!("stat of {}: {}", self.path.display(), error.source),
+            )),
+        }
     }
 
     /// The file's metadata (`fstat(2)`), for its length and validators.

@@ -84,13 +84,23 @@ impl FileOps {
         }
         .encode();
         let (memory, sqe) = match request {
-            FileRequest::Open { dir, path, beneath } => {
+            FileRequest::Open {
+                dir,
+                path,
+                beneath,
+                path_only,
+            } => {
                 let resolve = if beneath {
                     RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS
                 } else {
                     0
                 };
-                let flags = (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY) as u64;
+                let access = if path_only {
+                    libc::O_PATH
+                } else {
+                    libc::O_RDONLY | libc::O_NOCTTY
+                };
+                let flags = (access | libc::O_CLOEXEC) as u64;
                 let how = Box::new(OpenHow::new().flags(flags).resolve(resolve));
                 let dirfd = dir.as_ref().map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
                 let sqe = opcode::OpenAt2::new(Fd(dirfd), path.as_ptr(), &raw const *how).build();
@@ -197,7 +207,7 @@ impl FileOps {
                     mode: u32::from(buf.stx_mode),
                     modified: FileStat::time(buf.stx_mtime.tv_sec, buf.stx_mtime.tv_nsec),
                     ino: buf.stx_ino,
-                    dev: (buf.stx_dev_major, buf.stx_dev_minor),
+                    dev: libc::makedev(buf.stx_dev_major, buf.stx_dev_minor),
                 }),
                 Memory::Read { mut buf, .. } => {
                     let filled = result as usize;

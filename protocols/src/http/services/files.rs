@@ -14,19 +14,23 @@
 //! Does not: use `sendfile`/`splice` yet, or resolve paths in the ring (the lookup is one
 //! trip to a worker and back per request).
 
+use std::cell::RefCell;
+use std::io;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::rc::Rc;
 
 use bytes::Bytes;
 use ringwork::LocalHandle;
-use ringwork::fs::{File, Files, ReadHook};
+use ringwork::fs::{File, FileStat, Files, ReadHook};
 
 use crate::http::date::format_http_date;
 use crate::http::proto::{Method, RequestHead};
 use crate::http::server::{Handler, Request, Responder, Response};
+use crate::http::static_files::path::INDEX_FILE;
 use crate::http::static_files::{
-    Precondition, Preconditions, RangeOutcome, Resolved, StaticRoot, content_range, content_type,
-    etag_for, parse_range, read_listing, render_listing, unsatisfied_range,
+    PathError, Precondition, Preconditions, RangeOutcome, Resolved, StaticRoot, content_range,
+    content_type, etag_from, fs_error, parse_range, read_listing, relative_path, render_listing,
+    unsatisfied_range,
 };
 
 /// Serves the files under one directory (`ringwork serve web --root DIR`).
@@ -34,6 +38,7 @@ pub struct StaticFiles {
     root: StaticRoot,
     listings: bool,
     read_hook: Option<ReadHook>,
+    root_dir: RootDir,
 }
 
 impl StaticFiles {
@@ -51,6 +56,7 @@ impl StaticFiles {
             root: StaticRoot::new(dir)?,
             listings: true,
             read_hook: None,
+            root_dir: RootDir::default(),
         })
     }
 
@@ -92,34 +98,33 @@ impl Handler for StaticFiles {
         let files = handle.files().with_read_hook(self.read_hook.clone());
         let root = self.root.clone();
         let listings = self.listings;
-        // A GET needs the file open: opened in the lookup's trip to the pool.
+        let root_dir = Rc::clone(&self.root_dir);
+        // A GET needs the file open; a HEAD only its metadata.
         let open = *request.method() == Method::Get;
         handle.spawn_local(async move {
             let path = request.path().to_vec();
-            let resolved = files
-                .run(move || {
-                    Ok(root.resolve(&path).map(|resolved| {
-                        let file = match &resolved {
-                            Resolved::File { path, .. } if open => {
-                                Some(std::fs::File::open(path).map(|f| (f, path.clone())))
-                            }
-                            _ => None,
-                        };
-                        (resolved, file)
-                    }))
-                })
-                .await;
-            match resolved {
-                Err(error) => {
+            let mut lookup = Err(LookupError::Fallback);
+            if files.in_ring() {
+                lookup = lookup_in_ring(&files, &root_dir, &root, &path, open).await;
+            }
+            if matches!(lookup, Err(LookupError::Fallback)) {
+                lookup = lookup_on_pool(&files, root, path, open).await;
+            }
+            match lookup {
+                Err(LookupError::Shed(error)) => {
                     // The pool refused the job (its queue is full): shed the request.
                     tracing::warn!(%error, "static file lookup not run");
                     respond.send(Response::error(503));
                 }
-                Ok(Err(error)) => {
+                Err(LookupError::Path(error)) => {
                     tracing::debug!(%error, "static file not served");
                     respond.send(Response::error(error.status()));
                 }
-                Ok(Ok((Resolved::RedirectToSlash, _))) => {
+                Err(LookupError::Fallback) => {
+                    // Not reached: the pool's lookup never falls back.
+                    respond.send(Response::error(500));
+                }
+                Ok(Lookup::RedirectToSlash) => {
                     let mut location = request.path().to_vec();
                     location.push(b'/');
                     if let Some(query) = request.query() {
@@ -128,15 +133,166 @@ impl Handler for StaticFiles {
                     }
                     respond.send(Response::error(301).header("Location", location));
                 }
-                Ok(Ok((Resolved::Directory { path }, _))) => {
+                Ok(Lookup::Directory(path)) => {
                     respond.send(listing(&files, listings, &request, path).await);
                 }
-                Ok(Ok((Resolved::File { path, metadata }, opened))) => {
-                    let opened = opened.map(|o| o.map(|(file, path)| files.adopt(file, path)));
-                    serve_file(request, respond, opened, &path, &metadata).await;
+                Ok(Lookup::File { path, stat, opened }) => {
+                    serve_file(request, respond, opened, &path, &stat).await;
                 }
             }
         });
+    }
+}
+
+/// What a request path names, looked up (see [`resolve`](crate::http::static_files::resolve)).
+enum Lookup {
+    RedirectToSlash,
+    Directory(PathBuf),
+    File {
+        /// The path (for the content type and logs).
+        path: PathBuf,
+        stat: FileStat,
+        /// The file opened for a GET (`None` for a HEAD), or why it could not be.
+        opened: Option<io::Result<File>>,
+    },
+}
+
+enum LookupError {
+    /// The path is not served (400, 403, 404, 500).
+    Path(PathError),
+    /// The thread pool refused the lookup: 503.
+    Shed(io::Error),
+    /// The ring cannot decide (a symlink that `RESOLVE_BENEATH` refuses, which may still
+    /// stay inside the root): look up on the pool.
+    Fallback,
+}
+
+/// The lookup (checks, canonicalize, stat) and a GET's open, in one job of the pool.
+async fn lookup_on_pool(
+    files: &Files,
+    root: StaticRoot,
+    request_path: Vec<u8>,
+    open: bool,
+) -> Result<Lookup, LookupError> {
+    let resolved = files
+        .run(move || {
+            Ok(root.resolve(&request_path).map(|resolved| {
+                let file = match &resolved {
+                    Resolved::File { path, .. } if open => {
+                        Some(std::fs::File::open(path).map(|f| (f, path.clone())))
+                    }
+                    _ => None,
+                };
+                (resolved, file)
+            }))
+        })
+        .await
+        .map_err(LookupError::Shed)?;
+    match resolved.map_err(LookupError::Path)? {
+        (Resolved::RedirectToSlash, _) => Ok(Lookup::RedirectToSlash),
+        (Resolved::Directory { path }, _) => Ok(Lookup::Directory(path)),
+        (Resolved::File { path, metadata }, opened) => Ok(Lookup::File {
+            path,
+            stat: FileStat::from_metadata(&metadata),
+            opened: opened.map(|o| o.map(|(file, path)| files.adopt(file, path))),
+        }),
+    }
+}
+
+/// The lookup in the ring: the lexical checks, then `openat2` beneath the root directory
+/// (the kernel confines the walk: `RESOLVE_BENEATH`) as an `O_PATH` handle (never blocks,
+/// even on a FIFO), `statx` on it, and for a GET the open for reading. No thread.
+async fn lookup_in_ring(
+    files: &Files,
+    root_dir: &RootDir,
+    root: &StaticRoot,
+    request_path: &[u8],
+    open: bool,
+) -> Result<Lookup, LookupError> {
+    let rel = relative_path(request_path).map_err(LookupError::Path)?;
+    let dir = open_root(files, root_dir, root).await?;
+    let joined = root.path().join(&rel);
+    let stat = stat_beneath(&dir, &rel, &joined).await?;
+    let wants_dir = request_path.ends_with(b"/");
+    if stat.is_dir() {
+        if !wants_dir {
+            return Ok(Lookup::RedirectToSlash);
+        }
+        let index_rel = rel.join(INDEX_FILE);
+        let index_path = joined.join(INDEX_FILE);
+        return match stat_beneath(&dir, &index_rel, &index_path).await {
+            Ok(index) if index.is_file() => {
+                file_in_ring(&dir, index_rel, index_path, index, open).await
+            }
+            // No index (or not a file): the directory's listing.
+            Ok(_) | Err(LookupError::Path(PathError::NotFound { .. })) => {
+                Ok(Lookup::Directory(joined))
+            }
+            Err(error) => Err(error),
+        };
+    }
+    if wants_dir {
+        // `/file.txt/`: a file is not a directory.
+        return Err(LookupError::Path(PathError::NotFound { path: joined }));
+    }
+    if !stat.is_file() {
+        return Err(LookupError::Path(PathError::Forbidden { path: joined }));
+    }
+    file_in_ring(&dir, rel, joined, stat, open).await
+}
+
+/// The root directory opened on this core, for lookups in the ring (at the first one).
+type RootDir = Rc<RefCell<Option<Rc<File>>>>;
+
+async fn open_root(
+    files: &Files,
+    slot: &RootDir,
+    root: &StaticRoot,
+) -> Result<Rc<File>, LookupError> {
+    if let Some(dir) = slot.borrow().as_ref() {
+        return Ok(Rc::clone(dir));
+    }
+    let dir = files.open(root.path()).await.map_err(|error| {
+        tracing::warn!(%error, "cannot open the static root");
+        LookupError::Path(fs_error(&error, root.path()))
+    })?;
+    let dir = Rc::new(dir);
+    *slot.borrow_mut() = Some(Rc::clone(&dir));
+    Ok(dir)
+}
+
+/// `statx` of `rel` beneath `dir` through an `O_PATH` handle.
+async fn stat_beneath(dir: &File, rel: &Path, joined: &Path) -> Result<FileStat, LookupError> {
+    let handle = dir
+        .open_beneath(rel, true)
+        .await
+        .map_err(|e| ring_error(&e, joined))?;
+    handle.stat().await.map_err(|e| ring_error(&e, joined))
+}
+
+/// A regular file found in the ring; opened for reading for a GET.
+async fn file_in_ring(
+    dir: &File,
+    rel: PathBuf,
+    path: PathBuf,
+    stat: FileStat,
+    open: bool,
+) -> Result<Lookup, LookupError> {
+    let opened = if open {
+        Some(dir.open_beneath(&rel, false).await)
+    } else {
+        None
+    };
+    Ok(Lookup::File { path, stat, opened })
+}
+
+/// A ring lookup's error: `EXDEV` (`RESOLVE_BENEATH` refused a symlink) goes to the pool,
+/// which decides by the canonical path; the rest as the pool's lookup maps them.
+fn ring_error(error: &io::Error, path: &Path) -> LookupError {
+    if error.kind() == io::ErrorKind::CrossesDevices {
+        LookupError::Fallback
+    } else {
+        LookupError::Path(fs_error(error, path))
     }
 }
 
@@ -170,13 +326,13 @@ async fn listing(files: &Files, listings: bool, request: &Request, dir: PathBuf)
 async fn serve_file(
     request: Request,
     respond: Responder,
-    opened: Option<std::io::Result<File>>,
+    opened: Option<io::Result<File>>,
     path: &Path,
-    metadata: &std::fs::Metadata,
+    stat: &FileStat,
 ) {
-    let len = metadata.len();
-    let etag = etag_for(metadata);
-    let modified = metadata.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+    let len = stat.len;
+    let etag = etag_from(len, Some(stat.modified));
+    let modified = stat.modified;
     let headers = request.headers();
     let preconditions = Preconditions {
         if_match: headers.get("if-match"),
