@@ -3,16 +3,17 @@
 //! Owns: turning [`crate::http::static_files`] decisions into responses — 301 to the
 //! slash-ended directory URL, listings (optional), 304/412 from preconditions, 206/416
 //! from ranges — and sending file contents.
-//! Contract: nothing blocks the core: resolving the path (checks, canonicalize, stat) with
-//! the open, and directory listings, are jobs of the thread pool; reads go through the
-//! engine's file API ([`ringwork::fs`]: io_uring READs, or pool jobs under poll); the
-//! request is answered from a task on the core when they complete; a slow disk (or file) delays only its own requests. Files up
+//! Contract: nothing blocks the core. Under io_uring the lookup runs in the core's ring
+//! (`openat2` beneath the root with `RESOLVE_BENEATH`, `statx`, the open: no thread; an
+//! `EXDEV` refusal goes to the pool's canonical lookup, so both decide alike); under poll
+//! the lookup with the open is one job of the thread pool; directory listings are pool
+//! jobs; reads go through the engine's file API ([`ringwork::fs`]: io_uring READs, or pool
+//! jobs). The request is answered from a task on the core when they complete; a slow disk (or file) delays only its own requests. Files up
 //! to [`StaticFiles::INLINE_MAX`] go out as one response; larger ones stream in
 //! [`StaticFiles::CHUNK`] pieces through a [`BodyWriter`](crate::http::server::BodyWriter),
 //! waiting on its backpressure, so a file is never read whole into memory and a slow client
 //! holds at most the connection's write buffer.
-//! Does not: use `sendfile`/`splice` yet, or resolve paths in the ring (the lookup is one
-//! trip to a worker and back per request).
+//! Does not: use `sendfile`/`splice` yet.
 
 use std::cell::RefCell;
 use std::io;
