@@ -420,36 +420,22 @@ async fn serve_file(
         }
         return;
     }
-    // One piece is read ahead while the previous one is written: the read's latency (a
-    // turn of the ring, or a trip to a worker) overlaps the send. At most one piece waits
-    // besides the connection's buffer.
-    let handle = request.handle().clone();
-    let file = Rc::new(file);
-    let read_piece = |offset: u64| {
-        let file = Rc::clone(&file);
-        // INVARIANT: at most CHUNK, a usize.
-        let want = (start + count - offset).min(StaticFiles::CHUNK as u64) as usize;
-        handle.spawn_local(async move { file.read_exact_at(want, offset).await })
-    };
     let mut writer = respond.stream(response);
-    let end = start + count;
-    let mut next = Some(read_piece(start));
     let mut offset = start;
-    while let Some(piece) = next.take() {
-        let chunk: Bytes = match piece.await {
-            Ok(Ok(chunk)) => chunk.freeze(),
-            Ok(Err(error)) => {
+    let end = start + count;
+    while offset < end {
+        // INVARIANT: at most CHUNK, a usize.
+        let want = (end - offset).min(StaticFiles::CHUNK as u64) as usize;
+        let chunk: Bytes = match file.read_exact_at(want, offset).await {
+            Ok(chunk) => chunk.freeze(),
+            Err(error) => {
                 // Dropping the writer unfinished closes the connection: the client sees
                 // a short body rather than wrong bytes.
                 tracing::warn!(%error, "file read failed mid-body");
                 return;
             }
-            Err(_) => return, // the core is stopping
         };
-        offset += chunk.len() as u64;
-        if offset < end {
-            next = Some(read_piece(offset));
-        }
+        offset += want as u64;
         if !writer.write(chunk) && writer.ready().await.is_err() {
             return;
         }
