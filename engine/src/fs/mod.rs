@@ -1,23 +1,24 @@
 //! [`Files`]: file I/O that never blocks a core (open, stat, positioned reads, close).
 //!
 //! Owns: the file API a core's futures await ([`LocalHandle::files`]): [`Files::open`],
-//! [`Files::metadata`], [`File::read_at`] into a buffer the operation owns, [`File::close`],
-//! and [`Files::run`] for other blocking filesystem work (a directory listing, a path
-//! canonicalized under a root).
+//! [`File::open_beneath`], [`File::stat`], [`Files::metadata`], [`File::read_at`] into a
+//! buffer the operation owns, [`File::close`], and [`Files::run`] for other blocking
+//! filesystem work (a directory listing, a path canonicalized under a root).
 //! Contract: under io_uring (when the driver reports
-//! [`Capabilities::file_ops`](ringwork_platform::Capabilities::file_ops)), opens, reads and
-//! closes are operations in the core's ring (IORING_OP_OPENAT2, READ, CLOSE: no thread,
-//! no copy, see `ring.rs`); everything else, and everything under poll, runs on the core's
-//! [`ThreadPool`] (the runtime's, shared by every core), its value delivered on the calling
-//! core. Either way a slow disk (or a FIFO that never fills) stalls only the futures that
-//! wait for it, never the core's other connections. Buffers are owned: [`File::read_at`] takes the buffer by value and gives it
-//! back filled, so dropping the future is safe at any point — a read already running keeps
-//! its buffer (and the file) until it returns on its worker, then drops both there. Files
-//! are opened `O_RDONLY | O_CLOEXEC` (Rust's default).
-//! Does not: write files; stat through the ring (`metadata` gives a `std::fs::Metadata`,
-//! which only the pool can build); bound an operation's time (a read of a
-//! hung disk holds a worker until it returns, and a full pool queue fails fast with an
-//! error instead of growing).
+//! [`Capabilities::file_ops`](ringwork_platform::Capabilities::file_ops)), opens, `stat`,
+//! reads and closes are operations in the core's ring (IORING_OP_OPENAT2, STATX, READ,
+//! CLOSE: no thread, see `ring.rs`); everything else (`metadata`, `run`), and everything
+//! under poll, runs on the core's [`ThreadPool`] (the runtime's, shared by every core), its
+//! value delivered on the calling core. Either way a slow disk (or a FIFO that never fills)
+//! stalls only the futures that wait for it, never the core's other connections. Buffers
+//! are owned: [`File::read_at`] takes the buffer by value and gives it back filled, so
+//! dropping the future is safe at any point — a read already submitted keeps its buffer
+//! (and the file) with the driver until its completion, or on its worker until it returns,
+//! and they are dropped there. Files are opened `O_RDONLY | O_CLOEXEC`.
+//! Does not: write files; confine [`File::open_beneath`] without the ring (it answers
+//! `Unsupported` there); bound an operation's time (a read of a hung disk holds a worker,
+//! or an io_uring worker, until it returns; a full pool queue fails fast with an error
+//! instead of growing).
 //!
 //! [`LocalHandle::files`]: crate::LocalHandle::files
 
