@@ -30,6 +30,8 @@
 //!   threads, its value awaited on the calling core ([`Reactor::defer_to_thread`],
 //!   [`Context::defer_to_thread`]); the default name resolver
 //!   ([`names::SystemResolver`], `getaddrinfo`) is one user of it.
+//! - [`fs`]: file I/O off the core — open, stat, positioned reads into owned buffers and
+//!   close as futures ([`LocalHandle::files`]), for servers of files (static files).
 //! - [`ProcessProtocol`] (Twisted's `spawnProcess`): child processes whose pipes or
 //!   pseudo-terminal the driver reads and writes like connections
 //!   ([`Reactor::spawn_process`]).
@@ -60,6 +62,7 @@ mod datagram;
 mod dispatch;
 pub mod endpoint;
 mod error;
+pub mod fs;
 pub mod happy_eyeballs;
 mod io;
 mod local;

@@ -52,6 +52,10 @@ pub(crate) struct Local {
     /// Whether `resolver` was installed by the user (else it is the default, rebuilt when
     /// the core gets its runtime's thread pool).
     resolver_installed: Cell<bool>,
+    /// The core's pool for blocking work (the file API runs there, see [`crate::fs`]).
+    pool: RefCell<ThreadPool>,
+    /// The core's driver runs file operations in its ring (see [`crate::fs`]).
+    file_ring: Cell<bool>,
 }
 
 /// A cheap, cloneable handle to this core's reactor for code that cannot borrow it: futures
@@ -78,8 +82,10 @@ impl LocalHandle {
                 clock,
                 now: Cell::new(now),
                 in_turn: Cell::new(false),
-                resolver: RefCell::new(Rc::new(SystemResolver::new(pool))),
+                resolver: RefCell::new(Rc::new(SystemResolver::new(pool.clone()))),
                 resolver_installed: Cell::new(false),
+                pool: RefCell::new(pool),
+                file_ring: Cell::new(false),
             }),
         }
     }
@@ -103,8 +109,34 @@ impl LocalHandle {
     /// The core now uses `pool` for blocking work: so does the default resolver.
     pub(crate) fn set_thread_pool(&self, pool: ThreadPool) {
         if !self.local.resolver_installed.get() {
-            *self.local.resolver.borrow_mut() = Rc::new(SystemResolver::new(pool));
+            *self.local.resolver.borrow_mut() = Rc::new(SystemResolver::new(pool.clone()));
         }
+        *self.local.pool.borrow_mut() = pool;
+    }
+
+    /// This core's pool for blocking work (the runtime's, shared by every core; see
+    /// [`Reactor::defer_to_thread`]).
+    #[must_use]
+    pub fn thread_pool(&self) -> ThreadPool {
+        self.local.pool.borrow().clone()
+    }
+
+    /// This core's file API: open, stat, read and close without blocking the core (see
+    /// [`crate::fs`]): in the driver's io_uring ring when it has file operations, else on
+    /// the core's thread pool.
+    #[must_use]
+    pub fn files(&self) -> crate::fs::Files {
+        let files = crate::fs::Files::new(self.thread_pool());
+        if self.local.file_ring.get() {
+            files.with_ring(self.clone())
+        } else {
+            files
+        }
+    }
+
+    /// Whether the core's driver runs file operations in its ring.
+    pub(crate) fn set_file_ring(&self, ring: bool) {
+        self.local.file_ring.set(ring);
     }
 
     /// Runs `f` on the reactor after the current callback or task poll, in the same turn.

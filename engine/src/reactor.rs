@@ -91,6 +91,8 @@ pub struct Reactor {
     stopped: bool,
     /// Run by [`Reactor::run`] when it returns.
     stop_hooks: Vec<StopHook>,
+    /// File operations in the driver's ring, by id (see `fs/ring.rs`).
+    ring_ops: crate::fs::ring::RingOps,
     /// The manual clock this reactor's driver is registered with, and the registration.
     clock_registration: Option<(crate::ManualClock, u64)>,
 }
@@ -110,9 +112,11 @@ impl Reactor {
             crate::Clock::Manual(clock) => Some((clock.clone(), clock.register(driver.waker()))),
             crate::Clock::System => None,
         };
+        let state = State::new(config);
+        state.local.set_file_ring(driver.capabilities().file_ops);
         Ok(Self {
             driver,
-            state: State::new(config),
+            state,
             clock_registration,
             listeners: Vec::new(),
             retiring: Vec::new(),
@@ -128,7 +132,37 @@ impl Reactor {
             killed_children: false,
             stopped: false,
             stop_hooks: Vec::new(),
+            ring_ops: crate::fs::ring::RingOps::default(),
         })
+    }
+
+    /// Submits a file operation of `ringwork::fs` to the driver's ring (`slot`: its future).
+    pub(crate) fn submit_file(
+        &mut self,
+        request: ringwork_platform::FileRequest,
+        slot: Option<std::rc::Rc<crate::fs::ring::RingSlot>>,
+    ) {
+        self.ring_ops.submit(&mut self.driver, request, slot);
+    }
+
+    /// The future of file operation `id` was dropped.
+    pub(crate) fn forget_file(&mut self, id: ringwork_platform::FileOpId) {
+        self.ring_ops.forget(&mut self.driver, id);
+    }
+
+    /// File operations of `ringwork::fs` in the driver's ring whose future waits.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn file_ops_waiting(&self) -> usize {
+        self.ring_ops.len()
+    }
+
+    /// File operations in the driver's ring, waited for or not (the kernel may still use
+    /// their memory).
+    #[doc(hidden)]
+    #[must_use]
+    pub fn file_ops_in_flight(&self) -> usize {
+        self.driver.file_ops_in_flight()
     }
 
     pub(crate) fn set_total_limit(
@@ -1047,6 +1081,7 @@ impl Reactor {
             Completion::Exited { child, status } => {
                 crate::process::exited(&mut self.state, &mut self.driver, child, status);
             }
+            Completion::File { op, result } => self.ring_ops.complete(op, result),
             Completion::ShutdownDone { .. } | Completion::Timer { .. } | Completion::Woken => {}
             _ => {}
         }

@@ -111,6 +111,14 @@ pub enum Completion {
         /// `Ok` once shut down.
         result: Result<(), OpError>,
     },
+    /// A file operation of [`Driver::file`](crate::Driver::file) finished (never delivered
+    /// for one the caller forgot).
+    File {
+        /// The operation.
+        op: crate::file::FileOpId,
+        /// What it gave back, or why it failed.
+        result: Result<crate::file::FileDone, OpError>,
+    },
     /// A child process exited and was reaped (see [`Driver::spawn`](crate::Driver::spawn)):
     /// the last completion of its watcher, which the caller closes. Its streams may still
     /// deliver output it wrote before.

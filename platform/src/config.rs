@@ -105,6 +105,10 @@ pub struct DriverConfig {
     /// `pidfd_open`, so that fallback can be exercised on a kernel that has it.
     #[doc(hidden)]
     pub simulate_no_pidfd: bool,
+    /// Test hook: run no file operations in the ring ([`Capabilities::file_ops`] false), as
+    /// on a kernel without them, so callers' thread fallback can be exercised under io_uring.
+    #[doc(hidden)]
+    pub simulate_no_file_ops: bool,
     /// Test hook: make io_uring setup fail with this errno, as a seccomp filter or the sysctl
     /// would, so the fallback path can be exercised on a machine where io_uring works.
     #[doc(hidden)]
@@ -123,6 +127,7 @@ impl Default for DriverConfig {
             poll_reads_per_turn: 16,
             splice_pipe_size: 64 * 1024,
             simulate_no_pidfd: false,
+            simulate_no_file_ops: false,
             simulate_uring_setup_errno: None,
         }
     }
@@ -193,6 +198,9 @@ pub struct Capabilities {
     pub multishot_recv: bool,
     /// A provided buffer ring (buf_ring) is registered.
     pub buf_ring: bool,
+    /// File operations run in the ring ([`Driver::file`](crate::Driver::file): OPENAT2,
+    /// STATX, READ, CLOSE); `false` under poll, where callers use threads.
+    pub file_ops: bool,
     /// Opcodes the probe reported as supported, by name (those the backend cares about).
     pub opcodes: Vec<&'static str>,
     /// Why io_uring is not in use, when the poll backend was chosen automatically.

@@ -897,6 +897,62 @@ impl Driver {
         with_backend!(&self.backend, b => b.raw_fd(id))
     }
 
+    /// Submits a file operation (open, stat, read, close: [`FileRequest`]) to run in the
+    /// ring; a [`Completion::File`] with the returned id brings its result. Only where
+    /// [`Capabilities::file_ops`] says so (io_uring): elsewhere use a thread.
+    ///
+    /// # Errors
+    /// `Unsupported` when the backend has no file operations (the request is handed back
+    /// dropped: a `Close` request's file is closed here).
+    ///
+    /// # Cancellation
+    /// [`Driver::forget_file`]: the driver keeps the request's memory (buffer, path, file)
+    /// until the kernel is done with it, then drops it.
+    ///
+    /// [`FileRequest`]: crate::FileRequest
+    /// [`Completion::File`]: crate::Completion::File
+    /// [`Capabilities::file_ops`]: crate::Capabilities::file_ops
+    pub fn file(&mut self, request: crate::FileRequest) -> Result<crate::FileOpId, OpError> {
+        match &mut self.backend {
+            #[cfg(uring)]
+            Backend::Uring(uring) if uring.capabilities().file_ops => {
+                Ok(uring.file(&mut self.core, request))
+            }
+            _ => Err(OpError::new(
+                OpKind::File,
+                None,
+                io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "file operations need the io_uring backend",
+                ),
+            )),
+        }
+    }
+
+    /// The caller will not wait for file operation `op` ([`Driver::file`]): its completion
+    /// is not delivered, and its memory is dropped when the kernel is done with it. `false`
+    /// if it is not in flight.
+    pub fn forget_file(&mut self, op: crate::FileOpId) -> bool {
+        match &mut self.backend {
+            #[cfg(uring)]
+            Backend::Uring(uring) => uring.forget_file(op),
+            _ => {
+                let _ = op;
+                false
+            }
+        }
+    }
+
+    /// File operations in flight ([`Driver::file`]).
+    #[must_use]
+    pub fn file_ops_in_flight(&self) -> usize {
+        match &self.backend {
+            #[cfg(uring)]
+            Backend::Uring(uring) => uring.file_ops_in_flight(),
+            _ => 0,
+        }
+    }
+
     /// Arms a one-shot timer; a [`Completion::Timer`] follows at or after `deadline`.
     pub fn timer(&mut self, deadline: Instant) -> TimerId {
         self.core.insert_timer(deadline)

@@ -127,11 +127,13 @@ pub enum OpKind {
     /// Waiting for room to send after the kernel finished a send with `EAGAIN` (io_uring
     /// does so on a non-blocking socket once its internal poll retries run out).
     SendPoll = 21,
+    /// A file operation ([`Driver::file`](crate::Driver::file)): open, stat, read, close.
+    File = 22,
 }
 
 impl OpKind {
     #[cfg(test)]
-    const ALL: [OpKind; 21] = [
+    const ALL: [OpKind; 22] = [
         OpKind::Accept,
         OpKind::Recv,
         OpKind::Send,
@@ -153,6 +155,7 @@ impl OpKind {
         OpKind::Spawn,
         OpKind::Signal,
         OpKind::SendPoll,
+        OpKind::File,
     ];
 
     fn from_u8(value: u8) -> Option<OpKind> {
@@ -178,6 +181,7 @@ impl OpKind {
             19 => OpKind::Spawn,
             20 => OpKind::Signal,
             21 => OpKind::SendPoll,
+            22 => OpKind::File,
             _ => return None,
         })
     }
@@ -213,6 +217,7 @@ impl fmt::Display for OpKind {
             OpKind::Spawn => "spawn",
             OpKind::Signal => "signal",
             OpKind::SendPoll => "send-poll",
+            OpKind::File => "file",
         };
         f.write_str(name)
     }

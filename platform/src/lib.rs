@@ -30,6 +30,7 @@ mod driver;
 mod error;
 #[cfg(unix)]
 pub mod fdpass;
+mod file;
 mod id;
 pub mod inherit;
 pub mod multicast;
@@ -58,6 +59,7 @@ pub use crate::completion::Completion;
 pub use crate::config::{BackendChoice, BackendKind, Capabilities, DriverConfig, Stats};
 pub use crate::driver::{ConnectOptions, Driver, ListenOptions};
 pub use crate::error::{OpError, SetupError, UringUnavailable};
+pub use crate::file::{FileDone, FileOpId, FileRequest, FileStat};
 pub use crate::id::{OpId, OpKind, SocketId, TimerId};
 pub use crate::options::{Keepalive, SocketOptionError, SocketOptions};
 pub use crate::process::{ChildStdio, ExitStatus, ProcessCommand, Spawned, WindowSize};

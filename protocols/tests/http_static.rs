@@ -2,13 +2,18 @@
 //! (plain and percent-encoded) and symlinks out of the root, directory redirects, index
 //! files and listings, validators (ETag, Last-Modified) and 304s, ranges (206, suffix,
 //! 416), HEAD, and a 5 MiB file that must stream (the server's write buffer limit is set
-//! below the file's size, so a file sent whole would kill the connection).
+//! below the file's size, so a file sent whole would kill the connection). A slow file
+//! (its reads held by a test hook of the file API) leaves 50 other connections answered
+//! while its download is stuck.
 #![cfg(feature = "engine")]
 
 mod common;
 
 use std::fs;
+use std::io::Read;
 use std::os::unix::fs::symlink;
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 
 use common::{Client, Server, TempDir, pattern};
 use ringwork::{BackendChoice, ReactorConfig};
@@ -108,6 +113,26 @@ ringwork::platform::test_all_backends! {
         assert!(!resp.text().contains(SECRET));
     }
 
+    /// Symlinks that stay inside the root are served, relative or absolute (under io_uring
+    /// the confined lookup refuses the absolute one, and the pool's decides); a FIFO is
+    /// refused at once (its open would block until a writer came).
+    fn symlinks_inside_the_root_and_fifos(backend: BackendChoice) {
+        let dir = TempDir::new("static-links");
+        let Some(server) = start(backend, &dir) else { return };
+        let root = dir.0.join("root");
+        symlink("hello.txt", root.join("relative.txt")).unwrap();
+        symlink(root.join("hello.txt"), root.join("absolute.txt")).unwrap();
+        symlink("../sub", root.join("list/up")).unwrap();
+        let made = std::process::Command::new("mkfifo").arg(root.join("pipe.txt")).status();
+        assert!(made.is_ok_and(|status| status.success()), "mkfifo");
+        let mut client = server.client();
+        assert_eq!(client.get("/relative.txt", "").text(), "hello, static world\n");
+        assert_eq!(client.get("/absolute.txt", "").text(), "hello, static world\n");
+        assert_eq!(client.get("/list/up/", "").text(), "<h1>index</h1>\n");
+        assert_eq!(client.get("/pipe.txt", "").status, 403);
+        assert_eq!(client.get("/escape.txt", "").status, 403);
+    }
+
     fn directories(backend: BackendChoice) {
         let dir = TempDir::new("static-dirs");
         let Some(server) = start(backend, &dir) else { return };
@@ -197,5 +222,103 @@ ringwork::platform::test_all_backends! {
         assert_eq!(checksum(&resp.body), checksum(&expected), "the file arrived changed");
         // And again on the same connection.
         assert_eq!(checksum(&client.get("/big.bin", "").body), checksum(&expected));
+    }
+
+    /// The acceptance test: one connection downloads a file whose reads are stuck
+    /// (a hook of the file API holds the read at half the file on a gate), and 50 other
+    /// connections, all in flight at once, get their answers in full while that download
+    /// is still incomplete (checked on the slow client's socket after each answer); then
+    /// the gate opens and the slow download completes intact. Nothing is timed: each wait
+    /// is for an event, bounded by `LIMIT` only as a failure.
+    fn a_slow_file_does_not_hold_up_other_connections(backend: BackendChoice) {
+        const SLOW: usize = 1024 * 1024;
+        let dir = TempDir::new("static-slow");
+        let root = tree(&dir);
+        fs::write(root.join("slow.bin"), pattern(SLOW)).unwrap();
+        let gate = Arc::new(Gate::default());
+        let (entered_tx, entered) = mpsc::channel::<u64>();
+        let entered_tx = Mutex::new(entered_tx);
+        let held = Arc::clone(&gate);
+        let hook: ringwork::fs::ReadHook = Arc::new(move |path: &Path, offset: u64| {
+            if path.ends_with("slow.bin") && offset >= SLOW as u64 / 2 {
+                let _ = entered_tx.lock().unwrap().send(offset);
+                held.wait_open();
+            }
+        });
+        let Some(server) = Server::start(backend, ServerConfig::default(), move || {
+            StaticFiles::new(&root).expect("serve the root").with_read_hook(Arc::clone(&hook))
+        }) else {
+            return;
+        };
+        let mut slow = Client::connect(server.addr);
+        slow.send("GET /slow.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+        let head = slow.head();
+        assert_eq!(head.header("content-length"), Some("1048576"));
+        let offset = entered.recv_timeout(common::LIMIT).expect("the slow read on its gate");
+        assert_eq!(offset, SLOW as u64 / 2);
+        // The slow client's bytes so far (never more than the half before the gate).
+        let mut got = slow.take_buffered();
+        slow.stream.set_nonblocking(true).unwrap();
+        let mut drain = |got: &mut Vec<u8>| {
+            let mut chunk = [0u8; 64 * 1024];
+            loop {
+                match slow.stream.read(&mut chunk) {
+                    Ok(0) => panic!("the slow download was closed"),
+                    Ok(n) => got.extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => panic!("reading the slow download: {e}"),
+                }
+            }
+        };
+        // 50 connections, all requests sent before any answer is read.
+        let mut others: Vec<Client> = (0..50).map(|_| server.client()).collect();
+        for (i, client) in others.iter_mut().enumerate() {
+            let path = if i % 2 == 0 { "/hello.txt" } else { "/digits.txt" };
+            client.send(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n"));
+        }
+        for (i, client) in others.iter_mut().enumerate() {
+            let resp = client.response();
+            assert_eq!(resp.status, 200, "connection {i}");
+            if i % 2 == 0 {
+                assert_eq!(resp.text(), "hello, static world\n");
+            } else {
+                assert_eq!(resp.body, "0123456789".repeat(100).into_bytes());
+            }
+            drain(&mut got);
+            assert!(got.len() < SLOW, "answer {i} came while the slow download is incomplete");
+        }
+        assert!(got.len() <= SLOW / 2, "nothing past the held read: {}", got.len());
+        gate.open();
+        slow.stream.set_nonblocking(false).unwrap();
+        while got.len() < SLOW {
+            let mut chunk = [0u8; 64 * 1024];
+            let n = slow.stream.read(&mut chunk).expect("the rest of the slow download");
+            assert!(n > 0, "the slow download ended at {} bytes", got.len());
+            got.extend_from_slice(&chunk[..n]);
+        }
+        assert_eq!(checksum(&got), checksum(&pattern(SLOW)), "the slow file arrived changed");
+    }
+}
+
+/// A gate the slow file's reads wait on (with `LIMIT` as a failure bound).
+#[derive(Default)]
+struct Gate {
+    open: Mutex<bool>,
+    opened: Condvar,
+}
+
+impl Gate {
+    fn wait_open(&self) {
+        let open = self.open.lock().unwrap();
+        let _ = self
+            .opened
+            .wait_timeout_while(open, common::LIMIT, |open| !*open)
+            .unwrap();
+    }
+
+    fn open(&self) {
+        *self.open.lock().unwrap() = true;
+        self.opened.notify_all();
     }
 }

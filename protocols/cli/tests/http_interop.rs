@@ -1,6 +1,7 @@
 //! Real HTTP clients that nobody here wrote against the `ringwork` binary: curl against
 //! `serve hello` (keep-alive) and `serve web --root` (a byte-for-byte static download,
-//! ranges, HEAD), over HTTP/1.1 and over HTTP/2 with prior knowledge on the same port (no
+//! ranges, HEAD; Python's http.client downloading a large file whole and in ranges on one
+//! keep-alive connection), over HTTP/1.1 and over HTTP/2 with prior knowledge on the same port (no
 //! flag: the preface decides); a real gRPC client and server (Python's grpcio) through
 //! `serve http-proxy` with an HTTP/2 pool. The in-process interop tests (the JSON echo handler, Python's
 //! http.client) are `protocols/tests/http_interop.rs`.
@@ -169,6 +170,52 @@ ringwork::platform::test_all_backends! {
         assert!(head.contains("\r\ncontent-length: 3145728\r\n"), "{head}");
         assert!(head.contains("\r\naccept-ranges: bytes\r\n"), "{head}");
         assert!(head.ends_with("\r\n\r\n"), "HEAD response had a body: {head}");
+    }
+
+    fn python_downloads_a_large_file_whole_and_in_ranges(backend: BackendChoice) {
+        let dir = TempDir::new("interop-web-py");
+        let root = web_root(&dir);
+        let Some(server) = Cli::start(backend, &["web", "--root", &root]) else { return };
+        // One keep-alive connection: each body is saved as out.N, each status line printed.
+        let script = r#"
+import http.client, sys
+host, port, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+conn = http.client.HTTPConnection(host, port, timeout=20)
+ranges = [None, "bytes=0-99", "bytes=1048576-2097151", "bytes=-1000", "bytes=3000000-"]
+for i, wanted in enumerate(ranges):
+    conn.request("GET", "/big.bin", headers={"Range": wanted} if wanted else {})
+    response = conn.getresponse()
+    body = response.read()
+    with open("%s.%d" % (out, i), "wb") as f:
+        f.write(body)
+    print(response.status, response.getheader("Content-Range", "-"))
+"#;
+        let out_base = dir.0.join("out");
+        let port = server.addr.port().to_string();
+        let out = run("python3", &["-c", script, "127.0.0.1", &port, path_str(&out_base)]);
+        assert!(
+            out.status.success(),
+            "python http.client failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        const BIG: usize = 3 * 1024 * 1024;
+        let statuses = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(
+            statuses.lines().collect::<Vec<_>>(),
+            [
+                "200 -",
+                "206 bytes 0-99/3145728",
+                "206 bytes 1048576-2097151/3145728",
+                "206 bytes 3144728-3145727/3145728",
+                "206 bytes 3000000-3145727/3145728",
+            ]
+        );
+        let whole = pattern(BIG);
+        let spans = [(0, BIG), (0, 100), (1 << 20, 2 << 20), (BIG - 1000, BIG), (3_000_000, BIG)];
+        for (i, (from, to)) in spans.into_iter().enumerate() {
+            let got = std::fs::read(format!("{}.{i}", path_str(&out_base))).unwrap();
+            assert!(got == whole[from..to], "body {i} differs ({} bytes)", got.len());
+        }
     }
 
     fn curl_http2_prior_knowledge_to_hello_and_web(backend: BackendChoice) {

@@ -185,6 +185,11 @@ impl Client {
         }
     }
 
+    /// The bytes read past the last parsed message (a body being read by hand).
+    pub fn take_buffered(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buf)
+    }
+
     /// Writes `bytes` (all of them).
     pub fn send(&mut self, bytes: impl AsRef<[u8]>) {
         self.stream

@@ -142,7 +142,7 @@ fn socket_of(c: &Completion) -> Option<SocketId> {
         | Completion::ShutdownDone { socket, .. }
         | Completion::Spliced { socket, .. } => Some(*socket),
         Completion::Exited { child, .. } => Some(*child),
-        Completion::Timer { .. } | Completion::Woken => None,
+        Completion::Timer { .. } | Completion::Woken | Completion::File { .. } => None,
     }
 }
 

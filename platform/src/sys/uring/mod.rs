@@ -24,6 +24,7 @@
 #![allow(unsafe_code)] // Submitting SQEs that point at memory we own; each block has a SAFETY note.
 
 mod datagram;
+mod file;
 mod setup;
 
 use std::io;
@@ -47,6 +48,7 @@ use crate::table::{Core, Shutdown, SocketKind, TimerState};
 use crate::waker::Waker;
 
 use datagram::{DatagramSends, UdpOps};
+use file::FileOps;
 
 /// `IORING_ENTER_GETEVENTS` (io_uring.h): wait for / reap completions.
 const ENTER_GETEVENTS: u32 = 1 << 0;
@@ -130,6 +132,8 @@ pub(crate) struct Uring {
     backlog: std::collections::VecDeque<squeue::Entry>,
     /// Datagram sends in flight (their `OpId` slot is their key here, not a socket's).
     datagram_sends: DatagramSends,
+    /// File operations in flight (their `OpId` slot is their key here).
+    file_ops: FileOps,
     /// Datagram send SQEs made while reconciling a socket, pushed after it.
     scratch_sends: Vec<squeue::Entry>,
     /// Sockets whose recv waits for free buffers, oldest first.
@@ -146,6 +150,9 @@ impl Uring {
     pub(crate) fn new(config: &DriverConfig) -> Result<Self, UringUnavailable> {
         let (ring, mut capabilities) = setup::build_ring(config)?;
         setup::probe(&ring, &mut capabilities)?;
+        if config.simulate_no_file_ops {
+            capabilities.file_ops = false;
+        }
         let failed = |step| {
             move |e: io::Error| UringUnavailable::SetupFailed {
                 step,
@@ -189,6 +196,7 @@ impl Uring {
             inflight: 0,
             backlog: std::collections::VecDeque::new(),
             datagram_sends: DatagramSends::default(),
+            file_ops: FileOps::default(),
             scratch_sends: Vec::new(),
             starved: Vec::new(),
             max_iovecs: config.max_send_iovecs,
@@ -858,6 +866,12 @@ impl Uring {
                 self.complete_datagram_send(core, out, op.slot, result);
                 return;
             }
+            OpKind::File => {
+                if let Some((op, result)) = self.file_ops.complete(op, result) {
+                    out.push(Completion::File { op, result });
+                }
+                return;
+            }
             _ => {}
         }
 
@@ -1185,10 +1199,32 @@ impl Uring {
             self.pool.leak();
             core.leak_all();
             self.datagram_sends.leak();
+            self.file_ops.leak();
             mem::forget(mem::take(&mut self.slots));
             mem::forget(mem::take(&mut self.timer_specs));
             mem::forget(mem::replace(&mut self.wake_buf, Box::new(0)));
         }
+    }
+
+    /// Submits a file operation (see [`Driver::file`](crate::Driver::file)).
+    pub(crate) fn file(
+        &mut self,
+        core: &mut Core,
+        request: crate::file::FileRequest,
+    ) -> crate::file::FileOpId {
+        let (id, entry) = self.file_ops.start(request);
+        self.push(core, entry);
+        id
+    }
+
+    /// The caller will not wait for file operation `id`.
+    pub(crate) fn forget_file(&mut self, id: crate::file::FileOpId) -> bool {
+        self.file_ops.forget(id)
+    }
+
+    /// File operations in flight.
+    pub(crate) fn file_ops_in_flight(&self) -> usize {
+        self.file_ops.len()
     }
 }
 
@@ -1256,6 +1292,7 @@ impl Drop for Uring {
         if self.inflight > 0 {
             self.pool.leak();
             self.datagram_sends.leak();
+            self.file_ops.leak();
             mem::forget(mem::take(&mut self.slots));
             mem::forget(mem::take(&mut self.timer_specs));
             mem::forget(mem::replace(&mut self.wake_buf, Box::new(0)));

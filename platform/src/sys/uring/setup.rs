@@ -160,6 +160,19 @@ pub(super) fn probe(
             feature: "IORING_FEAT_EXT_ARG",
         });
     }
+    // File operations (Driver::file): optional, threads serve them otherwise.
+    let file_opcodes = [
+        (opcode::OpenAt2::CODE, "OPENAT2"),
+        (opcode::Statx::CODE, "STATX"),
+    ];
+    capabilities.file_ops = true;
+    for (code, name) in file_opcodes {
+        if probe.is_supported(code) {
+            capabilities.opcodes.push(name);
+        } else {
+            capabilities.file_ops = false;
+        }
+    }
     capabilities.multishot_accept = true;
     capabilities.multishot_recv = true;
     Ok(())

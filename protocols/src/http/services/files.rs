@@ -3,34 +3,43 @@
 //! Owns: turning [`crate::http::static_files`] decisions into responses — 301 to the
 //! slash-ended directory URL, listings (optional), 304/412 from preconditions, 206/416
 //! from ranges — and sending file contents.
-//! Contract: files up to [`StaticFiles::INLINE_MAX`] go out as one response; larger ones
-//! stream in [`StaticFiles::CHUNK`] pieces through a [`BodyWriter`](crate::http::server::BodyWriter),
+//! Contract: nothing blocks the core. Under io_uring the lookup runs in the core's ring
+//! (`openat2` beneath the root with `RESOLVE_BENEATH`, `statx`, the open: no thread; an
+//! `EXDEV` refusal goes to the pool's canonical lookup, so both decide alike); under poll
+//! the lookup with the open is one job of the thread pool; directory listings are pool
+//! jobs; reads go through the engine's file API ([`ringwork::fs`]: io_uring READs, or pool
+//! jobs). The request is answered from a task on the core when they complete; a slow disk (or file) delays only its own requests. Files up
+//! to [`StaticFiles::INLINE_MAX`] go out as one response; larger ones stream in
+//! [`StaticFiles::CHUNK`] pieces through a [`BodyWriter`](crate::http::server::BodyWriter),
 //! waiting on its backpressure, so a file is never read whole into memory and a slow client
 //! holds at most the connection's write buffer.
-//! Does not: use `sendfile` or io_uring reads (file reads are plain blocking reads on the
-//! reactor thread; they hit the page cache for hot files, but a cold disk read stalls the
-//! core — a known limit, noted in docs/http.md).
+//! Does not: use `sendfile`/`splice` yet.
 
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::cell::RefCell;
+use std::io;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::rc::Rc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use ringwork::LocalHandle;
+use ringwork::fs::{File, FileStat, Files, ReadHook};
 
 use crate::http::date::format_http_date;
 use crate::http::proto::{Method, RequestHead};
 use crate::http::server::{Handler, Request, Responder, Response};
+use crate::http::static_files::path::INDEX_FILE;
 use crate::http::static_files::{
-    Precondition, Preconditions, RangeOutcome, Resolved, StaticRoot, content_range, content_type,
-    etag_for, parse_range, read_listing, render_listing, unsatisfied_range,
+    PathError, Precondition, Preconditions, RangeOutcome, Resolved, StaticRoot, content_range,
+    content_type, etag_from, fs_error, parse_range, read_listing, relative_path, render_listing,
+    unsatisfied_range,
 };
 
 /// Serves the files under one directory (`ringwork serve web --root DIR`).
-#[derive(Debug)]
 pub struct StaticFiles {
     root: StaticRoot,
     listings: bool,
+    read_hook: Option<ReadHook>,
+    root_dir: RootDir,
 }
 
 impl StaticFiles {
@@ -47,7 +56,17 @@ impl StaticFiles {
         Ok(Self {
             root: StaticRoot::new(dir)?,
             listings: true,
+            read_hook: None,
+            root_dir: RootDir::default(),
         })
+    }
+
+    /// Runs `hook` on the worker before each file read (tests: a slow file).
+    #[doc(hidden)]
+    #[must_use]
+    pub fn with_read_hook(mut self, hook: ReadHook) -> Self {
+        self.read_hook = Some(hook);
+        self
     }
 
     /// Whether a directory without `index.html` gets a listing (else 403).
@@ -76,50 +95,245 @@ impl Handler for StaticFiles {
             respond.send(Response::error(405).header("Allow", "GET, HEAD"));
             return;
         }
-        match self.root.resolve(request.path()) {
-            Err(error) => {
-                tracing::debug!(%error, "static file not served");
-                respond.send(Response::error(error.status()));
+        let handle: LocalHandle = request.handle().clone();
+        let files = handle.files().with_read_hook(self.read_hook.clone());
+        let root = self.root.clone();
+        let listings = self.listings;
+        let root_dir = Rc::clone(&self.root_dir);
+        // A GET needs the file open; a HEAD only its metadata.
+        let open = *request.method() == Method::Get;
+        handle.spawn_local(async move {
+            let path = request.path().to_vec();
+            let mut lookup = Err(LookupError::Fallback);
+            if files.in_ring() {
+                lookup = lookup_in_ring(&files, &root_dir, &root, &path, open).await;
             }
-            Ok(Resolved::RedirectToSlash) => {
-                let mut location = request.path().to_vec();
-                location.push(b'/');
-                if let Some(query) = request.query() {
-                    location.push(b'?');
-                    location.extend_from_slice(query);
+            if matches!(lookup, Err(LookupError::Fallback)) {
+                lookup = lookup_on_pool(&files, root, path, open).await;
+            }
+            match lookup {
+                Err(LookupError::Shed(error)) => {
+                    // The pool refused the job (its queue is full): shed the request.
+                    tracing::warn!(%error, "static file lookup not run");
+                    respond.send(Response::error(503));
                 }
-                respond.send(Response::error(301).header("Location", location));
+                Err(LookupError::Path(error)) => {
+                    tracing::debug!(%error, "static file not served");
+                    respond.send(Response::error(error.status()));
+                }
+                Err(LookupError::Fallback) => {
+                    // Not reached: the pool's lookup never falls back.
+                    respond.send(Response::error(500));
+                }
+                Ok(Lookup::RedirectToSlash) => {
+                    let mut location = request.path().to_vec();
+                    location.push(b'/');
+                    if let Some(query) = request.query() {
+                        location.push(b'?');
+                        location.extend_from_slice(query);
+                    }
+                    respond.send(Response::error(301).header("Location", location));
+                }
+                Ok(Lookup::Directory(path)) => {
+                    respond.send(listing(&files, listings, &request, path).await);
+                }
+                Ok(Lookup::File { path, stat, opened }) => {
+                    serve_file(request, respond, opened, &path, &stat).await;
+                }
             }
-            Ok(Resolved::Directory { path }) => {
-                respond.send(self.listing(&request, &path));
-            }
-            Ok(Resolved::File { path, metadata }) => {
-                serve_file(request, respond, &path, &metadata);
-            }
-        }
+        });
     }
 }
 
-impl StaticFiles {
-    fn listing(&self, request: &Request, dir: &Path) -> Response {
-        if !self.listings {
-            return Response::error(403);
-        }
-        let Ok(mut entries) = read_listing(dir) else {
-            return Response::error(403);
-        };
-        let shown = String::from_utf8_lossy(request.path()).into_owned();
-        Response::new(200)
-            .header("Content-Type", "text/html; charset=utf-8")
-            .with_body(render_listing(&shown, &mut entries))
+/// What a request path names, looked up (see [`resolve`](crate::http::static_files::resolve)).
+enum Lookup {
+    RedirectToSlash,
+    Directory(PathBuf),
+    File {
+        /// The path (for the content type and logs).
+        path: PathBuf,
+        stat: FileStat,
+        /// The file opened for a GET (`None` for a HEAD), or why it could not be.
+        opened: Option<io::Result<File>>,
+    },
+}
+
+enum LookupError {
+    /// The path is not served (400, 403, 404, 500).
+    Path(PathError),
+    /// The thread pool refused the lookup: 503.
+    Shed(io::Error),
+    /// The ring cannot decide (a symlink that `RESOLVE_BENEATH` refuses, which may still
+    /// stay inside the root): look up on the pool.
+    Fallback,
+}
+
+/// The lookup (checks, canonicalize, stat) and a GET's open, in one job of the pool.
+async fn lookup_on_pool(
+    files: &Files,
+    root: StaticRoot,
+    request_path: Vec<u8>,
+    open: bool,
+) -> Result<Lookup, LookupError> {
+    let resolved = files
+        .run(move || {
+            Ok(root.resolve(&request_path).map(|resolved| {
+                let file = match &resolved {
+                    Resolved::File { path, .. } if open => {
+                        Some(std::fs::File::open(path).map(|f| (f, path.clone())))
+                    }
+                    _ => None,
+                };
+                (resolved, file)
+            }))
+        })
+        .await
+        .map_err(LookupError::Shed)?;
+    match resolved.map_err(LookupError::Path)? {
+        (Resolved::RedirectToSlash, _) => Ok(Lookup::RedirectToSlash),
+        (Resolved::Directory { path }, _) => Ok(Lookup::Directory(path)),
+        (Resolved::File { path, metadata }, opened) => Ok(Lookup::File {
+            path,
+            stat: FileStat::from_metadata(&metadata),
+            opened: opened.map(|o| o.map(|(file, path)| files.adopt(file, path))),
+        }),
     }
+}
+
+/// The lookup in the ring: the lexical checks, then `openat2` beneath the root directory
+/// (the kernel confines the walk: `RESOLVE_BENEATH`) as an `O_PATH` handle (never blocks,
+/// even on a FIFO), `statx` on it, and for a GET the open for reading. No thread.
+async fn lookup_in_ring(
+    files: &Files,
+    root_dir: &RootDir,
+    root: &StaticRoot,
+    request_path: &[u8],
+    open: bool,
+) -> Result<Lookup, LookupError> {
+    let rel = relative_path(request_path).map_err(LookupError::Path)?;
+    let dir = open_root(files, root_dir, root).await?;
+    let joined = root.path().join(&rel);
+    let stat = stat_beneath(&dir, &rel, &joined).await?;
+    let wants_dir = request_path.ends_with(b"/");
+    if stat.is_dir() {
+        if !wants_dir {
+            return Ok(Lookup::RedirectToSlash);
+        }
+        let index_rel = rel.join(INDEX_FILE);
+        let index_path = joined.join(INDEX_FILE);
+        return match stat_beneath(&dir, &index_rel, &index_path).await {
+            Ok(index) if index.is_file() => {
+                file_in_ring(&dir, index_rel, index_path, index, open).await
+            }
+            // No index (or not a file): the directory's listing.
+            Ok(_) | Err(LookupError::Path(PathError::NotFound { .. })) => {
+                Ok(Lookup::Directory(joined))
+            }
+            Err(error) => Err(error),
+        };
+    }
+    if wants_dir {
+        // `/file.txt/`: a file is not a directory.
+        return Err(LookupError::Path(PathError::NotFound { path: joined }));
+    }
+    if !stat.is_file() {
+        return Err(LookupError::Path(PathError::Forbidden { path: joined }));
+    }
+    file_in_ring(&dir, rel, joined, stat, open).await
+}
+
+/// The root directory opened on this core, for lookups in the ring (at the first one).
+type RootDir = Rc<RefCell<Option<Rc<File>>>>;
+
+async fn open_root(
+    files: &Files,
+    slot: &RootDir,
+    root: &StaticRoot,
+) -> Result<Rc<File>, LookupError> {
+    if let Some(dir) = slot.borrow().as_ref() {
+        return Ok(Rc::clone(dir));
+    }
+    let dir = files.open(root.path()).await.map_err(|error| {
+        tracing::warn!(%error, "cannot open the static root");
+        LookupError::Path(fs_error(&error, root.path()))
+    })?;
+    let dir = Rc::new(dir);
+    *slot.borrow_mut() = Some(Rc::clone(&dir));
+    Ok(dir)
+}
+
+/// `statx` of `rel` beneath `dir` through an `O_PATH` handle.
+async fn stat_beneath(dir: &File, rel: &Path, joined: &Path) -> Result<FileStat, LookupError> {
+    let handle = dir
+        .open_beneath(rel, true)
+        .await
+        .map_err(|e| ring_error(&e, joined))?;
+    handle.stat().await.map_err(|e| ring_error(&e, joined))
+}
+
+/// A regular file found in the ring; opened for reading for a GET.
+async fn file_in_ring(
+    dir: &File,
+    rel: PathBuf,
+    path: PathBuf,
+    stat: FileStat,
+    open: bool,
+) -> Result<Lookup, LookupError> {
+    let opened = if open {
+        Some(dir.open_beneath(&rel, false).await)
+    } else {
+        None
+    };
+    Ok(Lookup::File { path, stat, opened })
+}
+
+/// A ring lookup's error: `EXDEV` (`RESOLVE_BENEATH` refused a symlink) goes to the pool,
+/// which decides by the canonical path; the rest as the pool's lookup maps them.
+fn ring_error(error: &io::Error, path: &Path) -> LookupError {
+    if error.kind() == io::ErrorKind::CrossesDevices {
+        LookupError::Fallback
+    } else {
+        LookupError::Path(fs_error(error, path))
+    }
+}
+
+impl std::fmt::Debug for StaticFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaticFiles")
+            .field("root", &self.root)
+            .field("listings", &self.listings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A directory's listing (read on the pool), or 403 when listings are off or it cannot
+/// be read.
+async fn listing(files: &Files, listings: bool, request: &Request, dir: PathBuf) -> Response {
+    if !listings {
+        return Response::error(403);
+    }
+    let Ok(mut entries) = files.run(move || read_listing(&dir)).await else {
+        return Response::error(403);
+    };
+    let shown = String::from_utf8_lossy(request.path()).into_owned();
+    Response::new(200)
+        .header("Content-Type", "text/html; charset=utf-8")
+        .with_body(render_listing(&shown, &mut entries))
 }
 
 /// Answers for a regular file: preconditions, range, then the bytes.
-fn serve_file(request: Request, respond: Responder, path: &Path, metadata: &std::fs::Metadata) {
-    let len = metadata.len();
-    let etag = etag_for(metadata);
-    let modified = metadata.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+///
+/// `opened` is the file opened for a GET (`None` for a HEAD), or why it could not be.
+async fn serve_file(
+    request: Request,
+    respond: Responder,
+    opened: Option<io::Result<File>>,
+    path: &Path,
+    stat: &FileStat,
+) {
+    let len = stat.len;
+    let etag = etag_from(len, Some(stat.modified));
+    let modified = stat.modified;
     let headers = request.headers();
     let preconditions = Preconditions {
         if_match: headers.get("if-match"),
@@ -180,45 +394,52 @@ fn serve_file(request: Request, respond: Responder, path: &Path, metadata: &std:
         respond.send(response);
         return;
     }
-    let mut file =
-        match File::open(path).and_then(|mut f| f.seek(SeekFrom::Start(start)).map(|_| f)) {
-            Ok(file) => file,
-            Err(error) => {
-                tracing::warn!(%error, path = %path.display(), "cannot open a resolved file");
-                respond.send(Response::error(500));
-                return;
-            }
-        };
+    let file = match opened {
+        Some(Ok(file)) => file,
+        Some(Err(error)) => {
+            tracing::warn!(%error, path = %path.display(), "cannot open a resolved file");
+            respond.send(Response::error(500));
+            return;
+        }
+        None => {
+            // Not reached: a GET has its file opened with the lookup, and a HEAD answered
+            // above. A 500 rather than a panic if that ever changes.
+            tracing::error!(path = %path.display(), "a GET without its file opened");
+            respond.send(Response::error(500));
+            return;
+        }
+    };
     if count <= StaticFiles::INLINE_MAX {
-        let mut body = vec![0; count as usize];
-        match file.read_exact(&mut body) {
-            Ok(()) => respond.send(response.with_body(body)),
+        // INVARIANT: count <= INLINE_MAX (64 KiB) fits in usize.
+        match file.read_exact_at(count as usize, start).await {
+            Ok(body) => respond.send(response.with_body(body.freeze())),
             Err(error) => {
-                tracing::warn!(%error, path = %path.display(), "file read failed");
+                tracing::warn!(%error, "file read failed");
                 respond.send(Response::error(500));
             }
         }
         return;
     }
     let mut writer = respond.stream(response);
-    let path: PathBuf = path.to_owned();
-    request.handle().spawn_local(async move {
-        let mut left = count;
-        while left > 0 {
-            let want = left.min(StaticFiles::CHUNK as u64) as usize;
-            let mut chunk = BytesMut::zeroed(want);
-            if let Err(error) = file.read_exact(&mut chunk) {
+    let mut offset = start;
+    let end = start + count;
+    while offset < end {
+        // INVARIANT: at most CHUNK, a usize.
+        let want = (end - offset).min(StaticFiles::CHUNK as u64) as usize;
+        let chunk: Bytes = match file.read_exact_at(want, offset).await {
+            Ok(chunk) => chunk.freeze(),
+            Err(error) => {
                 // Dropping the writer unfinished closes the connection: the client sees
                 // a short body rather than wrong bytes.
-                tracing::warn!(%error, path = %path.display(), "file read failed mid-body");
+                tracing::warn!(%error, "file read failed mid-body");
                 return;
             }
-            left -= want as u64;
-            let chunk: Bytes = chunk.freeze();
-            if !writer.write(chunk) && writer.ready().await.is_err() {
-                return;
-            }
+        };
+        offset += want as u64;
+        if !writer.write(chunk) && writer.ready().await.is_err() {
+            return;
         }
-        writer.finish();
-    });
+    }
+    writer.finish();
+    // The file closes on the pool as it drops (no wait for the close).
 }

@@ -25,16 +25,21 @@ use crate::http::static_files::trim_ows;
 /// 1970, counts as the epoch.
 #[must_use]
 pub fn etag_for(metadata: &Metadata) -> String {
-    let mtime = metadata
-        .modified()
-        .ok()
+    etag_from(metadata.len(), metadata.modified().ok())
+}
+
+/// [`etag_for`] from a file's length and modification time (`None`: unreadable), for
+/// metadata that did not come as a [`Metadata`] (`statx` through io_uring).
+#[must_use]
+pub fn etag_from(len: u64, modified: Option<std::time::SystemTime>) -> String {
+    let mtime = modified
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .unwrap_or_default();
     format!(
         "\"{:x}-{:x}-{:x}\"",
         mtime.as_secs(),
         mtime.subsec_nanos(),
-        metadata.len()
+        len
     )
 }
 

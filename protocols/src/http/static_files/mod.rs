@@ -19,10 +19,12 @@ pub mod range;
 #[cfg(test)]
 mod test_support;
 
-pub use self::conditional::{Precondition, Preconditions, etag_for};
+pub use self::conditional::{Precondition, Preconditions, etag_for, etag_from};
 pub use self::listing::{DirEntryInfo, read_listing, render_listing};
 pub use self::mime::content_type;
-pub use self::path::{BadPathReason, PathError, Resolved, StaticRoot, resolve};
+pub use self::path::{
+    BadPathReason, PathError, Resolved, StaticRoot, fs_error, relative_path, resolve,
+};
 pub use self::range::{RangeOutcome, content_range, parse_range, unsatisfied_range};
 
 /// `s` without leading and trailing optional whitespace (SP / HTAB, RFC 9110 §5.6.3).

@@ -210,10 +210,23 @@ impl From<BadPathReason> for PathError {
 /// [`PathError::Traversal`] from the path text alone; [`PathError::NotFound`],
 /// [`PathError::Forbidden`] and [`PathError::Io`] from the filesystem.
 pub fn resolve(root: &Path, request_path: &[u8]) -> Result<Resolved, PathError> {
+    let joined = root.join(relative_path(request_path)?);
+    resolve_joined(root, request_path, joined)
+}
+
+/// The first, lexical check of [`resolve`] alone: the request path decoded into a path
+/// relative to the root (empty for `/`), without touching the filesystem. For a caller that
+/// looks the path up itself (confined to the root by the kernel: `openat2` with
+/// `RESOLVE_BENEATH`).
+///
+/// # Errors
+/// [`PathError::BadPath`], [`PathError::EncodedSlash`], [`PathError::Traversal`], and
+/// [`PathError::NotFound`] for a name or path over the length limits.
+pub fn relative_path(request_path: &[u8]) -> Result<PathBuf, PathError> {
     if request_path.first() != Some(&b'/') {
         return Err(BadPathReason::NotAbsolute.into());
     }
-    let mut joined = root.to_path_buf();
+    let mut joined = PathBuf::new();
     let mut decoded_len = 0;
     for (offset, segment) in decoded_segments(request_path) {
         let segment = segment?;
@@ -236,7 +249,15 @@ pub fn resolve(root: &Path, request_path: &[u8]) -> Result<Resolved, PathError> 
             _ => return Err(PathError::Traversal { offset }),
         }
     }
+    Ok(joined)
+}
 
+/// The filesystem half of [`resolve`], for the lexically checked `joined` path.
+fn resolve_joined(
+    root: &Path,
+    request_path: &[u8],
+    joined: PathBuf,
+) -> Result<Resolved, PathError> {
     let canonical = canonicalize(&joined)?;
     if !canonical.starts_with(root) {
         return Err(PathError::Forbidden { path: canonical });
@@ -293,7 +314,10 @@ fn metadata(path: &Path) -> Result<Metadata, PathError> {
     fs::metadata(path).map_err(|e| fs_error(&e, path))
 }
 
-fn fs_error(e: &io::Error, path: &Path) -> PathError {
+/// The [`PathError`] of a filesystem error met at `path` while looking it up: `NotFound`
+/// (also for a non-directory mid-path), `Forbidden` (permission), else `Io`.
+#[must_use]
+pub fn fs_error(e: &io::Error, path: &Path) -> PathError {
     let path = path.to_path_buf();
     match e.kind() {
         io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => PathError::NotFound { path },
