@@ -918,14 +918,17 @@ impl Driver {
             Backend::Uring(uring) if uring.capabilities().file_ops => {
                 Ok(uring.file(&mut self.core, request))
             }
-            _ => Err(OpError::new(
-                OpKind::File,
-                None,
-                io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    "file operations need the io_uring backend",
-                ),
-            )),
+            _ => {
+                drop(request);
+                Err(OpError::new(
+                    OpKind::File,
+                    None,
+                    io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        "file operations need the io_uring backend",
+                    ),
+                ))
+            }
         }
     }
 

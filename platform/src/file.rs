@@ -126,6 +126,7 @@ impl FileStat {
     }
 
     /// A time from seconds and nanoseconds since the epoch (negative: before it).
+    #[cfg_attr(not(uring), allow(dead_code))] // The io_uring backend's STATX only.
     pub(crate) fn time(secs: i64, nanos: u32) -> SystemTime {
         let nanos = Duration::from_nanos(u64::from(nanos.min(999_999_999)));
         if secs >= 0 {
