@@ -987,10 +987,13 @@ impl Machine for H2ClientConn {
     }
 
     fn wants_input(&self) -> bool {
+        // Not paused while the transport is full: a server that stops reading while its own
+        // writes are blocked (ours does, as a defence) would deadlock against us, each
+        // waiting for the other to read. What input makes us write (acks, window updates)
+        // is bounded by `max_buffered_output`.
         self.close.is_none()
             && !self.lost
             && !self.eof
-            && self.writable
             && self.out.len() < self.config.max_buffered_output
     }
 }
