@@ -84,6 +84,7 @@ pub fn parse_request(buf: &[u8], limits: &H1Limits) -> Result<Status<ParsedReque
         target,
         version,
         headers,
+        protocol: None,
     };
     check_target(&head)?;
     check_host(&head)?;

@@ -274,6 +274,37 @@ impl H2ServerConn {
         );
     }
 
+    /// Whether stream `id` can take more body now (the connection can, and the stream's
+    /// queue is under the slack): false for a stream that is gone.
+    #[must_use]
+    pub fn stream_writable(&self, id: RequestId) -> bool {
+        self.can_write()
+            && stream_id(id)
+                .and_then(|s| self.streams.get(&s))
+                .is_some_and(|stream| stream.queued_len < WRITE_SLACK)
+    }
+
+    /// Whether stream `id` is open (or half-closed).
+    #[must_use]
+    pub fn has_stream(&self, id: RequestId) -> bool {
+        stream_id(id).is_some_and(|s| self.streams.contains_key(&s))
+    }
+
+    /// Whether a graceful shutdown began (or the connection is closing).
+    #[must_use]
+    pub fn is_draining(&self) -> bool {
+        self.draining || self.is_closing()
+    }
+
+    /// Resets stream `id` with CANCEL (RFC 9113 §7): an answer or tunnel the application
+    /// gives up on. Nothing for a stream that is gone.
+    pub fn cancel_stream(&mut self, id: RequestId) {
+        if let Some(stream_id) = stream_id(id).filter(|s| self.streams.contains_key(s)) {
+            self.reset_stream(stream_id, ErrorCode::CANCEL);
+            self.unsettled = true;
+        }
+    }
+
     /// Answers `id` with a whole response (body included).
     ///
     /// # Errors
@@ -1024,7 +1055,8 @@ impl H2ServerConn {
             self.refuse(stream_id, ErrorCode::REFUSED_STREAM, now);
             return;
         }
-        let head = match fields.into_request(decoded.oversized) {
+        let extended_connect = self.config.enable_connect_protocol;
+        let head = match fields.into_request(decoded.oversized, extended_connect) {
             Ok(head) => head,
             Err(request::Malformed::TooLarge) => {
                 self.open_stream(stream_id, end_stream, None, None, now);
@@ -1198,8 +1230,11 @@ impl Machine for H2ServerConn {
                 self.config.max_header_list_size,
             ),
             (setting::ENABLE_PUSH, 0),
+            (setting::ENABLE_CONNECT_PROTOCOL, 1),
         ];
-        self.emit(|buf| frame::encode_settings(buf, &entries));
+        // RFC 8441 §3: advertised only when extended CONNECT is on.
+        let count = entries.len() - usize::from(!self.config.enable_connect_protocol);
+        self.emit(|buf| frame::encode_settings(buf, &entries[..count]));
         let extra = self.config.connection_window.saturating_sub(DEFAULT_WINDOW);
         if extra > 0 {
             self.recv_window += i64::from(extra);

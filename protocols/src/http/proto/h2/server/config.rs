@@ -36,6 +36,10 @@ pub struct H2Config {
     /// Output bytes waiting for the peer past which reading pauses (a peer that does not
     /// read cannot make us produce more).
     pub max_buffered_output: usize,
+    /// SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441): extended CONNECT (`:protocol`, a
+    /// WebSocket over a stream) is advertised and accepted; off, such a request is a
+    /// stream error PROTOCOL_ERROR.
+    pub enable_connect_protocol: bool,
 }
 
 impl Default for H2Config {
@@ -52,6 +56,7 @@ impl Default for H2Config {
             control_burst: 1000,
             control_per_second: 500,
             max_buffered_output: 1024 * 1024,
+            enable_connect_protocol: true,
         }
     }
 }

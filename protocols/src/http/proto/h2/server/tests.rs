@@ -602,3 +602,132 @@ fn faulty_links_deliver_every_answer() {
         );
     }
 }
+
+/// An RFC 8441 extended CONNECT for WebSocket on `stream`.
+fn extended_connect(h2: &H2, stream: u32, protocol_field: bool) -> Vec<u8> {
+    let mut fields = vec![(":method", "CONNECT")];
+    if protocol_field {
+        fields.push((":protocol", "websocket"));
+    }
+    fields.extend([
+        (":scheme", "http"),
+        (":path", "/chat"),
+        (":authority", "test"),
+        ("sec-websocket-version", "13"),
+    ]);
+    h2.client.headers(stream, &fields, false)
+}
+
+#[test]
+fn extended_connect_is_advertised_and_its_stream_carries_data_both_ways() {
+    let mut h2 = H2::new();
+    // RFC 8441 §3: SETTINGS_ENABLE_CONNECT_PROTOCOL = 1 in the server's SETTINGS.
+    let settings = {
+        let mut pair = Pair::new(RawPeer::new(), H2ServerConn::new(&ServerConfig::default()));
+        pair.client.send(ScriptedClient::new().preface());
+        pair.drive();
+        ScriptedClient::new().read(&pair.client.take_received())
+    };
+    let advertised = settings.iter().any(|r| match r {
+        Received::Frame(Frame::Settings {
+            ack: false,
+            entries,
+        }) => frame::settings_entries(entries).any(|e| e == (setting::ENABLE_CONNECT_PROTOCOL, 1)),
+        _ => false,
+    });
+    assert!(advertised, "{settings:?}");
+    h2.send(extended_connect(&h2, 1, true));
+    let events = h2.events();
+    let ServerEvent::Request { head, has_body, .. } = &events[0] else {
+        panic!("{events:?}");
+    };
+    assert!(has_body);
+    assert_eq!(head.method, Method::Connect);
+    assert_eq!(head.protocol.as_deref(), Some(&b"websocket"[..]));
+    assert_eq!(head.path(), b"/chat");
+    h2.pair.server.send_head(id(1), Response::new(200)).unwrap();
+    let received = h2.read();
+    assert_eq!(received[0].field(":status"), Some("200"));
+    // A 2xx to CONNECT has no Content-Length (RFC 9110 §9.3.6).
+    assert_eq!(received[0].field("content-length"), None);
+    h2.send(h2.client.data(1, b"ping", false));
+    let events = h2.events();
+    assert!(
+        matches!(&events[..], [ServerEvent::Body { data, .. }] if &data[..] == b"ping"),
+        "{events:?}"
+    );
+    h2.pair
+        .server
+        .send_body(id(1), Bytes::from_static(b"pong"))
+        .unwrap();
+    assert_eq!(data_of(&h2.read(), 1), (b"pong".to_vec(), false));
+    assert!(h2.pair.server.stream_writable(id(1)));
+    // A reset from the application is CANCEL (RFC 9113 §7).
+    h2.pair.server.cancel_stream(id(1));
+    let received = h2.read();
+    assert!(
+        received.contains(&Received::Frame(Frame::RstStream {
+            stream: 1,
+            code: ErrorCode::CANCEL
+        })),
+        "{received:?}"
+    );
+    assert!(!h2.pair.server.has_stream(id(1)));
+}
+
+#[test]
+fn protocol_pseudo_field_is_malformed_when_the_setting_is_off_or_without_connect() {
+    let mut config = ServerConfig::default();
+    config.http2.enable_connect_protocol = false;
+    let mut h2 = H2::with(config);
+    // RFC 8441 §4/§3: :protocol from a client that was not sent the setting is malformed:
+    // a stream error PROTOCOL_ERROR.
+    h2.send(extended_connect(&h2, 1, true));
+    assert!(h2.events().is_empty());
+    let reset = Received::Frame(Frame::RstStream {
+        stream: 1,
+        code: ErrorCode::PROTOCOL_ERROR,
+    });
+    assert!(h2.read().contains(&reset));
+    // On: :protocol without CONNECT, or an extended CONNECT without :path, is malformed.
+    let mut h2 = H2::new();
+    let get = h2.client.headers(
+        1,
+        &[
+            (":method", "GET"),
+            (":protocol", "websocket"),
+            (":scheme", "http"),
+            (":path", "/"),
+            (":authority", "test"),
+        ],
+        false,
+    );
+    h2.send(get);
+    let no_path = h2.client.headers(
+        3,
+        &[
+            (":method", "CONNECT"),
+            (":protocol", "websocket"),
+            (":scheme", "http"),
+            (":authority", "test"),
+        ],
+        false,
+    );
+    h2.send(no_path);
+    assert!(h2.events().is_empty());
+    let received = h2.read();
+    for stream in [1, 3] {
+        let reset = Received::Frame(Frame::RstStream {
+            stream,
+            code: ErrorCode::PROTOCOL_ERROR,
+        });
+        assert!(received.contains(&reset), "{received:?}");
+    }
+    // A plain CONNECT (RFC 9113 §8.5) is still a request.
+    h2.send(h2.client.headers(
+        5,
+        &[(":method", "CONNECT"), (":authority", "test:443")],
+        false,
+    ));
+    assert_eq!(h2.events().len(), 1);
+}
