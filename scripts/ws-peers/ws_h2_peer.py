@@ -8,6 +8,8 @@ SETTINGS_ENABLE_CONNECT_PROTOCOL = 1.
                                              certificate not checked)
   ws_h2_peer.py settings URL                 prints "connect-protocol N" (the setting's
                                              value, 0 when absent) and exits
+  ws_h2_peer.py chat URL                     two connections, two WebSocket streams on
+                                             each: every stream's message reaches all four
 
 echo: checks the setting, opens an extended CONNECT (`:protocol websocket`), expects 200,
 then sends a text and a binary message of each size (masked frames, RFC 6455 §5.3) and
@@ -165,8 +167,8 @@ def settings(url):
     print(f"connect-protocol {value}", flush=True)
 
 
-def echo(url, sizes):
-    client = Client(url)
+def open_websocket(client):
+    """An extended CONNECT for WebSocket on a new stream of client's connection; its id."""
     conn = client.conn
     client.wait("the server's SETTINGS", lambda: client.settings_seen)
     if conn.remote_settings.get(h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL, 0) != 1:
@@ -183,7 +185,36 @@ def echo(url, sizes):
     status = client.headers.get(ws, {}).get(":status")
     if status != "200":
         fail(f"extended CONNECT answered {status}, reset {client.resets.get(ws)}")
-    received = client.data.setdefault(ws, bytearray())
+    client.data.setdefault(ws, bytearray())
+    return ws
+
+
+def chat(url):
+    clients = [Client(url), Client(url)]
+    streams = [(client, open_websocket(client)) for client in clients for _ in range(2)]
+    sent = set()
+    for i, (client, ws) in enumerate(streams):
+        message = f"from {i}".encode()
+        sent.add(message)
+        client.send(ws, frame(1, message))
+    for i, (client, ws) in enumerate(streams):
+        got = set()
+
+        def all_four(client=client, ws=ws, got=got):
+            while (taken := take_frame(client.data[ws])) is not None:
+                got.add(taken[2])
+            return got == sent
+
+        client.wait(f"every message on stream {i}", all_four)
+    print(f"ok chat {len(streams)} streams on {len(clients)} connections", flush=True)
+
+
+def echo(url, sizes):
+    client = Client(url)
+    conn = client.conn
+    scheme = "https" if client.tls else "http"
+    ws = open_websocket(client)
+    received = client.data[ws]
 
     def next_frame():
         got = []
@@ -234,6 +265,8 @@ def main():
         echo(url, sizes)
     elif mode == "settings":
         settings(url)
+    elif mode == "chat":
+        chat(url)
     else:
         fail(f"unknown mode {mode}")
 

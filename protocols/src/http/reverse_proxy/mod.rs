@@ -103,6 +103,10 @@ pub fn server_config(config: &ProxyConfig) -> ServerConfig {
     server.keep_alive_timeout = config.timeouts.idle;
     server.body_read_timeout = config.timeouts.body;
     server.write_timeout = Some(config.timeouts.write).filter(|d| !d.is_zero());
+    // The proxy does not bridge an HTTP/2 extended CONNECT (RFC 8441) to an upstream yet:
+    // not advertising it keeps browsers, which use it when offered, on an HTTP/1.1
+    // `Upgrade: websocket`, which the proxy tunnels.
+    server.http2.enable_connect_protocol = false;
     server
 }
 

@@ -478,6 +478,14 @@ upstream = "web"
 "#;
 
 #[test]
+fn the_proxy_does_not_advertise_extended_connect() {
+    // RFC 8441 is not bridged to upstreams: browsers must keep to HTTP/1.1 Upgrade.
+    let config = ProxyConfig::from_toml(EXAMPLE).unwrap();
+    assert!(!super::server_config(&config).http2.enable_connect_protocol);
+    assert!(crate::http::proto::h2::H2Config::default().enable_connect_protocol);
+}
+
+#[test]
 fn config_example() {
     let config = ProxyConfig::from_toml(EXAMPLE).unwrap();
     assert_eq!(config.listen.len(), 1);
