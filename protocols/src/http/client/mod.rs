@@ -443,6 +443,8 @@ fn h2_connection(
         host: request.host.clone(),
         tls,
         response_timeout: Some(client.config.response_timeout),
+        body_timeout: Some(client.config.body_timeout),
+        idle_timeout: Some(client.config.idle_timeout),
     };
     let conn = h2::H2Connection::open_target(
         &client.handle,
