@@ -40,6 +40,9 @@ pub struct H2Config {
     /// WebSocket over a stream) is advertised and accepted; off, such a request is a
     /// stream error PROTOCOL_ERROR.
     pub enable_connect_protocol: bool,
+    /// How long the client has to acknowledge our SETTINGS (RFC 9113 §6.5.3): past it, a
+    /// connection error SETTINGS_TIMEOUT. `None`: no limit.
+    pub settings_timeout: Option<std::time::Duration>,
 }
 
 impl Default for H2Config {
@@ -57,6 +60,7 @@ impl Default for H2Config {
             control_per_second: 500,
             max_buffered_output: 1024 * 1024,
             enable_connect_protocol: true,
+            settings_timeout: Some(std::time::Duration::from_secs(10)),
         }
     }
 }

@@ -27,6 +27,9 @@ impl H2 {
             reader: ScriptedClient::new(),
         };
         h2.read();
+        // As a client does once the server's SETTINGS came (else SETTINGS_TIMEOUT).
+        h2.send(h2.client.settings_ack());
+        h2.read();
         h2
     }
 
@@ -526,11 +529,14 @@ fn faulty_links_deliver_every_answer() {
         None => (0..200).collect(),
     };
     for seed in seeds {
+        // The link stalls for seconds at a time: no deadline may cut it short.
         let mut config = ServerConfig {
             keep_alive_timeout: Duration::from_secs(100_000),
+            body_read_timeout: Duration::from_secs(100_000),
             ..ServerConfig::default()
         };
         config.http2.stream_window = 100;
+        config.http2.settings_timeout = None;
         let client = ScriptedClient::new();
         let mut pair = Pair::with_config(
             RawPeer::new(),
@@ -730,4 +736,104 @@ fn protocol_pseudo_field_is_malformed_when_the_setting_is_off_or_without_connect
         false,
     ));
     assert_eq!(h2.events().len(), 1);
+}
+
+#[test]
+fn a_stalled_request_body_ends_its_stream_alone() {
+    let config = ServerConfig {
+        body_read_timeout: Duration::from_secs(5),
+        keep_alive_timeout: Duration::from_secs(3600),
+        ..ServerConfig::default()
+    };
+    let mut h2 = H2::with(config);
+    // Stream 1 sends part of its body and stalls; stream 3 sends its whole body later;
+    // stream 5 fills its window and waits for the application (which holds the bytes).
+    h2.send(
+        h2.client
+            .headers(1, &request_fields("POST", "/stall"), false),
+    );
+    h2.send(h2.client.data(1, b"part", false));
+    h2.send(
+        h2.client
+            .headers(3, &request_fields("POST", "/slow"), false),
+    );
+    h2.send(
+        h2.client
+            .headers(5, &request_fields("POST", "/held"), false),
+    );
+    let window = ServerConfig::default().http2.stream_window as usize;
+    for _ in 0..window / 16_384 {
+        h2.send(h2.client.data(5, &[b'h'; 16_384], false));
+    }
+    // A CONNECT tunnel that stays quiet is not a stalled body.
+    h2.send(extended_connect(&h2, 7, true));
+    h2.events();
+    h2.pair.advance(Duration::from_secs(4));
+    h2.send(h2.client.data(3, b"more", false));
+    h2.events();
+    h2.pair.advance(Duration::from_secs(2));
+    let received = h2.read();
+    // Stream 1: 408, then RST_STREAM(NO_ERROR): the client may stop sending (§8.1).
+    let head = received
+        .iter()
+        .find(|r| matches!(r, Received::Headers { stream: 1, .. }))
+        .unwrap_or_else(|| panic!("{received:?}"));
+    assert_eq!(head.field(":status"), Some("408"));
+    assert!(received.contains(&Received::Frame(Frame::RstStream {
+        stream: 1,
+        code: ErrorCode::NO_ERROR
+    })));
+    // The others are untouched: stream 3 progressed 2 s ago, stream 5 is held up by the
+    // application (its window is shut), stream 7 is a tunnel.
+    for stream in [3, 5, 7] {
+        assert!(
+            !received.iter().any(|r| match r {
+                Received::Headers { stream: s, .. } => *s == stream,
+                Received::Frame(Frame::RstStream { stream: s, .. }) => *s == stream,
+                _ => false,
+            }),
+            "stream {stream}: {received:?}"
+        );
+    }
+    // Stream 3 stalls in turn (its deadline started at its last DATA), after an answer
+    // began: a reset, CANCEL.
+    h2.pair.server.send_head(id(3), Response::new(200)).unwrap();
+    h2.pair.advance(Duration::from_secs(4));
+    let received = h2.read();
+    assert!(
+        received.contains(&Received::Frame(Frame::RstStream {
+            stream: 3,
+            code: ErrorCode::CANCEL
+        })),
+        "{received:?}"
+    );
+    assert!(!h2.pair.server.is_closing());
+    assert!(h2.pair.server.has_stream(id(5)) && h2.pair.server.has_stream(id(7)));
+}
+
+#[test]
+fn settings_never_acknowledged_end_the_connection_with_settings_timeout() {
+    // A client that acknowledges (H2::with does) is never timed out.
+    let mut h2 = H2::new();
+    h2.pair.advance(Duration::from_secs(30));
+    assert!(!h2.pair.server.is_closing());
+    // One that does not: GOAWAY SETTINGS_TIMEOUT after 10 s (RFC 9113 §6.5.3).
+    let client = ScriptedClient::new();
+    let mut pair = Pair::new(RawPeer::new(), H2ServerConn::new(&ServerConfig::default()));
+    pair.client.send(client.preface());
+    pair.drive();
+    pair.advance(Duration::from_secs(9));
+    assert!(!pair.server.is_closing());
+    pair.advance(Duration::from_secs(2));
+    let received = ScriptedClient::new().read(&pair.client.take_received());
+    assert!(
+        received.iter().any(|r| matches!(
+            r,
+            Received::Frame(Frame::GoAway {
+                code: ErrorCode::SETTINGS_TIMEOUT,
+                ..
+            })
+        )),
+        "{received:?}"
+    );
 }
