@@ -19,7 +19,8 @@ use ringwork::testing::certs::{TestCa, TestCert};
 use ringwork::tls::{Roots, TlsAcceptor, TlsConnector, server_name};
 use ringwork_protocols::http::client::h2::H2Connection;
 use ringwork_protocols::http::client::{
-    BodySource, ClientConfig, ClientError, ClientRequest, HttpClient, NextChunk, StreamBody,
+    BodySource, ClientConfig, ClientError, ClientRequest, HttpClient, HttpProtocol, NextChunk,
+    StreamBody,
 };
 use ringwork_protocols::http::proto::Method;
 use ringwork_protocols::http::proto::h2::H2Config;
@@ -242,6 +243,60 @@ ringwork::platform::test_all_backends! {
         let ok = block_on(&mut reactor, client.request(ClientRequest::get(plain, "/ok").over_http2(true))).expect("after a timeout");
         assert_eq!(text(&ok), "GET /ok ");
         assert_eq!(client.stats().connections_opened, 1);
+    }
+
+    fn http_client_protocol_choice_h1_h2_h2c_auto(backend: BackendChoice) {
+        let Some(mut reactor) = reactor(backend) else { return };
+        let ca = TestCa::new();
+        let cert = ca.server(&["localhost"]);
+        let (plain, tls_h2) = servers(&mut reactor, &cert, &[ALPN_H2, b"http/1.1"]);
+        let (_, tls_h1) = servers(&mut reactor, &cert, &[b"http/1.1"]);
+        let client = HttpClient::new(reactor.handle(), ClientConfig::default());
+        client.set_tls_connector(connector(&ca, &["h2", "http/1.1"]));
+        let https = |addr: SocketAddr, protocol: HttpProtocol| {
+            let mut request = ClientRequest::from_url(&format!("https://localhost:{}/p", addr.port()))
+                .expect("url")
+                .with_protocol(protocol);
+            request.addr = addr;
+            request.host = None;
+            request
+        };
+        let version = |reactor: &mut Reactor, request: ClientRequest| {
+            block_on(reactor, client.request(request)).map(|r| r.head.version)
+        };
+        use ringwork_protocols::http::proto::Version::{Http11, Http2};
+        // Plaintext: h1 and auto speak HTTP/1.1, h2 and h2c HTTP/2 with prior knowledge.
+        for (protocol, want) in [
+            (HttpProtocol::Http1, Http11),
+            (HttpProtocol::Auto, Http11),
+            (HttpProtocol::Http2, Http2),
+            (HttpProtocol::H2c, Http2),
+        ] {
+            let request = ClientRequest::get(plain, "/p").with_protocol(protocol);
+            assert_eq!(version(&mut reactor, request).expect("plaintext"), want, "{protocol:?}");
+        }
+        // TLS to a server that picks h2: auto, h2 and h2c speak HTTP/2; h1 with a connector
+        // that offers h2 fails, saying so (the server would read its bytes as HTTP/2).
+        let h1 = version(&mut reactor, https(tls_h2, HttpProtocol::Http1));
+        assert!(matches!(h1, Err(ClientError::Http1NotNegotiated { .. })), "{h1:?}");
+        for (protocol, want) in [
+            (HttpProtocol::Auto, Http2),
+            (HttpProtocol::Http2, Http2),
+            (HttpProtocol::H2c, Http2),
+        ] {
+            assert_eq!(version(&mut reactor, https(tls_h2, protocol)).expect("tls"), want, "{protocol:?}");
+        }
+        // TLS to a server that picks http/1.1: auto (and h2c, as auto over TLS) go over
+        // HTTP/1.1; h2 insists, and fails naming what the server chose.
+        for protocol in [HttpProtocol::Auto, HttpProtocol::H2c] {
+            assert_eq!(version(&mut reactor, https(tls_h1, protocol)).expect("fallback"), Http11, "{protocol:?}");
+        }
+        let strict = version(&mut reactor, https(tls_h1, HttpProtocol::Http2));
+        assert!(matches!(strict, Err(ClientError::Http2NotNegotiated { .. })), "{strict:?}");
+        // Names as the proxy's TOML spells them.
+        for name in ["h1", "h2", "h2c", "auto"] {
+            assert_eq!(HttpProtocol::from_name(name).expect("a name").name(), name);
+        }
     }
 
     fn http_client_falls_back_to_http1_when_tls_does_not_pick_h2(backend: BackendChoice) {

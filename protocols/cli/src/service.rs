@@ -233,8 +233,12 @@ impl Service {
     /// accepts: never a protocol the service cannot answer.
     pub(crate) fn app_protocols(self) -> AppProtocols {
         match self {
-            Service::Hello | Service::Web | Service::HttpProxy => AppProtocols::HTTP,
-            Service::WsEcho | Service::WsChat => AppProtocols::HTTP_1_1,
+            // WebSocket over HTTP/2 is RFC 8441's extended CONNECT.
+            Service::Hello
+            | Service::Web
+            | Service::HttpProxy
+            | Service::WsEcho
+            | Service::WsChat => AppProtocols::HTTP,
             // DNS over TLS (RFC 7858 names no ALPN; RFC 8310's "dot" is what clients send).
             Service::Dns => AppProtocols::Only(&["dot"]),
             // SOCKS5 has no ALPN name.

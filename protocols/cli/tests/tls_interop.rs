@@ -469,7 +469,7 @@ ringwork::platform::test_all_backends! {
         let pki = Pki::new("alpn-default");
         let ca = path(&pki.ca_pem);
         let root = path(&pki.dir.0);
-        for service in [&["hello"][..], &["web", "--root", root]] {
+        for service in [&["hello"][..], &["web", "--root", root], &["ws-echo"]] {
             let Some(server) = Ringwork::start(backend, service, &pki.endpoint(""), &pki.dir.0) else { return };
             let out = s_client_http(server.port(), ca, Some("http/1.1"))
                 .unwrap_or_else(|out| panic!("{service:?}, -alpn http/1.1: no response:\n{out}"));

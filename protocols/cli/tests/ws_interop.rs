@@ -6,7 +6,8 @@
 //! to every client across cores, a slow subscriber cut off); `ringwork serve http-proxy` in
 //! front of `ws-echo` (the WebSocket tunnel: the same Python and Node echoes and the
 //! violations through it, its idle timeout) and in front of `serve hello` (an upgrade
-//! refused with a 200, relayed as a response, the connection staying HTTP). The peers (`scripts/ws-peers/`) are installed by
+//! refused with a 200, relayed as a response, the connection staying HTTP); `ws-echo` and
+//! `ws-chat` over HTTP/2 too (RFC 8441, h2c, Python's `h2` driving `ws_h2_peer.py`). The peers (`scripts/ws-peers/`) are installed by
 //! `scripts/install-ws-test-deps.sh`; a missing peer fails the test under `CI=true`, and is
 //! skipped with a loud line otherwise.
 
@@ -16,7 +17,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use ringwork_protocols::Endpoint;
-use support::{PATIENCE, Server, TempDir, backend, free_port, peer_in};
+use support::{PATIENCE, Server, TempDir, backend, free_port, peer, peer_in};
 
 #[macro_use]
 mod support;
@@ -32,6 +33,15 @@ fn python_ok() -> bool {
         "python3",
         &["-c", "import websockets.asyncio.client"],
         "install-ws-test-deps.sh",
+    )
+}
+
+/// Python's `h2` (for WebSocket over HTTP/2, `ws_h2_peer.py`).
+fn python_h2_ok() -> bool {
+    peer(
+        "python3",
+        &["-c", "import h2.connection"],
+        "install-h2-test-deps.sh",
     )
 }
 
@@ -108,6 +118,15 @@ fn clients(name: &str) {
             "{out}"
         );
     }
+    if python_h2_ok() {
+        // RFC 8441: the same service over HTTP/2 with prior knowledge (h2c).
+        let url = format!("http://127.0.0.1:{port}/");
+        let out = run("python3", "ws_h2_peer.py", &["echo", &url]);
+        assert!(
+            out.starts_with("ok 14 messages echoed over h2 (h2c)"),
+            "{out}"
+        );
+    }
     assert!(server.terminate(), "ws-echo exits cleanly");
 }
 
@@ -135,6 +154,15 @@ fn chat(name: &str) {
     let url = format!("ws://127.0.0.1:{port}/");
     let out = run("python3", "ws_peer.py", &["chat", &url, "6"]);
     assert!(out.starts_with("ok chat 6 clients"), "{out}");
+    if python_h2_ok() {
+        // RFC 8441: four WebSockets on two HTTP/2 connections (h2c) join the same topic.
+        let url = format!("http://127.0.0.1:{port}/");
+        let out = run("python3", "ws_h2_peer.py", &["chat", &url]);
+        assert!(
+            out.starts_with("ok chat 4 streams on 2 connections"),
+            "{out}"
+        );
+    }
     assert!(server.terminate(), "ws-chat exits cleanly");
 }
 

@@ -84,6 +84,21 @@ pub trait Application<M: Machine>: 'static {
         let _ = (machine, ctx, mailbox);
     }
 
+    /// Work of the application's own that calls the machine, run in every round of a drive
+    /// after the commands and events: protocols carried inside this connection (a
+    /// WebSocket on an HTTP/2 stream, [`nested`](super::nested)) move their bytes here.
+    /// True when it did something (the drive goes on). Default: nothing.
+    fn poll(&mut self, machine: &mut M, ctx: &mut Context<'_>) -> bool {
+        let _ = (machine, ctx);
+        false
+    }
+
+    /// An engine timer this adapter did not arm fired (one the application armed with
+    /// `ctx.call_later`, for a protocol it carries); a drive follows. Default: ignored.
+    fn timer_fired(&mut self, machine: &mut M, ctx: &mut Context<'_>, timer: TimerId) {
+        let _ = (machine, ctx, timer);
+    }
+
     /// The connection switches protocols (an HTTP/1.1 `101 Switching Protocols` went out):
     /// asked after every drive; `Some` hands the connection to [`Upgrade::protocol`], and
     /// this machine and application get no more calls. Default: never.
@@ -201,6 +216,7 @@ impl<M: Machine, A: Application<M>> Adapter<M, A> {
                 self.app.event(&mut self.machine, event, ctx, &self.mailbox);
                 progressed = true;
             }
+            progressed |= self.app.poll(&mut self.machine, ctx);
             while let Some(bytes) = self.machine.poll_transmit(ctx.now()) {
                 ctx.write_bytes(bytes);
                 progressed = true;
@@ -363,6 +379,9 @@ impl<M: Machine + 'static, A: Application<M>> Protocol for Adapter<M, A> {
             self.timer = None;
             self.machine.handle_timeout(ctx.now());
             self.drive(ctx);
+        } else if !self.closed {
+            self.app.timer_fired(&mut self.machine, ctx, timer);
+            self.drive(ctx);
         }
     }
 
@@ -416,7 +435,7 @@ struct MailboxInner<C, S> {
 }
 
 impl<C, S: Default> Mailbox<C, S> {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             inner: Rc::new(RefCell::new(MailboxInner {
                 queue: VecDeque::new(),
@@ -455,11 +474,28 @@ impl<C, S> Mailbox<C, S> {
         }
     }
 
-    fn take(&self) -> Option<C> {
+    pub(crate) fn take(&self) -> Option<C> {
         self.inner.borrow_mut().queue.pop_front()
     }
 
-    fn close(&self) {
+    /// Posts wake connection `conn` of `handle` from now on (a mailbox of a protocol
+    /// carried inside that connection).
+    pub(crate) fn attach(&self, conn: ConnId, handle: LocalHandle) {
+        let mut inner = self.inner.borrow_mut();
+        inner.conn = Some(conn);
+        inner.handle = Some(handle);
+    }
+
+    /// A drive starts (`true`: posts need no wake, and a queued wake is spent) or ends.
+    pub(crate) fn set_active(&self, active: bool) {
+        let mut inner = self.inner.borrow_mut();
+        inner.active = active;
+        if active {
+            inner.wake_queued = false;
+        }
+    }
+
+    pub(crate) fn close(&self) {
         {
             let mut inner = self.inner.borrow_mut();
             inner.closed = true;

@@ -43,6 +43,14 @@ impl<M: Machine> Default for Pending<M> {
     }
 }
 
+impl<M> Channel<M> {
+    pub(crate) fn new() -> Self {
+        Self {
+            _machine: PhantomData,
+        }
+    }
+}
+
 impl<M> Application<M> for Channel<M>
 where
     M: Machine + 'static,
@@ -89,6 +97,10 @@ pub struct ConnHandle<M: Machine> {
 pub struct Gone;
 
 impl<M: Machine + 'static> ConnHandle<M> {
+    pub(crate) fn from_sender(sender: MailboxSender<Call<M>, Pending<M>>) -> Self {
+        Self { sender }
+    }
+
     /// The next event, in order; `None` once the connection is gone and every event was
     /// taken.
     pub async fn next_event(&self) -> Option<M::Event> {

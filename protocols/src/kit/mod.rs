@@ -39,6 +39,8 @@ pub mod sim;
 pub mod adapter;
 #[cfg(feature = "engine")]
 pub mod channel;
+#[cfg(feature = "engine")]
+pub mod nested;
 
 use std::time::Instant;
 

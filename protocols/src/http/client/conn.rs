@@ -274,6 +274,24 @@ impl Application<ClientConn> for ClientApp {
     type Command = Command;
     type Status = ConnStatus;
 
+    fn connected(
+        &mut self,
+        machine: &mut ClientConn,
+        ctx: &mut Context<'_>,
+        _mailbox: &Mailbox<Command, ConnStatus>,
+    ) {
+        // RFC 7301 §3.2: the protocol ALPN picked is the one spoken; HTTP/1.1 bytes on a
+        // connection the server now reads as HTTP/2 would be answered with a GOAWAY.
+        if ctx.tls().and_then(|t| t.alpn.as_deref()) == Some(b"h2") {
+            // The request waiting in the mailbox fails with this (nothing was sent).
+            self.lost_reason = Some(ClientError::Http1NotNegotiated {
+                addr: self.key.addr,
+            });
+            machine.abort();
+            ctx.abort();
+        }
+    }
+
     fn event(
         &mut self,
         machine: &mut ClientConn,

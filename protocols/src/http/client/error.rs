@@ -55,6 +55,14 @@ pub enum ClientError {
         #[source]
         error: TlsError,
     },
+    /// An HTTP/1.1 request over TLS whose server picked `h2` by ALPN (the connector offered
+    /// it): give HTTP/1.1 requests a connector that offers only `http/1.1`, or send them
+    /// with [`HttpProtocol::Auto`](super::HttpProtocol::Auto).
+    #[error("tls to {addr}: the server picked h2 for an HTTP/1.1 request")]
+    Http1NotNegotiated {
+        /// The server's address.
+        addr: SocketAddr,
+    },
     /// An HTTP/2 connection over TLS whose server did not pick `h2` by ALPN.
     #[error("tls to {addr}: the server did not negotiate h2")]
     Http2NotNegotiated {

@@ -116,6 +116,7 @@ struct H2App {
     tls: bool,
     max_body: u64,
     response_timeout: Option<std::time::Duration>,
+    body_timeout: Option<std::time::Duration>,
     /// Requests waiting for a free stream (the server's limit).
     waiting: VecDeque<Send>,
     streams: HashMap<u32, Receiving>,
@@ -368,6 +369,15 @@ impl Application<H2ClientConn> for H2App {
                         .fail(ClientError::ResponseTimeout { timeout }, false);
                 }
             }
+            ClientEvent::BodyTimedOut { id } => {
+                if let Some(receiving) = self.streams.remove(&id) {
+                    let timeout = self.body_timeout.unwrap_or_default();
+                    receiving
+                        .send
+                        .exchange
+                        .fail(ClientError::BodyTimeout { timeout }, false);
+                }
+            }
             ClientEvent::Reset { id, code } => {
                 if let Some(receiving) = self.streams.remove(&id) {
                     let mut send = receiving.send;
@@ -463,6 +473,12 @@ pub struct H2Target {
     pub tls: Option<(TlsConnector, ringwork::tls::ServerName<'static>)>,
     /// How long a request may wait for its response head (`None`: forever).
     pub response_timeout: Option<std::time::Duration>,
+    /// How long a response body may stall while its sink holds none of it (`None`:
+    /// forever): [`ClientError::BodyTimeout`].
+    pub body_timeout: Option<std::time::Duration>,
+    /// How long the connection may stay without a request in flight (`None`: forever);
+    /// then GOAWAY and a close (the next request opens a new one).
+    pub idle_timeout: Option<std::time::Duration>,
 }
 
 /// An HTTP/2 connection carrying many requests at once (see the module docs).
@@ -503,6 +519,8 @@ impl H2Connection {
                 host: None,
                 tls,
                 response_timeout: None,
+                body_timeout: None,
+                idle_timeout: None,
             },
             config,
             max_body,
@@ -526,6 +544,7 @@ impl H2Connection {
             tls: target.tls.is_some(),
             max_body,
             response_timeout: target.response_timeout,
+            body_timeout: target.body_timeout,
             waiting: VecDeque::new(),
             streams: HashMap::new(),
             failed: None,
@@ -534,6 +553,8 @@ impl H2Connection {
         };
         let mut machine = H2ClientConn::new(config);
         machine.set_response_timeout(target.response_timeout);
+        machine.set_body_timeout(target.body_timeout);
+        machine.set_idle_timeout(target.idle_timeout);
         let adapter = Adapter::new(machine, app);
         let sender = adapter.sender();
         let opened = Rc::new(RefCell::new(None));

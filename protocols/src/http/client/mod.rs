@@ -75,7 +75,7 @@ pub use self::body::{BodySource, NextChunk, StreamBody};
 use self::conn::{ClientApp, Command, Exchange, Outcome, Pending};
 pub use self::error::ClientError;
 use self::pool::{Lease, Pool, PoolKey};
-pub use self::request::{ClientRequest, encode_head, is_idempotent};
+pub use self::request::{ClientRequest, HttpProtocol, encode_head, is_idempotent};
 pub use self::tls::{ALPN_HTTP11, TlsTarget, dangerous_insecure_connector};
 use self::tls::{DefaultConnector, TlsKey};
 use crate::http::proto::client::{ClientConn, ClientConnConfig, OutgoingRequest};
@@ -251,7 +251,8 @@ impl HttpClient {
     }
 
     /// The TLS connector of requests whose [`TlsTarget`] brings none (default: the system's
-    /// roots, ALPN `http/1.1`, built on first use). Build one per core: its resumption
+    /// roots, ALPN `http/1.1` — or `h2`, `http/1.1` for requests that try HTTP/2 — built on
+    /// first use; the one set here serves both, and must offer `h2` for HTTP/2). Build one per core: its resumption
     /// cache is per connector. Connections already pooled keep the connector they were
     /// made with (and are not used for requests through the new one).
     pub fn set_tls_connector(&self, connector: TlsConnector) {
@@ -339,6 +340,7 @@ impl HttpClient {
         let client = Rc::clone(&self.inner);
         async move {
             let head = encode_head(&request, client.config.user_agent.as_deref())?;
+            let (try_h2, strict_h2) = request.protocol.attempt(request.tls.is_some());
             let connector = match &request.tls {
                 None => None,
                 Some(TlsTarget {
@@ -351,7 +353,7 @@ impl HttpClient {
                     client
                         .tls
                         .borrow_mut()
-                        .get()
+                        .get(try_h2)
                         .map_err(ClientError::TlsConfig)?,
                 ),
             };
@@ -365,7 +367,7 @@ impl HttpClient {
                     .map(|(target, connector)| TlsKey::new(target.server_name.clone(), connector)),
             };
             let mut sink = sink;
-            if request.http2 && !client.no_h2.borrow().contains(&key) {
+            if try_h2 && (strict_h2 || !client.no_h2.borrow().contains(&key)) {
                 let mut h2_request = request.clone();
                 if let Some(agent) = &client.config.user_agent
                     && !h2_request.headers.contains("user-agent")
@@ -381,7 +383,7 @@ impl HttpClient {
                     Outcome::Failed {
                         error: ClientError::Http2NotNegotiated { .. },
                         retry: Some(again),
-                    } => {
+                    } if !strict_h2 => {
                         client.no_h2.borrow_mut().insert(key.clone());
                         client.h2.borrow_mut().remove(&key);
                         sink = again;
@@ -441,6 +443,8 @@ fn h2_connection(
         host: request.host.clone(),
         tls,
         response_timeout: Some(client.config.response_timeout),
+        body_timeout: Some(client.config.body_timeout),
+        idle_timeout: Some(client.config.idle_timeout),
     };
     let conn = h2::H2Connection::open_target(
         &client.handle,

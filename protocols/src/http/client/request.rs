@@ -49,11 +49,72 @@ pub struct ClientRequest {
     /// A body streamed as it is sent (Content-Length if its length is known, else
     /// chunked), instead of `body`.
     pub body_stream: Option<StreamBody>,
-    /// Send over HTTP/2: h2c with prior knowledge for plaintext, ALPN `h2` over TLS (the
-    /// connector must offer `h2`; a server that picks `http/1.1` instead gets this and
-    /// later requests over HTTP/1.1). One connection per server carries every
-    /// such request at once; a `body_stream` is pulled as the server's window opens.
-    pub http2: bool,
+    /// Which HTTP to speak ([`HttpProtocol`]; default HTTP/1.1). Over HTTP/2 one
+    /// connection per server carries every such request at once; a `body_stream` is
+    /// pulled as the server's window opens.
+    pub protocol: HttpProtocol,
+}
+
+/// Which HTTP a request goes over (per request, or per upstream pool in the reverse proxy:
+/// `protocol = "h1" | "h2" | "h2c" | "auto"`).
+#[derive(Clone, Copy, Debug, Default, Eq, Hash, PartialEq)]
+#[non_exhaustive]
+pub enum HttpProtocol {
+    /// HTTP/1.1 (`h1`), the default.
+    #[default]
+    Http1,
+    /// HTTP/2 only (`h2`): ALPN `h2` over TLS, where a server that picks `http/1.1` fails
+    /// the request ([`ClientError::Http2NotNegotiated`](super::ClientError::Http2NotNegotiated));
+    /// prior knowledge in plaintext.
+    Http2,
+    /// HTTP/2 with prior knowledge in plaintext (`h2c`, RFC 9113 §3.3): no fallback (a
+    /// server that does not speak it fails the request). Over TLS, as [`HttpProtocol::Auto`].
+    H2c,
+    /// Whatever the server picks (`auto`): over TLS, ALPN offering `h2` and `http/1.1` (a
+    /// server that picks HTTP/1.1 is remembered, and later requests to it go over HTTP/1.1
+    /// at once); HTTP/1.1 in plaintext.
+    Auto,
+}
+
+impl HttpProtocol {
+    /// Its name in configuration files: `h1`, `h2`, `h2c`, `auto`.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            HttpProtocol::Http1 => "h1",
+            HttpProtocol::Http2 => "h2",
+            HttpProtocol::H2c => "h2c",
+            HttpProtocol::Auto => "auto",
+        }
+    }
+
+    /// The protocol named `name` (`h1` or `http/1.1`, `h2`, `h2c`, `auto`).
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "h1" | "http/1.1" => Some(HttpProtocol::Http1),
+            "h2" => Some(HttpProtocol::Http2),
+            "h2c" => Some(HttpProtocol::H2c),
+            "auto" => Some(HttpProtocol::Auto),
+            _ => None,
+        }
+    }
+
+    /// Whether a request with it tries HTTP/2 first, and whether it insists on it (no
+    /// fallback to HTTP/1.1), over TLS or not.
+    pub(crate) fn attempt(self, tls: bool) -> (bool, bool) {
+        match (self, tls) {
+            (HttpProtocol::Http1, _) | (HttpProtocol::Auto, false) => (false, false),
+            (HttpProtocol::Http2, _) | (HttpProtocol::H2c, false) => (true, true),
+            (HttpProtocol::H2c | HttpProtocol::Auto, true) => (true, false),
+        }
+    }
+
+    /// Whether TLS to the server offers `h2` by ALPN.
+    #[must_use]
+    pub fn offers_h2(self) -> bool {
+        self != HttpProtocol::Http1
+    }
 }
 
 impl ClientRequest {
@@ -70,7 +131,7 @@ impl ClientRequest {
             headers: Headers::new(),
             body: Bytes::new(),
             body_stream: None,
-            http2: false,
+            protocol: HttpProtocol::Http1,
         }
     }
 
@@ -212,10 +273,22 @@ impl ClientRequest {
         self
     }
 
-    /// Sends the request over HTTP/2 (see [`ClientRequest::http2`](Self::http2)'s field).
+    /// Sends the request over HTTP/2 (`true`: [`HttpProtocol::H2c`]: prior knowledge in
+    /// plaintext, ALPN with HTTP/1.1 accepted over TLS) or HTTP/1.1 (`false`).
     #[must_use]
     pub fn over_http2(mut self, http2: bool) -> Self {
-        self.http2 = http2;
+        self.protocol = if http2 {
+            HttpProtocol::H2c
+        } else {
+            HttpProtocol::Http1
+        };
+        self
+    }
+
+    /// Sends the request over `protocol` (see [`HttpProtocol`]).
+    #[must_use]
+    pub fn with_protocol(mut self, protocol: HttpProtocol) -> Self {
+        self.protocol = protocol;
         self
     }
 

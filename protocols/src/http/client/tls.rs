@@ -70,28 +70,38 @@ impl TlsKey {
 #[derive(Default)]
 pub(crate) struct DefaultConnector {
     built: Option<Result<TlsConnector, Arc<TlsConfigError>>>,
+    /// The same, offering `h2` first (for requests that try HTTP/2).
+    built_h2: Option<Result<TlsConnector, Arc<TlsConfigError>>>,
+    /// Set by the application: serves every request.
+    set: bool,
 }
 
 impl DefaultConnector {
     /// Replaces the connector.
     pub(crate) fn set(&mut self, connector: TlsConnector) {
         self.built = Some(Ok(connector));
+        self.set = true;
     }
 
     /// The connector, building it the first time.
     ///
     /// # Errors
     /// Building it failed (now or before): no system roots could be loaded.
-    pub(crate) fn get(&mut self) -> Result<TlsConnector, Arc<TlsConfigError>> {
-        self.built
-            .get_or_insert_with(|| {
-                TlsConnector::builder()
-                    .roots(Roots::System)
-                    .alpn([ALPN_HTTP11])
-                    .build()
-                    .map_err(Arc::new)
-            })
-            .clone()
+    /// The connector (`h2`: for a request that tries HTTP/2, offering `h2` first).
+    pub(crate) fn get(&mut self, h2: bool) -> Result<TlsConnector, Arc<TlsConfigError>> {
+        let (slot, alpn) = if h2 && !self.set {
+            (&mut self.built_h2, vec![&b"h2"[..], ALPN_HTTP11])
+        } else {
+            (&mut self.built, vec![ALPN_HTTP11])
+        };
+        slot.get_or_insert_with(|| {
+            TlsConnector::builder()
+                .roots(Roots::System)
+                .alpn(alpn)
+                .build()
+                .map_err(Arc::new)
+        })
+        .clone()
     }
 }
 

@@ -295,6 +295,8 @@ pub struct RequestHead {
     pub version: Version,
     /// The header fields, in order.
     pub headers: Headers,
+    /// HTTP/2 extended CONNECT's `:protocol` (RFC 8441 §4: `websocket`); `None` otherwise.
+    pub protocol: Option<Bytes>,
 }
 
 impl RequestHead {

@@ -102,6 +102,7 @@ pub fn parse_request_with(
         target,
         version,
         headers,
+        protocol: None,
     };
     check_target(&head)?;
     check_host(&head)?;

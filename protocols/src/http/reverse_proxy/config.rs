@@ -166,9 +166,11 @@ pub struct UpstreamConfig {
     pub health: Option<super::health::HealthCheck>,
     /// TLS to the servers (`https://` servers), `None` for plaintext.
     pub tls: Option<UpstreamTls>,
-    /// Speak HTTP/2 to the servers (`http2 = true`): h2c with prior knowledge, or ALPN
-    /// `h2` over TLS; one multiplexed connection per server. Default HTTP/1.1.
-    pub http2: bool,
+    /// Which HTTP to speak to the servers (`protocol = "h1" | "h2" | "h2c" | "auto"`;
+    /// `http2 = true` is the older spelling of `h2c` for plaintext pools and `auto` for
+    /// `https://` ones): see [`HttpProtocol`](crate::http::client::HttpProtocol). Over
+    /// HTTP/2, one multiplexed connection per server. Default `h1`.
+    pub protocol: crate::http::client::HttpProtocol,
 }
 
 /// Why a configuration was refused. The display text is not stable.

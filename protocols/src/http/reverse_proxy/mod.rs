@@ -62,7 +62,8 @@ pub use self::headers::{ForwardedMode, Hop, add_forwarded, add_via, strip_hop_by
 pub use self::routing::{HostPattern, Route, RouteTable, UpstreamPool};
 pub use self::upstream_tls::UpstreamTls;
 use crate::http::client::{
-    ClientConfig, ClientError, ClientRequest, Flow, HttpClient, ResponseSink, StreamBody, TlsTarget,
+    ClientConfig, ClientError, ClientRequest, Flow, HttpClient, HttpProtocol, ResponseSink,
+    StreamBody, TlsTarget,
 };
 use crate::http::metrics::HttpMetrics;
 use crate::http::proto::{H1Limits, Headers, Method, RequestHead, ResponseHead, Version};
@@ -102,6 +103,10 @@ pub fn server_config(config: &ProxyConfig) -> ServerConfig {
     server.keep_alive_timeout = config.timeouts.idle;
     server.body_read_timeout = config.timeouts.body;
     server.write_timeout = Some(config.timeouts.write).filter(|d| !d.is_zero());
+    // The proxy does not bridge an HTTP/2 extended CONNECT (RFC 8441) to an upstream yet:
+    // not advertising it keeps browsers, which use it when offered, on an HTTP/1.1
+    // `Upgrade: websocket`, which the proxy tunnels.
+    server.http2.enable_connect_protocol = false;
     server
 }
 
@@ -166,8 +171,8 @@ struct Tables {
     pools: RefCell<Vec<UpstreamPool>>,
     /// Per pool (same index): TLS to its servers, `None` for plaintext.
     tls: Vec<Option<PoolTls>>,
-    /// Per pool (same index): HTTP/2 to its servers.
-    http2: Vec<bool>,
+    /// Per pool (same index): the HTTP spoken to its servers.
+    protocols: Vec<HttpProtocol>,
 }
 
 impl Tables {
@@ -189,14 +194,14 @@ impl Tables {
             .iter()
             .map(|u| {
                 let tls = u.tls.as_ref()?;
-                Some(PoolTls::new(&u.name, tls, &u.servers, u.http2, config))
+                Some(PoolTls::new(&u.name, tls, &u.servers, u.protocol, config))
             })
             .collect();
         Tables {
             routes: config.routes.clone(),
             pools: RefCell::new(pools),
             tls,
-            http2: config.upstreams.iter().map(|u| u.http2).collect(),
+            protocols: config.upstreams.iter().map(|u| u.protocol).collect(),
         }
     }
 }
@@ -215,10 +220,10 @@ impl PoolTls {
         name: &str,
         tls: &UpstreamTls,
         servers: &[ServerAddr],
-        http2: bool,
+        protocol: HttpProtocol,
         config: &ProxyConfig,
     ) -> Self {
-        let connector = tls.connector(config.timeouts.connect, http2).map_err(|error| {
+        let connector = tls.connector(config.timeouts.connect, protocol).map_err(|error| {
             tracing::error!(upstream = %name, %error, "cannot build the upstream TLS connector");
             Arc::new(error)
         });
@@ -439,7 +444,11 @@ impl Handler for ReverseProxy {
         // HTTP/1.1, so it goes on only to an HTTP/2 pool, and only if the client sent it.
         let te_trailers = headers.has_token("te", "trailers");
         strip_hop_by_hop(&mut headers);
-        if te_trailers && tables.http2.get(route.upstream).copied().unwrap_or(false) {
+        let http2 = tables
+            .protocols
+            .get(route.upstream)
+            .is_some_and(|p| p.offers_h2());
+        if te_trailers && http2 {
             headers.insert("te", Bytes::from_static(b"trailers"));
         }
         headers.remove("expect");
@@ -607,8 +616,13 @@ async fn forward(core: Rc<Core>, out: Outgoing, respond: Responder) {
                 }
             },
         };
-        let http2 = out.tables.http2.get(out.upstream).copied().unwrap_or(false);
-        let request = upstream_request(&out, &addr, tls).over_http2(http2);
+        let protocol = out
+            .tables
+            .protocols
+            .get(out.upstream)
+            .copied()
+            .unwrap_or_default();
+        let request = upstream_request(&out, &addr, tls).with_protocol(protocol);
         let wants_note = down
             .borrow()
             .responder

@@ -478,6 +478,47 @@ upstream = "web"
 "#;
 
 #[test]
+fn upstream_protocol_choice() {
+    use crate::http::client::HttpProtocol;
+    let pool = |servers: &str, extra: &str| {
+        let text = format!(
+            "listen = [\"tcp:80\"]\n[upstreams.a]\nservers = [\"{servers}\"]\n{extra}\n[[routes]]\nupstream = \"a\"\n"
+        );
+        ProxyConfig::from_toml(&text).unwrap().upstreams[0].protocol
+    };
+    assert_eq!(pool("10.0.0.1:80", ""), HttpProtocol::Http1);
+    for (name, protocol) in [
+        ("h1", HttpProtocol::Http1),
+        ("h2", HttpProtocol::Http2),
+        ("h2c", HttpProtocol::H2c),
+        ("auto", HttpProtocol::Auto),
+    ] {
+        assert_eq!(
+            pool("10.0.0.1:80", &format!("protocol = \"{name}\"")),
+            protocol
+        );
+    }
+    assert_eq!(
+        pool(
+            "https://10.0.0.1:443",
+            "protocol = \"auto\"\ntls_verify = false"
+        ),
+        HttpProtocol::Auto
+    );
+    // The older spelling: prior knowledge in plaintext, ALPN over TLS (h2c over TLS is
+    // auto's behaviour).
+    assert_eq!(pool("10.0.0.1:80", "http2 = true"), HttpProtocol::H2c);
+}
+
+#[test]
+fn the_proxy_does_not_advertise_extended_connect() {
+    // RFC 8441 is not bridged to upstreams: browsers must keep to HTTP/1.1 Upgrade.
+    let config = ProxyConfig::from_toml(EXAMPLE).unwrap();
+    assert!(!super::server_config(&config).http2.enable_connect_protocol);
+    assert!(crate::http::proto::h2::H2Config::default().enable_connect_protocol);
+}
+
+#[test]
 fn config_example() {
     let config = ProxyConfig::from_toml(EXAMPLE).unwrap();
     assert_eq!(config.listen.len(), 1);
@@ -590,6 +631,24 @@ fn config_errors_name_line_and_field() {
             "servers = [\"10.0.0.1:80\"]\nhash_key = \"client_ip\"",
             Some(4),
             "upstreams.a.hash_key",
+        ),
+        (
+            "servers = [\"10.0.0.1:80\"]",
+            "servers = [\"10.0.0.1:80\"]\nprotocol = \"h3\"",
+            Some(4),
+            "upstreams.a.protocol",
+        ),
+        (
+            "servers = [\"10.0.0.1:80\"]",
+            "servers = [\"10.0.0.1:80\"]\nhttp2 = true\nprotocol = \"h2\"",
+            Some(5),
+            "upstreams.a.protocol",
+        ),
+        (
+            "servers = [\"10.0.0.1:80\"]",
+            "servers = [\"https://10.0.0.1:443\"]\nprotocol = \"h2c\"",
+            Some(4),
+            "upstreams.a.protocol",
         ),
         ("tcp:80", "udp:80", Some(1), "listen[0]"),
         ("tcp:80", "ftp:80", Some(1), "listen[0]"),

@@ -19,7 +19,7 @@ use ringwork::tls::{
     CertificateDer, PrivateKeyDer, Roots, ServerName, TlsConfigError, TlsConnector,
 };
 
-use crate::http::client::{ALPN_HTTP11, dangerous_insecure_connector};
+use crate::http::client::{ALPN_HTTP11, HttpProtocol, dangerous_insecure_connector};
 
 /// How a pool reaches its `https://` servers.
 #[derive(Clone, Debug, PartialEq)]
@@ -86,9 +86,9 @@ impl UpstreamTls {
         }
     }
 
-    /// A new connector for one core: ALPN `http/1.1`, the handshake bounded by
-    /// `handshake_timeout` (the insecure connector keeps the engine's default, see
-    /// [`dangerous_insecure_connector`]).
+    /// A new connector for one core: ALPN `http/1.1` (`h2` first for a pool that speaks
+    /// HTTP/2), the handshake bounded by `handshake_timeout` (the insecure connector keeps
+    /// the engine's default, see [`dangerous_insecure_connector`]).
     ///
     /// # Errors
     /// No system roots could be loaded, the client key does not fit its certificate, or
@@ -96,15 +96,31 @@ impl UpstreamTls {
     pub fn connector(
         &self,
         handshake_timeout: Duration,
-        http2: bool,
+        protocol: HttpProtocol,
     ) -> Result<TlsConnector, TlsConfigError> {
         let client_cert = self
             .material
             .client_cert
             .as_ref()
             .map(|(chain, key)| (chain.clone(), key.clone_key()));
+        // An HTTP/2 pool offers h2 first, http/1.1 for servers that do not speak it (the
+        // client then goes over HTTP/1.1 to them, unless the pool insists on h2).
+        let alpn = if protocol.offers_h2() {
+            vec![&b"h2"[..], ALPN_HTTP11]
+        } else {
+            vec![ALPN_HTTP11]
+        };
         if !self.verify {
-            return dangerous_insecure_connector(client_cert);
+            if !protocol.offers_h2() {
+                return dangerous_insecure_connector(client_cert);
+            }
+            let mut builder = TlsConnector::builder()
+                .dangerous_skip_verification()
+                .alpn(alpn);
+            if let Some((chain, key)) = client_cert {
+                builder = builder.client_certificate(chain, key);
+            }
+            return builder.build();
         }
         let roots = match &self.material.roots {
             Some(certs) => Roots::Certificates(certs.clone()),
@@ -112,13 +128,7 @@ impl UpstreamTls {
         };
         let mut builder = TlsConnector::builder()
             .roots(roots)
-            // An HTTP/2 pool offers h2 first, http/1.1 for servers that do not speak it
-            // (the client then goes over HTTP/1.1 to them).
-            .alpn(if http2 {
-                vec![&b"h2"[..], ALPN_HTTP11]
-            } else {
-                vec![ALPN_HTTP11]
-            })
+            .alpn(alpn)
             .handshake_timeout(handshake_timeout);
         if let Some((chain, key)) = client_cert {
             builder = builder.client_certificate(chain, key);

@@ -23,7 +23,7 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use ringwork::logging::escape;
-use ringwork::{Context, LostReason, Protocol};
+use ringwork::{Context, LostReason, Protocol, TimerId};
 
 use super::Shared;
 use super::access_log::{Entry, UpstreamNote};
@@ -36,6 +36,7 @@ use crate::http::proto::server::{
 use crate::http::proto::{H1Error, Headers};
 use crate::kit::Machine;
 use crate::kit::adapter::{Application, Mailbox, MailboxSender, Upgrade};
+use crate::kit::nested::{Carrier, StreamProtocol};
 
 /// What the glue needs of a server connection machine: the HTTP/1.1 and HTTP/2 machines'
 /// shared calls, and what each publishes to body writers.
@@ -53,6 +54,16 @@ pub(crate) trait ServerMachine: Machine<Event = ServerEvent> + 'static {
     /// Whether a `101 Switching Protocols` can hand the connection to another protocol
     /// (HTTP/1.1; HTTP/2 has no 101, RFC 9113 §8.6).
     const SWITCHES_PROTOCOLS: bool;
+    /// Whether a stream can carry another protocol (HTTP/2's extended CONNECT, RFC 8441).
+    const CARRIES_STREAMS: bool;
+    /// Whether stream `id` exists and can take more body now.
+    fn stream_writable(&self, id: RequestId) -> bool;
+    /// Whether stream `id` is still open (HTTP/2; HTTP/1.1 carries no streams).
+    fn has_stream(&self, id: RequestId) -> bool;
+    /// Whether a graceful shutdown began.
+    fn is_draining(&self) -> bool;
+    /// Resets stream `id` (HTTP/2 CANCEL).
+    fn cancel_stream(&mut self, id: RequestId);
 }
 
 macro_rules! forward_calls {
@@ -87,6 +98,18 @@ macro_rules! forward_calls {
 impl ServerMachine for ServerConn {
     forward_calls!();
     const SWITCHES_PROTOCOLS: bool = true;
+    const CARRIES_STREAMS: bool = false;
+
+    fn stream_writable(&self, _id: RequestId) -> bool {
+        false
+    }
+    fn has_stream(&self, _id: RequestId) -> bool {
+        false
+    }
+    fn is_draining(&self) -> bool {
+        false
+    }
+    fn cancel_stream(&mut self, _id: RequestId) {}
 
     fn publish(&self, status: &mut WriteStatus) {
         // A writer whose head is still in the mailbox may write too: it is next in line.
@@ -99,6 +122,20 @@ impl ServerMachine for ServerConn {
 impl ServerMachine for H2ServerConn {
     forward_calls!();
     const SWITCHES_PROTOCOLS: bool = false;
+    const CARRIES_STREAMS: bool = true;
+
+    fn stream_writable(&self, id: RequestId) -> bool {
+        Self::stream_writable(self, id)
+    }
+    fn has_stream(&self, id: RequestId) -> bool {
+        Self::has_stream(self, id)
+    }
+    fn is_draining(&self) -> bool {
+        Self::is_draining(self)
+    }
+    fn cancel_stream(&mut self, id: RequestId) {
+        Self::cancel_stream(self, id);
+    }
 
     fn publish(&self, status: &mut WriteStatus) {
         let multiplexed = status.multiplexed.get_or_insert_with(Multiplexed::default);
@@ -128,6 +165,8 @@ pub(crate) enum Command {
     Upstream(RequestId, Box<UpstreamNote>),
     /// [`Responder::upgrade`]: a `101` and the protocol that takes over after it.
     Upgrade(RequestId, Response, Box<dyn Protocol>),
+    /// [`Responder::carry`]: a 2xx head and the protocol its stream then carries.
+    Carry(RequestId, Response, Box<dyn StreamProtocol>),
 }
 
 /// What body writers learn about the connection after each drive.
@@ -177,6 +216,47 @@ enum BodySink {
     },
     /// Handed to the handler's [`RequestBody`] as it comes.
     Stream(Rc<RefCell<BodyChannel>>),
+    /// An extended CONNECT's stream (RFC 8441) until the handler answers: what the client
+    /// sent is held, unreleased (so bounded by the stream's window), for the protocol the
+    /// stream will carry.
+    Held { chunks: Vec<Bytes>, eof: bool },
+}
+
+/// A stream of an HTTP/2 connection as the [`Carrier`] of the protocol it carries.
+struct StreamCarrier<'a, M> {
+    machine: &'a mut M,
+    id: RequestId,
+}
+
+impl<M: ServerMachine> Carrier for StreamCarrier<'_, M> {
+    fn send(&mut self, data: Bytes) {
+        // Refused only for a stream that is gone: the protocol learns it from the events.
+        let _ = self.machine.send_body(self.id, data);
+    }
+    fn end(&mut self) {
+        let _ = self.machine.finish(self.id, Some(Headers::new()));
+    }
+    fn reset(&mut self) {
+        self.machine.cancel_stream(self.id);
+    }
+    fn release(&mut self, n: usize) {
+        self.machine.release_body(self.id, n);
+    }
+    fn writable(&self) -> bool {
+        self.machine.stream_writable(self.id)
+    }
+    fn draining(&self) -> bool {
+        self.machine.is_draining()
+    }
+}
+
+/// The reason a carried protocol is given when its connection is lost.
+fn carried_reason(reason: &LostReason) -> LostReason {
+    match reason {
+        LostReason::Done => LostReason::Done,
+        LostReason::Aborted => LostReason::Aborted,
+        _ => LostReason::Reset,
+    }
 }
 
 /// A buffered body: the first piece as it came (usually the only one: no copy), the rest
@@ -224,6 +304,8 @@ pub(crate) struct ServerApp<M> {
     switching: Option<(RequestId, Box<dyn Protocol>)>,
     /// The `101` left: the connection goes to this protocol after the drive.
     handoff: Option<Upgrade>,
+    /// Streams carrying another protocol (HTTP/2 extended CONNECT).
+    carried: Vec<(RequestId, Box<dyn StreamProtocol>)>,
 }
 
 impl<M: ServerMachine> ServerApp<M> {
@@ -236,6 +318,7 @@ impl<M: ServerMachine> ServerApp<M> {
             notes: Vec::new(),
             switching: None,
             handoff: None,
+            carried: Vec::new(),
             machine: std::marker::PhantomData,
         }
     }
@@ -286,7 +369,22 @@ impl<M: ServerMachine> ServerApp<M> {
                 .send(Response::error(429).header("Retry-After", secs.max(1).to_string()));
             return;
         }
+        let extended_connect = head.protocol.is_some();
         let mut request = self.request(head, ctx);
+        if extended_connect && has_body && M::CARRIES_STREAMS {
+            // The stream is the tunnel: held until the handler answers (Responder::carry).
+            self.bodies.push((
+                id,
+                BodySink::Held {
+                    chunks: Vec::new(),
+                    eof: false,
+                },
+            ));
+            self.shared
+                .handler
+                .handle(request, self.responder(sender, id));
+            return;
+        }
         if !has_body {
             self.shared
                 .handler
@@ -313,7 +411,11 @@ impl<M: ServerMachine> ServerApp<M> {
         }
     }
 
-    fn body_piece(&mut self, machine: &mut M, id: RequestId, data: Bytes) {
+    fn body_piece(&mut self, machine: &mut M, id: RequestId, data: Bytes, ctx: &mut Context<'_>) {
+        if let Some((_, carried)) = self.carried.iter_mut().find(|(c, _)| *c == id) {
+            carried.input(&data, ctx);
+            return;
+        }
         let sink = self
             .bodies
             .iter_mut()
@@ -325,6 +427,7 @@ impl<M: ServerMachine> ServerApp<M> {
                 machine.release_body(id, data.len());
                 body.push(data);
             }
+            Some(BodySink::Held { chunks, .. }) => chunks.push(data),
             Some(BodySink::Stream(channel)) => {
                 let mut channel = channel.borrow_mut();
                 if channel.dropped {
@@ -343,8 +446,19 @@ impl<M: ServerMachine> ServerApp<M> {
         &mut self,
         id: RequestId,
         trailers: Option<Headers>,
+        ctx: &mut Context<'_>,
         mailbox: &Mailbox<Command, WriteStatus>,
     ) {
+        if let Some((_, carried)) = self.carried.iter_mut().find(|(c, _)| *c == id) {
+            carried.eof(ctx);
+            return;
+        }
+        if let Some((_, BodySink::Held { eof, .. })) =
+            self.bodies.iter_mut().find(|(current, _)| *current == id)
+        {
+            *eof = true;
+            return;
+        }
         let Some(sink) = self.take_body(id) else {
             return;
         };
@@ -354,6 +468,7 @@ impl<M: ServerMachine> ServerApp<M> {
                 let responder = self.responder(mailbox.sender(), id);
                 self.shared.handler.handle(*request, responder);
             }
+            BodySink::Held { .. } => {}
             BodySink::Stream(channel) => {
                 let mut channel = channel.borrow_mut();
                 channel.finished = true;
@@ -364,11 +479,26 @@ impl<M: ServerMachine> ServerApp<M> {
     }
 
     /// The body will not end: a buffered request is dropped (the machine answered it), a
-    /// streamed one ends with the reason.
-    fn body_failed(&mut self, id: RequestId, error: BodyError) {
+    /// streamed one ends with the reason, a carried protocol loses its stream.
+    fn body_failed(
+        &mut self,
+        machine: &mut M,
+        id: RequestId,
+        error: BodyError,
+        ctx: &mut Context<'_>,
+    ) {
+        if let Some(at) = self.carried.iter().position(|(c, _)| *c == id) {
+            let (_, mut carried) = self.carried.swap_remove(at);
+            carried.lost(ctx, LostReason::Reset);
+            return;
+        }
         let Some(sink) = self.take_body(id) else {
             return;
         };
+        if let BodySink::Held { chunks, .. } = &sink {
+            // The connection's window comes back for bytes never consumed.
+            machine.release_body(id, chunks.iter().map(Bytes::len).sum());
+        }
         if let BodySink::Stream(channel) = sink {
             let mut channel = channel.borrow_mut();
             if !channel.finished && channel.error.is_none() {
@@ -376,6 +506,57 @@ impl<M: ServerMachine> ServerApp<M> {
             }
             channel.wake();
         }
+    }
+
+    /// A held extended CONNECT answered without a tunnel: the stream's body is not wanted.
+    fn refuse_held(&mut self, machine: &mut M, id: RequestId) {
+        let held = self
+            .bodies
+            .iter()
+            .any(|(current, sink)| *current == id && matches!(sink, BodySink::Held { .. }));
+        if held && let Some(BodySink::Held { chunks, .. }) = self.take_body(id) {
+            machine.release_body(id, chunks.iter().map(Bytes::len).sum());
+            machine.discard_body(id);
+        }
+    }
+
+    /// [`Command::Carry`]: the 2xx head goes out and the stream carries `protocol`, fed
+    /// what the client sent so far.
+    fn carry(
+        &mut self,
+        machine: &mut M,
+        id: RequestId,
+        response: Response,
+        mut protocol: Box<dyn StreamProtocol>,
+        ctx: &mut Context<'_>,
+    ) -> Result<(), SendError> {
+        machine.set_date(self.shared.date.at(ctx.now()));
+        let held = self
+            .bodies
+            .iter()
+            .any(|(current, sink)| *current == id && matches!(sink, BodySink::Held { .. }));
+        let status = response.status();
+        if !M::CARRIES_STREAMS || !held || !(200..300).contains(&status) {
+            // Only an extended CONNECT's stream carries a protocol, after a 2xx (RFC 8441
+            // §4): anything else is the handler's mistake.
+            tracing::error!(conn = %ctx.id(), status, "Responder::carry on a request that is not an HTTP/2 extended CONNECT, or without a 2xx: answered 500");
+            drop(protocol);
+            self.refuse_held(machine, id);
+            return machine.send_response(id, Response::error(500));
+        }
+        machine.send_head(id, response)?;
+        let Some(BodySink::Held { chunks, eof }) = self.take_body(id) else {
+            return Ok(());
+        };
+        protocol.start(ctx);
+        for chunk in chunks {
+            protocol.input(&chunk, ctx);
+        }
+        if eof {
+            protocol.eof(ctx);
+        }
+        self.carried.push((id, protocol));
+        Ok(())
     }
 
     fn access_log(
@@ -452,15 +633,15 @@ impl<M: ServerMachine> Application<M> for ServerApp<M> {
             ServerEvent::Request {
                 id, head, has_body, ..
             } => self.start(machine, id, head, has_body, ctx, mailbox),
-            ServerEvent::Body { id, data } => self.body_piece(machine, id, data),
-            ServerEvent::BodyEnd { id, trailers } => self.body_end(id, trailers, mailbox),
+            ServerEvent::Body { id, data } => self.body_piece(machine, id, data, ctx),
+            ServerEvent::BodyEnd { id, trailers } => self.body_end(id, trailers, ctx, mailbox),
             ServerEvent::BodyError { id, error } => {
                 tracing::debug!(conn = %ctx.id(), %error, "request body ended early");
                 let error = match error {
                     H1Error::UnexpectedEof => BodyError::Closed,
                     error => BodyError::Protocol(error),
                 };
-                self.body_failed(id, error);
+                self.body_failed(machine, id, error, ctx);
             }
             ServerEvent::Upgraded { id, rest, eof } => match self.switching.take() {
                 Some((switching, protocol)) if switching == id => {
@@ -496,7 +677,13 @@ impl<M: ServerMachine> Application<M> for ServerApp<M> {
     }
 
     fn command(&mut self, machine: &mut M, command: Command, ctx: &mut Context<'_>) {
+        if let Command::Respond(id, _) | Command::Head(id, _) = &command {
+            self.refuse_held(machine, *id);
+        }
         let result = match command {
+            Command::Carry(id, response, protocol) => {
+                self.carry(machine, id, response, protocol, ctx)
+            }
             Command::Respond(id, response) => {
                 machine.set_date(self.shared.date.at(ctx.now()));
                 machine.send_response(id, response)
@@ -573,10 +760,47 @@ impl<M: ServerMachine> Application<M> for ServerApp<M> {
         self.handoff.take()
     }
 
-    fn lost(&mut self, _machine: &mut M, _ctx: &mut Context<'_>, _reason: LostReason) {
+    fn poll(&mut self, machine: &mut M, ctx: &mut Context<'_>) -> bool {
+        let mut progressed = false;
+        let mut at = 0;
+        while at < self.carried.len() {
+            let (id, carried) = &mut self.carried[at];
+            let id = *id;
+            if !machine.has_stream(id) {
+                // Gone without an event (reset after its request ended).
+                carried.lost(ctx, LostReason::Reset);
+            } else {
+                let mut carrier = StreamCarrier {
+                    machine: &mut *machine,
+                    id,
+                };
+                progressed |= carried.drive(ctx, &mut carrier);
+            }
+            if carried.is_done() {
+                self.carried.swap_remove(at);
+                progressed = true;
+            } else {
+                at += 1;
+            }
+        }
+        progressed
+    }
+
+    fn timer_fired(&mut self, _machine: &mut M, ctx: &mut Context<'_>, timer: TimerId) {
+        for (_, carried) in &mut self.carried {
+            if carried.timer_fired(ctx, timer) {
+                return;
+            }
+        }
+    }
+
+    fn lost(&mut self, machine: &mut M, ctx: &mut Context<'_>, reason: LostReason) {
+        for (_, mut carried) in std::mem::take(&mut self.carried) {
+            carried.lost(ctx, carried_reason(&reason));
+        }
         let ids: Vec<RequestId> = self.bodies.iter().map(|(id, _)| *id).collect();
         for id in ids {
-            self.body_failed(id, BodyError::Closed);
+            self.body_failed(machine, id, BodyError::Closed, ctx);
         }
     }
 }

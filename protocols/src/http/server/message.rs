@@ -60,6 +60,13 @@ impl Request {
         self.head.version
     }
 
+    /// HTTP/2 extended CONNECT's `:protocol` (RFC 8441: `websocket`), answered with
+    /// [`Responder::carry`](super::Responder::carry); `None` for every other request.
+    #[must_use]
+    pub fn protocol(&self) -> Option<&[u8]> {
+        self.head.protocol.as_deref()
+    }
+
     /// The header fields.
     #[must_use]
     pub fn headers(&self) -> &Headers {

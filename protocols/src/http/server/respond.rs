@@ -97,6 +97,25 @@ impl Responder {
             .post(Command::Upgrade(self.id, response, Box::new(protocol)));
     }
 
+    /// Carries another protocol on this request's stream: HTTP/2 extended CONNECT (RFC
+    /// 8441). Sends `response`'s head (a 2xx, no Content-Length) and runs `protocol` over the
+    /// stream: the client's DATA is its input (its window reopens as the protocol takes
+    /// more), what it sends goes out as DATA, its end is END_STREAM and an abort a
+    /// RST_STREAM. Only a request with `:protocol` on HTTP/2
+    /// ([`Request::protocol`](super::Request::protocol)) may be answered so: any other gets
+    /// 500. WebSocket does this for you:
+    /// [`Request::upgrade_websocket`](super::Request::upgrade_websocket).
+    pub fn carry(
+        mut self,
+        response: Response,
+        protocol: impl crate::kit::nested::StreamProtocol + 'static,
+    ) {
+        self.done = true;
+        let _ = self
+            .sender
+            .post(Command::Carry(self.id, response, Box::new(protocol)));
+    }
+
     /// Whether the client is gone (the answer would be discarded).
     #[must_use]
     pub fn is_closed(&self) -> bool {

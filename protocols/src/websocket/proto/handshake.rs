@@ -188,6 +188,23 @@ pub struct Negotiated {
     pub deflate: Option<DeflateParams>,
 }
 
+impl Negotiated {
+    /// The negotiation's fields of a server's answer (`Sec-WebSocket-Protocol`,
+    /// `Sec-WebSocket-Extensions`), as the `200` of an HTTP/2 extended CONNECT carries them
+    /// (RFC 8441 §5).
+    #[must_use]
+    pub fn response_fields(&self) -> Vec<(&'static str, String)> {
+        let mut fields = Vec::new();
+        if let Some(protocol) = &self.protocol {
+            fields.push(("Sec-WebSocket-Protocol", protocol.clone()));
+        }
+        if let Some(extensions) = &self.extensions {
+            fields.push(("Sec-WebSocket-Extensions", extensions.clone()));
+        }
+        fields
+    }
+}
+
 /// A server's acceptance of an upgrade request: what the `101` carries.
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub struct Accepted {
@@ -206,12 +223,7 @@ impl Accepted {
             ("Connection", "Upgrade".to_owned()),
             ("Sec-WebSocket-Accept", self.accept.clone()),
         ];
-        if let Some(protocol) = &self.negotiated.protocol {
-            fields.push(("Sec-WebSocket-Protocol", protocol.clone()));
-        }
-        if let Some(extensions) = &self.negotiated.extensions {
-            fields.push(("Sec-WebSocket-Extensions", extensions.clone()));
-        }
+        fields.extend(self.negotiated.response_fields());
         fields
     }
 
@@ -235,7 +247,45 @@ impl Accepted {
 /// handler should pass to the upgrade, which checks the rest.
 #[must_use]
 pub fn is_upgrade_request(head: &RequestHead) -> bool {
-    head.headers.has_token("upgrade", "websocket")
+    head.headers.has_token("upgrade", "websocket") || is_extended_connect(head)
+}
+
+/// Whether `head` is an HTTP/2 extended CONNECT for WebSocket (RFC 8441 §4: `:method`
+/// CONNECT, `:protocol` websocket).
+#[must_use]
+pub fn is_extended_connect(head: &RequestHead) -> bool {
+    head.method == Method::Connect
+        && head
+            .protocol
+            .as_deref()
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"websocket"))
+}
+
+/// A server's check of an HTTP/2 extended CONNECT for WebSocket (RFC 8441 §5): CONNECT
+/// with `:protocol` websocket and `Sec-WebSocket-Version: 13`; no key and no accept (the
+/// stream is the handshake); the subprotocol and permessage-deflate negotiated as for
+/// HTTP/1.1. The answer is a `200` with [`Negotiated::response_fields`].
+///
+/// # Errors
+/// A [`HandshakeError`]; answer it with [`HandshakeError::status`].
+pub fn check_extended_connect(
+    head: &RequestHead,
+    config: &WsConfig,
+) -> Result<Negotiated, HandshakeError> {
+    if head.version != Version::Http2 || !is_extended_connect(head) {
+        return Err(HandshakeError::NotGet);
+    }
+    // RFC 8441 §5: the semantics of RFC 6455's version field are unchanged (§4.4: else
+    // 426 naming the versions we speak).
+    if head
+        .headers
+        .get("sec-websocket-version")
+        .map(<[u8]>::trim_ascii)
+        != Some(b"13")
+    {
+        return Err(HandshakeError::Version);
+    }
+    negotiate(&head.headers, config)
 }
 
 /// A server's check of an opening handshake request (RFC 6455 §4.2.1), with the
@@ -272,6 +322,15 @@ pub fn check_request(head: &RequestHead, config: &WsConfig) -> Result<Accepted, 
     if headers.get("sec-websocket-version").map(<[u8]>::trim_ascii) != Some(b"13") {
         return Err(HandshakeError::Version);
     }
+    Ok(Accepted {
+        accept: accept_key(key),
+        negotiated: negotiate(headers, config)?,
+    })
+}
+
+/// The subprotocol (the first of `config.protocols` the client offered) and
+/// permessage-deflate (the first acceptable offer, when `config.deflate` is set).
+fn negotiate(headers: &Headers, config: &WsConfig) -> Result<Negotiated, HandshakeError> {
     let offered: Vec<&str> = list_tokens(headers, "sec-websocket-protocol").collect();
     let protocol = config
         .protocols
@@ -292,13 +351,10 @@ pub fn check_request(head: &RequestHead, config: &WsConfig) -> Result<Accepted, 
             deflate = Some(params);
         }
     }
-    Ok(Accepted {
-        accept: accept_key(key),
-        negotiated: Negotiated {
-            protocol,
-            extensions,
-            deflate,
-        },
+    Ok(Negotiated {
+        protocol,
+        extensions,
+        deflate,
     })
 }
 

@@ -74,6 +74,13 @@ pub enum ClientEvent {
         /// The stream.
         id: u32,
     },
+    /// Stream `id`'s response body stalled: nothing came for the body timeout while the
+    /// application held none of its bytes ([`H2ClientConn::set_body_timeout`]); it was
+    /// reset (CANCEL).
+    BodyTimedOut {
+        /// The stream.
+        id: u32,
+    },
     /// Stream `id` failed: reset by the server (its code), refused by its GOAWAY
     /// (REFUSED_STREAM: the request was not processed, safe to send again), or ended by a
     /// connection error or the connection's loss.
@@ -138,8 +145,11 @@ struct ClientStream {
     got_head: bool,
     /// END_STREAM arrived.
     recv_done: bool,
-    /// When the response head must have arrived by.
+    /// When the response head (or, after it, the next body piece) must have arrived by.
     deadline: Option<Instant>,
+    /// Body bytes delivered and not yet released by the application (while any, the body
+    /// deadline does not run: the application, not the server, is the one waiting).
+    unreleased: usize,
 }
 
 #[derive(Debug)]
@@ -170,8 +180,14 @@ pub struct H2ClientConn {
     goaway: Option<u32>,
     control: Bucket,
     response_timeout: Option<Duration>,
-    /// Streams opened since the clock was last seen: their deadlines start at the next
-    /// instant that comes in.
+    body_timeout: Option<Duration>,
+    idle_timeout: Option<Duration>,
+    /// With no stream open: when the connection is closed (GOAWAY) for idleness.
+    idle_deadline: Option<Instant>,
+    /// The instant of the input being handled.
+    now: Option<Instant>,
+    /// Streams whose deadline starts at the next instant that comes in (opened, or their
+    /// body released by the application).
     undated: Vec<u32>,
     scratch: BytesMut,
     events: VecDeque<ClientEvent>,
@@ -219,6 +235,10 @@ impl H2ClientConn {
             settings_acked: false,
             goaway: None,
             response_timeout: None,
+            body_timeout: None,
+            idle_timeout: None,
+            idle_deadline: None,
+            now: None,
             undated: Vec::new(),
             scratch: BytesMut::new(),
             events: VecDeque::new(),
@@ -236,6 +256,19 @@ impl H2ClientConn {
     /// past it the stream is reset and [`ClientEvent::TimedOut`] reported.
     pub fn set_response_timeout(&mut self, timeout: Option<Duration>) {
         self.response_timeout = timeout;
+    }
+
+    /// How long a response body may stall (`None`: forever, the default): from the last
+    /// piece received, or the application's last release of the stream's bytes, while it
+    /// holds none; past it the stream is reset and [`ClientEvent::BodyTimedOut`] reported.
+    pub fn set_body_timeout(&mut self, timeout: Option<Duration>) {
+        self.body_timeout = timeout;
+    }
+
+    /// How long the connection may stay without a stream open (`None`: forever, the
+    /// default); past it, GOAWAY(NO_ERROR) and a close.
+    pub fn set_idle_timeout(&mut self, timeout: Option<Duration>) {
+        self.idle_timeout = timeout;
     }
 
     /// Whether a request may be sent now (a stream is free and the connection is open).
@@ -332,8 +365,10 @@ impl H2ClientConn {
                 got_head: false,
                 recv_done: false,
                 deadline: None,
+                unreleased: 0,
             },
         );
+        self.idle_deadline = None;
         if self.response_timeout.is_some() {
             self.undated.push(id);
         }
@@ -379,6 +414,18 @@ impl H2ClientConn {
     /// The application consumed `n` body bytes of stream `id`: the windows open by as
     /// much.
     pub fn release_body(&mut self, id: u32, n: usize) {
+        if let Some(stream) = self.streams.get_mut(&id) {
+            stream.unreleased = stream.unreleased.saturating_sub(n);
+            if stream.unreleased == 0 && self.body_timeout.is_some() && !stream.recv_done {
+                // Waiting on the server again: the body deadline starts now.
+                self.undated.push(id);
+            }
+        }
+        self.give_back(id, n);
+    }
+
+    /// Opens the windows by `n` bytes of stream `id` (WINDOW_UPDATE past half a window).
+    fn give_back(&mut self, id: u32, n: usize) {
         let n = u32::try_from(n).unwrap_or(u32::MAX);
         if self.close.is_some() || self.lost {
             return;
@@ -693,7 +740,7 @@ impl H2ClientConn {
             return;
         }
         stream.got_head = true;
-        stream.deadline = None;
+        stream.deadline = self.body_timeout.zip(self.now).map(|(t, now)| now + t);
         self.events.push_back(ClientEvent::Response {
             id,
             head,
@@ -720,22 +767,27 @@ impl H2ClientConn {
                 self.connection_error(ErrorCode::PROTOCOL_ERROR, "DATA on an idle stream");
                 return;
             }
-            self.release_body(id, flow_len as usize);
+            self.give_back(id, flow_len as usize);
             return;
         };
         if !stream.got_head || stream.recv_done {
             self.reset(id, ErrorCode::PROTOCOL_ERROR, true);
-            self.release_body(id, flow_len as usize);
+            self.give_back(id, flow_len as usize);
             return;
         }
         if i64::from(flow_len) > stream.recv_window {
             self.reset(id, ErrorCode::FLOW_CONTROL_ERROR, true);
-            self.release_body(id, flow_len as usize);
+            self.give_back(id, flow_len as usize);
             return;
         }
         stream.recv_window -= i64::from(flow_len);
+        if !data.is_empty() {
+            // Held by the application until released: no body deadline meanwhile.
+            stream.unreleased += data.len();
+            stream.deadline = None;
+        }
         if padding > 0 {
-            self.release_body(id, padding as usize);
+            self.give_back(id, padding as usize);
         }
         if !data.is_empty() {
             self.events.push_back(ClientEvent::Body { id, data });
@@ -843,16 +895,24 @@ impl H2ClientConn {
         }
     }
 
-    /// Starts the response deadlines of streams opened since the clock was last seen.
+    /// Starts the deadlines of streams waiting for the clock: the response deadline of a
+    /// stream without its head, the body deadline of one whose bytes were all released;
+    /// and the idle deadline of a connection without streams.
     fn date_streams(&mut self, now: Instant) {
-        let Some(timeout) = self.response_timeout else {
-            self.undated.clear();
-            return;
-        };
         for id in self.undated.drain(..) {
             if let Some(stream) = self.streams.get_mut(&id) {
-                stream.deadline = Some(now + timeout);
+                let timeout = if stream.got_head {
+                    self.body_timeout.filter(|_| stream.unreleased == 0)
+                } else {
+                    self.response_timeout
+                };
+                if let Some(timeout) = timeout {
+                    stream.deadline = Some(now + timeout);
+                }
             }
+        }
+        if self.streams.is_empty() && self.idle_deadline.is_none() && self.close.is_none() {
+            self.idle_deadline = self.idle_timeout.map(|t| now + t);
         }
     }
 
@@ -898,6 +958,7 @@ impl Machine for H2ClientConn {
         if self.close.is_some() || self.lost || self.eof {
             return;
         }
+        self.now = Some(now);
         self.take_input(data, now);
         self.settle();
     }
@@ -917,17 +978,27 @@ impl Machine for H2ClientConn {
         if self.close.is_some() || self.lost {
             return;
         }
-        let mut expired: Vec<u32> = self
+        let mut expired: Vec<(u32, bool)> = self
             .streams
             .iter()
             .filter(|(_, s)| s.deadline.is_some_and(|at| at <= now))
-            .map(|(&id, _)| id)
+            .map(|(&id, s)| (id, s.got_head))
             .collect();
         expired.sort_unstable();
-        for id in expired {
+        for (id, got_head) in expired {
             self.streams.remove(&id);
             self.emit(|buf| frame::encode_rst_stream(buf, id, ErrorCode::CANCEL));
-            self.events.push_back(ClientEvent::TimedOut { id });
+            self.events.push_back(if got_head {
+                ClientEvent::BodyTimedOut { id }
+            } else {
+                ClientEvent::TimedOut { id }
+            });
+        }
+        if self.streams.is_empty() && self.idle_deadline.is_some_and(|at| at <= now) {
+            // Idle: a graceful GOAWAY (no stream of ours was processed past 0), then close.
+            self.idle_deadline = None;
+            self.emit(|buf| frame::encode_goaway(buf, 0, ErrorCode::NO_ERROR, b""));
+            self.goaway.get_or_insert(u32::MAX);
         }
         self.settle();
     }
@@ -983,14 +1054,22 @@ impl Machine for H2ClientConn {
         if self.close.is_some() || self.lost {
             return None;
         }
-        self.streams.values().filter_map(|s| s.deadline).min()
+        let idle = self.idle_deadline.filter(|_| self.streams.is_empty());
+        self.streams
+            .values()
+            .filter_map(|s| s.deadline)
+            .chain(idle)
+            .min()
     }
 
     fn wants_input(&self) -> bool {
+        // Not paused while the transport is full: a server that stops reading while its own
+        // writes are blocked (ours does, as a defence) would deadlock against us, each
+        // waiting for the other to read. What input makes us write (acks, window updates)
+        // is bounded by `max_buffered_output`.
         self.close.is_none()
             && !self.lost
             && !self.eof
-            && self.writable
             && self.out.len() < self.config.max_buffered_output
     }
 }

@@ -156,6 +156,14 @@ impl ScriptedClient {
         buf.to_vec()
     }
 
+    /// A SETTINGS acknowledgement (of the server's SETTINGS, RFC 9113 §6.5.3).
+    #[must_use]
+    pub fn settings_ack(&self) -> Vec<u8> {
+        let mut buf = BytesMut::new();
+        frame::encode_settings_ack(&mut buf);
+        buf.to_vec()
+    }
+
     /// A PING frame.
     #[must_use]
     pub fn ping(&self, data: [u8; 8]) -> Vec<u8> {

@@ -27,6 +27,7 @@
 pub(crate) mod config;
 pub(crate) mod request;
 mod send;
+mod timeouts;
 
 pub(crate) use self::config::Bucket;
 pub use self::config::H2Config;
@@ -105,6 +106,10 @@ struct Stream {
     log: Option<Box<RequestLog>>,
     /// When its head was read: the request time ends when the answer has left.
     started: Instant,
+    /// Whether the body deadline applies (not to CONNECT tunnels, nor after it fired).
+    body_timer: bool,
+    /// When the request body must have progressed by (`timeouts.rs`).
+    body_deadline: Option<Instant>,
 }
 
 /// A header block being received across CONTINUATION frames.
@@ -126,6 +131,10 @@ pub struct H2ServerConn {
     server_name: Option<Bytes>,
     access_log: bool,
     idle_timeout: Duration,
+    /// `ServerConfig::body_read_timeout`, per stream.
+    body_timeout: Option<Duration>,
+    /// When the client must have acknowledged our SETTINGS by (RFC 9113 §6.5.3).
+    settings_deadline: Option<Instant>,
     date: [u8; 29],
     /// The preface bytes still expected.
     preface_left: usize,
@@ -191,6 +200,8 @@ impl H2ServerConn {
             server_name: config.server_name.clone(),
             access_log: config.access_log,
             idle_timeout: config.keep_alive_timeout,
+            body_timeout: Some(config.body_read_timeout).filter(|t| !t.is_zero()),
+            settings_deadline: None,
             date: *b"Thu, 01 Jan 1970 00:00:00 GMT",
             preface_left: PREFACE.len(),
             got_settings: false,
@@ -272,6 +283,37 @@ impl H2ServerConn {
                 .filter(|(_, stream)| stream.queued_len >= WRITE_SLACK)
                 .map(|(&id, _)| RequestId(u64::from(id))),
         );
+    }
+
+    /// Whether stream `id` can take more body now (the connection can, and the stream's
+    /// queue is under the slack): false for a stream that is gone.
+    #[must_use]
+    pub fn stream_writable(&self, id: RequestId) -> bool {
+        self.can_write()
+            && stream_id(id)
+                .and_then(|s| self.streams.get(&s))
+                .is_some_and(|stream| stream.queued_len < WRITE_SLACK)
+    }
+
+    /// Whether stream `id` is open (or half-closed).
+    #[must_use]
+    pub fn has_stream(&self, id: RequestId) -> bool {
+        stream_id(id).is_some_and(|s| self.streams.contains_key(&s))
+    }
+
+    /// Whether a graceful shutdown began (or the connection is closing).
+    #[must_use]
+    pub fn is_draining(&self) -> bool {
+        self.draining || self.is_closing()
+    }
+
+    /// Resets stream `id` with CANCEL (RFC 9113 §7): an answer or tunnel the application
+    /// gives up on. Nothing for a stream that is gone.
+    pub fn cancel_stream(&mut self, id: RequestId) {
+        if let Some(stream_id) = stream_id(id).filter(|s| self.streams.contains_key(s)) {
+            self.reset_stream(stream_id, ErrorCode::CANCEL);
+            self.unsettled = true;
+        }
     }
 
     /// Answers `id` with a whole response (body included).
@@ -725,6 +767,7 @@ impl H2ServerConn {
 
     fn settings(&mut self, ack: bool, entries: &Bytes, now: Instant) {
         if ack {
+            self.settings_deadline = None;
             if !self.settings_acked {
                 // Our INITIAL_WINDOW_SIZE now holds: streams opened before shrink by the
                 // difference from the default they were allowed (RFC 9113 §6.9.2).
@@ -896,6 +939,7 @@ impl H2ServerConn {
                 (flow_len - delivered) as usize,
             );
         }
+        self.body_progress(stream_id, now);
         let id = RequestId(u64::from(stream_id));
         if deliver && !data.is_empty() {
             self.events.push_back(ServerEvent::Body { id, data });
@@ -1024,7 +1068,8 @@ impl H2ServerConn {
             self.refuse(stream_id, ErrorCode::REFUSED_STREAM, now);
             return;
         }
-        let head = match fields.into_request(decoded.oversized) {
+        let extended_connect = self.config.enable_connect_protocol;
+        let head = match fields.into_request(decoded.oversized, extended_connect) {
             Ok(head) => head,
             Err(request::Malformed::TooLarge) => {
                 self.open_stream(stream_id, end_stream, None, None, now);
@@ -1047,6 +1092,8 @@ impl H2ServerConn {
         self.open_stream(stream_id, end_stream, expected, log, now);
         let stream = self.stream_mut(stream_id);
         stream.is_head = head.method == Method::Head;
+        // A CONNECT stream is a tunnel: silence on it is not a stalled body.
+        stream.body_timer = head.method != Method::Connect;
         self.events.push_back(ServerEvent::Request {
             id: RequestId(u64::from(stream_id)),
             head,
@@ -1092,6 +1139,8 @@ impl H2ServerConn {
                 sent: 0,
                 log,
                 started,
+                body_timer: true,
+                body_deadline: None,
             },
         );
     }
@@ -1174,6 +1223,7 @@ impl H2ServerConn {
         if idle && self.idle_deadline.is_none() {
             self.idle_deadline = Some(now + self.idle_timeout);
         }
+        self.date_bodies(now);
     }
 }
 
@@ -1198,14 +1248,18 @@ impl Machine for H2ServerConn {
                 self.config.max_header_list_size,
             ),
             (setting::ENABLE_PUSH, 0),
+            (setting::ENABLE_CONNECT_PROTOCOL, 1),
         ];
-        self.emit(|buf| frame::encode_settings(buf, &entries));
+        // RFC 8441 §3: advertised only when extended CONNECT is on.
+        let count = entries.len() - usize::from(!self.config.enable_connect_protocol);
+        self.emit(|buf| frame::encode_settings(buf, &entries[..count]));
         let extra = self.config.connection_window.saturating_sub(DEFAULT_WINDOW);
         if extra > 0 {
             self.recv_window += i64::from(extra);
             self.emit(|buf| frame::encode_window_update(buf, 0, extra));
         }
         self.idle_deadline = Some(now + self.idle_timeout);
+        self.settings_deadline = self.config.settings_timeout.map(|t| now + t);
     }
 
     fn handle_input(&mut self, data: &[u8], now: Instant) {
@@ -1229,6 +1283,10 @@ impl Machine for H2ServerConn {
     }
 
     fn handle_timeout(&mut self, now: Instant) {
+        if self.is_closing() {
+            return;
+        }
+        self.expire(now);
         if self.idle_deadline.is_some_and(|at| at <= now) {
             self.idle_deadline = None;
             if self.streams.is_empty() {
@@ -1293,7 +1351,11 @@ impl Machine for H2ServerConn {
         if self.is_closing() {
             return None;
         }
-        self.idle_deadline
+        let streams = self.next_deadline();
+        match (self.idle_deadline, streams) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn wants_input(&self) -> bool {

@@ -24,6 +24,7 @@ use toml::Spanned;
 
 use super::{ConfigError, ProxyConfig, Timeouts, UpstreamConfig};
 use crate::endpoint::Endpoint;
+use crate::http::client::HttpProtocol;
 use crate::http::reverse_proxy::balance::Balance;
 use crate::http::reverse_proxy::headers::ForwardedMode;
 use crate::http::reverse_proxy::health::HealthCheck;
@@ -91,6 +92,7 @@ struct RawUpstream {
     tls_key: Option<Spanned<String>>,
     #[serde(default)]
     http2: bool,
+    protocol: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -378,6 +380,7 @@ impl ProxyConfig {
                 }
             };
             let tls = upstream_tls(&lines, &field, upstream.get_ref(), &entries, base)?;
+            let protocol = upstream_protocol(&lines, &field, upstream.get_ref(), tls.is_some())?;
             if tls.as_ref().is_some_and(|t| !t.verify) {
                 tracing::warn!(
                     upstream = %name,
@@ -392,7 +395,7 @@ impl ProxyConfig {
                 balance,
                 health,
                 tls,
-                http2: upstream.get_ref().http2,
+                protocol,
             });
         }
 
@@ -541,6 +544,35 @@ impl ProxyConfig {
 /// The TLS settings of the pool `field` (`upstreams.NAME`) with servers `entries`: `None`
 /// for `http` servers (where any `tls_*` key is an error). Reads the PEM files and builds a
 /// connector once, so every file problem is reported now, naming the key.
+/// A pool's `protocol` (or the older `http2 = true`).
+fn upstream_protocol(
+    lines: &Lines<'_>,
+    field: &str,
+    raw: &RawUpstream,
+    https: bool,
+) -> Result<HttpProtocol, ConfigError> {
+    let Some(name) = &raw.protocol else {
+        // `http2 = true`: prior knowledge in plaintext, ALPN (HTTP/1.1 accepted) over TLS.
+        return Ok(if raw.http2 {
+            HttpProtocol::H2c
+        } else {
+            HttpProtocol::Http1
+        });
+    };
+    let error = |message: &str| lines.error(name.span(), format!("{field}.protocol"), message);
+    if raw.http2 {
+        return Err(error("give protocol or http2, not both"));
+    }
+    let protocol = HttpProtocol::from_name(name.get_ref())
+        .ok_or_else(|| error("expected \"h1\", \"h2\", \"h2c\" or \"auto\""))?;
+    if protocol == HttpProtocol::H2c && https {
+        return Err(error(
+            "h2c is HTTP/2 without TLS: use \"h2\" or \"auto\" for https:// servers",
+        ));
+    }
+    Ok(protocol)
+}
+
 fn upstream_tls(
     lines: &Lines<'_>,
     field: &str,
@@ -633,7 +665,7 @@ fn upstream_tls(
     let tls = UpstreamTls::new(server_names, verify, ca, client_cert, material);
     // The key must fit the certificate, and the system roots (if used) must load: build a
     // connector once now so that the cores never meet these errors.
-    if let Err(error) = tls.connector(Duration::from_secs(1), false) {
+    if let Err(error) = tls.connector(Duration::from_secs(1), HttpProtocol::Http1) {
         let span = raw
             .tls_cert
             .as_ref()

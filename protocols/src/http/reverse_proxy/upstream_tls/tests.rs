@@ -156,12 +156,18 @@ fn insecure_pools_and_default_roots() {
     let tls = loaded.upstreams[0].tls.as_ref().unwrap();
     assert!(!tls.verify);
     assert!(
-        tls.connector(std::time::Duration::from_secs(1), false)
-            .is_ok()
+        tls.connector(
+            std::time::Duration::from_secs(1),
+            crate::http::client::HttpProtocol::Http1
+        )
+        .is_ok()
     );
     assert!(
-        tls.connector(std::time::Duration::from_secs(1), true)
-            .is_ok()
+        tls.connector(
+            std::time::Duration::from_secs(1),
+            crate::http::client::HttpProtocol::Auto
+        )
+        .is_ok()
     );
     // System roots: fine where the machine has some, else a load error naming the pool.
     match ProxyConfig::from_toml(&config("\"https://127.0.0.1\"", "")) {

@@ -45,7 +45,7 @@ fn on_client(
             entry.trailers = trailers;
         }
         ClientEvent::Reset { id, code } => got.entry(id).or_default().reset = Some(code),
-        ClientEvent::TimedOut { id } => {
+        ClientEvent::TimedOut { id } | ClientEvent::BodyTimedOut { id } => {
             got.entry(id).or_default().reset = Some(ErrorCode::CANCEL);
         }
     }
@@ -229,10 +229,13 @@ fn faulty_links_deliver_every_answer() {
         None => (0..200).collect(),
     };
     for seed in seeds {
+        // The link stalls for seconds at a time: no deadline may cut it short.
         let mut server_config = ServerConfig {
             keep_alive_timeout: Duration::from_secs(1_000_000),
+            body_read_timeout: Duration::from_secs(1_000_000),
             ..ServerConfig::default()
         };
+        server_config.http2.settings_timeout = None;
         server_config.http2.stream_window = 1000;
         server_config.http2.max_concurrent_streams = 4;
         let client_config = H2Config {
@@ -354,4 +357,88 @@ fn a_request_without_a_response_head_in_time_times_out_and_is_reset() {
             .is_err()
     );
     assert_eq!(pair.client.poll_timeout(), None);
+}
+
+#[test]
+fn a_stalled_body_times_out_only_while_the_application_holds_none_of_it() {
+    let mut client = H2ClientConn::new(H2Config::default());
+    client.set_body_timeout(Some(Duration::from_secs(5)));
+    let mut pair = Pair::new(client, H2ServerConn::new(&ServerConfig::default()));
+    let headers = Headers::new();
+    let id = pair
+        .client
+        .send_request(get(b"/slow-body", &headers), true)
+        .unwrap();
+    pair.drive();
+    let request = RequestId(u64::from(id));
+    while pair.server.poll_event().is_some() {}
+    pair.server.send_head(request, Response::new(200)).unwrap();
+    pair.server
+        .send_body(request, Bytes::from_static(b"piece"))
+        .unwrap();
+    pair.drive();
+    let events: Vec<ClientEvent> = std::iter::from_fn(|| pair.client.poll_event()).collect();
+    assert!(
+        matches!(
+            &events[..],
+            [ClientEvent::Response { .. }, ClientEvent::Body { .. }]
+        ),
+        "{events:?}"
+    );
+    // The application holds the piece (a paused sink): no deadline, however long.
+    assert_eq!(pair.client.poll_timeout(), None);
+    pair.advance(Duration::from_secs(60));
+    assert!(pair.client.poll_event().is_none());
+    // Released: the server is the one awaited again, and 5 s of nothing resets the stream.
+    pair.client.release_body(id, 5);
+    pair.drive();
+    assert_eq!(
+        pair.client.poll_timeout(),
+        Some(pair.now() + Duration::from_secs(5))
+    );
+    pair.advance(Duration::from_secs(4));
+    assert!(pair.client.poll_event().is_none());
+    pair.advance(Duration::from_secs(2));
+    let events: Vec<ClientEvent> = std::iter::from_fn(|| pair.client.poll_event()).collect();
+    assert!(
+        matches!(events[..], [ClientEvent::BodyTimedOut { id: timed }] if timed == id),
+        "{events:?}"
+    );
+    // The server saw the reset: its writer is refused.
+    assert!(
+        pair.server
+            .send_body(request, Bytes::from_static(b"late"))
+            .is_err()
+    );
+}
+
+#[test]
+fn an_idle_connection_says_goaway_and_closes() {
+    let mut client = H2ClientConn::new(H2Config::default());
+    client.set_idle_timeout(Some(Duration::from_secs(30)));
+    let mut pair = Pair::new(client, H2ServerConn::new(&ServerConfig::default()));
+    let headers = Headers::new();
+    let id = pair.client.send_request(get(b"/", &headers), true).unwrap();
+    pair.drive();
+    while pair.server.poll_event().is_some() {}
+    // In flight: no idle deadline.
+    assert_eq!(pair.client.poll_timeout(), None);
+    pair.server
+        .send_response(RequestId(u64::from(id)), Response::text("ok"))
+        .unwrap();
+    pair.drive();
+    while pair.client.poll_event().is_some() {}
+    assert_eq!(
+        pair.client.poll_timeout(),
+        Some(pair.now() + Duration::from_secs(30))
+    );
+    assert!(pair.client.is_open());
+    pair.advance(Duration::from_secs(31));
+    // GOAWAY(NO_ERROR) went out, and the connection closed once it had.
+    assert!(!pair.client.is_open());
+    assert!(
+        pair.server.is_closing() || pair.is_finished(),
+        "{:?}",
+        pair.server
+    );
 }

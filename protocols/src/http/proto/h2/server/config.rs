@@ -36,6 +36,13 @@ pub struct H2Config {
     /// Output bytes waiting for the peer past which reading pauses (a peer that does not
     /// read cannot make us produce more).
     pub max_buffered_output: usize,
+    /// SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441): extended CONNECT (`:protocol`, a
+    /// WebSocket over a stream) is advertised and accepted; off, such a request is a
+    /// stream error PROTOCOL_ERROR.
+    pub enable_connect_protocol: bool,
+    /// How long the client has to acknowledge our SETTINGS (RFC 9113 §6.5.3): past it, a
+    /// connection error SETTINGS_TIMEOUT. `None`: no limit.
+    pub settings_timeout: Option<std::time::Duration>,
 }
 
 impl Default for H2Config {
@@ -52,6 +59,8 @@ impl Default for H2Config {
             control_burst: 1000,
             control_per_second: 500,
             max_buffered_output: 1024 * 1024,
+            enable_connect_protocol: true,
+            settings_timeout: Some(std::time::Duration::from_secs(10)),
         }
     }
 }

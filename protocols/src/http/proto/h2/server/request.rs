@@ -82,8 +82,13 @@ impl FieldList {
         (self.arena.freeze(), self.fields)
     }
 
-    /// The request these fields make.
-    pub(crate) fn into_request(self, oversized: bool) -> Result<H2Request, Malformed> {
+    /// The request these fields make; `extended_connect`: `:protocol` is allowed
+    /// (SETTINGS_ENABLE_CONNECT_PROTOCOL sent, RFC 8441 §4).
+    pub(crate) fn into_request(
+        self,
+        oversized: bool,
+        extended_connect: bool,
+    ) -> Result<H2Request, Malformed> {
         if oversized {
             return Err(Malformed::TooLarge);
         }
@@ -92,6 +97,7 @@ impl FieldList {
         let mut scheme = None;
         let mut path = None;
         let mut authority = None;
+        let mut protocol = None;
         let mut regular = false;
         let mut headers = Headers::with_capacity(fields.len());
         let mut content_length = None;
@@ -116,6 +122,10 @@ impl FieldList {
                     b":scheme" => &mut scheme,
                     b":path" => &mut path,
                     b":authority" => &mut authority,
+                    // RFC 8441 §4: a server that did not send
+                    // SETTINGS_ENABLE_CONNECT_PROTOCOL = 1 treats :protocol as malformed
+                    // (§3: the client may use it only after receiving the setting).
+                    b":protocol" if extended_connect => &mut protocol,
                     // RFC 9113 §8.3: unknown pseudo-fields (or response ones) are malformed.
                     _ => return Err(Malformed::Invalid("unknown pseudo-field")),
                 };
@@ -154,7 +164,20 @@ impl FieldList {
         }
         let method = method.ok_or(Malformed::Invalid("no :method"))?;
         let method = Method::from_token(&method);
-        let target = if method == Method::Connect {
+        let target = if let Some(protocol) = &protocol {
+            // RFC 8441 §4: :protocol only with CONNECT, which then carries :scheme and
+            // :path too (and :authority: the target URI's authority).
+            if method != Method::Connect {
+                return Err(Malformed::Invalid(":protocol without CONNECT"));
+            }
+            if protocol.is_empty() || scheme.is_none() || authority.is_none() {
+                return Err(Malformed::Invalid(
+                    "extended CONNECT without :scheme or :authority",
+                ));
+            }
+            path.filter(|p| !p.is_empty())
+                .ok_or(Malformed::Invalid("extended CONNECT without :path"))?
+        } else if method == Method::Connect {
             // RFC 9113 §8.5: CONNECT has :authority and neither :scheme nor :path.
             if scheme.is_some() || path.is_some() {
                 return Err(Malformed::Invalid("CONNECT with :scheme or :path"));
@@ -192,6 +215,7 @@ impl FieldList {
                 target,
                 version: Version::Http2,
                 headers,
+                protocol,
             },
             content_length,
         })

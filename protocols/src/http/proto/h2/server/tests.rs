@@ -27,6 +27,9 @@ impl H2 {
             reader: ScriptedClient::new(),
         };
         h2.read();
+        // As a client does once the server's SETTINGS came (else SETTINGS_TIMEOUT).
+        h2.send(h2.client.settings_ack());
+        h2.read();
         h2
     }
 
@@ -526,11 +529,14 @@ fn faulty_links_deliver_every_answer() {
         None => (0..200).collect(),
     };
     for seed in seeds {
+        // The link stalls for seconds at a time: no deadline may cut it short.
         let mut config = ServerConfig {
             keep_alive_timeout: Duration::from_secs(100_000),
+            body_read_timeout: Duration::from_secs(100_000),
             ..ServerConfig::default()
         };
         config.http2.stream_window = 100;
+        config.http2.settings_timeout = None;
         let client = ScriptedClient::new();
         let mut pair = Pair::with_config(
             RawPeer::new(),
@@ -601,4 +607,233 @@ fn faulty_links_deliver_every_answer() {
             "seed {seed}: {bodies:?}"
         );
     }
+}
+
+/// An RFC 8441 extended CONNECT for WebSocket on `stream`.
+fn extended_connect(h2: &H2, stream: u32, protocol_field: bool) -> Vec<u8> {
+    let mut fields = vec![(":method", "CONNECT")];
+    if protocol_field {
+        fields.push((":protocol", "websocket"));
+    }
+    fields.extend([
+        (":scheme", "http"),
+        (":path", "/chat"),
+        (":authority", "test"),
+        ("sec-websocket-version", "13"),
+    ]);
+    h2.client.headers(stream, &fields, false)
+}
+
+#[test]
+fn extended_connect_is_advertised_and_its_stream_carries_data_both_ways() {
+    let mut h2 = H2::new();
+    // RFC 8441 §3: SETTINGS_ENABLE_CONNECT_PROTOCOL = 1 in the server's SETTINGS.
+    let settings = {
+        let mut pair = Pair::new(RawPeer::new(), H2ServerConn::new(&ServerConfig::default()));
+        pair.client.send(ScriptedClient::new().preface());
+        pair.drive();
+        ScriptedClient::new().read(&pair.client.take_received())
+    };
+    let advertised = settings.iter().any(|r| match r {
+        Received::Frame(Frame::Settings {
+            ack: false,
+            entries,
+        }) => frame::settings_entries(entries).any(|e| e == (setting::ENABLE_CONNECT_PROTOCOL, 1)),
+        _ => false,
+    });
+    assert!(advertised, "{settings:?}");
+    h2.send(extended_connect(&h2, 1, true));
+    let events = h2.events();
+    let ServerEvent::Request { head, has_body, .. } = &events[0] else {
+        panic!("{events:?}");
+    };
+    assert!(has_body);
+    assert_eq!(head.method, Method::Connect);
+    assert_eq!(head.protocol.as_deref(), Some(&b"websocket"[..]));
+    assert_eq!(head.path(), b"/chat");
+    h2.pair.server.send_head(id(1), Response::new(200)).unwrap();
+    let received = h2.read();
+    assert_eq!(received[0].field(":status"), Some("200"));
+    // A 2xx to CONNECT has no Content-Length (RFC 9110 §9.3.6).
+    assert_eq!(received[0].field("content-length"), None);
+    h2.send(h2.client.data(1, b"ping", false));
+    let events = h2.events();
+    assert!(
+        matches!(&events[..], [ServerEvent::Body { data, .. }] if &data[..] == b"ping"),
+        "{events:?}"
+    );
+    h2.pair
+        .server
+        .send_body(id(1), Bytes::from_static(b"pong"))
+        .unwrap();
+    assert_eq!(data_of(&h2.read(), 1), (b"pong".to_vec(), false));
+    assert!(h2.pair.server.stream_writable(id(1)));
+    // A reset from the application is CANCEL (RFC 9113 §7).
+    h2.pair.server.cancel_stream(id(1));
+    let received = h2.read();
+    assert!(
+        received.contains(&Received::Frame(Frame::RstStream {
+            stream: 1,
+            code: ErrorCode::CANCEL
+        })),
+        "{received:?}"
+    );
+    assert!(!h2.pair.server.has_stream(id(1)));
+}
+
+#[test]
+fn protocol_pseudo_field_is_malformed_when_the_setting_is_off_or_without_connect() {
+    let mut config = ServerConfig::default();
+    config.http2.enable_connect_protocol = false;
+    let mut h2 = H2::with(config);
+    // RFC 8441 §4/§3: :protocol from a client that was not sent the setting is malformed:
+    // a stream error PROTOCOL_ERROR.
+    h2.send(extended_connect(&h2, 1, true));
+    assert!(h2.events().is_empty());
+    let reset = Received::Frame(Frame::RstStream {
+        stream: 1,
+        code: ErrorCode::PROTOCOL_ERROR,
+    });
+    assert!(h2.read().contains(&reset));
+    // On: :protocol without CONNECT, or an extended CONNECT without :path, is malformed.
+    let mut h2 = H2::new();
+    let get = h2.client.headers(
+        1,
+        &[
+            (":method", "GET"),
+            (":protocol", "websocket"),
+            (":scheme", "http"),
+            (":path", "/"),
+            (":authority", "test"),
+        ],
+        false,
+    );
+    h2.send(get);
+    let no_path = h2.client.headers(
+        3,
+        &[
+            (":method", "CONNECT"),
+            (":protocol", "websocket"),
+            (":scheme", "http"),
+            (":authority", "test"),
+        ],
+        false,
+    );
+    h2.send(no_path);
+    assert!(h2.events().is_empty());
+    let received = h2.read();
+    for stream in [1, 3] {
+        let reset = Received::Frame(Frame::RstStream {
+            stream,
+            code: ErrorCode::PROTOCOL_ERROR,
+        });
+        assert!(received.contains(&reset), "{received:?}");
+    }
+    // A plain CONNECT (RFC 9113 §8.5) is still a request.
+    h2.send(h2.client.headers(
+        5,
+        &[(":method", "CONNECT"), (":authority", "test:443")],
+        false,
+    ));
+    assert_eq!(h2.events().len(), 1);
+}
+
+#[test]
+fn a_stalled_request_body_ends_its_stream_alone() {
+    let config = ServerConfig {
+        body_read_timeout: Duration::from_secs(5),
+        keep_alive_timeout: Duration::from_secs(3600),
+        ..ServerConfig::default()
+    };
+    let mut h2 = H2::with(config);
+    // Stream 1 sends part of its body and stalls; stream 3 sends its whole body later;
+    // stream 5 fills its window and waits for the application (which holds the bytes).
+    h2.send(
+        h2.client
+            .headers(1, &request_fields("POST", "/stall"), false),
+    );
+    h2.send(h2.client.data(1, b"part", false));
+    h2.send(
+        h2.client
+            .headers(3, &request_fields("POST", "/slow"), false),
+    );
+    h2.send(
+        h2.client
+            .headers(5, &request_fields("POST", "/held"), false),
+    );
+    let window = ServerConfig::default().http2.stream_window as usize;
+    for _ in 0..window / 16_384 {
+        h2.send(h2.client.data(5, &[b'h'; 16_384], false));
+    }
+    // A CONNECT tunnel that stays quiet is not a stalled body.
+    h2.send(extended_connect(&h2, 7, true));
+    h2.events();
+    h2.pair.advance(Duration::from_secs(4));
+    h2.send(h2.client.data(3, b"more", false));
+    h2.events();
+    h2.pair.advance(Duration::from_secs(2));
+    let received = h2.read();
+    // Stream 1: 408, then RST_STREAM(NO_ERROR): the client may stop sending (§8.1).
+    let head = received
+        .iter()
+        .find(|r| matches!(r, Received::Headers { stream: 1, .. }))
+        .unwrap_or_else(|| panic!("{received:?}"));
+    assert_eq!(head.field(":status"), Some("408"));
+    assert!(received.contains(&Received::Frame(Frame::RstStream {
+        stream: 1,
+        code: ErrorCode::NO_ERROR
+    })));
+    // The others are untouched: stream 3 progressed 2 s ago, stream 5 is held up by the
+    // application (its window is shut), stream 7 is a tunnel.
+    for stream in [3, 5, 7] {
+        assert!(
+            !received.iter().any(|r| match r {
+                Received::Headers { stream: s, .. } => *s == stream,
+                Received::Frame(Frame::RstStream { stream: s, .. }) => *s == stream,
+                _ => false,
+            }),
+            "stream {stream}: {received:?}"
+        );
+    }
+    // Stream 3 stalls in turn (its deadline started at its last DATA), after an answer
+    // began: a reset, CANCEL.
+    h2.pair.server.send_head(id(3), Response::new(200)).unwrap();
+    h2.pair.advance(Duration::from_secs(4));
+    let received = h2.read();
+    assert!(
+        received.contains(&Received::Frame(Frame::RstStream {
+            stream: 3,
+            code: ErrorCode::CANCEL
+        })),
+        "{received:?}"
+    );
+    assert!(!h2.pair.server.is_closing());
+    assert!(h2.pair.server.has_stream(id(5)) && h2.pair.server.has_stream(id(7)));
+}
+
+#[test]
+fn settings_never_acknowledged_end_the_connection_with_settings_timeout() {
+    // A client that acknowledges (H2::with does) is never timed out.
+    let mut h2 = H2::new();
+    h2.pair.advance(Duration::from_secs(30));
+    assert!(!h2.pair.server.is_closing());
+    // One that does not: GOAWAY SETTINGS_TIMEOUT after 10 s (RFC 9113 §6.5.3).
+    let client = ScriptedClient::new();
+    let mut pair = Pair::new(RawPeer::new(), H2ServerConn::new(&ServerConfig::default()));
+    pair.client.send(client.preface());
+    pair.drive();
+    pair.advance(Duration::from_secs(9));
+    assert!(!pair.server.is_closing());
+    pair.advance(Duration::from_secs(2));
+    let received = ScriptedClient::new().read(&pair.client.take_received());
+    assert!(
+        received.iter().any(|r| matches!(
+            r,
+            Received::Frame(Frame::GoAway {
+                code: ErrorCode::SETTINGS_TIMEOUT,
+                ..
+            })
+        )),
+        "{received:?}"
+    );
 }
