@@ -80,13 +80,21 @@ build_libuv() {
     fi
 }
 
+copy_extras() { # release-folder binary-prefix: the optional binaries a peer may build
+    local extra
+    for extra in ws-echo h2; do
+        if [[ -f $1/$2-$extra ]]; then
+            cp -f "$1/$2-$extra" "$bin/" || return 1
+        fi
+    done
+}
+
 build_rust() { # project-folder binary-prefix
     local dir=$1 prefix=$2 log=$bin/.$1-build.log
     command -v cargo >/dev/null 2>&1 || { note_missing "$dir" "no cargo"; return; }
     if (cd "$here/$dir" && CARGO_TARGET_DIR=$PEERS_TARGET_DIR/$dir $NICE cargo build --release --locked) >"$log" 2>&1 &&
         cp -f "$PEERS_TARGET_DIR/$dir/release/$prefix-echo" "$PEERS_TARGET_DIR/$dir/release/$prefix-http" "$bin/" &&
-        { [[ ! -f $PEERS_TARGET_DIR/$dir/release/$prefix-ws-echo ]] ||
-            cp -f "$PEERS_TARGET_DIR/$dir/release/$prefix-ws-echo" "$bin/"; }; then
+        copy_extras "$PEERS_TARGET_DIR/$dir/release" "$prefix"; then
         note_built "$dir ($(rustc --version | awk '{ print $1, $2 }'))"
     else
         note_missing "$dir" "cargo build failed (see $log)"; tail -n 20 "$log" >&2

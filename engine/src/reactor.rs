@@ -473,6 +473,27 @@ impl Reactor {
             .collect()
     }
 
+    /// Stops this core's listener bound to `addr` (the address [`Reactor::listen_with`] and
+    /// the other `listen_*` calls returned) and closes its socket (by the end of the turn:
+    /// the driver closes it with its next submission): the connections it accepted go on;
+    /// connections still in its accept queue are reset, as at any close.
+    /// `false` when no listener of this core has that address. For listeners that live as
+    /// long as something else, not the process — an SSH remote forward (`ssh -R`) lasts as
+    /// long as its SSH connection.
+    pub fn close_listener(&mut self, addr: &SockAddr) -> bool {
+        let driver = &self.driver;
+        let Some(index) = self.listeners.iter().position(|listener| {
+            driver
+                .local_addr(listener.socket)
+                .is_ok_and(|bound| bound == *addr)
+        }) else {
+            return false;
+        };
+        let listener = self.listeners.remove(index);
+        self.driver.close(listener.socket);
+        true
+    }
+
     /// Starts accepting on listener `socket` (if the reactor accepts) with `factory`.
     fn add_listener(
         &mut self,

@@ -1,6 +1,7 @@
 //! HTTP/2 for the client: [`H2Connection`], one connection carrying many requests at once
 //! (the [`H2ClientConn`] machine on the kit's adapter), and the opt-in HTTP/2 path of
-//! [`HttpClient`](super::HttpClient) ([`ClientRequest::http2`]).
+//! [`HttpClient`](super::HttpClient)
+//! ([`ClientRequest::with_protocol`](super::ClientRequest::with_protocol)).
 //!
 //! Owns: opening the connection (h2c with prior knowledge, or TLS offering ALPN `h2` and
 //! refusing a server that picks anything else), queueing requests while the server's

@@ -1,6 +1,6 @@
 //! One HTTP/1.1 server connection as a sans-IO machine ([`ServerConn`]).
 //!
-//! Owns: reading requests off the connection (heads with [`parse_request`], bodies with
+//! Owns: reading requests off the connection (heads with [`parse_request_with`], bodies with
 //! [`BodyDecoder`]), the pipeline of answers in request order, framing (`framing.rs`),
 //! `Expect: 100-continue`, the three deadlines (head, body, keep-alive idle), flow control
 //! of request bodies, backpressure, error replies and when the connection closes.
