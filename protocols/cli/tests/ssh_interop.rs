@@ -496,3 +496,114 @@ fn openssh_sftp_and_scp_through_the_subsystem_uring() {
 fn openssh_sftp_and_scp_through_the_subsystem_poll() {
     sftp_suite("poll");
 }
+
+/// `ssh -R 0:127.0.0.1:TARGET` against `serve ssh`: the server binds a loopback port for
+/// the forward (ssh reports it), 100 MiB sent to that port reach the target through a
+/// `forwarded-tcpip` channel with the same checksum, and the listener closes with the SSH
+/// connection (the port then refuses).
+fn remote_forward_suite(name: &str) {
+    let Some(backend) = backend(name) else { return };
+    if !have_ssh() {
+        return;
+    }
+    let mut s = setup("rfwd", backend);
+    let target = TcpListener::bind("127.0.0.1:0").unwrap();
+    let target_port = target.local_addr().unwrap().port();
+    let sink = std::thread::spawn(move || {
+        let (mut conn, _) = target.accept().unwrap();
+        let mut hash = 0xcbf2_9ce4_8422_2325u64;
+        let mut total = 0usize;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = conn.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            fnv(&mut hash, &buf[..n]);
+            total += n;
+        }
+        conn.write_all(format!("{total} {hash:x}\n").as_bytes())
+            .unwrap();
+    });
+    let mut c = s.ssh(
+        "id_ed25519",
+        &[
+            "-N",
+            // -v: the log level is set by the first -o LogLevel (ERROR, in `ssh`), and
+            // "Allocated port" is an INFO line.
+            "-v",
+            "-o",
+            "ExitOnForwardFailure=yes",
+            "-o",
+            "LogLevel=VERBOSE",
+        ],
+    );
+    c.arg("-R")
+        .arg(format!("0:127.0.0.1:{target_port}"))
+        .arg("alice@127.0.0.1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut ssh = c.spawn().expect("run ssh -R");
+    // "Allocated port N for remote forward to 127.0.0.1:TARGET" (ssh's own log line).
+    let mut lines = BufReader::new(ssh.stderr.take().unwrap()).lines();
+    let port: u16 = loop {
+        let line = lines.next().expect("ssh exited before forwarding").unwrap();
+        if let Some(rest) = line.split("Allocated port ").nth(1) {
+            break rest
+                .split_whitespace()
+                .next()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or_else(|| panic!("no port in {line:?}"));
+        }
+    };
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    let started = Instant::now();
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    let mut chunk = vec![0u8; 1024 * 1024];
+    for i in 0..FORWARDED / chunk.len() {
+        for (j, b) in chunk.iter_mut().enumerate() {
+            *b = (i * 29 + j * 5 + j / 253) as u8;
+        }
+        fnv(&mut hash, &chunk);
+        conn.write_all(&chunk).unwrap();
+    }
+    conn.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(answer, format!("{FORWARDED} {hash:x}\n"));
+    eprintln!(
+        "ssh -R ({name}, debug build): {} MiB in {:.2} s = {:.1} MB/s",
+        FORWARDED >> 20,
+        elapsed.as_secs_f64(),
+        FORWARDED as f64 / elapsed.as_secs_f64() / 1e6
+    );
+    sink.join().unwrap();
+    // The SSH connection ends: its forward's listener is closed with it.
+    let _ = ssh.kill();
+    let _ = ssh.wait();
+    s.server.line_with("ssh: remote forward closed");
+    // The core closes the listener in its next turns (under io_uring once its accept's
+    // cancel came back): connects until one is refused, bounded by LIMIT.
+    let deadline = Instant::now() + support::LIMIT;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the forward's port still accepts"
+        );
+    }
+}
+
+#[test]
+fn openssh_remote_forward_carries_100_mib_uring() {
+    remote_forward_suite("uring");
+}
+
+#[test]
+fn openssh_remote_forward_carries_100_mib_poll() {
+    remote_forward_suite("poll");
+}

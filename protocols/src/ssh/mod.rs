@@ -15,6 +15,8 @@ pub mod transport;
 pub mod wire;
 
 #[cfg(feature = "engine")]
+pub mod forward;
+#[cfg(feature = "engine")]
 pub mod service;
 #[cfg(unix)]
 pub mod sftp;

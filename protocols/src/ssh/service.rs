@@ -19,6 +19,7 @@ use ringwork::{
 };
 
 use super::channel::ChannelId;
+use super::forward::{self, Forward, ForwardedRelay, SharedSlot};
 use super::server::{ServerConfig, ServerConn, ServerEvent, SessionRequest};
 use crate::cred::{CredError, Credentials, SharedChecker, check_deferred};
 use crate::kit::adapter::{Adapter, Application, Mailbox, MailboxSender};
@@ -61,6 +62,8 @@ impl SshService {
                 tcp: HashMap::new(),
                 unreleased: HashMap::new(),
                 half_closed: std::collections::HashSet::new(),
+                forwards: Vec::new(),
+                opening: HashMap::new(),
             },
         )
     }
@@ -104,6 +107,30 @@ pub enum SshCommand {
         /// The connection, or `None` when connecting failed.
         conn: Option<ConnId>,
     },
+    /// A `tcpip-forward` listener is bound (or could not be).
+    Listening {
+        /// The request, for the answer.
+        id: u64,
+        /// The address string the client sent.
+        address: String,
+        /// The port the client asked for.
+        requested: u32,
+        /// Where it listens, or why it does not.
+        bound: Result<std::net::SocketAddr, String>,
+    },
+    /// A forward's listener accepted a connection: open a `forwarded-tcpip` channel.
+    Accepted {
+        /// The forward's address string.
+        address: String,
+        /// The forward's bound port.
+        port: u32,
+        /// The connection (paused until its channel is confirmed).
+        conn: ConnId,
+        /// Who connected.
+        origin: std::net::SocketAddr,
+        /// What the connection shares with this one until then.
+        slot: SharedSlot,
+    },
 }
 
 /// The application of one SSH connection.
@@ -117,6 +144,10 @@ pub struct SshApp {
     /// TCP channels with one direction finished (client EOF or the TCP peer's EOF): the
     /// second end closes the connection.
     half_closed: std::collections::HashSet<ChannelId>,
+    /// This connection's remote forwards (`ssh -R`), closed with it.
+    forwards: Vec<Forward>,
+    /// `forwarded-tcpip` channels asked of the client and not yet confirmed.
+    opening: HashMap<ChannelId, (ConnId, SharedSlot)>,
 }
 
 impl SshApp {
@@ -241,8 +272,119 @@ impl SshApp {
         for (_, id) in self.tcp.drain() {
             ctx.other(id).close();
         }
+        for (_, (id, _)) in self.opening.drain() {
+            ctx.other(id).close();
+        }
+        for forward in self.forwards.drain(..) {
+            tracing::info!(bound = %forward.bound, "ssh: remote forward closed");
+            forward::close_listener(ctx, forward.bound);
+        }
+    }
+
+    /// `tcpip-forward`: binds a loopback listener on this core (in a job of the core: a
+    /// callback cannot listen) whose connections become `forwarded-tcpip` channels; the
+    /// answer comes back as [`SshCommand::Listening`].
+    fn listen_forward(
+        &mut self,
+        ctx: &mut Context<'_>,
+        mailbox: &Mailbox<SshCommand>,
+        (id, address, port): (u64, String, u32),
+    ) -> bool {
+        if !self.service.forwarding || self.forwards.len() >= MAX_FORWARDS {
+            return false;
+        }
+        let Some(addr) = forward::bind_address(&address, port) else {
+            return false;
+        };
+        let sender = mailbox.sender();
+        ctx.handle().run(move |reactor| {
+            let relay_sender = sender.clone();
+            let relay_address = address.clone();
+            // Off: a port another listener holds (another SSH connection's forward) is
+            // refused, never shared.
+            let options = ringwork::ListenerOptions::default().reuse_port(ringwork::ReusePort::Off);
+            let bound = reactor
+                .listen_with(&addr.into(), &options, move || {
+                    ForwardedRelay::new(relay_sender.clone(), relay_address.clone())
+                })
+                .map_err(|e| e.to_string())
+                .and_then(|a| a.as_socket().ok_or_else(|| "no IP address".to_owned()));
+            let answer = SshCommand::Listening {
+                id,
+                address,
+                requested: port,
+                bound: bound.clone(),
+            };
+            // The SSH connection ended meanwhile: its listener goes too.
+            if sender.post(answer).is_err()
+                && let Ok(bound) = bound
+            {
+                reactor.close_listener(&bound.into());
+            }
+        });
+        true
+    }
+
+    /// A connection accepted on a forward: asks the client for a `forwarded-tcpip`
+    /// channel (the connection waits, paused, for the answer).
+    fn open_forwarded(
+        &mut self,
+        machine: &mut ServerConn,
+        ctx: &mut Context<'_>,
+        (address, port, conn, origin, slot): (
+            String,
+            u32,
+            ConnId,
+            std::net::SocketAddr,
+            SharedSlot,
+        ),
+    ) {
+        let origin_ip = origin.ip().to_string();
+        match machine.open_forwarded(&address, port, &origin_ip, u32::from(origin.port())) {
+            Some(channel) => {
+                self.opening.insert(channel, (conn, slot));
+            }
+            None => ctx.other(conn).close(),
+        }
+    }
+
+    /// The client accepted a `forwarded-tcpip` channel: the connection is relayed from now
+    /// on (what it read meanwhile first).
+    fn forwarded_confirmed(
+        &mut self,
+        machine: &mut ServerConn,
+        ctx: &mut Context<'_>,
+        channel: ChannelId,
+    ) {
+        let Some((conn, slot)) = self.opening.remove(&channel) else {
+            return;
+        };
+        let (held, eof, lost) = {
+            let mut slot = slot.borrow_mut();
+            slot.channel = Some(channel);
+            (std::mem::take(&mut slot.held), slot.eof, slot.lost)
+        };
+        if !held.is_empty() {
+            machine.send_data(channel, &held, false);
+        }
+        if lost {
+            machine.send_eof(channel);
+            machine.close_channel(channel);
+            return;
+        }
+        self.tcp.insert(channel, conn);
+        if eof {
+            machine.send_eof(channel);
+            self.half_closed.insert(channel);
+        }
+        if machine.writable(channel) {
+            ctx.other(conn).resume_reading();
+        }
     }
 }
+
+/// Remote forwards (`ssh -R`) one connection may hold.
+const MAX_FORWARDS: usize = 16;
 
 /// How long a `direct-tcpip` connect may take.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -396,6 +538,10 @@ impl Application<ServerConn> for SshApp {
                 if let Some(id) = self.tcp.remove(&channel) {
                     ctx.other(id).close();
                 }
+                // A `forwarded-tcpip` channel the client refused.
+                if let Some((id, _)) = self.opening.remove(&channel) {
+                    ctx.other(id).close();
+                }
             }
             ServerEvent::DirectTcpip {
                 channel,
@@ -408,11 +554,21 @@ impl Application<ServerConn> for SshApp {
                     machine.open_result(channel, false);
                 }
             }
-            ServerEvent::Forward { id, port, .. } => {
-                // Remote forwarding is not wired to listeners yet: refused.
-                machine.forward_result(id, None, port);
+            ServerEvent::Forward { id, address, port } => {
+                if !self.listen_forward(ctx, mailbox, (id, address, port)) {
+                    machine.forward_result(id, None, port);
+                }
             }
-            ServerEvent::CancelForward { .. } | ServerEvent::OpenConfirmed { .. } => {}
+            ServerEvent::CancelForward { address, port } => {
+                if let Some(index) = self.forwards.iter().position(|f| f.matches(&address, port)) {
+                    let forward = self.forwards.swap_remove(index);
+                    tracing::info!(bound = %forward.bound, "ssh: remote forward cancelled");
+                    forward::close_listener(ctx, forward.bound);
+                }
+            }
+            ServerEvent::OpenConfirmed { channel } => {
+                self.forwarded_confirmed(machine, ctx, channel);
+            }
         }
     }
 
@@ -459,6 +615,33 @@ impl Application<ServerConn> for SshApp {
                 self.tcp.remove(&channel);
                 machine.close_channel(channel);
             }
+            SshCommand::Listening {
+                id,
+                address,
+                requested,
+                bound,
+            } => match bound {
+                Ok(bound) => {
+                    tracing::info!(%bound, address, "ssh: remote forward listening");
+                    machine.forward_result(id, Some(u32::from(bound.port())), requested);
+                    self.forwards.push(Forward {
+                        address,
+                        requested,
+                        bound,
+                    });
+                }
+                Err(error) => {
+                    tracing::info!(%error, address, port = requested, "ssh: tcpip-forward refused");
+                    machine.forward_result(id, None, requested);
+                }
+            },
+            SshCommand::Accepted {
+                address,
+                port,
+                conn,
+                origin,
+                slot,
+            } => self.open_forwarded(machine, ctx, (address, port, conn, origin, slot)),
             SshCommand::Connected { channel, conn } => match conn {
                 Some(id) => {
                     self.tcp.insert(channel, id);
