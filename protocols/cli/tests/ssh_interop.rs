@@ -356,6 +356,9 @@ fn forward_suite(name: &str) {
     let mut conn = UnixStream::connect(&local).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(120)))
         .unwrap();
+    // A stalled forward fails the test instead of hanging it.
+    conn.set_write_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
     let mut hash = 0xcbf2_9ce4_8422_2325u64;
     let mut chunk = vec![0u8; 1024 * 1024];
     for i in 0..FORWARDED / chunk.len() {
@@ -561,6 +564,9 @@ fn remote_forward_suite(name: &str) {
     let started = Instant::now();
     let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    // A stalled forward fails the test instead of hanging it.
+    conn.set_write_timeout(Some(Duration::from_secs(120)))
         .unwrap();
     let mut hash = 0xcbf2_9ce4_8422_2325u64;
     let mut chunk = vec![0u8; 1024 * 1024];

@@ -219,6 +219,17 @@ impl ChannelTable {
     }
 
     /// Whether the application may write more to `id` now.
+    /// The transport has room again: every open channel counts as blocked, so that the
+    /// next flush gives each with room a `Writable` (a writer told "not writable" because
+    /// of the transport, not its channel, waits for that event too).
+    pub(crate) fn block_open(&mut self) {
+        for ch in self.channels.values_mut() {
+            if ch.phase == Phase::Open {
+                ch.blocked = true;
+            }
+        }
+    }
+
     pub(crate) fn writable(&self, id: ChannelId) -> bool {
         self.channels
             .get(&id.0)
@@ -251,6 +262,7 @@ impl ChannelTable {
         &mut self,
         out: &mut Vec<Vec<u8>>,
         budget: &mut usize,
+        transport_writable: bool,
     ) -> (Vec<ChannelId>, Vec<ChannelId>) {
         let mut writable = Vec::new();
         let mut closed = Vec::new();
@@ -286,7 +298,10 @@ impl ChannelTable {
                         out.push(w.finish());
                     }
                 }
-                if ch.blocked && ch.out.len() + ch.err.len() < OUT_HIGH_WATER / 2 {
+                if transport_writable
+                    && ch.blocked
+                    && ch.out.len() + ch.err.len() < OUT_HIGH_WATER / 2
+                {
                     ch.blocked = false;
                     writable.push(ChannelId(id));
                 }

@@ -363,7 +363,9 @@ impl ClientConn {
             } else {
                 0
             };
-            let (writable, closed) = self.channels.flush(&mut self.packets, &mut budget);
+            let (writable, closed) =
+                self.channels
+                    .flush(&mut self.packets, &mut budget, self.writable);
             for p in self.packets.drain(..) {
                 self.transport.send(p);
             }
@@ -625,6 +627,9 @@ impl Machine for ClientConn {
     fn handle_writable(&mut self, writable: bool, _now: Instant) {
         self.writable = writable;
         if writable {
+            // While the transport was full `writable(channel)` said no for every channel,
+            // also those opened meanwhile: each open channel with room gets `Writable` now.
+            self.channels.block_open();
             self.flush();
         }
     }

@@ -13,6 +13,7 @@ use super::client::{ClientConfig, ClientConn, ClientEvent, known_hosts_check};
 use super::keys::{AuthorizedKeys, KnownHosts, SigningKey};
 use super::server::{ServerConfig, ServerConn, ServerEvent, SessionRequest};
 use super::wire::{Writer, msg};
+use crate::kit::Machine;
 use crate::kit::sim::{Pair, RawPeer, SimConfig};
 
 struct Keys {
@@ -441,4 +442,64 @@ fn end_of_stream_during_a_rekey_still_closes() {
     pair.server.handle_eof(later);
     while pair.server.poll_transmit(later).is_some() {}
     assert_eq!(pair.server.poll_close(), Some(Close::Graceful));
+}
+
+/// A writer told "not writable" because the *transport* was full (not its channel) gets
+/// `Writable` once the transport has room again: without it, a relay that paused on the
+/// answer waited forever (seen as a stalled `ssh -R` under load).
+#[test]
+fn a_full_transport_ends_in_writable_for_its_channels() {
+    let k = keys();
+    let mut pair = pair_with(
+        client_config(&k.user, &k.host),
+        server_config(),
+        SimConfig::ideal(),
+    );
+    let channel = pair.client.open_session();
+    pair.client.exec(channel, "x");
+    let mut server_channel = None;
+    for _ in 0..100 {
+        pair.run(
+            Duration::from_millis(10),
+            |_c, _e, _| {},
+            |s, e, _| {
+                if let ServerEvent::Start { channel, .. } = e {
+                    s.start_result(channel, true);
+                    server_channel = Some(channel);
+                }
+            },
+        );
+        if server_channel.is_some() {
+            break;
+        }
+    }
+    let ch = server_channel.expect("the session started");
+    let now = std::time::Instant::now();
+    assert!(pair.server.writable(ch));
+    pair.server.handle_writable(false, now);
+    assert!(!pair.server.writable(ch), "a full transport says no");
+    // Nothing is announced while the transport stays full.
+    pair.server.send_data(ch, b"queued", false);
+    let mut early = Vec::new();
+    while let Some(event) = pair.server.poll_event() {
+        early.push(event);
+    }
+    assert!(
+        !early
+            .iter()
+            .any(|e| matches!(e, ServerEvent::Writable { .. })),
+        "{early:?}"
+    );
+    pair.server.handle_writable(true, now);
+    let mut events = Vec::new();
+    while let Some(event) = pair.server.poll_event() {
+        events.push(event);
+    }
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, ServerEvent::Writable { channel } if *channel == ch)),
+        "no Writable after the transport drained: {events:?}"
+    );
+    assert!(pair.server.writable(ch));
 }
