@@ -298,15 +298,11 @@ fn fnv(hash: &mut u64, data: &[u8]) {
 
 const FORWARDED: usize = 100 * 1024 * 1024;
 
-fn forward_suite(name: &str) {
-    let Some(backend) = backend(name) else { return };
-    if !have_ssh() {
-        return;
-    }
-    let s = setup("fwd", backend);
-    // The target: counts and checksums what arrives, answers with both.
+/// A target that counts and checksums what arrives on its one connection, then answers
+/// with both; its port and the thread.
+fn checksum_sink() -> (u16, std::thread::JoinHandle<()>) {
     let target = TcpListener::bind("127.0.0.1:0").unwrap();
-    let target_port = target.local_addr().unwrap().port();
+    let port = target.local_addr().unwrap().port();
     let sink = std::thread::spawn(move || {
         let (mut conn, _) = target.accept().unwrap();
         let mut hash = 0xcbf2_9ce4_8422_2325u64;
@@ -323,6 +319,62 @@ fn forward_suite(name: &str) {
         conn.write_all(format!("{total} {hash:x}\n").as_bytes())
             .unwrap();
     });
+    (port, sink)
+}
+
+/// A stream through a forward to [`checksum_sink`]: sends [`FORWARDED`] bytes, ends its
+/// writing half, and checks the sink's count and checksum.
+trait Forwarded: Read + Write {
+    fn bound(&self, timeout: Duration);
+    fn end_writing(&self);
+}
+
+impl Forwarded for UnixStream {
+    fn bound(&self, timeout: Duration) {
+        self.set_read_timeout(Some(timeout)).unwrap();
+        self.set_write_timeout(Some(timeout)).unwrap();
+    }
+    fn end_writing(&self) {
+        self.shutdown(std::net::Shutdown::Write).unwrap();
+    }
+}
+
+impl Forwarded for std::net::TcpStream {
+    fn bound(&self, timeout: Duration) {
+        self.set_read_timeout(Some(timeout)).unwrap();
+        self.set_write_timeout(Some(timeout)).unwrap();
+    }
+    fn end_writing(&self) {
+        self.shutdown(std::net::Shutdown::Write).unwrap();
+    }
+}
+
+fn send_checked(mut conn: impl Forwarded) {
+    // A stalled forward fails the test instead of hanging it.
+    conn.bound(Duration::from_secs(120));
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    let mut chunk = vec![0u8; 1024 * 1024];
+    for i in 0..FORWARDED / chunk.len() {
+        for (j, b) in chunk.iter_mut().enumerate() {
+            *b = (i * 31 + j * 7 + j / 251) as u8;
+        }
+        fnv(&mut hash, &chunk);
+        conn.write_all(&chunk).unwrap();
+    }
+    conn.end_writing();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    assert_eq!(answer, format!("{FORWARDED} {hash:x}\n"));
+}
+
+fn forward_suite(name: &str) {
+    let Some(backend) = backend(name) else { return };
+    if !have_ssh() {
+        return;
+    }
+    let s = setup("fwd", backend);
+    // The target: counts and checksums what arrives, answers with both.
+    let (target_port, sink) = checksum_sink();
     // ssh listens on a Unix socket: no local port to pick (and race for).
     let local = s.dir.join("forward.sock");
     let mut c = s.ssh(
@@ -353,26 +405,9 @@ fn forward_suite(name: &str) {
     }
     std::thread::spawn(move || for _ in lines.by_ref() {});
     let started = Instant::now();
-    let mut conn = UnixStream::connect(&local).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(120)))
-        .unwrap();
-    // A stalled forward fails the test instead of hanging it.
-    conn.set_write_timeout(Some(Duration::from_secs(120)))
-        .unwrap();
-    let mut hash = 0xcbf2_9ce4_8422_2325u64;
-    let mut chunk = vec![0u8; 1024 * 1024];
-    for i in 0..FORWARDED / chunk.len() {
-        for (j, b) in chunk.iter_mut().enumerate() {
-            *b = (i * 31 + j * 7 + j / 251) as u8;
-        }
-        fnv(&mut hash, &chunk);
-        conn.write_all(&chunk).unwrap();
-    }
-    conn.shutdown(std::net::Shutdown::Write).unwrap();
-    let mut answer = String::new();
-    conn.read_to_string(&mut answer).unwrap();
+    let conn = UnixStream::connect(&local).unwrap();
+    send_checked(conn);
     let elapsed = started.elapsed();
-    assert_eq!(answer, format!("{FORWARDED} {hash:x}\n"));
     eprintln!(
         "ssh -L ({name}, debug build): {} MiB in {:.2} s = {:.1} MB/s",
         FORWARDED >> 20,
@@ -510,24 +545,7 @@ fn remote_forward_suite(name: &str) {
         return;
     }
     let mut s = setup("rfwd", backend);
-    let target = TcpListener::bind("127.0.0.1:0").unwrap();
-    let target_port = target.local_addr().unwrap().port();
-    let sink = std::thread::spawn(move || {
-        let (mut conn, _) = target.accept().unwrap();
-        let mut hash = 0xcbf2_9ce4_8422_2325u64;
-        let mut total = 0usize;
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = conn.read(&mut buf).unwrap();
-            if n == 0 {
-                break;
-            }
-            fnv(&mut hash, &buf[..n]);
-            total += n;
-        }
-        conn.write_all(format!("{total} {hash:x}\n").as_bytes())
-            .unwrap();
-    });
+    let (target_port, sink) = checksum_sink();
     let mut c = s.ssh(
         "id_ed25519",
         &[
@@ -562,26 +580,9 @@ fn remote_forward_suite(name: &str) {
     };
     std::thread::spawn(move || for _ in lines.by_ref() {});
     let started = Instant::now();
-    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(120)))
-        .unwrap();
-    // A stalled forward fails the test instead of hanging it.
-    conn.set_write_timeout(Some(Duration::from_secs(120)))
-        .unwrap();
-    let mut hash = 0xcbf2_9ce4_8422_2325u64;
-    let mut chunk = vec![0u8; 1024 * 1024];
-    for i in 0..FORWARDED / chunk.len() {
-        for (j, b) in chunk.iter_mut().enumerate() {
-            *b = (i * 29 + j * 5 + j / 253) as u8;
-        }
-        fnv(&mut hash, &chunk);
-        conn.write_all(&chunk).unwrap();
-    }
-    conn.shutdown(std::net::Shutdown::Write).unwrap();
-    let mut answer = String::new();
-    conn.read_to_string(&mut answer).unwrap();
+    let conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    send_checked(conn);
     let elapsed = started.elapsed();
-    assert_eq!(answer, format!("{FORWARDED} {hash:x}\n"));
     eprintln!(
         "ssh -R ({name}, debug build): {} MiB in {:.2} s = {:.1} MB/s",
         FORWARDED >> 20,
