@@ -29,10 +29,11 @@
 //! side.
 //! `Upgrade: websocket` requests are passed through (`tunnel.rs`): the upstream's 101 turns
 //! the two connections into a byte tunnel run by the TCP proxy's relay (spliced where it
-//! splices), closed after `timeouts.tunnel` without a byte; any other answer is relayed
+//! splices; copied to and from `https://` upstreams, reached over TLS with the pool's
+//! settings), closed after `timeouts.tunnel` without a byte; any other answer is relayed
 //! as a normal response.
 //! Does not: terminate TLS itself on listeners of the config file (use `tls:` endpoints on
-//! the command line), pass other upgrades (`h2c`), tunnel to `https://` upstreams, cache,
+//! the command line), pass other upgrades (`h2c`), cache,
 //! or retry a request that reached an upstream. Spec: RFC 9110 §7.6 (intermediaries), RFC 7239 (Forwarded).
 //! Tests: `tests.rs` (routing, headers, config), `tests/reverse_proxy.rs` and
 //! `tests/reverse_proxy_tls.rs` (both backends).
@@ -211,6 +212,9 @@ struct PoolTls {
     /// This core's connector (an error if it could not be built; each request then fails
     /// with 502 and says why).
     connector: Result<TlsConnector, Arc<TlsConfigError>>,
+    /// The connector of WebSocket upgrades (ALPN `http/1.1` only: an upgrade is an
+    /// HTTP/1.1 exchange); the same as `connector` for a pool that does not offer h2.
+    upgrade_connector: Result<TlsConnector, Arc<TlsConfigError>>,
     /// The name each server is verified as.
     names: Vec<(ServerAddr, ServerName<'static>)>,
 }
@@ -227,17 +231,33 @@ impl PoolTls {
             tracing::error!(upstream = %name, %error, "cannot build the upstream TLS connector");
             Arc::new(error)
         });
+        let upgrade_connector = if protocol.offers_h2() {
+            tls.connector(config.timeouts.connect, HttpProtocol::Http1)
+                .map_err(Arc::new)
+        } else {
+            connector.clone()
+        };
         let names = servers
             .iter()
             .cloned()
             .zip(tls.server_names.iter().cloned())
             .collect();
-        Self { connector, names }
+        Self {
+            connector,
+            upgrade_connector,
+            names,
+        }
     }
 
-    /// The TLS of a request to `addr`.
-    fn target(&self, addr: &ServerAddr) -> Result<TlsTarget, ClientError> {
-        let connector = self.connector.clone().map_err(ClientError::TlsConfig)?;
+    /// The TLS of a request to `addr` (`upgrade`: a WebSocket upgrade, offered as
+    /// HTTP/1.1 only).
+    fn target(&self, addr: &ServerAddr, upgrade: bool) -> Result<TlsTarget, ClientError> {
+        let connector = if upgrade {
+            &self.upgrade_connector
+        } else {
+            &self.connector
+        };
+        let connector = connector.clone().map_err(ClientError::TlsConfig)?;
         let server_name = self
             .names
             .iter()
@@ -607,7 +627,7 @@ async fn forward(core: Rc<Core>, out: Outgoing, respond: Responder) {
         };
         let tls = match out.tables.tls.get(out.upstream).and_then(Option::as_ref) {
             None => None,
-            Some(tls) => match tls.target(&addr) {
+            Some(tls) => match tls.target(&addr, false) {
                 Ok(target) => Some(target),
                 Err(error) => {
                     tracing::warn!(upstream = %addr, %pool, %error, "no TLS to this upstream");

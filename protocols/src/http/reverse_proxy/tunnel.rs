@@ -18,8 +18,12 @@
 //! - no response head within `timeouts.response_head`: 504; an upstream that closes or
 //!   sends an invalid head first: 502; unreachable servers as for other requests.
 //!
-//! Does not: tunnel to `https://` upstreams (answered 502 with a log line), or pass other
-//! upgrades (`h2c` ...: their `Upgrade` is stripped as before).
+//! - an `https://` pool: the upgrade's connection is TLS with the pool's settings (SNI and
+//!   verification as `tls_server_name`/`tls_ca`/`tls_verify` say, its client certificate,
+//!   ALPN `http/1.1` only); after the 101 the relay copies (no splice over TLS); a failed
+//!   handshake is 502 like a failed connect.
+//!
+//! Does not: pass other upgrades (`h2c` ...: their `Upgrade` is stripped as before).
 //! Tests (both backends): `protocols/cli/tests/ws_interop.rs` (Python websockets through
 //! `serve http-proxy` to `serve ws-echo`, a refusing upstream, the idle timeout) and
 //! `protocols/tests/reverse_proxy.rs` (the head sent upstream, 502/504, a spliced 4 MiB
@@ -33,7 +37,7 @@ use bytes::{Bytes, BytesMut};
 use ringwork::{ConnId, ConnectOptions, Context, LostReason, Protocol, TimerId};
 
 use super::{Core, Outgoing, ServerAddr, status_for, strip_hop_by_hop};
-use crate::http::client::{ClientError, ClientRequest, encode_head};
+use crate::http::client::{ClientError, ClientRequest, TlsTarget, encode_head};
 use crate::http::proto::{BodyDecoder, Method, Status, Version, parse_response};
 use crate::http::server::{Request, Responder, Response};
 use crate::proxy::{Relay, RelayConfig, RelayUpstream};
@@ -83,15 +87,6 @@ pub(super) async fn forward_upgrade(
     handle: ringwork::LocalHandle,
 ) {
     let pool = out.tables.pools.borrow()[out.upstream].name.clone();
-    if out
-        .tables
-        .tls
-        .get(out.upstream)
-        .is_some_and(Option::is_some)
-    {
-        tracing::warn!(%pool, "WebSocket pass-through to https:// upstreams is not supported; answering 502");
-        return respond.send(Response::error(502));
-    }
     let shared = Rc::new(RefCell::new(Shared {
         responder: Some(respond),
         upstream: None,
@@ -123,7 +118,31 @@ pub(super) async fn forward_upgrade(
             timer: None,
             addr: addr.clone(),
         };
-        let options = ConnectOptions::new().timeout(core.timeouts.connect);
+        let mut options = ConnectOptions::new().timeout(core.timeouts.connect);
+        // An `https://` pool: the upgrade goes over TLS (its SNI, verification and client
+        // certificate, ALPN `http/1.1`); the relay copies (the engine splices only
+        // plaintext).
+        if let Some(tls) = out.tables.tls.get(out.upstream).and_then(Option::as_ref) {
+            match tls.target(&addr, true) {
+                Ok(TlsTarget {
+                    server_name,
+                    connector: Some(connector),
+                }) => options = options.tls(connector, server_name),
+                Ok(TlsTarget {
+                    connector: None, ..
+                }) => {
+                    failure = Some(ClientError::BadUrl {
+                        reason: "no TLS connector for this upstream",
+                    });
+                    break;
+                }
+                Err(error) => {
+                    tracing::warn!(upstream = %addr, %pool, %error, "no TLS to this upstream");
+                    failure = Some(error);
+                    break;
+                }
+            }
+        }
         let connecting = match &addr {
             ServerAddr::Addr(ip) => handle.connect(*ip, protocol, options),
             // Resolved at each connect, addresses raced (Happy Eyeballs), as the HTTP
