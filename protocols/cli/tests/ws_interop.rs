@@ -341,11 +341,20 @@ struct TlsPeer {
 
 impl TlsPeer {
     fn start(cert: &std::path::Path, key: &std::path::Path) -> TlsPeer {
+        Self::spawn(Some((cert, key)))
+    }
+
+    /// The same server, plaintext (`tls` `None`) or over TLS with `(cert, key)`.
+    fn spawn(tls: Option<(&std::path::Path, &std::path::Path)>) -> TlsPeer {
         use std::io::BufRead;
-        let mut child = Command::new("python3")
+        let mut command = Command::new("python3");
+        command
             .arg(peers_dir().join("ws_peer.py"))
-            .args(["server", "--deflate", "--tls"])
-            .args([cert, key])
+            .args(["server", "--deflate"]);
+        if let Some((cert, key)) = tls {
+            command.arg("--tls").args([cert, key]);
+        }
+        let mut child = command
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -464,6 +473,68 @@ fn tls_upstream(name: &str) {
     let reply = String::from_utf8_lossy(&reply[..n]);
     assert!(reply.starts_with("HTTP/1.1 502 "), "{reply}");
     assert!(proxy.terminate(), "http-proxy exits cleanly");
+}
+
+/// RFC 8441 through the proxy: an HTTP/2 client (`ws_h2_peer.py`, Python's `h2` driving
+/// our own WebSocket framing) opens an extended CONNECT on `serve http-proxy` (h2c, prior
+/// knowledge), bridged to Python's `websockets` by an HTTP/1.1 upgrade: text and binary
+/// echoes of 0 B to 1 MiB (past the stream and connection windows: flow control is the
+/// backpressure), a GET on another stream of the same connection (the upstream answers it
+/// 426), a 1000 close and the stream's clean end; then the same to an `https://` pool.
+fn h2_client_through_proxy(name: &str) {
+    let Some(backend) = backend(name) else { return };
+    if !python_ok() || !python_h2_ok() {
+        return;
+    }
+    let dir = TempDir::new(&format!("ws-proxy-h2-{backend}"));
+    let peer = TlsPeer::spawn(None);
+    let pool = format!("servers = [\"127.0.0.1:{}\"]\n", peer.port);
+    let (proxy, addr) = proxy_to(backend, &pool, &dir, "30s");
+    let url = format!("http://{addr}/chat");
+    let out = run(
+        "python3",
+        "ws_h2_peer.py",
+        &["echo", &url, "--get-status", "426"],
+    );
+    assert!(
+        out.starts_with("ok 14 messages echoed over h2 (h2c), closed 1000"),
+        "{out}"
+    );
+    assert!(proxy.terminate(), "http-proxy exits cleanly");
+
+    let tls_dir = TempDir::new(&format!("ws-proxy-h2-tls-{backend}"));
+    let ca = ringwork::testing::certs::TestCa::new();
+    let ca_pem = tls_dir.0.join("ca.pem");
+    std::fs::write(&ca_pem, &ca.cert_pem).expect("write the CA");
+    let (cert, key) = ca.server(&["localhost"]).write_pem(&tls_dir.0, "server");
+    let tls_peer = TlsPeer::start(&cert, &key);
+    let pool = format!(
+        "servers = [\"https://localhost:{}\"]\ntls_ca = \"{}\"\n",
+        tls_peer.port,
+        ca_pem.display()
+    );
+    let (proxy, addr) = proxy_to(backend, &pool, &tls_dir, "30s");
+    let url = format!("http://{addr}/");
+    let out = run(
+        "python3",
+        "ws_h2_peer.py",
+        &["echo", &url, "--get-status", "426"],
+    );
+    assert!(
+        out.starts_with("ok 14 messages echoed over h2 (h2c), closed 1000"),
+        "{out}"
+    );
+    assert!(proxy.terminate(), "http-proxy exits cleanly");
+}
+
+#[test]
+fn h2_websocket_through_reverse_proxy_uring() {
+    h2_client_through_proxy("uring");
+}
+
+#[test]
+fn h2_websocket_through_reverse_proxy_poll() {
+    h2_client_through_proxy("poll");
 }
 
 #[test]

@@ -40,6 +40,7 @@
 
 pub mod balance;
 pub mod config;
+mod h2_bridge;
 pub mod headers;
 pub mod health;
 pub mod routing;
@@ -104,10 +105,8 @@ pub fn server_config(config: &ProxyConfig) -> ServerConfig {
     server.keep_alive_timeout = config.timeouts.idle;
     server.body_read_timeout = config.timeouts.body;
     server.write_timeout = Some(config.timeouts.write).filter(|d| !d.is_zero());
-    // The proxy does not bridge an HTTP/2 extended CONNECT (RFC 8441) to an upstream yet:
-    // not advertising it keeps browsers, which use it when offered, on an HTTP/1.1
-    // `Upgrade: websocket`, which the proxy tunnels.
-    server.http2.enable_connect_protocol = false;
+    // SETTINGS_ENABLE_CONNECT_PROTOCOL stays on (the default): an HTTP/2 extended CONNECT
+    // for WebSocket (RFC 8441) is bridged to an HTTP/1.1 upgrade upstream (h2_bridge.rs).
     server
 }
 
@@ -441,9 +440,22 @@ impl Handler for ReverseProxy {
         };
         // `Upgrade: websocket` is passed through as a tunnel (tunnel.rs); other upgrades
         // lose their `Upgrade` with the hop-by-hop fields.
-        let upgrade = tunnel::is_websocket_upgrade(&request)
-            .then(|| request.headers().get("upgrade").map(Bytes::copy_from_slice))
-            .flatten();
+        let extended_connect = request.version() == Version::Http2
+            && *request.method() == Method::Connect
+            && request
+                .protocol()
+                .is_some_and(|p| p.eq_ignore_ascii_case(b"websocket"));
+        if request.protocol().is_some() && !extended_connect {
+            // Only WebSocket is bridged (RFC 8441 §4: another protocol is the server's call).
+            return respond.send(Response::error(501));
+        }
+        let upgrade = if extended_connect {
+            Some(Bytes::from_static(b"websocket"))
+        } else {
+            tunnel::is_websocket_upgrade(&request)
+                .then(|| request.headers().get("upgrade").map(Bytes::copy_from_slice))
+                .flatten()
+        };
         let key = match tables.pools.borrow()[route.upstream].balance() {
             Balance::ConsistentHash(HashKey::ClientIp) => {
                 request.peer_addr().map(|peer| ip_hash(peer.ip()))
@@ -500,9 +512,10 @@ impl Handler for ReverseProxy {
         // Over HTTP/2 a body needs no framing field: its stream exists only if DATA follows.
         let has_body =
             chunked || length.is_some_and(|n| n > 0) || request.version() == Version::Http2;
+        // An extended CONNECT's DATA is the WebSocket, held for the bridge.
         let body = request
             .take_body_stream()
-            .filter(|_| has_body)
+            .filter(|_| has_body && !extended_connect)
             .map(|stream| StreamBody::new(stream, length));
         let outgoing = Outgoing {
             method: request.method().clone(),
@@ -523,6 +536,7 @@ impl Handler for ReverseProxy {
                 upgrade,
                 respond,
                 handle.clone(),
+                extended_connect,
             ))),
             None => drop(handle.spawn_local(forward(core, outgoing, respond))),
         }
