@@ -50,7 +50,7 @@ use ringwork_protocols::http::server::{AccessLog, AccessLogFormat};
 use ringwork_protocols::irc::proto::IrcConfig;
 use ringwork_protocols::irc::server::IrcServer;
 use ringwork_protocols::limits::{ConnectionCap, DEFAULT_RATE_TABLE, RateLimit, SharedRateLimiter};
-use ringwork_protocols::websocket::broadcast::{Topic, TopicConfig};
+use ringwork_protocols::websocket::broadcast::Topic;
 
 #[cfg(unix)]
 mod buffers;
@@ -67,6 +67,7 @@ mod sockopts;
 mod ssh;
 #[cfg(unix)]
 mod takeover;
+mod ws_chat;
 
 use logging::Logging;
 use proxy::{ProxyArgs, ProxyPlan};
@@ -310,6 +311,8 @@ struct Serve {
     mail: mail::MailArgs,
     #[command(flatten)]
     ssh: ssh::SshArgs,
+    #[command(flatten)]
+    ws_chat: ws_chat::WsChatArgs,
 }
 
 /// `--access-log-format`.
@@ -656,7 +659,7 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
         rate_limit: rate_limit.clone(),
         connection_cap: connection_cap.clone(),
         irc,
-        chat: Topic::new(TopicConfig::default()),
+        chat: Topic::new(serve.ws_chat.topic_config()),
         smtp,
         pop3,
         imap,

@@ -442,6 +442,12 @@ pub(crate) const SERVICE_OPTIONS: &[(&str, &str, &[Service])] = &[
         "--rate-burst",
         &[Service::Hello, Service::Web, Service::HttpProxy],
     ),
+    ("chat_max_queued", "--chat-max-queued", &[Service::WsChat]),
+    (
+        "chat_max_queued_total",
+        "--chat-max-queued-total",
+        &[Service::WsChat],
+    ),
     ("upstream", "--upstream", &[Service::TcpProxy]),
     ("send_proxy", "--send-proxy", &[Service::TcpProxy]),
     (

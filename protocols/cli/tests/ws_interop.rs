@@ -147,6 +147,8 @@ fn chat(name: &str) {
         "ws-chat",
         "--listen",
         &endpoint,
+        "--chat-max-queued-total",
+        "64",
         "--cores",
         "2",
         "--backend",
