@@ -10,6 +10,9 @@ SETTINGS_ENABLE_CONNECT_PROTOCOL = 1.
                                              another stream expects N (default 200)
   ws_h2_peer.py settings URL                 prints "connect-protocol N" (the setting's
                                              value, 0 when absent) and exits
+  ws_h2_peer.py idle URL                     one ping and its pong, then quiet: prints
+                                             "ok idle stream ended after S s" once the
+                                             server ends or resets the stream
   ws_h2_peer.py chat URL                     two connections, two WebSocket streams on
                                              each: every stream's message reaches all four
 
@@ -256,6 +259,21 @@ def echo(url, sizes, get_status="200"):
           f"closed 1000", flush=True)
 
 
+def idle(url):
+    client = Client(url)
+    ws = open_websocket(client)
+    client.send(ws, frame(9, b"hi"))
+
+    def pong():
+        taken = take_frame(client.data[ws])
+        return taken is not None and taken[1] == 10 and taken[2] == b"hi"
+
+    client.wait("the pong", pong)
+    quiet = time.monotonic()
+    client.wait("the end of the quiet stream", lambda: ws in client.ended or ws in client.resets)
+    print(f"ok idle stream ended after {time.monotonic() - quiet:.2f} s", flush=True)
+
+
 def main():
     if len(sys.argv) < 3:
         fail(__doc__)
@@ -272,6 +290,8 @@ def main():
         settings(url)
     elif mode == "chat":
         chat(url)
+    elif mode == "idle":
+        idle(url)
     else:
         fail(f"unknown mode {mode}")
 

@@ -482,7 +482,8 @@ fn tls_upstream(name: &str) {
 /// knowledge), bridged to Python's `websockets` by an HTTP/1.1 upgrade: text and binary
 /// echoes of 0 B to 1 MiB (past the stream and connection windows: flow control is the
 /// backpressure), a GET on another stream of the same connection (the upstream answers it
-/// 426), a 1000 close and the stream's clean end; then the same to an `https://` pool.
+/// 426), a 1000 close and the stream's clean end; a quiet bridge ended after the tunnel
+/// idle timeout (2 s); then the echoes to an `https://` pool.
 fn h2_client_through_proxy(name: &str) {
     let Some(backend) = backend(name) else { return };
     if !python_ok() || !python_h2_ok() {
@@ -491,7 +492,7 @@ fn h2_client_through_proxy(name: &str) {
     let dir = TempDir::new(&format!("ws-proxy-h2-{backend}"));
     let peer = TlsPeer::spawn(None);
     let pool = format!("servers = [\"127.0.0.1:{}\"]\n", peer.port);
-    let (proxy, addr) = proxy_to(backend, &pool, &dir, "30s");
+    let (proxy, addr) = proxy_to(backend, &pool, &dir, "2s");
     let url = format!("http://{addr}/chat");
     let out = run(
         "python3",
@@ -502,6 +503,14 @@ fn h2_client_through_proxy(name: &str) {
         out.starts_with("ok 14 messages echoed over h2 (h2c), closed 1000"),
         "{out}"
     );
+    // A quiet bridge ends after `timeouts.tunnel` (2 s), not before.
+    let out = run("python3", "ws_h2_peer.py", &["idle", &url]);
+    let after: f64 = out
+        .strip_prefix("ok idle stream ended after ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|secs| secs.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(after >= 1.9, "ended after {after} s");
     assert!(proxy.terminate(), "http-proxy exits cleanly");
 
     let tls_dir = TempDir::new(&format!("ws-proxy-h2-tls-{backend}"));

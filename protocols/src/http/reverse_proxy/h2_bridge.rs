@@ -24,9 +24,11 @@
 //!   client's END_STREAM a half-close of the upstream; the upstream lost by an error is a
 //!   RST_STREAM; the stream reset or the HTTP/2 connection lost closes the upstream.
 //!
-//! Does not: splice (bytes cross an HTTP/2 framing), parse WebSocket frames, time out
-//! an idle bridge (the upstream and the client's HTTP/2 connection keep their own
-//! timeouts), or bridge to an HTTP/2 upstream (extended CONNECT on both legs).
+//! - idle: after `timeouts.tunnel` without a byte either way the stream is reset and the
+//!   upstream closed (checked by a timer on the upstream connection).
+//!
+//! Does not: splice (bytes cross an HTTP/2 framing), parse WebSocket frames, or bridge to
+//! an HTTP/2 upstream (extended CONNECT on both legs).
 //! Tests: `protocols/cli/tests/ws_interop.rs` (our HTTP/2 client through `serve
 //! http-proxy` to Python's `websockets`, both backends).
 
@@ -37,6 +39,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::BytesMut;
 use ring::rand::SecureRandom;
+use std::time::{Duration, Instant};
+
 use ringwork::{ConnId, Context, LostReason, TimerId};
 
 use crate::http::proto::Headers;
@@ -95,18 +99,53 @@ pub(super) struct Bridge {
     client_eof: bool,
     /// The upstream's timer bounding the wait for the stream to start.
     pub(super) join_timer: Option<TimerId>,
+    /// `timeouts.tunnel`: the bridge ends after this long without a byte either way.
+    idle: Option<Duration>,
+    /// The last byte either way.
+    last_activity: Option<Instant>,
+    /// The upstream's timer checking `idle`.
+    idle_timer: Option<TimerId>,
+    /// The bridge was idle too long: the stream is reset, the upstream closed.
+    expired: bool,
 }
 
 impl Bridge {
     /// A bridge for `upstream`, whose reading is paused, holding `rest` (bytes that came
     /// behind the 101).
-    pub(super) fn new(upstream: ConnId, rest: BytesMut) -> Rc<RefCell<Bridge>> {
+    /// `idle`: the idle timeout (`None`: none).
+    pub(super) fn new(
+        upstream: ConnId,
+        rest: BytesMut,
+        idle: Option<Duration>,
+    ) -> Rc<RefCell<Bridge>> {
         Rc::new(RefCell::new(Bridge {
             upstream: Some(upstream),
             to_client: rest,
             reading_paused: true,
+            idle,
             ..Bridge::default()
         }))
+    }
+
+    /// The upstream's timer `timer` fired (`ctx` is the upstream's): whether it was the
+    /// idle timer (then the bridge ends, or the timer is armed for the rest of the period).
+    pub(super) fn idle_timer_fired(&mut self, ctx: &mut Context<'_>, timer: TimerId) -> bool {
+        if self.idle_timer != Some(timer) {
+            return false;
+        }
+        self.idle_timer = None;
+        let (Some(idle), Some(last)) = (self.idle, self.last_activity) else {
+            return true;
+        };
+        let quiet = ctx.now().saturating_duration_since(last);
+        if quiet >= idle {
+            tracing::debug!(upstream = %ctx.id(), ?idle, "idle WebSocket bridge closed");
+            self.expired = true;
+            self.wake(ctx);
+        } else {
+            self.idle_timer = Some(ctx.call_later(idle - quiet));
+        }
+        true
     }
 
     /// Whether the stream took over.
@@ -123,6 +162,7 @@ impl Bridge {
 
     /// The upstream sent `data` (`ctx` is the upstream's).
     pub(super) fn upstream_data(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
+        self.last_activity = Some(ctx.now());
         self.to_client.extend_from_slice(data);
         if self.to_client.len() >= MAX_PENDING && !self.reading_paused {
             ctx.pause_reading();
@@ -190,9 +230,13 @@ impl StreamProtocol for StreamBridge {
         let mut b = self.bridge.borrow_mut();
         b.carrier = Some(ctx.id());
         let upstream = b.upstream;
+        b.last_activity = Some(ctx.now());
         if let Some(upstream) = upstream {
             if let Some(timer) = b.join_timer.take() {
                 ctx.other(upstream).cancel_timer(timer);
+            }
+            if let Some(idle) = b.idle {
+                b.idle_timer = Some(ctx.other(upstream).call_later(idle));
             }
             if b.to_client.len() < MAX_PENDING {
                 ctx.other(upstream).resume_reading();
@@ -206,6 +250,7 @@ impl StreamProtocol for StreamBridge {
         // Counted even when the upstream is gone: the stream ends soon, and a window that
         // never reopens would hold the client's last bytes.
         b.held += data.len();
+        b.last_activity = Some(ctx.now());
         if let Some(upstream) = b.upstream {
             ctx.other(upstream).write(data);
         }
@@ -260,7 +305,7 @@ impl StreamProtocol for StreamBridge {
         } else if b.held > 0 {
             carrier.release(std::mem::take(&mut b.held));
         }
-        if b.upstream_failed {
+        if b.upstream_failed || b.expired {
             drop(b);
             carrier.reset();
             self.finish(ctx, true);

@@ -419,7 +419,11 @@ impl UpgradeUpstream {
             ctx.close();
             return;
         };
-        let bridge = Bridge::new(ctx.id(), std::mem::take(&mut self.buf));
+        let bridge = Bridge::new(
+            ctx.id(),
+            std::mem::take(&mut self.buf),
+            self.core.tunnel.idle_timeout,
+        );
         // If the client's stream goes before it takes over, nothing else ends this one.
         bridge.borrow_mut().join_timer = Some(ctx.call_later(self.core.timeouts.response_head));
         shared.bridge = Some(Rc::clone(&bridge));
@@ -491,6 +495,9 @@ impl Protocol for UpgradeUpstream {
     fn timer_fired(&mut self, ctx: &mut Context<'_>, timer: TimerId) {
         if let Some(bridge) = self.bridge() {
             let mut b = bridge.borrow_mut();
+            if b.idle_timer_fired(ctx, timer) {
+                return;
+            }
             if b.join_timer == Some(timer) {
                 b.join_timer = None;
                 if !b.started() {
