@@ -101,6 +101,14 @@ pub struct DriverConfig {
     /// it up to pages and may refuse more than `/proc/sys/fs/pipe-max-size` (the default
     /// pipe size, 64 KiB, is then kept).
     pub splice_pipe_size: usize,
+    /// io_uring: stream sends of at least this many bytes (the buffers one send submits)
+    /// use IORING_OP_SEND_ZC / SENDMSG_ZC, which pin the caller's pages instead of copying
+    /// them, when the kernel has it ([`Capabilities::send_zc`]); smaller sends, and every
+    /// send when `None` or without kernel support, use SEND / SENDMSG. The bytes stay owned
+    /// by the driver until the kernel's notification that it is done with them. `None` by
+    /// default: on loopback the kernel copies zero-copy sends anyway and they cost more
+    /// CPU than SEND at every size measured (see `docs/platform.md`).
+    pub send_zc_min: Option<usize>,
     /// Test hook: watch children through waiter threads as if the kernel had no
     /// `pidfd_open`, so that fallback can be exercised on a kernel that has it.
     #[doc(hidden)]
@@ -126,6 +134,7 @@ impl Default for DriverConfig {
             max_send_iovecs: 64,
             poll_reads_per_turn: 16,
             splice_pipe_size: 64 * 1024,
+            send_zc_min: None,
             simulate_no_pidfd: false,
             simulate_no_file_ops: false,
             simulate_uring_setup_errno: None,
@@ -201,6 +210,9 @@ pub struct Capabilities {
     /// File operations run in the ring ([`Driver::file`](crate::Driver::file): OPENAT2,
     /// STATX, READ, CLOSE); `false` under poll, where callers use threads.
     pub file_ops: bool,
+    /// Zero-copy sends (IORING_OP_SEND_ZC and SENDMSG_ZC) are probed and enabled by
+    /// [`DriverConfig::send_zc_min`].
+    pub send_zc: bool,
     /// Opcodes the probe reported as supported, by name (those the backend cares about).
     pub opcodes: Vec<&'static str>,
     /// Why io_uring is not in use, when the poll backend was chosen automatically.
@@ -233,4 +245,9 @@ pub struct Stats {
     pub cq_overflows: u64,
     /// Completions the kernel dropped on overflow (only without IORING_FEAT_NODROP): an error.
     pub cq_dropped: u64,
+    /// Zero-copy sends submitted (see [`DriverConfig::send_zc_min`]).
+    pub zc_sends: u64,
+    /// Zero-copy sends whose notification said the kernel copied the bytes after all (on
+    /// loopback, for example): zero-copy bought nothing for those.
+    pub zc_copied: u64,
 }

@@ -87,6 +87,27 @@ impl SendQueue {
         }
     }
 
+    /// Moves the first `n` bytes (they were sent) to the back of `into`, sharing their
+    /// memory: for a zero-copy send, which the kernel may read after it completes.
+    pub(crate) fn advance_into(&mut self, mut n: usize, into: &mut SendQueue) {
+        n = n.min(self.queued);
+        self.queued -= n;
+        while n > 0 {
+            let Some(front) = self.bufs.front_mut() else {
+                break;
+            };
+            if n >= front.len() {
+                n -= front.len();
+                if let Some(whole) = self.bufs.pop_front() {
+                    into.push(whole);
+                }
+            } else {
+                into.push(front.split_to(n));
+                n = 0;
+            }
+        }
+    }
+
     /// The first `max` buffers, for a vectored send.
     pub(crate) fn slices(&self, max: usize) -> impl Iterator<Item = &[u8]> {
         self.bufs.iter().take(max).map(|b| &b[..])

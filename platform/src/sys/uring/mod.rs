@@ -25,6 +25,7 @@
 
 mod datagram;
 mod file;
+mod send;
 mod setup;
 
 use std::io;
@@ -44,11 +45,12 @@ use crate::config::{Capabilities, DriverConfig};
 use crate::error::{OpError, UringUnavailable};
 use crate::id::{OpId, OpKind, SocketId, TimerId};
 use crate::process::FileKind;
-use crate::table::{Core, Shutdown, SocketKind, TimerState};
+use crate::table::{Core, SendQueue, Shutdown, SocketKind, TimerState};
 use crate::waker::Waker;
 
 use datagram::{DatagramSends, UdpOps};
 use file::FileOps;
+use send::{SendOp, ZcOrphans};
 
 /// `IORING_ENTER_GETEVENTS` (io_uring.h): wait for / reap completions.
 const ENTER_GETEVENTS: u32 = 1 << 0;
@@ -76,12 +78,6 @@ pub(crate) fn signal_eventfd(fd: &OwnedFd) -> io::Result<()> {
     }
 }
 
-/// A vectored send in flight: the header and iovecs the SQE points at.
-struct SendOp {
-    msg: libc::msghdr,
-    iov: Vec<libc::iovec>,
-}
-
 /// Backend state of one socket slot.
 struct Slot {
     /// `None` once a close was submitted (the kernel owns the descriptor then).
@@ -99,6 +95,10 @@ struct Slot {
     /// room and the send is submitted again.
     send_blocked: bool,
     send: Option<Box<SendOp>>,
+    /// The in-flight send is zero-copy, its result came and its notification did not: the
+    /// kernel may still read the sent bytes, kept in `zc_held` (see `send.rs`).
+    zc_waiting: bool,
+    zc_held: SendQueue,
     connect_addr: Option<Box<SockAddr>>,
     udp: Option<Box<UdpOps>>,
 }
@@ -134,6 +134,10 @@ pub(crate) struct Uring {
     datagram_sends: DatagramSends,
     /// File operations in flight (their `OpId` slot is their key here).
     file_ops: FileOps,
+    /// Stream sends of at least this many bytes are zero-copy (`None`: none are).
+    zc_min: Option<usize>,
+    /// Send queues of closed sockets waiting for a zero-copy notification.
+    zc_orphans: ZcOrphans,
     /// Datagram send SQEs made while reconciling a socket, pushed after it.
     scratch_sends: Vec<squeue::Entry>,
     /// Sockets whose recv waits for free buffers, oldest first.
@@ -153,6 +157,8 @@ impl Uring {
         if config.simulate_no_file_ops {
             capabilities.file_ops = false;
         }
+        capabilities.send_zc &= config.send_zc_min.is_some();
+        let zc_min = config.send_zc_min.filter(|_| capabilities.send_zc);
         let failed = |step| {
             move |e: io::Error| UringUnavailable::SetupFailed {
                 step,
@@ -197,6 +203,8 @@ impl Uring {
             backlog: std::collections::VecDeque::new(),
             datagram_sends: DatagramSends::default(),
             file_ops: FileOps::default(),
+            zc_min,
+            zc_orphans: ZcOrphans::default(),
             scratch_sends: Vec::new(),
             starved: Vec::new(),
             max_iovecs: config.max_send_iovecs,
@@ -254,6 +262,8 @@ impl Uring {
             starved: false,
             send_blocked: false,
             send: None,
+            zc_waiting: false,
+            zc_held: SendQueue::default(),
             connect_addr: None,
             udp,
         });
@@ -481,12 +491,25 @@ impl Uring {
         let op = |kind| OpId::socket(id, kind).encode();
         let mut entries: [Option<squeue::Entry>; 8] = Default::default();
         let mut n = 0;
+        let mut zc_sends = 0;
         let mut add = |entry: squeue::Entry| {
             entries[n] = Some(entry);
             n += 1;
         };
 
         if state.closing {
+            if mem::take(&mut slot.zc_waiting) {
+                // The last send is done but its zero-copy notification is not: the kernel
+                // may still read the sent bytes (until the peer acknowledges them, which a
+                // peer that stops reading may never do). Keep them aside until it comes and
+                // close now rather than wait on the peer.
+                let mut held = mem::take(&mut slot.zc_held);
+                let unsent = state.send.len();
+                state.send.advance_into(unsent, &mut held);
+                self.zc_orphans.keep(op(OpKind::Send), held);
+                slot.inflight &= !OpKind::Send.bit();
+                slot.cancelling &= !OpKind::Send.bit();
+            }
             let open_ops = slot.inflight & !OpKind::Close.bit();
             if slot.has(OpKind::Close) {
                 // Waiting for the close CQE.
@@ -593,54 +616,15 @@ impl Uring {
                                 .user_data(op(OpKind::SendPoll)));
                         }
                         if want_send && !slot.send_blocked && !slot.has(OpKind::Send) {
-                            let send = slot.send.get_or_insert_with(|| {
-                                Box::new(SendOp {
-                                    msg: empty_msghdr(),
-                                    iov: Vec::with_capacity(self.max_iovecs),
-                                })
-                            });
-                            send.iov.clear();
-                            send.iov.extend(state.send.slices(self.max_iovecs).map(|b| {
-                                libc::iovec {
-                                    iov_base: b.as_ptr().cast_mut().cast(),
-                                    iov_len: b.len(),
-                                }
-                            }));
-                            send.msg.msg_iov = send.iov.as_mut_ptr();
-                            send.msg.msg_iovlen = send.iov.len() as _;
+                            let send = slot
+                                .send
+                                .get_or_insert_with(|| Box::new(SendOp::new(self.max_iovecs)));
+                            let bytes = send.fill(&state.send, self.max_iovecs);
+                            let file = state.file.is_some();
+                            let zero_copy = !file && self.zc_min.is_some_and(|min| bytes >= min);
+                            zc_sends += u64::from(zero_copy);
                             slot.inflight |= OpKind::Send.bit();
-                            let entry = if state.file.is_some() {
-                                // A pipe or terminal: write(2), not send(2). Offset 0: the
-                                // descriptor is not seekable.
-                                if let [only] = send.iov[..] {
-                                    opcode::Write::new(
-                                        fd,
-                                        only.iov_base.cast_const().cast(),
-                                        only.iov_len.min(u32::MAX as usize) as u32,
-                                    )
-                                    .build()
-                                } else {
-                                    opcode::Writev::new(
-                                        fd,
-                                        send.iov.as_ptr(),
-                                        send.iov.len() as u32,
-                                    )
-                                    .build()
-                                }
-                            } else if let [only] = send.iov[..] {
-                                // One buffer: plain SEND spares the kernel the msghdr copy.
-                                opcode::Send::new(
-                                    fd,
-                                    only.iov_base.cast_const().cast(),
-                                    only.iov_len.min(u32::MAX as usize) as u32,
-                                )
-                                .flags(libc::MSG_NOSIGNAL)
-                                .build()
-                            } else {
-                                opcode::SendMsg::new(fd, &raw const send.msg)
-                                    .flags(libc::MSG_NOSIGNAL as u32)
-                                    .build()
-                            };
+                            let entry = send.entry(fd, file, zero_copy);
                             add(entry.user_data(op(OpKind::Send)));
                         }
                         // Splicing: wait for bytes to read (once a receive in flight is gone,
@@ -737,6 +721,7 @@ impl Uring {
                 }
             }
         }
+        core.stats.zc_sends += zc_sends;
         for entry in entries.into_iter().flatten() {
             self.push(core, entry);
         }
@@ -872,6 +857,12 @@ impl Uring {
                 }
                 return;
             }
+            OpKind::Send if cqueue::notif(flags) => {
+                core.stats.zc_copied += u64::from(result as u32 & send::ZC_COPIED != 0);
+                if self.zc_orphans.release(user_data) {
+                    return;
+                }
+            }
             _ => {}
         }
 
@@ -891,6 +882,17 @@ impl Uring {
         if !more {
             slot.inflight &= !op.kind.bit();
             slot.cancelling &= !op.kind.bit();
+        }
+        if op.kind == OpKind::Send && more {
+            // A zero-copy send's result; its notification follows (see `send.rs`).
+            slot.zc_waiting = true;
+        }
+        if op.kind == OpKind::Send && cqueue::notif(flags) {
+            // The kernel is done with the zero-copy send's bytes: the next send can go.
+            slot.zc_waiting = false;
+            slot.zc_held = SendQueue::default();
+            core.mark_dirty(id);
+            return;
         }
         if state.closing {
             core.stats.stale += 1;
@@ -985,7 +987,11 @@ impl Uring {
             OpKind::Send => {
                 if result >= 0 {
                     let bytes = result as usize;
-                    state.send.advance(bytes);
+                    if more {
+                        state.send.advance_into(bytes, &mut slot.zc_held);
+                    } else {
+                        state.send.advance(bytes);
+                    }
                     out.push(Completion::Sent {
                         socket: id,
                         bytes,
@@ -993,6 +999,10 @@ impl Uring {
                     });
                 } else {
                     state.send_failed = true;
+                    if more {
+                        let unsent = state.send.len();
+                        state.send.advance_into(unsent, &mut slot.zc_held);
+                    }
                     state.send.clear();
                     out.push(Completion::SendError {
                         socket: id,
@@ -1200,6 +1210,7 @@ impl Uring {
             core.leak_all();
             self.datagram_sends.leak();
             self.file_ops.leak();
+            self.zc_orphans.leak();
             mem::forget(mem::take(&mut self.slots));
             mem::forget(mem::take(&mut self.timer_specs));
             mem::forget(mem::replace(&mut self.wake_buf, Box::new(0)));
@@ -1293,6 +1304,7 @@ impl Drop for Uring {
             self.pool.leak();
             self.datagram_sends.leak();
             self.file_ops.leak();
+            self.zc_orphans.leak();
             mem::forget(mem::take(&mut self.slots));
             mem::forget(mem::take(&mut self.timer_specs));
             mem::forget(mem::replace(&mut self.wake_buf, Box::new(0)));

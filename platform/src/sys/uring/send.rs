@@ -1,0 +1,114 @@
+//! Stream sends: the SQE for a socket's queued bytes (SEND, SENDMSG, their zero-copy forms,
+//! or WRITE/WRITEV for pipes and terminals), and what a zero-copy send's two completions
+//! mean.
+//!
+//! Zero-copy (IORING_OP_SEND_ZC, 6.0; SENDMSG_ZC, 6.1): the kernel pins the pages of the
+//! buffers instead of copying them. The send's first CQE carries the result with
+//! `IORING_CQE_F_MORE`; a second CQE with `IORING_CQE_F_NOTIF` says the kernel no longer
+//! touches the pages (for TCP: once the bytes were acknowledged, or copied because the
+//! route is loopback). At the first CQE the caller gets `Sent` as for any send, but the
+//! sent bytes move from the send queue to the slot's `zc_held` queue (sharing their memory),
+//! and the send stays "in flight" (no other send of the socket starts) until the
+//! notification drops them. A socket closed meanwhile hands them to [`ZcOrphans`], which
+//! drops them at the notification, so the close does not wait on the peer.
+
+use std::collections::HashMap;
+
+use io_uring::opcode;
+use io_uring::squeue;
+use io_uring::types::Fd;
+
+use crate::table::SendQueue;
+
+/// `IORING_SEND_ZC_REPORT_USAGE` (io_uring.h, 6.2): the notification's result says whether
+/// the kernel copied the bytes after all.
+const ZC_REPORT_USAGE: u16 = 1 << 3;
+/// `IORING_NOTIF_USAGE_ZC_COPIED`: set in a notification's result when the bytes were copied.
+pub(super) const ZC_COPIED: u32 = 1 << 31;
+
+/// A vectored send in flight: the header and iovecs the SQE points at.
+pub(super) struct SendOp {
+    pub(super) msg: libc::msghdr,
+    pub(super) iov: Vec<libc::iovec>,
+}
+
+impl SendOp {
+    pub(super) fn new(max_iovecs: usize) -> Self {
+        Self {
+            msg: super::empty_msghdr(),
+            iov: Vec::with_capacity(max_iovecs),
+        }
+    }
+
+    /// Points the iovecs at the first `max_iovecs` buffers of `queue`; returns their bytes.
+    pub(super) fn fill(&mut self, queue: &SendQueue, max_iovecs: usize) -> usize {
+        self.iov.clear();
+        self.iov
+            .extend(queue.slices(max_iovecs).map(|b| libc::iovec {
+                iov_base: b.as_ptr().cast_mut().cast(),
+                iov_len: b.len(),
+            }));
+        self.msg.msg_iov = self.iov.as_mut_ptr();
+        self.msg.msg_iovlen = self.iov.len() as _;
+        self.iov.iter().map(|v| v.iov_len).sum()
+    }
+
+    /// The SQE sending what [`SendOp::fill`] pointed at: `write(2)` forms for a pipe or
+    /// terminal (`file`), zero-copy forms when `zero_copy`, else SEND (one buffer: the
+    /// kernel is spared the msghdr copy) or SENDMSG.
+    pub(super) fn entry(&self, fd: Fd, file: bool, zero_copy: bool) -> squeue::Entry {
+        let clamp = |len: usize| len.min(u32::MAX as usize) as u32;
+        if file {
+            // Offset 0: the descriptor is not seekable.
+            return if let [only] = self.iov[..] {
+                opcode::Write::new(fd, only.iov_base.cast_const().cast(), clamp(only.iov_len))
+                    .build()
+            } else {
+                opcode::Writev::new(fd, self.iov.as_ptr(), self.iov.len() as u32).build()
+            };
+        }
+        match (&self.iov[..], zero_copy) {
+            ([only], false) => {
+                opcode::Send::new(fd, only.iov_base.cast_const().cast(), clamp(only.iov_len))
+                    .flags(libc::MSG_NOSIGNAL)
+                    .build()
+            }
+            ([only], true) => {
+                opcode::SendZc::new(fd, only.iov_base.cast_const().cast(), clamp(only.iov_len))
+                    .flags(libc::MSG_NOSIGNAL)
+                    .zc_flags(ZC_REPORT_USAGE)
+                    .build()
+            }
+            (_, false) => opcode::SendMsg::new(fd, &raw const self.msg)
+                .flags(libc::MSG_NOSIGNAL as u32)
+                .build(),
+            (_, true) => opcode::SendMsgZc::new(fd, &raw const self.msg)
+                .flags(libc::MSG_NOSIGNAL as u32)
+                .ioprio(ZC_REPORT_USAGE)
+                .build(),
+        }
+    }
+}
+
+/// Send queues of closed sockets whose last zero-copy send still waits for its
+/// notification, by that send's `user_data`: the kernel may read them until then.
+#[derive(Default)]
+pub(super) struct ZcOrphans {
+    queues: HashMap<u64, SendQueue>,
+}
+
+impl ZcOrphans {
+    pub(super) fn keep(&mut self, user_data: u64, queue: SendQueue) {
+        self.queues.insert(user_data, queue);
+    }
+
+    /// The notification of `user_data` arrived: whether it was an orphan's (now dropped).
+    pub(super) fn release(&mut self, user_data: u64) -> bool {
+        self.queues.remove(&user_data).is_some()
+    }
+
+    /// Forgets every queue without freeing it (the kernel may still read them).
+    pub(super) fn leak(&mut self) {
+        std::mem::forget(std::mem::take(&mut self.queues));
+    }
+}
