@@ -109,6 +109,12 @@ pub struct DriverConfig {
     /// default: on loopback the kernel copies zero-copy sends anyway and they cost more
     /// CPU than SEND at every size measured (see `docs/platform.md`).
     pub send_zc_min: Option<usize>,
+    /// io_uring: entries of the ring's fixed (registered) file table. Stream sockets are
+    /// installed in it while there is room, and their receives, sends and shutdowns skip
+    /// the kernel's per-operation descriptor lookup; the rest use plain descriptors. 0
+    /// turns it off. Bounded by RLIMIT_NOFILE (the kernel refuses a larger table; the
+    /// driver then runs without one). See [`Capabilities::fixed_files`].
+    pub fixed_files: u32,
     /// Test hook: watch children through waiter threads as if the kernel had no
     /// `pidfd_open`, so that fallback can be exercised on a kernel that has it.
     #[doc(hidden)]
@@ -135,6 +141,7 @@ impl Default for DriverConfig {
             poll_reads_per_turn: 16,
             splice_pipe_size: 64 * 1024,
             send_zc_min: None,
+            fixed_files: 0,
             simulate_no_pidfd: false,
             simulate_no_file_ops: false,
             simulate_uring_setup_errno: None,
@@ -213,6 +220,9 @@ pub struct Capabilities {
     /// Zero-copy sends (IORING_OP_SEND_ZC and SENDMSG_ZC) are probed and enabled by
     /// [`DriverConfig::send_zc_min`].
     pub send_zc: bool,
+    /// Entries of the fixed file table registered for sockets (0: none; see
+    /// [`DriverConfig::fixed_files`]).
+    pub fixed_files: u32,
     /// Opcodes the probe reported as supported, by name (those the backend cares about).
     pub opcodes: Vec<&'static str>,
     /// Why io_uring is not in use, when the poll backend was chosen automatically.
@@ -250,4 +260,6 @@ pub struct Stats {
     /// Zero-copy sends whose notification said the kernel copied the bytes after all (on
     /// loopback, for example): zero-copy bought nothing for those.
     pub zc_copied: u64,
+    /// Stream sockets that got no fixed file table entry because the table was full.
+    pub fixed_table_full: u64,
 }

@@ -44,12 +44,15 @@ pub fn driver(backend: BackendChoice, config: DriverConfig) -> Option<Driver> {
 /// fallback pass the same test.
 #[must_use]
 pub fn data_path_configs() -> [(&'static str, DriverConfig); 2] {
+    // A small fixed file table, so that tests with many sockets also meet a full one.
     let on = DriverConfig {
         send_zc_min: Some(4096),
+        fixed_files: 16,
         ..DriverConfig::default()
     };
     let off = DriverConfig {
         send_zc_min: None,
+        fixed_files: 0,
         ..DriverConfig::default()
     };
     [("data paths on", on), ("data paths off", off)]

@@ -23,8 +23,26 @@
 //!   finish within a bound, all of the memory above is leaked rather than freed.
 #![allow(unsafe_code)] // Submitting SQEs that point at memory we own; each block has a SAFETY note.
 
+/// Evaluates `$build` with `$fd` bound to the socket's fixed file table entry when it has
+/// one (`types::Fixed`), else to its descriptor (`types::Fd`): both name a file in an SQE.
+macro_rules! with_fd {
+    ($target:expr, |$fd:ident| $build:expr) => {
+        match $target {
+            SockFd::Fixed(index) => {
+                let $fd = io_uring::types::Fixed(index);
+                $build
+            }
+            SockFd::Raw(raw) => {
+                let $fd = io_uring::types::Fd(raw);
+                $build
+            }
+        }
+    };
+}
+
 mod datagram;
 mod file;
+mod fixed;
 mod send;
 mod setup;
 
@@ -50,6 +68,7 @@ use crate::waker::Waker;
 
 use datagram::{DatagramSends, UdpOps};
 use file::FileOps;
+use fixed::{FixedFiles, SockFd};
 use send::{SendOp, ZcOrphans};
 
 /// `IORING_ENTER_GETEVENTS` (io_uring.h): wait for / reap completions.
@@ -83,6 +102,10 @@ struct Slot {
     /// `None` once a close was submitted (the kernel owns the descriptor then).
     fd: Option<OwnedFd>,
     raw: RawFd,
+    /// Its entry in the ring's fixed file table, if it has one (see `fixed.rs`).
+    fixed: Option<u32>,
+    /// An entry was asked for (at the socket's first reconcile).
+    fixed_tried: bool,
     /// `OpKind::bit`s of operations in flight.
     inflight: u32,
     /// `OpKind::bit`s of in-flight operations we asked the kernel to cancel.
@@ -138,6 +161,8 @@ pub(crate) struct Uring {
     zc_min: Option<usize>,
     /// Send queues of closed sockets waiting for a zero-copy notification.
     zc_orphans: ZcOrphans,
+    /// The ring's fixed file table (empty when off).
+    fixed_files: FixedFiles,
     /// Datagram send SQEs made while reconciling a socket, pushed after it.
     scratch_sends: Vec<squeue::Entry>,
     /// Sockets whose recv waits for free buffers, oldest first.
@@ -159,6 +184,8 @@ impl Uring {
         }
         capabilities.send_zc &= config.send_zc_min.is_some();
         let zc_min = config.send_zc_min.filter(|_| capabilities.send_zc);
+        let fixed_files = FixedFiles::register(&ring, config.fixed_files);
+        capabilities.fixed_files = fixed_files.size();
         let failed = |step| {
             move |e: io::Error| UringUnavailable::SetupFailed {
                 step,
@@ -205,6 +232,7 @@ impl Uring {
             file_ops: FileOps::default(),
             zc_min,
             zc_orphans: ZcOrphans::default(),
+            fixed_files,
             scratch_sends: Vec::new(),
             starved: Vec::new(),
             max_iovecs: config.max_send_iovecs,
@@ -257,6 +285,8 @@ impl Uring {
         self.slots[index] = Some(Slot {
             raw: fd.as_raw_fd(),
             fd: Some(fd),
+            fixed: None,
+            fixed_tried: false,
             inflight: 0,
             cancelling: 0,
             starved: false,
@@ -488,6 +518,19 @@ impl Uring {
             return;
         };
         let fd = Fd(slot.raw);
+        let mut table_full = 0;
+        if !slot.fixed_tried
+            && state.kind == SocketKind::Stream
+            && state.file.is_none()
+            && !state.closing
+            && self.fixed_files.size() > 0
+        {
+            slot.fixed_tried = true;
+            slot.fixed = self.fixed_files.install(&self.ring, slot.raw);
+            table_full += u64::from(slot.fixed.is_none());
+        }
+        // Receives, sends, connects and shutdowns name the socket by its fixed table entry.
+        let target = slot.fixed.map_or(SockFd::Raw(slot.raw), SockFd::Fixed);
         let op = |kind| OpId::socket(id, kind).encode();
         let mut entries: [Option<squeue::Entry>; 8] = Default::default();
         let mut n = 0;
@@ -521,6 +564,15 @@ impl Uring {
                     .map(IntoRawFd::into_raw_fd)
                     .unwrap_or(slot.raw);
                 slot.inflight |= OpKind::Close.bit();
+                if let Some(index) = slot.fixed {
+                    // The table's reference first (hard-linked: the descriptor's close
+                    // follows it whatever its result), so the socket is closed by the
+                    // second close and the entry is free when its CQE comes.
+                    add(opcode::Close::new(io_uring::types::Fixed(index))
+                        .build()
+                        .flags(squeue::Flags::IO_HARDLINK)
+                        .user_data(op(OpKind::Cancel)));
+                }
                 add(opcode::Close::new(Fd(fd))
                     .build()
                     .user_data(op(OpKind::Close)));
@@ -578,9 +630,13 @@ impl Uring {
                     if let Some(addr) = state.connect_to.take() {
                         let addr = slot.connect_addr.insert(Box::new(addr));
                         slot.inflight |= OpKind::Connect.bit();
-                        add(opcode::Connect::new(fd, addr.as_ptr().cast(), addr.len())
-                            .build()
-                            .user_data(op(OpKind::Connect)));
+                        add(with_fd!(target, |fd| opcode::Connect::new(
+                            fd,
+                            addr.as_ptr().cast(),
+                            addr.len()
+                        )
+                        .build()
+                        .user_data(op(OpKind::Connect))));
                     }
                     if !state.connecting {
                         let splicing = state.splicing();
@@ -596,7 +652,7 @@ impl Uring {
                                     .build()
                                     .flags(squeue::Flags::BUFFER_SELECT)
                             } else {
-                                opcode::RecvMulti::new(fd, BGID).build()
+                                with_fd!(target, |fd| opcode::RecvMulti::new(fd, BGID).build())
                             };
                             add(entry.user_data(op(OpKind::Recv)));
                         } else if (!state.want_recv || splicing)
@@ -624,7 +680,7 @@ impl Uring {
                             let zero_copy = !file && self.zc_min.is_some_and(|min| bytes >= min);
                             zc_sends += u64::from(zero_copy);
                             slot.inflight |= OpKind::Send.bit();
-                            let entry = send.entry(fd, file, zero_copy);
+                            let entry = send.entry(target, file, zero_copy);
                             add(entry.user_data(op(OpKind::Send)));
                         }
                         // Splicing: wait for bytes to read (once a receive in flight is gone,
@@ -658,9 +714,12 @@ impl Uring {
                         {
                             state.shutdown = Shutdown::Started;
                             slot.inflight |= OpKind::Shutdown.bit();
-                            add(opcode::Shutdown::new(fd, libc::SHUT_WR)
-                                .build()
-                                .user_data(op(OpKind::Shutdown)));
+                            add(with_fd!(target, |fd| opcode::Shutdown::new(
+                                fd,
+                                libc::SHUT_WR
+                            )
+                            .build()
+                            .user_data(op(OpKind::Shutdown))));
                         }
                     }
                 }
@@ -722,6 +781,7 @@ impl Uring {
             }
         }
         core.stats.zc_sends += zc_sends;
+        core.stats.fixed_table_full += table_full;
         for entry in entries.into_iter().flatten() {
             self.push(core, entry);
         }
@@ -898,6 +958,9 @@ impl Uring {
             core.stats.stale += 1;
             match op.kind {
                 OpKind::Close => {
+                    if let Some(index) = slot.fixed {
+                        self.fixed_files.release(index);
+                    }
                     self.slots[op.slot as usize] = None;
                     core.release(op.slot);
                 }

@@ -16,7 +16,8 @@ use std::collections::HashMap;
 
 use io_uring::opcode;
 use io_uring::squeue;
-use io_uring::types::Fd;
+
+use super::SockFd;
 
 use crate::table::SendQueue;
 
@@ -54,38 +55,46 @@ impl SendOp {
     }
 
     /// The SQE sending what [`SendOp::fill`] pointed at: `write(2)` forms for a pipe or
-    /// terminal (`file`), zero-copy forms when `zero_copy`, else SEND (one buffer: the
-    /// kernel is spared the msghdr copy) or SENDMSG.
-    pub(super) fn entry(&self, fd: Fd, file: bool, zero_copy: bool) -> squeue::Entry {
+    /// terminal (`file`; offset 0, the descriptor is not seekable), zero-copy forms when
+    /// `zero_copy`, else SEND (one buffer: the kernel is spared the msghdr copy) or SENDMSG.
+    pub(super) fn entry(&self, target: SockFd, file: bool, zero_copy: bool) -> squeue::Entry {
         let clamp = |len: usize| len.min(u32::MAX as usize) as u32;
-        if file {
-            // Offset 0: the descriptor is not seekable.
-            return if let [only] = self.iov[..] {
-                opcode::Write::new(fd, only.iov_base.cast_const().cast(), clamp(only.iov_len))
-                    .build()
-            } else {
-                opcode::Writev::new(fd, self.iov.as_ptr(), self.iov.len() as u32).build()
-            };
-        }
-        match (&self.iov[..], zero_copy) {
-            ([only], false) => {
-                opcode::Send::new(fd, only.iov_base.cast_const().cast(), clamp(only.iov_len))
-                    .flags(libc::MSG_NOSIGNAL)
-                    .build()
-            }
-            ([only], true) => {
-                opcode::SendZc::new(fd, only.iov_base.cast_const().cast(), clamp(only.iov_len))
-                    .flags(libc::MSG_NOSIGNAL)
-                    .zc_flags(ZC_REPORT_USAGE)
-                    .build()
-            }
-            (_, false) => opcode::SendMsg::new(fd, &raw const self.msg)
+        let msg = &raw const self.msg;
+        match (&self.iov[..], file, zero_copy) {
+            ([only], true, _) => with_fd!(target, |fd| opcode::Write::new(
+                fd,
+                only.iov_base.cast_const().cast(),
+                clamp(only.iov_len)
+            )
+            .build()),
+            (iov, true, _) => with_fd!(target, |fd| opcode::Writev::new(
+                fd,
+                iov.as_ptr(),
+                iov.len() as u32
+            )
+            .build()),
+            ([only], false, false) => with_fd!(target, |fd| opcode::Send::new(
+                fd,
+                only.iov_base.cast_const().cast(),
+                clamp(only.iov_len)
+            )
+            .flags(libc::MSG_NOSIGNAL)
+            .build()),
+            ([only], false, true) => with_fd!(target, |fd| opcode::SendZc::new(
+                fd,
+                only.iov_base.cast_const().cast(),
+                clamp(only.iov_len)
+            )
+            .flags(libc::MSG_NOSIGNAL)
+            .zc_flags(ZC_REPORT_USAGE)
+            .build()),
+            (_, false, false) => with_fd!(target, |fd| opcode::SendMsg::new(fd, msg)
                 .flags(libc::MSG_NOSIGNAL as u32)
-                .build(),
-            (_, true) => opcode::SendMsgZc::new(fd, &raw const self.msg)
+                .build()),
+            (_, false, true) => with_fd!(target, |fd| opcode::SendMsgZc::new(fd, msg)
                 .flags(libc::MSG_NOSIGNAL as u32)
                 .ioprio(ZC_REPORT_USAGE)
-                .build(),
+                .build()),
         }
     }
 }
