@@ -115,6 +115,11 @@ pub struct DriverConfig {
     /// turns it off. Bounded by RLIMIT_NOFILE (the kernel refuses a larger table; the
     /// driver then runs without one). See [`Capabilities::fixed_files`].
     pub fixed_files: u32,
+    /// io_uring: stream receives take several provided buffers per completion when more
+    /// bytes are waiting than one buffer holds (IORING_RECVSEND_BUNDLE, Linux 6.10; see
+    /// [`Capabilities::recv_bundle`]). They are still delivered one
+    /// [`Completion::Received`](crate::Completion::Received) per buffer, in order.
+    pub recv_bundle: bool,
     /// Test hook: watch children through waiter threads as if the kernel had no
     /// `pidfd_open`, so that fallback can be exercised on a kernel that has it.
     #[doc(hidden)]
@@ -142,6 +147,7 @@ impl Default for DriverConfig {
             splice_pipe_size: 64 * 1024,
             send_zc_min: None,
             fixed_files: 0,
+            recv_bundle: false,
             simulate_no_pidfd: false,
             simulate_no_file_ops: false,
             simulate_uring_setup_errno: None,
@@ -223,6 +229,9 @@ pub struct Capabilities {
     /// Entries of the fixed file table registered for sockets (0: none; see
     /// [`DriverConfig::fixed_files`]).
     pub fixed_files: u32,
+    /// Stream receives are bundles (the kernel has IORING_FEAT_RECVSEND_BUNDLE and
+    /// [`DriverConfig::recv_bundle`] asks for it).
+    pub recv_bundle: bool,
     /// Opcodes the probe reported as supported, by name (those the backend cares about).
     pub opcodes: Vec<&'static str>,
     /// Why io_uring is not in use, when the poll backend was chosen automatically.
@@ -262,4 +271,6 @@ pub struct Stats {
     pub zc_copied: u64,
     /// Stream sockets that got no fixed file table entry because the table was full.
     pub fixed_table_full: u64,
+    /// Receive completions that carried more than one buffer (receive bundles).
+    pub recv_bundles: u64,
 }

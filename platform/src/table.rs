@@ -496,6 +496,22 @@ mod tests {
     }
 
     #[test]
+    fn sent_bytes_move_to_the_held_queue_sharing_their_memory() {
+        let mut q = SendQueue::default();
+        let first = Bytes::from_static(b"abc");
+        q.push(first.clone());
+        q.push(Bytes::from_static(b"defg"));
+        let mut held = SendQueue::default();
+        q.advance_into(5, &mut held);
+        assert_eq!(held.len(), 5);
+        assert_eq!(q.len(), 2);
+        let held_slices: Vec<&[u8]> = held.slices(8).collect();
+        assert_eq!(held_slices, [&b"abc"[..], &b"de"[..]]);
+        assert_eq!(held_slices[0].as_ptr(), first.as_ptr(), "moved, not copied");
+        assert_eq!(q.slices(8).collect::<Vec<_>>(), [&b"fg"[..]]);
+    }
+
+    #[test]
     fn released_slots_come_back_with_a_new_generation() {
         let mut core = Core::new(DriverConfig::default());
         let a = core.insert(SocketKind::Stream);

@@ -48,11 +48,13 @@ pub fn data_path_configs() -> [(&'static str, DriverConfig); 2] {
     let on = DriverConfig {
         send_zc_min: Some(4096),
         fixed_files: 16,
+        recv_bundle: true,
         ..DriverConfig::default()
     };
     let off = DriverConfig {
         send_zc_min: None,
         fixed_files: 0,
+        recv_bundle: false,
         ..DriverConfig::default()
     };
     [("data paths on", on), ("data paths off", off)]

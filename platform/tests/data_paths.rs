@@ -48,9 +48,11 @@ fn close_rounds(backend: BackendChoice, config: DriverConfig) {
             "{capabilities:?}"
         );
         assert_eq!(capabilities.send_zc, wanted.send_zc_min.is_some());
+        assert_eq!(capabilities.recv_bundle, wanted.recv_bundle);
     } else {
         assert_eq!(capabilities.fixed_files, 0);
         assert!(!capabilities.send_zc);
+        assert!(!capabilities.recv_bundle);
     }
     let (listener, addr) = listen(&mut driver);
     for round in 0..ROUNDS {

@@ -118,6 +118,7 @@ test_all_backends! {
 
 fn echo_random_sizes(backend: BackendChoice, config: DriverConfig) {
     let zc_wanted = config.send_zc_min.is_some();
+    let bundles_wanted = config.recv_bundle;
     let Some(mut driver) = testing::driver(backend, config) else {
         return;
     };
@@ -284,5 +285,16 @@ fn echo_random_sizes(backend: BackendChoice, config: DriverConfig) {
             "zero-copy sends in use iff configured (kernel 6.1+)"
         );
         assert_eq!(stats.zc_sends > 0, zc, "zero-copy sends made: {stats:?}");
+        let bundles = driver.capabilities().recv_bundle;
+        assert_eq!(
+            bundles, bundles_wanted,
+            "receive bundles in use iff configured (6.10+)"
+        );
+        // Bytes come back in order (checked above) across bundles of several buffers.
+        assert_eq!(
+            stats.recv_bundles > 0,
+            bundles,
+            "receive bundles: {stats:?}"
+        );
     }
 }

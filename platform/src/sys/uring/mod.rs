@@ -186,6 +186,7 @@ impl Uring {
         let zc_min = config.send_zc_min.filter(|_| capabilities.send_zc);
         let fixed_files = FixedFiles::register(&ring, config.fixed_files);
         capabilities.fixed_files = fixed_files.size();
+        capabilities.recv_bundle = config.recv_bundle && ring.params().is_feature_recvsend_bundle();
         let failed = |step| {
             move |e: io::Error| UringUnavailable::SetupFailed {
                 step,
@@ -652,7 +653,11 @@ impl Uring {
                                     .build()
                                     .flags(squeue::Flags::BUFFER_SELECT)
                             } else {
-                                with_fd!(target, |fd| opcode::RecvMulti::new(fd, BGID).build())
+                                with_fd!(target, |fd| if self.capabilities.recv_bundle {
+                                    opcode::RecvMultiBundle::new(fd, BGID).build()
+                                } else {
+                                    opcode::RecvMulti::new(fd, BGID).build()
+                                })
                             };
                             add(entry.user_data(op(OpKind::Recv)));
                         } else if (!state.want_recv || splicing)
@@ -872,10 +877,21 @@ impl Uring {
         if !more {
             self.inflight -= 1;
         }
-        // A buffer handed back with any CQE is claimed exactly once, here.
-        // SAFETY: the buffer id comes from this CQE of our ring, claimed only here.
-        let buf = cqueue::buffer_select(flags)
-            .map(|bid| unsafe { self.pool.claim(bid, result.max(0) as u32) });
+        // A buffer handed back with any CQE is claimed exactly once, here; a receive bundle
+        // (more bytes than one buffer holds) brings the buffers after it in `bundle`.
+        let mut bundle = Vec::new();
+        let buf = cqueue::buffer_select(flags).map(|bid| {
+            let len = result.max(0) as u32;
+            if len > self.pool.buf_size() {
+                core.stats.recv_bundles += 1;
+                // SAFETY: a bundle's first buffer id from this CQE of our ring, claimed only
+                // here; only stream receives are bundles.
+                unsafe { self.pool.claim_bundle(bid, len, &mut bundle) }
+            } else {
+                // SAFETY: the buffer id comes from this CQE of our ring, claimed only here.
+                unsafe { self.pool.claim(bid, len) }
+            }
+        });
         let Some(op) = OpId::decode(user_data) else {
             tracing::error!(user_data, "completion with an unknown user_data");
             return;
@@ -1029,6 +1045,9 @@ impl Uring {
                     && let Some(buf) = buf
                 {
                     out.push(Completion::Received { socket: id, buf });
+                    for buf in bundle {
+                        out.push(Completion::Received { socket: id, buf });
+                    }
                 } else if result == 0 || (result == -libc::EIO && state.file == Some(FileKind::Pty))
                 {
                     // EIO from a terminal's master side: the child side is closed.
