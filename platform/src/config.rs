@@ -156,6 +156,53 @@ impl Default for DriverConfig {
 }
 
 impl DriverConfig {
+    /// The environment variable that sets the optional io_uring data paths of every driver
+    /// a process makes, over its configuration (for benchmarks, and to run test suites
+    /// with them on or off): a comma-separated list of `send-zc=BYTES`
+    /// ([`DriverConfig::send_zc_min`]), `fixed-files=N` ([`DriverConfig::fixed_files`]),
+    /// `bundle` ([`DriverConfig::recv_bundle`]), or `off` (all three off). Items not named
+    /// are left off, so the value is the whole set: `send-zc=65536,bundle`.
+    pub const DATA_PATHS_ENV: &'static str = "RINGWORK_URING_PATHS";
+
+    /// Applies [`DriverConfig::DATA_PATHS_ENV`] when it is set.
+    ///
+    /// # Errors
+    /// [`SetupError::InvalidConfig`] when the variable holds something else.
+    pub fn with_data_paths_env(self) -> Result<DriverConfig, SetupError> {
+        match std::env::var(Self::DATA_PATHS_ENV) {
+            Ok(value) => self.with_data_paths(&value),
+            Err(std::env::VarError::NotPresent) => Ok(self),
+            Err(std::env::VarError::NotUnicode(value)) => Err(SetupError::InvalidConfig {
+                what: format!("{}={value:?}", Self::DATA_PATHS_ENV),
+            }),
+        }
+    }
+
+    /// Sets the data paths from `spec` (the syntax of [`DriverConfig::DATA_PATHS_ENV`]).
+    fn with_data_paths(mut self, spec: &str) -> Result<DriverConfig, SetupError> {
+        let bad = |item: &str| SetupError::InvalidConfig {
+            what: format!(
+                "{}: {item:?} is not send-zc=BYTES, fixed-files=N, bundle or off",
+                Self::DATA_PATHS_ENV
+            ),
+        };
+        self.send_zc_min = None;
+        self.fixed_files = 0;
+        self.recv_bundle = false;
+        for item in spec.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            match item.split_once('=') {
+                None if item == "off" => {}
+                None if item == "bundle" => self.recv_bundle = true,
+                Some(("send-zc", n)) => {
+                    self.send_zc_min = Some(n.parse().map_err(|_| bad(item))?);
+                }
+                Some(("fixed-files", n)) => self.fixed_files = n.parse().map_err(|_| bad(item))?,
+                _ => return Err(bad(item)),
+            }
+        }
+        Ok(self)
+    }
+
     pub(crate) fn validate(&self) -> Result<(), SetupError> {
         let bad = |what: String| Err(SetupError::InvalidConfig { what });
         if !self.sq_entries.is_power_of_two() || self.sq_entries > 32768 {
@@ -183,6 +230,12 @@ impl DriverConfig {
             return bad(format!(
                 "max_send_iovecs {} must be in 1..=1024",
                 self.max_send_iovecs
+            ));
+        }
+        if self.fixed_files > 1 << 20 {
+            return bad(format!(
+                "fixed_files {} must be at most 1048576",
+                self.fixed_files
             ));
         }
         if self.poll_reads_per_turn == 0 {
@@ -273,4 +326,34 @@ pub struct Stats {
     pub fixed_table_full: u64,
     /// Receive completions that carried more than one buffer (receive bundles).
     pub recv_bundles: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_path_specs_set_the_whole_set() {
+        let on = DriverConfig::default()
+            .with_data_paths("send-zc=65536, fixed-files=512,bundle")
+            .expect("valid");
+        assert_eq!(
+            (on.send_zc_min, on.fixed_files, on.recv_bundle),
+            (Some(65536), 512, true)
+        );
+        let some = on.clone().with_data_paths("bundle").expect("valid");
+        assert_eq!(
+            (some.send_zc_min, some.fixed_files, some.recv_bundle),
+            (None, 0, true)
+        );
+        let off = on.with_data_paths("off").expect("valid");
+        assert_eq!(
+            (off.send_zc_min, off.fixed_files, off.recv_bundle),
+            (None, 0, false)
+        );
+        for bad in ["zc", "send-zc=big", "fixed-files=-1", "bundle=1"] {
+            let error = DriverConfig::default().with_data_paths(bad).expect_err(bad);
+            assert!(error.to_string().contains(bad), "{error}");
+        }
+    }
 }

@@ -117,11 +117,12 @@ test_all_backends! {
 }
 
 fn echo_random_sizes(backend: BackendChoice, config: DriverConfig) {
-    let zc_wanted = config.send_zc_min.is_some();
-    let bundles_wanted = config.recv_bundle;
     let Some(mut driver) = testing::driver(backend, config) else {
         return;
     };
+    // What the driver was made with (RINGWORK_URING_PATHS may have set it).
+    let zc_wanted = driver.config().send_zc_min.is_some();
+    let bundles_wanted = driver.config().recv_bundle;
     let seed = seed("echo", 0xec40);
     let (listener, addr) = listen(&mut driver);
     let mut state = State::default();

@@ -122,6 +122,10 @@ struct Slot {
     /// kernel may still read the sent bytes, kept in `zc_held` (see `send.rs`).
     zc_waiting: bool,
     zc_held: SendQueue,
+    /// The send in flight is a zero-copy one.
+    zc_in_flight: bool,
+    /// The socket refused a zero-copy send (EOPNOTSUPP: a Unix socket, say): plain sends only.
+    zc_refused: bool,
     connect_addr: Option<Box<SockAddr>>,
     udp: Option<Box<UdpOps>>,
 }
@@ -295,6 +299,8 @@ impl Uring {
             send: None,
             zc_waiting: false,
             zc_held: SendQueue::default(),
+            zc_in_flight: false,
+            zc_refused: false,
             connect_addr: None,
             udp,
         });
@@ -553,6 +559,9 @@ impl Uring {
                 self.zc_orphans.keep(op(OpKind::Send), held);
                 slot.inflight &= !OpKind::Send.bit();
                 slot.cancelling &= !OpKind::Send.bit();
+                if self.zc_orphans.given_up() {
+                    self.inflight -= 1;
+                }
             }
             let open_ops = slot.inflight & !OpKind::Close.bit();
             if slot.has(OpKind::Close) {
@@ -682,7 +691,10 @@ impl Uring {
                                 .get_or_insert_with(|| Box::new(SendOp::new(self.max_iovecs)));
                             let bytes = send.fill(&state.send, self.max_iovecs);
                             let file = state.file.is_some();
-                            let zero_copy = !file && self.zc_min.is_some_and(|min| bytes >= min);
+                            let zero_copy = !file
+                                && !slot.zc_refused
+                                && self.zc_min.is_some_and(|min| bytes >= min);
+                            slot.zc_in_flight = zero_copy;
                             zc_sends += u64::from(zero_copy);
                             slot.inflight |= OpKind::Send.bit();
                             let entry = send.entry(target, file, zero_copy);
@@ -874,7 +886,9 @@ impl Uring {
         flags: u32,
     ) {
         let more = cqueue::more(flags);
-        if !more {
+        // An orphan's notification no longer counted (see `drain`) is not in flight.
+        let uncounted = cqueue::notif(flags) && self.zc_orphans.uncounted(user_data);
+        if !more && !uncounted {
             self.inflight -= 1;
         }
         // A buffer handed back with any CQE is claimed exactly once, here; a receive bundle
@@ -1004,6 +1018,11 @@ impl Uring {
             // submitted again next turn (with a fresh poll inside the kernel).
             OpKind::Accept | OpKind::Recv | OpKind::RecvFrom if result == -libc::EAGAIN => {
                 core.stats.eagain_retries += 1;
+            }
+            // This socket has no zero-copy (not TCP or UDP): nothing was sent; plain sends
+            // from now on.
+            OpKind::Send if result == -libc::EOPNOTSUPP && slot.zc_in_flight => {
+                slot.zc_refused = true;
             }
             OpKind::Send if result == -libc::EAGAIN => {
                 core.stats.eagain_retries += 1;
@@ -1275,7 +1294,14 @@ impl Uring {
         let mut sink = Vec::new();
         self.flush_backlog(core);
         self.push(core, cancel_all);
+        // Zero-copy notifications can wait on a peer that does not read: their bytes are
+        // leaked (see below) rather than waited for.
+        self.inflight -= self.zc_orphans.give_up();
         while self.inflight > 0 && Instant::now() < deadline {
+            self.orphan_zc_sends(core);
+            if self.inflight == 0 {
+                break;
+            }
             self.flush_backlog(core);
             let waited = self.enter(core, 1, Some(Duration::from_millis(50)));
             if waited.is_err() || self.reap(core, &mut sink).is_err() {
@@ -1296,6 +1322,31 @@ impl Uring {
             mem::forget(mem::take(&mut self.slots));
             mem::forget(mem::take(&mut self.timer_specs));
             mem::forget(mem::replace(&mut self.wake_buf, Box::new(0)));
+        }
+        // The kernel may still read orphaned bytes after the ring is gone.
+        self.zc_orphans.leak();
+    }
+
+    /// Hands the held bytes (and the rest of the send queue) of every socket whose
+    /// zero-copy notification is pending to `zc_orphans` (at drop: see `drain`).
+    fn orphan_zc_sends(&mut self, core: &mut Core) {
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            let Some(slot) = slot.as_mut().filter(|slot| slot.zc_waiting) else {
+                continue;
+            };
+            let Some((id, state)) = core.slot_mut(index as u32) else {
+                continue;
+            };
+            slot.zc_waiting = false;
+            let mut held = mem::take(&mut slot.zc_held);
+            let unsent = state.send.len();
+            state.send.advance_into(unsent, &mut held);
+            self.zc_orphans
+                .keep(OpId::socket(id, OpKind::Send).encode(), held);
+            slot.inflight &= !OpKind::Send.bit();
+            slot.cancelling &= !OpKind::Send.bit();
+            // No longer waited for (given up: see `ZcOrphans::give_up`).
+            self.inflight -= 1;
         }
     }
 

@@ -104,6 +104,9 @@ impl SendOp {
 #[derive(Default)]
 pub(super) struct ZcOrphans {
     queues: HashMap<u64, SendQueue>,
+    /// The driver is being dropped and no longer waits for these notifications (they are
+    /// not counted in flight any more: see `Uring::drain`).
+    uncounted: bool,
 }
 
 impl ZcOrphans {
@@ -111,9 +114,28 @@ impl ZcOrphans {
         self.queues.insert(user_data, queue);
     }
 
+    /// Whether the notification of `user_data` was left uncounted by [`ZcOrphans::give_up`].
+    pub(super) fn uncounted(&self, user_data: u64) -> bool {
+        self.uncounted && self.queues.contains_key(&user_data)
+    }
+
     /// The notification of `user_data` arrived: whether it was an orphan's (now dropped).
     pub(super) fn release(&mut self, user_data: u64) -> bool {
         self.queues.remove(&user_data).is_some()
+    }
+
+    /// Stops waiting for the orphans' notifications (at drop, where the kernel may hold
+    /// them for as long as a peer does not read); returns how many were pending. From then
+    /// on orphans are added uncounted too, and everything left is leaked at the end.
+    pub(super) fn give_up(&mut self) -> usize {
+        let pending = if self.uncounted { 0 } else { self.queues.len() };
+        self.uncounted = true;
+        pending
+    }
+
+    /// Whether the driver gave up waiting (see [`ZcOrphans::give_up`]).
+    pub(super) fn given_up(&self) -> bool {
+        self.uncounted
     }
 
     /// Forgets every queue without freeing it (the kernel may still read them).
