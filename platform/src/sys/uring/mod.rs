@@ -118,8 +118,9 @@ struct Slot {
     /// room and the send is submitted again.
     send_blocked: bool,
     send: Option<Box<SendOp>>,
-    /// The in-flight send is zero-copy, its result came and its notification did not: the
-    /// kernel may still read the sent bytes, kept in `zc_held` (see `send.rs`).
+    /// A zero-copy send's result came and its notification did not: the kernel may still
+    /// read the sent bytes, kept in `zc_held` (see `send.rs`). Later sends are plain ones
+    /// until the notification.
     zc_waiting: bool,
     zc_held: SendQueue,
     /// The send in flight is a zero-copy one.
@@ -548,17 +549,17 @@ impl Uring {
         };
 
         if state.closing {
-            if mem::take(&mut slot.zc_waiting) {
-                // The last send is done but its zero-copy notification is not: the kernel
-                // may still read the sent bytes (until the peer acknowledges them, which a
-                // peer that stops reading may never do). Keep them aside until it comes and
-                // close now rather than wait on the peer.
+            if slot.zc_waiting && !slot.has(OpKind::Send) {
+                // A zero-copy send is done but its notification is not: the kernel may
+                // still read its bytes (until the peer acknowledges them, which a peer that
+                // stops reading may never do). Keep them aside until it comes and close now
+                // rather than wait on the peer. The queue goes too: a close may have come
+                // before the send's result moved its bytes to `zc_held`.
+                slot.zc_waiting = false;
                 let mut held = mem::take(&mut slot.zc_held);
                 let unsent = state.send.len();
                 state.send.advance_into(unsent, &mut held);
                 self.zc_orphans.keep(op(OpKind::Send), held);
-                slot.inflight &= !OpKind::Send.bit();
-                slot.cancelling &= !OpKind::Send.bit();
                 if self.zc_orphans.given_up() {
                     self.inflight -= 1;
                 }
@@ -693,6 +694,7 @@ impl Uring {
                             let file = state.file.is_some();
                             let zero_copy = !file
                                 && !slot.zc_refused
+                                && !slot.zc_waiting
                                 && self.zc_min.is_some_and(|min| bytes >= min);
                             slot.zc_in_flight = zero_copy;
                             zc_sends += u64::from(zero_copy);
@@ -969,16 +971,23 @@ impl Uring {
             core.stats.stale += 1;
             return;
         };
-        if !more {
+        // A zero-copy send ends with its result (flagged MORE: the notification follows,
+        // on its own, see `send.rs`); every other operation with its last CQE.
+        let notif = cqueue::notif(flags);
+        let op_done = if op.kind == OpKind::Send {
+            !notif
+        } else {
+            !more
+        };
+        if op_done {
             slot.inflight &= !op.kind.bit();
             slot.cancelling &= !op.kind.bit();
         }
         if op.kind == OpKind::Send && more {
-            // A zero-copy send's result; its notification follows (see `send.rs`).
             slot.zc_waiting = true;
         }
-        if op.kind == OpKind::Send && cqueue::notif(flags) {
-            // The kernel is done with the zero-copy send's bytes: the next send can go.
+        if op.kind == OpKind::Send && notif {
+            // The kernel is done with the zero-copy send's bytes.
             slot.zc_waiting = false;
             slot.zc_held = SendQueue::default();
             core.mark_dirty(id);
@@ -1174,7 +1183,7 @@ impl Uring {
             }
             _ => {}
         }
-        if !more {
+        if op_done {
             // Re-evaluate the socket next turn: re-arm, send more, shut down...
             core.mark_dirty(id);
         }
@@ -1331,7 +1340,10 @@ impl Uring {
     /// zero-copy notification is pending to `zc_orphans` (at drop: see `drain`).
     fn orphan_zc_sends(&mut self, core: &mut Core) {
         for (index, slot) in self.slots.iter_mut().enumerate() {
-            let Some(slot) = slot.as_mut().filter(|slot| slot.zc_waiting) else {
+            let Some(slot) = slot
+                .as_mut()
+                .filter(|slot| slot.zc_waiting && !slot.has(OpKind::Send))
+            else {
                 continue;
             };
             let Some((id, state)) = core.slot_mut(index as u32) else {
@@ -1343,8 +1355,6 @@ impl Uring {
             state.send.advance_into(unsent, &mut held);
             self.zc_orphans
                 .keep(OpId::socket(id, OpKind::Send).encode(), held);
-            slot.inflight &= !OpKind::Send.bit();
-            slot.cancelling &= !OpKind::Send.bit();
             // No longer waited for (given up: see `ZcOrphans::give_up`).
             self.inflight -= 1;
         }

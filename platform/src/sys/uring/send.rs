@@ -6,11 +6,14 @@
 //! buffers instead of copying them. The send's first CQE carries the result with
 //! `IORING_CQE_F_MORE`; a second CQE with `IORING_CQE_F_NOTIF` says the kernel no longer
 //! touches the pages (for TCP: once the bytes were acknowledged, or copied because the
-//! route is loopback). At the first CQE the caller gets `Sent` as for any send, but the
-//! sent bytes move from the send queue to the slot's `zc_held` queue (sharing their memory),
-//! and the send stays "in flight" (no other send of the socket starts) until the
-//! notification drops them. A socket closed meanwhile hands them to [`ZcOrphans`], which
-//! drops them at the notification, so the close does not wait on the peer.
+//! route is loopback). At the first CQE the send is over: the caller gets `Sent` as for
+//! any send, but the sent bytes move from the send queue to the slot's `zc_held` queue
+//! (sharing their memory) until the notification drops them. Meanwhile the socket's next
+//! sends are plain copying ones: a socket has at most one notification pending, so what is
+//! held stays bounded by one send, and progress (`Sent`) never waits on the peer's
+//! acknowledgements (a write-stall timeout would otherwise cut a slow reader). A socket
+//! closed meanwhile hands the held bytes to [`ZcOrphans`], which drops them at the
+//! notification, so the close does not wait on the peer either.
 
 use std::collections::HashMap;
 
