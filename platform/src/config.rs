@@ -319,6 +319,8 @@ pub struct Stats {
     pub cq_dropped: u64,
     /// Zero-copy sends submitted (see [`DriverConfig::send_zc_min`]).
     pub zc_sends: u64,
+    /// Zero-copy notifications received (the kernel released a zero-copy send's bytes).
+    pub zc_notifications: u64,
     /// Zero-copy sends whose notification said the kernel copied the bytes after all (on
     /// loopback, for example): zero-copy bought nothing for those.
     pub zc_copied: u64,

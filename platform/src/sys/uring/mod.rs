@@ -950,6 +950,7 @@ impl Uring {
                 return;
             }
             OpKind::Send if cqueue::notif(flags) => {
+                core.stats.zc_notifications += 1;
                 core.stats.zc_copied += u64::from(result as u32 & send::ZC_COPIED != 0);
                 if self.zc_orphans.release(user_data) {
                     return;
