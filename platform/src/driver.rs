@@ -123,13 +123,15 @@ impl Driver {
     }
 
     /// A driver with `config`. When `config.backend` is `Auto` (the default),
-    /// `RINGWORK_BACKEND=uring|poll|auto` chooses instead.
+    /// `RINGWORK_BACKEND=uring|poll|auto` chooses instead; `RINGWORK_URING_PATHS`, when set,
+    /// chooses the optional io_uring data paths ([`DriverConfig::DATA_PATHS_ENV`]).
     ///
     /// # Errors
     /// [`SetupError::UringUnavailable`] when io_uring was required and cannot work here,
     /// [`SetupError::InvalidConfig`] for inconsistent settings, [`SetupError::Io`] when the
     /// poll backend cannot be created.
     pub fn with_config(config: DriverConfig) -> Result<Self, SetupError> {
+        let config = config.with_data_paths_env()?;
         config.validate()?;
         let choice = config.backend.with_env_override()?;
         let backend = match choice {

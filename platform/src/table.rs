@@ -87,6 +87,27 @@ impl SendQueue {
         }
     }
 
+    /// Moves the first `n` bytes (they were sent) to the back of `into`, sharing their
+    /// memory: for a zero-copy send, which the kernel may read after it completes.
+    pub(crate) fn advance_into(&mut self, mut n: usize, into: &mut SendQueue) {
+        n = n.min(self.queued);
+        self.queued -= n;
+        while n > 0 {
+            let Some(front) = self.bufs.front_mut() else {
+                break;
+            };
+            if n >= front.len() {
+                n -= front.len();
+                if let Some(whole) = self.bufs.pop_front() {
+                    into.push(whole);
+                }
+            } else {
+                into.push(front.split_to(n));
+                n = 0;
+            }
+        }
+    }
+
     /// The first `max` buffers, for a vectored send.
     pub(crate) fn slices(&self, max: usize) -> impl Iterator<Item = &[u8]> {
         self.bufs.iter().take(max).map(|b| &b[..])
@@ -472,6 +493,22 @@ mod tests {
         q.advance(3);
         assert!(q.is_empty());
         assert_eq!(q.slices(8).count(), 0);
+    }
+
+    #[test]
+    fn sent_bytes_move_to_the_held_queue_sharing_their_memory() {
+        let mut q = SendQueue::default();
+        let first = Bytes::from_static(b"abc");
+        q.push(first.clone());
+        q.push(Bytes::from_static(b"defg"));
+        let mut held = SendQueue::default();
+        q.advance_into(5, &mut held);
+        assert_eq!(held.len(), 5);
+        assert_eq!(q.len(), 2);
+        let held_slices: Vec<&[u8]> = held.slices(8).collect();
+        assert_eq!(held_slices, [&b"abc"[..], &b"de"[..]]);
+        assert_eq!(held_slices[0].as_ptr(), first.as_ptr(), "moved, not copied");
+        assert_eq!(q.slices(8).collect::<Vec<_>>(), [&b"fg"[..]]);
     }
 
     #[test]

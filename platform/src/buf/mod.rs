@@ -49,6 +49,9 @@ enum Mode {
         layout: Layout,
         /// Our copy of the tail (the kernel only reads it).
         tail: Cell<u16>,
+        /// By buffer id: the ring position (tail value) it was last published at, where a
+        /// receive bundle that starts with it finds the buffers that follow it.
+        positions: Box<[Cell<u16>]>,
     },
     /// Buffers live in a free list that the poll backend reads into.
     List { free: RefCell<Vec<u16>> },
@@ -133,6 +136,7 @@ impl BufPool {
                 entries,
                 layout,
                 tail: Cell::new(0),
+                positions: (0..count).map(|_| Cell::new(0)).collect(),
             },
         )
         .inspect_err(|_| {
@@ -228,6 +232,60 @@ impl BufPool {
         }
     }
 
+    /// Takes ownership of the buffers of a receive bundle (IORING_RECVSEND_BUNDLE): `len`
+    /// bytes in buffer `first` and the buffers published after it, each filled to its size
+    /// but the last. Returns the first; the others are appended to `rest`, in order.
+    ///
+    /// # Safety
+    /// As [`BufPool::claim`], for a bundle completion: the kernel took `first` and the
+    /// buffers after it in ring order (it consumes the ring in order and commits a
+    /// bundle's buffers at its completion). Those ring entries cannot have been published
+    /// again since: their buffers are not back (this claim is their only one), and every
+    /// buffer taken after them belongs to a later completion, not claimed yet, so the tail
+    /// stays less than a ring's length past them.
+    #[cfg(uring)]
+    pub(crate) unsafe fn claim_bundle(
+        &self,
+        first: u16,
+        len: u32,
+        rest: &mut Vec<RecvBuf>,
+    ) -> RecvBuf {
+        let size = self.inner.size;
+        // SAFETY: the caller's promise for `first`.
+        let head = unsafe { self.claim(first, len.min(size)) };
+        let Mode::Ring {
+            entries, positions, ..
+        } = &self.inner.mode
+        else {
+            unreachable!("claim_bundle on a list pool");
+        };
+        let mask = self.inner.count - 1;
+        let start = positions[usize::from(first.min(mask))].get();
+        let bid_at = |position: u16| {
+            // SAFETY: `position & mask < count`: inside the ring allocation. The kernel does
+            // not write entries (no incremental consumption), and this one is not being
+            // published (see the function's safety note).
+            unsafe { (*entries.as_ptr().add(usize::from(position & mask))).bid }
+        };
+        if bid_at(start) != first {
+            // The layout is not what the kernel promises: claim nothing more than `first`
+            // (a lost buffer beats two owners of one).
+            tracing::error!(first, len, "receive bundle not found in ring order");
+            return head;
+        }
+        let mut left = len.saturating_sub(size);
+        let mut position = start;
+        while left > 0 {
+            position = position.wrapping_add(1);
+            let bid = bid_at(position);
+            let take = left.min(size);
+            // SAFETY: the bundle's next buffer, claimed once (see the function's note).
+            rest.push(unsafe { self.claim(bid, take) });
+            left -= take;
+        }
+        head
+    }
+
     /// Never free the memory: the kernel may still write into it.
     #[cfg_attr(not(uring), allow(dead_code))]
     pub(crate) fn leak(&self) {
@@ -249,9 +307,15 @@ impl PoolInner {
     fn give_back(&self, bid: u16) {
         match &self.mode {
             #[cfg(uring)]
-            Mode::Ring { entries, tail, .. } => {
+            Mode::Ring {
+                entries,
+                tail,
+                positions,
+                ..
+            } => {
                 let mask = self.count - 1;
                 let index = tail.get() & mask;
+                positions[usize::from(bid)].set(tail.get());
                 let addr = self.mem.as_ptr() as u64 + u64::from(bid) * u64::from(self.size);
                 // SAFETY: `index < count`, so the entry is inside the ring allocation. The
                 // kernel reads entries only between its head and the published tail, and this
@@ -448,6 +512,27 @@ mod tests {
         // SAFETY: as above.
         let reused = unsafe { (*entries.as_ptr()).bid };
         assert_eq!(reused, 2, "slot 4 & mask = 0 now holds buffer 2");
+        assert_eq!(pool.available(), 4);
+    }
+
+    #[cfg(uring)]
+    #[test]
+    fn a_bundle_is_claimed_in_ring_order_not_buffer_id_order() {
+        let pool = BufPool::new_ring(16, 4).unwrap();
+        // Buffers 1 and 0 come back in that order: the ring now reads 2, 3, 1, 0.
+        // SAFETY: simulated completions, each claimed once.
+        let (one, zero) = unsafe { (pool.claim(1, 16), pool.claim(0, 16)) };
+        drop(one);
+        drop(zero);
+        let mut rest = Vec::new();
+        // SAFETY: a simulated bundle of three buffers starting at buffer 2, claimed once.
+        let first = unsafe { pool.claim_bundle(2, 40, &mut rest) };
+        assert_eq!(first.buffer_id(), 2);
+        assert_eq!(first.len(), 16);
+        let tail: Vec<(u16, usize)> = rest.iter().map(|b| (b.buffer_id(), b.len())).collect();
+        assert_eq!(tail, [(3, 16), (1, 8)]);
+        assert_eq!(pool.available(), 1);
+        drop((first, rest));
         assert_eq!(pool.available(), 4);
     }
 }
