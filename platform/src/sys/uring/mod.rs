@@ -586,13 +586,21 @@ impl Uring {
                                 .user_data(op(OpKind::Cancel)));
                         }
                         let want_send = !state.send.is_empty() && !state.send_failed;
-                        if want_send && slot.send_blocked && !slot.has(OpKind::SendPoll) {
+                        // A file range at the front is sent by sendfile(2) once the socket
+                        // is writable (see `sys/sendfile.rs`): a poll, then the calls in its
+                        // completion.
+                        let file_first = state.send.front_file().is_some();
+                        if want_send
+                            && (slot.send_blocked || file_first)
+                            && !slot.has(OpKind::SendPoll)
+                        {
                             slot.inflight |= OpKind::SendPoll.bit();
                             add(opcode::PollAdd::new(fd, libc::POLLOUT as u32)
                                 .build()
                                 .user_data(op(OpKind::SendPoll)));
                         }
-                        if want_send && !slot.send_blocked && !slot.has(OpKind::Send) {
+                        if want_send && !slot.send_blocked && !file_first && !slot.has(OpKind::Send)
+                        {
                             let send = slot.send.get_or_insert_with(|| {
                                 Box::new(SendOp {
                                     msg: empty_msghdr(),
@@ -918,7 +926,13 @@ impl Uring {
             OpKind::SplicePollIn if result != -libc::ECANCELED => pump = Some(id),
             OpKind::SplicePollOut if result != -libc::ECANCELED => pump = state.splice_from,
             // Room to send again (an error, ECANCELED aside, is found by the send itself).
-            OpKind::SendPoll => slot.send_blocked = false,
+            OpKind::SendPoll => {
+                slot.send_blocked = false;
+                if result != -libc::ECANCELED && state.send.front_file().is_some() {
+                    let (_, calls) = super::sendfile::pump(state, id, slot.raw, out);
+                    core.stats.submitted += calls;
+                }
+            }
             // The operation ended without doing anything; marked dirty below, it is
             // submitted again next turn (with a fresh poll inside the kernel).
             OpKind::Accept | OpKind::Recv | OpKind::RecvFrom if result == -libc::EAGAIN => {
