@@ -180,6 +180,66 @@ ringwork::platform::test_all_backends! {
     }
 }
 
+/// Starts TLS, then asks for a file range: refused (its bytes must pass through rustls).
+struct TlsSender {
+    file: Rc<File>,
+    acceptor: ringwork::tls::TlsAcceptor,
+    shared: Rc<RefCell<Shared>>,
+}
+
+impl Protocol for TlsSender {
+    fn connection_made(&mut self, ctx: &mut Context<'_>) {
+        let mut s = self.shared.borrow_mut();
+        s.results.push(
+            ctx.start_tls_server(&self.acceptor)
+                .map_err(|e| e.to_string()),
+        );
+        let refused = match ctx.send_file(&self.file, 0, 1) {
+            Err(EngineError::SendFile { why }) => Err(why),
+            other => Ok(format!("{other:?}")),
+        };
+        s.results.push(
+            refused
+                .map(drop)
+                .map_err(|why| why.contains("TLS").to_string()),
+        );
+        ctx.abort();
+    }
+
+    fn data_received(&mut self, _ctx: &mut Context<'_>, _data: &[u8]) {}
+
+    fn connection_lost(&mut self, _ctx: &mut Context<'_>, reason: LostReason) {
+        self.shared.borrow_mut().lost = Some(reason);
+    }
+}
+
+ringwork::platform::test_all_backends! {
+    fn a_tls_connection_refuses(backend: BackendChoice) {
+        let Some(mut reactor) = reactor(backend) else { return };
+        let ca = ringwork::testing::certs::TestCa::new();
+        let cert = ca.server(&["localhost"]);
+        let acceptor = ringwork::tls::TlsAcceptor::builder()
+            .certificate(cert.chain(), cert.key())
+            .build()
+            .expect("acceptor");
+        let temp = TempFile::new("tls", backend, b"x");
+        let file = temp.open(&reactor);
+        let shared = Rc::new(RefCell::new(Shared::default()));
+        let factory = {
+            let shared = Rc::clone(&shared);
+            move || TlsSender {
+                file: Rc::clone(&file),
+                acceptor: acceptor.clone(),
+                shared: Rc::clone(&shared),
+            }
+        };
+        let addr = reactor.listen_tcp(any_port(), factory).expect("listen");
+        let _client = TcpStream::connect(addr).expect("connect");
+        wait(&mut reactor, |_| shared.borrow().lost.is_some(), || "the connection lost".into());
+        assert_eq!(shared.borrow().results, [Ok(()), Err("true".to_owned())]);
+    }
+}
+
 #[test]
 fn the_in_memory_transport_refuses_to_send_files() {
     struct Quiet;
