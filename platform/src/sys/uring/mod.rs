@@ -332,7 +332,7 @@ impl Uring {
     ) -> io::Result<()> {
         let before = out.len();
         self.flush_backlog(core);
-        self.reconcile(core);
+        self.reconcile(core, out);
         let ready =
             out.len() > before || !self.ring.completion().is_empty() || !self.backlog.is_empty();
         let want = if ready || timeout == Some(Duration::ZERO) {
@@ -381,7 +381,7 @@ impl Uring {
     }
 
     /// Turns what the caller asked for into SQEs.
-    fn reconcile(&mut self, core: &mut Core) {
+    fn reconcile(&mut self, core: &mut Core, out: &mut Vec<Completion>) {
         if !self.wake_armed {
             let entry = opcode::Read::new(
                 Fd(self.eventfd.as_raw_fd()),
@@ -405,7 +405,7 @@ impl Uring {
         let mut dirty = mem::take(&mut self.scratch_dirty);
         core.take_dirty(&mut dirty);
         for &slot in &dirty {
-            self.reconcile_socket(core, slot);
+            self.reconcile_socket(core, slot, out);
         }
         dirty.clear();
         self.scratch_dirty = dirty;
@@ -466,7 +466,10 @@ impl Uring {
         self.scratch_timers = timers;
     }
 
-    fn reconcile_socket(&mut self, core: &mut Core, slot_index: u32) {
+    fn reconcile_socket(&mut self, core: &mut Core, slot_index: u32, out: &mut Vec<Completion>) {
+        // System calls made here for a queue holding file ranges, and whether its budget
+        // ran out (it goes on next turn).
+        let (mut pumped, mut again) = (0u64, false);
         let Some((id, state)) = core.slot_mut(slot_index) else {
             return;
         };
@@ -585,15 +588,32 @@ impl Uring {
                                 .build()
                                 .user_data(op(OpKind::Cancel)));
                         }
-                        let want_send = !state.send.is_empty() && !state.send_failed;
-                        // A file range at the front is sent by sendfile(2) once the socket
-                        // is writable (see `sys/sendfile.rs`): a poll, then the calls in its
-                        // completion.
-                        let file_first = state.send.front_file().is_some();
-                        if want_send
-                            && (slot.send_blocked || file_first)
-                            && !slot.has(OpKind::SendPoll)
+                        // A queue holding file ranges is served here, on the core's thread
+                        // (bytes by sendmsg, ranges by sendfile: `sys/sendfile.rs`), once no
+                        // SEND is in flight, until no range is left; a full socket waits
+                        // for a poll.
+                        if state.send.file_len() > 0
+                            && !state.send_failed
+                            && !slot.send_blocked
+                            && !slot.has(OpKind::Send)
                         {
+                            let (wait, calls) = super::sendfile::pump_queue(
+                                state,
+                                id,
+                                slot.raw,
+                                self.max_iovecs,
+                                &mut *out,
+                            );
+                            pumped += calls;
+                            match wait {
+                                super::sendfile::Wait::Writable => slot.send_blocked = true,
+                                super::sendfile::Wait::Budget => again = true,
+                                super::sendfile::Wait::Done => {}
+                            }
+                        }
+                        let want_send = !state.send.is_empty() && !state.send_failed;
+                        let file_first = state.send.file_len() > 0;
+                        if want_send && slot.send_blocked && !slot.has(OpKind::SendPoll) {
                             slot.inflight |= OpKind::SendPoll.bit();
                             add(opcode::PollAdd::new(fd, libc::POLLOUT as u32)
                                 .build()
@@ -744,6 +764,10 @@ impl Uring {
                     }
                 }
             }
+        }
+        core.stats.submitted += pumped;
+        if again {
+            core.mark_dirty(id);
         }
         for entry in entries.into_iter().flatten() {
             self.push(core, entry);
@@ -926,13 +950,7 @@ impl Uring {
             OpKind::SplicePollIn if result != -libc::ECANCELED => pump = Some(id),
             OpKind::SplicePollOut if result != -libc::ECANCELED => pump = state.splice_from,
             // Room to send again (an error, ECANCELED aside, is found by the send itself).
-            OpKind::SendPoll => {
-                slot.send_blocked = false;
-                if result != -libc::ECANCELED && state.send.front_file().is_some() {
-                    let (_, calls) = super::sendfile::pump(state, id, slot.raw, out);
-                    core.stats.submitted += calls;
-                }
-            }
+            OpKind::SendPoll => slot.send_blocked = false,
             // The operation ended without doing anything; marked dirty below, it is
             // submitted again next turn (with a fresh poll inside the kernel).
             OpKind::Accept | OpKind::Recv | OpKind::RecvFrom if result == -libc::EAGAIN => {
