@@ -311,6 +311,9 @@ pub(crate) struct Conn {
     pub(crate) in_flush: bool,
     /// Bytes queued in the driver (from its `Sent` completions).
     pub(crate) queued: usize,
+    /// Bytes of file ranges queued in the driver ([`crate::Context::send_file`]; from its
+    /// `FileSent` completions). Not part of [`Conn::buffered`]: no memory holds them.
+    pub(crate) file_queued: u64,
     /// Counted in the runtime-wide connection total (accepted connections only).
     pub(crate) in_total: bool,
     /// Its pending protocol timers, cancelled when it is lost (so a closed connection leaves
@@ -354,6 +357,7 @@ impl Conn {
             peer_override: None,
             local_override: None,
             spliced_from: None,
+            file_queued: 0,
             write_timeout,
             progress_at: now,
             stall_timer: None,
@@ -373,6 +377,7 @@ impl Conn {
     /// Whether everything is sent, including a TLS `close_notify` still to be queued.
     fn drained(&self) -> bool {
         self.buffered() == 0
+            && self.file_queued == 0
             && match &self.stage {
                 Stage::Tls(tls) => tls.session.as_ref().is_some_and(|s| s.is_drained()),
                 _ => true,
@@ -593,6 +598,59 @@ impl State {
         self.stats.bytes_out += bytes.len() as u64;
         io.send(conn.socket(), bytes);
         self.check_high(io, id);
+    }
+
+    /// Queues `len` bytes of `file` from `offset` after everything written so far (see
+    /// [`crate::Context::send_file`]).
+    pub(crate) fn send_file(
+        &mut self,
+        io: &mut dyn Io,
+        id: ConnId,
+        file: std::sync::Arc<std::fs::File>,
+        offset: u64,
+        len: u64,
+    ) -> Result<(), crate::EngineError> {
+        let refuse = |why: &str| Err(crate::EngineError::SendFile { why: why.into() });
+        let Some(conn) = self.conns.active_mut(id) else {
+            return refuse("the connection is not open");
+        };
+        if !conn.writing.is_open() {
+            return refuse("the connection's write side is closing or shut");
+        }
+        if conn.is_tls() {
+            return refuse("TLS connections cannot send files (their bytes pass through rustls)");
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        let socket = conn.socket();
+        // Bytes written earlier in this turn go first.
+        let earlier = (!conn.wbuf.is_empty()).then(|| conn.wbuf.split().freeze());
+        if let Some(earlier) = earlier {
+            conn.queued += earlier.len();
+            self.stats.bytes_out += earlier.len() as u64;
+            io.send(socket, earlier);
+        }
+        io.send_file(socket, file, offset, len)?;
+        if conn.queued == 0 && conn.file_queued == 0 {
+            crate::stall::start(conn, &mut self.timers, self.now);
+        }
+        conn.file_queued += len;
+        self.stats.bytes_out += len;
+        Ok(())
+    }
+
+    /// The driver sent file bytes; `file_queued` remain below the engine.
+    pub(crate) fn file_sent(&mut self, io: &mut dyn Io, id: ConnId, file_queued: u64) {
+        let Some(conn) = self.conns.active_mut(id) else {
+            return;
+        };
+        conn.file_queued = file_queued;
+        conn.progress_at = self.now;
+        if conn.writing.is_closing() && conn.drained() {
+            let reason = conn.writing.take_close_reason();
+            self.lose(io, id, reason, false);
+        }
     }
 
     /// Enforces the high watermark and the hard limit after a write.

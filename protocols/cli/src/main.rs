@@ -221,6 +221,10 @@ struct Serve {
     /// web: the directory it serves.
     #[arg(long, value_name = "DIR")]
     root: Option<std::path::PathBuf>,
+    /// web: bodies from BYTES up go out by sendfile(2) on plaintext HTTP/1.x; `off`: never
+    /// [default: 16384].
+    #[arg(long, value_name = "BYTES", value_parser = service::parse_sendfile_min)]
+    sendfile_min: Option<u64>,
     /// hello, web, http-proxy: log every HTTP response. Without FILE, to the log (stderr,
     /// target ringwork::http::access, info level); with FILE, one line per response
     /// appended to FILE by the log thread (never by a core), reopened on SIGUSR1 for
@@ -647,6 +651,7 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
     let http = ServiceOptions {
         health: health.clone(),
         root: serve.root,
+        sendfile_min: serve.sendfile_min,
         access_log: serve.access_log.is_some(),
         access_file: access_sink
             .as_ref()

@@ -380,7 +380,7 @@ impl Uring {
     ) -> io::Result<()> {
         let before = out.len();
         self.flush_backlog(core);
-        self.reconcile(core);
+        self.reconcile(core, out);
         let ready =
             out.len() > before || !self.ring.completion().is_empty() || !self.backlog.is_empty();
         let want = if ready || timeout == Some(Duration::ZERO) {
@@ -429,7 +429,7 @@ impl Uring {
     }
 
     /// Turns what the caller asked for into SQEs.
-    fn reconcile(&mut self, core: &mut Core) {
+    fn reconcile(&mut self, core: &mut Core, out: &mut Vec<Completion>) {
         if !self.wake_armed {
             let entry = opcode::Read::new(
                 Fd(self.eventfd.as_raw_fd()),
@@ -453,7 +453,7 @@ impl Uring {
         let mut dirty = mem::take(&mut self.scratch_dirty);
         core.take_dirty(&mut dirty);
         for &slot in &dirty {
-            self.reconcile_socket(core, slot);
+            self.reconcile_socket(core, slot, out);
         }
         dirty.clear();
         self.scratch_dirty = dirty;
@@ -514,7 +514,10 @@ impl Uring {
         self.scratch_timers = timers;
     }
 
-    fn reconcile_socket(&mut self, core: &mut Core, slot_index: u32) {
+    fn reconcile_socket(&mut self, core: &mut Core, slot_index: u32, out: &mut Vec<Completion>) {
+        // System calls made here for a queue holding file ranges, and whether its budget
+        // ran out (it goes on next turn).
+        let (mut pumped, mut again) = (0u64, false);
         let Some((id, state)) = core.slot_mut(slot_index) else {
             return;
         };
@@ -679,14 +682,39 @@ impl Uring {
                                 .build()
                                 .user_data(op(OpKind::Cancel)));
                         }
+                        // A queue holding file ranges is served here, on the core's thread
+                        // (bytes by sendmsg, ranges by sendfile: `sys/sendfile.rs`), once no
+                        // SEND is in flight, until no range is left; a full socket waits
+                        // for a poll.
+                        if state.send.file_len() > 0
+                            && !state.send_failed
+                            && !slot.send_blocked
+                            && !slot.has(OpKind::Send)
+                        {
+                            let (wait, calls) = super::sendfile::pump_queue(
+                                state,
+                                id,
+                                slot.raw,
+                                self.max_iovecs,
+                                &mut *out,
+                            );
+                            pumped += calls;
+                            match wait {
+                                super::sendfile::Wait::Writable => slot.send_blocked = true,
+                                super::sendfile::Wait::Budget => again = true,
+                                super::sendfile::Wait::Done => {}
+                            }
+                        }
                         let want_send = !state.send.is_empty() && !state.send_failed;
+                        let file_first = state.send.file_len() > 0;
                         if want_send && slot.send_blocked && !slot.has(OpKind::SendPoll) {
                             slot.inflight |= OpKind::SendPoll.bit();
                             add(opcode::PollAdd::new(fd, libc::POLLOUT as u32)
                                 .build()
                                 .user_data(op(OpKind::SendPoll)));
                         }
-                        if want_send && !slot.send_blocked && !slot.has(OpKind::Send) {
+                        if want_send && !slot.send_blocked && !file_first && !slot.has(OpKind::Send)
+                        {
                             let send = slot
                                 .send
                                 .get_or_insert_with(|| Box::new(SendOp::new(self.max_iovecs)));
@@ -801,6 +829,10 @@ impl Uring {
         }
         core.stats.zc_sends += zc_sends;
         core.stats.fixed_table_full += table_full;
+        core.stats.submitted += pumped;
+        if again {
+            core.mark_dirty(id);
+        }
         for entry in entries.into_iter().flatten() {
             self.push(core, entry);
         }
