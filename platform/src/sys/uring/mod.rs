@@ -553,7 +553,7 @@ impl Uring {
                 }
                 SocketKind::Stream => {
                     if let Some(addr) = state.connect_to.take() {
-                        let addr = slot.connect_addr.insert(Box::new(addr));
+                        let addr = slot.connect_addr.insert(addr);
                         slot.inflight |= OpKind::Connect.bit();
                         add(opcode::Connect::new(fd, addr.as_ptr().cast(), addr.len())
                             .build()
