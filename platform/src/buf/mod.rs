@@ -18,7 +18,7 @@
 //!   [`BufPool::leak`] and the memory is never freed.
 #![allow(unsafe_code)] // Raw buffer memory shared with the kernel; every block has a SAFETY note.
 
-use std::alloc::{self, Layout};
+use std::alloc::Layout;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io;
@@ -122,7 +122,7 @@ impl BufPool {
             .and_then(|layout| layout.align_to(4096))
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         // SAFETY: `layout` is non-zero sized (`count >= 1`).
-        let entries = unsafe { alloc::alloc_zeroed(layout) }.cast::<RingEntry>();
+        let entries = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<RingEntry>();
         let entries =
             NonNull::new(entries).ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))?;
         let pool = Self::allocate(
@@ -136,7 +136,7 @@ impl BufPool {
         )
         .inspect_err(|_| {
             // SAFETY: allocated just above with `layout`, not shared with anyone yet.
-            unsafe { alloc::dealloc(entries.as_ptr().cast(), layout) }
+            unsafe { std::alloc::dealloc(entries.as_ptr().cast(), layout) }
         })?;
         pool.inner.available.set(0);
         for bid in 0..count {
@@ -292,7 +292,7 @@ impl Drop for PoolInner {
         } = &self.mode
         {
             // SAFETY: allocated in `new_ring` with `layout`; same argument as above.
-            unsafe { alloc::dealloc(entries.as_ptr().cast(), *layout) };
+            unsafe { std::alloc::dealloc(entries.as_ptr().cast(), *layout) };
         }
     }
 }
@@ -328,7 +328,7 @@ impl Pages {
     #[cfg(not(unix))]
     fn zeroed(layout: Layout) -> io::Result<NonNull<u8>> {
         // SAFETY: `layout` has a non-zero size (checked by the caller).
-        let mem = unsafe { alloc::alloc_zeroed(layout) };
+        let mem = unsafe { std::alloc::alloc_zeroed(layout) };
         NonNull::new(mem).ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))
     }
 
@@ -349,7 +349,7 @@ impl Pages {
     #[cfg(not(unix))]
     unsafe fn free(mem: NonNull<u8>, layout: Layout) {
         // SAFETY: the caller's contract.
-        unsafe { alloc::dealloc(mem.as_ptr(), layout) };
+        unsafe { std::alloc::dealloc(mem.as_ptr(), layout) };
     }
 }
 
