@@ -9,7 +9,7 @@
 //! - `respond_4KiB_x16`: the same with a 4 KiB body (the body is a shared `Bytes`: queued,
 //!   not copied into the head buffer).
 //! - `stream_chunked_x16`: a head and two 1 KiB pieces per request with `send_head`,
-//!   `send_body` and `finish` (chunked framing).
+//!   `send_body` and `finish` with an empty trailer section (chunked framing).
 //! - `serve_hello_x16`: the whole machine round (parse, events, answers, transmit) for the
 //!   16 requests, to set the write path against the parse side.
 //!
@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use ringwork_protocols::http::proto::Headers;
 use ringwork_protocols::http::proto::server::{
     RequestId, Response, ServerConfig, ServerConn, ServerEvent,
 };
@@ -164,7 +165,8 @@ fn write_path(c: &mut Criterion) {
                     conn.send_head(id, head).expect("head");
                     conn.send_body(id, piece.clone()).expect("piece");
                     conn.send_body(id, piece.clone()).expect("piece");
-                    conn.finish(id, None).expect("finish");
+                    // The end of a chunked body: an empty trailer section (`None` = given up).
+                    conn.finish(id, Some(Headers::new())).expect("finish");
                 }
                 transmit(conn, now)
             })
