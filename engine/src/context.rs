@@ -257,21 +257,26 @@ impl<'a> Context<'a> {
         self.own_timer(timer)
     }
 
-    /// Cancels a timer; `false` if it already fired (one-shot) or was cancelled.
+    /// Cancels a timer of this connection (use [`Context::other`] for another's); `false` if
+    /// it already fired (one-shot), was cancelled or is not this connection's.
     pub fn cancel_timer(&mut self, timer: TimerId) -> bool {
-        if let Some(conn) = self.state.conns.get_mut(self.conn) {
-            conn.timers.retain(|t| *t != timer);
-        }
-        self.state.timers.cancel(timer)
+        let Some(conn) = self.state.conns.get_mut(self.conn) else {
+            return false;
+        };
+        let Some(at) = conn.timers.iter().position(|(id, _)| *id == timer) else {
+            return false;
+        };
+        let (_, key) = conn.timers.remove(at);
+        self.state.timers.cancel(key)
     }
 
     /// Records `timer` on its connection, so losing the connection cancels it; a timer set
     /// on a connection that is already gone is cancelled at once (it would never fire).
-    fn own_timer(&mut self, timer: TimerId) -> TimerId {
+    fn own_timer(&mut self, (timer, key): (TimerId, crate::timer::TimerKey)) -> TimerId {
         match self.state.conns.active_mut(self.conn) {
-            Some(conn) => conn.timers.push(timer),
+            Some(conn) => conn.timers.push((timer, key)),
             None => {
-                self.state.timers.cancel(timer);
+                self.state.timers.cancel(key);
             }
         }
         timer

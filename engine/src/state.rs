@@ -201,8 +201,10 @@ pub(crate) enum Writing {
     Closing {
         /// A `shutdown_write` asked before or after the close.
         fin: Fin,
-        /// What `connection_lost` gets when the close completes; `None`: `Done`.
-        reason: Option<LostReason>,
+        /// What `connection_lost` gets when the close completes; `None`: `Done`. Boxed: a
+        /// reason is 72 bytes and rare (an error), and this enum is in every connection's
+        /// slot (issue 16: memory per idle connection).
+        reason: Option<Box<LostReason>>,
     },
 }
 
@@ -236,13 +238,16 @@ impl Writing {
             Writing::ShuttingDown => Fin::Pending,
             Writing::Shut => Fin::Sent,
             Writing::Closing { reason: old, .. } => {
-                if reason.is_some() {
-                    *old = reason;
+                if let Some(reason) = reason {
+                    *old = Some(Box::new(reason));
                 }
                 return;
             }
         };
-        *self = Writing::Closing { fin, reason };
+        *self = Writing::Closing {
+            fin,
+            reason: reason.map(Box::new),
+        };
     }
 
     /// `shutdown_write`.
@@ -267,7 +272,7 @@ impl Writing {
     /// Why a completed close ended the connection.
     fn take_close_reason(&mut self) -> LostReason {
         match self {
-            Writing::Closing { reason, .. } => reason.take().unwrap_or(LostReason::Done),
+            Writing::Closing { reason, .. } => reason.take().map_or(LostReason::Done, |r| *r),
             _ => LostReason::Done,
         }
     }
@@ -317,8 +322,9 @@ pub(crate) struct Conn {
     /// Counted in the runtime-wide connection total (accepted connections only).
     pub(crate) in_total: bool,
     /// Its pending protocol timers, cancelled when it is lost (so a closed connection leaves
-    /// no entries in the wheel).
-    pub(crate) timers: Vec<crate::timers::TimerId>,
+    /// no entries in the wheel), each with its current wheel key. Inline up to one: an idle
+    /// server connection has one (its read timeout) and no allocation for it.
+    pub(crate) timers: smallvec::SmallVec<[(crate::timers::TimerId, TimerKey); 1]>,
     /// Addresses named by the preamble, reported instead of the socket's (boxed: rare, and
     /// a socket address inline is 136 bytes in every connection's slot).
     pub(crate) peer_override: Option<Box<ringwork_platform::SockAddr>>,
@@ -353,7 +359,7 @@ impl Conn {
             in_flush: false,
             queued: 0,
             in_total: false,
-            timers: Vec::new(),
+            timers: smallvec::SmallVec::new(),
             peer_override: None,
             local_override: None,
             spliced_from: None,
@@ -729,8 +735,8 @@ impl State {
         if let Phase::Connecting { timer } = std::mem::replace(&mut conn.phase, Phase::Lost) {
             self.timers.cancel_key(timer);
         }
-        for timer in conn.timers.drain(..) {
-            self.timers.cancel(timer);
+        for (_, key) in conn.timers.drain(..) {
+            self.timers.cancel(key);
         }
         // Closing drops whatever the driver still queued: nothing is buffered any more.
         conn.wbuf.clear();
@@ -849,5 +855,28 @@ impl State {
             conn.in_flush = true;
             self.flush.push(id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Memory per idle connection (issue 16): the connection table holds one `Option<Conn>`
+    /// per slot, so every byte here is paid by each connection, idle or not. Rare, large
+    /// parts (a close reason, preamble addresses, TLS state) are boxed; this keeps them so.
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn connection_slot_stays_small() {
+        assert!(
+            size_of::<Writing>() <= 24,
+            "Writing: {}",
+            size_of::<Writing>()
+        );
+        assert!(
+            size_of::<Option<Conn>>() <= 264,
+            "Option<Conn>: {} bytes",
+            size_of::<Option<Conn>>()
+        );
     }
 }

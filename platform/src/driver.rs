@@ -368,7 +368,7 @@ impl Driver {
         }
         let id = self.adopt(socket, SocketKind::Stream)?;
         let state = self.core.open_mut(id).expect("just added");
-        state.connect_to = Some(addr.clone());
+        state.connect_to = Some(Box::new(addr.clone()));
         state.connecting = true;
         self.core.mark_dirty(id);
         Ok(id)

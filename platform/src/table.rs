@@ -205,7 +205,9 @@ pub(crate) struct SocketState {
     /// handling earlier completions of the same batch cannot cause a second `Eof`.
     pub(crate) recv_ended: bool,
     /// Stream: connect to this address (taken by the backend when it starts the connect).
-    pub(crate) connect_to: Option<SockAddr>,
+    /// Boxed: a socket address inline is 128 bytes in every socket's slot, and only an
+    /// outbound connect has one, for a moment (issue 16: memory per idle connection).
+    pub(crate) connect_to: Option<Box<SockAddr>>,
     /// Stream: a connect was started and has not completed.
     pub(crate) connecting: bool,
     /// Stream: bytes to send.
@@ -547,6 +549,18 @@ impl Core {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Memory per idle connection (issue 16): one `SocketSlot` per socket slot, paid by every
+    /// connection; the connect address (128 bytes inline) is boxed and this keeps it so.
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn socket_slot_stays_small() {
+        assert!(
+            size_of::<SocketSlot>() <= 144,
+            "SocketSlot: {} bytes",
+            size_of::<SocketSlot>()
+        );
+    }
 
     #[test]
     fn send_queue_advances_across_buffers() {

@@ -18,7 +18,7 @@
 //!   [`BufPool::leak`] and the memory is never freed.
 #![allow(unsafe_code)] // Raw buffer memory shared with the kernel; every block has a SAFETY note.
 
-use std::alloc::{self, Layout};
+use std::alloc::Layout;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io;
@@ -58,7 +58,8 @@ enum Mode {
 }
 
 struct PoolInner {
-    // INVARIANT: `mem` points to `count * size` bytes allocated with `mem_layout`, alive until
+    // INVARIANT: `mem` points to `count * size` zeroed bytes from `Pages::zeroed(mem_layout)`,
+    // alive until
     // this value is dropped (or forever once `leaked`).
     mem: NonNull<u8>,
     mem_layout: Layout,
@@ -86,9 +87,7 @@ impl BufPool {
             })?;
         let mem_layout = Layout::from_size_align(total, 4096)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        // SAFETY: `mem_layout` has a non-zero size (checked above).
-        let mem = unsafe { alloc::alloc_zeroed(mem_layout) };
-        let mem = NonNull::new(mem).ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))?;
+        let mem = Pages::zeroed(mem_layout)?;
         Ok(Self {
             inner: Rc::new(PoolInner {
                 mem,
@@ -126,7 +125,7 @@ impl BufPool {
             .and_then(|layout| layout.align_to(4096))
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         // SAFETY: `layout` is non-zero sized (`count >= 1`).
-        let entries = unsafe { alloc::alloc_zeroed(layout) }.cast::<RingEntry>();
+        let entries = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<RingEntry>();
         let entries =
             NonNull::new(entries).ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))?;
         let pool = Self::allocate(
@@ -141,7 +140,7 @@ impl BufPool {
         )
         .inspect_err(|_| {
             // SAFETY: allocated just above with `layout`, not shared with anyone yet.
-            unsafe { alloc::dealloc(entries.as_ptr().cast(), layout) }
+            unsafe { std::alloc::dealloc(entries.as_ptr().cast(), layout) }
         })?;
         pool.inner.available.set(0);
         for bid in 0..count {
@@ -347,17 +346,74 @@ impl Drop for PoolInner {
         if self.leaked.get() {
             return;
         }
-        // SAFETY: allocated in `allocate` with `mem_layout`; no `RecvBuf` is left (each holds
-        // an `Rc` to this value) and the kernel is done with it (else `leaked` would be set).
-        unsafe { alloc::dealloc(self.mem.as_ptr(), self.mem_layout) };
+        // SAFETY: from `Pages::zeroed(mem_layout)` in `allocate`; no `RecvBuf` is left (each
+        // holds an `Rc` to this value) and the kernel is done with it (else `leaked` would be
+        // set).
+        unsafe { Pages::free(self.mem, self.mem_layout) };
         #[cfg(uring)]
         if let Mode::Ring {
             entries, layout, ..
         } = &self.mode
         {
             // SAFETY: allocated in `new_ring` with `layout`; same argument as above.
-            unsafe { alloc::dealloc(entries.as_ptr().cast(), *layout) };
+            unsafe { std::alloc::dealloc(entries.as_ptr().cast(), *layout) };
         }
+    }
+}
+
+/// The buffers' memory. On Unix an anonymous private mapping: zeroed by the kernel and backed
+/// by pages only where something was written, so a pool of 1024 × 16 KiB costs no resident
+/// memory until receives fill it (`alloc_zeroed` with page alignment wrote all of it at start:
+/// 16 MiB of RSS before the first connection, issue 16).
+struct Pages;
+
+impl Pages {
+    /// `layout.size()` zeroed bytes aligned to at least `layout.align()` (at most a page).
+    #[cfg(unix)]
+    fn zeroed(layout: Layout) -> io::Result<NonNull<u8>> {
+        debug_assert!(layout.align() <= 4096, "mmap aligns to pages only");
+        // SAFETY: a fresh anonymous mapping (no address hint, no file): it aliases nothing.
+        let mem = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                layout.size(),
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if mem == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        NonNull::new(mem.cast()).ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))
+    }
+
+    #[cfg(not(unix))]
+    fn zeroed(layout: Layout) -> io::Result<NonNull<u8>> {
+        // SAFETY: `layout` has a non-zero size (checked by the caller).
+        let mem = unsafe { std::alloc::alloc_zeroed(layout) };
+        NonNull::new(mem).ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))
+    }
+
+    /// Releases memory from [`Pages::zeroed`].
+    ///
+    /// # Safety
+    /// `mem` came from `Pages::zeroed(layout)` and nothing uses it any more.
+    #[cfg(unix)]
+    unsafe fn free(mem: NonNull<u8>, layout: Layout) {
+        // SAFETY: the caller's contract: our own mapping of `layout.size()` bytes, unused.
+        unsafe { libc::munmap(mem.as_ptr().cast(), layout.size()) };
+    }
+
+    /// Releases memory from [`Pages::zeroed`].
+    ///
+    /// # Safety
+    /// `mem` came from `Pages::zeroed(layout)` and nothing uses it any more.
+    #[cfg(not(unix))]
+    unsafe fn free(mem: NonNull<u8>, layout: Layout) {
+        // SAFETY: the caller's contract.
+        unsafe { std::alloc::dealloc(mem.as_ptr(), layout) };
     }
 }
 

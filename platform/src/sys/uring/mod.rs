@@ -642,7 +642,7 @@ impl Uring {
                 }
                 SocketKind::Stream => {
                     if let Some(addr) = state.connect_to.take() {
-                        let addr = slot.connect_addr.insert(Box::new(addr));
+                        let addr = slot.connect_addr.insert(addr);
                         slot.inflight |= OpKind::Connect.bit();
                         add(with_fd!(target, |fd| opcode::Connect::new(
                             fd,
