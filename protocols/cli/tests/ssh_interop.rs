@@ -251,6 +251,104 @@ fn openssh_exec_auth_and_rekey_poll() {
     exec_suite("poll");
 }
 
+/// `ssh-keygen -y` of `key` (with its passphrase): the public key line.
+fn public_of(key: &Path, passphrase: &str) -> String {
+    let out = Command::new("ssh-keygen")
+        .args(["-y", "-P", passphrase, "-f"])
+        .arg(key)
+        .output()
+        .expect("run ssh-keygen -y");
+    assert!(out.status.success(), "ssh-keygen -y {}", key.display());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn host_keys_suite(name: &str) {
+    let Some(backend) = backend(name) else { return };
+    if !have_ssh() {
+        return;
+    }
+    // Three host keys: the generated Ed25519 one of `setup`, an ECDSA P-256 key made by
+    // `ssh-keygen -N` (encrypted, its passphrase in a file), an ECDSA P-384 key generated
+    // by the server (`--host-key-type ecdsa384` at its position).
+    let s = setup_with("hostkeys", backend, |dir| {
+        let encrypted = dir.join("host_ecdsa");
+        let status = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ecdsa", "-b", "256", "-N", "pass phrase", "-f"])
+            .arg(&encrypted)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        std::fs::write(dir.join("passphrase"), "pass phrase\n").unwrap();
+        [
+            "--host-key",
+            encrypted.to_str().unwrap(),
+            "--host-key",
+            dir.join("host_ecdsa384").to_str().unwrap(),
+            "--host-key-type",
+            "ed25519",
+            "--host-key-type",
+            "ecdsa",
+            "--host-key-type",
+            "ecdsa384",
+            "--host-key-passphrase-file",
+            dir.join("passphrase").to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec()
+    });
+    let mut known = std::fs::read_to_string(s.dir.join("known_hosts")).unwrap();
+    for (key, passphrase) in [("host_ecdsa", "pass phrase"), ("host_ecdsa384", "")] {
+        known.push_str(&format!(
+            "\n[127.0.0.1]:{} {}",
+            s.port,
+            public_of(&s.dir.join(key), passphrase)
+        ));
+    }
+    std::fs::write(s.dir.join("known_hosts"), known).unwrap();
+    // OpenSSH checks the host key of the type it asked for against known_hosts: a server
+    // signing with another key would fail the exchange.
+    for alg in ["ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ssh-ed25519"] {
+        let out = s.run(
+            "id_ecdsa",
+            &["-o", &format!("HostKeyAlgorithms={alg}")],
+            "echo ok",
+        );
+        assert_eq!(
+            out.stdout,
+            b"ok\n",
+            "{alg}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // A wrong passphrase stops the server at start, saying so.
+    std::fs::write(s.dir.join("wrong"), "nope\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ringwork"))
+        .args(["serve", "ssh", "--backend", backend, "--host-key"])
+        .arg(s.dir.join("host_ecdsa"))
+        .arg("--host-key-passphrase-file")
+        .arg(s.dir.join("wrong"))
+        .arg("--authorized-keys")
+        .arg(s.dir.join("authorized_keys"))
+        .args(["--listen", "tcp:0:interface=127.0.0.1"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("wrong passphrase"), "{err}");
+}
+
+#[test]
+fn openssh_ecdsa_host_keys_uring() {
+    host_keys_suite("uring");
+}
+
+#[test]
+fn openssh_ecdsa_host_keys_poll() {
+    host_keys_suite("poll");
+}
+
 fn pty_suite(name: &str) {
     let Some(backend) = backend(name) else { return };
     if !have_ssh() {

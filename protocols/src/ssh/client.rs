@@ -435,7 +435,10 @@ impl ClientConn {
             .bool(true)
             .string(key.algorithm())
             .string(&blob);
-        let signature = key.sign(signed.as_slice());
+        let Ok(signature) = key.sign_as(key.algorithm(), signed.as_slice()) else {
+            self.fail("signing with the user key failed");
+            return;
+        };
         let mut w = Writer::message(msg::USERAUTH_REQUEST);
         w.string(&self.config.user)
             .string("ssh-connection")

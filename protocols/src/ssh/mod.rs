@@ -10,6 +10,7 @@ pub mod channel;
 pub mod cipher;
 pub mod client;
 pub mod keys;
+pub mod private_key;
 pub mod server;
 pub mod transport;
 pub mod wire;

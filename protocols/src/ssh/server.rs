@@ -27,8 +27,9 @@ use crate::kit::{Close, Machine};
 pub struct ServerConfig {
     /// Transport settings (version, re-key limits, handshake timeout).
     pub transport: TransportConfig,
-    /// The host key.
-    pub host_key: Arc<SigningKey>,
+    /// The host keys (at least one): each is offered with its algorithms in KEXINIT
+    /// (Ed25519, ECDSA, RSA as `rsa-sha2-512`/`rsa-sha2-256`), the client picks.
+    pub host_keys: Vec<Arc<SigningKey>>,
     /// Keys that may log in (as any user name: commands run as the server's own user).
     pub authorized_keys: Arc<AuthorizedKeys>,
     /// Offer password authentication (the application checks each password).
@@ -49,7 +50,7 @@ impl ServerConfig {
     pub fn new(host_key: Arc<SigningKey>, authorized_keys: Arc<AuthorizedKeys>) -> Self {
         Self {
             transport: TransportConfig::default(),
-            host_key,
+            host_keys: vec![host_key],
             authorized_keys,
             password_auth: false,
             max_auth_attempts: 6,
@@ -228,7 +229,7 @@ impl ServerConn {
     #[must_use]
     pub fn new(config: ServerConfig) -> Self {
         let transport = Transport::new(
-            Role::Server(Arc::clone(&config.host_key)),
+            Role::Server(config.host_keys.clone()),
             config.transport.clone(),
         );
         Self {

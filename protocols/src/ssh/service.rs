@@ -40,7 +40,7 @@ pub struct SshService {
 impl std::fmt::Debug for SshService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SshService")
-            .field("host_key", &self.config.host_key)
+            .field("host_keys", &self.config.host_keys)
             .field("passwords", &self.checker.is_some())
             .field("sftp", &self.sftp_command.is_some())
             .finish_non_exhaustive()

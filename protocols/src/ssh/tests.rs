@@ -10,7 +10,7 @@ use bytes::BytesMut;
 use super::channel::ChannelId;
 use super::cipher::Sealer;
 use super::client::{ClientConfig, ClientConn, ClientEvent, known_hosts_check};
-use super::keys::{AuthorizedKeys, KnownHosts, SigningKey};
+use super::keys::{AuthorizedKeys, KeyKind, KnownHosts, SigningKey};
 use super::server::{ServerConfig, ServerConn, ServerEvent, SessionRequest};
 use super::wire::{Writer, msg};
 use crate::kit::Machine;
@@ -191,6 +191,55 @@ fn an_unknown_host_key_is_refused_before_authentication() {
     assert!(!seen.authenticated);
     let reason = seen.disconnected.unwrap_or_default();
     assert!(reason.contains("CHANGED"), "{reason}");
+}
+
+#[test]
+fn the_server_signs_with_the_host_key_the_client_prefers() {
+    let k = keys();
+    let ecdsa = Arc::new(SigningKey::generate_kind(KeyKind::EcdsaP384, "host384").unwrap());
+    for (prefer, expect) in [
+        ("ecdsa-sha2-nistp384", ecdsa.public()),
+        ("ssh-ed25519", k.host.public()),
+    ] {
+        let mut server = server_config();
+        server.host_keys = vec![Arc::clone(&k.host), Arc::clone(&ecdsa)];
+        // known_hosts lists the one key of the preferred type, as OpenSSH's client does.
+        let host = if prefer == "ssh-ed25519" {
+            &k.host
+        } else {
+            &ecdsa
+        };
+        let mut client = client_config(&k.user, host);
+        client.transport.host_key_algorithms = vec![prefer.into()];
+        let (seen, pair) = exec_run(pair_with(client, server, SimConfig::ideal()), b"x");
+        assert!(seen.authenticated, "{prefer}: {seen:?}");
+        assert_eq!(pair.client.host_key(), Some(&expect), "{prefer}");
+    }
+}
+
+#[test]
+fn a_host_key_type_the_server_lacks_fails_the_exchange() {
+    let k = keys();
+    let mut client = client_config(&k.user, &k.host);
+    client.transport.host_key_algorithms = vec!["ecdsa-sha2-nistp256".into()];
+    let (seen, _pair) = exec_run(pair_with(client, server_config(), SimConfig::ideal()), b"");
+    assert!(!seen.authenticated);
+    let reason = seen.disconnected.unwrap_or_default();
+    assert!(reason.contains("no common algorithm"), "{reason}");
+}
+
+#[test]
+fn ecdsa_user_keys_log_in() {
+    let k = keys();
+    for kind in [KeyKind::EcdsaP256, KeyKind::EcdsaP384] {
+        let user = Arc::new(SigningKey::generate_kind(kind, "user").unwrap());
+        let mut server = server_config();
+        server.authorized_keys = Arc::new(AuthorizedKeys::parse(&user.public().to_openssh()));
+        let pair = pair_with(client_config(&user, &k.host), server, SimConfig::ideal());
+        let (seen, _pair) = exec_run(pair, b"hi");
+        assert!(seen.authenticated, "{kind:?}: {seen:?}");
+        assert_eq!(seen.out, b"ran true\nhi");
+    }
 }
 
 #[test]
