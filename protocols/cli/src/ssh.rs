@@ -27,8 +27,9 @@ pub(crate) struct SshArgs {
     /// ssh: the passphrase of encrypted host keys (the file's first line).
     #[arg(long, value_name = "FILE")]
     pub(crate) host_key_passphrase_file: Option<PathBuf>,
-    /// ssh: the public keys that may log in (OpenSSH authorized_keys; lines with options
-    /// are skipped).
+    /// ssh: the public keys that may log in (OpenSSH authorized_keys, with its options:
+    /// restrict, no-pty, command=, from=, permitopen=, ...; a line with an option not
+    /// supported is skipped and logged).
     #[arg(long, value_name = "FILE")]
     pub(crate) authorized_keys: Option<PathBuf>,
     /// ssh: serve the `sftp` subsystem over DIR (runs `ringwork sftp-server --root DIR`).
@@ -76,11 +77,8 @@ impl SshArgs {
             }
             None => AuthorizedKeys::default(),
         };
-        if authorized.skipped() > 0 {
-            eprintln!(
-                "ssh: {} authorized_keys line(s) skipped (options or unsupported keys)",
-                authorized.skipped()
-            );
+        for why in authorized.refused() {
+            eprintln!("ssh: authorized_keys {why}: line skipped");
         }
         let checker: Option<SharedChecker> = match users {
             Some(path) => Some(Arc::new(

@@ -349,6 +349,109 @@ fn openssh_ecdsa_host_keys_poll() {
     host_keys_suite("poll");
 }
 
+fn key_options_suite(name: &str) {
+    let Some(backend) = backend(name) else { return };
+    if !have_ssh() {
+        return;
+    }
+    // Two targets for `ssh -W` that greet each connection: permitopen names the first.
+    let greeter = || {
+        let target = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = target.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for conn in target.incoming() {
+                let Ok(mut conn) = conn else { break };
+                let _ = conn.write_all(b"greetings\n");
+            }
+        });
+        port
+    };
+    let (target_port, other_port) = (greeter(), greeter());
+    let s = setup_with("options", backend, |dir| {
+        let public = |key: &str| std::fs::read_to_string(dir.join(format!("{key}.pub"))).unwrap();
+        let lines = format!(
+            "command=\"echo forced:$SSH_ORIGINAL_COMMAND\",no-pty {}\
+             from=\"127.0.0.0/8,!127.0.0.2\",permitopen=\"127.0.0.1:{target_port}\" {}\
+             restrict {}\
+             environment=\"A=b\" {}",
+            public("id_ed25519"),
+            public("id_rsa"),
+            public("id_ecdsa"),
+            public("id_other"),
+        );
+        std::fs::write(dir.join("authorized_keys"), lines).unwrap();
+        Vec::new()
+    });
+    // The forced command runs instead of the client's.
+    let out = s.run("id_ed25519", &[], "uname");
+    assert_eq!(
+        out.stdout,
+        b"forced:uname\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // no-pty and restrict refuse -tt's terminal (OpenSSH then gives up: -tt forces one);
+    // restrict still runs commands.
+    for key in ["id_ed25519", "id_ecdsa"] {
+        let out = s.run(key, &["-tt"], "echo on a tty");
+        assert_eq!(out.status.code(), Some(255), "{key}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("PTY allocation request failed"),
+            "{key}: {stderr}"
+        );
+    }
+    let out = s.run("id_ecdsa", &[], "echo restricted");
+    assert_eq!(
+        out.stdout,
+        b"restricted\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // from=: 127.0.0.1 is admitted, 127.0.0.2 (another loopback source) is not.
+    let out = s.run("id_rsa", &[], "echo admitted");
+    assert_eq!(
+        out.stdout,
+        b"admitted\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = s.run("id_rsa", &["-b", "127.0.0.2"], "echo admitted");
+    assert_eq!(out.status.code(), Some(255));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"));
+    // permitopen: the one destination opens (`ssh -W`, a direct-tcpip channel as -L's),
+    // another listening port is refused.
+    let forward = |port: u16| {
+        let mut c = s.ssh("id_rsa", &["-W", &format!("127.0.0.1:{port}")]);
+        c.arg("alice@127.0.0.1").stdin(Stdio::null());
+        c.output().expect("run ssh -W")
+    };
+    let out = forward(target_port);
+    assert_eq!(
+        out.stdout,
+        b"greetings\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = forward(other_port);
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("stdio forwarding failed"), "{stderr}");
+    // environment= refuses its line: that key does not log in.
+    let out = s.run("id_other", &[], "true");
+    assert_eq!(out.status.code(), Some(255));
+}
+
+#[test]
+fn openssh_authorized_keys_options_uring() {
+    key_options_suite("uring");
+}
+
+#[test]
+fn openssh_authorized_keys_options_poll() {
+    key_options_suite("poll");
+}
+
 fn pty_suite(name: &str) {
     let Some(backend) = backend(name) else { return };
     if !have_ssh() {

@@ -222,71 +222,7 @@ impl PublicKey {
     }
 }
 
-/// The keys of an `authorized_keys` file.
-///
-/// Lines with options (`command=`, `from=`, `restrict`, ...) are skipped, not honoured:
-/// a key this server cannot restrict as asked is not accepted at all.
-#[derive(Debug, Clone, Default)]
-pub struct AuthorizedKeys {
-    keys: Vec<PublicKey>,
-    skipped: usize,
-}
-
-impl AuthorizedKeys {
-    /// Parses the file's text; malformed lines and lines with options are skipped
-    /// (counted in [`AuthorizedKeys::skipped`]).
-    #[must_use]
-    pub fn parse(text: &str) -> Self {
-        let mut out = Self::default();
-        for line in text.lines() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            match PublicKey::from_openssh(line) {
-                Ok(key) => out.keys.push(key),
-                Err(_) => out.skipped += 1,
-            }
-        }
-        out
-    }
-
-    /// Reads and parses `path`.
-    ///
-    /// # Errors
-    /// [`KeyError::Io`] when it cannot be read.
-    pub fn load(path: &Path) -> Result<Self, KeyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Ok(Self::parse(&text))
-    }
-
-    /// Whether the key with this blob is listed.
-    #[must_use]
-    pub fn find(&self, blob: &[u8]) -> Option<&PublicKey> {
-        self.keys.iter().find(|k| k.blob == blob)
-    }
-
-    /// How many keys were read.
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    /// Whether no key was read.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-
-    /// Lines that were skipped (options, unknown types, malformed).
-    #[must_use]
-    pub fn skipped(&self) -> usize {
-        self.skipped
-    }
-}
+pub use super::authorized::{AuthorizedKey, AuthorizedKeys, KeyOptions};
 
 /// What a `known_hosts` file says about a host's key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -398,7 +334,7 @@ fn hosts_match(patterns: &str, name: &str) -> bool {
     matched
 }
 
-fn glob(pattern: &[u8], name: &[u8]) -> bool {
+pub(crate) fn glob(pattern: &[u8], name: &[u8]) -> bool {
     match pattern.split_first() {
         None => name.is_empty(),
         Some((b'*', rest)) => (0..=name.len()).any(|i| glob(rest, &name[i..])),

@@ -6,6 +6,7 @@
 //! the server's `sftp` subsystem runs (the `ringwork sftp-server` program speaks it on
 //! stdin/stdout). See `docs/ssh.md`.
 
+pub mod authorized;
 pub mod channel;
 pub mod cipher;
 pub mod client;

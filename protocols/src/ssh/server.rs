@@ -9,15 +9,16 @@
 //! forward to listen for. The application answers with the calls below.
 
 use std::collections::VecDeque;
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
 use super::channel::{
     ChannelId, ChannelKind, ChannelTable, LOCAL_MAX_PACKET, LOCAL_WINDOW, Phase, data_bytes,
 };
-use super::keys::{AuthorizedKeys, PublicKey, SigningKey};
+use super::keys::{AuthorizedKey, AuthorizedKeys, KeyOptions, PublicKey, SigningKey};
 use super::transport::{Role, Transport, TransportConfig};
 use super::wire::{Reader, WireError, Writer, msg, reason};
 use crate::kit::{Close, Machine};
@@ -220,6 +221,10 @@ pub struct ServerConn {
     close: Option<Close>,
     close_polled: bool,
     eof: bool,
+    /// The client's address, for `from=` (set by the application).
+    peer: Option<IpAddr>,
+    /// The restrictions of the `authorized_keys` line the client logged in with.
+    key_options: KeyOptions,
 }
 
 const HIGH_WATER: usize = 1 << 20;
@@ -249,7 +254,22 @@ impl ServerConn {
             close: None,
             close_polled: false,
             eof: false,
+            peer: None,
+            key_options: KeyOptions::default(),
         }
+    }
+
+    /// The client's address: `authorized_keys` lines with `from=` admit a client only
+    /// when it is set and matches.
+    pub fn set_peer_address(&mut self, peer: Option<IpAddr>) {
+        self.peer = peer;
+    }
+
+    /// The `authorized_keys` options of the key the client logged in with (none for a
+    /// password login).
+    #[must_use]
+    pub fn key_options(&self) -> &KeyOptions {
+        &self.key_options
     }
 
     /// Sends `payload` as one message, unchecked: for fuzzing the peer's state machine
@@ -561,13 +581,16 @@ impl ServerConn {
                 let signed = r.bool()?;
                 let algorithm = r.utf8()?;
                 let blob = r.string()?;
-                let key = self
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let entry = self
                     .config
                     .authorized_keys
-                    .find(blob)
-                    .filter(|k| k.accepts_algorithm(algorithm))
+                    .find_for(blob, self.peer, now)
+                    .filter(|k| k.key.accepts_algorithm(algorithm))
                     .cloned();
-                let Some(key) = key else {
+                let Some(AuthorizedKey { key, options }) = entry else {
                     self.auth_failure();
                     return Ok(());
                 };
@@ -579,6 +602,7 @@ impl ServerConn {
                 }
                 let signature = r.string()?;
                 if self.signed_data_verifies(&key, &user, algorithm, blob, signature) {
+                    self.key_options = options;
                     self.auth_success("publickey");
                 } else {
                     self.auth_failure();
@@ -635,6 +659,13 @@ impl ServerConn {
                     "tcpip-forward" => {
                         let address = r.utf8()?.to_owned();
                         let port = r.u32()?;
+                        if !self.key_options.allows_listen(&address, port) {
+                            if want_reply {
+                                self.global_replies
+                                    .push_back((id, Some(vec![msg::REQUEST_FAILURE])));
+                            }
+                            return Ok(());
+                        }
                         if want_reply {
                             self.global_replies.push_back((id, None));
                         }
@@ -773,6 +804,10 @@ impl ServerConn {
             "direct-tcpip" => {
                 let host = r.utf8()?.to_owned();
                 let port = r.u32()?;
+                if !self.key_options.allows_open(&host, port) {
+                    refuse(self, 1, "forwarding to this address is not permitted");
+                    return Ok(());
+                }
                 let id = self.channels.insert(
                     ChannelKind::Tcp,
                     Phase::Offered,
@@ -800,7 +835,7 @@ impl ServerConn {
         let mut deferred = false;
         if let Some(session) = self.sessions.get_mut(&id) {
             match name.as_str() {
-                "pty-req" if !session.started => {
+                "pty-req" if !session.started && !self.key_options.no_pty => {
                     let term = r.utf8()?.to_owned();
                     let (cols, rows, width, height) = (r.u32()?, r.u32()?, r.u32()?, r.u32()?);
                     r.string()?; // terminal modes: the kernel's defaults are used
@@ -822,13 +857,24 @@ impl ServerConn {
                     }
                 }
                 "exec" | "shell" | "subsystem" if !session.started => {
-                    let request = match name.as_str() {
+                    let mut request = match name.as_str() {
                         "exec" => {
                             SessionRequest::Exec(String::from_utf8_lossy(r.string()?).into_owned())
                         }
                         "shell" => SessionRequest::Shell,
                         _ => SessionRequest::Subsystem(r.utf8()?.to_owned()),
                     };
+                    // A forced command runs instead; the client's is SSH_ORIGINAL_COMMAND.
+                    if let Some(forced) = &self.key_options.command {
+                        match request {
+                            SessionRequest::Exec(original)
+                            | SessionRequest::Subsystem(original) => {
+                                session.env.push(("SSH_ORIGINAL_COMMAND".into(), original));
+                            }
+                            SessionRequest::Shell => {}
+                        }
+                        request = SessionRequest::Exec(forced.clone());
+                    }
                     session.started = true;
                     session.reply = want_reply;
                     deferred = true;

@@ -437,7 +437,7 @@ impl Application<ServerConn> for SshApp {
 
     fn connected(
         &mut self,
-        _machine: &mut ServerConn,
+        machine: &mut ServerConn,
         ctx: &mut Context<'_>,
         _mailbox: &Mailbox<SshCommand>,
     ) {
@@ -446,6 +446,7 @@ impl Application<ServerConn> for SshApp {
             .ok()
             .and_then(|a| a.as_socket())
             .map(|a| a.ip());
+        machine.set_peer_address(self.peer);
     }
 
     fn event(
@@ -486,7 +487,16 @@ impl Application<ServerConn> for SshApp {
                 }
             }
             ServerEvent::Authenticated { user, method } => {
-                tracing::info!(user, method, peer = ?self.peer, "ssh: authenticated");
+                let options = machine.key_options();
+                tracing::info!(
+                    user,
+                    method,
+                    peer = ?self.peer,
+                    forced_command = options.command.as_deref(),
+                    no_pty = options.no_pty,
+                    no_port_forwarding = options.no_port_forwarding,
+                    "ssh: authenticated"
+                );
             }
             ServerEvent::Start {
                 channel,

@@ -76,10 +76,16 @@ fn serve(server: &mut ServerConn, event: ServerEvent, echo: &mut Vec<ChannelId>)
         ServerEvent::Start {
             channel,
             request: SessionRequest::Exec(cmd),
+            env,
             ..
         } => {
             server.start_result(channel, true);
             server.send_data(channel, format!("ran {cmd}\n").as_bytes(), false);
+            for (key, value) in env {
+                if key == "SSH_ORIGINAL_COMMAND" {
+                    server.send_data(channel, format!("original {value}\n").as_bytes(), false);
+                }
+            }
             echo.push(channel);
         }
         ServerEvent::Data { channel, data } => {
@@ -551,4 +557,89 @@ fn a_full_transport_ends_in_writable_for_its_channels() {
         "no Writable after the transport drained: {events:?}"
     );
     assert!(pair.server.writable(ch));
+}
+
+/// A server whose authorized_keys line for the user key carries `options`.
+fn server_with_options(options: &str) -> ServerConfig {
+    let mut config = server_config();
+    let line = format!("{options} {}", keys().user.public().to_openssh());
+    let authorized = AuthorizedKeys::parse(&line);
+    assert_eq!(authorized.len(), 1, "{:?}", authorized.refused());
+    config.authorized_keys = Arc::new(authorized);
+    config
+}
+
+#[test]
+fn a_forced_command_runs_instead_with_the_original_in_the_environment() {
+    let k = keys();
+    let pair = pair_with(
+        client_config(&k.user, &k.host),
+        server_with_options(r#"command="forced \"x\"""#),
+        SimConfig::ideal(),
+    );
+    let (seen, _pair) = exec_run(pair, b"");
+    assert_eq!(seen.out, b"ran forced \"x\"\noriginal true\n", "{seen:?}");
+}
+
+#[test]
+fn no_pty_refuses_the_terminal_and_no_port_forwarding_the_channels() {
+    let k = keys();
+    for (options, pty_ok, open_ok) in [
+        ("no-pty", false, [true, true]),
+        ("restrict", false, [false, false]),
+        ("restrict,pty,port-forwarding", true, [true, true]),
+        (r#"permitopen="127.0.0.1:7""#, true, [true, false]),
+    ] {
+        let mut pair = pair_with(
+            client_config(&k.user, &k.host),
+            server_with_options(options),
+            SimConfig::ideal(),
+        );
+        let session = pair.client.open_session();
+        pair.client.request_pty(session, "xterm", 80, 24);
+        let seven = pair.client.open_direct_tcpip("127.0.0.1", 7);
+        let other = pair.client.open_direct_tcpip("localhost", 7);
+        let mut pty = None;
+        let mut opened = Vec::new();
+        let mut echo = Vec::new();
+        pair.run(
+            Duration::from_secs(1),
+            |_, e, _| match e {
+                ClientEvent::RequestResult { channel, ok } if channel == session => pty = Some(ok),
+                ClientEvent::Opened { channel } => opened.push(channel),
+                _ => {}
+            },
+            |s, e, _| match e {
+                // The application would connect: accept every open that reaches it.
+                ServerEvent::DirectTcpip { channel, .. } => s.open_result(channel, true),
+                e => serve(s, e, &mut echo),
+            },
+        );
+        assert_eq!(pty, Some(pty_ok), "{options}");
+        assert_eq!(
+            [opened.contains(&seven), opened.contains(&other)],
+            open_ok,
+            "{options}"
+        );
+    }
+}
+
+#[test]
+fn from_admits_only_a_matching_peer_address() {
+    let k = keys();
+    for (peer, admitted) in [
+        (Some("127.0.0.1"), true),
+        (Some("127.0.0.2"), false),
+        (None, false),
+    ] {
+        let mut server = ServerConn::new(server_with_options(r#"from="127.0.0.1,::1""#));
+        server.set_peer_address(peer.map(|p| p.parse().unwrap()));
+        let pair = Pair::with_config(
+            ClientConn::new(client_config(&k.user, &k.host)),
+            server,
+            SimConfig::ideal(),
+        );
+        let (seen, _pair) = exec_run(pair, b"");
+        assert_eq!(seen.authenticated, admitted, "{peer:?}: {seen:?}");
+    }
 }
