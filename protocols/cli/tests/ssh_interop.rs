@@ -479,6 +479,52 @@ fn pty_suite(name: &str) {
     assert_eq!(status.code(), Some(7), "{text}");
 }
 
+fn terminal_modes_suite(name: &str) {
+    let Some(backend) = backend(name) else { return };
+    if !have_ssh() {
+        return;
+    }
+    let s = setup("modes", backend);
+    let mut c = s.ssh("id_ed25519", &["-tt"]);
+    c.arg("alice@127.0.0.1").arg("stty -a");
+    let quote = |a: &std::ffi::OsStr| format!("'{}'", a.to_str().unwrap().replace('\'', r"'\''"));
+    let line: Vec<String> = std::iter::once(c.get_program())
+        .chain(c.get_args())
+        .map(quote)
+        .collect();
+    // ssh sends the modes of its own terminal: `script` gives it one, set by stty first.
+    let shell = format!("stty intr ^T -echoe -onlcr; {}", line.join(" "));
+    let out = Command::new("script")
+        .args(["-qec", &shell, "/dev/null"])
+        .env_remove("SSH_AUTH_SOCK")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run script");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let words: Vec<&str> = text
+        .split(|c: char| c.is_whitespace() || c == ';')
+        .collect();
+    assert!(text.contains("intr = ^T"), "{text}");
+    assert!(
+        words.contains(&"-echoe") && words.contains(&"-onlcr"),
+        "{text}"
+    );
+    assert!(
+        words.contains(&"icanon") && words.contains(&"echo"),
+        "{text}"
+    );
+}
+
+#[test]
+fn openssh_terminal_modes_reach_the_pty_uring() {
+    terminal_modes_suite("uring");
+}
+
+#[test]
+fn openssh_terminal_modes_reach_the_pty_poll() {
+    terminal_modes_suite("poll");
+}
+
 #[test]
 fn openssh_shell_on_a_pty_uring() {
     pty_suite("uring");

@@ -75,6 +75,28 @@ pub struct PtyRequest {
     pub width: u32,
     /// Height in pixels.
     pub height: u32,
+    /// The encoded terminal modes (RFC 4254 §8): `(opcode, value)` in order, up to
+    /// `TTY_OP_END` (0) or the first opcode ≥ 160 (which has no defined argument).
+    pub modes: Vec<(u8, u32)>,
+}
+
+/// At most this many terminal modes are kept from one `pty-req` (OpenSSH sends ~60).
+const MAX_TERMINAL_MODES: usize = 256;
+
+/// Decodes RFC 4254 §8 encoded terminal modes; a truncated list keeps what came before.
+#[must_use]
+pub fn decode_terminal_modes(encoded: &[u8]) -> Vec<(u8, u32)> {
+    let mut r = Reader::new(encoded);
+    let mut modes = Vec::new();
+    while modes.len() < MAX_TERMINAL_MODES {
+        let Ok(opcode) = r.u8() else { break };
+        if opcode == 0 || opcode >= 160 {
+            break;
+        }
+        let Ok(value) = r.u32() else { break };
+        modes.push((opcode, value));
+    }
+    modes
 }
 
 /// What a session asked to run.
@@ -838,13 +860,14 @@ impl ServerConn {
                 "pty-req" if !session.started && !self.key_options.no_pty => {
                     let term = r.utf8()?.to_owned();
                     let (cols, rows, width, height) = (r.u32()?, r.u32()?, r.u32()?, r.u32()?);
-                    r.string()?; // terminal modes: the kernel's defaults are used
+                    let modes = decode_terminal_modes(r.string()?);
                     session.pty = Some(PtyRequest {
                         term,
                         cols,
                         rows,
                         width,
                         height,
+                        modes,
                     });
                     ok = true;
                 }
@@ -1012,5 +1035,35 @@ impl Machine for ServerConn {
             && self.auth != AuthState::Checking
             && self.transport.pending_output() < 4 * HIGH_WATER
             && self.transport.buffered() < 2 * super::cipher::MAX_PACKET
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode_terminal_modes;
+
+    #[test]
+    fn terminal_modes_stop_at_end_or_an_opcode_of_160_and_above() {
+        // VINTR=3, ECHO=0, an unknown opcode 99 kept (the application ignores it),
+        // ISPEED=9600, then TTY_OP_END and bytes after it.
+        let mut encoded = Vec::new();
+        for (op, v) in [(1u8, 3u32), (53, 0), (99, 7), (128, 9600)] {
+            encoded.push(op);
+            encoded.extend_from_slice(&v.to_be_bytes());
+        }
+        encoded.extend_from_slice(&[0, 1, 0, 0, 0, 9]);
+        let modes = decode_terminal_modes(&encoded);
+        assert_eq!(modes, vec![(1, 3), (53, 0), (99, 7), (128, 9600)]);
+        // Opcode 160 has no defined argument: the list ends there.
+        assert_eq!(
+            decode_terminal_modes(&[1, 0, 0, 0, 3, 160, 1, 0, 0, 0, 4]),
+            vec![(1, 3)]
+        );
+        // Truncated: what came before is kept.
+        assert_eq!(decode_terminal_modes(&[1, 0, 0, 0, 3, 2, 0]), vec![(1, 3)]);
+        assert!(decode_terminal_modes(&[]).is_empty());
+        // Bounded.
+        let many: Vec<u8> = (0..10_000).flat_map(|_| [1u8, 0, 0, 0, 3]).collect();
+        assert_eq!(decode_terminal_modes(&many).len(), 256);
     }
 }
