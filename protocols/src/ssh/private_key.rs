@@ -175,6 +175,16 @@ impl SigningKey {
         };
         let pair = RsaKeyPair::from_components(&components)
             .map_err(|e| format_error(format!("RSA key refused: {e}")))?;
+        // ring checks the components only partly at load; a private exponent that does not
+        // match shows when signing (ring verifies its result): find out now, not at login.
+        let mut sig = vec![0u8; pair.public().modulus_len()];
+        pair.sign(
+            &signature::RSA_PKCS1_SHA256,
+            &SystemRandom::new(),
+            b"ringwork key check",
+            &mut sig,
+        )
+        .map_err(|_| format_error("RSA key refused: its private parts do not match"))?;
         let mut w = Writer::new();
         w.string("ssh-rsa").mpint(e).mpint(n);
         Ok(Self {
@@ -518,7 +528,7 @@ impl SigningKey {
                 };
                 let mut sig = vec![0u8; pair.public().modulus_len()];
                 pair.sign(padding, &rng, data, &mut sig)
-                    .map_err(random_error)?;
+                    .map_err(|_| format_error("RSA signing failed"))?;
                 w.string(&sig);
             }
         }
@@ -619,6 +629,16 @@ mod tests {
         assert!(wrong.to_string().contains("wrong passphrase"), "{wrong}");
         let none = SigningKey::from_openssh(&text).unwrap_err();
         assert!(none.to_string().contains("passphrase is needed"), "{none}");
+    }
+
+    #[test]
+    fn an_rsa_key_whose_private_parts_do_not_match_is_refused_at_load() {
+        // Found by fuzz/run-stable.sh ssh_keys: ring took the components, then every
+        // signature failed (also a seed of that target): the mode byte, then the key.
+        let input = include_bytes!("testdata/rsa-private-parts-mismatch");
+        let text = format!("{PEM_BEGIN}\n{}\n{PEM_END}\n", B64.encode(&input[1..]));
+        let err = SigningKey::from_openssh(&text).unwrap_err();
+        assert!(err.to_string().contains("private parts"), "{err}");
     }
 
     #[test]
