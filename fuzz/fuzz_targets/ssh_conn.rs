@@ -69,7 +69,7 @@ fuzz_target!(|data: &[u8]| {
     );
     server_config.password_auth = flags & 2 == 2;
     let mut transport = ringwork_protocols::ssh::transport::TransportConfig::default();
-    if flags & 4 == 4 {
+    if flags & 16 == 16 {
         // Two host keys; the client asks for the ECDSA one.
         server_config.host_keys.push(Arc::clone(ecdsa_host));
         transport.host_key_algorithms = vec!["ecdsa-sha2-nistp256".into()];

@@ -369,12 +369,17 @@ impl ClientConn {
             for p in self.packets.drain(..) {
                 self.transport.send(p);
             }
-            for channel in writable {
-                self.events.push_back(ClientEvent::Writable { channel });
+            for channel in &closed {
+                self.queued_requests.remove(channel);
             }
-            for channel in closed {
-                self.queued_requests.remove(&channel);
-                self.events.push_back(ClientEvent::Closed { channel });
+            // After Disconnected the application hears nothing more about channels.
+            if !self.disconnected {
+                for channel in writable {
+                    self.events.push_back(ClientEvent::Writable { channel });
+                }
+                for channel in closed {
+                    self.events.push_back(ClientEvent::Closed { channel });
+                }
             }
         }
     }

@@ -643,3 +643,49 @@ fn from_admits_only_a_matching_peer_address() {
         assert_eq!(seen.authenticated, admitted, "{peer:?}: {seen:?}");
     }
 }
+
+#[test]
+fn no_client_event_follows_disconnected() {
+    // Found by fuzz/run-stable.sh ssh_conn: a channel blocked by a full transport was told
+    // Writable after the connection had failed.
+    let k = keys();
+    let mut pair = pair_with(
+        client_config(&k.user, &k.host),
+        server_config(),
+        SimConfig::ideal(),
+    );
+    let channel = pair.client.open_session();
+    pair.client.exec(channel, "x");
+    let mut echo = Vec::new();
+    let mut authenticated = false;
+    for _ in 0..100 {
+        pair.run(
+            Duration::from_millis(10),
+            |_, e, _| authenticated |= matches!(e, ClientEvent::Authenticated),
+            |s, e, _| serve(s, e, &mut echo),
+        );
+        if authenticated {
+            break;
+        }
+    }
+    assert!(authenticated);
+    let now = std::time::Instant::now();
+    pair.client.handle_writable(false, now);
+    assert!(!pair.client.writable(channel));
+    // Bytes that fail the packet check: the transport fails, the client says Disconnected.
+    pair.client.handle_input(&[0x55; 64], now);
+    pair.client.handle_writable(true, now);
+    let mut events = Vec::new();
+    while let Some(event) = pair.client.poll_event() {
+        events.push(event);
+    }
+    let at = events
+        .iter()
+        .position(|e| matches!(e, ClientEvent::Disconnected { .. }))
+        .expect("disconnected");
+    assert_eq!(
+        at + 1,
+        events.len(),
+        "events after Disconnected: {events:?}"
+    );
+}
