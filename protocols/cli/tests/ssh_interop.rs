@@ -267,9 +267,10 @@ fn host_keys_suite(name: &str) {
     if !have_ssh() {
         return;
     }
-    // Three host keys: the generated Ed25519 one of `setup`, an ECDSA P-256 key made by
+    // Four host keys: the generated Ed25519 one of `setup`, an ECDSA P-256 key made by
     // `ssh-keygen -N` (encrypted, its passphrase in a file), an ECDSA P-384 key generated
-    // by the server (`--host-key-type ecdsa384` at its position).
+    // by the server (`--host-key-type ecdsa384` at its position), an RSA key made by
+    // ssh-keygen (offered as rsa-sha2-512 and rsa-sha2-256).
     let s = setup_with("hostkeys", backend, |dir| {
         let encrypted = dir.join("host_ecdsa");
         let status = Command::new("ssh-keygen")
@@ -280,11 +281,14 @@ fn host_keys_suite(name: &str) {
             .unwrap();
         assert!(status.success());
         std::fs::write(dir.join("passphrase"), "pass phrase\n").unwrap();
+        let rsa = keygen(dir, "host_rsa", &["-t", "rsa", "-b", "2048"]);
         [
             "--host-key",
             encrypted.to_str().unwrap(),
             "--host-key",
             dir.join("host_ecdsa384").to_str().unwrap(),
+            "--host-key",
+            rsa.to_str().unwrap(),
             "--host-key-type",
             "ed25519",
             "--host-key-type",
@@ -298,7 +302,11 @@ fn host_keys_suite(name: &str) {
         .to_vec()
     });
     let mut known = std::fs::read_to_string(s.dir.join("known_hosts")).unwrap();
-    for (key, passphrase) in [("host_ecdsa", "pass phrase"), ("host_ecdsa384", "")] {
+    for (key, passphrase) in [
+        ("host_ecdsa", "pass phrase"),
+        ("host_ecdsa384", ""),
+        ("host_rsa", ""),
+    ] {
         known.push_str(&format!(
             "\n[127.0.0.1]:{} {}",
             s.port,
@@ -308,7 +316,13 @@ fn host_keys_suite(name: &str) {
     std::fs::write(s.dir.join("known_hosts"), known).unwrap();
     // OpenSSH checks the host key of the type it asked for against known_hosts: a server
     // signing with another key would fail the exchange.
-    for alg in ["ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ssh-ed25519"] {
+    for alg in [
+        "ecdsa-sha2-nistp256",
+        "ecdsa-sha2-nistp384",
+        "rsa-sha2-512",
+        "rsa-sha2-256",
+        "ssh-ed25519",
+    ] {
         let out = s.run(
             "id_ecdsa",
             &["-o", &format!("HostKeyAlgorithms={alg}")],
