@@ -292,7 +292,7 @@ impl<'a> Context<'a> {
             .state
             .conns
             .get(self.conn)
-            .and_then(|c| c.peer_override.as_deref().cloned())
+            .and_then(|c| c.overrides.as_ref()?.peer.clone())
         {
             Some(addr) => Ok(addr),
             None => self.io.peer_addr(self.conn.0),
@@ -308,7 +308,7 @@ impl<'a> Context<'a> {
             .state
             .conns
             .get(self.conn)
-            .and_then(|c| c.local_override.as_deref().cloned())
+            .and_then(|c| c.overrides.as_ref()?.local.clone())
         {
             Some(addr) => Ok(addr),
             None => self.io.local_addr(self.conn.0),

@@ -210,8 +210,8 @@ pub(crate) fn input(state: &mut State, io: &mut dyn Io, id: ConnId, data: &[u8])
                 return;
             };
             let rest = pending.buf.split_off(consumed.min(pending.buf.len()));
-            conn.peer_override = peer.map(Box::new);
-            conn.local_override = local.map(Box::new);
+            conn.overrides = (peer.is_some() || local.is_some())
+                .then(|| Box::new(crate::state::AddrOverrides { peer, local }));
             state.timers.cancel_key(pending.timer);
             start(state, io, id, pending.tls.as_ref(), &rest);
         }

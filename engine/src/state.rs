@@ -299,6 +299,13 @@ pub(crate) enum Notice {
     Process(crate::process::ProcessNotice),
 }
 
+/// The peer and local addresses a preamble (PROXY protocol) named for a connection.
+#[derive(Debug, Default)]
+pub(crate) struct AddrOverrides {
+    pub(crate) peer: Option<ringwork_platform::SockAddr>,
+    pub(crate) local: Option<ringwork_platform::SockAddr>,
+}
+
 /// One connection.
 pub(crate) struct Conn {
     pub(crate) id: ConnId,
@@ -325,10 +332,9 @@ pub(crate) struct Conn {
     /// no entries in the wheel), each with its current wheel key. Inline up to one: an idle
     /// server connection has one (its read timeout) and no allocation for it.
     pub(crate) timers: smallvec::SmallVec<[(crate::timers::TimerId, TimerKey); 1]>,
-    /// Addresses named by the preamble, reported instead of the socket's (boxed: rare, and
-    /// a socket address inline is 136 bytes in every connection's slot).
-    pub(crate) peer_override: Option<Box<ringwork_platform::SockAddr>>,
-    pub(crate) local_override: Option<Box<ringwork_platform::SockAddr>>,
+    /// Addresses named by the preamble, reported instead of the socket's (boxed together:
+    /// rare, and a socket address inline is 136 bytes in every connection's slot).
+    pub(crate) overrides: Option<Box<AddrOverrides>>,
     /// The connection spliced into this one, if any.
     pub(crate) spliced_from: Option<ConnId>,
     /// Write-stall timeout (see `stall.rs`); `None`: none.
@@ -360,8 +366,7 @@ impl Conn {
             queued: 0,
             in_total: false,
             timers: smallvec::SmallVec::new(),
-            peer_override: None,
-            local_override: None,
+            overrides: None,
             spliced_from: None,
             file_queued: 0,
             write_timeout,
