@@ -31,6 +31,7 @@ mod error;
 #[cfg(unix)]
 pub mod fdpass;
 mod file;
+pub mod heap;
 mod id;
 pub mod inherit;
 pub mod multicast;

@@ -26,6 +26,8 @@
 
 #[cfg(unix)]
 pub(crate) mod fdpass;
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub(crate) mod heap;
 pub(crate) mod inherit;
 pub(crate) mod poll;
 #[cfg(processes)]

@@ -367,8 +367,19 @@ impl From<Backend> for BackendChoice {
     }
 }
 
+/// Keeps freed memory in the process instead of glibc trimming it back to the kernel after
+/// every burst (`ringwork::platform::heap`; docs/operations.md says what it costs);
+/// `RINGWORK_MALLOC=trim` keeps glibc's defaults.
+fn tune_heap() {
+    if std::env::var_os("RINGWORK_MALLOC").is_some_and(|v| v == "trim") {
+        return;
+    }
+    let _ = ringwork::platform::heap::keep_freed_memory(256 << 20, 32 << 20);
+}
+
 fn main() -> ExitCode {
     use clap::{CommandFactory, FromArgMatches};
+    tune_heap();
     let matches = Cli::command().get_matches();
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     if let Command::Mail(mail) = cli.command {
