@@ -54,7 +54,11 @@ pub fn parse_response(
     method: &Method,
 ) -> Result<Status<ParsedResponse>, H1Error> {
     let mut fields = [MaybeUninit::<httparse::Header<'_>>::uninit(); H1Limits::HEADERS_CAP];
-    let Status::Complete((framing, input, response)) = tokenize(buf, limits, method, &mut fields)?
+    let Status::Complete(Tokenized {
+        framing,
+        input,
+        response,
+    }) = tokenize(buf, limits, method, &mut fields)?
     else {
         return Ok(Status::Partial);
     };
@@ -93,7 +97,7 @@ pub fn parse_response_framing(
 ) -> Result<Status<ResponseFraming>, H1Error> {
     let mut fields = [MaybeUninit::<httparse::Header<'_>>::uninit(); H1Limits::HEADERS_CAP];
     Ok(match tokenize(buf, limits, method, &mut fields)? {
-        Status::Complete((framing, _, _)) => Status::Complete(framing),
+        Status::Complete(tokenized) => Status::Complete(tokenized.framing),
         Status::Partial => Status::Partial,
     })
 }
@@ -107,14 +111,23 @@ fn version(response: &httparse::Response<'_, '_>) -> Version {
     }
 }
 
-/// Scans, tokenizes and frames the head at the start of `buf`: its framing, its bytes and
-/// httparse's view of them (`fields` holds the field slices).
+/// A head scanned, tokenized and framed by [`tokenize`].
+struct Tokenized<'h, 'b> {
+    framing: ResponseFraming,
+    /// The head's bytes.
+    input: &'b [u8],
+    /// httparse's view of them.
+    response: httparse::Response<'h, 'b>,
+}
+
+/// Scans, tokenizes and frames the head at the start of `buf` (`fields` holds the field
+/// slices).
 fn tokenize<'b, 'h>(
     buf: &'b [u8],
     limits: &H1Limits,
     method: &Method,
     fields: &'h mut [MaybeUninit<httparse::Header<'b>>],
-) -> Result<Status<(ResponseFraming, &'b [u8], httparse::Response<'h, 'b>)>, H1Error> {
+) -> Result<Status<Tokenized<'h, 'b>>, H1Error> {
     let head_len = match scan::scan_head(buf, limits.max_request_line, limits.max_head)? {
         Status::Complete(len) => len,
         Status::Partial => return Ok(Status::Partial),
@@ -161,7 +174,11 @@ fn tokenize<'b, 'h>(
         body,
         keep_alive,
     };
-    Ok(Status::Complete((framing, input, response)))
+    Ok(Status::Complete(Tokenized {
+        framing,
+        input,
+        response,
+    }))
 }
 
 /// RFC 9112 §6.3: the length of a response body.
