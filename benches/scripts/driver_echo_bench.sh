@@ -18,6 +18,10 @@
 #                           driver with each of BACKENDS); engine_vs_driver_echo.sh sets
 #                           RUNS="engine:uring driver:uring"
 #   LOAD_BACKEND=auto       the client's backend, the same for every run
+#   DATA_PATHS="fixed-files=1024,bundle"   the optional io_uring data paths
+#                           (RINGWORK_URING_PATHS) of servers whose backend is written
+#                           `uring+paths`; other servers run with them all off, e.g.
+#                           RUNS="driver:uring driver:uring+paths"
 #   SERVER_CPU=0 CLIENT_CPU=1 PORT_BASE=17100
 # Server CPU per message counts the whole client run (connect, warm-up, measurement)
 # divided by every message of that run. Noise on 2-core VMs is +-5-10% and more (see
@@ -35,6 +39,7 @@ LOAD_BACKEND=${LOAD_BACKEND:-auto}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 PORT_BASE=${PORT_BASE:-17100}
+DATA_PATHS=${DATA_PATHS:-fixed-files=1024,bundle}
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$repo"
@@ -168,17 +173,22 @@ field() {
 # Starts server $1 (driver or engine) with backend $2 on `port`, logging to $3; sets
 # `server_pid` and `stats_prefix` (how its exit line of statistics starts).
 start_server() {
-    local server=$1 backend=$2 log=$3
+    local server=$1 backend=$2 log=$3 paths=off
+    # `uring+paths`: io_uring with the optional data paths of DATA_PATHS.
+    if [[ $backend == *+paths ]]; then
+        backend=${backend%+paths}
+        paths=$DATA_PATHS
+    fi
     case $server in
     driver)
         stats_prefix=driver_echo:
-        RINGWORK_BACKEND=$backend taskset -c "$SERVER_CPU" "$driver_bin" \
+        RINGWORK_BACKEND=$backend RINGWORK_URING_PATHS=$paths taskset -c "$SERVER_CPU" "$driver_bin" \
             --listen "127.0.0.1:$port" >"$log" 2>&1 &
         ;;
     engine)
         # One core, its reactor thread pinned to the same CPU as the whole process.
         stats_prefix=echo:
-        RINGWORK_BACKEND=$backend taskset -c "$SERVER_CPU" "$engine_bin" \
+        RINGWORK_BACKEND=$backend RINGWORK_URING_PATHS=$paths taskset -c "$SERVER_CPU" "$engine_bin" \
             --listen "127.0.0.1:$port" --cpus "$SERVER_CPU" >"$log" 2>&1 &
         ;;
     esac
@@ -200,7 +210,7 @@ run_one() {
     cpu0=$(cpu_ticks "$server_pid")
     steal0=$(steal_ticks)
     t0=$(date +%s%N)
-    if ! RINGWORK_BACKEND=$LOAD_BACKEND timeout $((DURATION + WARMUP + 60)) \
+    if ! RINGWORK_BACKEND=$LOAD_BACKEND RINGWORK_URING_PATHS=off timeout $((DURATION + WARMUP + 60)) \
         taskset -c "$CLIENT_CPU" "$load_bin" --connect "127.0.0.1:$port" \
         --connections "$CONNECTIONS" --size "$SIZE" --duration "$DURATION" --warmup "$WARMUP" \
         >"$client_log" 2>&1; then

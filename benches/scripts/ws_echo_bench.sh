@@ -21,6 +21,9 @@
 #   percentage of the server's CPU in every server's run (all rounds if none was quiet)
 #   RATE (total messages/s; empty: closed loop) for fixed-rate runs, where CPU per
 #   message compares servers that are not saturated
+#   DATA_PATHS="fixed-files=1024,bundle": the optional io_uring data paths of the
+#   `ringwork-paths` server (RINGWORK_URING_PATHS; `ringwork` runs with them all off), to
+#   measure them with SERVERS="ringwork ringwork-paths"
 #   RINGWORK_BIN, LOAD_BIN (default: target/release/ringwork, target/release/ringwork-load)
 #   TOKIO_WS_BIN (default: benches/peers/bin/tokio-ws-echo; build: benches/peers/install.sh)
 #   OUT_DIR (default: a new mktemp -d)
@@ -42,6 +45,7 @@ SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 PORT_BASE=${PORT_BASE:-19630}
 RATE=${RATE:-}
+DATA_PATHS=${DATA_PATHS:-fixed-files=1024,bundle}
 MAX_OTHER=${MAX_OTHER:-20}
 RINGWORK_BIN=${RINGWORK_BIN:-$root/target/release/ringwork}
 LOAD_BIN=${LOAD_BIN:-$root/target/release/ringwork-load}
@@ -58,8 +62,12 @@ start_server() {
     local name=$1 port=$2 log=$OUT_DIR/$1.log
     case $name in
         ringwork)
-            taskset -c "$SERVER_CPU" "$RINGWORK_BIN" serve ws-echo --cores 1 \
-                --listen "tcp:$port:interface=127.0.0.1" >"$log" 2>&1 &
+            RINGWORK_URING_PATHS=off taskset -c "$SERVER_CPU" "$RINGWORK_BIN" serve ws-echo \
+                --cores 1 --listen "tcp:$port:interface=127.0.0.1" >"$log" 2>&1 &
+            ;;
+        ringwork-paths)
+            RINGWORK_URING_PATHS=$DATA_PATHS taskset -c "$SERVER_CPU" "$RINGWORK_BIN" \
+                serve ws-echo --cores 1 --listen "tcp:$port:interface=127.0.0.1" >"$log" 2>&1 &
             ;;
         tokio-tungstenite)
             taskset -c "$SERVER_CPU" "$TOKIO_WS_BIN" --port "$port" --cores 1 >"$log" 2>&1 &
@@ -109,7 +117,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
         busy0=$(cpu_busy_ticks "$SERVER_CPU")
         steal0=$(steal_ticks)
         t0=$(date +%s.%N)
-        taskset -c "$CLIENT_CPU" "$LOAD_BIN" ws "ws://127.0.0.1:$port/" --cores 1 \
+        RINGWORK_URING_PATHS=off taskset -c "$CLIENT_CPU" "$LOAD_BIN" ws "ws://127.0.0.1:$port/" --cores 1 \
             -c "$CONNECTIONS" --in-flight "$IN_FLIGHT" -s "$SIZE" -d "${DURATION}s" \
             ${RATE:+-R "$RATE"} --warmup 1s --json "$out" >"$OUT_DIR/$server.$round.txt" 2>&1 || true
         read -r u1 s1 < <(user_sys_ticks "$pid")

@@ -98,6 +98,38 @@ impl<'a> Context<'a> {
         self.state.write_bytes(self.io, self.conn, data);
     }
 
+    /// Sends `len` bytes of `file` from `offset` after everything written so far, and
+    /// before anything written after: the kernel reads them from the file into the socket
+    /// (sendfile(2) on Linux, both backends), never through this process's memory.
+    ///
+    /// - Backpressure: nothing is read ahead. The range does not count in
+    ///   [`Context::buffered`] or the write watermarks (no memory holds it), but closing
+    ///   waits for it and the write-stall timeout watches it like buffered bytes.
+    /// - The file is read when sent: if it ends before the range does (truncated meanwhile)
+    ///   the connection is lost with a write error (the peer sees it end early, never
+    ///   other bytes in place of the missing ones).
+    ///
+    /// # Errors
+    /// [`EngineError::SendFile`](crate::EngineError::SendFile) on a TLS connection, a
+    /// closed or closing one, or a file that is closed (or has a test read hook);
+    /// [`EngineError::Op`](crate::EngineError::Op) when the driver refuses (not Linux, the
+    /// in-memory transport of `ringwork::testing`). Nothing was queued then: write the
+    /// bytes instead.
+    pub fn send_file(
+        &mut self,
+        file: &crate::fs::File,
+        offset: u64,
+        len: u64,
+    ) -> Result<(), crate::EngineError> {
+        let Some(descriptor) = file.descriptor() else {
+            return Err(crate::EngineError::SendFile {
+                why: "the file is closed or reads through a test hook".into(),
+            });
+        };
+        self.state
+            .send_file(self.io, self.conn, descriptor, offset, len)
+    }
+
     /// Whether the write buffer is below its high watermark. Above it, stop producing until
     /// [`Protocol::write_drained`].
     #[must_use]
@@ -225,21 +257,26 @@ impl<'a> Context<'a> {
         self.own_timer(timer)
     }
 
-    /// Cancels a timer; `false` if it already fired (one-shot) or was cancelled.
+    /// Cancels a timer of this connection (use [`Context::other`] for another's); `false` if
+    /// it already fired (one-shot), was cancelled or is not this connection's.
     pub fn cancel_timer(&mut self, timer: TimerId) -> bool {
-        if let Some(conn) = self.state.conns.get_mut(self.conn) {
-            conn.timers.retain(|t| *t != timer);
-        }
-        self.state.timers.cancel(timer)
+        let Some(conn) = self.state.conns.get_mut(self.conn) else {
+            return false;
+        };
+        let Some(at) = conn.timers.iter().position(|(id, _)| *id == timer) else {
+            return false;
+        };
+        let (_, key) = conn.timers.remove(at);
+        self.state.timers.cancel(key)
     }
 
     /// Records `timer` on its connection, so losing the connection cancels it; a timer set
     /// on a connection that is already gone is cancelled at once (it would never fire).
-    fn own_timer(&mut self, timer: TimerId) -> TimerId {
+    fn own_timer(&mut self, (timer, key): (TimerId, crate::timer::TimerKey)) -> TimerId {
         match self.state.conns.active_mut(self.conn) {
-            Some(conn) => conn.timers.push(timer),
+            Some(conn) => conn.timers.push((timer, key)),
             None => {
-                self.state.timers.cancel(timer);
+                self.state.timers.cancel(key);
             }
         }
         timer

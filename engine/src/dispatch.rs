@@ -355,12 +355,15 @@ pub(crate) fn fire(state: &mut State, io: &mut dyn Io, target: Target) {
             let Some(c) = state.conns.active_mut(conn) else {
                 return;
             };
-            if every.is_none() {
-                c.timers.retain(|t| *t != id);
-            }
-            if let Some(every) = every {
-                let at = crate::timers::deadline(state.now, every);
-                state.timers.rearm(conn, id, at, every);
+            match every {
+                None => c.timers.retain(|(t, _)| *t != id),
+                Some(every) => {
+                    let at = crate::timers::deadline(state.now, every);
+                    let key = state.timers.rearm(conn, id, at, every);
+                    if let Some(entry) = c.timers.iter_mut().find(|(t, _)| *t == id) {
+                        entry.1 = key;
+                    }
+                }
             }
             call(state, io, conn, |p, ctx| p.timer_fired(ctx, id));
         }

@@ -35,6 +35,13 @@ pub enum EngineError {
         /// Why not.
         why: String,
     },
+    /// A file range could not be queued ([`Context::send_file`](crate::Context::send_file)):
+    /// send its bytes another way.
+    #[error("cannot send the file: {why}")]
+    SendFile {
+        /// Why not.
+        why: String,
+    },
     /// TLS could not start.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),

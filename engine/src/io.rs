@@ -32,6 +32,14 @@ pub(crate) trait Io {
     fn local_addr(&self, socket: SocketId) -> Result<SockAddr, OpError>;
     /// The peer address.
     fn peer_addr(&self, socket: SocketId) -> Result<SockAddr, OpError>;
+    /// Queues a file range after the bytes queued so far; the kernel sends it.
+    fn send_file(
+        &mut self,
+        socket: SocketId,
+        file: std::sync::Arc<std::fs::File>,
+        offset: u64,
+        len: u64,
+    ) -> Result<(), OpError>;
     /// Sends what arrives on `from` to `to` inside the kernel.
     fn splice(&mut self, from: SocketId, to: SocketId) -> Result<(), OpError>;
     /// Whether a splice into `socket` holds bytes waiting for it.
@@ -79,6 +87,16 @@ impl Io for Driver {
 
     fn peer_addr(&self, socket: SocketId) -> Result<SockAddr, OpError> {
         Driver::peer_addr(self, socket)
+    }
+
+    fn send_file(
+        &mut self,
+        socket: SocketId,
+        file: std::sync::Arc<std::fs::File>,
+        offset: u64,
+        len: u64,
+    ) -> Result<(), OpError> {
+        Driver::send_file(self, socket, file, offset, len)
     }
 
     fn splice(&mut self, from: SocketId, to: SocketId) -> Result<(), OpError> {

@@ -123,7 +123,9 @@ pub use crate::threads::{
     DEFAULT_QUEUE, DEFAULT_THREADS, ThreadPool, ThreadPoolError, ThreadResult,
 };
 pub use crate::timers::{CallId, TimerId};
-pub use ringwork_platform::{ChildStdio, ExitStatus, ProcessCommand, WindowSize};
+pub use ringwork_platform::{
+    ChildStdio, ControlChar, ExitStatus, ModeFlag, ProcessCommand, TerminalMode, WindowSize,
+};
 /// Signal numbers (`signal::SIGHUP`, `signal::SIGTERM`, ...), for
 /// [`ProcessContext::signal`] and [`Runtime::on_signal`].
 #[cfg(unix)]

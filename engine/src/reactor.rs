@@ -1096,6 +1096,14 @@ impl Reactor {
                     p.unix_datagram_received(ctx, &buf, &from);
                 });
             }
+            Completion::FileSent {
+                socket,
+                file_queued,
+                ..
+            } => {
+                self.state
+                    .file_sent(&mut self.driver, ConnId(socket), file_queued);
+            }
             Completion::Spliced { socket, bytes } => {
                 crate::splice::spliced(&mut self.state, ConnId(socket), bytes);
             }

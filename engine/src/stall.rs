@@ -66,7 +66,11 @@ pub(crate) fn set(state: &mut State, io: &dyn Io, id: ConnId, timeout: Option<Du
     if let Some(key) = conn.stall_timer.take() {
         state.timers.cancel_key(key);
     }
-    if conn.buffered() > 0 || conn.spliced_from.is_some() || io.splice_backlog(id.0) {
+    if conn.buffered() > 0
+        || conn.file_queued > 0
+        || conn.spliced_from.is_some()
+        || io.splice_backlog(id.0)
+    {
         start(conn, &mut state.timers, now);
     }
 }
@@ -87,7 +91,7 @@ pub(crate) fn fired(state: &mut State, io: &mut dyn Io, id: ConnId) {
         start(conn, &mut state.timers, now);
         return;
     }
-    let pending = conn.buffered() > 0 || io.splice_backlog(id.0);
+    let pending = conn.buffered() > 0 || conn.file_queued > 0 || io.splice_backlog(id.0);
     if !pending {
         if conn.spliced_from.is_some() {
             arm(conn, &mut state.timers, now);

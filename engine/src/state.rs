@@ -201,8 +201,10 @@ pub(crate) enum Writing {
     Closing {
         /// A `shutdown_write` asked before or after the close.
         fin: Fin,
-        /// What `connection_lost` gets when the close completes; `None`: `Done`.
-        reason: Option<LostReason>,
+        /// What `connection_lost` gets when the close completes; `None`: `Done`. Boxed: a
+        /// reason is 72 bytes and rare (an error), and this enum is in every connection's
+        /// slot (issue 16: memory per idle connection).
+        reason: Option<Box<LostReason>>,
     },
 }
 
@@ -236,13 +238,16 @@ impl Writing {
             Writing::ShuttingDown => Fin::Pending,
             Writing::Shut => Fin::Sent,
             Writing::Closing { reason: old, .. } => {
-                if reason.is_some() {
-                    *old = reason;
+                if let Some(reason) = reason {
+                    *old = Some(Box::new(reason));
                 }
                 return;
             }
         };
-        *self = Writing::Closing { fin, reason };
+        *self = Writing::Closing {
+            fin,
+            reason: reason.map(Box::new),
+        };
     }
 
     /// `shutdown_write`.
@@ -267,7 +272,7 @@ impl Writing {
     /// Why a completed close ended the connection.
     fn take_close_reason(&mut self) -> LostReason {
         match self {
-            Writing::Closing { reason, .. } => reason.take().unwrap_or(LostReason::Done),
+            Writing::Closing { reason, .. } => reason.take().map_or(LostReason::Done, |r| *r),
             _ => LostReason::Done,
         }
     }
@@ -311,11 +316,15 @@ pub(crate) struct Conn {
     pub(crate) in_flush: bool,
     /// Bytes queued in the driver (from its `Sent` completions).
     pub(crate) queued: usize,
+    /// Bytes of file ranges queued in the driver ([`crate::Context::send_file`]; from its
+    /// `FileSent` completions). Not part of [`Conn::buffered`]: no memory holds them.
+    pub(crate) file_queued: u64,
     /// Counted in the runtime-wide connection total (accepted connections only).
     pub(crate) in_total: bool,
     /// Its pending protocol timers, cancelled when it is lost (so a closed connection leaves
-    /// no entries in the wheel).
-    pub(crate) timers: Vec<crate::timers::TimerId>,
+    /// no entries in the wheel), each with its current wheel key. Inline up to one: an idle
+    /// server connection has one (its read timeout) and no allocation for it.
+    pub(crate) timers: smallvec::SmallVec<[(crate::timers::TimerId, TimerKey); 1]>,
     /// Addresses named by the preamble, reported instead of the socket's (boxed: rare, and
     /// a socket address inline is 136 bytes in every connection's slot).
     pub(crate) peer_override: Option<Box<ringwork_platform::SockAddr>>,
@@ -350,10 +359,11 @@ impl Conn {
             in_flush: false,
             queued: 0,
             in_total: false,
-            timers: Vec::new(),
+            timers: smallvec::SmallVec::new(),
             peer_override: None,
             local_override: None,
             spliced_from: None,
+            file_queued: 0,
             write_timeout,
             progress_at: now,
             stall_timer: None,
@@ -373,6 +383,7 @@ impl Conn {
     /// Whether everything is sent, including a TLS `close_notify` still to be queued.
     fn drained(&self) -> bool {
         self.buffered() == 0
+            && self.file_queued == 0
             && match &self.stage {
                 Stage::Tls(tls) => tls.session.as_ref().is_some_and(|s| s.is_drained()),
                 _ => true,
@@ -595,6 +606,59 @@ impl State {
         self.check_high(io, id);
     }
 
+    /// Queues `len` bytes of `file` from `offset` after everything written so far (see
+    /// [`crate::Context::send_file`]).
+    pub(crate) fn send_file(
+        &mut self,
+        io: &mut dyn Io,
+        id: ConnId,
+        file: std::sync::Arc<std::fs::File>,
+        offset: u64,
+        len: u64,
+    ) -> Result<(), crate::EngineError> {
+        let refuse = |why: &str| Err(crate::EngineError::SendFile { why: why.into() });
+        let Some(conn) = self.conns.active_mut(id) else {
+            return refuse("the connection is not open");
+        };
+        if !conn.writing.is_open() {
+            return refuse("the connection's write side is closing or shut");
+        }
+        if conn.is_tls() {
+            return refuse("TLS connections cannot send files (their bytes pass through rustls)");
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        let socket = conn.socket();
+        // Bytes written earlier in this turn go first.
+        let earlier = (!conn.wbuf.is_empty()).then(|| conn.wbuf.split().freeze());
+        if let Some(earlier) = earlier {
+            conn.queued += earlier.len();
+            self.stats.bytes_out += earlier.len() as u64;
+            io.send(socket, earlier);
+        }
+        io.send_file(socket, file, offset, len)?;
+        if conn.queued == 0 && conn.file_queued == 0 {
+            crate::stall::start(conn, &mut self.timers, self.now);
+        }
+        conn.file_queued += len;
+        self.stats.bytes_out += len;
+        Ok(())
+    }
+
+    /// The driver sent file bytes; `file_queued` remain below the engine.
+    pub(crate) fn file_sent(&mut self, io: &mut dyn Io, id: ConnId, file_queued: u64) {
+        let Some(conn) = self.conns.active_mut(id) else {
+            return;
+        };
+        conn.file_queued = file_queued;
+        conn.progress_at = self.now;
+        if conn.writing.is_closing() && conn.drained() {
+            let reason = conn.writing.take_close_reason();
+            self.lose(io, id, reason, false);
+        }
+    }
+
     /// Enforces the high watermark and the hard limit after a write.
     fn check_high(&mut self, io: &mut dyn Io, id: ConnId) {
         let limit = self.config.write_buffer_limit;
@@ -671,8 +735,8 @@ impl State {
         if let Phase::Connecting { timer } = std::mem::replace(&mut conn.phase, Phase::Lost) {
             self.timers.cancel_key(timer);
         }
-        for timer in conn.timers.drain(..) {
-            self.timers.cancel(timer);
+        for (_, key) in conn.timers.drain(..) {
+            self.timers.cancel(key);
         }
         // Closing drops whatever the driver still queued: nothing is buffered any more.
         conn.wbuf.clear();
@@ -791,5 +855,28 @@ impl State {
             conn.in_flush = true;
             self.flush.push(id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Memory per idle connection (issue 16): the connection table holds one `Option<Conn>`
+    /// per slot, so every byte here is paid by each connection, idle or not. Rare, large
+    /// parts (a close reason, preamble addresses, TLS state) are boxed; this keeps them so.
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn connection_slot_stays_small() {
+        assert!(
+            size_of::<Writing>() <= 24,
+            "Writing: {}",
+            size_of::<Writing>()
+        );
+        assert!(
+            size_of::<Option<Conn>>() <= 264,
+            "Option<Conn>: {} bytes",
+            size_of::<Option<Conn>>()
+        );
     }
 }

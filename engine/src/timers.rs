@@ -13,7 +13,6 @@
 //! [`Timers::expire`] and run them).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::fmt;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -91,11 +90,11 @@ pub(crate) struct Timers {
     table: Rc<RefCell<Table>>,
 }
 
-/// The wheel and the protocol timers' ids.
+/// The wheel and the next protocol timer id. A protocol timer's wheel key (which changes when
+/// a repeating timer re-arms) is kept with its id in its connection's list
+/// (`Conn::timers`), not in a map here: no table entry and no hash per timer.
 struct Table {
     wheel: TimerWheel<Target>,
-    /// Protocol timers by id (the wheel key changes when a repeating timer re-arms).
-    keys: HashMap<TimerId, TimerKey>,
     next_id: u64,
     /// The wheel's tick: the shortest interval of a repeating call.
     tick: Duration,
@@ -106,7 +105,6 @@ impl Timers {
         Self {
             table: Rc::new(RefCell::new(Table {
                 wheel: TimerWheel::new(now, tick),
-                keys: HashMap::new(),
                 next_id: 0,
                 tick,
             })),
@@ -118,28 +116,36 @@ impl Timers {
         self.table.borrow().tick
     }
 
-    /// Arms a protocol timer.
-    pub(crate) fn add(&mut self, conn: ConnId, at: Instant, every: Option<Duration>) -> TimerId {
+    /// Arms a protocol timer; the caller keeps the key with the id on the connection.
+    pub(crate) fn add(
+        &mut self,
+        conn: ConnId,
+        at: Instant,
+        every: Option<Duration>,
+    ) -> (TimerId, TimerKey) {
         let mut t = self.table.borrow_mut();
         let id = TimerId(t.next_id);
         t.next_id += 1;
         let key = t.wheel.insert(at, Target::Conn { conn, id, every });
-        t.keys.insert(id, key);
-        id
+        (id, key)
     }
 
-    /// Re-arms a repeating timer that just fired.
-    pub(crate) fn rearm(&mut self, conn: ConnId, id: TimerId, at: Instant, every: Duration) {
-        let mut t = self.table.borrow_mut();
-        let key = t.wheel.insert(
+    /// Re-arms a repeating timer that just fired; returns its new wheel key.
+    pub(crate) fn rearm(
+        &mut self,
+        conn: ConnId,
+        id: TimerId,
+        at: Instant,
+        every: Duration,
+    ) -> TimerKey {
+        self.insert(
             at,
             Target::Conn {
                 conn,
                 id,
                 every: Some(every),
             },
-        );
-        t.keys.insert(id, key);
+        )
     }
 
     /// Arms a connect timeout.
@@ -208,13 +214,10 @@ impl Timers {
         }
     }
 
-    /// Cancels a protocol timer; `false` if it already fired (one-shot) or was cancelled.
-    pub(crate) fn cancel(&mut self, id: TimerId) -> bool {
-        let mut t = self.table.borrow_mut();
-        let Some(key) = t.keys.remove(&id) else {
-            return false;
-        };
-        t.wheel.cancel(key).is_some()
+    /// Cancels a protocol timer by its wheel key; `false` if it already fired (one-shot) or
+    /// was cancelled.
+    pub(crate) fn cancel(&mut self, key: TimerKey) -> bool {
+        self.table.borrow_mut().wheel.cancel(key).is_some()
     }
 
     /// Cancels a wheel entry by key (an engine timeout: no foreign value to drop).
@@ -230,21 +233,13 @@ impl Timers {
 
     /// Takes the timers due at `now`, in deadline order.
     pub(crate) fn expire(&mut self, now: Instant, out: &mut Vec<(TimerKey, Target)>) {
-        let mut t = self.table.borrow_mut();
-        t.wheel.expire(now, out);
-        for (_, target) in out.iter() {
-            if let Target::Conn { id, .. } = target {
-                t.keys.remove(id);
-            }
-        }
+        self.table.borrow_mut().wheel.expire(now, out);
     }
 
     /// Removes every pending timer and returns what they hold (drop it after this returns):
     /// a reactor being dropped breaks the cycles of calls whose closures hold a handle.
     pub(crate) fn drain(&self) -> Vec<Target> {
-        let mut t = self.table.borrow_mut();
-        t.keys.clear();
-        t.wheel.drain()
+        self.table.borrow_mut().wheel.drain()
     }
 
     fn insert(&self, at: Instant, target: Target) -> TimerKey {

@@ -5,7 +5,9 @@
 //! machines' own calls (open, exec, data, EOF, close, answers to start/open/forward and
 //! password checks, window releases), writability changes and time passing. Asserts: no
 //! panic; no event after a side's `Disconnected`; the client hears at most one
-//! authentication outcome.
+//! authentication outcome. Flags in the first byte: the user key authorized (plain, or
+//! under `restrict,command=,permitopen=,permitlisten=`), password auth, a second (ECDSA)
+//! host key that the client asks for.
 #![no_main]
 
 use std::sync::{Arc, OnceLock};
@@ -16,15 +18,19 @@ use ringwork_protocols::kit::Machine;
 use ringwork_protocols::kit::sim::Pair;
 use ringwork_protocols::ssh::channel::ChannelId;
 use ringwork_protocols::ssh::client::{ClientConfig, ClientConn, ClientEvent};
-use ringwork_protocols::ssh::keys::{AuthorizedKeys, SigningKey};
+use ringwork_protocols::ssh::keys::{AuthorizedKeys, KeyKind, SigningKey};
 use ringwork_protocols::ssh::server::{ServerConfig, ServerConn, ServerEvent};
 
-fn keys() -> &'static (Arc<SigningKey>, Arc<SigningKey>) {
-    static KEYS: OnceLock<(Arc<SigningKey>, Arc<SigningKey>)> = OnceLock::new();
+/// The Ed25519 host key, the user key, an ECDSA host key.
+type Keys = (Arc<SigningKey>, Arc<SigningKey>, Arc<SigningKey>);
+
+fn keys() -> &'static Keys {
+    static KEYS: OnceLock<Keys> = OnceLock::new();
     KEYS.get_or_init(|| {
         (
             Arc::new(SigningKey::generate("host").expect("random")),
             Arc::new(SigningKey::generate("user").expect("random")),
+            Arc::new(SigningKey::generate_kind(KeyKind::EcdsaP256, "host").expect("random")),
         )
     })
 }
@@ -44,23 +50,33 @@ fn byte(rest: &mut &[u8]) -> u8 {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let (host, user) = keys();
+    let (host, user, ecdsa_host) = keys();
     let Some((&flags, mut rest)) = data.split_first() else {
         return;
     };
-    let authorized = if flags & 1 == 1 {
-        user.public().to_openssh()
-    } else {
-        String::new()
+    let authorized = match (flags & 1 == 1, flags & 8 == 8) {
+        (false, _) => String::new(),
+        (true, false) => user.public().to_openssh(),
+        // Restricted: the forced command, pty and forwarding refusals are reachable.
+        (true, true) => format!(
+            "restrict,command=\"x\",permitopen=\"h:1\",permitlisten=\"2\" {}",
+            user.public().to_openssh()
+        ),
     };
     let mut server_config = ServerConfig::new(
         Arc::clone(host),
         Arc::new(AuthorizedKeys::parse(&authorized)),
     );
     server_config.password_auth = flags & 2 == 2;
+    let mut transport = ringwork_protocols::ssh::transport::TransportConfig::default();
+    if flags & 16 == 16 {
+        // Two host keys; the client asks for the ECDSA one.
+        server_config.host_keys.push(Arc::clone(ecdsa_host));
+        transport.host_key_algorithms = vec!["ecdsa-sha2-nistp256".into()];
+    }
     server_config.max_channels = 4;
     let client_config = ClientConfig {
-        transport: Default::default(),
+        transport,
         user: "fuzz".into(),
         key: Arc::clone(user),
         host_key_check: Arc::new(|_| Ok(())),

@@ -95,7 +95,7 @@ pub enum Backend {
     Poll,
 }
 
-/// TLS options (`https://` URLs, `tcp --tls`). The server's certificate is always
+/// TLS options (`https://` and `wss://` URLs, `tcp --tls`). The server's certificate is always
 /// verified: there is no `--insecure`; for a self-signed server, pass its certificate
 /// as `--cacert`.
 #[derive(Args, Debug)]
@@ -235,11 +235,14 @@ pub struct TcpArgs {
 /// `ws` options.
 #[derive(Args, Debug)]
 pub struct WsArgs {
-    /// The URL, `ws://host:port/path` (an IP address or localhost).
+    /// The URL, `ws://host:port/path` or `wss://...` (TLS, ALPN `http/1.1` unless `--alpn`).
     pub url: String,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub common: CommonArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub tls: TlsArgs,
     /// Message size in bytes.
     #[arg(short = 's', long, default_value_t = 128)]
     pub size: usize,

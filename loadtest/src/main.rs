@@ -128,9 +128,6 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             let url = ringwork_protocols::websocket::client::WsUrl::parse(&args.url)
                 .map_err(|e| e.to_string())?;
-            if url.tls {
-                return Err("ws: wss:// is not supported by the load generator yet".into());
-            }
             let host_port = if url.host.contains(':') {
                 format!("[{}]:{}", url.host, url.port)
             } else {
@@ -138,6 +135,17 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             };
             let addr = resolve(&host_port)?;
             let mut opts = args.common.options("ws", &args.url, addr);
+            let tls = if url.tls {
+                let mut tls = args.tls.options(&url.host);
+                if tls.alpn.is_empty() {
+                    tls.alpn = vec!["http/1.1".into()];
+                }
+                Some(tls)
+            } else if args.tls.any() {
+                return Err("ws: TLS options need a wss:// URL".into());
+            } else {
+                None
+            };
             if let Some(subscribers) = args.subscribers {
                 let fanout = FanoutOptions {
                     url: args.url.clone(),
@@ -148,6 +156,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     duration: args.common.duration,
                     warmup: args.common.warmup,
                     connect_timeout: args.common.connect_timeout,
+                    tls,
                     run: opts,
                 };
                 let report = run_fanout(&fanout)?;
@@ -159,6 +168,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 return Ok(ExitCode::SUCCESS);
             }
             opts.depth = args.in_flight;
+            opts.tls = tls;
             let message: bytes::Bytes = if args.text {
                 (0..args.size)
                     .map(|i| b'a' + (i % 26) as u8)

@@ -24,11 +24,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
+use ringwork::tls::TlsConnector;
 use ringwork::{DriverConfig, ReactorConfig, Runtime};
 use ringwork_protocols::websocket::client::{WsClient, WsClientOptions, connect};
 use ringwork_protocols::websocket::proto::{Message, WsConfig};
 
 use crate::run::RunOptions;
+use crate::tls::TlsOptions;
 
 /// Subscriber connects in progress at once on one core (a listen backlog is finite).
 pub const CONNECTS_IN_FLIGHT: usize = 64;
@@ -39,7 +41,7 @@ pub const GRACE: Duration = Duration::from_secs(2);
 /// Settings of a fan-out run.
 #[derive(Clone, Debug)]
 pub struct FanoutOptions {
-    /// The URL (`ws://`).
+    /// The URL (`ws://` or `wss://`).
     pub url: String,
     /// Where to connect.
     pub addr: SocketAddr,
@@ -55,6 +57,8 @@ pub struct FanoutOptions {
     pub warmup: Duration,
     /// Longest wait for all subscribers to connect (then the run goes on with those).
     pub connect_timeout: Duration,
+    /// TLS of a `wss://` URL (each core builds its own connector from it).
+    pub tls: Option<TlsOptions>,
     /// Load generator cores, CPUs and backend (from the common options).
     pub run: RunOptions,
 }
@@ -210,6 +214,12 @@ pub fn run_fanout(opts: &FanoutOptions) -> Result<FanoutReport, String> {
     if let Some(cpus) = &opts.run.cpus {
         builder = builder.cpus(cpus.clone());
     }
+    // One connector per core (each its own resumption cache), built here to report errors.
+    let connectors = (0..cores)
+        .map(|_| opts.tls.as_ref().map(TlsOptions::connector).transpose())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("ws fan-out: {e}"))?;
+    let connectors = Arc::new(connectors);
     let runtime = builder.build().map_err(|e| e.to_string())?;
     let shutdown = runtime.shutdown_handle();
     let (tx, rx) = crossbeam_channel::unbounded::<(Histogram<u64>, u64)>();
@@ -222,6 +232,7 @@ pub fn run_fanout(opts: &FanoutOptions) -> Result<FanoutReport, String> {
             runtime.run(move |reactor| {
                 let handle = reactor.handle();
                 let index = reactor.core_index();
+                let tls = connectors.get(index).cloned().flatten();
                 let stats = Rc::new(RefCell::new(CoreStats {
                     latency: new_histogram(),
                     delivered: 0,
@@ -229,12 +240,13 @@ pub fn run_fanout(opts: &FanoutOptions) -> Result<FanoutReport, String> {
                 let mine: Vec<usize> = (index..run_opts.subscribers).step_by(cores).collect();
                 let queue = Rc::new(RefCell::new(mine));
                 for _ in 0..CONNECTS_IN_FLIGHT {
-                    let (h, q, s, st, o) = (
+                    let (h, q, s, st, o, tls) = (
                         handle.clone(),
                         Rc::clone(&queue),
                         Arc::clone(&core_shared),
                         Rc::clone(&stats),
                         run_opts.clone(),
+                        tls.clone(),
                     );
                     drop(handle.spawn_local(async move {
                         loop {
@@ -242,7 +254,7 @@ pub fn run_fanout(opts: &FanoutOptions) -> Result<FanoutReport, String> {
                             if next.is_none() {
                                 break;
                             }
-                            match connect(&h, &o.url, client_options(&o)).await {
+                            match connect(&h, &o.url, client_options(&o, tls.clone())).await {
                                 Ok(client) => {
                                     s.connected.fetch_add(1, Ordering::Relaxed);
                                     let (s, st) = (Arc::clone(&s), Rc::clone(&st));
@@ -261,7 +273,7 @@ pub fn run_fanout(opts: &FanoutOptions) -> Result<FanoutReport, String> {
                 }
                 if index == 0 {
                     let (h, s, o) = (handle.clone(), Arc::clone(&core_shared), run_opts.clone());
-                    drop(handle.spawn_local(publish(h, s, o)));
+                    drop(handle.spawn_local(publish(h, s, o, tls.clone())));
                 }
                 // Reports this core's figures once the run is over.
                 let (h, s, st, tx, o) = (
@@ -338,9 +350,11 @@ pub fn run_fanout(opts: &FanoutOptions) -> Result<FanoutReport, String> {
     })
 }
 
-fn client_options(opts: &FanoutOptions) -> WsClientOptions {
+fn client_options(opts: &FanoutOptions, tls: Option<TlsConnector>) -> WsClientOptions {
     let mut options = WsClientOptions::default();
     options.addr = Some(opts.addr);
+    options.server_name = opts.tls.as_ref().map(|t| t.server_name.clone());
+    options.tls = tls;
     options.connect_timeout = Some(opts.connect_timeout);
     let mut config = WsConfig::default();
     config.max_message = opts.size.max(1 << 16);
@@ -378,7 +392,12 @@ fn read_u64(payload: &[u8], at: usize) -> Option<u64> {
 }
 
 /// The publisher: waits for the subscribers, connects, sends at the rate.
-async fn publish(handle: ringwork::LocalHandle, shared: Arc<Shared>, opts: FanoutOptions) {
+async fn publish(
+    handle: ringwork::LocalHandle,
+    shared: Arc<Shared>,
+    opts: FanoutOptions,
+    tls: Option<TlsConnector>,
+) {
     let give_up = Instant::now() + opts.connect_timeout * 4;
     while shared.connected.load(Ordering::Relaxed) + shared.failed.load(Ordering::Relaxed)
         < opts.subscribers
@@ -388,7 +407,7 @@ async fn publish(handle: ringwork::LocalHandle, shared: Arc<Shared>, opts: Fanou
             return;
         }
     }
-    let client = match connect(&handle, &opts.url, client_options(&opts)).await {
+    let client = match connect(&handle, &opts.url, client_options(&opts, tls)).await {
         Ok(client) => Rc::new(client),
         Err(error) => {
             eprintln!("ws fan-out: the publisher failed to connect: {error}");

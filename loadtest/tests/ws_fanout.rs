@@ -83,6 +83,7 @@ test_all_backends! {
             duration: Duration::from_secs(1),
             warmup: Duration::from_millis(200),
             connect_timeout: Duration::from_secs(10),
+            tls: None,
             run,
         };
         let report = run_fanout(&opts).expect("run");

@@ -96,6 +96,17 @@ pub enum Completion {
         /// Bytes still queued in the driver for this socket.
         queued: usize,
     },
+    /// The kernel sent `bytes` of file ranges queued on the socket with
+    /// [`Driver::send_file`](crate::Driver::send_file); `file_queued` bytes of file ranges
+    /// remain (bytes in memory are reported by `Sent`).
+    FileSent {
+        /// The socket.
+        socket: SocketId,
+        /// File bytes the kernel took in this step.
+        bytes: u64,
+        /// File bytes still queued on the socket.
+        file_queued: u64,
+    },
     /// Sending failed (EPIPE, ECONNRESET, ...): the send queue was discarded and later sends
     /// on this socket are discarded too.
     SendError {

@@ -101,6 +101,25 @@ pub struct DriverConfig {
     /// it up to pages and may refuse more than `/proc/sys/fs/pipe-max-size` (the default
     /// pipe size, 64 KiB, is then kept).
     pub splice_pipe_size: usize,
+    /// io_uring: stream sends of at least this many bytes (the buffers one send submits)
+    /// use IORING_OP_SEND_ZC / SENDMSG_ZC, which pin the caller's pages instead of copying
+    /// them, when the kernel has it ([`Capabilities::send_zc`]); smaller sends, and every
+    /// send when `None` or without kernel support, use SEND / SENDMSG. The bytes stay owned
+    /// by the driver until the kernel's notification that it is done with them. `None` by
+    /// default: on loopback the kernel copies zero-copy sends anyway and they cost more
+    /// CPU than SEND at every size measured (see `docs/platform.md`).
+    pub send_zc_min: Option<usize>,
+    /// io_uring: entries of the ring's fixed (registered) file table. Stream sockets are
+    /// installed in it while there is room, and their receives, sends and shutdowns skip
+    /// the kernel's per-operation descriptor lookup; the rest use plain descriptors. 0
+    /// turns it off. Bounded by RLIMIT_NOFILE (the kernel refuses a larger table; the
+    /// driver then runs without one). See [`Capabilities::fixed_files`].
+    pub fixed_files: u32,
+    /// io_uring: stream receives take several provided buffers per completion when more
+    /// bytes are waiting than one buffer holds (IORING_RECVSEND_BUNDLE, Linux 6.10; see
+    /// [`Capabilities::recv_bundle`]). They are still delivered one
+    /// [`Completion::Received`](crate::Completion::Received) per buffer, in order.
+    pub recv_bundle: bool,
     /// Test hook: watch children through waiter threads as if the kernel had no
     /// `pidfd_open`, so that fallback can be exercised on a kernel that has it.
     #[doc(hidden)]
@@ -126,6 +145,9 @@ impl Default for DriverConfig {
             max_send_iovecs: 64,
             poll_reads_per_turn: 16,
             splice_pipe_size: 64 * 1024,
+            send_zc_min: None,
+            fixed_files: 0,
+            recv_bundle: false,
             simulate_no_pidfd: false,
             simulate_no_file_ops: false,
             simulate_uring_setup_errno: None,
@@ -134,6 +156,53 @@ impl Default for DriverConfig {
 }
 
 impl DriverConfig {
+    /// The environment variable that sets the optional io_uring data paths of every driver
+    /// a process makes, over its configuration (for benchmarks, and to run test suites
+    /// with them on or off): a comma-separated list of `send-zc=BYTES`
+    /// ([`DriverConfig::send_zc_min`]), `fixed-files=N` ([`DriverConfig::fixed_files`]),
+    /// `bundle` ([`DriverConfig::recv_bundle`]), or `off` (all three off). Items not named
+    /// are left off, so the value is the whole set: `send-zc=65536,bundle`.
+    pub const DATA_PATHS_ENV: &'static str = "RINGWORK_URING_PATHS";
+
+    /// Applies [`DriverConfig::DATA_PATHS_ENV`] when it is set.
+    ///
+    /// # Errors
+    /// [`SetupError::InvalidConfig`] when the variable holds something else.
+    pub fn with_data_paths_env(self) -> Result<DriverConfig, SetupError> {
+        match std::env::var(Self::DATA_PATHS_ENV) {
+            Ok(value) => self.with_data_paths(&value),
+            Err(std::env::VarError::NotPresent) => Ok(self),
+            Err(std::env::VarError::NotUnicode(value)) => Err(SetupError::InvalidConfig {
+                what: format!("{}={value:?}", Self::DATA_PATHS_ENV),
+            }),
+        }
+    }
+
+    /// Sets the data paths from `spec` (the syntax of [`DriverConfig::DATA_PATHS_ENV`]).
+    fn with_data_paths(mut self, spec: &str) -> Result<DriverConfig, SetupError> {
+        let bad = |item: &str| SetupError::InvalidConfig {
+            what: format!(
+                "{}: {item:?} is not send-zc=BYTES, fixed-files=N, bundle or off",
+                Self::DATA_PATHS_ENV
+            ),
+        };
+        self.send_zc_min = None;
+        self.fixed_files = 0;
+        self.recv_bundle = false;
+        for item in spec.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            match item.split_once('=') {
+                None if item == "off" => {}
+                None if item == "bundle" => self.recv_bundle = true,
+                Some(("send-zc", n)) => {
+                    self.send_zc_min = Some(n.parse().map_err(|_| bad(item))?);
+                }
+                Some(("fixed-files", n)) => self.fixed_files = n.parse().map_err(|_| bad(item))?,
+                _ => return Err(bad(item)),
+            }
+        }
+        Ok(self)
+    }
+
     pub(crate) fn validate(&self) -> Result<(), SetupError> {
         let bad = |what: String| Err(SetupError::InvalidConfig { what });
         if !self.sq_entries.is_power_of_two() || self.sq_entries > 32768 {
@@ -161,6 +230,12 @@ impl DriverConfig {
             return bad(format!(
                 "max_send_iovecs {} must be in 1..=1024",
                 self.max_send_iovecs
+            ));
+        }
+        if self.fixed_files > 1 << 20 {
+            return bad(format!(
+                "fixed_files {} must be at most 1048576",
+                self.fixed_files
             ));
         }
         if self.poll_reads_per_turn == 0 {
@@ -201,6 +276,15 @@ pub struct Capabilities {
     /// File operations run in the ring ([`Driver::file`](crate::Driver::file): OPENAT2,
     /// STATX, READ, CLOSE); `false` under poll, where callers use threads.
     pub file_ops: bool,
+    /// Zero-copy sends (IORING_OP_SEND_ZC and SENDMSG_ZC) are probed and enabled by
+    /// [`DriverConfig::send_zc_min`].
+    pub send_zc: bool,
+    /// Entries of the fixed file table registered for sockets (0: none; see
+    /// [`DriverConfig::fixed_files`]).
+    pub fixed_files: u32,
+    /// Stream receives are bundles (the kernel has IORING_FEAT_RECVSEND_BUNDLE and
+    /// [`DriverConfig::recv_bundle`] asks for it).
+    pub recv_bundle: bool,
     /// Opcodes the probe reported as supported, by name (those the backend cares about).
     pub opcodes: Vec<&'static str>,
     /// Why io_uring is not in use, when the poll backend was chosen automatically.
@@ -233,4 +317,45 @@ pub struct Stats {
     pub cq_overflows: u64,
     /// Completions the kernel dropped on overflow (only without IORING_FEAT_NODROP): an error.
     pub cq_dropped: u64,
+    /// Zero-copy sends submitted (see [`DriverConfig::send_zc_min`]).
+    pub zc_sends: u64,
+    /// Zero-copy notifications received (the kernel released a zero-copy send's bytes).
+    pub zc_notifications: u64,
+    /// Zero-copy sends whose notification said the kernel copied the bytes after all (on
+    /// loopback, for example): zero-copy bought nothing for those.
+    pub zc_copied: u64,
+    /// Stream sockets that got no fixed file table entry because the table was full.
+    pub fixed_table_full: u64,
+    /// Receive completions that carried more than one buffer (receive bundles).
+    pub recv_bundles: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_path_specs_set_the_whole_set() {
+        let on = DriverConfig::default()
+            .with_data_paths("send-zc=65536, fixed-files=512,bundle")
+            .expect("valid");
+        assert_eq!(
+            (on.send_zc_min, on.fixed_files, on.recv_bundle),
+            (Some(65536), 512, true)
+        );
+        let some = on.clone().with_data_paths("bundle").expect("valid");
+        assert_eq!(
+            (some.send_zc_min, some.fixed_files, some.recv_bundle),
+            (None, 0, true)
+        );
+        let off = on.with_data_paths("off").expect("valid");
+        assert_eq!(
+            (off.send_zc_min, off.fixed_files, off.recv_bundle),
+            (None, 0, false)
+        );
+        for bad in ["zc", "send-zc=big", "fixed-files=-1", "bundle=1"] {
+            let error = DriverConfig::default().with_data_paths(bad).expect_err(bad);
+            assert!(error.to_string().contains(bad), "{error}");
+        }
+    }
 }

@@ -123,13 +123,15 @@ impl Driver {
     }
 
     /// A driver with `config`. When `config.backend` is `Auto` (the default),
-    /// `RINGWORK_BACKEND=uring|poll|auto` chooses instead.
+    /// `RINGWORK_BACKEND=uring|poll|auto` chooses instead; `RINGWORK_URING_PATHS`, when set,
+    /// chooses the optional io_uring data paths ([`DriverConfig::DATA_PATHS_ENV`]).
     ///
     /// # Errors
     /// [`SetupError::UringUnavailable`] when io_uring was required and cannot work here,
     /// [`SetupError::InvalidConfig`] for inconsistent settings, [`SetupError::Io`] when the
     /// poll backend cannot be created.
     pub fn with_config(config: DriverConfig) -> Result<Self, SetupError> {
+        let config = config.with_data_paths_env()?;
         config.validate()?;
         let choice = config.backend.with_env_override()?;
         let backend = match choice {
@@ -366,7 +368,7 @@ impl Driver {
         }
         let id = self.adopt(socket, SocketKind::Stream)?;
         let state = self.core.open_mut(id).expect("just added");
-        state.connect_to = Some(addr.clone());
+        state.connect_to = Some(Box::new(addr.clone()));
         state.connecting = true;
         self.core.mark_dirty(id);
         Ok(id)
@@ -502,6 +504,68 @@ impl Driver {
             |s| s.kind == SocketKind::Stream && !s.send_failed && s.shutdown == Shutdown::No,
             |s| s.send.push(bytes),
         )
+    }
+
+    /// Queues `len` bytes of `file` from `offset` on stream socket `id`, after everything
+    /// queued before and before everything queued after: the kernel reads them from the
+    /// file into the socket (Linux: sendfile(2) on the core's thread, under both backends;
+    /// see `sys/sendfile.rs`), never through user memory. Progress is reported as
+    /// [`Completion::FileSent`] (and is not part of `Sent`'s `queued` or
+    /// [`Driver::send_queued`]: see [`Driver::send_file_queued`]).
+    ///
+    /// - Backpressure: a range is an offset and a length; nothing is read ahead while the
+    ///   peer is slow.
+    /// - The file is read when sent, not when queued: if it ends before the range does
+    ///   (truncated meanwhile), sending fails with `UnexpectedEof` ([`Completion::SendError`],
+    ///   the queue is dropped), so the peer sees the connection end early rather than
+    ///   other bytes in place of the missing ones. Bytes changed in place are sent as found.
+    /// - `file` stays open until the range is sent or dropped (closing the socket drops it).
+    ///
+    /// # Errors
+    /// `Unsupported` off Linux; `InvalidInput` unless `id` is an open stream socket (not a
+    /// child's pipe or terminal) that still sends. The caller then sends the bytes itself.
+    pub fn send_file(
+        &mut self,
+        id: SocketId,
+        file: std::sync::Arc<std::fs::File>,
+        offset: u64,
+        len: u64,
+    ) -> Result<(), OpError> {
+        let refuse = |kind: io::ErrorKind, why: &str| {
+            Err(OpError::new(
+                OpKind::Send,
+                Some(id),
+                io::Error::new(kind, why.to_string()),
+            ))
+        };
+        if !cfg!(uring) {
+            return refuse(io::ErrorKind::Unsupported, "sendfile needs Linux");
+        }
+        let range = crate::table::FileRange { file, offset, len };
+        if self.update(
+            id,
+            |s| {
+                s.kind == SocketKind::Stream
+                    && s.file.is_none()
+                    && !s.send_failed
+                    && s.shutdown == Shutdown::No
+            },
+            |s| s.send.push_file(range),
+        ) {
+            Ok(())
+        } else {
+            refuse(
+                io::ErrorKind::InvalidInput,
+                "not an open stream socket that still sends",
+            )
+        }
+    }
+
+    /// Bytes of file ranges ([`Driver::send_file`]) queued on `id` and not yet sent (`None`
+    /// if not open).
+    #[must_use]
+    pub fn send_file_queued(&self, id: SocketId) -> Option<u64> {
+        self.core.open(id).map(|s| s.send.file_len())
     }
 
     /// From now on, bytes arriving on stream `from` go to stream `to` inside the kernel

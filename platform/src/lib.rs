@@ -62,7 +62,10 @@ pub use crate::error::{OpError, SetupError, UringUnavailable};
 pub use crate::file::{FileDone, FileOpId, FileRequest, FileStat};
 pub use crate::id::{OpId, OpKind, SocketId, TimerId};
 pub use crate::options::{Keepalive, SocketOptionError, SocketOptions};
-pub use crate::process::{ChildStdio, ExitStatus, ProcessCommand, Spawned, WindowSize};
+pub use crate::process::{
+    ChildStdio, ControlChar, ExitStatus, ModeFlag, ProcessCommand, Spawned, TerminalMode,
+    WindowSize,
+};
 pub use crate::reuse_port::ReusePort;
 pub use crate::table::SocketKind;
 pub use crate::waker::Waker;

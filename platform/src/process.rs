@@ -53,6 +53,95 @@ impl WindowSize {
     }
 }
 
+/// A terminal control character (`termios` `c_cc` slot).
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub enum ControlChar {
+    /// `VINTR` (^C).
+    Intr,
+    /// `VQUIT` (^\\).
+    Quit,
+    /// `VERASE`.
+    Erase,
+    /// `VKILL` (^U).
+    Kill,
+    /// `VEOF` (^D).
+    Eof,
+    /// `VEOL`.
+    Eol,
+    /// `VEOL2`.
+    Eol2,
+    /// `VSTART` (^Q).
+    Start,
+    /// `VSTOP` (^S).
+    Stop,
+    /// `VSUSP` (^Z).
+    Susp,
+    /// `VREPRINT` (^R).
+    Reprint,
+    /// `VWERASE` (^W).
+    WErase,
+    /// `VLNEXT` (^V).
+    LNext,
+    /// `VDISCARD` (^O).
+    Discard,
+}
+
+/// A terminal mode bit (`termios` input, local, output or control flags).
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+#[allow(missing_docs)] // each is the termios flag of the same name
+pub enum ModeFlag {
+    Ignpar,
+    Parmrk,
+    Inpck,
+    Istrip,
+    Inlcr,
+    Igncr,
+    Icrnl,
+    Ixon,
+    Ixany,
+    Ixoff,
+    Imaxbel,
+    Iutf8,
+    Isig,
+    Icanon,
+    Echo,
+    Echoe,
+    Echok,
+    Echonl,
+    Noflsh,
+    Tostop,
+    Iexten,
+    Echoctl,
+    Echoke,
+    Pendin,
+    Opost,
+    Onlcr,
+    Ocrnl,
+    Onocr,
+    Onlret,
+    Cs7,
+    Cs8,
+    Parenb,
+    Parodd,
+}
+
+/// One setting applied to a pseudo-terminal before the child runs (SSH's `pty-req`
+/// terminal modes, RFC 4254 §8, decoded by the protocol).
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub enum TerminalMode {
+    /// A control character (`0xff`: disabled, `_POSIX_VDISABLE`).
+    Char(ControlChar, u8),
+    /// A mode bit on or off.
+    Flag(ModeFlag, bool),
+    /// The input speed in bits per second (a speed the OS does not name is ignored).
+    InputSpeed(u32),
+    /// The output speed in bits per second.
+    OutputSpeed(u32),
+}
+
 /// A program to run as a child process, with its arguments, environment, working
 /// directory, user and group, and standard streams (pipes by default, or one
 /// pseudo-terminal for all three).
@@ -79,6 +168,7 @@ pub struct ProcessCommand {
     pub(crate) uid: Option<u32>,
     pub(crate) gid: Option<u32>,
     pub(crate) pty: Option<WindowSize>,
+    pub(crate) pty_modes: Vec<TerminalMode>,
     pub(crate) stdin: ChildStdio,
     pub(crate) stdout: ChildStdio,
     pub(crate) stderr: ChildStdio,
@@ -97,6 +187,7 @@ impl ProcessCommand {
             uid: None,
             gid: None,
             pty: None,
+            pty_modes: Vec::new(),
             stdin: ChildStdio::Pipe,
             stdout: ChildStdio::Pipe,
             stderr: ChildStdio::Pipe,
@@ -173,6 +264,14 @@ impl ProcessCommand {
     #[must_use]
     pub fn pty(mut self, size: WindowSize) -> Self {
         self.pty = Some(size);
+        self
+    }
+
+    /// Settings applied, in order, to the terminal of [`ProcessCommand::pty`] before the
+    /// child runs (on the kernel's defaults; ignored without a terminal).
+    #[must_use]
+    pub fn pty_modes(mut self, modes: Vec<TerminalMode>) -> Self {
+        self.pty_modes = modes;
         self
     }
 

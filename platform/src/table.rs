@@ -44,37 +44,96 @@ pub(crate) enum Shutdown {
     Started,
 }
 
-/// Bytes waiting to be sent on a stream socket, oldest first.
+/// A range of a regular file queued for sending ([`Driver::send_file`](crate::Driver::send_file)).
+#[derive(Debug)]
+pub(crate) struct FileRange {
+    /// The file (shared with its owner above the driver; closed when the last holder drops).
+    pub(crate) file: std::sync::Arc<std::fs::File>,
+    /// Where the next byte to send is read.
+    pub(crate) offset: u64,
+    /// Bytes left to send.
+    pub(crate) len: u64,
+}
+
+/// One entry of a send queue: bytes in memory, or a file range the kernel reads itself.
+#[derive(Debug)]
+enum Segment {
+    Bytes(Bytes),
+    File(FileRange),
+}
+
+/// What waits to be sent on a stream socket, oldest first: bytes in memory and file ranges
+/// (sent by the kernel, see `sys/sendfile.rs`), in the order queued.
 #[derive(Debug, Default)]
 pub(crate) struct SendQueue {
-    bufs: VecDeque<Bytes>,
+    bufs: VecDeque<Segment>,
+    /// Bytes in memory.
     queued: usize,
+    /// Bytes of file ranges.
+    file_queued: u64,
 }
 
 impl SendQueue {
     pub(crate) fn push(&mut self, bytes: Bytes) {
         if !bytes.is_empty() {
             self.queued += bytes.len();
-            self.bufs.push_back(bytes);
+            self.bufs.push_back(Segment::Bytes(bytes));
         }
     }
 
-    /// Bytes waiting.
+    /// Queues `range` after everything queued so far.
+    pub(crate) fn push_file(&mut self, range: FileRange) {
+        if range.len > 0 {
+            self.file_queued += range.len;
+            self.bufs.push_back(Segment::File(range));
+        }
+    }
+
+    /// Bytes in memory waiting (file ranges aside).
     pub(crate) fn len(&self) -> usize {
         self.queued
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.queued == 0
+    /// Bytes of file ranges waiting.
+    pub(crate) fn file_len(&self) -> u64 {
+        self.file_queued
     }
 
-    /// Drops the first `n` bytes (they were sent).
+    /// Nothing waits, neither bytes nor file ranges.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queued == 0 && self.file_queued == 0
+    }
+
+    /// The file range at the front, if the next bytes to send come from a file.
+    pub(crate) fn front_file(&self) -> Option<&FileRange> {
+        match self.bufs.front() {
+            Some(Segment::File(range)) => Some(range),
+            _ => None,
+        }
+    }
+
+    /// The kernel sent `n` bytes of the file range at the front; drops it once done.
+    pub(crate) fn advance_file(&mut self, n: u64) {
+        let Some(Segment::File(range)) = self.bufs.front_mut() else {
+            debug_assert!(false, "advance_file without a file range at the front");
+            return;
+        };
+        let n = n.min(range.len);
+        range.offset += n;
+        range.len -= n;
+        self.file_queued -= n;
+        if range.len == 0 {
+            self.bufs.pop_front();
+        }
+    }
+
+    /// Drops the first `n` bytes in memory (they were sent); they lie before any file range.
     pub(crate) fn advance(&mut self, mut n: usize) {
         debug_assert!(n <= self.queued, "sent more than was queued");
         n = n.min(self.queued);
         self.queued -= n;
         while n > 0 {
-            let Some(front) = self.bufs.front_mut() else {
+            let Some(Segment::Bytes(front)) = self.bufs.front_mut() else {
                 break;
             };
             if n >= front.len() {
@@ -87,9 +146,37 @@ impl SendQueue {
         }
     }
 
-    /// The first `max` buffers, for a vectored send.
+    /// Moves the first `n` bytes (they were sent) to the back of `into`, sharing their
+    /// memory: for a zero-copy send, which the kernel may read after it completes.
+    /// They lie before any file range (zero-copy sends never carry file ranges).
+    pub(crate) fn advance_into(&mut self, mut n: usize, into: &mut SendQueue) {
+        n = n.min(self.queued);
+        self.queued -= n;
+        while n > 0 {
+            let Some(Segment::Bytes(front)) = self.bufs.front_mut() else {
+                break;
+            };
+            if n >= front.len() {
+                n -= front.len();
+                if let Some(Segment::Bytes(whole)) = self.bufs.pop_front() {
+                    into.push(whole);
+                }
+            } else {
+                into.push(front.split_to(n));
+                n = 0;
+            }
+        }
+    }
+
+    /// The first `max` buffers before any file range, for a vectored send.
     pub(crate) fn slices(&self, max: usize) -> impl Iterator<Item = &[u8]> {
-        self.bufs.iter().take(max).map(|b| &b[..])
+        self.bufs
+            .iter()
+            .take(max)
+            .map_while(|segment| match segment {
+                Segment::Bytes(b) => Some(&b[..]),
+                Segment::File(_) => None,
+            })
     }
 
     /// The first `max` buffers as `IoSlice`s, written into `out`.
@@ -101,6 +188,7 @@ impl SendQueue {
     pub(crate) fn clear(&mut self) {
         self.bufs.clear();
         self.queued = 0;
+        self.file_queued = 0;
     }
 }
 
@@ -117,7 +205,9 @@ pub(crate) struct SocketState {
     /// handling earlier completions of the same batch cannot cause a second `Eof`.
     pub(crate) recv_ended: bool,
     /// Stream: connect to this address (taken by the backend when it starts the connect).
-    pub(crate) connect_to: Option<SockAddr>,
+    /// Boxed: a socket address inline is 128 bytes in every socket's slot, and only an
+    /// outbound connect has one, for a moment (issue 16: memory per idle connection).
+    pub(crate) connect_to: Option<Box<SockAddr>>,
     /// Stream: a connect was started and has not completed.
     pub(crate) connecting: bool,
     /// Stream: bytes to send.
@@ -460,6 +550,18 @@ impl Core {
 mod tests {
     use super::*;
 
+    /// Memory per idle connection (issue 16): one `SocketSlot` per socket slot, paid by every
+    /// connection; the connect address (128 bytes inline) is boxed and this keeps it so.
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn socket_slot_stays_small() {
+        assert!(
+            size_of::<SocketSlot>() <= 144,
+            "SocketSlot: {} bytes",
+            size_of::<SocketSlot>()
+        );
+    }
+
     #[test]
     fn send_queue_advances_across_buffers() {
         let mut q = SendQueue::default();
@@ -472,6 +574,50 @@ mod tests {
         q.advance(3);
         assert!(q.is_empty());
         assert_eq!(q.slices(8).count(), 0);
+    }
+
+    #[test]
+    fn sent_bytes_move_to_the_held_queue_sharing_their_memory() {
+        let mut q = SendQueue::default();
+        let first = Bytes::from_static(b"abc");
+        q.push(first.clone());
+        q.push(Bytes::from_static(b"defg"));
+        let mut held = SendQueue::default();
+        q.advance_into(5, &mut held);
+        assert_eq!(held.len(), 5);
+        assert_eq!(q.len(), 2);
+        let held_slices: Vec<&[u8]> = held.slices(8).collect();
+        assert_eq!(held_slices, [&b"abc"[..], &b"de"[..]]);
+        assert_eq!(held_slices[0].as_ptr(), first.as_ptr(), "moved, not copied");
+        assert_eq!(q.slices(8).collect::<Vec<_>>(), [&b"fg"[..]]);
+    }
+
+    #[test]
+    fn send_queue_keeps_file_ranges_in_order() {
+        let file = std::sync::Arc::new(std::fs::File::open("/dev/null").expect("open"));
+        let mut q = SendQueue::default();
+        q.push(Bytes::from_static(b"head"));
+        q.push_file(FileRange {
+            file: std::sync::Arc::clone(&file),
+            offset: 10,
+            len: 5,
+        });
+        q.push(Bytes::from_static(b"tail"));
+        assert_eq!((q.len(), q.file_len()), (8, 5));
+        assert_eq!(q.slices(8).collect::<Vec<_>>(), [&b"head"[..]]);
+        assert!(q.front_file().is_none());
+        q.advance(4);
+        let front = q.front_file().expect("the file range is next");
+        assert_eq!((front.offset, front.len), (10, 5));
+        assert_eq!(q.slices(8).count(), 0, "no bytes go before the file range");
+        q.advance_file(2);
+        assert_eq!(q.front_file().map(|r| (r.offset, r.len)), Some((12, 3)));
+        q.advance_file(3);
+        assert!(q.front_file().is_none());
+        assert_eq!(q.slices(8).collect::<Vec<_>>(), [&b"tail"[..]]);
+        assert!(!q.is_empty());
+        q.advance(4);
+        assert!(q.is_empty());
     }
 
     #[test]

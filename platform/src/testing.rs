@@ -38,6 +38,28 @@ pub fn driver(backend: BackendChoice, config: DriverConfig) -> Option<Driver> {
     }
 }
 
+/// Driver configurations with the optional io_uring data paths (zero-copy sends, fixed
+/// files, receive bundles) all on, at thresholds low enough that tests reach them, and all
+/// off; the poll backend ignores them. Data-path tests run each, so every feature and its
+/// fallback pass the same test.
+#[must_use]
+pub fn data_path_configs() -> [(&'static str, DriverConfig); 2] {
+    // A small fixed file table, so that tests with many sockets also meet a full one.
+    let on = DriverConfig {
+        send_zc_min: Some(4096),
+        fixed_files: 16,
+        recv_bundle: true,
+        ..DriverConfig::default()
+    };
+    let off = DriverConfig {
+        send_zc_min: None,
+        fixed_files: 0,
+        recv_bundle: false,
+        ..DriverConfig::default()
+    };
+    [("data paths on", on), ("data paths off", off)]
+}
+
 /// Runs a blocking std socket or pipe operation (`read`, `write`, `recv_from`, ...) again
 /// while a signal interrupts it (`ErrorKind::Interrupted`, EINTR): what tests that read or
 /// write blocking sockets must use instead of a bare call. std's `read_exact`,

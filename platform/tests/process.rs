@@ -8,8 +8,8 @@
 use std::time::{Duration, Instant};
 
 use ringwork_platform::{
-    BackendChoice, Bytes, Completion, Driver, DriverConfig, ExitStatus, ProcessCommand, Spawned,
-    WindowSize, test_all_backends, testing,
+    BackendChoice, Bytes, Completion, ControlChar, Driver, DriverConfig, ExitStatus, ModeFlag,
+    ProcessCommand, Spawned, TerminalMode, WindowSize, test_all_backends, testing,
 };
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -175,6 +175,34 @@ test_all_backends! {
         let text = String::from_utf8_lossy(&seen.out);
         assert!(text.contains("got hello"), "{text:?}");
         assert_eq!(seen.exit, Some(ExitStatus::Exited(0)));
+        close_all(&mut driver, &child);
+    }
+
+    fn terminal_modes_reach_the_childs_termios(backend: BackendChoice) {
+        let Some(mut driver) = testing::driver(backend, DriverConfig::default()) else { return };
+        let cmd = ProcessCommand::new("stty")
+            .arg("-a")
+            .pty(WindowSize::new(24, 80))
+            .pty_modes(vec![
+                TerminalMode::Char(ControlChar::Intr, 0x14), // ^T
+                TerminalMode::Char(ControlChar::Eof, 0xff),  // disabled
+                TerminalMode::Flag(ModeFlag::Echo, false),
+                TerminalMode::Flag(ModeFlag::Icrnl, false),
+                TerminalMode::Flag(ModeFlag::Onlcr, false),
+                TerminalMode::InputSpeed(9600),
+                TerminalMode::OutputSpeed(9600),
+                TerminalMode::OutputSpeed(12345), // no such speed: ignored
+            ]);
+        let child = start(&mut driver, &cmd);
+        let mut seen = Seen::default();
+        run(&mut driver, &child, &mut seen, |s| s.out_eof && s.exit.is_some());
+        let text = String::from_utf8_lossy(&seen.out);
+        let words: Vec<&str> = text.split(|c: char| c.is_whitespace() || c == ';').collect();
+        assert!(text.contains("speed 9600 baud"), "{text}");
+        assert!(text.contains("intr = ^T") && text.contains("eof = <undef>"), "{text}");
+        for flag in ["-echo", "-icrnl", "-onlcr", "icanon", "isig"] {
+            assert!(words.contains(&flag), "{flag}: {text}");
+        }
         close_all(&mut driver, &child);
     }
 

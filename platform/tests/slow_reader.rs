@@ -25,33 +25,42 @@ const SIP: usize = 4 * 1024;
 
 test_all_backends! {
     fn a_big_send_reaches_a_peer_that_reads_in_sips(backend: BackendChoice) {
-        let Some(mut driver) = testing::driver(backend, DriverConfig::default()) else { return };
-        let (mut outside, socket) = accept_one(&mut driver);
-        let payload = pattern(7, PAYLOAD);
-        let expected = payload.clone();
-        let reader = thread::spawn(move || {
-            let mut got = Vec::with_capacity(PAYLOAD);
-            let mut buf = vec![0; SIP];
-            while got.len() < PAYLOAD {
-                let n = outside.read(&mut buf).expect("read");
-                assert!(n > 0, "end of stream after {} bytes", got.len());
-                got.extend_from_slice(&buf[..n]);
-            }
-            got
-        });
-        assert!(driver.send(socket, Bytes::from(payload)));
-        let mut sent = 0;
-        drive(
-            &mut driver,
-            &mut sent,
-            |_, sent, c| match c {
-                Completion::Sent { bytes, .. } => *sent += bytes,
-                c => panic!("unexpected {c:?} after {sent} bytes sent"),
-            },
-            |_, sent| *sent == PAYLOAD,
-            |_, sent| format!("{sent} of {PAYLOAD} bytes sent"),
-        );
-        let got = reader.join().expect("reader");
-        assert!(got == expected, "the peer received different bytes");
+        for (name, config) in testing::data_path_configs() {
+            eprintln!("{backend:?}, {name}");
+            big_send_to_sipping_peer(backend, config);
+        }
     }
+}
+
+fn big_send_to_sipping_peer(backend: BackendChoice, config: DriverConfig) {
+    let Some(mut driver) = testing::driver(backend, config) else {
+        return;
+    };
+    let (mut outside, socket) = accept_one(&mut driver);
+    let payload = pattern(7, PAYLOAD);
+    let expected = payload.clone();
+    let reader = thread::spawn(move || {
+        let mut got = Vec::with_capacity(PAYLOAD);
+        let mut buf = vec![0; SIP];
+        while got.len() < PAYLOAD {
+            let n = outside.read(&mut buf).expect("read");
+            assert!(n > 0, "end of stream after {} bytes", got.len());
+            got.extend_from_slice(&buf[..n]);
+        }
+        got
+    });
+    assert!(driver.send(socket, Bytes::from(payload)));
+    let mut sent = 0;
+    drive(
+        &mut driver,
+        &mut sent,
+        |_, sent, c| match c {
+            Completion::Sent { bytes, .. } => *sent += bytes,
+            c => panic!("unexpected {c:?} after {sent} bytes sent"),
+        },
+        |_, sent| *sent == PAYLOAD,
+        |_, sent| format!("{sent} of {PAYLOAD} bytes sent"),
+    );
+    let got = reader.join().expect("reader");
+    assert!(got == expected, "the peer received different bytes");
 }

@@ -5,6 +5,11 @@
 //! below the file's size, so a file sent whole would kill the connection). A slow file
 //! (its reads held by a test hook of the file API) leaves 50 other connections answered
 //! while its download is stuck.
+//!
+//! Bodies from 16 KiB up go out by sendfile(2) (`StaticFiles::SENDFILE_MIN`): the big file,
+//! its ranges and pipelined requests arrive identical with it on and with it off (every
+//! body read); a file shrunk while it is being sent ends the connection early on both paths
+//! (the client sees a short body, never other bytes).
 #![cfg(feature = "engine")]
 
 mod common;
@@ -41,6 +46,11 @@ fn tree(dir: &TempDir) -> std::path::PathBuf {
 }
 
 fn start(backend: BackendChoice, dir: &TempDir) -> Option<Server> {
+    start_sendfile(backend, dir, StaticFiles::SENDFILE_MIN)
+}
+
+/// [`start`] sending bodies from `sendfile_min` bytes up by sendfile(2).
+fn start_sendfile(backend: BackendChoice, dir: &TempDir, sendfile_min: u64) -> Option<Server> {
     let root = tree(dir);
     // Lower than the big file: sending it in one piece would overflow the write buffer.
     let reactor = ReactorConfig {
@@ -48,7 +58,9 @@ fn start(backend: BackendChoice, dir: &TempDir) -> Option<Server> {
         ..ReactorConfig::default()
     };
     Server::start_with(backend, ServerConfig::default(), reactor, move || {
-        StaticFiles::new(&root).expect("serve the root")
+        StaticFiles::new(&root)
+            .expect("serve the root")
+            .with_sendfile_min(sendfile_min)
     })
 }
 
@@ -222,6 +234,84 @@ ringwork::platform::test_all_backends! {
         assert_eq!(checksum(&resp.body), checksum(&expected), "the file arrived changed");
         // And again on the same connection.
         assert_eq!(checksum(&client.get("/big.bin", "").body), checksum(&expected));
+    }
+
+    /// Whole files, ranges and pipelined requests (a big body between small ones, so the
+    /// kernel's range waits for the answers before it) carry the same bytes by sendfile,
+    /// by reading only, and with the 16 KiB file on either side of the threshold.
+    fn sendfile_and_reading_carry_the_same_bytes(backend: BackendChoice) {
+        let big = pattern(BIG);
+        for sendfile_min in [StaticFiles::SENDFILE_MIN, 1, u64::MAX] {
+            let dir = TempDir::new("static-sendfile");
+            let Some(server) = start_sendfile(backend, &dir, sendfile_min) else { return };
+            fs::write(dir.0.join("root/16k.bin"), pattern(16 * 1024)).unwrap();
+            let mut client = Client::with_recv_buffer(server.addr, 64 * 1024);
+            let whole = client.get("/big.bin", "");
+            assert_eq!((whole.status, whole.body.len()), (200, BIG), "min {sendfile_min}");
+            assert_eq!(checksum(&whole.body), checksum(&big), "min {sendfile_min}");
+            let range = client.get("/big.bin", "Range: bytes=3-4194306\r\n");
+            assert_eq!(range.status, 206);
+            assert!(range.body == big[3..4_194_307], "range bytes differ (min {sendfile_min})");
+            let small = client.get("/16k.bin", "");
+            assert!(small.body == pattern(16 * 1024), "16 KiB differs (min {sendfile_min})");
+            let tiny = client.get("/digits.txt", "Range: bytes=10-19\r\n");
+            assert_eq!(tiny.text(), "0123456789");
+            // Pipelined: all requests written before any answer is read.
+            client.send(
+                "GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n\
+                 GET /big.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=1000000-\r\n\r\n\
+                 GET /16k.bin HTTP/1.1\r\nHost: t\r\n\r\n\
+                 GET /digits.txt HTTP/1.1\r\nHost: t\r\n\r\n",
+            );
+            assert_eq!(client.response().text(), "hello, static world\n");
+            let tail = client.response();
+            assert_eq!(tail.status, 206);
+            assert!(tail.body == big[1_000_000..], "pipelined range differs (min {sendfile_min})");
+            assert!(client.response().body == pattern(16 * 1024));
+            assert_eq!(client.response().body.len(), 1000);
+        }
+    }
+
+    /// A file cut short while it is being sent: the connection ends before the announced
+    /// length, and every byte that did arrive is the file's.
+    fn a_file_shrunk_during_the_send_ends_the_connection(backend: BackendChoice) {
+        const LONG: usize = 32 * 1024 * 1024;
+        let long = pattern(LONG);
+        for sendfile_min in [StaticFiles::SENDFILE_MIN, u64::MAX] {
+            let dir = TempDir::new("static-shrink");
+            let Some(server) = start_sendfile(backend, &dir, sendfile_min) else { return };
+            let path = dir.0.join("root/long.bin");
+            fs::write(&path, &long).unwrap();
+            let mut client = Client::with_recv_buffer(server.addr, 64 * 1024);
+            client.send("GET /long.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+            let head = client.head();
+            assert_eq!(head.header("content-length"), Some("33554432"));
+            // The client reads nothing until the file is cut to 1 MiB.
+            fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(1024 * 1024).unwrap();
+            let mut body = client.take_buffered();
+            let mut chunk = vec![0u8; 64 * 1024];
+            loop {
+                match client.stream.read(&mut chunk) {
+                    Ok(0) => break,
+                    Ok(n) => body.extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    // A reset ends it too.
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                    Err(e) => panic!("reading the body (min {sendfile_min}): {e}"),
+                }
+            }
+            assert!(body.len() < LONG, "the whole length arrived (min {sendfile_min})");
+            // Up to the new end, the file's bytes. Past it, bytes the kernel had in flight
+            // when the file was cut: copies on the read path; by sendfile, references to
+            // pages the truncation dropped from the file (zeroed or not: unspecified, as
+            // with nginx's sendfile). The client learns from the short body either way.
+            const CUT: usize = 1024 * 1024;
+            let kept = body.len().min(CUT);
+            assert!(body[..kept] == long[..kept], "other bytes than the file's (min {sendfile_min})");
+            if sendfile_min == u64::MAX {
+                assert!(body == long[..body.len()], "the read path sent other bytes");
+            }
+        }
     }
 
     /// The issue's acceptance test: one connection downloads a file whose reads are stuck

@@ -225,20 +225,23 @@ impl Drop for Sshd {
 /// Starts `sshd -D -e -f CONFIG` on a loopback port with `key` authorized; waits for its
 /// "Server listening" line.
 fn start_sshd(sshd: &str, dir: &Path, user_key: &SigningKey) -> Option<Sshd> {
+    let authorized = format!("{}\n", user_key.public().to_openssh());
+    start_sshd_with(sshd, dir, "ed25519", &authorized)
+}
+
+/// [`start_sshd`] with a host key of `host_type` (`ssh-keygen -t`, in
+/// `ssh_host_{host_type}_key`) and these authorized_keys lines.
+fn start_sshd_with(sshd: &str, dir: &Path, host_type: &str, authorized: &str) -> Option<Sshd> {
     // Privilege separation wants this directory (created at boot by the service).
     let _ = std::fs::create_dir_all("/run/sshd");
-    let host_key = dir.join("ssh_host_ed25519_key");
+    let host_key = dir.join(format!("ssh_host_{host_type}_key"));
     let status = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .args(["-q", "-t", host_type, "-N", "", "-f"])
         .arg(&host_key)
         .status()
         .ok()?;
     assert!(status.success());
-    std::fs::write(
-        dir.join("authorized_keys"),
-        format!("{}\n", user_key.public().to_openssh()),
-    )
-    .unwrap();
+    std::fs::write(dir.join("authorized_keys"), authorized).unwrap();
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -298,6 +301,40 @@ ringwork::platform::test_all_backends! {
         let run = client_run(backend, addr, "127.0.0.1", &user_name(), &key, &wrong);
         assert!(run.log.iter().any(|l| l.starts_with("disconnected") && l.contains("CHANGED")), "{:?}", run.log);
         assert!(!run.log.iter().any(|l| l.starts_with("auth")), "{:?}", run.log);
+    }
+
+    fn our_client_with_ssh_keygen_keys_against_sshd_with_an_ecdsa_host_key(backend: BackendChoice) {
+        if testing::driver(backend, DriverConfig::default()).is_none() {
+            return;
+        }
+        let Some(sshd) = sshd_path() else { return };
+        let dir = TempDir::new(&format!("sshd-keys-{backend:?}"));
+        // User keys of each type made by ssh-keygen; the Ed25519 one passphrase-protected.
+        let kinds: [(&str, &[&str], &str); 4] = [
+            ("id_ed25519", &["-t", "ed25519"], "pass phrase"),
+            ("id_ecdsa256", &["-t", "ecdsa", "-b", "256"], ""),
+            ("id_ecdsa384", &["-t", "ecdsa", "-b", "384"], ""),
+            ("id_rsa", &["-t", "rsa", "-b", "3072"], ""),
+        ];
+        let mut authorized = String::new();
+        for (name, args, passphrase) in kinds {
+            let path = dir.0.join(name);
+            let status = Command::new("ssh-keygen").args(["-q", "-N", passphrase, "-f"]).arg(&path).args(args).stdout(Stdio::null()).status().unwrap();
+            assert!(status.success());
+            authorized.push_str(&std::fs::read_to_string(path.with_extension("pub")).unwrap());
+        }
+        let Some(server) = start_sshd_with(sshd, &dir.0, "ecdsa", &authorized) else { return };
+        let public = Command::new("ssh-keygen").arg("-y").arg("-f").arg(dir.0.join("ssh_host_ecdsa_key")).output().unwrap();
+        let known = format!("[127.0.0.1]:{} {}", server.port, String::from_utf8_lossy(&public.stdout));
+        let addr = SocketAddr::from(([127, 0, 0, 1], server.port));
+        for (name, _, passphrase) in kinds {
+            let passphrase = (!passphrase.is_empty()).then_some(passphrase.as_bytes());
+            let key = SigningKey::load_with_passphrase(&dir.0.join(name), passphrase).unwrap();
+            let run = client_run(backend, addr, "127.0.0.1", &user_name(), &Arc::new(key), &known);
+            check(&run);
+        }
+        let wrong = SigningKey::load_with_passphrase(&dir.0.join("id_ed25519"), Some(b"nope")).unwrap_err();
+        assert!(wrong.to_string().contains("wrong passphrase"), "{wrong}");
     }
 
     fn our_client_against_our_server(backend: BackendChoice) {

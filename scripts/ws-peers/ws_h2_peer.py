@@ -3,11 +3,16 @@
 by Python's `h2` library (hyper-h2), which sends `:protocol` only once the server has sent
 SETTINGS_ENABLE_CONNECT_PROTOCOL = 1.
 
-  ws_h2_peer.py echo URL [--sizes 0,1,...]   URL: http://HOST:PORT/path (h2c, prior
+  ws_h2_peer.py echo URL [--sizes 0,1,...] [--get-status N]
+                                             URL: http://HOST:PORT/path (h2c, prior
                                              knowledge) or https://... (TLS, ALPN h2,
-                                             certificate not checked)
+                                             certificate not checked); the GET on
+                                             another stream expects N (default 200)
   ws_h2_peer.py settings URL                 prints "connect-protocol N" (the setting's
                                              value, 0 when absent) and exits
+  ws_h2_peer.py idle URL                     one ping and its pong, then quiet: prints
+                                             "ok idle stream ended after S s" once the
+                                             server ends or resets the stream
   ws_h2_peer.py chat URL                     two connections, two WebSocket streams on
                                              each: every stream's message reaches all four
 
@@ -209,7 +214,7 @@ def chat(url):
     print(f"ok chat {len(streams)} streams on {len(clients)} connections", flush=True)
 
 
-def echo(url, sizes):
+def echo(url, sizes, get_status="200"):
     client = Client(url)
     conn = client.conn
     scheme = "https" if client.tls else "http"
@@ -240,7 +245,7 @@ def echo(url, sizes):
                               end_stream=True)
             client.flush()
             client.wait("the GET's answer", lambda: get in client.ended)
-            if client.headers[get].get(":status") != "200":
+            if client.headers[get].get(":status") != get_status:
                 fail(f"GET on stream {get}: {client.headers[get]}")
     client.send(ws, frame(8, struct.pack("!H", 1000)))
     fin, opcode, payload = next_frame()
@@ -254,6 +259,21 @@ def echo(url, sizes):
           f"closed 1000", flush=True)
 
 
+def idle(url):
+    client = Client(url)
+    ws = open_websocket(client)
+    client.send(ws, frame(9, b"hi"))
+
+    def pong():
+        taken = take_frame(client.data[ws])
+        return taken is not None and taken[1] == 10 and taken[2] == b"hi"
+
+    client.wait("the pong", pong)
+    quiet = time.monotonic()
+    client.wait("the end of the quiet stream", lambda: ws in client.ended or ws in client.resets)
+    print(f"ok idle stream ended after {time.monotonic() - quiet:.2f} s", flush=True)
+
+
 def main():
     if len(sys.argv) < 3:
         fail(__doc__)
@@ -261,12 +281,17 @@ def main():
     sizes = DEFAULT_SIZES
     if "--sizes" in sys.argv:
         sizes = [int(s) for s in sys.argv[sys.argv.index("--sizes") + 1].split(",")]
+    get_status = "200"
+    if "--get-status" in sys.argv:
+        get_status = sys.argv[sys.argv.index("--get-status") + 1]
     if mode == "echo":
-        echo(url, sizes)
+        echo(url, sizes, get_status)
     elif mode == "settings":
         settings(url)
     elif mode == "chat":
         chat(url)
+    elif mode == "idle":
+        idle(url)
     else:
         fail(f"unknown mode {mode}")
 

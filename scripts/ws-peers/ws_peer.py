@@ -2,7 +2,8 @@
 """A real WebSocket peer for ringwork's interop tests: Python's `websockets` library.
 
   ws_peer.py client URL [--deflate] [--sizes 1,125,...]   echo check against a server
-  ws_peer.py server [--deflate]                            echo server; prints "port N"
+  ws_peer.py server [--deflate] [--tls CERT KEY]           echo server (wss:// with --tls);
+                                                           prints "port N"
   ws_peer.py violations URL                                raw bad frames; checks close codes
   ws_peer.py chat URL N                                    N clients of a broadcast server; a
                                                            slow one that never reads is closed
@@ -15,6 +16,7 @@ import asyncio
 import base64
 import os
 import socket
+import ssl
 import struct
 import sys
 
@@ -65,15 +67,19 @@ async def client(url, deflate, sizes):
         print(f"ok {count} messages extensions={negotiated!r}")
 
 
-async def server(deflate):
+async def server(deflate, tls):
     compression = "deflate" if deflate else None
+    context = None
+    if tls:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(tls[0], tls[1])
 
     async def echo(ws):
         async for message in ws:
             await ws.send(message)
 
     async with serve(echo, "127.0.0.1", 0, compression=compression, max_size=None,
-                     ping_interval=None) as srv:
+                     ping_interval=None, ssl=context) as srv:
         port = srv.sockets[0].getsockname()[1]
         print(f"port {port}", flush=True)
         # Until stdin closes (the test ends).
@@ -229,7 +235,11 @@ def main():
     if args[0] == "client":
         asyncio.run(client(args[1], deflate, sizes))
     elif args[0] == "server":
-        asyncio.run(server(deflate))
+        tls = None
+        if "--tls" in args:
+            at = args.index("--tls")
+            tls = (args[at + 1], args[at + 2])
+        asyncio.run(server(deflate, tls))
     elif args[0] == "chat":
         asyncio.run(chat(args[1], int(args[2])))
     elif args[0] == "violations":

@@ -227,6 +227,15 @@ impl File {
         &self.path
     }
 
+    /// The open descriptor, for the kernel to read from ([`crate::Context::send_file`]);
+    /// `None` once closed, or with a test read hook (whose reads must pass through it).
+    pub(crate) fn descriptor(&self) -> Option<Arc<std::fs::File>> {
+        if self.hook.is_some() {
+            return None;
+        }
+        self.file.as_ref().map(Arc::clone)
+    }
+
     /// Reads at most `buf`'s spare capacity (`capacity - len`) from `offset`, appended to
     /// `buf`, and gives `buf` back: fewer bytes only at the end of the file (an empty
     /// append is the end). `pread(2)`, so reads at different offsets need no seeking.

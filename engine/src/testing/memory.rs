@@ -309,6 +309,24 @@ impl Io for MemoryIo {
         }
     }
 
+    fn send_file(
+        &mut self,
+        socket: SocketId,
+        _file: std::sync::Arc<std::fs::File>,
+        _offset: u64,
+        _len: u64,
+    ) -> Result<(), OpError> {
+        // No kernel to read the file: protocols read and write it under test.
+        Err(OpError {
+            op: OpKind::Send,
+            socket: Some(socket),
+            source: io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the in-memory transport does not send files",
+            ),
+        })
+    }
+
     fn splice(&mut self, from: SocketId, _to: SocketId) -> Result<(), OpError> {
         // Nothing to splice in memory: protocols keep copying under test.
         Err(OpError {

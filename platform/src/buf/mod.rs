@@ -18,7 +18,7 @@
 //!   [`BufPool::leak`] and the memory is never freed.
 #![allow(unsafe_code)] // Raw buffer memory shared with the kernel; every block has a SAFETY note.
 
-use std::alloc::{self, Layout};
+use std::alloc::Layout;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io;
@@ -49,13 +49,17 @@ enum Mode {
         layout: Layout,
         /// Our copy of the tail (the kernel only reads it).
         tail: Cell<u16>,
+        /// By buffer id: the ring position (tail value) it was last published at, where a
+        /// receive bundle that starts with it finds the buffers that follow it.
+        positions: Box<[Cell<u16>]>,
     },
     /// Buffers live in a free list that the poll backend reads into.
     List { free: RefCell<Vec<u16>> },
 }
 
 struct PoolInner {
-    // INVARIANT: `mem` points to `count * size` bytes allocated with `mem_layout`, alive until
+    // INVARIANT: `mem` points to `count * size` zeroed bytes from `Pages::zeroed(mem_layout)`,
+    // alive until
     // this value is dropped (or forever once `leaked`).
     mem: NonNull<u8>,
     mem_layout: Layout,
@@ -83,9 +87,7 @@ impl BufPool {
             })?;
         let mem_layout = Layout::from_size_align(total, 4096)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        // SAFETY: `mem_layout` has a non-zero size (checked above).
-        let mem = unsafe { alloc::alloc_zeroed(mem_layout) };
-        let mem = NonNull::new(mem).ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))?;
+        let mem = Pages::zeroed(mem_layout)?;
         Ok(Self {
             inner: Rc::new(PoolInner {
                 mem,
@@ -123,7 +125,7 @@ impl BufPool {
             .and_then(|layout| layout.align_to(4096))
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         // SAFETY: `layout` is non-zero sized (`count >= 1`).
-        let entries = unsafe { alloc::alloc_zeroed(layout) }.cast::<RingEntry>();
+        let entries = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<RingEntry>();
         let entries =
             NonNull::new(entries).ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))?;
         let pool = Self::allocate(
@@ -133,11 +135,12 @@ impl BufPool {
                 entries,
                 layout,
                 tail: Cell::new(0),
+                positions: (0..count).map(|_| Cell::new(0)).collect(),
             },
         )
         .inspect_err(|_| {
             // SAFETY: allocated just above with `layout`, not shared with anyone yet.
-            unsafe { alloc::dealloc(entries.as_ptr().cast(), layout) }
+            unsafe { std::alloc::dealloc(entries.as_ptr().cast(), layout) }
         })?;
         pool.inner.available.set(0);
         for bid in 0..count {
@@ -228,6 +231,60 @@ impl BufPool {
         }
     }
 
+    /// Takes ownership of the buffers of a receive bundle (IORING_RECVSEND_BUNDLE): `len`
+    /// bytes in buffer `first` and the buffers published after it, each filled to its size
+    /// but the last. Returns the first; the others are appended to `rest`, in order.
+    ///
+    /// # Safety
+    /// As [`BufPool::claim`], for a bundle completion: the kernel took `first` and the
+    /// buffers after it in ring order (it consumes the ring in order and commits a
+    /// bundle's buffers at its completion). Those ring entries cannot have been published
+    /// again since: their buffers are not back (this claim is their only one), and every
+    /// buffer taken after them belongs to a later completion, not claimed yet, so the tail
+    /// stays less than a ring's length past them.
+    #[cfg(uring)]
+    pub(crate) unsafe fn claim_bundle(
+        &self,
+        first: u16,
+        len: u32,
+        rest: &mut Vec<RecvBuf>,
+    ) -> RecvBuf {
+        let size = self.inner.size;
+        // SAFETY: the caller's promise for `first`.
+        let head = unsafe { self.claim(first, len.min(size)) };
+        let Mode::Ring {
+            entries, positions, ..
+        } = &self.inner.mode
+        else {
+            unreachable!("claim_bundle on a list pool");
+        };
+        let mask = self.inner.count - 1;
+        let start = positions[usize::from(first.min(mask))].get();
+        let bid_at = |position: u16| {
+            // SAFETY: `position & mask < count`: inside the ring allocation. The kernel does
+            // not write entries (no incremental consumption), and this one is not being
+            // published (see the function's safety note).
+            unsafe { (*entries.as_ptr().add(usize::from(position & mask))).bid }
+        };
+        if bid_at(start) != first {
+            // The layout is not what the kernel promises: claim nothing more than `first`
+            // (a lost buffer beats two owners of one).
+            tracing::error!(first, len, "receive bundle not found in ring order");
+            return head;
+        }
+        let mut left = len.saturating_sub(size);
+        let mut position = start;
+        while left > 0 {
+            position = position.wrapping_add(1);
+            let bid = bid_at(position);
+            let take = left.min(size);
+            // SAFETY: the bundle's next buffer, claimed once (see the function's note).
+            rest.push(unsafe { self.claim(bid, take) });
+            left -= take;
+        }
+        head
+    }
+
     /// Never free the memory: the kernel may still write into it.
     #[cfg_attr(not(uring), allow(dead_code))]
     pub(crate) fn leak(&self) {
@@ -249,9 +306,15 @@ impl PoolInner {
     fn give_back(&self, bid: u16) {
         match &self.mode {
             #[cfg(uring)]
-            Mode::Ring { entries, tail, .. } => {
+            Mode::Ring {
+                entries,
+                tail,
+                positions,
+                ..
+            } => {
                 let mask = self.count - 1;
                 let index = tail.get() & mask;
+                positions[usize::from(bid)].set(tail.get());
                 let addr = self.mem.as_ptr() as u64 + u64::from(bid) * u64::from(self.size);
                 // SAFETY: `index < count`, so the entry is inside the ring allocation. The
                 // kernel reads entries only between its head and the published tail, and this
@@ -283,17 +346,74 @@ impl Drop for PoolInner {
         if self.leaked.get() {
             return;
         }
-        // SAFETY: allocated in `allocate` with `mem_layout`; no `RecvBuf` is left (each holds
-        // an `Rc` to this value) and the kernel is done with it (else `leaked` would be set).
-        unsafe { alloc::dealloc(self.mem.as_ptr(), self.mem_layout) };
+        // SAFETY: from `Pages::zeroed(mem_layout)` in `allocate`; no `RecvBuf` is left (each
+        // holds an `Rc` to this value) and the kernel is done with it (else `leaked` would be
+        // set).
+        unsafe { Pages::free(self.mem, self.mem_layout) };
         #[cfg(uring)]
         if let Mode::Ring {
             entries, layout, ..
         } = &self.mode
         {
             // SAFETY: allocated in `new_ring` with `layout`; same argument as above.
-            unsafe { alloc::dealloc(entries.as_ptr().cast(), *layout) };
+            unsafe { std::alloc::dealloc(entries.as_ptr().cast(), *layout) };
         }
+    }
+}
+
+/// The buffers' memory. On Unix an anonymous private mapping: zeroed by the kernel and backed
+/// by pages only where something was written, so a pool of 1024 × 16 KiB costs no resident
+/// memory until receives fill it (`alloc_zeroed` with page alignment wrote all of it at start:
+/// 16 MiB of RSS before the first connection, issue 16).
+struct Pages;
+
+impl Pages {
+    /// `layout.size()` zeroed bytes aligned to at least `layout.align()` (at most a page).
+    #[cfg(unix)]
+    fn zeroed(layout: Layout) -> io::Result<NonNull<u8>> {
+        debug_assert!(layout.align() <= 4096, "mmap aligns to pages only");
+        // SAFETY: a fresh anonymous mapping (no address hint, no file): it aliases nothing.
+        let mem = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                layout.size(),
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if mem == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        NonNull::new(mem.cast()).ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))
+    }
+
+    #[cfg(not(unix))]
+    fn zeroed(layout: Layout) -> io::Result<NonNull<u8>> {
+        // SAFETY: `layout` has a non-zero size (checked by the caller).
+        let mem = unsafe { std::alloc::alloc_zeroed(layout) };
+        NonNull::new(mem).ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))
+    }
+
+    /// Releases memory from [`Pages::zeroed`].
+    ///
+    /// # Safety
+    /// `mem` came from `Pages::zeroed(layout)` and nothing uses it any more.
+    #[cfg(unix)]
+    unsafe fn free(mem: NonNull<u8>, layout: Layout) {
+        // SAFETY: the caller's contract: our own mapping of `layout.size()` bytes, unused.
+        unsafe { libc::munmap(mem.as_ptr().cast(), layout.size()) };
+    }
+
+    /// Releases memory from [`Pages::zeroed`].
+    ///
+    /// # Safety
+    /// `mem` came from `Pages::zeroed(layout)` and nothing uses it any more.
+    #[cfg(not(unix))]
+    unsafe fn free(mem: NonNull<u8>, layout: Layout) {
+        // SAFETY: the caller's contract.
+        unsafe { std::alloc::dealloc(mem.as_ptr(), layout) };
     }
 }
 
@@ -448,6 +568,27 @@ mod tests {
         // SAFETY: as above.
         let reused = unsafe { (*entries.as_ptr()).bid };
         assert_eq!(reused, 2, "slot 4 & mask = 0 now holds buffer 2");
+        assert_eq!(pool.available(), 4);
+    }
+
+    #[cfg(uring)]
+    #[test]
+    fn a_bundle_is_claimed_in_ring_order_not_buffer_id_order() {
+        let pool = BufPool::new_ring(16, 4).unwrap();
+        // Buffers 1 and 0 come back in that order: the ring now reads 2, 3, 1, 0.
+        // SAFETY: simulated completions, each claimed once.
+        let (one, zero) = unsafe { (pool.claim(1, 16), pool.claim(0, 16)) };
+        drop(one);
+        drop(zero);
+        let mut rest = Vec::new();
+        // SAFETY: a simulated bundle of three buffers starting at buffer 2, claimed once.
+        let first = unsafe { pool.claim_bundle(2, 40, &mut rest) };
+        assert_eq!(first.buffer_id(), 2);
+        assert_eq!(first.len(), 16);
+        let tail: Vec<(u16, usize)> = rest.iter().map(|b| (b.buffer_id(), b.len())).collect();
+        assert_eq!(tail, [(3, 16), (1, 8)]);
+        assert_eq!(pool.available(), 1);
+        drop((first, rest));
         assert_eq!(pool.available(), 4);
     }
 }

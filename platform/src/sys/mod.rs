@@ -30,6 +30,8 @@ pub(crate) mod inherit;
 pub(crate) mod poll;
 #[cfg(processes)]
 pub(crate) mod process;
+#[cfg(uring)]
+pub(crate) mod sendfile;
 pub(crate) mod sockopt;
 #[cfg(uring)]
 pub(crate) mod splice;

@@ -36,7 +36,9 @@ use std::thread;
 
 use crate::completion::Completion;
 use crate::id::SocketId;
-use crate::process::{ChildStdio, ExitStatus, ProcessCommand, WindowSize};
+use crate::process::{
+    ChildStdio, ControlChar, ExitStatus, ModeFlag, ProcessCommand, TerminalMode, WindowSize,
+};
 use crate::table::SocketState;
 
 /// The descriptors of a child just started: what this process keeps.
@@ -84,6 +86,7 @@ pub(crate) fn spawn(command: &ProcessCommand, use_pidfd: bool) -> io::Result<Spa
     let (mut stdin, mut stdout, mut stderr, mut pty) = (None, None, None, None);
     if let Some(size) = command.pty {
         let (master, slave) = open_pty(size)?;
+        set_terminal_modes(slave.as_raw_fd(), &command.pty_modes)?;
         cmd.stdin(Stdio::from(slave.try_clone()?));
         cmd.stdout(Stdio::from(slave.try_clone()?));
         cmd.stderr(Stdio::from(slave));
@@ -235,6 +238,155 @@ fn open_pty(size: WindowSize) -> io::Result<(OwnedFd, OwnedFd)> {
     let slave = unsafe { OwnedFd::from_raw_fd(slave) };
     set_window_size(master.as_raw_fd(), size)?;
     Ok((master, slave))
+}
+
+/// Applies `modes` to the terminal `fd` (tcgetattr, change, tcsetattr).
+///
+/// # Errors
+/// The OS error of `tcgetattr` or `tcsetattr`.
+pub(crate) fn set_terminal_modes(fd: RawFd, modes: &[TerminalMode]) -> io::Result<()> {
+    if modes.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: termios is plain data; all-zero is a valid value that tcgetattr overwrites.
+    let mut t: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: `t` is a valid, writable termios for the call.
+    if unsafe { libc::tcgetattr(fd, &raw mut t) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    for mode in modes {
+        match *mode {
+            TerminalMode::Char(c, value) => {
+                // 0xff is "disabled"; Linux's _POSIX_VDISABLE is 0.
+                t.c_cc[control_char_index(c)] = if value == 0xff { 0 } else { value };
+            }
+            TerminalMode::Flag(flag, on) => {
+                let (field, bits) = match flag_bits(flag) {
+                    (FlagField::Input, b) => (&mut t.c_iflag, b),
+                    (FlagField::Output, b) => (&mut t.c_oflag, b),
+                    (FlagField::Control, b) => (&mut t.c_cflag, b),
+                    (FlagField::Local, b) => (&mut t.c_lflag, b),
+                };
+                if flag == ModeFlag::Cs7 || flag == ModeFlag::Cs8 {
+                    // A character size replaces the size field, it is not one bit.
+                    if on {
+                        *field = (*field & !libc::CSIZE) | bits;
+                    }
+                } else if on {
+                    *field |= bits;
+                } else {
+                    *field &= !bits;
+                }
+            }
+            TerminalMode::InputSpeed(bps) | TerminalMode::OutputSpeed(bps) => {
+                let Some(speed) = speed_constant(bps) else {
+                    continue;
+                };
+                let input = matches!(mode, TerminalMode::InputSpeed(_));
+                // SAFETY: `t` is a valid termios; cfset*speed only writes into it.
+                let rc = unsafe {
+                    if input {
+                        libc::cfsetispeed(&raw mut t, speed)
+                    } else {
+                        libc::cfsetospeed(&raw mut t, speed)
+                    }
+                };
+                if rc < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+        }
+    }
+    // SAFETY: `t` is a valid termios that lives for the call.
+    if unsafe { libc::tcsetattr(fd, libc::TCSANOW, &raw const t) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn control_char_index(c: ControlChar) -> usize {
+    match c {
+        ControlChar::Intr => libc::VINTR,
+        ControlChar::Quit => libc::VQUIT,
+        ControlChar::Erase => libc::VERASE,
+        ControlChar::Kill => libc::VKILL,
+        ControlChar::Eof => libc::VEOF,
+        ControlChar::Eol => libc::VEOL,
+        ControlChar::Eol2 => libc::VEOL2,
+        ControlChar::Start => libc::VSTART,
+        ControlChar::Stop => libc::VSTOP,
+        ControlChar::Susp => libc::VSUSP,
+        ControlChar::Reprint => libc::VREPRINT,
+        ControlChar::WErase => libc::VWERASE,
+        ControlChar::LNext => libc::VLNEXT,
+        ControlChar::Discard => libc::VDISCARD,
+    }
+}
+
+enum FlagField {
+    Input,
+    Output,
+    Control,
+    Local,
+}
+
+fn flag_bits(flag: ModeFlag) -> (FlagField, libc::tcflag_t) {
+    use FlagField::{Control, Input, Local, Output};
+    match flag {
+        ModeFlag::Ignpar => (Input, libc::IGNPAR),
+        ModeFlag::Parmrk => (Input, libc::PARMRK),
+        ModeFlag::Inpck => (Input, libc::INPCK),
+        ModeFlag::Istrip => (Input, libc::ISTRIP),
+        ModeFlag::Inlcr => (Input, libc::INLCR),
+        ModeFlag::Igncr => (Input, libc::IGNCR),
+        ModeFlag::Icrnl => (Input, libc::ICRNL),
+        ModeFlag::Ixon => (Input, libc::IXON),
+        ModeFlag::Ixany => (Input, libc::IXANY),
+        ModeFlag::Ixoff => (Input, libc::IXOFF),
+        ModeFlag::Imaxbel => (Input, libc::IMAXBEL),
+        ModeFlag::Iutf8 => (Input, libc::IUTF8),
+        ModeFlag::Isig => (Local, libc::ISIG),
+        ModeFlag::Icanon => (Local, libc::ICANON),
+        ModeFlag::Echo => (Local, libc::ECHO),
+        ModeFlag::Echoe => (Local, libc::ECHOE),
+        ModeFlag::Echok => (Local, libc::ECHOK),
+        ModeFlag::Echonl => (Local, libc::ECHONL),
+        ModeFlag::Noflsh => (Local, libc::NOFLSH),
+        ModeFlag::Tostop => (Local, libc::TOSTOP),
+        ModeFlag::Iexten => (Local, libc::IEXTEN),
+        ModeFlag::Echoctl => (Local, libc::ECHOCTL),
+        ModeFlag::Echoke => (Local, libc::ECHOKE),
+        ModeFlag::Pendin => (Local, libc::PENDIN),
+        ModeFlag::Opost => (Output, libc::OPOST),
+        ModeFlag::Onlcr => (Output, libc::ONLCR),
+        ModeFlag::Ocrnl => (Output, libc::OCRNL),
+        ModeFlag::Onocr => (Output, libc::ONOCR),
+        ModeFlag::Onlret => (Output, libc::ONLRET),
+        ModeFlag::Cs7 => (Control, libc::CS7),
+        ModeFlag::Cs8 => (Control, libc::CS8),
+        ModeFlag::Parenb => (Control, libc::PARENB),
+        ModeFlag::Parodd => (Control, libc::PARODD),
+    }
+}
+
+/// The `B*` constant of a speed in bits per second.
+fn speed_constant(bps: u32) -> Option<libc::speed_t> {
+    Some(match bps {
+        0 => libc::B0,
+        300 => libc::B300,
+        1200 => libc::B1200,
+        2400 => libc::B2400,
+        4800 => libc::B4800,
+        9600 => libc::B9600,
+        19200 => libc::B19200,
+        38400 => libc::B38400,
+        57600 => libc::B57600,
+        115_200 => libc::B115200,
+        230_400 => libc::B230400,
+        460_800 => libc::B460800,
+        921_600 => libc::B921600,
+        _ => return None,
+    })
 }
 
 /// Sets the size of the terminal whose master (or slave) side is `fd`; its foreground

@@ -50,7 +50,7 @@ use ringwork_protocols::http::server::{AccessLog, AccessLogFormat};
 use ringwork_protocols::irc::proto::IrcConfig;
 use ringwork_protocols::irc::server::IrcServer;
 use ringwork_protocols::limits::{ConnectionCap, DEFAULT_RATE_TABLE, RateLimit, SharedRateLimiter};
-use ringwork_protocols::websocket::broadcast::{Topic, TopicConfig};
+use ringwork_protocols::websocket::broadcast::Topic;
 
 #[cfg(unix)]
 mod buffers;
@@ -67,6 +67,7 @@ mod sockopts;
 mod ssh;
 #[cfg(unix)]
 mod takeover;
+mod ws_chat;
 
 use logging::Logging;
 use proxy::{ProxyArgs, ProxyPlan};
@@ -220,6 +221,10 @@ struct Serve {
     /// web: the directory it serves.
     #[arg(long, value_name = "DIR")]
     root: Option<std::path::PathBuf>,
+    /// web: bodies from BYTES up go out by sendfile(2) on plaintext HTTP/1.x; `off`: never
+    /// [default: 16384].
+    #[arg(long, value_name = "BYTES", value_parser = service::parse_sendfile_min)]
+    sendfile_min: Option<u64>,
     /// hello, web, http-proxy: log every HTTP response. Without FILE, to the log (stderr,
     /// target ringwork::http::access, info level); with FILE, one line per response
     /// appended to FILE by the log thread (never by a core), reopened on SIGUSR1 for
@@ -310,6 +315,8 @@ struct Serve {
     mail: mail::MailArgs,
     #[command(flatten)]
     ssh: ssh::SshArgs,
+    #[command(flatten)]
+    ws_chat: ws_chat::WsChatArgs,
 }
 
 /// `--access-log-format`.
@@ -644,6 +651,7 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
     let http = ServiceOptions {
         health: health.clone(),
         root: serve.root,
+        sendfile_min: serve.sendfile_min,
         access_log: serve.access_log.is_some(),
         access_file: access_sink
             .as_ref()
@@ -656,7 +664,7 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
         rate_limit: rate_limit.clone(),
         connection_cap: connection_cap.clone(),
         irc,
-        chat: Topic::new(TopicConfig::default()),
+        chat: Topic::new(serve.ws_chat.topic_config()),
         smtp,
         pop3,
         imap,

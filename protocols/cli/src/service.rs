@@ -38,6 +38,8 @@ use crate::proxy::{self, ProxyKind, ProxyPlan};
 #[derive(Clone, Debug)]
 pub(crate) struct ServiceOptions {
     pub(crate) root: Option<std::path::PathBuf>,
+    /// `--sendfile-min` of `web` (`None`: `StaticFiles::SENDFILE_MIN`).
+    pub(crate) sendfile_min: Option<u64>,
     pub(crate) access_log: bool,
     /// `--access-log FILE`: where each HTTP server's lines go.
     pub(crate) access_file: Option<AccessLog>,
@@ -134,9 +136,11 @@ impl ServiceOptions {
                 let root = self.root.as_ref().ok_or_else(|| EngineError::Config {
                     what: "web needs --root DIR".into(),
                 })?;
-                let files = StaticFiles::new(root).map_err(|e| EngineError::Config {
-                    what: format!("--root {}: {e}", root.display()),
-                })?;
+                let files = StaticFiles::new(root)
+                    .map_err(|e| EngineError::Config {
+                        what: format!("--root {}: {e}", root.display()),
+                    })?
+                    .with_sendfile_min(self.sendfile_min.unwrap_or(StaticFiles::SENDFILE_MIN));
                 Some(if self.metrics {
                     HttpServer::with_metrics(files, self.config(), metrics::core_http_metrics())
                 } else {
@@ -421,6 +425,7 @@ impl Listener<'_> {
 /// silently ignored (`serve hello --root DIR`).
 pub(crate) const SERVICE_OPTIONS: &[(&str, &str, &[Service])] = &[
     ("root", "--root", &[Service::Web]),
+    ("sendfile_min", "--sendfile-min", &[Service::Web]),
     ("config", "--config", &[Service::HttpProxy]),
     (
         "access_log",
@@ -441,6 +446,12 @@ pub(crate) const SERVICE_OPTIONS: &[(&str, &str, &[Service])] = &[
         "rate_burst",
         "--rate-burst",
         &[Service::Hello, Service::Web, Service::HttpProxy],
+    ),
+    ("chat_max_queued", "--chat-max-queued", &[Service::WsChat]),
+    (
+        "chat_max_queued_total",
+        "--chat-max-queued-total",
+        &[Service::WsChat],
     ),
     ("upstream", "--upstream", &[Service::TcpProxy]),
     ("send_proxy", "--send-proxy", &[Service::TcpProxy]),
@@ -518,4 +529,14 @@ pub(crate) fn unsupported(service: Service, endpoint: &Endpoint) -> EngineError 
     EngineError::Config {
         what: format!("{} does not support endpoint {endpoint}", service.name()),
     }
+}
+
+/// `--sendfile-min`: a byte count, or `off` (never: every body is read and written).
+pub(crate) fn parse_sendfile_min(value: &str) -> Result<u64, String> {
+    if value == "off" {
+        return Ok(u64::MAX);
+    }
+    value
+        .parse()
+        .map_err(|e| format!("{value:?} is neither a byte count nor `off`: {e}"))
 }

@@ -1,7 +1,8 @@
 //! Real HTTP clients that nobody here wrote against the `ringwork` binary: curl against
 //! `serve hello` (keep-alive) and `serve web --root` (a byte-for-byte static download,
 //! ranges, HEAD; Python's http.client downloading a large file whole and in ranges on one
-//! keep-alive connection), over HTTP/1.1 and over HTTP/2 with prior knowledge on the same port (no
+//! keep-alive connection; a 64 MiB file sent by sendfile(2), whole and in ranges, checked
+//! by SHA-256 against the file, with curl too), over HTTP/1.1 and over HTTP/2 with prior knowledge on the same port (no
 //! flag: the preface decides); a real gRPC client and server (Python's grpcio) through
 //! `serve http-proxy` with an HTTP/2 pool. The in-process interop tests (the JSON echo handler, Python's
 //! http.client) are `protocols/tests/http_interop.rs`.
@@ -216,6 +217,59 @@ for i, wanted in enumerate(ranges):
             let got = std::fs::read(format!("{}.{i}", path_str(&out_base))).unwrap();
             assert!(got == whole[from..to], "body {i} differs ({} bytes)", got.len());
         }
+    }
+
+    /// 64 MiB by sendfile(2) (`serve web`'s default for bodies from 16 KiB up): Python's
+    /// http.client on one keep-alive connection, whole and in ranges, and curl, each body's
+    /// SHA-256 checked against the same span of the file on disk.
+    fn python_and_curl_download_64_mib_by_sendfile(backend: BackendChoice) {
+        const HUGE: usize = 64 * 1024 * 1024;
+        let dir = TempDir::new("interop-web-64m");
+        let root = web_root(&dir);
+        std::fs::write(dir.0.join("huge.bin"), pattern(HUGE)).unwrap();
+        let Some(server) = Cli::start(backend, &["web", "--root", &root]) else { return };
+        let script = r#"
+import hashlib, http.client, sys
+host, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+data = open(path, "rb").read()
+conn = http.client.HTTPConnection(host, port, timeout=60)
+spans = [None, (0, 99), (1, 33554432), (40000000, len(data) - 1), (len(data) - 16384, None)]
+for span in spans:
+    headers = {}
+    if span:
+        headers["Range"] = "bytes=%d-%s" % (span[0], "" if span[1] is None else span[1])
+    conn.request("GET", "/huge.bin", headers=headers)
+    response = conn.getresponse()
+    body = response.read()
+    start = span[0] if span else 0
+    end = len(data) if not span or span[1] is None else span[1] + 1
+    same = hashlib.sha256(body).digest() == hashlib.sha256(data[start:end]).digest()
+    print(response.status, len(body), "same" if same else "DIFFERENT")
+"#;
+        let port = server.addr.port().to_string();
+        let file = dir.0.join("huge.bin");
+        let out = run("python3", &["-c", script, "127.0.0.1", &port, path_str(&file)]);
+        assert!(
+            out.status.success(),
+            "python http.client failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).lines().collect::<Vec<_>>(),
+            [
+                "200 67108864 same",
+                "206 100 same",
+                "206 33554432 same",
+                "206 27108864 same",
+                "206 16384 same",
+            ]
+        );
+        let saved = dir.0.join("curl.bin");
+        curl(&["--output", path_str(&saved), &url(server.addr, "/huge.bin")]);
+        let got = std::fs::read(&saved).unwrap();
+        assert!(got == pattern(HUGE), "curl's download differs ({} bytes)", got.len());
+        let out = curl(&["--range", "5000000-5999999", &url(server.addr, "/huge.bin")]);
+        assert!(out.stdout == pattern(HUGE)[5_000_000..6_000_000], "curl's range differs");
     }
 
     fn curl_http2_prior_knowledge_to_hello_and_web(backend: BackendChoice) {

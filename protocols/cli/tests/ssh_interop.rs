@@ -251,6 +251,221 @@ fn openssh_exec_auth_and_rekey_poll() {
     exec_suite("poll");
 }
 
+/// `ssh-keygen -y` of `key` (with its passphrase): the public key line.
+fn public_of(key: &Path, passphrase: &str) -> String {
+    let out = Command::new("ssh-keygen")
+        .args(["-y", "-P", passphrase, "-f"])
+        .arg(key)
+        .output()
+        .expect("run ssh-keygen -y");
+    assert!(out.status.success(), "ssh-keygen -y {}", key.display());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn host_keys_suite(name: &str) {
+    let Some(backend) = backend(name) else { return };
+    if !have_ssh() {
+        return;
+    }
+    // Four host keys: the generated Ed25519 one of `setup`, an ECDSA P-256 key made by
+    // `ssh-keygen -N` (encrypted, its passphrase in a file), an ECDSA P-384 key generated
+    // by the server (`--host-key-type ecdsa384` at its position), an RSA key made by
+    // ssh-keygen (offered as rsa-sha2-512 and rsa-sha2-256).
+    let s = setup_with("hostkeys", backend, |dir| {
+        let encrypted = dir.join("host_ecdsa");
+        let status = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ecdsa", "-b", "256", "-N", "pass phrase", "-f"])
+            .arg(&encrypted)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        std::fs::write(dir.join("passphrase"), "pass phrase\n").unwrap();
+        let rsa = keygen(dir, "host_rsa", &["-t", "rsa", "-b", "2048"]);
+        [
+            "--host-key",
+            encrypted.to_str().unwrap(),
+            "--host-key",
+            dir.join("host_ecdsa384").to_str().unwrap(),
+            "--host-key",
+            rsa.to_str().unwrap(),
+            "--host-key-type",
+            "ed25519",
+            "--host-key-type",
+            "ecdsa",
+            "--host-key-type",
+            "ecdsa384",
+            "--host-key-passphrase-file",
+            dir.join("passphrase").to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec()
+    });
+    let mut known = std::fs::read_to_string(s.dir.join("known_hosts")).unwrap();
+    for (key, passphrase) in [
+        ("host_ecdsa", "pass phrase"),
+        ("host_ecdsa384", ""),
+        ("host_rsa", ""),
+    ] {
+        known.push_str(&format!(
+            "\n[127.0.0.1]:{} {}",
+            s.port,
+            public_of(&s.dir.join(key), passphrase)
+        ));
+    }
+    std::fs::write(s.dir.join("known_hosts"), known).unwrap();
+    // OpenSSH checks the host key of the type it asked for against known_hosts: a server
+    // signing with another key would fail the exchange.
+    for alg in [
+        "ecdsa-sha2-nistp256",
+        "ecdsa-sha2-nistp384",
+        "rsa-sha2-512",
+        "rsa-sha2-256",
+        "ssh-ed25519",
+    ] {
+        let out = s.run(
+            "id_ecdsa",
+            &["-o", &format!("HostKeyAlgorithms={alg}")],
+            "echo ok",
+        );
+        assert_eq!(
+            out.stdout,
+            b"ok\n",
+            "{alg}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // A wrong passphrase stops the server at start, saying so.
+    std::fs::write(s.dir.join("wrong"), "nope\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ringwork"))
+        .args(["serve", "ssh", "--backend", backend, "--host-key"])
+        .arg(s.dir.join("host_ecdsa"))
+        .arg("--host-key-passphrase-file")
+        .arg(s.dir.join("wrong"))
+        .arg("--authorized-keys")
+        .arg(s.dir.join("authorized_keys"))
+        .args(["--listen", "tcp:0:interface=127.0.0.1"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("wrong passphrase"), "{err}");
+}
+
+#[test]
+fn openssh_ecdsa_host_keys_uring() {
+    host_keys_suite("uring");
+}
+
+#[test]
+fn openssh_ecdsa_host_keys_poll() {
+    host_keys_suite("poll");
+}
+
+fn key_options_suite(name: &str) {
+    let Some(backend) = backend(name) else { return };
+    if !have_ssh() {
+        return;
+    }
+    // Two targets for `ssh -W` that greet each connection: permitopen names the first.
+    let greeter = || {
+        let target = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = target.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for conn in target.incoming() {
+                let Ok(mut conn) = conn else { break };
+                let _ = conn.write_all(b"greetings\n");
+            }
+        });
+        port
+    };
+    let (target_port, other_port) = (greeter(), greeter());
+    let s = setup_with("options", backend, |dir| {
+        let public = |key: &str| std::fs::read_to_string(dir.join(format!("{key}.pub"))).unwrap();
+        let lines = format!(
+            "command=\"echo forced:$SSH_ORIGINAL_COMMAND\",no-pty {}\
+             from=\"127.0.0.0/8,!127.0.0.2\",permitopen=\"127.0.0.1:{target_port}\" {}\
+             restrict {}\
+             environment=\"A=b\" {}",
+            public("id_ed25519"),
+            public("id_rsa"),
+            public("id_ecdsa"),
+            public("id_other"),
+        );
+        std::fs::write(dir.join("authorized_keys"), lines).unwrap();
+        Vec::new()
+    });
+    // The forced command runs instead of the client's.
+    let out = s.run("id_ed25519", &[], "uname");
+    assert_eq!(
+        out.stdout,
+        b"forced:uname\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // no-pty and restrict refuse -tt's terminal (OpenSSH then gives up: -tt forces one);
+    // restrict still runs commands.
+    for key in ["id_ed25519", "id_ecdsa"] {
+        let out = s.run(key, &["-tt"], "echo on a tty");
+        assert_eq!(out.status.code(), Some(255), "{key}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("PTY allocation request failed"),
+            "{key}: {stderr}"
+        );
+    }
+    let out = s.run("id_ecdsa", &[], "echo restricted");
+    assert_eq!(
+        out.stdout,
+        b"restricted\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // from=: 127.0.0.1 is admitted, 127.0.0.2 (another loopback source) is not.
+    let out = s.run("id_rsa", &[], "echo admitted");
+    assert_eq!(
+        out.stdout,
+        b"admitted\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = s.run("id_rsa", &["-b", "127.0.0.2"], "echo admitted");
+    assert_eq!(out.status.code(), Some(255));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"));
+    // permitopen: the one destination opens (`ssh -W`, a direct-tcpip channel as -L's),
+    // another listening port is refused.
+    let forward = |port: u16| {
+        let mut c = s.ssh("id_rsa", &["-W", &format!("127.0.0.1:{port}")]);
+        c.arg("alice@127.0.0.1").stdin(Stdio::null());
+        c.output().expect("run ssh -W")
+    };
+    let out = forward(target_port);
+    assert_eq!(
+        out.stdout,
+        b"greetings\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = forward(other_port);
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("stdio forwarding failed"), "{stderr}");
+    // environment= refuses its line: that key does not log in.
+    let out = s.run("id_other", &[], "true");
+    assert_eq!(out.status.code(), Some(255));
+}
+
+#[test]
+fn openssh_authorized_keys_options_uring() {
+    key_options_suite("uring");
+}
+
+#[test]
+fn openssh_authorized_keys_options_poll() {
+    key_options_suite("poll");
+}
+
 fn pty_suite(name: &str) {
     let Some(backend) = backend(name) else { return };
     if !have_ssh() {
@@ -276,6 +491,52 @@ fn pty_suite(name: &str) {
     assert!(text.contains("T=xterm-ringwork"), "{text}");
     assert!(text.contains("IS-A-TTY"), "{text}");
     assert_eq!(status.code(), Some(7), "{text}");
+}
+
+fn terminal_modes_suite(name: &str) {
+    let Some(backend) = backend(name) else { return };
+    if !have_ssh() {
+        return;
+    }
+    let s = setup("modes", backend);
+    let mut c = s.ssh("id_ed25519", &["-tt"]);
+    c.arg("alice@127.0.0.1").arg("stty -a");
+    let quote = |a: &std::ffi::OsStr| format!("'{}'", a.to_str().unwrap().replace('\'', r"'\''"));
+    let line: Vec<String> = std::iter::once(c.get_program())
+        .chain(c.get_args())
+        .map(quote)
+        .collect();
+    // ssh sends the modes of its own terminal: `script` gives it one, set by stty first.
+    let shell = format!("stty intr ^T -echoe -onlcr; {}", line.join(" "));
+    let out = Command::new("script")
+        .args(["-qec", &shell, "/dev/null"])
+        .env_remove("SSH_AUTH_SOCK")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run script");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let words: Vec<&str> = text
+        .split(|c: char| c.is_whitespace() || c == ';')
+        .collect();
+    assert!(text.contains("intr = ^T"), "{text}");
+    assert!(
+        words.contains(&"-echoe") && words.contains(&"-onlcr"),
+        "{text}"
+    );
+    assert!(
+        words.contains(&"icanon") && words.contains(&"echo"),
+        "{text}"
+    );
+}
+
+#[test]
+fn openssh_terminal_modes_reach_the_pty_uring() {
+    terminal_modes_suite("uring");
+}
+
+#[test]
+fn openssh_terminal_modes_reach_the_pty_poll() {
+    terminal_modes_suite("poll");
 }
 
 #[test]

@@ -369,12 +369,17 @@ impl ClientConn {
             for p in self.packets.drain(..) {
                 self.transport.send(p);
             }
-            for channel in writable {
-                self.events.push_back(ClientEvent::Writable { channel });
+            for channel in &closed {
+                self.queued_requests.remove(channel);
             }
-            for channel in closed {
-                self.queued_requests.remove(&channel);
-                self.events.push_back(ClientEvent::Closed { channel });
+            // After Disconnected the application hears nothing more about channels.
+            if !self.disconnected {
+                for channel in writable {
+                    self.events.push_back(ClientEvent::Writable { channel });
+                }
+                for channel in closed {
+                    self.events.push_back(ClientEvent::Closed { channel });
+                }
             }
         }
     }
@@ -435,7 +440,10 @@ impl ClientConn {
             .bool(true)
             .string(key.algorithm())
             .string(&blob);
-        let signature = key.sign(signed.as_slice());
+        let Ok(signature) = key.sign_as(key.algorithm(), signed.as_slice()) else {
+            self.fail("signing with the user key failed");
+            return;
+        };
         let mut w = Writer::message(msg::USERAUTH_REQUEST);
         w.string(&self.config.user)
             .string("ssh-connection")

@@ -1,20 +1,17 @@
-//! Keys: the server's host key (Ed25519, signing with `ring`), public keys as SSH blobs
-//! and their signature checks (Ed25519, ECDSA P-256/P-384, RSA with SHA-256/512), the
-//! `authorized_keys` and `known_hosts` files, and OpenSSH's private key file format
-//! (unencrypted Ed25519 keys: read and written).
+//! Keys: public keys as SSH blobs and their signature checks (Ed25519, ECDSA P-256/P-384,
+//! RSA with SHA-256/512), the `authorized_keys` and `known_hosts` files. Private keys
+//! (host and user keys, OpenSSH's private key file format) are in `private_key`.
 //!
 //! No cryptography is written here: signing and verifying are `ring`'s; this module only
 //! converts between SSH's encodings and the forms `ring` takes.
 
-use std::fmt;
 use std::path::Path;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use ring::rand::{SecureRandom, SystemRandom};
-use ring::signature::{self, Ed25519KeyPair, KeyPair};
+use ring::signature;
 
-use super::wire::{Reader, WireError, Writer};
+use super::wire::{Reader, WireError};
 
 /// Why a key or key file was refused.
 #[derive(Debug, thiserror::Error)]
@@ -32,229 +29,11 @@ pub enum KeyError {
     Format(String),
 }
 
-fn format_error(what: impl Into<String>) -> KeyError {
+pub(crate) fn format_error(what: impl Into<String>) -> KeyError {
     KeyError::Format(what.into())
 }
 
-/// An Ed25519 key pair: the server's host key, or the client's user key.
-pub struct SigningKey {
-    pair: Ed25519KeyPair,
-    seed: [u8; 32],
-    comment: String,
-}
-
-impl fmt::Debug for SigningKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SigningKey")
-            .field("public", &self.public().to_openssh())
-            .finish_non_exhaustive()
-    }
-}
-
-const OPENSSH_MAGIC: &[u8] = b"openssh-key-v1\0";
-const PEM_BEGIN: &str = "-----BEGIN OPENSSH PRIVATE KEY-----";
-const PEM_END: &str = "-----END OPENSSH PRIVATE KEY-----";
-
-impl SigningKey {
-    /// A new random key.
-    ///
-    /// # Errors
-    /// When the system's random source fails.
-    pub fn generate(comment: &str) -> Result<Self, KeyError> {
-        let mut seed = [0u8; 32];
-        SystemRandom::new()
-            .fill(&mut seed)
-            .map_err(|_| format_error("the system random source failed"))?;
-        Self::from_seed(seed, comment)
-    }
-
-    fn from_seed(seed: [u8; 32], comment: &str) -> Result<Self, KeyError> {
-        let pair = Ed25519KeyPair::from_seed_unchecked(&seed)
-            .map_err(|_| format_error("invalid Ed25519 seed"))?;
-        Ok(Self {
-            pair,
-            seed,
-            comment: comment.to_owned(),
-        })
-    }
-
-    /// Reads an unencrypted OpenSSH private key file holding one Ed25519 key.
-    ///
-    /// # Errors
-    /// [`KeyError`] naming the file and what is wrong.
-    pub fn load(path: &Path) -> Result<Self, KeyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::from_openssh(&text).map_err(|e| format_error(format!("{}: {e}", path.display())))
-    }
-
-    /// Reads `path` if it exists, else generates a key and writes it there (mode 0600).
-    ///
-    /// # Errors
-    /// [`KeyError`] when the file is unreadable, not a key, or cannot be written.
-    pub fn load_or_generate(path: &Path) -> Result<(Self, bool), KeyError> {
-        if path.exists() {
-            return Ok((Self::load(path)?, false));
-        }
-        let key = Self::generate("ringwork host key")?;
-        key.save(path)?;
-        Ok((key, true))
-    }
-
-    /// Writes the key in OpenSSH's format, readable only by its owner (mode 0600).
-    ///
-    /// # Errors
-    /// [`KeyError::Io`] when the file cannot be created.
-    pub fn save(&self, path: &Path) -> Result<(), KeyError> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let io = |source| KeyError::Io {
-            path: path.display().to_string(),
-            source,
-        };
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(io)?;
-        file.write_all(self.to_openssh().as_bytes()).map_err(io)
-    }
-
-    /// Parses OpenSSH's private key format (`-----BEGIN OPENSSH PRIVATE KEY-----`).
-    ///
-    /// # Errors
-    /// [`KeyError::Format`] for anything but one unencrypted Ed25519 key.
-    pub fn from_openssh(text: &str) -> Result<Self, KeyError> {
-        let start = text
-            .find(PEM_BEGIN)
-            .ok_or_else(|| format_error("not an OpenSSH private key"))?;
-        let body = &text[start + PEM_BEGIN.len()..];
-        let end = body
-            .find(PEM_END)
-            .ok_or_else(|| format_error("no END line"))?;
-        let b64: String = body[..end].chars().filter(|c| !c.is_whitespace()).collect();
-        let data = B64.decode(b64).map_err(|_| format_error("bad base64"))?;
-        let bad = |_: WireError| format_error("malformed key");
-        let rest = data
-            .strip_prefix(OPENSSH_MAGIC)
-            .ok_or_else(|| format_error("bad magic"))?;
-        let mut r = Reader::new(rest);
-        let cipher = r.utf8().map_err(bad)?;
-        if cipher != "none" {
-            return Err(format_error(
-                "encrypted keys are not supported (remove the passphrase)",
-            ));
-        }
-        r.string().map_err(bad)?; // kdf name
-        r.string().map_err(bad)?; // kdf options
-        if r.u32().map_err(bad)? != 1 {
-            return Err(format_error("exactly one key per file"));
-        }
-        r.string().map_err(bad)?; // public key
-        let mut p = Reader::new(r.string().map_err(bad)?);
-        if p.u32().map_err(bad)? != p.u32().map_err(bad)? {
-            return Err(format_error("check bytes differ (wrong passphrase?)"));
-        }
-        let kind = p.utf8().map_err(bad)?;
-        if kind != "ssh-ed25519" {
-            return Err(format_error(format!(
-                "key type {kind} is not supported (use ed25519)"
-            )));
-        }
-        let public = p.string().map_err(bad)?;
-        let secret = p.string().map_err(bad)?;
-        let comment = p.utf8().unwrap_or("").to_owned();
-        if secret.len() != 64 || public.len() != 32 || &secret[32..] != public {
-            return Err(format_error("malformed Ed25519 key"));
-        }
-        let mut seed = [0u8; 32];
-        seed.copy_from_slice(&secret[..32]);
-        let key = Self::from_seed(seed, &comment)?;
-        if key.pair.public_key().as_ref() != public {
-            return Err(format_error("public key does not match the private key"));
-        }
-        Ok(key)
-    }
-
-    /// The key in OpenSSH's private key format.
-    #[must_use]
-    pub fn to_openssh(&self) -> String {
-        let public = self.public_blob();
-        let mut check = [0u8; 4];
-        // A check value only tells a wrong passphrase: a fixed one is fine unencrypted.
-        let _ = SystemRandom::new().fill(&mut check);
-        let check = u32::from_be_bytes(check);
-        let mut secret = self.seed.to_vec();
-        secret.extend_from_slice(self.pair.public_key().as_ref());
-        let mut private = Writer::new();
-        private
-            .u32(check)
-            .u32(check)
-            .string("ssh-ed25519")
-            .string(self.pair.public_key().as_ref())
-            .string(&secret)
-            .string(&self.comment);
-        let mut pad = 1u8;
-        while !private.as_slice().len().is_multiple_of(8) {
-            private.u8(pad);
-            pad += 1;
-        }
-        let mut w = Writer::new();
-        w.raw(OPENSSH_MAGIC)
-            .string("none")
-            .string("none")
-            .string("")
-            .u32(1)
-            .string(&public)
-            .string(private.as_slice());
-        let b64 = B64.encode(w.finish());
-        let mut out = String::from(PEM_BEGIN);
-        out.push('\n');
-        for line in b64.as_bytes().chunks(70) {
-            out.push_str(&String::from_utf8_lossy(line));
-            out.push('\n');
-        }
-        out.push_str(PEM_END);
-        out.push('\n');
-        out
-    }
-
-    /// The public key blob (`string "ssh-ed25519", string key`).
-    #[must_use]
-    pub fn public_blob(&self) -> Vec<u8> {
-        let mut w = Writer::new();
-        w.string("ssh-ed25519")
-            .string(self.pair.public_key().as_ref());
-        w.finish()
-    }
-
-    /// The public key.
-    #[must_use]
-    pub fn public(&self) -> PublicKey {
-        PublicKey {
-            blob: self.public_blob(),
-            kind: KeyKind::Ed25519,
-        }
-    }
-
-    /// The algorithm name of its signatures.
-    #[must_use]
-    pub fn algorithm(&self) -> &'static str {
-        "ssh-ed25519"
-    }
-
-    /// A signature blob over `data` (`string "ssh-ed25519", string signature`).
-    #[must_use]
-    pub fn sign(&self, data: &[u8]) -> Vec<u8> {
-        let sig = self.pair.sign(data);
-        let mut w = Writer::new();
-        w.string("ssh-ed25519").string(sig.as_ref());
-        w.finish()
-    }
-}
+pub use super::private_key::SigningKey;
 
 /// The kind of a public key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -443,71 +222,7 @@ impl PublicKey {
     }
 }
 
-/// The keys of an `authorized_keys` file.
-///
-/// Lines with options (`command=`, `from=`, `restrict`, ...) are skipped, not honoured:
-/// a key this server cannot restrict as asked is not accepted at all.
-#[derive(Debug, Clone, Default)]
-pub struct AuthorizedKeys {
-    keys: Vec<PublicKey>,
-    skipped: usize,
-}
-
-impl AuthorizedKeys {
-    /// Parses the file's text; malformed lines and lines with options are skipped
-    /// (counted in [`AuthorizedKeys::skipped`]).
-    #[must_use]
-    pub fn parse(text: &str) -> Self {
-        let mut out = Self::default();
-        for line in text.lines() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            match PublicKey::from_openssh(line) {
-                Ok(key) => out.keys.push(key),
-                Err(_) => out.skipped += 1,
-            }
-        }
-        out
-    }
-
-    /// Reads and parses `path`.
-    ///
-    /// # Errors
-    /// [`KeyError::Io`] when it cannot be read.
-    pub fn load(path: &Path) -> Result<Self, KeyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Ok(Self::parse(&text))
-    }
-
-    /// Whether the key with this blob is listed.
-    #[must_use]
-    pub fn find(&self, blob: &[u8]) -> Option<&PublicKey> {
-        self.keys.iter().find(|k| k.blob == blob)
-    }
-
-    /// How many keys were read.
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    /// Whether no key was read.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-
-    /// Lines that were skipped (options, unknown types, malformed).
-    #[must_use]
-    pub fn skipped(&self) -> usize {
-        self.skipped
-    }
-}
+pub use super::authorized::{AuthorizedKey, AuthorizedKeys, KeyOptions};
 
 /// What a `known_hosts` file says about a host's key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -619,7 +334,7 @@ fn hosts_match(patterns: &str, name: &str) -> bool {
     matched
 }
 
-fn glob(pattern: &[u8], name: &[u8]) -> bool {
+pub(crate) fn glob(pattern: &[u8], name: &[u8]) -> bool {
     match pattern.split_first() {
         None => name.is_empty(),
         Some((b'*', rest)) => (0..=name.len()).any(|i| glob(rest, &name[i..])),
@@ -633,18 +348,6 @@ fn glob(pattern: &[u8], name: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn generated_key_round_trips_through_openssh_format_and_signs() {
-        let key = SigningKey::generate("test").unwrap();
-        let again = SigningKey::from_openssh(&key.to_openssh()).unwrap();
-        assert_eq!(key.public_blob(), again.public_blob());
-        let sig = again.sign(b"data");
-        let public = PublicKey::from_openssh(&key.public().to_openssh()).unwrap();
-        assert!(public.verify(b"data", &sig));
-        assert!(!public.verify(b"other", &sig));
-        assert!(!public.verify(b"data", b"garbage"));
-    }
 
     #[test]
     fn known_hosts_matches_plain_patterns_ports_and_reports_changes() {

@@ -6,10 +6,12 @@
 //! the server's `sftp` subsystem runs (the `ringwork sftp-server` program speaks it on
 //! stdin/stdout). See `docs/ssh.md`.
 
+pub mod authorized;
 pub mod channel;
 pub mod cipher;
 pub mod client;
 pub mod keys;
+pub mod private_key;
 pub mod server;
 pub mod transport;
 pub mod wire;

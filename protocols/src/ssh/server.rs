@@ -9,15 +9,16 @@
 //! forward to listen for. The application answers with the calls below.
 
 use std::collections::VecDeque;
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
 use super::channel::{
     ChannelId, ChannelKind, ChannelTable, LOCAL_MAX_PACKET, LOCAL_WINDOW, Phase, data_bytes,
 };
-use super::keys::{AuthorizedKeys, PublicKey, SigningKey};
+use super::keys::{AuthorizedKey, AuthorizedKeys, KeyOptions, PublicKey, SigningKey};
 use super::transport::{Role, Transport, TransportConfig};
 use super::wire::{Reader, WireError, Writer, msg, reason};
 use crate::kit::{Close, Machine};
@@ -27,8 +28,9 @@ use crate::kit::{Close, Machine};
 pub struct ServerConfig {
     /// Transport settings (version, re-key limits, handshake timeout).
     pub transport: TransportConfig,
-    /// The host key.
-    pub host_key: Arc<SigningKey>,
+    /// The host keys (at least one): each is offered with its algorithms in KEXINIT
+    /// (Ed25519, ECDSA, RSA as `rsa-sha2-512`/`rsa-sha2-256`), the client picks.
+    pub host_keys: Vec<Arc<SigningKey>>,
     /// Keys that may log in (as any user name: commands run as the server's own user).
     pub authorized_keys: Arc<AuthorizedKeys>,
     /// Offer password authentication (the application checks each password).
@@ -49,7 +51,7 @@ impl ServerConfig {
     pub fn new(host_key: Arc<SigningKey>, authorized_keys: Arc<AuthorizedKeys>) -> Self {
         Self {
             transport: TransportConfig::default(),
-            host_key,
+            host_keys: vec![host_key],
             authorized_keys,
             password_auth: false,
             max_auth_attempts: 6,
@@ -73,6 +75,28 @@ pub struct PtyRequest {
     pub width: u32,
     /// Height in pixels.
     pub height: u32,
+    /// The encoded terminal modes (RFC 4254 §8): `(opcode, value)` in order, up to
+    /// `TTY_OP_END` (0) or the first opcode ≥ 160 (which has no defined argument).
+    pub modes: Vec<(u8, u32)>,
+}
+
+/// At most this many terminal modes are kept from one `pty-req` (OpenSSH sends ~60).
+const MAX_TERMINAL_MODES: usize = 256;
+
+/// Decodes RFC 4254 §8 encoded terminal modes; a truncated list keeps what came before.
+#[must_use]
+pub fn decode_terminal_modes(encoded: &[u8]) -> Vec<(u8, u32)> {
+    let mut r = Reader::new(encoded);
+    let mut modes = Vec::new();
+    while modes.len() < MAX_TERMINAL_MODES {
+        let Ok(opcode) = r.u8() else { break };
+        if opcode == 0 || opcode >= 160 {
+            break;
+        }
+        let Ok(value) = r.u32() else { break };
+        modes.push((opcode, value));
+    }
+    modes
 }
 
 /// What a session asked to run.
@@ -219,6 +243,10 @@ pub struct ServerConn {
     close: Option<Close>,
     close_polled: bool,
     eof: bool,
+    /// The client's address, for `from=` (set by the application).
+    peer: Option<IpAddr>,
+    /// The restrictions of the `authorized_keys` line the client logged in with.
+    key_options: KeyOptions,
 }
 
 const HIGH_WATER: usize = 1 << 20;
@@ -228,7 +256,7 @@ impl ServerConn {
     #[must_use]
     pub fn new(config: ServerConfig) -> Self {
         let transport = Transport::new(
-            Role::Server(Arc::clone(&config.host_key)),
+            Role::Server(config.host_keys.clone()),
             config.transport.clone(),
         );
         Self {
@@ -248,7 +276,22 @@ impl ServerConn {
             close: None,
             close_polled: false,
             eof: false,
+            peer: None,
+            key_options: KeyOptions::default(),
         }
+    }
+
+    /// The client's address: `authorized_keys` lines with `from=` admit a client only
+    /// when it is set and matches.
+    pub fn set_peer_address(&mut self, peer: Option<IpAddr>) {
+        self.peer = peer;
+    }
+
+    /// The `authorized_keys` options of the key the client logged in with (none for a
+    /// password login).
+    #[must_use]
+    pub fn key_options(&self) -> &KeyOptions {
+        &self.key_options
     }
 
     /// Sends `payload` as one message, unchecked: for fuzzing the peer's state machine
@@ -560,13 +603,16 @@ impl ServerConn {
                 let signed = r.bool()?;
                 let algorithm = r.utf8()?;
                 let blob = r.string()?;
-                let key = self
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let entry = self
                     .config
                     .authorized_keys
-                    .find(blob)
-                    .filter(|k| k.accepts_algorithm(algorithm))
+                    .find_for(blob, self.peer, now)
+                    .filter(|k| k.key.accepts_algorithm(algorithm))
                     .cloned();
-                let Some(key) = key else {
+                let Some(AuthorizedKey { key, options }) = entry else {
                     self.auth_failure();
                     return Ok(());
                 };
@@ -578,6 +624,7 @@ impl ServerConn {
                 }
                 let signature = r.string()?;
                 if self.signed_data_verifies(&key, &user, algorithm, blob, signature) {
+                    self.key_options = options;
                     self.auth_success("publickey");
                 } else {
                     self.auth_failure();
@@ -634,6 +681,13 @@ impl ServerConn {
                     "tcpip-forward" => {
                         let address = r.utf8()?.to_owned();
                         let port = r.u32()?;
+                        if !self.key_options.allows_listen(&address, port) {
+                            if want_reply {
+                                self.global_replies
+                                    .push_back((id, Some(vec![msg::REQUEST_FAILURE])));
+                            }
+                            return Ok(());
+                        }
                         if want_reply {
                             self.global_replies.push_back((id, None));
                         }
@@ -772,6 +826,10 @@ impl ServerConn {
             "direct-tcpip" => {
                 let host = r.utf8()?.to_owned();
                 let port = r.u32()?;
+                if !self.key_options.allows_open(&host, port) {
+                    refuse(self, 1, "forwarding to this address is not permitted");
+                    return Ok(());
+                }
                 let id = self.channels.insert(
                     ChannelKind::Tcp,
                     Phase::Offered,
@@ -799,16 +857,17 @@ impl ServerConn {
         let mut deferred = false;
         if let Some(session) = self.sessions.get_mut(&id) {
             match name.as_str() {
-                "pty-req" if !session.started => {
+                "pty-req" if !session.started && !self.key_options.no_pty => {
                     let term = r.utf8()?.to_owned();
                     let (cols, rows, width, height) = (r.u32()?, r.u32()?, r.u32()?, r.u32()?);
-                    r.string()?; // terminal modes: the kernel's defaults are used
+                    let modes = decode_terminal_modes(r.string()?);
                     session.pty = Some(PtyRequest {
                         term,
                         cols,
                         rows,
                         width,
                         height,
+                        modes,
                     });
                     ok = true;
                 }
@@ -821,13 +880,24 @@ impl ServerConn {
                     }
                 }
                 "exec" | "shell" | "subsystem" if !session.started => {
-                    let request = match name.as_str() {
+                    let mut request = match name.as_str() {
                         "exec" => {
                             SessionRequest::Exec(String::from_utf8_lossy(r.string()?).into_owned())
                         }
                         "shell" => SessionRequest::Shell,
                         _ => SessionRequest::Subsystem(r.utf8()?.to_owned()),
                     };
+                    // A forced command runs instead; the client's is SSH_ORIGINAL_COMMAND.
+                    if let Some(forced) = &self.key_options.command {
+                        match request {
+                            SessionRequest::Exec(original)
+                            | SessionRequest::Subsystem(original) => {
+                                session.env.push(("SSH_ORIGINAL_COMMAND".into(), original));
+                            }
+                            SessionRequest::Shell => {}
+                        }
+                        request = SessionRequest::Exec(forced.clone());
+                    }
                     session.started = true;
                     session.reply = want_reply;
                     deferred = true;
@@ -965,5 +1035,35 @@ impl Machine for ServerConn {
             && self.auth != AuthState::Checking
             && self.transport.pending_output() < 4 * HIGH_WATER
             && self.transport.buffered() < 2 * super::cipher::MAX_PACKET
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode_terminal_modes;
+
+    #[test]
+    fn terminal_modes_stop_at_end_or_an_opcode_of_160_and_above() {
+        // VINTR=3, ECHO=0, an unknown opcode 99 kept (the application ignores it),
+        // ISPEED=9600, then TTY_OP_END and bytes after it.
+        let mut encoded = Vec::new();
+        for (op, v) in [(1u8, 3u32), (53, 0), (99, 7), (128, 9600)] {
+            encoded.push(op);
+            encoded.extend_from_slice(&v.to_be_bytes());
+        }
+        encoded.extend_from_slice(&[0, 1, 0, 0, 0, 9]);
+        let modes = decode_terminal_modes(&encoded);
+        assert_eq!(modes, vec![(1, 3), (53, 0), (99, 7), (128, 9600)]);
+        // Opcode 160 has no defined argument: the list ends there.
+        assert_eq!(
+            decode_terminal_modes(&[1, 0, 0, 0, 3, 160, 1, 0, 0, 0, 4]),
+            vec![(1, 3)]
+        );
+        // Truncated: what came before is kept.
+        assert_eq!(decode_terminal_modes(&[1, 0, 0, 0, 3, 2, 0]), vec![(1, 3)]);
+        assert!(decode_terminal_modes(&[]).is_empty());
+        // Bounded.
+        let many: Vec<u8> = (0..10_000).flat_map(|_| [1u8, 0, 0, 0, 3]).collect();
+        assert_eq!(decode_terminal_modes(&many).len(), 256);
     }
 }

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use ringwork::{
     ConnId, Context, ExitStatus, LostReason, ProcessCommand, ProcessContext, ProcessId,
-    ProcessProtocol, Protocol, WindowSize,
+    ProcessProtocol, Protocol, TerminalMode, WindowSize,
 };
 
 use super::channel::ChannelId;
@@ -40,7 +40,7 @@ pub struct SshService {
 impl std::fmt::Debug for SshService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SshService")
-            .field("host_key", &self.config.host_key)
+            .field("host_keys", &self.config.host_keys)
             .field("passwords", &self.checker.is_some())
             .field("sftp", &self.sftp_command.is_some())
             .finish_non_exhaustive()
@@ -176,7 +176,10 @@ impl SshApp {
             .env("LOGNAME", machine.user());
         if let Some(pty) = pty {
             let size = WindowSize::new(clamp16(pty.rows), clamp16(pty.cols));
-            command = command.pty(size).env("TERM", pty.term);
+            command = command
+                .pty(size)
+                .pty_modes(terminal_modes(&pty.modes))
+                .env("TERM", pty.term);
         }
         let protocol = ChildOutput {
             channel,
@@ -437,7 +440,7 @@ impl Application<ServerConn> for SshApp {
 
     fn connected(
         &mut self,
-        _machine: &mut ServerConn,
+        machine: &mut ServerConn,
         ctx: &mut Context<'_>,
         _mailbox: &Mailbox<SshCommand>,
     ) {
@@ -446,6 +449,7 @@ impl Application<ServerConn> for SshApp {
             .ok()
             .and_then(|a| a.as_socket())
             .map(|a| a.ip());
+        machine.set_peer_address(self.peer);
     }
 
     fn event(
@@ -486,7 +490,16 @@ impl Application<ServerConn> for SshApp {
                 }
             }
             ServerEvent::Authenticated { user, method } => {
-                tracing::info!(user, method, peer = ?self.peer, "ssh: authenticated");
+                let options = machine.key_options();
+                tracing::info!(
+                    user,
+                    method,
+                    peer = ?self.peer,
+                    forced_command = options.command.as_deref(),
+                    no_pty = options.no_pty,
+                    no_port_forwarding = options.no_port_forwarding,
+                    "ssh: authenticated"
+                );
             }
             ServerEvent::Start {
                 channel,
@@ -762,4 +775,68 @@ impl Protocol for TcpRelay {
         };
         let _ = self.sender.post(command);
     }
+}
+
+/// RFC 4254 §8 opcodes as the platform's terminal settings; opcodes this OS has no
+/// setting for (`VDSUSP`, `IUCLC`, `XCASE`, ...) are ignored.
+fn terminal_modes(modes: &[(u8, u32)]) -> Vec<TerminalMode> {
+    use ringwork::{ControlChar as C, ModeFlag as F};
+    let mut out = Vec::with_capacity(modes.len());
+    for &(opcode, value) in modes {
+        let char_of = |c| TerminalMode::Char(c, u8::try_from(value).unwrap_or(0xff));
+        let flag = |f| TerminalMode::Flag(f, value != 0);
+        out.push(match opcode {
+            1 => char_of(C::Intr),
+            2 => char_of(C::Quit),
+            3 => char_of(C::Erase),
+            4 => char_of(C::Kill),
+            5 => char_of(C::Eof),
+            6 => char_of(C::Eol),
+            7 => char_of(C::Eol2),
+            8 => char_of(C::Start),
+            9 => char_of(C::Stop),
+            10 => char_of(C::Susp),
+            12 => char_of(C::Reprint),
+            13 => char_of(C::WErase),
+            14 => char_of(C::LNext),
+            18 => char_of(C::Discard),
+            30 => flag(F::Ignpar),
+            31 => flag(F::Parmrk),
+            32 => flag(F::Inpck),
+            33 => flag(F::Istrip),
+            34 => flag(F::Inlcr),
+            35 => flag(F::Igncr),
+            36 => flag(F::Icrnl),
+            38 => flag(F::Ixon),
+            39 => flag(F::Ixany),
+            40 => flag(F::Ixoff),
+            41 => flag(F::Imaxbel),
+            42 => flag(F::Iutf8),
+            50 => flag(F::Isig),
+            51 => flag(F::Icanon),
+            53 => flag(F::Echo),
+            54 => flag(F::Echoe),
+            55 => flag(F::Echok),
+            56 => flag(F::Echonl),
+            57 => flag(F::Noflsh),
+            58 => flag(F::Tostop),
+            59 => flag(F::Iexten),
+            60 => flag(F::Echoctl),
+            61 => flag(F::Echoke),
+            62 => flag(F::Pendin),
+            70 => flag(F::Opost),
+            72 => flag(F::Onlcr),
+            73 => flag(F::Ocrnl),
+            74 => flag(F::Onocr),
+            75 => flag(F::Onlret),
+            90 => flag(F::Cs7),
+            91 => flag(F::Cs8),
+            92 => flag(F::Parenb),
+            93 => flag(F::Parodd),
+            128 => TerminalMode::InputSpeed(value),
+            129 => TerminalMode::OutputSpeed(value),
+            _ => continue,
+        });
+    }
+    out
 }

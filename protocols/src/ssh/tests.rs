@@ -10,7 +10,7 @@ use bytes::BytesMut;
 use super::channel::ChannelId;
 use super::cipher::Sealer;
 use super::client::{ClientConfig, ClientConn, ClientEvent, known_hosts_check};
-use super::keys::{AuthorizedKeys, KnownHosts, SigningKey};
+use super::keys::{AuthorizedKeys, KeyKind, KnownHosts, SigningKey};
 use super::server::{ServerConfig, ServerConn, ServerEvent, SessionRequest};
 use super::wire::{Writer, msg};
 use crate::kit::Machine;
@@ -76,10 +76,16 @@ fn serve(server: &mut ServerConn, event: ServerEvent, echo: &mut Vec<ChannelId>)
         ServerEvent::Start {
             channel,
             request: SessionRequest::Exec(cmd),
+            env,
             ..
         } => {
             server.start_result(channel, true);
             server.send_data(channel, format!("ran {cmd}\n").as_bytes(), false);
+            for (key, value) in env {
+                if key == "SSH_ORIGINAL_COMMAND" {
+                    server.send_data(channel, format!("original {value}\n").as_bytes(), false);
+                }
+            }
             echo.push(channel);
         }
         ServerEvent::Data { channel, data } => {
@@ -191,6 +197,55 @@ fn an_unknown_host_key_is_refused_before_authentication() {
     assert!(!seen.authenticated);
     let reason = seen.disconnected.unwrap_or_default();
     assert!(reason.contains("CHANGED"), "{reason}");
+}
+
+#[test]
+fn the_server_signs_with_the_host_key_the_client_prefers() {
+    let k = keys();
+    let ecdsa = Arc::new(SigningKey::generate_kind(KeyKind::EcdsaP384, "host384").unwrap());
+    for (prefer, expect) in [
+        ("ecdsa-sha2-nistp384", ecdsa.public()),
+        ("ssh-ed25519", k.host.public()),
+    ] {
+        let mut server = server_config();
+        server.host_keys = vec![Arc::clone(&k.host), Arc::clone(&ecdsa)];
+        // known_hosts lists the one key of the preferred type, as OpenSSH's client does.
+        let host = if prefer == "ssh-ed25519" {
+            &k.host
+        } else {
+            &ecdsa
+        };
+        let mut client = client_config(&k.user, host);
+        client.transport.host_key_algorithms = vec![prefer.into()];
+        let (seen, pair) = exec_run(pair_with(client, server, SimConfig::ideal()), b"x");
+        assert!(seen.authenticated, "{prefer}: {seen:?}");
+        assert_eq!(pair.client.host_key(), Some(&expect), "{prefer}");
+    }
+}
+
+#[test]
+fn a_host_key_type_the_server_lacks_fails_the_exchange() {
+    let k = keys();
+    let mut client = client_config(&k.user, &k.host);
+    client.transport.host_key_algorithms = vec!["ecdsa-sha2-nistp256".into()];
+    let (seen, _pair) = exec_run(pair_with(client, server_config(), SimConfig::ideal()), b"");
+    assert!(!seen.authenticated);
+    let reason = seen.disconnected.unwrap_or_default();
+    assert!(reason.contains("no common algorithm"), "{reason}");
+}
+
+#[test]
+fn ecdsa_user_keys_log_in() {
+    let k = keys();
+    for kind in [KeyKind::EcdsaP256, KeyKind::EcdsaP384] {
+        let user = Arc::new(SigningKey::generate_kind(kind, "user").unwrap());
+        let mut server = server_config();
+        server.authorized_keys = Arc::new(AuthorizedKeys::parse(&user.public().to_openssh()));
+        let pair = pair_with(client_config(&user, &k.host), server, SimConfig::ideal());
+        let (seen, _pair) = exec_run(pair, b"hi");
+        assert!(seen.authenticated, "{kind:?}: {seen:?}");
+        assert_eq!(seen.out, b"ran true\nhi");
+    }
 }
 
 #[test]
@@ -502,4 +557,135 @@ fn a_full_transport_ends_in_writable_for_its_channels() {
         "no Writable after the transport drained: {events:?}"
     );
     assert!(pair.server.writable(ch));
+}
+
+/// A server whose authorized_keys line for the user key carries `options`.
+fn server_with_options(options: &str) -> ServerConfig {
+    let mut config = server_config();
+    let line = format!("{options} {}", keys().user.public().to_openssh());
+    let authorized = AuthorizedKeys::parse(&line);
+    assert_eq!(authorized.len(), 1, "{:?}", authorized.refused());
+    config.authorized_keys = Arc::new(authorized);
+    config
+}
+
+#[test]
+fn a_forced_command_runs_instead_with_the_original_in_the_environment() {
+    let k = keys();
+    let pair = pair_with(
+        client_config(&k.user, &k.host),
+        server_with_options(r#"command="forced \"x\"""#),
+        SimConfig::ideal(),
+    );
+    let (seen, _pair) = exec_run(pair, b"");
+    assert_eq!(seen.out, b"ran forced \"x\"\noriginal true\n", "{seen:?}");
+}
+
+#[test]
+fn no_pty_refuses_the_terminal_and_no_port_forwarding_the_channels() {
+    let k = keys();
+    for (options, pty_ok, open_ok) in [
+        ("no-pty", false, [true, true]),
+        ("restrict", false, [false, false]),
+        ("restrict,pty,port-forwarding", true, [true, true]),
+        (r#"permitopen="127.0.0.1:7""#, true, [true, false]),
+    ] {
+        let mut pair = pair_with(
+            client_config(&k.user, &k.host),
+            server_with_options(options),
+            SimConfig::ideal(),
+        );
+        let session = pair.client.open_session();
+        pair.client.request_pty(session, "xterm", 80, 24);
+        let seven = pair.client.open_direct_tcpip("127.0.0.1", 7);
+        let other = pair.client.open_direct_tcpip("localhost", 7);
+        let mut pty = None;
+        let mut opened = Vec::new();
+        let mut echo = Vec::new();
+        pair.run(
+            Duration::from_secs(1),
+            |_, e, _| match e {
+                ClientEvent::RequestResult { channel, ok } if channel == session => pty = Some(ok),
+                ClientEvent::Opened { channel } => opened.push(channel),
+                _ => {}
+            },
+            |s, e, _| match e {
+                // The application would connect: accept every open that reaches it.
+                ServerEvent::DirectTcpip { channel, .. } => s.open_result(channel, true),
+                e => serve(s, e, &mut echo),
+            },
+        );
+        assert_eq!(pty, Some(pty_ok), "{options}");
+        assert_eq!(
+            [opened.contains(&seven), opened.contains(&other)],
+            open_ok,
+            "{options}"
+        );
+    }
+}
+
+#[test]
+fn from_admits_only_a_matching_peer_address() {
+    let k = keys();
+    for (peer, admitted) in [
+        (Some("127.0.0.1"), true),
+        (Some("127.0.0.2"), false),
+        (None, false),
+    ] {
+        let mut server = ServerConn::new(server_with_options(r#"from="127.0.0.1,::1""#));
+        server.set_peer_address(peer.map(|p| p.parse().unwrap()));
+        let pair = Pair::with_config(
+            ClientConn::new(client_config(&k.user, &k.host)),
+            server,
+            SimConfig::ideal(),
+        );
+        let (seen, _pair) = exec_run(pair, b"");
+        assert_eq!(seen.authenticated, admitted, "{peer:?}: {seen:?}");
+    }
+}
+
+#[test]
+fn no_client_event_follows_disconnected() {
+    // Found by fuzz/run-stable.sh ssh_conn: a channel blocked by a full transport was told
+    // Writable after the connection had failed.
+    let k = keys();
+    let mut pair = pair_with(
+        client_config(&k.user, &k.host),
+        server_config(),
+        SimConfig::ideal(),
+    );
+    let channel = pair.client.open_session();
+    pair.client.exec(channel, "x");
+    let mut echo = Vec::new();
+    let mut authenticated = false;
+    for _ in 0..100 {
+        pair.run(
+            Duration::from_millis(10),
+            |_, e, _| authenticated |= matches!(e, ClientEvent::Authenticated),
+            |s, e, _| serve(s, e, &mut echo),
+        );
+        if authenticated {
+            break;
+        }
+    }
+    assert!(authenticated);
+    let now = std::time::Instant::now();
+    pair.client.handle_writable(false, now);
+    assert!(!pair.client.writable(channel));
+    // Bytes that fail the packet check: the transport fails, the client says Disconnected.
+    pair.client.handle_input(&[0x55; 64], now);
+    pair.client.handle_writable(true, now);
+    let mut events = Vec::new();
+    while let Some(event) = pair.client.poll_event() {
+        events.push(event);
+    }
+    let at = events
+        .iter()
+        .position(|e| matches!(e, ClientEvent::Disconnected { .. }))
+        .expect("disconnected");
+    assert_eq!(
+        at + 1,
+        events.len(),
+        "events after Disconnected: {events:?}"
+    );
 }

@@ -34,6 +34,11 @@ pub struct TransportConfig {
     pub rekey_interval: Duration,
     /// The longest time the version exchange and first key exchange may take.
     pub handshake_timeout: Duration,
+    /// Client role: the host key algorithms offered, preferred first (by default every
+    /// one [`HOST_KEY_ALGS`] names). A client whose `known_hosts` lists one key type for a
+    /// host should offer that type alone, as OpenSSH's `HostKeyAlgorithms` does. The
+    /// server offers those of its host keys, whatever this says.
+    pub host_key_algorithms: Vec<String>,
 }
 
 impl Default for TransportConfig {
@@ -43,6 +48,7 @@ impl Default for TransportConfig {
             rekey_bytes: 1 << 30,
             rekey_interval: Duration::from_secs(3600),
             handshake_timeout: Duration::from_secs(30),
+            host_key_algorithms: HOST_KEY_ALGS.iter().map(|s| (*s).to_owned()).collect(),
         }
     }
 }
@@ -52,7 +58,8 @@ pub type HostKeyCheck = Arc<dyn Fn(&PublicKey) -> Result<(), String> + Send + Sy
 
 /// Which end of the connection.
 pub(crate) enum Role {
-    Server(Arc<SigningKey>),
+    /// The host keys, each offered with its algorithms (at least one key).
+    Server(Vec<Arc<SigningKey>>),
     Client(HostKeyCheck),
 }
 
@@ -62,6 +69,14 @@ const STRICT_C: &str = "kex-strict-c-v00@openssh.com";
 const EXT_INFO_C: &str = "ext-info-c";
 const MAX_VERSION_LINE: usize = 255;
 const MAX_BANNER_LINES: usize = 32;
+/// Host key algorithms a client verifies, in its default order of preference.
+pub const HOST_KEY_ALGS: &[&str] = &[
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "rsa-sha2-512",
+    "rsa-sha2-256",
+];
 /// Sign algorithms the server verifies (announced in `server-sig-algs`).
 pub(crate) const SIG_ALGS: &[&str] = &[
     "ssh-ed25519",
@@ -78,6 +93,8 @@ struct Kex {
     cipher_cs: String,
     cipher_sc: String,
     ephemeral: Option<agreement::EphemeralPrivateKey>,
+    /// The negotiated host key algorithm.
+    host_alg: String,
     /// Keys for the incoming direction, installed at the peer's NEWKEYS.
     incoming: Option<CipherKeys>,
     newkeys_sent: bool,
@@ -139,6 +156,28 @@ impl Transport {
             error: None,
             peer_host_key: None,
             rekeys: 0,
+        }
+    }
+
+    /// Our host key algorithms: the server's keys' (in their order), or the client's
+    /// configured list.
+    fn host_key_algorithms(&self) -> Vec<&str> {
+        match &self.role {
+            Role::Server(keys) => {
+                let mut algs: Vec<&str> = Vec::new();
+                for alg in keys.iter().flat_map(|k| k.algorithms()) {
+                    if !algs.contains(alg) {
+                        algs.push(alg);
+                    }
+                }
+                algs
+            }
+            Role::Client(_) => self
+                .config
+                .host_key_algorithms
+                .iter()
+                .map(String::as_str)
+                .collect(),
         }
     }
 
@@ -299,10 +338,11 @@ impl Transport {
             kex.push(EXT_INFO_C);
             kex.push(STRICT_C);
         }
+        let host_algs = self.host_key_algorithms();
         let mut w = Writer::message(msg::KEXINIT);
         w.raw(&cookie)
             .name_list(&kex)
-            .name_list(&["ssh-ed25519"])
+            .name_list(&host_algs)
             .name_list(CIPHERS)
             .name_list(CIPHERS)
             .name_list(&["hmac-sha2-256"])
@@ -475,11 +515,11 @@ impl Transport {
                 .map(|s| (*s).to_owned())
         };
         let kex_alg = pick(KEX_ALGS, &lists[0]);
-        let host_alg = pick(&["ssh-ed25519"], &lists[1]);
+        let host_alg = pick(&self.host_key_algorithms(), &lists[1]);
         let cipher_cs = pick(CIPHERS, &lists[2]);
         let cipher_sc = pick(CIPHERS, &lists[3]);
         let comp_ok = lists[6].contains(&"none") && lists[7].contains(&"none");
-        let (Some(kex_alg), Some(_), Some(cipher_cs), Some(cipher_sc), true) =
+        let (Some(kex_alg), Some(host_alg), Some(cipher_cs), Some(cipher_sc), true) =
             (kex_alg, host_alg, cipher_cs, cipher_sc, comp_ok)
         else {
             self.fail(reason::KEY_EXCHANGE_FAILED, "no common algorithm");
@@ -495,6 +535,7 @@ impl Transport {
             kex.skip_guess = true;
         }
         kex.theirs = Some(payload);
+        kex.host_alg = host_alg;
         kex.cipher_cs = cipher_cs;
         kex.cipher_sc = cipher_sc;
         if !server {
@@ -606,10 +647,22 @@ impl Transport {
     }
 
     fn on_ecdh_init(&mut self, payload: &[u8]) {
-        let Role::Server(host_key) = &self.role else {
+        let Role::Server(host_keys) = &self.role else {
             return;
         };
-        let host_key = Arc::clone(host_key);
+        let host_alg = self
+            .kex
+            .as_ref()
+            .map(|k| k.host_alg.clone())
+            .unwrap_or_default();
+        let Some(host_key) = host_keys
+            .iter()
+            .find(|k| k.algorithms().contains(&host_alg.as_str()))
+            .map(Arc::clone)
+        else {
+            self.fail(reason::PROTOCOL_ERROR, "ECDH_INIT out of order");
+            return;
+        };
         let q_c = match Reader::new(&payload[1..]).string() {
             Ok(q) if q.len() == 32 => q.to_vec(),
             _ => {
@@ -644,10 +697,12 @@ impl Transport {
             self.fail(reason::KEY_EXCHANGE_FAILED, "exchange state missing");
             return;
         };
+        let Ok(signature) = host_key.sign_as(&host_alg, &h) else {
+            self.fail(reason::KEY_EXCHANGE_FAILED, "host key signing failed");
+            return;
+        };
         let mut w = Writer::message(msg::KEX_ECDH_REPLY);
-        w.string(&host_blob)
-            .string(q_s.as_ref())
-            .string(host_key.sign(&h));
+        w.string(&host_blob).string(q_s.as_ref()).string(signature);
         let reply = w.finish();
         self.seal(&reply);
         self.derive_and_send_newkeys(&k, &h);
@@ -677,8 +732,14 @@ impl Transport {
             self.fail(reason::KEY_EXCHANGE_FAILED, "bad ECDH public key");
             return;
         };
+        let host_alg = self
+            .kex
+            .as_ref()
+            .map(|k| k.host_alg.clone())
+            .unwrap_or_default();
+        let sig_alg = Reader::new(sig).utf8().unwrap_or("");
         let host = match PublicKey::from_blob(host_blob) {
-            Ok(key) if key.type_name() == "ssh-ed25519" => key,
+            Ok(key) if key.accepts_algorithm(&host_alg) && sig_alg == host_alg => key,
             _ => {
                 self.fail(reason::HOST_KEY_NOT_VERIFIABLE, "unsupported host key");
                 return;

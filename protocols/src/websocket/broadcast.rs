@@ -13,7 +13,10 @@
 //! more than [`TopicConfig::max_queued`] bytes unsent is dropped from the message
 //! ([`SlowPolicy::Drop`], counted) or closed ([`SlowPolicy::Close`] with 1008 or 1013), so
 //! one slow reader cannot grow memory: what it holds is bounded, and the frames it holds
-//! are the shared ones.
+//! are the shared ones. Across the subscribers of a core, the bytes they hold unsent are
+//! bounded too ([`TopicConfig::max_queued_total`]): a message that would take the core's
+//! total past it is not given to the subscribers with the largest queues (the policy
+//! applies to them, largest first, until the rest fit).
 //! Does not: persist, order messages across publishers on different cores (each core sees
 //! each publisher's messages in order), or acknowledge delivery.
 //!
@@ -50,6 +53,12 @@ pub struct TopicConfig {
     /// Bytes a subscriber's connection may hold unsent before it counts as slow. Default
     /// 1 MiB.
     pub max_queued: usize,
+    /// Bytes the subscribers of one core may hold unsent in all (each subscriber's unsent
+    /// bytes counted, shared frames once per subscriber: an upper bound of what they
+    /// keep alive). A message that would take the total past it goes to the subscribers
+    /// with the largest queues under the slow policy instead (largest first, until the
+    /// others fit; a subscriber holding nothing is never one of them). Default 256 MiB.
+    pub max_queued_total: usize,
     /// What happens to a slow subscriber. Default: close with 1013.
     pub slow: SlowPolicy,
     /// Compression level of the shared compressed frames.
@@ -60,6 +69,7 @@ impl Default for TopicConfig {
     fn default() -> Self {
         Self {
             max_queued: 1 << 20,
+            max_queued_total: 256 << 20,
             slow: SlowPolicy::Close(CloseCode::TRY_AGAIN_LATER),
             level: 6,
         }
@@ -100,6 +110,7 @@ impl Topic {
             cores: reactor.cores().cloned(),
             subscribers: RefCell::new(Vec::new()),
             next_subscriber: Cell::new(0),
+            queued_total: Cell::new(0),
             deflater: RefCell::new(Deflater::new(self.config.level, 15, true)),
             stats: Cell::new(TopicStats::default()),
         });
@@ -123,6 +134,10 @@ pub struct TopicStats {
     pub dropped: u64,
     /// Subscribers closed under [`SlowPolicy::Close`].
     pub closed_slow: u64,
+    /// Deliveries that went to the slow policy because the core's subscribers held more
+    /// than [`TopicConfig::max_queued_total`] (also counted in `dropped` or
+    /// `closed_slow`).
+    pub over_total: u64,
 }
 
 /// One message for one subscriber: the frame it can read.
@@ -130,12 +145,18 @@ pub struct Delivery {
     plain: SharedFrame,
     compressed: Option<SharedFrame>,
     topic: Rc<LocalInner>,
+    /// The core's total is over its bound and this subscriber's queue is among the
+    /// largest: the slow policy applies.
+    over_total: bool,
 }
 
 struct Subscriber {
     id: u64,
     sender: MailboxSender<Delivery>,
     deflate: bool,
+    /// Bytes it holds unsent, as its connection last said (0 for subscribers that do not
+    /// report: [`LocalTopic::subscribe`]).
+    queued: Rc<Cell<usize>>,
 }
 
 struct LocalInner {
@@ -144,6 +165,8 @@ struct LocalInner {
     cores: Option<Cores>,
     subscribers: RefCell<Vec<Subscriber>>,
     next_subscriber: Cell<u64>,
+    /// The sum of the subscribers' `queued`.
+    queued_total: Cell<usize>,
     /// Without context takeover: its frames are readable by every deflate subscriber.
     deflater: RefCell<Deflater>,
     stats: Cell<TopicStats>,
@@ -175,11 +198,13 @@ impl LocalInner {
             .any(|s| s.deflate)
             .then(|| encode_shared(message, Some(&mut self.deflater.borrow_mut())));
         let encodings = 1 + u64::from(compressed.is_some());
-        for subscriber in subscribers.iter() {
+        let over_total = self.over_total(&subscribers, plain.bytes().len());
+        for (i, subscriber) in subscribers.iter().enumerate() {
             let _ = subscriber.sender.post(Delivery {
                 plain: plain.clone(),
                 compressed: compressed.clone(),
                 topic: Rc::clone(self),
+                over_total: over_total.get(i).copied().unwrap_or(false),
             });
         }
         let n = subscribers.len() as u64;
@@ -188,6 +213,46 @@ impl LocalInner {
             s.encodings += encodings;
             s.deliveries += n;
         });
+    }
+}
+
+impl LocalInner {
+    /// Which subscribers a frame of `len` bytes goes to under the slow policy because the
+    /// core's total would pass `max_queued_total` (empty: none): the largest queues first,
+    /// until the others fit. A victim saves the frame, and under `Close` its queue too.
+    fn over_total(&self, subscribers: &[Subscriber], len: usize) -> Vec<bool> {
+        let limit = self.config.max_queued_total;
+        let mut projected = self
+            .queued_total
+            .get()
+            .saturating_add(len.saturating_mul(subscribers.len()));
+        if projected <= limit {
+            return Vec::new();
+        }
+        let mut order: Vec<usize> = (0..subscribers.len())
+            .filter(|&i| subscribers[i].queued.get() > 0)
+            .collect();
+        order.sort_unstable_by_key(|&i| std::cmp::Reverse(subscribers[i].queued.get()));
+        let mut victims = vec![false; subscribers.len()];
+        for i in order {
+            if projected <= limit {
+                break;
+            }
+            victims[i] = true;
+            let freed = match self.config.slow {
+                SlowPolicy::Drop => 0,
+                SlowPolicy::Close(_) => subscribers[i].queued.get(),
+            };
+            projected = projected.saturating_sub(len + freed);
+        }
+        victims
+    }
+
+    /// Subscriber `queued` now holds `now` bytes unsent.
+    fn set_queued(&self, queued: &Cell<usize>, now: usize) {
+        let total = self.queued_total.get().saturating_sub(queued.get());
+        self.queued_total.set(total.saturating_add(now));
+        queued.set(now);
     }
 }
 
@@ -202,19 +267,42 @@ impl LocalTopic {
     /// `deflate`: it negotiated permessage-deflate. Returns its id for
     /// [`LocalTopic::unsubscribe`].
     pub fn subscribe(&self, sender: MailboxSender<Delivery>, deflate: bool) -> u64 {
+        self.subscribe_counted(sender, deflate).0
+    }
+
+    /// As [`LocalTopic::subscribe`], with the cell its connection reports its unsent bytes
+    /// in (through [`LocalInner::set_queued`]).
+    fn subscribe_counted(
+        &self,
+        sender: MailboxSender<Delivery>,
+        deflate: bool,
+    ) -> (u64, Rc<Cell<usize>>) {
         let id = self.inner.next_subscriber.get();
         self.inner.next_subscriber.set(id + 1);
+        let queued = Rc::new(Cell::new(0));
         self.inner.subscribers.borrow_mut().push(Subscriber {
             id,
             sender,
             deflate,
+            queued: Rc::clone(&queued),
         });
-        id
+        (id, queued)
     }
 
     /// Removes subscriber `id`.
     pub fn unsubscribe(&self, id: u64) {
-        self.inner.subscribers.borrow_mut().retain(|s| s.id != id);
+        let mut subscribers = self.inner.subscribers.borrow_mut();
+        if let Some(at) = subscribers.iter().position(|s| s.id == id) {
+            let gone = subscribers.swap_remove(at);
+            self.inner.set_queued(&gone.queued, 0);
+        }
+    }
+
+    /// Bytes this core's subscribers hold unsent, as they last reported (the figure
+    /// [`TopicConfig::max_queued_total`] bounds).
+    #[must_use]
+    pub fn queued(&self) -> usize {
+        self.inner.queued_total.get()
     }
 
     /// Subscribers on this core.
@@ -252,7 +340,7 @@ impl LocalTopic {
 /// receives, and writes what the topic delivers under the slow-subscriber policy.
 pub struct ChatApp {
     topic: LocalTopic,
-    subscription: Option<u64>,
+    subscription: Option<(u64, Rc<Cell<usize>>)>,
 }
 
 impl ChatApp {
@@ -266,8 +354,18 @@ impl ChatApp {
     }
 
     fn leave(&mut self) {
-        if let Some(id) = self.subscription.take() {
+        if let Some((id, _)) = self.subscription.take() {
             self.topic.unsubscribe(id);
+        }
+    }
+
+    /// Tells the topic what this connection holds unsent now.
+    fn report_queued(&self, machine: &WsConn, ctx: &Context<'_>) {
+        if let Some((_, queued)) = &self.subscription {
+            let now = ctx.buffered() + machine.buffered();
+            if now != queued.get() {
+                self.topic.inner.set_queued(queued, now);
+            }
         }
     }
 }
@@ -286,7 +384,7 @@ impl Application<WsConn> for ChatApp {
         match event {
             WsEvent::Open(negotiated) => {
                 let deflate = negotiated.deflate.is_some() && machine.is_compressed();
-                self.subscription = Some(self.topic.subscribe(mailbox.sender(), deflate));
+                self.subscription = Some(self.topic.subscribe_counted(mailbox.sender(), deflate));
             }
             WsEvent::Message(message) => self.topic.publish(message),
             WsEvent::Closing { .. } | WsEvent::Closed(_) => self.leave(),
@@ -299,7 +397,10 @@ impl Application<WsConn> for ChatApp {
             return;
         }
         let topic = &delivery.topic;
-        if ctx.buffered() + machine.buffered() > topic.config.max_queued {
+        if delivery.over_total || ctx.buffered() + machine.buffered() > topic.config.max_queued {
+            if delivery.over_total {
+                topic.count(|s| s.over_total += 1);
+            }
             match topic.config.slow {
                 SlowPolicy::Drop => topic.count(|s| s.dropped += 1),
                 SlowPolicy::Close(code) => {
@@ -316,6 +417,16 @@ impl Application<WsConn> for ChatApp {
         };
         // Refused only when closing: nothing to deliver to then.
         let _ = machine.send_shared(frame);
+    }
+
+    fn settled(
+        &mut self,
+        machine: &mut WsConn,
+        ctx: &mut Context<'_>,
+        _mailbox: &Mailbox<Delivery>,
+    ) {
+        // After every drive (deliveries written, or the socket drained): what it holds now.
+        self.report_queued(machine, ctx);
     }
 
     fn lost(

@@ -38,6 +38,9 @@ pub struct WsClientOptions {
     pub addr: Option<SocketAddr>,
     /// The TLS connector of `wss://` (default: the system's roots, ALPN `http/1.1`).
     pub tls: Option<TlsConnector>,
+    /// The name `wss://` sends by SNI and verifies the certificate against (default: the
+    /// URL's host).
+    pub server_name: Option<String>,
     /// Time allowed for the TCP connect (default 10 s; the handshake has
     /// [`WsConfig::handshake_timeout`], TLS its connector's).
     pub connect_timeout: Option<Duration>,
@@ -291,7 +294,8 @@ pub async fn connect(
                 .alpn([&b"http/1.1"[..]])
                 .build()?,
         };
-        connect = connect.tls(connector, ringwork::tls::server_name(&parsed.host)?);
+        let name = options.server_name.as_deref().unwrap_or(&parsed.host);
+        connect = connect.tls(connector, ringwork::tls::server_name(name)?);
     }
     handle.connect(addr, adapter, connect).await?;
     match conn.next_event().await {

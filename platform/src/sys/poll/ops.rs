@@ -119,6 +119,29 @@ pub(super) fn send_stream(
     max_iovecs: usize,
 ) {
     while !state.send.is_empty() {
+        if state.send.front_file().is_some() {
+            // A file range: the kernel reads it into the socket (see `sys/sendfile.rs`).
+            #[cfg(uring)]
+            {
+                use std::os::fd::AsRawFd;
+                let fd = entry.source.sock_ref().as_raw_fd();
+                let (wait, calls) = crate::sys::sendfile::pump(state, id, fd, out);
+                io.submitted += calls;
+                match wait {
+                    crate::sys::sendfile::Wait::Writable => {
+                        entry.writable = false;
+                        return;
+                    }
+                    // Writable still: the socket goes back on the ready list.
+                    crate::sys::sendfile::Wait::Budget => return,
+                    crate::sys::sendfile::Wait::Done if state.send_failed => return,
+                    crate::sys::sendfile::Wait::Done => continue,
+                }
+            }
+            // Not reached: `Driver::send_file` refuses off Linux.
+            #[cfg(not(uring))]
+            return;
+        }
         let mut iov: Vec<IoSlice<'_>> = mem::take(iov_store);
         state.send.io_slices(max_iovecs, &mut iov);
         io.submitted += 1;

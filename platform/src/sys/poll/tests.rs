@@ -138,6 +138,7 @@ fn socket_of(c: &Completion) -> Option<SocketId> {
         | Completion::Eof { socket }
         | Completion::RecvError { socket, .. }
         | Completion::Sent { socket, .. }
+        | Completion::FileSent { socket, .. }
         | Completion::SendError { socket, .. }
         | Completion::ShutdownDone { socket, .. }
         | Completion::Spliced { socket, .. } => Some(*socket),

@@ -23,8 +23,27 @@
 //!   finish within a bound, all of the memory above is leaked rather than freed.
 #![allow(unsafe_code)] // Submitting SQEs that point at memory we own; each block has a SAFETY note.
 
+/// Evaluates `$build` with `$fd` bound to the socket's fixed file table entry when it has
+/// one (`types::Fixed`), else to its descriptor (`types::Fd`): both name a file in an SQE.
+macro_rules! with_fd {
+    ($target:expr, |$fd:ident| $build:expr) => {
+        match $target {
+            SockFd::Fixed(index) => {
+                let $fd = io_uring::types::Fixed(index);
+                $build
+            }
+            SockFd::Raw(raw) => {
+                let $fd = io_uring::types::Fd(raw);
+                $build
+            }
+        }
+    };
+}
+
 mod datagram;
 mod file;
+mod fixed;
+mod send;
 mod setup;
 
 use std::io;
@@ -44,11 +63,13 @@ use crate::config::{Capabilities, DriverConfig};
 use crate::error::{OpError, UringUnavailable};
 use crate::id::{OpId, OpKind, SocketId, TimerId};
 use crate::process::FileKind;
-use crate::table::{Core, Shutdown, SocketKind, TimerState};
+use crate::table::{Core, SendQueue, Shutdown, SocketKind, TimerState};
 use crate::waker::Waker;
 
 use datagram::{DatagramSends, UdpOps};
 use file::FileOps;
+use fixed::{FixedFiles, SockFd};
+use send::{SendOp, ZcOrphans};
 
 /// `IORING_ENTER_GETEVENTS` (io_uring.h): wait for / reap completions.
 const ENTER_GETEVENTS: u32 = 1 << 0;
@@ -76,17 +97,15 @@ pub(crate) fn signal_eventfd(fd: &OwnedFd) -> io::Result<()> {
     }
 }
 
-/// A vectored send in flight: the header and iovecs the SQE points at.
-struct SendOp {
-    msg: libc::msghdr,
-    iov: Vec<libc::iovec>,
-}
-
 /// Backend state of one socket slot.
 struct Slot {
     /// `None` once a close was submitted (the kernel owns the descriptor then).
     fd: Option<OwnedFd>,
     raw: RawFd,
+    /// Its entry in the ring's fixed file table, if it has one (see `fixed.rs`).
+    fixed: Option<u32>,
+    /// An entry was asked for (at the socket's first reconcile).
+    fixed_tried: bool,
     /// `OpKind::bit`s of operations in flight.
     inflight: u32,
     /// `OpKind::bit`s of in-flight operations we asked the kernel to cancel.
@@ -99,6 +118,15 @@ struct Slot {
     /// room and the send is submitted again.
     send_blocked: bool,
     send: Option<Box<SendOp>>,
+    /// A zero-copy send's result came and its notification did not: the kernel may still
+    /// read the sent bytes, kept in `zc_held` (see `send.rs`). Later sends are plain ones
+    /// until the notification.
+    zc_waiting: bool,
+    zc_held: SendQueue,
+    /// The send in flight is a zero-copy one.
+    zc_in_flight: bool,
+    /// The socket refused a zero-copy send (EOPNOTSUPP: a Unix socket, say): plain sends only.
+    zc_refused: bool,
     connect_addr: Option<Box<SockAddr>>,
     udp: Option<Box<UdpOps>>,
 }
@@ -134,6 +162,12 @@ pub(crate) struct Uring {
     datagram_sends: DatagramSends,
     /// File operations in flight (their `OpId` slot is their key here).
     file_ops: FileOps,
+    /// Stream sends of at least this many bytes are zero-copy (`None`: none are).
+    zc_min: Option<usize>,
+    /// Send queues of closed sockets waiting for a zero-copy notification.
+    zc_orphans: ZcOrphans,
+    /// The ring's fixed file table (empty when off).
+    fixed_files: FixedFiles,
     /// Datagram send SQEs made while reconciling a socket, pushed after it.
     scratch_sends: Vec<squeue::Entry>,
     /// Sockets whose recv waits for free buffers, oldest first.
@@ -153,6 +187,11 @@ impl Uring {
         if config.simulate_no_file_ops {
             capabilities.file_ops = false;
         }
+        capabilities.send_zc &= config.send_zc_min.is_some();
+        let zc_min = config.send_zc_min.filter(|_| capabilities.send_zc);
+        let fixed_files = FixedFiles::register(&ring, config.fixed_files);
+        capabilities.fixed_files = fixed_files.size();
+        capabilities.recv_bundle = config.recv_bundle && ring.params().is_feature_recvsend_bundle();
         let failed = |step| {
             move |e: io::Error| UringUnavailable::SetupFailed {
                 step,
@@ -197,6 +236,9 @@ impl Uring {
             backlog: std::collections::VecDeque::new(),
             datagram_sends: DatagramSends::default(),
             file_ops: FileOps::default(),
+            zc_min,
+            zc_orphans: ZcOrphans::default(),
+            fixed_files,
             scratch_sends: Vec::new(),
             starved: Vec::new(),
             max_iovecs: config.max_send_iovecs,
@@ -249,11 +291,17 @@ impl Uring {
         self.slots[index] = Some(Slot {
             raw: fd.as_raw_fd(),
             fd: Some(fd),
+            fixed: None,
+            fixed_tried: false,
             inflight: 0,
             cancelling: 0,
             starved: false,
             send_blocked: false,
             send: None,
+            zc_waiting: false,
+            zc_held: SendQueue::default(),
+            zc_in_flight: false,
+            zc_refused: false,
             connect_addr: None,
             udp,
         });
@@ -332,7 +380,7 @@ impl Uring {
     ) -> io::Result<()> {
         let before = out.len();
         self.flush_backlog(core);
-        self.reconcile(core);
+        self.reconcile(core, out);
         let ready =
             out.len() > before || !self.ring.completion().is_empty() || !self.backlog.is_empty();
         let want = if ready || timeout == Some(Duration::ZERO) {
@@ -381,7 +429,7 @@ impl Uring {
     }
 
     /// Turns what the caller asked for into SQEs.
-    fn reconcile(&mut self, core: &mut Core) {
+    fn reconcile(&mut self, core: &mut Core, out: &mut Vec<Completion>) {
         if !self.wake_armed {
             let entry = opcode::Read::new(
                 Fd(self.eventfd.as_raw_fd()),
@@ -405,7 +453,7 @@ impl Uring {
         let mut dirty = mem::take(&mut self.scratch_dirty);
         core.take_dirty(&mut dirty);
         for &slot in &dirty {
-            self.reconcile_socket(core, slot);
+            self.reconcile_socket(core, slot, out);
         }
         dirty.clear();
         self.scratch_dirty = dirty;
@@ -466,7 +514,10 @@ impl Uring {
         self.scratch_timers = timers;
     }
 
-    fn reconcile_socket(&mut self, core: &mut Core, slot_index: u32) {
+    fn reconcile_socket(&mut self, core: &mut Core, slot_index: u32, out: &mut Vec<Completion>) {
+        // System calls made here for a queue holding file ranges, and whether its budget
+        // ran out (it goes on next turn).
+        let (mut pumped, mut again) = (0u64, false);
         let Some((id, state)) = core.slot_mut(slot_index) else {
             return;
         };
@@ -478,15 +529,44 @@ impl Uring {
             return;
         };
         let fd = Fd(slot.raw);
+        let mut table_full = 0;
+        if !slot.fixed_tried
+            && state.kind == SocketKind::Stream
+            && state.file.is_none()
+            && !state.closing
+            && self.fixed_files.size() > 0
+        {
+            slot.fixed_tried = true;
+            slot.fixed = self.fixed_files.install(&self.ring, slot.raw);
+            table_full += u64::from(slot.fixed.is_none());
+        }
+        // Receives, sends, connects and shutdowns name the socket by its fixed table entry.
+        let target = slot.fixed.map_or(SockFd::Raw(slot.raw), SockFd::Fixed);
         let op = |kind| OpId::socket(id, kind).encode();
         let mut entries: [Option<squeue::Entry>; 8] = Default::default();
         let mut n = 0;
+        let mut zc_sends = 0;
         let mut add = |entry: squeue::Entry| {
             entries[n] = Some(entry);
             n += 1;
         };
 
         if state.closing {
+            if slot.zc_waiting && !slot.has(OpKind::Send) {
+                // A zero-copy send is done but its notification is not: the kernel may
+                // still read its bytes (until the peer acknowledges them, which a peer that
+                // stops reading may never do). Keep them aside until it comes and close now
+                // rather than wait on the peer. The queue goes too: a close may have come
+                // before the send's result moved its bytes to `zc_held`.
+                slot.zc_waiting = false;
+                let mut held = mem::take(&mut slot.zc_held);
+                let unsent = state.send.len();
+                state.send.advance_into(unsent, &mut held);
+                self.zc_orphans.keep(op(OpKind::Send), held);
+                if self.zc_orphans.given_up() {
+                    self.inflight -= 1;
+                }
+            }
             let open_ops = slot.inflight & !OpKind::Close.bit();
             if slot.has(OpKind::Close) {
                 // Waiting for the close CQE.
@@ -498,6 +578,15 @@ impl Uring {
                     .map(IntoRawFd::into_raw_fd)
                     .unwrap_or(slot.raw);
                 slot.inflight |= OpKind::Close.bit();
+                if let Some(index) = slot.fixed {
+                    // The table's reference first (hard-linked: the descriptor's close
+                    // follows it whatever its result), so the socket is closed by the
+                    // second close and the entry is free when its CQE comes.
+                    add(opcode::Close::new(io_uring::types::Fixed(index))
+                        .build()
+                        .flags(squeue::Flags::IO_HARDLINK)
+                        .user_data(op(OpKind::Cancel)));
+                }
                 add(opcode::Close::new(Fd(fd))
                     .build()
                     .user_data(op(OpKind::Close)));
@@ -553,11 +642,15 @@ impl Uring {
                 }
                 SocketKind::Stream => {
                     if let Some(addr) = state.connect_to.take() {
-                        let addr = slot.connect_addr.insert(Box::new(addr));
+                        let addr = slot.connect_addr.insert(addr);
                         slot.inflight |= OpKind::Connect.bit();
-                        add(opcode::Connect::new(fd, addr.as_ptr().cast(), addr.len())
-                            .build()
-                            .user_data(op(OpKind::Connect)));
+                        add(with_fd!(target, |fd| opcode::Connect::new(
+                            fd,
+                            addr.as_ptr().cast(),
+                            addr.len()
+                        )
+                        .build()
+                        .user_data(op(OpKind::Connect))));
                     }
                     if !state.connecting {
                         let splicing = state.splicing();
@@ -573,7 +666,11 @@ impl Uring {
                                     .build()
                                     .flags(squeue::Flags::BUFFER_SELECT)
                             } else {
-                                opcode::RecvMulti::new(fd, BGID).build()
+                                with_fd!(target, |fd| if self.capabilities.recv_bundle {
+                                    opcode::RecvMultiBundle::new(fd, BGID).build()
+                                } else {
+                                    opcode::RecvMulti::new(fd, BGID).build()
+                                })
                             };
                             add(entry.user_data(op(OpKind::Recv)));
                         } else if (!state.want_recv || splicing)
@@ -585,62 +682,52 @@ impl Uring {
                                 .build()
                                 .user_data(op(OpKind::Cancel)));
                         }
+                        // A queue holding file ranges is served here, on the core's thread
+                        // (bytes by sendmsg, ranges by sendfile: `sys/sendfile.rs`), once no
+                        // SEND is in flight, until no range is left; a full socket waits
+                        // for a poll.
+                        if state.send.file_len() > 0
+                            && !state.send_failed
+                            && !slot.send_blocked
+                            && !slot.has(OpKind::Send)
+                        {
+                            let (wait, calls) = super::sendfile::pump_queue(
+                                state,
+                                id,
+                                slot.raw,
+                                self.max_iovecs,
+                                &mut *out,
+                            );
+                            pumped += calls;
+                            match wait {
+                                super::sendfile::Wait::Writable => slot.send_blocked = true,
+                                super::sendfile::Wait::Budget => again = true,
+                                super::sendfile::Wait::Done => {}
+                            }
+                        }
                         let want_send = !state.send.is_empty() && !state.send_failed;
+                        let file_first = state.send.file_len() > 0;
                         if want_send && slot.send_blocked && !slot.has(OpKind::SendPoll) {
                             slot.inflight |= OpKind::SendPoll.bit();
                             add(opcode::PollAdd::new(fd, libc::POLLOUT as u32)
                                 .build()
                                 .user_data(op(OpKind::SendPoll)));
                         }
-                        if want_send && !slot.send_blocked && !slot.has(OpKind::Send) {
-                            let send = slot.send.get_or_insert_with(|| {
-                                Box::new(SendOp {
-                                    msg: empty_msghdr(),
-                                    iov: Vec::with_capacity(self.max_iovecs),
-                                })
-                            });
-                            send.iov.clear();
-                            send.iov.extend(state.send.slices(self.max_iovecs).map(|b| {
-                                libc::iovec {
-                                    iov_base: b.as_ptr().cast_mut().cast(),
-                                    iov_len: b.len(),
-                                }
-                            }));
-                            send.msg.msg_iov = send.iov.as_mut_ptr();
-                            send.msg.msg_iovlen = send.iov.len() as _;
+                        if want_send && !slot.send_blocked && !file_first && !slot.has(OpKind::Send)
+                        {
+                            let send = slot
+                                .send
+                                .get_or_insert_with(|| Box::new(SendOp::new(self.max_iovecs)));
+                            let bytes = send.fill(&state.send, self.max_iovecs);
+                            let file = state.file.is_some();
+                            let zero_copy = !file
+                                && !slot.zc_refused
+                                && !slot.zc_waiting
+                                && self.zc_min.is_some_and(|min| bytes >= min);
+                            slot.zc_in_flight = zero_copy;
+                            zc_sends += u64::from(zero_copy);
                             slot.inflight |= OpKind::Send.bit();
-                            let entry = if state.file.is_some() {
-                                // A pipe or terminal: write(2), not send(2). Offset 0: the
-                                // descriptor is not seekable.
-                                if let [only] = send.iov[..] {
-                                    opcode::Write::new(
-                                        fd,
-                                        only.iov_base.cast_const().cast(),
-                                        only.iov_len.min(u32::MAX as usize) as u32,
-                                    )
-                                    .build()
-                                } else {
-                                    opcode::Writev::new(
-                                        fd,
-                                        send.iov.as_ptr(),
-                                        send.iov.len() as u32,
-                                    )
-                                    .build()
-                                }
-                            } else if let [only] = send.iov[..] {
-                                // One buffer: plain SEND spares the kernel the msghdr copy.
-                                opcode::Send::new(
-                                    fd,
-                                    only.iov_base.cast_const().cast(),
-                                    only.iov_len.min(u32::MAX as usize) as u32,
-                                )
-                                .flags(libc::MSG_NOSIGNAL)
-                                .build()
-                            } else {
-                                opcode::SendMsg::new(fd, &raw const send.msg)
-                                    .flags(libc::MSG_NOSIGNAL as u32)
-                                    .build()
-                            };
+                            let entry = send.entry(target, file, zero_copy);
                             add(entry.user_data(op(OpKind::Send)));
                         }
                         // Splicing: wait for bytes to read (once a receive in flight is gone,
@@ -674,9 +761,12 @@ impl Uring {
                         {
                             state.shutdown = Shutdown::Started;
                             slot.inflight |= OpKind::Shutdown.bit();
-                            add(opcode::Shutdown::new(fd, libc::SHUT_WR)
-                                .build()
-                                .user_data(op(OpKind::Shutdown)));
+                            add(with_fd!(target, |fd| opcode::Shutdown::new(
+                                fd,
+                                libc::SHUT_WR
+                            )
+                            .build()
+                            .user_data(op(OpKind::Shutdown))));
                         }
                     }
                 }
@@ -736,6 +826,12 @@ impl Uring {
                     }
                 }
             }
+        }
+        core.stats.zc_sends += zc_sends;
+        core.stats.fixed_table_full += table_full;
+        core.stats.submitted += pumped;
+        if again {
+            core.mark_dirty(id);
         }
         for entry in entries.into_iter().flatten() {
             self.push(core, entry);
@@ -824,13 +920,26 @@ impl Uring {
         flags: u32,
     ) {
         let more = cqueue::more(flags);
-        if !more {
+        // An orphan's notification no longer counted (see `drain`) is not in flight.
+        let uncounted = cqueue::notif(flags) && self.zc_orphans.uncounted(user_data);
+        if !more && !uncounted {
             self.inflight -= 1;
         }
-        // A buffer handed back with any CQE is claimed exactly once, here.
-        // SAFETY: the buffer id comes from this CQE of our ring, claimed only here.
-        let buf = cqueue::buffer_select(flags)
-            .map(|bid| unsafe { self.pool.claim(bid, result.max(0) as u32) });
+        // A buffer handed back with any CQE is claimed exactly once, here; a receive bundle
+        // (more bytes than one buffer holds) brings the buffers after it in `bundle`.
+        let mut bundle = Vec::new();
+        let buf = cqueue::buffer_select(flags).map(|bid| {
+            let len = result.max(0) as u32;
+            if len > self.pool.buf_size() {
+                core.stats.recv_bundles += 1;
+                // SAFETY: a bundle's first buffer id from this CQE of our ring, claimed only
+                // here; only stream receives are bundles.
+                unsafe { self.pool.claim_bundle(bid, len, &mut bundle) }
+            } else {
+                // SAFETY: the buffer id comes from this CQE of our ring, claimed only here.
+                unsafe { self.pool.claim(bid, len) }
+            }
+        });
         let Some(op) = OpId::decode(user_data) else {
             tracing::error!(user_data, "completion with an unknown user_data");
             return;
@@ -872,6 +981,13 @@ impl Uring {
                 }
                 return;
             }
+            OpKind::Send if cqueue::notif(flags) => {
+                core.stats.zc_notifications += 1;
+                core.stats.zc_copied += u64::from(result as u32 & send::ZC_COPIED != 0);
+                if self.zc_orphans.release(user_data) {
+                    return;
+                }
+            }
             _ => {}
         }
 
@@ -888,14 +1004,35 @@ impl Uring {
             core.stats.stale += 1;
             return;
         };
-        if !more {
+        // A zero-copy send ends with its result (flagged MORE: the notification follows,
+        // on its own, see `send.rs`); every other operation with its last CQE.
+        let notif = cqueue::notif(flags);
+        let op_done = if op.kind == OpKind::Send {
+            !notif
+        } else {
+            !more
+        };
+        if op_done {
             slot.inflight &= !op.kind.bit();
             slot.cancelling &= !op.kind.bit();
+        }
+        if op.kind == OpKind::Send && more {
+            slot.zc_waiting = true;
+        }
+        if op.kind == OpKind::Send && notif {
+            // The kernel is done with the zero-copy send's bytes.
+            slot.zc_waiting = false;
+            slot.zc_held = SendQueue::default();
+            core.mark_dirty(id);
+            return;
         }
         if state.closing {
             core.stats.stale += 1;
             match op.kind {
                 OpKind::Close => {
+                    if let Some(index) = slot.fixed {
+                        self.fixed_files.release(index);
+                    }
                     self.slots[op.slot as usize] = None;
                     core.release(op.slot);
                 }
@@ -923,6 +1060,11 @@ impl Uring {
             // submitted again next turn (with a fresh poll inside the kernel).
             OpKind::Accept | OpKind::Recv | OpKind::RecvFrom if result == -libc::EAGAIN => {
                 core.stats.eagain_retries += 1;
+            }
+            // This socket has no zero-copy (not TCP or UDP): nothing was sent; plain sends
+            // from now on.
+            OpKind::Send if result == -libc::EOPNOTSUPP && slot.zc_in_flight => {
+                slot.zc_refused = true;
             }
             OpKind::Send if result == -libc::EAGAIN => {
                 core.stats.eagain_retries += 1;
@@ -964,6 +1106,9 @@ impl Uring {
                     && let Some(buf) = buf
                 {
                     out.push(Completion::Received { socket: id, buf });
+                    for buf in bundle {
+                        out.push(Completion::Received { socket: id, buf });
+                    }
                 } else if result == 0 || (result == -libc::EIO && state.file == Some(FileKind::Pty))
                 {
                     // EIO from a terminal's master side: the child side is closed.
@@ -985,7 +1130,11 @@ impl Uring {
             OpKind::Send => {
                 if result >= 0 {
                     let bytes = result as usize;
-                    state.send.advance(bytes);
+                    if more {
+                        state.send.advance_into(bytes, &mut slot.zc_held);
+                    } else {
+                        state.send.advance(bytes);
+                    }
                     out.push(Completion::Sent {
                         socket: id,
                         bytes,
@@ -993,6 +1142,10 @@ impl Uring {
                     });
                 } else {
                     state.send_failed = true;
+                    if more {
+                        let unsent = state.send.len();
+                        state.send.advance_into(unsent, &mut slot.zc_held);
+                    }
                     state.send.clear();
                     out.push(Completion::SendError {
                         socket: id,
@@ -1063,7 +1216,7 @@ impl Uring {
             }
             _ => {}
         }
-        if !more {
+        if op_done {
             // Re-evaluate the socket next turn: re-arm, send more, shut down...
             core.mark_dirty(id);
         }
@@ -1183,7 +1336,14 @@ impl Uring {
         let mut sink = Vec::new();
         self.flush_backlog(core);
         self.push(core, cancel_all);
+        // Zero-copy notifications can wait on a peer that does not read: their bytes are
+        // leaked (see below) rather than waited for.
+        self.inflight -= self.zc_orphans.give_up();
         while self.inflight > 0 && Instant::now() < deadline {
+            self.orphan_zc_sends(core);
+            if self.inflight == 0 {
+                break;
+            }
             self.flush_backlog(core);
             let waited = self.enter(core, 1, Some(Duration::from_millis(50)));
             if waited.is_err() || self.reap(core, &mut sink).is_err() {
@@ -1200,9 +1360,36 @@ impl Uring {
             core.leak_all();
             self.datagram_sends.leak();
             self.file_ops.leak();
+            self.zc_orphans.leak();
             mem::forget(mem::take(&mut self.slots));
             mem::forget(mem::take(&mut self.timer_specs));
             mem::forget(mem::replace(&mut self.wake_buf, Box::new(0)));
+        }
+        // The kernel may still read orphaned bytes after the ring is gone.
+        self.zc_orphans.leak();
+    }
+
+    /// Hands the held bytes (and the rest of the send queue) of every socket whose
+    /// zero-copy notification is pending to `zc_orphans` (at drop: see `drain`).
+    fn orphan_zc_sends(&mut self, core: &mut Core) {
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            let Some(slot) = slot
+                .as_mut()
+                .filter(|slot| slot.zc_waiting && !slot.has(OpKind::Send))
+            else {
+                continue;
+            };
+            let Some((id, state)) = core.slot_mut(index as u32) else {
+                continue;
+            };
+            slot.zc_waiting = false;
+            let mut held = mem::take(&mut slot.zc_held);
+            let unsent = state.send.len();
+            state.send.advance_into(unsent, &mut held);
+            self.zc_orphans
+                .keep(OpId::socket(id, OpKind::Send).encode(), held);
+            // No longer waited for (given up: see `ZcOrphans::give_up`).
+            self.inflight -= 1;
         }
     }
 
@@ -1293,6 +1480,7 @@ impl Drop for Uring {
             self.pool.leak();
             self.datagram_sends.leak();
             self.file_ops.leak();
+            self.zc_orphans.leak();
             mem::forget(mem::take(&mut self.slots));
             mem::forget(mem::take(&mut self.timer_specs));
             mem::forget(mem::replace(&mut self.wake_buf, Box::new(0)));

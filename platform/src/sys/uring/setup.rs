@@ -173,6 +173,17 @@ pub(super) fn probe(
             capabilities.file_ops = false;
         }
     }
+    // Zero-copy sends: optional, SEND and SENDMSG serve otherwise.
+    let zc_opcodes = [
+        (opcode::SendZc::CODE, "SEND_ZC"),
+        (opcode::SendMsgZc::CODE, "SENDMSG_ZC"),
+    ];
+    capabilities.send_zc = zc_opcodes.iter().all(|&(code, _)| probe.is_supported(code));
+    if capabilities.send_zc {
+        capabilities
+            .opcodes
+            .extend(zc_opcodes.map(|(_, name)| name));
+    }
     capabilities.multishot_accept = true;
     capabilities.multishot_recv = true;
     Ok(())

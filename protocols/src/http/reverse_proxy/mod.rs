@@ -29,16 +29,18 @@
 //! side.
 //! `Upgrade: websocket` requests are passed through (`tunnel.rs`): the upstream's 101 turns
 //! the two connections into a byte tunnel run by the TCP proxy's relay (spliced where it
-//! splices), closed after `timeouts.tunnel` without a byte; any other answer is relayed
+//! splices; copied to and from `https://` upstreams, reached over TLS with the pool's
+//! settings), closed after `timeouts.tunnel` without a byte; any other answer is relayed
 //! as a normal response.
 //! Does not: terminate TLS itself on listeners of the config file (use `tls:` endpoints on
-//! the command line), pass other upgrades (`h2c`), tunnel to `https://` upstreams, cache,
+//! the command line), pass other upgrades (`h2c`), cache,
 //! or retry a request that reached an upstream. Spec: RFC 9110 §7.6 (intermediaries), RFC 7239 (Forwarded).
 //! Tests: `tests.rs` (routing, headers, config), `tests/reverse_proxy.rs` and
 //! `tests/reverse_proxy_tls.rs` (both backends).
 
 pub mod balance;
 pub mod config;
+mod h2_bridge;
 pub mod headers;
 pub mod health;
 pub mod routing;
@@ -103,10 +105,8 @@ pub fn server_config(config: &ProxyConfig) -> ServerConfig {
     server.keep_alive_timeout = config.timeouts.idle;
     server.body_read_timeout = config.timeouts.body;
     server.write_timeout = Some(config.timeouts.write).filter(|d| !d.is_zero());
-    // The proxy does not bridge an HTTP/2 extended CONNECT (RFC 8441) to an upstream yet:
-    // not advertising it keeps browsers, which use it when offered, on an HTTP/1.1
-    // `Upgrade: websocket`, which the proxy tunnels.
-    server.http2.enable_connect_protocol = false;
+    // SETTINGS_ENABLE_CONNECT_PROTOCOL stays on (the default): an HTTP/2 extended CONNECT
+    // for WebSocket (RFC 8441) is bridged to an HTTP/1.1 upgrade upstream (h2_bridge.rs).
     server
 }
 
@@ -211,6 +211,9 @@ struct PoolTls {
     /// This core's connector (an error if it could not be built; each request then fails
     /// with 502 and says why).
     connector: Result<TlsConnector, Arc<TlsConfigError>>,
+    /// The connector of WebSocket upgrades (ALPN `http/1.1` only: an upgrade is an
+    /// HTTP/1.1 exchange); the same as `connector` for a pool that does not offer h2.
+    upgrade_connector: Result<TlsConnector, Arc<TlsConfigError>>,
     /// The name each server is verified as.
     names: Vec<(ServerAddr, ServerName<'static>)>,
 }
@@ -227,17 +230,33 @@ impl PoolTls {
             tracing::error!(upstream = %name, %error, "cannot build the upstream TLS connector");
             Arc::new(error)
         });
+        let upgrade_connector = if protocol.offers_h2() {
+            tls.connector(config.timeouts.connect, HttpProtocol::Http1)
+                .map_err(Arc::new)
+        } else {
+            connector.clone()
+        };
         let names = servers
             .iter()
             .cloned()
             .zip(tls.server_names.iter().cloned())
             .collect();
-        Self { connector, names }
+        Self {
+            connector,
+            upgrade_connector,
+            names,
+        }
     }
 
-    /// The TLS of a request to `addr`.
-    fn target(&self, addr: &ServerAddr) -> Result<TlsTarget, ClientError> {
-        let connector = self.connector.clone().map_err(ClientError::TlsConfig)?;
+    /// The TLS of a request to `addr` (`upgrade`: a WebSocket upgrade, offered as
+    /// HTTP/1.1 only).
+    fn target(&self, addr: &ServerAddr, upgrade: bool) -> Result<TlsTarget, ClientError> {
+        let connector = if upgrade {
+            &self.upgrade_connector
+        } else {
+            &self.connector
+        };
+        let connector = connector.clone().map_err(ClientError::TlsConfig)?;
         let server_name = self
             .names
             .iter()
@@ -421,9 +440,22 @@ impl Handler for ReverseProxy {
         };
         // `Upgrade: websocket` is passed through as a tunnel (tunnel.rs); other upgrades
         // lose their `Upgrade` with the hop-by-hop fields.
-        let upgrade = tunnel::is_websocket_upgrade(&request)
-            .then(|| request.headers().get("upgrade").map(Bytes::copy_from_slice))
-            .flatten();
+        let extended_connect = request.version() == Version::Http2
+            && *request.method() == Method::Connect
+            && request
+                .protocol()
+                .is_some_and(|p| p.eq_ignore_ascii_case(b"websocket"));
+        if request.protocol().is_some() && !extended_connect {
+            // Only WebSocket is bridged (RFC 8441 §4: another protocol is the server's call).
+            return respond.send(Response::error(501));
+        }
+        let upgrade = if extended_connect {
+            Some(Bytes::from_static(b"websocket"))
+        } else {
+            tunnel::is_websocket_upgrade(&request)
+                .then(|| request.headers().get("upgrade").map(Bytes::copy_from_slice))
+                .flatten()
+        };
         let key = match tables.pools.borrow()[route.upstream].balance() {
             Balance::ConsistentHash(HashKey::ClientIp) => {
                 request.peer_addr().map(|peer| ip_hash(peer.ip()))
@@ -480,9 +512,10 @@ impl Handler for ReverseProxy {
         // Over HTTP/2 a body needs no framing field: its stream exists only if DATA follows.
         let has_body =
             chunked || length.is_some_and(|n| n > 0) || request.version() == Version::Http2;
+        // An extended CONNECT's DATA is the WebSocket, held for the bridge.
         let body = request
             .take_body_stream()
-            .filter(|_| has_body)
+            .filter(|_| has_body && !extended_connect)
             .map(|stream| StreamBody::new(stream, length));
         let outgoing = Outgoing {
             method: request.method().clone(),
@@ -503,6 +536,7 @@ impl Handler for ReverseProxy {
                 upgrade,
                 respond,
                 handle.clone(),
+                extended_connect,
             ))),
             None => drop(handle.spawn_local(forward(core, outgoing, respond))),
         }
@@ -607,7 +641,7 @@ async fn forward(core: Rc<Core>, out: Outgoing, respond: Responder) {
         };
         let tls = match out.tables.tls.get(out.upstream).and_then(Option::as_ref) {
             None => None,
-            Some(tls) => match tls.target(&addr) {
+            Some(tls) => match tls.target(&addr, false) {
                 Ok(target) => Some(target),
                 Err(error) => {
                     tracing::warn!(upstream = %addr, %pool, %error, "no TLS to this upstream");

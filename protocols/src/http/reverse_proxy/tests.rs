@@ -511,11 +511,49 @@ fn upstream_protocol_choice() {
 }
 
 #[test]
-fn the_proxy_does_not_advertise_extended_connect() {
-    // RFC 8441 is not bridged to upstreams: browsers must keep to HTTP/1.1 Upgrade.
+fn the_proxy_advertises_extended_connect() {
+    // RFC 8441 is bridged to HTTP/1.1 upgrades upstream (h2_bridge.rs).
     let config = ProxyConfig::from_toml(EXAMPLE).unwrap();
-    assert!(!super::server_config(&config).http2.enable_connect_protocol);
-    assert!(crate::http::proto::h2::H2Config::default().enable_connect_protocol);
+    assert!(super::server_config(&config).http2.enable_connect_protocol);
+}
+
+#[test]
+fn h2_bridge_checks_the_upstream_accept_and_carries_the_negotiation() {
+    use super::h2_bridge::{accept_response, upstream_key};
+    use crate::http::proto::Headers;
+    use crate::websocket::proto::handshake::accept_key;
+    let key = upstream_key().unwrap();
+    assert_eq!(key.len(), 24, "base64 of 16 bytes");
+    assert_ne!(key, upstream_key().unwrap(), "a fresh key each time");
+    let switched = |accept: &str| {
+        let mut headers = Headers::new();
+        headers.insert("Upgrade", Bytes::from_static(b"websocket"));
+        headers.insert(
+            "Sec-WebSocket-Accept",
+            Bytes::copy_from_slice(accept.as_bytes()),
+        );
+        headers.insert("Sec-WebSocket-Protocol", Bytes::from_static(b"chat"));
+        headers.insert(
+            "Sec-WebSocket-Extensions",
+            Bytes::from_static(b"permessage-deflate; server_no_context_takeover"),
+        );
+        headers
+    };
+    let response = accept_response(&key, switched(&accept_key(key.as_bytes()))).unwrap();
+    assert_eq!(response.status(), 200);
+    let headers = response.headers();
+    assert_eq!(headers.get_str("sec-websocket-protocol"), Some("chat"));
+    assert_eq!(
+        headers.get_str("sec-websocket-extensions"),
+        Some("permessage-deflate; server_no_context_takeover")
+    );
+    assert!(!headers.contains("sec-websocket-accept"));
+    assert!(!headers.contains("upgrade"));
+    // An accept for another key (an upstream answering someone else's handshake): refused.
+    assert!(accept_response(&key, switched(&accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="))).is_err());
+    let mut not_websocket = switched(&accept_key(key.as_bytes()));
+    not_websocket.insert("Upgrade", Bytes::from_static(b"h2c"));
+    assert!(accept_response(&key, not_websocket).is_err());
 }
 
 #[test]

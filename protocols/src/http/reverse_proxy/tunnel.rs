@@ -18,8 +18,12 @@
 //! - no response head within `timeouts.response_head`: 504; an upstream that closes or
 //!   sends an invalid head first: 502; unreachable servers as for other requests.
 //!
-//! Does not: tunnel to `https://` upstreams (answered 502 with a log line), or pass other
-//! upgrades (`h2c` ...: their `Upgrade` is stripped as before).
+//! - an `https://` pool: the upgrade's connection is TLS with the pool's settings (SNI and
+//!   verification as `tls_server_name`/`tls_ca`/`tls_verify` say, its client certificate,
+//!   ALPN `http/1.1` only); after the 101 the relay copies (no splice over TLS); a failed
+//!   handshake is 502 like a failed connect.
+//!
+//! Does not: pass other upgrades (`h2c` ...: their `Upgrade` is stripped as before).
 //! Tests (both backends): `protocols/cli/tests/ws_interop.rs` (Python websockets through
 //! `serve http-proxy` to `serve ws-echo`, a refusing upstream, the idle timeout) and
 //! `protocols/tests/reverse_proxy.rs` (the head sent upstream, 502/504, a spliced 4 MiB
@@ -32,8 +36,9 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use ringwork::{ConnId, ConnectOptions, Context, LostReason, Protocol, TimerId};
 
+use super::h2_bridge::{self, Bridge, StreamBridge};
 use super::{Core, Outgoing, ServerAddr, status_for, strip_hop_by_hop};
-use crate::http::client::{ClientError, ClientRequest, encode_head};
+use crate::http::client::{ClientError, ClientRequest, TlsTarget, encode_head};
 use crate::http::proto::{BodyDecoder, Method, Status, Version, parse_response};
 use crate::http::server::{Request, Responder, Response};
 use crate::proxy::{Relay, RelayConfig, RelayUpstream};
@@ -55,11 +60,22 @@ pub(super) fn is_websocket_upgrade(request: &Request) -> bool {
 
 /// The upgrade request's head as sent upstream: the proxy's rewritten `out.headers` with
 /// `Connection: Upgrade` and the client's `upgrade` value put back.
-fn request_head(out: &Outgoing, upgrade: &Bytes, addr: &ServerAddr) -> Result<Bytes, ClientError> {
+/// For an HTTP/2 extended CONNECT (`h2_key`: the upstream leg's key): a `GET` with that
+/// `Sec-WebSocket-Key`.
+fn request_head(
+    out: &Outgoing,
+    upgrade: &Bytes,
+    addr: &ServerAddr,
+    h2_key: Option<&str>,
+) -> Result<Bytes, ClientError> {
+    let method = match h2_key {
+        Some(_) => Method::Get,
+        None => out.method.clone(),
+    };
     let mut request = match addr {
-        ServerAddr::Addr(addr) => ClientRequest::new(out.method.clone(), *addr, out.target.clone()),
+        ServerAddr::Addr(addr) => ClientRequest::new(method, *addr, out.target.clone()),
         ServerAddr::Host { name, port } => {
-            ClientRequest::to_host(out.method.clone(), name, *port, out.target.clone())
+            ClientRequest::to_host(method, name, *port, out.target.clone())
         }
     };
     request.headers = out.headers.clone();
@@ -67,6 +83,11 @@ fn request_head(out: &Outgoing, upgrade: &Bytes, addr: &ServerAddr) -> Result<By
         .headers
         .insert("Connection", Bytes::from_static(b"Upgrade"));
     request.headers.insert("Upgrade", upgrade.clone());
+    if let Some(key) = h2_key {
+        request
+            .headers
+            .insert("Sec-WebSocket-Key", Bytes::copy_from_slice(key.as_bytes()));
+    }
     if let Some(authority) = &out.authority {
         request.authority = authority.clone();
     }
@@ -74,30 +95,33 @@ fn request_head(out: &Outgoing, upgrade: &Bytes, addr: &ServerAddr) -> Result<By
 }
 
 /// Forwards an upgrade request (see the module docs); `upgrade` is the client's `Upgrade`
-/// value.
+/// value; `h2`: the request is an HTTP/2 extended CONNECT (RFC 8441, `h2_bridge.rs`).
 pub(super) async fn forward_upgrade(
     core: Rc<Core>,
     out: Outgoing,
     upgrade: Bytes,
     respond: Responder,
     handle: ringwork::LocalHandle,
+    h2: bool,
 ) {
     let pool = out.tables.pools.borrow()[out.upstream].name.clone();
-    if out
-        .tables
-        .tls
-        .get(out.upstream)
-        .is_some_and(Option::is_some)
-    {
-        tracing::warn!(%pool, "WebSocket pass-through to https:// upstreams is not supported; answering 502");
-        return respond.send(Response::error(502));
-    }
+    let h2_key = match h2 {
+        false => None,
+        true => match h2_bridge::upstream_key() {
+            Some(key) => Some(key),
+            None => {
+                tracing::error!("no randomness for a Sec-WebSocket-Key; answering 502");
+                return respond.send(Response::error(502));
+            }
+        },
+    };
     let shared = Rc::new(RefCell::new(Shared {
         responder: Some(respond),
         upstream: None,
         relay: None,
         rest: BytesMut::new(),
         join_timer: None,
+        bridge: None,
     }));
     let attempts = out.tables.pools.borrow()[out.upstream].len();
     let mut failure = None;
@@ -107,7 +131,7 @@ pub(super) async fn forward_upgrade(
         else {
             break;
         };
-        let head = match request_head(&out, &upgrade, &addr) {
+        let head = match request_head(&out, &upgrade, &addr, h2_key.as_deref()) {
             Ok(head) => head,
             Err(error) => {
                 failure = Some(error);
@@ -122,8 +146,33 @@ pub(super) async fn forward_upgrade(
             state: State::Head,
             timer: None,
             addr: addr.clone(),
+            h2_key: h2_key.clone(),
         };
-        let options = ConnectOptions::new().timeout(core.timeouts.connect);
+        let mut options = ConnectOptions::new().timeout(core.timeouts.connect);
+        // An `https://` pool: the upgrade goes over TLS (its SNI, verification and client
+        // certificate, ALPN `http/1.1`); the relay copies (the engine splices only
+        // plaintext).
+        if let Some(tls) = out.tables.tls.get(out.upstream).and_then(Option::as_ref) {
+            match tls.target(&addr, true) {
+                Ok(TlsTarget {
+                    server_name,
+                    connector: Some(connector),
+                }) => options = options.tls(connector, server_name),
+                Ok(TlsTarget {
+                    connector: None, ..
+                }) => {
+                    failure = Some(ClientError::BadUrl {
+                        reason: "no TLS connector for this upstream",
+                    });
+                    break;
+                }
+                Err(error) => {
+                    tracing::warn!(upstream = %addr, %pool, %error, "no TLS to this upstream");
+                    failure = Some(error);
+                    break;
+                }
+            }
+        }
         let connecting = match &addr {
             ServerAddr::Addr(ip) => handle.connect(*ip, protocol, options),
             // Resolved at each connect, addresses raced (Happy Eyeballs), as the HTTP
@@ -182,6 +231,8 @@ struct Shared {
     rest: BytesMut,
     /// The upstream's timer bounding the wait for the client's side to take over.
     join_timer: Option<TimerId>,
+    /// An HTTP/2 client's bridge, from the upstream's 101.
+    bridge: Option<Rc<RefCell<Bridge>>>,
 }
 
 #[derive(Debug)]
@@ -206,11 +257,17 @@ struct UpgradeUpstream {
     state: State,
     timer: Option<TimerId>,
     addr: ServerAddr,
+    /// The key sent for an HTTP/2 client (the 101 is checked against it and bridged).
+    h2_key: Option<String>,
 }
 
 impl UpgradeUpstream {
     fn relay(&self) -> Option<RelayUpstream> {
         self.shared.borrow().relay.clone()
+    }
+
+    fn bridge(&self) -> Option<Rc<RefCell<Bridge>>> {
+        self.shared.borrow().bridge.clone()
     }
 
     /// Answers the client `status` (if not answered yet) and closes the upstream.
@@ -314,6 +371,9 @@ impl UpgradeUpstream {
         if let Some(upgrade) = upgrade {
             headers.insert("Upgrade", upgrade);
         }
+        if let Some(key) = &self.h2_key {
+            return self.bridge_h2(ctx, key.clone(), headers);
+        }
         let mut response = Response::new(101);
         *response.headers_mut() = headers;
         let mut shared = self.shared.borrow_mut();
@@ -339,6 +399,38 @@ impl UpgradeUpstream {
             },
         );
     }
+
+    /// An HTTP/2 client's upstream switched: its 101 checked against the key sent and
+    /// answered `200` on the stream, which then carries the bridge (`h2_bridge.rs`).
+    fn bridge_h2(
+        &mut self,
+        ctx: &mut Context<'_>,
+        key: String,
+        headers: crate::http::proto::Headers,
+    ) {
+        let response = match h2_bridge::accept_response(&key, headers) {
+            Ok(response) => response,
+            Err(reason) => return self.fail(ctx, 502, reason),
+        };
+        let mut shared = self.shared.borrow_mut();
+        let Some(responder) = shared.responder.take().filter(|r| !r.is_closed()) else {
+            drop(shared);
+            self.state = State::Done;
+            ctx.close();
+            return;
+        };
+        let bridge = Bridge::new(
+            ctx.id(),
+            std::mem::take(&mut self.buf),
+            self.core.tunnel.idle_timeout,
+        );
+        // If the client's stream goes before it takes over, nothing else ends this one.
+        bridge.borrow_mut().join_timer = Some(ctx.call_later(self.core.timeouts.response_head));
+        shared.bridge = Some(Rc::clone(&bridge));
+        drop(shared);
+        self.state = State::Switching;
+        responder.carry(response, StreamBridge::new(bridge));
+    }
 }
 
 impl Protocol for UpgradeUpstream {
@@ -352,6 +444,9 @@ impl Protocol for UpgradeUpstream {
     fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
         if let Some(relay) = self.relay() {
             return relay.data_received(ctx, data);
+        }
+        if let Some(bridge) = self.bridge() {
+            return bridge.borrow_mut().upstream_data(ctx, data);
         }
         match &self.state {
             State::Head => {
@@ -372,6 +467,9 @@ impl Protocol for UpgradeUpstream {
         if let Some(relay) = self.relay() {
             return relay.eof_received(ctx);
         }
+        if let Some(bridge) = self.bridge() {
+            return bridge.borrow_mut().upstream_eof(ctx);
+        }
         match &self.state {
             State::Head => self.fail(ctx, 502, "upstream closed before its response head"),
             State::Refusal(..) => self.on_refusal(ctx, &[], true),
@@ -389,9 +487,28 @@ impl Protocol for UpgradeUpstream {
         if let Some(relay) = self.relay() {
             relay.write_drained(ctx);
         }
+        if let Some(bridge) = self.bridge() {
+            bridge.borrow().upstream_drained(ctx);
+        }
     }
 
     fn timer_fired(&mut self, ctx: &mut Context<'_>, timer: TimerId) {
+        if let Some(bridge) = self.bridge() {
+            let mut b = bridge.borrow_mut();
+            if b.idle_timer_fired(ctx, timer) {
+                return;
+            }
+            if b.join_timer == Some(timer) {
+                b.join_timer = None;
+                if !b.started() {
+                    // The client's stream never took over (it went before the 200).
+                    drop(b);
+                    self.state = State::Done;
+                    ctx.close();
+                }
+                return;
+            }
+        }
         if self.timer == Some(timer) {
             self.timer = None;
             if matches!(self.state, State::Head | State::Refusal(..)) {
@@ -415,6 +532,9 @@ impl Protocol for UpgradeUpstream {
     fn connection_lost(&mut self, ctx: &mut Context<'_>, reason: LostReason) {
         if let Some(relay) = self.relay() {
             return relay.connection_lost(ctx, reason);
+        }
+        if let Some(bridge) = self.bridge() {
+            return bridge.borrow_mut().upstream_lost(ctx, &reason);
         }
         self.shared.borrow_mut().upstream = None;
         // Before connection_made the connect failed: `forward_upgrade` answers.

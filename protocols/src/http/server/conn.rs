@@ -64,6 +64,13 @@ pub(crate) trait ServerMachine: Machine<Event = ServerEvent> + 'static {
     fn is_draining(&self) -> bool;
     /// Resets stream `id` (HTTP/2 CANCEL).
     fn cancel_stream(&mut self, id: RequestId);
+    /// Whether `n` body bytes of `id` may go out outside the machine now (HTTP/1.1; see
+    /// `ServerConn::can_send_body_elsewhere`). HTTP/2 frames every byte: never.
+    fn can_send_body_elsewhere(&self, _id: RequestId, _n: u64) -> bool {
+        false
+    }
+    /// `n` body bytes of `id` went out outside the machine.
+    fn sent_body_elsewhere(&mut self, _id: RequestId, _n: u64) {}
 }
 
 macro_rules! forward_calls {
@@ -110,6 +117,12 @@ impl ServerMachine for ServerConn {
         false
     }
     fn cancel_stream(&mut self, _id: RequestId) {}
+    fn can_send_body_elsewhere(&self, id: RequestId, n: u64) -> bool {
+        Self::can_send_body_elsewhere(self, id, n)
+    }
+    fn sent_body_elsewhere(&mut self, id: RequestId, n: u64) {
+        Self::sent_body_elsewhere(self, id, n);
+    }
 
     fn publish(&self, status: &mut WriteStatus) {
         // A writer whose head is still in the mailbox may write too: it is next in line.
@@ -167,6 +180,18 @@ pub(crate) enum Command {
     Upgrade(RequestId, Response, Box<dyn Protocol>),
     /// [`Responder::carry`]: a 2xx head and the protocol its stream then carries.
     Carry(RequestId, Response, Box<dyn StreamProtocol>),
+    /// [`BodyWriter::send_file`](super::BodyWriter::send_file).
+    File(RequestId, FileBody),
+}
+
+/// A file range offered as body bytes, and where the answer goes.
+pub(crate) struct FileBody {
+    pub(crate) file: std::rc::Rc<ringwork::fs::File>,
+    pub(crate) offset: u64,
+    pub(crate) len: u64,
+    /// Set when the command ran: whether the kernel sends the range (else the writer sends
+    /// the bytes itself).
+    pub(crate) taken: std::rc::Rc<std::cell::Cell<Option<bool>>>,
 }
 
 /// What body writers learn about the connection after each drive.
@@ -309,6 +334,28 @@ pub(crate) struct ServerApp<M> {
 }
 
 impl<M: ServerMachine> ServerApp<M> {
+    /// Hands a file range of `id`'s body to the kernel if it can go now: everything the
+    /// machine has to send goes to the connection first, then the range
+    /// ([`Context::send_file`]), counted as sent body. Whether it was taken.
+    fn send_file(machine: &mut M, id: RequestId, body: &FileBody, ctx: &mut Context<'_>) -> bool {
+        while let Some(bytes) = machine.poll_transmit(ctx.now()) {
+            ctx.write_bytes(bytes);
+        }
+        if !machine.can_send_body_elsewhere(id, body.len) {
+            return false;
+        }
+        match ctx.send_file(&body.file, body.offset, body.len) {
+            Ok(()) => {
+                machine.sent_body_elsewhere(id, body.len);
+                true
+            }
+            Err(error) => {
+                tracing::debug!(conn = %ctx.id(), %error, "file body sent by reading it");
+                false
+            }
+        }
+    }
+
     pub(crate) fn new(shared: Rc<Shared>) -> Self {
         Self {
             shared,
@@ -693,6 +740,11 @@ impl<M: ServerMachine> Application<M> for ServerApp<M> {
                 machine.send_head(id, response)
             }
             Command::Body(id, data) => machine.send_body(id, data),
+            Command::File(id, body) => {
+                let taken = Self::send_file(machine, id, &body, ctx);
+                body.taken.set(Some(taken));
+                Ok(())
+            }
             Command::Finish(id, trailers) => machine.finish(id, trailers),
             Command::Continue(id) => {
                 machine.continue_body(id);

@@ -12,7 +12,10 @@ use std::future::{Future, poll_fn};
 
 use bytes::Bytes;
 
-use super::conn::{Command, Sender};
+use std::cell::Cell;
+use std::rc::Rc;
+
+use super::conn::{Command, FileBody, Sender};
 use crate::http::proto::Headers;
 use crate::http::proto::server::{RequestId, Response};
 
@@ -200,6 +203,40 @@ impl BodyWriter {
                 }
             })
         })
+    }
+
+    /// Offers `len` bytes of `file` from `offset` as the next body bytes, for the kernel to
+    /// send ([`ringwork::Context::send_file`]: sendfile(2), never through this process's
+    /// memory). `true` once it took them; `false` when it cannot (TLS, HTTP/2, a chunked or
+    /// close-delimited body, a range longer than the Content-Length left, an earlier answer
+    /// still going out, the in-memory transport, not Linux, the connection gone): nothing
+    /// was sent then, so write the bytes instead. Best called once
+    /// [`BodyWriter::ready`] said this answer goes out.
+    ///
+    /// The file is read when sent: if it ends before the range does, the connection closes
+    /// (the client sees a short body, never other bytes).
+    pub async fn send_file(
+        &mut self,
+        file: &Rc<ringwork::fs::File>,
+        offset: u64,
+        len: u64,
+    ) -> bool {
+        let taken = Rc::new(Cell::new(None));
+        let body = FileBody {
+            file: Rc::clone(file),
+            offset,
+            len,
+            taken: Rc::clone(&taken),
+        };
+        if self.sender.post(Command::File(self.id, body)).is_err() {
+            return false;
+        }
+        // The command runs in the connection's next drive, which wakes status waiters.
+        poll_fn(|cx| {
+            self.sender
+                .poll_status(cx, |_, closed| taken.get().or(closed.then_some(false)))
+        })
+        .await
     }
 
     /// Ends the body.

@@ -8,12 +8,19 @@
 //! `EXDEV` refusal goes to the pool's canonical lookup, so both decide alike); under poll
 //! the lookup with the open is one job of the thread pool; directory listings are pool
 //! jobs; reads go through the engine's file API ([`ringwork::fs`]: io_uring READs, or pool
-//! jobs). The request is answered from a task on the core when they complete; a slow disk (or file) delays only its own requests. Files up
-//! to [`StaticFiles::INLINE_MAX`] go out as one response; larger ones stream in
-//! [`StaticFiles::CHUNK`] pieces through a [`BodyWriter`](crate::http::server::BodyWriter),
-//! waiting on its backpressure, so a file is never read whole into memory and a slow client
-//! holds at most the connection's write buffer.
-//! Does not: use `sendfile`/`splice` yet.
+//! jobs). The request is answered from a task on the core when they complete; a slow disk
+//! (or file) delays only its own requests. Bodies from [`StaticFiles::SENDFILE_MIN`] up on
+//! plaintext HTTP/1.1 are handed to the kernel
+//! ([`BodyWriter::send_file`](crate::http::server::BodyWriter::send_file): sendfile(2),
+//! whole files and ranges alike), so their bytes never pass through the process. Smaller
+//! bodies, and every body the kernel cannot take (TLS, HTTP/2, an earlier response still
+//! going out), are read: up to [`StaticFiles::INLINE_MAX`] as one response, larger ones
+//! in [`StaticFiles::CHUNK`] pieces through a
+//! [`BodyWriter`](crate::http::server::BodyWriter), waiting on its backpressure. Either
+//! way a file is never read whole into memory and a slow client holds at most the
+//! connection's write buffer.
+//! Does not: send files by the kernel from a ring read's pages (a disk read inside
+//! sendfile(2) blocks the core for that read, as nginx's worker with `sendfile on`).
 
 use std::cell::RefCell;
 use std::io;
@@ -25,8 +32,8 @@ use ringwork::LocalHandle;
 use ringwork::fs::{File, FileStat, Files, ReadHook};
 
 use crate::http::date::format_http_date;
-use crate::http::proto::{Method, RequestHead};
-use crate::http::server::{Handler, Request, Responder, Response};
+use crate::http::proto::{Method, RequestHead, Version};
+use crate::http::server::{BodyWriter, Handler, Request, Responder, Response};
 use crate::http::static_files::path::INDEX_FILE;
 use crate::http::static_files::{
     PathError, Precondition, Preconditions, RangeOutcome, Resolved, StaticRoot, content_range,
@@ -38,6 +45,7 @@ use crate::http::static_files::{
 pub struct StaticFiles {
     root: StaticRoot,
     listings: bool,
+    sendfile_min: u64,
     read_hook: Option<ReadHook>,
     root_dir: RootDir,
 }
@@ -47,6 +55,9 @@ impl StaticFiles {
     pub const INLINE_MAX: u64 = 64 * 1024;
     /// The piece size of a streamed file.
     pub const CHUNK: usize = 64 * 1024;
+    /// Bodies from this size up go out by sendfile(2) when the connection allows it (see
+    /// the module docs; [`StaticFiles::with_sendfile_min`] changes it).
+    pub const SENDFILE_MIN: u64 = 16 * 1024;
 
     /// Serves `dir`, with directory listings on.
     ///
@@ -56,6 +67,7 @@ impl StaticFiles {
         Ok(Self {
             root: StaticRoot::new(dir)?,
             listings: true,
+            sendfile_min: Self::SENDFILE_MIN,
             read_hook: None,
             root_dir: RootDir::default(),
         })
@@ -73,6 +85,14 @@ impl StaticFiles {
     #[must_use]
     pub fn with_listings(mut self, listings: bool) -> Self {
         self.listings = listings;
+        self
+    }
+
+    /// Sends bodies of at least `min` bytes by sendfile(2) where the connection allows it
+    /// (default [`StaticFiles::SENDFILE_MIN`]; `u64::MAX`: never, every body is read).
+    #[must_use]
+    pub fn with_sendfile_min(mut self, min: u64) -> Self {
+        self.sendfile_min = min;
         self
     }
 
@@ -99,6 +119,12 @@ impl Handler for StaticFiles {
         let files = handle.files().with_read_hook(self.read_hook.clone());
         let root = self.root.clone();
         let listings = self.listings;
+        // The kernel can take the body on plaintext HTTP/1.x only.
+        let sendfile_min = if request.is_tls() || request.version() == Version::Http2 {
+            u64::MAX
+        } else {
+            self.sendfile_min
+        };
         let root_dir = Rc::clone(&self.root_dir);
         // A GET needs the file open; a HEAD only its metadata.
         let open = *request.method() == Method::Get;
@@ -138,7 +164,7 @@ impl Handler for StaticFiles {
                     respond.send(listing(&files, listings, &request, path).await);
                 }
                 Ok(Lookup::File { path, stat, opened }) => {
-                    serve_file(request, respond, opened, &path, &stat).await;
+                    serve_file(request, respond, opened, &path, &stat, sendfile_min).await;
                 }
             }
         });
@@ -324,12 +350,14 @@ async fn listing(files: &Files, listings: bool, request: &Request, dir: PathBuf)
 /// Answers for a regular file: preconditions, range, then the bytes.
 ///
 /// `opened` is the file opened for a GET (`None` for a HEAD), or why it could not be.
+/// Bodies of at least `sendfile_min` bytes are offered to the kernel first.
 async fn serve_file(
     request: Request,
     respond: Responder,
     opened: Option<io::Result<File>>,
     path: &Path,
     stat: &FileStat,
+    sendfile_min: u64,
 ) {
     let len = stat.len;
     let etag = etag_from(len, Some(stat.modified));
@@ -409,6 +437,20 @@ async fn serve_file(
             return;
         }
     };
+    if count >= sendfile_min {
+        let file = Rc::new(file);
+        let mut writer = respond.stream(response);
+        // The kernel takes the range only once this answer is the one going out.
+        if writer.ready().await.is_err() {
+            return;
+        }
+        if writer.send_file(&file, start, count).await {
+            writer.finish();
+        } else {
+            stream_by_reading(writer, &file, start, count).await;
+        }
+        return;
+    }
     if count <= StaticFiles::INLINE_MAX {
         // INVARIANT: count <= INLINE_MAX (64 KiB) fits in usize.
         match file.read_exact_at(count as usize, start).await {
@@ -420,7 +462,12 @@ async fn serve_file(
         }
         return;
     }
-    let mut writer = respond.stream(response);
+    stream_by_reading(respond.stream(response), &file, start, count).await;
+}
+
+/// Sends `count` bytes of `file` from `start` as the body `writer` streams, read in
+/// [`StaticFiles::CHUNK`] pieces, each waiting for the writer's backpressure.
+async fn stream_by_reading(mut writer: BodyWriter, file: &File, start: u64, count: u64) {
     let mut offset = start;
     let end = start + count;
     while offset < end {

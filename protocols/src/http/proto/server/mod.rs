@@ -538,6 +538,38 @@ impl ServerConn {
         }
     }
 
+    /// Whether the next `n` body bytes of `id` may be sent by the caller outside this machine
+    /// (a file range the kernel sends, [`ringwork::Context::send_file`]): `id`'s answer is
+    /// the one going out, sized (Content-Length) with at least `n` bytes left, and nothing
+    /// of this machine's output waits (the caller took it all with `poll_transmit`, so
+    /// those bytes go first). Then send them and call [`ServerConn::sent_body_elsewhere`].
+    #[must_use]
+    pub fn can_send_body_elsewhere(&self, id: RequestId, n: u64) -> bool {
+        !self.is_closing()
+            && self.out.is_empty()
+            && self.index(id) == Some(0)
+            && matches!(
+                self.slots.front().map(|slot| &slot.answer),
+                Some(Answer::Streaming(Framing::Sized(left))) if *left >= n
+            )
+    }
+
+    /// `n` body bytes of `id` went out outside this machine (after
+    /// [`ServerConn::can_send_body_elsewhere`] said yes): counted as sent.
+    pub fn sent_body_elsewhere(&mut self, id: RequestId, n: u64) {
+        if self.index(id) != Some(0) {
+            return;
+        }
+        let Some(slot) = self.slots.front_mut() else {
+            return;
+        };
+        if let Answer::Streaming(Framing::Sized(left)) = &mut slot.answer {
+            let n = n.min(*left);
+            *left -= n;
+            slot.sent += n;
+        }
+    }
+
     /// Ends a streamed body, with trailer fields for a chunked one; `None` when the writer
     /// gave up (the connection closes after what was sent, so the client sees a truncated
     /// body).

@@ -594,6 +594,49 @@ fn sized_stream_past_its_length_is_cut_and_closes() {
 }
 
 #[test]
+fn body_bytes_sent_elsewhere_count_toward_the_length() {
+    let mut pair = pair();
+    pair.client.send(GET.repeat(2));
+    let ids = requests(&events(&mut pair));
+    let sized = |n: &str| Response::new(200).header("Content-Length", n.to_owned());
+    pair.server.send_head(ids[1], sized("4")).expect("head");
+    // Not the answer going out: the first one is still unanswered.
+    assert!(!pair.server.can_send_body_elsewhere(ids[1], 4));
+    pair.server.send_head(ids[0], sized("10")).expect("head");
+    // The head waits in the machine's output: it must go first.
+    assert!(!pair.server.can_send_body_elsewhere(ids[0], 4));
+    while pair.server.poll_transmit(pair.now()).is_some() {}
+    assert!(pair.server.can_send_body_elsewhere(ids[0], 10));
+    assert!(
+        !pair.server.can_send_body_elsewhere(ids[0], 11),
+        "past the length"
+    );
+    pair.server.sent_body_elsewhere(ids[0], 6);
+    assert!(!pair.server.can_send_body_elsewhere(ids[0], 5));
+    pair.server
+        .send_body(ids[0], Bytes::from_static(b"wxyz"))
+        .expect("the rest in memory");
+    pair.server
+        .finish(ids[0], Some(Headers::new()))
+        .expect("complete: 6 + 4 bytes");
+    while pair.server.poll_transmit(pair.now()).is_some() {}
+    assert!(
+        pair.server.can_send_body_elsewhere(ids[1], 4),
+        "the next answer is going out"
+    );
+    // A chunked answer never: its framing is in the bytes.
+    let mut chunked = self::pair();
+    chunked.client.send(GET);
+    let id = requests(&events(&mut chunked))[0];
+    chunked
+        .server
+        .send_head(id, Response::new(200))
+        .expect("head");
+    while chunked.server.poll_transmit(chunked.now()).is_some() {}
+    assert!(!chunked.server.can_send_body_elsewhere(id, 1));
+}
+
+#[test]
 fn abandoned_stream_closes_the_connection() {
     let mut pair = pair();
     pair.client.send(GET);
