@@ -101,6 +101,11 @@ pub struct DriverConfig {
     /// it up to pages and may refuse more than `/proc/sys/fs/pipe-max-size` (the default
     /// pipe size, 64 KiB, is then kept).
     pub splice_pipe_size: usize,
+    /// Send consecutive queued datagrams to one destination, all of one size but a shorter
+    /// last one, with one UDP GSO send (`UDP_SEGMENT`): the kernel splits them after one trip
+    /// down the stack, a fraction of the cost of one send each. On by default; a socket whose
+    /// GSO send the kernel refuses falls back to one send per datagram.
+    pub udp_gso: bool,
     /// Test hook: watch children through waiter threads as if the kernel had no
     /// `pidfd_open`, so that fallback can be exercised on a kernel that has it.
     #[doc(hidden)]
@@ -126,6 +131,7 @@ impl Default for DriverConfig {
             max_send_iovecs: 64,
             poll_reads_per_turn: 16,
             splice_pipe_size: 64 * 1024,
+            udp_gso: true,
             simulate_no_pidfd: false,
             simulate_no_file_ops: false,
             simulate_uring_setup_errno: None,
@@ -233,4 +239,6 @@ pub struct Stats {
     pub cq_overflows: u64,
     /// Completions the kernel dropped on overflow (only without IORING_FEAT_NODROP): an error.
     pub cq_dropped: u64,
+    /// UDP sends that carried several datagrams at once (GSO, [`DriverConfig::udp_gso`]).
+    pub gso_sends: u64,
 }

@@ -64,10 +64,13 @@ pub(super) struct Entry {
     in_starved: bool,
     /// In `Sockets::deferred`: skipped by the ready list until the next wait is over.
     deferred: bool,
+    /// Send runs of datagrams with UDP GSO ([`DriverConfig::udp_gso`], until the kernel
+    /// refuses it for this socket).
+    pub(super) gso: bool,
 }
 
 impl Entry {
-    fn new(id: SocketId, source: Source) -> Self {
+    fn new(id: SocketId, source: Source, gso: bool) -> Self {
         Self {
             id,
             source,
@@ -77,6 +80,7 @@ impl Entry {
             in_ready: false,
             in_starved: false,
             deferred: false,
+            gso,
         }
     }
 }
@@ -101,6 +105,8 @@ pub(super) struct Sockets {
     iov: Vec<IoSlice<'static>>,
     reads_per_turn: usize,
     max_iovecs: usize,
+    /// [`DriverConfig::udp_gso`], for each new socket.
+    udp_gso: bool,
 }
 
 impl Sockets {
@@ -116,6 +122,7 @@ impl Sockets {
             iov: Vec::with_capacity(config.max_send_iovecs),
             reads_per_turn: config.poll_reads_per_turn,
             max_iovecs: config.max_send_iovecs,
+            udp_gso: config.udp_gso,
         }
     }
 
@@ -143,7 +150,7 @@ impl Sockets {
             self.entries[index].is_none(),
             "slot reused while still attached"
         );
-        self.entries[index] = Some(Entry::new(id, source));
+        self.entries[index] = Some(Entry::new(id, source, self.udp_gso));
         Ok(())
     }
 
