@@ -106,6 +106,12 @@ pub struct DriverConfig {
     /// down the stack, a fraction of the cost of one send each. On by default; a socket whose
     /// GSO send the kernel refuses falls back to one send per datagram.
     pub udp_gso: bool,
+    /// With [`udp_gso`](Self::udp_gso), gather each run from the whole queue: the datagrams
+    /// to the head's destination of the head's size go with it, ahead of others queued
+    /// before them. UDP never promised order, but a queue of mixed sizes is then sent out of
+    /// order; in exchange a mixed burst (DNS answers of a few sizes to one client) goes in a
+    /// few sends instead of runs of one or two. Off by default.
+    pub udp_gso_gather: bool,
     /// Test hook: watch children through waiter threads as if the kernel had no
     /// `pidfd_open`, so that fallback can be exercised on a kernel that has it.
     #[doc(hidden)]
@@ -132,6 +138,7 @@ impl Default for DriverConfig {
             poll_reads_per_turn: 16,
             splice_pipe_size: 64 * 1024,
             udp_gso: true,
+            udp_gso_gather: false,
             simulate_no_pidfd: false,
             simulate_no_file_ops: false,
             simulate_uring_setup_errno: None,

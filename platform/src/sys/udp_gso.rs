@@ -61,6 +61,36 @@ pub(crate) fn run_len(queue: &VecDeque<(Bytes, SockAddr)>, gso: bool) -> usize {
     len
 }
 
+/// With [`DriverConfig::udp_gso_gather`](crate::DriverConfig::udp_gso_gather): moves the
+/// datagrams of the queue to the head's destination and of the head's size (up to what one
+/// run holds) right behind the head, in their order, the others keeping theirs: the next
+/// run then takes them all, where consecutive runs of a mixed queue are short. One pass over
+/// the queue; `scratch` (empty on entry and on return) keeps its room.
+pub(crate) fn gather_front(
+    queue: &mut VecDeque<(Bytes, SockAddr)>,
+    scratch: &mut Vec<(Bytes, SockAddr)>,
+) {
+    let Some((head, to)) = queue.pop_front() else {
+        return;
+    };
+    let size = head.len();
+    if (1..=MAX_SEGMENT_SIZE).contains(&size) && (to.is_ipv4() || to.is_ipv6()) {
+        let most = MAX_SEGMENTS.min(MAX_RUN_BYTES / size);
+        queue.retain_mut(|(bytes, addr)| {
+            if scratch.len() + 1 < most && bytes.len() == size && *addr == to {
+                scratch.push((mem::take(bytes), addr.clone()));
+                false
+            } else {
+                true
+            }
+        });
+    }
+    while let Some(datagram) = scratch.pop() {
+        queue.push_front(datagram);
+    }
+    queue.push_front((head, to));
+}
+
 /// Whether `errno`, from a send of several datagrams, means the kernel refused GSO for this
 /// socket or route (no `UDP_SEGMENT` at all, no checksum offload, a segment over the MTU, UDP
 /// checksums turned off).
@@ -150,6 +180,41 @@ mod tests {
         assert_eq!(
             run_len(&queue(&[(1400, 1); 60]), true),
             MAX_RUN_BYTES / 1400
+        );
+    }
+
+    #[test]
+    fn gathering_brings_the_heads_size_and_address_forward_in_order() {
+        let mut scratch = Vec::new();
+        let tagged = |items: &[(usize, u16)]| {
+            let mut q = queue(items);
+            for (i, (bytes, _)) in q.iter_mut().enumerate() {
+                let mut v = bytes.to_vec();
+                if let Some(first) = v.first_mut() {
+                    *first = i as u8;
+                }
+                *bytes = Bytes::from(v);
+            }
+            q
+        };
+        let mut q = tagged(&[(10, 1), (5, 1), (10, 2), (10, 1), (7, 1), (10, 1), (5, 1)]);
+        gather_front(&mut q, &mut scratch);
+        let order: Vec<u8> = q.iter().map(|(b, _)| b[0]).collect();
+        assert_eq!(order, [0, 3, 5, 1, 2, 4, 6]);
+        assert!(scratch.is_empty());
+        // The three of 10 bytes and the next, shorter one.
+        assert_eq!(run_len(&q, true), 4);
+        // A run's limit: the rest stay where they were.
+        let mut q = tagged(&[(10, 1); 100]);
+        gather_front(&mut q, &mut scratch);
+        let order: Vec<u8> = q.iter().map(|(b, _)| b[0]).collect();
+        assert_eq!(order, (0..100).collect::<Vec<u8>>());
+        // An empty head, or one to a Unix address, gathers nothing.
+        let mut q = tagged(&[(0, 1), (5, 1), (0, 1)]);
+        gather_front(&mut q, &mut scratch);
+        assert_eq!(
+            q.iter().map(|(b, _)| b.len()).collect::<Vec<_>>(),
+            [0, 5, 0]
         );
     }
 

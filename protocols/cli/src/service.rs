@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::ValueEnum;
-use ringwork::{EngineError, Reactor, ReusePort};
+use ringwork::{DriverConfig, EngineError, Reactor, ReusePort};
 use ringwork_protocols::Endpoint;
 use ringwork_protocols::basic::{Discard, DiscardDatagram, Echo, EchoDatagram};
 use ringwork_protocols::dns::proto::Catalog;
@@ -223,6 +223,16 @@ pub(crate) enum Service {
 }
 
 impl Service {
+    /// `config` with what this service changes in each core's driver: DNS lets its UDP
+    /// answers leave in any order (clients match them by id), so the driver gathers the
+    /// answers of one size to one client into one GSO send (`udp_gso_gather`).
+    pub(crate) fn driver_config(self, config: DriverConfig) -> DriverConfig {
+        DriverConfig {
+            udp_gso_gather: config.udp_gso_gather || self == Service::Dns,
+            ..config
+        }
+    }
+
     /// Its name on the command line (`http-proxy`).
     pub(crate) fn name(self) -> String {
         self.to_possible_value()

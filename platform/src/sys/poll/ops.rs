@@ -16,6 +16,7 @@
 use std::io::{self, IoSlice};
 use std::mem;
 
+use bytes::Bytes;
 use mio::Registry;
 use socket2::SockAddr;
 
@@ -219,23 +220,31 @@ pub(super) fn read_stream(
 /// Sends queued datagrams in order until the queue is empty or the socket would block. A
 /// failed datagram is reported (`SendError`) and dropped; the others still go out. On Linux,
 /// runs of same-size datagrams to one destination go as one GSO send (see `sys/udp_gso.rs`);
-/// a refused one is sent again one datagram at a time, and the socket stops trying.
+/// a refused one is sent again one datagram at a time, and the socket stops trying. With
+/// `gather` (room for it: `DriverConfig::udp_gso_gather`), each run is gathered from the whole
+/// queue first.
 pub(super) fn send_datagrams(
     entry: &mut Entry,
     state: &mut SocketState,
     id: SocketId,
+    mut gather: Option<&mut Vec<(Bytes, SockAddr)>>,
     out: &mut Vec<Completion>,
     io: &mut Tally,
 ) {
+    #[cfg(not(target_os = "linux"))]
+    let _ = gather.take();
     let mut queued: usize = state.datagrams.iter().map(|(bytes, _)| bytes.len()).sum();
-    while let Some((bytes, to)) = state.datagrams.front() {
+    while !state.datagrams.is_empty() {
         #[cfg(target_os = "linux")]
         if entry.gso && entry.source.is_udp() {
+            if let Some(scratch) = gather.as_deref_mut() {
+                crate::sys::udp_gso::gather_front(&mut state.datagrams, scratch);
+            }
             let run = crate::sys::udp_gso::run_len(&state.datagrams, true);
             if run > 1 {
                 io.submitted += 1;
                 io.gso_sends += 1;
-                let result = entry.source.send_segments(state.datagrams.range(..run), to);
+                let result = entry.source.send_segments(state.datagrams.range(..run));
                 match result {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         entry.writable = false;
@@ -272,6 +281,9 @@ pub(super) fn send_datagrams(
                 continue;
             }
         }
+        let Some((bytes, to)) = state.datagrams.front() else {
+            break;
+        };
         let len = bytes.len();
         io.submitted += 1;
         let result = entry.source.send_to(bytes, to);

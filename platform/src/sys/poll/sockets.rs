@@ -107,6 +107,10 @@ pub(super) struct Sockets {
     max_iovecs: usize,
     /// [`DriverConfig::udp_gso`], for each new socket.
     udp_gso: bool,
+    /// [`DriverConfig::udp_gso_gather`].
+    udp_gso_gather: bool,
+    /// Room for gathering a run (`DriverConfig::udp_gso_gather`).
+    gather: Vec<(bytes::Bytes, socket2::SockAddr)>,
 }
 
 impl Sockets {
@@ -123,6 +127,8 @@ impl Sockets {
             reads_per_turn: config.poll_reads_per_turn,
             max_iovecs: config.max_send_iovecs,
             udp_gso: config.udp_gso,
+            udp_gso_gather: config.udp_gso_gather,
+            gather: Vec::new(),
         }
     }
 
@@ -476,6 +482,8 @@ impl Sockets {
             pool,
             starved,
             reads_per_turn,
+            udp_gso_gather,
+            gather,
             ..
         } = self;
         let (Some(entry), Some(state)) = (entry_mut(entries, id), open_mut(core, id)) else {
@@ -483,7 +491,8 @@ impl Sockets {
         };
         let mut io = Tally::default();
         if entry.writable && !state.datagrams.is_empty() {
-            send_datagrams(entry, state, id, out, &mut io);
+            let gather = udp_gso_gather.then_some(gather);
+            send_datagrams(entry, state, id, gather, out, &mut io);
         }
         if state.want_recv && entry.readable {
             recv_datagrams(entry, state, id, pool, *reads_per_turn, out, &mut io);

@@ -326,21 +326,24 @@ impl Source {
         matches!(self, Source::Udp(_))
     }
 
-    /// Sends `run` (a GSO run: see `sys/udp_gso.rs`) to `to` with one `sendmsg`, as that
-    /// many datagrams of the first one's size (the last possibly shorter).
+    /// Sends `run` (a GSO run to one destination: see `sys/udp_gso.rs`) with one `sendmsg`,
+    /// as that many datagrams of the first one's size (the last possibly shorter).
     #[cfg(target_os = "linux")]
     pub(super) fn send_segments<'a>(
         &self,
-        run: impl Iterator<Item = &'a (bytes::Bytes, SockAddr)>,
-        to: &SockAddr,
+        mut run: impl Iterator<Item = &'a (bytes::Bytes, SockAddr)>,
     ) -> io::Result<usize> {
         use crate::sys::udp_gso::{MAX_SEGMENTS, SegmentControl};
         let Source::Udp(s) = self else {
             return Err(wrong_kind());
         };
         let mut slices = [IoSlice::new(&[]); MAX_SEGMENTS];
-        let mut count = 0;
-        for ((bytes, _), slice) in run.zip(slices.iter_mut()) {
+        let Some((first, to)) = run.next() else {
+            return Ok(0);
+        };
+        slices[0] = IoSlice::new(first);
+        let mut count = 1;
+        for ((bytes, _), slice) in run.zip(slices[1..].iter_mut()) {
             *slice = IoSlice::new(bytes);
             count += 1;
         }

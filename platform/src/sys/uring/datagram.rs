@@ -64,10 +64,14 @@ pub(super) struct UdpOps {
     ///
     /// [`DriverConfig::udp_gso`]: crate::DriverConfig::udp_gso
     pub(super) gso: bool,
+    /// [`DriverConfig::udp_gso_gather`].
+    ///
+    /// [`DriverConfig::udp_gso_gather`]: crate::DriverConfig::udp_gso_gather
+    pub(super) gather: bool,
 }
 
 impl UdpOps {
-    pub(super) fn new(gso: bool) -> Box<UdpOps> {
+    pub(super) fn new(gso: bool, gather: bool) -> Box<UdpOps> {
         let mut recv_msg = empty_msghdr();
         recv_msg.msg_namelen = mem::size_of::<libc::sockaddr_un>() as _;
         Box::new(UdpOps {
@@ -75,6 +79,7 @@ impl UdpOps {
             sends: 0,
             send_bytes: 0,
             gso,
+            gather,
         })
     }
 
@@ -165,13 +170,17 @@ impl DatagramSend {
 }
 
 /// Takes the next send off `queue` (its head, or a GSO run: see `sys/udp_gso.rs`) into
-/// `run` (empty on entry); returns its destination.
+/// `run` (empty on entry); returns its destination. `scratch` is room for gathering.
 pub(super) fn take_run(
     queue: &mut VecDeque<(Bytes, SockAddr)>,
-    gso: bool,
+    udp: &UdpOps,
+    scratch: &mut Vec<(Bytes, SockAddr)>,
     run: &mut Vec<Bytes>,
 ) -> Option<SockAddr> {
-    let len = udp_gso::run_len(queue, gso);
+    if udp.gso && udp.gather {
+        udp_gso::gather_front(queue, scratch);
+    }
+    let len = udp_gso::run_len(queue, udp.gso);
     let mut to = None;
     for (bytes, addr) in queue.drain(..len) {
         run.push(bytes);

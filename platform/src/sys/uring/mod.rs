@@ -139,11 +139,15 @@ pub(crate) struct Uring {
     scratch_sends: Vec<squeue::Entry>,
     /// The datagrams of the next datagram send, while it is gathered (kept for its room).
     scratch_run: Vec<Bytes>,
+    /// Room for gathering a run (`DriverConfig::udp_gso_gather`).
+    scratch_gather: Vec<(Bytes, SockAddr)>,
     /// Sockets whose recv waits for free buffers, oldest first.
     starved: Vec<SocketId>,
     max_iovecs: usize,
     /// [`DriverConfig::udp_gso`], for each new datagram socket.
     udp_gso: bool,
+    /// [`DriverConfig::udp_gso_gather`].
+    udp_gso_gather: bool,
     dropped_seen: u32,
     scratch_dirty: Vec<u32>,
     scratch_timers: Vec<(TimerId, TimerState)>,
@@ -204,9 +208,11 @@ impl Uring {
             file_ops: FileOps::default(),
             scratch_sends: Vec::new(),
             scratch_run: Vec::new(),
+            scratch_gather: Vec::new(),
             starved: Vec::new(),
             max_iovecs: config.max_send_iovecs,
             udp_gso: config.udp_gso,
+            udp_gso_gather: config.udp_gso_gather,
             dropped_seen: 0,
             scratch_dirty: Vec::new(),
             scratch_timers: Vec::new(),
@@ -252,7 +258,8 @@ impl Uring {
             self.slots[index].is_none(),
             "slot reused while still attached"
         );
-        let udp = (kind == SocketKind::Datagram).then(|| UdpOps::new(self.udp_gso));
+        let udp =
+            (kind == SocketKind::Datagram).then(|| UdpOps::new(self.udp_gso, self.udp_gso_gather));
         self.slots[index] = Some(Slot {
             raw: fd.as_raw_fd(),
             fd: Some(fd),
@@ -736,8 +743,12 @@ impl Uring {
                     let mut run = mem::take(&mut self.scratch_run);
                     while !*send_blocked
                         && udp.sends < datagram::MAX_SENDS
-                        && let Some(to) =
-                            datagram::take_run(&mut state.datagrams, udp.gso, &mut run)
+                        && let Some(to) = datagram::take_run(
+                            &mut state.datagrams,
+                            udp,
+                            &mut self.scratch_gather,
+                            &mut run,
+                        )
                     {
                         udp.sends += 1;
                         udp.send_bytes += run.iter().map(Bytes::len).sum::<usize>();
