@@ -5,6 +5,7 @@
 //!   and larger ones between, all arrive intact and once each, each reported `Sent` once
 //!   with its size; under io_uring the runs went as GSO sends (`Stats::gso_sends`), far
 //!   fewer than the datagrams;
+//! - the same over IPv6;
 //! - when the kernel refuses GSO on a socket (here: UDP checksums turned off with
 //!   `SO_NO_CHECK`, which GSO needs), the same datagrams still all arrive, sent one by one;
 //! - `DriverConfig::udp_gso = false` sends no GSO at all;
@@ -14,7 +15,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -54,8 +55,8 @@ fn plan() -> Vec<(usize, usize)> {
 
 /// A receiver on loopback reading `count` datagrams on a thread: returns its address and the
 /// thread, whose result maps each tag to the datagram's size (each checked intact, once).
-fn receiver(count: usize) -> (SocketAddr, JoinHandle<HashMap<usize, usize>>) {
-    let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("receiver bind");
+fn receiver(ip: IpAddr, count: usize) -> (SocketAddr, JoinHandle<HashMap<usize, usize>>) {
+    let socket = UdpSocket::bind((ip, 0)).expect("receiver bind");
     socket
         .set_read_timeout(Some(Duration::from_secs(20)))
         .expect("timeout");
@@ -75,11 +76,12 @@ fn receiver(count: usize) -> (SocketAddr, JoinHandle<HashMap<usize, usize>>) {
 }
 
 /// Queues every datagram of [`plan`] on `sender` at once, turns until each is `Sent`, and
-/// checks the receivers got each exactly once with its size.
+/// checks the receivers (on `sender`'s loopback address) got each exactly once with its size.
 fn send_plan(driver: &mut Driver, sender: SocketId) {
+    let ip = std_ip(driver, sender);
     let plan = plan();
     let counts = [0, 1].map(|r| plan.iter().filter(|&&(_, to)| to == r).count());
-    let receivers = counts.map(receiver);
+    let receivers = counts.map(|count| receiver(ip, count));
     let mut expected = [HashMap::new(), HashMap::new()];
     for (tag, &(size, to)) in plan.iter().enumerate() {
         let addr = receivers[to].0;
@@ -117,7 +119,22 @@ fn send_plan(driver: &mut Driver, sender: SocketId) {
     }
 }
 
+/// The IP address `sender` is bound to.
+fn std_ip(driver: &Driver, sender: SocketId) -> IpAddr {
+    let local = driver.local_addr(sender).expect("local address");
+    local.as_socket().expect("an IP address").ip()
+}
+
 test_all_backends! {
+    fn runs_to_an_ipv6_destination_go_as_gso_sends(backend: BackendChoice) {
+        let Some(mut driver) = testing::driver(backend, DriverConfig::default()) else { return };
+        let sender = driver.bind_udp((Ipv6Addr::LOCALHOST, 0).into()).expect("bind ::1");
+        let before = driver.stats().gso_sends;
+        send_plan(&mut driver, sender);
+        let gso_sends = driver.stats().gso_sends - before;
+        assert!((4..=12).contains(&gso_sends), "{gso_sends} GSO sends");
+    }
+
     fn runs_to_one_destination_go_as_gso_sends(backend: BackendChoice) {
         let Some(mut driver) = testing::driver(backend, DriverConfig::default()) else { return };
         let sender = driver.bind_udp((Ipv4Addr::LOCALHOST, 0).into()).expect("bind");

@@ -529,3 +529,26 @@ pub(crate) fn unsupported(service: Service, endpoint: &Endpoint) -> EngineError 
         what: format!("{} does not support endpoint {endpoint}", service.name()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_dns_gathers_udp_answers_for_gso() {
+        let gathers = |service: Service| {
+            service
+                .driver_config(DriverConfig::default())
+                .udp_gso_gather
+        };
+        assert!(gathers(Service::Dns));
+        assert!(!gathers(Service::Hello));
+        assert!(!gathers(Service::Echo));
+        // What the caller asked for is kept.
+        let asked = DriverConfig {
+            udp_gso_gather: true,
+            ..DriverConfig::default()
+        };
+        assert!(Service::Echo.driver_config(asked).udp_gso_gather);
+    }
+}
