@@ -246,6 +246,7 @@ pub struct Stats {
     pub cq_overflows: u64,
     /// Completions the kernel dropped on overflow (only without IORING_FEAT_NODROP): an error.
     pub cq_dropped: u64,
-    /// UDP sends that carried several datagrams at once (GSO, [`DriverConfig::udp_gso`]).
+    /// UDP sends of several datagrams at once submitted (GSO, [`DriverConfig::udp_gso`]; a
+    /// send the kernel refused counts too).
     pub gso_sends: u64,
 }

@@ -9,11 +9,14 @@
 //!   [`UdpOps::parse`] narrows the buffer to the payload (no copy). One submission serves
 //!   every datagram until the multishot ends (buffers ran out, cancel, error), so a burst of
 //!   queries costs one `io_uring_enter`, not one each.
-//! - Sending: up to [`MAX_SENDS`] datagrams of a socket are in flight at once (the rest wait
-//!   in its queue). A send takes its bytes and destination out of the socket's queue into
-//!   its own boxed header, dropped only at its CQE, so the order CQEs arrive in does not
-//!   matter (a send the kernel had to poll for may finish after later ones). `EAGAIN` puts
-//!   the datagram back at the head of the queue (the caller then polls for room).
+//! - Sending: up to [`MAX_SENDS`] sends of a socket are in flight at once (the rest wait in
+//!   its queue). A send carries one datagram or a UDP GSO run of them ([`take_run`], see
+//!   `sys/udp_gso.rs`): it takes their bytes and destination out of the socket's queue into
+//!   its own boxed header (iovecs, `UDP_SEGMENT` control message), dropped only at its CQE,
+//!   so the order CQEs arrive in does not matter (a send the kernel had to poll for may
+//!   finish after later ones). `EAGAIN`, or a refused GSO send, puts the datagrams back at
+//!   the head of the queue in order (the caller then polls for room; a refused socket sends
+//!   one datagram per send from then on).
 //!
 //! Safety: a header box is reused only after its CQE; if the driver gives up draining, the
 //! table is leaked with the other memory (see the module above).
