@@ -564,7 +564,11 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
             .filter(|_| serve.max_conns_per_ip.is_none()),
     };
     let mut builder = Runtime::builder()
-        .driver_config(buffers::driver_config(serve.buffers, serve.buffer_size)?)
+        .driver_config(
+            serve
+                .service
+                .driver_config(buffers::driver_config(serve.buffers, serve.buffer_size)?),
+        )
         .backend(serve.backend.into())
         .reactor_config(ReactorConfig {
             write_timeout,
