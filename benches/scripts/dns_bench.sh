@@ -16,6 +16,8 @@
 #   SERVERS="ringwork nsd knot"  ROUNDS=3  DURATION=10  OUTSTANDING=200  HOSTS=1000
 #   SERVER_CPU=0 CLIENT_CPU=1  PORT_BASE=19530  OUT_DIR= (default: a new mktemp -d)
 #   RINGWORK_BIN (default: target/release/ringwork)
+#   BASELINE_BIN: another ringwork binary, run as the server named "baseline" (before/after
+#   comparisons: SERVERS="ringwork baseline nsd knot")
 # NSD runs with rrl-ratelimit: 0 (its response rate limiting would cap one client), one
 # server process; Knot with one UDP worker. Needs root (NSD and Knot want it for their run
 # directories) and: nsd, knot, dnsperf, dig (apt-get install nsd knot dnsperf bind9-dnsutils).
@@ -34,6 +36,7 @@ SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 PORT_BASE=${PORT_BASE:-19530}
 RINGWORK_BIN=${RINGWORK_BIN:-$here/../../target/release/ringwork}
+BASELINE_BIN=${BASELINE_BIN:-}
 OUT_DIR=${OUT_DIR:-$(mktemp -d /tmp/dns-bench.XXXXXX)}
 mkdir -p "$OUT_DIR"
 chmod 755 "$OUT_DIR"
@@ -81,8 +84,12 @@ start_server() {
     local name=$1 port=$2 dir=$OUT_DIR/$1
     mkdir -p "$dir"
     case $name in
-        ringwork)
-            taskset -c "$SERVER_CPU" "$RINGWORK_BIN" serve dns --zone "$zone" --cores 1 \
+        ringwork | baseline)
+            local bin=$RINGWORK_BIN
+            if [[ $name == baseline ]]; then
+                bin=${BASELINE_BIN:?BASELINE_BIN must name the baseline ringwork binary}
+            fi
+            taskset -c "$SERVER_CPU" "$bin" serve dns --zone "$zone" --cores 1 \
                 --listen "udp:$port:interface=127.0.0.1" >"$dir/log" 2>&1 &
             ;;
         nsd)
@@ -150,7 +157,7 @@ EOF
 }
 
 results=$OUT_DIR/results.csv
-echo "round,server,qps,cpu_us_per_query,lost" >"$results"
+echo "round,server,qps,cpu_us_per_query,lost,load1" >"$results"
 port=$PORT_BASE
 for ((round = 1; round <= ROUNDS; round++)); do
     for server in $SERVERS; do
@@ -168,8 +175,9 @@ for ((round = 1; round <= ROUNDS; round++)); do
         lost=$(awk '/Queries lost:/ { print $3 }' "$out")
         cpu_us=$(awk -v t=$((after - before)) -v hz="$clk_tck" -v n="${completed:-0}" \
             'BEGIN { if (n > 0) printf "%.2f", t / hz * 1e6 / n; else print "nan" }')
-        printf 'round %d %-9s %12s q/s  %8s us CPU/query  lost %s\n' "$round" "$server" "$qps" "$cpu_us" "$lost"
-        echo "$round,$server,$qps,$cpu_us,$lost" >>"$results"
+        load1=$(cut -d' ' -f1 /proc/loadavg)
+        printf 'round %d %-9s %12s q/s  %8s us CPU/query  lost %s  load %s\n' "$round" "$server" "$qps" "$cpu_us" "$lost" "$load1"
+        echo "$round,$server,$qps,$cpu_us,$lost,$load1" >>"$results"
     done
 done
 
@@ -184,12 +192,15 @@ for s in servers:
     q = [float(r["qps"]) for r in rows if r["server"] == s and r["qps"]]
     c = [float(r["cpu_us_per_query"]) for r in rows if r["server"] == s and r["cpu_us_per_query"] not in ("", "nan")]
     med[s] = (statistics.median(q) if q else float("nan"), statistics.median(c) if c else float("nan"),
-              (min(q), max(q)) if q else (0, 0))
+              (min(q), max(q)) if q else (0, 0), (min(c), max(c)) if c else (0, 0))
 ref = servers[0]
-print(f"| server | queries/s (median, range) | CPU µs/query | q/s vs {ref} | CPU vs {ref} |")
+print(f"| server | queries/s (median, range) | CPU µs/query (median, range) | q/s vs {ref} | CPU vs {ref} |")
 print("|---|---:|---:|---:|---:|")
 for s in servers:
-    q, c, (lo, hi) = med[s]
-    print(f"| {s} | {q:,.0f} ({lo:,.0f}–{hi:,.0f}) | {c:.2f} | {q / med[ref][0]:.2f} | {c / med[ref][1]:.2f} |")
+    q, c, (lo, hi), (clo, chi) = med[s]
+    print(f"| {s} | {q:,.0f} ({lo:,.0f}–{hi:,.0f}) | {c:.2f} ({clo:.2f}–{chi:.2f}) | {q / med[ref][0]:.2f} | {c / med[ref][1]:.2f} |")
+loads = [float(r["load1"]) for r in rows if r.get("load1")]
+if loads:
+    print(f"load average (1 min) during the runs: {min(loads):.2f}–{max(loads):.2f}")
 EOF
 echo "raw results: $results"

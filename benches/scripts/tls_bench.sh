@@ -14,6 +14,8 @@
 #             (bulk) with --listen tls:PORT:cert=C:key=K:interface=127.0.0.1 --cores 1.
 #             If this ringwork has no tls: endpoint yet, the script says so and runs nginx
 #             alone.
+#   ringwork-base  the same with RINGWORK_BASE_BIN (another build, e.g. before a change:
+#             interleaved with the others, so before/after figures share the machine's noise)
 #   nginx     benches/peers/nginx/tls.conf.template: 1 worker, TLSv1.3 + CIPHER only,
 #             ssl_session_tickets on, ssl_session_cache shared:SSL:10m, no access log,
 #             keepalive_requests 100000000; "Hello, World!" at / and the bulk file.
@@ -93,6 +95,12 @@ done
 for s in "${servers[@]}"; do
     case $s in
     ringwork) ;;
+    ringwork-base)
+        [[ -x ${RINGWORK_BASE_BIN:-} ]] || {
+            echo "error: ringwork-base needs RINGWORK_BASE_BIN (an executable ringwork)" >&2
+            exit 1
+        }
+        ;;
     nginx)
         [[ -x $NGINX_BIN ]] || {
             echo "error: nginx not found (NGINX_BIN=$NGINX_BIN); run scripts/install-http-test-deps.sh" >&2
@@ -176,12 +184,14 @@ start_server() {
     chmod 755 "$rundir"
     local endpoint="tls:$port:cert=$cert:key=$key:interface=127.0.0.1"
     case $name in
-    ringwork)
+    ringwork | ringwork-base)
+        local bin=$RINGWORK_BIN
+        [[ $name == ringwork-base ]] && bin=$RINGWORK_BASE_BIN
         if [[ $workload == bulk ]]; then
-            taskset -c "$SERVER_CPU" "$RINGWORK_BIN" serve web --root "$root" \
+            taskset -c "$SERVER_CPU" "$bin" serve web --root "$root" \
                 --listen "$endpoint" --cores 1 >"$log" 2>&1 &
         else
-            taskset -c "$SERVER_CPU" "$RINGWORK_BIN" serve hello \
+            taskset -c "$SERVER_CPU" "$bin" serve hello \
                 --listen "$endpoint" --cores 1 >"$log" 2>&1 &
         fi
         ;;

@@ -21,7 +21,7 @@ use ringwork_platform::{SockAddr, SocketOptions};
 use crate::error::EngineError;
 use crate::io::Io;
 use crate::protocol::{ConnId, Protocol};
-use crate::state::{Handshake, Phase, Stage, State, Tls};
+use crate::state::{Phase, Stage, State, Tls};
 use crate::tls::{ServerName, TlsConnector};
 
 /// How an outbound connection is opened by [`Context::connect`](crate::Context::connect)
@@ -164,10 +164,7 @@ pub(crate) fn start(
         && let Some(conn) = state.conns.get_mut(id)
     {
         // The handshake timeout is armed once TCP is connected.
-        conn.stage = Stage::Tls(Tls {
-            session: Some(Box::new(session)),
-            handshake: Handshake::Running { timer: None },
-        });
+        conn.stage = Stage::Tls(Tls::new(session));
     }
     state.stats.connects += 1;
     Ok(id)

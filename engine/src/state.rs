@@ -72,6 +72,20 @@ pub(crate) struct Tls {
     /// write buffer) — and once the connection is lost.
     pub(crate) session: Option<Box<crate::tls::session::Session>>,
     pub(crate) handshake: Handshake,
+    /// This turn's large `write_bytes` pieces, kept without a copy until sealed (the write
+    /// buffer holds what was written after the last of them).
+    pub(crate) pieces: crate::tls::records::Pieces,
+}
+
+impl Tls {
+    /// A session still handshaking.
+    pub(crate) fn new(session: crate::tls::session::Session) -> Self {
+        Self {
+            session: Some(Box::new(session)),
+            handshake: Handshake::Running { timer: None },
+            pieces: crate::tls::records::Pieces::default(),
+        }
+    }
 }
 
 /// Where a connection's TLS handshake is.
@@ -401,7 +415,11 @@ impl Conn {
 
     /// Outgoing bytes not yet taken by the kernel.
     pub(crate) fn buffered(&self) -> usize {
-        self.wbuf.len() + self.queued
+        let pieces = match &self.stage {
+            Stage::Tls(tls) => tls.pieces.len(),
+            _ => 0,
+        };
+        self.wbuf.len() + pieces + self.queued
     }
 }
 
@@ -586,9 +604,14 @@ impl State {
         if !conn.writing.is_open() || bytes.is_empty() {
             return;
         }
-        if conn.is_tls() {
-            // Encrypted at the end of the turn with everything else written in it.
-            conn.wbuf.extend_from_slice(&bytes);
+        if let Stage::Tls(tls) = &mut conn.stage {
+            // Encrypted at the end of the turn with everything else written in it; a large
+            // piece as it is (rustls copies it once, into the record it encrypts in place).
+            if bytes.len() >= crate::tls::records::PIECE_MIN {
+                tls.pieces.push(&mut conn.wbuf, bytes);
+            } else {
+                conn.wbuf.extend_from_slice(&bytes);
+            }
             if !conn.in_flush {
                 conn.in_flush = true;
                 self.flush.push(id);
@@ -752,6 +775,7 @@ impl State {
             Stage::Tls(tls) => {
                 // Nothing more is sent or decrypted; what the handshake told stays readable.
                 tls.session = None;
+                tls.pieces.clear();
                 if let Handshake::Running { timer } = &mut tls.handshake
                     && let Some(key) = timer.take()
                 {
@@ -820,13 +844,20 @@ impl State {
                 // The session is in its slot: the flush runs between callbacks.
                 if let Some(session) = tls.session.as_mut() {
                     let ending = !conn.writing.is_open();
-                    let sealed = crate::tls::session::seal(session, &mut conn.wbuf, ending);
-                    if !sealed.is_empty() {
-                        let bytes = sealed.freeze();
-                        conn.queued += bytes.len();
-                        self.stats.bytes_out += bytes.len() as u64;
-                        io.send(id.0, bytes);
-                    }
+                    let mut sent = 0;
+                    crate::tls::session::seal(
+                        session,
+                        &mut tls.pieces,
+                        &mut conn.wbuf,
+                        ending,
+                        self.now,
+                        &mut |bytes| {
+                            sent += bytes.len();
+                            io.send(id.0, bytes);
+                        },
+                    );
+                    conn.queued += sent;
+                    self.stats.bytes_out += sent as u64;
                 }
             } else if !conn.wbuf.is_empty() {
                 let bytes = conn.wbuf.split().freeze();

@@ -10,7 +10,7 @@ use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use ringwork_protocols::http::proto::{
     BodyKind, H1Error, H1Limits, Method, ParsedResponse, Status, Version, encode, parse_response,
-    reason_phrase,
+    parse_response_framing, reason_phrase,
 };
 
 /// Everything a parse decides, in comparable form.
@@ -43,11 +43,24 @@ fn summary(r: &ParsedResponse) -> Summary {
 type Outcome = Result<Option<(Summary, usize)>, H1Error>;
 
 fn parse(input: &[u8], limits: &H1Limits, method: &Method) -> Outcome {
-    match parse_response(input, limits, method) {
+    let outcome = match parse_response(input, limits, method) {
         Ok(Status::Complete(r)) => Ok(Some((summary(&r), r.consumed))),
         Ok(Status::Partial) => Ok(None),
         Err(e) => Err(e),
-    }
+    };
+    // The copy-free framing (ringwork-load's) agrees with the full parse.
+    let framed = match parse_response_framing(input, limits, method) {
+        Ok(Status::Complete(f)) => Ok(Some((f.status, f.body, f.keep_alive, f.consumed))),
+        Ok(Status::Partial) => Ok(None),
+        Err(e) => Err(e),
+    };
+    let expected = match &outcome {
+        Ok(Some((s, consumed))) => Ok(Some((s.status, s.body, s.keep_alive, *consumed))),
+        Ok(None) => Ok(None),
+        Err(e) => Err(e.clone()),
+    };
+    assert_eq!(framed, expected);
+    outcome
 }
 
 fn limits(tiny: bool) -> H1Limits {

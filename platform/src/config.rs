@@ -120,6 +120,17 @@ pub struct DriverConfig {
     /// [`Capabilities::recv_bundle`]). They are still delivered one
     /// [`Completion::Received`](crate::Completion::Received) per buffer, in order.
     pub recv_bundle: bool,
+    /// Send consecutive queued datagrams to one destination, all of one size but a shorter
+    /// last one, with one UDP GSO send (`UDP_SEGMENT`): the kernel splits them after one trip
+    /// down the stack, a fraction of the cost of one send each. On by default; a socket whose
+    /// GSO send the kernel refuses falls back to one send per datagram.
+    pub udp_gso: bool,
+    /// With [`udp_gso`](Self::udp_gso), gather each run from the whole queue: the datagrams
+    /// to the head's destination of the head's size go with it, ahead of others queued
+    /// before them. UDP never promised order, but a queue of mixed sizes is then sent out of
+    /// order; in exchange a mixed burst (DNS answers of a few sizes to one client) goes in a
+    /// few sends instead of runs of one or two. Off by default.
+    pub udp_gso_gather: bool,
     /// Test hook: watch children through waiter threads as if the kernel had no
     /// `pidfd_open`, so that fallback can be exercised on a kernel that has it.
     #[doc(hidden)]
@@ -148,6 +159,8 @@ impl Default for DriverConfig {
             send_zc_min: None,
             fixed_files: 0,
             recv_bundle: false,
+            udp_gso: true,
+            udp_gso_gather: false,
             simulate_no_pidfd: false,
             simulate_no_file_ops: false,
             simulate_uring_setup_errno: None,
@@ -328,6 +341,9 @@ pub struct Stats {
     pub fixed_table_full: u64,
     /// Receive completions that carried more than one buffer (receive bundles).
     pub recv_bundles: u64,
+    /// UDP sends of several datagrams at once submitted (GSO, [`DriverConfig::udp_gso`]; a
+    /// send the kernel refused counts too).
+    pub gso_sends: u64,
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::danger::AcceptAnyServerCertificate;
+use super::records::RecordSizing;
 use super::ticketer::TicketSecret;
 
 /// Default handshake timeout: a peer that has not finished its handshake by then is
@@ -252,6 +253,7 @@ pub struct TlsAcceptorBuilder {
     client_auth: ClientAuth,
     handshake_timeout: Duration,
     resumption: bool,
+    record_sizing: RecordSizing,
     error: Option<TlsConfigError>,
 }
 
@@ -352,6 +354,13 @@ impl TlsAcceptorBuilder {
         self
     }
 
+    /// How sent data is cut into records (default [`RecordSizing::default`]: small records
+    /// first after idle, then full ones; [`RecordSizing::FULL`] for full records always).
+    pub fn record_sizing(mut self, sizing: RecordSizing) -> Self {
+        self.record_sizing = sizing;
+        self
+    }
+
     /// The acceptor.
     ///
     /// # Errors
@@ -399,6 +408,7 @@ impl TlsAcceptorBuilder {
             config: Arc::new(config),
             tickets,
             handshake_timeout: self.handshake_timeout,
+            record_sizing: self.record_sizing,
             certs: Some(certs),
         })
     }
@@ -426,6 +436,7 @@ pub struct TlsAcceptor {
     config: Arc<ServerConfig>,
     tickets: Option<TicketSecret>,
     handshake_timeout: Duration,
+    record_sizing: RecordSizing,
     /// The certificates (shared with every per-core copy), `None` for
     /// [`TlsAcceptor::from_rustls`].
     certs: Option<Arc<CertStore>>,
@@ -437,6 +448,7 @@ impl fmt::Debug for TlsAcceptor {
             .field("alpn", &self.config.alpn_protocols)
             .field("resumption", &self.tickets.is_some())
             .field("handshake_timeout", &self.handshake_timeout)
+            .field("record_sizing", &self.record_sizing)
             .finish_non_exhaustive()
     }
 }
@@ -451,6 +463,7 @@ impl TlsAcceptor {
             client_auth: ClientAuth::None,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             resumption: true,
+            record_sizing: RecordSizing::default(),
             error: None,
         }
     }
@@ -464,6 +477,7 @@ impl TlsAcceptor {
             tickets: None,
             certs: None,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            record_sizing: RecordSizing::default(),
         }
     }
 
@@ -477,6 +491,12 @@ impl TlsAcceptor {
     #[must_use]
     pub fn handshake_timeout(&self) -> Duration {
         self.handshake_timeout
+    }
+
+    /// How sent data is cut into records.
+    #[must_use]
+    pub fn record_sizing(&self) -> RecordSizing {
+        self.record_sizing
     }
 
     /// A copy for one core: same certificates (shared, read-only), its own session cache and
@@ -493,6 +513,7 @@ impl TlsAcceptor {
             config: Arc::new(config),
             tickets: self.tickets.clone(),
             handshake_timeout: self.handshake_timeout,
+            record_sizing: self.record_sizing,
             certs: self.certs.clone(),
         }
     }

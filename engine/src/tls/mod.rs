@@ -36,14 +36,18 @@
 //!
 //! Copies: received ciphertext is copied once into rustls's record buffer (records can span
 //! reads), decrypted in place, and handed to `data_received` as a view of rustls's buffer —
-//! no copy of the plaintext. Writes are collected in the connection's buffer during the
-//! turn (as on plain connections) and encrypted at the end of the turn, so the responses of
-//! one turn share TLS records; rustls's buffered API then copies the ciphertext once into
-//! the buffer handed to the driver. rustls's unbuffered API could save the ciphertext
-//! copies; the buffered one keeps the code small and is what is measured in `docs/tls.md`.
+//! no copy of the plaintext. Writes are collected during the turn (as on plain connections:
+//! small ones in the connection's buffer, large [`Context::write_bytes`](crate::Context::write_bytes)
+//! pieces as they are) and encrypted at the end of the turn, so the responses of one turn
+//! share TLS records: rustls copies the plaintext once into each record, encrypts it in
+//! place, and the records are copied once into the buffer handed to the driver (sized
+//! up front). rustls's unbuffered API would not save that copy in rustls 0.23 (it encrypts
+//! into its own record buffer too, then copies into the caller's): see `docs/tls.md`.
+//! Records are sized by [`RecordSizing`] (small first records after idle, then 16 KiB).
 
 mod config;
 mod danger;
+pub(crate) mod records;
 pub(crate) mod session;
 mod ticketer;
 
@@ -57,6 +61,7 @@ pub use self::config::{
     ClientAuth, DEFAULT_HANDSHAKE_TIMEOUT, Roots, TlsAcceptor, TlsAcceptorBuilder, TlsConfigError,
     TlsConnector, TlsConnectorBuilder, load_certificates, load_private_key,
 };
+pub use self::records::RecordSizing;
 
 /// A server name for [`ConnectOptions::tls`](crate::ConnectOptions::tls) and
 /// [`Context::start_tls_client`](crate::Context::start_tls_client): a DNS name or an IP

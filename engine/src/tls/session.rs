@@ -9,13 +9,15 @@
 //! plaintext in the connection's buffer like every write, and are encrypted by [`seal`] at
 //! the end of the turn. Nothing reaches the socket except rustls output.
 
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::sync::Arc;
+use std::time::Instant;
 
-use bytes::{BufMut, BytesMut};
+use bytes::{Bytes, BytesMut};
 use rustls::{ClientConnection, Connection, ServerConnection};
 use rustls_pki_types::ServerName;
 
+use super::records::{self, Pieces, RecordSizing, SealSink, Sizer};
 use super::{TlsAcceptor, TlsConnector, TlsError, TlsInfo, version_name};
 use crate::dispatch;
 use crate::io::Io;
@@ -48,6 +50,8 @@ pub(crate) struct Session {
     eof_delivered: bool,
     /// A TLS error ended the session: input is ignored, only the alert goes out.
     pub(crate) failed: bool,
+    /// How application data is cut into records.
+    sizer: Sizer,
 }
 
 impl Session {
@@ -60,6 +64,7 @@ impl Session {
             start,
             acceptor.handshake_timeout(),
             None,
+            acceptor.record_sizing(),
         ))
     }
 
@@ -72,11 +77,14 @@ impl Session {
         let shown = name.to_str().into_owned();
         let conn = ClientConnection::new(Arc::clone(connector.rustls_config()), name)
             .map_err(TlsError::Setup)?;
+        // A client's writes (requests, uploads) go in full records: small first records
+        // help a browser parse a page early, which is a server's concern.
         Ok(Self::new(
             conn.into(),
             start,
             connector.handshake_timeout(),
             Some(shown),
+            RecordSizing::FULL,
         ))
     }
 
@@ -85,6 +93,7 @@ impl Session {
         start: Start,
         timeout: std::time::Duration,
         server_name: Option<String>,
+        sizing: RecordSizing,
     ) -> Self {
         // The engine bounds memory itself (write-buffer limit, paused reading); rustls must
         // never refuse plaintext, or a write would be lost.
@@ -99,6 +108,7 @@ impl Session {
             peer_closed: false,
             eof_delivered: false,
             failed: false,
+            sizer: Sizer::new(sizing),
         }
     }
 
@@ -141,15 +151,17 @@ impl Session {
         }
     }
 
-    /// Moves rustls's pending output (handshake messages, records, alerts) into `out`.
-    fn drain_into(&mut self, out: &mut BytesMut) {
-        let mut writer = out.writer();
+    /// Hands rustls's pending output (handshake messages, records, alerts) to `send`, in
+    /// buffers of at most [`records::SEAL_CHUNK`] bytes; `expected` sizes them.
+    fn drain(&mut self, expected: usize, send: &mut dyn FnMut(Bytes)) {
+        let mut sink = SealSink::new(expected, send);
         while self.conn.wants_write() {
             // Writing into memory cannot fail.
-            if self.conn.write_tls(&mut writer).is_err() {
+            if self.conn.write_tls(&mut sink).is_err() {
                 break;
             }
         }
+        sink.finish();
     }
 }
 
@@ -185,10 +197,7 @@ pub(crate) fn install(
     }
     let timeout = session.handshake_timeout();
     let connecting = matches!(conn.phase, Phase::Connecting { .. });
-    conn.stage = Stage::Tls(Tls {
-        session: Some(Box::new(session)),
-        handshake: Handshake::Running { timer: None },
-    });
+    conn.stage = Stage::Tls(Tls::new(session));
     if !connecting {
         arm_timeout(state, id, timeout);
     }
@@ -258,19 +267,34 @@ pub(crate) fn timed_out(state: &mut State, io: &mut dyn Io, id: ConnId) {
     }
 }
 
-/// Encrypts what the protocol wrote this turn (and `close_notify` when closing) into
-/// ciphertext ready for the driver. Called by the end-of-turn flush for TLS connections.
-pub(crate) fn seal(session: &mut Session, wbuf: &mut BytesMut, closing: bool) -> BytesMut {
+/// Encrypts what the protocol wrote this turn (`pieces`, then `wbuf`; and `close_notify`
+/// when closing) and hands the ciphertext to `send`, in records sized by the session's
+/// [`RecordSizing`]. Called by the end-of-turn flush for TLS connections.
+///
+/// Copies: rustls copies each byte of plaintext once, into the record it encrypts in place;
+/// the records are copied once into the buffers handed to `send` (at most
+/// [`records::SEAL_CHUNK`] bytes each, sized to the turn's output).
+pub(crate) fn seal(
+    session: &mut Session,
+    pieces: &mut Pieces,
+    wbuf: &mut BytesMut,
+    closing: bool,
+    now: Instant,
+    send: &mut dyn FnMut(Bytes),
+) {
+    let plaintext = pieces.len() + wbuf.len();
     if session.failed {
         // Nothing more from the protocol after a TLS error; only the alert leaves.
+        pieces.clear();
         wbuf.clear();
     } else {
-        if !wbuf.is_empty() {
-            // Unbounded buffer (see `Session::new`): write_all cannot come up short.
-            if session.conn.writer().write_all(wbuf).is_err() {
-                tracing::error!("rustls refused plaintext; connection will be closed");
-                session.failed = true;
-            }
+        if plaintext > 0
+            && let Err(error) =
+                records::encrypt(&mut session.conn, &mut session.sizer, pieces, wbuf, now)
+        {
+            tracing::error!(%error, "rustls refused plaintext; connection will be closed");
+            session.failed = true;
+            pieces.clear();
             wbuf.clear();
         }
         if closing && !session.close_sent {
@@ -278,9 +302,8 @@ pub(crate) fn seal(session: &mut Session, wbuf: &mut BytesMut, closing: bool) ->
             session.conn.send_close_notify();
         }
     }
-    let mut out = BytesMut::new();
-    session.drain_into(&mut out);
-    out
+    // The records of this turn, and a handshake flight or a few tickets besides.
+    session.drain(records::sealed_estimate(plaintext, 4096), send);
 }
 
 /// Ciphertext arrived for `id` (reading is not paused): feeds rustls, completes the
@@ -452,6 +475,9 @@ fn fail(state: &mut State, id: ConnId, session: &mut Session, error: TlsError) {
     if let Some(conn) = state.conns.active_mut(id) {
         conn.writing.close(Some(LostReason::Tls(error)));
         conn.wbuf.clear();
+        if let Stage::Tls(tls) = &mut conn.stage {
+            tls.pieces.clear();
+        }
     }
     state.schedule_flush(id);
 }

@@ -3,7 +3,8 @@
 //!
 //! Owns: turning a URL list, method, headers and body into precomputed request bytes
 //! ([`HttpWorkload`]), and [`HttpSession`], which writes them round-robin and frames the
-//! responses (heads with `parse_response`, bodies with `BodyDecoder`, bodies discarded).
+//! responses (heads with `parse_response_framing`, in place; bodies with `BodyDecoder`,
+//! discarded).
 //! `https://` URLs run over the engine's TLS layer (the driver connects with TLS; this
 //! module only notes the scheme). Does not: redirects, cookies.
 
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use ringwork_protocols::http::proto::encode::{write_field, write_request_line};
 use ringwork_protocols::http::proto::{
-    BodyDecoder, BodyKind, H1Limits, Method, Status, Version, parse_response,
+    BodyDecoder, BodyKind, H1Limits, Method, Status, Version, parse_response_framing,
 };
 
 use crate::session::{Progress, ResponseError, Session};
@@ -275,13 +276,15 @@ impl Session for HttpSession {
             if at == data.len() {
                 break;
             }
-            let parsed =
-                match parse_response(&data[at..], &self.limits, &self.method).map_err(malformed)? {
-                    Status::Partial => break,
-                    Status::Complete(parsed) => parsed,
-                };
+            // The head is framed in place: nothing of it is kept (no copy, no allocation).
+            let parsed = match parse_response_framing(&data[at..], &self.limits, &self.method)
+                .map_err(malformed)?
+            {
+                Status::Partial => break,
+                Status::Complete(parsed) => parsed,
+            };
             at += parsed.consumed;
-            let status = parsed.head.status;
+            let status = parsed.status;
             if (100..200).contains(&status) && status != 101 {
                 continue; // Interim response (100 Continue, 103 Early Hints): the real one follows.
             }

@@ -37,5 +37,7 @@ pub(crate) mod sendfile;
 pub(crate) mod sockopt;
 #[cfg(uring)]
 pub(crate) mod splice;
+#[cfg(target_os = "linux")]
+pub(crate) mod udp_gso;
 #[cfg(uring)]
 pub(crate) mod uring;

@@ -104,7 +104,7 @@ Endpoints:
   udp:PORT[:interface=IP]       UDP, either family (default interface 0.0.0.0)
   unix:PATH                     a Unix stream socket (a stale socket file is replaced)
   tls:PORT[:interface=IP][:cert=PEM:key=PEM][:sni=NAME,CERT,KEY]...[:alpn=P1,P2]
-       [:ca=PEM[:verify=optional|required]][:timeout=SECS]
+       [:ca=PEM[:verify=optional|required]][:timeout=SECS][:records=full|dynamic]
                                 TLS over TCP; without cert/key a self-signed certificate
                                 for localhost is made (its path is printed). ALPN: hello,
                                 web and http-proxy advertise http/1.1, the others nothing;
@@ -575,7 +575,11 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
             .filter(|_| serve.max_conns_per_ip.is_none()),
     };
     let mut builder = Runtime::builder()
-        .driver_config(buffers::driver_config(serve.buffers, serve.buffer_size)?)
+        .driver_config(
+            serve
+                .service
+                .driver_config(buffers::driver_config(serve.buffers, serve.buffer_size)?),
+        )
         .backend(serve.backend.into())
         .reactor_config(ReactorConfig {
             write_timeout,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::ValueEnum;
-use ringwork::{EngineError, Reactor, ReusePort};
+use ringwork::{DriverConfig, EngineError, Reactor, ReusePort};
 use ringwork_protocols::Endpoint;
 use ringwork_protocols::basic::{Discard, DiscardDatagram, Echo, EchoDatagram};
 use ringwork_protocols::dns::proto::Catalog;
@@ -227,6 +227,16 @@ pub(crate) enum Service {
 }
 
 impl Service {
+    /// `config` with what this service changes in each core's driver: DNS lets its UDP
+    /// answers leave in any order (clients match them by id), so the driver gathers the
+    /// answers of one size to one client into one GSO send (`udp_gso_gather`).
+    pub(crate) fn driver_config(self, config: DriverConfig) -> DriverConfig {
+        DriverConfig {
+            udp_gso_gather: config.udp_gso_gather || self == Service::Dns,
+            ..config
+        }
+    }
+
     /// Its name on the command line (`http-proxy`).
     pub(crate) fn name(self) -> String {
         self.to_possible_value()
@@ -539,4 +549,27 @@ pub(crate) fn parse_sendfile_min(value: &str) -> Result<u64, String> {
     value
         .parse()
         .map_err(|e| format!("{value:?} is neither a byte count nor `off`: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_dns_gathers_udp_answers_for_gso() {
+        let gathers = |service: Service| {
+            service
+                .driver_config(DriverConfig::default())
+                .udp_gso_gather
+        };
+        assert!(gathers(Service::Dns));
+        assert!(!gathers(Service::Hello));
+        assert!(!gathers(Service::Echo));
+        // What the caller asked for is kept.
+        let asked = DriverConfig {
+            udp_gso_gather: true,
+            ..DriverConfig::default()
+        };
+        assert!(Service::Echo.driver_config(asked).udp_gso_gather);
+    }
 }

@@ -2,8 +2,10 @@
 //! against `ringwork serve echo --listen tls:..` (verification, TLS 1.3 and 1.2, ALPN,
 //! SNI), curl against `ringwork serve hello --listen tls:..` (a CA-signed certificate,
 //! connection reuse, the self-signed default, client certificates), `openssl s_server` for
-//! the engine's TLS client side (a trusted and an untrusted CA), and `curl
-//! --haproxy-protocol` against `haproxy:tcp:..` and `haproxy:tls:..` endpoints.
+//! the engine's TLS client side (a trusted and an untrusted CA), `curl
+//! --haproxy-protocol` against `haproxy:tcp:..` and `haproxy:tls:..` endpoints, and bulk
+//! downloads over TLS from `ringwork serve web`: curl (checksum), `openssl s_client` with
+//! key updates mid-stream, Python's `http.client` with ranges.
 //!
 //! Certificates come from `ringwork::testing::certs::TestCa`, written to a temporary
 //! directory. Every test runs on both backends (the binary's `--backend`, or the in-process
@@ -542,6 +544,95 @@ ringwork::platform::test_all_backends! {
         assert_eq!(out, "206");
         let got = std::fs::read(&saved).unwrap();
         assert!(got[..] == body[..3 << 20], "the range differs ({} bytes)", got.len());
+    }
+
+    fn openssl_key_updates_during_large_downloads(backend: BackendChoice) {
+        if !have_openssl() { return; }
+        let pki = Pki::new("s-client-keyupdate-bulk");
+        let root = pki.dir.0.join("root");
+        std::fs::create_dir(&root).unwrap();
+        // Numbered lines: what arrived, in order and whole, is checked line by line.
+        let lines = 200_000;
+        let text: String = (0..lines).map(|i| format!("line {i:08}\n")).collect();
+        std::fs::write(root.join("big.txt"), &text).unwrap();
+        let service = ["web", "--root", path(&root)];
+        let Some(server) = Ringwork::start(backend, &service, &pki.endpoint(""), &pki.dir.0) else { return };
+        let ca = path(&pki.ca_pem);
+        let mut command = Command::new("openssl");
+        command
+            .args(["s_client", "-connect", &format!("127.0.0.1:{}", server.port())])
+            .args(["-servername", "localhost", "-CAfile", ca, "-verify_return_error", "-crlf"]);
+        let mut proc = Proc::spawn("openssl s_client", &mut command);
+        let get = "GET /big.txt HTTP/1.1\nHost: localhost\n\n";
+        fn body_line(proc: &mut Proc, want: usize) {
+            let line = proc.expect("a body line", |l| l.starts_with("line "));
+            assert_eq!(line, format!("line {want:08}"), "a line lost or out of order");
+        }
+        // Key updates mid-stream, both ways (`K`: s_client updates its keys and asks the
+        // server to update its own), while the server is sending: the rest of the body
+        // comes under the new keys. A second download on the same connection is wholly
+        // after them.
+        for (round, update) in ["K", "k"].iter().enumerate() {
+            proc.send(get);
+            for want in 0..lines {
+                body_line(&mut proc, want);
+                if want == 10 {
+                    proc.send(&format!("{update}\n"));
+                }
+            }
+            assert!(proc.output().contains("KEYUPDATE"), "round {round}: {}", proc.output());
+        }
+        proc.send(get);
+        for want in 0..lines {
+            body_line(&mut proc, want);
+        }
+        assert_eq!(proc.output().matches("KEYUPDATE").count(), 2);
+    }
+
+    fn python_downloads_ranges_over_tls(backend: BackendChoice) {
+        if !have("python3", "--version") { return; }
+        let pki = Pki::new("python-tls-ranges");
+        let root = pki.dir.0.join("root");
+        std::fs::create_dir(&root).unwrap();
+        let body = support::pattern(6 * 1024 * 1024 + 13);
+        std::fs::write(root.join("big.bin"), &body).unwrap();
+        let service = ["web", "--root", path(&root)];
+        let Some(server) = Ringwork::start(backend, &service, &pki.endpoint(""), &pki.dir.0) else { return };
+        // One keep-alive connection: the whole file, then ranges (start, end inclusive),
+        // each written to a file of its own for the comparison below.
+        let ranges = [(0, 0), (1, 16_383), (16_384, 16_384 * 3 + 7), (5_000_000, body.len() - 1)];
+        let spec: Vec<String> = ranges.iter().map(|(a, b)| format!("{a}-{b}")).collect();
+        let script = r#"
+import http.client, ssl, sys
+port, ca, out, specs = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4:]
+ctx = ssl.create_default_context(cafile=ca)
+conn = http.client.HTTPSConnection("localhost", port, context=ctx, timeout=60)
+conn.request("GET", "/big.bin")
+r = conn.getresponse()
+assert r.status == 200, r.status
+open(out + ".full", "wb").write(r.read())
+for i, spec in enumerate(specs):
+    conn.request("GET", "/big.bin", headers={"Range": "bytes=" + spec})
+    r = conn.getresponse()
+    assert r.status == 206, (spec, r.status)
+    assert r.getheader("Content-Range").startswith("bytes " + spec + "/"), r.getheader("Content-Range")
+    open(out + "." + str(i), "wb").write(r.read())
+print("done")
+"#;
+        let out_base = pki.dir.0.join("got");
+        let output = Command::new("python3")
+            .args(["-c", script, &server.port().to_string(), path(&pki.ca_pem), path(&out_base)])
+            .args(&spec)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run python3");
+        assert!(output.status.success(), "python3: {}", String::from_utf8_lossy(&output.stderr));
+        let full = std::fs::read(pki.dir.0.join("got.full")).unwrap();
+        assert!(full == body, "the download differs ({} of {} bytes)", full.len(), body.len());
+        for (i, (a, b)) in ranges.iter().enumerate() {
+            let got = std::fs::read(pki.dir.0.join(format!("got.{i}"))).unwrap();
+            assert!(got[..] == body[*a..=*b], "range {a}-{b} differs ({} bytes)", got.len());
+        }
     }
 
     fn curl_https_with_the_self_signed_default(backend: BackendChoice) {

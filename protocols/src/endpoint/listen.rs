@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use ringwork::platform::inherit::{Family, InheritError, Inherited};
 use ringwork::tls::{
-    ClientAuth, TlsAcceptor, TlsAcceptorBuilder, TlsConfigError, load_certificates,
+    ClientAuth, RecordSizing, TlsAcceptor, TlsAcceptorBuilder, TlsConfigError, load_certificates,
 };
 use ringwork::{EngineError, Factory, ListenerOptions, Reactor, SockAddr};
 
@@ -357,6 +357,9 @@ fn acceptor(
     }
     if let Some(secs) = tls.timeout_secs {
         builder = builder.handshake_timeout(Duration::from_secs(secs));
+    }
+    if tls.full_records {
+        builder = builder.record_sizing(RecordSizing::FULL);
     }
     let acceptor = builder.build().map_err(Loaded::Tls)?;
     Ok((acceptor, self_signed_cert))

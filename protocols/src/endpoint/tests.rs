@@ -181,7 +181,7 @@ fn tls_endpoints_take_certificates_sni_alpn_and_client_verification() {
     use super::{ClientVerify, SniCert, TlsOptions};
     let parsed: Endpoint =
         "tls:8443:interface=::1:cert=/c/a\\:b.pem:key=/c/k.pem:sni=a.test,/c/a.pem,/c/a.key:\
-         sni=*.b.test,/c/b.pem,/c/b.key:alpn=h2,http/1.1:ca=/c/ca.pem:verify=optional:timeout=5"
+         sni=*.b.test,/c/b.pem,/c/b.key:alpn=h2,http/1.1:ca=/c/ca.pem:verify=optional:timeout=5:records=full"
             .parse()
             .unwrap();
     let Endpoint::Tls { addr, tls } = &parsed else {
@@ -204,6 +204,7 @@ fn tls_endpoints_take_certificates_sni_alpn_and_client_verification() {
     assert_eq!(tls.alpn, ["h2", "http/1.1"]);
     assert_eq!(tls.verify, ClientVerify::Optional);
     assert_eq!(tls.timeout_secs, Some(5));
+    assert!(tls.full_records);
     assert_eq!(parsed.to_string().parse::<Endpoint>().unwrap(), parsed);
     // The short form: a self-signed certificate later; ca= alone means required.
     let short: Endpoint = "tls:8443".parse().unwrap();
@@ -229,6 +230,7 @@ fn tls_and_haproxy_errors_name_the_problem() {
         ("tls:8443:sni=a.test,/c.pem", "NAME,CERT,KEY"),
         ("tls:8443:alpn=h2,,x", "1 to 255 bytes"),
         ("tls:8443:timeout=0", "above 0"),
+        ("tls:8443:records=small", "full or dynamic"),
         ("tls:8443:cert=a:cert=b:key=k", "given twice"),
         ("tls:8443:bogus=1", "unknown option"),
         ("tls", "needs a port"),

@@ -2,8 +2,10 @@
 //! verification, as paths and names — the `ringwork` binary loads them.
 //!
 //! Syntax: `tls:PORT[:interface=IP][:cert=PATH:key=PATH][:sni=NAME,CERT,KEY]...`
-//! `[:alpn=P1,P2][:ca=PATH[:verify=optional|required]][:timeout=SECS]`. Without `cert` and
-//! `key` the binary uses a self-signed certificate for localhost.
+//! `[:alpn=P1,P2][:ca=PATH[:verify=optional|required]][:timeout=SECS][:records=full]`.
+//! Without `cert` and `key` the binary uses a self-signed certificate for localhost.
+//! `records=full` sends full 16 KiB TLS records always instead of small records first after
+//! idle (`records=dynamic`, the default; see the engine's `RecordSizing`).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -51,10 +53,14 @@ pub struct TlsOptions {
     pub verify: ClientVerify,
     /// Handshake timeout in seconds (default: the engine's, 10 s).
     pub timeout_secs: Option<u64>,
+    /// `records=full`: full 16 KiB records always (default: small records first after
+    /// idle, then full ones).
+    pub full_records: bool,
 }
 
 /// The keys a `tls:` endpoint takes (for errors).
-pub(super) const KNOWN: &str = "port, interface, cert, key, sni, alpn, ca, verify, timeout";
+pub(super) const KNOWN: &str =
+    "port, interface, cert, key, sni, alpn, ca, verify, timeout, records";
 
 impl TlsOptions {
     /// Applies one `key=value`; `Ok(false)` if the key is not a TLS option.
@@ -112,6 +118,13 @@ impl TlsOptions {
                     .filter(|s| *s > 0)
                     .ok_or_else(|| bad("expected a number of seconds above 0"))?;
                 self.timeout_secs = Some(secs);
+            }
+            "records" => {
+                self.full_records = match value {
+                    "full" => true,
+                    "dynamic" => false,
+                    _ => return Err(bad("expected full or dynamic")),
+                };
             }
             _ => return Ok(false),
         }
@@ -192,6 +205,9 @@ impl fmt::Display for TlsOptions {
         }
         if let Some(secs) = self.timeout_secs {
             write!(f, ":timeout={secs}")?;
+        }
+        if self.full_records {
+            f.write_str(":records=full")?;
         }
         Ok(())
     }

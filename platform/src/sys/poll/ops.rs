@@ -16,6 +16,7 @@
 use std::io::{self, IoSlice};
 use std::mem;
 
+use bytes::Bytes;
 use mio::Registry;
 use socket2::SockAddr;
 
@@ -31,6 +32,8 @@ use crate::table::{Core, SocketState};
 #[derive(Default)]
 pub(super) struct Tally {
     pub(super) submitted: u64,
+    /// Sends of several datagrams at once (UDP GSO).
+    pub(super) gso_sends: u64,
     pub(super) starvations: u64,
     /// A read found no free buffer.
     pub(super) starved: bool,
@@ -39,6 +42,7 @@ pub(super) struct Tally {
 impl Tally {
     pub(super) fn add_to(&self, core: &mut Core) {
         core.stats.submitted += self.submitted;
+        core.stats.gso_sends += self.gso_sends;
         core.stats.buffer_starvations += self.starvations;
     }
 }
@@ -237,16 +241,72 @@ pub(super) fn read_stream(
 }
 
 /// Sends queued datagrams in order until the queue is empty or the socket would block. A
-/// failed datagram is reported (`SendError`) and dropped; the others still go out.
+/// failed datagram is reported (`SendError`) and dropped; the others still go out. On Linux,
+/// runs of same-size datagrams to one destination go as one GSO send (see `sys/udp_gso.rs`);
+/// a refused one is sent again one datagram at a time, and the socket stops trying. With
+/// `gather` (room for it: `DriverConfig::udp_gso_gather`), each run is gathered from the whole
+/// queue first.
 pub(super) fn send_datagrams(
     entry: &mut Entry,
     state: &mut SocketState,
     id: SocketId,
+    mut gather: Option<&mut Vec<(Bytes, SockAddr)>>,
     out: &mut Vec<Completion>,
     io: &mut Tally,
 ) {
+    #[cfg(not(target_os = "linux"))]
+    let _ = gather.take();
     let mut queued: usize = state.datagrams.iter().map(|(bytes, _)| bytes.len()).sum();
-    while let Some((bytes, to)) = state.datagrams.front() {
+    while !state.datagrams.is_empty() {
+        #[cfg(target_os = "linux")]
+        if entry.gso && entry.source.is_udp() {
+            if let Some(scratch) = gather.as_deref_mut() {
+                crate::sys::udp_gso::gather_front(&mut state.datagrams, scratch);
+            }
+            let run = crate::sys::udp_gso::run_len(&state.datagrams, true);
+            if run > 1 {
+                io.submitted += 1;
+                io.gso_sends += 1;
+                let result = entry.source.send_segments(state.datagrams.range(..run));
+                match result {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        entry.writable = false;
+                        return;
+                    }
+                    Err(e) if e.raw_os_error().is_some_and(crate::sys::udp_gso::refused) => {
+                        tracing::debug!(socket = ?id, error = %e, "UDP GSO refused: sending datagrams one by one");
+                        entry.gso = false;
+                    }
+                    result => {
+                        for (bytes, _) in state.datagrams.drain(..run) {
+                            queued -= bytes.len();
+                            out.push(match &result {
+                                Ok(_) => Completion::Sent {
+                                    socket: id,
+                                    bytes: bytes.len(),
+                                    queued,
+                                },
+                                Err(e) => Completion::SendError {
+                                    socket: id,
+                                    error: OpError::new(
+                                        OpKind::SendTo,
+                                        Some(id),
+                                        e.raw_os_error().map_or_else(
+                                            || io::Error::new(e.kind(), e.to_string()),
+                                            io::Error::from_raw_os_error,
+                                        ),
+                                    ),
+                                },
+                            });
+                        }
+                    }
+                }
+                continue;
+            }
+        }
+        let Some((bytes, to)) = state.datagrams.front() else {
+            break;
+        };
         let len = bytes.len();
         io.submitted += 1;
         let result = entry.source.send_to(bytes, to);

@@ -64,10 +64,13 @@ pub(super) struct Entry {
     in_starved: bool,
     /// In `Sockets::deferred`: skipped by the ready list until the next wait is over.
     deferred: bool,
+    /// Send runs of datagrams with UDP GSO ([`DriverConfig::udp_gso`], until the kernel
+    /// refuses it for this socket).
+    pub(super) gso: bool,
 }
 
 impl Entry {
-    fn new(id: SocketId, source: Source) -> Self {
+    fn new(id: SocketId, source: Source, gso: bool) -> Self {
         Self {
             id,
             source,
@@ -77,6 +80,7 @@ impl Entry {
             in_ready: false,
             in_starved: false,
             deferred: false,
+            gso,
         }
     }
 }
@@ -101,6 +105,12 @@ pub(super) struct Sockets {
     iov: Vec<IoSlice<'static>>,
     reads_per_turn: usize,
     max_iovecs: usize,
+    /// [`DriverConfig::udp_gso`], for each new socket.
+    udp_gso: bool,
+    /// [`DriverConfig::udp_gso_gather`].
+    udp_gso_gather: bool,
+    /// Room for gathering a run (`DriverConfig::udp_gso_gather`).
+    gather: Vec<(bytes::Bytes, socket2::SockAddr)>,
 }
 
 impl Sockets {
@@ -116,6 +126,9 @@ impl Sockets {
             iov: Vec::with_capacity(config.max_send_iovecs),
             reads_per_turn: config.poll_reads_per_turn,
             max_iovecs: config.max_send_iovecs,
+            udp_gso: config.udp_gso,
+            udp_gso_gather: config.udp_gso_gather,
+            gather: Vec::new(),
         }
     }
 
@@ -143,7 +156,7 @@ impl Sockets {
             self.entries[index].is_none(),
             "slot reused while still attached"
         );
-        self.entries[index] = Some(Entry::new(id, source));
+        self.entries[index] = Some(Entry::new(id, source, self.udp_gso));
         Ok(())
     }
 
@@ -469,6 +482,8 @@ impl Sockets {
             pool,
             starved,
             reads_per_turn,
+            udp_gso_gather,
+            gather,
             ..
         } = self;
         let (Some(entry), Some(state)) = (entry_mut(entries, id), open_mut(core, id)) else {
@@ -476,7 +491,8 @@ impl Sockets {
         };
         let mut io = Tally::default();
         if entry.writable && !state.datagrams.is_empty() {
-            send_datagrams(entry, state, id, out, &mut io);
+            let gather = udp_gso_gather.then_some(gather);
+            send_datagrams(entry, state, id, gather, out, &mut io);
         }
         if state.want_recv && entry.readable {
             recv_datagrams(entry, state, id, pool, *reads_per_turn, out, &mut io);

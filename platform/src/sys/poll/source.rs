@@ -320,6 +320,42 @@ impl Source {
         Ok((len, from, flags.is_truncated()))
     }
 
+    /// Whether this is a UDP socket.
+    #[cfg(target_os = "linux")]
+    pub(super) fn is_udp(&self) -> bool {
+        matches!(self, Source::Udp(_))
+    }
+
+    /// Sends `run` (a GSO run to one destination: see `sys/udp_gso.rs`) with one `sendmsg`,
+    /// as that many datagrams of the first one's size (the last possibly shorter).
+    #[cfg(target_os = "linux")]
+    pub(super) fn send_segments<'a>(
+        &self,
+        mut run: impl Iterator<Item = &'a (bytes::Bytes, SockAddr)>,
+    ) -> io::Result<usize> {
+        use crate::sys::udp_gso::{MAX_SEGMENTS, SegmentControl};
+        let Source::Udp(s) = self else {
+            return Err(wrong_kind());
+        };
+        let mut slices = [IoSlice::new(&[]); MAX_SEGMENTS];
+        let Some((first, to)) = run.next() else {
+            return Ok(0);
+        };
+        slices[0] = IoSlice::new(first);
+        let mut count = 1;
+        for ((bytes, _), slice) in run.zip(slices[1..].iter_mut()) {
+            *slice = IoSlice::new(bytes);
+            count += 1;
+        }
+        // A segment is at most udp_gso's MAX_SEGMENT_SIZE bytes: it fits a u16.
+        let control = SegmentControl::new(slices[0].len() as u16);
+        let msg = socket2::MsgHdr::new()
+            .with_addr(to)
+            .with_buffers(&slices[..count])
+            .with_control(control.as_bytes());
+        retry(|| s.try_io(|| SockRef::from(s).sendmsg(&msg, SEND_FLAGS)))
+    }
+
     /// Sends one datagram to `to`.
     pub(super) fn send_to(&self, buf: &[u8], to: &SockAddr) -> io::Result<usize> {
         match self {

@@ -9,15 +9,19 @@
 //!   [`UdpOps::parse`] narrows the buffer to the payload (no copy). One submission serves
 //!   every datagram until the multishot ends (buffers ran out, cancel, error), so a burst of
 //!   queries costs one `io_uring_enter`, not one each.
-//! - Sending: up to [`MAX_SENDS`] datagrams of a socket are in flight at once (the rest wait
-//!   in its queue). A send takes its bytes and destination out of the socket's queue into
-//!   its own boxed header, dropped only at its CQE, so the order CQEs arrive in does not
-//!   matter (a send the kernel had to poll for may finish after later ones). `EAGAIN` puts
-//!   the datagram back at the head of the queue (the caller then polls for room).
+//! - Sending: up to [`MAX_SENDS`] sends of a socket are in flight at once (the rest wait in
+//!   its queue). A send carries one datagram or a UDP GSO run of them ([`take_run`], see
+//!   `sys/udp_gso.rs`): it takes their bytes and destination out of the socket's queue into
+//!   its own boxed header (iovecs, `UDP_SEGMENT` control message), dropped only at its CQE,
+//!   so the order CQEs arrive in does not matter (a send the kernel had to poll for may
+//!   finish after later ones). `EAGAIN`, or a refused GSO send, puts the datagrams back at
+//!   the head of the queue in order (the caller then polls for room; a refused socket sends
+//!   one datagram per send from then on).
 //!
 //! Safety: a header box is reused only after its CQE; if the driver gives up draining, the
 //! table is leaked with the other memory (see the module above).
 
+use std::collections::VecDeque;
 use std::mem;
 use std::net::{Ipv4Addr, SocketAddr};
 
@@ -29,6 +33,7 @@ use socket2::SockAddr;
 
 use crate::buf::RecvBuf;
 use crate::id::{OpId, OpKind, SocketId};
+use crate::sys::udp_gso::{self, SegmentControl};
 
 use super::{empty_msghdr, sockaddr_to_std};
 
@@ -57,16 +62,27 @@ pub(super) struct UdpOps {
     pub(super) sends: u32,
     /// Their bytes (for the `queued` figure of `Sent`).
     pub(super) send_bytes: usize,
+    /// Send runs of datagrams with UDP GSO ([`DriverConfig::udp_gso`], until the kernel
+    /// refuses it for this socket).
+    ///
+    /// [`DriverConfig::udp_gso`]: crate::DriverConfig::udp_gso
+    pub(super) gso: bool,
+    /// [`DriverConfig::udp_gso_gather`].
+    ///
+    /// [`DriverConfig::udp_gso_gather`]: crate::DriverConfig::udp_gso_gather
+    pub(super) gather: bool,
 }
 
 impl UdpOps {
-    pub(super) fn new() -> Box<UdpOps> {
+    pub(super) fn new(gso: bool, gather: bool) -> Box<UdpOps> {
         let mut recv_msg = empty_msghdr();
         recv_msg.msg_namelen = mem::size_of::<libc::sockaddr_un>() as _;
         Box::new(UdpOps {
             recv_msg,
             sends: 0,
             send_bytes: 0,
+            gso,
+            gather,
         })
     }
 
@@ -134,13 +150,46 @@ pub(super) enum Sender {
     Other(SockAddr),
 }
 
-/// One datagram send in flight: the header the kernel reads and the bytes it points at.
-struct DatagramSend {
-    socket: SocketId,
+/// One send in flight: the header the kernel reads and the bytes it points at. Several
+/// datagrams to one destination, all of one size but the last (shorter or equal), go as one
+/// UDP GSO send (`UDP_SEGMENT` control message): the kernel splits it into datagrams after
+/// one route lookup and one trip down the stack, which is most of a small datagram's cost.
+pub(super) struct DatagramSend {
+    pub(super) socket: SocketId,
     msg: libc::msghdr,
-    iov: libc::iovec,
-    addr: SockAddr,
-    bytes: Bytes,
+    iovs: Vec<libc::iovec>,
+    /// The `UDP_SEGMENT` control message (used when more than one datagram).
+    control: SegmentControl,
+    pub(super) addr: SockAddr,
+    /// The datagrams, in the order queued.
+    pub(super) datagrams: Vec<Bytes>,
+}
+
+impl DatagramSend {
+    /// The bytes of all its datagrams.
+    pub(super) fn len(&self) -> usize {
+        self.datagrams.iter().map(Bytes::len).sum()
+    }
+}
+
+/// Takes the next send off `queue` (its head, or a GSO run: see `sys/udp_gso.rs`) into
+/// `run` (empty on entry); returns its destination. `scratch` is room for gathering.
+pub(super) fn take_run(
+    queue: &mut VecDeque<(Bytes, SockAddr)>,
+    udp: &UdpOps,
+    scratch: &mut Vec<(Bytes, SockAddr)>,
+    run: &mut Vec<Bytes>,
+) -> Option<SockAddr> {
+    if udp.gso && udp.gather {
+        udp_gso::gather_front(queue, scratch);
+    }
+    let len = udp_gso::run_len(queue, udp.gso);
+    let mut to = None;
+    for (bytes, addr) in queue.drain(..len) {
+        run.push(bytes);
+        to = Some(addr);
+    }
+    to
 }
 
 /// The driver's datagram sends in flight.
@@ -154,40 +203,52 @@ pub(super) struct DatagramSends {
 }
 
 impl DatagramSends {
-    /// Takes `bytes` for `to` into a new in-flight send of `socket` and returns its SQE.
+    /// Takes the datagrams of `run` (one, or a GSO run: see [`take_run`]) for `to` into a new
+    /// in-flight send of `socket` and returns its SQE. `run` is left empty.
     pub(super) fn start(
         &mut self,
         socket: SocketId,
         fd: Fd,
-        bytes: Bytes,
+        run: &mut Vec<Bytes>,
         to: SockAddr,
     ) -> squeue::Entry {
         let mut send = self.spare.pop().unwrap_or_else(|| {
             Box::new(DatagramSend {
                 socket,
                 msg: empty_msghdr(),
-                iov: libc::iovec {
-                    iov_base: std::ptr::null_mut(),
-                    iov_len: 0,
-                },
+                iovs: Vec::new(),
+                control: SegmentControl::new(0),
                 addr: SockAddr::from(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))),
-                bytes: Bytes::new(),
+                datagrams: Vec::new(),
             })
         });
         send.socket = socket;
         send.addr = to;
-        send.iov = libc::iovec {
+        send.iovs.clear();
+        send.datagrams.clear();
+        send.datagrams.append(run);
+        // The iovecs point into the `Bytes`, which stay in the box until the CQE.
+        let DatagramSend {
+            iovs, datagrams, ..
+        } = &mut *send;
+        iovs.extend(datagrams.iter().map(|bytes| libc::iovec {
             iov_base: bytes.as_ptr().cast_mut().cast(),
             iov_len: bytes.len(),
-        };
-        send.bytes = bytes;
-        // The box does not move once in the table, so these pointers stay valid until the
-        // CQE (after which the box is only reused).
+        }));
+        // The box does not move once in the table, nor do the vectors' buffers (untouched
+        // until the CQE), so these pointers stay valid until the CQE (after which the box is
+        // only reused).
         send.msg = empty_msghdr();
         send.msg.msg_name = send.addr.as_ptr().cast_mut().cast();
         send.msg.msg_namelen = send.addr.len();
-        send.msg.msg_iov = &raw mut send.iov;
-        send.msg.msg_iovlen = 1;
+        send.msg.msg_iov = send.iovs.as_mut_ptr();
+        send.msg.msg_iovlen = send.iovs.len() as _;
+        if send.datagrams.len() > 1 {
+            // A segment is at most udp_gso's MAX_SEGMENT_SIZE bytes.
+            send.control = SegmentControl::new(send.datagrams[0].len() as u16);
+            send.msg.msg_control = (&raw mut send.control).cast();
+            send.msg.msg_controllen = SegmentControl::len() as _;
+        }
         let msg = &raw const send.msg;
         let key = self.table.insert(send);
         let user_data = OpId {
@@ -202,14 +263,17 @@ impl DatagramSends {
             .user_data(user_data)
     }
 
-    /// The send of `key` finished (its CQE arrived): its socket, bytes and destination.
-    pub(super) fn finish(&mut self, key: u32) -> Option<(SocketId, Bytes, SockAddr)> {
-        let mut send = self.table.try_remove(key as usize)?;
-        let bytes = mem::take(&mut send.bytes);
-        let done = (send.socket, bytes, send.addr.clone());
-        send.iov.iov_base = std::ptr::null_mut();
+    /// The send of `key` finished (its CQE arrived): takes it out of the table; hand it back
+    /// with [`DatagramSends::recycle`] once its datagrams are taken.
+    pub(super) fn finish(&mut self, key: u32) -> Option<Box<DatagramSend>> {
+        self.table.try_remove(key as usize)
+    }
+
+    /// Keeps a finished send's box (and its vectors' room) for the next send.
+    pub(super) fn recycle(&mut self, mut send: Box<DatagramSend>) {
+        send.datagrams.clear();
+        send.iovs.clear();
         self.spare.push(send);
-        Some(done)
     }
 
     /// Never free the in-flight headers: the kernel may still read them.

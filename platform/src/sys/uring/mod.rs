@@ -53,6 +53,7 @@ use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use io_uring::types::{CancelBuilder, Fd, SubmitArgs, TimeoutFlags, Timespec};
 use io_uring::{IoUring, cqueue, opcode, squeue};
 use socket2::{SockAddr, SockRef, Socket};
@@ -66,7 +67,7 @@ use crate::process::FileKind;
 use crate::table::{Core, SendQueue, Shutdown, SocketKind, TimerState};
 use crate::waker::Waker;
 
-use datagram::{DatagramSends, UdpOps};
+use datagram::{DatagramSend, DatagramSends, UdpOps};
 use file::FileOps;
 use fixed::{FixedFiles, SockFd};
 use send::{SendOp, ZcOrphans};
@@ -170,9 +171,17 @@ pub(crate) struct Uring {
     fixed_files: FixedFiles,
     /// Datagram send SQEs made while reconciling a socket, pushed after it.
     scratch_sends: Vec<squeue::Entry>,
+    /// The datagrams of the next datagram send, while it is gathered (kept for its room).
+    scratch_run: Vec<Bytes>,
+    /// Room for gathering a run (`DriverConfig::udp_gso_gather`).
+    scratch_gather: Vec<(Bytes, SockAddr)>,
     /// Sockets whose recv waits for free buffers, oldest first.
     starved: Vec<SocketId>,
     max_iovecs: usize,
+    /// [`DriverConfig::udp_gso`], for each new datagram socket.
+    udp_gso: bool,
+    /// [`DriverConfig::udp_gso_gather`].
+    udp_gso_gather: bool,
     dropped_seen: u32,
     scratch_dirty: Vec<u32>,
     scratch_timers: Vec<(TimerId, TimerState)>,
@@ -240,8 +249,12 @@ impl Uring {
             zc_orphans: ZcOrphans::default(),
             fixed_files,
             scratch_sends: Vec::new(),
+            scratch_run: Vec::new(),
+            scratch_gather: Vec::new(),
             starved: Vec::new(),
             max_iovecs: config.max_send_iovecs,
+            udp_gso: config.udp_gso,
+            udp_gso_gather: config.udp_gso_gather,
             dropped_seen: 0,
             scratch_dirty: Vec::new(),
             scratch_timers: Vec::new(),
@@ -287,7 +300,8 @@ impl Uring {
             self.slots[index].is_none(),
             "slot reused while still attached"
         );
-        let udp = (kind == SocketKind::Datagram).then(UdpOps::new);
+        let udp =
+            (kind == SocketKind::Datagram).then(|| UdpOps::new(self.udp_gso, self.udp_gso_gather));
         self.slots[index] = Some(Slot {
             raw: fd.as_raw_fd(),
             fd: Some(fd),
@@ -518,6 +532,7 @@ impl Uring {
         // System calls made here for a queue holding file ranges, and whether its budget
         // ran out (it goes on next turn).
         let (mut pumped, mut again) = (0u64, false);
+        let mut gso_sends = 0;
         let Some((id, state)) = core.slot_mut(slot_index) else {
             return;
         };
@@ -813,17 +828,26 @@ impl Uring {
                             .user_data(op(OpKind::SendPoll)));
                     }
                     // Every queued datagram goes now (up to MAX_SENDS in flight): a burst of
-                    // answers costs one io_uring_enter.
+                    // answers costs one io_uring_enter. Runs of same-size datagrams to one
+                    // destination go as one GSO send each.
+                    let mut run = mem::take(&mut self.scratch_run);
                     while !*send_blocked
                         && udp.sends < datagram::MAX_SENDS
-                        && let Some((bytes, to)) = state.datagrams.pop_front()
+                        && let Some(to) = datagram::take_run(
+                            &mut state.datagrams,
+                            udp,
+                            &mut self.scratch_gather,
+                            &mut run,
+                        )
                     {
                         udp.sends += 1;
-                        udp.send_bytes += bytes.len();
+                        udp.send_bytes += run.iter().map(Bytes::len).sum::<usize>();
+                        gso_sends += u64::from(run.len() > 1);
                         *inflight |= OpKind::SendTo.bit();
-                        let entry = self.datagram_sends.start(id, fd, bytes, to);
+                        let entry = self.datagram_sends.start(id, fd, &mut run, to);
                         self.scratch_sends.push(entry);
                     }
+                    self.scratch_run = run;
                 }
             }
         }
@@ -833,6 +857,7 @@ impl Uring {
         if again {
             core.mark_dirty(id);
         }
+        core.stats.gso_sends += gso_sends;
         for entry in entries.into_iter().flatten() {
             self.push(core, entry);
         }
@@ -1234,10 +1259,25 @@ impl Uring {
         key: u32,
         result: i32,
     ) {
-        let Some((id, bytes, to)) = self.datagram_sends.finish(key) else {
+        let Some(mut send) = self.datagram_sends.finish(key) else {
             tracing::error!(key, "completion of an unknown datagram send");
             return;
         };
+        self.finish_datagram_send(core, out, &mut send, result);
+        self.datagram_sends.recycle(send);
+    }
+
+    /// Reports the datagrams of a finished send: each `Sent`, or each a `SendError`, or all
+    /// back at the head of the queue (in order) after `EAGAIN`, a cancel that was not a
+    /// close, or a refused GSO send (they then go one by one).
+    fn finish_datagram_send(
+        &mut self,
+        core: &mut Core,
+        out: &mut Vec<Completion>,
+        send: &mut DatagramSend,
+        result: i32,
+    ) {
+        let id = send.socket;
         // A socket's slot outlives its sends: it is released only at its close's CQE, which
         // is submitted once none of them is in flight.
         let Some(slot) = self
@@ -1250,11 +1290,17 @@ impl Uring {
         };
         let udp = slot.udp.as_mut().expect("datagram slots have UdpOps");
         udp.sends -= 1;
-        udp.send_bytes -= bytes.len();
+        udp.send_bytes -= send.len();
         let in_flight = udp.send_bytes;
         if udp.sends == 0 {
             slot.inflight &= !OpKind::SendTo.bit();
             slot.cancelling &= !OpKind::SendTo.bit();
+        }
+        let refused =
+            result < 0 && send.datagrams.len() > 1 && crate::sys::udp_gso::refused(-result);
+        if refused && udp.gso {
+            tracing::debug!(socket = ?id, errno = -result, "UDP GSO refused: sending datagrams one by one");
+            udp.gso = false;
         }
         core.mark_dirty(id);
         let Some(state) = core.current_mut(id.slot(), id.generation()) else {
@@ -1267,24 +1313,40 @@ impl Uring {
         }
         match result {
             n if n >= 0 => {
-                let queued = in_flight + state.datagrams.iter().map(|d| d.0.len()).sum::<usize>();
-                out.push(Completion::Sent {
-                    socket: id,
-                    bytes: bytes.len(),
-                    queued,
-                });
+                // Each datagram of the send is reported as if sent one after another.
+                let mut queued = in_flight
+                    + send.len()
+                    + state.datagrams.iter().map(|d| d.0.len()).sum::<usize>();
+                for bytes in &send.datagrams {
+                    queued -= bytes.len();
+                    out.push(Completion::Sent {
+                        socket: id,
+                        bytes: bytes.len(),
+                        queued,
+                    });
+                }
             }
-            r if r == -libc::EAGAIN || r == -libc::ECANCELED => {
-                state.datagrams.push_front((bytes, to));
+            r if r == -libc::EAGAIN || r == -libc::ECANCELED || refused => {
+                for bytes in send.datagrams.drain(..).rev() {
+                    state.datagrams.push_front((bytes, send.addr.clone()));
+                }
                 if r == -libc::EAGAIN {
                     slot.send_blocked = true;
                     core.stats.eagain_retries += 1;
                 }
             }
-            r => out.push(Completion::SendError {
-                socket: id,
-                error: OpError::new(OpKind::SendTo, Some(id), io::Error::from_raw_os_error(-r)),
-            }),
+            r => {
+                for _ in &send.datagrams {
+                    out.push(Completion::SendError {
+                        socket: id,
+                        error: OpError::new(
+                            OpKind::SendTo,
+                            Some(id),
+                            io::Error::from_raw_os_error(-r),
+                        ),
+                    });
+                }
+            }
         }
     }
 

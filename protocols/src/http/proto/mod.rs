@@ -29,4 +29,4 @@ pub use self::head::{
     BodyKind, H1Limits, Headers, Method, RequestHead, ResponseHead, Status, Version, reason_phrase,
 };
 pub use self::request::{ParsedRequest, parse_request, parse_request_with};
-pub use self::response::{ParsedResponse, parse_response};
+pub use self::response::{ParsedResponse, ResponseFraming, parse_response, parse_response_framing};

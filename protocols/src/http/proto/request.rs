@@ -31,6 +31,9 @@ pub struct ParsedRequest {
     /// Whether the client waits for `100 Continue` before sending the body (RFC 9110
     /// §10.1.1; ignored for HTTP/1.0 and for requests without a body).
     pub expect_continue: bool,
+    /// Whether the head asks to switch protocols: an Upgrade field and a Connection field
+    /// holding `upgrade` (RFC 9110 §7.8; the server decides whether it may).
+    pub upgrade: bool,
 }
 
 /// Parses the request head at the start of `buf`.
@@ -88,12 +91,23 @@ pub fn parse_request_with(
     } else {
         Version::Http11
     };
+    let method = Method::from_token(method.as_bytes());
+    check_target(&method, target.as_bytes())?;
+    let fields = scan::FramingFields::read(
+        request
+            .headers
+            .iter()
+            .map(|field| (field.name.as_bytes(), field.value)),
+    );
+    check_host(fields.hosts, version)?;
+    let body = body_kind(&fields, version, limits)?;
+    let keep_alive = !fields.close && (version == Version::Http11 || fields.keep_alive);
+    let expect_continue = expect_continue(fields.expect, version, body)?;
     let mut owned = own(input);
     if owned.len() != input.len() {
         // Not the head: the fields are sliced out of `owned` by their place in `input`.
         owned = Bytes::copy_from_slice(input);
     }
-    let method = Method::from_token(method.as_bytes());
     let target_at = target.as_ptr() as usize - input.as_ptr() as usize;
     let target = owned.slice(target_at..target_at + target.len());
     let headers = scan::collect_headers(input, &owned, request.headers);
@@ -104,24 +118,19 @@ pub fn parse_request_with(
         headers,
         protocol: None,
     };
-    check_target(&head)?;
-    check_host(&head)?;
-    let body = body_kind(&head, limits)?;
-    let keep_alive = keep_alive(&head);
-    let expect_continue = expect_continue(&head, body)?;
     Ok(Status::Complete(ParsedRequest {
         head,
         consumed: skip + head_len,
         body,
         keep_alive,
         expect_continue,
+        upgrade: fields.upgrade,
     }))
 }
 
 /// RFC 9112 §3.2: the four target forms, each allowed only with its methods.
-fn check_target(head: &RequestHead) -> Result<(), H1Error> {
-    let target = &head.target[..];
-    let is_connect = head.method == Method::Connect;
+fn check_target(method: &Method, target: &[u8]) -> Result<(), H1Error> {
+    let is_connect = *method == Method::Connect;
     if is_connect {
         // RFC 9112 §3.2.3: the authority-form is only used for CONNECT requests.
         let authority = !target.is_empty()
@@ -141,7 +150,7 @@ fn check_target(head: &RequestHead) -> Result<(), H1Error> {
     }
     if target == b"*" {
         // RFC 9112 §3.2.4: the asterisk-form is only used for a server-wide OPTIONS.
-        return if head.method == Method::Options {
+        return if *method == Method::Options {
             Ok(())
         } else {
             Err(H1Error::BadTarget {
@@ -162,22 +171,25 @@ fn check_target(head: &RequestHead) -> Result<(), H1Error> {
 /// RFC 9112 §3.2: a server MUST respond with 400 to any HTTP/1.1 request message that
 /// lacks a Host header field and to any request message that contains more than one Host
 /// header field.
-fn check_host(head: &RequestHead) -> Result<(), H1Error> {
-    let count = head.headers.get_all("host").count();
-    if count > 1 || (count == 0 && head.version == Version::Http11) {
+fn check_host(count: usize, version: Version) -> Result<(), H1Error> {
+    if count > 1 || (count == 0 && version == Version::Http11) {
         return Err(H1Error::BadHost { count });
     }
     Ok(())
 }
 
 /// RFC 9112 §6.3: how the request body is delimited.
-fn body_kind(head: &RequestHead, limits: &H1Limits) -> Result<BodyKind, H1Error> {
-    let chunked = scan::transfer_encoding_is_chunked(&head.headers)?;
-    let length = scan::content_length(&head.headers)?;
+fn body_kind(
+    fields: &scan::FramingFields<'_>,
+    version: Version,
+    limits: &H1Limits,
+) -> Result<BodyKind, H1Error> {
+    let chunked = fields.chunked.clone()?;
+    let length = fields.length.clone()?;
     if chunked {
         // RFC 9112 §6.1: a server that receives a request with Transfer-Encoding in
         // HTTP/1.0 MUST treat the framing as faulty and close the connection.
-        if head.version == Version::Http10 {
+        if version == Version::Http10 {
             return Err(H1Error::TransferEncodingInHttp10);
         }
         // RFC 9112 §6.1: a sender MUST NOT send Content-Length with Transfer-Encoding;
@@ -196,25 +208,20 @@ fn body_kind(head: &RequestHead, limits: &H1Limits) -> Result<BodyKind, H1Error>
     }
 }
 
-/// RFC 9112 §9.3: HTTP/1.1 persists unless `Connection: close`; HTTP/1.0 persists only
-/// with `Connection: keep-alive`.
-fn keep_alive(head: &RequestHead) -> bool {
-    if head.headers.has_token("connection", "close") {
-        return false;
-    }
-    head.version == Version::Http11 || head.headers.has_token("connection", "keep-alive")
-}
-
 /// RFC 9110 §10.1.1: `100-continue` is the only expectation; a server MAY answer others
 /// with 417, and MUST ignore `100-continue` in HTTP/1.0.
-fn expect_continue(head: &RequestHead, body: BodyKind) -> Result<bool, H1Error> {
-    let Some(expect) = head.headers.get("expect") else {
+fn expect_continue(
+    expect: Option<&[u8]>,
+    version: Version,
+    body: BodyKind,
+) -> Result<bool, H1Error> {
+    let Some(expect) = expect else {
         return Ok(false);
     };
     if !trim(expect).eq_ignore_ascii_case(b"100-continue") {
         return Err(H1Error::UnsupportedExpectation);
     }
-    Ok(head.version == Version::Http11 && body != BodyKind::Empty)
+    Ok(version == Version::Http11 && body != BodyKind::Empty)
 }
 
 #[cfg(test)]

@@ -28,6 +28,20 @@ pub struct ParsedResponse {
     pub keep_alive: bool,
 }
 
+/// What a client that only frames a response needs of its head (a load generator that
+/// counts responses and drops their bodies): [`parse_response_framing`]'s result.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct ResponseFraming {
+    /// The status code.
+    pub status: u16,
+    /// Bytes of input the head took.
+    pub consumed: usize,
+    /// How the body is delimited.
+    pub body: BodyKind,
+    /// Whether the connection may carry another request after this response.
+    pub keep_alive: bool,
+}
+
 /// Parses the response head at the start of `buf`, answering a `method` request.
 ///
 /// # Errors
@@ -39,37 +53,14 @@ pub fn parse_response(
     limits: &H1Limits,
     method: &Method,
 ) -> Result<Status<ParsedResponse>, H1Error> {
-    let head_len = match scan::scan_head(buf, limits.max_request_line, limits.max_head)? {
-        Status::Complete(len) => len,
-        Status::Partial => return Ok(Status::Partial),
-    };
-    let input = &buf[..head_len];
-    let max_headers = limits.max_headers.min(H1Limits::HEADERS_CAP);
     let mut fields = [MaybeUninit::<httparse::Header<'_>>::uninit(); H1Limits::HEADERS_CAP];
-    let mut response = httparse::Response::new(&mut []);
-    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
-        &mut response,
+    let Status::Complete(Tokenized {
+        framing,
         input,
-        &mut fields[..max_headers],
-    );
-    scan::check_tokenized(parsed, head_len, max_headers, || {
-        // The status line's first word.
-        input.split(|&b| b == b' ').next().unwrap_or_default()
-    })?;
-    let (Some(minor), Some(status)) = (response.version, response.code) else {
-        return Err(H1Error::Malformed {
-            what: "status line",
-        });
-    };
-    if !(100..=999).contains(&status) {
-        return Err(H1Error::Malformed {
-            what: "status code",
-        });
-    }
-    let version = if minor == 0 {
-        Version::Http10
-    } else {
-        Version::Http11
+        response,
+    }) = tokenize(buf, limits, method, &mut fields)?
+    else {
+        return Ok(Status::Partial);
     };
     let owned = Bytes::copy_from_slice(input);
     let reason = match response.reason {
@@ -81,37 +72,134 @@ pub fn parse_response(
     };
     let headers = scan::collect_headers(input, &owned, response.headers);
     let head = ResponseHead {
-        status,
+        status: framing.status,
         reason,
-        version,
+        version: version(&response),
         headers,
     };
-    let body = body_kind(&head, method)?;
-    let keep_alive = body != BodyKind::CloseDelimited
-        && !head.headers.has_token("connection", "close")
-        && (version == Version::Http11 || head.headers.has_token("connection", "keep-alive"));
     Ok(Status::Complete(ParsedResponse {
         head,
+        consumed: framing.consumed,
+        body: framing.body,
+        keep_alive: framing.keep_alive,
+    }))
+}
+
+/// [`parse_response`] without keeping the head: the same checks and framing, no copy and
+/// no allocation (the head's fields are read in place).
+///
+/// # Errors
+/// As [`parse_response`].
+pub fn parse_response_framing(
+    buf: &[u8],
+    limits: &H1Limits,
+    method: &Method,
+) -> Result<Status<ResponseFraming>, H1Error> {
+    let mut fields = [MaybeUninit::<httparse::Header<'_>>::uninit(); H1Limits::HEADERS_CAP];
+    Ok(match tokenize(buf, limits, method, &mut fields)? {
+        Status::Complete(tokenized) => Status::Complete(tokenized.framing),
+        Status::Partial => Status::Partial,
+    })
+}
+
+/// The version httparse read (it accepts only 1.0 and 1.1).
+fn version(response: &httparse::Response<'_, '_>) -> Version {
+    if response.version == Some(0) {
+        Version::Http10
+    } else {
+        Version::Http11
+    }
+}
+
+/// A head scanned, tokenized and framed by [`tokenize`].
+struct Tokenized<'h, 'b> {
+    framing: ResponseFraming,
+    /// The head's bytes.
+    input: &'b [u8],
+    /// httparse's view of them.
+    response: httparse::Response<'h, 'b>,
+}
+
+/// Scans, tokenizes and frames the head at the start of `buf` (`fields` holds the field
+/// slices).
+fn tokenize<'b, 'h>(
+    buf: &'b [u8],
+    limits: &H1Limits,
+    method: &Method,
+    fields: &'h mut [MaybeUninit<httparse::Header<'b>>],
+) -> Result<Status<Tokenized<'h, 'b>>, H1Error> {
+    let head_len = match scan::scan_head(buf, limits.max_request_line, limits.max_head)? {
+        Status::Complete(len) => len,
+        Status::Partial => return Ok(Status::Partial),
+    };
+    let input = &buf[..head_len];
+    let max_headers = limits
+        .max_headers
+        .min(H1Limits::HEADERS_CAP)
+        .min(fields.len());
+    let mut response = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        input,
+        &mut fields[..max_headers],
+    );
+    scan::check_tokenized(parsed, head_len, max_headers, || {
+        // The status line's first word.
+        input.split(|&b| b == b' ').next().unwrap_or_default()
+    })?;
+    let (Some(_), Some(status)) = (response.version, response.code) else {
+        return Err(H1Error::Malformed {
+            what: "status line",
+        });
+    };
+    if !(100..=999).contains(&status) {
+        return Err(H1Error::Malformed {
+            what: "status code",
+        });
+    }
+    let version = version(&response);
+    let fields = scan::FramingFields::read(
+        response
+            .headers
+            .iter()
+            .map(|field| (field.name.as_bytes(), field.value)),
+    );
+    let body = body_kind(status, version, &fields, method)?;
+    let keep_alive = body != BodyKind::CloseDelimited
+        && !fields.close
+        && (version == Version::Http11 || fields.keep_alive);
+    let framing = ResponseFraming {
+        status,
         consumed: head_len,
         body,
         keep_alive,
+    };
+    Ok(Status::Complete(Tokenized {
+        framing,
+        input,
+        response,
     }))
 }
 
 /// RFC 9112 §6.3: the length of a response body.
-fn body_kind(head: &ResponseHead, method: &Method) -> Result<BodyKind, H1Error> {
+fn body_kind(
+    status: u16,
+    version: Version,
+    fields: &scan::FramingFields<'_>,
+    method: &Method,
+) -> Result<BodyKind, H1Error> {
     // (1) Responses to HEAD and 1xx, 204 and 304 responses end at the head.
-    if *method == Method::Head || head.status < 200 || head.status == 204 || head.status == 304 {
+    if *method == Method::Head || status < 200 || status == 204 || status == 304 {
         return Ok(BodyKind::Empty);
     }
     // (2) A 2xx answer to CONNECT turns the connection into a tunnel: no body.
-    if *method == Method::Connect && (200..300).contains(&head.status) {
+    if *method == Method::Connect && (200..300).contains(&status) {
         return Ok(BodyKind::Empty);
     }
-    let chunked = scan::transfer_encoding_is_chunked(&head.headers)?;
-    let length = scan::content_length(&head.headers)?;
+    let chunked = fields.chunked.clone()?;
+    let length = fields.length.clone()?;
     if chunked {
-        if head.version == Version::Http10 {
+        if version == Version::Http10 {
             return Err(H1Error::TransferEncodingInHttp10);
         }
         // (3) Both present "ought to be handled as an error": a smuggling attempt.

@@ -121,90 +121,171 @@ pub(crate) fn scan_head(
     Ok(Status::Partial)
 }
 
-/// The body length from the Content-Length fields, if any.
-///
-/// # Errors
-/// RFC 9112 §6.3 (5): an invalid Content-Length is an unrecoverable framing error; a server
-/// MUST respond with 400 and close. Values must be 1*DIGIT ([`H1Error::BadContentLength`]:
-/// signs, lists, spaces inside and values past `u64` are invalid); several fields must
-/// agree ([`H1Error::ConflictingContentLength`]; RFC 9110 §8.6 lets a recipient reject
-/// them).
-pub(crate) fn content_length(headers: &Headers) -> Result<Option<u64>, H1Error> {
-    let mut length = None;
-    for value in headers.get_all("content-length") {
+/// What the framing rules read of a head's fields, gathered in one pass over them
+/// ([`FramingFields::read`]) instead of one lookup per rule: the Host count, Content-Length,
+/// Transfer-Encoding, the Connection tokens and the first Expect value. Field errors are
+/// kept (the first in field order) and raised by the caller in its own order of checks.
+pub(crate) struct FramingFields<'a> {
+    /// Host fields (RFC 9112 §3.2: exactly one in HTTP/1.1).
+    pub(crate) hosts: usize,
+    /// The checked Content-Length ([`content_length`]'s result).
+    pub(crate) length: Result<Option<u64>, H1Error>,
+    /// The checked Transfer-Encoding ([`transfer_encoding_is_chunked`]'s result).
+    pub(crate) chunked: Result<bool, H1Error>,
+    /// A Connection field holds `close`.
+    pub(crate) close: bool,
+    /// A Connection field holds `keep-alive`.
+    pub(crate) keep_alive: bool,
+    /// The first Expect value.
+    pub(crate) expect: Option<&'a [u8]>,
+    /// An Upgrade field is present and a Connection field holds `upgrade` (RFC 9110 §7.8).
+    pub(crate) upgrade: bool,
+}
+
+impl<'a> FramingFields<'a> {
+    /// Reads `fields` (name, value) in order.
+    pub(crate) fn read(fields: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> Self {
+        let mut length = LengthFields::default();
+        let mut coding = CodingFields::default();
+        let mut out = Self {
+            hosts: 0,
+            length: Ok(None),
+            chunked: Ok(false),
+            close: false,
+            keep_alive: false,
+            expect: None,
+            upgrade: false,
+        };
+        let (mut upgrade_field, mut upgrade_token) = (false, false);
+        for (name, value) in fields {
+            // The length picks the one name it can be (most fields are none of these).
+            match name.len() {
+                4 if name.eq_ignore_ascii_case(b"host") => out.hosts += 1,
+                7 if name.eq_ignore_ascii_case(b"upgrade") => upgrade_field = true,
+                6 if name.eq_ignore_ascii_case(b"expect") => {
+                    out.expect = out.expect.or(Some(value));
+                }
+                10 if name.eq_ignore_ascii_case(b"connection") => {
+                    for item in value.split(|&b| b == b',').map(trim) {
+                        out.close |= item.eq_ignore_ascii_case(b"close");
+                        out.keep_alive |= item.eq_ignore_ascii_case(b"keep-alive");
+                        upgrade_token |= item.eq_ignore_ascii_case(b"upgrade");
+                    }
+                }
+                14 if name.eq_ignore_ascii_case(b"content-length") => length.add(value),
+                17 if name.eq_ignore_ascii_case(b"transfer-encoding") => coding.add(value),
+                _ => {}
+            }
+        }
+        out.upgrade = upgrade_field && upgrade_token;
+        out.length = length.finish();
+        out.chunked = coding.finish();
+        out
+    }
+}
+
+/// Content-Length values seen so far, or the first error.
+#[derive(Default)]
+struct LengthFields {
+    length: Option<u64>,
+    error: Option<H1Error>,
+}
+
+impl LengthFields {
+    fn add(&mut self, value: &[u8]) {
+        if self.error.is_some() {
+            return;
+        }
         let value = trim(value);
         if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
-            return Err(H1Error::BadContentLength);
+            self.error = Some(H1Error::BadContentLength);
+            return;
         }
         let n = value
             .iter()
             .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
-        match length {
-            Some(previous) if previous != n => return Err(H1Error::ConflictingContentLength),
-            _ => length = Some(n),
+        match self.length {
+            Some(previous) if previous != n => {
+                self.error = Some(H1Error::ConflictingContentLength);
+            }
+            _ => self.length = Some(n),
         }
     }
-    Ok(length)
+
+    fn finish(self) -> Result<Option<u64>, H1Error> {
+        match self.error {
+            Some(error) => Err(error),
+            None => Ok(self.length),
+        }
+    }
 }
 
-/// Checks the Transfer-Encoding fields: `Ok(true)` when present and valid (ending in a
-/// single `chunked`), `Ok(false)` when absent.
-///
-/// # Errors
-/// - RFC 9112 §6.3 (4): in a request, if chunked is not the final encoding the server MUST
-///   respond with 400 and close ([`H1Error::BadTransferEncoding`]); RFC 9112 §7: a sender
-///   MUST NOT apply chunked more than once (same error).
-/// - RFC 9112 §6.1: a server that receives a transfer coding it does not understand SHOULD
-///   respond with 501 ([`H1Error::UnsupportedTransferCoding`]).
-pub(crate) fn transfer_encoding_is_chunked(headers: &Headers) -> Result<bool, H1Error> {
-    let mut present = false;
-    let mut codings = 0usize;
-    let mut last_is_chunked = false;
-    let mut chunked_seen = false;
-    let mut other_seen = false;
-    for value in headers.get_all("transfer-encoding") {
-        present = true;
+/// Transfer-Encoding codings seen so far, or the first error.
+#[derive(Default)]
+struct CodingFields {
+    present: bool,
+    codings: usize,
+    last_is_chunked: bool,
+    chunked_seen: bool,
+    other_seen: bool,
+    error: Option<H1Error>,
+}
+
+impl CodingFields {
+    fn add(&mut self, value: &[u8]) {
+        if self.error.is_some() {
+            return;
+        }
+        self.present = true;
         for coding in value.split(|&b| b == b',').map(trim) {
             // RFC 9110 §5.6.1: empty list elements are ignored.
             if coding.is_empty() {
                 continue;
             }
-            codings += 1;
+            self.codings += 1;
             let is_chunked = coding.eq_ignore_ascii_case(b"chunked");
             if is_chunked {
-                if chunked_seen {
-                    return Err(H1Error::BadTransferEncoding {
+                if self.chunked_seen {
+                    self.error = Some(H1Error::BadTransferEncoding {
                         reason: "chunked applied twice",
                     });
+                    return;
                 }
-                chunked_seen = true;
+                self.chunked_seen = true;
             } else if coding.len() >= 7 && coding[..7].eq_ignore_ascii_case(b"chunked") {
-                return Err(H1Error::BadTransferEncoding {
+                self.error = Some(H1Error::BadTransferEncoding {
                     reason: "chunked takes no parameters",
                 });
+                return;
             } else {
-                other_seen = true;
+                self.other_seen = true;
             }
-            last_is_chunked = is_chunked;
+            self.last_is_chunked = is_chunked;
         }
     }
-    if !present {
-        return Ok(false);
+
+    fn finish(self) -> Result<bool, H1Error> {
+        if let Some(error) = self.error {
+            return Err(error);
+        }
+        if !self.present {
+            return Ok(false);
+        }
+        if self.codings == 0 {
+            return Err(H1Error::BadTransferEncoding {
+                reason: "empty field",
+            });
+        }
+        if !self.last_is_chunked {
+            return Err(H1Error::BadTransferEncoding {
+                reason: "final coding is not chunked",
+            });
+        }
+        if self.other_seen {
+            return Err(H1Error::UnsupportedTransferCoding);
+        }
+        Ok(true)
     }
-    if codings == 0 {
-        return Err(H1Error::BadTransferEncoding {
-            reason: "empty field",
-        });
-    }
-    if !last_is_chunked {
-        return Err(H1Error::BadTransferEncoding {
-            reason: "final coding is not chunked",
-        });
-    }
-    if other_seen {
-        return Err(H1Error::UnsupportedTransferCoding);
-    }
-    Ok(true)
 }
 
 /// Copies httparse's fields into [`Headers`] whose names and values are slices of `owned`

@@ -1,7 +1,22 @@
 use super::*;
 
+/// `parse_response`, checking that `parse_response_framing` frames every input the same.
 fn parse(input: &[u8], method: &Method) -> Result<Status<ParsedResponse>, H1Error> {
-    parse_response(input, &H1Limits::default(), method)
+    let limits = H1Limits::default();
+    let parsed = parse_response(input, &limits, method);
+    let framed = parse_response_framing(input, &limits, method);
+    let expected = parsed.as_ref().map(|status| match status {
+        Status::Complete(r) => Status::Complete(ResponseFraming {
+            status: r.head.status,
+            consumed: r.consumed,
+            body: r.body,
+            keep_alive: r.keep_alive,
+        }),
+        Status::Partial => Status::Partial,
+    });
+    assert_eq!(framed.as_ref().ok(), expected.as_ref().ok(), "{input:?}");
+    assert_eq!(framed.as_ref().err(), parsed.as_ref().err(), "{input:?}");
+    parsed
 }
 
 #[test]

