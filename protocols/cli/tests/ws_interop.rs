@@ -321,9 +321,13 @@ fn tunnel_idle_timeout(name: &str) {
         "{text}"
     );
     let quiet = std::time::Instant::now();
-    let n = stream
-        .read(&mut buf)
-        .expect("the proxy closes the idle tunnel");
+    // A signal to the test process (a child's exit) may interrupt the read: read again.
+    let n = loop {
+        match stream.read(&mut buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => break other.expect("the proxy closes the idle tunnel"),
+        }
+    };
     assert_eq!(n, 0, "no bytes, only the end");
     let waited = quiet.elapsed();
     assert!(
@@ -447,9 +451,13 @@ fn tls_upstream(name: &str) {
     );
     let quiet = std::time::Instant::now();
     let mut buf = [0u8; 64];
-    let n = stream
-        .read(&mut buf)
-        .expect("the proxy closes the idle tunnel");
+    // A signal to the test process (a child's exit) may interrupt the read: read again.
+    let n = loop {
+        match stream.read(&mut buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => break other.expect("the proxy closes the idle tunnel"),
+        }
+    };
     assert_eq!(n, 0, "no bytes, only the end");
     let waited = quiet.elapsed();
     assert!(
