@@ -164,7 +164,7 @@ pub(crate) fn start(
         && let Some(conn) = state.conns.get_mut(id)
     {
         // The handshake timeout is armed once TCP is connected.
-        conn.stage = Stage::Tls(Tls::new(session));
+        conn.stage = Stage::Tls(Box::new(Tls::new(session)));
     }
     state.stats.connects += 1;
     Ok(id)

@@ -14,7 +14,7 @@ use ringwork_platform::{OpError, SockAddr};
 
 use crate::io::Io;
 use crate::protocol::{ConnId, LostReason, Protocol};
-use crate::state::{Handshake, Notice, Phase, Stage, State, Tls};
+use crate::state::{Handshake, Notice, Phase, Stage, State};
 use crate::timers::TimerId;
 
 /// One connection's transport, plus the reactor of its core.
@@ -397,10 +397,10 @@ impl<'a> Context<'a> {
     #[must_use]
     pub fn tls(&self) -> Option<&crate::tls::TlsInfo> {
         match &self.state.conns.get(self.conn)?.stage {
-            Stage::Tls(Tls {
-                handshake: Handshake::Done(info),
-                ..
-            }) => Some(info),
+            Stage::Tls(tls) => match &tls.handshake {
+                Handshake::Done(info) => Some(info),
+                Handshake::Running { .. } => None,
+            },
             _ => None,
         }
     }

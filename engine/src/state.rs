@@ -53,7 +53,7 @@ pub(crate) enum Stage {
     /// not started (see `preamble.rs`).
     Preamble(Box<crate::preamble::Pending>),
     /// Ciphertext goes into rustls, plaintext to the protocol (see `tls/session.rs`).
-    Tls(Tls),
+    Tls(Box<Tls>),
     /// Input goes to the protocol as it arrives.
     Plain,
     /// Input goes to connection `to` inside the kernel (see `splice.rs`); bytes a receive

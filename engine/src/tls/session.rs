@@ -197,7 +197,7 @@ pub(crate) fn install(
     }
     let timeout = session.handshake_timeout();
     let connecting = matches!(conn.phase, Phase::Connecting { .. });
-    conn.stage = Stage::Tls(Tls::new(session));
+    conn.stage = Stage::Tls(Box::new(Tls::new(session)));
     if !connecting {
         arm_timeout(state, id, timeout);
     }
@@ -231,11 +231,12 @@ pub(crate) fn start_server(
 pub(crate) fn arm_timeout(state: &mut State, id: ConnId, timeout: std::time::Duration) {
     let at = deadline(state.now, timeout);
     let key = state.timers.add_handshake_timeout(id, at);
-    match state.conns.get_mut(id).map(|c| &mut c.stage) {
-        Some(Stage::Tls(Tls {
-            handshake: Handshake::Running { timer },
-            ..
-        })) => {
+    let handshake = match state.conns.get_mut(id).map(|c| &mut c.stage) {
+        Some(Stage::Tls(tls)) => Some(&mut tls.handshake),
+        _ => None,
+    };
+    match handshake {
+        Some(Handshake::Running { timer }) => {
             if let Some(old) = timer.replace(key) {
                 state.timers.cancel_key(old);
             }
@@ -378,10 +379,8 @@ fn run_input(
         }
         if session.peer_closed && !session.eof_delivered && !has_plaintext(session) {
             session.eof_delivered = true;
-            if let Stage::Tls(Tls {
-                handshake: Handshake::Done(info),
-                ..
-            }) = &mut conn.stage
+            if let Stage::Tls(tls) = &mut conn.stage
+                && let Handshake::Done(info) = &mut tls.handshake
             {
                 info.close_notify_received = true;
             }
@@ -487,11 +486,10 @@ pub(crate) fn eof(state: &mut State, io: &mut dyn Io, id: ConnId) {
     let Some(conn) = state.conns.active_mut(id) else {
         return;
     };
-    let Stage::Tls(Tls {
-        session: Some(session),
-        ..
-    }) = &mut conn.stage
-    else {
+    let Stage::Tls(tls) = &mut conn.stage else {
+        return;
+    };
+    let Some(session) = &mut tls.session else {
         return;
     };
     if session.failed || session.eof_delivered {
