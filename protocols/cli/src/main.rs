@@ -368,13 +368,13 @@ impl From<Backend> for BackendChoice {
 }
 
 /// Keeps freed memory in the process instead of glibc trimming it back to the kernel after
-/// every burst (`ringwork::platform::heap`; docs/operations.md says what it costs);
+/// every burst (mmap threshold fixed at glibc's starting 128 KiB) (`ringwork::platform::heap`; docs/operations.md says what it costs);
 /// `RINGWORK_MALLOC=trim` keeps glibc's defaults.
 fn tune_heap() {
     if std::env::var_os("RINGWORK_MALLOC").is_some_and(|v| v == "trim") {
         return;
     }
-    let _ = ringwork::platform::heap::keep_freed_memory(256 << 20, 32 << 20);
+    let _ = ringwork::platform::heap::keep_freed_memory(256 << 20, 128 << 10);
 }
 
 fn main() -> ExitCode {
