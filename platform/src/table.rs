@@ -45,7 +45,9 @@ pub(crate) enum Shutdown {
 }
 
 /// A range of a regular file queued for sending ([`Driver::send_file`](crate::Driver::send_file)).
+/// Sent only on Linux (sendfile); elsewhere `send_file` is refused before one is queued.
 #[derive(Debug)]
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(crate) struct FileRange {
     /// The file (shared with its owner above the driver; closed when the last holder drops).
     pub(crate) file: std::sync::Arc<std::fs::File>,
@@ -113,6 +115,7 @@ impl SendQueue {
     }
 
     /// The kernel sent `n` bytes of the file range at the front; drops it once done.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn advance_file(&mut self, n: u64) {
         let Some(Segment::File(range)) = self.bufs.front_mut() else {
             debug_assert!(false, "advance_file without a file range at the front");
@@ -149,6 +152,7 @@ impl SendQueue {
     /// Moves the first `n` bytes (they were sent) to the back of `into`, sharing their
     /// memory: for a zero-copy send, which the kernel may read after it completes.
     /// They lie before any file range (zero-copy sends never carry file ranges).
+    #[cfg_attr(not(uring), allow(dead_code))] // zero-copy sends exist only in the io_uring backend
     pub(crate) fn advance_into(&mut self, mut n: usize, into: &mut SendQueue) {
         n = n.min(self.queued);
         self.queued -= n;

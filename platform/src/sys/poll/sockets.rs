@@ -65,7 +65,8 @@ pub(super) struct Entry {
     /// In `Sockets::deferred`: skipped by the ready list until the next wait is over.
     deferred: bool,
     /// Send runs of datagrams with UDP GSO ([`DriverConfig::udp_gso`], until the kernel
-    /// refuses it for this socket).
+    /// refuses it for this socket). Read only where UDP GSO exists (Linux).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(super) gso: bool,
 }
 
