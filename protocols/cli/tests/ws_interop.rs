@@ -298,42 +298,7 @@ fn tunnel_idle_timeout(name: &str) {
     let (proxy, addr) = proxy(backend, echo_port, &dir, "1s");
     let mut stream = TcpStream::connect(addr).expect("connect");
     stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
-    // The handshake and, right behind it in the same write, a masked ping "hi".
-    stream
-        .write_all(
-            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n\
-              \x89\x82\x01\x02\x03\x04\x69\x6b",
-        )
-        .expect("write");
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    let pong = b"\x8a\x02hi";
-    while !got.windows(pong.len()).any(|w| w == pong) {
-        let n = stream.read(&mut buf).expect("read the 101 and the pong");
-        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
-        got.extend_from_slice(&buf[..n]);
-    }
-    let text = String::from_utf8_lossy(&got);
-    assert!(text.starts_with("HTTP/1.1 101 "), "{text}");
-    assert!(
-        text.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
-        "{text}"
-    );
-    let quiet = std::time::Instant::now();
-    // A signal to the test process (a child's exit) may interrupt the read: read again.
-    let n = loop {
-        match stream.read(&mut buf) {
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            other => break other.expect("the proxy closes the idle tunnel"),
-        }
-    };
-    assert_eq!(n, 0, "no bytes, only the end");
-    let waited = quiet.elapsed();
-    assert!(
-        waited >= std::time::Duration::from_millis(900),
-        "closed after {waited:?}"
-    );
+    idle_tunnel_closes(&mut stream);
     assert!(proxy.terminate(), "http-proxy exits cleanly");
     assert!(echo.terminate(), "ws-echo exits cleanly");
 }
@@ -383,6 +348,33 @@ impl Drop for TlsPeer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Through a tunnel whose idle timeout is 1 s: the handshake and a ping answered (101 with the
+/// right accept, then the pong), then quiet until the proxy ends the connection — no bytes,
+/// and not before 0.9 s.
+fn idle_tunnel_closes(stream: &mut TcpStream) {
+    let text = handshake_and_ping(stream);
+    assert!(text.starts_with("HTTP/1.1 101 "), "{text}");
+    assert!(
+        text.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+        "{text}"
+    );
+    let quiet = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    // A signal to the test process (a child's exit) may interrupt the read: read again.
+    let n = loop {
+        match stream.read(&mut buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => break other.expect("the proxy closes the idle tunnel"),
+        }
+    };
+    assert_eq!(n, 0, "no bytes, only the end");
+    let waited = quiet.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(900),
+        "closed after {waited:?}"
+    );
 }
 
 /// A raw WebSocket handshake through `addr` followed by a masked ping "hi": waits for the
@@ -443,27 +435,7 @@ fn tls_upstream(name: &str) {
     }
     let mut stream = TcpStream::connect(addr).expect("connect");
     stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
-    let text = handshake_and_ping(&mut stream);
-    assert!(text.starts_with("HTTP/1.1 101 "), "{text}");
-    assert!(
-        text.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
-        "{text}"
-    );
-    let quiet = std::time::Instant::now();
-    let mut buf = [0u8; 64];
-    // A signal to the test process (a child's exit) may interrupt the read: read again.
-    let n = loop {
-        match stream.read(&mut buf) {
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            other => break other.expect("the proxy closes the idle tunnel"),
-        }
-    };
-    assert_eq!(n, 0, "no bytes, only the end");
-    let waited = quiet.elapsed();
-    assert!(
-        waited >= std::time::Duration::from_millis(900),
-        "closed after {waited:?}"
-    );
+    idle_tunnel_closes(&mut stream);
     assert!(proxy.terminate(), "http-proxy exits cleanly");
 
     // Without the CA the upstream's certificate is not trusted: 502, no tunnel.
