@@ -5,6 +5,7 @@
 //! carrying 100 MiB with a checksum, and OpenSSH's `sftp` and `scp` through the `sftp`
 //! subsystem (`--sftp-root`, which runs `ringwork sftp-server`).
 
+#[macro_use]
 mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -167,7 +168,7 @@ impl Setup {
     }
 }
 
-fn exec_suite(name: &str) {
+fn openssh_exec_auth_and_rekey(name: &str) {
     let Some(backend) = backend(name) else { return };
     if !have_ssh() {
         return;
@@ -241,16 +242,6 @@ fn exec_suite(name: &str) {
     drop(s.server);
 }
 
-#[test]
-fn openssh_exec_auth_and_rekey_uring() {
-    exec_suite("uring");
-}
-
-#[test]
-fn openssh_exec_auth_and_rekey_poll() {
-    exec_suite("poll");
-}
-
 /// `ssh-keygen -y` of `key` (with its passphrase): the public key line.
 fn public_of(key: &Path, passphrase: &str) -> String {
     let out = Command::new("ssh-keygen")
@@ -262,7 +253,7 @@ fn public_of(key: &Path, passphrase: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn host_keys_suite(name: &str) {
+fn openssh_ecdsa_host_keys(name: &str) {
     let Some(backend) = backend(name) else { return };
     if !have_ssh() {
         return;
@@ -353,17 +344,7 @@ fn host_keys_suite(name: &str) {
     assert!(err.contains("wrong passphrase"), "{err}");
 }
 
-#[test]
-fn openssh_ecdsa_host_keys_uring() {
-    host_keys_suite("uring");
-}
-
-#[test]
-fn openssh_ecdsa_host_keys_poll() {
-    host_keys_suite("poll");
-}
-
-fn key_options_suite(name: &str) {
+fn openssh_authorized_keys_options(name: &str) {
     let Some(backend) = backend(name) else { return };
     if !have_ssh() {
         return;
@@ -456,17 +437,7 @@ fn key_options_suite(name: &str) {
     assert_eq!(out.status.code(), Some(255));
 }
 
-#[test]
-fn openssh_authorized_keys_options_uring() {
-    key_options_suite("uring");
-}
-
-#[test]
-fn openssh_authorized_keys_options_poll() {
-    key_options_suite("poll");
-}
-
-fn pty_suite(name: &str) {
+fn openssh_shell_on_a_pty(name: &str) {
     let Some(backend) = backend(name) else { return };
     if !have_ssh() {
         return;
@@ -493,7 +464,7 @@ fn pty_suite(name: &str) {
     assert_eq!(status.code(), Some(7), "{text}");
 }
 
-fn terminal_modes_suite(name: &str) {
+fn openssh_terminal_modes_reach_the_pty(name: &str) {
     let Some(backend) = backend(name) else { return };
     if !have_ssh() {
         return;
@@ -527,26 +498,6 @@ fn terminal_modes_suite(name: &str) {
         words.contains(&"icanon") && words.contains(&"echo"),
         "{text}"
     );
-}
-
-#[test]
-fn openssh_terminal_modes_reach_the_pty_uring() {
-    terminal_modes_suite("uring");
-}
-
-#[test]
-fn openssh_terminal_modes_reach_the_pty_poll() {
-    terminal_modes_suite("poll");
-}
-
-#[test]
-fn openssh_shell_on_a_pty_uring() {
-    pty_suite("uring");
-}
-
-#[test]
-fn openssh_shell_on_a_pty_poll() {
-    pty_suite("poll");
 }
 
 /// FNV-1a over a stream: the checksum both ends compute.
@@ -628,7 +579,7 @@ fn send_checked(mut conn: impl Forwarded) {
     assert_eq!(answer, format!("{FORWARDED} {hash:x}\n"));
 }
 
-fn forward_suite(name: &str) {
+fn openssh_local_forward_carries_100_mib(name: &str) {
     let Some(backend) = backend(name) else { return };
     if !have_ssh() {
         return;
@@ -680,16 +631,6 @@ fn forward_suite(name: &str) {
     let _ = ssh.wait();
 }
 
-#[test]
-fn openssh_local_forward_carries_100_mib_uring() {
-    forward_suite("uring");
-}
-
-#[test]
-fn openssh_local_forward_carries_100_mib_poll() {
-    forward_suite("poll");
-}
-
 /// The options `sftp` and `scp` need to use this setup (its key and known_hosts).
 fn transfer_options(s: &Setup, port_flag: &str) -> Vec<String> {
     vec![
@@ -712,7 +653,7 @@ fn transfer_options(s: &Setup, port_flag: &str) -> Vec<String> {
 
 /// OpenSSH's `sftp` (a batch: put, ls, rename, get, an escape) and `scp` (SFTP mode) through
 /// `serve ssh --sftp-root`: the subsystem runs `ringwork sftp-server` under the root.
-fn sftp_suite(name: &str) {
+fn openssh_sftp_and_scp_through_the_subsystem(name: &str) {
     let Some(backend) = backend(name) else { return };
     if !have_ssh() {
         return;
@@ -786,21 +727,11 @@ fn sftp_suite(name: &str) {
     assert_eq!(std::fs::read(root.join("scp.bin")).unwrap(), data);
 }
 
-#[test]
-fn openssh_sftp_and_scp_through_the_subsystem_uring() {
-    sftp_suite("uring");
-}
-
-#[test]
-fn openssh_sftp_and_scp_through_the_subsystem_poll() {
-    sftp_suite("poll");
-}
-
 /// `ssh -R 0:127.0.0.1:TARGET` against `serve ssh`: the server binds a loopback port for
 /// the forward (ssh reports it), 100 MiB sent to that port reach the target through a
 /// `forwarded-tcpip` channel with the same checksum, and the listener closes with the SSH
 /// connection (the port then refuses).
-fn remote_forward_suite(name: &str) {
+fn openssh_remote_forward_carries_100_mib(name: &str) {
     let Some(backend) = backend(name) else { return };
     if !have_ssh() {
         return;
@@ -866,12 +797,13 @@ fn remote_forward_suite(name: &str) {
     }
 }
 
-#[test]
-fn openssh_remote_forward_carries_100_mib_uring() {
-    remote_forward_suite("uring");
-}
-
-#[test]
-fn openssh_remote_forward_carries_100_mib_poll() {
-    remote_forward_suite("poll");
-}
+both_backends!(
+    openssh_exec_auth_and_rekey,
+    openssh_ecdsa_host_keys,
+    openssh_authorized_keys_options,
+    openssh_terminal_modes_reach_the_pty,
+    openssh_shell_on_a_pty,
+    openssh_local_forward_carries_100_mib,
+    openssh_sftp_and_scp_through_the_subsystem,
+    openssh_remote_forward_carries_100_mib,
+);
