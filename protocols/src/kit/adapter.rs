@@ -282,18 +282,29 @@ impl<M: Machine, A: Application<M>> Adapter<M, A> {
     /// earlier than needed is kept (it fires, the machine finds nothing due, and it is armed
     /// again), so a deadline that moves later costs nothing until then.
     fn arm_timer(&mut self, ctx: &mut Context<'_>) {
-        let Some(want) = self.machine.poll_timeout() else {
-            return;
-        };
-        if let Some((timer, at)) = self.timer {
-            if at <= want {
-                return;
-            }
-            ctx.cancel_timer(timer);
-        }
-        let delay = want.saturating_duration_since(ctx.now());
-        self.timer = Some((ctx.call_later(delay), want));
+        arm_deadline(&mut self.timer, self.machine.poll_timeout(), ctx);
     }
+}
+
+/// Keeps the engine timer `timer` (id, when it fires) at or before `want`, the machine's next
+/// deadline: a timer already due earlier is kept, a later one is replaced. Shared by the
+/// adapter and the nested driver (`nested.rs`).
+pub(super) fn arm_deadline(
+    timer: &mut Option<(TimerId, Instant)>,
+    want: Option<Instant>,
+    ctx: &mut Context<'_>,
+) {
+    let Some(want) = want else {
+        return;
+    };
+    if let Some((armed, at)) = *timer {
+        if at <= want {
+            return;
+        }
+        ctx.cancel_timer(armed);
+    }
+    let delay = want.saturating_duration_since(ctx.now());
+    *timer = Some((ctx.call_later(delay), want));
 }
 
 impl<M: Machine + 'static, A: Application<M>> Protocol for Adapter<M, A> {

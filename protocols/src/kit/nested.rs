@@ -112,17 +112,7 @@ impl<M: Machine, A: Application<M>> Nested<M, A> {
     }
 
     fn arm_timer(&mut self, ctx: &mut Context<'_>) {
-        let Some(want) = self.machine.poll_timeout() else {
-            return;
-        };
-        if let Some((timer, at)) = self.timer {
-            if at <= want {
-                return;
-            }
-            ctx.cancel_timer(timer);
-        }
-        let delay = want.saturating_duration_since(ctx.now());
-        self.timer = Some((ctx.call_later(delay), want));
+        super::adapter::arm_deadline(&mut self.timer, self.machine.poll_timeout(), ctx);
     }
 
     /// Ends the protocol as the adapter does on `connection_lost`: the machine and the
