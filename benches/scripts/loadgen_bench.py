@@ -42,6 +42,8 @@ import time
 
 # Run before every server and generator command (`nice -n N` with --nice).
 PREFIX = []
+# Environment added for each ringwork-load by name (--load-env).
+ENVS = {}
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
 
@@ -63,10 +65,12 @@ def free_port():
         return s.getsockname()[1]
 
 
-def run_measured(cmd, cpu, timeout):
-    """Runs cmd pinned to cpu; returns (stdout, stderr, cpu seconds of it and its children)."""
+def run_measured(cmd, cpu, timeout, env=None):
+    """Runs cmd pinned to cpu; returns (stdout, stderr, user and system CPU seconds of it and
+    its children)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(PREFIX + ["taskset", "-c", str(cpu)] + cmd, stdout=out, stderr=err)
+        proc = subprocess.Popen(PREFIX + ["taskset", "-c", str(cpu)] + cmd, stdout=out, stderr=err,
+                                env=dict(os.environ, **(env or {})))
         deadline = time.monotonic() + timeout
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -109,6 +113,9 @@ def main():
     ap.add_argument("--load", action="append", default=[],
                     help="NAME=PATH of a ringwork-load binary (repeatable; default: "
                          "new=target/release/ringwork-load)")
+    ap.add_argument("--load-env", action="append", default=[],
+                    help="NAME:VAR=VALUE: environment of ringwork-load NAME (repeatable), e.g. "
+                         "fixed:RINGWORK_URING_PATHS=fixed-files=1024 with --load fixed=PATH")
     ap.add_argument("--modes", default="nginx,hello,echo")
     ap.add_argument("--server-cpu", type=int, default=int(os.environ.get("SERVER_CPU", 0)))
     ap.add_argument("--client-cpu", type=int, default=int(os.environ.get("CLIENT_CPU", 1)))
@@ -120,6 +127,11 @@ def main():
     if args.nice is not None:
         PREFIX.extend(["nice", "-n", str(args.nice)])
 
+    ENVS.clear()
+    for x in args.load_env:
+        name, var = x.split(":", 1)
+        key, value = var.split("=", 1)
+        ENVS.setdefault(name, {})[key] = value
     loads = [tuple(x.split("=", 1)) for x in args.load] or [
         ("new", os.path.join(REPO, "target/release/ringwork-load"))]
     modes = args.modes.split(",")
@@ -213,7 +225,8 @@ def bench(args, loads, modes, ports, echo_client, work):
                                str(depth)]
                     cmd += ["-c", str(args.conns), "-d", f"{secs:g}s", "--cores", "1",
                             "--quiet", "--json", js]
-                text, _, utime, stime = run_measured(cmd, args.client_cpu, timeout)
+                text, _, utime, stime = run_measured(cmd, args.client_cpu, timeout,
+                                                     ENVS.get(name))
                 cpu = utime + stime
                 if name == "wrk":
                     n, rps = wrk_requests(text)
