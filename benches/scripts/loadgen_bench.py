@@ -20,7 +20,9 @@ generators' order rotates every round), runs the generator pinned to CLIENT_CPU 
 Modes: `nginx` and `hello` (HTTP keep-alive, wrk -t1 against ringwork-load http),
 `nginx16` and `hello16` (pipelined x16, wrk through benches/scripts/wrk/pipeline.lua),
 `echo` (TCP echo of --size bytes, ringwork-load tcp against the C client
-benches/loadgen/echo_client.c, compiled here with cc -O2).
+benches/loadgen/echo_client.c, compiled here with cc -O2). `--load-args new:--batch`
+pipelines that ringwork-load in batches as pipeline.lua does; `--load-env NAME:VAR=VALUE`
+sets its environment (RINGWORK_BACKEND=poll).
 
 Prints one markdown table per mode: medians with min-max, CPU us/request, and each
 ringwork-load's ratio to the reference (wrk, or the C client) by median requests/s and by
@@ -44,6 +46,8 @@ import time
 PREFIX = []
 # Environment added for each ringwork-load by name (--load-env).
 ENVS = {}
+# Arguments added for each ringwork-load by name in the pipelined modes (--load-args).
+PIPE_ARGS = {}
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
 
@@ -116,6 +120,9 @@ def main():
     ap.add_argument("--load-env", action="append", default=[],
                     help="NAME:VAR=VALUE: environment of ringwork-load NAME (repeatable), e.g. "
                          "fixed:RINGWORK_URING_PATHS=fixed-files=1024 with --load fixed=PATH")
+    ap.add_argument("--load-args", action="append", default=[],
+                    help="NAME:ARGS: extra arguments of ringwork-load NAME in the pipelined "
+                         "modes (e.g. batch:--batch, wrk's pipeline.lua batches)")
     ap.add_argument("--modes", default="nginx,hello,echo")
     ap.add_argument("--server-cpu", type=int, default=int(os.environ.get("SERVER_CPU", 0)))
     ap.add_argument("--client-cpu", type=int, default=int(os.environ.get("CLIENT_CPU", 1)))
@@ -132,6 +139,10 @@ def main():
         name, var = x.split(":", 1)
         key, value = var.split("=", 1)
         ENVS.setdefault(name, {})[key] = value
+    PIPE_ARGS.clear()
+    for x in args.load_args:
+        name, extra = x.split(":", 1)
+        PIPE_ARGS[name] = extra.split()
     loads = [tuple(x.split("=", 1)) for x in args.load] or [
         ("new", os.path.join(REPO, "target/release/ringwork-load"))]
     modes = args.modes.split(",")
@@ -223,6 +234,8 @@ def bench(args, loads, modes, ports, echo_client, work):
                     else:
                         cmd = [path, "http", f"http://127.0.0.1:{port}/", "--pipeline",
                                str(depth)]
+                        if depth > 1:
+                            cmd += PIPE_ARGS.get(name, [])
                     cmd += ["-c", str(args.conns), "-d", f"{secs:g}s", "--cores", "1",
                             "--quiet", "--json", js]
                 text, _, utime, stime = run_measured(cmd, args.client_cpu, timeout,
