@@ -133,8 +133,8 @@ struct InMessage {
 
 /// Uncompressed messages up to this size leave the receive arena's buffer to the connection
 /// for reuse; after a larger one the arena starts afresh (the large buffer is then freed with
-/// the application's last handle to the message), so an idle connection holds at most this
-/// much.
+/// the application's last handle to the message), so an idle connection holds a few KiB at
+/// most (the buffer can have grown to about twice this).
 const ARENA_KEEP: usize = 4096;
 
 /// One WebSocket connection (see the module docs).
