@@ -112,7 +112,7 @@ fn messages_split_across_reads_allocate_nothing_after_warm_up() {
     let mut conn = WsConn::server(WsConfig::default(), Negotiated::default());
     conn.handle_connected(now);
     let pieces = [&frame[..3], &frame[3..40], &frame[40..]];
-    let mut run = |conn: &mut WsConn| {
+    let run = |conn: &mut WsConn| {
         let mut echoed = 0;
         let mut sent = 0;
         for piece in pieces {
