@@ -24,10 +24,6 @@
 #   DATA_PATHS="fixed-files=1024,bundle": the optional io_uring data paths of the
 #   `ringwork-paths` server (RINGWORK_URING_PATHS; `ringwork` runs with them all off), to
 #   measure them with SERVERS="ringwork ringwork-paths"
-#   NAME@busy in SERVERS (e.g. "ringwork@busy tokio-tungstenite@busy"): that server, loaded
-#   by `ringwork-load ws --busy-poll BUSY_POLL` (default 50us): the generator polls instead
-#   of sleeping, so the server's CPU need not wake it per echo (an interrupt and a
-#   hypervisor exit on this VM); see "ws echo, session 5" in benches/RESULTS.md
 #   RINGWORK_BIN, LOAD_BIN (default: target/release/ringwork, target/release/ringwork-load)
 #   TOKIO_WS_BIN (default: benches/peers/bin/tokio-ws-echo; build: benches/peers/install.sh)
 #   OUT_DIR (default: a new mktemp -d)
@@ -115,9 +111,7 @@ port=$PORT_BASE
 for ((round = 1; round <= ROUNDS; round++)); do
     for server in $SERVERS; do
         port=$((port + 1))
-        busy=()
-        [[ $server == *@busy ]] && busy=(--busy-poll "${BUSY_POLL:-50us}")
-        start_server "${server%@busy}" "$port"
+        start_server "$server" "$port"
         out=$OUT_DIR/$server.$round.json
         read -r u0 s0 < <(user_sys_ticks "$pid")
         busy0=$(cpu_busy_ticks "$SERVER_CPU")
@@ -125,7 +119,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
         t0=$(date +%s.%N)
         RINGWORK_URING_PATHS=off taskset -c "$CLIENT_CPU" "$LOAD_BIN" ws "ws://127.0.0.1:$port/" --cores 1 \
             -c "$CONNECTIONS" --in-flight "$IN_FLIGHT" -s "$SIZE" -d "${DURATION}s" \
-            ${RATE:+-R "$RATE"} "${busy[@]}" --warmup 1s --json "$out" >"$OUT_DIR/$server.$round.txt" 2>&1 || true
+            ${RATE:+-R "$RATE"} --warmup 1s --json "$out" >"$OUT_DIR/$server.$round.txt" 2>&1 || true
         read -r u1 s1 < <(user_sys_ticks "$pid")
         busy1=$(cpu_busy_ticks "$SERVER_CPU")
         steal1=$(steal_ticks)

@@ -9,8 +9,9 @@ migrations of each), the server's loop turns, kernel enters and completions per 
 SCHED...), /proc/interrupts (RES, CAL, LOC...) and the cpuidle states (idle entries and
 idle time). Prints one line per run and a CSV (OUT_DIR/probe.csv) to classify runs by mode.
 
-Settings (environment): SERVERS="ringwork tokio-tungstenite" (NAME@busy: the load generator
-runs with --busy-poll BUSY_POLL, default 50us) ROUNDS=10 DURATION=3 WARMUP=1
+Settings (environment): SERVERS="ringwork tokio-tungstenite" (NAME@TAG: that server, the load
+generator given the extra arguments in LOAD_ARGS_TAG, to interleave an A/B of generator
+settings) ROUNDS=10 DURATION=3 WARMUP=1
 CONNECTIONS=50 IN_FLIGHT=1 SIZE=128 SERVER_CPU=0 CLIENT_CPU=1 PORT_BASE=19730
 RINGWORK_BIN LOAD_BIN TOKIO_WS_BIN (as ws_echo_bench.sh), OUT_DIR, SERVER_ENV (extra
 VAR=VALUE pairs for ringwork), LOAD_ENV (the same for the load generator).
@@ -41,7 +42,6 @@ SERVER_CPU = env("SERVER_CPU", "0")
 CLIENT_CPU = env("CLIENT_CPU", "1")
 PORT_BASE = int(env("PORT_BASE", "19730"))
 WARMUP = float(env("WARMUP", "1"))
-BUSY_POLL = env("BUSY_POLL", "50us")
 RINGWORK_BIN = env("RINGWORK_BIN", f"{ROOT}/target/release/ringwork")
 LOAD_BIN = env("LOAD_BIN", f"{ROOT}/target/release/ringwork-load")
 TOKIO_WS_BIN = env("TOKIO_WS_BIN", f"{ROOT}/benches/peers/bin/tokio-ws-echo")
@@ -176,9 +176,9 @@ rows = []
 port = PORT_BASE
 for rnd in range(1, ROUNDS + 1):
     for variant in SERVERS:
-        # SERVER@busy: the load generator polls (--busy-poll BUSY_POLL) before it blocks.
-        server, _, busy = variant.partition("@")
-        extra = ["--busy-poll", BUSY_POLL] if busy else []
+        # SERVER@ARGS: the load generator gets LOAD_ARGS_<ARGS> (extra arguments) too.
+        server, _, tag = variant.partition("@")
+        extra = env(f"LOAD_ARGS_{tag}", "").split() if tag else []
         port += 2
         p = start_server(server, port, port + 1)
         sperf = f"{OUT_DIR}/{variant}.{rnd}.server.perf"

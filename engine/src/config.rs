@@ -40,13 +40,6 @@ pub struct ReactorConfig {
     /// Where the reactor's time comes from: the system clock (the default), or a
     /// [`ManualClock`](crate::ManualClock) a test moves, so timeouts fire without waiting.
     pub clock: Clock,
-    /// Busy polling: a turn that would block in the kernel first polls without blocking
-    /// for up to this long, and blocks only if nothing arrived by then (`None`, the default:
-    /// it blocks at once). A core that polls is never asleep when its peer's data arrives,
-    /// so the kernel need not wake it (on a VM a cross-CPU wake-up is an interrupt and a
-    /// hypervisor exit, paid by the CPU that sends the data). For a core that owns its CPU
-    /// and answers fast peers (a load generator); it burns that CPU while idle.
-    pub busy_poll: Option<Duration>,
 }
 
 impl Default for ReactorConfig {
@@ -61,7 +54,6 @@ impl Default for ReactorConfig {
             write_timeout: None,
             warning_interval: DEFAULT_WARNING_INTERVAL,
             clock: Clock::System,
-            busy_poll: None,
         }
     }
 }

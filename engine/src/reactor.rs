@@ -1006,12 +1006,7 @@ impl Reactor {
             wait = Some(Duration::ZERO);
         }
         let mut completions = std::mem::take(&mut self.completions);
-        match self.state.config.busy_poll {
-            Some(spin) if wait != Some(Duration::ZERO) && !spin.is_zero() => {
-                self.busy_poll(spin, wait, &mut completions)?;
-            }
-            _ => self.driver.turn(wait, &mut completions)?,
-        }
+        self.driver.turn(wait, &mut completions)?;
         let now = self.state.local.clock().now();
         self.state.set_now(now);
         self.state.local.begin_turn(now);
@@ -1031,31 +1026,6 @@ impl Reactor {
         self.flush();
         self.state.local.end_turn();
         Ok(())
-    }
-
-    /// The wait of a turn with [`ReactorConfig::busy_poll`]: turns that do not block until
-    /// something completes or `spin` (at most `wait`) passes, then a blocking one for what
-    /// is left of `wait`.
-    fn busy_poll(
-        &mut self,
-        spin: Duration,
-        wait: Option<Duration>,
-        completions: &mut Vec<Completion>,
-    ) -> Result<(), EngineError> {
-        let spin = wait.map_or(spin, |wait| wait.min(spin));
-        let start = Instant::now();
-        loop {
-            self.driver.turn(Some(Duration::ZERO), completions)?;
-            if !completions.is_empty() {
-                return Ok(());
-            }
-            let spent = start.elapsed();
-            if spent >= spin {
-                let rest = wait.map(|wait| wait.saturating_sub(spent));
-                self.driver.turn(rest, completions)?;
-                return Ok(());
-            }
-        }
     }
 
     /// Fires the timers due at the turn's time, in deadline order, each one's callbacks

@@ -5,7 +5,6 @@ mod common;
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
 
 use common::{Echo, reactor, wait};
 use ringwork::platform::BackendChoice;
@@ -168,49 +167,5 @@ ringwork::platform::test_all_backends! {
             stats.turns >= open.turns && stats.completions >= open.completions,
             "counters only grow"
         );
-    }
-}
-
-ringwork::platform::test_all_backends! {
-    /// `ReactorConfig::busy_poll`: an idle turn polls without blocking (many kernel enters,
-    /// against one or two for a blocking turn) for at most the turn's wait, and echo round
-    /// trips still complete (a poll that finds completions hands them over at once).
-    fn busy_polling_polls_within_the_wait_and_still_serves(backend: BackendChoice) {
-        let config = ringwork::ReactorConfig {
-            busy_poll: Some(Duration::from_secs(60)),
-            ..ringwork::ReactorConfig::default()
-        };
-        let Some(mut plain) = reactor(backend) else { return };
-        let Some(mut polling) = common::reactor_with(backend, config) else { return };
-        let wait_for = Duration::from_millis(20);
-        let before = plain.stats().enters;
-        plain.turn(Some(wait_for)).unwrap();
-        let blocking = plain.stats().enters - before;
-        assert!(blocking <= 2, "{backend:?}: an idle blocking turn entered {blocking} times");
-        let before = polling.stats().enters;
-        let start = Instant::now();
-        polling.turn(Some(wait_for)).unwrap();
-        let took = start.elapsed();
-        let polls = polling.stats().enters - before;
-        assert!(polls >= 3, "{backend:?}: an idle busy-polling turn entered {polls} times");
-        assert!(
-            took >= wait_for && took < Duration::from_secs(10),
-            "{backend:?}: a busy-polling turn with a {wait_for:?} wait took {took:?}"
-        );
-
-        let addr = polling.listen_tcp(common::any_port(), || Echo).unwrap();
-        let done = Rc::new(RefCell::new(Done::default()));
-        for size in [1, 100_000] {
-            let client = Client { size, got: 0, done: Rc::clone(&done) };
-            polling.connect(&addr.into(), client, ConnectOptions::default()).unwrap();
-        }
-        wait(
-            &mut polling,
-            |r| done.borrow().finished.len() == 2 && r.connections() == 0,
-            || format!("both round trips ({} done)", done.borrow().finished.len()),
-        );
-        for &(sent, got, clean) in &done.borrow().finished {
-            assert!(got == sent && clean, "sent {sent}, got {got} back, clean end: {clean}");
-        }
     }
 }

@@ -67,11 +67,6 @@ pub struct CommonArgs {
     /// Connect timeout.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
-    /// Poll without blocking for up to this long before each wait in the kernel (`50us`):
-    /// a core that polls needs no wake-up from the server's CPU, which on a VM costs that
-    /// CPU an interrupt per wake-up (see docs/loadtest.md). Burns the load generator's CPU.
-    #[arg(long, value_parser = parse_duration)]
-    pub busy_poll: Option<Duration>,
     /// Reactor threads (unpinned; see --cpus).
     #[arg(long, default_value_t = 1)]
     pub cores: usize,
@@ -418,7 +413,6 @@ impl CommonArgs {
             },
             progress: !self.quiet,
             handle_signals: true,
-            busy_poll: self.busy_poll,
             ..RunOptions::new(workload, target, addr)
         }
     }

@@ -63,8 +63,6 @@ pub struct RunOptions {
     pub handle_signals: bool,
     /// Stream workloads: run TLS on every connection (each core builds its own connector).
     pub tls: Option<TlsOptions>,
-    /// Busy polling before each wait ([`ReactorConfig::busy_poll`]).
-    pub busy_poll: Option<Duration>,
 }
 
 impl RunOptions {
@@ -91,7 +89,6 @@ impl RunOptions {
             progress: false,
             handle_signals: false,
             tls: None,
-            busy_poll: None,
         }
     }
 
@@ -363,7 +360,6 @@ fn drive(
         connect_timeout: opts.connect_timeout,
         timer_tick: Duration::from_micros(100),
         max_connections: opts.connections.max(1024),
-        busy_poll: opts.busy_poll,
         ..ReactorConfig::default()
     };
     let mut builder = Runtime::builder()
