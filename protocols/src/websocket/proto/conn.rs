@@ -124,10 +124,18 @@ struct InFrame {
 struct InMessage {
     text: bool,
     compressed: bool,
+    /// A compressed message, inflated (an uncompressed one is assembled in
+    /// [`WsConn::arena`]).
     buf: Vec<u8>,
-    /// Bytes of `buf` known to be valid UTF-8 (text only).
+    /// Bytes of the message known to be valid UTF-8 (text only).
     checked: usize,
 }
+
+/// Uncompressed messages up to this size leave the receive arena's buffer to the connection
+/// for reuse; after a larger one the arena starts afresh (the large buffer is then freed with
+/// the application's last handle to the message), so an idle connection holds a few KiB at
+/// most (the buffer can have grown to about twice this).
+const ARENA_KEEP: usize = 4096;
 
 /// One WebSocket connection (see the module docs).
 #[derive(Debug)]
@@ -141,6 +149,11 @@ pub struct WsConn {
     head_len: usize,
     frame: Option<InFrame>,
     message: Option<InMessage>,
+    /// Where uncompressed messages are assembled: each leaves as `Bytes` over the arena's
+    /// buffer, whose space is reused for the next message once the application has dropped
+    /// the last one (an echo drops it when it is copied out), so a message costs no
+    /// allocation after the first.
+    arena: BytesMut,
     control: Vec<u8>,
     scratch: Vec<u8>,
     deflater: Option<Deflater>,
@@ -190,6 +203,7 @@ impl WsConn {
             head_len: 0,
             frame: None,
             message: None,
+            arena: BytesMut::new(),
             control: Vec::new(),
             scratch: Vec::new(),
             deflater: None,
@@ -307,7 +321,7 @@ impl WsConn {
     /// For diagnostics and fuzzing.
     #[must_use]
     pub fn held_input(&self) -> usize {
-        let message = self.message.as_ref().map_or(0, |m| m.buf.capacity());
+        let message = self.message.as_ref().map_or(0, |m| m.buf.capacity()) + self.arena.len();
         let stage = match &self.stage {
             Stage::ServerHandshake { buf } | Stage::ClientHandshake { buf, .. } => buf.len(),
             _ => 0,
@@ -696,7 +710,7 @@ impl WsConn {
                     .message
                     .as_mut()
                     .ok_or(WsError::UnexpectedContinuation)?;
-                if !message.compressed && message.buf.len() as u64 + head.len > limit as u64 {
+                if !message.compressed && self.arena.len() as u64 + head.len > limit as u64 {
                     return Err(WsError::MessageTooBig { limit });
                 }
             }
@@ -707,18 +721,21 @@ impl WsConn {
                 if !head.rsv1 && head.len > limit as u64 {
                     return Err(WsError::MessageTooBig { limit });
                 }
-                // One frame, uncompressed: the buffer is exactly its size (bounded above).
-                let capacity = if head.rsv1 {
-                    0
-                } else if head.fin {
-                    head.len as usize
-                } else {
-                    (head.len as usize).min(64 * 1024)
-                };
+                // One frame, uncompressed: room for exactly its size (bounded above). The
+                // arena is empty here (each message leaves it whole) and takes back its
+                // buffer if the application dropped the last message.
+                if !head.rsv1 {
+                    let capacity = if head.fin {
+                        head.len as usize
+                    } else {
+                        (head.len as usize).min(64 * 1024)
+                    };
+                    self.arena.reserve(capacity);
+                }
                 self.message = Some(InMessage {
                     text: head.opcode == OpCode::Text,
                     compressed: head.rsv1,
-                    buf: Vec::with_capacity(capacity),
+                    buf: Vec::new(),
                     checked: 0,
                 });
             }
@@ -756,11 +773,18 @@ impl WsConn {
             if self.scratch.capacity() > 64 * 1024 {
                 self.scratch = Vec::new();
             }
+            if message.text {
+                check_utf8(&message.buf, &mut message.checked, false)?;
+            }
         } else {
-            frame::extend_masked(&mut message.buf, data, head.mask, offset);
-        }
-        if message.text {
-            check_utf8(&message.buf, &mut message.checked, false)?;
+            let start = self.arena.len();
+            self.arena.extend_from_slice(data);
+            if let Some(key) = head.mask {
+                frame::apply_mask(&mut self.arena[start..], key, offset);
+            }
+            if message.text {
+                check_utf8(&self.arena, &mut message.checked, false)?;
+            }
         }
         Ok(())
     }
@@ -796,14 +820,20 @@ impl WsConn {
             return Ok(());
         };
         let limit = self.config.max_message;
-        if message.compressed
-            && let Some(inflater) = &mut self.inflater
-        {
-            inflater
-                .finish(&mut message.buf, limit)
-                .map_err(inflate_error)?;
-        }
-        let payload = Bytes::from(message.buf);
+        let payload = if message.compressed {
+            if let Some(inflater) = &mut self.inflater {
+                inflater
+                    .finish(&mut message.buf, limit)
+                    .map_err(inflate_error)?;
+            }
+            Bytes::from(message.buf)
+        } else {
+            let payload = self.arena.split().freeze();
+            if payload.len() > ARENA_KEEP {
+                self.arena = BytesMut::new();
+            }
+            payload
+        };
         let event = if message.text {
             check_utf8(&payload, &mut message.checked, true)?;
             Message::Text(payload)
@@ -831,6 +861,7 @@ impl WsConn {
         self.close_received = true;
         self.stage = Stage::Done;
         self.message = None;
+        self.arena = BytesMut::new();
         self.frame = None;
         let info = CloseInfo {
             code,
@@ -886,6 +917,7 @@ impl WsConn {
     fn fail(&mut self, error: WsError) {
         self.stage = Stage::Done;
         self.message = None;
+        self.arena = BytesMut::new();
         self.frame = None;
         if self.ending.is_some() {
             return; // A close frame is on its way already.
@@ -1174,6 +1206,7 @@ impl Machine for WsConn {
         };
         self.stage = Stage::Done;
         self.message = None;
+        self.arena = BytesMut::new();
         let info = match self.ending.take() {
             // The peer's close arrived; our answer could not go out.
             Some(Ending::Reply(info)) => CloseInfo {
