@@ -111,7 +111,7 @@ pub(super) struct Sockets {
     /// [`DriverConfig::udp_gso_gather`].
     udp_gso_gather: bool,
     /// Room for gathering a run (`DriverConfig::udp_gso_gather`).
-    gather: Vec<(bytes::Bytes, socket2::SockAddr)>,
+    gather: crate::sys::udp_gso::Gather,
 }
 
 impl Sockets {
@@ -129,7 +129,7 @@ impl Sockets {
             max_iovecs: config.max_send_iovecs,
             udp_gso: config.udp_gso,
             udp_gso_gather: config.udp_gso_gather,
-            gather: Vec::new(),
+            gather: crate::sys::udp_gso::Gather::default(),
         }
     }
 
