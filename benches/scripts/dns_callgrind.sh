@@ -9,7 +9,9 @@
 # 5% CNAME, 5% MX), starts BINARY (default target/release/ringwork) under `valgrind
 # --tool=callgrind`, warms it up with one pass of dnsperf over the queries (so the answer
 # cache holds them, as in a long run), zeroes the counters, runs dnsperf at RATE queries/s
-# for SECS seconds, dumps the counters and prints instructions per completed query.
+# for SECS seconds (RATE=0: as fast as 200 queries in flight allow, so the slowed-down
+# server is saturated and answers in bursts, as under load), dumps the counters and prints
+# instructions per completed query.
 # The dump stays in OUT_DIR (default a temporary directory) for callgrind_annotate.
 # Env: RATE (4000), SECS (5), BACKEND (uring), PORT (19590).
 set -euo pipefail
@@ -75,7 +77,9 @@ control() {
     done
 }
 control -z
-dnsperf -s 127.0.0.1 -p "$port" -d "$queries" -l "$secs" -Q "$rate" -q 200 -c 1 -T 1 >"$out/dnsperf.txt"
+limit=()
+if ((rate > 0)); then limit=(-Q "$rate"); fi
+dnsperf -s 127.0.0.1 -p "$port" -d "$queries" -l "$secs" "${limit[@]}" -q 200 -c 1 -T 1 >"$out/dnsperf.txt"
 control -d
 kill -KILL $server
 wait $server 2>/dev/null || true
