@@ -272,6 +272,9 @@ fn query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
     msg
 }
 
+/// A query's name, type, and its answer's rcode, an address it holds, TC.
+type Kind = (&'static str, u16, u8, Option<[u8; 4]>, bool);
+
 /// Bursts of queries of many answer sizes sent from one socket before any answer is read:
 /// the server queues the answers of a burst together and sends them grouped by size as
 /// UDP GSO runs (`udp_gso_gather`), out of order. Every query still gets its own answer
@@ -286,8 +289,7 @@ fn udp_bursts_get_every_answer(name: &str) {
         .set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .expect("set a read timeout");
     socket.connect(("127.0.0.1", udp)).expect("connect");
-    // (name, type, rcode, an address the answer holds, TC)
-    let kinds: [(&str, u16, u8, Option<[u8; 4]>, bool); 7] = [
+    let kinds: [Kind; 7] = [
         ("ns1.Example.com", 1, 0, Some([192, 0, 2, 1]), false),
         ("MAIL.example.com", 1, 0, Some([192, 0, 2, 10]), false),
         ("web.example.COM", 1, 0, Some([192, 0, 2, 20]), false),
