@@ -239,6 +239,15 @@ pub(super) fn read_stream(
     }
 }
 
+/// Room for grouping a datagram queue before it is sent (`sys/udp_gso.rs`, Linux only:
+/// nothing elsewhere).
+#[cfg(target_os = "linux")]
+pub(super) type GatherRoom = crate::sys::udp_gso::Gather;
+/// Room for grouping a datagram queue before it is sent (`sys/udp_gso.rs`, Linux only:
+/// nothing elsewhere).
+#[cfg(not(target_os = "linux"))]
+pub(super) type GatherRoom = ();
+
 /// Sends queued datagrams in order until the queue is empty or the socket would block. A
 /// failed datagram is reported (`SendError`) and dropped; the others still go out. On Linux,
 /// runs of same-size datagrams to one destination go as one GSO send (see `sys/udp_gso.rs`);
@@ -249,7 +258,7 @@ pub(super) fn send_datagrams(
     entry: &mut Entry,
     state: &mut SocketState,
     id: SocketId,
-    gather: Option<&mut crate::sys::udp_gso::Gather>,
+    gather: Option<&mut GatherRoom>,
     out: &mut Vec<Completion>,
     io: &mut Tally,
 ) {
