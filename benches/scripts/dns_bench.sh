@@ -18,6 +18,12 @@
 #   RINGWORK_BIN (default: target/release/ringwork)
 #   BASELINE_BIN: another ringwork binary, run as the server named "baseline" (before/after
 #   comparisons: SERVERS="ringwork baseline nsd knot")
+#   SERVER_QUOTA: percent of one CPU each server may use (e.g. 50), by the cgroup v1 `cpu`
+#   controller (CFS bandwidth: cpu.cfs_quota_us per QUOTA_PERIOD_US=100000 µs) of a cgroup
+#   made under CGROUP_CPU=/sys/fs/cgroup/cpu for the run and removed at exit. Each server
+#   then saturates below what one dnsperf core sends, so its queries/s measures the
+#   server (queries per CPU-second × the quota), not dnsperf; unset, the servers are
+#   unlimited (on a 2-core machine dnsperf is then the limit near 175k q/s).
 # NSD runs with rrl-ratelimit: 0 (its response rate limiting would cap one client), one
 # server process; Knot with one UDP worker. Needs root (NSD and Knot want it for their run
 # directories) and: nsd, knot, dnsperf, dig (apt-get install nsd knot dnsperf bind9-dnsutils).
@@ -37,6 +43,9 @@ CLIENT_CPU=${CLIENT_CPU:-1}
 PORT_BASE=${PORT_BASE:-19530}
 RINGWORK_BIN=${RINGWORK_BIN:-$here/../../target/release/ringwork}
 BASELINE_BIN=${BASELINE_BIN:-}
+SERVER_QUOTA=${SERVER_QUOTA:-}
+QUOTA_PERIOD_US=${QUOTA_PERIOD_US:-100000}
+CGROUP_CPU=${CGROUP_CPU:-/sys/fs/cgroup/cpu}
 OUT_DIR=${OUT_DIR:-$(mktemp -d /tmp/dns-bench.XXXXXX)}
 mkdir -p "$OUT_DIR"
 chmod 755 "$OUT_DIR"
@@ -44,6 +53,59 @@ chmod 755 "$OUT_DIR"
 for tool in dnsperf dig taskset; do
     command -v "$tool" >/dev/null || { echo "error: $tool is not installed" >&2; exit 1; }
 done
+
+# The cgroup every server runs in when SERVER_QUOTA is set (empty otherwise), and the
+# server running now (killed at exit, so the cgroup can be removed).
+cgroup=
+pid=
+cleanup() {
+    if [[ -n $pid ]] && alive "$pid"; then
+        kill_tree "$pid" KILL
+        wait "$pid" 2>/dev/null || true
+    fi
+    if [[ -n $cgroup && -d $cgroup ]]; then
+        local _
+        for _ in $(seq 50); do
+            rmdir "$cgroup" 2>/dev/null && break
+            sleep 0.1
+        done
+        [[ ! -d $cgroup ]] || echo "warning: could not remove $cgroup (tasks left?)" >&2
+    fi
+}
+trap cleanup EXIT
+if [[ -n $SERVER_QUOTA ]]; then
+    [[ $SERVER_QUOTA =~ ^[0-9]+$ ]] && ((SERVER_QUOTA > 0)) || {
+        echo "error: SERVER_QUOTA is a percent of one CPU (1-100...), not '$SERVER_QUOTA'" >&2
+        exit 1
+    }
+    [[ -w $CGROUP_CPU/cgroup.procs ]] || {
+        echo "error: no writable cgroup v1 cpu controller at $CGROUP_CPU" >&2
+        exit 1
+    }
+    cgroup=$CGROUP_CPU/ringwork-dns-bench.$$
+    mkdir "$cgroup"
+    echo "$QUOTA_PERIOD_US" >"$cgroup/cpu.cfs_period_us"
+    echo $((QUOTA_PERIOD_US * SERVER_QUOTA / 100)) >"$cgroup/cpu.cfs_quota_us"
+fi
+
+# Runs "$@" in place of the calling (background) shell, inside the quota's cgroup if any, so
+# every process and thread the server makes is under the quota from its start.
+in_quota() {
+    if [[ -n $cgroup ]]; then
+        # shellcheck disable=SC2016  # $$ and $1 are the inner shell's
+        exec sh -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' sh "$cgroup" "$@"
+    fi
+    exec "$@"
+}
+
+# Times the cgroup's tasks were throttled, and for how long (ns): "periods throttled ns".
+throttle_stat() {
+    if [[ -n $cgroup ]]; then
+        awk '{ v[$1] = $2 } END { print v["nr_periods"], v["nr_throttled"], v["throttled_time"] }' "$cgroup/cpu.stat"
+    else
+        echo "0 0 0"
+    fi
+}
 
 zone=$OUT_DIR/example.zone
 queries=$OUT_DIR/queries.txt
@@ -89,7 +151,7 @@ start_server() {
             if [[ $name == baseline ]]; then
                 bin=${BASELINE_BIN:?BASELINE_BIN must name the baseline ringwork binary}
             fi
-            taskset -c "$SERVER_CPU" "$bin" serve dns --zone "$zone" --cores 1 \
+            in_quota taskset -c "$SERVER_CPU" "$bin" serve dns --zone "$zone" --cores 1 \
                 --listen "udp:$port:interface=127.0.0.1" >"$dir/log" 2>&1 &
             ;;
         nsd)
@@ -113,7 +175,7 @@ zone:
     name: example.com
     zonefile: "$zone"
 EOF
-            taskset -c "$SERVER_CPU" nsd -d -c "$dir/nsd.conf" >"$dir/log" 2>&1 &
+            in_quota taskset -c "$SERVER_CPU" nsd -d -c "$dir/nsd.conf" >"$dir/log" 2>&1 &
             ;;
         knot)
             cat >"$dir/knot.conf" <<EOF
@@ -136,7 +198,7 @@ zone:
   - domain: example.com
     file: "$zone"
 EOF
-            taskset -c "$SERVER_CPU" knotd -c "$dir/knot.conf" >"$dir/log" 2>&1 &
+            in_quota taskset -c "$SERVER_CPU" knotd -c "$dir/knot.conf" >"$dir/log" 2>&1 &
             ;;
         *)
             echo "error: unknown server $name" >&2
@@ -157,32 +219,40 @@ EOF
 }
 
 results=$OUT_DIR/results.csv
-echo "round,server,qps,cpu_us_per_query,lost,load1" >"$results"
+echo "round,server,qps,cpu_us_per_query,lost,load1,throttled" >"$results"
 port=$PORT_BASE
 for ((round = 1; round <= ROUNDS; round++)); do
     for server in $SERVERS; do
         port=$((port + 1))
         start_server "$server" "$port"
         before=$(tree_cpu_ticks "$pid")
+        read -r periods0 throttled0 _ < <(throttle_stat)
         out=$OUT_DIR/$server.$round.dnsperf
         taskset -c "$CLIENT_CPU" dnsperf -s 127.0.0.1 -p "$port" -d "$queries" \
             -l "$DURATION" -q "$OUTSTANDING" -c 1 -T 1 >"$out" 2>&1 || true
         after=$(tree_cpu_ticks "$pid")
+        read -r periods1 throttled1 _ < <(throttle_stat)
         kill_tree "$pid" TERM
         wait "$pid" 2>/dev/null || true
+        pid=
+        # Share of the quota's periods in which the server hit its quota (0 without one).
+        throttled=$(awk -v p=$((periods1 - periods0)) -v t=$((throttled1 - throttled0)) \
+            'BEGIN { if (p > 0) printf "%.2f", t / p; else print "0" }')
         qps=$(awk '/Queries per second:/ { print $4 }' "$out")
         completed=$(awk '/Queries completed:/ { print $3 }' "$out")
         lost=$(awk '/Queries lost:/ { print $3 }' "$out")
         cpu_us=$(awk -v t=$((after - before)) -v hz="$clk_tck" -v n="${completed:-0}" \
             'BEGIN { if (n > 0) printf "%.2f", t / hz * 1e6 / n; else print "nan" }')
         load1=$(cut -d' ' -f1 /proc/loadavg)
-        printf 'round %d %-9s %12s q/s  %8s us CPU/query  lost %s  load %s\n' "$round" "$server" "$qps" "$cpu_us" "$lost" "$load1"
-        echo "$round,$server,$qps,$cpu_us,$lost,$load1" >>"$results"
+        printf 'round %d %-9s %12s q/s  %8s us CPU/query  lost %s  load %s  throttled %s\n' \
+            "$round" "$server" "$qps" "$cpu_us" "$lost" "$load1" "$throttled"
+        echo "$round,$server,$qps,$cpu_us,$lost,$load1,$throttled" >>"$results"
     done
 done
 
 echo
-echo "Medians over $ROUNDS rounds (server on CPU $SERVER_CPU, dnsperf -q $OUTSTANDING on CPU $CLIENT_CPU, ${DURATION}s each):"
+quota=${SERVER_QUOTA:+, each server limited to $SERVER_QUOTA% of a CPU}
+echo "Medians over $ROUNDS rounds (server on CPU $SERVER_CPU$quota, dnsperf -q $OUTSTANDING on CPU $CLIENT_CPU, ${DURATION}s each):"
 python3 - "$results" $SERVERS <<'EOF'
 import csv, statistics, sys
 path, servers = sys.argv[1], sys.argv[2:]

@@ -125,11 +125,12 @@ pub struct DriverConfig {
     /// down the stack, a fraction of the cost of one send each. On by default; a socket whose
     /// GSO send the kernel refuses falls back to one send per datagram.
     pub udp_gso: bool,
-    /// With [`udp_gso`](Self::udp_gso), gather each run from the whole queue: the datagrams
-    /// to the head's destination of the head's size go with it, ahead of others queued
-    /// before them. UDP never promised order, but a queue of mixed sizes is then sent out of
-    /// order; in exchange a mixed burst (DNS answers of a few sizes to one client) goes in a
-    /// few sends instead of runs of one or two. Off by default.
+    /// With [`udp_gso`](Self::udp_gso), group the whole queue by destination and size
+    /// before sending it (each group where its first datagram was, in order), so each run
+    /// takes a whole group: datagrams go ahead of others queued before them. UDP never
+    /// promised order, but a queue of mixed sizes is then sent out of order; in exchange a
+    /// mixed burst (DNS answers of a few sizes to one client) goes in a few sends instead of
+    /// runs of one or two. Off by default.
     pub udp_gso_gather: bool,
     /// Test hook: watch children through waiter threads as if the kernel had no
     /// `pidfd_open`, so that fallback can be exercised on a kernel that has it.

@@ -9,8 +9,8 @@
 //! - when the kernel refuses GSO on a socket (here: UDP checksums turned off with
 //!   `SO_NO_CHECK`, which GSO needs), the same datagrams still all arrive, sent one by one;
 //! - `DriverConfig::udp_gso = false` sends no GSO at all;
-//! - with `DriverConfig::udp_gso_gather`, each run gathers the datagrams of its size to its
-//!   destination from the whole queue: the same datagrams go in fewer GSO sends.
+//! - with `DriverConfig::udp_gso_gather`, the queue is grouped by size and destination
+//!   before it is sent: the same datagrams go in fewer GSO sends.
 
 mod common;
 

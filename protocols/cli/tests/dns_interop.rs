@@ -257,3 +257,94 @@ fn dnspython_against_serve_dns_uring() {
 fn dnspython_against_serve_dns_poll() {
     dnspython_suite("poll");
 }
+
+/// A query for `name` (dotted, no final dot) of type `qtype` with id `id` and RD.
+fn query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
+    let mut msg = id.to_be_bytes().to_vec();
+    msg.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.split('.') {
+        msg.push(label.len() as u8);
+        msg.extend_from_slice(label.as_bytes());
+    }
+    msg.push(0);
+    msg.extend_from_slice(&qtype.to_be_bytes());
+    msg.extend_from_slice(&1u16.to_be_bytes());
+    msg
+}
+
+/// A query's name, type, and its answer's rcode, an address it holds, TC.
+type Kind = (&'static str, u16, u8, Option<[u8; 4]>, bool);
+
+/// Bursts of queries of many answer sizes sent from one socket before any answer is read:
+/// the server queues the answers of a burst together and sends them grouped by size as
+/// UDP GSO runs (`udp_gso_gather`), out of order. Every query still gets its own answer
+/// once: its id, its question as sent (case included), its rcode, its address, TC for a
+/// name too big for 512 bytes.
+fn udp_bursts_get_every_answer(name: &str) {
+    let Some(backend) = backend(name) else { return };
+    let dir = TempDir::new("dns-bursts");
+    let (server, udp, _tcp) = serve(backend, &dir);
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a client socket");
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("set a read timeout");
+    socket.connect(("127.0.0.1", udp)).expect("connect");
+    let kinds: [Kind; 7] = [
+        ("ns1.Example.com", 1, 0, Some([192, 0, 2, 1]), false),
+        ("MAIL.example.com", 1, 0, Some([192, 0, 2, 10]), false),
+        ("web.example.COM", 1, 0, Some([192, 0, 2, 20]), false),
+        ("www.example.com", 1, 0, Some([192, 0, 2, 20]), false),
+        ("example.com", 15, 0, None, false),
+        ("big.example.com", 1, 0, None, true),
+        ("absent.example.com", 1, 3, None, false),
+    ];
+    let mut id: u16 = 0;
+    for _burst in 0..3 {
+        let mut expected = std::collections::HashMap::new();
+        // 100 queries a burst: their answers fit the client's default receive buffer.
+        for i in 0..100 {
+            id += 1;
+            let kind = kinds[(i * 5 + usize::from(id) / 7) % kinds.len()];
+            // Names of several lengths: "absent" gets a number of 1 to 3 digits.
+            let owned;
+            let qname = if kind.0.starts_with("absent") {
+                owned = format!("absent{}.example.com", usize::from(id) % 1000);
+                owned.as_str()
+            } else {
+                kind.0
+            };
+            let msg = query(id, qname, kind.1);
+            socket.send(&msg).expect("send a query");
+            expected.insert(id, (msg, kind));
+        }
+        let mut buf = [0u8; 4096];
+        while !expected.is_empty() {
+            let len = socket
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("{} answers missing: {e}", expected.len()));
+            let answer = &buf[..len];
+            let got_id = u16::from_be_bytes([answer[0], answer[1]]);
+            let (msg, (name, _, rcode, address, truncated)) = expected
+                .remove(&got_id)
+                .unwrap_or_else(|| panic!("an answer to id {got_id}, unexpected or twice"));
+            assert_eq!(answer[2] & 0x80, 0x80, "{name}: QR");
+            assert_eq!(answer[2] & 0x02 != 0, truncated, "{name}: TC");
+            assert_eq!(answer[3] & 0x0F, rcode, "{name}: rcode");
+            assert_eq!(&answer[4..6], &[0, 1], "{name}: one question");
+            assert_eq!(
+                &answer[12..msg.len()],
+                &msg[12..],
+                "{name}: the question as sent"
+            );
+            if let Some(address) = address {
+                assert!(
+                    answer[msg.len()..].windows(4).any(|w| w == address),
+                    "{name}: the address"
+                );
+            }
+        }
+    }
+    drop(server);
+}
+
+both_backends!(udp_bursts_get_every_answer);

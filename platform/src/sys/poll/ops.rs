@@ -16,7 +16,6 @@
 use std::io::{self, IoSlice};
 use std::mem;
 
-use bytes::Bytes;
 use mio::Registry;
 use socket2::SockAddr;
 
@@ -240,29 +239,42 @@ pub(super) fn read_stream(
     }
 }
 
+/// Room for grouping a datagram queue before it is sent (`sys/udp_gso.rs`, Linux only:
+/// nothing elsewhere).
+#[cfg(target_os = "linux")]
+pub(super) type GatherRoom = crate::sys::udp_gso::Gather;
+/// Room for grouping a datagram queue before it is sent (`sys/udp_gso.rs`, Linux only:
+/// nothing elsewhere).
+#[cfg(not(target_os = "linux"))]
+pub(super) type GatherRoom = ();
+
 /// Sends queued datagrams in order until the queue is empty or the socket would block. A
 /// failed datagram is reported (`SendError`) and dropped; the others still go out. On Linux,
 /// runs of same-size datagrams to one destination go as one GSO send (see `sys/udp_gso.rs`);
 /// a refused one is sent again one datagram at a time, and the socket stops trying. With
-/// `gather` (room for it: `DriverConfig::udp_gso_gather`), each run is gathered from the whole
-/// queue first.
+/// `gather` (room for it: `DriverConfig::udp_gso_gather`), the queue is first grouped by
+/// destination and size so each run takes a whole group.
 pub(super) fn send_datagrams(
     entry: &mut Entry,
     state: &mut SocketState,
     id: SocketId,
-    mut gather: Option<&mut Vec<(Bytes, SockAddr)>>,
+    gather: Option<&mut GatherRoom>,
     out: &mut Vec<Completion>,
     io: &mut Tally,
 ) {
     #[cfg(not(target_os = "linux"))]
-    let _ = gather.take();
+    let _ = gather;
     let mut queued: usize = state.datagrams.iter().map(|(bytes, _)| bytes.len()).sum();
+    #[cfg(target_os = "linux")]
+    if entry.gso
+        && entry.source.is_udp()
+        && let Some(room) = gather
+    {
+        crate::sys::udp_gso::gather(&mut state.datagrams, room);
+    }
     while !state.datagrams.is_empty() {
         #[cfg(target_os = "linux")]
         if entry.gso && entry.source.is_udp() {
-            if let Some(scratch) = gather.as_deref_mut() {
-                crate::sys::udp_gso::gather_front(&mut state.datagrams, scratch);
-            }
             let run = crate::sys::udp_gso::run_len(&state.datagrams, true);
             if run > 1 {
                 io.submitted += 1;

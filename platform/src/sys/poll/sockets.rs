@@ -30,8 +30,8 @@ use mio::event::Event;
 use mio::{Registry, Token};
 
 use super::ops::{
-    Tally, finish_connect, read_stream, recv_datagrams, send_datagrams, send_stream, start_connect,
-    transient_accept_error,
+    GatherRoom, Tally, finish_connect, read_stream, recv_datagrams, send_datagrams, send_stream,
+    start_connect, transient_accept_error,
 };
 use super::source::Source;
 use crate::buf::BufPool;
@@ -111,7 +111,7 @@ pub(super) struct Sockets {
     /// [`DriverConfig::udp_gso_gather`].
     udp_gso_gather: bool,
     /// Room for gathering a run (`DriverConfig::udp_gso_gather`).
-    gather: Vec<(bytes::Bytes, socket2::SockAddr)>,
+    gather: GatherRoom,
 }
 
 impl Sockets {
@@ -129,7 +129,7 @@ impl Sockets {
             max_iovecs: config.max_send_iovecs,
             udp_gso: config.udp_gso,
             udp_gso_gather: config.udp_gso_gather,
-            gather: Vec::new(),
+            gather: GatherRoom::default(),
         }
     }
 

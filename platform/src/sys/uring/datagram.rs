@@ -33,7 +33,7 @@ use socket2::SockAddr;
 
 use crate::buf::RecvBuf;
 use crate::id::{OpId, OpKind, SocketId};
-use crate::sys::udp_gso::{self, SegmentControl};
+use crate::sys::udp_gso::{self, Gather, SegmentControl};
 
 use super::{empty_msghdr, sockaddr_to_std};
 
@@ -172,17 +172,21 @@ impl DatagramSend {
     }
 }
 
+/// With GSO and gathering on for the socket, groups `queue`'s datagrams by destination and
+/// size before its sends are taken (see `sys/udp_gso.rs`); `room` is the driver's.
+pub(super) fn gather(queue: &mut VecDeque<(Bytes, SockAddr)>, udp: &UdpOps, room: &mut Gather) {
+    if udp.gso && udp.gather {
+        udp_gso::gather(queue, room);
+    }
+}
+
 /// Takes the next send off `queue` (its head, or a GSO run: see `sys/udp_gso.rs`) into
-/// `run` (empty on entry); returns its destination. `scratch` is room for gathering.
+/// `run` (empty on entry); returns its destination.
 pub(super) fn take_run(
     queue: &mut VecDeque<(Bytes, SockAddr)>,
     udp: &UdpOps,
-    scratch: &mut Vec<(Bytes, SockAddr)>,
     run: &mut Vec<Bytes>,
 ) -> Option<SockAddr> {
-    if udp.gso && udp.gather {
-        udp_gso::gather_front(queue, scratch);
-    }
     let len = udp_gso::run_len(queue, udp.gso);
     let mut to = None;
     for (bytes, addr) in queue.drain(..len) {

@@ -174,7 +174,7 @@ pub(crate) struct Uring {
     /// The datagrams of the next datagram send, while it is gathered (kept for its room).
     scratch_run: Vec<Bytes>,
     /// Room for gathering a run (`DriverConfig::udp_gso_gather`).
-    scratch_gather: Vec<(Bytes, SockAddr)>,
+    scratch_gather: crate::sys::udp_gso::Gather,
     /// Sockets whose recv waits for free buffers, oldest first.
     starved: Vec<SocketId>,
     max_iovecs: usize,
@@ -250,7 +250,7 @@ impl Uring {
             fixed_files,
             scratch_sends: Vec::new(),
             scratch_run: Vec::new(),
-            scratch_gather: Vec::new(),
+            scratch_gather: crate::sys::udp_gso::Gather::default(),
             starved: Vec::new(),
             max_iovecs: config.max_send_iovecs,
             udp_gso: config.udp_gso,
@@ -831,14 +831,12 @@ impl Uring {
                     // answers costs one io_uring_enter. Runs of same-size datagrams to one
                     // destination go as one GSO send each.
                     let mut run = mem::take(&mut self.scratch_run);
+                    if !*send_blocked && udp.sends < datagram::MAX_SENDS {
+                        datagram::gather(&mut state.datagrams, udp, &mut self.scratch_gather);
+                    }
                     while !*send_blocked
                         && udp.sends < datagram::MAX_SENDS
-                        && let Some(to) = datagram::take_run(
-                            &mut state.datagrams,
-                            udp,
-                            &mut self.scratch_gather,
-                            &mut run,
-                        )
+                        && let Some(to) = datagram::take_run(&mut state.datagrams, udp, &mut run)
                     {
                         udp.sends += 1;
                         udp.send_bytes += run.iter().map(Bytes::len).sum::<usize>();

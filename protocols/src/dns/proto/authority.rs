@@ -280,7 +280,8 @@ fn size_limit(query: &Query, transport: Transport) -> usize {
 /// flood of distinct names costs what it would without a cache, and memory stays bounded).
 #[derive(Debug)]
 pub struct AnswerCache {
-    entries: HashMap<Box<[u8]>, Box<[u8]>>,
+    /// aHash, seeded at random: the keys come from the network (see Cargo.toml).
+    entries: HashMap<Box<[u8]>, Box<[u8]>, ahash::RandomState>,
     bytes: usize,
     max_bytes: usize,
     hits: u64,
@@ -292,7 +293,7 @@ impl AnswerCache {
     #[must_use]
     pub fn new(max_bytes: usize) -> Self {
         Self {
-            entries: HashMap::new(),
+            entries: HashMap::with_hasher(ahash::RandomState::new()),
             bytes: 0,
             max_bytes,
             hits: 0,

@@ -353,7 +353,10 @@ impl NameBuf {
 
     /// Lowercases it in place (for lookups).
     pub fn make_lowercase(&mut self) {
-        lowercase_wire(&mut self.bytes[..self.len]);
+        // Every byte at once (vectorised), not label by label: `read_name`, the only writer,
+        // takes only labels of at most 63 bytes, so no length octet is an ASCII capital
+        // (b'A' is 65) and lowercasing leaves the lengths as they are.
+        self.bytes[..self.len].make_ascii_lowercase();
     }
 
     /// An owned [`Name`].
@@ -406,6 +409,30 @@ mod tests {
         assert!(Name::parse(&long, None).is_err(), "256 bytes on the wire");
         assert!(Name::parse("a..b.", None).is_err());
         assert!(Name::parse("rel", None).is_err());
+    }
+
+    #[test]
+    fn a_read_name_lowercases_its_labels_and_keeps_its_lengths() {
+        // Labels of every length a name may have (lengths 65..=90 would be 'A'..='Z' if a
+        // label could be that long), in mixed case, with bytes past 'Z' and below 'A'.
+        let mut wire = Vec::new();
+        let mut want = Vec::new();
+        for len in [1usize, 9, 26, 45, 63, 63, 40] {
+            let label: Vec<u8> = (0..len).map(|i| b"AbZ@[`z09-_"[i % 11]).collect();
+            wire.push(len as u8);
+            wire.extend_from_slice(&label);
+            want.push(len as u8);
+            want.extend(label.iter().map(u8::to_ascii_lowercase));
+        }
+        wire.push(0);
+        want.push(0);
+        let mut buf = NameBuf::new();
+        assert_eq!(read_name(&wire, 0, &mut buf).unwrap(), wire.len());
+        buf.make_lowercase();
+        assert_eq!(buf.wire(), want);
+        let mut label_wise = wire.clone();
+        lowercase_wire(&mut label_wise);
+        assert_eq!(buf.wire(), label_wise);
     }
 
     #[test]

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# User-space instructions per query of `ringwork serve dns` over UDP (issue 20), counted by
+# callgrind: instruction counts do not move with the load of other processes, unlike
+# timings on a shared machine.
+#
+#   benches/scripts/dns_callgrind.sh [BINARY] [OUT_DIR]
+#
+# Makes dns_bench.sh's zone and query mix (HOSTS=1000 names, 80% existing A, 10% NXDOMAIN,
+# 5% CNAME, 5% MX), starts BINARY (default target/release/ringwork) under `valgrind
+# --tool=callgrind`, warms it up with one pass of dnsperf over the queries (so the answer
+# cache holds them, as in a long run), zeroes the counters, runs dnsperf at RATE queries/s
+# for SECS seconds (RATE=0: as fast as 200 queries in flight allow, so the slowed-down
+# server is saturated and answers in bursts, as under load), dumps the counters and prints
+# instructions per completed query.
+# The dump stays in OUT_DIR (default a temporary directory) for callgrind_annotate.
+# Env: RATE (4000), SECS (5), BACKEND (uring), PORT (19590).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+bin=${1:-$here/../../target/release/ringwork}
+out=${2:-$(mktemp -d)}
+rate=${RATE:-4000}
+secs=${SECS:-5}
+port=${PORT:-19590}
+mkdir -p "$out"
+zone=$out/example.zone
+queries=$out/queries.txt
+{
+    echo '$ORIGIN example.com.'
+    echo '$TTL 3600'
+    echo '@ IN SOA ns1 hostmaster 2026120701 7200 900 604800 300'
+    echo '  IN NS ns1'
+    echo '  IN MX 10 mail'
+    echo '  IN TXT "v=spf1 -all"'
+    echo 'ns1 IN A 192.0.2.1'
+    echo 'mail IN A 192.0.2.2'
+    echo 'www IN CNAME host1'
+    for ((i = 0; i < 1000; i++)); do
+        echo "host$i IN A 10.0.$((i / 256 % 256)).$((i % 256))"
+    done
+} >"$zone"
+python3 - "$queries" <<'PY'
+import random, sys
+rng = random.Random(7)
+lines = []
+for i in range(20000):
+    r = rng.random()
+    if r < 0.10:
+        lines.append(f"nothing{i}.example.com A")
+    elif r < 0.15:
+        lines.append("www.example.com A")
+    elif r < 0.20:
+        lines.append("example.com MX")
+    else:
+        lines.append(f"host{rng.randrange(1000)}.example.com A")
+open(sys.argv[1], "w").write("\n".join(lines) + "\n")
+PY
+valgrind --tool=callgrind --callgrind-out-file="$out/callgrind.out.%p" \
+    "$bin" serve dns --zone "$zone" --cores 1 --listen "udp:$port:interface=127.0.0.1" \
+    --backend "${BACKEND:-uring}" 2>"$out/server.log" &
+server=$!
+trap 'kill -KILL $server 2>/dev/null || true' EXIT
+for _ in $(seq 1 300); do
+    if dig @127.0.0.1 -p "$port" +time=1 +tries=1 +short host1.example.com A 2>/dev/null | grep -q '^10\.'; then
+        break
+    fi
+    sleep 0.1
+done
+dnsperf -s 127.0.0.1 -p "$port" -d "$queries" -n 1 -q 50 -c 1 -T 1 >/dev/null
+# callgrind_control is served when the server runs, not while it waits in the kernel: a
+# query wakes it up (answered, not counted: a few per dump).
+control() {
+    callgrind_control "$1" "$server" >/dev/null &
+    local pid=$!
+    while kill -0 $pid 2>/dev/null; do
+        dig @127.0.0.1 -p "$port" +time=1 +tries=1 +short host2.example.com A >/dev/null 2>&1 || true
+        sleep 0.2
+    done
+}
+control -z
+limit=()
+if ((rate > 0)); then limit=(-Q "$rate"); fi
+dnsperf -s 127.0.0.1 -p "$port" -d "$queries" -l "$secs" "${limit[@]}" -q 200 -c 1 -T 1 >"$out/dnsperf.txt"
+control -d
+kill -KILL $server
+wait $server 2>/dev/null || true
+trap - EXIT
+completed=$(awk '/Queries completed:/ { print $3 }' "$out/dnsperf.txt")
+dump=$(ls -t "$out"/callgrind.out.*.1 2>/dev/null | head -1)
+total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+echo "dump: $dump"
+echo "queries completed: $completed"
+echo "instructions: $total"
+echo "instructions/query: $(awk -v t="$total" -v r="$completed" 'BEGIN {printf "%.0f", t / r}')"
