@@ -211,7 +211,7 @@ impl<'a> Context<'a> {
     #[must_use]
     pub fn spliced_bytes(&self) -> u64 {
         match self.state.conns.get(self.conn).map(|c| &c.stage) {
-            Some(Stage::Spliced { bytes, .. }) => *bytes,
+            Some(Stage::Spliced(spliced)) => spliced.bytes,
             _ => 0,
         }
     }

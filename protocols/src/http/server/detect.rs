@@ -33,9 +33,10 @@ type H1 = Adapter<ServerConn, ServerApp<ServerConn>>;
 type H2 = Adapter<H2ServerConn, ServerApp<H2ServerConn>>;
 
 enum State {
-    /// Not known yet: the bytes so far (a prefix of the preface).
+    /// Not known yet: `held` bytes so far, a prefix of the preface (so only their count is
+    /// kept: no buffer per connection that has sent nothing yet, issue 16).
     Undecided {
-        held: Vec<u8>,
+        held: u8,
         timer: Option<TimerId>,
     },
     Http1(Box<H1>),
@@ -57,7 +58,7 @@ impl Detect {
         Self {
             shared,
             state: State::Undecided {
-                held: Vec::new(),
+                held: 0,
                 timer: None,
             },
             shutdown_pending: false,
@@ -88,7 +89,7 @@ impl Detect {
         let State::Undecided { held, timer } = std::mem::replace(
             &mut self.state,
             State::Undecided {
-                held: Vec::new(),
+                held: 0,
                 timer: None,
             },
         ) else {
@@ -107,8 +108,8 @@ impl Detect {
         };
         if let Some(inner) = self.inner() {
             inner.connection_made(ctx);
-            if !held.is_empty() && ctx.is_open() {
-                inner.data_received(ctx, &held);
+            if held > 0 && ctx.is_open() {
+                inner.data_received(ctx, &PREFACE[..usize::from(held)]);
             }
         }
     }
@@ -136,11 +137,13 @@ impl Protocol for Detect {
         let State::Undecided { held, .. } = &mut self.state else {
             return;
         };
-        let start = held.len();
+        let start = usize::from(*held);
         let take = data.len().min(PREFACE.len() - start);
         let matches = data[..take] == PREFACE[start..start + take];
         if matches && start + take < PREFACE.len() {
-            held.extend_from_slice(data);
+            // All of `data` matched (take == data.len()): still a prefix, shorter than the
+            // 24-byte preface, so the count fits.
+            *held = u8::try_from(start + take).unwrap_or(u8::MAX);
             return;
         }
         self.decide(ctx, matches);
@@ -215,5 +218,45 @@ impl Protocol for Detect {
         if let Some(inner) = self.inner() {
             inner.connection_lost(ctx, reason);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ringwork::testing::StringTransport;
+
+    use super::*;
+    use crate::http::server::{HttpServer, Request, Responder, Response, ServerConfig};
+
+    fn detect() -> Detect {
+        let server = HttpServer::new(
+            |_: Request, respond: Responder| respond.send(Response::new(200)),
+            ServerConfig::default(),
+        );
+        Detect::new(Rc::clone(&server.shared))
+    }
+
+    /// The preface in pieces: only a count of the bytes held is kept while undecided, and
+    /// HTTP/2 starts once the last piece matches (its SETTINGS frame goes out).
+    #[test]
+    fn a_preface_in_pieces_decides_http2() {
+        let mut t = StringTransport::new(detect());
+        t.feed(&PREFACE[..3]);
+        t.feed(&PREFACE[3..17]);
+        assert!(t.written().is_empty(), "undecided: nothing written yet");
+        t.feed(&PREFACE[17..]);
+        // The server's preface: a SETTINGS frame (type 4 in the frame header's 4th byte).
+        assert_eq!(t.written().get(3), Some(&4), "{:?}", t.written());
+    }
+
+    /// A prefix of the preface, then a byte that departs from it: HTTP/1.1 gets the held
+    /// bytes (rebuilt from the preface) before the rest.
+    #[test]
+    fn a_departing_prefix_is_replayed_to_http1() {
+        let mut t = StringTransport::new(detect());
+        t.feed(b"P");
+        t.feed(b"OST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+        let written = String::from_utf8_lossy(t.written()).into_owned();
+        assert!(written.starts_with("HTTP/1.1 200 "), "{written}");
     }
 }
