@@ -226,10 +226,11 @@ impl<'a> Context<'a> {
         crate::stall::set(self.state, self.io, self.conn, timeout);
     }
 
-    /// This connection's write-stall timeout (see [`Context::set_write_timeout`]).
+    /// This connection's write-stall timeout (see [`Context::set_write_timeout`]; kept in
+    /// nanoseconds, so one beyond about 584 years reads back as that).
     #[must_use]
     pub fn write_timeout(&self) -> Option<Duration> {
-        self.state.conns.get(self.conn)?.write_timeout
+        self.state.conns.get(self.conn)?.write_timeout.get()
     }
 
     /// Whether reading is paused.

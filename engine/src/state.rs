@@ -376,7 +376,7 @@ pub(crate) struct Conn {
     /// The connection spliced into this one, if any.
     pub(crate) spliced_from: Option<ConnId>,
     /// Write-stall timeout (see `stall.rs`); `None`: none.
-    pub(crate) write_timeout: Option<Duration>,
+    pub(crate) write_timeout: crate::stall::Timeout,
     /// The last time the peer took bytes, or when bytes became pending after none were.
     pub(crate) progress_at: Instant,
     /// The armed write-stall check.
@@ -407,7 +407,7 @@ impl Conn {
             overrides: None,
             spliced_from: None,
             file_queued: 0,
-            write_timeout,
+            write_timeout: crate::stall::Timeout::new(write_timeout),
             progress_at: now,
             stall_timer: None,
         }
@@ -940,7 +940,7 @@ mod tests {
         );
         assert!(size_of::<Stage>() <= 16, "Stage: {}", size_of::<Stage>());
         assert!(
-            size_of::<Option<Conn>>() <= 224,
+            size_of::<Option<Conn>>() <= 216,
             "Option<Conn>: {} bytes",
             size_of::<Option<Conn>>()
         );
