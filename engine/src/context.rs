@@ -293,7 +293,7 @@ impl<'a> Context<'a> {
             .state
             .conns
             .get(self.conn)
-            .and_then(|c| c.overrides.as_ref()?.peer.clone())
+            .and_then(|c| c.rare.as_ref()?.peer.clone())
         {
             Some(addr) => Ok(addr),
             None => self.io.peer_addr(self.conn.0),
@@ -309,7 +309,7 @@ impl<'a> Context<'a> {
             .state
             .conns
             .get(self.conn)
-            .and_then(|c| c.overrides.as_ref()?.local.clone())
+            .and_then(|c| c.rare.as_ref()?.local.clone())
         {
             Some(addr) => Ok(addr),
             None => self.io.local_addr(self.conn.0),

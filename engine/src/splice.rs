@@ -77,7 +77,7 @@ pub(crate) fn start(
     // The destination's pipe can fill up without the engine writing anything: its
     // write-stall timeout watches it for the splice's life (see `stall.rs`).
     if let Some(dest) = state.conns.get_mut(to) {
-        dest.spliced_from = Some(from);
+        dest.set_spliced_from(Some(from));
         crate::stall::start(dest, &mut state.timers, state.now);
     }
     state.stats.splices += 1;

@@ -85,7 +85,7 @@ pub(crate) fn set(state: &mut State, io: &dyn Io, id: ConnId, timeout: Option<Du
     }
     if conn.buffered() > 0
         || conn.file_queued > 0
-        || conn.spliced_from.is_some()
+        || conn.spliced_from().is_some()
         || io.splice_backlog(id.0)
     {
         start(conn, &mut state.timers, now);
@@ -110,7 +110,7 @@ pub(crate) fn fired(state: &mut State, io: &mut dyn Io, id: ConnId) {
     }
     let pending = conn.buffered() > 0 || conn.file_queued > 0 || io.splice_backlog(id.0);
     if !pending {
-        if conn.spliced_from.is_some() {
+        if conn.spliced_from().is_some() {
             arm(conn, &mut state.timers, now);
         }
         return;

@@ -337,11 +337,16 @@ pub(crate) enum Notice {
     Process(crate::process::ProcessNotice),
 }
 
-/// The peer and local addresses a preamble (PROXY protocol) named for a connection.
+/// What few connections have, boxed together out of every connection's slot (issue 16:
+/// memory per idle connection; a socket address inline is 136 bytes).
 #[derive(Debug, Default)]
-pub(crate) struct AddrOverrides {
+pub(crate) struct Rare {
+    /// The peer address a preamble (PROXY protocol) named, reported instead of the socket's.
     pub(crate) peer: Option<ringwork_platform::SockAddr>,
+    /// The local address a preamble named.
     pub(crate) local: Option<ringwork_platform::SockAddr>,
+    /// The connection spliced into this one, if any.
+    pub(crate) spliced_from: Option<ConnId>,
 }
 
 /// One connection.
@@ -370,11 +375,8 @@ pub(crate) struct Conn {
     /// no entries in the wheel), each with its current wheel key. Inline up to one: an idle
     /// server connection has one (its read timeout) and no allocation for it.
     pub(crate) timers: smallvec::SmallVec<[(crate::timers::TimerId, TimerKey); 1]>,
-    /// Addresses named by the preamble, reported instead of the socket's (boxed together:
-    /// rare, and a socket address inline is 136 bytes in every connection's slot).
-    pub(crate) overrides: Option<Box<AddrOverrides>>,
-    /// The connection spliced into this one, if any.
-    pub(crate) spliced_from: Option<ConnId>,
+    /// Preamble addresses and the connection spliced into this one, if any of them.
+    pub(crate) rare: Option<Box<Rare>>,
     /// Write-stall timeout (see `stall.rs`); `None`: none.
     pub(crate) write_timeout: crate::stall::Timeout,
     /// The last time the peer took bytes, or when bytes became pending after none were.
@@ -404,12 +406,23 @@ impl Conn {
             queued: 0,
             in_total: false,
             timers: smallvec::SmallVec::new(),
-            overrides: None,
-            spliced_from: None,
+            rare: None,
             file_queued: 0,
             write_timeout: crate::stall::Timeout::new(write_timeout),
             progress_at: now,
             stall_timer: None,
+        }
+    }
+
+    /// The connection spliced into this one, if any.
+    pub(crate) fn spliced_from(&self) -> Option<ConnId> {
+        self.rare.as_ref()?.spliced_from
+    }
+
+    /// Sets (or clears) the connection spliced into this one.
+    pub(crate) fn set_spliced_from(&mut self, from: Option<ConnId>) {
+        if from.is_some() || self.rare.is_some() {
+            self.rare.get_or_insert_with(Box::default).spliced_from = from;
         }
     }
 
@@ -819,9 +832,9 @@ impl State {
         }
         // The splice into `splice_to` ends with this connection: no more watching it.
         if let Some(dest) = splice_to.and_then(|to| self.conns.get_mut(to))
-            && dest.spliced_from == Some(id)
+            && dest.spliced_from() == Some(id)
         {
-            dest.spliced_from = None;
+            dest.set_spliced_from(None);
         }
         self.notices.push_back((id, Notice::Lost(reason)));
     }
@@ -940,7 +953,7 @@ mod tests {
         );
         assert!(size_of::<Stage>() <= 16, "Stage: {}", size_of::<Stage>());
         assert!(
-            size_of::<Option<Conn>>() <= 216,
+            size_of::<Option<Conn>>() <= 208,
             "Option<Conn>: {} bytes",
             size_of::<Option<Conn>>()
         );

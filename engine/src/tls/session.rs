@@ -183,7 +183,7 @@ pub(crate) fn install(
         Stage::Preamble(_) | Stage::Spliced(_) => return Err(TlsError::NotOpen),
     }
     // Bytes spliced into it would bypass rustls.
-    if !conn.writing.is_open() || conn.spliced_from.is_some() {
+    if !conn.writing.is_open() || conn.spliced_from().is_some() {
         return Err(TlsError::NotOpen);
     }
     if !conn.wbuf.is_empty() {
