@@ -935,6 +935,30 @@ impl State {
 mod tests {
     use super::*;
 
+    /// The held-input box is made by `pause_reading` and dropped once nothing is held any
+    /// more (issue 16: a connection that reads normally carries none).
+    #[test]
+    fn held_input_is_boxed_only_while_held() {
+        let mut reading = Reading::Active;
+        assert!(reading.pause());
+        assert!(matches!(reading, Reading::Paused(_)));
+        assert_eq!(reading.resume(), Some(false));
+        assert!(matches!(reading, Reading::Active), "nothing held: no box");
+
+        assert!(reading.pause());
+        reading
+            .holding()
+            .expect("paused: input is held")
+            .stash
+            .extend_from_slice(b"abc");
+        assert_eq!(reading.resume(), Some(true));
+        assert!(reading.has_resumed_bytes());
+        assert_eq!(reading.take_resumed(2).as_deref(), Some(&b"ab"[..]));
+        assert!(matches!(reading, Reading::Resumed(_)));
+        assert_eq!(reading.take_resumed(2).as_deref(), Some(&b"c"[..]));
+        assert!(matches!(reading, Reading::Active), "all delivered: box dropped");
+    }
+
     /// Memory per idle connection (issue 16): the connection table holds one `Option<Conn>`
     /// per slot, so every byte here is paid by each connection, idle or not. Rare, large
     /// parts (a close reason, preamble addresses, TLS state) are boxed; this keeps them so.
