@@ -956,7 +956,10 @@ mod tests {
         assert_eq!(reading.take_resumed(2).as_deref(), Some(&b"ab"[..]));
         assert!(matches!(reading, Reading::Resumed(_)));
         assert_eq!(reading.take_resumed(2).as_deref(), Some(&b"c"[..]));
-        assert!(matches!(reading, Reading::Active), "all delivered: box dropped");
+        assert!(
+            matches!(reading, Reading::Active),
+            "all delivered: box dropped"
+        );
     }
 
     /// Memory per idle connection (issue 16): the connection table holds one `Option<Conn>`
