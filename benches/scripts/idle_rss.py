@@ -2,10 +2,13 @@
 """RSS of `ringwork serve hello` before any connection and with N idle ones (issue 16).
 
     benches/scripts/idle_rss.py BINARY [N] [-- EXTRA SERVER ARGS...]
+    SERVICE=web benches/scripts/idle_rss.py BINARY 10000 -- --root DIR
+    AFTER_REQUEST=1 benches/scripts/idle_rss.py BINARY 10000   # keep-alive idle
 
-Starts BINARY serve hello on one core, reads VmRSS once it answers a request on a separate
-connection (closed again), opens N idle TCP connections (nothing sent), waits until the server
-holds them (its RSS stops moving for 1 s), reads VmRSS again and prints both and the KiB per
+Starts BINARY serve hello (or $SERVICE) on one core, reads VmRSS once it answers a request
+on a separate connection (closed again), opens N idle TCP connections (nothing sent; with
+AFTER_REQUEST=1 each first sends one keep-alive `GET /` and reads its answer), waits until
+the server holds them (its RSS stops moving for 1 s), reads VmRSS again and prints both and the KiB per
 connection. Not CPU-sensitive: a shared machine gives the same figures as a quiet one.
 The `idle-rss` workload of the comparison runner measures the same way for every peer.
 """
@@ -37,7 +40,7 @@ def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, n + 1000)), hard))
     server = subprocess.Popen(
-        [binary, "serve", "hello", "--listen", f"tcp:{port}:interface=127.0.0.1",
+        [binary, "serve", os.environ.get("SERVICE", "hello"), "--listen", f"tcp:{port}:interface=127.0.0.1",
          "--cores", "1", *extra],
         stderr=subprocess.DEVNULL,
     )
@@ -47,7 +50,7 @@ def main():
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
                     s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                    if b"Hello" in s.recv(4096):
+                    if s.recv(4096).startswith(b"HTTP/1.1 "):
                         break
             except OSError:
                 pass
@@ -57,6 +60,12 @@ def main():
         time.sleep(0.5)
         before = rss_kib(server.pid)
         conns = [socket.create_connection(("127.0.0.1", port)) for _ in range(n)]
+        if os.environ.get("AFTER_REQUEST") == "1":
+            for c in conns:
+                c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            for c in conns:
+                if not c.recv(65536).startswith(b"HTTP/1.1 "):
+                    raise RuntimeError("no answer on a keep-alive connection")
         last, steady_since = -1, time.time()
         while time.time() - steady_since < 1.0:
             now = rss_kib(server.pid)

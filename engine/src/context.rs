@@ -211,7 +211,7 @@ impl<'a> Context<'a> {
     #[must_use]
     pub fn spliced_bytes(&self) -> u64 {
         match self.state.conns.get(self.conn).map(|c| &c.stage) {
-            Some(Stage::Spliced { bytes, .. }) => *bytes,
+            Some(Stage::Spliced(spliced)) => spliced.bytes,
             _ => 0,
         }
     }
@@ -226,10 +226,11 @@ impl<'a> Context<'a> {
         crate::stall::set(self.state, self.io, self.conn, timeout);
     }
 
-    /// This connection's write-stall timeout (see [`Context::set_write_timeout`]).
+    /// This connection's write-stall timeout (see [`Context::set_write_timeout`]; kept in
+    /// nanoseconds, so one beyond about 584 years reads back as that).
     #[must_use]
     pub fn write_timeout(&self) -> Option<Duration> {
-        self.state.conns.get(self.conn)?.write_timeout
+        self.state.conns.get(self.conn)?.write_timeout.get()
     }
 
     /// Whether reading is paused.
@@ -292,7 +293,7 @@ impl<'a> Context<'a> {
             .state
             .conns
             .get(self.conn)
-            .and_then(|c| c.overrides.as_ref()?.peer.clone())
+            .and_then(|c| c.rare.as_ref()?.peer.clone())
         {
             Some(addr) => Ok(addr),
             None => self.io.peer_addr(self.conn.0),
@@ -308,7 +309,7 @@ impl<'a> Context<'a> {
             .state
             .conns
             .get(self.conn)
-            .and_then(|c| c.overrides.as_ref()?.local.clone())
+            .and_then(|c| c.rare.as_ref()?.local.clone())
         {
             Some(addr) => Ok(addr),
             None => self.io.local_addr(self.conn.0),

@@ -16,7 +16,7 @@ use crate::context::{self, Context};
 use crate::io::Io;
 use crate::logging::escape;
 use crate::protocol::{ConnId, LostReason, Protocol};
-use crate::state::{Notice, Phase, Reading, Stage, State};
+use crate::state::{Notice, Phase, Stage, State};
 use crate::timers::Target;
 
 /// Runs one callback of connection `id`'s protocol; a panic drops the protocol and aborts
@@ -223,22 +223,15 @@ pub(crate) fn received(state: &mut State, io: &mut dyn Io, id: ConnId, data: &[u
     let Some(conn) = state.conns.active_mut(id) else {
         return;
     };
-    match &mut conn.reading {
-        // Already in flight when reading was paused: held until resumed.
-        Reading::Paused { stash, .. } => {
-            stash.extend_from_slice(data);
-            return;
-        }
-        // Held bytes are still being delivered (in pieces): these go after them.
-        Reading::Resumed { stash, .. } if !stash.is_empty() => {
-            stash.extend_from_slice(data);
-            return;
-        }
-        Reading::Active | Reading::Resumed { .. } => {}
+    // Already in flight when reading was paused, or held bytes are still being delivered
+    // (in pieces): held, after them.
+    if let Some(held) = conn.reading.holding() {
+        held.stash.extend_from_slice(data);
+        return;
     }
     match conn.stage {
         // A spliced connection's receive that was in flight: to the protocol as before.
-        Stage::Plain | Stage::Spliced { .. } => {
+        Stage::Plain | Stage::Spliced(_) => {
             call(state, io, id, |p, ctx| p.data_received(ctx, data));
         }
         Stage::Tls(_) => crate::tls::session::input(state, io, id, data),
@@ -252,16 +245,9 @@ pub(crate) fn received_after_preamble(state: &mut State, io: &mut dyn Io, id: Co
     let Some(conn) = state.conns.active_mut(id) else {
         return;
     };
-    match &mut conn.reading {
-        Reading::Paused { stash, .. } => {
-            stash.extend_from_slice(data);
-            return;
-        }
-        Reading::Resumed { stash, .. } if !stash.is_empty() => {
-            stash.extend_from_slice(data);
-            return;
-        }
-        Reading::Active | Reading::Resumed { .. } => {}
+    if let Some(held) = conn.reading.holding() {
+        held.stash.extend_from_slice(data);
+        return;
     }
     call(state, io, id, |p, ctx| p.data_received(ctx, data));
 }
@@ -277,16 +263,9 @@ pub(crate) fn eof(state: &mut State, io: &mut dyn Io, id: ConnId) {
         crate::preamble::eof(state, io, id);
         return;
     }
-    match &mut conn.reading {
-        Reading::Paused { eof, .. } => {
-            *eof = true;
-            return;
-        }
-        Reading::Resumed { stash, eof } if !stash.is_empty() => {
-            *eof = true;
-            return;
-        }
-        Reading::Active | Reading::Resumed { .. } => {}
+    if let Some(held) = conn.reading.holding() {
+        held.eof = true;
+        return;
     }
     if conn.is_tls() {
         crate::tls::session::eof(state, io, id);

@@ -210,8 +210,11 @@ pub(crate) fn input(state: &mut State, io: &mut dyn Io, id: ConnId, data: &[u8])
                 return;
             };
             let rest = pending.buf.split_off(consumed.min(pending.buf.len()));
-            conn.overrides = (peer.is_some() || local.is_some())
-                .then(|| Box::new(crate::state::AddrOverrides { peer, local }));
+            if peer.is_some() || local.is_some() {
+                let rare = conn.rare.get_or_insert_with(Box::default);
+                rare.peer = peer;
+                rare.local = local;
+            }
             state.timers.cancel_key(pending.timer);
             start(state, io, id, pending.tls.as_ref(), &rest);
         }

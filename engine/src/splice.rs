@@ -20,7 +20,7 @@
 use crate::EngineError;
 use crate::io::Io;
 use crate::protocol::ConnId;
-use crate::state::{Phase, Stage, State};
+use crate::state::{Phase, Spliced, Stage, State};
 
 fn refuse(why: &str) -> Result<(), EngineError> {
     Err(EngineError::Splice { why: why.into() })
@@ -48,7 +48,7 @@ pub(crate) fn start(
     if source.is_tls() || dest.is_tls() {
         return refuse("TLS connections cannot be spliced (their bytes pass through rustls)");
     }
-    if let Stage::Spliced { .. } = source.stage {
+    if let Stage::Spliced(_) = source.stage {
         return refuse("the connection is spliced already");
     }
     if source.reading.eof_pending() {
@@ -72,12 +72,12 @@ pub(crate) fn start(
         state.write_bytes(io, to, bytes);
     }
     if let Some(conn) = state.conns.get_mut(from) {
-        conn.stage = Stage::Spliced { to, bytes: handed };
+        conn.stage = Stage::Spliced(Box::new(Spliced { to, bytes: handed }));
     }
     // The destination's pipe can fill up without the engine writing anything: its
     // write-stall timeout watches it for the splice's life (see `stall.rs`).
     if let Some(dest) = state.conns.get_mut(to) {
-        dest.spliced_from = Some(from);
+        dest.set_spliced_from(Some(from));
         crate::stall::start(dest, &mut state.timers, state.now);
     }
     state.stats.splices += 1;
@@ -92,11 +92,11 @@ pub(crate) fn spliced(state: &mut State, id: ConnId, bytes: usize) {
     let Some(conn) = state.conns.get_mut(id) else {
         return;
     };
-    let Stage::Spliced { to, bytes: total } = &mut conn.stage else {
+    let Stage::Spliced(spliced) = &mut conn.stage else {
         return;
     };
-    *total += bytes as u64;
-    let to = *to;
+    spliced.bytes += bytes as u64;
+    let to = spliced.to;
     if let Some(dest) = state.conns.get_mut(to) {
         dest.progress_at = now;
     }

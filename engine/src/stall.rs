@@ -38,6 +38,23 @@ pub(crate) fn normalize(timeout: Option<Duration>) -> Option<Duration> {
     timeout.filter(|d| !d.is_zero())
 }
 
+/// A connection's write-stall timeout in 8 bytes (an `Option<Duration>` takes 16 in every
+/// connection's slot, issue 16): nanoseconds, 0 for none (a zero timeout means none),
+/// saturating at about 584 years.
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+pub(crate) struct Timeout(u64);
+
+impl Timeout {
+    pub(crate) fn new(timeout: Option<Duration>) -> Self {
+        Self(normalize(timeout).map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)))
+    }
+
+    /// The timeout, `None` for none.
+    pub(crate) fn get(self) -> Option<Duration> {
+        (self.0 != 0).then(|| Duration::from_nanos(self.0))
+    }
+}
+
 /// The connection now has unsent bytes after having none: its stall clock starts, and its
 /// timer is armed unless it already is.
 pub(crate) fn start(conn: &mut Conn, timers: &mut Timers, now: Instant) {
@@ -48,7 +65,7 @@ pub(crate) fn start(conn: &mut Conn, timers: &mut Timers, now: Instant) {
 /// Arms the connection's stall timer one timeout after `from`, unless it is armed or the
 /// connection has no timeout.
 fn arm(conn: &mut Conn, timers: &mut Timers, from: Instant) {
-    if let Some(after) = conn.write_timeout
+    if let Some(after) = conn.write_timeout.get()
         && conn.stall_timer.is_none()
     {
         conn.stall_timer = Some(timers.add_write_stall(conn.id, deadline(from, after)));
@@ -62,13 +79,13 @@ pub(crate) fn set(state: &mut State, io: &dyn Io, id: ConnId, timeout: Option<Du
     let Some(conn) = state.conns.active_mut(id) else {
         return;
     };
-    conn.write_timeout = normalize(timeout);
+    conn.write_timeout = Timeout::new(timeout);
     if let Some(key) = conn.stall_timer.take() {
         state.timers.cancel_key(key);
     }
     if conn.buffered() > 0
         || conn.file_queued > 0
-        || conn.spliced_from.is_some()
+        || conn.spliced_from().is_some()
         || io.splice_backlog(id.0)
     {
         start(conn, &mut state.timers, now);
@@ -83,7 +100,7 @@ pub(crate) fn fired(state: &mut State, io: &mut dyn Io, id: ConnId) {
         return;
     };
     conn.stall_timer = None;
-    let Some(after) = conn.write_timeout else {
+    let Some(after) = conn.write_timeout.get() else {
         return;
     };
     if matches!(conn.phase, Phase::Connecting { .. }) {
@@ -93,7 +110,7 @@ pub(crate) fn fired(state: &mut State, io: &mut dyn Io, id: ConnId) {
     }
     let pending = conn.buffered() > 0 || conn.file_queued > 0 || io.splice_backlog(id.0);
     if !pending {
-        if conn.spliced_from.is_some() {
+        if conn.spliced_from().is_some() {
             arm(conn, &mut state.timers, now);
         }
         return;

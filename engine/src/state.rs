@@ -56,13 +56,18 @@ pub(crate) enum Stage {
     Tls(Box<Tls>),
     /// Input goes to the protocol as it arrives.
     Plain,
-    /// Input goes to connection `to` inside the kernel (see `splice.rs`); bytes a receive
-    /// already had in flight still reach the protocol.
-    Spliced {
-        to: ConnId,
-        /// Bytes of the input spliced so far.
-        bytes: u64,
-    },
+    /// Input goes to another connection inside the kernel (see `splice.rs`); bytes a
+    /// receive already had in flight still reach the protocol. Boxed like the others: rare,
+    /// and inline it made every connection's slot 8 bytes larger (issue 16).
+    Spliced(Box<Spliced>),
+}
+
+/// Where a spliced connection's input goes.
+pub(crate) struct Spliced {
+    /// The destination.
+    pub(crate) to: ConnId,
+    /// Bytes of the input spliced so far.
+    pub(crate) bytes: u64,
 }
 
 /// The TLS stage of a connection.
@@ -97,30 +102,52 @@ pub(crate) enum Handshake {
 }
 
 /// The read side of a connection. Independent of [`Stage`]: a spliced connection can be
-/// paused too (its splice then stops).
+/// paused too (its splice then stops). What is held while paused is boxed: rare (flow
+/// control), and this enum is in every connection's slot (issue 16: memory per idle
+/// connection; inline it was 40 bytes, boxed 16).
 pub(crate) enum Reading {
     /// Input is delivered as it arrives.
     Active,
     /// `pause_reading`: no receive is armed. Bytes that were already in flight are held in
     /// `stash`, and an end of stream that arrives meanwhile in `eof`; `eof_received` never
     /// comes while paused.
-    Paused { stash: BytesMut, eof: bool },
+    Paused(Box<Held>),
     /// Resumed with input still held: a queued [`Notice::Stash`] delivers it (the bytes,
     /// then the end of stream) before anything newer.
-    Resumed { stash: BytesMut, eof: bool },
+    Resumed(Box<Held>),
+}
+
+/// Input held while reading is paused (or resumed and not yet delivered).
+#[derive(Default)]
+pub(crate) struct Held {
+    /// Bytes received meanwhile, oldest first.
+    pub(crate) stash: BytesMut,
+    /// An end of stream arrived after them.
+    pub(crate) eof: bool,
 }
 
 impl Reading {
     /// Whether reading is paused.
     pub(crate) fn is_paused(&self) -> bool {
-        matches!(self, Reading::Paused { .. })
+        matches!(self, Reading::Paused(_))
     }
 
     /// The held bytes, if any are (paused, or resumed and not yet delivered).
     pub(crate) fn stash_mut(&mut self) -> Option<&mut BytesMut> {
         match self {
             Reading::Active => None,
-            Reading::Paused { stash, .. } | Reading::Resumed { stash, .. } => Some(stash),
+            Reading::Paused(held) | Reading::Resumed(held) => Some(&mut held.stash),
+        }
+    }
+
+    /// Where input arriving now must wait instead of being delivered: while paused, and
+    /// after a resume while held bytes are still being delivered (newer input goes after
+    /// them). `None`: deliver it.
+    pub(crate) fn holding(&mut self) -> Option<&mut Held> {
+        match self {
+            Reading::Paused(held) => Some(held),
+            Reading::Resumed(held) if !held.stash.is_empty() => Some(held),
+            Reading::Active | Reading::Resumed(_) => None,
         }
     }
 
@@ -128,26 +155,23 @@ impl Reading {
     pub(crate) fn eof_pending(&self) -> bool {
         match self {
             Reading::Active => false,
-            Reading::Paused { eof, .. } | Reading::Resumed { eof, .. } => *eof,
+            Reading::Paused(held) | Reading::Resumed(held) => held.eof,
         }
     }
 
     /// `pause_reading`: whatever is held stays held. `false` if it was paused already.
     fn pause(&mut self) -> bool {
-        match self {
-            Reading::Paused { .. } => false,
+        match std::mem::replace(self, Reading::Active) {
+            Reading::Paused(held) => {
+                *self = Reading::Paused(held);
+                false
+            }
             Reading::Active => {
-                *self = Reading::Paused {
-                    stash: BytesMut::new(),
-                    eof: false,
-                };
+                *self = Reading::Paused(Box::default());
                 true
             }
-            Reading::Resumed { stash, eof } => {
-                *self = Reading::Paused {
-                    stash: std::mem::take(stash),
-                    eof: *eof,
-                };
+            Reading::Resumed(held) => {
+                *self = Reading::Paused(held);
                 true
             }
         }
@@ -156,13 +180,13 @@ impl Reading {
     /// `resume_reading`: held input is left for a [`Notice::Stash`]. `None` if it was not
     /// paused, else whether anything is held.
     fn resume(&mut self) -> Option<bool> {
-        let Reading::Paused { stash, eof } = std::mem::replace(self, Reading::Active) else {
+        let Reading::Paused(held) = std::mem::replace(self, Reading::Active) else {
             return None;
         };
-        if stash.is_empty() && !eof {
+        if held.stash.is_empty() && !held.eof {
             return Some(false);
         }
-        *self = Reading::Resumed { stash, eof };
+        *self = Reading::Resumed(held);
         Some(true)
     }
 
@@ -170,11 +194,11 @@ impl Reading {
     /// again); the rest, and the end of stream, stay held (see [`Reading::take_due_eof`]).
     pub(crate) fn take_resumed(&mut self, max: usize) -> Option<BytesMut> {
         match self {
-            Reading::Paused { .. } => None,
+            Reading::Paused(_) => None,
             Reading::Active => Some(BytesMut::new()),
-            Reading::Resumed { stash, eof } => {
-                let data = stash.split_to(max.min(stash.len()));
-                if stash.is_empty() && !*eof {
+            Reading::Resumed(held) => {
+                let data = held.stash.split_to(max.min(held.stash.len()));
+                if held.stash.is_empty() && !held.eof {
                     *self = Reading::Active;
                 }
                 Some(data)
@@ -184,14 +208,14 @@ impl Reading {
 
     /// Whether held bytes still wait for delivery after a resume.
     pub(crate) fn has_resumed_bytes(&self) -> bool {
-        matches!(self, Reading::Resumed { stash, .. } if !stash.is_empty())
+        matches!(self, Reading::Resumed(held) if !held.stash.is_empty())
     }
 
     /// Whether a held end of stream is due now (resumed, nothing held before it); it is
     /// then no longer held.
     pub(crate) fn take_due_eof(&mut self) -> bool {
         match self {
-            Reading::Resumed { stash, eof: true } if stash.is_empty() => {
+            Reading::Resumed(held) if held.eof && held.stash.is_empty() => {
                 *self = Reading::Active;
                 true
             }
@@ -313,11 +337,16 @@ pub(crate) enum Notice {
     Process(crate::process::ProcessNotice),
 }
 
-/// The peer and local addresses a preamble (PROXY protocol) named for a connection.
+/// What few connections have, boxed together out of every connection's slot (issue 16:
+/// memory per idle connection; a socket address inline is 136 bytes).
 #[derive(Debug, Default)]
-pub(crate) struct AddrOverrides {
+pub(crate) struct Rare {
+    /// The peer address a preamble (PROXY protocol) named, reported instead of the socket's.
     pub(crate) peer: Option<ringwork_platform::SockAddr>,
+    /// The local address a preamble named.
     pub(crate) local: Option<ringwork_platform::SockAddr>,
+    /// The connection spliced into this one, if any.
+    pub(crate) spliced_from: Option<ConnId>,
 }
 
 /// One connection.
@@ -346,13 +375,10 @@ pub(crate) struct Conn {
     /// no entries in the wheel), each with its current wheel key. Inline up to one: an idle
     /// server connection has one (its read timeout) and no allocation for it.
     pub(crate) timers: smallvec::SmallVec<[(crate::timers::TimerId, TimerKey); 1]>,
-    /// Addresses named by the preamble, reported instead of the socket's (boxed together:
-    /// rare, and a socket address inline is 136 bytes in every connection's slot).
-    pub(crate) overrides: Option<Box<AddrOverrides>>,
-    /// The connection spliced into this one, if any.
-    pub(crate) spliced_from: Option<ConnId>,
+    /// Preamble addresses and the connection spliced into this one, if any of them.
+    pub(crate) rare: Option<Box<Rare>>,
     /// Write-stall timeout (see `stall.rs`); `None`: none.
-    pub(crate) write_timeout: Option<Duration>,
+    pub(crate) write_timeout: crate::stall::Timeout,
     /// The last time the peer took bytes, or when bytes became pending after none were.
     pub(crate) progress_at: Instant,
     /// The armed write-stall check.
@@ -380,12 +406,23 @@ impl Conn {
             queued: 0,
             in_total: false,
             timers: smallvec::SmallVec::new(),
-            overrides: None,
-            spliced_from: None,
+            rare: None,
             file_queued: 0,
-            write_timeout,
+            write_timeout: crate::stall::Timeout::new(write_timeout),
             progress_at: now,
             stall_timer: None,
+        }
+    }
+
+    /// The connection spliced into this one, if any.
+    pub(crate) fn spliced_from(&self) -> Option<ConnId> {
+        self.rare.as_ref()?.spliced_from
+    }
+
+    /// Sets (or clears) the connection spliced into this one.
+    pub(crate) fn set_spliced_from(&mut self, from: Option<ConnId>) {
+        if from.is_some() || self.rare.is_some() {
+            self.rare.get_or_insert_with(Box::default).spliced_from = from;
         }
     }
 
@@ -783,7 +820,7 @@ impl State {
                 }
             }
             Stage::Plain => {}
-            Stage::Spliced { to, .. } => splice_to = Some(*to),
+            Stage::Spliced(spliced) => splice_to = Some(spliced.to),
         }
         if let Some(key) = conn.stall_timer.take() {
             self.timers.cancel_key(key);
@@ -795,9 +832,9 @@ impl State {
         }
         // The splice into `splice_to` ends with this connection: no more watching it.
         if let Some(dest) = splice_to.and_then(|to| self.conns.get_mut(to))
-            && dest.spliced_from == Some(id)
+            && dest.spliced_from() == Some(id)
         {
-            dest.spliced_from = None;
+            dest.set_spliced_from(None);
         }
         self.notices.push_back((id, Notice::Lost(reason)));
     }
@@ -898,6 +935,33 @@ impl State {
 mod tests {
     use super::*;
 
+    /// The held-input box is made by `pause_reading` and dropped once nothing is held any
+    /// more (issue 16: a connection that reads normally carries none).
+    #[test]
+    fn held_input_is_boxed_only_while_held() {
+        let mut reading = Reading::Active;
+        assert!(reading.pause());
+        assert!(matches!(reading, Reading::Paused(_)));
+        assert_eq!(reading.resume(), Some(false));
+        assert!(matches!(reading, Reading::Active), "nothing held: no box");
+
+        assert!(reading.pause());
+        reading
+            .holding()
+            .expect("paused: input is held")
+            .stash
+            .extend_from_slice(b"abc");
+        assert_eq!(reading.resume(), Some(true));
+        assert!(reading.has_resumed_bytes());
+        assert_eq!(reading.take_resumed(2).as_deref(), Some(&b"ab"[..]));
+        assert!(matches!(reading, Reading::Resumed(_)));
+        assert_eq!(reading.take_resumed(2).as_deref(), Some(&b"c"[..]));
+        assert!(
+            matches!(reading, Reading::Active),
+            "all delivered: box dropped"
+        );
+    }
+
     /// Memory per idle connection (issue 16): the connection table holds one `Option<Conn>`
     /// per slot, so every byte here is paid by each connection, idle or not. Rare, large
     /// parts (a close reason, preamble addresses, TLS state) are boxed; this keeps them so.
@@ -910,7 +974,13 @@ mod tests {
             size_of::<Writing>()
         );
         assert!(
-            size_of::<Option<Conn>>() <= 264,
+            size_of::<Reading>() <= 16,
+            "Reading: {}",
+            size_of::<Reading>()
+        );
+        assert!(size_of::<Stage>() <= 16, "Stage: {}", size_of::<Stage>());
+        assert!(
+            size_of::<Option<Conn>>() <= 208,
             "Option<Conn>: {} bytes",
             size_of::<Option<Conn>>()
         );

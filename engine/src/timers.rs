@@ -25,7 +25,7 @@ use crate::timer::{TimerKey, TimerWheel};
 /// A timer of one connection, from [`Context::call_later`](crate::Context::call_later) or
 /// [`Context::call_every`](crate::Context::call_every). A repeating timer keeps its id.
 #[derive(Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-pub struct TimerId(u64);
+pub struct TimerId(std::num::NonZeroU64);
 
 /// A reactor call armed with [`LocalHandle::call_later`](crate::LocalHandle::call_later),
 /// [`LocalHandle::call_at`](crate::LocalHandle::call_at) or
@@ -95,7 +95,9 @@ pub(crate) struct Timers {
 /// (`Conn::timers`), not in a map here: no table entry and no hash per timer.
 struct Table {
     wheel: TimerWheel<Target>,
-    next_id: u64,
+    /// Counts from 1: ids are never zero, so an `Option<TimerId>` is 8 bytes (a protocol
+    /// keeps one per idle connection, issue 16).
+    next_id: std::num::NonZeroU64,
     /// The wheel's tick: the shortest interval of a repeating call.
     tick: Duration,
 }
@@ -105,7 +107,7 @@ impl Timers {
         Self {
             table: Rc::new(RefCell::new(Table {
                 wheel: TimerWheel::new(now, tick),
-                next_id: 0,
+                next_id: std::num::NonZeroU64::MIN,
                 tick,
             })),
         }
@@ -125,7 +127,8 @@ impl Timers {
     ) -> (TimerId, TimerKey) {
         let mut t = self.table.borrow_mut();
         let id = TimerId(t.next_id);
-        t.next_id += 1;
+        // 2^64 timers would take centuries to arm; saturating keeps ids non-zero regardless.
+        t.next_id = t.next_id.saturating_add(1);
         let key = t.wheel.insert(at, Target::Conn { conn, id, every });
         (id, key)
     }

@@ -196,6 +196,32 @@ impl SendQueue {
     }
 }
 
+/// A datagram socket's queue of payloads to send, with their destinations: a `VecDeque`
+/// made at the first send. Boxed: only datagram sockets have one, and a queue inline is 32
+/// bytes in every socket's slot (issue 16: memory per idle connection). Reads of a queue
+/// never made see an empty one; a mutable access makes it.
+#[derive(Debug, Default)]
+// The box is the point: one word in the slot instead of a VecDeque's four.
+#[allow(clippy::box_collection)]
+pub(crate) struct Datagrams(Option<Box<VecDeque<(Bytes, SockAddr)>>>);
+
+/// What an unmade [`Datagrams`] reads as.
+static NO_DATAGRAMS: VecDeque<(Bytes, SockAddr)> = VecDeque::new();
+
+impl std::ops::Deref for Datagrams {
+    type Target = VecDeque<(Bytes, SockAddr)>;
+
+    fn deref(&self) -> &Self::Target {
+        self.0.as_deref().unwrap_or(&NO_DATAGRAMS)
+    }
+}
+
+impl std::ops::DerefMut for Datagrams {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
 /// The wanted state of one socket.
 #[derive(Debug)]
 pub(crate) struct SocketState {
@@ -217,7 +243,7 @@ pub(crate) struct SocketState {
     /// Stream: bytes to send.
     pub(crate) send: SendQueue,
     /// Datagram: payloads to send, with their destinations.
-    pub(crate) datagrams: VecDeque<(Bytes, SockAddr)>,
+    pub(crate) datagrams: Datagrams,
     /// Sending failed; further sends are discarded.
     pub(crate) send_failed: bool,
     pub(crate) shutdown: Shutdown,
@@ -291,7 +317,7 @@ impl SocketState {
             connect_to: None,
             connecting: false,
             send: SendQueue::default(),
-            datagrams: VecDeque::new(),
+            datagrams: Datagrams::default(),
             send_failed: false,
             shutdown: Shutdown::No,
             closing: false,
@@ -555,12 +581,13 @@ mod tests {
     use super::*;
 
     /// Memory per idle connection (issue 16): one `SocketSlot` per socket slot, paid by every
-    /// connection; the connect address (128 bytes inline) is boxed and this keeps it so.
+    /// connection; the connect address (128 bytes inline) and a datagram socket's send queue
+    /// are boxed and this keeps them so.
     #[cfg(target_pointer_width = "64")]
     #[test]
     fn socket_slot_stays_small() {
         assert!(
-            size_of::<SocketSlot>() <= 144,
+            size_of::<SocketSlot>() <= 120,
             "SocketSlot: {} bytes",
             size_of::<SocketSlot>()
         );

@@ -41,6 +41,12 @@ use std::time::{Duration, Instant};
 #[cfg(test)]
 mod tests;
 
+/// The tick in which a deadline `at` nanoseconds from the wheel's start falls, with ticks
+/// of `tick_nanos` (0 before the start).
+fn tick_at(at: i64, tick_nanos: u64) -> u64 {
+    at.max(0).unsigned_abs() / tick_nanos
+}
+
 /// Bits of a tick consumed by one level.
 const SLOT_BITS: u32 = 6;
 /// Slots per level.
@@ -78,7 +84,7 @@ pub(crate) struct TimerWheel<T> {
     start: Instant,
     /// Tick length in nanoseconds.
     // INVARIANT: non-zero (checked in `new`).
-    tick_nanos: u128,
+    tick_nanos: u64,
     /// Ticks since `start` the wheel has been advanced to by `expire`.
     // INVARIANT: every linked timer sits in the list `place` would pick for it now, and no
     // list lies wholly before `elapsed` (see the module docs).
@@ -132,14 +138,16 @@ enum State<T> {
     Occupied(Timer<T>),
 }
 
-/// A pending timer and its list links.
+/// A pending timer and its list links. Every pending timer has one (an idle HTTP
+/// connection has its read timeout armed), so it is kept small (issue 16): the deadline is
+/// nanoseconds from `start` (8 bytes, not an `Instant`'s 16) and its tick is computed from
+/// it, not stored.
 struct Timer<T> {
     /// The caller's value.
     value: T,
-    /// Exact deadline.
-    deadline: Instant,
-    /// `deadline`'s tick (rounded down; saturates at 0 before `start`).
-    tick: u64,
+    /// Exact deadline, in nanoseconds since `start` (negative before it; saturating about
+    /// 292 years either way, beyond any deadline `timers::deadline` makes).
+    at: i64,
     /// Insertion order among all timers of the wheel.
     seq: u64,
     /// Index of the list holding the timer, or `DETACHED`.
@@ -154,9 +162,10 @@ struct Timer<T> {
 struct List {
     /// First entry, or `NIL` when empty.
     head: u32,
-    /// Earliest deadline in the list, or `None` when unknown (stale) or empty.
-    // INVARIANT: when `Some`, equals the earliest deadline of the list's timers.
-    min: Cell<Option<Instant>>,
+    /// Earliest deadline in the list (as `Timer::at`), or `None` when unknown (stale) or
+    /// empty.
+    // INVARIANT: when `Some`, equals the earliest `at` of the list's timers.
+    min: Cell<Option<i64>>,
 }
 
 impl<T> TimerWheel<T> {
@@ -172,7 +181,7 @@ impl<T> TimerWheel<T> {
         assert!(!tick.is_zero(), "timer wheel tick must be non-zero");
         Self {
             start,
-            tick_nanos: tick.as_nanos(),
+            tick_nanos: u64::try_from(tick.as_nanos()).unwrap_or(u64::MAX),
             elapsed: 0,
             entries: Vec::new(),
             free_head: NIL,
@@ -201,8 +210,7 @@ impl<T> TimerWheel<T> {
         self.next_seq += 1;
         let timer = Timer {
             value,
-            deadline,
-            tick: self.tick_of(deadline),
+            at: self.at_of(deadline),
             seq,
             list: DETACHED,
             prev: NIL,
@@ -235,10 +243,9 @@ impl<T> TimerWheel<T> {
         self.unlink(key.index);
         let seq = self.next_seq;
         self.next_seq += 1;
-        let tick = self.tick_of(deadline);
+        let at = self.at_of(deadline);
         let timer = self.timer_mut(key.index);
-        timer.deadline = deadline;
-        timer.tick = tick;
+        timer.at = at;
         timer.seq = seq;
         self.place(key.index);
         true
@@ -250,7 +257,7 @@ impl<T> TimerWheel<T> {
             State::Occupied(timer)
                 if self.entries[key.index as usize].generation == key.generation =>
             {
-                Some((&timer.value, timer.deadline))
+                Some((&timer.value, self.instant_of(timer.at)))
             }
             _ => None,
         }
@@ -299,17 +306,17 @@ impl<T> TimerWheel<T> {
         let (list, _) = self.next_list()?;
         let cached = &self.lists[list].min;
         if let Some(min) = cached.get() {
-            return Some(min);
+            return Some(self.instant_of(min));
         }
-        let mut min: Option<Instant> = None;
+        let mut min: Option<i64> = None;
         let mut index = self.lists[list].head;
         while index != NIL {
             let timer = self.timer(index);
-            min = Some(min.map_or(timer.deadline, |m| m.min(timer.deadline)));
+            min = Some(min.map_or(timer.at, |m| m.min(timer.at)));
             index = timer.next;
         }
         cached.set(min);
-        min
+        min.map(|at| self.instant_of(at))
     }
 
     /// Removes every timer whose deadline is `<= now` and appends `(key, value)` to `out`
@@ -322,7 +329,8 @@ impl<T> TimerWheel<T> {
     pub(crate) fn expire(&mut self, now: Instant, out: &mut Vec<(TimerKey, T)>) {
         // The last tick that may be taken: ticks before it are wholly due, ticks after it
         // wholly not. If `now` went backwards, `elapsed` stays put.
-        let horizon = self.tick_of(now).max(self.elapsed);
+        let now_at = self.at_of(now);
+        let horizon = tick_at(now_at, self.tick_nanos).max(self.elapsed);
         let mut fired = mem::take(&mut self.fired);
         let mut partial = false;
         while let Some((list, first_tick)) = self.next_list() {
@@ -336,7 +344,7 @@ impl<T> TimerWheel<T> {
             debug_assert!(first_tick >= self.elapsed, "a slot lies before elapsed");
             self.elapsed = first_tick;
             if list < SLOTS {
-                if self.fire_slot(list, now, &mut fired) {
+                if self.fire_slot(list, now_at, &mut fired) {
                     // Timers of this tick that are due after `now`: nothing later is due.
                     debug_assert_eq!(first_tick, horizon, "a wholly due tick kept a timer");
                     partial = true;
@@ -352,7 +360,7 @@ impl<T> TimerWheel<T> {
 
         fired.sort_unstable_by_key(|&index| {
             let timer = self.timer(index);
-            (timer.deadline, timer.seq)
+            (timer.at, timer.seq)
         });
         out.reserve(fired.len());
         for &index in &fired {
@@ -363,10 +371,33 @@ impl<T> TimerWheel<T> {
         self.fired = fired;
     }
 
-    /// The tick in which `instant` falls (0 before `start`, saturating far ahead).
-    fn tick_of(&self, instant: Instant) -> u64 {
-        let ticks = instant.saturating_duration_since(self.start).as_nanos() / self.tick_nanos;
-        u64::try_from(ticks).unwrap_or(u64::MAX)
+    /// `instant` as nanoseconds since `start` (negative before it, saturating). Exact for
+    /// any instant within about 292 years of `start`.
+    fn at_of(&self, instant: Instant) -> i64 {
+        match instant.checked_duration_since(self.start) {
+            Some(after) => i64::try_from(after.as_nanos()).unwrap_or(i64::MAX),
+            None => {
+                let before = self.start.duration_since(instant).as_nanos();
+                i64::try_from(before).map_or(i64::MIN, |n| -n)
+            }
+        }
+    }
+
+    /// The instant `at` nanoseconds from `start` (the inverse of [`Self::at_of`]).
+    fn instant_of(&self, at: i64) -> Instant {
+        let offset = Duration::from_nanos(at.unsigned_abs());
+        let instant = if at >= 0 {
+            self.start.checked_add(offset)
+        } else {
+            self.start.checked_sub(offset)
+        };
+        // Only a saturated `at` can fall outside what an `Instant` holds.
+        instant.unwrap_or(self.start)
+    }
+
+    /// The tick of a timer (from its deadline: not stored, see [`Timer`]).
+    fn tick_of_timer(&self, timer: &Timer<T>) -> u64 {
+        tick_at(timer.at, self.tick_nanos)
     }
 
     /// The earliest non-empty list and the first tick it covers, or `None` when empty.
@@ -398,7 +429,7 @@ impl<T> TimerWheel<T> {
 
     /// Links entry `index` into the list its tick maps to, relative to `elapsed`.
     fn place(&mut self, index: u32) {
-        let list = self.list_for(self.timer(index).tick);
+        let list = self.list_for(self.tick_of_timer(self.timer(index)));
         self.link(index, list);
     }
 
@@ -425,7 +456,7 @@ impl<T> TimerWheel<T> {
         timer.list = list as u16;
         timer.prev = NIL;
         timer.next = head;
-        let deadline = timer.deadline;
+        let deadline = timer.at;
         if head != NIL {
             self.timer_mut(head).prev = index;
         }
@@ -445,12 +476,8 @@ impl<T> TimerWheel<T> {
     /// Removes entry `index` from its list, in O(1).
     fn unlink(&mut self, index: u32) {
         let timer = self.timer_mut(index);
-        let (list, prev, next, deadline) = (
-            usize::from(timer.list),
-            timer.prev,
-            timer.next,
-            timer.deadline,
-        );
+        let (list, prev, next, deadline) =
+            (usize::from(timer.list), timer.prev, timer.next, timer.at);
         timer.list = DETACHED;
         debug_assert!(list < LISTS, "unlinking a detached timer");
         if prev == NIL {
@@ -498,12 +525,12 @@ impl<T> TimerWheel<T> {
     /// Detaches the timers of level-0 slot `list` due by `now` into `fired`.
     ///
     /// Returns whether timers not yet due remain in the slot.
-    fn fire_slot(&mut self, list: usize, now: Instant, fired: &mut Vec<u32>) -> bool {
-        let mut remaining_min: Option<Instant> = None;
+    fn fire_slot(&mut self, list: usize, now: i64, fired: &mut Vec<u32>) -> bool {
+        let mut remaining_min: Option<i64> = None;
         let mut index = self.lists[list].head;
         while index != NIL {
             let timer = self.timer(index);
-            let (next, deadline) = (timer.next, timer.deadline);
+            let (next, deadline) = (timer.next, timer.at);
             if deadline <= now {
                 self.unlink(index);
                 fired.push(index);

@@ -180,10 +180,10 @@ pub(crate) fn install(
         Stage::Plain => {}
         Stage::Tls(_) => return Err(TlsError::AlreadyTls),
         // The protocol has not started; or the input bypasses user space.
-        Stage::Preamble(_) | Stage::Spliced { .. } => return Err(TlsError::NotOpen),
+        Stage::Preamble(_) | Stage::Spliced(_) => return Err(TlsError::NotOpen),
     }
     // Bytes spliced into it would bypass rustls.
-    if !conn.writing.is_open() || conn.spliced_from.is_some() {
+    if !conn.writing.is_open() || conn.spliced_from().is_some() {
         return Err(TlsError::NotOpen);
     }
     if !conn.wbuf.is_empty() {
@@ -364,7 +364,8 @@ fn run_input(
         let Some(conn) = state.conns.active_mut(id) else {
             return;
         };
-        if let Reading::Paused { stash, .. } = &mut conn.reading {
+        if let Reading::Paused(held) = &mut conn.reading {
+            let stash = &mut held.stash;
             // Later ciphertext waits, still encrypted, until reading resumes: before what is
             // held already (the rest of a stash being delivered in pieces is newer).
             if stash.is_empty() {

@@ -123,7 +123,10 @@ struct Slot {
     /// read the sent bytes, kept in `zc_held` (see `send.rs`). Later sends are plain ones
     /// until the notification.
     zc_waiting: bool,
-    zc_held: SendQueue,
+    /// Boxed, made at the first zero-copy send: zero-copy sends are off by default, and a
+    /// queue inline is 48 bytes in every socket's slot (issue 16: memory per idle
+    /// connection).
+    zc_held: Option<Box<SendQueue>>,
     /// The send in flight is a zero-copy one.
     zc_in_flight: bool,
     /// The socket refused a zero-copy send (EOPNOTSUPP: a Unix socket, say): plain sends only.
@@ -313,7 +316,7 @@ impl Uring {
             send_blocked: false,
             send: None,
             zc_waiting: false,
-            zc_held: SendQueue::default(),
+            zc_held: None,
             zc_in_flight: false,
             zc_refused: false,
             connect_addr: None,
@@ -574,7 +577,7 @@ impl Uring {
                 // rather than wait on the peer. The queue goes too: a close may have come
                 // before the send's result moved its bytes to `zc_held`.
                 slot.zc_waiting = false;
-                let mut held = mem::take(&mut slot.zc_held);
+                let mut held = slot.zc_held.take().map_or_else(SendQueue::default, |q| *q);
                 let unsent = state.send.len();
                 state.send.advance_into(unsent, &mut held);
                 self.zc_orphans.keep(op(OpKind::Send), held);
@@ -1045,7 +1048,7 @@ impl Uring {
         if op.kind == OpKind::Send && notif {
             // The kernel is done with the zero-copy send's bytes.
             slot.zc_waiting = false;
-            slot.zc_held = SendQueue::default();
+            slot.zc_held = None;
             core.mark_dirty(id);
             return;
         }
@@ -1154,7 +1157,8 @@ impl Uring {
                 if result >= 0 {
                     let bytes = result as usize;
                     if more {
-                        state.send.advance_into(bytes, &mut slot.zc_held);
+                        let held = slot.zc_held.get_or_insert_with(Box::default);
+                        state.send.advance_into(bytes, held);
                     } else {
                         state.send.advance(bytes);
                     }
@@ -1167,7 +1171,8 @@ impl Uring {
                     state.send_failed = true;
                     if more {
                         let unsent = state.send.len();
-                        state.send.advance_into(unsent, &mut slot.zc_held);
+                        let held = slot.zc_held.get_or_insert_with(Box::default);
+                        state.send.advance_into(unsent, held);
                     }
                     state.send.clear();
                     out.push(Completion::SendError {
@@ -1443,7 +1448,7 @@ impl Uring {
                 continue;
             };
             slot.zc_waiting = false;
-            let mut held = mem::take(&mut slot.zc_held);
+            let mut held = slot.zc_held.take().map_or_else(SendQueue::default, |q| *q);
             let unsent = state.send.len();
             state.send.advance_into(unsent, &mut held);
             self.zc_orphans
@@ -1545,5 +1550,20 @@ impl Drop for Uring {
             mem::forget(mem::take(&mut self.timer_specs));
             mem::forget(mem::replace(&mut self.wake_buf, Box::new(0)));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Memory per idle connection (issue 16): every socket has one `Slot` (as an
+    /// `Option<Slot>` in the backend's table); rare parts (zero-copy held bytes, a connect
+    /// address, UDP state) are boxed and this keeps them so.
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn socket_slot_stays_small() {
+        let size = size_of::<Option<Slot>>();
+        assert!(size <= 64, "Option<Slot>: {size} bytes");
     }
 }

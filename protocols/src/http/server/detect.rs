@@ -33,23 +33,26 @@ type H1 = Adapter<ServerConn, ServerApp<ServerConn>>;
 type H2 = Adapter<H2ServerConn, ServerApp<H2ServerConn>>;
 
 enum State {
-    /// Not known yet: the bytes so far (a prefix of the preface).
+    /// Not known yet: `held` bytes so far, a prefix of the preface (so only their count is
+    /// kept: no buffer per connection that has sent nothing yet, issue 16).
     Undecided {
-        held: Vec<u8>,
+        held: u8,
         timer: Option<TimerId>,
+        /// A graceful shutdown started before the choice: the adapter hears of it once it
+        /// has the bytes that decided (a draining server still answers a request already
+        /// on its way, instead of closing a connection whose client is about to ask).
+        shutdown_pending: bool,
     },
     Http1(Box<H1>),
     Http2(Box<H2>),
 }
 
-/// A server connection that picks HTTP/1.1 or HTTP/2 (see the module docs).
+/// A server connection that picks HTTP/1.1 or HTTP/2 (see the module docs). Every
+/// connection that has sent nothing yet holds one (boxed): 24 bytes, a 32-byte allocation
+/// (issue 16: memory per idle connection).
 pub(crate) struct Detect {
     shared: Rc<Shared>,
     state: State,
-    /// A graceful shutdown started before the choice: the adapter hears of it once it
-    /// has the bytes that decided (a draining server still answers a request already on
-    /// its way, instead of closing a connection whose client is about to ask).
-    shutdown_pending: bool,
 }
 
 impl Detect {
@@ -57,21 +60,21 @@ impl Detect {
         Self {
             shared,
             state: State::Undecided {
-                held: Vec::new(),
+                held: 0,
                 timer: None,
+                shutdown_pending: false,
             },
-            shutdown_pending: false,
         }
     }
 
-    /// Passes on a shutdown that started before the choice, once there is an adapter.
-    fn pass_pending_shutdown(&mut self, ctx: &mut Context<'_>) {
-        if !self.shutdown_pending {
+    /// Passes on a shutdown that started before the choice (`pending`, from
+    /// [`Detect::decide`]), once there is an adapter.
+    fn pass_pending_shutdown(&mut self, ctx: &mut Context<'_>, pending: bool) {
+        if !pending {
             return;
         }
         if let Some(inner) = self.inner() {
             inner.shutdown_started(ctx);
-            self.shutdown_pending = false;
         }
     }
 
@@ -83,16 +86,23 @@ impl Detect {
         }
     }
 
-    /// Chooses, starts the adapter and hands it the held bytes.
-    fn decide(&mut self, ctx: &mut Context<'_>, http2: bool) {
-        let State::Undecided { held, timer } = std::mem::replace(
+    /// Chooses, starts the adapter and hands it the held bytes. Returns whether a
+    /// shutdown started before the choice (for [`Detect::pass_pending_shutdown`]).
+    fn decide(&mut self, ctx: &mut Context<'_>, http2: bool) -> bool {
+        let State::Undecided {
+            held,
+            timer,
+            shutdown_pending,
+        } = std::mem::replace(
             &mut self.state,
             State::Undecided {
-                held: Vec::new(),
+                held: 0,
                 timer: None,
+                shutdown_pending: false,
             },
-        ) else {
-            return;
+        )
+        else {
+            return false;
         };
         if let Some(timer) = timer {
             ctx.cancel_timer(timer);
@@ -107,10 +117,11 @@ impl Detect {
         };
         if let Some(inner) = self.inner() {
             inner.connection_made(ctx);
-            if !held.is_empty() && ctx.is_open() {
-                inner.data_received(ctx, &held);
+            if held > 0 && ctx.is_open() {
+                inner.data_received(ctx, &PREFACE[..usize::from(held)]);
             }
         }
+        shutdown_pending
     }
 }
 
@@ -119,7 +130,8 @@ impl Protocol for Detect {
         if let Some(tls) = ctx.tls() {
             // TLS decided by ALPN: h2, or HTTP/1.1 for anything else (no ALPN at all too).
             let http2 = tls.alpn.as_deref() == Some(ALPN_H2);
-            self.decide(ctx, http2);
+            // No shutdown can have started before `connection_made`.
+            let _ = self.decide(ctx, http2);
             return;
         }
         let timeout = self.shared.config.header_read_timeout;
@@ -136,24 +148,26 @@ impl Protocol for Detect {
         let State::Undecided { held, .. } = &mut self.state else {
             return;
         };
-        let start = held.len();
+        let start = usize::from(*held);
         let take = data.len().min(PREFACE.len() - start);
         let matches = data[..take] == PREFACE[start..start + take];
         if matches && start + take < PREFACE.len() {
-            held.extend_from_slice(data);
+            // All of `data` matched (take == data.len()): still a prefix, shorter than the
+            // 24-byte preface, so the count fits.
+            *held = u8::try_from(start + take).unwrap_or(u8::MAX);
             return;
         }
-        self.decide(ctx, matches);
+        let pending = self.decide(ctx, matches);
         if let Some(inner) = self.inner() {
             inner.data_received(ctx, data);
         }
-        self.pass_pending_shutdown(ctx);
+        self.pass_pending_shutdown(ctx, pending);
     }
 
     fn eof_received(&mut self, ctx: &mut Context<'_>) {
         if matches!(self.state, State::Undecided { .. }) {
-            self.decide(ctx, false);
-            self.pass_pending_shutdown(ctx);
+            let pending = self.decide(ctx, false);
+            self.pass_pending_shutdown(ctx, pending);
         }
         if let Some(inner) = self.inner() {
             inner.eof_received(ctx);
@@ -173,11 +187,14 @@ impl Protocol for Detect {
     }
 
     fn shutdown_started(&mut self, ctx: &mut Context<'_>) {
-        match self.inner() {
-            Some(inner) => inner.shutdown_started(ctx),
+        match &mut self.state {
             // Nothing decided yet: the adapter hears of it with the first bytes (or when
             // the head deadline decides HTTP/1.1, whose draining then ends it).
-            None => self.shutdown_pending = true,
+            State::Undecided {
+                shutdown_pending, ..
+            } => *shutdown_pending = true,
+            State::Http1(inner) => inner.shutdown_started(ctx),
+            State::Http2(inner) => inner.shutdown_started(ctx),
         }
     }
 
@@ -200,8 +217,8 @@ impl Protocol for Detect {
             } if *ours == timer => {
                 // A prefix of the preface and then nothing: HTTP/1.1's head deadline
                 // decides what happens to it.
-                self.decide(ctx, false);
-                self.pass_pending_shutdown(ctx);
+                let pending = self.decide(ctx, false);
+                self.pass_pending_shutdown(ctx, pending);
             }
             _ => {
                 if let Some(inner) = self.inner() {
@@ -215,5 +232,51 @@ impl Protocol for Detect {
         if let Some(inner) = self.inner() {
             inner.connection_lost(ctx, reason);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ringwork::testing::StringTransport;
+
+    use super::*;
+    use crate::http::server::{HttpServer, Request, Responder, Response, ServerConfig};
+
+    fn detect() -> Detect {
+        let server = HttpServer::new(
+            |_: Request, respond: Responder| respond.send(Response::new(200)),
+            ServerConfig::default(),
+        );
+        Detect::new(Rc::clone(&server.shared))
+    }
+
+    /// The preface in pieces: only a count of the bytes held is kept while undecided, and
+    /// HTTP/2 starts once the last piece matches (its SETTINGS frame goes out).
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn detect_stays_small() {
+        assert!(size_of::<Detect>() <= 24, "Detect: {}", size_of::<Detect>());
+    }
+
+    #[test]
+    fn a_preface_in_pieces_decides_http2() {
+        let mut t = StringTransport::new(detect());
+        t.feed(&PREFACE[..3]);
+        t.feed(&PREFACE[3..17]);
+        assert!(t.written().is_empty(), "undecided: nothing written yet");
+        t.feed(&PREFACE[17..]);
+        // The server's preface: a SETTINGS frame (type 4 in the frame header's 4th byte).
+        assert_eq!(t.written().get(3), Some(&4), "{:?}", t.written());
+    }
+
+    /// A prefix of the preface, then a byte that departs from it: HTTP/1.1 gets the held
+    /// bytes (rebuilt from the preface) before the rest.
+    #[test]
+    fn a_departing_prefix_is_replayed_to_http1() {
+        let mut t = StringTransport::new(detect());
+        t.feed(b"P");
+        t.feed(b"OST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+        let written = String::from_utf8_lossy(t.written()).into_owned();
+        assert!(written.starts_with("HTTP/1.1 200 "), "{written}");
     }
 }
