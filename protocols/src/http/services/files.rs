@@ -19,6 +19,10 @@
 //! [`BodyWriter`](crate::http::server::BodyWriter), waiting on its backpressure. Either
 //! way a file is never read whole into memory and a slow client holds at most the
 //! connection's write buffer.
+//! Files found are kept open per core ([`StaticFiles::with_open_file_cache`], see
+//! [`OpenFileCache`]): a request for a path checked within the validity window makes no
+//! system call before its send; an older entry is looked up again (no open) and kept only
+//! if the path still names the same file.
 //! Does not: send files by the kernel from a ring read's pages (a disk read inside
 //! sendfile(2) blocks the core for that read, as nginx's worker with `sendfile on`).
 
