@@ -50,7 +50,7 @@ use crate::http::static_files::{
 
 /// Serves the files under one directory (`ringwork serve web --root DIR`).
 pub struct StaticFiles {
-    root: StaticRoot,
+    root: Rc<StaticRoot>,
     listings: bool,
     sendfile_min: u64,
     read_hook: Option<ReadHook>,
@@ -77,7 +77,7 @@ impl StaticFiles {
     /// `dir` does not exist or is not a directory.
     pub fn new(dir: impl AsRef<Path>) -> std::io::Result<Self> {
         Ok(Self {
-            root: StaticRoot::new(dir)?,
+            root: Rc::new(StaticRoot::new(dir)?),
             listings: true,
             sendfile_min: Self::SENDFILE_MIN,
             read_hook: None,
@@ -154,7 +154,7 @@ impl Handler for StaticFiles {
         let serve = Serve {
             files: handle.files().with_read_hook(self.read_hook.clone()),
             handle: handle.clone(),
-            root: self.root.clone(),
+            root: Rc::clone(&self.root),
             root_dir: Rc::clone(&self.root_dir),
             cache: Rc::clone(&self.cache),
             opens: self.opens.clone(),
@@ -174,7 +174,7 @@ impl Handler for StaticFiles {
 struct Serve {
     files: Files,
     handle: LocalHandle,
-    root: StaticRoot,
+    root: Rc<StaticRoot>,
     root_dir: RootDir,
     cache: FileCache,
     opens: Option<Arc<AtomicUsize>>,
@@ -252,7 +252,7 @@ impl Serve {
                 return found;
             }
         }
-        lookup_on_pool(&self.files, self.root.clone(), request_path.to_vec(), open).await
+        lookup_on_pool(&self.files, StaticRoot::clone(&self.root), request_path.to_vec(), open).await
     }
 
     /// Answers from a lookup's result; a GET's file opened by it is kept in the cache under
