@@ -186,42 +186,53 @@ impl Serve {
     /// Answers `request`: from the open-file cache when it holds the path (checked again
     /// once its validity ran out), else by a lookup.
     async fn run(self, request: Request, respond: Responder) {
+        let key = self.cache_key(request.path());
+        let found = key
+            .as_ref()
+            .map(|key| self.cache.borrow_mut().get(key, self.handle.now()));
+        if let Some(CacheLookup::Fresh(cached)) = found {
+            self.serve_cached(request, respond, &cached).await;
+            return;
+        }
+        let stale = matches!(found, Some(CacheLookup::Stale(_)));
+        // The lookups' futures live in their own allocation: a hit's task (this future,
+        // copied whole when spawned) stays the size of the send alone.
+        Box::pin(self.look_up_and_answer(request, respond, key, stale)).await;
+    }
+
+    /// Answers a request the cache holds no fresh entry for: a `stale` entry under `key`
+    /// is checked (a stat of the path, no open) and kept if the file is the same; otherwise
+    /// the path is looked up, and a GET's file opened and kept.
+    async fn look_up_and_answer(
+        &self,
+        request: Request,
+        respond: Responder,
+        key: Option<OsString>,
+        stale: bool,
+    ) {
         // A GET needs the file open; a HEAD only its metadata.
         let get = *request.method() == Method::Get;
-        let key = self.cache_key(request.path());
-        if let Some(key) = &key {
-            let found = self.cache.borrow_mut().get(key, self.handle.now());
-            match found {
-                CacheLookup::Fresh(cached) => {
-                    self.serve_cached(request, respond, &cached).await;
-                    return;
-                }
-                CacheLookup::Stale(_) => {
-                    // The path is looked up again (a stat, no open): the same file keeps
-                    // its entry, anything else drops it.
-                    let checked = self.lookup(request.path(), false).await;
-                    let identity = match &checked {
-                        Ok(Lookup::File { stat, .. }) => Some(identity_of(stat)),
-                        _ => None,
-                    };
-                    let kept =
-                        self.cache
-                            .borrow_mut()
-                            .revalidated(key, identity, self.handle.now());
-                    if let Some(cached) = kept {
-                        self.serve_cached(request, respond, &cached).await;
-                        return;
-                    }
-                    if !get || identity.is_none() {
-                        // A HEAD needs no file, and a path that names no file any more is
-                        // answered as the lookup says (404 for a deleted file).
-                        self.answer(request, respond, checked, None).await;
-                        return;
-                    }
-                    // A GET of a changed file: opened again below.
-                }
-                CacheLookup::Miss => {}
+        if let (Some(key), true) = (&key, stale) {
+            let checked = self.lookup(request.path(), false).await;
+            let identity = match &checked {
+                Ok(Lookup::File { stat, .. }) => Some(identity_of(stat)),
+                _ => None,
+            };
+            let kept = self
+                .cache
+                .borrow_mut()
+                .revalidated(key, identity, self.handle.now());
+            if let Some(cached) = kept {
+                self.serve_cached(request, respond, &cached).await;
+                return;
             }
+            if !get || identity.is_none() {
+                // A HEAD needs no file, and a path that names no file any more is answered
+                // as the lookup says (404 for a deleted file).
+                self.answer(request, respond, checked, None).await;
+                return;
+            }
+            // A GET of a changed file: opened again below.
         }
         let looked_up = self.lookup(request.path(), get).await;
         let key = key.filter(|_| get);
@@ -252,7 +263,13 @@ impl Serve {
                 return found;
             }
         }
-        lookup_on_pool(&self.files, StaticRoot::clone(&self.root), request_path.to_vec(), open).await
+        lookup_on_pool(
+            &self.files,
+            StaticRoot::clone(&self.root),
+            request_path.to_vec(),
+            open,
+        )
+        .await
     }
 
     /// Answers from a lookup's result; a GET's file opened by it is kept in the cache under
