@@ -2,7 +2,8 @@
 //! positioned read and close of regular files, as io_uring operations.
 //!
 //! Owns: the request and result types ([`FileRequest`], [`FileDone`], [`FileStat`]) and the
-//! id of an operation in flight ([`FileOpId`]).
+//! id of an operation in flight ([`FileOpId`]); [`read_at_spare`], the positioned read on a
+//! thread into a buffer's uninitialised capacity (no zeroing first).
 //! Contract: the driver owns everything a request carries (path, buffer, the file itself)
 //! until the operation's completion arrives ([`Completion::File`](crate::Completion::File)),
 //! so a caller that loses interest ([`Driver::forget_file`](crate::Driver::forget_file))
@@ -136,3 +137,6 @@ impl FileStat {
         }
     }
 }
+
+#[cfg(unix)]
+pub use crate::sys::pread::read_at_spare;

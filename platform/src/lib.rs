@@ -60,6 +60,8 @@ pub use crate::completion::Completion;
 pub use crate::config::{BackendChoice, BackendKind, Capabilities, DriverConfig, Stats};
 pub use crate::driver::{ConnectOptions, Driver, ListenOptions};
 pub use crate::error::{OpError, SetupError, UringUnavailable};
+#[cfg(unix)]
+pub use crate::file::read_at_spare;
 pub use crate::file::{FileDone, FileOpId, FileRequest, FileStat};
 pub use crate::id::{OpId, OpKind, SocketId, TimerId};
 pub use crate::options::{Keepalive, SocketOptionError, SocketOptions};

@@ -25,7 +25,6 @@
 use std::fmt;
 use std::fs::Metadata;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -311,24 +310,22 @@ impl File {
                 if let Some(hook) = &hook {
                     hook(&path, offset);
                 }
+                // Read into the spare capacity as it is: no zeroing of bytes about to be
+                // overwritten (a memset per byte served).
                 let start = buf.len();
-                let want = buf.capacity() - start;
-                buf.resize(start + want, 0);
-                let mut filled = 0;
-                while filled < want {
-                    match file.read_at(&mut buf[start + filled..], offset + filled as u64) {
+                while buf.len() < buf.capacity() {
+                    let at = offset + (buf.len() - start) as u64;
+                    match ringwork_platform::read_at_spare(&file, &mut buf, at) {
                         Ok(0) => break,
-                        Ok(n) => filled += n,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Ok(_) => {}
                         Err(e) => {
                             return Err(io::Error::new(
                                 e.kind(),
-                                format!("reading {} at {offset}: {e}", path.display()),
+                                format!("reading {} at {at}: {e}", path.display()),
                             ));
                         }
                     }
                 }
-                buf.truncate(start + filled);
                 Ok(buf)
             })
             .await

@@ -30,6 +30,8 @@ pub(crate) mod fdpass;
 pub(crate) mod heap;
 pub(crate) mod inherit;
 pub(crate) mod poll;
+#[cfg(unix)]
+pub(crate) mod pread;
 #[cfg(processes)]
 pub(crate) mod process;
 #[cfg(uring)]

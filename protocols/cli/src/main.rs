@@ -225,6 +225,10 @@ struct Serve {
     /// [default: 16384].
     #[arg(long, value_name = "BYTES", value_parser = service::parse_sendfile_min)]
     sendfile_min: Option<u64>,
+    /// web: files kept open per core, each used unchecked for VALID (`5s`, `500ms`, `0`)
+    /// after its last stat; `off`: every request opens its file [default: 256:1s]
+    #[arg(long, value_name = "ENTRIES[:VALID]", value_parser = service::OpenFileCacheConfig::parse)]
+    open_file_cache: Option<service::OpenFileCacheConfig>,
     /// hello, web, http-proxy: log every HTTP response. Without FILE, to the log (stderr,
     /// target ringwork::http::access, info level); with FILE, one line per response
     /// appended to FILE by the log thread (never by a core), reopened on SIGUSR1 for
@@ -669,6 +673,7 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
         health: health.clone(),
         root: serve.root,
         sendfile_min: serve.sendfile_min,
+        open_file_cache: serve.open_file_cache.unwrap_or_default(),
         access_log: serve.access_log.is_some(),
         access_file: access_sink
             .as_ref()

@@ -23,6 +23,7 @@ use ringwork_protocols::http::reverse_proxy::health::HealthState;
 use ringwork_protocols::http::reverse_proxy::{ProxyConfig, ReverseProxy};
 use ringwork_protocols::http::server::{AccessLog, HttpServer, ServerConfig};
 use ringwork_protocols::http::services::{StaticFiles, hello_server};
+pub(crate) use ringwork_protocols::http::static_files::OpenFileCacheConfig;
 use ringwork_protocols::irc::server::IrcServer;
 use ringwork_protocols::limits::{ConnectionCap, SharedRateLimiter};
 use ringwork_protocols::mail::imap::ImapService;
@@ -40,6 +41,8 @@ pub(crate) struct ServiceOptions {
     pub(crate) root: Option<std::path::PathBuf>,
     /// `--sendfile-min` of `web` (`None`: `StaticFiles::SENDFILE_MIN`).
     pub(crate) sendfile_min: Option<u64>,
+    /// `--open-file-cache` of `web`.
+    pub(crate) open_file_cache: OpenFileCacheConfig,
     pub(crate) access_log: bool,
     /// `--access-log FILE`: where each HTTP server's lines go.
     pub(crate) access_file: Option<AccessLog>,
@@ -140,7 +143,8 @@ impl ServiceOptions {
                     .map_err(|e| EngineError::Config {
                         what: format!("--root {}: {e}", root.display()),
                     })?
-                    .with_sendfile_min(self.sendfile_min.unwrap_or(StaticFiles::SENDFILE_MIN));
+                    .with_sendfile_min(self.sendfile_min.unwrap_or(StaticFiles::SENDFILE_MIN))
+                    .with_open_file_cache(self.open_file_cache);
                 Some(if self.metrics {
                     HttpServer::with_metrics(files, self.config(), metrics::core_http_metrics())
                 } else {
@@ -436,6 +440,7 @@ impl Listener<'_> {
 pub(crate) const SERVICE_OPTIONS: &[(&str, &str, &[Service])] = &[
     ("root", "--root", &[Service::Web]),
     ("sendfile_min", "--sendfile-min", &[Service::Web]),
+    ("open_file_cache", "--open-file-cache", &[Service::Web]),
     ("config", "--config", &[Service::HttpProxy]),
     (
         "access_log",

@@ -381,6 +381,19 @@ fn web_without_root_fails() {
     );
 }
 
+/// `--open-file-cache` takes `off`, `ENTRIES` or `ENTRIES:VALID`; anything else is a usage
+/// error naming the value.
+#[test]
+fn open_file_cache_values_are_checked() {
+    for value in ["many", "64:soon"] {
+        let output = run(&["serve", "web", "--root", "/tmp", "--open-file-cache", value]);
+        assert_eq!(output.status.code(), Some(2), "{value}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("--open-file-cache"), "stderr: {stderr}");
+        assert!(stderr.contains(value), "stderr: {stderr}");
+    }
+}
+
 #[test]
 fn hello_over_udp_fails() {
     let output = run(&["serve", "hello", "--listen", "udp:0", "--cores", "1"]);
@@ -817,6 +830,10 @@ fn options_of_other_services_are_refused() {
         (
             &["serve", "web", "--root", "/tmp", "--config", "x.toml"],
             "--config does not apply to `serve web`; it is an option of http-proxy",
+        ),
+        (
+            &["serve", "hello", "--open-file-cache", "off"],
+            "--open-file-cache does not apply to `serve hello`; it is an option of web",
         ),
         (
             &["serve", "hello", "--splice", "off"],

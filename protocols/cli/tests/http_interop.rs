@@ -173,6 +173,24 @@ ringwork::platform::test_all_backends! {
         assert!(head.ends_with("\r\n\r\n"), "HEAD response had a body: {head}");
     }
 
+    /// `--open-file-cache 4:0` reaches the handler: the file is kept open, but checked on
+    /// every request, so one replaced by rename is served new at once; `off` serves too.
+    fn curl_with_the_open_file_cache_sees_a_replaced_file(backend: BackendChoice) {
+        let dir = TempDir::new("interop-web-cache");
+        let root = web_root(&dir);
+        for cache in ["4:0", "off"] {
+            let args = ["web", "--root", &root, "--open-file-cache", cache];
+            let Some(server) = Cli::start(backend, &args) else { return };
+            std::fs::write(dir.0.join("page.txt"), "first\n").unwrap();
+            let out = curl(&[&url(server.addr, "/page.txt"), &url(server.addr, "/page.txt")]);
+            assert_eq!(out.stdout, b"first\nfirst\n", "{cache}");
+            std::fs::write(dir.0.join("new.txt"), "second\n").unwrap();
+            std::fs::rename(dir.0.join("new.txt"), dir.0.join("page.txt")).unwrap();
+            let out = curl(&[&url(server.addr, "/page.txt")]);
+            assert_eq!(out.stdout, b"second\n", "{cache}");
+        }
+    }
+
     fn python_downloads_a_large_file_whole_and_in_ranges(backend: BackendChoice) {
         let dir = TempDir::new("interop-web-py");
         let root = web_root(&dir);

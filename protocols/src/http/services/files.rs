@@ -19,13 +19,20 @@
 //! [`BodyWriter`](crate::http::server::BodyWriter), waiting on its backpressure. Either
 //! way a file is never read whole into memory and a slow client holds at most the
 //! connection's write buffer.
+//! Files found are kept open per core ([`StaticFiles::with_open_file_cache`], see
+//! [`OpenFileCache`]): a request for a path checked within the validity window makes no
+//! system call before its send; an older entry is looked up again (no open) and kept only
+//! if the path still names the same file.
 //! Does not: send files by the kernel from a ring read's pages (a disk read inside
 //! sendfile(2) blocks the core for that read, as nginx's worker with `sendfile on`).
 
 use std::cell::RefCell;
+use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use ringwork::LocalHandle;
@@ -36,19 +43,24 @@ use crate::http::proto::{Method, RequestHead, Version};
 use crate::http::server::{BodyWriter, Handler, Request, Responder, Response};
 use crate::http::static_files::path::INDEX_FILE;
 use crate::http::static_files::{
-    PathError, Precondition, Preconditions, RangeOutcome, Resolved, StaticRoot, content_range,
-    content_type, etag_from, fs_error, parse_range, read_listing, relative_path, render_listing,
-    unsatisfied_range,
+    CacheLookup, FileIdentity, OpenFileCache, OpenFileCacheConfig, PathError, Precondition,
+    Preconditions, RangeOutcome, Resolved, StaticRoot, content_range, content_type, etag_from,
+    fs_error, parse_range, read_listing, relative_path, render_listing, unsatisfied_range,
 };
 
 /// Serves the files under one directory (`ringwork serve web --root DIR`).
 pub struct StaticFiles {
-    root: StaticRoot,
+    root: Rc<StaticRoot>,
     listings: bool,
     sendfile_min: u64,
     read_hook: Option<ReadHook>,
     root_dir: RootDir,
+    cache: FileCache,
+    opens: Option<Arc<AtomicUsize>>,
 }
+
+/// The open-file cache of the core this handler serves on (see [`OpenFileCache`]).
+type FileCache = Rc<RefCell<OpenFileCache<OsString, Rc<CachedFile>>>>;
 
 impl StaticFiles {
     /// Files up to this size are read and sent in one piece.
@@ -65,12 +77,35 @@ impl StaticFiles {
     /// `dir` does not exist or is not a directory.
     pub fn new(dir: impl AsRef<Path>) -> std::io::Result<Self> {
         Ok(Self {
-            root: StaticRoot::new(dir)?,
+            root: Rc::new(StaticRoot::new(dir)?),
             listings: true,
             sendfile_min: Self::SENDFILE_MIN,
             read_hook: None,
             root_dir: RootDir::default(),
+            cache: Rc::new(RefCell::new(OpenFileCache::new(
+                OpenFileCacheConfig::DEFAULT,
+            ))),
+            opens: None,
         })
+    }
+
+    /// Keeps up to `config.entries` files open on each core, each used without a `stat`
+    /// for `config.valid` after it was last checked (default
+    /// [`OpenFileCacheConfig::DEFAULT`]; [`OpenFileCacheConfig::OFF`]: every request looks
+    /// its file up and opens it). A file changed on disk is served as it was for up to
+    /// `valid` (docs/http.md, "Open-file cache").
+    #[must_use]
+    pub fn with_open_file_cache(mut self, config: OpenFileCacheConfig) -> Self {
+        self.cache = Rc::new(RefCell::new(OpenFileCache::new(config)));
+        self
+    }
+
+    /// Counts in `opens` every file opened for reading (tests: a cache hit opens nothing).
+    #[doc(hidden)]
+    #[must_use]
+    pub fn with_open_counter(mut self, opens: Arc<AtomicUsize>) -> Self {
+        self.opens = Some(opens);
+        self
     }
 
     /// Runs `hook` on the worker before each file read (tests: a slow file).
@@ -116,58 +151,243 @@ impl Handler for StaticFiles {
             return;
         }
         let handle: LocalHandle = request.handle().clone();
-        let files = handle.files().with_read_hook(self.read_hook.clone());
-        let root = self.root.clone();
-        let listings = self.listings;
-        // The kernel can take the body on plaintext HTTP/1.x only.
-        let sendfile_min = if request.is_tls() || request.version() == Version::Http2 {
-            u64::MAX
-        } else {
-            self.sendfile_min
+        let serve = Serve {
+            files: handle.files().with_read_hook(self.read_hook.clone()),
+            handle: handle.clone(),
+            root: Rc::clone(&self.root),
+            root_dir: Rc::clone(&self.root_dir),
+            cache: Rc::clone(&self.cache),
+            opens: self.opens.clone(),
+            listings: self.listings,
+            // The kernel can take the body on plaintext HTTP/1.x only.
+            sendfile_min: if request.is_tls() || request.version() == Version::Http2 {
+                u64::MAX
+            } else {
+                self.sendfile_min
+            },
         };
-        let root_dir = Rc::clone(&self.root_dir);
+        handle.spawn_local(serve.run(request, respond));
+    }
+}
+
+/// What one request's task needs of its [`StaticFiles`].
+struct Serve {
+    files: Files,
+    handle: LocalHandle,
+    root: Rc<StaticRoot>,
+    root_dir: RootDir,
+    cache: FileCache,
+    opens: Option<Arc<AtomicUsize>>,
+    listings: bool,
+    sendfile_min: u64,
+}
+
+impl Serve {
+    /// Answers `request`: from the open-file cache when it holds the path (checked again
+    /// once its validity ran out), else by a lookup.
+    async fn run(self, request: Request, respond: Responder) {
+        let key = self.cache_key(request.path());
+        let found = key
+            .as_ref()
+            .map(|key| self.cache.borrow_mut().get(key, self.handle.now()));
+        if let Some(CacheLookup::Fresh(cached)) = found {
+            self.serve_cached(request, respond, &cached).await;
+            return;
+        }
+        let stale = matches!(found, Some(CacheLookup::Stale(_)));
+        // The lookups' futures live in their own allocation: a hit's task (this future,
+        // copied whole when spawned) stays the size of the send alone.
+        Box::pin(self.look_up_and_answer(request, respond, key, stale)).await;
+    }
+
+    /// Answers a request the cache holds no fresh entry for: a `stale` entry under `key`
+    /// is checked (a stat of the path, no open) and kept if the file is the same; otherwise
+    /// the path is looked up, and a GET's file opened and kept.
+    async fn look_up_and_answer(
+        &self,
+        request: Request,
+        respond: Responder,
+        key: Option<OsString>,
+        stale: bool,
+    ) {
         // A GET needs the file open; a HEAD only its metadata.
-        let open = *request.method() == Method::Get;
-        handle.spawn_local(async move {
-            let path = request.path().to_vec();
-            let mut lookup = Err(LookupError::Fallback);
-            if files.in_ring() {
-                lookup = lookup_in_ring(&files, &root_dir, &root, &path, open).await;
+        let get = *request.method() == Method::Get;
+        if let (Some(key), true) = (&key, stale) {
+            let checked = self.lookup(request.path(), false).await;
+            let identity = match &checked {
+                Ok(Lookup::File { stat, .. }) => Some(identity_of(stat)),
+                _ => None,
+            };
+            let kept = self
+                .cache
+                .borrow_mut()
+                .revalidated(key, identity, self.handle.now());
+            if let Some(cached) = kept {
+                self.serve_cached(request, respond, &cached).await;
+                return;
             }
-            if matches!(lookup, Err(LookupError::Fallback)) {
-                lookup = lookup_on_pool(&files, root, path, open).await;
+            if !get || identity.is_none() {
+                // A HEAD needs no file, and a path that names no file any more is answered
+                // as the lookup says (404 for a deleted file).
+                self.answer(request, respond, checked, None).await;
+                return;
             }
-            match lookup {
-                Err(LookupError::Shed(error)) => {
-                    // The pool refused the job (its queue is full): shed the request.
-                    tracing::warn!(%error, "static file lookup not run");
-                    respond.send(Response::error(503));
+            // A GET of a changed file: opened again below.
+        }
+        let looked_up = self.lookup(request.path(), get).await;
+        let key = key.filter(|_| get);
+        self.answer(request, respond, looked_up, key).await;
+    }
+
+    /// The cache key of a request path: its path relative to the root, with a trailing
+    /// `/` kept (a directory's index is cached under it); `None` when the cache is off or
+    /// the path is not one the lookup accepts (it answers the error).
+    fn cache_key(&self, request_path: &[u8]) -> Option<OsString> {
+        if !self.cache.borrow().enabled() {
+            return None;
+        }
+        let mut key = relative_path(request_path).ok()?.into_os_string();
+        if request_path.ends_with(b"/") {
+            key.push("/");
+        }
+        Some(key)
+    }
+
+    /// The lookup in the ring (when the core has one), else, or when the ring cannot
+    /// decide, on the pool.
+    async fn lookup(&self, request_path: &[u8], open: bool) -> Result<Lookup, LookupError> {
+        if self.files.in_ring() {
+            let found =
+                lookup_in_ring(&self.files, &self.root_dir, &self.root, request_path, open).await;
+            if !matches!(found, Err(LookupError::Fallback)) {
+                return found;
+            }
+        }
+        lookup_on_pool(
+            &self.files,
+            StaticRoot::clone(&self.root),
+            request_path.to_vec(),
+            open,
+        )
+        .await
+    }
+
+    /// Answers from a lookup's result; a GET's file opened by it is kept in the cache under
+    /// `key` (when given) once a `stat` of the open file shows it is the one looked up.
+    async fn answer(
+        &self,
+        request: Request,
+        respond: Responder,
+        looked_up: Result<Lookup, LookupError>,
+        key: Option<OsString>,
+    ) {
+        match looked_up {
+            Err(LookupError::Shed(error)) => {
+                // The pool refused the job (its queue is full): shed the request.
+                tracing::warn!(%error, "static file lookup not run");
+                respond.send(Response::error(503));
+            }
+            Err(LookupError::Path(error)) => {
+                tracing::debug!(%error, "static file not served");
+                respond.send(Response::error(error.status()));
+            }
+            Err(LookupError::Fallback) => {
+                // Not reached: the pool's lookup never falls back.
+                respond.send(Response::error(500));
+            }
+            Ok(Lookup::RedirectToSlash) => {
+                let mut location = request.path().to_vec();
+                location.push(b'/');
+                if let Some(query) = request.query() {
+                    location.push(b'?');
+                    location.extend_from_slice(query);
                 }
-                Err(LookupError::Path(error)) => {
-                    tracing::debug!(%error, "static file not served");
-                    respond.send(Response::error(error.status()));
+                respond.send(Response::error(301).header("Location", location));
+            }
+            Ok(Lookup::Directory(path)) => {
+                respond.send(listing(&self.files, self.listings, &request, path).await);
+            }
+            Ok(Lookup::File { path, stat, opened }) => {
+                let opened = opened.map(|opened| opened.map(Rc::new));
+                if let Some(Ok(_)) = &opened
+                    && let Some(opens) = &self.opens
+                {
+                    opens.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(LookupError::Fallback) => {
-                    // Not reached: the pool's lookup never falls back.
-                    respond.send(Response::error(500));
-                }
-                Ok(Lookup::RedirectToSlash) => {
-                    let mut location = request.path().to_vec();
-                    location.push(b'/');
-                    if let Some(query) = request.query() {
-                        location.push(b'?');
-                        location.extend_from_slice(query);
+                let meta = FileMeta::new(path, stat);
+                if let (Some(key), Some(Ok(file))) = (key, &opened) {
+                    // The open file must be the one stat'ed (not replaced in between) to be
+                    // kept: its own stat says.
+                    if let Ok(open_stat) = file.stat().await
+                        && identity_of(&open_stat) == identity_of(&meta.stat)
+                    {
+                        let cached = Rc::new(CachedFile {
+                            file: Rc::clone(file),
+                            meta,
+                        });
+                        let identity = identity_of(&cached.meta.stat);
+                        self.cache.borrow_mut().insert(
+                            key,
+                            identity,
+                            Rc::clone(&cached),
+                            self.handle.now(),
+                        );
+                        self.serve_cached(request, respond, &cached).await;
+                        return;
                     }
-                    respond.send(Response::error(301).header("Location", location));
                 }
-                Ok(Lookup::Directory(path)) => {
-                    respond.send(listing(&files, listings, &request, path).await);
-                }
-                Ok(Lookup::File { path, stat, opened }) => {
-                    serve_file(request, respond, opened, &path, &stat, sendfile_min).await;
-                }
+                serve_file(request, respond, opened, &meta, self.sendfile_min).await;
             }
-        });
+        }
+    }
+
+    async fn serve_cached(&self, request: Request, respond: Responder, cached: &CachedFile) {
+        let file = Some(Ok(Rc::clone(&cached.file)));
+        serve_file(request, respond, file, &cached.meta, self.sendfile_min).await;
+    }
+}
+
+/// A file kept open by the cache, with what its metadata gives the response.
+struct CachedFile {
+    file: Rc<File>,
+    meta: FileMeta,
+}
+
+/// A file's metadata and the response fields derived from it (made once per cached file).
+struct FileMeta {
+    /// The path (for logs).
+    path: PathBuf,
+    stat: FileStat,
+    etag: String,
+    etag_field: Bytes,
+    last_modified: Bytes,
+    content_type: &'static str,
+    /// `Content-Length` of the whole file.
+    length_field: Bytes,
+}
+
+impl FileMeta {
+    fn new(path: PathBuf, stat: FileStat) -> Self {
+        let etag = etag_from(stat.len, Some(stat.modified));
+        Self {
+            etag_field: Bytes::copy_from_slice(etag.as_bytes()),
+            etag,
+            last_modified: Bytes::copy_from_slice(&format_http_date(stat.modified)),
+            content_type: content_type(&path),
+            length_field: Bytes::from(stat.len.to_string()),
+            path,
+            stat,
+        }
+    }
+}
+
+/// What the cache compares to tell a changed file.
+fn identity_of(stat: &FileStat) -> FileIdentity {
+    FileIdentity {
+        dev: stat.dev,
+        ino: stat.ino,
+        len: stat.len,
+        modified: stat.modified,
     }
 }
 
@@ -354,14 +574,14 @@ async fn listing(files: &Files, listings: bool, request: &Request, dir: PathBuf)
 async fn serve_file(
     request: Request,
     respond: Responder,
-    opened: Option<io::Result<File>>,
-    path: &Path,
-    stat: &FileStat,
+    opened: Option<io::Result<Rc<File>>>,
+    meta: &FileMeta,
     sendfile_min: u64,
 ) {
-    let len = stat.len;
-    let etag = etag_from(len, Some(stat.modified));
-    let modified = stat.modified;
+    let len = meta.stat.len;
+    let modified = meta.stat.modified;
+    let etag = meta.etag.as_str();
+    let path = meta.path.as_path();
     let headers = request.headers();
     let preconditions = Preconditions {
         if_match: headers.get("if-match"),
@@ -372,10 +592,10 @@ async fn serve_file(
     };
     let validators = |response: Response| {
         response
-            .header("ETag", etag.clone())
-            .header("Last-Modified", format_http_date(modified).to_vec())
+            .header("ETag", meta.etag_field.clone())
+            .header("Last-Modified", meta.last_modified.clone())
     };
-    match preconditions.evaluate(true, &etag, modified) {
+    match preconditions.evaluate(true, etag, modified) {
         Precondition::NotModified => {
             respond.send(validators(Response::new(304)));
             return;
@@ -391,7 +611,7 @@ async fn serve_file(
     let range = match headers.get("range") {
         Some(value)
             if *request.method() == Method::Get
-                && preconditions.if_range_allows(&etag, modified) =>
+                && preconditions.if_range_allows(etag, modified) =>
         {
             parse_range(value, len)
         }
@@ -408,10 +628,15 @@ async fn serve_file(
         }
         _ => (200, 0, len),
     };
+    let length = if count == len {
+        meta.length_field.clone()
+    } else {
+        Bytes::from(count.to_string())
+    };
     let mut response = validators(Response::new(status))
-        .header("Content-Type", content_type(path))
+        .header("Content-Type", meta.content_type)
         .header("Accept-Ranges", "bytes")
-        .header("Content-Length", count.to_string());
+        .header("Content-Length", length);
     if status == 206 {
         response = response.header(
             "Content-Range",
@@ -438,7 +663,6 @@ async fn serve_file(
         }
     };
     if count >= sendfile_min {
-        let file = Rc::new(file);
         let mut writer = respond.stream(response);
         // The kernel takes the range only once this answer is the one going out.
         if writer.ready().await.is_err() {

@@ -2,8 +2,8 @@
 //!
 //! Owns: mapping a request path to a file under a root ([`StaticRoot`], `path.rs`),
 //! `Content-Type` by extension (`mime.rs`), `Range` evaluation (`range.rs`), validators and
-//! conditional-request precedence (`conditional.rs`), and HTML directory listings
-//! (`listing.rs`).
+//! conditional-request precedence (`conditional.rs`), HTML directory listings
+//! (`listing.rs`), and which open files to keep between requests (`open_cache.rs`).
 //! Contract: every function is a decision over its arguments plus, in `path.rs` and
 //! `listing.rs`, filesystem metadata reads; the caller turns the decisions into a response.
 //! Does not: send bytes, open sockets, read the clock, or know about the engine: the engine
@@ -13,6 +13,7 @@
 pub mod conditional;
 pub mod listing;
 pub mod mime;
+pub mod open_cache;
 pub mod path;
 pub mod range;
 
@@ -22,6 +23,7 @@ mod test_support;
 pub use self::conditional::{Precondition, Preconditions, etag_for, etag_from};
 pub use self::listing::{DirEntryInfo, read_listing, render_listing};
 pub use self::mime::content_type;
+pub use self::open_cache::{CacheLookup, FileIdentity, OpenFileCache, OpenFileCacheConfig};
 pub use self::path::{
     BadPathReason, PathError, Resolved, StaticRoot, fs_error, relative_path, resolve,
 };
