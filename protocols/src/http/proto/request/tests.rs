@@ -474,3 +474,60 @@ fn limit_errors_do_not_depend_on_the_split() {
         );
     }
 }
+
+/// The one-pass read of a complete head (httparse, checked on its offsets) takes exactly
+/// the heads the strict scan takes: what httparse alone would let through (a bare LF at any
+/// line end, empty lines of bare LFs before the request line) and the limits at their
+/// edges give the scan's answer.
+#[test]
+fn one_pass_read_agrees_with_the_strict_scan() {
+    let limits = H1Limits {
+        max_request_line: 32,
+        max_head: 64,
+        ..H1Limits::default()
+    };
+    use H1Error::*;
+    for (input, want) in [
+        (
+            &b"\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+            BareLf { offset: 0 },
+        ),
+        (
+            b"\r\n\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            BareLf { offset: 0 },
+        ),
+        (b"GET / HTTP/1.1\n\r\n", BareLf { offset: 14 }),
+        (b"GET / HTTP/1.1\r\n\n", BareLf { offset: 16 }),
+        (
+            b"GET / HTTP/1.1\r\nHost: a\r\nX: b\nY: c\r\n\r\n",
+            BareLf { offset: 29 },
+        ),
+    ] {
+        assert_eq!(
+            parse_request(input, &limits).unwrap_err(),
+            want,
+            "{input:?}"
+        );
+    }
+    // The request line at its limit and one past it.
+    let line = |len: usize| format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(len - 14));
+    assert!(parse_request(line(32).as_bytes(), &limits).is_ok_and(|s| !s.is_partial()));
+    assert_eq!(
+        parse_request(line(33).as_bytes(), &limits).unwrap_err(),
+        RequestLineTooLong { limit: 32 }
+    );
+    // The head at its limit and one past it (also after a skipped empty line).
+    let head = |len: usize| {
+        format!(
+            "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
+            "v".repeat(len - 32)
+        )
+    };
+    let exact = head(64);
+    assert_eq!(exact.len(), 64);
+    assert!(parse_request(exact.as_bytes(), &limits).is_ok_and(|s| !s.is_partial()));
+    for input in [head(65), format!("\r\n{exact}")] {
+        let error = parse_request(input.as_bytes(), &limits).unwrap_err();
+        assert!(matches!(error, HeadTooLarge { .. }), "{input:?}: {error:?}");
+    }
+}
