@@ -58,6 +58,17 @@ pub fn parse_request_with(
     limits: &H1Limits,
     own: impl FnOnce(&[u8]) -> Bytes,
 ) -> Result<Status<ParsedRequest>, H1Error> {
+    parse_head(buf, limits, own, true)
+}
+
+/// [`parse_request_with`]; `one_pass` false always scans first (the reference the tests
+/// compare the one-pass read with).
+fn parse_head(
+    buf: &[u8],
+    limits: &H1Limits,
+    own: impl FnOnce(&[u8]) -> Bytes,
+    one_pass: bool,
+) -> Result<Status<ParsedRequest>, H1Error> {
     let skip = scan::leading_empty_lines(buf);
     let input = &buf[skip..];
     let max_head = limits.max_head.saturating_sub(skip);
@@ -70,13 +81,15 @@ pub fn parse_request_with(
     // an httparse error, a head those checks refuse) takes the strict scan first, as before,
     // which gives the exact error and the same result however the input is split.
     let config = httparse::ParserConfig::default();
-    let quick = config.parse_request_with_uninit_headers(
-        &mut request,
-        &input[..input.len().min(max_head)],
-        &mut fields[..max_headers],
-    );
+    let quick = one_pass.then(|| {
+        config.parse_request_with_uninit_headers(
+            &mut request,
+            &input[..input.len().min(max_head)],
+            &mut fields[..max_headers],
+        )
+    });
     let head_len = match quick {
-        Ok(httparse::Status::Complete(len))
+        Some(Ok(httparse::Status::Complete(len)))
             if strict_on_offsets(input, len, &request, limits.max_request_line) =>
         {
             len
