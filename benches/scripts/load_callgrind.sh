@@ -13,7 +13,8 @@
 # seconds.
 # Env: DEPTH (1: keep-alive; 16: pipelined, wrk through pipeline.lua), CONNS (10),
 # FEW (5000), MANY (25000), SHORT (2), LONG (6), BACKEND (poll: ringwork-load's backend; valgrind 3.19 runs its io_uring
-# client without a single response), WRK (1: also run wrk).
+# client without a single response), WRK (1: also run wrk), LOAD_ARGS (more ringwork-load
+# arguments, e.g. --batch: pipelined in batches as wrk's pipeline.lua).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 url=${1:?usage: load_callgrind.sh URL [LOAD_BINARY]}
@@ -31,8 +32,9 @@ total() { # callgrind dump -> instructions (all threads: --separate-threads is o
 
 # ringwork-load: its JSON report gives the responses.
 load_run() { # responses -> "instructions responses"
+    # shellcheck disable=SC2086  # LOAD_ARGS is a list of words
     valgrind --tool=callgrind --callgrind-out-file="$out/load.$1" "$load" http "$url" \
-        -c "$conns" --pipeline "$depth" -n "$1" -d 600s --cores 1 --backend "${BACKEND:-poll}" \
+        -c "$conns" --pipeline "$depth" ${LOAD_ARGS:-} -n "$1" -d 600s --cores 1 --backend "${BACKEND:-poll}" \
         --quiet --json "$out/load.$1.json" >/dev/null 2>"$out/load.$1.log"
     local responses
     responses=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["requests"])' \

@@ -13,8 +13,9 @@
 #   bulk:4:65536:4      4 connections, 64 KiB messages, 4 in flight each (a transfer)
 #   medium:16:16384:2   16 connections, 16 KiB messages, 2 in flight each
 #   small:100:128:1     100 connections, 128 B messages, one at a time (request/response)
-# Modes (MODES): off (always copy), always (splice from the first byte), 256k (the default:
-# copy the first 256 KiB of each direction, then splice).
+# Modes (MODES): off (always copy), always (splice from the first byte), 64k (the default:
+# splice a direction after 64 KiB of bulk reads). A mode may name a splice pipe capacity
+# after `@` (`always@1m`: --splice always --splice-pipe 1m; 64 KiB when absent).
 #
 # Each measured run: start the echo server and the proxy on fresh ports, warm up with a
 # separate WARMUP-second load run (its connections close; the measured run opens new ones,
@@ -23,7 +24,7 @@
 # /proc before and after.
 #
 # Settings (environment):
-#   ROUNDS=3 DURATION=5 WARMUP=1 MODES="off always 256k"
+#   ROUNDS=3 DURATION=5 WARMUP=1 MODES="off always 64k"
 #   WORKLOADS="bulk:4:65536:4 medium:16:16384:2 small:100:128:1"
 #   BACKEND=auto (the proxy's --backend) PROXY_CPU=0 LOAD_CPU=1 PORT_BASE=18400
 #   OUT_DIR= (default: a new mktemp -d) RINGWORK_BIN, RINGWORK_LOAD_BIN (default:
@@ -49,7 +50,7 @@ source "$here/lib/common.sh"
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5}
 WARMUP=${WARMUP:-1}
-MODES=${MODES:-"off always 256k"}
+MODES=${MODES:-"off always 64k"}
 WORKLOADS=${WORKLOADS:-"bulk:4:65536:4 medium:16:16384:2 small:100:128:1"}
 BACKEND=${BACKEND:-auto}
 PROXY_CPU=${PROXY_CPU:-0}
@@ -89,6 +90,8 @@ run_one() {
     local round=$1 workload=$2 mode=$3
     local name conns size inflight up_port proxy_port up_pid proxy_pid before after json
     IFS=: read -r name conns size inflight <<<"$workload"
+    local pipe=
+    [[ $mode == *@* ]] && pipe=${mode#*@}
     fresh_port
     up_port=$port
     taskset -c "$LOAD_CPU" "$RINGWORK_BIN" serve echo --cores 1 \
@@ -100,7 +103,8 @@ run_one() {
     proxy_port=$port
     taskset -c "$PROXY_CPU" "$RINGWORK_BIN" serve tcp-proxy --cores 1 --backend "$BACKEND" \
         --listen "tcp:$proxy_port:interface=127.0.0.1" --upstream "127.0.0.1:$up_port" \
-        --splice "$mode" >"$OUT_DIR/proxy-$name-$mode.log" 2>&1 &
+        --splice "${mode%@*}" ${pipe:+--splice-pipe "$pipe"} \
+        >"$OUT_DIR/proxy-$name-$mode.log" 2>&1 &
     proxy_pid=$!
     servers=("$up_pid" "$proxy_pid")
     wait_listening "$proxy_port"

@@ -172,6 +172,10 @@ pub struct HttpArgs {
     /// Requests in flight per connection (pipelining).
     #[arg(long, default_value_t = 1)]
     pub pipeline: usize,
+    /// Pipeline in batches, as wrk's pipeline.lua: send `--pipeline` requests together and
+    /// the next batch only when all of them were answered (closed loop only).
+    #[arg(long, conflicts_with = "rate")]
+    pub batch: bool,
     /// Open a new connection every N requests (default: keep-alive).
     #[arg(long)]
     pub reconnect_every: Option<u64>,

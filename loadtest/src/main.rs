@@ -75,6 +75,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             let workload = HttpWorkload::new(&urls, &args.method, &args.headers, &body)?;
             let mut opts = args.common.options("http", &urls[0], workload.addr);
             opts.depth = args.pipeline;
+            opts.batch = args.batch;
             opts.reconnect_every = args.reconnect_every;
             if workload.tls {
                 opts.tls = Some(args.tls.options(&workload.host));

@@ -41,6 +41,9 @@ pub struct RunOptions {
     pub rate: Option<f64>,
     /// Requests in flight per connection (pipelining depth).
     pub depth: usize,
+    /// Closed loop: send `depth` requests at a time, the next ones only when all were
+    /// answered (wrk's pipeline.lua), instead of keeping `depth` in flight.
+    pub batch: bool,
     /// Warm-up, excluded from results.
     pub warmup: Duration,
     /// Connections are opened evenly over this period.
@@ -78,6 +81,7 @@ impl RunOptions {
             requests: None,
             rate: None,
             depth: 1,
+            batch: false,
             warmup: Duration::ZERO,
             ramp: Duration::ZERO,
             timeout: None,
@@ -122,6 +126,8 @@ pub(crate) struct Plan {
     pub(crate) connections: usize,
     pub(crate) cores: usize,
     pub(crate) depth: usize,
+    /// Send `depth` requests at a time ([`RunOptions::batch`]).
+    pub(crate) batch: bool,
     /// Time between intended sends on one connection (constant-rate mode).
     pub(crate) interval: Option<Duration>,
     pub(crate) start: Instant,
@@ -222,6 +228,11 @@ fn plan(opts: &RunOptions) -> Result<Plan, RunError> {
     if opts.duration.is_zero() && opts.requests.is_none() {
         return Err(RunError::Config("--duration must be positive".into()));
     }
+    if opts.batch && opts.rate.is_some() {
+        return Err(RunError::Config(
+            "--batch is for closed-loop runs (no --rate)".into(),
+        ));
+    }
     let interval = match opts.rate {
         None => None,
         Some(r) if r.is_finite() && r > 0.0 => {
@@ -242,6 +253,7 @@ fn plan(opts: &RunOptions) -> Result<Plan, RunError> {
         connections: opts.connections,
         cores: opts.cores(),
         depth: opts.depth,
+        batch: opts.batch,
         interval,
         start,
         record_from,

@@ -241,7 +241,7 @@ impl<S: Session> Conn<S> {
         let now = ctx.now();
         let mut core = self.core.borrow_mut();
         let plan = Arc::clone(&core.plan);
-        if now >= plan.end {
+        if now >= plan.end || (plan.batch && !self.in_flight.is_empty()) {
             return;
         }
         let mut sent = 0u64;

@@ -22,7 +22,6 @@ use ringwork::tls::rustls::client::{
     ClientSessionStore, Resumption, Tls12ClientSessionValue, Tls13ClientSessionValue,
 };
 use ringwork::tls::rustls::crypto::CryptoProvider;
-use ringwork::tls::rustls::crypto::ring::default_provider;
 use ringwork::tls::rustls::{ClientConfig, NamedGroup, RootCertStore, SupportedCipherSuite};
 use ringwork::tls::{Roots, ServerName, TlsConnector};
 
@@ -110,7 +109,7 @@ impl TlsOptions {
         let suite = find_suite(name)?;
         let provider = CryptoProvider {
             cipher_suites: vec![suite],
-            ..default_provider()
+            ..(*ringwork::tls::crypto_provider()).clone()
         };
         let mut roots = RootCertStore::empty();
         match &self.ca_file {
@@ -233,7 +232,7 @@ fn normalize(name: &str) -> String {
 
 /// The provider's suite called `name`.
 fn find_suite(name: &str) -> Result<SupportedCipherSuite, TlsSetupError> {
-    let all = default_provider().cipher_suites;
+    let all = ringwork::tls::crypto_provider().cipher_suites.clone();
     let wanted = normalize(name);
     all.iter()
         .copied()

@@ -267,6 +267,63 @@ impl Protocol for Pipelined {
     }
 }
 
+/// Answers one request per millisecond, and counts requests that arrive after it answered
+/// part of what was outstanding (a generator that keeps its pipeline full sends them).
+struct OneByOne {
+    heads: Heads,
+    outstanding: usize,
+    /// Some of the outstanding requests were answered.
+    partly_answered: bool,
+    early: Arc<AtomicUsize>,
+}
+
+impl Protocol for OneByOne {
+    fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
+        let n = self.heads.feed(data).len();
+        if n > 0 && self.partly_answered {
+            self.early.fetch_add(n, Ordering::Relaxed);
+        }
+        if self.outstanding == 0 && n > 0 {
+            ctx.call_later(Duration::from_millis(1));
+        }
+        self.outstanding += n;
+    }
+
+    fn timer_fired(&mut self, ctx: &mut Context<'_>, _timer: TimerId) {
+        if self.outstanding > 0 {
+            self.outstanding -= 1;
+            ctx.write(OK);
+        }
+        self.partly_answered = self.outstanding > 0;
+        if self.outstanding > 0 {
+            ctx.call_later(Duration::from_millis(1));
+        }
+    }
+}
+
+test_all_backends! {
+    /// --batch: the next requests go out only when the whole pipeline was answered (wrk's
+    /// pipeline.lua); without it, a request follows each response (the pipeline stays full).
+    fn pipeline_batches(backend: BackendChoice) {
+        for batch in [true, false] {
+            let early = Arc::new(AtomicUsize::new(0));
+            let e = Arc::clone(&early);
+            let Some(server) = serve(backend, move || move || OneByOne { heads: Heads::default(), outstanding: 0, partly_answered: false, early: Arc::clone(&e) }) else { return };
+            let w = http(server.addr, &["/"]);
+            let opts = RunOptions { depth: 4, batch, connections: 2, duration: Duration::from_millis(500), ..options("http", server.addr, backend) };
+            let r = run_stream(&opts, move || w.session()).expect("run");
+            assert!(r.requests > 50, "{}", r.summary());
+            assert_eq!((r.errors.total(), r.panics), (0, 0), "{}", r.summary());
+            let early = early.load(Ordering::Relaxed);
+            if batch {
+                assert_eq!(early, 0, "batch: {early} requests sent before the batch was answered");
+            } else {
+                assert!(early > 50, "in-flight: only {early} requests followed single responses");
+            }
+        }
+    }
+}
+
 test_all_backends! {
     /// (e) With --pipeline 8 requests go out back to back (the server sees several in one
     /// read), and responses are matched in order (alternating URLs: exactly every other

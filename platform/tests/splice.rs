@@ -6,7 +6,7 @@
 //! every byte; each source's end arrives as its `Eof` only after its bytes went out, and a
 //! `shutdown_write` then passes the end on; a destination that resets ends the splice with
 //! its `SendError`; and bad requests (into itself, twice, unknown sockets) are refused with
-//! `InvalidInput`.
+//! `InvalidInput`. The 8 MiB transfer runs with the default pipe and with 1 MiB pipes.
 #![cfg(target_os = "linux")]
 
 mod common;
@@ -33,69 +33,90 @@ struct Progress {
     shutdowns: usize,
 }
 
+/// 8 MiB each way through a pair of splices with pipes of `pipe_size` bytes (see the
+/// module docs for what it checks).
+fn eight_mib_each_way(backend: BackendChoice, pipe_size: usize) {
+    let config = DriverConfig {
+        splice_pipe_size: pipe_size,
+        ..DriverConfig::default()
+    };
+    let Some(mut driver) = testing::driver(backend, config) else {
+        return;
+    };
+    let (left, a) = accept_one(&mut driver);
+    let (right, b) = accept_one(&mut driver);
+    // Queued before the splice: must reach `right` before any spliced byte.
+    assert!(driver.send(b, b"HEAD".as_slice().into()));
+    driver.splice(a, b).expect("splice a -> b");
+    driver.splice(b, a).expect("splice b -> a");
+    assert!(driver.recv(a) && driver.recv(b));
+
+    let to_right = pattern(1, PAYLOAD);
+    let to_left = pattern(2, PAYLOAD);
+    let peer = |mut stream: TcpStream, send: Vec<u8>| {
+        thread::spawn(move || {
+            let mut reader = stream.try_clone().expect("clone");
+            let receiver = thread::spawn(move || {
+                let mut got = Vec::new();
+                reader.read_to_end(&mut got).expect("read");
+                got
+            });
+            stream.write_all(&send).expect("write");
+            stream.shutdown(Shutdown::Write).expect("shutdown");
+            receiver.join().expect("receiver")
+        })
+    };
+    left.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    right
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let left_peer = peer(left.try_clone().expect("clone"), to_right.clone());
+    let right_peer = peer(right.try_clone().expect("clone"), to_left.clone());
+
+    let mut progress = Progress::default();
+    drive(
+        &mut driver,
+        &mut progress,
+        |driver, p, c| match c {
+            Completion::Spliced { socket, bytes } => {
+                p.spliced[usize::from(socket == b)] += bytes;
+            }
+            Completion::Eof { socket } => {
+                let i = usize::from(socket == b);
+                assert_eq!(p.spliced[i], PAYLOAD, "EOF before every byte went out");
+                p.eofs.push(socket);
+                assert!(driver.shutdown_write(if socket == a { b } else { a }));
+            }
+            Completion::ShutdownDone { result, .. } => {
+                result.expect("shutdown");
+                p.shutdowns += 1;
+            }
+            Completion::Sent { .. } => {}
+            c => panic!("unexpected {c:?}"),
+        },
+        |_, p| p.shutdowns == 2,
+        |_, p| format!("spliced {:?}, eofs {:?}", p.spliced, p.eofs),
+    );
+    let got_left = left_peer.join().expect("left peer");
+    let got_right = right_peer.join().expect("right peer");
+    assert_eq!(got_right.len(), PAYLOAD + 4);
+    assert!(got_right[..4] == *b"HEAD", "queued bytes did not go first");
+    assert!(got_right[4..] == to_right[..], "bytes to the right differ");
+    assert!(got_left == to_left, "bytes to the left differ");
+    assert!(driver.stats().submitted > 0);
+    drop((left, right));
+}
+
 test_all_backends! {
     fn eight_mib_each_way_in_order_with_ends_passed_on(backend: BackendChoice) {
-        let Some(mut driver) = testing::driver(backend, DriverConfig::default()) else { return };
-        let (left, a) = accept_one(&mut driver);
-        let (right, b) = accept_one(&mut driver);
-        // Queued before the splice: must reach `right` before any spliced byte.
-        assert!(driver.send(b, b"HEAD".as_slice().into()));
-        driver.splice(a, b).expect("splice a -> b");
-        driver.splice(b, a).expect("splice b -> a");
-        assert!(driver.recv(a) && driver.recv(b));
+        eight_mib_each_way(backend, DriverConfig::default().splice_pipe_size);
+    }
 
-        let to_right = pattern(1, PAYLOAD);
-        let to_left = pattern(2, PAYLOAD);
-        let peer = |mut stream: TcpStream, send: Vec<u8>| {
-            thread::spawn(move || {
-                let mut reader = stream.try_clone().expect("clone");
-                let receiver = thread::spawn(move || {
-                    let mut got = Vec::new();
-                    reader.read_to_end(&mut got).expect("read");
-                    got
-                });
-                stream.write_all(&send).expect("write");
-                stream.shutdown(Shutdown::Write).expect("shutdown");
-                receiver.join().expect("receiver")
-            })
-        };
-        left.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
-        right.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
-        let left_peer = peer(left.try_clone().expect("clone"), to_right.clone());
-        let right_peer = peer(right.try_clone().expect("clone"), to_left.clone());
-
-        let mut progress = Progress::default();
-        drive(
-            &mut driver,
-            &mut progress,
-            |driver, p, c| match c {
-                Completion::Spliced { socket, bytes } => {
-                    p.spliced[usize::from(socket == b)] += bytes;
-                }
-                Completion::Eof { socket } => {
-                    let i = usize::from(socket == b);
-                    assert_eq!(p.spliced[i], PAYLOAD, "EOF before every byte went out");
-                    p.eofs.push(socket);
-                    assert!(driver.shutdown_write(if socket == a { b } else { a }));
-                }
-                Completion::ShutdownDone { result, .. } => {
-                    result.expect("shutdown");
-                    p.shutdowns += 1;
-                }
-                Completion::Sent { .. } => {}
-                c => panic!("unexpected {c:?}"),
-            },
-            |_, p| p.shutdowns == 2,
-            |_, p| format!("spliced {:?}, eofs {:?}", p.spliced, p.eofs),
-        );
-        let got_left = left_peer.join().expect("left peer");
-        let got_right = right_peer.join().expect("right peer");
-        assert_eq!(got_right.len(), PAYLOAD + 4);
-        assert!(got_right[..4] == *b"HEAD", "queued bytes did not go first");
-        assert!(got_right[4..] == to_right[..], "bytes to the right differ");
-        assert!(got_left == to_left, "bytes to the left differ");
-        assert!(driver.stats().submitted > 0);
-        drop((left, right));
+    fn eight_mib_each_way_through_one_mib_pipes(backend: BackendChoice) {
+        // Larger than the default pipe: one splice call moves up to 1 MiB (fewer calls per
+        // MB); where /proc/sys/fs/pipe-max-size refuses it, the default size is kept.
+        eight_mib_each_way(backend, 1 << 20);
     }
 
     fn a_destination_reset_ends_the_splice_with_its_send_error(backend: BackendChoice) {

@@ -98,9 +98,39 @@ pub enum TlsConfigError {
     },
 }
 
-/// The crypto provider every ringwork config uses (ring).
-pub(crate) fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+/// The crypto provider every ringwork config uses: rustls's ring provider, or its aws-lc-rs
+/// provider when the crate is built with the `aws-lc` feature.
+///
+/// Both offer the same cipher suites and the same key exchange groups (X25519, P-256, P-384:
+/// aws-lc-rs's post-quantum hybrid is left out so that switching the feature changes the
+/// implementation, not what is negotiated). Configs built outside the engine (a pinned
+/// cipher suite, say) should start from this provider too.
+pub fn crypto_provider() -> Arc<CryptoProvider> {
+    Arc::new(selected_provider())
+}
+
+#[cfg(not(feature = "aws-lc"))]
+fn selected_provider() -> CryptoProvider {
+    rustls::crypto::ring::default_provider()
+}
+
+#[cfg(feature = "aws-lc")]
+fn selected_provider() -> CryptoProvider {
+    use rustls::crypto::aws_lc_rs::{self, kx_group};
+    CryptoProvider {
+        kx_groups: vec![kx_group::X25519, kx_group::SECP256R1, kx_group::SECP384R1],
+        ..aws_lc_rs::default_provider()
+    }
+}
+
+/// The name of the provider [`crypto_provider`] returns (`"ring"` or `"aws-lc-rs"`), for
+/// logs and reports.
+pub fn crypto_provider_name() -> &'static str {
+    if cfg!(feature = "aws-lc") {
+        "aws-lc-rs"
+    } else {
+        "ring"
+    }
 }
 
 /// Reads every certificate of a PEM file (a chain: leaf first).
@@ -457,7 +487,7 @@ impl TlsAcceptor {
     /// A builder (TLS 1.2 and 1.3, ring's cipher suites, resumption on).
     pub fn builder() -> TlsAcceptorBuilder {
         TlsAcceptorBuilder {
-            provider: provider(),
+            provider: crypto_provider(),
             table: SniTable::default(),
             alpn: Vec::new(),
             client_auth: ClientAuth::None,
@@ -730,7 +760,7 @@ impl TlsConnector {
     /// on). Give it roots.
     pub fn builder() -> TlsConnectorBuilder {
         TlsConnectorBuilder {
-            provider: provider(),
+            provider: crypto_provider(),
             roots: Vec::new(),
             system_roots: false,
             client_cert: None,
@@ -771,7 +801,27 @@ mod tests {
     fn key_for(name: &str) -> Arc<CertifiedKey> {
         let cert = rcgen::generate_simple_self_signed(vec![name.to_owned()]).unwrap();
         let key = PrivateKeyDer::try_from(cert.key_pair.serialize_der()).unwrap();
-        certified_key(name, vec![cert.cert.der().clone()], key, &provider()).unwrap()
+        certified_key(name, vec![cert.cert.der().clone()], key, &crypto_provider()).unwrap()
+    }
+
+    /// Switching the `aws-lc` feature changes the implementation, not what a peer can
+    /// negotiate: the same suites in the same order and the same key exchange groups as ring.
+    #[test]
+    fn the_provider_offers_what_ring_offers() {
+        let ring = rustls::crypto::ring::default_provider();
+        let ours = crypto_provider();
+        let suites =
+            |p: &CryptoProvider| -> Vec<_> { p.cipher_suites.iter().map(|s| s.suite()).collect() };
+        let groups =
+            |p: &CryptoProvider| -> Vec<_> { p.kx_groups.iter().map(|g| g.name()).collect() };
+        assert_eq!(suites(&ours), suites(&ring));
+        assert_eq!(groups(&ours), groups(&ring));
+        let expected = if cfg!(feature = "aws-lc") {
+            "aws-lc-rs"
+        } else {
+            "ring"
+        };
+        assert_eq!(crypto_provider_name(), expected);
     }
 
     #[test]

@@ -59,7 +59,8 @@ pub use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 pub use self::config::{
     ClientAuth, DEFAULT_HANDSHAKE_TIMEOUT, Roots, TlsAcceptor, TlsAcceptorBuilder, TlsConfigError,
-    TlsConnector, TlsConnectorBuilder, load_certificates, load_private_key,
+    TlsConnector, TlsConnectorBuilder, crypto_provider, crypto_provider_name, load_certificates,
+    load_private_key,
 };
 pub use self::records::RecordSizing;
 

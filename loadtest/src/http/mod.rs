@@ -3,8 +3,8 @@
 //!
 //! Owns: turning a URL list, method, headers and body into precomputed request bytes
 //! ([`HttpWorkload`]), and [`HttpSession`], which writes them round-robin and frames the
-//! responses (heads with `parse_response_framing`, in place; bodies with `BodyDecoder`,
-//! discarded).
+//! responses (heads with `parse_response_framing`, in place, or recognised as the last head
+//! parsed when they are byte for byte the same; bodies with `BodyDecoder`, discarded).
 //! `https://` URLs run over the engine's TLS layer (the driver connects with TLS; this
 //! module only notes the scheme). Does not: redirects, cookies.
 
@@ -14,7 +14,8 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use ringwork_protocols::http::proto::encode::{write_field, write_request_line};
 use ringwork_protocols::http::proto::{
-    BodyDecoder, BodyKind, H1Limits, Method, Status, Version, parse_response_framing,
+    BodyDecoder, BodyKind, H1Limits, Method, ResponseFraming, Status, Version,
+    parse_response_framing,
 };
 
 use crate::session::{Progress, ResponseError, Session};
@@ -206,7 +207,45 @@ impl HttpWorkload {
             method: self.method.clone(),
             limits: Arc::clone(&self.limits),
             body: None,
+            last_head: LastHead::default(),
         }
+    }
+}
+
+/// Longest head [`LastHead`] keeps (a server's usual heads are 100–400 bytes).
+const MAX_REMEMBERED_HEAD: usize = 1024;
+
+/// The last response head this connection parsed in full, and what the parse made of it.
+///
+/// A server answers a load generator's identical requests with identical heads (but for
+/// `Date`, which changes once a second), so a head that is byte for byte the last one is
+/// recognised by one comparison instead of being parsed again. The result is the parse's:
+/// `parse_response_framing` looks at a head's bytes only up to its final empty line, and
+/// the same bytes, method and limits frame the same way (the head scanner stops at the
+/// first empty line whatever follows; the remembered head is one the parser accepted
+/// whole). Any difference, one byte or a shorter input, goes through the full parse.
+#[derive(Debug, Default)]
+struct LastHead {
+    /// The head's bytes, its final CRLF CRLF included; empty when none is kept.
+    bytes: Vec<u8>,
+    framing: Option<ResponseFraming>,
+}
+
+impl LastHead {
+    /// The framing of the head at the start of `data` if it is the remembered one.
+    fn recognise(&self, data: &[u8]) -> Option<ResponseFraming> {
+        let framing = self.framing?;
+        data.starts_with(&self.bytes).then_some(framing)
+    }
+
+    fn remember(&mut self, head: &[u8], framing: ResponseFraming) {
+        if head.len() > MAX_REMEMBERED_HEAD {
+            self.framing = None;
+            return;
+        }
+        self.bytes.clear();
+        self.bytes.extend_from_slice(head);
+        self.framing = Some(framing);
     }
 }
 
@@ -226,6 +265,7 @@ pub struct HttpSession {
     method: Method,
     limits: Arc<H1Limits>,
     body: Option<Body>,
+    last_head: LastHead,
 }
 
 fn malformed(e: impl std::fmt::Display) -> ResponseError {
@@ -276,12 +316,20 @@ impl Session for HttpSession {
             if at == data.len() {
                 break;
             }
-            // The head is framed in place: nothing of it is kept (no copy, no allocation).
-            let parsed = match parse_response_framing(&data[at..], &self.limits, &self.method)
-                .map_err(malformed)?
-            {
-                Status::Partial => break,
-                Status::Complete(parsed) => parsed,
+            // The head is framed in place (no allocation); only a head unlike the last one
+            // is parsed, and then copied to be recognised next time.
+            let parsed = match self.last_head.recognise(&data[at..]) {
+                Some(parsed) => parsed,
+                None => match parse_response_framing(&data[at..], &self.limits, &self.method)
+                    .map_err(malformed)?
+                {
+                    Status::Partial => break,
+                    Status::Complete(parsed) => {
+                        let head = &data[at..at + parsed.consumed.min(data.len() - at)];
+                        self.last_head.remember(head, parsed);
+                        parsed
+                    }
+                },
             };
             at += parsed.consumed;
             let status = parsed.status;

@@ -124,3 +124,71 @@ fn requests_round_robin() {
     );
     assert_eq!(Url::parse("http://a?q").unwrap().target, "/?q");
 }
+
+/// Heads that differ from a valid one by little: each must be framed as a fresh session
+/// frames it, whatever head the session recognised before.
+const HEADS: &[&[u8]] = &[
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok!",
+    b"HTTP/1.1 500 OK\r\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX: y\r\n\r\nok",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+    b"HTTP/1.1 204 OK\r\n\r\n",
+    b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok",
+    // Malformed: a bare LF, NUL, two lengths, a space before the colon.
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\n\r\nok",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX: \0\r\n\r\nok",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok",
+    b"HTTP/1.1 200 OK\r\nContent-Length : 2\r\n\r\nok",
+];
+
+/// What a session makes of `head` as its first response (or the error, as text).
+fn framed(s: &mut HttpSession, head: &[u8]) -> Result<(usize, u32, u32, bool), String> {
+    s.on_bytes(head)
+        .map(|p| (p.consumed, p.completed, p.unsuccessful, p.close))
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn a_recognised_head_frames_as_the_full_parse() {
+    for first in HEADS {
+        for second in HEADS {
+            let expected = framed(&mut session("GET"), second);
+            let mut s = session("GET");
+            // Twice the first head: the second time it is recognised, not parsed.
+            let first_alone = framed(&mut session("GET"), first);
+            if first_alone.as_ref().is_ok_and(|f| !f.3) {
+                assert_eq!(framed(&mut s, first), first_alone);
+                assert_eq!(framed(&mut s, first), first_alone, "recognised");
+            }
+            assert_eq!(
+                framed(&mut s, second),
+                expected,
+                "{} after {}",
+                String::from_utf8_lossy(second),
+                String::from_utf8_lossy(first)
+            );
+        }
+    }
+}
+
+#[test]
+fn a_remembered_head_is_not_matched_by_a_shorter_input() {
+    let head: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n";
+    let mut s = session("GET");
+    let whole = [head, b"ok"].concat();
+    assert_eq!(framed(&mut s, &whole), Ok((whole.len(), 1, 0, false)));
+    for cut in 0..head.len() {
+        // A head cut short is partial (nothing consumed), recognised or not.
+        assert_eq!(
+            framed(&mut s, &head[..cut]),
+            Ok((0, 0, 0, false)),
+            "cut {cut}"
+        );
+    }
+    // Responses to HEAD frame differently: a session is for one method, and so is its memory.
+    let mut h = session("HEAD");
+    assert_eq!(framed(&mut h, head), Ok((head.len(), 1, 0, false)));
+    assert_eq!(framed(&mut h, head), Ok((head.len(), 1, 0, false)));
+}

@@ -576,9 +576,11 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
     };
     let mut builder = Runtime::builder()
         .driver_config(
-            serve
-                .service
-                .driver_config(buffers::driver_config(serve.buffers, serve.buffer_size)?),
+            serve.proxy.driver_config(
+                serve
+                    .service
+                    .driver_config(buffers::driver_config(serve.buffers, serve.buffer_size)?),
+            ),
         )
         .backend(serve.backend.into())
         .reactor_config(ReactorConfig {

@@ -12,6 +12,7 @@
 use std::time::Duration;
 
 use clap::{ArgMatches, Args};
+use ringwork::DriverConfig;
 use ringwork::endpoint::ClientEndpoint;
 use ringwork_protocols::Endpoint;
 use ringwork_protocols::destination::{DestinationPolicy, Rule, canonical_ip};
@@ -38,6 +39,12 @@ pub struct ProxyArgs {
     /// 4 KiB or more (a bulk transfer; `64k` by default, `1m`, `1000`).
     #[arg(long, value_name = "off|always|BYTES", value_parser = parse_splice)]
     pub splice: Option<SplicePolicy>,
+    /// tcp-proxy, socks5: capacity of each splice pipe (`64k` by default, `256k`, `1m`; at
+    /// most /proc/sys/fs/pipe-max-size): the most a spliced direction moves per system
+    /// call and holds in the kernel. Larger pipes cost fewer calls per MB; see
+    /// docs/proxy.md for the memory they may pin.
+    #[arg(long, value_name = "BYTES", value_parser = parse_pipe_size)]
+    pub splice_pipe: Option<usize>,
     /// socks5: require username/password authentication (RFC 1929) with this user
     /// (repeatable). Without any, no authentication is asked.
     #[arg(long, value_name = "NAME:PASS", value_parser = parse_user)]
@@ -133,6 +140,14 @@ impl ProxyArgs {
                  relay through it ({rules}loopback and private destinations denied). Listen \
                  on tcp:PORT:interface=127.0.0.1, or require --user NAME:PASS"
             );
+        }
+    }
+
+    /// `config` with the splice pipe capacity of `--splice-pipe`, if given.
+    pub fn driver_config(&self, config: DriverConfig) -> DriverConfig {
+        DriverConfig {
+            splice_pipe_size: self.splice_pipe.unwrap_or(config.splice_pipe_size),
+            ..config
         }
     }
 
@@ -234,6 +249,19 @@ fn parse_splice(text: &str) -> Result<SplicePolicy, String> {
         .ok_or_else(bad)
 }
 
+/// A pipe capacity: a byte count with an optional `k`/`m` suffix, from 4 KiB (one page)
+/// to 1 GiB; the kernel rounds it up to a power of two pages.
+fn parse_pipe_size(text: &str) -> Result<usize, String> {
+    match parse_splice(text) {
+        Ok(SplicePolicy::Bulk(n)) if (4096..=1 << 30).contains(&n) => {
+            usize::try_from(n).map_err(|e| format!("{text:?}: {e}"))
+        }
+        _ => Err(format!(
+            "{text:?}: expected a size from 4k to 1g, such as 256k"
+        )),
+    }
+}
+
 fn parse_proxy_version(text: &str) -> Result<ringwork_protocols::proxy_protocol::Version, String> {
     use ringwork_protocols::proxy_protocol::Version;
     match text {
@@ -321,6 +349,16 @@ mod splice_option_tests {
         assert_eq!(parse_splice("1000"), Ok(SplicePolicy::Bulk(1000)));
         for bad in ["", "k", "-1", "1x", "99999999999999999999g"] {
             assert!(parse_splice(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn splice_pipe_option_values() {
+        assert_eq!(parse_pipe_size("64k"), Ok(64 * 1024));
+        assert_eq!(parse_pipe_size("1m"), Ok(1 << 20));
+        assert_eq!(parse_pipe_size("4096"), Ok(4096));
+        for bad in ["", "off", "always", "4095", "2g", "1x"] {
+            assert!(parse_pipe_size(bad).is_err(), "{bad:?} accepted");
         }
     }
 }

@@ -471,6 +471,11 @@ pub(crate) const SERVICE_OPTIONS: &[(&str, &str, &[Service])] = &[
         &[Service::TcpProxy, Service::Socks5],
     ),
     ("splice", "--splice", &[Service::TcpProxy, Service::Socks5]),
+    (
+        "splice_pipe",
+        "--splice-pipe",
+        &[Service::TcpProxy, Service::Socks5],
+    ),
     ("user", "--user", &[Service::Socks5]),
     ("allow", "--allow", &[Service::Socks5]),
     ("deny", "--deny", &[Service::Socks5]),

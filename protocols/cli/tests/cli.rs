@@ -529,8 +529,8 @@ fn busy_port(backend: &str) {
 
 both_backends!(busy_port);
 
-/// `serve tcp-proxy` in front of a one-shot std upstream, then `serve socks5` in front of the
-/// same kind of upstream: a round trip through each.
+/// `serve tcp-proxy` in front of a one-shot std upstream (once spliced through 1 MiB pipes),
+/// then `serve socks5` in front of the same kind of upstream: a round trip through each.
 fn proxies(backend: &str) {
     let Some(backend) = self::backend(backend) else {
         return;
@@ -572,6 +572,10 @@ fn proxies(backend: &str) {
             "30s",
         ];
         args.extend_from_slice(&common);
+        if upstream_arg.starts_with("tcp:") {
+            // Spliced from the first byte, through 1 MiB pipes (--splice-pipe).
+            args.extend_from_slice(&["--splice", "always", "--splice-pipe", "1m"]);
+        }
         let mut server = Server::start(&args);
         let addr = tcp_addr(&server.listening(1)[0]);
         for _ in 0..2 {
@@ -817,6 +821,10 @@ fn options_of_other_services_are_refused() {
         (
             &["serve", "hello", "--splice", "off"],
             "--splice does not apply to `serve hello`; it is an option of tcp-proxy, socks5",
+        ),
+        (
+            &["serve", "echo", "--splice-pipe", "1m"],
+            "--splice-pipe does not apply to `serve echo`; it is an option of tcp-proxy, socks5",
         ),
         (
             &["serve", "socks5", "--send-proxy", "v1"],
