@@ -4,7 +4,9 @@
 //! the framing rules that defend against request smuggling.
 //! Contract: [`parse_request`] looks at a prefix of its input and returns
 //! [`Status::Partial`] until the head is complete; it never holds input itself (the caller
-//! keeps unparsed bytes) and copies the head once, into one [`Bytes`], on success.
+//! keeps unparsed bytes) and copies the head once, into one [`Bytes`], on success. A
+//! complete head is read in one pass (httparse, checked strictly on its offsets); the
+//! strict byte scan runs first only when that pass does not take the head as it is.
 //! Does not: touch sockets, read the clock, or decode bodies (see `body.rs`).
 //! Spec: RFC 9112 §2–§3, §5–§6; RFC 9110 §7.2, §10.1.1. Tests: `request/tests.rs`;
 //! fuzz target `fuzz/http_request`.
@@ -56,30 +58,65 @@ pub fn parse_request_with(
     limits: &H1Limits,
     own: impl FnOnce(&[u8]) -> Bytes,
 ) -> Result<Status<ParsedRequest>, H1Error> {
+    parse_head(buf, limits, own, true)
+}
+
+/// [`parse_request_with`]; `one_pass` false always scans first (the reference the tests
+/// compare the one-pass read with).
+fn parse_head(
+    buf: &[u8],
+    limits: &H1Limits,
+    own: impl FnOnce(&[u8]) -> Bytes,
+    one_pass: bool,
+) -> Result<Status<ParsedRequest>, H1Error> {
     let skip = scan::leading_empty_lines(buf);
     let input = &buf[skip..];
     let max_head = limits.max_head.saturating_sub(skip);
-    let head_len = match scan::scan_head(input, limits.max_request_line, max_head)? {
-        Status::Complete(len) => len,
-        Status::Partial => return Ok(Status::Partial),
-    };
-    let input = &input[..head_len];
     let max_headers = limits.max_headers.min(H1Limits::HEADERS_CAP);
     let mut fields = [MaybeUninit::<httparse::Header<'_>>::uninit(); H1Limits::HEADERS_CAP];
+    let mut strict_fields = [MaybeUninit::<httparse::Header<'_>>::uninit(); H1Limits::HEADERS_CAP];
     let mut request = httparse::Request::new(&mut []);
-    let parsed = httparse::ParserConfig::default().parse_request_with_uninit_headers(
-        &mut request,
-        input,
-        &mut fields[..max_headers],
-    );
-    scan::check_tokenized(parsed, head_len, max_headers, || {
-        // The request line's last word.
-        input
-            .split(|&b| b == b'\r')
-            .next()
-            .and_then(|line| line.rsplit(|&b| b == b' ').next())
-            .unwrap_or_default()
-    })?;
+    // One pass over the bytes: httparse tokenizes a complete head, and what it is lenient
+    // about is checked on its offsets (`strict_on_offsets`). Anything else (a partial head,
+    // an httparse error, a head those checks refuse) takes the strict scan first, as before,
+    // which gives the exact error and the same result however the input is split.
+    let config = httparse::ParserConfig::default();
+    let quick = one_pass.then(|| {
+        config.parse_request_with_uninit_headers(
+            &mut request,
+            &input[..input.len().min(max_head)],
+            &mut fields[..max_headers],
+        )
+    });
+    let head_len = match quick {
+        Some(Ok(httparse::Status::Complete(len)))
+            if strict_on_offsets(input, len, &request, limits.max_request_line) =>
+        {
+            len
+        }
+        _ => {
+            let head_len = match scan::scan_head(input, limits.max_request_line, max_head)? {
+                Status::Complete(len) => len,
+                Status::Partial => return Ok(Status::Partial),
+            };
+            let head = &input[..head_len];
+            request = httparse::Request::new(&mut []);
+            let parsed = config.parse_request_with_uninit_headers(
+                &mut request,
+                head,
+                &mut strict_fields[..max_headers],
+            );
+            scan::check_tokenized(parsed, head_len, max_headers, || {
+                // The request line's last word.
+                head.split(|&b| b == b'\r')
+                    .next()
+                    .and_then(|line| line.rsplit(|&b| b == b' ').next())
+                    .unwrap_or_default()
+            })?;
+            head_len
+        }
+    };
+    let input = &input[..head_len];
     let (Some(method), Some(target), Some(minor)) = (request.method, request.path, request.version)
     else {
         return Err(H1Error::Malformed {
@@ -126,6 +163,41 @@ pub fn parse_request_with(
         expect_continue,
         upgrade: fields.upgrade,
     }))
+}
+
+/// Whether a head httparse parsed in full (`len` bytes of `input`) passes the strict scan
+/// ([`scan::scan_head`]) too, judged on httparse's offsets instead of every byte.
+///
+/// httparse refuses NUL, a bare CR, obs-fold, whitespace before a colon and a start line
+/// that is not `method SP target SP HTTP/1.x`; it accepts a bare LF as a line end and skips
+/// empty lines before the request line. So it is enough that the head starts with the
+/// method, that every line ends in CRLF (each field line starts after one, and the head
+/// ends with two), and the limits: the request line (the target is followed by
+/// `SP HTTP/1.x`) and the head (`len`, cut at the head limit by the caller).
+fn strict_on_offsets(
+    input: &[u8],
+    len: usize,
+    request: &httparse::Request<'_, '_>,
+    max_request_line: usize,
+) -> bool {
+    let base = input.as_ptr() as usize;
+    let at = |part: &[u8]| part.as_ptr() as usize - base;
+    let (Some(method), Some(target)) = (request.method, request.path) else {
+        return false;
+    };
+    let crlf_before = |line_start: usize| {
+        line_start
+            .checked_sub(2)
+            .is_some_and(|cr| input.get(cr) == Some(&b'\r'))
+    };
+    at(method.as_bytes()) == 0
+        && at(target.as_bytes()) + target.len() + " HTTP/1.1".len() <= max_request_line
+        && request
+            .headers
+            .iter()
+            .all(|field| crlf_before(at(field.name.as_bytes())))
+        && crlf_before(len)
+        && crlf_before(len.saturating_sub(2))
 }
 
 /// RFC 9112 §3.2: the four target forms, each allowed only with its methods.

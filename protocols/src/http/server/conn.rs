@@ -331,6 +331,9 @@ pub(crate) struct ServerApp<M> {
     handoff: Option<Upgrade>,
     /// Streams carrying another protocol (HTTP/2 extended CONNECT).
     carried: Vec<(RequestId, Box<dyn StreamProtocol>)>,
+    /// The instant the machine's `Date` was last set for: answers given at the same
+    /// instant (a turn's pipelined batch) share it without asking the cache again.
+    date_set_at: Option<std::time::Instant>,
 }
 
 impl<M: ServerMachine> ServerApp<M> {
@@ -366,7 +369,17 @@ impl<M: ServerMachine> ServerApp<M> {
             switching: None,
             handoff: None,
             carried: Vec::new(),
+            date_set_at: None,
             machine: std::marker::PhantomData,
+        }
+    }
+
+    /// Gives the machine the `Date` of `now` (the turn's time) for the answers it frames
+    /// next, once per instant: the value depends on `now` alone.
+    fn set_date(&mut self, machine: &mut M, now: std::time::Instant) {
+        if self.date_set_at != Some(now) {
+            self.date_set_at = Some(now);
+            machine.set_date(self.shared.date.at(now));
         }
     }
 
@@ -577,7 +590,7 @@ impl<M: ServerMachine> ServerApp<M> {
         mut protocol: Box<dyn StreamProtocol>,
         ctx: &mut Context<'_>,
     ) -> Result<(), SendError> {
-        machine.set_date(self.shared.date.at(ctx.now()));
+        self.set_date(machine, ctx.now());
         let held = self
             .bodies
             .iter()
@@ -732,11 +745,11 @@ impl<M: ServerMachine> Application<M> for ServerApp<M> {
                 self.carry(machine, id, response, protocol, ctx)
             }
             Command::Respond(id, response) => {
-                machine.set_date(self.shared.date.at(ctx.now()));
+                self.set_date(machine, ctx.now());
                 machine.send_response(id, response)
             }
             Command::Head(id, response) => {
-                machine.set_date(self.shared.date.at(ctx.now()));
+                self.set_date(machine, ctx.now());
                 machine.send_head(id, response)
             }
             Command::Body(id, data) => machine.send_body(id, data),
@@ -767,7 +780,7 @@ impl<M: ServerMachine> Application<M> for ServerApp<M> {
                 Ok(())
             }
             Command::Upgrade(id, response, protocol) => {
-                machine.set_date(self.shared.date.at(ctx.now()));
+                self.set_date(machine, ctx.now());
                 let switching = response.status() == 101;
                 if switching && !M::SWITCHES_PROTOCOLS {
                     // HTTP/2 has no 101 (RFC 9113 §8.6): the protocol is dropped and the

@@ -136,6 +136,10 @@ impl HttpServer {
         config: ServerConfig,
         metrics: Option<Rc<HttpMetrics>>,
     ) -> Self {
+        let mut config = config;
+        // `ServerEvent::Sent` feeds the metrics and the access log: without either, the
+        // connections need not report every answer.
+        config.report_sent = config.access_log || metrics.is_some();
         Self {
             shared: Rc::new(Shared {
                 handler: Box::new(handler),
@@ -169,6 +173,7 @@ impl HttpServer {
         // A server not yet handed to a listener is the only owner of its shared part.
         if let Some(shared) = Rc::get_mut(&mut self.shared) {
             shared.config.access_log = true;
+            shared.config.report_sent = true;
             shared.access = Some(log);
         }
         self

@@ -474,3 +474,121 @@ fn limit_errors_do_not_depend_on_the_split() {
         );
     }
 }
+
+/// The one-pass read of a complete head (httparse, checked on its offsets) takes exactly
+/// the heads the strict scan takes: what httparse alone would let through (a bare LF at any
+/// line end, empty lines of bare LFs before the request line) and the limits at their
+/// edges give the scan's answer.
+#[test]
+fn one_pass_read_agrees_with_the_strict_scan() {
+    let limits = H1Limits {
+        max_request_line: 32,
+        max_head: 64,
+        ..H1Limits::default()
+    };
+    use H1Error::*;
+    for (input, want) in [
+        (
+            &b"\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+            BareLf { offset: 0 },
+        ),
+        (
+            b"\r\n\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            BareLf { offset: 0 },
+        ),
+        (b"GET / HTTP/1.1\n\r\n", BareLf { offset: 14 }),
+        (b"GET / HTTP/1.1\r\n\n", BareLf { offset: 16 }),
+        (
+            b"GET / HTTP/1.1\r\nHost: a\r\nX: b\nY: c\r\n\r\n",
+            BareLf { offset: 29 },
+        ),
+    ] {
+        assert_eq!(
+            parse_request(input, &limits).unwrap_err(),
+            want,
+            "{input:?}"
+        );
+    }
+    // The request line at its limit and one past it.
+    let line = |len: usize| format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(len - 14));
+    assert!(parse_request(line(32).as_bytes(), &limits).is_ok_and(|s| !s.is_partial()));
+    assert_eq!(
+        parse_request(line(33).as_bytes(), &limits).unwrap_err(),
+        RequestLineTooLong { limit: 32 }
+    );
+    // The head at its limit and one past it (also after a skipped empty line).
+    let head = |len: usize| {
+        format!(
+            "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
+            "v".repeat(len - 32)
+        )
+    };
+    let exact = head(64);
+    assert_eq!(exact.len(), 64);
+    assert!(parse_request(exact.as_bytes(), &limits).is_ok_and(|s| !s.is_partial()));
+    for input in [head(65), format!("\r\n{exact}")] {
+        let error = parse_request(input.as_bytes(), &limits).unwrap_err();
+        assert!(matches!(error, HeadTooLarge { .. }), "{input:?}: {error:?}");
+    }
+}
+
+/// The one-pass read against the scan-first reference on heads mutated at random (bytes
+/// the scan and httparse judge differently put anywhere, bytes cut or doubled): the same
+/// result every time, and on every prefix.
+#[test]
+fn one_pass_read_equals_the_scan_first_read_on_mutated_heads() {
+    let limits = H1Limits {
+        max_request_line: 40,
+        max_head: 96,
+        max_headers: 4,
+        ..H1Limits::default()
+    };
+    let seeds: [&[u8]; 4] = [
+        b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"\r\nPOST /x?y HTTP/1.0\r\nContent-Length: 3\r\nX: b\tc\r\n\r\nabc",
+        b"OPTIONS * HTTP/1.1\r\nHost: h:1\r\nConnection: close\r\n\r\nGET",
+        b"GET http://a/b HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+    ];
+    let special = b"\r\n :\t\0aH/1\x80";
+    let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+    let mut next = move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    let run = |input: &[u8], one_pass: bool| {
+        format!(
+            "{:?}",
+            parse_head(input, &limits, Bytes::copy_from_slice, one_pass)
+        )
+    };
+    for _ in 0..20_000 {
+        let mut input = seeds[next(seeds.len())].to_vec();
+        for _ in 0..1 + next(3) {
+            let at = next(input.len() + 1);
+            match next(4) {
+                0 => input.insert(at, special[next(special.len())]),
+                1 if at < input.len() => input[at] = special[next(special.len())],
+                2 if at < input.len() => drop(input.remove(at)),
+                _ => {
+                    let piece = input[at..]
+                        .iter()
+                        .take(1 + next(40))
+                        .copied()
+                        .collect::<Vec<_>>();
+                    input.splice(at..at, piece);
+                }
+            }
+        }
+        for end in [input.len(), next(input.len() + 1)] {
+            let input = &input[..end];
+            assert_eq!(
+                run(input, true),
+                run(input, false),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+}

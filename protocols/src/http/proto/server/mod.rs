@@ -66,6 +66,10 @@ pub struct ServerConfig {
     /// Log every response at info level, target `ringwork::http::access` (the engine
     /// adapter logs; the machine reports each finished response in [`ServerEvent::Sent`]).
     pub access_log: bool,
+    /// Report every answer that left in full as a [`ServerEvent::Sent`] (default). A driver
+    /// with nobody to tell (no access log, no metrics: the engine's `HttpServer` knows)
+    /// turns it off and saves an event per request.
+    pub report_sent: bool,
     /// Write-stall (send) timeout of each connection: a client that takes no byte of what
     /// the server has to send for this long is aborted (the engine adapter sets the
     /// engine's write-stall timeout, like nginx's `send_timeout`). `None`: no timeout.
@@ -90,6 +94,7 @@ impl Default for ServerConfig {
             body_buffer: 256 * 1024,
             server_name: None,
             access_log: false,
+            report_sent: true,
             write_timeout: Some(Duration::from_secs(60)),
             http2: crate::http::proto::h2::H2Config::default(),
         }
@@ -169,7 +174,8 @@ pub enum ServerEvent {
         /// The client had already ended its side (the new protocol sees its end of input).
         eof: bool,
     },
-    /// The answer to a request left in full (for access logs).
+    /// The answer to a request left in full (for access logs and metrics; only when
+    /// [`ServerConfig::report_sent`]).
     Sent {
         /// The request, or `None` for an error reply to input that never became a request.
         id: Option<RequestId>,
@@ -819,13 +825,15 @@ impl ServerConn {
             let Some(slot) = self.slots.pop_front() else {
                 break;
             };
-            self.events.push_back(ServerEvent::Sent {
-                id: slot.is_request.then_some(RequestId(slot.id)),
-                status: slot.status,
-                bytes: slot.sent,
-                request: slot.log,
-                started: slot.started,
-            });
+            if self.config.report_sent {
+                self.events.push_back(ServerEvent::Sent {
+                    id: slot.is_request.then_some(RequestId(slot.id)),
+                    status: slot.status,
+                    bytes: slot.sent,
+                    request: slot.log,
+                    started: slot.started,
+                });
+            }
             if slot.switching {
                 // RFC 9110 §15.2.2: the new protocol starts right after the 101's empty line.
                 self.events.push_back(ServerEvent::Upgraded {

@@ -1009,3 +1009,29 @@ fn a_date_with_control_bytes_is_ignored() {
     );
     assert!(!text.contains("X-Evil"), "{text}");
 }
+
+/// `ServerEvent::Sent` comes once per answer by default, and not at all when the driver
+/// has nobody to tell (`report_sent` off: the answers are the same).
+#[test]
+fn sent_events_only_when_reported() {
+    for report in [true, false] {
+        let mut pair = pair_with(ServerConfig {
+            report_sent: report,
+            ..ServerConfig::default()
+        });
+        pair.client.send(GET.repeat(2));
+        let ids = requests(&events(&mut pair));
+        for id in &ids {
+            pair.server
+                .send_response(*id, Response::text("x"))
+                .expect("answer");
+        }
+        let sent = events(&mut pair)
+            .iter()
+            .filter(|e| matches!(e, ServerEvent::Sent { .. }))
+            .count();
+        assert_eq!(sent, if report { 2 } else { 0 });
+        let got = responses(&pair.client.take_received());
+        assert_eq!(got.len(), 2);
+    }
+}
