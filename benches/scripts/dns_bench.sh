@@ -107,39 +107,11 @@ throttle_stat() {
     fi
 }
 
+# shellcheck source=lib/dns_workload.sh
+source "$here/lib/dns_workload.sh"
+write_dns_workload "$OUT_DIR" "$HOSTS"
 zone=$OUT_DIR/example.zone
 queries=$OUT_DIR/queries.txt
-{
-    echo '$ORIGIN example.com.'
-    echo '$TTL 3600'
-    echo '@ IN SOA ns1 hostmaster 2026120701 7200 900 604800 300'
-    echo '  IN NS ns1'
-    echo '  IN MX 10 mail'
-    echo '  IN TXT "v=spf1 -all"'
-    echo 'ns1 IN A 192.0.2.1'
-    echo 'mail IN A 192.0.2.2'
-    echo 'www IN CNAME host1'
-    for ((i = 0; i < HOSTS; i++)); do
-        echo "host$i IN A 10.$((i / 65536 % 256)).$((i / 256 % 256)).$((i % 256))"
-    done
-} >"$zone"
-python3 - "$queries" "$HOSTS" <<'EOF'
-import random, sys
-path, hosts = sys.argv[1], int(sys.argv[2])
-rng = random.Random(7)
-lines = []
-for i in range(20000):
-    r = rng.random()
-    if r < 0.10:
-        lines.append(f"nothing{i}.example.com A")
-    elif r < 0.15:
-        lines.append("www.example.com A")
-    elif r < 0.20:
-        lines.append("example.com MX")
-    else:
-        lines.append(f"host{rng.randrange(hosts)}.example.com A")
-open(path, "w").write("\n".join(lines) + "\n")
-EOF
 
 # Starts server $1 on port $2; sets `pid`.
 start_server() {

@@ -22,38 +22,11 @@ rate=${RATE:-4000}
 secs=${SECS:-5}
 port=${PORT:-19590}
 mkdir -p "$out"
+# shellcheck source=lib/dns_workload.sh
+source "$here/lib/dns_workload.sh"
+write_dns_workload "$out" 1000
 zone=$out/example.zone
 queries=$out/queries.txt
-{
-    echo '$ORIGIN example.com.'
-    echo '$TTL 3600'
-    echo '@ IN SOA ns1 hostmaster 2026120701 7200 900 604800 300'
-    echo '  IN NS ns1'
-    echo '  IN MX 10 mail'
-    echo '  IN TXT "v=spf1 -all"'
-    echo 'ns1 IN A 192.0.2.1'
-    echo 'mail IN A 192.0.2.2'
-    echo 'www IN CNAME host1'
-    for ((i = 0; i < 1000; i++)); do
-        echo "host$i IN A 10.0.$((i / 256 % 256)).$((i % 256))"
-    done
-} >"$zone"
-python3 - "$queries" <<'PY'
-import random, sys
-rng = random.Random(7)
-lines = []
-for i in range(20000):
-    r = rng.random()
-    if r < 0.10:
-        lines.append(f"nothing{i}.example.com A")
-    elif r < 0.15:
-        lines.append("www.example.com A")
-    elif r < 0.20:
-        lines.append("example.com MX")
-    else:
-        lines.append(f"host{rng.randrange(1000)}.example.com A")
-open(sys.argv[1], "w").write("\n".join(lines) + "\n")
-PY
 valgrind --tool=callgrind --callgrind-out-file="$out/callgrind.out.%p" \
     "$bin" serve dns --zone "$zone" --cores 1 --listen "udp:$port:interface=127.0.0.1" \
     --backend "${BACKEND:-uring}" 2>"$out/server.log" &
