@@ -22,6 +22,7 @@
 //! table is leaked with the other memory (see the module above).
 
 use std::collections::VecDeque;
+use std::io;
 use std::mem;
 use std::net::{Ipv4Addr, SocketAddr};
 
@@ -32,8 +33,11 @@ use slab::Slab;
 use socket2::SockAddr;
 
 use crate::buf::RecvBuf;
+use crate::completion::Completion;
+use crate::error::OpError;
 use crate::id::{OpId, OpKind, SocketId};
 use crate::sys::udp_gso::{self, Gather, SegmentControl};
+use crate::table::Core;
 
 use super::{empty_msghdr, sockaddr_to_std};
 
@@ -283,5 +287,108 @@ impl DatagramSends {
     /// Never free the in-flight headers: the kernel may still read them.
     pub(super) fn leak(&mut self) {
         mem::forget(mem::take(&mut self.table));
+    }
+}
+
+/// Completions of datagram sends (the driver's side of [`DatagramSends`]).
+impl super::Uring {
+    /// A datagram send finished: report it (or keep the datagram queued after `EAGAIN` or a
+    /// cancel that was not a close), and free its header.
+    pub(super) fn complete_datagram_send(
+        &mut self,
+        core: &mut Core,
+        out: &mut Vec<Completion>,
+        key: u32,
+        result: i32,
+    ) {
+        let Some(mut send) = self.datagram_sends.finish(key) else {
+            tracing::error!(key, "completion of an unknown datagram send");
+            return;
+        };
+        self.finish_datagram_send(core, out, &mut send, result);
+        self.datagram_sends.recycle(send);
+    }
+
+    /// Reports the datagrams of a finished send: each `Sent`, or each a `SendError`, or all
+    /// back at the head of the queue (in order) after `EAGAIN`, a cancel that was not a
+    /// close, or a refused GSO send (they then go one by one).
+    pub(super) fn finish_datagram_send(
+        &mut self,
+        core: &mut Core,
+        out: &mut Vec<Completion>,
+        send: &mut DatagramSend,
+        result: i32,
+    ) {
+        let id = send.socket;
+        // A socket's slot outlives its sends: it is released only at its close's CQE, which
+        // is submitted once none of them is in flight.
+        let Some(slot) = self
+            .slots
+            .get_mut(id.slot() as usize)
+            .and_then(Option::as_mut)
+        else {
+            core.stats.stale += 1;
+            return;
+        };
+        let udp = slot.udp.as_mut().expect("datagram slots have UdpOps");
+        udp.sends -= 1;
+        udp.send_bytes -= send.len();
+        let in_flight = udp.send_bytes;
+        if udp.sends == 0 {
+            slot.inflight &= !OpKind::SendTo.bit();
+            slot.cancelling &= !OpKind::SendTo.bit();
+        }
+        let refused =
+            result < 0 && send.datagrams.len() > 1 && crate::sys::udp_gso::refused(-result);
+        if refused && udp.gso {
+            tracing::debug!(socket = ?id, errno = -result, "UDP GSO refused: sending datagrams one by one");
+            udp.gso = false;
+        }
+        core.mark_dirty(id);
+        let Some(state) = core.current_mut(id.slot(), id.generation()) else {
+            core.stats.stale += 1;
+            return;
+        };
+        if state.closing {
+            core.stats.stale += 1;
+            return;
+        }
+        match result {
+            n if n >= 0 => {
+                // Each datagram of the send is reported as if sent one after another.
+                let mut queued = in_flight
+                    + send.len()
+                    + state.datagrams.iter().map(|d| d.0.len()).sum::<usize>();
+                for bytes in &send.datagrams {
+                    queued -= bytes.len();
+                    out.push(Completion::Sent {
+                        socket: id,
+                        bytes: bytes.len(),
+                        queued,
+                    });
+                }
+            }
+            r if r == -libc::EAGAIN || r == -libc::ECANCELED || refused => {
+                for bytes in send.datagrams.drain(..).rev() {
+                    state.datagrams.push_front((bytes, send.addr.clone()));
+                }
+                if r == -libc::EAGAIN {
+                    slot.send_blocked = true;
+                    core.stats.eagain_retries += 1;
+                }
+            }
+            r => {
+                for _ in &send.datagrams {
+                    out.push(Completion::SendError {
+                        socket: id,
+                        error: OpError::new(
+                            OpKind::SendTo,
+                            Some(id),
+                            io::Error::from_raw_os_error(-r),
+                        ),
+                    });
+                }
+            }
+        }
     }
 }
