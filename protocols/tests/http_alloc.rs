@@ -15,11 +15,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ringwork::platform::{BackendChoice, testing};
-use ringwork::{DriverConfig, Reactor, ReactorConfig};
+use ringwork::platform::BackendChoice;
 use ringwork_protocols::http::proto::server::{Response, ServerConfig, ServerConn, ServerEvent};
 use ringwork_protocols::http::services::{HELLO_BODY, hello_server};
 use ringwork_protocols::kit::Machine;
+
+// The one-core reactor on the test thread (`reactor`; `block_on` is not used here).
+#[allow(dead_code)]
+mod reactor_support;
+use reactor_support::reactor;
 
 /// Allocations made on this thread while `f` runs.
 fn allocations_in(f: impl FnOnce()) -> u64 {
@@ -94,16 +98,6 @@ fn pipelined_hello_requests_allocate_nothing_after_warm_up() {
         "{allocations} allocations for {requests} pipelined requests ({:.2} per request)",
         allocations as f64 / requests as f64
     );
-}
-
-/// A one-core reactor on `backend`, or `None` when it cannot run here.
-fn reactor(backend: BackendChoice) -> Option<Reactor> {
-    testing::driver(backend, DriverConfig::default())?;
-    let driver = DriverConfig {
-        backend,
-        ..DriverConfig::default()
-    };
-    Some(Reactor::new(ReactorConfig::default(), driver).expect("create a reactor"))
 }
 
 /// A client on its own thread: one connection, `batches` pipelined batches of `depth` GETs,

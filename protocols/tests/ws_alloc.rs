@@ -15,13 +15,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use ringwork::platform::{BackendChoice, testing};
-use ringwork::{DriverConfig, Reactor, ReactorConfig};
+use ringwork::platform::BackendChoice;
 use ringwork_protocols::http::server::ServerConfig;
 use ringwork_protocols::kit::Machine;
 use ringwork_protocols::websocket::proto::frame::{FrameHead, OpCode, apply_mask, encode_head};
 use ringwork_protocols::websocket::proto::{Negotiated, WsConfig, WsConn, WsEvent};
 use ringwork_protocols::websocket::server::{service_config, ws_echo_server};
+
+// The one-core reactor on the test thread (`reactor`; `block_on` is not used here).
+#[allow(dead_code)]
+mod reactor_support;
+use reactor_support::reactor;
 
 /// The benchmark's message size (`ws_echo_bench.sh`, SIZE=128).
 const SIZE: usize = 128;
@@ -139,16 +143,6 @@ fn messages_split_across_reads_allocate_nothing_after_warm_up() {
         allocations, 0,
         "{allocations} allocations for {messages} messages"
     );
-}
-
-/// A one-core reactor on `backend`, or `None` when it cannot run here.
-fn reactor(backend: BackendChoice) -> Option<Reactor> {
-    testing::driver(backend, DriverConfig::default())?;
-    let driver = DriverConfig {
-        backend,
-        ..DriverConfig::default()
-    };
-    Some(Reactor::new(ReactorConfig::default(), driver).expect("create a reactor"))
 }
 
 /// A client on its own thread: the opening handshake, then `messages` frames, each sent
