@@ -20,7 +20,7 @@ use common::{any_port, manual_reactor, pattern, wait};
 use ringwork::platform::BackendChoice;
 use ringwork::testing::certs::TestCa;
 use ringwork::tls::{RecordSizing, Roots, TlsAcceptor, TlsConnector, rustls, server_name};
-use ringwork::{ConnectOptions, Context, Protocol, SockAddr, TimerId};
+use ringwork::{ConnectOptions, Context, Protocol, Reactor, SockAddr, TimerId};
 
 const BURST: usize = 60_000;
 
@@ -129,24 +129,48 @@ fn expected(small: usize, small_len: usize) -> Vec<usize> {
     lengths
 }
 
+/// A TLS server answering with [`Bursts`] under `sizing` (a certificate of a fresh test CA)
+/// and a [`RecordClient`] connected to it; what the client sees.
+fn serve_and_connect(reactor: &mut Reactor, sizing: RecordSizing) -> Rc<RefCell<Seen>> {
+    let ca = TestCa::new();
+    let cert = ca.server(&["localhost"]);
+    let acceptor = TlsAcceptor::builder()
+        .certificate(cert.chain(), cert.key())
+        .resumption(false)
+        .record_sizing(sizing)
+        .build()
+        .unwrap();
+    let addr: SockAddr = reactor
+        .listen_tls(any_port(), &acceptor, || Bursts)
+        .unwrap()
+        .into();
+    let config = TlsConnector::builder()
+        .roots(Roots::Certificates(vec![ca.cert.clone()]))
+        .build()
+        .unwrap();
+    let tls = rustls::ClientConnection::new(
+        Arc::clone(config.rustls_config()),
+        server_name("localhost").unwrap(),
+    )
+    .unwrap();
+    let seen = Rc::new(RefCell::new(Seen::default()));
+    let client = RecordClient {
+        tls,
+        inbox: Vec::new(),
+        asked: false,
+        seen: seen.clone(),
+    };
+    reactor
+        .connect(&addr, client, ConnectOptions::default())
+        .unwrap();
+    seen
+}
+
 ringwork::platform::test_all_backends! {
     fn first_records_after_idle_are_small_then_full(backend: BackendChoice) {
         let Some((mut reactor, clock)) = manual_reactor(backend) else { return };
-        let ca = TestCa::new();
-        let cert = ca.server(&["localhost"]);
         let sizing = RecordSizing { small_len: 1000, small_records: 3, idle: Duration::from_secs(1) };
-        let acceptor = TlsAcceptor::builder()
-            .certificate(cert.chain(), cert.key())
-            .resumption(false)
-            .record_sizing(sizing)
-            .build()
-            .unwrap();
-        let addr: SockAddr = reactor.listen_tls(any_port(), &acceptor, || Bursts).unwrap().into();
-        let config = TlsConnector::builder().roots(Roots::Certificates(vec![ca.cert.clone()])).build().unwrap();
-        let tls = rustls::ClientConnection::new(Arc::clone(config.rustls_config()), server_name("localhost").unwrap()).unwrap();
-        let seen = Rc::new(RefCell::new(Seen::default()));
-        let client = RecordClient { tls, inbox: Vec::new(), asked: false, seen: seen.clone() };
-        reactor.connect(&addr, client, ConnectOptions::default()).unwrap();
+        let seen = serve_and_connect(&mut reactor, sizing);
         wait(&mut reactor, |_| seen.borrow().received.len() == 2 * BURST, || {
             format!("two bursts: got {} bytes in {:?}", seen.borrow().received.len(), seen.borrow().records)
         });
@@ -168,20 +192,7 @@ ringwork::platform::test_all_backends! {
 
     fn full_records_only_when_sizing_is_off(backend: BackendChoice) {
         let Some((mut reactor, _clock)) = manual_reactor(backend) else { return };
-        let ca = TestCa::new();
-        let cert = ca.server(&["localhost"]);
-        let acceptor = TlsAcceptor::builder()
-            .certificate(cert.chain(), cert.key())
-            .resumption(false)
-            .record_sizing(RecordSizing::FULL)
-            .build()
-            .unwrap();
-        let addr: SockAddr = reactor.listen_tls(any_port(), &acceptor, || Bursts).unwrap().into();
-        let config = TlsConnector::builder().roots(Roots::Certificates(vec![ca.cert.clone()])).build().unwrap();
-        let tls = rustls::ClientConnection::new(Arc::clone(config.rustls_config()), server_name("localhost").unwrap()).unwrap();
-        let seen = Rc::new(RefCell::new(Seen::default()));
-        let client = RecordClient { tls, inbox: Vec::new(), asked: false, seen: seen.clone() };
-        reactor.connect(&addr, client, ConnectOptions::default()).unwrap();
+        let seen = serve_and_connect(&mut reactor, RecordSizing::FULL);
         wait(&mut reactor, |_| seen.borrow().received.len() == 2 * BURST, || {
             format!("two bursts: got {} bytes", seen.borrow().received.len())
         });
