@@ -22,6 +22,8 @@ rate=${RATE:-4000}
 secs=${SECS:-5}
 port=${PORT:-19590}
 mkdir -p "$out"
+# shellcheck source=lib/callgrind.sh
+source "$here/lib/callgrind.sh"
 # shellcheck source=lib/dns_workload.sh
 source "$here/lib/dns_workload.sh"
 write_dns_workload "$out" 1000
@@ -39,16 +41,9 @@ for _ in $(seq 1 300); do
     sleep 0.1
 done
 dnsperf -s 127.0.0.1 -p "$port" -d "$queries" -n 1 -q 50 -c 1 -T 1 >/dev/null
-# callgrind_control is served when the server runs, not while it waits in the kernel: a
-# query wakes it up (answered, not counted: a few per dump).
-control() {
-    callgrind_control "$1" "$server" >/dev/null &
-    local pid=$!
-    while kill -0 $pid 2>/dev/null; do
-        dig @127.0.0.1 -p "$port" +time=1 +tries=1 +short host2.example.com A >/dev/null 2>&1 || true
-        sleep 0.2
-    done
-}
+# The server is woken for callgrind_control by a query (answered, not counted: a few per dump).
+wake() { dig @127.0.0.1 -p "$port" +time=1 +tries=1 +short host2.example.com A; }
+control() { callgrind_control_waking "$server" wake "$1"; }
 control -z
 limit=()
 if ((rate > 0)); then limit=(-Q "$rate"); fi
@@ -58,9 +53,4 @@ kill -KILL $server
 wait $server 2>/dev/null || true
 trap - EXIT
 completed=$(awk '/Queries completed:/ { print $3 }' "$out/dnsperf.txt")
-dump=$(ls -t "$out"/callgrind.out.*.1 2>/dev/null | head -1)
-total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
-echo "dump: $dump"
-echo "queries completed: $completed"
-echo "instructions: $total"
-echo "instructions/query: $(awk -v t="$total" -v r="$completed" 'BEGIN {printf "%.0f", t / r}')"
+callgrind_report "$out" "$completed" "queries completed" query

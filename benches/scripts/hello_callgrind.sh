@@ -14,6 +14,8 @@
 # Env: DEPTH (16), CONNS (4), SECS (5), BACKEND (uring), PORT (18080).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib/callgrind.sh
+source "$here/lib/callgrind.sh"
 bin=${1:-$here/../../target/release/ringwork}
 out=${2:-$(mktemp -d)}
 depth=${DEPTH:-16}
@@ -32,16 +34,9 @@ for _ in $(seq 1 300); do
 done
 curl -fsS "http://127.0.0.1:$port/" >/dev/null
 wrk -t1 -c"$conns" -d2s -s "$here/wrk/pipeline.lua" "http://127.0.0.1:$port/" -- "$depth" >/dev/null
-# callgrind_control is served when the server runs, not while it waits in the kernel: each
-# request is followed by a `GET /` that wakes the server (one request, counted below).
-control() {
-    callgrind_control "$1" "$server" >/dev/null &
-    local pid=$!
-    while kill -0 $pid 2>/dev/null; do
-        curl -fs "http://127.0.0.1:$port/" >/dev/null || true
-        sleep 0.2
-    done
-}
+# The server is woken for callgrind_control by a `GET /` (requests counted below).
+wake() { curl -fs "http://127.0.0.1:$port/"; }
+control() { callgrind_control_waking "$server" wake "$1"; }
 control -z
 wrk -t1 -c"$conns" -d"${secs}s" -s "$here/wrk/pipeline.lua" "http://127.0.0.1:$port/" -- "$depth" \
     >"$out/wrk.txt"
@@ -52,9 +47,4 @@ kill -KILL $server
 wait $server 2>/dev/null || true
 trap - EXIT
 requests=$(awk '/requests in/ {print $1}' "$out/wrk.txt")
-dump=$(ls -t "$out"/callgrind.out.*.1 2>/dev/null | head -1)
-total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
-echo "dump: $dump"
-echo "requests: $requests"
-echo "instructions: $total"
-echo "instructions/request: $(awk -v t="$total" -v r="$requests" 'BEGIN {printf "%.0f", t / r}')"
+callgrind_report "$out" "$requests" requests request

@@ -12,6 +12,8 @@
 # Env: FILE_SIZE (16384), CONNS (4), SECS (5), BACKEND (uring), PORT (18081).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib/callgrind.sh
+source "$here/lib/callgrind.sh"
 bin=${1:-$here/../../target/release/ringwork}
 out=${2:-$(mktemp -d)}
 shift $(( $# < 2 ? $# : 2 ))
@@ -36,25 +38,13 @@ for _ in $(seq 1 300); do
 done
 curl -fsS "$url" >/dev/null
 wrk -t1 -c"$conns" -d2s "$url" >/dev/null
-# callgrind_control is served when the server runs, not while it waits in the kernel: each
-# request is followed by a GET that wakes the server (one request, counted below).
-control() {
-    callgrind_control "$1" "$server" >/dev/null &
-    local pid=$!
-    while kill -0 $pid 2>/dev/null; do
-        curl -fs "$url" >/dev/null || true
-        sleep 0.2
-    done
-}
+# The server is woken for callgrind_control by a GET (requests counted below).
+wake() { curl -fs "$url"; }
+control() { callgrind_control_waking "$server" wake "$1"; }
 control -z
 wrk -t1 -c"$conns" -d"${secs}s" "$url" >"$out/wrk.txt"
 control -d
 kill -KILL $server
 wait $server 2>/dev/null || true
 requests=$(awk '/requests in/ {print $1}' "$out/wrk.txt")
-dump=$(ls -t "$out"/callgrind.out.*.1 2>/dev/null | head -1)
-total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
-echo "dump: $dump"
-echo "requests: $requests"
-echo "instructions: $total"
-echo "instructions/request: $(awk -v t="$total" -v r="$requests" 'BEGIN {printf "%.0f", t / r}')"
+callgrind_report "$out" "$requests" requests request

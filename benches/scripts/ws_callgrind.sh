@@ -16,6 +16,8 @@
 # LOAD_BIN (target/release/ringwork-load).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib/callgrind.sh
+source "$here/lib/callgrind.sh"
 bin=${1:-$here/../../target/release/ringwork}
 out=${2:-$(mktemp -d)}
 load=${LOAD_BIN:-$here/../../target/release/ringwork-load}
@@ -39,19 +41,9 @@ load_run() { # messages json
         -n "$1" -d 600s --json "$2" >/dev/null 2>&1
     python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["requests"])' "$2"
 }
-# callgrind_control is served when the server runs, not while it waits in the kernel: a
-# plain `GET /` (answered with a line of text) wakes it.
-control() {
-    callgrind_control "$@" "$server" >/dev/null 2>&1 &
-    local pid=$!
-    while kill -0 $pid 2>/dev/null; do
-        curl -fs "http://127.0.0.1:$port/" >/dev/null || true
-        sleep 0.2
-    done
-}
-total() { # dump -> instructions
-    callgrind_annotate "$1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}'
-}
+# The server is woken for callgrind_control by a plain `GET /` (answered with a line of text).
+wake() { curl -fs "http://127.0.0.1:$port/"; }
+control() { callgrind_control_waking "$server" wake "$@"; }
 measure() { # name messages -> "instructions messages"
     control -z
     local n
@@ -59,7 +51,7 @@ measure() { # name messages -> "instructions messages"
     control -d
     local dump
     dump=$(ls -t "$out"/callgrind.out.*.* 2>/dev/null | head -1)
-    echo "$(total "$dump") $n"
+    echo "$(callgrind_total "$dump") $n"
 }
 load_run 2000 "$out/warm.json" >/dev/null
 read -r i1 m1 <<<"$(measure few "${FEW:-5000}")"
