@@ -78,7 +78,7 @@ pub(crate) fn start(
     // write-stall timeout watches it for the splice's life (see `stall.rs`).
     if let Some(dest) = state.conns.get_mut(to) {
         dest.set_spliced_from(Some(from));
-        crate::stall::start(dest, &mut state.timers, state.now);
+        crate::stall::start(dest, &mut state.timers, state.now, state.moment);
     }
     state.stats.splices += 1;
     Ok(())
@@ -88,7 +88,7 @@ pub(crate) fn start(
 /// destination's write-stall timeout.
 pub(crate) fn spliced(state: &mut State, id: ConnId, bytes: usize) {
     state.stats.bytes_spliced += bytes as u64;
-    let now = state.now;
+    let moment = state.moment;
     let Some(conn) = state.conns.get_mut(id) else {
         return;
     };
@@ -98,6 +98,6 @@ pub(crate) fn spliced(state: &mut State, id: ConnId, bytes: usize) {
     spliced.bytes += bytes as u64;
     let to = spliced.to;
     if let Some(dest) = state.conns.get_mut(to) {
-        dest.progress_at = now;
+        dest.progress_at = moment;
     }
 }

@@ -55,10 +55,31 @@ impl Timeout {
     }
 }
 
+/// A time of a core's clock in 8 bytes: nanoseconds since the core's
+/// [`State::epoch`] (an `Instant` takes 16 in every connection's slot, issue 16: memory per
+/// idle connection). Saturates at about 584 years; never before the epoch (the clock is
+/// monotonic).
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+pub(crate) struct Moment(u64);
+
+impl Moment {
+    /// `at` as a moment of the clock that started at `epoch`.
+    pub(crate) fn of(epoch: Instant, at: Instant) -> Self {
+        Self(u64::try_from(at.saturating_duration_since(epoch).as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    /// The instant of this moment of the clock that started at `epoch`.
+    pub(crate) fn instant(self, epoch: Instant) -> Instant {
+        epoch
+            .checked_add(Duration::from_nanos(self.0))
+            .unwrap_or(epoch)
+    }
+}
+
 /// The connection now has unsent bytes after having none: its stall clock starts, and its
 /// timer is armed unless it already is.
-pub(crate) fn start(conn: &mut Conn, timers: &mut Timers, now: Instant) {
-    conn.progress_at = now;
+pub(crate) fn start(conn: &mut Conn, timers: &mut Timers, now: Instant, moment: Moment) {
+    conn.progress_at = moment;
     arm(conn, timers, now);
 }
 
@@ -75,7 +96,7 @@ fn arm(conn: &mut Conn, timers: &mut Timers, from: Instant) {
 /// Sets (or, with `None` or zero, removes) connection `id`'s write-stall timeout; a
 /// connection with bytes pending starts counting now.
 pub(crate) fn set(state: &mut State, io: &dyn Io, id: ConnId, timeout: Option<Duration>) {
-    let now = state.now;
+    let (now, moment) = (state.now, state.moment);
     let Some(conn) = state.conns.active_mut(id) else {
         return;
     };
@@ -88,14 +109,14 @@ pub(crate) fn set(state: &mut State, io: &dyn Io, id: ConnId, timeout: Option<Du
         || conn.spliced_from().is_some()
         || io.splice_backlog(id.0)
     {
-        start(conn, &mut state.timers, now);
+        start(conn, &mut state.timers, now, moment);
     }
 }
 
 /// Connection `id`'s stall timer fired: abort it if it has bytes pending and made no
 /// progress for its timeout; otherwise re-arm for the time left (or stay disarmed).
 pub(crate) fn fired(state: &mut State, io: &mut dyn Io, id: ConnId) {
-    let now = state.now;
+    let (now, moment, epoch) = (state.now, state.moment, state.epoch);
     let Some(conn) = state.conns.active_mut(id) else {
         return;
     };
@@ -105,7 +126,7 @@ pub(crate) fn fired(state: &mut State, io: &mut dyn Io, id: ConnId) {
     };
     if matches!(conn.phase, Phase::Connecting { .. }) {
         // Counted from the connect on.
-        start(conn, &mut state.timers, now);
+        start(conn, &mut state.timers, now, moment);
         return;
     }
     let pending = conn.buffered() > 0 || conn.file_queued > 0 || io.splice_backlog(id.0);
@@ -115,7 +136,7 @@ pub(crate) fn fired(state: &mut State, io: &mut dyn Io, id: ConnId) {
         }
         return;
     }
-    let stalled_at = deadline(conn.progress_at, after);
+    let stalled_at = deadline(conn.progress_at.instant(epoch), after);
     if now >= stalled_at {
         tracing::debug!(conn = %id, ?after, buffered = conn.buffered(), "write stalled; aborting");
         state.stats.write_stalls += 1;

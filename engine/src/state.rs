@@ -380,7 +380,7 @@ pub(crate) struct Conn {
     /// Write-stall timeout (see `stall.rs`); `None`: none.
     pub(crate) write_timeout: crate::stall::Timeout,
     /// The last time the peer took bytes, or when bytes became pending after none were.
-    pub(crate) progress_at: Instant,
+    pub(crate) progress_at: crate::stall::Moment,
     /// The armed write-stall check.
     pub(crate) stall_timer: Option<TimerKey>,
 }
@@ -391,7 +391,7 @@ impl Conn {
         protocol: Box<dyn Protocol>,
         phase: Phase,
         write_timeout: Option<Duration>,
-        now: Instant,
+        now: crate::stall::Moment,
     ) -> Self {
         Self {
             id,
@@ -547,6 +547,11 @@ pub(crate) struct State {
     /// The time of this turn, read once per turn from the reactor's clock (a manual clock
     /// in tests); set with [`State::set_now`].
     pub(crate) now: Instant,
+    /// When the core's clock started (at [`State::new`]): [`State::moment`] counts from it.
+    pub(crate) epoch: Instant,
+    /// [`State::now`] as nanoseconds since [`State::epoch`], in 8 bytes: what connections
+    /// store (see [`crate::stall::Moment`]).
+    pub(crate) moment: crate::stall::Moment,
     pub(crate) stats: CoreStats,
     /// Limits on this core's repeated warnings.
     pub(crate) warnings: Warnings,
@@ -579,6 +584,8 @@ impl State {
             processes: crate::process::Processes::default(),
             threads,
             now,
+            epoch: now,
+            moment: crate::stall::Moment::default(),
             stats: CoreStats::default(),
             warnings,
             lost_observer: None,
@@ -588,6 +595,7 @@ impl State {
     /// Sets the turn's time (also what the core's handles answer).
     pub(crate) fn set_now(&mut self, now: Instant) {
         self.now = now;
+        self.moment = crate::stall::Moment::of(self.epoch, now);
         self.local.set_now(now);
     }
 
@@ -601,7 +609,7 @@ impl State {
         let id = ConnId(socket);
         let timeout = crate::stall::normalize(self.config.write_timeout);
         self.conns
-            .insert(Conn::new(id, protocol, phase, timeout, self.now));
+            .insert(Conn::new(id, protocol, phase, timeout, self.moment));
         id
     }
 
@@ -657,7 +665,7 @@ impl State {
             return;
         }
         if conn.queued == 0 {
-            crate::stall::start(conn, &mut self.timers, self.now);
+            crate::stall::start(conn, &mut self.timers, self.now, self.moment);
         }
         if !conn.wbuf.is_empty() {
             let earlier = conn.wbuf.split().freeze();
@@ -704,7 +712,7 @@ impl State {
         }
         io.send_file(socket, file, offset, len)?;
         if conn.queued == 0 && conn.file_queued == 0 {
-            crate::stall::start(conn, &mut self.timers, self.now);
+            crate::stall::start(conn, &mut self.timers, self.now, self.moment);
         }
         conn.file_queued += len;
         self.stats.bytes_out += len;
@@ -717,7 +725,7 @@ impl State {
             return;
         };
         conn.file_queued = file_queued;
-        conn.progress_at = self.now;
+        conn.progress_at = self.moment;
         if conn.writing.is_closing() && conn.drained() {
             let reason = conn.writing.take_close_reason();
             self.lose(io, id, reason, false);
@@ -748,7 +756,7 @@ impl State {
         };
         conn.queued = queued;
         // Progress for the write-stall timeout (see `stall.rs`): one store, no timer work.
-        conn.progress_at = self.now;
+        conn.progress_at = self.moment;
         if conn.write_paused && conn.buffered() <= low {
             conn.write_paused = false;
             self.notices.push_back((id, Notice::WriteDrained));
@@ -903,7 +911,7 @@ impl State {
                 io.send(id.0, bytes);
             }
             if was_idle && conn.queued > 0 {
-                crate::stall::start(conn, &mut self.timers, self.now);
+                crate::stall::start(conn, &mut self.timers, self.now, self.moment);
             }
             if conn.writing.take_fin() {
                 io.shutdown_write(id.0);
@@ -980,7 +988,7 @@ mod tests {
         );
         assert!(size_of::<Stage>() <= 16, "Stage: {}", size_of::<Stage>());
         assert!(
-            size_of::<Option<Conn>>() <= 208,
+            size_of::<Option<Conn>>() <= 192,
             "Option<Conn>: {} bytes",
             size_of::<Option<Conn>>()
         );

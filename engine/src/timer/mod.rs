@@ -36,6 +36,7 @@
 
 use std::cell::Cell;
 use std::mem;
+use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 #[cfg(test)]
@@ -113,48 +114,42 @@ pub(crate) struct TimerWheel<T> {
 ///
 /// Holds the entry's index and its generation, so a key whose timer fired or was cancelled
 /// never reaches the timer that later reuses the entry (until the generation wraps after
-/// 2^32 reuses of one entry).
+/// 2^32 - 1 reuses of one entry). The generation is never zero, so an `Option<TimerKey>`
+/// (a connection's stall timer, say) is 8 bytes, not 12 (issue 16: memory per idle
+/// connection).
 #[derive(Clone, Copy, Debug, Eq, Hash, PartialEq)]
 pub(crate) struct TimerKey {
     /// Index in `TimerWheel::entries`.
     index: u32,
     /// `Entry::generation` when the timer was inserted.
-    generation: u32,
+    generation: NonZeroU32,
 }
 
-/// One slab entry.
+/// The first generation of an entry.
+const FIRST_GENERATION: NonZeroU32 = NonZeroU32::MIN;
+
+/// One slab entry: a pending timer, or (`value` `None`) a vacant entry whose `next` links
+/// the free list. Every pending timer has one (an idle HTTP connection has its read timeout
+/// armed), so it is kept small (issue 16): the deadline is nanoseconds from `start` (8
+/// bytes, not an `Instant`'s 16), its tick is computed from it, not stored, and vacancy is
+/// the value's own niche, not an enum tag beside it (64 bytes with the engine's values,
+/// 72 as an enum).
 struct Entry<T> {
-    /// Bumped each time the entry is vacated.
-    generation: u32,
-    /// A pending timer or a link in the free list.
-    state: State<T>,
-}
-
-/// Whether an entry holds a timer.
-enum State<T> {
-    /// Free; the next free entry or `NIL`.
-    Vacant { next_free: u32 },
-    /// A pending timer.
-    Occupied(Timer<T>),
-}
-
-/// A pending timer and its list links. Every pending timer has one (an idle HTTP
-/// connection has its read timeout armed), so it is kept small (issue 16): the deadline is
-/// nanoseconds from `start` (8 bytes, not an `Instant`'s 16) and its tick is computed from
-/// it, not stored.
-struct Timer<T> {
-    /// The caller's value.
-    value: T,
+    /// The caller's value; `None` while the entry is vacant.
+    value: Option<T>,
     /// Exact deadline, in nanoseconds since `start` (negative before it; saturating about
     /// 292 years either way, beyond any deadline `timers::deadline` makes).
     at: i64,
     /// Insertion order among all timers of the wheel.
     seq: u64,
+    /// Bumped each time the entry is vacated.
+    generation: NonZeroU32,
     /// Index of the list holding the timer, or `DETACHED`.
     list: u16,
     /// Previous entry in the list, or `NIL` at the head.
     prev: u32,
-    /// Next entry in the list, or `NIL` at the tail.
+    /// Next entry in the list, or `NIL` at the tail; in a vacant entry, the next free
+    /// entry or `NIL`.
     next: u32,
 }
 
@@ -208,15 +203,7 @@ impl<T> TimerWheel<T> {
     pub(crate) fn insert(&mut self, deadline: Instant, value: T) -> TimerKey {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let timer = Timer {
-            value,
-            at: self.at_of(deadline),
-            seq,
-            list: DETACHED,
-            prev: NIL,
-            next: NIL,
-        };
-        let key = self.alloc(timer);
+        let key = self.alloc(value, self.at_of(deadline), seq);
         self.place(key.index);
         key
     }
@@ -253,14 +240,11 @@ impl<T> TimerWheel<T> {
 
     /// The value and deadline of the pending timer of `key`.
     pub(crate) fn get(&self, key: TimerKey) -> Option<(&T, Instant)> {
-        match &self.entries.get(key.index as usize)?.state {
-            State::Occupied(timer)
-                if self.entries[key.index as usize].generation == key.generation =>
-            {
-                Some((&timer.value, self.instant_of(timer.at)))
-            }
-            _ => None,
+        let entry = self.entries.get(key.index as usize)?;
+        if entry.generation != key.generation {
+            return None;
         }
+        Some((entry.value.as_ref()?, self.instant_of(entry.at)))
     }
 
     /// Removes every pending timer and returns their values (in no particular order).
@@ -269,7 +253,7 @@ impl<T> TimerWheel<T> {
         for index in 0..self.entries.len() {
             // `entries.len() <= NIL` (checked in `alloc`), so the cast is lossless.
             let index = index as u32;
-            if matches!(self.entries[index as usize].state, State::Occupied(_)) {
+            if self.entries[index as usize].value.is_some() {
                 self.unlink(index);
                 values.push(self.free(index));
             }
@@ -279,9 +263,9 @@ impl<T> TimerWheel<T> {
 
     /// Whether the timer of `key` is still pending.
     pub(crate) fn contains(&self, key: TimerKey) -> bool {
-        self.entries.get(key.index as usize).is_some_and(|e| {
-            e.generation == key.generation && matches!(e.state, State::Occupied(_))
-        })
+        self.entries
+            .get(key.index as usize)
+            .is_some_and(|e| e.generation == key.generation && e.value.is_some())
     }
 
     /// Number of pending timers.
@@ -395,8 +379,8 @@ impl<T> TimerWheel<T> {
         instant.unwrap_or(self.start)
     }
 
-    /// The tick of a timer (from its deadline: not stored, see [`Timer`]).
-    fn tick_of_timer(&self, timer: &Timer<T>) -> u64 {
+    /// The tick of a timer (from its deadline: not stored, see [`Entry`]).
+    fn tick_of_timer(&self, timer: &Entry<T>) -> u64 {
         tick_at(timer.at, self.tick_nanos)
     }
 
@@ -544,18 +528,24 @@ impl<T> TimerWheel<T> {
         remaining_min.is_some()
     }
 
-    /// Stores `timer` in a vacant entry and returns its key.
-    fn alloc(&mut self, timer: Timer<T>) -> TimerKey {
+    /// Stores a timer in a vacant entry and returns its key.
+    fn alloc(&mut self, value: T, at: i64, seq: u64) -> TimerKey {
         self.len += 1;
         if self.free_head != NIL {
             let index = self.free_head;
             let entry = &mut self.entries[index as usize];
-            match entry.state {
-                State::Vacant { next_free } => self.free_head = next_free,
-                // INVARIANT: the free list links vacant entries only (see `free`).
-                State::Occupied(_) => unreachable!("free list reached an occupied entry"),
-            }
-            entry.state = State::Occupied(timer);
+            // INVARIANT: the free list links vacant entries only (see `free`).
+            debug_assert!(entry.value.is_none(), "free list reached an occupied entry");
+            self.free_head = entry.next;
+            *entry = Entry {
+                value: Some(value),
+                at,
+                seq,
+                generation: entry.generation,
+                list: DETACHED,
+                prev: NIL,
+                next: NIL,
+            };
             return TimerKey {
                 index,
                 generation: entry.generation,
@@ -566,34 +556,34 @@ impl<T> TimerWheel<T> {
             .filter(|&index| index != NIL)
             .unwrap_or_else(|| panic!("more than {} pending timers", NIL - 1));
         self.entries.push(Entry {
-            generation: 0,
-            state: State::Occupied(timer),
+            value: Some(value),
+            at,
+            seq,
+            generation: FIRST_GENERATION,
+            list: DETACHED,
+            prev: NIL,
+            next: NIL,
         });
         TimerKey {
             index,
-            generation: 0,
+            generation: FIRST_GENERATION,
         }
     }
 
     /// Vacates entry `index` (already unlinked) and returns its value.
     fn free(&mut self, index: u32) -> T {
         let entry = &mut self.entries[index as usize];
-        let state = mem::replace(
-            &mut entry.state,
-            State::Vacant {
-                next_free: self.free_head,
-            },
-        );
-        let State::Occupied(timer) = state else {
+        let Some(value) = entry.value.take() else {
             // INVARIANT: callers free only entries they found occupied (a checked key, a
             // list member, or a fired index).
             unreachable!("freeing a vacant timer entry")
         };
-        debug_assert_eq!(timer.list, DETACHED, "freeing a linked timer");
-        entry.generation = entry.generation.wrapping_add(1);
+        debug_assert_eq!(entry.list, DETACHED, "freeing a linked timer");
+        entry.next = self.free_head;
+        entry.generation = entry.generation.checked_add(1).unwrap_or(FIRST_GENERATION);
         self.free_head = index;
         self.len -= 1;
-        timer.value
+        value
     }
 
     /// The key of occupied entry `index`.
@@ -605,20 +595,18 @@ impl<T> TimerWheel<T> {
     }
 
     /// The timer in entry `index`.
-    fn timer(&self, index: u32) -> &Timer<T> {
-        match &self.entries[index as usize].state {
-            State::Occupied(timer) => timer,
-            // INVARIANT: lists, `fired` and checked keys name occupied entries only.
-            State::Vacant { .. } => unreachable!("timer list reached a vacant entry"),
-        }
+    fn timer(&self, index: u32) -> &Entry<T> {
+        let entry = &self.entries[index as usize];
+        // INVARIANT: lists, `fired` and checked keys name occupied entries only.
+        debug_assert!(entry.value.is_some(), "timer list reached a vacant entry");
+        entry
     }
 
     /// The timer in entry `index`, mutably.
-    fn timer_mut(&mut self, index: u32) -> &mut Timer<T> {
-        match &mut self.entries[index as usize].state {
-            State::Occupied(timer) => timer,
-            // INVARIANT: lists, `fired` and checked keys name occupied entries only.
-            State::Vacant { .. } => unreachable!("timer list reached a vacant entry"),
-        }
+    fn timer_mut(&mut self, index: u32) -> &mut Entry<T> {
+        let entry = &mut self.entries[index as usize];
+        // INVARIANT: lists, `fired` and checked keys name occupied entries only.
+        debug_assert!(entry.value.is_some(), "timer list reached a vacant entry");
+        entry
     }
 }

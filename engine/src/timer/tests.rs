@@ -63,19 +63,14 @@ fn check_invariants<T>(wheel: &TimerWheel<T>) {
         }
     }
     assert_eq!(linked, wheel.len(), "linked timers vs len");
-    let occupied = wheel
-        .entries
-        .iter()
-        .filter(|e| matches!(e.state, State::Occupied(_)))
-        .count();
+    let occupied = wheel.entries.iter().filter(|e| e.value.is_some()).count();
     assert_eq!(occupied, wheel.len(), "occupied entries vs len");
     let mut free = 0;
     let mut index = wheel.free_head;
     while index != NIL {
-        match wheel.entries[index as usize].state {
-            State::Vacant { next_free } => index = next_free,
-            State::Occupied(_) => panic!("free list reaches an occupied entry"),
-        }
+        let entry = &wheel.entries[index as usize];
+        assert!(entry.value.is_none(), "free list reaches an occupied entry");
+        index = entry.next;
         free += 1;
     }
     assert_eq!(free + wheel.len(), wheel.entries.len(), "free list length");
@@ -202,10 +197,27 @@ fn stale_key_after_reuse_is_rejected() {
     // A key from another, larger wheel names no entry here.
     let stranger = TimerKey {
         index: 1000,
-        generation: 0,
+        generation: FIRST_GENERATION,
     };
     assert!(!wheel.contains(stranger));
     assert_eq!(wheel.cancel(stranger), None);
+}
+
+/// Generations are never zero (so an `Option<TimerKey>` needs no tag): after the last one
+/// an entry starts again at the first, and the old key is stale.
+#[test]
+fn generation_wraps_past_zero() {
+    let (base, mut wheel) = wheel();
+    let old = wheel.insert(base + SECOND, 1);
+    wheel.entries[old.index as usize].generation = NonZeroU32::MAX;
+    let old = wheel.key_of(old.index);
+    assert_eq!(wheel.cancel(old), Some(1));
+    let new = wheel.insert(base + SECOND, 2);
+    assert_eq!(new.index, old.index);
+    assert_eq!(new.generation, FIRST_GENERATION);
+    assert!(!wheel.contains(old));
+    assert!(wheel.contains(new));
+    check_invariants(&wheel);
 }
 
 #[test]
@@ -574,5 +586,7 @@ fn dense_slots_match_reference_model() {
 #[test]
 fn wheel_entry_stays_small() {
     let size = size_of::<Entry<crate::timers::Target>>();
-    assert!(size <= 72, "timer wheel entry: {size} bytes");
+    assert!(size <= 64, "timer wheel entry: {size} bytes");
+    // A connection's stall timer and connect timeout are `Option<TimerKey>`s.
+    assert_eq!(size_of::<Option<TimerKey>>(), 8);
 }
