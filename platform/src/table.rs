@@ -66,8 +66,19 @@ enum Segment {
 
 /// What waits to be sent on a stream socket, oldest first: bytes in memory and file ranges
 /// (sent by the kernel, see `sys/sendfile.rs`), in the order queued.
+///
+/// Boxed, made at the first push: a socket that has sent nothing (an idle connection) has
+/// no queue, and one inline is 48 bytes in every socket's slot (issue 16: memory per idle
+/// connection). Once made, the box (and its deque's capacity) is kept until [`clear`], so
+/// steady sending allocates nothing.
+///
+/// [`clear`]: SendQueue::clear
 #[derive(Debug, Default)]
-pub(crate) struct SendQueue {
+pub(crate) struct SendQueue(Option<Box<Queued>>);
+
+/// The contents of a [`SendQueue`] that was pushed to.
+#[derive(Debug, Default)]
+struct Queued {
     bufs: VecDeque<Segment>,
     /// Bytes in memory.
     queued: usize,
@@ -75,40 +86,57 @@ pub(crate) struct SendQueue {
     file_queued: u64,
 }
 
+impl Queued {
+    /// A queue with room for one segment, not the four a first push reserves: a connection
+    /// that answers one request at a time queues one buffer per turn (issue 16: memory per
+    /// keep-alive idle connection); more room is made once when needed, and kept.
+    fn new() -> Box<Self> {
+        Box::new(Self {
+            bufs: VecDeque::with_capacity(1),
+            queued: 0,
+            file_queued: 0,
+        })
+    }
+}
+
 impl SendQueue {
     pub(crate) fn push(&mut self, bytes: Bytes) {
         if !bytes.is_empty() {
-            self.queued += bytes.len();
-            self.bufs.push_back(Segment::Bytes(bytes));
+            let q = self.0.get_or_insert_with(Queued::new);
+            q.queued += bytes.len();
+            q.bufs.push_back(Segment::Bytes(bytes));
         }
     }
 
     /// Queues `range` after everything queued so far.
     pub(crate) fn push_file(&mut self, range: FileRange) {
         if range.len > 0 {
-            self.file_queued += range.len;
-            self.bufs.push_back(Segment::File(range));
+            let q = self.0.get_or_insert_with(Queued::new);
+            q.file_queued += range.len;
+            q.bufs.push_back(Segment::File(range));
         }
     }
 
     /// Bytes in memory waiting (file ranges aside).
     pub(crate) fn len(&self) -> usize {
-        self.queued
+        self.0.as_ref().map_or(0, |q| q.queued)
     }
 
     /// Bytes of file ranges waiting.
     pub(crate) fn file_len(&self) -> u64 {
-        self.file_queued
+        self.0.as_ref().map_or(0, |q| q.file_queued)
     }
 
     /// Nothing waits, neither bytes nor file ranges.
     pub(crate) fn is_empty(&self) -> bool {
-        self.queued == 0 && self.file_queued == 0
+        self.0
+            .as_ref()
+            .is_none_or(|q| q.queued == 0 && q.file_queued == 0)
     }
 
     /// The file range at the front, if the next bytes to send come from a file.
     pub(crate) fn front_file(&self) -> Option<&FileRange> {
-        match self.bufs.front() {
+        match self.0.as_ref()?.bufs.front() {
             Some(Segment::File(range)) => Some(range),
             _ => None,
         }
@@ -117,31 +145,38 @@ impl SendQueue {
     /// The kernel sent `n` bytes of the file range at the front; drops it once done.
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn advance_file(&mut self, n: u64) {
-        let Some(Segment::File(range)) = self.bufs.front_mut() else {
+        let Some(q) = self.0.as_deref_mut() else {
+            debug_assert!(false, "advance_file on an empty queue");
+            return;
+        };
+        let Some(Segment::File(range)) = q.bufs.front_mut() else {
             debug_assert!(false, "advance_file without a file range at the front");
             return;
         };
         let n = n.min(range.len);
         range.offset += n;
         range.len -= n;
-        self.file_queued -= n;
+        q.file_queued -= n;
         if range.len == 0 {
-            self.bufs.pop_front();
+            q.bufs.pop_front();
         }
     }
 
     /// Drops the first `n` bytes in memory (they were sent); they lie before any file range.
     pub(crate) fn advance(&mut self, mut n: usize) {
-        debug_assert!(n <= self.queued, "sent more than was queued");
-        n = n.min(self.queued);
-        self.queued -= n;
+        debug_assert!(n <= self.len(), "sent more than was queued");
+        let Some(q) = self.0.as_mut() else {
+            return;
+        };
+        n = n.min(q.queued);
+        q.queued -= n;
         while n > 0 {
-            let Some(Segment::Bytes(front)) = self.bufs.front_mut() else {
+            let Some(Segment::Bytes(front)) = q.bufs.front_mut() else {
                 break;
             };
             if n >= front.len() {
                 n -= front.len();
-                self.bufs.pop_front();
+                q.bufs.pop_front();
             } else {
                 front.advance(n);
                 n = 0;
@@ -154,15 +189,18 @@ impl SendQueue {
     /// They lie before any file range (zero-copy sends never carry file ranges).
     #[cfg_attr(not(uring), allow(dead_code))] // zero-copy sends exist only in the io_uring backend
     pub(crate) fn advance_into(&mut self, mut n: usize, into: &mut SendQueue) {
-        n = n.min(self.queued);
-        self.queued -= n;
+        let Some(q) = self.0.as_mut() else {
+            return;
+        };
+        n = n.min(q.queued);
+        q.queued -= n;
         while n > 0 {
-            let Some(Segment::Bytes(front)) = self.bufs.front_mut() else {
+            let Some(Segment::Bytes(front)) = q.bufs.front_mut() else {
                 break;
             };
             if n >= front.len() {
                 n -= front.len();
-                if let Some(Segment::Bytes(whole)) = self.bufs.pop_front() {
+                if let Some(Segment::Bytes(whole)) = q.bufs.pop_front() {
                     into.push(whole);
                 }
             } else {
@@ -174,8 +212,9 @@ impl SendQueue {
 
     /// The first `max` buffers before any file range, for a vectored send.
     pub(crate) fn slices(&self, max: usize) -> impl Iterator<Item = &[u8]> {
-        self.bufs
+        self.0
             .iter()
+            .flat_map(|q| q.bufs.iter())
             .take(max)
             .map_while(|segment| match segment {
                 Segment::Bytes(b) => Some(&b[..]),
@@ -189,10 +228,10 @@ impl SendQueue {
         out.extend(self.slices(max).map(IoSlice::new));
     }
 
+    /// Drops everything queued, and the queue's memory with it (sending is over: a failed
+    /// send, a failed connect, a splice that took the socket over).
     pub(crate) fn clear(&mut self) {
-        self.bufs.clear();
-        self.queued = 0;
-        self.file_queued = 0;
+        self.0 = None;
     }
 }
 
@@ -234,7 +273,9 @@ pub(crate) struct SocketState {
     /// about to be): `recv` is refused from then on, so a caller re-enabling receiving while
     /// handling earlier completions of the same batch cannot cause a second `Eof`.
     pub(crate) recv_ended: bool,
-    /// Stream: connect to this address (taken by the backend when it starts the connect).
+    /// Stream: connect to this address (the poll backend takes it when it starts the
+    /// connect; the io_uring backend keeps it here until the connect completes, as the
+    /// kernel may read it until then).
     /// Boxed: a socket address inline is 128 bytes in every socket's slot, and only an
     /// outbound connect has one, for a moment (issue 16: memory per idle connection).
     pub(crate) connect_to: Option<Box<SockAddr>>,
@@ -581,16 +622,42 @@ mod tests {
     use super::*;
 
     /// Memory per idle connection (issue 16): one `SocketSlot` per socket slot, paid by every
-    /// connection; the connect address (128 bytes inline) and a datagram socket's send queue
-    /// are boxed and this keeps them so.
+    /// connection; the connect address (128 bytes inline), a datagram socket's send queue and
+    /// a stream's (until its first send) are boxed and this keeps them so.
     #[cfg(target_pointer_width = "64")]
     #[test]
     fn socket_slot_stays_small() {
         assert!(
-            size_of::<SocketSlot>() <= 120,
+            size_of::<SocketSlot>() <= 80,
             "SocketSlot: {} bytes",
             size_of::<SocketSlot>()
         );
+    }
+
+    /// A socket that has sent nothing has no queue (issue 16: memory per idle connection);
+    /// the first push makes it, and it is kept while sending goes on (no allocation per
+    /// send), until `clear`.
+    #[test]
+    fn send_queue_is_made_at_the_first_push_and_kept() {
+        let mut q = SendQueue::default();
+        q.advance(0);
+        q.push(Bytes::new());
+        assert!(q.0.is_none(), "nothing queued yet: no queue");
+        assert!(q.is_empty());
+        assert_eq!(q.slices(8).count(), 0);
+        q.push(Bytes::from_static(b"abc"));
+        let made = q.0.as_deref().map(std::ptr::from_ref);
+        assert!(made.is_some());
+        q.advance(3);
+        assert!(q.is_empty());
+        q.push(Bytes::from_static(b"d"));
+        assert_eq!(
+            q.0.as_deref().map(std::ptr::from_ref),
+            made,
+            "the same queue serves the next send"
+        );
+        q.clear();
+        assert!(q.0.is_none(), "cleared: the memory goes");
     }
 
     #[test]

@@ -10,8 +10,10 @@
 //! - Receive buffers: the provided buffer ring (see `buf/`); the kernel writes only buffers
 //!   published in the ring, and hands each back with exactly one CQE (`IORING_CQE_F_BUFFER`),
 //!   which this module claims exactly once.
-//! - Per-socket operation memory (`SendOp`, `UdpOps`, the connect address) lives in boxes in
-//!   `slots[slot]`. A box is reused only when its operation's final CQE arrived. A slot is
+//! - Per-socket operation memory (`SendOp`, `UdpOps`) lives in boxes in `slots[slot]`; the
+//!   connect address in its box in the socket's state in `Core` (`connect_to`), cleared at
+//!   the connect's CQE or dropped with the state when the slot is released. A box is reused
+//!   only when its operation's final CQE arrived. A slot is
 //!   freed only when no operation of it is in flight: closing a socket first cancels its
 //!   operations (lifecycle: Submitted -> Cancelling -> Completed; a closed socket's
 //!   operations are Orphaned: their CQEs are reaped and dropped, never delivered).
@@ -56,7 +58,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use io_uring::types::{CancelBuilder, Fd, SubmitArgs, TimeoutFlags, Timespec};
 use io_uring::{IoUring, cqueue, opcode, squeue};
-use socket2::{SockAddr, SockRef, Socket};
+use socket2::{SockRef, Socket};
 
 use crate::buf::BufPool;
 use crate::completion::Completion;
@@ -103,10 +105,10 @@ struct Slot {
     /// `None` once a close was submitted (the kernel owns the descriptor then).
     fd: Option<OwnedFd>,
     raw: RawFd,
-    /// Its entry in the ring's fixed file table, if it has one (see `fixed.rs`).
-    fixed: Option<u32>,
-    /// An entry was asked for (at the socket's first reconcile).
-    fixed_tried: bool,
+    /// Its entry in the ring's fixed file table (see `fixed.rs`), or `FIXED_UNTRIED` (none
+    /// asked for yet: it is at the socket's first reconcile) or `FIXED_NONE` (none to have).
+    /// One `u32`, not an `Option<u32>` and a `bool` (issue 16: memory per idle connection).
+    fixed: u32,
     /// `OpKind::bit`s of operations in flight.
     inflight: u32,
     /// `OpKind::bit`s of in-flight operations we asked the kernel to cancel.
@@ -119,25 +121,57 @@ struct Slot {
     /// room and the send is submitted again.
     send_blocked: bool,
     send: Option<Box<SendOp>>,
-    /// A zero-copy send's result came and its notification did not: the kernel may still
-    /// read the sent bytes, kept in `zc_held` (see `send.rs`). Later sends are plain ones
-    /// until the notification.
-    zc_waiting: bool,
+    /// Zero-copy flags (see [`Zc`]).
+    zc: Zc,
     /// Boxed, made at the first zero-copy send: zero-copy sends are off by default, and a
     /// queue inline is 48 bytes in every socket's slot (issue 16: memory per idle
     /// connection).
     zc_held: Option<Box<SendQueue>>,
-    /// The send in flight is a zero-copy one.
-    zc_in_flight: bool,
-    /// The socket refused a zero-copy send (EOPNOTSUPP: a Unix socket, say): plain sends only.
-    zc_refused: bool,
-    connect_addr: Option<Box<SockAddr>>,
     udp: Option<Box<UdpOps>>,
+}
+
+/// `Slot::fixed` before the socket's first reconcile asked for an entry.
+const FIXED_UNTRIED: u32 = u32::MAX;
+/// `Slot::fixed` of a socket without an entry (not a plain stream, or the table was full).
+const FIXED_NONE: u32 = u32::MAX - 1;
+
+/// A socket's zero-copy state, one bit each (as `bool`s they made every slot 8 bytes
+/// larger, issue 16: memory per idle connection).
+#[derive(Clone, Copy, Debug, Default)]
+struct Zc(u8);
+
+impl Zc {
+    /// A zero-copy send's result came and its notification did not: the kernel may still
+    /// read the sent bytes, kept in `zc_held` (see `send.rs`). Later sends are plain ones
+    /// until the notification.
+    const WAITING: u8 = 1;
+    /// The send in flight is a zero-copy one.
+    const IN_FLIGHT: u8 = 2;
+    /// The socket refused a zero-copy send (EOPNOTSUPP: a Unix socket, say): plain sends
+    /// only.
+    const REFUSED: u8 = 4;
+
+    fn has(self, flag: u8) -> bool {
+        self.0 & flag != 0
+    }
+
+    fn set(&mut self, flag: u8, on: bool) {
+        if on {
+            self.0 |= flag;
+        } else {
+            self.0 &= !flag;
+        }
+    }
 }
 
 impl Slot {
     fn has(&self, kind: OpKind) -> bool {
         self.inflight & kind.bit() != 0
+    }
+
+    /// Its entry in the ring's fixed file table, if it has one.
+    fn fixed(&self) -> Option<u32> {
+        (self.fixed < FIXED_NONE).then_some(self.fixed)
     }
 }
 
@@ -308,18 +342,14 @@ impl Uring {
         self.slots[index] = Some(Slot {
             raw: fd.as_raw_fd(),
             fd: Some(fd),
-            fixed: None,
-            fixed_tried: false,
+            fixed: FIXED_UNTRIED,
             inflight: 0,
             cancelling: 0,
             starved: false,
             send_blocked: false,
             send: None,
-            zc_waiting: false,
+            zc: Zc::default(),
             zc_held: None,
-            zc_in_flight: false,
-            zc_refused: false,
-            connect_addr: None,
             udp,
         });
         Ok(())
@@ -548,18 +578,20 @@ impl Uring {
         };
         let fd = Fd(slot.raw);
         let mut table_full = 0;
-        if !slot.fixed_tried
-            && state.kind == SocketKind::Stream
-            && state.file.is_none()
-            && !state.closing
-            && self.fixed_files.size() > 0
-        {
-            slot.fixed_tried = true;
-            slot.fixed = self.fixed_files.install(&self.ring, slot.raw);
-            table_full += u64::from(slot.fixed.is_none());
+        if slot.fixed == FIXED_UNTRIED {
+            slot.fixed = FIXED_NONE;
+            if state.kind == SocketKind::Stream
+                && state.file.is_none()
+                && !state.closing
+                && self.fixed_files.size() > 0
+            {
+                let entry = self.fixed_files.install(&self.ring, slot.raw);
+                table_full += u64::from(entry.is_none());
+                slot.fixed = entry.unwrap_or(FIXED_NONE);
+            }
         }
         // Receives, sends, connects and shutdowns name the socket by its fixed table entry.
-        let target = slot.fixed.map_or(SockFd::Raw(slot.raw), SockFd::Fixed);
+        let target = slot.fixed().map_or(SockFd::Raw(slot.raw), SockFd::Fixed);
         let op = |kind| OpId::socket(id, kind).encode();
         let mut entries: [Option<squeue::Entry>; 8] = Default::default();
         let mut n = 0;
@@ -570,13 +602,13 @@ impl Uring {
         };
 
         if state.closing {
-            if slot.zc_waiting && !slot.has(OpKind::Send) {
+            if slot.zc.has(Zc::WAITING) && !slot.has(OpKind::Send) {
                 // A zero-copy send is done but its notification is not: the kernel may
                 // still read its bytes (until the peer acknowledges them, which a peer that
                 // stops reading may never do). Keep them aside until it comes and close now
                 // rather than wait on the peer. The queue goes too: a close may have come
                 // before the send's result moved its bytes to `zc_held`.
-                slot.zc_waiting = false;
+                slot.zc.set(Zc::WAITING, false);
                 let mut held = slot.zc_held.take().map_or_else(SendQueue::default, |q| *q);
                 let unsent = state.send.len();
                 state.send.advance_into(unsent, &mut held);
@@ -596,7 +628,7 @@ impl Uring {
                     .map(IntoRawFd::into_raw_fd)
                     .unwrap_or(slot.raw);
                 slot.inflight |= OpKind::Close.bit();
-                if let Some(index) = slot.fixed {
+                if let Some(index) = slot.fixed() {
                     // The table's reference first (hard-linked: the descriptor's close
                     // follows it whatever its result), so the socket is closed by the
                     // second close and the entry is free when its CQE comes.
@@ -659,8 +691,13 @@ impl Uring {
                     }
                 }
                 SocketKind::Stream => {
-                    if let Some(addr) = state.connect_to.take() {
-                        let addr = slot.connect_addr.insert(addr);
+                    // The address stays in the table until the connect completes (the kernel
+                    // may read it until then): not copied into every slot (issue 16).
+                    if let Some(addr) = state
+                        .connect_to
+                        .as_deref()
+                        .filter(|_| !slot.has(OpKind::Connect))
+                    {
                         slot.inflight |= OpKind::Connect.bit();
                         add(with_fd!(target, |fd| opcode::Connect::new(
                             fd,
@@ -733,16 +770,14 @@ impl Uring {
                         }
                         if want_send && !slot.send_blocked && !file_first && !slot.has(OpKind::Send)
                         {
-                            let send = slot
-                                .send
-                                .get_or_insert_with(|| Box::new(SendOp::new(self.max_iovecs)));
+                            let send = slot.send.get_or_insert_with(|| Box::new(SendOp::new()));
                             let bytes = send.fill(&state.send, self.max_iovecs);
                             let file = state.file.is_some();
                             let zero_copy = !file
-                                && !slot.zc_refused
-                                && !slot.zc_waiting
+                                && !slot.zc.has(Zc::REFUSED)
+                                && !slot.zc.has(Zc::WAITING)
                                 && self.zc_min.is_some_and(|min| bytes >= min);
-                            slot.zc_in_flight = zero_copy;
+                            slot.zc.set(Zc::IN_FLIGHT, zero_copy);
                             zc_sends += u64::from(zero_copy);
                             slot.inflight |= OpKind::Send.bit();
                             let entry = send.entry(target, file, zero_copy);
@@ -1043,11 +1078,11 @@ impl Uring {
             slot.cancelling &= !op.kind.bit();
         }
         if op.kind == OpKind::Send && more {
-            slot.zc_waiting = true;
+            slot.zc.set(Zc::WAITING, true);
         }
         if op.kind == OpKind::Send && notif {
             // The kernel is done with the zero-copy send's bytes.
-            slot.zc_waiting = false;
+            slot.zc.set(Zc::WAITING, false);
             slot.zc_held = None;
             core.mark_dirty(id);
             return;
@@ -1056,7 +1091,7 @@ impl Uring {
             core.stats.stale += 1;
             match op.kind {
                 OpKind::Close => {
-                    if let Some(index) = slot.fixed {
+                    if let Some(index) = slot.fixed() {
                         self.fixed_files.release(index);
                     }
                     self.slots[op.slot as usize] = None;
@@ -1089,8 +1124,8 @@ impl Uring {
             }
             // This socket has no zero-copy (not TCP or UDP): nothing was sent; plain sends
             // from now on.
-            OpKind::Send if result == -libc::EOPNOTSUPP && slot.zc_in_flight => {
-                slot.zc_refused = true;
+            OpKind::Send if result == -libc::EOPNOTSUPP && slot.zc.has(Zc::IN_FLIGHT) => {
+                slot.zc.set(Zc::REFUSED, true);
             }
             OpKind::Send if result == -libc::EAGAIN => {
                 core.stats.eagain_retries += 1;
@@ -1182,7 +1217,7 @@ impl Uring {
                 }
             }
             OpKind::Connect => {
-                slot.connect_addr = None;
+                state.connect_to = None;
                 state.connect_done(result == 0);
                 let result = if result == 0 {
                     Ok(())
@@ -1340,14 +1375,14 @@ impl Uring {
         for (index, slot) in self.slots.iter_mut().enumerate() {
             let Some(slot) = slot
                 .as_mut()
-                .filter(|slot| slot.zc_waiting && !slot.has(OpKind::Send))
+                .filter(|slot| slot.zc.has(Zc::WAITING) && !slot.has(OpKind::Send))
             else {
                 continue;
             };
             let Some((id, state)) = core.slot_mut(index as u32) else {
                 continue;
             };
-            slot.zc_waiting = false;
+            slot.zc.set(Zc::WAITING, false);
             let mut held = slot.zc_held.take().map_or_else(SendQueue::default, |q| *q);
             let unsent = state.send.len();
             state.send.advance_into(unsent, &mut held);
@@ -1464,6 +1499,6 @@ mod tests {
     #[test]
     fn socket_slot_stays_small() {
         let size = size_of::<Option<Slot>>();
-        assert!(size <= 64, "Option<Slot>: {size} bytes");
+        assert!(size <= 48, "Option<Slot>: {size} bytes");
     }
 }

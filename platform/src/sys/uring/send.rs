@@ -37,10 +37,13 @@ pub(super) struct SendOp {
 }
 
 impl SendOp {
-    pub(super) fn new(max_iovecs: usize) -> Self {
+    pub(super) fn new() -> Self {
         Self {
             msg: super::empty_msghdr(),
-            iov: Vec::with_capacity(max_iovecs),
+            // Grown as sends need (most carry one or two buffers) and kept: reserving
+            // `max_iovecs` (16 bytes each) up front cost every connection that ever sent
+            // ~1 KiB (issue 16: memory per keep-alive idle connection).
+            iov: Vec::new(),
         }
     }
 
