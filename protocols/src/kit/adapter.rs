@@ -528,6 +528,12 @@ impl<C, S> MailboxSender<C, S> {
             if inner.closed {
                 return Err(command);
             }
+            if inner.queue.capacity() == 0 {
+                // Room for one command, not the four a first push reserves: most connections
+                // have one in flight at a time (issue 16: memory per keep-alive idle
+                // connection; a busier one grows the queue once and keeps it).
+                inner.queue.reserve_exact(1);
+            }
             inner.queue.push_back(command);
             if inner.active || inner.wake_queued {
                 None

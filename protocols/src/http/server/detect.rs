@@ -112,7 +112,7 @@ impl Detect {
             let machine = H2ServerConn::new(&shared.config);
             State::Http2(Box::new(Adapter::new(machine, ServerApp::new(shared))))
         } else {
-            let machine = ServerConn::new(shared.config.clone());
+            let machine = ServerConn::new(std::sync::Arc::clone(&shared.config));
             State::Http1(Box::new(Adapter::new(machine, ServerApp::new(shared))))
         };
         if let Some(inner) = self.inner() {

@@ -92,7 +92,8 @@ where
 /// What every connection of one server on one core shares.
 pub(crate) struct Shared {
     pub(crate) handler: Box<dyn Handler>,
-    pub(crate) config: ServerConfig,
+    /// Shared with every HTTP/1.1 connection's machine (not copied into each).
+    pub(crate) config: std::sync::Arc<ServerConfig>,
     pub(crate) date: date_cache::DateCache,
     /// This core's counters, when metrics are exported.
     pub(crate) metrics: Option<Rc<HttpMetrics>>,
@@ -143,7 +144,7 @@ impl HttpServer {
         Self {
             shared: Rc::new(Shared {
                 handler: Box::new(handler),
-                config,
+                config: std::sync::Arc::new(config),
                 date: date_cache::DateCache::new(),
                 metrics,
                 access: None,
@@ -172,8 +173,9 @@ impl HttpServer {
     pub fn access_log(mut self, log: AccessLog) -> Self {
         // A server not yet handed to a listener is the only owner of its shared part.
         if let Some(shared) = Rc::get_mut(&mut self.shared) {
-            shared.config.access_log = true;
-            shared.config.report_sent = true;
+            let config = std::sync::Arc::make_mut(&mut shared.config);
+            config.access_log = true;
+            config.report_sent = true;
             shared.access = Some(log);
         }
         self

@@ -20,6 +20,7 @@
 mod framing;
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -326,7 +327,9 @@ struct Slot {
 /// One HTTP/1.1 server connection (see the module docs).
 #[derive(Debug)]
 pub struct ServerConn {
-    config: ServerConfig,
+    /// Shared by the server's connections (issue 16: a copy per connection was ~300 bytes
+    /// of every keep-alive connection).
+    config: Arc<ServerConfig>,
     date: [u8; 29],
     /// Unparsed input.
     input: BytesMut,
@@ -359,11 +362,11 @@ pub struct ServerConn {
 }
 
 impl ServerConn {
-    /// A connection with `config`.
+    /// A connection with `config` (a server passes every connection a clone of one `Arc`).
     #[must_use]
-    pub fn new(config: ServerConfig) -> Self {
+    pub fn new(config: impl Into<Arc<ServerConfig>>) -> Self {
         Self {
-            config,
+            config: config.into(),
             date: *b"Thu, 01 Jan 1970 00:00:00 GMT",
             input: BytesMut::new(),
             heads: BytesMut::new(),
@@ -1025,6 +1028,13 @@ impl ServerConn {
                 .max_requests_per_connection
                 .is_none_or(|max| self.served < max);
         let has_body = parsed.body != BodyKind::Empty;
+        if self.slots.capacity() == 0 {
+            // A keep-alive client asks one request at a time: room for one, not the four a
+            // first push reserves (a pipelining client grows both queues once, and they keep
+            // their capacity); issue 16: memory per keep-alive idle connection.
+            self.slots.reserve_exact(1);
+            self.events.reserve_exact(1);
+        }
         // RFC 9110 §7.8: a request to switch protocols (HTTP/1.1, no body: a body would sit
         // between the head and the new protocol's bytes, which this server does not split).
         let upgrade = !has_body && parsed.head.version == Version::Http11 && parsed.upgrade;
