@@ -139,18 +139,25 @@ fn http_set(connections: u32) -> Vec<Workload> {
             Some(10),
             false,
         ),
-        Workload {
-            id: "http-rate50".into(),
-            title: format!(
-                "HTTP/1.1 fixed rate: 50% of the slowest server's keep-alive peak, {connections} connections"
-            ),
-            protocol: Some(Protocol::Http),
-            load: Load::HttpRate {
-                connections,
-                fraction: 0.5,
-            },
-        },
+        fixed_rate(50, connections),
+        fixed_rate(80, connections),
     ]
+}
+
+/// `http-rate<percent>`: a fixed rate at `percent`% of the slowest server's keep-alive peak
+/// (the issue asks for the tails at 50% and 80%).
+fn fixed_rate(percent: u32, connections: u32) -> Workload {
+    Workload {
+        id: format!("http-rate{percent}"),
+        title: format!(
+            "HTTP/1.1 fixed rate: {percent}% of the slowest server's keep-alive peak, {connections} connections"
+        ),
+        protocol: Some(Protocol::Http),
+        load: Load::HttpRate {
+            connections,
+            fraction: f64::from(percent) / 100.0,
+        },
+    }
 }
 
 fn idle(connections: u32) -> Workload {
@@ -232,9 +239,10 @@ mod tests {
             assert_eq!(dedup.len(), ids.len(), "{name}: {ids:?}");
             let pos = |id: &str| ids.iter().position(|x| *x == id).unwrap();
             assert!(pos("http-keepalive") < pos("http-rate50"));
+            assert!(pos("http-keepalive") < pos("http-rate80"));
         }
         assert!(Suite::named("nope").is_none());
-        assert_eq!(Suite::named("full").unwrap().workloads.len(), 11);
+        assert_eq!(Suite::named("full").unwrap().workloads.len(), 12);
     }
 
     #[test]
