@@ -53,6 +53,7 @@ TOKIO_WS_BIN = env("TOKIO_WS_BIN", f"{ROOT}/benches/peers/bin/tokio-ws-echo")
 OUT_DIR = env("OUT_DIR") or tempfile.mkdtemp(prefix="ws-probe.")
 PROFILE = env("PROFILE", "") == "1"
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+sys.dont_write_bytecode = True  # importing lib/perf_paths.py leaves no __pycache__ in the tree
 os.makedirs(OUT_DIR, exist_ok=True)
 
 
