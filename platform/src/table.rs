@@ -107,6 +107,7 @@ impl SendQueue {
     }
 
     /// The file range at the front, if the next bytes to send come from a file.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn front_file(&self) -> Option<&FileRange> {
         match self.bufs.front() {
             Some(Segment::File(range)) => Some(range),
