@@ -245,6 +245,10 @@ impl<S: Session> Conn<S> {
             return;
         }
         let mut sent = 0u64;
+        // One request in flight per connection: a ready-made request goes out as it is,
+        // without a copy (at most one per call, as the depth is 1).
+        let single = plan.depth == 1;
+        let mut shared = None;
         while self.in_flight.len() < plan.depth {
             if plan.reconnect_every.is_some_and(|n| self.sent_on_conn >= n) {
                 break;
@@ -269,7 +273,10 @@ impl<S: Session> Conn<S> {
             if let Some(q) = &mut core.quota {
                 *q -= 1;
             }
-            self.session.write_request(&mut self.out);
+            match single.then(|| self.session.shared_request()).flatten() {
+                Some(request) => shared = Some(request),
+                None => self.session.write_request(&mut self.out),
+            }
             self.in_flight.push_back((intended, now));
             self.sent_on_conn += 1;
             sent += 1;
@@ -280,11 +287,16 @@ impl<S: Session> Conn<S> {
         core.in_flight += sent;
         if core.in_window(now) {
             core.counters.sent += sent;
-            core.counters.bytes_out += self.out.len() as u64;
+            let shared_len = shared.as_ref().map_or(0, bytes::Bytes::len);
+            core.counters.bytes_out += (self.out.len() + shared_len) as u64;
         }
         drop(core);
-        ctx.write(&self.out);
-        self.out.clear();
+        if let Some(request) = shared {
+            ctx.write_bytes(request);
+        } else {
+            ctx.write(&self.out);
+            self.out.clear();
+        }
     }
 
     /// Records `progress`'s completed responses; `false` if the peer answered more than
