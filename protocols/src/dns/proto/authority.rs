@@ -325,7 +325,7 @@ impl AnswerCache {
         if query.edns.is_some_and(|e| e.version != 0) {
             return catalog.answer_into(msg, transport, out);
         }
-        let limit = size_limit(&query, transport);
+        let limit = size_limit(query, transport);
         let mut key = [0u8; 9 + 255];
         key[0..2].copy_from_slice(&query.qtype.0.to_be_bytes());
         key[2..4].copy_from_slice(&query.qclass.to_be_bytes());
