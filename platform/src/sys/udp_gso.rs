@@ -331,11 +331,16 @@ mod tests {
         let unix = Dest::from(path.clone());
         assert_eq!(unix, Dest::Other(Box::new(path)));
         assert!(!unix.is_ip());
-        let mut q: VecDeque<(Bytes, Dest)> = [(5, unix.clone()), (5, unix.clone()), (5, Dest::Ip(ip)), (5, unix)]
-            .into_iter()
-            .enumerate()
-            .map(|(i, (size, to))| (Bytes::from(vec![i as u8; size]), to))
-            .collect();
+        let mut q: VecDeque<(Bytes, Dest)> = [
+            (5, unix.clone()),
+            (5, unix.clone()),
+            (5, Dest::Ip(ip)),
+            (5, unix),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, (size, to))| (Bytes::from(vec![i as u8; size]), to))
+        .collect();
         assert_eq!(run_len(&q, true), 1);
         gather(&mut q, &mut Gather::default());
         assert_eq!(order(&q), [0, 1, 2, 3]);
