@@ -382,7 +382,7 @@ pub(super) fn recv_datagrams(
                 None => Completion::ReceivedFromUnix {
                     socket: id,
                     buf,
-                    from: crate::completion::unix_sender(from),
+                    from: Box::new(crate::completion::unix_sender(from)),
                     truncated,
                 },
             }),
