@@ -214,11 +214,13 @@ pub(crate) enum Dest {
 
 impl Dest {
     /// Whether it is an IP address (a UDP destination).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn is_ip(&self) -> bool {
         matches!(self, Dest::Ip(_))
     }
 
     /// The address as the kernel takes it (made for an IP one, borrowed otherwise).
+    #[cfg_attr(windows, allow(dead_code))]
     pub(crate) fn sock_addr(&self) -> Cow<'_, SockAddr> {
         match self {
             Dest::Ip(ip) => Cow::Owned(SockAddr::from(*ip)),
