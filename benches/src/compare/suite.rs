@@ -213,13 +213,15 @@ impl Suite {
         })
     }
 
-    /// Keeps the workloads matching one of `filters` (an id, or a prefix ending at a `-`:
-    /// `echo` keeps every `echo-*`).
+    /// Keeps the workloads matching one of `filters` (an id, or a prefix ending where a `-`
+    /// or a number follows: `echo` keeps every `echo-*`, `http-rate` both fixed rates).
     pub fn retain(&mut self, filters: &[String]) {
         self.workloads.retain(|w| {
-            filters
-                .iter()
-                .any(|f| w.id == *f || w.id.starts_with(&format!("{f}-")))
+            filters.iter().any(|f| {
+                w.id.strip_prefix(f.as_str()).is_some_and(|rest| {
+                    rest.is_empty() || rest.starts_with(|c: char| c == '-' || c.is_ascii_digit())
+                })
+            })
         });
     }
 }
@@ -243,6 +245,14 @@ mod tests {
         }
         assert!(Suite::named("nope").is_none());
         assert_eq!(Suite::named("full").unwrap().workloads.len(), 12);
+    }
+
+    #[test]
+    fn filter_by_a_prefix_before_a_number() {
+        let mut s = Suite::named("quick").unwrap();
+        s.retain(&["http-rate".into(), "http-keep".into()]);
+        let ids: Vec<&str> = s.workloads.iter().map(|w| w.id.as_str()).collect();
+        assert_eq!(ids, ["http-rate50", "http-rate80"]);
     }
 
     #[test]
