@@ -26,7 +26,8 @@ sets its environment (RINGWORK_BACKEND=poll).
 
 Prints one markdown table per mode: medians with min-max, CPU us/request, and each
 ringwork-load's ratio to the reference (wrk, or the C client) by median requests/s and by
-CPU per request. Raw runs go to --csv (default: a temp file, path printed).
+CPU per request, and "paired": the median over rounds of each round's ratio to the
+reference's run in that round (steadier when the host drifts between rounds). Raw runs go to --csv (default: a temp file, path printed).
 """
 
 import argparse
@@ -277,8 +278,8 @@ def report(rows, modes, loads):
         ref = "c-epoll" if mode == "echo" else "wrk"
         print(f"\n{mode}:\n")
         print("| generator | req/s median (min–max) | CPU µs/req median (min–max) | "
-              f"req/s ÷ {ref} | {ref} CPU ÷ its CPU |")
-        print("|---|---:|---:|---:|---:|")
+              f"req/s ÷ {ref} | {ref} CPU ÷ its CPU | paired: req/s, CPU |")
+        print("|---|---:|---:|---:|---:|---:|")
         med = {}
         for name in [ref] + [n for n, _ in loads]:
             rs = [r[4] for r in mine if r[2] == name]
@@ -289,9 +290,16 @@ def report(rows, modes, loads):
             ratio = ""
             if ref in med and name != ref:
                 ratio = (f"{med[name][0] / med[ref][0]:.2f} | "
-                         f"{med[ref][1] / med[name][1]:.2f}")
+                         f"{med[ref][1] / med[name][1]:.2f} | ")
+                # Each round's ratio to the reference run of the same round, then the median:
+                # the host's drift over minutes moves both runs of a round alike.
+                by_round = {r[0]: r for r in mine if r[2] == ref}
+                pairs = [(r[4] / by_round[r[0]][4], by_round[r[0]][6] / r[6])
+                         for r in mine if r[2] == name and r[0] in by_round]
+                ratio += (f"{statistics.median(p[0] for p in pairs):.2f}, "
+                          f"{statistics.median(p[1] for p in pairs):.2f}") if pairs else "—"
             else:
-                ratio = "— | —"
+                ratio = "— | — | —"
             print(f"| {name} | {med[name][0]:,.0f} ({min(rs):,.0f}–{max(rs):,.0f}) | "
                   f"{med[name][1]:.2f} ({min(cs):.2f}–{max(cs):.2f}) | {ratio} |")
 

@@ -12,7 +12,10 @@
 # share of it), and the ratio of messages/s to the first server's. Each run also records
 # what else ran on the server's CPU (busy ticks of that CPU in /proc/stat minus the
 # server's) and the machine's steal time: this machine is shared, so read those before
-# trusting a difference.
+# trusting a difference. The load generator's own CPU (task-clock from `perf stat`, when perf
+# is installed) gives its CPU per message and how busy it kept its core: near 100% it, not
+# only the server, sets the rate (it pays the server socket's loopback receive for every
+# message it sends, as the server pays its socket's).
 #
 # Settings (environment):
 #   SERVERS="ringwork tokio-tungstenite node-ws"  ROUNDS=3  DURATION=10  CONNECTIONS=50
@@ -106,7 +109,12 @@ cpu_busy_ticks() {
 }
 
 results=$OUT_DIR/results.csv
-echo "round,server,rps,p50_us,p99_us,cpu_us_per_msg,user_pct,other_cpu_pct,steal_pct" >"$results"
+echo "round,server,rps,p50_us,p99_us,cpu_us_per_msg,user_pct,other_cpu_pct,steal_pct,load_us_per_msg,load_busy_pct" >"$results"
+# The generator's CPU time, when perf can count it (task-clock is a software event).
+load_stat=()
+if command -v perf >/dev/null && perf stat -x, -e task-clock -o /dev/null -- true 2>/dev/null; then
+    load_stat=(perf stat -x, -e task-clock -o)
+fi
 port=$PORT_BASE
 for ((round = 1; round <= ROUNDS; round++)); do
     for server in $SERVERS; do
@@ -117,7 +125,10 @@ for ((round = 1; round <= ROUNDS; round++)); do
         busy0=$(cpu_busy_ticks "$SERVER_CPU")
         steal0=$(steal_ticks)
         t0=$(date +%s.%N)
-        RINGWORK_URING_PATHS=off taskset -c "$CLIENT_CPU" "$LOAD_BIN" ws "ws://127.0.0.1:$port/" --cores 1 \
+        load_perf=$OUT_DIR/$server.$round.load.perf
+        rm -f "$load_perf"
+        RINGWORK_URING_PATHS=off ${load_stat[@]:+"${load_stat[@]}" "$load_perf" --} \
+            taskset -c "$CLIENT_CPU" "$LOAD_BIN" ws "ws://127.0.0.1:$port/" --cores 1 \
             -c "$CONNECTIONS" --in-flight "$IN_FLIGHT" -s "$SIZE" -d "${DURATION}s" \
             ${RATE:+-R "$RATE"} --warmup 1s --json "$out" >"$OUT_DIR/$server.$round.txt" 2>&1 || true
         read -r u1 s1 < <(user_sys_ticks "$pid")
@@ -127,9 +138,9 @@ for ((round = 1; round <= ROUNDS; round++)); do
         kill_tree "$pid" TERM
         wait "$pid" 2>/dev/null || true
         python3 - "$out" "$round" "$server" "$((u1 - u0))" "$((s1 - s0))" "$clk_tck" \
-            "$((busy1 - busy0))" "$((steal1 - steal0))" "$t0" "$t1" >>"$results" <<'PY'
+            "$((busy1 - busy0))" "$((steal1 - steal0))" "$t0" "$t1" "$load_perf" >>"$results" <<'PY'
 import json, sys
-path, rnd, server, user, system, hz, busy, steal, t0, t1 = sys.argv[1:11]
+path, rnd, server, user, system, hz, busy, steal, t0, t1, load_perf = sys.argv[1:12]
 user, system, hz, busy, steal = int(user), int(system), float(hz), int(busy), int(steal)
 try:
     r = json.load(open(path))
@@ -144,9 +155,20 @@ cpu = (user + system) / hz * 1e6 / done if done else float("nan")
 user_pct = 100.0 * user / (user + system) if user + system else float("nan")
 other = 100.0 * max(busy - user - system, 0) / hz / wall
 steal_pct = 100.0 * steal / hz / wall / 2
-print(f"{rnd},{server},{r['rps']:.0f},{lat['p50']},{lat['p99']},{cpu:.2f},{user_pct:.0f},{other:.0f},{steal_pct:.1f}")
+# The generator's task-clock (ms) covers its whole life: connecting, warm-up, run.
+load_ms = float("nan")
+try:
+    for line in open(load_perf):
+        f = line.strip().split(",")
+        if len(f) >= 3 and f[2].startswith("task-clock") and f[0][:1].isdigit():
+            load_ms = float(f[0])
+except OSError:
+    pass
+load_cpu = load_ms * 1e3 / done if done else float("nan")
+load_busy = 100.0 * load_ms / 1e3 / wall
+print(f"{rnd},{server},{r['rps']:.0f},{lat['p50']},{lat['p99']},{cpu:.2f},{user_pct:.0f},{other:.0f},{steal_pct:.1f},{load_cpu:.2f},{load_busy:.0f}")
 PY
-        tail -n 1 "$results" | awk -F, '{ printf "round %s %-18s %9s msg/s  p50 %s us  p99 %s us  %s us CPU/msg (%s%% user)  other on cpu %s%%  steal %s%%\n", $1, $2, $3, $4, $5, $6, $7, $8, $9 }'
+        tail -n 1 "$results" | awk -F, '{ printf "round %s %-18s %9s msg/s  p50 %s us  p99 %s us  %s us CPU/msg (%s%% user)  other on cpu %s%%  steal %s%%  load %s us/msg, %s%% busy\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 }'
     done
 done
 
@@ -170,10 +192,10 @@ if quiet:
     print(f"(medians over the {len(quiet)} of {len(rounds)} rounds where other processes took at most {max_other:.0f}% of the server's CPU in every run)")
 else:
     print(f"(no round was quiet, other processes took more than {max_other:.0f}% of the server's CPU in some run of each: medians over all {len(rounds)} rounds, messages/s is not comparable)")
-print("| server | messages/s | p50 µs | p99 µs | CPU µs/message | user % | ringwork / it |")
-print("|---|---:|---:|---:|---:|---:|---:|")
+print("| server | messages/s | p50 µs | p99 µs | CPU µs/message | user % | load µs/message | load busy % | ringwork / it |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 for s in servers:
     rps = med(s, "rps")
-    print(f"| {s} | {rps:,.0f} | {med(s, 'p50_us'):.0f} | {med(s, 'p99_us'):.0f} | {med(s, 'cpu_us_per_msg'):.2f} | {med(s, 'user_pct'):.0f} | {med(ref, 'rps') / rps:.2f} |")
+    print(f"| {s} | {rps:,.0f} | {med(s, 'p50_us'):.0f} | {med(s, 'p99_us'):.0f} | {med(s, 'cpu_us_per_msg'):.2f} | {med(s, 'user_pct'):.0f} | {med(s, 'load_us_per_msg'):.2f} | {med(s, 'load_busy_pct'):.0f} | {med(ref, 'rps') / rps:.2f} |")
 PY
 echo "raw results: $results"

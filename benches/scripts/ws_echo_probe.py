@@ -9,12 +9,17 @@ migrations of each), the server's loop turns, kernel enters and completions per 
 SCHED...), /proc/interrupts (RES, CAL, LOC...) and the cpuidle states (idle entries and
 idle time). Prints one line per run and a CSV (OUT_DIR/probe.csv) to classify runs by mode.
 
-Settings (environment): SERVERS="ringwork tokio-tungstenite" (NAME@TAG: that server, the load
-generator given the extra arguments in LOAD_ARGS_TAG, to interleave an A/B of generator
-settings) ROUNDS=10 DURATION=3 WARMUP=1
+Settings (environment): SERVERS="ringwork tokio-tungstenite" (NAME@TAG: that server with the
+extra arguments in SERVER_ARGS_TAG and the extra VAR=VALUE pairs in SERVER_ENV_TAG, the load
+generator with the extra arguments in LOAD_ARGS_TAG: an interleaved A/B of server or generator
+settings with one binary) ROUNDS=10 DURATION=3 WARMUP=1
 CONNECTIONS=50 IN_FLIGHT=1 SIZE=128 SERVER_CPU=0 CLIENT_CPU=1 PORT_BASE=19730
 RINGWORK_BIN LOAD_BIN TOKIO_WS_BIN (as ws_echo_bench.sh), OUT_DIR, SERVER_ENV (extra
 VAR=VALUE pairs for ringwork), LOAD_ENV (the same for the load generator).
+PROFILE=1: also `perf record -e cpu-clock -g` the server and the load generator over the
+measured period, and print where each one's CPU time per message goes by code path
+(benches/scripts/lib/perf_paths.py); the recordings stay in OUT_DIR
+(VARIANT.ROUND.{server,load}.perf.data). Sampling costs each a few %.
 """
 
 import csv
@@ -46,6 +51,9 @@ RINGWORK_BIN = env("RINGWORK_BIN", f"{ROOT}/target/release/ringwork")
 LOAD_BIN = env("LOAD_BIN", f"{ROOT}/target/release/ringwork-load")
 TOKIO_WS_BIN = env("TOKIO_WS_BIN", f"{ROOT}/benches/peers/bin/tokio-ws-echo")
 OUT_DIR = env("OUT_DIR") or tempfile.mkdtemp(prefix="ws-probe.")
+PROFILE = env("PROFILE", "") == "1"
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+sys.dont_write_bytecode = True  # importing lib/perf_paths.py leaves no __pycache__ in the tree
 os.makedirs(OUT_DIR, exist_ok=True)
 
 
@@ -152,16 +160,19 @@ def perf_parse(path):
 EVENTS = "context-switches,cpu-migrations,cpu-clock"
 
 
-def start_server(name, port, mport):
+def start_server(name, port, mport, tag):
     log = open(f"{OUT_DIR}/{name}.{port}.log", "w")
+    extra = env(f"SERVER_ARGS_{tag}", "").split() if tag else []
+    tag_env = pairs(env(f"SERVER_ENV_{tag}")) if tag else {}
     if name == "ringwork":
         e = dict(os.environ, RINGWORK_URING_PATHS="off", **pairs(env("SERVER_ENV")))
+        e.update(tag_env)
         cmd = [RINGWORK_BIN, "serve", "ws-echo", "--cores", "1",
                "--listen", f"tcp:{port}:interface=127.0.0.1",
-               "--metrics", f"tcp:{mport}:interface=127.0.0.1"]
+               "--metrics", f"tcp:{mport}:interface=127.0.0.1", *extra]
     elif name == "tokio-tungstenite":
-        e = dict(os.environ)
-        cmd = [TOKIO_WS_BIN, "--port", str(port), "--cores", "1"]
+        e = dict(os.environ, **tag_env)
+        cmd = [TOKIO_WS_BIN, "--port", str(port), "--cores", "1", *extra]
     else:
         sys.exit(f"unknown server {name}")
     p = subprocess.Popen(["taskset", "-c", SERVER_CPU, *cmd], stdout=log, stderr=log, env=e)
@@ -176,11 +187,11 @@ rows = []
 port = PORT_BASE
 for rnd in range(1, ROUNDS + 1):
     for variant in SERVERS:
-        # SERVER@ARGS: the load generator gets LOAD_ARGS_<ARGS> (extra arguments) too.
+        # SERVER@TAG: SERVER_ARGS_<TAG>, SERVER_ENV_<TAG> and LOAD_ARGS_<TAG> apply.
         server, _, tag = variant.partition("@")
         extra = env(f"LOAD_ARGS_{tag}", "").split() if tag else []
         port += 2
-        p = start_server(server, port, port + 1)
+        p = start_server(server, port, port + 1, tag)
         sperf = f"{OUT_DIR}/{variant}.{rnd}.server.perf"
         lperf = f"{OUT_DIR}/{variant}.{rnd}.load.perf"
         out_json = f"{OUT_DIR}/{variant}.{rnd}.json"
@@ -196,10 +207,18 @@ for rnd in range(1, ROUNDS + 1):
         s0 = snapshot()
         sp = subprocess.Popen(["perf", "stat", "-x,", "-e", EVENTS, "-p", str(p.pid), "-o", sperf])
         lp = subprocess.Popen(["perf", "stat", "-x,", "-e", EVENTS, "-p", str(load.pid), "-o", lperf])
+        records = {who: f"{OUT_DIR}/{variant}.{rnd}.{who}.perf.data" for who in ("server", "load")}
+        recorders = [subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-g", "-p",
+                                       str(pid), "-o", records[who]],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                     for who, pid in (("server", p.pid), ("load", load.pid))] if PROFILE else []
         load.wait()
         s1 = snapshot()
         m1 = metrics(port + 1) if server == "ringwork" else {}
         sp.send_signal(signal.SIGINT)
+        for recorder in recorders:
+            recorder.send_signal(signal.SIGINT)
+            recorder.wait()
         sp.wait()
         lp.wait()
         p.terminate()
@@ -225,6 +244,15 @@ for rnd in range(1, ROUNDS + 1):
                 row[f"{k}_per_msg"] = round((m1[k] - m0[k]) / msgs, 4)
         for k in s1:
             row[k + "_per_kmsg"] = round((s1[k] - s0.get(k, 0)) * 1e3 / msgs, 3)
+        for who, key in (("server", "srv_us_msg"), ("load", "load_us_msg")) if PROFILE else ():
+            import perf_paths
+            paths = perf_paths.breakdown(records[who])
+            total = sum(paths.values()) or 1
+            for name, n in paths.items():
+                row[f"{who}_path_{name}_us_msg"] = round(row[key] * n / total, 3)
+            print(f"round {rnd} {variant:18} {who} µs/message by path: " + " ".join(
+                f"{name}={row[key] * n / total:.2f}" for name, n in
+                sorted(paths.items(), key=lambda kv: -kv[1])), flush=True)
         rows.append(row)
         keys = ["rps", "srv_us_msg", "load_us_msg", "srv_cs_per_kmsg", "load_cs_per_kmsg",
                 "io_enters_per_msg", "io_completions_per_msg",

@@ -146,6 +146,7 @@ fn smoke_suite_end_to_end() {
         "http-keepalive",
         "http-pipeline16",
         "http-rate50",
+        "http-rate80",
     ] {
         assert!(median_rps(id) > 0.0, "{id}: ringwork has no positive req/s");
     }

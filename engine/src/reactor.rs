@@ -1002,6 +1002,10 @@ impl Reactor {
                 wait = Some(wait.map_or(until, |w| w.min(until)));
             }
         }
+        let busy_poll = self.state.config.busy_poll;
+        if !manual && wait.is_some_and(|w| w <= busy_poll) {
+            wait = Some(Duration::ZERO);
+        }
         if self.executor.has_ready() || !self.state.local.is_idle() {
             wait = Some(Duration::ZERO);
         }

@@ -13,9 +13,9 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use common::{Event, Lost, Sink, reactor, recorded, recording_factory, wait};
+use common::{Event, Lost, Sink, reactor, reactor_with, recorded, recording_factory, wait};
 use ringwork::platform::BackendChoice;
-use ringwork::{ConnId, ConnectOptions, Context, Protocol, Reactor, TimerId};
+use ringwork::{ConnId, ConnectOptions, Context, Protocol, Reactor, ReactorConfig, TimerId};
 
 /// Latest acceptable firing, after the deadline (generous for a loaded CI machine; a
 /// reactor that does not wake up for timers would wait for [`common::LIMIT`]).
@@ -457,5 +457,33 @@ ringwork::platform::test_all_backends! {
         for &(delay, at) in woke.iter() {
             assert_punctual("a sleep", start + ms(delay), at);
         }
+    }
+
+    /// With `busy_poll`, the reactor spins (turns without sleeping) while a timer is due
+    /// within it, and the timer still fires on time, never early; without, it sleeps until
+    /// the timer (a few turns at most).
+    fn busy_poll_spins_until_a_close_timer(backend: BackendChoice) {
+        let turns_until_timer = |busy_poll: Duration| {
+            let config = ReactorConfig {
+                busy_poll,
+                ..ReactorConfig::default()
+            };
+            let mut reactor = reactor_with(backend, config)?;
+            let fired: Rc<RefCell<Option<Instant>>> = Rc::default();
+            let armed = reactor.now();
+            let f = Rc::clone(&fired);
+            reactor.call_later(ms(30), move |r| *f.borrow_mut() = Some(r.now()));
+            let before = reactor.stats().turns;
+            wait(&mut reactor, |_| fired.borrow().is_some(), || "the 30 ms timer".into());
+            let at = fired.borrow().expect("fired");
+            assert_punctual("the 30 ms timer", armed + ms(30), at);
+            Some(reactor.stats().turns - before)
+        };
+        let Some(sleeping) = turns_until_timer(Duration::ZERO) else { return };
+        let Some(spinning) = turns_until_timer(ms(100)) else { return };
+        assert!(sleeping <= 5, "{sleeping} turns without busy polling");
+        // 30 ms of non-blocking turns: thousands on an idle machine; far more than 5 on
+        // any.
+        assert!(spinning > 50, "only {spinning} turns while busy polling");
     }
 }

@@ -67,6 +67,10 @@ pub struct CommonArgs {
     /// Connect timeout.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
+    /// Spin instead of sleeping when a send is due within this (`50us`): precise send
+    /// times at a constant rate, for a generator on CPUs of its own (costs them whole).
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub busy_poll: Duration,
     /// Reactor threads (unpinned; see --cpus).
     #[arg(long, default_value_t = 1)]
     pub cores: usize,
@@ -417,6 +421,7 @@ impl CommonArgs {
             },
             progress: !self.quiet,
             handle_signals: true,
+            busy_poll: self.busy_poll,
             ..RunOptions::new(workload, target, addr)
         }
     }

@@ -245,6 +245,13 @@ pub struct Report {
     /// The uncorrected histogram, encoded like `histogram`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uncorrected_histogram: Option<String>,
+    /// Constant-rate HTTP/TCP/WebSocket runs only: how late the generator itself sent the
+    /// requests whose connection was free when their slot fell due (µs after the slot: the
+    /// wake-up of its timer and the turn before it). What the generator adds to the
+    /// corrected latency; the rest is the server's, the network's and the scheduler's on
+    /// the server's side. Not kept by `merge`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_lag_us: Option<Latency>,
     /// How many runs were merged into this report (1 for a single run).
     pub runs: u64,
 }
@@ -421,8 +428,17 @@ impl Report {
             histogram: encode_histogram(h),
             uncorrected_latency_us: uncorrected.map(Latency::of),
             uncorrected_histogram: uncorrected.map(encode_histogram),
+            send_lag_us: None,
             runs: 1,
         }
+    }
+
+    /// This report with the send lag of a constant-rate run (`send_lag_us`), when `lag`
+    /// recorded anything.
+    #[must_use]
+    pub fn with_send_lag(mut self, lag: Option<&Histogram<u64>>) -> Self {
+        self.send_lag_us = lag.filter(|h| !h.is_empty()).map(Latency::of);
+        self
     }
 
     /// Reads a report from JSON.
@@ -550,6 +566,7 @@ impl Report {
         merged.histogram = encode_histogram(&h);
         merged.uncorrected_latency_us = uncorrected.as_ref().map(Latency::of);
         merged.uncorrected_histogram = uncorrected.as_ref().map(encode_histogram);
+        merged.send_lag_us = None;
         Ok(merged)
     }
 
@@ -596,6 +613,20 @@ impl Report {
                 us(u.p999),
                 us(u.p9999),
                 us(u.max)
+            );
+        }
+        if let Some(g) = &self.send_lag_us {
+            let _ = writeln!(
+                s,
+                "  send lag   {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}  (the generator's own lateness)",
+                us(g.mean as u64),
+                us(g.stdev as u64),
+                us(g.p50),
+                us(g.p90),
+                us(g.p99),
+                us(g.p999),
+                us(g.p9999),
+                us(g.max)
             );
         }
         let secs = self.duration_s.max(1e-9);

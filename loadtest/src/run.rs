@@ -66,6 +66,9 @@ pub struct RunOptions {
     pub handle_signals: bool,
     /// Stream workloads: run TLS on every connection (each core builds its own connector).
     pub tls: Option<TlsOptions>,
+    /// Spin instead of sleeping when a timer (a constant-rate send) is due within this
+    /// ([`ReactorConfig::busy_poll`]); zero: sleep.
+    pub busy_poll: Duration,
 }
 
 impl RunOptions {
@@ -93,6 +96,7 @@ impl RunOptions {
             progress: false,
             handle_signals: false,
             tls: None,
+            busy_poll: Duration::ZERO,
         }
     }
 
@@ -210,6 +214,7 @@ impl Live {
 pub(crate) struct CoreResult {
     pub(crate) hist: hdrhistogram::Histogram<u64>,
     pub(crate) uncorrected: Option<hdrhistogram::Histogram<u64>>,
+    pub(crate) send_lag: Option<hdrhistogram::Histogram<u64>>,
     pub(crate) last_completion: Option<Instant>,
     pub(crate) counters: Counters,
 }
@@ -372,6 +377,7 @@ fn drive(
         connect_timeout: opts.connect_timeout,
         timer_tick: Duration::from_micros(100),
         max_connections: opts.connections.max(1024),
+        busy_poll: opts.busy_poll,
         ..ReactorConfig::default()
     };
     let mut builder = Runtime::builder()
@@ -444,6 +450,7 @@ fn drive(
     joined?;
     let mut hist = new_histogram();
     let mut uncorrected = plan.interval.map(|_| new_histogram());
+    let mut send_lag = plan.interval.map(|_| new_histogram());
     let mut counters = Counters::default();
     let mut last = None;
     for result in rx.try_iter() {
@@ -451,6 +458,9 @@ fn drive(
         let _ = hist.add(&result.hist);
         if let (Some(u), Some(h)) = (&mut uncorrected, &result.uncorrected) {
             let _ = u.add(h);
+        }
+        if let (Some(l), Some(h)) = (&mut send_lag, &result.send_lag) {
+            let _ = l.add(h);
         }
         counters.merge(result.counters);
     }
@@ -474,7 +484,8 @@ fn drive(
         counters,
         &hist,
         uncorrected.as_ref(),
-    ))
+    )
+    .with_send_lag(send_lag.as_ref()))
 }
 
 fn progress_bar(plan: &Plan) -> indicatif::ProgressBar {

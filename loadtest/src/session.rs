@@ -7,7 +7,7 @@
 //! complete responses. Responses complete in the order requests were written.
 //! Does not: touch sockets, read the clock or allocate per request (by convention).
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 /// What [`Session::on_bytes`] made of the bytes it was given.
 #[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
@@ -75,6 +75,16 @@ pub trait Session: 'static {
 
     /// Appends one request to `out`.
     fn write_request(&mut self, out: &mut BytesMut);
+
+    /// The next request as ready-made shared bytes, when the session has them (a fixed echo
+    /// message, precomputed HTTP requests): `None` (the default) means "call
+    /// [`Session::write_request`]". A session that returns `Some` counts it as written, as
+    /// `write_request` would. With one request in flight per connection the driver sends
+    /// these bytes as they are (no copy into its buffer); otherwise it calls
+    /// `write_request`.
+    fn shared_request(&mut self) -> Option<Bytes> {
+        None
+    }
 
     /// Consumes received bytes.
     ///

@@ -41,6 +41,9 @@ pub(crate) struct CoreState {
     pub(crate) hist: Histogram<u64>,
     /// Constant-rate mode: latency from the actual send time (for comparison only).
     pub(crate) uncorrected: Option<Histogram<u64>>,
+    /// Constant-rate mode: how late each rate timer fired (µs after its slot), i.e. the
+    /// generator's own lateness for a send that found its connection free.
+    pub(crate) send_lag: Option<Histogram<u64>>,
     pub(crate) counters: Counters,
     /// Requests this core may still send (request-count mode).
     pub(crate) quota: Option<u64>,
@@ -64,8 +67,10 @@ impl CoreState {
     pub(crate) fn new(plan: Arc<Plan>, live: Arc<Live>, core: usize, tls: Option<CoreTls>) -> Self {
         let quota = plan.quota(core);
         let uncorrected = plan.interval.map(|_| new_histogram());
+        let send_lag = plan.interval.map(|_| new_histogram());
         Self {
             uncorrected,
+            send_lag,
             plan,
             live,
             core,
@@ -91,12 +96,28 @@ impl CoreState {
         }
     }
 
+    /// Records that a send due at `slot` could only go out at `now` (its rate timer fired
+    /// late by that much, or the turn that ran it started late).
+    pub(crate) fn record_send_lag(&mut self, now: Instant, slot: Instant) {
+        if !self.in_window(now) {
+            return;
+        }
+        if let Some(h) = &mut self.send_lag {
+            let us = now.saturating_duration_since(slot).as_micros() as u64;
+            h.saturating_record(us.min(MAX_LATENCY_US));
+        }
+    }
+
     /// This core's results, leaving empty ones behind.
     pub(crate) fn take_result(&mut self) -> crate::run::CoreResult {
         crate::run::CoreResult {
             hist: std::mem::replace(&mut self.hist, new_histogram()),
             uncorrected: self
                 .uncorrected
+                .as_mut()
+                .map(|h| std::mem::replace(h, new_histogram())),
+            send_lag: self
+                .send_lag
                 .as_mut()
                 .map(|h| std::mem::replace(h, new_histogram())),
             counters: std::mem::take(&mut self.counters),
@@ -245,6 +266,10 @@ impl<S: Session> Conn<S> {
             return;
         }
         let mut sent = 0u64;
+        // One request in flight per connection: a ready-made request goes out as it is,
+        // without a copy (at most one per call, as the depth is 1).
+        let single = plan.depth == 1;
+        let mut shared = None;
         while self.in_flight.len() < plan.depth {
             if plan.reconnect_every.is_some_and(|n| self.sent_on_conn >= n) {
                 break;
@@ -269,7 +294,10 @@ impl<S: Session> Conn<S> {
             if let Some(q) = &mut core.quota {
                 *q -= 1;
             }
-            self.session.write_request(&mut self.out);
+            match single.then(|| self.session.shared_request()).flatten() {
+                Some(request) => shared = Some(request),
+                None => self.session.write_request(&mut self.out),
+            }
             self.in_flight.push_back((intended, now));
             self.sent_on_conn += 1;
             sent += 1;
@@ -280,11 +308,16 @@ impl<S: Session> Conn<S> {
         core.in_flight += sent;
         if core.in_window(now) {
             core.counters.sent += sent;
-            core.counters.bytes_out += self.out.len() as u64;
+            let shared_len = shared.as_ref().map_or(0, bytes::Bytes::len);
+            core.counters.bytes_out += (self.out.len() + shared_len) as u64;
         }
         drop(core);
-        ctx.write(&self.out);
-        self.out.clear();
+        if let Some(request) = shared {
+            ctx.write_bytes(request);
+        } else {
+            ctx.write(&self.out);
+            self.out.clear();
+        }
     }
 
     /// Records `progress`'s completed responses; `false` if the peer answered more than
@@ -450,6 +483,11 @@ impl<S: Session> Protocol for Conn<S> {
     fn timer_fired(&mut self, ctx: &mut Context<'_>, timer: TimerId) {
         if Some(timer) == self.rate_timer {
             self.rate_timer = None;
+            // The timer was armed with a free pipeline slot for `next_send`: any lateness
+            // now is the generator's (the wake-up, or a long turn before this one).
+            self.core
+                .borrow_mut()
+                .record_send_lag(ctx.now(), self.slot.next_send);
             self.fill(ctx);
             return;
         }

@@ -39,6 +39,10 @@ impl Session for EchoSession {
         out.extend_from_slice(&self.message);
     }
 
+    fn shared_request(&mut self) -> Option<Bytes> {
+        Some(self.message.clone())
+    }
+
     fn on_bytes(&mut self, data: &[u8]) -> Result<Progress, ResponseError> {
         let size = self.message.len().max(1);
         let mut completed = 0u32;

@@ -127,6 +127,10 @@ impl Session for WsEchoSession {
         out.extend_from_slice(&self.frame);
     }
 
+    fn shared_request(&mut self) -> Option<Bytes> {
+        Some(self.frame.clone())
+    }
+
     fn on_bytes(&mut self, data: &[u8]) -> Result<Progress, ResponseError> {
         let mut at = 0;
         if let Stage::Handshake(handshake) = &self.stage {

@@ -178,6 +178,10 @@ test_all_backends! {
         let u = report.uncorrected_latency_us.as_ref().expect("rate runs report uncorrected");
         assert!(u.p99 < 100_000, "uncorrected p99 {} us\n{}", u.p99, report.summary());
         assert!(u.max >= 300_000, "the in-flight requests did wait\n{}", report.summary());
+        // The send lag is the generator's own lateness: the sends the stall held back (their
+        // connection was busy) are not in it, so it stays far below the stall.
+        let lag = report.send_lag_us.as_ref().expect("rate runs report the send lag");
+        assert!(lag.p99 < 100_000, "send lag p99 {} us\n{}", lag.p99, report.summary());
         // Achieved rate stays at the target: the backlog is sent after the stall.
         assert!((report.rps - 200.0).abs() < 30.0, "{}", report.summary());
     }
@@ -342,6 +346,15 @@ test_all_backends! {
         let half = r.requests as f64 / 2.0;
         assert!((r.unsuccessful as f64 - half).abs() <= 2.0, "{} unsuccessful of {}", r.unsuccessful, r.requests);
         assert_eq!((r.errors.total(), r.panics), (0, 0), "{}", r.summary());
+
+        // One in flight (each request handed over as the session's shared bytes): the URLs
+        // still alternate, and every request's bytes are counted.
+        let w = http(server.addr, &["/ok", "/bad"]);
+        let opts = RunOptions { depth: 1, connections: 1, requests: Some(400), duration: Duration::from_secs(30), ..opts };
+        let r = run_stream(&opts, move || w.session()).expect("run");
+        assert_eq!((r.requests, r.unsuccessful), (400, 200), "{}", r.summary());
+        let request_bytes = format!("GET /ok HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr).len() as u64;
+        assert_eq!(r.bytes_out, 200 * request_bytes + 200 * (request_bytes + 1), "{}", r.summary());
     }
 
     /// --reconnect-every N opens a new connection after every N responses.
@@ -382,6 +395,18 @@ test_all_backends! {
         let r = run_stream(&opts, move || EchoSession::new(msg.clone(), true)).expect("run");
         assert_eq!((r.requests, r.sent), (1000, 1000), "{}", r.summary());
         assert!(started.elapsed() < Duration::from_secs(10));
+
+        // One in flight: each message goes out as the session's shared bytes (no copy into
+        // the driver's buffer), counted in bytes_out all the same.
+        let msg = message(100);
+        let opts = RunOptions { depth: 1, requests: Some(500), ..opts };
+        let r = run_stream(&opts, move || EchoSession::new(msg.clone(), true)).expect("run");
+        assert_eq!(
+            (r.requests, r.sent, r.bytes_out, r.bytes_in),
+            (500, 500, 50_000, 50_000),
+            "{}",
+            r.summary()
+        );
     }
 }
 

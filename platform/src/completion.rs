@@ -60,8 +60,9 @@ pub enum Completion {
         buf: RecvBuf,
         /// The sender: its path (`from.as_pathname()`), its abstract name (Linux), or, for a
         /// sender that never bound a name, an unnamed address (`from.is_unnamed()`), which
-        /// cannot be answered.
-        from: SockAddr,
+        /// cannot be answered. Boxed: a `SockAddr` is 136 bytes, and inline it made every
+        /// completion that large (each is moved twice per turn, two per UDP query answered).
+        from: Box<SockAddr>,
         /// The datagram was longer than a pool buffer and was cut to fit.
         truncated: bool,
     },
@@ -162,4 +163,18 @@ pub(crate) fn unix_sender(from: SockAddr) -> SockAddr {
 /// The unnamed `AF_UNIX` address (an empty path: the family, no path bytes).
 pub(crate) fn unnamed_unix() -> Option<SockAddr> {
     SockAddr::unix("").ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Completions are pushed and drained per datagram (a UDP server's turn moves two per
+    /// query): no variant may make them all large.
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn a_completion_stays_small() {
+        let size = size_of::<Completion>();
+        assert!(size <= 80, "Completion: {size} bytes");
+    }
 }

@@ -23,7 +23,7 @@ use crate::process::ChildGuard;
 use crate::process::{FileKind, ProcessCommand, Spawned, WindowSize};
 use crate::reuse_port::{self, ReusePort};
 use crate::sys;
-use crate::table::{Core, Shutdown, SocketKind};
+use crate::table::{Core, Dest, Shutdown, SocketKind};
 use crate::waker::Waker;
 
 /// Options for [`Driver::listen`].
@@ -656,13 +656,18 @@ impl Driver {
 
     /// Queues a datagram to `to` on UDP socket `id`.
     pub fn send_to(&mut self, id: SocketId, bytes: Bytes, to: SocketAddr) -> bool {
-        self.send_to_addr(id, bytes, SockAddr::from(to))
+        self.queue_datagram(id, bytes, Dest::Ip(to))
     }
 
     /// Queues a datagram to `to` on datagram socket `id`: an IP address for UDP, a path or
     /// (Linux) abstract name for a Unix datagram socket. A destination of the wrong family
     /// fails when sent ([`Completion::SendError`]).
     pub fn send_to_addr(&mut self, id: SocketId, bytes: Bytes, to: SockAddr) -> bool {
+        self.queue_datagram(id, bytes, Dest::from(to))
+    }
+
+    /// Queues a datagram on datagram socket `id` (`false` if it is not one, or not open).
+    fn queue_datagram(&mut self, id: SocketId, bytes: Bytes, to: Dest) -> bool {
         self.update(
             id,
             |s| s.kind == SocketKind::Datagram,

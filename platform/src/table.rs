@@ -8,8 +8,10 @@
 //! operations) and calls [`Core::release`] once nothing of a closed socket is in flight.
 //! Does not: perform any I/O.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::io::IoSlice;
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::{Buf, Bytes};
@@ -135,6 +137,7 @@ impl SendQueue {
     }
 
     /// The file range at the front, if the next bytes to send come from a file.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn front_file(&self) -> Option<&FileRange> {
         match self.0.as_ref()?.bufs.front() {
             Some(Segment::File(range)) => Some(range),
@@ -235,6 +238,45 @@ impl SendQueue {
     }
 }
 
+/// Where a queued datagram goes: an IP address inline (every UDP datagram), any other
+/// address (a Unix path or abstract name) boxed. A queue entry is then 64 bytes with its
+/// `Bytes` where a `SockAddr` alone is 132 (queues are moved and reordered per datagram:
+/// see `sys/udp_gso.rs`), and IP destinations compare field by field, without a `memcmp`
+/// of two `sockaddr_storage`s.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub(crate) enum Dest {
+    /// A UDP destination.
+    Ip(SocketAddr),
+    /// Any other address (a Unix datagram socket's).
+    Other(Box<SockAddr>),
+}
+
+impl Dest {
+    /// Whether it is an IP address (a UDP destination).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub(crate) fn is_ip(&self) -> bool {
+        matches!(self, Dest::Ip(_))
+    }
+
+    /// The address as the kernel takes it (made for an IP one, borrowed otherwise).
+    #[cfg_attr(windows, allow(dead_code))]
+    pub(crate) fn sock_addr(&self) -> Cow<'_, SockAddr> {
+        match self {
+            Dest::Ip(ip) => Cow::Owned(SockAddr::from(*ip)),
+            Dest::Other(addr) => Cow::Borrowed(addr),
+        }
+    }
+}
+
+impl From<SockAddr> for Dest {
+    fn from(addr: SockAddr) -> Self {
+        match addr.as_socket() {
+            Some(ip) => Dest::Ip(ip),
+            None => Dest::Other(Box::new(addr)),
+        }
+    }
+}
+
 /// A datagram socket's queue of payloads to send, with their destinations: a `VecDeque`
 /// made at the first send. Boxed: only datagram sockets have one, and a queue inline is 32
 /// bytes in every socket's slot (issue 16: memory per idle connection). Reads of a queue
@@ -242,13 +284,13 @@ impl SendQueue {
 #[derive(Debug, Default)]
 // The box is the point: one word in the slot instead of a VecDeque's four.
 #[allow(clippy::box_collection)]
-pub(crate) struct Datagrams(Option<Box<VecDeque<(Bytes, SockAddr)>>>);
+pub(crate) struct Datagrams(Option<Box<VecDeque<(Bytes, Dest)>>>);
 
 /// What an unmade [`Datagrams`] reads as.
-static NO_DATAGRAMS: VecDeque<(Bytes, SockAddr)> = VecDeque::new();
+static NO_DATAGRAMS: VecDeque<(Bytes, Dest)> = VecDeque::new();
 
 impl std::ops::Deref for Datagrams {
-    type Target = VecDeque<(Bytes, SockAddr)>;
+    type Target = VecDeque<(Bytes, Dest)>;
 
     fn deref(&self) -> &Self::Target {
         self.0.as_deref().unwrap_or(&NO_DATAGRAMS)

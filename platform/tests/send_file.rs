@@ -5,13 +5,16 @@
 //! shutdown), with `FileSent` counting every file byte and `Sent` never counting them; a
 //! peer that does not read stops the sending without the range being read into memory,
 //! and everything arrives once it reads; a file that ends before its range (truncated)
-//! fails the send with `UnexpectedEof` after the bytes it had; and `send_file` is refused
-//! for a socket that no longer sends.
+//! fails the send with `UnexpectedEof` after the bytes it had; `send_file` is refused
+//! for a socket that no longer sends; and bytes queued just before a range (a response
+//! head) leave in one TCP segment with the range's first bytes (`MSG_MORE`, as nginx's
+//! `tcp_nopush`).
 #![cfg(target_os = "linux")]
 
 mod common;
 
 use std::io::{ErrorKind, Read, Write};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -78,7 +81,54 @@ fn handle(p: &mut Progress, c: Completion) {
     }
 }
 
+/// TCP_INFO's count of segments with data that `stream` received.
+fn data_segments_in(stream: &std::net::TcpStream) -> u32 {
+    // SAFETY: tcp_info is plain old data; zero is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: a valid descriptor; `info` and `len` are live locals and the kernel writes at
+    // most `len` bytes.
+    let r = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&raw mut info).cast(),
+            &raw mut len,
+        )
+    };
+    assert_eq!(r, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
+    info.tcpi_data_segs_in
+}
+
 test_all_backends! {
+    fn a_head_and_its_range_leave_in_one_segment(backend: BackendChoice) {
+        let Some(mut driver) = testing::driver(backend, DriverConfig::default()) else { return };
+        let (mut outside, id) = accept_one(&mut driver);
+        let content = pattern(10, 1000);
+        let file = temp_file("one-segment", &content);
+        let head = b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n";
+        assert!(driver.send(id, head.as_slice().into()));
+        driver.send_file(id, file, 0, content.len() as u64).expect("send_file");
+        let mut progress = Progress::default();
+        drive(
+            &mut driver,
+            &mut progress,
+            |_, p, c| handle(p, c),
+            |_, p| p.file_sent == content.len() as u64 || p.error.is_some(),
+            |_, p| format!("file bytes sent {}", p.file_sent),
+        );
+        assert!(progress.error.is_none(), "send failed: {:?}", progress.error);
+        let mut got = vec![0; head.len() + content.len()];
+        outside
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        outside.read_exact(&mut got).expect("read head and range");
+        assert!(got[..head.len()] == head[..] && got[head.len()..] == content[..]);
+        // Without MSG_MORE on the head (TCP_NODELAY is on) it leaves alone: two segments.
+        assert_eq!(data_segments_in(&outside), 1, "the head left in a segment of its own");
+    }
+
     fn file_ranges_and_bytes_arrive_in_the_order_queued(backend: BackendChoice) {
         let Some(mut driver) = testing::driver(backend, DriverConfig::default()) else { return };
         let (outside, id) = accept_one(&mut driver);

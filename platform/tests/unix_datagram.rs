@@ -44,7 +44,7 @@ fn next_datagram(driver: &mut Driver, socket: SocketId) -> (Vec<u8>, SockAddr, b
                 truncated,
             } => {
                 assert_eq!(s, socket);
-                *got = Some((buf.to_vec(), from, truncated));
+                *got = Some((buf.to_vec(), *from, truncated));
             }
             Completion::Sent { .. } => {}
             c => panic!("unexpected {c:?}"),

@@ -292,6 +292,12 @@ impl Session for HttpSession {
         self.next = (self.next + 1) % self.requests.len();
     }
 
+    fn shared_request(&mut self) -> Option<Bytes> {
+        let request = self.requests[self.next].clone();
+        self.next = (self.next + 1) % self.requests.len();
+        Some(request)
+    }
+
     fn on_bytes(&mut self, data: &[u8]) -> Result<Progress, ResponseError> {
         let mut progress = Progress::default();
         let mut at = 0;

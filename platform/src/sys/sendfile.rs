@@ -1,10 +1,10 @@
 //! File ranges sent by the kernel: sendfile(2) from a regular file to a stream socket (Linux).
 //!
 //! Owns: [`pump`], one sending step for the file range at the front of a socket's send
-//! queue (queued by [`Driver::send_file`](crate::Driver::send_file)), shared by both
-//! backends, and [`pump_queue`], io_uring's way of serving a queue that holds file ranges
-//! (its bytes in memory by sendmsg(2) too, so a response head and its file leave from one
-//! place, in order, without a ring round trip between them).
+//! queue (queued by [`Driver::send_file`](crate::Driver::send_file)), and [`pump_queue`],
+//! both backends' way of serving a queue that holds file ranges (its bytes in memory by
+//! sendmsg(2) too, so a response head and its file leave from one place, in order, in one
+//! segment, without a ring round trip between them under io_uring).
 //! Contract:
 //! - The range's bytes go from the page cache to the socket without passing through user
 //!   memory, in the queue's order: a backend calls [`pump`] only while a file range is at
@@ -170,9 +170,10 @@ fn send_front_bytes(state: &SocketState, socket: RawFd, max_iovecs: usize) -> io
 }
 
 /// Serves a send queue holding file ranges on the core's thread (io_uring: no SEND in
-/// flight, the socket not known to be full): bytes in memory by sendmsg(2), file ranges by
-/// [`pump`], in order, until no file range is left (the rest goes as io_uring SENDs), the
-/// socket is full, the budget is spent or sending fails. Pushes `Sent`, `FileSent` and
+/// flight, the socket not known to be full; poll: the socket writable): bytes in memory by
+/// sendmsg(2), file ranges by [`pump`], in order, until no file range is left (the rest
+/// goes as the backend's usual sends), the socket is full, the budget is spent or sending
+/// fails. Pushes `Sent`, `FileSent` and
 /// `SendError` as the steps go. Returns why it stopped and the system calls made.
 pub(crate) fn pump_queue(
     state: &mut SocketState,

@@ -21,7 +21,8 @@ use std::collections::VecDeque;
 use std::mem;
 
 use bytes::Bytes;
-use socket2::SockAddr;
+
+use crate::table::Dest;
 
 /// Most datagrams carried by one GSO send (the kernel's `UDP_MAX_SEGMENTS`, 64 before 6.x).
 pub(crate) const MAX_SEGMENTS: usize = 64;
@@ -35,12 +36,12 @@ const MAX_RUN_BYTES: usize = 60_000;
 
 /// How many datagrams at the head of `queue` go in its next send: 1, or with `gso` a run
 /// (see the module).
-pub(crate) fn run_len(queue: &VecDeque<(Bytes, SockAddr)>, gso: bool) -> usize {
+pub(crate) fn run_len(queue: &VecDeque<(Bytes, Dest)>, gso: bool) -> usize {
     let Some((head, to)) = queue.front() else {
         return 0;
     };
     let size = head.len();
-    if !gso || !(1..=MAX_SEGMENT_SIZE).contains(&size) || !(to.is_ipv4() || to.is_ipv6()) {
+    if !gso || !(1..=MAX_SEGMENT_SIZE).contains(&size) || !to.is_ip() {
         return 1;
     }
     let mut total = size;
@@ -79,7 +80,7 @@ pub(crate) struct Gather {
     /// Per group number: where its next datagram goes in the new order.
     starts: Vec<u32>,
     /// The queue's datagrams while they are reordered.
-    items: Vec<Option<(Bytes, SockAddr)>>,
+    items: Vec<Option<(Bytes, Dest)>>,
     /// The new order: indexes into `items`.
     order: Vec<u32>,
 }
@@ -92,7 +93,7 @@ pub(crate) struct Gather {
 /// (at most [`MAX_GROUPS`]), and one move of each datagram if the order changes: cheaper
 /// than gathering at the head before each run, which moved the rest of the queue every
 /// time.
-pub(crate) fn gather(queue: &mut VecDeque<(Bytes, SockAddr)>, room: &mut Gather) {
+pub(crate) fn gather(queue: &mut VecDeque<(Bytes, Dest)>, room: &mut Gather) {
     if queue.len() < 3 || queue.len() > u32::MAX as usize {
         return;
     }
@@ -109,7 +110,7 @@ pub(crate) fn gather(queue: &mut VecDeque<(Bytes, SockAddr)>, room: &mut Gather)
     let mut sorted = true;
     for (index, (bytes, to)) in queue.iter().enumerate() {
         let size = bytes.len();
-        let gatherable = (1..=MAX_SEGMENT_SIZE).contains(&size) && (to.is_ipv4() || to.is_ipv6());
+        let gatherable = (1..=MAX_SEGMENT_SIZE).contains(&size) && to.is_ip();
         let found = if gatherable {
             groups
                 .iter()
@@ -216,11 +217,11 @@ mod tests {
     use super::*;
     use std::net::{Ipv4Addr, SocketAddr};
 
-    fn queue(items: &[(usize, u16)]) -> VecDeque<(Bytes, SockAddr)> {
+    fn queue(items: &[(usize, u16)]) -> VecDeque<(Bytes, Dest)> {
         items
             .iter()
             .map(|&(size, port)| {
-                let to = SockAddr::from(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+                let to = Dest::Ip(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
                 (Bytes::from(vec![0; size]), to)
             })
             .collect()
@@ -253,7 +254,7 @@ mod tests {
         );
     }
 
-    fn tagged(items: &[(usize, u16)]) -> VecDeque<(Bytes, SockAddr)> {
+    fn tagged(items: &[(usize, u16)]) -> VecDeque<(Bytes, Dest)> {
         let mut q = queue(items);
         for (i, (bytes, _)) in q.iter_mut().enumerate() {
             let mut v = bytes.to_vec();
@@ -265,7 +266,7 @@ mod tests {
         q
     }
 
-    fn order(q: &VecDeque<(Bytes, SockAddr)>) -> Vec<u8> {
+    fn order(q: &VecDeque<(Bytes, Dest)>) -> Vec<u8> {
         q.iter()
             .map(|(b, _)| b.first().copied().unwrap_or(255))
             .collect()
@@ -306,7 +307,10 @@ mod tests {
         gather(&mut q, &mut room);
         let got: Vec<u16> = q
             .iter()
-            .map(|(_, to)| to.as_socket().map_or(0, |a| a.port()))
+            .map(|(_, to)| match to {
+                Dest::Ip(a) => a.port(),
+                Dest::Other(_) => 0,
+            })
             .collect();
         let mut want = Vec::new();
         for port in 0..MAX_GROUPS as u16 {
@@ -316,6 +320,30 @@ mod tests {
         want.extend([MAX_GROUPS as u16, MAX_GROUPS as u16 + 1]);
         assert_eq!(got, want);
         assert!(room.items.is_empty());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn datagrams_to_other_addresses_go_one_by_one_where_they_are() {
+        let ip = SocketAddr::from((Ipv4Addr::LOCALHOST, 1));
+        assert_eq!(Dest::from(socket2::SockAddr::from(ip)), Dest::Ip(ip));
+        let path = socket2::SockAddr::unix("/tmp/ringwork-gso-test").expect("a short path");
+        let unix = Dest::from(path.clone());
+        assert_eq!(unix, Dest::Other(Box::new(path)));
+        assert!(!unix.is_ip());
+        let mut q: VecDeque<(Bytes, Dest)> = [
+            (5, unix.clone()),
+            (5, unix.clone()),
+            (5, Dest::Ip(ip)),
+            (5, unix),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, (size, to))| (Bytes::from(vec![i as u8; size]), to))
+        .collect();
+        assert_eq!(run_len(&q, true), 1);
+        gather(&mut q, &mut Gather::default());
+        assert_eq!(order(&q), [0, 1, 2, 3]);
     }
 
     #[test]

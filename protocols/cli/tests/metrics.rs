@@ -269,7 +269,14 @@ fn proxy_upstream_errors(backend: &str) {
         );
         assert!(received > 0);
     }
-    let samples = scrape(&url);
+    // The counters are not promised to be updated by the time the client has read its
+    // response (this read once missed them on a loaded machine): wait for them, as
+    // `hello_counters` does, with the same bound.
+    let samples = scrape_until(&url, |s| {
+        s.get("ringwork_http_responses_total{code=\"5xx\"}") == Some(&3.0)
+            && s.get("ringwork_proxy_upstream_errors_total{kind=\"502\",pool=\"gone\"}")
+                == Some(&3.0)
+    });
     assert_eq!(
         sample(&samples, "ringwork_http_responses_total{code=\"5xx\"}"),
         3.0

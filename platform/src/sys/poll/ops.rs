@@ -122,13 +122,17 @@ pub(super) fn send_stream(
     max_iovecs: usize,
 ) {
     while !state.send.is_empty() {
-        if state.send.front_file().is_some() {
-            // A file range: the kernel reads it into the socket (see `sys/sendfile.rs`).
+        if state.send.file_len() > 0 {
+            // File ranges queued: the queue is served as io_uring serves it (see
+            // `sys/sendfile.rs`): the bytes before a range with `MSG_MORE`, so a response
+            // head leaves in one segment with its file's first bytes, the ranges by
+            // sendfile(2), until no range is left.
             #[cfg(uring)]
             {
                 use std::os::fd::AsRawFd;
                 let fd = entry.source.sock_ref().as_raw_fd();
-                let (wait, calls) = crate::sys::sendfile::pump(state, id, fd, out);
+                let (wait, calls) =
+                    crate::sys::sendfile::pump_queue(state, id, fd, max_iovecs, out);
                 io.submitted += calls;
                 match wait {
                     crate::sys::sendfile::Wait::Writable => {
@@ -378,7 +382,7 @@ pub(super) fn recv_datagrams(
                 None => Completion::ReceivedFromUnix {
                     socket: id,
                     buf,
-                    from: crate::completion::unix_sender(from),
+                    from: Box::new(crate::completion::unix_sender(from)),
                     truncated,
                 },
             }),

@@ -21,7 +21,7 @@ use std::net::Shutdown;
 use mio::{Interest, Registry, Token};
 use socket2::{MaybeUninitSlice, SockAddr, SockRef, Socket};
 
-use crate::table::SocketKind;
+use crate::table::{Dest, SocketKind};
 
 /// `send` flags: never raise SIGPIPE on a closed connection (the error is reported instead).
 /// Apple systems have no MSG_NOSIGNAL; sockets there get SO_NOSIGPIPE instead.
@@ -331,7 +331,7 @@ impl Source {
     #[cfg(target_os = "linux")]
     pub(super) fn send_segments<'a>(
         &self,
-        mut run: impl Iterator<Item = &'a (bytes::Bytes, SockAddr)>,
+        mut run: impl Iterator<Item = &'a (bytes::Bytes, Dest)>,
     ) -> io::Result<usize> {
         use crate::sys::udp_gso::{MAX_SEGMENTS, SegmentControl};
         let Source::Udp(s) = self else {
@@ -349,27 +349,31 @@ impl Source {
         }
         // A segment is at most udp_gso's MAX_SEGMENT_SIZE bytes: it fits a u16.
         let control = SegmentControl::new(slices[0].len() as u16);
+        let to = to.sock_addr();
         let msg = socket2::MsgHdr::new()
-            .with_addr(to)
+            .with_addr(&to)
             .with_buffers(&slices[..count])
             .with_control(control.as_bytes());
         retry(|| s.try_io(|| SockRef::from(s).sendmsg(&msg, SEND_FLAGS)))
     }
 
     /// Sends one datagram to `to`.
-    pub(super) fn send_to(&self, buf: &[u8], to: &SockAddr) -> io::Result<usize> {
+    pub(super) fn send_to(&self, buf: &[u8], to: &Dest) -> io::Result<usize> {
         match self {
             Source::Udp(s) => {
-                let to = to.as_socket().ok_or_else(|| {
-                    io::Error::new(
+                let Dest::Ip(to) = *to else {
+                    return Err(io::Error::new(
                         io::ErrorKind::InvalidInput,
                         "a UDP datagram to a non-IP address",
-                    )
-                })?;
+                    ));
+                };
                 retry(|| s.send_to(buf, to))
             }
             #[cfg(unix)]
-            Source::UnixDatagram(s) => retry(|| s.try_io(|| SockRef::from(s).send_to(buf, to))),
+            Source::UnixDatagram(s) => {
+                let to = to.sock_addr();
+                retry(|| s.try_io(|| SockRef::from(s).send_to(buf, &to)))
+            }
             _ => Err(wrong_kind()),
         }
     }

@@ -37,7 +37,7 @@ use crate::completion::Completion;
 use crate::error::OpError;
 use crate::id::{OpId, OpKind, SocketId};
 use crate::sys::udp_gso::{self, Gather, SegmentControl};
-use crate::table::Core;
+use crate::table::{Core, Dest};
 
 use super::{empty_msghdr, sockaddr_to_std};
 
@@ -164,7 +164,10 @@ pub(super) struct DatagramSend {
     iovs: Vec<libc::iovec>,
     /// The `UDP_SEGMENT` control message (used when more than one datagram).
     control: SegmentControl,
-    pub(super) addr: SockAddr,
+    /// The destination, as queued (put back in the queue with the datagrams after `EAGAIN`)
+    /// and as the kernel reads it (`msg_name`).
+    dest: Dest,
+    addr: SockAddr,
     /// The datagrams, in the order queued.
     pub(super) datagrams: Vec<Bytes>,
 }
@@ -178,7 +181,7 @@ impl DatagramSend {
 
 /// With GSO and gathering on for the socket, groups `queue`'s datagrams by destination and
 /// size before its sends are taken (see `sys/udp_gso.rs`); `room` is the driver's.
-pub(super) fn gather(queue: &mut VecDeque<(Bytes, SockAddr)>, udp: &UdpOps, room: &mut Gather) {
+pub(super) fn gather(queue: &mut VecDeque<(Bytes, Dest)>, udp: &UdpOps, room: &mut Gather) {
     if udp.gso && udp.gather {
         udp_gso::gather(queue, room);
     }
@@ -187,10 +190,10 @@ pub(super) fn gather(queue: &mut VecDeque<(Bytes, SockAddr)>, udp: &UdpOps, room
 /// Takes the next send off `queue` (its head, or a GSO run: see `sys/udp_gso.rs`) into
 /// `run` (empty on entry); returns its destination.
 pub(super) fn take_run(
-    queue: &mut VecDeque<(Bytes, SockAddr)>,
+    queue: &mut VecDeque<(Bytes, Dest)>,
     udp: &UdpOps,
     run: &mut Vec<Bytes>,
-) -> Option<SockAddr> {
+) -> Option<Dest> {
     let len = udp_gso::run_len(queue, udp.gso);
     let mut to = None;
     for (bytes, addr) in queue.drain(..len) {
@@ -218,7 +221,7 @@ impl DatagramSends {
         socket: SocketId,
         fd: Fd,
         run: &mut Vec<Bytes>,
-        to: SockAddr,
+        to: Dest,
     ) -> squeue::Entry {
         let mut send = self.spare.pop().unwrap_or_else(|| {
             Box::new(DatagramSend {
@@ -226,12 +229,14 @@ impl DatagramSends {
                 msg: empty_msghdr(),
                 iovs: Vec::new(),
                 control: SegmentControl::new(0),
+                dest: Dest::Ip(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))),
                 addr: SockAddr::from(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))),
                 datagrams: Vec::new(),
             })
         });
         send.socket = socket;
-        send.addr = to;
+        send.addr = to.sock_addr().into_owned();
+        send.dest = to;
         send.iovs.clear();
         send.datagrams.clear();
         send.datagrams.append(run);
@@ -370,7 +375,7 @@ impl super::Uring {
             }
             r if r == -libc::EAGAIN || r == -libc::ECANCELED || refused => {
                 for bytes in send.datagrams.drain(..).rev() {
-                    state.datagrams.push_front((bytes, send.addr.clone()));
+                    state.datagrams.push_front((bytes, send.dest.clone()));
                 }
                 if r == -libc::EAGAIN {
                     slot.send_blocked = true;

@@ -1251,7 +1251,7 @@ impl Uring {
                             out.push(Completion::ReceivedFromUnix {
                                 socket: id,
                                 buf,
-                                from,
+                                from: Box::new(from),
                                 truncated,
                             });
                         }

@@ -18,7 +18,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::message::{
     CLASS_ANY, CLASS_IN, CLASSIC_UDP, Edns, Header, MessageWriter, Query, Record, Section,
-    parse_query, rcode,
+    parse_query, parse_query_into, rcode,
 };
 use super::name::{Name, lowercase_wire};
 use super::rdata::{RData, RType};
@@ -282,6 +282,8 @@ fn size_limit(query: &Query, transport: Transport) -> usize {
 pub struct AnswerCache {
     /// aHash, seeded at random: the keys come from the network (see Cargo.toml).
     entries: HashMap<Box<[u8]>, Box<[u8]>, ahash::RandomState>,
+    /// The query being answered, parsed in place (see [`parse_query_into`]).
+    query: Query,
     bytes: usize,
     max_bytes: usize,
     hits: u64,
@@ -294,6 +296,7 @@ impl AnswerCache {
     pub fn new(max_bytes: usize) -> Self {
         Self {
             entries: HashMap::with_hasher(ahash::RandomState::new()),
+            query: Query::default(),
             bytes: 0,
             max_bytes,
             hits: 0,
@@ -315,13 +318,14 @@ impl AnswerCache {
         transport: Transport,
         out: &mut Vec<u8>,
     ) -> bool {
-        let Ok(query) = parse_query(msg) else {
+        if parse_query_into(msg, &mut self.query).is_err() {
             return catalog.answer_into(msg, transport, out);
-        };
+        }
+        let query = &self.query;
         if query.edns.is_some_and(|e| e.version != 0) {
             return catalog.answer_into(msg, transport, out);
         }
-        let limit = size_limit(&query, transport);
+        let limit = size_limit(query, transport);
         let mut key = [0u8; 9 + 255];
         key[0..2].copy_from_slice(&query.qtype.0.to_be_bytes());
         key[2..4].copy_from_slice(&query.qclass.to_be_bytes());
@@ -346,7 +350,7 @@ impl AnswerCache {
             return true;
         }
         self.misses += 1;
-        *out = catalog.respond(msg, &query, transport, std::mem::take(out));
+        *out = catalog.respond(msg, query, transport, std::mem::take(out));
         // The template: no id, no RD or CD, the question name as the key has it.
         let mut template: Box<[u8]> = out.as_slice().into();
         if template.len() >= name_at.end {

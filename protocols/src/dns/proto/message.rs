@@ -156,6 +156,20 @@ pub struct Query {
     pub edns: Option<Edns>,
 }
 
+impl Default for Query {
+    /// An empty query (no name, type 0), to parse into ([`parse_query_into`]).
+    fn default() -> Self {
+        Self {
+            header: Header::default(),
+            qname: NameBuf::new(),
+            qtype: RType(0),
+            qclass: 0,
+            question: 0..0,
+            edns: None,
+        }
+    }
+}
+
 /// Why a query was refused before it could be answered: what to answer with.
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub struct QueryError {
@@ -177,6 +191,19 @@ pub struct QueryError {
 /// sections), NOTIMP for an opcode other than QUERY; with `id: None` when even the header
 /// is missing (drop it).
 pub fn parse_query(msg: &[u8]) -> Result<Query, QueryError> {
+    let mut query = Query::default();
+    parse_query_into(msg, &mut query)?;
+    Ok(query)
+}
+
+/// [`parse_query`] into `query`, reused from query to query: a [`Query`] is some 300 bytes
+/// (its name buffer), and a server reading one per datagram would otherwise make and move
+/// one each time. After an error, `query` holds parts of the message (read it again before
+/// use).
+///
+/// # Errors
+/// As [`parse_query`].
+pub fn parse_query_into(msg: &[u8], query: &mut Query) -> Result<(), QueryError> {
     let header = Header::parse(msg).map_err(|_| QueryError {
         rcode: rcode::FORMERR,
         id: None,
@@ -208,9 +235,9 @@ pub fn parse_query(msg: &[u8]) -> Result<Query, QueryError> {
             "records in a query's answer or authority",
         ));
     }
-    let mut qname = NameBuf::new();
-    let after_name = read_name(msg, HEADER_LEN, &mut qname)
-        .map_err(|_| fail(rcode::FORMERR, "bad question name"))?;
+    let qname = &mut query.qname;
+    let after_name =
+        read_name(msg, HEADER_LEN, qname).map_err(|_| fail(rcode::FORMERR, "bad question name"))?;
     // Nothing precedes the first name a pointer could usefully reach: a compressed
     // question is malformed (and could not be echoed as sent).
     if after_name - HEADER_LEN != qname.wire().len() {
@@ -245,14 +272,12 @@ pub fn parse_query(msg: &[u8]) -> Result<Query, QueryError> {
     if at != msg.len() {
         return Err(fail(rcode::FORMERR, "bytes after the last record"));
     }
-    Ok(Query {
-        header,
-        qname,
-        qtype,
-        qclass,
-        question,
-        edns,
-    })
+    query.header = header;
+    query.qtype = qtype;
+    query.qclass = qclass;
+    query.question = question;
+    query.edns = edns;
+    Ok(())
 }
 
 /// The fixed fields of a record whose data is not read.

@@ -42,6 +42,27 @@ fn a_query_is_read_with_its_question_as_sent() {
 }
 
 #[test]
+fn a_reused_query_reads_each_message_whole() {
+    let mut q = Query::default();
+    let long = query(1, "a-longer-name.example.", RType::AAAA, Some(1232));
+    parse_query_into(&long, &mut q).expect("a query");
+    // An error leaves parts behind; the next query read replaces every field.
+    let mut bad = long.clone();
+    bad.push(0);
+    assert!(parse_query_into(&bad, &mut q).is_err());
+    let short = query(2, "B.example.", RType::A, None);
+    parse_query_into(&short, &mut q).expect("a query");
+    let fresh = parse_query(&short).expect("a query");
+    assert_eq!(q.header, fresh.header);
+    assert_eq!(q.qname.wire(), fresh.qname.wire());
+    assert_eq!(q.qname.to_name().to_string(), "b.example.");
+    assert_eq!(
+        (q.qtype, q.qclass, q.question.clone(), q.edns),
+        (fresh.qtype, fresh.qclass, fresh.question, None)
+    );
+}
+
+#[test]
 fn malformed_queries_name_their_answer() {
     let good = query(9, "a.example.", RType::A, None);
     // Short header: no answer at all.
