@@ -29,14 +29,17 @@ use crate::http::proto::{H1Error, Headers, ResponseHead, Version, encode};
 pub struct Response {
     pub(crate) head: ResponseHead,
     pub(crate) body: Bytes,
-    /// `head.headers` as HTTP/1.1 sends them, checked and encoded once
-    /// ([`Response::prepared`]); `None` when not prepared or changed since.
+    /// The fields, checked and encoded once ([`Response::prepared`]): they are moved here
+    /// out of `head.headers` (left empty), so a clone shares them; `None` when not
+    /// prepared or changed since.
     pub(crate) fields: Option<Arc<PreparedFields>>,
 }
 
 /// The field lines of a prepared [`Response`], and what framing reads from its fields.
 #[derive(Debug)]
 pub(crate) struct PreparedFields {
+    /// The fields (the response's `head.headers` while it is prepared).
+    headers: Headers,
     /// Every field but the managed ones ([`MANAGED`]), encoded (`name: value\r\n` each),
     /// each checked as [`encode::write_field`] checks it.
     lines: Box<[u8]>,
@@ -57,6 +60,7 @@ impl PreparedFields {
         let mut lines = BytesMut::new();
         write_unmanaged_fields(&head.headers, &mut lines).ok()?;
         Some(Self {
+            headers: Headers::new(),
             lines: lines[..].into(),
             declared,
             close: head.headers.has_token("connection", "close"),
@@ -82,8 +86,28 @@ impl Response {
     /// cannot be sent leaves it unprepared (framing refuses it then, with a 500).
     #[must_use]
     pub fn prepared(mut self) -> Self {
-        self.fields = PreparedFields::of(&self.head).map(Arc::new);
+        self.unprepare();
+        if let Some(mut fields) = PreparedFields::of(&self.head) {
+            fields.headers = std::mem::take(&mut self.head.headers);
+            self.fields = Some(Arc::new(fields));
+        }
         self
+    }
+
+    /// The response with its fields back in `head.headers` (not prepared), for code that
+    /// reads or changes them there.
+    pub(crate) fn unprepared(mut self) -> Self {
+        self.unprepare();
+        self
+    }
+
+    fn unprepare(&mut self) {
+        if let Some(fields) = self.fields.take() {
+            self.head.headers = match Arc::try_unwrap(fields) {
+                Ok(fields) => fields.headers,
+                Err(shared) => shared.headers.clone(),
+            };
+        }
     }
 
     /// 200 with a `text/plain; charset=utf-8` body.
@@ -128,8 +152,8 @@ impl Response {
     /// Adds a field (others of the same name stay).
     #[must_use]
     pub fn header(mut self, name: impl Into<Bytes>, value: impl Into<Bytes>) -> Self {
+        self.unprepare();
         self.head.headers.append(name, value);
-        self.fields = None;
         self
     }
 
@@ -142,12 +166,15 @@ impl Response {
     /// The fields.
     #[must_use]
     pub fn headers(&self) -> &Headers {
-        &self.head.headers
+        match &self.fields {
+            Some(fields) => &fields.headers,
+            None => &self.head.headers,
+        }
     }
 
     /// The fields, to change.
     pub fn headers_mut(&mut self) -> &mut Headers {
-        self.fields = None;
+        self.unprepare();
         &mut self.head.headers
     }
 

@@ -1085,6 +1085,7 @@ fn a_prepared_response_frames_as_the_unprepared_one() {
     for request in requests {
         for response in &responses {
             let plain = answer_bytes(request, response.clone());
+            assert_eq!(response.clone().prepared().headers(), response.headers());
             let prepared = answer_bytes(request, response.clone().prepared());
             assert_eq!(
                 String::from_utf8_lossy(&prepared.0),
