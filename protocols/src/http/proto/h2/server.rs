@@ -322,7 +322,7 @@ impl H2ServerConn {
     /// [`SendError::NotPending`] when the stream is answered, reset or unknown.
     pub fn send_response(&mut self, id: RequestId, response: Response) -> Result<(), SendError> {
         let stream_id = self.pending(id)?;
-        let Response { head, body } = response;
+        let Response { head, body, .. } = response.unprepared();
         let informational = head.status < 200;
         let end = informational
             || body.is_empty()
@@ -368,7 +368,7 @@ impl H2ServerConn {
     /// [`SendError::NotPending`] when the stream is answered, reset or unknown.
     pub fn send_head(&mut self, id: RequestId, response: Response) -> Result<(), SendError> {
         let stream_id = self.pending(id)?;
-        let head = response.head;
+        let head = response.unprepared().head;
         let declared = head
             .headers
             .get("content-length")

@@ -11,6 +11,7 @@
 //! (Date), §8.6 (Content-Length).
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
@@ -21,10 +22,50 @@ use crate::http::proto::{H1Error, Headers, ResponseHead, Version, encode};
 ///
 /// The server frames it: it sets Content-Length (or omits the body for HEAD, 1xx, 204 and
 /// 304), Date and Connection, and drops any Transfer-Encoding the application set.
+///
+/// A response sent again and again (a canned answer) can have its fields checked and
+/// encoded once ([`Response::prepared`]) and be cloned per request.
 #[derive(Clone, Debug)]
 pub struct Response {
     pub(crate) head: ResponseHead,
     pub(crate) body: Bytes,
+    /// The fields, checked and encoded once ([`Response::prepared`]): they are moved here
+    /// out of `head.headers` (left empty), so a clone shares them; `None` when not
+    /// prepared or changed since.
+    pub(crate) fields: Option<Arc<PreparedFields>>,
+}
+
+/// The field lines of a prepared [`Response`], and what framing reads from its fields.
+#[derive(Debug)]
+pub(crate) struct PreparedFields {
+    /// The fields (the response's `head.headers` while it is prepared).
+    headers: Headers,
+    /// Every field but the managed ones ([`MANAGED`]), encoded (`name: value\r\n` each),
+    /// each checked as [`encode::write_field`] checks it.
+    lines: Box<[u8]>,
+    /// The Content-Length the application declared, checked to be a number.
+    declared: Option<u64>,
+    /// A Connection field holds `close`.
+    close: bool,
+}
+
+impl PreparedFields {
+    /// The fields of `head` encoded and checked; `None` when one cannot be sent (framing
+    /// then refuses the response, as it does an unprepared one).
+    fn of(head: &ResponseHead) -> Option<Self> {
+        let declared = match head.headers.get("content-length") {
+            Some(value) => Some(declared_length(value).ok()?),
+            None => None,
+        };
+        let mut lines = BytesMut::new();
+        write_unmanaged_fields(&head.headers, &mut lines).ok()?;
+        Some(Self {
+            headers: Headers::new(),
+            lines: lines[..].into(),
+            declared,
+            close: head.headers.has_token("connection", "close"),
+        })
+    }
 }
 
 impl Response {
@@ -34,6 +75,38 @@ impl Response {
         Self {
             head: ResponseHead::new(status),
             body: Bytes::new(),
+            fields: None,
+        }
+    }
+
+    /// The response with its fields checked and encoded now, once: framing it (and every
+    /// clone of it) copies the encoded lines instead of checking each field again. Build a
+    /// canned answer once, prepared, and send a clone per request. Changing a field
+    /// afterwards ([`Response::header`], [`Response::headers_mut`]) undoes it; a field that
+    /// cannot be sent leaves it unprepared (framing refuses it then, with a 500).
+    #[must_use]
+    pub fn prepared(mut self) -> Self {
+        self.unprepare();
+        if let Some(mut fields) = PreparedFields::of(&self.head) {
+            fields.headers = std::mem::take(&mut self.head.headers);
+            self.fields = Some(Arc::new(fields));
+        }
+        self
+    }
+
+    /// The response with its fields back in `head.headers` (not prepared), for code that
+    /// reads or changes them there.
+    pub(crate) fn unprepared(mut self) -> Self {
+        self.unprepare();
+        self
+    }
+
+    fn unprepare(&mut self) {
+        if let Some(fields) = self.fields.take() {
+            self.head.headers = match Arc::try_unwrap(fields) {
+                Ok(fields) => fields.headers,
+                Err(shared) => shared.headers.clone(),
+            };
         }
     }
 
@@ -79,6 +152,7 @@ impl Response {
     /// Adds a field (others of the same name stay).
     #[must_use]
     pub fn header(mut self, name: impl Into<Bytes>, value: impl Into<Bytes>) -> Self {
+        self.unprepare();
         self.head.headers.append(name, value);
         self
     }
@@ -92,11 +166,15 @@ impl Response {
     /// The fields.
     #[must_use]
     pub fn headers(&self) -> &Headers {
-        &self.head.headers
+        match &self.fields {
+            Some(fields) => &fields.headers,
+            None => &self.head.headers,
+        }
     }
 
     /// The fields, to change.
     pub fn headers_mut(&mut self) -> &mut Headers {
+        self.unprepare();
         &mut self.head.headers
     }
 
@@ -183,18 +261,18 @@ fn try_frame_head(
     // too (RFC 9110 §9.3.2).
     let no_body_status = (100..200).contains(&status) || status == 204 || status == 304;
     let send_body = !no_body_status && !input.is_head;
-    let declared = match head.headers.get("content-length") {
-        Some(value) => Some(
-            std::str::from_utf8(value)
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .ok_or(H1Error::InvalidResponseHeader {
-                    what: "Content-Length is not a number",
-                })?,
-        ),
-        None => None,
+    let prepared = response.fields.as_deref();
+    let (declared, close) = match prepared {
+        Some(prepared) => (prepared.declared, prepared.close),
+        None => {
+            let declared = match head.headers.get("content-length") {
+                Some(value) => Some(declared_length(value)?),
+                None => None,
+            };
+            (declared, head.headers.has_token("connection", "close"))
+        }
     };
-    let mut keep_alive = input.keep_alive && !head.headers.has_token("connection", "close");
+    let mut keep_alive = input.keep_alive && !close;
     let framing = if !streaming || !send_body {
         Framing::None
     } else if let Some(n) = declared {
@@ -205,12 +283,11 @@ fn try_frame_head(
         keep_alive = false;
         Framing::CloseDelimited
     };
-    out.reserve(128 + head.headers.len() * 32);
+    out.reserve(128 + prepared.map_or(head.headers.len() * 32, |p| p.lines.len()));
     encode::write_status_line(out, Version::Http11, status, &head.reason)?;
-    for (name, value) in head.headers.iter() {
-        if !MANAGED.iter().any(|m| m.eq_ignore_ascii_case(name)) {
-            encode::write_field(out, name, value)?;
-        }
+    match prepared {
+        Some(prepared) => out.extend_from_slice(&prepared.lines),
+        None => write_unmanaged_fields(&head.headers, out)?,
     }
     if let Some(server) = input.server_name {
         encode::write_field(out, b"Server", server)?;
@@ -257,6 +334,26 @@ fn try_frame_head(
         keep_alive,
         send_body,
     })
+}
+
+/// A declared Content-Length value as a number.
+fn declared_length(value: &[u8]) -> Result<u64, H1Error> {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .ok_or(H1Error::InvalidResponseHeader {
+            what: "Content-Length is not a number",
+        })
+}
+
+/// Encodes every field of `headers` but the managed ones, each checked.
+fn write_unmanaged_fields(headers: &Headers, out: &mut BytesMut) -> Result<(), H1Error> {
+    for (name, value) in headers.iter() {
+        if !MANAGED.iter().any(|m| m.eq_ignore_ascii_case(name)) {
+            encode::write_field(out, name, value)?;
+        }
+    }
+    Ok(())
 }
 
 /// The answer when the application's response cannot be framed.

@@ -1035,3 +1035,80 @@ fn sent_events_only_when_reported() {
         assert_eq!(got.len(), 2);
     }
 }
+
+/// The bytes a fresh connection sends for `request` answered with `response` (a fixed
+/// `Date`), and the answer's result.
+fn answer_bytes(request: &str, response: Response) -> (Vec<u8>, Result<(), SendError>) {
+    let mut server = ServerConn::new(ServerConfig::default());
+    let now = Instant::now();
+    server.handle_connected(now);
+    server.set_date(*b"Mon, 07 Dec 2026 09:00:00 GMT");
+    server.handle_input(request.as_bytes(), now);
+    let Some(ServerEvent::Request { id, .. }) = server.poll_event() else {
+        panic!("no request in {request:?}")
+    };
+    let result = server.send_response(id, response);
+    let sent = std::iter::from_fn(|| server.poll_transmit(now)).fold(Vec::new(), |mut all, b| {
+        all.extend_from_slice(&b);
+        all
+    });
+    (sent, result)
+}
+
+/// A prepared response (fields checked and encoded once) goes out byte for byte as the same
+/// response unprepared, whatever the request and fields: managed fields dropped, a declared
+/// length kept for HEAD, `Connection: close` honoured; a field changed after preparing is
+/// sent, and an unsendable field still gets the 500.
+#[test]
+fn a_prepared_response_frames_as_the_unprepared_one() {
+    let requests = [
+        GET,
+        "HEAD / HTTP/1.1\r\nHost: t\r\n\r\n",
+        "GET / HTTP/1.0\r\n\r\n",
+        "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    ];
+    let responses = [
+        Response::new(200)
+            .header("Content-Type", "text/plain")
+            .with_body("Hello, World!"),
+        Response::text("x").header("Connection", "close"),
+        Response::new(200)
+            .header("Content-Length", "1000")
+            .header("Transfer-Encoding", "chunked")
+            .header("Date", "yesterday")
+            .header("X-A", "1"),
+        Response::new(204).header("Keep-Alive", "timeout=5"),
+        Response::new(304).header("ETag", "\"v1\""),
+        Response::error(404),
+    ];
+    for request in requests {
+        for response in &responses {
+            let plain = answer_bytes(request, response.clone());
+            assert_eq!(response.clone().prepared().headers(), response.headers());
+            let prepared = answer_bytes(request, response.clone().prepared());
+            assert_eq!(
+                String::from_utf8_lossy(&prepared.0),
+                String::from_utf8_lossy(&plain.0),
+                "{request:?}"
+            );
+            assert_eq!(prepared.1, plain.1);
+            assert!(plain.1.is_ok());
+        }
+    }
+    let changed = Response::text("x").prepared().header("X-Later", "1");
+    let (sent, _) = answer_bytes(GET, changed);
+    assert!(String::from_utf8_lossy(&sent).contains("X-Later: 1\r\n"));
+    let mut cleared = Response::text("x").header("X-Gone", "1").prepared();
+    cleared.headers_mut().remove("x-gone");
+    let (sent, _) = answer_bytes(GET, cleared);
+    assert!(!String::from_utf8_lossy(&sent).contains("X-Gone"));
+    for bad in [
+        Response::new(200).header("X-Bad", "a\r\nb"),
+        Response::new(200).header("Content-Length", "many"),
+    ] {
+        let (sent, result) = answer_bytes(GET, bad.prepared());
+        assert!(matches!(result, Err(SendError::Invalid(_))), "{result:?}");
+        assert!(String::from_utf8_lossy(&sent).starts_with("HTTP/1.1 500 "));
+    }
+}
