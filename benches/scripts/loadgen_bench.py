@@ -43,6 +43,10 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+sys.dont_write_bytecode = True  # importing lib/ leaves no __pycache__ in the tree
+from listening import wait_listening  # noqa: E402
+
 # Run before every server and generator command (`nice -n N` with --nice).
 PREFIX = []
 # Environment added for each ringwork-load by name (--load-env).
@@ -51,17 +55,6 @@ ENVS = {}
 PIPE_ARGS = {}
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
-
-
-def wait_listening(port, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"error: nothing listens on port {port} after {timeout} s")
 
 
 def free_port():
