@@ -589,45 +589,12 @@ impl Report {
             "  latency    {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
             "mean", "stdev", "p50", "p90", "p99", "p99.9", "p99.99", "max"
         );
-        let _ = writeln!(
-            s,
-            "             {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
-            us(l.mean as u64),
-            us(l.stdev as u64),
-            us(l.p50),
-            us(l.p90),
-            us(l.p99),
-            us(l.p999),
-            us(l.p9999),
-            us(l.max)
-        );
+        latency_row(&mut s, "", l, "");
         if let Some(u) = &self.uncorrected_latency_us {
-            let _ = writeln!(
-                s,
-                "  uncorr.    {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}  (from actual send; for comparison)",
-                us(u.mean as u64),
-                us(u.stdev as u64),
-                us(u.p50),
-                us(u.p90),
-                us(u.p99),
-                us(u.p999),
-                us(u.p9999),
-                us(u.max)
-            );
+            latency_row(&mut s, "uncorr.", u, "  (from actual send; for comparison)");
         }
         if let Some(g) = &self.send_lag_us {
-            let _ = writeln!(
-                s,
-                "  send lag   {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}  (the generator's own lateness)",
-                us(g.mean as u64),
-                us(g.stdev as u64),
-                us(g.p50),
-                us(g.p90),
-                us(g.p99),
-                us(g.p999),
-                us(g.p9999),
-                us(g.max)
-            );
+            latency_row(&mut s, "send lag", g, "  (the generator's own lateness)");
         }
         let secs = self.duration_s.max(1e-9);
         let _ = writeln!(
@@ -709,6 +676,22 @@ impl Report {
         }
         s
     }
+}
+
+/// One row of the latency table: `label`, then mean, stdev and the percentiles, then `note`.
+fn latency_row(s: &mut String, label: &str, l: &Latency, note: &str) {
+    let _ = writeln!(
+        s,
+        "  {label:<8}   {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}{note}",
+        us(l.mean as u64),
+        us(l.stdev as u64),
+        us(l.p50),
+        us(l.p90),
+        us(l.p99),
+        us(l.p999),
+        us(l.p9999),
+        us(l.max)
+    );
 }
 
 fn us(v: u64) -> String {
