@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """RSS of `ringwork serve hello --cores 1` at start, after one request, per mapping (issue 16).
 
-    benches/scripts/start_rss.py BINARY [RUNS] [-- EXTRA SERVER ARGS...]
+    benches/scripts/start_rss.py BINARY [RUNS] [-- EXTRA SERVER ARGS...]   # PORT (18091): first port
     SERVICE=echo benches/scripts/start_rss.py BINARY 10
     EVICT=1 benches/scripts/start_rss.py BINARY 10   # drop the binary's page cache first
 
@@ -111,8 +111,9 @@ def main():
     cols = ["VmRSS", "RssAnon", "RssFile", "bin r-xp", "bin r--p", "bin rw-p", "libc r-xp", "libc r--p",
             "ld-linux-x86-64 r-xp", "libgcc_s r-xp"]
     rows = []
-    for _ in range(runs):
-        st, files = run(binary, extra, port, service)
+    for i in range(runs):
+        # A port of its own per run: the previous run's port may still be held briefly.
+        st, files = run(binary, extra, port + i, service)
         row = {**st, **files}
         rows.append(row)
         print(" ".join(f"{c.split()[0][:8]}{'/' + c.split()[1] if ' ' in c else ''}={row.get(c, 0)}" for c in cols))
