@@ -5,7 +5,7 @@
 #   benches/scripts/start_profile.sh [BINARY] > symbols.txt
 #
 # Runs BINARY (default target/release/ringwork) under `valgrind --tool=callgrind` for each
-# service in $SERVICES (default "hello echo") on each backend in $BACKENDS (default "uring
+# service in $SERVICES (default "hello echo web"; web serves a one-file root) on each backend in $BACKENDS (default "uring
 # poll"): start-up, one request on a connection of its own, a dump; then prints the mangled
 # names of the binary's functions that ran, each once, in the order of first appearance.
 # callgrind sees every function that runs (sampling would miss the short ones); inlined
@@ -18,12 +18,16 @@ source "$here/lib/callgrind.sh"
 bin=$(realpath "${1:-$here/../../target/release/ringwork}")
 out=$(mktemp -d)
 port=${PORT:-18093}
-for service in ${SERVICES:-hello echo}; do
+mkdir "$out/root"
+echo hello >"$out/root/index.html"
+for service in ${SERVICES:-hello echo web}; do
+    args=()
+    if [ "$service" = web ]; then args=(--root "$out/root"); fi
     for backend in ${BACKENDS:-uring poll}; do
         valgrind --tool=callgrind --compress-strings=no --compress-pos=no --demangle=no \
             --dump-line=no --callgrind-out-file="$out/$service-$backend.%p" \
             "$bin" serve "$service" --listen "tcp:$port:interface=127.0.0.1" --cores 1 \
-            --backend "$backend" 2>"$out/$service-$backend.log" &
+            --backend "$backend" "${args[@]}" 2>"$out/$service-$backend.log" &
         server=$!
         if [ "$service" = echo ]; then
             request() {
@@ -47,13 +51,19 @@ for service in ${SERVICES:-hello echo}; do
     done
 done
 # fn=NAME lines after ob=BINARY name the binary's functions (cfn= lines are callees, which
-# also appear as fn= where they ran).
+# also appear as fn= where they ran). Printed most shared first: the functions every run
+# ran, then those of fewer runs (the HTTP services' path, one backend's, one service's),
+# each group in the order of first appearance, so that what a service needs sits close.
 awk -v bin="$bin" '
+    FNR == 1 { run++ }
     /^ob=/ { ob = substr($0, 4) }
     /^fn=/ {
         name = substr($0, 4)
         sub(/\047[0-9]+$/, "", name)          # callgrind marks recursion levels: NAME'\''2
-        if (ob == bin && name !~ /^(\(|0x)/ && !(name in seen)) { seen[name] = 1; print name }
+        if (ob != bin || name ~ /^(\(|0x)/) next
+        if (!(name in first)) { first[name] = ++order }
+        if (last[name] != run) { last[name] = run; runs[name]++ }
     }
-' $(ls "$out"/*.[0-9]*.1 2>/dev/null || ls "$out"/*.[0-9]*)
+    END { for (name in first) printf "%d %d %s\n", runs[name], first[name], name }
+' $(ls "$out"/*.[0-9]*.1 2>/dev/null || ls "$out"/*.[0-9]*) | sort -k1,1nr -k2,2n | cut -d" " -f3-
 [ -n "${KEEP:-}" ] && echo "$out" >&2 || rm -rf "$out"

@@ -9,7 +9,7 @@ Starts the server RUNS times (default 5), sends one `GET /` on a connection of i
 (closed again; with SERVICE=echo a line, echoed), reads /proc/PID/status and /proc/PID/smaps
 and prints, per run, VmRSS = RssAnon + RssFile and the resident KiB of each file's
 mappings by permission (the binary's text r-xp, its read-only data r--p, libc, ld.so),
-then the median of each column. The file-backed part depends on how the binary's pages
+then the median of each column and the range of the totals. The file-backed part depends on how the binary's pages
 entered the page cache (the kernel maps whole page-cache folios around a fault): with
 EVICT=1 every run starts from an evicted binary (posix_fadvise DONTNEED on it), so each
 run reads it back the same way; without it the page cache is whatever the previous runs
@@ -118,6 +118,7 @@ def main():
         rows.append(row)
         print(" ".join(f"{c.split()[0][:8]}{'/' + c.split()[1] if ' ' in c else ''}={row.get(c, 0)}" for c in cols))
     print("median KiB: " + ", ".join(f"{c} {statistics.median(r.get(c, 0) for r in rows):.0f}" for c in cols))
+    print("min–max KiB: " + ", ".join(f"{c} {min(r.get(c, 0) for r in rows)}–{max(r.get(c, 0) for r in rows)}" for c in cols[:3]))
 
 
 if __name__ == "__main__":
