@@ -15,9 +15,10 @@
 //!   so it is used only when the building system's glibc is that new: like any glibc
 //!   binary, it runs where it was built and on newer systems.
 //!
-//! Only for x86_64 Linux with the toolchain's default linker (rust-lld, which knows both
-//! options): a build that picks its own linker in RUSTFLAGS links without them, and
-//! `RINGWORK_PLAIN_LINK=1` turns both off.
+//! Only for x86_64 Linux with the toolchain's default linker, rust-lld (Rust ≥ 1.90; it
+//! knows both options, GNU ld does not know the first): a build with an older toolchain,
+//! a linker of its own (`linker` in Cargo's configuration, or in RUSTFLAGS) links without
+//! them, and `RINGWORK_PLAIN_LINK=1` turns both off.
 
 use std::env;
 use std::path::Path;
@@ -30,9 +31,11 @@ fn main() {
     let release = var("PROFILE") == "release";
     let default_linker = var("TARGET") == "x86_64-unknown-linux-gnu"
         && var("HOST") == var("TARGET")
+        && env::var_os("RUSTC_LINKER").is_none()
         && !["linker", "fuse-ld", "link-self-contained"]
             .iter()
-            .any(|flag| var("CARGO_ENCODED_RUSTFLAGS").contains(flag));
+            .any(|flag| var("CARGO_ENCODED_RUSTFLAGS").contains(flag))
+        && rustc_at_least(&var("RUSTC"), 1, 90);
     if !release || !default_linker || var("RINGWORK_PLAIN_LINK") == "1" {
         return;
     }
@@ -47,6 +50,19 @@ fn main() {
     }
 }
 
+/// Whether the compiler (`rustc -vV`: "release: 1.95.0") is at least MAJOR.MINOR, the
+/// version from which it links with rust-lld by default on x86_64 Linux; false when it
+/// cannot tell.
+fn rustc_at_least(rustc: &str, major: u32, minor: u32) -> bool {
+    let Ok(out) = Command::new(rustc).arg("-vV").output() else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|line| line.strip_prefix("release: "))
+        .is_some_and(|version| version_at_least(version, major, minor))
+}
+
 /// Whether the building system's glibc (`getconf GNU_LIBC_VERSION`: "glibc 2.36") is at
 /// least MAJOR.MINOR; false when it cannot tell.
 fn glibc_at_least(major: u32, minor: u32) -> bool {
@@ -54,10 +70,16 @@ fn glibc_at_least(major: u32, minor: u32) -> bool {
         return false;
     };
     let text = String::from_utf8_lossy(&out.stdout);
-    let Some(version) = text.trim().strip_prefix("glibc ") else {
-        return false;
-    };
-    let mut parts = version.split('.').map(|part| part.parse::<u32>().ok());
+    text.trim()
+        .strip_prefix("glibc ")
+        .is_some_and(|version| version_at_least(version, major, minor))
+}
+
+/// Whether VERSION ("2.36", "1.95.0-nightly") is at least MAJOR.MINOR.
+fn version_at_least(version: &str, major: u32, minor: u32) -> bool {
+    let mut parts = version
+        .split(['.', '-'])
+        .map(|part| part.parse::<u32>().ok());
     match (parts.next().flatten(), parts.next().flatten()) {
         (Some(have_major), Some(have_minor)) => (have_major, have_minor) >= (major, minor),
         _ => false,
