@@ -6,8 +6,9 @@
 #
 #   benches/scripts/start_order_check.sh [BINARY]   # default target/release/ringwork
 #
-# Prints how many of the listed names BINARY defines and whether it has packed relative
-# relocations (.relr.dyn); exits 1 when fewer than 90% of the names are defined (regenerate the list:
+# Prints how many of the listed names BINARY defines, how far apart they lie and whether it
+# has packed relative relocations (.relr.dyn); exits 1 when the listed functions are spread
+# out (linked without the list) or fewer than 90% of the names are defined (regenerate the list:
 # `benches/scripts/start_profile.sh > protocols/cli/start-order.txt`, then build again).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -23,7 +24,20 @@ if grep -q '\.relr\.dyn' <<<"$sections"; then
 else
     echo "packed relative relocations: no (glibc < 2.36 where it was built, or RINGWORK_PLAIN_LINK=1)"
 fi
+# In effect, the listed functions lie together: their span of addresses is about the sum
+# of their sizes (1.0 MB), not the whole text (8.5 MB).
+read -r span sum < <(nm -S --defined-only "$bin" | python3 -c '
+import sys
+listed = set(open(sys.argv[1]).read().split())
+spans = [(int(f[0], 16), int(f[1], 16)) for f in map(str.split, sys.stdin) if len(f) == 4 and f[3] in listed]
+lo, hi = min(at for at, _ in spans), max(at + size for at, size in spans)
+print(hi - lo, sum(size for _, size in spans))' "$list")
+echo "listed functions: $((sum / 1024)) KiB, spread over $((span / 1024)) KiB of code"
 if [ $((found * 10)) -lt $((total * 9)) ]; then
     echo "stale: regenerate with benches/scripts/start_profile.sh > protocols/cli/start-order.txt" >&2
+    exit 1
+fi
+if [ "$span" -gt $((sum * 3 / 2)) ]; then
+    echo "not in effect: linked without start-order.txt (RINGWORK_PLAIN_LINK=1, another linker)" >&2
     exit 1
 fi
