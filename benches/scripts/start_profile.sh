@@ -30,13 +30,14 @@ for service in ${SERVICES:-hello echo web}; do
             --backend "$backend" "${args[@]}" 2>"$out/$service-$backend.log" &
         server=$!
         if [ "$service" = echo ]; then
+            # A subshell: a failed `exec` redirection (nobody listening yet) ends only it.
             request() {
-                local line
-                exec 3<>"/dev/tcp/127.0.0.1/$port" || return 1
-                printf 'ping\n' >&3
-                read -r -t 2 line <&3
-                exec 3>&-
-                [ "$line" = ping ]
+                (
+                    exec 3<>"/dev/tcp/127.0.0.1/$port"
+                    printf 'ping\n' >&3
+                    read -r -t 2 line <&3
+                    [ "$line" = ping ]
+                )
             }
         else
             request() { curl -fs "http://127.0.0.1:$port/" >/dev/null; }
@@ -45,6 +46,10 @@ for service in ${SERVICES:-hello echo web}; do
             if request 2>/dev/null; then break; fi
             sleep 0.1
         done
+        if ! kill -0 "$server" 2>/dev/null; then
+            echo "$service on $backend did not start (port $port taken?): $out" >&2
+            exit 1
+        fi
         callgrind_control_waking "$server" request -d
         kill -KILL "$server"
         wait "$server" 2>/dev/null || true

@@ -82,9 +82,10 @@ pub struct ThreadPool {
 }
 
 struct Inner {
-    jobs: Sender<Job>,
-    /// Handed to each worker when the pool starts.
-    queue: Receiver<Job>,
+    /// The job queue and its receiving end (handed to each worker), made when the workers
+    /// start: a bounded channel writes every slot when made (24 bytes each, 24 KiB for
+    /// [`DEFAULT_QUEUE`]), and a server's pools may never get a job (issue 16's start RSS).
+    channel: OnceLock<(Sender<Job>, Receiver<Job>)>,
     threads: usize,
     limit: usize,
     name: &'static str,
@@ -104,11 +105,9 @@ impl ThreadPool {
     #[must_use]
     pub fn named(name: &'static str, threads: usize, queue: usize) -> Self {
         let limit = queue.max(1);
-        let (jobs, queue) = crossbeam_channel::bounded(limit);
         Self {
             inner: Arc::new(Inner {
-                jobs,
-                queue,
+                channel: OnceLock::new(),
                 threads: threads.max(1),
                 limit,
                 name,
@@ -132,7 +131,7 @@ impl ThreadPool {
     /// Jobs waiting for a thread now.
     #[must_use]
     pub fn queued(&self) -> usize {
-        self.inner.jobs.len()
+        self.inner.channel.get().map_or(0, |(jobs, _)| jobs.len())
     }
 
     /// Runs `f` on a worker thread; the returned future yields its value. Await it on a
@@ -168,7 +167,7 @@ impl ThreadPool {
                 });
             slot.complete(outcome);
         });
-        match self.inner.jobs.try_send(job) {
+        match self.channel().0.try_send(job) {
             Ok(()) => Ok(ThreadResult { slot }),
             Err(TrySendError::Full(job)) => {
                 // Dropped unrun: its completer answers a future nobody holds.
@@ -181,12 +180,19 @@ impl ThreadPool {
         }
     }
 
+    /// The job queue, made at the first call.
+    fn channel(&self) -> &(Sender<Job>, Receiver<Job>) {
+        self.inner
+            .channel
+            .get_or_init(|| crossbeam_channel::bounded(self.inner.limit))
+    }
+
     /// Starts the workers once.
     fn start(&self) -> Result<(), ThreadPoolError> {
         let inner = &self.inner;
         let started = inner.started.get_or_init(|| {
             for i in 0..inner.threads {
-                let queue = inner.queue.clone();
+                let queue = self.channel().1.clone();
                 thread::Builder::new()
                     .name(format!("{}-{i}", inner.name))
                     .spawn(move || work(&queue))

@@ -18,6 +18,18 @@ use common::{Running, available, recv, wait};
 use ringwork::platform::BackendChoice;
 use ringwork::{Runtime, ThreadPool, ThreadPoolError};
 
+/// A pool that never gets a job holds no queue: the bounded channel writes every slot when
+/// made (24 KiB for 1,024 jobs), so it is made with the workers, at the first job (a
+/// server's pools may stay idle; issue 16's start RSS).
+#[test]
+fn an_unused_pool_holds_no_queue() {
+    let info = allocation_counter::measure(|| {
+        let pool = ThreadPool::new(4, 1024);
+        std::hint::black_box(&pool);
+    });
+    assert!(info.bytes_max < 1024, "an unused pool allocated {info:?}");
+}
+
 ringwork::platform::test_all_backends! {
     fn values_come_back_to_the_calling_core(backend: BackendChoice) {
         let Some(mut reactor) = common::reactor(backend) else { return };
