@@ -1,47 +1,52 @@
 #!/usr/bin/env bash
 # Is protocols/cli/start-order.txt still in effect in a release `ringwork` binary (issue 16's
 # start RSS; protocols/cli/build.rs)? Its names carry symbol hashes that change when a
-# dependency, the toolchain or a release profile setting changes; the link skips stale names
-# silently, so the start-up code spreads out again and the start RSS grows back unnoticed.
+# dependency, the toolchain or a release profile setting changes (a few also when the
+# function's generic parameters or its crate's type layout change); the link skips stale
+# names silently, so that code lies elsewhere and the start RSS grows back unnoticed.
 #
 #   benches/scripts/start_order_check.sh [BINARY]   # default target/release/ringwork
 #
-# Prints how many of the listed names BINARY defines, how far apart they lie and whether it
-# has packed relative relocations (.relr.dyn); exits 1 when the listed functions are spread
-# out (linked without the list) or any name is missing — every one can cost a 64 KiB window
-# or more: 26 of 806 gone after a change in the engine made the start RSS 0.55 MiB larger
-# (names with a `.llvm.NUMBER` suffix, ~60, change with any change to their crate's code;
-# the others with a dependency, toolchain or release-profile change). Regenerate the list:
+# Prints how many of the listed names BINARY defines, how many symbols its `.text.start`
+# holds and whether it has packed relative relocations (.relr.dyn); exits 1 when there is
+# no `.text.start` (linked without the list) or any name is missing — each can cost a
+# 64 KiB window or more (5 of 806 missing after a change in the engine: +0.15 MiB).
+# Regenerate the list:
 # `benches/scripts/start_profile.sh > protocols/cli/start-order.txt`, then build again.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${1:-$here/../../target/release/ringwork}
 list=$here/../../protocols/cli/start-order.txt
-defined=$(nm --defined-only "$bin" | awk '{print $3}' | sort -u)
-total=$(sort -u "$list" | wc -l)
-found=$(sort -u "$list" | comm -12 - <(echo "$defined") | wc -l)
-echo "start-order.txt: $found of $total names defined in $bin"
+# Names compared without ThinLTO's `.llvm.NUMBER` suffix, as build.rs's linker script does.
+read -r total found placed start_kib < <(nm --defined-only "$bin" | python3 -c '
+import subprocess, sys
+strip = lambda name: name.split(".llvm.")[0]
+listed = {strip(name) for name in open(sys.argv[1]).read().split()}
+lo = hi = 0
+for line in subprocess.run(["readelf", "-SW", sys.argv[2]], capture_output=True, text=True).stdout.splitlines():
+    fields = line.replace("[ ", "[").split()
+    if len(fields) > 5 and fields[1] == ".text.start":
+        lo = int(fields[3], 16)
+        hi = lo + int(fields[5], 16)
+found, placed = set(), 0
+for fields in map(str.split, sys.stdin):
+    if len(fields) == 3 and strip(fields[2]) in listed:
+        found.add(strip(fields[2]))
+        placed += lo <= int(fields[0], 16) < hi
+print(len(listed), len(found), placed, (hi - lo) // 1024)' "$list" "$bin")
+echo "start-order.txt: $found of $total names defined in $bin; $placed symbols in .text.start ($start_kib KiB)"
 sections=$(readelf -SW "$bin")
 if grep -q '\.relr\.dyn' <<<"$sections"; then
     echo "packed relative relocations: yes"
 else
     echo "packed relative relocations: no (glibc < 2.36 where it was built, or RINGWORK_PLAIN_LINK=1)"
 fi
-# In effect, the listed functions lie together: their span of addresses is about the sum
-# of their sizes (1.0 MB), not the whole text (8.5 MB).
-read -r span sum < <(nm -S --defined-only "$bin" | python3 -c '
-import sys
-listed = set(open(sys.argv[1]).read().split())
-spans = [(int(f[0], 16), int(f[1], 16)) for f in map(str.split, sys.stdin) if len(f) == 4 and f[3] in listed]
-lo, hi = min(at for at, _ in spans), max(at + size for at, size in spans)
-print(hi - lo, sum(size for _, size in spans))' "$list")
-echo "listed functions: $((sum / 1024)) KiB, spread over $((span / 1024)) KiB of code"
+if [ "$start_kib" -eq 0 ]; then
+    echo "not in effect: no .text.start (RINGWORK_PLAIN_LINK=1, another linker)" >&2
+    exit 1
+fi
 if [ "$found" -lt "$total" ]; then
     echo "stale ($((total - found)) names missing): regenerate with" \
         "benches/scripts/start_profile.sh > protocols/cli/start-order.txt" >&2
-    exit 1
-fi
-if [ "$span" -gt $((sum * 3 / 2)) ]; then
-    echo "not in effect: linked without start-order.txt (RINGWORK_PLAIN_LINK=1, another linker)" >&2
     exit 1
 fi

@@ -3,13 +3,17 @@
 //! connection"). The kernel maps whole page-cache folios (64 KiB windows and more) around
 //! each fault, so what start-up touches decides how much of the 65 MB file is resident.
 //!
-//! - **Symbol order**: the functions that start-up and the first requests run
-//!   (`start-order.txt`, ~800 names) are placed together at the start of `.text`, instead
-//!   of spread over its 8.5 MB (text resident at start 4.0 → 1.0 MiB).
-//!   `benches/scripts/start_profile.sh` writes the list from a release binary; names the
-//!   link does not define (the list is stale after a dependency or profile change renames
-//!   symbols; ThinLTO's `.llvm.NUMBER` suffixes change with any code change in their
-//!   crate) are skipped silently: the binary works the same, only less compact
+//! - **Start-up code together**: the functions that start-up and the first requests run
+//!   (`start-order.txt`, ~800 names) are placed in an output section of their own,
+//!   `.text.start`, before `.text` (a linker script written to OUT_DIR, `INSERT BEFORE
+//!   .text`), instead of spread over its 8.5 MB (code resident at start 4.0 → 1.0 MiB).
+//!   `benches/scripts/start_profile.sh` writes the list from a release binary. The script
+//!   matches each function's section (`.text.NAME`, `.text.unlikely.NAME` for cold ones)
+//!   with any `.llvm.NUMBER` suffix, which ThinLTO gives the local functions it promotes and
+//!   which changes with any code change in their crate (lld's `--symbol-ordering-file`,
+//!   tried first, needs exact names: 26 of 806 went stale with one engine change, +0.55 MiB).
+//!   Names that match nothing (a dependency, toolchain or profile change renames symbols)
+//!   are skipped: the binary works the same, only less compact
 //!   (`benches/scripts/start_order_check.sh` tells).
 //! - **Packed relative relocations** (`-z pack-relative-relocs`, DT_RELR): the loader reads
 //!   a 4 KiB table instead of 360 KiB of `.rela.dyn` (read-only data resident at start
@@ -17,8 +21,8 @@
 //!   so it is used only when the building system's glibc is that new: like any glibc
 //!   binary, it runs where it was built and on newer systems.
 //!
-//! Only for x86_64 Linux with the toolchain's default linker, rust-lld (Rust ≥ 1.90; it
-//! knows both options, GNU ld does not know the first): a build with an older toolchain,
+//! Only for x86_64 Linux with the toolchain's default linker, rust-lld (Rust ≥ 1.90; the
+//! only linker these were tried with): a build with an older toolchain,
 //! a linker of its own (`linker` in Cargo's configuration, or in RUSTFLAGS) links without
 //! them, and `RINGWORK_PLAIN_LINK=1` turns both off.
 
@@ -42,10 +46,20 @@ fn main() {
         return;
     }
     let order = Path::new(&var("CARGO_MANIFEST_DIR")).join("start-order.txt");
-    if order.exists() {
-        let order = order.display();
-        println!("cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={order}");
-        println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
+    if let Ok(names) = std::fs::read_to_string(&order) {
+        let script = Path::new(&var("OUT_DIR")).join("start-order.ld");
+        let mut text = String::from("SECTIONS {\n  .text.start : {\n");
+        for name in names.lines().map(str::trim).filter(|name| !name.is_empty()) {
+            let name = name.split(".llvm.").next().unwrap_or(name);
+            text.push_str(&format!(
+                "    *(.text.{name} .text.{name}.llvm.* .text.unlikely.{name} \
+                 .text.unlikely.{name}.llvm.* .text.startup.{name})\n"
+            ));
+        }
+        text.push_str("  }\n}\nINSERT BEFORE .text;\n");
+        if std::fs::write(&script, text).is_ok() {
+            println!("cargo:rustc-link-arg-bins=-Wl,-T,{}", script.display());
+        }
     }
     if glibc_at_least(2, 36) {
         println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
