@@ -60,7 +60,7 @@ use io_uring::types::{CancelBuilder, Fd, SubmitArgs, TimeoutFlags, Timespec};
 use io_uring::{IoUring, cqueue, opcode, squeue};
 use socket2::{SockRef, Socket};
 
-use crate::buf::BufPool;
+use crate::buf::{BufPool, RecvBuf};
 use crate::completion::Completion;
 use crate::config::{Capabilities, DriverConfig};
 use crate::error::{OpError, UringUnavailable};
@@ -1000,15 +1000,17 @@ impl Uring {
             self.inflight -= 1;
         }
         // A buffer handed back with any CQE is claimed exactly once, here; a receive bundle
-        // (more bytes than one buffer holds) brings the buffers after it in `bundle`.
-        let mut bundle = Vec::new();
+        // (more bytes than one buffer holds) brings the buffers after it in `bundle`. An
+        // `Option`: dropping an empty `Vec` of buffers cost a call per CQE (issue 16).
+        let mut bundle: Option<Vec<RecvBuf>> = None;
         let buf = cqueue::buffer_select(flags).map(|bid| {
             let len = result.max(0) as u32;
             if len > self.pool.buf_size() {
                 core.stats.recv_bundles += 1;
+                let rest = bundle.insert(Vec::new());
                 // SAFETY: a bundle's first buffer id from this CQE of our ring, claimed only
                 // here; only stream receives are bundles.
-                unsafe { self.pool.claim_bundle(bid, len, &mut bundle) }
+                unsafe { self.pool.claim_bundle(bid, len, rest) }
             } else {
                 // SAFETY: the buffer id comes from this CQE of our ring, claimed only here.
                 unsafe { self.pool.claim(bid, len) }
@@ -1180,10 +1182,8 @@ impl Uring {
                     && let Some(buf) = buf
                 {
                     out.push(Completion::Received { socket: id, buf });
-                    // Checked first: most receives are one buffer, and an iterator over the
-                    // empty vector still cost ~45 instructions per receive (issue 16).
-                    if !bundle.is_empty() {
-                        for buf in bundle {
+                    if let Some(rest) = bundle {
+                        for buf in rest {
                             out.push(Completion::Received { socket: id, buf });
                         }
                     }
