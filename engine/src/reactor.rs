@@ -1015,7 +1015,21 @@ impl Reactor {
         self.state.set_now(now);
         self.state.local.begin_turn(now);
         for completion in completions.drain(..) {
-            self.dispatch(completion);
+            // A keep-alive request's two completions, handled here: through `dispatch` (a
+            // large frame, and the drop glue of the whole `Completion` after a `Sent`) they
+            // cost ~90 instructions more per request (issue 16).
+            match completion {
+                Completion::Received { socket, buf } => {
+                    dispatch::received(&mut self.state, &mut self.driver, ConnId(socket), &buf);
+                }
+                Completion::Sent { socket, queued, .. } => {
+                    self.state.sent(&mut self.driver, ConnId(socket), queued);
+                    // A `Sent` holds nothing to drop (ids and counts): forgotten, it skips
+                    // the call to the whole enum's drop glue (23 instructions per request).
+                    std::mem::forget(completion);
+                }
+                completion => self.dispatch(completion),
+            }
             self.run_notices();
         }
         self.completions = completions;
@@ -1068,23 +1082,19 @@ impl Reactor {
         }
     }
 
+    /// Hands a completion to its connection, listener or socket (received bytes and sends
+    /// are handled in [`Reactor::turn`] itself).
     fn dispatch(&mut self, completion: Completion) {
         match completion {
             Completion::Accepted { listener, result } => self.accepted(listener, result),
             Completion::Connected { socket, result } => {
                 dispatch::connected(&mut self.state, &mut self.driver, ConnId(socket), result);
             }
-            Completion::Received { socket, buf } => {
-                dispatch::received(&mut self.state, &mut self.driver, ConnId(socket), &buf);
-            }
             Completion::Eof { socket } => {
                 dispatch::eof(&mut self.state, &mut self.driver, ConnId(socket));
             }
             Completion::RecvError { socket, error } | Completion::SendError { socket, error } => {
                 dispatch::failed(&mut self.state, &mut self.driver, ConnId(socket), error);
-            }
-            Completion::Sent { socket, queued, .. } => {
-                self.state.sent(&mut self.driver, ConnId(socket), queued);
             }
             Completion::ReceivedFrom {
                 socket, buf, from, ..
