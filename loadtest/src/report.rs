@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use base64::Engine as _;
 use hdrhistogram::Histogram;
@@ -252,6 +253,12 @@ pub struct Report {
     /// the server's side. Not kept by `merge`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send_lag_us: Option<Latency>,
+    /// Constant-rate runs with `--send-window`: the grouping window, µs. Sends were grouped
+    /// on a grid of this width (one wake-up for every slot in a cell), so a request went
+    /// out up to this long before its slot, and was then timed from its actual send.
+    /// Merged runs: the largest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_window_us: Option<u64>,
     /// How many runs were merged into this report (1 for a single run).
     pub runs: u64,
 }
@@ -429,6 +436,7 @@ impl Report {
             uncorrected_latency_us: uncorrected.map(Latency::of),
             uncorrected_histogram: uncorrected.map(encode_histogram),
             send_lag_us: None,
+            send_window_us: None,
             runs: 1,
         }
     }
@@ -438,6 +446,15 @@ impl Report {
     #[must_use]
     pub fn with_send_lag(mut self, lag: Option<&Histogram<u64>>) -> Self {
         self.send_lag_us = lag.filter(|h| !h.is_empty()).map(Latency::of);
+        self
+    }
+
+    /// This report with the send window of a constant-rate run (`send_window_us`), when
+    /// sends were grouped (`window` not zero).
+    #[must_use]
+    pub fn with_send_window(mut self, window: Duration) -> Self {
+        let us = u64::try_from(window.as_micros()).unwrap_or(u64::MAX);
+        self.send_window_us = (self.target_rate.is_some() && !window.is_zero()).then_some(us);
         self
     }
 
@@ -567,6 +584,7 @@ impl Report {
         merged.uncorrected_latency_us = uncorrected.as_ref().map(Latency::of);
         merged.uncorrected_histogram = uncorrected.as_ref().map(encode_histogram);
         merged.send_lag_us = None;
+        merged.send_window_us = reports.iter().filter_map(|r| r.send_window_us).max();
         Ok(merged)
     }
 
@@ -629,8 +647,12 @@ impl Report {
         if let Some(rate) = self.target_rate {
             let _ = writeln!(
                 s,
-                "  rate       target {rate:.1}/s, achieved {:.1}/s",
-                self.rps
+                "  rate       target {rate:.1}/s, achieved {:.1}/s{}",
+                self.rps,
+                match self.send_window_us {
+                    Some(w) => format!("; sends grouped in {w} µs windows (up to {w} µs early)"),
+                    None => String::new(),
+                }
             );
         }
         let _ = writeln!(

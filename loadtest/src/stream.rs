@@ -281,14 +281,19 @@ impl<S: Session> Conn<S> {
                 None => now,
                 Some(interval) => {
                     let at = self.slot.next_send;
-                    if at > now {
+                    // With a send window, `wake` is the start of the window holding `at`:
+                    // every connection due in it wakes at that one instant.
+                    let wake = plan.wake_at(at);
+                    if wake > now {
                         if self.rate_timer.is_none() {
-                            self.rate_timer = Some(ctx.call_later(at - now));
+                            self.rate_timer = Some(ctx.call_later(wake - now));
                         }
                         break;
                     }
                     self.slot.next_send = at + interval;
-                    at
+                    // Timed from the slot, or from the actual send if that was earlier (a
+                    // grouped send): the corrected latency is never below the uncorrected.
+                    at.min(now)
                 }
             };
             if let Some(q) = &mut core.quota {
@@ -483,11 +488,13 @@ impl<S: Session> Protocol for Conn<S> {
     fn timer_fired(&mut self, ctx: &mut Context<'_>, timer: TimerId) {
         if Some(timer) == self.rate_timer {
             self.rate_timer = None;
-            // The timer was armed with a free pipeline slot for `next_send`: any lateness
-            // now is the generator's (the wake-up, or a long turn before this one).
-            self.core
-                .borrow_mut()
-                .record_send_lag(ctx.now(), self.slot.next_send);
+            // The timer was armed with a free pipeline slot for `next_send` (for the start
+            // of its send window): any lateness now is the generator's (the wake-up, or a
+            // long turn before this one).
+            let mut core = self.core.borrow_mut();
+            let wake = core.plan.wake_at(self.slot.next_send);
+            core.record_send_lag(ctx.now(), wake);
+            drop(core);
             self.fill(ctx);
             return;
         }
