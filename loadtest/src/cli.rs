@@ -74,6 +74,7 @@ pub struct CommonArgs {
     /// Constant rate: send every request whose slot falls in the same window of this width
     /// (`100us`) at the window's start, one wake-up for all (up to that early; timed from
     /// the actual send then). Cuts the generator's CPU per request; 0: each at its slot.
+    /// At most one connection's interval (connections / rate; a longer one is cut to it).
     #[arg(long, default_value = "0s", value_parser = parse_duration, requires = "rate")]
     pub send_window: Duration,
     /// Reactor threads (unpinned; see --cpus).
