@@ -36,6 +36,8 @@ ARGS (space-separated) added to its command line, e.g. `--variant w0=` `--varian
 'w100=--send-window 100us'`: variants are interleaved, so they see the same machine.
 `--perf` runs the generator under `perf stat` and adds its context switches and system
 calls per request (one `raw_syscalls:sys_enter` per syscall, io_uring_enter included).
+The table also gives the generator's kernel enters per response and completions per
+enter (ringwork-load's `generator` counts: how well it batched).
 """
 
 import argparse
@@ -182,7 +184,11 @@ def run_one(args, name, rate, tmp, extra=()):
     busy_s = sum(v[0] for v in jiff.values()) / CLK_TCK
     other_pct = 100.0 * max(busy_s - pair, 0.0) / (2 * wall)
     perf = perf_counts(perf_out) if args.perf else {}
+    gen = rep.get("generator") or {}
+    responses = max(gen.get("responses", 0), 1)
     return {
+        "enters_resp": gen["enters"] / responses if gen else None,
+        "compl_enter": gen["completions"] / max(gen["enters"], 1) if gen else None,
         "server": name, "rate": rate, "rps": rep["rps"],
         "csw_load": perf.get("context-switches", 0) / total if args.perf else None,
         "sys_load": perf.get("raw_syscalls:sys_enter", 0) / total if args.perf else None,
@@ -261,8 +267,8 @@ def main():
     print()
     print("| variant | server | rate | p50 | p99 | p99.9 | uncorrected p99 | uncorrected p99.9 |"
           " send lag p50 / p99 / p99.9 | server CPU µs/req | load CPU µs/req | halts/req (srv, load) |"
-          " load csw/req | load syscalls/req |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          " load csw/req | load syscalls/req | load enters/resp | completions/enter |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for rate, (vname, _) in itertools.product(rates, variants):
         for name in servers:
             rs = [r for r in rows
@@ -286,7 +292,8 @@ def main():
                   f" | {fmt_us(med('lag_p50'))} / {fmt_us(med('lag_p99'))} / {fmt_us(med('lag_p999'))}"
                   f" | {med('server_us'):.1f} | {med('load_us'):.1f}"
                   f" | {med('halts_srv'):.2f}, {med('halts_load'):.2f}"
-                  f" | {num('csw_load')} | {num('sys_load')} |")
+                  f" | {num('csw_load')} | {num('sys_load')}"
+                  f" | {num('enters_resp')} | {num('compl_enter')} |")
     path = args.csv or os.path.join(tmp, "runs.csv")
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0].keys()))

@@ -259,6 +259,12 @@ pub struct Report {
     /// Merged runs: the largest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send_window_us: Option<u64>,
+    /// The generator's own reactor work over the whole run (warm-up included): how many
+    /// loop turns, kernel enters and completions its cores needed, and for how many
+    /// responses. Per response, that is the batching the generator achieved (several
+    /// responses in one enter, or each its own). Merged runs: summed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator: Option<EngineCounts>,
     /// How many runs were merged into this report (1 for a single run).
     pub runs: u64,
 }
@@ -288,6 +294,29 @@ pub enum ReportError {
         /// Which report differs (1-based, in the order given).
         index: usize,
     },
+}
+
+/// The generator's reactor statistics over a whole run ([`Report::generator`]).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Serialize)]
+pub struct EngineCounts {
+    /// Responses completed (all of the run, warm-up included).
+    pub responses: u64,
+    /// Reactor loop turns.
+    pub turns: u64,
+    /// Kernel enters (`io_uring_enter` / `epoll_wait`).
+    pub enters: u64,
+    /// Completions reaped from the kernel.
+    pub completions: u64,
+}
+
+impl EngineCounts {
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &EngineCounts) {
+        self.responses += other.responses;
+        self.turns += other.turns;
+        self.enters += other.enters;
+        self.completions += other.completions;
+    }
 }
 
 /// The fixed facts of a run, for [`Report::new`].
@@ -437,6 +466,7 @@ impl Report {
             uncorrected_histogram: uncorrected.map(encode_histogram),
             send_lag_us: None,
             send_window_us: None,
+            generator: None,
             runs: 1,
         }
     }
@@ -446,6 +476,13 @@ impl Report {
     #[must_use]
     pub fn with_send_lag(mut self, lag: Option<&Histogram<u64>>) -> Self {
         self.send_lag_us = lag.filter(|h| !h.is_empty()).map(Latency::of);
+        self
+    }
+
+    /// This report with the generator's reactor statistics ([`Report::generator`]).
+    #[must_use]
+    pub fn with_generator(mut self, counts: EngineCounts) -> Self {
+        self.generator = Some(counts);
         self
     }
 
@@ -585,6 +622,13 @@ impl Report {
         merged.uncorrected_histogram = uncorrected.as_ref().map(encode_histogram);
         merged.send_lag_us = None;
         merged.send_window_us = reports.iter().filter_map(|r| r.send_window_us).max();
+        merged.generator = reports
+            .iter()
+            .filter_map(|r| r.generator)
+            .reduce(|mut a, b| {
+                a.add(&b);
+                a
+            });
         Ok(merged)
     }
 
@@ -664,6 +708,19 @@ impl Report {
             bytes(self.bytes_out as f64),
             bytes(self.bytes_out as f64 / secs)
         );
+        if let Some(g) = &self.generator
+            && g.responses > 0
+        {
+            let per = |n: u64| n as f64 / g.responses as f64;
+            let _ = writeln!(
+                s,
+                "  generator  {:.2} turns, {:.2} enters, {:.2} completions per response \
+                 (whole run)",
+                per(g.turns),
+                per(g.enters),
+                per(g.completions)
+            );
+        }
         if let Some(session) = &self.tls_session {
             let _ = writeln!(
                 s,

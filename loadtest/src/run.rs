@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use ringwork::platform::BackendChoice;
 use ringwork::{DriverConfig, Reactor, ReactorConfig, Runtime};
 
-use crate::report::{Counters, Report, RunFacts, new_histogram};
+use crate::report::{Counters, EngineCounts, Report, RunFacts, new_histogram};
 use crate::session::Session;
 use crate::stream::{CoreState, CoreTls, SessionFactory, Slot, start_slot};
 use crate::tls::{TlsOptions, TlsSetupError};
@@ -245,6 +245,19 @@ pub(crate) struct CoreResult {
     pub(crate) send_lag: Option<hdrhistogram::Histogram<u64>>,
     pub(crate) last_completion: Option<Instant>,
     pub(crate) counters: Counters,
+    /// The core's reactor statistics (set by the `on_stop` hook).
+    pub(crate) engine: EngineCounts,
+}
+
+/// The reactor statistics of the [`Report::generator`] line, for `responses` responses.
+pub(crate) fn engine_counts(reactor: &Reactor, responses: u64) -> EngineCounts {
+    let stats = reactor.stats();
+    EngineCounts {
+        responses,
+        turns: stats.turns,
+        enters: stats.enters,
+        completions: stats.completions,
+    }
 }
 
 fn plan(opts: &RunOptions) -> Result<Plan, RunError> {
@@ -354,6 +367,7 @@ where
         reactor.on_stop(move |r| {
             let mut result = state.borrow_mut().take_result();
             result.counters.panics = r.stats().panics;
+            result.engine = engine_counts(r, state.borrow().completed);
             let _ = tx.send(result);
         });
     })
@@ -484,8 +498,10 @@ fn drive(
     let mut uncorrected = plan.interval.map(|_| new_histogram());
     let mut send_lag = plan.interval.map(|_| new_histogram());
     let mut counters = Counters::default();
+    let mut engine = EngineCounts::default();
     let mut last = None;
     for result in rx.try_iter() {
+        engine.add(&result.engine);
         last = last.max(result.last_completion);
         let _ = hist.add(&result.hist);
         if let (Some(u), Some(h)) = (&mut uncorrected, &result.uncorrected) {
@@ -518,7 +534,8 @@ fn drive(
         uncorrected.as_ref(),
     )
     .with_send_lag(send_lag.as_ref())
-    .with_send_window(plan.send_window))
+    .with_send_window(plan.send_window)
+    .with_generator(engine))
 }
 
 fn progress_bar(plan: &Plan) -> indicatif::ProgressBar {

@@ -122,6 +122,7 @@ impl CoreState {
                 .map(|h| std::mem::replace(h, new_histogram())),
             counters: std::mem::take(&mut self.counters),
             last_completion: self.last_completion,
+            engine: crate::report::EngineCounts::default(),
         }
     }
 

@@ -322,6 +322,7 @@ pub(crate) fn start_core<S: Session>(
     reactor.on_stop(move |r| {
         let mut result = core.borrow_mut().st.take_result();
         result.counters.panics = r.stats().panics;
+        result.engine = crate::run::engine_counts(r, core.borrow().st.completed);
         let _ = tx.send(result);
     });
 }

@@ -108,6 +108,11 @@ test_all_backends! {
         assert!(report.requests > 100, "{}", report.summary());
         assert!((4_500..=12_000).contains(&p50), "p50 {p50} us\n{}", report.summary());
         assert_eq!((report.errors.total(), report.panics), (0, 0), "{}", report.summary());
+        // The generator's own reactor work over the run: every response was a completion.
+        let g = report.generator.expect("stream runs report the generator's counts");
+        assert!(g.responses >= report.requests, "{g:?}\n{}", report.summary());
+        assert!(g.completions >= g.responses && g.enters > 0 && g.turns >= g.enters, "{g:?}");
+        assert!(report.summary().contains("enters"), "{}", report.summary());
     }
 }
 
