@@ -7,7 +7,7 @@
 //! Contract: latency = completion turn time − *intended* send time. In closed loop the
 //! intended time is the actual send time; at a constant rate it is the schedule's slot, so a
 //! stalled server inflates the latency of every request it delayed (coordinated omission
-//! corrected, as wrk2). Per-request work allocates nothing: requests are written into a
+//! corrected, as wrk2) — or the actual send, when a send window sent it before its slot. Per-request work allocates nothing: requests are written into a
 //! reused buffer and copied once into the connection's write buffer; responses are parsed
 //! in place from the receive buffer (only an incomplete tail is copied).
 
