@@ -442,7 +442,9 @@ impl Uring {
             1
         };
         self.enter_turn(core, want, timeout)?;
-        self.reap(core, out)
+        let reaped = self.reap(core, out);
+        self.note_turn(out.len() - before);
+        reaped
     }
 
     /// Turns what the caller asked for into SQEs.
