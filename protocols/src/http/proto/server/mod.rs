@@ -27,7 +27,8 @@ use bytes::{Buf, Bytes, BytesMut};
 
 pub use self::framing::Response;
 use self::framing::{
-    FALLBACK_500, FrameInput, Framing, frame_body_end, frame_body_piece, frame_head,
+    DATE_LINE, DATE_VALUE, FALLBACK_500, FrameInput, Framing, frame_body_end, frame_body_piece,
+    frame_head,
 };
 use crate::http::proto::{
     BodyDecoder, BodyKind, H1Error, H1Limits, Headers, Method, ParsedRequest, RequestHead, Status,
@@ -330,7 +331,8 @@ pub struct ServerConn {
     /// Shared by the server's connections (issue 16: a copy per connection was ~300 bytes
     /// of every keep-alive connection).
     config: Arc<ServerConfig>,
-    date: [u8; 29],
+    /// `Date: <IMF-fixdate>\r\n`, copied whole into every head framed.
+    date_line: [u8; DATE_LINE],
     /// Unparsed input.
     input: BytesMut,
     /// Where request heads are copied to, each split off as the [`Bytes`] its fields slice:
@@ -367,7 +369,7 @@ impl ServerConn {
     pub fn new(config: impl Into<Arc<ServerConfig>>) -> Self {
         Self {
             config: config.into(),
-            date: *b"Thu, 01 Jan 1970 00:00:00 GMT",
+            date_line: *b"Date: Thu, 01 Jan 1970 00:00:00 GMT\r\n",
             input: BytesMut::new(),
             heads: BytesMut::new(),
             parsed_partial: 0,
@@ -401,8 +403,9 @@ impl ServerConn {
     /// driver owns the wall clock). A value with bytes outside printable ASCII is ignored
     /// (it is framed without a field check).
     pub fn set_date(&mut self, date: [u8; 29]) {
-        if date != self.date && date.iter().all(|&b| (b' '..=b'~').contains(&b)) {
-            self.date = date;
+        let field = &mut self.date_line[DATE_VALUE];
+        if date != *field && date.iter().all(|&b| (b' '..=b'~').contains(&b)) {
+            field.copy_from_slice(&date);
         }
     }
 
@@ -755,7 +758,7 @@ impl ServerConn {
             version: slot.version,
             is_head: slot.is_head,
             keep_alive: slot.keep_alive && !self.draining,
-            date: &self.date,
+            date_line: &self.date_line,
             server_name: self.config.server_name.as_deref(),
             upgrade: slot.upgrade,
         };
