@@ -313,7 +313,9 @@ struct Slot {
     answer: Answer,
     expect: Expect,
     /// Bytes waiting for the earlier answers (the front slot writes straight to the output).
-    queued: VecDeque<Bytes>,
+    /// A `Vec`, not a `VecDeque`: it is nearly always empty, and an empty `Vec` is cheaper
+    /// to drop (issue 16: `flush` 142 → 117 instructions a request).
+    queued: Vec<Bytes>,
     log: Option<Box<RequestLog>>,
     /// When the head was read (`None` for an error reply without a request).
     started: Option<Instant>,
@@ -540,7 +542,7 @@ impl ServerConn {
             if front {
                 self.out.write_bytes(piece);
             } else {
-                slot.queued.push_back(piece);
+                slot.queued.push(piece);
             }
         }
         if past_length {
@@ -611,7 +613,7 @@ impl ServerConn {
             if front {
                 self.out.write_bytes(piece);
             } else {
-                slot.queued.push_back(piece);
+                slot.queued.push(piece);
             }
         }
         self.flush();
@@ -672,9 +674,7 @@ impl ServerConn {
         if index == 0 {
             self.out.write(CONTINUE);
         } else {
-            self.slots[index]
-                .queued
-                .push_back(Bytes::from_static(CONTINUE));
+            self.slots[index].queued.push(Bytes::from_static(CONTINUE));
         }
         // The body may arrive now: its deadline runs from here.
         self.unsettled = true;
@@ -805,9 +805,9 @@ impl ServerConn {
             }
         } else {
             let slot = &mut self.slots[index];
-            slot.queued.push_back(scratch.freeze());
+            slot.queued.push(scratch.freeze());
             if let Some(body) = shared {
-                slot.queued.push_back(body);
+                slot.queued.push(body);
             }
         }
         let slot = &mut self.slots[index];
@@ -822,8 +822,10 @@ impl ServerConn {
         while let Some(front) = self.slots.front_mut() {
             // Usually empty (answers given in order are written straight to the output): no
             // drain to set up and tear down then.
-            while let Some(bytes) = front.queued.pop_front() {
-                self.out.write_bytes(bytes);
+            if !front.queued.is_empty() {
+                for bytes in front.queued.drain(..) {
+                    self.out.write_bytes(bytes);
+                }
             }
             if !matches!(front.answer, Answer::Complete) {
                 break;
@@ -1054,7 +1056,7 @@ impl ServerConn {
             keep_alive,
             answer: Answer::Pending,
             expect,
-            queued: VecDeque::new(),
+            queued: Vec::new(),
             log: self
                 .config
                 .access_log
@@ -1143,7 +1145,7 @@ impl ServerConn {
                     keep_alive: false,
                     answer: Answer::Pending,
                     expect: Expect::No,
-                    queued: VecDeque::new(),
+                    queued: Vec::new(),
                     log: None,
                     started: None,
                     status: 0,
