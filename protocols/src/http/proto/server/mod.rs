@@ -118,6 +118,16 @@ fn own_head(store: &mut BytesMut, head: &[u8]) -> Bytes {
     store.split().freeze()
 }
 
+/// Request head `head`, a part of `batch`'s bytes, as a slice of `batch` (no copy); a head
+/// elsewhere is copied.
+fn share_head(batch: &Bytes, head: &[u8]) -> Bytes {
+    let start = (head.as_ptr() as usize).checked_sub(batch.as_ptr() as usize);
+    match start {
+        Some(start) if start + head.len() <= batch.len() => batch.slice(start..start + head.len()),
+        _ => Bytes::copy_from_slice(head),
+    }
+}
+
 /// One request on one connection (they count up from 0).
 #[derive(Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 pub struct RequestId(pub u64);
@@ -896,7 +906,15 @@ impl ServerConn {
             let _ = self.heads.try_reclaim(HEAD_STORE);
         }
         if self.input.is_empty() {
-            let used = self.process(data, now);
+            let used = if data.len() <= HEAD_STORE && matches!(self.reading, Reading::Head) {
+                // A small read (one request, or a pipelined batch of small ones): copied into
+                // the head store whole, once, and each head shares that copy (issue 16: one
+                // copy a read instead of one a request).
+                let batch = own_head(&mut self.heads, data);
+                self.process(&batch, Some(&batch), now)
+            } else {
+                self.process(data, None, now)
+            };
             if used < data.len() && !matches!(self.reading, Reading::Done) {
                 self.input.extend_from_slice(&data[used..]);
             }
@@ -912,7 +930,7 @@ impl ServerConn {
             return;
         }
         let input = std::mem::take(&mut self.input);
-        let used = self.process(&input, now);
+        let used = self.process(&input, None, now);
         self.input = input;
         self.input.advance(used.min(self.input.len()));
         if matches!(self.reading, Reading::Done) {
@@ -920,8 +938,10 @@ impl ServerConn {
         }
     }
 
-    /// Parses requests and body bytes from `buf`; returns how many bytes were used.
-    fn process(&mut self, buf: &[u8], now: Instant) -> usize {
+    /// Parses requests and body bytes from `buf`; returns how many bytes were used. `batch`:
+    /// `buf` is already in the head store, as this [`Bytes`] (heads are shared from it, not
+    /// copied).
+    fn process(&mut self, buf: &[u8], batch: Option<&Bytes>, now: Instant) -> usize {
         let mut at = 0;
         loop {
             match &mut self.reading {
@@ -944,8 +964,9 @@ impl ServerConn {
                     }
                     self.idle_deadline = None;
                     let heads = &mut self.heads;
-                    match parse_request_with(rest, &self.config.limits, |head| {
-                        own_head(heads, head)
+                    match parse_request_with(rest, &self.config.limits, |head| match batch {
+                        Some(batch) => share_head(batch, head),
+                        None => own_head(heads, head),
                     }) {
                         Ok(Status::Partial) => {
                             self.parsed_partial = rest.len();
