@@ -16,6 +16,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use crate::http::proto::{H1Error, Headers, ResponseHead, Version, encode};
+use crate::kit::Output;
 
 /// A response: status, fields and a whole body. Build it with the constructors and the
 /// `with_*`/[`Response::header`] methods.
@@ -44,13 +45,20 @@ pub(crate) struct PreparedFields {
     /// (`encoded[..lines_at]`, empty when `status` cannot be sent), every field but the
     /// managed ones ([`MANAGED`]) (`encoded[lines_at..lines_end]`, `name: value\r\n` each,
     /// each checked as [`encode::write_field`] checks it), then the Content-Length line of
-    /// `length` (`encoded[lines_end..]`). Framing copies the first two parts in one piece
-    /// while the response still has that status and no reason of its own, and the last one
-    /// when the length it frames is `length` (issue 16: the hello path's status line and
-    /// Content-Length were ≈ 160 instructions a request).
+    /// `length` (`encoded[lines_end..length_end]`), then, when `body` is kept, the empty
+    /// line and the body's bytes. Framing copies the first two parts in one piece while the
+    /// response still has that status and no reason of its own, the Content-Length line
+    /// when the length it frames is `length`, and the rest with it when nothing else goes
+    /// between and the response still has that body (issue 16: the hello path's status
+    /// line, Content-Length, empty line and body were five copies a request).
     encoded: Box<[u8]>,
     lines_at: usize,
     lines_end: usize,
+    length_end: usize,
+    /// The body whose bytes end `encoded` (one smaller than [`Output::SHARE_AT`], which
+    /// framing copies), kept so that a response whose body is still this one (same bytes
+    /// at the same place) is known to be unchanged.
+    body: Option<Bytes>,
     /// The status whose line starts `encoded` (0: none).
     status: u16,
     /// The length whose Content-Length line ends `encoded`: the body's when prepared.
@@ -65,7 +73,7 @@ impl PreparedFields {
     /// The fields of `head` encoded and checked (and the status line, and the
     /// Content-Length line of a body of `length` bytes); `None` when a field cannot be sent
     /// (framing then refuses the response, as it does an unprepared one).
-    fn of(head: &ResponseHead, length: u64) -> Option<Self> {
+    fn of(head: &ResponseHead, body: &Bytes) -> Option<Self> {
         let declared = match head.headers.get("content-length") {
             Some(value) => Some(declared_length(value).ok()?),
             None => None,
@@ -79,12 +87,21 @@ impl PreparedFields {
         let lines_at = encoded.len();
         write_unmanaged_fields(&head.headers, &mut encoded).ok()?;
         let lines_end = encoded.len();
+        let length = body.len() as u64;
         encode::write_content_length(&mut encoded, length);
+        let length_end = encoded.len();
+        let body = (body.len() < Output::SHARE_AT).then(|| {
+            encoded.extend_from_slice(b"\r\n");
+            encoded.extend_from_slice(body);
+            body.clone()
+        });
         Some(Self {
             headers: Headers::new(),
             encoded: encoded[..].into(),
             lines_at,
             lines_end,
+            length_end,
+            body,
             status,
             length,
             declared,
@@ -95,6 +112,16 @@ impl PreparedFields {
     /// The encoded field lines.
     fn lines(&self) -> &[u8] {
         &self.encoded[self.lines_at..self.lines_end]
+    }
+
+    /// The Content-Length line, the empty line and the body, when `body` is the one
+    /// prepared.
+    fn length_and_body(&self, body: &Bytes) -> Option<&[u8]> {
+        let kept = self.body.as_ref()?;
+        // Same place and length: the same bytes (`Bytes` never change, and `kept` holds
+        // them, so the place cannot have been reused).
+        (kept.as_ptr() == body.as_ptr() && kept.len() == body.len())
+            .then(|| &self.encoded[self.lines_end..])
     }
 
     /// The status line of `status` and the field lines, when `status` is the one prepared.
@@ -122,7 +149,7 @@ impl Response {
     #[must_use]
     pub fn prepared(mut self) -> Self {
         self.unprepare();
-        if let Some(mut fields) = PreparedFields::of(&self.head, self.body.len() as u64) {
+        if let Some(mut fields) = PreparedFields::of(&self.head, &self.body) {
             fields.headers = std::mem::take(&mut self.head.headers);
             self.fields = Some(Arc::new(fields));
         }
@@ -253,6 +280,8 @@ pub(crate) struct Framed {
     pub(crate) keep_alive: bool,
     /// Whether the whole response's body goes on the wire (not for HEAD, 1xx, 204, 304).
     pub(crate) send_body: bool,
+    /// The whole response's body was written with the head (a prepared response's).
+    pub(crate) body_written: bool,
 }
 
 /// The length of a `Date` field line: `Date: ` IMF-fixdate CRLF.
@@ -344,9 +373,22 @@ fn try_frame_head(
     }
     // The driver's IMF-fixdate: no field check needed.
     out.extend_from_slice(input.date_line);
+    if !streaming && send_body && keep_alive && input.version == Version::Http11 {
+        // Nothing goes between Content-Length and the body (no Connection field): a
+        // prepared response's end in one copy.
+        if let Some(end) = prepared.and_then(|p| p.length_and_body(&response.body)) {
+            out.extend_from_slice(end);
+            return Ok(Framed {
+                framing,
+                keep_alive,
+                send_body,
+                body_written: true,
+            });
+        }
+    }
     let content_length = |out: &mut BytesMut, n: u64| match prepared {
         Some(prepared) if prepared.length == n => {
-            out.extend_from_slice(&prepared.encoded[prepared.lines_end..]);
+            out.extend_from_slice(&prepared.encoded[prepared.lines_end..prepared.length_end]);
         }
         _ => encode::write_content_length(out, n),
     };
@@ -387,6 +429,7 @@ fn try_frame_head(
         framing,
         keep_alive,
         send_body,
+        body_written: false,
     })
 }
 

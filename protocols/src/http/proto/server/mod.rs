@@ -785,7 +785,7 @@ impl ServerConn {
         let (result, keep_alive, status, shared) =
             match frame_head(&input, response, streaming, buffer) {
                 Ok(framed) => {
-                    let body = if framed.send_body && !streaming {
+                    let body = if framed.send_body && !streaming && !framed.body_written {
                         &response.body[..]
                     } else {
                         &[]

@@ -1108,6 +1108,10 @@ fn a_prepared_response_frames_as_the_unprepared_one() {
             Response::text("longer"),
         ),
         (
+            Response::text("x").prepared().with_body("y"),
+            Response::text("y"),
+        ),
+        (
             Response::text("x").prepared().with_status(204),
             Response::text("x").with_status(204),
         ),
