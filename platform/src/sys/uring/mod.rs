@@ -47,6 +47,7 @@ mod file;
 mod fixed;
 mod send;
 mod setup;
+mod wait;
 
 use std::io;
 use std::mem;
@@ -56,7 +57,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use io_uring::types::{CancelBuilder, Fd, SubmitArgs, TimeoutFlags, Timespec};
+use io_uring::types::{CancelBuilder, Fd, TimeoutFlags, Timespec};
 use io_uring::{IoUring, cqueue, opcode, squeue};
 use socket2::{SockRef, Socket};
 
@@ -224,6 +225,8 @@ pub(crate) struct Uring {
     scratch_timers: Vec<(TimerId, TimerState)>,
     scratch_cqes: Vec<(u64, i32, u32)>,
     scratch_timer_slots: Vec<(usize, Instant)>,
+    /// [`DriverConfig::batch_wait`] when the kernel can do it.
+    batch_wait: Option<wait::BatchWaitArgs>,
 }
 
 impl Uring {
@@ -238,6 +241,8 @@ impl Uring {
         let fixed_files = FixedFiles::register(&ring, config.fixed_files);
         capabilities.fixed_files = fixed_files.size();
         capabilities.recv_bundle = config.recv_bundle && ring.params().is_feature_recvsend_bundle();
+        let batch_wait = wait::BatchWaitArgs::new(config.batch_wait, ring.params());
+        capabilities.batch_wait = batch_wait.is_some();
         let failed = |step| {
             move |e: io::Error| UringUnavailable::SetupFailed {
                 step,
@@ -297,6 +302,7 @@ impl Uring {
             scratch_timers: Vec::new(),
             scratch_cqes: Vec::new(),
             scratch_timer_slots: Vec::new(),
+            batch_wait,
         })
     }
 
@@ -435,44 +441,10 @@ impl Uring {
         } else {
             1
         };
-        self.enter(core, want, timeout)?;
-        self.reap(core, out)
-    }
-
-    /// Submits what is queued and waits for `want` completions (or the timeout), in one
-    /// `io_uring_enter`.
-    fn enter(&mut self, core: &mut Core, want: u32, timeout: Option<Duration>) -> io::Result<()> {
-        let to_submit = self.ring.submission().len() as u32;
-        // GETEVENTS always: with DEFER_TASKRUN, completion work runs only inside an enter
-        // that asks for events, even when not waiting.
-        let flags = ENTER_GETEVENTS;
-        core.stats.enters += 1;
-        let submitter = self.ring.submitter();
-        let result = match timeout {
-            Some(timeout) if want > 0 => {
-                let ts = Timespec::from(timeout);
-                let args = SubmitArgs::new().timespec(&ts);
-                // SAFETY: `args` and `ts` outlive the call; EXT_ARG tells the kernel that
-                // the argument is an io_uring_getevents_arg (the type `SubmitArgs` wraps).
-                unsafe { submitter.enter(to_submit, want, flags | ENTER_EXT_ARG, Some(&args)) }
-            }
-            // SAFETY: no argument is passed (null with size 0 is what the kernel expects).
-            _ => unsafe { submitter.enter::<libc::sigset_t>(to_submit, want, flags, None) },
-        };
-        match result {
-            Ok(_) => Ok(()),
-            // ETIME: the wait timed out; EINTR: a signal; EBUSY/EAGAIN: the CQ is
-            // overflowing and must be reaped before more can be submitted.
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
-                ) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
+        self.enter_turn(core, want, timeout)?;
+        let reaped = self.reap(core, out);
+        self.note_turn(out.len() - before);
+        reaped
     }
 
     /// Turns what the caller asked for into SQEs.
