@@ -18,6 +18,10 @@
 #   RINGWORK_BIN (default: target/release/ringwork)
 #   BASELINE_BIN: another ringwork binary, run as the server named "baseline" (before/after
 #   comparisons: SERVERS="ringwork baseline nsd knot")
+#   RINGWORK_ARGS, BASELINE_ARGS: extra `serve dns` flags of each (the same binary with and
+#   without a flag: BASELINE_BIN=target/release/ringwork BASELINE_ARGS="--batch-wait 16,100us")
+#   PERF=1: also count the server's system calls and context switches per query (`perf stat`
+#   tracepoints on its processes during the run; this VM has no hardware counters)
 #   SERVER_QUOTA: percent of one CPU each server may use (e.g. 50), by the cgroup v1 `cpu`
 #   controller (CFS bandwidth: cpu.cfs_quota_us per QUOTA_PERIOD_US=100000 µs) of a cgroup
 #   made under CGROUP_CPU=/sys/fs/cgroup/cpu for the run and removed at exit. Each server
@@ -43,6 +47,9 @@ CLIENT_CPU=${CLIENT_CPU:-1}
 PORT_BASE=${PORT_BASE:-19530}
 RINGWORK_BIN=${RINGWORK_BIN:-$here/../../target/release/ringwork}
 BASELINE_BIN=${BASELINE_BIN:-}
+RINGWORK_ARGS=${RINGWORK_ARGS:-}
+BASELINE_ARGS=${BASELINE_ARGS:-}
+PERF=${PERF:-}
 SERVER_QUOTA=${SERVER_QUOTA:-}
 QUOTA_PERIOD_US=${QUOTA_PERIOD_US:-100000}
 CGROUP_CPU=${CGROUP_CPU:-/sys/fs/cgroup/cpu}
@@ -119,12 +126,14 @@ start_server() {
     mkdir -p "$dir"
     case $name in
         ringwork | baseline)
-            local bin=$RINGWORK_BIN
+            local bin=$RINGWORK_BIN args=$RINGWORK_ARGS
             if [[ $name == baseline ]]; then
                 bin=${BASELINE_BIN:?BASELINE_BIN must name the baseline ringwork binary}
+                args=$BASELINE_ARGS
             fi
+            # shellcheck disable=SC2086  # the extra flags are words
             in_quota taskset -c "$SERVER_CPU" "$bin" serve dns --zone "$zone" --cores 1 \
-                --listen "udp:$port:interface=127.0.0.1" >"$dir/log" 2>&1 &
+                --listen "udp:$port:interface=127.0.0.1" $args >"$dir/log" 2>&1 &
             ;;
         nsd)
             cat >"$dir/nsd.conf" <<EOF
@@ -191,7 +200,7 @@ EOF
 }
 
 results=$OUT_DIR/results.csv
-echo "round,server,qps,cpu_us_per_query,lost,load1,throttled" >"$results"
+echo "round,server,qps,cpu_us_per_query,lost,load1,throttled,latency_us,syscalls_per_query,switches_per_query" >"$results"
 port=$PORT_BASE
 for ((round = 1; round <= ROUNDS; round++)); do
     for server in $SERVERS; do
@@ -200,9 +209,20 @@ for ((round = 1; round <= ROUNDS; round++)); do
         before=$(tree_cpu_ticks "$pid")
         read -r periods0 throttled0 _ < <(throttle_stat)
         out=$OUT_DIR/$server.$round.dnsperf
+        perf_out=$OUT_DIR/$server.$round.perf
+        perf_pid=
+        if [[ -n $PERF ]]; then
+            perf stat -x, -o "$perf_out" -e raw_syscalls:sys_enter,context-switches \
+                -p "$(tree_pids "$pid" | paste -sd,)" &
+            perf_pid=$!
+        fi
         taskset -c "$CLIENT_CPU" dnsperf -s 127.0.0.1 -p "$port" -d "$queries" \
             -l "$DURATION" -q "$OUTSTANDING" -c 1 -T 1 >"$out" 2>&1 || true
         after=$(tree_cpu_ticks "$pid")
+        if [[ -n $perf_pid ]]; then
+            kill -INT "$perf_pid"
+            wait "$perf_pid" 2>/dev/null || true
+        fi
         read -r periods1 throttled1 _ < <(throttle_stat)
         kill_tree "$pid" TERM
         wait "$pid" 2>/dev/null || true
@@ -216,9 +236,22 @@ for ((round = 1; round <= ROUNDS; round++)); do
         cpu_us=$(awk -v t=$((after - before)) -v hz="$clk_tck" -v n="${completed:-0}" \
             'BEGIN { if (n > 0) printf "%.2f", t / hz * 1e6 / n; else print "nan" }')
         load1=$(cut -d' ' -f1 /proc/loadavg)
-        printf 'round %d %-9s %12s q/s  %8s us CPU/query  lost %s  load %s  throttled %s\n' \
-            "$round" "$server" "$qps" "$cpu_us" "$lost" "$load1" "$throttled"
-        echo "$round,$server,$qps,$cpu_us,$lost,$load1,$throttled" >>"$results"
+        # dnsperf's mean latency (seconds) in µs.
+        latency=$(awk '/Average Latency/ { printf "%.0f", $4 * 1e6 }' "$out")
+        syscalls=
+        switches=
+        if [[ -n $perf_pid ]]; then
+            per_query() {
+                awk -F, -v e="$1" -v n="${completed:-0}" \
+                    '$3 == e && n > 0 { printf "%.3f", $1 / n }' "$perf_out"
+            }
+            syscalls=$(per_query raw_syscalls:sys_enter)
+            switches=$(per_query context-switches)
+        fi
+        printf 'round %d %-9s %12s q/s  %8s us CPU/query  lost %s  load %s  throttled %s  latency %s us%s\n' \
+            "$round" "$server" "$qps" "$cpu_us" "$lost" "$load1" "$throttled" "$latency" \
+            "${perf_pid:+  syscalls/query $syscalls  switches/query $switches}"
+        echo "$round,$server,$qps,$cpu_us,$lost,$load1,$throttled,$latency,$syscalls,$switches" >>"$results"
     done
 done
 
@@ -236,11 +269,15 @@ for s in servers:
     med[s] = (statistics.median(q) if q else float("nan"), statistics.median(c) if c else float("nan"),
               (min(q), max(q)) if q else (0, 0), (min(c), max(c)) if c else (0, 0))
 ref = servers[0]
-print(f"| server | queries/s (median, range) | CPU µs/query (median, range) | q/s vs {ref} | CPU vs {ref} |")
-print("|---|---:|---:|---:|---:|")
+def median_of(s, key):
+    v = [float(r[key]) for r in rows if r["server"] == s and r.get(key) not in (None, "", "nan")]
+    return f"{statistics.median(v):g}" if v else "–"
+print(f"| server | queries/s (median, range) | CPU µs/query (median, range) | q/s vs {ref} | CPU vs {ref} | mean latency µs | syscalls/query | switches/query |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|")
 for s in servers:
     q, c, (lo, hi), (clo, chi) = med[s]
-    print(f"| {s} | {q:,.0f} ({lo:,.0f}–{hi:,.0f}) | {c:.2f} ({clo:.2f}–{chi:.2f}) | {q / med[ref][0]:.2f} | {c / med[ref][1]:.2f} |")
+    extra = " | ".join(median_of(s, k) for k in ("latency_us", "syscalls_per_query", "switches_per_query"))
+    print(f"| {s} | {q:,.0f} ({lo:,.0f}–{hi:,.0f}) | {c:.2f} ({clo:.2f}–{chi:.2f}) | {q / med[ref][0]:.2f} | {c / med[ref][1]:.2f} | {extra} |")
 loads = [float(r["load1"]) for r in rows if r.get("load1")]
 if loads:
     print(f"load average (1 min) during the runs: {min(loads):.2f}–{max(loads):.2f}")

@@ -13,7 +13,8 @@
 # server is saturated and answers in bursts, as under load), dumps the counters and prints
 # instructions per completed query.
 # The dump stays in OUT_DIR (default a temporary directory) for callgrind_annotate.
-# Env: RATE (4000), SECS (5), BACKEND (uring), PORT (19590).
+# Env: RATE (4000), SECS (5), BACKEND (uring), PORT (19590), SERVER_ARGS (extra `serve dns`
+# flags, e.g. "--batch-wait 32,100us").
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${1:-$here/../../target/release/ringwork}
@@ -29,9 +30,10 @@ source "$here/lib/dns_workload.sh"
 write_dns_workload "$out" 1000
 zone=$out/example.zone
 queries=$out/queries.txt
+# shellcheck disable=SC2086  # SERVER_ARGS are words
 valgrind --tool=callgrind --callgrind-out-file="$out/callgrind.out.%p" \
     "$bin" serve dns --zone "$zone" --cores 1 --listen "udp:$port:interface=127.0.0.1" \
-    --backend "${BACKEND:-uring}" 2>"$out/server.log" &
+    --backend "${BACKEND:-uring}" ${SERVER_ARGS:-} 2>"$out/server.log" &
 server=$!
 trap 'kill -KILL $server 2>/dev/null || true' EXIT
 for _ in $(seq 1 300); do

@@ -4,6 +4,7 @@
     benches/scripts/rate_tail_probe.py [--rounds 3] [--seconds 3] [--conns 100]
         [--rates 20000,44000] [--servers ringwork,uring-bare,libuv]
         [--spin] [--fifo] [--load target/release/ringwork-load] [--csv FILE]
+        [--variant NAME=ARGS]... [--perf]
 
 Starts each server pinned to CPU 0 (`ringwork serve hello --cores 1`, the peers from
 benches/peers/bin) and runs `ringwork-load http --rate R -c CONNS` pinned to CPU 1, in
@@ -29,10 +30,19 @@ the rest of each second (`sched_rt_runtime_us`), which shows as a 50 ms tail. `-
 runs each of them in a session of its own at nice -20 instead: with autogroups
 (`/proc/sys/kernel/sched_autogroup_enabled`), a process's own nice weighs only against
 its session, so the session's (`/proc/PID/autogroup`) is what counts against compiles.
+
+`--variant NAME=ARGS` (repeat) runs the generator once per variant in every round, with
+ARGS (space-separated) added to its command line, e.g. `--variant w0=` `--variant
+'w100=--send-window 100us'`: variants are interleaved, so they see the same machine.
+`--perf` runs the generator under `perf stat` and adds its context switches and system
+calls per request (one `raw_syscalls:sys_enter` per syscall, io_uring_enter included).
+The table also gives the generator's kernel enters per response and completions per
+enter (ringwork-load's `generator` counts: how well it batched).
 """
 
 import argparse
 import csv
+import itertools
 import json
 import os
 import socket
@@ -118,7 +128,18 @@ def boost():
         f.write("-20")
 
 
-def run_one(args, name, rate, tmp):
+def perf_counts(path):
+    """perf stat -x, output: {event: count}."""
+    out = {}
+    with open(path) as f:
+        for line in f:
+            parts = line.strip().split(",")
+            if len(parts) > 2 and parts[0].replace(".", "").isdigit():
+                out[parts[2]] = float(parts[0])
+    return out
+
+
+def run_one(args, name, rate, tmp, extra=()):
     port = free_port()
     cmd = [a.replace("{port}", str(port)) for a in SERVERS[name]]
     log = open(os.path.join(tmp, f"{name}.log"), "w")
@@ -131,7 +152,11 @@ def run_one(args, name, rate, tmp):
         load = prefix(args, LOAD_CPU) + [
             args.load, "http", f"http://127.0.0.1:{port}/", "-c", str(args.conns),
             "--rate", str(rate), "-d", f"{args.seconds}s", "--warmup", "500ms",
-            "--cpus", LOAD_CPU, "--json", out, "--quiet"] + args.load_arg
+            "--cpus", LOAD_CPU, "--json", out, "--quiet"] + args.load_arg + list(extra)
+        perf_out = os.path.join(tmp, "perf.txt")
+        if args.perf:
+            load = ["perf", "stat", "-x,", "-o", perf_out, "-e",
+                    "task-clock,context-switches,raw_syscalls:sys_enter", "--"] + load
         s_cpu0 = proc_cpu(server.pid)
         st0, id0, t0 = cpu_stat(), idle_entries(), time.monotonic()
         child = subprocess.Popen(load, cwd=REPO, stdout=subprocess.DEVNULL,
@@ -158,8 +183,15 @@ def run_one(args, name, rate, tmp):
     pair = s_cpu + rusage.ru_utime + rusage.ru_stime
     busy_s = sum(v[0] for v in jiff.values()) / CLK_TCK
     other_pct = 100.0 * max(busy_s - pair, 0.0) / (2 * wall)
+    perf = perf_counts(perf_out) if args.perf else {}
+    gen = rep.get("generator") or {}
+    responses = max(gen.get("responses", 0), 1)
     return {
+        "enters_resp": gen["enters"] / responses if gen else None,
+        "compl_enter": gen["completions"] / max(gen["enters"], 1) if gen else None,
         "server": name, "rate": rate, "rps": rep["rps"],
+        "csw_load": perf.get("context-switches", 0) / total if args.perf else None,
+        "sys_load": perf.get("raw_syscalls:sys_enter", 0) / total if args.perf else None,
         "p50": lat["p50"], "p99": lat["p99"], "p999": lat["p999"], "max": lat["max"],
         "u_p50": unc.get("p50"), "u_p99": unc.get("p99"), "u_p999": unc.get("p999"),
         "u_max": unc.get("max"),
@@ -193,8 +225,12 @@ def main():
     ap.add_argument("--load", default="target/release/ringwork-load")
     ap.add_argument("--load-arg", action="append", default=[],
                     help="extra ringwork-load argument (repeat): --load-arg=--busy-poll=200us")
+    ap.add_argument("--variant", action="append", default=[],
+                    help="NAME=ARGS: a generator variant (repeat; interleaved per round)")
+    ap.add_argument("--perf", action="store_true")
     ap.add_argument("--csv")
     args = ap.parse_args()
+    variants = [(v.split("=", 1)[0], v.split("=", 1)[1].split()) for v in args.variant] or [("", [])]
     servers = args.servers.split(",")
     rates = [float(r) for r in args.rates.split(",")]
     spinners = []
@@ -207,31 +243,36 @@ def main():
     try:
         for rnd in range(args.rounds):
             order = servers[rnd % len(servers):] + servers[:rnd % len(servers)]
-            for rate in rates:
+            for rate, (vname, extra) in itertools.product(rates, variants):
                 for name in order:
-                    r = run_one(args, name, rate, tmp)
+                    r = run_one(args, name, rate, tmp, extra)
                     r["round"] = rnd + 1
+                    r["variant"] = vname
                     rows.append(r)
-                    print(f"r{rnd + 1} {name:<10} {rate:>7.0f}/s  corrected p50 {fmt_us(r['p50'])}"
+                    perf = (f" | load csw/req {r['csw_load']:.2f} syscalls/req {r['sys_load']:.2f}"
+                            if args.perf else "")
+                    print(f"r{rnd + 1} {vname} {name:<10} {rate:>7.0f}/s  corrected p50 {fmt_us(r['p50'])}"
                           f" p99 {fmt_us(r['p99'])} p99.9 {fmt_us(r['p999'])} max {fmt_us(r['max'])}"
                           f" | uncorrected p99 {fmt_us(r['u_p99'])} p99.9 {fmt_us(r['u_p999'])}"
                           f" | send lag p50 {fmt_us(r['lag_p50'])} p99 {fmt_us(r['lag_p99'])}"
                           f" p99.9 {fmt_us(r['lag_p999'])}"
                           f" | CPU µs/req server {r['server_us']:.1f} load {r['load_us']:.1f}"
                           f" | steal {r['steal_pct']:.1f}% other {r['other_pct']:.0f}%"
-                          f" | halts/req srv {r['halts_srv']:.2f} load {r['halts_load']:.2f}",
+                          f" | halts/req srv {r['halts_srv']:.2f} load {r['halts_load']:.2f}{perf}",
                           flush=True)
     finally:
         for s in spinners:
             s.kill()
             s.wait()
     print()
-    print("| server | rate | p50 | p99 | p99.9 | uncorrected p99 | uncorrected p99.9 |"
-          " send lag p99 / p99.9 | server CPU µs/req | load CPU µs/req | halts/req (srv, load) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for rate in rates:
+    print("| variant | server | rate | p50 | p99 | p99.9 | uncorrected p99 | uncorrected p99.9 |"
+          " send lag p50 / p99 / p99.9 | server CPU µs/req | load CPU µs/req | halts/req (srv, load) |"
+          " load csw/req | load syscalls/req | load enters/resp | completions/enter |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for rate, (vname, _) in itertools.product(rates, variants):
         for name in servers:
-            rs = [r for r in rows if r["server"] == name and r["rate"] == rate]
+            rs = [r for r in rows
+                  if r["server"] == name and r["rate"] == rate and r["variant"] == vname]
 
             def med(k):
                 vals = [r[k] for r in rs if r[k] is not None]
@@ -241,11 +282,18 @@ def main():
                 vals = sorted(r[k] for r in rs if r[k] is not None)
                 return f"{fmt_us(med(k))} ({fmt_us(vals[0])}–{fmt_us(vals[-1])})"
 
-            print(f"| {name} | {rate:.0f} | {fmt_us(med('p50'))} | {span('p99')} | {span('p999')}"
+            def num(k):
+                v = med(k)
+                return "-" if v is None else f"{v:.2f}"
+
+            print(f"| {vname} | {name} | {rate:.0f} | {fmt_us(med('p50'))} | {span('p99')}"
+                  f" | {span('p999')}"
                   f" | {fmt_us(med('u_p99'))} | {fmt_us(med('u_p999'))}"
-                  f" | {fmt_us(med('lag_p99'))} / {fmt_us(med('lag_p999'))}"
+                  f" | {fmt_us(med('lag_p50'))} / {fmt_us(med('lag_p99'))} / {fmt_us(med('lag_p999'))}"
                   f" | {med('server_us'):.1f} | {med('load_us'):.1f}"
-                  f" | {med('halts_srv'):.2f}, {med('halts_load'):.2f} |")
+                  f" | {med('halts_srv'):.2f}, {med('halts_load'):.2f}"
+                  f" | {num('csw_load')} | {num('sys_load')}"
+                  f" | {num('enters_resp')} | {num('compl_enter')} |")
     path = args.csv or os.path.join(tmp, "runs.csv")
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0].keys()))

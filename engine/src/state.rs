@@ -676,7 +676,15 @@ impl State {
         conn.queued += bytes.len();
         self.stats.bytes_out += bytes.len() as u64;
         io.send(conn.socket(), bytes);
-        self.check_high(io, id);
+        // `check_high` looks the connection up again: only past a watermark it acts on
+        // (issue 16: once per keep-alive answer, ~35 instructions).
+        let watch = self
+            .config
+            .write_high_watermark
+            .min(self.config.write_buffer_limit);
+        if conn.buffered() > watch {
+            self.check_high(io, id);
+        }
     }
 
     /// Queues `len` bytes of `file` from `offset` after everything written so far (see

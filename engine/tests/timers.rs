@@ -14,7 +14,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use common::{Event, Lost, Sink, reactor, reactor_with, recorded, recording_factory, wait};
-use ringwork::platform::BackendChoice;
+use ringwork::platform::{BackendChoice, BatchWait, DriverConfig};
 use ringwork::{ConnId, ConnectOptions, Context, Protocol, Reactor, ReactorConfig, TimerId};
 
 /// Latest acceptable firing, after the deadline (generous for a loaded CI machine; a
@@ -485,5 +485,73 @@ ringwork::platform::test_all_backends! {
         // 30 ms of non-blocking turns: thousands on an idle machine; far more than 5 on
         // any.
         assert!(spinning > 50, "only {spinning} turns while busy polling");
+    }
+
+    /// A driver that batches its waits (`DriverConfig::batch_wait`, here up to 1 s) still
+    /// fires the reactor's timers on time: the reactor's next deadline bounds the wait, and
+    /// a timer is never held for the batch. The batch is engaged first (a burst of
+    /// datagrams delivered in one turn), so the first timer's wait is a batch wait.
+    fn batch_wait_does_not_delay_timers(backend: BackendChoice) {
+        if !common::available(backend) {
+            return;
+        }
+        let max_wait = Duration::from_secs(1);
+        let driver = DriverConfig {
+            backend,
+            batch_wait: Some(BatchWait {
+                min_completions: 16,
+                max_wait,
+            }),
+            ..DriverConfig::default()
+        };
+        let mut reactor =
+            Reactor::new(ReactorConfig::default(), driver).expect("create a reactor");
+        let received = Rc::new(RefCell::new(0usize));
+        let id = reactor
+            .bind_udp(
+                std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+                Counter(Rc::clone(&received)),
+            )
+            .expect("bind");
+        let addr = reactor
+            .udp_local_addr(id)
+            .expect("local address")
+            .as_socket()
+            .expect("an IP address");
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").expect("client socket");
+        for i in 0..16u8 {
+            client.send_to(&[i], addr).expect("send");
+        }
+        wait(&mut reactor, |_| *received.borrow() == 16, || "the burst".into());
+        let fired: Rc<RefCell<Vec<(u64, Instant)>>> = Rc::default();
+        let armed = reactor.now();
+        for delay in [30, 60, 90] {
+            let f = Rc::clone(&fired);
+            reactor.call_later(ms(delay), move |r| f.borrow_mut().push((delay, r.now())));
+        }
+        wait(&mut reactor, |_| fired.borrow().len() == 3, || "three timers".into());
+        for &(delay, at) in fired.borrow().iter() {
+            let due = armed + ms(delay);
+            assert!(at >= due, "the {delay} ms timer fired early");
+            assert!(
+                at - due < max_wait / 2,
+                "the {delay} ms timer fired {:?} late: held by the batch wait",
+                at - due
+            );
+        }
+    }
+}
+
+/// Counts the datagrams it receives.
+struct Counter(Rc<RefCell<usize>>);
+
+impl ringwork::DatagramProtocol for Counter {
+    fn datagram_received(
+        &mut self,
+        _: &mut ringwork::DatagramContext<'_>,
+        _: &[u8],
+        _: std::net::SocketAddr,
+    ) {
+        *self.0.borrow_mut() += 1;
     }
 }

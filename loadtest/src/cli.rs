@@ -71,6 +71,12 @@ pub struct CommonArgs {
     /// times at a constant rate, for a generator on CPUs of its own (costs them whole).
     #[arg(long, default_value = "0s", value_parser = parse_duration)]
     pub busy_poll: Duration,
+    /// Constant rate: send every request whose slot falls in the same window of this width
+    /// (`100us`) at the window's start, one wake-up for all (up to that early; timed from
+    /// the actual send then). Cuts the generator's CPU per request; 0: each at its slot.
+    /// At most one connection's interval (connections / rate; a longer one is cut to it).
+    #[arg(long, default_value = "0s", value_parser = parse_duration, requires = "rate")]
+    pub send_window: Duration,
     /// Reactor threads (unpinned; see --cpus).
     #[arg(long, default_value_t = 1)]
     pub cores: usize,
@@ -422,6 +428,7 @@ impl CommonArgs {
             progress: !self.quiet,
             handle_signals: true,
             busy_poll: self.busy_poll,
+            send_window: self.send_window,
             ..RunOptions::new(workload, target, addr)
         }
     }

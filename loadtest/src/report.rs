@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use base64::Engine as _;
 use hdrhistogram::Histogram;
@@ -252,6 +253,18 @@ pub struct Report {
     /// the server's side. Not kept by `merge`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send_lag_us: Option<Latency>,
+    /// Constant-rate runs with `--send-window`: the grouping window, µs. Sends were grouped
+    /// on a grid of this width (one wake-up for every slot in a cell), so a request went
+    /// out up to this long before its slot, and was then timed from its actual send.
+    /// Merged runs: the largest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_window_us: Option<u64>,
+    /// The generator's own reactor work over the whole run (warm-up included): how many
+    /// loop turns, kernel enters and completions its cores needed, and for how many
+    /// responses. Per response, that is the batching the generator achieved (several
+    /// responses in one enter, or each its own). Merged runs: summed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator: Option<EngineCounts>,
     /// How many runs were merged into this report (1 for a single run).
     pub runs: u64,
 }
@@ -281,6 +294,29 @@ pub enum ReportError {
         /// Which report differs (1-based, in the order given).
         index: usize,
     },
+}
+
+/// The generator's reactor statistics over a whole run ([`Report::generator`]).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Serialize)]
+pub struct EngineCounts {
+    /// Responses completed (all of the run, warm-up included).
+    pub responses: u64,
+    /// Reactor loop turns.
+    pub turns: u64,
+    /// Kernel enters (`io_uring_enter` / `epoll_wait`).
+    pub enters: u64,
+    /// Completions reaped from the kernel.
+    pub completions: u64,
+}
+
+impl EngineCounts {
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &EngineCounts) {
+        self.responses += other.responses;
+        self.turns += other.turns;
+        self.enters += other.enters;
+        self.completions += other.completions;
+    }
 }
 
 /// The fixed facts of a run, for [`Report::new`].
@@ -429,6 +465,8 @@ impl Report {
             uncorrected_latency_us: uncorrected.map(Latency::of),
             uncorrected_histogram: uncorrected.map(encode_histogram),
             send_lag_us: None,
+            send_window_us: None,
+            generator: None,
             runs: 1,
         }
     }
@@ -438,6 +476,22 @@ impl Report {
     #[must_use]
     pub fn with_send_lag(mut self, lag: Option<&Histogram<u64>>) -> Self {
         self.send_lag_us = lag.filter(|h| !h.is_empty()).map(Latency::of);
+        self
+    }
+
+    /// This report with the generator's reactor statistics ([`Report::generator`]).
+    #[must_use]
+    pub fn with_generator(mut self, counts: EngineCounts) -> Self {
+        self.generator = Some(counts);
+        self
+    }
+
+    /// This report with the send window of a constant-rate run (`send_window_us`), when
+    /// sends were grouped (`window` not zero).
+    #[must_use]
+    pub fn with_send_window(mut self, window: Duration) -> Self {
+        let us = u64::try_from(window.as_micros()).unwrap_or(u64::MAX);
+        self.send_window_us = (self.target_rate.is_some() && !window.is_zero()).then_some(us);
         self
     }
 
@@ -567,6 +621,14 @@ impl Report {
         merged.uncorrected_latency_us = uncorrected.as_ref().map(Latency::of);
         merged.uncorrected_histogram = uncorrected.as_ref().map(encode_histogram);
         merged.send_lag_us = None;
+        merged.send_window_us = reports.iter().filter_map(|r| r.send_window_us).max();
+        merged.generator = reports
+            .iter()
+            .filter_map(|r| r.generator)
+            .reduce(|mut a, b| {
+                a.add(&b);
+                a
+            });
         Ok(merged)
     }
 
@@ -629,8 +691,12 @@ impl Report {
         if let Some(rate) = self.target_rate {
             let _ = writeln!(
                 s,
-                "  rate       target {rate:.1}/s, achieved {:.1}/s",
-                self.rps
+                "  rate       target {rate:.1}/s, achieved {:.1}/s{}",
+                self.rps,
+                match self.send_window_us {
+                    Some(w) => format!("; sends grouped in {w} µs windows (up to {w} µs early)"),
+                    None => String::new(),
+                }
             );
         }
         let _ = writeln!(
@@ -642,6 +708,19 @@ impl Report {
             bytes(self.bytes_out as f64),
             bytes(self.bytes_out as f64 / secs)
         );
+        if let Some(g) = &self.generator
+            && g.responses > 0
+        {
+            let per = |n: u64| n as f64 / g.responses as f64;
+            let _ = writeln!(
+                s,
+                "  generator  {:.2} turns, {:.2} enters, {:.2} completions per response \
+                 (whole run)",
+                per(g.turns),
+                per(g.enters),
+                per(g.completions)
+            );
+        }
         if let Some(session) = &self.tls_session {
             let _ = writeln!(
                 s,

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use ringwork::platform::BackendChoice;
 use ringwork::{DriverConfig, Reactor, ReactorConfig, Runtime};
 
-use crate::report::{Counters, Report, RunFacts, new_histogram};
+use crate::report::{Counters, EngineCounts, Report, RunFacts, new_histogram};
 use crate::session::Session;
 use crate::stream::{CoreState, CoreTls, SessionFactory, Slot, start_slot};
 use crate::tls::{TlsOptions, TlsSetupError};
@@ -69,6 +69,10 @@ pub struct RunOptions {
     /// Spin instead of sleeping when a timer (a constant-rate send) is due within this
     /// ([`ReactorConfig::busy_poll`]); zero: sleep.
     pub busy_poll: Duration,
+    /// Constant rate: group sends on a grid of this width, so that one wake-up sends every
+    /// request whose slot falls in the same cell (up to this much before its slot); zero:
+    /// each request at its own slot; cut to one connection's interval. See [`Plan::wake_at`].
+    pub send_window: Duration,
 }
 
 impl RunOptions {
@@ -97,6 +101,7 @@ impl RunOptions {
             handle_signals: false,
             tls: None,
             busy_poll: Duration::ZERO,
+            send_window: Duration::ZERO,
         }
     }
 
@@ -134,6 +139,8 @@ pub(crate) struct Plan {
     pub(crate) batch: bool,
     /// Time between intended sends on one connection (constant-rate mode).
     pub(crate) interval: Option<Duration>,
+    /// Grouping window of constant-rate sends ([`RunOptions::send_window`]).
+    pub(crate) send_window: Duration,
     pub(crate) start: Instant,
     pub(crate) record_from: Instant,
     pub(crate) end: Instant,
@@ -159,6 +166,27 @@ impl Plan {
         let delay = self.ramp.mul_f64(frac);
         let phase = self.interval.map_or(Duration::ZERO, |i| i.mul_f64(frac));
         (delay, self.start + delay + phase)
+    }
+
+    /// When the generator sends a request whose slot is `at`: the start of the
+    /// `send_window`-wide cell of a grid from `start` that holds `at` (`at` itself without
+    /// a window). Every connection of a core whose slot falls in one cell arms its timer
+    /// for the same instant, so the reactor wakes once for all of them and sends them in
+    /// one turn (one submission), and their responses tend to complete together: the
+    /// generator's CPU per request falls with the requests per wake-up. The price: a
+    /// request goes out up to `send_window` before its slot (the server sees bursts of a
+    /// window's requests), and its latency is then timed from the actual send, never from
+    /// the later slot.
+    pub(crate) fn wake_at(&self, at: Instant) -> Instant {
+        let window = u64::try_from(self.send_window.as_nanos()).unwrap_or(u64::MAX);
+        if window == 0 {
+            return at;
+        }
+        let Some(since) = at.checked_duration_since(self.start) else {
+            return at;
+        };
+        let nanos = u64::try_from(since.as_nanos()).unwrap_or(u64::MAX);
+        self.start + Duration::from_nanos(nanos - nanos % window)
     }
 }
 
@@ -217,6 +245,19 @@ pub(crate) struct CoreResult {
     pub(crate) send_lag: Option<hdrhistogram::Histogram<u64>>,
     pub(crate) last_completion: Option<Instant>,
     pub(crate) counters: Counters,
+    /// The core's reactor statistics (set by the `on_stop` hook).
+    pub(crate) engine: EngineCounts,
+}
+
+/// The reactor statistics of the [`Report::generator`] line, for `responses` responses.
+pub(crate) fn engine_counts(reactor: &Reactor, responses: u64) -> EngineCounts {
+    let stats = reactor.stats();
+    EngineCounts {
+        responses,
+        turns: stats.turns,
+        enters: stats.enters,
+        completions: stats.completions,
+    }
 }
 
 fn plan(opts: &RunOptions) -> Result<Plan, RunError> {
@@ -260,6 +301,10 @@ fn plan(opts: &RunOptions) -> Result<Plan, RunError> {
         depth: opts.depth,
         batch: opts.batch,
         interval,
+        // A window groups sends of different connections: one longer than a connection's
+        // own interval would group its consecutive sends too, so it is cut to that (the
+        // report gives the window used).
+        send_window: interval.map_or(Duration::ZERO, |i| opts.send_window.min(i)),
         start,
         record_from,
         end,
@@ -322,6 +367,7 @@ where
         reactor.on_stop(move |r| {
             let mut result = state.borrow_mut().take_result();
             result.counters.panics = r.stats().panics;
+            result.engine = engine_counts(r, state.borrow().completed);
             let _ = tx.send(result);
         });
     })
@@ -452,8 +498,10 @@ fn drive(
     let mut uncorrected = plan.interval.map(|_| new_histogram());
     let mut send_lag = plan.interval.map(|_| new_histogram());
     let mut counters = Counters::default();
+    let mut engine = EngineCounts::default();
     let mut last = None;
     for result in rx.try_iter() {
+        engine.add(&result.engine);
         last = last.max(result.last_completion);
         let _ = hist.add(&result.hist);
         if let (Some(u), Some(h)) = (&mut uncorrected, &result.uncorrected) {
@@ -485,7 +533,9 @@ fn drive(
         &hist,
         uncorrected.as_ref(),
     )
-    .with_send_lag(send_lag.as_ref()))
+    .with_send_lag(send_lag.as_ref())
+    .with_send_window(plan.send_window)
+    .with_generator(engine))
 }
 
 fn progress_bar(plan: &Plan) -> indicatif::ProgressBar {
@@ -495,4 +545,40 @@ fn progress_bar(plan: &Plan) -> indicatif::ProgressBar {
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
     bar.set_style(style);
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rate_plan(send_window: Duration) -> Result<Plan, RunError> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 1));
+        plan(&RunOptions {
+            rate: Some(1000.0),
+            send_window,
+            ..RunOptions::new("http", "http://127.0.0.1:1/", addr)
+        })
+    }
+
+    #[test]
+    fn send_window_grid() {
+        let us = Duration::from_micros;
+        let p = rate_plan(us(100)).expect("plan");
+        // Cells of 100 µs from the start: a slot wakes at its cell's start.
+        assert_eq!(p.wake_at(p.start + us(250)), p.start + us(200));
+        assert_eq!(p.wake_at(p.start + us(200)), p.start + us(200));
+        assert_eq!(p.wake_at(p.start + us(299)), p.start + us(200));
+        assert_eq!(p.wake_at(p.start), p.start);
+        // Without a window, every slot is its own wake-up.
+        let p = rate_plan(Duration::ZERO).expect("plan");
+        assert_eq!(p.wake_at(p.start + us(250)), p.start + us(250));
+    }
+
+    #[test]
+    fn send_window_at_most_the_interval() {
+        // 10 connections at 1,000/s: a slot every 10 ms per connection.
+        let ms = Duration::from_millis;
+        assert_eq!(rate_plan(ms(4)).expect("plan").send_window, ms(4));
+        assert_eq!(rate_plan(ms(11)).expect("plan").send_window, ms(10));
+    }
 }

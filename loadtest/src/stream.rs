@@ -7,7 +7,7 @@
 //! Contract: latency = completion turn time − *intended* send time. In closed loop the
 //! intended time is the actual send time; at a constant rate it is the schedule's slot, so a
 //! stalled server inflates the latency of every request it delayed (coordinated omission
-//! corrected, as wrk2). Per-request work allocates nothing: requests are written into a
+//! corrected, as wrk2) — or the actual send, when a send window sent it before its slot. Per-request work allocates nothing: requests are written into a
 //! reused buffer and copied once into the connection's write buffer; responses are parsed
 //! in place from the receive buffer (only an incomplete tail is copied).
 
@@ -122,6 +122,7 @@ impl CoreState {
                 .map(|h| std::mem::replace(h, new_histogram())),
             counters: std::mem::take(&mut self.counters),
             last_completion: self.last_completion,
+            engine: crate::report::EngineCounts::default(),
         }
     }
 
@@ -281,14 +282,19 @@ impl<S: Session> Conn<S> {
                 None => now,
                 Some(interval) => {
                     let at = self.slot.next_send;
-                    if at > now {
+                    // With a send window, `wake` is the start of the window holding `at`:
+                    // every connection due in it wakes at that one instant.
+                    let wake = plan.wake_at(at);
+                    if wake > now {
                         if self.rate_timer.is_none() {
-                            self.rate_timer = Some(ctx.call_later(at - now));
+                            self.rate_timer = Some(ctx.call_later(wake - now));
                         }
                         break;
                     }
                     self.slot.next_send = at + interval;
-                    at
+                    // Timed from the slot, or from the actual send if that was earlier (a
+                    // grouped send): the corrected latency is never below the uncorrected.
+                    at.min(now)
                 }
             };
             if let Some(q) = &mut core.quota {
@@ -483,11 +489,13 @@ impl<S: Session> Protocol for Conn<S> {
     fn timer_fired(&mut self, ctx: &mut Context<'_>, timer: TimerId) {
         if Some(timer) == self.rate_timer {
             self.rate_timer = None;
-            // The timer was armed with a free pipeline slot for `next_send`: any lateness
-            // now is the generator's (the wake-up, or a long turn before this one).
-            self.core
-                .borrow_mut()
-                .record_send_lag(ctx.now(), self.slot.next_send);
+            // The timer was armed with a free pipeline slot for `next_send` (for the start
+            // of its send window): any lateness now is the generator's (the wake-up, or a
+            // long turn before this one).
+            let mut core = self.core.borrow_mut();
+            let wake = core.plan.wake_at(self.slot.next_send);
+            core.record_send_lag(ctx.now(), wake);
+            drop(core);
             self.fill(ctx);
             return;
         }

@@ -181,12 +181,14 @@ impl<S: Session> UdpCore<S> {
             let intended = match plan.interval {
                 None => now,
                 Some(interval) => {
-                    if f.next_send > now {
+                    // With a send window, due from the start of the window holding the
+                    // slot (see `Plan::wake_at`), and timed from the send if earlier.
+                    if plan.wake_at(f.next_send) > now {
                         break;
                     }
                     let at = f.next_send;
                     f.next_send = at + interval;
-                    at
+                    at.min(now)
                 }
             };
             if let Some(q) = &mut self.st.quota {
@@ -248,7 +250,7 @@ fn tick<S: Session>(reactor: &mut Reactor, core: &Rc<RefCell<UdpCore<S>>>) -> Du
             next = next.min(sent + c.timeout);
         }
         if c.st.plan.interval.is_some() && f.in_flight.len() < c.st.plan.depth {
-            next = next.min(f.next_send);
+            next = next.min(c.st.plan.wake_at(f.next_send));
         }
     }
     next.saturating_duration_since(now).max(MIN_WAIT)
@@ -320,6 +322,7 @@ pub(crate) fn start_core<S: Session>(
     reactor.on_stop(move |r| {
         let mut result = core.borrow_mut().st.take_result();
         result.counters.panics = r.stats().panics;
+        result.engine = crate::run::engine_counts(r, core.borrow().st.completed);
         let _ = tx.send(result);
     });
 }

@@ -3,6 +3,7 @@
 use std::fmt;
 
 use std::str::FromStr;
+use std::time::Duration;
 
 use crate::error::SetupError;
 
@@ -132,6 +133,12 @@ pub struct DriverConfig {
     /// mixed burst (DNS answers of a few sizes to one client) goes in a few sends instead of
     /// runs of one or two. Off by default.
     pub udp_gso_gather: bool,
+    /// io_uring: let a wait that has little to do return after a batch of completions or a
+    /// short delay, whichever comes first, instead of at the first completion (see
+    /// [`BatchWait`]). `None` (the default): a wait returns at the first completion. The
+    /// poll backend ignores it (`epoll_wait` has no minimum), as does io_uring on kernels
+    /// before 6.12 ([`Capabilities::batch_wait`] says whether it is in use).
+    pub batch_wait: Option<BatchWait>,
     /// Test hook: watch children through waiter threads as if the kernel had no
     /// `pidfd_open`, so that fallback can be exercised on a kernel that has it.
     #[doc(hidden)]
@@ -162,6 +169,7 @@ impl Default for DriverConfig {
             recv_bundle: false,
             udp_gso: true,
             udp_gso_gather: false,
+            batch_wait: None,
             simulate_no_pidfd: false,
             simulate_no_file_ops: false,
             simulate_uring_setup_errno: None,
@@ -252,11 +260,45 @@ impl DriverConfig {
                 self.fixed_files
             ));
         }
+        if let Some(batch) = self.batch_wait
+            && (batch.min_completions == 0 || batch.max_wait > BatchWait::MAX_WAIT)
+        {
+            return bad(format!(
+                "batch_wait {batch:?}: min_completions must be at least 1 and max_wait at \
+                 most {:?}",
+                BatchWait::MAX_WAIT
+            ));
+        }
         if self.poll_reads_per_turn == 0 {
             return bad("poll_reads_per_turn must be at least 1".to_string());
         }
         Ok(())
     }
+}
+
+/// How long a turn may wait to gather completions ([`DriverConfig::batch_wait`]): once
+/// the driver has nothing ready it waits until `min_completions` completions are in or
+/// `max_wait` has passed, whichever comes first; after `max_wait` it returns at the first
+/// completion, as without the setting. A lone completion is then late by up to `max_wait`,
+/// and a busy server makes fewer, larger turns: fewer wake-ups and `io_uring_enter` calls
+/// per operation when the load is moderate (a server paced by its clients, or under a CPU
+/// quota). The wait still ends at the caller's timeout (a reactor passes its next timer's
+/// deadline), and a driver timer's completion ends it at once, so timers fire on time. A
+/// [`Waker`](crate::Waker)'s wake-up is an ordinary completion: it may wait up to
+/// `max_wait` too. io_uring only: it is the kernel's `io_uring_getevents_arg.min_wait_usec`
+/// (Linux 6.12, IORING_FEAT_MIN_TIMEOUT).
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct BatchWait {
+    /// Completions that end the wait at once (at least 1; 1 makes the setting a no-op).
+    pub min_completions: u32,
+    /// The longest a completion may wait for others (rounded down to whole microseconds;
+    /// at most [`BatchWait::MAX_WAIT`]). Zero makes the setting a no-op.
+    pub max_wait: Duration,
+}
+
+impl BatchWait {
+    /// The largest `max_wait` accepted: a batching delay is meant to be short.
+    pub const MAX_WAIT: Duration = Duration::from_secs(1);
 }
 
 /// What the running backend found and uses.
@@ -299,6 +341,9 @@ pub struct Capabilities {
     /// Stream receives are bundles (the kernel has IORING_FEAT_RECVSEND_BUNDLE and
     /// [`DriverConfig::recv_bundle`] asks for it).
     pub recv_bundle: bool,
+    /// [`DriverConfig::batch_wait`] is in use (asked for, io_uring, and the kernel has
+    /// IORING_FEAT_MIN_TIMEOUT).
+    pub batch_wait: bool,
     /// Opcodes the probe reported as supported, by name (those the backend cares about).
     pub opcodes: Vec<&'static str>,
     /// Why io_uring is not in use, when the poll backend was chosen automatically.

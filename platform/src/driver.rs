@@ -1061,14 +1061,7 @@ impl Driver {
         allowed: impl FnOnce(&crate::table::SocketState) -> bool,
         change: impl FnOnce(&mut crate::table::SocketState),
     ) -> bool {
-        match self.core.open_mut(id) {
-            Some(state) if allowed(state) => {
-                change(state);
-                self.core.mark_dirty(id);
-                true
-            }
-            _ => false,
-        }
+        self.core.update_open(id, allowed, change)
     }
 }
 

@@ -57,7 +57,7 @@ pub use socket2::{SockAddr, Socket};
 
 pub use crate::buf::RecvBuf;
 pub use crate::completion::Completion;
-pub use crate::config::{BackendChoice, BackendKind, Capabilities, DriverConfig, Stats};
+pub use crate::config::{BackendChoice, BackendKind, BatchWait, Capabilities, DriverConfig, Stats};
 pub use crate::driver::{ConnectOptions, Driver, ListenOptions};
 pub use crate::error::{OpError, SetupError, UringUnavailable};
 #[cfg(unix)]

@@ -213,16 +213,26 @@ impl SendQueue {
         }
     }
 
+    /// The only thing queued, when it is one buffer of bytes (no file range).
+    pub(crate) fn only_bytes(&self) -> Option<&[u8]> {
+        let q = self.0.as_deref()?;
+        match q.bufs.front() {
+            Some(Segment::Bytes(b)) if q.bufs.len() == 1 => Some(b),
+            _ => None,
+        }
+    }
+
     /// The first `max` buffers before any file range, for a vectored send.
     pub(crate) fn slices(&self, max: usize) -> impl Iterator<Item = &[u8]> {
-        self.0
-            .iter()
-            .flat_map(|q| q.bufs.iter())
-            .take(max)
-            .map_while(|segment| match segment {
-                Segment::Bytes(b) => Some(&b[..]),
-                Segment::File(_) => None,
-            })
+        // No `flat_map` over the `Option`: an empty deque iterator stands in for no queue.
+        let bufs = self
+            .0
+            .as_deref()
+            .map_or_else(Default::default, |q| q.bufs.iter());
+        bufs.take(max).map_while(|segment| match segment {
+            Segment::Bytes(b) => Some(&b[..]),
+            Segment::File(_) => None,
+        })
     }
 
     /// The first `max` buffers as `IoSlice`s, written into `out`.
@@ -529,6 +539,34 @@ impl Core {
         entry.state.as_mut().map(|state| (id, state))
     }
 
+    /// Applies `change` to socket `id` if it is open and `allowed`, and queues it for the
+    /// backend's next reconciliation: one lookup for both (a send queues bytes this way for
+    /// every answer, issue 16).
+    pub(crate) fn update_open(
+        &mut self,
+        id: SocketId,
+        allowed: impl FnOnce(&SocketState) -> bool,
+        change: impl FnOnce(&mut SocketState),
+    ) -> bool {
+        let Some(entry) = self.sockets.get_mut(id.slot() as usize) else {
+            return false;
+        };
+        if entry.generation != id.generation() {
+            return false;
+        }
+        match entry.state.as_mut() {
+            Some(state) if !state.closing && allowed(state) => {
+                change(state);
+                if !state.in_dirty {
+                    state.in_dirty = true;
+                    self.dirty.push(id.slot());
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Queues the socket for the backend's next reconciliation.
     pub(crate) fn mark_dirty(&mut self, id: SocketId) {
         if let Some(state) = self.current_mut(id.slot(), id.generation())
@@ -714,6 +752,27 @@ mod tests {
         q.advance(3);
         assert!(q.is_empty());
         assert_eq!(q.slices(8).count(), 0);
+    }
+
+    #[test]
+    fn only_bytes_is_the_one_buffer_queued_and_nothing_else() {
+        let mut q = SendQueue::default();
+        assert_eq!(q.only_bytes(), None, "no queue yet");
+        q.push(Bytes::from_static(b"abc"));
+        assert_eq!(q.only_bytes(), Some(&b"abc"[..]));
+        q.push(Bytes::from_static(b"de"));
+        assert_eq!(q.only_bytes(), None, "two buffers");
+        q.advance(3);
+        assert_eq!(q.only_bytes(), Some(&b"de"[..]));
+        q.advance(2);
+        assert_eq!(q.only_bytes(), None, "empty");
+        let file = std::sync::Arc::new(std::fs::File::open("/dev/null").expect("open"));
+        q.push_file(FileRange {
+            file,
+            offset: 0,
+            len: 5,
+        });
+        assert_eq!(q.only_bytes(), None, "a file range is not bytes");
     }
 
     #[test]

@@ -7,7 +7,10 @@
 //!   and the sends in flight together; `Stats::enters`);
 //! - every datagram's payload and sender are intact, every answer reaches its sender;
 //! - more datagrams queued at once than one batch of sends all go out, each reported `Sent`
-//!   once, each received once.
+//!   once, each received once;
+//! - a burst is received in a few system calls, not one per datagram (poll: `recvmmsg` on
+//!   Linux; io_uring: one multishot recvmsg), each datagram whole with its sender, in order,
+//!   an empty one empty and a longer one than a buffer cut and flagged `truncated`.
 
 mod common;
 
@@ -133,5 +136,58 @@ test_all_backends! {
         );
         assert_eq!(reading.join().expect("receiver"), COUNT);
         assert_eq!(driver.send_queued(sender), Some(0));
+    }
+
+    fn a_burst_is_received_in_a_few_system_calls(backend: BackendChoice) {
+        let config = DriverConfig {
+            buf_size: 512,
+            ..DriverConfig::default()
+        };
+        let Some(mut driver) = testing::driver(backend, config) else { return };
+        let server = driver.bind_udp((Ipv4Addr::LOCALHOST, 0).into()).expect("bind");
+        let server_addr = std_addr(&driver.local_addr(server).expect("local address"));
+        let client = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("client bind");
+        let client_addr = client.local_addr().expect("client address");
+        // Datagram `i`: `tagged(i)`, but 0 is empty and 7 longer than a buffer.
+        let datagram = |i: usize| match i {
+            0 => Vec::new(),
+            7 => vec![7; 600],
+            _ => tagged(i),
+        };
+        for i in 0..BURST {
+            client.send_to(&datagram(i), server_addr).expect("send");
+        }
+        let submitted_before = driver.stats().submitted;
+        assert!(driver.recv(server));
+        let mut received = Vec::new();
+        drive(
+            &mut driver,
+            &mut received,
+            |_, received, c| match c {
+                Completion::ReceivedFrom { socket, buf, from, truncated } => {
+                    assert_eq!(socket, server);
+                    assert_eq!(from, client_addr, "the sender's address");
+                    received.push((buf.to_vec(), truncated));
+                }
+                c => panic!("unexpected {c:?}"),
+            },
+            |_, received| received.len() == BURST,
+            |_, received| format!("{} of {BURST} received", received.len()),
+        );
+        for (i, (payload, truncated)) in received.iter().enumerate() {
+            if i == 7 {
+                assert!(*truncated, "a 600-byte datagram into 512-byte buffers");
+                assert_eq!(payload[..], [7; 512], "the truncated datagram's first 512 bytes");
+            } else {
+                assert!(!truncated, "datagram {i} reported truncated");
+                assert_eq!(*payload, datagram(i), "datagram {i}");
+            }
+        }
+        // Receives only: one system call per datagram would be >= 128.
+        let submitted = driver.stats().submitted - submitted_before;
+        eprintln!("{backend:?}: {BURST} datagrams received with {submitted} operations");
+        if cfg!(target_os = "linux") {
+            assert!(submitted <= (BURST / 4) as u64, "{submitted} receive calls for {BURST}");
+        }
     }
 }

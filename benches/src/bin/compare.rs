@@ -82,6 +82,10 @@ struct Cli {
     /// First port to try; each run takes the next free one.
     #[arg(long, default_value_t = 19_100)]
     port_base: u16,
+    /// Fixed-rate workloads: ringwork-load's `--send-window` (sends of every connection due
+    /// in one window go out together, at its start; `0` sends each at its own slot).
+    #[arg(long, default_value = "100us")]
+    send_window: String,
 }
 
 fn main() -> ExitCode {
@@ -288,6 +292,10 @@ fn run() -> Result<(), String> {
             somaxconn.map_or_else(|| "?".into(), |v| v.to_string())
         ),
     );
+    set(
+        "fixed-rate generator (ringwork-load)",
+        format!("--busy-poll 200us --send-window {}", cli.send_window),
+    );
     set("manifest", manifest_path.display().to_string());
     set("binaries", bin_dir.display().to_string());
 
@@ -406,6 +414,7 @@ fn run() -> Result<(), String> {
             cpus: load_cpus,
             threads: load_n,
             clk_tck: procfs::clk_tck(),
+            send_window: cli.send_window.clone(),
         },
         logs,
         nofile_soft: nofile.map(|n| n.0),

@@ -88,6 +88,8 @@ pub struct LoadEnv {
     pub threads: usize,
     /// Clock ticks per second.
     pub clk_tck: u64,
+    /// Fixed-rate runs: ringwork-load's `--send-window` (`100us`, `0`).
+    pub send_window: String,
 }
 
 /// Samples the server tree's CPU ticks.

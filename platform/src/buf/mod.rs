@@ -210,6 +210,67 @@ impl BufPool {
         }))
     }
 
+    /// [`BufPool::read_with`] for several buffers: takes up to `max` (at most `N`) free
+    /// buffers (list mode) and lets `read` fill a prefix of them. `read` gets each buffer's
+    /// start and the buffer size, and returns how many buffers it filled, each one's length
+    /// and what else it learnt about it (`M`) in `filled`; those are handed to `each` as
+    /// [`RecvBuf`]s, in order, and the rest go back to the pool. `None` when no buffer is
+    /// free; an error returns every buffer.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub(crate) fn read_batch<const N: usize, M: Copy + Default>(
+        &self,
+        max: usize,
+        read: impl FnOnce(&[NonNull<u8>], usize, &mut [(usize, M); N]) -> io::Result<usize>,
+        mut each: impl FnMut(RecvBuf, M),
+    ) -> Option<io::Result<usize>> {
+        let free = match &self.inner.mode {
+            Mode::List { free } => free,
+            #[cfg(uring)]
+            Mode::Ring { .. } => {
+                unreachable!("read_batch on a ring pool: the kernel picks ring buffers")
+            }
+        };
+        let size = self.inner.size as usize;
+        let mut bids = [0u16; N];
+        let mut starts = [NonNull::dangling(); N];
+        let mut taken = 0;
+        {
+            let mut free = free.borrow_mut();
+            while taken < max.min(N) {
+                let Some(bid) = free.pop() else { break };
+                bids[taken] = bid;
+                // SAFETY: `bid < count` (the free list holds only valid ids), so the offset
+                // is inside `mem`.
+                starts[taken] = unsafe { self.inner.mem.add(bid as usize * size) };
+                taken += 1;
+            }
+        }
+        if taken == 0 {
+            return None;
+        }
+        self.inner
+            .available
+            .set(self.inner.available.get() - taken as u32);
+        let mut filled = [(0usize, M::default()); N];
+        // The buffers were in the free list: nobody else holds a view of them until they
+        // are lent out below or returned.
+        let result = read(&starts[..taken], size, &mut filled);
+        let count = result.as_ref().map_or(0, |n| (*n).min(taken));
+        for (i, &bid) in bids[..taken].iter().enumerate() {
+            let buf = RecvBuf {
+                pool: Rc::clone(&self.inner),
+                bid,
+                start: 0,
+                len: filled[i].0.min(size) as u32,
+            };
+            if i < count {
+                each(buf, filled[i].1);
+            }
+            // Otherwise dropped: back to the free list.
+        }
+        Some(result.map(|_| count))
+    }
+
     /// Takes ownership of ring buffer `bid`, which the kernel filled with `len` bytes.
     ///
     /// # Safety

@@ -53,6 +53,7 @@ use ringwork_protocols::limits::{ConnectionCap, DEFAULT_RATE_TABLE, RateLimit, S
 use ringwork_protocols::websocket::broadcast::Topic;
 
 #[cfg(unix)]
+mod batch_wait;
 mod buffers;
 mod daemon;
 mod logging;
@@ -296,6 +297,8 @@ struct Serve {
     takeover_from: Option<std::path::PathBuf>,
     #[command(flatten)]
     socket: sockopts::SocketArgs,
+    #[command(flatten)]
+    batch_wait: batch_wait::BatchWaitArgs,
     #[command(flatten)]
     proxy: ProxyArgs,
     /// http-proxy: its TOML configuration (routes, upstreams, timeouts; see
@@ -581,9 +584,11 @@ fn run_serve(mut serve: Serve, logging: &Logging) -> Result<(), Box<dyn Error>> 
     let mut builder = Runtime::builder()
         .driver_config(
             serve.proxy.driver_config(
-                serve
-                    .service
-                    .driver_config(buffers::driver_config(serve.buffers, serve.buffer_size)?),
+                serve.batch_wait.driver_config(
+                    serve
+                        .service
+                        .driver_config(buffers::driver_config(serve.buffers, serve.buffer_size)?),
+                ),
             ),
         )
         .backend(serve.backend.into())

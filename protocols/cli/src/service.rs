@@ -442,6 +442,7 @@ pub(crate) const SERVICE_OPTIONS: &[(&str, &str, &[Service])] = &[
     ("sendfile_min", "--sendfile-min", &[Service::Web]),
     ("open_file_cache", "--open-file-cache", &[Service::Web]),
     ("config", "--config", &[Service::HttpProxy]),
+    ("batch_wait", "--batch-wait", &[Service::Dns]),
     (
         "access_log",
         "--access-log",

@@ -42,26 +42,36 @@ fn zone_text() -> String {
 
 /// A DNS server on one core for the test zone; its UDP and TCP ports (the same one).
 fn serve(backend: &str, dir: &TempDir) -> (Server, u16, u16) {
+    serve_with(backend, dir, &[])
+}
+
+/// [`serve`] with `extra` flags.
+fn serve_with(backend: &str, dir: &TempDir, extra: &[&str]) -> (Server, u16, u16) {
     let zone = dir.0.join("example.zone");
     std::fs::write(&zone, zone_text()).expect("write the zone");
     let zone = zone.to_str().expect("a UTF-8 path").to_owned();
     let port = free_tcp_udp_port();
     let udp_endpoint = format!("udp:{port}:interface=127.0.0.1");
     let tcp_endpoint = format!("tcp:{port}:interface=127.0.0.1");
-    let mut server = Server::start(&[
-        "serve",
-        "dns",
-        "--zone",
-        &zone,
-        "--listen",
-        &udp_endpoint,
-        "--listen",
-        &tcp_endpoint,
-        "--cores",
-        "1",
-        "--backend",
-        backend,
-    ]);
+    let mut server = Server::start(
+        &[
+            "serve",
+            "dns",
+            "--zone",
+            &zone,
+            "--listen",
+            &udp_endpoint,
+            "--listen",
+            &tcp_endpoint,
+            "--cores",
+            "1",
+            "--backend",
+            backend,
+        ]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect::<Vec<_>>(),
+    );
     let mut udp = 0;
     let mut tcp = 0;
     for endpoint in server.listening(2) {
@@ -281,9 +291,31 @@ type Kind = (&'static str, u16, u8, Option<[u8; 4]>, bool);
 /// once: its id, its question as sent (case included), its rcode, its address, TC for a
 /// name too big for 512 bytes.
 fn udp_bursts_get_every_answer(name: &str) {
+    udp_bursts(name, &[]);
+}
+
+/// [`udp_bursts_get_every_answer`] with `--batch-wait 32,100us` (io_uring waits for 32
+/// completions or 100 µs after a busy turn; poll ignores it), then a lone query after the
+/// bursts, answered too.
+fn batched_waits_answer_bursts_and_lone_queries(name: &str) {
+    udp_bursts(name, &["--batch-wait", "32,100us"]);
+}
+
+/// `socket.recv`, again when a signal to the test process interrupts it (EINTR: it
+/// happened in CI).
+fn recv(socket: &std::net::UdpSocket, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match socket.recv(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            result => return result,
+        }
+    }
+}
+
+fn udp_bursts(name: &str, extra: &[&str]) {
     let Some(backend) = backend(name) else { return };
     let dir = TempDir::new("dns-bursts");
-    let (server, udp, _tcp) = serve(backend, &dir);
+    let (server, udp, _tcp) = serve_with(backend, &dir, extra);
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a client socket");
     socket
         .set_read_timeout(Some(std::time::Duration::from_secs(10)))
@@ -319,8 +351,7 @@ fn udp_bursts_get_every_answer(name: &str) {
         }
         let mut buf = [0u8; 4096];
         while !expected.is_empty() {
-            let len = socket
-                .recv(&mut buf)
+            let len = recv(&socket, &mut buf)
                 .unwrap_or_else(|e| panic!("{} answers missing: {e}", expected.len()));
             let answer = &buf[..len];
             let got_id = u16::from_be_bytes([answer[0], answer[1]]);
@@ -344,7 +375,22 @@ fn udp_bursts_get_every_answer(name: &str) {
             }
         }
     }
+    // A lone query after the bursts (a batch wait, if engaged, ends at its delay).
+    socket
+        .send(&query(id + 1, "www.example.com", 1))
+        .expect("send a lone query");
+    let mut buf = [0u8; 512];
+    let len = recv(&socket, &mut buf).expect("the lone query's answer");
+    assert_eq!(
+        u16::from_be_bytes([buf[0], buf[1]]),
+        id + 1,
+        "the lone answer's id"
+    );
+    assert!(len > 12);
     drop(server);
 }
 
-both_backends!(udp_bursts_get_every_answer);
+both_backends!(
+    udp_bursts_get_every_answer,
+    batched_waits_answer_bursts_and_lone_queries
+);

@@ -17,11 +17,14 @@
 //! Does not: use a second thread, allocate receive memory beyond the pool, or wait more
 //! than once per turn (a spurious wake-up returns an empty turn, as under io_uring).
 //!
-//! Safety model: no `unsafe` in this backend. The kernel touches caller memory only inside
-//! synchronous system calls (a pool buffer during a read, the send queue's bytes during a
+//! Safety model: `unsafe` only for system calls socket2 and mio do not wrap (`source.rs`'s
+//! recvmsg slice, `mmsg.rs`'s recvmmsg). The kernel touches caller memory only inside
+//! synchronous system calls (pool buffers during a read, the send queue's bytes during a
 //! send); nothing is shared with it between calls.
 //! Tests: `tests.rs`, through the public [`Driver`](crate::Driver).
 
+#[cfg(target_os = "linux")]
+mod mmsg;
 mod ops;
 mod sockets;
 mod source;

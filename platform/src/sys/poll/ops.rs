@@ -19,6 +19,8 @@ use std::mem;
 use mio::Registry;
 use socket2::SockAddr;
 
+#[cfg(target_os = "linux")]
+use super::mmsg;
 use super::sockets::{Entry, token};
 use super::source::connect_in_progress;
 use crate::buf::BufPool;
@@ -358,6 +360,11 @@ pub(super) fn recv_datagrams(
     out: &mut Vec<Completion>,
     io: &mut Tally,
 ) {
+    #[cfg(target_os = "linux")]
+    if let Some(fd) = entry.source.udp_fd() {
+        recv_udp_batches(fd, entry, state, id, pool, limit, out, io);
+        return;
+    }
     for _ in 0..limit {
         let source = &entry.source;
         let mut meta = None;
@@ -396,6 +403,60 @@ pub(super) fn recv_datagrams(
                 tracing::debug!(socket = %id, error = %e, "datagram receive error skipped");
             }
             (Err(e), _) => {
+                state.end_recv();
+                out.push(Completion::RecvError {
+                    socket: id,
+                    error: OpError::new(OpKind::RecvFrom, Some(id), e),
+                });
+                return;
+            }
+        }
+    }
+}
+
+/// [`recv_datagrams`] for a UDP socket on Linux: `recvmmsg`, up to [`mmsg::BATCH`]
+/// datagrams per system call.
+#[cfg(target_os = "linux")]
+#[allow(clippy::too_many_arguments)] // recv_datagrams' arguments and the descriptor
+fn recv_udp_batches(
+    fd: std::os::fd::RawFd,
+    entry: &mut Entry,
+    state: &mut SocketState,
+    id: SocketId,
+    pool: &BufPool,
+    limit: usize,
+    out: &mut Vec<Completion>,
+    io: &mut Tally,
+) {
+    let mut left = limit;
+    while left > 0 {
+        let Some(result) = mmsg::recv_batch(fd, pool, left, |buf, received| {
+            // A UDP socket's senders are IP addresses; anything else has nobody to answer.
+            if let Some(from) = received.from {
+                out.push(Completion::ReceivedFrom {
+                    socket: id,
+                    buf,
+                    from,
+                    truncated: received.truncated,
+                });
+            }
+        }) else {
+            io.starvations += 1;
+            io.starved = true;
+            return;
+        };
+        io.submitted += 1;
+        match result {
+            Ok(received) => left = left.saturating_sub(received.max(1)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                entry.readable = false;
+                return;
+            }
+            Err(e) if skippable_datagram_error(&e) => {
+                tracing::debug!(socket = %id, error = %e, "datagram receive error skipped");
+                left -= 1;
+            }
+            Err(e) => {
                 state.end_recv();
                 out.push(Completion::RecvError {
                     socket: id,

@@ -320,6 +320,16 @@ impl Source {
         Ok((len, from, flags.is_truncated()))
     }
 
+    /// The descriptor of a UDP socket (`None` for other kinds).
+    #[cfg(target_os = "linux")]
+    pub(super) fn udp_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        match self {
+            Source::Udp(s) => Some(s.as_raw_fd()),
+            _ => None,
+        }
+    }
+
     /// Whether this is a UDP socket.
     #[cfg(target_os = "linux")]
     pub(super) fn is_udp(&self) -> bool {

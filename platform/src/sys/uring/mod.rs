@@ -47,6 +47,7 @@ mod file;
 mod fixed;
 mod send;
 mod setup;
+mod wait;
 
 use std::io;
 use std::mem;
@@ -56,11 +57,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use io_uring::types::{CancelBuilder, Fd, SubmitArgs, TimeoutFlags, Timespec};
+use io_uring::types::{CancelBuilder, Fd, TimeoutFlags, Timespec};
 use io_uring::{IoUring, cqueue, opcode, squeue};
 use socket2::{SockRef, Socket};
 
-use crate::buf::BufPool;
+use crate::buf::{BufPool, RecvBuf};
 use crate::completion::Completion;
 use crate::config::{Capabilities, DriverConfig};
 use crate::error::{OpError, UringUnavailable};
@@ -206,8 +207,8 @@ pub(crate) struct Uring {
     zc_orphans: ZcOrphans,
     /// The ring's fixed file table (empty when off).
     fixed_files: FixedFiles,
-    /// Datagram send SQEs made while reconciling a socket, pushed after it.
-    scratch_sends: Vec<squeue::Entry>,
+    /// The SQEs made while reconciling a socket (its datagram sends last), pushed after it.
+    scratch_sqes: Vec<squeue::Entry>,
     /// The datagrams of the next datagram send, while it is gathered (kept for its room).
     scratch_run: Vec<Bytes>,
     /// Room for gathering a run (`DriverConfig::udp_gso_gather`).
@@ -224,6 +225,8 @@ pub(crate) struct Uring {
     scratch_timers: Vec<(TimerId, TimerState)>,
     scratch_cqes: Vec<(u64, i32, u32)>,
     scratch_timer_slots: Vec<(usize, Instant)>,
+    /// [`DriverConfig::batch_wait`] when the kernel can do it.
+    batch_wait: Option<wait::BatchWaitArgs>,
 }
 
 impl Uring {
@@ -238,6 +241,8 @@ impl Uring {
         let fixed_files = FixedFiles::register(&ring, config.fixed_files);
         capabilities.fixed_files = fixed_files.size();
         capabilities.recv_bundle = config.recv_bundle && ring.params().is_feature_recvsend_bundle();
+        let batch_wait = wait::BatchWaitArgs::new(config.batch_wait, ring.params());
+        capabilities.batch_wait = batch_wait.is_some();
         let failed = |step| {
             move |e: io::Error| UringUnavailable::SetupFailed {
                 step,
@@ -285,7 +290,7 @@ impl Uring {
             zc_min,
             zc_orphans: ZcOrphans::default(),
             fixed_files,
-            scratch_sends: Vec::new(),
+            scratch_sqes: Vec::new(),
             scratch_run: Vec::new(),
             scratch_gather: crate::sys::udp_gso::Gather::default(),
             starved: Vec::new(),
@@ -297,6 +302,7 @@ impl Uring {
             scratch_timers: Vec::new(),
             scratch_cqes: Vec::new(),
             scratch_timer_slots: Vec::new(),
+            batch_wait,
         })
     }
 
@@ -435,44 +441,10 @@ impl Uring {
         } else {
             1
         };
-        self.enter(core, want, timeout)?;
-        self.reap(core, out)
-    }
-
-    /// Submits what is queued and waits for `want` completions (or the timeout), in one
-    /// `io_uring_enter`.
-    fn enter(&mut self, core: &mut Core, want: u32, timeout: Option<Duration>) -> io::Result<()> {
-        let to_submit = self.ring.submission().len() as u32;
-        // GETEVENTS always: with DEFER_TASKRUN, completion work runs only inside an enter
-        // that asks for events, even when not waiting.
-        let flags = ENTER_GETEVENTS;
-        core.stats.enters += 1;
-        let submitter = self.ring.submitter();
-        let result = match timeout {
-            Some(timeout) if want > 0 => {
-                let ts = Timespec::from(timeout);
-                let args = SubmitArgs::new().timespec(&ts);
-                // SAFETY: `args` and `ts` outlive the call; EXT_ARG tells the kernel that
-                // the argument is an io_uring_getevents_arg (the type `SubmitArgs` wraps).
-                unsafe { submitter.enter(to_submit, want, flags | ENTER_EXT_ARG, Some(&args)) }
-            }
-            // SAFETY: no argument is passed (null with size 0 is what the kernel expects).
-            _ => unsafe { submitter.enter::<libc::sigset_t>(to_submit, want, flags, None) },
-        };
-        match result {
-            Ok(_) => Ok(()),
-            // ETIME: the wait timed out; EINTR: a signal; EBUSY/EAGAIN: the CQ is
-            // overflowing and must be reaped before more can be submitted.
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
-                ) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
+        self.enter_turn(core, want, timeout)?;
+        let reaped = self.reap(core, out);
+        self.note_turn(out.len() - before);
+        reaped
     }
 
     /// Turns what the caller asked for into SQEs.
@@ -593,13 +565,10 @@ impl Uring {
         // Receives, sends, connects and shutdowns name the socket by its fixed table entry.
         let target = slot.fixed().map_or(SockFd::Raw(slot.raw), SockFd::Fixed);
         let op = |kind| OpId::socket(id, kind).encode();
-        let mut entries: [Option<squeue::Entry>; 8] = Default::default();
-        let mut n = 0;
+        // This socket's SQEs, pushed once its borrows end (kept for their room: an array of
+        // eight `Option`s here cost a 576-byte copy per reconcile, issue 16).
+        let mut sqes = mem::take(&mut self.scratch_sqes);
         let mut zc_sends = 0;
-        let mut add = |entry: squeue::Entry| {
-            entries[n] = Some(entry);
-            n += 1;
-        };
 
         if state.closing {
             if slot.zc.has(Zc::WAITING) && !slot.has(OpKind::Send) {
@@ -632,14 +601,18 @@ impl Uring {
                     // The table's reference first (hard-linked: the descriptor's close
                     // follows it whatever its result), so the socket is closed by the
                     // second close and the entry is free when its CQE comes.
-                    add(opcode::Close::new(io_uring::types::Fixed(index))
-                        .build()
-                        .flags(squeue::Flags::IO_HARDLINK)
-                        .user_data(op(OpKind::Cancel)));
+                    sqes.push(
+                        opcode::Close::new(io_uring::types::Fixed(index))
+                            .build()
+                            .flags(squeue::Flags::IO_HARDLINK)
+                            .user_data(op(OpKind::Cancel)),
+                    );
                 }
-                add(opcode::Close::new(Fd(fd))
-                    .build()
-                    .user_data(op(OpKind::Close)));
+                sqes.push(
+                    opcode::Close::new(Fd(fd))
+                        .build()
+                        .user_data(op(OpKind::Close)),
+                );
             } else {
                 for kind in [
                     OpKind::Accept,
@@ -655,20 +628,18 @@ impl Uring {
                 ] {
                     if slot.has(kind) && slot.cancelling & kind.bit() == 0 {
                         slot.cancelling |= kind.bit();
-                        add_cancel(&mut entries, &mut n, op(kind), op(OpKind::Cancel));
+                        sqes.push(cancel(op(kind), op(OpKind::Cancel)));
                     }
                 }
                 // Datagram sends each have their own user_data: cancel them by descriptor.
                 let kind = OpKind::SendTo;
                 if slot.has(kind) && slot.cancelling & kind.bit() == 0 {
                     slot.cancelling |= kind.bit();
-                    if n < entries.len() {
-                        entries[n] = Some(
-                            opcode::AsyncCancel2::new(CancelBuilder::fd(fd).all())
-                                .build()
-                                .user_data(op(OpKind::Cancel)),
-                        );
-                    }
+                    sqes.push(
+                        opcode::AsyncCancel2::new(CancelBuilder::fd(fd).all())
+                            .build()
+                            .user_data(op(OpKind::Cancel)),
+                    );
                 }
             }
         } else {
@@ -676,18 +647,22 @@ impl Uring {
                 SocketKind::Listener => {
                     if state.want_accept && !slot.has(OpKind::Accept) {
                         slot.inflight |= OpKind::Accept.bit();
-                        add(opcode::AcceptMulti::new(fd)
-                            .flags(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK)
-                            .build()
-                            .user_data(op(OpKind::Accept)));
+                        sqes.push(
+                            opcode::AcceptMulti::new(fd)
+                                .flags(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK)
+                                .build()
+                                .user_data(op(OpKind::Accept)),
+                        );
                     } else if !state.want_accept
                         && slot.has(OpKind::Accept)
                         && slot.cancelling & OpKind::Accept.bit() == 0
                     {
                         slot.cancelling |= OpKind::Accept.bit();
-                        add(opcode::AsyncCancel::new(op(OpKind::Accept))
-                            .build()
-                            .user_data(op(OpKind::Cancel)));
+                        sqes.push(
+                            opcode::AsyncCancel::new(op(OpKind::Accept))
+                                .build()
+                                .user_data(op(OpKind::Cancel)),
+                        );
                     }
                 }
                 SocketKind::Stream => {
@@ -699,7 +674,7 @@ impl Uring {
                         .filter(|_| !slot.has(OpKind::Connect))
                     {
                         slot.inflight |= OpKind::Connect.bit();
-                        add(with_fd!(target, |fd| opcode::Connect::new(
+                        sqes.push(with_fd!(target, |fd| opcode::Connect::new(
                             fd,
                             addr.as_ptr().cast(),
                             addr.len()
@@ -727,15 +702,17 @@ impl Uring {
                                     opcode::RecvMulti::new(fd, BGID).build()
                                 })
                             };
-                            add(entry.user_data(op(OpKind::Recv)));
+                            sqes.push(entry.user_data(op(OpKind::Recv)));
                         } else if (!state.want_recv || splicing)
                             && slot.has(OpKind::Recv)
                             && slot.cancelling & OpKind::Recv.bit() == 0
                         {
                             slot.cancelling |= OpKind::Recv.bit();
-                            add(opcode::AsyncCancel::new(op(OpKind::Recv))
-                                .build()
-                                .user_data(op(OpKind::Cancel)));
+                            sqes.push(
+                                opcode::AsyncCancel::new(op(OpKind::Recv))
+                                    .build()
+                                    .user_data(op(OpKind::Cancel)),
+                            );
                         }
                         // A queue holding file ranges is served here, on the core's thread
                         // (bytes by sendmsg, ranges by sendfile: `sys/sendfile.rs`), once no
@@ -764,9 +741,11 @@ impl Uring {
                         let file_first = state.send.file_len() > 0;
                         if want_send && slot.send_blocked && !slot.has(OpKind::SendPoll) {
                             slot.inflight |= OpKind::SendPoll.bit();
-                            add(opcode::PollAdd::new(fd, libc::POLLOUT as u32)
-                                .build()
-                                .user_data(op(OpKind::SendPoll)));
+                            sqes.push(
+                                opcode::PollAdd::new(fd, libc::POLLOUT as u32)
+                                    .build()
+                                    .user_data(op(OpKind::SendPoll)),
+                            );
                         }
                         if want_send && !slot.send_blocked && !file_first && !slot.has(OpKind::Send)
                         {
@@ -781,7 +760,7 @@ impl Uring {
                             zc_sends += u64::from(zero_copy);
                             slot.inflight |= OpKind::Send.bit();
                             let entry = send.entry(target, file, zero_copy);
-                            add(entry.user_data(op(OpKind::Send)));
+                            sqes.push(entry.user_data(op(OpKind::Send)));
                         }
                         // Splicing: wait for bytes to read (once a receive in flight is gone,
                         // so no byte is both received and spliced) and, as a destination, for
@@ -794,9 +773,11 @@ impl Uring {
                             && !slot.has(OpKind::SplicePollIn)
                         {
                             slot.inflight |= OpKind::SplicePollIn.bit();
-                            add(opcode::PollAdd::new(fd, libc::POLLIN as u32)
-                                .build()
-                                .user_data(op(OpKind::SplicePollIn)));
+                            sqes.push(
+                                opcode::PollAdd::new(fd, libc::POLLIN as u32)
+                                    .build()
+                                    .user_data(op(OpKind::SplicePollIn)),
+                            );
                         }
                         if state.splice_backlog
                             && state.send.is_empty()
@@ -804,9 +785,11 @@ impl Uring {
                             && !slot.has(OpKind::SplicePollOut)
                         {
                             slot.inflight |= OpKind::SplicePollOut.bit();
-                            add(opcode::PollAdd::new(fd, libc::POLLOUT as u32)
-                                .build()
-                                .user_data(op(OpKind::SplicePollOut)));
+                            sqes.push(
+                                opcode::PollAdd::new(fd, libc::POLLOUT as u32)
+                                    .build()
+                                    .user_data(op(OpKind::SplicePollOut)),
+                            );
                         }
                         if state.shutdown == Shutdown::Wanted
                             && state.send.is_empty()
@@ -814,7 +797,7 @@ impl Uring {
                         {
                             state.shutdown = Shutdown::Started;
                             slot.inflight |= OpKind::Shutdown.bit();
-                            add(with_fd!(target, |fd| opcode::Shutdown::new(
+                            sqes.push(with_fd!(target, |fd| opcode::Shutdown::new(
                                 fd,
                                 libc::SHUT_WR
                             )
@@ -828,9 +811,11 @@ impl Uring {
                     // child's exit; the completion reaps it.
                     if state.want_recv && !slot.has(OpKind::ChildExit) {
                         slot.inflight |= OpKind::ChildExit.bit();
-                        add(opcode::PollAdd::new(fd, libc::POLLIN as u32)
-                            .build()
-                            .user_data(op(OpKind::ChildExit)));
+                        sqes.push(
+                            opcode::PollAdd::new(fd, libc::POLLIN as u32)
+                                .build()
+                                .user_data(op(OpKind::ChildExit)),
+                        );
                     }
                 }
                 SocketKind::Datagram => {
@@ -846,24 +831,28 @@ impl Uring {
                     let recv_in_flight = *inflight & OpKind::RecvFrom.bit() != 0;
                     if state.want_recv && !recv_in_flight && !*starved {
                         *inflight |= OpKind::RecvFrom.bit();
-                        add(udp.recv_entry(fd, BGID).user_data(op(OpKind::RecvFrom)));
+                        sqes.push(udp.recv_entry(fd, BGID).user_data(op(OpKind::RecvFrom)));
                     } else if !state.want_recv
                         && recv_in_flight
                         && *cancelling & OpKind::RecvFrom.bit() == 0
                     {
                         *cancelling |= OpKind::RecvFrom.bit();
-                        add(opcode::AsyncCancel::new(op(OpKind::RecvFrom))
-                            .build()
-                            .user_data(op(OpKind::Cancel)));
+                        sqes.push(
+                            opcode::AsyncCancel::new(op(OpKind::RecvFrom))
+                                .build()
+                                .user_data(op(OpKind::Cancel)),
+                        );
                     }
                     if *send_blocked
                         && !state.datagrams.is_empty()
                         && *inflight & OpKind::SendPoll.bit() == 0
                     {
                         *inflight |= OpKind::SendPoll.bit();
-                        add(opcode::PollAdd::new(fd, libc::POLLOUT as u32)
-                            .build()
-                            .user_data(op(OpKind::SendPoll)));
+                        sqes.push(
+                            opcode::PollAdd::new(fd, libc::POLLOUT as u32)
+                                .build()
+                                .user_data(op(OpKind::SendPoll)),
+                        );
                     }
                     // Every queued datagram goes now (up to MAX_SENDS in flight): a burst of
                     // answers costs one io_uring_enter. Runs of same-size datagrams to one
@@ -881,7 +870,7 @@ impl Uring {
                         gso_sends += u64::from(run.len() > 1);
                         *inflight |= OpKind::SendTo.bit();
                         let entry = self.datagram_sends.start(id, fd, &mut run, to);
-                        self.scratch_sends.push(entry);
+                        sqes.push(entry);
                     }
                     self.scratch_run = run;
                 }
@@ -894,14 +883,10 @@ impl Uring {
             core.mark_dirty(id);
         }
         core.stats.gso_sends += gso_sends;
-        for entry in entries.into_iter().flatten() {
+        for entry in sqes.drain(..) {
             self.push(core, entry);
         }
-        let mut sends = mem::take(&mut self.scratch_sends);
-        for entry in sends.drain(..) {
-            self.push(core, entry);
-        }
-        self.scratch_sends = sends;
+        self.scratch_sqes = sqes;
     }
 
     /// Reaps every available CQE into completions, flushing a CQ overflow if one happened.
@@ -987,15 +972,17 @@ impl Uring {
             self.inflight -= 1;
         }
         // A buffer handed back with any CQE is claimed exactly once, here; a receive bundle
-        // (more bytes than one buffer holds) brings the buffers after it in `bundle`.
-        let mut bundle = Vec::new();
+        // (more bytes than one buffer holds) brings the buffers after it in `bundle`. An
+        // `Option`: dropping an empty `Vec` of buffers cost a call per CQE (issue 16).
+        let mut bundle: Option<Vec<RecvBuf>> = None;
         let buf = cqueue::buffer_select(flags).map(|bid| {
             let len = result.max(0) as u32;
             if len > self.pool.buf_size() {
                 core.stats.recv_bundles += 1;
+                let rest = bundle.insert(Vec::new());
                 // SAFETY: a bundle's first buffer id from this CQE of our ring, claimed only
                 // here; only stream receives are bundles.
-                unsafe { self.pool.claim_bundle(bid, len, &mut bundle) }
+                unsafe { self.pool.claim_bundle(bid, len, rest) }
             } else {
                 // SAFETY: the buffer id comes from this CQE of our ring, claimed only here.
                 unsafe { self.pool.claim(bid, len) }
@@ -1167,8 +1154,10 @@ impl Uring {
                     && let Some(buf) = buf
                 {
                     out.push(Completion::Received { socket: id, buf });
-                    for buf in bundle {
-                        out.push(Completion::Received { socket: id, buf });
+                    if let Some(rest) = bundle {
+                        for buf in rest {
+                            out.push(Completion::Received { socket: id, buf });
+                        }
                     }
                 } else if result == 0 || (result == -libc::EIO && state.file == Some(FileKind::Pty))
                 {
@@ -1415,21 +1404,11 @@ impl Uring {
     }
 }
 
-/// Pushes a cancel of `target` (used for closing sockets).
-fn add_cancel(
-    entries: &mut [Option<squeue::Entry>; 8],
-    n: &mut usize,
-    target: u64,
-    user_data: u64,
-) {
-    if *n < entries.len() {
-        entries[*n] = Some(
-            opcode::AsyncCancel::new(target)
-                .build()
-                .user_data(user_data),
-        );
-        *n += 1;
-    }
+/// A cancel of operation `target` (a closing socket's), completing as `user_data`.
+fn cancel(target: u64, user_data: u64) -> squeue::Entry {
+    opcode::AsyncCancel::new(target)
+        .build()
+        .user_data(user_data)
 }
 
 /// CLOCK_MONOTONIC now, the clock io_uring's absolute timeouts use (and `Instant`'s on Linux).

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use crate::http::proto::{H1Error, Headers, ResponseHead, Version, encode};
+use crate::kit::Output;
 
 /// A response: status, fields and a whole body. Build it with the constructors and the
 /// `with_*`/[`Response::header`] methods.
@@ -40,9 +41,28 @@ pub struct Response {
 pub(crate) struct PreparedFields {
     /// The fields (the response's `head.headers` while it is prepared).
     headers: Headers,
-    /// Every field but the managed ones ([`MANAGED`]), encoded (`name: value\r\n` each),
-    /// each checked as [`encode::write_field`] checks it.
-    lines: Box<[u8]>,
+    /// Encoded once: the status line of `status` with its standard reason phrase
+    /// (`encoded[..lines_at]`, empty when `status` cannot be sent), every field but the
+    /// managed ones ([`MANAGED`]) (`encoded[lines_at..lines_end]`, `name: value\r\n` each,
+    /// each checked as [`encode::write_field`] checks it), then the Content-Length line of
+    /// `length` (`encoded[lines_end..length_end]`), then, when `body` is kept, the empty
+    /// line and the body's bytes. Framing copies the first two parts in one piece while the
+    /// response still has that status and no reason of its own, the Content-Length line
+    /// when the length it frames is `length`, and the rest with it when nothing else goes
+    /// between and the response still has that body (issue 16: the hello path's status
+    /// line, Content-Length, empty line and body were five copies a request).
+    encoded: Box<[u8]>,
+    lines_at: usize,
+    lines_end: usize,
+    length_end: usize,
+    /// The body whose bytes end `encoded` (one smaller than [`Output::SHARE_AT`], which
+    /// framing copies), kept so that a response whose body is still this one (same bytes
+    /// at the same place) is known to be unchanged.
+    body: Option<Bytes>,
+    /// The status whose line starts `encoded` (0: none).
+    status: u16,
+    /// The length whose Content-Length line ends `encoded`: the body's when prepared.
+    length: u64,
     /// The Content-Length the application declared, checked to be a number.
     declared: Option<u64>,
     /// A Connection field holds `close`.
@@ -50,21 +70,63 @@ pub(crate) struct PreparedFields {
 }
 
 impl PreparedFields {
-    /// The fields of `head` encoded and checked; `None` when one cannot be sent (framing
-    /// then refuses the response, as it does an unprepared one).
-    fn of(head: &ResponseHead) -> Option<Self> {
+    /// The fields of `head` encoded and checked (and the status line, and the
+    /// Content-Length line of a body of `length` bytes); `None` when a field cannot be sent
+    /// (framing then refuses the response, as it does an unprepared one).
+    fn of(head: &ResponseHead, body: &Bytes) -> Option<Self> {
         let declared = match head.headers.get("content-length") {
             Some(value) => Some(declared_length(value).ok()?),
             None => None,
         };
-        let mut lines = BytesMut::new();
-        write_unmanaged_fields(&head.headers, &mut lines).ok()?;
+        let mut encoded = BytesMut::new();
+        let status =
+            match encode::write_status_line(&mut encoded, Version::Http11, head.status, &[]) {
+                Ok(()) => head.status,
+                Err(_) => 0,
+            };
+        let lines_at = encoded.len();
+        write_unmanaged_fields(&head.headers, &mut encoded).ok()?;
+        let lines_end = encoded.len();
+        let length = body.len() as u64;
+        encode::write_content_length(&mut encoded, length);
+        let length_end = encoded.len();
+        let body = (body.len() < Output::SHARE_AT).then(|| {
+            encoded.extend_from_slice(b"\r\n");
+            encoded.extend_from_slice(body);
+            body.clone()
+        });
         Some(Self {
             headers: Headers::new(),
-            lines: lines[..].into(),
+            encoded: encoded[..].into(),
+            lines_at,
+            lines_end,
+            length_end,
+            body,
+            status,
+            length,
             declared,
             close: head.headers.has_token("connection", "close"),
         })
+    }
+
+    /// The encoded field lines.
+    fn lines(&self) -> &[u8] {
+        &self.encoded[self.lines_at..self.lines_end]
+    }
+
+    /// The Content-Length line, the empty line and the body, when `body` is the one
+    /// prepared.
+    fn length_and_body(&self, body: &Bytes) -> Option<&[u8]> {
+        let kept = self.body.as_ref()?;
+        // Same place and length: the same bytes (`Bytes` never change, and `kept` holds
+        // them, so the place cannot have been reused).
+        (kept.as_ptr() == body.as_ptr() && kept.len() == body.len())
+            .then(|| &self.encoded[self.lines_end..])
+    }
+
+    /// The status line of `status` and the field lines, when `status` is the one prepared.
+    fn status_and_lines(&self, status: u16) -> Option<&[u8]> {
+        (status == self.status && status != 0).then(|| &self.encoded[..self.lines_end])
     }
 }
 
@@ -87,7 +149,7 @@ impl Response {
     #[must_use]
     pub fn prepared(mut self) -> Self {
         self.unprepare();
-        if let Some(mut fields) = PreparedFields::of(&self.head) {
+        if let Some(mut fields) = PreparedFields::of(&self.head, &self.body) {
             fields.headers = std::mem::take(&mut self.head.headers);
             self.fields = Some(Arc::new(fields));
         }
@@ -203,7 +265,8 @@ pub(crate) struct FrameInput<'a> {
     pub(crate) version: Version,
     pub(crate) is_head: bool,
     pub(crate) keep_alive: bool,
-    pub(crate) date: &'a [u8; 29],
+    /// The whole `Date` field line ([`DATE_LINE`] bytes; its value at [`DATE_VALUE`]).
+    pub(crate) date_line: &'a [u8; DATE_LINE],
     pub(crate) server_name: Option<&'a [u8]>,
     /// The request asked to switch protocols (`Connection: upgrade`): a `101` answer says
     /// `Connection: Upgrade` (RFC 9110 §7.8) instead of the keep-alive fields.
@@ -217,7 +280,15 @@ pub(crate) struct Framed {
     pub(crate) keep_alive: bool,
     /// Whether the whole response's body goes on the wire (not for HEAD, 1xx, 204, 304).
     pub(crate) send_body: bool,
+    /// The whole response's body was written with the head (a prepared response's).
+    pub(crate) body_written: bool,
 }
+
+/// The length of a `Date` field line: `Date: ` IMF-fixdate CRLF.
+pub(crate) const DATE_LINE: usize = 37;
+
+/// Where the IMF-fixdate is in a `Date` field line.
+pub(crate) const DATE_VALUE: std::ops::Range<usize> = 6..35;
 
 /// Fields the server manages itself: whatever the application put there is replaced.
 const MANAGED: [&[u8]; 5] = [
@@ -283,23 +354,48 @@ fn try_frame_head(
         keep_alive = false;
         Framing::CloseDelimited
     };
-    out.reserve(128 + prepared.map_or(head.headers.len() * 32, |p| p.lines.len()));
-    encode::write_status_line(out, Version::Http11, status, &head.reason)?;
+    out.reserve(128 + prepared.map_or(head.headers.len() * 32, |p| p.encoded.len()));
     match prepared {
-        Some(prepared) => out.extend_from_slice(&prepared.lines),
-        None => write_unmanaged_fields(&head.headers, out)?,
+        Some(prepared) => match prepared.status_and_lines(status) {
+            Some(encoded) if head.reason.is_empty() => out.extend_from_slice(encoded),
+            _ => {
+                encode::write_status_line(out, Version::Http11, status, &head.reason)?;
+                out.extend_from_slice(prepared.lines());
+            }
+        },
+        None => {
+            encode::write_status_line(out, Version::Http11, status, &head.reason)?;
+            write_unmanaged_fields(&head.headers, out)?;
+        }
     }
     if let Some(server) = input.server_name {
         encode::write_field(out, b"Server", server)?;
     }
     // The driver's IMF-fixdate: no field check needed.
-    out.extend_from_slice(b"Date: ");
-    out.extend_from_slice(input.date);
-    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(input.date_line);
+    if !streaming && send_body && keep_alive && input.version == Version::Http11 {
+        // Nothing goes between Content-Length and the body (no Connection field): a
+        // prepared response's end in one copy.
+        if let Some(end) = prepared.and_then(|p| p.length_and_body(&response.body)) {
+            out.extend_from_slice(end);
+            return Ok(Framed {
+                framing,
+                keep_alive,
+                send_body,
+                body_written: true,
+            });
+        }
+    }
+    let content_length = |out: &mut BytesMut, n: u64| match prepared {
+        Some(prepared) if prepared.length == n => {
+            out.extend_from_slice(&prepared.encoded[prepared.lines_end..prepared.length_end]);
+        }
+        _ => encode::write_content_length(out, n),
+    };
     // RFC 9110 §8.6: a server MUST NOT send Content-Length in a 1xx or 204 response.
     if !(100..200).contains(&status) && status != 204 {
         match (&framing, streaming) {
-            (Framing::Sized(n), _) => encode::write_content_length(out, *n),
+            (Framing::Sized(n), _) => content_length(out, *n),
             (Framing::Chunked, _) => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
             (Framing::CloseDelimited, _) => {}
             // A whole response: its body length, or for HEAD/304 the length the
@@ -311,12 +407,12 @@ fn try_frame_head(
                     declared.or((!no_body_status).then_some(response.body.len() as u64))
                 };
                 if let Some(n) = n {
-                    encode::write_content_length(out, n);
+                    content_length(out, n);
                 }
             }
             (Framing::None, true) => {
                 if let Some(n) = declared {
-                    encode::write_content_length(out, n);
+                    content_length(out, n);
                 }
             }
         }
@@ -333,6 +429,7 @@ fn try_frame_head(
         framing,
         keep_alive,
         send_body,
+        body_written: false,
     })
 }
 

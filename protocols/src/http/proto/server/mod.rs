@@ -27,7 +27,8 @@ use bytes::{Buf, Bytes, BytesMut};
 
 pub use self::framing::Response;
 use self::framing::{
-    FALLBACK_500, FrameInput, Framing, frame_body_end, frame_body_piece, frame_head,
+    DATE_LINE, DATE_VALUE, FALLBACK_500, FrameInput, Framing, frame_body_end, frame_body_piece,
+    frame_head,
 };
 use crate::http::proto::{
     BodyDecoder, BodyKind, H1Error, H1Limits, Headers, Method, ParsedRequest, RequestHead, Status,
@@ -115,6 +116,16 @@ fn own_head(store: &mut BytesMut, head: &[u8]) -> Bytes {
     }
     store.extend_from_slice(head);
     store.split().freeze()
+}
+
+/// Request head `head`, a part of `batch`'s bytes, as a slice of `batch` (no copy); a head
+/// elsewhere is copied.
+fn share_head(batch: &Bytes, head: &[u8]) -> Bytes {
+    let start = (head.as_ptr() as usize).checked_sub(batch.as_ptr() as usize);
+    match start {
+        Some(start) if start + head.len() <= batch.len() => batch.slice(start..start + head.len()),
+        _ => Bytes::copy_from_slice(head),
+    }
 }
 
 /// One request on one connection (they count up from 0).
@@ -312,7 +323,9 @@ struct Slot {
     answer: Answer,
     expect: Expect,
     /// Bytes waiting for the earlier answers (the front slot writes straight to the output).
-    queued: VecDeque<Bytes>,
+    /// A `Vec`, not a `VecDeque`: it is nearly always empty, and an empty `Vec` is cheaper
+    /// to drop (issue 16: `flush` 142 → 117 instructions a request).
+    queued: Vec<Bytes>,
     log: Option<Box<RequestLog>>,
     /// When the head was read (`None` for an error reply without a request).
     started: Option<Instant>,
@@ -330,7 +343,8 @@ pub struct ServerConn {
     /// Shared by the server's connections (issue 16: a copy per connection was ~300 bytes
     /// of every keep-alive connection).
     config: Arc<ServerConfig>,
-    date: [u8; 29],
+    /// `Date: <IMF-fixdate>\r\n`, copied whole into every head framed.
+    date_line: [u8; DATE_LINE],
     /// Unparsed input.
     input: BytesMut,
     /// Where request heads are copied to, each split off as the [`Bytes`] its fields slice:
@@ -367,7 +381,7 @@ impl ServerConn {
     pub fn new(config: impl Into<Arc<ServerConfig>>) -> Self {
         Self {
             config: config.into(),
-            date: *b"Thu, 01 Jan 1970 00:00:00 GMT",
+            date_line: *b"Date: Thu, 01 Jan 1970 00:00:00 GMT\r\n",
             input: BytesMut::new(),
             heads: BytesMut::new(),
             parsed_partial: 0,
@@ -401,8 +415,9 @@ impl ServerConn {
     /// driver owns the wall clock). A value with bytes outside printable ASCII is ignored
     /// (it is framed without a field check).
     pub fn set_date(&mut self, date: [u8; 29]) {
-        if date != self.date && date.iter().all(|&b| (b' '..=b'~').contains(&b)) {
-            self.date = date;
+        let field = &mut self.date_line[DATE_VALUE];
+        if date != *field && date.iter().all(|&b| (b' '..=b'~').contains(&b)) {
+            field.copy_from_slice(&date);
         }
     }
 
@@ -537,7 +552,7 @@ impl ServerConn {
             if front {
                 self.out.write_bytes(piece);
             } else {
-                slot.queued.push_back(piece);
+                slot.queued.push(piece);
             }
         }
         if past_length {
@@ -608,7 +623,7 @@ impl ServerConn {
             if front {
                 self.out.write_bytes(piece);
             } else {
-                slot.queued.push_back(piece);
+                slot.queued.push(piece);
             }
         }
         self.flush();
@@ -669,9 +684,7 @@ impl ServerConn {
         if index == 0 {
             self.out.write(CONTINUE);
         } else {
-            self.slots[index]
-                .queued
-                .push_back(Bytes::from_static(CONTINUE));
+            self.slots[index].queued.push(Bytes::from_static(CONTINUE));
         }
         // The body may arrive now: its deadline runs from here.
         self.unsettled = true;
@@ -755,7 +768,7 @@ impl ServerConn {
             version: slot.version,
             is_head: slot.is_head,
             keep_alive: slot.keep_alive && !self.draining,
-            date: &self.date,
+            date_line: &self.date_line,
             server_name: self.config.server_name.as_deref(),
             upgrade: slot.upgrade,
         };
@@ -772,7 +785,7 @@ impl ServerConn {
         let (result, keep_alive, status, shared) =
             match frame_head(&input, response, streaming, buffer) {
                 Ok(framed) => {
-                    let body = if framed.send_body && !streaming {
+                    let body = if framed.send_body && !streaming && !framed.body_written {
                         &response.body[..]
                     } else {
                         &[]
@@ -802,9 +815,9 @@ impl ServerConn {
             }
         } else {
             let slot = &mut self.slots[index];
-            slot.queued.push_back(scratch.freeze());
+            slot.queued.push(scratch.freeze());
             if let Some(body) = shared {
-                slot.queued.push_back(body);
+                slot.queued.push(body);
             }
         }
         let slot = &mut self.slots[index];
@@ -819,8 +832,10 @@ impl ServerConn {
         while let Some(front) = self.slots.front_mut() {
             // Usually empty (answers given in order are written straight to the output): no
             // drain to set up and tear down then.
-            while let Some(bytes) = front.queued.pop_front() {
-                self.out.write_bytes(bytes);
+            if !front.queued.is_empty() {
+                for bytes in front.queued.drain(..) {
+                    self.out.write_bytes(bytes);
+                }
             }
             if !matches!(front.answer, Answer::Complete) {
                 break;
@@ -891,7 +906,15 @@ impl ServerConn {
             let _ = self.heads.try_reclaim(HEAD_STORE);
         }
         if self.input.is_empty() {
-            let used = self.process(data, now);
+            let used = if data.len() <= HEAD_STORE && matches!(self.reading, Reading::Head) {
+                // A small read (one request, or a pipelined batch of small ones): copied into
+                // the head store whole, once, and each head shares that copy (issue 16: one
+                // copy a read instead of one a request).
+                let batch = own_head(&mut self.heads, data);
+                self.process(&batch, Some(&batch), now)
+            } else {
+                self.process(data, None, now)
+            };
             if used < data.len() && !matches!(self.reading, Reading::Done) {
                 self.input.extend_from_slice(&data[used..]);
             }
@@ -907,7 +930,7 @@ impl ServerConn {
             return;
         }
         let input = std::mem::take(&mut self.input);
-        let used = self.process(&input, now);
+        let used = self.process(&input, None, now);
         self.input = input;
         self.input.advance(used.min(self.input.len()));
         if matches!(self.reading, Reading::Done) {
@@ -915,8 +938,10 @@ impl ServerConn {
         }
     }
 
-    /// Parses requests and body bytes from `buf`; returns how many bytes were used.
-    fn process(&mut self, buf: &[u8], now: Instant) -> usize {
+    /// Parses requests and body bytes from `buf`; returns how many bytes were used. `batch`:
+    /// `buf` is already in the head store, as this [`Bytes`] (heads are shared from it, not
+    /// copied).
+    fn process(&mut self, buf: &[u8], batch: Option<&Bytes>, now: Instant) -> usize {
         let mut at = 0;
         loop {
             match &mut self.reading {
@@ -939,8 +964,9 @@ impl ServerConn {
                     }
                     self.idle_deadline = None;
                     let heads = &mut self.heads;
-                    match parse_request_with(rest, &self.config.limits, |head| {
-                        own_head(heads, head)
+                    match parse_request_with(rest, &self.config.limits, |head| match batch {
+                        Some(batch) => share_head(batch, head),
+                        None => own_head(heads, head),
                     }) {
                         Ok(Status::Partial) => {
                             self.parsed_partial = rest.len();
@@ -1051,7 +1077,7 @@ impl ServerConn {
             keep_alive,
             answer: Answer::Pending,
             expect,
-            queued: VecDeque::new(),
+            queued: Vec::new(),
             log: self
                 .config
                 .access_log
@@ -1140,7 +1166,7 @@ impl ServerConn {
                     keep_alive: false,
                     answer: Answer::Pending,
                     expect: Expect::No,
-                    queued: VecDeque::new(),
+                    queued: Vec::new(),
                     log: None,
                     started: None,
                     status: 0,

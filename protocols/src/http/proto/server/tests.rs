@@ -1096,6 +1096,39 @@ fn a_prepared_response_frames_as_the_unprepared_one() {
             assert!(plain.1.is_ok());
         }
     }
+    // What a prepared response encoded once (its status line, its body's Content-Length)
+    // is not used once the status or the body changed after preparing.
+    let changed_later = [
+        (
+            Response::text("x").prepared().with_status(404),
+            Response::text("x").with_status(404),
+        ),
+        (
+            Response::text("x").prepared().with_body("longer"),
+            Response::text("longer"),
+        ),
+        (
+            Response::text("x").prepared().with_body("y"),
+            Response::text("y"),
+        ),
+        (
+            Response::text("x").prepared().with_status(204),
+            Response::text("x").with_status(204),
+        ),
+        (Response::new(1000).prepared(), Response::new(1000)),
+    ];
+    for (prepared, plain) in changed_later {
+        for request in requests {
+            let (want, want_result) = answer_bytes(request, plain.clone());
+            let (sent, result) = answer_bytes(request, prepared.clone());
+            assert_eq!(
+                String::from_utf8_lossy(&sent),
+                String::from_utf8_lossy(&want),
+                "{request:?}"
+            );
+            assert_eq!(result, want_result);
+        }
+    }
     let changed = Response::text("x").prepared().header("X-Later", "1");
     let (sent, _) = answer_bytes(GET, changed);
     assert!(String::from_utf8_lossy(&sent).contains("X-Later: 1\r\n"));
