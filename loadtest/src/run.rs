@@ -71,7 +71,8 @@ pub struct RunOptions {
     pub busy_poll: Duration,
     /// Constant rate: group sends on a grid of this width, so that one wake-up sends every
     /// request whose slot falls in the same cell (up to this much before its slot); zero:
-    /// each request at its own slot; cut to one connection's interval. See [`Plan::wake_at`].
+    /// each request at its own slot; cut to one connection's interval (the grid: the
+    /// private `Plan::wake_at`).
     pub send_window: Duration,
 }
 
