@@ -213,7 +213,9 @@ impl SendQueue {
         }
     }
 
-    /// The only thing queued, when it is one buffer of bytes (no file range).
+    /// The only thing queued, when it is one buffer of bytes (no file range). io_uring's
+    /// send fast path: unused where that backend is not built.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn only_bytes(&self) -> Option<&[u8]> {
         let q = self.0.as_deref()?;
         match q.bufs.front() {
