@@ -395,20 +395,10 @@ pub(super) fn recv_datagrams(
             }),
             // Unreachable (the closure sets `meta` whenever it succeeds); nothing to deliver.
             (Ok(_), None) => {}
-            (Err(e), _) if e.kind() == io::ErrorKind::WouldBlock => {
-                entry.readable = false;
-                return;
-            }
-            (Err(e), _) if skippable_datagram_error(&e) => {
-                tracing::debug!(socket = %id, error = %e, "datagram receive error skipped");
-            }
             (Err(e), _) => {
-                state.end_recv();
-                out.push(Completion::RecvError {
-                    socket: id,
-                    error: OpError::new(OpKind::RecvFrom, Some(id), e),
-                });
-                return;
+                if datagram_error_stops(e, entry, state, id, out) {
+                    return;
+                }
             }
         }
     }
@@ -448,24 +438,40 @@ fn recv_udp_batches(
         io.submitted += 1;
         match result {
             Ok(received) => left = left.saturating_sub(received.max(1)),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                entry.readable = false;
-                return;
-            }
-            Err(e) if skippable_datagram_error(&e) => {
-                tracing::debug!(socket = %id, error = %e, "datagram receive error skipped");
-                left -= 1;
-            }
             Err(e) => {
-                state.end_recv();
-                out.push(Completion::RecvError {
-                    socket: id,
-                    error: OpError::new(OpKind::RecvFrom, Some(id), e),
-                });
-                return;
+                if datagram_error_stops(e, entry, state, id, out) {
+                    return;
+                }
+                left -= 1;
             }
         }
     }
+}
+
+/// A datagram receive's error, for both receive paths: would-block clears readiness, a
+/// skippable error (see [`skippable_datagram_error`]) is logged and passed over, any other
+/// ends receiving with `RecvError`. Returns whether receiving stops.
+fn datagram_error_stops(
+    error: io::Error,
+    entry: &mut Entry,
+    state: &mut SocketState,
+    id: SocketId,
+    out: &mut Vec<Completion>,
+) -> bool {
+    if error.kind() == io::ErrorKind::WouldBlock {
+        entry.readable = false;
+        return true;
+    }
+    if skippable_datagram_error(&error) {
+        tracing::debug!(socket = %id, error = %error, "datagram receive error skipped");
+        return false;
+    }
+    state.end_recv();
+    out.push(Completion::RecvError {
+        socket: id,
+        error: OpError::new(OpKind::RecvFrom, Some(id), error),
+    });
+    true
 }
 
 /// Errors a datagram receive reports about one earlier datagram, not about the socket: ICMP
