@@ -11,9 +11,11 @@
 //! Contract: a request without a body, or whose handler streams its body
 //! ([`Handler::stream_body`](super::Handler::stream_body)), reaches the handler at once; a
 //! buffered body is asked for (`100 Continue` when awaited) and collected, bounded by
-//! `limits.max_body`, before the handler is called. Every answer goes through the mailbox:
-//! one given inside the callback is applied in the same drive, one given later wakes the
-//! connection, in the same reactor turn. Logging (access log, handler mistakes) happens
+//! `limits.max_body`, before the handler is called. A whole answer given inside the handler
+//! call, with nothing posted before it still waiting, is sent as the call returns
+//! ([`DirectAnswer`](super::respond::DirectAnswer)); every other answer goes through the
+//! mailbox: one given inside a callback is applied in the same drive, one given later wakes
+//! the connection, in the same reactor turn. Logging (access log, handler mistakes) happens
 //! here; the machine only reports.
 //! Does not: parse, frame, order answers or keep time (the machine does).
 
@@ -43,6 +45,13 @@ use crate::kit::nested::{Carrier, StreamProtocol};
 pub(crate) trait ServerMachine: Machine<Event = ServerEvent> + 'static {
     fn set_date(&mut self, date: [u8; 29]);
     fn send_response(&mut self, id: RequestId, response: Response) -> Result<(), SendError>;
+    /// [`ServerMachine::send_response`] of the answer in `slot`: a machine that frames it
+    /// where it is need not move it out (`slot` may be left as it was; its owner drops it).
+    fn send_response_in(
+        &mut self,
+        id: RequestId,
+        slot: &mut Option<Response>,
+    ) -> Result<(), SendError>;
     fn send_head(&mut self, id: RequestId, response: Response) -> Result<(), SendError>;
     fn send_body(&mut self, id: RequestId, data: Bytes) -> Result<(), SendError>;
     fn finish(&mut self, id: RequestId, trailers: Option<Headers>) -> Result<(), SendError>;
@@ -104,6 +113,16 @@ macro_rules! forward_calls {
 
 impl ServerMachine for ServerConn {
     forward_calls!();
+    fn send_response_in(
+        &mut self,
+        id: RequestId,
+        slot: &mut Option<Response>,
+    ) -> Result<(), SendError> {
+        match slot {
+            Some(response) => Self::respond(self, id, response),
+            None => Err(SendError::NotPending),
+        }
+    }
     const SWITCHES_PROTOCOLS: bool = true;
     const CARRIES_STREAMS: bool = false;
 
@@ -134,6 +153,16 @@ impl ServerMachine for ServerConn {
 
 impl ServerMachine for H2ServerConn {
     forward_calls!();
+    fn send_response_in(
+        &mut self,
+        id: RequestId,
+        slot: &mut Option<Response>,
+    ) -> Result<(), SendError> {
+        match slot.take() {
+            Some(response) => Self::send_response(self, id, response),
+            None => Err(SendError::NotPending),
+        }
+    }
     const SWITCHES_PROTOCOLS: bool = false;
     const CARRIES_STREAMS: bool = true;
 
@@ -275,6 +304,18 @@ impl<M: ServerMachine> Carrier for StreamCarrier<'_, M> {
     }
 }
 
+/// Logs what went wrong with an answer the handler gave.
+fn answered(result: Result<(), SendError>, ctx: &Context<'_>) {
+    match result {
+        // Answers to requests whose connection is closing are dropped quietly.
+        Ok(()) | Err(SendError::NotPending | SendError::NotStreaming) => {}
+        Err(SendError::Truncated) => {
+            tracing::warn!(conn = %ctx.id(), "response body ended early; closing the connection");
+        }
+        Err(error) => tracing::error!(conn = %ctx.id(), %error, "handler response"),
+    }
+}
+
 /// The reason a carried protocol is given when its connection is lost.
 fn carried_reason(reason: &LostReason) -> LostReason {
     match reason {
@@ -387,6 +428,34 @@ impl<M: ServerMachine> ServerApp<M> {
         Responder::new(sender, id, self.shared.access.is_some())
     }
 
+    /// Calls the handler with request `id`; an answer it gives before returning is sent
+    /// at once ([`DirectAnswer`](super::respond::DirectAnswer)).
+    fn call_handler(
+        &mut self,
+        machine: &mut M,
+        id: RequestId,
+        request: Request,
+        sender: Sender,
+        ctx: &Context<'_>,
+    ) {
+        let direct = &self.shared.direct;
+        let (call, interrupted) = direct.begin();
+        let responder = self
+            .responder(sender, id)
+            .with_direct(Rc::clone(direct), call);
+        self.shared.handler.handle(request, responder);
+        if self.shared.direct.end(call, interrupted) {
+            // What `Command::Respond` does.
+            self.refuse_held(machine, id);
+            self.set_date(machine, ctx.now());
+            let result = self
+                .shared
+                .direct
+                .take_with(|slot| machine.send_response_in(id, slot));
+            answered(result, ctx);
+        }
+    }
+
     fn take_body(&mut self, id: RequestId) -> Option<BodySink> {
         let index = self.bodies.iter().position(|(current, _)| *current == id)?;
         Some(self.bodies.swap_remove(index).1)
@@ -440,24 +509,18 @@ impl<M: ServerMachine> ServerApp<M> {
                     eof: false,
                 },
             ));
-            self.shared
-                .handler
-                .handle(request, self.responder(sender, id));
+            self.call_handler(machine, id, request, sender, ctx);
             return;
         }
         if !has_body {
-            self.shared
-                .handler
-                .handle(request, self.responder(sender, id));
+            self.call_handler(machine, id, request, sender, ctx);
             return;
         }
         if self.shared.handler.stream_body(&request.head) {
             let channel = Rc::new(RefCell::new(BodyChannel::default()));
             request.stream = Some(RequestBody::new(Rc::clone(&channel), sender.clone(), id));
             self.bodies.push((id, BodySink::Stream(channel)));
-            self.shared
-                .handler
-                .handle(request, self.responder(sender, id));
+            self.call_handler(machine, id, request, sender, ctx);
         } else {
             // Read whole before the handler runs: ask for it now.
             machine.continue_body(id);
@@ -504,6 +567,7 @@ impl<M: ServerMachine> ServerApp<M> {
 
     fn body_end(
         &mut self,
+        machine: &mut M,
         id: RequestId,
         trailers: Option<Headers>,
         ctx: &mut Context<'_>,
@@ -525,8 +589,7 @@ impl<M: ServerMachine> ServerApp<M> {
         match sink {
             BodySink::Buffer { mut request, body } => {
                 request.body = body.finish();
-                let responder = self.responder(mailbox.sender(), id);
-                self.shared.handler.handle(*request, responder);
+                self.call_handler(machine, id, *request, mailbox.sender(), ctx);
             }
             BodySink::Held { .. } => {}
             BodySink::Stream(channel) => {
@@ -694,7 +757,9 @@ impl<M: ServerMachine> Application<M> for ServerApp<M> {
                 id, head, has_body, ..
             } => self.start(machine, id, head, has_body, ctx, mailbox),
             ServerEvent::Body { id, data } => self.body_piece(machine, id, data, ctx),
-            ServerEvent::BodyEnd { id, trailers } => self.body_end(id, trailers, ctx, mailbox),
+            ServerEvent::BodyEnd { id, trailers } => {
+                self.body_end(machine, id, trailers, ctx, mailbox);
+            }
             ServerEvent::BodyError { id, error } => {
                 tracing::debug!(conn = %ctx.id(), %error, "request body ended early");
                 let error = match error {
@@ -797,14 +862,7 @@ impl<M: ServerMachine> Application<M> for ServerApp<M> {
                 }
             }
         };
-        match result {
-            // Answers to requests whose connection is closing are dropped quietly.
-            Ok(()) | Err(SendError::NotPending | SendError::NotStreaming) => {}
-            Err(SendError::Truncated) => {
-                tracing::warn!(conn = %ctx.id(), "response body ended early; closing the connection");
-            }
-            Err(error) => tracing::error!(conn = %ctx.id(), %error, "handler response"),
-        }
+        answered(result, ctx);
     }
 
     fn settled(

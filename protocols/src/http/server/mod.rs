@@ -105,6 +105,8 @@ pub(crate) struct Shared {
     /// The buffer access log lines are formatted in (reused: no allocation per line
     /// beyond the sink's copy).
     pub(crate) line: std::cell::RefCell<String>,
+    /// Where a handler's answer given during its call waits for the connection.
+    pub(crate) direct: Rc<respond::DirectAnswer>,
 }
 
 /// An HTTP/1.1 server for a listener: `reactor.listen_tcp(addr, HttpServer::new(..))`.
@@ -150,6 +152,7 @@ impl HttpServer {
                 access: None,
                 rate_limit: None,
                 line: std::cell::RefCell::default(),
+                direct: Rc::default(),
             }),
         }
     }

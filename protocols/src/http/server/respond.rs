@@ -12,7 +12,7 @@ use std::future::{Future, poll_fn};
 
 use bytes::Bytes;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use super::conn::{Command, FileBody, Sender};
@@ -23,6 +23,61 @@ use crate::http::proto::server::{RequestId, Response};
 /// any callback (a task relaying a small body) need not wait for the drive that is already
 /// on its way.
 const UNFLUSHED_SLACK: usize = 64 * 1024;
+
+/// The answer a handler gives while its connection is calling it (issue 16): the
+/// connection frames it as soon as the call returns, instead of it being posted to the
+/// mailbox and run in the drive's next round (on the pipelined hello path that was a post,
+/// a queue slot and three moves of the `Response` a request). One per server and core:
+/// handler calls on a core do not overlap, and each call has a number, so an answer given
+/// later (by a responder kept for later) or during another call is posted as before.
+#[derive(Debug, Default)]
+pub(crate) struct DirectAnswer {
+    /// The handler call running now (0: none); calls are numbered from 1.
+    running: Cell<u64>,
+    /// The number of the last call begun.
+    calls: Cell<u64>,
+    /// The call whose answer `answer` holds.
+    answered_in: Cell<u64>,
+    answer: RefCell<Option<Response>>,
+}
+
+impl DirectAnswer {
+    /// A handler call begins: its number, and the number of the call it interrupts (0:
+    /// none), to give back to [`DirectAnswer::end`].
+    pub(crate) fn begin(&self) -> (u64, u64) {
+        let call = self.calls.get() + 1;
+        self.calls.set(call);
+        (call, self.running.replace(call))
+    }
+
+    /// Takes `response` as the answer of handler call `call`, if that call is running and
+    /// no other answer waits here; else gives it back.
+    fn offer(&self, call: u64, response: Response) -> Result<(), Response> {
+        let mut answer = self.answer.borrow_mut();
+        if self.running.get() != call || answer.is_some() {
+            return Err(response);
+        }
+        *answer = Some(response);
+        self.answered_in.set(call);
+        Ok(())
+    }
+
+    /// Handler call `call` returned (`interrupted`: what [`DirectAnswer::begin`] gave):
+    /// whether it answered here. Then [`DirectAnswer::take_with`] must follow.
+    pub(crate) fn end(&self, call: u64, interrupted: u64) -> bool {
+        self.running.set(interrupted);
+        self.answered_in.get() == call && self.answer.borrow().is_some()
+    }
+
+    /// Runs `f` on the answer (it may take it, or frame it where it is), then drops it.
+    pub(crate) fn take_with<T>(&self, f: impl FnOnce(&mut Option<Response>) -> T) -> T {
+        let mut answer = self.answer.borrow_mut();
+        let result = f(&mut answer);
+        *answer = None;
+        self.answered_in.set(0);
+        result
+    }
+}
 
 /// The right to answer one request, exactly once. Dropping it unanswered sends a 500.
 ///
@@ -35,6 +90,8 @@ pub struct Responder {
     done: bool,
     /// Whether the access log takes [`Responder::note_upstream`].
     notes: bool,
+    /// Where an answer given during handler call `.1` goes instead of the mailbox.
+    direct: Option<(Rc<DirectAnswer>, u64)>,
 }
 
 impl Responder {
@@ -44,7 +101,15 @@ impl Responder {
             id,
             done: false,
             notes,
+            direct: None,
         }
+    }
+
+    /// The responder of handler call `call` (see [`DirectAnswer`]): an answer given before
+    /// that call returns goes to `direct`.
+    pub(crate) fn with_direct(mut self, direct: Rc<DirectAnswer>, call: u64) -> Self {
+        self.direct = Some((direct, call));
+        self
     }
 
     /// Whether [`Responder::note_upstream`] is heard (an access log file is on): a handler
@@ -70,6 +135,17 @@ impl Responder {
     /// Sends `response` with its whole body.
     pub fn send(mut self, response: Response) {
         self.done = true;
+        let response = match &self.direct {
+            // Nothing posted earlier waits (it would run first): the connection takes the
+            // answer as its handler call returns.
+            Some((direct, call)) if self.sender.pending() == 0 => {
+                match direct.offer(*call, response) {
+                    Ok(()) => return,
+                    Err(response) => response,
+                }
+            }
+            _ => response,
+        };
         let _ = self.sender.post(Command::Respond(self.id, response));
     }
 
@@ -277,5 +353,73 @@ impl Drop for BodyWriter {
 impl fmt::Debug for BodyWriter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BodyWriter").field("id", &self.id).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::http::server::conn::WriteStatus;
+    use crate::kit::adapter::Mailbox;
+
+    fn responder(
+        mailbox: &Mailbox<Command, WriteStatus>,
+        direct: &Rc<DirectAnswer>,
+        call: u64,
+    ) -> Responder {
+        Responder::new(mailbox.sender(), RequestId(7), true).with_direct(Rc::clone(direct), call)
+    }
+
+    /// What the mailbox holds, in order: `R` an answer, `U` an upstream note.
+    fn posted(mailbox: &Mailbox<Command, WriteStatus>) -> String {
+        std::iter::from_fn(|| mailbox.take())
+            .map(|command| match command {
+                Command::Respond(..) => 'R',
+                Command::Upstream(..) => 'U',
+                _ => '?',
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_answer_given_during_its_call_waits_for_the_connection_not_in_the_mailbox() {
+        let mailbox = Mailbox::new();
+        let direct = Rc::new(DirectAnswer::default());
+        let (call, interrupted) = direct.begin();
+        responder(&mailbox, &direct, call).send(Response::new(204));
+        assert_eq!(posted(&mailbox), "");
+        assert!(direct.end(call, interrupted));
+        let status = direct.take_with(|slot| slot.take().map(|response| response.status()));
+        assert_eq!(status, Some(204));
+        assert!(!direct.end(call, interrupted), "taken once");
+    }
+
+    #[test]
+    fn answers_after_a_post_after_the_call_or_during_another_call_are_posted() {
+        let mailbox = Mailbox::new();
+        let direct = Rc::new(DirectAnswer::default());
+        // A note posted first runs first: the answer queues behind it.
+        let (call, interrupted) = direct.begin();
+        let respond = responder(&mailbox, &direct, call);
+        respond.note_upstream(&"10.0.0.1:80", Duration::from_millis(3));
+        respond.send(Response::new(200));
+        assert!(!direct.end(call, interrupted));
+        assert_eq!(posted(&mailbox), "UR");
+        // Kept for later: the call has returned.
+        let (call, interrupted) = direct.begin();
+        let kept = responder(&mailbox, &direct, call);
+        assert!(!direct.end(call, interrupted));
+        kept.send(Response::new(200));
+        assert_eq!(posted(&mailbox), "R");
+        // Answered while another call runs (one nested in it): not that call's answer.
+        let (outer, none) = direct.begin();
+        let outer_respond = responder(&mailbox, &direct, outer);
+        let (inner, interrupted) = direct.begin();
+        outer_respond.send(Response::new(200));
+        assert!(!direct.end(inner, interrupted));
+        assert!(!direct.end(outer, none));
+        assert_eq!(posted(&mailbox), "R");
     }
 }
