@@ -344,7 +344,7 @@ fn parse_trailers(section: &[u8]) -> Result<Headers, H1Error> {
     let mut fields = [httparse::EMPTY_HEADER; 64];
     match httparse::parse_headers(section, &mut fields) {
         Ok(httparse::Status::Complete((_, fields))) => {
-            Ok(scan::collect_headers(section, &owned, fields))
+            Ok(scan::collect_headers(section, owned, fields))
         }
         Ok(httparse::Status::Partial) => Err(H1Error::Malformed { what: "trailers" }),
         Err(e) => Err(scan::httparse_error(e, 64)),

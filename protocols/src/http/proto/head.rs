@@ -140,31 +140,103 @@ impl fmt::Display for Method {
 }
 
 /// An ordered list of header fields; names compare case-insensitively. Field lines that
-/// repeat a name are kept as separate entries, in order. The first
-/// [`Headers::INLINE`] fields are held inline (no allocation: a benchmark client's request
-/// or a small response needs none).
-#[derive(Default, Eq, PartialEq)]
+/// repeat a name are kept as separate entries, in order. A list built field by field holds
+/// its first [`Headers::INLINE`] fields inline (no allocation: a small response needs
+/// none); a parsed head's list is one reference to the head's bytes and the place of each
+/// field in them (up to [`Headers::INLINE_PARSED`] inline: no allocation and no reference
+/// count per field, issue 16). Changing a parsed list turns it into a built one.
+#[derive(Default)]
 pub struct Headers {
-    entries: SmallVec<[(Bytes, Bytes); Headers::INLINE]>,
+    repr: Repr,
+}
+
+/// How a [`Headers`] holds its fields.
+enum Repr {
+    /// Fields given one by one.
+    Built(SmallVec<[(Bytes, Bytes); Headers::INLINE]>),
+    /// A parsed head's fields: places in `base`.
+    Parsed {
+        base: Bytes,
+        spans: SmallVec<[Span; Headers::INLINE_PARSED]>,
+    },
+}
+
+impl Default for Repr {
+    fn default() -> Self {
+        Self::Built(SmallVec::new())
+    }
+}
+
+/// Where a parsed field's name and value are in its head's bytes.
+#[derive(Clone, Copy)]
+struct Span {
+    name: u32,
+    name_len: u32,
+    value: u32,
+    value_len: u32,
+}
+
+impl Span {
+    /// The span of `name` and `value`, parts of `base` (`None` if they are not, or lie
+    /// past what a `u32` can place).
+    fn of(base: &[u8], name: &[u8], value: &[u8]) -> Option<Self> {
+        let at = |part: &[u8]| {
+            let start = (part.as_ptr() as usize).checked_sub(base.as_ptr() as usize)?;
+            (start + part.len() <= base.len()).then_some(())?;
+            Some((u32::try_from(start).ok()?, u32::try_from(part.len()).ok()?))
+        };
+        let (name, name_len) = at(name)?;
+        let (value, value_len) = at(value)?;
+        Some(Self {
+            name,
+            name_len,
+            value,
+            value_len,
+        })
+    }
+
+    fn name(self) -> std::ops::Range<usize> {
+        let at = self.name as usize;
+        at..at + self.name_len as usize
+    }
+
+    fn value(self) -> std::ops::Range<usize> {
+        let at = self.value as usize;
+        at..at + self.value_len as usize
+    }
 }
 
 impl Clone for Headers {
     fn clone(&self) -> Self {
-        if self.entries.is_empty() {
+        let repr = match &self.repr {
             // A prepared `Response`'s list (its fields are in the shared part), cloned per
             // request: SmallVec's clone would collect from an iterator (issue 16: ≈ 50
             // instructions a request on the hello path).
-            return Self::default();
-        }
-        Self {
-            entries: self.entries.clone(),
-        }
+            Repr::Built(entries) if entries.is_empty() => Repr::default(),
+            Repr::Built(entries) => Repr::Built(entries.clone()),
+            Repr::Parsed { base, spans } => Repr::Parsed {
+                base: base.clone(),
+                spans: spans.clone(),
+            },
+        };
+        Self { repr }
     }
 }
 
+impl PartialEq for Headers {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Headers {}
+
 impl Headers {
-    /// Fields held without an allocation.
+    /// Fields of a list built field by field held without an allocation.
     pub const INLINE: usize = 2;
+
+    /// Fields of a parsed list held without an allocation.
+    pub const INLINE_PARSED: usize = 6;
 
     /// An empty list.
     #[must_use]
@@ -176,29 +248,61 @@ impl Headers {
     #[must_use]
     pub fn with_capacity(n: usize) -> Self {
         Self {
-            entries: SmallVec::with_capacity(n),
+            repr: Repr::Built(SmallVec::with_capacity(n)),
+        }
+    }
+
+    /// The list of `fields` (name, value), each a part of `within`, whose bytes `base`
+    /// holds too: a parsed head's fields, held as their places in `base` (one reference for
+    /// them all). If a field is not a part of `within` (or `base` is not as long), every
+    /// field is copied instead.
+    pub(crate) fn parsed<'a>(
+        base: Bytes,
+        within: &[u8],
+        fields: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])> + Clone,
+    ) -> Self {
+        // Places in `within` index `base` in bounds (the caller vouches for the bytes).
+        let same_length = base.len() == within.len();
+        let mut spans = SmallVec::with_capacity(fields.len());
+        for (name, value) in fields.clone() {
+            match Span::of(within, name, value).filter(|_| same_length) {
+                Some(span) => spans.push(span),
+                None => {
+                    // Not expected from the parsers: every field is then owned.
+                    let mut headers = Self::with_capacity(fields.len());
+                    for (name, value) in fields {
+                        headers.append(Bytes::copy_from_slice(name), Bytes::copy_from_slice(value));
+                    }
+                    return headers;
+                }
+            }
+        }
+        Self {
+            repr: Repr::Parsed { base, spans },
         }
     }
 
     /// Number of field lines.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.entries.len()
+        match &self.repr {
+            Repr::Built(entries) => entries.len(),
+            Repr::Parsed { spans, .. } => spans.len(),
+        }
     }
 
     /// Whether there are none.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 
     /// The value of the first field named `name`.
     #[must_use]
     pub fn get(&self, name: &str) -> Option<&[u8]> {
-        self.entries
-            .iter()
+        self.iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, v)| &v[..])
+            .map(|(_, v)| v)
     }
 
     /// The value of the first field named `name`, if it is UTF-8.
@@ -209,10 +313,9 @@ impl Headers {
 
     /// Every value of the fields named `name`, in order.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.entries
-            .iter()
+        self.iter()
             .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, v)| &v[..])
+            .map(|(_, v)| v)
     }
 
     /// Whether a field named `name` is present.
@@ -234,27 +337,53 @@ impl Headers {
 
     /// Appends a field line (keeping any others of the same name).
     pub fn append(&mut self, name: impl Into<Bytes>, value: impl Into<Bytes>) {
-        self.entries.push((name.into(), value.into()));
+        self.built().push((name.into(), value.into()));
     }
 
     /// Sets `name` to `value`, removing the other fields of that name.
     pub fn insert(&mut self, name: impl Into<Bytes>, value: impl Into<Bytes>) {
         let name = name.into();
-        self.entries.retain(|(n, _)| !n.eq_ignore_ascii_case(&name));
-        self.entries.push((name, value.into()));
+        let entries = self.built();
+        entries.retain(|(n, _)| !n.eq_ignore_ascii_case(&name));
+        entries.push((name, value.into()));
     }
 
     /// Removes every field named `name`; whether there was one.
     pub fn remove(&mut self, name: &str) -> bool {
-        let before = self.entries.len();
-        self.entries
+        if !self.contains(name) {
+            return false;
+        }
+        self.built()
             .retain(|(n, _)| !n.eq_ignore_ascii_case(name.as_bytes()));
-        self.entries.len() != before
+        true
     }
 
     /// The fields in order, as (name, value).
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.entries.iter().map(|(n, v)| (&n[..], &v[..]))
+        let (base, spans, entries): (&[u8], &[Span], &[(Bytes, Bytes)]) = match &self.repr {
+            Repr::Built(entries) => (&[], &[], entries),
+            Repr::Parsed { base, spans } => (base, spans, &[]),
+        };
+        spans
+            .iter()
+            .map(move |span| (&base[span.name()], &base[span.value()]))
+            .chain(entries.iter().map(|(n, v)| (&n[..], &v[..])))
+    }
+
+    /// The fields as a list to change: a parsed list becomes a built one (each field a
+    /// slice of the head's bytes).
+    fn built(&mut self) -> &mut SmallVec<[(Bytes, Bytes); Headers::INLINE]> {
+        if let Repr::Parsed { base, spans } = &self.repr {
+            let entries = spans
+                .iter()
+                .map(|span| (base.slice(span.name()), base.slice(span.value())))
+                .collect();
+            self.repr = Repr::Built(entries);
+        }
+        match &mut self.repr {
+            Repr::Built(entries) => entries,
+            Repr::Parsed { .. } => unreachable!("a parsed list was just made a built one"),
+        }
     }
 }
 
@@ -407,5 +536,92 @@ pub fn reason_phrase(status: u16) -> &'static str {
         504 => "Gateway Timeout",
         505 => "HTTP Version Not Supported",
         _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEAD: &[u8] = b"Host: a\r\nAccept: x\r\nAccept: y, Z\r\n\r\n";
+
+    /// `HEAD`'s fields as the parsers give them: places in one copy of the head.
+    fn parsed() -> Headers {
+        let within = HEAD;
+        let fields = [(0, 4, 6, 1), (9, 6, 17, 1), (20, 6, 28, 4)].map(
+            |(name, name_len, value, value_len)| {
+                (
+                    &within[name..name + name_len],
+                    &within[value..value + value_len],
+                )
+            },
+        );
+        Headers::parsed(Bytes::from_static(HEAD), within, fields.into_iter())
+    }
+
+    fn built() -> Headers {
+        let mut headers = Headers::new();
+        headers.append("Host", "a");
+        headers.append("Accept", "x");
+        headers.append("Accept", "y, Z");
+        headers
+    }
+
+    #[test]
+    fn a_parsed_list_reads_as_the_built_one() {
+        let parsed = parsed();
+        assert!(matches!(parsed.repr, Repr::Parsed { .. }));
+        assert_eq!(parsed, built());
+        assert_eq!(parsed.len(), 3);
+        assert_eq!(parsed.get("host"), Some(&b"a"[..]));
+        assert_eq!(
+            parsed.get_all("ACCEPT").collect::<Vec<_>>(),
+            [&b"x"[..], b"y, Z"]
+        );
+        assert!(parsed.has_token("accept", "z"));
+        assert!(!parsed.contains("cookie"));
+        assert_eq!(parsed.clone(), parsed);
+        assert_eq!(format!("{parsed:?}"), format!("{:?}", built()));
+    }
+
+    #[test]
+    fn changing_a_parsed_list_keeps_its_order() {
+        let mut headers = parsed();
+        headers.append("Via", "1.1 p");
+        let mut expected = built();
+        expected.append("Via", "1.1 p");
+        assert_eq!(headers, expected);
+        assert!(matches!(headers.repr, Repr::Built(_)));
+
+        let mut headers = parsed();
+        headers.insert("accept", "w");
+        assert_eq!(
+            headers.iter().collect::<Vec<_>>(),
+            [(&b"Host"[..], &b"a"[..]), (b"accept", b"w")]
+        );
+
+        let mut headers = parsed();
+        assert!(!headers.remove("cookie"));
+        assert!(
+            matches!(headers.repr, Repr::Parsed { .. }),
+            "nothing to change"
+        );
+        assert!(headers.remove("host"));
+        assert_eq!(headers.len(), 2);
+        assert_eq!(headers.get("accept"), Some(&b"x"[..]));
+    }
+
+    #[test]
+    fn fields_outside_the_head_are_copied() {
+        let elsewhere = b"Host: a".to_vec();
+        let fields = [(&elsewhere[..4], &elsewhere[6..])];
+        let headers = Headers::parsed(Bytes::from_static(HEAD), HEAD, fields.into_iter());
+        assert!(matches!(headers.repr, Repr::Built(_)));
+        assert_eq!(headers.get("host"), Some(&b"a"[..]));
+        // A base of another length than the head its places are read in.
+        let fields = [(&HEAD[..4], &HEAD[6..7])];
+        let headers = Headers::parsed(Bytes::from_static(b"Host"), HEAD, fields.into_iter());
+        assert!(matches!(headers.repr, Repr::Built(_)));
+        assert_eq!(headers.get("host"), Some(&b"a"[..]));
     }
 }

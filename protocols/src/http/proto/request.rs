@@ -147,7 +147,7 @@ fn parse_head(
     }
     let target_at = target.as_ptr() as usize - input.as_ptr() as usize;
     let target = owned.slice(target_at..target_at + target.len());
-    let headers = scan::collect_headers(input, &owned, request.headers);
+    let headers = scan::collect_headers(input, owned, request.headers);
     let head = RequestHead {
         method,
         target,

@@ -70,7 +70,7 @@ pub fn parse_response(
         }
         _ => Bytes::new(),
     };
-    let headers = scan::collect_headers(input, &owned, response.headers);
+    let headers = scan::collect_headers(input, owned, response.headers);
     let head = ResponseHead {
         status: framing.status,
         reason,

@@ -288,23 +288,17 @@ impl CodingFields {
     }
 }
 
-/// Copies httparse's fields into [`Headers`] whose names and values are slices of `owned`
-/// (a copy of `buf`, which httparse's slices point into).
+/// httparse's fields as [`Headers`] holding `owned` (a copy of `buf`, which httparse's
+/// slices point into) and each field's place in it.
 pub(crate) fn collect_headers(
     buf: &[u8],
-    owned: &bytes::Bytes,
+    owned: bytes::Bytes,
     fields: &[httparse::Header<'_>],
 ) -> Headers {
-    let base = buf.as_ptr() as usize;
-    let slice = |part: &[u8]| {
-        let start = part.as_ptr() as usize - base;
-        owned.slice(start..start + part.len())
-    };
-    let mut headers = Headers::with_capacity(fields.len());
-    for field in fields {
-        headers.append(slice(field.name.as_bytes()), slice(field.value));
-    }
-    headers
+    let fields = fields
+        .iter()
+        .map(|field| (field.name.as_bytes(), field.value));
+    Headers::parsed(owned, buf, fields)
 }
 
 /// The error for an httparse failure.
