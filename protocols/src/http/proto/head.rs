@@ -207,19 +207,15 @@ impl Span {
 }
 
 impl Clone for Headers {
+    #[inline]
     fn clone(&self) -> Self {
-        let repr = match &self.repr {
+        match &self.repr {
             // A prepared `Response`'s list (its fields are in the shared part), cloned per
-            // request: SmallVec's clone would collect from an iterator (issue 16: ≈ 50
-            // instructions a request on the hello path).
-            Repr::Built(entries) if entries.is_empty() => Repr::default(),
-            Repr::Built(entries) => Repr::Built(entries.clone()),
-            Repr::Parsed { base, spans } => Repr::Parsed {
-                base: base.clone(),
-                spans: spans.clone(),
-            },
-        };
-        Self { repr }
+            // request: inline and without SmallVec's clone, which collects from an
+            // iterator (issue 16: ≈ 50 instructions a request on the hello path).
+            Repr::Built(entries) if entries.is_empty() => Self::default(),
+            _ => self.clone_fields(),
+        }
     }
 }
 
@@ -368,6 +364,18 @@ impl Headers {
             .iter()
             .map(move |span| (&base[span.name()], &base[span.value()]))
             .chain(entries.iter().map(|(n, v)| (&n[..], &v[..])))
+    }
+
+    /// [`Clone::clone`] of a list that has fields.
+    fn clone_fields(&self) -> Self {
+        let repr = match &self.repr {
+            Repr::Built(entries) => Repr::Built(entries.clone()),
+            Repr::Parsed { base, spans } => Repr::Parsed {
+                base: base.clone(),
+                spans: spans.clone(),
+            },
+        };
+        Self { repr }
     }
 
     /// The fields as a list to change: a parsed list becomes a built one (each field a
