@@ -50,16 +50,16 @@ impl DirectAnswer {
         (call, self.running.replace(call))
     }
 
-    /// Takes `response` as the answer of handler call `call`, if that call is running and
-    /// no other answer waits here; else gives it back.
-    fn offer(&self, call: u64, response: Response) -> Result<(), Response> {
-        let mut answer = self.answer.borrow_mut();
-        if self.running.get() != call || answer.is_some() {
-            return Err(response);
-        }
-        *answer = Some(response);
+    /// Whether an answer of handler call `call` is taken here now: that call is running
+    /// and no other answer waits.
+    fn accepts(&self, call: u64) -> bool {
+        self.running.get() == call && self.answer.borrow().is_none()
+    }
+
+    /// Keeps `response` as the answer of call `call` (after [`DirectAnswer::accepts`]).
+    fn put(&self, call: u64, response: Response) {
+        *self.answer.borrow_mut() = Some(response);
         self.answered_in.set(call);
-        Ok(())
     }
 
     /// Handler call `call` returned (`interrupted`: what [`DirectAnswer::begin`] gave):
@@ -135,17 +135,15 @@ impl Responder {
     /// Sends `response` with its whole body.
     pub fn send(mut self, response: Response) {
         self.done = true;
-        let response = match &self.direct {
-            // Nothing posted earlier waits (it would run first): the connection takes the
-            // answer as its handler call returns.
-            Some((direct, call)) if self.sender.pending() == 0 => {
-                match direct.offer(*call, response) {
-                    Ok(()) => return,
-                    Err(response) => response,
-                }
-            }
-            _ => response,
-        };
+        // Nothing posted earlier waits (it would run first): the connection takes the
+        // answer as its handler call returns.
+        if let Some((direct, call)) = &self.direct
+            && self.sender.pending() == 0
+            && direct.accepts(*call)
+        {
+            direct.put(*call, response);
+            return;
+        }
         let _ = self.sender.post(Command::Respond(self.id, response));
     }
 
