@@ -438,20 +438,14 @@ impl<M: ServerMachine> ServerApp<M> {
         sender: Sender,
         ctx: &Context<'_>,
     ) {
-        let direct = &self.shared.direct;
-        let (call, interrupted) = direct.begin();
-        let responder = self
-            .responder(sender, id)
-            .with_direct(Rc::clone(direct), call);
+        let call = self.shared.direct.begin();
+        let responder = call.responder(self.responder(sender, id));
         self.shared.handler.handle(request, responder);
-        if self.shared.direct.end(call, interrupted) {
+        if call.answered() {
             // What `Command::Respond` does.
             self.refuse_held(machine, id);
             self.set_date(machine, ctx.now());
-            let result = self
-                .shared
-                .direct
-                .take_with(|slot| machine.send_response_in(id, slot));
+            let result = call.take_with(|slot| machine.send_response_in(id, slot));
             answered(result, ctx);
         }
     }

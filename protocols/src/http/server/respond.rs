@@ -42,12 +42,16 @@ pub(crate) struct DirectAnswer {
 }
 
 impl DirectAnswer {
-    /// A handler call begins: its number, and the number of the call it interrupts (0:
-    /// none), to give back to [`DirectAnswer::end`].
-    pub(crate) fn begin(&self) -> (u64, u64) {
-        let call = self.calls.get() + 1;
-        self.calls.set(call);
-        (call, self.running.replace(call))
+    /// A handler call begins; it ends when the returned [`Call`] is dropped (also when the
+    /// handler panics).
+    pub(crate) fn begin(self: &Rc<Self>) -> Call {
+        let number = self.calls.get() + 1;
+        self.calls.set(number);
+        Call {
+            direct: Rc::clone(self),
+            number,
+            interrupted: self.running.replace(number),
+        }
     }
 
     /// Whether an answer of handler call `call` is taken here now: that call is running
@@ -61,21 +65,51 @@ impl DirectAnswer {
         *self.answer.borrow_mut() = Some(response);
         self.answered_in.set(call);
     }
+}
 
-    /// Handler call `call` returned (`interrupted`: what [`DirectAnswer::begin`] gave):
-    /// whether it answered here. Then [`DirectAnswer::take_with`] must follow.
-    pub(crate) fn end(&self, call: u64, interrupted: u64) -> bool {
-        self.running.set(interrupted);
-        self.answered_in.get() == call && self.answer.borrow().is_some()
+/// A handler call in progress ([`DirectAnswer::begin`]). Dropping it ends the call: the
+/// call it interrupted (if any) runs again, and an answer of this call still held here is
+/// dropped (the handler panicked after answering: its connection is aborted).
+pub(crate) struct Call {
+    direct: Rc<DirectAnswer>,
+    number: u64,
+    interrupted: u64,
+}
+
+impl Call {
+    /// The responder of this call: an answer given before the call ends is held here.
+    pub(crate) fn responder(&self, responder: Responder) -> Responder {
+        responder.with_direct(Rc::clone(&self.direct), self.number)
+    }
+
+    /// Whether the call answered here (the handler returned); then
+    /// [`Call::take_with`].
+    pub(crate) fn answered(&self) -> bool {
+        self.direct.answered_in.get() == self.number && self.direct.answer.borrow().is_some()
     }
 
     /// Runs `f` on the answer (it may take it, or frame it where it is), then drops it.
     pub(crate) fn take_with<T>(&self, f: impl FnOnce(&mut Option<Response>) -> T) -> T {
-        let mut answer = self.answer.borrow_mut();
+        let mut answer = self.direct.answer.borrow_mut();
         let result = f(&mut answer);
         *answer = None;
-        self.answered_in.set(0);
+        self.direct.answered_in.set(0);
         result
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        let direct = &self.direct;
+        direct.running.set(self.interrupted);
+        if direct.answered_in.get() == self.number {
+            // Not taken: the handler unwound. (`try_`: never a second panic while
+            // unwinding; every borrow of the slot ends before the call does.)
+            if let Ok(mut answer) = direct.answer.try_borrow_mut() {
+                *answer = None;
+                direct.answered_in.set(0);
+            }
+        }
     }
 }
 
@@ -106,8 +140,8 @@ impl Responder {
     }
 
     /// The responder of handler call `call` (see [`DirectAnswer`]): an answer given before
-    /// that call returns goes to `direct`.
-    pub(crate) fn with_direct(mut self, direct: Rc<DirectAnswer>, call: u64) -> Self {
+    /// that call ends goes to `direct`.
+    fn with_direct(mut self, direct: Rc<DirectAnswer>, call: u64) -> Self {
         self.direct = Some((direct, call));
         self
     }
@@ -362,12 +396,8 @@ mod tests {
     use crate::http::server::conn::WriteStatus;
     use crate::kit::adapter::Mailbox;
 
-    fn responder(
-        mailbox: &Mailbox<Command, WriteStatus>,
-        direct: &Rc<DirectAnswer>,
-        call: u64,
-    ) -> Responder {
-        Responder::new(mailbox.sender(), RequestId(7), true).with_direct(Rc::clone(direct), call)
+    fn responder(mailbox: &Mailbox<Command, WriteStatus>, call: &Call) -> Responder {
+        call.responder(Responder::new(mailbox.sender(), RequestId(7), true))
     }
 
     /// What the mailbox holds, in order: `R` an answer, `U` an upstream note.
@@ -385,13 +415,13 @@ mod tests {
     fn an_answer_given_during_its_call_waits_for_the_connection_not_in_the_mailbox() {
         let mailbox = Mailbox::new();
         let direct = Rc::new(DirectAnswer::default());
-        let (call, interrupted) = direct.begin();
-        responder(&mailbox, &direct, call).send(Response::new(204));
+        let call = direct.begin();
+        responder(&mailbox, &call).send(Response::new(204));
         assert_eq!(posted(&mailbox), "");
-        assert!(direct.end(call, interrupted));
-        let status = direct.take_with(|slot| slot.take().map(|response| response.status()));
+        assert!(call.answered());
+        let status = call.take_with(|slot| slot.take().map(|response| response.status()));
         assert_eq!(status, Some(204));
-        assert!(!direct.end(call, interrupted), "taken once");
+        assert!(!call.answered(), "taken once");
     }
 
     #[test]
@@ -399,25 +429,41 @@ mod tests {
         let mailbox = Mailbox::new();
         let direct = Rc::new(DirectAnswer::default());
         // A note posted first runs first: the answer queues behind it.
-        let (call, interrupted) = direct.begin();
-        let respond = responder(&mailbox, &direct, call);
+        let call = direct.begin();
+        let respond = responder(&mailbox, &call);
         respond.note_upstream(&"10.0.0.1:80", Duration::from_millis(3));
         respond.send(Response::new(200));
-        assert!(!direct.end(call, interrupted));
+        assert!(!call.answered());
+        drop(call);
         assert_eq!(posted(&mailbox), "UR");
-        // Kept for later: the call has returned.
-        let (call, interrupted) = direct.begin();
-        let kept = responder(&mailbox, &direct, call);
-        assert!(!direct.end(call, interrupted));
+        // Kept for later: the call has ended.
+        let call = direct.begin();
+        let kept = responder(&mailbox, &call);
+        drop(call);
         kept.send(Response::new(200));
         assert_eq!(posted(&mailbox), "R");
         // Answered while another call runs (one nested in it): not that call's answer.
-        let (outer, none) = direct.begin();
-        let outer_respond = responder(&mailbox, &direct, outer);
-        let (inner, interrupted) = direct.begin();
+        let outer = direct.begin();
+        let outer_respond = responder(&mailbox, &outer);
+        let inner = direct.begin();
         outer_respond.send(Response::new(200));
-        assert!(!direct.end(inner, interrupted));
-        assert!(!direct.end(outer, none));
+        assert!(!inner.answered());
+        drop(inner);
+        assert!(!outer.answered());
         assert_eq!(posted(&mailbox), "R");
+    }
+
+    #[test]
+    fn an_answer_left_by_a_call_that_unwound_is_dropped() {
+        let mailbox = Mailbox::new();
+        let direct = Rc::new(DirectAnswer::default());
+        let call = direct.begin();
+        responder(&mailbox, &call).send(Response::new(200));
+        // The handler panicked after answering: the call ends without the answer taken.
+        drop(call);
+        let next = direct.begin();
+        responder(&mailbox, &next).send(Response::new(204));
+        assert!(next.answered(), "the slot is free again");
+        assert_eq!(posted(&mailbox), "");
     }
 }
