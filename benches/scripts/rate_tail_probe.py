@@ -151,7 +151,7 @@ def run_one(args, name, rate, tmp, extra=()):
         out = os.path.join(tmp, "load.json")
         load = prefix(args, LOAD_CPU) + [
             args.load, "http", f"http://127.0.0.1:{port}/", "-c", str(args.conns),
-            "--rate", str(rate), "-d", f"{args.seconds}s", "--warmup", "500ms",
+            "--rate", str(rate), "-d", f"{args.seconds}s", "--warmup", f"{args.warmup}s",
             "--cpus", LOAD_CPU, "--json", out, "--quiet"] + args.load_arg + list(extra)
         perf_out = os.path.join(tmp, "perf.txt")
         if args.perf:
@@ -216,6 +216,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=3)
+    ap.add_argument("--warmup", type=float, default=0.5)
     ap.add_argument("--conns", type=int, default=100)
     ap.add_argument("--rates", default="44000")
     ap.add_argument("--servers", default="ringwork,uring-bare,libuv")

@@ -86,6 +86,17 @@ struct Cli {
     /// in one window go out together, at its start; `0` sends each at its own slot).
     #[arg(long, default_value = "100us")]
     send_window: String,
+    /// Run the servers and the generators under SCHED_FIFO (`chrt -f 10`; needs root), so
+    /// that no other process (a compile, a kernel worker, this runner) delays them while
+    /// they are runnable. The fixed-rate generator then sleeps between sends instead of
+    /// busy-polling (a task that never sleeps is throttled by the RT limit).
+    #[arg(long)]
+    fifo: bool,
+    /// Fixed-rate workloads: take their percentages of this rate (req/s) instead of this
+    /// run's slowest keep-alive median, e.g. to repeat another run's rates; then they need
+    /// no `http-keepalive` in the same run.
+    #[arg(long)]
+    rate_base: Option<f64>,
 }
 
 fn main() -> ExitCode {
@@ -145,6 +156,23 @@ fn git_version(repo: &Path) -> Option<String> {
 
 fn run() -> Result<(), String> {
     let cli = Cli::parse();
+    if let Some(base) = cli.rate_base.filter(|b| !(b.is_finite() && *b >= 1.0)) {
+        return Err(format!(
+            "--rate-base {base}: must be a rate of at least 1 req/s"
+        ));
+    }
+    if cli.fifo {
+        // Refused here rather than as a failed start of every server.
+        let ok = Command::new("chrt")
+            .args(["-f", "10", "true"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            return Err(
+                "--fifo: `chrt -f 10` failed (SCHED_FIFO needs root or CAP_SYS_NICE)".into(),
+            );
+        }
+    }
     let mut suite = Suite::named(&cli.suite)
         .ok_or_else(|| format!("unknown suite {:?} (smoke, quick, full)", cli.suite))?;
     if let Some(r) = cli.rounds {
@@ -292,10 +320,22 @@ fn run() -> Result<(), String> {
             somaxconn.map_or_else(|| "?".into(), |v| v.to_string())
         ),
     );
+    let busy_poll = if cli.fifo { "0" } else { "200us" };
     set(
         "fixed-rate generator (ringwork-load)",
-        format!("--busy-poll 200us --send-window {}", cli.send_window),
+        format!("--busy-poll {busy_poll} --send-window {}", cli.send_window),
     );
+    set(
+        "scheduling",
+        if cli.fifo {
+            "servers and generators under SCHED_FIFO (chrt -f 10, --fifo)".into()
+        } else {
+            "normal (SCHED_OTHER)".into()
+        },
+    );
+    if let Some(base) = cli.rate_base {
+        set("fixed rates of", format!("{base} req/s (--rate-base)"));
+    }
     set("manifest", manifest_path.display().to_string());
     set("binaries", bin_dir.display().to_string());
 
@@ -415,7 +455,10 @@ fn run() -> Result<(), String> {
             threads: load_n,
             clk_tck: procfs::clk_tck(),
             send_window: cli.send_window.clone(),
+            busy_poll: busy_poll.into(),
+            fifo: cli.fifo,
         },
+        rate_base: cli.rate_base,
         logs,
         nofile_soft: nofile.map(|n| n.0),
         ephemeral_ports,

@@ -66,9 +66,16 @@ pub struct Server {
     pub log: PathBuf,
 }
 
-/// Runs `taskset -c cpus cmd...`; `None` for `cpus` runs it unpinned.
-pub(crate) fn pinned(cpus: &str, cmd: &[String]) -> Command {
-    let mut c = Command::new("taskset");
+/// Runs `taskset -c cpus cmd...`, under `chrt -f 10` (SCHED_FIFO) when `fifo`: both
+/// exec the command, so the child's pid is the command's.
+pub(crate) fn pinned(cpus: &str, fifo: bool, cmd: &[String]) -> Command {
+    let mut c = if fifo {
+        let mut c = Command::new("chrt");
+        c.args(["-f", "10", "taskset"]);
+        c
+    } else {
+        Command::new("taskset")
+    };
     c.arg("-c").arg(cpus).args(cmd);
     c
 }
@@ -82,7 +89,8 @@ pub fn log_tail(path: &Path, n: usize) -> String {
 }
 
 impl Server {
-    /// Starts `cmd` pinned to `cpus` in `dir` and waits until `port` accepts connections.
+    /// Starts `cmd` pinned to `cpus` (under SCHED_FIFO when `fifo`) in `dir` and waits until
+    /// `port` accepts connections.
     ///
     /// # Errors
     /// The reason, with the end of the server's log, when it cannot be spawned, exits, or
@@ -90,13 +98,14 @@ impl Server {
     pub fn start(
         cmd: &[String],
         cpus: &str,
+        fifo: bool,
         port: u16,
         dir: &Path,
         log: PathBuf,
     ) -> Result<Self, String> {
         let out = File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
         let err = out.try_clone().map_err(|e| e.to_string())?;
-        let child = pinned(cpus, cmd)
+        let child = pinned(cpus, fifo, cmd)
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(out)
