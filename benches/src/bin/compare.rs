@@ -97,6 +97,12 @@ struct Cli {
     /// no `http-keepalive` in the same run.
     #[arg(long)]
     rate_base: Option<f64>,
+    /// Keep the server and load CPUs from halting while the runner runs: a SCHED_IDLE busy
+    /// loop on each (any other task preempts it at once). In a VM an idle vCPU halts, and
+    /// waking it is a hypervisor exit: this takes the halts out of the latencies, to see
+    /// what share of a tail they are (they are the VM's, not the server's).
+    #[arg(long)]
+    no_halt: bool,
 }
 
 fn main() -> ExitCode {
@@ -336,6 +342,12 @@ fn run() -> Result<(), String> {
     if let Some(base) = cli.rate_base {
         set("fixed rates of", format!("{base} req/s (--rate-base)"));
     }
+    if cli.no_halt {
+        set(
+            "idle CPUs",
+            "kept from halting by a SCHED_IDLE busy loop each (--no-halt)".into(),
+        );
+    }
     set("manifest", manifest_path.display().to_string());
     set("binaries", bin_dir.display().to_string());
 
@@ -467,14 +479,49 @@ fn run() -> Result<(), String> {
     let started = Instant::now();
     let mut ports = Ports::new(cli.port_base);
     let mut md = String::new();
+    let mut spinners = Vec::new();
+    if cli.no_halt {
+        let mut cpus = parse_cpu_list(&cfg.server_cpus)?;
+        cpus.extend(parse_cpu_list(&cfg.load.cpus)?);
+        cpus.sort_unstable();
+        cpus.dedup();
+        for cpu in cpus {
+            spinners.push(spin(cpu)?);
+        }
+    }
+    let mut outcome = Ok(());
     for w in &workloads {
         run_workload(&cfg, w, &mut ports, &mut results);
         results.elapsed_s = started.elapsed().as_secs_f64();
-        md = write_outputs(&out, &results)?;
+        match write_outputs(&out, &results) {
+            Ok(text) => md = text,
+            Err(e) => {
+                outcome = Err(e);
+                break;
+            }
+        }
     }
+    for mut s in spinners {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
+    outcome?;
     println!("{md}");
     eprintln!("compare: results in {}", out.display());
     Ok(())
+}
+
+/// A SCHED_IDLE busy loop pinned to `cpu` (`--no-halt`) that also ends by itself once this
+/// process is gone (it checks with `kill -0` on every pass), so an interrupted runner leaves
+/// no spinner behind.
+fn spin(cpu: usize) -> Result<std::process::Child, String> {
+    Command::new("chrt")
+        .args(["-i", "0", "taskset", "-c", &cpu.to_string(), "sh", "-c"])
+        .arg(r#"while kill -0 "$0" 2>/dev/null; do :; done"#)
+        .arg(std::process::id().to_string())
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("--no-halt: cannot start a busy loop on CPU {cpu}: {e}"))
 }
 
 /// Why fewer idle connections than asked can be opened, if so.
