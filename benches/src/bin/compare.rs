@@ -86,10 +86,11 @@ struct Cli {
     /// in one window go out together, at its start; `0` sends each at its own slot).
     #[arg(long, default_value = "100us")]
     send_window: String,
-    /// Run the servers and the generators under SCHED_FIFO (`chrt -f 10`; needs root), so
-    /// that no other process (a compile, a kernel worker, this runner) delays them while
-    /// they are runnable. The fixed-rate generator then sleeps between sends instead of
-    /// busy-polling (a task that never sleeps is throttled by the RT limit).
+    /// Run the fixed-rate workloads' servers and generators under SCHED_FIFO (`chrt -f 10`;
+    /// needs root), so that no other process (a compile, a kernel worker, this runner)
+    /// delays them while they are runnable. Their generator then sleeps between sends
+    /// instead of busy-polling, and closed-loop workloads run as usual: a task that never
+    /// sleeps is throttled by the RT limit (50 ms of every second).
     #[arg(long)]
     fifo: bool,
     /// Fixed-rate workloads: take their percentages of this rate (req/s) instead of this
@@ -334,7 +335,7 @@ fn run() -> Result<(), String> {
     set(
         "scheduling",
         if cli.fifo {
-            "servers and generators under SCHED_FIFO (chrt -f 10, --fifo)".into()
+            "fixed-rate servers and generators under SCHED_FIFO (chrt -f 10, --fifo)".into()
         } else {
             "normal (SCHED_OTHER)".into()
         },

@@ -112,8 +112,8 @@ pub struct LoadEnv {
     pub send_window: String,
     /// Fixed-rate runs: ringwork-load's `--busy-poll` (`200us`; `0`: the generator sleeps).
     pub busy_poll: String,
-    /// Servers and generators run under SCHED_FIFO (`compare --fifo`): no other process can
-    /// take their CPUs while they are runnable.
+    /// Servers and generators run under SCHED_FIFO (`compare --fifo`, fixed-rate workloads):
+    /// no other process can take their CPUs while they are runnable.
     pub fifo: bool,
 }
 

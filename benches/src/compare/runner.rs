@@ -95,6 +95,13 @@ pub fn fixed_rate(results: &Results, fraction: f64, base: Option<f64>) -> Option
         .map(|slowest| (slowest * fraction).max(1.0).round())
 }
 
+/// Whether `w`'s servers and generators run under SCHED_FIFO: with `--fifo`, the fixed-rate
+/// workloads only. A closed-loop run keeps its CPUs fully busy, and a SCHED_FIFO task that
+/// never sleeps is throttled by the RT limit (50 ms of every second).
+fn fifo(cfg: &Config, w: &Workload) -> bool {
+    cfg.load.fifo && matches!(w.load, Load::HttpRate { .. })
+}
+
 /// Runs one workload and appends its result to `results`.
 pub fn run_workload(cfg: &Config, w: &Workload, ports: &mut Ports, results: &mut Results) {
     let suite = &cfg.suite;
@@ -175,7 +182,7 @@ pub fn run_workload(cfg: &Config, w: &Workload, ports: &mut Ports, results: &mut
             let started = Server::start(
                 &cmd,
                 &cfg.server_cpus,
-                cfg.load.fifo,
+                fifo(cfg, w),
                 port,
                 &cfg.paths.repo,
                 log,
@@ -220,6 +227,10 @@ fn one_server(
 ) {
     let suite = &cfg.suite;
     let port = server.port;
+    let env = LoadEnv {
+        fifo: fifo(cfg, w),
+        ..cfg.load.clone()
+    };
     let url = format!("http://127.0.0.1:{port}/");
     if let Load::IdleRss { connections } = w.load {
         let (n, note) = idle::budget(connections, cfg.nofile_soft, cfg.ephemeral_ports);
@@ -252,7 +263,7 @@ fn one_server(
             // wrk follows ringwork-load against the same server process, which is warm:
             // no separate warm-up run.
             load::wrk(
-                &cfg.load,
+                &env,
                 &url,
                 connections,
                 pipeline,
@@ -315,7 +326,7 @@ fn one_server(
             };
             let json = cfg.logs.join(format!("{tool}-{tag}.json"));
             load::ringwork_load(
-                &cfg.load,
+                &env,
                 &args,
                 suite.warmup,
                 suite.duration,

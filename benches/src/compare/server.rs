@@ -229,3 +229,30 @@ fn signal(name: &str, pids: &[u32]) {
         .stderr(Stdio::null())
         .status();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(c: &Command) -> Vec<String> {
+        std::iter::once(c.get_program())
+            .chain(c.get_args())
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn pinned_and_under_sched_fifo() {
+        let cmd = ["srv".to_string(), "--port".into(), "1".into()];
+        assert_eq!(
+            argv(&pinned("0", false, &cmd)),
+            ["taskset", "-c", "0", "srv", "--port", "1"]
+        );
+        assert_eq!(
+            argv(&pinned("1", true, &cmd)),
+            [
+                "chrt", "-f", "10", "taskset", "-c", "1", "srv", "--port", "1"
+            ]
+        );
+    }
+}
