@@ -1,8 +1,8 @@
 //! Starting, probing and stopping one server process, pinned with `taskset`.
 //!
 //! Owns: [`Ports`] (a fresh free port for every run), [`Server::start`] (spawn under
-//! `taskset -c CPUS`, output to a log file, wait until the port accepts a TCP connection by
-//! polling), and [`Server::stop`] (SIGTERM, SIGKILL to the whole tree after a deadline,
+//! `taskset -c CPUS`, under `chrt -f 10` too for `compare --fifo`, output to a log file,
+//! wait until the port accepts a TCP connection by polling), and [`Server::stop`] (SIGTERM, SIGKILL to the whole tree after a deadline,
 //! then check that every process is gone and the port is released).
 //! Contract: a started [`Server`] is always stopped, also on error paths ([`Drop`] kills
 //! the tree). Errors are plain text: they end up in the tables as `failed: <reason>`.
