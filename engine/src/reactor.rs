@@ -991,16 +991,22 @@ impl Reactor {
         let mut wait = timeout;
         // Engine deadlines bound the wait. On a manual clock they pass only when the clock
         // is moved (which wakes the driver), so only one already due does.
-        let deadlines = [
-            self.state.timers.next_deadline(),
-            self.stopping.map(|s| s.deadline),
-            self.accept_backoff,
-        ];
-        for deadline in deadlines.into_iter().flatten() {
+        // One at a time, not as an array of three `Option<Instant>`s flattened (issue 16:
+        // ~30 instructions per turn).
+        let mut bound = |deadline: Instant| {
             let until = deadline.saturating_duration_since(now);
             if !manual || until.is_zero() {
                 wait = Some(wait.map_or(until, |w| w.min(until)));
             }
+        };
+        if let Some(deadline) = self.state.timers.next_deadline() {
+            bound(deadline);
+        }
+        if let Some(stopping) = self.stopping {
+            bound(stopping.deadline);
+        }
+        if let Some(until) = self.accept_backoff {
+            bound(until);
         }
         let busy_poll = self.state.config.busy_poll;
         if !manual && wait.is_some_and(|w| w <= busy_poll) {
