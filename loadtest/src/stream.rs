@@ -45,6 +45,8 @@ pub(crate) struct CoreState {
     /// generator's own lateness for a send that found its connection free.
     pub(crate) send_lag: Option<Histogram<u64>>,
     pub(crate) counters: Counters,
+    /// Latencies recorded but not yet in `hist` (see [`LatencyRun`]).
+    run: Option<LatencyRun>,
     /// Requests this core may still send (request-count mode).
     pub(crate) quota: Option<u64>,
     /// Requests sent and not answered, on all connections of the core.
@@ -76,6 +78,7 @@ impl CoreState {
             core,
             hist: new_histogram(),
             counters: Counters::default(),
+            run: None,
             quota,
             in_flight: 0,
             completed: 0,
@@ -90,9 +93,29 @@ impl CoreState {
             (now.saturating_duration_since(from).as_micros() as u64).min(MAX_LATENCY_US)
         };
         self.last_completion = Some(now);
-        self.hist.saturating_record(us(intended));
+        match &mut self.run {
+            Some(run) if run.now == now && run.intended == intended => run.count += 1,
+            run => {
+                if let Some(done) = run.take() {
+                    self.hist.saturating_record_n(done.us, done.count);
+                }
+                *run = Some(LatencyRun {
+                    now,
+                    intended,
+                    us: us(intended),
+                    count: 1,
+                });
+            }
+        }
         if let Some(h) = &mut self.uncorrected {
             h.saturating_record(us(sent));
+        }
+    }
+
+    /// Moves the latencies held in `run` into `hist`.
+    fn flush_run(&mut self) {
+        if let Some(done) = self.run.take() {
+            self.hist.saturating_record_n(done.us, done.count);
         }
     }
 
@@ -110,6 +133,7 @@ impl CoreState {
 
     /// This core's results, leaving empty ones behind.
     pub(crate) fn take_result(&mut self) -> crate::run::CoreResult {
+        self.flush_run();
         crate::run::CoreResult {
             hist: std::mem::replace(&mut self.hist, new_histogram()),
             uncorrected: self
@@ -140,6 +164,22 @@ impl CoreState {
             self.live.cores[self.core].set_done();
         }
     }
+}
+
+/// Responses with the same latency, counted before they go into the histogram together.
+///
+/// Time is read once per turn, so a closed loop completes many responses in one turn
+/// (one `now`) that were sent in one earlier turn (one intended time): their latencies
+/// are equal. Counting them and recording the count once (`record_n`) gives the same
+/// histogram as recording each, without a time difference and a histogram update per
+/// response.
+#[derive(Clone, Copy, Debug)]
+struct LatencyRun {
+    now: Instant,
+    intended: Instant,
+    /// The latency of every response of the run, in µs.
+    us: u64,
+    count: u64,
 }
 
 /// A connection slot's lasting state, carried across reconnects.
@@ -340,7 +380,10 @@ impl<S: Session> Conn<S> {
             return false;
         }
         let record = core.in_window(now);
-        for (intended, sent) in self.in_flight.drain(..n) {
+        for _ in 0..n {
+            let Some((intended, sent)) = self.in_flight.pop_front() else {
+                break;
+            };
             if record {
                 core.record(now, intended, sent);
             }
@@ -422,8 +465,9 @@ impl<S: Session> Protocol for Conn<S> {
         }
         let result = if self.pending.is_empty() {
             self.session.on_bytes(data).inspect(|p| {
-                self.pending
-                    .extend_from_slice(&data[p.consumed.min(data.len())..]);
+                if p.consumed < data.len() {
+                    self.pending.extend_from_slice(&data[p.consumed..]);
+                }
             })
         } else {
             self.pending.extend_from_slice(data);
