@@ -265,6 +265,8 @@ pub(crate) struct Conn<S: Session> {
     /// (intended, actual) send time of each outstanding request, oldest first.
     in_flight: VecDeque<(Instant, Instant)>,
     sent_on_conn: u64,
+    /// The plan's `reconnect_every` (read per response; the plan does not change).
+    reconnect_every: Option<u64>,
     rate_timer: Option<TimerId>,
     check_timer: Option<TimerId>,
     connected: bool,
@@ -276,7 +278,10 @@ pub(crate) struct Conn<S: Session> {
 
 impl<S: Session> Conn<S> {
     fn new(core: Rc<RefCell<CoreState>>, factory: SessionFactory<S>, slot: Slot) -> Self {
-        let depth = core.borrow().plan.depth;
+        let (depth, reconnect_every) = {
+            let c = core.borrow();
+            (c.plan.depth, c.plan.reconnect_every)
+        };
         let session = factory();
         Self {
             core,
@@ -287,6 +292,7 @@ impl<S: Session> Conn<S> {
             pending: BytesMut::new(),
             in_flight: VecDeque::with_capacity(depth),
             sent_on_conn: 0,
+            reconnect_every,
             rate_timer: None,
             check_timer: None,
             connected: false,
@@ -366,11 +372,15 @@ impl<S: Session> Conn<S> {
         }
     }
 
-    /// Records `progress`'s completed responses; `false` if the peer answered more than
-    /// was asked (then the connection is aborted).
-    fn complete(&mut self, ctx: &mut Context<'_>, progress: Progress) -> bool {
+    /// Counts `bytes_in` received bytes and records `progress`'s completed responses;
+    /// `false` if the peer answered more than was asked (then the connection is aborted).
+    fn complete(&mut self, ctx: &mut Context<'_>, bytes_in: usize, progress: Progress) -> bool {
         let now = ctx.now();
         let mut core = self.core.borrow_mut();
+        let record = core.in_window(now);
+        if record {
+            core.counters.bytes_in += bytes_in as u64;
+        }
         let n = progress.completed as usize;
         if n > self.in_flight.len() {
             drop(core);
@@ -379,7 +389,6 @@ impl<S: Session> Conn<S> {
             });
             return false;
         }
-        let record = core.in_window(now);
         for _ in 0..n {
             let Some((intended, sent)) = self.in_flight.pop_front() else {
                 break;
@@ -457,12 +466,6 @@ impl<S: Session> Protocol for Conn<S> {
         if self.closing {
             return;
         }
-        {
-            let mut core = self.core.borrow_mut();
-            if core.in_window(ctx.now()) {
-                core.counters.bytes_in += data.len() as u64;
-            }
-        }
         let result = if self.pending.is_empty() {
             self.session.on_bytes(data).inspect(|p| {
                 if p.consumed < data.len() {
@@ -477,21 +480,22 @@ impl<S: Session> Protocol for Conn<S> {
         };
         let progress = match result {
             Ok(p) => p,
-            Err(e) => return self.fail(ctx, ErrorKind::BadResponse, || e.to_string()),
+            Err(e) => {
+                self.complete(ctx, data.len(), Progress::default());
+                return self.fail(ctx, ErrorKind::BadResponse, || e.to_string());
+            }
         };
         if self.pending.len() > MAX_PENDING {
+            self.complete(ctx, data.len(), Progress::default());
             return self.fail(ctx, ErrorKind::BadResponse, || {
                 format!("no complete response in {MAX_PENDING} bytes")
             });
         }
-        if !self.complete(ctx, progress) {
+        if !self.complete(ctx, data.len(), progress) {
             return;
         }
         let done_with_conn = progress.close
             || self
-                .core
-                .borrow()
-                .plan
                 .reconnect_every
                 .is_some_and(|n| self.sent_on_conn >= n && self.in_flight.is_empty());
         if done_with_conn {
@@ -513,7 +517,7 @@ impl<S: Session> Protocol for Conn<S> {
         if !self.closing {
             match self.session.on_eof() {
                 Ok(p) => {
-                    self.complete(ctx, p);
+                    self.complete(ctx, 0, p);
                 }
                 Err(e) => {
                     return self.fail(ctx, ErrorKind::UnexpectedClose, || e.to_string());
