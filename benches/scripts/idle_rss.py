@@ -24,6 +24,11 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from server_args import parse  # noqa: E402
+
+USAGE = "idle_rss.py BINARY [N] [-- EXTRA SERVER ARGS...]"
+
 
 def status_kib(pid, field="VmRSS"):
     with open(f"/proc/{pid}/status") as f:
@@ -67,13 +72,7 @@ def connect(port):
 
 
 def main():
-    args = sys.argv[1:]
-    extra = []
-    if "--" in args:
-        at = args.index("--")
-        args, extra = args[:at], args[at + 1:]
-    binary = args[0]
-    n = int(args[1]) if len(args) > 1 else 10000
+    binary, n, extra = parse(sys.argv[1:], USAGE, 10000)
     port = int(os.environ.get("PORT", "18090"))
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, n + 1000)), hard))

@@ -15,7 +15,11 @@ generators' order rotates every round), runs the generator pinned to CLIENT_CPU 
 - the generator's CPU per request: utime + stime of the generator process (and its
   children) from wait4's rusage, over the requests it completed. This is the steadier
   figure while other processes use the machine: a generator that is the limit of a
-  closed-loop run reaches a rate of about 1 / (its CPU per request).
+  closed-loop run reaches a rate of about 1 / (its CPU per request);
+- how busy each side was: the generator's CPU time over its run's wall time, and the
+  server's (utime + stime of the server process and its children, from /proc, over the same
+  wall time). A server near 100% with a generator below it means the server, not the
+  harness, set the rate.
 
 Modes: `nginx` and `hello` (HTTP keep-alive, wrk -t1 against ringwork-load http),
 `nginx16` and `hello16` (pipelined x16, wrk through benches/scripts/wrk/pipeline.lua),
@@ -28,6 +32,12 @@ Prints one markdown table per mode: medians with min-max, CPU us/request, and ea
 ringwork-load's ratio to the reference (wrk, or the C client) by median requests/s and by
 CPU per request, and "paired": the median over rounds of each round's ratio to the
 reference's run in that round (steadier when the host drifts between rounds). Raw runs go to --csv (default: a temp file, path printed).
+
+`--perf EVENTS` (comma-separated `perf stat` events, e.g.
+`task-clock,raw_syscalls:sys_enter,net:net_dev_xmit`) runs every generator under `perf stat`
+and prints each event's count per request as well (median over rounds; times such as
+task-clock in µs). Counting tracepoints costs the traced process CPU, so take
+CPU-per-request figures from runs without --perf.
 """
 
 import argparse
@@ -53,6 +63,10 @@ PREFIX = []
 ENVS = {}
 # Arguments added for each ringwork-load by name in the pipelined modes (--load-args).
 PIPE_ARGS = {}
+# perf stat events counted for every generator (--perf); empty: none.
+PERF_EVENTS = []
+# The server process of each mode's base name (its CPU share is measured during each run).
+SERVER_PIDS = {}
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
 
@@ -63,12 +77,38 @@ def free_port():
         return s.getsockname()[1]
 
 
+def tree_cpu(pid):
+    """CPU seconds (utime + stime) of process `pid` and its children so far (nginx: the master
+    and its worker); 0 for a process that is gone."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # After the command: state, ppid, ... utime (14th field of the line), stime (15th).
+        if int(entry) == pid or int(fields[1]) == pid:
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
 def run_measured(cmd, cpu, timeout, env=None):
     """Runs cmd pinned to cpu; returns (stdout, stderr, user and system CPU seconds of it and
-    its children)."""
+    its children, {perf event: count} when --perf is given)."""
+    perf_out = None
+    wrap = []
+    if PERF_EVENTS:
+        fd, perf_out = tempfile.mkstemp(prefix="loadgen-perf-")
+        os.close(fd)
+        wrap = ["perf", "stat", "-x", ",", "-o", perf_out, "-e", ",".join(PERF_EVENTS), "--"]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(PREFIX + ["taskset", "-c", str(cpu)] + cmd, stdout=out, stderr=err,
-                                env=dict(os.environ, **(env or {})))
+        started = time.monotonic()
+        proc = subprocess.Popen(PREFIX + ["taskset", "-c", str(cpu)] + wrap + cmd, stdout=out,
+                                stderr=err, env=dict(os.environ, **(env or {})))
         deadline = time.monotonic() + timeout
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -80,13 +120,28 @@ def run_measured(cmd, cpu, timeout, env=None):
                 break
             time.sleep(0.02)
         proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.monotonic() - started
         out.seek(0)
         err.seek(0)
         text, errs = out.read().decode(), err.read().decode()
         if proc.returncode != 0:
             print(f"warning: {' '.join(cmd)} exited {proc.returncode}: {errs[-300:]}",
                   file=sys.stderr)
-        return text, errs, usage.ru_utime, usage.ru_stime
+        counts = {}
+        if perf_out:
+            with open(perf_out) as f:
+                for line in f:
+                    fields = line.strip().split(",")
+                    # CSV: value, unit, event, ... ("<not counted>" when it was not);
+                    # times (task-clock, in msec) are kept in µs.
+                    if len(fields) >= 3 and fields[2] in PERF_EVENTS:
+                        try:
+                            scale = 1000.0 if fields[1] == "msec" else 1.0
+                            counts[fields[2]] = float(fields[0]) * scale
+                        except ValueError:
+                            pass
+            os.unlink(perf_out)
+        return text, errs, usage.ru_utime, usage.ru_stime, counts, wall
 
 
 def wrk_requests(text):
@@ -121,6 +176,8 @@ def main():
     ap.add_argument("--server-cpu", type=int, default=int(os.environ.get("SERVER_CPU", 0)))
     ap.add_argument("--client-cpu", type=int, default=int(os.environ.get("CLIENT_CPU", 1)))
     ap.add_argument("--csv")
+    ap.add_argument("--perf", help="comma-separated perf stat events to count per request "
+                    "(separate runs: counting costs the generator CPU)")
     ap.add_argument("--nice", type=int,
                     help="run servers and generators at this nice level (root: e.g. -20, so "
                          "that other processes on a shared machine take less of the two CPUs)")
@@ -128,6 +185,7 @@ def main():
     if args.nice is not None:
         PREFIX.extend(["nice", "-n", str(args.nice)])
 
+    PERF_EVENTS[:] = args.perf.split(",") if args.perf else []
     ENVS.clear()
     for x in args.load_env:
         name, var = x.split(":", 1)
@@ -156,6 +214,7 @@ def main():
                                          os.path.join(work, "nginx.conf")],
                                         stderr=subprocess.DEVNULL))
         ports["nginx"] = port
+        SERVER_PIDS["nginx"] = servers[-1].pid
     if any(m.startswith("hello") for m in modes):
         port = free_port()
         servers.append(subprocess.Popen(PREFIX + ["taskset", "-c", scpu, args.ringwork, "serve", "hello",
@@ -163,6 +222,7 @@ def main():
                                          f"tcp:{port}:interface=127.0.0.1"],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         ports["hello"] = port
+        SERVER_PIDS["hello"] = servers[-1].pid
     echo_client = None
     if "echo" in modes:
         port = free_port()
@@ -171,6 +231,7 @@ def main():
                                          f"tcp:{port}:interface=127.0.0.1"],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         ports["echo"] = port
+        SERVER_PIDS["echo"] = servers[-1].pid
         echo_client = os.path.join(work, "echo_client")
         subprocess.run(["cc", "-O2", "-o", echo_client,
                         os.path.join(REPO, "benches/loadgen/echo_client.c")], check=True)
@@ -191,7 +252,8 @@ def main():
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["round", "mode", "generator", "requests", "rps", "cpu_s", "cpu_us_per_req",
-                    "user_pct"])
+                    "user_pct", "busy_pct", "server_busy_pct"]
+                   + [f"{e}_per_req" for e in PERF_EVENTS])
         w.writerows(rows)
     report(rows, modes, loads)
     print(f"\nraw runs: {path}")
@@ -232,9 +294,12 @@ def bench(args, loads, modes, ports, echo_client, work):
                             cmd += PIPE_ARGS.get(name, [])
                     cmd += ["-c", str(args.conns), "-d", f"{secs:g}s", "--cores", "1",
                             "--quiet", "--json", js]
-                text, _, utime, stime = run_measured(cmd, args.client_cpu, timeout,
-                                                     ENVS.get(name))
+                server_before = tree_cpu(SERVER_PIDS[base])
+                text, _, utime, stime, counts, wall = run_measured(cmd, args.client_cpu,
+                                                                   timeout, ENVS.get(name))
+                server_busy = (tree_cpu(SERVER_PIDS[base]) - server_before) / wall * 100
                 cpu = utime + stime
+                busy = cpu / wall * 100
                 if name == "wrk":
                     n, rps = wrk_requests(text)
                 elif name == "c-epoll":
@@ -256,10 +321,15 @@ def bench(args, loads, modes, ports, echo_client, work):
                     print(f"warning: round {rnd} {mode} {name}: no result", file=sys.stderr)
                     continue
                 per = cpu / n * 1e6
+                per_event = [counts[e] / n if e in counts else None for e in PERF_EVENTS]
                 rows.append([rnd, mode, name, n, round(rps, 1), round(cpu, 3), round(per, 3),
-                             round(utime / cpu * 100 if cpu else 0, 1)])
+                             round(utime / cpu * 100 if cpu else 0, 1), round(busy, 1),
+                             round(server_busy, 1)] + per_event)
+                shown = "".join(f"  {e} {v:.4g}/req" for e, v in zip(PERF_EVENTS, per_event)
+                                if v is not None)
                 print(f"round {rnd} {mode:8} {name:10} {rps:10.0f} req/s  {per:6.2f} us CPU/req"
-                      f" ({utime / cpu * 100 if cpu else 0:.0f}% user)", file=sys.stderr)
+                      f" ({utime / cpu * 100 if cpu else 0:.0f}% user), busy {busy:.0f}%,"
+                      f" server {server_busy:.0f}%{shown}", file=sys.stderr)
     return rows
 
 
@@ -271,8 +341,9 @@ def report(rows, modes, loads):
         ref = "c-epoll" if mode == "echo" else "wrk"
         print(f"\n{mode}:\n")
         print("| generator | req/s median (min–max) | CPU µs/req median (min–max) | "
+              "busy: generator, server (%) | "
               f"req/s ÷ {ref} | {ref} CPU ÷ its CPU | paired: req/s, CPU |")
-        print("|---|---:|---:|---:|---:|---:|")
+        print("|---|---:|---:|---:|---:|---:|---:|")
         med = {}
         for name in [ref] + [n for n, _ in loads]:
             rs = [r[4] for r in mine if r[2] == name]
@@ -293,8 +364,23 @@ def report(rows, modes, loads):
                           f"{statistics.median(p[1] for p in pairs):.2f}") if pairs else "—"
             else:
                 ratio = "— | — | —"
+            busy = (f"{statistics.median(r[8] for r in mine if r[2] == name):.0f}, "
+                    f"{statistics.median(r[9] for r in mine if r[2] == name):.0f}")
             print(f"| {name} | {med[name][0]:,.0f} ({min(rs):,.0f}–{max(rs):,.0f}) | "
-                  f"{med[name][1]:.2f} ({min(cs):.2f}–{max(cs):.2f}) | {ratio} |")
+                  f"{med[name][1]:.2f} ({min(cs):.2f}–{max(cs):.2f}) | {busy} | {ratio} |")
+        if PERF_EVENTS:
+            print(f"\n{mode}, perf stat counts per request (median over rounds):\n")
+            print("| generator | " + " | ".join(PERF_EVENTS) + " |")
+            print("|---|" + "---:|" * len(PERF_EVENTS))
+            for name in [ref] + [n for n, _ in loads]:
+                runs = [r for r in mine if r[2] == name]
+                if not runs:
+                    continue
+                cells = []
+                for i in range(len(PERF_EVENTS)):
+                    vals = [r[10 + i] for r in runs if r[10 + i] is not None]
+                    cells.append(f"{statistics.median(vals):.4g}" if vals else "—")
+                print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,10 @@ runs each of them in a session of its own at nice -20 instead: with autogroups
 (`/proc/sys/kernel/sched_autogroup_enabled`), a process's own nice weighs only against
 its session, so the session's (`/proc/PID/autogroup`) is what counts against compiles.
 
+`--stall CPU:MS:EVERY_MS` runs a SCHED_FIFO task (priority above `--fifo`'s) on CPU that
+spins for MS milliseconds every EVERY_MS during the runs: a controlled pause of the server's
+(CPU 0) or the generator's (CPU 1) CPU, to see how a short pause spreads into the tail.
+
 `--variant NAME=ARGS` (repeat) runs the generator once per variant in every round, with
 ARGS (space-separated) added to its command line, e.g. `--variant w0=` `--variant
 'w100=--send-window 100us'`: variants are interleaved, so they see the same machine.
@@ -151,7 +155,7 @@ def run_one(args, name, rate, tmp, extra=()):
         out = os.path.join(tmp, "load.json")
         load = prefix(args, LOAD_CPU) + [
             args.load, "http", f"http://127.0.0.1:{port}/", "-c", str(args.conns),
-            "--rate", str(rate), "-d", f"{args.seconds}s", "--warmup", "500ms",
+            "--rate", str(rate), "-d", f"{args.seconds}s", "--warmup", f"{args.warmup}s",
             "--cpus", LOAD_CPU, "--json", out, "--quiet"] + args.load_arg + list(extra)
         perf_out = os.path.join(tmp, "perf.txt")
         if args.perf:
@@ -216,6 +220,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=3)
+    ap.add_argument("--warmup", type=float, default=0.5)
     ap.add_argument("--conns", type=int, default=100)
     ap.add_argument("--rates", default="44000")
     ap.add_argument("--servers", default="ringwork,uring-bare,libuv")
@@ -228,6 +233,7 @@ def main():
     ap.add_argument("--variant", action="append", default=[],
                     help="NAME=ARGS: a generator variant (repeat; interleaved per round)")
     ap.add_argument("--perf", action="store_true")
+    ap.add_argument("--stall", help="CPU:MS:EVERY_MS: a SCHED_FIFO spinner pausing that CPU")
     ap.add_argument("--csv")
     args = ap.parse_args()
     variants = [(v.split("=", 1)[0], v.split("=", 1)[1].split()) for v in args.variant] or [("", [])]
@@ -238,6 +244,12 @@ def main():
         for cpu in (SERVER_CPU, LOAD_CPU):
             spinners.append(subprocess.Popen(
                 ["chrt", "-i", "0", "taskset", "-c", cpu, "sh", "-c", "while :; do :; done"]))
+    if args.stall:
+        cpu, ms, every = args.stall.split(":")
+        loop = (f"import time\nwhile True:\n t = time.monotonic() + {float(ms) / 1000}\n"
+                f" while time.monotonic() < t: pass\n time.sleep({(float(every) - float(ms)) / 1000})\n")
+        spinners.append(subprocess.Popen(
+            ["chrt", "-f", "20", "taskset", "-c", cpu, sys.executable, "-c", loop]))
     rows = []
     tmp = tempfile.mkdtemp(prefix="rate-tail-")
     try:

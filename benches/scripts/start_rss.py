@@ -22,6 +22,11 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from server_args import parse  # noqa: E402
+
+USAGE = "start_rss.py BINARY [RUNS] [-- EXTRA SERVER ARGS...]"
+
 
 def status(pid):
     out = {}
@@ -99,13 +104,7 @@ def run(binary, extra, port, service):
 
 
 def main():
-    args = sys.argv[1:]
-    extra = []
-    if "--" in args:
-        at = args.index("--")
-        args, extra = args[:at], args[at + 1:]
-    binary = args[0]
-    runs = int(args[1]) if len(args) > 1 else 5
+    binary, runs, extra = parse(sys.argv[1:], USAGE, 5)
     port = int(os.environ.get("PORT", "18091"))
     service = os.environ.get("SERVICE", "hello")
     cols = ["VmRSS", "RssAnon", "RssFile", "bin r-xp", "bin r--p", "bin rw-p", "libc r-xp", "libc r--p",

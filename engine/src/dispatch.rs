@@ -30,9 +30,21 @@ pub(crate) fn call(
     let Some(conn) = state.conns.active_mut(id) else {
         return;
     };
-    let Some(mut protocol) = conn.protocol.take() else {
+    let Some(protocol) = conn.protocol.take() else {
         return;
     };
+    call_taken(state, io, id, protocol, f);
+}
+
+/// [`call`] with the protocol already taken out of its connection's slot (the caller looked
+/// the connection up): runs `f`, then puts the protocol back.
+fn call_taken(
+    state: &mut State,
+    io: &mut dyn Io,
+    id: ConnId,
+    mut protocol: Box<dyn Protocol>,
+    f: impl FnOnce(&mut dyn Protocol, &mut Context<'_>),
+) {
     let mut ctx = Context::new(state, io, id);
     match catch_unwind(AssertUnwindSafe(|| f(&mut *protocol, &mut ctx))) {
         Ok(()) => {
@@ -231,8 +243,11 @@ pub(crate) fn received(state: &mut State, io: &mut dyn Io, id: ConnId, data: &[u
     }
     match conn.stage {
         // A spliced connection's receive that was in flight: to the protocol as before.
+        // The connection found above is used as it is (issue 16: a second lookup per read).
         Stage::Plain | Stage::Spliced(_) => {
-            call(state, io, id, |p, ctx| p.data_received(ctx, data));
+            if let Some(protocol) = conn.protocol.take() {
+                call_taken(state, io, id, protocol, |p, ctx| p.data_received(ctx, data));
+            }
         }
         Stage::Tls(_) => crate::tls::session::input(state, io, id, data),
         Stage::Preamble(_) => crate::preamble::input(state, io, id, data),

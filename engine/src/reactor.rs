@@ -2,10 +2,13 @@
 //!
 //! Owns: listeners and their factories, UDP sockets and their protocols, dispatch of driver
 //! completions to protocol callbacks (one at a time, never nested), panic isolation, the
-//! end-of-turn flush, connection limits and graceful shutdown.
+//! end-of-turn flush, connection limits (accepting and its limits: `reactor/accept.rs`) and
+//! graceful shutdown.
 //! Contract: one turn = flush what callbacks wrote, one driver turn (submit + wait), dispatch
 //! completions, fire due timers, run cross-core messages. Nothing is shared with other cores
 //! except the message inbox (see `runtime.rs`).
+
+mod accept;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -79,6 +82,11 @@ pub struct Reactor {
     accepting: bool,
     completions: Vec<Completion>,
     expired: Vec<(crate::timer::TimerKey, Target)>,
+    /// The earliest timer when this turn's wait was chosen, and [`Timers::arms`] then
+    /// (see [`Reactor::fire_timers`]).
+    ///
+    /// [`Timers::arms`]: crate::timers::Timers::arms
+    timers_seen: (Option<Instant>, u64),
     inbox: Option<crossbeam_channel::Receiver<CoreMessage>>,
     executor: Executor,
     /// Connections accepted past the per-core limit, started when room frees up.
@@ -124,6 +132,7 @@ impl Reactor {
             accepting: true,
             completions: Vec::new(),
             expired: Vec::new(),
+            timers_seen: (None, u64::MAX),
             inbox: None,
             executor,
             waiting: std::collections::VecDeque::new(),
@@ -991,16 +1000,23 @@ impl Reactor {
         let mut wait = timeout;
         // Engine deadlines bound the wait. On a manual clock they pass only when the clock
         // is moved (which wakes the driver), so only one already due does.
-        let deadlines = [
-            self.state.timers.next_deadline(),
-            self.stopping.map(|s| s.deadline),
-            self.accept_backoff,
-        ];
-        for deadline in deadlines.into_iter().flatten() {
+        // One at a time, not as an array of three `Option<Instant>`s flattened (issue 16:
+        // ~30 instructions per turn).
+        let mut bound = |deadline: Instant| {
             let until = deadline.saturating_duration_since(now);
             if !manual || until.is_zero() {
                 wait = Some(wait.map_or(until, |w| w.min(until)));
             }
+        };
+        let next_timer = self.state.timers.next_deadline();
+        if let Some(deadline) = next_timer {
+            bound(deadline);
+        }
+        if let Some(stopping) = self.stopping {
+            bound(stopping.deadline);
+        }
+        if let Some(until) = self.accept_backoff {
+            bound(until);
         }
         let busy_poll = self.state.config.busy_poll;
         if !manual && wait.is_some_and(|w| w <= busy_poll) {
@@ -1009,12 +1025,16 @@ impl Reactor {
         if self.executor.has_ready() || !self.state.local.is_idle() {
             wait = Some(Duration::ZERO);
         }
+        // What the timers were when the wait was chosen: unless one is armed meanwhile, none
+        // is due before `next_timer` (see `fire_timers`).
+        self.timers_seen = (next_timer, self.state.timers.arms());
         let mut completions = std::mem::take(&mut self.completions);
         self.driver.turn(wait, &mut completions)?;
         let now = self.state.local.clock().now();
         self.state.set_now(now);
         self.state.local.begin_turn(now);
-        for completion in completions.drain(..) {
+        let mut batch = completions.drain(..);
+        for completion in batch.by_ref() {
             // A keep-alive request's two completions, handled here: through `dispatch` (a
             // large frame, and the drop glue of the whole `Completion` after a `Sent`) they
             // cost ~90 instructions more per request (issue 16).
@@ -1022,7 +1042,14 @@ impl Reactor {
                 Completion::Received { socket, buf } => {
                     dispatch::received(&mut self.state, &mut self.driver, ConnId(socket), &buf);
                 }
-                Completion::Sent { socket, queued, .. } => {
+                // Every field named, no `..`: a field added to `Sent` stops the build here,
+                // so whoever adds it sees the `forget` below, which is only right while
+                // every field is a plain value with nothing to drop.
+                Completion::Sent {
+                    socket,
+                    queued,
+                    bytes: _,
+                } => {
                     self.state.sent(&mut self.driver, ConnId(socket), queued);
                     // A `Sent` holds nothing to drop (ids and counts): forgotten, it skips
                     // the call to the whole enum's drop glue (23 instructions per request).
@@ -1030,8 +1057,17 @@ impl Reactor {
                 }
                 completion => self.dispatch(completion),
             }
-            self.run_notices();
+            // Only callbacks queued by the completion can change the connection count here
+            // (a loss; an accept checks the limit itself; a connect made by a callback is
+            // seen by the check after the loop, before the next wait): without notices the
+            // accept check is left to it (issue 16: ~18 instructions per completion).
+            if !self.state.notices.is_empty() {
+                self.run_notices();
+            }
         }
+        // Every completion was taken: the drain holds nothing, so its drop (a call that
+        // would move a tail there is none of) is skipped (issue 16: ~13 per request).
+        std::mem::forget(batch);
         self.completions = completions;
         if !self.retiring.is_empty() {
             self.close_retired();
@@ -1049,8 +1085,21 @@ impl Reactor {
     /// Fires the timers due at the turn's time, in deadline order, each one's callbacks
     /// before the next; reactor calls run here with the reactor.
     fn fire_timers(&mut self) {
+        // Nothing armed since the wait was chosen and the earliest timer then is not due:
+        // nothing is, and the wheel is not asked (issue 16: its `expire` costs a clock
+        // subtraction and a walk of its levels, ~45 instructions per keep-alive request).
+        // The wheel catches up at the next `expire` (it takes idle gaps of any length).
+        let (next, arms) = self.timers_seen;
+        if arms == self.state.timers.arms() && next.is_none_or(|next| self.state.now < next) {
+            return;
+        }
         let mut expired = std::mem::take(&mut self.expired);
         self.state.timers.expire(self.state.now, &mut expired);
+        if expired.is_empty() {
+            // Most turns: nothing due, no drain to make and drop (issue 16).
+            self.expired = expired;
+            return;
+        }
         for (_, target) in expired.drain(..) {
             match target {
                 Target::Call(call) => {
@@ -1130,159 +1179,6 @@ impl Reactor {
         }
     }
 
-    fn accepted(&mut self, listener: SocketId, result: Result<SocketId, OpError>) {
-        let socket = match result {
-            Ok(socket) => socket,
-            Err(error) => {
-                // Out of descriptors or memory: the error would repeat at once, so stop
-                // accepting for a while (connections wait in the backlog) instead of spinning.
-                // Per-connection errors (ECONNABORTED, ...) only affect that connection.
-                let resource = error.is_resource_exhaustion();
-                if resource && self.accept_backoff.is_none() {
-                    // Repeats every ACCEPT_BACKOFF while the condition lasts: logged once
-                    // per warning interval, with a count.
-                    if let Some(suppressed) = self.state.warnings.accept.hit(self.state.now) {
-                        tracing::warn!(
-                            %error,
-                            pause = ?ACCEPT_BACKOFF,
-                            suppressed,
-                            "accept failed; pausing accepts"
-                        );
-                    }
-                    self.accept_backoff = Some(self.state.now + ACCEPT_BACKOFF);
-                    self.update_accepting();
-                } else if !resource {
-                    tracing::debug!(%error, "accept failed");
-                }
-                return;
-            }
-        };
-        let missed = self.state.warnings.accept.take_suppressed();
-        if missed > 0 {
-            tracing::info!(
-                suppressed = missed,
-                "accepting again; accept failures since the last warning"
-            );
-        }
-        if self.state.conns.live() >= self.state.config.max_connections {
-            // Accepted in the same batch as the one that reached the limit (stopping accepts
-            // takes effect next turn): it waits, un-started, until room frees up.
-            self.waiting.push_back((listener, socket));
-            self.update_accepting();
-            return;
-        }
-        self.start_accepted(listener, socket);
-        self.update_accepting();
-    }
-
-    /// Builds the protocol of an accepted connection and starts it.
-    fn start_accepted(&mut self, listener: SocketId, socket: SocketId) {
-        // A listener that a shutdown retired still gets its connection served: the kernel
-        // accepted it before the accept was cancelled, so the client is waiting for it.
-        let retired = self.stopping.is_some();
-        let Some(entry) = self
-            .listeners
-            .iter_mut()
-            .chain(self.retiring.iter_mut())
-            .find(|l| l.socket == listener)
-        else {
-            self.driver.close(socket);
-            return;
-        };
-        if let Some(total) = &self.state.total
-            && !total.try_acquire()
-        {
-            // The runtime-wide limit: accept and close (see RuntimeBuilder::max_connections_total).
-            self.state.stats.rejected += 1;
-            self.driver.close(socket);
-            return;
-        }
-        let counted = self.state.total.is_some();
-        let factory = &mut entry.factory;
-        let built = catch_unwind(AssertUnwindSafe(|| factory.build_protocol()));
-        let Ok(protocol) = built else {
-            if counted && let Some(total) = &self.state.total {
-                total.release();
-            }
-            self.state.stats.panics += 1;
-            if let Some(suppressed) = self.state.warnings.panic.hit(self.state.now) {
-                tracing::error!(
-                    suppressed,
-                    "a factory panicked building a protocol; connection closed"
-                );
-            }
-            self.driver.abort(socket);
-            return;
-        };
-        let id = dispatch::accepted(
-            &mut self.state,
-            &mut self.driver,
-            socket,
-            protocol,
-            entry.options.tls.as_ref(),
-            entry
-                .options
-                .preamble
-                .map(|p| (p, entry.options.preamble_timeout)),
-        );
-        if let Some(conn) = self.state.conns.get_mut(id) {
-            conn.in_total = counted;
-        }
-        if retired {
-            // It starts during the shutdown: told at once, as the others were.
-            self.state
-                .notices
-                .push_back((id, crate::state::Notice::ShutdownStarted));
-            self.run_notices();
-        }
-    }
-
-    /// Stops accepting at the connection limit and resumes below it. Runs after every
-    /// completion and callback batch: the common case (nothing waits, no back-off, the
-    /// accept state already right) is decided inline, without the call (issue 16: 3.5 calls
-    /// per keep-alive request, ~30 instructions each).
-    #[inline]
-    fn update_accepting(&mut self) {
-        let below_limit = self.state.conns.live() < self.state.config.max_connections;
-        if self.waiting.is_empty()
-            && self.accept_backoff.is_none()
-            && self.accepting == (self.stopping.is_none() && below_limit)
-        {
-            return;
-        }
-        self.update_accepting_now();
-    }
-
-    /// [`Reactor::update_accepting`] when something may change: starts waiting connections
-    /// below the limit, ends a back-off that is over and asks the listeners to accept or stop.
-    #[inline(never)]
-    fn update_accepting_now(&mut self) {
-        while self.state.conns.live() < self.state.config.max_connections
-            && let Some((listener, socket)) = self.waiting.pop_front()
-        {
-            self.start_accepted(listener, socket);
-        }
-        if self
-            .accept_backoff
-            .is_some_and(|until| self.state.now >= until)
-        {
-            self.accept_backoff = None;
-        }
-        let want = self.stopping.is_none()
-            && self.accept_backoff.is_none()
-            && self.state.conns.live() < self.state.config.max_connections;
-        if want != self.accepting {
-            self.accepting = want;
-            for listener in &self.listeners {
-                if want {
-                    self.driver.accept(listener.socket);
-                } else {
-                    self.driver.stop_accept(listener.socket);
-                }
-            }
-        }
-    }
-
     /// Runs queued callbacks, then re-checks the connection limit (closes free room).
     fn run_notices(&mut self) {
         if !self.state.notices.is_empty() {
@@ -1320,6 +1216,14 @@ impl Reactor {
     }
 
     fn run_messages(&mut self) {
+        if self
+            .inbox
+            .as_ref()
+            .is_none_or(crossbeam_channel::Receiver::is_empty)
+        {
+            // Most turns (issue 16: cheaper than a `try_recv` that finds nothing).
+            return;
+        }
         // A bounded batch per turn, so a flood of messages cannot starve connections.
         for _ in 0..1024 {
             let Some(Ok(message)) = self
@@ -1346,6 +1250,11 @@ impl Reactor {
     /// Runs queued jobs, spawns queued futures and polls ready tasks — in rounds, since each
     /// may queue more, with a bound so a task that keeps waking itself cannot stall the turn.
     fn run_local(&mut self) {
+        if self.state.local.is_idle() && !self.executor.has_ready() {
+            // Nothing queued, nothing ready: the round below would only re-check the
+            // accept state, which the turn just did (issue 16).
+            return;
+        }
         for _ in 0..16 {
             let (jobs, spawns, wakes) = {
                 let mut queue = self.state.local.local.queue.borrow_mut();

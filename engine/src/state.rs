@@ -881,6 +881,10 @@ impl State {
 
     /// Sends every buffer written this turn; runs half-closes and closes that waited for it.
     pub(crate) fn flush(&mut self, io: &mut dyn Io) {
+        if self.flush.is_empty() {
+            // The turn's first flush, most of the time (issue 16).
+            return;
+        }
         let pending = std::mem::take(&mut self.flush);
         for id in &pending {
             let Some(conn) = self.conns.active_mut(*id) else {

@@ -100,6 +100,8 @@ struct Table {
     next_id: std::num::NonZeroU64,
     /// The wheel's tick: the shortest interval of a repeating call.
     tick: Duration,
+    /// Bumped by every insert and reset (never by a cancel): see [`Timers::arms`].
+    arms: u64,
 }
 
 impl Timers {
@@ -109,6 +111,7 @@ impl Timers {
                 wheel: TimerWheel::new(now, tick),
                 next_id: std::num::NonZeroU64::MIN,
                 tick,
+                arms: 0,
             })),
         }
     }
@@ -129,6 +132,7 @@ impl Timers {
         let id = TimerId(t.next_id);
         // 2^64 timers would take centuries to arm; saturating keeps ids non-zero regardless.
         t.next_id = t.next_id.saturating_add(1);
+        t.arms = t.arms.wrapping_add(1);
         let key = t.wheel.insert(at, Target::Conn { conn, id, every });
         (id, key)
     }
@@ -206,6 +210,7 @@ impl Timers {
     /// Moves a pending call to `at`; `false` if it fired or was cancelled.
     pub(crate) fn reset_call(&self, id: CallId, at: Instant) -> bool {
         let mut t = self.table.borrow_mut();
+        t.arms = t.arms.wrapping_add(1);
         matches!(t.wheel.get(id.0), Some((Target::Call(_), _))) && t.wheel.reset(id.0, at)
     }
 
@@ -234,6 +239,13 @@ impl Timers {
         self.table.borrow().wheel.next_deadline()
     }
 
+    /// A count of the timers armed (inserted or moved) so far: while it stays the same, no
+    /// timer can fall due before a [`Timers::next_deadline`] read meanwhile (cancelling
+    /// one only makes the next deadline later).
+    pub(crate) fn arms(&self) -> u64 {
+        self.table.borrow().arms
+    }
+
     /// Takes the timers due at `now`, in deadline order.
     pub(crate) fn expire(&mut self, now: Instant, out: &mut Vec<(TimerKey, Target)>) {
         self.table.borrow_mut().wheel.expire(now, out);
@@ -246,6 +258,8 @@ impl Timers {
     }
 
     fn insert(&self, at: Instant, target: Target) -> TimerKey {
-        self.table.borrow_mut().wheel.insert(at, target)
+        let mut t = self.table.borrow_mut();
+        t.arms = t.arms.wrapping_add(1);
+        t.wheel.insert(at, target)
     }
 }

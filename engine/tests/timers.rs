@@ -487,6 +487,37 @@ ringwork::platform::test_all_backends! {
         assert!(spinning > 50, "only {spinning} turns while busy polling");
     }
 
+    /// A timer a callback arms with no delay fires in the same turn as the callback: the
+    /// turn skips the wheel only when no timer was armed since its wait was chosen.
+    fn a_due_timer_armed_by_a_callback_fires_in_its_turn(backend: BackendChoice) {
+        let Some(mut reactor) = reactor(backend) else { return };
+        let (factory, _) = recording_factory(|| Greeter);
+        let addr: ringwork::SockAddr = reactor
+            .listen_tcp(common::any_port(), factory)
+            .unwrap()
+            .into();
+        let log: Rc<RefCell<Vec<&'static str>>> = Rc::default();
+        reactor
+            .connect(&addr, DueNow(Rc::clone(&log)), ConnectOptions::default())
+            .unwrap();
+        // A long timer keeps the wheel non-empty, as a server's idle timeouts do.
+        reactor.call_later(Duration::from_secs(3600), |_| {});
+        for _ in 0..10_000 {
+            if log.borrow().contains(&"fired") {
+                break;
+            }
+            log.borrow_mut().push("turn");
+            reactor.turn(Some(ms(100))).expect("reactor turn");
+        }
+        let log = log.borrow();
+        let data = log.iter().position(|e| *e == "data").expect("the greeting arrived");
+        assert_eq!(
+            log.get(data + 1),
+            Some(&"fired"),
+            "the due timer waited for another turn: {log:?}"
+        );
+    }
+
     /// A driver that batches its waits (`DriverConfig::batch_wait`, here up to 1 s) still
     /// fires the reactor's timers on time: the reactor's next deadline bounds the wait, and
     /// a timer is never held for the batch. The batch is engaged first (a burst of
@@ -539,6 +570,32 @@ ringwork::platform::test_all_backends! {
                 at - due
             );
         }
+    }
+}
+
+/// Writes a greeting as soon as it is connected (the server of
+/// `a_due_timer_armed_by_a_callback_fires_in_its_turn`).
+struct Greeter;
+
+impl Protocol for Greeter {
+    fn connection_made(&mut self, ctx: &mut Context<'_>) {
+        ctx.write(b"hi");
+    }
+
+    fn data_received(&mut self, _ctx: &mut Context<'_>, _data: &[u8]) {}
+}
+
+/// Arms a timer that is due at once when bytes arrive; logs both.
+struct DueNow(Rc<RefCell<Vec<&'static str>>>);
+
+impl Protocol for DueNow {
+    fn data_received(&mut self, ctx: &mut Context<'_>, _data: &[u8]) {
+        self.0.borrow_mut().push("data");
+        let _ = ctx.call_later(Duration::ZERO);
+    }
+
+    fn timer_fired(&mut self, _ctx: &mut Context<'_>, _timer: TimerId) {
+        self.0.borrow_mut().push("fired");
     }
 }
 

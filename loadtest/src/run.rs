@@ -575,6 +575,47 @@ mod tests {
         assert_eq!(p.wake_at(p.start + us(250)), p.start + us(250));
     }
 
+    /// Latencies counted in runs (`CoreState::record`) land in the histograms exactly as
+    /// recorded one by one: repeats, changes of either instant, and the last run (flushed
+    /// by `take_result`).
+    #[test]
+    fn recorded_latencies_equal_one_by_one() {
+        let plan = Arc::new(rate_plan(Duration::ZERO).expect("plan"));
+        let live = Arc::new(Live {
+            cores: vec![LiveCore::default()],
+            stopping: AtomicBool::new(false),
+        });
+        let mut state = CoreState::new(Arc::clone(&plan), live, 0, None);
+        let (mut hist, mut uncorrected) = (new_histogram(), new_histogram());
+        let us = Duration::from_micros;
+        let t = plan.start;
+        // (completed at, intended, sent), in µs after the start.
+        let events = [
+            (100, 10, 10),
+            (100, 10, 12),
+            (100, 10, 15),
+            (100, 40, 40),
+            (100, 10, 10),
+            (250, 10, 10),
+            (250, 10, 11),
+            (300, 300, 300),
+            (900, 100, 200),
+            (900, 100, 200),
+        ];
+        for (now, intended, sent) in events {
+            state.record(t + us(now), t + us(intended), t + us(sent));
+            hist.saturating_record(now - intended);
+            uncorrected.saturating_record(now - sent);
+        }
+        let result = state.take_result();
+        assert_eq!(result.hist, hist);
+        assert_eq!(result.uncorrected, Some(uncorrected));
+        assert_eq!(result.hist.len(), events.len() as u64);
+        assert_eq!(result.last_completion, Some(t + us(900)));
+        // Nothing is held back for the next result.
+        assert!(state.take_result().hist.is_empty());
+    }
+
     #[test]
     fn send_window_at_most_the_interval() {
         // 10 connections at 1,000/s: a slot every 10 ms per connection.

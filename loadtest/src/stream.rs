@@ -45,6 +45,8 @@ pub(crate) struct CoreState {
     /// generator's own lateness for a send that found its connection free.
     pub(crate) send_lag: Option<Histogram<u64>>,
     pub(crate) counters: Counters,
+    /// Latencies recorded but not yet in `hist` (see [`LatencyRun`]).
+    run: Option<LatencyRun>,
     /// Requests this core may still send (request-count mode).
     pub(crate) quota: Option<u64>,
     /// Requests sent and not answered, on all connections of the core.
@@ -76,6 +78,7 @@ impl CoreState {
             core,
             hist: new_histogram(),
             counters: Counters::default(),
+            run: None,
             quota,
             in_flight: 0,
             completed: 0,
@@ -90,9 +93,29 @@ impl CoreState {
             (now.saturating_duration_since(from).as_micros() as u64).min(MAX_LATENCY_US)
         };
         self.last_completion = Some(now);
-        self.hist.saturating_record(us(intended));
+        match &mut self.run {
+            Some(run) if run.now == now && run.intended == intended => run.count += 1,
+            run => {
+                if let Some(done) = run.take() {
+                    self.hist.saturating_record_n(done.us, done.count);
+                }
+                *run = Some(LatencyRun {
+                    now,
+                    intended,
+                    us: us(intended),
+                    count: 1,
+                });
+            }
+        }
         if let Some(h) = &mut self.uncorrected {
             h.saturating_record(us(sent));
+        }
+    }
+
+    /// Moves the latencies held in `run` into `hist`.
+    fn flush_run(&mut self) {
+        if let Some(done) = self.run.take() {
+            self.hist.saturating_record_n(done.us, done.count);
         }
     }
 
@@ -110,6 +133,7 @@ impl CoreState {
 
     /// This core's results, leaving empty ones behind.
     pub(crate) fn take_result(&mut self) -> crate::run::CoreResult {
+        self.flush_run();
         crate::run::CoreResult {
             hist: std::mem::replace(&mut self.hist, new_histogram()),
             uncorrected: self
@@ -140,6 +164,22 @@ impl CoreState {
             self.live.cores[self.core].set_done();
         }
     }
+}
+
+/// Responses with the same latency, counted before they go into the histogram together.
+///
+/// Time is read once per turn, so a closed loop completes many responses in one turn
+/// (one `now`) that were sent in one earlier turn (one intended time): their latencies
+/// are equal. Counting them and recording the count once (`record_n`) gives the same
+/// histogram as recording each, without a time difference and a histogram update per
+/// response.
+#[derive(Clone, Copy, Debug)]
+struct LatencyRun {
+    now: Instant,
+    intended: Instant,
+    /// The latency of every response of the run, in µs.
+    us: u64,
+    count: u64,
 }
 
 /// A connection slot's lasting state, carried across reconnects.
@@ -225,6 +265,8 @@ pub(crate) struct Conn<S: Session> {
     /// (intended, actual) send time of each outstanding request, oldest first.
     in_flight: VecDeque<(Instant, Instant)>,
     sent_on_conn: u64,
+    /// The plan's `reconnect_every` (read per response; the plan does not change).
+    reconnect_every: Option<u64>,
     rate_timer: Option<TimerId>,
     check_timer: Option<TimerId>,
     connected: bool,
@@ -236,7 +278,10 @@ pub(crate) struct Conn<S: Session> {
 
 impl<S: Session> Conn<S> {
     fn new(core: Rc<RefCell<CoreState>>, factory: SessionFactory<S>, slot: Slot) -> Self {
-        let depth = core.borrow().plan.depth;
+        let (depth, reconnect_every) = {
+            let c = core.borrow();
+            (c.plan.depth, c.plan.reconnect_every)
+        };
         let session = factory();
         Self {
             core,
@@ -247,6 +292,7 @@ impl<S: Session> Conn<S> {
             pending: BytesMut::new(),
             in_flight: VecDeque::with_capacity(depth),
             sent_on_conn: 0,
+            reconnect_every,
             rate_timer: None,
             check_timer: None,
             connected: false,
@@ -326,11 +372,15 @@ impl<S: Session> Conn<S> {
         }
     }
 
-    /// Records `progress`'s completed responses; `false` if the peer answered more than
-    /// was asked (then the connection is aborted).
-    fn complete(&mut self, ctx: &mut Context<'_>, progress: Progress) -> bool {
+    /// Counts `bytes_in` received bytes and records `progress`'s completed responses;
+    /// `false` if the peer answered more than was asked (then the connection is aborted).
+    fn complete(&mut self, ctx: &mut Context<'_>, bytes_in: usize, progress: Progress) -> bool {
         let now = ctx.now();
         let mut core = self.core.borrow_mut();
+        let record = core.in_window(now);
+        if record {
+            core.counters.bytes_in += bytes_in as u64;
+        }
         let n = progress.completed as usize;
         if n > self.in_flight.len() {
             drop(core);
@@ -339,8 +389,10 @@ impl<S: Session> Conn<S> {
             });
             return false;
         }
-        let record = core.in_window(now);
-        for (intended, sent) in self.in_flight.drain(..n) {
+        for _ in 0..n {
+            let Some((intended, sent)) = self.in_flight.pop_front() else {
+                break;
+            };
             if record {
                 core.record(now, intended, sent);
             }
@@ -414,16 +466,11 @@ impl<S: Session> Protocol for Conn<S> {
         if self.closing {
             return;
         }
-        {
-            let mut core = self.core.borrow_mut();
-            if core.in_window(ctx.now()) {
-                core.counters.bytes_in += data.len() as u64;
-            }
-        }
         let result = if self.pending.is_empty() {
             self.session.on_bytes(data).inspect(|p| {
-                self.pending
-                    .extend_from_slice(&data[p.consumed.min(data.len())..]);
+                if p.consumed < data.len() {
+                    self.pending.extend_from_slice(&data[p.consumed..]);
+                }
             })
         } else {
             self.pending.extend_from_slice(data);
@@ -433,21 +480,22 @@ impl<S: Session> Protocol for Conn<S> {
         };
         let progress = match result {
             Ok(p) => p,
-            Err(e) => return self.fail(ctx, ErrorKind::BadResponse, || e.to_string()),
+            Err(e) => {
+                self.complete(ctx, data.len(), Progress::default());
+                return self.fail(ctx, ErrorKind::BadResponse, || e.to_string());
+            }
         };
         if self.pending.len() > MAX_PENDING {
+            self.complete(ctx, data.len(), Progress::default());
             return self.fail(ctx, ErrorKind::BadResponse, || {
                 format!("no complete response in {MAX_PENDING} bytes")
             });
         }
-        if !self.complete(ctx, progress) {
+        if !self.complete(ctx, data.len(), progress) {
             return;
         }
         let done_with_conn = progress.close
             || self
-                .core
-                .borrow()
-                .plan
                 .reconnect_every
                 .is_some_and(|n| self.sent_on_conn >= n && self.in_flight.is_empty());
         if done_with_conn {
@@ -469,7 +517,7 @@ impl<S: Session> Protocol for Conn<S> {
         if !self.closing {
             match self.session.on_eof() {
                 Ok(p) => {
-                    self.complete(ctx, p);
+                    self.complete(ctx, 0, p);
                 }
                 Err(e) => {
                     return self.fail(ctx, ErrorKind::UnexpectedClose, || e.to_string());

@@ -86,6 +86,24 @@ struct Cli {
     /// in one window go out together, at its start; `0` sends each at its own slot).
     #[arg(long, default_value = "100us")]
     send_window: String,
+    /// Run the fixed-rate workloads' servers and generators under SCHED_FIFO (`chrt -f 10`;
+    /// needs root), so that no other process (a compile, a kernel worker, this runner)
+    /// delays them while they are runnable. Their generator then sleeps between sends
+    /// instead of busy-polling, and closed-loop workloads run as usual: a task that never
+    /// sleeps is throttled by the RT limit (50 ms of every second).
+    #[arg(long)]
+    fifo: bool,
+    /// Fixed-rate workloads: take their percentages of this rate (req/s) instead of this
+    /// run's slowest keep-alive median, e.g. to repeat another run's rates; then they need
+    /// no `http-keepalive` in the same run.
+    #[arg(long)]
+    rate_base: Option<f64>,
+    /// Keep the server and load CPUs from halting while the runner runs: a SCHED_IDLE busy
+    /// loop on each (any other task preempts it at once). In a VM an idle vCPU halts, and
+    /// waking it is a hypervisor exit: this takes the halts out of the latencies, to see
+    /// what share of a tail they are (they are the VM's, not the server's).
+    #[arg(long)]
+    no_halt: bool,
 }
 
 fn main() -> ExitCode {
@@ -145,6 +163,23 @@ fn git_version(repo: &Path) -> Option<String> {
 
 fn run() -> Result<(), String> {
     let cli = Cli::parse();
+    if let Some(base) = cli.rate_base.filter(|b| !(b.is_finite() && *b >= 1.0)) {
+        return Err(format!(
+            "--rate-base {base}: must be a rate of at least 1 req/s"
+        ));
+    }
+    if cli.fifo {
+        // Refused here rather than as a failed start of every server.
+        let ok = Command::new("chrt")
+            .args(["-f", "10", "true"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            return Err(
+                "--fifo: `chrt -f 10` failed (SCHED_FIFO needs root or CAP_SYS_NICE)".into(),
+            );
+        }
+    }
     let mut suite = Suite::named(&cli.suite)
         .ok_or_else(|| format!("unknown suite {:?} (smoke, quick, full)", cli.suite))?;
     if let Some(r) = cli.rounds {
@@ -292,10 +327,28 @@ fn run() -> Result<(), String> {
             somaxconn.map_or_else(|| "?".into(), |v| v.to_string())
         ),
     );
+    let busy_poll = if cli.fifo { "0" } else { "200us" };
     set(
         "fixed-rate generator (ringwork-load)",
-        format!("--busy-poll 200us --send-window {}", cli.send_window),
+        format!("--busy-poll {busy_poll} --send-window {}", cli.send_window),
     );
+    set(
+        "scheduling",
+        if cli.fifo {
+            "fixed-rate servers and generators under SCHED_FIFO (chrt -f 10, --fifo)".into()
+        } else {
+            "normal (SCHED_OTHER)".into()
+        },
+    );
+    if let Some(base) = cli.rate_base {
+        set("fixed rates of", format!("{base} req/s (--rate-base)"));
+    }
+    if cli.no_halt {
+        set(
+            "idle CPUs",
+            "kept from halting by a SCHED_IDLE busy loop each (--no-halt)".into(),
+        );
+    }
     set("manifest", manifest_path.display().to_string());
     set("binaries", bin_dir.display().to_string());
 
@@ -415,7 +468,10 @@ fn run() -> Result<(), String> {
             threads: load_n,
             clk_tck: procfs::clk_tck(),
             send_window: cli.send_window.clone(),
+            busy_poll: busy_poll.into(),
+            fifo: cli.fifo,
         },
+        rate_base: cli.rate_base,
         logs,
         nofile_soft: nofile.map(|n| n.0),
         ephemeral_ports,
@@ -424,14 +480,49 @@ fn run() -> Result<(), String> {
     let started = Instant::now();
     let mut ports = Ports::new(cli.port_base);
     let mut md = String::new();
+    let mut spinners = Vec::new();
+    if cli.no_halt {
+        let mut cpus = parse_cpu_list(&cfg.server_cpus)?;
+        cpus.extend(parse_cpu_list(&cfg.load.cpus)?);
+        cpus.sort_unstable();
+        cpus.dedup();
+        for cpu in cpus {
+            spinners.push(spin(cpu)?);
+        }
+    }
+    let mut outcome = Ok(());
     for w in &workloads {
         run_workload(&cfg, w, &mut ports, &mut results);
         results.elapsed_s = started.elapsed().as_secs_f64();
-        md = write_outputs(&out, &results)?;
+        match write_outputs(&out, &results) {
+            Ok(text) => md = text,
+            Err(e) => {
+                outcome = Err(e);
+                break;
+            }
+        }
     }
+    for mut s in spinners {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
+    outcome?;
     println!("{md}");
     eprintln!("compare: results in {}", out.display());
     Ok(())
+}
+
+/// A SCHED_IDLE busy loop pinned to `cpu` (`--no-halt`) that also ends by itself once this
+/// process is gone (it checks with `kill -0` on every pass), so an interrupted runner leaves
+/// no spinner behind.
+fn spin(cpu: usize) -> Result<std::process::Child, String> {
+    Command::new("chrt")
+        .args(["-i", "0", "taskset", "-c", &cpu.to_string(), "sh", "-c"])
+        .arg(r#"while kill -0 "$0" 2>/dev/null; do :; done"#)
+        .arg(std::process::id().to_string())
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("--no-halt: cannot start a busy loop on CPU {cpu}: {e}"))
 }
 
 /// Why fewer idle connections than asked can be opened, if so.

@@ -43,6 +43,22 @@ pub struct Run {
     pub cpu_us_per_req: Option<f64>,
     /// Server CPU time / wall time of the window, percent.
     pub server_busy_pct: Option<f64>,
+    /// Fixed-rate runs: p99 of the latency from the *actual* send (what an uncorrected
+    /// tool reports), µs. Next to the corrected p99 it shows how much of it was waiting
+    /// before the send.
+    pub uncorrected_p99_us: Option<f64>,
+    /// Fixed-rate runs: p99.9 from the actual send, µs.
+    pub uncorrected_p999_us: Option<f64>,
+    /// Fixed-rate runs: ringwork-load's `send_lag_us` p99 — how late the generator itself
+    /// sent requests whose connection was free when due (its own share of the tail), µs.
+    pub send_lag_p99_us: Option<f64>,
+    /// Fixed-rate runs: the send lag's p99.9, µs.
+    pub send_lag_p999_us: Option<f64>,
+    /// The generator's CPU (utime + stime) per request over the same window, µs.
+    pub load_cpu_us_per_req: Option<f64>,
+    /// The generator's CPU time / wall time of the window, percent (100 per fully used
+    /// CPU; a busy-polling generator is always near 100).
+    pub load_busy_pct: Option<f64>,
     /// Errors, by kind, non-zero only.
     pub errors: BTreeMap<String, u64>,
     /// Why this run counts as failed, if it does.
@@ -64,6 +80,10 @@ struct Report {
     #[serde(default)]
     error_samples: BTreeMap<String, String>,
     latency_us: Latency,
+    #[serde(default)]
+    uncorrected_latency_us: Option<Latency>,
+    #[serde(default)]
+    send_lag_us: Option<Latency>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,6 +110,11 @@ pub struct LoadEnv {
     pub clk_tck: u64,
     /// Fixed-rate runs: ringwork-load's `--send-window` (`100us`, `0`).
     pub send_window: String,
+    /// Fixed-rate runs: ringwork-load's `--busy-poll` (`200us`; `0`: the generator sleeps).
+    pub busy_poll: String,
+    /// Servers and generators run under SCHED_FIFO (`compare --fifo`, fixed-rate workloads):
+    /// no other process can take their CPUs while they are runnable.
+    pub fifo: bool,
 }
 
 /// Samples the server tree's CPU ticks.
@@ -97,14 +122,22 @@ fn ticks(server_pid: u32) -> u64 {
     procfs::cpu_ticks(&procfs::process_tree(server_pid))
 }
 
-fn fill_cpu(run: &mut Run, ticks: u64, wall: Duration, clk_tck: u64) {
+/// CPU per request (µs) and busy share (percent) of `ticks` over `wall`.
+fn cpu_shares(
+    requests: u64,
+    ticks: u64,
+    wall: Duration,
+    clk_tck: u64,
+) -> (Option<f64>, Option<f64>) {
     let secs = ticks as f64 / clk_tck as f64;
-    if run.requests > 0 {
-        run.cpu_us_per_req = Some(secs * 1e6 / run.requests as f64);
-    }
-    if wall > Duration::ZERO {
-        run.server_busy_pct = Some(100.0 * secs / wall.as_secs_f64());
-    }
+    (
+        (requests > 0).then(|| secs * 1e6 / requests as f64),
+        (wall > Duration::ZERO).then(|| 100.0 * secs / wall.as_secs_f64()),
+    )
+}
+
+fn fill_cpu(run: &mut Run, ticks: u64, wall: Duration, clk_tck: u64) {
+    (run.cpu_us_per_req, run.server_busy_pct) = cpu_shares(run.requests, ticks, wall, clk_tck);
 }
 
 fn ms(d: Duration) -> String {
@@ -140,7 +173,7 @@ pub fn ringwork_load(
     ]);
     let out = File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
     let start = Instant::now();
-    let mut child = pinned(&env.cpus, &cmd)
+    let mut child = pinned(&env.cpus, env.fifo, &cmd)
         .stdin(Stdio::null())
         .stdout(out.try_clone().map_err(|e| e.to_string())?)
         .stderr(out)
@@ -152,10 +185,13 @@ pub fn ringwork_load(
             sleep(Duration::from_millis(5));
         }
     };
+    // The generator's own CPU over the same window: `taskset` exec'ed into it, so the
+    // child's pid is ringwork-load's (its threads are in its /proc stat).
+    let load_pid = child.id();
     wait_until(&mut child, start + warmup);
-    let (c0, t0) = (ticks(server_pid), Instant::now());
+    let (c0, l0, t0) = (ticks(server_pid), ticks(load_pid), Instant::now());
     wait_until(&mut child, start + warmup + duration);
-    let (c1, t1) = (ticks(server_pid), Instant::now());
+    let (c1, l1, t1) = (ticks(server_pid), ticks(load_pid), Instant::now());
     let status = child.wait().map_err(|e| e.to_string())?;
     if !status.success() {
         return Err(format!(
@@ -164,8 +200,20 @@ pub fn ringwork_load(
         ));
     }
     let text = std::fs::read_to_string(json).map_err(|e| format!("{}: {e}", json.display()))?;
-    let report: Report =
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", json.display()))?;
+    let mut run = run_of_report(&text).map_err(|e| format!("{}: {e}", json.display()))?;
+    fill_cpu(&mut run, c1.saturating_sub(c0), t1 - t0, env.clk_tck);
+    // An exited generator's stat is gone (the window ended early): no figure then.
+    if l1 >= l0 && l1 > 0 {
+        (run.load_cpu_us_per_req, run.load_busy_pct) =
+            cpu_shares(run.requests, l1 - l0, t1 - t0, env.clk_tck);
+    }
+    Ok(run)
+}
+
+/// The [`Run`] of a ringwork-load JSON report (without the CPU figures), with its
+/// `problem` (errors, non-2xx, panics, no response).
+fn run_of_report(text: &str) -> Result<Run, String> {
+    let report: Report = serde_json::from_str(text).map_err(|e| e.to_string())?;
     let mut run = Run {
         requests: report.requests,
         rps: report.rps,
@@ -173,10 +221,13 @@ pub fn ringwork_load(
         p99_us: Some(report.latency_us.p99),
         p999_us: Some(report.latency_us.p999),
         target_rate: report.target_rate,
+        uncorrected_p99_us: report.uncorrected_latency_us.as_ref().map(|l| l.p99),
+        uncorrected_p999_us: report.uncorrected_latency_us.as_ref().map(|l| l.p999),
+        send_lag_p99_us: report.send_lag_us.as_ref().map(|l| l.p99),
+        send_lag_p999_us: report.send_lag_us.as_ref().map(|l| l.p999),
         errors: report.errors.into_iter().filter(|(_, n)| *n > 0).collect(),
         ..Run::default()
     };
-    fill_cpu(&mut run, c1.saturating_sub(c0), t1 - t0, env.clk_tck);
     let mut problems = Vec::new();
     if !run.errors.is_empty() {
         let kinds: Vec<String> = run.errors.iter().map(|(k, n)| format!("{k}={n}")).collect();
@@ -294,7 +345,7 @@ pub fn wrk(
         a
     };
     let run = |secs: Duration| -> Result<String, String> {
-        let o = pinned(&env.cpus, &args(secs))
+        let o = pinned(&env.cpus, env.fifo, &args(secs))
             .stdin(Stdio::null())
             .output()
             .map_err(|e| format!("cannot start wrk: {e}"))?;
@@ -410,6 +461,32 @@ Transfer/sec:     10.50MB
         assert_eq!(wrk_us("2.00s"), Some(2e6));
         assert_eq!(wrk_us("1.00m"), Some(6e7));
         assert_eq!(wrk_us("1.0x"), None);
+    }
+
+    #[test]
+    fn fixed_rate_report_gives_the_generators_share() {
+        let text = r#"{"requests": 1000, "rps": 500.0, "target_rate": 500.0,
+            "errors": {"timeout": 0},
+            "latency_us": {"p50": 80, "p99": 4000, "p999": 9000},
+            "uncorrected_latency_us": {"p50": 70, "p99": 300, "p999": 800},
+            "send_lag_us": {"p50": 1, "p99": 3500, "p999": 8000}}"#;
+        let run = run_of_report(text).unwrap();
+        assert_eq!(
+            (run.p99_us, run.uncorrected_p99_us),
+            (Some(4000.0), Some(300.0))
+        );
+        assert_eq!(run.uncorrected_p999_us, Some(800.0));
+        assert_eq!(
+            (run.send_lag_p99_us, run.send_lag_p999_us),
+            (Some(3500.0), Some(8000.0))
+        );
+        assert_eq!(run.problem, None);
+        // A closed-loop report has neither.
+        let closed = r#"{"requests": 10, "rps": 5.0, "errors": {"reset": 1},
+            "latency_us": {"p50": 80, "p99": 90, "p999": 99}}"#;
+        let run = run_of_report(closed).unwrap();
+        assert_eq!((run.uncorrected_p99_us, run.send_lag_p99_us), (None, None));
+        assert!(run.problem.unwrap().contains("reset=1"));
     }
 
     #[test]

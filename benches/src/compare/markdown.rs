@@ -93,10 +93,14 @@ fn throughput_table(out: &mut String, w: &WorkloadResult, tool: &str) {
 fn rate_table(out: &mut String, w: &WorkloadResult) {
     let _ = writeln!(
         out,
-        "| server | target req/s | achieved req/s | p50 | p99 | p99.9 | median server CPU µs/req | \
+        "| server | target req/s | achieved req/s | p50 | p99 | p99.9 | uncorrected p99 | \
+         generator send lag p99 / p99.9 | median server CPU µs/req | generator CPU µs/req | \
          {BASELINE}/peer p99 (<1: {BASELINE} lower) | status |"
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---|");
+    let _ = writeln!(
+        out,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    );
     for row in w.rows.iter().filter(|r| r.tool == RINGWORK_LOAD) {
         // Achieved well below the target: the server (or the generator) could not keep up,
         // and the latencies include that backlog.
@@ -110,14 +114,18 @@ fn rate_table(out: &mut String, w: &WorkloadResult) {
         }
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {} | {} | {} |",
             row.server,
             opt(w.rate, num),
             opt(med(row.rps), num),
             lat(med(row.p50_us)),
             lat(med(row.p99_us)),
             lat(med(row.p999_us)),
+            lat(med(row.uncorrected_p99_us)),
+            lat(med(row.send_lag_p99_us)),
+            lat(med(row.send_lag_p999_us)),
             opt(med(row.cpu_us_per_req), num),
+            opt(med(row.load_cpu_us_per_req), num),
             x(row.ratio_p99),
             state
         );
@@ -253,8 +261,14 @@ pub fn render(r: &Results) -> String {
             Load::HttpRate { fraction, .. } => {
                 let _ = writeln!(
                     out,
-                    "Rate: {:.0}% of the slowest server's median keep-alive req/s; latency is \
-                     coordinated-omission corrected (from the intended send time).\n",
+                    "Rate: {:.0}% of the slowest server's median keep-alive req/s (or of \
+                     `--rate-base`); latency is coordinated-omission corrected (from the intended \
+                     send time). Whose tail it is: *uncorrected p99* is timed from the actual \
+                     send, *send lag* is how late the generator sent requests whose connection \
+                     was free; generator CPU µs/req × achieved req/s is the generator's busy \
+                     share (a busy-polling generator is always near 100%): near 90% and above, \
+                     every pause of its CPU leaves a backlog that takes many times the pause to \
+                     drain, and that queueing is in every server's tail.\n",
                     fraction * 100.0
                 );
                 rate_table(&mut out, w);
@@ -301,7 +315,7 @@ mod tests {
         let md = render(&fixtures::results());
         assert!(
             md.contains(
-                "| ringwork | 42500 | 42500 | 75 µs | 300 µs | 600 µs | 9.00 | ×1.00 | ok |"
+                "| ringwork | 42500 | 42500 | 75 µs | 300 µs | 600 µs | 250 µs | 20 µs / 90 µs | 9.00 | 11.5 | ×1.00 | ok |"
             ),
             "{md}"
         );

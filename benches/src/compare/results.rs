@@ -122,6 +122,14 @@ pub struct Row {
     pub p999_us: Option<Summary>,
     /// Server CPU per request, µs.
     pub cpu_us_per_req: Option<Summary>,
+    /// Fixed rate: p99 from the actual send (uncorrected), µs.
+    pub uncorrected_p99_us: Option<Summary>,
+    /// Fixed rate: the generator's own send lag, p99, µs.
+    pub send_lag_p99_us: Option<Summary>,
+    /// Fixed rate: the generator's send lag, p99.9, µs.
+    pub send_lag_p999_us: Option<Summary>,
+    /// The generator's CPU per request, µs.
+    pub load_cpu_us_per_req: Option<Summary>,
     /// Runs attempted.
     pub runs: usize,
     /// Runs without problems.
@@ -210,6 +218,10 @@ impl WorkloadResult {
                     p99_us: col(|r| r.p99_us),
                     p999_us: col(|r| r.p999_us),
                     cpu_us_per_req: col(|r| r.cpu_us_per_req),
+                    uncorrected_p99_us: col(|r| r.uncorrected_p99_us),
+                    send_lag_p99_us: col(|r| r.send_lag_p99_us),
+                    send_lag_p999_us: col(|r| r.send_lag_p999_us),
+                    load_cpu_us_per_req: col(|r| r.load_cpu_us_per_req),
                     runs: runs.len(),
                     ok_runs: ok.len(),
                     failure: runs.iter().find_map(|r| r.reason()),

@@ -41,6 +41,9 @@ pub struct Config {
     pub load: LoadEnv,
     /// Where logs go.
     pub logs: PathBuf,
+    /// Fixed-rate workloads: the peak their fractions apply to, instead of this run's
+    /// slowest keep-alive median.
+    pub rate_base: Option<f64>,
     /// Soft RLIMIT_NOFILE and ephemeral ports, for the idle-connection budget.
     pub nofile_soft: Option<u64>,
     /// Ephemeral ports available.
@@ -71,10 +74,14 @@ fn tools(w: &Workload, cfg: &Config) -> Vec<&'static str> {
     }
 }
 
-/// The rate of a fixed-rate workload: `fraction` × the lowest median ringwork-load req/s of
+/// The rate of a fixed-rate workload: `fraction` × `base` when given (`compare --rate-base`,
+/// to repeat another run's rates), else × the lowest median ringwork-load req/s of
 /// `http-keepalive` among servers with a good run.
 #[must_use]
-pub fn fixed_rate(results: &Results, fraction: f64) -> Option<f64> {
+pub fn fixed_rate(results: &Results, fraction: f64, base: Option<f64>) -> Option<f64> {
+    if let Some(base) = base {
+        return Some((base * fraction).max(1.0).round());
+    }
     let keepalive = results
         .workloads
         .iter()
@@ -86,6 +93,13 @@ pub fn fixed_rate(results: &Results, fraction: f64) -> Option<f64> {
         .filter_map(|r| r.rps.map(|s| s.median))
         .min_by(f64::total_cmp)
         .map(|slowest| (slowest * fraction).max(1.0).round())
+}
+
+/// Whether `w`'s servers and generators run under SCHED_FIFO: with `--fifo`, the fixed-rate
+/// workloads only. A closed-loop run keeps its CPUs fully busy, and a SCHED_FIFO task that
+/// never sleeps is throttled by the RT limit (50 ms of every second).
+fn fifo(cfg: &Config, w: &Workload) -> bool {
+    cfg.load.fifo && matches!(w.load, Load::HttpRate { .. })
 }
 
 /// Runs one workload and appends its result to `results`.
@@ -111,7 +125,7 @@ pub fn run_workload(cfg: &Config, w: &Workload, ports: &mut Ports, results: &mut
         wr.skipped = Some("no server of this kind in the manifest (after --servers)".into());
     }
     if let Load::HttpRate { fraction, .. } = w.load {
-        wr.rate = fixed_rate(results, fraction);
+        wr.rate = fixed_rate(results, fraction, cfg.rate_base);
         if wr.rate.is_none() && wr.skipped.is_none() {
             wr.skipped = Some(
                 "needs a good http-keepalive result from this run (add it to --workloads)".into(),
@@ -165,8 +179,15 @@ pub fn run_workload(cfg: &Config, w: &Workload, ports: &mut Ports, results: &mut
             let tag = format!("{}-{}-r{round}", w.id, spec.name);
             let cmd = spec.command(port, cfg.server_cores, &cfg.paths);
             let log = cfg.logs.join(format!("server-{tag}.log"));
-            let mut server = match Server::start(&cmd, &cfg.server_cpus, port, &cfg.paths.repo, log)
-            {
+            let started = Server::start(
+                &cmd,
+                &cfg.server_cpus,
+                fifo(cfg, w),
+                port,
+                &cfg.paths.repo,
+                log,
+            );
+            let mut server = match started {
                 Ok(s) => s,
                 Err(e) => {
                     fail(&mut wr, format!("start: {e}"));
@@ -206,6 +227,10 @@ fn one_server(
 ) {
     let suite = &cfg.suite;
     let port = server.port;
+    let env = LoadEnv {
+        fifo: fifo(cfg, w),
+        ..cfg.load.clone()
+    };
     let url = format!("http://127.0.0.1:{port}/");
     if let Load::IdleRss { connections } = w.load {
         let (n, note) = idle::budget(connections, cfg.nofile_soft, cfg.ephemeral_ports);
@@ -238,7 +263,7 @@ fn one_server(
             // wrk follows ringwork-load against the same server process, which is warm:
             // no separate warm-up run.
             load::wrk(
-                &cfg.load,
+                &env,
                 &url,
                 connections,
                 pipeline,
@@ -285,9 +310,10 @@ fn one_server(
                     format!("{}", wr.rate.unwrap_or(1.0)),
                     // The generator has its CPUs to itself: spinning for its sends keeps
                     // its wake-ups (~12 µs median, more from a halted vCPU) out of every
-                    // server's latency.
+                    // server's latency. Not under SCHED_FIFO (`--fifo`): a task that never
+                    // sleeps is throttled by the RT limit (50 ms of every second).
                     "--busy-poll".into(),
-                    "200us".into(),
+                    cfg.load.busy_poll.clone(),
                     // One wake-up sends every connection's request due in the window
                     // (up to that early): the generator's CPU per request falls (20.5 ->
                     // 16.4 µs at 44k/s with 100 µs, session 7), so its own queueing is
@@ -300,7 +326,7 @@ fn one_server(
             };
             let json = cfg.logs.join(format!("{tool}-{tag}.json"));
             load::ringwork_load(
-                &cfg.load,
+                &env,
                 &args,
                 suite.warmup,
                 suite.duration,
@@ -352,9 +378,12 @@ mod tests {
     fn fixed_rate_is_half_the_slowest_good_keepalive_median() {
         let r = fixtures::results();
         // ringwork 100k, nginx 85k (its failed round excluded), go missing.
-        assert_eq!(fixed_rate(&r, 0.5), Some(42_500.0));
+        assert_eq!(fixed_rate(&r, 0.5, None), Some(42_500.0));
         let mut none = fixtures::results();
         none.workloads.retain(|w| w.workload.id != "http-keepalive");
-        assert_eq!(fixed_rate(&none, 0.5), None);
+        assert_eq!(fixed_rate(&none, 0.5, None), None);
+        // A given base wins, with or without a keep-alive result.
+        assert_eq!(fixed_rate(&r, 0.8, Some(159_764.0)), Some(127_811.0));
+        assert_eq!(fixed_rate(&none, 0.5, Some(159_764.0)), Some(79_882.0));
     }
 }

@@ -1,8 +1,8 @@
 //! Starting, probing and stopping one server process, pinned with `taskset`.
 //!
 //! Owns: [`Ports`] (a fresh free port for every run), [`Server::start`] (spawn under
-//! `taskset -c CPUS`, output to a log file, wait until the port accepts a TCP connection by
-//! polling), and [`Server::stop`] (SIGTERM, SIGKILL to the whole tree after a deadline,
+//! `taskset -c CPUS`, under `chrt -f 10` too for `compare --fifo`, output to a log file,
+//! wait until the port accepts a TCP connection by polling), and [`Server::stop`] (SIGTERM, SIGKILL to the whole tree after a deadline,
 //! then check that every process is gone and the port is released).
 //! Contract: a started [`Server`] is always stopped, also on error paths ([`Drop`] kills
 //! the tree). Errors are plain text: they end up in the tables as `failed: <reason>`.
@@ -66,9 +66,16 @@ pub struct Server {
     pub log: PathBuf,
 }
 
-/// Runs `taskset -c cpus cmd...`; `None` for `cpus` runs it unpinned.
-pub(crate) fn pinned(cpus: &str, cmd: &[String]) -> Command {
-    let mut c = Command::new("taskset");
+/// Runs `taskset -c cpus cmd...`, under `chrt -f 10` (SCHED_FIFO) when `fifo`: both
+/// exec the command, so the child's pid is the command's.
+pub(crate) fn pinned(cpus: &str, fifo: bool, cmd: &[String]) -> Command {
+    let mut c = if fifo {
+        let mut c = Command::new("chrt");
+        c.args(["-f", "10", "taskset"]);
+        c
+    } else {
+        Command::new("taskset")
+    };
     c.arg("-c").arg(cpus).args(cmd);
     c
 }
@@ -82,7 +89,8 @@ pub fn log_tail(path: &Path, n: usize) -> String {
 }
 
 impl Server {
-    /// Starts `cmd` pinned to `cpus` in `dir` and waits until `port` accepts connections.
+    /// Starts `cmd` pinned to `cpus` (under SCHED_FIFO when `fifo`) in `dir` and waits until
+    /// `port` accepts connections.
     ///
     /// # Errors
     /// The reason, with the end of the server's log, when it cannot be spawned, exits, or
@@ -90,13 +98,14 @@ impl Server {
     pub fn start(
         cmd: &[String],
         cpus: &str,
+        fifo: bool,
         port: u16,
         dir: &Path,
         log: PathBuf,
     ) -> Result<Self, String> {
         let out = File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
         let err = out.try_clone().map_err(|e| e.to_string())?;
-        let child = pinned(cpus, cmd)
+        let child = pinned(cpus, fifo, cmd)
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(out)
@@ -219,4 +228,31 @@ fn signal(name: &str, pids: &[u32]) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(c: &Command) -> Vec<String> {
+        std::iter::once(c.get_program())
+            .chain(c.get_args())
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn pinned_and_under_sched_fifo() {
+        let cmd = ["srv".to_string(), "--port".into(), "1".into()];
+        assert_eq!(
+            argv(&pinned("0", false, &cmd)),
+            ["taskset", "-c", "0", "srv", "--port", "1"]
+        );
+        assert_eq!(
+            argv(&pinned("1", true, &cmd)),
+            [
+                "chrt", "-f", "10", "taskset", "-c", "1", "srv", "--port", "1"
+            ]
+        );
+    }
 }

@@ -70,6 +70,11 @@ struct Task {
 struct Shared {
     /// Tasks woken since the last [`Executor::run_ready`], from any thread.
     ready: Mutex<Vec<TaskRef>>,
+    /// Whether `ready` holds a task: set and cleared with its lock held, read without it,
+    /// so the reactor's checks on every turn take no lock while nothing was woken (issue
+    /// 16: ~30 instructions per keep-alive request). A wake that a read misses wakes the
+    /// reactor itself, as a wake after the check would.
+    any_ready: AtomicBool,
     reactor_waker: Option<ringwork_platform::Waker>,
     /// The reactor's thread: a wake there needs no reactor wake-up.
     owner: ThreadId,
@@ -97,6 +102,7 @@ impl Executor {
             live: 0,
             shared: Arc::new(Shared {
                 ready: Mutex::new(Vec::new()),
+                any_ready: AtomicBool::new(false),
                 reactor_waker,
                 owner: thread::current().id(),
             }),
@@ -150,7 +156,11 @@ impl Executor {
     /// A task woken during this call (by itself or by another task) is polled by the next
     /// call, so that one task cannot starve the reactor.
     pub(crate) fn run_ready(&mut self, budget: usize) -> usize {
-        self.run_queue.extend(self.shared.lock_ready().drain(..));
+        if self.shared.any_ready.load(Ordering::Acquire) {
+            let mut ready = self.shared.lock_ready();
+            self.shared.any_ready.store(false, Ordering::Release);
+            self.run_queue.extend(ready.drain(..));
+        }
         let mut batch = self.run_queue.len();
         let mut polls = 0;
         while polls < budget && batch > 0 {
@@ -167,7 +177,7 @@ impl Executor {
 
     /// Whether some task is ready to be polled (the reactor then must not block in its wait).
     pub(crate) fn has_ready(&self) -> bool {
-        !self.run_queue.is_empty() || !self.shared.lock_ready().is_empty()
+        !self.run_queue.is_empty() || self.shared.any_ready.load(Ordering::Acquire)
     }
 
     /// Live tasks: spawned and neither finished nor panicked.
@@ -285,6 +295,7 @@ impl Wake for TaskWaker {
             let mut ready = self.shared.lock_ready();
             let was_empty = ready.is_empty();
             ready.push(self.task);
+            self.shared.any_ready.store(true, Ordering::Release);
             was_empty
         };
         // A non-empty queue already woke the reactor, or was filled on the reactor's own

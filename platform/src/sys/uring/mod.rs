@@ -47,6 +47,7 @@ mod file;
 mod fixed;
 mod send;
 mod setup;
+mod submit;
 mod wait;
 
 use std::io;
@@ -207,7 +208,9 @@ pub(crate) struct Uring {
     zc_orphans: ZcOrphans,
     /// The ring's fixed file table (empty when off).
     fixed_files: FixedFiles,
-    /// The SQEs made while reconciling a socket (its datagram sends last), pushed after it.
+    /// The SQEs made while reconciling the dirty sockets (kept for their room: an array of
+    /// eight `Option`s per socket cost a 576-byte copy per reconcile, issue 16), pushed
+    /// together after the last one.
     scratch_sqes: Vec<squeue::Entry>,
     /// The datagrams of the next datagram send, while it is gathered (kept for its room).
     scratch_run: Vec<Bytes>,
@@ -384,47 +387,6 @@ impl Uring {
             .is_some_and(|slot| slot.has(OpKind::Accept))
     }
 
-    /// Queues one SQE, submitting early if the queue is full. Never loses it: when the kernel
-    /// refuses submissions (CQ overflowing) it waits in `backlog` until the next turn.
-    fn push(&mut self, core: &mut Core, entry: squeue::Entry) {
-        core.stats.submitted += 1;
-        self.inflight += 1;
-        if self.backlog.is_empty() && self.try_push(core, &entry) {
-            return;
-        }
-        self.backlog.push_back(entry);
-    }
-
-    /// Moves backlogged SQEs into the SQ, in order, as far as the kernel takes them.
-    fn flush_backlog(&mut self, core: &mut Core) {
-        while let Some(entry) = self.backlog.pop_front() {
-            if !self.try_push(core, &entry) {
-                self.backlog.push_front(entry);
-                return;
-            }
-        }
-    }
-
-    /// Puts `entry` in the SQ, submitting to make room if needed; `false` if the kernel
-    /// refuses to take more now.
-    fn try_push(&mut self, core: &mut Core, entry: &squeue::Entry) -> bool {
-        loop {
-            // SAFETY: every entry built in this module points only at memory that stays
-            // alive until its CQE (see the module's safety model).
-            if unsafe { self.ring.submission().push(entry) }.is_ok() {
-                return true;
-            }
-            core.stats.enters += 1;
-            match self.ring.submit() {
-                Ok(_) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
-                // EBUSY/EAGAIN: the CQ is full; anything else: the ring itself is broken,
-                // which the enter of this turn reports.
-                Err(_) => return false,
-            }
-        }
-    }
-
     pub(crate) fn turn(
         &mut self,
         core: &mut Core,
@@ -471,9 +433,14 @@ impl Uring {
         self.reconcile_timers(core);
         let mut dirty = mem::take(&mut self.scratch_dirty);
         core.take_dirty(&mut dirty);
+        let mut sqes = mem::take(&mut self.scratch_sqes);
         for &slot in &dirty {
-            self.reconcile_socket(core, slot, out);
+            self.reconcile_socket(core, slot, &mut sqes, out);
         }
+        // Every socket's SQEs in one batch, in order (issue 16: one SQ view per reconcile,
+        // not one per SQE).
+        self.push_batch(core, &mut sqes);
+        self.scratch_sqes = sqes;
         dirty.clear();
         self.scratch_dirty = dirty;
     }
@@ -533,7 +500,15 @@ impl Uring {
         self.scratch_timers = timers;
     }
 
-    fn reconcile_socket(&mut self, core: &mut Core, slot_index: u32, out: &mut Vec<Completion>) {
+    /// Turns what the caller asked of socket `slot_index` into SQEs, appended to `sqes`
+    /// (pushed by the caller once every dirty socket is done).
+    fn reconcile_socket(
+        &mut self,
+        core: &mut Core,
+        slot_index: u32,
+        sqes: &mut Vec<squeue::Entry>,
+        out: &mut Vec<Completion>,
+    ) {
         // System calls made here for a queue holding file ranges, and whether its budget
         // ran out (it goes on next turn).
         let (mut pumped, mut again) = (0u64, false);
@@ -565,9 +540,6 @@ impl Uring {
         // Receives, sends, connects and shutdowns name the socket by its fixed table entry.
         let target = slot.fixed().map_or(SockFd::Raw(slot.raw), SockFd::Fixed);
         let op = |kind| OpId::socket(id, kind).encode();
-        // This socket's SQEs, pushed once its borrows end (kept for their room: an array of
-        // eight `Option`s here cost a 576-byte copy per reconcile, issue 16).
-        let mut sqes = mem::take(&mut self.scratch_sqes);
         let mut zc_sends = 0;
 
         if state.closing {
@@ -883,10 +855,6 @@ impl Uring {
             core.mark_dirty(id);
         }
         core.stats.gso_sends += gso_sends;
-        for entry in sqes.drain(..) {
-            self.push(core, entry);
-        }
-        self.scratch_sqes = sqes;
     }
 
     /// Reaps every available CQE into completions, flushing a CQ overflow if one happened.
@@ -1098,6 +1066,8 @@ impl Uring {
             |errno: i32| OpError::new(op.kind, Some(id), io::Error::from_raw_os_error(errno));
         // A splice to pump once this completion's borrows end.
         let mut pump = None;
+        // The operation left nothing for a reconcile to do (see the `Send` arm).
+        let mut settled = false;
         match op.kind {
             // Readiness for a splice (an error, ECANCELED aside, is found by the splice call).
             OpKind::SplicePollIn if result != -libc::ECANCELED => pump = Some(id),
@@ -1185,6 +1155,13 @@ impl Uring {
                         state.send.advance_into(bytes, held);
                     } else {
                         state.send.advance(bytes);
+                        // The queue is empty and nothing waited for the send to end (a
+                        // shutdown, a splice's bytes): a reconcile would find nothing to
+                        // submit, as the receive side does not depend on sends (issue 16:
+                        // one reconcile per keep-alive answer saved).
+                        settled = state.send.is_empty()
+                            && state.shutdown != Shutdown::Wanted
+                            && !state.splice_backlog;
                     }
                     out.push(Completion::Sent {
                         socket: id,
@@ -1268,7 +1245,7 @@ impl Uring {
             }
             _ => {}
         }
-        if op_done {
+        if op_done && !settled {
             // Re-evaluate the socket next turn: re-arm, send more, shut down...
             core.mark_dirty(id);
         }
